@@ -1,0 +1,112 @@
+// Package gateway wires a popgate node together: the WireGuard device, the packet path, the
+// userspace exit, and the reconcile of desired state from the store into the device.
+package gateway
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/popgate/popgate/netstack"
+)
+
+// Exit modes.
+const (
+	ExitAuto      = "auto"
+	ExitUserspace = "userspace"
+	ExitKernel    = "kernel"
+)
+
+// Config configures a node. The zero value of each field selects the documented default;
+// call Validate (New does) before use.
+type Config struct {
+	// DataDir holds the database, the key file and the control socket. Required.
+	DataDir string
+	// Interface names the WireGuard device (UAPI socket /var/run/wireguard/<Interface>.sock).
+	// Default "popgate0".
+	Interface string
+	// ListenPort is the UDP port of the access device. Default 51820.
+	ListenPort int
+	// PublicEndpoint is the host:port written into client configs. Default: the first
+	// non-loopback address of the host and ListenPort.
+	PublicEndpoint string
+	// MTU of the tunnel, written into client configs. Default 1420.
+	MTU int
+	// ExitMode is auto, userspace or kernel. Default auto.
+	ExitMode string
+	// Region is the name of the region this node serves. Default "local".
+	Region string
+	// NodeName names this node. Default: the host name.
+	NodeName string
+	// DNSUpstreams are the resolvers the in-tunnel DNS service forwards to. Empty: the
+	// nameservers of /etc/resolv.conf; when there are none, configs carry no DNS line.
+	DNSUpstreams []netip.AddrPort
+	// Version is reported by status.
+	Version string
+
+	// exitDialer replaces the userspace exit's host dialer in tests.
+	exitDialer netstack.Dialer
+}
+
+var ifaceRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,15}$`)
+
+// Validate fills defaults and rejects bad values with a message naming the field and the fix.
+func (c *Config) Validate() error {
+	if c.DataDir == "" {
+		return errors.New("data dir is empty: set --data-dir (or POPGATE_DATA_DIR) to a writable directory")
+	}
+	if c.Interface == "" {
+		c.Interface = "popgate0"
+	}
+	if !ifaceRE.MatchString(c.Interface) {
+		return fmt.Errorf("interface %q is not a valid interface name: use 1-15 letters, digits, '_', '.' or '-'", c.Interface)
+	}
+	if c.ListenPort == 0 {
+		c.ListenPort = 51820
+	}
+	if c.ListenPort < 1 || c.ListenPort > 65535 {
+		return fmt.Errorf("listen port %d is out of range: use 1-65535", c.ListenPort)
+	}
+	if c.MTU == 0 {
+		c.MTU = 1420
+	}
+	if c.MTU < 1280 || c.MTU > 9000 {
+		return fmt.Errorf("mtu %d is out of range: use 1280-9000 (1420 suits most links)", c.MTU)
+	}
+	switch c.ExitMode {
+	case "":
+		c.ExitMode = ExitAuto
+	case ExitAuto, ExitUserspace, ExitKernel:
+	default:
+		return fmt.Errorf("exit mode %q is unknown: use auto, userspace or kernel", c.ExitMode)
+	}
+	if c.Region == "" {
+		c.Region = "local"
+	}
+	if c.PublicEndpoint != "" {
+		if err := validateEndpoint(c.PublicEndpoint); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// validateEndpoint checks a host:port written into client configs.
+func validateEndpoint(ep string) error {
+	host, port, err := net.SplitHostPort(ep)
+	if err != nil || host == "" {
+		return fmt.Errorf("public endpoint %q is not host:port: use e.g. vpn.example.com:51820 or 203.0.113.7:51820 ([v6]:port for IPv6)", ep)
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p < 1 || p > 65535 {
+		return fmt.Errorf("public endpoint %q has a bad port: use 1-65535", ep)
+	}
+	if strings.ContainsAny(host, " /\\,=\"'") {
+		return fmt.Errorf("public endpoint %q has a bad host: use a DNS name or an IP address", ep)
+	}
+	return nil
+}

@@ -1,0 +1,292 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.zx2c4.com/wireguard/conn"
+	"golang.zx2c4.com/wireguard/device"
+
+	"github.com/popgate/popgate/netstack"
+	"github.com/popgate/popgate/store"
+)
+
+// ErrAlreadyRunning means another serve holds the data dir.
+var ErrAlreadyRunning = errors.New("another popgate serve is running")
+
+// Node is one running popgate: in this version every role (controller, pop, exit) in one process.
+type Node struct {
+	cfg       Config
+	log       *slog.Logger
+	store     *store.Store
+	ov        overlay
+	key       store.Key // the node's private key
+	startedAt time.Time
+	lock      *os.File
+
+	snap atomic.Pointer[snapshot]
+	tun  *tunDevice
+	dev  *device.Device
+	exit *netstack.Exit
+
+	uapi     net.Listener
+	uapiPath string
+
+	// mu serialises reconciles and guards inDevice.
+	mu       sync.Mutex
+	inDevice map[store.Key]peerEntry
+
+	ctrl      *Controller
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+}
+
+// New opens the data dir and the store. It takes an exclusive lock on the data dir, so a second
+// node on the same dir fails with ErrAlreadyRunning. Start brings the device up.
+func New(cfg Config, log *slog.Logger) (*Node, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data dir %s: %w: choose a writable --data-dir", cfg.DataDir, err)
+	}
+	lock, err := lockDataDir(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{cfg: cfg, log: log, lock: lock, inDevice: make(map[store.Key]peerEntry)}
+	ctx := context.Background()
+	n.store, err = store.Open(ctx, store.Options{Path: filepath.Join(cfg.DataDir, "popgate.db")})
+	if err != nil {
+		lock.Close()
+		return nil, err
+	}
+	if n.key, err = n.store.NodePrivateKey(ctx); err != nil {
+		n.store.Close()
+		lock.Close()
+		return nil, err
+	}
+	n.ov.v4, n.ov.v6 = n.store.OverlayPrefixes()
+	n.ov.gw4, n.ov.gw6 = n.store.GatewayAddrs()
+	if n.cfg.NodeName == "" {
+		n.cfg.NodeName, _ = os.Hostname()
+	}
+	if n.cfg.PublicEndpoint == "" {
+		n.cfg.PublicEndpoint = net.JoinHostPort(defaultHost(), strconv.Itoa(cfg.ListenPort))
+		log.Warn("no public endpoint set: client configs will use a guess; set --public-endpoint to the host:port clients reach", "endpoint", n.cfg.PublicEndpoint)
+	}
+	if len(n.cfg.DNSUpstreams) == 0 {
+		n.cfg.DNSUpstreams = resolvConfNameservers("/etc/resolv.conf")
+	}
+	n.ctrl = &Controller{node: n, store: n.store}
+	return n, nil
+}
+
+// lockDataDir takes an exclusive, non-blocking lock on <dir>/popgate.lock and writes our pid.
+func lockDataDir(dir string) (*os.File, error) {
+	path := filepath.Join(dir, "popgate.lock")
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("data dir %s: %w: choose a writable --data-dir", dir, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		pid, _ := os.ReadFile(path)
+		f.Close()
+		return nil, fmt.Errorf("%w with data dir %s (pid %s): stop it first, or give this one another --data-dir", ErrAlreadyRunning, dir, strings.TrimSpace(string(pid)))
+	}
+	f.Truncate(0)
+	fmt.Fprintf(f, "%d\n", os.Getpid())
+	return f, nil
+}
+
+// Start creates the userspace exit and the WireGuard device, loads every enabled peer and starts
+// listening. On error the node must still be closed.
+func (n *Node) Start(ctx context.Context) error {
+	n.startedAt = time.Now()
+	n.snap.Store(newSnapshot(nil, n.ov))
+	n.tun = newTunDevice(n.cfg.Interface, n.cfg.MTU, &n.snap)
+
+	mode := n.cfg.ExitMode
+	if mode == ExitKernel {
+		return errors.New("exit mode kernel is not available in this version: use --exit-mode userspace (or auto)")
+	}
+	n.cfg.ExitMode = ExitUserspace
+	_ = mode
+
+	ecfg := netstack.Config{
+		MTU:          n.cfg.MTU,
+		LocalAddrs:   []netip.Addr{n.ov.gw4, n.ov.gw6},
+		DNSUpstreams: n.cfg.DNSUpstreams,
+		Output:       n.tun.enqueue,
+	}
+	if n.cfg.exitDialer != nil {
+		ecfg.Dialer = n.cfg.exitDialer
+	}
+	exit, err := netstack.New(ecfg, n.log.With("component", "exit"))
+	if err != nil {
+		return fmt.Errorf("userspace exit: %w", err)
+	}
+	n.exit = exit
+	n.tun.exit = exit
+
+	wglog := n.log.With("component", "wireguard")
+	n.dev = device.NewDevice(n.tun, conn.NewDefaultBind(), &device.Logger{
+		Verbosef: func(format string, args ...any) {
+			if wglog.Enabled(ctx, slog.LevelDebug) {
+				wglog.Debug(fmt.Sprintf(format, args...))
+			}
+		},
+		Errorf: func(format string, args ...any) { wglog.Error(fmt.Sprintf(format, args...)) },
+	})
+	if err := n.dev.IpcSet(fmt.Sprintf("private_key=%x\nlisten_port=%d\n", n.key[:], n.cfg.ListenPort)); err != nil {
+		return fmt.Errorf("configure device: %w", err)
+	}
+	if err := n.dev.Up(); err != nil {
+		return fmt.Errorf("listen on UDP port %d: %w: is another WireGuard server using it? choose another --listen-port", n.cfg.ListenPort, err)
+	}
+	if err := n.Reconcile(ctx); err != nil {
+		return err
+	}
+	n.serveUAPI()
+	n.log.Info("popgate is serving",
+		"interface", n.cfg.Interface, "listen_port", n.cfg.ListenPort,
+		"public_endpoint", n.cfg.PublicEndpoint, "public_key", n.key.PublicKey().String(),
+		"exit_mode", n.cfg.ExitMode, "overlay", n.ov.v4.String()+","+n.ov.v6.String())
+	return nil
+}
+
+// Controller returns the operations admins use (CLI, API, web UI).
+func (n *Node) Controller() *Controller { return n.ctrl }
+
+// Config returns the node's effective configuration (defaults filled in).
+func (n *Node) Config() Config { return n.cfg }
+
+// Close stops the node: UAPI listener, WireGuard device (and with it the packet path), the exit,
+// the store, then the data dir lock. Idempotent.
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() {
+		if n.uapi != nil {
+			n.uapi.Close()
+		}
+		if n.dev != nil {
+			n.dev.Close()
+		} else if n.tun != nil {
+			n.tun.Close()
+		}
+		if n.exit != nil {
+			n.exit.Close()
+		}
+		n.wg.Wait()
+		if n.store != nil {
+			n.store.Close()
+		}
+		if n.lock != nil {
+			n.lock.Close()
+		}
+	})
+	return nil
+}
+
+// Reconcile brings the device in line with the enabled peers in the store. Peers that did not
+// change are not touched, so their sessions continue.
+func (n *Node) Reconcile(ctx context.Context) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	peers, err := n.store.ListPeers(ctx, "")
+	if err != nil {
+		return fmt.Errorf("reconcile: %w", err)
+	}
+	snap := newSnapshot(peers, n.ov)
+	var b strings.Builder
+	var removed []store.Key
+	for k := range n.inDevice {
+		if _, ok := snap.byKey[k]; !ok {
+			fmt.Fprintf(&b, "public_key=%x\nremove=true\n", k[:])
+			removed = append(removed, k)
+		}
+	}
+	var added []*peerEntry
+	for k, e := range snap.byKey {
+		if old, ok := n.inDevice[k]; ok && old.ipv4 == e.ipv4 && old.ipv6 == e.ipv6 {
+			continue
+		}
+		fmt.Fprintf(&b, "public_key=%x\nreplace_allowed_ips=true\nallowed_ip=%s\nallowed_ip=%s\n",
+			k[:], netip.PrefixFrom(e.ipv4, 32), netip.PrefixFrom(e.ipv6, 128))
+		added = append(added, e)
+	}
+	// Publish first: packets of new peers are accepted as soon as the device knows them, and
+	// removed peers' packets are refused at once.
+	n.snap.Store(snap)
+	if b.Len() > 0 {
+		if err := n.dev.IpcSet(b.String()); err != nil {
+			return fmt.Errorf("reconcile: configure device: %w", err)
+		}
+	}
+	for _, k := range removed {
+		delete(n.inDevice, k)
+	}
+	for _, e := range added {
+		n.inDevice[e.publicKey] = *e
+	}
+	if len(added)+len(removed) > 0 {
+		n.log.Debug("reconciled peers", "added", len(added), "removed", len(removed), "active", len(n.inDevice))
+	}
+	return nil
+}
+
+// defaultHost guesses the address clients reach: the first global unicast address of the host.
+func defaultHost() string {
+	addrs, err := net.InterfaceAddrs()
+	if err == nil {
+		var v6 string
+		for _, a := range addrs {
+			p, err := netip.ParsePrefix(a.String())
+			if err != nil || !p.Addr().IsGlobalUnicast() {
+				continue
+			}
+			if p.Addr().Is4() {
+				return p.Addr().String()
+			}
+			if v6 == "" {
+				v6 = p.Addr().String()
+			}
+		}
+		if v6 != "" {
+			return v6
+		}
+	}
+	return "127.0.0.1"
+}
+
+// resolvConfNameservers reads the nameservers of a resolv.conf file, port 53.
+func resolvConfNameservers(path string) []netip.AddrPort {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil
+	}
+	var out []netip.AddrPort
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 || f[0] != "nameserver" {
+			continue
+		}
+		a, err := netip.ParseAddr(f[1])
+		if err != nil || a.Zone() != "" {
+			continue
+		}
+		out = append(out, netip.AddrPortFrom(a, 53))
+	}
+	return out
+}

@@ -1,0 +1,289 @@
+package gateway
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.zx2c4.com/wireguard/conn"
+	"golang.zx2c4.com/wireguard/device"
+	wgnetstack "golang.zx2c4.com/wireguard/tun/netstack"
+
+	"github.com/popgate/popgate/store"
+)
+
+// mapDialer sends the exit's flows for public-looking test addresses to loopback servers: the
+// exit itself refuses loopback destinations from clients.
+type mapDialer map[string]string
+
+func (m mapDialer) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
+	to, ok := m[address]
+	if !ok {
+		return nil, fmt.Errorf("test dialer: no mapping for %s %s", network, address)
+	}
+	var d net.Dialer
+	return d.DialContext(ctx, network, to)
+}
+
+func freeUDPPort(t *testing.T) int {
+	t.Helper()
+	c, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).Port
+}
+
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// wgClient is an in-process stock wireguard-go client on a userspace (gVisor) TUN.
+type wgClient struct {
+	dev  *device.Device
+	tnet *wgnetstack.Net
+}
+
+// startClient configures a wireguard-go client from the wg-quick text popgate printed.
+func startClient(t *testing.T, config string) *wgClient {
+	t.Helper()
+	kv := map[string][]string{}
+	sc := bufio.NewScanner(strings.NewReader(config))
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		k, v, ok := strings.Cut(line, "=")
+		if !ok || strings.HasPrefix(line, "#") {
+			continue
+		}
+		kv[strings.TrimSpace(k)] = append(kv[strings.TrimSpace(k)], strings.TrimSpace(v))
+	}
+	var addrs []netip.Addr
+	for _, a := range strings.Split(kv["Address"][0], ",") {
+		addrs = append(addrs, netip.MustParsePrefix(strings.TrimSpace(a)).Addr())
+	}
+	priv, err := store.ParseKey(kv["PrivateKey"][0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := store.ParseKey(kv["PublicKey"][0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	tun, tnet, err := wgnetstack.CreateNetTUN(addrs, nil, 1420)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev := device.NewDevice(tun, conn.NewDefaultBind(), device.NewLogger(device.LogLevelError, "client: "))
+	uapi := fmt.Sprintf("private_key=%x\npublic_key=%x\nendpoint=%s\npersistent_keepalive_interval=25\nallowed_ip=0.0.0.0/0\nallowed_ip=::/0\n",
+		priv[:], pub[:], kv["Endpoint"][0])
+	if err := dev.IpcSet(uapi); err != nil {
+		t.Fatal(err)
+	}
+	if err := dev.Up(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(dev.Close)
+	return &wgClient{dev: dev, tnet: tnet}
+}
+
+// get downloads url through the tunnel and returns the body's SHA-256.
+func (c *wgClient) get(ctx context.Context, url string) ([32]byte, error) {
+	hc := &http.Client{Transport: &http.Transport{DialContext: c.tnet.DialContext, DisableKeepAlives: true}}
+	req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
+	resp, err := hc.Do(req)
+	if err != nil {
+		return [32]byte{}, err
+	}
+	defer resp.Body.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, resp.Body); err != nil {
+		return [32]byte{}, err
+	}
+	return [32]byte(h.Sum(nil)), nil
+}
+
+// udpEcho sends one datagram through the tunnel and waits for the echo.
+func (c *wgClient) udpEcho(ctx context.Context, addr string) error {
+	ap := netip.MustParseAddrPort(addr)
+	uc, err := c.tnet.DialUDPAddrPort(netip.AddrPort{}, ap)
+	if err != nil {
+		return err
+	}
+	defer uc.Close()
+	deadline, _ := ctx.Deadline()
+	uc.SetDeadline(deadline)
+	msg := []byte("popgate udp " + addr)
+	if _, err := uc.Write(msg); err != nil {
+		return err
+	}
+	buf := make([]byte, 100)
+	n, err := uc.Read(buf)
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(buf[:n], msg) {
+		return fmt.Errorf("echo %q, want %q", buf[:n], msg)
+	}
+	return nil
+}
+
+// eventually polls f until it returns nil or the deadline passes.
+func eventually(t *testing.T, what string, d time.Duration, f func(ctx context.Context) error) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	var err error
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		err = f(ctx)
+		cancel()
+		if err == nil {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("%s: still failing after %v: %v", what, d, err)
+}
+
+// TestNodeServesStockClient runs a node and an in-process wireguard-go client configured only
+// from the printed config, over loopback UDP, without root.
+func TestNodeServesStockClient(t *testing.T) {
+	payload := make([]byte, 4<<20)
+	rand.Read(payload)
+	want := sha256.Sum256(payload)
+	hl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(payload) })}
+	go hs.Serve(hl)
+	t.Cleanup(func() { hs.Close() })
+	ul, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ul.Close() })
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			n, from, err := ul.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			ul.WriteTo(buf[:n], from)
+		}
+	}()
+
+	port := freeUDPPort(t)
+	cfg := Config{
+		DataDir:        t.TempDir(),
+		Interface:      fmt.Sprintf("pgu%d", os.Getpid()%100000),
+		ListenPort:     port,
+		PublicEndpoint: fmt.Sprintf("127.0.0.1:%d", port),
+		DNSUpstreams:   []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:9")},
+		exitDialer: mapDialer{
+			"198.51.100.2:80":    hl.Addr().String(),
+			"[2001:db8:1::2]:80": hl.Addr().String(),
+			"198.51.100.2:7":     ul.LocalAddr().String(),
+			"[2001:db8:1::2]:7":  ul.LocalAddr().String(),
+			"198.51.100.2:22":    "127.0.0.1:1", // refused
+		},
+	}
+	log := testLogger(t)
+	node, err := New(cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { node.Close() })
+	ctx := context.Background()
+	if err := node.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(cfg, log); !errors.Is(err, ErrAlreadyRunning) {
+		t.Fatalf("second node on the same data dir: err = %v, want ErrAlreadyRunning", err)
+	}
+
+	ctrl := node.Controller()
+	if _, err := ctrl.AddTenant(ctx, "acme"); err != nil {
+		t.Fatal(err)
+	}
+	_, config, err := ctrl.AddPeer(ctx, "acme", "laptop", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := startClient(t, config)
+
+	for _, url := range []string{"http://198.51.100.2/file", "http://[2001:db8:1::2]/file"} {
+		eventually(t, "download "+url, 20*time.Second, func(ctx context.Context) error {
+			got, err := client.get(ctx, url)
+			if err == nil && got != want {
+				return fmt.Errorf("checksum %x, want %x", got, want)
+			}
+			return err
+		})
+	}
+	for _, addr := range []string{"198.51.100.2:7", "[2001:db8:1::2]:7"} {
+		eventually(t, "udp echo "+addr, 10*time.Second, func(ctx context.Context) error { return client.udpEcho(ctx, addr) })
+	}
+
+	peers, err := ctrl.ListPeers(ctx, "acme")
+	if err != nil || len(peers) != 1 {
+		t.Fatalf("ListPeers = %v, %v", peers, err)
+	}
+	if p := peers[0]; !p.Online || p.RxBytes == 0 || p.TxBytes < 4<<20 || p.LastHandshake.IsZero() {
+		t.Errorf("peer state after traffic: online=%v rx=%d tx=%d handshake=%v", p.Online, p.RxBytes, p.TxBytes, p.LastHandshake)
+	}
+	st, err := ctrl.Status(ctx)
+	if err != nil || st.PeersOnline != 1 || st.PeersTotal != 1 {
+		t.Errorf("Status = %+v, %v", st, err)
+	}
+
+	// Disabling cuts the peer off at once; enabling brings it back without a new config.
+	if _, err := ctrl.SetPeerEnabled(ctx, "acme", "laptop", false); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "disabled peer loses access", 10*time.Second, func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		if client.udpEcho(ctx, "198.51.100.2:7") == nil {
+			return errors.New("disabled peer still reaches the exit")
+		}
+		return nil
+	})
+	if _, err := ctrl.SetPeerEnabled(ctx, "acme", "laptop", true); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "re-enabled peer", 30*time.Second, func(ctx context.Context) error { return client.udpEcho(ctx, "198.51.100.2:7") })
+
+	if err := ctrl.RemovePeer(ctx, "acme", "laptop"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "removed peer loses access", 10*time.Second, func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		if client.udpEcho(ctx, "198.51.100.2:7") == nil {
+			return errors.New("removed peer still reaches the exit")
+		}
+		return nil
+	})
+}

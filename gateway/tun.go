@@ -1,0 +1,200 @@
+package gateway
+
+import (
+	"os"
+	"sync"
+	"sync/atomic"
+
+	"golang.zx2c4.com/wireguard/conn"
+	"golang.zx2c4.com/wireguard/tun"
+)
+
+// dropReason says why the packet path dropped a packet.
+type dropReason uint8
+
+const (
+	dropMalformed     dropReason = iota // not a parseable IPv4/IPv6 packet
+	dropUnknownSource                   // source address belongs to no enabled peer
+	dropCrossTenant                     // destination is a peer of another tenant
+	dropNoRoute                         // destination is an unassigned overlay address
+	dropClosed                          // the device was closing
+	numDropReasons
+)
+
+func (r dropReason) String() string {
+	switch r {
+	case dropMalformed:
+		return "malformed"
+	case dropUnknownSource:
+		return "unknown_source"
+	case dropCrossTenant:
+		return "cross_tenant"
+	case dropNoRoute:
+		return "no_route"
+	case dropClosed:
+		return "closed"
+	}
+	return "unknown"
+}
+
+// exitWriter takes packets that leave the overlay through this node. Write copies what it keeps.
+type exitWriter interface {
+	Write(pkts [][]byte)
+}
+
+// outQueueLen bounds the packets waiting to be encrypted towards peers. Producers block when it
+// is full: back-pressure into gVisor beats dropping and retransmitting.
+const outQueueLen = 4096
+
+// tunDevice is the tun.Device wireguard-go reads from and writes to: the fast path. Packets
+// written by wireguard-go (decrypted, from peers) are looked up in the current snapshot and
+// either hairpinned to another peer of the same tenant or handed to the exit; packets produced by
+// the exit or hairpinned are queued for Read, which wireguard-go encrypts and sends.
+type tunDevice struct {
+	name string
+	mtu  int
+	snap *atomic.Pointer[snapshot]
+	exit exitWriter // set before the device is up; never changes afterwards
+
+	out       chan *outPacket
+	events    chan tun.Event
+	closed    chan struct{}
+	closeOnce sync.Once
+
+	bufs    sync.Pool // *outPacket
+	batches sync.Pool // *[][]byte, scratch for Write
+
+	drops [numDropReasons]atomic.Uint64
+}
+
+type outPacket struct {
+	b []byte
+}
+
+var _ tun.Device = (*tunDevice)(nil)
+
+func newTunDevice(name string, mtu int, snap *atomic.Pointer[snapshot]) *tunDevice {
+	t := &tunDevice{
+		name:   name,
+		mtu:    mtu,
+		snap:   snap,
+		out:    make(chan *outPacket, outQueueLen),
+		events: make(chan tun.Event, 1),
+		closed: make(chan struct{}),
+	}
+	t.events <- tun.EventUp
+	return t
+}
+
+// Write takes decrypted packets from wireguard-go. It is called concurrently, once per peer
+// receive routine; it never fails a batch for one bad packet.
+func (t *tunDevice) Write(bufs [][]byte, offset int) (int, error) {
+	snap := t.snap.Load()
+	bp := t.getBatch()
+	batch := (*bp)[:0]
+	var h header
+	for _, b := range bufs {
+		pkt := b[offset:]
+		if !parseHeader(pkt, &h) {
+			t.drops[dropMalformed].Add(1)
+			continue
+		}
+		src := snap.byAddr[h.src]
+		if src == nil {
+			t.drops[dropUnknownSource].Add(1)
+			continue
+		}
+		// Policy hook: every flow of a known peer is allowed until tenants get policy.
+		if dst := snap.byAddr[h.dst]; dst != nil {
+			if dst.tenantID != src.tenantID {
+				t.drops[dropCrossTenant].Add(1)
+				continue
+			}
+			t.enqueue(pkt)
+			continue
+		}
+		if snap.inOverlay(h.dst) && !snap.isLocal(h.dst) {
+			t.drops[dropNoRoute].Add(1)
+			continue
+		}
+		batch = append(batch, pkt)
+	}
+	if len(batch) > 0 {
+		t.exit.Write(batch)
+	}
+	clear(batch)
+	*bp = batch
+	t.batches.Put(bp)
+	return len(bufs), nil
+}
+
+func (t *tunDevice) getBatch() *[][]byte {
+	if bp, ok := t.batches.Get().(*[][]byte); ok {
+		return bp
+	}
+	b := make([][]byte, 0, conn.IdealBatchSize)
+	return &b
+}
+
+// enqueue copies pkt onto the queue towards peers, blocking while the queue is full.
+func (t *tunDevice) enqueue(pkt []byte) {
+	p, _ := t.bufs.Get().(*outPacket)
+	if p == nil {
+		p = &outPacket{b: make([]byte, 0, max(len(pkt), t.mtu+80))}
+	}
+	p.b = append(p.b[:0], pkt...)
+	select {
+	case t.out <- p:
+	case <-t.closed:
+		t.drops[dropClosed].Add(1)
+	}
+}
+
+// Read hands queued packets to wireguard-go: it blocks for the first and takes whatever else is
+// ready, up to len(bufs).
+func (t *tunDevice) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
+	var p *outPacket
+	select {
+	case p = <-t.out:
+	case <-t.closed:
+		return 0, os.ErrClosed
+	}
+	n := 0
+	for {
+		sizes[n] = copy(bufs[n][offset:], p.b)
+		t.bufs.Put(p)
+		n++
+		if n == len(bufs) {
+			return n, nil
+		}
+		select {
+		case p = <-t.out:
+		default:
+			return n, nil
+		}
+	}
+}
+
+func (t *tunDevice) File() *os.File           { return nil }
+func (t *tunDevice) MTU() (int, error)        { return t.mtu, nil }
+func (t *tunDevice) Name() (string, error)    { return t.name, nil }
+func (t *tunDevice) Events() <-chan tun.Event { return t.events }
+func (t *tunDevice) BatchSize() int           { return conn.IdealBatchSize }
+
+// Close unblocks Read and every producer. Idempotent.
+func (t *tunDevice) Close() error {
+	t.closeOnce.Do(func() {
+		close(t.closed)
+		close(t.events)
+	})
+	return nil
+}
+
+// dropCounts returns the drop counters by reason name.
+func (t *tunDevice) dropCounts() map[string]uint64 {
+	m := make(map[string]uint64, numDropReasons)
+	for r := dropReason(0); r < numDropReasons; r++ {
+		m[r.String()] = t.drops[r].Load()
+	}
+	return m
+}

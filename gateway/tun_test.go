@@ -1,0 +1,219 @@
+package gateway
+
+import (
+	"encoding/binary"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/popgate/popgate/store"
+)
+
+// fakeExit records what the fast path hands to the exit.
+type fakeExit struct {
+	mu   sync.Mutex
+	pkts [][]byte
+}
+
+func (f *fakeExit) Write(pkts [][]byte) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, p := range pkts {
+		f.pkts = append(f.pkts, append([]byte(nil), p...))
+	}
+}
+
+var testOverlay = overlay{
+	v4:  netip.MustParsePrefix("100.64.0.0/10"),
+	v6:  netip.MustParsePrefix("fd00:aaaa:bbbb::/48"),
+	gw4: netip.MustParseAddr("100.64.0.1"),
+	gw6: netip.MustParseAddr("fd00:aaaa:bbbb::1"),
+}
+
+func testPeer(tenantID int64, tenant, name string, n byte, enabled bool) store.Peer {
+	return store.Peer{
+		TenantID: tenantID, TenantName: tenant, Name: name, Enabled: enabled,
+		PublicKey: store.Key{n},
+		IPv4:      netip.AddrFrom4([4]byte{100, 64, 0, n}),
+		IPv6:      netip.AddrFrom16([16]byte{0xfd, 0, 0xaa, 0xaa, 0xbb, 0xbb, 12: 100, 13: 64, 14: 0, 15: n}),
+	}
+}
+
+// ipv4Packet builds a minimal IPv4/UDP packet at offset 16 of a buffer, as wireguard-go hands them.
+func ipv4Packet(src, dst netip.Addr) []byte {
+	b := make([]byte, 16+28)
+	p := b[16:]
+	p[0] = 0x45
+	binary.BigEndian.PutUint16(p[2:], 28)
+	p[8] = 64
+	p[9] = protoUDP
+	s, d := src.As4(), dst.As4()
+	copy(p[12:], s[:])
+	copy(p[16:], d[:])
+	return b
+}
+
+func ipv6Packet(src, dst netip.Addr) []byte {
+	b := make([]byte, 16+48)
+	p := b[16:]
+	p[0] = 0x60
+	binary.BigEndian.PutUint16(p[4:], 8)
+	p[6] = protoUDP
+	p[7] = 64
+	s, d := src.As16(), dst.As16()
+	copy(p[8:], s[:])
+	copy(p[24:], d[:])
+	return b
+}
+
+func newTestTun(t *testing.T, peers []store.Peer) (*tunDevice, *fakeExit) {
+	t.Helper()
+	var snap atomic.Pointer[snapshot]
+	snap.Store(newSnapshot(peers, testOverlay))
+	td := newTunDevice("pgtest", 1420, &snap)
+	fe := &fakeExit{}
+	td.exit = fe
+	t.Cleanup(func() { td.Close() })
+	return td, fe
+}
+
+func TestTunRouting(t *testing.T) {
+	a1 := testPeer(1, "acme", "a1", 2, true)
+	a2 := testPeer(1, "acme", "a2", 3, true)
+	aOff := testPeer(1, "acme", "off", 4, false)
+	b1 := testPeer(2, "bravo", "b1", 5, true)
+	internet4 := netip.MustParseAddr("198.51.100.2")
+	internet6 := netip.MustParseAddr("2001:db8:1::2")
+	tests := []struct {
+		name    string
+		pkt     []byte
+		exit    bool       // handed to the exit
+		hairpin bool       // queued back towards a peer
+		drop    dropReason // when neither
+	}{
+		{"v4 to internet", ipv4Packet(a1.IPv4, internet4), true, false, 0},
+		{"v6 to internet", ipv6Packet(a1.IPv6, internet6), true, false, 0},
+		{"v4 to gateway", ipv4Packet(a1.IPv4, testOverlay.gw4), true, false, 0},
+		{"v6 to gateway", ipv6Packet(a1.IPv6, testOverlay.gw6), true, false, 0},
+		{"same tenant v4", ipv4Packet(a1.IPv4, a2.IPv4), false, true, 0},
+		{"same tenant v6", ipv6Packet(a1.IPv6, a2.IPv6), false, true, 0},
+		{"other tenant v4", ipv4Packet(a1.IPv4, b1.IPv4), false, false, dropCrossTenant},
+		{"other tenant v6", ipv6Packet(b1.IPv6, a2.IPv6), false, false, dropCrossTenant},
+		{"disabled peer as destination", ipv4Packet(a1.IPv4, aOff.IPv4), false, false, dropNoRoute},
+		{"unassigned overlay address", ipv4Packet(a1.IPv4, netip.MustParseAddr("100.64.9.9")), false, false, dropNoRoute},
+		{"disabled peer as source", ipv4Packet(aOff.IPv4, internet4), false, false, dropUnknownSource},
+		{"unknown source", ipv4Packet(netip.MustParseAddr("10.0.0.1"), internet4), false, false, dropUnknownSource},
+		{"truncated", []byte{16: 0x45, 0, 0}, false, false, dropMalformed},
+		{"empty", make([]byte, 16), false, false, dropMalformed},
+		{"version 5", append(make([]byte, 16), 0x50, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), false, false, dropMalformed},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			td, fe := newTestTun(t, []store.Peer{a1, a2, aOff, b1})
+			n, err := td.Write([][]byte{tc.pkt}, 16)
+			if n != 1 || err != nil {
+				t.Fatalf("Write = %d, %v; want 1, nil", n, err)
+			}
+			if got := len(fe.pkts) == 1; got != tc.exit {
+				t.Errorf("to exit = %v, want %v", got, tc.exit)
+			}
+			if got := len(td.out) == 1; got != tc.hairpin {
+				t.Errorf("hairpinned = %v, want %v", got, tc.hairpin)
+			}
+			if !tc.exit && !tc.hairpin && td.drops[tc.drop].Load() != 1 {
+				t.Errorf("drops = %v, want one %v", td.dropCounts(), tc.drop)
+			}
+		})
+	}
+}
+
+func TestTunReadBatches(t *testing.T) {
+	td, _ := newTestTun(t, nil)
+	for i := range 5 {
+		td.enqueue([]byte{0x45, byte(i)})
+	}
+	bufs := make([][]byte, 3)
+	for i := range bufs {
+		bufs[i] = make([]byte, 100)
+	}
+	sizes := make([]int, 3)
+	n, err := td.Read(bufs, sizes, 16)
+	if err != nil || n != 3 {
+		t.Fatalf("Read = %d, %v; want 3, nil", n, err)
+	}
+	for i := range n {
+		if sizes[i] != 2 || bufs[i][17] != byte(i) {
+			t.Errorf("packet %d = %v (size %d)", i, bufs[i][16:18], sizes[i])
+		}
+	}
+	n, _ = td.Read(bufs, sizes, 16)
+	if n != 2 {
+		t.Fatalf("second Read = %d, want 2", n)
+	}
+	td.Close()
+	if _, err := td.Read(bufs, sizes, 16); err == nil {
+		t.Fatal("Read after Close succeeded")
+	}
+	td.enqueue([]byte{0x45}) // must not block after Close
+}
+
+func TestTunWriteAllocs(t *testing.T) {
+	a1 := testPeer(1, "acme", "a1", 2, true)
+	td, _ := newTestTun(t, []store.Peer{a1})
+	td.exit = discardExit{}
+	bufs := make([][]byte, 64)
+	for i := range bufs {
+		if i%2 == 0 {
+			bufs[i] = ipv4Packet(a1.IPv4, netip.MustParseAddr("198.51.100.2"))
+		} else {
+			bufs[i] = ipv6Packet(a1.IPv6, netip.MustParseAddr("2001:db8:1::2"))
+		}
+	}
+	td.Write(bufs, 16) // warm the pool
+	if allocs := testing.AllocsPerRun(100, func() { td.Write(bufs, 16) }); allocs != 0 {
+		t.Errorf("Write allocates %.1f times per batch, want 0", allocs)
+	}
+}
+
+type discardExit struct{}
+
+func (discardExit) Write([][]byte) {}
+
+func BenchmarkTunWrite(b *testing.B) {
+	peers := make([]store.Peer, 250)
+	for i := range peers {
+		peers[i] = testPeer(1, "acme", "p", byte(i+2), true)
+	}
+	var snap atomic.Pointer[snapshot]
+	snap.Store(newSnapshot(peers, testOverlay))
+	td := newTunDevice("pgbench", 1420, &snap)
+	td.exit = discardExit{}
+	bufs := make([][]byte, 128)
+	for i := range bufs {
+		bufs[i] = ipv4Packet(peers[i%len(peers)].IPv4, netip.MustParseAddr("198.51.100.2"))
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		td.Write(bufs, 16)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(bufs)), "ns/packet")
+}
+
+func FuzzParseHeader(f *testing.F) {
+	f.Add(ipv4Packet(netip.MustParseAddr("100.64.0.2"), netip.MustParseAddr("1.2.3.4"))[16:])
+	f.Add(ipv6Packet(netip.MustParseAddr("fd00::2"), netip.MustParseAddr("2001:db8::1"))[16:])
+	f.Add([]byte{0x4f})
+	f.Fuzz(func(t *testing.T, pkt []byte) {
+		var h header
+		if parseHeader(pkt, &h) {
+			if h.src.Is4() != h.dst.Is4() {
+				t.Fatalf("mixed address families: %v %v", h.src, h.dst)
+			}
+			if h.src.Is4() && len(pkt) < 20 || h.src.Is6() && len(pkt) < 40 {
+				t.Fatalf("accepted a %d-byte packet", len(pkt))
+			}
+		}
+	})
+}

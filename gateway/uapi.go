@@ -1,0 +1,115 @@
+package gateway
+
+import (
+	"bufio"
+	"encoding/hex"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.zx2c4.com/wireguard/ipc"
+
+	"github.com/popgate/popgate/store"
+)
+
+// serveUAPI serves the device's configuration protocol on /var/run/wireguard/<iface>.sock so
+// wg(8) and wgctrl can read it. Without write access there (not root) it logs one line and the
+// node runs on without it.
+func (n *Node) serveUAPI() {
+	path := "/var/run/wireguard/" + n.cfg.Interface + ".sock"
+	f, err := ipc.UAPIOpen(n.cfg.Interface)
+	if err != nil {
+		n.log.Info("'wg show' is unavailable: cannot create the UAPI socket (needs write access to /var/run/wireguard)", "path", path, "err", err)
+		return
+	}
+	l, err := ipc.UAPIListen(n.cfg.Interface, f)
+	f.Close()
+	if err != nil {
+		n.log.Info("'wg show' is unavailable: cannot listen on the UAPI socket", "path", path, "err", err)
+		return
+	}
+	n.uapi, n.uapiPath = l, path
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go n.dev.IpcHandle(c)
+		}
+	}()
+}
+
+// peerStats is the live state of one peer in the device.
+type peerStats struct {
+	endpoint      string
+	lastHandshake time.Time
+	rxBytes       uint64
+	txBytes       uint64
+}
+
+// onlineWindow: a peer that completed a handshake this recently is online. WireGuard re-keys
+// every 2 minutes while traffic flows (keepalives count), and sessions die after 3.
+const onlineWindow = 3 * time.Minute
+
+func (s peerStats) online(now time.Time) bool {
+	return !s.lastHandshake.IsZero() && now.Sub(s.lastHandshake) < onlineWindow
+}
+
+// peerStats reads every peer's live state from the device.
+func (n *Node) peerStats() map[store.Key]peerStats {
+	out := make(map[store.Key]peerStats)
+	if n.dev == nil {
+		return out
+	}
+	text, err := n.dev.IpcGet()
+	if err != nil {
+		n.log.Warn("read device state", "err", err)
+		return out
+	}
+	var (
+		key   store.Key
+		cur   peerStats
+		have  bool
+		sec   int64
+		nsec  int64
+		flush = func() {
+			if have {
+				if sec != 0 || nsec != 0 {
+					cur.lastHandshake = time.Unix(sec, nsec)
+				}
+				out[key] = cur
+			}
+		}
+	)
+	sc := bufio.NewScanner(strings.NewReader(text))
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), "=")
+		if !ok {
+			continue
+		}
+		switch k {
+		case "public_key":
+			flush()
+			have, cur, sec, nsec = false, peerStats{}, 0, 0
+			if b, err := hex.DecodeString(v); err == nil && len(b) == store.KeyLen {
+				copy(key[:], b)
+				have = true
+			}
+		case "endpoint":
+			cur.endpoint = v
+		case "last_handshake_time_sec":
+			sec, _ = strconv.ParseInt(v, 10, 64)
+		case "last_handshake_time_nsec":
+			nsec, _ = strconv.ParseInt(v, 10, 64)
+		case "rx_bytes":
+			cur.rxBytes, _ = strconv.ParseUint(v, 10, 64)
+		case "tx_bytes":
+			cur.txBytes, _ = strconv.ParseUint(v, 10, 64)
+		}
+	}
+	flush()
+	return out
+}

@@ -1,0 +1,247 @@
+// Package webui serves popgate's admin interfaces over HTTP: the JSON API (on the control
+// socket and, later, the web address) and the web UI.
+package webui
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/popgate/popgate/gateway"
+	"github.com/popgate/popgate/store"
+)
+
+// maxBody bounds request bodies; every API body is small.
+const maxBody = 64 << 10
+
+// API serves /api/v1 on top of a gateway.Controller. Authentication is the caller's business:
+// on the control socket it is the socket's file mode.
+type API struct {
+	ctrl *gateway.Controller
+	log  *slog.Logger
+	mux  *http.ServeMux
+}
+
+// NewAPI returns the /api/v1 handler.
+func NewAPI(ctrl *gateway.Controller, log *slog.Logger) *API {
+	a := &API{ctrl: ctrl, log: log, mux: http.NewServeMux()}
+	for _, r := range []struct {
+		pattern string
+		h       func(w http.ResponseWriter, r *http.Request) error
+	}{
+		{"GET /api/v1/status", a.status},
+		{"GET /api/v1/tenants", a.listTenants},
+		{"POST /api/v1/tenants", a.addTenant},
+		{"DELETE /api/v1/tenants/{tenant}", a.removeTenant},
+		{"GET /api/v1/peers", a.listPeers},
+		{"POST /api/v1/tenants/{tenant}/peers", a.addPeer},
+		{"GET /api/v1/tenants/{tenant}/peers/{peer}", a.peer},
+		{"GET /api/v1/tenants/{tenant}/peers/{peer}/config", a.peerConfig},
+		{"POST /api/v1/tenants/{tenant}/peers/{peer}/enable", a.enablePeer},
+		{"POST /api/v1/tenants/{tenant}/peers/{peer}/disable", a.disablePeer},
+		{"DELETE /api/v1/tenants/{tenant}/peers/{peer}", a.removePeer},
+	} {
+		a.mux.Handle(r.pattern, a.wrap(r.h))
+	}
+	a.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusNotFound, APIError{Error: fmt.Sprintf("no such API route: %s %s", r.Method, r.URL.Path)})
+	})
+	return a
+}
+
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTTP(w, r) }
+
+// wrap turns a handler's error into the status and message a client can act on.
+func (a *API) wrap(h func(w http.ResponseWriter, r *http.Request) error) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		err := h(w, r)
+		if err == nil {
+			return
+		}
+		code := http.StatusInternalServerError
+		switch {
+		case errors.Is(err, store.ErrInvalid), errors.Is(err, errBadRequest):
+			code = http.StatusBadRequest
+		case errors.Is(err, store.ErrNotFound):
+			code = http.StatusNotFound
+		case errors.Is(err, store.ErrExists):
+			code = http.StatusConflict
+		case errors.Is(err, store.ErrExhausted):
+			code = http.StatusServiceUnavailable
+		}
+		msg := err.Error()
+		if code == http.StatusInternalServerError {
+			a.log.Error("API request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+			msg = "internal error: " + msg + " (details in the popgate serve log)"
+		}
+		writeJSON(w, code, APIError{Error: msg})
+	})
+}
+
+var errBadRequest = errors.New("bad request")
+
+// decode reads a JSON body into v, refusing unknown fields and oversized bodies.
+func decode(r *http.Request, v any) error {
+	dec := json.NewDecoder(io.LimitReader(r.Body, maxBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("%w: request body is not the expected JSON: %v", errBadRequest, err)
+	}
+	return nil
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+func (a *API) status(w http.ResponseWriter, r *http.Request) error {
+	st, err := a.ctrl.Status(r.Context())
+	if err != nil {
+		return err
+	}
+	addrs := make([]string, len(st.Addresses))
+	for i, ad := range st.Addresses {
+		addrs[i] = ad.String()
+	}
+	writeJSON(w, http.StatusOK, APIStatus{
+		Node: APINode{
+			Name: st.NodeName, Version: st.Version, Roles: st.Roles, Region: st.Region,
+			StartedAt: st.StartedAt.UTC(), UptimeSeconds: int64(time.Since(st.StartedAt).Seconds()),
+		},
+		Device: APIDevice{
+			Interface: st.Interface, PublicKey: st.PublicKey.String(), ListenPort: st.ListenPort,
+			PublicEndpoint: st.PublicEndpoint, MTU: st.MTU, ExitMode: st.ExitMode, Addresses: addrs,
+			UAPISocket: st.UAPISocket, RxBytes: st.RxBytes, TxBytes: st.TxBytes, Drops: st.Drops,
+		},
+		Peers: APIPeerCounts{Total: st.PeersTotal, Enabled: st.PeersEnabled, Online: st.PeersOnline},
+	})
+	return nil
+}
+
+func (a *API) listTenants(w http.ResponseWriter, r *http.Request) error {
+	ts, err := a.ctrl.ListTenants(r.Context())
+	if err != nil {
+		return err
+	}
+	out := APITenants{Tenants: make([]APITenant, len(ts))}
+	for i, t := range ts {
+		out.Tenants[i] = APITenant{Name: t.Name, CreatedAt: t.CreatedAt.UTC(), Peers: t.Peers}
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (a *API) addTenant(w http.ResponseWriter, r *http.Request) error {
+	var req APINewTenant
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	t, err := a.ctrl.AddTenant(r.Context(), req.Name)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, APITenant{Name: t.Name, CreatedAt: t.CreatedAt.UTC()})
+	return nil
+}
+
+func (a *API) removeTenant(w http.ResponseWriter, r *http.Request) error {
+	if err := a.ctrl.RemoveTenant(r.Context(), r.PathValue("tenant")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (a *API) listPeers(w http.ResponseWriter, r *http.Request) error {
+	ps, err := a.ctrl.ListPeers(r.Context(), r.URL.Query().Get("tenant"))
+	if err != nil {
+		return err
+	}
+	out := APIPeers{Peers: make([]APIPeer, len(ps))}
+	for i, p := range ps {
+		out.Peers[i] = apiPeer(p)
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (a *API) addPeer(w http.ResponseWriter, r *http.Request) error {
+	var req APINewPeer
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	p, cfg, err := a.ctrl.AddPeer(r.Context(), r.PathValue("tenant"), req.Name, req.PublicKey)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, APIPeerCreated{Peer: apiPeer(p), Config: cfg})
+	return nil
+}
+
+func (a *API) peer(w http.ResponseWriter, r *http.Request) error {
+	p, err := a.ctrl.Peer(r.Context(), r.PathValue("tenant"), r.PathValue("peer"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, apiPeer(p))
+	return nil
+}
+
+func (a *API) peerConfig(w http.ResponseWriter, r *http.Request) error {
+	cfg, err := a.ctrl.PeerConfig(r.Context(), r.PathValue("tenant"), r.PathValue("peer"))
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	io.WriteString(w, cfg)
+	return nil
+}
+
+func (a *API) enablePeer(w http.ResponseWriter, r *http.Request) error {
+	return a.setEnabled(w, r, true)
+}
+
+func (a *API) disablePeer(w http.ResponseWriter, r *http.Request) error {
+	return a.setEnabled(w, r, false)
+}
+
+func (a *API) setEnabled(w http.ResponseWriter, r *http.Request, on bool) error {
+	p, err := a.ctrl.SetPeerEnabled(r.Context(), r.PathValue("tenant"), r.PathValue("peer"), on)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, apiPeer(p))
+	return nil
+}
+
+func (a *API) removePeer(w http.ResponseWriter, r *http.Request) error {
+	if err := a.ctrl.RemovePeer(r.Context(), r.PathValue("tenant"), r.PathValue("peer")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func apiPeer(p gateway.PeerInfo) APIPeer {
+	out := APIPeer{
+		Tenant: p.TenantName, Name: p.Name, PublicKey: p.PublicKey.String(),
+		IPv4: p.IPv4.String(), IPv6: p.IPv6.String(), Enabled: p.Enabled,
+		CreatedAt: p.CreatedAt.UTC(), ServerKey: p.HasPrivateKey,
+		Online: p.Online, Endpoint: p.Endpoint, RxBytes: p.RxBytes, TxBytes: p.TxBytes,
+	}
+	if !p.LastHandshake.IsZero() {
+		t := p.LastHandshake.UTC()
+		out.LastHandshake = &t
+	}
+	return out
+}

@@ -1,0 +1,121 @@
+package webui
+
+import "time"
+
+// JSON shapes of the /api/v1 API. The control socket (HTTP over the unix socket
+// <data-dir>/popgate.sock, mode 0600), the CLI and (later) the web UI's API all use these.
+//
+// Routes (bodies and answers are JSON unless noted; errors answer APIError with 400 for bad
+// input, 404 for an unknown tenant or peer, 409 for a duplicate or conflict, 500 otherwise):
+//
+//	GET    /api/v1/status                                   → APIStatus
+//	GET    /api/v1/tenants                                  → APITenants
+//	POST   /api/v1/tenants                 APINewTenant     → 201 APITenant
+//	DELETE /api/v1/tenants/{tenant}                         → 204
+//	GET    /api/v1/peers[?tenant=T]                         → APIPeers
+//	POST   /api/v1/tenants/{tenant}/peers  APINewPeer       → 201 APIPeerCreated
+//	GET    /api/v1/tenants/{tenant}/peers/{peer}            → APIPeer
+//	GET    /api/v1/tenants/{tenant}/peers/{peer}/config     → 200 text/plain wg-quick file
+//	POST   /api/v1/tenants/{tenant}/peers/{peer}/enable     → APIPeer
+//	POST   /api/v1/tenants/{tenant}/peers/{peer}/disable    → APIPeer
+//	DELETE /api/v1/tenants/{tenant}/peers/{peer}            → 204
+
+// APIError is the body of every non-2xx answer.
+type APIError struct {
+	Error string `json:"error"`
+}
+
+// APITenant is one tenant.
+type APITenant struct {
+	Name      string    `json:"name"`
+	CreatedAt time.Time `json:"created_at"`
+	Peers     int       `json:"peers"`
+}
+
+// APITenants answers GET /api/v1/tenants.
+type APITenants struct {
+	Tenants []APITenant `json:"tenants"`
+}
+
+// APINewTenant is the body of POST /api/v1/tenants.
+type APINewTenant struct {
+	Name string `json:"name"`
+}
+
+// APIPeer is one peer with its live state.
+type APIPeer struct {
+	Tenant    string    `json:"tenant"`
+	Name      string    `json:"name"`
+	PublicKey string    `json:"public_key"`
+	IPv4      string    `json:"ipv4"`
+	IPv6      string    `json:"ipv6"`
+	Enabled   bool      `json:"enabled"`
+	CreatedAt time.Time `json:"created_at"`
+	// ServerKey is true when the server generated the key pair (config can be printed again).
+	ServerKey bool `json:"server_key"`
+	// Live state from the device; zero when the peer never connected.
+	Online        bool       `json:"online"`
+	Endpoint      string     `json:"endpoint,omitempty"`
+	LastHandshake *time.Time `json:"last_handshake,omitempty"`
+	RxBytes       uint64     `json:"rx_bytes"`
+	TxBytes       uint64     `json:"tx_bytes"`
+}
+
+// APIPeers answers GET /api/v1/peers[?tenant=T].
+type APIPeers struct {
+	Peers []APIPeer `json:"peers"`
+}
+
+// APINewPeer is the body of POST /api/v1/tenants/{tenant}/peers. PublicKey is optional: when
+// empty the server generates the key pair.
+type APINewPeer struct {
+	Name      string `json:"name"`
+	PublicKey string `json:"public_key,omitempty"`
+}
+
+// APIPeerCreated answers POST /api/v1/tenants/{tenant}/peers. Config is the complete wg-quick
+// file; when the user brought their own key its PrivateKey line is a comment placeholder.
+type APIPeerCreated struct {
+	Peer   APIPeer `json:"peer"`
+	Config string  `json:"config"`
+}
+
+// APIStatus answers GET /api/v1/status.
+type APIStatus struct {
+	Node   APINode       `json:"node"`
+	Device APIDevice     `json:"device"`
+	Peers  APIPeerCounts `json:"peers"`
+}
+
+// APINode describes the running node.
+type APINode struct {
+	Name          string    `json:"name"`
+	Version       string    `json:"version"`
+	Roles         []string  `json:"roles"`
+	Region        string    `json:"region"`
+	StartedAt     time.Time `json:"started_at"`
+	UptimeSeconds int64     `json:"uptime_seconds"`
+}
+
+// APIDevice describes the node's access WireGuard device.
+type APIDevice struct {
+	Interface      string   `json:"interface"`
+	PublicKey      string   `json:"public_key"`
+	ListenPort     int      `json:"listen_port"`
+	PublicEndpoint string   `json:"public_endpoint"`
+	MTU            int      `json:"mtu"`
+	ExitMode       string   `json:"exit_mode"`
+	Addresses      []string `json:"addresses"`
+	UAPISocket     string   `json:"uapi_socket,omitempty"`
+	RxBytes        uint64   `json:"rx_bytes"`
+	TxBytes        uint64   `json:"tx_bytes"`
+	// Drops counts packets the packet path dropped, by reason.
+	Drops map[string]uint64 `json:"drops,omitempty"`
+}
+
+// APIPeerCounts summarises the peers.
+type APIPeerCounts struct {
+	Total   int `json:"total"`
+	Enabled int `json:"enabled"`
+	Online  int `json:"online"`
+}
