@@ -1,0 +1,199 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"regexp"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+)
+
+// testNow is the clock of every test app.
+var testNow = time.Date(2026, 3, 14, 15, 9, 26, 0, time.UTC)
+
+// testApp is an app with captured output, the environment env, no default config file, the
+// host name "testhost", and a serve that fails the test if called.
+type testApp struct {
+	*app
+	stdout, stderr *bytes.Buffer
+}
+
+func newTestApp(t *testing.T, env map[string]string) *testApp {
+	t.Helper()
+	ta := &testApp{stdout: new(bytes.Buffer), stderr: new(bytes.Buffer)}
+	ta.app = &app{
+		stdout:   ta.stdout,
+		stderr:   ta.stderr,
+		getenv:   func(k string) string { return env[k] },
+		now:      func() time.Time { return testNow },
+		hostname: func() (string, error) { return "testhost", nil },
+		serve: func(context.Context, ServeConfig, *slog.Logger) error {
+			t.Error("runServe was called")
+			return nil
+		},
+		timeout: 5 * time.Second,
+	}
+	return ta
+}
+
+// runArgs runs args and returns the exit status.
+func (ta *testApp) runArgs(args ...string) int {
+	return ta.run(context.Background(), args)
+}
+
+// checkOneErrorLine checks that stderr is exactly one line starting "popgate: " and that it
+// contains each of wants.
+func checkOneErrorLine(t *testing.T, stderr string, wants ...string) {
+	t.Helper()
+	if !strings.HasPrefix(stderr, "popgate: ") || strings.Count(stderr, "\n") != 1 || !strings.HasSuffix(stderr, "\n") {
+		t.Errorf("stderr is not one line starting \"popgate: \":\n%s", stderr)
+	}
+	for _, w := range wants {
+		if !strings.Contains(stderr, w) {
+			t.Errorf("stderr %q does not contain %q", stderr, w)
+		}
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	dir := t.TempDir() // no daemon: none of these may get as far as the socket
+	for _, tc := range []struct {
+		args  []string
+		wants []string
+	}{
+		{[]string{"frobnicate"}, []string{`unknown command "frobnicate"`}},
+		{[]string{"tenant"}, []string{"tenant: missing subcommand: use add, list or remove"}},
+		{[]string{"peer", "frob"}, []string{`peer: unknown subcommand "frob"`, "add, list, config, show, disable, enable or remove"}},
+		{[]string{"tenant", "add"}, []string{"tenant add: missing NAME", "usage: popgate tenant add"}},
+		{[]string{"tenant", "add", "a", "b"}, []string{`tenant add: unexpected argument "b"`}},
+		{[]string{"tenant", "add", "Acme"}, []string{`tenant name "Acme" is invalid`}},
+		{[]string{"peer", "add", "laptop"}, []string{"peer add: missing --tenant", "usage: popgate peer add --tenant TENANT"}},
+		{[]string{"peer", "add", "--tenant", "acme"}, []string{"peer add: missing NAME"}},
+		{[]string{"peer", "add", "laptop", "--tenant", "acme", "extra"}, []string{`peer add: unexpected argument "extra"`}},
+		{[]string{"peer", "add", "--tenant", "acme", "--public-key", "xyz", "laptop"}, []string{`peer add: --public-key: "xyz" is not a WireGuard key`}},
+		{[]string{"peer", "add", "--tenant", "acme", "lap top"}, []string{`peer name "lap top" is invalid`}},
+		{[]string{"peer", "show", "--tenant"}, []string{"peer show: flag --tenant needs a value"}},
+		{[]string{"peer", "list", "--frob"}, []string{"peer list: unknown flag --frob", "popgate peer list --help"}},
+		{[]string{"peer", "remove", "laptop"}, []string{"peer remove: missing --tenant"}},
+		{[]string{"status", "now"}, []string{`status: unexpected argument "now"`}},
+		{[]string{"version", "--short"}, []string{"version: unknown flag --short"}},
+		{[]string{"help", "peer", "add", "now"}, []string{"help: too many arguments"}},
+		{[]string{"serve", "now"}, []string{`serve: unexpected argument "now"`}},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			ta := newTestApp(t, map[string]string{envDataDir: dir})
+			if code := ta.runArgs(tc.args...); code != exitUsage {
+				t.Errorf("exit status %d, want %d", code, exitUsage)
+			}
+			checkOneErrorLine(t, ta.stderr.String(), tc.wants...)
+			if ta.stdout.Len() != 0 {
+				t.Errorf("stdout is not empty: %q", ta.stdout)
+			}
+		})
+	}
+}
+
+func TestNoCommand(t *testing.T) {
+	ta := newTestApp(t, nil)
+	if code := ta.runArgs(); code != exitUsage {
+		t.Errorf("exit status %d, want %d", code, exitUsage)
+	}
+	if !strings.Contains(ta.stderr.String(), "Usage:\n  popgate <command>") || ta.stdout.Len() != 0 {
+		t.Errorf("stdout %q, stderr %q: want the help on stderr", ta.stdout, ta.stderr)
+	}
+}
+
+func TestParseArgs(t *testing.T) {
+	spec := cmdSpec{name: "peer add", usage: "peer add --tenant TENANT NAME", args: []string{"NAME"}}
+	for _, tc := range []struct {
+		args   []string
+		tenant string
+		qr     bool
+		pos    string
+	}{
+		{[]string{"--tenant", "acme", "laptop"}, "acme", false, "laptop"},
+		{[]string{"laptop", "--tenant", "acme"}, "acme", false, "laptop"},
+		{[]string{"laptop", "--tenant=acme", "--qr"}, "acme", true, "laptop"},
+		{[]string{"-qr", "laptop", "-tenant", "acme"}, "acme", true, "laptop"},
+		{[]string{"--tenant", "acme", "--", "--qr"}, "acme", false, "--qr"},
+		{[]string{"-", "--tenant", "acme"}, "acme", false, "-"},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			var tenant string
+			var qr bool
+			f := newCmdFlags(spec)
+			f.String(&tenant, "tenant", "", "tenant")
+			f.Bool(&qr, "qr", "qr")
+			pos, err := f.parse(new(bytes.Buffer), tc.args)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tenant != tc.tenant || qr != tc.qr || len(pos) != 1 || pos[0] != tc.pos {
+				t.Errorf("got tenant %q, qr %v, args %q; want %q, %v, [%q]", tenant, qr, pos, tc.tenant, tc.qr, tc.pos)
+			}
+		})
+	}
+}
+
+func TestHelp(t *testing.T) {
+	for _, tc := range []struct {
+		args  []string
+		wants []string
+	}{
+		{[]string{"--help"}, []string{"Usage:\n  popgate <command>", "serve ", "tenant ", "peer ", "status ", "version ", "README.md"}},
+		{[]string{"-h"}, []string{"Usage:\n  popgate <command>"}},
+		{[]string{"help"}, []string{"Usage:\n  popgate <command>"}},
+		{[]string{"help", "peer"}, []string{"Usage: popgate peer <subcommand>", "  add ", "  config ", "  remove "}},
+		{[]string{"peer", "--help"}, []string{"Usage: popgate peer <subcommand>"}},
+		{[]string{"help", "peer", "add"}, []string{"Usage: popgate peer add --tenant TENANT", "--public-key KEY", "--qr", "env POPGATE_DATA_DIR", "Example:\n  popgate peer add"}},
+		{[]string{"peer", "add", "laptop", "--help"}, []string{"Usage: popgate peer add"}},
+		{[]string{"tenant", "list", "-h"}, []string{"Usage: popgate tenant list", "--json"}},
+		{[]string{"status", "--help"}, []string{"Usage: popgate status", "Example:"}},
+		{[]string{"version", "--help"}, []string{"Usage: popgate version"}},
+		{[]string{"help", "serve"}, []string{
+			"Usage: popgate serve", "--config FILE", "env POPGATE_CONFIG", "(default: 51820)",
+			"(default: 127.0.0.1:8080)", "Example:\n  popgate serve",
+		}},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			ta := newTestApp(t, nil)
+			if code := ta.runArgs(tc.args...); code != exitOK {
+				t.Errorf("exit status %d, stderr %q", code, ta.stderr)
+			}
+			for _, w := range tc.wants {
+				if !strings.Contains(ta.stdout.String(), w) {
+					t.Errorf("help does not contain %q:\n%s", w, ta.stdout)
+				}
+			}
+			if ta.stderr.Len() != 0 {
+				t.Errorf("stderr: %q", ta.stderr)
+			}
+		})
+	}
+}
+
+// TestServeHelpNamesEverySetting: each serve flag shows its env variable and config key.
+func TestServeHelpNamesEverySetting(t *testing.T) {
+	ta := newTestApp(t, nil)
+	ta.runArgs("serve", "--help")
+	for _, st := range serveSettingsTable {
+		want := "env " + st.env() + ", config file key " + st.key()
+		if !strings.Contains(ta.stdout.String(), "--"+st.name+" ") || !strings.Contains(ta.stdout.String(), want) {
+			t.Errorf("serve --help lacks --%s or %q", st.name, want)
+		}
+	}
+}
+
+func TestVersion(t *testing.T) {
+	ta := newTestApp(t, nil)
+	if code := ta.runArgs("version"); code != exitOK {
+		t.Fatalf("exit status %d", code)
+	}
+	want := regexp.MustCompile(`^popgate dev\S* \(` + regexp.QuoteMeta(runtime.Version()+", "+runtime.GOOS+"/"+runtime.GOARCH) + `\)\n$`)
+	if !want.MatchString(ta.stdout.String()) {
+		t.Errorf("version printed %q", ta.stdout)
+	}
+}

@@ -1,0 +1,101 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/popgate/popgate/gateway"
+	"github.com/popgate/popgate/webui"
+)
+
+// controlSocketName is the control socket's file name inside the data dir.
+const controlSocketName = "popgate.sock"
+
+// runServe runs the node until ctx is cancelled, then shuts down in order: the HTTP servers,
+// then the node.
+func runServe(ctx context.Context, sc ServeConfig, log *slog.Logger) error {
+	if sc.ConfigFile != "" {
+		log.Info("read config file", "path", sc.ConfigFile)
+	}
+	node, err := gateway.New(sc.Gateway, log)
+	if err != nil {
+		return err
+	}
+	defer node.Close()
+	if err := node.Start(ctx); err != nil {
+		return err
+	}
+	api := webui.NewAPI(node.Controller(), log.With("component", "api"))
+
+	ctl, err := listenControl(filepath.Join(node.Config().DataDir, controlSocketName))
+	if err != nil {
+		return err
+	}
+	ctlSrv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}
+
+	web, err := net.Listen("tcp", sc.WebAddr)
+	if err != nil {
+		ctl.Close()
+		return fmt.Errorf("web address %s: %w: choose another --web-addr", sc.WebAddr, err)
+	}
+	webSrv := &http.Server{Handler: webMux(), ReadHeaderTimeout: 10 * time.Second}
+	log.Info("web endpoint listening", "addr", web.Addr().String(), "health", "http://"+web.Addr().String()+"/healthz")
+
+	errc := make(chan error, 2)
+	go func() { errc <- serveHTTP(ctlSrv, ctl) }()
+	go func() { errc <- serveHTTP(webSrv, web) }()
+
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case err = <-errc:
+	}
+	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ctlSrv.Shutdown(shutdown)
+	webSrv.Shutdown(shutdown)
+	return err
+}
+
+func serveHTTP(s *http.Server, l net.Listener) error {
+	if err := s.Serve(l); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// listenControl creates the control socket, readable and writable by our user only. The data
+// dir lock is held, so a socket file left there is stale.
+func listenControl(path string) (net.Listener, error) {
+	os.Remove(path)
+	old := syscall.Umask(0o177)
+	l, err := net.Listen("unix", path)
+	syscall.Umask(old)
+	if err != nil {
+		return nil, fmt.Errorf("control socket %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		l.Close()
+		return nil, fmt.Errorf("control socket %s: %w", path, err)
+	}
+	return l, nil
+}
+
+// webMux serves the web address: the health endpoint for now; the web UI joins it later.
+func webMux() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]string{"status": "ok"})
+	})
+	return mux
+}
