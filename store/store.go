@@ -1,0 +1,222 @@
+package store
+
+import (
+	"context"
+	"crypto/cipher"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/netip"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"modernc.org/sqlite" // the "sqlite" database/sql driver
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+// Options configures Open.
+type Options struct {
+	// Path is the SQLite database file. Required. It is created with mode 0600 when missing,
+	// and so is its directory (mode 0700).
+	Path string
+	// KeyPath is the 32-byte secret key file that encrypts private keys at rest. Default:
+	// secret.key beside the database, filepath.Join(filepath.Dir(Path), "secret.key").
+	KeyPath string
+	// Now is the clock for created_at/updated_at. Default time.Now.
+	Now func() time.Time
+}
+
+// Store is popgate's desired state in one SQLite database. Its methods are safe for
+// concurrent use. Every method that writes runs in one transaction: it either commits all of
+// its changes or none. After Close every method returns an error.
+type Store struct {
+	db      *sql.DB
+	path    string
+	keyPath string
+	now     func() time.Time
+
+	// Fixed at Open, read-only afterwards.
+	aead    cipher.AEAD // seals private keys with the key file's secret
+	nodePub Key
+	ula     netip.Prefix // the installation's IPv6 /48
+
+	// v4First and v4Last bound the IPv4 pool, inclusive. Tests shrink v4Last to reach the top
+	// of the pool quickly.
+	v4First, v4Last uint32
+
+	// writeSem serialises this process's write transactions. SQLite has one writer at a
+	// time anyway; queueing here (cancellable by ctx) is cheaper than its busy-sleep loop.
+	writeSem chan struct{}
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Open opens (creating when missing) the database at opts.Path, applies pending migrations,
+// loads the secret key file (creating it on first use) and, on first use, generates the
+// node's private key and the installation's IPv6 ULA prefix. It refuses a database written by
+// a newer popgate, a key file that others can read, and a missing key file when the database
+// holds keys encrypted with it. The caller must Close the Store.
+func Open(ctx context.Context, opts Options) (*Store, error) {
+	if opts.Path == "" {
+		return nil, errorf(ErrInvalid, "store: Options.Path is empty: set it to the database file, e.g. /var/lib/popgate/popgate.db")
+	}
+	path, err := filepath.Abs(opts.Path)
+	if err != nil {
+		return nil, fmt.Errorf("store: database path %s: %w", opts.Path, err)
+	}
+	keyPath := opts.KeyPath
+	if keyPath == "" {
+		keyPath = filepath.Join(filepath.Dir(path), "secret.key")
+	}
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("store: create data directory: %w", err)
+	}
+	// Create the file ourselves so that it (and the -wal and -shm files, which SQLite gives
+	// the database's mode) starts as 0600 whatever the umask.
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("store: open database: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return nil, fmt.Errorf("store: open database: %w", err)
+	}
+	db, err := sql.Open("sqlite", dsn(path))
+	if err != nil {
+		return nil, fmt.Errorf("store: open database %s: %w", path, err)
+	}
+	s := &Store{
+		db:       db,
+		path:     path,
+		keyPath:  keyPath,
+		now:      now,
+		v4First:  ipv4First,
+		v4Last:   ipv4Last,
+		writeSem: make(chan struct{}, 1),
+	}
+	if err := s.init(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// busyTimeout is how long a statement waits for another connection's lock before failing.
+const busyTimeout = 5 * time.Second
+
+// dsn is the modernc.org/sqlite data source name for the database file at the absolute path.
+// The file: URI form with an escaped path keeps a '?' or '#' in the path from being read as
+// the start of the parameters.
+func dsn(path string) string {
+	u := url.URL{Scheme: "file", Path: path}
+	q := url.Values{}
+	q.Add("_pragma", "journal_mode(WAL)")
+	q.Add("_pragma", "synchronous(FULL)")
+	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busyTimeout.Milliseconds()))
+	q.Add("_pragma", "foreign_keys(1)")
+	q.Set("_txlock", "immediate")
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+func (s *Store) init(ctx context.Context) error {
+	if err := s.ping(ctx); err != nil {
+		return fmt.Errorf("store: open database %s: %w", s.path, err)
+	}
+	if err := s.migrate(ctx); err != nil {
+		return err
+	}
+	held, err := holdsEncryptedKeys(ctx, s.db)
+	if err != nil {
+		return err
+	}
+	secret, err := loadSecret(s.keyPath, s.path, !held)
+	if err != nil {
+		return err
+	}
+	s.aead, err = newAEAD(secret) // copies the key
+	clear(secret)
+	if err != nil {
+		return err
+	}
+	return s.initNode(ctx)
+}
+
+// ping opens the first connection. Switching a new database to WAL needs an exclusive lock
+// and SQLite does not wait for it (busy_timeout does not apply), so when several processes
+// open a fresh database at once the losers retry for as long as busy_timeout would wait.
+func (s *Store) ping(ctx context.Context) error {
+	deadline := time.Now().Add(busyTimeout)
+	for {
+		err := s.db.PingContext(ctx)
+		var serr *sqlite.Error
+		if err == nil || !errors.As(err, &serr) || serr.Code()&0xff != sqlite3.SQLITE_BUSY || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-time.After(20 * time.Millisecond):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// Close closes the database. It waits for running queries to finish. Calling it again
+// returns the first call's result.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		s.closeErr = s.db.Close()
+	})
+	return s.closeErr
+}
+
+// querier is what *sql.DB and *sql.Tx have in common; query functions take one so that they
+// run alone or inside a transaction.
+type querier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+var (
+	_ querier = (*sql.DB)(nil)
+	_ querier = (*sql.Tx)(nil)
+)
+
+// write runs fn in one write transaction (BEGIN IMMEDIATE, from the DSN) and commits when fn
+// returns nil. An error from fn rolls everything back and is returned as is.
+func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	select {
+	case s.writeSem <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("store: waiting to write: %w", ctx.Err())
+	}
+	defer func() { <-s.writeSem }()
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("store: begin transaction: %w", err)
+	}
+	if err := fn(tx); err != nil {
+		if rbErr := tx.Rollback(); rbErr != nil && !errors.Is(rbErr, sql.ErrTxDone) {
+			return errors.Join(err, fmt.Errorf("store: roll back: %w", rbErr))
+		}
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("store: commit: %w", err)
+	}
+	return nil
+}
+
+// micros converts t to the schema's time representation.
+func micros(t time.Time) int64 { return t.UnixMicro() }
+
+// fromMicros converts the schema's time representation to a UTC time.
+func fromMicros(us int64) time.Time { return time.UnixMicro(us).UTC() }

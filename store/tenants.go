@@ -1,0 +1,140 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+)
+
+func tenantNotFound(name string) error {
+	return errorf(ErrNotFound, "tenant %q not found: list tenants with 'popgate tenant list'", truncate(name, 80))
+}
+
+// AddTenant creates the tenant name. The error wraps ErrInvalid for a bad name and ErrExists
+// when the name is taken.
+func (s *Store) AddTenant(ctx context.Context, name string) (Tenant, error) {
+	if err := ValidateTenantName(name); err != nil {
+		return Tenant{}, err
+	}
+	t := Tenant{Name: name, CreatedAt: fromMicros(micros(s.now()))}
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		if _, err := getTenant(ctx, tx, name); err == nil {
+			return errorf(ErrExists, "tenant %q already exists: choose another name", name)
+		} else if !errors.Is(err, ErrNotFound) {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, "INSERT INTO tenants (name, created_at) VALUES (?, ?)",
+			name, micros(t.CreatedAt))
+		if err != nil {
+			return fmt.Errorf("store: add tenant %s: %w", name, err)
+		}
+		t.ID, err = res.LastInsertId()
+		if err != nil {
+			return fmt.Errorf("store: add tenant %s: %w", name, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return Tenant{}, err
+	}
+	return t, nil
+}
+
+// Tenant returns the tenant name; the error wraps ErrNotFound when there is none.
+func (s *Store) Tenant(ctx context.Context, name string) (Tenant, error) {
+	return getTenant(ctx, s.db, name)
+}
+
+// ListTenants returns all tenants ordered by name.
+func (s *Store) ListTenants(ctx context.Context) ([]Tenant, error) {
+	rows, err := s.db.QueryContext(ctx, "SELECT id, name, created_at FROM tenants ORDER BY name")
+	if err != nil {
+		return nil, fmt.Errorf("store: list tenants: %w", err)
+	}
+	defer rows.Close()
+	var ts []Tenant
+	for rows.Next() {
+		var t Tenant
+		var created int64
+		if err := rows.Scan(&t.ID, &t.Name, &created); err != nil {
+			return nil, fmt.Errorf("store: list tenants: %w", err)
+		}
+		t.CreatedAt = fromMicros(created)
+		ts = append(ts, t)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: list tenants: %w", err)
+	}
+	return ts, nil
+}
+
+// RemoveTenant deletes the tenant name. It refuses (ErrInvalid) while the tenant has peers;
+// the error wraps ErrNotFound when there is no such tenant.
+func (s *Store) RemoveTenant(ctx context.Context, name string) error {
+	return s.write(ctx, func(tx *sql.Tx) error {
+		t, err := getTenant(ctx, tx, name)
+		if err != nil {
+			return err
+		}
+		n, err := countPeers(ctx, tx, t.ID)
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			return errorf(ErrInvalid, "tenant %s still has %d %s: remove %s first", name, n, plural(n, "peer", "peers"), plural(n, "it", "them"))
+		}
+		if _, err := tx.ExecContext(ctx, "DELETE FROM tenants WHERE id = ?", t.ID); err != nil {
+			return fmt.Errorf("store: remove tenant %s: %w", name, err)
+		}
+		return nil
+	})
+}
+
+// CountPeers returns the number of peers of tenant, or of all tenants when tenant is "". The
+// error wraps ErrNotFound when tenant does not exist.
+func (s *Store) CountPeers(ctx context.Context, tenant string) (int, error) {
+	if tenant == "" {
+		var n int
+		if err := s.db.QueryRowContext(ctx, "SELECT count(*) FROM peers").Scan(&n); err != nil {
+			return 0, fmt.Errorf("store: count peers: %w", err)
+		}
+		return n, nil
+	}
+	t, err := getTenant(ctx, s.db, tenant)
+	if err != nil {
+		return 0, err
+	}
+	return countPeers(ctx, s.db, t.ID)
+}
+
+// getTenant returns the tenant name; the error wraps ErrNotFound when there is none.
+func getTenant(ctx context.Context, q querier, name string) (Tenant, error) {
+	t := Tenant{Name: name}
+	var created int64
+	err := q.QueryRowContext(ctx, "SELECT id, created_at FROM tenants WHERE name = ?", name).Scan(&t.ID, &created)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Tenant{}, tenantNotFound(name)
+	}
+	if err != nil {
+		return Tenant{}, fmt.Errorf("store: read tenant %s: %w", name, err)
+	}
+	t.CreatedAt = fromMicros(created)
+	return t, nil
+}
+
+// countPeers returns the number of peers of the tenant with id tenantID.
+func countPeers(ctx context.Context, q querier, tenantID int64) (int, error) {
+	var n int
+	if err := q.QueryRowContext(ctx, "SELECT count(*) FROM peers WHERE tenant_id = ?", tenantID).Scan(&n); err != nil {
+		return 0, fmt.Errorf("store: count peers: %w", err)
+	}
+	return n, nil
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}

@@ -1,0 +1,116 @@
+// Package store keeps popgate's desired state in SQLite: tenants, peers, node settings and keys.
+package store
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	"golang.org/x/crypto/curve25519"
+)
+
+// Errors callers branch on. Returned errors wrap one of these and carry a message that says
+// what is wrong and what to do.
+var (
+	ErrNotFound = errors.New("not found")
+	ErrExists   = errors.New("already exists")
+	ErrInvalid  = errors.New("invalid")
+	// ErrNoPrivateKey: the peer was created from a public key the user brought; the server never
+	// saw its private key and so cannot print a complete config.
+	ErrNoPrivateKey = errors.New("private key not held by the server")
+	// ErrExhausted: the overlay address pool has no free address left.
+	ErrExhausted = errors.New("address pool exhausted")
+)
+
+// KeyLen is the length of a WireGuard (Curve25519) key.
+const KeyLen = 32
+
+// Key is a WireGuard private or public key.
+type Key [KeyLen]byte
+
+// ParseKey parses a base64 WireGuard key as printed by `wg genkey` / `wg pubkey`. Leading and
+// trailing white space (a pasted newline) is ignored; anything else must be the canonical 44
+// characters, so that a parsed key prints back exactly as it was given. Errors wrap ErrInvalid.
+func ParseKey(s string) (Key, error) {
+	var k Key
+	t := strings.TrimSpace(s)
+	const want = 44 // base64.StdEncoding.EncodedLen(KeyLen)
+	if len(t) != want {
+		return k, errorf(ErrInvalid, "%q is not a WireGuard key: it has %d characters, a key has %d characters of base64 as printed by 'wg genkey' or 'wg pubkey'", truncate(s, 60), len(t), want)
+	}
+	var buf [KeyLen + 1]byte // DecodedLen(44) is 33
+	n, err := base64.StdEncoding.Strict().Decode(buf[:], []byte(t))
+	if err != nil || n != KeyLen || strings.ContainsAny(t, "\r\n") {
+		return k, errorf(ErrInvalid, "%q is not a WireGuard key: it is not valid base64; copy the key exactly as printed by 'wg genkey' or 'wg pubkey'", truncate(s, 60))
+	}
+	copy(k[:], buf[:KeyLen])
+	return k, nil
+}
+
+// GeneratePrivateKey returns a new clamped Curve25519 private key.
+func GeneratePrivateKey() (Key, error) {
+	var k Key
+	if _, err := rand.Read(k[:]); err != nil {
+		return k, fmt.Errorf("store: generate private key: %w", err)
+	}
+	k[0] &= 248
+	k[31] = (k[31] & 127) | 64
+	return k, nil
+}
+
+// PublicKey derives the public key of private key k.
+func (k Key) PublicKey() Key {
+	var pub Key
+	curve25519.ScalarBaseMult((*[32]byte)(&pub), (*[32]byte)(&k))
+	return pub
+}
+
+// String returns the base64 form used by wg(8) and wg-quick(8).
+func (k Key) String() string { return base64.StdEncoding.EncodeToString(k[:]) }
+
+// IsZero reports whether k is all zeros.
+func (k Key) IsZero() bool { return k == Key{} }
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+// Tenant is one customer organisation.
+type Tenant struct {
+	ID        int64
+	Name      string
+	CreatedAt time.Time
+}
+
+// Peer is one client device of a tenant.
+type Peer struct {
+	ID         int64
+	TenantID   int64
+	TenantName string
+	Name       string
+	PublicKey  Key
+	// HasPrivateKey is true when the server generated the key pair and holds the private key
+	// (encrypted at rest); false when the user brought their own public key.
+	HasPrivateKey bool
+	IPv4          netip.Addr // from 100.64.0.0/10
+	IPv6          netip.Addr // from the installation's ULA /48
+	Enabled       bool
+	CreatedAt     time.Time
+	UpdatedAt     time.Time
+}
+
+// NewPeer is what AddPeer needs. Exactly one of PrivateKey (server-generated) or PublicKey
+// (brought by the user) is set.
+type NewPeer struct {
+	TenantName string
+	Name       string
+	PrivateKey *Key
+	PublicKey  *Key
+}
