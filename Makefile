@@ -1,0 +1,76 @@
+# popgate — build, run and test. `make test` is what CI runs (.ci/run).
+#
+# Targets:
+#   build      bin/popgate, version from `git describe` (or "dev")
+#   run        build, then `popgate serve` with its defaults (data in ./popgate-data, no root needed)
+#   test-deps  install the Debian packages the end-to-end tests use (only what is missing)
+#   lint       gofmt, go vet, staticcheck
+#   test       test-deps + lint + every Go test (end-to-end tests need root and skip without it)
+#   fuzz       a short run of every fuzz target (FUZZTIME per target, default 10s)
+#   clean      remove build output (never ./popgate-data)
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+export PATH := $(PATH):/usr/local/go/bin
+
+GO ?= go
+BIN := bin/popgate
+VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
+# The suite: unit tests take seconds; the end-to-end tests a few minutes. CI allows 90.
+TEST_TIMEOUT ?= 20m
+FUZZTIME ?= 10s
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+# Stock WireGuard and network tools the end-to-end tests drive (see shared TESTBED.md).
+DEB_DEPS := wireguard-tools wireguard-go iproute2 iptables iputils-ping iperf3
+
+.PHONY: all build run test-deps lint test fuzz clean
+
+all: build
+
+build:
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/popgate
+
+run: build
+	./$(BIN) serve
+
+test-deps:
+	@missing=""; \
+	if ! command -v dpkg-query >/dev/null; then \
+		echo "test-deps: not a Debian system; install by hand: $(DEB_DEPS)"; exit 0; \
+	fi; \
+	for p in $(DEB_DEPS); do \
+		dpkg-query -W -f='$${Status}\n' "$$p" 2>/dev/null | grep -q '^install ok installed$$' || missing="$$missing $$p"; \
+	done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" != 0 ]; then \
+		echo "test-deps: missing Debian packages:$$missing"; \
+		echo "test-deps: install them as root: apt-get install -y --no-install-recommends$$missing"; \
+		echo "test-deps: (the end-to-end tests need root and skip without it)"; \
+		exit 0; \
+	fi; \
+	echo "test-deps: installing$$missing"; \
+	export DEBIAN_FRONTEND=noninteractive; \
+	apt-get update -qq; \
+	apt-get install -y -qq --no-install-recommends$$missing </dev/null
+
+lint:
+	@bad=$$(gofmt -l $$(find . -name '*.go' -not -path './.git/*')); \
+	if [ -n "$$bad" ]; then echo "gofmt: these files need \`gofmt -w\`:"; echo "$$bad"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
+
+test: test-deps lint
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+fuzz:
+	@for pkg in $$($(GO) list ./...); do \
+		targets=$$($(GO) test -list '^Fuzz' "$$pkg" | grep '^Fuzz' || true); \
+		for f in $$targets; do \
+			echo "fuzz: $$pkg $$f ($(FUZZTIME))"; \
+			$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) "$$pkg"; \
+		done; \
+	done
+
+clean:
+	rm -rf bin
