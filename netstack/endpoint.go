@@ -1,0 +1,235 @@
+package netstack
+
+import (
+	"sync"
+	"sync/atomic"
+
+	"gvisor.dev/gvisor/pkg/buffer"
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
+	"gvisor.dev/gvisor/pkg/tcpip/stack/gro"
+)
+
+// linkEndpoint is the exit's NIC: a point-to-point IP link with no link header, no queue
+// and no goroutine. Inbound packets are delivered synchronously by Write's goroutine
+// (through gVisor's GRO, which coalesces the TCP segments of one batch); outbound packets
+// are handed to out on the goroutine gVisor writes them from. Each direction copies a
+// packet at most once: inbound into a gVisor buffer, outbound only when gVisor's packet is
+// not one contiguous view (headers and payload usually are separate views).
+//
+// Because nothing is queued nothing is dropped here: backpressure is whatever out does,
+// which avoids the retransmission storms of a dropping queue.
+//
+// Later (issue: performance): advertise stack.GSOEndpoint (HostGSOSupported) and hand out
+// whole TSO segments for the tun.Device to split or pass to a kernel TUN with virtio
+// headers; and a batched out to match wireguard-go's batches. Inbound GRO across Write
+// calls would need a flush timer; within a batch it is free.
+type linkEndpoint struct {
+	mtu atomic.Uint32
+	out func(pkt []byte)
+	gro bool
+	// verifyRX makes gVisor verify inbound checksums. Off for the exit (see Capabilities);
+	// on for the tests' client stack, so that it checks every checksum the exit computes.
+	// It rules out gro: the NIC resets RXChecksumValidated from Capabilities, so a
+	// coalesced segment (whose TCP checksum is its first segment's) would then fail.
+	verifyRX bool
+
+	mu         sync.RWMutex // guards dispatcher, onClose
+	dispatcher stack.NetworkDispatcher
+	onClose    func()
+
+	inPool sync.Pool // *inbound
+}
+
+var _ stack.LinkEndpoint = (*linkEndpoint)(nil)
+
+func newLinkEndpoint(mtu uint32, out func([]byte), groEnabled bool) *linkEndpoint {
+	l := &linkEndpoint{out: out, gro: groEnabled}
+	l.mtu.Store(mtu)
+	l.inPool.New = func() any {
+		in := &inbound{l: l}
+		in.gro.Init(l.gro)
+		return in
+	}
+	return l
+}
+
+// inbound delivers one batch of packets into the stack. Not safe for concurrent use; each
+// Write takes its own from a pool.
+type inbound struct {
+	l   *linkEndpoint
+	d   stack.NetworkDispatcher
+	gro gro.GRO
+}
+
+// beginInbound starts a batch. The caller must call finish.
+func (l *linkEndpoint) beginInbound() *inbound {
+	in := l.inPool.Get().(*inbound)
+	l.mu.RLock()
+	in.d = l.dispatcher
+	l.mu.RUnlock()
+	in.gro.Dispatcher = in.d
+	return in
+}
+
+// deliver copies one IP packet (already validated by parsePacket) into the stack.
+func (in *inbound) deliver(p []byte, v6 bool) {
+	if in.d == nil {
+		return
+	}
+	pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(p)})
+	pkt.NetworkProtocolNumber = header.IPv4ProtocolNumber
+	if v6 {
+		pkt.NetworkProtocolNumber = header.IPv6ProtocolNumber
+	}
+	// See Capabilities: WireGuard authenticated the packet, checksums add nothing.
+	pkt.RXChecksumValidated = !in.l.verifyRX
+	in.gro.Enqueue(pkt)
+	pkt.DecRef()
+}
+
+// finish flushes what GRO holds and returns in to the pool.
+func (in *inbound) finish() {
+	if in.d != nil {
+		in.gro.Flush()
+	}
+	in.d = nil
+	in.gro.Dispatcher = nil
+	in.l.inPool.Put(in)
+}
+
+// WritePackets hands gVisor's outbound packets to out. It never fails and never drops.
+func (l *linkEndpoint) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
+	var scratch *[]byte
+	for _, pkt := range pkts.AsSlice() {
+		b := contiguous(pkt)
+		if b == nil {
+			if scratch == nil {
+				scratch = getBuf()
+			}
+			b = gather(pkt, *scratch)
+		}
+		l.out(b)
+	}
+	if scratch != nil {
+		putBuf(scratch)
+	}
+	return pkts.Len(), nil
+}
+
+// contiguous returns the packet's bytes without copying when they lie in one view, else nil.
+func contiguous(pkt *stack.PacketBuffer) []byte {
+	vl, off := pkt.AsViewList()
+	var only []byte
+	for v := vl.Front(); v != nil; v = v.Next() {
+		s := v.AsSlice()
+		if off >= len(s) {
+			off -= len(s)
+			continue
+		}
+		s = s[off:]
+		off = 0
+		if only != nil {
+			return nil
+		}
+		only = s
+	}
+	return only
+}
+
+// gather copies the packet's bytes into buf, which must be large enough for any packet
+// gVisor writes (the MTU; GSO is off).
+func gather(pkt *stack.PacketBuffer, buf []byte) []byte {
+	vl, off := pkt.AsViewList()
+	n := 0
+	for v := vl.Front(); v != nil; v = v.Next() {
+		s := v.AsSlice()
+		if off >= len(s) {
+			off -= len(s)
+			continue
+		}
+		n += copy(buf[n:], s[off:])
+		off = 0
+	}
+	return buf[:n]
+}
+
+// MTU implements stack.LinkEndpoint.
+func (l *linkEndpoint) MTU() uint32 { return l.mtu.Load() }
+
+// SetMTU implements stack.LinkEndpoint.
+func (l *linkEndpoint) SetMTU(mtu uint32) { l.mtu.Store(mtu) }
+
+// MaxHeaderLength implements stack.LinkEndpoint: there is no link header.
+func (*linkEndpoint) MaxHeaderLength() uint16 { return 0 }
+
+// LinkAddress implements stack.LinkEndpoint: an IP link has none.
+func (*linkEndpoint) LinkAddress() tcpip.LinkAddress { return "" }
+
+// SetLinkAddress implements stack.LinkEndpoint.
+func (*linkEndpoint) SetLinkAddress(tcpip.LinkAddress) {}
+
+// Capabilities implements stack.LinkEndpoint. Receive checksums are not verified: every
+// client packet was authenticated by WireGuard, so a bad checksum can only come from the
+// client itself and hurts only its own flow. Transmit checksums are computed: clients
+// verify them.
+func (l *linkEndpoint) Capabilities() stack.LinkEndpointCapabilities {
+	if l.verifyRX {
+		return 0
+	}
+	return stack.CapabilityRXChecksumOffload
+}
+
+// Attach implements stack.LinkEndpoint.
+func (l *linkEndpoint) Attach(d stack.NetworkDispatcher) {
+	l.mu.Lock()
+	l.dispatcher = d
+	l.mu.Unlock()
+}
+
+// IsAttached implements stack.LinkEndpoint.
+func (l *linkEndpoint) IsAttached() bool {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.dispatcher != nil
+}
+
+// Wait implements stack.LinkEndpoint: there are no goroutines to wait for.
+func (*linkEndpoint) Wait() {}
+
+// ARPHardwareType implements stack.LinkEndpoint.
+func (*linkEndpoint) ARPHardwareType() header.ARPHardwareType { return header.ARPHardwareNone }
+
+// AddHeader implements stack.LinkEndpoint: there is no link header.
+func (*linkEndpoint) AddHeader(*stack.PacketBuffer) {}
+
+// ParseHeader implements stack.LinkEndpoint: there is no link header.
+func (*linkEndpoint) ParseHeader(*stack.PacketBuffer) bool { return true }
+
+// Close implements stack.LinkEndpoint.
+func (l *linkEndpoint) Close() {
+	l.mu.Lock()
+	f := l.onClose
+	l.onClose = nil
+	l.mu.Unlock()
+	if f != nil {
+		f()
+	}
+}
+
+// SetOnCloseAction implements stack.LinkEndpoint.
+func (l *linkEndpoint) SetOnCloseAction(f func()) {
+	l.mu.Lock()
+	l.onClose = f
+	l.mu.Unlock()
+}
+
+// bufPool holds scratch buffers big enough for any IP packet.
+var bufPool = sync.Pool{New: func() any {
+	b := make([]byte, 1<<16)
+	return &b
+}}
+
+func getBuf() *[]byte  { return bufPool.Get().(*[]byte) }
+func putBuf(b *[]byte) { bufPool.Put(b) }
