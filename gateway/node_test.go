@@ -22,6 +22,9 @@ import (
 	"golang.zx2c4.com/wireguard/device"
 	wgnetstack "golang.zx2c4.com/wireguard/tun/netstack"
 
+	"golang.zx2c4.com/wireguard/wgctrl"
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+
 	"github.com/popgate/popgate/store"
 )
 
@@ -257,6 +260,7 @@ func TestNodeServesStockClient(t *testing.T) {
 	if err != nil || st.PeersOnline != 1 || st.PeersTotal != 1 {
 		t.Errorf("Status = %+v, %v", st, err)
 	}
+	checkWgctrl(t, cfg.Interface, peers[0])
 
 	// Disabling cuts the peer off at once; enabling brings it back without a new config.
 	if _, err := ctrl.SetPeerEnabled(ctx, "acme", "laptop", false); err != nil {
@@ -286,4 +290,29 @@ func TestNodeServesStockClient(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// checkWgctrl reads the device through its UAPI socket with wgctrl, as monitoring tools do.
+// Creating /var/run/wireguard needs root.
+func checkWgctrl(t *testing.T, iface string, want PeerInfo) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Log("not root: skipping the wgctrl check (the UAPI socket lives in /var/run/wireguard)")
+		return
+	}
+	wc, err := wgctrl.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wc.Close()
+	d, err := wc.Device(iface)
+	if err != nil {
+		t.Fatalf("wgctrl: %v", err)
+	}
+	if len(d.Peers) != 1 || d.Peers[0].PublicKey != wgtypes.Key(want.PublicKey) {
+		t.Fatalf("wgctrl sees peers %+v, want only %s", d.Peers, want.PublicKey)
+	}
+	if p := d.Peers[0]; p.ReceiveBytes == 0 || p.LastHandshakeTime.IsZero() || len(p.AllowedIPs) != 2 {
+		t.Errorf("wgctrl peer state: %+v", p)
+	}
 }

@@ -75,6 +75,7 @@ type e2eNode struct {
 	dataDir string
 	ifname  string
 	port    int
+	dns     string // --dns-upstream, when set
 	proc    *testbed.Proc
 }
 
@@ -89,6 +90,7 @@ func (n *e2eNode) serveArgs(ifname string, port int) []string {
 		"--public-endpoint", netip.AddrPortFrom(n.topo.PopCliAddr, uint16(port)).String(),
 		"--interface", ifname,
 		"--web-addr", "127.0.0.1:0",
+		"--dns-upstream", n.dns,
 	}
 }
 
@@ -342,13 +344,16 @@ func TestE2EAppliance(t *testing.T) {
 	topo := testbed.NewTopology(t)
 	n := &e2eNode{t: t, bin: bin, topo: topo, dataDir: t.TempDir(), ifname: topo.Name("pg"), port: 51821}
 	t.Cleanup(func() { _ = os.Remove(filepath.Join(testbed.UAPIDir, n.ifname+".sock")) })
-	if err := n.start(); err != nil {
-		t.Fatalf("e2e: popgate serve did not start: %v", err)
-	}
 	tr := &e2eTraffic{
 		topo:  topo,
 		files: testbed.ServeRandomFile(t, topo.Net, 20),
 		echo:  testbed.StartUDPEcho(t, topo.Net),
+	}
+	// The in-tunnel DNS relays to this "resolver": an echo server answers every query with
+	// the query itself, which shows the relay both ways.
+	n.dns = tr.echo.Addr(topo.NetAddr4).String()
+	if err := n.start(); err != nil {
+		t.Fatalf("e2e: popgate serve did not start: %v", err)
 	}
 
 	n.mustCLI(t, "tenant", "add", "acme")
@@ -364,6 +369,19 @@ func TestE2EAppliance(t *testing.T) {
 	if !t.Run("traffic", func(t *testing.T) { tr.check(t, true) }) {
 		return
 	}
+
+	t.Run("in-tunnel DNS", func(t *testing.T) {
+		if len(cfg.Interface.DNS) != 2 {
+			t.Fatalf("config DNS = %v, want the node's IPv4 and IPv6 overlay addresses", cfg.Interface.DNS)
+		}
+		for _, d := range cfg.Interface.DNS {
+			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+			if err := testbed.EchoUDP(ctx, topo.Cli, netip.AddrPortFrom(netip.MustParseAddr(d), 53)); err != nil {
+				t.Errorf("DNS relay at %s: %v", d, err)
+			}
+			cancel()
+		}
+	})
 
 	t.Run("peer list", func(t *testing.T) {
 		var got e2ePeer
