@@ -19,6 +19,7 @@ import (
 	"golang.zx2c4.com/wireguard/conn"
 	"golang.zx2c4.com/wireguard/device"
 
+	"github.com/popgate/popgate/firewall"
 	"github.com/popgate/popgate/netstack"
 	"github.com/popgate/popgate/store"
 )
@@ -36,10 +37,11 @@ type Node struct {
 	startedAt time.Time
 	lock      *os.File
 
-	snap atomic.Pointer[snapshot]
-	tun  *tunDevice
-	dev  *device.Device
-	exit *netstack.Exit
+	snap  atomic.Pointer[snapshot]
+	tun   *tunDevice
+	dev   *device.Device
+	exit  *netstack.Exit // in-tunnel services, and the exit in userspace mode
+	kexit *kernelExit    // the exit in kernel mode; nil otherwise
 
 	uapi     net.Listener
 	uapiPath string
@@ -118,13 +120,6 @@ func (n *Node) Start(ctx context.Context) error {
 	n.snap.Store(newSnapshot(nil, n.ov))
 	n.tun = newTunDevice(n.cfg.Interface, n.cfg.MTU, &n.snap)
 
-	mode := n.cfg.ExitMode
-	if mode == ExitKernel {
-		return errors.New("exit mode kernel is not available in this version: use --exit-mode userspace (or auto)")
-	}
-	n.cfg.ExitMode = ExitUserspace
-	_ = mode
-
 	ecfg := netstack.Config{
 		MTU:          n.cfg.MTU,
 		LocalAddrs:   []netip.Addr{n.ov.gw4, n.ov.gw6},
@@ -139,7 +134,9 @@ func (n *Node) Start(ctx context.Context) error {
 		return fmt.Errorf("userspace exit: %w", err)
 	}
 	n.exit = exit
-	n.tun.exit = exit
+	if err := n.startExit(); err != nil {
+		return err
+	}
 
 	wglog := n.log.With("component", "wireguard")
 	n.dev = device.NewDevice(n.tun, conn.NewDefaultBind(), &device.Logger{
@@ -167,6 +164,55 @@ func (n *Node) Start(ctx context.Context) error {
 	return nil
 }
 
+// startExit picks the exit mode and wires the exits into the packet path. auto means kernel
+// when the process may (CAP_NET_ADMIN, /dev/net/tun, iptables), userspace otherwise.
+func (n *Node) startExit() error {
+	us := userspaceExit{n.exit}
+	mode := n.cfg.ExitMode
+	if mode == ExitAuto {
+		mode = ExitUserspace
+		if ok, why := firewall.KernelModeAvailable(); ok {
+			mode = ExitKernel
+		} else {
+			n.log.Info("exit mode auto: using the userspace exit", "why_not_kernel", why)
+		}
+	}
+	var exit4, exit6 exitWriter = us, us
+	if mode == ExitKernel {
+		k, err := newKernelExit(n.cfg.Interface, n.cfg.MTU, n.cfg.ListenPort, n.ov, n.tun.enqueue, n.log.With("component", "kernel-exit"))
+		switch {
+		case err != nil && n.cfg.ExitMode == ExitKernel:
+			return err
+		case err != nil:
+			n.log.Warn("exit mode auto: the kernel exit failed, using the userspace exit", "err", err)
+			mode = ExitUserspace
+		default:
+			n.kexit = k
+			exit4 = k
+			if k.ipv6() {
+				exit6 = k
+			} else {
+				n.log.Warn("IPv6 exit traffic uses the userspace exit: IPv6 NAT (ip6tables) is unavailable")
+			}
+		}
+	}
+	n.cfg.ExitMode = mode
+	n.tun.setExits(us, exit4, exit6)
+	return nil
+}
+
+// userspaceExit adapts the gVisor exit to the packet path.
+type userspaceExit struct{ *netstack.Exit }
+
+// Write strips the headroom in place (bufs is the packet path's scratch) and hands the
+// packets to gVisor, which copies them.
+func (u userspaceExit) Write(bufs [][]byte, offset int) {
+	for i := range bufs {
+		bufs[i] = bufs[i][offset:]
+	}
+	u.Exit.Write(bufs)
+}
+
 // Controller returns the operations admins use (CLI, API, web UI).
 func (n *Node) Controller() *Controller { return n.ctrl }
 
@@ -184,6 +230,9 @@ func (n *Node) Close() error {
 			n.dev.Close()
 		} else if n.tun != nil {
 			n.tun.Close()
+		}
+		if n.kexit != nil {
+			n.kexit.Close()
 		}
 		if n.exit != nil {
 			n.exit.Close()

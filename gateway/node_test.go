@@ -203,6 +203,7 @@ func TestNodeServesStockClient(t *testing.T) {
 		Interface:      fmt.Sprintf("pgu%d", os.Getpid()%100000),
 		ListenPort:     port,
 		PublicEndpoint: fmt.Sprintf("127.0.0.1:%d", port),
+		ExitMode:       ExitUserspace, // the kernel exit would change the host's own firewall
 		DNSUpstreams:   []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:9")},
 		exitDialer: mapDialer{
 			"198.51.100.2:80":    hl.Addr().String(),

@@ -37,9 +37,11 @@ func (r dropReason) String() string {
 	return "unknown"
 }
 
-// exitWriter takes packets that leave the overlay through this node. Write copies what it keeps.
+// exitWriter takes packets that leave the overlay through this node: bufs[i][offset:] is one
+// IP packet, and the offset bytes in front of it are headroom the writer may use. Write may
+// modify bufs and the packets; it copies what it keeps after returning.
 type exitWriter interface {
-	Write(pkts [][]byte)
+	Write(bufs [][]byte, offset int)
 }
 
 // outQueueLen bounds the packets waiting to be encrypted towards peers. Producers block when it
@@ -54,7 +56,9 @@ type tunDevice struct {
 	name string
 	mtu  int
 	snap *atomic.Pointer[snapshot]
-	exit exitWriter // set before the device is up; never changes afterwards
+	// local takes traffic for the node's own overlay addresses (in-tunnel services); exit4 and
+	// exit6 take the rest by address family. Set before the device is up, never changed after.
+	local, exit4, exit6 exitWriter
 
 	out       chan *outPacket
 	events    chan tun.Event
@@ -62,13 +66,18 @@ type tunDevice struct {
 	closeOnce sync.Once
 
 	bufs    sync.Pool // *outPacket
-	batches sync.Pool // *[][]byte, scratch for Write
+	batches sync.Pool // *writeBatches, scratch for Write
 
 	drops [numDropReasons]atomic.Uint64
 }
 
 type outPacket struct {
 	b []byte
+}
+
+// writeBatches sorts one Write's packets by where they go.
+type writeBatches struct {
+	local, exit4, exit6 [][]byte
 }
 
 var _ tun.Device = (*tunDevice)(nil)
@@ -90,8 +99,7 @@ func newTunDevice(name string, mtu int, snap *atomic.Pointer[snapshot]) *tunDevi
 // receive routine; it never fails a batch for one bad packet.
 func (t *tunDevice) Write(bufs [][]byte, offset int) (int, error) {
 	snap := t.snap.Load()
-	bp := t.getBatch()
-	batch := (*bp)[:0]
+	wb := t.getBatches()
 	var h header
 	for _, b := range bufs {
 		pkt := b[offset:]
@@ -113,27 +121,46 @@ func (t *tunDevice) Write(bufs [][]byte, offset int) (int, error) {
 			t.enqueue(pkt)
 			continue
 		}
-		if snap.inOverlay(h.dst) && !snap.isLocal(h.dst) {
+		switch {
+		case snap.isLocal(h.dst):
+			wb.local = append(wb.local, b)
+		case snap.inOverlay(h.dst):
 			t.drops[dropNoRoute].Add(1)
-			continue
+		case h.dst.Is4():
+			wb.exit4 = append(wb.exit4, b)
+		default:
+			wb.exit6 = append(wb.exit6, b)
 		}
-		batch = append(batch, pkt)
 	}
-	if len(batch) > 0 {
-		t.exit.Write(batch)
+	for _, x := range [...]struct {
+		w     exitWriter
+		batch *[][]byte
+	}{{t.local, &wb.local}, {t.exit4, &wb.exit4}, {t.exit6, &wb.exit6}} {
+		if len(*x.batch) > 0 {
+			x.w.Write(*x.batch, offset)
+			clear(*x.batch)
+			*x.batch = (*x.batch)[:0]
+		}
 	}
-	clear(batch)
-	*bp = batch
-	t.batches.Put(bp)
+	t.batches.Put(wb)
 	return len(bufs), nil
 }
 
-func (t *tunDevice) getBatch() *[][]byte {
-	if bp, ok := t.batches.Get().(*[][]byte); ok {
-		return bp
+func (t *tunDevice) getBatches() *writeBatches {
+	if wb, ok := t.batches.Get().(*writeBatches); ok {
+		return wb
 	}
-	b := make([][]byte, 0, conn.IdealBatchSize)
-	return &b
+	return &writeBatches{
+		local: make([][]byte, 0, conn.IdealBatchSize),
+		exit4: make([][]byte, 0, conn.IdealBatchSize),
+		exit6: make([][]byte, 0, conn.IdealBatchSize),
+	}
+}
+
+// setExits sets where traffic leaves: local for the node's own addresses, exit4/exit6 for the
+// rest. Call before the device comes up.
+func (t *tunDevice) setExits(local, exit4, exit6 exitWriter) {
+	t.local, t.exit4, t.exit6 = local, exit4, exit6
 }
 
 // enqueue copies pkt onto the queue towards peers, blocking while the queue is full.

@@ -16,11 +16,11 @@ type fakeExit struct {
 	pkts [][]byte
 }
 
-func (f *fakeExit) Write(pkts [][]byte) {
+func (f *fakeExit) Write(bufs [][]byte, offset int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	for _, p := range pkts {
-		f.pkts = append(f.pkts, append([]byte(nil), p...))
+	for _, b := range bufs {
+		f.pkts = append(f.pkts, append([]byte(nil), b[offset:]...))
 	}
 }
 
@@ -73,7 +73,7 @@ func newTestTun(t *testing.T, peers []store.Peer) (*tunDevice, *fakeExit) {
 	snap.Store(newSnapshot(peers, testOverlay))
 	td := newTunDevice("pgtest", 1420, &snap)
 	fe := &fakeExit{}
-	td.exit = fe
+	td.setExits(fe, fe, fe)
 	t.Cleanup(func() { td.Close() })
 	return td, fe
 }
@@ -161,7 +161,7 @@ func TestTunReadBatches(t *testing.T) {
 func TestTunWriteAllocs(t *testing.T) {
 	a1 := testPeer(1, "acme", "a1", 2, true)
 	td, _ := newTestTun(t, []store.Peer{a1})
-	td.exit = discardExit{}
+	td.setExits(discardExit{}, discardExit{}, discardExit{})
 	bufs := make([][]byte, 64)
 	for i := range bufs {
 		if i%2 == 0 {
@@ -178,7 +178,7 @@ func TestTunWriteAllocs(t *testing.T) {
 
 type discardExit struct{}
 
-func (discardExit) Write([][]byte) {}
+func (discardExit) Write([][]byte, int) {}
 
 func BenchmarkTunWrite(b *testing.B) {
 	peers := make([]store.Peer, 250)
@@ -188,7 +188,7 @@ func BenchmarkTunWrite(b *testing.B) {
 	var snap atomic.Pointer[snapshot]
 	snap.Store(newSnapshot(peers, testOverlay))
 	td := newTunDevice("pgbench", 1420, &snap)
-	td.exit = discardExit{}
+	td.setExits(discardExit{}, discardExit{}, discardExit{})
 	bufs := make([][]byte, 128)
 	for i := range bufs {
 		bufs[i] = ipv4Packet(peers[i%len(peers)].IPv4, netip.MustParseAddr("198.51.100.2"))

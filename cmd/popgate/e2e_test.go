@@ -76,6 +76,7 @@ type e2eNode struct {
 	ifname  string
 	port    int
 	dns     string // --dns-upstream, when set
+	mode    string // --exit-mode
 	proc    *testbed.Proc
 }
 
@@ -91,6 +92,7 @@ func (n *e2eNode) serveArgs(ifname string, port int) []string {
 		"--interface", ifname,
 		"--web-addr", "127.0.0.1:0",
 		"--dns-upstream", n.dns,
+		"--exit-mode", n.mode,
 	}
 }
 
@@ -337,12 +339,17 @@ func (tr *e2eTraffic) waitBlocked(t *testing.T, what string) {
 	}
 }
 
-func TestE2EAppliance(t *testing.T) {
+func TestE2EApplianceUserspace(t *testing.T) { testE2EAppliance(t, "userspace") }
+
+func TestE2EApplianceKernel(t *testing.T) { testE2EAppliance(t, "kernel") }
+
+// testE2EAppliance is the README walk-through with a stock client, in one exit mode.
+func testE2EAppliance(t *testing.T, mode string) {
 	bin := e2eRequireBinary(t)
 	testbed.RequireRoot(t)
 	testbed.RequireTools(t, "ip", "wg", "wg-quick", "wireguard-go", "ping")
 	topo := testbed.NewTopology(t)
-	n := &e2eNode{t: t, bin: bin, topo: topo, dataDir: t.TempDir(), ifname: topo.Name("pg"), port: 51821}
+	n := &e2eNode{t: t, bin: bin, topo: topo, dataDir: t.TempDir(), ifname: topo.Name("pg"), port: 51821, mode: mode}
 	t.Cleanup(func() { _ = os.Remove(filepath.Join(testbed.UAPIDir, n.ifname+".sock")) })
 	tr := &e2eTraffic{
 		topo:  topo,
@@ -354,6 +361,14 @@ func TestE2EAppliance(t *testing.T) {
 	n.dns = tr.echo.Addr(topo.NetAddr4).String()
 	if err := n.start(); err != nil {
 		t.Fatalf("e2e: popgate serve did not start: %v", err)
+	}
+	var st struct {
+		Device struct {
+			ExitMode string `json:"exit_mode"`
+		} `json:"device"`
+	}
+	if err := json.Unmarshal([]byte(n.mustCLI(t, "status", "--json")), &st); err != nil || st.Device.ExitMode != mode {
+		t.Fatalf("status --json: exit mode %q (%v), want %q", st.Device.ExitMode, err, mode)
 	}
 
 	n.mustCLI(t, "tenant", "add", "acme")

@@ -1,0 +1,162 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"sync"
+
+	"github.com/vishvananda/netlink"
+	"golang.zx2c4.com/wireguard/tun"
+
+	"github.com/popgate/popgate/firewall"
+)
+
+// kernelExit hands exit traffic to a kernel TUN; the kernel routes it and iptables MASQUERADEs
+// it (rules owned by firewall.HostRules). Replies come back through the TUN and are delivered
+// to the peer they are addressed to.
+type kernelExit struct {
+	log     *slog.Logger
+	dev     tun.Device
+	name    string
+	rules   *firewall.HostRules
+	deliver func(pkt []byte)  // towards peers
+	sysctls map[string]string // forwarding sysctls we changed → their old values
+	wg      sync.WaitGroup
+	once    sync.Once
+}
+
+// tunOffset leaves room in front of each packet for the virtio-net header that the TUN offloads
+// (TSO/USO, GRO) use.
+const tunOffset = 16
+
+// newKernelExit creates the TUN <name>, routes the overlay through it, turns on forwarding and
+// installs the host rules. On error everything done so far is undone.
+func newKernelExit(name string, mtu, listenPort int, ov overlay, deliver func([]byte), log *slog.Logger) (_ *kernelExit, err error) {
+	k := &kernelExit{log: log, name: name, deliver: deliver, sysctls: map[string]string{}}
+	defer func() {
+		if err != nil {
+			k.Close()
+		}
+	}()
+	k.rules, err = firewall.NewHostRules(firewall.HostRulesConfig{
+		TunName: name, ListenPort: listenPort, OverlayV4: ov.v4, OverlayV6: ov.v6,
+	}, log)
+	if err != nil {
+		return nil, err
+	}
+	k.dev, err = tun.CreateTUN(name, mtu)
+	if err != nil {
+		return nil, fmt.Errorf("kernel exit: create TUN %s: %w: kernel mode needs CAP_NET_ADMIN and /dev/net/tun; or use --exit-mode userspace", name, err)
+	}
+	link, err := netlink.LinkByName(name)
+	if err != nil {
+		return nil, fmt.Errorf("kernel exit: %s: %w", name, err)
+	}
+	if err := netlink.LinkSetUp(link); err != nil {
+		return nil, fmt.Errorf("kernel exit: bring %s up: %w", name, err)
+	}
+	if err := k.rules.Install(context.Background()); err != nil {
+		return nil, err
+	}
+	prefixes := []net.IPNet{prefixToIPNet(ov.v4)}
+	if err := k.setSysctl("/proc/sys/net/ipv4/ip_forward", "1"); err != nil {
+		return nil, err
+	}
+	if k.rules.IPv6() {
+		prefixes = append(prefixes, prefixToIPNet(ov.v6))
+		if err := k.setSysctl("/proc/sys/net/ipv6/conf/all/forwarding", "1"); err != nil {
+			return nil, err
+		}
+	}
+	for i := range prefixes {
+		r := &netlink.Route{LinkIndex: link.Attrs().Index, Dst: &prefixes[i], Scope: netlink.SCOPE_LINK}
+		if err := netlink.RouteReplace(r); err != nil {
+			return nil, fmt.Errorf("kernel exit: route %s via %s: %w", prefixes[i].String(), name, err)
+		}
+	}
+	k.wg.Add(1)
+	go k.readLoop()
+	return k, nil
+}
+
+// ipv6 reports whether IPv6 exit traffic may take the kernel path (NAT for IPv6 installed).
+func (k *kernelExit) ipv6() bool { return k.rules.IPv6() }
+
+// Write hands a batch to the kernel. bufs keep offset bytes of headroom (wireguard-go's
+// buffers always do), which the TUN's offloads use for their header.
+func (k *kernelExit) Write(bufs [][]byte, offset int) {
+	if _, err := k.dev.Write(bufs, offset); err != nil && !errors.Is(err, os.ErrClosed) {
+		k.log.Debug("write to kernel TUN", "err", err)
+	}
+}
+
+// readLoop delivers what the kernel routes into the TUN (replies to peers) until Close.
+func (k *kernelExit) readLoop() {
+	defer k.wg.Done()
+	batch := k.dev.BatchSize()
+	bufs := make([][]byte, batch)
+	for i := range bufs {
+		bufs[i] = make([]byte, tunOffset+65535)
+	}
+	sizes := make([]int, batch)
+	for {
+		n, err := k.dev.Read(bufs, sizes, tunOffset)
+		for i := range n {
+			k.deliver(bufs[i][tunOffset : tunOffset+sizes[i]])
+		}
+		if errors.Is(err, os.ErrClosed) || errors.Is(err, net.ErrClosed) {
+			return
+		}
+		if err != nil && !errors.Is(err, tun.ErrTooManySegments) {
+			if strings.Contains(err.Error(), "file already closed") {
+				return
+			}
+			k.log.Debug("read from kernel TUN", "err", err)
+		}
+	}
+}
+
+func (k *kernelExit) setSysctl(path, value string) error {
+	old, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("kernel exit: %w", err)
+	}
+	if strings.TrimSpace(string(old)) == value {
+		return nil
+	}
+	if err := os.WriteFile(path, []byte(value), 0o644); err != nil {
+		return fmt.Errorf("kernel exit: enable forwarding (%s): %w", path, err)
+	}
+	k.sysctls[path] = strings.TrimSpace(string(old))
+	return nil
+}
+
+// Close removes the host rules, the TUN (and with it its routes) and restores the forwarding
+// sysctls it changed. Idempotent.
+func (k *kernelExit) Close() error {
+	k.once.Do(func() {
+		if k.rules != nil {
+			k.rules.Close()
+		}
+		if k.dev != nil {
+			k.dev.Close()
+			k.wg.Wait()
+		}
+		for path, old := range k.sysctls {
+			if err := os.WriteFile(path, []byte(old), 0o644); err != nil {
+				k.log.Warn("restore sysctl", "path", path, "err", err)
+			}
+		}
+	})
+	return nil
+}
+
+func prefixToIPNet(p netip.Prefix) net.IPNet {
+	return net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
+}
