@@ -1,0 +1,783 @@
+package gateway
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"net"
+	"net/netip"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.zx2c4.com/wireguard/conn"
+
+	"github.com/popgate/popgate/store"
+)
+
+// --- a fake inner bind ---
+
+// muxFakeBind is an in-memory conn.Bind: tests inject datagrams with deliver and read what was
+// sent from sent. Both receive functions read the one rx channel.
+type muxFakeBind struct {
+	batch int
+	rx    chan muxFakeDatagram
+	sent  chan []byte
+
+	mu     sync.Mutex
+	closed chan struct{} // nil while not open
+	port   uint16
+	opens  int
+	closes int
+	mark   uint32
+}
+
+type muxFakeDatagram struct {
+	b  []byte
+	ep conn.Endpoint
+}
+
+var _ conn.Bind = (*muxFakeBind)(nil)
+
+func newMuxFakeBind(batch int) *muxFakeBind {
+	return &muxFakeBind{batch: batch, rx: make(chan muxFakeDatagram, 4096), sent: make(chan []byte, 4096)}
+}
+
+func (f *muxFakeBind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed != nil {
+		return nil, 0, conn.ErrBindAlreadyOpen
+	}
+	f.opens++
+	if port == 0 {
+		port = uint16(40000 + f.opens)
+	}
+	f.port = port
+	f.closed = make(chan struct{})
+	return []conn.ReceiveFunc{f.receive(f.closed), f.receive(f.closed)}, port, nil
+}
+
+func (f *muxFakeBind) receive(closed chan struct{}) conn.ReceiveFunc {
+	return func(bufs [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
+		var d muxFakeDatagram
+		select {
+		case <-closed:
+			return 0, net.ErrClosed
+		case d = <-f.rx:
+		}
+		for n := 0; ; {
+			sizes[n] = copy(bufs[n], d.b)
+			eps[n] = d.ep
+			if n++; n == len(bufs) {
+				return n, nil
+			}
+			select {
+			case d = <-f.rx:
+			default:
+				return n, nil
+			}
+		}
+	}
+}
+
+func (f *muxFakeBind) Close() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed != nil {
+		close(f.closed)
+		f.closed = nil
+		f.closes++
+	}
+	return nil
+}
+
+func (f *muxFakeBind) isOpen() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.closed != nil
+}
+
+func (f *muxFakeBind) SetMark(mark uint32) error {
+	f.mu.Lock()
+	f.mark = mark
+	f.mu.Unlock()
+	return nil
+}
+
+func (f *muxFakeBind) Send(bufs [][]byte, ep conn.Endpoint) error {
+	for _, b := range bufs {
+		select {
+		case f.sent <- bytes.Clone(b):
+		default:
+		}
+	}
+	return nil
+}
+
+func (f *muxFakeBind) ParseEndpoint(s string) (conn.Endpoint, error) {
+	ap, err := netip.ParseAddrPort(s)
+	if err != nil {
+		return nil, err
+	}
+	return muxFakeEndpoint{ap}, nil
+}
+
+func (f *muxFakeBind) BatchSize() int { return f.batch }
+
+func (f *muxFakeBind) deliver(b []byte) {
+	f.rx <- muxFakeDatagram{b: b, ep: muxFakeEndpoint{netip.MustParseAddrPort("192.0.2.1:51820")}}
+}
+
+type muxFakeEndpoint struct{ netip.AddrPort }
+
+var _ conn.Endpoint = muxFakeEndpoint{}
+
+func (muxFakeEndpoint) ClearSrc()             {}
+func (muxFakeEndpoint) SrcToString() string   { return "" }
+func (e muxFakeEndpoint) DstToString() string { return e.AddrPort.String() }
+func (e muxFakeEndpoint) DstToBytes() []byte  { b, _ := e.AddrPort.MarshalBinary(); return b }
+func (e muxFakeEndpoint) DstIP() netip.Addr   { return e.Addr() }
+func (muxFakeEndpoint) SrcIP() netip.Addr     { return netip.Addr{} }
+
+// --- helpers ---
+
+// muxClock is a settable clock.
+type muxClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *muxClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *muxClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+func muxTestKey(t testing.TB) store.Key {
+	t.Helper()
+	k, err := store.GeneratePrivateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// newTestMux returns a Mux on inner whose clock the test sets, and checks at the end of the
+// test that no goroutine of it is left.
+func newTestMux(t testing.TB, inner conn.Bind, node store.Key, route func(store.Key) (int64, bool)) (*Mux, *muxClock) {
+	t.Helper()
+	if route == nil {
+		route = func(store.Key) (int64, bool) { return 0, false }
+	}
+	clk := &muxClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	m := NewMux(inner, node, route, nil)
+	m.now, m.epoch = clk.Now, clk.Now()
+	t.Cleanup(func() {
+		if n := m.goroutines.Load(); n != 0 {
+			t.Errorf("%d goroutines of the Mux still running at the end of the test", n)
+		}
+	})
+	return m, clk
+}
+
+func muxOpen(t testing.TB, b conn.Bind, port uint16) ([]conn.ReceiveFunc, uint16) {
+	t.Helper()
+	fns, p, err := b.Open(port)
+	if err != nil {
+		t.Fatalf("Open(%d): %v", port, err)
+	}
+	return fns, p
+}
+
+// muxCollect reads every ReceiveFunc of one device until it returns an error and sends a copy
+// of each datagram to the returned channel.
+func muxCollect(fns []conn.ReceiveFunc, batch int) <-chan []byte {
+	out := make(chan []byte, 4096)
+	var wg sync.WaitGroup
+	for _, fn := range fns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			bufs := make([][]byte, batch)
+			for i := range bufs {
+				bufs[i] = make([]byte, 65535)
+			}
+			sizes := make([]int, batch)
+			eps := make([]conn.Endpoint, batch)
+			for {
+				n, err := fn(bufs, sizes, eps)
+				if err != nil {
+					return
+				}
+				for i := range n {
+					out <- bytes.Clone(bufs[i][:sizes[i]])
+				}
+			}
+		}()
+	}
+	go func() { wg.Wait(); close(out) }()
+	return out
+}
+
+func muxExpect(t *testing.T, ch <-chan []byte, want []byte, what string) {
+	t.Helper()
+	select {
+	case got := <-ch:
+		if !bytes.Equal(got, want) {
+			t.Fatalf("%s: got % x…, want % x…", what, got[:min(len(got), 12)], want[:min(len(want), 12)])
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("%s: nothing arrived", what)
+	}
+}
+
+func muxExpectNothing(t *testing.T, ch <-chan []byte, what string) {
+	t.Helper()
+	select {
+	case got := <-ch:
+		t.Fatalf("%s: got % x…, want nothing", what, got[:min(len(got), 12)])
+	case <-time.After(50 * time.Millisecond):
+	}
+}
+
+// muxWaitStats polls Stats until cond holds.
+func muxWaitStats(t *testing.T, m *Mux, what string, cond func(MuxStats) bool) MuxStats {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		st := m.Stats()
+		if cond(st) {
+			return st
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: stats %+v", what, st)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// Datagram builders. Contents other than type and indices are arbitrary.
+
+func muxTransport(receiver uint32, payload int) []byte {
+	b := make([]byte, 16+payload+16)
+	binary.LittleEndian.PutUint32(b, muxTypeTransport)
+	binary.LittleEndian.PutUint32(b[4:], receiver)
+	binary.LittleEndian.PutUint64(b[8:], 7)
+	for i := 16; i < len(b); i++ {
+		b[i] = byte(i)
+	}
+	return b
+}
+
+func muxResponse(sender, receiver uint32) []byte {
+	b := make([]byte, muxResponseSize)
+	binary.LittleEndian.PutUint32(b, muxTypeResponse)
+	binary.LittleEndian.PutUint32(b[4:], sender)
+	binary.LittleEndian.PutUint32(b[8:], receiver)
+	return b
+}
+
+func muxCookieReply(receiver uint32) []byte {
+	b := make([]byte, muxCookieReplySize)
+	binary.LittleEndian.PutUint32(b, muxTypeCookieReply)
+	binary.LittleEndian.PutUint32(b[4:], receiver)
+	return b
+}
+
+// muxJunkInitiation is an initiation with a valid mac1 for nodePub and a static that decrypts
+// for nobody.
+func muxJunkInitiation(nodePub store.Key, sender uint32) []byte {
+	b := make([]byte, muxInitiationSize)
+	binary.LittleEndian.PutUint32(b, muxTypeInitiation)
+	binary.LittleEndian.PutUint32(b[4:], sender)
+	for i := 8; i < muxInitMAC1Off; i++ {
+		b[i] = byte(i * 7)
+	}
+	muxSetMAC1(nodePub, b)
+	return b
+}
+
+func muxSetMAC1(nodePub store.Key, b []byte) {
+	key := muxHash([]byte(muxLabelMAC1), nodePub[:])
+	c := newMuxMAC1(&key)
+	c.h.Reset()
+	c.h.Write(b[:muxInitMAC1Off])
+	c.h.Sum(b[muxInitMAC1Off:muxInitMAC1Off])
+}
+
+// --- tests ---
+
+func TestMuxOpenCloseSharesInnerBind(t *testing.T) {
+	before := runtime.NumGoroutine()
+	inner := newMuxFakeBind(8)
+	m, _ := newTestMux(t, inner, muxTestKey(t), nil)
+	b1, b2 := m.Bind(1), m.Bind(2)
+
+	fns1, p1 := muxOpen(t, b1, 0)
+	if !inner.isOpen() || inner.opens != 1 {
+		t.Fatalf("inner bind: open %v after %d opens, want open after 1", inner.isOpen(), inner.opens)
+	}
+	if len(fns1) != 1 {
+		t.Fatalf("got %d receive funcs, want 1", len(fns1))
+	}
+	if _, p2 := muxOpen(t, b2, p1); p2 != p1 {
+		t.Fatalf("second Open(%d) returned port %d", p1, p2)
+	}
+	if inner.opens != 1 {
+		t.Fatalf("the second virtual Open opened the inner bind again (%d opens)", inner.opens)
+	}
+
+	// Errors: a bind already open, another bind of an open device, another port.
+	if _, _, err := b1.Open(0); !errors.Is(err, conn.ErrBindAlreadyOpen) {
+		t.Errorf("Open of an open bind: %v, want ErrBindAlreadyOpen", err)
+	}
+	if _, _, err := m.Bind(2).Open(0); !errors.Is(err, ErrMuxDeviceBusy) {
+		t.Errorf("Open of a second bind for device 2: %v, want ErrMuxDeviceBusy", err)
+	}
+	if _, _, err := m.Bind(3).Open(p1 + 1); !errors.Is(err, ErrMuxPortMismatch) {
+		t.Errorf("Open of another port: %v, want ErrMuxPortMismatch", err)
+	}
+	b3 := m.Bind(3)
+	if _, p3 := muxOpen(t, b3, 0); p3 != p1 {
+		t.Errorf("Open(0) while open on %d returned %d", p1, p3)
+	}
+	if err := m.Bind(3).Close(); err != nil { // a bind never opened: no effect on device 3
+		t.Errorf("Close of a bind never opened: %v", err)
+	}
+
+	// Pass-throughs.
+	if err := b2.SetMark(42); err != nil || inner.mark != 42 {
+		t.Errorf("SetMark: %v, inner mark %d", err, inner.mark)
+	}
+	if got := b1.BatchSize(); got != 8 {
+		t.Errorf("BatchSize %d, want the inner bind's 8", got)
+	}
+	if ep, err := b1.ParseEndpoint("198.51.100.7:51820"); err != nil || ep.DstToString() != "198.51.100.7:51820" {
+		t.Errorf("ParseEndpoint: %v, %v", ep, err)
+	}
+
+	// Closing one device leaves the socket open; its ReceiveFuncs return ErrClosed, Sends fail.
+	done := make(chan error, 1)
+	go func() { _, err := fns1[0](make([][]byte, 8), make([]int, 8), make([]conn.Endpoint, 8)); done <- err }()
+	if err := b1.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; !errors.Is(err, net.ErrClosed) {
+		t.Errorf("blocked ReceiveFunc after Close returned %v, want net.ErrClosed", err)
+	}
+	if err := b1.Send([][]byte{muxTransport(1, 8)}, muxFakeEndpoint{}); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("Send after Close: %v, want net.ErrClosed", err)
+	}
+	if err := b1.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+	if !inner.isOpen() {
+		t.Fatal("the inner bind closed while device 2 and 3 were open")
+	}
+	if err := b2.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if !inner.isOpen() {
+		t.Fatal("the inner bind closed while device 3 was open")
+	}
+	if err := b3.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if inner.isOpen() || inner.closes != 1 {
+		t.Fatalf("inner bind: open %v after %d closes, want closed once after the last device", inner.isOpen(), inner.closes)
+	}
+	if n := m.goroutines.Load(); n != 0 {
+		t.Fatalf("%d goroutines left after the last Close", n)
+	}
+
+	// Reopen: wireguard-go closes and opens on every BindUpdate.
+	fns1, p := muxOpen(t, b1, p1)
+	if p != p1 || inner.opens != 2 {
+		t.Fatalf("reopen: port %d (want %d), %d inner opens (want 2)", p, p1, inner.opens)
+	}
+	got := muxCollect(fns1, 8)
+	if err := b1.Send([][]byte{muxResponse(0xabcd, 9)}, muxFakeEndpoint{}); err != nil {
+		t.Fatal(err)
+	}
+	pkt := muxTransport(0xabcd, 40)
+	inner.deliver(pkt)
+	muxExpect(t, got, pkt, "after reopen")
+	if err := b1.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := <-got; ok {
+		t.Fatal("datagram after Close")
+	}
+	if n := m.goroutines.Load(); n != 0 {
+		t.Fatalf("%d goroutines left after the last Close", n)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		t.Errorf("%d goroutines before, %d after", before, n)
+	}
+}
+
+func TestMuxDemuxByLearnedIndex(t *testing.T) {
+	inner := newMuxFakeBind(16)
+	node := muxTestKey(t)
+	m, _ := newTestMux(t, inner, node, nil)
+	b1, b2 := m.Bind(1), m.Bind(2)
+	fns1, _ := muxOpen(t, b1, 0)
+	fns2, _ := muxOpen(t, b2, 0)
+	got1, got2 := muxCollect(fns1, 16), muxCollect(fns2, 16)
+	defer b2.Close()
+	defer b1.Close()
+	ep := muxFakeEndpoint{netip.MustParseAddrPort("203.0.113.9:4444")}
+
+	// Device 1 initiates (sender 0x11111111), device 2 responds (sender 0x22222222); a
+	// transport datagram is not learned from.
+	var init1 [muxInitiationSize]byte
+	binary.LittleEndian.PutUint32(init1[:], muxTypeInitiation)
+	binary.LittleEndian.PutUint32(init1[4:], 0x11111111)
+	if err := b1.Send([][]byte{init1[:], muxTransport(0x33333333, 20)}, ep); err != nil {
+		t.Fatal(err)
+	}
+	if err := b2.Send([][]byte{muxResponse(0x22222222, 0x99)}, ep); err != nil {
+		t.Fatal(err)
+	}
+	if st := m.Stats(); st.Learned != 2 || st.Indices != 2 {
+		t.Fatalf("learned %d, %d indices; want 2, 2", st.Learned, st.Indices)
+	}
+	for range 3 {
+		<-inner.sent // every datagram reached the inner bind
+	}
+
+	cases := []struct {
+		name string
+		pkt  []byte
+		want <-chan []byte
+	}{
+		{"transport to device 1's index", muxTransport(0x11111111, 100), got1},
+		{"transport to device 2's index", muxTransport(0x22222222, 1300), got2},
+		{"keepalive to device 2", muxTransport(0x22222222, 0), got2},
+		{"response to device 1's initiation", muxResponse(0x5555, 0x11111111), got1},
+		{"cookie reply to device 2", muxCookieReply(0x22222222), got2},
+	}
+	for _, c := range cases {
+		inner.deliver(c.pkt)
+		muxExpect(t, c.want, c.pkt, c.name)
+	}
+	inner.deliver(muxTransport(0x33333333, 10)) // only ever sent as a receiver index
+	inner.deliver(muxResponse(0x11111111, 0x4444))
+	st := muxWaitStats(t, m, "unknown indices", func(s MuxStats) bool { return s.UnknownIndex == 2 })
+	if st.Transports != 4 || st.Responses != 2 || st.CookieReplies != 1 || st.Delivered != 5 {
+		t.Errorf("stats %+v", st)
+	}
+	muxExpectNothing(t, got1, "device 1")
+	muxExpectNothing(t, got2, "device 2")
+
+	// Batches mixing devices. Two inner readers run concurrently, so only the set is checked,
+	// not the order (as with wireguard-go's own IPv4 and IPv6 readers).
+	want := map[string]int{}
+	for i := range 10 {
+		p1, p2 := muxTransport(0x11111111, 50+i), muxTransport(0x22222222, 60+i)
+		want["1"+string(p1)]++
+		want["2"+string(p2)]++
+		inner.deliver(p1)
+		inner.deliver(p2)
+	}
+	for range 20 {
+		select {
+		case p := <-got1:
+			want["1"+string(p)]--
+		case p := <-got2:
+			want["2"+string(p)]--
+		case <-time.After(5 * time.Second):
+			t.Fatal("mixed batches: datagrams missing")
+		}
+	}
+	for k, n := range want {
+		if n != 0 {
+			t.Fatalf("mixed batches: device %s got % x… %d times too few", k[:1], k[1:13], n)
+		}
+	}
+
+	// Device 2 now sends an initiation with device 1's index: collision, the newest wins.
+	binary.LittleEndian.PutUint32(init1[4:], 0x11111111)
+	if err := b2.Send([][]byte{init1[:]}, ep); err != nil {
+		t.Fatal(err)
+	}
+	if st := m.Stats(); st.IndexCollisions != 1 {
+		t.Errorf("collisions %d, want 1", st.IndexCollisions)
+	}
+	pkt := muxTransport(0x11111111, 33)
+	inner.deliver(pkt)
+	muxExpect(t, got2, pkt, "index taken over by device 2")
+	muxExpectNothing(t, got1, "device 1 after the collision")
+
+	// An index of a device that closed: dropped as NoDevice, the socket still serves device 1.
+	if err := b2.Close(); err != nil {
+		t.Fatal(err)
+	}
+	inner.deliver(muxTransport(0x22222222, 10))
+	muxWaitStats(t, m, "no device", func(s MuxStats) bool { return s.NoDevice == 1 })
+}
+
+func TestMuxIndexExpiry(t *testing.T) {
+	inner := newMuxFakeBind(4)
+	m, clk := newTestMux(t, inner, muxTestKey(t), nil)
+	b := m.Bind(7)
+	fns, _ := muxOpen(t, b, 0)
+	got := muxCollect(fns, 4)
+	defer b.Close()
+	ep := muxFakeEndpoint{}
+
+	b.Send([][]byte{muxResponse(1, 0)}, ep)
+	b.Send([][]byte{muxResponse(2, 0)}, ep)
+
+	// Index 1 is used every 4 minutes and stays; index 2 is idle and expires after 5.
+	for i := range 3 {
+		clk.Advance(4 * time.Minute)
+		pkt := muxTransport(1, i)
+		inner.deliver(pkt)
+		muxExpect(t, got, pkt, "index in use")
+	}
+	inner.deliver(muxTransport(2, 0))
+	muxWaitStats(t, m, "expired index", func(s MuxStats) bool { return s.UnknownIndex == 1 })
+	muxExpectNothing(t, got, "expired index")
+	if n := m.Stats().Indices; n != 2 {
+		t.Fatalf("%d indices before the sweep, want 2", n)
+	}
+	m.sweep()
+	if n := m.Stats().Indices; n != 1 {
+		t.Fatalf("%d indices after the sweep, want 1", n)
+	}
+
+	// The sweep also runs from learn, at most every 30 s.
+	clk.Advance(6 * time.Minute)
+	b.Send([][]byte{muxResponse(3, 0)}, ep)
+	if n := m.Stats().Indices; n != 1 {
+		t.Fatalf("%d indices after a send 6 minutes later, want only the new one", n)
+	}
+}
+
+func TestMuxIndexTableBounded(t *testing.T) {
+	m, clk := newTestMux(t, newMuxFakeBind(1), muxTestKey(t), nil)
+	m.maxIndices = 100
+	for i := range uint32(1000) {
+		if i%100 == 0 {
+			clk.Advance(time.Second) // the older entries are the ones evicted
+		}
+		m.learn(int64(i%3), i)
+	}
+	st := m.Stats()
+	if st.Indices != 100 || st.IndexEvictions != 900 {
+		t.Fatalf("%d indices, %d evictions; want 100, 900", st.Indices, st.IndexEvictions)
+	}
+	m.idxMu.RLock()
+	defer m.idxMu.RUnlock()
+	recent := 0
+	for i := range m.idx {
+		if i >= 900 {
+			recent++
+		}
+	}
+	if recent < 50 {
+		t.Errorf("only %d of the 100 newest indices kept; eviction should prefer old ones", recent)
+	}
+}
+
+func TestMuxQueueFullDropsWithoutBlocking(t *testing.T) {
+	inner := newMuxFakeBind(16)
+	m, _ := newTestMux(t, inner, muxTestKey(t), nil)
+	m.queueLimit = 32
+	slow, fast := m.Bind(1), m.Bind(2)
+	muxOpen(t, slow, 0) // nobody reads device 1
+	fns, _ := muxOpen(t, fast, 0)
+	got := muxCollect(fns, 16)
+	defer fast.Close()
+	defer slow.Close()
+	slow.Send([][]byte{muxResponse(1, 0)}, muxFakeEndpoint{})
+	fast.Send([][]byte{muxResponse(2, 0)}, muxFakeEndpoint{})
+
+	for i := range 200 {
+		inner.deliver(muxTransport(1, i))
+	}
+	pkt := muxTransport(2, 5)
+	inner.deliver(pkt)
+	muxExpect(t, got, pkt, "device 2 behind a stalled device 1")
+	st := muxWaitStats(t, m, "queue drops", func(s MuxStats) bool { return s.Received == 201 })
+	if st.QueueDrops < 200-32 || st.QueueDrops+st.Delivered != 201 {
+		t.Errorf("queue drops %d, delivered %d; want ≥ 168 drops and 201 in all", st.QueueDrops, st.Delivered)
+	}
+}
+
+func TestMuxMalformedDatagrams(t *testing.T) {
+	node := muxTestKey(t)
+	inner := newMuxFakeBind(1)
+	m, _ := newTestMux(t, inner, node, nil)
+	b := m.Bind(1)
+	fns, _ := muxOpen(t, b, 0)
+	got := muxCollect(fns, 1)
+	defer b.Close()
+	b.Send([][]byte{muxResponse(1, 0)}, muxFakeEndpoint{})
+
+	badMAC := muxJunkInitiation(node.PublicKey(), 1)
+	badMAC[muxInitMAC1Off] ^= 1
+	otherNode := muxJunkInitiation(muxTestKey(t).PublicKey(), 1)
+	reserved := muxTransport(1, 4)
+	reserved[1] = 1 // a reserved byte set: not type 4 to wireguard-go either
+	cases := []struct {
+		name    string
+		pkt     []byte
+		counter muxCounter
+	}{
+		{"one byte", []byte{4}, muxMalformed},
+		{"three bytes", []byte{4, 0, 0}, muxMalformed},
+		{"type only", []byte{4, 0, 0, 0}, muxMalformed},
+		{"transport below a keepalive", muxTransport(1, 0)[:31], muxMalformed},
+		{"initiation too long", append(muxJunkInitiation(node.PublicKey(), 1), 0), muxMalformed},
+		{"initiation too short", muxJunkInitiation(node.PublicKey(), 1)[:147], muxMalformed},
+		{"response too short", muxResponse(1, 1)[:91], muxMalformed},
+		{"cookie reply too long", append(muxCookieReply(1), 0), muxMalformed},
+		{"type 0", make([]byte, 64), muxMalformed},
+		{"type 5", append([]byte{5, 0, 0, 0}, make([]byte, 60)...), muxMalformed},
+		{"reserved byte set", reserved, muxMalformed},
+		{"initiation with a flipped mac1", badMAC, muxBadMAC1},
+		{"initiation for another node", otherNode, muxBadMAC1},
+		{"initiation whose static does not decrypt", muxJunkInitiation(node.PublicKey(), 1), muxBadInitiation},
+	}
+	for _, c := range cases {
+		before := m.counters[c.counter].Load()
+		inner.deliver(c.pkt)
+		muxWaitStats(t, m, c.name, func(MuxStats) bool { return m.counters[c.counter].Load() == before+1 })
+	}
+	muxExpectNothing(t, got, "malformed datagrams")
+	st := m.Stats()
+	if st.Received != uint64(len(cases)) || st.Delivered != 0 {
+		t.Errorf("received %d, delivered %d; want %d, 0", st.Received, st.Delivered, len(cases))
+	}
+}
+
+// muxSyncHarness drives demux and routeInitiation on the calling goroutine, without an inner
+// bind, for the fuzz target and benchmarks.
+type muxSyncHarness struct {
+	m *Mux
+	g *muxGen
+	r *muxReader
+	s []*muxSession
+}
+
+func newMuxSyncHarness(t testing.TB, node store.Key, route func(store.Key) (int64, bool), devices ...int64) *muxSyncHarness {
+	m, _ := newTestMux(t, newMuxFakeBind(conn.IdealBatchSize), node, route)
+	h := &muxSyncHarness{m: m, r: m.newReader()}
+	h.g = &muxGen{stop: make(chan struct{}), hs: make(chan muxInitiation, muxHandshakeQueue), workerDone: make(chan struct{})}
+	m.mu.Lock()
+	for _, id := range devices {
+		s := &muxSession{id: id, queue: make(chan *muxBatch, m.queueLimit), closed: make(chan struct{})}
+		m.sessions[id] = s
+		h.s = append(h.s, s)
+	}
+	m.publishDevicesLocked()
+	m.mu.Unlock()
+	return h
+}
+
+// run demuxes pkts as one batch, routes the initiations, and drains the device queues; it
+// returns the datagrams each device got.
+func (h *muxSyncHarness) run(pkts [][]byte, out map[int64][][]byte) {
+	for i, p := range pkts {
+		h.r.sizes[i] = copy(h.r.slots[i][:], p)
+		h.r.eps[i] = muxFakeEndpoint{}
+	}
+	h.m.demux(h.g, h.r, len(pkts))
+	var c muxCounts
+	for {
+		select {
+		case it := <-h.g.hs:
+			h.m.routeInitiation(h.g, it, &c)
+			continue
+		default:
+		}
+		break
+	}
+	h.m.flush(&c)
+	for _, s := range h.s {
+		for {
+			select {
+			case b := <-s.queue:
+				for i := range b.n {
+					if out != nil {
+						out[s.id] = append(out[s.id], bytes.Clone(b.bufs[i][:b.sizes[i]]))
+					}
+				}
+				s.queued.Add(-int64(b.n))
+				h.m.releaseBatch(b)
+				continue
+			default:
+			}
+			break
+		}
+	}
+}
+
+func FuzzMuxDemux(f *testing.F) {
+	node := muxTestKey(f)
+	client := muxTestKey(f)
+	real := muxCaptureInitiation(f, client, node.PublicKey())
+	f.Add(real)
+	f.Add(muxJunkInitiation(node.PublicKey(), 5))
+	f.Add(muxTransport(0x01020304, 64))
+	f.Add(muxResponse(9, 0x01020304))
+	f.Add(muxCookieReply(0x01020304))
+	f.Add([]byte{})
+	f.Add([]byte{1})
+	f.Add([]byte{4, 0, 0, 0, 4, 3, 2, 1})
+	route := func(k store.Key) (int64, bool) { return 1, k == client.PublicKey() }
+	h := newMuxSyncHarness(f, node, route, 1, 2)
+	h.m.learn(1, 0x01020304)
+	h.m.learn(2, 0x05060708)
+	h.m.learn(3, 0x0a0b0c0d) // a device that is not open
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if len(data) > len(h.r.slots[0]) {
+			return
+		}
+		before := h.m.Stats()
+		// The datagram alone, and split in two at a point it chooses.
+		pkts := [][]byte{data}
+		if len(data) > 1 {
+			cut := int(data[len(data)-1]) % len(data)
+			pkts = append(pkts, data[:cut], data[cut:])
+		}
+		got := map[int64][][]byte{}
+		h.run(pkts, got)
+		after := h.m.Stats()
+		received := after.Received - before.Received
+		handled := (after.Delivered - before.Delivered) + (after.Malformed - before.Malformed) +
+			(after.BadMAC1 - before.BadMAC1) + (after.BadInitiation - before.BadInitiation) +
+			(after.UnknownInitiator - before.UnknownInitiator) + (after.UnknownIndex - before.UnknownIndex) +
+			(after.NoDevice - before.NoDevice) + (after.QueueDrops - before.QueueDrops) + (after.HandshakeDrops - before.HandshakeDrops)
+		nonEmpty := 0
+		for _, p := range pkts {
+			if len(p) > 0 {
+				nonEmpty++
+			}
+		}
+		if received != uint64(nonEmpty) || handled != received {
+			t.Fatalf("%d datagrams: received %d, handled %d", nonEmpty, received, handled)
+		}
+		for id, ps := range got {
+			for _, p := range ps {
+				if !bytes.Equal(p, data) && !bytes.Equal(p, pkts[1]) && !bytes.Equal(p, pkts[len(pkts)-1]) {
+					t.Fatalf("device %d got a datagram that was not sent", id)
+				}
+			}
+		}
+	})
+}

@@ -1,0 +1,477 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.zx2c4.com/wireguard/conn"
+	"golang.zx2c4.com/wireguard/device"
+	"golang.zx2c4.com/wireguard/tun"
+	wgnetstack "golang.zx2c4.com/wireguard/tun/netstack"
+
+	"github.com/popgate/popgate/store"
+)
+
+// muxFakeTUN is a tun.Device that never reads a packet and discards what is written: enough
+// for a wireguard-go device that only has to send handshakes.
+type muxFakeTUN struct {
+	events chan tun.Event
+	closed chan struct{}
+	once   sync.Once
+}
+
+var _ tun.Device = (*muxFakeTUN)(nil)
+
+func newMuxFakeTUN() *muxFakeTUN {
+	return &muxFakeTUN{events: make(chan tun.Event), closed: make(chan struct{})}
+}
+
+func (*muxFakeTUN) File() *os.File { return nil }
+func (f *muxFakeTUN) Read([][]byte, []int, int) (int, error) {
+	<-f.closed
+	return 0, os.ErrClosed
+}
+func (*muxFakeTUN) Write(bufs [][]byte, _ int) (int, error) { return len(bufs), nil }
+func (*muxFakeTUN) MTU() (int, error)                       { return 1420, nil }
+func (*muxFakeTUN) Name() (string, error)                   { return "muxfake", nil }
+func (f *muxFakeTUN) Events() <-chan tun.Event              { return f.events }
+func (*muxFakeTUN) BatchSize() int                          { return 1 }
+func (f *muxFakeTUN) Close() error {
+	f.once.Do(func() { close(f.closed); close(f.events) })
+	return nil
+}
+
+func muxSilent() *device.Logger { return device.NewLogger(device.LogLevelSilent, "") }
+
+// muxCaptureInitiation returns the first handshake initiation that a wireguard-go device with
+// key client sends to a peer with public key nodePub, captured from a fake bind.
+func muxCaptureInitiation(tb testing.TB, client, nodePub store.Key) []byte {
+	tb.Helper()
+	inner := newMuxFakeBind(1)
+	dev := device.NewDevice(newMuxFakeTUN(), inner, muxSilent())
+	defer dev.Close()
+	uapi := fmt.Sprintf("private_key=%x\npublic_key=%x\nendpoint=192.0.2.1:51820\npersistent_keepalive_interval=25\nallowed_ip=0.0.0.0/0\n", client[:], nodePub[:])
+	if err := dev.IpcSet(uapi); err != nil {
+		tb.Fatal(err)
+	}
+	if err := dev.Up(); err != nil {
+		tb.Fatal(err)
+	}
+	timeout := time.After(5 * time.Second)
+	for {
+		select {
+		case b := <-inner.sent:
+			if len(b) == muxInitiationSize && binary.LittleEndian.Uint32(b) == muxTypeInitiation {
+				return b
+			}
+		case <-timeout:
+			tb.Fatal("wireguard-go sent no handshake initiation")
+		}
+	}
+}
+
+func TestMuxStaticMatchesWireGuard(t *testing.T) {
+	node, client := muxTestKey(t), muxTestKey(t)
+	noise, err := newMuxNoise(node)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// As sent on the wire, mac1 included.
+	msg := muxCaptureInitiation(t, client, node.PublicKey())
+	if !newMuxMAC1(&noise.mac1Key).ok(msg) {
+		t.Error("mac1 of wireguard-go's initiation rejected")
+	}
+	static, ok := noise.initiatorStatic(msg)
+	if !ok || static != client.PublicKey() {
+		t.Fatalf("decrypted static %v (ok %v), want the client's public key %v", static, ok, client.PublicKey())
+	}
+
+	// Straight from Device.CreateMessageInitiation of a peer.
+	dev := device.NewDevice(newMuxFakeTUN(), newMuxFakeBind(1), muxSilent())
+	defer dev.Close()
+	nodePub := node.PublicKey()
+	if err := dev.IpcSet(fmt.Sprintf("private_key=%x\npublic_key=%x\n", client[:], nodePub[:])); err != nil {
+		t.Fatal(err)
+	}
+	peer := dev.LookupPeer(device.NoisePublicKey(node.PublicKey()))
+	if peer == nil {
+		t.Fatal("peer not configured")
+	}
+	im, err := dev.CreateMessageInitiation(peer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wire bytes.Buffer
+	if err := binary.Write(&wire, binary.LittleEndian, im); err != nil || wire.Len() != muxInitiationSize {
+		t.Fatalf("marshal: %v, %d bytes", err, wire.Len())
+	}
+	if static, ok := noise.initiatorStatic(wire.Bytes()); !ok || static != client.PublicKey() {
+		t.Fatalf("CreateMessageInitiation: decrypted static %v (ok %v), want %v", static, ok, client.PublicKey())
+	}
+
+	// Another node cannot read it, and its mac1 does not check out.
+	other, _ := newMuxNoise(muxTestKey(t))
+	if _, ok := other.initiatorStatic(msg); ok {
+		t.Error("another node's key decrypted the static")
+	}
+	if newMuxMAC1(&other.mac1Key).ok(msg) {
+		t.Error("mac1 accepted for another node")
+	}
+	// Any flipped bit of ephemeral or static makes it fail.
+	for _, i := range []int{muxInitEphemeralOff, muxInitEphemeralOff + 31, muxInitStaticOff, muxInitStaticOff + 47} {
+		bad := bytes.Clone(msg)
+		bad[i] ^= 0x40
+		if _, ok := noise.initiatorStatic(bad); ok {
+			t.Errorf("byte %d flipped: still decrypts", i)
+		}
+	}
+	// A low-order ephemeral (all zero) is refused, not turned into an all-zero secret.
+	bad := bytes.Clone(msg)
+	clear(bad[muxInitEphemeralOff:muxInitStaticOff])
+	if _, ok := noise.initiatorStatic(bad); ok {
+		t.Error("all-zero ephemeral accepted")
+	}
+}
+
+func TestMuxRoutesInitiationByStaticKey(t *testing.T) {
+	node := muxTestKey(t)
+	known, unknown := muxTestKey(t), muxTestKey(t)
+	var mu sync.Mutex
+	var asked []store.Key
+	route := func(k store.Key) (int64, bool) {
+		mu.Lock()
+		asked = append(asked, k)
+		mu.Unlock()
+		return 2, k == known.PublicKey()
+	}
+	inner := newMuxFakeBind(4)
+	m, _ := newTestMux(t, inner, node, route)
+	b1, b2 := m.Bind(1), m.Bind(2)
+	fns1, _ := muxOpen(t, b1, 0)
+	fns2, _ := muxOpen(t, b2, 0)
+	got1, got2 := muxCollect(fns1, 4), muxCollect(fns2, 4)
+	defer b1.Close()
+	defer b2.Close()
+
+	good := muxCaptureInitiation(t, known, node.PublicKey())
+	inner.deliver(good)
+	muxExpect(t, got2, good, "initiation of a peer of device 2")
+	muxExpectNothing(t, got1, "device 1")
+
+	inner.deliver(muxCaptureInitiation(t, unknown, node.PublicKey()))
+	st := muxWaitStats(t, m, "unknown initiator", func(s MuxStats) bool { return s.UnknownInitiator == 1 })
+	if st.Initiations != 2 || st.Delivered != 1 {
+		t.Errorf("stats %+v", st)
+	}
+	mu.Lock()
+	if len(asked) != 2 || asked[0] != known.PublicKey() || asked[1] != unknown.PublicKey() {
+		t.Errorf("route asked for %v", asked)
+	}
+	mu.Unlock()
+
+	badMAC := bytes.Clone(good)
+	badMAC[muxInitMAC1Off+3] ^= 1
+	inner.deliver(badMAC)
+	muxWaitStats(t, m, "bad mac1", func(s MuxStats) bool { return s.BadMAC1 == 1 })
+	mu.Lock()
+	if len(asked) != 2 {
+		t.Errorf("route was asked about an initiation with a bad mac1")
+	}
+	mu.Unlock()
+
+	// An initiator routed to a device that is not open.
+	if err := b2.Close(); err != nil {
+		t.Fatal(err)
+	}
+	inner.deliver(good)
+	muxWaitStats(t, m, "device closed", func(s MuxStats) bool { return s.NoDevice == 1 })
+}
+
+// TestMuxCloseDuringSlowRoute: the last Close must not wait for a route call, which may be
+// waiting for the device that is closing (wireguard-go's Device.Close holds its IPC lock).
+func TestMuxCloseDuringSlowRoute(t *testing.T) {
+	node, client := muxTestKey(t), muxTestKey(t)
+	entered, release := make(chan struct{}), make(chan struct{})
+	route := func(store.Key) (int64, bool) {
+		close(entered)
+		<-release
+		return 1, true
+	}
+	inner := newMuxFakeBind(1)
+	m, _ := newTestMux(t, inner, node, route)
+	b := m.Bind(1)
+	muxOpen(t, b, 0)
+	inner.deliver(muxCaptureInitiation(t, client, node.PublicKey()))
+	<-entered
+	closed := make(chan error)
+	go func() { closed <- b.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close waited for route")
+	}
+	close(release)
+	deadline := time.Now().Add(5 * time.Second)
+	for m.goroutines.Load() != 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if st := m.Stats(); st.Delivered != 0 {
+		t.Errorf("delivered %d datagrams after Close", st.Delivered)
+	}
+}
+
+// --- two tenants on one socket, real wireguard-go on both ends ---
+
+type muxWG struct {
+	dev  *device.Device
+	tnet *wgnetstack.Net
+}
+
+// muxStartEcho answers each UDP datagram to at with name + ": " + datagram.
+func muxStartEcho(t *testing.T, tnet *wgnetstack.Net, at netip.AddrPort, name string) {
+	t.Helper()
+	uc, err := tnet.ListenUDPAddrPort(at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 1500)
+		for {
+			n, from, err := uc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			uc.WriteTo(append([]byte(name+": "), buf[:n]...), from)
+		}
+	}()
+	t.Cleanup(func() { uc.Close(); <-done })
+}
+
+// muxPing sends a datagram from tnet to addr and checks that the answer comes from want.
+func muxPing(ctx context.Context, tnet *wgnetstack.Net, addr, want string) error {
+	uc, err := tnet.DialUDPAddrPort(netip.AddrPort{}, netip.MustParseAddrPort(addr))
+	if err != nil {
+		return err
+	}
+	defer uc.Close()
+	deadline, _ := ctx.Deadline()
+	uc.SetDeadline(deadline)
+	msg := "hello " + addr
+	if _, err := uc.Write([]byte(msg)); err != nil {
+		return err
+	}
+	buf := make([]byte, 1500)
+	n, err := uc.Read(buf)
+	if err != nil {
+		return err
+	}
+	if got := string(buf[:n]); got != want+": "+msg {
+		return fmt.Errorf("answer %q, want one from %s", got, want)
+	}
+	return nil
+}
+
+func muxEventually(t *testing.T, what string, d time.Duration, f func(ctx context.Context) error) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	var err error
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		err = f(ctx)
+		cancel()
+		if err == nil {
+			return
+		}
+	}
+	t.Fatalf("%s: still failing after %v: %v", what, d, err)
+}
+
+func muxNever(t *testing.T, what string, d time.Duration, f func(ctx context.Context) error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	if err := f(ctx); err == nil {
+		t.Fatalf("%s: succeeded", what)
+	}
+}
+
+// muxStartServer runs device id of the PoP on m: the node's key, its overlay address
+// 100.64.0.1 (the same in every tenant), and one site-connector peer owning 100.64.0.2/32 and
+// the LAN 10.10.0.0/24. endpoint, if set, is the peer's address.
+func muxStartServer(t *testing.T, m *Mux, id int64, node, peer store.Key, endpoint string) *muxWG {
+	t.Helper()
+	tdev, tnet, err := wgnetstack.CreateNetTUN([]netip.Addr{netip.MustParseAddr("100.64.0.1")}, nil, 1420)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev := device.NewDevice(tdev, m.Bind(id), muxSilent())
+	pub := peer.PublicKey()
+	uapi := fmt.Sprintf("private_key=%x\npublic_key=%x\nallowed_ip=100.64.0.2/32\nallowed_ip=10.10.0.0/24\npersistent_keepalive_interval=1\n", node[:], pub[:])
+	if endpoint != "" {
+		uapi += "endpoint=" + endpoint + "\n"
+	}
+	if err := dev.IpcSet(uapi); err != nil {
+		t.Fatal(err)
+	}
+	if err := dev.Up(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(dev.Close)
+	muxStartEcho(t, tnet, netip.MustParseAddrPort("100.64.0.1:7"), fmt.Sprintf("device %d", id))
+	return &muxWG{dev: dev, tnet: tnet}
+}
+
+// muxStartClient runs a site connector: a stock wireguard-go client on its own UDP socket with
+// the overlay address 100.64.0.2 and the LAN address 10.10.0.5, where site answers.
+func muxStartClient(t *testing.T, key, nodePub store.Key, port uint16, site string) *muxWG {
+	t.Helper()
+	tdev, tnet, err := wgnetstack.CreateNetTUN([]netip.Addr{netip.MustParseAddr("100.64.0.2"), netip.MustParseAddr("10.10.0.5")}, nil, 1420)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev := device.NewDevice(tdev, conn.NewDefaultBind(), muxSilent())
+	uapi := fmt.Sprintf("private_key=%x\npublic_key=%x\nendpoint=127.0.0.1:%d\nallowed_ip=100.64.0.0/10\n", key[:], nodePub[:], port)
+	if err := dev.IpcSet(uapi); err != nil {
+		t.Fatal(err)
+	}
+	if err := dev.Up(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(dev.Close)
+	muxStartEcho(t, tnet, netip.MustParseAddrPort("10.10.0.5:9"), site)
+	return &muxWG{dev: dev, tnet: tnet}
+}
+
+func muxListenPort(t *testing.T, dev *device.Device) uint16 {
+	t.Helper()
+	cfg, err := dev.IpcGet()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.SplitSeq(cfg, "\n") {
+		if v, ok := strings.CutPrefix(line, "listen_port="); ok {
+			p, err := strconv.ParseUint(v, 10, 16)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return uint16(p)
+		}
+	}
+	t.Fatal("no listen_port")
+	return 0
+}
+
+type muxTestWriter struct {
+	mu   sync.Mutex
+	t    *testing.T
+	done bool
+}
+
+func (w *muxTestWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.done {
+		w.t.Log(strings.TrimRight(string(p), "\n"))
+	}
+	return len(p), nil
+}
+
+func TestMuxTwoTenantsOverlappingPrefixes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs five wireguard-go devices")
+	}
+	node := muxTestKey(t)
+	site1, site2, stranger := muxTestKey(t), muxTestKey(t), muxTestKey(t)
+	owners := map[store.Key]int64{site1.PublicKey(): 1, site2.PublicKey(): 2}
+	route := func(k store.Key) (int64, bool) { id, ok := owners[k]; return id, ok }
+	lw := &muxTestWriter{t: t}
+	t.Cleanup(func() { lw.mu.Lock(); lw.done = true; lw.mu.Unlock() })
+	m := NewMux(conn.NewDefaultBind(), node, route, slog.New(slog.NewTextHandler(lw, nil)))
+
+	dev1 := muxStartServer(t, m, 1, node, site1, "")
+	dev2 := muxStartServer(t, m, 2, node, site2, "")
+	port := muxListenPort(t, dev1.dev)
+	if p2 := muxListenPort(t, dev2.dev); p2 != port {
+		t.Fatalf("devices listen on %d and %d, want one shared port", port, p2)
+	}
+	c1 := muxStartClient(t, site1, node.PublicKey(), port, "site 1")
+	c2 := muxStartClient(t, site2, node.PublicKey(), port, "site 2")
+
+	const wait = 15 * time.Second // a handshake is retried after 5 s
+	check := func(step string) {
+		t.Helper()
+		muxEventually(t, step+": site 1 → device 1", wait, func(ctx context.Context) error { return muxPing(ctx, c1.tnet, "100.64.0.1:7", "device 1") })
+		muxEventually(t, step+": site 2 → device 2", wait, func(ctx context.Context) error { return muxPing(ctx, c2.tnet, "100.64.0.1:7", "device 2") })
+		muxEventually(t, step+": device 1 → 10.10.0.5 at site 1", wait, func(ctx context.Context) error { return muxPing(ctx, dev1.tnet, "10.10.0.5:9", "site 1") })
+		muxEventually(t, step+": device 2 → 10.10.0.5 at site 2", wait, func(ctx context.Context) error { return muxPing(ctx, dev2.tnet, "10.10.0.5:9", "site 2") })
+	}
+	check("start")
+	st := m.Stats()
+	t.Logf("after the first handshakes: %+v", st)
+	if st.Initiations < 2 || st.Transports == 0 || st.Learned < 2 {
+		t.Errorf("stats %+v", st)
+	}
+
+	// A client whose key route does not know gets nowhere and is counted.
+	c3 := muxStartClient(t, stranger, node.PublicKey(), port, "stranger")
+	muxNever(t, "stranger → 100.64.0.1", time.Second, func(ctx context.Context) error { return muxPing(ctx, c3.tnet, "100.64.0.1:7", "device 1") })
+	muxWaitStats(t, m, "stranger's initiation", func(s MuxStats) bool { return s.UnknownInitiator >= 1 })
+	c3.dev.Close()
+
+	// Device 1 goes down and up (wireguard-go closes and reopens its bind); device 2 carries on.
+	if err := dev1.dev.Down(); err != nil {
+		t.Fatal(err)
+	}
+	muxEventually(t, "device 1 down: site 2 → device 2", 3*time.Second, func(ctx context.Context) error { return muxPing(ctx, c2.tnet, "100.64.0.1:7", "device 2") })
+	muxNever(t, "device 1 down: site 1 → device 1", time.Second, func(ctx context.Context) error { return muxPing(ctx, c1.tnet, "100.64.0.1:7", "device 1") })
+	if err := dev1.dev.Up(); err != nil {
+		t.Fatal(err)
+	}
+	check("device 1 down and up")
+
+	// Device 2 is closed and replaced by a new device with the same ID; device 1 carries on.
+	dev2.dev.Close()
+	muxEventually(t, "device 2 closed: site 1 → device 1", 3*time.Second, func(ctx context.Context) error { return muxPing(ctx, c1.tnet, "100.64.0.1:7", "device 1") })
+	dev2 = muxStartServer(t, m, 2, node, site2, fmt.Sprintf("127.0.0.1:%d", muxListenPort(t, c2.dev)))
+	check("device 2 replaced")
+
+	// With every device closed the socket is closed and nothing of the Mux runs.
+	dev1.dev.Close()
+	dev2.dev.Close()
+	m.mu.Lock()
+	open := m.gen != nil
+	m.mu.Unlock()
+	if open {
+		t.Error("the shared socket is open after every device closed")
+	}
+	if n := m.goroutines.Load(); n != 0 {
+		t.Errorf("%d goroutines of the Mux left", n)
+	}
+	st = m.Stats()
+	t.Logf("at the end: %+v", st)
+	if st.IndexCollisions != 0 || st.QueueDrops != 0 || st.HandshakeDrops != 0 {
+		t.Errorf("stats %+v", st)
+	}
+	b := m.Bind(9) // the port is free to open again
+	if _, p, err := b.Open(port); err != nil || p != port {
+		t.Errorf("reopen on %d: port %d, %v", port, p, err)
+	} else if err := b.Close(); err != nil {
+		t.Error(err)
+	}
+}
