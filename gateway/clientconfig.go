@@ -11,6 +11,7 @@ import (
 // clientConfig is everything a wg-quick file for one peer needs.
 type clientConfig struct {
 	Tenant, Peer, Region string
+	Site                 string // set for a site connector
 	PrivateKey           *store.Key // nil: the user holds it; a placeholder comment is written
 	Addresses            []netip.Addr
 	DNS                  []netip.Addr
@@ -24,6 +25,11 @@ type clientConfig struct {
 func (c clientConfig) render() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# popgate: peer %s of tenant %s, region %s\n", c.Peer, c.Tenant, c.Region)
+	if c.Site != "" {
+		fmt.Fprintf(&b, "# Site connector of site %s: run it on a host of that LAN with IP forwarding on\n", c.Site)
+		b.WriteString("# (sysctl net.ipv4.ip_forward=1, net.ipv6.conf.all.forwarding=1) and route the\n")
+		b.WriteString("# overlay prefixes below to this host from the LAN's router.\n")
+	}
 	b.WriteString("[Interface]\n")
 	if c.PrivateKey != nil {
 		fmt.Fprintf(&b, "PrivateKey = %s\n", c.PrivateKey)

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/popgate/popgate/firewall"
 	"github.com/popgate/popgate/store"
 )
 
@@ -53,7 +54,20 @@ type Status struct {
 	PeersOnline    int
 	RxBytes        uint64
 	TxBytes        uint64
-	Drops          map[string]uint64
+	// Drops counts packets towards peers that found no peer (node level).
+	Drops   map[string]uint64
+	Tenants []TenantStatus
+}
+
+// TenantStatus holds one tenant's counters.
+type TenantStatus struct {
+	Name             string
+	Peers, Online    int
+	RxBytes, TxBytes uint64
+	Flows            int64
+	// Drops by reason: the packet path's, and the firewall's as "<direction>.<reason>".
+	Drops map[string]uint64
+	Rules []firewall.RuleStat
 }
 
 // AddTenant creates a tenant.
@@ -83,15 +97,26 @@ func (c *Controller) RemoveTenant(ctx context.Context, name string) error {
 	return c.store.RemoveTenant(ctx, name)
 }
 
-// AddPeer creates a peer in tenant. With publicKey empty the server generates the key pair and
-// keeps the private key (encrypted) so the config can be printed again; otherwise publicKey is
-// the user's and the config carries a placeholder for the private key. It returns the peer and
-// its wg-quick config; the peer can connect when AddPeer returns.
-func (c *Controller) AddPeer(ctx context.Context, tenant, name, publicKey string) (PeerInfo, string, error) {
-	np := store.NewPeer{TenantName: tenant, Name: name}
+// AddPeerRequest describes a new peer.
+type AddPeerRequest struct {
+	Tenant, Name string
+	// PublicKey is the user's key; empty: the server generates the key pair and keeps the
+	// private key (encrypted) so the config can be printed again.
+	PublicKey string
+	Groups    []string
+	// Site and SitePrefixes make the peer a site connector: its LAN prefixes are reached
+	// through it.
+	Site         string
+	SitePrefixes []netip.Prefix
+}
+
+// AddPeer creates a peer and returns it with its wg-quick config (with a placeholder for the
+// private key when the user brought the key). The peer can connect when AddPeer returns.
+func (c *Controller) AddPeer(ctx context.Context, req AddPeerRequest) (PeerInfo, string, error) {
+	np := store.NewPeer{TenantName: req.Tenant, Name: req.Name, Groups: req.Groups, Site: req.Site, SitePrefixes: req.SitePrefixes}
 	var priv store.Key
-	if publicKey != "" {
-		k, err := store.ParseKey(publicKey)
+	if req.PublicKey != "" {
+		k, err := store.ParseKey(req.PublicKey)
 		if err != nil {
 			return PeerInfo{}, "", err
 		}
@@ -114,8 +139,109 @@ func (c *Controller) AddPeer(ctx context.Context, tenant, name, publicKey string
 	if np.PrivateKey != nil {
 		pk = &priv
 	}
-	return PeerInfo{Peer: p}, c.node.clientConfig(p, pk).render(), nil
+	cc, err := c.clientConfig(ctx, p, pk)
+	if err != nil {
+		return PeerInfo{}, "", err
+	}
+	return PeerInfo{Peer: p}, cc.render(), nil
 }
+
+// SetPeerGroups replaces the peer's groups; policy that names them applies at once.
+func (c *Controller) SetPeerGroups(ctx context.Context, tenant, name string, groups []string) (PeerInfo, error) {
+	if _, err := c.store.SetPeerGroups(ctx, tenant, name, groups); err != nil {
+		return PeerInfo{}, err
+	}
+	if err := c.node.Reconcile(ctx); err != nil {
+		return PeerInfo{}, err
+	}
+	return c.Peer(ctx, tenant, name)
+}
+
+// SetPeerSite makes the peer the connector of site with LAN prefixes, or (site "") an
+// ordinary peer again.
+func (c *Controller) SetPeerSite(ctx context.Context, tenant, name, site string, prefixes []netip.Prefix) (PeerInfo, error) {
+	if _, err := c.store.SetPeerSite(ctx, tenant, name, site, prefixes); err != nil {
+		return PeerInfo{}, err
+	}
+	if err := c.node.Reconcile(ctx); err != nil {
+		return PeerInfo{}, err
+	}
+	return c.Peer(ctx, tenant, name)
+}
+
+// Policy returns the tenant's policy file; isDefault when the tenant never set one.
+func (c *Controller) Policy(ctx context.Context, tenant string) (text string, isDefault bool, err error) {
+	text, _, err = c.store.Policy(ctx, tenant)
+	if err != nil {
+		return "", false, err
+	}
+	if text == "" {
+		return c.node.defaultPolicy(), true, nil
+	}
+	return text, false, nil
+}
+
+// SetPolicy validates a policy file against the tenant's peers, groups and sites and applies
+// it within the call. Every problem is reported with its line; nothing is stored then.
+func (c *Controller) SetPolicy(ctx context.Context, tenant, text string) (*firewall.RuleSet, error) {
+	if _, err := c.store.Tenant(ctx, tenant); err != nil {
+		return nil, err
+	}
+	peers, err := c.store.ListPeers(ctx, tenant)
+	if err != nil {
+		return nil, err
+	}
+	rs, err := compilePolicy(text, peers)
+	if err != nil {
+		return nil, invalidError{err}
+	}
+	if err := c.store.SetPolicy(ctx, tenant, text); err != nil {
+		return nil, err
+	}
+	return rs, c.node.Reconcile(ctx)
+}
+
+// Routes lists the tenant's routes, longest prefix first.
+func (c *Controller) Routes(ctx context.Context, tenant string) ([]store.Route, error) {
+	if _, err := c.store.Tenant(ctx, tenant); err != nil {
+		return nil, err
+	}
+	return c.store.ListRoutes(ctx, tenant)
+}
+
+// AddRoute sends the tenant's traffic for prefix through via ("internet" or "site:NAME").
+func (c *Controller) AddRoute(ctx context.Context, tenant string, prefix netip.Prefix, via string) (store.Route, error) {
+	r, err := c.store.AddRoute(ctx, tenant, prefix, via)
+	if err != nil {
+		return r, err
+	}
+	return r, c.node.Reconcile(ctx)
+}
+
+// RemoveRoute deletes the tenant's route for prefix.
+func (c *Controller) RemoveRoute(ctx context.Context, tenant string, prefix netip.Prefix) error {
+	if _, err := c.store.RemoveRoute(ctx, tenant, prefix); err != nil {
+		return err
+	}
+	return c.node.Reconcile(ctx)
+}
+
+// SetTenantSplitTunnel switches the tenant's client configs between all traffic and only
+// the tenant's routes. Configs already handed out change only when re-imported.
+func (c *Controller) SetTenantSplitTunnel(ctx context.Context, tenant string, on bool) (TenantInfo, error) {
+	t, err := c.store.SetTenantSplitTunnel(ctx, tenant, on)
+	if err != nil {
+		return TenantInfo{}, err
+	}
+	n, err := c.store.CountPeers(ctx, tenant)
+	return TenantInfo{Tenant: t, Peers: n}, err
+}
+
+// invalidError marks a validation failure (→ HTTP 400) whose own message is the one to show.
+type invalidError struct{ err error }
+
+func (e invalidError) Error() string   { return e.err.Error() }
+func (e invalidError) Unwrap() []error { return []error{store.ErrInvalid, e.err} }
 
 // Peer returns one peer with its live state.
 func (c *Controller) Peer(ctx context.Context, tenant, name string) (PeerInfo, error) {
@@ -171,7 +297,11 @@ func (c *Controller) PeerConfig(ctx context.Context, tenant, name string) (strin
 		}
 		pk = &k
 	}
-	return c.node.clientConfig(p, pk).render(), nil
+	cc, err := c.clientConfig(ctx, p, pk)
+	if err != nil {
+		return "", err
+	}
+	return cc.render(), nil
 }
 
 // SetPeerEnabled enables or disables a peer; a disabled peer is removed from the device at once
@@ -218,29 +348,78 @@ func (c *Controller) Status(ctx context.Context) (Status, error) {
 		UAPISocket:     n.uapiPath,
 		PeersTotal:     len(ps),
 	}
-	if n.tun != nil {
-		st.Drops = n.tun.dropCounts()
+	st.Drops = map[string]uint64{}
+	for r := dropReason(0); r < numDropReasons; r++ {
+		if v := n.drops[r].Load(); v > 0 {
+			st.Drops[r.String()] = v
+		}
+	}
+	tenants, err := c.store.ListTenants(ctx)
+	if err != nil {
+		return Status{}, err
+	}
+	byID := map[int64]*TenantStatus{}
+	for _, t := range tenants {
+		ts := TenantStatus{Name: t.Name, Drops: map[string]uint64{}}
+		if fs, ok := n.filter.TenantStats(t.ID); ok {
+			ts.Flows = fs.Flows
+			ts.Rules = fs.Rules
+			for dir, m := range fs.Drops {
+				for reason, v := range m {
+					if v > 0 {
+						ts.Drops[dir+"."+reason] = v
+					}
+				}
+			}
+		}
+		n.mu.Lock()
+		if td := n.devs[t.ID]; td != nil {
+			for r, v := range td.tun.dropCounts() {
+				if v > 0 {
+					ts.Drops[r] = v
+				}
+			}
+		}
+		n.mu.Unlock()
+		st.Tenants = append(st.Tenants, ts)
+		byID[t.ID] = &st.Tenants[len(st.Tenants)-1]
 	}
 	stats := n.peerStats()
 	now := time.Now()
 	for _, p := range ps {
+		ts := byID[p.TenantID]
+		if ts != nil {
+			ts.Peers++
+		}
 		if !p.Enabled {
 			continue
 		}
 		st.PeersEnabled++
 		if s, ok := stats[p.PublicKey]; ok {
-			if s.online(now) {
+			online := s.online(now)
+			if online {
 				st.PeersOnline++
 			}
 			st.RxBytes += s.rxBytes
 			st.TxBytes += s.txBytes
+			if ts != nil {
+				if online {
+					ts.Online++
+				}
+				ts.RxBytes += s.rxBytes
+				ts.TxBytes += s.txBytes
+			}
 		}
 	}
 	return st, nil
 }
 
 // clientConfig assembles the wg-quick file of peer p; priv is nil when the user holds the key.
-func (n *Node) clientConfig(p store.Peer, priv *store.Key) clientConfig {
+// A site connector routes only the overlay through the tunnel (its LAN stays local) and uses
+// no DNS of ours; a peer of a split-tunnel tenant routes the overlay and the tenant's routes
+// other than the default ones; everyone else routes everything.
+func (c *Controller) clientConfig(ctx context.Context, p store.Peer, priv *store.Key) (clientConfig, error) {
+	n := c.node
 	cc := clientConfig{
 		Tenant:          p.TenantName,
 		Peer:            p.Name,
@@ -252,10 +431,31 @@ func (n *Node) clientConfig(p store.Peer, priv *store.Key) clientConfig {
 		Endpoint:        n.cfg.PublicEndpoint,
 		AllowedIPs:      []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")},
 	}
+	if p.Site != "" {
+		cc.Site = p.Site
+		cc.AllowedIPs = []netip.Prefix{n.ov.v4, n.ov.v6}
+		return cc, nil
+	}
 	if len(n.cfg.DNSUpstreams) > 0 {
 		cc.DNS = []netip.Addr{n.ov.gw4, n.ov.gw6}
 	}
-	return cc
+	t, err := c.store.Tenant(ctx, p.TenantName)
+	if err != nil {
+		return cc, err
+	}
+	if t.SplitTunnel {
+		routes, err := c.store.ListRoutes(ctx, p.TenantName)
+		if err != nil {
+			return cc, err
+		}
+		cc.AllowedIPs = []netip.Prefix{n.ov.v4, n.ov.v6}
+		for _, r := range routes {
+			if r.Prefix.Bits() > 0 {
+				cc.AllowedIPs = append(cc.AllowedIPs, r.Prefix)
+			}
+		}
+	}
+	return cc, nil
 }
 
 // String helps logs.

@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"golang.zx2c4.com/wireguard/conn"
-	"golang.zx2c4.com/wireguard/device"
 
 	"github.com/popgate/popgate/firewall"
 	"github.com/popgate/popgate/netstack"
@@ -37,20 +36,26 @@ type Node struct {
 	startedAt time.Time
 	lock      *os.File
 
-	snap  atomic.Pointer[snapshot]
-	tun   *tunDevice
-	dev   *device.Device
-	exit  *netstack.Exit // in-tunnel services, and the exit in userspace mode
-	kexit *kernelExit    // the exit in kernel mode; nil otherwise
+	snap   atomic.Pointer[snapshot]
+	filter *firewall.Filter
+	mux    *Mux
+	holder conn.Bind     // keeps the shared UDP socket open while no tenant has a device
+	exit   *netstack.Exit // in-tunnel services, and the exit in userspace mode
+	kexit  *kernelExit    // the exit in kernel mode; nil otherwise
+	// exits are where the tenants' packet paths send traffic (see tunDevice.setExits).
+	exitLocal, exit4, exit6 exitWriter
+	drops                   [numDropReasons]atomic.Uint64 // deliveries towards peers that found none
 
 	uapi     net.Listener
 	uapiPath string
 
-	// mu serialises reconciles and guards inDevice.
+	// mu serialises reconciles and guards devs and policies.
 	mu       sync.Mutex
-	inDevice map[store.Key]peerEntry
+	devs     map[int64]*tenantDevice
+	policies map[int64]appliedPolicy
 
 	ctrl      *Controller
+	closing   chan struct{}
 	wg        sync.WaitGroup
 	closeOnce sync.Once
 }
@@ -68,7 +73,7 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, log: log, lock: lock, inDevice: make(map[store.Key]peerEntry)}
+	n := &Node{cfg: cfg, log: log, lock: lock, devs: map[int64]*tenantDevice{}, policies: map[int64]appliedPolicy{}, closing: make(chan struct{})}
 	ctx := context.Background()
 	n.store, err = store.Open(ctx, store.Options{Path: filepath.Join(cfg.DataDir, "popgate.db")})
 	if err != nil {
@@ -113,18 +118,21 @@ func lockDataDir(dir string) (*os.File, error) {
 	return f, nil
 }
 
-// Start creates the userspace exit and the WireGuard device, loads every enabled peer and starts
-// listening. On error the node must still be closed.
+// Start creates the exits and the shared UDP socket, loads every tenant's device with its
+// enabled peers, and starts serving. On error the node must still be closed.
 func (n *Node) Start(ctx context.Context) error {
 	n.startedAt = time.Now()
-	n.snap.Store(newSnapshot(nil, n.ov))
-	n.tun = newTunDevice(n.cfg.Interface, n.cfg.MTU, &n.snap)
+	var err error
+	if n.filter, err = firewall.New(firewall.Config{}, n.log.With("component", "firewall")); err != nil {
+		return err
+	}
+	n.snap.Store(newSnapshot(desired{}, n.ov))
 
 	ecfg := netstack.Config{
 		MTU:          n.cfg.MTU,
 		LocalAddrs:   []netip.Addr{n.ov.gw4, n.ov.gw6},
 		DNSUpstreams: n.cfg.DNSUpstreams,
-		Output:       n.tun.enqueue,
+		Output:       n.deliver,
 	}
 	if n.cfg.exitDialer != nil {
 		ecfg.Dialer = n.cfg.exitDialer
@@ -138,30 +146,69 @@ func (n *Node) Start(ctx context.Context) error {
 		return err
 	}
 
-	wglog := n.log.With("component", "wireguard")
-	n.dev = device.NewDevice(n.tun, conn.NewDefaultBind(), &device.Logger{
-		Verbosef: func(format string, args ...any) {
-			if wglog.Enabled(ctx, slog.LevelDebug) {
-				wglog.Debug(fmt.Sprintf(format, args...))
-			}
-		},
-		Errorf: func(format string, args ...any) { wglog.Error(fmt.Sprintf(format, args...)) },
-	})
-	if err := n.dev.IpcSet(fmt.Sprintf("private_key=%x\nlisten_port=%d\n", n.key[:], n.cfg.ListenPort)); err != nil {
-		return fmt.Errorf("configure device: %w", err)
-	}
-	if err := n.dev.Up(); err != nil {
+	n.mux = NewMux(conn.NewDefaultBind(), n.key, n.routeInitiation, n.log.With("component", "mux"))
+	n.holder = n.mux.Bind(0)
+	if _, _, err := n.holder.Open(uint16(n.cfg.ListenPort)); err != nil {
 		return fmt.Errorf("listen on UDP port %d: %w: is another WireGuard server using it? choose another --listen-port", n.cfg.ListenPort, err)
 	}
 	if err := n.Reconcile(ctx); err != nil {
 		return err
 	}
+	n.wg.Add(1)
+	go n.sweepLoop()
 	n.serveUAPI()
 	n.log.Info("popgate is serving",
 		"interface", n.cfg.Interface, "listen_port", n.cfg.ListenPort,
 		"public_endpoint", n.cfg.PublicEndpoint, "public_key", n.key.PublicKey().String(),
 		"exit_mode", n.cfg.ExitMode, "overlay", n.ov.v4.String()+","+n.ov.v6.String())
 	return nil
+}
+
+// routeInitiation tells the Mux which tenant's device owns a handshake initiator.
+func (n *Node) routeInitiation(initiator store.Key) (int64, bool) {
+	e := n.snap.Load().byKey[initiator]
+	if e == nil {
+		return 0, false
+	}
+	return e.tenantID, true
+}
+
+// deliver takes a packet from an exit towards a peer: the tenant's firewall decides, then the
+// tenant's device encrypts it. Replies from the node's own services skip the firewall, as
+// their requests did. Called concurrently; must not block for long.
+func (n *Node) deliver(raw []byte) {
+	var pkt firewall.Packet
+	if pkt.Parse(raw) != nil {
+		n.drops[dropMalformed].Add(1)
+		return
+	}
+	snap := n.snap.Load()
+	dst := snap.byAddr[pkt.Dst]
+	if dst == nil || dst.tenant.tun == nil {
+		n.drops[dropNoRoute].Add(1)
+		return
+	}
+	if !snap.isLocal(pkt.Src) {
+		if v, _ := n.filter.Check(dst.tenantID, &pkt, firewall.ToPeer); v != firewall.Accept {
+			return
+		}
+	}
+	dst.tenant.tun.enqueue(raw)
+}
+
+// sweepLoop expires tracked flows until the node closes.
+func (n *Node) sweepLoop() {
+	defer n.wg.Done()
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.closing:
+			return
+		case <-t.C:
+			n.filter.Sweep()
+		}
+	}
 }
 
 // startExit picks the exit mode and wires the exits into the packet path. auto means kernel
@@ -179,7 +226,7 @@ func (n *Node) startExit() error {
 	}
 	var exit4, exit6 exitWriter = us, us
 	if mode == ExitKernel {
-		k, err := newKernelExit(n.cfg.Interface, n.cfg.MTU, n.cfg.ListenPort, n.ov, n.tun.enqueue, n.log.With("component", "kernel-exit"))
+		k, err := newKernelExit(n.cfg.Interface, n.cfg.MTU, n.cfg.ListenPort, n.ov, n.deliver, n.log.With("component", "kernel-exit"))
 		switch {
 		case err != nil && n.cfg.ExitMode == ExitKernel:
 			return err
@@ -197,7 +244,7 @@ func (n *Node) startExit() error {
 		}
 	}
 	n.cfg.ExitMode = mode
-	n.tun.setExits(us, exit4, exit6)
+	n.exitLocal, n.exit4, n.exit6 = us, exit4, exit6
 	return nil
 }
 
@@ -219,17 +266,22 @@ func (n *Node) Controller() *Controller { return n.ctrl }
 // Config returns the node's effective configuration (defaults filled in).
 func (n *Node) Config() Config { return n.cfg }
 
-// Close stops the node: UAPI listener, WireGuard device (and with it the packet path), the exit,
-// the store, then the data dir lock. Idempotent.
+// Close stops the node: UAPI listener, the tenants' devices (and with them the packet path),
+// the shared socket, the exits, the store, then the data dir lock. Idempotent.
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
+		close(n.closing)
 		if n.uapi != nil {
 			n.uapi.Close()
 		}
-		if n.dev != nil {
-			n.dev.Close()
-		} else if n.tun != nil {
-			n.tun.Close()
+		n.mu.Lock()
+		for id, td := range n.devs {
+			td.close()
+			delete(n.devs, id)
+		}
+		n.mu.Unlock()
+		if n.holder != nil {
+			n.holder.Close()
 		}
 		if n.kexit != nil {
 			n.kexit.Close()
@@ -245,53 +297,6 @@ func (n *Node) Close() error {
 			n.lock.Close()
 		}
 	})
-	return nil
-}
-
-// Reconcile brings the device in line with the enabled peers in the store. Peers that did not
-// change are not touched, so their sessions continue.
-func (n *Node) Reconcile(ctx context.Context) error {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	peers, err := n.store.ListPeers(ctx, "")
-	if err != nil {
-		return fmt.Errorf("reconcile: %w", err)
-	}
-	snap := newSnapshot(peers, n.ov)
-	var b strings.Builder
-	var removed []store.Key
-	for k := range n.inDevice {
-		if _, ok := snap.byKey[k]; !ok {
-			fmt.Fprintf(&b, "public_key=%x\nremove=true\n", k[:])
-			removed = append(removed, k)
-		}
-	}
-	var added []*peerEntry
-	for k, e := range snap.byKey {
-		if old, ok := n.inDevice[k]; ok && old.ipv4 == e.ipv4 && old.ipv6 == e.ipv6 {
-			continue
-		}
-		fmt.Fprintf(&b, "public_key=%x\nreplace_allowed_ips=true\nallowed_ip=%s\nallowed_ip=%s\n",
-			k[:], netip.PrefixFrom(e.ipv4, 32), netip.PrefixFrom(e.ipv6, 128))
-		added = append(added, e)
-	}
-	// Publish first: packets of new peers are accepted as soon as the device knows them, and
-	// removed peers' packets are refused at once.
-	n.snap.Store(snap)
-	if b.Len() > 0 {
-		if err := n.dev.IpcSet(b.String()); err != nil {
-			return fmt.Errorf("reconcile: configure device: %w", err)
-		}
-	}
-	for _, k := range removed {
-		delete(n.inDevice, k)
-	}
-	for _, e := range added {
-		n.inDevice[e.publicKey] = *e
-	}
-	if len(added)+len(removed) > 0 {
-		n.log.Debug("reconciled peers", "added", len(added), "removed", len(removed), "active", len(n.inDevice))
-	}
 	return nil
 }
 

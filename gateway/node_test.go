@@ -231,7 +231,7 @@ func TestNodeServesStockClient(t *testing.T) {
 	if _, err := ctrl.AddTenant(ctx, "acme"); err != nil {
 		t.Fatal(err)
 	}
-	_, config, err := ctrl.AddPeer(ctx, "acme", "laptop", "")
+	_, config, err := ctrl.AddPeer(ctx, AddPeerRequest{Tenant: "acme", Name: "laptop"})
 	if err != nil {
 		t.Fatal(err)
 	}

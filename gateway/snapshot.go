@@ -6,55 +6,80 @@ import (
 	"github.com/popgate/popgate/store"
 )
 
-// peerEntry is what the packet path knows of one peer. Immutable once published.
+// peerEntry is what the packet path knows of one enabled peer. Immutable once published.
 type peerEntry struct {
+	tenant    *tenantState
 	tenantID  int64
-	tenant    string
 	name      string
 	publicKey store.Key
 	ipv4      netip.Addr
 	ipv6      netip.Addr
+	// allowed are the prefixes the peer's device entry carries: its overlay addresses and,
+	// for a site connector, its site's LAN prefixes.
+	allowed []netip.Prefix
+}
+
+// route is one entry of a tenant's routing table. site is nil for the internet exit; for a
+// site route it is the connector, or nil with siteName set while the connector is disabled.
+type route struct {
+	prefix   netip.Prefix
+	siteName string
+	site     *peerEntry
+}
+
+// siteSource maps a site LAN prefix to its connector: traffic from the LAN enters through it.
+type siteSource struct {
+	prefix    netip.Prefix
+	connector *peerEntry
+}
+
+// tenantState is one tenant's routing domain (a VRF) in a snapshot.
+type tenantState struct {
+	id   int64
+	name string
+	// tun is the tenant's device's packet path; nil while the tenant has no enabled peer.
+	tun *tunDevice
+	// routes, longest prefix first.
+	routes []route
+	// sites, longest prefix first.
+	sites []siteSource
+}
+
+// lookupRoute returns the longest route matching a, or nil. Tenants have few routes; a linear
+// walk over the sorted table beats a trie at that size and allocates nothing.
+func (ts *tenantState) lookupRoute(a netip.Addr) *route {
+	for i := range ts.routes {
+		if ts.routes[i].prefix.Contains(a) {
+			return &ts.routes[i]
+		}
+	}
+	return nil
+}
+
+// siteSource returns the connector whose site holds a, or nil.
+func (ts *tenantState) siteSource(a netip.Addr) *peerEntry {
+	for i := range ts.sites {
+		if ts.sites[i].prefix.Contains(a) {
+			return ts.sites[i].connector
+		}
+	}
+	return nil
 }
 
 // snapshot is the packet path's view of desired state: built off the hot path, published with
 // an atomic pointer swap, never modified afterwards.
 type snapshot struct {
-	// byAddr maps every overlay address of an enabled peer to the peer.
+	// byAddr maps every overlay address of an enabled peer to the peer. Overlay addresses are
+	// unique across tenants.
 	byAddr map[netip.Addr]*peerEntry
-	// byKey maps public keys to the same entries.
-	byKey map[store.Key]*peerEntry
+	// byKey maps public keys of enabled peers to the same entries.
+	byKey   map[store.Key]*peerEntry
+	tenants map[int64]*tenantState
 	// local holds the node's own overlay addresses.
 	local [2]netip.Addr
 	// overlay holds the overlay prefixes (v4, v6); an address inside them that is neither a peer
 	// nor local goes nowhere.
 	overlay [2]netip.Prefix
-}
-
-func newSnapshot(peers []store.Peer, ov overlay) *snapshot {
-	s := &snapshot{
-		byAddr:  make(map[netip.Addr]*peerEntry, 2*len(peers)),
-		byKey:   make(map[store.Key]*peerEntry, len(peers)),
-		local:   [2]netip.Addr{ov.gw4, ov.gw6},
-		overlay: [2]netip.Prefix{ov.v4, ov.v6},
-	}
-	for i := range peers {
-		p := &peers[i]
-		if !p.Enabled {
-			continue
-		}
-		e := &peerEntry{
-			tenantID:  p.TenantID,
-			tenant:    p.TenantName,
-			name:      p.Name,
-			publicKey: p.PublicKey,
-			ipv4:      p.IPv4,
-			ipv6:      p.IPv6,
-		}
-		s.byAddr[p.IPv4] = e
-		s.byAddr[p.IPv6] = e
-		s.byKey[p.PublicKey] = e
-	}
-	return s
 }
 
 func (s *snapshot) isLocal(a netip.Addr) bool { return a == s.local[0] || a == s.local[1] }
@@ -67,4 +92,71 @@ func (s *snapshot) inOverlay(a netip.Addr) bool {
 type overlay struct {
 	v4, v6   netip.Prefix
 	gw4, gw6 netip.Addr
+}
+
+// desired is what a snapshot is built from.
+type desired struct {
+	tenants []store.Tenant
+	peers   []store.Peer
+	routes  []store.Route
+	tuns    map[int64]*tunDevice
+}
+
+func newSnapshot(d desired, ov overlay) *snapshot {
+	s := &snapshot{
+		byAddr:  make(map[netip.Addr]*peerEntry, 2*len(d.peers)),
+		byKey:   make(map[store.Key]*peerEntry, len(d.peers)),
+		tenants: make(map[int64]*tenantState, len(d.tenants)),
+		local:   [2]netip.Addr{ov.gw4, ov.gw6},
+		overlay: [2]netip.Prefix{ov.v4, ov.v6},
+	}
+	for _, t := range d.tenants {
+		s.tenants[t.ID] = &tenantState{id: t.ID, name: t.Name, tun: d.tuns[t.ID]}
+	}
+	sites := map[int64]map[string]*peerEntry{}
+	for i := range d.peers {
+		p := &d.peers[i]
+		ts := s.tenants[p.TenantID]
+		if !p.Enabled || ts == nil {
+			continue
+		}
+		e := &peerEntry{
+			tenant:    ts,
+			tenantID:  p.TenantID,
+			name:      p.Name,
+			publicKey: p.PublicKey,
+			ipv4:      p.IPv4,
+			ipv6:      p.IPv6,
+			allowed:   append([]netip.Prefix{netip.PrefixFrom(p.IPv4, 32), netip.PrefixFrom(p.IPv6, 128)}, p.SitePrefixes...),
+		}
+		s.byAddr[p.IPv4] = e
+		s.byAddr[p.IPv6] = e
+		s.byKey[p.PublicKey] = e
+		if p.Site != "" {
+			if sites[p.TenantID] == nil {
+				sites[p.TenantID] = map[string]*peerEntry{}
+			}
+			sites[p.TenantID][p.Site] = e
+			for _, pf := range p.SitePrefixes {
+				ts.sites = append(ts.sites, siteSource{prefix: pf, connector: e})
+			}
+		}
+	}
+	for _, r := range d.routes {
+		ts := s.tenants[r.TenantID]
+		if ts == nil {
+			continue
+		}
+		rt := route{prefix: r.Prefix}
+		if name, ok := cutPrefix(r.Via, "site:"); ok {
+			rt.siteName = name
+			rt.site = sites[r.TenantID][name]
+		}
+		ts.routes = append(ts.routes, rt)
+	}
+	for _, ts := range s.tenants {
+		sortLongestFirst(ts.routes, func(r route) netip.Prefix { return r.prefix })
+		sortLongestFirst(ts.sites, func(s siteSource) netip.Prefix { return s.prefix })
+	}
+	return s
 }

@@ -7,16 +7,18 @@ import (
 
 	"golang.zx2c4.com/wireguard/conn"
 	"golang.zx2c4.com/wireguard/tun"
+
+	"github.com/popgate/popgate/firewall"
 )
 
-// dropReason says why the packet path dropped a packet.
+// dropReason says why the packet path dropped a packet (the firewall counts its own).
 type dropReason uint8
 
 const (
 	dropMalformed     dropReason = iota // not a parseable IPv4/IPv6 packet
-	dropUnknownSource                   // source address belongs to no enabled peer
+	dropUnknownSource                   // source address belongs to no enabled peer or site of the tenant
 	dropCrossTenant                     // destination is a peer of another tenant
-	dropNoRoute                         // destination is an unassigned overlay address
+	dropNoRoute                         // no route, an unassigned overlay address, or a site whose connector is down
 	dropClosed                          // the device was closing
 	numDropReasons
 )
@@ -53,9 +55,11 @@ const outQueueLen = 4096
 // either hairpinned to another peer of the same tenant or handed to the exit; packets produced by
 // the exit or hairpinned are queued for Read, which wireguard-go encrypts and sends.
 type tunDevice struct {
-	name string
-	mtu  int
-	snap *atomic.Pointer[snapshot]
+	name     string
+	mtu      int
+	tenantID int64 // the tenant whose device this is
+	snap     *atomic.Pointer[snapshot]
+	filter   *firewall.Filter
 	// local takes traffic for the node's own overlay addresses (in-tunnel services); exit4 and
 	// exit6 take the rest by address family. Set before the device is up, never changed after.
 	local, exit4, exit6 exitWriter
@@ -78,15 +82,18 @@ type outPacket struct {
 // writeBatches sorts one Write's packets by where they go.
 type writeBatches struct {
 	local, exit4, exit6 [][]byte
+	pkt                 firewall.Packet
 }
 
 var _ tun.Device = (*tunDevice)(nil)
 
-func newTunDevice(name string, mtu int, snap *atomic.Pointer[snapshot]) *tunDevice {
+func newTunDevice(name string, mtu int, tenantID int64, snap *atomic.Pointer[snapshot], filter *firewall.Filter) *tunDevice {
 	t := &tunDevice{
-		name:   name,
-		mtu:    mtu,
-		snap:   snap,
+		name:     name,
+		mtu:      mtu,
+		tenantID: tenantID,
+		snap:     snap,
+		filter:   filter,
 		out:    make(chan *outPacket, outQueueLen),
 		events: make(chan tun.Event, 1),
 		closed: make(chan struct{}),
@@ -95,41 +102,70 @@ func newTunDevice(name string, mtu int, snap *atomic.Pointer[snapshot]) *tunDevi
 	return t
 }
 
-// Write takes decrypted packets from wireguard-go. It is called concurrently, once per peer
-// receive routine; it never fails a batch for one bad packet.
+// Write takes decrypted packets from wireguard-go: the fast path. It is called concurrently,
+// once per peer receive routine; it never fails a batch for one bad packet. Per packet: parse
+// once; source → peer (or site) of this tenant; route in the tenant's table; the tenant's
+// stateful firewall; then hairpin towards a peer or site of the tenant, the node's own
+// services, or the exit.
 func (t *tunDevice) Write(bufs [][]byte, offset int) (int, error) {
 	snap := t.snap.Load()
+	ts := snap.tenants[t.tenantID]
+	if ts == nil {
+		t.drops[dropUnknownSource].Add(uint64(len(bufs)))
+		return len(bufs), nil
+	}
 	wb := t.getBatches()
-	var h header
+	pkt := &wb.pkt
+	now := t.filter.Now()
 	for _, b := range bufs {
-		pkt := b[offset:]
-		if !parseHeader(pkt, &h) {
+		raw := b[offset:]
+		if pkt.Parse(raw) != nil {
 			t.drops[dropMalformed].Add(1)
 			continue
 		}
-		src := snap.byAddr[h.src]
+		src := snap.byAddr[pkt.Src]
+		fromSite := false
+		if src == nil || src.tenantID != t.tenantID {
+			src, fromSite = ts.siteSource(pkt.Src), true
+		}
 		if src == nil {
 			t.drops[dropUnknownSource].Add(1)
 			continue
 		}
-		// Policy hook: every flow of a known peer is allowed until tenants get policy.
-		if dst := snap.byAddr[h.dst]; dst != nil {
-			if dst.tenantID != src.tenantID {
+		var to *[][]byte // nil: hairpin towards a peer or site of the tenant
+		if dst := snap.byAddr[pkt.Dst]; dst != nil {
+			if dst.tenantID != t.tenantID {
 				t.drops[dropCrossTenant].Add(1)
 				continue
 			}
-			t.enqueue(pkt)
-			continue
-		}
-		switch {
-		case snap.isLocal(h.dst):
+		} else if snap.isLocal(pkt.Dst) {
+			// The node's own services (DNS) serve every peer; policy does not apply.
 			wb.local = append(wb.local, b)
-		case snap.inOverlay(h.dst):
+			continue
+		} else if snap.inOverlay(pkt.Dst) {
 			t.drops[dropNoRoute].Add(1)
-		case h.dst.Is4():
-			wb.exit4 = append(wb.exit4, b)
-		default:
-			wb.exit6 = append(wb.exit6, b)
+			continue
+		} else {
+			r := ts.lookupRoute(pkt.Dst)
+			switch {
+			case r == nil, r.siteName != "" && r.site == nil, r.siteName == "" && fromSite:
+				// No route; a site whose connector is disabled; a site's LAN using the exit
+				// (replies could not find their way back).
+				t.drops[dropNoRoute].Add(1)
+				continue
+			case r.siteName == "" && pkt.Dst.Is4():
+				to = &wb.exit4
+			case r.siteName == "":
+				to = &wb.exit6
+			}
+		}
+		if v, _ := t.filter.CheckAt(t.tenantID, pkt, firewall.FromPeer, now); v != firewall.Accept {
+			continue // counted by the firewall
+		}
+		if to == nil {
+			t.enqueue(raw)
+		} else {
+			*to = append(*to, b)
 		}
 	}
 	for _, x := range [...]struct {

@@ -3,6 +3,9 @@ package gateway
 import (
 	"bufio"
 	"encoding/hex"
+	"fmt"
+	"io"
+	"net"
 	"strconv"
 	"strings"
 	"time"
@@ -12,9 +15,10 @@ import (
 	"github.com/popgate/popgate/store"
 )
 
-// serveUAPI serves the device's configuration protocol on /var/run/wireguard/<iface>.sock so
-// wg(8) and wgctrl can read it. Without write access there (not root) it logs one line and the
-// node runs on without it.
+// serveUAPI serves a read-only view of every tenant's device as one device named after
+// --interface on /var/run/wireguard/<iface>.sock, so wg(8) and wgctrl see all peers (they
+// share the node's key and port). Without write access there (not root) it logs one line and
+// the node runs on without it.
 func (n *Node) serveUAPI() {
 	path := "/var/run/wireguard/" + n.cfg.Interface + ".sock"
 	f, err := ipc.UAPIOpen(n.cfg.Interface)
@@ -37,9 +41,73 @@ func (n *Node) serveUAPI() {
 			if err != nil {
 				return
 			}
-			go n.dev.IpcHandle(c)
+			go n.handleUAPI(c)
 		}
 	}()
+}
+
+// handleUAPI answers the configuration protocol's get; set is refused (EPERM): popgate owns
+// the configuration.
+func (n *Node) handleUAPI(c net.Conn) {
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	r := bufio.NewReader(c)
+	for {
+		op, err := r.ReadString('\n')
+		if err != nil {
+			return
+		}
+		// Consume the request up to its empty line.
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				return
+			}
+			if line == "\n" {
+				break
+			}
+		}
+		switch op {
+		case "get=1\n":
+			io.WriteString(c, n.uapiGet())
+			io.WriteString(c, "errno=0\n\n")
+		default:
+			io.WriteString(c, "errno=1\n\n")
+		}
+	}
+}
+
+// uapiGet merges the devices' configuration: the node's key and port once, then every peer.
+func (n *Node) uapiGet() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "private_key=%x\nlisten_port=%d\n", n.key[:], n.cfg.ListenPort)
+	for _, text := range n.deviceStates() {
+		i := strings.Index(text, "public_key=")
+		if i >= 0 {
+			b.WriteString(text[i:])
+		}
+	}
+	return b.String()
+}
+
+// deviceStates returns every tenant device's IpcGet text.
+func (n *Node) deviceStates() []string {
+	n.mu.Lock()
+	devs := make([]*tenantDevice, 0, len(n.devs))
+	for _, td := range n.devs {
+		devs = append(devs, td)
+	}
+	n.mu.Unlock()
+	out := make([]string, 0, len(devs))
+	for _, td := range devs {
+		text, err := td.dev.IpcGet()
+		if err != nil {
+			n.log.Warn("read device state", "tenant_id", td.id, "err", err)
+			continue
+		}
+		out = append(out, text)
+	}
+	return out
 }
 
 // peerStats is the live state of one peer in the device.
@@ -58,17 +126,17 @@ func (s peerStats) online(now time.Time) bool {
 	return !s.lastHandshake.IsZero() && now.Sub(s.lastHandshake) < onlineWindow
 }
 
-// peerStats reads every peer's live state from the device.
+// peerStats reads every peer's live state from the devices.
 func (n *Node) peerStats() map[store.Key]peerStats {
 	out := make(map[store.Key]peerStats)
-	if n.dev == nil {
-		return out
+	for _, text := range n.deviceStates() {
+		parsePeerStats(text, out)
 	}
-	text, err := n.dev.IpcGet()
-	if err != nil {
-		n.log.Warn("read device state", "err", err)
-		return out
-	}
+	return out
+}
+
+// parsePeerStats adds the peers of one IpcGet text to out.
+func parsePeerStats(text string, out map[store.Key]peerStats) {
 	var (
 		key   store.Key
 		cur   peerStats
@@ -111,5 +179,4 @@ func (n *Node) peerStats() map[store.Key]peerStats {
 		}
 	}
 	flush()
-	return out
 }

@@ -127,3 +127,90 @@ func BenchmarkListPeers(b *testing.B) {
 		}
 	})
 }
+
+// bulkAddGroupsAndSites puts every peer bulkAddPeers made into two groups, "all" and one of
+// 20 others, and makes every 101st (spread over the tenants) a site connector with an IPv4 and an IPv6 prefix, in one
+// transaction.
+func bulkAddGroupsAndSites(tb testing.TB, s *Store) {
+	tb.Helper()
+	ctx := context.Background()
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO peer_groups (peer_id, name)
+			SELECT id, 'all' FROM peers UNION ALL SELECT id, printf('g%02d', id % 20) FROM peers`); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO sites (peer_id, tenant_id, name)
+			SELECT id, tenant_id, 'site-' || name FROM peers WHERE id % 101 = 0`); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO site_prefixes (tenant_id, site, addr, bits)
+			SELECT tenant_id, name, unhex(printf('0a%04x00', peer_id / 101)), 24 FROM sites
+			UNION ALL
+			SELECT tenant_id, name, unhex(printf('fd10%08x00000000000000000000', peer_id)), 64 FROM sites`)
+		return err
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+}
+
+func TestBulkAddGroupsAndSites(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openTest(t)
+	bulkAddPeers(t, s, 3, 300)
+	bulkAddGroupsAndSites(t, s)
+	ps, err := s.ListPeers(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sites int
+	for _, p := range ps {
+		if len(p.Groups) != 2 || p.Groups[0] != "all" {
+			t.Fatalf("peer %s has groups %q", p.Name, p.Groups)
+		}
+		if p.Site != "" {
+			sites++
+			if len(p.SitePrefixes) != 2 || !p.SitePrefixes[0].Addr().Is4() {
+				t.Fatalf("site %s has prefixes %v", p.Site, p.SitePrefixes)
+			}
+		}
+	}
+	if sites != 2 {
+		t.Errorf("%d sites, want 2", sites)
+	}
+}
+
+// BenchmarkListPeersWithGroups lists 100,000 peers of 100 tenants, each in two groups, one in
+// a hundred a site connector: all at once, one tenant's, and one peer.
+func BenchmarkListPeersWithGroups(b *testing.B) {
+	ctx := context.Background()
+	s, _ := openTest(b)
+	bulkAddPeers(b, s, benchTenants, benchPeers)
+	bulkAddGroupsAndSites(b, s)
+	b.Run("all", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			ps, err := s.ListPeers(ctx, "")
+			if err != nil || len(ps) != benchPeers || len(ps[0].Groups) != 2 {
+				b.Fatalf("%d peers, %v", len(ps), err)
+			}
+		}
+	})
+	b.Run("tenant", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			ps, err := s.ListPeers(ctx, "t042")
+			if err != nil || len(ps) != benchPeers/benchTenants || len(ps[0].Groups) != 2 {
+				b.Fatalf("%d peers, %v", len(ps), err)
+			}
+		}
+	})
+	b.Run("peer", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if p, err := s.Peer(ctx, "t000", "peer000100"); err != nil || p.Site == "" {
+				b.Fatalf("%+v, %v", p, err)
+			}
+		}
+	})
+}

@@ -55,12 +55,16 @@ func loadMigrations(fsys fs.FS) ([]migration, error) {
 	return ms, nil
 }
 
-// migrate brings the schema up to the newest embedded migration, each in its own
-// transaction, and refuses databases it does not understand.
-func (s *Store) migrate(ctx context.Context) error {
+// migrate brings the schema up to the newest embedded migration (or to version to, when
+// that is not 0), each in its own transaction, sets s.version, and refuses databases it does
+// not understand.
+func (s *Store) migrate(ctx context.Context, to int) error {
 	ms, err := loadMigrations(migrationFiles)
 	if err != nil {
 		return err
+	}
+	if to > 0 && to < len(ms) {
+		ms = ms[:to]
 	}
 	var appID, version int
 	if err := s.db.QueryRowContext(ctx, "PRAGMA application_id").Scan(&appID); err != nil {
@@ -85,10 +89,11 @@ func (s *Store) migrate(ctx context.Context) error {
 		}
 	}
 	for _, m := range ms[version:] {
-		if err := s.write(ctx, func(tx *sql.Tx) error { return applyMigration(ctx, tx, m) }); err != nil {
+		if err := s.writeTx(ctx, false, func(tx *sql.Tx) error { return applyMigration(ctx, tx, m) }); err != nil {
 			return err
 		}
 	}
+	s.version = len(ms)
 	return nil
 }
 

@@ -34,6 +34,24 @@ func ValidatePeerName(name string) error {
 	return nil
 }
 
+// ValidateGroupName reports whether name is a valid group name. Group names follow the
+// peer-name rule (see ValidatePeerName). The error wraps ErrInvalid.
+func ValidateGroupName(name string) error {
+	if problem := nameProblem(name, maxPeerName, isPeerNameByte); problem != "" {
+		return errorf(ErrInvalid, "group name %q is invalid: %s; %s", truncate(name, 80), problem, peerNameRule)
+	}
+	return nil
+}
+
+// ValidateSiteName reports whether name is a valid site name. Site names follow the
+// peer-name rule (see ValidatePeerName). The error wraps ErrInvalid.
+func ValidateSiteName(name string) error {
+	if problem := nameProblem(name, maxPeerName, isPeerNameByte); problem != "" {
+		return errorf(ErrInvalid, "site name %q is invalid: %s; %s", truncate(name, 80), problem, peerNameRule)
+	}
+	return nil
+}
+
 // nameProblem returns what is wrong with name, or "" when it is valid: at most maxLen bytes,
 // every byte allowed by ok, and the first one a letter or digit.
 func nameProblem(name string, maxLen int, ok func(byte) bool) string {

@@ -19,14 +19,25 @@ func peerNotFound(tenant, name string) error {
 // AddPeer creates a peer in np.TenantName with the next free overlay addresses, enabled.
 // Exactly one of np.PrivateKey (a key pair the server generated: the private key is stored
 // encrypted and the public key derived from it) or np.PublicKey (brought by the user) must
-// be set. The error wraps ErrInvalid for bad names or keys, ErrNotFound for an unknown
-// tenant, ErrExists when the name is taken in the tenant or the public key by any peer, and
-// ErrExhausted when no address is free; then nothing is stored.
+// be set. np.Groups puts the peer in groups (see SetPeerGroups), np.Site and
+// np.SitePrefixes make it a site connector (see SetPeerSite). The error wraps ErrInvalid for
+// bad names, keys, groups or site prefixes, ErrNotFound for an unknown tenant, ErrExists when
+// the name is taken in the tenant, the public key by any peer, or the site name or a site
+// prefix by another site of the tenant, and ErrExhausted when no address is free; then
+// nothing is stored.
 func (s *Store) AddPeer(ctx context.Context, np NewPeer) (Peer, error) {
 	if err := ValidateTenantName(np.TenantName); err != nil {
 		return Peer{}, err
 	}
 	if err := ValidatePeerName(np.Name); err != nil {
+		return Peer{}, err
+	}
+	groups, err := normGroups(np.Name, np.Groups)
+	if err != nil {
+		return Peer{}, err
+	}
+	sitePrefixes, err := s.normSite(np.Name, np.Site, np.SitePrefixes)
+	if err != nil {
 		return Peer{}, err
 	}
 	var pub Key
@@ -65,7 +76,7 @@ func (s *Store) AddPeer(ctx context.Context, np NewPeer) (Peer, error) {
 		CreatedAt:     now,
 		UpdatedAt:     now,
 	}
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err = s.write(ctx, func(tx *sql.Tx) error {
 		t, err := getTenant(ctx, tx, np.TenantName)
 		if err != nil {
 			return err
@@ -100,11 +111,15 @@ func (s *Store) AddPeer(ctx context.Context, np NewPeer) (Peer, error) {
 		if p.ID, err = res.LastInsertId(); err != nil {
 			return fmt.Errorf("store: add peer %s: %w", np.Name, err)
 		}
-		return nil
+		if err := insertGroups(ctx, tx, p.ID, groups); err != nil {
+			return err
+		}
+		return putSite(ctx, tx, p, np.Site, sitePrefixes)
 	})
 	if err != nil {
 		return Peer{}, err
 	}
+	p.Groups, p.Site, p.SitePrefixes = groups, np.Site, sitePrefixes
 	return p, nil
 }
 
@@ -121,28 +136,53 @@ func checkPublicKey(pub Key) error {
 // Peer returns the peer name of tenant. The error wraps ErrNotFound when the tenant or the
 // peer does not exist.
 func (s *Store) Peer(ctx context.Context, tenant, name string) (Peer, error) {
-	return getPeer(ctx, s.db, tenant, name)
+	var p Peer
+	err := s.read(ctx, func(q querier) error {
+		var err error
+		p, err = getPeer(ctx, q, tenant, name)
+		return err
+	})
+	return p, err
 }
 
 // PeerByPublicKey returns the peer with public key pub, in whichever tenant. The error wraps
 // ErrNotFound when no peer has it.
 func (s *Store) PeerByPublicKey(ctx context.Context, pub Key) (Peer, error) {
-	return peerByPublicKey(ctx, s.db, pub)
+	var p Peer
+	err := s.read(ctx, func(q querier) error {
+		var err error
+		p, err = peerByPublicKey(ctx, q, pub)
+		return err
+	})
+	return p, err
 }
 
 // ListPeers returns the peers of tenant ordered by name, or of all tenants ordered by tenant
-// name then peer name when tenant is "". Each is one query, never one per peer. The error
-// wraps ErrNotFound when tenant does not exist.
+// name then peer name when tenant is "", with their groups and sites. It reads one snapshot
+// with two queries, one for the peers and one for all their groups and site prefixes, never
+// one per peer. The error wraps ErrNotFound when tenant does not exist.
 func (s *Store) ListPeers(ctx context.Context, tenant string) ([]Peer, error) {
+	var ps []Peer
+	err := s.read(ctx, func(q querier) error {
+		var err error
+		ps, err = listPeers(ctx, q, tenant)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return ps, nil
+}
+
+func listPeers(ctx context.Context, q querier, tenant string) ([]Peer, error) {
 	if tenant == "" {
 		// Reading the table in storage order and sorting here takes half the time of
 		// walking the (tenant_id, name) index, which costs a random table lookup per row.
-		// The count only sizes the slice, so it may run outside the listing's snapshot.
-		n, err := s.CountPeers(ctx, "")
-		if err != nil {
-			return nil, err
+		var n int
+		if err := q.QueryRowContext(ctx, "SELECT count(*) FROM peers").Scan(&n); err != nil {
+			return nil, fmt.Errorf("store: count peers: %w", err)
 		}
-		ps, err := queryPeers(ctx, s.db, n, "")
+		ps, err := queryPeers(ctx, q, n, "")
 		if err != nil {
 			return nil, err
 		}
@@ -155,11 +195,11 @@ func (s *Store) ListPeers(ctx context.Context, tenant string) ([]Peer, error) {
 		})
 		return ps, nil
 	}
-	ps, err := queryPeers(ctx, s.db, 0, "WHERE t.name = ? ORDER BY p.name", tenant)
+	ps, err := queryPeers(ctx, q, 0, "WHERE t.name = ? ORDER BY p.name", tenant)
 	if err != nil || len(ps) > 0 {
 		return ps, err
 	}
-	if _, err := getTenant(ctx, s.db, tenant); err != nil {
+	if _, err := getTenant(ctx, q, tenant); err != nil {
 		return nil, err
 	}
 	return []Peer{}, nil
@@ -222,14 +262,21 @@ func (s *Store) SetPeerEnabled(ctx context.Context, tenant, name string, enabled
 	return p, nil
 }
 
-// RemovePeer deletes the peer name of tenant and returns it as it was. Its addresses become
-// free, but are reused only once the pool's top has been reached (see AddPeer).
+// RemovePeer deletes the peer name of tenant, with its groups and its site, and returns it as
+// it was. Its addresses become free, but are reused only once the pool's top has been
+// reached (see AddPeer). The error wraps ErrInvalid when routes use the peer's site (remove
+// them first) and ErrNotFound when the tenant or the peer does not exist.
 func (s *Store) RemovePeer(ctx context.Context, tenant, name string) (Peer, error) {
 	var p Peer
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		var err error
 		if p, err = getPeer(ctx, tx, tenant, name); err != nil {
 			return err
+		}
+		if p.Site != "" {
+			if err := siteUnused(ctx, tx, p.TenantID, p.TenantName, p.Site); err != nil {
+				return err
+			}
 		}
 		if _, err := tx.ExecContext(ctx, "DELETE FROM peers WHERE id = ?", p.ID); err != nil {
 			return fmt.Errorf("store: remove peer %s: %w", name, err)
@@ -281,9 +328,22 @@ const peerSelect = `SELECT p.id, p.tenant_id, t.name, p.name, p.public_key, p.pr
 	p.ipv4, p.ipv6, p.enabled, p.created_at, p.updated_at
 	FROM peers AS p JOIN tenants AS t ON t.id = p.tenant_id `
 
-// queryPeers runs peerSelect+tail and returns the rows as Peers; sizeHint is the number of
-// rows expected.
+// queryPeers runs peerSelect+tail and returns the rows as Peers with their groups and sites;
+// sizeHint is the number of rows expected. Run it in a transaction, so that both of its
+// queries see the same snapshot.
 func queryPeers(ctx context.Context, q querier, sizeHint int, tail string, args ...any) ([]Peer, error) {
+	ps, err := scanPeers(ctx, q, sizeHint, tail, args...)
+	if err != nil {
+		return nil, err
+	}
+	if err := loadPeerExtras(ctx, q, ps); err != nil {
+		return nil, err
+	}
+	return ps, nil
+}
+
+// scanPeers runs peerSelect+tail and returns the rows as Peers, without groups and sites.
+func scanPeers(ctx context.Context, q querier, sizeHint int, tail string, args ...any) ([]Peer, error) {
 	rows, err := q.QueryContext(ctx, peerSelect+tail, args...)
 	if err != nil {
 		return nil, fmt.Errorf("store: read peers: %w", err)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -149,13 +150,13 @@ func TestAddPeer(t *testing.T) {
 		IPv4: netip.MustParseAddr("100.64.0.2"), IPv6: netip.AddrFrom16(withLow32(ula, 0x64400002)),
 		Enabled: true, CreatedAt: clock.Now(), UpdatedAt: clock.Now(),
 	}
-	if p != want {
+	if !reflect.DeepEqual(p, want) {
 		t.Errorf("AddPeer = %+v\nwant %+v", p, want)
 	}
-	if got, err := s.Peer(ctx, "acme", "laptop"); err != nil || got != p {
+	if got, err := s.Peer(ctx, "acme", "laptop"); err != nil || !reflect.DeepEqual(got, p) {
 		t.Errorf("Peer = %+v, %v", got, err)
 	}
-	if got, err := s.PeerByPublicKey(ctx, priv.PublicKey()); err != nil || got != p {
+	if got, err := s.PeerByPublicKey(ctx, priv.PublicKey()); err != nil || !reflect.DeepEqual(got, p) {
 		t.Errorf("PeerByPublicKey = %+v, %v", got, err)
 	}
 	if k, err := s.PeerPrivateKey(ctx, "acme", "laptop"); err != nil || k != priv {
@@ -283,12 +284,12 @@ func TestSetPeerEnabled(t *testing.T) {
 	if err != nil || off.Enabled || !off.UpdatedAt.Equal(clock.Now()) || !off.CreatedAt.Equal(p.CreatedAt) {
 		t.Fatalf("SetPeerEnabled(false) = %+v, %v", off, err)
 	}
-	if got, _ := s.Peer(ctx, "acme", "laptop"); got != off {
+	if got, _ := s.Peer(ctx, "acme", "laptop"); !reflect.DeepEqual(got, off) {
 		t.Errorf("stored %+v, returned %+v", got, off)
 	}
 	clock.Advance(time.Minute)
 	again, err := s.SetPeerEnabled(ctx, "acme", "laptop", false)
-	if err != nil || again != off {
+	if err != nil || !reflect.DeepEqual(again, off) {
 		t.Errorf("SetPeerEnabled with no change = %+v, %v; want %+v unchanged", again, err, off)
 	}
 	on, err := s.SetPeerEnabled(ctx, "acme", "laptop", true)
@@ -303,7 +304,7 @@ func TestRemovePeer(t *testing.T) {
 	mustTenant(t, s, "acme")
 	p := mustPeer(t, s, newPeer(t, "acme", "laptop"))
 	got, err := s.RemovePeer(ctx, "acme", "laptop")
-	if err != nil || got != p {
+	if err != nil || !reflect.DeepEqual(got, p) {
 		t.Fatalf("RemovePeer = %+v, %v; want %+v", got, err, p)
 	}
 	if _, err := s.Peer(ctx, "acme", "laptop"); !errors.Is(err, ErrNotFound) {
@@ -334,7 +335,7 @@ func TestListPeers(t *testing.T) {
 		var out []string
 		for _, p := range ps {
 			out = append(out, p.TenantName+"/"+p.Name)
-			if p != added[p.TenantName+"/"+p.Name] {
+			if !reflect.DeepEqual(p, added[p.TenantName+"/"+p.Name]) {
 				t.Errorf("listed %+v, added %+v", p, added[p.TenantName+"/"+p.Name])
 			}
 		}
@@ -370,11 +371,25 @@ func TestQueryPlans(t *testing.T) {
 		{peerSelect + "WHERE p.public_key = x'00'",
 			"SEARCH p USING INDEX sqlite_autoindex_peers_1 (public_key=?)\nSEARCH t USING INTEGER PRIMARY KEY (rowid=?)\n"},
 		{"SELECT max(ipv4) FROM peers", "SEARCH peers USING COVERING INDEX sqlite_autoindex_peers_2\n"},
+		// Groups and sites of all peers, one tenant's, one peer's: each table once, by key.
+		{extrasAll, "COMPOUND QUERY\nLEFT-MOST SUBQUERY\nSCAN g\nUNION ALL\nSCAN s\n" +
+			"SEARCH sp USING PRIMARY KEY (tenant_id=? AND site=?) LEFT-JOIN\n"},
+		{extrasTenant, "COMPOUND QUERY\nLEFT-MOST SUBQUERY\n" +
+			"SEARCH p USING COVERING INDEX sqlite_autoindex_peers_4 (tenant_id=?)\nSEARCH g USING PRIMARY KEY (peer_id=?)\n" +
+			"UNION ALL\nSEARCH s USING COVERING INDEX sqlite_autoindex_sites_1 (tenant_id=?)\n" +
+			"SEARCH sp USING PRIMARY KEY (tenant_id=? AND site=?) LEFT-JOIN\n"},
+		{extrasPeer, "COMPOUND QUERY\nLEFT-MOST SUBQUERY\nSEARCH g USING PRIMARY KEY (peer_id=?)\n" +
+			"UNION ALL\nSEARCH s USING INTEGER PRIMARY KEY (rowid=?)\n" +
+			"SEARCH sp USING PRIMARY KEY (tenant_id=? AND site=?) LEFT-JOIN\n"},
+		{"SELECT addr, bits FROM routes WHERE tenant_id = 1 AND via_site = 'x'",
+			"SEARCH routes USING COVERING INDEX routes_site (tenant_id=? AND via_site=?)\n"},
+		{routeSelect + "WHERE r.tenant_id = 1 AND r.addr = x'00' AND r.bits = 0 ",
+			"SEARCH r USING PRIMARY KEY (tenant_id=? AND addr=? AND bits=?)\nSEARCH t USING INTEGER PRIMARY KEY (rowid=?)\n"},
 		{strings.Replace(strings.Replace(gapQuery, "?", "1", 1), "?", "5", 1),
 			"SEARCH p USING COVERING INDEX sqlite_autoindex_peers_2 (ipv4>? AND ipv4<?)\nCORRELATED SCALAR SUBQUERY 1\nSEARCH n USING COVERING INDEX sqlite_autoindex_peers_2 (ipv4=?)\n"},
 	}
 	for _, tt := range tests {
-		if got := queryPlan(t, s.db, tt.query); got != tt.want {
+		if got := queryPlan(t, s.db, tt.query, 1, 1); got != tt.want {
 			t.Errorf("query plan of\n%s\n= %s\nwant %s", tt.query, got, tt.want)
 		}
 	}

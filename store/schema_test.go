@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"maps"
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
@@ -145,4 +146,234 @@ func insertRow(ctx context.Context, s *Store, table string, row map[string]any) 
 	q := "INSERT INTO " + table + " (" + strings.Join(cols, ", ") + ") VALUES (?" + strings.Repeat(", ?", len(cols)-1) + ")"
 	_, err := s.db.ExecContext(ctx, q, args...)
 	return err
+}
+
+// TestSchemaRefusesBadNetworkRows does for the tables of groups, sites, routes, policies and
+// the generation what TestSchemaRefusesBadRows does for tenants and peers.
+func TestSchemaRefusesBadNetworkRows(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openTest(t)
+	acme := mustTenant(t, s, "acme")
+	beta := mustTenant(t, s, "beta")
+	np := newPeer(t, "acme", "router")
+	np.Groups, np.Site, np.SitePrefixes = []string{"eng"}, "office", pfxs("10.10.0.0/24")
+	router := mustPeer(t, s, np)
+	plain := mustPeer(t, s, newPeer(t, "acme", "plain"))
+	if err := s.SetPolicy(ctx, "acme", "default deny\n"); err != nil {
+		t.Fatal(err)
+	}
+
+	v4 := func(s string) []byte { return netip.MustParseAddr(s).AsSlice() }
+	with := func(row map[string]any, col string, v any) map[string]any { row[col] = v; return row }
+	group := func() map[string]any { return map[string]any{"peer_id": plain.ID, "name": "eng"} }
+	site := func() map[string]any {
+		return map[string]any{"peer_id": plain.ID, "tenant_id": acme.ID, "name": "branch"}
+	}
+	prefix := func() map[string]any {
+		return map[string]any{"tenant_id": acme.ID, "site": "office", "addr": v4("10.20.0.0"), "bits": 16}
+	}
+	route := func() map[string]any {
+		return map[string]any{"tenant_id": acme.ID, "addr": v4("10.20.0.0"), "bits": 16,
+			"via_kind": "internet", "via_site": nil, "created_at": 1}
+	}
+	policy := func() map[string]any { return map[string]any{"tenant_id": beta.ID, "source": "", "updated_at": 1} }
+
+	tests := []struct {
+		name  string
+		table string
+		row   map[string]any
+	}{
+		{"split_tunnel 2", "tenants", map[string]any{"name": "new", "created_at": 1, "split_tunnel": 2}},
+		{"split_tunnel NULL", "tenants", map[string]any{"name": "new", "created_at": 1, "split_tunnel": nil}},
+
+		{"group of unknown peer", "peer_groups", with(group(), "peer_id", 9999)},
+		{"group name empty", "peer_groups", with(group(), "name", "")},
+		{"group name leading dot", "peer_groups", with(group(), "name", ".eng")},
+		{"group name colon", "peer_groups", with(group(), "name", "group:eng")},
+		{"group name too long", "peer_groups", with(group(), "name", strings.Repeat("g", 65))},
+		{"group name NULL", "peer_groups", with(group(), "name", nil)},
+		{"group name blob", "peer_groups", with(group(), "name", []byte("eng"))},
+		{"group duplicate", "peer_groups", with(group(), "peer_id", router.ID)},
+
+		{"site of unknown peer", "sites", with(site(), "peer_id", 9999)},
+		{"site in another tenant than its peer", "sites", with(site(), "tenant_id", beta.ID)},
+		{"site of unknown tenant", "sites", with(site(), "tenant_id", 9999)},
+		{"second site of a peer", "sites", with(site(), "peer_id", router.ID)},
+		{"site name duplicate in tenant", "sites", with(site(), "name", "office")},
+		{"site name space", "sites", with(site(), "name", "my office")},
+		{"site name empty", "sites", with(site(), "name", "")},
+		{"site name NULL", "sites", with(site(), "name", nil)},
+
+		{"prefix of unknown site", "site_prefixes", with(prefix(), "site", "branch")},
+		{"prefix of a site of another tenant", "site_prefixes", with(prefix(), "tenant_id", beta.ID)},
+		{"prefix with host bits", "site_prefixes", with(prefix(), "addr", v4("10.20.0.1"))},
+		{"prefix with host bits in the boundary nibble", "site_prefixes", with(with(prefix(), "addr", v4("10.20.128.0")), "bits", 15)},
+		{"prefix IPv6 host bits", "site_prefixes", with(with(prefix(), "addr", v4("fd10::1")), "bits", 64)},
+		{"prefix /0", "site_prefixes", with(with(prefix(), "addr", v4("0.0.0.0")), "bits", 0)},
+		{"prefix /33", "site_prefixes", with(prefix(), "bits", 33)},
+		{"prefix /129", "site_prefixes", with(with(prefix(), "addr", v4("fd10::")), "bits", 129)},
+		{"prefix negative bits", "site_prefixes", with(prefix(), "bits", -8)},
+		{"prefix address 5 bytes", "site_prefixes", with(prefix(), "addr", []byte{10, 20, 0, 0, 0})},
+		{"prefix address text", "site_prefixes", with(prefix(), "addr", "10.20.0.0")},
+		{"prefix address NULL", "site_prefixes", with(prefix(), "addr", nil)},
+		{"prefix IPv4-mapped", "site_prefixes", with(with(prefix(), "addr", netip.MustParseAddr("::ffff:10.20.0.0").AsSlice()), "bits", 112)},
+		{"prefix address taken in tenant", "site_prefixes", with(prefix(), "addr", v4("10.10.0.0"))},
+		{"prefix bits text", "site_prefixes", with(prefix(), "bits", "sixteen")},
+
+		{"route of unknown tenant", "routes", with(route(), "tenant_id", 9999)},
+		{"route with host bits", "routes", with(route(), "addr", v4("10.20.0.1"))},
+		{"route default with host bits", "routes", with(with(route(), "addr", v4("1.0.0.0")), "bits", 0)},
+		{"route /33", "routes", with(route(), "bits", 33)},
+		{"route IPv4-mapped", "routes", with(with(route(), "addr", netip.MustParseAddr("::ffff:10.20.0.0").AsSlice()), "bits", 112)},
+		{"route duplicate", "routes", with(with(route(), "addr", v4("0.0.0.0")), "bits", 0)},
+		{"route via unknown kind", "routes", with(route(), "via_kind", "exit")},
+		{"route via site without a site", "routes", with(route(), "via_kind", "site")},
+		{"route via internet with a site", "routes", with(route(), "via_site", "office")},
+		{"route via unknown site", "routes", with(with(route(), "via_kind", "site"), "via_site", "branch")},
+		{"route via another tenant's site", "routes", with(with(with(route(), "tenant_id", beta.ID), "via_kind", "site"), "via_site", "office")},
+		{"route created_at 0", "routes", with(route(), "created_at", 0)},
+
+		{"policy of unknown tenant", "policies", with(policy(), "tenant_id", 9999)},
+		{"policy duplicate", "policies", with(policy(), "tenant_id", acme.ID)},
+		{"policy too big", "policies", with(policy(), "source", strings.Repeat("x", MaxPolicySize+1))},
+		{"policy NULL", "policies", with(policy(), "source", nil)},
+		{"policy blob", "policies", with(policy(), "source", []byte("default deny"))},
+		{"policy updated_at 0", "policies", with(policy(), "updated_at", 0)},
+
+		{"second generation row", "generation", map[string]any{"id": 2, "value": 5}},
+		{"generation zero", "generation", map[string]any{"id": 1, "value": 0}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := insertRow(ctx, s, tt.table, tt.row)
+			if err == nil {
+				t.Fatalf("INSERT INTO %s %v succeeded; the schema must refuse it", tt.table, tt.row)
+			}
+			if msg := err.Error(); !strings.Contains(msg, "constraint failed") && !strings.Contains(msg, "cannot store") {
+				t.Errorf("refused for another reason: %v", err)
+			}
+			t.Log(err)
+		})
+	}
+
+	// The controls: the good rows are accepted, so the failures above are the constraints'.
+	for _, c := range []struct {
+		table string
+		row   map[string]any
+	}{
+		{"tenants", map[string]any{"name": "new", "created_at": 1, "split_tunnel": 1}},
+		{"peer_groups", group()},
+		{"sites", site()},
+		{"site_prefixes", prefix()},
+		{"site_prefixes", with(with(with(prefix(), "site", "branch"), "addr", v4("fd10::")), "bits", 64)},
+		{"routes", route()},
+		{"routes", with(with(with(route(), "addr", v4("10.10.0.0")), "via_kind", "site"), "via_site", "office")},
+		{"routes", with(with(route(), "addr", v4("192.168.128.0")), "bits", 17)},
+		{"policies", with(policy(), "source", strings.Repeat("x", MaxPolicySize))},
+	} {
+		if err := insertRow(ctx, s, c.table, c.row); err != nil {
+			t.Errorf("control row %s %v refused: %v", c.table, c.row, err)
+		}
+	}
+
+	// The generation only grows and stays.
+	for _, q := range []string{
+		"UPDATE generation SET value = value - 1",
+		"UPDATE generation SET value = value",
+		"UPDATE generation SET id = 2",
+		"DELETE FROM generation",
+	} {
+		if _, err := s.db.ExecContext(ctx, q); err == nil || !strings.Contains(err.Error(), "generation") {
+			t.Errorf("%s: %v; want it refused", q, err)
+		}
+	}
+	if _, err := s.db.ExecContext(ctx, "UPDATE generation SET value = value + 10"); err != nil {
+		t.Errorf("advancing the generation: %v", err)
+	}
+	// A tenant with routes and policy goes, with them, once it has no peers; peers hold it.
+	if _, err := s.db.ExecContext(ctx, "DELETE FROM tenants WHERE id = ?", acme.ID); err == nil {
+		t.Error("deleting a tenant with peers succeeded")
+	}
+	// Deleting a peer takes its groups, its site and the site's prefixes (no route uses it).
+	if _, err := s.db.ExecContext(ctx, "DELETE FROM peers WHERE id = ?", plain.ID); err != nil {
+		t.Fatal(err)
+	}
+	var left int
+	if err := s.db.QueryRowContext(ctx, `SELECT (SELECT count(*) FROM peer_groups WHERE peer_id = ?)
+		+ (SELECT count(*) FROM sites WHERE peer_id = ?) + (SELECT count(*) FROM site_prefixes WHERE site = 'branch')`,
+		plain.ID, plain.ID).Scan(&left); err != nil || left != 0 {
+		t.Errorf("rows of a deleted peer left: %d, %v", left, err)
+	}
+}
+
+// TestSchemaPrefixCheckMatchesGo checks the schema's hex-based CHECK on prefixes against
+// netip for every prefix length: the masked form of an address is accepted, the same with
+// one host bit set is refused, and Go's prefixFormatError agrees with the schema.
+func TestSchemaPrefixCheckMatchesGo(t *testing.T) {
+	s, _ := openTest(t)
+	mustTenant(t, s, "acme")
+	ones4, ones6 := netip.MustParseAddr("255.255.255.255"), netip.MustParseAddr("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")
+	odd4, odd6 := netip.MustParseAddr("10.171.205.239"), netip.MustParseAddr("2001:db8:abcd:ef01:2345:6789:abcd:ef01")
+	for _, a := range []netip.Addr{ones4, ones6, odd4, odd6} {
+		for bits := 0; bits <= a.BitLen(); bits++ {
+			masked := netip.PrefixFrom(a, bits).Masked()
+			checkPrefixAgrees(t, s, masked.Addr().AsSlice(), bits)
+			if bits < a.BitLen() { // set the first host bit
+				b := masked.Addr().AsSlice()
+				b[bits/8] |= 0x80 >> (bits % 8)
+				checkPrefixAgrees(t, s, b, bits)
+			}
+		}
+	}
+	for _, c := range []struct {
+		addr []byte
+		bits int
+	}{
+		{v4mapped(10, 0, 0, 0), 104}, {v4mapped(0, 0, 0, 0), 96}, {make([]byte, 16), 129},
+		{make([]byte, 4), 33}, {make([]byte, 4), -1},
+	} {
+		checkPrefixAgrees(t, s, c.addr, c.bits)
+	}
+}
+
+func v4mapped(a, b, c, d byte) []byte {
+	m := netip.AddrFrom4([4]byte{a, b, c, d})
+	return netip.AddrFrom16(m.As16()).AsSlice()
+}
+
+func FuzzSchemaPrefixCheck(f *testing.F) {
+	s, _ := openTest(f)
+	mustTenant(f, s, "acme")
+	f.Add([]byte{10, 10, 0, 0}, 24)
+	f.Add([]byte{10, 10, 0, 1}, 24)
+	f.Add(make([]byte, 16), 0)
+	f.Add(v4mapped(10, 0, 0, 0), 104)
+	f.Fuzz(func(t *testing.T, addr []byte, bits int) {
+		if len(addr) != 4 && len(addr) != 16 {
+			t.Skip()
+		}
+		checkPrefixAgrees(t, s, addr, bits)
+	})
+}
+
+// checkPrefixAgrees inserts the route addr/bits of tenant acme (ID 1) in a transaction it
+// rolls back, and fails when the schema and prefixFormatError disagree about it.
+func checkPrefixAgrees(t *testing.T, s *Store, addr []byte, bits int) {
+	t.Helper()
+	ctx := context.Background()
+	a, _ := netip.AddrFromSlice(addr)
+	goOK := prefixFormatError("route prefix", netip.PrefixFrom(a, bits)) == nil
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, "DELETE FROM routes"); err != nil { // no default route in the way
+		t.Fatal(err)
+	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO routes (tenant_id, addr, bits, via_kind, created_at)
+		VALUES (1, ?, ?, 'internet', 1)`, addr, bits)
+	if sqlOK := err == nil; sqlOK != goOK {
+		t.Errorf("prefix %x/%d: Go accepts it: %v, the schema: %v (%v)", addr, bits, goOK, sqlOK, err)
+	}
 }

@@ -27,6 +27,10 @@ type Options struct {
 	KeyPath string
 	// Now is the clock for created_at/updated_at. Default time.Now.
 	Now func() time.Time
+
+	// migrateTo stops migrating at this schema version, so that tests can build a database
+	// as an older popgate left it. 0, the default, applies every migration.
+	migrateTo int
 }
 
 // Store is popgate's desired state in one SQLite database. Its methods are safe for
@@ -46,6 +50,10 @@ type Store struct {
 	// v4First and v4Last bound the IPv4 pool, inclusive. Tests shrink v4Last to reach the top
 	// of the pool quickly.
 	v4First, v4Last uint32
+
+	// version is the schema version after Open: the newest migration's number, lower only
+	// when a test set Options.migrateTo.
+	version int
 
 	// writeSem serialises this process's write transactions. SQLite has one writer at a
 	// time anyway; queueing here (cancellable by ctx) is cheaper than its busy-sleep loop.
@@ -101,7 +109,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		v4Last:   ipv4Last,
 		writeSem: make(chan struct{}, 1),
 	}
-	if err := s.init(ctx); err != nil {
+	if err := s.init(ctx, opts.migrateTo); err != nil {
 		db.Close()
 		return nil, err
 	}
@@ -126,11 +134,11 @@ func dsn(path string) string {
 	return u.String()
 }
 
-func (s *Store) init(ctx context.Context) error {
+func (s *Store) init(ctx context.Context, migrateTo int) error {
 	if err := s.ping(ctx); err != nil {
 		return fmt.Errorf("store: open database %s: %w", s.path, err)
 	}
-	if err := s.migrate(ctx); err != nil {
+	if err := s.migrate(ctx, migrateTo); err != nil {
 		return err
 	}
 	held, err := holdsEncryptedKeys(ctx, s.db)
@@ -191,8 +199,15 @@ var (
 )
 
 // write runs fn in one write transaction (BEGIN IMMEDIATE, from the DSN) and commits when fn
-// returns nil. An error from fn rolls everything back and is returned as is.
+// returns nil. An error from fn rolls everything back and is returned as is. When fn changed
+// any row, the same transaction advances the generation (see Generation).
 func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	return s.writeTx(ctx, s.version >= generationVersion, fn)
+}
+
+// writeTx is write; it advances the generation only when count is set, which migrate clears
+// because the table may not exist yet.
+func (s *Store) writeTx(ctx context.Context, count bool, fn func(tx *sql.Tx) error) error {
 	select {
 	case s.writeSem <- struct{}{}:
 	case <-ctx.Done():
@@ -203,7 +218,8 @@ func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	if err != nil {
 		return fmt.Errorf("store: begin transaction: %w", err)
 	}
-	if err := fn(tx); err != nil {
+	err = runCounted(ctx, tx, count, fn)
+	if err != nil {
 		if rbErr := tx.Rollback(); rbErr != nil && !errors.Is(rbErr, sql.ErrTxDone) {
 			return errors.Join(err, fmt.Errorf("store: roll back: %w", rbErr))
 		}
@@ -213,6 +229,41 @@ func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 		return fmt.Errorf("store: commit: %w", err)
 	}
 	return nil
+}
+
+// runCounted runs fn in tx and, when count is set and fn changed rows, advances the
+// generation. SQLite's total_changes() counts the rows this connection has inserted,
+// updated or deleted, and tx holds one connection throughout, so it moves exactly when fn
+// changed something.
+func runCounted(ctx context.Context, tx *sql.Tx, count bool, fn func(tx *sql.Tx) error) error {
+	if !count {
+		return fn(tx)
+	}
+	var before, after int64
+	if err := tx.QueryRowContext(ctx, "SELECT total_changes()").Scan(&before); err != nil {
+		return fmt.Errorf("store: count changes: %w", err)
+	}
+	if err := fn(tx); err != nil {
+		return err
+	}
+	if err := tx.QueryRowContext(ctx, "SELECT total_changes()").Scan(&after); err != nil {
+		return fmt.Errorf("store: count changes: %w", err)
+	}
+	if after == before {
+		return nil
+	}
+	return bumpGeneration(ctx, tx)
+}
+
+// read runs fn in one read-only transaction, so that the queries it makes see one snapshot
+// of the database even while others write.
+func (s *Store) read(ctx context.Context, fn func(q querier) error) error {
+	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true}) // a deferred BEGIN: no write lock
+	if err != nil {
+		return fmt.Errorf("store: begin transaction: %w", err)
+	}
+	defer tx.Rollback() // it wrote nothing, so a failure here loses nothing
+	return fn(tx)
 }
 
 // micros converts t to the schema's time representation.

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -187,7 +188,7 @@ func TestReopenKeepsState(t *testing.T) {
 		t.Errorf("ULA changed across reopen: %v → %v", ula, ula2)
 	}
 	got, err := s2.Peer(ctx, "acme", "laptop")
-	if err != nil || got != added {
+	if err != nil || !reflect.DeepEqual(got, added) {
 		t.Errorf("peer after reopen = %+v, %v; want %+v", got, err, added)
 	}
 	if k, err := s2.PeerPrivateKey(ctx, "acme", "laptop"); err != nil || k != priv {
@@ -327,7 +328,7 @@ func TestMigrations(t *testing.T) {
 	if after := schema(); after != before {
 		t.Errorf("schema changed by reopening:\n%s\nvs\n%s", before, after)
 	}
-	for _, table := range []string{"tenants", "peers", "settings"} {
+	for _, table := range []string{"tenants", "peers", "settings", "peer_groups", "sites", "site_prefixes", "routes", "policies", "generation"} {
 		if !strings.Contains(before, "table "+table+" ") {
 			t.Errorf("table %s missing from schema:\n%s", table, before)
 		}
@@ -364,13 +365,19 @@ func TestMigrationFailureRollsBack(t *testing.T) {
 	// user_version behind.
 	ctx := context.Background()
 	s, _ := openTest(t)
-	bad := migration{version: 2, name: "0002_bad.sql", sql: "CREATE TABLE later (x INTEGER); INSERT INTO nonexistent VALUES (1);"}
-	err := s.write(ctx, func(tx *sql.Tx) error { return applyMigration(ctx, tx, bad) })
-	wantErr(t, err, nil, "migration 0002_bad.sql")
+	ms, err := loadMigrations(migrationFiles)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := len(ms) + 1
+	name := fmt.Sprintf("%04d_bad.sql", next)
+	bad := migration{version: next, name: name, sql: "CREATE TABLE later (x INTEGER); INSERT INTO nonexistent VALUES (1);"}
+	err = s.write(ctx, func(tx *sql.Tx) error { return applyMigration(ctx, tx, bad) })
+	wantErr(t, err, nil, "migration "+name)
 	var version, n int
 	s.db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version)
 	s.db.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_schema WHERE name = 'later'").Scan(&n)
-	if version != 1 || n != 0 {
+	if version != len(ms) || n != 0 {
 		t.Errorf("after failed migration: user_version=%d, table later exists=%v", version, n == 1)
 	}
 }

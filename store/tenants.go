@@ -11,7 +11,8 @@ func tenantNotFound(name string) error {
 	return errorf(ErrNotFound, "tenant %q not found: list tenants with 'popgate tenant list'", truncate(name, 80))
 }
 
-// AddTenant creates the tenant name. The error wraps ErrInvalid for a bad name and ErrExists
+// AddTenant creates the tenant name with the default routes 0.0.0.0/0 and ::/0 via the
+// internet and split tunnel off. The error wraps ErrInvalid for a bad name and ErrExists
 // when the name is taken.
 func (s *Store) AddTenant(ctx context.Context, name string) (Tenant, error) {
 	if err := ValidateTenantName(name); err != nil {
@@ -33,6 +34,11 @@ func (s *Store) AddTenant(ctx context.Context, name string) (Tenant, error) {
 		if err != nil {
 			return fmt.Errorf("store: add tenant %s: %w", name, err)
 		}
+		for _, p := range defaultRoutes() {
+			if err := insertRoute(ctx, tx, t.ID, p, "", t.CreatedAt); err != nil {
+				return err
+			}
+		}
 		return nil
 	})
 	if err != nil {
@@ -48,7 +54,7 @@ func (s *Store) Tenant(ctx context.Context, name string) (Tenant, error) {
 
 // ListTenants returns all tenants ordered by name.
 func (s *Store) ListTenants(ctx context.Context) ([]Tenant, error) {
-	rows, err := s.db.QueryContext(ctx, "SELECT id, name, created_at FROM tenants ORDER BY name")
+	rows, err := s.db.QueryContext(ctx, "SELECT id, name, created_at, split_tunnel FROM tenants ORDER BY name")
 	if err != nil {
 		return nil, fmt.Errorf("store: list tenants: %w", err)
 	}
@@ -57,7 +63,7 @@ func (s *Store) ListTenants(ctx context.Context) ([]Tenant, error) {
 	for rows.Next() {
 		var t Tenant
 		var created int64
-		if err := rows.Scan(&t.ID, &t.Name, &created); err != nil {
+		if err := rows.Scan(&t.ID, &t.Name, &created, &t.SplitTunnel); err != nil {
 			return nil, fmt.Errorf("store: list tenants: %w", err)
 		}
 		t.CreatedAt = fromMicros(created)
@@ -69,8 +75,31 @@ func (s *Store) ListTenants(ctx context.Context) ([]Tenant, error) {
 	return ts, nil
 }
 
-// RemoveTenant deletes the tenant name. It refuses (ErrInvalid) while the tenant has peers;
-// the error wraps ErrNotFound when there is no such tenant.
+// SetTenantSplitTunnel turns split tunnel on or off for tenant and returns the tenant as
+// stored. Setting the state it already has changes nothing. The error wraps ErrNotFound when
+// there is no such tenant.
+func (s *Store) SetTenantSplitTunnel(ctx context.Context, name string, on bool) (Tenant, error) {
+	var t Tenant
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		var err error
+		if t, err = getTenant(ctx, tx, name); err != nil || t.SplitTunnel == on {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, "UPDATE tenants SET split_tunnel = ? WHERE id = ?", on, t.ID); err != nil {
+			return fmt.Errorf("store: update tenant %s: %w", name, err)
+		}
+		t.SplitTunnel = on
+		return nil
+	})
+	if err != nil {
+		return Tenant{}, err
+	}
+	return t, nil
+}
+
+// RemoveTenant deletes the tenant name together with its routes and policy. It refuses
+// (ErrInvalid) while the tenant has peers; the error wraps ErrNotFound when there is no such
+// tenant.
 func (s *Store) RemoveTenant(ctx context.Context, name string) error {
 	return s.write(ctx, func(tx *sql.Tx) error {
 		t, err := getTenant(ctx, tx, name)
@@ -112,7 +141,7 @@ func (s *Store) CountPeers(ctx context.Context, tenant string) (int, error) {
 func getTenant(ctx context.Context, q querier, name string) (Tenant, error) {
 	t := Tenant{Name: name}
 	var created int64
-	err := q.QueryRowContext(ctx, "SELECT id, created_at FROM tenants WHERE name = ?", name).Scan(&t.ID, &created)
+	err := q.QueryRowContext(ctx, "SELECT id, created_at, split_tunnel FROM tenants WHERE name = ?", name).Scan(&t.ID, &created, &t.SplitTunnel)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Tenant{}, tenantNotFound(name)
 	}

@@ -1,4 +1,4 @@
-// Package store keeps popgate's desired state in SQLite: tenants, peers, node settings and keys.
+// Package store keeps popgate's desired state in SQLite: tenants and their networks, node settings and keys.
 package store
 
 import (
@@ -82,11 +82,14 @@ func truncate(s string, n int) string {
 	return s[:n] + "…"
 }
 
-// Tenant is one customer organisation.
+// Tenant is one customer organisation: its own network of peers, sites, routes and policy.
 type Tenant struct {
 	ID        int64
 	Name      string
 	CreatedAt time.Time
+	// SplitTunnel is true when the client configs of the tenant's peers list only the
+	// tenant's routes (and the overlay) as AllowedIPs instead of all traffic. Default false.
+	SplitTunnel bool
 }
 
 // Peer is one client device of a tenant.
@@ -104,6 +107,15 @@ type Peer struct {
 	Enabled       bool
 	CreatedAt     time.Time
 	UpdatedAt     time.Time
+	// Groups are the names of the groups the peer is in, sorted bytewise, without
+	// duplicates; nil when it is in none.
+	Groups []string
+	// Site is the name of the site the peer connects to the overlay, "" when the peer is not
+	// a site connector. Site names are unique within a tenant.
+	Site string
+	// SitePrefixes are the LAN prefixes behind the site, sorted by netip.Prefix.Compare
+	// (IPv4 first); nil when Site is "".
+	SitePrefixes []netip.Prefix
 }
 
 // NewPeer is what AddPeer needs. Exactly one of PrivateKey (server-generated) or PublicKey
@@ -113,4 +125,49 @@ type NewPeer struct {
 	Name       string
 	PrivateKey *Key
 	PublicKey  *Key
+	// Groups, optional, are the peer's groups: at most MaxPeerGroups names of the peer-name
+	// format; duplicates are dropped.
+	Groups []string
+	// Site and SitePrefixes, optional, make the peer a site connector (see SetPeerSite):
+	// both set or both empty.
+	Site         string
+	SitePrefixes []netip.Prefix
 }
+
+// Limits on what one peer, site or tenant may hold.
+const (
+	// MaxPeerGroups is the most groups one peer may be in.
+	MaxPeerGroups = 32
+	// MaxSitePrefixes is the most LAN prefixes one site may have.
+	MaxSitePrefixes = 64
+	// MaxPolicySize is the largest policy text of a tenant, in bytes.
+	MaxPolicySize = 4 << 20
+)
+
+// Site is a network behind one peer of a tenant, its connector, reached through the overlay.
+type Site struct {
+	TenantID   int64
+	TenantName string
+	Name       string
+	PeerID     int64
+	PeerName   string // the connector
+	// Prefixes are the site's LAN prefixes, sorted by netip.Prefix.Compare; never empty.
+	Prefixes []netip.Prefix
+}
+
+// Route sends a tenant's traffic for Prefix to an exit. The longest matching prefix wins.
+type Route struct {
+	TenantID   int64
+	TenantName string
+	Prefix     netip.Prefix // masked; 0.0.0.0/0 and ::/0 are the default routes
+	// Via is the exit: ViaInternet or "site:" followed by the name of one of the tenant's
+	// sites.
+	Via       string
+	CreatedAt time.Time
+}
+
+// ViaInternet is the Route.Via of routes that leave through the node's internet exit.
+const ViaInternet = "internet"
+
+// viaSitePrefix starts the Route.Via of routes that go to a site.
+const viaSitePrefix = "site:"

@@ -9,6 +9,8 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/popgate/popgate/gateway"
@@ -44,6 +46,13 @@ func NewAPI(ctrl *gateway.Controller, log *slog.Logger) *API {
 		{"POST /api/v1/tenants/{tenant}/peers/{peer}/enable", a.enablePeer},
 		{"POST /api/v1/tenants/{tenant}/peers/{peer}/disable", a.disablePeer},
 		{"DELETE /api/v1/tenants/{tenant}/peers/{peer}", a.removePeer},
+		{"PATCH /api/v1/tenants/{tenant}/peers/{peer}", a.updatePeer},
+		{"PATCH /api/v1/tenants/{tenant}", a.updateTenant},
+		{"GET /api/v1/tenants/{tenant}/policy", a.policy},
+		{"PUT /api/v1/tenants/{tenant}/policy", a.setPolicy},
+		{"GET /api/v1/tenants/{tenant}/routes", a.routes},
+		{"POST /api/v1/tenants/{tenant}/routes", a.addRoute},
+		{"DELETE /api/v1/tenants/{tenant}/routes", a.removeRoute},
 	} {
 		a.mux.Handle(r.pattern, a.wrap(r.h))
 	}
@@ -108,6 +117,15 @@ func (a *API) status(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	tenants := make([]APITenantStatus, len(st.Tenants))
+	for i, t := range st.Tenants {
+		ts := APITenantStatus{Name: t.Name, Peers: t.Peers, Online: t.Online, RxBytes: t.RxBytes, TxBytes: t.TxBytes,
+			Flows: int(t.Flows), Drops: t.Drops, Rules: make([]APIRuleStat, len(t.Rules))}
+		for j, r := range t.Rules {
+			ts.Rules[j] = APIRuleStat{Line: r.Line, Rule: r.Rule, Hits: r.Hits}
+		}
+		tenants[i] = ts
+	}
 	addrs := make([]string, len(st.Addresses))
 	for i, ad := range st.Addresses {
 		addrs[i] = ad.String()
@@ -122,7 +140,8 @@ func (a *API) status(w http.ResponseWriter, r *http.Request) error {
 			PublicEndpoint: st.PublicEndpoint, MTU: st.MTU, ExitMode: st.ExitMode, Addresses: addrs,
 			UAPISocket: st.UAPISocket, RxBytes: st.RxBytes, TxBytes: st.TxBytes, Drops: st.Drops,
 		},
-		Peers: APIPeerCounts{Total: st.PeersTotal, Enabled: st.PeersEnabled, Online: st.PeersOnline},
+		Peers:   APIPeerCounts{Total: st.PeersTotal, Enabled: st.PeersEnabled, Online: st.PeersOnline},
+		Tenants: tenants,
 	})
 	return nil
 }
@@ -134,7 +153,7 @@ func (a *API) listTenants(w http.ResponseWriter, r *http.Request) error {
 	}
 	out := APITenants{Tenants: make([]APITenant, len(ts))}
 	for i, t := range ts {
-		out.Tenants[i] = APITenant{Name: t.Name, CreatedAt: t.CreatedAt.UTC(), Peers: t.Peers}
+		out.Tenants[i] = APITenant{Name: t.Name, CreatedAt: t.CreatedAt.UTC(), Peers: t.Peers, SplitTunnel: t.SplitTunnel}
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
@@ -179,7 +198,14 @@ func (a *API) addPeer(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(r, &req); err != nil {
 		return err
 	}
-	p, cfg, err := a.ctrl.AddPeer(r.Context(), r.PathValue("tenant"), req.Name, req.PublicKey)
+	prefixes, err := parsePrefixes("site_prefixes", req.SitePrefixes)
+	if err != nil {
+		return err
+	}
+	p, cfg, err := a.ctrl.AddPeer(r.Context(), gateway.AddPeerRequest{
+		Tenant: r.PathValue("tenant"), Name: req.Name, PublicKey: req.PublicKey,
+		Groups: req.Groups, Site: req.Site, SitePrefixes: prefixes,
+	})
 	if err != nil {
 		return err
 	}
@@ -238,10 +264,151 @@ func apiPeer(p gateway.PeerInfo) APIPeer {
 		IPv4: p.IPv4.String(), IPv6: p.IPv6.String(), Enabled: p.Enabled,
 		CreatedAt: p.CreatedAt.UTC(), ServerKey: p.HasPrivateKey,
 		Online: p.Online, Endpoint: p.Endpoint, RxBytes: p.RxBytes, TxBytes: p.TxBytes,
+		Groups: p.Groups, Site: p.Site,
+	}
+	for _, pf := range p.SitePrefixes {
+		out.SitePrefixes = append(out.SitePrefixes, pf.String())
 	}
 	if !p.LastHandshake.IsZero() {
 		t := p.LastHandshake.UTC()
 		out.LastHandshake = &t
 	}
 	return out
+}
+
+// parsePrefixes parses CIDR prefixes of a request field.
+func parsePrefixes(field string, in []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range in {
+		p, err := netip.ParsePrefix(strings.TrimSpace(s))
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s: %q is not a CIDR prefix: use e.g. 10.10.0.0/24 or fd00:1::/64", errBadRequest, field, s)
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+func (a *API) updatePeer(w http.ResponseWriter, r *http.Request) error {
+	var req APIPeerUpdate
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	tenant, name := r.PathValue("tenant"), r.PathValue("peer")
+	if req.Groups == nil && req.Site == nil && req.SitePrefixes == nil {
+		return fmt.Errorf("%w: nothing to change: send groups, or site and site_prefixes", errBadRequest)
+	}
+	var err error
+	var p gateway.PeerInfo
+	if req.Groups != nil {
+		if p, err = a.ctrl.SetPeerGroups(r.Context(), tenant, name, *req.Groups); err != nil {
+			return err
+		}
+	}
+	if req.Site != nil || req.SitePrefixes != nil {
+		var site string
+		var prefixes []string
+		if req.Site != nil {
+			site = *req.Site
+		}
+		if req.SitePrefixes != nil {
+			prefixes = *req.SitePrefixes
+		}
+		pfs, err := parsePrefixes("site_prefixes", prefixes)
+		if err != nil {
+			return err
+		}
+		if p, err = a.ctrl.SetPeerSite(r.Context(), tenant, name, site, pfs); err != nil {
+			return err
+		}
+	}
+	writeJSON(w, http.StatusOK, apiPeer(p))
+	return nil
+}
+
+func (a *API) updateTenant(w http.ResponseWriter, r *http.Request) error {
+	var req APITenantUpdate
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	if req.SplitTunnel == nil {
+		return fmt.Errorf("%w: nothing to change: send split_tunnel", errBadRequest)
+	}
+	t, err := a.ctrl.SetTenantSplitTunnel(r.Context(), r.PathValue("tenant"), *req.SplitTunnel)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, APITenant{Name: t.Name, CreatedAt: t.CreatedAt.UTC(), Peers: t.Peers, SplitTunnel: t.SplitTunnel})
+	return nil
+}
+
+func (a *API) policy(w http.ResponseWriter, r *http.Request) error {
+	text, isDefault, err := a.ctrl.Policy(r.Context(), r.PathValue("tenant"))
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if isDefault {
+		w.Header().Set("Popgate-Policy-Default", "true")
+	}
+	io.WriteString(w, text)
+	return nil
+}
+
+func (a *API) setPolicy(w http.ResponseWriter, r *http.Request) error {
+	body, err := io.ReadAll(io.LimitReader(r.Body, store.MaxPolicySize+1))
+	if err != nil {
+		return fmt.Errorf("%w: reading the policy: %v", errBadRequest, err)
+	}
+	if len(body) > store.MaxPolicySize {
+		return fmt.Errorf("%w: the policy is larger than %d bytes: split it or use groups", errBadRequest, store.MaxPolicySize)
+	}
+	rs, err := a.ctrl.SetPolicy(r.Context(), r.PathValue("tenant"), string(body))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, APIPolicySet{Rules: rs.Len(), Default: rs.Default().String()})
+	return nil
+}
+
+func (a *API) routes(w http.ResponseWriter, r *http.Request) error {
+	rs, err := a.ctrl.Routes(r.Context(), r.PathValue("tenant"))
+	if err != nil {
+		return err
+	}
+	out := APIRoutes{Routes: make([]APIRoute, len(rs))}
+	for i, rt := range rs {
+		out.Routes[i] = APIRoute{Prefix: rt.Prefix.String(), Via: rt.Via}
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (a *API) addRoute(w http.ResponseWriter, r *http.Request) error {
+	var req APIRoute
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	pfs, err := parsePrefixes("prefix", []string{req.Prefix})
+	if err != nil {
+		return err
+	}
+	rt, err := a.ctrl.AddRoute(r.Context(), r.PathValue("tenant"), pfs[0], req.Via)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, APIRoute{Prefix: rt.Prefix.String(), Via: rt.Via})
+	return nil
+}
+
+func (a *API) removeRoute(w http.ResponseWriter, r *http.Request) error {
+	pfs, err := parsePrefixes("prefix", []string{r.URL.Query().Get("prefix")})
+	if err != nil {
+		return err
+	}
+	if err := a.ctrl.RemoveRoute(r.Context(), r.PathValue("tenant"), pfs[0]); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
 }

@@ -19,6 +19,16 @@ import "time"
 //	POST   /api/v1/tenants/{tenant}/peers/{peer}/enable     → APIPeer
 //	POST   /api/v1/tenants/{tenant}/peers/{peer}/disable    → APIPeer
 //	DELETE /api/v1/tenants/{tenant}/peers/{peer}            → 204
+//	PATCH  /api/v1/tenants/{tenant}/peers/{peer} APIPeerUpdate → APIPeer
+//	PATCH  /api/v1/tenants/{tenant}         APITenantUpdate  → APITenant
+//	GET    /api/v1/tenants/{tenant}/policy                  → 200 text/plain policy file
+//	                                                           (header Popgate-Policy-Default: true
+//	                                                           when the tenant never set one)
+//	PUT    /api/v1/tenants/{tenant}/policy  text/plain      → APIPolicySet; 400 with every
+//	                                                           problem, one "line N: ..." per line
+//	GET    /api/v1/tenants/{tenant}/routes                  → APIRoutes
+//	POST   /api/v1/tenants/{tenant}/routes  APIRoute        → 201 APIRoute
+//	DELETE /api/v1/tenants/{tenant}/routes?prefix=P         → 204
 
 // APIError is the body of every non-2xx answer.
 type APIError struct {
@@ -30,6 +40,32 @@ type APITenant struct {
 	Name      string    `json:"name"`
 	CreatedAt time.Time `json:"created_at"`
 	Peers     int       `json:"peers"`
+	// SplitTunnel: client configs route only the tenant's routes (and the overlay) through
+	// the tunnel instead of all traffic.
+	SplitTunnel bool `json:"split_tunnel"`
+}
+
+// APITenantUpdate is the body of PATCH /api/v1/tenants/{tenant}; nil fields stay as they are.
+type APITenantUpdate struct {
+	SplitTunnel *bool `json:"split_tunnel,omitempty"`
+}
+
+// APIRoute is one route of a tenant: traffic for Prefix leaves through Via, "internet" or
+// "site:NAME". The longest matching prefix wins.
+type APIRoute struct {
+	Prefix string `json:"prefix"`
+	Via    string `json:"via"`
+}
+
+// APIRoutes answers GET /api/v1/tenants/{tenant}/routes, longest prefixes first.
+type APIRoutes struct {
+	Routes []APIRoute `json:"routes"`
+}
+
+// APIPolicySet answers a successful PUT of a policy.
+type APIPolicySet struct {
+	Rules   int    `json:"rules"`
+	Default string `json:"default"` // the default action: allow or deny
 }
 
 // APITenants answers GET /api/v1/tenants.
@@ -53,6 +89,10 @@ type APIPeer struct {
 	CreatedAt time.Time `json:"created_at"`
 	// ServerKey is true when the server generated the key pair (config can be printed again).
 	ServerKey bool `json:"server_key"`
+	// Groups the peer is in, sorted; Site and SitePrefixes are set for a site connector.
+	Groups       []string `json:"groups,omitempty"`
+	Site         string   `json:"site,omitempty"`
+	SitePrefixes []string `json:"site_prefixes,omitempty"`
 	// Live state from the device; zero when the peer never connected.
 	Online        bool       `json:"online"`
 	Endpoint      string     `json:"endpoint,omitempty"`
@@ -71,6 +111,20 @@ type APIPeers struct {
 type APINewPeer struct {
 	Name      string `json:"name"`
 	PublicKey string `json:"public_key,omitempty"`
+	// Groups, optional; Site and SitePrefixes, optional, make the peer a site connector
+	// (both or neither).
+	Groups       []string `json:"groups,omitempty"`
+	Site         string   `json:"site,omitempty"`
+	SitePrefixes []string `json:"site_prefixes,omitempty"`
+}
+
+// APIPeerUpdate is the body of PATCH /api/v1/tenants/{tenant}/peers/{peer}; nil fields stay
+// as they are. Groups replaces the set ([] clears it). Site "" with no prefixes stops the peer
+// being a site connector.
+type APIPeerUpdate struct {
+	Groups       *[]string `json:"groups,omitempty"`
+	Site         *string   `json:"site,omitempty"`
+	SitePrefixes *[]string `json:"site_prefixes,omitempty"`
 }
 
 // APIPeerCreated answers POST /api/v1/tenants/{tenant}/peers. Config is the complete wg-quick
@@ -82,9 +136,35 @@ type APIPeerCreated struct {
 
 // APIStatus answers GET /api/v1/status.
 type APIStatus struct {
-	Node   APINode       `json:"node"`
-	Device APIDevice     `json:"device"`
-	Peers  APIPeerCounts `json:"peers"`
+	Node    APINode           `json:"node"`
+	Device  APIDevice         `json:"device"`
+	Peers   APIPeerCounts     `json:"peers"`
+	Tenants []APITenantStatus `json:"tenants"`
+}
+
+// APITenantStatus holds one tenant's counters.
+type APITenantStatus struct {
+	Name    string `json:"name"`
+	Peers   int    `json:"peers"`
+	Online  int    `json:"online"`
+	RxBytes uint64 `json:"rx_bytes"`
+	TxBytes uint64 `json:"tx_bytes"`
+	// Flows is the number of tracked connections.
+	Flows int `json:"flows"`
+	// Drops counts dropped packets by reason: from the packet path (malformed, unknown_source,
+	// cross_tenant, no_route) and the firewall (policy_deny, default_deny, conntrack_full, ...),
+	// the latter prefixed with the direction ("from_peer." or "to_peer.").
+	Drops map[string]uint64 `json:"drops,omitempty"`
+	// Rules are the policy's rules in order, then the default, with their hits since the
+	// policy was last applied.
+	Rules []APIRuleStat `json:"rules"`
+}
+
+// APIRuleStat is one policy rule and how many new flows it decided.
+type APIRuleStat struct {
+	Line int    `json:"line"`
+	Rule string `json:"rule"`
+	Hits uint64 `json:"hits"`
 }
 
 // APINode describes the running node.

@@ -1,0 +1,101 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"path/filepath"
+	"reflect"
+	"testing"
+	"time"
+)
+
+// TestMigrateFromVersion1 upgrades a database as popgate left it at schema version 1: its
+// tenants get the default routes, its peers no groups or sites, and everything else works.
+func TestMigrateFromVersion1(t *testing.T) {
+	ctx := context.Background()
+	clock := newClock()
+	opts := Options{Path: filepath.Join(t.TempDir(), "popgate.db"), Now: clock.Now, migrateTo: 1}
+	old := openOpts(t, opts)
+	var version int
+	if err := old.db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil || version != 1 {
+		t.Fatalf("user_version = %d, %v; want 1", version, err)
+	}
+	if _, err := old.Generation(ctx); err == nil {
+		t.Fatal("a version 1 database has a generation")
+	}
+	// What version 1 wrote, by hand: the store's own methods now use version 2's tables.
+	created := map[string]int64{"acme": micros(clock.Now()), "beta": micros(clock.Now().Add(time.Hour))}
+	for _, name := range []string{"acme", "beta"} { // IDs 1 and 2
+		if err := insertRow(ctx, old, "tenants", map[string]any{"name": name, "created_at": created[name]}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pub := mustKey(t).PublicKey()
+	v6 := old.ipv6For(ipv4First).As16()
+	if err := insertRow(ctx, old, "peers", map[string]any{
+		"tenant_id": 1, "name": "laptop", "public_key": pub[:], "ipv4": ipv4First, "ipv6": v6[:],
+		"enabled": 1, "created_at": 1, "updated_at": 1,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := old.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	opts.migrateTo = 0
+	s := openOpts(t, opts)
+	if err := s.db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil || version != 2 {
+		t.Fatalf("user_version after upgrade = %d, %v; want 2", version, err)
+	}
+	for _, check := range []string{"PRAGMA foreign_key_check", "PRAGMA integrity_check"} {
+		var problem string
+		if err := s.db.QueryRowContext(ctx, check).Scan(&problem); err != nil && !errors.Is(err, sql.ErrNoRows) {
+			t.Fatalf("%s: %v", check, err)
+		} else if err == nil && problem != "ok" {
+			t.Errorf("%s after upgrade: %s", check, problem)
+		}
+	}
+	rs, err := s.ListRoutes(ctx, "")
+	want := []Route{
+		{TenantID: 1, TenantName: "acme", Prefix: pfx("0.0.0.0/0"), Via: "internet", CreatedAt: fromMicros(created["acme"])},
+		{TenantID: 1, TenantName: "acme", Prefix: pfx("::/0"), Via: "internet", CreatedAt: fromMicros(created["acme"])},
+		{TenantID: 2, TenantName: "beta", Prefix: pfx("0.0.0.0/0"), Via: "internet", CreatedAt: fromMicros(created["beta"])},
+		{TenantID: 2, TenantName: "beta", Prefix: pfx("::/0"), Via: "internet", CreatedAt: fromMicros(created["beta"])},
+	}
+	if err != nil || !reflect.DeepEqual(rs, want) {
+		t.Errorf("routes after the upgrade = %+v, %v\nwant %+v", rs, err, want)
+	}
+	acme, err := s.Tenant(ctx, "acme")
+	if err != nil || acme.SplitTunnel {
+		t.Errorf("Tenant after upgrade = %+v, %v", acme, err)
+	}
+	p, err := s.PeerByPublicKey(ctx, pub)
+	if err != nil || p.Groups != nil || p.Site != "" || p.SitePrefixes != nil {
+		t.Errorf("peer after upgrade = %+v, %v", p, err)
+	}
+	g, err := s.Generation(ctx)
+	if err != nil || g < 1 {
+		t.Errorf("Generation after upgrade = %d, %v", g, err)
+	}
+
+	// The upgraded database takes the new data.
+	if _, err := s.SetPeerGroups(ctx, p.TenantName, "laptop", []string{"eng"}); err != nil {
+		t.Error(err)
+	}
+	if _, err := s.SetPeerSite(ctx, p.TenantName, "laptop", "home", pfxs("192.168.1.0/24")); err != nil {
+		t.Error(err)
+	}
+	if _, err := s.AddRoute(ctx, p.TenantName, pfx("192.168.1.0/24"), "site:home"); err != nil {
+		t.Error(err)
+	}
+	if g2, err := s.Generation(ctx); err != nil || g2 <= g {
+		t.Errorf("Generation after writes = %d, %v; was %d", g2, err, g)
+	}
+	// Opening again applies nothing more and keeps the routes.
+	s.Close()
+	s = openOpts(t, opts)
+	if rs, err := s.ListRoutes(ctx, ""); err != nil || len(rs) != 5 {
+		t.Errorf("routes after reopening = %q, %v", routeStrings(rs), err)
+	}
+}
