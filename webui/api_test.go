@@ -1,0 +1,139 @@
+package webui
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/popgate/popgate/gateway"
+)
+
+// newTestAPI runs a real node (userspace exit, loopback port, temporary data dir) behind the
+// API.
+func newTestAPI(t *testing.T) *httptest.Server {
+	t.Helper()
+	c, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := c.LocalAddr().(*net.UDPAddr).Port
+	c.Close()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	node, err := gateway.New(gateway.Config{
+		DataDir:        t.TempDir(),
+		Interface:      fmt.Sprintf("pga%d", os.Getpid()%100000),
+		ListenPort:     port,
+		PublicEndpoint: fmt.Sprintf("127.0.0.1:%d", port),
+		ExitMode:       gateway.ExitUserspace,
+	}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { node.Close() })
+	if err := node.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(NewAPI(node.Controller(), log))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+type apiCall struct {
+	method, path, body string
+	contentType        string
+	wantCode           int
+	wantBody           string // a substring of the answer
+}
+
+func (c apiCall) do(t *testing.T, srv *httptest.Server) string {
+	t.Helper()
+	req, err := http.NewRequest(c.method, srv.URL+c.path, strings.NewReader(c.body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.contentType != "" {
+		req.Header.Set("Content-Type", c.contentType)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != c.wantCode || !bytes.Contains(body, []byte(c.wantBody)) {
+		t.Errorf("%s %s %s: %d %s\nwant %d with %q", c.method, c.path, c.body, resp.StatusCode, body, c.wantCode, c.wantBody)
+	}
+	return string(body)
+}
+
+// TestAPI walks the API like the CLI does, including every kind of bad input, and checks that
+// refused calls change nothing.
+func TestAPI(t *testing.T) {
+	srv := newTestAPI(t)
+	for _, c := range []apiCall{
+		{"POST", "/api/v1/tenants", `{"name":"acme"}`, "", 201, `"name": "acme"`},
+		{"POST", "/api/v1/tenants", `{"name":"acme"}`, "", 409, "already exists"},
+		{"POST", "/api/v1/tenants", `{"name":"Ac me"}`, "", 400, "invalid"},
+		{"POST", "/api/v1/tenants", `{"name":"bravo","extra":1}`, "", 400, "unknown field"},
+		{"POST", "/api/v1/tenants", `not json`, "", 400, "not the expected JSON"},
+		{"POST", "/api/v1/tenants/acme/peers", `{"name":"laptop","groups":["eng"]}`, "", 201, "PrivateKey = "},
+		{"POST", "/api/v1/tenants/acme/peers", `{"name":"laptop"}`, "", 409, "already exists"},
+		{"POST", "/api/v1/tenants/nope/peers", `{"name":"laptop"}`, "", 404, "not found"},
+		{"POST", "/api/v1/tenants/acme/peers", `{"name":"phone","public_key":"not-a-key"}`, "", 400, "not a WireGuard key"},
+		{"POST", "/api/v1/tenants/acme/peers", `{"name":"` + strings.Repeat("x", 200) + `"}`, "", 400, "invalid"},
+		{"POST", "/api/v1/tenants/acme/peers", `{"name":"gw","site":"office","site_prefixes":["10.10.0.1/24"]}`, "", 400, "10.10.0.0/24"},
+		{"POST", "/api/v1/tenants/acme/peers", `{"name":"gw","site":"office","site_prefixes":["10.10.0.0/24"]}`, "", 201, "AllowedIPs = 100.64.0.0/10"},
+		{"POST", "/api/v1/tenants/acme/peers", `{"name":"gw2","site":"office","site_prefixes":["10.99.0.0/24"]}`, "", 409, "office"},
+		{"GET", "/api/v1/tenants/acme/peers/laptop", "", "", 200, `"eng"`},
+		{"PATCH", "/api/v1/tenants/acme/peers/laptop", `{"groups":["ops","eng"]}`, "", 200, `"ops"`},
+		{"PATCH", "/api/v1/tenants/acme/peers/laptop", `{}`, "", 400, "nothing to change"},
+		{"GET", "/api/v1/tenants/acme/peers/laptop/config", "", "", 200, "[Peer]"},
+		{"POST", "/api/v1/tenants/acme/routes", `{"prefix":"10.10.0.0/24","via":"site:office"}`, "", 201, "site:office"},
+		{"POST", "/api/v1/tenants/acme/routes", `{"prefix":"10.10.0.0/24","via":"site:office"}`, "", 409, "already has a route"},
+		{"POST", "/api/v1/tenants/acme/routes", `{"prefix":"10.11.0.0/24","via":"site:nowhere"}`, "", 404, "nowhere"},
+		{"POST", "/api/v1/tenants/acme/routes", `{"prefix":"banana","via":"internet"}`, "", 400, "not a CIDR prefix"},
+		{"GET", "/api/v1/tenants/acme/routes", "", "", 200, `"prefix": "10.10.0.0/24"`},
+		{"DELETE", "/api/v1/tenants/acme/peers/gw", "", "", 400, "route remove"},
+		{"GET", "/api/v1/tenants/acme/policy", "", "", 200, "default deny"},
+		{"PUT", "/api/v1/tenants/acme/policy", "default deny\nallow group:eng -> 198.51.100.0/24 tcp 80\nallow group:nobody -> any\nallow any -> any tpc\n", "text/plain", 400, "line 4: unknown protocol"},
+		{"PUT", "/api/v1/tenants/acme/policy", "default deny\nallow group:nobody -> any\n", "text/plain", 400, "line 2: no peer of this tenant is in group"},
+		{"PUT", "/api/v1/tenants/acme/policy", "default deny\nallow group:eng -> site:office tcp 80,443\n", "text/plain", 200, `"rules": 1`},
+		{"GET", "/api/v1/tenants/acme/policy", "", "", 200, "site:office tcp 80,443"},
+		{"DELETE", "/api/v1/tenants/acme/routes?prefix=10.10.0.0/24", "", "", 204, ""},
+		{"DELETE", "/api/v1/tenants/acme/routes?prefix=10.10.0.0/24", "", "", 404, "has no route"},
+		{"PATCH", "/api/v1/tenants/acme", `{"split_tunnel":true}`, "", 200, `"split_tunnel": true`},
+		{"DELETE", "/api/v1/tenants/acme", "", "", 400, "still has"},
+		{"GET", "/api/v1/nope", "", "", 404, "no such API route"},
+	} {
+		c.do(t, srv)
+	}
+	// The line-numbered answer lists every problem.
+	body := apiCall{"PUT", "/api/v1/tenants/acme/policy", "allow any -> any tpc\nallow any => any\n", "text/plain", 400, "line 1"}.do(t, srv)
+	if !strings.Contains(body, "line 2") {
+		t.Errorf("policy errors do not list line 2: %s", body)
+	}
+
+	var peers APIPeers
+	if err := json.Unmarshal([]byte(apiCall{"GET", "/api/v1/peers?tenant=acme", "", "", 200, ""}.do(t, srv)), &peers); err != nil {
+		t.Fatal(err)
+	}
+	if len(peers.Peers) != 2 {
+		t.Fatalf("peers after the refused calls: %+v, want laptop and gw", peers.Peers)
+	}
+	var st APIStatus
+	if err := json.Unmarshal([]byte(apiCall{"GET", "/api/v1/status", "", "", 200, ""}.do(t, srv)), &st); err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Tenants) != 1 || st.Tenants[0].Peers != 2 || len(st.Tenants[0].Rules) != 2 {
+		t.Errorf("status tenants = %+v, want acme with 2 peers and 1 rule + default", st.Tenants)
+	}
+}
