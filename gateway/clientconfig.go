@@ -11,7 +11,7 @@ import (
 // clientConfig is everything a wg-quick file for one peer needs.
 type clientConfig struct {
 	Tenant, Peer, Region string
-	Site                 string // set for a site connector
+	Site                 string     // set for a site connector
 	PrivateKey           *store.Key // nil: the user holds it; a placeholder comment is written
 	Addresses            []netip.Addr
 	DNS                  []netip.Addr

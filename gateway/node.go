@@ -39,7 +39,7 @@ type Node struct {
 	snap   atomic.Pointer[snapshot]
 	filter *firewall.Filter
 	mux    *Mux
-	holder conn.Bind     // keeps the shared UDP socket open while no tenant has a device
+	holder conn.Bind      // keeps the shared UDP socket open while no tenant has a device
 	exit   *netstack.Exit // in-tunnel services, and the exit in userspace mode
 	kexit  *kernelExit    // the exit in kernel mode; nil otherwise
 	// exits are where the tenants' packet paths send traffic (see tunDevice.setExits).

@@ -94,9 +94,9 @@ func newTunDevice(name string, mtu int, tenantID int64, snap *atomic.Pointer[sna
 		tenantID: tenantID,
 		snap:     snap,
 		filter:   filter,
-		out:    make(chan *outPacket, outQueueLen),
-		events: make(chan tun.Event, 1),
-		closed: make(chan struct{}),
+		out:      make(chan *outPacket, outQueueLen),
+		events:   make(chan tun.Event, 1),
+		closed:   make(chan struct{}),
 	}
 	t.events <- tun.EventUp
 	return t
