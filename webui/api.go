@@ -10,6 +10,9 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"os"
+	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
@@ -134,6 +137,7 @@ func (a *API) status(w http.ResponseWriter, r *http.Request) error {
 		Node: APINode{
 			Name: st.NodeName, Version: st.Version, Roles: st.Roles, Region: st.Region,
 			StartedAt: st.StartedAt.UTC(), UptimeSeconds: int64(time.Since(st.StartedAt).Seconds()),
+			Goroutines: runtime.NumGoroutine(), RSSBytes: rssBytes(),
 		},
 		Device: APIDevice{
 			Interface: st.Interface, PublicKey: st.PublicKey.String(), ListenPort: st.ListenPort,
@@ -411,4 +415,19 @@ func (a *API) removeRoute(w http.ResponseWriter, r *http.Request) error {
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
+}
+
+// rssBytes is the process's resident set size (Linux), 0 when unknown.
+func rssBytes() uint64 {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseUint(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
 }

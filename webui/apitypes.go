@@ -175,6 +175,9 @@ type APINode struct {
 	Region        string    `json:"region"`
 	StartedAt     time.Time `json:"started_at"`
 	UptimeSeconds int64     `json:"uptime_seconds"`
+	// Goroutines and RSSBytes describe the serve process.
+	Goroutines int    `json:"goroutines"`
+	RSSBytes   uint64 `json:"rss_bytes"`
 }
 
 // APIDevice describes the node's access WireGuard device.

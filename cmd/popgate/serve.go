@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -25,6 +26,14 @@ const controlSocketName = "popgate.sock"
 func runServe(ctx context.Context, sc ServeConfig, log *slog.Logger) error {
 	if sc.ConfigFile != "" {
 		log.Info("read config file", "path", sc.ConfigFile)
+	}
+	if path := os.Getenv("POPGATE_CPUPROFILE"); path != "" {
+		stop, err := startCPUProfile(path)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		log.Info("writing a CPU profile until shutdown", "path", path)
 	}
 	node, err := gateway.New(sc.Gateway, log)
 	if err != nil {
@@ -98,4 +107,21 @@ func webMux() http.Handler {
 		json.NewEncoder(w).Encode(map[string]string{"status": "ok"})
 	})
 	return mux
+}
+
+// startCPUProfile profiles the process into path until the returned stop is called. For
+// benchmarks (POPGATE_CPUPROFILE); not a setting an operator needs.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("POPGATE_CPUPROFILE: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("POPGATE_CPUPROFILE: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }
