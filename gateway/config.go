@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/popgate/popgate/netstack"
 )
@@ -50,6 +51,9 @@ type Config struct {
 
 	// exitDialer replaces the userspace exit's host dialer in tests.
 	exitDialer netstack.Dialer
+	// sweepEvery, trimEvery and peerIdle pace the housekeeping: flow expiry, and removing peers
+	// from their device after peerIdle without a handshake. Tests shorten them.
+	sweepEvery, trimEvery, peerIdle time.Duration
 }
 
 var ifaceRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,15}$`)
@@ -86,6 +90,17 @@ func (c *Config) Validate() error {
 	}
 	if c.Region == "" {
 		c.Region = "local"
+	}
+	if c.sweepEvery == 0 {
+		c.sweepEvery = 5 * time.Second
+	}
+	if c.trimEvery == 0 {
+		c.trimEvery = 30 * time.Second
+	}
+	if c.peerIdle == 0 {
+		// A session lives at most 3 minutes (REJECT_AFTER_TIME) and an active peer re-keys
+		// every 2: a peer without a handshake for 5 minutes has no session left.
+		c.peerIdle = 5 * time.Minute
 	}
 	if c.PublicEndpoint != "" {
 		if err := validateEndpoint(c.PublicEndpoint); err != nil {

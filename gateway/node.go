@@ -54,6 +54,10 @@ type Node struct {
 	devs     map[int64]*tenantDevice
 	policies map[int64]appliedPolicy
 
+	// lastSeen keeps the last device state of trimmed peers (their counters and handshake).
+	lastSeenMu sync.Mutex
+	lastSeen   map[store.Key]peerStats
+
 	ctrl      *Controller
 	closing   chan struct{}
 	wg        sync.WaitGroup
@@ -73,7 +77,7 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, log: log, lock: lock, devs: map[int64]*tenantDevice{}, policies: map[int64]appliedPolicy{}, closing: make(chan struct{})}
+	n := &Node{cfg: cfg, log: log, lock: lock, devs: map[int64]*tenantDevice{}, policies: map[int64]appliedPolicy{}, closing: make(chan struct{}), lastSeen: map[store.Key]peerStats{}}
 	ctx := context.Background()
 	n.store, err = store.Open(ctx, store.Options{Path: filepath.Join(cfg.DataDir, "popgate.db")})
 	if err != nil {
@@ -164,10 +168,15 @@ func (n *Node) Start(ctx context.Context) error {
 	return nil
 }
 
-// routeInitiation tells the Mux which tenant's device owns a handshake initiator.
+// routeInitiation tells the Mux which tenant's device owns a handshake initiator, and puts the
+// peer into that device first if it is not there (a cold peer).
 func (n *Node) routeInitiation(initiator store.Key) (int64, bool) {
 	e := n.snap.Load().byKey[initiator]
-	if e == nil {
+	if e == nil || e.tenant.dev == nil {
+		return 0, false
+	}
+	if err := e.tenant.dev.materialise(e, time.Now()); err != nil {
+		n.log.Warn("add a peer to its device on handshake", "tenant", e.tenant.name, "peer", e.name, "err", err)
 		return 0, false
 	}
 	return e.tenantID, true
@@ -196,18 +205,50 @@ func (n *Node) deliver(raw []byte) {
 	dst.tenant.tun.enqueue(raw)
 }
 
-// sweepLoop expires tracked flows until the node closes.
+// sweepLoop expires tracked flows and trims idle peers from the devices until the node closes.
 func (n *Node) sweepLoop() {
 	defer n.wg.Done()
-	t := time.NewTicker(5 * time.Second)
+	t := time.NewTicker(n.cfg.sweepEvery)
 	defer t.Stop()
+	lastTrim := time.Now()
 	for {
 		select {
 		case <-n.closing:
 			return
-		case <-t.C:
+		case now := <-t.C:
 			n.filter.Sweep()
+			if now.Sub(lastTrim) >= n.cfg.trimEvery {
+				lastTrim = now
+				n.trimPeers(now)
+			}
 		}
+	}
+}
+
+// trimPeers removes peers idle past cfg.peerIdle from every device, remembering their last
+// state so status still shows when they were last seen.
+func (n *Node) trimPeers(now time.Time) {
+	n.mu.Lock()
+	devs := make([]*tenantDevice, 0, len(n.devs))
+	for _, td := range n.devs {
+		devs = append(devs, td)
+	}
+	n.mu.Unlock()
+	for _, td := range devs {
+		gone, err := td.trim(now, n.cfg.peerIdle)
+		if err != nil {
+			n.log.Warn("trim idle peers", "tenant_id", td.id, "err", err)
+			continue
+		}
+		if len(gone) == 0 {
+			continue
+		}
+		n.lastSeenMu.Lock()
+		for k, st := range gone {
+			n.lastSeen[k] = st
+		}
+		n.lastSeenMu.Unlock()
+		n.log.Debug("trimmed idle peers", "tenant_id", td.id, "peers", len(gone))
 	}
 }
 

@@ -168,6 +168,100 @@ func eventually(t *testing.T, what string, d time.Duration, f func(ctx context.C
 	t.Fatalf("%s: still failing after %v: %v", what, d, err)
 }
 
+// testServers starts the loopback servers the exit's test dialer maps the test's "internet"
+// addresses to: HTTP serving payload on :80 and a UDP echo on :7.
+func testServers(t *testing.T, payload []byte) mapDialer {
+	t.Helper()
+	hl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(payload) })}
+	go hs.Serve(hl)
+	t.Cleanup(func() { hs.Close() })
+	ul, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ul.Close() })
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			n, from, err := ul.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			ul.WriteTo(buf[:n], from)
+		}
+	}()
+	return mapDialer{
+		"198.51.100.2:80":    hl.Addr().String(),
+		"[2001:db8:1::2]:80": hl.Addr().String(),
+		"198.51.100.2:7":     ul.LocalAddr().String(),
+		"[2001:db8:1::2]:7":  ul.LocalAddr().String(),
+	}
+}
+
+// TestNodeTrimsIdlePeers: a peer idle past the session lifetime leaves its device; the same
+// stock client, not reconfigured, connects again on its next packets (its handshake
+// materialises the peer).
+func TestNodeTrimsIdlePeers(t *testing.T) {
+	port := freeUDPPort(t)
+	cfg := Config{
+		DataDir:        t.TempDir(),
+		Interface:      fmt.Sprintf("pgt%d", os.Getpid()%100000),
+		ListenPort:     port,
+		PublicEndpoint: fmt.Sprintf("127.0.0.1:%d", port),
+		ExitMode:       ExitUserspace,
+		exitDialer:     testServers(t, []byte("hello")),
+		sweepEvery:     200 * time.Millisecond,
+		trimEvery:      200 * time.Millisecond,
+		peerIdle:       2 * time.Second,
+	}
+	node, err := New(cfg, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { node.Close() })
+	ctx := context.Background()
+	if err := node.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ctrl := node.Controller()
+	if _, err := ctrl.AddTenant(ctx, "acme"); err != nil {
+		t.Fatal(err)
+	}
+	p, config, err := ctrl.AddPeer(ctx, AddPeerRequest{Tenant: "acme", Name: "laptop"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := func() bool {
+		td := node.snap.Load().tenants[p.TenantID].dev
+		td.mu.Lock()
+		defer td.mu.Unlock()
+		_, ok := td.peers[p.PublicKey]
+		return ok
+	}
+	if held() {
+		t.Fatal("a peer that never connected is in the device: peers must be materialised on handshake")
+	}
+	client := startClient(t, config)
+	eventually(t, "first contact", 20*time.Second, func(ctx context.Context) error { return client.udpEcho(ctx, "198.51.100.2:7") })
+	if !held() {
+		t.Fatal("the connected peer is not in its device")
+	}
+	eventually(t, "trim of the idle peer", 20*time.Second, func(context.Context) error {
+		if held() {
+			return errors.New("still in the device")
+		}
+		return nil
+	})
+	if pi, err := ctrl.Peer(ctx, "acme", "laptop"); err != nil || pi.LastHandshake.IsZero() {
+		t.Errorf("after the trim, the peer's last handshake is forgotten: %+v, %v", pi, err)
+	}
+	eventually(t, "the trimmed client again", 40*time.Second, func(ctx context.Context) error { return client.udpEcho(ctx, "198.51.100.2:7") })
+}
+
 // TestNodeServesStockClient runs a node and an in-process wireguard-go client configured only
 // from the printed config, over loopback UDP, without root.
 func TestNodeServesStockClient(t *testing.T) {

@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
+	"time"
 
 	"golang.zx2c4.com/wireguard/device"
 
@@ -17,12 +19,24 @@ import (
 // tenantDevice is one tenant's wireguard-go device: its own cryptokey routing table, so tenants
 // may route the same private prefixes to their own sites. All devices share the node's key and
 // UDP socket (see Mux).
+//
+// A device holds only the tenant's active peers: wireguard-go costs ~25 KiB and two goroutines
+// per peer and holds at most 65,536, while a PoP serves far more registered peers. A peer is
+// materialised when its handshake initiation arrives (the Mux decrypts the initiator's static key
+// first) and trimmed after it has been idle past the session lifetime.
 type tenantDevice struct {
 	id  int64
 	tun *tunDevice
 	dev *device.Device
-	// peers is what the device holds: public key → allowed prefixes.
-	peers map[store.Key][]netip.Prefix
+
+	mu sync.Mutex // guards peers and serialises IpcSet
+	// peers is what the device holds: public key → allowed prefixes and when it was added.
+	peers map[store.Key]devicePeer
+}
+
+type devicePeer struct {
+	allowed []netip.Prefix
+	added   time.Time
 }
 
 func (td *tenantDevice) close() { td.dev.Close() }
@@ -53,6 +67,7 @@ func (n *Node) Reconcile(ctx context.Context) error {
 	}
 	// Devices first, so the snapshot can point at their packet paths.
 	d.tuns = map[int64]*tunDevice{}
+	d.devs = map[int64]*tenantDevice{}
 	for _, t := range d.tenants {
 		if enabled[t.ID] == 0 {
 			continue
@@ -65,6 +80,7 @@ func (n *Node) Reconcile(ctx context.Context) error {
 			n.devs[t.ID] = td
 		}
 		d.tuns[t.ID] = td.tun
+		d.devs[t.ID] = td
 	}
 	// Policy before traffic: a new tenant's first packet meets its rule set.
 	live := map[int64]bool{}
@@ -81,10 +97,17 @@ func (n *Node) Reconcile(ctx context.Context) error {
 			delete(n.devs, id)
 			continue
 		}
-		if err := td.sync(snap, id); err != nil {
+		if err := td.sync(snap); err != nil {
 			return fmt.Errorf("reconcile: %w", err)
 		}
 	}
+	n.lastSeenMu.Lock()
+	for k := range n.lastSeen {
+		if snap.byKey[k] == nil {
+			delete(n.lastSeen, k)
+		}
+	}
+	n.lastSeenMu.Unlock()
 	for id := range n.policies {
 		if !live[id] {
 			n.filter.SetRuleSet(id, nil)
@@ -132,39 +155,88 @@ func (n *Node) newTenantDevice(id int64) (*tenantDevice, error) {
 		dev.Close()
 		return nil, fmt.Errorf("bring device up: %w", err)
 	}
-	return &tenantDevice{id: id, tun: tun, dev: dev, peers: map[store.Key][]netip.Prefix{}}, nil
+	return &tenantDevice{id: id, tun: tun, dev: dev, peers: map[store.Key]devicePeer{}}, nil
 }
 
-// sync applies the difference between what the device holds and the snapshot's enabled peers
-// of its tenant, in one IpcSet.
-func (td *tenantDevice) sync(snap *snapshot, id int64) error {
+// sync brings the peers the device holds in line with the snapshot: peers no longer enabled
+// in this tenant leave, and held peers whose prefixes changed are updated, in one IpcSet.
+// Peers not held stay out until they handshake (see materialise).
+func (td *tenantDevice) sync(snap *snapshot) error {
+	td.mu.Lock()
+	defer td.mu.Unlock()
 	var b strings.Builder
-	want := map[store.Key]*peerEntry{}
-	for k, e := range snap.byKey {
-		if e.tenantID == id {
-			want[k] = e
-		}
-	}
-	for k := range td.peers {
-		if want[k] == nil {
+	for k, dp := range td.peers {
+		e := snap.byKey[k]
+		switch {
+		case e == nil || e.tenantID != td.id:
 			fmt.Fprintf(&b, "public_key=%x\nremove=true\n", k[:])
 			delete(td.peers, k)
+		case !slices.Equal(dp.allowed, e.allowed):
+			writePeer(&b, e)
+			td.peers[k] = devicePeer{allowed: e.allowed, added: dp.added}
 		}
-	}
-	for k, e := range want {
-		if slices.Equal(td.peers[k], e.allowed) {
-			continue
-		}
-		fmt.Fprintf(&b, "public_key=%x\nreplace_allowed_ips=true\n", k[:])
-		for _, p := range e.allowed {
-			fmt.Fprintf(&b, "allowed_ip=%s\n", p)
-		}
-		td.peers[k] = e.allowed
 	}
 	if b.Len() == 0 {
 		return nil
 	}
 	return td.dev.IpcSet(b.String())
+}
+
+func writePeer(b *strings.Builder, e *peerEntry) {
+	fmt.Fprintf(b, "public_key=%x\nreplace_allowed_ips=true\n", e.publicKey[:])
+	for _, p := range e.allowed {
+		fmt.Fprintf(b, "allowed_ip=%s\n", p)
+	}
+}
+
+// materialise puts an enabled peer into its tenant's device (if it is not there yet), so the
+// handshake initiation that named it can be answered.
+func (td *tenantDevice) materialise(e *peerEntry, now time.Time) error {
+	td.mu.Lock()
+	defer td.mu.Unlock()
+	if _, ok := td.peers[e.publicKey]; ok {
+		return nil
+	}
+	var b strings.Builder
+	writePeer(&b, e)
+	if err := td.dev.IpcSet(b.String()); err != nil {
+		return err
+	}
+	td.peers[e.publicKey] = devicePeer{allowed: e.allowed, added: now}
+	return nil
+}
+
+// trim removes peers that have not completed a handshake within idle (and were added longer
+// ago than that): their sessions are dead, and they come back through materialise. It returns
+// the removed peers' last state, for status.
+func (td *tenantDevice) trim(now time.Time, idle time.Duration) (map[store.Key]peerStats, error) {
+	text, err := td.dev.IpcGet()
+	if err != nil {
+		return nil, err
+	}
+	stats := map[store.Key]peerStats{}
+	parsePeerStats(text, stats)
+	td.mu.Lock()
+	defer td.mu.Unlock()
+	var b strings.Builder
+	gone := map[store.Key]peerStats{}
+	for k, dp := range td.peers {
+		st := stats[k]
+		last := st.lastHandshake
+		if last.IsZero() {
+			last = dp.added
+		}
+		if now.Sub(last) < idle || now.Sub(dp.added) < idle {
+			continue
+		}
+		fmt.Fprintf(&b, "public_key=%x\nremove=true\n", k[:])
+		delete(td.peers, k)
+		gone[k] = st
+	}
+	if b.Len() == 0 {
+		return nil, nil
+	}
+	return gone, td.dev.IpcSet(b.String())
 }
 
 // defaultPolicy is the policy of a tenant that never set one: peers reach whatever the tenant

@@ -37,8 +37,10 @@ type siteSource struct {
 type tenantState struct {
 	id   int64
 	name string
-	// tun is the tenant's device's packet path; nil while the tenant has no enabled peer.
+	// tun is the tenant's device's packet path and dev the device; nil while the tenant has
+	// no enabled peer.
 	tun *tunDevice
+	dev *tenantDevice
 	// routes, longest prefix first.
 	routes []route
 	// sites, longest prefix first.
@@ -100,6 +102,7 @@ type desired struct {
 	peers   []store.Peer
 	routes  []store.Route
 	tuns    map[int64]*tunDevice
+	devs    map[int64]*tenantDevice
 }
 
 func newSnapshot(d desired, ov overlay) *snapshot {
@@ -111,7 +114,7 @@ func newSnapshot(d desired, ov overlay) *snapshot {
 		overlay: [2]netip.Prefix{ov.v4, ov.v6},
 	}
 	for _, t := range d.tenants {
-		s.tenants[t.ID] = &tenantState{id: t.ID, name: t.Name, tun: d.tuns[t.ID]}
+		s.tenants[t.ID] = &tenantState{id: t.ID, name: t.Name, tun: d.tuns[t.ID], dev: d.devs[t.ID]}
 	}
 	sites := map[int64]map[string]*peerEntry{}
 	for i := range d.peers {
