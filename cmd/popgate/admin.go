@@ -6,8 +6,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
+	"net/netip"
 	"net/url"
+	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/skip2/go-qrcode"
@@ -171,9 +175,20 @@ var tenantCommands = []subcommand{
 	{cmdSpec{
 		name:    "tenant list",
 		usage:   "tenant list [--json] [--data-dir DIR]",
-		about:   "List the tenants with their number of peers.",
+		about:   "List the tenants with their number of peers and whether their configs split the tunnel.",
 		example: "popgate tenant list\npopgate tenant list --json | jq -r '.tenants[].name'",
 	}, (*app).tenantList},
+	{cmdSpec{
+		name:  "tenant set",
+		usage: "tenant set --split-tunnel on|off [--data-dir DIR] NAME",
+		about: "Change a tenant's settings. With split tunnel on, the configs of its peers send only the " +
+			"overlay and the tenant's routes (see 'popgate route list'; all but 0.0.0.0/0 and ::/0) through " +
+			"the tunnel, and the rest of their traffic takes the device's own way out; off (the default) " +
+			"sends all traffic through the tunnel. Configs already imported keep what they had: a peer " +
+			"picks the change up when it imports its config again.",
+		example: "popgate tenant set --split-tunnel on acme",
+		args:    []string{"NAME"},
+	}, (*app).tenantSet},
 	{cmdSpec{
 		name:    "tenant remove",
 		usage:   "tenant remove [--data-dir DIR] NAME",
@@ -222,11 +237,39 @@ func (a *app) tenantList(ctx context.Context, spec cmdSpec, args []string) error
 		return nil
 	}
 	tw := newTable(a.stdout)
-	fmt.Fprintln(tw, "NAME\tPEERS\tCREATED")
+	fmt.Fprintln(tw, "NAME\tPEERS\tSPLIT-TUNNEL\tCREATED")
 	for _, t := range ts.Tenants {
-		fmt.Fprintf(tw, "%s\t%d\t%s\n", t.Name, t.Peers, ago(a.now(), t.CreatedAt))
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", t.Name, t.Peers, onOff(t.SplitTunnel), ago(a.now(), t.CreatedAt))
 	}
 	return tw.Flush()
+}
+
+func (a *app) tenantSet(ctx context.Context, spec cmdSpec, args []string) error {
+	var split onOffFlag
+	f := newAdminFlags(spec)
+	f.Var(&split, "split-tunnel", "`on|off`: on, client configs route only the tenant's routes and the overlay through the tunnel; off, all traffic", "")
+	pos, err := f.parse(a, args)
+	if err != nil {
+		return err
+	}
+	if err := checkName("tenant", pos[0]); err != nil {
+		return err
+	}
+	if !f.isSet("split-tunnel") {
+		return usagef("tenant set: nothing to change: give --split-tunnel on or --split-tunnel off")
+	}
+	on := split.on()
+	var t webui.APITenant
+	if _, err := a.client(f).callJSON(ctx, http.MethodPatch, tenantPath(pos[0]), webui.APITenantUpdate{SplitTunnel: &on}, &t); err != nil {
+		return err
+	}
+	how := "all traffic"
+	if t.SplitTunnel {
+		how = "only the tenant's routes and the overlay"
+	}
+	a.note("tenant %s: split tunnel %s: client configs send %s through the tunnel; peers pick this up when they import their config again",
+		t.Name, onOff(t.SplitTunnel), how)
+	return nil
 }
 
 func (a *app) tenantRemove(ctx context.Context, spec cmdSpec, args []string) error {
@@ -257,21 +300,26 @@ const (
 
 var peerCommands = []subcommand{
 	{cmdSpec{
-		name:  "peer add",
-		usage: "peer add --tenant TENANT [--public-key KEY] [--qr] [--data-dir DIR] NAME",
+		name: "peer add",
+		usage: "peer add --tenant TENANT [--group GROUP,...]... [--site NAME --site-prefix PREFIX,...]... " +
+			"[--public-key KEY] [--qr] [--data-dir DIR] NAME",
 		about: "Add a peer to a tenant and print its wg-quick config. Only the config goes to stdout. " +
 			"By default the server generates the key pair and can print the config again with 'peer config'. " +
 			"With --public-key you bring your own key (from `wg genkey | wg pubkey`): the server never sees " +
-			"the private key and the config's PrivateKey line is left for you to fill in.",
+			"the private key and the config's PrivateKey line is left for you to fill in.\n\n" +
+			"Groups name peers in the tenant's policy (group:NAME). With --site the peer is a site " +
+			"connector: a machine running wg-quick in front of a LAN whose prefixes, given with " +
+			"--site-prefix, the tenant's routes and policy can then name as site:NAME.",
 		example: "popgate peer add --tenant acme laptop > laptop.conf\n" +
-			"popgate peer add --tenant acme --qr phone\n" +
-			"popgate peer add --tenant acme --public-key \"$(wg pubkey < laptop.key)\" laptop",
+			"popgate peer add --tenant acme --group eng,ops --qr phone\n" +
+			"popgate peer add --tenant acme --public-key \"$(wg pubkey < laptop.key)\" laptop\n" +
+			"popgate peer add --tenant acme --site office --site-prefix 10.10.0.0/24,10.20.0.0/16 office-gw > office-gw.conf",
 		args: []string{"NAME"},
 	}, (*app).peerAdd},
 	{cmdSpec{
 		name:    "peer list",
 		usage:   "peer list [--tenant TENANT] [--json] [--data-dir DIR]",
-		about:   "List the peers, of all tenants or of one, with their addresses and live state.",
+		about:   "List the peers, of all tenants or of one, with their addresses, groups, sites and live state.",
 		example: "popgate peer list\npopgate peer list --tenant acme --json",
 	}, (*app).peerList},
 	{cmdSpec{
@@ -284,10 +332,24 @@ var peerCommands = []subcommand{
 	{cmdSpec{
 		name:    "peer show",
 		usage:   "peer show --tenant TENANT [--json] [--data-dir DIR] NAME",
-		about:   "Show one peer: its key, addresses, state, endpoint, last handshake and transfer.",
+		about:   "Show one peer: its key, addresses, groups, site, state, endpoint, last handshake and transfer.",
 		example: "popgate peer show --tenant acme laptop",
 		args:    []string{"NAME"},
 	}, (*app).peerShow},
+	{cmdSpec{
+		name: "peer set",
+		usage: "peer set --tenant TENANT [--group GROUP,... | --no-groups] [--site NAME --site-prefix PREFIX,... | --no-site] " +
+			"[--json] [--data-dir DIR] NAME",
+		about: "Change the groups of a peer or the site it connects, and show the peer as 'peer show' does. " +
+			"--group replaces all the peer's groups, --no-groups takes it out of every group. --site with " +
+			"--site-prefix makes it the connector of a site (or changes the site's name or prefixes), " +
+			"--no-site makes it an ordinary peer again. What is not given stays as it is. Policy and routes " +
+			"follow within a second.",
+		example: "popgate peer set --tenant acme --group eng,ops laptop\n" +
+			"popgate peer set --tenant acme --site office --site-prefix 10.10.0.0/24 office-gw\n" +
+			"popgate peer set --tenant acme --no-groups --no-site laptop",
+		args: []string{"NAME"},
+	}, (*app).peerSet},
 	{cmdSpec{
 		name:    "peer disable",
 		usage:   "peer disable --tenant TENANT [--data-dir DIR] NAME",
@@ -330,14 +392,69 @@ func (a *app) parsePeerArgs(f *adminFlags, args []string) (string, error) {
 	return pos[0], nil
 }
 
+// peerNetFlags are the flags that put a peer in groups and make it a site connector.
+type peerNetFlags struct {
+	groups   listFlag
+	site     string
+	prefixes listFlag
+}
+
+func (n *peerNetFlags) define(f *adminFlags) {
+	f.Var(&n.groups, "group", "put the peer in group `GROUP`; a \",\"-separated list, and the flag may be repeated", "")
+	f.String(&n.site, "site", "", "make the peer the connector of the site `NAME`, the LAN behind it (with --site-prefix)")
+	f.Var(&n.prefixes, "site-prefix", "LAN `PREFIX` behind the site connector, e.g. 10.10.0.0/24; a \",\"-separated list, and the flag may be repeated", "")
+}
+
+// check rejects what the server would refuse for sure, before asking it: a site without
+// prefixes or prefixes without a site, bad names, and prefixes that do not parse. Whether
+// the prefixes are masked and overlap nothing is the server's to say.
+func (n *peerNetFlags) check(f *adminFlags) error {
+	site, prefixes := f.isSet("site"), f.isSet("site-prefix")
+	switch {
+	case site && !prefixes:
+		return usagef("%s: --site needs --site-prefix: give the LAN prefixes behind the connector, e.g. --site-prefix 10.10.0.0/24", f.spec.name)
+	case prefixes && !site:
+		return usagef("%s: --site-prefix needs --site: name the site, e.g. --site office", f.spec.name)
+	}
+	for _, g := range n.groups {
+		if err := store.ValidateGroupName(g); err != nil {
+			return &usageError{msg: err.Error()}
+		}
+	}
+	if site {
+		if err := store.ValidateSiteName(n.site); err != nil {
+			return &usageError{msg: err.Error()}
+		}
+	}
+	for _, p := range n.prefixes {
+		if err := checkPrefix("--site-prefix", p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkPrefix rejects a prefix that does not parse; what names it says where it came from.
+func checkPrefix(what, prefix string) error {
+	if _, err := netip.ParsePrefix(prefix); err != nil {
+		return usagef("%s %q is not a CIDR prefix: use e.g. 10.10.0.0/24", what, prefix)
+	}
+	return nil
+}
+
 func (a *app) peerAdd(ctx context.Context, spec cmdSpec, args []string) error {
 	var pub string
 	var qr bool
+	var nf peerNetFlags
 	f := newAdminFlags(spec).withTenant(tenantUsage)
+	nf.define(f)
 	f.String(&pub, "public-key", "", "your own WireGuard public `KEY` (base64, from wg pubkey); default: the server generates the key pair")
 	f.Bool(&qr, "qr", qrUsage)
 	name, err := a.parsePeerArgs(f, args)
 	if err != nil {
+		return err
+	}
+	if err := nf.check(f); err != nil {
 		return err
 	}
 	if pub != "" {
@@ -346,7 +463,7 @@ func (a *app) peerAdd(ctx context.Context, spec cmdSpec, args []string) error {
 		}
 	}
 	var created webui.APIPeerCreated
-	body := webui.APINewPeer{Name: name, PublicKey: pub}
+	body := webui.APINewPeer{Name: name, PublicKey: pub, Groups: nf.groups, Site: nf.site, SitePrefixes: nf.prefixes}
 	if _, err := a.client(f).callJSON(ctx, http.MethodPost, tenantPath(f.tenant)+"/peers", body, &created); err != nil {
 		return err
 	}
@@ -354,11 +471,84 @@ func (a *app) peerAdd(ctx context.Context, spec cmdSpec, args []string) error {
 		return fmt.Errorf("peer %s was added to tenant %s, but printing its config failed: %w", name, f.tenant, err)
 	}
 	p := created.Peer
-	a.note("peer %s added to tenant %s with addresses %s and %s", p.Name, p.Tenant, p.IPv4, p.IPv6)
+	a.note("peer %s added to tenant %s with addresses %s and %s%s", p.Name, p.Tenant, p.IPv4, p.IPv6, peerRole(p))
 	if !p.ServerKey {
 		a.note("the config has no private key: put the private key that belongs to %s into its PrivateKey line", p.PublicKey)
 	}
 	return nil
+}
+
+// peerRole says what groups and site make of a peer, for a note: "", "; in groups eng, ops",
+// "; connector of site office (10.10.0.0/24)".
+func peerRole(p webui.APIPeer) string {
+	var b strings.Builder
+	if len(p.Groups) > 0 {
+		fmt.Fprintf(&b, "; in groups %s", strings.Join(p.Groups, ", "))
+	}
+	if p.Site != "" {
+		fmt.Fprintf(&b, "; connector of site %s", siteText(p))
+	}
+	return b.String()
+}
+
+// siteText is "office (10.10.0.0/24, 10.20.0.0/16)" for a site connector, "-" for other peers.
+func siteText(p webui.APIPeer) string {
+	if p.Site == "" {
+		return "-"
+	}
+	return p.Site + " (" + strings.Join(p.SitePrefixes, ", ") + ")"
+}
+
+func (a *app) peerSet(ctx context.Context, spec cmdSpec, args []string) error {
+	var noGroups, noSite bool
+	var nf peerNetFlags
+	f := newAdminFlags(spec).withTenant(tenantUsage)
+	nf.define(f)
+	f.Bool(&noGroups, "no-groups", "take the peer out of every group")
+	f.Bool(&noSite, "no-site", "make the peer an ordinary peer again instead of a site connector")
+	f.withJSON()
+	name, err := a.parsePeerArgs(f, args)
+	if err != nil {
+		return err
+	}
+	switch {
+	case noGroups && f.isSet("group"):
+		return usagef("peer set: --no-groups and --group contradict each other: give one of them")
+	case noSite && f.isSet("site"):
+		return usagef("peer set: --no-site and --site contradict each other: give one of them")
+	case noSite && f.isSet("site-prefix"):
+		return usagef("peer set: --no-site and --site-prefix contradict each other: give one of them")
+	case !noGroups && !noSite && !f.isSet("group") && !f.isSet("site") && !f.isSet("site-prefix"):
+		return usagef("peer set: nothing to change: give --group, --no-groups, --site with --site-prefix, or --no-site")
+	}
+	if err := nf.check(f); err != nil {
+		return err
+	}
+	var upd webui.APIPeerUpdate
+	switch {
+	case f.isSet("group"):
+		groups := []string(nf.groups)
+		upd.Groups = &groups
+	case noGroups:
+		upd.Groups = &[]string{}
+	}
+	switch {
+	case f.isSet("site"):
+		prefixes := []string(nf.prefixes)
+		upd.Site, upd.SitePrefixes = &nf.site, &prefixes
+	case noSite:
+		none := ""
+		upd.Site, upd.SitePrefixes = &none, &[]string{}
+	}
+	var p webui.APIPeer
+	raw, err := a.client(f).callJSON(ctx, http.MethodPatch, peerPath(f.tenant, name), upd, &p)
+	if err != nil {
+		return err
+	}
+	if f.json {
+		return a.printJSON(raw)
+	}
+	return a.printPeer(p)
 }
 
 func (a *app) peerConfig(ctx context.Context, spec cmdSpec, args []string) error {
@@ -420,9 +610,10 @@ func (a *app) peerList(ctx context.Context, spec cmdSpec, args []string) error {
 	}
 	now := a.now()
 	tw := newTable(a.stdout)
-	fmt.Fprintln(tw, "TENANT\tNAME\tIPV4\tIPV6\tSTATE\tONLINE\tLAST-HANDSHAKE\tRX\tTX")
+	fmt.Fprintln(tw, "TENANT\tNAME\tIPV4\tIPV6\tGROUPS\tSITE\tSTATE\tONLINE\tLAST-HANDSHAKE\tRX\tTX")
 	for _, p := range ps.Peers {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Tenant, p.Name, p.IPv4, p.IPv6,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Tenant, p.Name, p.IPv4, p.IPv6,
+			orDash(strings.Join(p.Groups, ",")), orDash(p.Site),
 			peerState(p), yesNo(p.Online), handshake(now, p), humanBytes(p.RxBytes), humanBytes(p.TxBytes))
 	}
 	return tw.Flush()
@@ -442,6 +633,11 @@ func (a *app) peerShow(ctx context.Context, spec cmdSpec, args []string) error {
 	if f.json {
 		return a.printJSON(raw)
 	}
+	return a.printPeer(p)
+}
+
+// printPeer shows one peer on stdout, one "key: value" line per property.
+func (a *app) printPeer(p webui.APIPeer) error {
 	now := a.now()
 	keyHeld := "server (print the config again with 'popgate peer config')"
 	if !p.ServerKey {
@@ -459,6 +655,8 @@ func (a *app) peerShow(ctx context.Context, spec cmdSpec, args []string) error {
 		{"private key held by", keyHeld},
 		{"ipv4", p.IPv4},
 		{"ipv6", p.IPv6},
+		{"groups", orDash(strings.Join(p.Groups, ", "))},
+		{"site", siteText(p)},
 		{"state", peerState(p)},
 		{"created", p.CreatedAt.Local().Format("2006-01-02 15:04:05 MST") + " (" + ago(now, p.CreatedAt) + ")"},
 		{"online", yesNo(p.Online)},
@@ -468,7 +666,7 @@ func (a *app) peerShow(ctx context.Context, spec cmdSpec, args []string) error {
 	} {
 		fmt.Fprintf(&b, "%-20s %s\n", row[0]+":", row[1])
 	}
-	_, err = io.WriteString(a.stdout, b.String())
+	_, err := io.WriteString(a.stdout, b.String())
 	return err
 }
 
@@ -505,9 +703,10 @@ func (a *app) peerRemove(ctx context.Context, spec cmdSpec, args []string) error
 // ---- status ----
 
 var statusSpec = cmdSpec{
-	name:    "status",
-	usage:   "status [--json] [--data-dir DIR]",
-	about:   "Show the running node (name, version, region, uptime), its WireGuard device and how many peers are enabled and online.",
+	name:  "status",
+	usage: "status [--json] [--data-dir DIR]",
+	about: "Show the running node (name, version, region, uptime), its WireGuard device, how many peers are enabled and online, " +
+		"and per tenant: peers, traffic, tracked flows, dropped packets by reason and how many new flows each policy rule decided.",
 	example: "popgate status\nPOPGATE_DATA_DIR=/var/lib/popgate popgate status --json",
 }
 
@@ -553,6 +752,43 @@ func (a *app) cmdStatus(ctx context.Context, args []string) error {
 	kv("total", "%d", p.Total)
 	kv("enabled", "%d", p.Enabled)
 	kv("online", "%d", p.Online)
+	for _, t := range st.Tenants {
+		fmt.Fprintf(&b, "tenant %s\n", t.Name)
+		kv("peers", "%d, %d online", t.Peers, t.Online)
+		kv("transfer", "%s received, %s sent", humanBytes(t.RxBytes), humanBytes(t.TxBytes))
+		kv("tracked flows", "%d", t.Flows)
+		kv("drops", "%s", drops(t.Drops))
+		if len(t.Rules) == 0 {
+			kv("policy rules", "")
+			continue
+		}
+		b.WriteString("  policy rules:\n")
+		tw := newTable(&b)
+		fmt.Fprintln(tw, "    LINE\tHITS\tRULE")
+		for _, r := range t.Rules {
+			line := "-" // a default the file does not state
+			if r.Line > 0 {
+				line = strconv.Itoa(r.Line)
+			}
+			fmt.Fprintf(tw, "    %s\t%d\t%s\n", line, r.Hits, r.Rule)
+		}
+		tw.Flush()
+	}
 	_, err = io.WriteString(a.stdout, b.String())
 	return err
+}
+
+// drops lists the non-zero drop counters by reason: "cross_tenant 2, to_peer.policy_deny 7",
+// or "none".
+func drops(m map[string]uint64) string {
+	var parts []string
+	for _, reason := range slices.Sorted(maps.Keys(m)) {
+		if n := m[reason]; n > 0 {
+			parts = append(parts, fmt.Sprintf("%s %d", reason, n))
+		}
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, ", ")
 }

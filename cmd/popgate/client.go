@@ -47,43 +47,60 @@ func newControlClient(dataDir string, timeout time.Duration) *controlClient {
 	}
 }
 
+// apiError is a non-2xx answer: its HTTP status and the message for the user, the server's
+// own when it sent one.
+type apiError struct {
+	status int
+	msg    string
+}
+
+func (e *apiError) Error() string { return e.msg }
+
 // call sends method path with body (JSON, when not nil) and returns the body of a 2xx
-// answer. A non-2xx answer returns the server's message as the error.
+// answer. A non-2xx answer returns an *apiError with the server's message.
 func (c *controlClient) call(ctx context.Context, method, path string, body any) ([]byte, error) {
 	var rd io.Reader
+	contentType := ""
 	if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
 			return nil, err
 		}
-		rd = bytes.NewReader(b)
+		rd, contentType = bytes.NewReader(b), "application/json"
 	}
+	data, _, err := c.do(ctx, method, path, contentType, rd)
+	return data, err
+}
+
+// do sends method path with body of contentType (none when body is nil) and returns the body
+// and header of a 2xx answer. A non-2xx answer returns an *apiError.
+func (c *controlClient) do(ctx context.Context, method, path, contentType string, body io.Reader) ([]byte, http.Header, error) {
 	// The host is a placeholder: the transport always dials the socket.
-	req, err := http.NewRequestWithContext(ctx, method, "http://popgate"+path, rd)
+	req, err := http.NewRequestWithContext(ctx, method, "http://popgate"+path, body)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Content-Type", contentType)
 	}
 	req.Header.Set("Accept", "application/json")
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return nil, c.connError(err)
+		return nil, nil, c.connError(err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
 	if err != nil {
-		return nil, c.connError(err)
+		return nil, nil, c.connError(err)
 	}
 	if resp.StatusCode/100 != 2 {
 		var apiErr webui.APIError
 		if json.Unmarshal(data, &apiErr) == nil && apiErr.Error != "" {
-			return nil, errors.New(apiErr.Error)
+			return nil, nil, &apiError{resp.StatusCode, apiErr.Error}
 		}
-		return nil, fmt.Errorf("popgate serve answered %s %s with %s%s", method, path, resp.Status, snippet(data))
+		return nil, nil, &apiError{resp.StatusCode, fmt.Sprintf("popgate serve answered %s %s with %s%s", method, path, resp.Status, snippet(data))}
 	}
-	return data, nil
+	return data, resp.Header, nil
 }
 
 // callJSON is call that decodes the answer into out and also returns it raw, for --json.
@@ -92,10 +109,18 @@ func (c *controlClient) callJSON(ctx context.Context, method, path string, body,
 	if err != nil {
 		return nil, err
 	}
-	if err := json.Unmarshal(data, out); err != nil {
-		return nil, fmt.Errorf("popgate serve answered %s %s with JSON this popgate does not understand (%v): are both the same version?", method, path, err)
+	if err := decodeAnswer(method, path, data, out); err != nil {
+		return nil, err
 	}
 	return data, nil
+}
+
+// decodeAnswer decodes the JSON answer data to method path into out.
+func decodeAnswer(method, path string, data []byte, out any) error {
+	if err := json.Unmarshal(data, out); err != nil {
+		return fmt.Errorf("popgate serve answered %s %s with JSON this popgate does not understand (%v): are both the same version?", method, path, err)
+	}
+	return nil
 }
 
 // connError says what a failure to talk to the socket means for the user.

@@ -19,13 +19,14 @@ import (
 
 // request is what the fake control socket saw.
 type request struct {
-	Method, Path, Query, Body string
+	Method, Path, Query, ContentType, Body string
 }
 
-// answer is a canned API answer.
+// answer is a canned API answer, with extra header fields when header is not nil.
 type answer struct {
 	status int
 	body   string
+	header http.Header
 }
 
 // fakeDaemon serves canned answers on <dir>/popgate.sock, keyed by "METHOD /path", and
@@ -47,17 +48,20 @@ func startFakeDaemon(t *testing.T, answers map[string]answer) *fakeDaemon {
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		d.mu.Lock()
-		d.got = append(d.got, request{r.Method, r.URL.EscapedPath(), r.URL.RawQuery, string(body)})
+		d.got = append(d.got, request{r.Method, r.URL.EscapedPath(), r.URL.RawQuery, r.Header.Get("Content-Type"), string(body)})
 		a, ok := d.answers[r.Method+" "+r.URL.EscapedPath()]
 		d.mu.Unlock()
 		if r.ProtoMajor != 1 || r.ProtoMinor != 1 {
 			t.Errorf("request over %s, want HTTP/1.1", r.Proto)
 		}
 		if !ok {
-			a = answer{http.StatusNotFound, `{"error":"no such route in the fake"}`}
+			a = answer{http.StatusNotFound, `{"error":"no such route in the fake"}`, nil}
 		}
 		if strings.HasPrefix(a.body, "{") {
 			w.Header().Set("Content-Type", "application/json")
+		}
+		for k, vs := range a.header {
+			w.Header()[k] = vs
 		}
 		w.WriteHeader(a.status)
 		io.WriteString(w, a.body)
@@ -77,7 +81,8 @@ func (d *fakeDaemon) requests() []request {
 const (
 	testPub    = "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg="
 	testConfig = "[Interface]\nPrivateKey = yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk=\nAddress = 100.64.0.2/32, fd7a:115c:a1e0::2/128\nDNS = 100.64.0.1\nMTU = 1420\n\n[Peer]\nPublicKey = HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=\nAllowedIPs = 0.0.0.0/0, ::/0\nEndpoint = vpn.example.com:51820\nPersistentKeepalive = 25\n"
-	laptopJSON = `{"tenant":"acme","name":"laptop","public_key":"` + testPub + `","ipv4":"100.64.0.2","ipv6":"fd7a:115c:a1e0::2","enabled":true,"created_at":"2026-03-11T15:09:26Z","server_key":true,"online":true,"endpoint":"198.51.100.4:40000","last_handshake":"2026-03-14T15:07:20Z","rx_bytes":1572864,"tx_bytes":512}`
+	laptopJSON = `{"tenant":"acme","name":"laptop","public_key":"` + testPub + `","ipv4":"100.64.0.2","ipv6":"fd7a:115c:a1e0::2","enabled":true,"created_at":"2026-03-11T15:09:26Z","server_key":true,"groups":["eng","ops"],"online":true,"endpoint":"198.51.100.4:40000","last_handshake":"2026-03-14T15:07:20Z","rx_bytes":1572864,"tx_bytes":512}`
+	officeJSON = `{"tenant":"acme","name":"office-gw","public_key":"` + testPub + `","ipv4":"100.64.0.4","ipv6":"fd7a:115c:a1e0::4","enabled":true,"created_at":"2026-03-14T15:09:00Z","server_key":true,"site":"office","site_prefixes":["10.10.0.0/24","10.20.0.0/16"],"online":false,"rx_bytes":0,"tx_bytes":0}`
 	phoneJSON  = `{"tenant":"acme","name":"phone","public_key":"` + testPub + `","ipv4":"100.64.0.3","ipv6":"fd7a:115c:a1e0::3","enabled":false,"created_at":"2026-03-14T15:09:00Z","server_key":false,"online":false,"rx_bytes":0,"tx_bytes":0}`
 	statusJSON = `{"node":{"name":"fra-1","version":"1.2.0","roles":["controller","pop","exit"],"region":"fra","started_at":"2026-03-14T12:00:00Z","uptime_seconds":11366},` +
 		`"device":{"interface":"popgate0","public_key":"HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=","listen_port":51820,"public_endpoint":"vpn.example.com:51820","mtu":1420,"exit_mode":"userspace","addresses":["100.64.0.1/10","fd7a:115c:a1e0::1/48"],"uapi_socket":"/var/run/wireguard/popgate0.sock","rx_bytes":3221225472,"tx_bytes":10240},` +
@@ -87,7 +92,7 @@ const (
 func TestAdminCommands(t *testing.T) {
 	createdJSON, _ := json.Marshal(map[string]any{"peer": json.RawMessage(laptopJSON), "config": testConfig})
 	createdOwnKey, _ := json.Marshal(map[string]any{"peer": json.RawMessage(phoneJSON), "config": testConfig})
-	tenantsJSON := `{"tenants":[{"name":"acme","created_at":"2026-03-14T13:09:26Z","peers":2},{"name":"globex","created_at":"2026-01-01T00:00:00Z","peers":0}]}`
+	tenantsJSON := `{"tenants":[{"name":"acme","created_at":"2026-03-14T13:09:26Z","peers":2,"split_tunnel":true},{"name":"globex","created_at":"2026-01-01T00:00:00Z","peers":0}]}`
 	// The table columns and values, independent of the exact padding.
 	for _, tc := range []struct {
 		name    string
@@ -100,90 +105,93 @@ func TestAdminCommands(t *testing.T) {
 		{
 			name:    "tenant add",
 			args:    []string{"tenant", "add", "acme"},
-			answers: map[string]answer{"POST /api/v1/tenants": {201, `{"name":"acme","created_at":"2026-03-14T15:09:26Z","peers":0}`}},
-			want:    request{"POST", "/api/v1/tenants", "", `{"name":"acme"}`},
+			answers: map[string]answer{"POST /api/v1/tenants": {201, `{"name":"acme","created_at":"2026-03-14T15:09:26Z","peers":0}`, nil}},
+			want:    request{"POST", "/api/v1/tenants", "", "application/json", `{"name":"acme"}`},
 			stderr:  "tenant acme added",
 		},
 		{
 			name:    "tenant list",
 			args:    []string{"tenant", "list"},
-			answers: map[string]answer{"GET /api/v1/tenants": {200, tenantsJSON}},
-			want:    request{"GET", "/api/v1/tenants", "", ""},
-			stdout: "NAME    PEERS  CREATED\n" +
-				"acme    2      2h ago\n" +
-				"globex  0      72d ago\n",
+			answers: map[string]answer{"GET /api/v1/tenants": {200, tenantsJSON, nil}},
+			want:    request{"GET", "/api/v1/tenants", "", "", ""},
+			stdout: "NAME    PEERS  SPLIT-TUNNEL  CREATED\n" +
+				"acme    2      on            2h ago\n" +
+				"globex  0      off           72d ago\n",
 		},
 		{
 			name:    "tenant list --json",
 			args:    []string{"tenant", "list", "--json"},
-			answers: map[string]answer{"GET /api/v1/tenants": {200, `{"tenants":[{"name":"acme","created_at":"2026-03-14T13:09:26Z","peers":2}]}`}},
-			want:    request{"GET", "/api/v1/tenants", "", ""},
+			answers: map[string]answer{"GET /api/v1/tenants": {200, `{"tenants":[{"name":"acme","created_at":"2026-03-14T13:09:26Z","peers":2}]}`, nil}},
+			want:    request{"GET", "/api/v1/tenants", "", "", ""},
 			stdout:  "{\n  \"tenants\": [\n    {\n      \"name\": \"acme\",\n      \"created_at\": \"2026-03-14T13:09:26Z\",\n      \"peers\": 2\n    }\n  ]\n}\n",
 		},
 		{
 			name:    "tenant remove",
 			args:    []string{"tenant", "remove", "acme"},
-			answers: map[string]answer{"DELETE /api/v1/tenants/acme": {204, ""}},
-			want:    request{"DELETE", "/api/v1/tenants/acme", "", ""},
+			answers: map[string]answer{"DELETE /api/v1/tenants/acme": {204, "", nil}},
+			want:    request{"DELETE", "/api/v1/tenants/acme", "", "", ""},
 			stderr:  "tenant acme removed",
 		},
 		{
 			name:    "peer add",
 			args:    []string{"peer", "add", "laptop", "--tenant", "acme"},
-			answers: map[string]answer{"POST /api/v1/tenants/acme/peers": {201, string(createdJSON)}},
-			want:    request{"POST", "/api/v1/tenants/acme/peers", "", `{"name":"laptop"}`},
+			answers: map[string]answer{"POST /api/v1/tenants/acme/peers": {201, string(createdJSON), nil}},
+			want:    request{"POST", "/api/v1/tenants/acme/peers", "", "application/json", `{"name":"laptop"}`},
 			stdout:  testConfig,
-			stderr:  "peer laptop added to tenant acme with addresses 100.64.0.2 and fd7a:115c:a1e0::2",
+			stderr:  "peer laptop added to tenant acme with addresses 100.64.0.2 and fd7a:115c:a1e0::2; in groups eng, ops\n",
 		},
 		{
 			name:    "peer add with own key",
 			args:    []string{"peer", "add", "--tenant", "acme", "--public-key", testPub, "phone"},
-			answers: map[string]answer{"POST /api/v1/tenants/acme/peers": {201, string(createdOwnKey)}},
-			want:    request{"POST", "/api/v1/tenants/acme/peers", "", `{"name":"phone","public_key":"` + testPub + `"}`},
+			answers: map[string]answer{"POST /api/v1/tenants/acme/peers": {201, string(createdOwnKey), nil}},
+			want:    request{"POST", "/api/v1/tenants/acme/peers", "", "application/json", `{"name":"phone","public_key":"` + testPub + `"}`},
 			stdout:  testConfig,
 			stderr:  "the config has no private key",
 		},
 		{
 			name:    "peer list",
 			args:    []string{"peer", "list"},
-			answers: map[string]answer{"GET /api/v1/peers": {200, `{"peers":[` + laptopJSON + `,` + phoneJSON + `]}`}},
-			want:    request{"GET", "/api/v1/peers", "", ""},
-			stdout: "TENANT  NAME    IPV4        IPV6               STATE     ONLINE  LAST-HANDSHAKE  RX       TX\n" +
-				"acme    laptop  100.64.0.2  fd7a:115c:a1e0::2  enabled   yes     2m ago          1.5 MiB  512 B\n" +
-				"acme    phone   100.64.0.3  fd7a:115c:a1e0::3  disabled  no      never           0 B      0 B\n",
+			answers: map[string]answer{"GET /api/v1/peers": {200, `{"peers":[` + laptopJSON + `,` + phoneJSON + `,` + officeJSON + `]}`, nil}},
+			want:    request{"GET", "/api/v1/peers", "", "", ""},
+			stdout: "TENANT  NAME       IPV4        IPV6               GROUPS   SITE    STATE     ONLINE  LAST-HANDSHAKE  RX       TX\n" +
+				"acme    laptop     100.64.0.2  fd7a:115c:a1e0::2  eng,ops  -       enabled   yes     2m ago          1.5 MiB  512 B\n" +
+				"acme    phone      100.64.0.3  fd7a:115c:a1e0::3  -        -       disabled  no      never           0 B      0 B\n" +
+				"acme    office-gw  100.64.0.4  fd7a:115c:a1e0::4  -        office  enabled   no      never           0 B      0 B\n",
 		},
 		{
 			name:    "peer list of a tenant",
 			args:    []string{"peer", "list", "--json", "--tenant", "acme"},
-			answers: map[string]answer{"GET /api/v1/peers": {200, `{"peers":[]}`}},
-			want:    request{"GET", "/api/v1/peers", "tenant=acme", ""},
+			answers: map[string]answer{"GET /api/v1/peers": {200, `{"peers":[]}`, nil}},
+			want:    request{"GET", "/api/v1/peers", "tenant=acme", "", ""},
 			stdout:  "{\n  \"peers\": []\n}\n",
 		},
 		{
 			name:    "peer list empty",
 			args:    []string{"peer", "list"},
-			answers: map[string]answer{"GET /api/v1/peers": {200, `{"peers":[]}`}},
-			want:    request{"GET", "/api/v1/peers", "", ""},
+			answers: map[string]answer{"GET /api/v1/peers": {200, `{"peers":[]}`, nil}},
+			want:    request{"GET", "/api/v1/peers", "", "", ""},
 			stderr:  "no peers yet",
 		},
 		{
 			name:    "peer config",
 			args:    []string{"peer", "config", "--tenant", "acme", "laptop"},
-			answers: map[string]answer{"GET /api/v1/tenants/acme/peers/laptop/config": {200, testConfig}},
-			want:    request{"GET", "/api/v1/tenants/acme/peers/laptop/config", "", ""},
+			answers: map[string]answer{"GET /api/v1/tenants/acme/peers/laptop/config": {200, testConfig, nil}},
+			want:    request{"GET", "/api/v1/tenants/acme/peers/laptop/config", "", "", ""},
 			stdout:  testConfig,
 		},
 		{
 			name:    "peer show",
 			args:    []string{"peer", "show", "laptop", "--tenant", "acme"},
-			answers: map[string]answer{"GET /api/v1/tenants/acme/peers/laptop": {200, laptopJSON}},
-			want:    request{"GET", "/api/v1/tenants/acme/peers/laptop", "", ""},
+			answers: map[string]answer{"GET /api/v1/tenants/acme/peers/laptop": {200, laptopJSON, nil}},
+			want:    request{"GET", "/api/v1/tenants/acme/peers/laptop", "", "", ""},
 			stdout: "tenant:              acme\n" +
 				"name:                laptop\n" +
 				"public key:          " + testPub + "\n" +
 				"private key held by: server (print the config again with 'popgate peer config')\n" +
 				"ipv4:                100.64.0.2\n" +
 				"ipv6:                fd7a:115c:a1e0::2\n" +
+				"groups:              eng, ops\n" +
+				"site:                -\n" +
 				"state:               enabled\n" +
 				"created:             " + time.Date(2026, 3, 11, 15, 9, 26, 0, time.UTC).Local().Format("2006-01-02 15:04:05 MST") + " (3d ago)\n" +
 				"online:              yes\n" +
@@ -194,29 +202,29 @@ func TestAdminCommands(t *testing.T) {
 		{
 			name:    "peer disable",
 			args:    []string{"peer", "disable", "--tenant", "acme", "laptop"},
-			answers: map[string]answer{"POST /api/v1/tenants/acme/peers/laptop/disable": {200, laptopJSON}},
-			want:    request{"POST", "/api/v1/tenants/acme/peers/laptop/disable", "", ""},
+			answers: map[string]answer{"POST /api/v1/tenants/acme/peers/laptop/disable": {200, laptopJSON, nil}},
+			want:    request{"POST", "/api/v1/tenants/acme/peers/laptop/disable", "", "", ""},
 			stderr:  "peer laptop of tenant acme disabled",
 		},
 		{
 			name:    "peer enable",
 			args:    []string{"peer", "enable", "laptop", "--tenant=acme"},
-			answers: map[string]answer{"POST /api/v1/tenants/acme/peers/laptop/enable": {200, laptopJSON}},
-			want:    request{"POST", "/api/v1/tenants/acme/peers/laptop/enable", "", ""},
+			answers: map[string]answer{"POST /api/v1/tenants/acme/peers/laptop/enable": {200, laptopJSON, nil}},
+			want:    request{"POST", "/api/v1/tenants/acme/peers/laptop/enable", "", "", ""},
 			stderr:  "peer laptop of tenant acme enabled",
 		},
 		{
 			name:    "peer remove",
 			args:    []string{"peer", "remove", "--tenant", "acme", "laptop"},
-			answers: map[string]answer{"DELETE /api/v1/tenants/acme/peers/laptop": {204, ""}},
-			want:    request{"DELETE", "/api/v1/tenants/acme/peers/laptop", "", ""},
+			answers: map[string]answer{"DELETE /api/v1/tenants/acme/peers/laptop": {204, "", nil}},
+			want:    request{"DELETE", "/api/v1/tenants/acme/peers/laptop", "", "", ""},
 			stderr:  "peer laptop removed from tenant acme",
 		},
 		{
 			name:    "status",
 			args:    []string{"status"},
-			answers: map[string]answer{"GET /api/v1/status": {200, statusJSON}},
-			want:    request{"GET", "/api/v1/status", "", ""},
+			answers: map[string]answer{"GET /api/v1/status": {200, statusJSON, nil}},
+			want:    request{"GET", "/api/v1/status", "", "", ""},
 			stdout: "node\n" +
 				"  name:             fra-1\n" +
 				"  version:          1.2.0\n" +
@@ -260,7 +268,7 @@ func TestAdminCommands(t *testing.T) {
 }
 
 func TestDataDirFromEnv(t *testing.T) {
-	d := startFakeDaemon(t, map[string]answer{"GET /api/v1/status": {200, statusJSON}})
+	d := startFakeDaemon(t, map[string]answer{"GET /api/v1/status": {200, statusJSON, nil}})
 	ta := newTestApp(t, map[string]string{"POPGATE_DATA_DIR": d.dir})
 	if code := ta.runArgs("status", "--json"); code != exitOK {
 		t.Fatalf("exit status %d: %s", code, ta.stderr)
@@ -284,9 +292,9 @@ func TestAPIErrors(t *testing.T) {
 		answer answer
 		want   string
 	}{
-		{"conflict", answer{409, `{"error":"tenant \"acme\" already exists"}`}, `popgate: tenant "acme" already exists` + "\n"},
-		{"not JSON", answer{502, "<html>bad gateway</html>"}, `popgate: popgate serve answered POST /api/v1/tenants with 502 Bad Gateway: "<html>bad gateway</html>"` + "\n"},
-		{"multi-line message", answer{400, `{"error":"bad name\nuse letters"}`}, "popgate: bad name use letters\n"},
+		{"conflict", answer{409, `{"error":"tenant \"acme\" already exists"}`, nil}, `popgate: tenant "acme" already exists` + "\n"},
+		{"not JSON", answer{502, "<html>bad gateway</html>", nil}, `popgate: popgate serve answered POST /api/v1/tenants with 502 Bad Gateway: "<html>bad gateway</html>"` + "\n"},
+		{"multi-line message", answer{400, `{"error":"bad name\nuse letters"}`, nil}, "popgate: bad name use letters\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d := startFakeDaemon(t, map[string]answer{"POST /api/v1/tenants": tc.answer})
@@ -384,8 +392,8 @@ func TestTimeout(t *testing.T) {
 func TestQR(t *testing.T) {
 	createdJSON, _ := json.Marshal(map[string]any{"peer": json.RawMessage(laptopJSON), "config": testConfig})
 	d := startFakeDaemon(t, map[string]answer{
-		"GET /api/v1/tenants/acme/peers/laptop/config": {200, testConfig},
-		"POST /api/v1/tenants/acme/peers":              {201, string(createdJSON)},
+		"GET /api/v1/tenants/acme/peers/laptop/config": {200, testConfig, nil},
+		"POST /api/v1/tenants/acme/peers":              {201, string(createdJSON), nil},
 	})
 	want, err := qrcode.New(testConfig, qrcode.Low)
 	if err != nil {

@@ -124,8 +124,14 @@ func TestServeConfigPrecedence(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !reflect.DeepEqual(got, tc.want) {
-				t.Errorf("got  %+v\nwant %+v", got, tc.want)
+			// The wants name the settings; Validate adds the defaults gateway.Config keeps to
+			// itself, as loadServeConfig's does.
+			want := tc.want
+			if err := want.Gateway.Validate(); err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("got  %+v\nwant %+v", got, want)
 			}
 		})
 	}

@@ -182,3 +182,35 @@ func indent(s, prefix string) string {
 	}
 	return strings.Join(lines, "\n")
 }
+
+// listFlag is a flag that may be repeated, each value a ","-separated list:
+// --group eng,ops --group web gives [eng ops web].
+type listFlag []string
+
+func (l *listFlag) String() string { return strings.Join(*l, ",") }
+
+func (l *listFlag) Set(v string) error {
+	for item := range strings.SplitSeq(v, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			return errors.New("empty item in the list: separate items with single commas, e.g. a,b")
+		}
+		*l = append(*l, item)
+	}
+	return nil
+}
+
+// onOffFlag is a flag whose value is "on" or "off"; "" until set.
+type onOffFlag string
+
+func (o *onOffFlag) String() string { return string(*o) }
+
+func (o *onOffFlag) Set(v string) error {
+	if v != "on" && v != "off" {
+		return errors.New("use on or off")
+	}
+	*o = onOffFlag(v)
+	return nil
+}
+
+func (o *onOffFlag) on() bool { return *o == "on" }

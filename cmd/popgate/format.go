@@ -89,3 +89,18 @@ func yesNo(b bool) string {
 	}
 	return "no"
 }
+
+func onOff(b bool) string {
+	if b {
+		return "on"
+	}
+	return "off"
+}
+
+// orDash is s, or "-" when s is empty: a table cell is never blank.
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

@@ -43,3 +43,35 @@ func FuzzDecodeConfigFile(f *testing.F) {
 		a.buildServeConfig(s, nil)
 	})
 }
+
+// FuzzPolicyProblems: whatever the server says about a policy, each of its non-blank lines
+// becomes one line on stderr that starts with the file name.
+func FuzzPolicyProblems(f *testing.F) {
+	for _, seed := range []string{
+		"line 3: unknown protocol \"tpc\": use tcp, udp, icmp or any\nline 7: 10.1.2.3/24 has bits set",
+		"the policy is 40000000 bytes\n(and 3 more problems)",
+		"line : x\nline 0x1: y\r\n\n\nline 12:",
+		"",
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, msg string) {
+		ta := newTestApp(t, nil)
+		ta.printPolicyProblems("p.txt", msg)
+		want := 0
+		for line := range strings.Lines(msg) {
+			if strings.TrimSpace(strings.TrimRight(line, "\r\n")) != "" {
+				want++
+			}
+		}
+		out := ta.stderr.String()
+		if got := strings.Count(out, "\n"); got != want || want > 0 && !strings.HasSuffix(out, "\n") {
+			t.Fatalf("%d lines for %d problems:\n%s", got, want, out)
+		}
+		for line := range strings.Lines(out) {
+			if !strings.HasPrefix(line, "p.txt:") {
+				t.Fatalf("line %q does not start with the file name", line)
+			}
+		}
+	})
+}

@@ -21,6 +21,7 @@ const requestTimeout = 10 * time.Second
 
 func main() {
 	a := &app{
+		stdin:         os.Stdin,
 		stdout:        os.Stdout,
 		stderr:        os.Stderr,
 		getenv:        os.Getenv,
@@ -36,6 +37,7 @@ func main() {
 // app is one invocation of the command line. Everything a command touches outside the
 // process comes through it, so tests run commands without the real environment.
 type app struct {
+	stdin  io.Reader // read only when the user names "-" as a file
 	stdout io.Writer // requested output only: tables, configs, JSON
 	stderr io.Writer // errors, notes and the serve log
 	getenv func(string) string
@@ -128,9 +130,11 @@ type command struct {
 // commands lists the top-level commands in the order the help shows them.
 var commands = []command{
 	{"serve", "run the gateway: WireGuard device, web UI and control socket", (*app).cmdServe},
-	{"tenant", "add, list and remove tenants", (*app).cmdTenant},
-	{"peer", "add, list, show, enable, disable and remove peers; print their configs", (*app).cmdPeer},
-	{"status", "show the running node, its device and its peers at a glance", (*app).cmdStatus},
+	{"tenant", "add, list, change and remove tenants", (*app).cmdTenant},
+	{"peer", "add, list, show, change, enable, disable and remove peers; print their configs", (*app).cmdPeer},
+	{"policy", "show and set the firewall policy of a tenant", (*app).cmdPolicy},
+	{"route", "list, add and remove the routes of a tenant", (*app).cmdRoute},
+	{"status", "show the running node, its device, its peers and its tenants at a glance", (*app).cmdStatus},
 	{"version", "print the version", (*app).cmdVersion},
 	{"help", "show the help of a command", nil},
 }

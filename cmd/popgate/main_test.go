@@ -25,6 +25,7 @@ func newTestApp(t *testing.T, env map[string]string) *testApp {
 	t.Helper()
 	ta := &testApp{stdout: new(bytes.Buffer), stderr: new(bytes.Buffer)}
 	ta.app = &app{
+		stdin:    strings.NewReader(""),
 		stdout:   ta.stdout,
 		stderr:   ta.stderr,
 		getenv:   func(k string) string { return env[k] },
@@ -65,8 +66,8 @@ func TestUsageErrors(t *testing.T) {
 		wants []string
 	}{
 		{[]string{"frobnicate"}, []string{`unknown command "frobnicate"`}},
-		{[]string{"tenant"}, []string{"tenant: missing subcommand: use add, list or remove"}},
-		{[]string{"peer", "frob"}, []string{`peer: unknown subcommand "frob"`, "add, list, config, show, disable, enable or remove"}},
+		{[]string{"tenant"}, []string{"tenant: missing subcommand: use add, list, set or remove"}},
+		{[]string{"peer", "frob"}, []string{`peer: unknown subcommand "frob"`, "add, list, config, show, set, disable, enable or remove"}},
 		{[]string{"tenant", "add"}, []string{"tenant add: missing NAME", "usage: popgate tenant add"}},
 		{[]string{"tenant", "add", "a", "b"}, []string{`tenant add: unexpected argument "b"`}},
 		{[]string{"tenant", "add", "Acme"}, []string{`tenant name "Acme" is invalid`}},
@@ -143,7 +144,7 @@ func TestHelp(t *testing.T) {
 		args  []string
 		wants []string
 	}{
-		{[]string{"--help"}, []string{"Usage:\n  popgate <command>", "serve ", "tenant ", "peer ", "status ", "version ", "README.md"}},
+		{[]string{"--help"}, []string{"Usage:\n  popgate <command>", "serve ", "tenant ", "peer ", "policy ", "route ", "status ", "version ", "README.md"}},
 		{[]string{"-h"}, []string{"Usage:\n  popgate <command>"}},
 		{[]string{"help"}, []string{"Usage:\n  popgate <command>"}},
 		{[]string{"help", "peer"}, []string{"Usage: popgate peer <subcommand>", "  add ", "  config ", "  remove "}},
@@ -151,6 +152,16 @@ func TestHelp(t *testing.T) {
 		{[]string{"help", "peer", "add"}, []string{"Usage: popgate peer add --tenant TENANT", "--public-key KEY", "--qr", "env POPGATE_DATA_DIR", "Example:\n  popgate peer add"}},
 		{[]string{"peer", "add", "laptop", "--help"}, []string{"Usage: popgate peer add"}},
 		{[]string{"tenant", "list", "-h"}, []string{"Usage: popgate tenant list", "--json"}},
+		{[]string{"help", "tenant", "set"}, []string{"Usage: popgate tenant set --split-tunnel on|off", "--split-tunnel on|off ", "Example:\n  popgate tenant set --split-tunnel on acme"}},
+		{[]string{"peer", "add", "--help"}, []string{"--group GROUP ", "--site NAME ", "--site-prefix PREFIX ", "--site-prefix 10.10.0.0/24,10.20.0.0/16 office-gw"}},
+		{[]string{"help", "peer", "set"}, []string{"Usage: popgate peer set --tenant TENANT", "--no-groups ", "--no-site ", "Example:\n  popgate peer set --tenant acme --group eng,ops laptop"}},
+		{[]string{"help", "policy"}, []string{"Usage: popgate policy <subcommand>", "  show ", "  set "}},
+		{[]string{"policy", "show", "--help"}, []string{"Usage: popgate policy show --tenant TENANT", "Example:\n  popgate policy show --tenant acme"}},
+		{[]string{"help", "policy", "set"}, []string{"Usage: popgate policy set --tenant TENANT", "FILE:LINE:", "Example:\n  popgate policy set --tenant acme acme.policy", "  default deny\n"}},
+		{[]string{"route", "--help"}, []string{"Usage: popgate route <subcommand>", "  list ", "  add ", "  remove ", "longest matching prefix wins"}},
+		{[]string{"help", "route", "add"}, []string{"Usage: popgate route add --tenant TENANT [--via internet|site:NAME]", "(default: internet)", "Example:\n  popgate route add --tenant acme --via site:office 10.10.0.0/24"}},
+		{[]string{"route", "remove", "-h"}, []string{"Usage: popgate route remove --tenant TENANT", "Example:\n  popgate route remove"}},
+		{[]string{"route", "list", "--help"}, []string{"Usage: popgate route list --tenant TENANT", "--json"}},
 		{[]string{"status", "--help"}, []string{"Usage: popgate status", "Example:"}},
 		{[]string{"version", "--help"}, []string{"Usage: popgate version"}},
 		{[]string{"help", "serve"}, []string{
