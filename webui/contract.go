@@ -25,7 +25,6 @@ type Principal struct {
 	Role      Role
 	Tenant    string // set: limited to this tenant
 	SessionID string // browser sessions only
-	CSRFToken string // browser sessions only: put in every form as hidden field "csrf"
 	FromToken bool
 }
 
@@ -53,4 +52,28 @@ func WithPrincipal(ctx context.Context, p *Principal) context.Context {
 // Auditor records who did what, when and from where (the audit log page lists it).
 type Auditor interface {
 	Audit(r *http.Request, action, target, detail string)
+}
+
+// LoginPage is what the sign-in page shows; the pages side renders it, the auth side handles
+// the form (POST /login with fields name, password, totp, next).
+type LoginPage struct {
+	Name     string // prefilled admin name
+	Error    string // one line, shown above the form
+	Next     string // where to go after signing in (a local path)
+	NeedTOTP bool   // show the one-time code field
+}
+
+// Pages is the pages side as the auth side sees it. Cross-origin state changes are refused by
+// http.CrossOriginProtection in front of everything (no CSRF tokens in forms); cookies are
+// SameSite=Strict.
+type Pages interface {
+	// Routes registers every page on mux. protect wraps a handler so that it runs only for a
+	// signed-in principal of at least role min (owner > tenant_admin > viewer for changes;
+	// tenant scoping is the handler's job via Principal.CanSeeTenant/CanChangeTenant);
+	// otherwise it redirects browsers to /login?next=... or answers 403.
+	Routes(mux *http.ServeMux, protect func(min Role, h http.HandlerFunc) http.Handler)
+	// RenderLogin writes the sign-in page with status code.
+	RenderLogin(w http.ResponseWriter, r *http.Request, code int, page LoginPage)
+	// RenderError writes an error page (403, 404, 429, 500 ...) with one line for the user.
+	RenderError(w http.ResponseWriter, r *http.Request, code int, msg string)
 }
