@@ -30,8 +30,11 @@ type PeerInfo struct {
 	Online        bool
 	Endpoint      string
 	LastHandshake time.Time // zero: never
-	RxBytes       uint64
+	RxBytes       uint64    // WireGuard datagram bytes, from the device
 	TxBytes       uint64
+	// RxPackets and TxPackets count the IP packets the packet path passed from and to the
+	// peer since the node started (policy drops excluded).
+	RxPackets, TxPackets uint64
 }
 
 // Status describes the running node.
@@ -61,10 +64,11 @@ type Status struct {
 
 // TenantStatus holds one tenant's counters.
 type TenantStatus struct {
-	Name             string
-	Peers, Online    int
-	RxBytes, TxBytes uint64
-	Flows            int64
+	Name                 string
+	Peers, Online        int
+	RxBytes, TxBytes     uint64
+	RxPackets, TxPackets uint64
+	Flows                int64
 	// Drops by reason: the packet path's, and the firewall's as "<direction>.<reason>".
 	Drops map[string]uint64
 	Rules []firewall.RuleStat
@@ -268,10 +272,14 @@ func (c *Controller) ListPeers(ctx context.Context, tenant string) ([]PeerInfo, 
 
 func (c *Controller) withStats(ps []store.Peer) []PeerInfo {
 	stats := c.node.peerStats()
+	snap := c.node.snap.Load()
 	now := time.Now()
 	out := make([]PeerInfo, len(ps))
 	for i, p := range ps {
 		pi := PeerInfo{Peer: p}
+		if e := snap.byKey[p.PublicKey]; e != nil {
+			pi.RxPackets, pi.TxPackets = e.ctr.rxPackets.Load(), e.ctr.txPackets.Load()
+		}
 		if s, ok := stats[p.PublicKey]; ok && p.Enabled {
 			pi.Online = s.online(now)
 			pi.Endpoint = s.endpoint
@@ -385,11 +393,16 @@ func (c *Controller) Status(ctx context.Context) (Status, error) {
 		byID[t.ID] = &st.Tenants[len(st.Tenants)-1]
 	}
 	stats := n.peerStats()
+	snap := n.snap.Load()
 	now := time.Now()
 	for _, p := range ps {
 		ts := byID[p.TenantID]
 		if ts != nil {
 			ts.Peers++
+			if e := snap.byKey[p.PublicKey]; e != nil {
+				ts.RxPackets += e.ctr.rxPackets.Load()
+				ts.TxPackets += e.ctr.txPackets.Load()
+			}
 		}
 		if !p.Enabled {
 			continue

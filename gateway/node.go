@@ -57,6 +57,9 @@ type Node struct {
 	// lastSeen keeps the last device state of trimmed peers (their counters and handshake).
 	lastSeenMu sync.Mutex
 	lastSeen   map[store.Key]peerStats
+	// counters holds every enabled peer's packet counters across snapshots; reconcile
+	// (under mu) adds and prunes.
+	counters map[store.Key]*peerCounters
 
 	ctrl      *Controller
 	closing   chan struct{}
@@ -77,7 +80,7 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, log: log, lock: lock, devs: map[int64]*tenantDevice{}, policies: map[int64]appliedPolicy{}, closing: make(chan struct{}), lastSeen: map[store.Key]peerStats{}}
+	n := &Node{cfg: cfg, log: log, lock: lock, devs: map[int64]*tenantDevice{}, policies: map[int64]appliedPolicy{}, closing: make(chan struct{}), lastSeen: map[store.Key]peerStats{}, counters: map[store.Key]*peerCounters{}}
 	ctx := context.Background()
 	n.store, err = store.Open(ctx, store.Options{Path: filepath.Join(cfg.DataDir, "popgate.db")})
 	if err != nil {
@@ -202,6 +205,8 @@ func (n *Node) deliver(raw []byte) {
 			return
 		}
 	}
+	dst.ctr.txPackets.Add(1)
+	dst.ctr.txBytes.Add(uint64(len(raw)))
 	dst.tenant.tun.enqueue(raw)
 }
 

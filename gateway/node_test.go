@@ -348,8 +348,8 @@ func TestNodeServesStockClient(t *testing.T) {
 	if err != nil || len(peers) != 1 {
 		t.Fatalf("ListPeers = %v, %v", peers, err)
 	}
-	if p := peers[0]; !p.Online || p.RxBytes == 0 || p.TxBytes < 4<<20 || p.LastHandshake.IsZero() {
-		t.Errorf("peer state after traffic: online=%v rx=%d tx=%d handshake=%v", p.Online, p.RxBytes, p.TxBytes, p.LastHandshake)
+	if p := peers[0]; !p.Online || p.RxBytes == 0 || p.TxBytes < 4<<20 || p.LastHandshake.IsZero() || p.RxPackets == 0 || p.TxPackets < (4<<20)/1420 {
+		t.Errorf("peer state after traffic: online=%v rx=%d tx=%d packets rx=%d tx=%d handshake=%v", p.Online, p.RxBytes, p.TxBytes, p.RxPackets, p.TxPackets, p.LastHandshake)
 	}
 	st, err := ctrl.Status(ctx)
 	if err != nil || st.PeersOnline != 1 || st.PeersTotal != 1 {

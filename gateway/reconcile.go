@@ -88,8 +88,21 @@ func (n *Node) Reconcile(ctx context.Context) error {
 		live[t.ID] = true
 		n.applyPolicyLocked(t, byTenant[t.ID], policies[t.ID])
 	}
+	d.counters = func(k store.Key) *peerCounters {
+		c := n.counters[k]
+		if c == nil {
+			c = new(peerCounters)
+			n.counters[k] = c
+		}
+		return c
+	}
 	snap := newSnapshot(d, n.ov)
 	n.snap.Store(snap)
+	for k := range n.counters {
+		if snap.byKey[k] == nil {
+			delete(n.counters, k)
+		}
+	}
 
 	for id, td := range n.devs {
 		if d.tuns[id] == nil {

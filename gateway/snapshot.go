@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"net/netip"
+	"sync/atomic"
 
 	"github.com/popgate/popgate/store"
 )
@@ -17,6 +18,14 @@ type peerEntry struct {
 	// allowed are the prefixes the peer's device entry carries: its overlay addresses and,
 	// for a site connector, its site's LAN prefixes.
 	allowed []netip.Prefix
+	// ctr counts the peer's packets; it outlives snapshots (see Node.counters).
+	ctr *peerCounters
+}
+
+// peerCounters count what the packet path passes for one peer: from it (rx) and towards it
+// (tx), inner IP packets and bytes.
+type peerCounters struct {
+	rxPackets, rxBytes, txPackets, txBytes atomic.Uint64
 }
 
 // route is one entry of a tenant's routing table. site is nil for the internet exit; for a
@@ -103,6 +112,8 @@ type desired struct {
 	routes  []store.Route
 	tuns    map[int64]*tunDevice
 	devs    map[int64]*tenantDevice
+	// counters returns the peer's counters, the same across snapshots; nil: fresh ones.
+	counters func(store.Key) *peerCounters
 }
 
 func newSnapshot(d desired, ov overlay) *snapshot {
@@ -131,6 +142,11 @@ func newSnapshot(d desired, ov overlay) *snapshot {
 			ipv4:      p.IPv4,
 			ipv6:      p.IPv6,
 			allowed:   append([]netip.Prefix{netip.PrefixFrom(p.IPv4, 32), netip.PrefixFrom(p.IPv6, 128)}, p.SitePrefixes...),
+		}
+		if d.counters != nil {
+			e.ctr = d.counters(p.PublicKey)
+		} else {
+			e.ctr = new(peerCounters)
 		}
 		s.byAddr[p.IPv4] = e
 		s.byAddr[p.IPv6] = e

@@ -132,13 +132,17 @@ func (t *tunDevice) Write(bufs [][]byte, offset int) (int, error) {
 			t.drops[dropUnknownSource].Add(1)
 			continue
 		}
-		var to *[][]byte // nil: hairpin towards a peer or site of the tenant
+		var to *[][]byte       // nil: hairpin towards a peer or site of the tenant
+		var hairpin *peerEntry // the peer or site connector a hairpinned packet goes to
 		if dst := snap.byAddr[pkt.Dst]; dst != nil {
 			if dst.tenantID != t.tenantID {
 				t.drops[dropCrossTenant].Add(1)
 				continue
 			}
+			hairpin = dst
 		} else if snap.isLocal(pkt.Dst) {
+			src.ctr.rxPackets.Add(1)
+			src.ctr.rxBytes.Add(uint64(len(raw)))
 			// The node's own services (DNS) serve every peer; policy does not apply.
 			wb.local = append(wb.local, b)
 			continue
@@ -157,12 +161,18 @@ func (t *tunDevice) Write(bufs [][]byte, offset int) (int, error) {
 				to = &wb.exit4
 			case r.siteName == "":
 				to = &wb.exit6
+			default:
+				hairpin = r.site
 			}
 		}
 		if v, _ := t.filter.CheckAt(t.tenantID, pkt, firewall.FromPeer, now); v != firewall.Accept {
 			continue // counted by the firewall
 		}
+		src.ctr.rxPackets.Add(1)
+		src.ctr.rxBytes.Add(uint64(len(raw)))
 		if to == nil {
+			hairpin.ctr.txPackets.Add(1)
+			hairpin.ctr.txBytes.Add(uint64(len(raw)))
 			t.enqueue(raw)
 		} else {
 			*to = append(*to, b)

@@ -123,6 +123,7 @@ func (a *API) status(w http.ResponseWriter, r *http.Request) error {
 	tenants := make([]APITenantStatus, len(st.Tenants))
 	for i, t := range st.Tenants {
 		ts := APITenantStatus{Name: t.Name, Peers: t.Peers, Online: t.Online, RxBytes: t.RxBytes, TxBytes: t.TxBytes,
+			RxPackets: t.RxPackets, TxPackets: t.TxPackets,
 			Flows: int(t.Flows), Drops: t.Drops, Rules: make([]APIRuleStat, len(t.Rules))}
 		for j, r := range t.Rules {
 			ts.Rules[j] = APIRuleStat{Line: r.Line, Rule: r.Rule, Hits: r.Hits}
@@ -268,7 +269,7 @@ func apiPeer(p gateway.PeerInfo) APIPeer {
 		IPv4: p.IPv4.String(), IPv6: p.IPv6.String(), Enabled: p.Enabled,
 		CreatedAt: p.CreatedAt.UTC(), ServerKey: p.HasPrivateKey,
 		Online: p.Online, Endpoint: p.Endpoint, RxBytes: p.RxBytes, TxBytes: p.TxBytes,
-		Groups: p.Groups, Site: p.Site,
+		Groups: p.Groups, Site: p.Site, RxPackets: p.RxPackets, TxPackets: p.TxPackets,
 	}
 	for _, pf := range p.SitePrefixes {
 		out.SitePrefixes = append(out.SitePrefixes, pf.String())

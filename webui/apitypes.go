@@ -99,6 +99,10 @@ type APIPeer struct {
 	LastHandshake *time.Time `json:"last_handshake,omitempty"`
 	RxBytes       uint64     `json:"rx_bytes"`
 	TxBytes       uint64     `json:"tx_bytes"`
+	// RxPackets and TxPackets count IP packets through the packet path from and to the peer
+	// since serve started.
+	RxPackets uint64 `json:"rx_packets"`
+	TxPackets uint64 `json:"tx_packets"`
 }
 
 // APIPeers answers GET /api/v1/peers[?tenant=T].
@@ -149,6 +153,9 @@ type APITenantStatus struct {
 	Online  int    `json:"online"`
 	RxBytes uint64 `json:"rx_bytes"`
 	TxBytes uint64 `json:"tx_bytes"`
+	// RxPackets and TxPackets count IP packets from and to the tenant's peers.
+	RxPackets uint64 `json:"rx_packets"`
+	TxPackets uint64 `json:"tx_packets"`
 	// Flows is the number of tracked connections.
 	Flows int `json:"flows"`
 	// Drops counts dropped packets by reason: from the packet path (malformed, unknown_source,
