@@ -366,6 +366,7 @@ func (c *Controller) Status(ctx context.Context) (Status, error) {
 	if err != nil {
 		return Status{}, err
 	}
+	st.Tenants = make([]TenantStatus, 0, len(tenants)) // byID points into it: no reallocation
 	byID := map[int64]*TenantStatus{}
 	for _, t := range tenants {
 		ts := TenantStatus{Name: t.Name, Drops: map[string]uint64{}}
