@@ -325,7 +325,7 @@ func peerByPublicKey(ctx context.Context, q querier, pub Key) (Peer, error) {
 
 // peerSelect is the start of every peer query; callers append WHERE and ORDER BY.
 const peerSelect = `SELECT p.id, p.tenant_id, t.name, p.name, p.public_key, p.private_key_enc IS NOT NULL,
-	p.ipv4, p.ipv6, p.enabled, p.created_at, p.updated_at
+	p.ipv4, p.ipv6, p.enabled, p.created_at, p.updated_at, coalesce(p.expires_at, 0)
 	FROM peers AS p JOIN tenants AS t ON t.id = p.tenant_id `
 
 // queryPeers runs peerSelect+tail and returns the rows as Peers with their groups and sites;
@@ -353,12 +353,13 @@ func scanPeers(ctx context.Context, q querier, sizeHint int, tail string, args .
 		ps                         = make([]Peer, 0, sizeHint)
 		tenantName, name, pub, ip6 sql.RawBytes // reused between rows
 		ip4, created, updated      int64
+		expires                    int64  // 0: never
 		lastTenant                 string // rows of one tenant share its name string
 	)
 	for rows.Next() {
 		var p Peer
 		if err := rows.Scan(&p.ID, &p.TenantID, &tenantName, &name, &pub, &p.HasPrivateKey,
-			&ip4, &ip6, &p.Enabled, &created, &updated); err != nil {
+			&ip4, &ip6, &p.Enabled, &created, &updated, &expires); err != nil {
 			return nil, fmt.Errorf("store: read peers: %w", err)
 		}
 		if len(pub) != KeyLen || len(ip6) != 16 || ip4 < 0 || ip4 > 1<<32-1 {
@@ -373,6 +374,7 @@ func scanPeers(ctx context.Context, q querier, sizeHint int, tail string, args .
 		p.IPv4 = addrFromUint32(uint32(ip4))
 		p.IPv6 = netip.AddrFrom16([16]byte(ip6))
 		p.CreatedAt, p.UpdatedAt = fromMicros(created), fromMicros(updated)
+		p.ExpiresAt = optMicros(expires)
 		ps = append(ps, p)
 	}
 	if err := rows.Err(); err != nil {

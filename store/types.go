@@ -116,6 +116,9 @@ type Peer struct {
 	// SitePrefixes are the LAN prefixes behind the site, sorted by netip.Prefix.Compare
 	// (IPv4 first); nil when Site is "".
 	SitePrefixes []netip.Prefix
+	// ExpiresAt is when the peer expires, zero for never. From then on it is treated like a
+	// disabled peer (see Expired and SetPeerExpiry).
+	ExpiresAt time.Time
 }
 
 // NewPeer is what AddPeer needs. Exactly one of PrivateKey (server-generated) or PublicKey

@@ -1,0 +1,400 @@
+package store
+
+import (
+	"context"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// openClocked opens a store in a new directory with a fake clock it returns.
+func openClocked(t testing.TB) (*Store, *fakeClock) {
+	t.Helper()
+	clock := newClock()
+	return openOpts(t, Options{Path: filepath.Join(t.TempDir(), "popgate.db"), Now: clock.Now}), clock
+}
+
+const testPassword = "correct horse battery staple"
+
+func mustAdmin(t testing.TB, s *Store, name, role, tenant string) Admin {
+	t.Helper()
+	a, err := s.AddAdmin(context.Background(), NewAdmin{Name: name, Role: role, Tenant: tenant, Password: testPassword})
+	if err != nil {
+		t.Fatalf("AddAdmin(%s): %v", name, err)
+	}
+	return a
+}
+
+func countRows(t testing.TB, s *Store, table string) int {
+	t.Helper()
+	var n int
+	if err := s.db.QueryRowContext(context.Background(), "SELECT count(*) FROM "+table).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func TestPasswordHash(t *testing.T) {
+	hash, err := HashPassword(testPassword)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`^\$argon2id\$v=19\$m=19456,t=2,p=1\$[A-Za-z0-9+/]{22}\$[A-Za-z0-9+/]{43}$`).MatchString(hash) {
+		t.Errorf("hash %q is not the PHC form with t=2 m=19MiB p=1", hash)
+	}
+	if again, _ := HashPassword(testPassword); again == hash {
+		t.Error("two hashes of one password are equal: no salt?")
+	}
+	for _, tc := range []struct {
+		password string
+		want     bool
+	}{{testPassword, true}, {testPassword + " ", false}, {"", false}, {strings.ToUpper(testPassword), false}} {
+		if ok, err := VerifyPassword(hash, tc.password); ok != tc.want || err != nil {
+			t.Errorf("VerifyPassword(%q) = %v, %v; want %v", tc.password, ok, err, tc.want)
+		}
+	}
+	if ok, err := VerifyPassword(dummyPasswordHash, testPassword); ok || err != nil {
+		t.Errorf("dummy hash: %v, %v", ok, err)
+	}
+	for _, bad := range []string{
+		"",
+		"plain",
+		"$argon2i$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaA",
+		"$argon2id$v=18$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaA",
+		"$argon2id$v=19$m=4194304,t=2,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaA", // 4 GiB
+		"$argon2id$v=19$m=19456,t=2,p=1,m=8$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaA",
+		"$argon2id$v=19$m=19456,t=1000,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaA",
+		"$argon2id$v=19$m=19456,t=2,p=1,x=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaA",
+		"$argon2id$v=19$m=19456,t=2,p=1$!!$aGFzaGhhc2hoYXNoaGFzaA",
+		"$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$aA",
+	} {
+		if ok, err := VerifyPassword(bad, testPassword); ok || err == nil {
+			t.Errorf("VerifyPassword with hash %q = %v, %v; want an error", bad, ok, err)
+		}
+	}
+}
+
+func TestValidatePassword(t *testing.T) {
+	for _, tc := range []struct {
+		password, want string // want "": valid
+	}{
+		{testPassword, ""},
+		{"twelve chars", ""},
+		{"pässwört-1234", ""},
+		{"", "is empty"},
+		{"short", "too short (5 characters): use at least 12"},
+		{"ünïcödé", "too short (7 characters)"},
+		{strings.Repeat("x", 257), "too long (257 bytes): use at most 256"},
+		{"line\nbreak in it", "control character"},
+		{"tab\tin the password", "control character"},
+		{"\xff\xfe invalid utf-8!!", "not valid UTF-8"},
+		{"Alice.Example", "the admin's name"},
+	} {
+		err := ValidatePassword("alice.example", tc.password)
+		if tc.want == "" {
+			if err != nil {
+				t.Errorf("ValidatePassword(%q) = %v", tc.password, err)
+			}
+			continue
+		}
+		wantErr(t, err, ErrInvalid, tc.want)
+	}
+}
+
+func TestGeneratePassword(t *testing.T) {
+	seen := map[string]bool{}
+	for range 50 {
+		p, err := GeneratePassword()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !regexp.MustCompile(`^[a-hjkmnp-z2-9]{4}(-[a-hjkmnp-z2-9]{4}){5}$`).MatchString(p) {
+			t.Fatalf("generated password %q has the wrong form", p)
+		}
+		if err := ValidatePassword("admin", p); err != nil {
+			t.Fatalf("generated password %q is refused: %v", p, err)
+		}
+		if seen[p] {
+			t.Fatalf("password %q generated twice", p)
+		}
+		seen[p] = true
+	}
+}
+
+func TestAdmins(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openClocked(t)
+	mustTenant(t, s, "acme")
+	owner := mustAdmin(t, s, "root", RoleOwner, "")
+	ta := mustAdmin(t, s, "alice@acme", RoleTenantAdmin, "acme")
+	if ta.TenantName != "acme" || ta.TenantID == 0 || ta.Role != RoleTenantAdmin {
+		t.Errorf("tenant admin = %+v", ta)
+	}
+
+	// Refused additions store nothing.
+	for _, tc := range []struct {
+		na   NewAdmin
+		kind error
+		want string
+	}{
+		{NewAdmin{Name: "root", Role: RoleOwner, Password: testPassword}, ErrExists, `admin "root" already exists`},
+		{NewAdmin{Name: "Root", Role: RoleOwner, Password: testPassword}, ErrInvalid, `'R' at position 1 is not allowed`},
+		{NewAdmin{Name: strings.Repeat("a", 65), Role: RoleOwner, Password: testPassword}, ErrInvalid, "at most 64"},
+		{NewAdmin{Name: "-bob", Role: RoleOwner, Password: testPassword}, ErrInvalid, "starts with"},
+		{NewAdmin{Name: "bob", Role: "root", Password: testPassword}, ErrInvalid, `role "root" is unknown`},
+		{NewAdmin{Name: "bob", Role: RoleTenantAdmin, Password: testPassword}, ErrInvalid, "needs a tenant"},
+		{NewAdmin{Name: "bob", Role: RoleOwner, Tenant: "acme", Password: testPassword}, ErrInvalid, "cannot be limited"},
+		{NewAdmin{Name: "bob", Role: RoleViewer, Tenant: "nope", Password: testPassword}, ErrNotFound, `tenant "nope" not found`},
+		{NewAdmin{Name: "bob", Role: RoleViewer, Password: "short"}, ErrInvalid, "too short"},
+	} {
+		_, err := s.AddAdmin(ctx, tc.na)
+		wantErr(t, err, tc.kind, tc.want)
+	}
+	if n := countRows(t, s, "admins"); n != 2 {
+		t.Fatalf("%d admins after refused additions, want 2", n)
+	}
+
+	list, err := s.ListAdmins(ctx)
+	if err != nil || len(list) != 2 || list[0].Name != "alice@acme" || list[1].Name != "root" {
+		t.Fatalf("ListAdmins = %+v, %v", list, err)
+	}
+	if got, err := s.Admin(ctx, "root"); err != nil || got.ID != owner.ID || got.Role != RoleOwner || got.TenantName != "" {
+		t.Errorf("Admin(root) = %+v, %v", got, err)
+	}
+	_, err = s.Admin(ctx, "nobody")
+	wantErr(t, err, ErrNotFound, `admin "nobody" not found`)
+
+	// Passwords.
+	if a, ok, err := s.CheckAdminPassword(ctx, "root", testPassword); !ok || err != nil || a.ID != owner.ID {
+		t.Errorf("CheckAdminPassword(right) = %+v, %v, %v", a, ok, err)
+	}
+	if _, ok, err := s.CheckAdminPassword(ctx, "root", "wrong password!"); ok || err != nil {
+		t.Errorf("CheckAdminPassword(wrong) = %v, %v", ok, err)
+	}
+	_, ok, err := s.CheckAdminPassword(ctx, "nobody", testPassword)
+	if ok {
+		t.Error("unknown admin accepted")
+	}
+	wantErr(t, err, ErrNotFound, "not found")
+	_, err = s.SetAdminPassword(ctx, "root", "short")
+	wantErr(t, err, ErrInvalid, "too short")
+	if _, err := s.SetAdminPassword(ctx, "root", "a brand new password"); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, _ := s.CheckAdminPassword(ctx, "root", "a brand new password"); !ok {
+		t.Error("new password refused")
+	}
+
+	// The last enabled owner stays.
+	_, err = s.RemoveAdmin(ctx, "root")
+	wantErr(t, err, ErrInvalid, "last enabled owner")
+	_, err = s.SetAdminRole(ctx, "root", RoleViewer, "")
+	wantErr(t, err, ErrInvalid, "last enabled owner")
+	_, err = s.SetAdminDisabled(ctx, "root", true)
+	wantErr(t, err, ErrInvalid, "last enabled owner")
+	if _, err := s.SetAdminRole(ctx, "alice@acme", RoleOwner, ""); err != nil {
+		t.Fatal(err)
+	}
+	if a, err := s.SetAdminDisabled(ctx, "root", true); err != nil || !a.Disabled {
+		t.Fatalf("disable root = %+v, %v", a, err)
+	}
+	_, err = s.SetAdminRole(ctx, "alice@acme", RoleTenantAdmin, "acme")
+	wantErr(t, err, ErrInvalid, "last enabled owner")
+	if _, err := s.SetAdminDisabled(ctx, "root", false); err != nil {
+		t.Fatal(err)
+	}
+	if a, err := s.SetAdminRole(ctx, "alice@acme", RoleViewer, "acme"); err != nil || a.TenantName != "acme" || a.Role != RoleViewer {
+		t.Fatalf("SetAdminRole = %+v, %v", a, err)
+	}
+	if _, err := s.RemoveAdmin(ctx, "alice@acme"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.RemoveAdmin(ctx, "alice@acme")
+	wantErr(t, err, ErrNotFound, "not found")
+
+	// An admin of a removed tenant goes with it.
+	mustTenant(t, s, "beta")
+	mustAdmin(t, s, "bob", RoleTenantAdmin, "beta")
+	if err := s.RemoveTenant(ctx, "beta"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.Admin(ctx, "bob")
+	wantErr(t, err, ErrNotFound, "not found")
+}
+
+func TestAddFirstAdmin(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openClocked(t)
+	created, err := s.AddFirstAdmin(ctx, "admin", testPassword)
+	if err != nil || !created {
+		t.Fatalf("AddFirstAdmin = %v, %v", created, err)
+	}
+	if a, err := s.Admin(ctx, "admin"); err != nil || a.Role != RoleOwner {
+		t.Errorf("first admin = %+v, %v", a, err)
+	}
+	if created, err := s.AddFirstAdmin(ctx, "other", testPassword); err != nil || created {
+		t.Errorf("second AddFirstAdmin = %v, %v", created, err)
+	}
+	if n := countRows(t, s, "admins"); n != 1 {
+		t.Errorf("%d admins, want 1", n)
+	}
+}
+
+func TestSignInAccounting(t *testing.T) {
+	ctx := context.Background()
+	s, clock := openClocked(t)
+	a := mustAdmin(t, s, "root", RoleOwner, "")
+	now := clock.Now()
+	for i := 1; i <= 4; i++ {
+		got, err := s.RecordSignInFailure(ctx, a.ID, now, 5, 5*time.Minute)
+		if err != nil || got.FailedSignIns != i || got.Locked(now) {
+			t.Fatalf("failure %d: %+v, %v", i, got, err)
+		}
+	}
+	got, err := s.RecordSignInFailure(ctx, a.ID, now, 5, 5*time.Minute)
+	if err != nil || !got.Locked(now) || !got.LockedUntil.Equal(now.Add(5*time.Minute).Truncate(time.Microsecond)) || got.FailedSignIns != 0 {
+		t.Fatalf("fifth failure: %+v, %v", got, err)
+	}
+	if stored, _ := s.Admin(ctx, "root"); !stored.Locked(now.Add(4*time.Minute)) || stored.Locked(now.Add(5*time.Minute)) {
+		t.Errorf("stored lock until %v", stored.LockedUntil)
+	}
+	if err := s.RecordSignIn(ctx, a.ID, now.Add(6*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if stored, _ := s.Admin(ctx, "root"); stored.Locked(now) || stored.FailedSignIns != 0 || stored.LastSignIn.IsZero() {
+		t.Errorf("after sign-in: %+v", stored)
+	}
+}
+
+func TestTOTPSecrets(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openClocked(t)
+	a := mustAdmin(t, s, "root", RoleOwner, "")
+	b := mustAdmin(t, s, "bob", RoleViewer, "")
+	secret := []byte("12345678901234567890")
+
+	_, err := s.AdminTOTPSecret(ctx, a.ID, false)
+	wantErr(t, err, ErrNotFound, "no TOTP secret")
+	err = s.EnableAdminTOTP(ctx, a.ID, 1)
+	wantErr(t, err, ErrNotFound, "no TOTP enrolment is pending")
+	wantErr(t, s.SetAdminTOTPPending(ctx, a.ID, secret[:10]), ErrInvalid, "20 bytes")
+	if err := s.SetAdminTOTPPending(ctx, a.ID, secret); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.AdminTOTPSecret(ctx, a.ID, true); err != nil || string(got) != string(secret) {
+		t.Fatalf("pending secret = %q, %v", got, err)
+	}
+	var sealed []byte
+	if err := s.db.QueryRowContext(ctx, "SELECT totp_pending_enc FROM admins WHERE id = ?", a.ID).Scan(&sealed); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(sealed), string(secret)) {
+		t.Fatal("the TOTP secret is stored in the clear")
+	}
+	if err := s.EnableAdminTOTP(ctx, a.ID, 1000); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.Admin(ctx, "root"); !got.TOTPEnabled {
+		t.Error("TOTP not enabled")
+	}
+	if got, err := s.AdminTOTPSecret(ctx, a.ID, false); err != nil || string(got) != string(secret) {
+		t.Fatalf("secret = %q, %v", got, err)
+	}
+
+	// The step that confirmed the enrolment and earlier ones are used up.
+	for _, tc := range []struct {
+		step int64
+		want bool
+	}{{999, false}, {1000, false}, {1001, true}, {1001, false}, {1003, true}, {1002, false}} {
+		if ok, err := s.UseAdminTOTPStep(ctx, a.ID, tc.step); ok != tc.want || err != nil {
+			t.Errorf("UseAdminTOTPStep(%d) = %v, %v; want %v", tc.step, ok, err, tc.want)
+		}
+	}
+
+	// A sealed secret moved to another admin's row does not open.
+	if _, err := s.db.ExecContext(ctx, "UPDATE admins SET totp_secret_enc = (SELECT totp_secret_enc FROM admins WHERE id = ?) WHERE id = ?", a.ID, b.ID); err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.AdminTOTPSecret(ctx, b.ID, false)
+	wantErr(t, err, ErrInvalid, "cannot be decrypted")
+
+	if got, err := s.DisableAdminTOTP(ctx, "root"); err != nil || got.TOTPEnabled {
+		t.Fatalf("DisableAdminTOTP = %+v, %v", got, err)
+	}
+	_, err = s.AdminTOTPSecret(ctx, a.ID, false)
+	wantErr(t, err, ErrNotFound, "no TOTP secret")
+}
+
+// TestSchemaRefusesBadAuthRows writes rows of the auth tables with raw SQL to prove the
+// schema's own constraints refuse them.
+func TestSchemaRefusesBadAuthRows(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openClocked(t)
+	acme := mustTenant(t, s, "acme")
+	owner := mustAdmin(t, s, "root", RoleOwner, "")
+	hash, _ := HashPassword(testPassword)
+	admin := func(change map[string]any) map[string]any {
+		row := map[string]any{"name": "ok", "password_hash": hash, "role": "viewer", "created_at": 1, "password_set_at": 1}
+		for k, v := range change {
+			row[k] = v
+		}
+		return row
+	}
+	h32 := make([]byte, 32)
+	for _, tc := range []struct {
+		name, table string
+		row         map[string]any
+	}{
+		{"admin name upper case", "admins", admin(map[string]any{"name": "Root2"})},
+		{"admin name slash", "admins", admin(map[string]any{"name": "a/b"})},
+		{"admin name too long", "admins", admin(map[string]any{"name": strings.Repeat("a", 65)})},
+		{"admin name duplicate", "admins", admin(map[string]any{"name": "root"})},
+		{"admin plain password", "admins", admin(map[string]any{"password_hash": "hunter2"})},
+		{"admin bcrypt hash", "admins", admin(map[string]any{"password_hash": "$2y$10$abcdefghijklmnopqrstuv"})},
+		{"admin unknown role", "admins", admin(map[string]any{"role": "root"})},
+		{"admin owner with tenant", "admins", admin(map[string]any{"role": "owner", "tenant_id": acme.ID})},
+		{"admin tenant admin without tenant", "admins", admin(map[string]any{"role": "tenant_admin"})},
+		{"admin unknown tenant", "admins", admin(map[string]any{"tenant_id": 999})},
+		{"admin short TOTP ciphertext", "admins", admin(map[string]any{"totp_secret_enc": []byte{1, 2, 3}})},
+		{"admin disabled 2", "admins", admin(map[string]any{"disabled": 2})},
+		{"admin negative failures", "admins", admin(map[string]any{"failed_signins": -1})},
+		{"session short hash", "sessions", map[string]any{"token_hash": []byte("x"), "admin_id": owner.ID, "created_at": 1, "last_seen": 1, "expires_at": 2, "remote_addr": "", "user_agent": ""}},
+		{"session unknown admin", "sessions", map[string]any{"token_hash": h32, "admin_id": 999, "created_at": 1, "last_seen": 1, "expires_at": 2, "remote_addr": "", "user_agent": ""}},
+		{"session expires before it starts", "sessions", map[string]any{"token_hash": h32, "admin_id": owner.ID, "created_at": 5, "last_seen": 5, "expires_at": 5, "remote_addr": "", "user_agent": ""}},
+		{"token tenant admin without tenant", "api_tokens", map[string]any{"name": "ci", "token_hash": h32, "role": "tenant_admin", "created_at": 1}},
+		{"token expires before creation", "api_tokens", map[string]any{"name": "ci", "token_hash": h32, "role": "viewer", "created_at": 5, "expires_at": 4}},
+		{"audit without action", "audit_log", map[string]any{"at": 1, "actor": "a", "remote": "", "action": "", "target": "", "detail": ""}},
+		{"audit bad tenant", "audit_log", map[string]any{"at": 1, "actor": "a", "remote": "", "tenant": "", "action": "x", "target": "", "detail": ""}},
+	} {
+		if err := insertRow(ctx, s, tc.table, tc.row); err == nil {
+			t.Errorf("%s: row accepted", tc.name)
+		}
+	}
+	// The audit log is append-only, even for raw SQL.
+	if err := s.AppendAudit(ctx, AuditEntry{Actor: "root", Action: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{"UPDATE audit_log SET actor = 'someone else'", "DELETE FROM audit_log"} {
+		if _, err := s.db.ExecContext(ctx, q); err == nil || !strings.Contains(err.Error(), "append-only") {
+			t.Errorf("%s: %v", q, err)
+		}
+	}
+}
+
+func FuzzParsePHC(f *testing.F) {
+	hash, _ := HashPassword(testPassword)
+	f.Add(hash)
+	f.Add(dummyPasswordHash)
+	f.Add("$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA")
+	f.Fuzz(func(t *testing.T, s string) {
+		p, err := parsePHC(s)
+		if err != nil {
+			return
+		}
+		if p.memory > 64<<10 || p.time > 10 || p.threads > 8 || len(p.key) < 16 {
+			t.Errorf("parsePHC(%q) accepted %+v", s, p)
+		}
+	})
+}

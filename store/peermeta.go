@@ -1,0 +1,92 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Expired reports whether peer p has expired at now. An expired peer is treated like a
+// disabled one: it may not connect.
+func (p Peer) Expired(now time.Time) bool { return !p.ExpiresAt.IsZero() && !now.Before(p.ExpiresAt) }
+
+// RenamePeer renames the peer old of tenant to new and returns it as stored. Its keys,
+// addresses, groups and site stay. Renaming to the same name changes nothing. The error wraps
+// ErrInvalid for a bad name, ErrNotFound when the tenant or peer does not exist and ErrExists
+// when new is taken in the tenant. A policy naming the peer (peer:old) is the caller's to
+// check: the store does not parse policies.
+func (s *Store) RenamePeer(ctx context.Context, tenant, old, new string) (Peer, error) {
+	if err := ValidatePeerName(new); err != nil {
+		return Peer{}, err
+	}
+	var p Peer
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		var err error
+		if p, err = getPeer(ctx, tx, tenant, old); err != nil || old == new {
+			return err
+		}
+		if _, err := getPeer(ctx, tx, tenant, new); err == nil {
+			return errorf(ErrExists, "peer %q already exists in tenant %q: choose another name", new, tenant)
+		} else if !errors.Is(err, ErrNotFound) {
+			return err
+		}
+		now := fromMicros(micros(s.now()))
+		if _, err := tx.ExecContext(ctx, "UPDATE peers SET name = ?, updated_at = ? WHERE id = ?", new, micros(now), p.ID); err != nil {
+			return fmt.Errorf("store: rename peer %s: %w", old, err)
+		}
+		p.Name, p.UpdatedAt = new, now
+		return nil
+	})
+	if err != nil {
+		return Peer{}, err
+	}
+	return p, nil
+}
+
+// SetPeerExpiry sets when the peer name of tenant expires (nil: never) and returns it as
+// stored. Whether the time is sensible (in the future, say) is the caller's to decide; the
+// store refuses only times before 1970.
+func (s *Store) SetPeerExpiry(ctx context.Context, tenant, name string, at *time.Time) (Peer, error) {
+	var v any
+	var exp time.Time
+	if at != nil {
+		if at.UnixMicro() <= 0 {
+			return Peer{}, errorf(ErrInvalid, "expiry %s is before 1970: give a date in the future", at.UTC().Format(time.RFC3339))
+		}
+		exp = fromMicros(micros(*at))
+		v = micros(exp)
+	}
+	var p Peer
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		var err error
+		if p, err = getPeer(ctx, tx, tenant, name); err != nil || p.ExpiresAt.Equal(exp) {
+			return err
+		}
+		now := fromMicros(micros(s.now()))
+		if _, err := tx.ExecContext(ctx, "UPDATE peers SET expires_at = ?, updated_at = ? WHERE id = ?", v, micros(now), p.ID); err != nil {
+			return fmt.Errorf("store: set expiry of peer %s: %w", name, err)
+		}
+		p.ExpiresAt, p.UpdatedAt = exp, now
+		return nil
+	})
+	if err != nil {
+		return Peer{}, err
+	}
+	return p, nil
+}
+
+// NextPeerExpiry returns the earliest expiry after now of an enabled peer, so that a node can
+// apply it when it comes; ok is false when no such peer exists.
+func (s *Store) NextPeerExpiry(ctx context.Context, now time.Time) (time.Time, bool, error) {
+	var at sql.NullInt64
+	err := s.db.QueryRowContext(ctx, "SELECT min(expires_at) FROM peers WHERE enabled = 1 AND expires_at > ?", micros(now)).Scan(&at)
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("store: read peer expiry: %w", err)
+	}
+	if !at.Valid {
+		return time.Time{}, false, nil
+	}
+	return fromMicros(at.Int64), true, nil
+}
