@@ -280,7 +280,7 @@ func (c *Controller) withStats(ps []store.Peer) []PeerInfo {
 		if e := snap.byKey[p.PublicKey]; e != nil {
 			pi.RxPackets, pi.TxPackets = e.ctr.rxPackets.Load(), e.ctr.txPackets.Load()
 		}
-		if s, ok := stats[p.PublicKey]; ok && p.Enabled {
+		if s, ok := stats[p.PublicKey]; ok && p.Enabled && !p.Expired(now) {
 			pi.Online = s.online(now)
 			pi.Endpoint = s.endpoint
 			pi.LastHandshake = s.lastHandshake
@@ -405,7 +405,7 @@ func (c *Controller) Status(ctx context.Context) (Status, error) {
 				ts.TxPackets += e.ctr.txPackets.Load()
 			}
 		}
-		if !p.Enabled {
+		if !p.Enabled || p.Expired(now) {
 			continue
 		}
 		st.PeersEnabled++

@@ -53,6 +53,7 @@ type Node struct {
 	mu       sync.Mutex
 	devs     map[int64]*tenantDevice
 	policies map[int64]appliedPolicy
+	expiry   *time.Timer // reconciles at the next peer expiry
 
 	// lastSeen keeps the last device state of trimmed peers (their counters and handshake).
 	lastSeenMu sync.Mutex
@@ -321,6 +322,9 @@ func (n *Node) Close() error {
 			n.uapi.Close()
 		}
 		n.mu.Lock()
+		if n.expiry != nil {
+			n.expiry.Stop()
+		}
 		for id, td := range n.devs {
 			td.close()
 			delete(n.devs, id)

@@ -374,6 +374,20 @@ func TestNodeServesStockClient(t *testing.T) {
 	}
 	eventually(t, "re-enabled peer", 30*time.Second, func(ctx context.Context) error { return client.udpEcho(ctx, "198.51.100.2:7") })
 
+	// An expiry date cuts the peer off when it passes, like disable.
+	at := time.Now().Add(time.Second)
+	if _, err := ctrl.SetPeerExpiry(ctx, "acme", "laptop", &at); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "expired peer loses access", 10*time.Second, func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		if client.udpEcho(ctx, "198.51.100.2:7") == nil {
+			return errors.New("expired peer still reaches the exit")
+		}
+		return nil
+	})
+
 	if err := ctrl.RemovePeer(ctx, "acme", "laptop"); err != nil {
 		t.Fatal(err)
 	}

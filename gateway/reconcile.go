@@ -139,11 +139,47 @@ func (n *Node) loadDesired(ctx context.Context) (desired, map[int64]string, erro
 	if d.peers, err = n.store.ListPeers(ctx, ""); err != nil {
 		return d, nil, err
 	}
+	// An expired peer is a disabled one; the next expiry triggers a reconcile of its own.
+	now := time.Now()
+	for i := range d.peers {
+		if d.peers[i].Expired(now) {
+			d.peers[i].Enabled = false
+		}
+	}
+	if err := n.scheduleExpiryLocked(ctx, now); err != nil {
+		return d, nil, err
+	}
 	if d.routes, err = n.store.ListRoutes(ctx, ""); err != nil {
 		return d, nil, err
 	}
 	policies, err := n.store.Policies(ctx)
 	return d, policies, err
+}
+
+// scheduleExpiryLocked arms a timer that reconciles when the next enabled peer expires.
+func (n *Node) scheduleExpiryLocked(ctx context.Context, now time.Time) error {
+	at, ok, err := n.store.NextPeerExpiry(ctx, now)
+	if err != nil {
+		return err
+	}
+	if n.expiry != nil {
+		n.expiry.Stop()
+		n.expiry = nil
+	}
+	if !ok {
+		return nil
+	}
+	n.expiry = time.AfterFunc(at.Sub(now)+10*time.Millisecond, func() {
+		select {
+		case <-n.closing:
+			return
+		default:
+		}
+		if err := n.Reconcile(context.Background()); err != nil {
+			n.log.Error("reconcile at a peer's expiry", "err", err)
+		}
+	})
+	return nil
 }
 
 // newTenantDevice creates and brings up tenant id's device on the shared socket.
