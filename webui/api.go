@@ -56,6 +56,23 @@ func NewAPI(ctrl *gateway.Controller, log *slog.Logger) *API {
 		{"GET /api/v1/tenants/{tenant}/routes", a.routes},
 		{"POST /api/v1/tenants/{tenant}/routes", a.addRoute},
 		{"DELETE /api/v1/tenants/{tenant}/routes", a.removeRoute},
+
+		// ---- admins, API tokens, the audit log, and peer rename, expiry and download
+		// links (handlers and types in auth_api.go; on the web address apiRoutes in token.go
+		// decides who may call each) ----
+		{"GET /api/v1/admins", a.listAdmins},
+		{"POST /api/v1/admins", a.addAdmin},
+		{"PATCH /api/v1/admins/{admin}", a.updateAdmin},
+		{"PUT /api/v1/admins/{admin}/password", a.setAdminPassword},
+		{"DELETE /api/v1/admins/{admin}/totp", a.disableAdminTOTP},
+		{"DELETE /api/v1/admins/{admin}", a.removeAdmin},
+		{"GET /api/v1/tokens", a.listTokens},
+		{"POST /api/v1/tokens", a.addToken},
+		{"DELETE /api/v1/tokens/{token}", a.removeToken},
+		{"GET /api/v1/audit", a.auditLog},
+		{"POST /api/v1/tenants/{tenant}/peers/{peer}/rename", a.renamePeer},
+		{"PUT /api/v1/tenants/{tenant}/peers/{peer}/expiry", a.setPeerExpiry},
+		{"POST /api/v1/tenants/{tenant}/peers/{peer}/links", a.addDownloadLink},
 	} {
 		a.mux.Handle(r.pattern, a.wrap(r.h))
 	}
@@ -270,6 +287,10 @@ func apiPeer(p gateway.PeerInfo) APIPeer {
 		CreatedAt: p.CreatedAt.UTC(), ServerKey: p.HasPrivateKey,
 		Online: p.Online, Endpoint: p.Endpoint, RxBytes: p.RxBytes, TxBytes: p.TxBytes,
 		Groups: p.Groups, Site: p.Site, RxPackets: p.RxPackets, TxPackets: p.TxPackets,
+	}
+	if !p.ExpiresAt.IsZero() {
+		t := p.ExpiresAt.UTC()
+		out.ExpiresAt = &t
 	}
 	for _, pf := range p.SitePrefixes {
 		out.SitePrefixes = append(out.SitePrefixes, pf.String())

@@ -129,11 +129,14 @@ func TestAPI(t *testing.T) {
 	if len(peers.Peers) != 2 {
 		t.Fatalf("peers after the refused calls: %+v, want laptop and gw", peers.Peers)
 	}
+	apiCall{"POST", "/api/v1/tenants", `{"name":"bravo"}`, "", 201, ""}.do(t, srv)
+	apiCall{"POST", "/api/v1/tenants/bravo/peers", `{"name":"carol"}`, "", 201, ""}.do(t, srv)
 	var st APIStatus
 	if err := json.Unmarshal([]byte(apiCall{"GET", "/api/v1/status", "", "", 200, ""}.do(t, srv)), &st); err != nil {
 		t.Fatal(err)
 	}
-	if len(st.Tenants) != 1 || st.Tenants[0].Peers != 2 || len(st.Tenants[0].Rules) != 2 {
-		t.Errorf("status tenants = %+v, want acme with 2 peers and 1 rule + default", st.Tenants)
+	if len(st.Tenants) != 2 || st.Tenants[0].Name != "acme" || st.Tenants[0].Peers != 2 || len(st.Tenants[0].Rules) != 2 ||
+		st.Tenants[1].Name != "bravo" || st.Tenants[1].Peers != 1 {
+		t.Errorf("status tenants = %+v, want acme with 2 peers and 1 rule + default, bravo with 1 peer", st.Tenants)
 	}
 }

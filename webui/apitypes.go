@@ -93,6 +93,8 @@ type APIPeer struct {
 	Groups       []string `json:"groups,omitempty"`
 	Site         string   `json:"site,omitempty"`
 	SitePrefixes []string `json:"site_prefixes,omitempty"`
+	// ExpiresAt is when the peer stops being let in, as if disabled; absent: never.
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
 	// Live state from the device; zero when the peer never connected.
 	Online        bool       `json:"online"`
 	Endpoint      string     `json:"endpoint,omitempty"`

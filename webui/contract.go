@@ -77,3 +77,53 @@ type Pages interface {
 	// RenderError writes an error page (403, 404, 429, 500 ...) with one line for the user.
 	RenderError(w http.ResponseWriter, r *http.Request, code int, msg string)
 }
+
+// ---- Appended by the auth side: the account page, auditing by the pages side, and the
+// one-time download links. ----
+
+// AccountPage is the signed-in admin's own page, GET /account: served by the auth side,
+// rendered by the pages side (AccountPages). Its forms post to the auth side, which answers
+// with this page again (Error or Notice set) or a redirect:
+//
+//	POST /account/password      fields current, new, confirm (other sessions end)
+//	POST /account/totp/enrol    no fields; the answer has Enrolling set
+//	POST /account/totp/confirm  field code: a code from the app turns TOTP on
+//	POST /account/totp/disable  fields password, code
+//	POST /logout, POST /logout-everywhere (no fields; redirect to /login)
+type AccountPage struct {
+	Name   string
+	Role   Role
+	Tenant string // "" unless limited to one tenant
+	// Sessions is how many browsers are signed in as this admin, this one included.
+	Sessions int
+	// TOTPEnabled: sign-in asks for a one-time code; offer the disable form, else enrol.
+	TOTPEnabled bool
+	// Enrolling: show the QR code (<img src="{{.TOTPQRPath}}">, a PNG), TOTPSecret for typing
+	// in by hand, and the confirm form with its code field.
+	Enrolling  bool
+	TOTPSecret string
+	TOTPQRPath string
+	Error      string // one line, shown above the forms
+	Notice     string // one line: what just succeeded
+}
+
+// AccountPages is implemented by a Pages that renders the account page; without it the auth
+// side renders a plain built-in one.
+type AccountPages interface {
+	RenderAccount(w http.ResponseWriter, r *http.Request, code int, page AccountPage)
+}
+
+// AuditorSetter is implemented by a Pages that records its changes in the audit log:
+// NewServer hands it the server (an Auditor) before it calls Routes. Audit takes the actor
+// and address from the request, and the tenant from the route's {tenant} path value, else
+// the principal's tenant.
+type AuditorSetter interface {
+	SetAuditor(a Auditor)
+}
+
+// DownloadPathPrefix starts the path of a one-time config download link: DownloadPathPrefix
+// followed by the link's token (gateway.Controller.CreateDownloadLink). The pages side serves
+// it without sign-in: GET shows a page with a download button (Controller.DownloadLink; so
+// that link previewers do not spend the link), POST answers the config once
+// (Controller.RedeemDownloadLink) and should Audit "link.use".
+const DownloadPathPrefix = "/dl/"

@@ -1,0 +1,147 @@
+package webui
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"time"
+
+	"github.com/popgate/popgate/firewall"
+	"github.com/popgate/popgate/gateway"
+	"github.com/popgate/popgate/store"
+)
+
+// UI is the pages side of the web UI: server-rendered HTML pages on top of the gateway's
+// Controller, with small htmx enhancements. It implements Pages; the auth side puts
+// sign-in, sessions and CSRF protection in front of it.
+type UI struct {
+	ctrl  uiBackend
+	audit Auditor
+	log   *slog.Logger
+	now   func() time.Time
+
+	tmpl   *templates
+	static map[string]staticFile // by file name
+
+	// From the controller, or setSources; read-only once serving.
+	admins    adminLister
+	auditLog  auditReader
+	links     linkStore
+	lifecycle peerLifecycle
+}
+
+var _ Pages = (*UI)(nil)
+
+// uiBackend is what the pages need of the gateway. Production uses *gateway.Controller;
+// tests put a fake in front of it for what a real node cannot cheaply hold (10,000 peers,
+// live traffic).
+type uiBackend interface {
+	Status(ctx context.Context) (gateway.Status, error)
+	ListTenants(ctx context.Context) ([]gateway.TenantInfo, error)
+	AddTenant(ctx context.Context, name string) (store.Tenant, error)
+	RemoveTenant(ctx context.Context, name string) error
+	SetTenantSplitTunnel(ctx context.Context, tenant string, on bool) (gateway.TenantInfo, error)
+	ListPeers(ctx context.Context, tenant string) ([]gateway.PeerInfo, error)
+	Peer(ctx context.Context, tenant, name string) (gateway.PeerInfo, error)
+	AddPeer(ctx context.Context, req gateway.AddPeerRequest) (gateway.PeerInfo, string, error)
+	PeerConfig(ctx context.Context, tenant, name string) (string, error)
+	SetPeerEnabled(ctx context.Context, tenant, name string, enabled bool) (gateway.PeerInfo, error)
+	SetPeerGroups(ctx context.Context, tenant, name string, groups []string) (gateway.PeerInfo, error)
+	SetPeerSite(ctx context.Context, tenant, name, site string, prefixes []netip.Prefix) (gateway.PeerInfo, error)
+	RemovePeer(ctx context.Context, tenant, name string) error
+	Policy(ctx context.Context, tenant string) (text string, isDefault bool, err error)
+	SetPolicy(ctx context.Context, tenant, text string) (*firewall.RuleSet, error)
+	Routes(ctx context.Context, tenant string) ([]store.Route, error)
+	AddRoute(ctx context.Context, tenant string, prefix netip.Prefix, via string) (store.Route, error)
+	RemoveRoute(ctx context.Context, tenant string, prefix netip.Prefix) error
+}
+
+var _ uiBackend = (*gateway.Controller)(nil)
+
+// NewUI returns the pages on top of ctrl. Every change is recorded with audit; nil: the log,
+// until the server hands over its Auditor with SetAuditor.
+func NewUI(ctrl *gateway.Controller, audit Auditor, log *slog.Logger) (*UI, error) {
+	if ctrl == nil {
+		return nil, errors.New("webui: NewUI needs a gateway controller")
+	}
+	return newUI(ctrl, audit, log)
+}
+
+func newUI(ctrl uiBackend, audit Auditor, log *slog.Logger) (*UI, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if audit == nil {
+		audit = logAuditor{log}
+	}
+	u := &UI{ctrl: ctrl, audit: audit, log: log, now: time.Now}
+	u.findSources(ctrl)
+	if err := u.parseTemplatesInto(); err != nil {
+		return nil, err
+	}
+	if err := u.loadStatic(); err != nil {
+		return nil, err
+	}
+	return u, nil
+}
+
+// Routes registers every page on mux (see Pages). Changes need at least a tenant admin;
+// tenant scoping is checked in each handler. The static files and the one-time download
+// links are public: a link's token is its authorisation.
+func (u *UI) Routes(mux *http.ServeMux, protect func(min Role, h http.HandlerFunc) http.Handler) {
+	for _, rt := range []struct {
+		pattern string
+		min     Role
+		h       http.HandlerFunc
+	}{
+		{"GET /{$}", RoleViewer, u.dashboard},
+
+		{"GET /tenants", RoleViewer, u.tenants},
+		{"POST /tenants", RoleOwner, u.createTenant},
+		{"GET /tenants/{tenant}", RoleViewer, u.tenant},
+		{"POST /tenants/{tenant}/split-tunnel", RoleTenantAdmin, u.setSplitTunnel},
+		{"GET /tenants/{tenant}/delete", RoleOwner, u.confirmDeleteTenant},
+		{"POST /tenants/{tenant}/delete", RoleOwner, u.deleteTenant},
+		{"GET /tenants/{tenant}/policy", RoleViewer, u.policy},
+		{"POST /tenants/{tenant}/policy", RoleTenantAdmin, u.savePolicy},
+		{"GET /tenants/{tenant}/routes", RoleViewer, u.routes},
+		{"POST /tenants/{tenant}/routes", RoleTenantAdmin, u.addRoute},
+		{"POST /tenants/{tenant}/routes/remove", RoleTenantAdmin, u.removeRoute},
+
+		{"GET /peers", RoleViewer, u.peers},
+		{"GET /peers/table", RoleViewer, u.peersTable},
+		{"GET /peers/new", RoleTenantAdmin, u.newPeer},
+		{"POST /peers", RoleTenantAdmin, u.createPeer},
+		{"GET /tenants/{tenant}/peers/{peer}", RoleViewer, u.peer},
+		{"POST /tenants/{tenant}/peers/{peer}/enable", RoleTenantAdmin, u.enablePeer},
+		{"POST /tenants/{tenant}/peers/{peer}/disable", RoleTenantAdmin, u.disablePeer},
+		{"POST /tenants/{tenant}/peers/{peer}/rename", RoleTenantAdmin, u.renamePeer},
+		{"POST /tenants/{tenant}/peers/{peer}/expiry", RoleTenantAdmin, u.setPeerExpiry},
+		{"POST /tenants/{tenant}/peers/{peer}/groups", RoleTenantAdmin, u.setPeerGroups},
+		{"POST /tenants/{tenant}/peers/{peer}/site", RoleTenantAdmin, u.setPeerSite},
+		{"GET /tenants/{tenant}/peers/{peer}/delete", RoleTenantAdmin, u.confirmDeletePeer},
+		{"POST /tenants/{tenant}/peers/{peer}/delete", RoleTenantAdmin, u.deletePeer},
+		// Configs hold the peer's private key: viewers do not get them.
+		{"GET /tenants/{tenant}/peers/{peer}/config", RoleTenantAdmin, u.peerConfig},
+		{"GET /tenants/{tenant}/peers/{peer}/config/download", RoleTenantAdmin, u.downloadConfig},
+		{"GET /tenants/{tenant}/peers/{peer}/config/qr.png", RoleTenantAdmin, u.configQR},
+		{"POST /tenants/{tenant}/peers/{peer}/config/link", RoleTenantAdmin, u.createLink},
+
+		{"GET /admins", RoleOwner, u.adminsPage},
+		{"GET /audit", RoleViewer, u.auditPage},
+
+		{"/", RoleViewer, u.notFound},
+	} {
+		mux.Handle(rt.pattern, protect(rt.min, rt.h))
+	}
+	mux.Handle("GET /static/", http.HandlerFunc(u.serveStatic))
+	mux.Handle("GET "+DownloadPathPrefix+"{token}", http.HandlerFunc(u.linkPage))
+	mux.Handle("POST "+DownloadPathPrefix+"{token}", http.HandlerFunc(u.redeemLink))
+}
+
+// notFound answers every path no page has.
+func (u *UI) notFound(w http.ResponseWriter, r *http.Request) {
+	u.RenderError(w, r, http.StatusNotFound, "")
+}

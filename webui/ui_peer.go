@@ -1,0 +1,65 @@
+package webui
+
+import (
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/popgate/popgate/gateway"
+)
+
+// peerPage is the data of a peer's page.
+type peerPage struct {
+	Peer         gateway.PeerInfo
+	CanChange    bool
+	HasLifecycle bool      // rename and expiry are available
+	Expires      time.Time // zero: never
+	Expired      bool
+	// Form refills the form that was refused; Errors holds its inline errors by field.
+	Form   map[string]string
+	Errors formErrors
+}
+
+// peer serves GET /tenants/{tenant}/peers/{peer}: the peer, its live state and the forms that
+// change it.
+func (u *UI) peer(w http.ResponseWriter, r *http.Request) {
+	u.renderPeer(w, r, http.StatusOK, nil, nil)
+}
+
+// renderPeer writes the peer's page, with form and errs for a refused form.
+func (u *UI) renderPeer(w http.ResponseWriter, r *http.Request, code int, form map[string]string, errs formErrors) {
+	t, name := r.PathValue("tenant"), r.PathValue("peer")
+	if !u.seeTenant(w, r, t) {
+		return
+	}
+	pi, err := u.ctrl.Peer(r.Context(), t, name)
+	if err != nil {
+		u.fail(w, r, err)
+		return
+	}
+	p := peerPage{Peer: pi, CanChange: principal(r).CanChangeTenant(t), HasLifecycle: u.lifecycle != nil,
+		Form: form, Errors: errs}
+	if p.Form == nil {
+		p.Form = map[string]string{
+			"name":          pi.Name,
+			"groups":        strings.Join(pi.Groups, ", "),
+			"site":          pi.Site,
+			"site_prefixes": joinPrefixes(pi),
+		}
+	}
+	p.Expires = pi.ExpiresAt
+	p.Expired = pi.Expired(u.now())
+	if _, ok := p.Form["expires"]; !ok && !p.Expires.IsZero() {
+		// The form names the last day the peer works; it stops at the end of it.
+		p.Form["expires"] = p.Expires.Add(-time.Second).UTC().Format(time.DateOnly)
+	}
+	u.render(w, r, code, "peer", view{Title: name + " · " + t, Nav: "peers", Data: p})
+}
+
+func joinPrefixes(p gateway.PeerInfo) string {
+	s := make([]string, len(p.SitePrefixes))
+	for i, pf := range p.SitePrefixes {
+		s[i] = pf.String()
+	}
+	return strings.Join(s, "\n")
+}

@@ -1,0 +1,109 @@
+package webui
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/popgate/popgate/gateway"
+	"github.com/popgate/popgate/store"
+)
+
+// configPage is the data of a peer's config page: its config per region as text, download
+// and QR code, and one-time links.
+type configPage struct {
+	Peer    gateway.PeerInfo
+	Regions []regionConfig
+	// Link is the one-time link just created; "" otherwise.
+	Link        string
+	LinkExpires time.Time
+	LinkTTLs    []linkTTL
+}
+
+// regionConfig is a peer's wg-quick config for the region's endpoint.
+type regionConfig struct {
+	Region, Endpoint string
+	Config           string
+	DownloadURL      string
+	QRURL            string
+}
+
+// peerConfig serves GET /tenants/{tenant}/peers/{peer}/config (tenant admins: it shows the
+// private key the server holds). A new peer's page leads here.
+func (u *UI) peerConfig(w http.ResponseWriter, r *http.Request) {
+	t, name := r.PathValue("tenant"), r.PathValue("peer")
+	if !u.changeTenant(w, r, t) {
+		return
+	}
+	p, err := u.configPageData(r.Context(), t, name)
+	if err != nil {
+		u.fail(w, r, err)
+		return
+	}
+	u.record(r, t, "peer.config.show", t+"/"+name, "")
+	u.render(w, r, http.StatusOK, "peer_config", view{Title: "Config of " + name, Nav: "peers", Data: p})
+}
+
+func (u *UI) configPageData(ctx context.Context, t, name string) (*configPage, error) {
+	pi, err := u.ctrl.Peer(ctx, t, name)
+	if err != nil {
+		return nil, err
+	}
+	rcs, err := u.regionConfigs(ctx, t, name)
+	if err != nil {
+		return nil, err
+	}
+	return &configPage{Peer: pi, Regions: rcs, LinkTTLs: linkTTLs}, nil
+}
+
+// regionConfigs returns the peer's config for every region. There is one region, the
+// node's own, for now.
+func (u *UI) regionConfigs(ctx context.Context, t, name string) ([]regionConfig, error) {
+	st, err := u.ctrl.Status(ctx)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := u.ctrl.PeerConfig(ctx, t, name)
+	if err != nil {
+		return nil, err
+	}
+	q := "?region=" + url.QueryEscape(st.Region)
+	base := peerPath(t, name) + "/config"
+	return []regionConfig{{
+		Region: st.Region, Endpoint: st.PublicEndpoint, Config: cfg,
+		DownloadURL: base + "/download" + q, QRURL: base + "/qr.png" + q,
+	}}, nil
+}
+
+// regionConfig returns the peer's config for region; the error wraps store.ErrNotFound for
+// a region it has none for.
+func (u *UI) regionConfig(ctx context.Context, t, name, region string) (string, error) {
+	rcs, err := u.regionConfigs(ctx, t, name)
+	if err != nil {
+		return "", err
+	}
+	for _, rc := range rcs {
+		if rc.Region == region {
+			return rc.Config, nil
+		}
+	}
+	return "", fmt.Errorf("region %q: %w", region, store.ErrNotFound)
+}
+
+// configFileName is the download's name: <tenant>-<peer>.conf (both names are file-name
+// safe by their rules). wg-quick names the interface after the file, so it must stay short
+// to be usable as is; the apps accept any name.
+func configFileName(t, name string) string { return t + "-" + name + ".conf" }
+
+// writeConfig answers with cfg as a file to save.
+func writeConfig(w http.ResponseWriter, t, name, cfg string) {
+	h := w.Header()
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("Content-Disposition", fmt.Sprintf("attachment; filename=%q", configFileName(t, name)))
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Content-Length", fmt.Sprint(len(cfg)))
+	w.Write([]byte(cfg))
+}

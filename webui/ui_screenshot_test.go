@@ -1,0 +1,202 @@
+package webui
+
+import (
+	"context"
+	"fmt"
+	"image/png"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/popgate/popgate/gateway"
+)
+
+// demoData fills the harness's node through the pages, as an owner would: tenants, peers
+// with groups, a site with routes, a policy. The audit log fills with it.
+func demoData(t *testing.T, h *uiHarness) {
+	t.Helper()
+	h.check(owner, "POST", "/tenants", form("name", "globex"), http.StatusSeeOther)
+	h.check(owner, "POST", "/tenants", form("name", "initech"), http.StatusSeeOther)
+	peers := []struct{ tenant, name, groups, site, prefixes string }{
+		{"acme", "alice-laptop", "eng, laptops", "", ""},
+		{"acme", "alice-phone", "eng", "", ""},
+		{"acme", "bob-laptop", "eng, laptops", "", ""},
+		{"acme", "carol-desktop", "sales", "", ""},
+		{"acme", "dave-phone", "sales", "", ""},
+		{"acme", "erin-laptop", "ops, laptops", "", ""},
+		{"acme", "build-01", "servers", "", ""},
+		{"acme", "build-02", "servers", "", ""},
+		{"acme", "office-gw", "", "office", "10.10.0.0/24\n10.10.1.0/24"},
+		{"acme", "frank-tablet", "sales", "", ""},
+		{"acme", "grace-laptop", "eng", "", ""},
+		{"bravo", "reception", "", "", ""},
+		{"bravo", "ceo-phone", "exec", "", ""},
+		{"bravo", "warehouse-gw", "", "warehouse", "192.168.50.0/24"},
+		{"globex", "hank-laptop", "eng", "", ""},
+		{"globex", "ivy-phone", "", "", ""},
+	}
+	for _, p := range peers {
+		h.check(owner, "POST", "/peers", form("tenant", p.tenant, "name", p.name, "groups", p.groups, "site", p.site, "site_prefixes", p.prefixes), http.StatusSeeOther)
+	}
+	h.check(owner, "POST", "/tenants/acme/peers/frank-tablet/disable", form(), http.StatusSeeOther)
+	h.check(owner, "POST", "/tenants/acme/peers/alice-laptop/expiry", form("expires", time.Now().AddDate(0, 2, 0).Format(time.DateOnly)), http.StatusSeeOther)
+	ctx := context.Background()
+	for _, a := range []gateway.AddAdminRequest{
+		{Name: "olivia", Role: "owner"},
+		{Name: "alice", Role: "tenant_admin", Tenant: "acme"},
+		{Name: "bob", Role: "tenant_admin", Tenant: "bravo"},
+		{Name: "victor", Role: "viewer"},
+	} {
+		if _, _, err := h.ctrl.AddAdmin(ctx, a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.check(owner, "POST", "/tenants/acme/routes", form("prefix", "10.10.0.0/23", "via", "site:office"), http.StatusSeeOther)
+	h.check(owner, "POST", "/tenants/acme/routes", form("prefix", "192.0.2.0/24", "via", "internet"), http.StatusSeeOther)
+	h.check(owner, "POST", "/tenants/acme/split-tunnel", form("split_tunnel", "on"), http.StatusSeeOther)
+	h.check(owner, "POST", "/tenants/acme/policy", form("policy", `# acme: engineers reach the office and the build servers
+default deny
+allow group:eng -> site:office tcp 22,443
+allow group:eng -> group:servers tcp 22,8080
+allow group:sales -> site:office tcp 443
+allow group:ops -> any
+allow any -> 0.0.0.0/0, ::/0          # the internet
+`), http.StatusSeeOther)
+}
+
+// TestScreenshots renders the main pages with headless Chromium, light and dark, desktop and
+// phone, into $POPGATE_SCREENSHOTS (skipped when unset or without chromium). Look at them.
+func TestScreenshots(t *testing.T) {
+	dir := os.Getenv("POPGATE_SCREENSHOTS")
+	if dir == "" {
+		t.Skip("set POPGATE_SCREENSHOTS=<dir> to render screenshots")
+	}
+	chromium, err := exec.LookPath("chromium")
+	if err != nil {
+		t.Skip("no chromium: apt-get install -y --no-install-recommends chromium")
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	h := newUIHarness(t)
+	demoData(t, h)
+	live := &livePeers{uiBackend: h.ctrl, now: time.Now()}
+	ui, err := newUI(live, h.audit, h.ui.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ui.setSources(sources{Admins: h.ctrl, AuditLog: h.ctrl, Links: h.ctrl, Lifecycle: h.ctrl})
+	h.use(ui)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		as := owner
+		if r.URL.Query().Get("as") == "alice" {
+			as = acmeAdmin
+		}
+		// The server's policy (server.go): the pages must work under it.
+		w.Header().Set("Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "+
+			"font-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'")
+		// The auth side's pages, rendered by ours.
+		switch r.URL.Path {
+		case "/login":
+			ui.RenderLogin(w, r, http.StatusOK, LoginPage{Name: "olivia", Error: "Wrong name or password.", Next: "/peers"})
+			return
+		case "/account":
+			ui.RenderAccount(w, r.WithContext(WithPrincipal(r.Context(), as)), http.StatusOK, AccountPage{Name: "olivia", Role: RoleOwner, Sessions: 2, Enrolling: true,
+				TOTPSecret: "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP", TOTPQRPath: "/tenants/acme/peers/alice-phone/config/qr.png?region=local"})
+			return
+		}
+		h.mux.ServeHTTP(w, r.WithContext(WithPrincipal(r.Context(), as)))
+	}))
+	defer srv.Close()
+
+	// A one-time link for its landing page.
+	body := h.check(owner, "POST", "/tenants/acme/peers/alice-phone/config/link", form("ttl", "24h"), http.StatusOK, "/dl/")
+	link := regexp.MustCompile(`/dl/[A-Za-z0-9_-]+`).FindString(body)
+
+	pages := []struct {
+		name, path string
+		height     int
+	}{
+		{"dashboard", "/", 1050},
+		{"peers", "/peers", 1000},
+		{"peers-tenant", "/peers?tenant=acme&sort=-rx", 900},
+		{"peer", "/tenants/acme/peers/alice-laptop", 1350},
+		{"peer-new", "/peers/new?tenant=acme", 1000},
+		{"peer-new-errors", "", 1000},
+		{"peer-config", "/tenants/acme/peers/alice-laptop/config?ok=peer-created", 1000},
+		{"tenants", "/tenants", 800},
+		{"policy", "/tenants/acme/policy", 1250},
+		{"policy-errors", "", 1100},
+		{"routes", "/tenants/acme/routes", 800},
+		{"audit", "/audit", 1000},
+		{"admins", "/admins", 600},
+		{"link", link, 600},
+		{"error-404", "/tenants/nope/peers/x", 500},
+		{"login", "/login", 600},
+		{"account", "/account", 900},
+	}
+	// Pages that are the answer to a refused POST are saved as files and shown from there.
+	refused := map[string]string{
+		"peer-new-errors": h.check(owner, "POST", "/peers", form("tenant", "acme", "name", strings.Repeat("x", 70), "public_key", "not-a-key", "groups", "eng, bad group!", "site", "lab", "site_prefixes", "10.20.0.1/24"), http.StatusUnprocessableEntity),
+		"policy-errors":   h.check(owner, "POST", "/tenants/acme/policy", form("policy", "default deny\nallow group:eng -> site:office tpc 22\nallow group:nobody -> any\nallow any => any\n"), http.StatusUnprocessableEntity),
+	}
+	tmp := t.TempDir()
+	shoot := func(name, url string, width, height int, dark bool) {
+		out := filepath.Join(dir, name+".png")
+		args := []string{"--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+			"--disable-background-networking", "--disable-component-update", "--disable-sync",
+			"--hide-scrollbars", "--user-data-dir=" + filepath.Join(tmp, name), "--enable-logging=stderr", "--v=0",
+			fmt.Sprintf("--window-size=%d,%d", width, height), "--screenshot=" + out}
+		if dark {
+			args = append(args, "--force-dark-mode")
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+		defer cancel()
+		b, err := exec.CommandContext(ctx, chromium, append(args, url)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("chromium %s: %v\n%s", name, err, b)
+		}
+		for line := range strings.Lines(string(b)) {
+			if strings.Contains(line, "Content Security Policy") || strings.Contains(line, "CONSOLE") {
+				t.Errorf("%s: %s", name, line)
+			}
+		}
+		f, err := os.Open(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if _, err := png.Decode(f); err != nil {
+			t.Errorf("%s: %v", out, err)
+		}
+	}
+	for _, p := range pages {
+		url := srv.URL + p.path
+		if body, ok := refused[p.name]; ok {
+			// Point the saved page's assets at the server.
+			file := filepath.Join(tmp, p.name+".html")
+			body = strings.ReplaceAll(body, `"/static/`, `"`+srv.URL+`/static/`)
+			if err := os.WriteFile(file, []byte(body), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			url = "file://" + file
+		}
+		shoot(p.name, url, 1280, p.height, false)
+		shoot(p.name+"-dark", url, 1280, p.height, true)
+	}
+	for _, p := range []string{"dashboard", "peers", "peer", "peer-config"} {
+		for _, pg := range pages {
+			if pg.name == p {
+				shoot(p+"-phone", srv.URL+pg.path, 390, 1100, false)
+				shoot(p+"-phone-dark", srv.URL+pg.path, 390, 1100, true)
+			}
+		}
+	}
+	shoot("peers-alice", srv.URL+"/peers?as=alice", 1280, 900, false)
+}
