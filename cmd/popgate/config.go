@@ -31,6 +31,9 @@ type ServeConfig struct {
 	LogFormat string
 	// ConfigFile is the config file that was read, "" if none.
 	ConfigFile string
+	// TLSCertFile and TLSKeyFile are the web UI's PEM certificate and key, both or neither.
+	// Default: none, so HTTPS with a self-signed certificate on a non-loopback WebAddr.
+	TLSCertFile, TLSKeyFile string
 }
 
 const (
@@ -54,6 +57,8 @@ type serveSettings struct {
 	DNSUpstream    []string
 	LogLevel       string
 	LogFormat      string
+	TLSCert        string
+	TLSKey         string
 }
 
 func defaultServeSettings() serveSettings {
@@ -94,8 +99,13 @@ var serveSettingsTable = []setting{
 	{name: "public-endpoint", usage: "`HOST:PORT` that client configs connect to",
 		defText: "first non-loopback address and the listen port",
 		field:   func(s *serveSettings) any { return &s.PublicEndpoint }},
-	{name: "web-addr", usage: "`HOST:PORT` the web UI listens on",
+	{name: "web-addr", usage: "`HOST:PORT` the web UI listens on: plain HTTP on loopback, HTTPS elsewhere",
 		field: func(s *serveSettings) any { return &s.WebAddr }},
+	{name: "tls-cert", usage: "PEM certificate `FILE` of the web UI (with --tls-key), read again when it changes",
+		defText: "a self-signed certificate in the data dir on a non-loopback --web-addr",
+		field:   func(s *serveSettings) any { return &s.TLSCert }},
+	{name: "tls-key", usage: "PEM private key `FILE` of --tls-cert",
+		field: func(s *serveSettings) any { return &s.TLSKey }},
 	{name: "interface", usage: "`NAME` of the WireGuard device (wg show NAME)",
 		field: func(s *serveSettings) any { return &s.Interface }},
 	{name: "mtu", usage: "`MTU` of the tunnel, also written into client configs",
@@ -453,7 +463,14 @@ func (a *app) buildServeConfig(s serveSettings, origin map[string]string) (Serve
 		}
 		return &usageError{msg: msg}
 	}
-	sc := ServeConfig{WebAddr: s.WebAddr, LogFormat: strings.ToLower(s.LogFormat)}
+	sc := ServeConfig{WebAddr: s.WebAddr, LogFormat: strings.ToLower(s.LogFormat), TLSCertFile: s.TLSCert, TLSKeyFile: s.TLSKey}
+	if (s.TLSCert == "") != (s.TLSKey == "") {
+		name := "tls-cert"
+		if s.TLSCert == "" {
+			name = "tls-key"
+		}
+		return sc, bad(name, "--tls-cert and --tls-key go together: give the certificate and its key, or neither for a self-signed certificate")
+	}
 
 	if err := checkHostPort(s.WebAddr); err != nil {
 		return sc, bad("web-addr", "web addr %q %v: use host:port, e.g. 127.0.0.1:8080 (all interfaces: 0.0.0.0:8080)", s.WebAddr, err)

@@ -135,6 +135,9 @@ var commands = []command{
 	{"policy", "show and set the firewall policy of a tenant", (*app).cmdPolicy},
 	{"route", "list, add and remove the routes of a tenant", (*app).cmdRoute},
 	{"status", "show the running node, its device, its peers and its tenants at a glance", (*app).cmdStatus},
+	{"admin", "add, list and remove the admins of the web UI; set their passwords", (*app).cmdAdmin},
+	{"token", "add, list and remove API tokens", (*app).cmdToken},
+	{"audit", "show the audit log: who changed what, when, from where", (*app).cmdAudit},
 	{"version", "print the version", (*app).cmdVersion},
 	{"help", "show the help of a command", nil},
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -43,35 +42,68 @@ func runServe(ctx context.Context, sc ServeConfig, log *slog.Logger) error {
 	if err := node.Start(ctx); err != nil {
 		return err
 	}
-	api := webui.NewAPI(node.Controller(), log.With("component", "api"))
+	ctrl := node.Controller()
+	pages, err := webui.NewUI(ctrl, nil, log.With("component", "ui"))
+	if err != nil {
+		return err
+	}
+	// The web server also wraps the control socket's API, so that CLI changes are audited.
+	web, err := webui.NewServer(webui.ServerConfig{
+		Ctrl:        ctrl,
+		Pages:       pages,
+		Addr:        sc.WebAddr,
+		TLSCertFile: sc.TLSCertFile,
+		TLSKeyFile:  sc.TLSKeyFile,
+		DataDir:     node.Config().DataDir,
+		Log:         log.With("component", "web"),
+	})
+	if err != nil {
+		return err
+	}
 
 	ctl, err := listenControl(filepath.Join(node.Config().DataDir, controlSocketName))
 	if err != nil {
 		return err
 	}
-	ctlSrv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}
+	ctlSrv := &http.Server{Handler: web.ControlHandler(), ReadHeaderTimeout: 10 * time.Second}
 
-	web, err := net.Listen("tcp", sc.WebAddr)
+	wl, err := net.Listen("tcp", sc.WebAddr)
 	if err != nil {
 		ctl.Close()
 		return fmt.Errorf("web address %s: %w: choose another --web-addr", sc.WebAddr, err)
 	}
-	webSrv := &http.Server{Handler: webMux(), ReadHeaderTimeout: 10 * time.Second}
-	log.Info("web endpoint listening", "addr", web.Addr().String(), "health", "http://"+web.Addr().String()+"/healthz")
+	endpointHost, _, _ := net.SplitHostPort(node.Config().PublicEndpoint)
+	webURL := web.URL(wl.Addr(), endpointHost)
+	log.Info("web endpoint listening", "addr", wl.Addr().String(), "url", webURL, "health", webURL+"healthz")
+	if err := announceFirstAdmin(ctx, ctrl, os.Stderr, webURL); err != nil {
+		ctl.Close()
+		wl.Close()
+		return err
+	}
 
-	errc := make(chan error, 2)
-	go func() { errc <- serveHTTP(ctlSrv, ctl) }()
-	go func() { errc <- serveHTTP(webSrv, web) }()
+	webCtx, stopWeb := context.WithCancel(ctx)
+	defer stopWeb()
+	ctlErr, webErr := make(chan error, 1), make(chan error, 1)
+	go func() { ctlErr <- serveHTTP(ctlSrv, ctl) }()
+	go func() { webErr <- web.Serve(webCtx, wl) }()
 
+	webDone := false
 	select {
 	case <-ctx.Done():
 		log.Info("shutting down")
-	case err = <-errc:
+	case err = <-ctlErr:
+	case err = <-webErr:
+		webDone = true
 	}
+	stopWeb()
 	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	ctlSrv.Shutdown(shutdown)
-	webSrv.Shutdown(shutdown)
+	if !webDone {
+		if werr := <-webErr; err == nil {
+			err = werr
+		}
+	}
 	return err
 }
 
@@ -97,16 +129,6 @@ func listenControl(path string) (net.Listener, error) {
 		return nil, fmt.Errorf("control socket %s: %w", path, err)
 	}
 	return l, nil
-}
-
-// webMux serves the web address: the health endpoint for now; the web UI joins it later.
-func webMux() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(map[string]string{"status": "ok"})
-	})
-	return mux
 }
 
 // startCPUProfile profiles the process into path until the returned stop is called. For
