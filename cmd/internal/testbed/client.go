@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -173,7 +174,14 @@ func StartWireGuardGo(t testing.TB, ns *Netns, ifname, bin string) *Proc {
 		bin = "wireguard-go"
 	}
 	sock := filepath.Join(UAPIDir, ifname+".sock")
-	_ = os.Remove(sock) // stale from a killed run; the name is unique to this process
+	// The directory is shared by all namespaces: a socket that answers belongs to a live
+	// device of the same name (in this test or another namespace); one that does not is
+	// stale, from a killed run.
+	if c, err := net.DialTimeout("unix", sock, time.Second); err == nil {
+		c.Close()
+		t.Fatalf("testbed: a live wireguard-go device already serves %s: give every interface of a test its own name", sock)
+	}
+	_ = os.Remove(sock)
 	p, err := ns.Start(t, "env", "LOG_LEVEL=verbose", bin, "-f", ifname)
 	if err != nil {
 		t.Fatalf("testbed: %v", err)

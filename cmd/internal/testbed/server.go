@@ -85,6 +85,21 @@ func StartStockServer(t testing.TB, topo *Topology, opts StockServerOptions) *St
 // ::/0 and PersistentKeepalive 25 — the shape of a config popgate prints.
 func (s *StockServer) AddPeer(t testing.TB) string {
 	t.Helper()
+	return s.addPeer(t, nil, "0.0.0.0/0, ::/0")
+}
+
+// AddSitePeer adds a site connector for the LAN prefix lan and returns its wg-quick file: as
+// AddPeer's, but with AllowedIPs the overlay only (100.64.0.0/10, fd00:64::/64), so the LAN
+// keeps its own way out and answers clients through the tunnel. The server routes lan to it.
+func (s *StockServer) AddSitePeer(t testing.TB, lan netip.Prefix) string {
+	t.Helper()
+	conf := s.addPeer(t, []netip.Prefix{lan}, "100.64.0.0/10, fd00:64::/64")
+	s.topo.Pop.MustRun(t, "ip", "route", "replace", lan.Masked().String(), "dev", s.Ifname)
+	return conf
+}
+
+func (s *StockServer) addPeer(t testing.TB, extra []netip.Prefix, clientAllowed string) string {
+	t.Helper()
 	priv, pub, err := GenerateKeyPair()
 	if err != nil {
 		t.Fatal(err)
@@ -93,9 +108,13 @@ func (s *StockServer) AddPeer(t testing.TB) string {
 	s.nextClient++
 	v4 := netip.AddrFrom4([4]byte{100, 64, byte(n >> 8), byte(n)})
 	v6 := netip.MustParseAddr(fmt.Sprintf("fd00:64::%x", n))
-	s.topo.Pop.MustRun(t, "wg", "set", s.Ifname, "peer", pub, "allowed-ips", v4.String()+"/32,"+v6.String()+"/128")
+	allowed := v4.String() + "/32," + v6.String() + "/128"
+	for _, p := range extra {
+		allowed += "," + p.Masked().String()
+	}
+	s.topo.Pop.MustRun(t, "wg", "set", s.Ifname, "peer", pub, "allowed-ips", allowed)
 	var b strings.Builder
 	fmt.Fprintf(&b, "[Interface]\nPrivateKey = %s\nAddress = %s/32, %s/128\nMTU = %d\n\n", priv, v4, v6, s.MTU)
-	fmt.Fprintf(&b, "[Peer]\nPublicKey = %s\nEndpoint = %s\nAllowedIPs = 0.0.0.0/0, ::/0\nPersistentKeepalive = 25\n", s.PublicKey, s.Endpoint)
+	fmt.Fprintf(&b, "[Peer]\nPublicKey = %s\nEndpoint = %s\nAllowedIPs = %s\nPersistentKeepalive = 25\n", s.PublicKey, s.Endpoint, clientAllowed)
 	return b.String()
 }

@@ -1,9 +1,12 @@
 // Package testbed runs end-to-end tests against stock WireGuard parts in network namespaces.
 //
-// It creates namespaces and veth links (NewNetns, Veth), the three-namespace topology of the
-// project's TESTBED.md (NewTopology), stock wireguard-go clients and servers configured with
-// wg(8) (StartClient, StartStockServer), and traffic helpers: an HTTP file server, a UDP echo
-// server, downloads, echoes and pings from another namespace.
+// It creates namespaces and veth links (NewNetns, Veth), the topology of the project's
+// TESTBED.md (NewTopology) with as many client namespaces as a test needs (Topology.NewClient)
+// and sites, LANs behind a site connector (NewSite), stock wireguard-go clients and servers
+// configured with wg(8) (StartClient, Site.StartConnector, StartStockServer), and traffic
+// helpers: HTTP servers (a file, optionally rate-limited, or a text), a TCP banner, a UDP
+// echo server, downloads, echoes (one-shot or a steady one-socket flow) and pings from
+// another namespace.
 //
 // Everything a test creates is named uniquely per process (a pid suffix) and removed in
 // t.Cleanup, also when the test fails: processes are ended by pid, namespaces deleted, UAPI

@@ -2,12 +2,14 @@ package testbed
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -201,5 +203,129 @@ func testStockGateway(t *testing.T, wggo string) {
 	}
 	if out, err := client.Show(ctx); err != nil || !strings.Contains(out, "latest handshake") {
 		t.Errorf("client's wg show has no handshake (%v):\n%s", err, out)
+	}
+}
+
+// TestTestbedManyClientsAndSite proves the bridge with more than one client and a site behind a
+// connector, with stock parts only: two clients of the stock gateway and a site connector,
+// configured only from the wg-quick files, reach the internet and the site's LAN host, which
+// answers through the tunnel.
+func TestTestbedManyClientsAndSite(t *testing.T) {
+	RequireRoot(t)
+	RequireTools(t, "ip", "wg", "wg-quick", "wireguard-go", "ping", "iptables", "ip6tables")
+	topo := NewTopology(t)
+	macBefore := strings.TrimSpace(topo.Pop.MustRun(t, "cat", "/sys/class/net/"+topo.PopCliLink+"/address"))
+	cli2 := topo.NewClient(t)
+	lan := netip.MustParsePrefix("10.10.0.0/24")
+	site := NewSite(t, topo, lan)
+	if out := cli2.MustRun(t, "ip", "-4", "-o", "address", "show"); !strings.Contains(out, "192.0.2.10/24") {
+		t.Errorf("the first NewClient has no 192.0.2.10/24:\n%s", out)
+	}
+	if site.UnderlayAddr != netip.MustParseAddr("192.0.2.11") || site.ConnectorAddr != netip.MustParseAddr("10.10.0.1") ||
+		site.HostAddr != netip.MustParseAddr("10.10.0.2") {
+		t.Errorf("site addresses: underlay %s, connector %s, host %s", site.UnderlayAddr, site.ConnectorAddr, site.HostAddr)
+	}
+	if mac := strings.TrimSpace(topo.Pop.MustRun(t, "cat", "/sys/class/net/"+topo.PopCliLink+"/address")); mac != macBefore {
+		t.Errorf("the bridge's MAC changed from %s to %s when namespaces were attached", macBefore, mac)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	// The underlay: every attached namespace reaches Pop and the others over the bridge; the
+	// LAN host reaches its connector; nothing reaches Net or the LAN without a tunnel.
+	for _, c := range []struct {
+		from *Netns
+		to   netip.Addr
+	}{
+		{topo.Cli, topo.PopCliAddr}, {cli2, topo.PopCliAddr}, {site.Connector, topo.PopCliAddr},
+		{cli2, topo.CliAddr}, {site.LAN, site.ConnectorAddr},
+	} {
+		if err := PingN(ctx, c.from, c.to, 1, 2*time.Second); err != nil {
+			t.Errorf("underlay: %v", err)
+		}
+	}
+	for _, c := range []struct {
+		from *Netns
+		to   netip.Addr
+	}{{cli2, topo.NetAddr4}, {topo.Cli, site.HostAddr}, {site.LAN, topo.PopCliAddr}} {
+		if err := PingN(ctx, c.from, c.to, 1, time.Second); err == nil {
+			t.Errorf("%s reaches %s without a tunnel: the topology leaks", c.from, c.to)
+		}
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+
+	srv := StartStockServer(t, topo, StockServerOptions{})
+	StartClient(t, topo.Cli, topo.Name("wgc"), srv.AddPeer(t))
+	StartClient(t, cli2, topo.Name("wgd"), srv.AddPeer(t))
+	conn := site.StartConnector(t, topo.Name("wgt"), srv.AddSitePeer(t, lan))
+	if out := site.LAN.MustRun(t, "ip", "-4", "route", "show", "100.64.0.0/10"); !strings.Contains(out, "via "+site.ConnectorAddr.String()) {
+		t.Errorf("the LAN host does not route the overlay via the connector: %q", out)
+	}
+	text := ServeText(t, site.LAN, netip.AddrPortFrom(site.HostAddr, 80).String(), "site\n")
+	for _, ns := range []*Netns{topo.Cli, cli2} {
+		Poll(t, 30*time.Second, "ping "+topo.NetAddr4.String()+" from "+ns.Name, func(ctx context.Context) error {
+			return PingN(ctx, ns, topo.NetAddr4, 1, time.Second)
+		})
+		Poll(t, 30*time.Second, "GET from the site's LAN host from "+ns.Name, func(ctx context.Context) error {
+			body, err := GetText(ctx, ns, fmt.Sprintf("http://%s:%d/", site.HostAddr, text))
+			if err == nil && body != "site\n" {
+				err = fmt.Errorf("body %q, want %q", body, "site\n")
+			}
+			return err
+		})
+	}
+	// The LAN host reaches the clients' overlay addresses through the connector.
+	cliAddr := netip.MustParseAddr("100.64.0.2")
+	if err := Ping(ctx, site.LAN, cliAddr); err != nil {
+		t.Errorf("LAN host to a client's overlay address: %v", err)
+	}
+	if out, err := conn.Show(ctx); err != nil || !strings.Contains(out, "latest handshake") {
+		t.Errorf("the connector's wg show has no handshake (%v):\n%s", err, out)
+	}
+}
+
+// TestTestbedEchoFlowAndServers checks the servers and the one-socket echo flow on loopback.
+func TestTestbedEchoFlowAndServers(t *testing.T) {
+	RequireRoot(t)
+	RequireTools(t, "ip")
+	ns := NewNetns(t, "srv")
+	lo := netip.MustParseAddr("127.0.0.1")
+	echo := StartUDPEchoOn(t, ns, "127.0.0.1:7")
+	if echo.Port != 7 {
+		t.Errorf("StartUDPEchoOn :7 listens on port %d", echo.Port)
+	}
+	flow := StartEchoFlow(t, ns, echo.Addr(lo), 20*time.Millisecond)
+	Poll(t, 10*time.Second, "echo flow answers", func(context.Context) error {
+		if flow.Replies() < 5 {
+			return fmt.Errorf("%d replies to %d datagrams", flow.Replies(), flow.Sent())
+		}
+		return nil
+	})
+	if time.Since(flow.LastReply()) > 5*time.Second {
+		t.Errorf("LastReply = %v", flow.LastReply())
+	}
+	flow.Stop()
+	flow.Stop()
+
+	port := ServeBanner(t, ns, "127.0.0.1:0", "SSH-2.0-testbed\r\n")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if b, err := ReadBanner(ctx, ns, netip.AddrPortFrom(lo, uint16(port))); err != nil || b != "SSH-2.0-testbed\r\n" {
+		t.Errorf("ReadBanner = %q, %v", b, err)
+	}
+	files := ServeRandomFileWith(t, ns, FileServerOptions{Addr: "127.0.0.1:0", SizeMB: 1, Rate: 4 << 20, Index: "index\n"})
+	if b, err := GetText(ctx, ns, fmt.Sprintf("http://127.0.0.1:%d/", files.Port)); err != nil || b != "index\n" {
+		t.Errorf("GET / = %q, %v", b, err)
+	}
+	var progress atomic.Int64
+	start := time.Now()
+	n, sha, err := DownloadProgress(ctx, ns, files.URL(lo), &progress)
+	if err != nil || n != files.Size || sha != files.SHA256 || progress.Load() != n {
+		t.Errorf("DownloadProgress = %d, %s, %v (progress %d), want %d bytes %s", n, sha, err, progress.Load(), files.Size, files.SHA256)
+	}
+	// 1 MiB at 4 MiB/s: the rate limit makes it last about 250 ms.
+	if d := time.Since(start); d < 200*time.Millisecond {
+		t.Errorf("a rate-limited download of 1 MiB at 4 MiB/s took only %v", d)
 	}
 }
