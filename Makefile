@@ -74,3 +74,27 @@ fuzz:
 
 clean:
 	rm -rf bin
+
+# Packages (packaging/README.md): the .deb, the VM image, and their tests.
+#   deb             dist/popgate_<version>-1_amd64.deb (nfpm from packaging/tools, reproducible)
+#   image           dist/popgate-<version>-amd64.qcow2 (Debian 12 + the .deb; needs root)
+#   test-packaging  the .deb in a systemd-nspawn container, the image booted under qemu (root)
+# The version comes from `git describe` (packaging/version.sh), computed once per make run.
+PKG_VERSION = $(eval PKG_VERSION := $$(shell packaging/version.sh))$(PKG_VERSION)
+PKG_DEB = dist/popgate_$(PKG_VERSION)-1_amd64.deb
+PKG_IMAGE = dist/popgate-$(PKG_VERSION)-amd64.qcow2
+
+.PHONY: deb image test-packaging
+
+deb:
+	POPGATE_VERSION='$(PKG_VERSION)' packaging/deb/build.sh
+
+image: deb
+	packaging/deps.sh image
+	POPGATE_VERSION='$(PKG_VERSION)' packaging/image/build.sh '$(PKG_DEB)'
+
+test-packaging: image
+	packaging/deps.sh test
+	$(GO) -C packaging/tools vet ./...
+	POPGATE_TEST_PACKAGING=deb,image POPGATE_TEST_DEB='$(PKG_DEB)' POPGATE_TEST_IMAGE='$(PKG_IMAGE)' \
+		$(GO) test -count=1 -v -timeout 60m ./packaging/

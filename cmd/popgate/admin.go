@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -92,7 +94,18 @@ func (f *adminFlags) withJSON() *adminFlags {
 	return f
 }
 
-// parse adds --data-dir, parses args and returns the positional arguments.
+// packagedDataDir is the data dir of the service the .deb installs.
+const packagedDataDir = "/var/lib/popgate"
+
+// socketExists reports whether dir holds a control socket file.
+func socketExists(dir string) bool {
+	fi, err := os.Stat(filepath.Join(dir, controlSocketName))
+	return err == nil && fi.Mode()&os.ModeSocket != 0
+}
+
+// parse adds --data-dir, parses args and returns the positional arguments. Without --data-dir
+// and POPGATE_DATA_DIR it uses ./popgate-data, or the packaged service's /var/lib/popgate when
+// only that one has a control socket.
 func (f *adminFlags) parse(a *app, args []string) ([]string, error) {
 	f.String(&f.dataDir, "data-dir", defaultDataDir, "`DIR` of the running 'popgate serve', holding its control socket "+controlSocketName)
 	f.notes["data-dir"] = "env " + envDataDir
@@ -103,6 +116,9 @@ func (f *adminFlags) parse(a *app, args []string) ([]string, error) {
 	if !f.isSet("data-dir") {
 		if v := a.getenv(envDataDir); v != "" {
 			f.dataDir = v
+		} else if !socketExists(f.dataDir) && socketExists(packagedDataDir) {
+			// The packaged service's data dir, so that `sudo popgate status` just works.
+			f.dataDir = packagedDataDir
 		}
 	}
 	if f.dataDir == "" {
