@@ -191,6 +191,7 @@ func (s *Server) routes(mux *http.ServeMux) (err error) {
 	mux.Handle("POST /account/totp/confirm", s.protect(RoleViewer, s.totpConfirm))
 	mux.Handle("POST /account/totp/disable", s.protect(RoleViewer, s.totpDisable))
 	mux.Handle("/api/", s.apiHandler())
+	registerOpenAPI(mux, s.api.mux) // the API document, without a token: web address and (through s.api) control socket
 	s.pages.Routes(mux, s.protect)
 	return nil
 }
