@@ -22,9 +22,9 @@ TEST_TIMEOUT ?= 20m
 FUZZTIME ?= 10s
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # Stock WireGuard and network tools the end-to-end tests drive (see shared TESTBED.md).
-DEB_DEPS := wireguard-tools wireguard-go iproute2 iptables iputils-ping iperf3
+DEB_DEPS := wireguard-tools wireguard-go iproute2 iptables iputils-ping iperf3 chromium
 
-.PHONY: all build run test-deps lint test fuzz clean
+.PHONY: all build run test-deps lint test fuzz clean bench
 
 all: build
 
@@ -74,6 +74,13 @@ fuzz:
 
 clean:
 	rm -rf bin
+
+# bench: popgate against stock wireguard-go (upstream, go.mod's version) in network namespaces,
+# every case alternating in one run; writes the table between the bench markers of
+# BENCHMARKS.md. Needs root; about 11 minutes on a 2-core VM. Not part of `make test` (build
+# tag bench). cmd/internal/bench/doc.go lists the BENCH_* variables that shorten a run.
+bench: test-deps build
+	POPGATE_BIN=$(CURDIR)/$(BIN) $(GO) test -tags bench -count=1 -timeout 40m -v -run '^TestBench$$' ./cmd/internal/bench/
 
 # Packages (packaging/README.md): the .deb, the VM image, and their tests.
 #   deb             dist/popgate_<version>-1_amd64.deb (nfpm from packaging/tools, reproducible)

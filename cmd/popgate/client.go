@@ -19,7 +19,7 @@ import (
 )
 
 // maxAnswer bounds what the client reads of one answer.
-const maxAnswer = 32 << 20
+const maxAnswer = 512 << 20 // peer list --json of 100,000 peers is ≈ 42 MB
 
 // controlClient speaks the JSON API of webui/apitypes.go over the control socket of a
 // running `popgate serve`, HTTP/1.1 on a unix socket.
