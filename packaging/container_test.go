@@ -37,7 +37,8 @@ func baseRootfs(t *testing.T) string {
 	}
 	start := time.Now()
 	tmp := tarball + ".tmp"
-	mustRun(t, 15*time.Minute, "", nil, "mmdebstrap", "--variant=minbase", "--mode=root",
+	// --format=tar: mmdebstrap would take the name ending in .tmp for a directory.
+	mustRun(t, 15*time.Minute, "", nil, "mmdebstrap", "--variant=minbase", "--mode=root", "--format=tar",
 		"--include="+strings.Join(basePackages, ","), "bookworm", tmp, "http://deb.debian.org/debian")
 	if err := os.Rename(tmp, tarball); err != nil {
 		t.Fatal(err)
