@@ -5,7 +5,8 @@
 #   run        build, then `popgate serve` with its defaults (data in ./popgate-data, no root needed)
 #   test-deps  install the Debian packages the end-to-end tests use (only what is missing)
 #   lint       gofmt, go vet, staticcheck
-#   test       test-deps + lint + every Go test (end-to-end tests need root and skip without it)
+#   test       test-deps + lint + every Go test (end-to-end tests need root and skip without it),
+#              then test-packaging as root
 #   fuzz       a short run of every fuzz target (FUZZTIME per target, default 10s)
 #   clean      remove build output (never ./popgate-data)
 
@@ -62,6 +63,8 @@ lint:
 
 test: test-deps lint
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+	@if [ "$$(id -u)" = 0 ]; then $(MAKE) test-packaging; \
+	else echo "test: skipping test-packaging (the .deb in a container, the image under qemu): it needs root"; fi
 
 fuzz:
 	@for pkg in $$($(GO) list ./...); do \
