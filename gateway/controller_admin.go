@@ -117,6 +117,12 @@ func (c *Controller) EnsureFirstAdmin(ctx context.Context) (password string, cre
 	return password, true, nil
 }
 
+// EnsureFirstAdminHash creates the owner FirstAdminName with a preset password hash when
+// there is no admin at all, and reports whether it did.
+func (c *Controller) EnsureFirstAdminHash(ctx context.Context, hash string) (created bool, err error) {
+	return c.store.AddFirstAdminHash(ctx, FirstAdminName, hash)
+}
+
 // Admin returns the admin name.
 func (c *Controller) Admin(ctx context.Context, name string) (store.Admin, error) {
 	return c.store.Admin(ctx, name)

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/popgate/popgate/store"
 )
 
 // Ports inside the test's network namespace that qemu forwards to the VM (user networking,
@@ -193,6 +195,10 @@ func TestImageBoot(t *testing.T) {
 		if n := strings.Count(journal, "password"); n > 1 {
 			t.Errorf("the journal mentions a password %d times, want at most once (the first admin's, on the first start)", n)
 		}
+		// The seed's admin_password_hash made the first admin: no password was printed.
+		if !strings.Contains(journal, "created with the password of --admin-password-hash") {
+			t.Errorf("the first admin was not made from the seed's admin_password_hash:\n%s", journal)
+		}
 		if strings.Contains(journal, "ping through the exit is unavailable") {
 			t.Errorf("the userspace exit cannot ping (sysctl 60-popgate.conf not applied?):\n%s", journal)
 		}
@@ -244,6 +250,7 @@ write_files:
       region = "seed-region"
       public_endpoint = "127.0.0.1:` + fmt.Sprint(fwdWG) + `"
       web_addr = "0.0.0.0:8080"
+      admin_password_hash = "` + testAdminHash(t) + `"
 `
 	metaData := "instance-id: popgate-test-1\nlocal-hostname: pop-test-1\n"
 	for name, content := range map[string]string{"user-data": userData, "meta-data": metaData} {
@@ -329,4 +336,14 @@ func connectClient(t *testing.T, ns, dir, conf string) {
 	mustRun(t, time.Minute, "", nil, "ip", "-n", ns, "address", "add", addr, "dev", wgIface)
 	mustRun(t, time.Minute, "", nil, "ip", "-n", ns, "link", "set", wgIface, "up")
 	mustRun(t, time.Minute, "", nil, "ip", "-n", ns, "route", "add", "100.64.0.1/32", "dev", wgIface)
+}
+
+// testAdminHash is the hash of a throwaway password for the seed's admin_password_hash.
+func testAdminHash(t *testing.T) string {
+	t.Helper()
+	h, err := store.HashPassword("seed password for the image test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
 }

@@ -313,19 +313,41 @@ func (s *Store) AddFirstAdmin(ctx context.Context, name, password string) (bool,
 	if err := ValidatePassword(name, password); err != nil {
 		return false, err
 	}
-	var n int
-	if err := s.db.QueryRowContext(ctx, "SELECT count(*) FROM admins").Scan(&n); err != nil {
-		return false, fmt.Errorf("store: count admins: %w", err)
-	}
-	if n > 0 {
-		return false, nil // the common case, without hashing
+	if n, err := s.countAdmins(ctx); err != nil || n > 0 {
+		return false, err // the common case, without hashing
 	}
 	hash, err := HashPassword(password)
 	if err != nil {
 		return false, err
 	}
+	return s.addFirstAdminHash(ctx, name, hash)
+}
+
+// AddFirstAdminHash is AddFirstAdmin with the password's argon2id hash (PHC string, as
+// HashPassword makes) instead of the password: for a password chosen before the first start,
+// e.g. in a VM image's seed.
+func (s *Store) AddFirstAdminHash(ctx context.Context, name, hash string) (bool, error) {
+	if err := ValidateAdminName(name); err != nil {
+		return false, err
+	}
+	if err := ValidatePasswordHash(hash); err != nil {
+		return false, err
+	}
+	return s.addFirstAdminHash(ctx, name, hash)
+}
+
+func (s *Store) countAdmins(ctx context.Context) (int, error) {
+	var n int
+	if err := s.db.QueryRowContext(ctx, "SELECT count(*) FROM admins").Scan(&n); err != nil {
+		return 0, fmt.Errorf("store: count admins: %w", err)
+	}
+	return n, nil
+}
+
+func (s *Store) addFirstAdminHash(ctx context.Context, name, hash string) (bool, error) {
 	created := false
-	err = s.writeAuth(ctx, func(tx *sql.Tx) error {
+	err := s.writeAuth(ctx, func(tx *sql.Tx) error {
+		var n int
 		if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM admins").Scan(&n); err != nil || n > 0 {
 			return err
 		}
@@ -334,6 +356,15 @@ func (s *Store) AddFirstAdmin(ctx context.Context, name, password string) (bool,
 		return err
 	})
 	return created, err
+}
+
+// ValidatePasswordHash checks that hash is an argon2id PHC string popgate can verify.
+func ValidatePasswordHash(hash string) error {
+	if _, err := parsePHC(hash); err != nil {
+		return fmt.Errorf("%w: %s: make one with 'popgate admin hash-password' (it reads the password from stdin)",
+			ErrInvalid, strings.TrimPrefix(err.Error(), "store: "))
+	}
+	return nil
 }
 
 func insertAdmin(ctx context.Context, tx *sql.Tx, na NewAdmin, hash string, now time.Time) (Admin, error) {

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -397,4 +398,27 @@ func FuzzParsePHC(f *testing.F) {
 			t.Errorf("parsePHC(%q) accepted %+v", s, p)
 		}
 	})
+}
+
+func TestAddFirstAdminHash(t *testing.T) {
+	s, _ := openClocked(t)
+	ctx := context.Background()
+	if _, err := s.AddFirstAdminHash(ctx, "admin", "$argon2id$nope"); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("a malformed hash: err = %v, want ErrInvalid", err)
+	}
+	hash, err := HashPassword("correct horse battery staple")
+	if err != nil {
+		t.Fatal(err)
+	}
+	created, err := s.AddFirstAdminHash(ctx, "admin", hash)
+	if err != nil || !created {
+		t.Fatalf("AddFirstAdminHash = %v, %v; want created", created, err)
+	}
+	a, ok, err := s.CheckAdminPassword(ctx, "admin", "correct horse battery staple")
+	if err != nil || !ok || a.Role != RoleOwner {
+		t.Fatalf("signing in with the preset password: %+v, %v, %v; want an owner", a, ok, err)
+	}
+	if created, err := s.AddFirstAdminHash(ctx, "admin2", hash); created || err != nil {
+		t.Errorf("a second first admin: %v, %v; want not created", created, err)
+	}
 }

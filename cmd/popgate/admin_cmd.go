@@ -19,6 +19,7 @@ import (
 // firstAdmin is what announceFirstAdmin needs of the Controller.
 type firstAdmin interface {
 	EnsureFirstAdmin(ctx context.Context) (password string, created bool, err error)
+	EnsureFirstAdminHash(ctx context.Context, hash string) (created bool, err error)
 }
 
 var _ firstAdmin = (*gateway.Controller)(nil)
@@ -26,7 +27,19 @@ var _ firstAdmin = (*gateway.Controller)(nil)
 // announceFirstAdmin creates the first owner when there is no admin and prints its password
 // on w, once, in one line. The password is in no log and nowhere else: whoever runs serve
 // the first time reads it here or sets a new one with 'popgate admin passwd'.
-func announceFirstAdmin(ctx context.Context, c firstAdmin, w io.Writer, webURL string) error {
+//
+// With presetHash (--admin-password-hash) the first owner gets that password and nothing
+// secret is printed.
+func announceFirstAdmin(ctx context.Context, c firstAdmin, w io.Writer, webURL, presetHash string) error {
+	if presetHash != "" {
+		created, err := c.EnsureFirstAdminHash(ctx, presetHash)
+		if err != nil || !created {
+			return err
+		}
+		_, err = fmt.Fprintf(w, "popgate: first admin %q created with the password of --admin-password-hash — sign in at %s\n",
+			gateway.FirstAdminName, webURL)
+		return err
+	}
 	password, created, err := c.EnsureFirstAdmin(ctx)
 	if err != nil || !created {
 		return err
@@ -85,6 +98,31 @@ var adminCommands = []subcommand{
 		example: "popgate admin disable-totp alice",
 		args:    []string{"NAME"},
 	}, (*app).adminDisableTOTP},
+	{cmdSpec{
+		name:  "admin hash-password",
+		usage: "admin hash-password",
+		about: "Read a password from the first line of stdin and print its argon2id hash, for " +
+			"--admin-password-hash (admin_password_hash in the config file, e.g. in a VM image's cloud-init seed): " +
+			"the first admin then gets this password and none is printed. Needs no running serve.",
+		example: "printf '%s\\n' \"$PASSWORD\" | popgate admin hash-password",
+	}, (*app).adminHashPassword},
+}
+
+func (a *app) adminHashPassword(_ context.Context, spec cmdSpec, args []string) error {
+	f := newAdminFlags(spec)
+	if _, err := f.parse(a, args); err != nil {
+		return err
+	}
+	pw, err := a.readPassword("admin hash-password", gateway.FirstAdminName)
+	if err != nil {
+		return err
+	}
+	hash, err := store.HashPassword(pw)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(a.stdout, hash)
+	return nil
 }
 
 func (a *app) cmdAdmin(ctx context.Context, args []string) error {

@@ -189,9 +189,13 @@ func (f fakeFirstAdmin) EnsureFirstAdmin(context.Context) (string, bool, error) 
 	return "abcd-efgh-jkmn-pqrs-tuvw-xyz2", f.created, f.err
 }
 
+func (f fakeFirstAdmin) EnsureFirstAdminHash(context.Context, string) (bool, error) {
+	return f.created, f.err
+}
+
 func TestAnnounceFirstAdmin(t *testing.T) {
 	var b bytes.Buffer
-	if err := announceFirstAdmin(context.Background(), fakeFirstAdmin{created: true}, &b, "https://vpn.example.com:8443/"); err != nil {
+	if err := announceFirstAdmin(context.Background(), fakeFirstAdmin{created: true}, &b, "https://vpn.example.com:8443/", ""); err != nil {
 		t.Fatal(err)
 	}
 	want := `popgate: first admin "admin" created with password abcd-efgh-jkmn-pqrs-tuvw-xyz2 — sign in at https://vpn.example.com:8443/ and change it (popgate admin passwd admin)` + "\n"
@@ -199,11 +203,19 @@ func TestAnnounceFirstAdmin(t *testing.T) {
 		t.Errorf("announced %q\nwant %q", b.String(), want)
 	}
 	b.Reset()
-	if err := announceFirstAdmin(context.Background(), fakeFirstAdmin{}, &b, "x"); err != nil || b.Len() != 0 {
+	if err := announceFirstAdmin(context.Background(), fakeFirstAdmin{}, &b, "x", ""); err != nil || b.Len() != 0 {
 		t.Errorf("with admins: %q, %v", b.String(), err)
 	}
-	if err := announceFirstAdmin(context.Background(), fakeFirstAdmin{err: errors.New("disk full")}, &b, "x"); err == nil {
+	if err := announceFirstAdmin(context.Background(), fakeFirstAdmin{err: errors.New("disk full")}, &b, "x", ""); err == nil {
 		t.Error("error lost")
+	}
+	// With a preset hash nothing secret is printed.
+	b.Reset()
+	if err := announceFirstAdmin(context.Background(), fakeFirstAdmin{created: true}, &b, "https://vpn.example.com:8443/", "$argon2id$..."); err != nil {
+		t.Fatal(err)
+	}
+	if want := "popgate: first admin \"admin\" created with the password of --admin-password-hash — sign in at https://vpn.example.com:8443/\n"; b.String() != want {
+		t.Errorf("announced %q\nwant %q", b.String(), want)
 	}
 }
 

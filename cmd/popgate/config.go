@@ -15,6 +15,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/popgate/popgate/gateway"
+	"github.com/popgate/popgate/store"
 )
 
 // ServeConfig is what `popgate serve` hands to runServe. It is built from the defaults, the
@@ -34,6 +35,8 @@ type ServeConfig struct {
 	// TLSCertFile and TLSKeyFile are the web UI's PEM certificate and key, both or neither.
 	// Default: none, so HTTPS with a self-signed certificate on a non-loopback WebAddr.
 	TLSCertFile, TLSKeyFile string
+	// AdminPasswordHash, when set, is the first admin's password hash (PHC string).
+	AdminPasswordHash string
 }
 
 const (
@@ -59,6 +62,7 @@ type serveSettings struct {
 	LogFormat      string
 	TLSCert        string
 	TLSKey         string
+	AdminPassHash  string
 }
 
 func defaultServeSettings() serveSettings {
@@ -106,6 +110,8 @@ var serveSettingsTable = []setting{
 		field:   func(s *serveSettings) any { return &s.TLSCert }},
 	{name: "tls-key", usage: "PEM private key `FILE` of --tls-cert",
 		field: func(s *serveSettings) any { return &s.TLSKey }},
+	{name: "admin-password-hash", usage: "argon2id `HASH` of the first admin's password (from 'popgate admin hash-password'); used only when there is no admin yet, instead of printing a generated one",
+		field: func(s *serveSettings) any { return &s.AdminPassHash }},
 	{name: "interface", usage: "`NAME` of the WireGuard device (wg show NAME)",
 		field: func(s *serveSettings) any { return &s.Interface }},
 	{name: "mtu", usage: "`MTU` of the tunnel, also written into client configs",
@@ -472,6 +478,12 @@ func (a *app) buildServeConfig(s serveSettings, origin map[string]string) (Serve
 		return sc, bad(name, "--tls-cert and --tls-key go together: give the certificate and its key, or neither for a self-signed certificate")
 	}
 
+	if s.AdminPassHash != "" {
+		if err := store.ValidatePasswordHash(s.AdminPassHash); err != nil {
+			return sc, bad("admin-password-hash", "%s", strings.TrimPrefix(err.Error(), "invalid: "))
+		}
+		sc.AdminPasswordHash = s.AdminPassHash
+	}
 	if err := checkHostPort(s.WebAddr); err != nil {
 		return sc, bad("web-addr", "web addr %q %v: use host:port, e.g. 127.0.0.1:8080 (all interfaces: 0.0.0.0:8080)", s.WebAddr, err)
 	}

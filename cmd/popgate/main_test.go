@@ -190,9 +190,10 @@ func TestHelp(t *testing.T) {
 func TestServeHelpNamesEverySetting(t *testing.T) {
 	ta := newTestApp(t, nil)
 	ta.runArgs("serve", "--help")
+	help := strings.Join(strings.Fields(ta.stdout.String()), " ") // long lines wrap
 	for _, st := range serveSettingsTable {
 		want := "env " + st.env() + ", config file key " + st.key()
-		if !strings.Contains(ta.stdout.String(), "--"+st.name+" ") || !strings.Contains(ta.stdout.String(), want) {
+		if !strings.Contains(help, "--"+st.name+" ") || !strings.Contains(help, want) {
 			t.Errorf("serve --help lacks --%s or %q", st.name, want)
 		}
 	}

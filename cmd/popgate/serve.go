@@ -75,7 +75,7 @@ func runServe(ctx context.Context, sc ServeConfig, log *slog.Logger) error {
 	endpointHost, _, _ := net.SplitHostPort(node.Config().PublicEndpoint)
 	webURL := web.URL(wl.Addr(), endpointHost)
 	log.Info("web endpoint listening", "addr", wl.Addr().String(), "url", webURL, "health", webURL+"healthz")
-	if err := announceFirstAdmin(ctx, ctrl, os.Stderr, webURL); err != nil {
+	if err := announceFirstAdmin(ctx, ctrl, os.Stderr, webURL, sc.AdminPasswordHash); err != nil {
 		ctl.Close()
 		wl.Close()
 		return err
