@@ -263,11 +263,7 @@ func (c *Controller) ListPeers(ctx context.Context, tenant string) ([]PeerInfo, 
 			return nil, err
 		}
 	}
-	ps, err := c.store.ListPeers(ctx, tenant)
-	if err != nil {
-		return nil, err
-	}
-	return c.withStats(ps), nil
+	return c.withStats(c.node.storedPeers(tenant)), nil
 }
 
 func (c *Controller) withStats(ps []store.Peer) []PeerInfo {
@@ -336,10 +332,7 @@ func (c *Controller) RemovePeer(ctx context.Context, tenant, name string) error 
 // Status reports the node, its device and its peers.
 func (c *Controller) Status(ctx context.Context) (Status, error) {
 	n := c.node
-	ps, err := c.store.ListPeers(ctx, "")
-	if err != nil {
-		return Status{}, err
-	}
+	ps := n.storedPeers("")
 	st := Status{
 		NodeName:       n.cfg.NodeName,
 		Version:        n.cfg.Version,

@@ -54,6 +54,8 @@ type Node struct {
 	devs     map[int64]*tenantDevice
 	policies map[int64]appliedPolicy
 	expiry   *time.Timer // reconciles at the next peer expiry
+	// stored is every peer as the last reconcile read it from the store.
+	stored atomic.Pointer[[]store.Peer]
 
 	// lastSeen keeps the last device state of trimmed peers (their counters and handshake).
 	lastSeenMu sync.Mutex

@@ -139,6 +139,10 @@ func (n *Node) loadDesired(ctx context.Context) (desired, map[int64]string, erro
 	if d.peers, err = n.store.ListPeers(ctx, ""); err != nil {
 		return d, nil, err
 	}
+	// Listings are served from this copy: every change reconciles, so it is as fresh as the
+	// store, and a 10,000-peer page needs no database read.
+	stored := slices.Clone(d.peers)
+	n.stored.Store(&stored)
 	// An expired peer is a disabled one; the next expiry triggers a reconcile of its own.
 	now := time.Now()
 	for i := range d.peers {
@@ -154,6 +158,25 @@ func (n *Node) loadDesired(ctx context.Context) (desired, map[int64]string, erro
 	}
 	policies, err := n.store.Policies(ctx)
 	return d, policies, err
+}
+
+// storedPeers returns the peers as stored at the last reconcile (every change reconciles),
+// of one tenant or (tenant "") all, ordered by tenant and name. The slice is shared: read only.
+func (n *Node) storedPeers(tenant string) []store.Peer {
+	all := n.stored.Load()
+	if all == nil {
+		return nil
+	}
+	if tenant == "" {
+		return *all
+	}
+	var out []store.Peer
+	for _, p := range *all {
+		if p.TenantName == tenant {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // scheduleExpiryLocked arms a timer that reconciles when the next enabled peer expires.
