@@ -130,6 +130,18 @@ func (u *UI) Routes(mux *http.ServeMux, protect func(min Role, h http.HandlerFun
 		{"POST /tenants/{tenant}/peers/{peer}/config/link", RoleTenantAdmin, u.createLink},
 
 		{"GET /admins", RoleOwner, u.adminsPage},
+		{"POST /admins", RoleOwner, u.addAdmin},
+		{"GET /admins/{admin}", RoleOwner, u.adminEdit},
+		{"POST /admins/{admin}/role", RoleOwner, u.setAdminRole},
+		{"POST /admins/{admin}/password", RoleOwner, u.resetAdminPassword},
+		{"POST /admins/{admin}/disable", RoleOwner, u.disableAdmin},
+		{"POST /admins/{admin}/enable", RoleOwner, u.enableAdmin},
+		{"POST /admins/{admin}/totp/disable", RoleOwner, u.disableAdminTOTP},
+		{"GET /admins/{admin}/delete", RoleOwner, u.confirmRemoveAdmin},
+		{"POST /admins/{admin}/delete", RoleOwner, u.removeAdmin},
+		{"POST /tokens", RoleOwner, u.addToken},
+		{"GET /tokens/{token}/delete", RoleOwner, u.confirmRemoveToken},
+		{"POST /tokens/{token}/delete", RoleOwner, u.removeToken},
 		{"GET /audit", RoleViewer, u.auditPage},
 
 		{"/", RoleViewer, u.notFound},
