@@ -268,28 +268,7 @@ func TestNodeServesStockClient(t *testing.T) {
 	payload := make([]byte, 4<<20)
 	rand.Read(payload)
 	want := sha256.Sum256(payload)
-	hl, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(payload) })}
-	go hs.Serve(hl)
-	t.Cleanup(func() { hs.Close() })
-	ul, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ul.Close() })
-	go func() {
-		buf := make([]byte, 2048)
-		for {
-			n, from, err := ul.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			ul.WriteTo(buf[:n], from)
-		}
-	}()
+	dialer := testServers(t, payload)
 
 	port := freeUDPPort(t)
 	cfg := Config{
@@ -299,13 +278,7 @@ func TestNodeServesStockClient(t *testing.T) {
 		PublicEndpoint: fmt.Sprintf("127.0.0.1:%d", port),
 		ExitMode:       ExitUserspace, // the kernel exit would change the host's own firewall
 		DNSUpstreams:   []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:9")},
-		exitDialer: mapDialer{
-			"198.51.100.2:80":    hl.Addr().String(),
-			"[2001:db8:1::2]:80": hl.Addr().String(),
-			"198.51.100.2:7":     ul.LocalAddr().String(),
-			"[2001:db8:1::2]:7":  ul.LocalAddr().String(),
-			"198.51.100.2:22":    "127.0.0.1:1", // refused
-		},
+		exitDialer:     dialer,
 	}
 	log := testLogger(t)
 	node, err := New(cfg, log)
