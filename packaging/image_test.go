@@ -196,7 +196,7 @@ func TestImageBoot(t *testing.T) {
 			t.Errorf("the journal mentions a password %d times, want at most once (the first admin's, on the first start)", n)
 		}
 		// The seed's admin_password_hash made the first admin: no password was printed.
-		if !strings.Contains(journal, "created with the password of --admin-password-hash") {
+		if !strings.Contains(journal, "created from --admin-password-hash") {
 			t.Errorf("the first admin was not made from the seed's admin_password_hash:\n%s", journal)
 		}
 		if strings.Contains(journal, "ping through the exit is unavailable") {

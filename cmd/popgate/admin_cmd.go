@@ -36,7 +36,7 @@ func announceFirstAdmin(ctx context.Context, c firstAdmin, w io.Writer, webURL, 
 		if err != nil || !created {
 			return err
 		}
-		_, err = fmt.Fprintf(w, "popgate: first admin %q created with the password of --admin-password-hash — sign in at %s\n",
+		_, err = fmt.Fprintf(w, "popgate: first admin %q created from --admin-password-hash — sign in at %s\n",
 			gateway.FirstAdminName, webURL)
 		return err
 	}

@@ -214,7 +214,7 @@ func TestAnnounceFirstAdmin(t *testing.T) {
 	if err := announceFirstAdmin(context.Background(), fakeFirstAdmin{created: true}, &b, "https://vpn.example.com:8443/", "$argon2id$..."); err != nil {
 		t.Fatal(err)
 	}
-	if want := "popgate: first admin \"admin\" created with the password of --admin-password-hash — sign in at https://vpn.example.com:8443/\n"; b.String() != want {
+	if want := "popgate: first admin \"admin\" created from --admin-password-hash — sign in at https://vpn.example.com:8443/\n"; b.String() != want {
 		t.Errorf("announced %q\nwant %q", b.String(), want)
 	}
 }
