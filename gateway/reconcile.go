@@ -341,12 +341,16 @@ func tenantView(peers []store.Peer) (firewall.View, string) {
 // Every problem is an error: the rule set is returned as well when only references are
 // unresolved (they then match nothing).
 func compilePolicy(text string, peers []store.Peer) (*firewall.RuleSet, error) {
+	view, _ := tenantView(peers)
+	return compileView(text, &view)
+}
+
+func compileView(text string, view *firewall.View) (*firewall.RuleSet, error) {
 	pol, err := firewall.Parse(text)
 	if err != nil {
 		return nil, err
 	}
-	view, _ := tenantView(peers)
-	return firewall.Compile(pol, &view)
+	return firewall.Compile(pol, view)
 }
 
 // applyPolicyLocked compiles and installs tenant t's rule set when its policy or its peers
@@ -357,17 +361,17 @@ func (n *Node) applyPolicyLocked(t store.Tenant, peers []store.Peer, text string
 	if text == "" {
 		text = n.defaultPolicy()
 	}
-	_, viewKey := tenantView(peers)
+	view, viewKey := tenantView(peers)
 	key := text + "\x00" + viewKey
 	if prev, ok := n.policies[t.ID]; ok && prev.key == key {
 		return
 	}
-	rs, err := compilePolicy(text, peers)
+	rs, err := compileView(text, &view)
 	if err != nil {
 		n.log.Warn("policy of tenant has problems", "tenant", t.Name, "err", err)
 	}
 	if rs == nil {
-		if rs, err = compilePolicy(n.defaultPolicy(), peers); err != nil || rs == nil {
+		if rs, err = compileView(n.defaultPolicy(), &view); err != nil || rs == nil {
 			n.log.Error("default policy does not compile", "tenant", t.Name, "err", err)
 			return
 		}

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"net/netip"
+	"strings"
 	"sync/atomic"
 
 	"github.com/popgate/popgate/store"
@@ -167,7 +168,7 @@ func newSnapshot(d desired, ov overlay) *snapshot {
 			continue
 		}
 		rt := route{prefix: r.Prefix}
-		if name, ok := cutPrefix(r.Via, "site:"); ok {
+		if name, ok := strings.CutPrefix(r.Via, "site:"); ok {
 			rt.siteName = name
 			rt.site = sites[r.TenantID][name]
 		}

@@ -3,10 +3,7 @@ package gateway
 import (
 	"net/netip"
 	"slices"
-	"strings"
 )
-
-func cutPrefix(s, prefix string) (string, bool) { return strings.CutPrefix(s, prefix) }
 
 // sortLongestFirst orders xs by prefix length, longest first, so a linear walk finds the
 // longest match first.
