@@ -324,13 +324,21 @@ func (a *API) updatePeer(w http.ResponseWriter, r *http.Request) error {
 	if req.Groups == nil && req.Site == nil && req.SitePrefixes == nil {
 		return fmt.Errorf("%w: nothing to change: send groups, or site and site_prefixes", errBadRequest)
 	}
-	var err error
-	var p gateway.PeerInfo
+	// Two store writes: everything the user can get wrong is checked before the first, and the
+	// site (which can clash with other sites and routes) goes first, so a refused request
+	// changes nothing.
 	if req.Groups != nil {
-		if p, err = a.ctrl.SetPeerGroups(r.Context(), tenant, name, *req.Groups); err != nil {
-			return err
+		if len(*req.Groups) > store.MaxPeerGroups {
+			return fmt.Errorf("%w: %d groups: a peer may be in at most %d", store.ErrInvalid, len(*req.Groups), store.MaxPeerGroups)
+		}
+		for _, g := range *req.Groups {
+			if err := store.ValidateGroupName(g); err != nil {
+				return err
+			}
 		}
 	}
+	var err error
+	var p gateway.PeerInfo
 	if req.Site != nil || req.SitePrefixes != nil {
 		var site string
 		var prefixes []string
@@ -345,6 +353,11 @@ func (a *API) updatePeer(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 		if p, err = a.ctrl.SetPeerSite(r.Context(), tenant, name, site, pfs); err != nil {
+			return err
+		}
+	}
+	if req.Groups != nil {
+		if p, err = a.ctrl.SetPeerGroups(r.Context(), tenant, name, *req.Groups); err != nil {
 			return err
 		}
 	}

@@ -96,6 +96,10 @@ func TestAPI(t *testing.T) {
 		{"GET", "/api/v1/tenants/acme/peers/laptop", "", "", 200, `"eng"`},
 		{"PATCH", "/api/v1/tenants/acme/peers/laptop", `{"groups":["ops","eng"]}`, "", 200, `"ops"`},
 		{"PATCH", "/api/v1/tenants/acme/peers/laptop", `{}`, "", 400, "nothing to change"},
+		// A refused site change leaves the groups as they were (checked below: still ops, eng).
+		{"PATCH", "/api/v1/tenants/acme/peers/laptop", `{"groups":["qa"],"site":"office","site_prefixes":["10.10.0.0/24"]}`, "", 409, "office"},
+		{"PATCH", "/api/v1/tenants/acme/peers/laptop", `{"groups":["bad group"],"site":"lab","site_prefixes":["10.20.0.0/24"]}`, "", 400, "bad group"},
+		{"GET", "/api/v1/tenants/acme/peers/laptop", "", "", 200, `"ops"`},
 		{"GET", "/api/v1/tenants/acme/peers/laptop/config", "", "", 200, "[Peer]"},
 		{"POST", "/api/v1/tenants/acme/routes", `{"prefix":"10.10.0.0/24","via":"site:office"}`, "", 201, "site:office"},
 		{"POST", "/api/v1/tenants/acme/routes", `{"prefix":"10.10.0.0/24","via":"site:office"}`, "", 409, "already has a route"},
@@ -115,6 +119,9 @@ func TestAPI(t *testing.T) {
 		{"GET", "/api/v1/nope", "", "", 404, "no such API route"},
 	} {
 		c.do(t, srv)
+	}
+	if body := (apiCall{"GET", "/api/v1/tenants/acme/peers/laptop", "", "", 200, ""}).do(t, srv); strings.Contains(body, "lab") || strings.Contains(body, `"qa"`) {
+		t.Errorf("refused PATCHes changed the peer: %s", body)
 	}
 	// The line-numbered answer lists every problem.
 	body := apiCall{"PUT", "/api/v1/tenants/acme/policy", "allow any -> any tpc\nallow any => any\n", "text/plain", 400, "line 1"}.do(t, srv)
