@@ -114,9 +114,6 @@ func (k *kernelExit) readLoop() {
 			return
 		}
 		if err != nil && !errors.Is(err, tun.ErrTooManySegments) {
-			if strings.Contains(err.Error(), "file already closed") {
-				return
-			}
 			k.log.Debug("read from kernel TUN", "err", err)
 		}
 	}
