@@ -85,13 +85,13 @@ func (c *Controller) ListTenants(ctx context.Context) ([]TenantInfo, error) {
 	if err != nil {
 		return nil, err
 	}
+	count := map[int64]int{}
+	for _, p := range c.node.storedPeers("") {
+		count[p.TenantID]++
+	}
 	out := make([]TenantInfo, len(ts))
 	for i, t := range ts {
-		n, err := c.store.CountPeers(ctx, t.Name)
-		if err != nil {
-			return nil, err
-		}
-		out[i] = TenantInfo{Tenant: t, Peers: n}
+		out[i] = TenantInfo{Tenant: t, Peers: count[t.ID]}
 	}
 	return out, nil
 }
