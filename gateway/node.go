@@ -142,7 +142,7 @@ func (n *Node) Start(ctx context.Context) error {
 		MTU:          n.cfg.MTU,
 		LocalAddrs:   []netip.Addr{n.ov.gw4, n.ov.gw6},
 		DNSUpstreams: n.cfg.DNSUpstreams,
-		Output:       n.deliver,
+		Output:       n.deliverBatch,
 	}
 	if n.cfg.exitDialer != nil {
 		ecfg.Dialer = n.cfg.exitDialer
@@ -186,6 +186,13 @@ func (n *Node) routeInitiation(initiator store.Key) (int64, bool) {
 		return 0, false
 	}
 	return e.tenantID, true
+}
+
+// deliverBatch takes packets from an exit towards peers; see deliver.
+func (n *Node) deliverBatch(pkts [][]byte) {
+	for _, p := range pkts {
+		n.deliver(p)
+	}
 }
 
 // deliver takes a packet from an exit towards a peer: the tenant's firewall decides, then the

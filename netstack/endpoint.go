@@ -27,7 +27,7 @@ import (
 // calls would need a flush timer; within a batch it is free.
 type linkEndpoint struct {
 	mtu atomic.Uint32
-	out func(pkt []byte)
+	out func(pkts [][]byte)
 	gro bool
 	// verifyRX makes gVisor verify inbound checksums. Off for the exit (see Capabilities);
 	// on for the tests' client stack, so that it checks every checksum the exit computes.
@@ -44,7 +44,7 @@ type linkEndpoint struct {
 
 var _ stack.LinkEndpoint = (*linkEndpoint)(nil)
 
-func newLinkEndpoint(mtu uint32, out func([]byte), groEnabled bool) *linkEndpoint {
+func newLinkEndpoint(mtu uint32, out func([][]byte), groEnabled bool) *linkEndpoint {
 	l := &linkEndpoint{out: out, gro: groEnabled}
 	l.mtu.Store(mtu)
 	l.inPool.New = func() any {
@@ -102,6 +102,7 @@ func (in *inbound) finish() {
 // WritePackets hands gVisor's outbound packets to out. It never fails and never drops.
 func (l *linkEndpoint) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
 	var scratch *[]byte
+	var one [1][]byte
 	for _, pkt := range pkts.AsSlice() {
 		b := contiguous(pkt)
 		if b == nil {
@@ -110,7 +111,8 @@ func (l *linkEndpoint) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Err
 			}
 			b = gather(pkt, *scratch)
 		}
-		l.out(b)
+		one[0] = b
+		l.out(one[:])
 	}
 	if scratch != nil {
 		putBuf(scratch)

@@ -33,10 +33,11 @@ type Config struct {
 	// DNSUpstreams receive the queries sent to LocalAddrs:53 over UDP and TCP, in order: the
 	// first that answers wins. Empty: no DNS service (port 53 is refused like any other).
 	DNSUpstreams []netip.AddrPort
-	// Output receives every IP packet the exit sends towards clients. pkt is valid only during
-	// the call. It may be called concurrently, must not block for long, and must not call
-	// Write synchronously. Required.
-	Output func(pkt []byte)
+	// Output receives the IP packets the exit sends towards clients, a batch at a time: each
+	// pkts[i] is one packet. The slice and the packets are valid only during the call. It may
+	// be called concurrently, must not block for long, and must not call Write synchronously.
+	// Required.
+	Output func(pkts [][]byte)
 	// Dialer re-originates TCP and UDP flows and reaches DNSUpstreams. Default &net.Dialer{}.
 	Dialer Dialer
 	// Pinger re-originates ICMP echo. A successful New takes ownership: Exit.Close closes
@@ -163,7 +164,7 @@ func New(cfg Config, log *slog.Logger) (*Exit, error) {
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	e.pings.init(maxOutstandingPings)
 
-	e.link = newLinkEndpoint(uint32(cfg.MTU), e.emit, !cfg.disableGRO)
+	e.link = newLinkEndpoint(uint32(cfg.MTU), e.emitBatch, !cfg.disableGRO)
 	s, err := newStack(e.link)
 	if err != nil {
 		e.cancel()
@@ -206,13 +207,19 @@ func (e *Exit) localFor(a netip.Addr) netip.Addr {
 	return a
 }
 
-// emit hands one packet towards clients. Every outbound packet goes through it.
+// emit hands one packet towards clients (ICMP, unreachables: the rare ones).
 func (e *Exit) emit(pkt []byte) {
-	if e.closed.Load() {
+	one := [1][]byte{pkt}
+	e.emitBatch(one[:])
+}
+
+// emitBatch hands packets towards clients. Every outbound packet goes through it.
+func (e *Exit) emitBatch(pkts [][]byte) {
+	if e.closed.Load() || len(pkts) == 0 {
 		return
 	}
-	e.st.packetsOut.Add(1)
-	e.cfg.Output(pkt)
+	e.st.packetsOut.Add(uint64(len(pkts)))
+	e.cfg.Output(pkts)
 }
 
 // Write hands the exit a batch of client IP packets, each starting at pkts[i][0]. It copies

@@ -603,7 +603,7 @@ func TestWriteAfterClose(t *testing.T) {
 }
 
 func TestConfigValidate(t *testing.T) {
-	out := func([]byte) {}
+	out := func([][]byte) {}
 	for _, c := range []struct {
 		cfg  Config
 		want string
@@ -633,7 +633,7 @@ func TestConfigValidate(t *testing.T) {
 // towards clients).
 func TestQuietWhenIdle(t *testing.T) {
 	var n atomic.Int64
-	e, err := New(Config{Output: func([]byte) { n.Add(1) }, Pinger: &fakePinger{}}, nil)
+	e, err := New(Config{Output: func(p [][]byte) { n.Add(int64(len(p))) }, Pinger: &fakePinger{}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -72,14 +72,16 @@ func newHarness(t testing.TB, cfg Config) *harness {
 	if cfg.Pinger == nil {
 		cfg.Pinger = &fakePinger{}
 	}
-	cfg.Output = func(pkt []byte) {
+	cfg.Output = func(pkts [][]byte) {
 		h.tapMu.Lock()
 		tap := h.tap
 		h.tapMu.Unlock()
-		if tap != nil {
-			tap(pkt)
+		for _, pkt := range pkts {
+			if tap != nil {
+				tap(pkt)
+			}
+			h.toClient.push(pkt)
 		}
-		h.toClient.push(pkt)
 	}
 	exit, err := New(cfg, testLogger(t))
 	if err != nil {
@@ -88,7 +90,7 @@ func newHarness(t testing.TB, cfg Config) *harness {
 	h.exit = exit
 
 	mtu := uint32(exit.cfg.MTU)
-	clientLink := newLinkEndpoint(mtu, h.toExit.push, false)
+	clientLink := newLinkEndpoint(mtu, h.toExit.pushBatch, false)
 	clientLink.verifyRX = true // the client checks every checksum the exit computes
 	s := stack.New(stack.Options{
 		NetworkProtocols:   []stack.NetworkProtocolFactory{ipv4.NewProtocol, ipv6.NewProtocol},
@@ -220,6 +222,12 @@ type pktQueue struct {
 }
 
 func newPktQueue() *pktQueue { return &pktQueue{signal: make(chan struct{}, 1)} }
+
+func (q *pktQueue) pushBatch(pkts [][]byte) {
+	for _, p := range pkts {
+		q.push(p)
+	}
+}
 
 func (q *pktQueue) push(pkt []byte) {
 	q.mu.Lock()

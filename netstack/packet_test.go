@@ -264,7 +264,7 @@ func newFuzzExit(t testing.TB) *Exit {
 	e, err := New(Config{
 		LocalAddrs:   []netip.Addr{localV4, localV6},
 		DNSUpstreams: []netip.AddrPort{netip.MustParseAddrPort("192.0.2.53:53")},
-		Output:       func(pkt []byte) {},
+		Output:       func([][]byte) {},
 		Dialer:       failDialer{},
 		Pinger:       &fakePinger{drop: true},
 	}, nil)
