@@ -25,8 +25,8 @@ type kernelExit struct {
 	dev     tun.Device
 	name    string
 	rules   *firewall.HostRules
-	deliver func(pkt []byte)  // towards peers
-	sysctls map[string]string // forwarding sysctls we changed → their old values
+	deliver func(pkts [][]byte) // towards peers
+	sysctls map[string]string   // forwarding sysctls we changed → their old values
 	wg      sync.WaitGroup
 	once    sync.Once
 }
@@ -37,7 +37,7 @@ const tunOffset = 16
 
 // newKernelExit creates the TUN <name>, routes the overlay through it, turns on forwarding and
 // installs the host rules. On error everything done so far is undone.
-func newKernelExit(name string, mtu, listenPort int, ov overlay, deliver func([]byte), log *slog.Logger) (_ *kernelExit, err error) {
+func newKernelExit(name string, mtu, listenPort int, ov overlay, deliver func([][]byte), log *slog.Logger) (_ *kernelExit, err error) {
 	k := &kernelExit{log: log, name: name, deliver: deliver, sysctls: map[string]string{}}
 	defer func() {
 		if err != nil {
@@ -105,11 +105,13 @@ func (k *kernelExit) readLoop() {
 		bufs[i] = make([]byte, tunOffset+65535)
 	}
 	sizes := make([]int, batch)
+	pkts := make([][]byte, batch)
 	for {
 		n, err := k.dev.Read(bufs, sizes, tunOffset)
 		for i := range n {
-			k.deliver(bufs[i][tunOffset : tunOffset+sizes[i]])
+			pkts[i] = bufs[i][tunOffset : tunOffset+sizes[i]]
 		}
+		k.deliver(pkts[:n])
 		if errors.Is(err, os.ErrClosed) || errors.Is(err, net.ErrClosed) {
 			return
 		}

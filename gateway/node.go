@@ -45,6 +45,7 @@ type Node struct {
 	// exits are where the tenants' packet paths send traffic (see tunDevice.setExits).
 	exitLocal, exit4, exit6 exitWriter
 	drops                   [numDropReasons]atomic.Uint64 // deliveries towards peers that found none
+	deliverScratch          sync.Pool                     // *deliverBatch
 
 	uapi     net.Listener
 	uapiPath string
@@ -188,36 +189,55 @@ func (n *Node) routeInitiation(initiator store.Key) (int64, bool) {
 	return e.tenantID, true
 }
 
-// deliverBatch takes packets from an exit towards peers; see deliver.
+// deliverBatch takes packets from an exit towards peers: per packet, the tenant's firewall
+// decides, then the tenant's device encrypts it; runs of packets for one tenant are queued to
+// its device together. Replies from the node's own services skip the firewall, as their
+// requests did. Called concurrently; must not block for long.
 func (n *Node) deliverBatch(pkts [][]byte) {
-	for _, p := range pkts {
-		n.deliver(p)
+	db, _ := n.deliverScratch.Get().(*deliverBatch)
+	if db == nil {
+		db = &deliverBatch{pkts: make([][]byte, 0, outBatchMax)}
 	}
+	var pkt firewall.Packet
+	snap := n.snap.Load()
+	now := n.filter.Now()
+	var to *tunDevice // the device db.pkts go to
+	for _, raw := range pkts {
+		if pkt.Parse(raw) != nil {
+			n.drops[dropMalformed].Add(1)
+			continue
+		}
+		dst := snap.byAddr[pkt.Dst]
+		if dst == nil || dst.tenant.tun == nil {
+			n.drops[dropNoRoute].Add(1)
+			continue
+		}
+		if !snap.isLocal(pkt.Src) {
+			if v, _ := n.filter.CheckAt(dst.tenantID, &pkt, firewall.ToPeer, now); v != firewall.Accept {
+				continue
+			}
+		}
+		dst.ctr.txPackets.Add(1)
+		dst.ctr.txBytes.Add(uint64(len(raw)))
+		if to != dst.tenant.tun && len(db.pkts) > 0 {
+			to.enqueue(db.pkts)
+			clear(db.pkts)
+			db.pkts = db.pkts[:0]
+		}
+		to = dst.tenant.tun
+		db.pkts = append(db.pkts, raw)
+	}
+	if len(db.pkts) > 0 {
+		to.enqueue(db.pkts)
+		clear(db.pkts)
+		db.pkts = db.pkts[:0]
+	}
+	n.deliverScratch.Put(db)
 }
 
-// deliver takes a packet from an exit towards a peer: the tenant's firewall decides, then the
-// tenant's device encrypts it. Replies from the node's own services skip the firewall, as
-// their requests did. Called concurrently; must not block for long.
-func (n *Node) deliver(raw []byte) {
-	var pkt firewall.Packet
-	if pkt.Parse(raw) != nil {
-		n.drops[dropMalformed].Add(1)
-		return
-	}
-	snap := n.snap.Load()
-	dst := snap.byAddr[pkt.Dst]
-	if dst == nil || dst.tenant.tun == nil {
-		n.drops[dropNoRoute].Add(1)
-		return
-	}
-	if !snap.isLocal(pkt.Src) {
-		if v, _ := n.filter.Check(dst.tenantID, &pkt, firewall.ToPeer); v != firewall.Accept {
-			return
-		}
-	}
-	dst.ctr.txPackets.Add(1)
-	dst.ctr.txBytes.Add(uint64(len(raw)))
-	dst.tenant.tun.enqueue(raw)
+// deliverBatch is deliverBatch's scratch.
+type deliverBatch struct {
+	pkts [][]byte
 }
 
 // sweepLoop expires tracked flows and trims idle peers from the devices until the node closes.
@@ -282,7 +302,7 @@ func (n *Node) startExit() error {
 	}
 	var exit4, exit6 exitWriter = us, us
 	if mode == ExitKernel {
-		k, err := newKernelExit(n.cfg.Interface, n.cfg.MTU, n.cfg.ListenPort, n.ov, n.deliver, n.log.With("component", "kernel-exit"))
+		k, err := newKernelExit(n.cfg.Interface, n.cfg.MTU, n.cfg.ListenPort, n.ov, n.deliverBatch, n.log.With("component", "kernel-exit"))
 		switch {
 		case err != nil && n.cfg.ExitMode == ExitKernel:
 			return err

@@ -46,10 +46,6 @@ type exitWriter interface {
 	Write(bufs [][]byte, offset int)
 }
 
-// outQueueLen bounds the packets waiting to be encrypted towards peers. Producers block when it
-// is full: back-pressure into gVisor beats dropping and retransmitting.
-const outQueueLen = 4096
-
 // tunDevice is the tun.Device wireguard-go reads from and writes to: the fast path. Packets
 // written by wireguard-go (decrypted, from peers) are looked up in the current snapshot and
 // either hairpinned to another peer of the same tenant or handed to the exit; packets produced by
@@ -64,25 +60,20 @@ type tunDevice struct {
 	// exit6 take the rest by address family. Set before the device is up, never changed after.
 	local, exit4, exit6 exitWriter
 
-	out       chan *outPacket
+	out       *outQueue
 	events    chan tun.Event
-	closed    chan struct{}
 	closeOnce sync.Once
 
-	bufs    sync.Pool // *outPacket
 	batches sync.Pool // *writeBatches, scratch for Write
 
 	drops [numDropReasons]atomic.Uint64
 }
 
-type outPacket struct {
-	b []byte
-}
-
-// writeBatches sorts one Write's packets by where they go.
+// writeBatches sorts one Write's packets by where they go. Hairpinned packets go to a peer
+// or site of the same tenant: back into this device.
 type writeBatches struct {
-	local, exit4, exit6 [][]byte
-	pkt                 firewall.Packet
+	local, exit4, exit6, hairpin [][]byte
+	pkt                          firewall.Packet
 }
 
 var _ tun.Device = (*tunDevice)(nil)
@@ -94,9 +85,8 @@ func newTunDevice(name string, mtu int, tenantID int64, snap *atomic.Pointer[sna
 		tenantID: tenantID,
 		snap:     snap,
 		filter:   filter,
-		out:      make(chan *outPacket, outQueueLen),
+		out:      newOutQueue(mtu),
 		events:   make(chan tun.Event, 1),
-		closed:   make(chan struct{}),
 	}
 	t.events <- tun.EventUp
 	return t
@@ -173,7 +163,7 @@ func (t *tunDevice) Write(bufs [][]byte, offset int) (int, error) {
 		if to == nil {
 			hairpin.ctr.txPackets.Add(1)
 			hairpin.ctr.txBytes.Add(uint64(len(raw)))
-			t.enqueue(raw)
+			wb.hairpin = append(wb.hairpin, raw)
 		} else {
 			*to = append(*to, b)
 		}
@@ -188,6 +178,11 @@ func (t *tunDevice) Write(bufs [][]byte, offset int) (int, error) {
 			*x.batch = (*x.batch)[:0]
 		}
 	}
+	if len(wb.hairpin) > 0 {
+		t.enqueue(wb.hairpin)
+		clear(wb.hairpin)
+		wb.hairpin = wb.hairpin[:0]
+	}
 	t.batches.Put(wb)
 	return len(bufs), nil
 }
@@ -197,9 +192,10 @@ func (t *tunDevice) getBatches() *writeBatches {
 		return wb
 	}
 	return &writeBatches{
-		local: make([][]byte, 0, conn.IdealBatchSize),
-		exit4: make([][]byte, 0, conn.IdealBatchSize),
-		exit6: make([][]byte, 0, conn.IdealBatchSize),
+		local:   make([][]byte, 0, conn.IdealBatchSize),
+		exit4:   make([][]byte, 0, conn.IdealBatchSize),
+		exit6:   make([][]byte, 0, conn.IdealBatchSize),
+		hairpin: make([][]byte, 0, conn.IdealBatchSize),
 	}
 }
 
@@ -209,43 +205,17 @@ func (t *tunDevice) setExits(local, exit4, exit6 exitWriter) {
 	t.local, t.exit4, t.exit6 = local, exit4, exit6
 }
 
-// enqueue copies pkt onto the queue towards peers, blocking while the queue is full.
-func (t *tunDevice) enqueue(pkt []byte) {
-	p, _ := t.bufs.Get().(*outPacket)
-	if p == nil {
-		p = &outPacket{b: make([]byte, 0, max(len(pkt), t.mtu+80))}
-	}
-	p.b = append(p.b[:0], pkt...)
-	select {
-	case t.out <- p:
-	case <-t.closed:
-		t.drops[dropClosed].Add(1)
+// enqueue copies pkts onto the queue towards peers, blocking while the queue is full.
+func (t *tunDevice) enqueue(pkts [][]byte) {
+	if n := t.out.push(pkts); n > 0 {
+		t.drops[dropClosed].Add(uint64(n))
 	}
 }
 
 // Read hands queued packets to wireguard-go: it blocks for the first and takes whatever else is
 // ready, up to len(bufs).
 func (t *tunDevice) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
-	var p *outPacket
-	select {
-	case p = <-t.out:
-	case <-t.closed:
-		return 0, os.ErrClosed
-	}
-	n := 0
-	for {
-		sizes[n] = copy(bufs[n][offset:], p.b)
-		t.bufs.Put(p)
-		n++
-		if n == len(bufs) {
-			return n, nil
-		}
-		select {
-		case p = <-t.out:
-		default:
-			return n, nil
-		}
-	}
+	return t.out.read(bufs, sizes, offset)
 }
 
 func (t *tunDevice) File() *os.File           { return nil }
@@ -257,7 +227,7 @@ func (t *tunDevice) BatchSize() int           { return conn.IdealBatchSize }
 // Close unblocks Read and every producer. Idempotent.
 func (t *tunDevice) Close() error {
 	t.closeOnce.Do(func() {
-		close(t.closed)
+		t.out.close()
 		close(t.events)
 	})
 	return nil

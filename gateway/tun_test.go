@@ -150,7 +150,7 @@ func TestTunRouting(t *testing.T) {
 			if got := len(fe.pkts) == 1; got != tc.exit {
 				t.Errorf("to exit = %v, want %v", got, tc.exit)
 			}
-			if got := len(td.out) == 1; got != tc.hairpin {
+			if got := td.out.len() == 1; got != tc.hairpin {
 				t.Errorf("hairpinned = %v, want %v", got, tc.hairpin)
 			}
 			if !tc.exit && !tc.hairpin && td.drops[tc.drop].Load() != 1 {
@@ -163,7 +163,7 @@ func TestTunRouting(t *testing.T) {
 func TestTunReadBatches(t *testing.T) {
 	td, _ := newTestTun(t, nil, "")
 	for i := range 5 {
-		td.enqueue([]byte{0x45, byte(i)})
+		td.enqueue([][]byte{{0x45, byte(i)}})
 	}
 	bufs := make([][]byte, 3)
 	for i := range bufs {
@@ -187,7 +187,7 @@ func TestTunReadBatches(t *testing.T) {
 	if _, err := td.Read(bufs, sizes, 16); err == nil {
 		t.Fatal("Read after Close succeeded")
 	}
-	td.enqueue([]byte{0x45}) // must not block after Close
+	td.enqueue([][]byte{{0x45}}) // must not block after Close
 }
 
 func TestTunWriteAllocs(t *testing.T) {
@@ -296,7 +296,7 @@ allow any -> site:office tcp 80
 			if got := len(fe.pkts) == 1; got != tc.exit {
 				t.Errorf("to exit = %v, want %v", got, tc.exit)
 			}
-			if got := len(td.out) == 1; got != tc.hairpin {
+			if got := td.out.len() == 1; got != tc.hairpin {
 				t.Errorf("hairpinned = %v, want %v", got, tc.hairpin)
 			}
 		})
