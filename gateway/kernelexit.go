@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.zx2c4.com/wireguard/tun"
@@ -18,17 +19,22 @@ import (
 )
 
 // kernelExit hands exit traffic to a kernel TUN; the kernel routes it and iptables MASQUERADEs
-// it (rules owned by firewall.HostRules). Replies come back through the TUN and are delivered
-// to the peer they are addressed to.
+// it (rules owned by firewall.HostRules). Replies come back through the TUN. The tenant
+// devices read it themselves (see tunDevice.Read), one at a time: whoever holds token reads
+// straight into wireguard-go's buffers, keeps the packets of its own tenant and queues the
+// others' to their devices. So a reply costs no goroutine hand-off and no copy beyond the
+// TUN's own when it is for the reading tenant, and one copy otherwise.
 type kernelExit struct {
 	log     *slog.Logger
 	dev     tun.Device
+	file    *os.File // dev's; its read deadline wakes a reader whose device is closing
 	name    string
 	rules   *firewall.HostRules
-	deliver func(pkts [][]byte) // towards peers
-	sysctls map[string]string   // forwarding sysctls we changed → their old values
-	wg      sync.WaitGroup
-	once    sync.Once
+	sysctls map[string]string // forwarding sysctls we changed → their old values
+	// token is held by the one goroutine reading dev. A reader that finds dev closed keeps
+	// it, so nobody reads a closed TUN again.
+	token chan struct{}
+	once  sync.Once
 }
 
 // tunOffset leaves room in front of each packet for the virtio-net header that the TUN offloads
@@ -37,8 +43,8 @@ const tunOffset = 16
 
 // newKernelExit creates the TUN <name>, routes the overlay through it, turns on forwarding and
 // installs the host rules. On error everything done so far is undone.
-func newKernelExit(name string, mtu, listenPort int, ov overlay, deliver func([][]byte), log *slog.Logger) (_ *kernelExit, err error) {
-	k := &kernelExit{log: log, name: name, deliver: deliver, sysctls: map[string]string{}}
+func newKernelExit(name string, mtu, listenPort int, ov overlay, log *slog.Logger) (_ *kernelExit, err error) {
+	k := &kernelExit{log: log, name: name, sysctls: map[string]string{}, token: make(chan struct{}, 1)}
 	defer func() {
 		if err != nil {
 			k.Close()
@@ -53,6 +59,9 @@ func newKernelExit(name string, mtu, listenPort int, ov overlay, deliver func([]
 	k.dev, err = tun.CreateTUN(name, mtu)
 	if err != nil {
 		return nil, fmt.Errorf("kernel exit: create TUN %s: %w: kernel mode needs CAP_NET_ADMIN and /dev/net/tun; or use --exit-mode userspace", name, err)
+	}
+	if k.file = k.dev.File(); k.file == nil {
+		return nil, fmt.Errorf("kernel exit: TUN %s has no file to set read deadlines on", name)
 	}
 	link, err := netlink.LinkByName(name)
 	if err != nil {
@@ -80,8 +89,7 @@ func newKernelExit(name string, mtu, listenPort int, ov overlay, deliver func([]
 			return nil, fmt.Errorf("kernel exit: route %s via %s: %w", prefixes[i].String(), name, err)
 		}
 	}
-	k.wg.Add(1)
-	go k.readLoop()
+	k.token <- struct{}{}
 	return k, nil
 }
 
@@ -96,30 +104,20 @@ func (k *kernelExit) Write(bufs [][]byte, offset int) {
 	}
 }
 
-// readLoop delivers what the kernel routes into the TUN (replies to peers) until Close.
-func (k *kernelExit) readLoop() {
-	defer k.wg.Done()
-	batch := k.dev.BatchSize()
-	bufs := make([][]byte, batch)
-	for i := range bufs {
-		bufs[i] = make([]byte, tunOffset+65535)
-	}
-	sizes := make([]int, batch)
-	pkts := make([][]byte, batch)
-	for {
-		n, err := k.dev.Read(bufs, sizes, tunOffset)
-		for i := range n {
-			pkts[i] = bufs[i][tunOffset : tunOffset+sizes[i]]
-		}
-		k.deliver(pkts[:n])
-		if errors.Is(err, os.ErrClosed) || errors.Is(err, net.ErrClosed) {
-			return
-		}
-		if err != nil && !errors.Is(err, tun.ErrTooManySegments) {
-			k.log.Debug("read from kernel TUN", "err", err)
-		}
-	}
+// read reads what the kernel routes into the TUN (replies towards peers) into bufs, like
+// tun.Device.Read. The caller must hold k.token. A read blocked here returns with an error
+// matching os.ErrDeadlineExceeded after wake.
+func (k *kernelExit) read(bufs [][]byte, sizes []int, offset int) (int, error) {
+	return k.dev.Read(bufs, sizes, offset)
 }
+
+// wake makes the read in progress, if any, return (os.ErrDeadlineExceeded): a device that
+// closes must not stay blocked in the TUN.
+func (k *kernelExit) wake() { k.file.SetReadDeadline(time.Now()) }
+
+// rearm clears the deadline wake set. Only the token holder calls it, before it checks
+// whether its device closed (see tunDevice.readKernel).
+func (k *kernelExit) rearm() { k.file.SetReadDeadline(time.Time{}) }
 
 func (k *kernelExit) setSysctl(path, value string) error {
 	old, err := os.ReadFile(path)
@@ -145,7 +143,6 @@ func (k *kernelExit) Close() error {
 		}
 		if k.dev != nil {
 			k.dev.Close()
-			k.wg.Wait()
 		}
 		for path, old := range k.sysctls {
 			if err := os.WriteFile(path, []byte(old), 0o644); err != nil {

@@ -189,55 +189,23 @@ func (n *Node) routeInitiation(initiator store.Key) (int64, bool) {
 	return e.tenantID, true
 }
 
-// deliverBatch takes packets from an exit towards peers: per packet, the tenant's firewall
-// decides, then the tenant's device encrypts it; runs of packets for one tenant are queued to
-// its device together. Replies from the node's own services skip the firewall, as their
-// requests did. Called concurrently; must not block for long.
+// deliverBatch takes packets from the userspace exit towards peers (fromExit decides each);
+// runs of packets for one tenant are queued to its device together. Called concurrently; must
+// not block for long.
 func (n *Node) deliverBatch(pkts [][]byte) {
 	db, _ := n.deliverScratch.Get().(*deliverBatch)
 	if db == nil {
-		db = &deliverBatch{pkts: make([][]byte, 0, outBatchMax)}
+		db = &deliverBatch{}
 	}
-	var pkt firewall.Packet
 	snap := n.snap.Load()
 	now := n.filter.Now()
-	var to *tunDevice // the device db.pkts go to
 	for _, raw := range pkts {
-		if pkt.Parse(raw) != nil {
-			n.drops[dropMalformed].Add(1)
-			continue
+		if to := fromExit(snap, n.filter, &db.pkt, raw, now, &n.drops); to != nil {
+			db.add(to, raw)
 		}
-		dst := snap.byAddr[pkt.Dst]
-		if dst == nil || dst.tenant.tun == nil {
-			n.drops[dropNoRoute].Add(1)
-			continue
-		}
-		if !snap.isLocal(pkt.Src) {
-			if v, _ := n.filter.CheckAt(dst.tenantID, &pkt, firewall.ToPeer, now); v != firewall.Accept {
-				continue
-			}
-		}
-		dst.ctr.txPackets.Add(1)
-		dst.ctr.txBytes.Add(uint64(len(raw)))
-		if to != dst.tenant.tun && len(db.pkts) > 0 {
-			to.enqueue(db.pkts)
-			clear(db.pkts)
-			db.pkts = db.pkts[:0]
-		}
-		to = dst.tenant.tun
-		db.pkts = append(db.pkts, raw)
 	}
-	if len(db.pkts) > 0 {
-		to.enqueue(db.pkts)
-		clear(db.pkts)
-		db.pkts = db.pkts[:0]
-	}
+	db.flush()
 	n.deliverScratch.Put(db)
-}
-
-// deliverBatch is deliverBatch's scratch.
-type deliverBatch struct {
-	pkts [][]byte
 }
 
 // sweepLoop expires tracked flows and trims idle peers from the devices until the node closes.
@@ -302,7 +270,7 @@ func (n *Node) startExit() error {
 	}
 	var exit4, exit6 exitWriter = us, us
 	if mode == ExitKernel {
-		k, err := newKernelExit(n.cfg.Interface, n.cfg.MTU, n.cfg.ListenPort, n.ov, n.deliverBatch, n.log.With("component", "kernel-exit"))
+		k, err := newKernelExit(n.cfg.Interface, n.cfg.MTU, n.cfg.ListenPort, n.ov, n.log.With("component", "kernel-exit"))
 		switch {
 		case err != nil && n.cfg.ExitMode == ExitKernel:
 			return err

@@ -23,15 +23,23 @@ const outBatchMax = 128
 type outQueue struct {
 	bufs sync.Pool // *outPacket
 	mtu  int
+	// onReady, when set, is called (without the lock) after a push made the queue non-empty:
+	// a reader blocked somewhere else than on ready needs a nudge (see tunDevice.readKernel).
+	onReady func()
 
-	mu       sync.Mutex // guards the fields below
-	nonEmpty sync.Cond  // signalled when n goes from 0 to more, and on close
-	notFull  sync.Cond  // broadcast when the reader frees room while producers wait, and on close
-	ring     [outQueueLen]*outPacket
-	head, n  int
-	waiting  int          // producers blocked on notFull
-	closed   bool         // no packet enters after close; Read returns os.ErrClosed
-	scratch  []*outPacket // the reader's; guarded by being the only reader
+	// ready holds a token when packets may be waiting (sent when n goes from 0 to more; a
+	// token may be stale); done is closed by close. The reader selects on them, beside the
+	// kernel exit's read token (see tunDevice.Read).
+	ready chan struct{}
+	done  chan struct{}
+
+	mu      sync.Mutex // guards the fields below
+	notFull sync.Cond  // broadcast when the reader frees room while producers wait, and on close
+	ring    [outQueueLen]*outPacket
+	head, n int
+	waiting int          // producers blocked on notFull
+	closed  bool         // no packet enters after close; Read returns os.ErrClosed
+	scratch []*outPacket // the reader's; guarded by being the only reader
 }
 
 type outPacket struct {
@@ -39,8 +47,7 @@ type outPacket struct {
 }
 
 func newOutQueue(mtu int) *outQueue {
-	q := &outQueue{mtu: mtu}
-	q.nonEmpty.L = &q.mu
+	q := &outQueue{mtu: mtu, ready: make(chan struct{}, 1), done: make(chan struct{})}
 	q.notFull.L = &q.mu
 	return q
 }
@@ -65,7 +72,7 @@ func (q *outQueue) push(pkts [][]byte) (dropped int) {
 			ps[i] = p
 		}
 		pkts = pkts[k:]
-		i := 0
+		i, nudge := 0, false
 		q.mu.Lock()
 		for i < k {
 			for q.n == len(q.ring) && !q.closed {
@@ -86,10 +93,17 @@ func (q *outQueue) push(pkts [][]byte) (dropped int) {
 				q.n++
 			}
 			if wasEmpty {
-				q.nonEmpty.Signal()
+				nudge = true
+				select {
+				case q.ready <- struct{}{}:
+				default:
+				}
 			}
 		}
 		q.mu.Unlock()
+		if nudge && q.onReady != nil {
+			q.onReady()
+		}
 		clear(ps[:k])
 	}
 	return dropped
@@ -98,10 +112,21 @@ func (q *outQueue) push(pkts [][]byte) (dropped int) {
 // read waits for at least one packet and copies as many as fit bufs into bufs[i][offset:],
 // their lengths into sizes. After close it returns os.ErrClosed.
 func (q *outQueue) read(bufs [][]byte, sizes []int, offset int) (int, error) {
-	q.mu.Lock()
-	for q.n == 0 && !q.closed {
-		q.nonEmpty.Wait()
+	for {
+		if n, err := q.tryRead(bufs, sizes, offset); n > 0 || err != nil {
+			return n, err
+		}
+		select {
+		case <-q.ready:
+		case <-q.done:
+			return 0, os.ErrClosed
+		}
 	}
+}
+
+// tryRead is read without the wait: it returns 0, nil when the queue is empty.
+func (q *outQueue) tryRead(bufs [][]byte, sizes []int, offset int) (int, error) {
+	q.mu.Lock()
 	if q.closed {
 		q.mu.Unlock()
 		return 0, os.ErrClosed
@@ -114,7 +139,7 @@ func (q *outQueue) read(bufs [][]byte, sizes []int, offset int) (int, error) {
 		q.head = (q.head + 1) % len(q.ring)
 		q.n--
 	}
-	if q.waiting > 0 {
+	if k > 0 && q.waiting > 0 {
 		q.notFull.Broadcast()
 	}
 	q.mu.Unlock()
@@ -124,6 +149,13 @@ func (q *outQueue) read(bufs [][]byte, sizes []int, offset int) (int, error) {
 		q.scratch[i] = nil
 	}
 	return k, nil
+}
+
+// empty reports whether nothing is queued.
+func (q *outQueue) empty() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.n == 0
 }
 
 // len returns the number of packets queued.
@@ -136,13 +168,17 @@ func (q *outQueue) len() int {
 // close wakes the reader and every producer; packets still queued are dropped. Idempotent.
 func (q *outQueue) close() {
 	q.mu.Lock()
+	if q.closed {
+		q.mu.Unlock()
+		return
+	}
 	q.closed = true
+	close(q.done)
 	for ; q.n > 0; q.n-- {
 		q.bufs.Put(q.ring[q.head])
 		q.ring[q.head] = nil
 		q.head = (q.head + 1) % len(q.ring)
 	}
-	q.nonEmpty.Broadcast()
 	q.notFull.Broadcast()
 	q.mu.Unlock()
 }

@@ -210,6 +210,9 @@ func (n *Node) newTenantDevice(id int64) (*tenantDevice, error) {
 	name := fmt.Sprintf("%s.%d", n.cfg.Interface, id)
 	tun := newTunDevice(name, n.cfg.MTU, id, &n.snap, n.filter)
 	tun.setExits(n.exitLocal, n.exit4, n.exit6)
+	if n.kexit != nil {
+		tun.setKernelExit(n.kexit, &n.drops)
+	}
 	wglog := n.log.With("component", "wireguard", "tenant_id", id)
 	dev := device.NewDevice(tun, n.mux.Bind(id), &device.Logger{
 		Verbosef: func(format string, args ...any) {

@@ -60,9 +60,16 @@ type tunDevice struct {
 	// exit6 take the rest by address family. Set before the device is up, never changed after.
 	local, exit4, exit6 exitWriter
 
-	out       *outQueue
-	events    chan tun.Event
-	closeOnce sync.Once
+	out *outQueue
+	// kx, when set, is the kernel exit whose TUN Read also reads; kxDrops counts what it
+	// reads that goes nowhere (the node's counters); kxScratch holds *deliverBatch.
+	kx        *kernelExit
+	kxDrops   *[numDropReasons]atomic.Uint64
+	kxScratch sync.Pool
+	// inKernelRead is set while Read may be blocked in the kernel exit's TUN.
+	inKernelRead atomic.Bool
+	events       chan tun.Event
+	closeOnce    sync.Once
 
 	batches sync.Pool // *writeBatches, scratch for Write
 
@@ -212,12 +219,6 @@ func (t *tunDevice) enqueue(pkts [][]byte) {
 	}
 }
 
-// Read hands queued packets to wireguard-go: it blocks for the first and takes whatever else is
-// ready, up to len(bufs).
-func (t *tunDevice) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
-	return t.out.read(bufs, sizes, offset)
-}
-
 func (t *tunDevice) File() *os.File           { return nil }
 func (t *tunDevice) MTU() (int, error)        { return t.mtu, nil }
 func (t *tunDevice) Name() (string, error)    { return t.name, nil }
@@ -228,6 +229,9 @@ func (t *tunDevice) BatchSize() int           { return conn.IdealBatchSize }
 func (t *tunDevice) Close() error {
 	t.closeOnce.Do(func() {
 		t.out.close()
+		if t.kx != nil {
+			t.kx.wake() // if this device's Read is in the TUN, it returns
+		}
 		close(t.events)
 	})
 	return nil

@@ -202,6 +202,9 @@ func TestTunWriteAllocs(t *testing.T) {
 			bufs[i] = ipv6Packet(a1.IPv6, netip.MustParseAddr("2001:db8:1::2"))
 		}
 	}
+	if muxRace {
+		t.Skip("sync.Pool drops items at random under the race detector")
+	}
 	td.Write(bufs, 16) // warm the pool
 	if allocs := testing.AllocsPerRun(100, func() { td.Write(bufs, 16) }); allocs != 0 {
 		t.Errorf("Write allocates %.1f times per batch, want 0", allocs)

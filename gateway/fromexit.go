@@ -1,0 +1,175 @@
+package gateway
+
+import (
+	"errors"
+	"net"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"golang.zx2c4.com/wireguard/tun"
+
+	"github.com/popgate/popgate/firewall"
+)
+
+// fromExit decides where a packet from an exit goes: the device of the tenant whose peer (or
+// site) it is addressed to, once that tenant's firewall accepted it; the peer's counters
+// count it. nil: dropped, and counted in drops or by the firewall. Replies from the node's
+// own services skip the firewall, as their requests did. pkt is scratch.
+func fromExit(snap *snapshot, filter *firewall.Filter, pkt *firewall.Packet, raw []byte, now time.Duration, drops *[numDropReasons]atomic.Uint64) *tunDevice {
+	if pkt.Parse(raw) != nil {
+		drops[dropMalformed].Add(1)
+		return nil
+	}
+	dst := snap.byAddr[pkt.Dst]
+	if dst == nil || dst.tenant.tun == nil {
+		drops[dropNoRoute].Add(1)
+		return nil
+	}
+	if !snap.isLocal(pkt.Src) {
+		if v, _ := filter.CheckAt(dst.tenantID, pkt, firewall.ToPeer, now); v != firewall.Accept {
+			return nil
+		}
+	}
+	dst.ctr.txPackets.Add(1)
+	dst.ctr.txBytes.Add(uint64(len(raw)))
+	return dst.tenant.tun
+}
+
+// deliverBatch gathers runs of packets for one device, to queue them together.
+type deliverBatch struct {
+	to   *tunDevice
+	pkts [][]byte
+	pkt  firewall.Packet // scratch for fromExit
+}
+
+func (db *deliverBatch) add(to *tunDevice, raw []byte) {
+	if to != db.to {
+		db.flush()
+		db.to = to
+	}
+	db.pkts = append(db.pkts, raw)
+}
+
+func (db *deliverBatch) flush() {
+	if len(db.pkts) > 0 {
+		db.to.enqueue(db.pkts)
+		clear(db.pkts)
+		db.pkts = db.pkts[:0]
+	}
+	db.to = nil
+}
+
+// setKernelExit makes Read also read the kernel exit's TUN (see kernelExit). drops counts what
+// it reads that goes nowhere. Call before the device comes up.
+func (t *tunDevice) setKernelExit(k *kernelExit, drops *[numDropReasons]atomic.Uint64) {
+	t.kx, t.kxDrops = k, drops
+	t.out.onReady = func() {
+		if t.inKernelRead.Load() {
+			k.wake()
+		}
+	}
+}
+
+// Read hands wireguard-go the packets to encrypt towards peers: queued ones (from the
+// userspace exit, hairpinned) first; else, with a kernel exit, whatever the kernel routes into
+// its TUN, read straight into bufs when this device holds the TUN's read token. It blocks
+// until there is something, or the device closes (os.ErrClosed).
+func (t *tunDevice) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
+	if t.kx == nil {
+		return t.out.read(bufs, sizes, offset)
+	}
+	for {
+		if n, err := t.out.tryRead(bufs, sizes, offset); n > 0 || err != nil {
+			return n, err
+		}
+		select {
+		case <-t.out.ready:
+		case <-t.out.done:
+			return 0, os.ErrClosed
+		case <-t.kx.token:
+			n, err := t.readKernel(bufs, sizes, offset)
+			if n > 0 || err != nil {
+				return n, err
+			}
+		}
+	}
+}
+
+// readKernel reads one batch from the kernel exit's TUN, holding its token, and returns it.
+// Packets for this device stay in bufs; packets for other tenants' devices are queued to them
+// and, like dropped ones, get size 0, which wireguard-go skips.
+func (t *tunDevice) readKernel(bufs [][]byte, sizes []int, offset int) (int, error) {
+	k := t.kx
+	select {
+	case <-t.out.done: // closed while waiting: Close's wake may already have passed
+		k.token <- struct{}{}
+		return 0, os.ErrClosed
+	default:
+	}
+	// A packet queued for us while we sit in the TUN must wake us: either the producer sees
+	// inKernelRead and wakes the read, or we see its packet here (both sides are sequentially
+	// consistent).
+	t.inKernelRead.Store(true)
+	if !t.out.empty() {
+		t.inKernelRead.Store(false)
+		k.token <- struct{}{}
+		return 0, nil
+	}
+	n, err := k.read(bufs, sizes, offset)
+	t.inKernelRead.Store(false)
+	if err != nil {
+		switch {
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			// Some device is closing (see Close), or a packet was queued for us: rearm before
+			// looking at our own state, so a Close after this look still wakes us.
+			k.rearm()
+			k.token <- struct{}{}
+			select {
+			case <-t.out.done:
+				return 0, os.ErrClosed
+			default:
+				return 0, nil
+			}
+		case errors.Is(err, os.ErrClosed), errors.Is(err, net.ErrClosed):
+			// The kernel exit stopped (the node is closing): keep the token so nobody reads
+			// the closed TUN again, and serve the queue only.
+			return 0, nil
+		case errors.Is(err, tun.ErrTooManySegments):
+			// n packets are good; the rest of a GSO segment was dropped, as wireguard-go does.
+		default:
+			k.token <- struct{}{}
+			k.log.Debug("read from kernel TUN", "err", err)
+			time.Sleep(10 * time.Millisecond) // no busy loop on a persistent error
+			return 0, nil
+		}
+	}
+	db, _ := t.kxScratch.Get().(*deliverBatch)
+	if db == nil {
+		db = &deliverBatch{}
+	}
+	snap := t.snap.Load()
+	now := t.filter.Now()
+	mine := 0
+	for i := range n {
+		raw := bufs[i][offset : offset+sizes[i]]
+		to := fromExit(snap, t.filter, &db.pkt, raw, now, t.kxDrops)
+		switch to {
+		case t:
+			mine++
+			continue
+		case nil:
+		default:
+			db.add(to, raw)
+		}
+		sizes[i] = 0
+	}
+	// Queue the others' before giving the token back, so their order holds.
+	db.flush()
+	t.kxScratch.Put(db)
+	k.token <- struct{}{}
+	if mine == 0 {
+		return 0, nil
+	}
+	return n, nil
+}
