@@ -14,17 +14,19 @@ import (
 // linkEndpoint is the exit's NIC: a point-to-point IP link with no link header, no queue
 // and no goroutine. Inbound packets are delivered synchronously by Write's goroutine
 // (through gVisor's GRO, which coalesces the TCP segments of one batch); outbound packets
-// are handed to out on the goroutine gVisor writes them from. Each direction copies a
-// packet at most once: inbound into a gVisor buffer, outbound only when gVisor's packet is
-// not one contiguous view (headers and payload usually are separate views).
+// are handed to out, in batches, on the goroutine gVisor writes them from.
+//
+// It advertises host GSO (SupportedGSO), so gVisor's TCP builds one segment, with a partial
+// checksum, per up to 64 KiB instead of one per MSS, and WritePackets splits it into
+// MTU-sized packets with full checksums (tso.go). Each direction copies a packet at most
+// once: inbound into a gVisor buffer, outbound into a pooled batch (a packet gVisor finished
+// is passed without a copy when it lies in one view).
 //
 // Because nothing is queued nothing is dropped here: backpressure is whatever out does,
 // which avoids the retransmission storms of a dropping queue.
 //
-// Later (issue: performance): advertise stack.GSOEndpoint (HostGSOSupported) and hand out
-// whole TSO segments for the tun.Device to split or pass to a kernel TUN with virtio
-// headers; and a batched out to match wireguard-go's batches. Inbound GRO across Write
-// calls would need a flush timer; within a batch it is free.
+// Later (issue: performance): inbound GRO across Write calls would need a flush timer;
+// within a batch it is free.
 type linkEndpoint struct {
 	mtu atomic.Uint32
 	out func(pkts [][]byte)
@@ -39,10 +41,14 @@ type linkEndpoint struct {
 	dispatcher stack.NetworkDispatcher
 	onClose    func()
 
-	inPool sync.Pool // *inbound
+	inPool  sync.Pool // *inbound
+	outPool sync.Pool // *outBatch
 }
 
-var _ stack.LinkEndpoint = (*linkEndpoint)(nil)
+var (
+	_ stack.LinkEndpoint = (*linkEndpoint)(nil)
+	_ stack.GSOEndpoint  = (*linkEndpoint)(nil)
+)
 
 func newLinkEndpoint(mtu uint32, out func([][]byte), groEnabled bool) *linkEndpoint {
 	l := &linkEndpoint{out: out, gro: groEnabled}
@@ -52,6 +58,7 @@ func newLinkEndpoint(mtu uint32, out func([][]byte), groEnabled bool) *linkEndpo
 		in.gro.Init(l.gro)
 		return in
 	}
+	l.outPool.New = func() any { return newOutBatch() }
 	return l
 }
 
@@ -99,24 +106,23 @@ func (in *inbound) finish() {
 	in.l.inPool.Put(in)
 }
 
-// WritePackets hands gVisor's outbound packets to out. It never fails and never drops.
+// WritePackets hands gVisor's outbound packets to out, in batches of up to outBatchMax:
+// TCP segments built for GSO split into packets that fit the MTU, every other packet as
+// gVisor built it. It never fails, and drops only a GSO segment whose headers it cannot
+// parse, which gVisor does not build.
 func (l *linkEndpoint) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
-	var scratch *[]byte
-	var one [1][]byte
+	mtu := int(l.mtu.Load())
+	b := l.outPool.Get().(*outBatch)
 	for _, pkt := range pkts.AsSlice() {
-		b := contiguous(pkt)
-		if b == nil {
-			if scratch == nil {
-				scratch = getBuf()
-			}
-			b = gather(pkt, *scratch)
+		switch pkt.GSOOptions.Type {
+		case stack.GSOTCPv4, stack.GSOTCPv6:
+			b.addTCPSegments(pkt, mtu, l.out)
+		default:
+			b.addPacket(pkt, l.out)
 		}
-		one[0] = b
-		l.out(one[:])
 	}
-	if scratch != nil {
-		putBuf(scratch)
-	}
+	b.flush(l.out)
+	l.outPool.Put(b)
 	return pkts.Len(), nil
 }
 
@@ -140,22 +146,18 @@ func contiguous(pkt *stack.PacketBuffer) []byte {
 	return only
 }
 
-// gather copies the packet's bytes into buf, which must be large enough for any packet
-// gVisor writes (the MTU; GSO is off).
-func gather(pkt *stack.PacketBuffer, buf []byte) []byte {
-	vl, off := pkt.AsViewList()
-	n := 0
-	for v := vl.Front(); v != nil; v = v.Next() {
-		s := v.AsSlice()
-		if off >= len(s) {
-			off -= len(s)
-			continue
-		}
-		n += copy(buf[n:], s[off:])
-		off = 0
-	}
-	return buf[:n]
-}
+// gsoMaxSize bounds the segments gVisor's TCP builds for GSO. Its sender keeps a segment's
+// payload below GSOMaxSize minus the largest TCP header (transport/tcp/snd.go sendData), so
+// with 64 KiB the IP and TCP headers still fit IPv4's total length and IPv6's payload length.
+const gsoMaxSize = 1 << 16
+
+// GSOMaxSize implements stack.GSOEndpoint.
+func (*linkEndpoint) GSOMaxSize() uint32 { return gsoMaxSize }
+
+// SupportedGSO implements stack.GSOEndpoint: "host" GSO, whose segments come with options
+// (MSS, a partial checksum) for the link to split, unlike gVisor's own GSO, which splits
+// them in gVisor, one PacketBuffer per MTU.
+func (*linkEndpoint) SupportedGSO() stack.SupportedGSO { return stack.HostGSOSupported }
 
 // MTU implements stack.LinkEndpoint.
 func (l *linkEndpoint) MTU() uint32 { return l.mtu.Load() }
@@ -174,8 +176,10 @@ func (*linkEndpoint) SetLinkAddress(tcpip.LinkAddress) {}
 
 // Capabilities implements stack.LinkEndpoint. Receive checksums are not verified: every
 // client packet was authenticated by WireGuard, so a bad checksum can only come from the
-// client itself and hurts only its own flow. Transmit checksums are computed: clients
-// verify them.
+// client itself and hurts only its own flow. Transmit checksums are computed, since clients
+// verify them: by gVisor, except for GSO TCP segments, which WritePackets completes per
+// packet (gVisor leaves their checksum partial whatever this says, so
+// CapabilityTXChecksumOffload would only leave UDP, SYN and RST checksums empty).
 func (l *linkEndpoint) Capabilities() stack.LinkEndpointCapabilities {
 	if l.verifyRX {
 		return 0
