@@ -5,11 +5,21 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"sync/atomic"
 	"time"
+
+	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
+	"gvisor.dev/gvisor/pkg/waiter"
 )
 
 // The in-tunnel DNS service: LocalAddrs:53 over UDP and TCP, relayed to DNSUpstreams. It
-// is a plain relay, not a resolver: queries and answers pass unchanged.
+// is a plain relay, not a resolver: queries and answers pass unchanged. Its UDP flows are
+// terminated in gVisor (the only UDP gVisor terminates); its TCP flows like any other
+// (tcp.go).
 
 const (
 	dnsPort = 53
@@ -48,10 +58,54 @@ func (e *Exit) dialDNS(ctx context.Context, network string) (net.Conn, error) {
 	return nil, fmt.Errorf("%w: %w", errNoUpstream, errors.Join(errs...))
 }
 
-// serveDNS is the UDP service for one client addr:port: each query goes to the upstreams
-// in order and the first matching answer goes back. The flow ends after dnsIdleTimeout
-// (or UDPIdleTimeout if shorter) without queries.
-func (f *udpFlow) serveDNS() {
+// handleLocalUDP is gVisor's UDP forwarder callback for a datagram to a LocalAddr that no
+// flow claims, called synchronously by Write. It must not block: it creates the client
+// leg, which queues this first datagram, and leaves the rest to the flow's goroutine. Only
+// the DNS port is served; every other port is refused with ICMP port unreachable.
+func (e *Exit) handleLocalUDP(r *udp.ForwarderRequest) {
+	id := r.ID()
+	dst := netip.AddrPortFrom(addrFrom(id.LocalAddress), id.LocalPort)
+	src := remoteOf(id)
+	if !e.dnsPort(dst.Port()) {
+		e.sendUnreachable(src, dst, false)
+		return
+	}
+	if !e.reserveFlow() {
+		e.sendUnreachable(src, dst, true)
+		return
+	}
+	var wq waiter.Queue
+	ep, err := r.CreateEndpoint(&wq)
+	if err != nil {
+		e.releaseFlow()
+		return
+	}
+	f := &dnsFlow{e: e, client: gonet.NewUDPConn(&wq, ep), src: src, idle: min(e.cfg.UDPIdleTimeout, dnsIdleTimeout)}
+	if !e.goFlow(f, f.serve) {
+		f.client.Close()
+		e.releaseFlow()
+	}
+}
+
+// dnsBufSize is a query or answer buffer: a whole datagram.
+const dnsBufSize = 64 << 10
+
+// dnsFlow is one client addr:port talking to the DNS service.
+type dnsFlow struct {
+	e      *Exit
+	client *gonet.UDPConn // the client leg, in gVisor
+	src    netip.AddrPort
+	idle   time.Duration // close after this long without a query
+	last   atomic.Int64  // e.now() of the last query
+
+	mu      sync.Mutex // guards host, aborted
+	host    net.Conn   // the upstream being asked
+	aborted bool
+}
+
+// serve answers the flow's queries: each goes to the upstreams in order and the first
+// matching answer goes back. The flow ends after f.idle without queries.
+func (f *dnsFlow) serve() {
 	e := f.e
 	defer e.releaseFlow()
 	e.st.udpFlows.Add(1)
@@ -62,7 +116,7 @@ func (f *udpFlow) serveDNS() {
 	qp, rp := getBuf(), getBuf()
 	defer putBuf(qp)
 	defer putBuf(rp)
-	q, resp := (*qp)[:udpBufSize], (*rp)[:udpBufSize]
+	q, resp := (*qp)[:dnsBufSize], (*rp)[:dnsBufSize]
 	var armed bool
 	for {
 		n, err := f.read(f.client, q, &armed)
@@ -87,7 +141,7 @@ func (f *udpFlow) serveDNS() {
 }
 
 // ask sends query to each upstream in turn and returns the first answer with its ID.
-func (f *udpFlow) ask(query, resp []byte) ([]byte, error) {
+func (f *dnsFlow) ask(query, resp []byte) ([]byte, error) {
 	e := f.e
 	for _, up := range e.cfg.DNSUpstreams {
 		ctx, cancel := context.WithTimeout(e.ctx, dnsUpstreamTimeout)
@@ -130,7 +184,7 @@ func exchange(c net.Conn, query, resp []byte) ([]byte, error) {
 	}
 }
 
-func (f *udpFlow) clearHost(c net.Conn) {
+func (f *dnsFlow) clearHost(c net.Conn) {
 	f.mu.Lock()
 	if f.host == c {
 		f.host = nil
@@ -139,8 +193,61 @@ func (f *udpFlow) clearHost(c net.Conn) {
 	c.Close()
 }
 
-func (f *udpFlow) isAborted() bool {
+func (f *dnsFlow) isAborted() bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.aborted
+}
+
+// read reads one query, refreshing the flow's idle clock. It returns an error when the
+// client leg fails or the flow has been idle for f.idle. *armed tracks whether the read
+// deadline is set: it is moved only when it fires, not per datagram, because moving a
+// gonet deadline costs a timer update and an allocation.
+func (f *dnsFlow) read(c net.Conn, buf []byte, armed *bool) (int, error) {
+	idle := int64(f.idle)
+	for {
+		if !*armed {
+			c.SetReadDeadline(f.e.start.Add(time.Duration(f.last.Load() + idle)))
+			*armed = true
+		}
+		n, err := c.Read(buf)
+		if err == nil {
+			f.last.Store(f.e.now())
+			return n, nil
+		}
+		if !errors.Is(err, os.ErrDeadlineExceeded) && !isTimeout(err) {
+			return 0, err
+		}
+		*armed = false
+		if f.e.now()-f.last.Load() >= idle {
+			return 0, err
+		}
+	}
+}
+
+// setHost records the upstream socket so abort closes it; false (and c closed) if the
+// flow was already aborted.
+func (f *dnsFlow) setHost(c net.Conn) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.aborted {
+		c.Close()
+		return false
+	}
+	f.host = c
+	return true
+}
+
+// abort closes the client leg and the upstream socket, unblocking every read. Idempotent.
+func (f *dnsFlow) abort() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.aborted {
+		return
+	}
+	f.aborted = true
+	f.client.Close()
+	if f.host != nil {
+		f.host.Close()
+	}
 }

@@ -1,4 +1,4 @@
-// Package netstack terminates client flows in a gVisor stack: the userspace exit and in-tunnel services.
+// Package netstack is the userspace exit (TCP in a gVisor stack, UDP relayed directly) and the in-tunnel services.
 package netstack
 
 import (
@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
 )
 
 // Dialer re-originates flows from the host. *net.Dialer implements it.
@@ -35,18 +36,21 @@ type Config struct {
 	DNSUpstreams []netip.AddrPort
 	// Output receives the IP packets the exit sends towards clients, a batch at a time: each
 	// pkts[i] is one packet. The slice and the packets are valid only during the call. It may
-	// be called concurrently, must not block for long, and must not call Write synchronously.
-	// Required.
+	// be called concurrently (also from within Write, for ICMP errors), must not block for
+	// long, and must not call Write synchronously. Required.
 	Output func(pkts [][]byte)
-	// Dialer re-originates TCP and UDP flows and reaches DNSUpstreams. Default &net.Dialer{}.
+	// Dialer re-originates TCP and UDP flows and reaches DNSUpstreams. A UDP flow's socket
+	// that is a *net.UDPConn is written and read in batches (sendmmsg, recvmmsg on Linux);
+	// any other net.Conn one datagram a call, and its Write may then block Exit.Write.
+	// Default &net.Dialer{}.
 	Dialer Dialer
 	// Pinger re-originates ICMP echo. A successful New takes ownership: Exit.Close closes
 	// it. Default: a host pinger on unprivileged ICMP datagram sockets (allowed when
 	// net.ipv4.ping_group_range includes our gid), else raw sockets when privileged, else
 	// none (echo to non-local destinations is dropped and counted, one log line says why).
 	Pinger Pinger
-	// UDPIdleTimeout closes a UDP flow that saw no packet either way for this long.
-	// Default 2m (like conntrack's UDP stream timeout).
+	// UDPIdleTimeout closes a UDP flow (and its host socket) that saw no datagram either way
+	// for this long. Default 2m (like conntrack's UDP stream timeout).
 	UDPIdleTimeout time.Duration
 	// MaxFlows bounds concurrent TCP+UDP flows, including those still dialling. New flows
 	// above it are refused (TCP RST, UDP ICMP administratively prohibited) and counted.
@@ -105,16 +109,23 @@ func (c *Config) Validate() error {
 	return nil
 }
 
-// Exit is the userspace exit of a PoP: it terminates client flows in a gVisor stack and
-// re-originates them from host sockets. Its methods are safe for concurrent use.
+// Exit is the userspace exit of a PoP: it re-originates client flows from host sockets.
+// TCP is terminated in a gVisor stack; UDP to the internet is relayed datagram by datagram
+// without it (udp.go); ICMP echo goes to the Pinger. Its methods are safe for concurrent
+// use.
 type Exit struct {
 	cfg   Config
 	log   *slog.Logger
 	local []netip.Addr // cfg.LocalAddrs, unmapped; never modified after New
 	start time.Time    // origin of the monotonic clock behind now()
 
-	stack *stack.Stack
-	link  *linkEndpoint
+	stack        *stack.Stack
+	link         *linkEndpoint
+	udpForwarder *udp.Forwarder // UDP to LocalAddrs: the DNS service
+
+	udp    udpTable      // the relayed UDP flows
+	txPool sync.Pool     // *udpTx, one per Write
+	fragID atomic.Uint32 // identifies the fragments of a relayed reply larger than the MTU
 
 	// ctx is cancelled by Close; it bounds every dial and ping.
 	ctx    context.Context
@@ -160,7 +171,9 @@ func New(cfg Config, log *slog.Logger) (*Exit, error) {
 		local: cfg.LocalAddrs,
 		start: time.Now(),
 		flows: make(map[flowCloser]struct{}),
+		udp:   udpTable{m: make(map[udpKey]*udpFlow)},
 	}
+	e.txPool.New = func() any { return newUDPTx(e) }
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	e.pings.init(maxOutstandingPings)
 
@@ -224,8 +237,10 @@ func (e *Exit) emitBatch(pkts [][]byte) {
 
 // Write hands the exit a batch of client IP packets, each starting at pkts[i][0]. It copies
 // what it keeps, so the caller may reuse the buffers when it returns. It never blocks for
-// long: TCP segments are queued to gVisor's processors, UDP datagrams to their flows.
-// After Close it does nothing.
+// long: TCP segments are queued to gVisor's processors; UDP datagrams of established flows
+// are sent on their host sockets before it returns (one sendmmsg per flow, never waiting
+// for room: what a socket does not take is dropped), those of flows still dialling are
+// queued to them. After Close it does nothing.
 func (e *Exit) Write(pkts [][]byte) {
 	e.writeMu.RLock()
 	defer e.writeMu.RUnlock()
@@ -234,26 +249,47 @@ func (e *Exit) Write(pkts [][]byte) {
 	}
 	e.st.packetsIn.Add(uint64(len(pkts)))
 	in := e.link.beginInbound()
+	tx := e.getTx()
 	for _, p := range pkts {
-		e.writeOne(in, p)
+		e.writeOne(in, tx, p)
 	}
+	tx.flush()
 	in.finish()
+	e.putTx(tx)
 }
 
-// writeOne classifies one packet: drop it, answer or re-originate ICMP echo, or hand it to
-// gVisor.
-func (e *Exit) writeOne(in *inbound, p []byte) {
+// writeOne classifies one packet: drop it, answer or re-originate ICMP echo, add a UDP
+// datagram to the batch of the relay, or hand it to gVisor.
+func (e *Exit) writeOne(in *inbound, tx *udpTx, p []byte) {
 	var pi pktInfo
 	if r := parsePacket(p, &pi); r != dropNone {
 		e.st.drop(r)
 		return
 	}
 	p = p[:pi.length]
-	if pi.echo {
+	switch {
+	case pi.echo:
 		e.handleEcho(p, &pi)
-		return
+	case pi.udp && !e.isLocal(pi.dst):
+		tx.addPacket(p, &pi)
+	default:
+		if tx.pending() && mayBeRelayedUDP(p, &pi) && !e.isLocal(pi.dst) {
+			// gVisor hands it back to the relay at once (handleUDPPacket): send what came
+			// before it first, so that a flow's datagrams keep their order.
+			tx.flush()
+		}
+		in.deliver(p, pi.v6)
 	}
-	in.deliver(p, pi.v6)
+}
+
+// mayBeRelayedUDP reports whether gVisor may hand p, a packet the classifier left to it,
+// back to the UDP relay: IPv4 UDP (fragments, options), or IPv6 not plainly TCP (UDP behind
+// extension headers).
+func mayBeRelayedUDP(p []byte, pi *pktInfo) bool {
+	if pi.v6 {
+		return p[6] != protoTCP
+	}
+	return p[9] == protoUDP
 }
 
 // Close stops the exit: no Write has effect after it; it closes every flow (host sockets

@@ -34,11 +34,16 @@ type pktInfo struct {
 	length   int // the IP packet's own length; bytes beyond it are link padding
 	src, dst netip.Addr
 	echo     bool // an unfragmented ICMP(v6) echo request whose header starts at l4
-	l4       int
+	// udp: an unfragmented UDP datagram right after a plain IP header (no IPv4 options, no
+	// IPv6 extension headers), its header at l4, its length field checked against length.
+	// Other UDP (fragments, options, extension headers) goes to gVisor, which reassembles.
+	udp bool
+	l4  int
 }
 
 // parsePacket validates the IP header of a client packet, rejects addresses that must
-// never be dialled, and finds echo requests. It never reads beyond len(p).
+// never be dialled, and finds echo requests and the UDP datagrams of the direct relay. It
+// never reads beyond len(p).
 func parsePacket(p []byte, pi *pktInfo) DropReason {
 	if len(p) < 1 {
 		return DropMalformed
@@ -71,11 +76,14 @@ func parse4(p []byte, pi *pktInfo) DropReason {
 	pi.length = total
 	pi.src = netip.AddrFrom4([4]byte(p[12:16]))
 	pi.dst = netip.AddrFrom4([4]byte(p[16:20]))
-	pi.echo = false
-	if p[9] != protoICMP {
+	pi.echo, pi.udp = false, false
+	fragment := binary.BigEndian.Uint16(p[6:8])&0x3fff != 0 // more fragments, or an offset
+	switch {
+	case p[9] == protoUDP && !fragment && ihl == ipv4HeaderLen:
+		return parseUDP(p, ihl, total, pi)
+	case p[9] != protoICMP:
 		return dropNone
-	}
-	if binary.BigEndian.Uint16(p[6:8])&0x3fff != 0 { // more fragments, or an offset
+	case fragment:
 		return DropICMPFragment
 	}
 	if total > ihl && p[ihl] == icmpv4Echo {
@@ -85,6 +93,21 @@ func parse4(p []byte, pi *pktInfo) DropReason {
 		pi.echo = true
 		pi.l4 = ihl
 	}
+	return dropNone
+}
+
+// parseUDP checks the header of an unfragmented UDP datagram at p[l4:total] and marks it
+// for the direct relay.
+func parseUDP(p []byte, l4, total int, pi *pktInfo) DropReason {
+	if l4+udpHeaderLen > total {
+		return DropMalformed
+	}
+	n := int(binary.BigEndian.Uint16(p[l4+4 : l4+6]))
+	if n < udpHeaderLen || l4+n > total {
+		return DropMalformed
+	}
+	pi.udp = true
+	pi.l4 = l4
 	return dropNone
 }
 
@@ -120,7 +143,7 @@ func parse6(p []byte, pi *pktInfo) DropReason {
 	pi.v6 = true
 	pi.length = total
 	pi.src, pi.dst = src, dst
-	pi.echo = false
+	pi.echo, pi.udp = false, false
 
 	next, off := p[6], ipv6HeaderLen
 	for range maxExtHeaders {
@@ -146,6 +169,11 @@ func parse6(p []byte, pi *pktInfo) DropReason {
 				}
 				pi.echo = true
 				pi.l4 = off
+			}
+			return dropNone
+		case protoUDP:
+			if off == ipv6HeaderLen {
+				return parseUDP(p, off, total, pi)
 			}
 			return dropNone
 		default:

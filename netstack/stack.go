@@ -101,10 +101,11 @@ func tuneStack(s *stack.Stack) error {
 func ptr[T any](v T) *T { return &v }
 
 // installForwarders routes every TCP SYN and every UDP datagram without an endpoint to the
-// exit's handlers.
+// exit's handlers: UDP to handleUDPPacket, which passes UDP to LocalAddrs on to the UDP
+// forwarder (the DNS service) and relays the rest.
 func (e *Exit) installForwarders() {
 	tf := tcp.NewForwarder(e.stack, tcpRXBufDef, tcpMaxInFlight, e.handleTCP)
 	e.stack.SetTransportProtocolHandler(tcp.ProtocolNumber, tf.HandlePacket)
-	uf := udp.NewForwarder(e.stack, e.handleUDP)
-	e.stack.SetTransportProtocolHandler(udp.ProtocolNumber, uf.HandlePacket)
+	e.udpForwarder = udp.NewForwarder(e.stack, e.handleLocalUDP)
+	e.stack.SetTransportProtocolHandler(udp.ProtocolNumber, e.handleUDPPacket)
 }

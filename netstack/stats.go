@@ -2,7 +2,8 @@ package netstack
 
 import "sync/atomic"
 
-// DropReason says why the exit dropped a client packet before gVisor saw it.
+// DropReason says why the exit dropped a client packet: before gVisor saw it, or on the way
+// to a UDP flow's host socket.
 type DropReason uint8
 
 // Drop reasons. dropNone is not a drop.
@@ -26,6 +27,12 @@ const (
 	DropPingLimit
 	// DropPingFailed: the pinger failed to send the echo request.
 	DropPingFailed
+	// DropFlowQueueFull: a UDP datagram of a flow still dialling, beyond the first 16 it
+	// holds until the dial completes.
+	DropFlowQueueFull
+	// DropHostSendFailed: a UDP datagram the flow's host socket did not take at once (its
+	// send buffer was full, it failed, or the flow had just closed). Write does not wait.
+	DropHostSendFailed
 	numDropReasons
 )
 
@@ -38,6 +45,8 @@ var dropNames = [numDropReasons]string{
 	DropPingUnavailable: "ping_unavailable",
 	DropPingLimit:       "ping_limit",
 	DropPingFailed:      "ping_failed",
+	DropFlowQueueFull:   "flow_queue_full",
+	DropHostSendFailed:  "host_send_failed",
 }
 
 func (r DropReason) String() string {

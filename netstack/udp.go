@@ -11,69 +11,118 @@ import (
 	"syscall"
 	"time"
 
-	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
-	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
-	"gvisor.dev/gvisor/pkg/waiter"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
 )
 
-// udpBufSize is a copy buffer of one direction of a UDP flow: a whole datagram, since a
-// host reply may exceed the tunnel MTU (gVisor fragments it) and a client's fragments are
-// reassembled. Pooled, but held while the flow lives (see relayBufSize).
-const udpBufSize = 64 << 10
+// The UDP relay: datagrams to non-local destinations do not go through gVisor. Write finds
+// each datagram's flow (client addr:port, destination addr:port) in e.udp and sends its
+// payload on the flow's connected host socket from Write's own goroutine, the datagrams of
+// one flow in one Write batch with one sendmmsg (udpsend.go). One goroutine per flow dials
+// the destination, then reads the host socket with recvmmsg and hands each batch read to
+// Output as IP packets built in place (udpreply.go).
+//
+// gVisor still sees UDP to LocalAddrs (the DNS service, refusals: dns.go) and the datagrams
+// that need reassembly or header parsing (fragments, IPv4 options, IPv6 extension headers);
+// it hands the latter back to the relay (handleUDPPacket).
 
-// handleUDP is gVisor's UDP forwarder callback, called synchronously by Write for a
-// datagram no flow claims. It must not block: it creates the client leg, which queues
-// this first datagram, and leaves the dial to the flow's goroutine.
-func (e *Exit) handleUDP(r *udp.ForwarderRequest) {
-	id := r.ID()
-	dst := netip.AddrPortFrom(addrFrom(id.LocalAddress), id.LocalPort)
-	src := remoteOf(id)
-	local := e.isLocal(dst.Addr())
-	if local && !e.dnsPort(dst.Port()) {
-		e.sendUnreachable(src, dst, false)
-		return
-	}
-	if !e.reserveFlow() {
-		e.sendUnreachable(src, dst, true)
-		return
-	}
-	var wq waiter.Queue
-	ep, err := r.CreateEndpoint(&wq)
-	if err != nil {
-		e.releaseFlow()
-		return
-	}
-	f := &udpFlow{e: e, client: gonet.NewUDPConn(&wq, ep), src: src, dst: dst, idle: e.cfg.UDPIdleTimeout}
-	run := f.relay
-	if local {
-		run = f.serveDNS
-		f.idle = min(f.idle, dnsIdleTimeout)
-	}
-	if !e.goFlow(f, run) {
-		f.client.Close()
-		e.releaseFlow()
-	}
+const (
+	// udpDialQueue bounds the datagrams a new flow holds while its dial runs; later ones
+	// are dropped (DropFlowQueueFull). A UDP dial is a socket and a connect, no round trip.
+	udpDialQueue = 16
+	// udpRxBatch is the most datagrams one recvmmsg reads, and so the most replies (before
+	// fragmentation) of one Output call.
+	udpRxBatch = 16
+)
+
+// udpKey names a UDP flow. IPv4 addresses are stored IPv4-mapped (the classifier drops
+// IPv4-mapped IPv6 addresses, so the two families never meet).
+type udpKey struct {
+	src, dst     [16]byte // the client's address, the destination's
+	sport, dport uint16
 }
 
-// udpFlow is one (client addr:port, destination addr:port) pair and its host socket.
+func makeUDPKey(src, dst netip.AddrPort) udpKey {
+	return udpKey{src: src.Addr().As16(), dst: dst.Addr().As16(), sport: src.Port(), dport: dst.Port()}
+}
+
+// udpTable maps keys to the live flows. Read for every flow of every Write batch, written
+// when a flow starts or ends.
+type udpTable struct {
+	mu sync.RWMutex // guards m
+	m  map[udpKey]*udpFlow
+}
+
+func (t *udpTable) get(k udpKey) *udpFlow {
+	t.mu.RLock()
+	f := t.m[k]
+	t.mu.RUnlock()
+	return f
+}
+
+// remove forgets f if it is still the flow of its key.
+func (t *udpTable) remove(f *udpFlow) {
+	t.mu.Lock()
+	if t.m[f.key] == f {
+		delete(t.m, f.key)
+	}
+	t.mu.Unlock()
+}
+
+// udpFlow is one client addr:port ↔ destination addr:port pair and its host socket.
 type udpFlow struct {
 	e        *Exit
-	client   *gonet.UDPConn // the client leg, in gVisor
-	src, dst netip.AddrPort
-	idle     time.Duration // close after this long without a datagram either way
-	last     atomic.Int64  // e.now() of the last datagram either way
+	key      udpKey
+	src, dst netip.AddrPort // the client's, the destination's
+	reply    replyHeader    // destination → client
+	last     atomic.Int64   // e.now() of the last datagram either way (once per batch)
 
-	mu      sync.Mutex // guards host, aborted
-	host    net.Conn   // the host socket; for DNS, the upstream being asked
-	aborted bool
+	// host and raw are set once, under mu, before ready; read without mu once ready.
+	host  net.Conn
+	raw   syscall.RawConn // host's, when batched syscalls apply to it; else nil
+	ready atomic.Bool     // the dial succeeded and the queue has been sent
+
+	mu     sync.Mutex // guards queue, closed; held while the queue is sent
+	queue  [][]byte   // copies of the datagrams that arrived during the dial, in order
+	closed bool
 }
 
-// relay dials the destination and copies datagrams both ways until the flow has been idle
-// for UDPIdleTimeout or either leg fails.
-func (f *udpFlow) relay() {
+// udpFlowFor returns the flow of k, starting one if there is none. It returns nil, and the
+// datagram is to be dropped, when MaxFlows are in use (the client is told: ICMP
+// administratively prohibited) or Close has begun. It never blocks on the dial.
+func (e *Exit) udpFlowFor(k udpKey, src, dst netip.AddrPort) *udpFlow {
+	if f := e.udp.get(k); f != nil {
+		return f
+	}
+	e.udp.mu.Lock()
+	if f := e.udp.m[k]; f != nil {
+		e.udp.mu.Unlock()
+		return f
+	}
+	if !e.reserveFlow() {
+		e.udp.mu.Unlock()
+		e.sendUnreachable(src, dst, true)
+		return nil
+	}
+	f := &udpFlow{e: e, key: k, src: src, dst: dst, reply: newReplyHeader(dst, src)}
+	f.last.Store(e.now())
+	e.udp.m[k] = f
+	e.udp.mu.Unlock()
+	e.st.udpFlows.Add(1)
+	if !e.goFlow(f, f.run) {
+		e.udp.remove(f)
+		e.st.udpFlows.Add(-1)
+		e.releaseFlow()
+		return nil
+	}
+	return f
+}
+
+// run dials the destination, sends what was queued meanwhile, and relays replies until the
+// flow has been idle both ways for UDPIdleTimeout, the host socket fails, or Close.
+func (f *udpFlow) run() {
 	e := f.e
 	defer e.releaseFlow()
-	e.st.udpFlows.Add(1)
 	defer e.st.udpFlows.Add(-1)
 	defer f.abort()
 
@@ -85,80 +134,220 @@ func (f *udpFlow) relay() {
 		e.log.Debug("udp: dial failed", "src", f.src, "dst", f.dst, "err", err)
 		return
 	}
-	if !f.setHost(host) {
+	if !f.connect(host) {
 		return
 	}
-	f.last.Store(e.now())
-
-	done := make(chan struct{})
-	if !e.goFlow(nil, func() { defer close(done); f.hostToClient(host) }) {
-		return
-	}
-	f.clientToHost(host)
-	f.abort()
-	<-done
-}
-
-func (f *udpFlow) clientToHost(host net.Conn) {
-	bp := getBuf()
-	defer putBuf(bp)
-	buf := (*bp)[:udpBufSize]
-	var armed bool
-	for {
-		n, err := f.read(f.client, buf, &armed)
-		if err != nil {
-			return
-		}
-		// A send error (e.g. ECONNREFUSED left by an earlier ICMP error) is transient for UDP.
-		host.Write(buf[:n])
+	if f.raw != nil {
+		f.readBatches()
+	} else {
+		f.readEach()
 	}
 }
 
-func (f *udpFlow) hostToClient(host net.Conn) {
-	bp := getBuf()
-	defer putBuf(bp)
-	buf := (*bp)[:udpBufSize]
-	var armed bool
-	for {
-		n, err := f.read(host, buf, &armed)
-		if errors.Is(err, syscall.ECONNREFUSED) {
-			// The destination answered ICMP port unreachable: tell the client so.
-			f.e.sendUnreachable(f.src, f.dst, false)
+// connect makes host the flow's socket and sends the queued datagrams, in order, before
+// any later one can go (Write waits on f.mu until ready). False, host closed, if the flow
+// was aborted meanwhile.
+func (f *udpFlow) connect(host net.Conn) bool {
+	tx := f.e.getTx()
+	defer f.e.putTx(tx)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		host.Close()
+		return false
+	}
+	f.host, f.raw = host, udpRawConn(host)
+	tx.sendNow(f, f.queue)
+	f.queue = nil
+	f.ready.Store(true)
+	return true
+}
+
+// enqueue keeps copies of datagrams of a flow whose dial has not finished; false, nothing
+// kept, once the dial has finished (the caller then sends them itself).
+func (f *udpFlow) enqueue(payloads [][]byte) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.ready.Load() {
+		return false
+	}
+	drop := uint64(0)
+	for _, p := range payloads {
+		if f.closed || len(f.queue) >= udpDialQueue {
+			drop++
 			continue
 		}
-		if err != nil {
-			return
+		f.queue = append(f.queue, append([]byte(nil), p...))
+	}
+	if drop > 0 {
+		r := DropFlowQueueFull
+		if f.closed {
+			r = DropHostSendFailed
 		}
-		if _, err := f.client.Write(buf[:n]); err != nil {
-			return
+		f.e.st.drops[r].Add(drop)
+	}
+	return true
+}
+
+// abort removes the flow from the table and closes its host socket, which ends its
+// reader. Idempotent.
+func (f *udpFlow) abort() {
+	f.e.udp.remove(f)
+	f.mu.Lock()
+	if f.closed {
+		f.mu.Unlock()
+		return
+	}
+	f.closed = true
+	f.queue = nil
+	host := f.host
+	f.mu.Unlock()
+	if host != nil {
+		host.Close()
+	}
+}
+
+// rxSlots are the buffers of one recvmmsg: udpRxBatch slots of udpSlotSize, each with
+// headroom for the reply's headers. About 1 MiB: a flow borrows them only while datagrams
+// are ready, never while it waits.
+type rxSlots struct {
+	mem  []byte
+	msgs recvMsgs
+}
+
+var rxSlotsPool = sync.Pool{New: func() any {
+	s := &rxSlots{mem: make([]byte, udpRxBatch*udpSlotSize)}
+	for i := range udpRxBatch {
+		s.msgs.setBuf(i, s.slot(i)[udpRoom:])
+	}
+	return s
+}}
+
+func (s *rxSlots) slot(i int) []byte { return s.mem[i*udpSlotSize : (i+1)*udpSlotSize] }
+
+// slotPool holds single slots, for host sockets read one datagram a call.
+var slotPool = sync.Pool{New: func() any {
+	b := make([]byte, udpSlotSize)
+	return &b
+}}
+
+// fragPool holds the buffers of fragmented replies (fragBufSize).
+var fragPool = sync.Pool{New: func() any {
+	b := make([]byte, fragBufSize)
+	return &b
+}}
+
+// udpReader is the reply side of one flow: its goroutine's state.
+type udpReader struct {
+	f     *udpFlow
+	slots *rxSlots // borrowed while datagrams are ready
+	n     int      // datagrams in slots, from the last recv
+	errno syscall.Errno
+	recv  func(fd uintptr) bool // r.recvFD, bound once
+	pkts  [][]byte              // the packets of one Output call
+	frags []*[]byte             // fragPool buffers behind pkts
+}
+
+// readBatches relays replies with recvmmsg until the flow ends.
+func (f *udpFlow) readBatches() {
+	r := &udpReader{f: f}
+	r.recv = r.recvFD
+	defer func() {
+		if r.slots != nil {
+			rxSlotsPool.Put(r.slots)
+		}
+	}()
+	var armed bool
+	for {
+		f.arm(&armed)
+		r.n, r.errno = 0, 0
+		err := f.raw.Read(r.recv)
+		if err == nil && r.errno != 0 {
+			err = r.errno
+		}
+		if err != nil {
+			if !f.readError(err, &armed) {
+				return
+			}
+			continue
+		}
+		f.last.Store(f.e.now())
+		for i := range r.n {
+			r.add(r.slots.slot(i), r.slots.msgs.size(i))
+		}
+		r.emit()
+	}
+}
+
+// recvFD is the syscall.RawConn callback: one recvmmsg into borrowed slots. On EAGAIN it
+// returns the slots and asks the poller to wait.
+func (r *udpReader) recvFD(fd uintptr) bool {
+	for {
+		if r.slots == nil {
+			r.slots = rxSlotsPool.Get().(*rxSlots)
+		}
+		n, errno := r.slots.msgs.recv(fd)
+		switch errno {
+		case 0:
+			r.n = n
+			return true
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			rxSlotsPool.Put(r.slots)
+			r.slots = nil
+			return false
+		default:
+			r.errno = errno
+			return true
 		}
 	}
 }
 
-// read reads one datagram from c, refreshing the flow's idle clock. It returns an error
-// when c fails or the flow has been idle (both ways) for f.idle. *armed tracks whether c's
-// read deadline is set: it is moved only when it fires, not per datagram, because moving
-// a deadline costs a timer update (and on gonet an allocation).
-func (f *udpFlow) read(c net.Conn, buf []byte, armed *bool) (int, error) {
-	idle := int64(f.idle)
+// readEach relays replies one Read a datagram, for host sockets that are not *net.UDPConn.
+func (f *udpFlow) readEach() {
+	r := &udpReader{f: f}
+	bp := slotPool.Get().(*[]byte)
+	defer slotPool.Put(bp)
+	slot := *bp
+	var armed bool
 	for {
-		if !*armed {
-			c.SetReadDeadline(f.e.start.Add(time.Duration(f.last.Load() + idle)))
-			*armed = true
+		f.arm(&armed)
+		n, err := f.host.Read(slot[udpRoom:])
+		if err != nil {
+			if !f.readError(err, &armed) {
+				return
+			}
+			continue
 		}
-		n, err := c.Read(buf)
-		if err == nil {
-			f.last.Store(f.e.now())
-			return n, nil
-		}
-		if !errors.Is(err, os.ErrDeadlineExceeded) && !isTimeout(err) {
-			return 0, err
-		}
-		*armed = false
-		if f.e.now()-f.last.Load() >= idle {
-			return 0, err
-		}
+		f.last.Store(f.e.now())
+		r.add(slot, n)
+		r.emit()
 	}
+}
+
+// arm sets the host socket's read deadline to when the flow becomes idle, unless it is
+// set. The deadline moves only when it fires, not per datagram: moving it costs a timer
+// update.
+func (f *udpFlow) arm(armed *bool) {
+	if !*armed {
+		f.host.SetReadDeadline(f.e.start.Add(time.Duration(f.last.Load() + int64(f.e.cfg.UDPIdleTimeout))))
+		*armed = true
+	}
+}
+
+// readError handles an error reading the host socket and reports whether the flow goes
+// on: ECONNREFUSED (the destination answered ICMP port unreachable) is passed to the
+// client; a deadline ends the flow if it has been idle both ways, else is re-armed.
+func (f *udpFlow) readError(err error, armed *bool) bool {
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		f.e.sendUnreachable(f.src, f.dst, false)
+		return true
+	case errors.Is(err, os.ErrDeadlineExceeded) || isTimeout(err):
+		*armed = false
+		return f.e.now()-f.last.Load() < int64(f.e.cfg.UDPIdleTimeout)
+	}
+	return false
 }
 
 func isTimeout(err error) bool {
@@ -166,37 +355,60 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-// setHost records the host socket so abort closes it; false (and c closed) if the flow was
-// already aborted.
-func (f *udpFlow) setHost(c net.Conn) bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.aborted {
-		c.Close()
-		return false
+// add appends the reply packets of the n-byte datagram in slot (payload at udpRoom).
+func (r *udpReader) add(slot []byte, n int) {
+	h, mtu := &r.f.reply, r.f.e.cfg.MTU
+	if n > h.maxPayload() {
+		return // an IPv6 socket's datagram too large for IPv4; only a custom Dialer makes one
 	}
-	f.host = c
-	return true
+	var frag []byte
+	if !h.fits(n, mtu) {
+		bp := fragPool.Get().(*[]byte)
+		r.frags = append(r.frags, bp)
+		frag = *bp
+	}
+	r.pkts = h.appendReply(r.pkts, slot, n, mtu, frag, r.f.e.fragID.Add(1))
 }
 
-// abort closes both legs, unblocking every read. Idempotent.
-func (f *udpFlow) abort() {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.aborted {
-		return
+// emit hands the packets to Output and returns the fragment buffers.
+func (r *udpReader) emit() {
+	r.f.e.emitBatch(r.pkts)
+	clear(r.pkts)
+	r.pkts = r.pkts[:0]
+	for _, bp := range r.frags {
+		fragPool.Put(bp)
 	}
-	f.aborted = true
-	f.client.Close()
-	if f.host != nil {
-		f.host.Close()
+	clear(r.frags)
+	r.frags = r.frags[:0]
+}
+
+// handleUDPPacket is gVisor's UDP handler for a datagram no endpoint claims: UDP to a
+// LocalAddr goes to the forwarder (handleLocalUDP); anything else is a datagram gVisor had
+// to reassemble or parse (fragments, IPv4 options, IPv6 extension headers), relayed like
+// the others. Called synchronously by Write.
+func (e *Exit) handleUDPPacket(id stack.TransportEndpointID, pkt *stack.PacketBuffer) bool {
+	dst := netip.AddrPortFrom(addrFrom(id.LocalAddress), id.LocalPort)
+	if e.isLocal(dst.Addr()) {
+		return e.udpForwarder.HandlePacket(id, pkt)
 	}
+	src := remoteOf(id)
+	n := int(header.UDP(pkt.TransportHeader().Slice()).Length()) - udpHeaderLen
+	if n < 0 || n > pkt.Data().Size() {
+		e.st.drop(DropMalformed)
+		return true
+	}
+	payload := pkt.Data().AsRange().Capped(n).ToSlice()
+	tx := e.getTx()
+	tx.add(makeUDPKey(src, dst), src, dst, payload)
+	tx.flush()
+	e.putTx(tx)
+	return true
 }
 
 // sendUnreachable tells client that its datagram to dst went nowhere: port unreachable
 // from dst itself, or administratively prohibited from the exit when MaxFlows is reached.
-// The quoted datagram is rebuilt from the flow's addresses (gVisor's forwarder does not
-// expose the packet); that is all a client stack needs to find its socket.
+// The quoted datagram is rebuilt from the flow's addresses; that is all a client stack
+// needs to find its socket.
 func (e *Exit) sendUnreachable(client, dst netip.AddrPort, prohibited bool) {
 	from := dst.Addr()
 	if prohibited {
