@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"fmt"
+	"iter"
 	"net/netip"
 	"time"
 
@@ -266,25 +267,63 @@ func (c *Controller) ListPeers(ctx context.Context, tenant string) ([]PeerInfo, 
 	return c.withStats(c.node.storedPeers(tenant)), nil
 }
 
+// Peers is ListPeers one peer at a time, in the same order: nothing is built up front, so a
+// caller that writes each peer out as it comes holds one, not 100,000. The peers are those of
+// the last reconcile and their live state is read when Peers is called; every range over the
+// sequence yields the same peers.
+func (c *Controller) Peers(ctx context.Context, tenant string) (iter.Seq[PeerInfo], error) {
+	if tenant != "" {
+		if _, err := c.store.Tenant(ctx, tenant); err != nil {
+			return nil, err
+		}
+	}
+	all := c.node.storedPeers("") // shared and never modified: no copy, no filtered slice
+	live := c.live()
+	return func(yield func(PeerInfo) bool) {
+		for i := range all {
+			if tenant != "" && all[i].TenantName != tenant {
+				continue
+			}
+			if !yield(live.info(all[i])) {
+				return
+			}
+		}
+	}, nil
+}
+
 func (c *Controller) withStats(ps []store.Peer) []PeerInfo {
-	stats := c.node.peerStats()
-	snap := c.node.snap.Load()
-	now := time.Now()
+	live := c.live()
 	out := make([]PeerInfo, len(ps))
 	for i, p := range ps {
-		pi := PeerInfo{Peer: p}
-		if e := snap.byKey[p.PublicKey]; e != nil {
-			pi.RxPackets, pi.TxPackets = e.ctr.rxPackets.Load(), e.ctr.txPackets.Load()
-		}
-		if s, ok := stats[p.PublicKey]; ok && p.Enabled && !p.Expired(now) {
-			pi.Online = s.online(now)
-			pi.Endpoint = s.endpoint
-			pi.LastHandshake = s.lastHandshake
-			pi.RxBytes, pi.TxBytes = s.rxBytes, s.txBytes
-		}
-		out[i] = pi
+		out[i] = live.info(p)
 	}
 	return out
+}
+
+// liveState is the peers' state in the devices and the packet path, read once for a listing.
+type liveState struct {
+	stats map[store.Key]peerStats
+	snap  *snapshot
+	now   time.Time
+}
+
+func (c *Controller) live() liveState {
+	return liveState{stats: c.node.peerStats(), snap: c.node.snap.Load(), now: time.Now()}
+}
+
+// info is the stored peer p with its live state.
+func (l *liveState) info(p store.Peer) PeerInfo {
+	pi := PeerInfo{Peer: p}
+	if e := l.snap.byKey[p.PublicKey]; e != nil {
+		pi.RxPackets, pi.TxPackets = e.ctr.rxPackets.Load(), e.ctr.txPackets.Load()
+	}
+	if s, ok := l.stats[p.PublicKey]; ok && p.Enabled && !p.Expired(l.now) {
+		pi.Online = s.online(l.now)
+		pi.Endpoint = s.endpoint
+		pi.LastHandshake = s.lastHandshake
+		pi.RxBytes, pi.TxBytes = s.rxBytes, s.txBytes
+	}
+	return pi
 }
 
 // PeerConfig renders the peer's wg-quick config again.

@@ -2,7 +2,9 @@ package gateway
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/netip"
 	"slices"
@@ -32,6 +34,10 @@ type tenantDevice struct {
 	mu sync.Mutex // guards peers and serialises IpcSet
 	// peers is what the device holds: public key → allowed prefixes and when it was added.
 	peers map[store.Key]devicePeer
+
+	// buffers is what wireguard-go holds as buffers for this device, however idle (see
+	// Node.DeviceBufferBytes).
+	buffers uint64
 }
 
 type devicePeer struct {
@@ -44,7 +50,7 @@ func (td *tenantDevice) close() { td.dev.Close() }
 // appliedPolicy remembers what a tenant's rule set was compiled from, so an unchanged policy
 // is not swapped (a swap restarts the rule hit counters).
 type appliedPolicy struct {
-	key string
+	key [sha256.Size]byte // policyKey
 	rs  *firewall.RuleSet
 }
 
@@ -57,12 +63,11 @@ func (n *Node) Reconcile(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("reconcile: %w", err)
 	}
-	byTenant := map[int64][]store.Peer{}
+	byTenant := peersByTenant(d.peers)
 	enabled := map[int64]int{}
-	for _, p := range d.peers {
-		byTenant[p.TenantID] = append(byTenant[p.TenantID], p)
-		if p.Enabled {
-			enabled[p.TenantID]++
+	for i := range d.peers {
+		if d.enabled(&d.peers[i]) {
+			enabled[d.peers[i].TenantID]++
 		}
 	}
 	// Devices first, so the snapshot can point at their packet paths.
@@ -139,18 +144,15 @@ func (n *Node) loadDesired(ctx context.Context) (desired, map[int64]string, erro
 	if d.peers, err = n.store.ListPeers(ctx, ""); err != nil {
 		return d, nil, err
 	}
-	// Listings are served from this copy: every change reconciles, so it is as fresh as the
-	// store, and a 10,000-peer page needs no database read.
-	stored := slices.Clone(d.peers)
+	// Listings are served from these peers: every change reconciles, so they are as fresh as
+	// the store, and a 10,000-peer page needs no database read. Shared from here on, the
+	// slice is never modified.
+	stored := d.peers
 	n.stored.Store(&stored)
-	// An expired peer is a disabled one; the next expiry triggers a reconcile of its own.
-	now := time.Now()
-	for i := range d.peers {
-		if d.peers[i].Expired(now) {
-			d.peers[i].Enabled = false
-		}
-	}
-	if err := n.scheduleExpiryLocked(ctx, now); err != nil {
+	// An expired peer is a disabled one (desired.enabled); the next expiry triggers a
+	// reconcile of its own.
+	d.now = time.Now()
+	if err := n.scheduleExpiryLocked(ctx, d.now); err != nil {
 		return d, nil, err
 	}
 	if d.routes, err = n.store.ListRoutes(ctx, ""); err != nil {
@@ -158,6 +160,28 @@ func (n *Node) loadDesired(ctx context.Context) (desired, map[int64]string, erro
 	}
 	policies, err := n.store.Policies(ctx)
 	return d, policies, err
+}
+
+// peersByTenant groups peers by tenant without copying them: the store lists them by tenant,
+// so each tenant's peers are one run of the slice, and the groups share its array.
+func peersByTenant(peers []store.Peer) map[int64][]store.Peer {
+	out := map[int64][]store.Peer{}
+	for i := 0; i < len(peers); {
+		id := peers[i].TenantID
+		j := i + 1
+		for j < len(peers) && peers[j].TenantID == id {
+			j++
+		}
+		if prev, ok := out[id]; ok {
+			// Another run of the same tenant: prev is capped, so this copies, leaving peers
+			// as it is.
+			out[id] = append(prev, peers[i:j]...)
+		} else {
+			out[id] = peers[i:j:j]
+		}
+		i = j
+	}
+	return out
 }
 
 // storedPeers returns the peers as stored at the last reconcile (every change reconciles),
@@ -214,7 +238,8 @@ func (n *Node) newTenantDevice(id int64) (*tenantDevice, error) {
 		tun.setKernelExit(n.kexit, &n.drops)
 	}
 	wglog := n.log.With("component", "wireguard", "tenant_id", id)
-	dev := device.NewDevice(tun, n.mux.Bind(id), &device.Logger{
+	bind := n.mux.Bind(id)
+	dev := device.NewDevice(tun, bind, &device.Logger{
 		Verbosef: func(format string, args ...any) {
 			if wglog.Enabled(context.Background(), slog.LevelDebug) {
 				wglog.Debug(fmt.Sprintf(format, args...))
@@ -230,7 +255,24 @@ func (n *Node) newTenantDevice(id int64) (*tenantDevice, error) {
 		dev.Close()
 		return nil, fmt.Errorf("bring device up: %w", err)
 	}
-	return &tenantDevice{id: id, tun: tun, dev: dev, peers: map[store.Key]devicePeer{}}, nil
+	// A receive batch (RoutineReceiveIncoming) and a read batch (RoutineReadFromTUN) of
+	// MaxMessageSize buffers, held from the start.
+	buffers := uint64(bind.BatchSize()+dev.BatchSize()) * device.MaxMessageSize
+	return &tenantDevice{id: id, tun: tun, dev: dev, peers: map[store.Key]devicePeer{}, buffers: buffers}, nil
+}
+
+// DeviceBufferBytes is the heap the tenants' wireguard-go devices hold as packet buffers: 16 MiB
+// a device (two batches of 128 buffers of 64 KiB), allocated when it starts. Few are ever
+// written past their first page, so most of it is never resident, but the garbage collector
+// counts all of it as live heap (see cmd/popgate's gcPacer).
+func (n *Node) DeviceBufferBytes() uint64 {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var sum uint64
+	for _, td := range n.devs {
+		sum += td.buffers
+	}
+	return sum
 }
 
 // sync brings the peers the device holds in line with the snapshot: peers no longer enabled
@@ -327,24 +369,59 @@ allow any -> any
 }
 
 // tenantView is what the firewall compiles a tenant's policy against.
-func tenantView(peers []store.Peer) (firewall.View, string) {
-	var v firewall.View
-	var key strings.Builder
+func tenantView(peers []store.Peer) firewall.View {
+	v := firewall.View{Peers: make([]firewall.ViewPeer, 0, len(peers))}
 	for _, p := range peers {
 		v.Peers = append(v.Peers, firewall.ViewPeer{Name: p.Name, Addrs: []netip.Addr{p.IPv4, p.IPv6}, Groups: p.Groups})
-		fmt.Fprintf(&key, "%s|%s|%s|%v|%s|%v\n", p.Name, p.IPv4, p.IPv6, p.Groups, p.Site, p.SitePrefixes)
 		if p.Site != "" {
 			v.Sites = append(v.Sites, firewall.ViewSite{Name: p.Site, Prefixes: p.SitePrefixes})
 		}
 	}
-	return v, key.String()
+	return v
+}
+
+// policyKey identifies what a tenant's rule set is compiled from: the policy text and what of
+// each peer tenantView passes on. A hash, because the key is kept for every tenant and a
+// reconcile computes it for every tenant: the text would be ≈ 100 bytes a peer.
+func policyKey(text string, peers []store.Peer) [sha256.Size]byte {
+	h := sha256.New()
+	io.WriteString(h, text)
+	// Names, groups and sites never hold control characters, so these separators cannot
+	// be forged by a name.
+	b := []byte{0}
+	for i := range peers {
+		p := &peers[i]
+		b = append(b, p.Name...)
+		b = append(b, 0)
+		b = p.IPv4.AppendTo(b)
+		b = append(b, 0)
+		b = p.IPv6.AppendTo(b)
+		b = append(b, 0)
+		for _, g := range p.Groups {
+			b = append(b, g...)
+			b = append(b, 1)
+		}
+		b = append(b, 0)
+		b = append(b, p.Site...)
+		b = append(b, 0)
+		for _, pf := range p.SitePrefixes {
+			b = pf.AppendTo(b)
+			b = append(b, 1)
+		}
+		b = append(b, '\n')
+		h.Write(b)
+		b = b[:0]
+	}
+	var sum [sha256.Size]byte
+	h.Sum(sum[:0])
+	return sum
 }
 
 // compilePolicy parses and compiles a tenant's policy text against its peers and sites.
 // Every problem is an error: the rule set is returned as well when only references are
 // unresolved (they then match nothing).
 func compilePolicy(text string, peers []store.Peer) (*firewall.RuleSet, error) {
-	view, _ := tenantView(peers)
+	view := tenantView(peers)
 	return compileView(text, &view)
 }
 
@@ -364,11 +441,11 @@ func (n *Node) applyPolicyLocked(t store.Tenant, peers []store.Peer, text string
 	if text == "" {
 		text = n.defaultPolicy()
 	}
-	view, viewKey := tenantView(peers)
-	key := text + "\x00" + viewKey
+	key := policyKey(text, peers)
 	if prev, ok := n.policies[t.ID]; ok && prev.key == key {
 		return
 	}
+	view := tenantView(peers)
 	rs, err := compileView(text, &view)
 	if err != nil {
 		n.log.Warn("policy of tenant has problems", "tenant", t.Name, "err", err)

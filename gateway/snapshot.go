@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/popgate/popgate/store"
 )
@@ -115,7 +116,12 @@ type desired struct {
 	devs    map[int64]*tenantDevice
 	// counters returns the peer's counters, the same across snapshots; nil: fresh ones.
 	counters func(store.Key) *peerCounters
+	// now is when the peers were read: a peer expired by then counts as disabled.
+	now time.Time
 }
+
+// enabled reports whether p is to be served: enabled and not expired.
+func (d *desired) enabled(p *store.Peer) bool { return p.Enabled && !p.Expired(d.now) }
 
 func newSnapshot(d desired, ov overlay) *snapshot {
 	s := &snapshot{
@@ -132,7 +138,7 @@ func newSnapshot(d desired, ov overlay) *snapshot {
 	for i := range d.peers {
 		p := &d.peers[i]
 		ts := s.tenants[p.TenantID]
-		if !p.Enabled || ts == nil {
+		if !d.enabled(p) || ts == nil {
 			continue
 		}
 		e := &peerEntry{

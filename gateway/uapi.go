@@ -158,9 +158,10 @@ func parsePeerStats(text string, out map[store.Key]peerStats) {
 			}
 		}
 	)
-	sc := bufio.NewScanner(strings.NewReader(text))
-	for sc.Scan() {
-		k, v, ok := strings.Cut(sc.Text(), "=")
+	// Lines of text, not copies: with thousands of peers in the devices this runs for every
+	// listing and status.
+	for line := range strings.Lines(text) {
+		k, v, ok := strings.Cut(strings.TrimSuffix(line, "\n"), "=")
 		if !ok {
 			continue
 		}

@@ -202,16 +202,23 @@ func (a *API) removeTenant(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// listPeers answers APIPeers, written peer by peer from the gateway's copy of the store.
 func (a *API) listPeers(w http.ResponseWriter, r *http.Request) error {
-	ps, err := a.ctrl.ListPeers(r.Context(), r.URL.Query().Get("tenant"))
+	peers, err := a.ctrl.Peers(r.Context(), r.URL.Query().Get("tenant"))
 	if err != nil {
 		return err
 	}
-	out := APIPeers{Peers: make([]APIPeer, len(ps))}
-	for i, p := range ps {
-		out.Peers[i] = apiPeer(p)
+	err = writeJSONList(w, "peers", func(yield func(APIPeer) bool) {
+		for p := range peers {
+			if !yield(apiPeer(p)) {
+				return
+			}
+		}
+	})
+	if err != nil {
+		// The status is out: the client sees a cut answer, or has gone away.
+		a.log.Debug("peer list cut short", "err", err)
 	}
-	writeJSON(w, http.StatusOK, out)
 	return nil
 }
 

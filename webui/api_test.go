@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"strings"
 	"testing"
@@ -20,6 +21,13 @@ import (
 // newTestAPI runs a real node (userspace exit, loopback port, temporary data dir) behind the
 // API.
 func newTestAPI(t *testing.T) *httptest.Server {
+	t.Helper()
+	srv, _ := newTestAPINode(t)
+	return srv
+}
+
+// newTestAPINode is newTestAPI that also returns the node's controller.
+func newTestAPINode(t *testing.T) (*httptest.Server, *gateway.Controller) {
 	t.Helper()
 	c, err := net.ListenPacket("udp4", "127.0.0.1:0")
 	if err != nil {
@@ -44,7 +52,7 @@ func newTestAPI(t *testing.T) *httptest.Server {
 	}
 	srv := httptest.NewServer(NewAPI(node.Controller(), log))
 	t.Cleanup(srv.Close)
-	return srv
+	return srv, node.Controller()
 }
 
 type apiCall struct {
@@ -146,4 +154,49 @@ func TestAPI(t *testing.T) {
 		st.Tenants[1].Name != "bravo" || st.Tenants[1].Peers != 1 {
 		t.Errorf("status tenants = %+v, want acme with 2 peers and 1 rule + default, bravo with 1 peer", st.Tenants)
 	}
+}
+
+// TestAPIPeerList checks the peer list, which is written peer by peer, against the whole list
+// from ListPeers encoded at once (the reference), for every tenant and for one.
+func TestAPIPeerList(t *testing.T) {
+	srv, ctrl := newTestAPINode(t)
+	ctx := context.Background()
+	for _, tenant := range []string{"acme", "bravo", "empty"} {
+		if _, err := ctrl.AddTenant(ctx, tenant); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, p := range []gateway.AddPeerRequest{
+		{Tenant: "acme", Name: "laptop", Groups: []string{"eng"}},
+		{Tenant: "acme", Name: "gw", Site: "office", SitePrefixes: []netip.Prefix{netip.MustParsePrefix("10.10.0.0/24")}},
+		{Tenant: "bravo", Name: "carol"},
+		{Tenant: "acme", Name: "phone"},
+	} {
+		if _, _, err := ctrl.AddPeer(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := ctrl.SetPeerEnabled(ctx, "acme", "phone", false); err != nil {
+		t.Fatal(err)
+	}
+	for _, tenant := range []string{"", "acme", "bravo", "empty"} {
+		ps, err := ctrl.ListPeers(ctx, tenant)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ref := APIPeers{Peers: make([]APIPeer, len(ps))}
+		for i, p := range ps {
+			ref.Peers[i] = apiPeer(p)
+		}
+		want := httptest.NewRecorder()
+		writeJSON(want, http.StatusOK, ref)
+		path := "/api/v1/peers"
+		if tenant != "" {
+			path += "?tenant=" + tenant
+		}
+		if got := (apiCall{"GET", path, "", "", 200, ""}).do(t, srv); got != want.Body.String() {
+			t.Errorf("GET %s:\n%s\nwant (ListPeers encoded whole):\n%s", path, got, want.Body)
+		}
+	}
+	apiCall{"GET", "/api/v1/peers?tenant=nope", "", "", 404, `"error": "tenant \"nope\" not found`}.do(t, srv)
 }

@@ -107,7 +107,8 @@ type APIPeer struct {
 	TxPackets uint64 `json:"tx_packets"`
 }
 
-// APIPeers answers GET /api/v1/peers[?tenant=T].
+// APIPeers answers GET /api/v1/peers[?tenant=T]. The server writes it a peer at a time and
+// the CLI reads it the same way: 100,000 peers are ≈ 42 MB of JSON, held whole by neither.
 type APIPeers struct {
 	Peers []APIPeer `json:"peers"`
 }

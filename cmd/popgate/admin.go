@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -612,28 +614,62 @@ func (a *app) peerList(ctx context.Context, spec cmdSpec, args []string) error {
 		}
 		path += "?" + url.Values{"tenant": {f.tenant}}.Encode()
 	}
-	var ps webui.APIPeers
-	raw, err := a.client(f).callJSON(ctx, http.MethodGet, path, nil, &ps)
+	// The list is read and printed as it arrives (webui.APIPeers, one peer at a time): 100,000
+	// peers are ≈ 42 MB of JSON.
+	c := a.client(f)
+	body, err := c.stream(ctx, path)
 	if err != nil {
 		return err
 	}
+	defer body.Close()
+	stdout := &errWriter{w: a.stdout}
+	out := bufio.NewWriterSize(stdout, 64<<10)
+	var echo io.Writer
 	if f.json {
-		return a.printJSON(raw)
-	}
-	if len(ps.Peers) == 0 {
-		a.note("no peers yet: add one with 'popgate peer add --tenant TENANT NAME'")
-		return nil
+		echo = out
 	}
 	now := a.now()
-	tw := newTable(a.stdout)
-	fmt.Fprintln(tw, "TENANT\tNAME\tIPV4\tIPV6\tGROUPS\tSITE\tSTATE\tONLINE\tLAST-HANDSHAKE\tRX\tTX")
-	for _, p := range ps.Peers {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Tenant, p.Name, p.IPv4, p.IPv6,
-			orDash(strings.Join(p.Groups, ",")), orDash(p.Site),
+	table := newStreamTable(out, tableHold)
+	table.Row("TENANT", "NAME", "IPV4", "IPV6", "GROUPS", "SITE", "STATE", "ONLINE", "LAST-HANDSHAKE", "RX", "TX")
+	n := 0
+	err = readJSONList(body, "peers", echo, func(raw json.RawMessage) error {
+		n++
+		if f.json {
+			return nil
+		}
+		var p webui.APIPeer
+		if err := json.Unmarshal(raw, &p); err != nil {
+			return fmt.Errorf("%w: %v", errListFormat, err)
+		}
+		return table.Row(p.Tenant, p.Name, p.IPv4, p.IPv6, orDash(strings.Join(p.Groups, ",")), orDash(p.Site),
 			peerState(p), yesNo(p.Online), handshake(now, p), humanBytes(p.RxBytes), humanBytes(p.TxBytes))
+	})
+	switch {
+	case stdout.err != nil:
+		err = stdout.err
+	case errors.Is(err, errListFormat):
+		err = fmt.Errorf("popgate serve answered GET %s with JSON this popgate does not understand (%v): are both the same version?", path, err)
+	case errors.Is(err, errListCut):
+		err = fmt.Errorf("popgate serve's answer to GET %s ended early: see its log", path)
+	case err != nil:
+		err = c.connError(err)
 	}
-	return tw.Flush()
+	if err == nil && !f.json {
+		if n == 0 {
+			a.note("no peers yet: add one with 'popgate peer add --tenant TENANT NAME'")
+		} else {
+			err = table.Flush()
+		}
+	}
+	if ferr := out.Flush(); err == nil {
+		err = ferr
+	}
+	return err
 }
+
+// tableHold is how many rows of a long table are read before its columns are sized and
+// printing starts: a longer table's later rows with a wider cell are pushed right.
+const tableHold = 10000
 
 func (a *app) peerShow(ctx context.Context, spec cmdSpec, args []string) error {
 	f := newAdminFlags(spec).withTenant(tenantUsage).withJSON()

@@ -18,8 +18,10 @@ import (
 	"github.com/popgate/popgate/webui"
 )
 
-// maxAnswer bounds what the client reads of one answer.
-const maxAnswer = 512 << 20 // peer list --json of 100,000 peers is ≈ 42 MB
+// maxAnswer bounds what the client reads of one answer it holds whole. The peer list, the one
+// answer that grows with the installation (≈ 42 MB for 100,000 peers), is read as a stream
+// (see stream) and not bounded.
+const maxAnswer = 512 << 20
 
 // controlClient speaks the JSON API of webui/apitypes.go over the control socket of a
 // running `popgate serve`, HTTP/1.1 on a unix socket.
@@ -75,10 +77,36 @@ func (c *controlClient) call(ctx context.Context, method, path string, body any)
 // do sends method path with body of contentType (none when body is nil) and returns the body
 // and header of a 2xx answer. A non-2xx answer returns an *apiError.
 func (c *controlClient) do(ctx context.Context, method, path, contentType string, body io.Reader) ([]byte, http.Header, error) {
+	resp, err := c.open(ctx, method, path, contentType, body)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
+	if err != nil {
+		return nil, nil, c.connError(err)
+	}
+	return data, resp.Header, nil
+}
+
+// stream sends GET path and returns the body of a 2xx answer as it arrives, for answers too
+// long to hold (the peer list); the caller closes it and passes read errors to connError. A
+// non-2xx answer returns an *apiError.
+func (c *controlClient) stream(ctx context.Context, path string) (io.ReadCloser, error) {
+	resp, err := c.open(ctx, http.MethodGet, path, "", nil)
+	if err != nil {
+		return nil, err
+	}
+	return resp.Body, nil
+}
+
+// open sends the request and returns a 2xx answer with its body unread. A non-2xx answer is
+// read and returned as an *apiError.
+func (c *controlClient) open(ctx context.Context, method, path, contentType string, body io.Reader) (*http.Response, error) {
 	// The host is a placeholder: the transport always dials the socket.
 	req, err := http.NewRequestWithContext(ctx, method, "http://popgate"+path, body)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", contentType)
@@ -86,21 +114,21 @@ func (c *controlClient) do(ctx context.Context, method, path, contentType string
 	req.Header.Set("Accept", "application/json")
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return nil, nil, c.connError(err)
+		return nil, c.connError(err)
+	}
+	if resp.StatusCode/100 == 2 {
+		return resp, nil
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
 	if err != nil {
-		return nil, nil, c.connError(err)
+		return nil, c.connError(err)
 	}
-	if resp.StatusCode/100 != 2 {
-		var apiErr webui.APIError
-		if json.Unmarshal(data, &apiErr) == nil && apiErr.Error != "" {
-			return nil, nil, &apiError{resp.StatusCode, apiErr.Error}
-		}
-		return nil, nil, &apiError{resp.StatusCode, fmt.Sprintf("popgate serve answered %s %s with %s%s", method, path, resp.Status, snippet(data))}
+	var apiErr webui.APIError
+	if json.Unmarshal(data, &apiErr) == nil && apiErr.Error != "" {
+		return nil, &apiError{resp.StatusCode, apiErr.Error}
 	}
-	return data, resp.Header, nil
+	return nil, &apiError{resp.StatusCode, fmt.Sprintf("popgate serve answered %s %s with %s%s", method, path, resp.Status, snippet(data))}
 }
 
 // callJSON is call that decodes the answer into out and also returns it raw, for --json.

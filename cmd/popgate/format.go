@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"github.com/popgate/popgate/webui"
 )
@@ -103,4 +104,79 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// streamTable prints a table as its rows come, laid out as newTable lays out a whole one. It
+// holds the first rows (up to hold) to size the columns and prints the rest at once with those
+// widths: a later cell that does not fit pushes the rest of its own row right, and no other.
+type streamTable struct {
+	w      io.Writer
+	hold   int
+	held   [][]string
+	widths []int // nil until the held rows are out
+	line   []byte
+}
+
+// tablePadding is newTable's: two spaces after the widest cell of a column.
+const tablePadding = 2
+
+func newStreamTable(w io.Writer, hold int) *streamTable { return &streamTable{w: w, hold: hold} }
+
+// Row adds a row.
+func (t *streamTable) Row(cells ...string) error {
+	if t.widths == nil {
+		t.held = append(t.held, cells)
+		if len(t.held) < t.hold {
+			return nil
+		}
+		return t.release()
+	}
+	return t.print(cells)
+}
+
+// Flush prints the rows still held.
+func (t *streamTable) Flush() error {
+	if t.widths == nil {
+		return t.release()
+	}
+	return nil
+}
+
+func (t *streamTable) release() error {
+	t.widths = []int{}
+	for _, row := range t.held {
+		for i, c := range row[:max(len(row)-1, 0)] { // the last cell of a row is not a column
+			if i == len(t.widths) {
+				t.widths = append(t.widths, 0)
+			}
+			t.widths[i] = max(t.widths[i], utf8.RuneCountInString(c))
+		}
+	}
+	for _, row := range t.held {
+		if err := t.print(row); err != nil {
+			return err
+		}
+	}
+	t.held = nil
+	return nil
+}
+
+func (t *streamTable) print(cells []string) error {
+	t.line = t.line[:0]
+	for i, c := range cells {
+		t.line = append(t.line, c...)
+		if i == len(cells)-1 {
+			break
+		}
+		pad := tablePadding
+		if i < len(t.widths) {
+			pad = max(t.widths[i]+tablePadding-utf8.RuneCountInString(c), tablePadding)
+		}
+		for range pad {
+			t.line = append(t.line, ' ')
+		}
+	}
+	t.line = append(t.line, '\n')
+	_, err := t.w.Write(t.line)
+	return err
 }

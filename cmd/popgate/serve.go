@@ -42,6 +42,19 @@ func runServe(ctx context.Context, sc ServeConfig, log *slog.Logger) error {
 	if err := node.Start(ctx); err != nil {
 		return err
 	}
+	if os.Getenv("GOGC") == "" {
+		pacer := newGCPacer(node.DeviceBufferBytes, log.With("component", "gc"))
+		pacerCtx, stopPacer := context.WithCancel(ctx)
+		pacerDone := make(chan struct{})
+		go func() {
+			defer close(pacerDone)
+			pacer.run(pacerCtx)
+		}()
+		defer func() { // before node.Close
+			stopPacer()
+			<-pacerDone
+		}()
+	}
 	ctrl := node.Controller()
 	pages, err := webui.NewUI(ctrl, nil, log.With("component", "ui"))
 	if err != nil {
