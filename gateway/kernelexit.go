@@ -37,10 +37,6 @@ type kernelExit struct {
 	once  sync.Once
 }
 
-// tunOffset leaves room in front of each packet for the virtio-net header that the TUN offloads
-// (TSO/USO, GRO) use.
-const tunOffset = 16
-
 // newKernelExit creates the TUN <name>, routes the overlay through it, turns on forwarding and
 // installs the host rules. On error everything done so far is undone.
 func newKernelExit(name string, mtu, listenPort int, ov overlay, log *slog.Logger) (_ *kernelExit, err error) {
