@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -45,6 +46,12 @@ const (
 	muxQueuePackets = 1024
 	// muxHandshakeQueue bounds the initiations waiting for the handshake worker.
 	muxHandshakeQueue = 512
+	// muxReserveFor: the next read of the socket is kept for the device that got most of the
+	// last batch, so that its own goroutine reads its traffic without a copy; a device that has
+	// not come back for it after one to two times this long (its goroutine is stuck behind a
+	// full queue in wireguard-go, or not scheduled) loses it to the other devices. It bounds
+	// how long one device can hold up the others: wireguard-go handles a batch in tens of µs.
+	muxReserveFor = 2 * time.Millisecond
 )
 
 // Mux shares one UDP socket (an inner conn.Bind, normally conn.NewDefaultBind()) among several
@@ -57,17 +64,33 @@ const (
 // which the Mux learns from the sender index of the initiations and responses each device
 // sends. A datagram that belongs to no open device is dropped and counted (see Stats).
 //
+// The devices' own receive goroutines read the socket: each inner ReceiveFunc (one per address
+// family) has a read token, and the device goroutine holding it reads straight into
+// wireguard-go's buffers and keeps its own datagrams where they are. It copies the datagrams of
+// other devices into pooled buffers and queues them there (bounded queues: a device that falls
+// behind loses datagrams, it does not stall the others), and copies initiations for the
+// handshake worker, the one goroutine the Mux runs, which routes them to a device's queue. A
+// device returns queued datagrams before it reads. After a read the token is kept, for at most
+// muxReserveFor, for the device that got most of the batch, so that a busy device goes on
+// reading its own traffic; otherwise it goes to whichever device is waiting.
+//
+// A device goroutine blocked in a read is woken, when its device closes or the handshake worker
+// queues something for it, by a one-byte datagram the Mux sends from the shared socket to
+// itself over loopback (not an empty one: StdNetBind's GRO path ends a read at an empty
+// datagram and loses the one after it). One-byte datagrams from loopback addresses are
+// ignored, as are empty ones. When loopback does not reach the socket (checked when it opens),
+// that family's socket is read by a goroutine of the Mux instead, which queues every datagram
+// (a hand-off and two copies each); this is logged once.
+//
 // The inner bind opens with the first virtual Open and closes with the last virtual Close.
-// While it is open the Mux runs one reader goroutine per inner ReceiveFunc and one handshake
-// worker; each device has a bounded queue, and a full queue drops rather than stalls the reader
-// that all devices share.
 type Mux struct {
 	inner      conn.Bind
 	route      func(initiator store.Key) (deviceID int64, ok bool)
 	log        *slog.Logger
 	noise      *muxNoise
-	batch      int // datagrams per inner read: inner.BatchSize(), at most conn.IdealBatchSize
+	batch      int // datagrams per read of the Mux's own readers: inner.BatchSize(), at most conn.IdealBatchSize
 	queueLimit int64
+	reserveFor time.Duration
 
 	// clock: now is read once per received batch; times in the index table are whole seconds
 	// since epoch (monotonic when now is time.Now).
@@ -90,17 +113,18 @@ type Mux struct {
 	bufs    sync.Pool // *muxBuf
 	batches sync.Pool // *muxBatch
 
+	loopbackWarned atomic.Bool // the loopback problem has been logged
+
 	counters   [muxNumCounters]atomic.Uint64
-	goroutines atomic.Int32 // running readers and workers, for tests
+	goroutines atomic.Int32 // running goroutines of the Mux (worker, readers of its own), for tests
 }
 
-// muxBuf holds one datagram, sized like wireguard-go's own buffers: the inner bind may split
-// UDP GRO super-packets into them, and a datagram may be that large.
+// muxBuf holds one datagram on its way to another device (or read by a reader of the Mux's
+// own), sized like wireguard-go's own buffers: a datagram may be that large.
 type muxBuf [device.MaxMessageSize]byte
 
-// muxBatch carries datagrams of one device from a reader (or the handshake worker) to that
-// device's ReceiveFuncs. The buffers move with it: a datagram is copied once, into the buffer
-// wireguard-go passes to the ReceiveFunc.
+// muxBatch carries datagrams of one device from another device's read (or the handshake
+// worker) to that device's ReceiveFuncs, which copy them into wireguard-go's buffers.
 type muxBatch struct {
 	n     int
 	bufs  [conn.IdealBatchSize]*muxBuf
@@ -119,15 +143,45 @@ type muxIndexEntry struct {
 // them. stop is closed first when the inner bind closes.
 type muxGen struct {
 	port       uint16
-	fns        []conn.ReceiveFunc
+	readers    []*muxReader
+	wakeMsg    [][]byte // one datagram of muxWakeSize bytes
 	stop       chan struct{}
-	readers    sync.WaitGroup
+	proxies    sync.WaitGroup // readers of the Mux's own (see muxReader.proxied)
 	hs         chan muxInitiation
 	workerDone chan struct{}
 
 	hsMu    sync.Mutex // guards the fields below
 	stopped bool       // the worker must not call route again
 	inRoute bool       // the worker is inside route
+}
+
+// muxReader is one receive function of the inner bind and the token that lets one goroutine at
+// a time call it.
+//
+// The token is in exactly one place: in token (free), in reserved (kept for the goroutine of
+// one session), or with the goroutine that took it from either. A reservation is taken out
+// only with a CompareAndSwap of reserved to nil, by the session's goroutine claiming it, by
+// Close of that session, or by the steal timer, so exactly one of them gets the token.
+type muxReader struct {
+	i       int // index in muxGen.readers and muxSession.rd
+	fn      conn.ReceiveFunc
+	name    string
+	wakeEps []conn.Endpoint // loopback addresses of this reader's socket
+	proxied bool            // loopback does not reach the socket: a goroutine of the Mux reads fn, devices only their queues
+
+	token    chan struct{}              // capacity 1
+	reserved atomic.Pointer[muxSession] // the session the token is kept for
+	reading  atomic.Pointer[muxSession] // the session whose goroutine is inside fn (or about to be)
+
+	// The steal timer runs while reservations are made: at each tick, a reservation that was
+	// already there at the previous tick (no reservation made since) is stolen.
+	steal    *time.Timer
+	reserves atomic.Uint64 // reservations made
+	ticked   atomic.Uint64 // reserves at the previous tick
+	armed    atomic.Bool   // the steal timer is running
+
+	failures     atomic.Int32 // consecutive errors of fn
+	closedLogged atomic.Bool
 }
 
 // muxInitiation is an initiation waiting for the handshake worker; its size is always
@@ -138,12 +192,22 @@ type muxInitiation struct {
 }
 
 // muxSession is one Open of a virtual bind. closed is closed by Close; queue is never closed
-// (a reader may still hold the session), whatever is left in it is garbage collected.
+// (another device's goroutine may still hold the session), whatever is left in it is garbage
+// collected.
 type muxSession struct {
 	id     int64
+	gen    *muxGen
 	queue  chan *muxBatch
 	queued atomic.Int64 // datagrams in queue, bounded by Mux.queueLimit
 	closed chan struct{}
+	rd     []muxSessionReader // by muxReader.i
+}
+
+// muxSessionReader is the state of the session's goroutine for one inner ReceiveFunc.
+type muxSessionReader struct {
+	grant  chan struct{} // capacity 1: the token was reserved for this goroutine (a hint; claim with CompareAndSwap)
+	active atomic.Bool   // a goroutine calls this ReceiveFunc and has not been told it is closed
+	stolen atomic.Bool   // its last reservation was stolen: reserve no more for it until it reads
 }
 
 // NewMux returns a Mux over inner for devices that all use nodePrivateKey.
@@ -173,6 +237,7 @@ func NewMux(inner conn.Bind, nodePrivateKey store.Key, route func(initiator stor
 		noise:      noise,
 		batch:      min(max(inner.BatchSize(), 1), conn.IdealBatchSize),
 		queueLimit: muxQueuePackets,
+		reserveFor: muxReserveFor,
 		now:        time.Now,
 		sessions:   map[int64]*muxSession{},
 		idx:        map[uint32]*muxIndexEntry{},
@@ -206,9 +271,10 @@ var _ conn.Bind = (*muxBind)(nil)
 
 // Open joins the shared socket. The first Open of all binds opens the inner bind on port (0:
 // any); later ones share it and return its port, and fail with ErrMuxPortMismatch when they ask
-// for another non-zero port. It returns one ReceiveFunc, which reads this device's queue: the
-// inner bind's several (IPv4, IPv6) are served by the Mux's readers, and wireguard-go holds a
-// batch of 64 KiB buffers and a goroutine per ReceiveFunc of every device.
+// for another non-zero port. It returns one ReceiveFunc per ReceiveFunc of the inner bind (one
+// per address family), each to be called by one goroutine, as wireguard-go does: it returns
+// this device's queued datagrams, or reads the inner one when it gets the token (see Mux).
+// Callers must pass BatchSize() buffers, as the inner bind may need them all.
 func (b *muxBind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
 	m := b.m
 	m.mu.Lock()
@@ -226,20 +292,29 @@ func (b *muxBind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
 	} else if port != 0 && port != m.gen.port {
 		return nil, 0, fmt.Errorf("%w: device %d asked for %d, the socket is on %d", ErrMuxPortMismatch, b.id, port, m.gen.port)
 	}
+	g := m.gen
 	s := &muxSession{
 		id:     b.id,
+		gen:    g,
 		queue:  make(chan *muxBatch, m.queueLimit),
 		closed: make(chan struct{}),
+		rd:     make([]muxSessionReader, len(g.readers)),
+	}
+	fns := make([]conn.ReceiveFunc, len(g.readers))
+	for i, r := range g.readers {
+		s.rd[i].grant = make(chan struct{}, 1)
+		fns[i] = m.newReceiver(g, r, s).receive
 	}
 	m.sessions[b.id] = s
 	m.publishDevicesLocked()
 	b.sess.Store(s)
-	return []conn.ReceiveFunc{m.receiveFunc(s)}, m.gen.port, nil
+	return fns, g.port, nil
 }
 
-// Close leaves the shared socket: this device's ReceiveFuncs return net.ErrClosed and its
-// Sends fail. The last Close closes the inner bind and waits for the Mux's goroutines, except
-// a handshake worker inside route (see NewMux). Close of a closed bind does nothing.
+// Close leaves the shared socket: this device's ReceiveFuncs return net.ErrClosed, also one
+// blocked in a read of the inner bind (it is woken through loopback), and its Sends fail. The
+// last Close closes the inner bind and waits for the Mux's goroutines, except a handshake
+// worker inside route (see NewMux). Close of a closed bind does nothing.
 func (b *muxBind) Close() error {
 	m := b.m
 	m.mu.Lock()
@@ -251,7 +326,18 @@ func (b *muxBind) Close() error {
 	delete(m.sessions, b.id)
 	m.publishDevicesLocked()
 	close(s.closed)
-	if len(m.sessions) > 0 {
+	last := len(m.sessions) == 0
+	for _, r := range s.gen.readers {
+		if r.reserved.CompareAndSwap(s, nil) {
+			r.token <- struct{}{}
+		}
+		// A goroutine about to read checks closed after it sets reading, so one of the two sees
+		// the other. The last Close needs no wake-up: closing the inner bind ends every read.
+		if !last && r.reading.Load() == s {
+			m.wake(s.gen, r, "a closing device")
+		}
+	}
+	if !last {
 		return nil
 	}
 	return m.closeInnerLocked()
@@ -278,6 +364,15 @@ func (b *muxBind) ParseEndpoint(s string) (conn.Endpoint, error) { return b.m.in
 
 func (b *muxBind) BatchSize() int { return b.m.inner.BatchSize() }
 
+// receivers returns how many ReceiveFuncs the open bind handed out (one per address family of
+// the socket; wireguard-go runs a goroutine with a batch of buffers for each), 0 when closed.
+func (b *muxBind) receivers() int {
+	if s := b.sess.Load(); s != nil {
+		return len(s.rd)
+	}
+	return 0
+}
+
 // publishDevicesLocked copies sessions for the packet path. Must hold m.mu.
 func (m *Mux) publishDevicesLocked() {
 	d := make(map[int64]*muxSession, len(m.sessions))
@@ -287,8 +382,8 @@ func (m *Mux) publishDevicesLocked() {
 	m.devices.Store(&d)
 }
 
-// openInnerLocked opens the inner bind and starts a reader per ReceiveFunc and the handshake
-// worker. Must hold m.mu.
+// openInnerLocked opens the inner bind, checks that loopback reaches it (starting a reader of
+// the Mux's own where it does not) and starts the handshake worker. Must hold m.mu.
 func (m *Mux) openInnerLocked(port uint16) error {
 	fns, actual, err := m.inner.Open(port)
 	if err != nil {
@@ -300,16 +395,27 @@ func (m *Mux) openInnerLocked(port uint16) error {
 	}
 	g := &muxGen{
 		port:       actual,
-		fns:        fns,
+		wakeMsg:    [][]byte{make([]byte, muxWakeSize)},
 		stop:       make(chan struct{}),
 		hs:         make(chan muxInitiation, muxHandshakeQueue),
 		workerDone: make(chan struct{}),
 	}
 	m.gen = g
-	for _, fn := range fns {
-		g.readers.Add(1)
-		m.goroutines.Add(1)
-		go m.readLoop(g, fn)
+	g.readers = make([]*muxReader, len(fns))
+	for i, fn := range fns {
+		r := &muxReader{i: i, fn: fn, name: fn.PrettyName(), token: make(chan struct{}, 1)}
+		r.token <- struct{}{}
+		r.steal = time.AfterFunc(time.Hour, func() { m.stealTick(g, r) })
+		r.steal.Stop()
+		g.readers[i] = r
+	}
+	m.setUpWakes(g)
+	for _, r := range g.readers {
+		if r.proxied {
+			g.proxies.Add(1)
+			m.goroutines.Add(1)
+			go m.proxyLoop(g, r)
+		}
 	}
 	m.goroutines.Add(1)
 	go m.handshakeWorker(g)
@@ -317,14 +423,80 @@ func (m *Mux) openInnerLocked(port uint16) error {
 	return nil
 }
 
-// closeInnerLocked stops the readers, closes the inner bind and waits for the goroutines. Must
-// hold m.mu.
+// setUpWakes finds each reader's loopback address by the family in the name of its receive
+// function (PrettyName is v4 or v6 for StdNetBind's; both addresses for others) and sends a
+// wake-up datagram to each. A reader whose address cannot be sent to is proxied. Must hold
+// m.mu.
+func (m *Mux) setUpWakes(g *muxGen) {
+	type family struct {
+		addr string
+		ep   conn.Endpoint
+		err  error
+	}
+	fams := [2]family{{addr: "127.0.0.1"}, {addr: "::1"}}
+	for i := range fams {
+		f := &fams[i]
+		if f.ep, f.err = m.inner.ParseEndpoint(netip.AddrPortFrom(netip.MustParseAddr(f.addr), g.port).String()); f.err == nil {
+			f.err = m.inner.Send(g.wakeMsg, f.ep)
+		}
+	}
+	for _, r := range g.readers {
+		use := fams[:]
+		switch r.name {
+		case "v4":
+			use = fams[:1]
+		case "v6":
+			use = fams[1:]
+		}
+		for _, f := range use {
+			if f.err != nil {
+				r.proxied = true
+				m.warnLoopback("mux: loopback does not reach the shared UDP socket; a goroutine of the Mux reads it instead (a hand-off and two copies per datagram)",
+					"port", g.port, "receiver", r.name, "to", f.addr, "err", f.err)
+				break
+			}
+			r.wakeEps = append(r.wakeEps, f.ep)
+		}
+	}
+}
+
+// warnLoopback logs the first loopback problem of the Mux's life, with what to do about it.
+func (m *Mux) warnLoopback(msg string, args ...any) {
+	if m.loopbackWarned.CompareAndSwap(false, true) {
+		m.log.Warn(msg, append(args, "fix", "bring the loopback interface up (ip link set lo up) and let UDP from 127.0.0.1 and ::1 to the listen port through the firewall")...)
+	}
+}
+
+// wake ends the read a device goroutine is blocked in on r's socket with a datagram from the
+// socket to itself. why is for the log.
+func (m *Mux) wake(g *muxGen, r *muxReader, why string) {
+	for _, ep := range r.wakeEps {
+		err := m.inner.Send(g.wakeMsg, ep)
+		if err == nil {
+			m.counters[muxWakeups].Add(1)
+			continue
+		}
+		select {
+		case <-g.stop: // closed meanwhile, which ends the read anyway
+			return
+		default:
+		}
+		m.warnLoopback("mux: loopback does not reach the shared UDP socket; the read of "+why+" ends only with the next datagram that arrives",
+			"receiver", r.name, "to", ep.DstToString(), "err", err)
+	}
+}
+
+// closeInnerLocked closes the inner bind, which ends every read, and waits for the Mux's
+// goroutines. Must hold m.mu.
 func (m *Mux) closeInnerLocked() error {
 	g := m.gen
 	m.gen = nil
 	close(g.stop)
+	for _, r := range g.readers {
+		r.steal.Stop()
+	}
 	err := m.inner.Close()
-	g.readers.Wait()
+	g.proxies.Wait()
 	g.hsMu.Lock()
 	g.stopped = true
 	busy := g.inRoute
@@ -339,81 +511,21 @@ func (m *Mux) closeInnerLocked() error {
 	return nil
 }
 
-// receiveFunc returns a ReceiveFunc of session s: it returns one queued batch per call (or the
-// part of it that fits), copying each datagram into the caller's buffer, until s closes.
-// Like every ReceiveFunc it must not be called concurrently with itself.
-func (m *Mux) receiveFunc(s *muxSession) conn.ReceiveFunc {
-	var cur *muxBatch // partly returned when the caller passes fewer buffers than the batch
-	var pos int
-	return func(bufs [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
-		if cur == nil {
-			select {
-			case <-s.closed:
-				return 0, net.ErrClosed
-			default:
-			}
-			select {
-			case cur = <-s.queue:
-				pos = 0
-			case <-s.closed:
-				return 0, net.ErrClosed
-			}
-		}
-		n := 0
-		for ; pos < cur.n && n < len(bufs); pos, n = pos+1, n+1 {
-			sizes[n] = copy(bufs[n], cur.bufs[pos][:cur.sizes[pos]])
-			eps[n] = cur.eps[pos]
-			m.bufs.Put(cur.bufs[pos])
-			cur.bufs[pos], cur.eps[pos] = nil, nil
-		}
-		if pos == cur.n {
-			s.queued.Add(-int64(cur.n))
-			cur.n = 0
-			m.batches.Put(cur)
-			cur = nil
-		}
-		return n, nil
-	}
-}
-
-// enqueue hands batch b to session s, or drops it when s's queue is full; it never blocks.
-func (m *Mux) enqueue(s *muxSession, b *muxBatch, c *muxCounts) {
-	n := int64(b.n)
-	if s.queued.Add(n) <= m.queueLimit {
-		select {
-		case s.queue <- b:
-			c[muxDelivered] += uint64(n)
-			return
-		default: // unreachable: the channel holds queueLimit batches of at least one datagram
-		}
-	}
-	s.queued.Add(-n)
-	c[muxQueueDrops] += uint64(n)
-	m.releaseBatch(b)
-}
-
-func (m *Mux) releaseBatch(b *muxBatch) {
-	for i := range b.n {
-		m.bufs.Put(b.bufs[i])
-		b.bufs[i], b.eps[i] = nil, nil
-	}
-	b.n = 0
-	m.batches.Put(b)
-}
-
-// nowSec is the time in whole seconds since the Mux was made.
-func (m *Mux) nowSec() int64 { return int64(m.now().Sub(m.epoch) / time.Second) }
-
 // --- receiving ---
 
-// muxReader is the state of one reader goroutine: the buffers it reads into and the batches
-// it is filling for devices.
-type muxReader struct {
-	slots   []*muxBuf
-	bufs    [][]byte
-	sizes   []int
-	eps     []conn.Endpoint
-	pending []muxPending
+// muxReceiver is one ReceiveFunc of one session (or, with s nil, a reader of the Mux's own):
+// the state of one goroutine.
+type muxReceiver struct {
+	m  *Mux
+	g  *muxGen
+	r  *muxReader
+	s  *muxSession
+	sr *muxSessionReader
+
+	cur *muxBatch // partly returned when the caller passes fewer buffers than the batch
+	pos int
+
+	pending []muxPending // batches being filled for other devices
 	mac1    *muxMAC1
 	counts  muxCounts
 }
@@ -423,85 +535,205 @@ type muxPending struct {
 	b *muxBatch
 }
 
-func (m *Mux) newReader() *muxReader {
-	r := &muxReader{
-		slots:   make([]*muxBuf, m.batch),
-		bufs:    make([][]byte, m.batch),
-		sizes:   make([]int, m.batch),
-		eps:     make([]conn.Endpoint, m.batch),
-		pending: make([]muxPending, 0, m.batch),
-		mac1:    newMuxMAC1(&m.noise.mac1Key),
+func (m *Mux) newReceiver(g *muxGen, r *muxReader, s *muxSession) *muxReceiver {
+	rc := &muxReceiver{m: m, g: g, r: r, s: s, pending: make([]muxPending, 0, m.batch), mac1: newMuxMAC1(&m.noise.mac1Key)}
+	if s != nil {
+		rc.sr = &s.rd[r.i]
 	}
-	for i := range r.slots {
-		r.slots[i] = m.bufs.Get().(*muxBuf)
-		r.bufs[i] = r.slots[i][:]
-	}
-	return r
+	return rc
 }
 
-// readLoop reads batches from one inner ReceiveFunc and distributes them until g stops.
-func (m *Mux) readLoop(g *muxGen, fn conn.ReceiveFunc) {
-	defer g.readers.Done()
-	defer m.goroutines.Add(-1) // before Done: the Close waiting for Done checks the count
-	r := m.newReader()
-	defer func() {
-		for _, b := range r.slots {
-			m.bufs.Put(b)
-		}
-	}()
-	name := fn.PrettyName()
-	failures := 0
+// receive is the ReceiveFunc: it returns queued datagrams if there are any; otherwise it waits
+// for them, for the session to close, or for the token, and then reads the inner bind. It
+// returns only with datagrams of its own or net.ErrClosed: errors of the inner bind are
+// counted and retried, as the devices have no other way to receive. Like every ReceiveFunc it
+// must not be called concurrently with itself.
+func (rc *muxReceiver) receive(bufs [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
+	s, r, sr := rc.s, rc.r, rc.sr
+	if !sr.active.Load() {
+		sr.active.Store(true)
+	}
+	var token, grant chan struct{} // nil (never ready) when proxied
+	if !r.proxied {
+		token, grant = r.token, sr.grant
+	}
 	for {
-		n, err := fn(r.bufs, r.sizes, r.eps)
-		if err != nil {
-			select {
-			case <-g.stop:
-				return
-			default:
-			}
-			if errors.Is(err, net.ErrClosed) {
-				m.log.Error("mux: shared UDP socket closed under the devices", "receiver", name)
-				return
-			}
-			m.counters[muxReceiveErrors].Add(1)
-			if failures == 0 {
-				m.log.Warn("mux: receive failed", "receiver", name, "err", err)
-			}
-			failures++
-			// Back off on a persistent error, as wireguard-go does, but never give up: the
-			// devices have no other way to receive.
-			t := time.NewTimer(min(time.Duration(failures)*10*time.Millisecond, time.Second))
-			select {
-			case <-g.stop:
-				t.Stop()
-				return
-			case <-t.C:
-			}
-			continue
+		if rc.cur != nil {
+			return rc.fromQueue(bufs, sizes, eps), nil
 		}
-		failures = 0
-		m.demux(g, r, n)
+		select {
+		case <-s.closed:
+			return rc.closed()
+		default:
+		}
+		select {
+		case rc.cur = <-s.queue:
+			rc.dequeued()
+			return rc.fromQueue(bufs, sizes, eps), nil
+		default:
+		}
+		if r.proxied || !r.reserved.CompareAndSwap(s, nil) {
+			select {
+			case rc.cur = <-s.queue:
+				rc.dequeued()
+				return rc.fromQueue(bufs, sizes, eps), nil
+			case <-s.closed:
+				return rc.closed()
+			case <-token:
+			case <-grant:
+				if !r.reserved.CompareAndSwap(s, nil) {
+					continue // a stale hint, or stolen since
+				}
+			}
+		}
+		if n, err := rc.read(bufs, sizes, eps); n > 0 || err != nil {
+			return n, err
+		}
 	}
 }
 
-// demux sorts the n datagrams in r into per-device batches and hands them over. A datagram
-// that goes somewhere leaves its buffer behind; the reader takes a fresh one from the pool.
-func (m *Mux) demux(g *muxGen, r *muxReader, n int) {
+// dequeued starts on the batch just taken from the queue. If more are queued the device is
+// behind: a read kept for it is given to the others meanwhile.
+func (rc *muxReceiver) dequeued() {
+	rc.pos = 0
+	if len(rc.s.queue) > 0 && rc.r.reserved.CompareAndSwap(rc.s, nil) {
+		rc.r.token <- struct{}{}
+	}
+}
+
+// read reads the inner bind into bufs and sorts what came; the caller holds the token, which
+// read gives back. n is 0 when none of the datagrams are the session's.
+func (rc *muxReceiver) read(bufs [][]byte, sizes []int, eps []conn.Endpoint) (n int, err error) {
+	s, r, sr := rc.s, rc.r, rc.sr
+	r.reading.Store(s)
+	select {
+	case <-s.closed:
+		r.reading.Store(nil)
+		rc.release(nil)
+		return rc.closed()
+	default:
+	}
+	if len(s.queue) > 0 {
+		// Queued since receive looked, by an enqueuer that did not see reading set (one that
+		// did would wake the read): return that first, and keep the read for later.
+		r.reading.Store(nil)
+		rc.release(s)
+		return 0, nil
+	}
+	if sr.stolen.Load() {
+		sr.stolen.Store(false)
+	}
+	n, err = r.fn(bufs, sizes, eps)
+	r.reading.Store(nil)
+	if err != nil {
+		rc.release(nil)
+		return rc.failed(err)
+	}
+	if r.failures.Load() != 0 {
+		r.failures.Store(0)
+	}
+	end, hot := rc.sort(bufs, sizes, eps, n)
+	rc.release(hot)
+	return end, nil
+}
+
+// failed handles an error of the inner ReceiveFunc: net.ErrClosed when the session closed (or
+// the inner bind was closed under the Mux), else nothing after a back-off.
+func (rc *muxReceiver) failed(err error) (int, error) {
+	select {
+	case <-rc.s.closed:
+		return rc.closed()
+	default:
+	}
+	wait, closed := rc.m.receiveFailed(rc.r, err)
+	if closed {
+		return rc.closed()
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-rc.s.closed:
+		return rc.closed()
+	case rc.cur = <-rc.s.queue:
+		rc.dequeued()
+		return 0, nil // the caller's loop returns it
+	case <-t.C:
+	}
+	return 0, nil
+}
+
+// closed tells the caller that the session is closed, which it is told once.
+func (rc *muxReceiver) closed() (int, error) {
+	rc.sr.active.Store(false)
+	if rc.r.reserved.CompareAndSwap(rc.s, nil) { // normally Close took it back already
+		rc.r.token <- struct{}{}
+	}
+	return 0, net.ErrClosed
+}
+
+// receiveFailed counts and logs an error of r's inner ReceiveFunc and returns how long to wait
+// before the next read (backing off like wireguard-go, but never giving up: the devices have no
+// other way to receive); closed: the inner bind was closed by someone other than the Mux.
+func (m *Mux) receiveFailed(r *muxReader, err error) (wait time.Duration, closed bool) {
+	if errors.Is(err, net.ErrClosed) {
+		if r.closedLogged.CompareAndSwap(false, true) {
+			m.log.Error("mux: shared UDP socket closed under the devices", "receiver", r.name)
+		}
+		return 0, true
+	}
+	m.counters[muxReceiveErrors].Add(1)
+	f := r.failures.Add(1)
+	if f == 1 {
+		m.log.Warn("mux: receive failed", "receiver", r.name, "err", err)
+	}
+	return min(time.Duration(f)*10*time.Millisecond, time.Second), false
+}
+
+// fromQueue returns datagrams of cur, one queued batch (or the part of it that fits), copying
+// each into the caller's buffer.
+func (rc *muxReceiver) fromQueue(bufs [][]byte, sizes []int, eps []conn.Endpoint) int {
+	m, cur := rc.m, rc.cur
+	n := 0
+	for ; rc.pos < cur.n && n < len(bufs); rc.pos, n = rc.pos+1, n+1 {
+		sizes[n] = copy(bufs[n], cur.bufs[rc.pos][:cur.sizes[rc.pos]])
+		eps[n] = cur.eps[rc.pos]
+		m.bufs.Put(cur.bufs[rc.pos])
+		cur.bufs[rc.pos], cur.eps[rc.pos] = nil, nil
+	}
+	if rc.pos == cur.n {
+		rc.s.queued.Add(-int64(cur.n))
+		cur.n = 0
+		m.batches.Put(cur)
+		rc.cur = nil
+	}
+	return n
+}
+
+// sort hands the n datagrams just read into bufs to their devices. The session's own stay
+// where they are; every other slot gets size 0, which callers of a ReceiveFunc skip (see
+// conn.ReceiveFunc), so wireguard-go gets its datagrams without a copy. Datagrams of other
+// devices are copied into pooled buffers and queued; initiations are copied for the handshake
+// worker. end is how many slots the caller should look at (0: none are its own); hot is the
+// session that got most of the batch, nil if none did.
+func (rc *muxReceiver) sort(bufs [][]byte, sizes []int, eps []conn.Endpoint, n int) (end int, hot *muxSession) {
+	m, self, c := rc.m, rc.s, &rc.counts
 	now := m.nowSec()
 	devs := *m.devices.Load()
-	c := &r.counts
+	own := 0
 	var (
 		lastIdx  uint32
 		lastSess *muxSession // session of lastIdx in this batch; nil: not looked up
 	)
 	m.idxMu.RLock()
 	for i := range n {
-		size := r.sizes[i]
-		if size <= 0 {
+		size := sizes[i]
+		if size <= 0 || (size == muxWakeSize && muxFromLoopback(eps[i])) { // empty, or a wake-up: not counted
+			sizes[i] = 0
 			continue
 		}
 		c[muxReceived]++
-		p := r.slots[i][:size]
+		sizes[i] = 0 // until it turns out to be ours
+		p := bufs[i][:size]
 		if size < 4 {
 			c[muxMalformed]++
 			continue
@@ -514,16 +746,19 @@ func (m *Mux) demux(g *muxGen, r *muxReader, n int) {
 				continue
 			}
 			c[muxInitiations]++
-			if !r.mac1.ok(p) {
+			if !rc.mac1.ok(p) {
 				c[muxBadMAC1]++
 				continue
 			}
+			buf := m.bufs.Get().(*muxBuf)
+			copy(buf[:], p)
 			select {
-			case g.hs <- muxInitiation{buf: r.slots[i], ep: r.eps[i]}:
-				m.refill(r, i)
+			case rc.g.hs <- muxInitiation{buf: buf, ep: eps[i]}:
 			default:
+				m.bufs.Put(buf)
 				c[muxHandshakeDrops]++
 			}
+			eps[i] = nil
 			continue
 		case muxTypeResponse:
 			if size != muxResponseSize {
@@ -567,44 +802,220 @@ func (m *Mux) demux(g *muxGen, r *muxReader, n int) {
 			}
 			lastIdx, lastSess = idx, s
 		}
-		r.add(s, m, r.slots[i], size, r.eps[i])
-		m.refill(r, i)
+		if s == self {
+			sizes[i] = size
+			own++
+			end = i + 1
+			continue
+		}
+		rc.add(s, p, eps[i])
+		eps[i] = nil
 	}
 	m.idxMu.RUnlock()
-	for i := range r.pending {
-		m.enqueue(r.pending[i].s, r.pending[i].b, c)
-		r.pending[i] = muxPending{}
+	c[muxDelivered] += uint64(own)
+	most := own
+	if own > 0 {
+		hot = self
 	}
-	r.pending = r.pending[:0]
-	for i := range n {
-		r.eps[i] = nil
+	for i := range rc.pending {
+		p := &rc.pending[i]
+		if p.b.n > most {
+			hot, most = p.s, p.b.n
+		}
+		m.enqueue(p.s, p.b, c)
+		*p = muxPending{}
 	}
+	rc.pending = rc.pending[:0]
 	m.flush(c)
+	return end, hot
 }
 
-// refill gives slot i of r a fresh buffer after its datagram moved on.
-func (m *Mux) refill(r *muxReader, i int) {
-	r.slots[i] = m.bufs.Get().(*muxBuf)
-	r.bufs[i] = r.slots[i][:]
-	r.eps[i] = nil
-}
-
-// add appends a datagram to the batch r is filling for s.
-func (r *muxReader) add(s *muxSession, m *Mux, buf *muxBuf, size int, ep conn.Endpoint) {
+// add copies a datagram into the batch rc is filling for s, unless s's queue is already full.
+func (rc *muxReceiver) add(s *muxSession, p []byte, ep conn.Endpoint) {
+	m := rc.m
 	var b *muxBatch
-	for i := range r.pending { // a batch rarely spans more than a few devices
-		if r.pending[i].s == s {
-			b = r.pending[i].b
+	for i := range rc.pending { // a batch rarely spans more than a few devices
+		if rc.pending[i].s == s {
+			b = rc.pending[i].b
 			break
 		}
 	}
 	if b == nil {
+		if s.queued.Load() >= m.queueLimit { // spare the copy; enqueue counts exactly
+			rc.counts[muxQueueDrops]++
+			return
+		}
 		b = m.batches.Get().(*muxBatch)
-		r.pending = append(r.pending, muxPending{s: s, b: b})
+		rc.pending = append(rc.pending, muxPending{s: s, b: b})
 	}
-	b.bufs[b.n], b.sizes[b.n], b.eps[b.n] = buf, size, ep
+	buf := m.bufs.Get().(*muxBuf)
+	b.sizes[b.n] = copy(buf[:], p)
+	b.bufs[b.n], b.eps[b.n] = buf, ep
 	b.n++
 }
+
+// enqueue hands batch b to session s, or drops it when s's queue is full; it never blocks.
+func (m *Mux) enqueue(s *muxSession, b *muxBatch, c *muxCounts) {
+	n := int64(b.n)
+	if s.queued.Add(n) <= m.queueLimit {
+		select {
+		case s.queue <- b:
+			c[muxDelivered] += uint64(n)
+			c[muxQueued] += uint64(n)
+			m.kick(s)
+			return
+		default: // unreachable: the channel holds queueLimit batches of at least one datagram
+		}
+	}
+	s.queued.Add(-n)
+	c[muxQueueDrops] += uint64(n)
+	m.releaseBatch(b)
+}
+
+// kick makes sure that a goroutine of s sees what was just queued: one that is not reading
+// will (it waits on the queue, or looks at it before it reads); if every goroutine of s is
+// blocked in a read, one is woken.
+func (m *Mux) kick(s *muxSession) {
+	var blocked *muxReader
+	for _, r := range s.gen.readers {
+		if !s.rd[r.i].active.Load() {
+			continue
+		}
+		if r.reading.Load() != s {
+			return
+		}
+		blocked = r
+	}
+	if blocked != nil {
+		m.wake(s.gen, blocked, "a device with queued datagrams")
+	}
+}
+
+func (m *Mux) releaseBatch(b *muxBatch) {
+	for i := range b.n {
+		m.bufs.Put(b.bufs[i])
+		b.bufs[i], b.eps[i] = nil, nil
+	}
+	b.n = 0
+	m.batches.Put(b)
+}
+
+// release gives the token back after a read: reserved for hot if that is a session of this
+// generation whose goroutine for this reader runs and did not lose its last reservation,
+// else free.
+func (rc *muxReceiver) release(hot *muxSession) {
+	r := rc.r
+	if hot != nil && hot.gen == rc.g {
+		if sr := &hot.rd[r.i]; sr.active.Load() && !sr.stolen.Load() {
+			r.reserved.Store(hot)
+			r.reserves.Add(1)
+			if hot != rc.s {
+				select {
+				case sr.grant <- struct{}{}:
+				default:
+				}
+			}
+			if r.armed.CompareAndSwap(false, true) {
+				r.steal.Reset(rc.m.reserveFor)
+			}
+			select {
+			case <-hot.closed: // Close may have looked before the reservation was there
+				if r.reserved.CompareAndSwap(hot, nil) {
+					r.token <- struct{}{}
+				}
+			default:
+			}
+			return
+		}
+	}
+	r.token <- struct{}{}
+}
+
+// stealTick is the steal timer of r: it frees a reservation that nobody claimed since the
+// previous tick, and stops ticking when there is none.
+func (m *Mux) stealTick(g *muxGen, r *muxReader) {
+	select {
+	case <-g.stop:
+		return
+	default:
+	}
+	made := r.reserves.Load()
+	prev := r.ticked.Swap(made)
+	if s := r.reserved.Load(); s != nil {
+		if made == prev && r.reserved.CompareAndSwap(s, nil) {
+			s.rd[r.i].stolen.Store(true)
+			m.counters[muxReservationsStolen].Add(1)
+			r.token <- struct{}{}
+		}
+		r.steal.Reset(m.reserveFor)
+		return
+	}
+	r.armed.Store(false)
+	// A reservation made while armed was still true armed nothing: look again.
+	if r.reserved.Load() != nil && r.armed.CompareAndSwap(false, true) {
+		r.steal.Reset(m.reserveFor)
+	}
+}
+
+// proxyLoop reads r's socket for the devices when loopback cannot wake a device's goroutine
+// blocked in it (see setUpWakes); every datagram is copied and queued.
+func (m *Mux) proxyLoop(g *muxGen, r *muxReader) {
+	defer g.proxies.Done()
+	defer m.goroutines.Add(-1) // before Done: the Close waiting for Done checks the count
+	rc := m.newReceiver(g, r, nil)
+	slots := make([]*muxBuf, m.batch)
+	bufs := make([][]byte, m.batch)
+	for i := range slots {
+		slots[i] = m.bufs.Get().(*muxBuf)
+		bufs[i] = slots[i][:]
+	}
+	defer func() {
+		for _, b := range slots {
+			m.bufs.Put(b)
+		}
+	}()
+	sizes := make([]int, m.batch)
+	eps := make([]conn.Endpoint, m.batch)
+	for {
+		n, err := r.fn(bufs, sizes, eps)
+		if err != nil {
+			select {
+			case <-g.stop:
+				return
+			default:
+			}
+			wait, closed := m.receiveFailed(r, err)
+			if closed {
+				return
+			}
+			t := time.NewTimer(wait)
+			select {
+			case <-g.stop:
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			continue
+		}
+		if r.failures.Load() != 0 {
+			r.failures.Store(0)
+		}
+		rc.sort(bufs, sizes, eps, n)
+		clear(eps[:n])
+	}
+}
+
+// muxWakeSize is the size of the datagram that ends a read (see Mux): not a WireGuard message.
+const muxWakeSize = 1
+
+// muxFromLoopback reports whether ep, the source of a received datagram, is a loopback
+// address: a one-byte datagram from there is a wake-up, from the Mux or another local process.
+func muxFromLoopback(ep conn.Endpoint) bool { return ep != nil && ep.DstIP().IsLoopback() }
+
+// nowSec is the time in whole seconds since the Mux was made.
+func (m *Mux) nowSec() int64 { return int64(m.now().Sub(m.epoch) / time.Second) }
+
+// --- the handshake worker ---
 
 // handshakeWorker routes initiations until g stops.
 //
@@ -613,9 +1024,9 @@ func (r *muxReader) add(s *muxSession, m *Mux, buf *muxBuf, size int, ep conn.En
 // and one route call per datagram. wireguard-go's defences (cookie replies with mac2 once 128
 // handshakes queue up in a device, 20 initiations/s per source IP) act only after this, in the
 // device route picked, so the worker is the first thing a flood of initiations exhausts. Its
-// queue is bounded and drops (HandshakeDrops) instead of slowing the readers, so transport
-// datagrams of every tenant keep flowing; but a flood does crowd out real initiations, across
-// tenants. TODO(issue 5): an under-load mode here, before the X25519 (see admitInitiation).
+// queue is bounded and drops (HandshakeDrops) instead of slowing whoever reads the socket, so
+// transport datagrams of every tenant keep flowing; but a flood does crowd out real
+// initiations, across tenants. TODO(issue 5): an under-load mode here, before the X25519 (see admitInitiation).
 func (m *Mux) handshakeWorker(g *muxGen) {
 	defer close(g.workerDone)
 	defer m.goroutines.Add(-1)
@@ -788,10 +1199,13 @@ const (
 	muxQueueDrops
 	muxHandshakeDrops
 	muxDelivered
+	muxQueued
 	muxLearned
 	muxIndexCollisions
 	muxIndexEvictions
 	muxReceiveErrors
+	muxWakeups
+	muxReservationsStolen
 	muxNumCounters
 )
 
@@ -821,7 +1235,8 @@ type MuxStats struct {
 	CookieReplies uint64
 	Transports    uint64
 
-	Delivered        uint64 // queued for a device
+	Delivered        uint64 // returned to the device that read it, or queued for a device
+	Queued           uint64 // of Delivered, queued: read by another device's goroutine, or an initiation
 	Malformed        uint64 // shorter than 4 bytes, an unknown type, or the wrong size for its type
 	BadMAC1          uint64 // an initiation whose mac1 is not for the node's public key
 	BadInitiation    uint64 // mac1 valid, but the static key does not decrypt
@@ -837,33 +1252,39 @@ type MuxStats struct {
 	Indices         int    // indices in the table now
 
 	ReceiveErrors uint64 // errors from the inner bind's ReceiveFuncs other than closing
+
+	Wakeups            uint64 // datagrams sent through loopback to end a read (a device closed, or had something queued)
+	ReservationsStolen uint64 // a device did not come back in time for the read kept for it (see muxReserveFor)
 }
 
-// Stats returns the counters. Datagrams still in a reader's hands are not counted yet.
+// Stats returns the counters. Datagrams of a read still being sorted are not counted yet.
 func (m *Mux) Stats() MuxStats {
 	c := func(i muxCounter) uint64 { return m.counters[i].Load() }
 	m.idxMu.RLock()
 	n := len(m.idx)
 	m.idxMu.RUnlock()
 	return MuxStats{
-		Received:         c(muxReceived),
-		Initiations:      c(muxInitiations),
-		Responses:        c(muxResponses),
-		CookieReplies:    c(muxCookieReplies),
-		Transports:       c(muxTransports),
-		Delivered:        c(muxDelivered),
-		Malformed:        c(muxMalformed),
-		BadMAC1:          c(muxBadMAC1),
-		BadInitiation:    c(muxBadInitiation),
-		UnknownInitiator: c(muxUnknownInitiator),
-		UnknownIndex:     c(muxUnknownIndex),
-		NoDevice:         c(muxNoDevice),
-		QueueDrops:       c(muxQueueDrops),
-		HandshakeDrops:   c(muxHandshakeDrops),
-		Learned:          c(muxLearned),
-		IndexCollisions:  c(muxIndexCollisions),
-		IndexEvictions:   c(muxIndexEvictions),
-		Indices:          n,
-		ReceiveErrors:    c(muxReceiveErrors),
+		Received:           c(muxReceived),
+		Initiations:        c(muxInitiations),
+		Responses:          c(muxResponses),
+		CookieReplies:      c(muxCookieReplies),
+		Transports:         c(muxTransports),
+		Delivered:          c(muxDelivered),
+		Queued:             c(muxQueued),
+		Malformed:          c(muxMalformed),
+		BadMAC1:            c(muxBadMAC1),
+		BadInitiation:      c(muxBadInitiation),
+		UnknownInitiator:   c(muxUnknownInitiator),
+		UnknownIndex:       c(muxUnknownIndex),
+		NoDevice:           c(muxNoDevice),
+		QueueDrops:         c(muxQueueDrops),
+		HandshakeDrops:     c(muxHandshakeDrops),
+		Learned:            c(muxLearned),
+		IndexCollisions:    c(muxIndexCollisions),
+		IndexEvictions:     c(muxIndexEvictions),
+		Indices:            n,
+		ReceiveErrors:      c(muxReceiveErrors),
+		Wakeups:            c(muxWakeups),
+		ReservationsStolen: c(muxReservationsStolen),
 	}
 }

@@ -1,21 +1,30 @@
 package gateway
 
 import (
+	"bytes"
 	"encoding/binary"
+	"fmt"
+	"net"
+	"os"
+	"sync"
 	"testing"
+	"time"
 
 	"golang.zx2c4.com/wireguard/conn"
 	"golang.zx2c4.com/wireguard/device"
+	"golang.zx2c4.com/wireguard/tun"
 
 	"github.com/popgate/popgate/store"
 )
 
-// muxTransportPath measures what the Mux adds to a received batch of transport datagrams: a
-// reader demuxes a full batch spread over devices, then each device's ReceiveFunc copies its
-// datagrams into wireguard-go-sized buffers, as RoutineReceiveIncoming would.
+// muxTransportPath measures what the Mux adds to a received batch of transport datagrams: the
+// goroutine of device 1 reads a full batch spread over devices from the inner bind, as
+// RoutineReceiveIncoming would, keeps its own and queues the others', whose ReceiveFuncs then
+// copy them into wireguard-go-sized buffers.
 type muxTransportPath struct {
-	h     *muxSyncHarness
-	fns   []conn.ReceiveFunc
+	m     *Mux
+	s     []*muxSession
+	fns   []conn.ReceiveFunc // the first (IPv4) ReceiveFunc of each device
 	bufs  [][]byte
 	sizes []int
 	eps   []conn.Endpoint
@@ -23,18 +32,51 @@ type muxTransportPath struct {
 	size  int
 }
 
-func newMuxTransportPath(tb testing.TB, devices, size int) *muxTransportPath {
-	ids := make([]int64, devices)
-	for i := range ids {
-		ids[i] = int64(i + 1)
+// muxFeedBind is an inner bind whose one receive function writes a batch of transport headers
+// into the caller's buffers every call, without blocking.
+type muxFeedBind struct {
+	p *muxTransportPath
+}
+
+func (f muxFeedBind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
+	return []conn.ReceiveFunc{f.receiveIPv4}, 51820, nil
+}
+
+func (f muxFeedBind) receiveIPv4(bufs [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
+	p := f.p
+	for i := range conn.IdealBatchSize {
+		b := bufs[i]
+		// What the socket writes: the header (the payload is whatever the buffer held).
+		binary.LittleEndian.PutUint32(b[0:], muxTypeTransport)
+		binary.LittleEndian.PutUint32(b[4:], p.idx[(i/8)%len(p.idx)]) // runs of 8 per session
+		binary.LittleEndian.PutUint64(b[8:], uint64(i))
+		sizes[i] = p.size
+		eps[i] = muxFakeEndpoint{}
 	}
-	h := newMuxSyncHarness(tb, muxTestKey(tb), nil, ids...)
-	p := &muxTransportPath{h: h, size: size}
-	for i, s := range h.s {
-		p.fns = append(p.fns, h.m.receiveFunc(s))
+	return conn.IdealBatchSize, nil
+}
+
+func (muxFeedBind) Close() error                       { return nil }
+func (muxFeedBind) SetMark(uint32) error               { return nil }
+func (muxFeedBind) Send([][]byte, conn.Endpoint) error { return nil }
+func (muxFeedBind) ParseEndpoint(s string) (conn.Endpoint, error) {
+	return newMuxFakeBind(1).ParseEndpoint(s)
+}
+func (muxFeedBind) BatchSize() int { return conn.IdealBatchSize }
+
+func newMuxTransportPath(tb testing.TB, devices, size int) *muxTransportPath {
+	p := &muxTransportPath{size: size}
+	p.m, _ = newTestMux(tb, muxFeedBind{p}, muxTestKey(tb), nil)
+	for i := range devices {
+		b := p.m.Bind(int64(i + 1))
+		fns, _ := muxOpen(tb, b, 0)
+		tb.Cleanup(func() { b.Close() })
+		p.fns = append(p.fns, fns[0])
+		s := b.(*muxBind).sess.Load()
+		p.s = append(p.s, s)
 		for j := range 4 { // a few sessions per device
 			idx := uint32(0x1000*(i+1) + j)
-			h.m.learn(s.id, idx)
+			p.m.learn(s.id, idx)
 			p.idx = append(p.idx, idx)
 		}
 	}
@@ -49,20 +91,12 @@ func newMuxTransportPath(tb testing.TB, devices, size int) *muxTransportPath {
 
 // batch runs one batch of IdealBatchSize datagrams through the Mux.
 func (p *muxTransportPath) batch() {
-	r := p.h.r
-	for i := range conn.IdealBatchSize {
-		b := r.slots[i]
-		// What the socket writes: the header (the payload is whatever the buffer held).
-		binary.LittleEndian.PutUint32(b[0:], muxTypeTransport)
-		binary.LittleEndian.PutUint32(b[4:], p.idx[(i/8)%len(p.idx)]) // runs of 8 per session
-		binary.LittleEndian.PutUint64(b[8:], uint64(i))
-		r.sizes[i] = p.size
-		r.eps[i] = muxFakeEndpoint{}
+	if n, err := p.fns[0](p.bufs, p.sizes, p.eps); n == 0 || err != nil {
+		panic(fmt.Sprintf("device 1 read %d datagrams: %v", n, err))
 	}
-	p.h.m.demux(p.h.g, r, conn.IdealBatchSize)
-	for i, s := range p.h.s {
+	for i, s := range p.s[1:] {
 		for len(s.queue) > 0 {
-			p.fns[i](p.bufs, p.sizes, p.eps)
+			p.fns[i+1](p.bufs, p.sizes, p.eps)
 		}
 	}
 }
@@ -76,7 +110,7 @@ func TestMuxTransportPathDoesNotAllocate(t *testing.T) {
 	if n := testing.AllocsPerRun(100, p.batch); n != 0 {
 		t.Errorf("%v allocations per batch of %d, want 0", n, conn.IdealBatchSize)
 	}
-	if st := p.h.m.Stats(); st.Delivered != st.Received || st.Delivered == 0 {
+	if st := p.m.Stats(); st.Delivered != st.Received || st.Delivered == 0 {
 		t.Errorf("stats %+v", st)
 	}
 }
@@ -136,4 +170,301 @@ func BenchmarkMuxStatic(b *testing.B) {
 			b.Fatal("no static")
 		}
 	}
+}
+
+// BenchmarkMuxRoundTrip measures one packet through a tunnel and back: a stock wireguard-go
+// client sends it over loopback to a server device whose TUN turns it around. The server
+// device has a socket of its own (stock), is alone on a Mux, or shares the Mux with three idle
+// devices. back-to-back pings keep every goroutine warm; idle ones (1 ms apart) pay the
+// wake-ups an idle tunnel pays. ns/rtt is the round trip alone.
+func BenchmarkMuxRoundTrip(b *testing.B) {
+	for _, c := range []struct {
+		name string
+		mux  bool
+		idle int
+	}{
+		{"stock", false, 0},
+		{"mux", true, 0},
+		{"mux+3idle", true, 3},
+	} {
+		for _, pause := range []time.Duration{0, time.Millisecond} {
+			name := c.name + "/back-to-back"
+			if pause > 0 {
+				name = c.name + "/idle"
+			}
+			b.Run(name, func(b *testing.B) {
+				cli := muxRoundTripSetup(b, c.mux, c.idle)
+				var rtt time.Duration
+				for seq := uint32(1); b.Loop(); seq++ {
+					if pause > 0 {
+						time.Sleep(pause)
+					}
+					start := time.Now()
+					if !cli.ping(seq, 5*time.Second) {
+						b.Fatal("no answer")
+					}
+					rtt += time.Since(start)
+				}
+				b.ReportMetric(float64(rtt.Nanoseconds())/float64(b.N), "ns/rtt")
+			})
+		}
+	}
+}
+
+// muxRoundTripSetup starts the devices of BenchmarkMuxRoundTrip and returns the client's TUN
+// once a ping has come back.
+func muxRoundTripSetup(b *testing.B, mux bool, idle int) *muxPingTUN {
+	node, site := muxTestKey(b), muxTestKey(b)
+	var bind conn.Bind
+	if mux {
+		m := NewMux(conn.NewDefaultBind(), node, func(k store.Key) (int64, bool) { return 1, k == site.PublicKey() }, nil)
+		bind = m.Bind(1)
+		for i := range idle {
+			muxStartServer(b, m, int64(2+i), node, muxTestKey(b), "")
+		}
+	} else {
+		bind = conn.NewDefaultBind()
+	}
+	sitePub, nodePub := site.PublicKey(), node.PublicKey()
+	srv := muxStartDevice(b, newMuxEchoTUN(), bind, fmt.Sprintf("private_key=%x\npublic_key=%x\nallowed_ip=100.64.0.2/32\n", node[:], sitePub[:]))
+	cli := newMuxPingTUN()
+	muxStartDevice(b, cli, conn.NewDefaultBind(), fmt.Sprintf("private_key=%x\npublic_key=%x\nendpoint=127.0.0.1:%d\nallowed_ip=100.64.0.0/10\n", site[:], nodePub[:], muxListenPort(b, srv)))
+	for seq := uint32(1 << 31); ; seq++ { // until the handshake is done
+		if cli.ping(seq, 200*time.Millisecond) {
+			return cli
+		}
+		if seq > 1<<31+75 {
+			b.Fatal("no answer through the tunnel")
+		}
+	}
+}
+
+func muxStartDevice(tb testing.TB, tdev tun.Device, bind conn.Bind, uapi string) *device.Device {
+	tb.Helper()
+	dev := device.NewDevice(tdev, bind, muxSilent())
+	if err := dev.IpcSet(uapi); err != nil {
+		tb.Fatal(err)
+	}
+	if err := dev.Up(); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(dev.Close)
+	return dev
+}
+
+// muxTUN is a tun.Device whose reads come from in; what writes do is up to write.
+type muxTUN struct {
+	in     chan []byte
+	write  func(pkt []byte)
+	events chan tun.Event
+	closed chan struct{}
+	once   sync.Once
+}
+
+func newMuxTUN(write func([]byte)) *muxTUN {
+	t := &muxTUN{in: make(chan []byte, 16), write: write, events: make(chan tun.Event, 1), closed: make(chan struct{})}
+	t.events <- tun.EventUp
+	return t
+}
+
+func (t *muxTUN) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
+	select {
+	case p := <-t.in:
+		sizes[0] = copy(bufs[0][offset:], p)
+		return 1, nil
+	case <-t.closed:
+		return 0, os.ErrClosed
+	}
+}
+
+func (t *muxTUN) Write(bufs [][]byte, offset int) (int, error) {
+	for _, b := range bufs {
+		t.write(b[offset:])
+	}
+	return len(bufs), nil
+}
+
+func (*muxTUN) File() *os.File             { return nil }
+func (*muxTUN) MTU() (int, error)          { return 1420, nil }
+func (*muxTUN) Name() (string, error)      { return "muxtun", nil }
+func (t *muxTUN) Events() <-chan tun.Event { return t.events }
+func (*muxTUN) BatchSize() int             { return 1 }
+func (t *muxTUN) Close() error {
+	t.once.Do(func() { close(t.closed) })
+	return nil
+}
+
+// newMuxEchoTUN returns a TUN that sends every IPv4 packet written to it back, source and
+// destination swapped.
+func newMuxEchoTUN() *muxTUN {
+	var t *muxTUN
+	t = newMuxTUN(func(pkt []byte) {
+		if len(pkt) < 20 {
+			return
+		}
+		out := bytes.Clone(pkt)
+		copy(out[12:16], pkt[16:20])
+		copy(out[16:20], pkt[12:16])
+		select {
+		case t.in <- out:
+		default:
+		}
+	})
+	return t
+}
+
+// muxPingTUN is the client's TUN: ping sends an IPv4 packet 100.64.0.2 → 100.64.0.1 and waits
+// for it to come back.
+type muxPingTUN struct {
+	*muxTUN
+	back chan uint32
+}
+
+func newMuxPingTUN() *muxPingTUN {
+	p := &muxPingTUN{back: make(chan uint32, 16)}
+	p.muxTUN = newMuxTUN(func(pkt []byte) {
+		if len(pkt) >= 28 {
+			select {
+			case p.back <- binary.BigEndian.Uint32(pkt[24:28]):
+			default:
+			}
+		}
+	})
+	return p
+}
+
+func (p *muxPingTUN) ping(seq uint32, wait time.Duration) bool {
+	pkt := make([]byte, 64)
+	pkt[0] = 0x45                           // IPv4, 20-byte header
+	binary.BigEndian.PutUint16(pkt[2:], 64) // total length
+	pkt[8], pkt[9] = 64, 253                // TTL, protocol: experimental
+	copy(pkt[12:], []byte{100, 64, 0, 2, 100, 64, 0, 1})
+	binary.BigEndian.PutUint32(pkt[24:], seq)
+	p.in <- pkt
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	for {
+		select {
+		case got := <-p.back:
+			if got == seq {
+				return true
+			}
+		case <-t.C:
+			return false
+		}
+	}
+}
+
+// BenchmarkMuxReceiveLatency measures what a bind adds to a round trip, without wireguard-go:
+// a UDP socket sends a transport datagram over loopback, the device's goroutine (one per
+// ReceiveFunc, as RoutineReceiveIncoming) receives it and sends it back through the bind. The
+// bind is a socket of its own (stock), the device alone on a Mux, or with three idle devices
+// whose goroutines wait too. idle: 1 ms between round trips.
+func BenchmarkMuxReceiveLatency(b *testing.B) {
+	for _, c := range []struct {
+		name string
+		mux  bool
+		idle int
+	}{
+		{"stock", false, 0},
+		{"mux", true, 0},
+		{"mux+3idle", true, 3},
+	} {
+		for _, pause := range []time.Duration{0, time.Millisecond} {
+			name := c.name + "/back-to-back"
+			if pause > 0 {
+				name = c.name + "/idle"
+			}
+			b.Run(name, func(b *testing.B) {
+				var bind conn.Bind
+				var m *Mux
+				if c.mux {
+					m = NewMux(conn.NewDefaultBind(), muxTestKey(b), nil, nil)
+					bind = m.Bind(1)
+					for i := range c.idle {
+						idle := m.Bind(int64(2 + i))
+						fns, _ := muxOpen(b, idle, 0)
+						muxEcho(b, idle, fns)
+					}
+				} else {
+					bind = conn.NewDefaultBind()
+				}
+				fns, port := muxOpen(b, bind, 0)
+				client, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer client.Close()
+				ep, err := bind.ParseEndpoint(client.LocalAddr().String())
+				if err != nil {
+					b.Fatal(err)
+				}
+				bind.Send([][]byte{muxResponse(7, 0)}, ep) // the Mux learns index 7
+				muxEcho(b, bind, fns)
+				server := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: int(port)}
+				pkt, buf := muxTransport(7, 64), make([]byte, 1500)
+				client.SetReadDeadline(time.Now().Add(time.Second))
+				if n, _ := client.Read(buf); n != muxResponseSize {
+					b.Fatalf("read %d bytes, want the response", n)
+				}
+				client.SetReadDeadline(time.Time{})
+				var rtt time.Duration
+				for seq := uint64(1); b.Loop(); seq++ {
+					if pause > 0 {
+						time.Sleep(pause)
+					}
+					start := time.Now()
+					binary.LittleEndian.PutUint64(pkt[8:], seq)
+					if _, err := client.WriteToUDP(pkt, server); err != nil {
+						b.Fatal(err)
+					}
+					client.SetReadDeadline(time.Now().Add(5 * time.Second))
+					for {
+						n, err := client.Read(buf)
+						if err != nil {
+							if m != nil {
+								b.Logf("mux: %+v", m.Stats())
+							}
+							b.Fatal(err)
+						}
+						if n == len(pkt) && binary.LittleEndian.Uint64(buf[8:]) == seq {
+							break
+						}
+					}
+					rtt += time.Since(start)
+				}
+				b.ReportMetric(float64(rtt.Nanoseconds())/float64(b.N), "ns/rtt")
+			})
+		}
+	}
+}
+
+// muxEcho runs a goroutine per receive function of an open bind that sends every datagram
+// back where it came from, until the bind closes (at the end of the test).
+func muxEcho(tb testing.TB, bind conn.Bind, fns []conn.ReceiveFunc) {
+	var wg sync.WaitGroup
+	for _, fn := range fns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n := bind.BatchSize()
+			bufs := make([][]byte, n)
+			for i := range bufs {
+				bufs[i] = make([]byte, device.MaxMessageSize)
+			}
+			sizes, eps := make([]int, n), make([]conn.Endpoint, n)
+			for {
+				k, err := fn(bufs, sizes, eps)
+				if err != nil {
+					return
+				}
+				for i := range k {
+					if sizes[i] > 0 {
+						bind.Send([][]byte{bufs[i][:sizes[i]]}, eps[i])
+					}
+				}
+			}
+		}()
+	}
+	tb.Cleanup(func() { bind.Close(); wg.Wait() })
 }

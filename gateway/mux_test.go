@@ -4,26 +4,35 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"runtime"
+	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	"golang.zx2c4.com/wireguard/conn"
+	"golang.zx2c4.com/wireguard/device"
 
 	"github.com/popgate/popgate/store"
 )
 
 // --- a fake inner bind ---
 
-// muxFakeBind is an in-memory conn.Bind: tests inject datagrams with deliver and read what was
-// sent from sent. Both receive functions read the one rx channel.
+// muxFakeBind is an in-memory conn.Bind with an IPv4 and an IPv6 receive function, like
+// StdNetBind: tests inject datagrams with deliver (IPv4) and deliver6, and read what was sent
+// from sent. A datagram sent to the bind's own port on 127.0.0.1 or ::1 comes back to it, as
+// through loopback, unless loopback is off.
 type muxFakeBind struct {
-	batch int
-	rx    chan muxFakeDatagram
-	sent  chan []byte
+	batch    int
+	rx4, rx6 chan muxFakeDatagram
+	sent     chan []byte
+	noLoop   atomic.Bool // sends to loopback fail, as with the loopback interface down
 
 	mu     sync.Mutex
 	closed chan struct{} // nil while not open
@@ -41,7 +50,12 @@ type muxFakeDatagram struct {
 var _ conn.Bind = (*muxFakeBind)(nil)
 
 func newMuxFakeBind(batch int) *muxFakeBind {
-	return &muxFakeBind{batch: batch, rx: make(chan muxFakeDatagram, 4096), sent: make(chan []byte, 4096)}
+	return &muxFakeBind{
+		batch: batch,
+		rx4:   make(chan muxFakeDatagram, 4096),
+		rx6:   make(chan muxFakeDatagram, 4096),
+		sent:  make(chan []byte, 4096),
+	}
 }
 
 func (f *muxFakeBind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
@@ -56,28 +70,39 @@ func (f *muxFakeBind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
 	}
 	f.port = port
 	f.closed = make(chan struct{})
-	return []conn.ReceiveFunc{f.receive(f.closed), f.receive(f.closed)}, port, nil
+	return []conn.ReceiveFunc{f.receiveIPv4(f.closed), f.receiveIPv6(f.closed)}, port, nil
 }
 
-func (f *muxFakeBind) receive(closed chan struct{}) conn.ReceiveFunc {
+// The names matter: the Mux tells the families apart by them, as with StdNetBind's.
+func (f *muxFakeBind) receiveIPv4(closed chan struct{}) conn.ReceiveFunc {
 	return func(bufs [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
-		var d muxFakeDatagram
-		select {
-		case <-closed:
-			return 0, net.ErrClosed
-		case d = <-f.rx:
+		return f.receive(f.rx4, closed, bufs, sizes, eps)
+	}
+}
+
+func (f *muxFakeBind) receiveIPv6(closed chan struct{}) conn.ReceiveFunc {
+	return func(bufs [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
+		return f.receive(f.rx6, closed, bufs, sizes, eps)
+	}
+}
+
+func (f *muxFakeBind) receive(rx chan muxFakeDatagram, closed chan struct{}, bufs [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
+	var d muxFakeDatagram
+	select {
+	case <-closed:
+		return 0, net.ErrClosed
+	case d = <-rx:
+	}
+	for n := 0; ; {
+		sizes[n] = copy(bufs[n], d.b)
+		eps[n] = d.ep
+		if n++; n == len(bufs) {
+			return n, nil
 		}
-		for n := 0; ; {
-			sizes[n] = copy(bufs[n], d.b)
-			eps[n] = d.ep
-			if n++; n == len(bufs) {
-				return n, nil
-			}
-			select {
-			case d = <-f.rx:
-			default:
-				return n, nil
-			}
+		select {
+		case d = <-rx:
+		default:
+			return n, nil
 		}
 	}
 }
@@ -107,6 +132,26 @@ func (f *muxFakeBind) SetMark(mark uint32) error {
 }
 
 func (f *muxFakeBind) Send(bufs [][]byte, ep conn.Endpoint) error {
+	if fe, ok := ep.(muxFakeEndpoint); ok && fe.Addr().IsLoopback() {
+		f.mu.Lock()
+		open, port := f.closed != nil, f.port
+		f.mu.Unlock()
+		switch {
+		case !open:
+			return net.ErrClosed
+		case f.noLoop.Load():
+			return syscall.ENETUNREACH
+		case fe.Port() == port:
+			rx := f.rx4
+			if fe.Addr().Is6() {
+				rx = f.rx6
+			}
+			for _, b := range bufs {
+				rx <- muxFakeDatagram{b: bytes.Clone(b), ep: muxFakeEndpoint{netip.AddrPortFrom(fe.Addr(), port)}}
+			}
+			return nil
+		}
+	}
 	for _, b := range bufs {
 		select {
 		case f.sent <- bytes.Clone(b):
@@ -127,7 +172,11 @@ func (f *muxFakeBind) ParseEndpoint(s string) (conn.Endpoint, error) {
 func (f *muxFakeBind) BatchSize() int { return f.batch }
 
 func (f *muxFakeBind) deliver(b []byte) {
-	f.rx <- muxFakeDatagram{b: b, ep: muxFakeEndpoint{netip.MustParseAddrPort("192.0.2.1:51820")}}
+	f.rx4 <- muxFakeDatagram{b: b, ep: muxFakeEndpoint{netip.MustParseAddrPort("192.0.2.1:51820")}}
+}
+
+func (f *muxFakeBind) deliver6(b []byte) {
+	f.rx6 <- muxFakeDatagram{b: b, ep: muxFakeEndpoint{netip.MustParseAddrPort("[2001:db8::1]:51820")}}
 }
 
 type muxFakeEndpoint struct{ netip.AddrPort }
@@ -218,7 +267,9 @@ func muxCollect(fns []conn.ReceiveFunc, batch int) <-chan []byte {
 					return
 				}
 				for i := range n {
-					out <- bytes.Clone(bufs[i][:sizes[i]])
+					if sizes[i] > 0 { // as wireguard-go, skip what the Mux took out
+						out <- bytes.Clone(bufs[i][:sizes[i]])
+					}
 				}
 			}
 		}()
@@ -325,8 +376,8 @@ func TestMuxOpenCloseSharesInnerBind(t *testing.T) {
 	if !inner.isOpen() || inner.opens != 1 {
 		t.Fatalf("inner bind: open %v after %d opens, want open after 1", inner.isOpen(), inner.opens)
 	}
-	if len(fns1) != 1 {
-		t.Fatalf("got %d receive funcs, want 1", len(fns1))
+	if len(fns1) != 2 {
+		t.Fatalf("got %d receive funcs, want 2, one per receive func of the inner bind", len(fns1))
 	}
 	if _, p2 := muxOpen(t, b2, p1); p2 != p1 {
 		t.Fatalf("second Open(%d) returned port %d", p1, p2)
@@ -482,15 +533,15 @@ func TestMuxDemuxByLearnedIndex(t *testing.T) {
 	muxExpectNothing(t, got1, "device 1")
 	muxExpectNothing(t, got2, "device 2")
 
-	// Batches mixing devices. Two inner readers run concurrently, so only the set is checked,
-	// not the order (as with wireguard-go's own IPv4 and IPv6 readers).
+	// Batches mixing devices, over both families. Either device's goroutine may read, so only
+	// the set is checked, not the order (as with wireguard-go's own IPv4 and IPv6 readers).
 	want := map[string]int{}
 	for i := range 10 {
 		p1, p2 := muxTransport(0x11111111, 50+i), muxTransport(0x22222222, 60+i)
 		want["1"+string(p1)]++
 		want["2"+string(p2)]++
 		inner.deliver(p1)
-		inner.deliver(p2)
+		inner.deliver6(p2)
 	}
 	for range 20 {
 		select {
@@ -665,38 +716,64 @@ func TestMuxMalformedDatagrams(t *testing.T) {
 	}
 }
 
-// muxSyncHarness drives demux and routeInitiation on the calling goroutine, without an inner
-// bind, for the fuzz target and benchmarks.
+// muxSyncHarness drives sort and routeInitiation on the calling goroutine, without an inner
+// bind: as if device h.s[0]'s goroutine had read a batch. For the fuzz target and benchmarks.
 type muxSyncHarness struct {
-	m *Mux
-	g *muxGen
-	r *muxReader
-	s []*muxSession
+	m     *Mux
+	g     *muxGen
+	rc    *muxReceiver
+	s     []*muxSession
+	bufs  [][]byte
+	sizes []int
+	eps   []conn.Endpoint
 }
 
 func newMuxSyncHarness(t testing.TB, node store.Key, route func(store.Key) (int64, bool), devices ...int64) *muxSyncHarness {
 	m, _ := newTestMux(t, newMuxFakeBind(conn.IdealBatchSize), node, route)
-	h := &muxSyncHarness{m: m, r: m.newReader()}
-	h.g = &muxGen{stop: make(chan struct{}), hs: make(chan muxInitiation, muxHandshakeQueue), workerDone: make(chan struct{})}
+	h := &muxSyncHarness{m: m}
+	h.g = &muxGen{
+		readers:    []*muxReader{{token: make(chan struct{}, 1)}},
+		stop:       make(chan struct{}),
+		hs:         make(chan muxInitiation, muxHandshakeQueue),
+		workerDone: make(chan struct{}),
+	}
 	m.mu.Lock()
 	for _, id := range devices {
-		s := &muxSession{id: id, queue: make(chan *muxBatch, m.queueLimit), closed: make(chan struct{})}
+		s := &muxSession{
+			id:     id,
+			gen:    h.g,
+			queue:  make(chan *muxBatch, m.queueLimit),
+			closed: make(chan struct{}),
+			rd:     []muxSessionReader{{grant: make(chan struct{}, 1)}},
+		}
 		m.sessions[id] = s
 		h.s = append(h.s, s)
 	}
 	m.publishDevicesLocked()
 	m.mu.Unlock()
+	h.rc = m.newReceiver(h.g, h.g.readers[0], h.s[0])
+	h.bufs = make([][]byte, conn.IdealBatchSize)
+	for i := range h.bufs {
+		h.bufs[i] = make([]byte, device.MaxMessageSize)
+	}
+	h.sizes = make([]int, conn.IdealBatchSize)
+	h.eps = make([]conn.Endpoint, conn.IdealBatchSize)
 	return h
 }
 
-// run demuxes pkts as one batch, routes the initiations, and drains the device queues; it
-// returns the datagrams each device got.
+// run sorts pkts as one batch read by device h.s[0], routes the initiations, and drains the
+// device queues; it returns the datagrams each device got.
 func (h *muxSyncHarness) run(pkts [][]byte, out map[int64][][]byte) {
 	for i, p := range pkts {
-		h.r.sizes[i] = copy(h.r.slots[i][:], p)
-		h.r.eps[i] = muxFakeEndpoint{}
+		h.sizes[i] = copy(h.bufs[i], p)
+		h.eps[i] = muxFakeEndpoint{}
 	}
-	h.m.demux(h.g, h.r, len(pkts))
+	end, _ := h.rc.sort(h.bufs, h.sizes, h.eps, len(pkts))
+	for i := range end {
+		if h.sizes[i] > 0 && out != nil {
+			out[h.s[0].id] = append(out[h.s[0].id], bytes.Clone(h.bufs[i][:h.sizes[i]]))
+		}
+	}
 	var c muxCounts
 	for {
 		select {
@@ -745,7 +822,7 @@ func FuzzMuxDemux(f *testing.F) {
 	h.m.learn(2, 0x05060708)
 	h.m.learn(3, 0x0a0b0c0d) // a device that is not open
 	f.Fuzz(func(t *testing.T, data []byte) {
-		if len(data) > len(h.r.slots[0]) {
+		if len(data) > len(h.bufs[0]) {
 			return
 		}
 		before := h.m.Stats()
@@ -780,4 +857,331 @@ func FuzzMuxDemux(f *testing.F) {
 			}
 		}
 	})
+}
+
+// --- device goroutines reading the shared socket ---
+
+func muxSess(b conn.Bind) *muxSession { return b.(*muxBind).sess.Load() }
+
+// muxReaders returns the readers of the open inner bind: IPv4, then IPv6.
+func muxReaders(t *testing.T, m *Mux) []*muxReader {
+	t.Helper()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.gen == nil {
+		t.Fatal("the inner bind is not open")
+	}
+	return m.gen.readers
+}
+
+// muxWaitReading waits until the goroutine of s is in a read of r.
+func muxWaitReading(t *testing.T, r *muxReader, s *muxSession, what string) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); r.reading.Load() != s; {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: the goroutine of device %d is not reading %s (reading %v, kept for %v, free %v)", what, s.id, r.name, r.reading.Load(), r.reserved.Load(), len(r.token))
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// muxCall calls fn once on a goroutine of its own and returns what it returned.
+func muxCall(fn conn.ReceiveFunc, batch int) <-chan error {
+	done := make(chan error, 1)
+	bufs := make([][]byte, batch)
+	for i := range bufs {
+		bufs[i] = make([]byte, 65535)
+	}
+	go func() {
+		_, err := fn(bufs, make([]int, batch), make([]conn.Endpoint, batch))
+		done <- err
+	}()
+	return done
+}
+
+// TestMuxReaderSortsForBothDevices: whichever device's goroutine holds the token reads the
+// socket; each device gets its own datagrams, directly when it read them and queued when the
+// other did, and the token follows the traffic.
+func TestMuxReaderSortsForBothDevices(t *testing.T) {
+	inner := newMuxFakeBind(8)
+	m, _ := newTestMux(t, inner, muxTestKey(t), nil)
+	b1, b2 := m.Bind(1), m.Bind(2)
+	fns1, _ := muxOpen(t, b1, 0)
+	fns2, _ := muxOpen(t, b2, 0)
+	defer b2.Close()
+	defer b1.Close()
+	b1.Send([][]byte{muxResponse(0x1111, 0)}, muxFakeEndpoint{})
+	b2.Send([][]byte{muxResponse(0x2222, 0)}, muxFakeEndpoint{})
+	s1, s2 := muxSess(b1), muxSess(b2)
+	r4 := muxReaders(t, m)[0]
+
+	// Only device 1 reads IPv4 at first, so its goroutine holds the token.
+	got1 := muxCollect(fns1[:1], 8)
+	var got2 <-chan []byte
+	for _, st := range []struct {
+		name   string
+		reader *muxSession // whose goroutine reads it
+		pkt    []byte
+		to     int    // device
+		queued uint64 // Stats.Queued after it
+	}{
+		{"device 1 reads its own", s1, muxTransport(0x1111, 10), 1, 0},
+		// From here device 2 reads too; device 1 has the token, reads for device 2 and leaves
+		// the token to it, as device 2 got that batch.
+		{"device 1 reads for device 2", s1, muxTransport(0x2222, 20), 2, 1},
+		{"device 2 reads its own", s2, muxTransport(0x2222, 30), 2, 1},
+		{"device 2 reads its own again", s2, muxResponse(9, 0x2222), 2, 1},
+		{"device 2 reads for device 1", s2, muxTransport(0x1111, 40), 1, 2},
+		{"device 1 has the token back", s1, muxCookieReply(0x1111), 1, 2},
+	} {
+		if got2 == nil && st.to == 2 {
+			got2 = muxCollect(fns2[:1], 8)
+			for !s2.rd[0].active.Load() { // its goroutine waits for the token
+				time.Sleep(time.Millisecond)
+			}
+		}
+		muxWaitReading(t, r4, st.reader, st.name)
+		inner.deliver(st.pkt)
+		muxExpect(t, map[int]<-chan []byte{1: got1, 2: got2}[st.to], st.pkt, st.name)
+		muxWaitStats(t, m, st.name, func(s MuxStats) bool { return s.Queued == st.queued })
+	}
+	// Batches mixing both: each gets its own, whoever reads.
+	want1, want2 := muxTransport(0x1111, 50), muxTransport(0x2222, 60)
+	for range 3 {
+		inner.deliver(want1)
+		inner.deliver(want2)
+		muxExpect(t, got1, want1, "mixed batch, device 1")
+		muxExpect(t, got2, want2, "mixed batch, device 2")
+	}
+	muxExpectNothing(t, got1, "device 1")
+	muxExpectNothing(t, got2, "device 2")
+	if st := m.Stats(); st.Wakeups != 0 || st.Delivered != st.Received {
+		t.Errorf("stats %+v; want no wake-ups and everything delivered", st)
+	}
+}
+
+// TestMuxCloseWhileReading: Close of a device whose goroutine is blocked in a read of the
+// socket ends that read (wireguard-go's Device.Close waits for it), with loopback, without it
+// from the start (a reader of the Mux's own), and when loopback fails only later (the read ends
+// with the next datagram); the other device carries on.
+func TestMuxCloseWhileReading(t *testing.T) {
+	for _, c := range []struct {
+		name           string
+		loopbackAtOpen bool // loopback works when the socket opens
+		loopbackLater  bool // and when the device closes
+	}{
+		{"woken through loopback", true, true},
+		{"loopback down from the start", false, false},
+		{"loopback gone after the start", true, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			inner := newMuxFakeBind(8)
+			inner.noLoop.Store(!c.loopbackAtOpen)
+			m, _ := newTestMux(t, inner, muxTestKey(t), nil)
+			var logs muxLogBuffer
+			m.log = slog.New(slog.NewTextHandler(&logs, nil))
+			b1, b2 := m.Bind(1), m.Bind(2)
+			fns1, _ := muxOpen(t, b1, 0)
+			fns2, _ := muxOpen(t, b2, 0)
+			defer b2.Close()
+			b2.Send([][]byte{muxResponse(0x2222, 0)}, muxFakeEndpoint{})
+			readers := muxReaders(t, m)
+			for _, r := range readers {
+				if r.proxied == c.loopbackAtOpen {
+					t.Fatalf("%s: proxied %v with loopback %v", r.name, r.proxied, c.loopbackAtOpen)
+				}
+			}
+			if want := int32(1 + 2*btoi(!c.loopbackAtOpen)); m.goroutines.Load() != want {
+				t.Errorf("%d goroutines of the Mux, want %d", m.goroutines.Load(), want)
+			}
+
+			done := muxCall(fns1[0], 8)
+			if c.loopbackAtOpen {
+				muxWaitReading(t, readers[0], muxSess(b1), "before Close")
+			}
+			got2 := muxCollect(fns2, 8)
+			inner.noLoop.Store(!c.loopbackLater)
+			closed := make(chan error, 1)
+			go func() { closed <- b1.Close() }()
+			select {
+			case err := <-closed:
+				if err != nil {
+					t.Fatal(err)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("Close blocked")
+			}
+			if c.loopbackAtOpen && !c.loopbackLater {
+				// Nothing can wake the read: it ends with the next datagram, which device 1's
+				// goroutine passes on to device 2.
+				select {
+				case err := <-done:
+					t.Fatalf("the read ended (%v) without a datagram", err)
+				case <-time.After(50 * time.Millisecond):
+				}
+			}
+			pkt := muxTransport(0x2222, 10)
+			inner.deliver(pkt)
+			select {
+			case err := <-done:
+				if !errors.Is(err, net.ErrClosed) {
+					t.Fatalf("ReceiveFunc of the closed device returned %v, want net.ErrClosed", err)
+				}
+			case <-time.After(2 * time.Second):
+				t.Fatal("the goroutine of the closed device is still blocked")
+			}
+			muxExpect(t, got2, pkt, "device 2 after device 1 closed")
+			pkt6 := muxTransport(0x2222, 11)
+			inner.deliver6(pkt6)
+			muxExpect(t, got2, pkt6, "device 2 over IPv6")
+
+			st := m.Stats()
+			if wantWake := c.loopbackAtOpen && c.loopbackLater; (st.Wakeups > 0) != wantWake {
+				t.Errorf("%d wake-ups, want some: %v", st.Wakeups, wantWake)
+			}
+			warned := strings.Count(logs.String(), "loopback does not reach")
+			if wantWarn := !c.loopbackLater; warned != btoi(wantWarn) {
+				t.Errorf("loopback warned %d times, want %d; log:\n%s", warned, btoi(wantWarn), logs.String())
+			}
+		})
+	}
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// muxLogBuffer collects log lines from several goroutines.
+type muxLogBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *muxLogBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *muxLogBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+// TestMuxInitiationWakesReadingDevice: the only device reads both families; the handshake
+// worker queues an initiation for it, which it must see without waiting for another datagram.
+func TestMuxInitiationWakesReadingDevice(t *testing.T) {
+	node, client := muxTestKey(t), muxTestKey(t)
+	inner := newMuxFakeBind(4)
+	m, _ := newTestMux(t, inner, node, func(store.Key) (int64, bool) { return 1, true })
+	b := m.Bind(1)
+	fns, _ := muxOpen(t, b, 0)
+	defer b.Close()
+	got := muxCollect(fns, 4)
+	readers := muxReaders(t, m)
+	muxWaitReading(t, readers[0], muxSess(b), "IPv4")
+	muxWaitReading(t, readers[1], muxSess(b), "IPv6")
+	init := muxCaptureInitiation(t, client, node.PublicKey())
+	inner.deliver(init)
+	muxExpect(t, got, init, "initiation")
+	// The worker counts after it queued, and the wake-up after it was sent.
+	muxWaitStats(t, m, "one wake-up, the initiation queued", func(s MuxStats) bool { return s.Wakeups == 1 && s.Queued == 1 })
+}
+
+// TestMuxStalledDeviceDoesNotStallOthers: a device that keeps the next read and then stops
+// calling its ReceiveFunc loses the read after reserveFor, and its full queue drops.
+func TestMuxStalledDeviceDoesNotStallOthers(t *testing.T) {
+	inner := newMuxFakeBind(16)
+	m, _ := newTestMux(t, inner, muxTestKey(t), nil)
+	m.queueLimit = 32
+	m.reserveFor = 5 * time.Millisecond
+	stalled, fast := m.Bind(1), m.Bind(2)
+	fns1, _ := muxOpen(t, stalled, 0)
+	fns2, _ := muxOpen(t, fast, 0)
+	defer fast.Close()
+	defer stalled.Close()
+	stalled.Send([][]byte{muxResponse(1, 0)}, muxFakeEndpoint{})
+	fast.Send([][]byte{muxResponse(2, 0)}, muxFakeEndpoint{})
+
+	// Device 1's goroutine reads a datagram of its own, so the next read is kept for it, and
+	// then never calls again, as if stuck behind a full queue in wireguard-go.
+	done := muxCall(fns1[0], 16)
+	r4 := muxReaders(t, m)[0]
+	muxWaitReading(t, r4, muxSess(stalled), "device 1")
+	inner.deliver(muxTransport(1, 0))
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if r4.reserved.Load() != muxSess(stalled) {
+		t.Fatal("the next read is not kept for device 1")
+	}
+
+	got := muxCollect(fns2, 16)
+	for i := range 200 {
+		inner.deliver(muxTransport(1, i))
+	}
+	pkt := muxTransport(2, 5)
+	inner.deliver(pkt)
+	muxExpect(t, got, pkt, "device 2 behind a stalled device 1")
+	st := muxWaitStats(t, m, "queue drops", func(s MuxStats) bool { return s.Received == 202 })
+	if st.ReservationsStolen == 0 || st.QueueDrops < 200-32 || st.QueueDrops+st.Delivered != 202 {
+		t.Errorf("stats %+v; want the reservation stolen, ≥ 168 queue drops and 202 datagrams in all", st)
+	}
+}
+
+// TestMuxNoGoroutineLeftAfterLastClose: after traffic on both families and the last Close, no
+// goroutine of the Mux runs and every ReceiveFunc has returned.
+func TestMuxNoGoroutineLeftAfterLastClose(t *testing.T) {
+	for _, loopback := range []bool{true, false} {
+		t.Run(fmt.Sprintf("loopback=%v", loopback), func(t *testing.T) {
+			before := runtime.NumGoroutine()
+			inner := newMuxFakeBind(8)
+			inner.noLoop.Store(!loopback)
+			m, _ := newTestMux(t, inner, muxTestKey(t), nil)
+			m.reserveFor = time.Millisecond
+			var binds []conn.Bind
+			var outs []<-chan []byte
+			for id := range int64(3) {
+				b := m.Bind(id)
+				fns, _ := muxOpen(t, b, 0)
+				b.Send([][]byte{muxResponse(uint32(0x100+id), 0)}, muxFakeEndpoint{})
+				binds = append(binds, b)
+				outs = append(outs, muxCollect(fns, 8))
+			}
+			for i := range 300 {
+				id := uint32(i % 3)
+				if i%2 == 0 {
+					inner.deliver(muxTransport(0x100+id, i))
+				} else {
+					inner.deliver6(muxTransport(0x100+id, i))
+				}
+			}
+			muxWaitStats(t, m, "traffic", func(s MuxStats) bool { return s.Received == 300 })
+			for _, i := range []int{1, 0, 2} {
+				if err := binds[i].Close(); err != nil {
+					t.Fatal(err)
+				}
+				for range outs[i] { // every goroutine of the device returned
+				}
+			}
+			if inner.isOpen() {
+				t.Fatal("the inner bind is open after the last Close")
+			}
+			if n := m.goroutines.Load(); n != 0 {
+				t.Fatalf("%d goroutines of the Mux left", n)
+			}
+			time.Sleep(5 * time.Millisecond) // no steal timer runs on
+			deadline := time.Now().Add(2 * time.Second)
+			for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+				time.Sleep(5 * time.Millisecond)
+			}
+			if n := runtime.NumGoroutine(); n > before {
+				t.Errorf("%d goroutines before, %d after", before, n)
+			}
+		})
+	}
 }

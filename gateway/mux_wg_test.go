@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"strconv"
@@ -211,7 +212,8 @@ func TestMuxCloseDuringSlowRoute(t *testing.T) {
 	inner := newMuxFakeBind(1)
 	m, _ := newTestMux(t, inner, node, route)
 	b := m.Bind(1)
-	muxOpen(t, b, 0)
+	fns, _ := muxOpen(t, b, 0)
+	muxCollect(fns, 1) // the device's goroutines read the socket
 	inner.deliver(muxCaptureInitiation(t, client, node.PublicKey()))
 	<-entered
 	closed := make(chan error)
@@ -242,7 +244,7 @@ type muxWG struct {
 }
 
 // muxStartEcho answers each UDP datagram to at with name + ": " + datagram.
-func muxStartEcho(t *testing.T, tnet *wgnetstack.Net, at netip.AddrPort, name string) {
+func muxStartEcho(t testing.TB, tnet *wgnetstack.Net, at netip.AddrPort, name string) {
 	t.Helper()
 	uc, err := tnet.ListenUDPAddrPort(at)
 	if err != nil {
@@ -314,13 +316,19 @@ func muxNever(t *testing.T, what string, d time.Duration, f func(ctx context.Con
 // muxStartServer runs device id of the PoP on m: the node's key, its overlay address
 // 100.64.0.1 (the same in every tenant), and one site-connector peer owning 100.64.0.2/32 and
 // the LAN 10.10.0.0/24. endpoint, if set, is the peer's address.
-func muxStartServer(t *testing.T, m *Mux, id int64, node, peer store.Key, endpoint string) *muxWG {
+func muxStartServer(t testing.TB, m *Mux, id int64, node, peer store.Key, endpoint string) *muxWG {
+	t.Helper()
+	return muxStartServerOn(t, m.Bind(id), fmt.Sprintf("device %d", id), node, peer, endpoint)
+}
+
+// muxStartServerOn is muxStartServer on any bind; its echo answers as name.
+func muxStartServerOn(t testing.TB, bind conn.Bind, name string, node, peer store.Key, endpoint string) *muxWG {
 	t.Helper()
 	tdev, tnet, err := wgnetstack.CreateNetTUN([]netip.Addr{netip.MustParseAddr("100.64.0.1")}, nil, 1420)
 	if err != nil {
 		t.Fatal(err)
 	}
-	dev := device.NewDevice(tdev, m.Bind(id), muxSilent())
+	dev := device.NewDevice(tdev, bind, muxSilent())
 	pub := peer.PublicKey()
 	uapi := fmt.Sprintf("private_key=%x\npublic_key=%x\nallowed_ip=100.64.0.2/32\nallowed_ip=10.10.0.0/24\npersistent_keepalive_interval=1\n", node[:], pub[:])
 	if endpoint != "" {
@@ -333,13 +341,13 @@ func muxStartServer(t *testing.T, m *Mux, id int64, node, peer store.Key, endpoi
 		t.Fatal(err)
 	}
 	t.Cleanup(dev.Close)
-	muxStartEcho(t, tnet, netip.MustParseAddrPort("100.64.0.1:7"), fmt.Sprintf("device %d", id))
+	muxStartEcho(t, tnet, netip.MustParseAddrPort("100.64.0.1:7"), name)
 	return &muxWG{dev: dev, tnet: tnet}
 }
 
 // muxStartClient runs a site connector: a stock wireguard-go client on its own UDP socket with
 // the overlay address 100.64.0.2 and the LAN address 10.10.0.5, where site answers.
-func muxStartClient(t *testing.T, key, nodePub store.Key, port uint16, site string) *muxWG {
+func muxStartClient(t testing.TB, key, nodePub store.Key, port uint16, site string) *muxWG {
 	t.Helper()
 	tdev, tnet, err := wgnetstack.CreateNetTUN([]netip.Addr{netip.MustParseAddr("100.64.0.2"), netip.MustParseAddr("10.10.0.5")}, nil, 1420)
 	if err != nil {
@@ -358,7 +366,7 @@ func muxStartClient(t *testing.T, key, nodePub store.Key, port uint16, site stri
 	return &muxWG{dev: dev, tnet: tnet}
 }
 
-func muxListenPort(t *testing.T, dev *device.Device) uint16 {
+func muxListenPort(t testing.TB, dev *device.Device) uint16 {
 	t.Helper()
 	cfg, err := dev.IpcGet()
 	if err != nil {
@@ -473,5 +481,86 @@ func TestMuxTwoTenantsOverlappingPrefixes(t *testing.T) {
 		t.Errorf("reopen on %d: port %d, %v", port, p, err)
 	} else if err := b.Close(); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestMuxCloseWhileReadingRealSocket: wireguard-go's Device.Close waits for its receive
+// goroutines, so a goroutine blocked in a read of the shared socket must be woken (through
+// loopback) when its device closes, while the other devices go on.
+func TestMuxCloseWhileReadingRealSocket(t *testing.T) {
+	node := muxTestKey(t)
+	m := NewMux(conn.NewDefaultBind(), node, func(store.Key) (int64, bool) { return 0, false }, nil)
+	t.Cleanup(func() { // after the devices' cleanups
+		if n := m.goroutines.Load(); n != 0 {
+			t.Errorf("%d goroutines of the Mux left after every device closed", n)
+		}
+	})
+	devs := map[int64]*muxWG{}
+	for id := range int64(3) {
+		devs[id+1] = muxStartServer(t, m, id+1, node, muxTestKey(t), "")
+	}
+	readers := muxReaders(t, m)
+	for _, r := range readers {
+		if r.proxied || len(r.wakeEps) != 1 || (r.name != "v4" && r.name != "v6") {
+			t.Fatalf("reader %s: proxied %v, wake-up addresses %v; want one per family", r.name, r.proxied, r.wakeEps)
+		}
+	}
+	for _, r := range readers {
+		var s *muxSession
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("no device reads %s", r.name)
+			}
+			if s = r.reading.Load(); s != nil && devs[s.id] != nil {
+				break
+			}
+		}
+		before := m.Stats().Wakeups
+		closed := make(chan struct{})
+		go func() { devs[s.id].dev.Close(); close(closed) }()
+		select {
+		case <-closed:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("Close of device %d, reading %s, blocked", s.id, r.name)
+		}
+		delete(devs, s.id)
+		if m.Stats().Wakeups == before {
+			t.Errorf("closing device %d sent no wake-up", s.id)
+		}
+	}
+	if len(devs) == 0 {
+		t.Fatal("no device left open")
+	}
+}
+
+// TestMuxWakeLosesNoDatagram: StdNetBind's GRO path ends a read at an empty datagram and drops
+// what it read with it, so the datagram the Mux sends itself to wake a read must not be empty.
+// The socket opens with one queued (the loopback check); a datagram queued behind it before
+// anyone reads must arrive.
+func TestMuxWakeLosesNoDatagram(t *testing.T) {
+	m := NewMux(conn.NewDefaultBind(), muxTestKey(t), nil, nil)
+	b := m.Bind(1)
+	fns, port := muxOpen(t, b, 0)
+	defer b.Close()
+	client, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	ep, err := b.ParseEndpoint(client.LocalAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Send([][]byte{muxResponse(7, 0)}, ep); err != nil {
+		t.Fatal(err)
+	}
+	pkt := muxTransport(7, 64)
+	if _, err := client.WriteToUDP(pkt, &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: int(port)}); err != nil {
+		t.Fatal(err)
+	}
+	got := muxCollect(fns, b.BatchSize())
+	muxExpect(t, got, pkt, "the datagram behind the wake-up")
+	if st := m.Stats(); st.Received != 1 || st.Malformed != 0 {
+		t.Errorf("stats %+v; want one datagram, the wake-up not counted", st)
 	}
 }

@@ -255,14 +255,15 @@ func (n *Node) newTenantDevice(id int64) (*tenantDevice, error) {
 		dev.Close()
 		return nil, fmt.Errorf("bring device up: %w", err)
 	}
-	// A receive batch (RoutineReceiveIncoming) and a read batch (RoutineReadFromTUN) of
-	// MaxMessageSize buffers, held from the start.
-	buffers := uint64(bind.BatchSize()+dev.BatchSize()) * device.MaxMessageSize
+	// A receive batch per ReceiveFunc (RoutineReceiveIncoming) and a read batch
+	// (RoutineReadFromTUN) of MaxMessageSize buffers each, held from the start.
+	buffers := uint64(bind.(*muxBind).receivers()+1) * uint64(dev.BatchSize()) * device.MaxMessageSize
 	return &tenantDevice{id: id, tun: tun, dev: dev, peers: map[store.Key]devicePeer{}, buffers: buffers}, nil
 }
 
-// DeviceBufferBytes is the heap the tenants' wireguard-go devices hold as packet buffers: 16 MiB
-// a device (two batches of 128 buffers of 64 KiB), allocated when it starts. Few are ever
+// DeviceBufferBytes is the heap the tenants' wireguard-go devices hold as packet buffers: 24 MiB
+// a device with IPv4 and IPv6 sockets (a batch of 128 buffers of 64 KiB per receive goroutine,
+// one for reading its TUN), allocated when it starts. Few are ever
 // written past their first page, so most of it is never resident, but the garbage collector
 // counts all of it as live heap (see cmd/popgate's gcPacer).
 func (n *Node) DeviceBufferBytes() uint64 {

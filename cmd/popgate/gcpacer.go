@@ -9,9 +9,9 @@ import (
 )
 
 // gcPacer keeps GOGC's meaning for serve's heap despite the packet buffers of the tenants'
-// wireguard-go devices (gateway.Node.DeviceBufferBytes: 16 MiB a device, mostly never
+// wireguard-go devices (gateway.Node.DeviceBufferBytes: 24 MiB a device, mostly never
 // written). The garbage collector counts those buffers as live heap, so with 100 tenants the
-// default GOGC=100 lets 1.6 GiB of garbage pile up before a collection, and the runtime keeps
+// default GOGC=100 lets 2.4 GiB of garbage pile up before a collection, and the runtime keeps
 // the memory it frees for the next time: serve's RSS climbed past 1.7 GiB while 10,000 peers
 // merely rekeyed. The pacer sets the GC percent so that garbage may grow by as much as the rest
 // of the live heap, as GOGC=100 means. It is not used when the environment sets GOGC.
