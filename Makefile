@@ -80,7 +80,7 @@ clean:
 
 # bench: popgate against stock wireguard-go (upstream, go.mod's version) in network namespaces,
 # every case alternating in one run; writes the table between the bench markers of
-# BENCHMARKS.md. Needs root; about 11 minutes on a 2-core VM. Not part of `make test` (build
+# BENCHMARKS.md. Needs root; about 10 minutes on a 2-core VM. Not part of `make test` (build
 # tag bench). cmd/internal/bench/doc.go lists the BENCH_* variables that shorten a run.
 bench: test-deps build
 	POPGATE_BIN=$(CURDIR)/$(BIN) $(GO) test -tags bench -count=1 -timeout 40m -v -run '^TestBench$$' ./cmd/internal/bench/
