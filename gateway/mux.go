@@ -46,6 +46,13 @@ const (
 	muxQueuePackets = 1024
 	// muxHandshakeQueue bounds the initiations waiting for the handshake worker.
 	muxHandshakeQueue = 512
+	// muxUnderLoadQueued initiations waiting for the worker put the Mux under load, and it
+	// stays so for muxUnderLoadFor after the queue last held that many: wireguard-go's own
+	// thresholds (QueueHandshakeSize/8, UnderLoadAfterTime). Under load an initiation needs a
+	// valid mac2 (proof that its sender receives at its source address) before the worker
+	// spends an X25519 on it; the others get a cookie reply, which stock clients answer.
+	muxUnderLoadQueued = 128
+	muxUnderLoadFor    = time.Second
 	// muxReserveFor: the next read of the socket is kept for the device that got most of the
 	// last batch, so that its own goroutine reads its traffic without a copy; a device that has
 	// not come back for it after one to two times this long (its goroutine is stuck behind a
@@ -84,13 +91,16 @@ const (
 //
 // The inner bind opens with the first virtual Open and closes with the last virtual Close.
 type Mux struct {
-	inner      conn.Bind
-	route      func(initiator store.Key) (deviceID int64, ok bool)
-	log        *slog.Logger
-	noise      *muxNoise
-	batch      int // datagrams per read of the Mux's own readers: inner.BatchSize(), at most conn.IdealBatchSize
-	queueLimit int64
-	reserveFor time.Duration
+	inner   conn.Bind
+	route   func(initiator store.Key) (deviceID int64, ok bool)
+	log     *slog.Logger
+	noise   *muxNoise
+	cookies device.CookieChecker // mac2 under load, and cookie replies
+	// underLoadUntil is m.now() in Unix nanoseconds until which initiations need mac2.
+	underLoadUntil atomic.Int64
+	batch          int // datagrams per read of the Mux's own readers: inner.BatchSize(), at most conn.IdealBatchSize
+	queueLimit     int64
+	reserveFor     time.Duration
 
 	// clock: now is read once per received batch; times in the index table are whole seconds
 	// since epoch (monotonic when now is time.Now).
@@ -246,6 +256,7 @@ func NewMux(inner conn.Bind, nodePrivateKey store.Key, route func(initiator stor
 		maxIndices: muxMaxIndices,
 	}
 	m.epoch = m.now()
+	m.cookies.Init(device.NoisePublicKey(nodePrivateKey.PublicKey()))
 	m.bufs.New = func() any { return new(muxBuf) }
 	m.batches.New = func() any { return new(muxBatch) }
 	empty := map[int64]*muxSession{}
@@ -1026,7 +1037,7 @@ func (m *Mux) nowSec() int64 { return int64(m.now().Sub(m.epoch) / time.Second) 
 // device route picked, so the worker is the first thing a flood of initiations exhausts. Its
 // queue is bounded and drops (HandshakeDrops) instead of slowing whoever reads the socket, so
 // transport datagrams of every tenant keep flowing; but a flood does crowd out real
-// initiations, across tenants. TODO(issue 5): an under-load mode here, before the X25519 (see admitInitiation).
+// initiations, across tenants. Under load, admitInitiation asks for mac2 before the X25519.
 func (m *Mux) handshakeWorker(g *muxGen) {
 	defer close(g.workerDone)
 	defer m.goroutines.Add(-1)
@@ -1056,7 +1067,7 @@ func (m *Mux) handshakeWorker(g *muxGen) {
 // queues the initiation there. It returns false when g stopped while route ran.
 func (m *Mux) routeInitiation(g *muxGen, it muxInitiation, c *muxCounts) bool {
 	msg := it.buf[:muxInitiationSize]
-	if !m.admitInitiation(it.ep) {
+	if !m.admitInitiation(g, msg, it.ep, c) {
 		m.bufs.Put(it.buf)
 		return true
 	}
@@ -1102,13 +1113,40 @@ func (m *Mux) routeInitiation(g *muxGen, it muxInitiation, c *muxCounts) bool {
 	return true
 }
 
-// admitInitiation is where under-load handling belongs (TODO issue 5): when initiations arrive
-// faster than the worker decrypts them, answer those without a valid mac2 with a cookie reply
-// (a cookie of the source address under a secret rotated every 2 minutes, as the whitepaper's
-// section 5.4.7 describes) and rate-limit per source, before spending an X25519. Mind that
-// many users behind one office NAT share a source address. What it refuses needs a counter of
-// its own, so that every datagram still counts once. Today it admits everything.
-func (m *Mux) admitInitiation(conn.Endpoint) bool { return true }
+// admitInitiation decides whether the worker may spend an X25519 on msg. Not under load
+// (see muxUnderLoadQueued), always. Under load only with a valid mac2 for ep: the sender then
+// proved it receives at that address, so a flood from spoofed addresses costs a BLAKE2s per
+// datagram, not a Diffie-Hellman. Without one it answers with a cookie reply (a MAC of the
+// source address under a secret rotated every 2 minutes, whitepaper section 5.4.7), counted
+// in CookieDenied; a stock client retries with mac2 at once. Per-source rate limiting stays
+// with the devices (wireguard-go's, after routing): many users behind one office NAT share a
+// source address.
+func (m *Mux) admitInitiation(g *muxGen, msg []byte, ep conn.Endpoint, c *muxCounts) bool {
+	now := m.now().UnixNano()
+	if len(g.hs) >= muxUnderLoadQueued {
+		m.underLoadUntil.Store(now + int64(muxUnderLoadFor))
+	} else if m.underLoadUntil.Load() <= now {
+		return true
+	}
+	src := ep.DstToBytes()
+	if m.cookies.CheckMAC2(msg, src) {
+		return true
+	}
+	c[muxCookieDenied]++
+	reply, err := m.cookies.CreateReply(msg, binary.LittleEndian.Uint32(msg[4:8]), src)
+	if err != nil {
+		return false
+	}
+	var b [device.MessageCookieReplySize]byte
+	binary.LittleEndian.PutUint32(b[0:], reply.Type)
+	binary.LittleEndian.PutUint32(b[4:], reply.Receiver)
+	n := 8 + copy(b[8:], reply.Nonce[:])
+	copy(b[n:], reply.Cookie[:])
+	if err := m.inner.Send([][]byte{b[:]}, ep); err != nil {
+		m.log.Debug("mux: send cookie reply", "to", ep.DstToString(), "err", err)
+	}
+	return false
+}
 
 // --- the index table ---
 
@@ -1198,6 +1236,7 @@ const (
 	muxNoDevice
 	muxQueueDrops
 	muxHandshakeDrops
+	muxCookieDenied
 	muxDelivered
 	muxQueued
 	muxLearned
@@ -1225,7 +1264,7 @@ func (m *Mux) flush(c *muxCounts) {
 // MuxStats are the Mux's counters since NewMux. Every received datagram counts once in
 // Received and, once handled, exactly once in Delivered or one of the drop counters
 // (Malformed, BadMAC1, BadInitiation, UnknownInitiator, UnknownIndex, NoDevice, QueueDrops,
-// HandshakeDrops).
+// HandshakeDrops, CookieDenied).
 type MuxStats struct {
 	Received uint64 // datagrams read from the shared socket
 
@@ -1245,6 +1284,7 @@ type MuxStats struct {
 	NoDevice         uint64 // the owning device's bind is not open
 	QueueDrops       uint64 // the owning device's queue was full
 	HandshakeDrops   uint64 // the handshake worker's queue was full
+	CookieDenied     uint64 // under load, an initiation without a valid mac2: answered with a cookie reply
 
 	Learned         uint64 // sender indices seen in sent initiations and responses
 	IndexCollisions uint64 // a sent index already belonged to another device (the newest wins)
@@ -1279,6 +1319,7 @@ func (m *Mux) Stats() MuxStats {
 		NoDevice:           c(muxNoDevice),
 		QueueDrops:         c(muxQueueDrops),
 		HandshakeDrops:     c(muxHandshakeDrops),
+		CookieDenied:       c(muxCookieDenied),
 		Learned:            c(muxLearned),
 		IndexCollisions:    c(muxIndexCollisions),
 		IndexEvictions:     c(muxIndexEvictions),
