@@ -6,9 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
@@ -96,7 +94,7 @@ type dnsFlow struct {
 	client *gonet.UDPConn // the client leg, in gVisor
 	src    netip.AddrPort
 	idle   time.Duration // close after this long without a query
-	last   atomic.Int64  // e.now() of the last query
+	clock  idleDeadline  // the last query; the client leg's read deadline
 
 	mu      sync.Mutex // guards host, aborted
 	host    net.Conn   // the upstream being asked
@@ -112,14 +110,13 @@ func (f *dnsFlow) serve() {
 	defer e.st.udpFlows.Add(-1)
 	defer f.abort()
 
-	f.last.Store(e.now())
+	f.clock.touch(e.now())
 	qp, rp := getBuf(), getBuf()
 	defer putBuf(qp)
 	defer putBuf(rp)
 	q, resp := (*qp)[:dnsBufSize], (*rp)[:dnsBufSize]
-	var armed bool
 	for {
-		n, err := f.read(f.client, q, &armed)
+		n, err := f.read(q)
 		if err != nil {
 			return
 		}
@@ -199,27 +196,17 @@ func (f *dnsFlow) isAborted() bool {
 	return f.aborted
 }
 
-// read reads one query, refreshing the flow's idle clock. It returns an error when the
-// client leg fails or the flow has been idle for f.idle. *armed tracks whether the read
-// deadline is set: it is moved only when it fires, not per datagram, because moving a
-// gonet deadline costs a timer update and an allocation.
-func (f *dnsFlow) read(c net.Conn, buf []byte, armed *bool) (int, error) {
-	idle := int64(f.idle)
+// read reads one query from the client leg, refreshing the flow's idle clock. It returns an
+// error when the client leg fails or the flow has been idle for f.idle.
+func (f *dnsFlow) read(buf []byte) (int, error) {
 	for {
-		if !*armed {
-			c.SetReadDeadline(f.e.start.Add(time.Duration(f.last.Load() + idle)))
-			*armed = true
-		}
-		n, err := c.Read(buf)
+		f.clock.arm(f.e, f.client, f.idle)
+		n, err := f.client.Read(buf)
 		if err == nil {
-			f.last.Store(f.e.now())
+			f.clock.touch(f.e.now())
 			return n, nil
 		}
-		if !errors.Is(err, os.ErrDeadlineExceeded) && !isTimeout(err) {
-			return 0, err
-		}
-		*armed = false
-		if f.e.now()-f.last.Load() >= idle {
+		if deadline, expired := f.clock.fired(err, f.e, f.idle); !deadline || expired {
 			return 0, err
 		}
 	}

@@ -5,11 +5,9 @@ import (
 	"errors"
 	"net"
 	"net/netip"
-	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
-	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
@@ -75,7 +73,7 @@ type udpFlow struct {
 	key      udpKey
 	src, dst netip.AddrPort // the client's, the destination's
 	reply    replyHeader    // destination → client
-	last     atomic.Int64   // e.now() of the last datagram either way (once per batch)
+	clock    idleDeadline   // last datagram either way (touched once per batch); the reader's deadline
 
 	// host and raw are set once, under mu, before ready; read without mu once ready.
 	host  net.Conn
@@ -105,7 +103,7 @@ func (e *Exit) udpFlowFor(k udpKey, src, dst netip.AddrPort) *udpFlow {
 		return nil
 	}
 	f := &udpFlow{e: e, key: k, src: src, dst: dst, reply: newReplyHeader(dst, src)}
-	f.last.Store(e.now())
+	f.clock.touch(e.now())
 	e.udp.m[k] = f
 	e.udp.mu.Unlock()
 	e.st.udpFlows.Add(1)
@@ -257,21 +255,20 @@ func (f *udpFlow) readBatches() {
 			rxSlotsPool.Put(r.slots)
 		}
 	}()
-	var armed bool
 	for {
-		f.arm(&armed)
+		f.clock.arm(f.e, f.host, f.e.cfg.UDPIdleTimeout)
 		r.n, r.errno = 0, 0
 		err := f.raw.Read(r.recv)
 		if err == nil && r.errno != 0 {
 			err = r.errno
 		}
 		if err != nil {
-			if !f.readError(err, &armed) {
+			if !f.readError(err) {
 				return
 			}
 			continue
 		}
-		f.last.Store(f.e.now())
+		f.clock.touch(f.e.now())
 		for i := range r.n {
 			r.add(r.slots.slot(i), r.slots.msgs.size(i))
 		}
@@ -309,50 +306,31 @@ func (f *udpFlow) readEach() {
 	bp := slotPool.Get().(*[]byte)
 	defer slotPool.Put(bp)
 	slot := *bp
-	var armed bool
 	for {
-		f.arm(&armed)
+		f.clock.arm(f.e, f.host, f.e.cfg.UDPIdleTimeout)
 		n, err := f.host.Read(slot[udpRoom:])
 		if err != nil {
-			if !f.readError(err, &armed) {
+			if !f.readError(err) {
 				return
 			}
 			continue
 		}
-		f.last.Store(f.e.now())
+		f.clock.touch(f.e.now())
 		r.add(slot, n)
 		r.emit()
 	}
 }
 
-// arm sets the host socket's read deadline to when the flow becomes idle, unless it is
-// set. The deadline moves only when it fires, not per datagram: moving it costs a timer
-// update.
-func (f *udpFlow) arm(armed *bool) {
-	if !*armed {
-		f.host.SetReadDeadline(f.e.start.Add(time.Duration(f.last.Load() + int64(f.e.cfg.UDPIdleTimeout))))
-		*armed = true
-	}
-}
-
 // readError handles an error reading the host socket and reports whether the flow goes
 // on: ECONNREFUSED (the destination answered ICMP port unreachable) is passed to the
-// client; a deadline ends the flow if it has been idle both ways, else is re-armed.
-func (f *udpFlow) readError(err error, armed *bool) bool {
-	switch {
-	case errors.Is(err, syscall.ECONNREFUSED):
+// client; the idle deadline ends the flow if it has been idle both ways, else is re-armed.
+func (f *udpFlow) readError(err error) bool {
+	if errors.Is(err, syscall.ECONNREFUSED) {
 		f.e.sendUnreachable(f.src, f.dst, false)
 		return true
-	case errors.Is(err, os.ErrDeadlineExceeded) || isTimeout(err):
-		*armed = false
-		return f.e.now()-f.last.Load() < int64(f.e.cfg.UDPIdleTimeout)
 	}
-	return false
-}
-
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
+	deadline, expired := f.clock.fired(err, f.e, f.e.cfg.UDPIdleTimeout)
+	return deadline && !expired
 }
 
 // add appends the reply packets of the n-byte datagram in slot (payload at udpRoom).

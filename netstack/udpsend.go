@@ -113,7 +113,7 @@ func (tx *udpTx) flush() {
 		if f.ready.Load() || !f.enqueue(tx.payloads) {
 			tx.sendNow(f, tx.payloads)
 		}
-		f.last.Store(now)
+		f.clock.touch(now)
 		clear(tx.payloads)
 		tx.payloads = tx.payloads[:0]
 	}
