@@ -243,12 +243,8 @@ func (a *app) tenantList(ctx context.Context, spec cmdSpec, args []string) error
 		return err
 	}
 	var ts webui.APITenants
-	raw, err := a.client(f).callJSON(ctx, http.MethodGet, "/api/v1/tenants", nil, &ts)
-	if err != nil {
+	if printed, err := a.getOrPrintJSON(ctx, f, "/api/v1/tenants", &ts); printed || err != nil {
 		return err
-	}
-	if f.json {
-		return a.printJSON(raw)
 	}
 	if len(ts.Tenants) == 0 {
 		a.note("no tenants yet: add one with 'popgate tenant add NAME'")
@@ -678,12 +674,8 @@ func (a *app) peerShow(ctx context.Context, spec cmdSpec, args []string) error {
 		return err
 	}
 	var p webui.APIPeer
-	raw, err := a.client(f).callJSON(ctx, http.MethodGet, peerPath(f.tenant, name), nil, &p)
-	if err != nil {
+	if printed, err := a.getOrPrintJSON(ctx, f, peerPath(f.tenant, name), &p); printed || err != nil {
 		return err
-	}
-	if f.json {
-		return a.printJSON(raw)
 	}
 	return a.printPeer(p)
 }
@@ -768,12 +760,8 @@ func (a *app) cmdStatus(ctx context.Context, args []string) error {
 		return err
 	}
 	var st webui.APIStatus
-	raw, err := a.client(f).callJSON(ctx, http.MethodGet, "/api/v1/status", nil, &st)
-	if err != nil {
+	if printed, err := a.getOrPrintJSON(ctx, f, "/api/v1/status", &st); printed || err != nil {
 		return err
-	}
-	if f.json {
-		return a.printJSON(raw)
 	}
 	n, d, p := st.Node, st.Device, st.Peers
 	var b strings.Builder
@@ -826,7 +814,7 @@ func (a *app) cmdStatus(ctx context.Context, args []string) error {
 		}
 		tw.Flush()
 	}
-	_, err = io.WriteString(a.stdout, b.String())
+	_, err := io.WriteString(a.stdout, b.String())
 	return err
 }
 

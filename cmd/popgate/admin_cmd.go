@@ -244,18 +244,27 @@ func (a *app) adminPasswd(ctx context.Context, spec cmdSpec, args []string) erro
 	return nil
 }
 
+// getOrPrintJSON GETs path from the serve of f and decodes the answer into out. With --json it
+// prints the answer as it came instead and reports printed, leaving the caller nothing to do.
+func (a *app) getOrPrintJSON(ctx context.Context, f *adminFlags, path string, out any) (printed bool, err error) {
+	raw, err := a.client(f).callJSON(ctx, http.MethodGet, path, nil, out)
+	if err != nil {
+		return false, err
+	}
+	if f.json {
+		return true, a.printJSON(raw)
+	}
+	return false, nil
+}
+
 func (a *app) adminList(ctx context.Context, spec cmdSpec, args []string) error {
 	f := newAdminFlags(spec).withJSON()
 	if _, err := f.parse(a, args); err != nil {
 		return err
 	}
 	var as webui.APIAdmins
-	raw, err := a.client(f).callJSON(ctx, http.MethodGet, "/api/v1/admins", nil, &as)
-	if err != nil {
+	if printed, err := a.getOrPrintJSON(ctx, f, "/api/v1/admins", &as); printed || err != nil {
 		return err
-	}
-	if f.json {
-		return a.printJSON(raw)
 	}
 	if len(as.Admins) == 0 {
 		a.note("no admins: add one with 'popgate admin add NAME'")
@@ -414,12 +423,8 @@ func (a *app) tokenList(ctx context.Context, spec cmdSpec, args []string) error 
 		return err
 	}
 	var ts webui.APITokens
-	raw, err := a.client(f).callJSON(ctx, http.MethodGet, "/api/v1/tokens", nil, &ts)
-	if err != nil {
+	if printed, err := a.getOrPrintJSON(ctx, f, "/api/v1/tokens", &ts); printed || err != nil {
 		return err
-	}
-	if f.json {
-		return a.printJSON(raw)
 	}
 	if len(ts.Tokens) == 0 {
 		a.note("no API tokens: make one with 'popgate token add --role ROLE NAME'")
@@ -490,12 +495,8 @@ func (a *app) cmdAudit(ctx context.Context, args []string) error {
 		}
 	}
 	var log webui.APIAuditLog
-	raw, err := a.client(f).callJSON(ctx, http.MethodGet, "/api/v1/audit?"+q.Encode(), nil, &log)
-	if err != nil {
+	if printed, err := a.getOrPrintJSON(ctx, f, "/api/v1/audit?"+q.Encode(), &log); printed || err != nil {
 		return err
-	}
-	if f.json {
-		return a.printJSON(raw)
 	}
 	if len(log.Entries) == 0 {
 		a.note("the audit log has no such entries")

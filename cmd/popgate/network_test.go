@@ -283,26 +283,7 @@ func TestNetworkCommands(t *testing.T) {
 			args:    []string{"status"},
 			answers: map[string]answer{"GET /api/v1/status": {200, statusTenants, nil}},
 			want:    []request{{"GET", "/api/v1/status", "", "", ""}},
-			stdout: "node\n" +
-				"  name:             fra-1\n" +
-				"  version:          1.2.0\n" +
-				"  roles:            controller, pop, exit\n" +
-				"  region:           fra\n" +
-				"  uptime:           3h 9m (since " + time.Date(2026, 3, 14, 12, 0, 0, 0, time.UTC).Local().Format("2006-01-02 15:04:05 MST") + ")\n" +
-				"device\n" +
-				"  interface:        popgate0\n" +
-				"  public key:       HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=\n" +
-				"  listen port:      51820/udp\n" +
-				"  public endpoint:  vpn.example.com:51820\n" +
-				"  mtu:              1420\n" +
-				"  exit mode:        userspace\n" +
-				"  addresses:        100.64.0.1/10, fd7a:115c:a1e0::1/48\n" +
-				"  uapi socket:      /var/run/wireguard/popgate0.sock\n" +
-				"  transfer:         3.0 GiB received, 10 KiB sent\n" +
-				"peers\n" +
-				"  total:            2\n" +
-				"  enabled:          1\n" +
-				"  online:           1\n" +
+			stdout: statusText() +
 				"tenant acme\n" +
 				"  peers:            2, 1 online\n" +
 				"  transfer:         1.5 MiB received, 512 B sent\n" +

@@ -65,12 +65,8 @@ func (a *app) routeList(ctx context.Context, spec cmdSpec, args []string) error 
 		return err
 	}
 	var rs webui.APIRoutes
-	raw, err := a.client(f).callJSON(ctx, http.MethodGet, routesPath(f.tenant), nil, &rs)
-	if err != nil {
+	if printed, err := a.getOrPrintJSON(ctx, f, routesPath(f.tenant), &rs); printed || err != nil {
 		return err
-	}
-	if f.json {
-		return a.printJSON(raw)
 	}
 	if len(rs.Routes) == 0 {
 		a.note("tenant %s has no routes: its peers reach nothing outside the overlay; add one with 'popgate route add --tenant %s PREFIX'", f.tenant, f.tenant)
