@@ -64,6 +64,21 @@ func (u *UI) manageAdmins(w http.ResponseWriter, r *http.Request) (adminManager,
 	return m, true
 }
 
+// pathAdmin returns the admin manager, as manageAdmins, and the admin the path names
+// ({admin}); false when it answered the request, 404 when there is no such admin.
+func (u *UI) pathAdmin(w http.ResponseWriter, r *http.Request) (adminManager, store.Admin, bool) {
+	m, ok := u.manageAdmins(w, r)
+	if !ok {
+		return nil, store.Admin{}, false
+	}
+	a, err := m.Admin(r.Context(), r.PathValue("admin"))
+	if err != nil {
+		u.fail(w, r, err)
+		return nil, store.Admin{}, false
+	}
+	return m, a, true
+}
+
 // addAdmin serves POST /admins (owners): fields name, role and tenant. The answer shows the
 // generated password this once. Bad input is shown next to its field and nothing is stored.
 func (u *UI) addAdmin(w http.ResponseWriter, r *http.Request) {
@@ -139,17 +154,11 @@ func (u *UI) adminEdit(w http.ResponseWriter, r *http.Request) {
 // renderAdminEdit writes the page of the admin of the path; f, when set, refills the role
 // form.
 func (u *UI) renderAdminEdit(w http.ResponseWriter, r *http.Request, code int, f *adminForm, errs formErrors) {
-	m, ok := u.manageAdmins(w, r)
+	_, a, ok := u.pathAdmin(w, r)
 	if !ok {
 		return
 	}
-	ctx := r.Context()
-	a, err := m.Admin(ctx, r.PathValue("admin"))
-	if err != nil {
-		u.fail(w, r, err)
-		return
-	}
-	tenants, err := u.tenantNames(ctx)
+	tenants, err := u.tenantNames(r.Context())
 	if err != nil {
 		u.fail(w, r, err)
 		return
@@ -168,16 +177,11 @@ func (u *UI) setAdminRole(w http.ResponseWriter, r *http.Request) {
 	if !u.parseForm(w, r, maxForm) {
 		return
 	}
-	m, ok := u.manageAdmins(w, r)
+	m, a, ok := u.pathAdmin(w, r)
 	if !ok {
 		return
 	}
 	ctx := r.Context()
-	a, err := m.Admin(ctx, r.PathValue("admin"))
-	if err != nil {
-		u.fail(w, r, err)
-		return
-	}
 	f := adminForm{Name: a.Name, Role: strings.TrimSpace(r.PostForm.Get("role")), Tenant: strings.TrimSpace(r.PostForm.Get("tenant"))}
 	tenants, err := u.tenantNames(ctx)
 	if err != nil {
@@ -215,21 +219,16 @@ func (u *UI) setAdminDisabled(w http.ResponseWriter, r *http.Request, disabled b
 	if !u.parseForm(w, r, maxForm) {
 		return
 	}
-	m, ok := u.manageAdmins(w, r)
+	m, a, ok := u.pathAdmin(w, r)
 	if !ok {
-		return
-	}
-	ctx := r.Context()
-	a, err := m.Admin(ctx, r.PathValue("admin"))
-	if err != nil {
-		u.fail(w, r, err)
 		return
 	}
 	if a.Disabled == disabled {
 		redirect(w, r, adminPath(a.Name), "")
 		return
 	}
-	if a, err = m.SetAdminDisabled(ctx, a.Name, disabled); err != nil {
+	a, err := m.SetAdminDisabled(r.Context(), a.Name, disabled)
+	if err != nil {
 		if errors.Is(err, store.ErrInvalid) {
 			u.renderAdminEdit(w, r, http.StatusUnprocessableEntity, nil, formErrors{"": sentence(err.Error())})
 			return
@@ -272,21 +271,16 @@ func (u *UI) disableAdminTOTP(w http.ResponseWriter, r *http.Request) {
 	if !u.parseForm(w, r, maxForm) {
 		return
 	}
-	m, ok := u.manageAdmins(w, r)
+	m, a, ok := u.pathAdmin(w, r)
 	if !ok {
-		return
-	}
-	ctx := r.Context()
-	a, err := m.Admin(ctx, r.PathValue("admin"))
-	if err != nil {
-		u.fail(w, r, err)
 		return
 	}
 	if !a.TOTPEnabled {
 		redirect(w, r, adminPath(a.Name), "")
 		return
 	}
-	if a, err = m.DisableAdminTOTP(ctx, a.Name); err != nil {
+	a, err := m.DisableAdminTOTP(r.Context(), a.Name)
+	if err != nil {
 		u.fail(w, r, err)
 		return
 	}
@@ -301,13 +295,8 @@ func (u *UI) confirmRemoveAdmin(w http.ResponseWriter, r *http.Request) {
 }
 
 func (u *UI) renderRemoveAdmin(w http.ResponseWriter, r *http.Request, code int, errs formErrors) {
-	m, ok := u.manageAdmins(w, r)
+	_, a, ok := u.pathAdmin(w, r)
 	if !ok {
-		return
-	}
-	a, err := m.Admin(r.Context(), r.PathValue("admin"))
-	if err != nil {
-		u.fail(w, r, err)
 		return
 	}
 	path := adminPath(a.Name)
