@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -35,6 +36,9 @@ func fromExit(snap *snapshot, filter *firewall.Filter, pkt *firewall.Packet, raw
 	dst.ctr.txBytes.Add(uint64(len(raw)))
 	return dst.tenant.tun
 }
+
+// deliverBatches holds *deliverBatch scratch for whoever routes packets from an exit.
+var deliverBatches = sync.Pool{New: func() any { return new(deliverBatch) }}
 
 // deliverBatch gathers runs of packets for one device, to queue them together.
 type deliverBatch struct {
@@ -144,10 +148,7 @@ func (t *tunDevice) readKernel(bufs [][]byte, sizes []int, offset int) (int, err
 			return 0, nil
 		}
 	}
-	db, _ := t.kxScratch.Get().(*deliverBatch)
-	if db == nil {
-		db = &deliverBatch{}
-	}
+	db := deliverBatches.Get().(*deliverBatch)
 	snap := t.snap.Load()
 	now := t.filter.Now()
 	mine := 0
@@ -166,7 +167,7 @@ func (t *tunDevice) readKernel(bufs [][]byte, sizes []int, offset int) (int, err
 	}
 	// Queue the others' before giving the token back, so their order holds.
 	db.flush()
-	t.kxScratch.Put(db)
+	deliverBatches.Put(db)
 	k.token <- struct{}{}
 	if mine == 0 {
 		return 0, nil

@@ -45,7 +45,6 @@ type Node struct {
 	// exits are where the tenants' packet paths send traffic (see tunDevice.setExits).
 	exitLocal, exit4, exit6 exitWriter
 	drops                   [numDropReasons]atomic.Uint64 // deliveries towards peers that found none
-	deliverScratch          sync.Pool                     // *deliverBatch
 
 	uapi     net.Listener
 	uapiPath string
@@ -193,10 +192,7 @@ func (n *Node) routeInitiation(initiator store.Key) (int64, bool) {
 // runs of packets for one tenant are queued to its device together. Called concurrently; must
 // not block for long.
 func (n *Node) deliverBatch(pkts [][]byte) {
-	db, _ := n.deliverScratch.Get().(*deliverBatch)
-	if db == nil {
-		db = &deliverBatch{}
-	}
+	db := deliverBatches.Get().(*deliverBatch)
 	snap := n.snap.Load()
 	now := n.filter.Now()
 	for _, raw := range pkts {
@@ -205,7 +201,7 @@ func (n *Node) deliverBatch(pkts [][]byte) {
 		}
 	}
 	db.flush()
-	n.deliverScratch.Put(db)
+	deliverBatches.Put(db)
 }
 
 // sweepLoop expires tracked flows and trims idle peers from the devices until the node closes.

@@ -64,7 +64,7 @@ func (q *outQueue) get(size int) *outPacket {
 
 // push copies pkts onto the queue in order, blocking while it is full. It returns how many
 // were dropped because the queue closed.
-func (q *outQueue) push(pkts [][]byte) (dropped int) {
+func (q *outQueue) push(pkts [][]byte) int {
 	var ps [outBatchMax]*outPacket
 	for len(pkts) > 0 {
 		k := min(len(pkts), outBatchMax)
@@ -87,7 +87,7 @@ func (q *outQueue) push(pkts [][]byte) (dropped int) {
 				for _, p := range ps[i:k] {
 					q.bufs.Put(p)
 				}
-				return dropped + k - i + len(pkts)
+				return k - i + len(pkts)
 			}
 			wasEmpty := q.n == 0
 			for ; i < k && q.n < len(q.ring); i++ {
@@ -108,7 +108,7 @@ func (q *outQueue) push(pkts [][]byte) (dropped int) {
 		}
 		clear(ps[:k])
 	}
-	return dropped
+	return 0
 }
 
 // read waits for at least one packet and copies as many as fit bufs into bufs[i][offset:],
