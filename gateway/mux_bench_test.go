@@ -178,6 +178,20 @@ func BenchmarkMuxStatic(b *testing.B) {
 // devices. back-to-back pings keep every goroutine warm; idle ones (1 ms apart) pay the
 // wake-ups an idle tunnel pays. ns/rtt is the round trip alone.
 func BenchmarkMuxRoundTrip(b *testing.B) {
+	muxRTTBench(b, func(b *testing.B, mux bool, idle int) func(seq uint64) {
+		cli := muxRoundTripSetup(b, mux, idle)
+		return func(seq uint64) {
+			if !cli.ping(uint32(seq), 5*time.Second) {
+				b.Fatal("no answer")
+			}
+		}
+	})
+}
+
+// muxRTTBench runs the round trips of BenchmarkMuxRoundTrip and BenchmarkMuxReceiveLatency:
+// for each bind (stock, mux, mux+3idle), back-to-back and 1 ms apart, setup prepares a round
+// trip and ns/rtt is the time spent in it.
+func muxRTTBench(b *testing.B, setup func(b *testing.B, mux bool, idle int) (roundTrip func(seq uint64))) {
 	for _, c := range []struct {
 		name string
 		mux  bool
@@ -193,16 +207,14 @@ func BenchmarkMuxRoundTrip(b *testing.B) {
 				name = c.name + "/idle"
 			}
 			b.Run(name, func(b *testing.B) {
-				cli := muxRoundTripSetup(b, c.mux, c.idle)
+				roundTrip := setup(b, c.mux, c.idle)
 				var rtt time.Duration
-				for seq := uint32(1); b.Loop(); seq++ {
+				for seq := uint64(1); b.Loop(); seq++ {
 					if pause > 0 {
 						time.Sleep(pause)
 					}
 					start := time.Now()
-					if !cli.ping(seq, 5*time.Second) {
-						b.Fatal("no answer")
-					}
+					roundTrip(seq)
 					rtt += time.Since(start)
 				}
 				b.ReportMetric(float64(rtt.Nanoseconds())/float64(b.N), "ns/rtt")
@@ -361,82 +373,59 @@ func (p *muxPingTUN) ping(seq uint32, wait time.Duration) bool {
 // bind is a socket of its own (stock), the device alone on a Mux, or with three idle devices
 // whose goroutines wait too. idle: 1 ms between round trips.
 func BenchmarkMuxReceiveLatency(b *testing.B) {
-	for _, c := range []struct {
-		name string
-		mux  bool
-		idle int
-	}{
-		{"stock", false, 0},
-		{"mux", true, 0},
-		{"mux+3idle", true, 3},
-	} {
-		for _, pause := range []time.Duration{0, time.Millisecond} {
-			name := c.name + "/back-to-back"
-			if pause > 0 {
-				name = c.name + "/idle"
+	muxRTTBench(b, func(b *testing.B, mux bool, idle int) func(seq uint64) {
+		var bind conn.Bind
+		var m *Mux
+		if mux {
+			m = NewMux(conn.NewDefaultBind(), muxTestKey(b), nil, nil)
+			bind = m.Bind(1)
+			for i := range idle {
+				other := m.Bind(int64(2 + i))
+				fns, _ := muxOpen(b, other, 0)
+				muxEcho(b, other, fns)
 			}
-			b.Run(name, func(b *testing.B) {
-				var bind conn.Bind
-				var m *Mux
-				if c.mux {
-					m = NewMux(conn.NewDefaultBind(), muxTestKey(b), nil, nil)
-					bind = m.Bind(1)
-					for i := range c.idle {
-						idle := m.Bind(int64(2 + i))
-						fns, _ := muxOpen(b, idle, 0)
-						muxEcho(b, idle, fns)
-					}
-				} else {
-					bind = conn.NewDefaultBind()
-				}
-				fns, port := muxOpen(b, bind, 0)
-				client, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer client.Close()
-				ep, err := bind.ParseEndpoint(client.LocalAddr().String())
-				if err != nil {
-					b.Fatal(err)
-				}
-				bind.Send([][]byte{muxResponse(7, 0)}, ep) // the Mux learns index 7
-				muxEcho(b, bind, fns)
-				server := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: int(port)}
-				pkt, buf := muxTransport(7, 64), make([]byte, 1500)
-				client.SetReadDeadline(time.Now().Add(time.Second))
-				if n, _ := client.Read(buf); n != muxResponseSize {
-					b.Fatalf("read %d bytes, want the response", n)
-				}
-				client.SetReadDeadline(time.Time{})
-				var rtt time.Duration
-				for seq := uint64(1); b.Loop(); seq++ {
-					if pause > 0 {
-						time.Sleep(pause)
-					}
-					start := time.Now()
-					binary.LittleEndian.PutUint64(pkt[8:], seq)
-					if _, err := client.WriteToUDP(pkt, server); err != nil {
-						b.Fatal(err)
-					}
-					client.SetReadDeadline(time.Now().Add(5 * time.Second))
-					for {
-						n, err := client.Read(buf)
-						if err != nil {
-							if m != nil {
-								b.Logf("mux: %+v", m.Stats())
-							}
-							b.Fatal(err)
-						}
-						if n == len(pkt) && binary.LittleEndian.Uint64(buf[8:]) == seq {
-							break
-						}
-					}
-					rtt += time.Since(start)
-				}
-				b.ReportMetric(float64(rtt.Nanoseconds())/float64(b.N), "ns/rtt")
-			})
+		} else {
+			bind = conn.NewDefaultBind()
 		}
-	}
+		fns, port := muxOpen(b, bind, 0)
+		client, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { client.Close() })
+		ep, err := bind.ParseEndpoint(client.LocalAddr().String())
+		if err != nil {
+			b.Fatal(err)
+		}
+		bind.Send([][]byte{muxResponse(7, 0)}, ep) // the Mux learns index 7
+		muxEcho(b, bind, fns)
+		server := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: int(port)}
+		pkt, buf := muxTransport(7, 64), make([]byte, 1500)
+		client.SetReadDeadline(time.Now().Add(time.Second))
+		if n, _ := client.Read(buf); n != muxResponseSize {
+			b.Fatalf("read %d bytes, want the response", n)
+		}
+		client.SetReadDeadline(time.Time{})
+		return func(seq uint64) {
+			binary.LittleEndian.PutUint64(pkt[8:], seq)
+			if _, err := client.WriteToUDP(pkt, server); err != nil {
+				b.Fatal(err)
+			}
+			client.SetReadDeadline(time.Now().Add(5 * time.Second))
+			for {
+				n, err := client.Read(buf)
+				if err != nil {
+					if m != nil {
+						b.Logf("mux: %+v", m.Stats())
+					}
+					b.Fatal(err)
+				}
+				if n == len(pkt) && binary.LittleEndian.Uint64(buf[8:]) == seq {
+					return
+				}
+			}
+		}
+	})
 }
 
 // muxEcho runs a goroutine per receive function of an open bind that sends every datagram

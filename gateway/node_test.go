@@ -151,6 +151,20 @@ func (c *wgClient) udpEcho(ctx context.Context, addr string) error {
 	return nil
 }
 
+// lostAccess waits until the exit's UDP echo no longer answers the client; why is the state its
+// peer was put in ("disabled").
+func (c *wgClient) lostAccess(t *testing.T, why string) {
+	t.Helper()
+	eventually(t, why+" peer loses access", 10*time.Second, func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		if c.udpEcho(ctx, "198.51.100.2:7") == nil {
+			return fmt.Errorf("%s peer still reaches the exit", why)
+		}
+		return nil
+	})
+}
+
 // eventually polls f until it returns nil or the deadline passes.
 func eventually(t *testing.T, what string, d time.Duration, f func(ctx context.Context) error) {
 	t.Helper()
@@ -166,6 +180,20 @@ func eventually(t *testing.T, what string, d time.Duration, f func(ctx context.C
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Fatalf("%s: still failing after %v: %v", what, d, err)
+}
+
+// startNode starts a node with cfg, closed at the end of the test.
+func startNode(t *testing.T, cfg Config) *Node {
+	t.Helper()
+	node, err := New(cfg, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { node.Close() })
+	if err := node.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return node
 }
 
 // testServers starts the loopback servers the exit's test dialer maps the test's "internet"
@@ -218,15 +246,8 @@ func TestNodeTrimsIdlePeers(t *testing.T) {
 		trimEvery:      200 * time.Millisecond,
 		peerIdle:       2 * time.Second,
 	}
-	node, err := New(cfg, testLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { node.Close() })
+	node := startNode(t, cfg)
 	ctx := context.Background()
-	if err := node.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
 	ctrl := node.Controller()
 	if _, err := ctrl.AddTenant(ctx, "acme"); err != nil {
 		t.Fatal(err)
@@ -280,17 +301,9 @@ func TestNodeServesStockClient(t *testing.T) {
 		DNSUpstreams:   []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:9")},
 		exitDialer:     dialer,
 	}
-	log := testLogger(t)
-	node, err := New(cfg, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { node.Close() })
+	node := startNode(t, cfg)
 	ctx := context.Background()
-	if err := node.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := New(cfg, log); !errors.Is(err, ErrAlreadyRunning) {
+	if _, err := New(cfg, testLogger(t)); !errors.Is(err, ErrAlreadyRunning) {
 		t.Fatalf("second node on the same data dir: err = %v, want ErrAlreadyRunning", err)
 	}
 
@@ -334,14 +347,7 @@ func TestNodeServesStockClient(t *testing.T) {
 	if _, err := ctrl.SetPeerEnabled(ctx, "acme", "laptop", false); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "disabled peer loses access", 10*time.Second, func(ctx context.Context) error {
-		ctx, cancel := context.WithTimeout(ctx, time.Second)
-		defer cancel()
-		if client.udpEcho(ctx, "198.51.100.2:7") == nil {
-			return errors.New("disabled peer still reaches the exit")
-		}
-		return nil
-	})
+	client.lostAccess(t, "disabled")
 	if _, err := ctrl.SetPeerEnabled(ctx, "acme", "laptop", true); err != nil {
 		t.Fatal(err)
 	}
@@ -352,26 +358,12 @@ func TestNodeServesStockClient(t *testing.T) {
 	if _, err := ctrl.SetPeerExpiry(ctx, "acme", "laptop", &at); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "expired peer loses access", 10*time.Second, func(ctx context.Context) error {
-		ctx, cancel := context.WithTimeout(ctx, time.Second)
-		defer cancel()
-		if client.udpEcho(ctx, "198.51.100.2:7") == nil {
-			return errors.New("expired peer still reaches the exit")
-		}
-		return nil
-	})
+	client.lostAccess(t, "expired")
 
 	if err := ctrl.RemovePeer(ctx, "acme", "laptop"); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "removed peer loses access", 10*time.Second, func(ctx context.Context) error {
-		ctx, cancel := context.WithTimeout(ctx, time.Second)
-		defer cancel()
-		if client.udpEcho(ctx, "198.51.100.2:7") == nil {
-			return errors.New("removed peer still reaches the exit")
-		}
-		return nil
-	})
+	client.lostAccess(t, "removed")
 }
 
 // checkWgctrl reads the device through its UAPI socket with wgctrl, as monitoring tools do.

@@ -197,13 +197,19 @@ var (
 	errEnded   = errors.New("the run ended while waiting for an answer")
 )
 
-// run drives handshakes from every socket at once (one in flight per socket) for warmup +
-// measure and counts those completed during measure. A wrong answer fails the run.
-func (g *hsGen) run(ctx context.Context, warmup, measure time.Duration) (hsResult, error) {
-	ctx, cancel := context.WithTimeout(ctx, warmup+measure)
-	defer cancel()
-	start := time.Now()
-	from, to := start.Add(warmup), start.Add(warmup+measure)
+// add counts r into t; Window is left alone.
+func (t *hsResult) add(r hsResult) {
+	t.Completed += r.Completed
+	t.Sent += r.Sent
+	t.Cookies += r.Cookies
+	t.Timeouts += r.Timeouts
+	t.Verified += r.Verified
+	t.Latency = append(t.Latency, r.Latency...)
+}
+
+// eachSocket runs f on every socket at once, each with a result of its own, and returns their
+// sum and the first error.
+func (g *hsGen) eachSocket(f func(w int, s *hsSocket, r *hsResult) error) (hsResult, error) {
 	var (
 		mu    sync.Mutex
 		total hsResult
@@ -215,45 +221,50 @@ func (g *hsGen) run(ctx context.Context, warmup, measure time.Duration) (hsResul
 		go func() {
 			defer wg.Done()
 			var r hsResult
-			var err error
-			for n := 0; ctx.Err() == nil; n++ {
-				i := int(g.next.Add(1) % uint64(len(g.keys.ini)))
-				var lat time.Duration
-				lat, err = g.once(ctx, s, i, (n+w)%16 == 0, time.Second, &r)
-				if errors.Is(err, errTimeout) {
-					err = nil
-					continue
-				}
-				if errors.Is(err, errEnded) {
-					err = nil
-					break
-				}
-				if err != nil {
-					break
-				}
-				if now := time.Now(); now.After(from) && now.Before(to) {
-					r.Completed++
-					r.Latency = append(r.Latency, lat)
-				}
-			}
+			err := f(w, s, &r)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil && first == nil {
 				first = err
 			}
-			total.Completed += r.Completed
-			total.Sent += r.Sent
-			total.Cookies += r.Cookies
-			total.Timeouts += r.Timeouts
-			total.Verified += r.Verified
-			total.Latency = append(total.Latency, r.Latency...)
+			total.add(r)
 		}()
 	}
 	wg.Wait()
+	return total, first
+}
+
+// run drives handshakes from every socket at once (one in flight per socket) for warmup +
+// measure and counts those completed during measure. A wrong answer fails the run.
+func (g *hsGen) run(ctx context.Context, warmup, measure time.Duration) (hsResult, error) {
+	ctx, cancel := context.WithTimeout(ctx, warmup+measure)
+	defer cancel()
+	start := time.Now()
+	from, to := start.Add(warmup), start.Add(warmup+measure)
+	total, err := g.eachSocket(func(w int, s *hsSocket, r *hsResult) error {
+		for n := 0; ctx.Err() == nil; n++ {
+			i := int(g.next.Add(1) % uint64(len(g.keys.ini)))
+			lat, err := g.once(ctx, s, i, (n+w)%16 == 0, time.Second, r)
+			if errors.Is(err, errTimeout) {
+				continue
+			}
+			if errors.Is(err, errEnded) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			if now := time.Now(); now.After(from) && now.Before(to) {
+				r.Completed++
+				r.Latency = append(r.Latency, lat)
+			}
+		}
+		return nil
+	})
 	total.Window = measure
 	slices.Sort(total.Latency)
-	if first != nil {
-		return total, first
+	if err != nil {
+		return total, err
 	}
 	if total.Completed > 0 && total.Verified == 0 {
 		return total, errors.New("no response was checked through the whole handshake")
@@ -267,56 +278,34 @@ func (g *hsGen) sweep(ctx context.Context, from, to int) (hsResult, time.Duratio
 	var next atomic.Int64
 	next.Store(int64(from))
 	began := time.Now()
-	var (
-		mu    sync.Mutex
-		total hsResult
-		first error
-		wg    sync.WaitGroup
-	)
-	for _, s := range g.sockets {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var r hsResult
+	total, first := g.eachSocket(func(_ int, s *hsSocket, r *hsResult) error {
+		for ctx.Err() == nil {
+			i := int(next.Add(1) - 1)
+			if i >= to {
+				break
+			}
 			var err error
-			for ctx.Err() == nil {
-				i := int(next.Add(1) - 1)
-				if i >= to {
-					break
-				}
+			for try := 0; try < 2; try++ {
 				var lat time.Duration
-				for try := 0; try < 2; try++ {
-					lat, err = g.once(ctx, s, i, i%16 == 0, 2*time.Second, &r)
-					if err == nil {
-						r.Completed++
-						r.Latency = append(r.Latency, lat)
-						break
-					}
-					if err != errTimeout {
-						break
-					}
+				lat, err = g.once(ctx, s, i, i%16 == 0, 2*time.Second, r)
+				if err == nil {
+					r.Completed++
+					r.Latency = append(r.Latency, lat)
+					break
 				}
-				if err == errTimeout || err == errEnded {
-					err = nil // counted in Timeouts, or the context ended (reported below)
-				}
-				if err != nil {
+				if err != errTimeout {
 					break
 				}
 			}
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil && first == nil {
-				first = err
+			if err == errTimeout || err == errEnded {
+				err = nil // counted in Timeouts, or the context ended (reported below)
 			}
-			total.Completed += r.Completed
-			total.Sent += r.Sent
-			total.Cookies += r.Cookies
-			total.Timeouts += r.Timeouts
-			total.Verified += r.Verified
-			total.Latency = append(total.Latency, r.Latency...)
-		}()
-	}
-	wg.Wait()
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 	took := time.Since(began)
 	total.Window = took
 	slices.Sort(total.Latency)
