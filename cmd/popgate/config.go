@@ -101,7 +101,7 @@ var serveSettingsTable = []setting{
 	{name: "listen-port", usage: "UDP `PORT` of the WireGuard device",
 		field: func(s *serveSettings) any { return &s.ListenPort }},
 	{name: "public-endpoint", usage: "`HOST:PORT` that client configs connect to",
-		defText: "first non-loopback address and the listen port",
+		defText: "first global unicast address (IPv4 first) and the listen port",
 		field:   func(s *serveSettings) any { return &s.PublicEndpoint }},
 	{name: "web-addr", usage: "`HOST:PORT` the web UI listens on: plain HTTP on loopback, HTTPS elsewhere",
 		field: func(s *serveSettings) any { return &s.WebAddr }},
