@@ -197,7 +197,7 @@ func TestAddPeerRefused(t *testing.T) {
 	taken := mustKey(t)
 	mustPeer(t, s, NewPeer{TenantName: "globex", Name: "x", PrivateKey: &taken})
 	takenPub := taken.PublicKey()
-	mustPeer(t, s, newPeer(t, "acme", "laptop"))
+	laptopPub := mustPeer(t, s, newPeer(t, "acme", "laptop")).PublicKey
 	fresh := mustKey(t)
 	freshPub := fresh.PublicKey()
 	var zero Key
@@ -212,10 +212,14 @@ func TestAddPeerRefused(t *testing.T) {
 	}{
 		{"duplicate name", NewPeer{TenantName: "acme", Name: "laptop", PrivateKey: &fresh}, ErrExists,
 			`peer "laptop" already exists in tenant "acme": choose another name or remove it first`},
-		{"duplicate public key", NewPeer{TenantName: "acme", Name: "new", PublicKey: &takenPub}, ErrExists,
-			`public key ` + takenPub.String() + ` is already used by peer "x" in tenant "globex"`},
-		{"duplicate key as private", NewPeer{TenantName: "acme", Name: "new", PrivateKey: &taken}, ErrExists,
-			`is already used by peer "x" in tenant "globex"`},
+		// Another tenant's key: the message names neither that tenant nor its peer.
+		{"public key of another tenant", NewPeer{TenantName: "acme", Name: "new", PublicKey: &takenPub}, ErrExists,
+			`public key ` + takenPub.String() + ` is already in use: each device needs a key pair of its own`},
+		{"private key of another tenant", NewPeer{TenantName: "acme", Name: "new", PrivateKey: &taken}, ErrExists,
+			`is already in use: each device needs a key pair of its own`},
+		// The tenant's own key: naming its own peer tells nothing new.
+		{"public key of the same tenant", NewPeer{TenantName: "acme", Name: "new", PublicKey: &laptopPub}, ErrExists,
+			`public key ` + laptopPub.String() + ` is already used by peer "laptop" of tenant "acme"`},
 		{"unknown tenant", NewPeer{TenantName: "nope", Name: "new", PrivateKey: &fresh}, ErrNotFound,
 			`tenant "nope" not found: list tenants with 'popgate tenant list'`},
 		{"bad tenant name", NewPeer{TenantName: "No pe", Name: "new", PrivateKey: &fresh}, ErrInvalid, `tenant name "No pe" is invalid`},
@@ -232,6 +236,9 @@ func TestAddPeerRefused(t *testing.T) {
 			before := counts(t, s)
 			_, err := s.AddPeer(ctx, tt.np)
 			wantErr(t, err, tt.kind, tt.msg)
+			if tt.np.TenantName == "acme" && (strings.Contains(err.Error(), "globex") || strings.Contains(err.Error(), `"x"`)) {
+				t.Errorf("a refusal for tenant acme names tenant globex or its peer: %v", err)
+			}
 			if after := counts(t, s); after != before {
 				t.Errorf("failed AddPeer wrote rows: %s → %s", before, after)
 			}
@@ -481,5 +488,99 @@ func TestConcurrentAddPeer(t *testing.T) {
 			t.Errorf("address %v handed out twice", p.IPv4)
 		}
 		seen[p.IPv4] = true
+	}
+}
+
+func TestRotatePeerKey(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openTest(t)
+	mustTenant(t, s, "acme")
+	mustTenant(t, s, "globex")
+	hank := mustPeer(t, s, newPeer(t, "globex", "hank"))
+	phone := mustPeer(t, s, newPeer(t, "acme", "phone"))
+	np := newPeer(t, "acme", "laptop")
+	np.Groups, np.Site, np.SitePrefixes = []string{"eng"}, "office", []netip.Prefix{netip.MustParsePrefix("10.10.0.0/24")}
+	laptop := mustPeer(t, s, np)
+	now := time.Now()
+	_, token, err := s.CreateDownloadLink(ctx, "acme", "laptop", "root", now, now.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// A key pair the server generates: the old public key is gone, the new private key is
+	// kept, everything else stays.
+	k1 := mustKey(t)
+	got, err := s.RotatePeerKey(ctx, "acme", "laptop", &k1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.PublicKey != k1.PublicKey() || !got.HasPrivateKey {
+		t.Errorf("after rotation: public key %s, server key %v; want %s, true", got.PublicKey, got.HasPrivateKey, k1.PublicKey())
+	}
+	stored, err := s.Peer(ctx, "acme", "laptop")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := laptop
+	want.PublicKey, want.UpdatedAt = k1.PublicKey(), stored.UpdatedAt
+	if !reflect.DeepEqual(stored, want) || !reflect.DeepEqual(stored, got) {
+		t.Errorf("stored after rotation:\n%+v\nwant\n%+v\nreturned\n%+v", stored, want, got)
+	}
+	if priv, err := s.PeerPrivateKey(ctx, "acme", "laptop"); err != nil || priv != k1 {
+		t.Errorf("PeerPrivateKey = %v, %v; want the new key", priv, err)
+	}
+	if _, err := s.PeerByPublicKey(ctx, laptop.PublicKey); !errors.Is(err, ErrNotFound) {
+		t.Errorf("the old public key still finds a peer: %v", err)
+	}
+	if _, err := s.DownloadLinkByToken(ctx, token, now.Add(time.Minute)); !errors.Is(err, ErrNotFound) {
+		t.Errorf("a download link made before the rotation still works: %v", err)
+	}
+
+	// A public key the user brings: the server keeps no private key from then on.
+	userKey := mustKey(t)
+	userPub := userKey.PublicKey()
+	if got, err = s.RotatePeerKey(ctx, "acme", "laptop", nil, &userPub); err != nil {
+		t.Fatal(err)
+	}
+	if got.PublicKey != userPub || got.HasPrivateKey {
+		t.Errorf("after rotation to a user key: %s, server key %v", got.PublicKey, got.HasPrivateKey)
+	}
+	if _, err := s.PeerPrivateKey(ctx, "acme", "laptop"); !errors.Is(err, ErrNoPrivateKey) {
+		t.Errorf("PeerPrivateKey after rotation to a user key: %v, want ErrNoPrivateKey", err)
+	}
+
+	fresh := mustKey(t)
+	freshPub := fresh.PublicKey()
+	nodePub := s.NodePublicKey()
+	var zero Key
+	for _, tc := range []struct {
+		name         string
+		tenant, peer string
+		priv, pub    *Key
+		kind         error
+		msg          string
+	}{
+		{"the current key", "acme", "laptop", nil, &userPub, ErrInvalid, "is the current key of peer \"laptop\""},
+		{"key of another tenant", "acme", "laptop", nil, &hank.PublicKey, ErrExists,
+			"public key " + hank.PublicKey.String() + " is already in use: each device needs a key pair of its own"},
+		{"key of the same tenant", "acme", "laptop", nil, &phone.PublicKey, ErrExists, `already used by peer "phone" of tenant "acme"`},
+		{"node's own key", "acme", "laptop", nil, &nodePub, ErrInvalid, "this node's own key"},
+		{"zero key", "acme", "laptop", nil, &zero, ErrInvalid, "low-order point"},
+		{"no key", "acme", "laptop", nil, nil, ErrInvalid, "exactly one of"},
+		{"both keys", "acme", "laptop", &fresh, &freshPub, ErrInvalid, "exactly one of"},
+		{"unknown peer", "acme", "tablet", &fresh, nil, ErrNotFound, `peer "tablet" not found in tenant "acme"`},
+		{"unknown tenant", "nope", "laptop", &fresh, nil, ErrNotFound, `tenant "nope" not found`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before, _ := s.ListPeers(ctx, "")
+			_, err := s.RotatePeerKey(ctx, tc.tenant, tc.peer, tc.priv, tc.pub)
+			wantErr(t, err, tc.kind, tc.msg)
+			if strings.Contains(err.Error(), "globex") || strings.Contains(err.Error(), "hank") {
+				t.Errorf("a refusal for tenant acme names tenant globex or its peer: %v", err)
+			}
+			if after, _ := s.ListPeers(ctx, ""); !reflect.DeepEqual(before, after) {
+				t.Errorf("a refused rotation changed the peers")
+			}
+		})
 	}
 }
