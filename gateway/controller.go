@@ -2,9 +2,11 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"iter"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/popgate/popgate/firewall"
@@ -187,23 +189,61 @@ func (c *Controller) Policy(ctx context.Context, tenant string) (text string, is
 }
 
 // SetPolicy validates a policy file against the tenant's peers, groups and sites and applies
-// it within the call. Every problem is reported with its line; nothing is stored then.
-func (c *Controller) SetPolicy(ctx context.Context, tenant, text string) (*firewall.RuleSet, error) {
+// it within the call. Every mistake is reported with its line; nothing is stored then. Names of
+// groups, peers and sites the tenant does not have (yet) are no mistake: the policy is set,
+// they match nothing until they exist, and each is returned as a warning with its line.
+func (c *Controller) SetPolicy(ctx context.Context, tenant, text string) (*firewall.RuleSet, []firewall.Problem, error) {
 	if _, err := c.store.Tenant(ctx, tenant); err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	peers, err := c.store.ListPeers(ctx, tenant)
+	if err != nil {
+		return nil, nil, err
+	}
+	rs, warnings, err := checkPolicy(text, peers)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := c.store.SetPolicy(ctx, tenant, text); err != nil {
+		return nil, nil, err
+	}
+	return rs, warnings, c.node.Reconcile(ctx)
+}
+
+// PolicyWarnings lists what the tenant's policy names that the tenant does not have: groups
+// without peers, peers and sites that do not exist. Those rules match nothing until they do.
+func (c *Controller) PolicyWarnings(ctx context.Context, tenant string) ([]firewall.Problem, error) {
+	text, _, err := c.store.Policy(ctx, tenant)
+	if err != nil || text == "" {
+		return nil, err // the default policy names nothing
 	}
 	peers, err := c.store.ListPeers(ctx, tenant)
 	if err != nil {
 		return nil, err
 	}
+	_, warnings, err := checkPolicy(text, peers)
+	if errors.Is(err, store.ErrInvalid) {
+		return nil, nil // a stored policy that no longer compiles is the log's to report
+	}
+	return warnings, err
+}
+
+// checkPolicy compiles text for a tenant with peers. Unknown groups, peers and sites are
+// warnings; any other problem is an error wrapping store.ErrInvalid that lists them all.
+func checkPolicy(text string, peers []store.Peer) (*firewall.RuleSet, []firewall.Problem, error) {
 	rs, err := compilePolicy(text, peers)
-	if err != nil {
-		return nil, invalidError{err}
+	if err == nil {
+		return rs, nil, nil
 	}
-	if err := c.store.SetPolicy(ctx, tenant, text); err != nil {
-		return nil, err
+	pe, ok := errors.AsType[*firewall.PolicyError](err)
+	if rs == nil || !ok || !errors.Is(err, firewall.ErrUnresolved) {
+		return nil, nil, invalidError{err}
 	}
-	return rs, c.node.Reconcile(ctx)
+	warnings := slices.Clone(pe.Problems)
+	if pe.More > 0 {
+		warnings = append(warnings, firewall.Problem{Msg: fmt.Sprintf("and %d more names the tenant does not have", pe.More)})
+	}
+	return rs, warnings, nil
 }
 
 // Routes lists the tenant's routes, longest prefix first.
@@ -345,6 +385,48 @@ func (c *Controller) PeerConfig(ctx context.Context, tenant, name string) (strin
 		return "", err
 	}
 	return cc.render(), nil
+}
+
+// RotatePeerKey gives the peer name of tenant a new key and returns it with its new wg-quick
+// config. With publicKey "" the server generates the key pair (and can print the config
+// again), which needs a peer whose key the server generated: a peer created from its user's
+// public key needs the new public key (ErrInvalid otherwise). The old key is refused from the
+// moment RotatePeerKey returns: its session is dropped from the device; the device connects
+// again once it has the new config.
+func (c *Controller) RotatePeerKey(ctx context.Context, tenant, name, publicKey string) (PeerInfo, string, error) {
+	var priv, pub *store.Key
+	if publicKey != "" {
+		k, err := store.ParseKey(publicKey)
+		if err != nil {
+			return PeerInfo{}, "", err
+		}
+		pub = &k
+	} else {
+		p, err := c.store.Peer(ctx, tenant, name)
+		if err != nil {
+			return PeerInfo{}, "", err
+		}
+		if !p.HasPrivateKey {
+			return PeerInfo{}, "", invalidError{fmt.Errorf("peer %q of tenant %q was created from its user's public key and popgate holds no private key for it: give the new public key (popgate peer rotate --public-key KEY)", name, tenant)}
+		}
+		k, err := store.GeneratePrivateKey()
+		if err != nil {
+			return PeerInfo{}, "", err
+		}
+		priv = &k
+	}
+	p, err := c.store.RotatePeerKey(ctx, tenant, name, priv, pub)
+	if err != nil {
+		return PeerInfo{}, "", err
+	}
+	if err := c.node.Reconcile(ctx); err != nil {
+		return PeerInfo{}, "", err
+	}
+	cc, err := c.clientConfig(ctx, p, priv)
+	if err != nil {
+		return PeerInfo{}, "", err
+	}
+	return PeerInfo{Peer: p}, cc.render(), nil
 }
 
 // SetPeerEnabled enables or disables a peer; a disabled peer is removed from the device at once

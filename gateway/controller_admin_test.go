@@ -44,7 +44,7 @@ func TestControllerPeerRenameAndExpiry(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := c.SetPolicy(ctx, "acme", "default allow\ndeny peer:phone -> any udp 53\n"); err != nil {
+	if _, _, err := c.SetPolicy(ctx, "acme", "default allow\ndeny peer:phone -> any udp 53\n"); err != nil {
 		t.Fatal(err)
 	}
 
