@@ -117,7 +117,9 @@ func TestAPI(t *testing.T) {
 		{"DELETE", "/api/v1/tenants/acme/peers/gw", "", "", 400, "route remove"},
 		{"GET", "/api/v1/tenants/acme/policy", "", "", 200, "default deny"},
 		{"PUT", "/api/v1/tenants/acme/policy", "default deny\nallow group:eng -> 198.51.100.0/24 tcp 80\nallow group:nobody -> any\nallow any -> any tpc\n", "text/plain", 400, "line 4: unknown protocol"},
-		{"PUT", "/api/v1/tenants/acme/policy", "default deny\nallow group:nobody -> any\n", "text/plain", 400, "line 2: no peer of this tenant is in group"},
+		// A group nobody is in yet is a warning: the policy is set.
+		{"PUT", "/api/v1/tenants/acme/policy", "default deny\nallow group:nobody -> any\n", "text/plain", 200, `"line": 2,
+      "message": "no peer of this tenant is in group \"nobody\"`},
 		{"PUT", "/api/v1/tenants/acme/policy", "default deny\nallow group:eng -> site:office tcp 80,443\n", "text/plain", 200, `"rules": 1`},
 		{"GET", "/api/v1/tenants/acme/policy", "", "", 200, "site:office tcp 80,443"},
 		{"DELETE", "/api/v1/tenants/acme/routes?prefix=10.10.0.0/24", "", "", 204, ""},

@@ -24,8 +24,11 @@ import "time"
 //	GET    /api/v1/tenants/{tenant}/policy                  → 200 text/plain policy file
 //	                                                           (header Popgate-Policy-Default: true
 //	                                                           when the tenant never set one)
-//	PUT    /api/v1/tenants/{tenant}/policy  text/plain      → APIPolicySet; 400 with every
-//	                                                           problem, one "line N: ..." per line
+//	PUT    /api/v1/tenants/{tenant}/policy  text/plain      → APIPolicySet (with warnings for
+//	                                                           names the tenant lacks); 400 with
+//	                                                           every mistake, one "line N: ..." per line
+//	POST   /api/v1/tenants/{tenant}/peers/{peer}/rotate [APIPeerRotate] → APIPeerCreated: a new
+//	                                                           key and config; the old key is refused
 //	GET    /api/v1/tenants/{tenant}/routes                  → APIRoutes
 //	POST   /api/v1/tenants/{tenant}/routes  APIRoute        → 201 APIRoute
 //	DELETE /api/v1/tenants/{tenant}/routes?prefix=P         → 204
@@ -66,6 +69,16 @@ type APIRoutes struct {
 type APIPolicySet struct {
 	Rules   int    `json:"rules"`
 	Default string `json:"default"` // the default action: allow or deny
+	// Warnings name what the policy refers to that the tenant does not have (yet): groups
+	// without peers, peers and sites that do not exist. Those rules match nothing until they do.
+	Warnings []APIPolicyWarning `json:"warnings,omitempty"`
+}
+
+// APIPolicyWarning is one warning about a policy that was set: its line (0: the whole file)
+// and what to check.
+type APIPolicyWarning struct {
+	Line    int    `json:"line"`
+	Message string `json:"message"`
 }
 
 // APITenants answers GET /api/v1/tenants.
@@ -134,8 +147,16 @@ type APIPeerUpdate struct {
 	SitePrefixes *[]string `json:"site_prefixes,omitempty"`
 }
 
-// APIPeerCreated answers POST /api/v1/tenants/{tenant}/peers. Config is the complete wg-quick
-// file; when the user brought their own key its PrivateKey line is a comment placeholder.
+// APIPeerRotate is the optional body of POST /api/v1/tenants/{tenant}/peers/{peer}/rotate.
+// PublicKey empty (or no body): the server generates the new key pair, which only a peer whose
+// key the server generated may ask for; a peer whose user brought its key needs the new one.
+type APIPeerRotate struct {
+	PublicKey string `json:"public_key,omitempty"`
+}
+
+// APIPeerCreated answers POST /api/v1/tenants/{tenant}/peers and .../peers/{peer}/rotate.
+// Config is the complete wg-quick file; when the user brought their own key its PrivateKey
+// line is a comment placeholder.
 type APIPeerCreated struct {
 	Peer   APIPeer `json:"peer"`
 	Config string  `json:"config"`

@@ -514,7 +514,7 @@ func init() {
 		APIAdmin{}, APIAdmins{}, APINewAdmin{}, APIAdminUpdate{}, APIAdminPassword{},
 		APIAdminCreated{}, APIToken{}, APITokens{}, APINewToken{}, APITokenCreated{},
 		APIAuditEntry{}, APIAuditLog{}, APIPeerRename{}, APIPeerExpiry{}, APINewDownloadLink{},
-		APIDownloadLink{},
+		APIDownloadLink{}, APIPeerRotate{}, APIPolicyWarning{},
 	} {
 		tp := reflect.TypeOf(v)
 		apiSchemaTypes[tp.Name()] = tp
@@ -876,6 +876,12 @@ func TestOpenAPIServed(t *testing.T) {
 		{"GET", "/api/v1/tenants/acme/policy", "", "", 200},
 		{"PUT", "/api/v1/tenants/acme/policy", "default deny\nallow group:eng -> any tcp 443\n", "", 200},
 		{"PUT", "/api/v1/tenants/acme/policy", "allow nonsense\n", "", 400},
+		{"PUT", "/api/v1/tenants/acme/policy", "default deny\nallow group:later -> any\n", "", 200},
+		{"POST", "/api/v1/tenants/acme/peers/laptop2/rotate", "", "", 200},
+		{"POST", "/api/v1/tenants/acme/peers/laptop2/rotate", `{"public_key":"xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg="}`, "", 200},
+		{"POST", "/api/v1/tenants/acme/peers/laptop2/rotate", "", "", 400},
+		{"POST", "/api/v1/tenants/acme/peers/laptop2/rotate", `{"public_key":"nope"}`, "", 400},
+		{"POST", "/api/v1/tenants/acme/peers/nope/rotate", "", "", 404},
 		{"POST", "/api/v1/tenants/acme/routes", `{"prefix":"10.20.0.0/16","via":"site:office"}`, "", 201},
 		{"GET", "/api/v1/tenants/acme/routes", "", "", 200},
 		{"DELETE", "/api/v1/tenants/acme/routes?prefix=" + url.QueryEscape("10.20.0.0/16"), "", "", 204},

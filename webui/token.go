@@ -62,6 +62,8 @@ func apiRoutes() []apiRoute {
 		{pattern: "POST " + peer + "/rename", access: accessChange, action: "peer.rename"},
 		{pattern: "PUT " + peer + "/expiry", access: accessChange, action: "peer.expiry"},
 		{pattern: "POST " + peer + "/links", access: accessChange, action: "link.create"},
+		// A new key: the config it answers holds the private key, like GET .../config.
+		{pattern: "POST " + peer + "/rotate", access: accessChange, action: "peer.rotate"},
 		{pattern: "GET " + tenant + "/policy", access: accessRead},
 		{pattern: "PUT " + tenant + "/policy", access: accessChange, action: "policy.set"},
 		{pattern: "GET " + tenant + "/routes", access: accessRead},

@@ -52,7 +52,9 @@ type uiBackend interface {
 	SetPeerSite(ctx context.Context, tenant, name, site string, prefixes []netip.Prefix) (gateway.PeerInfo, error)
 	RemovePeer(ctx context.Context, tenant, name string) error
 	Policy(ctx context.Context, tenant string) (text string, isDefault bool, err error)
-	SetPolicy(ctx context.Context, tenant, text string) (*firewall.RuleSet, error)
+	SetPolicy(ctx context.Context, tenant, text string) (*firewall.RuleSet, []firewall.Problem, error)
+	PolicyWarnings(ctx context.Context, tenant string) ([]firewall.Problem, error)
+	RotatePeerKey(ctx context.Context, tenant, name, publicKey string) (gateway.PeerInfo, string, error)
 	Routes(ctx context.Context, tenant string) ([]store.Route, error)
 	AddRoute(ctx context.Context, tenant string, prefix netip.Prefix, via string) (store.Route, error)
 	RemoveRoute(ctx context.Context, tenant string, prefix netip.Prefix) error
@@ -121,6 +123,7 @@ func (u *UI) Routes(mux *http.ServeMux, protect func(min Role, h http.HandlerFun
 		{"POST /tenants/{tenant}/peers/{peer}/expiry", RoleTenantAdmin, u.setPeerExpiry},
 		{"POST /tenants/{tenant}/peers/{peer}/groups", RoleTenantAdmin, u.setPeerGroups},
 		{"POST /tenants/{tenant}/peers/{peer}/site", RoleTenantAdmin, u.setPeerSite},
+		{"POST /tenants/{tenant}/peers/{peer}/rotate", RoleTenantAdmin, u.rotatePeerKey},
 		{"GET /tenants/{tenant}/peers/{peer}/delete", RoleTenantAdmin, u.confirmDeletePeer},
 		{"POST /tenants/{tenant}/peers/{peer}/delete", RoleTenantAdmin, u.deletePeer},
 		// Configs hold the peer's private key: viewers do not get them.

@@ -60,7 +60,7 @@ func TestUIBadInput(t *testing.T) {
 		// Policy: every problem with its line; nothing saved.
 		{"/tenants/acme/policy", []string{"policy", "default deny\nallow group:eng -> any tpc\nallow any => any\n"},
 			[]string{"The policy was not saved", `<span class="line-no">line 2</span>`, "unknown protocol", `<pre class="source">allow group:eng -&gt; any tpc</pre>`, "line 3"}},
-		{"/tenants/acme/policy", []string{"policy", "default deny\r\nallow group:nobody -> any\r\n"}, []string{"line 2", "no peer of this tenant is in group"}},
+		{"/tenants/acme/policy", []string{"policy", "default deny\r\nallow group:nobody -> any tpc\r\n"}, []string{"line 2", "unknown protocol"}},
 		{"/tenants/acme/policy", []string{"policy", "  \n"}, []string{"The policy is empty"}},
 		// Deleting.
 		{"/tenants/acme/delete", []string{"confirm", "acm"}, []string{"Type the tenant&#39;s name"}},

@@ -39,12 +39,18 @@ func (u *UI) renderPeer(w http.ResponseWriter, r *http.Request, code int, form m
 	}
 	p := peerPage{Peer: pi, CanChange: principal(r).CanChangeTenant(t), HasLifecycle: u.lifecycle != nil,
 		Form: form, Errors: errs}
+	// A refused form keeps what was typed; the other forms show the peer as it is.
 	if p.Form == nil {
-		p.Form = map[string]string{
-			"name":          pi.Name,
-			"groups":        strings.Join(pi.Groups, ", "),
-			"site":          pi.Site,
-			"site_prefixes": joinPrefixes(pi),
+		p.Form = map[string]string{}
+	}
+	for k, v := range map[string]string{
+		"name":          pi.Name,
+		"groups":        strings.Join(pi.Groups, ", "),
+		"site":          pi.Site,
+		"site_prefixes": joinPrefixes(pi),
+	} {
+		if _, ok := p.Form[k]; !ok {
+			p.Form[k] = v
 		}
 	}
 	p.Expires = pi.ExpiresAt

@@ -17,6 +17,9 @@ type policyPage struct {
 	CanChange bool
 	// Problems are the refused policy's, in line order; nothing was saved.
 	Problems []policyProblem
+	// Warnings, shown with the stored policy, name what it refers to that the tenant does not
+	// have (yet): those rules match nothing until it exists.
+	Warnings []firewall.Problem
 	// Rules are the applied policy's rules with their hits.
 	Rules []firewall.RuleStat
 }
@@ -40,7 +43,12 @@ func (u *UI) policy(w http.ResponseWriter, r *http.Request) {
 		u.fail(w, r, err)
 		return
 	}
-	u.renderPolicy(w, r, http.StatusOK, policyPage{Text: text, IsDefault: isDefault})
+	warnings, err := u.ctrl.PolicyWarnings(r.Context(), t)
+	if err != nil {
+		u.fail(w, r, err)
+		return
+	}
+	u.renderPolicy(w, r, http.StatusOK, policyPage{Text: text, IsDefault: isDefault, Warnings: warnings})
 }
 
 // renderPolicy writes the editor with p's text and problems, adding the tenant, the rule

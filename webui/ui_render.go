@@ -192,6 +192,7 @@ var flashes = map[string]string{
 	"peer-groups":    "Groups saved; policy rules that name them apply at once.",
 	"peer-site":      "Site connector settings saved.",
 	"peer-deleted":   "Peer deleted: it lost access at once.",
+	"peer-rotated":   "Key replaced: the old key stopped working at once. Import this new config on the device.",
 	"policy-saved":   "Policy saved and applied.",
 	"route-added":    "Route added.",
 	"route-removed":  "Route removed.",
