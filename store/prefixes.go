@@ -60,3 +60,8 @@ func formatPrefixes(ps []netip.Prefix, limit int) string {
 	}
 	return s
 }
+
+// ValidatePrefix reports what is wrong with the form of p, described as what ("site prefix",
+// "--site-prefix"), as the store would refuse it: IPv4 written as IPv6, or host bits set. The
+// error wraps ErrInvalid. Callers check input with it before they send it.
+func ValidatePrefix(what string, p netip.Prefix) error { return prefixFormatError(what, p) }

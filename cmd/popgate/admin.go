@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/skip2/go-qrcode"
 
@@ -43,8 +44,15 @@ func (a *app) group(ctx context.Context, group, about string, subs []subcommand,
 	case "-h", "-help", "--help", "help":
 		var b strings.Builder
 		fmt.Fprintf(&b, "Usage: popgate %s <subcommand> [flags] [arguments]\n\n%s\n\nSubcommands:\n", group, wrap(about, helpWidth))
-		for _, s := range subs {
-			fmt.Fprintf(&b, "  %-8s %s\n", s.spec.name[len(group)+1:], firstSentence(s.spec.about))
+		width := 0
+		for _, n := range names {
+			width = max(width, len(n))
+		}
+		// A summary too long for its line goes on below, aligned with its start.
+		pad := strings.Repeat(" ", 2+width+2)
+		for i, s := range subs {
+			summary := wrap(s.spec.summaryText(), max(40, helpWidth-len(pad)))
+			fmt.Fprintf(&b, "  %-*s  %s\n", width, names[i], strings.ReplaceAll(summary, "\n", "\n"+pad))
 		}
 		fmt.Fprintf(&b, "\nRun 'popgate %s <subcommand> --help' for its flags and an example.\n", group)
 		io.WriteString(a.stdout, b.String())
@@ -58,12 +66,37 @@ func (a *app) group(ctx context.Context, group, about string, subs []subcommand,
 	return usagef("%s: unknown subcommand %q: use %s (see 'popgate %s --help')", group, args[0], orList(names), group)
 }
 
-// firstSentence is the start of s up to its first full stop, for one-line summaries.
-func firstSentence(s string) string {
-	if i := strings.Index(s, ". "); i >= 0 {
-		return s[:i]
+// summaryText is the command's summary for its group's help: summary, or else the first
+// sentence of about, without the full stop.
+func (c cmdSpec) summaryText() string {
+	if c.summary != "" {
+		return c.summary
 	}
-	return strings.TrimSuffix(s, ".")
+	return firstSentence(c.about)
+}
+
+// abbreviations end in a full stop without ending a sentence.
+var abbreviations = []string{"e.g.", "i.e.", "etc.", "vs."}
+
+// firstSentence is the start of s up to the full stop that ends its first sentence (not one
+// of an abbreviation such as "e.g."), without that full stop.
+func firstSentence(s string) string {
+	for from := 0; ; {
+		i := strings.IndexAny(s[from:], ".\n")
+		if i < 0 {
+			return strings.TrimSpace(s)
+		}
+		end := from + i
+		if s[end] == '\n' {
+			return strings.TrimSpace(s[:end])
+		}
+		if end+1 == len(s) || s[end+1] == ' ' || s[end+1] == '\n' {
+			if !slices.ContainsFunc(abbreviations, func(ab string) bool { return strings.HasSuffix(s[:end+1], " "+ab) || s[:end+1] == ab }) {
+				return s[:end]
+			}
+		}
+		from = end + 1
+	}
 }
 
 func orList(names []string) string {
@@ -353,17 +386,39 @@ var peerCommands = []subcommand{
 	{cmdSpec{
 		name: "peer set",
 		usage: "peer set --tenant TENANT [--group GROUP,... | --no-groups] [--site NAME --site-prefix PREFIX,... | --no-site] " +
-			"[--json] [--data-dir DIR] NAME",
-		about: "Change the groups of a peer or the site it connects, and show the peer as 'peer show' does. " +
+			"[--expires WHEN | --no-expiry] [--json] [--data-dir DIR] NAME",
+		about: "Change the groups of a peer, the site it connects or when it expires, and show the peer as 'peer show' does. " +
 			"--group replaces all the peer's groups, --no-groups takes it out of every group. --site with " +
 			"--site-prefix makes it the connector of a site (or changes the site's name or prefixes), " +
-			"--no-site makes it an ordinary peer again. What is not given stays as it is. Policy and routes " +
-			"follow within a second.",
+			"--no-site makes it an ordinary peer again. --expires sets when the peer stops being let in, as if " +
+			"disabled: the last day it may connect (2027-03-31, UTC), a time (2027-03-31T18:00:00Z) or a duration " +
+			"from now (90d, 12h, 1y); --no-expiry lets it connect for good. What is not given stays as it is. " +
+			"Policy and routes follow within a second.",
 		example: "popgate peer set --tenant acme --group eng,ops laptop\n" +
 			"popgate peer set --tenant acme --site office --site-prefix 10.10.0.0/24 office-gw\n" +
-			"popgate peer set --tenant acme --no-groups --no-site laptop",
+			"popgate peer set --tenant acme --expires 2027-03-31 contractor-laptop\n" +
+			"popgate peer set --tenant acme --no-groups --no-site --no-expiry laptop",
 		args: []string{"NAME"},
 	}, (*app).peerSet},
+	{cmdSpec{
+		name:  "peer rename",
+		usage: "peer rename --tenant TENANT [--data-dir DIR] NAME NEW-NAME",
+		about: "Rename a peer. Its key, addresses, groups and site stay, and configs already imported keep " +
+			"working. A peer the tenant's policy names (peer:NAME) keeps its name until the policy no longer names it.",
+		example: "popgate peer rename --tenant acme laptop alice-laptop",
+		args:    []string{"NAME", "NEW-NAME"},
+	}, (*app).peerRename},
+	{cmdSpec{
+		name:  "peer rotate",
+		usage: "peer rotate --tenant TENANT [--public-key KEY] [--qr] [--data-dir DIR] NAME",
+		about: "Give a peer a new key and print its new wg-quick config, as 'peer add' does. The old key stops " +
+			"working at once: the device is disconnected until the new config is imported on it. Addresses, " +
+			"groups, site and expiry stay. By default the server generates the new key pair; a peer created " +
+			"with --public-key needs the public key of a new key pair its user made, given with --public-key.",
+		example: "popgate peer rotate --tenant acme laptop > laptop.conf\n" +
+			"popgate peer rotate --tenant acme --public-key \"$(wg pubkey < new.key)\" phone",
+		args: []string{"NAME"},
+	}, (*app).peerRotate},
 	{cmdSpec{
 		name:    "peer disable",
 		usage:   "peer disable --tenant TENANT [--data-dir DIR] NAME",
@@ -444,14 +499,24 @@ func (n *peerNetFlags) check(f *adminFlags) error {
 		if err := checkPrefix("--site-prefix", p); err != nil {
 			return err
 		}
+		if netip.MustParsePrefix(p).Bits() == 0 {
+			return usagef("--site-prefix %s covers every address: give the LAN prefixes behind the connector, e.g. 10.10.0.0/24", p)
+		}
 	}
 	return nil
 }
 
-// checkPrefix rejects a prefix that does not parse; what names it says where it came from.
+// checkPrefix rejects a prefix that does not parse or that the server refuses for its form
+// (host bits set, IPv4 written as IPv6); what names it says where it came from. Whether it
+// clashes with what the server holds (the overlay, other routes or sites) is the server's to
+// say.
 func checkPrefix(what, prefix string) error {
-	if _, err := netip.ParsePrefix(prefix); err != nil {
+	p, err := netip.ParsePrefix(prefix)
+	if err != nil {
 		return usagef("%s %q is not a CIDR prefix: use e.g. 10.10.0.0/24", what, prefix)
+	}
+	if err := store.ValidatePrefix(what, p); err != nil {
+		return &usageError{msg: err.Error()}
 	}
 	return nil
 }
@@ -514,17 +579,21 @@ func siteText(p webui.APIPeer) string {
 }
 
 func (a *app) peerSet(ctx context.Context, spec cmdSpec, args []string) error {
-	var noGroups, noSite bool
+	var noGroups, noSite, noExpiry bool
+	var expires string
 	var nf peerNetFlags
 	f := newAdminFlags(spec).withTenant(tenantUsage)
 	nf.define(f)
 	f.Bool(&noGroups, "no-groups", "take the peer out of every group")
 	f.Bool(&noSite, "no-site", "make the peer an ordinary peer again instead of a site connector")
+	f.String(&expires, "expires", "", "the peer stops being let in at `WHEN`: the last day it may connect (2027-03-31, UTC), a time (2027-03-31T18:00:00Z) or a duration from now (90d, 12h, 1y)")
+	f.Bool(&noExpiry, "no-expiry", "the peer never expires")
 	f.withJSON()
 	name, err := a.parsePeerArgs(f, args)
 	if err != nil {
 		return err
 	}
+	netChange := noGroups || noSite || f.isSet("group") || f.isSet("site") || f.isSet("site-prefix")
 	switch {
 	case noGroups && f.isSet("group"):
 		return usagef("peer set: --no-groups and --group contradict each other: give one of them")
@@ -532,12 +601,50 @@ func (a *app) peerSet(ctx context.Context, spec cmdSpec, args []string) error {
 		return usagef("peer set: --no-site and --site contradict each other: give one of them")
 	case noSite && f.isSet("site-prefix"):
 		return usagef("peer set: --no-site and --site-prefix contradict each other: give one of them")
-	case !noGroups && !noSite && !f.isSet("group") && !f.isSet("site") && !f.isSet("site-prefix"):
-		return usagef("peer set: nothing to change: give --group, --no-groups, --site with --site-prefix, or --no-site")
+	case noExpiry && f.isSet("expires"):
+		return usagef("peer set: --no-expiry and --expires contradict each other: give one of them")
+	case !netChange && !noExpiry && !f.isSet("expires"):
+		return usagef("peer set: nothing to change: give --group, --no-groups, --site with --site-prefix, --no-site, --expires or --no-expiry")
 	}
 	if err := nf.check(f); err != nil {
 		return err
 	}
+	var expiry *webui.APIPeerExpiry
+	switch {
+	case f.isSet("expires"):
+		at, err := parseExpiry(a.now(), expires)
+		if err != nil {
+			return usagef("peer set: %v", err)
+		}
+		expiry = &webui.APIPeerExpiry{ExpiresAt: &at}
+	case noExpiry:
+		expiry = &webui.APIPeerExpiry{}
+	}
+	c := a.client(f)
+	var p webui.APIPeer
+	var raw []byte
+	if netChange {
+		if raw, err = setPeerNet(ctx, c, f, name, nf, noGroups, noSite, &p); err != nil {
+			return err
+		}
+	}
+	if expiry != nil {
+		if raw, err = c.callJSON(ctx, http.MethodPut, peerPath(f.tenant, name)+"/expiry", expiry, &p); err != nil {
+			if netChange {
+				return fmt.Errorf("%w (the groups and site of peer %s were changed, its expiry was not)", err, name)
+			}
+			return err
+		}
+	}
+	if f.json {
+		return a.printJSON(raw)
+	}
+	return a.printPeer(p)
+}
+
+// setPeerNet changes the groups and site of peer name as the flags say and decodes the
+// answer into p.
+func setPeerNet(ctx context.Context, c *controlClient, f *adminFlags, name string, nf peerNetFlags, noGroups, noSite bool, p *webui.APIPeer) ([]byte, error) {
 	var upd webui.APIPeerUpdate
 	switch {
 	case f.isSet("group"):
@@ -554,15 +661,122 @@ func (a *app) peerSet(ctx context.Context, spec cmdSpec, args []string) error {
 		none := ""
 		upd.Site, upd.SitePrefixes = &none, &[]string{}
 	}
-	var p webui.APIPeer
-	raw, err := a.client(f).callJSON(ctx, http.MethodPatch, peerPath(f.tenant, name), upd, &p)
+	return c.callJSON(ctx, http.MethodPatch, peerPath(f.tenant, name), upd, p)
+}
+
+// maxLifetime is the longest --expires duration: ten years of 365 days.
+const maxLifetime = 10 * 365 * 24 * time.Hour
+
+// parseLifetime parses a duration such as --expires takes: a Go duration ("12h", "30m"), or
+// whole days ("90d") or years of 365 days ("2y"), more than zero and at most ten years.
+func parseLifetime(s string) (time.Duration, error) {
+	unit := time.Duration(0)
+	num, ok := strings.CutSuffix(s, "d")
+	if ok {
+		unit = 24 * time.Hour
+	} else if num, ok = strings.CutSuffix(s, "y"); ok {
+		unit = 365 * 24 * time.Hour
+	}
+	var d time.Duration
+	if unit != 0 {
+		n, err := strconv.Atoi(num)
+		if err != nil || num == "" || num[0] == '+' || num[0] == '-' {
+			return 0, fmt.Errorf("%q is not a duration: use e.g. 90d, 12h, 30m or 2y", s)
+		}
+		if n > int(maxLifetime/unit) {
+			return 0, fmt.Errorf("%q is more than ten years: give at most 10y (3650d)", s)
+		}
+		d = time.Duration(n) * unit
+	} else {
+		var err error
+		if d, err = time.ParseDuration(s); err != nil {
+			return 0, fmt.Errorf("%q is not a duration: use e.g. 90d, 12h, 30m or 2y", s)
+		}
+	}
+	switch {
+	case d <= 0:
+		return 0, fmt.Errorf("%q is not a time to come: give a duration of a minute or more, e.g. 90d", s)
+	case d > maxLifetime:
+		return 0, fmt.Errorf("%q is more than ten years: give at most 10y (3650d)", s)
+	}
+	return d, nil
+}
+
+// parseExpiry parses peer set --expires at now: the last day the peer may connect
+// ("2027-03-31", UTC; it stops at the end of that day, as in the web UI), a time (RFC 3339) or
+// a duration from now (see parseLifetime). The result is in the future.
+func parseExpiry(now time.Time, s string) (time.Time, error) {
+	var at time.Time
+	if day, err := time.Parse(time.DateOnly, s); err == nil {
+		at = day.Add(24 * time.Hour)
+	} else if t, err := time.Parse(time.RFC3339, s); err == nil {
+		at = t
+	} else if d, err := parseLifetime(s); err == nil {
+		at = now.Add(d)
+	} else if strings.Count(s, "-") >= 2 || strings.Contains(s, ":") {
+		return time.Time{}, fmt.Errorf("--expires %q is neither a date such as 2027-03-31 nor a time such as 2027-03-31T18:00:00Z", s)
+	} else {
+		return time.Time{}, fmt.Errorf("--expires %v", err)
+	}
+	if !at.After(now) {
+		return time.Time{}, fmt.Errorf("--expires %q is over already: give a later day, or disable the peer to stop it now", s)
+	}
+	return at.UTC().Truncate(time.Second), nil
+}
+
+func (a *app) peerRename(ctx context.Context, spec cmdSpec, args []string) error {
+	f := newAdminFlags(spec).withTenant(tenantUsage)
+	pos, err := f.parse(a, args)
 	if err != nil {
 		return err
 	}
-	if f.json {
-		return a.printJSON(raw)
+	if err := f.needTenant(); err != nil {
+		return err
 	}
-	return a.printPeer(p)
+	for _, n := range pos {
+		if err := checkName("peer", n); err != nil {
+			return err
+		}
+	}
+	name, newName := pos[0], pos[1]
+	var p webui.APIPeer
+	if _, err := a.client(f).callJSON(ctx, http.MethodPost, peerPath(f.tenant, name)+"/rename", webui.APIPeerRename{Name: newName}, &p); err != nil {
+		return err
+	}
+	a.note("peer %s of tenant %s renamed to %s: its key, addresses and config stay", name, f.tenant, p.Name)
+	return nil
+}
+
+func (a *app) peerRotate(ctx context.Context, spec cmdSpec, args []string) error {
+	var pub string
+	var qr bool
+	f := newAdminFlags(spec).withTenant(tenantUsage)
+	f.String(&pub, "public-key", "", "the public `KEY` of a new key pair the user made (base64, from wg pubkey); default: the server generates the key pair")
+	f.Bool(&qr, "qr", qrUsage)
+	name, err := a.parsePeerArgs(f, args)
+	if err != nil {
+		return err
+	}
+	var body any // none: the server generates the key pair
+	if pub != "" {
+		if _, err := store.ParseKey(pub); err != nil {
+			return usagef("peer rotate: --public-key: %s", strings.TrimPrefix(err.Error(), store.ErrInvalid.Error()+": "))
+		}
+		body = webui.APIPeerRotate{PublicKey: pub}
+	}
+	var rotated webui.APIPeerCreated
+	if _, err := a.client(f).callJSON(ctx, http.MethodPost, peerPath(f.tenant, name)+"/rotate", body, &rotated); err != nil {
+		return err
+	}
+	if err := a.printConfig(rotated.Config, qr); err != nil {
+		return fmt.Errorf("peer %s of tenant %s has a new key, but printing its config failed (print it with 'popgate peer config'): %w", name, f.tenant, err)
+	}
+	p := rotated.Peer
+	a.note("peer %s of tenant %s has a new key (public key %s): the old key stopped working; import this config on the device", p.Name, p.Tenant, p.PublicKey)
+	if !p.ServerKey {
+		a.note("the config has no private key: put the private key that belongs to %s into its PrivateKey line", p.PublicKey)
+	}
+	return nil
 }
 
 func (a *app) peerConfig(ctx context.Context, spec cmdSpec, args []string) error {
@@ -638,7 +852,7 @@ func (a *app) peerList(ctx context.Context, spec cmdSpec, args []string) error {
 			return fmt.Errorf("%w: %v", errListFormat, err)
 		}
 		return table.Row(p.Tenant, p.Name, p.IPv4, p.IPv6, orDash(strings.Join(p.Groups, ",")), orDash(p.Site),
-			peerState(p), yesNo(p.Online), handshake(now, p), humanBytes(p.RxBytes), humanBytes(p.TxBytes))
+			peerState(now, p), yesNo(p.Online), handshake(now, p), humanBytes(p.RxBytes), humanBytes(p.TxBytes))
 	})
 	switch {
 	case stdout.err != nil:
@@ -701,7 +915,8 @@ func (a *app) printPeer(p webui.APIPeer) error {
 		{"ipv6", p.IPv6},
 		{"groups", orDash(strings.Join(p.Groups, ", "))},
 		{"site", siteText(p)},
-		{"state", peerState(p)},
+		{"state", peerState(now, p)},
+		{"expires", expiresText(now, p)},
 		{"created", p.CreatedAt.Local().Format("2006-01-02 15:04:05 MST") + " (" + ago(now, p.CreatedAt) + ")"},
 		{"online", yesNo(p.Online)},
 		{"endpoint", endpoint},

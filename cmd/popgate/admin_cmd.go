@@ -94,13 +94,15 @@ var adminCommands = []subcommand{
 	{cmdSpec{
 		name:    "admin disable-totp",
 		usage:   "admin disable-totp [--data-dir DIR] NAME",
+		summary: "Turn off the one-time-code second factor of an admin who lost their authenticator app",
 		about:   "Turn off the one-time-code second factor of an admin who lost their authenticator app; they can enrol again after signing in.",
 		example: "popgate admin disable-totp alice",
 		args:    []string{"NAME"},
 	}, (*app).adminDisableTOTP},
 	{cmdSpec{
-		name:  "admin hash-password",
-		usage: "admin hash-password",
+		name:    "admin hash-password",
+		usage:   "admin hash-password",
+		summary: "Print the argon2id hash of a password read from stdin, for --admin-password-hash",
 		about: "Read a password from the first line of stdin and print its argon2id hash, for " +
 			"--admin-password-hash (admin_password_hash in the config file, e.g. in a VM image's cloud-init seed): " +
 			"the first admin then gets this password and none is printed. Needs no running serve.",
@@ -332,8 +334,8 @@ var tokenCommands = []subcommand{
 	{cmdSpec{
 		name:  "token add",
 		usage: "token add --role owner|tenant_admin|viewer [--tenant TENANT] [--expires DURATION] [--data-dir DIR] NAME",
-		about: "Make an API token and print it on stdout, this once. --expires takes a duration such as 90d, 12h or 30m " +
-			"(default: never).",
+		about: "Make an API token and print it on stdout, this once. --expires takes a duration such as 90d, 12h, 30m " +
+			"or 2y, at most ten years (default: never).",
 		example: "popgate token add --role tenant_admin --tenant acme --expires 90d acme-ci\n" +
 			"curl -H \"Authorization: Bearer $TOKEN\" https://vpn.example.com:8443/api/v1/peers",
 		args: []string{"NAME"},
@@ -357,29 +359,11 @@ func (a *app) cmdToken(ctx context.Context, args []string) error {
 	return a.group(ctx, "token", tokenAbout, tokenCommands, args)
 }
 
-// parseLifetime parses --expires: a Go duration ("12h", "30m") or whole days ("90d").
-func parseLifetime(s string) (time.Duration, error) {
-	var d time.Duration
-	var err error
-	if days, ok := strings.CutSuffix(s, "d"); ok {
-		var n int
-		if n, err = strconv.Atoi(days); err == nil {
-			d = time.Duration(n) * 24 * time.Hour
-		}
-	} else {
-		d, err = time.ParseDuration(s)
-	}
-	if err != nil || d <= 0 || d > 10*365*24*time.Hour {
-		return 0, fmt.Errorf("--expires %q is not a duration such as 90d, 12h or 30m (at most ten years)", s)
-	}
-	return d, nil
-}
-
 func (a *app) tokenAdd(ctx context.Context, spec cmdSpec, args []string) error {
 	var role, expires string
 	f := newAdminFlags(spec).withTenant("limit the token to `TENANT`")
 	f.String(&role, "role", "", "`ROLE`: owner, tenant_admin or viewer (required)")
-	f.String(&expires, "expires", "", "the token stops working after `DURATION`, e.g. 90d, 12h (default: never)")
+	f.String(&expires, "expires", "", "the token stops working after `DURATION`, e.g. 90d, 12h or 2y, at most 10y (default: never)")
 	pos, err := f.parse(a, args)
 	if err != nil {
 		return err
@@ -398,7 +382,7 @@ func (a *app) tokenAdd(ctx context.Context, spec cmdSpec, args []string) error {
 	if expires != "" {
 		d, err := parseLifetime(expires)
 		if err != nil {
-			return usagef("token add: %v", err)
+			return usagef("token add: --expires %v", err)
 		}
 		at := a.now().Add(d).UTC().Truncate(time.Second)
 		req.ExpiresAt = &at

@@ -217,6 +217,7 @@ func TestAdminCommands(t *testing.T) {
 				"groups:              eng, ops\n" +
 				"site:                -\n" +
 				"state:               enabled\n" +
+				"expires:             never\n" +
 				"created:             " + time.Date(2026, 3, 11, 15, 9, 26, 0, time.UTC).Local().Format("2006-01-02 15:04:05 MST") + " (3d ago)\n" +
 				"online:              yes\n" +
 				"endpoint:            198.51.100.4:40000\n" +

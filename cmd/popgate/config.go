@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 
@@ -118,7 +119,7 @@ var serveSettingsTable = []setting{
 		field: func(s *serveSettings) any { return &s.MTU }},
 	{name: "exit-mode", usage: "`MODE` of the internet exit: auto, userspace (no privileges) or kernel (needs CAP_NET_ADMIN)",
 		field: func(s *serveSettings) any { return &s.ExitMode }},
-	{name: "region", usage: "`NAME` of the region this node serves",
+	{name: "region", usage: "`NAME` of the region this node serves: 1-32 lower-case letters, digits and '-', e.g. fra or us-east-1",
 		field: func(s *serveSettings) any { return &s.Region }},
 	{name: "node-name", usage: "`NAME` of this node", defText: "the host name",
 		field: func(s *serveSettings) any { return &s.NodeName }},
@@ -502,6 +503,10 @@ func (a *app) buildServeConfig(s serveSettings, origin map[string]string) (Serve
 		return sc, bad("dns-upstream", "%v", err)
 	}
 
+	if !regionRE.MatchString(s.Region) {
+		return sc, bad("region", "region %q is invalid: %s", s.Region, regionRule)
+	}
+
 	nodeName := s.NodeName
 	if nodeName == "" {
 		if h, err := a.hostname(); err == nil && h != "" {
@@ -555,6 +560,12 @@ func blame(bad gateway.Config, err error, origin map[string]string) string {
 	}
 	return ""
 }
+
+// A region's name is written into client configs and, with many nodes, into host names: a
+// DNS label.
+var regionRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,31}$`)
+
+const regionRule = "use 1-32 lower-case letters, digits and '-', starting with a letter or digit, e.g. fra or us-east-1"
 
 // checkHostPort checks that s is [host]:port with a numeric port in 0-65535 (0: any free
 // port, which tests use).

@@ -183,6 +183,12 @@ func TestServeConfigErrors(t *testing.T) {
 		{"mtu", nil, []string{"--mtu", "100"}, []string{"mtu 100 is out of range", "(set by --mtu)"}},
 		{"empty data dir", nil, []string{"--data-dir", ""}, []string{"data dir is empty", "(set by --data-dir)"}},
 		{"bad interface", nil, []string{"--interface", "a/b"}, []string{`interface "a/b" is not a valid interface name`}},
+		{"region with a space", nil, []string{"--region", "Bad Region"},
+			[]string{`region "Bad Region" is invalid: use 1-32 lower-case letters, digits and '-', starting with a letter or digit, e.g. fra or us-east-1 (set by --region)`}},
+		{"region in capitals", map[string]string{"POPGATE_REGION": "FRA"}, nil, []string{`region "FRA" is invalid`, "(set by POPGATE_REGION)"}},
+		{"region starting with '-'", nil, []string{"--region", "-fra"}, []string{`region "-fra" is invalid`}},
+		{"region too long", nil, []string{"--region", strings.Repeat("a", 33)}, []string{"is invalid: use 1-32"}},
+		{"region with a newline", nil, []string{"--region", "fra\nevil"}, []string{`region "fra\nevil" is invalid`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ta := newTestApp(t, tc.env)
@@ -191,6 +197,17 @@ func TestServeConfigErrors(t *testing.T) {
 			}
 			checkOneErrorLine(t, ta.stderr.String(), tc.wants...)
 		})
+	}
+}
+
+// TestServeRegionNames: names of the region form pass.
+func TestServeRegionNames(t *testing.T) {
+	for _, region := range []string{"local", "fra", "us-east-1", "seed-region", "1", strings.Repeat("a", 32)} {
+		ta := newTestApp(t, nil)
+		sc, err := ta.loadServeConfig([]string{"--region", region})
+		if err != nil || sc.Gateway.Region != region {
+			t.Errorf("--region %q: %v, %v", region, sc.Gateway.Region, err)
+		}
 	}
 }
 

@@ -13,6 +13,7 @@ type cmdSpec struct {
 	name    string   // as typed: "peer add"
 	usage   string   // synopsis after "popgate ", e.g. "peer add --tenant TENANT NAME"
 	about   string   // what it does, one or more sentences
+	summary string   // one line for the group's help; "" for the first sentence of about
 	example string   // one or more example lines
 	args    []string // names of the positional arguments, all required
 }

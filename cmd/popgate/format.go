@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 	"unicode/utf8"
@@ -77,11 +78,28 @@ func handshake(now time.Time, p webui.APIPeer) string {
 	return ago(now, *p.LastHandshake)
 }
 
-func peerState(p webui.APIPeer) string {
-	if p.Enabled {
-		return "enabled"
+// peerState is "enabled", "disabled" or, for an enabled peer past its expiry at now,
+// "expired".
+func peerState(now time.Time, p webui.APIPeer) string {
+	switch {
+	case !p.Enabled:
+		return "disabled"
+	case p.ExpiresAt != nil && !now.Before(*p.ExpiresAt):
+		return "expired"
 	}
-	return "disabled"
+	return "enabled"
+}
+
+// expiresText says when a peer expires: "never", or the time and how far off it is.
+func expiresText(now time.Time, p webui.APIPeer) string {
+	if p.ExpiresAt == nil {
+		return "never"
+	}
+	at := p.ExpiresAt.Local().Format("2006-01-02 15:04:05 MST")
+	if !now.Before(*p.ExpiresAt) {
+		return at + " (" + ago(now, *p.ExpiresAt) + ")"
+	}
+	return at + " (in " + strings.TrimSuffix(ago(*p.ExpiresAt, now), " ago") + ")"
 }
 
 func yesNo(b bool) string {

@@ -67,7 +67,7 @@ func TestUsageErrors(t *testing.T) {
 	}{
 		{[]string{"frobnicate"}, []string{`unknown command "frobnicate"`}},
 		{[]string{"tenant"}, []string{"tenant: missing subcommand: use add, list, set or remove"}},
-		{[]string{"peer", "frob"}, []string{`peer: unknown subcommand "frob"`, "add, list, config, show, set, disable, enable or remove"}},
+		{[]string{"peer", "frob"}, []string{`peer: unknown subcommand "frob"`, "add, list, config, show, set, rename, rotate, disable, enable or remove"}},
 		{[]string{"tenant", "add"}, []string{"tenant add: missing NAME", "usage: popgate tenant add"}},
 		{[]string{"tenant", "add", "a", "b"}, []string{`tenant add: unexpected argument "b"`}},
 		{[]string{"tenant", "add", "Acme"}, []string{`tenant name "Acme" is invalid`}},

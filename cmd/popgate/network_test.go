@@ -47,6 +47,7 @@ func laptopShow() string {
 		"groups:              eng, ops\n" +
 		"site:                -\n" +
 		"state:               enabled\n" +
+		"expires:             never\n" +
 		"created:             " + time.Date(2026, 3, 11, 15, 9, 26, 0, time.UTC).Local().Format("2006-01-02 15:04:05 MST") + " (3d ago)\n" +
 		"online:              yes\n" +
 		"endpoint:            198.51.100.4:40000\n" +
@@ -118,6 +119,7 @@ func TestNetworkCommands(t *testing.T) {
 				"groups:              -\n" +
 				"site:                office (10.10.0.0/24, 10.20.0.0/16)\n" +
 				"state:               enabled\n" +
+				"expires:             never\n" +
 				"created:             " + time.Date(2026, 3, 14, 15, 9, 0, 0, time.UTC).Local().Format("2006-01-02 15:04:05 MST") + " (26s ago)\n" +
 				"online:              no\n" +
 				"endpoint:            -\n" +
@@ -243,12 +245,12 @@ func TestNetworkCommands(t *testing.T) {
 		},
 		{
 			name: "route add refused",
-			args: []string{"route", "add", "--tenant", "acme", "10.10.0.1/24"},
+			args: []string{"route", "add", "--tenant", "acme", "100.64.1.0/24"},
 			answers: map[string]answer{"POST /api/v1/tenants/acme/routes": {400,
-				`{"error":"route prefix 10.10.0.1/24 has host bits set: use 10.10.0.0/24"}`, nil}},
-			want:   []request{{"POST", "/api/v1/tenants/acme/routes", "", appJSON, `{"prefix":"10.10.0.1/24","via":"internet"}`}},
+				`{"error":"route prefix 100.64.1.0/24 is inside the overlay network 100.64.0.0/10"}`, nil}},
+			want:   []request{{"POST", "/api/v1/tenants/acme/routes", "", appJSON, `{"prefix":"100.64.1.0/24","via":"internet"}`}},
 			code:   exitRuntime,
-			stderr: "popgate: route prefix 10.10.0.1/24 has host bits set: use 10.10.0.0/24\n",
+			stderr: "popgate: route prefix 100.64.1.0/24 is inside the overlay network 100.64.0.0/10\n",
 		},
 		{
 			name:    "route remove",
@@ -367,7 +369,7 @@ func TestNetworkUsageErrors(t *testing.T) {
 		{args: []string{"peer", "add", "--tenant", "acme", "--group", "-eng", "laptop"},
 			want: `group name "-eng" is invalid`},
 		{args: []string{"peer", "set", "--tenant", "acme", "laptop"},
-			want: "popgate: peer set: nothing to change: give --group, --no-groups, --site with --site-prefix, or --no-site\n"},
+			want: "popgate: peer set: nothing to change: give --group, --no-groups, --site with --site-prefix, --no-site, --expires or --no-expiry\n"},
 		{args: []string{"peer", "set", "--tenant", "acme", "--no-groups", "--group", "eng", "laptop"},
 			want: "popgate: peer set: --no-groups and --group contradict each other: give one of them\n"},
 		{args: []string{"peer", "set", "--tenant", "acme", "--no-site", "--site", "office", "--site-prefix", "10.10.0.0/24", "gw"},

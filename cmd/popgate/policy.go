@@ -33,7 +33,9 @@ var policyCommands = []subcommand{
 		usage: "policy set --tenant TENANT [--data-dir DIR] FILE",
 		about: "Replace the policy of a tenant with the policy file FILE (\"-\" reads stdin). The server " +
 			"checks the whole file first: when something is wrong it changes nothing and every problem is " +
-			"printed as FILE:LINE: what is wrong and how to fix it. A new policy takes effect within a " +
+			"printed as FILE:LINE: what is wrong and how to fix it. Groups, peers and sites the tenant does " +
+			"not have (yet) are no mistake: the policy is set, each is printed as FILE:LINE: warning: ..., and " +
+			"its rules match nothing until the names exist. A new policy takes effect within a " +
 			"second; flows it still allows keep running, the others are cut.\n\n" +
 			"One statement per line, '#' starts a comment. 'default allow' or 'default deny' (deny when " +
 			"left out) decides what no rule matches; a rule is 'allow|deny SOURCES -> DESTINATIONS " +
@@ -115,6 +117,18 @@ func (a *app) policySet(ctx context.Context, spec cmdSpec, args []string) error 
 	var set webui.APIPolicySet
 	if err := decodeAnswer(http.MethodPut, path, data, &set); err != nil {
 		return err
+	}
+	for _, w := range set.Warnings {
+		if w.Line > 0 {
+			a.note("%s:%d: warning: %s", file, w.Line, w.Message)
+		} else {
+			a.note("%s: warning: %s", file, w.Message)
+		}
+	}
+	if len(set.Warnings) > 0 {
+		a.note("policy of tenant %s set: %d rules, default %s; the names warned about above match nothing until they exist",
+			f.tenant, set.Rules, set.Default)
+		return nil
 	}
 	a.note("policy of tenant %s set: %d rules, default %s", f.tenant, set.Rules, set.Default)
 	return nil
