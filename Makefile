@@ -1,8 +1,9 @@
 # popgate — build, run and test. `make test` is what CI runs (.ci/run).
 #
 # Targets:
-#   build      bin/popgate, version from `git describe` (or "dev")
+#   build      bin/popgate, version from `git describe` (or "dev"); says how far a long build got
 #   run        build, then `popgate serve` with its defaults (data in ./popgate-data, no root needed)
+#              and the flags in ARGS: make run ARGS="--public-endpoint vpn.example.com:51820"
 #   test-deps  install the Debian packages the end-to-end tests use (only what is missing)
 #   lint       gofmt, go vet, staticcheck
 #   test       test-deps + lint + every Go test (end-to-end tests need root and skip without it),
@@ -25,15 +26,32 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # Stock WireGuard and network tools the end-to-end tests drive (see shared TESTBED.md).
 DEB_DEPS := wireguard-tools wireguard-go iproute2 iptables iputils-ping iperf3 chromium
 
+# ARGS are the flags `make run` passes to `popgate serve`.
+ARGS ?=
+# FIRST_BUILD is how long a build with an empty Go build cache took on a 2-core VM (measured:
+# GOCACHE=$(mktemp -d) nice go build ./cmd/popgate took 244 s while other jobs kept the load at 10-16).
+FIRST_BUILD := 4 minutes
+
 .PHONY: all build run test-deps lint test fuzz clean bench
 
 all: build
 
+# go build -v names each package as it compiles it (none when the cache has them all): after
+# the first few a build is a long one, and every 50 packages it says how far it got. Other
+# lines (errors) pass through.
 build:
-	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/popgate
+	@echo "$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/popgate"
+	@total=$$($(GO) list -deps ./cmd/popgate | wc -l); \
+	$(GO) build -v -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/popgate 2>&1 | \
+	awk -v total="$$total" ' \
+		/^[A-Za-z0-9._~\/-]+$$/ { \
+			if (++n == 10) printf "build: compiling $(BIN) and the packages it uses (%d in all, the Go standard library included): a first build takes about $(FIRST_BUILD) on a 2-core VM, later builds seconds\n", total; \
+			if (n % 50 == 0) printf "build: %d of %d packages compiled\n", n, total; \
+			fflush(); next } \
+		{ print; fflush() }'
 
 run: build
-	./$(BIN) serve
+	$(BIN) serve $(ARGS)
 
 test-deps:
 	@missing=""; \
