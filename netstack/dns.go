@@ -68,20 +68,20 @@ func (e *Exit) handleLocalUDP(r *udp.ForwarderRequest) {
 		e.sendUnreachable(src, dst, false)
 		return
 	}
-	if !e.reserveFlow() {
+	f := &dnsFlow{e: e, src: src, idle: min(e.cfg.UDPIdleTimeout, dnsIdleTimeout)}
+	if f.acct = e.admit(src.Addr(), kindUDP, f); f.acct == nil {
 		e.sendUnreachable(src, dst, true)
 		return
 	}
 	var wq waiter.Queue
 	ep, err := r.CreateEndpoint(&wq)
 	if err != nil {
-		e.releaseFlow()
+		e.acct.release(f.acct)
 		return
 	}
-	f := &dnsFlow{e: e, client: gonet.NewUDPConn(&wq, ep), src: src, idle: min(e.cfg.UDPIdleTimeout, dnsIdleTimeout)}
-	if !e.goFlow(f, f.serve) {
-		f.client.Close()
-		e.releaseFlow()
+	if !f.setClient(gonet.NewUDPConn(&wq, ep)) || !e.goFlow(f, f.serve) {
+		f.abort()
+		e.acct.release(f.acct)
 	}
 }
 
@@ -90,22 +90,36 @@ const dnsBufSize = 64 << 10
 
 // dnsFlow is one client addr:port talking to the DNS service.
 type dnsFlow struct {
-	e      *Exit
-	client *gonet.UDPConn // the client leg, in gVisor
-	src    netip.AddrPort
-	idle   time.Duration // close after this long without a query
-	clock  idleDeadline  // the last query; the client leg's read deadline
+	e     *Exit
+	src   netip.AddrPort
+	idle  time.Duration // close after this long without a query
+	clock idleDeadline  // the last query; the client leg's read deadline
+	acct  *acctFlow     // set before the flow is admitted, never changed
 
-	mu      sync.Mutex // guards host, aborted
-	host    net.Conn   // the upstream being asked
+	mu      sync.Mutex     // guards client (until serve starts), host, aborted
+	client  *gonet.UDPConn // the client leg, in gVisor; set once before serve starts
+	host    net.Conn       // the upstream being asked
 	aborted bool
+}
+
+// setClient sets the client leg; false, and the leg closed, when the flow was aborted (an
+// eviction) before it had one.
+func (f *dnsFlow) setClient(c *gonet.UDPConn) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.aborted {
+		c.Close()
+		return false
+	}
+	f.client = c
+	return true
 }
 
 // serve answers the flow's queries: each goes to the upstreams in order and the first
 // matching answer goes back. The flow ends after f.idle without queries.
 func (f *dnsFlow) serve() {
 	e := f.e
-	defer e.releaseFlow()
+	defer e.acct.release(f.acct)
 	e.st.udpFlows.Add(1)
 	defer e.st.udpFlows.Add(-1)
 	defer f.abort()
@@ -115,6 +129,7 @@ func (f *dnsFlow) serve() {
 	defer putBuf(qp)
 	defer putBuf(rp)
 	q, resp := (*qp)[:dnsBufSize], (*rp)[:dnsBufSize]
+	replied := false
 	for {
 		n, err := f.read(q)
 		if err != nil {
@@ -133,6 +148,11 @@ func (f *dnsFlow) serve() {
 		}
 		if _, err := f.client.Write(a); err != nil {
 			return
+		}
+		if !replied { // the first answer assures the flow
+			if replied = true; !e.acct.assure(f.acct) {
+				return
+			}
 		}
 	}
 }
@@ -233,7 +253,9 @@ func (f *dnsFlow) abort() {
 		return
 	}
 	f.aborted = true
-	f.client.Close()
+	if f.client != nil {
+		f.client.Close()
+	}
 	if f.host != nil {
 		f.host.Close()
 	}

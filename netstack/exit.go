@@ -49,13 +49,26 @@ type Config struct {
 	// net.ipv4.ping_group_range includes our gid), else raw sockets when privileged, else
 	// none (echo to non-local destinations is dropped and counted, one log line says why).
 	Pinger Pinger
-	// UDPIdleTimeout closes a UDP flow (and its host socket) that saw no datagram either way
-	// for this long. Default 2m (like conntrack's UDP stream timeout).
+	// UDPIdleTimeout closes a UDP flow (and its host socket) that got a reply and then saw
+	// no datagram either way for this long. Default 2m (like conntrack's UDP stream timeout).
 	UDPIdleTimeout time.Duration
-	// MaxFlows bounds concurrent TCP+UDP flows, including those still dialling. New flows
-	// above it are refused (TCP RST, UDP ICMP administratively prohibited) and counted.
-	// Default 65536.
+	// UDPUnrepliedTimeout closes a UDP flow that never got a reply after this long without a
+	// datagram, so that a flood of new flows frees its sockets fast. Default 30s (like
+	// conntrack's unreplied UDP timeout); at most UDPIdleTimeout.
+	UDPUnrepliedTimeout time.Duration
+	// MaxFlows bounds the node's flows: TCP and UDP flows, including those still
+	// dialling, and echo requests waiting for a reply. A new flow above it first closes the
+	// oldest flow that never got a reply; when there is none it is refused (TCP RST, UDP
+	// ICMP administratively prohibited, echo dropped) and counted (see Limit). Default 65536.
 	MaxFlows int
+	// FDBudget bounds the host sockets that flows hold (TCP, UDP, DNS), like MaxFlows, so
+	// that the process keeps descriptors for everything else it serves. Default MaxFlows.
+	FDBudget int
+	// Owner tells whose a client address is when it opens a flow: the peer and tenant its
+	// flows count against, and their limits (see Limit). It must be cheap and must not
+	// block; it is not called for packets of open flows. Default: every address belongs to
+	// one owner without limits of its own.
+	Owner func(client netip.Addr) Owner
 
 	// disableGRO turns off inbound GRO; for benchmarks comparing the two.
 	disableGRO bool
@@ -63,9 +76,10 @@ type Config struct {
 
 // Defaults.
 const (
-	DefaultMTU            = 1420
-	DefaultUDPIdleTimeout = 2 * time.Minute
-	DefaultMaxFlows       = 65536
+	DefaultMTU                 = 1420
+	DefaultUDPIdleTimeout      = 2 * time.Minute
+	DefaultUDPUnrepliedTimeout = 30 * time.Second
+	DefaultMaxFlows            = 65536
 )
 
 // Validate fills defaults and rejects bad values with a message naming the field and the fix.
@@ -100,11 +114,23 @@ func (c *Config) Validate() error {
 	if c.UDPIdleTimeout < 0 {
 		return fmt.Errorf("netstack: UDPIdleTimeout %v is negative: use a positive duration such as 2m", c.UDPIdleTimeout)
 	}
+	if c.UDPUnrepliedTimeout == 0 {
+		c.UDPUnrepliedTimeout = min(DefaultUDPUnrepliedTimeout, c.UDPIdleTimeout)
+	}
+	if c.UDPUnrepliedTimeout < 0 || c.UDPUnrepliedTimeout > c.UDPIdleTimeout {
+		return fmt.Errorf("netstack: UDPUnrepliedTimeout %v is out of range: use a positive duration no longer than UDPIdleTimeout (%v), such as 30s", c.UDPUnrepliedTimeout, c.UDPIdleTimeout)
+	}
 	if c.MaxFlows == 0 {
 		c.MaxFlows = DefaultMaxFlows
 	}
 	if c.MaxFlows < 0 {
 		return fmt.Errorf("netstack: MaxFlows %d is negative: use a positive bound such as 65536", c.MaxFlows)
+	}
+	if c.FDBudget == 0 {
+		c.FDBudget = c.MaxFlows
+	}
+	if c.FDBudget < 0 {
+		return fmt.Errorf("netstack: FDBudget %d is negative: use a positive number of sockets, such as the descriptor limit less a reserve", c.FDBudget)
 	}
 	return nil
 }
@@ -141,7 +167,7 @@ type Exit struct {
 	flowsOff bool           // set by Close: no new flow may start
 	wg       sync.WaitGroup // every goroutine the exit starts; Add only under mu with !flowsOff
 
-	reserved atomic.Int64 // flows counted against MaxFlows (dialling or open)
+	acct *acct // every flow, counted against the limits
 
 	pinger     Pinger
 	pings      pingTable
@@ -175,7 +201,8 @@ func New(cfg Config, log *slog.Logger) (*Exit, error) {
 	}
 	e.txPool.New = func() any { return newUDPTx(e) }
 	e.ctx, e.cancel = context.WithCancel(context.Background())
-	e.pings.init(maxOutstandingPings)
+	e.acct = newAcct(cfg.MaxFlows, cfg.FDBudget, e.now, log)
+	e.pings.init(e.acct)
 
 	e.link = newLinkEndpoint(uint32(cfg.MTU), e.emitBatch, !cfg.disableGRO)
 	s, err := newStack(e.link)
@@ -194,6 +221,7 @@ func New(cfg Config, log *slog.Logger) (*Exit, error) {
 		// Not fatal: ping through the exit is unavailable, everything else works.
 		log.Warn("ping through the exit is unavailable", "err", err)
 	}
+	e.goFlow(nil, e.expirePings)
 	return e, nil
 }
 
@@ -379,14 +407,30 @@ func (e *Exit) forget(f flowCloser) {
 	e.mu.Unlock()
 }
 
-// reserveFlow takes one of MaxFlows slots; false (and counted) when none is free.
-func (e *Exit) reserveFlow() bool {
-	if e.reserved.Add(1) > int64(e.cfg.MaxFlows) {
-		e.reserved.Add(-1)
-		e.st.flowsRefused.Add(1)
-		return false
+// owner returns whose the client address a is.
+func (e *Exit) owner(a netip.Addr) Owner {
+	if e.cfg.Owner == nil {
+		return Owner{}
 	}
-	return true
+	return e.cfg.Owner(a)
 }
 
-func (e *Exit) releaseFlow() { e.reserved.Add(-1) }
+// admit counts a new flow of kind for the client address src; target is aborted should
+// the flow be evicted to make room for another. It evicts flows that never got a reply when
+// a limit is reached (see Limit) and returns nil, counted, when it must refuse. The caller
+// must hold no lock that a flow's abort takes, and must release the flow when it ends.
+func (e *Exit) admit(src netip.Addr, kind flowKind, target flowCloser) *acctFlow {
+	o := e.owner(src)
+	var buf [maxEvictions]flowCloser
+	f, _, victims := e.acct.admit(&o, kind, target, buf[:0])
+	for _, v := range victims {
+		v.abort()
+	}
+	if f == nil {
+		e.st.flowsRefused.Add(1)
+	}
+	return f
+}
+
+// TenantFlows returns every tenant's share of the exit, by the Owner.Tenant of its flows.
+func (e *Exit) TenantFlows() map[int64]TenantFlows { return e.acct.tenantFlows() }

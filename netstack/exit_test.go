@@ -568,7 +568,7 @@ func TestCloseNoGoroutineLeak(t *testing.T) {
 
 		within(t, 5*time.Second, "flows to open", func() bool {
 			st := h.exit.Stats()
-			return st.TCPFlows == 1 && st.UDPFlows == 2 && h.exit.reserved.Load() == 4
+			return st.TCPFlows == 1 && st.UDPFlows == 2 && h.exit.Stats().Flows == 5
 		})
 		h.close()
 		if err := h.exit.Close(); err != nil { // idempotent
@@ -582,7 +582,7 @@ func TestCloseAbortsPendingDial(t *testing.T) {
 	before := runtime.NumGoroutine()
 	h := newHarness(t, Config{Dialer: blockDialer{}})
 	go h.dialTCP(context.Background(), ap(publicV4, 80))
-	within(t, 5*time.Second, "the dial to start", func() bool { return h.exit.reserved.Load() == 1 })
+	within(t, 5*time.Second, "the dial to start", func() bool { return h.exit.Stats().Flows == 1 })
 	done := make(chan struct{})
 	go func() { h.close(); close(done) }()
 	select {

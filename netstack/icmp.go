@@ -17,13 +17,12 @@ import (
 const (
 	// pingTimeout is how long an echo request waits for its reply (ping's default -W is 10s).
 	pingTimeout = 10 * time.Second
-	// maxOutstandingPings bounds echo requests waiting for replies, for all clients.
-	maxOutstandingPings = 4096
 	// replyTTL is the TTL (hop limit) of the packets the exit synthesises.
 	replyTTL = 64
 )
 
-// handleEcho answers or re-originates one echo request; p is the whole IP packet.
+// handleEcho answers or re-originates one echo request; p is the whole IP packet. An echo
+// request waiting for its reply is a flow of its client's (kindICMP), bounded like the others.
 func (e *Exit) handleEcho(p []byte, pi *pktInfo) {
 	icmp := p[pi.l4:]
 	id := binary.BigEndian.Uint16(icmp[4:6])
@@ -38,13 +37,18 @@ func (e *Exit) handleEcho(p []byte, pi *pktInfo) {
 		return
 	}
 
-	exitID, ok := e.pings.add(pi.dst, pi.src, id, seq, e.now())
+	ent := &pingEntry{client: pi.src, clientID: id, expires: e.now() + int64(pingTimeout)}
+	if ent.acct = e.admit(pi.src, kindICMP, ent); ent.acct == nil {
+		return // counted
+	}
+	exitID, ok := e.pings.add(pi.dst, seq, ent)
 	if !ok {
+		e.acct.release(ent.acct)
 		e.st.drop(DropPingLimit)
 		return
 	}
 	if err := e.pinger.Ping(e.ctx, pi.dst, exitID, seq, payload); err != nil {
-		e.pings.remove(pingKey{pi.dst, exitID, seq}, pi.src)
+		e.pings.remove(ent)
 		if errors.Is(err, ErrPingUnavailable) {
 			e.st.drop(DropPingUnavailable)
 		} else {
@@ -69,51 +73,75 @@ func (e *Exit) onEchoReply(src netip.Addr, id, seq uint16, payload []byte) {
 	e.st.pingsAnswered.Add(1)
 }
 
+// expirePings forgets echo requests that went unanswered for pingTimeout, every
+// pingTimeout, until Close.
+func (e *Exit) expirePings() {
+	t := time.NewTicker(pingTimeout)
+	defer t.Stop()
+	for {
+		select {
+		case <-e.ctx.Done():
+			return
+		case <-t.C:
+			e.pings.expire(e.now())
+		}
+	}
+}
+
 // pingKey names one outstanding echo request as the Pinger sees it.
 type pingKey struct {
 	dst     netip.Addr
 	id, seq uint16
 }
 
+// pingEntry is one outstanding echo request.
 type pingEntry struct {
+	t        *pingTable
+	key      pingKey // set by add
 	client   netip.Addr
 	clientID uint16
-	expires  int64 // e.now() after which the entry is dead
+	expires  int64     // e.now() after which the entry is dead
+	acct     *acctFlow // released when the entry leaves the table
 }
+
+// abort forgets the request: an eviction (its reply, should it come, is dropped).
+func (ent *pingEntry) abort() { ent.t.remove(ent) }
+
+// maxPingIDTries bounds the ids tried for one request whose id is taken.
+const maxPingIDTries = 16
 
 // pingTable maps outstanding echo requests back to their clients. Two clients may ping
 // the same destination with the same id and seq, so the exit substitutes its own id when
-// the client's is taken, like a NAT does for ICMP query ids.
+// the client's is taken, like a NAT does for ICMP query ids. Its size is bounded by the
+// flow limits, which count every entry.
 type pingTable struct {
+	acct   *acct
 	mu     sync.Mutex // guards m, nextID
-	m      map[pingKey]pingEntry
-	max    int
+	m      map[pingKey]*pingEntry
 	nextID uint16
 }
 
-func (t *pingTable) init(max int) {
-	t.m = make(map[pingKey]pingEntry)
-	t.max = max
+func (t *pingTable) init(a *acct) {
+	t.acct = a
+	t.m = make(map[pingKey]*pingEntry)
 	t.nextID = 0x8000
 }
 
-// add records a request from client and returns the id to send it with; false when the
-// table is full of live entries.
-func (t *pingTable) add(dst, client netip.Addr, clientID, seq uint16, now int64) (uint16, bool) {
+// add records ent, a request to dst with seq, and returns the id to send it with; false
+// when no id is free.
+func (t *pingTable) add(dst netip.Addr, seq uint16, ent *pingEntry) (uint16, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if len(t.m) >= t.max {
-		t.sweepLocked(now)
-		if len(t.m) >= t.max {
-			return 0, false
-		}
-	}
-	ent := pingEntry{client: client, clientID: clientID, expires: now + int64(pingTimeout)}
-	id := clientID
-	for range 16 {
+	ent.t = t
+	id := ent.clientID
+	for range maxPingIDTries {
 		k := pingKey{dst, id, seq}
 		old, taken := t.m[k]
-		if !taken || old.expires < now || (old.client == client && old.clientID == clientID) {
+		if !taken || old.expires < ent.expires-int64(pingTimeout) || (old.client == ent.client && old.clientID == ent.clientID) {
+			if taken {
+				t.forgetLocked(old)
+			}
+			ent.key = k
 			t.m[k] = ent
 			return id, true
 		}
@@ -124,32 +152,40 @@ func (t *pingTable) add(dst, client netip.Addr, clientID, seq uint16, now int64)
 }
 
 // take removes and returns the live entry for k.
-func (t *pingTable) take(k pingKey, now int64) (pingEntry, bool) {
+func (t *pingTable) take(k pingKey, now int64) (*pingEntry, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	ent, ok := t.m[k]
 	if !ok {
-		return pingEntry{}, false
+		return nil, false
 	}
-	delete(t.m, k)
+	t.forgetLocked(ent)
 	return ent, ent.expires >= now
 }
 
-// remove forgets k if it still belongs to client.
-func (t *pingTable) remove(k pingKey, client netip.Addr) {
+// remove forgets ent if it is still in the table.
+func (t *pingTable) remove(ent *pingEntry) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if ent, ok := t.m[k]; ok && ent.client == client {
-		delete(t.m, k)
+	if t.m[ent.key] == ent {
+		t.forgetLocked(ent)
 	}
 }
 
-func (t *pingTable) sweepLocked(now int64) {
-	for k, ent := range t.m {
+// expire forgets the entries dead at now.
+func (t *pingTable) expire(now int64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, ent := range t.m {
 		if ent.expires < now {
-			delete(t.m, k)
+			t.forgetLocked(ent)
 		}
 	}
+}
+
+func (t *pingTable) forgetLocked(ent *pingEntry) {
+	delete(t.m, ent.key)
+	t.acct.release(ent.acct)
 }
 
 // buildEchoReply writes an IP packet carrying an echo reply from src to dst into buf and

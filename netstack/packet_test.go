@@ -225,31 +225,55 @@ func TestParsePacketNoAlloc(t *testing.T) {
 }
 
 func TestPingTable(t *testing.T) {
+	a := newAcct(100, 100, func() int64 { return 0 }, nil)
 	var pt pingTable
-	pt.init(2)
+	pt.init(a)
 	dst := publicV4
-	id, ok := pt.add(dst, clientV4, 7, 1, 0)
+	// ent is an admitted request of client with id at now.
+	ent := func(client netip.Addr, id uint16, now int64) *pingEntry {
+		e := &pingEntry{client: client, clientID: id, expires: now + int64(pingTimeout)}
+		e.acct, _, _ = a.admit(&Owner{}, kindICMP, e, nil)
+		return e
+	}
+	flows := func() int { n, _ := a.counts(); return n }
+
+	id, ok := pt.add(dst, 1, ent(clientV4, 7, 0))
 	if !ok || id != 7 {
 		t.Fatalf("first add: %d %v", id, ok)
 	}
-	id2, ok := pt.add(dst, clientV4.Next(), 7, 1, 0)
+	id2, ok := pt.add(dst, 1, ent(clientV4.Next(), 7, 0))
 	if !ok || id2 == 7 {
 		t.Fatalf("second client, same id: %d %v, want another id", id2, ok)
-	}
-	if _, ok := pt.add(dst, clientV4, 8, 1, 0); ok {
-		t.Fatal("add beyond max succeeded")
 	}
 	if e, ok := pt.take(pingKey{dst, id2, 1}, 0); !ok || e.client != clientV4.Next() || e.clientID != 7 {
 		t.Fatalf("take: %+v %v", e, ok)
 	}
-	// Expired entries are swept when the table is full.
-	later := int64(2 * pingTimeout)
-	pt.add(dst, clientV4, 9, 2, 0)
-	if _, ok := pt.add(dst, clientV4, 10, 3, later); !ok {
-		t.Fatal("expired entries were not swept")
+	if n := flows(); n != 1 {
+		t.Errorf("%d flows counted after a take, want 1", n)
 	}
-	if _, ok := pt.take(pingKey{dst, 7, 1}, later); ok {
+	// The same client asking again replaces its entry.
+	if id, ok := pt.add(dst, 1, ent(clientV4, 7, 0)); !ok || id != 7 {
+		t.Fatalf("repeated request: %d %v", id, ok)
+	}
+	if n := flows(); n != 1 {
+		t.Errorf("%d flows counted after a repeated request, want 1", n)
+	}
+	// Expired entries are forgotten by expire, and take refuses them.
+	later := int64(2 * pingTimeout)
+	pt.add(dst, 2, ent(clientV4, 9, 0))
+	if _, ok := pt.take(pingKey{dst, 9, 2}, later); ok {
 		t.Fatal("took an expired entry")
+	}
+	pt.expire(later)
+	if len(pt.m) != 0 || flows() != 0 {
+		t.Fatalf("after expire: %d entries, %d flows counted", len(pt.m), flows())
+	}
+	// An evicted entry leaves the table.
+	e := ent(clientV4, 11, 0)
+	pt.add(dst, 3, e)
+	e.abort()
+	if _, ok := pt.take(pingKey{dst, 11, 3}, 0); ok {
+		t.Fatal("took an aborted entry")
 	}
 }
 

@@ -60,6 +60,10 @@ const (
 // destination share a seq.
 const maxPingSockets = 8
 
+// maxPendingPerSocket bounds the outstanding pings one datagram socket remembers; the next
+// goes out on another socket.
+const maxPendingPerSocket = 4096
+
 // hostPinger pings from the host with ICMP datagram sockets ("ping sockets", allowed when
 // net.ipv4.ping_group_range includes our gid) or, failing that and when privileged, raw
 // sockets. One reader goroutine per socket.
@@ -260,13 +264,13 @@ func (s *pingSock) claim(k pingSockKey, id uint16, now time.Time) bool {
 	if p, ok := s.pending[k]; ok && now.Before(p.expires) {
 		return false
 	}
-	if len(s.pending) >= maxOutstandingPings {
+	if len(s.pending) >= maxPendingPerSocket {
 		for k, p := range s.pending {
 			if !now.Before(p.expires) {
 				delete(s.pending, k)
 			}
 		}
-		if len(s.pending) >= maxOutstandingPings {
+		if len(s.pending) >= maxPendingPerSocket {
 			return false
 		}
 	}

@@ -31,10 +31,6 @@ const (
 	// TIME-WAIT only protects the exit-side tuple (client addr:port ↔ destination), which
 	// the client allocates; holding it 60 s like Linux just pins memory under churn.
 	tcpTimeWait = time.Second
-
-	// tcpMaxInFlight bounds handshakes whose dial is still running. gVisor silently drops
-	// SYNs above it (the client retransmits); MaxFlows is the real bound.
-	tcpMaxInFlight = 4096
 )
 
 // newStack builds the exit's gVisor stack on link: one NIC, promiscuous (it accepts every
@@ -104,7 +100,10 @@ func ptr[T any](v T) *T { return &v }
 // exit's handlers: UDP to handleUDPPacket, which passes UDP to LocalAddrs on to the UDP
 // forwarder (the DNS service) and relays the rest.
 func (e *Exit) installForwarders() {
-	tf := tcp.NewForwarder(e.stack, tcpRXBufDef, tcpMaxInFlight, e.handleTCP)
+	// The forwarder bounds the handshakes whose dial is still running, dropping SYNs above it
+	// silently; at MaxFlows it never does: the limits (limits.go) decide, per peer and tenant,
+	// so that one peer's SYNs to unreachable places cannot hold every slot.
+	tf := tcp.NewForwarder(e.stack, tcpRXBufDef, e.cfg.MaxFlows, e.handleTCP)
 	e.stack.SetTransportProtocolHandler(tcp.ProtocolNumber, tf.HandlePacket)
 	e.udpForwarder = udp.NewForwarder(e.stack, e.handleLocalUDP)
 	e.stack.SetTransportProtocolHandler(udp.ProtocolNumber, e.handleUDPPacket)

@@ -61,7 +61,10 @@ func (r DropReason) String() string {
 type Stats struct {
 	TCPFlows         int64  // TCP flows established and relaying
 	UDPFlows         int64  // UDP flows open (including DNS)
-	FlowsRefused     uint64 // new flows refused because MaxFlows were in use
+	Flows            int    // flows counted against the limits: TCP (dialling too), UDP, echo requests
+	HostSockets      int    // of those, the ones holding a host socket, against FDBudget
+	FDBudget         int    // Config.FDBudget
+	FlowsRefused     uint64 // new flows (their packets) refused at a limit (see Limit)
 	DialFailures     uint64 // re-origination dials (and DNS upstreams) that failed
 	PingsSent        uint64 // echo requests re-originated through the Pinger
 	PingsAnswered    uint64 // echo replies synthesised towards clients from Pinger replies
@@ -100,7 +103,9 @@ func (e *Exit) Stats() Stats {
 		PacketsIn:        c.packetsIn.Load(),
 		PacketsOut:       c.packetsOut.Load(),
 		Drops:            make(map[DropReason]uint64),
+		FDBudget:         e.cfg.FDBudget,
 	}
+	s.Flows, s.HostSockets = e.acct.counts()
 	for r := dropNone + 1; r < numDropReasons; r++ {
 		if n := c.drops[r].Load(); n > 0 {
 			s.Drops[r] = n

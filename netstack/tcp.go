@@ -57,20 +57,23 @@ func (e *Exit) handleTCP(r *tcp.ForwarderRequest) {
 		r.Complete(true) // nothing listens there
 		return
 	}
-	if !e.reserveFlow() {
+	// Until the client's handshake completes the flow is unreplied: an eviction cancels
+	// its dial and the client gets a RST.
+	ctx, cancel := context.WithTimeout(e.ctx, dialTimeout)
+	defer cancel()
+	af := e.admit(addrFrom(id.RemoteAddress), kindTCP, tcpDial(cancel))
+	if af == nil {
 		r.Complete(true)
 		return
 	}
-	defer e.releaseFlow()
+	defer e.acct.release(af)
 
 	var host net.Conn
 	var err error
 	if local {
-		host, err = e.dialDNS(e.ctx, "tcp")
+		host, err = e.dialDNS(ctx, "tcp")
 	} else {
-		ctx, cancel := context.WithTimeout(e.ctx, dialTimeout)
 		host, err = e.cfg.Dialer.DialContext(ctx, "tcp", dst.String())
-		cancel()
 	}
 	if err != nil {
 		e.st.dialFailures.Add(1)
@@ -79,6 +82,11 @@ func (e *Exit) handleTCP(r *tcp.ForwarderRequest) {
 		return
 	}
 
+	if !e.acct.assure(af) { // evicted while it dialled
+		host.Close()
+		r.Complete(true)
+		return
+	}
 	var wq waiter.Queue
 	ep, terr := r.CreateEndpoint(&wq)
 	if terr != nil {
@@ -100,6 +108,11 @@ func (e *Exit) handleTCP(r *tcp.ForwarderRequest) {
 	defer e.st.tcpFlows.Add(-1)
 	e.relayTCP(f)
 }
+
+// tcpDial is a TCP flow while its dial runs: evicting it cancels the dial.
+type tcpDial context.CancelFunc
+
+func (d tcpDial) abort() { d() }
 
 func setKeepalive(ep tcpip.Endpoint) {
 	ep.SocketOptions().SetKeepAlive(true)

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
@@ -74,6 +75,7 @@ type udpFlow struct {
 	src, dst netip.AddrPort // the client's, the destination's
 	reply    replyHeader    // destination → client
 	clock    idleDeadline   // last datagram either way (touched once per batch); the reader's deadline
+	acct     *acctFlow      // set before the flow is in the table, never changed
 
 	// host and raw are set once, under mu, before ready; read without mu once ready.
 	host  net.Conn
@@ -86,23 +88,26 @@ type udpFlow struct {
 }
 
 // udpFlowFor returns the flow of k, starting one if there is none. It returns nil, and the
-// datagram is to be dropped, when MaxFlows are in use (the client is told: ICMP
+// datagram is to be dropped, when a limit refuses the flow (the client is told: ICMP
 // administratively prohibited) or Close has begun. It never blocks on the dial.
 func (e *Exit) udpFlowFor(k udpKey, src, dst netip.AddrPort) *udpFlow {
 	if f := e.udp.get(k); f != nil {
 		return f
 	}
-	e.udp.mu.Lock()
-	if f := e.udp.m[k]; f != nil {
-		e.udp.mu.Unlock()
-		return f
-	}
-	if !e.reserveFlow() {
-		e.udp.mu.Unlock()
+	f := &udpFlow{e: e, key: k, src: src, dst: dst}
+	// Admitted before it is in the table, so an eviction's abort can find the table
+	// unlocked; aborted meanwhile, it ends as soon as it runs.
+	if f.acct = e.admit(src.Addr(), kindUDP, f); f.acct == nil {
 		e.sendUnreachable(src, dst, true)
 		return nil
 	}
-	f := &udpFlow{e: e, key: k, src: src, dst: dst, reply: newReplyHeader(dst, src)}
+	e.udp.mu.Lock()
+	if old := e.udp.m[k]; old != nil {
+		e.udp.mu.Unlock()
+		e.acct.release(f.acct)
+		return old
+	}
+	f.reply = newReplyHeader(dst, src)
 	f.clock.touch(e.now())
 	e.udp.m[k] = f
 	e.udp.mu.Unlock()
@@ -110,17 +115,18 @@ func (e *Exit) udpFlowFor(k udpKey, src, dst netip.AddrPort) *udpFlow {
 	if !e.goFlow(f, f.run) {
 		e.udp.remove(f)
 		e.st.udpFlows.Add(-1)
-		e.releaseFlow()
+		e.acct.release(f.acct)
 		return nil
 	}
 	return f
 }
 
 // run dials the destination, sends what was queued meanwhile, and relays replies until the
-// flow has been idle both ways for UDPIdleTimeout, the host socket fails, or Close.
+// flow has been idle both ways for its idle timeout (UDPUnrepliedTimeout until the first
+// reply, then UDPIdleTimeout), the host socket fails, it is evicted, or Close.
 func (f *udpFlow) run() {
 	e := f.e
-	defer e.releaseFlow()
+	defer e.acct.release(f.acct)
 	defer e.st.udpFlows.Add(-1)
 	defer f.abort()
 
@@ -237,13 +243,14 @@ var fragPool = sync.Pool{New: func() any {
 
 // udpReader is the reply side of one flow: its goroutine's state.
 type udpReader struct {
-	f     *udpFlow
-	slots *rxSlots // borrowed while datagrams are ready
-	n     int      // datagrams in slots, from the last recv
-	errno syscall.Errno
-	recv  func(fd uintptr) bool // r.recvFD, bound once
-	pkts  [][]byte              // the packets of one Output call
-	frags []*[]byte             // fragPool buffers behind pkts
+	f       *udpFlow
+	replied bool     // a datagram came back: the flow is assured
+	slots   *rxSlots // borrowed while datagrams are ready
+	n       int      // datagrams in slots, from the last recv
+	errno   syscall.Errno
+	recv    func(fd uintptr) bool // r.recvFD, bound once
+	pkts    [][]byte              // the packets of one Output call
+	frags   []*[]byte             // fragPool buffers behind pkts
 }
 
 // readBatches relays replies with recvmmsg until the flow ends.
@@ -256,19 +263,22 @@ func (f *udpFlow) readBatches() {
 		}
 	}()
 	for {
-		f.clock.arm(f.e, f.host, f.e.cfg.UDPIdleTimeout)
+		f.clock.arm(f.e, f.host, r.idle())
 		r.n, r.errno = 0, 0
 		err := f.raw.Read(r.recv)
 		if err == nil && r.errno != 0 {
 			err = r.errno
 		}
 		if err != nil {
-			if !f.readError(err) {
+			if !r.readError(err) {
 				return
 			}
 			continue
 		}
 		f.clock.touch(f.e.now())
+		if !r.reply() {
+			return
+		}
 		for i := range r.n {
 			r.add(r.slots.slot(i), r.slots.msgs.size(i))
 		}
@@ -307,29 +317,52 @@ func (f *udpFlow) readEach() {
 	defer slotPool.Put(bp)
 	slot := *bp
 	for {
-		f.clock.arm(f.e, f.host, f.e.cfg.UDPIdleTimeout)
+		f.clock.arm(f.e, f.host, r.idle())
 		n, err := f.host.Read(slot[udpRoom:])
 		if err != nil {
-			if !f.readError(err) {
+			if !r.readError(err) {
 				return
 			}
 			continue
 		}
 		f.clock.touch(f.e.now())
+		if !r.reply() {
+			return
+		}
 		r.add(slot, n)
 		r.emit()
 	}
 }
 
+// idle is the flow's idle timeout: shorter until it got a reply.
+func (r *udpReader) idle() time.Duration {
+	if r.replied {
+		return r.f.e.cfg.UDPIdleTimeout
+	}
+	return r.f.e.cfg.UDPUnrepliedTimeout
+}
+
+// reply notes that a datagram came back; on the first it marks the flow assured, so that
+// it is never evicted. False when it was evicted already: the flow ends.
+func (r *udpReader) reply() bool {
+	if r.replied {
+		return true
+	}
+	r.replied = true
+	return r.f.e.acct.assure(r.f.acct)
+}
+
 // readError handles an error reading the host socket and reports whether the flow goes
-// on: ECONNREFUSED (the destination answered ICMP port unreachable) is passed to the
-// client; the idle deadline ends the flow if it has been idle both ways, else is re-armed.
-func (f *udpFlow) readError(err error) bool {
+// on: ECONNREFUSED (the destination answered ICMP port unreachable, which is no reply) is
+// passed to the client; the idle deadline ends the flow if it has been idle both ways,
+// else is re-armed.
+func (r *udpReader) readError(err error) bool {
+	f := r.f
 	if errors.Is(err, syscall.ECONNREFUSED) {
 		f.e.sendUnreachable(f.src, f.dst, false)
 		return true
 	}
-	deadline, expired := f.clock.fired(err, f.e, f.e.cfg.UDPIdleTimeout)
+	deadline, expired := f.clock.fired(err, f.e, r.idle())
 	return deadline && !expired
 }
 
@@ -384,7 +417,7 @@ func (e *Exit) handleUDPPacket(id stack.TransportEndpointID, pkt *stack.PacketBu
 }
 
 // sendUnreachable tells client that its datagram to dst went nowhere: port unreachable
-// from dst itself, or administratively prohibited from the exit when MaxFlows is reached.
+// from dst itself, or administratively prohibited from the exit when a limit refused the flow.
 // The quoted datagram is rebuilt from the flow's addresses; that is all a client stack
 // needs to find its socket.
 func (e *Exit) sendUnreachable(client, dst netip.AddrPort, prohibited bool) {

@@ -240,7 +240,7 @@ func TestUDPRelayDialFailure(t *testing.T) {
 	h.exit.Write([][]byte{pkt})
 	within(t, 5*time.Second, "the failed dial", func() bool {
 		st := h.exit.Stats()
-		return st.DialFailures == 1 && st.UDPFlows == 0 && h.exit.reserved.Load() == 0 && relayed(h.exit) == 0
+		return st.DialFailures == 1 && st.UDPFlows == 0 && h.exit.Stats().Flows == 0 && relayed(h.exit) == 0
 	})
 	h.exit.Write([][]byte{pkt})
 	within(t, 5*time.Second, "a second dial", func() bool { return h.exit.Stats().DialFailures == 2 })
@@ -265,7 +265,7 @@ func TestUDPRelayIdle(t *testing.T) {
 				t.Fatalf("UDPFlows %d, %d datagrams received: want 1 flow kept alive by the client", st.UDPFlows, len(sink.received()))
 			}
 			within(t, 3*time.Second, "the idle flow to close", func() bool {
-				return h.exit.Stats().UDPFlows == 0 && h.exit.reserved.Load() == 0 && relayed(h.exit) == 0
+				return h.exit.Stats().UDPFlows == 0 && h.exit.Stats().Flows == 0 && relayed(h.exit) == 0
 			})
 			if d := h.dialer.dialed(); len(d) != 1 {
 				t.Errorf("dials %v, want 1", d)
@@ -413,8 +413,8 @@ func TestUDPRelayCloseNoLeak(t *testing.T) {
 		}
 		for _, h := range hs {
 			h.close()
-			if st := h.exit.Stats(); st.UDPFlows != 0 || h.exit.reserved.Load() != 0 {
-				t.Errorf("after Close: UDPFlows %d reserved %d", st.UDPFlows, h.exit.reserved.Load())
+			if st := h.exit.Stats(); st.UDPFlows != 0 || h.exit.Stats().Flows != 0 {
+				t.Errorf("after Close: UDPFlows %d reserved %d", st.UDPFlows, h.exit.Stats().Flows)
 			}
 		}
 	}()
