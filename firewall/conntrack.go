@@ -5,6 +5,7 @@ import (
 	"math/bits"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -133,15 +134,121 @@ func mix(h, v uint64) uint64 {
 	return hi ^ lo
 }
 
-// entry is one tracked flow. Its fields are guarded by its shard's mutex.
+// entry is one tracked flow. Its fields are guarded by its shard's mutex, except those the
+// comments give to its peer's.
 type entry struct {
 	key      flowKey
 	tenant   *tenant
+	peer     *Peer  // the peer the flow counts against; nil: none
 	expires  int64  // monotonic nanoseconds
 	gen      uint32 // generation of the rule set that last allowed the flow
 	origAtoB bool   // the flow's first packet went from a to b
 	state    uint8  // ctSynSent... for TCP
 	flags    uint8
+
+	// Guarded by peer.mu: on the peer's list of evictable entries, and its links there.
+	listed     bool
+	prev, next *entry
+}
+
+// evictable reports whether e may be dropped early to make room for a new flow of its peer:
+// it never saw a reply, or it is a closed TCP connection (TIME_WAIT or after a RST), like
+// the entries Linux's early drop and connlimit leave aside.
+func (e *entry) evictable() bool {
+	return e.flags&flagReplied == 0 || e.key.proto == ipprotoTCP && e.state >= ctTimeWait
+}
+
+// Peer is one peer's share of a Filter's flow table. The packet path passes it with each
+// packet of the peer's (CheckAt): the new flows it opens count against it, and its tenant's
+// per-peer bound (SetLimits) applies to them. When the peer is at a bound, its oldest
+// evictable flow (one without a reply, or a closed TCP connection) is forgotten to make room;
+// only when it has none is the new flow dropped. A flood of new flows thus recycles its own
+// entries while the peer's established flows go on.
+//
+// The zero Peer is ready to use; it must not be copied. Keep one per peer for as long as the
+// peer exists: its flows refer to it.
+type Peer struct {
+	tenant, name atomic.Pointer[string] // for the log
+
+	mu      sync.Mutex // guards everything below and the list fields of its entries
+	flows   int        // tracked flows counted against the peer
+	head    *entry     // evictable entries, oldest first
+	tail    *entry
+	logged  [2]bool  // the peer bound, the tenant bound: logged before …
+	lastLog [2]int64 // … at this Filter.now
+}
+
+// SetName names the peer and its tenant in the Filter's log. Safe to call at any time.
+func (p *Peer) SetName(tenant, peer string) {
+	if t := p.tenant.Load(); t == nil || *t != tenant {
+		p.tenant.Store(&tenant)
+	}
+	if n := p.name.Load(); n == nil || *n != peer {
+		p.name.Store(&peer)
+	}
+}
+
+func (p *Peer) names() (tenant, peer string) {
+	if t := p.tenant.Load(); t != nil {
+		tenant = *t
+	}
+	if n := p.name.Load(); n != nil {
+		peer = *n
+	}
+	return tenant, peer
+}
+
+// Flows returns the number of tracked flows counted against the peer.
+func (p *Peer) Flows() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.flows
+}
+
+// pushLocked appends e, newly evictable, to the list.
+func (p *Peer) pushLocked(e *entry) {
+	e.listed, e.prev, e.next = true, p.tail, nil
+	if p.tail != nil {
+		p.tail.next = e
+	} else {
+		p.head = e
+	}
+	p.tail = e
+}
+
+func (p *Peer) unlistLocked(e *entry) {
+	if !e.listed {
+		return
+	}
+	if e.prev != nil {
+		e.prev.next = e.next
+	} else {
+		p.head = e.next
+	}
+	if e.next != nil {
+		e.next.prev = e.prev
+	} else {
+		p.tail = e.prev
+	}
+	e.listed, e.prev, e.next = false, nil, nil
+}
+
+// relistLocked moves e on or off its peer's list after a packet changed whether it is
+// evictable (wasEvictable). The caller holds e's shard lock.
+func (e *entry) relistLocked(wasEvictable bool) {
+	p := e.peer
+	if p == nil {
+		return
+	}
+	if now := e.evictable(); now != wasEvictable {
+		p.mu.Lock()
+		if now {
+			p.pushLocked(e)
+		} else {
+			p.unlistLocked(e)
+		}
+		p.mu.Unlock()
+	}
 }
 
 // origFlow returns the flow as its first packet had it, for re-checking against policy.
@@ -166,6 +273,16 @@ const (
 
 // updateLocked advances e by pkt, going the original way when orig, and sets its expiry.
 func (e *entry) updateLocked(pkt *Packet, orig bool, now int64, to *Timeouts) int {
+	was := e.evictable()
+	r := e.advanceLocked(pkt, orig, now, to)
+	if r != updRestart {
+		e.relistLocked(was)
+	}
+	return r
+}
+
+// advanceLocked is updateLocked without the peer's bookkeeping.
+func (e *entry) advanceLocked(pkt *Packet, orig bool, now int64, to *Timeouts) int {
 	if !orig {
 		e.flags |= flagReplied
 	}
@@ -304,6 +421,12 @@ func (s *ctShard) allocLocked() *entry {
 // removeLocked deletes e from the shard and gives its place back to the free list.
 func (s *ctShard) removeLocked(e *entry) {
 	delete(s.flows, e.key)
+	if p := e.peer; p != nil {
+		p.mu.Lock()
+		p.unlistLocked(e)
+		p.flows--
+		p.mu.Unlock()
+	}
 	e.tenant.release()
 	*e = entry{}
 	s.free = append(s.free, e)

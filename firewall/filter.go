@@ -19,8 +19,12 @@ type Config struct {
 	// (ReasonConntrackFull). Default 262,144 (about 50 MiB when full).
 	MaxFlows int
 	// MaxFlowsPerTenant bounds the flows of one tenant, so that one tenant's flood cannot take
-	// the whole table. Default: MaxFlows (no separate bound).
+	// the whole table; SetLimits overrides it for a tenant. Default: MaxFlows (no separate
+	// bound).
 	MaxFlowsPerTenant int
+	// MaxFlowsPerPeer bounds the flows one Peer opens; SetLimits overrides it for a tenant's
+	// peers. Default: MaxFlowsPerTenant.
+	MaxFlowsPerPeer int
 	// Timeouts of tracked flows by state; zero fields take Linux conntrack's defaults.
 	Timeouts Timeouts
 	// Now returns monotonic time since any fixed origin. Default: the process's monotonic
@@ -36,6 +40,9 @@ func (c *Config) Validate() error {
 	if c.MaxFlowsPerTenant < 0 {
 		return fmt.Errorf("firewall: MaxFlowsPerTenant is %d: use a positive number, or 0 for MaxFlows", c.MaxFlowsPerTenant)
 	}
+	if c.MaxFlowsPerPeer < 0 {
+		return fmt.Errorf("firewall: MaxFlowsPerPeer is %d: use a positive number, or 0 for MaxFlowsPerTenant", c.MaxFlowsPerPeer)
+	}
 	return nil
 }
 
@@ -48,7 +55,8 @@ type Filter struct {
 	now      func() time.Duration
 	timeouts Timeouts
 	maxFlows int64
-	maxPer   int64
+	maxPer   int64 // a tenant's bound, unless SetLimits set one
+	maxPeer  int64 // a peer's bound, unless SetLimits set one
 	seed     uint64
 
 	mu      sync.Mutex                        // serialises tenant changes
@@ -57,6 +65,7 @@ type Filter struct {
 	flows        atomic.Int64  // tracked flows over all tenants
 	refused      atomic.Uint64 // new flows refused for a full table, since New
 	refusedSwept uint64        // refused as of the last Sweep; guarded by sweepMu
+	loggedFull   time.Duration // when Sweep last logged a full table; guarded by sweepMu
 	sweepMu      sync.Mutex
 	noTenant     atomic.Uint64 // packets of tenants without a rule set
 
@@ -69,6 +78,9 @@ type tenant struct {
 	f       *Filter
 	rules   atomic.Pointer[tenantRules]
 	flows   atomic.Int64
+	max     atomic.Int64 // bound on flows
+	maxPeer atomic.Int64 // bound on one Peer's flows
+	evicted atomic.Uint64
 	removed atomic.Bool
 	drops   [2][numReasons]atomic.Uint64 // by Direction, Reason
 }
@@ -100,6 +112,9 @@ func New(cfg Config, log *slog.Logger) (*Filter, error) {
 	if cfg.MaxFlowsPerTenant == 0 || cfg.MaxFlowsPerTenant > cfg.MaxFlows {
 		cfg.MaxFlowsPerTenant = cfg.MaxFlows
 	}
+	if cfg.MaxFlowsPerPeer == 0 || cfg.MaxFlowsPerPeer > cfg.MaxFlowsPerTenant {
+		cfg.MaxFlowsPerPeer = cfg.MaxFlowsPerTenant
+	}
 	cfg.Timeouts.setDefaults()
 	if cfg.Now == nil {
 		epoch := time.Now()
@@ -113,6 +128,7 @@ func New(cfg Config, log *slog.Logger) (*Filter, error) {
 		timeouts: cfg.Timeouts,
 		maxFlows: int64(cfg.MaxFlows),
 		maxPer:   int64(cfg.MaxFlowsPerTenant),
+		maxPeer:  int64(cfg.MaxFlowsPerPeer),
 		seed:     binary.LittleEndian.Uint64(seed[:]),
 	}
 	empty := map[int64]*tenant{}
@@ -149,6 +165,8 @@ func (f *Filter) SetRuleSet(tenantID int64, rs *RuleSet) {
 	}
 	if t == nil {
 		t = &tenant{id: tenantID, f: f}
+		t.max.Store(f.maxPer)
+		t.maxPeer.Store(f.maxPeer)
 		next := make(map[int64]*tenant, len(old)+1)
 		for id, x := range old {
 			next[id] = x
@@ -161,6 +179,24 @@ func (f *Filter) SetRuleSet(tenantID int64, rs *RuleSet) {
 	t.rules.Store(&tenantRules{rs: rs, gen: t.rules.Load().gen + 1})
 }
 
+// SetLimits bounds the tracked flows of a tenant that has a rule set (SetRuleSet): maxFlows
+// for all of them, maxPerPeer for those of one Peer; 0 takes the Config's bound. Flows
+// above a lowered bound stay until they end; new ones wait for room.
+func (f *Filter) SetLimits(tenantID int64, maxFlows, maxPerPeer int) {
+	t := (*f.tenants.Load())[tenantID]
+	if t == nil {
+		return
+	}
+	if maxFlows <= 0 {
+		maxFlows = int(f.maxPer)
+	}
+	if maxPerPeer <= 0 {
+		maxPerPeer = int(f.maxPeer)
+	}
+	t.max.Store(int64(maxFlows))
+	t.maxPeer.Store(int64(maxPerPeer))
+}
+
 // RuleSet returns the tenant's current rule set, or nil.
 func (f *Filter) RuleSet(tenantID int64) *RuleSet {
 	if t := (*f.tenants.Load())[tenantID]; t != nil {
@@ -169,43 +205,49 @@ func (f *Filter) RuleSet(tenantID int64) *RuleSet {
 	return nil
 }
 
-// Check decides one packet of a tenant: pkt was filled by Packet.Parse and dir says whether a
-// peer sent it or it is arriving for a peer. Rules are matched on the packet's addresses
-// and ports, so a flow gets the same verdict whichever side it is checked from; dir is
-// recorded for counters.
-//
-// A packet of a tracked flow passes (replies included) unless the tenant's rule set changed
-// since the flow was allowed and the new one denies it; an ICMP error passes when it quotes
-// a packet of a tracked flow and is addressed to that packet's sender; a later fragment
-// passes when the first fragment of its packet passed. Any other packet starts a new flow:
-// the first matching rule decides and an allowed flow is tracked, unless the table is full.
-// TCP flows start with a SYN, or mid-stream with an ACK (so flows survive a restart of the
-// node, like Linux with nf_conntrack_tcp_loose); ICMP echo requests start ICMP flows; other
-// ICMP messages are decided by the rules each time and not tracked.
-//
-// Every Drop is counted by tenant, direction and reason, and every new-flow decision by
-// rule.
+// Check is CheckAt with no Peer (the per-peer bound does not apply) at the current time.
 func (f *Filter) Check(tenantID int64, pkt *Packet, dir Direction) (Verdict, Reason) {
-	return f.CheckAt(tenantID, pkt, dir, f.now())
+	return f.CheckAt(tenantID, nil, pkt, dir, f.now())
 }
 
 // Now reads the Filter's clock (Config.Now), for CheckAt.
 func (f *Filter) Now() time.Duration { return f.now() }
 
-// CheckAt is Check at time now, a reading of Now: the packet path reads the clock once per
-// batch of packets instead of once per packet (a clock read costs about as much as a
-// tracked flow's lookup). now must not be older than a reading taken before the previous
-// Sweep.
-func (f *Filter) CheckAt(tenantID int64, pkt *Packet, dir Direction, now time.Duration) (Verdict, Reason) {
+// CheckAt decides one packet of a tenant at time now: pkt was filled by Packet.Parse and dir
+// says whether a peer sent it or it is arriving for a peer; peer is that peer's share of the
+// table, which a new flow counts against (nil: none).
+//
+// The packet path reads the clock once per batch of packets instead of once per packet (a
+// clock read costs about as much as a tracked flow's lookup): now is a reading of Now, and
+// must not be older than a reading taken before the previous Sweep.
+//
+// Rules are matched on the packet's addresses and ports, so a flow gets the same verdict
+// whichever side it is checked from; dir is recorded for counters.
+//
+// A packet of a tracked flow passes (replies included) unless the tenant's rule set changed
+// since the flow was allowed and the new one denies it; an ICMP error passes when it quotes
+// a packet of a tracked flow and is addressed to that packet's sender; a later fragment
+// passes when the first fragment of its packet passed. Any other packet starts a new flow:
+// the first matching rule decides and an allowed flow is tracked, unless a bound (the
+// peer's, the tenant's, the table's) leaves no room even after evicting one of the peer's
+// flows without a reply (see Peer).
+// TCP flows start with a SYN, or mid-stream with an ACK (so flows survive a restart of the
+// node, like Linux with nf_conntrack_tcp_loose); ICMP echo requests start ICMP flows; other
+// ICMP messages are decided by the rules each time and not tracked.
+//
+// Every Drop is counted by tenant, direction and reason, and every new-flow decision by
+// rule; a new flow refused at a bound is counted as a drop of its reason, and each bound a
+// peer reaches is logged at most once a minute.
+func (f *Filter) CheckAt(tenantID int64, peer *Peer, pkt *Packet, dir Direction, now time.Duration) (Verdict, Reason) {
 	t := (*f.tenants.Load())[tenantID]
 	if t == nil {
 		f.noTenant.Add(1)
 		return Drop, ReasonNoPolicy
 	}
-	return f.check(t, pkt, dir, int64(now))
+	return f.check(t, peer, pkt, dir, int64(now))
 }
 
-func (f *Filter) check(t *tenant, pkt *Packet, dir Direction, now int64) (Verdict, Reason) {
+func (f *Filter) check(t *tenant, peer *Peer, pkt *Packet, dir Direction, now int64) (Verdict, Reason) {
 	tr := t.rules.Load()
 	var r Reason
 	switch {
@@ -214,7 +256,7 @@ func (f *Filter) check(t *tenant, pkt *Packet, dir Direction, now int64) (Verdic
 	case (pkt.Proto == ipprotoICMP || pkt.Proto == ipprotoICMPv6) && isICMPError(pkt.Proto, pkt.ICMPType):
 		r = f.checkRelated(t, tr, pkt, now)
 	default:
-		r = f.checkFlow(t, tr, pkt, now)
+		r = f.checkFlow(t, peer, tr, pkt, now)
 		if r == ReasonNone && pkt.Frag == FirstFragment {
 			f.rememberFragment(t, tr, pkt, now)
 		}
@@ -260,7 +302,7 @@ func (f *Filter) lookupLocked(s *ctShard, k *flowKey, t *tenant, tr *tenantRules
 	return e, ReasonNone
 }
 
-func (f *Filter) checkFlow(t *tenant, tr *tenantRules, pkt *Packet, now int64) Reason {
+func (f *Filter) checkFlow(t *tenant, peer *Peer, tr *tenantRules, pkt *Packet, now int64) Reason {
 	var sport, dport uint16
 	switch pkt.Proto {
 	case ipprotoTCP:
@@ -323,8 +365,8 @@ func (f *Filter) checkFlow(t *tenant, tr *tenantRules, pkt *Packet, now int64) R
 	if act, i := tr.rs.decide(&fl); act != Allow {
 		return denyReason(i)
 	}
-	if !f.reserve(t) {
-		return ReasonConntrackFull
+	if r := f.reserve(t, peer, now); r != ReasonNone {
+		return r
 	}
 
 	s.mu.Lock()
@@ -332,12 +374,23 @@ func (f *Filter) checkFlow(t *tenant, tr *tenantRules, pkt *Packet, now int64) R
 	if old, r := f.lookupLocked(s, &k, t, tr, now); r == ReasonNone && old != nil {
 		// Another packet of the flow got here first.
 		t.release()
+		if peer != nil {
+			peer.mu.Lock()
+			peer.flows--
+			peer.mu.Unlock()
+		}
 		old.updateLocked(pkt, aToB == old.origAtoB, now, &f.timeouts)
 		return ReasonNone
 	}
 	e = s.allocLocked()
 	*e = entry{key: k, tenant: t, gen: tr.gen, origAtoB: aToB, state: state}
-	e.updateLocked(pkt, true, now, &f.timeouts)
+	e.advanceLocked(pkt, true, now, &f.timeouts)
+	if peer != nil {
+		e.peer = peer
+		peer.mu.Lock()
+		peer.pushLocked(e) // a new flow has no reply yet
+		peer.mu.Unlock()
+	}
 	s.flows[k] = e
 	return ReasonNone
 }
@@ -400,20 +453,135 @@ func (f *Filter) checkFragment(t *tenant, tr *tenantRules, pkt *Packet, now int6
 	return ReasonNone
 }
 
-// reserve counts a new flow against the bounds, or reports false when there is no room.
-func (f *Filter) reserve(t *tenant) bool {
-	if f.flows.Add(1) > f.maxFlows {
-		f.flows.Add(-1)
-		f.refused.Add(1)
-		return false
+// maxEvictions bounds the entries one new flow evicts (more than one only after a bound
+// was lowered below what is tracked).
+const maxEvictions = 4
+
+// limitLogEvery is the least time between two log lines about one peer and bound, or about
+// a full table.
+const limitLogEvery = time.Minute
+
+// reserve counts a new flow of the tenant (and of peer, unless nil) against the bounds. At
+// the peer's, the tenant's or the table's bound it first evicts the peer's oldest evictable
+// flow (see Peer); when the peer has none it returns the reason the flow is refused.
+func (f *Filter) reserve(t *tenant, peer *Peer, now int64) Reason {
+	if peer != nil {
+		if r := f.reservePeer(t, peer, now); r != ReasonNone {
+			return r
+		}
 	}
-	if t.flows.Add(1) > f.maxPer {
+	for i := 0; t.flows.Add(1) > t.max.Load(); i++ {
 		t.flows.Add(-1)
-		f.flows.Add(-1)
-		f.refused.Add(1)
-		return false
+		if i == 0 {
+			f.note(t, peer, ReasonTenantLimit, now)
+		}
+		if peer == nil || i == maxEvictions || !f.evictOne(t, peer) {
+			unreservePeer(peer)
+			return ReasonTenantLimit
+		}
 	}
-	return true
+	for i := 0; f.flows.Add(1) > f.maxFlows; i++ {
+		f.flows.Add(-1)
+		if peer == nil || i == maxEvictions || !f.evictOne(t, peer) {
+			t.flows.Add(-1)
+			unreservePeer(peer)
+			f.refused.Add(1)
+			return ReasonConntrackFull
+		}
+	}
+	return ReasonNone
+}
+
+// reservePeer counts a new flow against peer's bound, evicting its oldest evictable flow
+// when it is at the bound.
+func (f *Filter) reservePeer(t *tenant, peer *Peer, now int64) Reason {
+	max := int(t.maxPeer.Load())
+	for i := 0; ; i++ {
+		peer.mu.Lock()
+		if peer.flows < max {
+			peer.flows++
+			peer.mu.Unlock()
+			return ReasonNone
+		}
+		peer.mu.Unlock()
+		if i == 0 {
+			f.note(t, peer, ReasonPeerLimit, now)
+		}
+		if i == maxEvictions || !f.evictOne(t, peer) {
+			return ReasonPeerLimit
+		}
+	}
+}
+
+func unreservePeer(peer *Peer) {
+	if peer != nil {
+		peer.mu.Lock()
+		peer.flows--
+		peer.mu.Unlock()
+	}
+}
+
+// evictOne forgets peer's oldest evictable flow; false when it has none. The caller holds
+// no shard lock.
+func (f *Filter) evictOne(t *tenant, peer *Peer) bool {
+	for range maxEvictions {
+		peer.mu.Lock()
+		v := peer.head
+		if v == nil {
+			peer.mu.Unlock()
+			return false
+		}
+		k := v.key // stable while v is listed: removeLocked unlists before it clears
+		peer.mu.Unlock()
+
+		s := f.shard(k.hash(f.seed))
+		s.mu.Lock()
+		ok := false
+		if e := s.flows[k]; e == v && e.peer == peer {
+			peer.mu.Lock()
+			ok = e.listed
+			peer.mu.Unlock()
+			if ok {
+				s.removeLocked(e)
+			}
+		}
+		s.mu.Unlock()
+		if ok {
+			t.evicted.Add(1)
+			return true
+		}
+		// v changed under us (answered, removed, reused): look again.
+	}
+	return false
+}
+
+// note logs that peer reached bound r (ReasonPeerLimit, ReasonTenantLimit), at most once per
+// limitLogEvery for a peer and bound.
+func (f *Filter) note(t *tenant, peer *Peer, r Reason, now int64) {
+	if peer == nil {
+		return
+	}
+	i := 0
+	if r == ReasonTenantLimit {
+		i = 1
+	}
+	peer.mu.Lock()
+	if peer.logged[i] && now-peer.lastLog[i] < int64(limitLogEvery) {
+		peer.mu.Unlock()
+		return
+	}
+	peer.logged[i], peer.lastLog[i] = true, now
+	flows := peer.flows
+	peer.mu.Unlock()
+	max := t.maxPeer.Load()
+	if r == ReasonTenantLimit {
+		max = t.max.Load()
+	}
+	tenantName, peerName := peer.names()
+	f.log.Warn("connection tracking limit reached: new flows replace the oldest flows without a reply, or are dropped when there is none (logged once a minute per peer and limit)",
+		"tenant", tenantName, "peer", peerName, "limit", r.String(), "max", max,
+		"peer_flows", flows, "tenant_flows", t.flows.Load(), "tenant_evicted", t.evicted.Load(),
+		"tenant_refused", t.drops[FromPeer][r].Load()+t.drops[ToPeer][r].Load())
 }
 
 // Sweep forgets expired flows and the flows of removed tenants, and returns how many it
@@ -436,10 +604,11 @@ func (f *Filter) Sweep() int {
 		}
 		s.mu.Unlock()
 	}
-	if refused := f.refused.Load(); refused != f.refusedSwept {
-		f.log.Warn("flow table full: new flows were dropped",
-			"refused", refused-f.refusedSwept, "max_flows", f.maxFlows, "max_flows_per_tenant", f.maxPer)
+	if refused := f.refused.Load(); refused != f.refusedSwept && (f.loggedFull == 0 || time.Duration(now)-f.loggedFull >= limitLogEvery) {
+		f.log.Warn("flow table full: new flows were dropped (logged at most once a minute)",
+			"refused", refused-f.refusedSwept, "max_flows", f.maxFlows)
 		f.refusedSwept = refused
+		f.loggedFull = max(time.Duration(now), 1)
 	}
 	return n
 }
@@ -462,7 +631,7 @@ func (f *Filter) Flush(tenantID int64) {
 type Stats struct {
 	Flows    int64  `json:"flows"`     // tracked now
 	MaxFlows int64  `json:"max_flows"` // the bound
-	Refused  uint64 `json:"refused"`   // new flows dropped for a full table, since New
+	Refused  uint64 `json:"refused"`   // new flows dropped for a full table (ReasonConntrackFull), since New
 	// NoTenant counts packets of tenants that have no rule set.
 	NoTenant uint64 `json:"no_tenant"`
 }
@@ -475,6 +644,12 @@ func (f *Filter) Stats() Stats {
 // TenantStats are one tenant's counters.
 type TenantStats struct {
 	Flows int64 `json:"flows"`
+	// MaxFlows and MaxFlowsPerPeer are the tenant's bounds (see SetLimits).
+	MaxFlows        int64 `json:"max_flows"`
+	MaxFlowsPerPeer int64 `json:"max_flows_per_peer"`
+	// Evicted counts the tenant's flows forgotten early to make room for a new flow of
+	// their peer (see Peer).
+	Evicted uint64 `json:"evicted"`
 	// Generation counts the rule sets installed (1 for the first).
 	Generation uint32 `json:"generation"`
 	// Drops counts dropped packets by direction ("from_peer", "to_peer") and reason.
@@ -491,10 +666,13 @@ func (f *Filter) TenantStats(tenantID int64) (TenantStats, bool) {
 	}
 	tr := t.rules.Load()
 	st := TenantStats{
-		Flows:      t.flows.Load(),
-		Generation: tr.gen,
-		Drops:      make(map[string]map[string]uint64, 2),
-		Rules:      tr.rs.Stats(),
+		Flows:           t.flows.Load(),
+		MaxFlows:        t.max.Load(),
+		MaxFlowsPerPeer: t.maxPeer.Load(),
+		Evicted:         t.evicted.Load(),
+		Generation:      tr.gen,
+		Drops:           make(map[string]map[string]uint64, 2),
+		Rules:           tr.rs.Stats(),
 	}
 	for d := FromPeer; d <= ToPeer; d++ {
 		m := make(map[string]uint64, numReasons-1)

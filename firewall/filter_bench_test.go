@@ -149,7 +149,7 @@ func BenchmarkFilter(b *testing.B) {
 					now = f.Now()
 				}
 				_ = p.Parse(raw)
-				if v, r := f.CheckAt(1, &p, FromPeer, now); v != Accept {
+				if v, r := f.CheckAt(1, nil, &p, FromPeer, now); v != Accept {
 					b.Fatal(r)
 				}
 			}

@@ -267,7 +267,7 @@ func TestConntrackBound(t *testing.T) {
 		{"1", udp(1), FromPeer, Accept, 0},
 		{"2", udp(2), FromPeer, Accept, 0},
 		{"3", udp(3), FromPeer, Accept, 0},
-		{"tenant share full", udp(4), FromPeer, Drop, ReasonConntrackFull},
+		{"tenant share full", udp(4), FromPeer, Drop, ReasonTenantLimit},
 		{"tracked flows go on", udp(1), FromPeer, Accept, 0},
 		{"and their replies", dnsReply, ToPeer, Drop, ReasonDefaultDeny}, // port 5000 is not tracked
 	})
@@ -275,7 +275,7 @@ func TestConntrackBound(t *testing.T) {
 		{"tenant 2 gets the last place", udp(1), FromPeer, Accept, 0},
 		{"table full", udp(2), FromPeer, Drop, ReasonConntrackFull},
 	})
-	if st := f.Stats(); st.Flows != 4 || st.Refused != 2 {
+	if st := f.Stats(); st.Flows != 4 || st.Refused != 1 {
 		t.Errorf("stats = %+v", st)
 	}
 	clock.Advance(31 * time.Second)
@@ -467,6 +467,7 @@ func TestConfigValidate(t *testing.T) {
 	}{
 		{Config{MaxFlows: -1}, "firewall: MaxFlows is -1: use a positive number, or 0 for the default 262144"},
 		{Config{MaxFlowsPerTenant: -1}, "firewall: MaxFlowsPerTenant is -1: use a positive number, or 0 for MaxFlows"},
+		{Config{MaxFlowsPerPeer: -1}, "firewall: MaxFlowsPerPeer is -1: use a positive number, or 0 for MaxFlowsPerTenant"},
 	} {
 		if _, err := New(tt.cfg, nil); err == nil || err.Error() != tt.want {
 			t.Errorf("New(%+v) = %v, want %s", tt.cfg, err, tt.want)
@@ -490,7 +491,7 @@ func TestStrings(t *testing.T) {
 		got = append(got, r.String())
 	}
 	got = append(got, FromPeer.String(), ToPeer.String(), Direction(2).String(), Allow.String(), Deny.String(), Proto(9).String())
-	want := "drop accept verdict(2) none policy_deny default_deny no_policy conntrack_full invalid unrelated_icmp fragment reason(8) from_peer to_peer direction(2) allow deny proto(9)"
+	want := "drop accept verdict(2) none policy_deny default_deny no_policy conntrack_full invalid unrelated_icmp fragment conntrack_limit_peer conntrack_limit_tenant reason(10) from_peer to_peer direction(2) allow deny proto(9)"
 	if s := fmt.Sprint(got); s != "["+want+"]" {
 		t.Errorf("got %s\nwant [%s]", s, want)
 	}

@@ -32,8 +32,7 @@ const (
 	ReasonDefaultDeny
 	// ReasonNoPolicy: the tenant has no rule set (unknown tenant, or its rule set was removed).
 	ReasonNoPolicy
-	// ReasonConntrackFull: the flow would be new but the flow table (or the tenant's share of
-	// it) is full.
+	// ReasonConntrackFull: the flow would be new but the node's flow table is full.
 	ReasonConntrackFull
 	// ReasonInvalid: a packet no flow can start with or continue, e.g. TCP with SYN and FIN, a
 	// TCP SYN-ACK or FIN of no tracked flow, an ICMP echo reply nobody asked for.
@@ -42,6 +41,12 @@ const (
 	ReasonUnrelatedICMP
 	// ReasonFragment: a non-first fragment whose first fragment was not accepted.
 	ReasonFragment
+	// ReasonPeerLimit: the flow would be new but its peer has as many tracked flows as its
+	// tenant allows a peer, none of them evictable (see Peer).
+	ReasonPeerLimit
+	// ReasonTenantLimit: the flow would be new but its tenant has as many tracked flows as it
+	// may, and its peer none evictable.
+	ReasonTenantLimit
 	numReasons
 )
 
@@ -63,6 +68,10 @@ func (r Reason) String() string {
 		return "unrelated_icmp"
 	case ReasonFragment:
 		return "fragment"
+	case ReasonPeerLimit:
+		return "conntrack_limit_peer"
+	case ReasonTenantLimit:
+		return "conntrack_limit_tenant"
 	}
 	return "reason(" + strconv.Itoa(int(r)) + ")"
 }
