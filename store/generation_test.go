@@ -47,6 +47,9 @@ func TestGeneration(t *testing.T) {
 	step("RemoveRoute", true, func() error { return discard(s.RemoveRoute(ctx, "acme", pfx("10.10.0.0/24"))) })
 	step("SetPolicy", true, func() error { return s.SetPolicy(ctx, "acme", "default deny\n") })
 	step("SetTenantSplitTunnel", true, func() error { return discard(s.SetTenantSplitTunnel(ctx, "acme", true)) })
+	limits := TenantLimits{MaxFlowsPerPeer: new(int), MaxFlows: new(int)}
+	*limits.MaxFlowsPerPeer, *limits.MaxFlows = 10, 100
+	step("SetTenantLimits", true, func() error { return discard(s.SetTenantLimits(ctx, "acme", limits)) })
 	step("SetPeerEnabled", true, func() error { return discard(s.SetPeerEnabled(ctx, "acme", "router", false)) })
 	step("SetSetting", true, func() error { return s.SetSetting(ctx, "ui.banner", "hi") })
 
@@ -73,6 +76,7 @@ func TestGeneration(t *testing.T) {
 			discard(s.SetPeerSite(ctx, "acme", "router", "office", pfxs("10.10.0.0/24"))),
 			s.SetPolicy(ctx, "acme", "default deny\n"),
 			discard(s.SetTenantSplitTunnel(ctx, "acme", true)),
+			discard(s.SetTenantLimits(ctx, "acme", limits)),
 			discard(s.SetPeerEnabled(ctx, "acme", "router", false)),
 		} {
 			if err != nil {

@@ -100,6 +100,46 @@ func TestSetTenantSplitTunnel(t *testing.T) {
 	wantErr(t, err, ErrNotFound, `tenant "nope" not found`)
 }
 
+func TestSetTenantLimits(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openTest(t)
+	acme := mustTenant(t, s, "acme")
+	if acme.MaxFlowsPerPeer != 0 || acme.MaxFlows != 0 {
+		t.Fatalf("a new tenant has limits %d/%d, want the defaults (0)", acme.MaxFlowsPerPeer, acme.MaxFlows)
+	}
+	n := func(v int) *int { return &v }
+	for _, c := range []struct {
+		set            TenantLimits
+		perPeer, flows int
+	}{
+		{TenantLimits{MaxFlowsPerPeer: n(100)}, 100, 0},
+		{TenantLimits{MaxFlows: n(5000)}, 100, 5000},
+		{TenantLimits{}, 100, 5000},
+		{TenantLimits{MaxFlowsPerPeer: n(MaxFlowLimit), MaxFlows: n(1)}, MaxFlowLimit, 1},
+		{TenantLimits{MaxFlowsPerPeer: n(0)}, 0, 1},
+		{TenantLimits{MaxFlowsPerPeer: n(0), MaxFlows: n(0)}, 0, 0},
+	} {
+		got, err := s.SetTenantLimits(ctx, "acme", c.set)
+		want := acme
+		want.MaxFlowsPerPeer, want.MaxFlows = c.perPeer, c.flows
+		if err != nil || got != want {
+			t.Fatalf("SetTenantLimits(%+v) = %+v, %v; want %+v", c.set, got, err, want)
+		}
+		if stored, err := s.Tenant(ctx, "acme"); err != nil || stored != want {
+			t.Errorf("Tenant = %+v, %v; want %+v", stored, err, want)
+		}
+		if ts, err := s.ListTenants(ctx); err != nil || len(ts) != 1 || ts[0] != want {
+			t.Errorf("ListTenants = %+v, %v", ts, err)
+		}
+	}
+	_, err := s.SetTenantLimits(ctx, "acme", TenantLimits{MaxFlows: n(-1)})
+	wantErr(t, err, ErrInvalid, "max flows -1 is out of range: use 1 to 1048576, or 0 for the node's default")
+	_, err = s.SetTenantLimits(ctx, "acme", TenantLimits{MaxFlowsPerPeer: n(MaxFlowLimit + 1)})
+	wantErr(t, err, ErrInvalid, "max flows per peer 1048577 is out of range")
+	_, err = s.SetTenantLimits(ctx, "nope", TenantLimits{MaxFlows: n(1)})
+	wantErr(t, err, ErrNotFound, `tenant "nope" not found`)
+}
+
 func TestRemoveTenantCascades(t *testing.T) {
 	ctx := context.Background()
 	s, _ := openTest(t)

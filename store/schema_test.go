@@ -51,6 +51,10 @@ func TestSchemaRefusesBadRows(t *testing.T) {
 		{"tenant name duplicate", "tenants", map[string]any{"name": "acme", "created_at": 1}},
 		{"tenant created_at zero", "tenants", map[string]any{"name": "new", "created_at": 0}},
 		{"tenant created_at text", "tenants", map[string]any{"name": "new", "created_at": "yesterday"}},
+		{"tenant max_flows_per_peer 0", "tenants", map[string]any{"name": "new", "created_at": 1, "max_flows_per_peer": 0}},
+		{"tenant max_flows_per_peer too large", "tenants", map[string]any{"name": "new", "created_at": 1, "max_flows_per_peer": 1<<20 + 1}},
+		{"tenant max_flows negative", "tenants", map[string]any{"name": "new", "created_at": 1, "max_flows": -5}},
+		{"tenant max_flows text", "tenants", map[string]any{"name": "new", "created_at": 1, "max_flows": "many"}},
 
 		{"peer unknown tenant", "peers", with(goodPeer(), "tenant_id", 9999)},
 		{"peer name empty", "peers", with(goodPeer(), "name", "")},
@@ -115,6 +119,7 @@ func TestSchemaRefusesBadRows(t *testing.T) {
 		row   map[string]any
 	}{
 		{"tenants", map[string]any{"name": "0k-tenant-", "created_at": 1}},
+		{"tenants", map[string]any{"name": "limited", "created_at": 1, "max_flows_per_peer": 1, "max_flows": 1 << 20}},
 		{"peers", goodPeer()},
 		{"peers", map[string]any{ // a user-brought key: no sealed key
 			"tenant_id": acme.ID, "name": "A.b_c-9", "public_key": make([]byte, 32), "private_key_enc": nil,

@@ -54,7 +54,7 @@ func (s *Store) Tenant(ctx context.Context, name string) (Tenant, error) {
 
 // ListTenants returns all tenants ordered by name.
 func (s *Store) ListTenants(ctx context.Context) ([]Tenant, error) {
-	rows, err := s.db.QueryContext(ctx, "SELECT id, name, created_at, split_tunnel FROM tenants ORDER BY name")
+	rows, err := s.db.QueryContext(ctx, "SELECT id, name, created_at, split_tunnel, max_flows_per_peer, max_flows FROM tenants ORDER BY name")
 	if err != nil {
 		return nil, fmt.Errorf("store: list tenants: %w", err)
 	}
@@ -63,10 +63,12 @@ func (s *Store) ListTenants(ctx context.Context) ([]Tenant, error) {
 	for rows.Next() {
 		var t Tenant
 		var created int64
-		if err := rows.Scan(&t.ID, &t.Name, &created, &t.SplitTunnel); err != nil {
+		var perPeer, flows sql.NullInt64
+		if err := rows.Scan(&t.ID, &t.Name, &created, &t.SplitTunnel, &perPeer, &flows); err != nil {
 			return nil, fmt.Errorf("store: list tenants: %w", err)
 		}
 		t.CreatedAt = fromMicros(created)
+		t.MaxFlowsPerPeer, t.MaxFlows = int(perPeer.Int64), int(flows.Int64)
 		ts = append(ts, t)
 	}
 	if err := rows.Err(); err != nil {
@@ -89,6 +91,54 @@ func (s *Store) SetTenantSplitTunnel(ctx context.Context, name string, on bool) 
 			return fmt.Errorf("store: update tenant %s: %w", name, err)
 		}
 		t.SplitTunnel = on
+		return nil
+	})
+	if err != nil {
+		return Tenant{}, err
+	}
+	return t, nil
+}
+
+// TenantLimits changes a tenant's flow bounds: nil leaves one as it is, 0 returns it to
+// the node's default.
+type TenantLimits struct {
+	MaxFlowsPerPeer, MaxFlows *int
+}
+
+// SetTenantLimits changes the flow bounds of tenant and returns the tenant as stored. The
+// error wraps ErrInvalid for a bound outside 0 (the default) to MaxFlowLimit, and ErrNotFound
+// when there is no such tenant.
+func (s *Store) SetTenantLimits(ctx context.Context, name string, l TenantLimits) (Tenant, error) {
+	for _, b := range []struct {
+		flag string
+		v    *int
+	}{{"max flows per peer", l.MaxFlowsPerPeer}, {"max flows", l.MaxFlows}} {
+		if b.v != nil && (*b.v < 0 || *b.v > MaxFlowLimit) {
+			return Tenant{}, errorf(ErrInvalid, "%s %d is out of range: use 1 to %d, or 0 for the node's default", b.flag, *b.v, MaxFlowLimit)
+		}
+	}
+	var t Tenant
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		var err error
+		if t, err = getTenant(ctx, tx, name); err != nil {
+			return err
+		}
+		if l.MaxFlowsPerPeer != nil {
+			t.MaxFlowsPerPeer = *l.MaxFlowsPerPeer
+		}
+		if l.MaxFlows != nil {
+			t.MaxFlows = *l.MaxFlows
+		}
+		nullIfZero := func(v int) any {
+			if v == 0 {
+				return nil
+			}
+			return v
+		}
+		if _, err := tx.ExecContext(ctx, "UPDATE tenants SET max_flows_per_peer = ?, max_flows = ? WHERE id = ? AND (max_flows_per_peer IS NOT ? OR max_flows IS NOT ?)",
+			nullIfZero(t.MaxFlowsPerPeer), nullIfZero(t.MaxFlows), t.ID, nullIfZero(t.MaxFlowsPerPeer), nullIfZero(t.MaxFlows)); err != nil {
+			return fmt.Errorf("store: update tenant %s: %w", name, err)
+		}
 		return nil
 	})
 	if err != nil {
@@ -141,7 +191,8 @@ func (s *Store) CountPeers(ctx context.Context, tenant string) (int, error) {
 func getTenant(ctx context.Context, q querier, name string) (Tenant, error) {
 	t := Tenant{Name: name}
 	var created int64
-	err := q.QueryRowContext(ctx, "SELECT id, created_at, split_tunnel FROM tenants WHERE name = ?", name).Scan(&t.ID, &created, &t.SplitTunnel)
+	var perPeer, flows sql.NullInt64
+	err := q.QueryRowContext(ctx, "SELECT id, created_at, split_tunnel, max_flows_per_peer, max_flows FROM tenants WHERE name = ?", name).Scan(&t.ID, &created, &t.SplitTunnel, &perPeer, &flows)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Tenant{}, tenantNotFound(name)
 	}
@@ -149,6 +200,7 @@ func getTenant(ctx context.Context, q querier, name string) (Tenant, error) {
 		return Tenant{}, fmt.Errorf("store: read tenant %s: %w", name, err)
 	}
 	t.CreatedAt = fromMicros(created)
+	t.MaxFlowsPerPeer, t.MaxFlows = int(perPeer.Int64), int(flows.Int64)
 	return t, nil
 }
 

@@ -90,7 +90,13 @@ type Tenant struct {
 	// SplitTunnel is true when the client configs of the tenant's peers list only the
 	// tenant's routes (and the overlay) as AllowedIPs instead of all traffic. Default false.
 	SplitTunnel bool
+	// MaxFlowsPerPeer and MaxFlows bound the flows one peer of the tenant, and all of them
+	// together, may have open at once (1 to MaxFlowLimit). 0: the node's default.
+	MaxFlowsPerPeer, MaxFlows int
 }
+
+// MaxFlowLimit is the largest flow bound a tenant may set.
+const MaxFlowLimit = 1 << 20
 
 // Peer is one client device of a tenant.
 type Peer struct {
