@@ -13,7 +13,30 @@ import (
 	"time"
 
 	"github.com/popgate/popgate/netstack"
+	"github.com/popgate/popgate/store"
 )
+
+// The node's flow bounds, for tenants that set none of their own (store.Tenant.MaxFlows…):
+// per peer like a carrier-grade NAT's port block per subscriber (a busy desktop holds a few
+// hundred flows, so 4,096 is ten times that), per tenant a quarter of the userspace exit's
+// 65,536 (netstack.DefaultMaxFlows), so that no one tenant takes more than a quarter of
+// the node. They bound exit flows and the firewall's tracked connections alike.
+const (
+	DefaultMaxFlowsPerPeer   = 4096
+	DefaultMaxFlowsPerTenant = 16384
+)
+
+// flowLimits returns tenant t's bounds on the flows of one peer and of the tenant.
+func flowLimits(t store.Tenant) (perPeer, total int) {
+	perPeer, total = t.MaxFlowsPerPeer, t.MaxFlows
+	if perPeer == 0 {
+		perPeer = DefaultMaxFlowsPerPeer
+	}
+	if total == 0 {
+		total = DefaultMaxFlowsPerTenant
+	}
+	return perPeer, total
+}
 
 // Exit modes.
 const (
@@ -51,6 +74,9 @@ type Config struct {
 
 	// exitDialer replaces the userspace exit's host dialer in tests.
 	exitDialer netstack.Dialer
+	// fdBudget bounds the host sockets of the userspace exit's flows. Default: the process's
+	// descriptor limit (RLIMIT_NOFILE) at Start less fdReserve.
+	fdBudget int
 	// sweepEvery, trimEvery and peerIdle pace the housekeeping: flow expiry, and removing peers
 	// from their device after peerIdle without a handshake. Tests shorten them.
 	sweepEvery, trimEvery, peerIdle time.Duration

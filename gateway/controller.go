@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"maps"
 	"net/netip"
 	"slices"
 	"time"
@@ -21,10 +22,17 @@ type Controller struct {
 	store *store.Store
 }
 
-// TenantInfo is a tenant and its number of peers.
+// TenantInfo is a tenant and its number of peers. Its MaxFlowsPerPeer and MaxFlows are the
+// bounds in force: the tenant's own, or the node's defaults.
 type TenantInfo struct {
 	store.Tenant
 	Peers int
+}
+
+// tenantInfo is t with its bounds in force.
+func tenantInfo(t store.Tenant, peers int) TenantInfo {
+	t.MaxFlowsPerPeer, t.MaxFlows = flowLimits(t)
+	return TenantInfo{Tenant: t, Peers: peers}
 }
 
 // PeerInfo is a stored peer and its live state in the device.
@@ -61,8 +69,11 @@ type Status struct {
 	RxBytes        uint64
 	TxBytes        uint64
 	// Drops counts packets towards peers that found no peer (node level).
-	Drops   map[string]uint64
-	Tenants []TenantStatus
+	Drops map[string]uint64
+	// ExitSockets are the host sockets the userspace exit's flows hold now, at most
+	// ExitSocketBudget (the open files limit less a reserve).
+	ExitSockets, ExitSocketBudget int
+	Tenants                       []TenantStatus
 }
 
 // TenantStatus holds one tenant's counters.
@@ -72,9 +83,20 @@ type TenantStatus struct {
 	RxBytes, TxBytes     uint64
 	RxPackets, TxPackets uint64
 	Flows                int64
-	// Drops by reason: the packet path's, and the firewall's as "<direction>.<reason>".
+	// ExitTCP, ExitUDP and ExitICMP are the tenant's flows through the userspace exit now
+	// (echo requests waiting for a reply for ICMP).
+	ExitTCP, ExitUDP, ExitICMP int
+	// MaxFlowsPerPeer and MaxFlows are the tenant's bounds in force.
+	MaxFlowsPerPeer, MaxFlows int
+	// Drops by reason: the packet path's, the exit's refusals at a bound
+	// (flow_limit_peer, flow_limit_tenant, flow_limit_node, fd_budget), and the firewall's
+	// as "<direction>.<reason>".
 	Drops map[string]uint64
-	Rules []firewall.RuleStat
+	// Evicted counts the tenant's flows that never got a reply, closed early to make room
+	// for a new flow: in the exit by the bound that needed room, in the firewall's table as
+	// "conntrack".
+	Evicted map[string]uint64
+	Rules   []firewall.RuleStat
 }
 
 // AddTenant creates a tenant.
@@ -94,7 +116,7 @@ func (c *Controller) ListTenants(ctx context.Context) ([]TenantInfo, error) {
 	}
 	out := make([]TenantInfo, len(ts))
 	for i, t := range ts {
-		out[i] = TenantInfo{Tenant: t, Peers: count[t.ID]}
+		out[i] = tenantInfo(t, count[t.ID])
 	}
 	return out, nil
 }
@@ -279,7 +301,21 @@ func (c *Controller) SetTenantSplitTunnel(ctx context.Context, tenant string, on
 		return TenantInfo{}, err
 	}
 	n, err := c.store.CountPeers(ctx, tenant)
-	return TenantInfo{Tenant: t, Peers: n}, err
+	return tenantInfo(t, n), err
+}
+
+// SetTenantLimits changes the tenant's flow bounds (nil: unchanged, 0: the node's default);
+// they apply to new flows when it returns. Flows above a lowered bound stay until they end.
+func (c *Controller) SetTenantLimits(ctx context.Context, tenant string, l store.TenantLimits) (TenantInfo, error) {
+	t, err := c.store.SetTenantLimits(ctx, tenant, l)
+	if err != nil {
+		return TenantInfo{}, err
+	}
+	if err := c.node.Reconcile(ctx); err != nil {
+		return TenantInfo{}, err
+	}
+	n, err := c.store.CountPeers(ctx, tenant)
+	return tenantInfo(t, n), err
 }
 
 // invalidError marks a validation failure (→ HTTP 400) whose own message is the one to show.
@@ -480,10 +516,14 @@ func (c *Controller) Status(ctx context.Context) (Status, error) {
 	if err != nil {
 		return Status{}, err
 	}
+	es := n.exit.Stats()
+	st.ExitSockets, st.ExitSocketBudget = es.HostSockets, es.FDBudget
+	exitFlows := n.exit.TenantFlows()
 	st.Tenants = make([]TenantStatus, 0, len(tenants)) // byID points into it: no reallocation
 	byID := map[int64]*TenantStatus{}
 	for _, t := range tenants {
-		ts := TenantStatus{Name: t.Name, Drops: map[string]uint64{}}
+		ts := TenantStatus{Name: t.Name, Drops: map[string]uint64{}, Evicted: map[string]uint64{}}
+		ts.MaxFlowsPerPeer, ts.MaxFlows = flowLimits(t)
 		if fs, ok := n.filter.TenantStats(t.ID); ok {
 			ts.Flows = fs.Flows
 			ts.Rules = fs.Rules
@@ -494,6 +534,14 @@ func (c *Controller) Status(ctx context.Context) (Status, error) {
 					}
 				}
 			}
+			if fs.Evicted > 0 {
+				ts.Evicted["conntrack"] = fs.Evicted
+			}
+		}
+		if ef, ok := exitFlows[t.ID]; ok {
+			ts.ExitTCP, ts.ExitUDP, ts.ExitICMP = ef.TCP, ef.UDP, ef.ICMP
+			maps.Copy(ts.Drops, ef.Refused)
+			maps.Copy(ts.Evicted, ef.Evicted)
 		}
 		n.mu.Lock()
 		if td := n.devs[t.ID]; td != nil {

@@ -28,7 +28,7 @@ func fromExit(snap *snapshot, filter *firewall.Filter, pkt *firewall.Packet, raw
 		return nil
 	}
 	if !snap.isLocal(pkt.Src) {
-		if v, _ := filter.CheckAt(dst.tenantID, pkt, firewall.ToPeer, now); v != firewall.Accept {
+		if v, _ := filter.CheckAt(dst.tenantID, &dst.ctr.flows, pkt, firewall.ToPeer, now); v != firewall.Accept {
 			return nil
 		}
 	}

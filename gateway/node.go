@@ -138,11 +138,20 @@ func (n *Node) Start(ctx context.Context) error {
 	}
 	n.snap.Store(newSnapshot(desired{}, n.ov))
 
+	budget := n.cfg.fdBudget
+	if budget == 0 {
+		var limit int
+		budget, limit = fdBudget()
+		n.log.Info("exit flows may hold a share of the open files limit; the rest is kept for the control socket, web UI, database and devices",
+			"open_files_limit", limit, "exit_sockets", budget)
+	}
 	ecfg := netstack.Config{
 		MTU:          n.cfg.MTU,
 		LocalAddrs:   []netip.Addr{n.ov.gw4, n.ov.gw6},
 		DNSUpstreams: n.cfg.DNSUpstreams,
 		Output:       n.deliverBatch,
+		FDBudget:     budget,
+		Owner:        n.exitOwner,
 	}
 	if n.cfg.exitDialer != nil {
 		ecfg.Dialer = n.cfg.exitDialer
@@ -186,6 +195,38 @@ func (n *Node) routeInitiation(initiator store.Key) (int64, bool) {
 		return 0, false
 	}
 	return e.tenantID, true
+}
+
+// exitOwner tells the userspace exit whose a client address is, and its bounds. A site's
+// LAN never reaches the exit (tunDevice.Write): every address it sees is a peer's, but for
+// a peer removed an instant ago, which counts as nobody's.
+func (n *Node) exitOwner(a netip.Addr) netstack.Owner {
+	e := n.snap.Load().byAddr[a]
+	if e == nil {
+		return netstack.Owner{}
+	}
+	return netstack.Owner{
+		Peer: e.id, Tenant: e.tenantID, PeerName: e.name, TenantName: e.tenant.name,
+		MaxPeerFlows: e.tenant.maxFlowsPerPeer, MaxTenantFlows: e.tenant.maxFlows,
+	}
+}
+
+// fdReserve is what fdBudget keeps of the open files limit for everything but exit flows:
+// the shared UDP socket, the control socket and its clients, the web UI and its clients,
+// health checks, the database (a file, its WAL and shared memory per connection), the UAPI
+// socket, the kernel exit's TUN, the runtime's own.
+const fdReserve = 1024
+
+// fdBudget returns the host sockets the userspace exit's flows may hold: the open files
+// limit (RLIMIT_NOFILE, which serve raises to its hard limit first) less fdReserve, or less a
+// quarter of it when it is below 4 × fdReserve; and the limit.
+func fdBudget() (budget, limit int) {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil || rl.Cur == 0 {
+		return netstack.DefaultMaxFlows, 0
+	}
+	limit = int(min(rl.Cur, 1<<30))
+	return limit - min(fdReserve, limit/4), limit
 }
 
 // deliverBatch takes packets from the userspace exit towards peers (fromExit decides each);

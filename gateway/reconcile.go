@@ -92,6 +92,8 @@ func (n *Node) Reconcile(ctx context.Context) error {
 	for _, t := range d.tenants {
 		live[t.ID] = true
 		n.applyPolicyLocked(t, byTenant[t.ID], policies[t.ID])
+		perPeer, total := flowLimits(t)
+		n.filter.SetLimits(t.ID, total, perPeer)
 	}
 	d.counters = func(k store.Key) *peerCounters {
 		c := n.counters[k]

@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/popgate/popgate/firewall"
 	"github.com/popgate/popgate/store"
 )
 
@@ -13,6 +14,7 @@ import (
 type peerEntry struct {
 	tenant    *tenantState
 	tenantID  int64
+	id        int64 // the peer's in the store
 	name      string
 	publicKey store.Key
 	ipv4      netip.Addr
@@ -25,9 +27,10 @@ type peerEntry struct {
 }
 
 // peerCounters count what the packet path passes for one peer: from it (rx) and towards it
-// (tx), inner IP packets and bytes.
+// (tx), inner IP packets and bytes; and the flows it opens, in the firewall's table.
 type peerCounters struct {
 	rxPackets, rxBytes, txPackets, txBytes atomic.Uint64
+	flows                                  firewall.Peer
 }
 
 // route is one entry of a tenant's routing table. site is nil for the internet exit; for a
@@ -48,6 +51,9 @@ type siteSource struct {
 type tenantState struct {
 	id   int64
 	name string
+	// maxFlowsPerPeer and maxFlows bound the flows of one peer and of the tenant, through the
+	// exit and in the firewall's table: the tenant's own, or the node's defaults.
+	maxFlowsPerPeer, maxFlows int
 	// tun is the tenant's device's packet path and dev the device; nil while the tenant has
 	// no enabled peer.
 	tun *tunDevice
@@ -132,7 +138,8 @@ func newSnapshot(d desired, ov overlay) *snapshot {
 		overlay: [2]netip.Prefix{ov.v4, ov.v6},
 	}
 	for _, t := range d.tenants {
-		s.tenants[t.ID] = &tenantState{id: t.ID, name: t.Name, tun: d.tuns[t.ID], dev: d.devs[t.ID]}
+		perPeer, total := flowLimits(t)
+		s.tenants[t.ID] = &tenantState{id: t.ID, name: t.Name, maxFlowsPerPeer: perPeer, maxFlows: total, tun: d.tuns[t.ID], dev: d.devs[t.ID]}
 	}
 	sites := map[int64]map[string]*peerEntry{}
 	for i := range d.peers {
@@ -144,6 +151,7 @@ func newSnapshot(d desired, ov overlay) *snapshot {
 		e := &peerEntry{
 			tenant:    ts,
 			tenantID:  p.TenantID,
+			id:        p.ID,
 			name:      p.Name,
 			publicKey: p.PublicKey,
 			ipv4:      p.IPv4,
@@ -155,6 +163,7 @@ func newSnapshot(d desired, ov overlay) *snapshot {
 		} else {
 			e.ctr = new(peerCounters)
 		}
+		e.ctr.flows.SetName(ts.name, p.Name)
 		s.byAddr[p.IPv4] = e
 		s.byAddr[p.IPv6] = e
 		s.byKey[p.PublicKey] = e

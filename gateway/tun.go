@@ -161,7 +161,13 @@ func (t *tunDevice) Write(bufs [][]byte, offset int) (int, error) {
 				hairpin = r.site
 			}
 		}
-		if v, _ := t.filter.CheckAt(t.tenantID, pkt, firewall.FromPeer, now); v != firewall.Accept {
+		// The flows a peer opens count against its own bound; those of a site's LAN only
+		// against the tenant's, since a connector serves a whole office.
+		var owner *firewall.Peer
+		if !fromSite {
+			owner = &src.ctr.flows
+		}
+		if v, _ := t.filter.CheckAt(t.tenantID, owner, pkt, firewall.FromPeer, now); v != firewall.Accept {
 			continue // counted by the firewall
 		}
 		src.ctr.rxPackets.Add(1)

@@ -51,6 +51,7 @@ func NewAPI(ctrl *gateway.Controller, log *slog.Logger) *API {
 		{"DELETE /api/v1/tenants/{tenant}/peers/{peer}", a.removePeer},
 		{"PATCH /api/v1/tenants/{tenant}/peers/{peer}", a.updatePeer},
 		{"PATCH /api/v1/tenants/{tenant}", a.updateTenant},
+		{"PATCH /api/v1/tenants/{tenant}/limits", a.updateTenantLimits},
 		{"GET /api/v1/tenants/{tenant}/policy", a.policy},
 		{"PUT /api/v1/tenants/{tenant}/policy", a.setPolicy},
 		{"GET /api/v1/tenants/{tenant}/routes", a.routes},
@@ -142,7 +143,9 @@ func (a *API) status(w http.ResponseWriter, r *http.Request) error {
 	for i, t := range st.Tenants {
 		ts := APITenantStatus{Name: t.Name, Peers: t.Peers, Online: t.Online, RxBytes: t.RxBytes, TxBytes: t.TxBytes,
 			RxPackets: t.RxPackets, TxPackets: t.TxPackets,
-			Flows: int(t.Flows), Drops: t.Drops, Rules: make([]APIRuleStat, len(t.Rules))}
+			Flows: int(t.Flows), ExitFlows: APIExitFlows{TCP: t.ExitTCP, UDP: t.ExitUDP, ICMP: t.ExitICMP},
+			MaxFlowsPerPeer: t.MaxFlowsPerPeer, MaxFlows: t.MaxFlows,
+			Drops: t.Drops, Evicted: t.Evicted, Rules: make([]APIRuleStat, len(t.Rules))}
 		for j, r := range t.Rules {
 			ts.Rules[j] = APIRuleStat{Line: r.Line, Rule: r.Rule, Hits: r.Hits}
 		}
@@ -162,6 +165,7 @@ func (a *API) status(w http.ResponseWriter, r *http.Request) error {
 			Interface: st.Interface, PublicKey: st.PublicKey.String(), ListenPort: st.ListenPort,
 			PublicEndpoint: st.PublicEndpoint, MTU: st.MTU, ExitMode: st.ExitMode, Addresses: addrs,
 			UAPISocket: st.UAPISocket, RxBytes: st.RxBytes, TxBytes: st.TxBytes, Drops: st.Drops,
+			ExitSockets: st.ExitSockets, ExitSocketBudget: st.ExitSocketBudget,
 		},
 		Peers:   APIPeerCounts{Total: st.PeersTotal, Enabled: st.PeersEnabled, Online: st.PeersOnline},
 		Tenants: tenants,
@@ -176,7 +180,7 @@ func (a *API) listTenants(w http.ResponseWriter, r *http.Request) error {
 	}
 	out := APITenants{Tenants: make([]APITenant, len(ts))}
 	for i, t := range ts {
-		out.Tenants[i] = APITenant{Name: t.Name, CreatedAt: t.CreatedAt.UTC(), Peers: t.Peers, SplitTunnel: t.SplitTunnel}
+		out.Tenants[i] = apiTenant(t)
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
@@ -191,7 +195,8 @@ func (a *API) addTenant(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusCreated, APITenant{Name: t.Name, CreatedAt: t.CreatedAt.UTC()})
+	writeJSON(w, http.StatusCreated, APITenant{Name: t.Name, CreatedAt: t.CreatedAt.UTC(),
+		MaxFlowsPerPeer: gateway.DefaultMaxFlowsPerPeer, MaxFlows: gateway.DefaultMaxFlowsPerTenant})
 	return nil
 }
 
@@ -402,8 +407,29 @@ func (a *API) updateTenant(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, APITenant{Name: t.Name, CreatedAt: t.CreatedAt.UTC(), Peers: t.Peers, SplitTunnel: t.SplitTunnel})
+	writeJSON(w, http.StatusOK, apiTenant(t))
 	return nil
+}
+
+func (a *API) updateTenantLimits(w http.ResponseWriter, r *http.Request) error {
+	var req APITenantLimits
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	if req.MaxFlowsPerPeer == nil && req.MaxFlows == nil {
+		return fmt.Errorf("%w: nothing to change: send max_flows_per_peer, max_flows or both", errBadRequest)
+	}
+	t, err := a.ctrl.SetTenantLimits(r.Context(), r.PathValue("tenant"), store.TenantLimits{MaxFlowsPerPeer: req.MaxFlowsPerPeer, MaxFlows: req.MaxFlows})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, apiTenant(t))
+	return nil
+}
+
+func apiTenant(t gateway.TenantInfo) APITenant {
+	return APITenant{Name: t.Name, CreatedAt: t.CreatedAt.UTC(), Peers: t.Peers, SplitTunnel: t.SplitTunnel,
+		MaxFlowsPerPeer: t.MaxFlowsPerPeer, MaxFlows: t.MaxFlows}
 }
 
 func (a *API) policy(w http.ResponseWriter, r *http.Request) error {

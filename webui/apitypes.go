@@ -21,6 +21,8 @@ import "time"
 //	DELETE /api/v1/tenants/{tenant}/peers/{peer}            → 204
 //	PATCH  /api/v1/tenants/{tenant}/peers/{peer} APIPeerUpdate → APIPeer
 //	PATCH  /api/v1/tenants/{tenant}         APITenantUpdate  → APITenant
+//	PATCH  /api/v1/tenants/{tenant}/limits  APITenantLimits  → APITenant (owners only on the
+//	                                                           web address)
 //	GET    /api/v1/tenants/{tenant}/policy                  → 200 text/plain policy file
 //	                                                           (header Popgate-Policy-Default: true
 //	                                                           when the tenant never set one)
@@ -46,11 +48,23 @@ type APITenant struct {
 	// SplitTunnel: client configs route only the tenant's routes (and the overlay) through
 	// the tunnel instead of all traffic.
 	SplitTunnel bool `json:"split_tunnel"`
+	// MaxFlowsPerPeer and MaxFlows bound the flows one peer of the tenant, and all of them
+	// together, may have open at once (through the exit, and tracked by the firewall): the
+	// tenant's own bounds or the node's defaults.
+	MaxFlowsPerPeer int `json:"max_flows_per_peer"`
+	MaxFlows        int `json:"max_flows"`
 }
 
 // APITenantUpdate is the body of PATCH /api/v1/tenants/{tenant}; nil fields stay as they are.
 type APITenantUpdate struct {
 	SplitTunnel *bool `json:"split_tunnel,omitempty"`
+}
+
+// APITenantLimits is the body of PATCH /api/v1/tenants/{tenant}/limits: the tenant's flow
+// bounds, 1 to 1048576, or 0 for the node's default; absent fields stay as they are.
+type APITenantLimits struct {
+	MaxFlowsPerPeer *int `json:"max_flows_per_peer,omitempty"`
+	MaxFlows        *int `json:"max_flows,omitempty"`
 }
 
 // APIRoute is one route of a tenant: traffic for Prefix leaves through Via, "internet" or
@@ -182,13 +196,33 @@ type APITenantStatus struct {
 	TxPackets uint64 `json:"tx_packets"`
 	// Flows is the number of tracked connections.
 	Flows int `json:"flows"`
+	// ExitFlows are the tenant's flows through the userspace exit now.
+	ExitFlows APIExitFlows `json:"exit_flows"`
+	// MaxFlowsPerPeer and MaxFlows are the tenant's flow bounds in force.
+	MaxFlowsPerPeer int `json:"max_flows_per_peer"`
+	MaxFlows        int `json:"max_flows"`
 	// Drops counts dropped packets by reason: from the packet path (malformed, unknown_source,
-	// cross_tenant, no_route) and the firewall (policy_deny, default_deny, conntrack_full, ...),
-	// the latter prefixed with the direction ("from_peer." or "to_peer.").
+	// cross_tenant, no_route), the exit's bounds (flow_limit_peer, flow_limit_tenant,
+	// flow_limit_node, fd_budget: packets that would have opened a flow) and the firewall
+	// (policy_deny, default_deny, conntrack_limit_peer, conntrack_limit_tenant,
+	// conntrack_full, ...), the latter prefixed with the direction ("from_peer." or
+	// "to_peer.").
 	Drops map[string]uint64 `json:"drops,omitempty"`
+	// Evicted counts the tenant's flows that never got a reply and were closed early to make
+	// room for a new one at a bound: in the exit by the bound's name, as in Drops; in the
+	// firewall as "conntrack".
+	Evicted map[string]uint64 `json:"evicted,omitempty"`
 	// Rules are the policy's rules in order, then the default, with their hits since the
 	// policy was last applied.
 	Rules []APIRuleStat `json:"rules"`
+}
+
+// APIExitFlows counts flows through the userspace exit: TCP (dialling or relaying), UDP,
+// and ICMP echo requests waiting for their reply.
+type APIExitFlows struct {
+	TCP  int `json:"tcp"`
+	UDP  int `json:"udp"`
+	ICMP int `json:"icmp"`
 }
 
 // APIRuleStat is one policy rule and how many new flows it decided.
@@ -225,6 +259,10 @@ type APIDevice struct {
 	TxBytes        uint64   `json:"tx_bytes"`
 	// Drops counts packets the packet path dropped, by reason.
 	Drops map[string]uint64 `json:"drops,omitempty"`
+	// ExitSockets are the host sockets the userspace exit's flows hold, at most
+	// ExitSocketBudget: the open files limit less what the node keeps for everything else.
+	ExitSockets      int `json:"exit_sockets"`
+	ExitSocketBudget int `json:"exit_socket_budget"`
 }
 
 // APIPeerCounts summarises the peers.

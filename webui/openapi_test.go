@@ -507,9 +507,9 @@ var apiSchemaTypes = map[string]reflect.Type{}
 
 func init() {
 	for _, v := range []any{
-		APIError{}, APITenant{}, APITenantUpdate{}, APIRoute{}, APIRoutes{}, APIPolicySet{},
+		APIError{}, APITenant{}, APITenantUpdate{}, APITenantLimits{}, APIRoute{}, APIRoutes{}, APIPolicySet{},
 		APITenants{}, APINewTenant{}, APIPeer{}, APIPeers{}, APINewPeer{}, APIPeerUpdate{},
-		APIPeerCreated{}, APIStatus{}, APITenantStatus{}, APIRuleStat{}, APINode{}, APIDevice{},
+		APIPeerCreated{}, APIStatus{}, APITenantStatus{}, APIExitFlows{}, APIRuleStat{}, APINode{}, APIDevice{},
 		APIPeerCounts{},
 		APIAdmin{}, APIAdmins{}, APINewAdmin{}, APIAdminUpdate{}, APIAdminPassword{},
 		APIAdminCreated{}, APIToken{}, APITokens{}, APINewToken{}, APITokenCreated{},
@@ -860,6 +860,9 @@ func TestOpenAPIServed(t *testing.T) {
 		{"POST", "/api/v1/tenants", `{"name":"Bad!"}`, "", 400},
 		{"POST", "/api/v1/tenants", `{"nom":"x"}`, "", 400},
 		{"PATCH", "/api/v1/tenants/acme", `{"split_tunnel":true}`, "", 200},
+		{"PATCH", "/api/v1/tenants/acme/limits", `{"max_flows_per_peer":100,"max_flows":1000}`, "", 200},
+		{"PATCH", "/api/v1/tenants/acme/limits", `{"max_flows":0}`, "", 200},
+		{"PATCH", "/api/v1/tenants/acme/limits", `{"max_flows":2000000}`, "", 400},
 		{"POST", "/api/v1/tenants/acme/peers", `{"name":"laptop","groups":["eng"]}`, "", 201},
 		{"POST", "/api/v1/tenants/acme/peers", `{"name":"office","site":"office","site_prefixes":["10.20.0.0/16"]}`, "", 201},
 		{"POST", "/api/v1/tenants/nope/peers", `{"name":"x"}`, "", 404},

@@ -50,6 +50,8 @@ func apiRoutes() []apiRoute {
 		{pattern: "POST /api/v1/tenants", access: accessOwner, action: "tenant.add"},
 		{pattern: "DELETE " + tenant, access: accessOwner, action: "tenant.remove"},
 		{pattern: "PATCH " + tenant, access: accessChange, action: "tenant.update"},
+		// A tenant's fair share of the node is the operator's to set, not the tenant's.
+		{pattern: "PATCH " + tenant + "/limits", access: accessOwner, action: "tenant.limits"},
 		{pattern: "GET /api/v1/peers", access: accessRead, scoped: (*Server).scopedQuery},
 		{pattern: "POST " + tenant + "/peers", access: accessChange, action: "peer.add"},
 		{pattern: "GET " + peer, access: accessRead},
@@ -239,6 +241,7 @@ func (s *Server) scopedStatus(w http.ResponseWriter, r *http.Request, p *Princip
 		}
 	}
 	st.Device.RxBytes, st.Device.TxBytes, st.Device.Drops = 0, 0, nil
+	st.Device.ExitSockets, st.Device.ExitSocketBudget = 0, 0 // every tenant's flows
 	st.Node.Goroutines, st.Node.RSSBytes = 0, 0
 	writeJSON(w, http.StatusOK, st)
 }

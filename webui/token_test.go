@@ -108,6 +108,7 @@ func TestAPITokens(t *testing.T) {
 			{"POST", "/api/v1/tenants/bravo/peers/phone/disable", "", 403},
 			{"PATCH", "/api/v1/tenants/acme", `{"split_tunnel":true}`, 200},
 			{"PATCH", "/api/v1/tenants/bravo", `{"split_tunnel":true}`, 403},
+			{"PATCH", "/api/v1/tenants/acme/limits", `{"max_flows":1000000}`, 403}, // its share is the operator's to set
 			{"PUT", "/api/v1/tenants/bravo/policy", "default deny\n", 403},
 			{"POST", "/api/v1/tenants/acme/peers/tablet/rename", `{"name":"slate"}`, 200},
 			{"PUT", "/api/v1/tenants/acme/peers/slate/expiry", `{"expires_at":"2099-01-01T00:00:00Z"}`, 200},
@@ -143,6 +144,7 @@ func TestAPITokens(t *testing.T) {
 			{"GET", "/api/v1/tokens", "", 200},
 			{"PUT", "/api/v1/admins/root/password", `{"password":"short"}`, 400},
 			{"POST", "/api/v1/tenants/bravo/peers/phone/disable", "", 200},
+			{"PATCH", "/api/v1/tenants/acme/limits", `{"max_flows_per_peer":500}`, 200},
 		}},
 	} {
 		for _, c := range tc.checks {

@@ -226,18 +226,23 @@ var tenantCommands = []subcommand{
 	{cmdSpec{
 		name:    "tenant list",
 		usage:   "tenant list [--json] [--data-dir DIR]",
-		about:   "List the tenants with their number of peers and whether their configs split the tunnel.",
+		about:   "List the tenants with their number of peers, whether their configs split the tunnel, and their flow bounds (per peer and in all).",
 		example: "popgate tenant list\npopgate tenant list --json | jq -r '.tenants[].name'",
 	}, (*app).tenantList},
 	{cmdSpec{
 		name:  "tenant set",
-		usage: "tenant set --split-tunnel on|off [--data-dir DIR] NAME",
+		usage: "tenant set [--split-tunnel on|off] [--max-flows-per-peer N|default] [--max-flows N|default] [--data-dir DIR] NAME",
 		about: "Change a tenant's settings. With split tunnel on, the configs of its peers send only the " +
 			"overlay and the tenant's routes (see 'popgate route list'; all but 0.0.0.0/0 and ::/0) through " +
 			"the tunnel, and the rest of their traffic takes the device's own way out; off (the default) " +
 			"sends all traffic through the tunnel. Configs already imported keep what they had: a peer " +
-			"picks the change up when it imports its config again.",
-		example: "popgate tenant set --split-tunnel on acme",
+			"picks the change up when it imports its config again. " +
+			"The flow bounds say how many flows one peer of the tenant, and all of them together, may have " +
+			"open at once, through the exit (TCP, UDP, pings waiting for a reply) and in the firewall's " +
+			"connection tracking; defaults 4096 and 16384. At a bound a new flow replaces the peer's oldest " +
+			"flow that never got a reply, or is dropped when there is none ('popgate status' counts both). " +
+			"They apply to new flows at once.",
+		example: "popgate tenant set --split-tunnel on acme\npopgate tenant set --max-flows-per-peer 10000 --max-flows 50000 acme\npopgate tenant set --max-flows-per-peer default acme",
 		args:    []string{"NAME"},
 	}, (*app).tenantSet},
 	{cmdSpec{
@@ -284,17 +289,20 @@ func (a *app) tenantList(ctx context.Context, spec cmdSpec, args []string) error
 		return nil
 	}
 	tw := newTable(a.stdout)
-	fmt.Fprintln(tw, "NAME\tPEERS\tSPLIT-TUNNEL\tCREATED")
+	fmt.Fprintln(tw, "NAME\tPEERS\tSPLIT-TUNNEL\tFLOWS/PEER\tFLOWS\tCREATED")
 	for _, t := range ts.Tenants {
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", t.Name, t.Peers, onOff(t.SplitTunnel), ago(a.now(), t.CreatedAt))
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d\t%s\n", t.Name, t.Peers, onOff(t.SplitTunnel), t.MaxFlowsPerPeer, t.MaxFlows, ago(a.now(), t.CreatedAt))
 	}
 	return tw.Flush()
 }
 
 func (a *app) tenantSet(ctx context.Context, spec cmdSpec, args []string) error {
 	var split onOffFlag
+	var perPeer, total flowBoundFlag
 	f := newAdminFlags(spec)
 	f.Var(&split, "split-tunnel", "`on|off`: on, client configs route only the tenant's routes and the overlay through the tunnel; off, all traffic", "")
+	f.Var(&perPeer, "max-flows-per-peer", "`N|default`: the most flows one peer of the tenant may have open at once, 1-1048576; default: the node's, 4096", "")
+	f.Var(&total, "max-flows", "`N|default`: the most flows the tenant's peers may have open at once in all, 1-1048576; default: the node's, 16384", "")
 	pos, err := f.parse(a, args)
 	if err != nil {
 		return err
@@ -302,20 +310,38 @@ func (a *app) tenantSet(ctx context.Context, spec cmdSpec, args []string) error 
 	if err := checkName("tenant", pos[0]); err != nil {
 		return err
 	}
-	if !f.isSet("split-tunnel") {
-		return usagef("tenant set: nothing to change: give --split-tunnel on or --split-tunnel off")
+	setSplit, setPerPeer, setTotal := f.isSet("split-tunnel"), f.isSet("max-flows-per-peer"), f.isSet("max-flows")
+	if !setSplit && !setPerPeer && !setTotal {
+		return usagef("tenant set: nothing to change: give --split-tunnel on|off, --max-flows-per-peer N or --max-flows N")
 	}
-	on := split.on()
+	c := a.client(f)
 	var t webui.APITenant
-	if _, err := a.client(f).callJSON(ctx, http.MethodPatch, tenantPath(pos[0]), webui.APITenantUpdate{SplitTunnel: &on}, &t); err != nil {
-		return err
+	if setPerPeer || setTotal {
+		var l webui.APITenantLimits
+		if setPerPeer {
+			l.MaxFlowsPerPeer = perPeer.value()
+		}
+		if setTotal {
+			l.MaxFlows = total.value()
+		}
+		if _, err := c.callJSON(ctx, http.MethodPatch, tenantPath(pos[0])+"/limits", l, &t); err != nil {
+			return err
+		}
+		a.note("tenant %s: at most %d flows per peer and %d in all, from now on (through the exit and in connection tracking)",
+			t.Name, t.MaxFlowsPerPeer, t.MaxFlows)
 	}
-	how := "all traffic"
-	if t.SplitTunnel {
-		how = "only the tenant's routes and the overlay"
+	if setSplit {
+		on := split.on()
+		if _, err := c.callJSON(ctx, http.MethodPatch, tenantPath(pos[0]), webui.APITenantUpdate{SplitTunnel: &on}, &t); err != nil {
+			return err
+		}
+		how := "all traffic"
+		if t.SplitTunnel {
+			how = "only the tenant's routes and the overlay"
+		}
+		a.note("tenant %s: split tunnel %s: client configs send %s through the tunnel; peers pick this up when they import their config again",
+			t.Name, onOff(t.SplitTunnel), how)
 	}
-	a.note("tenant %s: split tunnel %s: client configs send %s through the tunnel; peers pick this up when they import their config again",
-		t.Name, onOff(t.SplitTunnel), how)
 	return nil
 }
 
@@ -1003,6 +1029,9 @@ func (a *app) cmdStatus(ctx context.Context, args []string) error {
 	kv("addresses", "%s", strings.Join(d.Addresses, ", "))
 	kv("uapi socket", "%s", d.UAPISocket)
 	kv("transfer", "%s received, %s sent", humanBytes(d.RxBytes), humanBytes(d.TxBytes))
+	if d.ExitSocketBudget > 0 {
+		kv("exit sockets", "%d of %d", d.ExitSockets, d.ExitSocketBudget)
+	}
 	b.WriteString("peers\n")
 	kv("total", "%d", p.Total)
 	kv("enabled", "%d", p.Enabled)
@@ -1012,7 +1041,12 @@ func (a *app) cmdStatus(ctx context.Context, args []string) error {
 		kv("peers", "%d, %d online", t.Peers, t.Online)
 		kv("transfer", "%s received, %s sent", humanBytes(t.RxBytes), humanBytes(t.TxBytes))
 		kv("tracked flows", "%d", t.Flows)
+		kv("exit flows", "tcp %d, udp %d, icmp %d", t.ExitFlows.TCP, t.ExitFlows.UDP, t.ExitFlows.ICMP)
+		kv("flow limits", "%d per peer, %d in all", t.MaxFlowsPerPeer, t.MaxFlows)
 		kv("drops", "%s", drops(t.Drops))
+		if len(t.Evicted) > 0 {
+			kv("evicted flows", "%s", drops(t.Evicted))
+		}
 		if len(t.Rules) == 0 {
 			kv("policy rules", "")
 			continue

@@ -85,7 +85,7 @@ const (
 	officeJSON = `{"tenant":"acme","name":"office-gw","public_key":"` + testPub + `","ipv4":"100.64.0.4","ipv6":"fd7a:115c:a1e0::4","enabled":true,"created_at":"2026-03-14T15:09:00Z","server_key":true,"site":"office","site_prefixes":["10.10.0.0/24","10.20.0.0/16"],"online":false,"rx_bytes":0,"tx_bytes":0}`
 	phoneJSON  = `{"tenant":"acme","name":"phone","public_key":"` + testPub + `","ipv4":"100.64.0.3","ipv6":"fd7a:115c:a1e0::3","enabled":false,"created_at":"2026-03-14T15:09:00Z","server_key":false,"online":false,"rx_bytes":0,"tx_bytes":0}`
 	statusJSON = `{"node":{"name":"fra-1","version":"1.2.0","roles":["controller","pop","exit"],"region":"fra","started_at":"2026-03-14T12:00:00Z","uptime_seconds":11366},` +
-		`"device":{"interface":"popgate0","public_key":"HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=","listen_port":51820,"public_endpoint":"vpn.example.com:51820","mtu":1420,"exit_mode":"userspace","addresses":["100.64.0.1/10","fd7a:115c:a1e0::1/48"],"uapi_socket":"/var/run/wireguard/popgate0.sock","rx_bytes":3221225472,"tx_bytes":10240},` +
+		`"device":{"interface":"popgate0","public_key":"HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=","listen_port":51820,"public_endpoint":"vpn.example.com:51820","mtu":1420,"exit_mode":"userspace","addresses":["100.64.0.1/10","fd7a:115c:a1e0::1/48"],"uapi_socket":"/var/run/wireguard/popgate0.sock","rx_bytes":3221225472,"tx_bytes":10240,"exit_sockets":130,"exit_socket_budget":18976},` +
 		`"peers":{"total":2,"enabled":1,"online":1}}`
 )
 
@@ -107,6 +107,7 @@ func statusText() string {
 		"  addresses:        100.64.0.1/10, fd7a:115c:a1e0::1/48\n" +
 		"  uapi socket:      /var/run/wireguard/popgate0.sock\n" +
 		"  transfer:         3.0 GiB received, 10 KiB sent\n" +
+		"  exit sockets:     130 of 18976\n" +
 		"peers\n" +
 		"  total:            2\n" +
 		"  enabled:          1\n" +
@@ -116,7 +117,8 @@ func statusText() string {
 func TestAdminCommands(t *testing.T) {
 	createdJSON, _ := json.Marshal(map[string]any{"peer": json.RawMessage(laptopJSON), "config": testConfig})
 	createdOwnKey, _ := json.Marshal(map[string]any{"peer": json.RawMessage(phoneJSON), "config": testConfig})
-	tenantsJSON := `{"tenants":[{"name":"acme","created_at":"2026-03-14T13:09:26Z","peers":2,"split_tunnel":true},{"name":"globex","created_at":"2026-01-01T00:00:00Z","peers":0}]}`
+	tenantsJSON := `{"tenants":[{"name":"acme","created_at":"2026-03-14T13:09:26Z","peers":2,"split_tunnel":true,"max_flows_per_peer":10000,"max_flows":50000},` +
+		`{"name":"globex","created_at":"2026-01-01T00:00:00Z","peers":0,"max_flows_per_peer":4096,"max_flows":16384}]}`
 	// The table columns and values, independent of the exact padding.
 	for _, tc := range []struct {
 		name    string
@@ -138,9 +140,9 @@ func TestAdminCommands(t *testing.T) {
 			args:    []string{"tenant", "list"},
 			answers: map[string]answer{"GET /api/v1/tenants": {200, tenantsJSON, nil}},
 			want:    request{"GET", "/api/v1/tenants", "", "", ""},
-			stdout: "NAME    PEERS  SPLIT-TUNNEL  CREATED\n" +
-				"acme    2      on            2h ago\n" +
-				"globex  0      off           72d ago\n",
+			stdout: "NAME    PEERS  SPLIT-TUNNEL  FLOWS/PEER  FLOWS  CREATED\n" +
+				"acme    2      on            10000       50000  2h ago\n" +
+				"globex  0      off           4096        16384  72d ago\n",
 		},
 		{
 			name:    "tenant list --json",

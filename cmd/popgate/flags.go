@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 )
 
@@ -215,3 +216,35 @@ func (o *onOffFlag) Set(v string) error {
 }
 
 func (o *onOffFlag) on() bool { return *o == "on" }
+
+// flowBoundFlag is a tenant's flow bound: 1 to 1048576, or "default" (sent as 0).
+type flowBoundFlag struct {
+	n   int
+	set bool
+}
+
+func (b *flowBoundFlag) String() string {
+	if !b.set {
+		return ""
+	}
+	if b.n == 0 {
+		return "default"
+	}
+	return strconv.Itoa(b.n)
+}
+
+func (b *flowBoundFlag) Set(v string) error {
+	if v == "default" {
+		b.n, b.set = 0, true
+		return nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > 1<<20 {
+		return errors.New("use a number of flows from 1 to 1048576, or default")
+	}
+	b.n, b.set = n, true
+	return nil
+}
+
+// value is the bound for the API: 0 for the default.
+func (b *flowBoundFlag) value() *int { return &b.n }

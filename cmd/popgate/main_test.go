@@ -152,7 +152,7 @@ func TestHelp(t *testing.T) {
 		{[]string{"help", "peer", "add"}, []string{"Usage: popgate peer add --tenant TENANT", "--public-key KEY", "--qr", "env POPGATE_DATA_DIR", "Example:\n  popgate peer add"}},
 		{[]string{"peer", "add", "laptop", "--help"}, []string{"Usage: popgate peer add"}},
 		{[]string{"tenant", "list", "-h"}, []string{"Usage: popgate tenant list", "--json"}},
-		{[]string{"help", "tenant", "set"}, []string{"Usage: popgate tenant set --split-tunnel on|off", "--split-tunnel on|off ", "Example:\n  popgate tenant set --split-tunnel on acme"}},
+		{[]string{"help", "tenant", "set"}, []string{"Usage: popgate tenant set [--split-tunnel on|off] [--max-flows-per-peer N|default]", "--split-tunnel on|off ", "Example:\n  popgate tenant set --split-tunnel on acme"}},
 		{[]string{"peer", "add", "--help"}, []string{"--group GROUP ", "--site NAME ", "--site-prefix PREFIX ", "--site-prefix 10.10.0.0/24,10.20.0.0/16 office-gw"}},
 		{[]string{"help", "peer", "set"}, []string{"Usage: popgate peer set --tenant TENANT", "--no-groups ", "--no-site ", "Example:\n  popgate peer set --tenant acme --group eng,ops laptop"}},
 		{[]string{"help", "policy"}, []string{"Usage: popgate policy <subcommand>", "  show ", "  set "}},

@@ -66,10 +66,13 @@ func TestNetworkCommands(t *testing.T) {
 	bare := strings.Replace(laptopJSON, `"groups":["eng","ops"],`, "", 1)
 	statusTenants := strings.TrimSuffix(statusJSON, "}") + `,"tenants":[` +
 		`{"name":"acme","peers":2,"online":1,"rx_bytes":1572864,"tx_bytes":512,"flows":12,` +
-		`"drops":{"to_peer.default_deny":0,"from_peer.policy_deny":7,"cross_tenant":2},` +
+		`"exit_flows":{"tcp":3,"udp":4096,"icmp":1},"max_flows_per_peer":4096,"max_flows":16384,` +
+		`"drops":{"to_peer.default_deny":0,"from_peer.policy_deny":7,"cross_tenant":2,"flow_limit_peer":9},` +
+		`"evicted":{"flow_limit_peer":20000,"conntrack":19000},` +
 		`"rules":[{"line":3,"rule":"allow group:eng -> 10.10.0.0/24, site:office tcp 80,443","hits":120},` +
 		`{"line":5,"rule":"deny  peer:laptop -> any udp 53","hits":0},{"line":2,"rule":"default deny","hits":4}]},` +
-		`{"name":"globex","peers":0,"online":0,"rx_bytes":0,"tx_bytes":0,"flows":0,"rules":[{"line":0,"rule":"default deny","hits":0}]}]}`
+		`{"name":"globex","peers":0,"online":0,"rx_bytes":0,"tx_bytes":0,"flows":0,` +
+		`"exit_flows":{"tcp":0,"udp":0,"icmp":0},"max_flows_per_peer":100,"max_flows":1000,"rules":[{"line":0,"rule":"default deny","hits":0}]}]}`
 
 	for _, tc := range []struct {
 		name    string
@@ -281,6 +284,37 @@ func TestNetworkCommands(t *testing.T) {
 			stderr:  "tenant acme: split tunnel off: client configs send all traffic through the tunnel; peers pick this up when they import their config again\n",
 		},
 		{
+			name: "tenant set flow limits",
+			args: []string{"tenant", "set", "--max-flows-per-peer", "10000", "--max-flows=default", "acme"},
+			answers: map[string]answer{"PATCH /api/v1/tenants/acme/limits": {200,
+				`{"name":"acme","created_at":"2026-03-14T13:09:26Z","peers":2,"split_tunnel":true,"max_flows_per_peer":10000,"max_flows":16384}`, nil}},
+			want:   []request{{"PATCH", "/api/v1/tenants/acme/limits", "", appJSON, `{"max_flows_per_peer":10000,"max_flows":0}`}},
+			stderr: "tenant acme: at most 10000 flows per peer and 16384 in all, from now on (through the exit and in connection tracking)\n",
+		},
+		{
+			name: "tenant set flow limit and split tunnel",
+			args: []string{"tenant", "set", "--max-flows", "50000", "--split-tunnel", "off", "acme"},
+			answers: map[string]answer{
+				"PATCH /api/v1/tenants/acme/limits": {200, `{"name":"acme","created_at":"2026-03-14T13:09:26Z","peers":2,"split_tunnel":true,"max_flows_per_peer":4096,"max_flows":50000}`, nil},
+				"PATCH /api/v1/tenants/acme":        {200, `{"name":"acme","created_at":"2026-03-14T13:09:26Z","peers":2,"split_tunnel":false,"max_flows_per_peer":4096,"max_flows":50000}`, nil},
+			},
+			want: []request{
+				{"PATCH", "/api/v1/tenants/acme/limits", "", appJSON, `{"max_flows":50000}`},
+				{"PATCH", "/api/v1/tenants/acme", "", appJSON, `{"split_tunnel":false}`},
+			},
+			stderr: "tenant acme: at most 4096 flows per peer and 50000 in all, from now on (through the exit and in connection tracking)\n" +
+				"tenant acme: split tunnel off: client configs send all traffic through the tunnel; peers pick this up when they import their config again\n",
+		},
+		{
+			name: "tenant set flow limit refused",
+			args: []string{"tenant", "set", "--max-flows", "5", "nope"},
+			answers: map[string]answer{"PATCH /api/v1/tenants/nope/limits": {404,
+				`{"error":"tenant \"nope\" not found: list tenants with 'popgate tenant list'"}`, nil}},
+			want:   []request{{"PATCH", "/api/v1/tenants/nope/limits", "", appJSON, `{"max_flows":5}`}},
+			code:   exitRuntime,
+			stderr: "popgate: tenant \"nope\" not found: list tenants with 'popgate tenant list'\n",
+		},
+		{
 			name:    "status with tenants",
 			args:    []string{"status"},
 			answers: map[string]answer{"GET /api/v1/status": {200, statusTenants, nil}},
@@ -290,7 +324,10 @@ func TestNetworkCommands(t *testing.T) {
 				"  peers:            2, 1 online\n" +
 				"  transfer:         1.5 MiB received, 512 B sent\n" +
 				"  tracked flows:    12\n" +
-				"  drops:            cross_tenant 2, from_peer.policy_deny 7\n" +
+				"  exit flows:       tcp 3, udp 4096, icmp 1\n" +
+				"  flow limits:      4096 per peer, 16384 in all\n" +
+				"  drops:            cross_tenant 2, flow_limit_peer 9, from_peer.policy_deny 7\n" +
+				"  evicted flows:    conntrack 19000, flow_limit_peer 20000\n" +
 				"  policy rules:\n" +
 				"    LINE  HITS  RULE\n" +
 				"    3     120   allow group:eng -> 10.10.0.0/24, site:office tcp 80,443\n" +
@@ -300,6 +337,8 @@ func TestNetworkCommands(t *testing.T) {
 				"  peers:            0, 0 online\n" +
 				"  transfer:         0 B received, 0 B sent\n" +
 				"  tracked flows:    0\n" +
+				"  exit flows:       tcp 0, udp 0, icmp 0\n" +
+				"  flow limits:      100 per peer, 1000 in all\n" +
 				"  drops:            none\n" +
 				"  policy rules:\n" +
 				"    LINE  HITS  RULE\n" +
@@ -411,7 +450,11 @@ func TestNetworkUsageErrors(t *testing.T) {
 		{args: []string{"route", "remove", "10.10.0.0/24"}, want: "route remove: missing --tenant"},
 		{args: []string{"route", "remove", "--tenant", "Acme", "10.10.0.0/24"}, want: `tenant name "Acme" is invalid`},
 		{args: []string{"tenant", "set", "acme"},
-			want: "popgate: tenant set: nothing to change: give --split-tunnel on or --split-tunnel off\n"},
+			want: "popgate: tenant set: nothing to change: give --split-tunnel on|off, --max-flows-per-peer N or --max-flows N\n"},
+		{args: []string{"tenant", "set", "--max-flows", "0", "acme"},
+			want: `tenant set: invalid value "0" for flag --max-flows: use a number of flows from 1 to 1048576, or default`},
+		{args: []string{"tenant", "set", "--max-flows-per-peer", "lots", "acme"},
+			want: `tenant set: invalid value "lots" for flag --max-flows-per-peer: use a number of flows from 1 to 1048576, or default`},
 		{args: []string{"tenant", "set", "--split-tunnel", "yes", "acme"},
 			want: `tenant set: invalid value "yes" for flag --split-tunnel: use on or off`},
 		{args: []string{"tenant", "set", "--split-tunnel", "on"}, want: "tenant set: missing NAME"},

@@ -34,6 +34,7 @@ func runServe(ctx context.Context, sc ServeConfig, log *slog.Logger) error {
 		defer stop()
 		log.Info("writing a CPU profile until shutdown", "path", path)
 	}
+	raiseOpenFilesLimit(log)
 	node, err := gateway.New(sc.Gateway, log)
 	if err != nil {
 		return err
@@ -159,4 +160,28 @@ func startCPUProfile(path string) (stop func(), err error) {
 		pprof.StopCPUProfile()
 		f.Close()
 	}, nil
+}
+
+// raiseOpenFilesLimit raises the soft open files limit (RLIMIT_NOFILE) to the hard one: every
+// flow through the userspace exit holds a socket, and the node budgets them out of this limit
+// (see gateway's fdBudget). Go's runtime does the same on start; doing it here makes it
+// explicit and says so in the log when it cannot.
+func raiseOpenFilesLimit(log *slog.Logger) {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		log.Warn("cannot read the open files limit", "err", err)
+		return
+	}
+	if rl.Cur < rl.Max {
+		want := rl
+		want.Cur = rl.Max
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &want); err != nil {
+			log.Warn("cannot raise the open files limit to its hard limit; raise it with LimitNOFILE= (systemd) or ulimit -n", "soft", rl.Cur, "hard", rl.Max, "err", err)
+			return
+		}
+		rl = want
+	}
+	if rl.Cur < 4096 {
+		log.Warn("the open files limit is low: the exit's flows share it with everything else; raise it with LimitNOFILE= (systemd) or ulimit -Hn", "limit", rl.Cur)
+	}
 }
