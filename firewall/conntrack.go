@@ -273,6 +273,9 @@ const (
 
 // updateLocked advances e by pkt, going the original way when orig, and sets its expiry.
 func (e *entry) updateLocked(pkt *Packet, orig bool, now int64, to *Timeouts) int {
+	if e.peer == nil {
+		return e.advanceLocked(pkt, orig, now, to)
+	}
 	was := e.evictable()
 	r := e.advanceLocked(pkt, orig, now, to)
 	if r != updRestart {
