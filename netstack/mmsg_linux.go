@@ -95,5 +95,14 @@ func (m *recvMsgs) recv(fd uintptr) (int, syscall.Errno) {
 	return int(n), 0
 }
 
+// pending reports whether a datagram (or an error) waits on the socket fd, without taking
+// it: 0 when one does, EAGAIN when none does, or the socket's error (which it clears).
+func pending(fd uintptr) syscall.Errno {
+	var b [1]byte
+	_, _, errno := unix.Syscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1,
+		unix.MSG_PEEK|unix.MSG_DONTWAIT, 0, 0)
+	return errno
+}
+
 // size is the length of datagram i of the last recv.
 func (m *recvMsgs) size(i int) int { return int(m.hdrs[i].Len) }

@@ -24,3 +24,5 @@ type recvMsgs struct{}
 func (m *recvMsgs) setBuf(int, []byte)                {}
 func (m *recvMsgs) recv(uintptr) (int, syscall.Errno) { return 0, syscall.ENOSYS }
 func (m *recvMsgs) size(int) int                      { return 0 }
+
+func pending(uintptr) syscall.Errno { return syscall.ENOSYS }

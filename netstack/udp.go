@@ -287,8 +287,25 @@ func (f *udpFlow) readBatches() {
 }
 
 // recvFD is the syscall.RawConn callback: one recvmmsg into borrowed slots. On EAGAIN it
-// returns the slots and asks the poller to wait.
+// returns the slots and asks the poller to wait. Until the flow's first reply it first looks
+// whether anything waits at all: the reader's first call comes before anything can have,
+// and a flood of new flows would otherwise borrow (and the pool allocate) a megabyte of
+// slots for each of them at once.
 func (r *udpReader) recvFD(fd uintptr) bool {
+	if !r.replied && r.slots == nil {
+		errno := pending(fd)
+		for errno == syscall.EINTR {
+			errno = pending(fd)
+		}
+		switch errno {
+		case 0:
+		case syscall.EAGAIN:
+			return false
+		default: // the socket's error, which the peek took: report it
+			r.errno = errno
+			return true
+		}
+	}
 	for {
 		if r.slots == nil {
 			r.slots = rxSlotsPool.Get().(*rxSlots)
