@@ -12,6 +12,24 @@ import (
 	"github.com/popgate/popgate/store"
 )
 
+func TestFDBudget(t *testing.T) {
+	for _, c := range []struct{ limit, budget int }{
+		{1024, 768},             // Debian's default soft limit: a quarter kept
+		{4096, 3072},            // a quarter is the whole reserve
+		{8192, 7168},            // the e2e test's
+		{20000, 18976},          // this machine's
+		{524288, 523264},        // systemd's default hard limit
+		{1 << 30, 1<<30 - 1024}, // the most fdBudget counts
+	} {
+		if got := budgetOf(c.limit); got != c.budget {
+			t.Errorf("budgetOf(%d) = %d, want %d", c.limit, got, c.budget)
+		}
+	}
+	if budget, limit := fdBudget(); limit <= 0 || budget != budgetOf(limit) {
+		t.Errorf("fdBudget() = %d, %d", budget, limit)
+	}
+}
+
 // TestNodeFlowLimits: a peer of one tenant opening new UDP flows to a place that never
 // answers stays at its tenant's per-peer bound, in the exit and in the firewall, by
 // replacing its own flows without a reply; its flows that got replies, and another

@@ -226,8 +226,11 @@ func fdBudget() (budget, limit int) {
 		return netstack.DefaultMaxFlows, 0
 	}
 	limit = int(min(rl.Cur, 1<<30))
-	return limit - min(fdReserve, limit/4), limit
+	return budgetOf(limit), limit
 }
+
+// budgetOf is fdBudget's share of an open files limit.
+func budgetOf(limit int) int { return limit - min(fdReserve, limit/4) }
 
 // deliverBatch takes packets from the userspace exit towards peers (fromExit decides each);
 // runs of packets for one tenant are queued to its device together. Called concurrently; must
