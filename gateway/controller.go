@@ -213,7 +213,8 @@ func (c *Controller) Policy(ctx context.Context, tenant string) (text string, is
 // SetPolicy validates a policy file against the tenant's peers, groups and sites and applies
 // it within the call. Every mistake is reported with its line; nothing is stored then. Names of
 // groups, peers and sites the tenant does not have (yet) are no mistake: the policy is set,
-// they match nothing until they exist, and each is returned as a warning with its line.
+// they match nothing until they exist, and each is returned as a warning with its line. The
+// audit log records the number of rules and the text's digest.
 func (c *Controller) SetPolicy(ctx context.Context, tenant, text string) (*firewall.RuleSet, []firewall.Problem, error) {
 	if _, err := c.store.Tenant(ctx, tenant); err != nil {
 		return nil, nil, err
@@ -226,7 +227,7 @@ func (c *Controller) SetPolicy(ctx context.Context, tenant, text string) (*firew
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := c.store.SetPolicy(ctx, tenant, text); err != nil {
+	if err := c.store.SetPolicy(ctx, tenant, text, rs.Len()); err != nil {
 		return nil, nil, err
 	}
 	return rs, warnings, c.node.Reconcile(ctx)

@@ -124,3 +124,35 @@ func TestControllerAdmins(t *testing.T) {
 		t.Errorf("second download: %v", err)
 	}
 }
+
+// TestControllerAuditsWhatItDid: the controller's changes reach the audit log with the
+// context's actor and what it did (for a policy: the rules it compiled and the text's
+// digest); a policy over store.MaxPolicySize is refused before it is parsed, naming the limit.
+func TestControllerAuditsWhatItDid(t *testing.T) {
+	c := startTestNode(t).Controller()
+	ctx := store.WithActor(context.Background(), store.Actor{Name: "alice", Remote: "192.0.2.7"})
+	if _, err := c.AddTenant(ctx, "acme"); err != nil {
+		t.Fatal(err)
+	}
+	text := "default deny\n# two rules\nallow any -> any tcp 443\nallow any -> any icmp\n"
+	if _, _, err := c.SetPolicy(ctx, "acme", text); err != nil {
+		t.Fatal(err)
+	}
+	es, _, err := c.ListAudit(ctx, store.AuditQuery{Action: "policy"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("2 rules, %d bytes, sha256 %s", len(text), store.PolicyDigest(text))
+	if len(es) != 1 || es[0].Actor != "alice" || es[0].Remote != "192.0.2.7" || es[0].Target != "policy:acme" || es[0].Detail != want {
+		t.Errorf("policy.set entries %+v, want one by alice with %q", es, want)
+	}
+
+	huge := "default deny\n" + strings.Repeat("#\n", store.MaxPolicySize/2)
+	_, _, err = c.SetPolicy(ctx, "acme", huge)
+	if !errors.Is(err, store.ErrInvalid) || !strings.Contains(err.Error(), "at most 4194304 (4 MiB) are allowed") {
+		t.Errorf("a policy over the limit: %v", err)
+	}
+	if es, _, _ := c.ListAudit(ctx, store.AuditQuery{Action: "policy"}); len(es) != 1 {
+		t.Errorf("a refused policy was recorded: %+v", es)
+	}
+}

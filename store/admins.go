@@ -271,7 +271,7 @@ func GeneratePassword() (string, error) {
 // sessions, tokens, the audit log and download links are not desired network state, and
 // nodes need not re-read anything when they change.
 func (s *Store) writeAuth(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	return s.writeTx(ctx, false, fn)
+	return s.writeTx(ctx, kindAuth, fn)
 }
 
 func adminNotFound(name string) error {
@@ -298,8 +298,10 @@ func (s *Store) AddAdmin(ctx context.Context, na NewAdmin) (Admin, error) {
 	var a Admin
 	err = s.writeAuth(ctx, func(tx *sql.Tx) error {
 		var err error
-		a, err = insertAdmin(ctx, tx, na, hash, s.now())
-		return err
+		if a, err = insertAdmin(ctx, tx, na, hash, s.now()); err != nil {
+			return err
+		}
+		return s.logChange(ctx, tx, "", "admin.add", AdminTarget(a.Name), roleDetail(a.Role, a.TenantName))
 	})
 	return a, err
 }
@@ -351,9 +353,11 @@ func (s *Store) addFirstAdminHash(ctx context.Context, name, hash string) (bool,
 		if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM admins").Scan(&n); err != nil || n > 0 {
 			return err
 		}
-		_, err := insertAdmin(ctx, tx, NewAdmin{Name: name, Role: RoleOwner}, hash, s.now())
-		created = err == nil
-		return err
+		if _, err := insertAdmin(ctx, tx, NewAdmin{Name: name, Role: RoleOwner}, hash, s.now()); err != nil {
+			return err
+		}
+		created = true
+		return s.logChange(ctx, tx, "", "admin.add", AdminTarget(name), "role owner; the first admin")
 	})
 	return created, err
 }
@@ -507,7 +511,7 @@ func (s *Store) RemoveAdmin(ctx context.Context, name string) (Admin, error) {
 		if _, err := tx.ExecContext(ctx, "DELETE FROM admins WHERE id = ?", a.ID); err != nil {
 			return fmt.Errorf("store: remove admin %s: %w", name, err)
 		}
-		return nil
+		return s.logChange(ctx, tx, "", "admin.remove", AdminTarget(a.Name), roleDetail(a.Role, a.TenantName))
 	})
 	return a, err
 }
@@ -536,7 +540,7 @@ func (s *Store) SetAdminPassword(ctx context.Context, name, password string) (Ad
 			return fmt.Errorf("store: end sessions of admin %s: %w", name, err)
 		}
 		a.PasswordSetAt, a.FailedSignIns, a.LockedUntil = now, 0, time.Time{}
-		return nil
+		return s.logChange(ctx, tx, "", "admin.password", AdminTarget(a.Name), "new password; its sessions ended")
 	})
 	return a, err
 }
@@ -571,7 +575,7 @@ func (s *Store) SetAdminRole(ctx context.Context, name, role, tenant string) (Ad
 			return fmt.Errorf("store: set role of admin %s: %w", name, err)
 		}
 		a.Role = role
-		return nil
+		return s.logChange(ctx, tx, "", "admin.update", AdminTarget(a.Name), roleDetail(a.Role, a.TenantName))
 	})
 	return a, err
 }
@@ -597,7 +601,11 @@ func (s *Store) SetAdminDisabled(ctx context.Context, name string, disabled bool
 			return fmt.Errorf("store: update admin %s: %w", name, err)
 		}
 		a.Disabled, a.FailedSignIns, a.LockedUntil = disabled, 0, time.Time{}
-		return nil
+		detail := "enabled"
+		if disabled {
+			detail = "disabled; its sessions ended"
+		}
+		return s.logChange(ctx, tx, "", "admin.update", AdminTarget(a.Name), detail)
 	})
 	return a, err
 }
@@ -768,7 +776,11 @@ func (s *Store) EnableAdminTOTP(ctx context.Context, id int64, step int64) error
 		} else if err != nil {
 			return err
 		}
-		return nil
+		a, err := getAdmin(ctx, tx, "WHERE a.id = ?", id, "#"+strconv.FormatInt(id, 10))
+		if err != nil {
+			return err
+		}
+		return s.logChange(ctx, tx, "", "admin.totp.enable", AdminTarget(a.Name), "one-time codes turned on")
 	})
 }
 
@@ -785,8 +797,11 @@ func (s *Store) DisableAdminTOTP(ctx context.Context, name string) (Admin, error
 		if err != nil {
 			return fmt.Errorf("store: update admin %s: %w", name, err)
 		}
+		if !a.TOTPEnabled {
+			return nil // at most a pending enrolment went: nothing an admin would call a change
+		}
 		a.TOTPEnabled = false
-		return nil
+		return s.logChange(ctx, tx, "", "admin.totp.disable", AdminTarget(a.Name), "one-time codes turned off")
 	})
 	return a, err
 }
@@ -836,4 +851,12 @@ func clean(s string, n int) string {
 		return s
 	}
 	return string([]rune(s)[:n-1]) + "…"
+}
+
+// roleDetail words a role and tenant for the audit log: "role tenant_admin, tenant acme".
+func roleDetail(role, tenant string) string {
+	if tenant == "" {
+		return "role " + role
+	}
+	return "role " + role + ", tenant " + tenant
 }

@@ -41,7 +41,7 @@ func bulkAddPeers(tb testing.TB, s *Store, tenants, n int) {
 				return err
 			}
 		}
-		return nil
+		return s.logChange(ctx, tx, "", "test.bulk", "", fmt.Sprintf("%d peers", n))
 	})
 	if err != nil {
 		tb.Fatal(err)
@@ -147,7 +147,10 @@ func bulkAddGroupsAndSites(tb testing.TB, s *Store) {
 			SELECT tenant_id, name, unhex(printf('0a%04x00', peer_id / 101)), 24 FROM sites
 			UNION ALL
 			SELECT tenant_id, name, unhex(printf('fd10%08x00000000000000000000', peer_id)), 64 FROM sites`)
-		return err
+		if err != nil {
+			return err
+		}
+		return s.logChange(ctx, tx, "", "test.bulk", "", "groups and sites")
 	})
 	if err != nil {
 		tb.Fatal(err)

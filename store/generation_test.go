@@ -45,7 +45,7 @@ func TestGeneration(t *testing.T) {
 	})
 	step("AddRoute", true, func() error { return discard(s.AddRoute(ctx, "acme", pfx("10.10.0.0/24"), "site:office")) })
 	step("RemoveRoute", true, func() error { return discard(s.RemoveRoute(ctx, "acme", pfx("10.10.0.0/24"))) })
-	step("SetPolicy", true, func() error { return s.SetPolicy(ctx, "acme", "default deny\n") })
+	step("SetPolicy", true, func() error { return s.SetPolicy(ctx, "acme", "default deny\n", 0) })
 	step("SetTenantSplitTunnel", true, func() error { return discard(s.SetTenantSplitTunnel(ctx, "acme", true)) })
 	limits := TenantLimits{MaxFlowsPerPeer: new(int), MaxFlows: new(int)}
 	*limits.MaxFlowsPerPeer, *limits.MaxFlows = 10, 100
@@ -74,7 +74,7 @@ func TestGeneration(t *testing.T) {
 		for _, err := range []error{
 			discard(s.SetPeerGroups(ctx, "acme", "router", []string{"infra"})),
 			discard(s.SetPeerSite(ctx, "acme", "router", "office", pfxs("10.10.0.0/24"))),
-			s.SetPolicy(ctx, "acme", "default deny\n"),
+			s.SetPolicy(ctx, "acme", "default deny\n", 0),
 			discard(s.SetTenantSplitTunnel(ctx, "acme", true)),
 			discard(s.SetTenantLimits(ctx, "acme", limits)),
 			discard(s.SetPeerEnabled(ctx, "acme", "router", false)),

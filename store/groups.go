@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"slices"
+	"strings"
 )
 
 // SetPeerGroups replaces the groups of the peer name of tenant with groups and returns the
@@ -37,7 +38,7 @@ func (s *Store) SetPeerGroups(ctx context.Context, tenant, name string, groups [
 			return err
 		}
 		p.Groups, p.UpdatedAt = groups, now
-		return nil
+		return s.logChange(ctx, tx, tenant, "peer.update", PeerTarget(tenant, name), groupsDetail(groups))
 	})
 	if err != nil {
 		return Peer{}, err
@@ -79,4 +80,12 @@ func insertGroups(ctx context.Context, tx *sql.Tx, id int64, groups []string) er
 		}
 	}
 	return nil
+}
+
+// groupsDetail words a peer's groups for the audit log: "groups eng,ops" or "no groups".
+func groupsDetail(groups []string) string {
+	if len(groups) == 0 {
+		return "no groups"
+	}
+	return "groups " + strings.Join(groups, ",")
 }

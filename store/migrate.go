@@ -89,7 +89,7 @@ func (s *Store) migrate(ctx context.Context, to int) error {
 		}
 	}
 	for _, m := range ms[version:] {
-		if err := s.writeTx(ctx, false, func(tx *sql.Tx) error { return applyMigration(ctx, tx, m) }); err != nil {
+		if err := s.writeTx(ctx, kindSchema, func(tx *sql.Tx) error { return applyMigration(ctx, tx, m) }); err != nil {
 			return err
 		}
 	}

@@ -37,7 +37,7 @@ func (s *Store) RenamePeer(ctx context.Context, tenant, old, new string) (Peer, 
 			return fmt.Errorf("store: rename peer %s: %w", old, err)
 		}
 		p.Name, p.UpdatedAt = new, now
-		return nil
+		return s.logChange(ctx, tx, tenant, "peer.rename", PeerTarget(tenant, old), "renamed to "+new)
 	})
 	if err != nil {
 		return Peer{}, err
@@ -69,7 +69,11 @@ func (s *Store) SetPeerExpiry(ctx context.Context, tenant, name string, at *time
 			return fmt.Errorf("store: set expiry of peer %s: %w", name, err)
 		}
 		p.ExpiresAt, p.UpdatedAt = exp, now
-		return nil
+		detail := "never expires"
+		if !exp.IsZero() {
+			detail = "expires " + exp.Format(time.RFC3339)
+		}
+		return s.logChange(ctx, tx, tenant, "peer.expiry", PeerTarget(tenant, name), detail)
 	})
 	if err != nil {
 		return Peer{}, err

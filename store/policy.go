@@ -35,11 +35,12 @@ func (s *Store) Policy(ctx context.Context, tenant string) (text string, updated
 }
 
 // SetPolicy stores text as the policy of tenant, verbatim, replacing the previous one. The
-// store does not parse it: the caller checks it first (firewall.Parse). Storing the text
-// that is already stored changes nothing, not even the time Policy returns. The error wraps
-// ErrInvalid when text is larger than MaxPolicySize and ErrNotFound when the tenant does not
-// exist.
-func (s *Store) SetPolicy(ctx context.Context, tenant, text string) error {
+// store does not parse it: the caller checks it first (firewall.Parse) and gives the number
+// of rules it holds, which the audit log records with the text's size and PolicyDigest.
+// Storing the text that is already stored changes nothing, not even the time Policy
+// returns. The error wraps ErrInvalid when text is larger than MaxPolicySize and ErrNotFound
+// when the tenant does not exist.
+func (s *Store) SetPolicy(ctx context.Context, tenant, text string, rules int) error {
 	if len(text) > MaxPolicySize {
 		return errorf(ErrInvalid, "the policy of tenant %q has %d bytes, at most %d (%d MiB) are allowed: shorten it, e.g. by writing rules for groups instead of single peers",
 			tenant, len(text), MaxPolicySize, MaxPolicySize>>20)
@@ -62,7 +63,8 @@ func (s *Store) SetPolicy(ctx context.Context, tenant, text string) error {
 			t.ID, text, micros(s.now())); err != nil {
 			return fmt.Errorf("store: write policy of tenant %s: %w", tenant, err)
 		}
-		return nil
+		return s.logChange(ctx, tx, tenant, "policy.set", PolicyTarget(tenant),
+			fmt.Sprintf("%d %s, %d bytes, sha256 %s", rules, plural(rules, "rule", "rules"), len(text), PolicyDigest(text)))
 	})
 }
 

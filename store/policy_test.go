@@ -35,7 +35,7 @@ func TestPolicy(t *testing.T) {
 		strings.Repeat("x", MaxPolicySize),
 	} {
 		clock.Advance(time.Minute)
-		if err := s.SetPolicy(ctx, "acme", text); err != nil {
+		if err := s.SetPolicy(ctx, "acme", text, 0); err != nil {
 			t.Fatalf("SetPolicy(%.40q): %v", text, err)
 		}
 		got, updated, err := s.Policy(ctx, "acme")
@@ -47,12 +47,12 @@ func TestPolicy(t *testing.T) {
 	// The same text again changes nothing, not even the time.
 	clock.Advance(time.Minute)
 	g0, _ := s.Generation(ctx)
-	if err := s.SetPolicy(ctx, "beta", "default allow\n"); err != nil {
+	if err := s.SetPolicy(ctx, "beta", "default allow\n", 0); err != nil {
 		t.Fatal(err)
 	}
 	_, set, _ := s.Policy(ctx, "beta")
 	clock.Advance(time.Minute)
-	if err := s.SetPolicy(ctx, "beta", "default allow\n"); err != nil {
+	if err := s.SetPolicy(ctx, "beta", "default allow\n", 0); err != nil {
 		t.Fatal(err)
 	}
 	if _, again, _ := s.Policy(ctx, "beta"); !again.Equal(set) {
@@ -68,9 +68,9 @@ func TestPolicy(t *testing.T) {
 		t.Errorf("Policies = %d entries, %v", len(m), err)
 	}
 
-	err = s.SetPolicy(ctx, "acme", strings.Repeat("x", MaxPolicySize+1))
+	err = s.SetPolicy(ctx, "acme", strings.Repeat("x", MaxPolicySize+1), 0)
 	wantErr(t, err, ErrInvalid, `the policy of tenant "acme" has 4194305 bytes, at most 4194304 (4 MiB) are allowed: shorten it`)
-	wantErr(t, s.SetPolicy(ctx, "nope", "x"), ErrNotFound, `tenant "nope" not found`)
+	wantErr(t, s.SetPolicy(ctx, "nope", "x", 0), ErrNotFound, `tenant "nope" not found`)
 	_, _, err = s.Policy(ctx, "nope")
 	wantErr(t, err, ErrNotFound, `tenant "nope" not found`)
 }
@@ -149,7 +149,7 @@ func TestRemoveTenantCascades(t *testing.T) {
 		if _, err := s.AddRoute(ctx, tn, pfx("10.0.0.0/8"), "internet"); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.SetPolicy(ctx, tn, "default deny\n"); err != nil {
+		if err := s.SetPolicy(ctx, tn, "default deny\n", 0); err != nil {
 			t.Fatal(err)
 		}
 	}

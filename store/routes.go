@@ -57,7 +57,10 @@ func (s *Store) AddRoute(ctx context.Context, tenant string, prefix netip.Prefix
 		} else if !errors.Is(err, ErrNotFound) {
 			return err
 		}
-		return insertRoute(ctx, tx, t.ID, prefix, site, r.CreatedAt)
+		if err := insertRoute(ctx, tx, t.ID, prefix, site, r.CreatedAt); err != nil {
+			return err
+		}
+		return s.logChange(ctx, tx, tenant, "route.add", RouteTarget(tenant, prefix), "via "+via)
 	})
 	if err != nil {
 		return Route{}, err
@@ -87,7 +90,7 @@ func (s *Store) RemoveRoute(ctx context.Context, tenant string, prefix netip.Pre
 			t.ID, addr, bits); err != nil {
 			return fmt.Errorf("store: remove route %s: %w", prefix, err)
 		}
-		return nil
+		return s.logChange(ctx, tx, tenant, "route.remove", RouteTarget(tenant, prefix), "was via "+r.Via)
 	})
 	if err != nil {
 		return Route{}, err

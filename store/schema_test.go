@@ -164,7 +164,7 @@ func TestSchemaRefusesBadNetworkRows(t *testing.T) {
 	np.Groups, np.Site, np.SitePrefixes = []string{"eng"}, "office", pfxs("10.10.0.0/24")
 	router := mustPeer(t, s, np)
 	plain := mustPeer(t, s, newPeer(t, "acme", "plain"))
-	if err := s.SetPolicy(ctx, "acme", "default deny\n"); err != nil {
+	if err := s.SetPolicy(ctx, "acme", "default deny\n", 0); err != nil {
 		t.Fatal(err)
 	}
 

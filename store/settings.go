@@ -64,7 +64,8 @@ func (s *Store) Setting(ctx context.Context, key string) (string, error) {
 
 // SetSetting stores value under the node setting key, replacing any previous value. Keys are
 // 1-64 lower-case letters, digits, '.', '_' and '-', starting with a letter; settings the
-// store manages itself (the node key, the overlay prefix) are refused with ErrInvalid.
+// store manages itself (the node key, the overlay prefix) are refused with ErrInvalid. The
+// audit log records the new value: never keep a secret in a setting.
 func (s *Store) SetSetting(ctx context.Context, key, value string) error {
 	if err := validateSettingKey(key); err != nil {
 		return err
@@ -73,7 +74,14 @@ func (s *Store) SetSetting(ctx context.Context, key, value string) error {
 		return errorf(ErrInvalid, "setting %q is managed by popgate itself and cannot be set", key)
 	}
 	return s.write(ctx, func(tx *sql.Tx) error {
-		return putSetting(ctx, tx, key, value, micros(s.now()))
+		old, ok, err := getSetting(ctx, tx, key)
+		if err != nil || ok && old == value {
+			return err
+		}
+		if err := putSetting(ctx, tx, key, value, micros(s.now())); err != nil {
+			return err
+		}
+		return s.logChange(ctx, tx, "", "setting.set", SettingTarget(key), fmt.Sprintf("%q", value))
 	})
 }
 
@@ -105,7 +113,7 @@ func putSetting(ctx context.Context, q querier, key, value string, now int64) er
 // key file opens the node key and caches the node's public key and prefix.
 func (s *Store) initNode(ctx context.Context) error {
 	var sealedB64, prefix string
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.writeTx(ctx, kindNode, func(tx *sql.Tx) error {
 		now := micros(s.now())
 		var err error
 		if sealedB64, err = s.ensureNodeKey(ctx, tx, now); err != nil {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -48,7 +49,7 @@ func (s *Store) SetPeerSite(ctx context.Context, tenant, name, site string, pref
 			return err
 		}
 		p.Site, p.SitePrefixes, p.UpdatedAt = site, prefixes, now
-		return nil
+		return s.logChange(ctx, tx, tenant, "peer.update", PeerTarget(tenant, name), siteDetail(site, prefixes))
 	})
 	if err != nil {
 		return Peer{}, err
@@ -286,4 +287,17 @@ func touchPeer(ctx context.Context, tx *sql.Tx, id int64, now time.Time) error {
 		return fmt.Errorf("store: update peer: %w", err)
 	}
 	return nil
+}
+
+// siteDetail words a peer's site for the audit log: "site office 10.1.0.0/24,10.2.0.0/24" or
+// "not a site connector".
+func siteDetail(site string, prefixes []netip.Prefix) string {
+	if site == "" {
+		return "not a site connector"
+	}
+	ps := make([]string, len(prefixes))
+	for i, p := range prefixes {
+		ps[i] = p.String()
+	}
+	return "site " + site + " " + strings.Join(ps, ",")
 }

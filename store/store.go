@@ -31,6 +31,9 @@ type Options struct {
 	// migrateTo stops migrating at this schema version, so that tests can build a database
 	// as an older popgate left it. 0, the default, applies every migration.
 	migrateTo int
+	// pragmas are run on every connection after the usual ones, so that tests can bound
+	// the database (max_page_count) as a full disk would.
+	pragmas []string
 }
 
 // Store is popgate's desired state in one SQLite database. Its methods are safe for
@@ -58,6 +61,9 @@ type Store struct {
 	// writeSem serialises this process's write transactions. SQLite has one writer at a
 	// time anyway; queueing here (cancellable by ctx) is cheaper than its busy-sleep loop.
 	writeSem chan struct{}
+	// logged is set by logChange during a write transaction: the transaction wrote its
+	// audit entry. Guarded by writeSem.
+	logged bool
 
 	closeOnce sync.Once
 	closeErr  error
@@ -96,7 +102,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if err := f.Close(); err != nil {
 		return nil, fmt.Errorf("store: open database: %w", err)
 	}
-	db, err := sql.Open("sqlite", dsn(path))
+	db, err := sql.Open("sqlite", dsn(path, opts.pragmas...))
 	if err != nil {
 		return nil, fmt.Errorf("store: open database %s: %w", path, err)
 	}
@@ -119,16 +125,19 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 // busyTimeout is how long a statement waits for another connection's lock before failing.
 const busyTimeout = 5 * time.Second
 
-// dsn is the modernc.org/sqlite data source name for the database file at the absolute path.
-// The file: URI form with an escaped path keeps a '?' or '#' in the path from being read as
-// the start of the parameters.
-func dsn(path string) string {
+// dsn is the modernc.org/sqlite data source name for the database file at the absolute path,
+// with extra pragmas ("max_page_count(10)") after the usual ones. The file: URI form with an
+// escaped path keeps a '?' or '#' in the path from being read as the start of the parameters.
+func dsn(path string, extra ...string) string {
 	u := url.URL{Scheme: "file", Path: path}
 	q := url.Values{}
 	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "synchronous(FULL)")
 	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busyTimeout.Milliseconds()))
 	q.Add("_pragma", "foreign_keys(1)")
+	for _, p := range extra {
+		q.Add("_pragma", p)
+	}
 	q.Set("_txlock", "immediate")
 	u.RawQuery = q.Encode()
 	return u.String()
@@ -200,42 +209,67 @@ var (
 
 // write runs fn in one write transaction (BEGIN IMMEDIATE, from the DSN) and commits when fn
 // returns nil. An error from fn rolls everything back and is returned as is. When fn changed
-// any row, the same transaction advances the generation (see Generation).
+// any row, the same transaction advances the generation (see Generation), and fn must have
+// recorded the change in the audit log (logChange): a change without its entry is refused
+// and rolled back, so that the audit log cannot miss a change to the desired state.
 func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	return s.writeTx(ctx, s.version >= generationVersion, fn)
+	return s.writeTx(ctx, kindState, fn)
 }
 
-// writeTx is write; it advances the generation only when count is set, which migrate clears
-// because the table may not exist yet.
-func (s *Store) writeTx(ctx context.Context, count bool, fn func(tx *sql.Tx) error) error {
+// writeKind says what a write transaction changes, and so what it must do besides.
+type writeKind int
+
+const (
+	// kindState changes the desired state: the generation advances and the change must be
+	// in the audit log.
+	kindState writeKind = iota
+	// kindAuth changes admins, sessions, tokens or links: not desired network state, so the
+	// generation stays; the method audits what an admin would call a change (not sign-ins
+	// and session bookkeeping).
+	kindAuth
+	// kindSchema migrates the schema, whose tables may not exist yet: neither.
+	kindSchema
+	// kindNode creates the node's own settings at Open: the generation advances, nobody
+	// did anything to audit.
+	kindNode
+)
+
+// writeTx runs fn in one write transaction of kind. A write that fails because the disk or
+// the database is full, or on an I/O error, returns an error wrapping ErrDiskFull.
+func (s *Store) writeTx(ctx context.Context, kind writeKind, fn func(tx *sql.Tx) error) error {
 	select {
 	case s.writeSem <- struct{}{}:
 	case <-ctx.Done():
 		return fmt.Errorf("store: waiting to write: %w", ctx.Err())
 	}
 	defer func() { <-s.writeSem }()
+	s.logged = false
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("store: begin transaction: %w", err)
+		return s.storageError(fmt.Errorf("store: begin transaction: %w", err))
 	}
-	err = runCounted(ctx, tx, count, fn)
-	if err != nil {
-		if rbErr := tx.Rollback(); rbErr != nil && !errors.Is(rbErr, sql.ErrTxDone) {
+	if err = s.runTx(ctx, tx, kind, fn); err != nil {
+		err = s.storageError(err)
+		// After SQLITE_FULL or SQLITE_IOERR, SQLite may have rolled the transaction back
+		// itself, and then ROLLBACK fails with "no transaction is active".
+		if rbErr := tx.Rollback(); rbErr != nil && !errors.Is(rbErr, sql.ErrTxDone) && !errors.Is(err, ErrDiskFull) {
 			return errors.Join(err, fmt.Errorf("store: roll back: %w", rbErr))
 		}
 		return err
 	}
+	// A commit that fails is rolled back by the driver (modernc.org/sqlite's tx.Commit).
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("store: commit: %w", err)
+		return s.storageError(fmt.Errorf("store: commit: %w", err))
 	}
 	return nil
 }
 
-// runCounted runs fn in tx and, when count is set and fn changed rows, advances the
-// generation. SQLite's total_changes() counts the rows this connection has inserted,
-// updated or deleted, and tx holds one connection throughout, so it moves exactly when fn
-// changed something.
-func runCounted(ctx context.Context, tx *sql.Tx, count bool, fn func(tx *sql.Tx) error) error {
+// runTx runs fn in tx and does what kind asks of a transaction that changed rows: advance
+// the generation, insist on an audit entry. SQLite's total_changes() counts the rows this
+// connection has inserted, updated or deleted, and tx holds one connection throughout, so it
+// moves exactly when fn changed something.
+func (s *Store) runTx(ctx context.Context, tx *sql.Tx, kind writeKind, fn func(tx *sql.Tx) error) error {
+	count := (kind == kindState || kind == kindNode) && s.version >= generationVersion
 	if !count {
 		return fn(tx)
 	}
@@ -251,6 +285,9 @@ func runCounted(ctx context.Context, tx *sql.Tx, count bool, fn func(tx *sql.Tx)
 	}
 	if after == before {
 		return nil
+	}
+	if kind == kindState && !s.logged && s.version >= auditVersion {
+		return errors.New("store: a change to the desired state without its audit entry: refused (a bug in popgate)")
 	}
 	return bumpGeneration(ctx, tx)
 }

@@ -39,7 +39,7 @@ func (s *Store) AddTenant(ctx context.Context, name string) (Tenant, error) {
 				return err
 			}
 		}
-		return nil
+		return s.logChange(ctx, tx, name, "tenant.add", TenantTarget(name), "")
 	})
 	if err != nil {
 		return Tenant{}, err
@@ -91,7 +91,7 @@ func (s *Store) SetTenantSplitTunnel(ctx context.Context, name string, on bool) 
 			return fmt.Errorf("store: update tenant %s: %w", name, err)
 		}
 		t.SplitTunnel = on
-		return nil
+		return s.logChange(ctx, tx, name, "tenant.update", TenantTarget(name), "split tunnel "+onOff(on))
 	})
 	if err != nil {
 		return Tenant{}, err
@@ -166,7 +166,7 @@ func (s *Store) RemoveTenant(ctx context.Context, name string) error {
 		if _, err := tx.ExecContext(ctx, "DELETE FROM tenants WHERE id = ?", t.ID); err != nil {
 			return fmt.Errorf("store: remove tenant %s: %w", name, err)
 		}
-		return nil
+		return s.logChange(ctx, tx, name, "tenant.remove", TenantTarget(name), "")
 	})
 }
 
@@ -218,4 +218,12 @@ func plural(n int, one, many string) string {
 		return one
 	}
 	return many
+}
+
+// onOff words a switch for the audit log.
+func onOff(on bool) string {
+	if on {
+		return "on"
+	}
+	return "off"
 }

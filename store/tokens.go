@@ -91,8 +91,14 @@ func (s *Store) AddAPIToken(ctx context.Context, nt NewAPIToken) (APIToken, stri
 		if err != nil {
 			return fmt.Errorf("store: add API token %s: %w", nt.Name, err)
 		}
-		tok.ID, err = res.LastInsertId()
-		return err
+		if tok.ID, err = res.LastInsertId(); err != nil {
+			return fmt.Errorf("store: add API token %s: %w", nt.Name, err)
+		}
+		detail := roleDetail(tok.Role, tok.TenantName) + "; never expires"
+		if !tok.ExpiresAt.IsZero() {
+			detail = roleDetail(tok.Role, tok.TenantName) + "; expires " + tok.ExpiresAt.Format(time.RFC3339)
+		}
+		return s.logChange(ctx, tx, "", "token.add", TokenTarget(tok.Name), detail)
 	})
 	if err != nil {
 		return APIToken{}, "", err
@@ -184,7 +190,7 @@ func (s *Store) RemoveAPIToken(ctx context.Context, name string) (APIToken, erro
 		if _, err := tx.ExecContext(ctx, "DELETE FROM api_tokens WHERE id = ?", k.ID); err != nil {
 			return fmt.Errorf("store: remove API token %s: %w", name, err)
 		}
-		return nil
+		return s.logChange(ctx, tx, "", "token.remove", TokenTarget(k.Name), roleDetail(k.Role, k.TenantName))
 	})
 	return k, err
 }
@@ -236,8 +242,11 @@ func (s *Store) CreateDownloadLink(ctx context.Context, tenant, peer, createdBy 
 		if err != nil {
 			return fmt.Errorf("store: create download link: %w", err)
 		}
-		l.ID, err = res.LastInsertId()
-		return err
+		if l.ID, err = res.LastInsertId(); err != nil {
+			return fmt.Errorf("store: create download link: %w", err)
+		}
+		return s.logChange(ctx, tx, tenant, "link.create", PeerTarget(tenant, peer),
+			"one-time config link valid until "+expires.Format(time.RFC3339))
 	})
 	if err != nil {
 		return DownloadLink{}, "", err
@@ -279,7 +288,8 @@ func (s *Store) DownloadLinkByToken(ctx context.Context, token string, now time.
 }
 
 // UseDownloadLink marks link id used at now. Only one call succeeds, and only before the link
-// expires; the others get an error wrapping ErrNotFound.
+// expires; the others get an error wrapping ErrNotFound. The audit log records the use (a
+// peer's config went out) with who made the link.
 func (s *Store) UseDownloadLink(ctx context.Context, id int64, now time.Time) error {
 	return s.writeAuth(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, "UPDATE download_links SET used_at = ? WHERE id = ? AND used_at IS NULL AND expires_at > ?",
@@ -290,7 +300,12 @@ func (s *Store) UseDownloadLink(ctx context.Context, id int64, now time.Time) er
 		if n, err := res.RowsAffected(); err != nil || n != 1 {
 			return errors.Join(errNoLink(), err)
 		}
-		return nil
+		var tenant, peer, by string
+		if err := tx.QueryRowContext(ctx, `SELECT t.name, p.name, d.created_by FROM download_links AS d
+			JOIN peers AS p ON p.id = d.peer_id JOIN tenants AS t ON t.id = d.tenant_id WHERE d.id = ?`, id).Scan(&tenant, &peer, &by); err != nil {
+			return fmt.Errorf("store: use download link: %w", err)
+		}
+		return s.logChange(ctx, tx, tenant, "link.use", PeerTarget(tenant, peer), "one-time config link made by "+by)
 	})
 }
 

@@ -24,6 +24,10 @@ var (
 	ErrNoPrivateKey = errors.New("private key not held by the server")
 	// ErrExhausted: the overlay address pool has no free address left.
 	ErrExhausted = errors.New("address pool exhausted")
+	// ErrDiskFull: a write failed because the disk holding the database is full (or, for
+	// an I/O error, may be); nothing was changed, and the same write can succeed once
+	// there is space.
+	ErrDiskFull = errors.New("disk full")
 )
 
 // KeyLen is the length of a WireGuard (Curve25519) key.

@@ -77,5 +77,5 @@ func TestAPITenantTokenLearnsNothingOfOthers(t *testing.T) {
 	if got := key("globex", "hank"); got != hankKey {
 		t.Errorf("globex/hank's key changed")
 	}
-	e.wantAudit("token:acme-ci peer.rotate tenants/acme/peers/laptop/rotate")
+	e.wantAudit("token:acme-ci peer.rotate peer:acme/laptop")
 }

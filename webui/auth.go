@@ -74,7 +74,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	now := s.now()
 	if ok, wait, first := s.limiter.allow(ipKey(r), now); !ok {
 		if first { // one entry per blocked address and window, not one per attempt
-			s.audit(r, name, "signin.limited", name, "too many attempts from this address")
+			s.audit(r, name, "signin.limited", store.AdminTarget(name), "too many attempts from this address")
 		}
 		fail(http.StatusTooManyRequests, tooMany(wait))
 		return
@@ -88,7 +88,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 			fail(http.StatusServiceUnavailable, msgBusy)
 			return
 		}
-		s.audit(r, name, "signin.failed", name, "no such admin")
+		s.audit(r, name, "signin.failed", store.AdminTarget(name), "no such admin")
 		fail(http.StatusUnauthorized, msgWrongCredentials)
 		return
 	case err != nil:
@@ -115,7 +115,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if a.Disabled {
-		s.audit(r, name, "signin.refused", name, "admin is disabled")
+		s.audit(r, name, "signin.refused", store.AdminTarget(name), "admin is disabled")
 		fail(http.StatusForbidden, msgDisabled)
 		return
 	}
@@ -153,7 +153,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		s.log.Warn("cannot record a sign-in", "admin", name, "err", err)
 	}
 	p := &Principal{AdminID: a.ID, Name: a.Name, Role: Role(a.Role), Tenant: a.TenantName}
-	s.Audit(r.WithContext(WithPrincipal(ctx, p)), "signin", a.Name, "")
+	s.Audit(r.WithContext(WithPrincipal(ctx, p)), "signin", store.AdminTarget(a.Name), "")
 	http.Redirect(w, r, page.Next, http.StatusSeeOther)
 }
 
@@ -165,9 +165,9 @@ func (s *Server) signInFailed(w http.ResponseWriter, r *http.Request, a store.Ad
 	if err != nil {
 		s.log.Error("cannot count a failed sign-in", "admin", a.Name, "err", err)
 	}
-	s.audit(r, a.Name, "signin.failed", a.Name, why)
+	s.audit(r, a.Name, "signin.failed", store.AdminTarget(a.Name), why)
 	if err == nil && after.Locked(now) {
-		s.audit(r, a.Name, "signin.locked", a.Name, fmt.Sprintf("%d failed attempts: locked until %s", maxFailures, after.LockedUntil.UTC().Format(time.RFC3339)))
+		s.audit(r, a.Name, "signin.locked", store.AdminTarget(a.Name), fmt.Sprintf("%d failed attempts: locked until %s", maxFailures, after.LockedUntil.UTC().Format(time.RFC3339)))
 		page.Error = tooMany(after.LockedUntil.Sub(now))
 		s.pages.RenderLogin(w, r, http.StatusTooManyRequests, *page)
 		return

@@ -68,7 +68,7 @@ func TestSignIn(t *testing.T) {
 			t.Errorf("next=%q: %d → %q", next, resp.StatusCode, loc)
 		}
 	}
-	e.wantAudit("root signin.failed root", "nobody signin.failed nobody", "root signin root")
+	e.wantAudit("root signin.failed admin:root", "nobody signin.failed admin:nobody", "root signin admin:root")
 }
 
 func TestSignInBadInput(t *testing.T) {
@@ -121,7 +121,7 @@ func TestLockout(t *testing.T) {
 	if a, _ := e.ctrl.Admin(context.Background(), "root"); a.FailedSignIns != 0 || a.Locked(e.clock.Now()) {
 		t.Errorf("after sign-in: %+v", a)
 	}
-	e.wantAudit("root signin.locked root")
+	e.wantAudit("root signin.locked admin:root")
 
 	// An owner lifts a lockout by setting the password.
 	for range maxFailures {
@@ -320,7 +320,7 @@ func TestTOTP(t *testing.T) {
 	want(t, "disable", resp, body, http.StatusOK, "two-factor sign-in is off")
 	resp, body = e.browser().signIn("root", authPassword, "")
 	want(t, "sign-in without TOTP", resp, body, http.StatusSeeOther)
-	e.wantAudit("root totp.enable root", "root totp.disable root")
+	e.wantAudit("root admin.totp.enable admin:root", "root admin.totp.disable admin:root")
 }
 
 func TestChangePassword(t *testing.T) {
@@ -357,7 +357,7 @@ func TestChangePassword(t *testing.T) {
 	}
 	resp, body = e.browser().signIn("root", "a fine new password", "")
 	want(t, "new password", resp, body, http.StatusSeeOther)
-	e.wantAudit("root password.change root")
+	e.wantAudit("root admin.password admin:root")
 }
 
 func FuzzTOTPStep(f *testing.F) {

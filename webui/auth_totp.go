@@ -183,7 +183,6 @@ func (s *Server) totpConfirm(w http.ResponseWriter, r *http.Request) {
 		s.accountFailed(w, r, err)
 		return
 	}
-	s.Audit(r, "totp.enable", p.Name, "")
 	s.renderAccount(w, r, http.StatusOK, AccountPage{Notice: "two-factor sign-in is on: from now on, sign-in asks for a code from your app"})
 }
 
@@ -217,7 +216,6 @@ func (s *Server) totpDisable(w http.ResponseWriter, r *http.Request) {
 		s.accountFailed(w, r, err)
 		return
 	}
-	s.Audit(r, "totp.disable", p.Name, "")
 	s.renderAccount(w, r, http.StatusOK, AccountPage{Notice: "two-factor sign-in is off"})
 }
 
@@ -252,7 +250,6 @@ func (s *Server) changePassword(w http.ResponseWriter, r *http.Request) {
 		s.accountFailed(w, r, err)
 		return
 	}
-	s.Audit(r, "password.change", p.Name, "all sessions ended")
 	if err := s.startSession(r.Context(), w, r, a); err != nil {
 		s.log.Error("cannot start a session after a password change", "err", err)
 		http.Redirect(w, r, "/login", http.StatusSeeOther)
@@ -309,7 +306,7 @@ func (s *Server) countFailure(r *http.Request, a store.Admin, why string) store.
 		s.log.Error("cannot count a failed check", "admin", a.Name, "err", err)
 		return a
 	}
-	s.Audit(r, "signin.failed", a.Name, why)
+	s.Audit(r, "signin.failed", store.AdminTarget(a.Name), why)
 	return after
 }
 

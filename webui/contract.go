@@ -7,6 +7,8 @@ package webui
 import (
 	"context"
 	"net/http"
+
+	"github.com/popgate/popgate/store"
 )
 
 // Role is what an admin may do.
@@ -44,12 +46,22 @@ func PrincipalFrom(ctx context.Context) *Principal {
 	return p
 }
 
-// WithPrincipal attaches p to ctx (the auth middleware does this).
+// WithPrincipal attaches p to ctx (the auth middleware does this). It also names p as the
+// store's actor (store.WithActor, keeping the address already there), so that the audit
+// entries of the changes the request makes name it.
 func WithPrincipal(ctx context.Context, p *Principal) context.Context {
+	if p != nil {
+		a := store.ActorFrom(ctx)
+		a.Name = p.Name
+		ctx = store.WithActor(ctx, a)
+	}
 	return context.WithValue(ctx, principalKey{}, p)
 }
 
-// Auditor records who did what, when and from where (the audit log page lists it).
+// Auditor records who did what, when and from where (the audit log page lists it), for what
+// changes nothing in the store: the store records every change itself, in the change's
+// transaction, with the actor WithPrincipal put in the context. The pages record through it
+// what they show of a secret (a config shown or downloaded).
 type Auditor interface {
 	Audit(r *http.Request, action, target, detail string)
 }
@@ -113,10 +125,10 @@ type AccountPages interface {
 	RenderAccount(w http.ResponseWriter, r *http.Request, code int, page AccountPage)
 }
 
-// AuditorSetter is implemented by a Pages that records its changes in the audit log:
-// NewServer hands it the server (an Auditor) before it calls Routes. Audit takes the actor
-// and address from the request, and the tenant from the route's {tenant} path value, else
-// the principal's tenant.
+// AuditorSetter is implemented by a Pages that records events in the audit log: NewServer
+// hands it the server (an Auditor, which also records refusals: Denied) before it calls
+// Routes. Audit takes the actor and address from the request, and the tenant from the
+// route's {tenant} path value, else the principal's tenant.
 type AuditorSetter interface {
 	SetAuditor(a Auditor)
 }
@@ -125,5 +137,5 @@ type AuditorSetter interface {
 // followed by the link's token (gateway.Controller.CreateDownloadLink). The pages side serves
 // it without sign-in: GET shows a page with a download button (Controller.DownloadLink; so
 // that link previewers do not spend the link), POST answers the config once
-// (Controller.RedeemDownloadLink) and should Audit "link.use".
+// (Controller.RedeemDownloadLink, which records "link.use" in the audit log).
 const DownloadPathPrefix = "/dl/"

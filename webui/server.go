@@ -115,6 +115,7 @@ type Server struct {
 	control http.Handler
 
 	limiter *attemptLimiter
+	denials denials // rate-limits the audit entries of refusals
 	// hashSem bounds the argon2id checks running at once (each takes ~100 ms and 19 MiB);
 	// hashWaiting counts the requests holding or waiting for a slot.
 	hashSem     chan struct{}
@@ -166,7 +167,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, r, http.StatusForbidden, "cross-origin request refused: change things only from popgate's own pages")
 	}))
-	s.handler = s.securityHeaders(s.checkHost(cop.Handler(mux)))
+	s.handler = withActor(s.securityHeaders(s.checkHost(cop.Handler(mux))))
 	s.control = s.controlHandler()
 	return s, nil
 }
@@ -299,6 +300,7 @@ func (s *Server) housekeep(stop <-chan struct{}) {
 		if _, err := s.ctrl.PruneDownloadLinks(ctx, now); err != nil {
 			s.log.Warn("cannot remove expired download links", "err", err)
 		}
+		s.flushDenials(ctx, now)
 		cancel()
 		s.limiter.prune(now)
 		select {

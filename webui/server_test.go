@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -166,10 +167,18 @@ func (w testLogWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// setupActor makes the changes a test sets up with: auditActions leaves them out.
+const setupActor = "test-setup"
+
+// setup is the context of a test's own changes.
+func setup() context.Context {
+	return store.WithActor(context.Background(), store.Actor{Name: setupActor})
+}
+
 // addAdmin adds an admin with authPassword.
 func (e *authEnv) addAdmin(name, role, tenant string) store.Admin {
 	e.t.Helper()
-	a, _, err := e.ctrl.AddAdmin(context.Background(), gateway.AddAdminRequest{Name: name, Role: role, Tenant: tenant, Password: authPassword})
+	a, _, err := e.ctrl.AddAdmin(setup(), gateway.AddAdminRequest{Name: name, Role: role, Tenant: tenant, Password: authPassword})
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -178,7 +187,7 @@ func (e *authEnv) addAdmin(name, role, tenant string) store.Admin {
 
 func (e *authEnv) addTenant(name string) {
 	e.t.Helper()
-	if _, err := e.ctrl.AddTenant(context.Background(), name); err != nil {
+	if _, err := e.ctrl.AddTenant(setup(), name); err != nil {
 		e.t.Fatal(err)
 	}
 }
@@ -186,23 +195,26 @@ func (e *authEnv) addTenant(name string) {
 // addToken makes an API token and returns its secret.
 func (e *authEnv) addToken(name, role, tenant string, expires time.Time) string {
 	e.t.Helper()
-	_, secret, err := e.ctrl.AddAPIToken(context.Background(), store.NewAPIToken{Name: name, Role: role, Tenant: tenant, ExpiresAt: expires})
+	_, secret, err := e.ctrl.AddAPIToken(setup(), store.NewAPIToken{Name: name, Role: role, Tenant: tenant, ExpiresAt: expires})
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	return secret
 }
 
-// auditActions returns "actor action target" of every audit entry, oldest first.
+// auditActions returns "actor action target" of every audit entry but the test's setup,
+// oldest first.
 func (e *authEnv) auditActions() []string {
 	e.t.Helper()
 	es, _, err := e.ctrl.ListAudit(context.Background(), store.AuditQuery{Limit: 1000})
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	out := make([]string, len(es))
-	for i, en := range es {
-		out[len(es)-1-i] = strings.TrimSpace(en.Actor + " " + en.Action + " " + en.Target)
+	var out []string
+	for _, en := range slices.Backward(es) {
+		if en.Actor != setupActor {
+			out = append(out, strings.TrimSpace(en.Actor+" "+en.Action+" "+en.Target))
+		}
 	}
 	return out
 }

@@ -39,11 +39,14 @@ func (s *Server) protect(min Role, h http.HandlerFunc) http.Handler {
 			s.needSignIn(w, r)
 			return
 		}
+		r = r.WithContext(WithPrincipal(r.Context(), p))
 		if !p.atLeast(min) {
-			s.pages.RenderError(w, r, http.StatusForbidden, fmt.Sprintf("your role (%s) may not do this: ask an owner", p.Role))
+			msg := fmt.Sprintf("your role (%s) may not do this: ask an owner", p.Role)
+			s.Denied(r, msg)
+			s.pages.RenderError(w, r, http.StatusForbidden, msg)
 			return
 		}
-		h(w, r.WithContext(WithPrincipal(r.Context(), p)))
+		h(w, r)
 	})
 }
 
@@ -165,7 +168,7 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		p := &Principal{AdminID: sess.Admin.ID, Name: sess.Admin.Name, Role: Role(sess.Admin.Role), Tenant: sess.Admin.TenantName}
-		s.Audit(r.WithContext(WithPrincipal(r.Context(), p)), "signout", sess.Admin.Name, "")
+		s.Audit(r.WithContext(WithPrincipal(r.Context(), p)), "signout", store.AdminTarget(sess.Admin.Name), "")
 	}
 	s.clearCookie(w)
 	http.Redirect(w, r, "/login", http.StatusSeeOther)
@@ -185,7 +188,7 @@ func (s *Server) logoutEverywhere(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p := &Principal{AdminID: sess.Admin.ID, Name: sess.Admin.Name, Role: Role(sess.Admin.Role), Tenant: sess.Admin.TenantName}
-	s.Audit(r.WithContext(WithPrincipal(r.Context(), p)), "signout.everywhere", sess.Admin.Name, fmt.Sprintf("%d sessions ended", n))
+	s.Audit(r.WithContext(WithPrincipal(r.Context(), p)), "signout.everywhere", store.AdminTarget(sess.Admin.Name), fmt.Sprintf("%d sessions ended", n))
 	s.clearCookie(w)
 	http.Redirect(w, r, "/login", http.StatusSeeOther)
 }

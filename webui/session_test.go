@@ -3,6 +3,7 @@ package webui
 import (
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -69,6 +70,23 @@ func TestProtect(t *testing.T) {
 	es, _, _ := e.ctrl.ListAudit(t.Context(), store.AuditQuery{Action: "thing.add", Actor: "alice"})
 	if len(es) != 1 || es[0].Tenant != "acme" || es[0].Remote != "127.0.0.1" {
 		t.Errorf("alice's audit entries: %+v", es)
+	}
+	// protect's refusals are recorded, one per admin and route a minute (victor's two
+	// refused things are one route).
+	es, _, _ = e.ctrl.ListAudit(t.Context(), store.AuditQuery{Action: "denied"})
+	var denied []string
+	for _, en := range slices.Backward(es) {
+		denied = append(denied, en.Actor+" "+en.Target+" "+en.Tenant+" "+en.Detail)
+	}
+	wantDenied := []string{
+		"alice  acme GET /owners: your role (tenant_admin) may not do this: ask an owner",
+		"victor   GET /owners: your role (viewer) may not do this: ask an owner",
+		"victor tenant:acme  POST /tenants/acme/things: your role (viewer) may not do this: ask an owner",
+		"vera  acme GET /owners: your role (viewer) may not do this: ask an owner",
+		"vera tenant:acme acme POST /tenants/acme/things: your role (viewer) may not do this: ask an owner",
+	}
+	if !slices.Equal(denied, wantDenied) {
+		t.Errorf("denied entries:\n%s\nwant\n%s", strings.Join(denied, "\n"), strings.Join(wantDenied, "\n"))
 	}
 }
 
@@ -198,7 +216,7 @@ func TestLogout(t *testing.T) {
 	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/login" {
 		t.Errorf("logout-everywhere without a session: %d", resp.StatusCode)
 	}
-	e.wantAudit("root signout root", "root signout.everywhere root")
+	e.wantAudit("root signout admin:root", "root signout.everywhere admin:root")
 }
 
 func TestSafeNext(t *testing.T) {

@@ -28,7 +28,8 @@ const (
 type apiRoute struct {
 	pattern string // as in NewAPI's table
 	access  apiAccess
-	// action names the change in the audit log; "" for reads.
+	// action names the change in the store's audit log entry; "" for reads. (The store
+	// writes the entry; this names it for the API document.)
 	action string
 	// hashes: the route hashes a password; it takes one of the bounded hashing slots.
 	hashes bool
@@ -107,7 +108,7 @@ func (rt apiRoute) refusal(p *Principal, tenant string) string {
 }
 
 // apiHandler serves /api/ on the web address: an API token first, then the route's access
-// rule, then the API, with changes audited.
+// rule (a refusal is audited), then the API (whose changes the store audits).
 func (s *Server) apiHandler() http.Handler {
 	gate := http.NewServeMux()
 	for _, rt := range apiRoutes() {
@@ -133,6 +134,7 @@ func (s *Server) apiRoute(w http.ResponseWriter, r *http.Request, rt apiRoute) {
 	p := PrincipalFrom(r.Context())
 	if msg := rt.refusal(p, r.PathValue("tenant")); msg != "" {
 		s.log.Info("API request refused", "principal", p.Name, "method", r.Method, "path", r.URL.Path)
+		s.Denied(r, msg)
 		writeJSON(w, http.StatusForbidden, APIError{Error: msg})
 		return
 	}
@@ -141,10 +143,10 @@ func (s *Server) apiRoute(w http.ResponseWriter, r *http.Request, rt apiRoute) {
 		return
 	}
 	if !rt.hashes {
-		s.auditedAPI(w, r, rt.action)
+		s.api.ServeHTTP(w, r)
 		return
 	}
-	if err := s.withHashSlot(r.Context(), func() { s.auditedAPI(w, r, rt.action) }); err != nil {
+	if err := s.withHashSlot(r.Context(), func() { s.api.ServeHTTP(w, r) }); err != nil {
 		writeJSON(w, http.StatusServiceUnavailable, APIError{Error: "the server is busy hashing passwords: try again in a moment"})
 	}
 }
@@ -186,7 +188,9 @@ func (s *Server) tokenPrincipal(r *http.Request) (*Principal, int, string) {
 func (s *Server) scopedQuery(w http.ResponseWriter, r *http.Request, p *Principal) {
 	q := r.URL.Query()
 	if t := q.Get("tenant"); t != "" && t != p.Tenant {
-		writeJSON(w, http.StatusForbidden, APIError{Error: fmt.Sprintf("%s is limited to tenant %q and may not see tenant %q", p.Name, p.Tenant, t)})
+		msg := fmt.Sprintf("%s is limited to tenant %q and may not see tenant %q", p.Name, p.Tenant, t)
+		s.Denied(r, msg)
+		writeJSON(w, http.StatusForbidden, APIError{Error: msg})
 		return
 	}
 	q.Set("tenant", p.Tenant)

@@ -73,7 +73,7 @@ func (u *UI) tokenManager() tokenManager {
 // the others out of these routes; a page never trusts that blindly.
 func (u *UI) ownerOnly(w http.ResponseWriter, r *http.Request) bool {
 	if p := principal(r); p.Role != RoleOwner || p.Tenant != "" {
-		u.RenderError(w, r, http.StatusForbidden, "Only owners manage admins and API tokens.")
+		u.forbid(w, r, "Only owners manage admins and API tokens.")
 		return false
 	}
 	return true

@@ -42,14 +42,6 @@ type removePage struct {
 	Errors formErrors
 }
 
-// roleDetail words a role and tenant for the audit log: "role tenant_admin, tenant acme".
-func roleDetail(role, tenant string) string {
-	if tenant == "" {
-		return "role " + role
-	}
-	return "role " + role + ", tenant " + tenant
-}
-
 // manageAdmins returns the admin manager after checking that the principal is an owner; false
 // when it answered the request.
 func (u *UI) manageAdmins(w http.ResponseWriter, r *http.Request) (adminManager, bool) {
@@ -125,7 +117,6 @@ func (u *UI) addAdmin(w http.ResponseWriter, r *http.Request) {
 		u.fail(w, r, err)
 		return
 	}
-	u.record(r, "", "admin.add", "admins/"+a.Name, roleDetail(a.Role, a.TenantName))
 	u.render(w, r, http.StatusOK, "admins_secret", view{Title: "Admin " + a.Name + " added", Nav: "admins",
 		Data: secretPage{Kind: "admin", Name: a.Name, Role: roleName(a.Role, a.TenantName), Secret: password, Back: adminPath(a.Name)}})
 }
@@ -204,7 +195,6 @@ func (u *UI) setAdminRole(w http.ResponseWriter, r *http.Request) {
 		u.fail(w, r, err)
 		return
 	}
-	u.record(r, "", "admin.update", "admins/"+a.Name, roleDetail(a.Role, a.TenantName))
 	redirect(w, r, adminPath(a.Name), "admin-role")
 }
 
@@ -236,11 +226,10 @@ func (u *UI) setAdminDisabled(w http.ResponseWriter, r *http.Request, disabled b
 		u.fail(w, r, err)
 		return
 	}
-	detail, ok2 := "enabled", "admin-enabled"
+	ok2 := "admin-enabled"
 	if disabled {
-		detail, ok2 = "disabled; its sessions ended", "admin-disabled"
+		ok2 = "admin-disabled"
 	}
-	u.record(r, "", "admin.update", "admins/"+a.Name, detail)
 	redirect(w, r, adminPath(a.Name), ok2)
 }
 
@@ -259,7 +248,6 @@ func (u *UI) resetAdminPassword(w http.ResponseWriter, r *http.Request) {
 		u.fail(w, r, err)
 		return
 	}
-	u.record(r, "", "admin.password", "admins/"+a.Name, "new generated password; its sessions ended")
 	u.render(w, r, http.StatusOK, "admins_secret", view{Title: "New password for " + a.Name, Nav: "admins",
 		Data: secretPage{Kind: "password", Name: a.Name, Role: roleName(a.Role, a.TenantName), Secret: password,
 			Self: a.ID == principal(r).AdminID, Back: adminPath(a.Name)}})
@@ -284,7 +272,6 @@ func (u *UI) disableAdminTOTP(w http.ResponseWriter, r *http.Request) {
 		u.fail(w, r, err)
 		return
 	}
-	u.record(r, "", "admin.totp.disable", "admins/"+a.Name, "one-time codes turned off")
 	redirect(w, r, adminPath(a.Name), "admin-totp-off")
 }
 
@@ -315,8 +302,7 @@ func (u *UI) removeAdmin(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	a, err := m.RemoveAdmin(r.Context(), r.PathValue("admin"))
-	if err != nil {
+	if _, err := m.RemoveAdmin(r.Context(), r.PathValue("admin")); err != nil {
 		if errors.Is(err, store.ErrInvalid) {
 			u.renderRemoveAdmin(w, r, http.StatusUnprocessableEntity, formErrors{"": sentence(err.Error())})
 			return
@@ -324,6 +310,5 @@ func (u *UI) removeAdmin(w http.ResponseWriter, r *http.Request) {
 		u.fail(w, r, err)
 		return
 	}
-	u.record(r, "", "admin.remove", "admins/"+a.Name, roleDetail(a.Role, a.TenantName))
 	redirect(w, r, "/admins", "admin-removed")
 }

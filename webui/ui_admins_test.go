@@ -3,6 +3,7 @@ package webui
 import (
 	"context"
 	"html"
+	"maps"
 	"net/http"
 	"regexp"
 	"slices"
@@ -20,7 +21,7 @@ import (
 func newAdminsHarness(t *testing.T) *uiHarness {
 	t.Helper()
 	h := newUIHarness(t)
-	ctx := context.Background()
+	ctx := setup()
 	for _, req := range []gateway.AddAdminRequest{
 		{Name: "olivia", Role: store.RoleOwner},
 		{Name: "carol", Role: store.RoleTenantAdmin, Tenant: "acme"},
@@ -81,10 +82,16 @@ func secretOf(t *testing.T, body string) string {
 	return html.UnescapeString(m[1])
 }
 
-// wantActions fails unless the recorded audit actions are want, in order.
+// wantActions fails unless the recorded audit actions but refusals are want, in order.
 func (h *uiHarness) wantActions(want ...string) {
 	h.t.Helper()
-	if got := h.audit.actions(); !slices.Equal(got, want) {
+	var got []string
+	for _, a := range h.audit.actions() {
+		if !strings.HasPrefix(a, "denied ") {
+			got = append(got, a)
+		}
+	}
+	if !slices.Equal(got, want) {
 		h.t.Errorf("audit actions:\n got %q\nwant %q", got, want)
 	}
 }
@@ -152,6 +159,16 @@ func TestAdminsAuthorization(t *testing.T) {
 	if after := h.snapshot(); after != before {
 		t.Errorf("refused handler calls changed admins or tokens:\n%s\nwas\n%s", after, before)
 	}
+	// Each refusal is in the audit log, under the principal's own tenant.
+	denied := map[string]int{}
+	for _, e := range h.audit.entries() {
+		if e.Action == "denied" {
+			denied[e.Actor+" "+e.Target+" "+e.Tenant]++
+		}
+	}
+	if want := map[string]int{"alice admin:carol acme": 13, "victor admin:carol ": 13, "odd admin:carol acme": 13}; !maps.Equal(denied, want) {
+		t.Errorf("denied entries %v, want %v", denied, want)
+	}
 
 	// As the owner, each route does its work.
 	for _, rt := range routes {
@@ -161,9 +178,9 @@ func TestAdminsAuthorization(t *testing.T) {
 		}
 		h.check(owner, rt.method, rt.path, f, rt.code)
 	}
-	h.wantActions("admin.add admins/mallory ", "admin.update admins/carol ", "admin.password admins/carol ",
-		"admin.update admins/carol ", "admin.update admins/carol ", "admin.remove admins/carol ",
-		"token.add tokens/evil ", "token.remove tokens/ci ")
+	h.wantActions("admin.add admin:mallory ", "admin.update admin:carol ", "admin.password admin:carol ",
+		"admin.update admin:carol ", "admin.update admin:carol ", "admin.remove admin:carol ",
+		"token.add token:evil ", "token.remove token:ci ")
 }
 
 // TestAdminsPage lists admins and tokens with the forms, and links each admin to its page.
@@ -222,13 +239,13 @@ func TestAdminAdd(t *testing.T) {
 	// A viewer may have a tenant or not.
 	h.check(owner, "POST", "/admins", form("name", "vera", "role", "viewer", "tenant", "acme"), http.StatusOK, "Admin vera added")
 	h.check(owner, "POST", "/admins", form("name", "root2", "role", "owner"), http.StatusOK, "Admin root2 added")
-	h.wantActions("admin.add admins/dave ", "admin.add admins/vera ", "admin.add admins/root2 ")
-	for _, e := range h.audit.entries {
+	h.wantActions("admin.add admin:dave ", "admin.add admin:vera ", "admin.add admin:root2 ")
+	for _, e := range h.audit.entries() {
 		if strings.Contains(e.Detail, password) || strings.Contains(e.Target, password) {
 			t.Errorf("the audit entry %+v holds the password", e)
 		}
 	}
-	if e := h.audit.entries[0]; e.Detail != "role tenant_admin, tenant bravo" || e.Actor != "olivia" {
+	if e := h.audit.entries()[0]; e.Detail != "role tenant_admin, tenant bravo" || e.Actor != "olivia" {
 		t.Errorf("audit entry of adding dave: %+v", e)
 	}
 }
@@ -298,7 +315,7 @@ func TestAdminsBadInput(t *testing.T) {
 // and the old one stops working.
 func TestAdminPasswordReset(t *testing.T) {
 	h := newAdminsHarness(t)
-	ctx := context.Background()
+	ctx := setup()
 	old, _, err := h.ctrl.SetAdminPassword(ctx, "carol", "carol's old long password")
 	if err != nil {
 		t.Fatal(err)
@@ -326,8 +343,8 @@ func TestAdminPasswordReset(t *testing.T) {
 	}
 	// The owner's own: the page says the session ended.
 	h.check(owner, "POST", "/admins/olivia/password", form(), http.StatusOK, "your sessions ended")
-	h.wantActions("admin.password admins/carol ", "admin.password admins/carol ", "admin.password admins/olivia ")
-	for _, e := range h.audit.entries {
+	h.wantActions("admin.password admin:carol ", "admin.password admin:carol ", "admin.password admin:olivia ")
+	for _, e := range h.audit.entries() {
 		if strings.Contains(e.Detail, password) {
 			t.Errorf("the audit entry %+v holds the password", e)
 		}
@@ -337,7 +354,7 @@ func TestAdminPasswordReset(t *testing.T) {
 // TestAdminChanges: role and tenant, disable and enable, one-time codes off, remove.
 func TestAdminChanges(t *testing.T) {
 	h := newAdminsHarness(t)
-	ctx := context.Background()
+	ctx := setup()
 	admin := func(name string) store.Admin {
 		t.Helper()
 		a, err := h.ctrl.Admin(ctx, name)
@@ -405,13 +422,13 @@ func TestAdminChanges(t *testing.T) {
 		t.Error("the admins page still lists carol")
 	}
 	h.wantActions(
-		"admin.update admins/carol ", "admin.update admins/carol ", "admin.update admins/vic ",
-		"admin.update admins/olivia ", "admin.update admins/olivia ",
-		"admin.update admins/carol ", "admin.update admins/carol ",
-		"admin.totp.disable admins/carol ",
-		"admin.remove admins/carol ")
+		"admin.update admin:carol ", "admin.update admin:carol ", "admin.update admin:vic ",
+		"admin.update admin:olivia ", "admin.update admin:olivia ",
+		"admin.update admin:carol ", "admin.update admin:carol ",
+		"admin.totp.disable admin:carol ",
+		"admin.remove admin:carol ")
 	details := []string{}
-	for _, e := range h.audit.entries {
+	for _, e := range h.audit.entries() {
 		details = append(details, e.Detail)
 	}
 	want := []string{"role viewer, tenant bravo", "role viewer", "role owner", "role viewer", "role owner",
@@ -472,13 +489,13 @@ func TestUIAPITokens(t *testing.T) {
 	}
 	h.check(owner, "GET", "/admins?ok=token-removed", nil, http.StatusOK, "API token removed")
 	h.check(owner, "POST", "/tokens/deploy/delete", form(), http.StatusNotFound)
-	h.wantActions("token.add tokens/deploy ", "token.add tokens/forever ", "token.remove tokens/deploy ")
-	for _, e := range h.audit.entries {
+	h.wantActions("token.add token:deploy ", "token.add token:forever ", "token.remove token:deploy ")
+	for _, e := range h.audit.entries() {
 		if strings.Contains(e.Detail, store.TokenPrefix) {
 			t.Errorf("the audit entry %+v holds a token", e)
 		}
 	}
-	if d := h.audit.entries[0].Detail; !strings.HasPrefix(d, "role tenant_admin, tenant acme; expires ") {
+	if d := h.audit.entries()[0].Detail; !strings.HasPrefix(d, "role tenant_admin, tenant acme; expires ") {
 		t.Errorf("audit detail of adding deploy: %q", d)
 	}
 }

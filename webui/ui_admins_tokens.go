@@ -97,13 +97,6 @@ func (u *UI) addToken(w http.ResponseWriter, r *http.Request) {
 		u.fail(w, r, err)
 		return
 	}
-	detail := roleDetail(k.Role, k.TenantName)
-	if k.ExpiresAt.IsZero() {
-		detail += "; never expires"
-	} else {
-		detail += "; expires " + k.ExpiresAt.UTC().Format(time.RFC3339)
-	}
-	u.record(r, "", "token.add", "tokens/"+k.Name, detail)
 	u.render(w, r, http.StatusOK, "admins_secret", view{Title: "API token " + k.Name + " created", Nav: "admins",
 		Data: secretPage{Kind: "token", Name: k.Name, Role: roleName(k.Role, k.TenantName), Secret: secret, Token: k, Back: "/admins#tokens"}})
 }
@@ -140,11 +133,9 @@ func (u *UI) removeToken(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	k, err := m.RemoveAPIToken(r.Context(), r.PathValue("token"))
-	if err != nil {
+	if _, err := m.RemoveAPIToken(r.Context(), r.PathValue("token")); err != nil {
 		u.fail(w, r, err)
 		return
 	}
-	u.record(r, "", "token.remove", "tokens/"+k.Name, roleDetail(k.Role, k.TenantName))
 	http.Redirect(w, r, "/admins?ok=token-removed#tokens", http.StatusSeeOther)
 }

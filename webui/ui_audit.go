@@ -84,3 +84,16 @@ func (u *UI) auditPage(w http.ResponseWriter, r *http.Request) {
 	}
 	u.render(w, r, http.StatusOK, "audit", view{Title: "Audit log", Nav: "audit", Data: p})
 }
+
+// deniedRecorder is an Auditor that records refused attempts (the server does, rate-limited).
+type deniedRecorder interface {
+	Denied(r *http.Request, why string)
+}
+
+// forbid answers 403 with msg and records the refusal when the Auditor records refusals.
+func (u *UI) forbid(w http.ResponseWriter, r *http.Request, msg string) {
+	if d, ok := u.audit.(deniedRecorder); ok {
+		d.Denied(r, msg)
+	}
+	u.RenderError(w, r, http.StatusForbidden, msg)
+}

@@ -45,7 +45,7 @@ func TestUIConfigDownload(t *testing.T) {
 	if got := qrContent(cfg); strings.Contains(got, "#") || !strings.Contains(got, "PrivateKey = ") {
 		t.Errorf("QR content keeps comments or loses the key:\n%s", got)
 	}
-	if got := strings.Join(h.audit.actions(), ";"); got != "peer.config.download acme/laptop acme" {
+	if got := strings.Join(h.audit.actions(), ";"); got != "peer.config.download peer:acme/laptop acme" {
 		t.Errorf("audit: %s", got)
 	}
 }
@@ -84,7 +84,7 @@ func TestUIOneTimeLink(t *testing.T) {
 	h.check(anonymous, "GET", link, nil, http.StatusNotFound)
 	h.check(anonymous, "POST", link, form(), http.StatusNotFound)
 
-	want := "link.add acme/laptop acme;link.use acme/laptop acme;link.add acme/laptop acme"
+	want := "link.create peer:acme/laptop acme;link.use peer:acme/laptop acme;link.create peer:acme/laptop acme"
 	if got := strings.Join(h.audit.actions(), ";"); got != want {
 		t.Errorf("audit: %s\nwant %s", got, want)
 	}

@@ -222,32 +222,32 @@ func TestUIChanges(t *testing.T) {
 	}
 
 	wantAudit := []string{
-		"tenant.add charlie charlie",
-		"peer.add acme/gw acme",
-		"peer.config.show acme/gw acme",
-		"peer.add acme/phone.alice acme",
-		"peer.config.show acme/phone.alice acme",
-		"peer.groups acme/laptop acme",
-		"peer.groups acme/laptop acme",
-		"peer.site acme/laptop acme",
-		"peer.site acme/laptop acme",
-		"peer.disable acme/laptop acme",
-		"peer.enable acme/laptop acme",
-		"peer.expiry acme/laptop acme",
-		"peer.expiry acme/laptop acme",
-		"peer.rename acme/laptop acme",
-		"policy.set acme/policy acme",
-		"route.add acme/route/10.10.0.0/23 acme",
-		"route.remove acme/route/10.10.0.0/23 acme",
-		"peer.remove acme/gw acme",
-		"tenant.split_tunnel acme acme",
-		"tenant.remove charlie charlie",
+		"tenant.add tenant:charlie charlie",
+		"peer.add peer:acme/gw acme",
+		"peer.config.show peer:acme/gw acme",
+		"peer.add peer:acme/phone.alice acme",
+		"peer.config.show peer:acme/phone.alice acme",
+		"peer.update peer:acme/laptop acme",
+		"peer.update peer:acme/laptop acme",
+		"peer.update peer:acme/laptop acme",
+		"peer.update peer:acme/laptop acme",
+		"peer.disable peer:acme/laptop acme",
+		"peer.enable peer:acme/laptop acme",
+		"peer.expiry peer:acme/laptop acme",
+		"peer.expiry peer:acme/laptop acme",
+		"peer.rename peer:acme/laptop acme",
+		"policy.set policy:acme acme",
+		"route.add route:acme/10.10.0.0/23 acme",
+		"route.remove route:acme/10.10.0.0/23 acme",
+		"peer.remove peer:acme/gw acme",
+		"tenant.update tenant:acme acme",
+		"tenant.remove tenant:charlie charlie",
 	}
 	if got := h.audit.actions(); !slices.Equal(got, wantAudit) {
 		t.Errorf("audit log:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(wantAudit, "\n"))
 	}
 	// The audit page shows them from the store; a tenant admin sees only its tenant's.
-	h.check(owner, "GET", "/audit", nil, http.StatusOK, "tenant.remove", "charlie", "peer.rename", "new name laptop-2")
+	h.check(owner, "GET", "/audit", nil, http.StatusOK, "tenant.remove", "charlie", "peer.rename", "renamed to laptop-2")
 	body = h.check(acmeAdmin, "GET", "/audit", nil, http.StatusOK, "peer.rename")
 	if strings.Contains(body, "charlie") {
 		t.Error("acme's admin sees charlie's audit entries")

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -49,12 +50,13 @@ func testProtect(min Role, h http.HandlerFunc) http.Handler {
 	})
 }
 
-// recAuditor records audit entries like the server does: in the store, with the tenant of
-// the route's {tenant} or else the principal's; and in memory for the tests to check.
+// recAuditor records what the pages hand their Auditor (reads, refusals) like the server
+// does: in the store, with the tenant of the route's {tenant} or else the principal's; and
+// in memory. The store records the changes itself.
 type recAuditor struct {
-	ctrl    *gateway.Controller
-	mu      sync.Mutex
-	entries []store.AuditEntry
+	ctrl  *gateway.Controller // nil: memory only
+	mu    sync.Mutex
+	calls []store.AuditEntry // what the pages handed over
 }
 
 func (a *recAuditor) Audit(r *http.Request, action, target, detail string) {
@@ -66,7 +68,7 @@ func (a *recAuditor) Audit(r *http.Request, action, target, detail string) {
 		}
 	}
 	a.mu.Lock()
-	a.entries = append(a.entries, e)
+	a.calls = append(a.calls, e)
 	a.mu.Unlock()
 	if a.ctrl != nil {
 		if err := a.ctrl.AppendAudit(r.Context(), e); err != nil {
@@ -75,12 +77,36 @@ func (a *recAuditor) Audit(r *http.Request, action, target, detail string) {
 	}
 }
 
-// actions returns the recorded actions as "action target tenant".
+// Denied records a refusal, not rate-limited.
+func (a *recAuditor) Denied(r *http.Request, why string) {
+	a.Audit(r, "denied", pathTarget(r), why)
+}
+
+// entries returns the audit log oldest first without the test's setup: the store's when
+// there is one, else what the pages handed over.
+func (a *recAuditor) entries() []store.AuditEntry {
+	if a.ctrl == nil {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		return slices.Clone(a.calls)
+	}
+	es, _, err := a.ctrl.ListAudit(context.Background(), store.AuditQuery{Limit: store.MaxAuditPage})
+	if err != nil {
+		panic(err)
+	}
+	var out []store.AuditEntry
+	for _, e := range slices.Backward(es) {
+		if e.Actor != setupActor {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// actions returns the entries as "action target tenant".
 func (a *recAuditor) actions() []string {
-	a.mu.Lock()
-	defer a.mu.Unlock()
 	var out []string
-	for _, e := range a.entries {
+	for _, e := range a.entries() {
 		out = append(out, e.Action+" "+e.Target+" "+e.Tenant)
 	}
 	return out
@@ -138,7 +164,7 @@ func newUIHarness(t testing.TB) *uiHarness {
 		t.Fatal(err)
 	}
 	h.use(ui)
-	ctx := context.Background()
+	ctx := setup()
 	for _, tn := range []string{"acme", "bravo"} {
 		if _, err := h.ctrl.AddTenant(ctx, tn); err != nil {
 			t.Fatal(err)

@@ -54,6 +54,5 @@ func (u *UI) redeemLink(w http.ResponseWriter, r *http.Request) {
 		u.linkGone(w, r)
 		return
 	}
-	u.record(r, l.TenantName, "link.use", l.TenantName+"/"+l.PeerName, "one-time config link created by "+l.CreatedBy)
 	writeConfig(w, l.TenantName, l.PeerName, cfg)
 }

@@ -34,7 +34,7 @@ func TestUIPages(t *testing.T) {
 		{"/tenants/acme/delete", []string{"Delete tenant acme", "still has", `name="confirm"`}},
 		{"/tenants/acme/policy", []string{"<h1>acme</h1>", `name="policy"`, "default deny", "default, never changed", "Rules in effect", "Check and save"}},
 		{"/tenants/acme/routes", []string{`name="prefix"`, `<option value="internet"`, "192.0.2.0/24", "0.0.0.0/0", `action="/tenants/acme/routes/remove"`}},
-		{"/audit", []string{"Audit log", "route.add", "acme/route/192.0.2.0/24", "via internet", "olivia"}},
+		{"/audit", []string{"Audit log", "route.add", "route:acme/192.0.2.0/24", "via internet", "olivia"}},
 		{"/admins", []string{"<h1>Admins</h1>", "<th>Role</th>"}},
 	} {
 		h.check(owner, "GET", c.path, nil, http.StatusOK, c.want...)
@@ -135,13 +135,14 @@ func TestUIAccountPage(t *testing.T) {
 	}
 }
 
-// TestUISetAuditor: the server's Auditor replaces the one NewUI was given.
+// TestUISetAuditor: the server's Auditor replaces the one NewUI was given (for what the
+// store does not record itself: here a config shown).
 func TestUISetAuditor(t *testing.T) {
 	h := newUIHarness(t)
 	other := &recAuditor{}
 	h.ui.SetAuditor(other)
-	h.check(owner, "POST", "/tenants/acme/split-tunnel", form("split_tunnel", "on"), http.StatusSeeOther)
-	if len(h.audit.actions()) != 0 || strings.Join(other.actions(), ";") != "tenant.split_tunnel acme acme" {
+	h.check(owner, "GET", "/tenants/acme/peers/laptop/config", nil, http.StatusOK)
+	if len(h.audit.actions()) != 0 || strings.Join(other.actions(), ";") != "peer.config.show peer:acme/laptop acme" {
 		t.Errorf("audited %q and %q", h.audit.actions(), other.actions())
 	}
 }

@@ -42,7 +42,7 @@ func (u *UI) peerConfig(w http.ResponseWriter, r *http.Request) {
 		u.fail(w, r, err)
 		return
 	}
-	u.record(r, t, "peer.config.show", t+"/"+name, "")
+	u.record(r, t, "peer.config.show", store.PeerTarget(t, name), "")
 	u.render(w, r, http.StatusOK, "peer_config", view{Title: "Config of " + name, Nav: "peers", Data: p})
 }
 

@@ -50,7 +50,7 @@ func (u *UI) createPeer(w http.ResponseWriter, r *http.Request) {
 		u.renderNewPeer(w, r, http.StatusUnprocessableEntity, f, errs)
 		return
 	}
-	p, _, err := u.ctrl.AddPeer(r.Context(), gateway.AddPeerRequest{
+	_, _, err := u.ctrl.AddPeer(r.Context(), gateway.AddPeerRequest{
 		Tenant: f.Tenant, Name: f.Name, PublicKey: f.PublicKey,
 		Groups: groups, Site: site, SitePrefixes: prefixes,
 	})
@@ -62,17 +62,6 @@ func (u *UI) createPeer(w http.ResponseWriter, r *http.Request) {
 		u.fail(w, r, err)
 		return
 	}
-	detail := "server-generated key"
-	if f.PublicKey != "" {
-		detail = "user's public key " + p.PublicKey.String()
-	}
-	if len(groups) > 0 {
-		detail += "; groups " + strings.Join(groups, ",")
-	}
-	if site != "" {
-		detail += "; site " + site
-	}
-	u.record(r, f.Tenant, "peer.add", f.Tenant+"/"+f.Name, detail)
 	redirect(w, r, peerPath(f.Tenant, f.Name)+"/config", "peer-created")
 }
 

@@ -48,6 +48,5 @@ func (u *UI) deletePeer(w http.ResponseWriter, r *http.Request) {
 		u.fail(w, r, err)
 		return
 	}
-	u.record(r, t, "peer.remove", t+"/"+name, "")
 	redirect(w, r, peersOf(t), "peer-deleted")
 }

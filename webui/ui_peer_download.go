@@ -1,6 +1,10 @@
 package webui
 
-import "net/http"
+import (
+	"net/http"
+
+	"github.com/popgate/popgate/store"
+)
 
 // downloadConfig serves GET /tenants/{tenant}/peers/{peer}/config/download?region=R: the
 // wg-quick file as an attachment named <tenant>-<peer>.conf.
@@ -15,6 +19,6 @@ func (u *UI) downloadConfig(w http.ResponseWriter, r *http.Request) {
 		u.fail(w, r, err)
 		return
 	}
-	u.record(r, t, "peer.config.download", t+"/"+name, "region "+region)
+	u.record(r, t, "peer.config.download", store.PeerTarget(t, name), "region "+region)
 	writeConfig(w, t, name, cfg)
 }

@@ -18,11 +18,10 @@ func (u *UI) setPeerEnabled(w http.ResponseWriter, r *http.Request, on bool) {
 		u.fail(w, r, err)
 		return
 	}
-	action, ok := "peer.disable", "peer-disabled"
+	ok := "peer-disabled"
 	if on {
-		action, ok = "peer.enable", "peer-enabled"
+		ok = "peer-enabled"
 	}
-	u.record(r, t, action, t+"/"+name, "")
 	back := peerPath(t, name)
 	if r.PostForm.Get("back") == "peers" {
 		back = peersOf(t)

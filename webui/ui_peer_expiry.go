@@ -47,10 +47,5 @@ func (u *UI) setPeerExpiry(w http.ResponseWriter, r *http.Request) {
 		u.fail(w, r, err)
 		return
 	}
-	detail := "never"
-	if expires != nil {
-		detail = expires.UTC().Format(time.RFC3339)
-	}
-	u.record(r, t, "peer.expiry", t+"/"+name, detail)
 	redirect(w, r, peerPath(t, name), "peer-expiry")
 }

@@ -2,7 +2,6 @@ package webui
 
 import (
 	"net/http"
-	"strings"
 )
 
 // setPeerGroups serves POST /tenants/{tenant}/peers/{peer}/groups: field groups, names
@@ -26,6 +25,5 @@ func (u *UI) setPeerGroups(w http.ResponseWriter, r *http.Request) {
 		u.fail(w, r, err)
 		return
 	}
-	u.record(r, t, "peer.groups", t+"/"+name, "groups "+strings.Join(groups, ","))
 	redirect(w, r, peerPath(t, name), "peer-groups")
 }

@@ -51,7 +51,6 @@ func (u *UI) createLink(w http.ResponseWriter, r *http.Request) {
 		u.fail(w, r, err)
 		return
 	}
-	u.record(r, t, "link.add", t+"/"+name, "one-time config link valid until "+l.ExpiresAt.UTC().Format(time.RFC3339))
 	p.Link = siteURL(r) + DownloadPathPrefix + token
 	p.LinkExpires = l.ExpiresAt
 	u.render(w, r, http.StatusOK, "peer_config", view{Title: "Config of " + name, Nav: "peers", Data: p})

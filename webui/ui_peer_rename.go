@@ -35,6 +35,5 @@ func (u *UI) renamePeer(w http.ResponseWriter, r *http.Request) {
 		u.fail(w, r, err)
 		return
 	}
-	u.record(r, t, "peer.rename", t+"/"+name, "new name "+newName)
 	redirect(w, r, peerPath(t, newName), "peer-renamed")
 }

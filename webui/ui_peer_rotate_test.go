@@ -16,7 +16,7 @@ import (
 // page with the error at the field, and each rotation is audited.
 func TestUIRotatePeerKey(t *testing.T) {
 	h := newUIHarness(t)
-	ctx := context.Background()
+	ctx := setup()
 	userKey := must(store.GeneratePrivateKey())
 	if _, _, err := h.ctrl.AddPeer(ctx, gateway.AddPeerRequest{Tenant: "acme", Name: "phone", PublicKey: userKey.PublicKey().String()}); err != nil {
 		t.Fatal(err)
@@ -75,7 +75,7 @@ func TestUIRotatePeerKey(t *testing.T) {
 	h.check(bravoAdmin, "POST", "/tenants/acme/peers/laptop/rotate", form(), http.StatusNotFound)
 	h.check(acmeViewer, "POST", "/tenants/acme/peers/laptop/rotate", form(), http.StatusForbidden)
 
-	want := []string{"peer.rotate acme/laptop acme", "peer.config.show acme/laptop acme", "peer.rotate acme/phone acme"}
+	want := []string{"peer.rotate peer:acme/laptop acme", "peer.config.show peer:acme/laptop acme", "peer.rotate peer:acme/phone acme"}
 	if got := h.audit.actions(); !slices.Equal(got, want) {
 		t.Errorf("audit: %q, want %q", got, want)
 	}

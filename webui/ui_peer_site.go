@@ -2,7 +2,6 @@ package webui
 
 import (
 	"net/http"
-	"strings"
 )
 
 // setPeerSite serves POST /tenants/{tenant}/peers/{peer}/site: fields site and
@@ -29,14 +28,5 @@ func (u *UI) setPeerSite(w http.ResponseWriter, r *http.Request) {
 		u.fail(w, r, err)
 		return
 	}
-	detail := "not a site connector"
-	if site != "" {
-		ps := make([]string, len(prefixes))
-		for i, p := range prefixes {
-			ps[i] = p.String()
-		}
-		detail = "site " + site + " " + strings.Join(ps, ",")
-	}
-	u.record(r, t, "peer.site", t+"/"+name, detail)
 	redirect(w, r, peerPath(t, name), "peer-site")
 }

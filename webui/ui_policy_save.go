@@ -31,8 +31,7 @@ func (u *UI) savePolicy(w http.ResponseWriter, r *http.Request) {
 			Msg: "The policy is empty. Write \"default deny\" to block every flow, or \"Discard changes\" to get the current policy back."}}})
 		return
 	}
-	rs, warnings, err := u.ctrl.SetPolicy(r.Context(), t, text)
-	if err != nil {
+	if _, _, err := u.ctrl.SetPolicy(r.Context(), t, text); err != nil {
 		var pe *firewall.PolicyError
 		switch {
 		case errors.As(err, &pe):
@@ -44,7 +43,6 @@ func (u *UI) savePolicy(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	u.record(r, t, "policy.set", t+"/policy", fmt.Sprintf("%d rules, %s, %d warnings", rs.Len(), rs.Default(), len(warnings)))
 	// The editor shows the warnings of the stored policy, these among them.
 	redirect(w, r, tenantPath(t)+"/policy", "policy-saved")
 }

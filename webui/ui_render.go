@@ -224,7 +224,7 @@ func (u *UI) changeTenant(w http.ResponseWriter, r *http.Request, tenant string)
 		return false
 	}
 	if !principal(r).CanChangeTenant(tenant) {
-		u.RenderError(w, r, http.StatusForbidden, "Your account may read this tenant but not change it.")
+		u.forbid(w, r, "Your account may read this tenant but not change it.")
 		return false
 	}
 	return true

@@ -44,6 +44,5 @@ func (u *UI) addRoute(w http.ResponseWriter, r *http.Request) {
 		u.renderRoutes(w, r, http.StatusUnprocessableEntity, field, via, formErrors{f: err.Error()})
 		return
 	}
-	u.record(r, t, "route.add", t+"/route/"+prefix.String(), "via "+via)
 	redirect(w, r, tenantPath(t)+"/routes", "route-added")
 }

@@ -26,7 +26,6 @@ func (u *UI) removeRoute(w http.ResponseWriter, r *http.Request) {
 		u.fail(w, r, err)
 		return
 	}
-	u.record(r, t, "route.remove", t+"/route/"+prefix.String(), "")
 	redirect(w, r, tenantPath(t)+"/routes", "route-removed")
 }
 

@@ -94,8 +94,9 @@ func (u *UI) SetAuditor(a Auditor) {
 
 var _ AuditorSetter = (*UI)(nil)
 
-// record puts a change in the audit log. The Auditor takes the tenant from the route's
-// {tenant}; routes that carry it elsewhere (a form field, a link) set it first.
+// record puts an event that changes nothing in the store (a config shown) in the audit log;
+// changes the store records itself. The Auditor takes the tenant from the route's {tenant};
+// routes that carry it elsewhere (a form field, a link) set it first.
 func (u *UI) record(r *http.Request, tenant, action, target, detail string) {
 	if r.PathValue("tenant") == "" && tenant != "" {
 		r.SetPathValue("tenant", tenant)

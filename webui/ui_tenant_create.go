@@ -15,7 +15,7 @@ func (u *UI) createTenant(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if principal(r).Role != RoleOwner {
-		u.RenderError(w, r, http.StatusForbidden, "Only owners create tenants.")
+		u.forbid(w, r, "Only owners create tenants.")
 		return
 	}
 	name := strings.TrimSpace(r.PostForm.Get("name"))
@@ -31,6 +31,5 @@ func (u *UI) createTenant(w http.ResponseWriter, r *http.Request) {
 		u.fail(w, r, err)
 		return
 	}
-	u.record(r, name, "tenant.add", name, "")
 	redirect(w, r, peersOf(name), "tenant-created")
 }

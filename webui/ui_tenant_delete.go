@@ -50,7 +50,7 @@ func (u *UI) deleteTenant(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if principal(r).Role != RoleOwner {
-		u.RenderError(w, r, http.StatusForbidden, "Only owners delete tenants.")
+		u.forbid(w, r, "Only owners delete tenants.")
 		return
 	}
 	confirm := strings.TrimSpace(r.PostForm.Get("confirm"))
@@ -67,6 +67,5 @@ func (u *UI) deleteTenant(w http.ResponseWriter, r *http.Request) {
 		u.fail(w, r, err)
 		return
 	}
-	u.record(r, t, "tenant.remove", t, "")
 	redirect(w, r, "/tenants", "tenant-deleted")
 }

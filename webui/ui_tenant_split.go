@@ -23,7 +23,6 @@ func (u *UI) setSplitTunnel(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	state := map[bool]string{true: "on", false: "off"}[on]
-	u.record(r, t, "tenant.split_tunnel", t, state)
 	back := "/tenants"
 	if r.PostForm.Get("back") == "peers" {
 		back = peersOf(t)

@@ -29,8 +29,9 @@ var _ firstAdmin = (*gateway.Controller)(nil)
 // the first time reads it here or sets a new one with 'popgate admin passwd'.
 //
 // With presetHash (--admin-password-hash) the first owner gets that password and nothing
-// secret is printed.
+// secret is printed. The audit log names "popgate serve" as who made it.
 func announceFirstAdmin(ctx context.Context, c firstAdmin, w io.Writer, webURL, presetHash string) error {
+	ctx = store.WithActor(ctx, store.Actor{Name: "popgate serve", Remote: "local"})
 	if presetHash != "" {
 		created, err := c.EnsureFirstAdminHash(ctx, presetHash)
 		if err != nil || !created {
@@ -455,8 +456,12 @@ var auditSpec = cmdSpec{
 	name:  "audit",
 	usage: "audit [--limit N] [--tenant TENANT] [--actor NAME] [--action ACTION] [--json] [--data-dir DIR]",
 	about: "Show the audit log, newest first: who (an admin, token:NAME, or cli for these commands) did what, " +
-		"when, from where. --action takes one action (peer.add) or every action starting with it (peer.).",
-	example: "popgate audit\npopgate audit --tenant acme --action peer. --limit 200",
+		"when, from where. Every change is in it, written together with the change; refused attempts are " +
+		"recorded as action denied (at most one entry a minute per admin and operation, with a count of the others). " +
+		"--action takes an action and the actions below it: route finds route.add and route.remove, peer.add " +
+		"finds peer.add. Targets read KIND:NAME: tenant:acme, peer:acme/laptop, route:acme/10.0.0.0/8, policy:acme, " +
+		"admin:alice, token:ci.",
+	example: "popgate audit\npopgate audit --action route\npopgate audit --tenant acme --action peer --limit 200\npopgate audit --action denied",
 }
 
 func (a *app) cmdAudit(ctx context.Context, args []string) error {
@@ -464,7 +469,7 @@ func (a *app) cmdAudit(ctx context.Context, args []string) error {
 	f := newAdminFlags(auditSpec).withTenant("show only the entries of `TENANT`").withJSON()
 	f.String(&limit, "limit", "50", "show at most `N` entries (1-1000)")
 	f.String(&actor, "actor", "", "show only what `NAME` did")
-	f.String(&action, "action", "", "show only `ACTION` (peer.add), or every action starting with it (peer.)")
+	f.String(&action, "action", "", "show only `ACTION` and the actions below it (peer finds peer.add, peer.remove, …)")
 	if _, err := f.parse(a, args); err != nil {
 		return err
 	}

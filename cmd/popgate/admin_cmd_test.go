@@ -110,11 +110,11 @@ func TestAdminTokenAuditCommands(t *testing.T) {
 		},
 		{
 			name: "audit",
-			args: []string{"audit", "--limit", "2", "--tenant", "acme", "--action", "peer."},
+			args: []string{"audit", "--limit", "2", "--tenant", "acme", "--action", "peer"},
 			answers: map[string]answer{"GET /api/v1/audit": {200, `{"entries":[{"time":"2026-03-14T15:00:00Z","actor":"alice","remote":"192.0.2.7","tenant":"acme",` +
-				`"action":"peer.add","target":"acme/laptop"}],"more":true}`, nil}},
-			want:    request{"GET", "/api/v1/audit", "action=peer.&limit=2&tenant=acme", "", ""},
-			wantOut: []string{"TIME", "ACTOR", "alice  192.0.2.7  acme    peer.add  acme/laptop  -"},
+				`"action":"peer.add","target":"peer:acme/laptop"}],"more":true}`, nil}},
+			want:    request{"GET", "/api/v1/audit", "action=peer&limit=2&tenant=acme", "", ""},
+			wantOut: []string{"TIME", "ACTOR", "alice  192.0.2.7  acme    peer.add  peer:acme/laptop  -"},
 			stderr:  "older entries follow",
 		},
 	} {
@@ -346,10 +346,28 @@ func TestServeFirstAdmin(t *testing.T) {
 		t.Errorf("API with the new token: %d %s", resp.StatusCode, body)
 	}
 	out, _ = cli("", "audit")
-	for _, w := range []string{"admin  127.0.0.1", "signin", "cli    control socket", "admin.add", "token.add"} {
-		if !strings.Contains(out, w) {
-			t.Errorf("audit lacks %q:\n%s", w, out)
+	for _, w := range []string{`admin +127\.0\.0\.1 +- +signin +admin:admin`, `cli +control socket +- +admin\.add +admin:bob +role viewer`,
+		`cli +control socket +- +token\.add +token:ops`, `popgate serve +local +- +admin\.add +admin:admin +role owner; the first admin`} {
+		if !regexp.MustCompile(w).MatchString(out) {
+			t.Errorf("audit lacks %s:\n%s", w, out)
 		}
+	}
+	// A bare word finds its family; a refused attempt is recorded.
+	if out, _ = cli("", "audit", "--action", "admin"); !strings.Contains(out, "admin.add") || strings.Contains(out, "token.add") || strings.Contains(out, "signin") {
+		t.Errorf("audit --action admin:\n%s", out)
+	}
+	watch, _ := cli("", "token", "add", "--role", "viewer", "watch")
+	req, _ = http.NewRequest(http.MethodPost, base+"api/v1/tenants", strings.NewReader(`{"name":"acme"}`))
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(watch))
+	if resp, err = client.Do(req); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("a viewer adding a tenant: %d", resp.StatusCode)
+	}
+	if out, _ = cli("", "audit", "--action", "denied"); !regexp.MustCompile(`token:watch +127\.0\.0\.1 +- +denied`).MatchString(out) || !strings.Contains(out, "POST /api/v1/tenants: token:watch (role viewer) may not do this") {
+		t.Errorf("audit --action denied:\n%s", out)
 	}
 	stop()
 	if strings.Contains(logs.String(), password) {
