@@ -20,7 +20,8 @@ import (
 	"github.com/popgate/popgate/store"
 )
 
-// maxBody bounds request bodies; every API body is small.
+// maxBody bounds request bodies but the policy's (store.MaxPolicySize); every other API body
+// is small.
 const maxBody = 64 << 10
 
 // API serves /api/v1 on top of a gateway.Controller. Authentication is the caller's business:
@@ -53,7 +54,7 @@ func NewAPI(ctrl *gateway.Controller, log *slog.Logger) *API {
 		{"PATCH /api/v1/tenants/{tenant}", a.updateTenant},
 		{"PATCH /api/v1/tenants/{tenant}/limits", a.updateTenantLimits},
 		{"GET /api/v1/tenants/{tenant}/policy", a.policy},
-		{"PUT /api/v1/tenants/{tenant}/policy", a.setPolicy},
+		{"PUT /api/v1/tenants/{tenant}/policy", a.setPolicy}, // policyPutPattern
 		{"GET /api/v1/tenants/{tenant}/routes", a.routes},
 		{"POST /api/v1/tenants/{tenant}/routes", a.addRoute},
 		{"DELETE /api/v1/tenants/{tenant}/routes", a.removeRoute},
@@ -76,7 +77,11 @@ func NewAPI(ctrl *gateway.Controller, log *slog.Logger) *API {
 		{"POST /api/v1/tenants/{tenant}/peers/{peer}/links", a.addDownloadLink},
 		{"POST /api/v1/tenants/{tenant}/peers/{peer}/rotate", a.rotatePeerKey},
 	} {
-		a.mux.Handle(r.pattern, a.wrap(r.h))
+		limit := int64(maxBody)
+		if r.pattern == policyPutPattern {
+			limit = store.MaxPolicySize // the one body that is not small: a policy file
+		}
+		a.mux.Handle(r.pattern, a.wrapLimit(limit, r.h))
 	}
 	a.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, APIError{Error: fmt.Sprintf("no such API route: %s %s", r.Method, r.URL.Path)})
@@ -86,15 +91,25 @@ func NewAPI(ctrl *gateway.Controller, log *slog.Logger) *API {
 
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTTP(w, r) }
 
-// wrap turns a handler's error into the status and message a client can act on.
-func (a *API) wrap(h func(w http.ResponseWriter, r *http.Request) error) http.Handler {
+// policyPutPattern is the route that sets a policy, whose body may be up to
+// store.MaxPolicySize.
+const policyPutPattern = "PUT /api/v1/tenants/{tenant}/policy"
+
+// wrapLimit turns a handler's error into the status and message a client can act on. The
+// request body is bounded by limit bytes: reading beyond it fails with an
+// *http.MaxBytesError (→ 413), and the server closes the connection after answering, without
+// reading the rest (a client still sending gets the answer, not a broken pipe).
+func (a *API) wrapLimit(limit int64, h func(w http.ResponseWriter, r *http.Request) error) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Body = http.MaxBytesReader(w, r.Body, limit)
 		err := h(w, r)
 		if err == nil {
 			return
 		}
 		code := http.StatusInternalServerError
 		switch {
+		case errors.Is(err, errTooLarge):
+			code = http.StatusRequestEntityTooLarge
 		case errors.Is(err, store.ErrInvalid), errors.Is(err, errBadRequest):
 			code = http.StatusBadRequest
 		case errors.Is(err, store.ErrNotFound):
@@ -103,6 +118,9 @@ func (a *API) wrap(h func(w http.ResponseWriter, r *http.Request) error) http.Ha
 			code = http.StatusConflict
 		case errors.Is(err, store.ErrExhausted):
 			code = http.StatusServiceUnavailable
+		case errors.Is(err, store.ErrDiskFull):
+			code = http.StatusInsufficientStorage
+			a.log.Error("API request failed", "method", r.Method, "path", r.URL.Path, "err", err, "cause", errors.Unwrap(err))
 		}
 		msg := err.Error()
 		if code == http.StatusInternalServerError {
@@ -113,14 +131,51 @@ func (a *API) wrap(h func(w http.ResponseWriter, r *http.Request) error) http.Ha
 	})
 }
 
-var errBadRequest = errors.New("bad request")
+var (
+	errBadRequest = errors.New("bad request")
+	// errTooLarge: the request body is larger than the route takes (→ 413).
+	errTooLarge = errors.New("request body too large")
+)
 
-// decode reads a JSON body into v, refusing unknown fields and oversized bodies.
+// bodyError is the error of reading a request body that failed with err: errTooLarge,
+// saying the limit and what to do, when it hit the body's limit; nil otherwise.
+func bodyError(err error, what, advice string) error {
+	var mbe *http.MaxBytesError
+	if !errors.As(err, &mbe) {
+		return nil
+	}
+	return fmt.Errorf("%w: %s is larger than %s (%d bytes), the most this API takes: %s", errTooLarge, what, sizeText(mbe.Limit), mbe.Limit, advice)
+}
+
+// sizeText words a byte count that is a whole number of KiB or MiB.
+func sizeText(n int64) string {
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%d MiB", n>>20)
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return fmt.Sprintf("%d KiB", n>>10)
+	}
+	return fmt.Sprintf("%d bytes", n)
+}
+
+// decode reads a JSON body, exactly one JSON value, into v, refusing unknown fields, data
+// after the value and bodies over the route's limit (413).
 func decode(r *http.Request, v any) error {
-	dec := json.NewDecoder(io.LimitReader(r.Body, maxBody))
+	dec := json.NewDecoder(r.Body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
+		if err := bodyError(err, "the request body", "every JSON body of this API is small: check what is being sent"); err != nil {
+			return err
+		}
 		return fmt.Errorf("%w: request body is not the expected JSON: %v", errBadRequest, err)
+	}
+	// Only white space may follow: {"name":"a"} {"name":"b"} must not create a and
+	// silently drop b.
+	if _, err := dec.Token(); err != io.EOF {
+		if err := bodyError(err, "the request body", "every JSON body of this API is small: check what is being sent"); err != nil {
+			return err
+		}
+		return fmt.Errorf("%w: the request body holds more than one JSON value: send exactly one JSON object, with nothing after it", errBadRequest)
 	}
 	return nil
 }
@@ -446,12 +501,12 @@ func (a *API) policy(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *API) setPolicy(w http.ResponseWriter, r *http.Request) error {
-	body, err := io.ReadAll(io.LimitReader(r.Body, store.MaxPolicySize+1))
+	body, err := io.ReadAll(r.Body) // bounded by store.MaxPolicySize (see NewAPI)
 	if err != nil {
+		if err := bodyError(err, "the policy", "say the same with fewer rules, using groups and CIDRs"); err != nil {
+			return err
+		}
 		return fmt.Errorf("%w: reading the policy: %v", errBadRequest, err)
-	}
-	if len(body) > store.MaxPolicySize {
-		return fmt.Errorf("%w: the policy is larger than %d bytes: split it or use groups", errBadRequest, store.MaxPolicySize)
 	}
 	rs, warnings, err := a.ctrl.SetPolicy(r.Context(), r.PathValue("tenant"), string(body))
 	if err != nil {

@@ -30,6 +30,9 @@ func TestAuditFromWhatWasDone(t *testing.T) {
 	}{
 		// curl -d sends application/x-www-form-urlencoded: the body is still JSON.
 		{"POST", "/api/v1/tenants/acme/peers", "application/x-www-form-urlencoded", `{"name":"curl"}`, 201, `"name": "curl"`},
+		{"POST", "/api/v1/tenants/acme/peers", "application/json", `{"name":"api1"} {"name":"api2"}`, 400,
+			"the request body holds more than one JSON value: send exactly one JSON object, with nothing after it"},
+		{"POST", "/api/v1/tenants/acme/peers", "application/json", `{"name":"api3"}x`, 400, "more than one JSON value"},
 		{"POST", "/api/v1/tenants/acme/peers", "application/json", "{\"name\":\"api4\"}\r\n\t ", 201, `"name": "api4"`},
 		{"POST", "/api/v1/tenants/acme/routes", "", `{"prefix":"192.0.2.0/24","via":"internet"}`, 201, `"prefix": "192.0.2.0/24"`},
 		{"DELETE", "/api/v1/tenants/acme/routes?prefix=192.0.2.0%2F24", "", "", 204, ""},
@@ -45,6 +48,9 @@ func TestAuditFromWhatWasDone(t *testing.T) {
 		if rec.Code != c.code || !strings.Contains(rec.Body.String(), c.want) {
 			t.Errorf("%s %s %q: %d %s\nwant %d with %q", c.method, c.path, c.body, rec.Code, rec.Body, c.code, c.want)
 		}
+	}
+	if _, err := e.ctrl.Peer(context.Background(), "acme", "api1"); err == nil {
+		t.Error("peer api1 of a body with two JSON values was created")
 	}
 	es, _, err := e.ctrl.ListAudit(context.Background(), store.AuditQuery{Actor: "cli", Limit: 100})
 	if err != nil {

@@ -242,6 +242,9 @@ func (u *UI) fail(w http.ResponseWriter, r *http.Request, err error) {
 		u.RenderError(w, r, http.StatusConflict, err.Error())
 	case errors.Is(err, store.ErrExhausted):
 		u.RenderError(w, r, http.StatusServiceUnavailable, err.Error())
+	case errors.Is(err, store.ErrDiskFull):
+		u.log.Error("web UI request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		u.RenderError(w, r, http.StatusInsufficientStorage, sentence(err.Error()))
 	default:
 		u.log.Error("web UI request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 		u.RenderError(w, r, http.StatusInternalServerError, "")

@@ -303,6 +303,10 @@ func TestAPIErrors(t *testing.T) {
 		{"conflict", answer{409, `{"error":"tenant \"acme\" already exists"}`, nil}, `popgate: tenant "acme" already exists` + "\n"},
 		{"not JSON", answer{502, "<html>bad gateway</html>", nil}, `popgate: popgate serve answered POST /api/v1/tenants with 502 Bad Gateway: "<html>bad gateway</html>"` + "\n"},
 		{"multi-line message", answer{400, `{"error":"bad name\nuse letters"}`, nil}, "popgate: bad name use letters\n"},
+		{"disk full", answer{507, `{"error":"the disk holding the database is full: free space on /var/lib/popgate and retry; nothing was changed"}`, nil},
+			"popgate: the disk holding the database is full: free space on /var/lib/popgate and retry; nothing was changed\n"},
+		{"too large", answer{413, `{"error":"the request body is larger than 64 KiB (65536 bytes), the most this API takes: every JSON body of this API is small: check what is being sent"}`, nil},
+			"popgate: the request body is larger than 64 KiB (65536 bytes), the most this API takes: every JSON body of this API is small: check what is being sent\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d := startFakeDaemon(t, map[string]answer{"POST /api/v1/tenants": tc.answer})
