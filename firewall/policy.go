@@ -6,14 +6,13 @@ import (
 	"strings"
 )
 
-// Limits of a policy. Parse refuses input beyond them with a message naming the limit.
+// Limits of a policy. Parse refuses input beyond them with a message naming the limit. The
+// size of a policy file is bounded by its callers: store.MaxPolicySize, the one limit.
 const (
 	// MaxRules is the most rules one tenant's policy may hold.
 	MaxRules = 100_000
 	// MaxLineLen is the longest line, in bytes, of a policy file.
 	MaxLineLen = 4096
-	// MaxPolicySize is the largest policy file, in bytes.
-	MaxPolicySize = 32 << 20
 	// MaxListItems is the most items in one source, destination or port list.
 	MaxListItems = 256
 	// MaxNameLen is the longest group, peer or site name.

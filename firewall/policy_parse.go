@@ -81,13 +81,10 @@ const nameRule = "use 1-64 letters, digits, '.', '_' and '-', starting with a le
 // Parse reads a policy file (the format is in the package documentation). The error, a
 // *PolicyError, lists every problem with its line number, what is wrong and how to fix it.
 // Parse checks the text only: whether named groups, peers and sites exist is Compile's
-// business.
+// business. Its work and memory grow with the text, whose size the caller bounds
+// (store.MaxPolicySize).
 func Parse(text string) (*Policy, error) {
 	perr := &PolicyError{}
-	if len(text) > MaxPolicySize {
-		perr.add(0, "the policy is %d bytes, at most %d are allowed: use groups and CIDRs to say the same with fewer rules", len(text), MaxPolicySize)
-		return nil, perr
-	}
 	text = strings.TrimPrefix(text, "\uFEFF")
 	p := &Policy{}
 	var doc []string

@@ -204,10 +204,6 @@ func TestParseLimits(t *testing.T) {
 	if err == nil || err.Error() != want {
 		t.Errorf("err = %v, want %s", err, want)
 	}
-	_, err = Parse(strings.Repeat("#", MaxPolicySize+1))
-	if err == nil || !strings.HasPrefix(err.Error(), "the policy is 33554433 bytes") {
-		t.Errorf("err = %v", err)
-	}
 }
 
 // samePolicy compares policies but for line numbers.

@@ -213,11 +213,16 @@ func (c *Controller) Policy(ctx context.Context, tenant string) (text string, is
 // SetPolicy validates a policy file against the tenant's peers, groups and sites and applies
 // it within the call. Every mistake is reported with its line; nothing is stored then. Names of
 // groups, peers and sites the tenant does not have (yet) are no mistake: the policy is set,
-// they match nothing until they exist, and each is returned as a warning with its line. The
-// audit log records the number of rules and the text's digest.
+// they match nothing until they exist, and each is returned as a warning with its line. A text
+// larger than store.MaxPolicySize is refused before it is parsed. The audit log records the
+// number of rules and the text's digest.
 func (c *Controller) SetPolicy(ctx context.Context, tenant, text string) (*firewall.RuleSet, []firewall.Problem, error) {
 	if _, err := c.store.Tenant(ctx, tenant); err != nil {
 		return nil, nil, err
+	}
+	if len(text) > store.MaxPolicySize {
+		return nil, nil, invalidError{fmt.Errorf("the policy has %d bytes, at most %d (%d MiB) are allowed: say the same with fewer rules, using groups and CIDRs",
+			len(text), store.MaxPolicySize, store.MaxPolicySize>>20)}
 	}
 	peers, err := c.store.ListPeers(ctx, tenant)
 	if err != nil {

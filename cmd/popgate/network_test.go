@@ -388,6 +388,11 @@ func TestNetworkUsageErrors(t *testing.T) {
 	if err := os.WriteFile(empty, []byte(" \n\t\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// 4.8 MB: over the store's limit of 4 MiB, checked before anything is sent.
+	huge := dir + "/huge.policy"
+	if err := os.WriteFile(huge, bytes.Repeat([]byte("allow any -> any tcp 443\n"), 4_800_000/25), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		args  []string
 		stdin string
@@ -436,6 +441,8 @@ func TestNetworkUsageErrors(t *testing.T) {
 			want: "popgate: policy file " + empty + " is empty: to deny every flow, write \"default deny\" in it\n"},
 		{args: []string{"policy", "set", "--tenant", "acme", "-"}, stdin: "\n\n",
 			want: "popgate: policy file <stdin> is empty: to deny every flow, write \"default deny\" in it\n"},
+		{args: []string{"policy", "set", "--tenant", "acme", huge},
+			want: "popgate: policy file " + huge + " is larger than 4 MiB (4194304 bytes), the most a policy may be: say the same with fewer rules, using groups and CIDRs\n"},
 		{args: []string{"route"}, want: "route: missing subcommand: use list, add or remove"},
 		{args: []string{"route", "list"}, want: "route list: missing --tenant"},
 		{args: []string{"route", "add", "--tenant", "acme"}, want: "route add: missing PREFIX: usage: popgate route add --tenant TENANT"},

@@ -12,7 +12,7 @@ import (
 	"regexp"
 	"strings"
 
-	"github.com/popgate/popgate/firewall"
+	"github.com/popgate/popgate/store"
 	"github.com/popgate/popgate/webui"
 )
 
@@ -147,13 +147,14 @@ func (a *app) readPolicyFile(name, shown string) ([]byte, error) {
 		defer file.Close()
 		r = file
 	}
-	text, err := io.ReadAll(io.LimitReader(r, firewall.MaxPolicySize+1))
+	// The server's limit, checked before sending: a larger file would only be cut off.
+	text, err := io.ReadAll(io.LimitReader(r, store.MaxPolicySize+1))
 	if err != nil {
 		return nil, usagef("cannot read policy file %s: %v", shown, pathError(err))
 	}
-	if len(text) > firewall.MaxPolicySize {
-		return nil, usagef("policy file %s is larger than %d MiB, the most a policy may be: say the same with fewer rules, using groups and CIDRs",
-			shown, firewall.MaxPolicySize>>20)
+	if len(text) > store.MaxPolicySize {
+		return nil, usagef("policy file %s is larger than %d MiB (%d bytes), the most a policy may be: say the same with fewer rules, using groups and CIDRs",
+			shown, store.MaxPolicySize>>20, store.MaxPolicySize)
 	}
 	if len(bytes.TrimSpace(text)) == 0 {
 		// Almost always a mistake (the wrong file, a pipe whose writer failed), and an empty
