@@ -99,6 +99,16 @@ func changeSteps(t *testing.T, clock *fakeClock) []changeStep {
 			_, err := s.SetTenantSplitTunnel(ctx, "acme", true)
 			return err
 		}, "tenant.update tenant:acme split tunnel on", "acme"},
+		{"SetTenantLimits", func(ctx context.Context, s *Store) error {
+			n := 100
+			_, err := s.SetTenantLimits(ctx, "acme", TenantLimits{MaxFlowsPerPeer: &n})
+			return err
+		}, "tenant.update tenant:acme max flows per peer 100, max flows default", "acme"},
+		{"SetTenantLimits unchanged", func(ctx context.Context, s *Store) error {
+			n := 100
+			_, err := s.SetTenantLimits(ctx, "acme", TenantLimits{MaxFlowsPerPeer: &n})
+			return err
+		}, "", ""},
 		{"SetSetting", func(ctx context.Context, s *Store) error {
 			return s.SetSetting(ctx, "web.public_url", "https://vpn.example.com")
 		},

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strconv"
 )
 
 func tenantNotFound(name string) error {
@@ -135,11 +136,22 @@ func (s *Store) SetTenantLimits(ctx context.Context, name string, l TenantLimits
 			}
 			return v
 		}
-		if _, err := tx.ExecContext(ctx, "UPDATE tenants SET max_flows_per_peer = ?, max_flows = ? WHERE id = ? AND (max_flows_per_peer IS NOT ? OR max_flows IS NOT ?)",
-			nullIfZero(t.MaxFlowsPerPeer), nullIfZero(t.MaxFlows), t.ID, nullIfZero(t.MaxFlowsPerPeer), nullIfZero(t.MaxFlows)); err != nil {
+		res, err := tx.ExecContext(ctx, "UPDATE tenants SET max_flows_per_peer = ?, max_flows = ? WHERE id = ? AND (max_flows_per_peer IS NOT ? OR max_flows IS NOT ?)",
+			nullIfZero(t.MaxFlowsPerPeer), nullIfZero(t.MaxFlows), t.ID, nullIfZero(t.MaxFlowsPerPeer), nullIfZero(t.MaxFlows))
+		if err != nil {
 			return fmt.Errorf("store: update tenant %s: %w", name, err)
 		}
-		return nil
+		if n, err := res.RowsAffected(); err != nil || n == 0 {
+			return err // unchanged: nothing to record
+		}
+		bound := func(v int) string {
+			if v == 0 {
+				return "default"
+			}
+			return strconv.Itoa(v)
+		}
+		return s.logChange(ctx, tx, name, "tenant.update", TenantTarget(name),
+			fmt.Sprintf("max flows per peer %s, max flows %s", bound(t.MaxFlowsPerPeer), bound(t.MaxFlows)))
 	})
 	if err != nil {
 		return Tenant{}, err
