@@ -2,12 +2,16 @@ package webui
 
 import (
 	"bytes"
+	"context"
+	"html"
 	"image/png"
 	"net/http"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/popgate/popgate/gateway"
 )
 
 // TestUIConfigDownload checks the config as a file and as a QR code.
@@ -87,5 +91,44 @@ func TestUIOneTimeLink(t *testing.T) {
 	want := "link.create peer:acme/laptop acme;link.use peer:acme/laptop acme;link.create peer:acme/laptop acme"
 	if got := strings.Join(h.audit.actions(), ";"); got != want {
 		t.Errorf("audit: %s\nwant %s", got, want)
+	}
+}
+
+// TestUIConfigFileNames: the download, the config page, the one-time link's page and its
+// download all name the file so that `wg-quick up ./FILE` takes it as it is, however long
+// the peer's name.
+func TestUIConfigFileNames(t *testing.T) {
+	h := newUIHarness(t)
+	if _, _, err := h.ctrl.AddPeer(context.Background(), gateway.AddPeerRequest{Tenant: "acme", Name: "alice-laptop-work"}); err != nil {
+		t.Fatal(err)
+	}
+	want := configFileName("acme", "alice-laptop-work")
+	if !wgQuickFile.MatchString(want) {
+		t.Fatalf("configFileName gives %q, which wg-quick refuses", want)
+	}
+	disposition := `attachment; filename="` + want + `"`
+	peer := "/tenants/acme/peers/alice-laptop-work"
+	w := h.do(acmeAdmin, "GET", peer+"/config/download?region=local", nil)
+	if w.Code != http.StatusOK || w.Header().Get("Content-Disposition") != disposition {
+		t.Errorf("download: %d, Content-Disposition %q, want %q", w.Code, w.Header().Get("Content-Disposition"), disposition)
+	}
+	// The pages name the file on the button and in the wg-quick command ('+' is written
+	// as &#43;).
+	shows := func(path, body string) {
+		t.Helper()
+		text := html.UnescapeString(body)
+		for _, s := range []string{"Download " + want + "<", "wg-quick up ./" + want + "<"} {
+			if !strings.Contains(text, s) {
+				t.Errorf("%s lacks %q\n%s", path, s, excerpt(body))
+			}
+		}
+	}
+	shows(peer+"/config", h.check(acmeAdmin, "GET", peer+"/config", nil, http.StatusOK))
+	body := h.check(acmeAdmin, "POST", peer+"/config/link", form("ttl", "1h"), http.StatusOK)
+	link := regexp.MustCompile(`/dl/[A-Za-z0-9_-]+`).FindString(body)
+	shows(link, h.check(anonymous, "GET", link, nil, http.StatusOK))
+	w = h.do(anonymous, "POST", link, form())
+	if w.Code != http.StatusOK || w.Header().Get("Content-Disposition") != disposition {
+		t.Errorf("one-time link: %d, Content-Disposition %q, want %q", w.Code, w.Header().Get("Content-Disposition"), disposition)
 	}
 }

@@ -24,6 +24,7 @@ func (u *UI) templateFuncs() template.FuncMap {
 		"tenantPath": tenantPath,
 		"peerPath":   peerPath,
 		"peersOf":    peersOf,
+		"confName":   configFileName,
 		"add":        func(a, b int) int { return a + b },
 		"roleLabel":  roleLabel,
 		"now":        func() time.Time { return u.now() },

@@ -92,11 +92,6 @@ func (u *UI) regionConfig(ctx context.Context, t, name, region string) (string, 
 	return "", fmt.Errorf("region %q: %w", region, store.ErrNotFound)
 }
 
-// configFileName is the download's name: <tenant>-<peer>.conf (both names are file-name
-// safe by their rules). wg-quick names the interface after the file, so it must stay short
-// to be usable as is; the apps accept any name.
-func configFileName(t, name string) string { return t + "-" + name + ".conf" }
-
 // writeConfig answers with cfg as a file to save.
 func writeConfig(w http.ResponseWriter, t, name, cfg string) {
 	h := w.Header()
