@@ -25,6 +25,10 @@ type UI struct {
 	tmpl   *templates
 	static map[string]staticFile // by file name
 
+	// publicURL starts one-time download links ("https://vpn.example.com"); "": the
+	// address the admin browsed. Set before serving (SetPublicURL).
+	publicURL string
+
 	// From the controller, or setSources; read-only once serving.
 	admins    adminLister
 	auditLog  auditReader

@@ -20,6 +20,10 @@ type configPage struct {
 	Link        string
 	LinkExpires time.Time
 	LinkTTLs    []linkTTL
+	// LinkBase is where links point; LinkBrowsed: it is the address the admin browsed, as
+	// no public URL is set.
+	LinkBase    string
+	LinkBrowsed bool
 }
 
 // regionConfig is a peer's wg-quick config for the region's endpoint.
@@ -37,7 +41,7 @@ func (u *UI) peerConfig(w http.ResponseWriter, r *http.Request) {
 	if !u.changeTenant(w, r, t) {
 		return
 	}
-	p, err := u.configPageData(r.Context(), t, name)
+	p, err := u.configPageData(r, t, name)
 	if err != nil {
 		u.fail(w, r, err)
 		return
@@ -46,7 +50,8 @@ func (u *UI) peerConfig(w http.ResponseWriter, r *http.Request) {
 	u.render(w, r, http.StatusOK, "peer_config", view{Title: "Config of " + name, Nav: "peers", Data: p})
 }
 
-func (u *UI) configPageData(ctx context.Context, t, name string) (*configPage, error) {
+func (u *UI) configPageData(r *http.Request, t, name string) (*configPage, error) {
+	ctx := r.Context()
 	pi, err := u.ctrl.Peer(ctx, t, name)
 	if err != nil {
 		return nil, err
@@ -55,7 +60,7 @@ func (u *UI) configPageData(ctx context.Context, t, name string) (*configPage, e
 	if err != nil {
 		return nil, err
 	}
-	return &configPage{Peer: pi, Regions: rcs, LinkTTLs: linkTTLs}, nil
+	return &configPage{Peer: pi, Regions: rcs, LinkTTLs: linkTTLs, LinkBase: u.linkBase(r), LinkBrowsed: u.publicURL == ""}, nil
 }
 
 // regionConfigs returns the peer's config for every region. There is one region, the

@@ -41,7 +41,7 @@ func (u *UI) createLink(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	p, err := u.configPageData(ctx, t, name)
+	p, err := u.configPageData(r, t, name)
 	if err != nil {
 		u.fail(w, r, err)
 		return
@@ -51,7 +51,7 @@ func (u *UI) createLink(w http.ResponseWriter, r *http.Request) {
 		u.fail(w, r, err)
 		return
 	}
-	p.Link = siteURL(r) + DownloadPathPrefix + token
+	p.Link = u.linkBase(r) + DownloadPathPrefix + token
 	p.LinkExpires = l.ExpiresAt
 	u.render(w, r, http.StatusOK, "peer_config", view{Title: "Config of " + name, Nav: "peers", Data: p})
 }

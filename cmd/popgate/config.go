@@ -17,6 +17,7 @@ import (
 
 	"github.com/popgate/popgate/gateway"
 	"github.com/popgate/popgate/store"
+	"github.com/popgate/popgate/webui"
 )
 
 // ServeConfig is what `popgate serve` hands to runServe. It is built from the defaults, the
@@ -27,6 +28,10 @@ type ServeConfig struct {
 	Gateway gateway.Config
 	// WebAddr is the host:port the web UI listens on. Default 127.0.0.1:8080.
 	WebAddr string
+	// PublicURL is the address people reach the web UI at, for one-time download links,
+	// checked by webui.ParsePublicURL. Default "": links point at the address the admin
+	// browsed.
+	PublicURL string
 	// LogLevel is the lowest level logged. Default info.
 	LogLevel slog.Level
 	// LogFormat is "text" or "json". Default "text".
@@ -53,6 +58,7 @@ type serveSettings struct {
 	ListenPort     int
 	PublicEndpoint string
 	WebAddr        string
+	PublicURL      string
 	Interface      string
 	MTU            int
 	ExitMode       string
@@ -106,6 +112,9 @@ var serveSettingsTable = []setting{
 		field:   func(s *serveSettings) any { return &s.PublicEndpoint }},
 	{name: "web-addr", usage: "`HOST:PORT` the web UI listens on: plain HTTP on loopback, HTTPS elsewhere",
 		field: func(s *serveSettings) any { return &s.WebAddr }},
+	{name: "public-url", usage: "`URL` people reach the web UI at (https://vpn.example.com): one-time download links start with it",
+		defText: "links point at the address the admin's browser used",
+		field:   func(s *serveSettings) any { return &s.PublicURL }},
 	{name: "tls-cert", usage: "PEM certificate `FILE` of the web UI (with --tls-key), read again when it changes",
 		defText: "a self-signed certificate in the data dir on a non-loopback --web-addr",
 		field:   func(s *serveSettings) any { return &s.TLSCert }},
@@ -487,6 +496,13 @@ func (a *app) buildServeConfig(s serveSettings, origin map[string]string) (Serve
 	}
 	if err := checkHostPort(s.WebAddr); err != nil {
 		return sc, bad("web-addr", "web addr %q %v: use host:port, e.g. 127.0.0.1:8080 (all interfaces: 0.0.0.0:8080)", s.WebAddr, err)
+	}
+	if s.PublicURL != "" {
+		u, err := webui.ParsePublicURL(s.PublicURL)
+		if err != nil {
+			return sc, bad("public-url", "%v", err)
+		}
+		sc.PublicURL = u
 	}
 	level, ok := parseLogLevel(s.LogLevel)
 	if !ok {

@@ -20,6 +20,7 @@ data_dir = "/var/lib/popgate"
 listen_port = 51000
 public_endpoint = "vpn.example.com:51000"
 web_addr = "0.0.0.0:8000"
+public_url = "https://vpn.example.com/"
 interface = "wgfile"
 mtu = 1400
 exit_mode = "userspace"
@@ -57,7 +58,7 @@ func TestServeConfigPrecedence(t *testing.T) {
 			NodeName: "fra-1", Version: "dev",
 			DNSUpstreams: []netip.AddrPort{netip.MustParseAddrPort("9.9.9.9:53"), netip.MustParseAddrPort("[2620:fe::fe]:5353")},
 		},
-		WebAddr: "0.0.0.0:8000", LogLevel: slog.LevelDebug, LogFormat: "json", ConfigFile: file,
+		WebAddr: "0.0.0.0:8000", PublicURL: "https://vpn.example.com", LogLevel: slog.LevelDebug, LogFormat: "json", ConfigFile: file,
 	}
 	// with applies changes to a copy of base.
 	with := func(base ServeConfig, change func(*ServeConfig)) ServeConfig {
@@ -70,12 +71,14 @@ func TestServeConfigPrecedence(t *testing.T) {
 		"POPGATE_REGION":       "ams",
 		"POPGATE_DNS_UPSTREAM": "1.1.1.1, 1.0.0.1:5300",
 		"POPGATE_LOG_LEVEL":    "WARN",
+		"POPGATE_PUBLIC_URL":   "https://env.example.com:8443/vpn",
 	}
 	fromFileAndEnv := with(fromFile, func(sc *ServeConfig) {
 		sc.Gateway.ListenPort = 52000
 		sc.Gateway.Region = "ams"
 		sc.Gateway.DNSUpstreams = []netip.AddrPort{netip.MustParseAddrPort("1.1.1.1:53"), netip.MustParseAddrPort("1.0.0.1:5300")}
 		sc.LogLevel = slog.LevelWarn
+		sc.PublicURL = "https://env.example.com:8443/vpn"
 	})
 
 	for _, tc := range []struct {
@@ -101,7 +104,7 @@ func TestServeConfigPrecedence(t *testing.T) {
 		{"flags over env over file", file, env, []string{
 			"--listen-port", "53000", "--dns-upstream=8.8.8.8", "--log-format", "text", "--node-name", "n1",
 			"--data-dir", "./d", "--web-addr", "[::1]:0", "--interface", "pg1", "--mtu", "1300",
-			"--exit-mode", "kernel", "--public-endpoint", "203.0.113.7:53000",
+			"--exit-mode", "kernel", "--public-endpoint", "203.0.113.7:53000", "--public-url", "http://[::1]:8080",
 		}, with(fromFileAndEnv, func(sc *ServeConfig) {
 			sc.Gateway.ListenPort = 53000
 			sc.Gateway.DNSUpstreams = []netip.AddrPort{netip.MustParseAddrPort("8.8.8.8:53")}
@@ -113,6 +116,7 @@ func TestServeConfigPrecedence(t *testing.T) {
 			sc.Gateway.MTU = 1300
 			sc.Gateway.ExitMode = "kernel"
 			sc.Gateway.PublicEndpoint = "203.0.113.7:53000"
+			sc.PublicURL = "http://[::1]:8080"
 		})},
 		{"flag equal to the default still overrides", file, env, []string{"--region", "local", "--log-level", "info"},
 			with(fromFileAndEnv, func(sc *ServeConfig) { sc.Gateway.Region, sc.LogLevel = "local", slog.LevelInfo })},
@@ -145,6 +149,7 @@ func TestServeConfigErrors(t *testing.T) {
 	wrongType := writeFile(t, "type.toml", "\nlisten_port = \"51820\"\n")
 	wrongList := writeFile(t, "list.toml", "dns_upstream = \"9.9.9.9\"\n")
 	badEndpoint := writeFile(t, "endpoint.toml", "public_endpoint = \"vpn.example.com\"\n")
+	badPublicURL := writeFile(t, "url.toml", "\npublic_url = \"https://vpn.example.com/?x=1\"\n")
 	missing := filepath.Join(t.TempDir(), "missing.toml")
 
 	for _, tc := range []struct {
@@ -174,6 +179,12 @@ func TestServeConfigErrors(t *testing.T) {
 		{"endpoint without port", nil, []string{"--public-endpoint", "vpn.example.com"},
 			[]string{`public endpoint "vpn.example.com" is not host:port`, "(set by --public-endpoint)"}},
 		{"endpoint without port in file", nil, []string{"--config", badEndpoint}, []string{"(set by public_endpoint in " + badEndpoint + ")"}},
+		{"public URL without scheme", nil, []string{"--public-url", "vpn.example.com"},
+			[]string{`public URL "vpn.example.com" does not start with http:// or https://: use the address people open popgate at, e.g. https://vpn.example.com (set by --public-url)`}},
+		{"public URL with fragment in env", map[string]string{"POPGATE_PUBLIC_URL": "https://vpn.example.com/#dl"}, nil,
+			[]string{`public URL "https://vpn.example.com/#dl" has a fragment`, "(set by POPGATE_PUBLIC_URL)"}},
+		{"public URL with query in file", nil, []string{"--config", badPublicURL},
+			[]string{`public URL "https://vpn.example.com/?x=1" has a query`, "(set by public_url in " + badPublicURL + ")"}},
 		{"bad log level", nil, []string{"--log-level", "loud"}, []string{`log level "loud" is unknown: use debug, info, warn or error (set by --log-level)`}},
 		{"bad log format", map[string]string{"POPGATE_LOG_FORMAT": "xml"}, nil, []string{`log format "xml" is unknown: use text or json (set by POPGATE_LOG_FORMAT)`}},
 		{"web addr without port", nil, []string{"--web-addr", "localhost"}, []string{`web addr "localhost" has no port`}},

@@ -61,6 +61,9 @@ func runServe(ctx context.Context, sc ServeConfig, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	if err := pages.SetPublicURL(sc.PublicURL); err != nil {
+		return err
+	}
 	// The web server also wraps the control socket's API, so that CLI changes are audited.
 	web, err := webui.NewServer(webui.ServerConfig{
 		Ctrl:        ctrl,
