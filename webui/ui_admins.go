@@ -160,11 +160,15 @@ type adminsPage struct {
 	TokenErrors formErrors
 }
 
+// newAdminForm is the add-admin form as the page first shows it: a viewer of every tenant,
+// a role that needs no tenant and changes nothing, so that the defaults always work.
+var newAdminForm = adminForm{Role: store.RoleViewer}
+
 // adminsPage serves GET /admins (owners): who may sign in, with which role and tenant, and
 // whether they use a second factor or are locked out; the API tokens; the forms that add
 // either.
 func (u *UI) adminsPage(w http.ResponseWriter, r *http.Request) {
-	u.renderAdmins(w, r, http.StatusOK, adminForm{Role: store.RoleTenantAdmin}, nil, tokenForm{Role: store.RoleViewer, Days: "90"}, nil)
+	u.renderAdmins(w, r, http.StatusOK, newAdminForm, nil, tokenForm{Role: store.RoleViewer, Days: "90"}, nil)
 }
 
 // renderAdmins writes the admins page; the forms and errors refill the add forms.

@@ -499,3 +499,24 @@ func TestUIAPITokens(t *testing.T) {
 		t.Errorf("audit detail of adding deploy: %q", d)
 	}
 }
+
+// TestAdminAddDefaults submits the add-admin form as the page fills it, with only a name
+// typed: the defaults must make an admin (they once chose a tenant admin without a tenant).
+func TestAdminAddDefaults(t *testing.T) {
+	h := newAdminsHarness(t)
+	page := h.check(owner, "GET", "/admins", nil, http.StatusOK)
+	f := form("name", "newbie")
+	for _, field := range []string{"role", "tenant"} {
+		sel := regexp.MustCompile(`(?s)<select id="admin-` + field + `" name="` + field + `".*?</select>`).FindString(page)
+		m := regexp.MustCompile(`<option value="([^"]*)" selected>`).FindStringSubmatch(sel)
+		if m == nil {
+			t.Fatalf("the add-admin form's %s select has no selected option:\n%s", field, sel)
+		}
+		f.Set(field, html.UnescapeString(m[1]))
+	}
+	h.check(owner, "POST", "/admins", f, http.StatusOK, "Admin newbie added")
+	a, err := h.ctrl.Admin(context.Background(), "newbie")
+	if err != nil || a.Role != store.RoleViewer || a.TenantName != "" {
+		t.Errorf("the form's defaults made %+v, %v; want a viewer of every tenant", a, err)
+	}
+}

@@ -59,7 +59,7 @@ func (u *UI) addToken(w http.ResponseWriter, r *http.Request) {
 		Tenant: strings.TrimSpace(r.PostForm.Get("tenant")),
 		Days:   strings.TrimSpace(r.PostForm.Get("days")),
 	}
-	af := adminForm{Role: store.RoleTenantAdmin}
+	af := newAdminForm
 	tenants, err := u.tenantNames(ctx)
 	if err != nil {
 		u.fail(w, r, err)
