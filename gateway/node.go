@@ -54,6 +54,9 @@ type Node struct {
 	devs     map[int64]*tenantDevice
 	policies map[int64]appliedPolicy
 	expiry   *time.Timer // reconciles at the next peer expiry
+	// resume remembers where peers disabled while connected were connected from, to start
+	// a handshake there when they are enabled again (see resumePeersLocked).
+	resume map[store.Key]resumePoint
 	// stored is every peer as the last reconcile read it from the store.
 	stored atomic.Pointer[[]store.Peer]
 

@@ -111,16 +111,19 @@ func (n *Node) Reconcile(ctx context.Context) error {
 		}
 	}
 
+	left := map[store.Key]string{} // endpoints of connected peers that leave a device
 	for id, td := range n.devs {
 		if d.tuns[id] == nil {
+			td.connected(left, d.now)
 			td.close()
 			delete(n.devs, id)
 			continue
 		}
-		if err := td.sync(snap); err != nil {
+		if err := td.sync(snap, left, d.now); err != nil {
 			return fmt.Errorf("reconcile: %w", err)
 		}
 	}
+	n.resumePeersLocked(snap, left, d.now)
 	n.lastSeenMu.Lock()
 	for k := range n.lastSeen {
 		if snap.byKey[k] == nil {
@@ -280,17 +283,19 @@ func (n *Node) DeviceBufferBytes() uint64 {
 
 // sync brings the peers the device holds in line with the snapshot: peers no longer enabled
 // in this tenant leave, and held peers whose prefixes changed are updated, in one IpcSet.
-// Peers not held stay out until they handshake (see materialise).
-func (td *tenantDevice) sync(snap *snapshot) error {
+// Peers not held stay out until they handshake (see materialise). The endpoints of leaving
+// peers that were connected at now are added to left.
+func (td *tenantDevice) sync(snap *snapshot, left map[store.Key]string, now time.Time) error {
 	td.mu.Lock()
 	defer td.mu.Unlock()
 	var b strings.Builder
+	var leaving []store.Key
 	for k, dp := range td.peers {
 		e := snap.byKey[k]
 		switch {
 		case e == nil || e.tenantID != td.id:
 			fmt.Fprintf(&b, "public_key=%x\nremove=true\n", k[:])
-			delete(td.peers, k)
+			leaving = append(leaving, k)
 		case !slices.Equal(dp.allowed, e.allowed):
 			writePeer(&b, e)
 			td.peers[k] = devicePeer{allowed: e.allowed, added: dp.added}
@@ -299,7 +304,81 @@ func (td *tenantDevice) sync(snap *snapshot) error {
 	if b.Len() == 0 {
 		return nil
 	}
+	if len(leaving) > 0 {
+		td.connectedLocked(left, leaving, now)
+	}
+	for _, k := range leaving {
+		delete(td.peers, k)
+	}
 	return td.dev.IpcSet(b.String())
+}
+
+// connected adds the endpoints of the device's peers that are connected at now to out.
+func (td *tenantDevice) connected(out map[store.Key]string, now time.Time) {
+	td.mu.Lock()
+	defer td.mu.Unlock()
+	keys := make([]store.Key, 0, len(td.peers))
+	for k := range td.peers {
+		keys = append(keys, k)
+	}
+	td.connectedLocked(out, keys, now)
+}
+
+// connectedLocked adds the endpoints of those of keys that are connected at now (a handshake
+// within onlineWindow) to out. Must hold td.mu.
+func (td *tenantDevice) connectedLocked(out map[store.Key]string, keys []store.Key, now time.Time) {
+	text, err := td.dev.IpcGet()
+	if err != nil {
+		return // only a faster resume is lost
+	}
+	stats := map[store.Key]peerStats{}
+	parsePeerStats(text, stats)
+	for _, k := range keys {
+		if st := stats[k]; st.endpoint != "" && st.online(now) {
+			out[k] = st.endpoint
+		}
+	}
+}
+
+// resumeWindow is how long popgate remembers where a peer that was disabled while connected
+// was connected from (see resumePeersLocked).
+const resumeWindow = time.Hour
+
+// resumePoint is where a peer disabled while connected was connected from, and when it left.
+type resumePoint struct {
+	endpoint string
+	left     time.Time
+}
+
+// resumePeersLocked remembers where the peers in left (connected when they left their
+// device) were connected from, and brings back the remembered peers that are enabled again
+// (see tenantDevice.resume). Memories older than resumeWindow are dropped. Must hold n.mu.
+func (n *Node) resumePeersLocked(snap *snapshot, left map[store.Key]string, now time.Time) {
+	for k, ep := range left {
+		if snap.byKey[k] == nil {
+			if n.resume == nil {
+				n.resume = map[store.Key]resumePoint{}
+			}
+			n.resume[k] = resumePoint{endpoint: ep, left: now}
+		}
+	}
+	for k, rp := range n.resume {
+		e := snap.byKey[k]
+		switch {
+		case now.Sub(rp.left) > resumeWindow:
+			delete(n.resume, k)
+		case e != nil:
+			delete(n.resume, k)
+			td := n.devs[e.tenantID]
+			if td == nil {
+				continue
+			}
+			if err := td.resume(e, rp.endpoint, now); err != nil {
+				n.log.Warn("cannot start a handshake with a peer enabled again; it reconnects at its next handshake",
+					"tenant_id", e.tenantID, "endpoint", rp.endpoint, "err", err)
+			}
+		}
+	}
 }
 
 func writePeer(b *strings.Builder, e *peerEntry) {
@@ -323,6 +402,45 @@ func (td *tenantDevice) materialise(e *peerEntry, now time.Time) error {
 		return err
 	}
 	td.peers[e.publicKey] = devicePeer{allowed: e.allowed, added: now}
+	return nil
+}
+
+// resumeKeepalive is the persistent keepalive interval (seconds) resume turns on for a moment:
+// any non-zero value sends one keepalive at once.
+const resumeKeepalive = 25
+
+// resume puts a peer that is enabled again back into the device with the endpoint it was
+// connected from when it was disabled, and makes the device start a handshake there. The
+// client, whose session the device dropped, answers it as the responder, so traffic
+// resumes at once instead of at the client's own next handshake, which a stock client
+// starts only 15 s after its packets go unanswered (10 s keepalive timeout + 5 s rekey
+// timeout). wireguard-go has no "handshake now" operation: turning a persistent keepalive
+// on sends a keepalive at once, which without a session starts a handshake; it is turned
+// off again right away, so the device sends nothing more of its own accord. A peer that is
+// held already (it handshook first) is left alone. On error the peer is taken out again, so
+// it comes back the usual way, through materialise.
+func (td *tenantDevice) resume(e *peerEntry, endpoint string, now time.Time) error {
+	td.mu.Lock()
+	defer td.mu.Unlock()
+	k := e.publicKey
+	if _, ok := td.peers[k]; ok {
+		return nil
+	}
+	var b strings.Builder
+	writePeer(&b, e)
+	fmt.Fprintf(&b, "endpoint=%s\npersistent_keepalive_interval=%d\n", endpoint, resumeKeepalive)
+	err := td.dev.IpcSet(b.String())
+	if err == nil {
+		err = td.dev.IpcSet(fmt.Sprintf("public_key=%x\npersistent_keepalive_interval=0\n", k[:]))
+	}
+	if err != nil {
+		if rerr := td.dev.IpcSet(fmt.Sprintf("public_key=%x\nremove=true\n", k[:])); rerr != nil {
+			// Held, so that sync removes it when it is disabled again.
+			td.peers[k] = devicePeer{allowed: e.allowed, added: now}
+		}
+		return err
+	}
+	td.peers[k] = devicePeer{allowed: e.allowed, added: now}
 	return nil
 }
 
