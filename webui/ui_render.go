@@ -185,7 +185,7 @@ var flashes = map[string]string{
 	"split-on":       "Split tunnel is on: new configs route only the tenant's routes through popgate. Configs already handed out change when they are imported again.",
 	"split-off":      "Split tunnel is off: new configs route all traffic through popgate. Configs already handed out change when they are imported again.",
 	"peer-created":   "Peer created. Import its config on the device: scan the QR code with the WireGuard app, or download the file.",
-	"peer-enabled":   "Peer enabled: it can connect again.",
+	"peer-enabled":   "Peer enabled: it can connect again. A device that was connected when it was disabled is reconnected at once.",
 	"peer-disabled":  "Peer disabled: it was disconnected and cannot connect until it is enabled again.",
 	"peer-renamed":   "Peer renamed.",
 	"peer-expiry":    "Expiry saved.",
