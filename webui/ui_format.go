@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/popgate/popgate/firewall"
 )
 
 // templateFuncs are the functions the templates use. Times are shown in UTC, relative ones
@@ -31,7 +33,51 @@ func (u *UI) templateFuncs() template.FuncMap {
 		"hasPrefix":  strings.HasPrefix,
 		"hasSuffix":  strings.HasSuffix,
 		"tabs":       func(tenant, active string) tenantTabs { return tenantTabs{tenant, active} },
+		"crumbs":     crumbs,
+		"tenantsCrumb": func(p *Principal) string {
+			if p == nil || p.Tenant != "" {
+				return "" // scoped to one tenant: no list of tenants above it
+			}
+			return "Tenants"
+		},
+		"inEffect": inEffect,
 	}
+}
+
+// crumb is one step of a page's breadcrumbs: a page above it, or (Href "") the page itself.
+type crumb struct{ Label, Href string }
+
+// crumbs makes the breadcrumbs of a page from label, href pairs, the page itself last (its
+// href is ignored). A pair with an empty label is a step the principal does not get (the
+// tenants list of a tenant admin). Without a step above the page there are none.
+func crumbs(pairs ...string) []crumb {
+	var out []crumb
+	for i := 0; i+1 < len(pairs); i += 2 {
+		if pairs[i] != "" {
+			out = append(out, crumb{Label: pairs[i], Href: pairs[i+1]})
+		}
+	}
+	if len(out) < 2 {
+		return nil
+	}
+	out[len(out)-1].Href = ""
+	return out
+}
+
+// rulesInEffect is a rule set's statistics as the policy page lists them: the rules in the
+// order they are tried (which is line order), then the default apart.
+type rulesInEffect struct {
+	Rules   []firewall.RuleStat
+	Default *firewall.RuleStat
+}
+
+// inEffect splits stats (firewall.RuleSet.Stats: the rules, then the default) for the page.
+func inEffect(stats []firewall.RuleStat) rulesInEffect {
+	if len(stats) == 0 {
+		return rulesInEffect{}
+	}
+	n := len(stats) - 1
+	return rulesInEffect{Rules: stats[:n], Default: &stats[n]}
 }
 
 // tenantTabs is the data of the tenant_tabs template.

@@ -148,11 +148,16 @@ func (u *UI) peers(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	title := "Peers"
+	title, nav := "Peers", "peers"
 	if p.Query.Tenant != "" {
 		title = p.Query.Tenant + " · Peers"
 	}
-	u.render(w, r, http.StatusOK, "peers", view{Title: title, Nav: "peers", Data: p})
+	if r.URL.Query().Get("tenant") != "" {
+		// A tenant's own page (reached from the tenants, its tabs): under Tenants, like its
+		// policy and routes.
+		nav = "tenants"
+	}
+	u.render(w, r, http.StatusOK, "peers", view{Title: title, Nav: nav, Data: p})
 }
 
 // peersTable serves GET /peers/table: the table alone, which htmx polls every 5 s and swaps
