@@ -6,8 +6,10 @@ package main
 // tenant and a peer, download the peer's config through the page's download link, and watch
 // the peers page turn the peer online while a stock client, configured with exactly that
 // file, sends traffic. A tenant admin of another tenant then signs in and must not see the
-// peer. Screenshots of the main pages go to $POPGATE_ARTIFACTS (default: a temp dir of the
-// test). Needs root, the tools of `make test-deps` and chromium.
+// peer. Subtests (e2e_browser_pages_test.go) then check single features and every page's
+// layout and accessibility (axe-core). Screenshots of the main pages go to
+// $POPGATE_ARTIFACTS (default: a temp dir of the test). Needs root, the tools of `make
+// test-deps` and chromium.
 
 import (
 	"context"
@@ -21,6 +23,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -73,6 +76,9 @@ type e2eTab struct {
 	ctx       context.Context // the tab's chromedp context, without a deadline
 	base      string          // "http://127.0.0.1:PORT", no trailing slash
 	artifacts string
+	// refusals holds the URLs (base+path) the test expects to answer an error status, which
+	// the browser logs as a console error; nil: none are expected.
+	refusals *sync.Map
 }
 
 // step returns a context for one browser step.
@@ -268,6 +274,9 @@ func TestE2EBrowser(t *testing.T) {
 		dns: netip.AddrPortFrom(topo.NetAddr4, 53).String()} // nothing answers there: the test asks no names
 	t.Cleanup(func() { _ = os.Remove(filepath.Join(testbed.UAPIDir, n.ifname+".sock")) })
 	files := testbed.ServeRandomFile(t, topo.Net, 4)
+	// One-time links must start with the public URL (set as the environment sets it for
+	// serve), not with the loopback address the browser uses.
+	t.Setenv("POPGATE_PUBLIC_URL", e2ePublicURL)
 	if err := n.start(); err != nil {
 		t.Fatalf("e2e: popgate serve did not start: %v", err)
 	}
@@ -327,11 +336,13 @@ func TestE2EBrowser(t *testing.T) {
 	if err != nil || wrapErr != nil {
 		t.Fatalf("e2e: start chromium in %s: %v (%v)", topo.Pop, err, wrapErr)
 	}
-	b := &e2eTab{t: t, ctx: tabCtx, base: base, artifacts: artifacts}
+	refusals := new(sync.Map)
+	b := &e2eTab{t: t, ctx: tabCtx, base: base, artifacts: artifacts, refusals: refusals}
 	t.Logf("chromium up after %v", time.Since(begin).Round(time.Millisecond))
 
 	// What the pages write to the console: an exception or an error (a script blocked by the
 	// content security policy, a failed request) is a bug of the UI.
+	// Pages the test means to be refused (a 404, a form with errors) are the exception.
 	var consoleErrs []string // written by the goroutine, read after consoleDone
 	consoleDone := make(chan struct{})
 	messages := chromedp.Console(tabCtx)
@@ -340,6 +351,9 @@ func TestE2EBrowser(t *testing.T) {
 		for m, err := range messages {
 			if err != nil {
 				return
+			}
+			if _, expected := refusals.Load(m.URL); expected && strings.HasPrefix(m.Text, "Failed to load resource: the server responded with a status of ") {
+				continue
 			}
 			if m.Type == chromedp.ConsoleError || m.IsException() {
 				consoleErrs = append(consoleErrs, fmt.Sprintf("%s (at %q)", m, m.URL))
@@ -413,7 +427,11 @@ func TestE2EBrowser(t *testing.T) {
 
 	// Download the config with the page's download link, as a user does.
 	downloads := t.TempDir()
-	conf := b.download(`.config-text a[download]`, downloads, "acme-laptop.conf")
+	dl := b.downloadConfig(`.config-text a[download]`, downloads)
+	if dl.Name != "acme-laptop.conf" {
+		t.Errorf("the download is named %q, want acme-laptop.conf", dl.Name)
+	}
+	conf := dl.Data
 	shown := e2eMustEval[string](b, "read the config text", `document.querySelector('pre.config').textContent`)
 	if strings.TrimSpace(conf) != strings.TrimSpace(shown) {
 		t.Errorf("the downloaded file differs from the config the page shows:\nfile:\n%s\npage:\n%s", conf, shown)
@@ -433,7 +451,7 @@ func TestE2EBrowser(t *testing.T) {
 	e2eMustEval[bool](b, "mark the page", e2eMarkJS)
 
 	// The stock client, configured with exactly the downloaded file, and traffic through it.
-	testbed.StartClient(t, topo.Cli, topo.Name("wgb"), conf)
+	client := testbed.StartClient(t, topo.Cli, topo.Name("wgb"), conf)
 	testbed.Poll(t, 60*time.Second, "ping through the tunnel", func(ctx context.Context) error {
 		return testbed.PingN(ctx, topo.Cli, topo.NetAddr4, 1, time.Second)
 	})
@@ -551,12 +569,30 @@ func TestE2EBrowser(t *testing.T) {
 		}
 		bb.screenshot("bravo-peers")
 	})
+
+	// The admin's tab from here on: subtests make their own e2eTab on it, so that a failure
+	// stops only the subtest.
+	tab := b.with
+	t.Run("config file names", func(t *testing.T) { e2eConfigFileNames(tab(t), n) })
+	t.Run("one-time link", func(t *testing.T) { e2eOneTimeLink(tab(t)) })
+	t.Run("enable resumes at once", func(t *testing.T) { e2eEnableResumes(tab(t), topo, client) })
+	t.Run("add admin with the form's defaults", func(t *testing.T) { e2eAddAdminDefaults(tab(t)) })
+	t.Run("layout", func(t *testing.T) { e2eLayout(tab(t), n) })
+	t.Run("accessibility", func(t *testing.T) { e2eAccessibility(tab(t), tabCtx) })
 	t.Logf("done after %v; screenshots in %s", time.Since(begin).Round(time.Millisecond), artifacts)
 }
 
-// download clicks the link sel, waits for the browser to save the file into dir and returns
-// its content; the file must be named want, the name the user sees.
-func (b *e2eTab) download(sel, dir, want string) string {
+// e2eDownload is a file the browser saved.
+type e2eDownload struct {
+	Name string // the name the browser gave it: what the user sees
+	From string // the URL it came from
+	Data string
+	Path string // where it is saved
+}
+
+// download clicks sel (a link or a submit button), waits for the browser to save the file
+// into dir and returns it.
+func (b *e2eTab) download(sel, dir string) e2eDownload {
 	b.t.Helper()
 	ctx, cancel := b.step()
 	defer cancel()
@@ -577,35 +613,67 @@ func (b *e2eTab) download(sel, dir, want string) string {
 	if err != nil {
 		b.t.Fatalf("browser: download with %s: %v", sel, err)
 	}
-	var suggested, from string
+	var d e2eDownload
 	for ev, err := range begins {
 		if err != nil {
 			b.t.Fatalf("browser: the click on %s started no download: %v", sel, err)
 		}
-		suggested, from = ev.SuggestedFilename, ev.URL
+		d.Name, d.From = ev.SuggestedFilename, ev.URL
 		break
 	}
 	for ev, err := range progress {
 		if err != nil {
-			b.t.Fatalf("browser: download of %s did not finish: %v", from, err)
+			b.t.Fatalf("browser: download of %s did not finish: %v", d.From, err)
 		}
 		if ev.State == browser.DownloadProgressStateCanceled {
-			b.t.Fatalf("browser: download of %s canceled", from)
+			b.t.Fatalf("browser: download of %s canceled", d.From)
 		}
 		if ev.State == browser.DownloadProgressStateCompleted {
 			break
 		}
 	}
-	if suggested != want {
-		b.t.Errorf("the download is named %q, want %q", suggested, want)
-	}
-	if u, err := url.Parse(from); err != nil || !strings.HasSuffix(u.Path, "/config/download") {
-		b.t.Errorf("the download came from %s, want the config's download address", from)
-	}
-	data, err := os.ReadFile(filepath.Join(dir, suggested))
+	d.Path = filepath.Join(dir, d.Name)
+	data, err := os.ReadFile(d.Path)
 	if err != nil {
 		b.t.Fatalf("browser: the downloaded file: %v", err)
 	}
-	b.t.Logf("downloaded %s (%d bytes) from %s", suggested, len(data), from)
-	return string(data)
+	d.Data = string(data)
+	b.t.Logf("downloaded %s (%d bytes) from %s", d.Name, len(data), d.From)
+	return d
+}
+
+// downloadConfig downloads a peer's config with the link sel of its config page and checks
+// that wg-quick takes the file as the browser saved it: `wg-quick up ./NAME` needs NAME to
+// be a valid interface name followed by .conf.
+func (b *e2eTab) downloadConfig(sel, dir string) e2eDownload {
+	b.t.Helper()
+	d := b.download(sel, dir)
+	if u, err := url.Parse(d.From); err != nil || !strings.HasSuffix(u.Path, "/config/download") {
+		b.t.Errorf("the download came from %s, want the config's download address", d.From)
+	}
+	e2eWGQuickStrip(b.t, d.Path)
+	return d
+}
+
+// e2eWGQuickStrip runs `wg-quick strip FILE` on a downloaded config under the name it has,
+// which fails unless wg-quick would also `up` it as it is. The browser saves downloads
+// readable by all, as on any desktop, which wg-quick only warns about.
+func e2eWGQuickStrip(t *testing.T, file string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	stdout, stderr, err := e2eRun(ctx, "wg-quick", "strip", file)
+	var warnings []string
+	for line := range strings.Lines(stderr) {
+		if line = strings.TrimSpace(line); line != "" && !strings.HasSuffix(line, "is world accessible") {
+			warnings = append(warnings, line)
+		}
+	}
+	if err != nil || len(warnings) > 0 {
+		t.Errorf("wg-quick strip %s: %v: %s", filepath.Base(file), err, strings.Join(warnings, "; "))
+		return
+	}
+	if !strings.Contains(stdout, "PrivateKey") && !strings.Contains(stdout, "[Peer]") {
+		t.Errorf("wg-quick strip %s printed no config: %q", filepath.Base(file), stdout)
+	}
 }

@@ -1,0 +1,507 @@
+package main
+
+// The browser test's checks of single features and of every page: config file names that
+// wg-quick takes, one-time links on the public URL, a peer enabled again getting its traffic
+// back from a handshake the node starts, the add-admin form's defaults, the layout (the
+// navigation, breadcrumbs, the rules table, long names, phone size) and accessibility with
+// axe-core at desktop and phone size, light and dark. TestE2EBrowser runs them as subtests
+// on its signed-in owner's tab.
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/emulation"
+	"github.com/chromedp/chromedp"
+
+	"github.com/popgate/popgate/cmd/internal/testbed"
+)
+
+// e2ePublicURL is the browser test's --public-url (set as POPGATE_PUBLIC_URL). Nothing
+// answers there: the test opens links at the UI's loopback address with the same path.
+const e2ePublicURL = "https://vpn.example.test:8443/"
+
+// e2eWGQuickName is the name wg-quick takes a config file by: an interface name, .conf.
+var e2eWGQuickName = regexp.MustCompile(`^[a-zA-Z0-9_=+.-]{1,15}\.conf$`)
+
+// with returns the tab for the subtest t.
+func (b *e2eTab) with(t *testing.T) *e2eTab {
+	c := *b
+	c.t = t
+	return &c
+}
+
+// refuse tells the console check that path answers an error status on purpose.
+func (b *e2eTab) refuse(path string) {
+	if b.refusals != nil {
+		b.refusals.Store(b.base+path, true)
+	}
+}
+
+// submitStatus is submit that returns the answer's status instead of requiring 200; the form
+// posts to action, which may answer an error on purpose.
+func (b *e2eTab) submitStatus(what, sel, action string) int64 {
+	b.t.Helper()
+	b.refuse(action)
+	ctx, cancel := b.step()
+	defer cancel()
+	resp, err := chromedp.RunResponse(ctx, chromedp.Click(chromedp.CSS(sel)))
+	if err != nil {
+		b.t.Fatalf("browser: %s (click %s): %v", what, sel, err)
+	}
+	return resp.Status
+}
+
+// e2eConfigFileNames: a peer whose name is too long for "<tenant>-<peer>.conf" downloads
+// under a name wg-quick takes, and the page names the same file.
+func e2eConfigFileNames(b *e2eTab, n *e2eNode) {
+	t := b.t
+	const peer = "alice-laptop-work"
+	n.mustCLI(t, "peer", "add", "--tenant", "acme", peer)
+	b.mustOpen("/tenants/acme/peers/" + peer + "/config")
+	d := b.downloadConfig(`.config-text a[download]`, t.TempDir())
+	if !e2eWGQuickName.MatchString(d.Name) {
+		t.Errorf("the config of %s downloads as %q, which `wg-quick up` refuses", peer, d.Name)
+	}
+	if got := b.text(".config-text a[download]"); got != "Download "+d.Name {
+		t.Errorf("the download button says %q, the file is %s", got, d.Name)
+	}
+	if got := b.text(".config-text .hint code"); got != "sudo wg-quick up ./"+d.Name {
+		t.Errorf("the page suggests %q, the file is %s", got, d.Name)
+	}
+	shown := e2eMustEval[string](b, "read the config text", `document.querySelector('pre.config').textContent`)
+	if strings.TrimSpace(d.Data) != strings.TrimSpace(shown) {
+		t.Errorf("the downloaded file differs from the config the page shows")
+	}
+}
+
+// e2eOneTimeLink: with a public URL set, a one-time link starts with it; its page (at the
+// same path) downloads the config once, under a name wg-quick takes.
+func e2eOneTimeLink(b *e2eTab) {
+	t := b.t
+	b.mustOpen("/tenants/acme/peers/laptop/config")
+	if hint := b.text("#link-base-hint"); hint != "" {
+		t.Errorf("with a public URL set, the config page still says: %q", hint)
+	}
+	b.submit("create a one-time link", `form[action$="/config/link"] button[type=submit]`)
+	link := e2eMustEval[string](b, "read the link", `document.querySelector('#link')?.value ?? ""`)
+	if !strings.HasPrefix(link, e2ePublicURL+"dl/pgd_") {
+		t.Fatalf("the one-time link is %q, want it on the public URL %s", link, e2ePublicURL)
+	}
+	u, err := url.Parse(link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.mustOpen(u.Path)
+	button := b.text(`form[action^="/dl/"] button`)
+	d := b.download(`form[action^="/dl/"] button`, t.TempDir())
+	if button != "Download "+d.Name || !e2eWGQuickName.MatchString(d.Name) {
+		t.Errorf("the link's page says %q and the file is named %q, want the same name, one wg-quick takes", button, d.Name)
+	}
+	if from, err := url.Parse(d.From); err != nil || from.Path != u.Path {
+		t.Errorf("the link's download came from %s, want %s", d.From, u.Path)
+	}
+	if !strings.Contains(d.Data, "PrivateKey = ") {
+		t.Errorf("the link's download is not the config:\n%s", d.Data)
+	}
+	e2eWGQuickStrip(t, d.Path)
+	b.refuse(u.Path)
+	if code := b.open(u.Path); code != 404 {
+		t.Errorf("the used link's page answered %d, want 404", code)
+	}
+}
+
+// e2eEnableResumes: a peer disabled while its stock client is connected, then enabled, gets
+// its traffic back through a handshake the node starts: the client's log shows it received
+// a handshake initiation after the enable, which it never does while it is the one that
+// reconnects (after 15 s of unanswered packets).
+func e2eEnableResumes(b *e2eTab, topo *testbed.Topology, client *testbed.Client) {
+	t := b.t
+	ping := func(ctx context.Context) error { return testbed.PingN(ctx, topo.Cli, topo.NetAddr4, 1, time.Second) }
+	testbed.Poll(t, 30*time.Second, "ping through the tunnel before disabling", ping)
+	b.mustOpen("/tenants/acme/peers/laptop")
+	b.submit("disable laptop", `form[action$="/laptop/disable"] button`)
+	testbed.Poll(t, 15*time.Second, "laptop to lose access", func(ctx context.Context) error {
+		if ping(ctx) == nil {
+			return errors.New("a ping still gets an answer")
+		}
+		return nil
+	})
+	mark := len(client.Proc.Log())
+	enabled := time.Now()
+	b.submit("enable laptop", `form[action$="/laptop/enable"] button`)
+	testbed.Poll(t, 60*time.Second, "ping through the tunnel after enabling", ping)
+	t.Logf("laptop's ping answered %v after enabling it", time.Since(enabled).Round(100*time.Millisecond))
+	after := client.Proc.Log()[mark:]
+	if !strings.Contains(after, "Received handshake initiation") {
+		t.Errorf("after the enable the client received no handshake initiation: it reconnected on its own, the node did not start the handshake; the client's log since:\n%s", after)
+	}
+	if got := b.text(".flash.ok"); !strings.Contains(got, "reconnected at once") {
+		t.Errorf("after enabling, the page says %q", got)
+	}
+}
+
+// e2eAddAdminDefaults: the add-admin form, with only a name typed, adds an admin.
+func e2eAddAdminDefaults(b *e2eTab) {
+	b.mustOpen("/admins")
+	b.fill("#admin-name", "newbie")
+	if code := b.submitStatus("add an admin with the form's defaults", `form[action="/admins"] button[type=submit]`, "/admins"); code != 200 {
+		b.t.Fatalf("the add-admin form with its defaults answered %d: %s", code, b.text("main"))
+	}
+	if h := b.text("main h1"); h != "Admin newbie added" {
+		b.t.Errorf("after adding an admin the page says %q: %s", h, b.text("main"))
+	}
+}
+
+// e2eLayoutPolicy has its default on line 2, before the rules.
+const e2eLayoutPolicy = `# acme: the layout test's policy
+default deny
+allow peer:laptop -> any tcp 22,443
+allow any -> 0.0.0.0/0, ::/0
+deny any -> 10.0.0.0/8
+`
+
+// e2eOverflowJS lists what sticks out: the page wider than the window, a card's content
+// wider than the card, the main navigation scrolling or cut off. On a phone a table may
+// scroll within its card (the dashboard's may not: see e2eLayout).
+const e2eOverflowJS = `(() => {
+  const out = [], vw = document.documentElement.clientWidth;
+  const name = el => (el.closest('section')?.querySelector('h1, h2')?.textContent ?? el.className).trim().slice(0, 40);
+  if (document.documentElement.scrollWidth > vw + 1) {
+    // Name the outermost elements that stick out (not those a scrolling box clips).
+    const clipped = e => { for (let p = e.parentElement; p && p !== document.body; p = p.parentElement) if (getComputedStyle(p).overflowX !== 'visible') return getComputedStyle(e).position !== 'absolute' || getComputedStyle(p).position !== 'static'; return false; };
+    const wide = [...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > vw + 1 &&
+      !(e.parentElement && e.parentElement.getBoundingClientRect().right > vw + 1) && !clipped(e)).slice(0, 3)
+      .map(e => e.tagName.toLowerCase() + (e.id ? '#' + e.id : '') + (e.className && typeof e.className === 'string' ? '.' + e.className.trim().replace(/\s+/g, '.') : '') +
+        ' (' + Math.round(e.getBoundingClientRect().right) + ' px)');
+    out.push('the page is ' + document.documentElement.scrollWidth + ' px wide in a ' + vw + ' px window: ' + wide.join(', '));
+  }
+  for (const c of document.querySelectorAll('.card'))
+    if (c.scrollWidth > c.clientWidth + 1) out.push('card "' + name(c) + '" holds content ' + c.scrollWidth + ' px wide in ' + c.clientWidth + ' px');
+  const nav = document.querySelector('.mainnav');
+  if (nav) {
+    if (nav.scrollWidth > nav.clientWidth + 1) out.push('the navigation scrolls: ' + nav.scrollWidth + ' px in ' + nav.clientWidth + ' px');
+    const box = nav.getBoundingClientRect();
+    for (const a of nav.querySelectorAll('a')) {
+      const r = a.getBoundingClientRect();
+      if (r.left < Math.max(0, box.left) - 1 || r.right > Math.min(vw, box.right) + 1)
+        out.push('navigation item "' + a.textContent.trim() + '" is cut off (' + Math.round(r.left) + '–' + Math.round(r.right) + ' px of ' + vw + ')');
+    }
+  }
+  return out;
+})()`
+
+// e2eTablesScrollJS lists the tables of the page that scroll sideways.
+const e2eTablesScrollJS = `[...document.querySelectorAll('.table-wrap')].filter(w => w.scrollWidth > w.clientWidth + 1).map(w =>
+  'table "' + (w.closest('section')?.querySelector('h2')?.textContent ?? '').trim() + '" scrolls: ' + w.scrollWidth + ' px in ' + w.clientWidth + ' px')`
+
+// e2eCrumbsJS reads the breadcrumbs: their text and whether the last one is the current page.
+const e2eCrumbsJS = `(() => {
+  const c = document.querySelector('.crumbs');
+  if (!c) return null;
+  const items = [...c.querySelectorAll('li')];
+  return {text: c.innerText.trim(), last: items.length ? items[items.length - 1].innerText.trim() : '',
+    current: !!(items.length && items[items.length - 1].querySelector('[aria-current="page"]'))};
+})()`
+
+// e2eRulesJS reads the "Rules in effect" table: the line numbers of its rules in the order
+// shown, and the row that says what happens when no rule matches.
+const e2eRulesJS = `(() => {
+  const s = [...document.querySelectorAll('section h2')].find(h => h.textContent.trim() === 'Rules in effect')?.closest('section');
+  if (!s) return null;
+  return {lines: [...s.querySelectorAll('tbody tr')].map(tr => tr.cells[0].innerText.trim()),
+    rules: [...s.querySelectorAll('tbody tr')].map(tr => tr.cells[1].innerText.trim()),
+    otherwise: s.querySelector('tfoot')?.innerText.trim() ?? ''};
+})()`
+
+// e2eLayoutPages are the pages the layout checks open (the owner sees all of them).
+var e2eLayoutPages = []string{
+	"/", "/peers", "/peers?tenant=acme", "/tenants", "/tenants/acme/policy", "/tenants/acme/routes",
+	"/tenants/acme/peers/laptop", "/tenants/acme/peers/laptop/config", "/tenants/acme/peers/laptop/delete",
+	"/peers/new?tenant=acme", "/tenants/acme/delete", "/audit", "/admins", "/admins/admin", "/account",
+}
+
+func e2eLayout(b *e2eTab, n *e2eNode) {
+	t := b.t
+	policy := filepath.Join(t.TempDir(), "acme.policy")
+	if err := os.WriteFile(policy, []byte(e2eLayoutPolicy), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	n.mustCLI(t, "policy", "set", "--tenant", "acme", policy)
+
+	// A tenant's pages (its peers, policy and routes: its tabs) are under Tenants.
+	t.Run("navigation", func(t *testing.T) {
+		b := b.with(t)
+		for _, path := range []string{"/peers?tenant=acme", "/tenants/acme/policy", "/tenants/acme/routes"} {
+			b.mustOpen(path)
+			got := e2eMustEval[string](b, "read the navigation", `document.querySelector('.mainnav [aria-current="page"]')?.textContent.trim() ?? ''`)
+			tab := e2eMustEval[string](b, "read the tabs", `document.querySelector('.tabs [aria-current="page"]')?.textContent.trim() ?? ''`)
+			if got != "Tenants" || tab == "" {
+				t.Errorf("%s marks %q in the navigation and tab %q, want Tenants and its own tab", path, got, tab)
+			}
+		}
+		b.mustOpen("/peers")
+		if got := b.text(`.mainnav [aria-current="page"]`); got != "Peers" {
+			t.Errorf("/peers marks %q in the navigation, want Peers", got)
+		}
+	})
+
+	// Breadcrumbs end with the page itself, not with a separator.
+	t.Run("breadcrumbs", func(t *testing.T) {
+		b := b.with(t)
+		type crumbs struct {
+			Text, Last string
+			Current    bool
+		}
+		seen := 0
+		for _, path := range e2eLayoutPages {
+			b.mustOpen(path)
+			c := e2eMustEval[*crumbs](b, "read the breadcrumbs", e2eCrumbsJS)
+			if c == nil {
+				continue
+			}
+			seen++
+			if strings.HasSuffix(c.Text, "/") || strings.HasSuffix(c.Text, "›") || !c.Current || c.Last == "" {
+				t.Errorf("%s: breadcrumbs %q (last %q, marked as the current page: %v): want them to end with the page itself", path, c.Text, c.Last, c.Current)
+			}
+		}
+		if seen < 5 {
+			t.Errorf("only %d pages have breadcrumbs", seen)
+		}
+	})
+
+	// The rules are listed in the order they are tried, which is line order; what happens
+	// when none matches comes last, apart.
+	t.Run("rules in effect", func(t *testing.T) {
+		b := b.with(t)
+		b.mustOpen("/tenants/acme/policy")
+		type rulesTable struct {
+			Lines, Rules []string
+			Otherwise    string
+		}
+		r := e2eMustEval[*rulesTable](b, "read the rules in effect", e2eRulesJS)
+		if r == nil {
+			t.Fatalf("the policy page has no rules in effect: %s", b.text("main"))
+		}
+		var lines []int
+		for _, l := range r.Lines {
+			n, err := strconv.Atoi(l)
+			if err != nil {
+				t.Fatalf("rule line %q is not a number (lines %q)", l, r.Lines)
+			}
+			lines = append(lines, n)
+		}
+		if want := []int{3, 4, 5}; !slices.Equal(lines, want) {
+			t.Errorf("the rules in effect show lines %v (rules %q), want %v", lines, r.Rules, want)
+		}
+		if !strings.Contains(r.Otherwise, "default deny") {
+			t.Errorf("after the rules the table says %q, want the default, deny", r.Otherwise)
+		}
+	})
+
+	// A long invalid group name stays inside its card, at desktop and phone size.
+	t.Run("long invalid group name", func(t *testing.T) {
+		b := b.with(t)
+		defer b.view(e2eViews[0])
+		b.mustOpen("/peers/new?tenant=acme")
+		b.fill("#name", "long-group")
+		b.fill("#groups", "eng, "+strings.Repeat("g", 90)+"!")
+		if code := b.submitStatus("create a peer with a long invalid group", `form[action="/peers"] button[type=submit]`, "/peers"); code != 422 {
+			t.Fatalf("the new-peer form with a bad group answered %d, want 422: %s", code, b.text("main"))
+		}
+		if got := b.text(".field-error"); !strings.Contains(got, "ggggg") {
+			t.Fatalf("the refused form shows no error about the group: %q", got)
+		}
+		for _, v := range []e2eView{e2eViews[0], e2eViews[2]} {
+			b.view(v)
+			if bad := e2eMustEval[[]string](b, "check for overflow", e2eOverflowJS); len(bad) > 0 {
+				t.Errorf("%s: the refused new-peer form: %s", v.name, strings.Join(bad, "; "))
+			}
+		}
+	})
+
+	// On a phone: nothing wider than the screen, the whole navigation visible, and the
+	// dashboard's tables without sideways scrolling.
+	t.Run("phone", func(t *testing.T) {
+		b := b.with(t)
+		defer b.view(e2eViews[0])
+		b.view(e2eViews[2])
+		for _, path := range e2eLayoutPages {
+			b.mustOpen(path)
+			bad := e2eMustEval[[]string](b, "check for overflow", e2eOverflowJS)
+			if path == "/" {
+				bad = append(bad, e2eMustEval[[]string](b, "check the tables", e2eTablesScrollJS)...)
+			}
+			if len(bad) > 0 {
+				t.Errorf("%s on a phone: %s", path, strings.Join(bad, "; "))
+			}
+		}
+		b.mustOpen("/")
+		b.screenshot("dashboard-phone")
+	})
+}
+
+// e2eView is how a page is looked at: window size, phone or not, light or dark.
+type e2eView struct {
+	name          string
+	width, height int64
+	mobile, dark  bool
+	// colorsOnly: axe-core runs only its rules about colours here. The others depend on the
+	// layout, not the colours, and run in the other view of the same size.
+	colorsOnly bool
+}
+
+// e2eViews: the browser's own (desktop, light) first. Between them axe-core runs every rule
+// at both sizes, and its colour rules in both schemes at both sizes.
+var e2eViews = []e2eView{
+	{"desktop", 1280, 900, false, false, false},
+	{"desktop dark", 1280, 900, false, true, true},
+	{"phone", 390, 844, true, false, true},
+	{"phone dark", 390, 844, true, true, false},
+}
+
+// view makes the tab show pages as v.
+func (b *e2eTab) view(v e2eView) {
+	b.t.Helper()
+	scheme := "light"
+	if v.dark {
+		scheme = "dark"
+	}
+	b.do("look at the page as "+v.name,
+		chromedp.EmulateViewport(v.width, v.height, func(p *emulation.SetDeviceMetricsOverrideParams, _ *emulation.SetTouchEmulationEnabledParams) {
+			p.Mobile = v.mobile
+		}),
+		chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
+			_, err := chromedp.Call(ctx, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{
+				Features: []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: scheme}},
+			})
+			return err
+		}))
+}
+
+// e2eAxeSHA256 is the checksum of testdata/axe/axe.min.js (see its README).
+const e2eAxeSHA256 = "29348999450cdf2849a8e70b7912fc2da85a849da39c0d0d5394f51d4a9ed95c"
+
+// e2eAxeSource returns axe-core's script after checking it is the vendored release.
+func e2eAxeSource(t *testing.T) string {
+	t.Helper()
+	src, err := os.ReadFile(filepath.Join("testdata", "axe", "axe.min.js"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum := sha256.Sum256(src); hex.EncodeToString(sum[:]) != e2eAxeSHA256 {
+		t.Fatalf("testdata/axe/axe.min.js has sha256 %x, want %s: restore the file (see testdata/axe/README)", sum, e2eAxeSHA256)
+	}
+	return string(src)
+}
+
+// e2eAxeRunJS runs axe-core on the page with the options %s and returns its serious and
+// critical findings.
+const e2eAxeRunJS = `axe.run(document, Object.assign({resultTypes: ['violations']}, %s)).then(r => r.violations
+  .filter(v => v.impact === 'serious' || v.impact === 'critical')
+  .map(v => v.impact + ' ' + v.id + ': ' + v.help + ' — ' + v.nodes.slice(0, 3).map(n => n.target.join(' ') + ' ' + (n.failureSummary || '').replace(/\s+/g, ' ').slice(0, 160)).join(' | ')))`
+
+// e2eAxeColorRules are axe-core's rules about colours.
+const e2eAxeColorRules = `{runOnly: {type: 'rule', values: ['color-contrast', 'link-in-text-block']}}`
+
+// axe returns axe-core's serious and critical findings on the page the tab shows; colorsOnly:
+// of its rules about colours only.
+func (b *e2eTab) axe(src string, colorsOnly bool) []string {
+	b.t.Helper()
+	ctx, cancel := b.step()
+	defer cancel()
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`window.axe !== undefined || (() => { `+src+`
+; return true; })()`)); err != nil {
+		b.t.Fatalf("browser: load axe-core: %v", err)
+	}
+	opts := "{}"
+	if colorsOnly {
+		opts = e2eAxeColorRules
+	}
+	found, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](fmt.Sprintf(e2eAxeRunJS, opts), chromedp.EvalAwaitPromise))
+	if err != nil {
+		b.t.Fatalf("browser: run axe-core: %v", err)
+	}
+	return found
+}
+
+// e2eAccessibility runs axe-core on every page, at desktop and phone size, light and dark:
+// no serious or critical finding is allowed.
+func e2eAccessibility(b *e2eTab, tabCtx context.Context) {
+	t := b.t
+	src := e2eAxeSource(t)
+	defer b.view(e2eViews[0])
+	begin := time.Now()
+	runs := 0
+	check := func(b *e2eTab, page string) {
+		b.t.Helper()
+		for _, v := range e2eViews {
+			b.view(v)
+			runs++
+			for _, f := range b.axe(src, v.colorsOnly) {
+				b.t.Errorf("%s (%s): %s", page, v.name, f)
+			}
+		}
+		b.view(e2eViews[0])
+	}
+
+	// A fresh one-time link, for its page.
+	b.mustOpen("/tenants/acme/peers/laptop/config")
+	b.submit("create a one-time link", `form[action$="/config/link"] button[type=submit]`)
+	link, err := url.Parse(e2eMustEval[string](b, "read the link", `document.querySelector('#link')?.value ?? ""`))
+	if err != nil || !strings.HasPrefix(link.Path, "/dl/") {
+		t.Fatalf("no one-time link (%v)", err)
+	}
+	b.refuse("/no/such/page")
+	for _, path := range append(slices.Clone(e2eLayoutPages), link.Path, "/no/such/page") {
+		code := b.open(path)
+		if want := int64(200); path == "/no/such/page" {
+			want = 404
+			if code != want {
+				t.Errorf("%s answered %d, want %d", path, code, want)
+			}
+		} else if code != want {
+			t.Errorf("%s answered %d, want %d", path, code, want)
+		}
+		check(b, path)
+	}
+
+	// Pages that answer a refused form: the inline errors.
+	b.mustOpen("/peers/new?tenant=acme")
+	b.fill("#name", strings.Repeat("x", 70))
+	b.fill("#public_key", "not-a-key")
+	b.fill("#groups", "eng, bad group!")
+	if code := b.submitStatus("create a bad peer", `form[action="/peers"] button[type=submit]`, "/peers"); code != 422 {
+		t.Errorf("the bad new-peer form answered %d, want 422", code)
+	}
+	check(b, "refused new peer")
+	b.mustOpen("/tenants/acme/policy")
+	b.do("write a bad policy", chromedp.SetValue(chromedp.CSS("#policy"), "default deny\nallow group:eng -> any tpc 22\nallow any => any\n"))
+	if code := b.submitStatus("save a bad policy", `form[action$="/policy"] button[type=submit]`, "/tenants/acme/policy"); code != 422 {
+		t.Errorf("the bad policy answered %d, want 422", code)
+	}
+	check(b, "refused policy")
+
+	// The sign-in page, in a browser context without a session.
+	ctx, cancel := chromedp.NewContext(tabCtx, chromedp.WithNewBrowserContext())
+	defer cancel()
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("browser: open a tab in a new browser context: %v", err)
+	}
+	anon := &e2eTab{t: t, ctx: ctx, base: b.base, artifacts: b.artifacts}
+	anon.mustOpen("/login")
+	check(anon, "/login")
+	t.Logf("axe-core: %d runs in %v", runs, time.Since(begin).Round(100*time.Millisecond))
+}
