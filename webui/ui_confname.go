@@ -29,7 +29,7 @@ var configHash = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadd
 //   - "<peer>.conf" when the peer name fits (and does not itself start with "<tenant>-",
 //     which the first form of another peer may produce);
 //   - the first 10 characters of the peer name, '+' and 4 characters of a hash of tenant
-//     and peer: "alice-lapt+k3xq.conf". Tenant and peer names never hold '+', so this
+//     and peer: "alice-lapt+jeyb.conf". Tenant and peer names never hold '+', so this
 //     form never equals one of the others, and the hash tells apart peers whose names
 //     start alike.
 //
