@@ -23,8 +23,9 @@ LDFLAGS := -X main.version=$(VERSION)
 TEST_TIMEOUT ?= 20m
 FUZZTIME ?= 10s
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
-# Stock WireGuard and network tools the end-to-end tests drive (see shared TESTBED.md).
-DEB_DEPS := wireguard-tools wireguard-go iproute2 iptables iputils-ping iperf3 chromium
+# Stock WireGuard and network tools the end-to-end tests drive (see shared TESTBED.md), and
+# Debian's sqlite3, which must be able to check popgate's database (store's tests).
+DEB_DEPS := wireguard-tools wireguard-go iproute2 iptables iputils-ping iperf3 chromium sqlite3
 
 # ARGS are the flags `make run` passes to `popgate serve`.
 ARGS ?=
