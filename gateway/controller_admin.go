@@ -143,8 +143,9 @@ func (c *Controller) RemoveAdmin(ctx context.Context, name string) (store.Admin,
 	return c.store.RemoveAdmin(ctx, name)
 }
 
-// SetAdminPassword sets the password of admin name (empty: generate one, which it returns),
-// ends all of its sessions and lifts a lockout.
+// SetAdminPassword sets the password of admin name (empty: generate one, which it returns)
+// and ends all of its sessions. The web server forgets the failures counted against the old
+// password, so this also lifts the throttle of every address on this admin.
 func (c *Controller) SetAdminPassword(ctx context.Context, name, password string) (store.Admin, string, error) {
 	generated := ""
 	if password == "" {
@@ -185,10 +186,11 @@ func (c *Controller) CheckAdminPassword(ctx context.Context, name, password stri
 	return c.store.CheckAdminPassword(ctx, name, password)
 }
 
-// RecordSignInFailure counts a failed sign-in of admin id; the maxFailures-th in a row locks
-// it for lockFor.
-func (c *Controller) RecordSignInFailure(ctx context.Context, id int64, now time.Time, maxFailures int, lockFor time.Duration) (store.Admin, error) {
-	return c.store.RecordSignInFailure(ctx, id, now, maxFailures, lockFor)
+// RecordSignInFailure counts a failed sign-in of admin id (from any address, since its last
+// success) and returns the admin with the new count. It never locks the admin out: the web
+// server slows down the address that failed.
+func (c *Controller) RecordSignInFailure(ctx context.Context, id int64) (store.Admin, error) {
+	return c.store.RecordSignInFailure(ctx, id)
 }
 
 // RecordSignIn notes a successful sign-in of admin id.

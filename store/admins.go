@@ -39,20 +39,16 @@ type Admin struct {
 	TenantName string
 	// TOTPEnabled: signing in needs a one-time code besides the password.
 	TOTPEnabled bool
-	// FailedSignIns counts failed sign-ins since the last success or lockout.
+	// FailedSignIns counts failed sign-ins since the last success, from any address. It never
+	// locks the admin out: the web server slows down the addresses that fail instead.
 	FailedSignIns int
-	// LockedUntil refuses sign-ins until then; zero when not locked.
-	LockedUntil time.Time
-	Disabled    bool
-	CreatedAt   time.Time
+	Disabled      bool
+	CreatedAt     time.Time
 	// PasswordSetAt is when the password was last set.
 	PasswordSetAt time.Time
 	// LastSignIn is zero when the admin never signed in.
 	LastSignIn time.Time
 }
-
-// Locked reports whether sign-ins are refused at now because of failed attempts.
-func (a Admin) Locked(now time.Time) bool { return now.Before(a.LockedUntil) }
 
 // NewAdmin is what AddAdmin needs.
 type NewAdmin struct {
@@ -402,7 +398,7 @@ func insertAdmin(ctx context.Context, tx *sql.Tx, na NewAdmin, hash string, now 
 
 // adminColumns are the columns scanAdmin reads, of admins AS a and tenants AS t.
 const adminColumns = `a.id, a.name, a.role, coalesce(a.tenant_id, 0), coalesce(t.name, ''),
-	a.totp_secret_enc IS NOT NULL, a.failed_signins, a.locked_until, a.disabled, a.created_at,
+	a.totp_secret_enc IS NOT NULL, a.failed_signins, a.disabled, a.created_at,
 	a.password_set_at, coalesce(a.last_signin_at, 0) `
 
 // adminSelect is the start of every admin query; callers append WHERE and ORDER BY.
@@ -411,12 +407,12 @@ const adminSelect = "SELECT " + adminColumns + "FROM admins AS a LEFT JOIN tenan
 // scanAdmin reads one row of adminSelect with scan, the Scan of a row or rows.
 func scanAdmin(scan func(dest ...any) error) (Admin, error) {
 	var a Admin
-	var locked, created, pwSet, lastSignIn int64
+	var created, pwSet, lastSignIn int64
 	if err := scan(&a.ID, &a.Name, &a.Role, &a.TenantID, &a.TenantName, &a.TOTPEnabled,
-		&a.FailedSignIns, &locked, &a.Disabled, &created, &pwSet, &lastSignIn); err != nil {
+		&a.FailedSignIns, &a.Disabled, &created, &pwSet, &lastSignIn); err != nil {
 		return Admin{}, err
 	}
-	a.LockedUntil, a.LastSignIn = optMicros(locked), optMicros(lastSignIn)
+	a.LastSignIn = optMicros(lastSignIn)
 	a.CreatedAt, a.PasswordSetAt = fromMicros(created), fromMicros(pwSet)
 	return a, nil
 }
@@ -516,8 +512,8 @@ func (s *Store) RemoveAdmin(ctx context.Context, name string) (Admin, error) {
 	return a, err
 }
 
-// SetAdminPassword replaces the password of admin name, ends all of its sessions and lifts a
-// lockout. The error wraps ErrInvalid for a bad password and ErrNotFound for an unknown admin.
+// SetAdminPassword replaces the password of admin name, ends all of its sessions and clears
+// its failure count. The error wraps ErrInvalid for a bad password and ErrNotFound for an unknown admin.
 func (s *Store) SetAdminPassword(ctx context.Context, name, password string) (Admin, error) {
 	if err := ValidatePassword(name, password); err != nil {
 		return Admin{}, err
@@ -533,13 +529,13 @@ func (s *Store) SetAdminPassword(ctx context.Context, name, password string) (Ad
 		}
 		now := fromMicros(micros(s.now()))
 		if _, err := tx.ExecContext(ctx, `UPDATE admins SET password_hash = ?, password_set_at = ?,
-			failed_signins = 0, locked_until = 0 WHERE id = ?`, hash, micros(now), a.ID); err != nil {
+			failed_signins = 0 WHERE id = ?`, hash, micros(now), a.ID); err != nil {
 			return fmt.Errorf("store: set password of admin %s: %w", name, err)
 		}
 		if _, err := tx.ExecContext(ctx, "DELETE FROM sessions WHERE admin_id = ?", a.ID); err != nil {
 			return fmt.Errorf("store: end sessions of admin %s: %w", name, err)
 		}
-		a.PasswordSetAt, a.FailedSignIns, a.LockedUntil = now, 0, time.Time{}
+		a.PasswordSetAt, a.FailedSignIns = now, 0
 		return s.logChange(ctx, tx, "", "admin.password", AdminTarget(a.Name), "new password; its sessions ended")
 	})
 	return a, err
@@ -597,10 +593,10 @@ func (s *Store) SetAdminDisabled(ctx context.Context, name string, disabled bool
 				return fmt.Errorf("store: end sessions of admin %s: %w", name, err)
 			}
 		}
-		if _, err := tx.ExecContext(ctx, "UPDATE admins SET disabled = ?, failed_signins = 0, locked_until = 0 WHERE id = ?", disabled, a.ID); err != nil {
+		if _, err := tx.ExecContext(ctx, "UPDATE admins SET disabled = ?, failed_signins = 0 WHERE id = ?", disabled, a.ID); err != nil {
 			return fmt.Errorf("store: update admin %s: %w", name, err)
 		}
-		a.Disabled, a.FailedSignIns, a.LockedUntil = disabled, 0, time.Time{}
+		a.Disabled, a.FailedSignIns = disabled, 0
 		detail := "enabled"
 		if disabled {
 			detail = "disabled; its sessions ended"
@@ -633,39 +629,26 @@ func (s *Store) CheckAdminPassword(ctx context.Context, name, password string) (
 	return a, ok, nil
 }
 
-// RecordSignInFailure counts a failed sign-in of admin id at now. The maxFailures-th failure
-// in a row locks the admin until now+lockFor and starts the count again. It returns the admin
-// as stored afterwards.
-func (s *Store) RecordSignInFailure(ctx context.Context, id int64, now time.Time, maxFailures int, lockFor time.Duration) (Admin, error) {
+// RecordSignInFailure counts a failed sign-in of admin id and returns the admin as stored
+// afterwards. It never locks the admin: whom to slow down is the web server's to decide, per
+// address (see webui's signinThrottle).
+func (s *Store) RecordSignInFailure(ctx context.Context, id int64) (Admin, error) {
 	var a Admin
 	err := s.writeAuth(ctx, func(tx *sql.Tx) error {
-		var err error
-		if a, err = getAdmin(ctx, tx, "WHERE a.id = ?", id, "#"+strconv.FormatInt(id, 10)); err != nil {
+		res, err := tx.ExecContext(ctx, "UPDATE admins SET failed_signins = failed_signins + 1 WHERE id = ?", id)
+		if err := oneRow(res, err, "admin", id); err != nil {
 			return err
 		}
-		a.FailedSignIns++
-		if a.FailedSignIns >= maxFailures {
-			a.FailedSignIns, a.LockedUntil = 0, fromMicros(micros(now.Add(lockFor)))
-		}
-		var locked int64 // 0: not locked
-		if !a.LockedUntil.IsZero() {
-			locked = micros(a.LockedUntil)
-		}
-		_, err = tx.ExecContext(ctx, "UPDATE admins SET failed_signins = ?, locked_until = ? WHERE id = ?",
-			a.FailedSignIns, locked, id)
-		if err != nil {
-			return fmt.Errorf("store: update admin %s: %w", a.Name, err)
-		}
-		return nil
+		a, err = getAdmin(ctx, tx, "WHERE a.id = ?", id, "#"+strconv.FormatInt(id, 10))
+		return err
 	})
 	return a, err
 }
 
-// RecordSignIn notes a successful sign-in of admin id at now: the failure count and any
-// lockout are cleared.
+// RecordSignIn notes a successful sign-in of admin id at now: the failure count is cleared.
 func (s *Store) RecordSignIn(ctx context.Context, id int64, now time.Time) error {
 	return s.writeAuth(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, "UPDATE admins SET failed_signins = 0, locked_until = 0, last_signin_at = ? WHERE id = ?",
+		_, err := tx.ExecContext(ctx, "UPDATE admins SET failed_signins = 0, last_signin_at = ? WHERE id = ?",
 			micros(now), id)
 		if err != nil {
 			return fmt.Errorf("store: update admin: %w", err)

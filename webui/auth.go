@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/popgate/popgate/store"
@@ -44,10 +43,12 @@ func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
 
 // login handles the sign-in form: name, password, totp (when the admin has TOTP on), next.
 //
-// Order matters: the address's attempt budget first (it bounds everything after it), then the
-// account's lockout (before any hashing), then the password (in a bounded pool of hashing
-// slots), then the one-time code. Failures count towards the lockout; success starts a new
-// session with a new token.
+// Order matters: the address's own wait first (it bounds everything after it, before any
+// database read), then the wait of the address at this admin (before any hashing; a name
+// that does not exist is throttled the same, so that names cannot be told apart), then the
+// password (in a bounded pool of hashing slots), then the one-time code. Failures slow down
+// this address (see signinThrottle), never the admin; success starts a new session with a
+// new token.
 func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	if err := readForm(w, r); err != nil {
 		s.pages.RenderLogin(w, r, http.StatusBadRequest, LoginPage{Error: "the sign-in form was too large or malformed: reload the page and try again"})
@@ -72,31 +73,35 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := r.Context()
 	now := s.now()
-	if ok, wait, first := s.limiter.allow(ipKey(r), now); !ok {
-		if first { // one entry per blocked address and window, not one per attempt
-			s.audit(r, name, "signin.limited", store.AdminTarget(name), "too many attempts from this address")
+	if wait, first := s.throttle.check(throttleKey{ipKey(r), ""}, time.Time{}, now); wait > 0 {
+		if first { // one entry per wait, not one per attempt
+			s.audit(r, name, "signin.limited", store.AdminTarget(name), "too many failed attempts from this address")
 		}
 		fail(http.StatusTooManyRequests, tooMany(wait))
 		return
 	}
 
 	a, err := s.ctrl.Admin(ctx, name)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
+	exists := err == nil
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		s.log.Error("sign-in: cannot read admin", "err", err)
+		fail(http.StatusInternalServerError, msgInternal)
+		return
+	}
+	if wait, first := s.throttle.check(throttleKey{ipKey(r), name}, a.PasswordSetAt, now); wait > 0 {
+		if first {
+			s.audit(r, name, "signin.limited", store.AdminTarget(name), "too many failed attempts at this admin from this address")
+		}
+		fail(http.StatusTooManyRequests, tooMany(wait))
+		return
+	}
+	if !exists {
 		// Spend the time a wrong password would, so that names cannot be told apart.
 		if err := s.withHashSlot(ctx, func() { s.ctrl.CheckAdminPassword(ctx, name, password) }); err != nil {
 			fail(http.StatusServiceUnavailable, msgBusy)
 			return
 		}
-		s.audit(r, name, "signin.failed", store.AdminTarget(name), "no such admin")
-		fail(http.StatusUnauthorized, msgWrongCredentials)
-		return
-	case err != nil:
-		s.log.Error("sign-in: cannot read admin", "err", err)
-		fail(http.StatusInternalServerError, msgInternal)
-		return
-	case a.Locked(now):
-		fail(http.StatusTooManyRequests, tooMany(a.LockedUntil.Sub(now)))
+		s.signInFailed(w, r, store.Admin{Name: name}, "no such admin", &page)
 		return
 	}
 
@@ -149,6 +154,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		fail(http.StatusInternalServerError, msgInternal)
 		return
 	}
+	s.throttle.succeed(ipKey(r), name)
 	if err := s.ctrl.RecordSignIn(ctx, a.ID, now); err != nil {
 		s.log.Warn("cannot record a sign-in", "admin", name, "err", err)
 	}
@@ -157,18 +163,12 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, page.Next, http.StatusSeeOther)
 }
 
-// signInFailed counts a failed sign-in of a, records it and answers: 429 when this failure
-// locked the admin, 401 otherwise.
+// signInFailed counts a failed sign-in at a (ID 0: a name that does not exist), records it
+// and answers: 429 when this failure made the address wait before its next attempt at a,
+// 401 otherwise.
 func (s *Server) signInFailed(w http.ResponseWriter, r *http.Request, a store.Admin, why string, page *LoginPage) {
-	now := s.now()
-	after, err := s.ctrl.RecordSignInFailure(r.Context(), a.ID, now, maxFailures, lockFor)
-	if err != nil {
-		s.log.Error("cannot count a failed sign-in", "admin", a.Name, "err", err)
-	}
-	s.audit(r, a.Name, "signin.failed", store.AdminTarget(a.Name), why)
-	if err == nil && after.Locked(now) {
-		s.audit(r, a.Name, "signin.locked", store.AdminTarget(a.Name), fmt.Sprintf("%d failed attempts: locked until %s", maxFailures, after.LockedUntil.UTC().Format(time.RFC3339)))
-		page.Error = tooMany(after.LockedUntil.Sub(now))
+	if wait := s.countFailure(r, a, why); wait > 0 {
+		page.Error = tooMany(wait)
 		s.pages.RenderLogin(w, r, http.StatusTooManyRequests, *page)
 		return
 	}
@@ -177,6 +177,44 @@ func (s *Server) signInFailed(w http.ResponseWriter, r *http.Request, a store.Ad
 		page.Error = msgWrongCode
 	}
 	s.pages.RenderLogin(w, r, http.StatusUnauthorized, *page)
+}
+
+// countFailure counts a failed password or code check at admin a (ID 0: a name that does
+// not exist) from the request's address: in the throttle, in the admin's failure count, and
+// in the audit log. It returns how long the address must now wait before its next attempt
+// at a; 0: it may go on. (A wait of the address overall shows at its next attempt, as the
+// refusal of a rate limit does.)
+func (s *Server) countFailure(r *http.Request, a store.Admin, why string) time.Duration {
+	now := s.now()
+	pairWait, _ := s.throttle.fail(ipKey(r), a.Name, a.PasswordSetAt, now)
+	s.audit(r, a.Name, "signin.failed", store.AdminTarget(a.Name), why)
+	if a.ID != 0 {
+		if after, err := s.ctrl.RecordSignInFailure(r.Context(), a.ID); err != nil {
+			s.log.Error("cannot count a failed sign-in", "admin", a.Name, "err", err)
+		} else if n := after.FailedSignIns; alarmingFailures(n) {
+			s.log.Warn("many failed sign-ins at one admin since its last success: someone may be guessing its password; each address that fails is slowed down, the admin is never locked out (TOTP makes a guessed password useless alone)",
+				"admin", a.Name, "failures", n)
+		}
+	}
+	if pairWait > 0 {
+		s.audit(r, a.Name, "signin.locked", store.AdminTarget(a.Name), fmt.Sprintf("this address failed %d times or more at this admin: its next attempt at it may come at %s", pairFree, now.Add(pairWait).UTC().Format(time.RFC3339)))
+	}
+	return pairWait
+}
+
+// alarmingFailures reports whether n failures since the last success are worth a warning:
+// 20, then 100, 1,000, 10,000, ...
+func alarmingFailures(n int) bool {
+	if n == 20 {
+		return true
+	}
+	if n < 100 {
+		return false
+	}
+	for n%10 == 0 {
+		n /= 10
+	}
+	return n == 1
 }
 
 // errBusy: no hashing slot came free in time.
@@ -215,7 +253,7 @@ func remoteAddr(r *http.Request) string {
 	return r.RemoteAddr
 }
 
-// ipKey is the key of the client's address in the attempt limiter: the IPv4 address, or the
+// ipKey is the key of the client's address in the sign-in throttle: the IPv4 address, or the
 // IPv6 /64, which one user easily owns whole.
 func ipKey(r *http.Request) string {
 	ap, err := netip.ParseAddrPort(r.RemoteAddr)
@@ -228,60 +266,4 @@ func ipKey(r *http.Request) string {
 		return p.String()
 	}
 	return a.String()
-}
-
-// attemptLimiter allows max attempts per key in each fixed window.
-type attemptLimiter struct {
-	max    int
-	window time.Duration
-
-	mu sync.Mutex
-	m  map[string]*attemptWindow // guarded by mu
-}
-
-type attemptWindow struct {
-	start time.Time
-	n     int
-}
-
-// maxLimiterKeys bounds the limiter's memory: past it, expired windows are dropped at once.
-const maxLimiterKeys = 100_000
-
-func newAttemptLimiter(max int, window time.Duration) *attemptLimiter {
-	return &attemptLimiter{max: max, window: window, m: map[string]*attemptWindow{}}
-}
-
-// allow counts an attempt of key at now and reports whether it may go ahead; when not, wait
-// is the time until the window ends and first whether this is the window's first refusal.
-func (l *attemptLimiter) allow(key string, now time.Time) (ok bool, wait time.Duration, first bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	w := l.m[key]
-	if w == nil || !now.Before(w.start.Add(l.window)) {
-		if w == nil && len(l.m) >= maxLimiterKeys {
-			l.pruneLocked(now)
-		}
-		w = &attemptWindow{start: now}
-		l.m[key] = w
-	}
-	w.n++
-	if w.n <= l.max {
-		return true, 0, false
-	}
-	return false, w.start.Add(l.window).Sub(now), w.n == l.max+1
-}
-
-// prune drops the windows that ended before now.
-func (l *attemptLimiter) prune(now time.Time) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.pruneLocked(now)
-}
-
-func (l *attemptLimiter) pruneLocked(now time.Time) {
-	for k, w := range l.m {
-		if !now.Before(w.start.Add(l.window)) {
-			delete(l.m, k)
-		}
-	}
 }

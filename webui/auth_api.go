@@ -42,10 +42,11 @@ type APIAdmin struct {
 	Tenant   string `json:"tenant,omitempty"`
 	TOTP     bool   `json:"totp"`
 	Disabled bool   `json:"disabled"`
-	// LockedUntil is set while failed sign-ins lock the admin out.
-	LockedUntil *time.Time `json:"locked_until,omitempty"`
-	CreatedAt   time.Time  `json:"created_at"`
-	LastSignIn  *time.Time `json:"last_sign_in,omitempty"`
+	// FailedSignIns counts failed sign-ins since the last successful one, from any address.
+	// They slow down the addresses that made them and never lock the admin out.
+	FailedSignIns int        `json:"failed_sign_ins"`
+	CreatedAt     time.Time  `json:"created_at"`
+	LastSignIn    *time.Time `json:"last_sign_in,omitempty"`
 }
 
 // APIAdmins answers GET /api/v1/admins.
@@ -155,13 +156,9 @@ type APIDownloadLink struct {
 	ExpiresAt time.Time `json:"expires_at"`
 }
 
-func apiAdmin(a store.Admin, now time.Time) APIAdmin {
+func apiAdmin(a store.Admin) APIAdmin {
 	out := APIAdmin{Name: a.Name, Role: a.Role, Tenant: a.TenantName, TOTP: a.TOTPEnabled, Disabled: a.Disabled,
-		CreatedAt: a.CreatedAt.UTC()}
-	if a.Locked(now) {
-		t := a.LockedUntil.UTC()
-		out.LockedUntil = &t
-	}
+		FailedSignIns: a.FailedSignIns, CreatedAt: a.CreatedAt.UTC()}
 	if !a.LastSignIn.IsZero() {
 		t := a.LastSignIn.UTC()
 		out.LastSignIn = &t
@@ -188,9 +185,8 @@ func (a *API) listAdmins(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	out := APIAdmins{Admins: make([]APIAdmin, len(as))}
-	now := time.Now()
 	for i, ad := range as {
-		out.Admins[i] = apiAdmin(ad, now)
+		out.Admins[i] = apiAdmin(ad)
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
@@ -205,7 +201,7 @@ func (a *API) addAdmin(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusCreated, APIAdminCreated{Admin: apiAdmin(ad, time.Now()), Password: generated})
+	writeJSON(w, http.StatusCreated, APIAdminCreated{Admin: apiAdmin(ad), Password: generated})
 	return nil
 }
 
@@ -242,7 +238,7 @@ func (a *API) updateAdmin(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 	}
-	writeJSON(w, http.StatusOK, apiAdmin(ad, time.Now()))
+	writeJSON(w, http.StatusOK, apiAdmin(ad))
 	return nil
 }
 
@@ -255,7 +251,7 @@ func (a *API) setAdminPassword(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, APIAdminCreated{Admin: apiAdmin(ad, time.Now()), Password: generated})
+	writeJSON(w, http.StatusOK, APIAdminCreated{Admin: apiAdmin(ad), Password: generated})
 	return nil
 }
 
@@ -264,7 +260,7 @@ func (a *API) disableAdminTOTP(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, apiAdmin(ad, time.Now()))
+	writeJSON(w, http.StatusOK, apiAdmin(ad))
 	return nil
 }
 

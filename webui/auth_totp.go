@@ -259,10 +259,10 @@ func (s *Server) changePassword(w http.ResponseWriter, r *http.Request) {
 }
 
 // checkOwnPassword checks the signed-in admin's password for a form that needs it; on
-// failure it has answered already. Failures count towards the lockout like sign-ins.
+// failure it has answered already. Failures slow down the address like failed sign-ins.
 func (s *Server) checkOwnPassword(w http.ResponseWriter, r *http.Request, p *Principal, password string) (store.Admin, bool) {
 	now := s.now()
-	if ok, wait, _ := s.limiter.allow(ipKey(r), now); !ok {
+	if wait, _ := s.throttle.check(throttleKey{ipKey(r), ""}, time.Time{}, now); wait > 0 {
 		s.renderAccount(w, r, http.StatusTooManyRequests, AccountPage{Error: tooMany(wait)})
 		return store.Admin{}, false
 	}
@@ -271,8 +271,8 @@ func (s *Server) checkOwnPassword(w http.ResponseWriter, r *http.Request, p *Pri
 		s.accountFailed(w, r, err)
 		return store.Admin{}, false
 	}
-	if a.Locked(now) {
-		s.renderAccount(w, r, http.StatusTooManyRequests, AccountPage{Error: tooMany(a.LockedUntil.Sub(now))})
+	if wait, _ := s.throttle.check(throttleKey{ipKey(r), a.Name}, a.PasswordSetAt, now); wait > 0 {
+		s.renderAccount(w, r, http.StatusTooManyRequests, AccountPage{Error: tooMany(wait)})
 		return store.Admin{}, false
 	}
 	if len(password) > store.MaxPasswordLen {
@@ -290,24 +290,13 @@ func (s *Server) checkOwnPassword(w http.ResponseWriter, r *http.Request, p *Pri
 	}
 	if !ok {
 		msg := "the current password is wrong"
-		if after := s.countFailure(r, a, "wrong password on the account page"); after.Locked(now) {
-			msg = tooMany(after.LockedUntil.Sub(now))
+		if wait := s.countFailure(r, a, "wrong password on the account page"); wait > 0 {
+			msg = tooMany(wait)
 		}
 		s.renderAccount(w, r, http.StatusUnauthorized, AccountPage{Error: msg})
 		return store.Admin{}, false
 	}
 	return a, true
-}
-
-// countFailure counts a failed password or code check of a towards its lockout and records it.
-func (s *Server) countFailure(r *http.Request, a store.Admin, why string) store.Admin {
-	after, err := s.ctrl.RecordSignInFailure(r.Context(), a.ID, s.now(), maxFailures, lockFor)
-	if err != nil {
-		s.log.Error("cannot count a failed check", "admin", a.Name, "err", err)
-		return a
-	}
-	s.Audit(r, "signin.failed", store.AdminTarget(a.Name), why)
-	return after
 }
 
 // accountFailed answers an unexpected error on the account page.

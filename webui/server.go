@@ -76,20 +76,14 @@ const (
 	// touchEvery is how stale a session's or token's last-use time may get: updating it on
 	// every request would make every request a database write.
 	touchEvery = time.Minute
-	// maxFailures failed sign-ins in a row lock an admin for lockFor.
-	maxFailures = 5
-	lockFor     = 5 * time.Minute
-	// ipAttempts sign-in attempts per ipWindow are allowed from one address (one /64 for
-	// IPv6).
-	ipAttempts = 20
-	ipWindow   = 5 * time.Minute
 	// maxHashWaiters bounds the requests queued for a password check; beyond it, or after
 	// hashWait in the queue, a request is refused with 503.
 	maxHashWaiters = 64
 	hashWait       = 10 * time.Second
 	// maxFormBody bounds the forms of the auth side.
 	maxFormBody = 16 << 10
-	// housekeepEvery paces the removal of dead sessions, download links and limiter entries.
+	// housekeepEvery paces the removal of dead sessions, download links and forgotten
+	// sign-in failures.
 	housekeepEvery = 10 * time.Minute
 )
 
@@ -114,8 +108,8 @@ type Server struct {
 	handler http.Handler
 	control http.Handler
 
-	limiter *attemptLimiter
-	denials denials // rate-limits the audit entries of refusals
+	throttle *signinThrottle
+	denials  denials // rate-limits the audit entries of refusals
 	// hashSem bounds the argon2id checks running at once (each takes ~100 ms and 19 MiB);
 	// hashWaiting counts the requests holding or waiting for a slot.
 	hashSem     chan struct{}
@@ -141,7 +135,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		now:      cfg.Now,
 		addr:     cfg.Addr,
 		api:      NewAPI(cfg.Ctrl, cfg.Log.With("component", "api")),
-		limiter:  newAttemptLimiter(ipAttempts, ipWindow),
+		throttle: newDefaultSigninThrottle(),
 		hashSem:  make(chan struct{}, max(1, min(4, runtime.NumCPU()))),
 		hashWait: hashWait,
 	}
@@ -286,8 +280,8 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	return err
 }
 
-// housekeep removes dead sessions, expired download links and stale limiter entries until
-// stop is closed.
+// housekeep removes dead sessions, expired download links and forgotten sign-in failures
+// until stop is closed.
 func (s *Server) housekeep(stop <-chan struct{}) {
 	t := time.NewTicker(housekeepEvery)
 	defer t.Stop()
@@ -302,7 +296,7 @@ func (s *Server) housekeep(stop <-chan struct{}) {
 		}
 		s.flushDenials(ctx, now)
 		cancel()
-		s.limiter.prune(now)
+		s.throttle.prune(now)
 		select {
 		case <-stop:
 			return

@@ -281,8 +281,8 @@ func (a *app) adminList(ctx context.Context, spec cmdSpec, args []string) error 
 		switch {
 		case ad.Disabled:
 			state = "disabled"
-		case ad.LockedUntil != nil:
-			state = "locked until " + ad.LockedUntil.Local().Format("15:04")
+		case ad.FailedSignIns > 0:
+			state = fmt.Sprintf("enabled, %d failed sign-ins", ad.FailedSignIns)
 		}
 		last := "never"
 		if ad.LastSignIn != nil {
