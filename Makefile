@@ -8,7 +8,8 @@
 #   lint       gofmt, go vet, staticcheck
 #   test       test-deps + lint + every Go test (end-to-end tests need root and skip without it),
 #              then test-packaging as root
-#   fuzz       a short run of every fuzz target (FUZZTIME per target, default 10s)
+#   fuzz       a short run of every fuzz target (FUZZTIME per target, default 10s); every target
+#              runs even when one fails, the failures are listed at the end
 #   clean      remove build output (never ./popgate-data)
 
 SHELL := /bin/bash
@@ -86,13 +87,20 @@ test: test-deps lint
 	else echo "test: skipping test-packaging (the .deb in a container, the image under qemu): it needs root"; fi
 
 fuzz:
-	@for pkg in $$($(GO) list ./...); do \
+	@failed=""; \
+	for pkg in $$($(GO) list ./...); do \
 		targets=$$($(GO) test -list '^Fuzz' "$$pkg" | grep '^Fuzz' || true); \
 		for f in $$targets; do \
 			echo "fuzz: $$pkg $$f ($(FUZZTIME))"; \
-			$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) "$$pkg"; \
+			$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) "$$pkg" || failed="$$failed $$pkg.$$f"; \
 		done; \
-	done
+	done; \
+	if [ -n "$$failed" ]; then \
+		echo "fuzz: these targets failed (their output is above; a crasher is kept in the package's testdata/fuzz):"; \
+		for f in $$failed; do echo "  $$f"; done; \
+		exit 1; \
+	fi; \
+	echo "fuzz: every target passed"
 
 clean:
 	rm -rf bin
