@@ -138,6 +138,8 @@ var commands = []command{
 	{"admin", "add, list and remove the admins of the web UI; set their passwords", (*app).cmdAdmin},
 	{"token", "add, list and remove API tokens", (*app).cmdToken},
 	{"audit", "show the audit log: who changed what, when, from where", (*app).cmdAudit},
+	{"db", "check the database of a data dir, also while serve runs", (*app).cmdDB},
+	{"backup", "write a consistent copy of the database to a file, also while serve runs", (*app).cmdBackup},
 	{"version", "print the version", (*app).cmdVersion},
 	{"help", "show the help of a command", nil},
 }
