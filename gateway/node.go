@@ -82,6 +82,9 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir %s: %w: choose a writable --data-dir", cfg.DataDir, err)
 	}
+	if err := privateDataDir(cfg.DataDir, log); err != nil {
+		return nil, err
+	}
 	lock, err := lockDataDir(cfg.DataDir)
 	if err != nil {
 		return nil, err
