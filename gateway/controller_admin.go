@@ -181,7 +181,7 @@ func (c *Controller) DisableAdminTOTP(ctx context.Context, name string) (store.A
 
 // CheckAdminPassword reports whether password is admin name's. It costs one argon2id hash
 // (also for an unknown name, whose error wraps store.ErrNotFound): callers bound how many run
-// at once. Lockout and disabled are the caller's to look at.
+// at once. Throttling and disabled are the caller's to look at.
 func (c *Controller) CheckAdminPassword(ctx context.Context, name, password string) (store.Admin, bool, error) {
 	return c.store.CheckAdminPassword(ctx, name, password)
 }

@@ -608,7 +608,7 @@ func (s *Store) SetAdminDisabled(ctx context.Context, name string, disabled bool
 
 // CheckAdminPassword reports whether password is the password of admin name. For an unknown
 // name it spends the same time and returns an error wrapping ErrNotFound. It does not look at
-// lockout or disabled: the caller decides what a match means. It costs one argon2id hash.
+// throttling or disabled: the caller decides what a match means. It costs one argon2id hash.
 func (s *Store) CheckAdminPassword(ctx context.Context, name, password string) (Admin, bool, error) {
 	var hash string
 	a, err := scanAdmin(s.db.QueryRowContext(ctx, adminSelect+"WHERE a.name = ?", name).Scan)

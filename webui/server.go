@@ -40,7 +40,7 @@ type ServerConfig struct {
 	DataDir string
 	// Log receives the server's log. Default: discarded.
 	Log *slog.Logger
-	// Now is the clock of sessions, lockouts and one-time codes. Default time.Now.
+	// Now is the clock of sessions, sign-in throttling and one-time codes. Default time.Now.
 	Now func() time.Time
 }
 

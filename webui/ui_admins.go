@@ -165,7 +165,7 @@ type adminsPage struct {
 var newAdminForm = adminForm{Role: store.RoleViewer}
 
 // adminsPage serves GET /admins (owners): who may sign in, with which role and tenant, and
-// whether they use a second factor or are locked out; the API tokens; the forms that add
+// whether they use a second factor and their failed sign-ins; the API tokens; the forms that add
 // either.
 func (u *UI) adminsPage(w http.ResponseWriter, r *http.Request) {
 	u.renderAdmins(w, r, http.StatusOK, newAdminForm, nil, tokenForm{Role: store.RoleViewer, Days: "90"}, nil)

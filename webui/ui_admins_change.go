@@ -234,7 +234,7 @@ func (u *UI) setAdminDisabled(w http.ResponseWriter, r *http.Request, disabled b
 }
 
 // resetAdminPassword serves POST /admins/{admin}/password (owners): a generated password,
-// shown this once; the admin's sessions end and a lockout is lifted.
+// shown this once; the admin's sessions end, and so do the waits of addresses that failed to sign in as it.
 func (u *UI) resetAdminPassword(w http.ResponseWriter, r *http.Request) {
 	if !u.parseForm(w, r, maxForm) {
 		return

@@ -75,7 +75,7 @@ var adminCommands = []subcommand{
 		name:  "admin passwd",
 		usage: "admin passwd [--password-stdin] [--data-dir DIR] NAME",
 		about: "Set a new password for an admin: generated and printed on stdout, or read from stdin with " +
-			"--password-stdin. The admin's sessions end and a lockout after failed sign-ins is lifted.",
+			"--password-stdin. The admin's sessions end, and so do the waits of addresses that failed to sign in as it.",
 		example: "popgate admin passwd admin\nprintf '%s\\n' \"$PASSWORD\" | popgate admin passwd --password-stdin alice",
 		args:    []string{"NAME"},
 	}, (*app).adminPasswd},

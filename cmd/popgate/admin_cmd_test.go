@@ -71,6 +71,14 @@ func TestAdminTokenAuditCommands(t *testing.T) {
 				"bob    viewer        -       off   disabled  never         72d ago\n",
 		},
 		{
+			name:    "admin list with failed sign-ins",
+			args:    []string{"admin", "list"},
+			answers: map[string]answer{"GET /api/v1/admins": {200, `{"admins":[` + strings.Replace(adminJSON, `"disabled":false`, `"disabled":false,"failed_sign_ins":37`, 1) + `]}`, nil}},
+			want:    request{"GET", "/api/v1/admins", "", "", ""},
+			stdout: "NAME   ROLE          TENANT  TOTP  STATE                        LAST-SIGN-IN  CREATED\n" +
+				"alice  tenant_admin  acme    on    enabled, 37 failed sign-ins  9m ago        2h ago\n",
+		},
+		{
 			name:    "admin remove",
 			args:    []string{"admin", "remove", "bob"},
 			answers: map[string]answer{"DELETE /api/v1/admins/bob": {204, "", nil}},
