@@ -282,7 +282,7 @@ func (c *checker) nodeSettings(s *Store) {
 		c.problem("setting %s (the node's WireGuard key) is missing: restore the database from a backup", settingNodePrivateKey)
 	} else if s.aead != nil {
 		if _, err := s.openNodeKey(v); err != nil {
-			c.problem("%s", strings.TrimPrefix(err.Error(), ErrInvalid.Error()+": "))
+			c.problem("%s", err)
 		}
 	}
 	p, err := netip.ParsePrefix(settings[settingIPv6Prefix])
