@@ -44,11 +44,11 @@ func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
 // login handles the sign-in form: name, password, totp (when the admin has TOTP on), next.
 //
 // Order matters: the address's own wait first (it bounds everything after it, before any
-// database read), then the wait of the address at this admin (before any hashing; a name
-// that does not exist is throttled the same, so that names cannot be told apart), then the
-// password (in a bounded pool of hashing slots), then the one-time code. Failures slow down
-// this address (see signinThrottle), never the admin; success starts a new session with a
-// new token.
+// database read), then the throttle's leave for this attempt at this admin (before any
+// hashing; a name that does not exist is throttled the same, so that names cannot be told
+// apart), then the password (in a bounded pool of hashing slots), then the one-time code.
+// Failures slow down this address (see signinThrottle), never the admin; success starts a
+// new session with a new token.
 func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	if err := readForm(w, r); err != nil {
 		s.pages.RenderLogin(w, r, http.StatusBadRequest, LoginPage{Error: "the sign-in form was too large or malformed: reload the page and try again"})
@@ -88,20 +88,22 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		fail(http.StatusInternalServerError, msgInternal)
 		return
 	}
-	if wait, first := s.throttle.check(throttleKey{ipKey(r), name}, a.PasswordSetAt, now); wait > 0 {
+	at, wait, first := s.throttle.begin(ipKey(r), name, a.PasswordSetAt, now)
+	if at == nil {
 		if first {
-			s.audit(r, name, "signin.limited", store.AdminTarget(name), "too many failed attempts at this admin from this address")
+			s.audit(r, name, "signin.limited", store.AdminTarget(name), "too many failed attempts from this address")
 		}
 		fail(http.StatusTooManyRequests, tooMany(wait))
 		return
 	}
+	defer at.end() // unless it failed or succeeded
 	if !exists {
 		// Spend the time a wrong password would, so that names cannot be told apart.
 		if err := s.withHashSlot(ctx, func() { s.ctrl.CheckAdminPassword(ctx, name, password) }); err != nil {
 			fail(http.StatusServiceUnavailable, msgBusy)
 			return
 		}
-		s.signInFailed(w, r, store.Admin{Name: name}, "no such admin", &page)
+		s.signInFailed(w, r, at, store.Admin{Name: name}, "no such admin", &page)
 		return
 	}
 
@@ -116,7 +118,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !ok {
-		s.signInFailed(w, r, a, "wrong password", &page)
+		s.signInFailed(w, r, at, a, "wrong password", &page)
 		return
 	}
 	if a.Disabled {
@@ -137,7 +139,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if !valid {
-			s.signInFailed(w, r, a, "wrong or reused one-time code", &page)
+			s.signInFailed(w, r, at, a, "wrong or reused one-time code", &page)
 			return
 		}
 	}
@@ -154,7 +156,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		fail(http.StatusInternalServerError, msgInternal)
 		return
 	}
-	s.throttle.succeed(ipKey(r), name)
+	at.succeed()
 	if err := s.ctrl.RecordSignIn(ctx, a.ID, now); err != nil {
 		s.log.Warn("cannot record a sign-in", "admin", name, "err", err)
 	}
@@ -163,11 +165,11 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, page.Next, http.StatusSeeOther)
 }
 
-// signInFailed counts a failed sign-in at a (ID 0: a name that does not exist), records it
-// and answers: 429 when this failure made the address wait before its next attempt at a,
-// 401 otherwise.
-func (s *Server) signInFailed(w http.ResponseWriter, r *http.Request, a store.Admin, why string, page *LoginPage) {
-	if wait := s.countFailure(r, a, why); wait > 0 {
+// signInFailed counts the failed attempt at at a (ID 0: a name that does not exist),
+// records it and answers: 429 when this failure made the address wait before its next
+// attempt at a, 401 otherwise.
+func (s *Server) signInFailed(w http.ResponseWriter, r *http.Request, at *attempt, a store.Admin, why string, page *LoginPage) {
+	if wait := s.countFailure(r, at, a, why); wait > 0 {
 		page.Error = tooMany(wait)
 		s.pages.RenderLogin(w, r, http.StatusTooManyRequests, *page)
 		return
@@ -179,14 +181,14 @@ func (s *Server) signInFailed(w http.ResponseWriter, r *http.Request, a store.Ad
 	s.pages.RenderLogin(w, r, http.StatusUnauthorized, *page)
 }
 
-// countFailure counts a failed password or code check at admin a (ID 0: a name that does
-// not exist) from the request's address: in the throttle, in the admin's failure count, and
-// in the audit log. It returns how long the address must now wait before its next attempt
-// at a; 0: it may go on. (A wait of the address overall shows at its next attempt, as the
-// refusal of a rate limit does.)
-func (s *Server) countFailure(r *http.Request, a store.Admin, why string) time.Duration {
+// countFailure counts the failed password or code check at at, of admin a (ID 0: a name
+// that does not exist): in the throttle, in the admin's failure count, and in the audit log.
+// It returns how long the address must now wait before its next attempt at a; 0: it may go
+// on. (A wait of the address overall shows at its next attempt, as the refusal of a rate
+// limit does.)
+func (s *Server) countFailure(r *http.Request, at *attempt, a store.Admin, why string) time.Duration {
 	now := s.now()
-	pairWait, _ := s.throttle.fail(ipKey(r), a.Name, a.PasswordSetAt, now)
+	pairWait, _ := at.fail(now)
 	s.audit(r, a.Name, "signin.failed", store.AdminTarget(a.Name), why)
 	if a.ID != 0 {
 		if after, err := s.ctrl.RecordSignInFailure(r.Context(), a.ID); err != nil {

@@ -81,6 +81,8 @@ type throttleEntry struct {
 	pwSetAt time.Time
 	// refused: an attempt was refused since until was last moved.
 	refused bool
+	// pending counts the attempts begin let through that have not ended yet.
+	pending int
 
 	prev, next *throttleEntry // in the recency list, guarded by signinThrottle.mu
 }
@@ -113,7 +115,7 @@ func newDefaultSigninThrottle() *signinThrottle {
 // check reports how long the address of k must still wait at now before it may try (0: it
 // may), and whether this is the first refusal since that wait began. For an entry of an
 // address at an admin, pwSetAt is the admin's password_set_at (zero for a name that does not
-// exist).
+// exist). It reserves nothing: begin does.
 func (t *signinThrottle) check(k throttleKey, pwSetAt, now time.Time) (wait time.Duration, first bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -123,26 +125,66 @@ func (t *signinThrottle) check(k throttleKey, pwSetAt, now time.Time) (wait time
 	}
 	t.refreshLocked(e, pwSetAt, now)
 	t.moveToFrontLocked(e)
+	return e.refuseLocked(now)
+}
+
+// refuseLocked returns the wait of e at now and whether this is its first refusal.
+func (e *throttleEntry) refuseLocked(now time.Time) (time.Duration, bool) {
 	if !now.Before(e.until) {
 		return 0, false
 	}
-	first = !e.refused
+	first := !e.refused
 	e.refused = true
 	return e.until.Sub(now), first
 }
 
-// fail records a failed check of addr at admin at now (pwSetAt as for check). It returns
-// the waits this failure started for the address at the admin and for the address overall,
-// 0 for none.
-func (t *signinThrottle) fail(addr, admin string, pwSetAt, now time.Time) (pairWait, addrWait time.Duration) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	pairWait = t.failLocked(throttleKey{addr, admin}, t.pair, pwSetAt, now)
-	addrWait = t.failLocked(throttleKey{addr, ""}, t.addr, time.Time{}, now)
-	return pairWait, addrWait
+// busyWait is the wait begin answers while another attempt of the address decides whether
+// it must wait: that takes a password hash, well under a second.
+const busyWait = time.Second
+
+// attempt is a check of a password or one-time code that begin let through. Exactly one of
+// fail, succeed and end closes it; later calls do nothing, so callers may defer end.
+type attempt struct {
+	t           *signinThrottle
+	addr, admin string
+	pwSetAt     time.Time
+	done        bool
 }
 
-func (t *signinThrottle) failLocked(k throttleKey, b backoff, pwSetAt, now time.Time) time.Duration {
+// begin lets an attempt of addr at admin through at now, or reports how long the address
+// must wait and whether this is the first refusal since that wait began (pwSetAt as for
+// check). It refuses while the address waits at the admin or overall, and also while
+// attempts under way would start a wait if they failed: parallel attempts get no more
+// guesses than attempts one after another.
+func (t *signinThrottle) begin(addr, admin string, pwSetAt, now time.Time) (*attempt, time.Duration, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	keys := [2]throttleKey{{addr, admin}, {addr, ""}}
+	pw := [2]time.Time{pwSetAt, {}}
+	bs := [2]backoff{t.pair, t.addr}
+	for i, k := range keys {
+		e := t.entries[k]
+		if e == nil {
+			continue
+		}
+		t.refreshLocked(e, pw[i], now)
+		t.moveToFrontLocked(e)
+		if wait, first := e.refuseLocked(now); wait > 0 {
+			return nil, wait, first
+		}
+		if e.pending > 0 && bs[i].waitAfter(e.failures+e.pending) > 0 {
+			return nil, busyWait, false
+		}
+	}
+	for i, k := range keys {
+		t.entryLocked(k, pw[i]).pending++
+	}
+	return &attempt{t: t, addr: addr, admin: admin, pwSetAt: pwSetAt}, 0, false
+}
+
+// entryLocked returns the entry of k, making it (and dropping the least recently used one
+// when the table is full) when there is none, and moves it to the front.
+func (t *signinThrottle) entryLocked(k throttleKey, pwSetAt time.Time) *throttleEntry {
 	e := t.entries[k]
 	if e == nil {
 		if len(t.entries) >= t.max {
@@ -150,10 +192,33 @@ func (t *signinThrottle) failLocked(k throttleKey, b backoff, pwSetAt, now time.
 		}
 		e = &throttleEntry{key: k, pwSetAt: pwSetAt}
 		t.entries[k] = e
-	} else {
-		t.refreshLocked(e, pwSetAt, now)
 	}
 	t.moveToFrontLocked(e)
+	return e
+}
+
+// fail closes the attempt as a failure at now. It returns the waits this failure started for
+// the address at the admin and for the address overall, 0 for none.
+func (a *attempt) fail(now time.Time) (pairWait, addrWait time.Duration) {
+	t := a.t
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if a.done {
+		return 0, 0
+	}
+	a.done = true
+	pairWait = t.failLocked(throttleKey{a.addr, a.admin}, t.pair, a.pwSetAt, now)
+	addrWait = t.failLocked(throttleKey{a.addr, ""}, t.addr, time.Time{}, now)
+	return pairWait, addrWait
+}
+
+func (t *signinThrottle) failLocked(k throttleKey, b backoff, pwSetAt, now time.Time) time.Duration {
+	e := t.entries[k]
+	if e != nil {
+		t.refreshLocked(e, pwSetAt, now)
+	}
+	e = t.entryLocked(k, pwSetAt)
+	e.pending = max(0, e.pending-1)
 	e.failures++
 	e.last = now
 	wait := b.waitAfter(e.failures)
@@ -163,12 +228,46 @@ func (t *signinThrottle) failLocked(k throttleKey, b backoff, pwSetAt, now time.
 	return wait
 }
 
-// succeed forgets the failures of addr at admin. Those of the address overall stay: a
-// success at one admin says nothing about its guesses at others.
-func (t *signinThrottle) succeed(addr, admin string) {
+// succeed closes the attempt as a success: the failures of the address at the admin are
+// forgotten. Those of the address overall stay: a success at one admin says nothing about
+// its guesses at others.
+func (a *attempt) succeed() {
+	t := a.t
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if e := t.entries[throttleKey{addr, admin}]; e != nil {
+	if a.done {
+		return
+	}
+	a.done = true
+	if e := t.entries[throttleKey{a.addr, a.admin}]; e != nil {
+		t.removeLocked(e)
+	}
+	t.releaseLocked(throttleKey{a.addr, ""})
+}
+
+// end closes the attempt as neither a success nor a failure (the check could not run, or
+// needs a one-time code first), unless it is closed already.
+func (a *attempt) end() {
+	t := a.t
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if a.done {
+		return
+	}
+	a.done = true
+	t.releaseLocked(throttleKey{a.addr, a.admin})
+	t.releaseLocked(throttleKey{a.addr, ""})
+}
+
+// releaseLocked gives back an attempt under way of k, and drops k's entry when that leaves
+// it empty.
+func (t *signinThrottle) releaseLocked(k throttleKey) {
+	e := t.entries[k]
+	if e == nil {
+		return
+	}
+	e.pending = max(0, e.pending-1)
+	if e.pending == 0 && e.failures == 0 {
 		t.removeLocked(e)
 	}
 }
@@ -191,14 +290,14 @@ func (t *signinThrottle) len() int {
 }
 
 func (t *signinThrottle) forgottenLocked(e *throttleEntry, now time.Time) bool {
-	return !now.Before(e.until) && now.Sub(e.last) >= t.forget
+	return !now.Before(e.until) && now.Sub(e.last) >= t.forget && e.pending == 0
 }
 
-// refreshLocked starts e afresh when its failures are forgotten at now, or were counted
-// against another password.
+// refreshLocked forgets the failures of e when they are forgotten at now, or were counted
+// against another password; attempts under way stay.
 func (t *signinThrottle) refreshLocked(e *throttleEntry, pwSetAt, now time.Time) {
 	if t.forgottenLocked(e, now) || e.key.admin != "" && !e.pwSetAt.Equal(pwSetAt) {
-		*e = throttleEntry{key: e.key, pwSetAt: pwSetAt, prev: e.prev, next: e.next}
+		*e = throttleEntry{key: e.key, pwSetAt: pwSetAt, pending: e.pending, prev: e.prev, next: e.next}
 	}
 }
 

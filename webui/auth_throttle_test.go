@@ -121,6 +121,16 @@ func TestBackoffWaits(t *testing.T) {
 	}
 }
 
+// failOnce lets one attempt of addr at admin through th and fails it.
+func failOnce(t *testing.T, th *signinThrottle, addr, admin string, pwSetAt, now time.Time) (pairWait, addrWait time.Duration) {
+	t.Helper()
+	at, wait, _ := th.begin(addr, admin, pwSetAt, now)
+	if at == nil {
+		t.Fatalf("attempt of %s at %q refused for %v", addr, admin, wait)
+	}
+	return at.fail(now)
+}
+
 // TestSigninThrottle walks one table through its rules.
 func TestSigninThrottle(t *testing.T) {
 	th := newSigninThrottle(backoff{2, time.Minute, time.Hour}, backoff{3, time.Minute, time.Hour}, 24*time.Hour, 100)
@@ -134,10 +144,10 @@ func TestSigninThrottle(t *testing.T) {
 	}
 	a, aAt := throttleKey{"192.0.2.1", ""}, throttleKey{"192.0.2.1", "root"}
 	check("unknown address", a, time.Time{}, t0, 0, false)
-	if p, w := th.fail("192.0.2.1", "root", pw, t0); p != 0 || w != 0 {
+	if p, w := failOnce(t, th, "192.0.2.1", "root", pw, t0); p != 0 || w != 0 {
 		t.Errorf("first failure started waits %v, %v", p, w)
 	}
-	if p, w := th.fail("192.0.2.1", "root", pw, t0); p != time.Minute || w != 0 {
+	if p, w := failOnce(t, th, "192.0.2.1", "root", pw, t0); p != time.Minute || w != 0 {
 		t.Errorf("second failure started waits %v, %v", p, w)
 	}
 	check("address at root", aAt, pw, t0.Add(10*time.Second), 50*time.Second, true)
@@ -147,12 +157,14 @@ func TestSigninThrottle(t *testing.T) {
 	check("address at another admin", throttleKey{"192.0.2.1", "bob"}, pw, t0, 0, false)
 	// A new password forgets the failures at root; the address's own stay.
 	check("after a new password", aAt, t0, t0.Add(20*time.Second), 0, false)
-	if _, w := th.fail("192.0.2.1", "bob", time.Time{}, t0); w != time.Minute {
+	if _, w := failOnce(t, th, "192.0.2.1", "bob", time.Time{}, t0); w != time.Minute {
 		t.Errorf("third failure of the address started a wait of %v", w)
 	}
 	check("address overall after 3", a, time.Time{}, t0.Add(30*time.Second), 30*time.Second, true)
 	// Success at root forgets the address at root only.
-	th.succeed("192.0.2.1", "root")
+	at, _, _ := th.begin("192.0.2.1", "root", pw, t0.Add(2*time.Minute))
+	at.succeed()
+	at.end() // does nothing after succeed
 	if th.len() != 2 {
 		t.Errorf("%d entries after success, want 2 (the address, the address at bob)", th.len())
 	}
@@ -176,14 +188,14 @@ func TestSigninThrottleBound(t *testing.T) {
 	t0 := time.Unix(1_000_000, 0)
 	guesser := "198.51.100.7"
 	for range pairFree {
-		th.fail(guesser, "admin", time.Time{}, t0)
+		failOnce(t, th, guesser, "admin", time.Time{}, t0)
 	}
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
 	for i := range addrs {
 		ip := fmt.Sprintf("10.%d.%d.%d", i>>16&0xff, i>>8&0xff, i&0xff)
-		th.fail(ip, "admin", time.Time{}, t0.Add(time.Duration(i)*time.Millisecond))
+		failOnce(t, th, ip, "admin", time.Time{}, t0.Add(time.Duration(i)*time.Millisecond))
 		if i%1000 == 0 { // the guesser keeps trying while it waits
 			if wait, _ := th.check(throttleKey{guesser, "admin"}, time.Time{}, t0.Add(time.Duration(i)*time.Millisecond)); wait == 0 {
 				t.Fatalf("the guesser's wait was dropped after %d other addresses", i)
@@ -208,4 +220,78 @@ func TestSigninThrottleBound(t *testing.T) {
 	}
 	grew := int64(after.HeapAlloc) - int64(before.HeapAlloc)
 	t.Logf("%d entries hold %d KiB of heap (%d bytes each)", bound, grew>>10, grew/bound)
+}
+
+// TestSigninThrottleParallel: attempts under way count against the free failures, so an
+// address that sends many at once gets no more guesses than one that sends them one after
+// another; attempts that end without failing give their place back.
+func TestSigninThrottleParallel(t *testing.T) {
+	th := newSigninThrottle(backoff{3, time.Minute, time.Hour}, backoff{10, time.Minute, time.Hour}, 24*time.Hour, 100)
+	t0 := time.Unix(1_000_000, 0)
+	var through []*attempt
+	for range 10 {
+		if at, wait, _ := th.begin("192.0.2.1", "root", time.Time{}, t0); at != nil {
+			through = append(through, at)
+		} else if wait != busyWait {
+			t.Errorf("refused with a wait of %v, want %v", wait, busyWait)
+		}
+	}
+	if len(through) != 3 {
+		t.Fatalf("%d of 10 attempts at once got through, want 3", len(through))
+	}
+	through[0].end() // e.g. the hashing slots were busy: not a guess
+	at, _, _ := th.begin("192.0.2.1", "root", time.Time{}, t0)
+	if at == nil {
+		t.Fatal("an ended attempt did not give its place back")
+	}
+	through[0] = at
+	for _, at := range through {
+		at.fail(t0)
+	}
+	if at, wait, _ := th.begin("192.0.2.1", "root", time.Time{}, t0); at != nil || wait != time.Minute {
+		t.Errorf("after 3 failures: %v, %v", at, wait)
+	}
+	// After the wait, one attempt at a time.
+	t1 := t0.Add(time.Minute)
+	first, _, _ := th.begin("192.0.2.1", "root", time.Time{}, t1)
+	second, wait, _ := th.begin("192.0.2.1", "root", time.Time{}, t1)
+	if first == nil || second != nil || wait != busyWait {
+		t.Errorf("after the wait: %v, %v (%v)", first, second, wait)
+	}
+	first.succeed()
+	if th.len() != 1 { // the address's own entry, with its 3 failures
+		t.Errorf("%d entries after the success", th.len())
+	}
+}
+
+// TestSignInParallelGuesses: an address that sends many sign-ins at once, while the
+// password checks queue, gets no more guesses than pairFree.
+func TestSignInParallelGuesses(t *testing.T) {
+	e := newAuthEnv(t, nil)
+	e.addAdmin("root", store.RoleOwner, "")
+	e.srv.hashSem = make(chan struct{}, 1)
+	e.srv.hashSem <- struct{}{} // the checks queue until the test lets them run
+	const n = 3 * pairFree
+	codes := make(chan int, n)
+	for i := range n {
+		b := e.browserFrom("127.0.0.7")
+		go func() {
+			resp, _ := b.signIn("root", fmt.Sprintf("guess %d", i), "")
+			codes <- resp.StatusCode
+		}()
+	}
+	count := map[int]int{}
+	for range n - pairFree { // the refused ones answer at once, without a check
+		count[<-codes]++
+	}
+	<-e.srv.hashSem
+	for range pairFree {
+		count[<-codes]++
+	}
+	if count[http.StatusUnauthorized] != pairFree-1 || count[http.StatusTooManyRequests] != n-pairFree+1 {
+		t.Errorf("answers %v: want %d wrong passwords and %d refusals", count, pairFree-1, n-pairFree+1)
+	}
+	if a, _ := e.ctrl.Admin(context.Background(), "root"); a.FailedSignIns != pairFree {
+		t.Errorf("%d passwords checked, want %d", a.FailedSignIns, pairFree)
+	}
 }

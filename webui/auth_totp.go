@@ -202,13 +202,19 @@ func (s *Server) totpDisable(w http.ResponseWriter, r *http.Request) {
 		s.renderAccount(w, r, http.StatusConflict, AccountPage{Error: "two-factor sign-in is off already"})
 		return
 	}
+	at, wait, _ := s.throttle.begin(ipKey(r), a.Name, a.PasswordSetAt, s.now())
+	if at == nil {
+		s.renderAccount(w, r, http.StatusTooManyRequests, AccountPage{Error: tooMany(wait)})
+		return
+	}
+	defer at.end()
 	valid, err := s.useTOTP(r.Context(), p.AdminID, strings.ReplaceAll(r.PostForm.Get("code"), " ", ""), s.now())
 	if err != nil {
 		s.accountFailed(w, r, err)
 		return
 	}
 	if !valid {
-		s.countFailure(r, a, "wrong or reused one-time code")
+		s.countFailure(r, at, a, "wrong or reused one-time code")
 		s.renderAccount(w, r, http.StatusUnauthorized, AccountPage{Error: msgWrongCode})
 		return
 	}
@@ -271,10 +277,12 @@ func (s *Server) checkOwnPassword(w http.ResponseWriter, r *http.Request, p *Pri
 		s.accountFailed(w, r, err)
 		return store.Admin{}, false
 	}
-	if wait, _ := s.throttle.check(throttleKey{ipKey(r), a.Name}, a.PasswordSetAt, now); wait > 0 {
+	at, wait, _ := s.throttle.begin(ipKey(r), a.Name, a.PasswordSetAt, now)
+	if at == nil {
 		s.renderAccount(w, r, http.StatusTooManyRequests, AccountPage{Error: tooMany(wait)})
 		return store.Admin{}, false
 	}
+	defer at.end() // a right password is neither a failure nor a sign-in
 	if len(password) > store.MaxPasswordLen {
 		s.renderAccount(w, r, http.StatusBadRequest, AccountPage{Error: "the current password is wrong"})
 		return store.Admin{}, false
@@ -290,7 +298,7 @@ func (s *Server) checkOwnPassword(w http.ResponseWriter, r *http.Request, p *Pri
 	}
 	if !ok {
 		msg := "the current password is wrong"
-		if wait := s.countFailure(r, a, "wrong password on the account page"); wait > 0 {
+		if wait := s.countFailure(r, at, a, "wrong password on the account page"); wait > 0 {
 			msg = tooMany(wait)
 		}
 		s.renderAccount(w, r, http.StatusUnauthorized, AccountPage{Error: msg})
