@@ -41,10 +41,11 @@ const maxCheckProblems = 20
 // private key and TOTP secret open with the key file at keyPath (default: secret.key beside
 // the database), each peer's IPv6 address goes with its IPv4 address, the overlay high-water
 // mark, the limits on groups and site prefixes, sites that do not overlap, and an enabled
-// owner. It reads one consistent snapshot through a read-only connection, so it works while
-// popgate serve uses the database, and on a stopped node's. The error is for a check that
-// could not run (no such file, not a popgate database); what is wrong with the database is
-// in the report.
+// owner. It reads one consistent snapshot through a connection on which SQLite refuses every
+// change (query_only), so it works while popgate serve uses the database, and on a stopped
+// node's (where closing it may fold the write-ahead log into the file, as closing any last
+// SQLite connection does: the same content). The error is for a check that could not run (no
+// such file, not a popgate database); what is wrong with the database is in the report.
 func Check(ctx context.Context, path, keyPath string) (CheckReport, error) {
 	// query_only: SQLite's integrity_check skips the CHECK constraints on a connection
 	// opened read-only, so only a file that cannot be opened for writing is.
