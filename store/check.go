@@ -37,7 +37,7 @@ const maxCheckProblems = 20
 
 // Check examines the popgate database at path without changing it: SQLite's integrity_check
 // (which also evaluates every CHECK constraint) and foreign_key_check, then what popgate
-// keeps true itself and no constraint can say: the node key and every server-generated
+// keeps true itself and no constraint can say: the database file is private, the node key and every server-generated
 // private key and TOTP secret open with the key file at keyPath (default: secret.key beside
 // the database), each peer's IPv6 address goes with its IPv4 address, the overlay high-water
 // mark, the limits on groups and site prefixes, sites that do not overlap, and an enabled
@@ -80,6 +80,9 @@ func Check(ctx context.Context, path, keyPath string) (CheckReport, error) {
 		return r, err
 	}
 	c := &checker{ctx: ctx, tx: tx, r: &r}
+	if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		c.problem("the database file has mode %04o, so other users may read it (password hashes, sessions, the audit log): make it private with 'chmod 600 %s'", fi.Mode().Perm(), path)
+	}
 	c.sqlite()
 	c.countRows()
 	switch {

@@ -83,6 +83,9 @@ func TestCheckFindsProblems(t *testing.T) {
 		{"a key file others may read", func(t *testing.T, _ *sql.DB, opts Options) {
 			os.Chmod(filepath.Join(filepath.Dir(opts.Path), "secret.key"), 0o644)
 		}, "has mode 0644"},
+		{"a database others may read", func(t *testing.T, _ *sql.DB, opts Options) {
+			os.Chmod(opts.Path, 0o640)
+		}, "the database file has mode 0640"},
 		{"a private key of another peer", func(t *testing.T, db *sql.DB, _ Options) {
 			execSQL(t, db, "UPDATE peers SET private_key_enc = (SELECT private_key_enc FROM peers WHERE name = 'laptop') WHERE tenant_id = 2")
 		}, "peer gw of tenant beta: its private key does not open with this key file"},
