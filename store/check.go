@@ -37,11 +37,11 @@ const maxCheckProblems = 20
 
 // Check examines the popgate database at path without changing it: SQLite's integrity_check
 // (which also evaluates every CHECK constraint) and foreign_key_check, then what popgate
-// keeps true itself and no constraint can say: the database file is private, the node key and every server-generated
-// private key and TOTP secret open with the key file at keyPath (default: secret.key beside
-// the database), each peer's IPv6 address goes with its IPv4 address, the overlay high-water
-// mark, the limits on groups and site prefixes, sites that do not overlap, and an enabled
-// owner. It reads one consistent snapshot through a connection on which SQLite refuses every
+// keeps true itself and no constraint can say: the database file is private; the node key
+// and every server-generated private key and TOTP secret open with the key file at keyPath
+// (default: secret.key beside the database); each peer's IPv6 address goes with its IPv4
+// address; the overlay high-water mark, the limits on groups and site prefixes, sites that
+// do not overlap, and an enabled owner. It reads one consistent snapshot through a connection on which SQLite refuses every
 // change (query_only), so it works while popgate serve uses the database, and on a stopped
 // node's (where closing it may fold the write-ahead log into the file, as closing any last
 // SQLite connection does: the same content). The error is for a check that could not run (no
