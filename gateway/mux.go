@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -44,15 +45,10 @@ const (
 	// muxQueuePackets bounds the datagrams queued for one device (like wireguard-go's own
 	// inbound queue). Each holds a MaxMessageSize buffer: 64 MiB for a device that stalls.
 	muxQueuePackets = 1024
-	// muxHandshakeQueue bounds the initiations waiting for the handshake worker.
-	muxHandshakeQueue = 512
-	// muxUnderLoadQueued initiations waiting for the worker put the Mux under load, and it
-	// stays so for muxUnderLoadFor after the queue last held that many: wireguard-go's own
-	// thresholds (QueueHandshakeSize/8, UnderLoadAfterTime). Under load an initiation needs a
-	// valid mac2 (proof that its sender receives at its source address) before the worker
-	// spends an X25519 on it; the others get a cookie reply, which stock clients answer.
-	muxUnderLoadQueued = 128
-	muxUnderLoadFor    = time.Second
+	// muxMinWorkers: the handshake workers are GOMAXPROCS, but at least this many, so that a
+	// route call waiting for one tenant's device (a long IpcSet) does not stop the others'
+	// handshakes.
+	muxMinWorkers = 2
 	// muxReserveFor: the next read of the socket is kept for the device that got most of the
 	// last batch, so that its own goroutine reads its traffic without a copy; a device that has
 	// not come back for it after one to two times this long (its goroutine is stuck behind a
@@ -70,13 +66,16 @@ const (
 // response, cookie reply or transport datagram to the device that allocated its receiver index,
 // which the Mux learns from the sender index of the initiations and responses each device
 // sends. A datagram that belongs to no open device is dropped and counted (see Stats).
+// Initiations pass handshake admission first (mux_handshake.go: cookies under load, a rate per
+// source, a queue per source served in turn) on the receive path, before the handshake
+// workers spend an X25519 on them.
 //
 // The devices' own receive goroutines read the socket: each inner ReceiveFunc (one per address
 // family) has a read token, and the device goroutine holding it reads straight into
 // wireguard-go's buffers and keeps its own datagrams where they are. It copies the datagrams of
 // other devices into pooled buffers and queues them there (bounded queues: a device that falls
-// behind loses datagrams, it does not stall the others), and copies initiations for the
-// handshake worker, the one goroutine the Mux runs, which routes them to a device's queue. A
+// behind loses datagrams, it does not stall the others), and queues the initiations it admits
+// for the handshake workers, goroutines of the Mux that route them to a device's queue. A
 // device returns queued datagrams before it reads. After a read the token is kept, for at most
 // muxReserveFor, for the device that got most of the batch, so that a busy device goes on
 // reading its own traffic; otherwise it goes to whichever device is waiting.
@@ -96,11 +95,12 @@ type Mux struct {
 	log     *slog.Logger
 	noise   *muxNoise
 	cookies device.CookieChecker // mac2 under load, and cookie replies
-	// underLoadUntil is m.now() in Unix nanoseconds until which initiations need mac2.
-	underLoadUntil atomic.Int64
-	batch          int // datagrams per read of the Mux's own readers: inner.BatchSize(), at most conn.IdealBatchSize
-	queueLimit     int64
-	reserveFor     time.Duration
+	hs      *muxHandshakes       // admission and the queue of initiations
+	workers int                  // handshake workers per opening of the inner bind
+
+	batch      int // datagrams per read of the Mux's own readers: inner.BatchSize(), at most conn.IdealBatchSize
+	queueLimit int64
+	reserveFor time.Duration
 
 	// clock: now is read once per received batch; times in the index table are whole seconds
 	// since epoch (monotonic when now is time.Now).
@@ -152,17 +152,17 @@ type muxIndexEntry struct {
 // muxGen is one opening of the inner bind: its receive functions and the goroutines that serve
 // them. stop is closed first when the inner bind closes.
 type muxGen struct {
-	port       uint16
-	readers    []*muxReader
-	wakeMsg    [][]byte // one datagram of muxWakeSize bytes
-	stop       chan struct{}
-	proxies    sync.WaitGroup // readers of the Mux's own (see muxReader.proxied)
-	hs         chan muxInitiation
-	workerDone chan struct{}
+	port    uint16
+	readers []*muxReader
+	wakeMsg [][]byte // one datagram of muxWakeSize bytes
+	stop    chan struct{}
+	proxies sync.WaitGroup // readers of the Mux's own (see muxReader.proxied)
 
-	hsMu    sync.Mutex // guards the fields below
-	stopped bool       // the worker must not call route again
-	inRoute bool       // the worker is inside route
+	hsMu    sync.Mutex // guards the fields below; hsCond signals their changes
+	hsCond  *sync.Cond
+	stopped bool // the workers must not call route again
+	workers int  // handshake workers running
+	inRoute int  // of those, inside route
 }
 
 // muxReader is one receive function of the inner bind and the token that lets one goroutine at
@@ -194,13 +194,6 @@ type muxReader struct {
 	closedLogged atomic.Bool
 }
 
-// muxInitiation is an initiation waiting for the handshake worker; its size is always
-// muxInitiationSize.
-type muxInitiation struct {
-	buf *muxBuf
-	ep  conn.Endpoint
-}
-
 // muxSession is one Open of a virtual bind. closed is closed by Close; queue is never closed
 // (another device's goroutine may still hold the session), whatever is left in it is garbage
 // collected.
@@ -226,11 +219,11 @@ type muxSessionReader struct {
 // with the initiator's static public key decrypted from it; it returns the device that owns that
 // peer. It may add the peer to that device before returning (the lazy-peer hook): the initiation
 // is delivered to the device after route returns. ok false drops the datagram and counts it as
-// UnknownInitiator. route may be called concurrently and must be quick: initiations queue behind
-// it. It must not open or close the Mux's binds, and must not wait for a device that may be
-// inside its own Close (wireguard-go's Device.Close holds the IPC lock while it closes the
-// bind): a Close that finds route running returns without waiting for it, and the worker exits
-// when route returns.
+// UnknownInitiator. route is called concurrently (by several handshake workers) and should be
+// quick: initiations queue behind it. It must not open or close the Mux's binds, and must not
+// wait for a device that may be inside its own Close (wireguard-go's Device.Close holds the
+// IPC lock while it closes the bind): a Close that finds route running returns without waiting
+// for it, and the worker exits when route returns.
 func NewMux(inner conn.Bind, nodePrivateKey store.Key, route func(initiator store.Key) (deviceID int64, ok bool), log *slog.Logger) *Mux {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -245,6 +238,8 @@ func NewMux(inner conn.Bind, nodePrivateKey store.Key, route func(initiator stor
 		route:      route,
 		log:        log,
 		noise:      noise,
+		hs:         newMuxHandshakes(muxDefaultHSLimits()),
+		workers:    max(runtime.GOMAXPROCS(0), muxMinWorkers),
 		batch:      min(max(inner.BatchSize(), 1), conn.IdealBatchSize),
 		queueLimit: muxQueuePackets,
 		reserveFor: muxReserveFor,
@@ -405,12 +400,11 @@ func (m *Mux) openInnerLocked(port uint16) error {
 		return fmt.Errorf("mux: open UDP port %d: the bind returned no receive functions", port)
 	}
 	g := &muxGen{
-		port:       actual,
-		wakeMsg:    [][]byte{make([]byte, muxWakeSize)},
-		stop:       make(chan struct{}),
-		hs:         make(chan muxInitiation, muxHandshakeQueue),
-		workerDone: make(chan struct{}),
+		port:    actual,
+		wakeMsg: [][]byte{make([]byte, muxWakeSize)},
+		stop:    make(chan struct{}),
 	}
+	g.hsCond = sync.NewCond(&g.hsMu)
 	m.gen = g
 	g.readers = make([]*muxReader, len(fns))
 	for i, fn := range fns {
@@ -428,9 +422,12 @@ func (m *Mux) openInnerLocked(port uint16) error {
 			go m.proxyLoop(g, r)
 		}
 	}
-	m.goroutines.Add(1)
-	go m.handshakeWorker(g)
-	m.log.Info("mux: shared UDP socket open", "port", actual, "receivers", len(fns))
+	g.workers = m.workers
+	for range m.workers {
+		m.goroutines.Add(1)
+		go m.handshakeWorker(g)
+	}
+	m.log.Info("mux: shared UDP socket open", "port", actual, "receivers", len(fns), "handshake_workers", m.workers)
 	return nil
 }
 
@@ -498,7 +495,7 @@ func (m *Mux) wake(g *muxGen, r *muxReader, why string) {
 }
 
 // closeInnerLocked closes the inner bind, which ends every read, and waits for the Mux's
-// goroutines. Must hold m.mu.
+// goroutines but the handshake workers inside route. Must hold m.mu.
 func (m *Mux) closeInnerLocked() error {
 	g := m.gen
 	m.gen = nil
@@ -510,11 +507,11 @@ func (m *Mux) closeInnerLocked() error {
 	g.proxies.Wait()
 	g.hsMu.Lock()
 	g.stopped = true
-	busy := g.inRoute
-	g.hsMu.Unlock()
-	if !busy {
-		<-g.workerDone
+	for g.workers > g.inRoute {
+		g.hsCond.Wait()
 	}
+	g.hsMu.Unlock()
+	m.hs.reset() // what waits came to this socket
 	m.log.Info("mux: shared UDP socket closed", "port", g.port)
 	if err != nil {
 		return fmt.Errorf("mux: close UDP socket: %w", err)
@@ -728,7 +725,8 @@ func (rc *muxReceiver) fromQueue(bufs [][]byte, sizes []int, eps []conn.Endpoint
 // session that got most of the batch, nil if none did.
 func (rc *muxReceiver) sort(bufs [][]byte, sizes []int, eps []conn.Endpoint, n int) (end int, hot *muxSession) {
 	m, self, c := rc.m, rc.s, &rc.counts
-	now := m.nowSec()
+	t := m.now()
+	now, nowNano := int64(t.Sub(m.epoch)/time.Second), t.UnixNano()
 	devs := *m.devices.Load()
 	own := 0
 	var (
@@ -757,18 +755,7 @@ func (rc *muxReceiver) sort(bufs [][]byte, sizes []int, eps []conn.Endpoint, n i
 				continue
 			}
 			c[muxInitiations]++
-			if !rc.mac1.ok(p) {
-				c[muxBadMAC1]++
-				continue
-			}
-			buf := m.bufs.Get().(*muxBuf)
-			copy(buf[:], p)
-			select {
-			case rc.g.hs <- muxInitiation{buf: buf, ep: eps[i]}:
-			default:
-				m.bufs.Put(buf)
-				c[muxHandshakeDrops]++
-			}
+			rc.initiation(nowNano, p, eps[i])
 			eps[i] = nil
 			continue
 		case muxTypeResponse:
@@ -865,8 +852,9 @@ func (rc *muxReceiver) add(s *muxSession, p []byte, ep conn.Endpoint) {
 	b.n++
 }
 
-// enqueue hands batch b to session s, or drops it when s's queue is full; it never blocks.
-func (m *Mux) enqueue(s *muxSession, b *muxBatch, c *muxCounts) {
+// enqueue hands batch b to session s, or drops it when s's queue is full (false); it never
+// blocks.
+func (m *Mux) enqueue(s *muxSession, b *muxBatch, c *muxCounts) bool {
 	n := int64(b.n)
 	if s.queued.Add(n) <= m.queueLimit {
 		select {
@@ -874,13 +862,14 @@ func (m *Mux) enqueue(s *muxSession, b *muxBatch, c *muxCounts) {
 			c[muxDelivered] += uint64(n)
 			c[muxQueued] += uint64(n)
 			m.kick(s)
-			return
+			return true
 		default: // unreachable: the channel holds queueLimit batches of at least one datagram
 		}
 	}
 	s.queued.Add(-n)
 	c[muxQueueDrops] += uint64(n)
 	m.releaseBatch(b)
+	return false
 }
 
 // kick makes sure that a goroutine of s sees what was just queued: one that is not reading
@@ -1026,118 +1015,87 @@ func muxFromLoopback(ep conn.Endpoint) bool { return ep != nil && ep.DstIP().IsL
 // nowSec is the time in whole seconds since the Mux was made.
 func (m *Mux) nowSec() int64 { return int64(m.now().Sub(m.epoch) / time.Second) }
 
-// --- the handshake worker ---
+// --- handshake admission and the workers ---
 
-// handshakeWorker routes initiations until g stops.
-//
-// DoS: mac1 proves only that the sender knows the node's public key, which is in every client
-// config, so anyone can make this worker run one X25519 (≈ 62 µs here, ≈ 16k/s on one core)
-// and one route call per datagram. wireguard-go's defences (cookie replies with mac2 once 128
-// handshakes queue up in a device, 20 initiations/s per source IP) act only after this, in the
-// device route picked, so the worker is the first thing a flood of initiations exhausts. Its
-// queue is bounded and drops (HandshakeDrops) instead of slowing whoever reads the socket, so
-// transport datagrams of every tenant keep flowing; but a flood does crowd out real
-// initiations, across tenants. Under load, admitInitiation asks for mac2 before the X25519.
-func (m *Mux) handshakeWorker(g *muxGen) {
-	defer close(g.workerDone)
-	defer m.goroutines.Add(-1)
-	var c muxCounts
-	for {
-		select {
-		case <-g.stop:
-			for { // return the buffers of what is left
-				select {
-				case it := <-g.hs:
-					m.bufs.Put(it.buf)
-				default:
-					return
-				}
-			}
-		case it := <-g.hs:
-			ok := m.routeInitiation(g, it, &c)
-			m.flush(&c)
-			if !ok {
-				return
-			}
-		}
+// initiation handles the initiation p (the right size) from ep at now: shed before its MACs
+// are checked, dropped for a bad mac1, or put through admission.
+func (rc *muxReceiver) initiation(now int64, p []byte, ep conn.Endpoint) {
+	m, c := rc.m, &rc.counts
+	if v, shed := m.hs.shed(now, ep, muxMAC2IsZero(p)); shed {
+		m.count(v, c)
+		return
+	}
+	if !rc.mac1.ok(p) {
+		c[muxBadMAC1]++
+		return
+	}
+	m.admit(now, p, ep, c)
+}
+
+// admit puts the initiation p (mac1 valid) from ep through handshake admission (see
+// mux_handshake.go) at now: queued for the workers, answered with a cookie reply, or dropped,
+// and counted.
+func (m *Mux) admit(now int64, p []byte, ep conn.Endpoint, c *muxCounts) {
+	mac2 := muxMAC2Unchecked
+	if m.hs.underLoad(now) {
+		mac2 = m.checkMAC2(p, ep)
+	}
+	v, pushedOut := m.hs.offer(now, p, ep, mac2)
+	if v == muxNeedMAC2 { // under load since the look above
+		v, pushedOut = m.hs.offer(now, p, ep, m.checkMAC2(p, ep))
+	}
+	if pushedOut {
+		c[muxHandshakeDrops]++
+	}
+	if v == muxSendCookie {
+		m.sendCookie(p, ep)
+	}
+	m.count(v, c)
+}
+
+// count counts the verdict v about one initiation.
+func (m *Mux) count(v muxVerdict, c *muxCounts) {
+	switch v {
+	case muxAdmit:
+		c[muxAdmitted]++
+	case muxDropQueueFull:
+		c[muxHandshakeDrops]++
+	case muxSendCookie:
+		c[muxCookiesSent]++
+	case muxDropCookieLimited:
+		c[muxCookieLimited]++
+	case muxDropRateLimited:
+		c[muxRateLimited]++
 	}
 }
 
-// routeInitiation decrypts the initiator's static key, asks route which device owns it and
-// queues the initiation there. It returns false when g stopped while route ran.
-func (m *Mux) routeInitiation(g *muxGen, it muxInitiation, c *muxCounts) bool {
-	msg := it.buf[:muxInitiationSize]
-	if !m.admitInitiation(g, msg, it.ep, c) {
-		m.bufs.Put(it.buf)
-		return true
-	}
-	static, ok := m.noise.initiatorStatic(msg)
-	if !ok {
-		c[muxBadInitiation]++
-		m.bufs.Put(it.buf)
-		return true
-	}
-	g.hsMu.Lock()
-	if g.stopped {
-		g.hsMu.Unlock()
-		m.bufs.Put(it.buf)
-		return false
-	}
-	g.inRoute = true
-	g.hsMu.Unlock()
-
-	id, known := m.route(static)
-
-	g.hsMu.Lock()
-	g.inRoute = false
-	stopped := g.stopped
-	g.hsMu.Unlock()
-	switch {
-	case stopped:
-		m.bufs.Put(it.buf)
-		return false
-	case !known:
-		c[muxUnknownInitiator]++
-		m.bufs.Put(it.buf)
-		return true
-	}
-	s := (*m.devices.Load())[id]
-	if s == nil {
-		c[muxNoDevice]++
-		m.bufs.Put(it.buf)
-		return true
-	}
-	b := m.batches.Get().(*muxBatch)
-	b.bufs[0], b.sizes[0], b.eps[0], b.n = it.buf, muxInitiationSize, it.ep, 1
-	m.enqueue(s, b, c)
-	return true
+// muxMAC2IsZero reports whether the initiation p carries no mac2: a client without a
+// cookie sends zeros there.
+func muxMAC2IsZero(p []byte) bool {
+	return [muxInitiationSize - muxInitMAC2Off]byte(p[muxInitMAC2Off:]) == [muxInitiationSize - muxInitMAC2Off]byte{}
 }
 
-// admitInitiation decides whether the worker may spend an X25519 on msg. Not under load
-// (see muxUnderLoadQueued), always. Under load only with a valid mac2 for ep: the sender then
-// proved it receives at that address, so a flood from spoofed addresses costs a BLAKE2s per
-// datagram, not a Diffie-Hellman. Without one it answers with a cookie reply (a MAC of the
-// source address under a secret rotated every 2 minutes, whitepaper section 5.4.7), counted
-// in CookieDenied; a stock client retries with mac2 at once. Per-source rate limiting stays
-// with the devices (wireguard-go's, after routing): many users behind one office NAT share a
-// source address.
-func (m *Mux) admitInitiation(g *muxGen, msg []byte, ep conn.Endpoint, c *muxCounts) bool {
-	now := m.now().UnixNano()
-	if len(g.hs) >= muxUnderLoadQueued {
-		m.underLoadUntil.Store(now + int64(muxUnderLoadFor))
-	} else if m.underLoadUntil.Load() <= now {
-		return true
+// checkMAC2 checks the mac2 of the initiation p for its source ep; zeros need no BLAKE2s.
+func (m *Mux) checkMAC2(p []byte, ep conn.Endpoint) muxMAC2 {
+	if muxMAC2IsZero(p) {
+		return muxMAC2Invalid
 	}
-	src := ep.DstToBytes()
-	if m.cookies.CheckMAC2(msg, src) {
-		return true
+	if m.cookies.CheckMAC2(p, ep.DstToBytes()) {
+		return muxMAC2Valid
 	}
-	c[muxCookieDenied]++
-	reply, err := m.cookies.CreateReply(msg, binary.LittleEndian.Uint32(msg[4:8]), src)
+	return muxMAC2Invalid
+}
+
+// sendCookie answers the initiation p from ep with a cookie reply: a MAC of the source address
+// and port under a secret rotated every 2 minutes (whitepaper, section 5.4.7), which a stock
+// client puts into the mac2 of its next initiation.
+func (m *Mux) sendCookie(p []byte, ep conn.Endpoint) {
+	reply, err := m.cookies.CreateReply(p, binary.LittleEndian.Uint32(p[muxInitSenderOff:]), ep.DstToBytes())
 	if err != nil {
-		return false
+		m.log.Warn("mux: create cookie reply", "err", err)
+		return
 	}
-	var b [device.MessageCookieReplySize]byte
+	var b [muxCookieReplySize]byte
 	binary.LittleEndian.PutUint32(b[0:], reply.Type)
 	binary.LittleEndian.PutUint32(b[4:], reply.Receiver)
 	n := 8 + copy(b[8:], reply.Nonce[:])
@@ -1145,7 +1103,96 @@ func (m *Mux) admitInitiation(g *muxGen, msg []byte, ep conn.Endpoint, c *muxCou
 	if err := m.inner.Send([][]byte{b[:]}, ep); err != nil {
 		m.log.Debug("mux: send cookie reply", "to", ep.DstToString(), "err", err)
 	}
-	return false
+}
+
+// handshakeWorker routes the initiations admission queued until g stops; the Mux runs
+// m.workers of them. Each initiation costs it one X25519 (≈ 62 µs here) and a route call;
+// admission already decided that it is worth it. The devices keep wireguard-go's own defences
+// (cookies of their own once 128 handshakes wait in one device, 20 initiations a second per
+// source then), which admission keeps from mattering: a device gets only what the Mux admitted.
+// Were one under load by itself, it would ask for a mac2 of its own cookie, which the Mux does
+// not check (its cookie secret is another).
+func (m *Mux) handshakeWorker(g *muxGen) {
+	defer func() { // after the count: a Close that this lets return finds it done
+		g.hsMu.Lock()
+		g.workers--
+		g.hsCond.Broadcast()
+		g.hsMu.Unlock()
+	}()
+	defer m.goroutines.Add(-1)
+	var (
+		c   muxCounts
+		msg [muxInitiationSize]byte
+	)
+	for {
+		select {
+		case <-g.stop:
+			return
+		default:
+		}
+		ep, ok := m.hs.take(&msg)
+		if !ok {
+			select {
+			case <-g.stop:
+				return
+			case <-m.hs.wake:
+			}
+			continue
+		}
+		ok = m.routeInitiation(g, &msg, ep, &c)
+		m.flush(&c)
+		if !ok {
+			return
+		}
+	}
+}
+
+// routeInitiation decrypts the initiator's static key, asks route which device owns it and
+// queues the initiation there. It returns false when g stopped while route ran.
+func (m *Mux) routeInitiation(g *muxGen, msg *[muxInitiationSize]byte, ep conn.Endpoint, c *muxCounts) bool {
+	static, ok := m.noise.initiatorStatic(msg[:])
+	if !ok {
+		c[muxBadInitiation]++
+		return true
+	}
+	g.hsMu.Lock()
+	if g.stopped {
+		g.hsMu.Unlock()
+		return false
+	}
+	g.inRoute++
+	g.hsMu.Unlock()
+
+	id, known := m.route(static)
+
+	g.hsMu.Lock()
+	g.inRoute--
+	stopped := g.stopped
+	g.hsCond.Broadcast()
+	g.hsMu.Unlock()
+	switch {
+	case stopped:
+		return false
+	case !known:
+		c[muxUnknownInitiator]++
+		return true
+	}
+	s := (*m.devices.Load())[id]
+	if s == nil {
+		c[muxNoDevice]++
+		c[muxRouteNoDevice]++
+		return true
+	}
+	buf := m.bufs.Get().(*muxBuf)
+	copy(buf[:], msg[:])
+	b := m.batches.Get().(*muxBatch)
+	b.bufs[0], b.sizes[0], b.eps[0], b.n = buf, muxInitiationSize, ep, 1
+	if m.enqueue(s, b, c) {
+		c[muxRouted]++
+	} else {
+		c[muxRouteQueueDrops]++
+	}
+	return true
 }
 
 // --- the index table ---
@@ -1236,7 +1283,13 @@ const (
 	muxNoDevice
 	muxQueueDrops
 	muxHandshakeDrops
-	muxCookieDenied
+	muxCookiesSent
+	muxCookieLimited
+	muxRateLimited
+	muxAdmitted
+	muxRouted
+	muxRouteQueueDrops
+	muxRouteNoDevice
 	muxDelivered
 	muxQueued
 	muxLearned
@@ -1262,9 +1315,12 @@ func (m *Mux) flush(c *muxCounts) {
 }
 
 // MuxStats are the Mux's counters since NewMux. Every received datagram counts once in
-// Received and, once handled, exactly once in Delivered or one of the drop counters
-// (Malformed, BadMAC1, BadInitiation, UnknownInitiator, UnknownIndex, NoDevice, QueueDrops,
-// HandshakeDrops, CookieDenied).
+// Received and, once handled, exactly once in Delivered, CookiesSent or one of the drop
+// counters (Malformed, BadMAC1, BadInitiation, UnknownInitiator, UnknownIndex, NoDevice,
+// QueueDrops, HandshakeDrops, CookieLimited, RateLimited). An initiation passes admission
+// first (Admitted, or CookiesSent, CookieLimited, RateLimited, HandshakeDrops), and the
+// handshake workers handle what was admitted (Routed, or BadInitiation, UnknownInitiator,
+// NoDevice, QueueDrops; HandshakeDrops when another source's initiation pushed it out).
 type MuxStats struct {
 	Received uint64 // datagrams read from the shared socket
 
@@ -1283,8 +1339,20 @@ type MuxStats struct {
 	UnknownIndex     uint64 // a receiver index no device sent (or unused for 5 minutes)
 	NoDevice         uint64 // the owning device's bind is not open
 	QueueDrops       uint64 // the owning device's queue was full
-	HandshakeDrops   uint64 // the handshake worker's queue was full
-	CookieDenied     uint64 // under load, an initiation without a valid mac2: answered with a cookie reply
+	HandshakeDrops   uint64 // the queue of initiations was full (this one, or one it pushed out of a longer source queue)
+	CookiesSent      uint64 // under load, an initiation without a valid mac2: answered with a cookie reply
+	CookieLimited    uint64 // as CookiesSent, but the cookie replies' rate (to its source, or to all) was spent: dropped
+	RateLimited      uint64 // under load, an initiation with a mac2 from a source over its rate: dropped
+	// Under load, an initiation from a known source that is dropped whatever its MACs are
+	// counts in CookieLimited or RateLimited before they are checked (see muxHandshakes.shed).
+
+	Admitted         uint64 // initiations admission queued for the handshake workers
+	Routed           uint64 // of those, delivered to the device route named
+	RouteQueueDrops  uint64 // of those, dropped because that device's queue was full (in QueueDrops too)
+	RouteNoDevice    uint64 // of those, dropped because that device's bind was not open (in NoDevice too)
+	UnderLoad        bool   // initiations need a valid mac2 now
+	HandshakeQueued  int    // initiations waiting for the handshake workers now
+	HandshakeSources int    // sources in the admission table now (bounded by muxMaxSources)
 
 	Learned         uint64 // sender indices seen in sent initiations and responses
 	IndexCollisions uint64 // a sent index already belonged to another device (the newest wins)
@@ -1303,6 +1371,7 @@ func (m *Mux) Stats() MuxStats {
 	m.idxMu.RLock()
 	n := len(m.idx)
 	m.idxMu.RUnlock()
+	hs := m.hs.state()
 	return MuxStats{
 		Received:           c(muxReceived),
 		Initiations:        c(muxInitiations),
@@ -1319,7 +1388,16 @@ func (m *Mux) Stats() MuxStats {
 		NoDevice:           c(muxNoDevice),
 		QueueDrops:         c(muxQueueDrops),
 		HandshakeDrops:     c(muxHandshakeDrops),
-		CookieDenied:       c(muxCookieDenied),
+		CookiesSent:        c(muxCookiesSent),
+		CookieLimited:      c(muxCookieLimited),
+		RateLimited:        c(muxRateLimited),
+		Admitted:           c(muxAdmitted),
+		Routed:             c(muxRouted),
+		RouteQueueDrops:    c(muxRouteQueueDrops),
+		RouteNoDevice:      c(muxRouteNoDevice),
+		UnderLoad:          m.hs.underLoad(m.now().UnixNano()),
+		HandshakeQueued:    hs.queued,
+		HandshakeSources:   hs.sources,
 		Learned:            c(muxLearned),
 		IndexCollisions:    c(muxIndexCollisions),
 		IndexEvictions:     c(muxIndexEvictions),
@@ -1328,4 +1406,48 @@ func (m *Mux) Stats() MuxStats {
 		Wakeups:            c(muxWakeups),
 		ReservationsStolen: c(muxReservationsStolen),
 	}
+}
+
+// HandshakeStatus is what the node's shared socket did with handshake initiations since it
+// started: the figures of a handshake flood. Every initiation received counts once in
+// Routed, CookieReplies or Drops, or is still Queued (or inside a handshake worker).
+type HandshakeStatus struct {
+	Initiations   uint64 // well-formed initiations received
+	Routed        uint64 // handed to the device of the initiator's tenant
+	CookieReplies uint64 // answered with a cookie reply: under load, without a valid mac2
+	UnderLoad     bool   // initiations need a valid mac2 now
+	Queued        int    // waiting for the handshake workers now
+	// Drops by reason: bad_mac1 (not for this node's key), cookie_limited (under load without
+	// mac2, and the cookie replies' rate spent), rate_limited (under load, its source over its
+	// rate), queue_full, bad_initiation (the static key does not decrypt), unknown_peer,
+	// no_device (the tenant's device is not open), device_queue_full.
+	Drops map[string]uint64
+}
+
+// HandshakeStatus returns the handshake counters of Stats.
+func (m *Mux) HandshakeStatus() HandshakeStatus {
+	st := m.Stats()
+	hs := HandshakeStatus{
+		Initiations:   st.Initiations,
+		Routed:        st.Routed,
+		CookieReplies: st.CookiesSent,
+		UnderLoad:     st.UnderLoad,
+		Queued:        st.HandshakeQueued,
+		Drops:         map[string]uint64{},
+	}
+	for k, v := range map[string]uint64{
+		"bad_mac1":          st.BadMAC1,
+		"cookie_limited":    st.CookieLimited,
+		"rate_limited":      st.RateLimited,
+		"queue_full":        st.HandshakeDrops,
+		"bad_initiation":    st.BadInitiation,
+		"unknown_peer":      st.UnknownInitiator,
+		"no_device":         st.RouteNoDevice,
+		"device_queue_full": st.RouteQueueDrops,
+	} {
+		if v > 0 {
+			hs.Drops[k] = v
+		}
+	}
+	return hs
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"sync"
 	"testing"
@@ -149,6 +150,9 @@ func BenchmarkMuxInitiation(b *testing.B) {
 	}
 	route := func(k store.Key) (int64, bool) { id, ok := owners[k]; return id, ok }
 	h := newMuxSyncHarness(b, node, route, 1, 2)
+	lim := muxDefaultHSLimits()
+	lim.sourceRate, lim.sourceBurst = 1e9, 1e6 // one source, as fast as it goes: never under load
+	h.m.hs = newMuxHandshakes(lim)
 	pkts := [][]byte{msg}
 	b.ReportAllocs()
 	for b.Loop() {
@@ -456,4 +460,36 @@ func muxEcho(tb testing.TB, bind conn.Bind, fns []conn.ReceiveFunc) {
 		}()
 	}
 	tb.Cleanup(func() { bind.Close(); wg.Wait() })
+}
+
+// BenchmarkMuxFloodReceive measures the receive path for a batch of initiations with a valid
+// mac1 from 100 sources, as under a flood: mac1, then admission (the Mux under load, no mac2,
+// most refused without a cookie reply).
+func BenchmarkMuxFloodReceive(b *testing.B) {
+	node := muxTestKey(b)
+	h := newMuxSyncHarness(b, node, nil, 1)
+	for i := range conn.IdealBatchSize {
+		h.sizes[i] = copy(h.bufs[i], muxJunkInitiation(node.PublicKey(), uint32(i)))
+	}
+	eps := make([]conn.Endpoint, conn.IdealBatchSize)
+	for i := range eps {
+		eps[i] = muxFakeEndpoint{netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 51, 100, byte(i % 100)}), 9)}
+	}
+	var out [muxInitiationSize]byte
+	b.ReportAllocs()
+	for b.Loop() {
+		for i := range h.sizes {
+			h.sizes[i] = muxInitiationSize
+		}
+		copy(h.eps, eps)
+		h.rc.sort(h.bufs, h.sizes, h.eps, conn.IdealBatchSize)
+		for {
+			if _, ok := h.m.hs.take(&out); !ok {
+				break
+			}
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*conn.IdealBatchSize), "ns/initiation")
+	h.m.flush(&h.rc.counts)
+	b.Logf("%+v", h.m.Stats())
 }

@@ -732,11 +732,10 @@ func newMuxSyncHarness(t testing.TB, node store.Key, route func(store.Key) (int6
 	m, _ := newTestMux(t, newMuxFakeBind(conn.IdealBatchSize), node, route)
 	h := &muxSyncHarness{m: m}
 	h.g = &muxGen{
-		readers:    []*muxReader{{token: make(chan struct{}, 1)}},
-		stop:       make(chan struct{}),
-		hs:         make(chan muxInitiation, muxHandshakeQueue),
-		workerDone: make(chan struct{}),
+		readers: []*muxReader{{token: make(chan struct{}, 1)}},
+		stop:    make(chan struct{}),
 	}
+	h.g.hsCond = sync.NewCond(&h.g.hsMu)
 	m.mu.Lock()
 	for _, id := range devices {
 		s := &muxSession{
@@ -774,15 +773,16 @@ func (h *muxSyncHarness) run(pkts [][]byte, out map[int64][][]byte) {
 			out[h.s[0].id] = append(out[h.s[0].id], bytes.Clone(h.bufs[i][:h.sizes[i]]))
 		}
 	}
-	var c muxCounts
+	var (
+		c   muxCounts
+		msg [muxInitiationSize]byte
+	)
 	for {
-		select {
-		case it := <-h.g.hs:
-			h.m.routeInitiation(h.g, it, &c)
-			continue
-		default:
+		ep, ok := h.m.hs.take(&msg)
+		if !ok {
+			break
 		}
-		break
+		h.m.routeInitiation(h.g, &msg, ep, &c)
 	}
 	h.m.flush(&c)
 	for _, s := range h.s {
@@ -839,7 +839,8 @@ func FuzzMuxDemux(f *testing.F) {
 		handled := (after.Delivered - before.Delivered) + (after.Malformed - before.Malformed) +
 			(after.BadMAC1 - before.BadMAC1) + (after.BadInitiation - before.BadInitiation) +
 			(after.UnknownInitiator - before.UnknownInitiator) + (after.UnknownIndex - before.UnknownIndex) +
-			(after.NoDevice - before.NoDevice) + (after.QueueDrops - before.QueueDrops) + (after.HandshakeDrops - before.HandshakeDrops)
+			(after.NoDevice - before.NoDevice) + (after.QueueDrops - before.QueueDrops) + (after.HandshakeDrops - before.HandshakeDrops) +
+			(after.CookiesSent - before.CookiesSent) + (after.CookieLimited - before.CookieLimited) + (after.RateLimited - before.RateLimited)
 		nonEmpty := 0
 		for _, p := range pkts {
 			if len(p) > 0 {
@@ -991,7 +992,7 @@ func TestMuxCloseWhileReading(t *testing.T) {
 					t.Fatalf("%s: proxied %v with loopback %v", r.name, r.proxied, c.loopbackAtOpen)
 				}
 			}
-			if want := int32(1 + 2*btoi(!c.loopbackAtOpen)); m.goroutines.Load() != want {
+			if want := int32(m.workers + 2*btoi(!c.loopbackAtOpen)); m.goroutines.Load() != want {
 				t.Errorf("%d goroutines of the Mux, want %d", m.goroutines.Load(), want)
 			}
 
@@ -1077,12 +1078,27 @@ func (l *muxLogBuffer) String() string {
 func TestMuxInitiationWakesReadingDevice(t *testing.T) {
 	node, client := muxTestKey(t), muxTestKey(t)
 	inner := newMuxFakeBind(4)
-	m, _ := newTestMux(t, inner, node, func(store.Key) (int64, bool) { return 1, true })
-	b := m.Bind(1)
+	var (
+		b       conn.Bind
+		readers []*muxReader
+	)
+	// route returns once the device's goroutines are back in their reads (the one that read
+	// the initiation may still be busy with its batch when the worker gets it): then the queued
+	// initiation needs a wake-up.
+	route := func(store.Key) (int64, bool) {
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+			if s := muxSess(b); readers[0].reading.Load() == s && readers[1].reading.Load() == s {
+				break
+			}
+		}
+		return 1, true
+	}
+	m, _ := newTestMux(t, inner, node, route)
+	b = m.Bind(1)
 	fns, _ := muxOpen(t, b, 0)
 	defer b.Close()
 	got := muxCollect(fns, 4)
-	readers := muxReaders(t, m)
+	readers = muxReaders(t, m)
 	muxWaitReading(t, readers[0], muxSess(b), "IPv4")
 	muxWaitReading(t, readers[1], muxSess(b), "IPv6")
 	init := muxCaptureInitiation(t, client, node.PublicKey())

@@ -1,0 +1,676 @@
+package gateway
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.zx2c4.com/wireguard/conn"
+	"golang.zx2c4.com/wireguard/device"
+
+	"github.com/popgate/popgate/store"
+)
+
+// --- the pieces of admission ---
+
+func TestMuxBucket(t *testing.T) {
+	const ms = int64(time.Millisecond)
+	cost, limit := 10*ms, 30*ms // 100 a second, 3 at once
+	cases := []struct {
+		name  string
+		start muxBucket
+		at    []int64 // times of the takes
+		want  []bool
+	}{
+		{"full bucket gives its burst at once", muxBucket{tokens: limit}, []int64{0, 0, 0, 0}, []bool{true, true, true, false}},
+		{"then one per cost", muxBucket{tokens: 0}, []int64{5 * ms, 10 * ms, 15 * ms, 20 * ms}, []bool{false, true, false, true}},
+		{"refills to the limit, no more", muxBucket{tokens: 0}, []int64{time.Second.Nanoseconds(), time.Second.Nanoseconds(), time.Second.Nanoseconds(), time.Second.Nanoseconds()}, []bool{true, true, true, false}},
+		{"a clock that goes back refills nothing", muxBucket{tokens: cost, last: 100 * ms}, []int64{50 * ms, 60 * ms}, []bool{true, false}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			b := c.start
+			for i, at := range c.at {
+				has := b.has(at, cost, limit)
+				if got := b.take(at, cost, limit); got != c.want[i] || has != got {
+					t.Fatalf("take %d at %v: %v (has said %v), want %v", i, time.Duration(at), got, has, c.want[i])
+				}
+			}
+		})
+	}
+}
+
+func TestMuxSourceKey(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{"192.0.2.7", "192.0.2.7"},
+		{"::ffff:192.0.2.7", "192.0.2.7"},
+		{"2001:db8:1:2:3:4:5:6", "2001:db8:1:2::"},
+		{"2001:db8:1:2::ffff", "2001:db8:1:2::"},
+		{"fe80::1%eth0", "fe80::"},
+	} {
+		if got := muxSourceKey(netip.MustParseAddr(c.in)); got != netip.MustParseAddr(c.want) {
+			t.Errorf("muxSourceKey(%s) = %s, want %s", c.in, got, c.want)
+		}
+	}
+}
+
+// muxTestLimits are small limits for the admission tests: a queue of 8, under load at 4, a
+// source may have 2 a second (2 at once), cookie replies 3 a second per source and 5 in all.
+func muxTestLimits() muxHSLimits {
+	return muxHSLimits{
+		queue: 8, underLoadQueued: 4, underLoadFor: time.Second,
+		sourceRate: 2, sourceBurst: 2,
+		cookieSrcRate: 3, cookieSrcBurst: 3,
+		cookieRate: 5, cookieBurst: 5,
+		maxSources: 16, sourceIdle: 2 * time.Second, sweepEvery: 10 * time.Second,
+	}
+}
+
+func muxEP(s string) conn.Endpoint { return muxFakeEndpoint{netip.MustParseAddrPort(s)} }
+
+// muxStep is one initiation offered to admission, the queue drained or time passing.
+type muxStep struct {
+	after  time.Duration // clock advance before the step
+	from   string        // source address:port; "" with drain set
+	mac2   muxMAC2       // what the caller knows of its mac2
+	want   muxVerdict
+	drain  bool // take every waiting initiation instead of offering
+	loaded bool // want the Mux under load after the step
+}
+
+func TestMuxAdmission(t *testing.T) {
+	const (
+		a  = "192.0.2.10:1000"
+		a2 = "192.0.2.10:2000" // the same source (address) as a
+		b  = "192.0.2.11:1000"
+		c  = "192.0.2.12:1000"
+		v6 = "[2001:db8:1:2::1]:1000"
+		v7 = "[2001:db8:1:2::2]:1000" // the same /64
+	)
+	U, V, I := muxMAC2Unchecked, muxMAC2Valid, muxMAC2Invalid
+	cases := []struct {
+		name  string
+		steps []muxStep
+	}{
+		{"not under load: admitted without mac2", []muxStep{
+			{from: a, mac2: U, want: muxAdmit},
+			{from: b, mac2: U, want: muxAdmit},
+			{from: a, mac2: U, want: muxAdmit},
+		}},
+		{"a source over its rate puts the Mux under load", []muxStep{
+			{from: a, mac2: U, want: muxAdmit},
+			{from: a2, mac2: U, want: muxAdmit},
+			{from: a, mac2: U, want: muxNeedMAC2, loaded: true},
+			{from: a, mac2: I, want: muxSendCookie, loaded: true},
+			{from: a, mac2: V, want: muxDropRateLimited, loaded: true},
+			{from: b, mac2: U, want: muxNeedMAC2, loaded: true},
+			{from: b, mac2: I, want: muxSendCookie, loaded: true},
+			{from: b, mac2: V, want: muxAdmit, loaded: true},
+			{after: 500 * time.Millisecond, from: a, mac2: V, want: muxAdmit, loaded: true}, // a's bucket refilled one
+			{from: a, mac2: V, want: muxDropRateLimited, loaded: true},
+		}},
+		{"under load ends a second after its last cause", []muxStep{
+			{from: a, mac2: U, want: muxAdmit},
+			{from: a, mac2: U, want: muxAdmit},
+			{from: a, mac2: I, want: muxSendCookie, loaded: true},
+			{after: 999 * time.Millisecond, from: b, mac2: I, want: muxSendCookie, loaded: true},
+			{after: 2 * time.Millisecond, from: b, mac2: U, want: muxAdmit},
+		}},
+		{"a long queue puts the Mux under load", []muxStep{
+			{from: a, mac2: U, want: muxAdmit},
+			{from: b, mac2: U, want: muxAdmit},
+			{from: c, mac2: U, want: muxAdmit},
+			{from: v6, mac2: U, want: muxAdmit},
+			{from: b, mac2: U, want: muxNeedMAC2, loaded: true},
+			{from: b, mac2: V, want: muxAdmit, loaded: true},
+			{drain: true, loaded: true},
+			{after: 1001 * time.Millisecond, from: c, mac2: U, want: muxAdmit},
+		}},
+		{"cookie replies are limited per source and in all", []muxStep{
+			{from: a, mac2: U, want: muxAdmit},
+			{from: a, mac2: U, want: muxAdmit},
+			{from: a, mac2: I, want: muxSendCookie, loaded: true},
+			{from: a2, mac2: I, want: muxSendCookie, loaded: true},
+			{from: a, mac2: I, want: muxSendCookie, loaded: true},
+			{from: a, mac2: I, want: muxDropCookieLimited, loaded: true}, // a's 3
+			{from: b, mac2: I, want: muxSendCookie, loaded: true},
+			{from: c, mac2: I, want: muxSendCookie, loaded: true},
+			{from: v6, mac2: I, want: muxDropCookieLimited, loaded: true}, // 5 in all
+			{after: 200 * time.Millisecond, from: v6, mac2: I, want: muxSendCookie, loaded: true},
+		}},
+		{"IPv6 sources share a bucket per /64", []muxStep{
+			{from: v6, mac2: U, want: muxAdmit},
+			{from: v7, mac2: U, want: muxAdmit},
+			{from: v7, mac2: I, want: muxSendCookie, loaded: true},
+			{from: v6, mac2: V, want: muxDropRateLimited, loaded: true},
+		}},
+		{"refused initiations without mac2 keep the Mux under load", []muxStep{
+			{from: a, mac2: U, want: muxAdmit},
+			{from: a, mac2: U, want: muxAdmit},
+			{from: a, mac2: I, want: muxSendCookie, loaded: true},
+			{after: 900 * time.Millisecond, from: b, mac2: I, want: muxSendCookie, loaded: true},
+			{from: b, mac2: I, want: muxSendCookie, loaded: true},
+			{from: c, mac2: I, want: muxSendCookie, loaded: true}, // the 4th since a's renewed: renews
+			{from: c, mac2: I, want: muxSendCookie, loaded: true},
+			{after: 900 * time.Millisecond, from: c, mac2: V, want: muxAdmit, loaded: true},
+			{after: 101 * time.Millisecond, from: c, mac2: U, want: muxAdmit},
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newMuxHandshakes(muxTestLimits())
+			now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano()
+			msg := make([]byte, muxInitiationSize)
+			var out [muxInitiationSize]byte
+			for i, st := range tc.steps {
+				now += int64(st.after)
+				if st.drain {
+					for {
+						if _, ok := h.take(&out); !ok {
+							break
+						}
+					}
+				} else if got, _ := h.offer(now, msg, muxEP(st.from), st.mac2); got != st.want {
+					t.Fatalf("step %d (%s, mac2 %d): %v, want %v", i, st.from, st.mac2, got, st.want)
+				}
+				if got := h.underLoad(now); got != st.loaded {
+					t.Fatalf("step %d: under load %v, want %v", i, got, st.loaded)
+				}
+			}
+		})
+	}
+}
+
+// muxOfferN offers n initiations from ep (not under load, so without mac2), each marked with
+// its source's tag byte and a sequence number, and fails unless each is admitted.
+func muxOfferN(t *testing.T, h *muxHandshakes, now int64, ep string, tag byte, n int) {
+	t.Helper()
+	for i := range n {
+		msg := make([]byte, muxInitiationSize)
+		msg[0], msg[1] = tag, byte(i)
+		if v, _ := h.offer(now, msg, muxEP(ep), muxMAC2Valid); v != muxAdmit {
+			t.Fatalf("offer %c%d: %v", tag, i, v)
+		}
+	}
+}
+
+// muxTakeAll returns the tags and sequence numbers of the waiting initiations in the order
+// the workers get them: "a0 b0 a1".
+func muxTakeAll(h *muxHandshakes) string {
+	var got []string
+	var msg [muxInitiationSize]byte
+	for {
+		if _, ok := h.take(&msg); !ok {
+			break
+		}
+		got = append(got, fmt.Sprintf("%c%d", msg[0], msg[1]))
+	}
+	return fmt.Sprint(got)
+}
+
+func TestMuxQueueRoundRobin(t *testing.T) {
+	lim := muxTestLimits()
+	lim.sourceBurst, lim.underLoadQueued = 8, 100 // never under load here
+	h := newMuxHandshakes(lim)
+	muxOfferN(t, h, 0, "192.0.2.1:1", 'a', 4)
+	muxOfferN(t, h, 0, "192.0.2.2:1", 'b', 1)
+	muxOfferN(t, h, 0, "192.0.2.3:1", 'c', 2)
+	if got, want := muxTakeAll(h), "[a0 b0 c0 a1 c1 a2 a3]"; got != want {
+		t.Errorf("workers took %s, want %s", got, want)
+	}
+	// A source that comes back after its queue emptied goes to the end of the round.
+	muxOfferN(t, h, 0, "192.0.2.3:1", 'c', 1)
+	muxOfferN(t, h, 0, "192.0.2.1:1", 'a', 1)
+	if got, want := muxTakeAll(h), "[c0 a0]"; got != want {
+		t.Errorf("workers took %s, want %s", got, want)
+	}
+}
+
+func TestMuxQueueFullPushesOutTheLongest(t *testing.T) {
+	lim := muxTestLimits()
+	lim.sourceBurst, lim.underLoadQueued = 8, 100
+	h := newMuxHandshakes(lim) // 8 slots
+	muxOfferN(t, h, 0, "192.0.2.1:1", 'a', 6)
+	muxOfferN(t, h, 0, "192.0.2.2:1", 'b', 2)
+	// Full. c has nothing waiting: a (the longest) loses its oldest.
+	msg := make([]byte, muxInitiationSize)
+	msg[0] = 'c'
+	if v, out := h.offer(0, msg, muxEP("192.0.2.3:1"), muxMAC2Valid); v != muxAdmit || !out {
+		t.Fatalf("c into a full queue: %v, pushed out %v; want admitted, pushing one out", v, out)
+	}
+	// b (2) against a (5): a loses again; then b (3) against a (4): taking from a would
+	// leave it fewer than b, so b's newest is the one that goes.
+	msg[0] = 'b'
+	for i, want := range []muxVerdict{muxAdmit, muxDropQueueFull} {
+		msg[1] = byte(2 + i)
+		if v, _ := h.offer(0, msg, muxEP("192.0.2.2:1"), muxMAC2Valid); v != want {
+			t.Fatalf("b%d: %v, want %v", 2+i, v, want)
+		}
+	}
+	if got, want := muxTakeAll(h), "[a2 b0 c0 a3 b1 a4 b2 a5]"; got != want {
+		t.Errorf("workers took %s, want %s", got, want)
+	}
+}
+
+func TestMuxSourceTableBounded(t *testing.T) {
+	lim := muxTestLimits()
+	lim.underLoadQueued = 100
+	h := newMuxHandshakes(lim)
+	msg := make([]byte, muxInitiationSize)
+	// Sources 1-3 keep an initiation waiting (nobody takes any); 1,000 others come, the
+	// first five also get one in, the rest find the queue full.
+	for i := 1; i <= 3; i++ {
+		h.offer(int64(i), msg, muxEP(fmt.Sprintf("198.51.100.%d:1", i)), muxMAC2Valid)
+	}
+	for i := range 1000 {
+		ep := muxEP(fmt.Sprintf("10.0.%d.%d:1", i/250, i%250))
+		h.offer(int64(10+i), msg, ep, muxMAC2Valid)
+		if n := h.state().sources; n > lim.maxSources {
+			t.Fatalf("after %d sources the table holds %d, more than %d", i+4, n, lim.maxSources)
+		}
+	}
+	h.mu.Lock()
+	for i := 1; i <= 3; i++ {
+		if h.sources[netip.AddrFrom4([4]byte{198, 51, 100, byte(i)})] == nil {
+			t.Errorf("source %d with an initiation waiting was forgotten", i)
+		}
+	}
+	h.mu.Unlock()
+	if st := h.state(); st.evictions == 0 || st.queued != lim.queue {
+		t.Errorf("no source evicted: %+v", st)
+	}
+}
+
+func TestMuxSweepForgetsIdleSources(t *testing.T) {
+	lim := muxTestLimits()
+	h := newMuxHandshakes(lim)
+	msg := make([]byte, muxInitiationSize)
+	sec := int64(time.Second)
+	h.offer(1, msg, muxEP("192.0.2.1:1"), muxMAC2Valid)
+	h.offer(1, msg, muxEP("192.0.2.2:1"), muxMAC2Valid)
+	var out [muxInitiationSize]byte
+	h.take(&out) // 192.0.2.1 has none waiting, 192.0.2.2 one
+	h.offer(9*sec, msg, muxEP("192.0.2.3:1"), muxMAC2Valid)
+	if n := h.state().sources; n != 3 {
+		t.Fatalf("%d sources before the sweep, want 3", n)
+	}
+	h.offer(10*sec+1, msg, muxEP("192.0.2.3:1"), muxMAC2Valid) // sweeps
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if _, ok := h.sources[netip.MustParseAddr("192.0.2.1")]; ok {
+		t.Error("an idle source was kept")
+	}
+	if _, ok := h.sources[netip.MustParseAddr("192.0.2.2")]; !ok {
+		t.Error("an idle source with an initiation waiting was forgotten")
+	}
+	if _, ok := h.sources[netip.MustParseAddr("192.0.2.3")]; !ok {
+		t.Error("a recent source was forgotten")
+	}
+}
+
+// TestMuxAdmitRefusalDoesNotAllocate: under a flood, an initiation refused for want of mac2
+// (the cookie budget spent) and one admitted cost no allocation.
+func TestMuxAdmitRefusalDoesNotAllocate(t *testing.T) {
+	if muxRace {
+		t.Skip("allocation counts mean nothing under the race detector")
+	}
+	node := muxTestKey(t)
+	m, _ := newTestMux(t, newMuxFakeBind(1), node, nil)
+	m.hs = newMuxHandshakes(muxTestLimits())
+	msg := muxJunkInitiation(node.PublicKey(), 1)
+	ep := muxEP("192.0.2.9:1000")
+	var c muxCounts
+	var now int64 = 1
+	var out [muxInitiationSize]byte
+	admitted := func() {
+		now += int64(time.Second) // the bucket refills; under load ends
+		m.admit(now, msg, ep, &c)
+		m.hs.take(&out)
+	}
+	admitted()
+	if n := testing.AllocsPerRun(100, admitted); n != 0 {
+		t.Errorf("%v allocations per admitted initiation, want 0", n)
+	}
+	for range 100 { // under load, the cookie budget spent
+		m.admit(now, msg, ep, &c)
+	}
+	if c[muxCookieLimited] == 0 {
+		t.Fatalf("no initiation refused without a cookie reply: %v", c)
+	}
+	if n := testing.AllocsPerRun(100, func() { m.admit(now, msg, ep, &c) }); n != 0 {
+		t.Errorf("%v allocations per refused initiation, want 0", n)
+	}
+}
+
+// --- the Mux ---
+
+// TestMuxUnderLoadWantsMAC2: under load, an initiation without mac2 gets a cookie reply
+// instead of an X25519; wireguard-go's own initiator code (CookieGenerator) turns that reply
+// into a mac2 the Mux then accepts, from that address only.
+func TestMuxUnderLoadWantsMAC2(t *testing.T) {
+	node := muxTestKey(t)
+	nodePub := node.PublicKey()
+	inner := newMuxFakeBind(8)
+	m, clk := newTestMux(t, inner, node, nil)
+	ep := muxEP("192.0.2.7:40000")
+
+	var gen device.CookieGenerator
+	gen.Init(device.NoisePublicKey(nodePub))
+	msg := muxJunkInitiation(nodePub, 0x01020304)
+	gen.AddMacs(msg)
+
+	var c muxCounts
+	now := func() int64 { return clk.Now().UnixNano() }
+	m.admit(now(), msg, ep, &c)
+	if c[muxAdmitted] != 1 {
+		t.Fatalf("not under load: an initiation without mac2 was not admitted: %v", c)
+	}
+	m.hs.underLoadUntil.Store(now() + int64(time.Second))
+	m.admit(now(), msg, ep, &c)
+	if c[muxCookiesSent] != 1 || c[muxAdmitted] != 1 {
+		t.Fatalf("under load: an initiation without mac2 was not answered with a cookie: %v", c)
+	}
+	var raw []byte
+	select {
+	case raw = <-inner.sent:
+	default:
+		t.Fatal("no cookie reply sent")
+	}
+	if len(raw) != device.MessageCookieReplySize {
+		t.Fatalf("cookie reply of %d bytes, want %d", len(raw), device.MessageCookieReplySize)
+	}
+	var reply device.MessageCookieReply
+	reply.Type = binary.LittleEndian.Uint32(raw[0:])
+	reply.Receiver = binary.LittleEndian.Uint32(raw[4:])
+	n := 8 + copy(reply.Nonce[:], raw[8:])
+	copy(reply.Cookie[:], raw[n:])
+	if reply.Type != device.MessageCookieReplyType || reply.Receiver != 0x01020304 {
+		t.Fatalf("cookie reply type %d receiver %#x, want %d %#x", reply.Type, reply.Receiver, device.MessageCookieReplyType, 0x01020304)
+	}
+	if !gen.ConsumeReply(&reply) {
+		t.Fatal("wireguard-go's initiator rejects the cookie reply")
+	}
+
+	// The client's retry carries mac2 for its address: admitted, still under load.
+	gen.AddMacs(msg)
+	if got := m.checkMAC2(msg, ep); got != muxMAC2Valid {
+		t.Fatalf("mac2 of the retry: %v, want valid", got)
+	}
+	m.admit(now(), msg, ep, &c)
+	if c[muxAdmitted] != 2 {
+		t.Fatalf("under load: an initiation with a valid mac2 was not admitted: %v", c)
+	}
+	// The same mac2 from another address is not valid.
+	if got := m.checkMAC2(msg, muxEP("192.0.2.8:40000")); got != muxMAC2Invalid {
+		t.Fatal("a mac2 made for another source address was accepted")
+	}
+	m.admit(now(), msg, muxEP("192.0.2.8:40000"), &c)
+	if c[muxCookiesSent] != 2 || c[muxAdmitted] != 2 {
+		t.Fatalf("under load: a mac2 of another address was not refused: %v", c)
+	}
+}
+
+// muxDeliverFrom injects a datagram from ep into the fake bind's IPv4 socket.
+func (f *muxFakeBind) deliverFrom(b []byte, ep conn.Endpoint) {
+	f.rx4 <- muxFakeDatagram{b: b, ep: ep}
+}
+
+// TestMuxFloodLetsClientInOnItsRetry: a flood of initiations with a valid mac1 from 100
+// sources, and one from a source that answers cookies, while a real wireguard-go initiation
+// arrives: its first try gets a cookie reply, and its retry with mac2 reaches its device.
+func TestMuxFloodLetsClientInOnItsRetry(t *testing.T) {
+	node, client := muxTestKey(t), muxTestKey(t)
+	nodePub := node.PublicKey()
+	route := func(k store.Key) (int64, bool) { return 1, k == client.PublicKey() }
+	inner := newMuxFakeBind(conn.IdealBatchSize)
+	m, _ := newTestMux(t, inner, node, route)
+	m.now, m.epoch = time.Now, time.Now() // buckets refill as they do in life
+	b := m.Bind(1)
+	fns, _ := muxOpen(t, b, 0)
+	got := muxCollect(fns, conn.IdealBatchSize)
+	defer b.Close()
+
+	// The flood, from 100 sources, and from one that sends the same initiation over and over,
+	// with mac2 once the Mux sent it a cookie.
+	const floodSender = 0xf100d
+	floodEP := muxEP("198.51.100.200:9")
+	answering := muxJunkInitiation(nodePub, floodSender)
+	var floodGen device.CookieGenerator
+	floodGen.Init(device.NoisePublicKey(nodePub))
+	floodGen.AddMacs(answering) // records its mac1, which the cookie reply is sealed to
+	var floodCookie atomic.Bool
+	var flood sync.WaitGroup
+	stop := make(chan struct{})
+	flood.Add(1)
+	go func() {
+		defer flood.Done()
+		withMAC2 := false
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			inner.deliverFrom(muxJunkInitiation(nodePub, uint32(i)), muxEP(fmt.Sprintf("198.51.100.%d:9", i%100)))
+			if !withMAC2 && floodCookie.Load() {
+				floodGen.AddMacs(answering)
+				withMAC2 = true
+			}
+			inner.deliverFrom(bytes.Clone(answering), floodEP)
+		}
+	}()
+
+	// Cookie replies: the answering source's go to it, the client's to the test.
+	msg := muxCaptureInitiation(t, client, nodePub)
+	clientSender := binary.LittleEndian.Uint32(msg[muxInitSenderOff:])
+	clientCookies := make(chan device.MessageCookieReply, 1)
+	flood.Add(1)
+	go func() {
+		defer flood.Done()
+		for {
+			var raw []byte
+			select {
+			case <-stop:
+				return
+			case raw = <-inner.sent:
+			}
+			if len(raw) != muxCookieReplySize {
+				continue
+			}
+			var reply device.MessageCookieReply
+			reply.Type = binary.LittleEndian.Uint32(raw[0:])
+			reply.Receiver = binary.LittleEndian.Uint32(raw[4:])
+			n := 8 + copy(reply.Nonce[:], raw[8:])
+			copy(reply.Cookie[:], raw[n:])
+			switch reply.Receiver {
+			case floodSender:
+				if !floodCookie.Load() && floodGen.ConsumeReply(&reply) {
+					floodCookie.Store(true)
+				}
+			case clientSender:
+				select {
+				case clientCookies <- reply:
+				default:
+				}
+			}
+		}
+	}()
+	defer func() { close(stop); flood.Wait() }()
+	muxWaitStats(t, m, "the flood to put the Mux under load", func(s MuxStats) bool { return s.UnderLoad && s.CookiesSent > 0 })
+	muxWaitStats(t, m, "the flood's answering source to be rate-limited", func(s MuxStats) bool { return s.RateLimited > 0 })
+
+	// The client's first initiation, as wireguard-go sends it: mac2 zero, no cookie yet. The
+	// fake bind drops what it sends when the test does not keep up with the flood's cookie
+	// replies, so the client sends it again until its cookie comes, as it would after a loss.
+	clientEP := muxEP("192.0.2.50:51820")
+	var clientGen device.CookieGenerator
+	clientGen.Init(device.NoisePublicKey(nodePub))
+	clientGen.AddMacs(msg)
+	for timeout := time.After(10 * time.Second); ; {
+		inner.deliverFrom(bytes.Clone(msg), clientEP)
+		select {
+		case reply := <-clientCookies:
+			if !clientGen.ConsumeReply(&reply) {
+				t.Fatal("the client rejects its cookie reply")
+			}
+		case <-time.After(200 * time.Millisecond):
+			continue
+		case <-timeout:
+			t.Fatalf("the client's initiation got no cookie reply: %+v", m.Stats())
+		}
+		break
+	}
+	before := m.Stats().Routed
+
+	// The retry, with mac2.
+	clientGen.AddMacs(msg)
+	inner.deliverFrom(msg, clientEP)
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case d := <-got:
+			if bytes.Equal(d, msg) {
+				st := m.Stats()
+				t.Logf("stats: %+v", st)
+				if st.Routed != before+1 {
+					t.Errorf("routed %d initiations, want the client's retry only", st.Routed-before)
+				}
+				return
+			}
+		case <-timeout:
+			t.Fatalf("the client's retry with mac2 did not reach its device: %+v", m.Stats())
+		}
+	}
+}
+
+// TestMuxWorkersDoNotWaitForOneRoute: a route call that waits (one tenant's device busy in a
+// long IpcSet) holds one handshake worker; the others route the other tenants' initiations.
+func TestMuxWorkersDoNotWaitForOneRoute(t *testing.T) {
+	node, slow, fast := muxTestKey(t), muxTestKey(t), muxTestKey(t)
+	entered, release := make(chan struct{}), make(chan struct{})
+	route := func(k store.Key) (int64, bool) {
+		if k == slow.PublicKey() {
+			close(entered)
+			<-release
+			return 1, true
+		}
+		return 2, k == fast.PublicKey()
+	}
+	inner := newMuxFakeBind(4)
+	m, _ := newTestMux(t, inner, node, route)
+	if m.workers < 2 {
+		t.Fatalf("%d handshake workers, want at least 2", m.workers)
+	}
+	b1, b2 := m.Bind(1), m.Bind(2)
+	fns1, _ := muxOpen(t, b1, 0)
+	fns2, _ := muxOpen(t, b2, 0)
+	muxCollect(fns1, 4)
+	got2 := muxCollect(fns2, 4)
+	defer b1.Close()
+	defer b2.Close()
+	defer func() { // before the Closes, which do not wait for a worker inside route
+		close(release)
+		muxWaitStats(t, m, "the waiting route to return", func(s MuxStats) bool { return s.Routed == 2 })
+	}()
+
+	inner.deliverFrom(muxCaptureInitiation(t, slow, node.PublicKey()), muxEP("192.0.2.20:1"))
+	<-entered
+	msg := muxCaptureInitiation(t, fast, node.PublicKey())
+	inner.deliverFrom(msg, muxEP("192.0.2.21:1"))
+	muxExpect(t, got2, msg, "an initiation of device 2 while route waits for device 1")
+}
+
+func TestMuxShed(t *testing.T) {
+	const a, b = "192.0.2.10:1000", "192.0.2.11:1000"
+	cases := []struct {
+		name     string
+		loaded   bool
+		prepare  func(h *muxHandshakes, now int64) // run before the shed
+		from     string
+		mac2Zero bool
+		want     muxVerdict
+		shed     bool
+	}{
+		{"not under load: never before the MACs", false, nil, a, false, 0, false},
+		{"an unknown source: its mac1 first", true, nil, b, false, 0, false},
+		{"a source within its rate: its MACs decide", true, nil, a, false, 0, false},
+		{"a source over its rate with a mac2", true, func(h *muxHandshakes, now int64) {
+			h.mu.Lock()
+			h.sources[netip.MustParseAddr("192.0.2.10")].hs.tokens = 0
+			h.mu.Unlock()
+		}, a, false, muxDropRateLimited, true},
+		{"no mac2, a cookie reply may go: its mac1 first", true, nil, a, true, 0, false},
+		{"no mac2, its source's cookie replies spent", true, func(h *muxHandshakes, now int64) {
+			h.mu.Lock()
+			h.sources[netip.MustParseAddr("192.0.2.10")].cookie.tokens = 0
+			h.mu.Unlock()
+		}, a, true, muxDropCookieLimited, true},
+		{"no mac2, all cookie replies spent", true, func(h *muxHandshakes, now int64) {
+			h.mu.Lock()
+			h.cookies.tokens = 0
+			h.mu.Unlock()
+		}, a, true, muxDropCookieLimited, true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			h := newMuxHandshakes(muxTestLimits())
+			now := int64(time.Hour)
+			h.offer(now, make([]byte, muxInitiationSize), muxEP(a), muxMAC2Valid) // a is known
+			if c.loaded {
+				h.underLoadUntil.Store(now + int64(time.Second))
+			}
+			if c.prepare != nil {
+				c.prepare(h, now)
+				h.mu.Lock()
+				for _, s := range h.sources { // no refill since
+					s.hs.last, s.cookie.last = now, now
+				}
+				h.cookies.last = now
+				h.mu.Unlock()
+			}
+			v, shed := h.shed(now, muxEP(c.from), c.mac2Zero)
+			if shed != c.shed || (shed && v != c.want) {
+				t.Fatalf("shed %v %v, want %v %v", v, shed, c.want, c.shed)
+			}
+		})
+	}
+}
+
+// TestMuxShedSparesMAC1: under load, a flood source over its rate is dropped as rate-limited
+// before its mac1 is checked, so even a wrong mac1 counts there, not in BadMAC1.
+func TestMuxShedSparesMAC1(t *testing.T) {
+	node := muxTestKey(t)
+	h := newMuxSyncHarness(t, node, nil, 1)
+	h.m.hs = newMuxHandshakes(muxTestLimits())
+	ep := muxEP("192.0.2.10:1000")
+	good := muxJunkInitiation(node.PublicKey(), 1)
+	good[muxInitMAC2Off] = 1 // a mac2, not a valid one
+	bad := bytes.Clone(good)
+	bad[muxInitMAC1Off] ^= 1
+	run := func(p []byte) { // one datagram from ep
+		h.sizes[0] = copy(h.bufs[0], p)
+		h.eps[0] = ep
+		h.rc.sort(h.bufs, h.sizes, h.eps, 1)
+		h.m.flush(&h.rc.counts)
+	}
+	run(good) // admitted
+	run(good) // admitted: the source's burst is 2
+	run(good) // over its rate: under load; a mac2 that is not valid gets a cookie
+	if st := h.m.Stats(); st.Admitted != 2 || st.CookiesSent != 1 || !st.UnderLoad {
+		t.Fatalf("stats %+v", st)
+	}
+	run(bad)
+	if st := h.m.Stats(); st.RateLimited != 1 || st.BadMAC1 != 0 {
+		t.Errorf("a known source over its rate: rate limited %d, bad mac1 %d; want 1, 0", st.RateLimited, st.BadMAC1)
+	}
+	ep = muxEP("192.0.2.99:1")
+	run(bad)
+	if st := h.m.Stats(); st.BadMAC1 != 1 {
+		t.Errorf("an unknown source's bad mac1: bad mac1 %d, want 1", st.BadMAC1)
+	}
+}
