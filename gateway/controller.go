@@ -73,7 +73,9 @@ type Status struct {
 	// ExitSockets are the host sockets the userspace exit's flows hold now, at most
 	// ExitSocketBudget (the open files limit less a reserve).
 	ExitSockets, ExitSocketBudget int
-	Tenants                       []TenantStatus
+	// Handshakes are the shared socket's handshake counters (a flood shows here).
+	Handshakes HandshakeStatus
+	Tenants    []TenantStatus
 }
 
 // TenantStatus holds one tenant's counters.
@@ -511,6 +513,9 @@ func (c *Controller) Status(ctx context.Context) (Status, error) {
 		Addresses:      []netip.Addr{n.ov.gw4, n.ov.gw6},
 		UAPISocket:     n.uapiPath,
 		PeersTotal:     len(ps),
+	}
+	if n.mux != nil {
+		st.Handshakes = n.mux.HandshakeStatus()
 	}
 	st.Drops = map[string]uint64{}
 	for r := dropReason(0); r < numDropReasons; r++ {

@@ -221,6 +221,11 @@ func (a *API) status(w http.ResponseWriter, r *http.Request) error {
 			PublicEndpoint: st.PublicEndpoint, MTU: st.MTU, ExitMode: st.ExitMode, Addresses: addrs,
 			UAPISocket: st.UAPISocket, RxBytes: st.RxBytes, TxBytes: st.TxBytes, Drops: st.Drops,
 			ExitSockets: st.ExitSockets, ExitSocketBudget: st.ExitSocketBudget,
+			Handshakes: APIHandshakes{
+				Initiations: st.Handshakes.Initiations, Routed: st.Handshakes.Routed,
+				CookieReplies: st.Handshakes.CookieReplies, UnderLoad: st.Handshakes.UnderLoad,
+				Queued: st.Handshakes.Queued, Drops: st.Handshakes.Drops,
+			},
 		},
 		Peers:   APIPeerCounts{Total: st.PeersTotal, Enabled: st.PeersEnabled, Online: st.PeersOnline},
 		Tenants: tenants,

@@ -263,6 +263,23 @@ type APIDevice struct {
 	// ExitSocketBudget: the open files limit less what the node keeps for everything else.
 	ExitSockets      int `json:"exit_sockets"`
 	ExitSocketBudget int `json:"exit_socket_budget"`
+	// Handshakes counts what the UDP socket did with handshake initiations.
+	Handshakes APIHandshakes `json:"handshakes"`
+}
+
+// APIHandshakes counts the handshake initiations the node received since it started, and what
+// became of each: routed to its tenant, answered with a cookie reply, dropped (by reason), or
+// still queued.
+type APIHandshakes struct {
+	Initiations   uint64 `json:"initiations"`
+	Routed        uint64 `json:"routed"`
+	CookieReplies uint64 `json:"cookie_replies"`
+	// UnderLoad: initiations need a valid mac2 (proof of their source address) now.
+	UnderLoad bool `json:"under_load"`
+	Queued    int  `json:"queued"`
+	// Drops by reason: bad_mac1, cookie_limited, rate_limited, queue_full, bad_initiation,
+	// unknown_peer, no_device, device_queue_full.
+	Drops map[string]uint64 `json:"drops,omitempty"`
 }
 
 // APIPeerCounts summarises the peers.

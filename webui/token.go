@@ -246,6 +246,7 @@ func (s *Server) scopedStatus(w http.ResponseWriter, r *http.Request, p *Princip
 	}
 	st.Device.RxBytes, st.Device.TxBytes, st.Device.Drops = 0, 0, nil
 	st.Device.ExitSockets, st.Device.ExitSocketBudget = 0, 0 // every tenant's flows
+	st.Device.Handshakes = APIHandshakes{}                   // every tenant's initiations
 	st.Node.Goroutines, st.Node.RSSBytes = 0, 0
 	writeJSON(w, http.StatusOK, st)
 }

@@ -2,7 +2,9 @@ package webui
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -177,10 +179,34 @@ func TestAPITokens(t *testing.T) {
 	if len(ps.Peers) != 1 {
 		t.Errorf("peers?tenant=acme of acme's token: %+v", ps.Peers)
 	}
+	// A handshake initiation (its mac1 wrong) reaches the node: the node's counters are not
+	// acme's to see.
 	var st APIStatus
+	getJSON(t, e, owner, "/api/v1/status", &st)
+	udp, err := net.Dial("udp", fmt.Sprintf("127.0.0.1:%d", st.Device.ListenPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer udp.Close()
+	initiation := make([]byte, 148)
+	initiation[0] = 1
+	for deadline := time.Now().Add(5 * time.Second); st.Device.Handshakes.Initiations == 0; {
+		if time.Now().After(deadline) {
+			t.Fatalf("the node counted no initiation: %+v", st.Device.Handshakes)
+		}
+		if _, err := udp.Write(initiation); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond)
+		getJSON(t, e, owner, "/api/v1/status", &st)
+	}
+	st = APIStatus{}
 	getJSON(t, e, acme, "/api/v1/status", &st)
 	if len(st.Tenants) != 1 || st.Tenants[0].Name != "acme" || st.Peers.Total != 1 || st.Peers.Enabled != 1 || st.Device.Drops != nil {
 		t.Errorf("status of acme's token: tenants %+v, peers %+v", st.Tenants, st.Peers)
+	}
+	if st.Device.Handshakes.Initiations != 0 || st.Device.Handshakes.Drops != nil {
+		t.Errorf("status of acme's token shows the node's handshakes: %+v", st.Device.Handshakes)
 	}
 	getJSON(t, e, owner, "/api/v1/status", &st)
 	if len(st.Tenants) != 2 || st.Peers.Total != 2 {

@@ -990,7 +990,8 @@ func (a *app) peerRemove(ctx context.Context, spec cmdSpec, args []string) error
 var statusSpec = cmdSpec{
 	name:  "status",
 	usage: "status [--json] [--data-dir DIR]",
-	about: "Show the running node (name, version, region, uptime), its WireGuard device, how many peers are enabled and online, " +
+	about: "Show the running node (name, version, region, uptime), its WireGuard device (with what became of the handshake initiations it received: " +
+		"routed, answered with a cookie reply under load, dropped by reason), how many peers are enabled and online, " +
 		"and per tenant: peers, traffic, tracked flows, dropped packets by reason and how many new flows each policy rule decided.",
 	example: "popgate status\nPOPGATE_DATA_DIR=/var/lib/popgate popgate status --json",
 }
@@ -1032,6 +1033,10 @@ func (a *app) cmdStatus(ctx context.Context, args []string) error {
 	if d.ExitSocketBudget > 0 {
 		kv("exit sockets", "%d of %d", d.ExitSockets, d.ExitSocketBudget)
 	}
+	hs := d.Handshakes
+	kv("handshakes", "%d initiations, %d routed, %d cookie replies, under load: %s, %d queued",
+		hs.Initiations, hs.Routed, hs.CookieReplies, yesNo(hs.UnderLoad), hs.Queued)
+	kv("handshake drops", "%s", drops(hs.Drops))
 	b.WriteString("peers\n")
 	kv("total", "%d", p.Total)
 	kv("enabled", "%d", p.Enabled)

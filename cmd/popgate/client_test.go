@@ -85,7 +85,8 @@ const (
 	officeJSON = `{"tenant":"acme","name":"office-gw","public_key":"` + testPub + `","ipv4":"100.64.0.4","ipv6":"fd7a:115c:a1e0::4","enabled":true,"created_at":"2026-03-14T15:09:00Z","server_key":true,"site":"office","site_prefixes":["10.10.0.0/24","10.20.0.0/16"],"online":false,"rx_bytes":0,"tx_bytes":0}`
 	phoneJSON  = `{"tenant":"acme","name":"phone","public_key":"` + testPub + `","ipv4":"100.64.0.3","ipv6":"fd7a:115c:a1e0::3","enabled":false,"created_at":"2026-03-14T15:09:00Z","server_key":false,"online":false,"rx_bytes":0,"tx_bytes":0}`
 	statusJSON = `{"node":{"name":"fra-1","version":"1.2.0","roles":["controller","pop","exit"],"region":"fra","started_at":"2026-03-14T12:00:00Z","uptime_seconds":11366},` +
-		`"device":{"interface":"popgate0","public_key":"HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=","listen_port":51820,"public_endpoint":"vpn.example.com:51820","mtu":1420,"exit_mode":"userspace","addresses":["100.64.0.1/10","fd7a:115c:a1e0::1/48"],"uapi_socket":"/var/run/wireguard/popgate0.sock","rx_bytes":3221225472,"tx_bytes":10240,"exit_sockets":130,"exit_socket_budget":18976},` +
+		`"device":{"interface":"popgate0","public_key":"HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=","listen_port":51820,"public_endpoint":"vpn.example.com:51820","mtu":1420,"exit_mode":"userspace","addresses":["100.64.0.1/10","fd7a:115c:a1e0::1/48"],"uapi_socket":"/var/run/wireguard/popgate0.sock","rx_bytes":3221225472,"tx_bytes":10240,"exit_sockets":130,"exit_socket_budget":18976,` +
+		`"handshakes":{"initiations":120500,"routed":3,"cookie_replies":9000,"under_load":true,"queued":2,"drops":{"rate_limited":111000,"bad_mac1":495}}},` +
 		`"peers":{"total":2,"enabled":1,"online":1}}`
 )
 
@@ -108,6 +109,8 @@ func statusText() string {
 		"  uapi socket:      /var/run/wireguard/popgate0.sock\n" +
 		"  transfer:         3.0 GiB received, 10 KiB sent\n" +
 		"  exit sockets:     130 of 18976\n" +
+		"  handshakes:       120500 initiations, 3 routed, 9000 cookie replies, under load: yes, 2 queued\n" +
+		"  handshake drops:  bad_mac1 495, rate_limited 111000\n" +
 		"peers\n" +
 		"  total:            2\n" +
 		"  enabled:          1\n" +
