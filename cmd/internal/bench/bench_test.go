@@ -25,13 +25,14 @@ type benchConfig struct {
 	scalePeers  int             // BENCH_SCALE_PEERS: peers stored for the scale case (default 100,000)
 	scaleActive int             // BENCH_SCALE_ACTIVE: of those, how many handshake (default 10,000)
 	rules       int             // BENCH_RULES: rules of the policy in the throughput cases (default 1,000)
-	phases      map[string]bool // BENCH_PHASES: a comma-separated subset of tcp,udp,latency,profile,handshake,scale
+	floodRate   int             // BENCH_FLOOD_RATE: initiations a second of the handshake flood (default 0: as fast as the generator goes)
+	phases      map[string]bool // BENCH_PHASES: a comma-separated subset of tcp,udp,latency,profile,handshake,flood,scale
 	out         string          // BENCH_OUT: the file to write; default BENCHMARKS.md at the module root; "-" writes none
 	popgate     string          // POPGATE_BIN: a popgate binary to use instead of building one
 	profiles    string          // BENCH_PROFILE_DIR: keep the CPU profiles there (default: a temp dir)
 }
 
-var allPhases = []string{"tcp", "udp", "latency", "profile", "handshake", "scale"}
+var allPhases = []string{"tcp", "udp", "latency", "profile", "handshake", "flood", "scale"}
 
 func loadConfig(t *testing.T) benchConfig {
 	t.Helper()
@@ -52,6 +53,7 @@ func loadConfig(t *testing.T) benchConfig {
 		scalePeers:  num("BENCH_SCALE_PEERS", 100_000),
 		scaleActive: num("BENCH_SCALE_ACTIVE", 10_000),
 		rules:       num("BENCH_RULES", 1000),
+		floodRate:   num("BENCH_FLOOD_RATE", 0),
 		phases:      map[string]bool{},
 		out:         os.Getenv("BENCH_OUT"),
 		popgate:     os.Getenv("POPGATE_BIN"),
@@ -173,6 +175,7 @@ func TestBench(t *testing.T) {
 		{"latency", e.phaseLatency},
 		{"profile", e.phaseProfile},
 		{"handshake", e.phaseHandshake},
+		{"flood", e.phaseFlood},
 		{"scale", e.phaseScale},
 	} {
 		if !cfg.phases[ph.name] {

@@ -12,13 +12,21 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"testing"
 	"time"
 
+	"github.com/popgate/popgate/cmd/internal/hsflood"
+	"github.com/popgate/popgate/cmd/internal/testbed"
 	"github.com/popgate/popgate/store"
 )
 
@@ -313,4 +321,220 @@ func (g *hsGen) sweep(ctx context.Context, from, to int) (hsResult, time.Duratio
 		first = ctx.Err()
 	}
 	return total, took, first
+}
+
+// --- the handshake flood (issue 15) ---
+
+// floodManySources are the 100 source addresses of the flood from many sources, in Cli;
+// floodOneSource the address of the flood from one source that answers cookie replies.
+func floodManySources() []netip.Addr {
+	var a []netip.Addr
+	for i := range 100 {
+		a = append(a, netip.AddrFrom4([4]byte{192, 0, 2, byte(100 + i)}))
+	}
+	return a
+}
+
+var floodOneSource = netip.AddrFrom4([4]byte{192, 0, 2, 200})
+
+// addFloodSources puts the flood's source addresses on g's client link (idempotent).
+func (g *gw) addFloodSources(t testing.TB) {
+	t.Helper()
+	var b strings.Builder
+	for _, a := range append(floodManySources(), floodOneSource) {
+		fmt.Fprintf(&b, "address replace %s/32 dev %s\n", a, g.topo.CliLink)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := g.topo.Cli.Command(ctx, "ip", "-batch", "-")
+	cmd.Stdin = strings.NewReader(b.String())
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("%s: add the flood's addresses: %v: %s", g.kind, err, out)
+	}
+}
+
+// floodKind is one kind of flood.
+type floodKind struct {
+	name    string
+	sources []netip.Addr
+	answer  bool // the source answers cookie replies: its initiations carry a valid mac2
+}
+
+var floodKinds = []floodKind{
+	{"100 sources, valid mac1", floodManySources(), false},
+	{"1 source answering cookies, valid mac2", []netip.Addr{floodOneSource}, true},
+}
+
+// Timing of a flood run.
+const (
+	floodLead  = 3 * time.Second  // the flood runs this long before the client starts
+	floodLimit = 40 * time.Second // the longest the run waits for the client's first ping
+)
+
+// floodRun is what one run measured.
+type floodRun struct {
+	firstPing   time.Duration // client start → its first ping through the tunnel; 0: none within floodLimit
+	initiations int           // the client's initiations up to its first handshake response; 0: none
+	rate        float64       // initiations a second the generator sent
+	kernelDrops uint64        // datagrams Pop's kernel dropped for want of socket buffer
+	echoSent    int64         // the established client's echoes during the run
+	echoLost    int64
+}
+
+// phaseFlood floods the baseline and popgate (userspace exit: the kernel exit shares the same
+// socket code) with handshake initiations and starts a new stock client 3 s in: how long until
+// its first ping, on which of its initiations it got in, and whether the established client
+// lost echoes meanwhile. BENCH_FLOOD_RATE caps the generator (0: as fast as it goes).
+func (e *env) phaseFlood(t *testing.T) {
+	type target struct {
+		g      *gw
+		late   *testbed.Netns
+		echo   *testbed.UDPEchoServer
+		client int
+	}
+	var targets []*target
+	for _, kind := range []string{kindBaseline, kindUserspace} {
+		g := e.gw(kind)
+		if g == nil {
+			continue
+		}
+		g.addFloodSources(t)
+		targets = append(targets, &target{g: g, late: g.topo.NewClient(t), echo: testbed.StartUDPEcho(t, g.topo.Net)})
+	}
+	group := fmt.Sprintf("Handshake flood (Go generator in Cli: initiations with a valid mac1, junk inside, %s; a new stock client starts %v into the flood)", floodRateText(e.cfg.floodRate), floodLead)
+	for r := range e.cfg.reps {
+		for _, fk := range floodKinds {
+			for i := range targets {
+				tg := targets[(i+r)%len(targets)]
+				tg.client++
+				run, err := e.floodOnce(t, tg.g, tg.late, tg.echo, fk, tg.client)
+				rows := []*row{
+					e.res.def(group, fk.name+": the new client's first ping after", "s", 1, -1, 1.0),
+					e.res.def(group, fk.name+": the new client's initiations up to its handshake", "", 0, -1, 0),
+					e.res.def(group, fk.name+": the established client's echoes lost", "%", 1, 0, 0),
+					e.res.def(group, fk.name+": datagrams the kernel dropped (socket buffer full)", "per run", 0, 0, 0),
+					e.res.def(group, fk.name+": generator rate", "1/s", 0, 0, 0),
+				}
+				if err != nil {
+					t.Errorf("%s: %s: %v", tg.g.kind, fk.name, err)
+					for _, rw := range rows {
+						e.res.fail(rw, tg.g.kind, err)
+					}
+					continue
+				}
+				first := run.firstPing.Seconds()
+				if run.firstPing == 0 {
+					first = math.NaN()
+					e.res.fail(rows[0], tg.g.kind, fmt.Errorf("no ping within %v", floodLimit))
+				} else {
+					e.res.add(rows[0], tg.g.kind, first)
+				}
+				if run.initiations > 0 {
+					e.res.add(rows[1], tg.g.kind, float64(run.initiations))
+				}
+				lost := 0.0
+				if run.echoSent > 0 {
+					lost = 100 * float64(run.echoLost) / float64(run.echoSent)
+				}
+				e.res.add(rows[2], tg.g.kind, lost)
+				e.res.add(rows[3], tg.g.kind, float64(run.kernelDrops))
+				e.res.add(rows[4], tg.g.kind, run.rate)
+				t.Logf("%-9s %s: first ping after %.1f s, initiation %d, established client lost %d of %d echoes, kernel dropped %d, generator %.0f/s",
+					tg.g.kind, fk.name, first, run.initiations, run.echoLost, run.echoSent, run.kernelDrops, run.rate)
+			}
+		}
+	}
+}
+
+func floodRateText(rate int) string {
+	if rate == 0 {
+		return "as fast as the generator goes"
+	}
+	return fmt.Sprintf("%d a second", rate)
+}
+
+// floodOnce runs one flood of kind fk against g and starts client number n in late.
+func (e *env) floodOnce(t *testing.T, g *gw, late *testbed.Netns, echo *testbed.UDPEchoServer, fk floodKind, n int) (floodRun, error) {
+	var run floodRun
+	var conf string
+	if g.stock != nil {
+		conf = g.stock.AddPeer(t)
+	} else {
+		conf = g.node.mustCLI(t, 30*time.Second, "peer", "add", "--tenant", "bench", fmt.Sprintf("late%d", n))
+	}
+	drops0 := kernelRcvbufErrors(g.topo.Pop)
+	f, err := hsflood.Start(hsflood.Config{
+		Server: g.endpoint, ServerKey: g.serverPub, Sources: fk.sources,
+		Listen: g.topo.Cli.ListenPacket, AnswerCookies: fk.answer, Rate: e.cfg.floodRate,
+	})
+	if err != nil {
+		return run, err
+	}
+	defer f.Stop()
+	flow := testbed.StartEchoFlow(t, g.topo.Cli, echo.Addr(g.topo.NetAddr4), 50*time.Millisecond)
+	defer flow.Stop()
+	time.Sleep(floodLead)
+
+	name := g.topo.Name(fmt.Sprintf("f%d", n))
+	t.Cleanup(func() { _ = os.Remove(filepath.Join(testbed.UAPIDir, name+".sock")) })
+	began := time.Now()
+	c := testbed.StartClientWith(t, late, name, conf, testbed.ClientOptions{WireGuardGo: g.wgGo})
+	defer c.Stop()
+	err = testbed.PollErr(context.Background(), floodLimit, func(ctx context.Context) error {
+		return testbed.PingN(ctx, late, g.topo.NetAddr4, 1, 300*time.Millisecond)
+	})
+	if err == nil {
+		run.firstPing = time.Since(began)
+	}
+	st := f.Stop()
+	run.rate = st.PerSecond()
+	flow.Stop()
+	run.echoSent, run.echoLost = flow.Sent(), max(flow.Sent()-flow.Replies(), 0)
+	run.kernelDrops = kernelRcvbufErrors(g.topo.Pop) - drops0
+	run.initiations = clientInitiations(c.Proc.Log())
+	return run, nil
+}
+
+// clientInitiations counts the initiations a wireguard-go client (verbose log) sent up to its
+// first handshake response; 0 when no response came.
+func clientInitiations(log string) int {
+	n := 0
+	for line := range strings.SplitSeq(log, "\n") {
+		switch {
+		case strings.Contains(line, "Sending handshake initiation"):
+			n++
+		case strings.Contains(line, "Received handshake response"):
+			return n
+		}
+	}
+	return 0
+}
+
+// kernelRcvbufErrors is UDP RcvbufErrors in ns: datagrams dropped because a socket's receive
+// buffer was full.
+func kernelRcvbufErrors(ns *testbed.Netns) uint64 {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, err := ns.Run(ctx, "cat", "/proc/net/snmp")
+	if err != nil {
+		return 0
+	}
+	var names []string
+	for line := range strings.SplitSeq(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 || f[0] != "Udp:" {
+			continue
+		}
+		if names == nil {
+			names = f
+			continue
+		}
+		for i, name := range names {
+			if name == "RcvbufErrors" && i < len(f) {
+				v, _ := strconv.ParseUint(f[i], 10, 64)
+				return v
+			}
+		}
+	}
+	return 0
 }
