@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 )
@@ -34,93 +33,6 @@ func countRows(t testing.TB, s *Store, table string) int {
 		t.Fatal(err)
 	}
 	return n
-}
-
-func TestPasswordHash(t *testing.T) {
-	hash, err := HashPassword(testPassword)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !regexp.MustCompile(`^\$argon2id\$v=19\$m=19456,t=2,p=1\$[A-Za-z0-9+/]{22}\$[A-Za-z0-9+/]{43}$`).MatchString(hash) {
-		t.Errorf("hash %q is not the PHC form with t=2 m=19MiB p=1", hash)
-	}
-	if again, _ := HashPassword(testPassword); again == hash {
-		t.Error("two hashes of one password are equal: no salt?")
-	}
-	for _, tc := range []struct {
-		password string
-		want     bool
-	}{{testPassword, true}, {testPassword + " ", false}, {"", false}, {strings.ToUpper(testPassword), false}} {
-		if ok, err := VerifyPassword(hash, tc.password); ok != tc.want || err != nil {
-			t.Errorf("VerifyPassword(%q) = %v, %v; want %v", tc.password, ok, err, tc.want)
-		}
-	}
-	if ok, err := VerifyPassword(dummyPasswordHash, testPassword); ok || err != nil {
-		t.Errorf("dummy hash: %v, %v", ok, err)
-	}
-	for _, bad := range []string{
-		"",
-		"plain",
-		"$argon2i$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaA",
-		"$argon2id$v=18$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaA",
-		"$argon2id$v=19$m=4194304,t=2,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaA", // 4 GiB
-		"$argon2id$v=19$m=19456,t=2,p=1,m=8$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaA",
-		"$argon2id$v=19$m=19456,t=1000,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaA",
-		"$argon2id$v=19$m=19456,t=2,p=1,x=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaA",
-		"$argon2id$v=19$m=19456,t=2,p=1$!!$aGFzaGhhc2hoYXNoaGFzaA",
-		"$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$aA",
-	} {
-		if ok, err := VerifyPassword(bad, testPassword); ok || err == nil {
-			t.Errorf("VerifyPassword with hash %q = %v, %v; want an error", bad, ok, err)
-		}
-	}
-}
-
-func TestValidatePassword(t *testing.T) {
-	for _, tc := range []struct {
-		password, want string // want "": valid
-	}{
-		{testPassword, ""},
-		{"twelve chars", ""},
-		{"pässwört-1234", ""},
-		{"", "is empty"},
-		{"short", "too short (5 characters): use at least 12"},
-		{"ünïcödé", "too short (7 characters)"},
-		{strings.Repeat("x", 257), "too long (257 bytes): use at most 256"},
-		{"line\nbreak in it", "control character"},
-		{"tab\tin the password", "control character"},
-		{"\xff\xfe invalid utf-8!!", "not valid UTF-8"},
-		{"Alice.Example", "the admin's name"},
-	} {
-		err := ValidatePassword("alice.example", tc.password)
-		if tc.want == "" {
-			if err != nil {
-				t.Errorf("ValidatePassword(%q) = %v", tc.password, err)
-			}
-			continue
-		}
-		wantErr(t, err, ErrInvalid, tc.want)
-	}
-}
-
-func TestGeneratePassword(t *testing.T) {
-	seen := map[string]bool{}
-	for range 50 {
-		p, err := GeneratePassword()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !regexp.MustCompile(`^[a-hjkmnp-z2-9]{4}(-[a-hjkmnp-z2-9]{4}){5}$`).MatchString(p) {
-			t.Fatalf("generated password %q has the wrong form", p)
-		}
-		if err := ValidatePassword("admin", p); err != nil {
-			t.Fatalf("generated password %q is refused: %v", p, err)
-		}
-		if seen[p] {
-			t.Fatalf("password %q generated twice", p)
-		}
-		seen[p] = true
-	}
 }
 
 func TestAdmins(t *testing.T) {
@@ -265,66 +177,6 @@ func TestSignInAccounting(t *testing.T) {
 	}
 }
 
-func TestTOTPSecrets(t *testing.T) {
-	ctx := context.Background()
-	s, _ := openClocked(t)
-	a := mustAdmin(t, s, "root", RoleOwner, "")
-	b := mustAdmin(t, s, "bob", RoleViewer, "")
-	secret := []byte("12345678901234567890")
-
-	_, err := s.AdminTOTPSecret(ctx, a.ID, false)
-	wantErr(t, err, ErrNotFound, "no TOTP secret")
-	err = s.EnableAdminTOTP(ctx, a.ID, 1)
-	wantErr(t, err, ErrNotFound, "no TOTP enrolment is pending")
-	wantErr(t, s.SetAdminTOTPPending(ctx, a.ID, secret[:10]), ErrInvalid, "20 bytes")
-	if err := s.SetAdminTOTPPending(ctx, a.ID, secret); err != nil {
-		t.Fatal(err)
-	}
-	if got, err := s.AdminTOTPSecret(ctx, a.ID, true); err != nil || string(got) != string(secret) {
-		t.Fatalf("pending secret = %q, %v", got, err)
-	}
-	var sealed []byte
-	if err := s.db.QueryRowContext(ctx, "SELECT totp_pending_enc FROM admins WHERE id = ?", a.ID).Scan(&sealed); err != nil {
-		t.Fatal(err)
-	}
-	if strings.Contains(string(sealed), string(secret)) {
-		t.Fatal("the TOTP secret is stored in the clear")
-	}
-	if err := s.EnableAdminTOTP(ctx, a.ID, 1000); err != nil {
-		t.Fatal(err)
-	}
-	if got, _ := s.Admin(ctx, "root"); !got.TOTPEnabled {
-		t.Error("TOTP not enabled")
-	}
-	if got, err := s.AdminTOTPSecret(ctx, a.ID, false); err != nil || string(got) != string(secret) {
-		t.Fatalf("secret = %q, %v", got, err)
-	}
-
-	// The step that confirmed the enrolment and earlier ones are used up.
-	for _, tc := range []struct {
-		step int64
-		want bool
-	}{{999, false}, {1000, false}, {1001, true}, {1001, false}, {1003, true}, {1002, false}} {
-		if ok, err := s.UseAdminTOTPStep(ctx, a.ID, tc.step); ok != tc.want || err != nil {
-			t.Errorf("UseAdminTOTPStep(%d) = %v, %v; want %v", tc.step, ok, err, tc.want)
-		}
-	}
-
-	// A sealed secret moved to another admin's row does not open.
-	if _, err := s.db.ExecContext(ctx, "UPDATE admins SET totp_secret_enc = (SELECT totp_secret_enc FROM admins WHERE id = ?) WHERE id = ?", a.ID, b.ID); err != nil {
-		t.Fatal(err)
-	}
-	_, err = s.AdminTOTPSecret(ctx, b.ID, false)
-	wantErr(t, err, ErrInvalid, "cannot be decrypted")
-
-	if got, err := s.DisableAdminTOTP(ctx, "root"); err != nil || got.TOTPEnabled {
-		t.Fatalf("DisableAdminTOTP = %+v, %v", got, err)
-	}
-	_, err = s.AdminTOTPSecret(ctx, a.ID, false)
-	wantErr(t, err, ErrNotFound, "no TOTP secret")
-}
-
-// TestSchemaRefusesBadAuthRows writes rows of the auth tables with raw SQL to prove the
 // schema's own constraints refuse them.
 func TestSchemaRefusesBadAuthRows(t *testing.T) {
 	ctx := context.Background()
@@ -378,22 +230,6 @@ func TestSchemaRefusesBadAuthRows(t *testing.T) {
 			t.Errorf("%s: %v", q, err)
 		}
 	}
-}
-
-func FuzzParsePHC(f *testing.F) {
-	hash, _ := HashPassword(testPassword)
-	f.Add(hash)
-	f.Add(dummyPasswordHash)
-	f.Add("$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA")
-	f.Fuzz(func(t *testing.T, s string) {
-		p, err := parsePHC(s)
-		if err != nil {
-			return
-		}
-		if p.memory > 64<<10 || p.time > 10 || p.threads > 8 || len(p.key) < 16 {
-			t.Errorf("parsePHC(%q) accepted %+v", s, p)
-		}
-	})
 }
 
 func TestAddFirstAdminHash(t *testing.T) {

@@ -17,22 +17,6 @@ import (
 // secretLen is the size of the key file: one XChaCha20-Poly1305 key.
 const secretLen = chacha20poly1305.KeySize
 
-// Sealed keys are sealVersion, a random nonce, then the ciphertext with its tag. The version
-// byte leaves room for another format or a key rotation later.
-const (
-	sealVersion = 0x01
-	sealedLen   = 1 + chacha20poly1305.NonceSizeX + KeyLen + chacha20poly1305.Overhead // 73
-)
-
-// Additional data of each sealed key: a domain string plus, for peers, the public key of the
-// row. A ciphertext moved to another row or setting fails to open.
-const (
-	adPeerPrefix = "popgate peer private key v1\x00"
-	adNode       = "popgate node private key v1"
-)
-
-func peerAD(pub Key) []byte { return append([]byte(adPeerPrefix), pub[:]...) }
-
 // loadSecret reads the key file at keyPath. When it does not exist and mayCreate is set (the
 // database holds nothing encrypted yet) it creates one with 32 random bytes and mode 0600;
 // otherwise a missing file is an error, because a new key could not open the existing rows.
@@ -132,35 +116,6 @@ func newAEAD(secret []byte) (cipher.AEAD, error) {
 		return nil, fmt.Errorf("store: secret key: %w", err)
 	}
 	return aead, nil
-}
-
-// sealKey encrypts k bound to ad.
-func (s *Store) sealKey(k Key, ad []byte) ([]byte, error) {
-	var nonce [chacha20poly1305.NonceSizeX]byte
-	if _, err := rand.Read(nonce[:]); err != nil {
-		return nil, fmt.Errorf("store: generate nonce: %w", err)
-	}
-	out := make([]byte, 0, sealedLen)
-	out = append(out, sealVersion)
-	out = append(out, nonce[:]...)
-	return s.aead.Seal(out, nonce[:], k[:], ad), nil
-}
-
-// openKey decrypts a value made by sealKey with the same ad. It fails when the value was
-// sealed for another row, with another key file, or was changed.
-func (s *Store) openKey(sealed, ad []byte) (Key, error) {
-	var k Key
-	if len(sealed) != sealedLen || sealed[0] != sealVersion {
-		return k, errors.New("sealed key has an unknown format")
-	}
-	nonce := sealed[1 : 1+chacha20poly1305.NonceSizeX]
-	plain, err := s.aead.Open(nil, nonce, sealed[1+chacha20poly1305.NonceSizeX:], ad)
-	if err != nil {
-		return k, errors.New("sealed key does not open with this key file, or belongs to another row")
-	}
-	copy(k[:], plain)
-	clear(plain)
-	return k, nil
 }
 
 // holdsEncryptedKeys reports whether the database holds anything sealed with the key file.

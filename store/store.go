@@ -216,6 +216,13 @@ func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	return s.writeTx(ctx, kindState, fn)
 }
 
+// writeAuth runs fn in one write transaction that does not advance the generation: admins,
+// sessions, tokens, the audit log and download links are not desired network state, and
+// nodes need not re-read anything when they change.
+func (s *Store) writeAuth(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	return s.writeTx(ctx, kindAuth, fn)
+}
+
 // writeKind says what a write transaction changes, and so what it must do besides.
 type writeKind int
 
@@ -301,6 +308,20 @@ func (s *Store) read(ctx context.Context, fn func(q querier) error) error {
 	}
 	defer tx.Rollback() // it wrote nothing, so a failure here loses nothing
 	return fn(tx)
+}
+
+// oneRow turns the result of an UPDATE of one row by id into an error: ErrNotFound when no row
+// had the id.
+func oneRow(res sql.Result, err error, what string, id int64) error {
+	if err != nil {
+		return fmt.Errorf("store: update %s: %w", what, err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("store: update %s: %w", what, err)
+	} else if n == 0 {
+		return errorf(ErrNotFound, "%s #%d not found: it was removed meanwhile", what, id)
+	}
+	return nil
 }
 
 // micros converts t to the schema's time representation.
