@@ -17,7 +17,7 @@ func TestFDBudget(t *testing.T) {
 		{1024, 768},             // Debian's default soft limit: a quarter kept
 		{4096, 3072},            // a quarter is the whole reserve
 		{8192, 7168},            // the e2e test's
-		{20000, 18976},          // this machine's
+		{20000, 18976},          // a limit set by hand
 		{524288, 523264},        // systemd's default hard limit
 		{1 << 30, 1<<30 - 1024}, // the most fdBudget counts
 	} {

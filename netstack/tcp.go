@@ -30,7 +30,7 @@ const (
 
 	// relayBufSize is the copy buffer of one direction of one TCP flow, held while the
 	// flow lives, so it bounds an idle flow's cost (64 KiB per flow, both ways). Against
-	// 128 KiB, BenchmarkTCPDownload showed no difference beyond this machine's noise.
+	// 128 KiB, BenchmarkTCPDownload showed no difference beyond its run-to-run noise.
 	// (Later: wait for readiness without a buffer, borrow one only while data is ready.)
 	relayBufSize = 32 << 10
 )

@@ -23,8 +23,9 @@ import (
 // delay that all addresses share is again a lock the attacker controls. What bounds
 // distributed guessing instead: the back-off above caps each address at about 24 guesses a
 // day once it has used its free ones; every password check is an argon2id hash, and at most a
-// few run at once for the whole server (hashSem), about 40 a second; passwords have at least
-// 12 characters and generated ones 118 bits; TOTP makes a guessed password useless alone. The
+// few run at once for the whole server (hashSem), a few dozen a second (BenchmarkHashPassword
+// in store; BENCHMARKS.md); passwords have at least 12 characters and generated ones 118 bits;
+// TOTP makes a guessed password useless alone. The
 // store counts an admin's failures since its last success for owners to see
 // (Admin.FailedSignIns), and the log warns when the count crosses 20, 100, 1,000, ...
 //

@@ -10,7 +10,7 @@ import (
 
 // writeJSONList answers 200 with {"<key>": [items…]}, byte for byte what writeJSON writes for
 // a struct with that one list field, but an item at a time: however long the list, the answer
-// is never held whole (100,000 peers are ≈ 40 MB of JSON). Once the first item is out the
+// is never held whole (100,000 peers are ≈ 42 MB of JSON). Once the first item is out the
 // status cannot change: an error (the client went away) ends the answer early and is
 // returned, for the log only.
 func writeJSONList[T any](w http.ResponseWriter, key string, items iter.Seq[T]) error {
