@@ -11,13 +11,13 @@ import (
 	"github.com/popgate/popgate/store"
 )
 
-// Role is what an admin may do.
+// Role is what an admin may do: one of the store's roles (store.RoleOwner…), their one home.
 type Role string
 
 const (
-	RoleOwner       Role = "owner"        // everything, every tenant
-	RoleTenantAdmin Role = "tenant_admin" // everything within one tenant
-	RoleViewer      Role = "viewer"       // read-only, every tenant (or one, when Tenant is set)
+	RoleOwner       Role = store.RoleOwner       // everything, every tenant
+	RoleTenantAdmin Role = store.RoleTenantAdmin // everything within one tenant
+	RoleViewer      Role = store.RoleViewer      // read-only, every tenant (or one, when Tenant is set)
 )
 
 // Principal is who makes a request: a signed-in admin (browser session) or an API token.
