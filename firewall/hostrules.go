@@ -9,7 +9,6 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -66,15 +65,13 @@ type HostRulesConfig struct {
 	newIPTables func(proto iptables.Protocol) (iptablesAPI, error)
 }
 
-var hostIfaceRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,15}$`)
-
 // Validate fills defaults and rejects bad values with a message naming the field and the fix.
 func (c *HostRulesConfig) Validate() error {
 	if c.TunName == "" {
 		return errors.New("host rules: TunName is empty: set it to the kernel TUN of the exit")
 	}
-	if !hostIfaceRE.MatchString(c.TunName) {
-		return fmt.Errorf("host rules: TunName %q is not an interface name: use 1-15 letters, digits, '_', '.' or '-'", c.TunName)
+	if !ValidInterfaceName(c.TunName) {
+		return fmt.Errorf("host rules: TunName %q is not an interface name: use %s", c.TunName, InterfaceNameRule)
 	}
 	if c.ListenPort == 0 {
 		c.ListenPort = 51820
@@ -83,8 +80,8 @@ func (c *HostRulesConfig) Validate() error {
 		return fmt.Errorf("host rules: ListenPort %d is out of range: use 1-65535", c.ListenPort)
 	}
 	if c.EgressInterface != "" {
-		if !hostIfaceRE.MatchString(c.EgressInterface) {
-			return fmt.Errorf("host rules: EgressInterface %q is not an interface name: use 1-15 letters, digits, '_', '.' or '-', or leave it empty for any", c.EgressInterface)
+		if !ValidInterfaceName(c.EgressInterface) {
+			return fmt.Errorf("host rules: EgressInterface %q is not an interface name: use %s, or leave it empty for any", c.EgressInterface, InterfaceNameRule)
 		}
 		if c.EgressInterface == c.TunName {
 			return fmt.Errorf("host rules: EgressInterface %q is the TUN itself: name the uplink, or leave it empty for any", c.EgressInterface)

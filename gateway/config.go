@@ -7,11 +7,11 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/popgate/popgate/firewall"
 	"github.com/popgate/popgate/netstack"
 	"github.com/popgate/popgate/store"
 )
@@ -43,6 +43,16 @@ const (
 	ExitAuto      = "auto"
 	ExitUserspace = "userspace"
 	ExitKernel    = "kernel"
+)
+
+// The defaults of Config, the one place they are written: Validate fills them in, and the
+// serve command shows them in its help and starts from them.
+const (
+	DefaultInterface  = "popgate0"
+	DefaultListenPort = 51820
+	DefaultMTU        = 1420
+	DefaultExitMode   = ExitAuto
+	DefaultRegion     = "local"
 )
 
 // Config configures a node. The zero value of each field selects the documented default;
@@ -82,40 +92,38 @@ type Config struct {
 	sweepEvery, trimEvery, peerIdle time.Duration
 }
 
-var ifaceRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,15}$`)
-
 // Validate fills defaults and rejects bad values with a message naming the field and the fix.
 func (c *Config) Validate() error {
 	if c.DataDir == "" {
 		return errors.New("data dir is empty: set --data-dir (or POPGATE_DATA_DIR) to a writable directory")
 	}
 	if c.Interface == "" {
-		c.Interface = "popgate0"
+		c.Interface = DefaultInterface
 	}
-	if !ifaceRE.MatchString(c.Interface) {
-		return fmt.Errorf("interface %q is not a valid interface name: use 1-15 letters, digits, '_', '.' or '-'", c.Interface)
+	if !firewall.ValidInterfaceName(c.Interface) {
+		return fmt.Errorf("interface %q is not a valid interface name: use %s", c.Interface, firewall.InterfaceNameRule)
 	}
 	if c.ListenPort == 0 {
-		c.ListenPort = 51820
+		c.ListenPort = DefaultListenPort
 	}
 	if c.ListenPort < 1 || c.ListenPort > 65535 {
 		return fmt.Errorf("listen port %d is out of range: use 1-65535", c.ListenPort)
 	}
 	if c.MTU == 0 {
-		c.MTU = 1420
+		c.MTU = DefaultMTU
 	}
 	if c.MTU < 1280 || c.MTU > 9000 {
 		return fmt.Errorf("mtu %d is out of range: use 1280-9000 (1420 suits most links)", c.MTU)
 	}
 	switch c.ExitMode {
 	case "":
-		c.ExitMode = ExitAuto
+		c.ExitMode = DefaultExitMode
 	case ExitAuto, ExitUserspace, ExitKernel:
 	default:
 		return fmt.Errorf("exit mode %q is unknown: use auto, userspace or kernel", c.ExitMode)
 	}
 	if c.Region == "" {
-		c.Region = "local"
+		c.Region = DefaultRegion
 	}
 	if c.sweepEvery == 0 {
 		c.sweepEvery = 5 * time.Second

@@ -44,13 +44,17 @@ type ServerConfig struct {
 	Now func() time.Time
 }
 
+// DefaultAddr is the default of ServerConfig.Addr, and of popgate serve --web-addr: loopback
+// only, plain HTTP.
+const DefaultAddr = "127.0.0.1:8080"
+
 // Validate fills in defaults and rejects bad values with a message naming the field.
 func (c *ServerConfig) Validate() error {
 	if c.Ctrl == nil {
 		return errors.New("webui: ServerConfig.Ctrl is nil: pass the node's Controller")
 	}
 	if c.Addr == "" {
-		c.Addr = "127.0.0.1:8080"
+		c.Addr = DefaultAddr
 	}
 	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
 		return fmt.Errorf("webui: web address %q is not host:port: use e.g. 127.0.0.1:8080 or 0.0.0.0:443", c.Addr)

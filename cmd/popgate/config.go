@@ -75,12 +75,12 @@ type serveSettings struct {
 func defaultServeSettings() serveSettings {
 	return serveSettings{
 		DataDir:    defaultDataDir,
-		ListenPort: 51820,
-		WebAddr:    "127.0.0.1:8080",
-		Interface:  "popgate0",
-		MTU:        1420,
-		ExitMode:   gateway.ExitAuto,
-		Region:     "local",
+		ListenPort: gateway.DefaultListenPort,
+		WebAddr:    webui.DefaultAddr,
+		Interface:  gateway.DefaultInterface,
+		MTU:        gateway.DefaultMTU,
+		ExitMode:   gateway.DefaultExitMode,
+		Region:     gateway.DefaultRegion,
 		LogLevel:   "info",
 		LogFormat:  "text",
 	}
