@@ -3,6 +3,8 @@ package gateway
 import (
 	"os"
 	"sync"
+
+	"golang.zx2c4.com/wireguard/conn"
 )
 
 // outQueueLen bounds the packets waiting to be encrypted towards peers, per tenant device.
@@ -14,7 +16,7 @@ const outQueueLen = 1024
 
 // outBatchMax is the most packets a producer copies before taking the lock: one wireguard-go
 // batch.
-const outBatchMax = 128
+const outBatchMax = conn.IdealBatchSize
 
 // outQueue holds the packets waiting for wireguard-go to read and encrypt them: many
 // producers (the exits' output, hairpinning Writes), one consumer (the device's

@@ -64,7 +64,7 @@ func Check(ctx context.Context, path, keyPath string) (CheckReport, error) {
 	}
 	defer db.Close()
 	if keyPath == "" {
-		keyPath = filepath.Join(filepath.Dir(path), "secret.key")
+		keyPath = defaultKeyPath(path)
 	}
 	ms, err := loadMigrations(migrationFiles)
 	if err != nil {

@@ -14,6 +14,12 @@ import (
 	"golang.org/x/crypto/chacha20poly1305"
 )
 
+// KeyFileName is the name of the key file beside the database when Options.KeyPath is empty.
+const KeyFileName = "secret.key"
+
+// defaultKeyPath is the key file of the database at dbPath when none is named.
+func defaultKeyPath(dbPath string) string { return filepath.Join(filepath.Dir(dbPath), KeyFileName) }
+
 // secretLen is the size of the key file: one XChaCha20-Poly1305 key.
 const secretLen = chacha20poly1305.KeySize
 

@@ -23,7 +23,7 @@ type Options struct {
 	// and so is its directory (mode 0700).
 	Path string
 	// KeyPath is the 32-byte secret key file that encrypts private keys at rest. Default:
-	// secret.key beside the database, filepath.Join(filepath.Dir(Path), "secret.key").
+	// KeyFileName beside the database, filepath.Join(filepath.Dir(Path), KeyFileName).
 	KeyPath string
 	// Now is the clock for created_at/updated_at. Default time.Now.
 	Now func() time.Time
@@ -84,7 +84,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	}
 	keyPath := opts.KeyPath
 	if keyPath == "" {
-		keyPath = filepath.Join(filepath.Dir(path), "secret.key")
+		keyPath = defaultKeyPath(path)
 	}
 	now := opts.Now
 	if now == nil {

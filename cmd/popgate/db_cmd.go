@@ -11,11 +11,9 @@ import (
 	"github.com/popgate/popgate/store"
 )
 
-// The files of a data dir that db check and backup read, as gateway.New names them.
-const (
-	databaseName = "popgate.db"
-	keyFileName  = "secret.key"
-)
+// databaseName is the database file of a data dir, as gateway.New names it; the key file beside
+// it is store.KeyFileName.
+const databaseName = "popgate.db"
 
 // These commands open the database file itself, not the control socket: they work whether
 // popgate serve runs or not, as a user who may read the data dir (the service's, or root).
@@ -92,7 +90,7 @@ func (a *app) dbCheck(ctx context.Context, spec cmdSpec, args []string) error {
 	if err != nil {
 		return err
 	}
-	r, err := store.Check(ctx, filepath.Join(dir, databaseName), filepath.Join(dir, keyFileName))
+	r, err := store.Check(ctx, filepath.Join(dir, databaseName), filepath.Join(dir, store.KeyFileName))
 	if err != nil {
 		return dbError(err)
 	}
@@ -138,7 +136,7 @@ func (a *app) cmdBackup(ctx context.Context, args []string) error {
 	}
 	a.note("popgate: backed up %s (schema version %d; %d tenants, %d peers, %d admins) to %s (%d bytes, mode 0600)",
 		filepath.Join(dir, databaseName), info.Version, info.Rows["tenants"], info.Rows["peers"], info.Rows["admins"], info.Path, info.Size)
-	keyPath, _ := filepath.Abs(filepath.Join(dir, keyFileName))
+	keyPath, _ := filepath.Abs(filepath.Join(dir, store.KeyFileName))
 	a.note("popgate: a restore also needs the key file %s: the private keys in the backup are sealed with it. "+
 		"Keep a copy of it with your backups, as safely (with both, anyone has the keys); README.md, \"Backup and restore\", says how to restore", keyPath)
 	return nil

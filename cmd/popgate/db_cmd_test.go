@@ -54,7 +54,7 @@ func TestDBCheckAndBackupCommands(t *testing.T) {
 		t.Errorf("backup wrote on stdout: %q", ta.stdout)
 	}
 	for _, w := range []string{"popgate: backed up " + filepath.Join(dir, databaseName), "1 tenants, 0 peers, 0 admins) to " + backup, "mode 0600)",
-		"a restore also needs the key file " + filepath.Join(dir, keyFileName)} {
+		"a restore also needs the key file " + filepath.Join(dir, store.KeyFileName)} {
 		if !strings.Contains(ta.stderr.String(), w) {
 			t.Errorf("backup's notes lack %q:\n%s", w, ta.stderr)
 		}
@@ -69,12 +69,12 @@ func TestDBCheckAndBackupCommands(t *testing.T) {
 	// The backup is a database db check reads, with the key file beside it.
 	restored := t.TempDir()
 	copyTestFile(t, backup, filepath.Join(restored, databaseName))
-	copyTestFile(t, filepath.Join(dir, keyFileName), filepath.Join(restored, keyFileName))
+	copyTestFile(t, filepath.Join(dir, store.KeyFileName), filepath.Join(restored, store.KeyFileName))
 	run(exitOK, "db", "check", "--data-dir", restored)
 	// Without the key file it is not usable, and db check says so.
-	os.Remove(filepath.Join(restored, keyFileName))
+	os.Remove(filepath.Join(restored, store.KeyFileName))
 	ta = run(exitRuntime, "db", "check", "--data-dir", restored)
-	if !strings.Contains(ta.stdout.String(), "problem: the key file "+filepath.Join(restored, keyFileName)+" cannot be used") {
+	if !strings.Contains(ta.stdout.String(), "problem: the key file "+filepath.Join(restored, store.KeyFileName)+" cannot be used") {
 		t.Errorf("db check without the key file:\n%s", ta.stdout)
 	}
 	checkOneErrorLine(t, ta.stderr.String(), "has 1 problem (listed above)", "Backup and restore")
@@ -184,9 +184,9 @@ func TestBackupRestoreRunningNode(t *testing.T) {
 	// Restore: the backup becomes popgate.db of a new data dir, with the key file.
 	restored := t.TempDir()
 	copyTestFile(t, backup, filepath.Join(restored, databaseName))
-	copyTestFile(t, filepath.Join(orig, keyFileName), filepath.Join(restored, keyFileName))
+	copyTestFile(t, filepath.Join(orig, store.KeyFileName), filepath.Join(restored, store.KeyFileName))
 	mustCLI(restored, "db", "check")
-	r, err := store.Check(context.Background(), backup, filepath.Join(orig, keyFileName))
+	r, err := store.Check(context.Background(), backup, filepath.Join(orig, store.KeyFileName))
 	if err != nil || !r.OK() {
 		t.Fatalf("the backup: %+v, %v", r, err)
 	}
