@@ -7,9 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
-	"time"
 
 	"github.com/popgate/popgate/gateway"
 	"github.com/popgate/popgate/store"
@@ -49,8 +47,6 @@ func announceFirstAdmin(ctx context.Context, c firstAdmin, w io.Writer, webURL, 
 		gateway.FirstAdminName, password, webURL, gateway.FirstAdminName)
 	return err
 }
-
-// ---- admin ----
 
 const adminAbout = "Admins sign in to the web UI. An owner may do everything; a tenant admin everything " +
 	"within one tenant; a viewer may only look, at every tenant or at one. Passwords are shown once, " +
@@ -247,19 +243,6 @@ func (a *app) adminPasswd(ctx context.Context, spec cmdSpec, args []string) erro
 	return nil
 }
 
-// getOrPrintJSON GETs path from the serve of f and decodes the answer into out. With --json it
-// prints the answer as it came instead and reports printed, leaving the caller nothing to do.
-func (a *app) getOrPrintJSON(ctx context.Context, f *adminFlags, path string, out any) (printed bool, err error) {
-	raw, err := a.client(f).callJSON(ctx, http.MethodGet, path, nil, out)
-	if err != nil {
-		return false, err
-	}
-	if f.json {
-		return true, a.printJSON(raw)
-	}
-	return false, nil
-}
-
 func (a *app) adminList(ctx context.Context, spec cmdSpec, args []string) error {
 	f := newAdminFlags(spec).withJSON()
 	if _, err := f.parse(a, args); err != nil {
@@ -322,186 +305,5 @@ func (a *app) adminDisableTOTP(ctx context.Context, spec cmdSpec, args []string)
 		return err
 	}
 	a.note("two-factor sign-in of admin %s is off: it signs in with its password alone and can enrol an app again", pos[0])
-	return nil
-}
-
-// ---- token ----
-
-const tokenAbout = "API tokens let programs use the JSON API on the web address (/api/v1, header " +
-	"\"Authorization: Bearer pgt_...\"). Each has a role like an admin's: owner, tenant_admin of one tenant, or " +
-	"viewer. The token is shown once, when it is made."
-
-var tokenCommands = []subcommand{
-	{cmdSpec{
-		name:  "token add",
-		usage: "token add --role owner|tenant_admin|viewer [--tenant TENANT] [--expires DURATION] [--data-dir DIR] NAME",
-		about: "Make an API token and print it on stdout, this once. --expires takes a duration such as 90d, 12h, 30m " +
-			"or 2y, at most ten years (default: never).",
-		example: "popgate token add --role tenant_admin --tenant acme --expires 90d acme-ci\n" +
-			"curl -H \"Authorization: Bearer $TOKEN\" https://vpn.example.com:8443/api/v1/peers",
-		args: []string{"NAME"},
-	}, (*app).tokenAdd},
-	{cmdSpec{
-		name:    "token list",
-		usage:   "token list [--json] [--data-dir DIR]",
-		about:   "List the API tokens with their role, tenant, last use and expiry (never the tokens themselves).",
-		example: "popgate token list",
-	}, (*app).tokenList},
-	{cmdSpec{
-		name:    "token remove",
-		usage:   "token remove [--data-dir DIR] NAME",
-		about:   "Remove an API token; it stops working at once.",
-		example: "popgate token remove acme-ci",
-		args:    []string{"NAME"},
-	}, (*app).tokenRemove},
-}
-
-func (a *app) cmdToken(ctx context.Context, args []string) error {
-	return a.group(ctx, "token", tokenAbout, tokenCommands, args)
-}
-
-func (a *app) tokenAdd(ctx context.Context, spec cmdSpec, args []string) error {
-	var role, expires string
-	f := newAdminFlags(spec).withTenant("limit the token to `TENANT`")
-	f.String(&role, "role", "", "`ROLE`: owner, tenant_admin or viewer (required)")
-	f.String(&expires, "expires", "", "the token stops working after `DURATION`, e.g. 90d, 12h or 2y, at most 10y (default: never)")
-	pos, err := f.parse(a, args)
-	if err != nil {
-		return err
-	}
-	name := pos[0]
-	if err := store.ValidateTokenName(name); err != nil {
-		return &usageError{msg: err.Error()}
-	}
-	if role == "" {
-		return usagef("token add: missing --role: give owner, tenant_admin (with --tenant) or viewer")
-	}
-	if err := store.ValidateRole(role, f.tenant); err != nil {
-		return &usageError{msg: "token add: " + err.Error()}
-	}
-	req := webui.APINewToken{Name: name, Role: role, Tenant: f.tenant}
-	if expires != "" {
-		d, err := parseLifetime(expires)
-		if err != nil {
-			return usagef("token add: --expires %v", err)
-		}
-		at := a.now().Add(d).UTC().Truncate(time.Second)
-		req.ExpiresAt = &at
-	}
-	var created webui.APITokenCreated
-	if _, err := a.client(f).callJSON(ctx, http.MethodPost, "/api/v1/tokens", req, &created); err != nil {
-		return err
-	}
-	fmt.Fprintln(a.stdout, created.Secret)
-	until := "never expires"
-	if created.Token.ExpiresAt != nil {
-		until = "expires " + created.Token.ExpiresAt.Local().Format("2006-01-02 15:04 MST")
-	}
-	a.note("API token %s added (%s), %s: send it as 'Authorization: Bearer <token>'; it is shown this once",
-		created.Token.Name, roleText(created.Token.Role, created.Token.Tenant), until)
-	return nil
-}
-
-func (a *app) tokenList(ctx context.Context, spec cmdSpec, args []string) error {
-	f := newAdminFlags(spec).withJSON()
-	if _, err := f.parse(a, args); err != nil {
-		return err
-	}
-	var ts webui.APITokens
-	if printed, err := a.getOrPrintJSON(ctx, f, "/api/v1/tokens", &ts); printed || err != nil {
-		return err
-	}
-	if len(ts.Tokens) == 0 {
-		a.note("no API tokens: make one with 'popgate token add --role ROLE NAME'")
-		return nil
-	}
-	now := a.now()
-	tw := newTable(a.stdout)
-	fmt.Fprintln(tw, "NAME\tROLE\tTENANT\tCREATED\tLAST-USED\tEXPIRES")
-	for _, k := range ts.Tokens {
-		used, exp := "never", "never"
-		if k.LastUsed != nil {
-			used = ago(now, *k.LastUsed)
-		}
-		if k.ExpiresAt != nil {
-			exp = k.ExpiresAt.Local().Format("2006-01-02")
-			if !now.Before(*k.ExpiresAt) {
-				exp += " (expired)"
-			}
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", k.Name, k.Role, orDash(k.Tenant), ago(now, k.CreatedAt), used, exp)
-	}
-	return tw.Flush()
-}
-
-func (a *app) tokenRemove(ctx context.Context, spec cmdSpec, args []string) error {
-	f := newAdminFlags(spec)
-	pos, err := f.parse(a, args)
-	if err != nil {
-		return err
-	}
-	if err := store.ValidateTokenName(pos[0]); err != nil {
-		return &usageError{msg: err.Error()}
-	}
-	if _, err := a.client(f).call(ctx, http.MethodDelete, "/api/v1/tokens/"+url.PathEscape(pos[0]), nil); err != nil {
-		return err
-	}
-	a.note("API token %s removed: it stopped working", pos[0])
-	return nil
-}
-
-// ---- audit ----
-
-var auditSpec = cmdSpec{
-	name:  "audit",
-	usage: "audit [--limit N] [--tenant TENANT] [--actor NAME] [--action ACTION] [--json] [--data-dir DIR]",
-	about: "Show the audit log, newest first: who (an admin, token:NAME, or cli for these commands) did what, " +
-		"when, from where. Every change is in it, written together with the change; refused attempts are " +
-		"recorded as action denied (at most one entry a minute per admin and operation, with a count of the others). " +
-		"--action takes an action and the actions below it: route finds route.add and route.remove, peer.add " +
-		"finds peer.add. Targets read KIND:NAME: tenant:acme, peer:acme/laptop, route:acme/10.0.0.0/8, policy:acme, " +
-		"admin:alice, token:ci.",
-	example: "popgate audit\npopgate audit --action route\npopgate audit --tenant acme --action peer --limit 200\npopgate audit --action denied",
-}
-
-func (a *app) cmdAudit(ctx context.Context, args []string) error {
-	var limit, actor, action string
-	f := newAdminFlags(auditSpec).withTenant("show only the entries of `TENANT`").withJSON()
-	f.String(&limit, "limit", "50", "show at most `N` entries (1-1000)")
-	f.String(&actor, "actor", "", "show only what `NAME` did")
-	f.String(&action, "action", "", "show only `ACTION` and the actions below it (peer finds peer.add, peer.remove, …)")
-	if _, err := f.parse(a, args); err != nil {
-		return err
-	}
-	n, err := strconv.Atoi(limit)
-	if err != nil || n < 1 || n > store.MaxAuditPage {
-		return usagef("audit: --limit %q: give a whole number from 1 to %d", limit, store.MaxAuditPage)
-	}
-	q := url.Values{"limit": {strconv.Itoa(n)}}
-	for k, v := range map[string]string{"tenant": f.tenant, "actor": actor, "action": action} {
-		if v != "" {
-			q.Set(k, v)
-		}
-	}
-	var log webui.APIAuditLog
-	if printed, err := a.getOrPrintJSON(ctx, f, "/api/v1/audit?"+q.Encode(), &log); printed || err != nil {
-		return err
-	}
-	if len(log.Entries) == 0 {
-		a.note("the audit log has no such entries")
-		return nil
-	}
-	tw := newTable(a.stdout)
-	fmt.Fprintln(tw, "TIME\tACTOR\tREMOTE\tTENANT\tACTION\tTARGET\tDETAIL")
-	for _, e := range log.Entries {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Time.Local().Format("2006-01-02 15:04:05"), e.Actor, orDash(e.Remote),
-			orDash(e.Tenant), e.Action, orDash(e.Target), orDash(e.Detail))
-	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	if log.More {
-		a.note("older entries follow: raise --limit or narrow with --tenant, --actor or --action")
-	}
 	return nil
 }
