@@ -225,9 +225,9 @@ func (l *recordLog) WithGroup(string) slog.Handler      { return l }
 // A flood is logged once a minute per peer and bound, naming the peer, however many flows
 // it opens; a full table once a minute by Sweep.
 func TestConntrackLimitLog(t *testing.T) {
-	clock := &fakeClock{now: time.Hour}
+	clock := newFilterClock()
 	rec := &recordLog{}
-	f, err := New(Config{MaxFlows: 100, MaxFlowsPerPeer: 2, Now: clock.Now}, slog.New(rec))
+	f, err := New(Config{MaxFlows: 100, MaxFlowsPerPeer: 2, Now: clock.Elapsed}, slog.New(rec))
 	if err != nil {
 		t.Fatal(err)
 	}

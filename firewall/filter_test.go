@@ -5,23 +5,16 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/popgate/popgate/store/clocktest"
 )
 
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Duration
-}
-
-func (c *fakeClock) Now() time.Duration {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now += d
-	c.mu.Unlock()
+// newFilterClock returns a settable clock for Config.Now (its Elapsed), an hour in: nothing
+// may assume the filter's clock starts at zero.
+func newFilterClock() *clocktest.Clock {
+	c := clocktest.New(time.Time{})
+	c.Advance(time.Hour)
+	return c
 }
 
 const filterPolicy = `default deny
@@ -31,10 +24,10 @@ allow site:office -> peer:web tcp 22
 allow peer:laptop -> any icmp
 `
 
-func newTestFilter(t testing.TB, cfg Config, policy string) (*Filter, *fakeClock) {
+func newTestFilter(t testing.TB, cfg Config, policy string) (*Filter, *clocktest.Clock) {
 	t.Helper()
-	clock := &fakeClock{now: time.Hour}
-	cfg.Now = clock.Now
+	clock := newFilterClock()
+	cfg.Now = clock.Elapsed
 	f, err := New(cfg, nil)
 	if err != nil {
 		t.Fatal(err)

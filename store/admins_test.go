@@ -6,10 +6,12 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/popgate/popgate/store/clocktest"
 )
 
 // openClocked opens a store in a new directory with a fake clock it returns.
-func openClocked(t testing.TB) (*Store, *fakeClock) {
+func openClocked(t testing.TB) (*Store, *clocktest.Clock) {
 	t.Helper()
 	clock := newClock()
 	return openOpts(t, Options{Path: filepath.Join(t.TempDir(), "popgate.db"), Now: clock.Now}), clock

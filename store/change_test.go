@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/popgate/popgate/store/clocktest"
 )
 
 // change is one write of the store as the change tests make it: what it must record in the
@@ -24,7 +26,7 @@ type changeStep struct {
 
 // changeSteps is every write that changes what admins manage, in an order in which each one
 // changes something (or, with entry "", nothing), from an empty store.
-func changeSteps(t *testing.T, clock *fakeClock) []changeStep {
+func changeSteps(t *testing.T, clock *clocktest.Clock) []changeStep {
 	priv, priv2 := mustKey(t), mustKey(t)
 	office := []netip.Prefix{netip.MustParsePrefix("10.1.0.0/24")}
 	expiry := time.Date(2099, 1, 2, 3, 4, 5, 0, time.UTC)

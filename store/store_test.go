@@ -14,28 +14,13 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/popgate/popgate/store/clocktest"
 )
 
-// fakeClock is a settable clock for Options.Now.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
-func newClock() *fakeClock {
-	return &fakeClock{t: time.Date(2026, 11, 24, 9, 30, 0, 123456000, time.UTC)}
+// newClock returns a settable clock for Options.Now.
+func newClock() *clocktest.Clock {
+	return clocktest.New(time.Date(2026, 11, 24, 9, 30, 0, 123456000, time.UTC))
 }
 
 // openTest opens a store in a new directory and closes it when the test ends.

@@ -17,35 +17,17 @@ import (
 	"runtime"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/popgate/popgate/gateway"
 	"github.com/popgate/popgate/store"
+	"github.com/popgate/popgate/store/clocktest"
 )
 
 // authPassword is the password of every admin the auth tests add.
 const authPassword = "correct horse battery staple"
-
-// authClock is a settable clock for ServerConfig.Now.
-type authClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *authClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *authClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 // stubPages stands in for the pages side: a home page, a tenant-scoped change, an owners'
 // page and a public static file, and render methods whose output the tests can read.
@@ -107,7 +89,7 @@ type authEnv struct {
 	ctrl  *gateway.Controller
 	srv   *Server
 	ts    *httptest.Server
-	clock *authClock
+	clock *clocktest.Clock
 	dir   string
 }
 
@@ -144,7 +126,7 @@ func startAuthNode(t *testing.T) (*gateway.Node, string) {
 func newAuthEnv(t *testing.T, change func(*ServerConfig)) *authEnv {
 	t.Helper()
 	node, dir := startAuthNode(t)
-	e := &authEnv{t: t, ctrl: node.Controller(), clock: &authClock{t: time.Now()}, dir: dir}
+	e := &authEnv{t: t, ctrl: node.Controller(), clock: clocktest.New(time.Now()), dir: dir}
 	cfg := ServerConfig{Ctrl: e.ctrl, Pages: &stubPages{}, Addr: "127.0.0.1:0", DataDir: dir, Now: e.clock.Now,
 		Log: slog.New(slog.NewTextHandler(testLogWriter{t}, nil))}
 	if change != nil {
