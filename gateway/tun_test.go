@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -24,6 +25,35 @@ func (f *fakeExit) Write(bufs [][]byte, offset int) {
 	for _, b := range bufs {
 		f.pkts = append(f.pkts, append([]byte(nil), b[offset:]...))
 	}
+}
+
+func (f *fakeExit) len() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.pkts)
+}
+
+// testExits are a test device's three exits (setExits), each a fake of its own, so that a
+// test can tell which one got a packet.
+type testExits struct{ local, v4, v6 fakeExit }
+
+// got names the exits that got packets and how many: "v4" for one packet to the IPv4 exit,
+// "local v6×2" for one to the node's services and two to the IPv6 exit, "" for none.
+func (e *testExits) got() string {
+	var parts []string
+	for _, x := range []struct {
+		name string
+		f    *fakeExit
+	}{{"local", &e.local}, {"v4", &e.v4}, {"v6", &e.v6}} {
+		switch n := x.f.len(); n {
+		case 0:
+		case 1:
+			parts = append(parts, x.name)
+		default:
+			parts = append(parts, fmt.Sprintf("%s×%d", x.name, n))
+		}
+	}
+	return strings.Join(parts, " ")
 }
 
 var testOverlay = overlay{
@@ -74,7 +104,27 @@ const allowAll = "default allow\n"
 
 // newTestTun returns tenant 1's packet path over peers, with every tenant's policy set to
 // policy (allowAll when empty) and the internet routes every tenant gets by default.
-func newTestTun(t testing.TB, peers []store.Peer, policy string, routes ...store.Route) (*tunDevice, *fakeExit) {
+func newTestTun(t testing.TB, peers []store.Peer, policy string, routes ...store.Route) (*tunDevice, *testExits) {
+	t.Helper()
+	td := newTestPath(t, peers, policy, 2, []int64{1}, routes...).tuns[1]
+	ex := &testExits{}
+	td.setExits(&ex.local, &ex.v4, &ex.v6)
+	return td, ex
+}
+
+// testPath is the packet path of a few tenants: one snapshot and one firewall, and the
+// tenants' devices.
+type testPath struct {
+	snap   *atomic.Pointer[snapshot]
+	filter *firewall.Filter
+	tuns   map[int64]*tunDevice
+}
+
+// newTestPath builds the packet path of tenants 1 to tenants (named t1, t2, …) over peers,
+// with every tenant's policy set to policy (allowAll when empty) and the internet routes every
+// tenant gets by default, then routes. The tenants in devices get a device, closed when the
+// test ends, whose exits are not set; the others have none.
+func newTestPath(t testing.TB, peers []store.Peer, policy string, tenants int, devices []int64, routes ...store.Route) *testPath {
 	t.Helper()
 	if policy == "" {
 		policy = allowAll
@@ -83,13 +133,13 @@ func newTestTun(t testing.TB, peers []store.Peer, policy string, routes ...store
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := desired{peers: peers, tuns: map[int64]*tunDevice{}}
-	var snap atomic.Pointer[snapshot]
+	tp := &testPath{snap: new(atomic.Pointer[snapshot]), filter: filter, tuns: map[int64]*tunDevice{}}
+	d := desired{peers: peers, tuns: tp.tuns}
 	byTenant := map[int64][]store.Peer{}
 	for _, p := range peers {
 		byTenant[p.TenantID] = append(byTenant[p.TenantID], p)
 	}
-	for id := int64(1); id <= 2; id++ {
+	for id := int64(1); id <= int64(tenants); id++ {
 		d.tenants = append(d.tenants, store.Tenant{ID: id, Name: fmt.Sprint("t", id)})
 		d.routes = append(d.routes,
 			store.Route{TenantID: id, Prefix: netip.MustParsePrefix("0.0.0.0/0"), Via: "internet"},
@@ -101,13 +151,13 @@ func newTestTun(t testing.TB, peers []store.Peer, policy string, routes ...store
 		filter.SetRuleSet(id, rs)
 	}
 	d.routes = append(d.routes, routes...)
-	td := newTunDevice("pgtest", 1420, 1, &snap, filter)
-	d.tuns[1] = td
-	snap.Store(newSnapshot(d, testOverlay))
-	fe := &fakeExit{}
-	td.setExits(fe, fe, fe)
-	t.Cleanup(func() { td.Close() })
-	return td, fe
+	for _, id := range devices {
+		td := newTunDevice(fmt.Sprint("pgtest", id), 1420, id, tp.snap, filter)
+		tp.tuns[id] = td
+		t.Cleanup(func() { td.Close() })
+	}
+	tp.snap.Store(newSnapshot(d, testOverlay))
+	return tp
 }
 
 func TestTunRouting(t *testing.T) {
@@ -120,40 +170,40 @@ func TestTunRouting(t *testing.T) {
 	tests := []struct {
 		name    string
 		pkt     []byte
-		exit    bool       // handed to the exit
+		exit    string     // the exit handed the packet (testExits.got): local, v4 or v6
 		hairpin bool       // queued back towards a peer
 		drop    dropReason // when neither
 	}{
-		{"v4 to internet", ipv4Packet(a1.IPv4, internet4), true, false, 0},
-		{"v6 to internet", ipv6Packet(a1.IPv6, internet6), true, false, 0},
-		{"v4 to gateway", ipv4Packet(a1.IPv4, testOverlay.gw4), true, false, 0},
-		{"v6 to gateway", ipv6Packet(a1.IPv6, testOverlay.gw6), true, false, 0},
-		{"same tenant v4", ipv4Packet(a1.IPv4, a2.IPv4), false, true, 0},
-		{"same tenant v6", ipv6Packet(a1.IPv6, a2.IPv6), false, true, 0},
-		{"other tenant v4", ipv4Packet(a1.IPv4, b1.IPv4), false, false, dropCrossTenant},
-		{"peer of another tenant as source", ipv6Packet(b1.IPv6, a2.IPv6), false, false, dropUnknownSource},
-		{"disabled peer as destination", ipv4Packet(a1.IPv4, aOff.IPv4), false, false, dropNoRoute},
-		{"unassigned overlay address", ipv4Packet(a1.IPv4, netip.MustParseAddr("100.64.9.9")), false, false, dropNoRoute},
-		{"disabled peer as source", ipv4Packet(aOff.IPv4, internet4), false, false, dropUnknownSource},
-		{"unknown source", ipv4Packet(netip.MustParseAddr("10.0.0.1"), internet4), false, false, dropUnknownSource},
-		{"truncated", []byte{16: 0x45, 0, 0}, false, false, dropMalformed},
-		{"empty", make([]byte, 16), false, false, dropMalformed},
-		{"version 5", append(make([]byte, 16), 0x50, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), false, false, dropMalformed},
+		{"v4 to internet", ipv4Packet(a1.IPv4, internet4), "v4", false, 0},
+		{"v6 to internet", ipv6Packet(a1.IPv6, internet6), "v6", false, 0},
+		{"v4 to gateway", ipv4Packet(a1.IPv4, testOverlay.gw4), "local", false, 0},
+		{"v6 to gateway", ipv6Packet(a1.IPv6, testOverlay.gw6), "local", false, 0},
+		{"same tenant v4", ipv4Packet(a1.IPv4, a2.IPv4), "", true, 0},
+		{"same tenant v6", ipv6Packet(a1.IPv6, a2.IPv6), "", true, 0},
+		{"other tenant v4", ipv4Packet(a1.IPv4, b1.IPv4), "", false, dropCrossTenant},
+		{"peer of another tenant as source", ipv6Packet(b1.IPv6, a2.IPv6), "", false, dropUnknownSource},
+		{"disabled peer as destination", ipv4Packet(a1.IPv4, aOff.IPv4), "", false, dropNoRoute},
+		{"unassigned overlay address", ipv4Packet(a1.IPv4, netip.MustParseAddr("100.64.9.9")), "", false, dropNoRoute},
+		{"disabled peer as source", ipv4Packet(aOff.IPv4, internet4), "", false, dropUnknownSource},
+		{"unknown source", ipv4Packet(netip.MustParseAddr("10.0.0.1"), internet4), "", false, dropUnknownSource},
+		{"truncated", []byte{16: 0x45, 0, 0}, "", false, dropMalformed},
+		{"empty", make([]byte, 16), "", false, dropMalformed},
+		{"version 5", append(make([]byte, 16), 0x50, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), "", false, dropMalformed},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			td, fe := newTestTun(t, []store.Peer{a1, a2, aOff, b1}, "")
+			td, ex := newTestTun(t, []store.Peer{a1, a2, aOff, b1}, "")
 			n, err := td.Write([][]byte{tc.pkt}, 16)
 			if n != 1 || err != nil {
 				t.Fatalf("Write = %d, %v; want 1, nil", n, err)
 			}
-			if got := len(fe.pkts) == 1; got != tc.exit {
-				t.Errorf("to exit = %v, want %v", got, tc.exit)
+			if got := ex.got(); got != tc.exit {
+				t.Errorf("exits that got it: %q, want %q", got, tc.exit)
 			}
 			if got := td.out.len() == 1; got != tc.hairpin {
 				t.Errorf("hairpinned = %v, want %v", got, tc.hairpin)
 			}
-			if !tc.exit && !tc.hairpin && td.drops[tc.drop].Load() != 1 {
+			if tc.exit == "" && !tc.hairpin && td.drops[tc.drop].Load() != 1 {
 				t.Errorf("drops = %v, want one %v", td.dropCounts(), tc.drop)
 			}
 		})
@@ -272,20 +322,21 @@ allow any -> site:office tcp 80
 	web := netip.MustParseAddr("198.51.100.2")
 	lanHost := netip.MustParseAddr("10.10.0.2")
 	tests := []struct {
-		name          string
-		pkt           []byte
-		exit, hairpin bool
+		name    string
+		pkt     []byte
+		exit    string // the exit handed the packet (testExits.got)
+		hairpin bool
 	}{
-		{"eng to web :80", tcpSYN(alice.IPv4, web, 80), true, false},
-		{"eng to web :22", tcpSYN(alice.IPv4, web, 22), false, false},
-		{"not eng to web :80", tcpSYN(bob.IPv4, web, 80), false, false},
-		{"to own site :80", tcpSYN(bob.IPv4, lanHost, 80), false, true},
-		{"to own site :22", tcpSYN(bob.IPv4, lanHost, 22), false, false},
+		{"eng to web :80", tcpSYN(alice.IPv4, web, 80), "v4", false},
+		{"eng to web :22", tcpSYN(alice.IPv4, web, 22), "", false},
+		{"not eng to web :80", tcpSYN(bob.IPv4, web, 80), "", false},
+		{"to own site :80", tcpSYN(bob.IPv4, lanHost, 80), "", true},
+		{"to own site :22", tcpSYN(bob.IPv4, lanHost, 22), "", false},
 		// No site route: it takes the default route to the internet, where no rule allows it.
-		{"site without a route", tcpSYN(alice.IPv4, netip.MustParseAddr("10.30.0.1"), 80), false, false},
-		{"site whose connector is disabled", tcpSYN(alice.IPv4, netip.MustParseAddr("10.20.0.9"), 80), false, false},
-		{"site LAN to a peer, unsolicited", tcpSYN(lanHost, alice.IPv4, 80), false, false},
-		{"site LAN to the internet", tcpSYN(lanHost, web, 80), false, false},
+		{"site without a route", tcpSYN(alice.IPv4, netip.MustParseAddr("10.30.0.1"), 80), "", false},
+		{"site whose connector is disabled", tcpSYN(alice.IPv4, netip.MustParseAddr("10.20.0.9"), 80), "", false},
+		{"site LAN to a peer, unsolicited", tcpSYN(lanHost, alice.IPv4, 80), "", false},
+		{"site LAN to the internet", tcpSYN(lanHost, web, 80), "", false},
 	}
 	routes := []store.Route{
 		{TenantID: 1, Prefix: netip.MustParsePrefix("10.10.0.0/24"), Via: "site:office"},
@@ -294,10 +345,10 @@ allow any -> site:office tcp 80
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			td, fe := newTestTun(t, []store.Peer{alice, bob, office, lab, carolSite}, policy, routes...)
+			td, ex := newTestTun(t, []store.Peer{alice, bob, office, lab, carolSite}, policy, routes...)
 			td.Write([][]byte{tc.pkt}, 16)
-			if got := len(fe.pkts) == 1; got != tc.exit {
-				t.Errorf("to exit = %v, want %v", got, tc.exit)
+			if got := ex.got(); got != tc.exit {
+				t.Errorf("exits that got it: %q, want %q", got, tc.exit)
 			}
 			if got := td.out.len() == 1; got != tc.hairpin {
 				t.Errorf("hairpinned = %v, want %v", got, tc.hairpin)
