@@ -46,8 +46,9 @@
 // destination ports and inclusive ranges: 80,443,8000-8100; without it every port matches.
 // Source ports are not matched.
 //
-// Limits: 100,000 rules, 4,096 bytes per line, 256 items per list, 32 MiB per file. Parse
-// reports every problem with its line, what is wrong and how to fix it, for example
+// Limits: 100,000 rules, 4,096 bytes per line, 256 items per list; the size of a file is the
+// callers' to bound (store.MaxPolicySize). Parse reports every problem with its line,
+// what is wrong and how to fix it, for example
 //
 //	line 3: unknown protocol "tpc": use tcp, udp, icmp or any
 //	line 7: 10.1.2.3/24 has bits set after the prefix length: write 10.1.2.0/24
