@@ -183,7 +183,7 @@ func newSnapshot(d desired, ov overlay) *snapshot {
 			continue
 		}
 		rt := route{prefix: r.Prefix}
-		if name, ok := strings.CutPrefix(r.Via, "site:"); ok {
+		if name, ok := strings.CutPrefix(r.Via, store.ViaSitePrefix); ok {
 			rt.siteName = name
 			rt.site = sites[r.TenantID][name]
 		}

@@ -144,9 +144,9 @@ func parseVia(via string) (site string, err error) {
 	if via == ViaInternet {
 		return "", nil
 	}
-	name, ok := strings.CutPrefix(via, viaSitePrefix)
+	name, ok := strings.CutPrefix(via, ViaSitePrefix)
 	if !ok {
-		return "", errorf(ErrInvalid, "route via %q is invalid: use %q or %q followed by the name of one of the tenant's sites, e.g. %q", truncate(via, 80), ViaInternet, viaSitePrefix, viaSitePrefix+"office")
+		return "", errorf(ErrInvalid, "route via %q is invalid: use %q or %q followed by the name of one of the tenant's sites, e.g. %q", truncate(via, 80), ViaInternet, ViaSitePrefix, ViaSitePrefix+"office")
 	}
 	if err := ValidateSiteName(name); err != nil {
 		return "", errorf(ErrInvalid, "route via %q is invalid: %v", truncate(via, 80), err)
@@ -159,7 +159,7 @@ func formatVia(site string) string {
 	if site == "" {
 		return ViaInternet
 	}
-	return viaSitePrefix + site
+	return ViaSitePrefix + site
 }
 
 // compareRoutePrefixes orders prefixes as ListRoutes does: longest first, then by address

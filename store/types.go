@@ -190,7 +190,7 @@ type Route struct {
 	TenantID   int64
 	TenantName string
 	Prefix     netip.Prefix // masked; 0.0.0.0/0 and ::/0 are the default routes
-	// Via is the exit: ViaInternet or "site:" followed by the name of one of the tenant's
+	// Via is the exit: ViaInternet or ViaSitePrefix followed by the name of one of the tenant's
 	// sites.
 	Via       string
 	CreatedAt time.Time
@@ -199,5 +199,5 @@ type Route struct {
 // ViaInternet is the Route.Via of routes that leave through the node's internet exit.
 const ViaInternet = "internet"
 
-// viaSitePrefix starts the Route.Via of routes that go to a site.
-const viaSitePrefix = "site:"
+// ViaSitePrefix starts the Route.Via of routes that go to a site: "site:office".
+const ViaSitePrefix = "site:"

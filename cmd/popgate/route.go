@@ -147,7 +147,7 @@ func checkVia(via string) error {
 	if via == store.ViaInternet {
 		return nil
 	}
-	site, ok := strings.CutPrefix(via, "site:")
+	site, ok := strings.CutPrefix(via, store.ViaSitePrefix)
 	if !ok {
 		return usagef("--via %q is neither internet nor site:NAME: use e.g. --via site:office", via)
 	}
