@@ -515,7 +515,7 @@ func (c *Controller) Status(ctx context.Context) (Status, error) {
 		PeersTotal:     len(ps),
 	}
 	if n.mux != nil {
-		st.Handshakes = n.mux.HandshakeStatus()
+		st.Handshakes = handshakeStatus(n.mux.Stats())
 	}
 	st.Drops = map[string]uint64{}
 	for r := dropReason(0); r < numDropReasons; r++ {

@@ -76,9 +76,7 @@ func TestNodeDeviceBufferBytes(t *testing.T) {
 	}
 	// A receive batch per address family of the socket (a ReceiveFunc each, through the
 	// Mux) and a read batch (the TUN's).
-	n.mux.mu.Lock()
-	families := len(n.mux.gen.readers)
-	n.mux.mu.Unlock()
+	families := n.holder.Receivers()
 	if families < 1 || families > 2 {
 		t.Fatalf("the socket has %d receive functions, want 1 or 2", families)
 	}

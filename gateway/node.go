@@ -19,6 +19,7 @@ import (
 	"golang.zx2c4.com/wireguard/conn"
 
 	"github.com/popgate/popgate/firewall"
+	"github.com/popgate/popgate/gateway/wgmux"
 	"github.com/popgate/popgate/netstack"
 	"github.com/popgate/popgate/store"
 )
@@ -38,8 +39,8 @@ type Node struct {
 
 	snap   atomic.Pointer[snapshot]
 	filter *firewall.Filter
-	mux    *Mux
-	holder conn.Bind      // keeps the shared UDP socket open while no tenant has a device
+	mux    *wgmux.Mux
+	holder *wgmux.Bind    // keeps the shared UDP socket open while no tenant has a device
 	exit   *netstack.Exit // in-tunnel services, and the exit in userspace mode
 	kexit  *kernelExit    // the exit in kernel mode; nil otherwise
 	// exits are where the tenants' packet paths send traffic (see tunDevice.setExits).
@@ -171,7 +172,10 @@ func (n *Node) Start(ctx context.Context) error {
 		return err
 	}
 
-	n.mux = NewMux(conn.NewDefaultBind(), n.key, n.routeInitiation, n.log.With("component", "mux"))
+	n.mux, err = wgmux.New(wgmux.Config{Socket: conn.NewDefaultBind(), PrivateKey: n.key, Route: n.routeInitiation}, n.log.With("component", "mux"))
+	if err != nil {
+		return err
+	}
 	n.holder = n.mux.Bind(0)
 	if _, _, err := n.holder.Open(uint16(n.cfg.ListenPort)); err != nil {
 		return fmt.Errorf("listen on UDP port %d: %w: is another WireGuard server using it? choose another --listen-port", n.cfg.ListenPort, err)
@@ -373,8 +377,8 @@ func (n *Node) Close() error {
 			delete(n.devs, id)
 		}
 		n.mu.Unlock()
-		if n.holder != nil {
-			n.holder.Close()
+		if n.mux != nil {
+			n.mux.Close() // and the holder's bind with it
 		}
 		if n.kexit != nil {
 			n.kexit.Close()

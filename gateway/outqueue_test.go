@@ -111,7 +111,7 @@ func TestOutQueueClose(t *testing.T) {
 }
 
 func TestOutQueueAllocs(t *testing.T) {
-	if muxRace {
+	if raceEnabled {
 		t.Skip("sync.Pool drops items at random under the race detector")
 	}
 	q := newOutQueue(1420)

@@ -20,7 +20,7 @@ import (
 
 // tenantDevice is one tenant's wireguard-go device: its own cryptokey routing table, so tenants
 // may route the same private prefixes to their own sites. All devices share the node's key and
-// UDP socket (see Mux).
+// UDP socket (see wgmux.Mux).
 //
 // A device holds only the tenant's active peers: wireguard-go costs ~25 KiB and two goroutines
 // per peer and holds at most 65,536, while a PoP serves far more registered peers. A peer is
@@ -262,7 +262,7 @@ func (n *Node) newTenantDevice(id int64) (*tenantDevice, error) {
 	}
 	// A receive batch per ReceiveFunc (RoutineReceiveIncoming) and a read batch
 	// (RoutineReadFromTUN) of MaxMessageSize buffers each, held from the start.
-	buffers := uint64(bind.(*muxBind).receivers()+1) * uint64(dev.BatchSize()) * device.MaxMessageSize
+	buffers := uint64(bind.Receivers()+1) * uint64(dev.BatchSize()) * device.MaxMessageSize
 	return &tenantDevice{id: id, tun: tun, dev: dev, peers: map[store.Key]devicePeer{}, buffers: buffers}, nil
 }
 

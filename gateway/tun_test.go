@@ -252,7 +252,7 @@ func TestTunWriteAllocs(t *testing.T) {
 			bufs[i] = ipv6Packet(a1.IPv6, netip.MustParseAddr("2001:db8:1::2"))
 		}
 	}
-	if muxRace {
+	if raceEnabled {
 		t.Skip("sync.Pool drops items at random under the race detector")
 	}
 	td.Write(bufs, 16) // warm the pool

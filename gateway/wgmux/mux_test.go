@@ -1,4 +1,4 @@
-package gateway
+package wgmux
 
 import (
 	"bytes"
@@ -24,13 +24,13 @@ import (
 
 // --- a fake inner bind ---
 
-// muxFakeBind is an in-memory conn.Bind with an IPv4 and an IPv6 receive function, like
+// fakeBind is an in-memory conn.Bind with an IPv4 and an IPv6 receive function, like
 // StdNetBind: tests inject datagrams with deliver (IPv4) and deliver6, and read what was sent
 // from sent. A datagram sent to the bind's own port on 127.0.0.1 or ::1 comes back to it, as
 // through loopback, unless loopback is off.
-type muxFakeBind struct {
+type fakeBind struct {
 	batch    int
-	rx4, rx6 chan muxFakeDatagram
+	rx4, rx6 chan fakeDatagram
 	sent     chan []byte
 	noLoop   atomic.Bool // sends to loopback fail, as with the loopback interface down
 
@@ -42,23 +42,23 @@ type muxFakeBind struct {
 	mark   uint32
 }
 
-type muxFakeDatagram struct {
+type fakeDatagram struct {
 	b  []byte
 	ep conn.Endpoint
 }
 
-var _ conn.Bind = (*muxFakeBind)(nil)
+var _ conn.Bind = (*fakeBind)(nil)
 
-func newMuxFakeBind(batch int) *muxFakeBind {
-	return &muxFakeBind{
+func newFakeBind(batch int) *fakeBind {
+	return &fakeBind{
 		batch: batch,
-		rx4:   make(chan muxFakeDatagram, 4096),
-		rx6:   make(chan muxFakeDatagram, 4096),
+		rx4:   make(chan fakeDatagram, 4096),
+		rx6:   make(chan fakeDatagram, 4096),
 		sent:  make(chan []byte, 4096),
 	}
 }
 
-func (f *muxFakeBind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
+func (f *fakeBind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.closed != nil {
@@ -74,20 +74,20 @@ func (f *muxFakeBind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
 }
 
 // The names matter: the Mux tells the families apart by them, as with StdNetBind's.
-func (f *muxFakeBind) receiveIPv4(closed chan struct{}) conn.ReceiveFunc {
+func (f *fakeBind) receiveIPv4(closed chan struct{}) conn.ReceiveFunc {
 	return func(bufs [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
 		return f.receive(f.rx4, closed, bufs, sizes, eps)
 	}
 }
 
-func (f *muxFakeBind) receiveIPv6(closed chan struct{}) conn.ReceiveFunc {
+func (f *fakeBind) receiveIPv6(closed chan struct{}) conn.ReceiveFunc {
 	return func(bufs [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
 		return f.receive(f.rx6, closed, bufs, sizes, eps)
 	}
 }
 
-func (f *muxFakeBind) receive(rx chan muxFakeDatagram, closed chan struct{}, bufs [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
-	var d muxFakeDatagram
+func (f *fakeBind) receive(rx chan fakeDatagram, closed chan struct{}, bufs [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
+	var d fakeDatagram
 	select {
 	case <-closed:
 		return 0, net.ErrClosed
@@ -107,7 +107,7 @@ func (f *muxFakeBind) receive(rx chan muxFakeDatagram, closed chan struct{}, buf
 	}
 }
 
-func (f *muxFakeBind) Close() error {
+func (f *fakeBind) Close() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.closed != nil {
@@ -118,21 +118,21 @@ func (f *muxFakeBind) Close() error {
 	return nil
 }
 
-func (f *muxFakeBind) isOpen() bool {
+func (f *fakeBind) isOpen() bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.closed != nil
 }
 
-func (f *muxFakeBind) SetMark(mark uint32) error {
+func (f *fakeBind) SetMark(mark uint32) error {
 	f.mu.Lock()
 	f.mark = mark
 	f.mu.Unlock()
 	return nil
 }
 
-func (f *muxFakeBind) Send(bufs [][]byte, ep conn.Endpoint) error {
-	if fe, ok := ep.(muxFakeEndpoint); ok && fe.Addr().IsLoopback() {
+func (f *fakeBind) Send(bufs [][]byte, ep conn.Endpoint) error {
+	if fe, ok := ep.(fakeEndpoint); ok && fe.Addr().IsLoopback() {
 		f.mu.Lock()
 		open, port := f.closed != nil, f.port
 		f.mu.Unlock()
@@ -147,7 +147,7 @@ func (f *muxFakeBind) Send(bufs [][]byte, ep conn.Endpoint) error {
 				rx = f.rx6
 			}
 			for _, b := range bufs {
-				rx <- muxFakeDatagram{b: bytes.Clone(b), ep: muxFakeEndpoint{netip.AddrPortFrom(fe.Addr(), port)}}
+				rx <- fakeDatagram{b: bytes.Clone(b), ep: fakeEndpoint{netip.AddrPortFrom(fe.Addr(), port)}}
 			}
 			return nil
 		}
@@ -161,56 +161,56 @@ func (f *muxFakeBind) Send(bufs [][]byte, ep conn.Endpoint) error {
 	return nil
 }
 
-func (f *muxFakeBind) ParseEndpoint(s string) (conn.Endpoint, error) {
+func (f *fakeBind) ParseEndpoint(s string) (conn.Endpoint, error) {
 	ap, err := netip.ParseAddrPort(s)
 	if err != nil {
 		return nil, err
 	}
-	return muxFakeEndpoint{ap}, nil
+	return fakeEndpoint{ap}, nil
 }
 
-func (f *muxFakeBind) BatchSize() int { return f.batch }
+func (f *fakeBind) BatchSize() int { return f.batch }
 
-func (f *muxFakeBind) deliver(b []byte) {
-	f.rx4 <- muxFakeDatagram{b: b, ep: muxFakeEndpoint{netip.MustParseAddrPort("192.0.2.1:51820")}}
+func (f *fakeBind) deliver(b []byte) {
+	f.rx4 <- fakeDatagram{b: b, ep: fakeEndpoint{netip.MustParseAddrPort("192.0.2.1:51820")}}
 }
 
-func (f *muxFakeBind) deliver6(b []byte) {
-	f.rx6 <- muxFakeDatagram{b: b, ep: muxFakeEndpoint{netip.MustParseAddrPort("[2001:db8::1]:51820")}}
+func (f *fakeBind) deliver6(b []byte) {
+	f.rx6 <- fakeDatagram{b: b, ep: fakeEndpoint{netip.MustParseAddrPort("[2001:db8::1]:51820")}}
 }
 
-type muxFakeEndpoint struct{ netip.AddrPort }
+type fakeEndpoint struct{ netip.AddrPort }
 
-var _ conn.Endpoint = muxFakeEndpoint{}
+var _ conn.Endpoint = fakeEndpoint{}
 
-func (muxFakeEndpoint) ClearSrc()             {}
-func (muxFakeEndpoint) SrcToString() string   { return "" }
-func (e muxFakeEndpoint) DstToString() string { return e.AddrPort.String() }
-func (e muxFakeEndpoint) DstToBytes() []byte  { b, _ := e.AddrPort.MarshalBinary(); return b }
-func (e muxFakeEndpoint) DstIP() netip.Addr   { return e.Addr() }
-func (muxFakeEndpoint) SrcIP() netip.Addr     { return netip.Addr{} }
+func (fakeEndpoint) ClearSrc()             {}
+func (fakeEndpoint) SrcToString() string   { return "" }
+func (e fakeEndpoint) DstToString() string { return e.AddrPort.String() }
+func (e fakeEndpoint) DstToBytes() []byte  { b, _ := e.AddrPort.MarshalBinary(); return b }
+func (e fakeEndpoint) DstIP() netip.Addr   { return e.Addr() }
+func (fakeEndpoint) SrcIP() netip.Addr     { return netip.Addr{} }
 
 // --- helpers ---
 
-// muxClock is a settable clock.
-type muxClock struct {
+// testClock is a settable clock.
+type testClock struct {
 	mu sync.Mutex
 	t  time.Time
 }
 
-func (c *muxClock) Now() time.Time {
+func (c *testClock) Now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.t
 }
 
-func (c *muxClock) Advance(d time.Duration) {
+func (c *testClock) Advance(d time.Duration) {
 	c.mu.Lock()
 	c.t = c.t.Add(d)
 	c.mu.Unlock()
 }
 
-func muxTestKey(t testing.TB) store.Key {
+func testKey(t testing.TB) store.Key {
 	t.Helper()
 	k, err := store.GeneratePrivateKey()
 	if err != nil {
@@ -221,13 +221,10 @@ func muxTestKey(t testing.TB) store.Key {
 
 // newTestMux returns a Mux on inner whose clock the test sets, and checks at the end of the
 // test that no goroutine of it is left.
-func newTestMux(t testing.TB, inner conn.Bind, node store.Key, route func(store.Key) (int64, bool)) (*Mux, *muxClock) {
+func newTestMux(t testing.TB, inner conn.Bind, node store.Key, route func(store.Key) (int64, bool)) (*Mux, *testClock) {
 	t.Helper()
-	if route == nil {
-		route = func(store.Key) (int64, bool) { return 0, false }
-	}
-	clk := &muxClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-	m := NewMux(inner, node, route, nil)
+	clk := &testClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	m := mustNew(t, Config{Socket: inner, PrivateKey: node, Route: route}, nil)
 	m.now, m.epoch = clk.Now, clk.Now()
 	t.Cleanup(func() {
 		if n := m.goroutines.Load(); n != 0 {
@@ -237,7 +234,17 @@ func newTestMux(t testing.TB, inner conn.Bind, node store.Key, route func(store.
 	return m, clk
 }
 
-func muxOpen(t testing.TB, b conn.Bind, port uint16) ([]conn.ReceiveFunc, uint16) {
+// mustNew is New, failing the test on an error.
+func mustNew(t testing.TB, cfg Config, log *slog.Logger) *Mux {
+	t.Helper()
+	m, err := New(cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func mustOpen(t testing.TB, b conn.Bind, port uint16) ([]conn.ReceiveFunc, uint16) {
 	t.Helper()
 	fns, p, err := b.Open(port)
 	if err != nil {
@@ -246,9 +253,9 @@ func muxOpen(t testing.TB, b conn.Bind, port uint16) ([]conn.ReceiveFunc, uint16
 	return fns, p
 }
 
-// muxCollect reads every ReceiveFunc of one device until it returns an error and sends a copy
+// collect reads every ReceiveFunc of one device until it returns an error and sends a copy
 // of each datagram to the returned channel.
-func muxCollect(fns []conn.ReceiveFunc, batch int) <-chan []byte {
+func collect(fns []conn.ReceiveFunc, batch int) <-chan []byte {
 	out := make(chan []byte, 4096)
 	var wg sync.WaitGroup
 	for _, fn := range fns {
@@ -278,7 +285,7 @@ func muxCollect(fns []conn.ReceiveFunc, batch int) <-chan []byte {
 	return out
 }
 
-func muxExpect(t *testing.T, ch <-chan []byte, want []byte, what string) {
+func expect(t *testing.T, ch <-chan []byte, want []byte, what string) {
 	t.Helper()
 	select {
 	case got := <-ch:
@@ -290,7 +297,7 @@ func muxExpect(t *testing.T, ch <-chan []byte, want []byte, what string) {
 	}
 }
 
-func muxExpectNothing(t *testing.T, ch <-chan []byte, what string) {
+func expectNothing(t *testing.T, ch <-chan []byte, what string) {
 	t.Helper()
 	select {
 	case got := <-ch:
@@ -299,8 +306,8 @@ func muxExpectNothing(t *testing.T, ch <-chan []byte, what string) {
 	}
 }
 
-// muxWaitStats polls Stats until cond holds.
-func muxWaitStats(t *testing.T, m *Mux, what string, cond func(MuxStats) bool) MuxStats {
+// waitStats polls Stats until cond holds.
+func waitStats(t *testing.T, m *Mux, what string, cond func(Stats) bool) Stats {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
@@ -317,9 +324,9 @@ func muxWaitStats(t *testing.T, m *Mux, what string, cond func(MuxStats) bool) M
 
 // Datagram builders. Contents other than type and indices are arbitrary.
 
-func muxTransport(receiver uint32, payload int) []byte {
+func transportMsg(receiver uint32, payload int) []byte {
 	b := make([]byte, 16+payload+16)
-	binary.LittleEndian.PutUint32(b, muxTypeTransport)
+	binary.LittleEndian.PutUint32(b, typeTransport)
 	binary.LittleEndian.PutUint32(b[4:], receiver)
 	binary.LittleEndian.PutUint64(b[8:], 7)
 	for i := 16; i < len(b); i++ {
@@ -328,58 +335,58 @@ func muxTransport(receiver uint32, payload int) []byte {
 	return b
 }
 
-func muxResponse(sender, receiver uint32) []byte {
-	b := make([]byte, muxResponseSize)
-	binary.LittleEndian.PutUint32(b, muxTypeResponse)
+func responseMsg(sender, receiver uint32) []byte {
+	b := make([]byte, responseSize)
+	binary.LittleEndian.PutUint32(b, typeResponse)
 	binary.LittleEndian.PutUint32(b[4:], sender)
 	binary.LittleEndian.PutUint32(b[8:], receiver)
 	return b
 }
 
-func muxCookieReply(receiver uint32) []byte {
-	b := make([]byte, muxCookieReplySize)
-	binary.LittleEndian.PutUint32(b, muxTypeCookieReply)
+func cookieReplyMsg(receiver uint32) []byte {
+	b := make([]byte, cookieReplySize)
+	binary.LittleEndian.PutUint32(b, typeCookieReply)
 	binary.LittleEndian.PutUint32(b[4:], receiver)
 	return b
 }
 
-// muxJunkInitiation is an initiation with a valid mac1 for nodePub and a static that decrypts
+// junkInitiation is an initiation with a valid mac1 for nodePub and a static that decrypts
 // for nobody.
-func muxJunkInitiation(nodePub store.Key, sender uint32) []byte {
-	b := make([]byte, muxInitiationSize)
-	binary.LittleEndian.PutUint32(b, muxTypeInitiation)
+func junkInitiation(nodePub store.Key, sender uint32) []byte {
+	b := make([]byte, initiationSize)
+	binary.LittleEndian.PutUint32(b, typeInitiation)
 	binary.LittleEndian.PutUint32(b[4:], sender)
-	for i := 8; i < muxInitMAC1Off; i++ {
+	for i := 8; i < initMAC1Off; i++ {
 		b[i] = byte(i * 7)
 	}
-	muxSetMAC1(nodePub, b)
+	setMAC1(nodePub, b)
 	return b
 }
 
-func muxSetMAC1(nodePub store.Key, b []byte) {
-	key := muxHash([]byte(muxLabelMAC1), nodePub[:])
-	c := newMuxMAC1(&key)
+func setMAC1(nodePub store.Key, b []byte) {
+	key := hashOf([]byte(labelMAC1), nodePub[:])
+	c := newMAC1Checker(&key)
 	c.h.Reset()
-	c.h.Write(b[:muxInitMAC1Off])
-	c.h.Sum(b[muxInitMAC1Off:muxInitMAC1Off])
+	c.h.Write(b[:initMAC1Off])
+	c.h.Sum(b[initMAC1Off:initMAC1Off])
 }
 
 // --- tests ---
 
-func TestMuxOpenCloseSharesInnerBind(t *testing.T) {
+func TestOpenCloseSharesInnerBind(t *testing.T) {
 	before := runtime.NumGoroutine()
-	inner := newMuxFakeBind(8)
-	m, _ := newTestMux(t, inner, muxTestKey(t), nil)
+	inner := newFakeBind(8)
+	m, _ := newTestMux(t, inner, testKey(t), nil)
 	b1, b2 := m.Bind(1), m.Bind(2)
 
-	fns1, p1 := muxOpen(t, b1, 0)
+	fns1, p1 := mustOpen(t, b1, 0)
 	if !inner.isOpen() || inner.opens != 1 {
 		t.Fatalf("inner bind: open %v after %d opens, want open after 1", inner.isOpen(), inner.opens)
 	}
 	if len(fns1) != 2 {
 		t.Fatalf("got %d receive funcs, want 2, one per receive func of the inner bind", len(fns1))
 	}
-	if _, p2 := muxOpen(t, b2, p1); p2 != p1 {
+	if _, p2 := mustOpen(t, b2, p1); p2 != p1 {
 		t.Fatalf("second Open(%d) returned port %d", p1, p2)
 	}
 	if inner.opens != 1 {
@@ -390,14 +397,14 @@ func TestMuxOpenCloseSharesInnerBind(t *testing.T) {
 	if _, _, err := b1.Open(0); !errors.Is(err, conn.ErrBindAlreadyOpen) {
 		t.Errorf("Open of an open bind: %v, want ErrBindAlreadyOpen", err)
 	}
-	if _, _, err := m.Bind(2).Open(0); !errors.Is(err, ErrMuxDeviceBusy) {
-		t.Errorf("Open of a second bind for device 2: %v, want ErrMuxDeviceBusy", err)
+	if _, _, err := m.Bind(2).Open(0); !errors.Is(err, ErrDeviceBusy) {
+		t.Errorf("Open of a second bind for device 2: %v, want ErrDeviceBusy", err)
 	}
-	if _, _, err := m.Bind(3).Open(p1 + 1); !errors.Is(err, ErrMuxPortMismatch) {
-		t.Errorf("Open of another port: %v, want ErrMuxPortMismatch", err)
+	if _, _, err := m.Bind(3).Open(p1 + 1); !errors.Is(err, ErrPortMismatch) {
+		t.Errorf("Open of another port: %v, want ErrPortMismatch", err)
 	}
 	b3 := m.Bind(3)
-	if _, p3 := muxOpen(t, b3, 0); p3 != p1 {
+	if _, p3 := mustOpen(t, b3, 0); p3 != p1 {
 		t.Errorf("Open(0) while open on %d returned %d", p1, p3)
 	}
 	if err := m.Bind(3).Close(); err != nil { // a bind never opened: no effect on device 3
@@ -424,7 +431,7 @@ func TestMuxOpenCloseSharesInnerBind(t *testing.T) {
 	if err := <-done; !errors.Is(err, net.ErrClosed) {
 		t.Errorf("blocked ReceiveFunc after Close returned %v, want net.ErrClosed", err)
 	}
-	if err := b1.Send([][]byte{muxTransport(1, 8)}, muxFakeEndpoint{}); !errors.Is(err, net.ErrClosed) {
+	if err := b1.Send([][]byte{transportMsg(1, 8)}, fakeEndpoint{}); !errors.Is(err, net.ErrClosed) {
 		t.Errorf("Send after Close: %v, want net.ErrClosed", err)
 	}
 	if err := b1.Close(); err != nil {
@@ -450,17 +457,17 @@ func TestMuxOpenCloseSharesInnerBind(t *testing.T) {
 	}
 
 	// Reopen: wireguard-go closes and opens on every BindUpdate.
-	fns1, p := muxOpen(t, b1, p1)
+	fns1, p := mustOpen(t, b1, p1)
 	if p != p1 || inner.opens != 2 {
 		t.Fatalf("reopen: port %d (want %d), %d inner opens (want 2)", p, p1, inner.opens)
 	}
-	got := muxCollect(fns1, 8)
-	if err := b1.Send([][]byte{muxResponse(0xabcd, 9)}, muxFakeEndpoint{}); err != nil {
+	got := collect(fns1, 8)
+	if err := b1.Send([][]byte{responseMsg(0xabcd, 9)}, fakeEndpoint{}); err != nil {
 		t.Fatal(err)
 	}
-	pkt := muxTransport(0xabcd, 40)
+	pkt := transportMsg(0xabcd, 40)
 	inner.deliver(pkt)
-	muxExpect(t, got, pkt, "after reopen")
+	expect(t, got, pkt, "after reopen")
 	if err := b1.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -479,27 +486,99 @@ func TestMuxOpenCloseSharesInnerBind(t *testing.T) {
 	}
 }
 
-func TestMuxDemuxByLearnedIndex(t *testing.T) {
-	inner := newMuxFakeBind(16)
-	node := muxTestKey(t)
+func TestNewRefusesIncompleteConfig(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		cfg  Config
+		want string // in the error: the field to fix
+	}{
+		{"no socket", Config{PrivateKey: testKey(t)}, "Config.Socket"},
+		{"no private key", Config{Socket: newFakeBind(1)}, "Config.PrivateKey"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			m, err := New(c.cfg, nil)
+			if m != nil || err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("New: %v, %v; want an error naming %s", m, err, c.want)
+			}
+		})
+	}
+}
+
+// TestCloseClosesEveryBind: Mux.Close ends the reads of the devices still open, closes the
+// socket, leaves no goroutine, and no bind opens after it.
+func TestCloseClosesEveryBind(t *testing.T) {
+	inner := newFakeBind(8)
+	m, _ := newTestMux(t, inner, testKey(t), nil)
+	b1, b2 := m.Bind(1), m.Bind(2)
+	if n := b1.Receivers(); n != 0 {
+		t.Errorf("a bind not open has %d receive functions, want 0", n)
+	}
+	fns1, _ := mustOpen(t, b1, 0)
+	mustOpen(t, b2, 0)
+	if n := b1.Receivers(); n != len(fns1) || n != 2 {
+		t.Errorf("Receivers %d, Open returned %d receive functions; want 2 (IPv4 and IPv6)", n, len(fns1))
+	}
+	done := callOnce(fns1[0], 8)
+	waitReading(t, readersOf(t, m)[0], sessionOf(b1), "before Close")
+
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if !errors.Is(err, net.ErrClosed) {
+			t.Errorf("the read of an open device returned %v at Close, want net.ErrClosed", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the read of an open device still blocked after Close")
+	}
+	if inner.isOpen() || inner.closes != 1 {
+		t.Errorf("socket open %v after %d closes, want closed once", inner.isOpen(), inner.closes)
+	}
+	if n := m.goroutines.Load(); n != 0 {
+		t.Errorf("%d goroutines of the Mux left after Close", n)
+	}
+	if n := b1.Receivers(); n != 0 {
+		t.Errorf("%d receive functions after Close, want 0", n)
+	}
+	if err := b1.Send([][]byte{transportMsg(1, 8)}, fakeEndpoint{}); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("Send after Close: %v, want net.ErrClosed", err)
+	}
+	if err := b2.Close(); err != nil { // closed already: nothing to do
+		t.Errorf("a bind's Close after the Mux's: %v", err)
+	}
+	if _, _, err := m.Bind(3).Open(0); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("Open after Close: %v, want net.ErrClosed", err)
+	}
+	if err := m.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+	if inner.opens != 1 {
+		t.Errorf("the socket opened %d times, want once", inner.opens)
+	}
+}
+
+func TestDemuxByLearnedIndex(t *testing.T) {
+	inner := newFakeBind(16)
+	node := testKey(t)
 	m, _ := newTestMux(t, inner, node, nil)
 	b1, b2 := m.Bind(1), m.Bind(2)
-	fns1, _ := muxOpen(t, b1, 0)
-	fns2, _ := muxOpen(t, b2, 0)
-	got1, got2 := muxCollect(fns1, 16), muxCollect(fns2, 16)
+	fns1, _ := mustOpen(t, b1, 0)
+	fns2, _ := mustOpen(t, b2, 0)
+	got1, got2 := collect(fns1, 16), collect(fns2, 16)
 	defer b2.Close()
 	defer b1.Close()
-	ep := muxFakeEndpoint{netip.MustParseAddrPort("203.0.113.9:4444")}
+	ep := fakeEndpoint{netip.MustParseAddrPort("203.0.113.9:4444")}
 
 	// Device 1 initiates (sender 0x11111111), device 2 responds (sender 0x22222222); a
 	// transport datagram is not learned from.
-	var init1 [muxInitiationSize]byte
-	binary.LittleEndian.PutUint32(init1[:], muxTypeInitiation)
+	var init1 [initiationSize]byte
+	binary.LittleEndian.PutUint32(init1[:], typeInitiation)
 	binary.LittleEndian.PutUint32(init1[4:], 0x11111111)
-	if err := b1.Send([][]byte{init1[:], muxTransport(0x33333333, 20)}, ep); err != nil {
+	if err := b1.Send([][]byte{init1[:], transportMsg(0x33333333, 20)}, ep); err != nil {
 		t.Fatal(err)
 	}
-	if err := b2.Send([][]byte{muxResponse(0x22222222, 0x99)}, ep); err != nil {
+	if err := b2.Send([][]byte{responseMsg(0x22222222, 0x99)}, ep); err != nil {
 		t.Fatal(err)
 	}
 	if st := m.Stats(); st.Learned != 2 || st.Indices != 2 {
@@ -514,30 +593,30 @@ func TestMuxDemuxByLearnedIndex(t *testing.T) {
 		pkt  []byte
 		want <-chan []byte
 	}{
-		{"transport to device 1's index", muxTransport(0x11111111, 100), got1},
-		{"transport to device 2's index", muxTransport(0x22222222, 1300), got2},
-		{"keepalive to device 2", muxTransport(0x22222222, 0), got2},
-		{"response to device 1's initiation", muxResponse(0x5555, 0x11111111), got1},
-		{"cookie reply to device 2", muxCookieReply(0x22222222), got2},
+		{"transport to device 1's index", transportMsg(0x11111111, 100), got1},
+		{"transport to device 2's index", transportMsg(0x22222222, 1300), got2},
+		{"keepalive to device 2", transportMsg(0x22222222, 0), got2},
+		{"response to device 1's initiation", responseMsg(0x5555, 0x11111111), got1},
+		{"cookie reply to device 2", cookieReplyMsg(0x22222222), got2},
 	}
 	for _, c := range cases {
 		inner.deliver(c.pkt)
-		muxExpect(t, c.want, c.pkt, c.name)
+		expect(t, c.want, c.pkt, c.name)
 	}
-	inner.deliver(muxTransport(0x33333333, 10)) // only ever sent as a receiver index
-	inner.deliver(muxResponse(0x11111111, 0x4444))
-	st := muxWaitStats(t, m, "unknown indices", func(s MuxStats) bool { return s.UnknownIndex == 2 })
+	inner.deliver(transportMsg(0x33333333, 10)) // only ever sent as a receiver index
+	inner.deliver(responseMsg(0x11111111, 0x4444))
+	st := waitStats(t, m, "unknown indices", func(s Stats) bool { return s.UnknownIndex == 2 })
 	if st.Transports != 4 || st.Responses != 2 || st.CookieReplies != 1 || st.Delivered != 5 {
 		t.Errorf("stats %+v", st)
 	}
-	muxExpectNothing(t, got1, "device 1")
-	muxExpectNothing(t, got2, "device 2")
+	expectNothing(t, got1, "device 1")
+	expectNothing(t, got2, "device 2")
 
 	// Batches mixing devices, over both families. Either device's goroutine may read, so only
 	// the set is checked, not the order (as with wireguard-go's own IPv4 and IPv6 readers).
 	want := map[string]int{}
 	for i := range 10 {
-		p1, p2 := muxTransport(0x11111111, 50+i), muxTransport(0x22222222, 60+i)
+		p1, p2 := transportMsg(0x11111111, 50+i), transportMsg(0x22222222, 60+i)
 		want["1"+string(p1)]++
 		want["2"+string(p2)]++
 		inner.deliver(p1)
@@ -567,41 +646,41 @@ func TestMuxDemuxByLearnedIndex(t *testing.T) {
 	if st := m.Stats(); st.IndexCollisions != 1 {
 		t.Errorf("collisions %d, want 1", st.IndexCollisions)
 	}
-	pkt := muxTransport(0x11111111, 33)
+	pkt := transportMsg(0x11111111, 33)
 	inner.deliver(pkt)
-	muxExpect(t, got2, pkt, "index taken over by device 2")
-	muxExpectNothing(t, got1, "device 1 after the collision")
+	expect(t, got2, pkt, "index taken over by device 2")
+	expectNothing(t, got1, "device 1 after the collision")
 
 	// An index of a device that closed: dropped as NoDevice, the socket still serves device 1.
 	if err := b2.Close(); err != nil {
 		t.Fatal(err)
 	}
-	inner.deliver(muxTransport(0x22222222, 10))
-	muxWaitStats(t, m, "no device", func(s MuxStats) bool { return s.NoDevice == 1 })
+	inner.deliver(transportMsg(0x22222222, 10))
+	waitStats(t, m, "no device", func(s Stats) bool { return s.NoDevice == 1 })
 }
 
-func TestMuxIndexExpiry(t *testing.T) {
-	inner := newMuxFakeBind(4)
-	m, clk := newTestMux(t, inner, muxTestKey(t), nil)
+func TestIndexExpiry(t *testing.T) {
+	inner := newFakeBind(4)
+	m, clk := newTestMux(t, inner, testKey(t), nil)
 	b := m.Bind(7)
-	fns, _ := muxOpen(t, b, 0)
-	got := muxCollect(fns, 4)
+	fns, _ := mustOpen(t, b, 0)
+	got := collect(fns, 4)
 	defer b.Close()
-	ep := muxFakeEndpoint{}
+	ep := fakeEndpoint{}
 
-	b.Send([][]byte{muxResponse(1, 0)}, ep)
-	b.Send([][]byte{muxResponse(2, 0)}, ep)
+	b.Send([][]byte{responseMsg(1, 0)}, ep)
+	b.Send([][]byte{responseMsg(2, 0)}, ep)
 
 	// Index 1 is used every 4 minutes and stays; index 2 is idle and expires after 5.
 	for i := range 3 {
 		clk.Advance(4 * time.Minute)
-		pkt := muxTransport(1, i)
+		pkt := transportMsg(1, i)
 		inner.deliver(pkt)
-		muxExpect(t, got, pkt, "index in use")
+		expect(t, got, pkt, "index in use")
 	}
-	inner.deliver(muxTransport(2, 0))
-	muxWaitStats(t, m, "expired index", func(s MuxStats) bool { return s.UnknownIndex == 1 })
-	muxExpectNothing(t, got, "expired index")
+	inner.deliver(transportMsg(2, 0))
+	waitStats(t, m, "expired index", func(s Stats) bool { return s.UnknownIndex == 1 })
+	expectNothing(t, got, "expired index")
 	if n := m.Stats().Indices; n != 2 {
 		t.Fatalf("%d indices before the sweep, want 2", n)
 	}
@@ -612,14 +691,14 @@ func TestMuxIndexExpiry(t *testing.T) {
 
 	// The sweep also runs from learn, at most every 30 s.
 	clk.Advance(6 * time.Minute)
-	b.Send([][]byte{muxResponse(3, 0)}, ep)
+	b.Send([][]byte{responseMsg(3, 0)}, ep)
 	if n := m.Stats().Indices; n != 1 {
 		t.Fatalf("%d indices after a send 6 minutes later, want only the new one", n)
 	}
 }
 
-func TestMuxIndexTableBounded(t *testing.T) {
-	m, clk := newTestMux(t, newMuxFakeBind(1), muxTestKey(t), nil)
+func TestIndexTableBounded(t *testing.T) {
+	m, clk := newTestMux(t, newFakeBind(1), testKey(t), nil)
 	m.maxIndices = 100
 	for i := range uint32(1000) {
 		if i%100 == 0 {
@@ -644,106 +723,106 @@ func TestMuxIndexTableBounded(t *testing.T) {
 	}
 }
 
-func TestMuxQueueFullDropsWithoutBlocking(t *testing.T) {
-	inner := newMuxFakeBind(16)
-	m, _ := newTestMux(t, inner, muxTestKey(t), nil)
+func TestQueueFullDropsWithoutBlocking(t *testing.T) {
+	inner := newFakeBind(16)
+	m, _ := newTestMux(t, inner, testKey(t), nil)
 	m.queueLimit = 32
 	slow, fast := m.Bind(1), m.Bind(2)
-	muxOpen(t, slow, 0) // nobody reads device 1
-	fns, _ := muxOpen(t, fast, 0)
-	got := muxCollect(fns, 16)
+	mustOpen(t, slow, 0) // nobody reads device 1
+	fns, _ := mustOpen(t, fast, 0)
+	got := collect(fns, 16)
 	defer fast.Close()
 	defer slow.Close()
-	slow.Send([][]byte{muxResponse(1, 0)}, muxFakeEndpoint{})
-	fast.Send([][]byte{muxResponse(2, 0)}, muxFakeEndpoint{})
+	slow.Send([][]byte{responseMsg(1, 0)}, fakeEndpoint{})
+	fast.Send([][]byte{responseMsg(2, 0)}, fakeEndpoint{})
 
 	for i := range 200 {
-		inner.deliver(muxTransport(1, i))
+		inner.deliver(transportMsg(1, i))
 	}
-	pkt := muxTransport(2, 5)
+	pkt := transportMsg(2, 5)
 	inner.deliver(pkt)
-	muxExpect(t, got, pkt, "device 2 behind a stalled device 1")
-	st := muxWaitStats(t, m, "queue drops", func(s MuxStats) bool { return s.Received == 201 })
+	expect(t, got, pkt, "device 2 behind a stalled device 1")
+	st := waitStats(t, m, "queue drops", func(s Stats) bool { return s.Received == 201 })
 	if st.QueueDrops < 200-32 || st.QueueDrops+st.Delivered != 201 {
 		t.Errorf("queue drops %d, delivered %d; want ≥ 168 drops and 201 in all", st.QueueDrops, st.Delivered)
 	}
 }
 
-func TestMuxMalformedDatagrams(t *testing.T) {
-	node := muxTestKey(t)
-	inner := newMuxFakeBind(1)
+func TestMalformedDatagrams(t *testing.T) {
+	node := testKey(t)
+	inner := newFakeBind(1)
 	m, _ := newTestMux(t, inner, node, nil)
 	b := m.Bind(1)
-	fns, _ := muxOpen(t, b, 0)
-	got := muxCollect(fns, 1)
+	fns, _ := mustOpen(t, b, 0)
+	got := collect(fns, 1)
 	defer b.Close()
-	b.Send([][]byte{muxResponse(1, 0)}, muxFakeEndpoint{})
+	b.Send([][]byte{responseMsg(1, 0)}, fakeEndpoint{})
 
-	badMAC := muxJunkInitiation(node.PublicKey(), 1)
-	badMAC[muxInitMAC1Off] ^= 1
-	otherNode := muxJunkInitiation(muxTestKey(t).PublicKey(), 1)
-	reserved := muxTransport(1, 4)
+	badMAC := junkInitiation(node.PublicKey(), 1)
+	badMAC[initMAC1Off] ^= 1
+	otherNode := junkInitiation(testKey(t).PublicKey(), 1)
+	reserved := transportMsg(1, 4)
 	reserved[1] = 1 // a reserved byte set: not type 4 to wireguard-go either
 	cases := []struct {
 		name    string
 		pkt     []byte
-		counter muxCounter
+		counter counter
 	}{
-		{"one byte", []byte{4}, muxMalformed},
-		{"three bytes", []byte{4, 0, 0}, muxMalformed},
-		{"type only", []byte{4, 0, 0, 0}, muxMalformed},
-		{"transport below a keepalive", muxTransport(1, 0)[:31], muxMalformed},
-		{"initiation too long", append(muxJunkInitiation(node.PublicKey(), 1), 0), muxMalformed},
-		{"initiation too short", muxJunkInitiation(node.PublicKey(), 1)[:147], muxMalformed},
-		{"response too short", muxResponse(1, 1)[:91], muxMalformed},
-		{"cookie reply too long", append(muxCookieReply(1), 0), muxMalformed},
-		{"type 0", make([]byte, 64), muxMalformed},
-		{"type 5", append([]byte{5, 0, 0, 0}, make([]byte, 60)...), muxMalformed},
-		{"reserved byte set", reserved, muxMalformed},
-		{"initiation with a flipped mac1", badMAC, muxBadMAC1},
-		{"initiation for another node", otherNode, muxBadMAC1},
-		{"initiation whose static does not decrypt", muxJunkInitiation(node.PublicKey(), 1), muxBadInitiation},
+		{"one byte", []byte{4}, malformed},
+		{"three bytes", []byte{4, 0, 0}, malformed},
+		{"type only", []byte{4, 0, 0, 0}, malformed},
+		{"transport below a keepalive", transportMsg(1, 0)[:31], malformed},
+		{"initiation too long", append(junkInitiation(node.PublicKey(), 1), 0), malformed},
+		{"initiation too short", junkInitiation(node.PublicKey(), 1)[:147], malformed},
+		{"response too short", responseMsg(1, 1)[:91], malformed},
+		{"cookie reply too long", append(cookieReplyMsg(1), 0), malformed},
+		{"type 0", make([]byte, 64), malformed},
+		{"type 5", append([]byte{5, 0, 0, 0}, make([]byte, 60)...), malformed},
+		{"reserved byte set", reserved, malformed},
+		{"initiation with a flipped mac1", badMAC, badMAC1},
+		{"initiation for another node", otherNode, badMAC1},
+		{"initiation whose static does not decrypt", junkInitiation(node.PublicKey(), 1), badInitiation},
 	}
 	for _, c := range cases {
 		before := m.counters[c.counter].Load()
 		inner.deliver(c.pkt)
-		muxWaitStats(t, m, c.name, func(MuxStats) bool { return m.counters[c.counter].Load() == before+1 })
+		waitStats(t, m, c.name, func(Stats) bool { return m.counters[c.counter].Load() == before+1 })
 	}
-	muxExpectNothing(t, got, "malformed datagrams")
+	expectNothing(t, got, "malformed datagrams")
 	st := m.Stats()
 	if st.Received != uint64(len(cases)) || st.Delivered != 0 {
 		t.Errorf("received %d, delivered %d; want %d, 0", st.Received, st.Delivered, len(cases))
 	}
 }
 
-// muxSyncHarness drives sort and routeInitiation on the calling goroutine, without an inner
+// syncHarness drives sort and routeInitiation on the calling goroutine, without an inner
 // bind: as if device h.s[0]'s goroutine had read a batch. For the fuzz target and benchmarks.
-type muxSyncHarness struct {
+type syncHarness struct {
 	m     *Mux
-	g     *muxGen
-	rc    *muxReceiver
-	s     []*muxSession
+	g     *gen
+	rc    *receiver
+	s     []*session
 	bufs  [][]byte
 	sizes []int
 	eps   []conn.Endpoint
 }
 
-func newMuxSyncHarness(t testing.TB, node store.Key, route func(store.Key) (int64, bool), devices ...int64) *muxSyncHarness {
-	m, _ := newTestMux(t, newMuxFakeBind(conn.IdealBatchSize), node, route)
-	h := &muxSyncHarness{m: m}
-	h.g = &muxGen{
-		readers: []*muxReader{{token: make(chan struct{}, 1)}},
+func newSyncHarness(t testing.TB, node store.Key, route func(store.Key) (int64, bool), devices ...int64) *syncHarness {
+	m, _ := newTestMux(t, newFakeBind(conn.IdealBatchSize), node, route)
+	h := &syncHarness{m: m}
+	h.g = &gen{
+		readers: []*reader{{token: make(chan struct{}, 1)}},
 		stop:    make(chan struct{}),
 	}
 	h.g.hsCond = sync.NewCond(&h.g.hsMu)
 	m.mu.Lock()
 	for _, id := range devices {
-		s := &muxSession{
+		s := &session{
 			id:     id,
 			gen:    h.g,
-			queue:  make(chan *muxBatch, m.queueLimit),
+			queue:  make(chan *batch, m.queueLimit),
 			closed: make(chan struct{}),
-			rd:     []muxSessionReader{{grant: make(chan struct{}, 1)}},
+			rd:     []sessionReader{{grant: make(chan struct{}, 1)}},
 		}
 		m.sessions[id] = s
 		h.s = append(h.s, s)
@@ -762,10 +841,10 @@ func newMuxSyncHarness(t testing.TB, node store.Key, route func(store.Key) (int6
 
 // run sorts pkts as one batch read by device h.s[0], routes the initiations, and drains the
 // device queues; it returns the datagrams each device got.
-func (h *muxSyncHarness) run(pkts [][]byte, out map[int64][][]byte) {
+func (h *syncHarness) run(pkts [][]byte, out map[int64][][]byte) {
 	for i, p := range pkts {
 		h.sizes[i] = copy(h.bufs[i], p)
-		h.eps[i] = muxFakeEndpoint{}
+		h.eps[i] = fakeEndpoint{}
 	}
 	end, _ := h.rc.sort(h.bufs, h.sizes, h.eps, len(pkts))
 	for i := range end {
@@ -774,8 +853,8 @@ func (h *muxSyncHarness) run(pkts [][]byte, out map[int64][][]byte) {
 		}
 	}
 	var (
-		c   muxCounts
-		msg [muxInitiationSize]byte
+		c   counts
+		msg [initiationSize]byte
 	)
 	for {
 		ep, ok := h.m.hs.take(&msg)
@@ -804,20 +883,20 @@ func (h *muxSyncHarness) run(pkts [][]byte, out map[int64][][]byte) {
 	}
 }
 
-func FuzzMuxDemux(f *testing.F) {
-	node := muxTestKey(f)
-	client := muxTestKey(f)
-	real := muxCaptureInitiation(f, client, node.PublicKey())
+func FuzzDemux(f *testing.F) {
+	node := testKey(f)
+	client := testKey(f)
+	real := captureInitiation(f, client, node.PublicKey())
 	f.Add(real)
-	f.Add(muxJunkInitiation(node.PublicKey(), 5))
-	f.Add(muxTransport(0x01020304, 64))
-	f.Add(muxResponse(9, 0x01020304))
-	f.Add(muxCookieReply(0x01020304))
+	f.Add(junkInitiation(node.PublicKey(), 5))
+	f.Add(transportMsg(0x01020304, 64))
+	f.Add(responseMsg(9, 0x01020304))
+	f.Add(cookieReplyMsg(0x01020304))
 	f.Add([]byte{})
 	f.Add([]byte{1})
 	f.Add([]byte{4, 0, 0, 0, 4, 3, 2, 1})
 	route := func(k store.Key) (int64, bool) { return 1, k == client.PublicKey() }
-	h := newMuxSyncHarness(f, node, route, 1, 2)
+	h := newSyncHarness(f, node, route, 1, 2)
 	h.m.learn(1, 0x01020304)
 	h.m.learn(2, 0x05060708)
 	h.m.learn(3, 0x0a0b0c0d) // a device that is not open
@@ -862,10 +941,10 @@ func FuzzMuxDemux(f *testing.F) {
 
 // --- device goroutines reading the shared socket ---
 
-func muxSess(b conn.Bind) *muxSession { return b.(*muxBind).sess.Load() }
+func sessionOf(b *Bind) *session { return b.sess.Load() }
 
-// muxReaders returns the readers of the open inner bind: IPv4, then IPv6.
-func muxReaders(t *testing.T, m *Mux) []*muxReader {
+// readersOf returns the readers of the open inner bind: IPv4, then IPv6.
+func readersOf(t *testing.T, m *Mux) []*reader {
 	t.Helper()
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -875,8 +954,8 @@ func muxReaders(t *testing.T, m *Mux) []*muxReader {
 	return m.gen.readers
 }
 
-// muxWaitReading waits until the goroutine of s is in a read of r.
-func muxWaitReading(t *testing.T, r *muxReader, s *muxSession, what string) {
+// waitReading waits until the goroutine of s is in a read of r.
+func waitReading(t *testing.T, r *reader, s *session, what string) {
 	t.Helper()
 	for deadline := time.Now().Add(5 * time.Second); r.reading.Load() != s; {
 		if time.Now().After(deadline) {
@@ -886,8 +965,8 @@ func muxWaitReading(t *testing.T, r *muxReader, s *muxSession, what string) {
 	}
 }
 
-// muxCall calls fn once on a goroutine of its own and returns what it returned.
-func muxCall(fn conn.ReceiveFunc, batch int) <-chan error {
+// callOnce calls fn once on a goroutine of its own and returns what it returned.
+func callOnce(fn conn.ReceiveFunc, batch int) <-chan error {
 	done := make(chan error, 1)
 	bufs := make([][]byte, batch)
 	for i := range bufs {
@@ -900,72 +979,72 @@ func muxCall(fn conn.ReceiveFunc, batch int) <-chan error {
 	return done
 }
 
-// TestMuxReaderSortsForBothDevices: whichever device's goroutine holds the token reads the
+// TestReaderSortsForBothDevices: whichever device's goroutine holds the token reads the
 // socket; each device gets its own datagrams, directly when it read them and queued when the
 // other did, and the token follows the traffic.
-func TestMuxReaderSortsForBothDevices(t *testing.T) {
-	inner := newMuxFakeBind(8)
-	m, _ := newTestMux(t, inner, muxTestKey(t), nil)
+func TestReaderSortsForBothDevices(t *testing.T) {
+	inner := newFakeBind(8)
+	m, _ := newTestMux(t, inner, testKey(t), nil)
 	b1, b2 := m.Bind(1), m.Bind(2)
-	fns1, _ := muxOpen(t, b1, 0)
-	fns2, _ := muxOpen(t, b2, 0)
+	fns1, _ := mustOpen(t, b1, 0)
+	fns2, _ := mustOpen(t, b2, 0)
 	defer b2.Close()
 	defer b1.Close()
-	b1.Send([][]byte{muxResponse(0x1111, 0)}, muxFakeEndpoint{})
-	b2.Send([][]byte{muxResponse(0x2222, 0)}, muxFakeEndpoint{})
-	s1, s2 := muxSess(b1), muxSess(b2)
-	r4 := muxReaders(t, m)[0]
+	b1.Send([][]byte{responseMsg(0x1111, 0)}, fakeEndpoint{})
+	b2.Send([][]byte{responseMsg(0x2222, 0)}, fakeEndpoint{})
+	s1, s2 := sessionOf(b1), sessionOf(b2)
+	r4 := readersOf(t, m)[0]
 
 	// Only device 1 reads IPv4 at first, so its goroutine holds the token.
-	got1 := muxCollect(fns1[:1], 8)
+	got1 := collect(fns1[:1], 8)
 	var got2 <-chan []byte
 	for _, st := range []struct {
 		name   string
-		reader *muxSession // whose goroutine reads it
+		reader *session // whose goroutine reads it
 		pkt    []byte
 		to     int    // device
 		queued uint64 // Stats.Queued after it
 	}{
-		{"device 1 reads its own", s1, muxTransport(0x1111, 10), 1, 0},
+		{"device 1 reads its own", s1, transportMsg(0x1111, 10), 1, 0},
 		// From here device 2 reads too; device 1 has the token, reads for device 2 and leaves
 		// the token to it, as device 2 got that batch.
-		{"device 1 reads for device 2", s1, muxTransport(0x2222, 20), 2, 1},
-		{"device 2 reads its own", s2, muxTransport(0x2222, 30), 2, 1},
-		{"device 2 reads its own again", s2, muxResponse(9, 0x2222), 2, 1},
-		{"device 2 reads for device 1", s2, muxTransport(0x1111, 40), 1, 2},
-		{"device 1 has the token back", s1, muxCookieReply(0x1111), 1, 2},
+		{"device 1 reads for device 2", s1, transportMsg(0x2222, 20), 2, 1},
+		{"device 2 reads its own", s2, transportMsg(0x2222, 30), 2, 1},
+		{"device 2 reads its own again", s2, responseMsg(9, 0x2222), 2, 1},
+		{"device 2 reads for device 1", s2, transportMsg(0x1111, 40), 1, 2},
+		{"device 1 has the token back", s1, cookieReplyMsg(0x1111), 1, 2},
 	} {
 		if got2 == nil && st.to == 2 {
-			got2 = muxCollect(fns2[:1], 8)
+			got2 = collect(fns2[:1], 8)
 			for !s2.rd[0].active.Load() { // its goroutine waits for the token
 				time.Sleep(time.Millisecond)
 			}
 		}
-		muxWaitReading(t, r4, st.reader, st.name)
+		waitReading(t, r4, st.reader, st.name)
 		inner.deliver(st.pkt)
-		muxExpect(t, map[int]<-chan []byte{1: got1, 2: got2}[st.to], st.pkt, st.name)
-		muxWaitStats(t, m, st.name, func(s MuxStats) bool { return s.Queued == st.queued })
+		expect(t, map[int]<-chan []byte{1: got1, 2: got2}[st.to], st.pkt, st.name)
+		waitStats(t, m, st.name, func(s Stats) bool { return s.Queued == st.queued })
 	}
 	// Batches mixing both: each gets its own, whoever reads.
-	want1, want2 := muxTransport(0x1111, 50), muxTransport(0x2222, 60)
+	want1, want2 := transportMsg(0x1111, 50), transportMsg(0x2222, 60)
 	for range 3 {
 		inner.deliver(want1)
 		inner.deliver(want2)
-		muxExpect(t, got1, want1, "mixed batch, device 1")
-		muxExpect(t, got2, want2, "mixed batch, device 2")
+		expect(t, got1, want1, "mixed batch, device 1")
+		expect(t, got2, want2, "mixed batch, device 2")
 	}
-	muxExpectNothing(t, got1, "device 1")
-	muxExpectNothing(t, got2, "device 2")
+	expectNothing(t, got1, "device 1")
+	expectNothing(t, got2, "device 2")
 	if st := m.Stats(); st.Wakeups != 0 || st.Delivered != st.Received {
 		t.Errorf("stats %+v; want no wake-ups and everything delivered", st)
 	}
 }
 
-// TestMuxCloseWhileReading: Close of a device whose goroutine is blocked in a read of the
+// TestCloseWhileReading: Close of a device whose goroutine is blocked in a read of the
 // socket ends that read (wireguard-go's Device.Close waits for it), with loopback, without it
 // from the start (a reader of the Mux's own), and when loopback fails only later (the read ends
 // with the next datagram); the other device carries on.
-func TestMuxCloseWhileReading(t *testing.T) {
+func TestCloseWhileReading(t *testing.T) {
 	for _, c := range []struct {
 		name           string
 		loopbackAtOpen bool // loopback works when the socket opens
@@ -976,17 +1055,17 @@ func TestMuxCloseWhileReading(t *testing.T) {
 		{"loopback gone after the start", true, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			inner := newMuxFakeBind(8)
+			inner := newFakeBind(8)
 			inner.noLoop.Store(!c.loopbackAtOpen)
-			m, _ := newTestMux(t, inner, muxTestKey(t), nil)
-			var logs muxLogBuffer
+			m, _ := newTestMux(t, inner, testKey(t), nil)
+			var logs logBuffer
 			m.log = slog.New(slog.NewTextHandler(&logs, nil))
 			b1, b2 := m.Bind(1), m.Bind(2)
-			fns1, _ := muxOpen(t, b1, 0)
-			fns2, _ := muxOpen(t, b2, 0)
+			fns1, _ := mustOpen(t, b1, 0)
+			fns2, _ := mustOpen(t, b2, 0)
 			defer b2.Close()
-			b2.Send([][]byte{muxResponse(0x2222, 0)}, muxFakeEndpoint{})
-			readers := muxReaders(t, m)
+			b2.Send([][]byte{responseMsg(0x2222, 0)}, fakeEndpoint{})
+			readers := readersOf(t, m)
 			for _, r := range readers {
 				if r.proxied == c.loopbackAtOpen {
 					t.Fatalf("%s: proxied %v with loopback %v", r.name, r.proxied, c.loopbackAtOpen)
@@ -996,11 +1075,11 @@ func TestMuxCloseWhileReading(t *testing.T) {
 				t.Errorf("%d goroutines of the Mux, want %d", m.goroutines.Load(), want)
 			}
 
-			done := muxCall(fns1[0], 8)
+			done := callOnce(fns1[0], 8)
 			if c.loopbackAtOpen {
-				muxWaitReading(t, readers[0], muxSess(b1), "before Close")
+				waitReading(t, readers[0], sessionOf(b1), "before Close")
 			}
-			got2 := muxCollect(fns2, 8)
+			got2 := collect(fns2, 8)
 			inner.noLoop.Store(!c.loopbackLater)
 			closed := make(chan error, 1)
 			go func() { closed <- b1.Close() }()
@@ -1021,7 +1100,7 @@ func TestMuxCloseWhileReading(t *testing.T) {
 				case <-time.After(50 * time.Millisecond):
 				}
 			}
-			pkt := muxTransport(0x2222, 10)
+			pkt := transportMsg(0x2222, 10)
 			inner.deliver(pkt)
 			select {
 			case err := <-done:
@@ -1031,10 +1110,10 @@ func TestMuxCloseWhileReading(t *testing.T) {
 			case <-time.After(2 * time.Second):
 				t.Fatal("the goroutine of the closed device is still blocked")
 			}
-			muxExpect(t, got2, pkt, "device 2 after device 1 closed")
-			pkt6 := muxTransport(0x2222, 11)
+			expect(t, got2, pkt, "device 2 after device 1 closed")
+			pkt6 := transportMsg(0x2222, 11)
 			inner.deliver6(pkt6)
-			muxExpect(t, got2, pkt6, "device 2 over IPv6")
+			expect(t, got2, pkt6, "device 2 over IPv6")
 
 			st := m.Stats()
 			if wantWake := c.loopbackAtOpen && c.loopbackLater; (st.Wakeups > 0) != wantWake {
@@ -1055,39 +1134,39 @@ func btoi(b bool) int {
 	return 0
 }
 
-// muxLogBuffer collects log lines from several goroutines.
-type muxLogBuffer struct {
+// logBuffer collects log lines from several goroutines.
+type logBuffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
 }
 
-func (l *muxLogBuffer) Write(p []byte) (int, error) {
+func (l *logBuffer) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.buf.Write(p)
 }
 
-func (l *muxLogBuffer) String() string {
+func (l *logBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.buf.String()
 }
 
-// TestMuxInitiationWakesReadingDevice: the only device reads both families; the handshake
+// TestInitiationWakesReadingDevice: the only device reads both families; the handshake
 // worker queues an initiation for it, which it must see without waiting for another datagram.
-func TestMuxInitiationWakesReadingDevice(t *testing.T) {
-	node, client := muxTestKey(t), muxTestKey(t)
-	inner := newMuxFakeBind(4)
+func TestInitiationWakesReadingDevice(t *testing.T) {
+	node, client := testKey(t), testKey(t)
+	inner := newFakeBind(4)
 	var (
-		b       conn.Bind
-		readers []*muxReader
+		b       *Bind
+		readers []*reader
 	)
 	// route returns once the device's goroutines are back in their reads (the one that read
 	// the initiation may still be busy with its batch when the worker gets it): then the queued
 	// initiation needs a wake-up.
 	route := func(store.Key) (int64, bool) {
 		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
-			if s := muxSess(b); readers[0].reading.Load() == s && readers[1].reading.Load() == s {
+			if s := sessionOf(b); readers[0].reading.Load() == s && readers[1].reading.Load() == s {
 				break
 			}
 		}
@@ -1095,88 +1174,88 @@ func TestMuxInitiationWakesReadingDevice(t *testing.T) {
 	}
 	m, _ := newTestMux(t, inner, node, route)
 	b = m.Bind(1)
-	fns, _ := muxOpen(t, b, 0)
+	fns, _ := mustOpen(t, b, 0)
 	defer b.Close()
-	got := muxCollect(fns, 4)
-	readers = muxReaders(t, m)
-	muxWaitReading(t, readers[0], muxSess(b), "IPv4")
-	muxWaitReading(t, readers[1], muxSess(b), "IPv6")
-	init := muxCaptureInitiation(t, client, node.PublicKey())
+	got := collect(fns, 4)
+	readers = readersOf(t, m)
+	waitReading(t, readers[0], sessionOf(b), "IPv4")
+	waitReading(t, readers[1], sessionOf(b), "IPv6")
+	init := captureInitiation(t, client, node.PublicKey())
 	inner.deliver(init)
-	muxExpect(t, got, init, "initiation")
+	expect(t, got, init, "initiation")
 	// The worker counts after it queued, and the wake-up after it was sent.
-	muxWaitStats(t, m, "one wake-up, the initiation queued", func(s MuxStats) bool { return s.Wakeups == 1 && s.Queued == 1 })
+	waitStats(t, m, "one wake-up, the initiation queued", func(s Stats) bool { return s.Wakeups == 1 && s.Queued == 1 })
 }
 
-// TestMuxStalledDeviceDoesNotStallOthers: a device that keeps the next read and then stops
+// TestStalledDeviceDoesNotStallOthers: a device that keeps the next read and then stops
 // calling its ReceiveFunc loses the read after reserveFor, and its full queue drops.
-func TestMuxStalledDeviceDoesNotStallOthers(t *testing.T) {
-	inner := newMuxFakeBind(16)
-	m, _ := newTestMux(t, inner, muxTestKey(t), nil)
+func TestStalledDeviceDoesNotStallOthers(t *testing.T) {
+	inner := newFakeBind(16)
+	m, _ := newTestMux(t, inner, testKey(t), nil)
 	m.queueLimit = 32
 	m.reserveFor = 5 * time.Millisecond
 	stalled, fast := m.Bind(1), m.Bind(2)
-	fns1, _ := muxOpen(t, stalled, 0)
-	fns2, _ := muxOpen(t, fast, 0)
+	fns1, _ := mustOpen(t, stalled, 0)
+	fns2, _ := mustOpen(t, fast, 0)
 	defer fast.Close()
 	defer stalled.Close()
-	stalled.Send([][]byte{muxResponse(1, 0)}, muxFakeEndpoint{})
-	fast.Send([][]byte{muxResponse(2, 0)}, muxFakeEndpoint{})
+	stalled.Send([][]byte{responseMsg(1, 0)}, fakeEndpoint{})
+	fast.Send([][]byte{responseMsg(2, 0)}, fakeEndpoint{})
 
 	// Device 1's goroutine reads a datagram of its own, so the next read is kept for it, and
 	// then never calls again, as if stuck behind a full queue in wireguard-go.
-	done := muxCall(fns1[0], 16)
-	r4 := muxReaders(t, m)[0]
-	muxWaitReading(t, r4, muxSess(stalled), "device 1")
-	inner.deliver(muxTransport(1, 0))
+	done := callOnce(fns1[0], 16)
+	r4 := readersOf(t, m)[0]
+	waitReading(t, r4, sessionOf(stalled), "device 1")
+	inner.deliver(transportMsg(1, 0))
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if r4.reserved.Load() != muxSess(stalled) {
+	if r4.reserved.Load() != sessionOf(stalled) {
 		t.Fatal("the next read is not kept for device 1")
 	}
 
-	got := muxCollect(fns2, 16)
+	got := collect(fns2, 16)
 	for i := range 200 {
-		inner.deliver(muxTransport(1, i))
+		inner.deliver(transportMsg(1, i))
 	}
-	pkt := muxTransport(2, 5)
+	pkt := transportMsg(2, 5)
 	inner.deliver(pkt)
-	muxExpect(t, got, pkt, "device 2 behind a stalled device 1")
-	st := muxWaitStats(t, m, "queue drops", func(s MuxStats) bool { return s.Received == 202 })
+	expect(t, got, pkt, "device 2 behind a stalled device 1")
+	st := waitStats(t, m, "queue drops", func(s Stats) bool { return s.Received == 202 })
 	if st.ReservationsStolen == 0 || st.QueueDrops < 200-32 || st.QueueDrops+st.Delivered != 202 {
 		t.Errorf("stats %+v; want the reservation stolen, ≥ 168 queue drops and 202 datagrams in all", st)
 	}
 }
 
-// TestMuxNoGoroutineLeftAfterLastClose: after traffic on both families and the last Close, no
+// TestNoGoroutineLeftAfterLastClose: after traffic on both families and the last Close, no
 // goroutine of the Mux runs and every ReceiveFunc has returned.
-func TestMuxNoGoroutineLeftAfterLastClose(t *testing.T) {
+func TestNoGoroutineLeftAfterLastClose(t *testing.T) {
 	for _, loopback := range []bool{true, false} {
 		t.Run(fmt.Sprintf("loopback=%v", loopback), func(t *testing.T) {
 			before := runtime.NumGoroutine()
-			inner := newMuxFakeBind(8)
+			inner := newFakeBind(8)
 			inner.noLoop.Store(!loopback)
-			m, _ := newTestMux(t, inner, muxTestKey(t), nil)
+			m, _ := newTestMux(t, inner, testKey(t), nil)
 			m.reserveFor = time.Millisecond
-			var binds []conn.Bind
+			var binds []*Bind
 			var outs []<-chan []byte
 			for id := range int64(3) {
 				b := m.Bind(id)
-				fns, _ := muxOpen(t, b, 0)
-				b.Send([][]byte{muxResponse(uint32(0x100+id), 0)}, muxFakeEndpoint{})
+				fns, _ := mustOpen(t, b, 0)
+				b.Send([][]byte{responseMsg(uint32(0x100+id), 0)}, fakeEndpoint{})
 				binds = append(binds, b)
-				outs = append(outs, muxCollect(fns, 8))
+				outs = append(outs, collect(fns, 8))
 			}
 			for i := range 300 {
 				id := uint32(i % 3)
 				if i%2 == 0 {
-					inner.deliver(muxTransport(0x100+id, i))
+					inner.deliver(transportMsg(0x100+id, i))
 				} else {
-					inner.deliver6(muxTransport(0x100+id, i))
+					inner.deliver6(transportMsg(0x100+id, i))
 				}
 			}
-			muxWaitStats(t, m, "traffic", func(s MuxStats) bool { return s.Received == 300 })
+			waitStats(t, m, "traffic", func(s Stats) bool { return s.Received == 300 })
 			for _, i := range []int{1, 0, 2} {
 				if err := binds[i].Close(); err != nil {
 					t.Fatal(err)

@@ -1,4 +1,4 @@
-package gateway
+package wgmux
 
 import (
 	"bytes"
@@ -18,19 +18,19 @@ import (
 
 // --- the pieces of admission ---
 
-func TestMuxBucket(t *testing.T) {
+func TestBucket(t *testing.T) {
 	const ms = int64(time.Millisecond)
 	cost, limit := 10*ms, 30*ms // 100 a second, 3 at once
 	cases := []struct {
 		name  string
-		start muxBucket
+		start bucket
 		at    []int64 // times of the takes
 		want  []bool
 	}{
-		{"full bucket gives its burst at once", muxBucket{tokens: limit}, []int64{0, 0, 0, 0}, []bool{true, true, true, false}},
-		{"then one per cost", muxBucket{tokens: 0}, []int64{5 * ms, 10 * ms, 15 * ms, 20 * ms}, []bool{false, true, false, true}},
-		{"refills to the limit, no more", muxBucket{tokens: 0}, []int64{time.Second.Nanoseconds(), time.Second.Nanoseconds(), time.Second.Nanoseconds(), time.Second.Nanoseconds()}, []bool{true, true, true, false}},
-		{"a clock that goes back refills nothing", muxBucket{tokens: cost, last: 100 * ms}, []int64{50 * ms, 60 * ms}, []bool{true, false}},
+		{"full bucket gives its burst at once", bucket{tokens: limit}, []int64{0, 0, 0, 0}, []bool{true, true, true, false}},
+		{"then one per cost", bucket{tokens: 0}, []int64{5 * ms, 10 * ms, 15 * ms, 20 * ms}, []bool{false, true, false, true}},
+		{"refills to the limit, no more", bucket{tokens: 0}, []int64{time.Second.Nanoseconds(), time.Second.Nanoseconds(), time.Second.Nanoseconds(), time.Second.Nanoseconds()}, []bool{true, true, true, false}},
+		{"a clock that goes back refills nothing", bucket{tokens: cost, last: 100 * ms}, []int64{50 * ms, 60 * ms}, []bool{true, false}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -45,7 +45,7 @@ func TestMuxBucket(t *testing.T) {
 	}
 }
 
-func TestMuxSourceKey(t *testing.T) {
+func TestSourceKey(t *testing.T) {
 	for _, c := range []struct{ in, want string }{
 		{"192.0.2.7", "192.0.2.7"},
 		{"::ffff:192.0.2.7", "192.0.2.7"},
@@ -53,16 +53,16 @@ func TestMuxSourceKey(t *testing.T) {
 		{"2001:db8:1:2::ffff", "2001:db8:1:2::"},
 		{"fe80::1%eth0", "fe80::"},
 	} {
-		if got := muxSourceKey(netip.MustParseAddr(c.in)); got != netip.MustParseAddr(c.want) {
-			t.Errorf("muxSourceKey(%s) = %s, want %s", c.in, got, c.want)
+		if got := sourceKey(netip.MustParseAddr(c.in)); got != netip.MustParseAddr(c.want) {
+			t.Errorf("sourceKey(%s) = %s, want %s", c.in, got, c.want)
 		}
 	}
 }
 
-// muxTestLimits are small limits for the admission tests: a queue of 8, under load at 4, a
+// testLimits are small limits for the admission tests: a queue of 8, under load at 4, a
 // source may have 2 a second (2 at once), cookie replies 3 a second per source and 5 in all.
-func muxTestLimits() muxHSLimits {
-	return muxHSLimits{
+func testLimits() hsLimits {
+	return hsLimits{
 		queue: 8, underLoadQueued: 4, underLoadFor: time.Second,
 		sourceRate: 2, sourceBurst: 2,
 		cookieSrcRate: 3, cookieSrcBurst: 3,
@@ -71,19 +71,19 @@ func muxTestLimits() muxHSLimits {
 	}
 }
 
-func muxEP(s string) conn.Endpoint { return muxFakeEndpoint{netip.MustParseAddrPort(s)} }
+func at(s string) conn.Endpoint { return fakeEndpoint{netip.MustParseAddrPort(s)} }
 
-// muxStep is one initiation offered to admission, the queue drained or time passing.
-type muxStep struct {
+// step is one initiation offered to admission, the queue drained or time passing.
+type step struct {
 	after  time.Duration // clock advance before the step
 	from   string        // source address:port; "" with drain set
-	mac2   muxMAC2       // what the caller knows of its mac2
-	want   muxVerdict
+	mac2   mac2Check     // what the caller knows of its mac2
+	want   verdict
 	drain  bool // take every waiting initiation instead of offering
 	loaded bool // want the Mux under load after the step
 }
 
-func TestMuxAdmission(t *testing.T) {
+func TestAdmission(t *testing.T) {
 	const (
 		a  = "192.0.2.10:1000"
 		a2 = "192.0.2.10:2000" // the same source (address) as a
@@ -92,81 +92,81 @@ func TestMuxAdmission(t *testing.T) {
 		v6 = "[2001:db8:1:2::1]:1000"
 		v7 = "[2001:db8:1:2::2]:1000" // the same /64
 	)
-	U, V, I := muxMAC2Unchecked, muxMAC2Valid, muxMAC2Invalid
+	U, V, I := mac2Unchecked, mac2Valid, mac2Invalid
 	cases := []struct {
 		name  string
-		steps []muxStep
+		steps []step
 	}{
-		{"not under load: admitted without mac2", []muxStep{
-			{from: a, mac2: U, want: muxAdmit},
-			{from: b, mac2: U, want: muxAdmit},
-			{from: a, mac2: U, want: muxAdmit},
+		{"not under load: admitted without mac2", []step{
+			{from: a, mac2: U, want: admit},
+			{from: b, mac2: U, want: admit},
+			{from: a, mac2: U, want: admit},
 		}},
-		{"a source over its rate puts the Mux under load", []muxStep{
-			{from: a, mac2: U, want: muxAdmit},
-			{from: a2, mac2: U, want: muxAdmit},
-			{from: a, mac2: U, want: muxNeedMAC2, loaded: true},
-			{from: a, mac2: I, want: muxSendCookie, loaded: true},
-			{from: a, mac2: V, want: muxDropRateLimited, loaded: true},
-			{from: b, mac2: U, want: muxNeedMAC2, loaded: true},
-			{from: b, mac2: I, want: muxSendCookie, loaded: true},
-			{from: b, mac2: V, want: muxAdmit, loaded: true},
-			{after: 500 * time.Millisecond, from: a, mac2: V, want: muxAdmit, loaded: true}, // a's bucket refilled one
-			{from: a, mac2: V, want: muxDropRateLimited, loaded: true},
+		{"a source over its rate puts the Mux under load", []step{
+			{from: a, mac2: U, want: admit},
+			{from: a2, mac2: U, want: admit},
+			{from: a, mac2: U, want: needMAC2, loaded: true},
+			{from: a, mac2: I, want: sendCookie, loaded: true},
+			{from: a, mac2: V, want: dropRateLimited, loaded: true},
+			{from: b, mac2: U, want: needMAC2, loaded: true},
+			{from: b, mac2: I, want: sendCookie, loaded: true},
+			{from: b, mac2: V, want: admit, loaded: true},
+			{after: 500 * time.Millisecond, from: a, mac2: V, want: admit, loaded: true}, // a's bucket refilled one
+			{from: a, mac2: V, want: dropRateLimited, loaded: true},
 		}},
-		{"under load ends a second after its last cause", []muxStep{
-			{from: a, mac2: U, want: muxAdmit},
-			{from: a, mac2: U, want: muxAdmit},
-			{from: a, mac2: I, want: muxSendCookie, loaded: true},
-			{after: 999 * time.Millisecond, from: b, mac2: I, want: muxSendCookie, loaded: true},
-			{after: 2 * time.Millisecond, from: b, mac2: U, want: muxAdmit},
+		{"under load ends a second after its last cause", []step{
+			{from: a, mac2: U, want: admit},
+			{from: a, mac2: U, want: admit},
+			{from: a, mac2: I, want: sendCookie, loaded: true},
+			{after: 999 * time.Millisecond, from: b, mac2: I, want: sendCookie, loaded: true},
+			{after: 2 * time.Millisecond, from: b, mac2: U, want: admit},
 		}},
-		{"a long queue puts the Mux under load", []muxStep{
-			{from: a, mac2: U, want: muxAdmit},
-			{from: b, mac2: U, want: muxAdmit},
-			{from: c, mac2: U, want: muxAdmit},
-			{from: v6, mac2: U, want: muxAdmit},
-			{from: b, mac2: U, want: muxNeedMAC2, loaded: true},
-			{from: b, mac2: V, want: muxAdmit, loaded: true},
+		{"a long queue puts the Mux under load", []step{
+			{from: a, mac2: U, want: admit},
+			{from: b, mac2: U, want: admit},
+			{from: c, mac2: U, want: admit},
+			{from: v6, mac2: U, want: admit},
+			{from: b, mac2: U, want: needMAC2, loaded: true},
+			{from: b, mac2: V, want: admit, loaded: true},
 			{drain: true, loaded: true},
-			{after: 1001 * time.Millisecond, from: c, mac2: U, want: muxAdmit},
+			{after: 1001 * time.Millisecond, from: c, mac2: U, want: admit},
 		}},
-		{"cookie replies are limited per source and in all", []muxStep{
-			{from: a, mac2: U, want: muxAdmit},
-			{from: a, mac2: U, want: muxAdmit},
-			{from: a, mac2: I, want: muxSendCookie, loaded: true},
-			{from: a2, mac2: I, want: muxSendCookie, loaded: true},
-			{from: a, mac2: I, want: muxSendCookie, loaded: true},
-			{from: a, mac2: I, want: muxDropCookieLimited, loaded: true}, // a's 3
-			{from: b, mac2: I, want: muxSendCookie, loaded: true},
-			{from: c, mac2: I, want: muxSendCookie, loaded: true},
-			{from: v6, mac2: I, want: muxDropCookieLimited, loaded: true}, // 5 in all
-			{after: 200 * time.Millisecond, from: v6, mac2: I, want: muxSendCookie, loaded: true},
+		{"cookie replies are limited per source and in all", []step{
+			{from: a, mac2: U, want: admit},
+			{from: a, mac2: U, want: admit},
+			{from: a, mac2: I, want: sendCookie, loaded: true},
+			{from: a2, mac2: I, want: sendCookie, loaded: true},
+			{from: a, mac2: I, want: sendCookie, loaded: true},
+			{from: a, mac2: I, want: dropCookieLimited, loaded: true}, // a's 3
+			{from: b, mac2: I, want: sendCookie, loaded: true},
+			{from: c, mac2: I, want: sendCookie, loaded: true},
+			{from: v6, mac2: I, want: dropCookieLimited, loaded: true}, // 5 in all
+			{after: 200 * time.Millisecond, from: v6, mac2: I, want: sendCookie, loaded: true},
 		}},
-		{"IPv6 sources share a bucket per /64", []muxStep{
-			{from: v6, mac2: U, want: muxAdmit},
-			{from: v7, mac2: U, want: muxAdmit},
-			{from: v7, mac2: I, want: muxSendCookie, loaded: true},
-			{from: v6, mac2: V, want: muxDropRateLimited, loaded: true},
+		{"IPv6 sources share a bucket per /64", []step{
+			{from: v6, mac2: U, want: admit},
+			{from: v7, mac2: U, want: admit},
+			{from: v7, mac2: I, want: sendCookie, loaded: true},
+			{from: v6, mac2: V, want: dropRateLimited, loaded: true},
 		}},
-		{"refused initiations without mac2 keep the Mux under load", []muxStep{
-			{from: a, mac2: U, want: muxAdmit},
-			{from: a, mac2: U, want: muxAdmit},
-			{from: a, mac2: I, want: muxSendCookie, loaded: true},
-			{after: 900 * time.Millisecond, from: b, mac2: I, want: muxSendCookie, loaded: true},
-			{from: b, mac2: I, want: muxSendCookie, loaded: true},
-			{from: c, mac2: I, want: muxSendCookie, loaded: true}, // the 4th since a's renewed: renews
-			{from: c, mac2: I, want: muxSendCookie, loaded: true},
-			{after: 900 * time.Millisecond, from: c, mac2: V, want: muxAdmit, loaded: true},
-			{after: 101 * time.Millisecond, from: c, mac2: U, want: muxAdmit},
+		{"refused initiations without mac2 keep the Mux under load", []step{
+			{from: a, mac2: U, want: admit},
+			{from: a, mac2: U, want: admit},
+			{from: a, mac2: I, want: sendCookie, loaded: true},
+			{after: 900 * time.Millisecond, from: b, mac2: I, want: sendCookie, loaded: true},
+			{from: b, mac2: I, want: sendCookie, loaded: true},
+			{from: c, mac2: I, want: sendCookie, loaded: true}, // the 4th since a's renewed: renews
+			{from: c, mac2: I, want: sendCookie, loaded: true},
+			{after: 900 * time.Millisecond, from: c, mac2: V, want: admit, loaded: true},
+			{after: 101 * time.Millisecond, from: c, mac2: U, want: admit},
 		}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			h := newMuxHandshakes(muxTestLimits())
+			h := newHandshakes(testLimits())
 			now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano()
-			msg := make([]byte, muxInitiationSize)
-			var out [muxInitiationSize]byte
+			msg := make([]byte, initiationSize)
+			var out [initiationSize]byte
 			for i, st := range tc.steps {
 				now += int64(st.after)
 				if st.drain {
@@ -175,7 +175,7 @@ func TestMuxAdmission(t *testing.T) {
 							break
 						}
 					}
-				} else if got, _ := h.offer(now, msg, muxEP(st.from), st.mac2); got != st.want {
+				} else if got, _ := h.offer(now, msg, at(st.from), st.mac2); got != st.want {
 					t.Fatalf("step %d (%s, mac2 %d): %v, want %v", i, st.from, st.mac2, got, st.want)
 				}
 				if got := h.underLoad(now); got != st.loaded {
@@ -186,24 +186,24 @@ func TestMuxAdmission(t *testing.T) {
 	}
 }
 
-// muxOfferN offers n initiations from ep (not under load, so without mac2), each marked with
+// offerN offers n initiations from ep (not under load, so without mac2), each marked with
 // its source's tag byte and a sequence number, and fails unless each is admitted.
-func muxOfferN(t *testing.T, h *muxHandshakes, now int64, ep string, tag byte, n int) {
+func offerN(t *testing.T, h *handshakes, now int64, ep string, tag byte, n int) {
 	t.Helper()
 	for i := range n {
-		msg := make([]byte, muxInitiationSize)
+		msg := make([]byte, initiationSize)
 		msg[0], msg[1] = tag, byte(i)
-		if v, _ := h.offer(now, msg, muxEP(ep), muxMAC2Valid); v != muxAdmit {
+		if v, _ := h.offer(now, msg, at(ep), mac2Valid); v != admit {
 			t.Fatalf("offer %c%d: %v", tag, i, v)
 		}
 	}
 }
 
-// muxTakeAll returns the tags and sequence numbers of the waiting initiations in the order
+// takeAll returns the tags and sequence numbers of the waiting initiations in the order
 // the workers get them: "a0 b0 a1".
-func muxTakeAll(h *muxHandshakes) string {
+func takeAll(h *handshakes) string {
 	var got []string
-	var msg [muxInitiationSize]byte
+	var msg [initiationSize]byte
 	for {
 		if _, ok := h.take(&msg); !ok {
 			break
@@ -213,63 +213,63 @@ func muxTakeAll(h *muxHandshakes) string {
 	return fmt.Sprint(got)
 }
 
-func TestMuxQueueRoundRobin(t *testing.T) {
-	lim := muxTestLimits()
+func TestQueueRoundRobin(t *testing.T) {
+	lim := testLimits()
 	lim.sourceBurst, lim.underLoadQueued = 8, 100 // never under load here
-	h := newMuxHandshakes(lim)
-	muxOfferN(t, h, 0, "192.0.2.1:1", 'a', 4)
-	muxOfferN(t, h, 0, "192.0.2.2:1", 'b', 1)
-	muxOfferN(t, h, 0, "192.0.2.3:1", 'c', 2)
-	if got, want := muxTakeAll(h), "[a0 b0 c0 a1 c1 a2 a3]"; got != want {
+	h := newHandshakes(lim)
+	offerN(t, h, 0, "192.0.2.1:1", 'a', 4)
+	offerN(t, h, 0, "192.0.2.2:1", 'b', 1)
+	offerN(t, h, 0, "192.0.2.3:1", 'c', 2)
+	if got, want := takeAll(h), "[a0 b0 c0 a1 c1 a2 a3]"; got != want {
 		t.Errorf("workers took %s, want %s", got, want)
 	}
 	// A source that comes back after its queue emptied goes to the end of the round.
-	muxOfferN(t, h, 0, "192.0.2.3:1", 'c', 1)
-	muxOfferN(t, h, 0, "192.0.2.1:1", 'a', 1)
-	if got, want := muxTakeAll(h), "[c0 a0]"; got != want {
+	offerN(t, h, 0, "192.0.2.3:1", 'c', 1)
+	offerN(t, h, 0, "192.0.2.1:1", 'a', 1)
+	if got, want := takeAll(h), "[c0 a0]"; got != want {
 		t.Errorf("workers took %s, want %s", got, want)
 	}
 }
 
-func TestMuxQueueFullPushesOutTheLongest(t *testing.T) {
-	lim := muxTestLimits()
+func TestQueueFullPushesOutTheLongest(t *testing.T) {
+	lim := testLimits()
 	lim.sourceBurst, lim.underLoadQueued = 8, 100
-	h := newMuxHandshakes(lim) // 8 slots
-	muxOfferN(t, h, 0, "192.0.2.1:1", 'a', 6)
-	muxOfferN(t, h, 0, "192.0.2.2:1", 'b', 2)
+	h := newHandshakes(lim) // 8 slots
+	offerN(t, h, 0, "192.0.2.1:1", 'a', 6)
+	offerN(t, h, 0, "192.0.2.2:1", 'b', 2)
 	// Full. c has nothing waiting: a (the longest) loses its oldest.
-	msg := make([]byte, muxInitiationSize)
+	msg := make([]byte, initiationSize)
 	msg[0] = 'c'
-	if v, out := h.offer(0, msg, muxEP("192.0.2.3:1"), muxMAC2Valid); v != muxAdmit || !out {
+	if v, out := h.offer(0, msg, at("192.0.2.3:1"), mac2Valid); v != admit || !out {
 		t.Fatalf("c into a full queue: %v, pushed out %v; want admitted, pushing one out", v, out)
 	}
 	// b (2) against a (5): a loses again; then b (3) against a (4): taking from a would
 	// leave it fewer than b, so b's newest is the one that goes.
 	msg[0] = 'b'
-	for i, want := range []muxVerdict{muxAdmit, muxDropQueueFull} {
+	for i, want := range []verdict{admit, dropQueueFull} {
 		msg[1] = byte(2 + i)
-		if v, _ := h.offer(0, msg, muxEP("192.0.2.2:1"), muxMAC2Valid); v != want {
+		if v, _ := h.offer(0, msg, at("192.0.2.2:1"), mac2Valid); v != want {
 			t.Fatalf("b%d: %v, want %v", 2+i, v, want)
 		}
 	}
-	if got, want := muxTakeAll(h), "[a2 b0 c0 a3 b1 a4 b2 a5]"; got != want {
+	if got, want := takeAll(h), "[a2 b0 c0 a3 b1 a4 b2 a5]"; got != want {
 		t.Errorf("workers took %s, want %s", got, want)
 	}
 }
 
-func TestMuxSourceTableBounded(t *testing.T) {
-	lim := muxTestLimits()
+func TestSourceTableBounded(t *testing.T) {
+	lim := testLimits()
 	lim.underLoadQueued = 100
-	h := newMuxHandshakes(lim)
-	msg := make([]byte, muxInitiationSize)
+	h := newHandshakes(lim)
+	msg := make([]byte, initiationSize)
 	// Sources 1-3 keep an initiation waiting (nobody takes any); 1,000 others come, the
 	// first five also get one in, the rest find the queue full.
 	for i := 1; i <= 3; i++ {
-		h.offer(int64(i), msg, muxEP(fmt.Sprintf("198.51.100.%d:1", i)), muxMAC2Valid)
+		h.offer(int64(i), msg, at(fmt.Sprintf("198.51.100.%d:1", i)), mac2Valid)
 	}
 	for i := range 1000 {
-		ep := muxEP(fmt.Sprintf("10.0.%d.%d:1", i/250, i%250))
-		h.offer(int64(10+i), msg, ep, muxMAC2Valid)
+		ep := at(fmt.Sprintf("10.0.%d.%d:1", i/250, i%250))
+		h.offer(int64(10+i), msg, ep, mac2Valid)
 		if n := h.state().sources; n > lim.maxSources {
 			t.Fatalf("after %d sources the table holds %d, more than %d", i+4, n, lim.maxSources)
 		}
@@ -286,20 +286,20 @@ func TestMuxSourceTableBounded(t *testing.T) {
 	}
 }
 
-func TestMuxSweepForgetsIdleSources(t *testing.T) {
-	lim := muxTestLimits()
-	h := newMuxHandshakes(lim)
-	msg := make([]byte, muxInitiationSize)
+func TestSweepForgetsIdleSources(t *testing.T) {
+	lim := testLimits()
+	h := newHandshakes(lim)
+	msg := make([]byte, initiationSize)
 	sec := int64(time.Second)
-	h.offer(1, msg, muxEP("192.0.2.1:1"), muxMAC2Valid)
-	h.offer(1, msg, muxEP("192.0.2.2:1"), muxMAC2Valid)
-	var out [muxInitiationSize]byte
+	h.offer(1, msg, at("192.0.2.1:1"), mac2Valid)
+	h.offer(1, msg, at("192.0.2.2:1"), mac2Valid)
+	var out [initiationSize]byte
 	h.take(&out) // 192.0.2.1 has none waiting, 192.0.2.2 one
-	h.offer(9*sec, msg, muxEP("192.0.2.3:1"), muxMAC2Valid)
+	h.offer(9*sec, msg, at("192.0.2.3:1"), mac2Valid)
 	if n := h.state().sources; n != 3 {
 		t.Fatalf("%d sources before the sweep, want 3", n)
 	}
-	h.offer(10*sec+1, msg, muxEP("192.0.2.3:1"), muxMAC2Valid) // sweeps
+	h.offer(10*sec+1, msg, at("192.0.2.3:1"), mac2Valid) // sweeps
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if _, ok := h.sources[netip.MustParseAddr("192.0.2.1")]; ok {
@@ -313,20 +313,20 @@ func TestMuxSweepForgetsIdleSources(t *testing.T) {
 	}
 }
 
-// TestMuxAdmitRefusalDoesNotAllocate: under a flood, an initiation refused for want of mac2
+// TestAdmitRefusalDoesNotAllocate: under a flood, an initiation refused for want of mac2
 // (the cookie budget spent) and one admitted cost no allocation.
-func TestMuxAdmitRefusalDoesNotAllocate(t *testing.T) {
-	if muxRace {
+func TestAdmitRefusalDoesNotAllocate(t *testing.T) {
+	if raceEnabled {
 		t.Skip("allocation counts mean nothing under the race detector")
 	}
-	node := muxTestKey(t)
-	m, _ := newTestMux(t, newMuxFakeBind(1), node, nil)
-	m.hs = newMuxHandshakes(muxTestLimits())
-	msg := muxJunkInitiation(node.PublicKey(), 1)
-	ep := muxEP("192.0.2.9:1000")
-	var c muxCounts
+	node := testKey(t)
+	m, _ := newTestMux(t, newFakeBind(1), node, nil)
+	m.hs = newHandshakes(testLimits())
+	msg := junkInitiation(node.PublicKey(), 1)
+	ep := at("192.0.2.9:1000")
+	var c counts
 	var now int64 = 1
-	var out [muxInitiationSize]byte
+	var out [initiationSize]byte
 	admitted := func() {
 		now += int64(time.Second) // the bucket refills; under load ends
 		m.admit(now, msg, ep, &c)
@@ -339,7 +339,7 @@ func TestMuxAdmitRefusalDoesNotAllocate(t *testing.T) {
 	for range 100 { // under load, the cookie budget spent
 		m.admit(now, msg, ep, &c)
 	}
-	if c[muxCookieLimited] == 0 {
+	if c[cookieLimited] == 0 {
 		t.Fatalf("no initiation refused without a cookie reply: %v", c)
 	}
 	if n := testing.AllocsPerRun(100, func() { m.admit(now, msg, ep, &c) }); n != 0 {
@@ -349,30 +349,30 @@ func TestMuxAdmitRefusalDoesNotAllocate(t *testing.T) {
 
 // --- the Mux ---
 
-// TestMuxUnderLoadWantsMAC2: under load, an initiation without mac2 gets a cookie reply
+// TestUnderLoadWantsMAC2: under load, an initiation without mac2 gets a cookie reply
 // instead of an X25519; wireguard-go's own initiator code (CookieGenerator) turns that reply
 // into a mac2 the Mux then accepts, from that address only.
-func TestMuxUnderLoadWantsMAC2(t *testing.T) {
-	node := muxTestKey(t)
+func TestUnderLoadWantsMAC2(t *testing.T) {
+	node := testKey(t)
 	nodePub := node.PublicKey()
-	inner := newMuxFakeBind(8)
+	inner := newFakeBind(8)
 	m, clk := newTestMux(t, inner, node, nil)
-	ep := muxEP("192.0.2.7:40000")
+	ep := at("192.0.2.7:40000")
 
 	var gen device.CookieGenerator
 	gen.Init(device.NoisePublicKey(nodePub))
-	msg := muxJunkInitiation(nodePub, 0x01020304)
+	msg := junkInitiation(nodePub, 0x01020304)
 	gen.AddMacs(msg)
 
-	var c muxCounts
+	var c counts
 	now := func() int64 { return clk.Now().UnixNano() }
 	m.admit(now(), msg, ep, &c)
-	if c[muxAdmitted] != 1 {
+	if c[admitted] != 1 {
 		t.Fatalf("not under load: an initiation without mac2 was not admitted: %v", c)
 	}
 	m.hs.underLoadUntil.Store(now() + int64(time.Second))
 	m.admit(now(), msg, ep, &c)
-	if c[muxCookiesSent] != 1 || c[muxAdmitted] != 1 {
+	if c[cookiesSent] != 1 || c[admitted] != 1 {
 		t.Fatalf("under load: an initiation without mac2 was not answered with a cookie: %v", c)
 	}
 	var raw []byte
@@ -398,48 +398,48 @@ func TestMuxUnderLoadWantsMAC2(t *testing.T) {
 
 	// The client's retry carries mac2 for its address: admitted, still under load.
 	gen.AddMacs(msg)
-	if got := m.checkMAC2(msg, ep); got != muxMAC2Valid {
+	if got := m.checkMAC2(msg, ep); got != mac2Valid {
 		t.Fatalf("mac2 of the retry: %v, want valid", got)
 	}
 	m.admit(now(), msg, ep, &c)
-	if c[muxAdmitted] != 2 {
+	if c[admitted] != 2 {
 		t.Fatalf("under load: an initiation with a valid mac2 was not admitted: %v", c)
 	}
 	// The same mac2 from another address is not valid.
-	if got := m.checkMAC2(msg, muxEP("192.0.2.8:40000")); got != muxMAC2Invalid {
+	if got := m.checkMAC2(msg, at("192.0.2.8:40000")); got != mac2Invalid {
 		t.Fatal("a mac2 made for another source address was accepted")
 	}
-	m.admit(now(), msg, muxEP("192.0.2.8:40000"), &c)
-	if c[muxCookiesSent] != 2 || c[muxAdmitted] != 2 {
+	m.admit(now(), msg, at("192.0.2.8:40000"), &c)
+	if c[cookiesSent] != 2 || c[admitted] != 2 {
 		t.Fatalf("under load: a mac2 of another address was not refused: %v", c)
 	}
 }
 
-// muxDeliverFrom injects a datagram from ep into the fake bind's IPv4 socket.
-func (f *muxFakeBind) deliverFrom(b []byte, ep conn.Endpoint) {
-	f.rx4 <- muxFakeDatagram{b: b, ep: ep}
+// deliverFrom injects a datagram from ep into the fake bind's IPv4 socket.
+func (f *fakeBind) deliverFrom(b []byte, ep conn.Endpoint) {
+	f.rx4 <- fakeDatagram{b: b, ep: ep}
 }
 
-// TestMuxFloodLetsClientInOnItsRetry: a flood of initiations with a valid mac1 from 100
+// TestFloodLetsClientInOnItsRetry: a flood of initiations with a valid mac1 from 100
 // sources, and one from a source that answers cookies, while a real wireguard-go initiation
 // arrives: its first try gets a cookie reply, and its retry with mac2 reaches its device.
-func TestMuxFloodLetsClientInOnItsRetry(t *testing.T) {
-	node, client := muxTestKey(t), muxTestKey(t)
+func TestFloodLetsClientInOnItsRetry(t *testing.T) {
+	node, client := testKey(t), testKey(t)
 	nodePub := node.PublicKey()
 	route := func(k store.Key) (int64, bool) { return 1, k == client.PublicKey() }
-	inner := newMuxFakeBind(conn.IdealBatchSize)
+	inner := newFakeBind(conn.IdealBatchSize)
 	m, _ := newTestMux(t, inner, node, route)
 	m.now, m.epoch = time.Now, time.Now() // buckets refill as they do in life
 	b := m.Bind(1)
-	fns, _ := muxOpen(t, b, 0)
-	got := muxCollect(fns, conn.IdealBatchSize)
+	fns, _ := mustOpen(t, b, 0)
+	got := collect(fns, conn.IdealBatchSize)
 	defer b.Close()
 
 	// The flood, from 100 sources, and from one that sends the same initiation over and over,
 	// with mac2 once the Mux sent it a cookie.
 	const floodSender = 0xf100d
-	floodEP := muxEP("198.51.100.200:9")
-	answering := muxJunkInitiation(nodePub, floodSender)
+	floodEP := at("198.51.100.200:9")
+	answering := junkInitiation(nodePub, floodSender)
 	var floodGen device.CookieGenerator
 	floodGen.Init(device.NoisePublicKey(nodePub))
 	floodGen.AddMacs(answering) // records its mac1, which the cookie reply is sealed to
@@ -456,7 +456,7 @@ func TestMuxFloodLetsClientInOnItsRetry(t *testing.T) {
 				return
 			default:
 			}
-			inner.deliverFrom(muxJunkInitiation(nodePub, uint32(i)), muxEP(fmt.Sprintf("198.51.100.%d:9", i%100)))
+			inner.deliverFrom(junkInitiation(nodePub, uint32(i)), at(fmt.Sprintf("198.51.100.%d:9", i%100)))
 			if !withMAC2 && floodCookie.Load() {
 				floodGen.AddMacs(answering)
 				withMAC2 = true
@@ -466,8 +466,8 @@ func TestMuxFloodLetsClientInOnItsRetry(t *testing.T) {
 	}()
 
 	// Cookie replies: the answering source's go to it, the client's to the test.
-	msg := muxCaptureInitiation(t, client, nodePub)
-	clientSender := binary.LittleEndian.Uint32(msg[muxInitSenderOff:])
+	msg := captureInitiation(t, client, nodePub)
+	clientSender := binary.LittleEndian.Uint32(msg[initSenderOff:])
 	clientCookies := make(chan device.MessageCookieReply, 1)
 	flood.Add(1)
 	go func() {
@@ -479,7 +479,7 @@ func TestMuxFloodLetsClientInOnItsRetry(t *testing.T) {
 				return
 			case raw = <-inner.sent:
 			}
-			if len(raw) != muxCookieReplySize {
+			if len(raw) != cookieReplySize {
 				continue
 			}
 			var reply device.MessageCookieReply
@@ -501,13 +501,13 @@ func TestMuxFloodLetsClientInOnItsRetry(t *testing.T) {
 		}
 	}()
 	defer func() { close(stop); flood.Wait() }()
-	muxWaitStats(t, m, "the flood to put the Mux under load", func(s MuxStats) bool { return s.UnderLoad && s.CookiesSent > 0 })
-	muxWaitStats(t, m, "the flood's answering source to be rate-limited", func(s MuxStats) bool { return s.RateLimited > 0 })
+	waitStats(t, m, "the flood to put the Mux under load", func(s Stats) bool { return s.UnderLoad && s.CookiesSent > 0 })
+	waitStats(t, m, "the flood's answering source to be rate-limited", func(s Stats) bool { return s.RateLimited > 0 })
 
 	// The client's first initiation, as wireguard-go sends it: mac2 zero, no cookie yet. The
 	// fake bind drops what it sends when the test does not keep up with the flood's cookie
 	// replies, so the client sends it again until its cookie comes, as it would after a loss.
-	clientEP := muxEP("192.0.2.50:51820")
+	clientEP := at("192.0.2.50:51820")
 	var clientGen device.CookieGenerator
 	clientGen.Init(device.NoisePublicKey(nodePub))
 	clientGen.AddMacs(msg)
@@ -548,10 +548,10 @@ func TestMuxFloodLetsClientInOnItsRetry(t *testing.T) {
 	}
 }
 
-// TestMuxWorkersDoNotWaitForOneRoute: a route call that waits (one tenant's device busy in a
+// TestWorkersDoNotWaitForOneRoute: a route call that waits (one tenant's device busy in a
 // long IpcSet) holds one handshake worker; the others route the other tenants' initiations.
-func TestMuxWorkersDoNotWaitForOneRoute(t *testing.T) {
-	node, slow, fast := muxTestKey(t), muxTestKey(t), muxTestKey(t)
+func TestWorkersDoNotWaitForOneRoute(t *testing.T) {
+	node, slow, fast := testKey(t), testKey(t), testKey(t)
 	entered, release := make(chan struct{}), make(chan struct{})
 	route := func(k store.Key) (int64, bool) {
 		if k == slow.PublicKey() {
@@ -561,66 +561,66 @@ func TestMuxWorkersDoNotWaitForOneRoute(t *testing.T) {
 		}
 		return 2, k == fast.PublicKey()
 	}
-	inner := newMuxFakeBind(4)
+	inner := newFakeBind(4)
 	m, _ := newTestMux(t, inner, node, route)
 	if m.workers < 2 {
 		t.Fatalf("%d handshake workers, want at least 2", m.workers)
 	}
 	b1, b2 := m.Bind(1), m.Bind(2)
-	fns1, _ := muxOpen(t, b1, 0)
-	fns2, _ := muxOpen(t, b2, 0)
-	muxCollect(fns1, 4)
-	got2 := muxCollect(fns2, 4)
+	fns1, _ := mustOpen(t, b1, 0)
+	fns2, _ := mustOpen(t, b2, 0)
+	collect(fns1, 4)
+	got2 := collect(fns2, 4)
 	defer b1.Close()
 	defer b2.Close()
 	defer func() { // before the Closes, which do not wait for a worker inside route
 		close(release)
-		muxWaitStats(t, m, "the waiting route to return", func(s MuxStats) bool { return s.Routed == 2 })
+		waitStats(t, m, "the waiting route to return", func(s Stats) bool { return s.Routed == 2 })
 	}()
 
-	inner.deliverFrom(muxCaptureInitiation(t, slow, node.PublicKey()), muxEP("192.0.2.20:1"))
+	inner.deliverFrom(captureInitiation(t, slow, node.PublicKey()), at("192.0.2.20:1"))
 	<-entered
-	msg := muxCaptureInitiation(t, fast, node.PublicKey())
-	inner.deliverFrom(msg, muxEP("192.0.2.21:1"))
-	muxExpect(t, got2, msg, "an initiation of device 2 while route waits for device 1")
+	msg := captureInitiation(t, fast, node.PublicKey())
+	inner.deliverFrom(msg, at("192.0.2.21:1"))
+	expect(t, got2, msg, "an initiation of device 2 while route waits for device 1")
 }
 
-func TestMuxShed(t *testing.T) {
+func TestShed(t *testing.T) {
 	const a, b = "192.0.2.10:1000", "192.0.2.11:1000"
 	cases := []struct {
 		name     string
 		loaded   bool
-		prepare  func(h *muxHandshakes, now int64) // run before the shed
+		prepare  func(h *handshakes, now int64) // run before the shed
 		from     string
 		mac2Zero bool
-		want     muxVerdict
+		want     verdict
 		shed     bool
 	}{
 		{"not under load: never before the MACs", false, nil, a, false, 0, false},
 		{"an unknown source: its mac1 first", true, nil, b, false, 0, false},
 		{"a source within its rate: its MACs decide", true, nil, a, false, 0, false},
-		{"a source over its rate with a mac2", true, func(h *muxHandshakes, now int64) {
+		{"a source over its rate with a mac2", true, func(h *handshakes, now int64) {
 			h.mu.Lock()
 			h.sources[netip.MustParseAddr("192.0.2.10")].hs.tokens = 0
 			h.mu.Unlock()
-		}, a, false, muxDropRateLimited, true},
+		}, a, false, dropRateLimited, true},
 		{"no mac2, a cookie reply may go: its mac1 first", true, nil, a, true, 0, false},
-		{"no mac2, its source's cookie replies spent", true, func(h *muxHandshakes, now int64) {
+		{"no mac2, its source's cookie replies spent", true, func(h *handshakes, now int64) {
 			h.mu.Lock()
 			h.sources[netip.MustParseAddr("192.0.2.10")].cookie.tokens = 0
 			h.mu.Unlock()
-		}, a, true, muxDropCookieLimited, true},
-		{"no mac2, all cookie replies spent", true, func(h *muxHandshakes, now int64) {
+		}, a, true, dropCookieLimited, true},
+		{"no mac2, all cookie replies spent", true, func(h *handshakes, now int64) {
 			h.mu.Lock()
 			h.cookies.tokens = 0
 			h.mu.Unlock()
-		}, a, true, muxDropCookieLimited, true},
+		}, a, true, dropCookieLimited, true},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			h := newMuxHandshakes(muxTestLimits())
+			h := newHandshakes(testLimits())
 			now := int64(time.Hour)
-			h.offer(now, make([]byte, muxInitiationSize), muxEP(a), muxMAC2Valid) // a is known
+			h.offer(now, make([]byte, initiationSize), at(a), mac2Valid) // a is known
 			if c.loaded {
 				h.underLoadUntil.Store(now + int64(time.Second))
 			}
@@ -633,7 +633,7 @@ func TestMuxShed(t *testing.T) {
 				h.cookies.last = now
 				h.mu.Unlock()
 			}
-			v, shed := h.shed(now, muxEP(c.from), c.mac2Zero)
+			v, shed := h.shed(now, at(c.from), c.mac2Zero)
 			if shed != c.shed || (shed && v != c.want) {
 				t.Fatalf("shed %v %v, want %v %v", v, shed, c.want, c.shed)
 			}
@@ -641,17 +641,17 @@ func TestMuxShed(t *testing.T) {
 	}
 }
 
-// TestMuxShedSparesMAC1: under load, a flood source over its rate is dropped as rate-limited
+// TestShedSparesMAC1: under load, a flood source over its rate is dropped as rate-limited
 // before its mac1 is checked, so even a wrong mac1 counts there, not in BadMAC1.
-func TestMuxShedSparesMAC1(t *testing.T) {
-	node := muxTestKey(t)
-	h := newMuxSyncHarness(t, node, nil, 1)
-	h.m.hs = newMuxHandshakes(muxTestLimits())
-	ep := muxEP("192.0.2.10:1000")
-	good := muxJunkInitiation(node.PublicKey(), 1)
-	good[muxInitMAC2Off] = 1 // a mac2, not a valid one
+func TestShedSparesMAC1(t *testing.T) {
+	node := testKey(t)
+	h := newSyncHarness(t, node, nil, 1)
+	h.m.hs = newHandshakes(testLimits())
+	ep := at("192.0.2.10:1000")
+	good := junkInitiation(node.PublicKey(), 1)
+	good[initMAC2Off] = 1 // a mac2, not a valid one
 	bad := bytes.Clone(good)
-	bad[muxInitMAC1Off] ^= 1
+	bad[initMAC1Off] ^= 1
 	run := func(p []byte) { // one datagram from ep
 		h.sizes[0] = copy(h.bufs[0], p)
 		h.eps[0] = ep
@@ -668,7 +668,7 @@ func TestMuxShedSparesMAC1(t *testing.T) {
 	if st := h.m.Stats(); st.RateLimited != 1 || st.BadMAC1 != 0 {
 		t.Errorf("a known source over its rate: rate limited %d, bad mac1 %d; want 1, 0", st.RateLimited, st.BadMAC1)
 	}
-	ep = muxEP("192.0.2.99:1")
+	ep = at("192.0.2.99:1")
 	run(bad)
 	if st := h.m.Stats(); st.BadMAC1 != 1 {
 		t.Errorf("an unknown source's bad mac1: bad mac1 %d, want 1", st.BadMAC1)

@@ -1,4 +1,4 @@
-package gateway
+package wgmux
 
 import (
 	"bytes"
@@ -18,13 +18,13 @@ import (
 	"github.com/popgate/popgate/store"
 )
 
-// muxTransportPath measures what the Mux adds to a received batch of transport datagrams: the
+// transportPath measures what the Mux adds to a received batch of transport datagrams: the
 // goroutine of device 1 reads a full batch spread over devices from the inner bind, as
 // RoutineReceiveIncoming would, keeps its own and queues the others', whose ReceiveFuncs then
 // copy them into wireguard-go-sized buffers.
-type muxTransportPath struct {
+type transportPath struct {
 	m     *Mux
-	s     []*muxSession
+	s     []*session
 	fns   []conn.ReceiveFunc // the first (IPv4) ReceiveFunc of each device
 	bufs  [][]byte
 	sizes []int
@@ -33,47 +33,47 @@ type muxTransportPath struct {
 	size  int
 }
 
-// muxFeedBind is an inner bind whose one receive function writes a batch of transport headers
+// feedBind is an inner bind whose one receive function writes a batch of transport headers
 // into the caller's buffers every call, without blocking.
-type muxFeedBind struct {
-	p *muxTransportPath
+type feedBind struct {
+	p *transportPath
 }
 
-func (f muxFeedBind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
+func (f feedBind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
 	return []conn.ReceiveFunc{f.receiveIPv4}, 51820, nil
 }
 
-func (f muxFeedBind) receiveIPv4(bufs [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
+func (f feedBind) receiveIPv4(bufs [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
 	p := f.p
 	for i := range conn.IdealBatchSize {
 		b := bufs[i]
 		// What the socket writes: the header (the payload is whatever the buffer held).
-		binary.LittleEndian.PutUint32(b[0:], muxTypeTransport)
+		binary.LittleEndian.PutUint32(b[0:], typeTransport)
 		binary.LittleEndian.PutUint32(b[4:], p.idx[(i/8)%len(p.idx)]) // runs of 8 per session
 		binary.LittleEndian.PutUint64(b[8:], uint64(i))
 		sizes[i] = p.size
-		eps[i] = muxFakeEndpoint{}
+		eps[i] = fakeEndpoint{}
 	}
 	return conn.IdealBatchSize, nil
 }
 
-func (muxFeedBind) Close() error                       { return nil }
-func (muxFeedBind) SetMark(uint32) error               { return nil }
-func (muxFeedBind) Send([][]byte, conn.Endpoint) error { return nil }
-func (muxFeedBind) ParseEndpoint(s string) (conn.Endpoint, error) {
-	return newMuxFakeBind(1).ParseEndpoint(s)
+func (feedBind) Close() error                       { return nil }
+func (feedBind) SetMark(uint32) error               { return nil }
+func (feedBind) Send([][]byte, conn.Endpoint) error { return nil }
+func (feedBind) ParseEndpoint(s string) (conn.Endpoint, error) {
+	return newFakeBind(1).ParseEndpoint(s)
 }
-func (muxFeedBind) BatchSize() int { return conn.IdealBatchSize }
+func (feedBind) BatchSize() int { return conn.IdealBatchSize }
 
-func newMuxTransportPath(tb testing.TB, devices, size int) *muxTransportPath {
-	p := &muxTransportPath{size: size}
-	p.m, _ = newTestMux(tb, muxFeedBind{p}, muxTestKey(tb), nil)
+func newTransportPath(tb testing.TB, devices, size int) *transportPath {
+	p := &transportPath{size: size}
+	p.m, _ = newTestMux(tb, feedBind{p}, testKey(tb), nil)
 	for i := range devices {
 		b := p.m.Bind(int64(i + 1))
-		fns, _ := muxOpen(tb, b, 0)
+		fns, _ := mustOpen(tb, b, 0)
 		tb.Cleanup(func() { b.Close() })
 		p.fns = append(p.fns, fns[0])
-		s := b.(*muxBind).sess.Load()
+		s := b.sess.Load()
 		p.s = append(p.s, s)
 		for j := range 4 { // a few sessions per device
 			idx := uint32(0x1000*(i+1) + j)
@@ -91,7 +91,7 @@ func newMuxTransportPath(tb testing.TB, devices, size int) *muxTransportPath {
 }
 
 // batch runs one batch of IdealBatchSize datagrams through the Mux.
-func (p *muxTransportPath) batch() {
+func (p *transportPath) batch() {
 	if n, err := p.fns[0](p.bufs, p.sizes, p.eps); n == 0 || err != nil {
 		panic(fmt.Sprintf("device 1 read %d datagrams: %v", n, err))
 	}
@@ -102,11 +102,11 @@ func (p *muxTransportPath) batch() {
 	}
 }
 
-func TestMuxTransportPathDoesNotAllocate(t *testing.T) {
-	if muxRace {
+func TestTransportPathDoesNotAllocate(t *testing.T) {
+	if raceEnabled {
 		t.Skip("sync.Pool drops items under the race detector")
 	}
-	p := newMuxTransportPath(t, 4, 1400)
+	p := newTransportPath(t, 4, 1400)
 	p.batch() // fill the pools
 	if n := testing.AllocsPerRun(100, p.batch); n != 0 {
 		t.Errorf("%v allocations per batch of %d, want 0", n, conn.IdealBatchSize)
@@ -116,7 +116,7 @@ func TestMuxTransportPathDoesNotAllocate(t *testing.T) {
 	}
 }
 
-func BenchmarkMuxTransport(b *testing.B) {
+func BenchmarkTransport(b *testing.B) {
 	for _, c := range []struct {
 		name          string
 		devices, size int
@@ -127,7 +127,7 @@ func BenchmarkMuxTransport(b *testing.B) {
 		{"32dev/1400B", 32, 1400},
 	} {
 		b.Run(c.name, func(b *testing.B) {
-			p := newMuxTransportPath(b, c.devices, c.size)
+			p := newTransportPath(b, c.devices, c.size)
 			b.SetBytes(int64(c.size * conn.IdealBatchSize))
 			b.ReportAllocs()
 			b.ResetTimer()
@@ -139,20 +139,20 @@ func BenchmarkMuxTransport(b *testing.B) {
 	}
 }
 
-// BenchmarkMuxInitiation measures one valid initiation from the socket to a device queue:
+// BenchmarkInitiation measures one valid initiation from the socket to a device queue:
 // mac1, the X25519 and AEAD of the static key, and route (a map lookup).
-func BenchmarkMuxInitiation(b *testing.B) {
-	node, client := muxTestKey(b), muxTestKey(b)
-	msg := muxCaptureInitiation(b, client, node.PublicKey())
+func BenchmarkInitiation(b *testing.B) {
+	node, client := testKey(b), testKey(b)
+	msg := captureInitiation(b, client, node.PublicKey())
 	owners := map[store.Key]int64{client.PublicKey(): 1}
 	for range 10000 {
-		owners[muxTestKey(b).PublicKey()] = 2
+		owners[testKey(b).PublicKey()] = 2
 	}
 	route := func(k store.Key) (int64, bool) { id, ok := owners[k]; return id, ok }
-	h := newMuxSyncHarness(b, node, route, 1, 2)
-	lim := muxDefaultHSLimits()
+	h := newSyncHarness(b, node, route, 1, 2)
+	lim := defaultHSLimits()
 	lim.sourceRate, lim.sourceBurst = 1e9, 1e6 // one source, as fast as it goes: never under load
-	h.m.hs = newMuxHandshakes(lim)
+	h.m.hs = newHandshakes(lim)
 	pkts := [][]byte{msg}
 	b.ReportAllocs()
 	for b.Loop() {
@@ -163,11 +163,11 @@ func BenchmarkMuxInitiation(b *testing.B) {
 	}
 }
 
-// BenchmarkMuxStatic is the decryption of the static key alone.
-func BenchmarkMuxStatic(b *testing.B) {
-	node, client := muxTestKey(b), muxTestKey(b)
-	msg := muxCaptureInitiation(b, client, node.PublicKey())
-	n, _ := newMuxNoise(node)
+// BenchmarkStatic is the decryption of the static key alone.
+func BenchmarkStatic(b *testing.B) {
+	node, client := testKey(b), testKey(b)
+	msg := captureInitiation(b, client, node.PublicKey())
+	n, _ := newNoise(node)
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, ok := n.initiatorStatic(msg); !ok {
@@ -176,14 +176,14 @@ func BenchmarkMuxStatic(b *testing.B) {
 	}
 }
 
-// BenchmarkMuxRoundTrip measures one packet through a tunnel and back: a stock wireguard-go
+// BenchmarkRoundTrip measures one packet through a tunnel and back: a stock wireguard-go
 // client sends it over loopback to a server device whose TUN turns it around. The server
 // device has a socket of its own (stock), is alone on a Mux, or shares the Mux with three idle
 // devices. back-to-back pings keep every goroutine warm; idle ones (1 ms apart) pay the
 // wake-ups an idle tunnel pays. ns/rtt is the round trip alone.
-func BenchmarkMuxRoundTrip(b *testing.B) {
-	muxRTTBench(b, func(b *testing.B, mux bool, idle int) func(seq uint64) {
-		cli := muxRoundTripSetup(b, mux, idle)
+func BenchmarkRoundTrip(b *testing.B) {
+	rttBench(b, func(b *testing.B, mux bool, idle int) func(seq uint64) {
+		cli := roundTripSetup(b, mux, idle)
 		return func(seq uint64) {
 			if !cli.ping(uint32(seq), 5*time.Second) {
 				b.Fatal("no answer")
@@ -192,10 +192,10 @@ func BenchmarkMuxRoundTrip(b *testing.B) {
 	})
 }
 
-// muxRTTBench runs the round trips of BenchmarkMuxRoundTrip and BenchmarkMuxReceiveLatency:
+// rttBench runs the round trips of BenchmarkRoundTrip and BenchmarkReceiveLatency:
 // for each bind (stock, mux, mux+3idle), back-to-back and 1 ms apart, setup prepares a round
 // trip and ns/rtt is the time spent in it.
-func muxRTTBench(b *testing.B, setup func(b *testing.B, mux bool, idle int) (roundTrip func(seq uint64))) {
+func rttBench(b *testing.B, setup func(b *testing.B, mux bool, idle int) (roundTrip func(seq uint64))) {
 	for _, c := range []struct {
 		name string
 		mux  bool
@@ -227,24 +227,24 @@ func muxRTTBench(b *testing.B, setup func(b *testing.B, mux bool, idle int) (rou
 	}
 }
 
-// muxRoundTripSetup starts the devices of BenchmarkMuxRoundTrip and returns the client's TUN
+// roundTripSetup starts the devices of BenchmarkRoundTrip and returns the client's TUN
 // once a ping has come back.
-func muxRoundTripSetup(b *testing.B, mux bool, idle int) *muxPingTUN {
-	node, site := muxTestKey(b), muxTestKey(b)
+func roundTripSetup(b *testing.B, mux bool, idle int) *pingTUN {
+	node, site := testKey(b), testKey(b)
 	var bind conn.Bind
 	if mux {
-		m := NewMux(conn.NewDefaultBind(), node, func(k store.Key) (int64, bool) { return 1, k == site.PublicKey() }, nil)
+		m := mustNew(b, Config{Socket: conn.NewDefaultBind(), PrivateKey: node, Route: func(k store.Key) (int64, bool) { return 1, k == site.PublicKey() }}, nil)
 		bind = m.Bind(1)
 		for i := range idle {
-			muxStartServer(b, m, int64(2+i), node, muxTestKey(b), "")
+			startServer(b, m, int64(2+i), node, testKey(b), "")
 		}
 	} else {
 		bind = conn.NewDefaultBind()
 	}
 	sitePub, nodePub := site.PublicKey(), node.PublicKey()
-	srv := muxStartDevice(b, newMuxEchoTUN(), bind, fmt.Sprintf("private_key=%x\npublic_key=%x\nallowed_ip=100.64.0.2/32\n", node[:], sitePub[:]))
-	cli := newMuxPingTUN()
-	muxStartDevice(b, cli, conn.NewDefaultBind(), fmt.Sprintf("private_key=%x\npublic_key=%x\nendpoint=127.0.0.1:%d\nallowed_ip=100.64.0.0/10\n", site[:], nodePub[:], muxListenPort(b, srv)))
+	srv := startDevice(b, newEchoTUN(), bind, fmt.Sprintf("private_key=%x\npublic_key=%x\nallowed_ip=100.64.0.2/32\n", node[:], sitePub[:]))
+	cli := newPingTUN()
+	startDevice(b, cli, conn.NewDefaultBind(), fmt.Sprintf("private_key=%x\npublic_key=%x\nendpoint=127.0.0.1:%d\nallowed_ip=100.64.0.0/10\n", site[:], nodePub[:], listenPort(b, srv)))
 	for seq := uint32(1 << 31); ; seq++ { // until the handshake is done
 		if cli.ping(seq, 200*time.Millisecond) {
 			return cli
@@ -255,9 +255,9 @@ func muxRoundTripSetup(b *testing.B, mux bool, idle int) *muxPingTUN {
 	}
 }
 
-func muxStartDevice(tb testing.TB, tdev tun.Device, bind conn.Bind, uapi string) *device.Device {
+func startDevice(tb testing.TB, tdev tun.Device, bind conn.Bind, uapi string) *device.Device {
 	tb.Helper()
-	dev := device.NewDevice(tdev, bind, muxSilent())
+	dev := device.NewDevice(tdev, bind, silentLogger())
 	if err := dev.IpcSet(uapi); err != nil {
 		tb.Fatal(err)
 	}
@@ -268,8 +268,8 @@ func muxStartDevice(tb testing.TB, tdev tun.Device, bind conn.Bind, uapi string)
 	return dev
 }
 
-// muxTUN is a tun.Device whose reads come from in; what writes do is up to write.
-type muxTUN struct {
+// testTUN is a tun.Device whose reads come from in; what writes do is up to write.
+type testTUN struct {
 	in     chan []byte
 	write  func(pkt []byte)
 	events chan tun.Event
@@ -277,13 +277,13 @@ type muxTUN struct {
 	once   sync.Once
 }
 
-func newMuxTUN(write func([]byte)) *muxTUN {
-	t := &muxTUN{in: make(chan []byte, 16), write: write, events: make(chan tun.Event, 1), closed: make(chan struct{})}
+func newTestTUN(write func([]byte)) *testTUN {
+	t := &testTUN{in: make(chan []byte, 16), write: write, events: make(chan tun.Event, 1), closed: make(chan struct{})}
 	t.events <- tun.EventUp
 	return t
 }
 
-func (t *muxTUN) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
+func (t *testTUN) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	select {
 	case p := <-t.in:
 		sizes[0] = copy(bufs[0][offset:], p)
@@ -293,28 +293,28 @@ func (t *muxTUN) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	}
 }
 
-func (t *muxTUN) Write(bufs [][]byte, offset int) (int, error) {
+func (t *testTUN) Write(bufs [][]byte, offset int) (int, error) {
 	for _, b := range bufs {
 		t.write(b[offset:])
 	}
 	return len(bufs), nil
 }
 
-func (*muxTUN) File() *os.File             { return nil }
-func (*muxTUN) MTU() (int, error)          { return 1420, nil }
-func (*muxTUN) Name() (string, error)      { return "muxtun", nil }
-func (t *muxTUN) Events() <-chan tun.Event { return t.events }
-func (*muxTUN) BatchSize() int             { return 1 }
-func (t *muxTUN) Close() error {
+func (*testTUN) File() *os.File             { return nil }
+func (*testTUN) MTU() (int, error)          { return 1420, nil }
+func (*testTUN) Name() (string, error)      { return "muxtun", nil }
+func (t *testTUN) Events() <-chan tun.Event { return t.events }
+func (*testTUN) BatchSize() int             { return 1 }
+func (t *testTUN) Close() error {
 	t.once.Do(func() { close(t.closed) })
 	return nil
 }
 
-// newMuxEchoTUN returns a TUN that sends every IPv4 packet written to it back, source and
+// newEchoTUN returns a TUN that sends every IPv4 packet written to it back, source and
 // destination swapped.
-func newMuxEchoTUN() *muxTUN {
-	var t *muxTUN
-	t = newMuxTUN(func(pkt []byte) {
+func newEchoTUN() *testTUN {
+	var t *testTUN
+	t = newTestTUN(func(pkt []byte) {
 		if len(pkt) < 20 {
 			return
 		}
@@ -329,16 +329,16 @@ func newMuxEchoTUN() *muxTUN {
 	return t
 }
 
-// muxPingTUN is the client's TUN: ping sends an IPv4 packet 100.64.0.2 → 100.64.0.1 and waits
+// pingTUN is the client's TUN: ping sends an IPv4 packet 100.64.0.2 → 100.64.0.1 and waits
 // for it to come back.
-type muxPingTUN struct {
-	*muxTUN
+type pingTUN struct {
+	*testTUN
 	back chan uint32
 }
 
-func newMuxPingTUN() *muxPingTUN {
-	p := &muxPingTUN{back: make(chan uint32, 16)}
-	p.muxTUN = newMuxTUN(func(pkt []byte) {
+func newPingTUN() *pingTUN {
+	p := &pingTUN{back: make(chan uint32, 16)}
+	p.testTUN = newTestTUN(func(pkt []byte) {
 		if len(pkt) >= 28 {
 			select {
 			case p.back <- binary.BigEndian.Uint32(pkt[24:28]):
@@ -349,7 +349,7 @@ func newMuxPingTUN() *muxPingTUN {
 	return p
 }
 
-func (p *muxPingTUN) ping(seq uint32, wait time.Duration) bool {
+func (p *pingTUN) ping(seq uint32, wait time.Duration) bool {
 	pkt := make([]byte, 64)
 	pkt[0] = 0x45                           // IPv4, 20-byte header
 	binary.BigEndian.PutUint16(pkt[2:], 64) // total length
@@ -371,27 +371,27 @@ func (p *muxPingTUN) ping(seq uint32, wait time.Duration) bool {
 	}
 }
 
-// BenchmarkMuxReceiveLatency measures what a bind adds to a round trip, without wireguard-go:
+// BenchmarkReceiveLatency measures what a bind adds to a round trip, without wireguard-go:
 // a UDP socket sends a transport datagram over loopback, the device's goroutine (one per
 // ReceiveFunc, as RoutineReceiveIncoming) receives it and sends it back through the bind. The
 // bind is a socket of its own (stock), the device alone on a Mux, or with three idle devices
 // whose goroutines wait too. idle: 1 ms between round trips.
-func BenchmarkMuxReceiveLatency(b *testing.B) {
-	muxRTTBench(b, func(b *testing.B, mux bool, idle int) func(seq uint64) {
+func BenchmarkReceiveLatency(b *testing.B) {
+	rttBench(b, func(b *testing.B, mux bool, idle int) func(seq uint64) {
 		var bind conn.Bind
 		var m *Mux
 		if mux {
-			m = NewMux(conn.NewDefaultBind(), muxTestKey(b), nil, nil)
+			m = mustNew(b, Config{Socket: conn.NewDefaultBind(), PrivateKey: testKey(b)}, nil)
 			bind = m.Bind(1)
 			for i := range idle {
 				other := m.Bind(int64(2 + i))
-				fns, _ := muxOpen(b, other, 0)
-				muxEcho(b, other, fns)
+				fns, _ := mustOpen(b, other, 0)
+				echo(b, other, fns)
 			}
 		} else {
 			bind = conn.NewDefaultBind()
 		}
-		fns, port := muxOpen(b, bind, 0)
+		fns, port := mustOpen(b, bind, 0)
 		client, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 		if err != nil {
 			b.Fatal(err)
@@ -401,12 +401,12 @@ func BenchmarkMuxReceiveLatency(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		bind.Send([][]byte{muxResponse(7, 0)}, ep) // the Mux learns index 7
-		muxEcho(b, bind, fns)
+		bind.Send([][]byte{responseMsg(7, 0)}, ep) // the Mux learns index 7
+		echo(b, bind, fns)
 		server := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: int(port)}
-		pkt, buf := muxTransport(7, 64), make([]byte, 1500)
+		pkt, buf := transportMsg(7, 64), make([]byte, 1500)
 		client.SetReadDeadline(time.Now().Add(time.Second))
-		if n, _ := client.Read(buf); n != muxResponseSize {
+		if n, _ := client.Read(buf); n != responseSize {
 			b.Fatalf("read %d bytes, want the response", n)
 		}
 		client.SetReadDeadline(time.Time{})
@@ -420,7 +420,7 @@ func BenchmarkMuxReceiveLatency(b *testing.B) {
 				n, err := client.Read(buf)
 				if err != nil {
 					if m != nil {
-						b.Logf("mux: %+v", m.Stats())
+						b.Logf("wgmux: %+v", m.Stats())
 					}
 					b.Fatal(err)
 				}
@@ -432,9 +432,9 @@ func BenchmarkMuxReceiveLatency(b *testing.B) {
 	})
 }
 
-// muxEcho runs a goroutine per receive function of an open bind that sends every datagram
+// echo runs a goroutine per receive function of an open bind that sends every datagram
 // back where it came from, until the bind closes (at the end of the test).
-func muxEcho(tb testing.TB, bind conn.Bind, fns []conn.ReceiveFunc) {
+func echo(tb testing.TB, bind conn.Bind, fns []conn.ReceiveFunc) {
 	var wg sync.WaitGroup
 	for _, fn := range fns {
 		wg.Add(1)
@@ -462,24 +462,24 @@ func muxEcho(tb testing.TB, bind conn.Bind, fns []conn.ReceiveFunc) {
 	tb.Cleanup(func() { bind.Close(); wg.Wait() })
 }
 
-// BenchmarkMuxFloodReceive measures the receive path for a batch of initiations with a valid
+// BenchmarkFloodReceive measures the receive path for a batch of initiations with a valid
 // mac1 from 100 sources, as under a flood: mac1, then admission (the Mux under load, no mac2,
 // most refused without a cookie reply).
-func BenchmarkMuxFloodReceive(b *testing.B) {
-	node := muxTestKey(b)
-	h := newMuxSyncHarness(b, node, nil, 1)
+func BenchmarkFloodReceive(b *testing.B) {
+	node := testKey(b)
+	h := newSyncHarness(b, node, nil, 1)
 	for i := range conn.IdealBatchSize {
-		h.sizes[i] = copy(h.bufs[i], muxJunkInitiation(node.PublicKey(), uint32(i)))
+		h.sizes[i] = copy(h.bufs[i], junkInitiation(node.PublicKey(), uint32(i)))
 	}
 	eps := make([]conn.Endpoint, conn.IdealBatchSize)
 	for i := range eps {
-		eps[i] = muxFakeEndpoint{netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 51, 100, byte(i % 100)}), 9)}
+		eps[i] = fakeEndpoint{netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 51, 100, byte(i % 100)}), 9)}
 	}
-	var out [muxInitiationSize]byte
+	var out [initiationSize]byte
 	b.ReportAllocs()
 	for b.Loop() {
 		for i := range h.sizes {
-			h.sizes[i] = muxInitiationSize
+			h.sizes[i] = initiationSize
 		}
 		copy(h.eps, eps)
 		h.rc.sort(h.bufs, h.sizes, h.eps, conn.IdealBatchSize)

@@ -1,4 +1,7 @@
-package gateway
+// Package wgmux shares one UDP socket among the wireguard-go devices of a node: a conn.Bind
+// per device, each datagram handed to the device that owns it, handshake initiations admitted
+// under load before an X25519 is spent on them.
+package wgmux
 
 import (
 	"encoding/binary"
@@ -18,55 +21,56 @@ import (
 	"github.com/popgate/popgate/store"
 )
 
-// Errors of the Mux's virtual binds, returned by Open.
+// Errors of the Mux's virtual binds, returned by Open. Open after Mux.Close returns an error
+// matching net.ErrClosed.
 var (
-	// ErrMuxPortMismatch: a device asked for a listen port other than the one the shared socket
+	// ErrPortMismatch: a device asked for a listen port other than the one the shared socket
 	// is bound to. All devices on one Mux listen on one port; configure the same listen_port
 	// (or 0) on each.
-	ErrMuxPortMismatch = errors.New("mux: the shared UDP socket listens on another port")
-	// ErrMuxDeviceBusy: another virtual bind of the same device ID is open. Close the old device
+	ErrPortMismatch = errors.New("wgmux: the shared UDP socket listens on another port")
+	// ErrDeviceBusy: another virtual bind of the same device ID is open. Close the old device
 	// before the new one opens its bind.
-	ErrMuxDeviceBusy = errors.New("mux: a bind of this device ID is already open")
+	ErrDeviceBusy = errors.New("wgmux: a bind of this device ID is already open")
 )
 
 // Tuning of the Mux. Fields of Mux copy them so that tests can shrink them.
 const (
-	// muxIndexTTL: an index learned from a send is forgotten after this long without a
+	// indexTTL: an index learned from a send is forgotten after this long without a
 	// datagram addressed to it. A keypair lives at most RejectAfterTime (180 s) and a handshake
 	// is retried for RekeyAttemptTime (90 s), so no live index is idle this long.
-	muxIndexTTL = 5 * time.Minute
-	// muxIndexSweepEvery: expired indices are swept at most this often, by the next send of a
+	indexTTL = 5 * time.Minute
+	// indexSweepEvery: expired indices are swept at most this often, by the next send of a
 	// handshake message (the only thing that adds indices).
-	muxIndexSweepEvery = 30 * time.Second
-	// muxMaxIndices bounds the index table. A device holds at most 65,536 peers with a few live
+	indexSweepEvery = 30 * time.Second
+	// maxIndices bounds the index table. A device holds at most 65,536 peers with a few live
 	// indices each (handshake, previous, current, next keypair); beyond the bound the least
 	// recently used of a small sample is evicted.
-	muxMaxIndices = 1 << 19
-	// muxQueuePackets bounds the datagrams queued for one device (like wireguard-go's own
+	maxIndices = 1 << 19
+	// queuePackets bounds the datagrams queued for one device (like wireguard-go's own
 	// inbound queue). Each holds a MaxMessageSize buffer: 64 MiB for a device that stalls.
-	muxQueuePackets = 1024
-	// muxMinWorkers: the handshake workers are GOMAXPROCS, but at least this many, so that a
+	queuePackets = 1024
+	// minWorkers: the handshake workers are GOMAXPROCS, but at least this many, so that a
 	// route call waiting for one tenant's device (a long IpcSet) does not stop the others'
 	// handshakes.
-	muxMinWorkers = 2
-	// muxReserveFor: the next read of the socket is kept for the device that got most of the
+	minWorkers = 2
+	// reserveFor: the next read of the socket is kept for the device that got most of the
 	// last batch, so that its own goroutine reads its traffic without a copy; a device that has
 	// not come back for it after one to two times this long (its goroutine is stuck behind a
 	// full queue in wireguard-go, or not scheduled) loses it to the other devices. It bounds
 	// how long one device can hold up the others: wireguard-go handles a batch in tens of µs.
-	muxReserveFor = 2 * time.Millisecond
+	reserveFor = 2 * time.Millisecond
 )
 
 // Mux shares one UDP socket (an inner conn.Bind, normally conn.NewDefaultBind()) among several
 // wireguard-go devices that all use the node's private key.
 //
 // Each device gets its own virtual conn.Bind from Bind(deviceID). Received datagrams go to the
-// device that owns them: a handshake initiation to the device that route names for the
+// device that owns them: a handshake initiation to the device that Config.Route names for the
 // initiator's static public key, which the Mux decrypts as the Noise IK responder does; a
 // response, cookie reply or transport datagram to the device that allocated its receiver index,
 // which the Mux learns from the sender index of the initiations and responses each device
 // sends. A datagram that belongs to no open device is dropped and counted (see Stats).
-// Initiations pass handshake admission first (mux_handshake.go: cookies under load, a rate per
+// Initiations pass handshake admission first (handshake.go: cookies under load, a rate per
 // source, a queue per source served in turn) on the receive path, before the handshake
 // workers spend an X25519 on them.
 //
@@ -77,7 +81,7 @@ const (
 // behind loses datagrams, it does not stall the others), and queues the initiations it admits
 // for the handshake workers, goroutines of the Mux that route them to a device's queue. A
 // device returns queued datagrams before it reads. After a read the token is kept, for at most
-// muxReserveFor, for the device that got most of the batch, so that a busy device goes on
+// reserveFor, for the device that got most of the batch, so that a busy device goes on
 // reading its own traffic; otherwise it goes to whichever device is waiting.
 //
 // A device goroutine blocked in a read is woken, when its device closes or the handshake worker
@@ -88,14 +92,15 @@ const (
 // that family's socket is read by a goroutine of the Mux instead, which queues every datagram
 // (a hand-off and two copies each); this is logged once.
 //
-// The inner bind opens with the first virtual Open and closes with the last virtual Close.
+// The inner bind opens with the first virtual Open and closes with the last virtual Close (or
+// Mux.Close).
 type Mux struct {
 	inner   conn.Bind
-	route   func(initiator store.Key) (deviceID int64, ok bool)
+	route   Route
 	log     *slog.Logger
-	noise   *muxNoise
+	noise   *noise
 	cookies device.CookieChecker // mac2 under load, and cookie replies
-	hs      *muxHandshakes       // admission and the queue of initiations
+	hs      *handshakes          // admission and the queue of initiations
 	workers int                  // handshake workers per opening of the inner bind
 
 	batch      int // datagrams per read of the Mux's own readers: inner.BatchSize(), at most conn.IdealBatchSize
@@ -107,56 +112,57 @@ type Mux struct {
 	now   func() time.Time
 	epoch time.Time
 
-	mu       sync.Mutex            // guards the fields below; held across inner Open and Close
-	gen      *muxGen               // the open inner bind and its goroutines; nil while closed
-	sessions map[int64]*muxSession // open virtual binds by device ID
+	mu       sync.Mutex         // guards the fields below; held across inner Open and Close
+	gen      *gen               // the open inner bind and its goroutines; nil while closed
+	sessions map[int64]*session // open virtual binds by device ID
+	closed   bool               // Close was called: no bind opens again
 
-	devices atomic.Pointer[map[int64]*muxSession] // copy of sessions for the packet path
+	devices atomic.Pointer[map[int64]*session] // copy of sessions for the packet path
 
 	idxMu      sync.RWMutex // guards the fields below; readers hold it for a whole batch
-	idx        map[uint32]*muxIndexEntry
+	idx        map[uint32]*indexEntry
 	lastSweep  int64 // seconds since epoch
 	ttl        int64 // seconds
 	sweepEvery int64 // seconds
 	maxIndices int
 
-	bufs    sync.Pool // *muxBuf
-	batches sync.Pool // *muxBatch
+	bufs    sync.Pool // *datagram
+	batches sync.Pool // *batch
 
 	loopbackWarned atomic.Bool // the loopback problem has been logged
 
-	counters   [muxNumCounters]atomic.Uint64
+	counters   [numCounters]atomic.Uint64
 	goroutines atomic.Int32 // running goroutines of the Mux (worker, readers of its own), for tests
 }
 
-// muxBuf holds one datagram on its way to another device (or read by a reader of the Mux's
+// datagram holds one datagram on its way to another device (or read by a reader of the Mux's
 // own), sized like wireguard-go's own buffers: a datagram may be that large.
-type muxBuf [device.MaxMessageSize]byte
+type datagram [device.MaxMessageSize]byte
 
-// muxBatch carries datagrams of one device from another device's read (or the handshake
+// batch carries datagrams of one device from another device's read (or the handshake
 // worker) to that device's ReceiveFuncs, which copy them into wireguard-go's buffers.
-type muxBatch struct {
+type batch struct {
 	n     int
-	bufs  [conn.IdealBatchSize]*muxBuf
+	bufs  [conn.IdealBatchSize]*datagram
 	sizes [conn.IdealBatchSize]int
 	eps   [conn.IdealBatchSize]conn.Endpoint
 }
 
-// muxIndexEntry says which device allocated a receiver index. dev changes only under
+// indexEntry says which device allocated a receiver index. dev changes only under
 // Mux.idxMu held for writing; used (seconds since epoch) is refreshed by readers.
-type muxIndexEntry struct {
+type indexEntry struct {
 	dev  int64
 	used atomic.Int64
 }
 
-// muxGen is one opening of the inner bind: its receive functions and the goroutines that serve
+// gen is one opening of the inner bind: its receive functions and the goroutines that serve
 // them. stop is closed first when the inner bind closes.
-type muxGen struct {
+type gen struct {
 	port    uint16
-	readers []*muxReader
-	wakeMsg [][]byte // one datagram of muxWakeSize bytes
+	readers []*reader
+	wakeMsg [][]byte // one datagram of wakeSize bytes
 	stop    chan struct{}
-	proxies sync.WaitGroup // readers of the Mux's own (see muxReader.proxied)
+	proxies sync.WaitGroup // readers of the Mux's own (see reader.proxied)
 
 	hsMu    sync.Mutex // guards the fields below; hsCond signals their changes
 	hsCond  *sync.Cond
@@ -165,23 +171,23 @@ type muxGen struct {
 	inRoute int  // of those, inside route
 }
 
-// muxReader is one receive function of the inner bind and the token that lets one goroutine at
+// reader is one receive function of the inner bind and the token that lets one goroutine at
 // a time call it.
 //
 // The token is in exactly one place: in token (free), in reserved (kept for the goroutine of
 // one session), or with the goroutine that took it from either. A reservation is taken out
 // only with a CompareAndSwap of reserved to nil, by the session's goroutine claiming it, by
 // Close of that session, or by the steal timer, so exactly one of them gets the token.
-type muxReader struct {
-	i       int // index in muxGen.readers and muxSession.rd
+type reader struct {
+	i       int // index in gen.readers and session.rd
 	fn      conn.ReceiveFunc
 	name    string
 	wakeEps []conn.Endpoint // loopback addresses of this reader's socket
 	proxied bool            // loopback does not reach the socket: a goroutine of the Mux reads fn, devices only their queues
 
-	token    chan struct{}              // capacity 1
-	reserved atomic.Pointer[muxSession] // the session the token is kept for
-	reading  atomic.Pointer[muxSession] // the session whose goroutine is inside fn (or about to be)
+	token    chan struct{}           // capacity 1
+	reserved atomic.Pointer[session] // the session the token is kept for
+	reading  atomic.Pointer[session] // the session whose goroutine is inside fn (or about to be)
 
 	// The steal timer runs while reservations are made: at each tick, a reservation that was
 	// already there at the previous tick (no reservation made since) is stolen.
@@ -194,117 +200,180 @@ type muxReader struct {
 	closedLogged atomic.Bool
 }
 
-// muxSession is one Open of a virtual bind. closed is closed by Close; queue is never closed
+// session is one Open of a virtual bind. closed is closed by Close; queue is never closed
 // (another device's goroutine may still hold the session), whatever is left in it is garbage
 // collected.
-type muxSession struct {
+type session struct {
 	id     int64
-	gen    *muxGen
-	queue  chan *muxBatch
+	bind   *Bind // whose sess it is while open
+	gen    *gen
+	queue  chan *batch
 	queued atomic.Int64 // datagrams in queue, bounded by Mux.queueLimit
 	closed chan struct{}
-	rd     []muxSessionReader // by muxReader.i
+	rd     []sessionReader // by reader.i
 }
 
-// muxSessionReader is the state of the session's goroutine for one inner ReceiveFunc.
-type muxSessionReader struct {
+// sessionReader is the state of the session's goroutine for one inner ReceiveFunc.
+type sessionReader struct {
 	grant  chan struct{} // capacity 1: the token was reserved for this goroutine (a hint; claim with CompareAndSwap)
 	active atomic.Bool   // a goroutine calls this ReceiveFunc and has not been told it is closed
 	stolen atomic.Bool   // its last reservation was stolen: reserve no more for it until it reads
 }
 
-// NewMux returns a Mux over inner for devices that all use nodePrivateKey.
+// Route names the device that owns a peer, given the static public key that a handshake
+// initiation's mac1 and encryption prove was sent to the node's public key. It may add the
+// peer to that device before returning (the lazy-peer hook): the initiation is delivered to the
+// device after Route returns. ok false drops the initiation and counts it as UnknownInitiator.
 //
-// route is called for every handshake initiation whose mac1 is valid for the node's public key,
-// with the initiator's static public key decrypted from it; it returns the device that owns that
-// peer. It may add the peer to that device before returning (the lazy-peer hook): the initiation
-// is delivered to the device after route returns. ok false drops the datagram and counts it as
-// UnknownInitiator. route is called concurrently (by several handshake workers) and should be
-// quick: initiations queue behind it. It must not open or close the Mux's binds, and must not
-// wait for a device that may be inside its own Close (wireguard-go's Device.Close holds the
-// IPC lock while it closes the bind): a Close that finds route running returns without waiting
-// for it, and the worker exits when route returns.
-func NewMux(inner conn.Bind, nodePrivateKey store.Key, route func(initiator store.Key) (deviceID int64, ok bool), log *slog.Logger) *Mux {
+// Route is called concurrently (by several handshake workers) and should be quick:
+// initiations queue behind it. It must not open or close the Mux's binds, and must not wait
+// for a device that may be inside its own Close (wireguard-go's Device.Close holds the IPC lock
+// while it closes the bind): a Close that finds Route running returns without waiting for it,
+// and the worker exits when Route returns.
+type Route func(initiator store.Key) (deviceID int64, ok bool)
+
+// Config is what a Mux needs.
+type Config struct {
+	// Socket is the UDP socket to share: conn.NewDefaultBind(), or a wgmuxtest.Socket in tests.
+	// Required. The Mux opens it with the first device's bind and closes it with the last.
+	Socket conn.Bind
+	// PrivateKey is the node's private key, the one every device on the Mux uses. Required.
+	PrivateKey store.Key
+	// Route names the device of a handshake's initiator. Default (nil): no initiator is known,
+	// and every initiation is dropped as UnknownInitiator.
+	Route Route
+}
+
+// Validate reports what is missing from c.
+func (c Config) Validate() error {
+	if c.Socket == nil {
+		return errors.New("wgmux: Config.Socket is nil: pass the UDP socket to share (conn.NewDefaultBind())")
+	}
+	if c.PrivateKey == (store.Key{}) {
+		return errors.New("wgmux: Config.PrivateKey is all zero: pass the node's private key")
+	}
+	return nil
+}
+
+// New returns a Mux over cfg.Socket for devices that all use cfg.PrivateKey. log may be nil
+// (no logging).
+func New(cfg Config, log *slog.Logger) (*Mux, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	noise, err := newMuxNoise(nodePrivateKey)
+	noise, err := newNoise(cfg.PrivateKey)
 	if err != nil {
-		// ecdh refuses only keys of the wrong length; a store.Key always has 32 bytes.
-		panic(fmt.Sprintf("mux: node private key: %v", err))
+		return nil, fmt.Errorf("wgmux: node private key: %w", err)
 	}
+	route := cfg.Route
+	if route == nil {
+		route = func(store.Key) (int64, bool) { return 0, false }
+	}
+	inner := cfg.Socket
 	m := &Mux{
 		inner:      inner,
 		route:      route,
 		log:        log,
 		noise:      noise,
-		hs:         newMuxHandshakes(muxDefaultHSLimits()),
-		workers:    max(runtime.GOMAXPROCS(0), muxMinWorkers),
+		hs:         newHandshakes(defaultHSLimits()),
+		workers:    max(runtime.GOMAXPROCS(0), minWorkers),
 		batch:      min(max(inner.BatchSize(), 1), conn.IdealBatchSize),
-		queueLimit: muxQueuePackets,
-		reserveFor: muxReserveFor,
+		queueLimit: queuePackets,
+		reserveFor: reserveFor,
 		now:        time.Now,
-		sessions:   map[int64]*muxSession{},
-		idx:        map[uint32]*muxIndexEntry{},
-		ttl:        int64(muxIndexTTL / time.Second),
-		sweepEvery: int64(muxIndexSweepEvery / time.Second),
-		maxIndices: muxMaxIndices,
+		sessions:   map[int64]*session{},
+		idx:        map[uint32]*indexEntry{},
+		ttl:        int64(indexTTL / time.Second),
+		sweepEvery: int64(indexSweepEvery / time.Second),
+		maxIndices: maxIndices,
 	}
 	m.epoch = m.now()
-	m.cookies.Init(device.NoisePublicKey(nodePrivateKey.PublicKey()))
-	m.bufs.New = func() any { return new(muxBuf) }
-	m.batches.New = func() any { return new(muxBatch) }
-	empty := map[int64]*muxSession{}
+	m.cookies.Init(device.NoisePublicKey(cfg.PrivateKey.PublicKey()))
+	m.bufs.New = func() any { return new(datagram) }
+	m.batches.New = func() any { return new(batch) }
+	empty := map[int64]*session{}
 	m.devices.Store(&empty)
-	return m
+	return m, nil
 }
 
 // Bind returns a new virtual bind for the device deviceID, to hand to device.NewDevice. At most
 // one bind per device ID is open at a time. Open of the first virtual bind opens the inner bind;
 // Close of the last closes it.
-func (m *Mux) Bind(deviceID int64) conn.Bind {
-	return &muxBind{m: m, id: deviceID}
+func (m *Mux) Bind(deviceID int64) *Bind {
+	return &Bind{m: m, id: deviceID}
 }
 
-// muxBind is the conn.Bind of one device.
-type muxBind struct {
+// Close closes the binds still open, as their Close does, and with them the shared socket; it
+// waits for the Mux's goroutines but a handshake worker inside Route. Later Opens fail with
+// net.ErrClosed. Close the devices first: one whose bind it closes receives nothing more.
+// Idempotent.
+func (m *Mux) Close() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.closed = true
+	if m.gen == nil {
+		return nil
+	}
+	for _, s := range m.sessions {
+		s.bind.sess.CompareAndSwap(s, nil)
+		close(s.closed)
+		for _, r := range s.gen.readers {
+			if r.reserved.CompareAndSwap(s, nil) {
+				r.token <- struct{}{}
+			}
+		}
+	}
+	clear(m.sessions)
+	m.publishDevicesLocked()
+	return m.closeInnerLocked()
+}
+
+// Bind is the conn.Bind of one device.
+type Bind struct {
 	m    *Mux
 	id   int64
-	sess atomic.Pointer[muxSession] // non-nil while open; written under m.mu
+	sess atomic.Pointer[session] // non-nil while open; written under m.mu
 }
 
-var _ conn.Bind = (*muxBind)(nil)
+var _ conn.Bind = (*Bind)(nil)
 
 // Open joins the shared socket. The first Open of all binds opens the inner bind on port (0:
-// any); later ones share it and return its port, and fail with ErrMuxPortMismatch when they ask
+// any); later ones share it and return its port, and fail with ErrPortMismatch when they ask
 // for another non-zero port. It returns one ReceiveFunc per ReceiveFunc of the inner bind (one
 // per address family), each to be called by one goroutine, as wireguard-go does: it returns
 // this device's queued datagrams, or reads the inner one when it gets the token (see Mux).
 // Callers must pass BatchSize() buffers, as the inner bind may need them all.
-func (b *muxBind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
+func (b *Bind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
 	m := b.m
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.closed {
+		return nil, 0, fmt.Errorf("wgmux: device %d: the shared socket is closed for good: %w", b.id, net.ErrClosed)
+	}
 	if b.sess.Load() != nil {
 		return nil, 0, conn.ErrBindAlreadyOpen
 	}
 	if _, busy := m.sessions[b.id]; busy {
-		return nil, 0, fmt.Errorf("%w: device %d", ErrMuxDeviceBusy, b.id)
+		return nil, 0, fmt.Errorf("%w: device %d", ErrDeviceBusy, b.id)
 	}
 	if m.gen == nil {
 		if err := m.openInnerLocked(port); err != nil {
 			return nil, 0, err
 		}
 	} else if port != 0 && port != m.gen.port {
-		return nil, 0, fmt.Errorf("%w: device %d asked for %d, the socket is on %d", ErrMuxPortMismatch, b.id, port, m.gen.port)
+		return nil, 0, fmt.Errorf("%w: device %d asked for %d, the socket is on %d", ErrPortMismatch, b.id, port, m.gen.port)
 	}
 	g := m.gen
-	s := &muxSession{
+	s := &session{
 		id:     b.id,
+		bind:   b,
 		gen:    g,
-		queue:  make(chan *muxBatch, m.queueLimit),
+		queue:  make(chan *batch, m.queueLimit),
 		closed: make(chan struct{}),
-		rd:     make([]muxSessionReader, len(g.readers)),
+		rd:     make([]sessionReader, len(g.readers)),
 	}
 	fns := make([]conn.ReceiveFunc, len(g.readers))
 	for i, r := range g.readers {
@@ -320,8 +389,8 @@ func (b *muxBind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
 // Close leaves the shared socket: this device's ReceiveFuncs return net.ErrClosed, also one
 // blocked in a read of the inner bind (it is woken through loopback), and its Sends fail. The
 // last Close closes the inner bind and waits for the Mux's goroutines, except a handshake
-// worker inside route (see NewMux). Close of a closed bind does nothing.
-func (b *muxBind) Close() error {
+// worker inside Route (see Route). Close of a closed bind does nothing.
+func (b *Bind) Close() error {
 	m := b.m
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -350,29 +419,29 @@ func (b *muxBind) Close() error {
 }
 
 // SetMark sets the mark of the shared socket: the last device to set it wins.
-func (b *muxBind) SetMark(mark uint32) error { return b.m.inner.SetMark(mark) }
+func (b *Bind) SetMark(mark uint32) error { return b.m.inner.SetMark(mark) }
 
 // Send sends through the shared socket. It first learns the sender index of each initiation
 // and response in bufs, so that replies addressed to it reach this device.
-func (b *muxBind) Send(bufs [][]byte, ep conn.Endpoint) error {
+func (b *Bind) Send(bufs [][]byte, ep conn.Endpoint) error {
 	if b.sess.Load() == nil {
 		return net.ErrClosed
 	}
 	for _, buf := range bufs {
-		if i, ok := muxSentIndex(buf); ok {
+		if i, ok := sentIndex(buf); ok {
 			b.m.learn(b.id, i)
 		}
 	}
 	return b.m.inner.Send(bufs, ep)
 }
 
-func (b *muxBind) ParseEndpoint(s string) (conn.Endpoint, error) { return b.m.inner.ParseEndpoint(s) }
+func (b *Bind) ParseEndpoint(s string) (conn.Endpoint, error) { return b.m.inner.ParseEndpoint(s) }
 
-func (b *muxBind) BatchSize() int { return b.m.inner.BatchSize() }
+func (b *Bind) BatchSize() int { return b.m.inner.BatchSize() }
 
-// receivers returns how many ReceiveFuncs the open bind handed out (one per address family of
+// Receivers returns how many ReceiveFuncs the open bind handed out (one per address family of
 // the socket; wireguard-go runs a goroutine with a batch of buffers for each), 0 when closed.
-func (b *muxBind) receivers() int {
+func (b *Bind) Receivers() int {
 	if s := b.sess.Load(); s != nil {
 		return len(s.rd)
 	}
@@ -381,7 +450,7 @@ func (b *muxBind) receivers() int {
 
 // publishDevicesLocked copies sessions for the packet path. Must hold m.mu.
 func (m *Mux) publishDevicesLocked() {
-	d := make(map[int64]*muxSession, len(m.sessions))
+	d := make(map[int64]*session, len(m.sessions))
 	for id, s := range m.sessions {
 		d[id] = s
 	}
@@ -393,22 +462,22 @@ func (m *Mux) publishDevicesLocked() {
 func (m *Mux) openInnerLocked(port uint16) error {
 	fns, actual, err := m.inner.Open(port)
 	if err != nil {
-		return fmt.Errorf("mux: open UDP port %d: %w", port, err)
+		return fmt.Errorf("wgmux: open UDP port %d: %w", port, err)
 	}
 	if len(fns) == 0 {
 		m.inner.Close()
-		return fmt.Errorf("mux: open UDP port %d: the bind returned no receive functions", port)
+		return fmt.Errorf("wgmux: open UDP port %d: the bind returned no receive functions", port)
 	}
-	g := &muxGen{
+	g := &gen{
 		port:    actual,
-		wakeMsg: [][]byte{make([]byte, muxWakeSize)},
+		wakeMsg: [][]byte{make([]byte, wakeSize)},
 		stop:    make(chan struct{}),
 	}
 	g.hsCond = sync.NewCond(&g.hsMu)
 	m.gen = g
-	g.readers = make([]*muxReader, len(fns))
+	g.readers = make([]*reader, len(fns))
 	for i, fn := range fns {
-		r := &muxReader{i: i, fn: fn, name: fn.PrettyName(), token: make(chan struct{}, 1)}
+		r := &reader{i: i, fn: fn, name: fn.PrettyName(), token: make(chan struct{}, 1)}
 		r.token <- struct{}{}
 		r.steal = time.AfterFunc(time.Hour, func() { m.stealTick(g, r) })
 		r.steal.Stop()
@@ -427,7 +496,7 @@ func (m *Mux) openInnerLocked(port uint16) error {
 		m.goroutines.Add(1)
 		go m.handshakeWorker(g)
 	}
-	m.log.Info("mux: shared UDP socket open", "port", actual, "receivers", len(fns), "handshake_workers", m.workers)
+	m.log.Info("wgmux: shared UDP socket open", "port", actual, "receivers", len(fns), "handshake_workers", m.workers)
 	return nil
 }
 
@@ -435,7 +504,7 @@ func (m *Mux) openInnerLocked(port uint16) error {
 // function (PrettyName is v4 or v6 for StdNetBind's; both addresses for others) and sends a
 // wake-up datagram to each. A reader whose address cannot be sent to is proxied. Must hold
 // m.mu.
-func (m *Mux) setUpWakes(g *muxGen) {
+func (m *Mux) setUpWakes(g *gen) {
 	type family struct {
 		addr string
 		ep   conn.Endpoint
@@ -459,7 +528,7 @@ func (m *Mux) setUpWakes(g *muxGen) {
 		for _, f := range use {
 			if f.err != nil {
 				r.proxied = true
-				m.warnLoopback("mux: loopback does not reach the shared UDP socket; a goroutine of the Mux reads it instead (a hand-off and two copies per datagram)",
+				m.warnLoopback("wgmux: loopback does not reach the shared UDP socket; a goroutine of the Mux reads it instead (a hand-off and two copies per datagram)",
 					"port", g.port, "receiver", r.name, "to", f.addr, "err", f.err)
 				break
 			}
@@ -477,11 +546,11 @@ func (m *Mux) warnLoopback(msg string, args ...any) {
 
 // wake ends the read a device goroutine is blocked in on r's socket with a datagram from the
 // socket to itself. why is for the log.
-func (m *Mux) wake(g *muxGen, r *muxReader, why string) {
+func (m *Mux) wake(g *gen, r *reader, why string) {
 	for _, ep := range r.wakeEps {
 		err := m.inner.Send(g.wakeMsg, ep)
 		if err == nil {
-			m.counters[muxWakeups].Add(1)
+			m.counters[wakeups].Add(1)
 			continue
 		}
 		select {
@@ -489,7 +558,7 @@ func (m *Mux) wake(g *muxGen, r *muxReader, why string) {
 			return
 		default:
 		}
-		m.warnLoopback("mux: loopback does not reach the shared UDP socket; the read of "+why+" ends only with the next datagram that arrives",
+		m.warnLoopback("wgmux: loopback does not reach the shared UDP socket; the read of "+why+" ends only with the next datagram that arrives",
 			"receiver", r.name, "to", ep.DstToString(), "err", err)
 	}
 }
@@ -512,39 +581,39 @@ func (m *Mux) closeInnerLocked() error {
 	}
 	g.hsMu.Unlock()
 	m.hs.reset() // what waits came to this socket
-	m.log.Info("mux: shared UDP socket closed", "port", g.port)
+	m.log.Info("wgmux: shared UDP socket closed", "port", g.port)
 	if err != nil {
-		return fmt.Errorf("mux: close UDP socket: %w", err)
+		return fmt.Errorf("wgmux: close UDP socket: %w", err)
 	}
 	return nil
 }
 
 // --- receiving ---
 
-// muxReceiver is one ReceiveFunc of one session (or, with s nil, a reader of the Mux's own):
+// receiver is one ReceiveFunc of one session (or, with s nil, a reader of the Mux's own):
 // the state of one goroutine.
-type muxReceiver struct {
+type receiver struct {
 	m  *Mux
-	g  *muxGen
-	r  *muxReader
-	s  *muxSession
-	sr *muxSessionReader
+	g  *gen
+	r  *reader
+	s  *session
+	sr *sessionReader
 
-	cur *muxBatch // partly returned when the caller passes fewer buffers than the batch
+	cur *batch // partly returned when the caller passes fewer buffers than the batch
 	pos int
 
-	pending []muxPending // batches being filled for other devices
-	mac1    *muxMAC1
-	counts  muxCounts
+	pending []pending // batches being filled for other devices
+	mac1    *mac1Checker
+	counts  counts
 }
 
-type muxPending struct {
-	s *muxSession
-	b *muxBatch
+type pending struct {
+	s *session
+	b *batch
 }
 
-func (m *Mux) newReceiver(g *muxGen, r *muxReader, s *muxSession) *muxReceiver {
-	rc := &muxReceiver{m: m, g: g, r: r, s: s, pending: make([]muxPending, 0, m.batch), mac1: newMuxMAC1(&m.noise.mac1Key)}
+func (m *Mux) newReceiver(g *gen, r *reader, s *session) *receiver {
+	rc := &receiver{m: m, g: g, r: r, s: s, pending: make([]pending, 0, m.batch), mac1: newMAC1Checker(&m.noise.mac1Key)}
 	if s != nil {
 		rc.sr = &s.rd[r.i]
 	}
@@ -556,7 +625,7 @@ func (m *Mux) newReceiver(g *muxGen, r *muxReader, s *muxSession) *muxReceiver {
 // returns only with datagrams of its own or net.ErrClosed: errors of the inner bind are
 // counted and retried, as the devices have no other way to receive. Like every ReceiveFunc it
 // must not be called concurrently with itself.
-func (rc *muxReceiver) receive(bufs [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
+func (rc *receiver) receive(bufs [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
 	s, r, sr := rc.s, rc.r, rc.sr
 	if !sr.active.Load() {
 		sr.active.Store(true)
@@ -602,7 +671,7 @@ func (rc *muxReceiver) receive(bufs [][]byte, sizes []int, eps []conn.Endpoint) 
 
 // dequeued starts on the batch just taken from the queue. If more are queued the device is
 // behind: a read kept for it is given to the others meanwhile.
-func (rc *muxReceiver) dequeued() {
+func (rc *receiver) dequeued() {
 	rc.pos = 0
 	if len(rc.s.queue) > 0 && rc.r.reserved.CompareAndSwap(rc.s, nil) {
 		rc.r.token <- struct{}{}
@@ -611,7 +680,7 @@ func (rc *muxReceiver) dequeued() {
 
 // read reads the inner bind into bufs and sorts what came; the caller holds the token, which
 // read gives back. n is 0 when none of the datagrams are the session's.
-func (rc *muxReceiver) read(bufs [][]byte, sizes []int, eps []conn.Endpoint) (n int, err error) {
+func (rc *receiver) read(bufs [][]byte, sizes []int, eps []conn.Endpoint) (n int, err error) {
 	s, r, sr := rc.s, rc.r, rc.sr
 	r.reading.Store(s)
 	select {
@@ -647,7 +716,7 @@ func (rc *muxReceiver) read(bufs [][]byte, sizes []int, eps []conn.Endpoint) (n 
 
 // failed handles an error of the inner ReceiveFunc: net.ErrClosed when the session closed (or
 // the inner bind was closed under the Mux), else nothing after a back-off.
-func (rc *muxReceiver) failed(err error) (int, error) {
+func (rc *receiver) failed(err error) (int, error) {
 	select {
 	case <-rc.s.closed:
 		return rc.closed()
@@ -671,7 +740,7 @@ func (rc *muxReceiver) failed(err error) (int, error) {
 }
 
 // closed tells the caller that the session is closed, which it is told once.
-func (rc *muxReceiver) closed() (int, error) {
+func (rc *receiver) closed() (int, error) {
 	rc.sr.active.Store(false)
 	if rc.r.reserved.CompareAndSwap(rc.s, nil) { // normally Close took it back already
 		rc.r.token <- struct{}{}
@@ -682,24 +751,24 @@ func (rc *muxReceiver) closed() (int, error) {
 // receiveFailed counts and logs an error of r's inner ReceiveFunc and returns how long to wait
 // before the next read (backing off like wireguard-go, but never giving up: the devices have no
 // other way to receive); closed: the inner bind was closed by someone other than the Mux.
-func (m *Mux) receiveFailed(r *muxReader, err error) (wait time.Duration, closed bool) {
+func (m *Mux) receiveFailed(r *reader, err error) (wait time.Duration, closed bool) {
 	if errors.Is(err, net.ErrClosed) {
 		if r.closedLogged.CompareAndSwap(false, true) {
-			m.log.Error("mux: shared UDP socket closed under the devices", "receiver", r.name)
+			m.log.Error("wgmux: shared UDP socket closed under the devices", "receiver", r.name)
 		}
 		return 0, true
 	}
-	m.counters[muxReceiveErrors].Add(1)
+	m.counters[receiveErrors].Add(1)
 	f := r.failures.Add(1)
 	if f == 1 {
-		m.log.Warn("mux: receive failed", "receiver", r.name, "err", err)
+		m.log.Warn("wgmux: receive failed", "receiver", r.name, "err", err)
 	}
 	return min(time.Duration(f)*10*time.Millisecond, time.Second), false
 }
 
 // fromQueue returns datagrams of cur, one queued batch (or the part of it that fits), copying
 // each into the caller's buffer.
-func (rc *muxReceiver) fromQueue(bufs [][]byte, sizes []int, eps []conn.Endpoint) int {
+func (rc *receiver) fromQueue(bufs [][]byte, sizes []int, eps []conn.Endpoint) int {
 	m, cur := rc.m, rc.cur
 	n := 0
 	for ; rc.pos < cur.n && n < len(bufs); rc.pos, n = rc.pos+1, n+1 {
@@ -723,7 +792,7 @@ func (rc *muxReceiver) fromQueue(bufs [][]byte, sizes []int, eps []conn.Endpoint
 // devices are copied into pooled buffers and queued; initiations are copied for the handshake
 // worker. end is how many slots the caller should look at (0: none are its own); hot is the
 // session that got most of the batch, nil if none did.
-func (rc *muxReceiver) sort(bufs [][]byte, sizes []int, eps []conn.Endpoint, n int) (end int, hot *muxSession) {
+func (rc *receiver) sort(bufs [][]byte, sizes []int, eps []conn.Endpoint, n int) (end int, hot *session) {
 	m, self, c := rc.m, rc.s, &rc.counts
 	t := m.now()
 	now, nowNano := int64(t.Sub(m.epoch)/time.Second), t.UnixNano()
@@ -731,56 +800,56 @@ func (rc *muxReceiver) sort(bufs [][]byte, sizes []int, eps []conn.Endpoint, n i
 	own := 0
 	var (
 		lastIdx  uint32
-		lastSess *muxSession // session of lastIdx in this batch; nil: not looked up
+		lastSess *session // session of lastIdx in this batch; nil: not looked up
 	)
 	m.idxMu.RLock()
 	for i := range n {
 		size := sizes[i]
-		if size <= 0 || (size == muxWakeSize && muxFromLoopback(eps[i])) { // empty, or a wake-up: not counted
+		if size <= 0 || (size == wakeSize && fromLoopback(eps[i])) { // empty, or a wake-up: not counted
 			sizes[i] = 0
 			continue
 		}
-		c[muxReceived]++
+		c[received]++
 		sizes[i] = 0 // until it turns out to be ours
 		p := bufs[i][:size]
 		if size < 4 {
-			c[muxMalformed]++
+			c[malformed]++
 			continue
 		}
 		var off int
 		switch binary.LittleEndian.Uint32(p) {
-		case muxTypeInitiation:
-			if size != muxInitiationSize {
-				c[muxMalformed]++
+		case typeInitiation:
+			if size != initiationSize {
+				c[malformed]++
 				continue
 			}
-			c[muxInitiations]++
+			c[initiations]++
 			rc.initiation(nowNano, p, eps[i])
 			eps[i] = nil
 			continue
-		case muxTypeResponse:
-			if size != muxResponseSize {
-				c[muxMalformed]++
+		case typeResponse:
+			if size != responseSize {
+				c[malformed]++
 				continue
 			}
-			c[muxResponses]++
-			off = muxRespReceiverOff
-		case muxTypeCookieReply:
-			if size != muxCookieReplySize {
-				c[muxMalformed]++
+			c[responses]++
+			off = respReceiverOff
+		case typeCookieReply:
+			if size != cookieReplySize {
+				c[malformed]++
 				continue
 			}
-			c[muxCookieReplies]++
-			off = muxReceiverOff
-		case muxTypeTransport:
-			if size < muxTransportMin {
-				c[muxMalformed]++
+			c[cookieReplies]++
+			off = receiverOff
+		case typeTransport:
+			if size < transportMin {
+				c[malformed]++
 				continue
 			}
-			c[muxTransports]++
-			off = muxReceiverOff
+			c[transports]++
+			off = receiverOff
 		default:
-			c[muxMalformed]++
+			c[malformed]++
 			continue
 		}
 		idx := binary.LittleEndian.Uint32(p[off:])
@@ -788,14 +857,14 @@ func (rc *muxReceiver) sort(bufs [][]byte, sizes []int, eps []conn.Endpoint, n i
 		if s == nil || idx != lastIdx {
 			e := m.idx[idx]
 			if e == nil || now-e.used.Load() > m.ttl {
-				c[muxUnknownIndex]++
+				c[unknownIndex]++
 				continue
 			}
 			if e.used.Load() < now {
 				e.used.Store(now)
 			}
 			if s = devs[e.dev]; s == nil {
-				c[muxNoDevice]++
+				c[noDevice]++
 				continue
 			}
 			lastIdx, lastSess = idx, s
@@ -810,7 +879,7 @@ func (rc *muxReceiver) sort(bufs [][]byte, sizes []int, eps []conn.Endpoint, n i
 		eps[i] = nil
 	}
 	m.idxMu.RUnlock()
-	c[muxDelivered] += uint64(own)
+	c[delivered] += uint64(own)
 	most := own
 	if own > 0 {
 		hot = self
@@ -821,7 +890,7 @@ func (rc *muxReceiver) sort(bufs [][]byte, sizes []int, eps []conn.Endpoint, n i
 			hot, most = p.s, p.b.n
 		}
 		m.enqueue(p.s, p.b, c)
-		*p = muxPending{}
+		*p = pending{}
 	}
 	rc.pending = rc.pending[:0]
 	m.flush(c)
@@ -829,9 +898,9 @@ func (rc *muxReceiver) sort(bufs [][]byte, sizes []int, eps []conn.Endpoint, n i
 }
 
 // add copies a datagram into the batch rc is filling for s, unless s's queue is already full.
-func (rc *muxReceiver) add(s *muxSession, p []byte, ep conn.Endpoint) {
+func (rc *receiver) add(s *session, p []byte, ep conn.Endpoint) {
 	m := rc.m
-	var b *muxBatch
+	var b *batch
 	for i := range rc.pending { // a batch rarely spans more than a few devices
 		if rc.pending[i].s == s {
 			b = rc.pending[i].b
@@ -840,13 +909,13 @@ func (rc *muxReceiver) add(s *muxSession, p []byte, ep conn.Endpoint) {
 	}
 	if b == nil {
 		if s.queued.Load() >= m.queueLimit { // spare the copy; enqueue counts exactly
-			rc.counts[muxQueueDrops]++
+			rc.counts[queueDrops]++
 			return
 		}
-		b = m.batches.Get().(*muxBatch)
-		rc.pending = append(rc.pending, muxPending{s: s, b: b})
+		b = m.batches.Get().(*batch)
+		rc.pending = append(rc.pending, pending{s: s, b: b})
 	}
-	buf := m.bufs.Get().(*muxBuf)
+	buf := m.bufs.Get().(*datagram)
 	b.sizes[b.n] = copy(buf[:], p)
 	b.bufs[b.n], b.eps[b.n] = buf, ep
 	b.n++
@@ -854,20 +923,20 @@ func (rc *muxReceiver) add(s *muxSession, p []byte, ep conn.Endpoint) {
 
 // enqueue hands batch b to session s, or drops it when s's queue is full (false); it never
 // blocks.
-func (m *Mux) enqueue(s *muxSession, b *muxBatch, c *muxCounts) bool {
+func (m *Mux) enqueue(s *session, b *batch, c *counts) bool {
 	n := int64(b.n)
 	if s.queued.Add(n) <= m.queueLimit {
 		select {
 		case s.queue <- b:
-			c[muxDelivered] += uint64(n)
-			c[muxQueued] += uint64(n)
+			c[delivered] += uint64(n)
+			c[queued] += uint64(n)
 			m.kick(s)
 			return true
 		default: // unreachable: the channel holds queueLimit batches of at least one datagram
 		}
 	}
 	s.queued.Add(-n)
-	c[muxQueueDrops] += uint64(n)
+	c[queueDrops] += uint64(n)
 	m.releaseBatch(b)
 	return false
 }
@@ -875,8 +944,8 @@ func (m *Mux) enqueue(s *muxSession, b *muxBatch, c *muxCounts) bool {
 // kick makes sure that a goroutine of s sees what was just queued: one that is not reading
 // will (it waits on the queue, or looks at it before it reads); if every goroutine of s is
 // blocked in a read, one is woken.
-func (m *Mux) kick(s *muxSession) {
-	var blocked *muxReader
+func (m *Mux) kick(s *session) {
+	var blocked *reader
 	for _, r := range s.gen.readers {
 		if !s.rd[r.i].active.Load() {
 			continue
@@ -891,7 +960,7 @@ func (m *Mux) kick(s *muxSession) {
 	}
 }
 
-func (m *Mux) releaseBatch(b *muxBatch) {
+func (m *Mux) releaseBatch(b *batch) {
 	for i := range b.n {
 		m.bufs.Put(b.bufs[i])
 		b.bufs[i], b.eps[i] = nil, nil
@@ -903,7 +972,7 @@ func (m *Mux) releaseBatch(b *muxBatch) {
 // release gives the token back after a read: reserved for hot if that is a session of this
 // generation whose goroutine for this reader runs and did not lose its last reservation,
 // else free.
-func (rc *muxReceiver) release(hot *muxSession) {
+func (rc *receiver) release(hot *session) {
 	r := rc.r
 	if hot != nil && hot.gen == rc.g {
 		if sr := &hot.rd[r.i]; sr.active.Load() && !sr.stolen.Load() {
@@ -933,7 +1002,7 @@ func (rc *muxReceiver) release(hot *muxSession) {
 
 // stealTick is the steal timer of r: it frees a reservation that nobody claimed since the
 // previous tick, and stops ticking when there is none.
-func (m *Mux) stealTick(g *muxGen, r *muxReader) {
+func (m *Mux) stealTick(g *gen, r *reader) {
 	select {
 	case <-g.stop:
 		return
@@ -944,7 +1013,7 @@ func (m *Mux) stealTick(g *muxGen, r *muxReader) {
 	if s := r.reserved.Load(); s != nil {
 		if made == prev && r.reserved.CompareAndSwap(s, nil) {
 			s.rd[r.i].stolen.Store(true)
-			m.counters[muxReservationsStolen].Add(1)
+			m.counters[reservationsStolen].Add(1)
 			r.token <- struct{}{}
 		}
 		r.steal.Reset(m.reserveFor)
@@ -959,14 +1028,14 @@ func (m *Mux) stealTick(g *muxGen, r *muxReader) {
 
 // proxyLoop reads r's socket for the devices when loopback cannot wake a device's goroutine
 // blocked in it (see setUpWakes); every datagram is copied and queued.
-func (m *Mux) proxyLoop(g *muxGen, r *muxReader) {
+func (m *Mux) proxyLoop(g *gen, r *reader) {
 	defer g.proxies.Done()
 	defer m.goroutines.Add(-1) // before Done: the Close waiting for Done checks the count
 	rc := m.newReceiver(g, r, nil)
-	slots := make([]*muxBuf, m.batch)
+	slots := make([]*datagram, m.batch)
 	bufs := make([][]byte, m.batch)
 	for i := range slots {
-		slots[i] = m.bufs.Get().(*muxBuf)
+		slots[i] = m.bufs.Get().(*datagram)
 		bufs[i] = slots[i][:]
 	}
 	defer func() {
@@ -1005,12 +1074,12 @@ func (m *Mux) proxyLoop(g *muxGen, r *muxReader) {
 	}
 }
 
-// muxWakeSize is the size of the datagram that ends a read (see Mux): not a WireGuard message.
-const muxWakeSize = 1
+// wakeSize is the size of the datagram that ends a read (see Mux): not a WireGuard message.
+const wakeSize = 1
 
-// muxFromLoopback reports whether ep, the source of a received datagram, is a loopback
+// fromLoopback reports whether ep, the source of a received datagram, is a loopback
 // address: a one-byte datagram from there is a wake-up, from the Mux or another local process.
-func muxFromLoopback(ep conn.Endpoint) bool { return ep != nil && ep.DstIP().IsLoopback() }
+func fromLoopback(ep conn.Endpoint) bool { return ep != nil && ep.DstIP().IsLoopback() }
 
 // nowSec is the time in whole seconds since the Mux was made.
 func (m *Mux) nowSec() int64 { return int64(m.now().Sub(m.epoch) / time.Second) }
@@ -1019,89 +1088,89 @@ func (m *Mux) nowSec() int64 { return int64(m.now().Sub(m.epoch) / time.Second) 
 
 // initiation handles the initiation p (the right size) from ep at now: shed before its MACs
 // are checked, dropped for a bad mac1, or put through admission.
-func (rc *muxReceiver) initiation(now int64, p []byte, ep conn.Endpoint) {
+func (rc *receiver) initiation(now int64, p []byte, ep conn.Endpoint) {
 	m, c := rc.m, &rc.counts
-	if v, shed := m.hs.shed(now, ep, muxMAC2IsZero(p)); shed {
+	if v, shed := m.hs.shed(now, ep, mac2IsZero(p)); shed {
 		m.count(v, c)
 		return
 	}
 	if !rc.mac1.ok(p) {
-		c[muxBadMAC1]++
+		c[badMAC1]++
 		return
 	}
 	m.admit(now, p, ep, c)
 }
 
 // admit puts the initiation p (mac1 valid) from ep through handshake admission (see
-// mux_handshake.go) at now: queued for the workers, answered with a cookie reply, or dropped,
+// handshake.go) at now: queued for the workers, answered with a cookie reply, or dropped,
 // and counted.
-func (m *Mux) admit(now int64, p []byte, ep conn.Endpoint, c *muxCounts) {
-	mac2 := muxMAC2Unchecked
+func (m *Mux) admit(now int64, p []byte, ep conn.Endpoint, c *counts) {
+	mac2 := mac2Unchecked
 	if m.hs.underLoad(now) {
 		mac2 = m.checkMAC2(p, ep)
 	}
 	v, pushedOut := m.hs.offer(now, p, ep, mac2)
-	if v == muxNeedMAC2 { // under load since the look above
+	if v == needMAC2 { // under load since the look above
 		v, pushedOut = m.hs.offer(now, p, ep, m.checkMAC2(p, ep))
 	}
 	if pushedOut {
-		c[muxHandshakeDrops]++
+		c[handshakeDrops]++
 	}
-	if v == muxSendCookie {
+	if v == sendCookie {
 		m.sendCookie(p, ep)
 	}
 	m.count(v, c)
 }
 
 // count counts the verdict v about one initiation.
-func (m *Mux) count(v muxVerdict, c *muxCounts) {
+func (m *Mux) count(v verdict, c *counts) {
 	switch v {
-	case muxAdmit:
-		c[muxAdmitted]++
-	case muxDropQueueFull:
-		c[muxHandshakeDrops]++
-	case muxSendCookie:
-		c[muxCookiesSent]++
-	case muxDropCookieLimited:
-		c[muxCookieLimited]++
-	case muxDropRateLimited:
-		c[muxRateLimited]++
+	case admit:
+		c[admitted]++
+	case dropQueueFull:
+		c[handshakeDrops]++
+	case sendCookie:
+		c[cookiesSent]++
+	case dropCookieLimited:
+		c[cookieLimited]++
+	case dropRateLimited:
+		c[rateLimited]++
 	}
 }
 
-// muxMAC2IsZero reports whether the initiation p carries no mac2: a client without a
+// mac2IsZero reports whether the initiation p carries no mac2: a client without a
 // cookie sends zeros there.
-func muxMAC2IsZero(p []byte) bool {
-	return [muxInitiationSize - muxInitMAC2Off]byte(p[muxInitMAC2Off:]) == [muxInitiationSize - muxInitMAC2Off]byte{}
+func mac2IsZero(p []byte) bool {
+	return [initiationSize - initMAC2Off]byte(p[initMAC2Off:]) == [initiationSize - initMAC2Off]byte{}
 }
 
 // checkMAC2 checks the mac2 of the initiation p for its source ep; zeros need no BLAKE2s.
-func (m *Mux) checkMAC2(p []byte, ep conn.Endpoint) muxMAC2 {
-	if muxMAC2IsZero(p) {
-		return muxMAC2Invalid
+func (m *Mux) checkMAC2(p []byte, ep conn.Endpoint) mac2Check {
+	if mac2IsZero(p) {
+		return mac2Invalid
 	}
 	if m.cookies.CheckMAC2(p, ep.DstToBytes()) {
-		return muxMAC2Valid
+		return mac2Valid
 	}
-	return muxMAC2Invalid
+	return mac2Invalid
 }
 
 // sendCookie answers the initiation p from ep with a cookie reply: a MAC of the source address
 // and port under a secret rotated every 2 minutes (whitepaper, section 5.4.7), which a stock
 // client puts into the mac2 of its next initiation.
 func (m *Mux) sendCookie(p []byte, ep conn.Endpoint) {
-	reply, err := m.cookies.CreateReply(p, binary.LittleEndian.Uint32(p[muxInitSenderOff:]), ep.DstToBytes())
+	reply, err := m.cookies.CreateReply(p, binary.LittleEndian.Uint32(p[initSenderOff:]), ep.DstToBytes())
 	if err != nil {
-		m.log.Warn("mux: create cookie reply", "err", err)
+		m.log.Warn("wgmux: create cookie reply", "err", err)
 		return
 	}
-	var b [muxCookieReplySize]byte
+	var b [cookieReplySize]byte
 	binary.LittleEndian.PutUint32(b[0:], reply.Type)
 	binary.LittleEndian.PutUint32(b[4:], reply.Receiver)
 	n := 8 + copy(b[8:], reply.Nonce[:])
 	copy(b[n:], reply.Cookie[:])
 	if err := m.inner.Send([][]byte{b[:]}, ep); err != nil {
-		m.log.Debug("mux: send cookie reply", "to", ep.DstToString(), "err", err)
+		m.log.Debug("wgmux: send cookie reply", "to", ep.DstToString(), "err", err)
 	}
 }
 
@@ -1112,7 +1181,7 @@ func (m *Mux) sendCookie(p []byte, ep conn.Endpoint) {
 // source then), which admission keeps from mattering: a device gets only what the Mux admitted.
 // Were one under load by itself, it would ask for a mac2 of its own cookie, which the Mux does
 // not check (its cookie secret is another).
-func (m *Mux) handshakeWorker(g *muxGen) {
+func (m *Mux) handshakeWorker(g *gen) {
 	defer func() { // after the count: a Close that this lets return finds it done
 		g.hsMu.Lock()
 		g.workers--
@@ -1121,8 +1190,8 @@ func (m *Mux) handshakeWorker(g *muxGen) {
 	}()
 	defer m.goroutines.Add(-1)
 	var (
-		c   muxCounts
-		msg [muxInitiationSize]byte
+		c   counts
+		msg [initiationSize]byte
 	)
 	for {
 		select {
@@ -1149,10 +1218,10 @@ func (m *Mux) handshakeWorker(g *muxGen) {
 
 // routeInitiation decrypts the initiator's static key, asks route which device owns it and
 // queues the initiation there. It returns false when g stopped while route ran.
-func (m *Mux) routeInitiation(g *muxGen, msg *[muxInitiationSize]byte, ep conn.Endpoint, c *muxCounts) bool {
+func (m *Mux) routeInitiation(g *gen, msg *[initiationSize]byte, ep conn.Endpoint, c *counts) bool {
 	static, ok := m.noise.initiatorStatic(msg[:])
 	if !ok {
-		c[muxBadInitiation]++
+		c[badInitiation]++
 		return true
 	}
 	g.hsMu.Lock()
@@ -1174,23 +1243,23 @@ func (m *Mux) routeInitiation(g *muxGen, msg *[muxInitiationSize]byte, ep conn.E
 	case stopped:
 		return false
 	case !known:
-		c[muxUnknownInitiator]++
+		c[unknownInitiator]++
 		return true
 	}
 	s := (*m.devices.Load())[id]
 	if s == nil {
-		c[muxNoDevice]++
-		c[muxRouteNoDevice]++
+		c[noDevice]++
+		c[routeNoDevice]++
 		return true
 	}
-	buf := m.bufs.Get().(*muxBuf)
+	buf := m.bufs.Get().(*datagram)
 	copy(buf[:], msg[:])
-	b := m.batches.Get().(*muxBatch)
-	b.bufs[0], b.sizes[0], b.eps[0], b.n = buf, muxInitiationSize, ep, 1
+	b := m.batches.Get().(*batch)
+	b.bufs[0], b.sizes[0], b.eps[0], b.n = buf, initiationSize, ep, 1
 	if m.enqueue(s, b, c) {
-		c[muxRouted]++
+		c[routed]++
 	} else {
-		c[muxRouteQueueDrops]++
+		c[routeQueueDrops]++
 	}
 	return true
 }
@@ -1206,10 +1275,10 @@ func (m *Mux) learn(dev int64, i uint32) {
 	if now-m.lastSweep >= m.sweepEvery {
 		m.sweepLocked(now)
 	}
-	m.counters[muxLearned].Add(1)
+	m.counters[learned].Add(1)
 	if e := m.idx[i]; e != nil {
 		if e.dev != dev {
-			m.counters[muxIndexCollisions].Add(1)
+			m.counters[indexCollisions].Add(1)
 			e.dev = dev
 		}
 		e.used.Store(now)
@@ -1221,7 +1290,7 @@ func (m *Mux) learn(dev int64, i uint32) {
 			m.evictLocked()
 		}
 	}
-	e := &muxIndexEntry{dev: dev}
+	e := &indexEntry{dev: dev}
 	e.used.Store(now)
 	m.idx[i] = e
 }
@@ -1254,7 +1323,7 @@ func (m *Mux) evictLocked() {
 		}
 	}
 	delete(m.idx, victim)
-	m.counters[muxIndexEvictions].Add(1)
+	m.counters[indexEvictions].Add(1)
 }
 
 // sweep forgets expired indices now rather than on the next handshake; for tests.
@@ -1267,45 +1336,45 @@ func (m *Mux) sweep() {
 
 // --- counters ---
 
-type muxCounter int
+type counter int
 
 const (
-	muxReceived muxCounter = iota
-	muxInitiations
-	muxResponses
-	muxCookieReplies
-	muxTransports
-	muxMalformed
-	muxBadMAC1
-	muxBadInitiation
-	muxUnknownInitiator
-	muxUnknownIndex
-	muxNoDevice
-	muxQueueDrops
-	muxHandshakeDrops
-	muxCookiesSent
-	muxCookieLimited
-	muxRateLimited
-	muxAdmitted
-	muxRouted
-	muxRouteQueueDrops
-	muxRouteNoDevice
-	muxDelivered
-	muxQueued
-	muxLearned
-	muxIndexCollisions
-	muxIndexEvictions
-	muxReceiveErrors
-	muxWakeups
-	muxReservationsStolen
-	muxNumCounters
+	received counter = iota
+	initiations
+	responses
+	cookieReplies
+	transports
+	malformed
+	badMAC1
+	badInitiation
+	unknownInitiator
+	unknownIndex
+	noDevice
+	queueDrops
+	handshakeDrops
+	cookiesSent
+	cookieLimited
+	rateLimited
+	admitted
+	routed
+	routeQueueDrops
+	routeNoDevice
+	delivered
+	queued
+	learned
+	indexCollisions
+	indexEvictions
+	receiveErrors
+	wakeups
+	reservationsStolen
+	numCounters
 )
 
-// muxCounts accumulates counters on one goroutine; flush adds them to the Mux's once per
+// counts accumulates counters on one goroutine; flush adds them to the Mux's once per
 // batch, so the packet path does not contend on shared cache lines.
-type muxCounts [muxNumCounters]uint64
+type counts [numCounters]uint64
 
-func (m *Mux) flush(c *muxCounts) {
+func (m *Mux) flush(c *counts) {
 	for i, v := range c {
 		if v != 0 {
 			m.counters[i].Add(v)
@@ -1314,14 +1383,14 @@ func (m *Mux) flush(c *muxCounts) {
 	}
 }
 
-// MuxStats are the Mux's counters since NewMux. Every received datagram counts once in
+// Stats are the Mux's counters since New. Every received datagram counts once in
 // Received and, once handled, exactly once in Delivered, CookiesSent or one of the drop
 // counters (Malformed, BadMAC1, BadInitiation, UnknownInitiator, UnknownIndex, NoDevice,
 // QueueDrops, HandshakeDrops, CookieLimited, RateLimited). An initiation passes admission
 // first (Admitted, or CookiesSent, CookieLimited, RateLimited, HandshakeDrops), and the
 // handshake workers handle what was admitted (Routed, or BadInitiation, UnknownInitiator,
 // NoDevice, QueueDrops; HandshakeDrops when another source's initiation pushed it out).
-type MuxStats struct {
+type Stats struct {
 	Received uint64 // datagrams read from the shared socket
 
 	// Well-formed datagrams by WireGuard message type (right size for the type).
@@ -1335,7 +1404,7 @@ type MuxStats struct {
 	Malformed        uint64 // shorter than 4 bytes, an unknown type, or the wrong size for its type
 	BadMAC1          uint64 // an initiation whose mac1 is not for the node's public key
 	BadInitiation    uint64 // mac1 valid, but the static key does not decrypt
-	UnknownInitiator uint64 // route does not know the initiator's static key
+	UnknownInitiator uint64 // Route does not know the initiator's static key
 	UnknownIndex     uint64 // a receiver index no device sent (or unused for 5 minutes)
 	NoDevice         uint64 // the owning device's bind is not open
 	QueueDrops       uint64 // the owning device's queue was full
@@ -1344,15 +1413,15 @@ type MuxStats struct {
 	CookieLimited    uint64 // as CookiesSent, but the cookie replies' rate (to its source, or to all) was spent: dropped
 	RateLimited      uint64 // under load, an initiation with a mac2 from a source over its rate: dropped
 	// Under load, an initiation from a known source that is dropped whatever its MACs are
-	// counts in CookieLimited or RateLimited before they are checked (see muxHandshakes.shed).
+	// counts in CookieLimited or RateLimited before they are checked (see handshakes.shed).
 
 	Admitted         uint64 // initiations admission queued for the handshake workers
-	Routed           uint64 // of those, delivered to the device route named
+	Routed           uint64 // of those, delivered to the device Route named
 	RouteQueueDrops  uint64 // of those, dropped because that device's queue was full (in QueueDrops too)
 	RouteNoDevice    uint64 // of those, dropped because that device's bind was not open (in NoDevice too)
 	UnderLoad        bool   // initiations need a valid mac2 now
 	HandshakeQueued  int    // initiations waiting for the handshake workers now
-	HandshakeSources int    // sources in the admission table now (bounded by muxMaxSources)
+	HandshakeSources int    // sources in the admission table now (bounded by maxSources)
 
 	Learned         uint64 // sender indices seen in sent initiations and responses
 	IndexCollisions uint64 // a sent index already belonged to another device (the newest wins)
@@ -1362,92 +1431,48 @@ type MuxStats struct {
 	ReceiveErrors uint64 // errors from the inner bind's ReceiveFuncs other than closing
 
 	Wakeups            uint64 // datagrams sent through loopback to end a read (a device closed, or had something queued)
-	ReservationsStolen uint64 // a device did not come back in time for the read kept for it (see muxReserveFor)
+	ReservationsStolen uint64 // a device did not come back in time for the read kept for it (see reserveFor)
 }
 
 // Stats returns the counters. Datagrams of a read still being sorted are not counted yet.
-func (m *Mux) Stats() MuxStats {
-	c := func(i muxCounter) uint64 { return m.counters[i].Load() }
+func (m *Mux) Stats() Stats {
+	c := func(i counter) uint64 { return m.counters[i].Load() }
 	m.idxMu.RLock()
 	n := len(m.idx)
 	m.idxMu.RUnlock()
 	hs := m.hs.state()
-	return MuxStats{
-		Received:           c(muxReceived),
-		Initiations:        c(muxInitiations),
-		Responses:          c(muxResponses),
-		CookieReplies:      c(muxCookieReplies),
-		Transports:         c(muxTransports),
-		Delivered:          c(muxDelivered),
-		Queued:             c(muxQueued),
-		Malformed:          c(muxMalformed),
-		BadMAC1:            c(muxBadMAC1),
-		BadInitiation:      c(muxBadInitiation),
-		UnknownInitiator:   c(muxUnknownInitiator),
-		UnknownIndex:       c(muxUnknownIndex),
-		NoDevice:           c(muxNoDevice),
-		QueueDrops:         c(muxQueueDrops),
-		HandshakeDrops:     c(muxHandshakeDrops),
-		CookiesSent:        c(muxCookiesSent),
-		CookieLimited:      c(muxCookieLimited),
-		RateLimited:        c(muxRateLimited),
-		Admitted:           c(muxAdmitted),
-		Routed:             c(muxRouted),
-		RouteQueueDrops:    c(muxRouteQueueDrops),
-		RouteNoDevice:      c(muxRouteNoDevice),
+	return Stats{
+		Received:           c(received),
+		Initiations:        c(initiations),
+		Responses:          c(responses),
+		CookieReplies:      c(cookieReplies),
+		Transports:         c(transports),
+		Delivered:          c(delivered),
+		Queued:             c(queued),
+		Malformed:          c(malformed),
+		BadMAC1:            c(badMAC1),
+		BadInitiation:      c(badInitiation),
+		UnknownInitiator:   c(unknownInitiator),
+		UnknownIndex:       c(unknownIndex),
+		NoDevice:           c(noDevice),
+		QueueDrops:         c(queueDrops),
+		HandshakeDrops:     c(handshakeDrops),
+		CookiesSent:        c(cookiesSent),
+		CookieLimited:      c(cookieLimited),
+		RateLimited:        c(rateLimited),
+		Admitted:           c(admitted),
+		Routed:             c(routed),
+		RouteQueueDrops:    c(routeQueueDrops),
+		RouteNoDevice:      c(routeNoDevice),
 		UnderLoad:          m.hs.underLoad(m.now().UnixNano()),
 		HandshakeQueued:    hs.queued,
 		HandshakeSources:   hs.sources,
-		Learned:            c(muxLearned),
-		IndexCollisions:    c(muxIndexCollisions),
-		IndexEvictions:     c(muxIndexEvictions),
+		Learned:            c(learned),
+		IndexCollisions:    c(indexCollisions),
+		IndexEvictions:     c(indexEvictions),
 		Indices:            n,
-		ReceiveErrors:      c(muxReceiveErrors),
-		Wakeups:            c(muxWakeups),
-		ReservationsStolen: c(muxReservationsStolen),
+		ReceiveErrors:      c(receiveErrors),
+		Wakeups:            c(wakeups),
+		ReservationsStolen: c(reservationsStolen),
 	}
-}
-
-// HandshakeStatus is what the node's shared socket did with handshake initiations since it
-// started: the figures of a handshake flood. Every initiation received counts once in
-// Routed, CookieReplies or Drops, or is still Queued (or inside a handshake worker).
-type HandshakeStatus struct {
-	Initiations   uint64 // well-formed initiations received
-	Routed        uint64 // handed to the device of the initiator's tenant
-	CookieReplies uint64 // answered with a cookie reply: under load, without a valid mac2
-	UnderLoad     bool   // initiations need a valid mac2 now
-	Queued        int    // waiting for the handshake workers now
-	// Drops by reason: bad_mac1 (not for this node's key), cookie_limited (under load without
-	// mac2, and the cookie replies' rate spent), rate_limited (under load, its source over its
-	// rate), queue_full, bad_initiation (the static key does not decrypt), unknown_peer,
-	// no_device (the tenant's device is not open), device_queue_full.
-	Drops map[string]uint64
-}
-
-// HandshakeStatus returns the handshake counters of Stats.
-func (m *Mux) HandshakeStatus() HandshakeStatus {
-	st := m.Stats()
-	hs := HandshakeStatus{
-		Initiations:   st.Initiations,
-		Routed:        st.Routed,
-		CookieReplies: st.CookiesSent,
-		UnderLoad:     st.UnderLoad,
-		Queued:        st.HandshakeQueued,
-		Drops:         map[string]uint64{},
-	}
-	for k, v := range map[string]uint64{
-		"bad_mac1":          st.BadMAC1,
-		"cookie_limited":    st.CookieLimited,
-		"rate_limited":      st.RateLimited,
-		"queue_full":        st.HandshakeDrops,
-		"bad_initiation":    st.BadInitiation,
-		"unknown_peer":      st.UnknownInitiator,
-		"no_device":         st.RouteNoDevice,
-		"device_queue_full": st.RouteQueueDrops,
-	} {
-		if v > 0 {
-			hs.Drops[k] = v
-		}
-	}
-	return hs
 }

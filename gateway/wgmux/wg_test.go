@@ -1,4 +1,4 @@
-package gateway
+package wgmux
 
 import (
 	"bytes"
@@ -23,43 +23,43 @@ import (
 	"github.com/popgate/popgate/store"
 )
 
-// muxFakeTUN is a tun.Device that never reads a packet and discards what is written: enough
+// fakeTUN is a tun.Device that never reads a packet and discards what is written: enough
 // for a wireguard-go device that only has to send handshakes.
-type muxFakeTUN struct {
+type fakeTUN struct {
 	events chan tun.Event
 	closed chan struct{}
 	once   sync.Once
 }
 
-var _ tun.Device = (*muxFakeTUN)(nil)
+var _ tun.Device = (*fakeTUN)(nil)
 
-func newMuxFakeTUN() *muxFakeTUN {
-	return &muxFakeTUN{events: make(chan tun.Event), closed: make(chan struct{})}
+func newFakeTUN() *fakeTUN {
+	return &fakeTUN{events: make(chan tun.Event), closed: make(chan struct{})}
 }
 
-func (*muxFakeTUN) File() *os.File { return nil }
-func (f *muxFakeTUN) Read([][]byte, []int, int) (int, error) {
+func (*fakeTUN) File() *os.File { return nil }
+func (f *fakeTUN) Read([][]byte, []int, int) (int, error) {
 	<-f.closed
 	return 0, os.ErrClosed
 }
-func (*muxFakeTUN) Write(bufs [][]byte, _ int) (int, error) { return len(bufs), nil }
-func (*muxFakeTUN) MTU() (int, error)                       { return 1420, nil }
-func (*muxFakeTUN) Name() (string, error)                   { return "muxfake", nil }
-func (f *muxFakeTUN) Events() <-chan tun.Event              { return f.events }
-func (*muxFakeTUN) BatchSize() int                          { return 1 }
-func (f *muxFakeTUN) Close() error {
+func (*fakeTUN) Write(bufs [][]byte, _ int) (int, error) { return len(bufs), nil }
+func (*fakeTUN) MTU() (int, error)                       { return 1420, nil }
+func (*fakeTUN) Name() (string, error)                   { return "muxfake", nil }
+func (f *fakeTUN) Events() <-chan tun.Event              { return f.events }
+func (*fakeTUN) BatchSize() int                          { return 1 }
+func (f *fakeTUN) Close() error {
 	f.once.Do(func() { close(f.closed); close(f.events) })
 	return nil
 }
 
-func muxSilent() *device.Logger { return device.NewLogger(device.LogLevelSilent, "") }
+func silentLogger() *device.Logger { return device.NewLogger(device.LogLevelSilent, "") }
 
-// muxCaptureInitiation returns the first handshake initiation that a wireguard-go device with
+// captureInitiation returns the first handshake initiation that a wireguard-go device with
 // key client sends to a peer with public key nodePub, captured from a fake bind.
-func muxCaptureInitiation(tb testing.TB, client, nodePub store.Key) []byte {
+func captureInitiation(tb testing.TB, client, nodePub store.Key) []byte {
 	tb.Helper()
-	inner := newMuxFakeBind(1)
-	dev := device.NewDevice(newMuxFakeTUN(), inner, muxSilent())
+	inner := newFakeBind(1)
+	dev := device.NewDevice(newFakeTUN(), inner, silentLogger())
 	defer dev.Close()
 	uapi := fmt.Sprintf("private_key=%x\npublic_key=%x\nendpoint=192.0.2.1:51820\npersistent_keepalive_interval=25\nallowed_ip=0.0.0.0/0\n", client[:], nodePub[:])
 	if err := dev.IpcSet(uapi); err != nil {
@@ -72,7 +72,7 @@ func muxCaptureInitiation(tb testing.TB, client, nodePub store.Key) []byte {
 	for {
 		select {
 		case b := <-inner.sent:
-			if len(b) == muxInitiationSize && binary.LittleEndian.Uint32(b) == muxTypeInitiation {
+			if len(b) == initiationSize && binary.LittleEndian.Uint32(b) == typeInitiation {
 				return b
 			}
 		case <-timeout:
@@ -81,16 +81,16 @@ func muxCaptureInitiation(tb testing.TB, client, nodePub store.Key) []byte {
 	}
 }
 
-func TestMuxStaticMatchesWireGuard(t *testing.T) {
-	node, client := muxTestKey(t), muxTestKey(t)
-	noise, err := newMuxNoise(node)
+func TestStaticMatchesWireGuard(t *testing.T) {
+	node, client := testKey(t), testKey(t)
+	noise, err := newNoise(node)
 	if err != nil {
 		t.Fatal(err)
 	}
 
 	// As sent on the wire, mac1 included.
-	msg := muxCaptureInitiation(t, client, node.PublicKey())
-	if !newMuxMAC1(&noise.mac1Key).ok(msg) {
+	msg := captureInitiation(t, client, node.PublicKey())
+	if !newMAC1Checker(&noise.mac1Key).ok(msg) {
 		t.Error("mac1 of wireguard-go's initiation rejected")
 	}
 	static, ok := noise.initiatorStatic(msg)
@@ -99,7 +99,7 @@ func TestMuxStaticMatchesWireGuard(t *testing.T) {
 	}
 
 	// Straight from Device.CreateMessageInitiation of a peer.
-	dev := device.NewDevice(newMuxFakeTUN(), newMuxFakeBind(1), muxSilent())
+	dev := device.NewDevice(newFakeTUN(), newFakeBind(1), silentLogger())
 	defer dev.Close()
 	nodePub := node.PublicKey()
 	if err := dev.IpcSet(fmt.Sprintf("private_key=%x\npublic_key=%x\n", client[:], nodePub[:])); err != nil {
@@ -114,7 +114,7 @@ func TestMuxStaticMatchesWireGuard(t *testing.T) {
 		t.Fatal(err)
 	}
 	var wire bytes.Buffer
-	if err := binary.Write(&wire, binary.LittleEndian, im); err != nil || wire.Len() != muxInitiationSize {
+	if err := binary.Write(&wire, binary.LittleEndian, im); err != nil || wire.Len() != initiationSize {
 		t.Fatalf("marshal: %v, %d bytes", err, wire.Len())
 	}
 	if static, ok := noise.initiatorStatic(wire.Bytes()); !ok || static != client.PublicKey() {
@@ -122,15 +122,15 @@ func TestMuxStaticMatchesWireGuard(t *testing.T) {
 	}
 
 	// Another node cannot read it, and its mac1 does not check out.
-	other, _ := newMuxNoise(muxTestKey(t))
+	other, _ := newNoise(testKey(t))
 	if _, ok := other.initiatorStatic(msg); ok {
 		t.Error("another node's key decrypted the static")
 	}
-	if newMuxMAC1(&other.mac1Key).ok(msg) {
+	if newMAC1Checker(&other.mac1Key).ok(msg) {
 		t.Error("mac1 accepted for another node")
 	}
 	// Any flipped bit of ephemeral or static makes it fail.
-	for _, i := range []int{muxInitEphemeralOff, muxInitEphemeralOff + 31, muxInitStaticOff, muxInitStaticOff + 47} {
+	for _, i := range []int{initEphemeralOff, initEphemeralOff + 31, initStaticOff, initStaticOff + 47} {
 		bad := bytes.Clone(msg)
 		bad[i] ^= 0x40
 		if _, ok := noise.initiatorStatic(bad); ok {
@@ -139,15 +139,15 @@ func TestMuxStaticMatchesWireGuard(t *testing.T) {
 	}
 	// A low-order ephemeral (all zero) is refused, not turned into an all-zero secret.
 	bad := bytes.Clone(msg)
-	clear(bad[muxInitEphemeralOff:muxInitStaticOff])
+	clear(bad[initEphemeralOff:initStaticOff])
 	if _, ok := noise.initiatorStatic(bad); ok {
 		t.Error("all-zero ephemeral accepted")
 	}
 }
 
-func TestMuxRoutesInitiationByStaticKey(t *testing.T) {
-	node := muxTestKey(t)
-	known, unknown := muxTestKey(t), muxTestKey(t)
+func TestRoutesInitiationByStaticKey(t *testing.T) {
+	node := testKey(t)
+	known, unknown := testKey(t), testKey(t)
 	var mu sync.Mutex
 	var asked []store.Key
 	route := func(k store.Key) (int64, bool) {
@@ -156,23 +156,23 @@ func TestMuxRoutesInitiationByStaticKey(t *testing.T) {
 		mu.Unlock()
 		return 2, k == known.PublicKey()
 	}
-	inner := newMuxFakeBind(4)
+	inner := newFakeBind(4)
 	m, _ := newTestMux(t, inner, node, route)
 	b1, b2 := m.Bind(1), m.Bind(2)
-	fns1, _ := muxOpen(t, b1, 0)
-	fns2, _ := muxOpen(t, b2, 0)
-	got1, got2 := muxCollect(fns1, 4), muxCollect(fns2, 4)
+	fns1, _ := mustOpen(t, b1, 0)
+	fns2, _ := mustOpen(t, b2, 0)
+	got1, got2 := collect(fns1, 4), collect(fns2, 4)
 	defer b1.Close()
 	defer b2.Close()
 
-	good := muxCaptureInitiation(t, known, node.PublicKey())
+	good := captureInitiation(t, known, node.PublicKey())
 	inner.deliver(good)
-	muxExpect(t, got2, good, "initiation of a peer of device 2")
-	muxExpectNothing(t, got1, "device 1")
+	expect(t, got2, good, "initiation of a peer of device 2")
+	expectNothing(t, got1, "device 1")
 
-	inner.deliver(muxCaptureInitiation(t, unknown, node.PublicKey()))
+	inner.deliver(captureInitiation(t, unknown, node.PublicKey()))
 	// The reader counts its batch when it is done with it, which may be after the worker.
-	st := muxWaitStats(t, m, "unknown initiator", func(s MuxStats) bool { return s.UnknownInitiator == 1 && s.Initiations == 2 })
+	st := waitStats(t, m, "unknown initiator", func(s Stats) bool { return s.UnknownInitiator == 1 && s.Initiations == 2 })
 	if st.Delivered != 1 || st.Routed != 1 {
 		t.Errorf("stats %+v", st)
 	}
@@ -183,9 +183,9 @@ func TestMuxRoutesInitiationByStaticKey(t *testing.T) {
 	mu.Unlock()
 
 	badMAC := bytes.Clone(good)
-	badMAC[muxInitMAC1Off+3] ^= 1
+	badMAC[initMAC1Off+3] ^= 1
 	inner.deliver(badMAC)
-	muxWaitStats(t, m, "bad mac1", func(s MuxStats) bool { return s.BadMAC1 == 1 })
+	waitStats(t, m, "bad mac1", func(s Stats) bool { return s.BadMAC1 == 1 })
 	mu.Lock()
 	if len(asked) != 2 {
 		t.Errorf("route was asked about an initiation with a bad mac1")
@@ -197,25 +197,25 @@ func TestMuxRoutesInitiationByStaticKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	inner.deliver(good)
-	muxWaitStats(t, m, "device closed", func(s MuxStats) bool { return s.NoDevice == 1 })
+	waitStats(t, m, "device closed", func(s Stats) bool { return s.NoDevice == 1 })
 }
 
-// TestMuxCloseDuringSlowRoute: the last Close must not wait for a route call, which may be
+// TestCloseDuringSlowRoute: the last Close must not wait for a route call, which may be
 // waiting for the device that is closing (wireguard-go's Device.Close holds its IPC lock).
-func TestMuxCloseDuringSlowRoute(t *testing.T) {
-	node, client := muxTestKey(t), muxTestKey(t)
+func TestCloseDuringSlowRoute(t *testing.T) {
+	node, client := testKey(t), testKey(t)
 	entered, release := make(chan struct{}), make(chan struct{})
 	route := func(store.Key) (int64, bool) {
 		close(entered)
 		<-release
 		return 1, true
 	}
-	inner := newMuxFakeBind(1)
+	inner := newFakeBind(1)
 	m, _ := newTestMux(t, inner, node, route)
 	b := m.Bind(1)
-	fns, _ := muxOpen(t, b, 0)
-	muxCollect(fns, 1) // the device's goroutines read the socket
-	inner.deliver(muxCaptureInitiation(t, client, node.PublicKey()))
+	fns, _ := mustOpen(t, b, 0)
+	collect(fns, 1) // the device's goroutines read the socket
+	inner.deliver(captureInitiation(t, client, node.PublicKey()))
 	<-entered
 	closed := make(chan error)
 	go func() { closed <- b.Close() }()
@@ -239,13 +239,13 @@ func TestMuxCloseDuringSlowRoute(t *testing.T) {
 
 // --- two tenants on one socket, real wireguard-go on both ends ---
 
-type muxWG struct {
+type wgEnd struct {
 	dev  *device.Device
 	tnet *wgnetstack.Net
 }
 
-// muxStartEcho answers each UDP datagram to at with name + ": " + datagram.
-func muxStartEcho(t testing.TB, tnet *wgnetstack.Net, at netip.AddrPort, name string) {
+// startEcho answers each UDP datagram to at with name + ": " + datagram.
+func startEcho(t testing.TB, tnet *wgnetstack.Net, at netip.AddrPort, name string) {
 	t.Helper()
 	uc, err := tnet.ListenUDPAddrPort(at)
 	if err != nil {
@@ -266,8 +266,8 @@ func muxStartEcho(t testing.TB, tnet *wgnetstack.Net, at netip.AddrPort, name st
 	t.Cleanup(func() { uc.Close(); <-done })
 }
 
-// muxPing sends a datagram from tnet to addr and checks that the answer comes from want.
-func muxPing(ctx context.Context, tnet *wgnetstack.Net, addr, want string) error {
+// ping sends a datagram from tnet to addr and checks that the answer comes from want.
+func ping(ctx context.Context, tnet *wgnetstack.Net, addr, want string) error {
 	uc, err := tnet.DialUDPAddrPort(netip.AddrPort{}, netip.MustParseAddrPort(addr))
 	if err != nil {
 		return err
@@ -290,7 +290,7 @@ func muxPing(ctx context.Context, tnet *wgnetstack.Net, addr, want string) error
 	return nil
 }
 
-func muxEventually(t *testing.T, what string, d time.Duration, f func(ctx context.Context) error) {
+func eventually(t *testing.T, what string, d time.Duration, f func(ctx context.Context) error) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	var err error
@@ -305,7 +305,7 @@ func muxEventually(t *testing.T, what string, d time.Duration, f func(ctx contex
 	t.Fatalf("%s: still failing after %v: %v", what, d, err)
 }
 
-func muxNever(t *testing.T, what string, d time.Duration, f func(ctx context.Context) error) {
+func never(t *testing.T, what string, d time.Duration, f func(ctx context.Context) error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
@@ -314,22 +314,22 @@ func muxNever(t *testing.T, what string, d time.Duration, f func(ctx context.Con
 	}
 }
 
-// muxStartServer runs device id of the PoP on m: the node's key, its overlay address
+// startServer runs device id of the PoP on m: the node's key, its overlay address
 // 100.64.0.1 (the same in every tenant), and one site-connector peer owning 100.64.0.2/32 and
 // the LAN 10.10.0.0/24. endpoint, if set, is the peer's address.
-func muxStartServer(t testing.TB, m *Mux, id int64, node, peer store.Key, endpoint string) *muxWG {
+func startServer(t testing.TB, m *Mux, id int64, node, peer store.Key, endpoint string) *wgEnd {
 	t.Helper()
-	return muxStartServerOn(t, m.Bind(id), fmt.Sprintf("device %d", id), node, peer, endpoint)
+	return startServerOn(t, m.Bind(id), fmt.Sprintf("device %d", id), node, peer, endpoint)
 }
 
-// muxStartServerOn is muxStartServer on any bind; its echo answers as name.
-func muxStartServerOn(t testing.TB, bind conn.Bind, name string, node, peer store.Key, endpoint string) *muxWG {
+// startServerOn is startServer on any bind; its echo answers as name.
+func startServerOn(t testing.TB, bind conn.Bind, name string, node, peer store.Key, endpoint string) *wgEnd {
 	t.Helper()
 	tdev, tnet, err := wgnetstack.CreateNetTUN([]netip.Addr{netip.MustParseAddr("100.64.0.1")}, nil, 1420)
 	if err != nil {
 		t.Fatal(err)
 	}
-	dev := device.NewDevice(tdev, bind, muxSilent())
+	dev := device.NewDevice(tdev, bind, silentLogger())
 	pub := peer.PublicKey()
 	uapi := fmt.Sprintf("private_key=%x\npublic_key=%x\nallowed_ip=100.64.0.2/32\nallowed_ip=10.10.0.0/24\npersistent_keepalive_interval=1\n", node[:], pub[:])
 	if endpoint != "" {
@@ -342,19 +342,19 @@ func muxStartServerOn(t testing.TB, bind conn.Bind, name string, node, peer stor
 		t.Fatal(err)
 	}
 	t.Cleanup(dev.Close)
-	muxStartEcho(t, tnet, netip.MustParseAddrPort("100.64.0.1:7"), name)
-	return &muxWG{dev: dev, tnet: tnet}
+	startEcho(t, tnet, netip.MustParseAddrPort("100.64.0.1:7"), name)
+	return &wgEnd{dev: dev, tnet: tnet}
 }
 
-// muxStartClient runs a site connector: a stock wireguard-go client on its own UDP socket with
+// startClient runs a site connector: a stock wireguard-go client on its own UDP socket with
 // the overlay address 100.64.0.2 and the LAN address 10.10.0.5, where site answers.
-func muxStartClient(t testing.TB, key, nodePub store.Key, port uint16, site string) *muxWG {
+func startClient(t testing.TB, key, nodePub store.Key, port uint16, site string) *wgEnd {
 	t.Helper()
 	tdev, tnet, err := wgnetstack.CreateNetTUN([]netip.Addr{netip.MustParseAddr("100.64.0.2"), netip.MustParseAddr("10.10.0.5")}, nil, 1420)
 	if err != nil {
 		t.Fatal(err)
 	}
-	dev := device.NewDevice(tdev, conn.NewDefaultBind(), muxSilent())
+	dev := device.NewDevice(tdev, conn.NewDefaultBind(), silentLogger())
 	uapi := fmt.Sprintf("private_key=%x\npublic_key=%x\nendpoint=127.0.0.1:%d\nallowed_ip=100.64.0.0/10\n", key[:], nodePub[:], port)
 	if err := dev.IpcSet(uapi); err != nil {
 		t.Fatal(err)
@@ -363,11 +363,11 @@ func muxStartClient(t testing.TB, key, nodePub store.Key, port uint16, site stri
 		t.Fatal(err)
 	}
 	t.Cleanup(dev.Close)
-	muxStartEcho(t, tnet, netip.MustParseAddrPort("10.10.0.5:9"), site)
-	return &muxWG{dev: dev, tnet: tnet}
+	startEcho(t, tnet, netip.MustParseAddrPort("10.10.0.5:9"), site)
+	return &wgEnd{dev: dev, tnet: tnet}
 }
 
-func muxListenPort(t testing.TB, dev *device.Device) uint16 {
+func listenPort(t testing.TB, dev *device.Device) uint16 {
 	t.Helper()
 	cfg, err := dev.IpcGet()
 	if err != nil {
@@ -386,13 +386,13 @@ func muxListenPort(t testing.TB, dev *device.Device) uint16 {
 	return 0
 }
 
-type muxTestWriter struct {
+type testLogWriter struct {
 	mu   sync.Mutex
 	t    *testing.T
 	done bool
 }
 
-func (w *muxTestWriter) Write(p []byte) (int, error) {
+func (w *testLogWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if !w.done {
@@ -401,34 +401,34 @@ func (w *muxTestWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func TestMuxTwoTenantsOverlappingPrefixes(t *testing.T) {
+func TestTwoTenantsOverlappingPrefixes(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs five wireguard-go devices")
 	}
-	node := muxTestKey(t)
-	site1, site2, stranger := muxTestKey(t), muxTestKey(t), muxTestKey(t)
+	node := testKey(t)
+	site1, site2, stranger := testKey(t), testKey(t), testKey(t)
 	owners := map[store.Key]int64{site1.PublicKey(): 1, site2.PublicKey(): 2}
 	route := func(k store.Key) (int64, bool) { id, ok := owners[k]; return id, ok }
-	lw := &muxTestWriter{t: t}
+	lw := &testLogWriter{t: t}
 	t.Cleanup(func() { lw.mu.Lock(); lw.done = true; lw.mu.Unlock() })
-	m := NewMux(conn.NewDefaultBind(), node, route, slog.New(slog.NewTextHandler(lw, nil)))
+	m := mustNew(t, Config{Socket: conn.NewDefaultBind(), PrivateKey: node, Route: route}, slog.New(slog.NewTextHandler(lw, nil)))
 
-	dev1 := muxStartServer(t, m, 1, node, site1, "")
-	dev2 := muxStartServer(t, m, 2, node, site2, "")
-	port := muxListenPort(t, dev1.dev)
-	if p2 := muxListenPort(t, dev2.dev); p2 != port {
+	dev1 := startServer(t, m, 1, node, site1, "")
+	dev2 := startServer(t, m, 2, node, site2, "")
+	port := listenPort(t, dev1.dev)
+	if p2 := listenPort(t, dev2.dev); p2 != port {
 		t.Fatalf("devices listen on %d and %d, want one shared port", port, p2)
 	}
-	c1 := muxStartClient(t, site1, node.PublicKey(), port, "site 1")
-	c2 := muxStartClient(t, site2, node.PublicKey(), port, "site 2")
+	c1 := startClient(t, site1, node.PublicKey(), port, "site 1")
+	c2 := startClient(t, site2, node.PublicKey(), port, "site 2")
 
 	const wait = 15 * time.Second // a handshake is retried after 5 s
 	check := func(step string) {
 		t.Helper()
-		muxEventually(t, step+": site 1 → device 1", wait, func(ctx context.Context) error { return muxPing(ctx, c1.tnet, "100.64.0.1:7", "device 1") })
-		muxEventually(t, step+": site 2 → device 2", wait, func(ctx context.Context) error { return muxPing(ctx, c2.tnet, "100.64.0.1:7", "device 2") })
-		muxEventually(t, step+": device 1 → 10.10.0.5 at site 1", wait, func(ctx context.Context) error { return muxPing(ctx, dev1.tnet, "10.10.0.5:9", "site 1") })
-		muxEventually(t, step+": device 2 → 10.10.0.5 at site 2", wait, func(ctx context.Context) error { return muxPing(ctx, dev2.tnet, "10.10.0.5:9", "site 2") })
+		eventually(t, step+": site 1 → device 1", wait, func(ctx context.Context) error { return ping(ctx, c1.tnet, "100.64.0.1:7", "device 1") })
+		eventually(t, step+": site 2 → device 2", wait, func(ctx context.Context) error { return ping(ctx, c2.tnet, "100.64.0.1:7", "device 2") })
+		eventually(t, step+": device 1 → 10.10.0.5 at site 1", wait, func(ctx context.Context) error { return ping(ctx, dev1.tnet, "10.10.0.5:9", "site 1") })
+		eventually(t, step+": device 2 → 10.10.0.5 at site 2", wait, func(ctx context.Context) error { return ping(ctx, dev2.tnet, "10.10.0.5:9", "site 2") })
 	}
 	check("start")
 	st := m.Stats()
@@ -438,17 +438,17 @@ func TestMuxTwoTenantsOverlappingPrefixes(t *testing.T) {
 	}
 
 	// A client whose key route does not know gets nowhere and is counted.
-	c3 := muxStartClient(t, stranger, node.PublicKey(), port, "stranger")
-	muxNever(t, "stranger → 100.64.0.1", time.Second, func(ctx context.Context) error { return muxPing(ctx, c3.tnet, "100.64.0.1:7", "device 1") })
-	muxWaitStats(t, m, "stranger's initiation", func(s MuxStats) bool { return s.UnknownInitiator >= 1 })
+	c3 := startClient(t, stranger, node.PublicKey(), port, "stranger")
+	never(t, "stranger → 100.64.0.1", time.Second, func(ctx context.Context) error { return ping(ctx, c3.tnet, "100.64.0.1:7", "device 1") })
+	waitStats(t, m, "stranger's initiation", func(s Stats) bool { return s.UnknownInitiator >= 1 })
 	c3.dev.Close()
 
 	// Device 1 goes down and up (wireguard-go closes and reopens its bind); device 2 carries on.
 	if err := dev1.dev.Down(); err != nil {
 		t.Fatal(err)
 	}
-	muxEventually(t, "device 1 down: site 2 → device 2", 3*time.Second, func(ctx context.Context) error { return muxPing(ctx, c2.tnet, "100.64.0.1:7", "device 2") })
-	muxNever(t, "device 1 down: site 1 → device 1", time.Second, func(ctx context.Context) error { return muxPing(ctx, c1.tnet, "100.64.0.1:7", "device 1") })
+	eventually(t, "device 1 down: site 2 → device 2", 3*time.Second, func(ctx context.Context) error { return ping(ctx, c2.tnet, "100.64.0.1:7", "device 2") })
+	never(t, "device 1 down: site 1 → device 1", time.Second, func(ctx context.Context) error { return ping(ctx, c1.tnet, "100.64.0.1:7", "device 1") })
 	if err := dev1.dev.Up(); err != nil {
 		t.Fatal(err)
 	}
@@ -456,8 +456,8 @@ func TestMuxTwoTenantsOverlappingPrefixes(t *testing.T) {
 
 	// Device 2 is closed and replaced by a new device with the same ID; device 1 carries on.
 	dev2.dev.Close()
-	muxEventually(t, "device 2 closed: site 1 → device 1", 3*time.Second, func(ctx context.Context) error { return muxPing(ctx, c1.tnet, "100.64.0.1:7", "device 1") })
-	dev2 = muxStartServer(t, m, 2, node, site2, fmt.Sprintf("127.0.0.1:%d", muxListenPort(t, c2.dev)))
+	eventually(t, "device 2 closed: site 1 → device 1", 3*time.Second, func(ctx context.Context) error { return ping(ctx, c1.tnet, "100.64.0.1:7", "device 1") })
+	dev2 = startServer(t, m, 2, node, site2, fmt.Sprintf("127.0.0.1:%d", listenPort(t, c2.dev)))
 	check("device 2 replaced")
 
 	// With every device closed the socket is closed and nothing of the Mux runs.
@@ -485,29 +485,29 @@ func TestMuxTwoTenantsOverlappingPrefixes(t *testing.T) {
 	}
 }
 
-// TestMuxCloseWhileReadingRealSocket: wireguard-go's Device.Close waits for its receive
+// TestCloseWhileReadingRealSocket: wireguard-go's Device.Close waits for its receive
 // goroutines, so a goroutine blocked in a read of the shared socket must be woken (through
 // loopback) when its device closes, while the other devices go on.
-func TestMuxCloseWhileReadingRealSocket(t *testing.T) {
-	node := muxTestKey(t)
-	m := NewMux(conn.NewDefaultBind(), node, func(store.Key) (int64, bool) { return 0, false }, nil)
+func TestCloseWhileReadingRealSocket(t *testing.T) {
+	node := testKey(t)
+	m := mustNew(t, Config{Socket: conn.NewDefaultBind(), PrivateKey: node}, nil)
 	t.Cleanup(func() { // after the devices' cleanups
 		if n := m.goroutines.Load(); n != 0 {
 			t.Errorf("%d goroutines of the Mux left after every device closed", n)
 		}
 	})
-	devs := map[int64]*muxWG{}
+	devs := map[int64]*wgEnd{}
 	for id := range int64(3) {
-		devs[id+1] = muxStartServer(t, m, id+1, node, muxTestKey(t), "")
+		devs[id+1] = startServer(t, m, id+1, node, testKey(t), "")
 	}
-	readers := muxReaders(t, m)
+	readers := readersOf(t, m)
 	for _, r := range readers {
 		if r.proxied || len(r.wakeEps) != 1 || (r.name != "v4" && r.name != "v6") {
 			t.Fatalf("reader %s: proxied %v, wake-up addresses %v; want one per family", r.name, r.proxied, r.wakeEps)
 		}
 	}
 	for _, r := range readers {
-		var s *muxSession
+		var s *session
 		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
 			if time.Now().After(deadline) {
 				t.Fatalf("no device reads %s", r.name)
@@ -534,14 +534,14 @@ func TestMuxCloseWhileReadingRealSocket(t *testing.T) {
 	}
 }
 
-// TestMuxWakeLosesNoDatagram: StdNetBind's GRO path ends a read at an empty datagram and drops
+// TestWakeLosesNoDatagram: StdNetBind's GRO path ends a read at an empty datagram and drops
 // what it read with it, so the datagram the Mux sends itself to wake a read must not be empty.
 // The socket opens with one queued (the loopback check); a datagram queued behind it before
 // anyone reads must arrive.
-func TestMuxWakeLosesNoDatagram(t *testing.T) {
-	m := NewMux(conn.NewDefaultBind(), muxTestKey(t), nil, nil)
+func TestWakeLosesNoDatagram(t *testing.T) {
+	m := mustNew(t, Config{Socket: conn.NewDefaultBind(), PrivateKey: testKey(t)}, nil)
 	b := m.Bind(1)
-	fns, port := muxOpen(t, b, 0)
+	fns, port := mustOpen(t, b, 0)
 	defer b.Close()
 	client, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
@@ -552,15 +552,15 @@ func TestMuxWakeLosesNoDatagram(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := b.Send([][]byte{muxResponse(7, 0)}, ep); err != nil {
+	if err := b.Send([][]byte{responseMsg(7, 0)}, ep); err != nil {
 		t.Fatal(err)
 	}
-	pkt := muxTransport(7, 64)
+	pkt := transportMsg(7, 64)
 	if _, err := client.WriteToUDP(pkt, &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: int(port)}); err != nil {
 		t.Fatal(err)
 	}
-	got := muxCollect(fns, b.BatchSize())
-	muxExpect(t, got, pkt, "the datagram behind the wake-up")
+	got := collect(fns, b.BatchSize())
+	expect(t, got, pkt, "the datagram behind the wake-up")
 	if st := m.Stats(); st.Received != 1 || st.Malformed != 0 {
 		t.Errorf("stats %+v; want one datagram, the wake-up not counted", st)
 	}

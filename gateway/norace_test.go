@@ -2,4 +2,4 @@
 
 package gateway
 
-const muxRace = false
+const raceEnabled = false

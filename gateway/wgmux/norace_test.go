@@ -1,0 +1,5 @@
+//go:build !race
+
+package wgmux
+
+const raceEnabled = false
