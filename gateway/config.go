@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.zx2c4.com/wireguard/conn"
+
 	"github.com/popgate/popgate/firewall"
 	"github.com/popgate/popgate/netstack"
 	"github.com/popgate/popgate/store"
@@ -84,6 +86,9 @@ type Config struct {
 
 	// exitDialer replaces the userspace exit's host dialer in tests.
 	exitDialer netstack.Dialer
+	// socket replaces the shared UDP socket in tests (a wgmuxtest.Socket). Default:
+	// conn.NewDefaultBind().
+	socket conn.Bind
 	// fdBudget bounds the host sockets of the userspace exit's flows. Default: the process's
 	// descriptor limit (RLIMIT_NOFILE) at Start less fdReserve.
 	fdBudget int

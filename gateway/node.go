@@ -172,7 +172,11 @@ func (n *Node) Start(ctx context.Context) error {
 		return err
 	}
 
-	n.mux, err = wgmux.New(wgmux.Config{Socket: conn.NewDefaultBind(), PrivateKey: n.key, Route: n.routeInitiation}, n.log.With("component", "mux"))
+	socket := n.cfg.socket
+	if socket == nil {
+		socket = conn.NewDefaultBind()
+	}
+	n.mux, err = wgmux.New(wgmux.Config{Socket: socket, PrivateKey: n.key, Route: n.routeInitiation}, n.log.With("component", "mux"))
 	if err != nil {
 		return err
 	}

@@ -71,6 +71,12 @@ type wgClient struct {
 // startClient configures a wireguard-go client from the wg-quick text popgate printed.
 func startClient(t *testing.T, config string) *wgClient {
 	t.Helper()
+	return startClientOn(t, config, conn.NewDefaultBind())
+}
+
+// startClientOn is startClient on the socket bind.
+func startClientOn(t *testing.T, config string, bind conn.Bind) *wgClient {
+	t.Helper()
 	kv := map[string][]string{}
 	sc := bufio.NewScanner(strings.NewReader(config))
 	for sc.Scan() {
@@ -97,7 +103,7 @@ func startClient(t *testing.T, config string) *wgClient {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dev := device.NewDevice(tun, conn.NewDefaultBind(), device.NewLogger(device.LogLevelError, "client: "))
+	dev := device.NewDevice(tun, bind, device.NewLogger(device.LogLevelError, "client: "))
 	uapi := fmt.Sprintf("private_key=%x\npublic_key=%x\nendpoint=%s\npersistent_keepalive_interval=25\nallowed_ip=0.0.0.0/0\nallowed_ip=::/0\n",
 		priv[:], pub[:], kv["Endpoint"][0])
 	if err := dev.IpcSet(uapi); err != nil {

@@ -13,6 +13,7 @@ import (
 	"golang.zx2c4.com/wireguard/conn"
 	"golang.zx2c4.com/wireguard/device"
 
+	"github.com/popgate/popgate/gateway/wgmux/wgmuxtest"
 	"github.com/popgate/popgate/store"
 )
 
@@ -70,8 +71,6 @@ func testLimits() hsLimits {
 		maxSources: 16, sourceIdle: 2 * time.Second, sweepEvery: 10 * time.Second,
 	}
 }
-
-func at(s string) conn.Endpoint { return fakeEndpoint{netip.MustParseAddrPort(s)} }
 
 // step is one initiation offered to admission, the queue drained or time passing.
 type step struct {
@@ -175,7 +174,7 @@ func TestAdmission(t *testing.T) {
 							break
 						}
 					}
-				} else if got, _ := h.offer(now, msg, at(st.from), st.mac2); got != st.want {
+				} else if got, _ := h.offer(now, msg, wgmuxtest.At(st.from), st.mac2); got != st.want {
 					t.Fatalf("step %d (%s, mac2 %d): %v, want %v", i, st.from, st.mac2, got, st.want)
 				}
 				if got := h.underLoad(now); got != st.loaded {
@@ -193,7 +192,7 @@ func offerN(t *testing.T, h *handshakes, now int64, ep string, tag byte, n int) 
 	for i := range n {
 		msg := make([]byte, initiationSize)
 		msg[0], msg[1] = tag, byte(i)
-		if v, _ := h.offer(now, msg, at(ep), mac2Valid); v != admit {
+		if v, _ := h.offer(now, msg, wgmuxtest.At(ep), mac2Valid); v != admit {
 			t.Fatalf("offer %c%d: %v", tag, i, v)
 		}
 	}
@@ -240,7 +239,7 @@ func TestQueueFullPushesOutTheLongest(t *testing.T) {
 	// Full. c has nothing waiting: a (the longest) loses its oldest.
 	msg := make([]byte, initiationSize)
 	msg[0] = 'c'
-	if v, out := h.offer(0, msg, at("192.0.2.3:1"), mac2Valid); v != admit || !out {
+	if v, out := h.offer(0, msg, wgmuxtest.At("192.0.2.3:1"), mac2Valid); v != admit || !out {
 		t.Fatalf("c into a full queue: %v, pushed out %v; want admitted, pushing one out", v, out)
 	}
 	// b (2) against a (5): a loses again; then b (3) against a (4): taking from a would
@@ -248,7 +247,7 @@ func TestQueueFullPushesOutTheLongest(t *testing.T) {
 	msg[0] = 'b'
 	for i, want := range []verdict{admit, dropQueueFull} {
 		msg[1] = byte(2 + i)
-		if v, _ := h.offer(0, msg, at("192.0.2.2:1"), mac2Valid); v != want {
+		if v, _ := h.offer(0, msg, wgmuxtest.At("192.0.2.2:1"), mac2Valid); v != want {
 			t.Fatalf("b%d: %v, want %v", 2+i, v, want)
 		}
 	}
@@ -265,10 +264,10 @@ func TestSourceTableBounded(t *testing.T) {
 	// Sources 1-3 keep an initiation waiting (nobody takes any); 1,000 others come, the
 	// first five also get one in, the rest find the queue full.
 	for i := 1; i <= 3; i++ {
-		h.offer(int64(i), msg, at(fmt.Sprintf("198.51.100.%d:1", i)), mac2Valid)
+		h.offer(int64(i), msg, wgmuxtest.At(fmt.Sprintf("198.51.100.%d:1", i)), mac2Valid)
 	}
 	for i := range 1000 {
-		ep := at(fmt.Sprintf("10.0.%d.%d:1", i/250, i%250))
+		ep := wgmuxtest.At(fmt.Sprintf("10.0.%d.%d:1", i/250, i%250))
 		h.offer(int64(10+i), msg, ep, mac2Valid)
 		if n := h.state().sources; n > lim.maxSources {
 			t.Fatalf("after %d sources the table holds %d, more than %d", i+4, n, lim.maxSources)
@@ -291,15 +290,15 @@ func TestSweepForgetsIdleSources(t *testing.T) {
 	h := newHandshakes(lim)
 	msg := make([]byte, initiationSize)
 	sec := int64(time.Second)
-	h.offer(1, msg, at("192.0.2.1:1"), mac2Valid)
-	h.offer(1, msg, at("192.0.2.2:1"), mac2Valid)
+	h.offer(1, msg, wgmuxtest.At("192.0.2.1:1"), mac2Valid)
+	h.offer(1, msg, wgmuxtest.At("192.0.2.2:1"), mac2Valid)
 	var out [initiationSize]byte
 	h.take(&out) // 192.0.2.1 has none waiting, 192.0.2.2 one
-	h.offer(9*sec, msg, at("192.0.2.3:1"), mac2Valid)
+	h.offer(9*sec, msg, wgmuxtest.At("192.0.2.3:1"), mac2Valid)
 	if n := h.state().sources; n != 3 {
 		t.Fatalf("%d sources before the sweep, want 3", n)
 	}
-	h.offer(10*sec+1, msg, at("192.0.2.3:1"), mac2Valid) // sweeps
+	h.offer(10*sec+1, msg, wgmuxtest.At("192.0.2.3:1"), mac2Valid) // sweeps
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if _, ok := h.sources[netip.MustParseAddr("192.0.2.1")]; ok {
@@ -320,10 +319,10 @@ func TestAdmitRefusalDoesNotAllocate(t *testing.T) {
 		t.Skip("allocation counts mean nothing under the race detector")
 	}
 	node := testKey(t)
-	m, _ := newTestMux(t, newFakeBind(1), node, nil)
+	m, _ := newTestMux(t, wgmuxtest.NewSocket(1), node, nil)
 	m.hs = newHandshakes(testLimits())
 	msg := junkInitiation(node.PublicKey(), 1)
-	ep := at("192.0.2.9:1000")
+	ep := wgmuxtest.At("192.0.2.9:1000")
 	var c counts
 	var now int64 = 1
 	var out [initiationSize]byte
@@ -355,9 +354,9 @@ func TestAdmitRefusalDoesNotAllocate(t *testing.T) {
 func TestUnderLoadWantsMAC2(t *testing.T) {
 	node := testKey(t)
 	nodePub := node.PublicKey()
-	inner := newFakeBind(8)
+	inner := wgmuxtest.NewSocket(8)
 	m, clk := newTestMux(t, inner, node, nil)
-	ep := at("192.0.2.7:40000")
+	ep := wgmuxtest.At("192.0.2.7:40000")
 
 	var gen device.CookieGenerator
 	gen.Init(device.NoisePublicKey(nodePub))
@@ -377,7 +376,7 @@ func TestUnderLoadWantsMAC2(t *testing.T) {
 	}
 	var raw []byte
 	select {
-	case raw = <-inner.sent:
+	case raw = <-inner.Sent():
 	default:
 		t.Fatal("no cookie reply sent")
 	}
@@ -406,18 +405,13 @@ func TestUnderLoadWantsMAC2(t *testing.T) {
 		t.Fatalf("under load: an initiation with a valid mac2 was not admitted: %v", c)
 	}
 	// The same mac2 from another address is not valid.
-	if got := m.checkMAC2(msg, at("192.0.2.8:40000")); got != mac2Invalid {
+	if got := m.checkMAC2(msg, wgmuxtest.At("192.0.2.8:40000")); got != mac2Invalid {
 		t.Fatal("a mac2 made for another source address was accepted")
 	}
-	m.admit(now(), msg, at("192.0.2.8:40000"), &c)
+	m.admit(now(), msg, wgmuxtest.At("192.0.2.8:40000"), &c)
 	if c[cookiesSent] != 2 || c[admitted] != 2 {
 		t.Fatalf("under load: a mac2 of another address was not refused: %v", c)
 	}
-}
-
-// deliverFrom injects a datagram from ep into the fake bind's IPv4 socket.
-func (f *fakeBind) deliverFrom(b []byte, ep conn.Endpoint) {
-	f.rx4 <- fakeDatagram{b: b, ep: ep}
 }
 
 // TestFloodLetsClientInOnItsRetry: a flood of initiations with a valid mac1 from 100
@@ -427,7 +421,7 @@ func TestFloodLetsClientInOnItsRetry(t *testing.T) {
 	node, client := testKey(t), testKey(t)
 	nodePub := node.PublicKey()
 	route := func(k store.Key) (int64, bool) { return 1, k == client.PublicKey() }
-	inner := newFakeBind(conn.IdealBatchSize)
+	inner := wgmuxtest.NewSocket(conn.IdealBatchSize)
 	m, _ := newTestMux(t, inner, node, route)
 	m.now, m.epoch = time.Now, time.Now() // buckets refill as they do in life
 	b := m.Bind(1)
@@ -438,7 +432,7 @@ func TestFloodLetsClientInOnItsRetry(t *testing.T) {
 	// The flood, from 100 sources, and from one that sends the same initiation over and over,
 	// with mac2 once the Mux sent it a cookie.
 	const floodSender = 0xf100d
-	floodEP := at("198.51.100.200:9")
+	floodEP := wgmuxtest.At("198.51.100.200:9")
 	answering := junkInitiation(nodePub, floodSender)
 	var floodGen device.CookieGenerator
 	floodGen.Init(device.NoisePublicKey(nodePub))
@@ -456,12 +450,12 @@ func TestFloodLetsClientInOnItsRetry(t *testing.T) {
 				return
 			default:
 			}
-			inner.deliverFrom(junkInitiation(nodePub, uint32(i)), at(fmt.Sprintf("198.51.100.%d:9", i%100)))
+			inner.DeliverFrom(junkInitiation(nodePub, uint32(i)), wgmuxtest.At(fmt.Sprintf("198.51.100.%d:9", i%100)))
 			if !withMAC2 && floodCookie.Load() {
 				floodGen.AddMacs(answering)
 				withMAC2 = true
 			}
-			inner.deliverFrom(bytes.Clone(answering), floodEP)
+			inner.DeliverFrom(bytes.Clone(answering), floodEP)
 		}
 	}()
 
@@ -477,7 +471,7 @@ func TestFloodLetsClientInOnItsRetry(t *testing.T) {
 			select {
 			case <-stop:
 				return
-			case raw = <-inner.sent:
+			case raw = <-inner.Sent():
 			}
 			if len(raw) != cookieReplySize {
 				continue
@@ -507,12 +501,12 @@ func TestFloodLetsClientInOnItsRetry(t *testing.T) {
 	// The client's first initiation, as wireguard-go sends it: mac2 zero, no cookie yet. The
 	// fake bind drops what it sends when the test does not keep up with the flood's cookie
 	// replies, so the client sends it again until its cookie comes, as it would after a loss.
-	clientEP := at("192.0.2.50:51820")
+	clientEP := wgmuxtest.At("192.0.2.50:51820")
 	var clientGen device.CookieGenerator
 	clientGen.Init(device.NoisePublicKey(nodePub))
 	clientGen.AddMacs(msg)
 	for timeout := time.After(10 * time.Second); ; {
-		inner.deliverFrom(bytes.Clone(msg), clientEP)
+		inner.DeliverFrom(bytes.Clone(msg), clientEP)
 		select {
 		case reply := <-clientCookies:
 			if !clientGen.ConsumeReply(&reply) {
@@ -529,7 +523,7 @@ func TestFloodLetsClientInOnItsRetry(t *testing.T) {
 
 	// The retry, with mac2.
 	clientGen.AddMacs(msg)
-	inner.deliverFrom(msg, clientEP)
+	inner.DeliverFrom(msg, clientEP)
 	timeout := time.After(10 * time.Second)
 	for {
 		select {
@@ -561,7 +555,7 @@ func TestWorkersDoNotWaitForOneRoute(t *testing.T) {
 		}
 		return 2, k == fast.PublicKey()
 	}
-	inner := newFakeBind(4)
+	inner := wgmuxtest.NewSocket(4)
 	m, _ := newTestMux(t, inner, node, route)
 	if m.workers < 2 {
 		t.Fatalf("%d handshake workers, want at least 2", m.workers)
@@ -578,10 +572,10 @@ func TestWorkersDoNotWaitForOneRoute(t *testing.T) {
 		waitStats(t, m, "the waiting route to return", func(s Stats) bool { return s.Routed == 2 })
 	}()
 
-	inner.deliverFrom(captureInitiation(t, slow, node.PublicKey()), at("192.0.2.20:1"))
+	inner.DeliverFrom(captureInitiation(t, slow, node.PublicKey()), wgmuxtest.At("192.0.2.20:1"))
 	<-entered
 	msg := captureInitiation(t, fast, node.PublicKey())
-	inner.deliverFrom(msg, at("192.0.2.21:1"))
+	inner.DeliverFrom(msg, wgmuxtest.At("192.0.2.21:1"))
 	expect(t, got2, msg, "an initiation of device 2 while route waits for device 1")
 }
 
@@ -620,7 +614,7 @@ func TestShed(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			h := newHandshakes(testLimits())
 			now := int64(time.Hour)
-			h.offer(now, make([]byte, initiationSize), at(a), mac2Valid) // a is known
+			h.offer(now, make([]byte, initiationSize), wgmuxtest.At(a), mac2Valid) // a is known
 			if c.loaded {
 				h.underLoadUntil.Store(now + int64(time.Second))
 			}
@@ -633,7 +627,7 @@ func TestShed(t *testing.T) {
 				h.cookies.last = now
 				h.mu.Unlock()
 			}
-			v, shed := h.shed(now, at(c.from), c.mac2Zero)
+			v, shed := h.shed(now, wgmuxtest.At(c.from), c.mac2Zero)
 			if shed != c.shed || (shed && v != c.want) {
 				t.Fatalf("shed %v %v, want %v %v", v, shed, c.want, c.shed)
 			}
@@ -647,7 +641,7 @@ func TestShedSparesMAC1(t *testing.T) {
 	node := testKey(t)
 	h := newSyncHarness(t, node, nil, 1)
 	h.m.hs = newHandshakes(testLimits())
-	ep := at("192.0.2.10:1000")
+	ep := wgmuxtest.At("192.0.2.10:1000")
 	good := junkInitiation(node.PublicKey(), 1)
 	good[initMAC2Off] = 1 // a mac2, not a valid one
 	bad := bytes.Clone(good)
@@ -668,7 +662,7 @@ func TestShedSparesMAC1(t *testing.T) {
 	if st := h.m.Stats(); st.RateLimited != 1 || st.BadMAC1 != 0 {
 		t.Errorf("a known source over its rate: rate limited %d, bad mac1 %d; want 1, 0", st.RateLimited, st.BadMAC1)
 	}
-	ep = at("192.0.2.99:1")
+	ep = wgmuxtest.At("192.0.2.99:1")
 	run(bad)
 	if st := h.m.Stats(); st.BadMAC1 != 1 {
 		t.Errorf("an unknown source's bad mac1: bad mac1 %d, want 1", st.BadMAC1)

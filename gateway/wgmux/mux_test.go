@@ -7,188 +7,18 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/netip"
 	"runtime"
 	"strings"
 	"sync"
-	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"golang.zx2c4.com/wireguard/conn"
 	"golang.zx2c4.com/wireguard/device"
 
+	"github.com/popgate/popgate/gateway/wgmux/wgmuxtest"
 	"github.com/popgate/popgate/store"
 )
-
-// --- a fake inner bind ---
-
-// fakeBind is an in-memory conn.Bind with an IPv4 and an IPv6 receive function, like
-// StdNetBind: tests inject datagrams with deliver (IPv4) and deliver6, and read what was sent
-// from sent. A datagram sent to the bind's own port on 127.0.0.1 or ::1 comes back to it, as
-// through loopback, unless loopback is off.
-type fakeBind struct {
-	batch    int
-	rx4, rx6 chan fakeDatagram
-	sent     chan []byte
-	noLoop   atomic.Bool // sends to loopback fail, as with the loopback interface down
-
-	mu     sync.Mutex
-	closed chan struct{} // nil while not open
-	port   uint16
-	opens  int
-	closes int
-	mark   uint32
-}
-
-type fakeDatagram struct {
-	b  []byte
-	ep conn.Endpoint
-}
-
-var _ conn.Bind = (*fakeBind)(nil)
-
-func newFakeBind(batch int) *fakeBind {
-	return &fakeBind{
-		batch: batch,
-		rx4:   make(chan fakeDatagram, 4096),
-		rx6:   make(chan fakeDatagram, 4096),
-		sent:  make(chan []byte, 4096),
-	}
-}
-
-func (f *fakeBind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.closed != nil {
-		return nil, 0, conn.ErrBindAlreadyOpen
-	}
-	f.opens++
-	if port == 0 {
-		port = uint16(40000 + f.opens)
-	}
-	f.port = port
-	f.closed = make(chan struct{})
-	return []conn.ReceiveFunc{f.receiveIPv4(f.closed), f.receiveIPv6(f.closed)}, port, nil
-}
-
-// The names matter: the Mux tells the families apart by them, as with StdNetBind's.
-func (f *fakeBind) receiveIPv4(closed chan struct{}) conn.ReceiveFunc {
-	return func(bufs [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
-		return f.receive(f.rx4, closed, bufs, sizes, eps)
-	}
-}
-
-func (f *fakeBind) receiveIPv6(closed chan struct{}) conn.ReceiveFunc {
-	return func(bufs [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
-		return f.receive(f.rx6, closed, bufs, sizes, eps)
-	}
-}
-
-func (f *fakeBind) receive(rx chan fakeDatagram, closed chan struct{}, bufs [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
-	var d fakeDatagram
-	select {
-	case <-closed:
-		return 0, net.ErrClosed
-	case d = <-rx:
-	}
-	for n := 0; ; {
-		sizes[n] = copy(bufs[n], d.b)
-		eps[n] = d.ep
-		if n++; n == len(bufs) {
-			return n, nil
-		}
-		select {
-		case d = <-rx:
-		default:
-			return n, nil
-		}
-	}
-}
-
-func (f *fakeBind) Close() error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.closed != nil {
-		close(f.closed)
-		f.closed = nil
-		f.closes++
-	}
-	return nil
-}
-
-func (f *fakeBind) isOpen() bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.closed != nil
-}
-
-func (f *fakeBind) SetMark(mark uint32) error {
-	f.mu.Lock()
-	f.mark = mark
-	f.mu.Unlock()
-	return nil
-}
-
-func (f *fakeBind) Send(bufs [][]byte, ep conn.Endpoint) error {
-	if fe, ok := ep.(fakeEndpoint); ok && fe.Addr().IsLoopback() {
-		f.mu.Lock()
-		open, port := f.closed != nil, f.port
-		f.mu.Unlock()
-		switch {
-		case !open:
-			return net.ErrClosed
-		case f.noLoop.Load():
-			return syscall.ENETUNREACH
-		case fe.Port() == port:
-			rx := f.rx4
-			if fe.Addr().Is6() {
-				rx = f.rx6
-			}
-			for _, b := range bufs {
-				rx <- fakeDatagram{b: bytes.Clone(b), ep: fakeEndpoint{netip.AddrPortFrom(fe.Addr(), port)}}
-			}
-			return nil
-		}
-	}
-	for _, b := range bufs {
-		select {
-		case f.sent <- bytes.Clone(b):
-		default:
-		}
-	}
-	return nil
-}
-
-func (f *fakeBind) ParseEndpoint(s string) (conn.Endpoint, error) {
-	ap, err := netip.ParseAddrPort(s)
-	if err != nil {
-		return nil, err
-	}
-	return fakeEndpoint{ap}, nil
-}
-
-func (f *fakeBind) BatchSize() int { return f.batch }
-
-func (f *fakeBind) deliver(b []byte) {
-	f.rx4 <- fakeDatagram{b: b, ep: fakeEndpoint{netip.MustParseAddrPort("192.0.2.1:51820")}}
-}
-
-func (f *fakeBind) deliver6(b []byte) {
-	f.rx6 <- fakeDatagram{b: b, ep: fakeEndpoint{netip.MustParseAddrPort("[2001:db8::1]:51820")}}
-}
-
-type fakeEndpoint struct{ netip.AddrPort }
-
-var _ conn.Endpoint = fakeEndpoint{}
-
-func (fakeEndpoint) ClearSrc()             {}
-func (fakeEndpoint) SrcToString() string   { return "" }
-func (e fakeEndpoint) DstToString() string { return e.AddrPort.String() }
-func (e fakeEndpoint) DstToBytes() []byte  { b, _ := e.AddrPort.MarshalBinary(); return b }
-func (e fakeEndpoint) DstIP() netip.Addr   { return e.Addr() }
-func (fakeEndpoint) SrcIP() netip.Addr     { return netip.Addr{} }
 
 // --- helpers ---
 
@@ -375,13 +205,13 @@ func setMAC1(nodePub store.Key, b []byte) {
 
 func TestOpenCloseSharesInnerBind(t *testing.T) {
 	before := runtime.NumGoroutine()
-	inner := newFakeBind(8)
+	inner := wgmuxtest.NewSocket(8)
 	m, _ := newTestMux(t, inner, testKey(t), nil)
 	b1, b2 := m.Bind(1), m.Bind(2)
 
 	fns1, p1 := mustOpen(t, b1, 0)
-	if !inner.isOpen() || inner.opens != 1 {
-		t.Fatalf("inner bind: open %v after %d opens, want open after 1", inner.isOpen(), inner.opens)
+	if !inner.IsOpen() || inner.Opens() != 1 {
+		t.Fatalf("inner bind: open %v after %d opens, want open after 1", inner.IsOpen(), inner.Opens())
 	}
 	if len(fns1) != 2 {
 		t.Fatalf("got %d receive funcs, want 2, one per receive func of the inner bind", len(fns1))
@@ -389,8 +219,8 @@ func TestOpenCloseSharesInnerBind(t *testing.T) {
 	if _, p2 := mustOpen(t, b2, p1); p2 != p1 {
 		t.Fatalf("second Open(%d) returned port %d", p1, p2)
 	}
-	if inner.opens != 1 {
-		t.Fatalf("the second virtual Open opened the inner bind again (%d opens)", inner.opens)
+	if inner.Opens() != 1 {
+		t.Fatalf("the second virtual Open opened the inner bind again (%d opens)", inner.Opens())
 	}
 
 	// Errors: a bind already open, another bind of an open device, another port.
@@ -412,8 +242,8 @@ func TestOpenCloseSharesInnerBind(t *testing.T) {
 	}
 
 	// Pass-throughs.
-	if err := b2.SetMark(42); err != nil || inner.mark != 42 {
-		t.Errorf("SetMark: %v, inner mark %d", err, inner.mark)
+	if err := b2.SetMark(42); err != nil || inner.Mark() != 42 {
+		t.Errorf("SetMark: %v, inner mark %d", err, inner.Mark())
 	}
 	if got := b1.BatchSize(); got != 8 {
 		t.Errorf("BatchSize %d, want the inner bind's 8", got)
@@ -431,26 +261,26 @@ func TestOpenCloseSharesInnerBind(t *testing.T) {
 	if err := <-done; !errors.Is(err, net.ErrClosed) {
 		t.Errorf("blocked ReceiveFunc after Close returned %v, want net.ErrClosed", err)
 	}
-	if err := b1.Send([][]byte{transportMsg(1, 8)}, fakeEndpoint{}); !errors.Is(err, net.ErrClosed) {
+	if err := b1.Send([][]byte{transportMsg(1, 8)}, wgmuxtest.Endpoint{}); !errors.Is(err, net.ErrClosed) {
 		t.Errorf("Send after Close: %v, want net.ErrClosed", err)
 	}
 	if err := b1.Close(); err != nil {
 		t.Errorf("second Close: %v", err)
 	}
-	if !inner.isOpen() {
+	if !inner.IsOpen() {
 		t.Fatal("the inner bind closed while device 2 and 3 were open")
 	}
 	if err := b2.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if !inner.isOpen() {
+	if !inner.IsOpen() {
 		t.Fatal("the inner bind closed while device 3 was open")
 	}
 	if err := b3.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if inner.isOpen() || inner.closes != 1 {
-		t.Fatalf("inner bind: open %v after %d closes, want closed once after the last device", inner.isOpen(), inner.closes)
+	if inner.IsOpen() || inner.Closes() != 1 {
+		t.Fatalf("inner bind: open %v after %d closes, want closed once after the last device", inner.IsOpen(), inner.Closes())
 	}
 	if n := m.goroutines.Load(); n != 0 {
 		t.Fatalf("%d goroutines left after the last Close", n)
@@ -458,15 +288,15 @@ func TestOpenCloseSharesInnerBind(t *testing.T) {
 
 	// Reopen: wireguard-go closes and opens on every BindUpdate.
 	fns1, p := mustOpen(t, b1, p1)
-	if p != p1 || inner.opens != 2 {
-		t.Fatalf("reopen: port %d (want %d), %d inner opens (want 2)", p, p1, inner.opens)
+	if p != p1 || inner.Opens() != 2 {
+		t.Fatalf("reopen: port %d (want %d), %d inner opens (want 2)", p, p1, inner.Opens())
 	}
 	got := collect(fns1, 8)
-	if err := b1.Send([][]byte{responseMsg(0xabcd, 9)}, fakeEndpoint{}); err != nil {
+	if err := b1.Send([][]byte{responseMsg(0xabcd, 9)}, wgmuxtest.Endpoint{}); err != nil {
 		t.Fatal(err)
 	}
 	pkt := transportMsg(0xabcd, 40)
-	inner.deliver(pkt)
+	inner.Deliver(pkt)
 	expect(t, got, pkt, "after reopen")
 	if err := b1.Close(); err != nil {
 		t.Fatal(err)
@@ -493,7 +323,7 @@ func TestNewRefusesIncompleteConfig(t *testing.T) {
 		want string // in the error: the field to fix
 	}{
 		{"no socket", Config{PrivateKey: testKey(t)}, "Config.Socket"},
-		{"no private key", Config{Socket: newFakeBind(1)}, "Config.PrivateKey"},
+		{"no private key", Config{Socket: wgmuxtest.NewSocket(1)}, "Config.PrivateKey"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			m, err := New(c.cfg, nil)
@@ -507,7 +337,7 @@ func TestNewRefusesIncompleteConfig(t *testing.T) {
 // TestCloseClosesEveryBind: Mux.Close ends the reads of the devices still open, closes the
 // socket, leaves no goroutine, and no bind opens after it.
 func TestCloseClosesEveryBind(t *testing.T) {
-	inner := newFakeBind(8)
+	inner := wgmuxtest.NewSocket(8)
 	m, _ := newTestMux(t, inner, testKey(t), nil)
 	b1, b2 := m.Bind(1), m.Bind(2)
 	if n := b1.Receivers(); n != 0 {
@@ -532,8 +362,8 @@ func TestCloseClosesEveryBind(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("the read of an open device still blocked after Close")
 	}
-	if inner.isOpen() || inner.closes != 1 {
-		t.Errorf("socket open %v after %d closes, want closed once", inner.isOpen(), inner.closes)
+	if inner.IsOpen() || inner.Closes() != 1 {
+		t.Errorf("socket open %v after %d closes, want closed once", inner.IsOpen(), inner.Closes())
 	}
 	if n := m.goroutines.Load(); n != 0 {
 		t.Errorf("%d goroutines of the Mux left after Close", n)
@@ -541,7 +371,7 @@ func TestCloseClosesEveryBind(t *testing.T) {
 	if n := b1.Receivers(); n != 0 {
 		t.Errorf("%d receive functions after Close, want 0", n)
 	}
-	if err := b1.Send([][]byte{transportMsg(1, 8)}, fakeEndpoint{}); !errors.Is(err, net.ErrClosed) {
+	if err := b1.Send([][]byte{transportMsg(1, 8)}, wgmuxtest.Endpoint{}); !errors.Is(err, net.ErrClosed) {
 		t.Errorf("Send after Close: %v, want net.ErrClosed", err)
 	}
 	if err := b2.Close(); err != nil { // closed already: nothing to do
@@ -553,13 +383,13 @@ func TestCloseClosesEveryBind(t *testing.T) {
 	if err := m.Close(); err != nil {
 		t.Errorf("second Close: %v", err)
 	}
-	if inner.opens != 1 {
-		t.Errorf("the socket opened %d times, want once", inner.opens)
+	if inner.Opens() != 1 {
+		t.Errorf("the socket opened %d times, want once", inner.Opens())
 	}
 }
 
 func TestDemuxByLearnedIndex(t *testing.T) {
-	inner := newFakeBind(16)
+	inner := wgmuxtest.NewSocket(16)
 	node := testKey(t)
 	m, _ := newTestMux(t, inner, node, nil)
 	b1, b2 := m.Bind(1), m.Bind(2)
@@ -568,7 +398,7 @@ func TestDemuxByLearnedIndex(t *testing.T) {
 	got1, got2 := collect(fns1, 16), collect(fns2, 16)
 	defer b2.Close()
 	defer b1.Close()
-	ep := fakeEndpoint{netip.MustParseAddrPort("203.0.113.9:4444")}
+	ep := wgmuxtest.At("203.0.113.9:4444")
 
 	// Device 1 initiates (sender 0x11111111), device 2 responds (sender 0x22222222); a
 	// transport datagram is not learned from.
@@ -585,7 +415,7 @@ func TestDemuxByLearnedIndex(t *testing.T) {
 		t.Fatalf("learned %d, %d indices; want 2, 2", st.Learned, st.Indices)
 	}
 	for range 3 {
-		<-inner.sent // every datagram reached the inner bind
+		<-inner.Sent() // every datagram reached the inner bind
 	}
 
 	cases := []struct {
@@ -600,11 +430,11 @@ func TestDemuxByLearnedIndex(t *testing.T) {
 		{"cookie reply to device 2", cookieReplyMsg(0x22222222), got2},
 	}
 	for _, c := range cases {
-		inner.deliver(c.pkt)
+		inner.Deliver(c.pkt)
 		expect(t, c.want, c.pkt, c.name)
 	}
-	inner.deliver(transportMsg(0x33333333, 10)) // only ever sent as a receiver index
-	inner.deliver(responseMsg(0x11111111, 0x4444))
+	inner.Deliver(transportMsg(0x33333333, 10)) // only ever sent as a receiver index
+	inner.Deliver(responseMsg(0x11111111, 0x4444))
 	st := waitStats(t, m, "unknown indices", func(s Stats) bool { return s.UnknownIndex == 2 })
 	if st.Transports != 4 || st.Responses != 2 || st.CookieReplies != 1 || st.Delivered != 5 {
 		t.Errorf("stats %+v", st)
@@ -619,8 +449,8 @@ func TestDemuxByLearnedIndex(t *testing.T) {
 		p1, p2 := transportMsg(0x11111111, 50+i), transportMsg(0x22222222, 60+i)
 		want["1"+string(p1)]++
 		want["2"+string(p2)]++
-		inner.deliver(p1)
-		inner.deliver6(p2)
+		inner.Deliver(p1)
+		inner.Deliver6(p2)
 	}
 	for range 20 {
 		select {
@@ -647,7 +477,7 @@ func TestDemuxByLearnedIndex(t *testing.T) {
 		t.Errorf("collisions %d, want 1", st.IndexCollisions)
 	}
 	pkt := transportMsg(0x11111111, 33)
-	inner.deliver(pkt)
+	inner.Deliver(pkt)
 	expect(t, got2, pkt, "index taken over by device 2")
 	expectNothing(t, got1, "device 1 after the collision")
 
@@ -655,18 +485,18 @@ func TestDemuxByLearnedIndex(t *testing.T) {
 	if err := b2.Close(); err != nil {
 		t.Fatal(err)
 	}
-	inner.deliver(transportMsg(0x22222222, 10))
+	inner.Deliver(transportMsg(0x22222222, 10))
 	waitStats(t, m, "no device", func(s Stats) bool { return s.NoDevice == 1 })
 }
 
 func TestIndexExpiry(t *testing.T) {
-	inner := newFakeBind(4)
+	inner := wgmuxtest.NewSocket(4)
 	m, clk := newTestMux(t, inner, testKey(t), nil)
 	b := m.Bind(7)
 	fns, _ := mustOpen(t, b, 0)
 	got := collect(fns, 4)
 	defer b.Close()
-	ep := fakeEndpoint{}
+	ep := wgmuxtest.Endpoint{}
 
 	b.Send([][]byte{responseMsg(1, 0)}, ep)
 	b.Send([][]byte{responseMsg(2, 0)}, ep)
@@ -675,10 +505,10 @@ func TestIndexExpiry(t *testing.T) {
 	for i := range 3 {
 		clk.Advance(4 * time.Minute)
 		pkt := transportMsg(1, i)
-		inner.deliver(pkt)
+		inner.Deliver(pkt)
 		expect(t, got, pkt, "index in use")
 	}
-	inner.deliver(transportMsg(2, 0))
+	inner.Deliver(transportMsg(2, 0))
 	waitStats(t, m, "expired index", func(s Stats) bool { return s.UnknownIndex == 1 })
 	expectNothing(t, got, "expired index")
 	if n := m.Stats().Indices; n != 2 {
@@ -698,7 +528,7 @@ func TestIndexExpiry(t *testing.T) {
 }
 
 func TestIndexTableBounded(t *testing.T) {
-	m, clk := newTestMux(t, newFakeBind(1), testKey(t), nil)
+	m, clk := newTestMux(t, wgmuxtest.NewSocket(1), testKey(t), nil)
 	m.maxIndices = 100
 	for i := range uint32(1000) {
 		if i%100 == 0 {
@@ -724,7 +554,7 @@ func TestIndexTableBounded(t *testing.T) {
 }
 
 func TestQueueFullDropsWithoutBlocking(t *testing.T) {
-	inner := newFakeBind(16)
+	inner := wgmuxtest.NewSocket(16)
 	m, _ := newTestMux(t, inner, testKey(t), nil)
 	m.queueLimit = 32
 	slow, fast := m.Bind(1), m.Bind(2)
@@ -733,14 +563,14 @@ func TestQueueFullDropsWithoutBlocking(t *testing.T) {
 	got := collect(fns, 16)
 	defer fast.Close()
 	defer slow.Close()
-	slow.Send([][]byte{responseMsg(1, 0)}, fakeEndpoint{})
-	fast.Send([][]byte{responseMsg(2, 0)}, fakeEndpoint{})
+	slow.Send([][]byte{responseMsg(1, 0)}, wgmuxtest.Endpoint{})
+	fast.Send([][]byte{responseMsg(2, 0)}, wgmuxtest.Endpoint{})
 
 	for i := range 200 {
-		inner.deliver(transportMsg(1, i))
+		inner.Deliver(transportMsg(1, i))
 	}
 	pkt := transportMsg(2, 5)
-	inner.deliver(pkt)
+	inner.Deliver(pkt)
 	expect(t, got, pkt, "device 2 behind a stalled device 1")
 	st := waitStats(t, m, "queue drops", func(s Stats) bool { return s.Received == 201 })
 	if st.QueueDrops < 200-32 || st.QueueDrops+st.Delivered != 201 {
@@ -750,13 +580,13 @@ func TestQueueFullDropsWithoutBlocking(t *testing.T) {
 
 func TestMalformedDatagrams(t *testing.T) {
 	node := testKey(t)
-	inner := newFakeBind(1)
+	inner := wgmuxtest.NewSocket(1)
 	m, _ := newTestMux(t, inner, node, nil)
 	b := m.Bind(1)
 	fns, _ := mustOpen(t, b, 0)
 	got := collect(fns, 1)
 	defer b.Close()
-	b.Send([][]byte{responseMsg(1, 0)}, fakeEndpoint{})
+	b.Send([][]byte{responseMsg(1, 0)}, wgmuxtest.Endpoint{})
 
 	badMAC := junkInitiation(node.PublicKey(), 1)
 	badMAC[initMAC1Off] ^= 1
@@ -785,7 +615,7 @@ func TestMalformedDatagrams(t *testing.T) {
 	}
 	for _, c := range cases {
 		before := m.counters[c.counter].Load()
-		inner.deliver(c.pkt)
+		inner.Deliver(c.pkt)
 		waitStats(t, m, c.name, func(Stats) bool { return m.counters[c.counter].Load() == before+1 })
 	}
 	expectNothing(t, got, "malformed datagrams")
@@ -808,7 +638,7 @@ type syncHarness struct {
 }
 
 func newSyncHarness(t testing.TB, node store.Key, route func(store.Key) (int64, bool), devices ...int64) *syncHarness {
-	m, _ := newTestMux(t, newFakeBind(conn.IdealBatchSize), node, route)
+	m, _ := newTestMux(t, wgmuxtest.NewSocket(conn.IdealBatchSize), node, route)
 	h := &syncHarness{m: m}
 	h.g = &gen{
 		readers: []*reader{{token: make(chan struct{}, 1)}},
@@ -844,7 +674,7 @@ func newSyncHarness(t testing.TB, node store.Key, route func(store.Key) (int64, 
 func (h *syncHarness) run(pkts [][]byte, out map[int64][][]byte) {
 	for i, p := range pkts {
 		h.sizes[i] = copy(h.bufs[i], p)
-		h.eps[i] = fakeEndpoint{}
+		h.eps[i] = wgmuxtest.Endpoint{}
 	}
 	end, _ := h.rc.sort(h.bufs, h.sizes, h.eps, len(pkts))
 	for i := range end {
@@ -983,15 +813,15 @@ func callOnce(fn conn.ReceiveFunc, batch int) <-chan error {
 // socket; each device gets its own datagrams, directly when it read them and queued when the
 // other did, and the token follows the traffic.
 func TestReaderSortsForBothDevices(t *testing.T) {
-	inner := newFakeBind(8)
+	inner := wgmuxtest.NewSocket(8)
 	m, _ := newTestMux(t, inner, testKey(t), nil)
 	b1, b2 := m.Bind(1), m.Bind(2)
 	fns1, _ := mustOpen(t, b1, 0)
 	fns2, _ := mustOpen(t, b2, 0)
 	defer b2.Close()
 	defer b1.Close()
-	b1.Send([][]byte{responseMsg(0x1111, 0)}, fakeEndpoint{})
-	b2.Send([][]byte{responseMsg(0x2222, 0)}, fakeEndpoint{})
+	b1.Send([][]byte{responseMsg(0x1111, 0)}, wgmuxtest.Endpoint{})
+	b2.Send([][]byte{responseMsg(0x2222, 0)}, wgmuxtest.Endpoint{})
 	s1, s2 := sessionOf(b1), sessionOf(b2)
 	r4 := readersOf(t, m)[0]
 
@@ -1021,15 +851,15 @@ func TestReaderSortsForBothDevices(t *testing.T) {
 			}
 		}
 		waitReading(t, r4, st.reader, st.name)
-		inner.deliver(st.pkt)
+		inner.Deliver(st.pkt)
 		expect(t, map[int]<-chan []byte{1: got1, 2: got2}[st.to], st.pkt, st.name)
 		waitStats(t, m, st.name, func(s Stats) bool { return s.Queued == st.queued })
 	}
 	// Batches mixing both: each gets its own, whoever reads.
 	want1, want2 := transportMsg(0x1111, 50), transportMsg(0x2222, 60)
 	for range 3 {
-		inner.deliver(want1)
-		inner.deliver(want2)
+		inner.Deliver(want1)
+		inner.Deliver(want2)
 		expect(t, got1, want1, "mixed batch, device 1")
 		expect(t, got2, want2, "mixed batch, device 2")
 	}
@@ -1055,8 +885,8 @@ func TestCloseWhileReading(t *testing.T) {
 		{"loopback gone after the start", true, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			inner := newFakeBind(8)
-			inner.noLoop.Store(!c.loopbackAtOpen)
+			inner := wgmuxtest.NewSocket(8)
+			inner.SetLoopback(c.loopbackAtOpen)
 			m, _ := newTestMux(t, inner, testKey(t), nil)
 			var logs logBuffer
 			m.log = slog.New(slog.NewTextHandler(&logs, nil))
@@ -1064,7 +894,7 @@ func TestCloseWhileReading(t *testing.T) {
 			fns1, _ := mustOpen(t, b1, 0)
 			fns2, _ := mustOpen(t, b2, 0)
 			defer b2.Close()
-			b2.Send([][]byte{responseMsg(0x2222, 0)}, fakeEndpoint{})
+			b2.Send([][]byte{responseMsg(0x2222, 0)}, wgmuxtest.Endpoint{})
 			readers := readersOf(t, m)
 			for _, r := range readers {
 				if r.proxied == c.loopbackAtOpen {
@@ -1080,7 +910,7 @@ func TestCloseWhileReading(t *testing.T) {
 				waitReading(t, readers[0], sessionOf(b1), "before Close")
 			}
 			got2 := collect(fns2, 8)
-			inner.noLoop.Store(!c.loopbackLater)
+			inner.SetLoopback(c.loopbackLater)
 			closed := make(chan error, 1)
 			go func() { closed <- b1.Close() }()
 			select {
@@ -1101,7 +931,7 @@ func TestCloseWhileReading(t *testing.T) {
 				}
 			}
 			pkt := transportMsg(0x2222, 10)
-			inner.deliver(pkt)
+			inner.Deliver(pkt)
 			select {
 			case err := <-done:
 				if !errors.Is(err, net.ErrClosed) {
@@ -1112,7 +942,7 @@ func TestCloseWhileReading(t *testing.T) {
 			}
 			expect(t, got2, pkt, "device 2 after device 1 closed")
 			pkt6 := transportMsg(0x2222, 11)
-			inner.deliver6(pkt6)
+			inner.Deliver6(pkt6)
 			expect(t, got2, pkt6, "device 2 over IPv6")
 
 			st := m.Stats()
@@ -1156,7 +986,7 @@ func (l *logBuffer) String() string {
 // worker queues an initiation for it, which it must see without waiting for another datagram.
 func TestInitiationWakesReadingDevice(t *testing.T) {
 	node, client := testKey(t), testKey(t)
-	inner := newFakeBind(4)
+	inner := wgmuxtest.NewSocket(4)
 	var (
 		b       *Bind
 		readers []*reader
@@ -1181,7 +1011,7 @@ func TestInitiationWakesReadingDevice(t *testing.T) {
 	waitReading(t, readers[0], sessionOf(b), "IPv4")
 	waitReading(t, readers[1], sessionOf(b), "IPv6")
 	init := captureInitiation(t, client, node.PublicKey())
-	inner.deliver(init)
+	inner.Deliver(init)
 	expect(t, got, init, "initiation")
 	// The worker counts after it queued, and the wake-up after it was sent.
 	waitStats(t, m, "one wake-up, the initiation queued", func(s Stats) bool { return s.Wakeups == 1 && s.Queued == 1 })
@@ -1190,7 +1020,7 @@ func TestInitiationWakesReadingDevice(t *testing.T) {
 // TestStalledDeviceDoesNotStallOthers: a device that keeps the next read and then stops
 // calling its ReceiveFunc loses the read after reserveFor, and its full queue drops.
 func TestStalledDeviceDoesNotStallOthers(t *testing.T) {
-	inner := newFakeBind(16)
+	inner := wgmuxtest.NewSocket(16)
 	m, _ := newTestMux(t, inner, testKey(t), nil)
 	m.queueLimit = 32
 	m.reserveFor = 5 * time.Millisecond
@@ -1199,15 +1029,15 @@ func TestStalledDeviceDoesNotStallOthers(t *testing.T) {
 	fns2, _ := mustOpen(t, fast, 0)
 	defer fast.Close()
 	defer stalled.Close()
-	stalled.Send([][]byte{responseMsg(1, 0)}, fakeEndpoint{})
-	fast.Send([][]byte{responseMsg(2, 0)}, fakeEndpoint{})
+	stalled.Send([][]byte{responseMsg(1, 0)}, wgmuxtest.Endpoint{})
+	fast.Send([][]byte{responseMsg(2, 0)}, wgmuxtest.Endpoint{})
 
 	// Device 1's goroutine reads a datagram of its own, so the next read is kept for it, and
 	// then never calls again, as if stuck behind a full queue in wireguard-go.
 	done := callOnce(fns1[0], 16)
 	r4 := readersOf(t, m)[0]
 	waitReading(t, r4, sessionOf(stalled), "device 1")
-	inner.deliver(transportMsg(1, 0))
+	inner.Deliver(transportMsg(1, 0))
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
@@ -1217,10 +1047,10 @@ func TestStalledDeviceDoesNotStallOthers(t *testing.T) {
 
 	got := collect(fns2, 16)
 	for i := range 200 {
-		inner.deliver(transportMsg(1, i))
+		inner.Deliver(transportMsg(1, i))
 	}
 	pkt := transportMsg(2, 5)
-	inner.deliver(pkt)
+	inner.Deliver(pkt)
 	expect(t, got, pkt, "device 2 behind a stalled device 1")
 	st := waitStats(t, m, "queue drops", func(s Stats) bool { return s.Received == 202 })
 	if st.ReservationsStolen == 0 || st.QueueDrops < 200-32 || st.QueueDrops+st.Delivered != 202 {
@@ -1234,8 +1064,8 @@ func TestNoGoroutineLeftAfterLastClose(t *testing.T) {
 	for _, loopback := range []bool{true, false} {
 		t.Run(fmt.Sprintf("loopback=%v", loopback), func(t *testing.T) {
 			before := runtime.NumGoroutine()
-			inner := newFakeBind(8)
-			inner.noLoop.Store(!loopback)
+			inner := wgmuxtest.NewSocket(8)
+			inner.SetLoopback(loopback)
 			m, _ := newTestMux(t, inner, testKey(t), nil)
 			m.reserveFor = time.Millisecond
 			var binds []*Bind
@@ -1243,16 +1073,16 @@ func TestNoGoroutineLeftAfterLastClose(t *testing.T) {
 			for id := range int64(3) {
 				b := m.Bind(id)
 				fns, _ := mustOpen(t, b, 0)
-				b.Send([][]byte{responseMsg(uint32(0x100+id), 0)}, fakeEndpoint{})
+				b.Send([][]byte{responseMsg(uint32(0x100+id), 0)}, wgmuxtest.Endpoint{})
 				binds = append(binds, b)
 				outs = append(outs, collect(fns, 8))
 			}
 			for i := range 300 {
 				id := uint32(i % 3)
 				if i%2 == 0 {
-					inner.deliver(transportMsg(0x100+id, i))
+					inner.Deliver(transportMsg(0x100+id, i))
 				} else {
-					inner.deliver6(transportMsg(0x100+id, i))
+					inner.Deliver6(transportMsg(0x100+id, i))
 				}
 			}
 			waitStats(t, m, "traffic", func(s Stats) bool { return s.Received == 300 })
@@ -1263,7 +1093,7 @@ func TestNoGoroutineLeftAfterLastClose(t *testing.T) {
 				for range outs[i] { // every goroutine of the device returned
 				}
 			}
-			if inner.isOpen() {
+			if inner.IsOpen() {
 				t.Fatal("the inner bind is open after the last Close")
 			}
 			if n := m.goroutines.Load(); n != 0 {

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,40 +16,12 @@ import (
 
 	"golang.zx2c4.com/wireguard/conn"
 	"golang.zx2c4.com/wireguard/device"
-	"golang.zx2c4.com/wireguard/tun"
 	wgnetstack "golang.zx2c4.com/wireguard/tun/netstack"
+	"golang.zx2c4.com/wireguard/tun/tuntest"
 
+	"github.com/popgate/popgate/gateway/wgmux/wgmuxtest"
 	"github.com/popgate/popgate/store"
 )
-
-// fakeTUN is a tun.Device that never reads a packet and discards what is written: enough
-// for a wireguard-go device that only has to send handshakes.
-type fakeTUN struct {
-	events chan tun.Event
-	closed chan struct{}
-	once   sync.Once
-}
-
-var _ tun.Device = (*fakeTUN)(nil)
-
-func newFakeTUN() *fakeTUN {
-	return &fakeTUN{events: make(chan tun.Event), closed: make(chan struct{})}
-}
-
-func (*fakeTUN) File() *os.File { return nil }
-func (f *fakeTUN) Read([][]byte, []int, int) (int, error) {
-	<-f.closed
-	return 0, os.ErrClosed
-}
-func (*fakeTUN) Write(bufs [][]byte, _ int) (int, error) { return len(bufs), nil }
-func (*fakeTUN) MTU() (int, error)                       { return 1420, nil }
-func (*fakeTUN) Name() (string, error)                   { return "muxfake", nil }
-func (f *fakeTUN) Events() <-chan tun.Event              { return f.events }
-func (*fakeTUN) BatchSize() int                          { return 1 }
-func (f *fakeTUN) Close() error {
-	f.once.Do(func() { close(f.closed); close(f.events) })
-	return nil
-}
 
 func silentLogger() *device.Logger { return device.NewLogger(device.LogLevelSilent, "") }
 
@@ -58,8 +29,8 @@ func silentLogger() *device.Logger { return device.NewLogger(device.LogLevelSile
 // key client sends to a peer with public key nodePub, captured from a fake bind.
 func captureInitiation(tb testing.TB, client, nodePub store.Key) []byte {
 	tb.Helper()
-	inner := newFakeBind(1)
-	dev := device.NewDevice(newFakeTUN(), inner, silentLogger())
+	inner := wgmuxtest.NewSocket(1)
+	dev := device.NewDevice(tuntest.NewChannelTUN().TUN(), inner, silentLogger())
 	defer dev.Close()
 	uapi := fmt.Sprintf("private_key=%x\npublic_key=%x\nendpoint=192.0.2.1:51820\npersistent_keepalive_interval=25\nallowed_ip=0.0.0.0/0\n", client[:], nodePub[:])
 	if err := dev.IpcSet(uapi); err != nil {
@@ -71,7 +42,7 @@ func captureInitiation(tb testing.TB, client, nodePub store.Key) []byte {
 	timeout := time.After(5 * time.Second)
 	for {
 		select {
-		case b := <-inner.sent:
+		case b := <-inner.Sent():
 			if len(b) == initiationSize && binary.LittleEndian.Uint32(b) == typeInitiation {
 				return b
 			}
@@ -99,7 +70,7 @@ func TestStaticMatchesWireGuard(t *testing.T) {
 	}
 
 	// Straight from Device.CreateMessageInitiation of a peer.
-	dev := device.NewDevice(newFakeTUN(), newFakeBind(1), silentLogger())
+	dev := device.NewDevice(tuntest.NewChannelTUN().TUN(), wgmuxtest.NewSocket(1), silentLogger())
 	defer dev.Close()
 	nodePub := node.PublicKey()
 	if err := dev.IpcSet(fmt.Sprintf("private_key=%x\npublic_key=%x\n", client[:], nodePub[:])); err != nil {
@@ -156,7 +127,7 @@ func TestRoutesInitiationByStaticKey(t *testing.T) {
 		mu.Unlock()
 		return 2, k == known.PublicKey()
 	}
-	inner := newFakeBind(4)
+	inner := wgmuxtest.NewSocket(4)
 	m, _ := newTestMux(t, inner, node, route)
 	b1, b2 := m.Bind(1), m.Bind(2)
 	fns1, _ := mustOpen(t, b1, 0)
@@ -166,11 +137,11 @@ func TestRoutesInitiationByStaticKey(t *testing.T) {
 	defer b2.Close()
 
 	good := captureInitiation(t, known, node.PublicKey())
-	inner.deliver(good)
+	inner.Deliver(good)
 	expect(t, got2, good, "initiation of a peer of device 2")
 	expectNothing(t, got1, "device 1")
 
-	inner.deliver(captureInitiation(t, unknown, node.PublicKey()))
+	inner.Deliver(captureInitiation(t, unknown, node.PublicKey()))
 	// The reader counts its batch when it is done with it, which may be after the worker.
 	st := waitStats(t, m, "unknown initiator", func(s Stats) bool { return s.UnknownInitiator == 1 && s.Initiations == 2 })
 	if st.Delivered != 1 || st.Routed != 1 {
@@ -184,7 +155,7 @@ func TestRoutesInitiationByStaticKey(t *testing.T) {
 
 	badMAC := bytes.Clone(good)
 	badMAC[initMAC1Off+3] ^= 1
-	inner.deliver(badMAC)
+	inner.Deliver(badMAC)
 	waitStats(t, m, "bad mac1", func(s Stats) bool { return s.BadMAC1 == 1 })
 	mu.Lock()
 	if len(asked) != 2 {
@@ -196,7 +167,7 @@ func TestRoutesInitiationByStaticKey(t *testing.T) {
 	if err := b2.Close(); err != nil {
 		t.Fatal(err)
 	}
-	inner.deliver(good)
+	inner.Deliver(good)
 	waitStats(t, m, "device closed", func(s Stats) bool { return s.NoDevice == 1 })
 }
 
@@ -210,12 +181,12 @@ func TestCloseDuringSlowRoute(t *testing.T) {
 		<-release
 		return 1, true
 	}
-	inner := newFakeBind(1)
+	inner := wgmuxtest.NewSocket(1)
 	m, _ := newTestMux(t, inner, node, route)
 	b := m.Bind(1)
 	fns, _ := mustOpen(t, b, 0)
 	collect(fns, 1) // the device's goroutines read the socket
-	inner.deliver(captureInitiation(t, client, node.PublicKey()))
+	inner.Deliver(captureInitiation(t, client, node.PublicKey()))
 	<-entered
 	closed := make(chan error)
 	go func() { closed <- b.Close() }()
