@@ -69,7 +69,7 @@ func (db *deliverBatch) flush() {
 func (t *tunDevice) setKernelExit(k *kernelExit, drops *[numDropReasons]atomic.Uint64) {
 	t.kx, t.kxDrops = k, drops
 	t.out.onReady = func() {
-		if t.inKernelRead.Load() {
+		if k.turn.Reading(t) {
 			k.wake()
 		}
 	}
@@ -77,7 +77,7 @@ func (t *tunDevice) setKernelExit(k *kernelExit, drops *[numDropReasons]atomic.U
 
 // Read hands wireguard-go the packets to encrypt towards peers: queued ones (from the
 // userspace exit, hairpinned) first; else, with a kernel exit, whatever the kernel routes into
-// its TUN, read straight into bufs when this device holds the TUN's read token. It blocks
+// its TUN, read straight into bufs when this device holds the TUN's read turn. It blocks
 // until there is something, or the device closes (os.ErrClosed).
 func (t *tunDevice) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	if t.kx == nil {
@@ -91,7 +91,7 @@ func (t *tunDevice) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 		case <-t.out.ready:
 		case <-t.out.done:
 			return 0, os.ErrClosed
-		case <-t.kx.token:
+		case <-t.kx.turn.Wait():
 			n, err := t.readKernel(bufs, sizes, offset)
 			if n > 0 || err != nil {
 				return n, err
@@ -100,35 +100,34 @@ func (t *tunDevice) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	}
 }
 
-// readKernel reads one batch from the kernel exit's TUN, holding its token, and returns it.
+// readKernel reads one batch from the kernel exit's TUN, holding its turn, and returns it.
 // Packets for this device stay in bufs; packets for other tenants' devices are queued to them
 // and, like dropped ones, get size 0, which wireguard-go skips.
 func (t *tunDevice) readKernel(bufs [][]byte, sizes []int, offset int) (int, error) {
 	k := t.kx
 	select {
 	case <-t.out.done: // closed while waiting: Close's wake may already have passed
-		k.token <- struct{}{}
+		k.turn.Release()
 		return 0, os.ErrClosed
 	default:
 	}
 	// A packet queued for us while we sit in the TUN must wake us: either the producer sees
-	// inKernelRead and wakes the read, or we see its packet here (both sides are sequentially
-	// consistent).
-	t.inKernelRead.Store(true)
+	// us reading and wakes the read, or we see its packet here (see readturn).
+	k.turn.Enter(t)
 	if !t.out.empty() {
-		t.inKernelRead.Store(false)
-		k.token <- struct{}{}
+		k.turn.Leave()
+		k.turn.Release()
 		return 0, nil
 	}
 	n, err := k.read(bufs, sizes, offset)
-	t.inKernelRead.Store(false)
+	k.turn.Leave()
 	if err != nil {
 		switch {
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			// Some device is closing (see Close), or a packet was queued for us: rearm before
 			// looking at our own state, so a Close after this look still wakes us.
 			k.rearm()
-			k.token <- struct{}{}
+			k.turn.Release()
 			select {
 			case <-t.out.done:
 				return 0, os.ErrClosed
@@ -136,13 +135,13 @@ func (t *tunDevice) readKernel(bufs [][]byte, sizes []int, offset int) (int, err
 				return 0, nil
 			}
 		case errors.Is(err, os.ErrClosed), errors.Is(err, net.ErrClosed):
-			// The kernel exit stopped (the node is closing): keep the token so nobody reads
+			// The kernel exit stopped (the node is closing): keep the turn so nobody reads
 			// the closed TUN again, and serve the queue only.
 			return 0, nil
 		case errors.Is(err, tun.ErrTooManySegments):
 			// n packets are good; the rest of a GSO segment was dropped, as wireguard-go does.
 		default:
-			k.token <- struct{}{}
+			k.turn.Release()
 			k.log.Debug("read from kernel TUN", "err", err)
 			time.Sleep(10 * time.Millisecond) // no busy loop on a persistent error
 			return 0, nil
@@ -165,10 +164,10 @@ func (t *tunDevice) readKernel(bufs [][]byte, sizes []int, offset int) (int, err
 		}
 		sizes[i] = 0
 	}
-	// Queue the others' before giving the token back, so their order holds.
+	// Queue the others' before giving the turn back, so their order holds.
 	db.flush()
 	deliverBatches.Put(db)
-	k.token <- struct{}{}
+	k.turn.Release()
 	if mine == 0 {
 		return 0, nil
 	}

@@ -13,6 +13,7 @@ import (
 	"golang.zx2c4.com/wireguard/tun"
 
 	"github.com/popgate/popgate/firewall"
+	"github.com/popgate/popgate/gateway/internal/readturn"
 	"github.com/popgate/popgate/store"
 )
 
@@ -217,7 +218,7 @@ func TestReadKernel(t *testing.T) {
 			}
 			t.Cleanup(func() { r.Close(); w.Close() })
 			fake := &fakeKernelTUN{reads: tc.reads}
-			k := &kernelExit{log: slog.New(slog.DiscardHandler), dev: fake, file: r, name: "pgfake", token: make(chan struct{}, 1)}
+			k := &kernelExit{log: slog.New(slog.DiscardHandler), dev: fake, file: r, name: "pgfake", turn: readturn.New[tunDevice]()}
 			var drops [numDropReasons]atomic.Uint64
 			td.setKernelExit(k, &drops)
 			if tc.closeInRead {
@@ -231,9 +232,8 @@ func TestReadKernel(t *testing.T) {
 			for i := range bufs {
 				bufs[i] = make([]byte, 16+1500)
 			}
-			// Read's part: take the token (it starts free), then read.
-			k.token <- struct{}{}
-			<-k.token
+			// Read's part: take the turn (it starts free), then read.
+			<-k.turn.Wait()
 			n, err := td.readKernel(bufs, sizes, 16)
 			if n != tc.n || !errors.Is(err, tc.err) {
 				t.Errorf("readKernel = %d, %v; want %d, %v", n, err, tc.n, tc.err)
@@ -255,8 +255,11 @@ func TestReadKernel(t *testing.T) {
 			if got := dropsText(&drops); got != tc.drops {
 				t.Errorf("drops %q, want %q", got, tc.drops)
 			}
-			if got := len(k.token) == 1; got != tc.tokenBack {
+			if got := k.turn.Free(); got != tc.tokenBack {
 				t.Errorf("token given back: %v, want %v", got, tc.tokenBack)
+			}
+			if d := k.turn.Reader(); d != nil {
+				t.Errorf("device %d still marked as reading the TUN after readKernel returned", d.tenantID)
 			}
 			if fake.calls != tc.tunReads {
 				t.Errorf("%d reads of the TUN, want %d", fake.calls, tc.tunReads)

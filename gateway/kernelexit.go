@@ -16,13 +16,14 @@ import (
 	"golang.zx2c4.com/wireguard/tun"
 
 	"github.com/popgate/popgate/firewall"
+	"github.com/popgate/popgate/gateway/internal/readturn"
 )
 
 // kernelExit hands exit traffic to a kernel TUN; the kernel routes it and iptables MASQUERADEs
 // it (rules owned by firewall.HostRules). Replies come back through the TUN. The tenant
-// devices read it themselves (see tunDevice.Read), one at a time: whoever holds token reads
-// straight into wireguard-go's buffers, keeps the packets of its own tenant and queues the
-// others' to their devices. So a reply costs no goroutine hand-off and no copy beyond the
+// devices read it themselves (see tunDevice.Read), one at a time with the same turn as the
+// shared socket's (readturn): whoever holds turn reads straight into wireguard-go's buffers,
+// keeps the packets of its own tenant and queues the others' to their devices. So a reply costs no goroutine hand-off and no copy beyond the
 // TUN's own when it is for the reading tenant, and one copy otherwise.
 type kernelExit struct {
 	log     *slog.Logger
@@ -31,16 +32,17 @@ type kernelExit struct {
 	name    string
 	rules   *firewall.HostRules
 	sysctls map[string]string // forwarding sysctls we changed → their old values
-	// token is held by the one goroutine reading dev. A reader that finds dev closed keeps
-	// it, so nobody reads a closed TUN again.
-	token chan struct{}
-	once  sync.Once
+	// turn is held by the one goroutine reading dev, and marks its device while it may be
+	// blocked there. A reader that finds dev closed keeps it, so nobody reads a closed TUN
+	// again.
+	turn *readturn.Turn[tunDevice]
+	once sync.Once
 }
 
 // newKernelExit creates the TUN <name>, routes the overlay through it, turns on forwarding and
 // installs the host rules. On error everything done so far is undone.
 func newKernelExit(name string, mtu, listenPort int, ov overlay, log *slog.Logger) (_ *kernelExit, err error) {
-	k := &kernelExit{log: log, name: name, sysctls: map[string]string{}, token: make(chan struct{}, 1)}
+	k := &kernelExit{log: log, name: name, sysctls: map[string]string{}, turn: readturn.New[tunDevice]()}
 	defer func() {
 		if err != nil {
 			k.Close()
@@ -85,7 +87,6 @@ func newKernelExit(name string, mtu, listenPort int, ov overlay, log *slog.Logge
 			return nil, fmt.Errorf("kernel exit: route %s via %s: %w", prefixes[i].String(), name, err)
 		}
 	}
-	k.token <- struct{}{}
 	return k, nil
 }
 
@@ -101,7 +102,7 @@ func (k *kernelExit) Write(bufs [][]byte, offset int) {
 }
 
 // read reads what the kernel routes into the TUN (replies towards peers) into bufs, like
-// tun.Device.Read. The caller must hold k.token. A read blocked here returns with an error
+// tun.Device.Read. The caller must hold k.turn. A read blocked here returns with an error
 // matching os.ErrDeadlineExceeded after wake.
 func (k *kernelExit) read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	return k.dev.Read(bufs, sizes, offset)
@@ -111,7 +112,7 @@ func (k *kernelExit) read(bufs [][]byte, sizes []int, offset int) (int, error) {
 // closes must not stay blocked in the TUN.
 func (k *kernelExit) wake() { k.file.SetReadDeadline(time.Now()) }
 
-// rearm clears the deadline wake set. Only the token holder calls it, before it checks
+// rearm clears the deadline wake set. Only the turn holder calls it, before it checks
 // whether its device closed (see tunDevice.readKernel).
 func (k *kernelExit) rearm() { k.file.SetReadDeadline(time.Time{}) }
 

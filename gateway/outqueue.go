@@ -33,7 +33,7 @@ type outQueue struct {
 
 	// ready holds a token when packets may be waiting (sent when n goes from 0 to more; a
 	// token may be stale); done is closed by close. The reader selects on them, beside the
-	// kernel exit's read token (see tunDevice.Read).
+	// kernel exit's read turn (see tunDevice.Read).
 	ready chan struct{}
 	done  chan struct{}
 

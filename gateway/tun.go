@@ -63,12 +63,10 @@ type tunDevice struct {
 	out *outQueue
 	// kx, when set, is the kernel exit whose TUN Read also reads; kxDrops counts what it
 	// reads that goes nowhere (the node's counters).
-	kx      *kernelExit
-	kxDrops *[numDropReasons]atomic.Uint64
-	// inKernelRead is set while Read may be blocked in the kernel exit's TUN.
-	inKernelRead atomic.Bool
-	events       chan tun.Event
-	closeOnce    sync.Once
+	kx        *kernelExit
+	kxDrops   *[numDropReasons]atomic.Uint64
+	events    chan tun.Event
+	closeOnce sync.Once
 
 	batches sync.Pool // *writeBatches, scratch for Write
 

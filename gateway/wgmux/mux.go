@@ -1,6 +1,14 @@
 // Package wgmux shares one UDP socket among the wireguard-go devices of a node: a conn.Bind
 // per device, each datagram handed to the device that owns it, handshake initiations admitted
 // under load before an X25519 is spent on them.
+//
+// The devices read the socket themselves, one at a time, with the read turn of
+// gateway/internal/readturn, which the kernel exit's TUN uses too: the turn, the mark of the
+// device in the read, and the order that loses no wake-up are one mechanism for both. What
+// stays here is the socket's own: its wake-up (a datagram to itself over loopback, or a reader
+// of the Mux's own without loopback) and the reservation of the next read for the device that
+// got most of the last one (see reserveFor); the kernel exit gives its turn to whichever
+// device waits.
 package wgmux
 
 import (
@@ -18,6 +26,7 @@ import (
 	"golang.zx2c4.com/wireguard/conn"
 	"golang.zx2c4.com/wireguard/device"
 
+	"github.com/popgate/popgate/gateway/internal/readturn"
 	"github.com/popgate/popgate/store"
 )
 
@@ -75,8 +84,8 @@ const (
 // workers spend an X25519 on them.
 //
 // The devices' own receive goroutines read the socket: each inner ReceiveFunc (one per address
-// family) has a read token, and the device goroutine holding it reads straight into
-// wireguard-go's buffers and keeps its own datagrams where they are. It copies the datagrams of
+// family) has a read turn (a token, see readturn), and the device goroutine holding it reads
+// straight into wireguard-go's buffers and keeps its own datagrams where they are. It copies the datagrams of
 // other devices into pooled buffers and queues them there (bounded queues: a device that falls
 // behind loses datagrams, it does not stall the others), and queues the initiations it admits
 // for the handshake workers, goroutines of the Mux that route them to a device's queue. A
@@ -171,10 +180,10 @@ type gen struct {
 	inRoute int  // of those, inside route
 }
 
-// reader is one receive function of the inner bind and the token that lets one goroutine at
-// a time call it.
+// reader is one receive function of the inner bind and the turn (the token) that lets one
+// goroutine at a time call it (see readturn).
 //
-// The token is in exactly one place: in token (free), in reserved (kept for the goroutine of
+// The token is in exactly one place: in turn (free), in reserved (kept for the goroutine of
 // one session), or with the goroutine that took it from either. A reservation is taken out
 // only with a CompareAndSwap of reserved to nil, by the session's goroutine claiming it, by
 // Close of that session, or by the steal timer, so exactly one of them gets the token.
@@ -185,9 +194,8 @@ type reader struct {
 	wakeEps []conn.Endpoint // loopback addresses of this reader's socket
 	proxied bool            // loopback does not reach the socket: a goroutine of the Mux reads fn, devices only their queues
 
-	token    chan struct{}           // capacity 1
+	turn     *readturn.Turn[session] // the token while free, and the session whose goroutine is inside fn (or about to be)
 	reserved atomic.Pointer[session] // the session the token is kept for
-	reading  atomic.Pointer[session] // the session whose goroutine is inside fn (or about to be)
 
 	// The steal timer runs while reservations are made: at each tick, a reservation that was
 	// already there at the previous tick (no reservation made since) is stolen.
@@ -322,7 +330,7 @@ func (m *Mux) Close() error {
 		close(s.closed)
 		for _, r := range s.gen.readers {
 			if r.reserved.CompareAndSwap(s, nil) {
-				r.token <- struct{}{}
+				r.turn.Release()
 			}
 		}
 	}
@@ -404,11 +412,11 @@ func (b *Bind) Close() error {
 	last := len(m.sessions) == 0
 	for _, r := range s.gen.readers {
 		if r.reserved.CompareAndSwap(s, nil) {
-			r.token <- struct{}{}
+			r.turn.Release()
 		}
 		// A goroutine about to read checks closed after it sets reading, so one of the two sees
 		// the other. The last Close needs no wake-up: closing the inner bind ends every read.
-		if !last && r.reading.Load() == s {
+		if !last && r.turn.Reading(s) {
 			m.wake(s.gen, r, "a closing device")
 		}
 	}
@@ -477,8 +485,7 @@ func (m *Mux) openInnerLocked(port uint16) error {
 	m.gen = g
 	g.readers = make([]*reader, len(fns))
 	for i, fn := range fns {
-		r := &reader{i: i, fn: fn, name: fn.PrettyName(), token: make(chan struct{}, 1)}
-		r.token <- struct{}{}
+		r := &reader{i: i, fn: fn, name: fn.PrettyName(), turn: readturn.New[session]()}
 		r.steal = time.AfterFunc(time.Hour, func() { m.stealTick(g, r) })
 		r.steal.Stop()
 		g.readers[i] = r
@@ -630,9 +637,12 @@ func (rc *receiver) receive(bufs [][]byte, sizes []int, eps []conn.Endpoint) (in
 	if !sr.active.Load() {
 		sr.active.Store(true)
 	}
-	var token, grant chan struct{} // nil (never ready) when proxied
+	var ( // nil (never ready) when proxied
+		token <-chan struct{}
+		grant chan struct{}
+	)
 	if !r.proxied {
-		token, grant = r.token, sr.grant
+		token, grant = r.turn.Wait(), sr.grant
 	}
 	for {
 		if rc.cur != nil {
@@ -674,7 +684,7 @@ func (rc *receiver) receive(bufs [][]byte, sizes []int, eps []conn.Endpoint) (in
 func (rc *receiver) dequeued() {
 	rc.pos = 0
 	if len(rc.s.queue) > 0 && rc.r.reserved.CompareAndSwap(rc.s, nil) {
-		rc.r.token <- struct{}{}
+		rc.r.turn.Release()
 	}
 }
 
@@ -682,10 +692,10 @@ func (rc *receiver) dequeued() {
 // read gives back. n is 0 when none of the datagrams are the session's.
 func (rc *receiver) read(bufs [][]byte, sizes []int, eps []conn.Endpoint) (n int, err error) {
 	s, r, sr := rc.s, rc.r, rc.sr
-	r.reading.Store(s)
+	r.turn.Enter(s)
 	select {
 	case <-s.closed:
-		r.reading.Store(nil)
+		r.turn.Leave()
 		rc.release(nil)
 		return rc.closed()
 	default:
@@ -693,7 +703,7 @@ func (rc *receiver) read(bufs [][]byte, sizes []int, eps []conn.Endpoint) (n int
 	if len(s.queue) > 0 {
 		// Queued since receive looked, by an enqueuer that did not see reading set (one that
 		// did would wake the read): return that first, and keep the read for later.
-		r.reading.Store(nil)
+		r.turn.Leave()
 		rc.release(s)
 		return 0, nil
 	}
@@ -701,7 +711,7 @@ func (rc *receiver) read(bufs [][]byte, sizes []int, eps []conn.Endpoint) (n int
 		sr.stolen.Store(false)
 	}
 	n, err = r.fn(bufs, sizes, eps)
-	r.reading.Store(nil)
+	r.turn.Leave()
 	if err != nil {
 		rc.release(nil)
 		return rc.failed(err)
@@ -743,7 +753,7 @@ func (rc *receiver) failed(err error) (int, error) {
 func (rc *receiver) closed() (int, error) {
 	rc.sr.active.Store(false)
 	if rc.r.reserved.CompareAndSwap(rc.s, nil) { // normally Close took it back already
-		rc.r.token <- struct{}{}
+		rc.r.turn.Release()
 	}
 	return 0, net.ErrClosed
 }
@@ -950,7 +960,7 @@ func (m *Mux) kick(s *session) {
 		if !s.rd[r.i].active.Load() {
 			continue
 		}
-		if r.reading.Load() != s {
+		if !r.turn.Reading(s) {
 			return
 		}
 		blocked = r
@@ -990,14 +1000,14 @@ func (rc *receiver) release(hot *session) {
 			select {
 			case <-hot.closed: // Close may have looked before the reservation was there
 				if r.reserved.CompareAndSwap(hot, nil) {
-					r.token <- struct{}{}
+					r.turn.Release()
 				}
 			default:
 			}
 			return
 		}
 	}
-	r.token <- struct{}{}
+	r.turn.Release()
 }
 
 // stealTick is the steal timer of r: it frees a reservation that nobody claimed since the
@@ -1014,7 +1024,7 @@ func (m *Mux) stealTick(g *gen, r *reader) {
 		if made == prev && r.reserved.CompareAndSwap(s, nil) {
 			s.rd[r.i].stolen.Store(true)
 			m.counters[reservationsStolen].Add(1)
-			r.token <- struct{}{}
+			r.turn.Release()
 		}
 		r.steal.Reset(m.reserveFor)
 		return

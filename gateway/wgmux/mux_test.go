@@ -16,6 +16,7 @@ import (
 	"golang.zx2c4.com/wireguard/conn"
 	"golang.zx2c4.com/wireguard/device"
 
+	"github.com/popgate/popgate/gateway/internal/readturn"
 	"github.com/popgate/popgate/gateway/wgmux/wgmuxtest"
 	"github.com/popgate/popgate/store"
 )
@@ -641,7 +642,7 @@ func newSyncHarness(t testing.TB, node store.Key, route func(store.Key) (int64, 
 	m, _ := newTestMux(t, wgmuxtest.NewSocket(conn.IdealBatchSize), node, route)
 	h := &syncHarness{m: m}
 	h.g = &gen{
-		readers: []*reader{{token: make(chan struct{}, 1)}},
+		readers: []*reader{{turn: readturn.New[session]()}},
 		stop:    make(chan struct{}),
 	}
 	h.g.hsCond = sync.NewCond(&h.g.hsMu)
@@ -787,9 +788,9 @@ func readersOf(t *testing.T, m *Mux) []*reader {
 // waitReading waits until the goroutine of s is in a read of r.
 func waitReading(t *testing.T, r *reader, s *session, what string) {
 	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); r.reading.Load() != s; {
+	for deadline := time.Now().Add(5 * time.Second); !r.turn.Reading(s); {
 		if time.Now().After(deadline) {
-			t.Fatalf("%s: the goroutine of device %d is not reading %s (reading %v, kept for %v, free %v)", what, s.id, r.name, r.reading.Load(), r.reserved.Load(), len(r.token))
+			t.Fatalf("%s: the goroutine of device %d is not reading %s (reading %v, kept for %v, free %v)", what, s.id, r.name, r.turn.Reader(), r.reserved.Load(), r.turn.Free())
 		}
 		time.Sleep(time.Millisecond)
 	}
@@ -996,7 +997,7 @@ func TestInitiationWakesReadingDevice(t *testing.T) {
 	// initiation needs a wake-up.
 	route := func(store.Key) (int64, bool) {
 		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
-			if s := sessionOf(b); readers[0].reading.Load() == s && readers[1].reading.Load() == s {
+			if s := sessionOf(b); readers[0].turn.Reading(s) && readers[1].turn.Reading(s) {
 				break
 			}
 		}

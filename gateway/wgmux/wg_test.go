@@ -483,7 +483,7 @@ func TestCloseWhileReadingRealSocket(t *testing.T) {
 			if time.Now().After(deadline) {
 				t.Fatalf("no device reads %s", r.name)
 			}
-			if s = r.reading.Load(); s != nil && devs[s.id] != nil {
+			if s = r.turn.Reader(); s != nil && devs[s.id] != nil {
 				break
 			}
 		}
