@@ -40,13 +40,13 @@ const (
 	underLoadFor    = time.Second
 	// sourceRate and sourceBurst: initiations a second (and at once) one source may have
 	// decrypted while under load; a source that sends more puts the Mux under load. 100 a
-	// second is ≈ 0.6 % of a core of X25519s, and lets ≈ 500 users behind one NAT address in
-	// per 5-s retry round of their clients.
+	// second are 100 X25519s (BenchmarkStatic in BENCHMARKS.md times one), and let 500 users
+	// behind one NAT address in per 5-s retry round of their clients.
 	sourceRate  = 100
 	sourceBurst = 100
 	// cookieSourceRate and cookieSourceBurst bound the cookie replies to one source;
 	// cookieRate and cookieBurst those to all (a cookie reply costs a BLAKE2s, an
-	// XChaCha20-Poly1305 seal and a send: 20,000 a second are ≈ 10 % of a core).
+	// XChaCha20-Poly1305 seal and a send: BenchmarkCookieReply in BENCHMARKS.md).
 	cookieSourceRate  = 100
 	cookieSourceBurst = 100
 	cookieRate        = 20000

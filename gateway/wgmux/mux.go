@@ -66,7 +66,8 @@ const (
 	// last batch, so that its own goroutine reads its traffic without a copy; a device that has
 	// not come back for it after one to two times this long (its goroutine is stuck behind a
 	// full queue in wireguard-go, or not scheduled) loses it to the other devices. It bounds
-	// how long one device can hold up the others: wireguard-go handles a batch in tens of µs.
+	// how long one device can hold up the others; a device that keeps up is back far sooner
+	// (a whole round trip through a bind: BenchmarkReceiveLatency in BENCHMARKS.md).
 	reserveFor = 2 * time.Millisecond
 )
 
@@ -1185,7 +1186,7 @@ func (m *Mux) sendCookie(p []byte, ep conn.Endpoint) {
 }
 
 // handshakeWorker routes the initiations admission queued until g stops; the Mux runs
-// m.workers of them. Each initiation costs it one X25519 (≈ 62 µs here) and a route call;
+// m.workers of them. Each initiation costs it one X25519 (BenchmarkStatic) and a Route call;
 // admission already decided that it is worth it. The devices keep wireguard-go's own defences
 // (cookies of their own once 128 handshakes wait in one device, 20 initiations a second per
 // source then), which admission keeps from mattering: a device gets only what the Mux admitted.
