@@ -25,8 +25,12 @@ const generationVersion = 2
 // so it commits (or rolls back) with it, is the same for every connection and process, and is
 // durable.
 func (s *Store) Generation(ctx context.Context) (int64, error) {
+	return generation(ctx, s.db)
+}
+
+func generation(ctx context.Context, q querier) (int64, error) {
 	var g int64
-	if err := s.db.QueryRowContext(ctx, "SELECT value FROM generation WHERE id = 1").Scan(&g); err != nil {
+	if err := q.QueryRowContext(ctx, "SELECT value FROM generation WHERE id = 1").Scan(&g); err != nil {
 		return 0, fmt.Errorf("store: read generation: %w", err)
 	}
 	return g, nil

@@ -71,7 +71,11 @@ func (s *Store) SetPolicy(ctx context.Context, tenant, text string, rules int) e
 // Policies returns the policy text of every tenant that has one set, by tenant ID. A
 // tenant missing from the map has none, as if its text were "".
 func (s *Store) Policies(ctx context.Context) (map[int64]string, error) {
-	rows, err := s.db.QueryContext(ctx, "SELECT tenant_id, source FROM policies")
+	return policies(ctx, s.db)
+}
+
+func policies(ctx context.Context, q querier) (map[int64]string, error) {
+	rows, err := q.QueryContext(ctx, "SELECT tenant_id, source FROM policies")
 	if err != nil {
 		return nil, fmt.Errorf("store: read policies: %w", err)
 	}

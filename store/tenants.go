@@ -55,7 +55,11 @@ func (s *Store) Tenant(ctx context.Context, name string) (Tenant, error) {
 
 // ListTenants returns all tenants ordered by name.
 func (s *Store) ListTenants(ctx context.Context) ([]Tenant, error) {
-	rows, err := s.db.QueryContext(ctx, "SELECT id, name, created_at, split_tunnel, max_flows_per_peer, max_flows FROM tenants ORDER BY name")
+	return listTenants(ctx, s.db)
+}
+
+func listTenants(ctx context.Context, q querier) ([]Tenant, error) {
+	rows, err := q.QueryContext(ctx, "SELECT id, name, created_at, split_tunnel, max_flows_per_peer, max_flows FROM tenants ORDER BY name")
 	if err != nil {
 		return nil, fmt.Errorf("store: list tenants: %w", err)
 	}

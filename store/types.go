@@ -80,6 +80,20 @@ func (k Key) String() string { return base64.StdEncoding.EncodeToString(k[:]) }
 // IsZero reports whether k is all zeros.
 func (k Key) IsZero() bool { return k == Key{} }
 
+// MarshalText writes the base64 form (String), so that a Key in JSON is the string wg(8)
+// prints.
+func (k Key) MarshalText() ([]byte, error) { return []byte(k.String()), nil }
+
+// UnmarshalText reads what MarshalText wrote, as ParseKey does.
+func (k *Key) UnmarshalText(text []byte) error {
+	parsed, err := ParseKey(string(text))
+	if err != nil {
+		return err
+	}
+	*k = parsed
+	return nil
+}
+
 func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s

@@ -1,0 +1,47 @@
+package store
+
+import "context"
+
+// Snapshot is the desired network state as one read transaction saw it: what the controller
+// turns into the state every node applies.
+type Snapshot struct {
+	// Generation is the database's change counter at the time of the read (see Generation).
+	Generation int64
+	// Tenants ordered by name (as ListTenants).
+	Tenants []Tenant
+	// Peers ordered by tenant name, then name (as ListPeers with tenant "").
+	Peers []Peer
+	// Routes in ListRoutes' order.
+	Routes []Route
+	// Policies holds the policy text of every tenant that set one, by tenant ID (as
+	// Policies): a tenant missing from it has the default policy.
+	Policies map[int64]string
+}
+
+// Snapshot reads the tenants, peers, routes and policies with the generation they belong to,
+// in one read transaction: a change committed meanwhile is either wholly in it (and in its
+// Generation) or not at all.
+func (s *Store) Snapshot(ctx context.Context) (Snapshot, error) {
+	var snap Snapshot
+	err := s.read(ctx, func(q querier) error {
+		var err error
+		if snap.Generation, err = generation(ctx, q); err != nil {
+			return err
+		}
+		if snap.Tenants, err = listTenants(ctx, q); err != nil {
+			return err
+		}
+		if snap.Peers, err = listPeers(ctx, q, ""); err != nil {
+			return err
+		}
+		if snap.Routes, err = queryRoutes(ctx, q, ""); err != nil {
+			return err
+		}
+		snap.Policies, err = policies(ctx, q)
+		return err
+	})
+	if err != nil {
+		return Snapshot{}, err
+	}
+	return snap, nil
+}
