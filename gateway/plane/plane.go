@@ -1,0 +1,140 @@
+// Package plane is the contract between the controller and a node's data plane: the desired
+// state the controller publishes (Desired) and what a node reports back (Report).
+//
+// Both are plain values that survive a JSON round trip unchanged, so that a node in another
+// process or on another machine can receive one over the network and keep the last one in its
+// own database. A node checks every Desired it receives with Validate before it applies it.
+package plane
+
+import (
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/popgate/popgate/store"
+)
+
+// Format is the layout of Desired and Report this popgate writes and reads. A change that a
+// node of the previous layout would misread (a field whose meaning changes, one that must not
+// be ignored) takes a new Format; fields that an older node may ignore do not.
+const Format = 1
+
+// Desired is what a node's data plane must do: every tenant, its peers, routes and policy, as
+// the store held them at one generation.
+type Desired struct {
+	// Format is the layout: Format.
+	Format int `json:"format"`
+	// Generation is the store's change counter the state was read at (store.Generation): a
+	// later Desired has a higher one. Re-applying a Desired of the same generation changes
+	// nothing but what depends on the clock (peer expiry).
+	Generation int64 `json:"generation"`
+	// Overlay is the installation's addressing, fixed for its life.
+	Overlay Overlay `json:"overlay"`
+	// Tenants in any order; IDs and names are unique.
+	Tenants []Tenant `json:"tenants"`
+	// Peers of every tenant, grouped by tenant (a node may rely on it for speed, not for
+	// correctness). Public keys and overlay addresses are unique across tenants.
+	Peers []Peer `json:"peers"`
+	// Routes of every tenant.
+	Routes []Route `json:"routes"`
+
+	// Many nodes add here: the regions (name, endpoint, and the private key of the node's own
+	// region only), the nodes (name, roles, region, backbone key and endpoint) and the exits
+	// a route may name, each with the generation it changed at so that revocations can go
+	// first.
+}
+
+// Overlay is the installation's overlay addressing: every peer's addresses lie in V4 and V6,
+// and Gateway4 and Gateway6 are the node's own (in-tunnel DNS and services).
+type Overlay struct {
+	V4       netip.Prefix `json:"v4"`
+	V6       netip.Prefix `json:"v6"`
+	Gateway4 netip.Addr   `json:"gateway4"`
+	Gateway6 netip.Addr   `json:"gateway6"`
+}
+
+// The node's flow bounds, for tenants that set none of their own (Tenant.MaxFlowsPerPeer 0):
+// per peer like a carrier-grade NAT's port block per subscriber (a busy desktop holds a few
+// hundred flows, so 4,096 is ten times that), per tenant a quarter of the userspace exit's
+// 65,536 (netstack.DefaultMaxFlows), so that no one tenant takes more than a quarter of
+// the node. They bound exit flows and the firewall's tracked connections alike.
+const (
+	DefaultMaxFlowsPerPeer   = 4096
+	DefaultMaxFlowsPerTenant = 16384
+)
+
+// Tenant is one tenant's settings.
+type Tenant struct {
+	ID   int64  `json:"id"`
+	Name string `json:"name"`
+	// SplitTunnel: the tenant's client configs route only its routes and the overlay (the
+	// data plane routes the same either way).
+	SplitTunnel bool `json:"split_tunnel,omitempty"`
+	// Policy is the tenant's policy text (firewall.Parse); "": the default policy,
+	// DefaultPolicy(Overlay). The node compiles it against the tenant's peers and sites.
+	Policy string `json:"policy,omitempty"`
+	// MaxFlowsPerPeer and MaxFlows bound the flows of one peer and of the whole tenant;
+	// 0: DefaultMaxFlowsPerPeer, DefaultMaxFlowsPerTenant (see FlowLimits).
+	MaxFlowsPerPeer int `json:"max_flows_per_peer,omitempty"`
+	MaxFlows        int `json:"max_flows,omitempty"`
+}
+
+// FlowLimits returns the tenant's bounds in force on the flows of one peer and of the tenant.
+func (t Tenant) FlowLimits() (perPeer, total int) {
+	perPeer, total = t.MaxFlowsPerPeer, t.MaxFlows
+	if perPeer == 0 {
+		perPeer = DefaultMaxFlowsPerPeer
+	}
+	if total == 0 {
+		total = DefaultMaxFlowsPerTenant
+	}
+	return perPeer, total
+}
+
+// Peer is one client device or site connector.
+type Peer struct {
+	ID        int64      `json:"id"`
+	Tenant    int64      `json:"tenant"` // Tenant.ID
+	Name      string     `json:"name"`
+	PublicKey store.Key  `json:"public_key"`
+	IPv4      netip.Addr `json:"ipv4"`
+	IPv6      netip.Addr `json:"ipv6"`
+	Enabled   bool       `json:"enabled,omitempty"`
+	// ExpiresAt is when the peer stops being served, as if disabled; zero: never. The node
+	// decides with its own clock.
+	ExpiresAt time.Time `json:"expires_at,omitzero"`
+	Groups    []string  `json:"groups,omitempty"`
+	// Site and SitePrefixes make the peer the connector of a site: traffic for the prefixes
+	// goes to it, traffic from them enters through it.
+	Site         string         `json:"site,omitempty"`
+	SitePrefixes []netip.Prefix `json:"site_prefixes,omitempty"`
+}
+
+// Served reports whether p is to be served at now: enabled and not expired.
+func (p *Peer) Served(now time.Time) bool {
+	return p.Enabled && (p.ExpiresAt.IsZero() || now.Before(p.ExpiresAt))
+}
+
+// Route sends a tenant's traffic for Prefix through Via: ViaInternet, or "site:" and the
+// name of one of the tenant's sites (while no enabled peer connects the site, its traffic
+// is dropped).
+type Route struct {
+	Tenant int64        `json:"tenant"` // Tenant.ID
+	Prefix netip.Prefix `json:"prefix"`
+	Via    string       `json:"via"`
+}
+
+// ViaInternet is the Route.Via of the node's own internet exit.
+const ViaInternet = store.ViaInternet
+
+// DefaultPolicy is the policy of a tenant that never set one: peers reach whatever the tenant
+// routes (the internet, its sites), not each other, and nothing reaches them unasked.
+func DefaultPolicy(ov Overlay) string {
+	return fmt.Sprintf(`# The default policy of a tenant: its peers reach what the tenant routes (the
+# internet, its sites) but not each other, and nothing reaches them unasked.
+# Replace it with 'popgate policy set --tenant NAME FILE'.
+default deny
+deny any -> %s, %s
+allow any -> any
+`, ov.V4, ov.V6)
+}

@@ -1,0 +1,179 @@
+package plane
+
+import (
+	"encoding/json"
+	"errors"
+	"net/netip"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/popgate/popgate/store"
+)
+
+func key(b byte) store.Key {
+	var k store.Key
+	for i := range k {
+		k[i] = b
+	}
+	return k
+}
+
+// testDesired is a valid Desired with a bit of everything: two tenants, a plain peer, a
+// disabled one with groups and an expiry, a site connector, routes to the internet and a site.
+func testDesired() *Desired {
+	return &Desired{
+		Format:     Format,
+		Generation: 42,
+		Overlay: Overlay{
+			V4: netip.MustParsePrefix("100.64.0.0/10"), V6: netip.MustParsePrefix("fd12:3456:789a::/48"),
+			Gateway4: netip.MustParseAddr("100.64.0.1"), Gateway6: netip.MustParseAddr("fd12:3456:789a::1"),
+		},
+		Tenants: []Tenant{
+			{ID: 1, Name: "acme", Policy: "default deny\nallow group:eng -> site:office\n", MaxFlowsPerPeer: 16},
+			{ID: 2, Name: "bravo", SplitTunnel: true},
+		},
+		Peers: []Peer{
+			{ID: 10, Tenant: 1, Name: "laptop", PublicKey: key(1), Enabled: true,
+				IPv4: netip.MustParseAddr("100.64.0.2"), IPv6: netip.MustParseAddr("fd12:3456:789a::6440:2")},
+			{ID: 11, Tenant: 1, Name: "phone", PublicKey: key(2),
+				IPv4: netip.MustParseAddr("100.64.0.3"), IPv6: netip.MustParseAddr("fd12:3456:789a::6440:3"),
+				ExpiresAt: time.Date(2027, 3, 31, 0, 0, 0, 0, time.UTC), Groups: []string{"eng", "mobile"}},
+			{ID: 12, Tenant: 1, Name: "router", PublicKey: key(3), Enabled: true,
+				IPv4: netip.MustParseAddr("100.64.0.4"), IPv6: netip.MustParseAddr("fd12:3456:789a::6440:4"),
+				Site: "office", SitePrefixes: []netip.Prefix{netip.MustParsePrefix("10.10.0.0/24"), netip.MustParsePrefix("fd00:10::/64")}},
+			{ID: 20, Tenant: 2, Name: "laptop", PublicKey: key(4), Enabled: true,
+				IPv4: netip.MustParseAddr("100.64.0.5"), IPv6: netip.MustParseAddr("fd12:3456:789a::6440:5")},
+		},
+		Routes: []Route{
+			{Tenant: 1, Prefix: netip.MustParsePrefix("10.10.0.0/24"), Via: "site:office"},
+			{Tenant: 1, Prefix: netip.MustParsePrefix("0.0.0.0/0"), Via: ViaInternet},
+			{Tenant: 2, Prefix: netip.MustParsePrefix("::/0"), Via: ViaInternet},
+		},
+	}
+}
+
+// TestDesiredJSON: a Desired survives a JSON round trip unchanged, keys as wg(8) prints them.
+func TestDesiredJSON(t *testing.T) {
+	d := testDesired()
+	b, err := json.Marshal(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `"public_key":"`+key(1).String()+`"`) {
+		t.Errorf("the JSON does not carry keys in base64: %s", b)
+	}
+	var back Desired
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(&back, d) {
+		t.Errorf("round trip:\n%+v\nwant\n%+v", back, *d)
+	}
+	if err := back.Validate(); err != nil {
+		t.Errorf("the round-tripped state does not validate: %v", err)
+	}
+	if err := json.Unmarshal([]byte(`{"peers":[{"public_key":"short"}]}`), &back); err == nil {
+		t.Error("a malformed key was accepted")
+	}
+}
+
+// TestReportJSON: a Report survives a JSON round trip unchanged.
+func TestReportJSON(t *testing.T) {
+	r := Report{
+		Format: Format, Generation: 41, ApplyError: "tenant acme: configure device: EMFILE", Failed: 42,
+		Node: NodeStatus{Name: "pop-1", Version: "1.0", Region: "fra", StartedAt: time.Date(2026, 12, 1, 8, 0, 0, 0, time.UTC),
+			Interface: "popgate0", ListenPort: 51820, MTU: 1420, ExitMode: "userspace", Drops: map[string]uint64{"no_peer": 3},
+			ExitSockets: 2, ExitSocketBudget: 1000},
+		Peers: []PeerState{{PublicKey: key(1), Online: true, Endpoint: "192.0.2.1:4000",
+			LastHandshake: time.Date(2026, 12, 1, 9, 0, 0, 5, time.UTC), RxBytes: 1, TxBytes: 2, RxPackets: 3, TxPackets: 4}},
+		Tenants: []TenantState{{ID: 1, Flows: 5, ExitTCP: 1, ExitUDP: 2, ExitICMP: 3,
+			Drops: map[string]uint64{"from_peer.policy": 1}, Evicted: map[string]uint64{"conntrack": 1},
+			Rules: []RuleStat{{Line: 1, Rule: "default deny", Hits: 9}}}},
+	}
+	b, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back Report
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(back, r) {
+		t.Errorf("round trip:\n%+v\nwant\n%+v", back, r)
+	}
+}
+
+func TestDesiredValidate(t *testing.T) {
+	if err := testDesired().Validate(); err != nil {
+		t.Fatalf("a valid state: %v", err)
+	}
+	for _, tc := range []struct {
+		name   string
+		change func(d *Desired)
+		want   string
+	}{
+		{"another format", func(d *Desired) { d.Format = 2 }, "format 2, this node reads format 1"},
+		{"no overlay", func(d *Desired) { d.Overlay = Overlay{} }, "overlay IPv4 prefix invalid Prefix is not"},
+		{"swapped overlay", func(d *Desired) { d.Overlay.V4, d.Overlay.V6 = d.Overlay.V6, d.Overlay.V4 }, "is not a masked IPv4 prefix"},
+		{"gateway outside", func(d *Desired) { d.Overlay.Gateway4 = netip.MustParseAddr("10.0.0.1") }, "gateway address 10.0.0.1 is not a host of the overlay 100.64.0.0/10"},
+		{"tenant id 0", func(d *Desired) { d.Tenants[1].ID = 0 }, `tenant "bravo": id 0 is not a unique positive number`},
+		{"tenant id twice", func(d *Desired) { d.Tenants[1].ID = 1 }, `tenant "bravo": id 1 is not a unique`},
+		{"tenant name twice", func(d *Desired) { d.Tenants[1].Name = "acme" }, `tenant "acme" is there twice`},
+		{"tenant name", func(d *Desired) { d.Tenants[1].Name = "Bravo\n" }, `tenant 2: tenant name "Bravo\n" is invalid`},
+		{"flow bound", func(d *Desired) { d.Tenants[0].MaxFlows = -1 }, `tenant "acme": flow bounds 16 per peer, -1 in all`},
+		{"peer id twice", func(d *Desired) { d.Peers[1].ID = 10 }, `peer "phone" (id 10) of tenant 1: the id is not a unique`},
+		{"peer of no tenant", func(d *Desired) { d.Peers[3].Tenant = 3 }, `peer "laptop" (id 20) of tenant 3: there is no such tenant`},
+		{"peer name twice", func(d *Desired) { d.Peers[1].Name = "laptop" }, `peer "laptop" (id 11) of tenant 1: the tenant has two peers of this name`},
+		{"peer name", func(d *Desired) { d.Peers[0].Name = "a\x00b" }, `peer name "a\x00b" is invalid`},
+		{"zero key", func(d *Desired) { d.Peers[0].PublicKey = store.Key{} }, "public key AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA= is zero"},
+		{"key twice", func(d *Desired) { d.Peers[3].PublicKey = key(1) }, "is zero or another peer's too"},
+		{"address outside", func(d *Desired) { d.Peers[0].IPv4 = netip.MustParseAddr("10.0.0.2") }, "IPv4 address 10.0.0.2 is not a free address of the overlay 100.64.0.0/10"},
+		{"gateway's address", func(d *Desired) { d.Peers[0].IPv4 = d.Overlay.Gateway4 }, "IPv4 address 100.64.0.1 is not a free"},
+		{"address twice", func(d *Desired) { d.Peers[3].IPv6 = d.Peers[0].IPv6 }, "IPv6 address fd12:3456:789a::6440:2 is not a free"},
+		{"IPv6 in the IPv4 field", func(d *Desired) { d.Peers[0].IPv4 = d.Peers[0].IPv6 }, "IPv4 address fd12:3456:789a::6440:2 is not"},
+		{"group", func(d *Desired) { d.Peers[1].Groups = []string{"-x"} }, `group name "-x" is invalid`},
+		{"site without prefixes", func(d *Desired) { d.Peers[2].SitePrefixes = nil }, `a site needs its prefixes and prefixes need a site (site "office", 0 prefixes)`},
+		{"prefixes without site", func(d *Desired) { d.Peers[0].SitePrefixes = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")} }, `(site "", 1 prefixes)`},
+		{"site twice", func(d *Desired) { d.Peers[0].Site, d.Peers[0].SitePrefixes = "office", d.Peers[2].SitePrefixes }, `the tenant has two connectors of site "office"`},
+		{"unmasked site prefix", func(d *Desired) { d.Peers[2].SitePrefixes[0] = netip.MustParsePrefix("10.10.0.1/24") }, "site prefix 10.10.0.1/24: has host bits set (10.10.0.0/24)"},
+		{"route of no tenant", func(d *Desired) { d.Routes[0].Tenant = 9 }, "route 10.10.0.0/24 of tenant 9: there is no such tenant"},
+		{"route twice", func(d *Desired) { d.Routes[1].Prefix = d.Routes[0].Prefix }, "the tenant has two routes for the prefix"},
+		{"route via", func(d *Desired) { d.Routes[1].Via = "exit:x1" }, `via "exit:x1" is neither "internet" nor site:NAME`},
+		{"route to a bad site", func(d *Desired) { d.Routes[0].Via = "site:" }, `site name "" is invalid`},
+		{"route prefix", func(d *Desired) { d.Routes[2].Prefix = netip.Prefix{} }, "not a valid prefix"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := testDesired()
+			tc.change(d)
+			err := d.Validate()
+			if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Validate = %v, want ErrInvalid with %q", err, tc.want)
+			}
+		})
+	}
+	var nilDesired *Desired
+	if err := nilDesired.Validate(); !errors.Is(err, ErrInvalid) {
+		t.Errorf("nil: %v", err)
+	}
+}
+
+func TestPeerServed(t *testing.T) {
+	at := time.Date(2027, 3, 31, 0, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		p    Peer
+		now  time.Time
+		want bool
+	}{
+		{Peer{Enabled: true}, at, true},
+		{Peer{Enabled: false}, at, false},
+		{Peer{Enabled: true, ExpiresAt: at}, at.Add(-time.Nanosecond), true},
+		{Peer{Enabled: true, ExpiresAt: at}, at, false},
+		{Peer{Enabled: false, ExpiresAt: at}, at.Add(-time.Hour), false},
+	} {
+		if got := tc.p.Served(tc.now); got != tc.want {
+			t.Errorf("%+v at %v: Served = %v", tc.p, tc.now, got)
+		}
+	}
+}

@@ -1,0 +1,97 @@
+package plane
+
+import (
+	"time"
+
+	"github.com/popgate/popgate/store"
+)
+
+// Report is what a node tells the controller about itself: which desired state it serves,
+// and its live state and counters. Counters count from the node's start.
+type Report struct {
+	// Format is the layout: Format.
+	Format int `json:"format"`
+	// Generation is that of the last Desired the node applied in full; 0 before the first.
+	Generation int64 `json:"generation"`
+	// ApplyError says why the node could not apply the last Desired it was given (of
+	// generation Failed), "" when it applied it. The node then serves what it applied
+	// before, or part of the new state; it tries again with the next Desired.
+	ApplyError string     `json:"apply_error,omitempty"`
+	Failed     int64      `json:"failed,omitempty"`
+	Node       NodeStatus `json:"node"`
+	// Peers holds the peers the node has something to report of: those served now with
+	// packets counted or a session, and those it trimmed from their device recently. A
+	// peer missing here has neither.
+	Peers []PeerState `json:"peers,omitempty"`
+	// Tenants holds the counters of the tenants the node serves.
+	Tenants []TenantState `json:"tenants,omitempty"`
+}
+
+// NodeStatus is what a node is and how it runs.
+type NodeStatus struct {
+	Name      string    `json:"name"`
+	Version   string    `json:"version"`
+	Region    string    `json:"region"`
+	StartedAt time.Time `json:"started_at"`
+	// Interface names the WireGuard device (wg show INTERFACE); UAPISocket is its socket, ""
+	// when wg show is unavailable.
+	Interface  string `json:"interface"`
+	UAPISocket string `json:"uapi_socket,omitempty"`
+	ListenPort int    `json:"listen_port"`
+	MTU        int    `json:"mtu"`
+	// ExitMode is the exit in use: userspace or kernel.
+	ExitMode string `json:"exit_mode"`
+	// Drops counts packets towards peers that found no peer, by reason.
+	Drops map[string]uint64 `json:"drops,omitempty"`
+	// ExitSockets are the host sockets the userspace exit's flows hold now, at most
+	// ExitSocketBudget (the open files limit less a reserve).
+	ExitSockets      int `json:"exit_sockets"`
+	ExitSocketBudget int `json:"exit_socket_budget"`
+}
+
+// PeerState is one peer's live state on the node.
+type PeerState struct {
+	PublicKey store.Key `json:"public_key"`
+	// Online: the peer completed a handshake within the last 3 minutes (a session lives
+	// at most that long).
+	Online        bool      `json:"online,omitempty"`
+	Endpoint      string    `json:"endpoint,omitempty"`
+	LastHandshake time.Time `json:"last_handshake,omitzero"`
+	// RxBytes and TxBytes count WireGuard datagram bytes, from the device.
+	RxBytes uint64 `json:"rx_bytes,omitempty"`
+	TxBytes uint64 `json:"tx_bytes,omitempty"`
+	// RxPackets and TxPackets count the IP packets the packet path passed from and to the
+	// peer (policy drops excluded).
+	RxPackets uint64 `json:"rx_packets,omitempty"`
+	TxPackets uint64 `json:"tx_packets,omitempty"`
+}
+
+// TenantState holds one tenant's counters on the node.
+type TenantState struct {
+	ID int64 `json:"id"` // Tenant.ID
+	// Flows is the connections the tenant's firewall tracks now.
+	Flows int64 `json:"flows"`
+	// ExitTCP, ExitUDP and ExitICMP are the tenant's flows through the userspace exit now
+	// (echo requests waiting for a reply for ICMP).
+	ExitTCP  int `json:"exit_tcp"`
+	ExitUDP  int `json:"exit_udp"`
+	ExitICMP int `json:"exit_icmp"`
+	// Drops by reason: the packet path's, the exit's refusals at a bound
+	// (flow_limit_peer, flow_limit_tenant, flow_limit_node, fd_budget), and the firewall's
+	// as "<direction>.<reason>".
+	Drops map[string]uint64 `json:"drops,omitempty"`
+	// Evicted counts the tenant's flows that never got a reply, closed early to make room
+	// for a new flow: in the exit by the bound that needed room, in the firewall's table as
+	// "conntrack".
+	Evicted map[string]uint64 `json:"evicted,omitempty"`
+	// Rules are the hit counters of the tenant's policy: its rules in order, then the
+	// default.
+	Rules []RuleStat `json:"rules,omitempty"`
+}
+
+// RuleStat is one policy rule and how many new flows it decided (firewall.RuleStat).
+type RuleStat struct {
+	Line int    `json:"line"`
+	Rule string `json:"rule"`
+	Hits uint64 `json:"hits"`
+}

@@ -1,0 +1,175 @@
+package plane
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"github.com/popgate/popgate/store"
+)
+
+// ErrInvalid is wrapped by every error of Validate.
+var ErrInvalid = errors.New("invalid desired state")
+
+// Validate checks what a node relies on before it applies d: the layout is Format; the
+// overlay is one IPv4 and one IPv6 prefix holding the gateway addresses; IDs, tenant names,
+// peer names within a tenant, site names within a tenant, public keys and overlay addresses
+// are unique; every peer and route belongs to a tenant of d; names follow the store's rules;
+// addresses lie in the overlay; prefixes are masked; a route goes to the internet or to a
+// site; flow bounds lie in 0 to store.MaxFlowLimit. The store keeps all of this already:
+// Validate is for a Desired that crossed a network or a file. The error, wrapping
+// ErrInvalid, names the first problem and where it is.
+func (d *Desired) Validate() error {
+	if d == nil {
+		return invalid("no desired state (nil)")
+	}
+	if d.Format != Format {
+		return invalid("format %d, this node reads format %d: run the same popgate version on the node and the controller", d.Format, Format)
+	}
+	if d.Generation < 0 {
+		return invalid("generation %d is negative", d.Generation)
+	}
+	if err := d.Overlay.validate(); err != nil {
+		return err
+	}
+	tenants := make(map[int64]bool, len(d.Tenants))
+	tenantNames := make(map[string]bool, len(d.Tenants))
+	for i := range d.Tenants {
+		t := &d.Tenants[i]
+		if t.ID <= 0 || tenants[t.ID] {
+			return invalid("tenant %q: id %d is not a unique positive number", t.Name, t.ID)
+		}
+		if err := store.ValidateTenantName(t.Name); err != nil {
+			return invalid("tenant %d: %v", t.ID, err)
+		}
+		if tenantNames[t.Name] {
+			return invalid("tenant %q is there twice", t.Name)
+		}
+		if !inRange(t.MaxFlowsPerPeer) || !inRange(t.MaxFlows) {
+			return invalid("tenant %q: flow bounds %d per peer, %d in all: use 0 (the default) to %d", t.Name, t.MaxFlowsPerPeer, t.MaxFlows, store.MaxFlowLimit)
+		}
+		tenants[t.ID], tenantNames[t.Name] = true, true
+	}
+
+	type named struct {
+		tenant int64
+		name   string
+	}
+	ids := make(map[int64]bool, len(d.Peers))
+	keys := make(map[store.Key]bool, len(d.Peers))
+	addrs := make(map[netip.Addr]bool, 2*len(d.Peers))
+	names := make(map[named]bool, len(d.Peers))
+	sites := map[named]bool{}
+	for i := range d.Peers {
+		p := &d.Peers[i]
+		at := fmt.Sprintf("peer %q (id %d) of tenant %d", p.Name, p.ID, p.Tenant)
+		switch {
+		case p.ID <= 0 || ids[p.ID]:
+			return invalid("%s: the id is not a unique positive number", at)
+		case !tenants[p.Tenant]:
+			return invalid("%s: there is no such tenant", at)
+		case names[named{p.Tenant, p.Name}]:
+			return invalid("%s: the tenant has two peers of this name", at)
+		case p.PublicKey.IsZero() || keys[p.PublicKey]:
+			return invalid("%s: public key %s is zero or another peer's too", at, p.PublicKey)
+		case !p.IPv4.Is4() || !d.Overlay.V4.Contains(p.IPv4) || p.IPv4 == d.Overlay.Gateway4 || addrs[p.IPv4]:
+			return invalid("%s: IPv4 address %s is not a free address of the overlay %s", at, p.IPv4, d.Overlay.V4)
+		case !p.IPv6.Is6() || !d.Overlay.V6.Contains(p.IPv6) || p.IPv6 == d.Overlay.Gateway6 || addrs[p.IPv6]:
+			return invalid("%s: IPv6 address %s is not a free address of the overlay %s", at, p.IPv6, d.Overlay.V6)
+		case len(p.Groups) > store.MaxPeerGroups:
+			return invalid("%s: %d groups, at most %d", at, len(p.Groups), store.MaxPeerGroups)
+		case (p.Site == "") != (len(p.SitePrefixes) == 0):
+			return invalid("%s: a site needs its prefixes and prefixes need a site (site %q, %d prefixes)", at, p.Site, len(p.SitePrefixes))
+		case len(p.SitePrefixes) > store.MaxSitePrefixes:
+			return invalid("%s: %d site prefixes, at most %d", at, len(p.SitePrefixes), store.MaxSitePrefixes)
+		}
+		if err := store.ValidatePeerName(p.Name); err != nil {
+			return invalid("%s: %v", at, err)
+		}
+		for _, g := range p.Groups {
+			if err := store.ValidateGroupName(g); err != nil {
+				return invalid("%s: %v", at, err)
+			}
+		}
+		if p.Site != "" {
+			if err := store.ValidateSiteName(p.Site); err != nil {
+				return invalid("%s: %v", at, err)
+			}
+			if sites[named{p.Tenant, p.Site}] {
+				return invalid("%s: the tenant has two connectors of site %q", at, p.Site)
+			}
+			sites[named{p.Tenant, p.Site}] = true
+		}
+		for _, pf := range p.SitePrefixes {
+			if err := checkPrefix(pf); err != nil {
+				return invalid("%s: site prefix %s: %v", at, pf, err)
+			}
+		}
+		ids[p.ID], keys[p.PublicKey], names[named{p.Tenant, p.Name}] = true, true, true
+		addrs[p.IPv4], addrs[p.IPv6] = true, true
+	}
+
+	type routeKey struct {
+		tenant int64
+		prefix netip.Prefix
+	}
+	routes := make(map[routeKey]bool, len(d.Routes))
+	for _, r := range d.Routes {
+		at := fmt.Sprintf("route %s of tenant %d", r.Prefix, r.Tenant)
+		if !tenants[r.Tenant] {
+			return invalid("%s: there is no such tenant", at)
+		}
+		if err := checkPrefix(r.Prefix); err != nil {
+			return invalid("%s: %v", at, err)
+		}
+		if routes[routeKey{r.Tenant, r.Prefix}] {
+			return invalid("%s: the tenant has two routes for the prefix", at)
+		}
+		routes[routeKey{r.Tenant, r.Prefix}] = true
+		if r.Via == ViaInternet {
+			continue
+		}
+		site, ok := strings.CutPrefix(r.Via, "site:")
+		if !ok {
+			return invalid("%s: via %q is neither %q nor site:NAME", at, r.Via, ViaInternet)
+		}
+		if err := store.ValidateSiteName(site); err != nil {
+			return invalid("%s: %v", at, err)
+		}
+	}
+	return nil
+}
+
+func (ov Overlay) validate() error {
+	switch {
+	case !ov.V4.IsValid() || !ov.V4.Addr().Is4() || ov.V4 != ov.V4.Masked() || ov.V4.Bits() > 30:
+		return invalid("overlay IPv4 prefix %s is not a masked IPv4 prefix of at most /30", ov.V4)
+	case !ov.V6.IsValid() || !ov.V6.Addr().Is6() || ov.V6.Addr().Is4In6() || ov.V6 != ov.V6.Masked() || ov.V6.Bits() > 126:
+		return invalid("overlay IPv6 prefix %s is not a masked IPv6 prefix of at most /126", ov.V6)
+	case !ov.V4.Contains(ov.Gateway4) || ov.Gateway4 == ov.V4.Addr():
+		return invalid("gateway address %s is not a host of the overlay %s", ov.Gateway4, ov.V4)
+	case !ov.V6.Contains(ov.Gateway6) || ov.Gateway6 == ov.V6.Addr():
+		return invalid("gateway address %s is not a host of the overlay %s", ov.Gateway6, ov.V6)
+	}
+	return nil
+}
+
+// checkPrefix refuses an invalid or unmasked prefix and an IPv4-mapped IPv6 one.
+func checkPrefix(p netip.Prefix) error {
+	switch {
+	case !p.IsValid():
+		return errors.New("not a valid prefix")
+	case p != p.Masked():
+		return fmt.Errorf("has host bits set (%s)", p.Masked())
+	case p.Addr().Is4In6():
+		return errors.New("an IPv4-mapped IPv6 prefix")
+	}
+	return nil
+}
+
+func inRange(bound int) bool { return bound >= 0 && bound <= store.MaxFlowLimit }
+
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrInvalid}, args...)...)
+}
