@@ -1,44 +1,19 @@
-// Package gateway wires a popgate node together: the WireGuard device, the packet path, the
-// userspace exit, and the reconcile of desired state from the store into the device.
+// Package gateway is a node's data plane: the WireGuard devices, the packet path, the exits,
+// and Apply, which makes them match a desired state (gateway/plane).
 package gateway
 
 import (
-	"errors"
 	"fmt"
-	"net"
 	"net/netip"
-	"strconv"
-	"strings"
 	"time"
 
 	"golang.zx2c4.com/wireguard/conn"
 
 	"github.com/popgate/popgate/firewall"
+	"github.com/popgate/popgate/gateway/plane"
 	"github.com/popgate/popgate/netstack"
 	"github.com/popgate/popgate/store"
 )
-
-// The node's flow bounds, for tenants that set none of their own (store.Tenant.MaxFlows…):
-// per peer like a carrier-grade NAT's port block per subscriber (a busy desktop holds a few
-// hundred flows, so 4,096 is ten times that), per tenant a quarter of the userspace exit's
-// 65,536 (netstack.DefaultMaxFlows), so that no one tenant takes more than a quarter of
-// the node. They bound exit flows and the firewall's tracked connections alike.
-const (
-	DefaultMaxFlowsPerPeer   = 4096
-	DefaultMaxFlowsPerTenant = 16384
-)
-
-// flowLimits returns tenant t's bounds on the flows of one peer and of the tenant.
-func flowLimits(t store.Tenant) (perPeer, total int) {
-	perPeer, total = t.MaxFlowsPerPeer, t.MaxFlows
-	if perPeer == 0 {
-		perPeer = DefaultMaxFlowsPerPeer
-	}
-	if total == 0 {
-		total = DefaultMaxFlowsPerTenant
-	}
-	return perPeer, total
-}
 
 // Exit modes.
 const (
@@ -60,17 +35,18 @@ const (
 // Config configures a node. The zero value of each field selects the documented default;
 // call Validate (New does) before use.
 type Config struct {
-	// DataDir holds the database, the key file and the control socket. Required.
-	DataDir string
+	// PrivateKey is the node's WireGuard private key (store.NodePrivateKey). Required.
+	PrivateKey store.Key
+	// Overlay is the installation's overlay addressing (the store's OverlayPrefixes and
+	// GatewayAddrs), fixed for the node's life: the exits are built for it, and Apply
+	// refuses a desired state for another. Required.
+	Overlay plane.Overlay
 	// Interface names the WireGuard device (UAPI socket /var/run/wireguard/<Interface>.sock).
 	// Default "popgate0".
 	Interface string
 	// ListenPort is the UDP port of the access device. Default 51820.
 	ListenPort int
-	// PublicEndpoint is the host:port written into client configs. Default: the first
-	// non-loopback address of the host and ListenPort.
-	PublicEndpoint string
-	// MTU of the tunnel, written into client configs. Default 1420.
+	// MTU of the tunnel. Default 1420.
 	MTU int
 	// ExitMode is auto, userspace or kernel. Default auto.
 	ExitMode string
@@ -95,13 +71,21 @@ type Config struct {
 	// sweepEvery, trimEvery and peerIdle pace the housekeeping: flow expiry, and removing peers
 	// from their device after peerIdle without a handshake. Tests shorten them.
 	sweepEvery, trimEvery, peerIdle time.Duration
+	// clock is the time peers' expiry is judged by. Default time.Now.
+	clock func() time.Time
+}
+
+func (c *Config) now() time.Time {
+	if c.clock == nil {
+		return time.Now()
+	}
+	return c.clock()
 }
 
 // Validate fills defaults and rejects bad values with a message naming the field and the fix.
+// It checks the settings an operator gives; New also checks PrivateKey and Overlay, which
+// come from the store.
 func (c *Config) Validate() error {
-	if c.DataDir == "" {
-		return errors.New("data dir is empty: set --data-dir (or POPGATE_DATA_DIR) to a writable directory")
-	}
 	if c.Interface == "" {
 		c.Interface = DefaultInterface
 	}
@@ -140,27 +124,6 @@ func (c *Config) Validate() error {
 		// A session lives at most 3 minutes (REJECT_AFTER_TIME) and an active peer re-keys
 		// every 2: a peer without a handshake for 5 minutes has no session left.
 		c.peerIdle = 5 * time.Minute
-	}
-	if c.PublicEndpoint != "" {
-		if err := validateEndpoint(c.PublicEndpoint); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// validateEndpoint checks a host:port written into client configs.
-func validateEndpoint(ep string) error {
-	host, port, err := net.SplitHostPort(ep)
-	if err != nil || host == "" {
-		return fmt.Errorf("public endpoint %q is not host:port: use e.g. vpn.example.com:51820 or 203.0.113.7:51820 ([v6]:port for IPv6)", ep)
-	}
-	p, err := strconv.Atoi(port)
-	if err != nil || p < 1 || p > 65535 {
-		return fmt.Errorf("public endpoint %q has a bad port: use 1-65535", ep)
-	}
-	if strings.ContainsAny(host, " /\\,=\"'") {
-		return fmt.Errorf("public endpoint %q has a bad host: use a DNS name or an IP address", ep)
 	}
 	return nil
 }

@@ -14,7 +14,7 @@ import (
 
 	"github.com/popgate/popgate/firewall"
 	"github.com/popgate/popgate/gateway/internal/readturn"
-	"github.com/popgate/popgate/store"
+	"github.com/popgate/popgate/gateway/plane"
 )
 
 // Peers of the tests of the way back from an exit: tenants 1 and 2 have a device, tenant 3
@@ -32,7 +32,7 @@ var (
 // newExitTestPath returns the packet path of tenants 1 to 3 with devices for 1 and 2.
 func newExitTestPath(t testing.TB, policy string) *testPath {
 	t.Helper()
-	return newTestPath(t, []store.Peer{exA1, exA2, exAOff, exB1, exC1}, policy, 3, []int64{1, 2})
+	return newTestPath(t, []plane.Peer{exA1, exA2, exAOff, exB1, exC1}, policy, 3, []int64{1, 2})
 }
 
 // dropsText lists the non-zero counts of drops: "malformed=1 no_route=2", "" for none.
@@ -58,7 +58,7 @@ func TestFromExit(t *testing.T) {
 		pkt    []byte   // from the exit, at offset 16
 		to     int64    // the tenant whose device gets it; 0: dropped
 		drops  string   // dropsText of the exit's drops afterwards
-		tx     *store.Peer
+		tx     *plane.Peer
 	}{
 		{name: "malformed", pkt: []byte{16: 0x45, 0, 0}, drops: "malformed=1"},
 		{name: "empty", pkt: make([]byte, 16), drops: "malformed=1"},
@@ -71,8 +71,8 @@ func TestFromExit(t *testing.T) {
 		{name: "to another tenant's peer", pkt: ipv4Packet(exNet4, exB1.IPv4), to: 2, tx: &exB1},
 		// The firewall counts what it refuses; the exit's drops do not.
 		{name: "refused by the policy", policy: "default deny\n", pkt: ipv4Packet(exNet4, exA1.IPv4)},
-		{name: "from the node's services, v4", policy: "default deny\n", pkt: ipv4Packet(testOverlay.gw4, exA1.IPv4), to: 1, tx: &exA1},
-		{name: "from the node's services, v6", policy: "default deny\n", pkt: ipv6Packet(testOverlay.gw6, exA1.IPv6), to: 1, tx: &exA1},
+		{name: "from the node's services, v4", policy: "default deny\n", pkt: ipv4Packet(testOverlay.Gateway4, exA1.IPv4), to: 1, tx: &exA1},
+		{name: "from the node's services, v6", policy: "default deny\n", pkt: ipv6Packet(testOverlay.Gateway6, exA1.IPv6), to: 1, tx: &exA1},
 		{name: "reply of a flow the peer opened", policy: outboundOnly, opened: [][]byte{ipv4Packet(exA1.IPv4, exNet4)},
 			pkt: ipv4Packet(exNet4, exA1.IPv4), to: 1, tx: &exA1},
 		{name: "reply of a flow another peer opened", policy: outboundOnly, opened: [][]byte{ipv4Packet(exA2.IPv4, exNet4)},
@@ -101,7 +101,7 @@ func TestFromExit(t *testing.T) {
 			if got := dropsText(&drops); got != tc.drops {
 				t.Errorf("drops %q, want %q", got, tc.drops)
 			}
-			for _, p := range []store.Peer{exA1, exA2, exB1} {
+			for _, p := range []plane.Peer{exA1, exA2, exB1} {
 				e := snap.byAddr[p.IPv4]
 				want := uint64(0)
 				if tc.tx != nil && tc.tx.Name == p.Name {

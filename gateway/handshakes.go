@@ -1,26 +1,13 @@
 package gateway
 
-import "github.com/popgate/popgate/gateway/wgmux"
-
-// HandshakeStatus is what the node's shared socket did with handshake initiations since it
-// started: the figures of a handshake flood. Every initiation received counts once in
-// Routed, CookieReplies or Drops, or is still Queued (or inside a handshake worker).
-type HandshakeStatus struct {
-	Initiations   uint64 // well-formed initiations received
-	Routed        uint64 // handed to the device of the initiator's tenant
-	CookieReplies uint64 // answered with a cookie reply: under load, without a valid mac2
-	UnderLoad     bool   // initiations need a valid mac2 now
-	Queued        int    // waiting for the handshake workers now
-	// Drops by reason: bad_mac1 (not for this node's key), cookie_limited (under load without
-	// mac2, and the cookie replies' rate spent), rate_limited (under load, its source over its
-	// rate), queue_full, bad_initiation (the static key does not decrypt), unknown_peer,
-	// no_device (the tenant's device is not open), device_queue_full.
-	Drops map[string]uint64
-}
+import (
+	"github.com/popgate/popgate/gateway/plane"
+	"github.com/popgate/popgate/gateway/wgmux"
+)
 
 // handshakeStatus picks the handshake counters out of the shared socket's.
-func handshakeStatus(st wgmux.Stats) HandshakeStatus {
-	hs := HandshakeStatus{
+func handshakeStatus(st wgmux.Stats) plane.HandshakeStatus {
+	hs := plane.HandshakeStatus{
 		Initiations:   st.Initiations,
 		Routed:        st.Routed,
 		CookieReplies: st.CookiesSent,

@@ -17,6 +17,7 @@ import (
 
 	"github.com/popgate/popgate/firewall"
 	"github.com/popgate/popgate/gateway/internal/readturn"
+	"github.com/popgate/popgate/gateway/plane"
 )
 
 // kernelExit hands exit traffic to a kernel TUN; the kernel routes it and iptables MASQUERADEs
@@ -41,7 +42,7 @@ type kernelExit struct {
 
 // newKernelExit creates the TUN <name>, routes the overlay through it, turns on forwarding and
 // installs the host rules. On error everything done so far is undone.
-func newKernelExit(name string, mtu, listenPort int, ov overlay, log *slog.Logger) (_ *kernelExit, err error) {
+func newKernelExit(name string, mtu, listenPort int, ov plane.Overlay, log *slog.Logger) (_ *kernelExit, err error) {
 	k := &kernelExit{log: log, name: name, sysctls: map[string]string{}, turn: readturn.New[tunDevice]()}
 	defer func() {
 		if err != nil {
@@ -49,7 +50,7 @@ func newKernelExit(name string, mtu, listenPort int, ov overlay, log *slog.Logge
 		}
 	}()
 	k.rules, err = firewall.NewHostRules(firewall.HostRulesConfig{
-		TunName: name, ListenPort: listenPort, OverlayV4: ov.v4, OverlayV6: ov.v6,
+		TunName: name, ListenPort: listenPort, OverlayV4: ov.V4, OverlayV6: ov.V6,
 	}, log)
 	if err != nil {
 		return nil, err
@@ -71,12 +72,12 @@ func newKernelExit(name string, mtu, listenPort int, ov overlay, log *slog.Logge
 	if err := k.rules.Install(context.Background()); err != nil {
 		return nil, err
 	}
-	prefixes := []net.IPNet{prefixToIPNet(ov.v4)}
+	prefixes := []net.IPNet{prefixToIPNet(ov.V4)}
 	if err := k.setSysctl("/proc/sys/net/ipv4/ip_forward", "1"); err != nil {
 		return nil, err
 	}
 	if k.rules.IPv6() {
-		prefixes = append(prefixes, prefixToIPNet(ov.v6))
+		prefixes = append(prefixes, prefixToIPNet(ov.V6))
 		if err := k.setSysctl("/proc/sys/net/ipv6/conf/all/forwarding", "1"); err != nil {
 			return nil, err
 		}

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/popgate/popgate/gateway/control"
+	"github.com/popgate/popgate/gateway/plane"
 	"github.com/popgate/popgate/store"
 )
 
@@ -47,13 +49,11 @@ func TestNodeFlowLimits(t *testing.T) {
 	}
 	port := freeUDPPort(t)
 	node := startNode(t, Config{
-		DataDir:        t.TempDir(),
-		Interface:      fmt.Sprintf("pgl%d", os.Getpid()%100000),
-		ListenPort:     port,
-		PublicEndpoint: fmt.Sprintf("127.0.0.1:%d", port),
-		ExitMode:       ExitUserspace,
-		DNSUpstreams:   []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:9")},
-		exitDialer:     dialer,
+		Interface:    fmt.Sprintf("pgl%d", os.Getpid()%100000),
+		ListenPort:   port,
+		ExitMode:     ExitUserspace,
+		DNSUpstreams: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:9")},
+		exitDialer:   dialer,
 	})
 	ctx := context.Background()
 	ctrl := node.Controller()
@@ -62,7 +62,7 @@ func TestNodeFlowLimits(t *testing.T) {
 		if _, err := ctrl.AddTenant(ctx, tenant); err != nil {
 			t.Fatal(err)
 		}
-		_, config, err := ctrl.AddPeer(ctx, AddPeerRequest{Tenant: tenant, Name: "laptop"})
+		_, config, err := ctrl.AddPeer(ctx, control.AddPeerRequest{Tenant: tenant, Name: "laptop"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -70,7 +70,7 @@ func TestNodeFlowLimits(t *testing.T) {
 	}
 	n := perPeer
 	ti, err := ctrl.SetTenantLimits(ctx, "acme", store.TenantLimits{MaxFlowsPerPeer: &n})
-	if err != nil || ti.MaxFlowsPerPeer != perPeer || ti.MaxFlows != DefaultMaxFlowsPerTenant {
+	if err != nil || ti.MaxFlowsPerPeer != perPeer || ti.MaxFlows != plane.DefaultMaxFlowsPerTenant {
 		t.Fatalf("SetTenantLimits = %+v, %v", ti, err)
 	}
 	acme, bravo := clients["acme"], clients["bravo"]
@@ -99,7 +99,7 @@ func TestNodeFlowLimits(t *testing.T) {
 		c.Write([]byte("flood"))
 		defer c.Close()
 	}
-	var st TenantStatus
+	var st control.TenantStatus
 	eventually(t, "acme's flood to be bounded", 10*time.Second, func(ctx context.Context) error {
 		s, err := ctrl.Status(ctx)
 		if err != nil {
@@ -117,7 +117,7 @@ func TestNodeFlowLimits(t *testing.T) {
 		}
 		return nil
 	})
-	if st.MaxFlowsPerPeer != perPeer || st.MaxFlows != DefaultMaxFlowsPerTenant {
+	if st.MaxFlowsPerPeer != perPeer || st.MaxFlows != plane.DefaultMaxFlowsPerTenant {
 		t.Errorf("acme's bounds in status: %d per peer, %d", st.MaxFlowsPerPeer, st.MaxFlows)
 	}
 	if err := echoOn(kept); err != nil {
@@ -126,7 +126,7 @@ func TestNodeFlowLimits(t *testing.T) {
 	eventually(t, "bravo's udp echo", 10*time.Second, func(ctx context.Context) error { return bravo.udpEcho(ctx, "198.51.100.2:7") })
 	eventually(t, "a new flow of acme's", 10*time.Second, func(ctx context.Context) error { return acme.udpEcho(ctx, "198.51.100.2:7") })
 	s, _ := ctrl.Status(ctx)
-	if b := s.Tenants[1]; b.Name != "bravo" || len(b.Evicted) != 0 || b.ExitUDP == 0 || b.MaxFlowsPerPeer != DefaultMaxFlowsPerPeer {
+	if b := s.Tenants[1]; b.Name != "bravo" || len(b.Evicted) != 0 || b.ExitUDP == 0 || b.MaxFlowsPerPeer != plane.DefaultMaxFlowsPerPeer {
 		t.Errorf("bravo: %+v", b)
 	}
 }

@@ -8,8 +8,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,23 +17,20 @@ import (
 	"golang.zx2c4.com/wireguard/conn"
 
 	"github.com/popgate/popgate/firewall"
+	"github.com/popgate/popgate/gateway/plane"
 	"github.com/popgate/popgate/gateway/wgmux"
 	"github.com/popgate/popgate/netstack"
 	"github.com/popgate/popgate/store"
 )
 
-// ErrAlreadyRunning means another serve holds the data dir.
-var ErrAlreadyRunning = errors.New("another popgate serve is running")
-
-// Node is one running popgate: in this version every role (controller, pop, exit) in one process.
+// Node is a node's data plane: the devices that terminate WireGuard for every tenant on one
+// UDP port, the packet path and the exits. Apply tells it what to serve, Report what it does.
 type Node struct {
 	cfg       Config
 	log       *slog.Logger
-	store     *store.Store
-	ov        overlay
+	ov        plane.Overlay
 	key       store.Key // the node's private key
 	startedAt time.Time
-	lock      *os.File
 
 	snap   atomic.Pointer[snapshot]
 	filter *firewall.Filter
@@ -49,94 +44,60 @@ type Node struct {
 
 	uapi     net.Listener
 	uapiPath string
+	// uapiConns are the UAPI socket's open connections, closed by Close.
+	uapiMu    sync.Mutex
+	uapiConns map[net.Conn]struct{}
 
-	// mu serialises reconciles and guards devs and policies.
+	// mu serialises applies and guards devs, policies, desired and expiry.
 	mu       sync.Mutex
 	devs     map[int64]*tenantDevice
 	policies map[int64]appliedPolicy
-	expiry   *time.Timer // reconciles at the next peer expiry
+	// desired is the state applied last; the expiry timer applies it again.
+	desired *plane.Desired
+	expiry  *time.Timer // applies desired at the next peer expiry; tracked by wg
 	// resume remembers where peers disabled while connected were connected from, to start
 	// a handshake there when they are enabled again (see resumePeersLocked).
 	resume map[store.Key]resumePoint
-	// stored is every peer as the last reconcile read it from the store.
-	stored atomic.Pointer[[]store.Peer]
+	// applied is the outcome of the last apply, for Report.
+	applied atomic.Pointer[applyState]
 
 	// lastSeen keeps the last device state of trimmed peers (their counters and handshake).
 	lastSeenMu sync.Mutex
 	lastSeen   map[store.Key]peerStats
-	// counters holds every enabled peer's packet counters across snapshots; reconcile
-	// (under mu) adds and prunes.
+	// counters holds every enabled peer's packet counters across snapshots; apply (under
+	// mu) adds and prunes.
 	counters map[store.Key]*peerCounters
 
-	ctrl      *Controller
 	closing   chan struct{}
 	wg        sync.WaitGroup
 	closeOnce sync.Once
 }
 
-// New opens the data dir and the store. It takes an exclusive lock on the data dir, so a second
-// node on the same dir fails with ErrAlreadyRunning. Start brings the device up.
+// New returns a node for cfg. Start brings the devices up; Apply gives them peers.
 func New(cfg Config, log *slog.Logger) (*Node, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("data dir %s: %w: choose a writable --data-dir", cfg.DataDir, err)
+	if cfg.PrivateKey.IsZero() {
+		return nil, errors.New("gateway: Config.PrivateKey is zero: pass the node's key (store.NodePrivateKey)")
 	}
-	if err := privateDataDir(cfg.DataDir, log); err != nil {
-		return nil, err
+	if err := cfg.Overlay.Validate(); err != nil {
+		return nil, fmt.Errorf("gateway: Config.Overlay: %w", err)
 	}
-	lock, err := lockDataDir(cfg.DataDir)
-	if err != nil {
-		return nil, err
-	}
-	n := &Node{cfg: cfg, log: log, lock: lock, devs: map[int64]*tenantDevice{}, policies: map[int64]appliedPolicy{}, closing: make(chan struct{}), lastSeen: map[store.Key]peerStats{}, counters: map[store.Key]*peerCounters{}}
-	ctx := context.Background()
-	n.store, err = store.Open(ctx, store.Options{Path: filepath.Join(cfg.DataDir, "popgate.db")})
-	if err != nil {
-		lock.Close()
-		return nil, err
-	}
-	if n.key, err = n.store.NodePrivateKey(ctx); err != nil {
-		n.store.Close()
-		lock.Close()
-		return nil, err
-	}
-	n.ov.v4, n.ov.v6 = n.store.OverlayPrefixes()
-	n.ov.gw4, n.ov.gw6 = n.store.GatewayAddrs()
+	n := &Node{cfg: cfg, log: log, ov: cfg.Overlay, key: cfg.PrivateKey, devs: map[int64]*tenantDevice{}, policies: map[int64]appliedPolicy{},
+		closing: make(chan struct{}), lastSeen: map[store.Key]peerStats{}, counters: map[store.Key]*peerCounters{}}
+	n.applied.Store(&applyState{})
 	if n.cfg.NodeName == "" {
 		n.cfg.NodeName, _ = os.Hostname()
-	}
-	if n.cfg.PublicEndpoint == "" {
-		n.cfg.PublicEndpoint = net.JoinHostPort(defaultHost(), strconv.Itoa(cfg.ListenPort))
-		log.Warn("no public endpoint set: client configs will use a guess; set --public-endpoint to the host:port clients reach", "endpoint", n.cfg.PublicEndpoint)
 	}
 	if len(n.cfg.DNSUpstreams) == 0 {
 		n.cfg.DNSUpstreams = resolvConfNameservers("/etc/resolv.conf")
 	}
-	n.ctrl = &Controller{node: n, store: n.store}
 	return n, nil
 }
 
-// lockDataDir takes an exclusive, non-blocking lock on <dir>/popgate.lock and writes our pid.
-func lockDataDir(dir string) (*os.File, error) {
-	path := filepath.Join(dir, "popgate.lock")
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("data dir %s: %w: choose a writable --data-dir", dir, err)
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		pid, _ := os.ReadFile(path)
-		f.Close()
-		return nil, fmt.Errorf("%w with data dir %s (pid %s): stop it first, or give this one another --data-dir", ErrAlreadyRunning, dir, strings.TrimSpace(string(pid)))
-	}
-	f.Truncate(0)
-	fmt.Fprintf(f, "%d\n", os.Getpid())
-	return f, nil
-}
-
-// Start creates the exits and the shared UDP socket, loads every tenant's device with its
-// enabled peers, and starts serving. On error the node must still be closed.
+// Start creates the exits and the shared UDP socket and starts serving: what, Apply says.
+// On error the node must still be closed.
 func (n *Node) Start(ctx context.Context) error {
 	n.startedAt = time.Now()
 	var err error
@@ -154,7 +115,7 @@ func (n *Node) Start(ctx context.Context) error {
 	}
 	ecfg := netstack.Config{
 		MTU:          n.cfg.MTU,
-		LocalAddrs:   []netip.Addr{n.ov.gw4, n.ov.gw6},
+		LocalAddrs:   []netip.Addr{n.ov.Gateway4, n.ov.Gateway6},
 		DNSUpstreams: n.cfg.DNSUpstreams,
 		Output:       n.deliverBatch,
 		FDBudget:     budget,
@@ -184,16 +145,13 @@ func (n *Node) Start(ctx context.Context) error {
 	if _, _, err := n.holder.Open(uint16(n.cfg.ListenPort)); err != nil {
 		return fmt.Errorf("listen on UDP port %d: %w: is another WireGuard server using it? choose another --listen-port", n.cfg.ListenPort, err)
 	}
-	if err := n.Reconcile(ctx); err != nil {
-		return err
-	}
 	n.wg.Add(1)
 	go n.sweepLoop()
 	n.serveUAPI()
-	n.log.Info("popgate is serving",
+	n.log.Info("the data plane is up",
 		"interface", n.cfg.Interface, "listen_port", n.cfg.ListenPort,
-		"public_endpoint", n.cfg.PublicEndpoint, "public_key", n.key.PublicKey().String(),
-		"exit_mode", n.cfg.ExitMode, "overlay", n.ov.v4.String()+","+n.ov.v6.String())
+		"public_key", n.key.PublicKey().String(),
+		"exit_mode", n.cfg.ExitMode, "overlay", n.ov.V4.String()+","+n.ov.V6.String())
 	return nil
 }
 
@@ -358,24 +316,19 @@ func (u userspaceExit) Write(bufs [][]byte, offset int) {
 	u.Exit.Write(bufs)
 }
 
-// Controller returns the operations admins use (CLI, API, web UI).
-func (n *Node) Controller() *Controller { return n.ctrl }
-
 // Config returns the node's effective configuration (defaults filled in).
 func (n *Node) Config() Config { return n.cfg }
 
-// Close stops the node: UAPI listener, the tenants' devices (and with them the packet path),
-// the shared socket, the exits, the store, then the data dir lock. Idempotent.
+// Close stops the node: the UAPI listener and its connections, the expiry timer, the
+// tenants' devices (and with them the packet path), the shared socket, the exits; then it
+// waits for the node's goroutines. An Apply under way finishes first; later ones return
+// ErrClosed and change nothing. Idempotent.
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		close(n.closing)
-		if n.uapi != nil {
-			n.uapi.Close()
-		}
+		n.closeUAPI()
 		n.mu.Lock()
-		if n.expiry != nil {
-			n.expiry.Stop()
-		}
+		n.stopExpiryLocked()
 		for id, td := range n.devs {
 			td.close()
 			delete(n.devs, id)
@@ -391,38 +344,8 @@ func (n *Node) Close() error {
 			n.exit.Close()
 		}
 		n.wg.Wait()
-		if n.store != nil {
-			n.store.Close()
-		}
-		if n.lock != nil {
-			n.lock.Close()
-		}
 	})
 	return nil
-}
-
-// defaultHost guesses the address clients reach: the first global unicast address of the host.
-func defaultHost() string {
-	addrs, err := net.InterfaceAddrs()
-	if err == nil {
-		var v6 string
-		for _, a := range addrs {
-			p, err := netip.ParsePrefix(a.String())
-			if err != nil || !p.Addr().IsGlobalUnicast() {
-				continue
-			}
-			if p.Addr().Is4() {
-				return p.Addr().String()
-			}
-			if v6 == "" {
-				v6 = p.Addr().String()
-			}
-		}
-		if v6 != "" {
-			return v6
-		}
-	}
-	return "127.0.0.1"
 }
 
 // resolvConfNameservers reads the nameservers of a resolv.conf file, port 53.

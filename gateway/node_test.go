@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -25,6 +26,8 @@ import (
 	"golang.zx2c4.com/wireguard/wgctrl"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
+	"github.com/popgate/popgate/gateway/control"
+	"github.com/popgate/popgate/gateway/plane"
 	"github.com/popgate/popgate/store"
 )
 
@@ -188,18 +191,79 @@ func eventually(t *testing.T, what string, d time.Duration, f func(ctx context.C
 	t.Fatalf("%s: still failing after %v: %v", what, d, err)
 }
 
-// startNode starts a node with cfg, closed at the end of the test.
-func startNode(t *testing.T, cfg Config) *Node {
+// testNode is a node with a controller and a store of its own, as popgate serve wires them.
+type testNode struct {
+	*Node
+	ctrl  *control.Controller
+	store *store.Store
+}
+
+// Controller returns the node's controller.
+func (n *testNode) Controller() *control.Controller { return n.ctrl }
+
+// startNode starts a node with cfg and, on a store in a temporary directory, its
+// controller, with client configs for 127.0.0.1:<cfg.ListenPort>. All are closed at the end
+// of the test.
+func startNode(t *testing.T, cfg Config) *testNode {
 	t.Helper()
-	node, err := New(cfg, testLogger(t))
+	return startNodeEndpoint(t, cfg, "")
+}
+
+// startNodeEndpoint is startNode with client configs for endpoint ("": 127.0.0.1:<port>).
+func startNodeEndpoint(t *testing.T, cfg Config, endpoint string) *testNode {
+	t.Helper()
+	ctx := context.Background()
+	log := testLogger(t)
+	st := openTestStore(t)
+	var err error
+	if cfg.PrivateKey, err = st.NodePrivateKey(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Overlay = storeOverlay(st)
+	node, err := New(cfg, log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { node.Close() })
-	if err := node.Start(context.Background()); err != nil {
+	if endpoint == "" {
+		endpoint = fmt.Sprintf("127.0.0.1:%d", node.Config().ListenPort)
+	}
+	ctrl, err := control.New(control.Config{
+		PublicEndpoint: endpoint,
+		MTU:            node.Config().MTU,
+		Region:         node.Config().Region,
+		ClientDNS:      len(node.Config().DNSUpstreams) > 0,
+	}, st, node, log.With("component", "control"))
+	if err != nil {
 		t.Fatal(err)
 	}
-	return node
+	if err := node.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ctrl.Close() }) // runs before node.Close
+	if err := ctrl.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return &testNode{Node: node, ctrl: ctrl, store: st}
+}
+
+// openTestStore opens a store in a temporary directory, closed at the end of the test.
+func openTestStore(t testing.TB) *store.Store {
+	t.Helper()
+	st, err := store.Open(context.Background(), store.Options{Path: filepath.Join(t.TempDir(), "popgate.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+// storeOverlay is the overlay of the installation st belongs to.
+func storeOverlay(st *store.Store) plane.Overlay {
+	var ov plane.Overlay
+	ov.V4, ov.V6 = st.OverlayPrefixes()
+	ov.Gateway4, ov.Gateway6 = st.GatewayAddrs()
+	return ov
 }
 
 // testServers starts the loopback servers the exit's test dialer maps the test's "internet"
@@ -242,15 +306,13 @@ func testServers(t *testing.T, payload []byte) mapDialer {
 func TestNodeTrimsIdlePeers(t *testing.T) {
 	port := freeUDPPort(t)
 	cfg := Config{
-		DataDir:        t.TempDir(),
-		Interface:      fmt.Sprintf("pgt%d", os.Getpid()%100000),
-		ListenPort:     port,
-		PublicEndpoint: fmt.Sprintf("127.0.0.1:%d", port),
-		ExitMode:       ExitUserspace,
-		exitDialer:     testServers(t, []byte("hello")),
-		sweepEvery:     200 * time.Millisecond,
-		trimEvery:      200 * time.Millisecond,
-		peerIdle:       2 * time.Second,
+		Interface:  fmt.Sprintf("pgt%d", os.Getpid()%100000),
+		ListenPort: port,
+		ExitMode:   ExitUserspace,
+		exitDialer: testServers(t, []byte("hello")),
+		sweepEvery: 200 * time.Millisecond,
+		trimEvery:  200 * time.Millisecond,
+		peerIdle:   2 * time.Second,
 	}
 	node := startNode(t, cfg)
 	ctx := context.Background()
@@ -258,7 +320,7 @@ func TestNodeTrimsIdlePeers(t *testing.T) {
 	if _, err := ctrl.AddTenant(ctx, "acme"); err != nil {
 		t.Fatal(err)
 	}
-	p, config, err := ctrl.AddPeer(ctx, AddPeerRequest{Tenant: "acme", Name: "laptop"})
+	p, config, err := ctrl.AddPeer(ctx, control.AddPeerRequest{Tenant: "acme", Name: "laptop"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -299,25 +361,20 @@ func TestNodeServesStockClient(t *testing.T) {
 
 	port := freeUDPPort(t)
 	cfg := Config{
-		DataDir:        t.TempDir(),
-		Interface:      fmt.Sprintf("pgu%d", os.Getpid()%100000),
-		ListenPort:     port,
-		PublicEndpoint: fmt.Sprintf("127.0.0.1:%d", port),
-		ExitMode:       ExitUserspace, // the kernel exit would change the host's own firewall
-		DNSUpstreams:   []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:9")},
-		exitDialer:     dialer,
+		Interface:    fmt.Sprintf("pgu%d", os.Getpid()%100000),
+		ListenPort:   port,
+		ExitMode:     ExitUserspace, // the kernel exit would change the host's own firewall
+		DNSUpstreams: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:9")},
+		exitDialer:   dialer,
 	}
 	node := startNode(t, cfg)
 	ctx := context.Background()
-	if _, err := New(cfg, testLogger(t)); !errors.Is(err, ErrAlreadyRunning) {
-		t.Fatalf("second node on the same data dir: err = %v, want ErrAlreadyRunning", err)
-	}
 
 	ctrl := node.Controller()
 	if _, err := ctrl.AddTenant(ctx, "acme"); err != nil {
 		t.Fatal(err)
 	}
-	_, config, err := ctrl.AddPeer(ctx, AddPeerRequest{Tenant: "acme", Name: "laptop"})
+	_, config, err := ctrl.AddPeer(ctx, control.AddPeerRequest{Tenant: "acme", Name: "laptop"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -374,7 +431,7 @@ func TestNodeServesStockClient(t *testing.T) {
 
 // checkWgctrl reads the device through its UAPI socket with wgctrl, as monitoring tools do.
 // Creating /var/run/wireguard needs root.
-func checkWgctrl(t *testing.T, iface string, want PeerInfo) {
+func checkWgctrl(t *testing.T, iface string, want control.PeerInfo) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Log("not root: skipping the wgctrl check (the UAPI socket lives in /var/run/wireguard)")
@@ -394,5 +451,29 @@ func checkWgctrl(t *testing.T, iface string, want PeerInfo) {
 	}
 	if p := d.Peers[0]; p.ReceiveBytes == 0 || p.LastHandshakeTime.IsZero() || len(p.AllowedIPs) != 2 {
 		t.Errorf("wgctrl peer state: %+v", p)
+	}
+}
+
+func TestNodeDeviceBufferBytes(t *testing.T) {
+	ctx := context.Background()
+	n := startNode(t, Config{Interface: fmt.Sprintf("pgc%d", os.Getpid()%100000), ListenPort: freeUDPPort(t), ExitMode: ExitUserspace})
+	c := n.Controller()
+	if _, err := c.AddTenant(ctx, "acme"); err != nil {
+		t.Fatal(err)
+	}
+	if got := n.DeviceBufferBytes(); got != 0 {
+		t.Errorf("no device yet: %d bytes", got)
+	}
+	if _, _, err := c.AddPeer(ctx, control.AddPeerRequest{Tenant: "acme", Name: "laptop"}); err != nil {
+		t.Fatal(err)
+	}
+	// A receive batch per address family of the socket (a ReceiveFunc each, through the
+	// Mux) and a read batch (the TUN's).
+	families := n.holder.Receivers()
+	if families < 1 || families > 2 {
+		t.Fatalf("the socket has %d receive functions, want 1 or 2", families)
+	}
+	if got, want := n.DeviceBufferBytes(), uint64((families+1)*conn.IdealBatchSize)*device.MaxMessageSize; got != want {
+		t.Errorf("one device: %d bytes, want %d", got, want)
 	}
 }

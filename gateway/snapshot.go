@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/popgate/popgate/firewall"
+	"github.com/popgate/popgate/gateway/plane"
 	"github.com/popgate/popgate/store"
 )
 
@@ -107,50 +108,42 @@ func (s *snapshot) inOverlay(a netip.Addr) bool {
 	return s.overlay[0].Contains(a) || s.overlay[1].Contains(a)
 }
 
-// overlay is the installation's overlay addressing.
-type overlay struct {
-	v4, v6   netip.Prefix
-	gw4, gw6 netip.Addr
-}
-
-// desired is what a snapshot is built from.
+// desired is what a snapshot is built from: a plane.Desired's parts, the devices, and the
+// time its peers' expiry is judged at.
 type desired struct {
-	tenants []store.Tenant
-	peers   []store.Peer
-	routes  []store.Route
+	tenants []plane.Tenant
+	peers   []plane.Peer
+	routes  []plane.Route
 	tuns    map[int64]*tunDevice
 	devs    map[int64]*tenantDevice
 	// counters returns the peer's counters, the same across snapshots; nil: fresh ones.
 	counters func(store.Key) *peerCounters
-	// now is when the peers were read: a peer expired by then counts as disabled.
+	// now is the node's time of the apply: a peer expired by then counts as disabled.
 	now time.Time
 }
 
-// enabled reports whether p is to be served: enabled and not expired.
-func (d *desired) enabled(p *store.Peer) bool { return p.Enabled && !p.Expired(d.now) }
-
-func newSnapshot(d desired, ov overlay) *snapshot {
+func newSnapshot(d desired, ov plane.Overlay) *snapshot {
 	s := &snapshot{
 		byAddr:  make(map[netip.Addr]*peerEntry, 2*len(d.peers)),
 		byKey:   make(map[store.Key]*peerEntry, len(d.peers)),
 		tenants: make(map[int64]*tenantState, len(d.tenants)),
-		local:   [2]netip.Addr{ov.gw4, ov.gw6},
-		overlay: [2]netip.Prefix{ov.v4, ov.v6},
+		local:   [2]netip.Addr{ov.Gateway4, ov.Gateway6},
+		overlay: [2]netip.Prefix{ov.V4, ov.V6},
 	}
 	for _, t := range d.tenants {
-		perPeer, total := flowLimits(t)
+		perPeer, total := t.FlowLimits()
 		s.tenants[t.ID] = &tenantState{id: t.ID, name: t.Name, maxFlowsPerPeer: perPeer, maxFlows: total, tun: d.tuns[t.ID], dev: d.devs[t.ID]}
 	}
 	sites := map[int64]map[string]*peerEntry{}
 	for i := range d.peers {
 		p := &d.peers[i]
-		ts := s.tenants[p.TenantID]
-		if !d.enabled(p) || ts == nil {
+		ts := s.tenants[p.Tenant]
+		if !p.Served(d.now) || ts == nil {
 			continue
 		}
 		e := &peerEntry{
 			tenant:    ts,
-			tenantID:  p.TenantID,
+			tenantID:  p.Tenant,
 			id:        p.ID,
 			name:      p.Name,
 			publicKey: p.PublicKey,
@@ -168,24 +161,24 @@ func newSnapshot(d desired, ov overlay) *snapshot {
 		s.byAddr[p.IPv6] = e
 		s.byKey[p.PublicKey] = e
 		if p.Site != "" {
-			if sites[p.TenantID] == nil {
-				sites[p.TenantID] = map[string]*peerEntry{}
+			if sites[p.Tenant] == nil {
+				sites[p.Tenant] = map[string]*peerEntry{}
 			}
-			sites[p.TenantID][p.Site] = e
+			sites[p.Tenant][p.Site] = e
 			for _, pf := range p.SitePrefixes {
 				ts.sites = append(ts.sites, siteSource{prefix: pf, connector: e})
 			}
 		}
 	}
 	for _, r := range d.routes {
-		ts := s.tenants[r.TenantID]
+		ts := s.tenants[r.Tenant]
 		if ts == nil {
 			continue
 		}
 		rt := route{prefix: r.Prefix}
 		if name, ok := strings.CutPrefix(r.Via, store.ViaSitePrefix); ok {
 			rt.siteName = name
-			rt.site = sites[r.TenantID][name]
+			rt.site = sites[r.Tenant][name]
 		}
 		ts.routes = append(ts.routes, rt)
 	}

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/popgate/popgate/gateway/control"
 	"github.com/popgate/popgate/gateway/wgmux/wgmuxtest"
 )
 
@@ -15,20 +16,18 @@ import (
 // wireguard-go client on the same in-memory network: no UDP port is taken for WireGuard.
 func TestNodeOnInMemorySocket(t *testing.T) {
 	network := wgmuxtest.NewNetwork()
-	node := startNode(t, Config{
-		DataDir:        t.TempDir(),
-		Interface:      fmt.Sprintf("pgm%d", os.Getpid()%100000),
-		ListenPort:     51820,
-		PublicEndpoint: "192.0.2.1:51820",
-		ExitMode:       ExitUserspace,
-		exitDialer:     testServers(t, []byte("hello")),
-		socket:         network.NewSocket(16, netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("2001:db8::1")),
-	})
+	node := startNodeEndpoint(t, Config{
+		Interface:  fmt.Sprintf("pgm%d", os.Getpid()%100000),
+		ListenPort: 51820,
+		ExitMode:   ExitUserspace,
+		exitDialer: testServers(t, []byte("hello")),
+		socket:     network.NewSocket(16, netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("2001:db8::1")),
+	}, "192.0.2.1:51820")
 	ctx := context.Background()
 	if _, err := node.Controller().AddTenant(ctx, "acme"); err != nil {
 		t.Fatal(err)
 	}
-	_, config, err := node.Controller().AddPeer(ctx, AddPeerRequest{Tenant: "acme", Name: "laptop"})
+	_, config, err := node.Controller().AddPeer(ctx, control.AddPeerRequest{Tenant: "acme", Name: "laptop"})
 	if err != nil {
 		t.Fatal(err)
 	}

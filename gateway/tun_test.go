@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/popgate/popgate/firewall"
+	"github.com/popgate/popgate/gateway/plane"
 	"github.com/popgate/popgate/store"
 )
 
@@ -56,16 +57,17 @@ func (e *testExits) got() string {
 	return strings.Join(parts, " ")
 }
 
-var testOverlay = overlay{
-	v4:  netip.MustParsePrefix("100.64.0.0/10"),
-	v6:  netip.MustParsePrefix("fd00:aaaa:bbbb::/48"),
-	gw4: netip.MustParseAddr("100.64.0.1"),
-	gw6: netip.MustParseAddr("fd00:aaaa:bbbb::1"),
+var testOverlay = plane.Overlay{
+	V4:       netip.MustParsePrefix("100.64.0.0/10"),
+	V6:       netip.MustParsePrefix("fd00:aaaa:bbbb::/48"),
+	Gateway4: netip.MustParseAddr("100.64.0.1"),
+	Gateway6: netip.MustParseAddr("fd00:aaaa:bbbb::1"),
 }
 
-func testPeer(tenantID int64, tenant, name string, n byte, enabled bool) store.Peer {
-	return store.Peer{
-		TenantID: tenantID, TenantName: tenant, Name: name, Enabled: enabled,
+// testPeer is peer number n of tenant tenantID (whose name, tenant, only helps the reader).
+func testPeer(tenantID int64, tenant, name string, n byte, enabled bool) plane.Peer {
+	return plane.Peer{
+		ID: int64(n), Tenant: tenantID, Name: name, Enabled: enabled,
 		PublicKey: store.Key{n},
 		IPv4:      netip.AddrFrom4([4]byte{100, 64, 0, n}),
 		IPv6:      netip.AddrFrom16([16]byte{0xfd, 0, 0xaa, 0xaa, 0xbb, 0xbb, 12: 100, 13: 64, 14: 0, 15: n}),
@@ -104,7 +106,7 @@ const allowAll = "default allow\n"
 
 // newTestTun returns tenant 1's packet path over peers, with every tenant's policy set to
 // policy (allowAll when empty) and the internet routes every tenant gets by default.
-func newTestTun(t testing.TB, peers []store.Peer, policy string, routes ...store.Route) (*tunDevice, *testExits) {
+func newTestTun(t testing.TB, peers []plane.Peer, policy string, routes ...plane.Route) (*tunDevice, *testExits) {
 	t.Helper()
 	td := newTestPath(t, peers, policy, 2, []int64{1}, routes...).tuns[1]
 	ex := &testExits{}
@@ -124,7 +126,7 @@ type testPath struct {
 // with every tenant's policy set to policy (allowAll when empty) and the internet routes every
 // tenant gets by default, then routes. The tenants in devices get a device, closed when the
 // test ends, whose exits are not set; the others have none.
-func newTestPath(t testing.TB, peers []store.Peer, policy string, tenants int, devices []int64, routes ...store.Route) *testPath {
+func newTestPath(t testing.TB, peers []plane.Peer, policy string, tenants int, devices []int64, routes ...plane.Route) *testPath {
 	t.Helper()
 	if policy == "" {
 		policy = allowAll
@@ -135,16 +137,17 @@ func newTestPath(t testing.TB, peers []store.Peer, policy string, tenants int, d
 	}
 	tp := &testPath{snap: new(atomic.Pointer[snapshot]), filter: filter, tuns: map[int64]*tunDevice{}}
 	d := desired{peers: peers, tuns: tp.tuns}
-	byTenant := map[int64][]store.Peer{}
+	byTenant := map[int64][]plane.Peer{}
 	for _, p := range peers {
-		byTenant[p.TenantID] = append(byTenant[p.TenantID], p)
+		byTenant[p.Tenant] = append(byTenant[p.Tenant], p)
 	}
 	for id := int64(1); id <= int64(tenants); id++ {
-		d.tenants = append(d.tenants, store.Tenant{ID: id, Name: fmt.Sprint("t", id)})
+		d.tenants = append(d.tenants, plane.Tenant{ID: id, Name: fmt.Sprint("t", id)})
 		d.routes = append(d.routes,
-			store.Route{TenantID: id, Prefix: netip.MustParsePrefix("0.0.0.0/0"), Via: "internet"},
-			store.Route{TenantID: id, Prefix: netip.MustParsePrefix("::/0"), Via: "internet"})
-		rs, err := compilePolicy(policy, byTenant[id])
+			plane.Route{Tenant: id, Prefix: netip.MustParsePrefix("0.0.0.0/0"), Via: "internet"},
+			plane.Route{Tenant: id, Prefix: netip.MustParsePrefix("::/0"), Via: "internet"})
+		view := tenantView(byTenant[id])
+		rs, err := compileView(policy, &view)
 		if rs == nil {
 			t.Fatal(err) // unresolved names (a group only one tenant has) are fine
 		}
@@ -176,8 +179,8 @@ func TestTunRouting(t *testing.T) {
 	}{
 		{"v4 to internet", ipv4Packet(a1.IPv4, internet4), "v4", false, 0},
 		{"v6 to internet", ipv6Packet(a1.IPv6, internet6), "v6", false, 0},
-		{"v4 to gateway", ipv4Packet(a1.IPv4, testOverlay.gw4), "local", false, 0},
-		{"v6 to gateway", ipv6Packet(a1.IPv6, testOverlay.gw6), "local", false, 0},
+		{"v4 to gateway", ipv4Packet(a1.IPv4, testOverlay.Gateway4), "local", false, 0},
+		{"v6 to gateway", ipv6Packet(a1.IPv6, testOverlay.Gateway6), "local", false, 0},
 		{"same tenant v4", ipv4Packet(a1.IPv4, a2.IPv4), "", true, 0},
 		{"same tenant v6", ipv6Packet(a1.IPv6, a2.IPv6), "", true, 0},
 		{"other tenant v4", ipv4Packet(a1.IPv4, b1.IPv4), "", false, dropCrossTenant},
@@ -192,7 +195,7 @@ func TestTunRouting(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			td, ex := newTestTun(t, []store.Peer{a1, a2, aOff, b1}, "")
+			td, ex := newTestTun(t, []plane.Peer{a1, a2, aOff, b1}, "")
 			n, err := td.Write([][]byte{tc.pkt}, 16)
 			if n != 1 || err != nil {
 				t.Fatalf("Write = %d, %v; want 1, nil", n, err)
@@ -242,7 +245,7 @@ func TestTunReadBatches(t *testing.T) {
 
 func TestTunWriteAllocs(t *testing.T) {
 	a1 := testPeer(1, "acme", "a1", 2, true)
-	td, _ := newTestTun(t, []store.Peer{a1}, "")
+	td, _ := newTestTun(t, []plane.Peer{a1}, "")
 	td.setExits(discardExit{}, discardExit{}, discardExit{})
 	bufs := make([][]byte, 64)
 	for i := range bufs {
@@ -268,7 +271,7 @@ type discardExit struct{}
 func (discardExit) Write([][]byte, int) {}
 
 func BenchmarkTunWrite(b *testing.B) {
-	peers := make([]store.Peer, 250)
+	peers := make([]plane.Peer, 250)
 	for i := range peers {
 		peers[i] = testPeer(1, "acme", fmt.Sprint("p", i), byte(i+2), true)
 	}
@@ -338,14 +341,14 @@ allow any -> site:office tcp 80
 		{"site LAN to a peer, unsolicited", tcpSYN(lanHost, alice.IPv4, 80), "", false},
 		{"site LAN to the internet", tcpSYN(lanHost, web, 80), "", false},
 	}
-	routes := []store.Route{
-		{TenantID: 1, Prefix: netip.MustParsePrefix("10.10.0.0/24"), Via: "site:office"},
-		{TenantID: 1, Prefix: netip.MustParsePrefix("10.20.0.0/24"), Via: "site:lab"},
-		{TenantID: 2, Prefix: netip.MustParsePrefix("10.10.0.0/24"), Via: "site:office"},
+	routes := []plane.Route{
+		{Tenant: 1, Prefix: netip.MustParsePrefix("10.10.0.0/24"), Via: "site:office"},
+		{Tenant: 1, Prefix: netip.MustParsePrefix("10.20.0.0/24"), Via: "site:lab"},
+		{Tenant: 2, Prefix: netip.MustParsePrefix("10.10.0.0/24"), Via: "site:office"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			td, ex := newTestTun(t, []store.Peer{alice, bob, office, lab, carolSite}, policy, routes...)
+			td, ex := newTestTun(t, []plane.Peer{alice, bob, office, lab, carolSite}, policy, routes...)
 			td.Write([][]byte{tc.pkt}, 16)
 			if got := ex.got(); got != tc.exit {
 				t.Errorf("exits that got it: %q, want %q", got, tc.exit)

@@ -33,6 +33,7 @@ func (n *Node) serveUAPI() {
 		return
 	}
 	n.uapi, n.uapiPath = l, path
+	n.uapiConns = map[net.Conn]struct{}{}
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
@@ -41,9 +42,38 @@ func (n *Node) serveUAPI() {
 			if err != nil {
 				return
 			}
-			go n.handleUAPI(c)
+			n.uapiMu.Lock()
+			if n.closed() {
+				n.uapiMu.Unlock()
+				c.Close()
+				return
+			}
+			n.uapiConns[c] = struct{}{}
+			n.wg.Add(1)
+			n.uapiMu.Unlock()
+			go func() {
+				defer n.wg.Done()
+				n.handleUAPI(c)
+				n.uapiMu.Lock()
+				delete(n.uapiConns, c)
+				n.uapiMu.Unlock()
+			}()
 		}
 	}()
+}
+
+// closeUAPI closes the UAPI listener and the connections it accepted. The node is closing, so
+// the accept loop takes no new ones.
+func (n *Node) closeUAPI() {
+	if n.uapi == nil {
+		return
+	}
+	n.uapi.Close()
+	n.uapiMu.Lock()
+	for c := range n.uapiConns {
+		c.Close()
+	}
+	n.uapiMu.Unlock()
 }
 
 // handleUAPI answers the configuration protocol's get; set is refused (EPERM): popgate owns

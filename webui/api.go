@@ -16,7 +16,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/popgate/popgate/gateway"
+	"github.com/popgate/popgate/gateway/control"
+	"github.com/popgate/popgate/gateway/plane"
 	"github.com/popgate/popgate/store"
 )
 
@@ -24,17 +25,19 @@ import (
 // is small.
 const maxBody = 64 << 10
 
-// API serves /api/v1 on top of a gateway.Controller. Authentication is the caller's business:
-// on the control socket it is the socket's file mode.
+// API serves /api/v1 on top of the controller and, for admins, API tokens and the audit log,
+// the store. Authentication is the caller's business: on the control socket it is the
+// socket's file mode.
 type API struct {
-	ctrl *gateway.Controller
-	log  *slog.Logger
-	mux  *http.ServeMux
+	ctrl  *control.Controller
+	store Store
+	log   *slog.Logger
+	mux   *http.ServeMux
 }
 
 // NewAPI returns the /api/v1 handler.
-func NewAPI(ctrl *gateway.Controller, log *slog.Logger) *API {
-	a := &API{ctrl: ctrl, log: log, mux: http.NewServeMux()}
+func NewAPI(ctrl *control.Controller, st Store, log *slog.Logger) *API {
+	a := &API{ctrl: ctrl, store: st, log: log, mux: http.NewServeMux()}
 	for _, r := range []struct {
 		pattern string
 		h       func(w http.ResponseWriter, r *http.Request) error
@@ -256,7 +259,7 @@ func (a *API) addTenant(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	writeJSON(w, http.StatusCreated, APITenant{Name: t.Name, CreatedAt: t.CreatedAt.UTC(),
-		MaxFlowsPerPeer: gateway.DefaultMaxFlowsPerPeer, MaxFlows: gateway.DefaultMaxFlowsPerTenant})
+		MaxFlowsPerPeer: plane.DefaultMaxFlowsPerPeer, MaxFlows: plane.DefaultMaxFlowsPerTenant})
 	return nil
 }
 
@@ -268,7 +271,7 @@ func (a *API) removeTenant(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// listPeers answers APIPeers, written peer by peer from the gateway's copy of the store.
+// listPeers answers APIPeers, written peer by peer from the controller's copy of the store.
 func (a *API) listPeers(w http.ResponseWriter, r *http.Request) error {
 	peers, err := a.ctrl.Peers(r.Context(), r.URL.Query().Get("tenant"))
 	if err != nil {
@@ -297,7 +300,7 @@ func (a *API) addPeer(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	p, cfg, err := a.ctrl.AddPeer(r.Context(), gateway.AddPeerRequest{
+	p, cfg, err := a.ctrl.AddPeer(r.Context(), control.AddPeerRequest{
 		Tenant: r.PathValue("tenant"), Name: req.Name, PublicKey: req.PublicKey,
 		Groups: req.Groups, Site: req.Site, SitePrefixes: prefixes,
 	})
@@ -370,7 +373,7 @@ func (a *API) rotatePeerKey(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-func apiPeer(p gateway.PeerInfo) APIPeer {
+func apiPeer(p control.PeerInfo) APIPeer {
 	out := APIPeer{
 		Tenant: p.TenantName, Name: p.Name, PublicKey: p.PublicKey.String(),
 		IPv4: p.IPv4.String(), IPv6: p.IPv6.String(), Enabled: p.Enabled,
@@ -428,7 +431,7 @@ func (a *API) updatePeer(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	var err error
-	var p gateway.PeerInfo
+	var p control.PeerInfo
 	if req.Site != nil || req.SitePrefixes != nil {
 		var site string
 		var prefixes []string
@@ -487,7 +490,7 @@ func (a *API) updateTenantLimits(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-func apiTenant(t gateway.TenantInfo) APITenant {
+func apiTenant(t control.TenantInfo) APITenant {
 	return APITenant{Name: t.Name, CreatedAt: t.CreatedAt.UTC(), Peers: t.Peers, SplitTunnel: t.SplitTunnel,
 		MaxFlowsPerPeer: t.MaxFlowsPerPeer, MaxFlows: t.MaxFlows}
 }

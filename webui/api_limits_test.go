@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/popgate/popgate/gateway"
+	"github.com/popgate/popgate/gateway/control"
 	"github.com/popgate/popgate/store"
 )
 
@@ -60,7 +60,7 @@ func TestAPIBodyLimits(t *testing.T) {
 // TestAPIDiskFull: the API answers a change the disk refused with 507 and the store's
 // message, not "internal error".
 func TestAPIDiskFull(t *testing.T) {
-	api := NewAPI(nil, slog.New(slog.DiscardHandler))
+	api := NewAPI(nil, nil, slog.New(slog.DiscardHandler))
 	h := api.wrapLimit(maxBody, func(w http.ResponseWriter, r *http.Request) error {
 		return fmt.Errorf("peer add: %w", diskFullError{})
 	})
@@ -83,15 +83,15 @@ func (diskFullError) Unwrap() error { return store.ErrDiskFull }
 // fullDisk is the pages' backend on a disk that is full: every peer change fails.
 type fullDisk struct{ uiBackend }
 
-func (fullDisk) SetPeerEnabled(context.Context, string, string, bool) (gateway.PeerInfo, error) {
-	return gateway.PeerInfo{}, diskFullError{}
+func (fullDisk) SetPeerEnabled(context.Context, string, string, bool) (control.PeerInfo, error) {
+	return control.PeerInfo{}, diskFullError{}
 }
 
 // TestUIDiskFull: the pages answer a change the disk refused with 507 and what to do, not a
 // bare server error.
 func TestUIDiskFull(t *testing.T) {
 	h := newUIHarness(t)
-	ui, err := newUI(fullDisk{h.ctrl}, h.audit, slog.New(slog.DiscardHandler))
+	ui, err := newUI(fullDisk{h.ctrl}, h.store, h.audit, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

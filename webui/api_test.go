@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -16,6 +15,8 @@ import (
 	"testing"
 
 	"github.com/popgate/popgate/gateway"
+	"github.com/popgate/popgate/gateway/control"
+	"github.com/popgate/popgate/gateway/gatewaytest"
 )
 
 // newTestAPI runs a real node (userspace exit, loopback port, temporary data dir) behind the
@@ -27,32 +28,13 @@ func newTestAPI(t *testing.T) *httptest.Server {
 }
 
 // newTestAPINode is newTestAPI that also returns the node's controller.
-func newTestAPINode(t *testing.T) (*httptest.Server, *gateway.Controller) {
+func newTestAPINode(t *testing.T) (*httptest.Server, *control.Controller) {
 	t.Helper()
-	c, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := c.LocalAddr().(*net.UDPAddr).Port
-	c.Close()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	node, err := gateway.New(gateway.Config{
-		DataDir:        t.TempDir(),
-		Interface:      fmt.Sprintf("pga%d", os.Getpid()%100000),
-		ListenPort:     port,
-		PublicEndpoint: fmt.Sprintf("127.0.0.1:%d", port),
-		ExitMode:       gateway.ExitUserspace,
-	}, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { node.Close() })
-	if err := node.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(NewAPI(node.Controller(), log))
+	n := gatewaytest.Start(t, gatewaytest.Options{Gateway: gateway.Config{Interface: fmt.Sprintf("pga%d", os.Getpid()%100000)}, Log: log})
+	srv := httptest.NewServer(NewAPI(n.Ctrl, n.Store, log))
 	t.Cleanup(srv.Close)
-	return srv, node.Controller()
+	return srv, n.Ctrl
 }
 
 type apiCall struct {
@@ -178,7 +160,7 @@ func TestAPIPeerList(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for _, p := range []gateway.AddPeerRequest{
+	for _, p := range []control.AddPeerRequest{
 		{Tenant: "acme", Name: "laptop", Groups: []string{"eng"}},
 		{Tenant: "acme", Name: "gw", Site: "office", SitePrefixes: []netip.Prefix{netip.MustParsePrefix("10.10.0.0/24")}},
 		{Tenant: "bravo", Name: "carol"},

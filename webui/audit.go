@@ -53,7 +53,7 @@ func (s *Server) audit(r *http.Request, actor, action, target, detail string) {
 // appendAudit writes e, logging a failure.
 func (s *Server) appendAudit(ctx context.Context, e store.AuditEntry) {
 	// Without the request's cancellation: a client that hangs up does not erase its trace.
-	if err := s.ctrl.AppendAudit(context.WithoutCancel(ctx), e); err != nil {
+	if err := s.store.AppendAudit(context.WithoutCancel(ctx), e); err != nil {
 		s.log.Error("cannot write the audit log", "actor", e.Actor, "action", e.Action, "target", e.Target, "err", err)
 		return
 	}

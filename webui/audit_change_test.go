@@ -52,7 +52,7 @@ func TestAuditFromWhatWasDone(t *testing.T) {
 	if _, err := e.ctrl.Peer(context.Background(), "acme", "api1"); err == nil {
 		t.Error("peer api1 of a body with two JSON values was created")
 	}
-	es, _, err := e.ctrl.ListAudit(context.Background(), store.AuditQuery{Actor: "cli", Limit: 100})
+	es, _, err := e.store.ListAudit(context.Background(), store.AuditQuery{Actor: "cli", Limit: 100})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +113,7 @@ func TestDeniedAudited(t *testing.T) {
 		t.Fatalf("DELETE bravo's peer: %d", code)
 	}
 	denied := func() []store.AuditEntry {
-		es, _, err := e.ctrl.ListAudit(context.Background(), store.AuditQuery{Action: "denied", Limit: 100})
+		es, _, err := e.store.ListAudit(context.Background(), store.AuditQuery{Action: "denied", Limit: 100})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -151,7 +151,7 @@ func TestDeniedAudited(t *testing.T) {
 		t.Fatalf("denied entries after housekeeping: %+v", es)
 	}
 	// bravo's own log does not show acme's attempts.
-	if bs, _, _ := e.ctrl.ListAudit(context.Background(), store.AuditQuery{Tenant: "bravo", Action: "denied"}); len(bs) != 0 {
+	if bs, _, _ := e.store.ListAudit(context.Background(), store.AuditQuery{Tenant: "bravo", Action: "denied"}); len(bs) != 0 {
 		t.Errorf("bravo's audit log shows refusals of others: %+v", bs)
 	}
 }

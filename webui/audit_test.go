@@ -103,7 +103,7 @@ func TestControlAdminAPI(t *testing.T) {
 			t.Errorf("audit log holds %q:\n%s", bad, all)
 		}
 	}
-	es, _, _ := e.ctrl.ListAudit(t.Context(), store.AuditQuery{Action: "token.add"})
+	es, _, _ := e.store.ListAudit(t.Context(), store.AuditQuery{Action: "token.add"})
 	if len(es) != 1 || es[0].Tenant != "" || es[0].Detail != "role tenant_admin, tenant acme; expires 2099-01-01T00:00:00Z" {
 		t.Errorf("token.add entry: %+v", es)
 	}
@@ -142,7 +142,7 @@ func TestControlPeerRoutes(t *testing.T) {
 	if got := e.auditActions(); !slices.Equal(got, wantEntries) {
 		t.Errorf("audit log:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(wantEntries, "\n"))
 	}
-	es, _, _ := e.ctrl.ListAudit(t.Context(), store.AuditQuery{Action: "peer.rename"})
+	es, _, _ := e.store.ListAudit(t.Context(), store.AuditQuery{Action: "peer.rename"})
 	if len(es) != 1 || es[0].Tenant != "acme" {
 		t.Errorf("rename entry: %+v", es)
 	}

@@ -81,7 +81,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	a, err := s.ctrl.Admin(ctx, name)
+	a, err := s.store.Admin(ctx, name)
 	exists := err == nil
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		s.log.Error("sign-in: cannot read admin", "err", err)
@@ -99,7 +99,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	defer at.end() // unless it failed or succeeded
 	if !exists {
 		// Spend the time a wrong password would, so that names cannot be told apart.
-		if err := s.withHashSlot(ctx, func() { s.ctrl.CheckAdminPassword(ctx, name, password) }); err != nil {
+		if err := s.withHashSlot(ctx, func() { s.store.CheckAdminPassword(ctx, name, password) }); err != nil {
 			fail(http.StatusServiceUnavailable, msgBusy)
 			return
 		}
@@ -108,7 +108,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	}
 
 	var ok bool
-	if herr := s.withHashSlot(ctx, func() { _, ok, err = s.ctrl.CheckAdminPassword(ctx, name, password) }); herr != nil {
+	if herr := s.withHashSlot(ctx, func() { _, ok, err = s.store.CheckAdminPassword(ctx, name, password) }); herr != nil {
 		fail(http.StatusServiceUnavailable, msgBusy)
 		return
 	}
@@ -147,7 +147,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	// Success. The session the browser may have brought (another admin's, a planted one)
 	// ends; the new one gets a new token.
 	if old, ok := s.session(w, r); ok {
-		if err := s.ctrl.DeleteSession(ctx, old.ID); err != nil {
+		if err := s.store.DeleteSession(ctx, old.ID); err != nil {
 			s.log.Warn("cannot end the previous session", "err", err)
 		}
 	}
@@ -157,7 +157,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	at.succeed()
-	if err := s.ctrl.RecordSignIn(ctx, a.ID, now); err != nil {
+	if err := s.store.RecordSignIn(ctx, a.ID, now); err != nil {
 		s.log.Warn("cannot record a sign-in", "admin", name, "err", err)
 	}
 	p := &Principal{AdminID: a.ID, Name: a.Name, Role: Role(a.Role), Tenant: a.TenantName}
@@ -191,7 +191,7 @@ func (s *Server) countFailure(r *http.Request, at *attempt, a store.Admin, why s
 	pairWait, _ := at.fail(now)
 	s.audit(r, a.Name, "signin.failed", store.AdminTarget(a.Name), why)
 	if a.ID != 0 {
-		if after, err := s.ctrl.RecordSignInFailure(r.Context(), a.ID); err != nil {
+		if after, err := s.store.RecordSignInFailure(r.Context(), a.ID); err != nil {
 			s.log.Error("cannot count a failed sign-in", "admin", a.Name, "err", err)
 		} else if n := after.FailedSignIns; alarmingFailures(n) {
 			s.log.Warn("many failed sign-ins at one admin since its last success: someone may be guessing its password; each address that fails is slowed down, the admin is never locked out (TOTP makes a guessed password useless alone)",

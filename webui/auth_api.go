@@ -7,7 +7,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/popgate/popgate/gateway"
 	"github.com/popgate/popgate/store"
 )
 
@@ -180,7 +179,7 @@ func apiToken(k store.APIToken) APIToken {
 }
 
 func (a *API) listAdmins(w http.ResponseWriter, r *http.Request) error {
-	as, err := a.ctrl.ListAdmins(r.Context())
+	as, err := a.store.ListAdmins(r.Context())
 	if err != nil {
 		return err
 	}
@@ -197,7 +196,7 @@ func (a *API) addAdmin(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(r, &req); err != nil {
 		return err
 	}
-	ad, generated, err := a.ctrl.AddAdmin(r.Context(), gateway.AddAdminRequest{Name: req.Name, Role: req.Role, Tenant: req.Tenant, Password: req.Password})
+	ad, generated, err := addAdmin(r.Context(), a.store, store.NewAdmin{Name: req.Name, Role: req.Role, Tenant: req.Tenant, Password: req.Password})
 	if err != nil {
 		return err
 	}
@@ -217,7 +216,7 @@ func (a *API) updateAdmin(w http.ResponseWriter, r *http.Request) error {
 	if req.Tenant != nil && req.Role == nil {
 		return fmt.Errorf("%w: tenant changes only together with role: send both", errBadRequest)
 	}
-	ad, err := a.ctrl.Admin(r.Context(), name)
+	ad, err := a.store.Admin(r.Context(), name)
 	if err != nil {
 		return err
 	}
@@ -229,12 +228,12 @@ func (a *API) updateAdmin(w http.ResponseWriter, r *http.Request) error {
 		case *req.Role == store.RoleOwner:
 			tenant = ""
 		}
-		if ad, err = a.ctrl.SetAdminRole(r.Context(), name, *req.Role, tenant); err != nil {
+		if ad, err = a.store.SetAdminRole(r.Context(), name, *req.Role, tenant); err != nil {
 			return err
 		}
 	}
 	if req.Disabled != nil {
-		if ad, err = a.ctrl.SetAdminDisabled(r.Context(), name, *req.Disabled); err != nil {
+		if ad, err = a.store.SetAdminDisabled(r.Context(), name, *req.Disabled); err != nil {
 			return err
 		}
 	}
@@ -247,7 +246,7 @@ func (a *API) setAdminPassword(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(r, &req); err != nil {
 		return err
 	}
-	ad, generated, err := a.ctrl.SetAdminPassword(r.Context(), r.PathValue("admin"), req.Password)
+	ad, generated, err := setAdminPassword(r.Context(), a.store, r.PathValue("admin"), req.Password)
 	if err != nil {
 		return err
 	}
@@ -256,7 +255,7 @@ func (a *API) setAdminPassword(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *API) disableAdminTOTP(w http.ResponseWriter, r *http.Request) error {
-	ad, err := a.ctrl.DisableAdminTOTP(r.Context(), r.PathValue("admin"))
+	ad, err := a.store.DisableAdminTOTP(r.Context(), r.PathValue("admin"))
 	if err != nil {
 		return err
 	}
@@ -265,7 +264,7 @@ func (a *API) disableAdminTOTP(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *API) removeAdmin(w http.ResponseWriter, r *http.Request) error {
-	if _, err := a.ctrl.RemoveAdmin(r.Context(), r.PathValue("admin")); err != nil {
+	if _, err := a.store.RemoveAdmin(r.Context(), r.PathValue("admin")); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -273,7 +272,7 @@ func (a *API) removeAdmin(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *API) listTokens(w http.ResponseWriter, r *http.Request) error {
-	ks, err := a.ctrl.ListAPITokens(r.Context())
+	ks, err := a.store.ListAPITokens(r.Context())
 	if err != nil {
 		return err
 	}
@@ -294,7 +293,7 @@ func (a *API) addToken(w http.ResponseWriter, r *http.Request) error {
 	if req.ExpiresAt != nil {
 		nt.ExpiresAt = *req.ExpiresAt
 	}
-	k, secret, err := a.ctrl.AddAPIToken(r.Context(), nt)
+	k, secret, err := a.store.AddAPIToken(r.Context(), nt)
 	if err != nil {
 		return err
 	}
@@ -303,7 +302,7 @@ func (a *API) addToken(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *API) removeToken(w http.ResponseWriter, r *http.Request) error {
-	if _, err := a.ctrl.RemoveAPIToken(r.Context(), r.PathValue("token")); err != nil {
+	if _, err := a.store.RemoveAPIToken(r.Context(), r.PathValue("token")); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -348,7 +347,7 @@ func (a *API) auditLog(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	es, more, err := a.ctrl.ListAudit(r.Context(), q)
+	es, more, err := a.store.ListAudit(r.Context(), q)
 	if err != nil {
 		return err
 	}

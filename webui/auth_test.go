@@ -91,7 +91,7 @@ func TestSignInBadInput(t *testing.T) {
 		want(t, tc.what, resp, body, http.StatusBadRequest, tc.want)
 	}
 	// None of them counted against the account or wrote anything.
-	if a, _ := e.ctrl.Admin(context.Background(), "root"); a.FailedSignIns != 0 {
+	if a, _ := e.store.Admin(context.Background(), "root"); a.FailedSignIns != 0 {
 		t.Errorf("%d failures counted", a.FailedSignIns)
 	}
 	if got := e.auditActions(); len(got) != 0 {
@@ -118,7 +118,7 @@ func TestLockout(t *testing.T) {
 	e.clock.Advance(2*time.Minute + 30*time.Second)
 	resp, body = b.signIn("root", authPassword, "")
 	want(t, "after the lockout", resp, body, http.StatusSeeOther)
-	if a, _ := e.ctrl.Admin(context.Background(), "root"); a.FailedSignIns != 0 {
+	if a, _ := e.store.Admin(context.Background(), "root"); a.FailedSignIns != 0 {
 		t.Errorf("after sign-in: %+v", a)
 	}
 	e.wantAudit("root signin.locked admin:root")
@@ -127,7 +127,7 @@ func TestLockout(t *testing.T) {
 	for range pairFree {
 		b.signIn("root", "wrong password!", "")
 	}
-	if _, _, err := e.ctrl.SetAdminPassword(context.Background(), "root", "a whole new password"); err != nil {
+	if _, _, err := setAdminPassword(context.Background(), e.store, "root", "a whole new password"); err != nil {
 		t.Fatal(err)
 	}
 	resp, body = b.signIn("root", "a whole new password", "")
@@ -194,7 +194,7 @@ func TestDisabledAdmin(t *testing.T) {
 	e.addAdmin("bob", store.RoleViewer, "")
 	b := e.browser()
 	b.mustSignIn("bob")
-	if _, err := e.ctrl.SetAdminDisabled(context.Background(), "bob", true); err != nil {
+	if _, err := e.store.SetAdminDisabled(context.Background(), "bob", true); err != nil {
 		t.Fatal(err)
 	}
 	resp, _ := b.get("/")

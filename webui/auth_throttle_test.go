@@ -55,7 +55,7 @@ func TestSignInAttackerCannotLockOutAdmin(t *testing.T) {
 	}
 	e.clock.Advance(throttleMax)
 	attacker.signIn("admin", "one more guess", "")
-	if a, _ := e.ctrl.Admin(context.Background(), "admin"); a.FailedSignIns == 0 {
+	if a, _ := e.store.Admin(context.Background(), "admin"); a.FailedSignIns == 0 {
 		t.Error("the admin's failures since its last success are not counted")
 	}
 }
@@ -291,7 +291,7 @@ func TestSignInParallelGuesses(t *testing.T) {
 	if count[http.StatusUnauthorized] != pairFree-1 || count[http.StatusTooManyRequests] != n-pairFree+1 {
 		t.Errorf("answers %v: want %d wrong passwords and %d refusals", count, pairFree-1, n-pairFree+1)
 	}
-	if a, _ := e.ctrl.Admin(context.Background(), "root"); a.FailedSignIns != pairFree {
+	if a, _ := e.store.Admin(context.Background(), "root"); a.FailedSignIns != pairFree {
 		t.Errorf("%d passwords checked, want %d", a.FailedSignIns, pairFree)
 	}
 }

@@ -58,7 +58,7 @@ func totpStep(secret []byte, code string, now time.Time) (int64, bool) {
 // useTOTP reports whether code is a valid, unused code of admin id's TOTP secret at now, and
 // uses it up: a code works once.
 func (s *Server) useTOTP(ctx context.Context, adminID int64, code string, now time.Time) (bool, error) {
-	secret, err := s.ctrl.AdminTOTPSecret(ctx, adminID, false)
+	secret, err := s.store.AdminTOTPSecret(ctx, adminID, false)
 	if err != nil {
 		return false, err
 	}
@@ -67,17 +67,17 @@ func (s *Server) useTOTP(ctx context.Context, adminID int64, code string, now ti
 	if !ok {
 		return false, nil
 	}
-	return s.ctrl.UseAdminTOTPStep(ctx, adminID, step)
+	return s.store.UseAdminTOTPStep(ctx, adminID, step)
 }
 
 // renderAccount shows the account page of p with the state in page filled in.
 func (s *Server) renderAccount(w http.ResponseWriter, r *http.Request, code int, page AccountPage) {
 	p := PrincipalFrom(r.Context())
 	page.Name, page.Role, page.Tenant = p.Name, p.Role, p.Tenant
-	if a, err := s.ctrl.AdminByID(r.Context(), p.AdminID); err == nil {
+	if a, err := s.store.AdminByID(r.Context(), p.AdminID); err == nil {
 		page.TOTPEnabled = a.TOTPEnabled
 	}
-	if n, err := s.ctrl.CountAdminSessions(r.Context(), p.AdminID, s.now(), sessionIdle); err == nil {
+	if n, err := s.store.CountAdminSessions(r.Context(), p.AdminID, s.now(), sessionIdle); err == nil {
 		page.Sessions = n
 	}
 	if ap, ok := s.pages.(AccountPages); ok {
@@ -94,7 +94,7 @@ func (s *Server) accountPage(w http.ResponseWriter, r *http.Request) {
 // totpEnrol starts enrolment: a new secret, kept pending until a code confirms it.
 func (s *Server) totpEnrol(w http.ResponseWriter, r *http.Request) {
 	p := PrincipalFrom(r.Context())
-	a, err := s.ctrl.AdminByID(r.Context(), p.AdminID)
+	a, err := s.store.AdminByID(r.Context(), p.AdminID)
 	if err != nil {
 		s.accountFailed(w, r, err)
 		return
@@ -105,7 +105,7 @@ func (s *Server) totpEnrol(w http.ResponseWriter, r *http.Request) {
 	}
 	secret := make([]byte, store.TOTPSecretLen)
 	rand.Read(secret)
-	err = s.ctrl.SetAdminTOTPPending(r.Context(), p.AdminID, secret)
+	err = s.store.SetAdminTOTPPending(r.Context(), p.AdminID, secret)
 	if err != nil {
 		s.accountFailed(w, r, err)
 		return
@@ -132,7 +132,7 @@ func groups(s string) string {
 // totpQR answers the QR code of the pending secret's otpauth:// URL as a PNG.
 func (s *Server) totpQR(w http.ResponseWriter, r *http.Request) {
 	p := PrincipalFrom(r.Context())
-	secret, err := s.ctrl.AdminTOTPSecret(r.Context(), p.AdminID, true)
+	secret, err := s.store.AdminTOTPSecret(r.Context(), p.AdminID, true)
 	if err != nil {
 		http.Error(w, "no two-factor enrolment is pending: start one on the account page", http.StatusNotFound)
 		return
@@ -163,7 +163,7 @@ func (s *Server) totpConfirm(w http.ResponseWriter, r *http.Request) {
 		s.renderAccount(w, r, http.StatusBadRequest, AccountPage{Error: "the form was too large or malformed: reload the page"})
 		return
 	}
-	secret, err := s.ctrl.AdminTOTPSecret(r.Context(), p.AdminID, true)
+	secret, err := s.store.AdminTOTPSecret(r.Context(), p.AdminID, true)
 	if errors.Is(err, store.ErrNotFound) {
 		s.renderAccount(w, r, http.StatusConflict, AccountPage{Error: "no two-factor enrolment is pending: start again"})
 		return
@@ -179,7 +179,7 @@ func (s *Server) totpConfirm(w http.ResponseWriter, r *http.Request) {
 		s.renderAccount(w, r, http.StatusBadRequest, page)
 		return
 	}
-	if err := s.ctrl.EnableAdminTOTP(r.Context(), p.AdminID, step); err != nil {
+	if err := s.store.EnableAdminTOTP(r.Context(), p.AdminID, step); err != nil {
 		s.accountFailed(w, r, err)
 		return
 	}
@@ -218,7 +218,7 @@ func (s *Server) totpDisable(w http.ResponseWriter, r *http.Request) {
 		s.renderAccount(w, r, http.StatusUnauthorized, AccountPage{Error: msgWrongCode})
 		return
 	}
-	if _, err := s.ctrl.DisableAdminTOTP(r.Context(), p.Name); err != nil {
+	if _, err := s.store.DisableAdminTOTP(r.Context(), p.Name); err != nil {
 		s.accountFailed(w, r, err)
 		return
 	}
@@ -248,7 +248,7 @@ func (s *Server) changePassword(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var err error
-	if herr := s.withHashSlot(r.Context(), func() { _, _, err = s.ctrl.SetAdminPassword(r.Context(), p.Name, newPW) }); herr != nil {
+	if herr := s.withHashSlot(r.Context(), func() { _, err = s.store.SetAdminPassword(r.Context(), p.Name, newPW) }); herr != nil {
 		s.renderAccount(w, r, http.StatusServiceUnavailable, AccountPage{Error: msgBusy})
 		return
 	}
@@ -272,7 +272,7 @@ func (s *Server) checkOwnPassword(w http.ResponseWriter, r *http.Request, p *Pri
 		s.renderAccount(w, r, http.StatusTooManyRequests, AccountPage{Error: tooMany(wait)})
 		return store.Admin{}, false
 	}
-	a, err := s.ctrl.AdminByID(r.Context(), p.AdminID)
+	a, err := s.store.AdminByID(r.Context(), p.AdminID)
 	if err != nil {
 		s.accountFailed(w, r, err)
 		return store.Admin{}, false
@@ -288,7 +288,7 @@ func (s *Server) checkOwnPassword(w http.ResponseWriter, r *http.Request, p *Pri
 		return store.Admin{}, false
 	}
 	var ok bool
-	if herr := s.withHashSlot(r.Context(), func() { _, ok, err = s.ctrl.CheckAdminPassword(r.Context(), a.Name, password) }); herr != nil {
+	if herr := s.withHashSlot(r.Context(), func() { _, ok, err = s.store.CheckAdminPassword(r.Context(), a.Name, password) }); herr != nil {
 		s.renderAccount(w, r, http.StatusServiceUnavailable, AccountPage{Error: msgBusy})
 		return store.Admin{}, false
 	}

@@ -134,7 +134,7 @@ type AuditorSetter interface {
 }
 
 // DownloadPathPrefix starts the path of a one-time config download link: DownloadPathPrefix
-// followed by the link's token (gateway.Controller.CreateDownloadLink). The pages side serves
+// followed by the link's token (control.Controller.CreateDownloadLink). The pages side serves
 // it without sign-in: GET shows a page with a download button (Controller.DownloadLink; so
 // that link previewers do not spend the link), POST answers the config once
 // (Controller.RedeemDownloadLink, which records "link.use" in the audit log).

@@ -434,7 +434,7 @@ func TestOpenAPIRoutes(t *testing.T) {
 	}
 
 	// The real mux routes each documented path to that pattern (not to the catch-all).
-	api := NewAPI(nil, slog.New(slog.DiscardHandler))
+	api := NewAPI(nil, nil, slog.New(slog.DiscardHandler))
 	registerOpenAPI(api.mux)
 	access := map[string]apiRoute{}
 	for _, rt := range apiRoutes() {

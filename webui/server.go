@@ -17,13 +17,15 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/popgate/popgate/gateway"
+	"github.com/popgate/popgate/gateway/control"
 )
 
 // ServerConfig configures the web server: the web UI and the JSON API on the web address.
 type ServerConfig struct {
-	// Ctrl carries out every operation. Required.
-	Ctrl *gateway.Controller
+	// Ctrl carries out every operation on the network. Required.
+	Ctrl *control.Controller
+	// Store keeps admins, sessions, API tokens and the audit log. Required.
+	Store Store
 	// Pages renders the pages and registers their routes. Default: a plain built-in set with
 	// the sign-in, account and error pages only.
 	Pages Pages
@@ -51,7 +53,10 @@ const DefaultAddr = "127.0.0.1:8080"
 // Validate fills in defaults and rejects bad values with a message naming the field.
 func (c *ServerConfig) Validate() error {
 	if c.Ctrl == nil {
-		return errors.New("webui: ServerConfig.Ctrl is nil: pass the node's Controller")
+		return errors.New("webui: ServerConfig.Ctrl is nil: pass the controller")
+	}
+	if c.Store == nil {
+		return errors.New("webui: ServerConfig.Store is nil: pass the store")
 	}
 	if c.Addr == "" {
 		c.Addr = DefaultAddr
@@ -95,7 +100,8 @@ const (
 // wraps the control socket's API with the audit log (ControlHandler). It is an Auditor for
 // the pages side.
 type Server struct {
-	ctrl  *gateway.Controller
+	ctrl  *control.Controller
+	store Store
 	pages Pages
 	log   *slog.Logger
 	now   func() time.Time
@@ -135,11 +141,12 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	}
 	s := &Server{
 		ctrl:     cfg.Ctrl,
+		store:    cfg.Store,
 		pages:    cfg.Pages,
 		log:      cfg.Log,
 		now:      cfg.Now,
 		addr:     cfg.Addr,
-		api:      NewAPI(cfg.Ctrl, cfg.Log.With("component", "api")),
+		api:      NewAPI(cfg.Ctrl, cfg.Store, cfg.Log.With("component", "api")),
 		throttle: newDefaultSigninThrottle(),
 		hashSem:  make(chan struct{}, max(1, min(4, runtime.NumCPU()))),
 		hashWait: hashWait,
@@ -293,10 +300,10 @@ func (s *Server) housekeep(stop <-chan struct{}) {
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		now := s.now()
-		if _, err := s.ctrl.PruneSessions(ctx, now, sessionIdle); err != nil {
+		if _, err := s.store.PruneSessions(ctx, now, sessionIdle); err != nil {
 			s.log.Warn("cannot remove expired sessions", "err", err)
 		}
-		if _, err := s.ctrl.PruneDownloadLinks(ctx, now); err != nil {
+		if _, err := s.store.PruneDownloadLinks(ctx, now); err != nil {
 			s.log.Warn("cannot remove expired download links", "err", err)
 		}
 		s.flushDenials(ctx, now)

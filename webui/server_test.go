@@ -17,11 +17,12 @@ import (
 	"runtime"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/popgate/popgate/gateway"
+	"github.com/popgate/popgate/gateway/control"
+	"github.com/popgate/popgate/gateway/gatewaytest"
+	"github.com/popgate/popgate/gateway/plane/planetest"
 	"github.com/popgate/popgate/store"
 	"github.com/popgate/popgate/store/clocktest"
 )
@@ -82,52 +83,61 @@ func (p *stubPages) RenderAccount(w http.ResponseWriter, r *http.Request, code i
 	json.NewEncoder(w).Encode(page)
 }
 
-// authEnv is a real node behind a Server with stub pages and a fake clock (starting at the
-// real time, which the store's own timestamps use), served by httptest on loopback.
+// authEnv is a controller and a store (on an in-memory data plane: signing in needs no
+// network) behind a Server with stub pages and a fake clock (starting at the real time, which
+// the store's own timestamps use), served by httptest on loopback.
 type authEnv struct {
 	t     *testing.T
-	ctrl  *gateway.Controller
+	ctrl  *control.Controller
+	store *store.Store
 	srv   *Server
 	ts    *httptest.Server
 	clock *clocktest.Clock
 	dir   string
 }
 
-var authNodes atomic.Int64
-
-// startAuthNode runs a node (userspace exit, loopback port) for the auth tests.
-func startAuthNode(t *testing.T) (*gateway.Node, string) {
+// startAuthBackend opens a store in a temporary directory with a controller on an in-memory
+// data plane, for the auth tests.
+func startAuthBackend(t *testing.T) (*control.Controller, *store.Store, string) {
 	t.Helper()
-	c, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := c.LocalAddr().(*net.UDPAddr).Port
-	c.Close()
 	dir := t.TempDir()
-	node, err := gateway.New(gateway.Config{
-		DataDir:        dir,
-		Interface:      fmt.Sprintf("pgw%d-%d", os.Getpid()%10000, authNodes.Add(1)%1000),
-		ListenPort:     port,
-		PublicEndpoint: fmt.Sprintf("127.0.0.1:%d", port),
-		ExitMode:       gateway.ExitUserspace,
-	}, slog.New(slog.DiscardHandler))
+	st, err := store.Open(context.Background(), store.Options{Path: filepath.Join(dir, "popgate.db")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { node.Close() })
-	if err := node.Start(context.Background()); err != nil {
+	t.Cleanup(func() { st.Close() })
+	ctrl, err := control.New(control.Config{PublicEndpoint: "127.0.0.1:51820", MTU: 1420, Region: "local"}, st, &planetest.DataPlane{}, slog.New(slog.DiscardHandler))
+	if err != nil {
 		t.Fatal(err)
 	}
-	return node, dir
+	t.Cleanup(func() { ctrl.Close() })
+	if err := ctrl.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return ctrl, st, dir
 }
 
-// newAuthEnv starts a node and a Server on it; change, when not nil, edits the config first.
+// newAuthEnv starts a controller and a Server on it; change, when not nil, edits the config
+// first.
 func newAuthEnv(t *testing.T, change func(*ServerConfig)) *authEnv {
 	t.Helper()
-	node, dir := startAuthNode(t)
-	e := &authEnv{t: t, ctrl: node.Controller(), clock: clocktest.New(time.Now()), dir: dir}
-	cfg := ServerConfig{Ctrl: e.ctrl, Pages: &stubPages{}, Addr: "127.0.0.1:0", DataDir: dir, Now: e.clock.Now,
+	ctrl, st, dir := startAuthBackend(t)
+	return newAuthEnvOn(t, ctrl, st, dir, change)
+}
+
+// newAuthEnvNode is newAuthEnv on a real node (userspace exit, loopback port), for tests that
+// send it packets.
+func newAuthEnvNode(t *testing.T, change func(*ServerConfig)) *authEnv {
+	t.Helper()
+	dir := t.TempDir()
+	n := gatewaytest.Start(t, gatewaytest.Options{Dir: dir})
+	return newAuthEnvOn(t, n.Ctrl, n.Store, dir, change)
+}
+
+func newAuthEnvOn(t *testing.T, ctrl *control.Controller, st *store.Store, dir string, change func(*ServerConfig)) *authEnv {
+	t.Helper()
+	e := &authEnv{t: t, ctrl: ctrl, store: st, clock: clocktest.New(time.Now()), dir: dir}
+	cfg := ServerConfig{Ctrl: e.ctrl, Store: e.store, Pages: &stubPages{}, Addr: "127.0.0.1:0", DataDir: dir, Now: e.clock.Now,
 		Log: slog.New(slog.NewTextHandler(testLogWriter{t}, nil))}
 	if change != nil {
 		change(&cfg)
@@ -160,7 +170,7 @@ func setup() context.Context {
 // addAdmin adds an admin with authPassword.
 func (e *authEnv) addAdmin(name, role, tenant string) store.Admin {
 	e.t.Helper()
-	a, _, err := e.ctrl.AddAdmin(setup(), gateway.AddAdminRequest{Name: name, Role: role, Tenant: tenant, Password: authPassword})
+	a, _, err := addAdmin(setup(), e.store, store.NewAdmin{Name: name, Role: role, Tenant: tenant, Password: authPassword})
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -177,7 +187,7 @@ func (e *authEnv) addTenant(name string) {
 // addToken makes an API token and returns its secret.
 func (e *authEnv) addToken(name, role, tenant string, expires time.Time) string {
 	e.t.Helper()
-	_, secret, err := e.ctrl.AddAPIToken(setup(), store.NewAPIToken{Name: name, Role: role, Tenant: tenant, ExpiresAt: expires})
+	_, secret, err := e.store.AddAPIToken(setup(), store.NewAPIToken{Name: name, Role: role, Tenant: tenant, ExpiresAt: expires})
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -188,7 +198,7 @@ func (e *authEnv) addToken(name, role, tenant string, expires time.Time) string 
 // oldest first.
 func (e *authEnv) auditActions() []string {
 	e.t.Helper()
-	es, _, err := e.ctrl.ListAudit(context.Background(), store.AuditQuery{Limit: 1000})
+	es, _, err := e.store.ListAudit(context.Background(), store.AuditQuery{Limit: 1000})
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -355,28 +365,28 @@ func TestHostCheck(t *testing.T) {
 }
 
 func TestServerConfig(t *testing.T) {
-	node, dir := startAuthNode(t)
-	ctrl := node.Controller()
+	ctrl, st, dir := startAuthBackend(t)
 	for _, tc := range []struct {
 		cfg  ServerConfig
 		want string
 	}{
 		{ServerConfig{}, "Ctrl is nil"},
-		{ServerConfig{Ctrl: ctrl, Addr: "8080"}, "not host:port"},
-		{ServerConfig{Ctrl: ctrl, TLSCertFile: "x.crt"}, "both"},
-		{ServerConfig{Ctrl: ctrl, Addr: "0.0.0.0:443"}, "DataDir is empty"},
-		{ServerConfig{Ctrl: ctrl, TLSCertFile: filepath.Join(dir, "no.crt"), TLSKeyFile: filepath.Join(dir, "no.key")}, "does not exist"},
+		{ServerConfig{Ctrl: ctrl}, "Store is nil"},
+		{ServerConfig{Ctrl: ctrl, Store: st, Addr: "8080"}, "not host:port"},
+		{ServerConfig{Ctrl: ctrl, Store: st, TLSCertFile: "x.crt"}, "both"},
+		{ServerConfig{Ctrl: ctrl, Store: st, Addr: "0.0.0.0:443"}, "DataDir is empty"},
+		{ServerConfig{Ctrl: ctrl, Store: st, TLSCertFile: filepath.Join(dir, "no.crt"), TLSKeyFile: filepath.Join(dir, "no.key")}, "does not exist"},
 	} {
 		if _, err := NewServer(tc.cfg); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("NewServer(%+v) = %v, want an error containing %q", tc.cfg, err, tc.want)
 		}
 	}
 	// A page route that clashes with the auth side's is an error, not a panic.
-	if _, err := NewServer(ServerConfig{Ctrl: ctrl, Pages: &clashingPages{}}); err == nil || !strings.Contains(err.Error(), "/login") {
+	if _, err := NewServer(ServerConfig{Ctrl: ctrl, Store: st, Pages: &clashingPages{}}); err == nil || !strings.Contains(err.Error(), "/login") {
 		t.Errorf("clashing pages: %v", err)
 	}
 	// Without pages the built-in ones serve sign-in.
-	s, err := NewServer(ServerConfig{Ctrl: ctrl})
+	s, err := NewServer(ServerConfig{Ctrl: ctrl, Store: st})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -444,12 +454,11 @@ func TestSelfSignedCertificate(t *testing.T) {
 // first start, keeps it across restarts, serves only HTTPS, and its cookie is __Host- and
 // Secure.
 func TestServerTLS(t *testing.T) {
-	node, dir := startAuthNode(t)
-	ctrl := node.Controller()
-	if _, _, err := ctrl.AddAdmin(context.Background(), gateway.AddAdminRequest{Name: "root", Role: store.RoleOwner, Password: authPassword}); err != nil {
+	ctrl, st, dir := startAuthBackend(t)
+	if _, err := st.AddAdmin(context.Background(), store.NewAdmin{Name: "root", Role: store.RoleOwner, Password: authPassword}); err != nil {
 		t.Fatal(err)
 	}
-	cfg := ServerConfig{Ctrl: ctrl, Pages: &stubPages{}, Addr: "0.0.0.0:0", DataDir: dir}
+	cfg := ServerConfig{Ctrl: ctrl, Store: st, Pages: &stubPages{}, Addr: "0.0.0.0:0", DataDir: dir}
 	s, err := NewServer(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -517,12 +526,12 @@ func TestServerTLS(t *testing.T) {
 
 	// The operator's certificate is used as given.
 	opCert, opKey := filepath.Join(dir, selfSignedCert), filepath.Join(dir, selfSignedKey)
-	op, err := NewServer(ServerConfig{Ctrl: ctrl, Addr: "0.0.0.0:0", TLSCertFile: opCert, TLSKeyFile: opKey})
+	op, err := NewServer(ServerConfig{Ctrl: ctrl, Store: st, Addr: "0.0.0.0:0", TLSCertFile: opCert, TLSKeyFile: opKey})
 	if err != nil || !op.TLS() || op.Fingerprint() != "" {
 		t.Errorf("operator certificate: %v, TLS %v, fingerprint %q", err, op.TLS(), op.Fingerprint())
 	}
 	// ... also on loopback, where it means HTTPS instead of HTTP.
-	if op, err := NewServer(ServerConfig{Ctrl: ctrl, Addr: "127.0.0.1:0", TLSCertFile: opCert, TLSKeyFile: opKey}); err != nil || !op.TLS() {
+	if op, err := NewServer(ServerConfig{Ctrl: ctrl, Store: st, Addr: "127.0.0.1:0", TLSCertFile: opCert, TLSKeyFile: opKey}); err != nil || !op.TLS() {
 		t.Errorf("operator certificate on loopback: %v", err)
 	}
 }

@@ -109,7 +109,7 @@ func (s *Server) session(w http.ResponseWriter, r *http.Request) (store.Session,
 		return store.Session{}, false
 	}
 	ctx := r.Context()
-	sess, err := s.ctrl.SessionByToken(ctx, c.Value)
+	sess, err := s.store.SessionByToken(ctx, c.Value)
 	if err != nil {
 		if !errors.Is(err, store.ErrNotFound) {
 			s.log.Error("cannot read a session", "err", err)
@@ -119,14 +119,14 @@ func (s *Server) session(w http.ResponseWriter, r *http.Request) (store.Session,
 	}
 	now := s.now()
 	if !now.Before(sess.ExpiresAt) || !now.Before(sess.LastSeen.Add(sessionIdle)) || sess.Admin.Disabled {
-		if err := s.ctrl.DeleteSession(ctx, sess.ID); err != nil {
+		if err := s.store.DeleteSession(ctx, sess.ID); err != nil {
 			s.log.Warn("cannot delete a dead session", "err", err)
 		}
 		s.clearCookie(w)
 		return store.Session{}, false
 	}
 	if now.Sub(sess.LastSeen) >= touchEvery {
-		if err := s.ctrl.TouchSession(ctx, sess.ID, now); err != nil {
+		if err := s.store.TouchSession(ctx, sess.ID, now); err != nil {
 			s.log.Warn("cannot note session activity", "err", err)
 		}
 	}
@@ -137,7 +137,7 @@ func (s *Server) session(w http.ResponseWriter, r *http.Request) (store.Session,
 // brought), in a cookie.
 func (s *Server) startSession(ctx context.Context, w http.ResponseWriter, r *http.Request, a store.Admin) error {
 	now := s.now()
-	_, token, err := s.ctrl.CreateSession(ctx, store.NewSession{AdminID: a.ID, Now: now, ExpiresAt: now.Add(sessionLifetime),
+	_, token, err := s.store.CreateSession(ctx, store.NewSession{AdminID: a.ID, Now: now, ExpiresAt: now.Add(sessionLifetime),
 		RemoteAddr: remoteAddr(r), UserAgent: r.UserAgent()})
 	if err != nil {
 		return err
@@ -162,7 +162,7 @@ func (s *Server) clearCookie(w http.ResponseWriter) {
 // logout ends this browser's session.
 func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 	if sess, ok := s.session(w, r); ok {
-		if err := s.ctrl.DeleteSession(r.Context(), sess.ID); err != nil {
+		if err := s.store.DeleteSession(r.Context(), sess.ID); err != nil {
 			s.log.Error("cannot end a session", "err", err)
 			s.pages.RenderError(w, r, http.StatusInternalServerError, "signing out failed: try again (details in the popgate serve log)")
 			return
@@ -181,7 +181,7 @@ func (s *Server) logoutEverywhere(w http.ResponseWriter, r *http.Request) {
 		s.needSignIn(w, r)
 		return
 	}
-	n, err := s.ctrl.DeleteAdminSessions(r.Context(), sess.Admin.ID)
+	n, err := s.store.DeleteAdminSessions(r.Context(), sess.Admin.ID)
 	if err != nil {
 		s.log.Error("cannot end sessions", "err", err)
 		s.pages.RenderError(w, r, http.StatusInternalServerError, "signing out everywhere failed: try again (details in the popgate serve log)")

@@ -67,13 +67,13 @@ func TestProtect(t *testing.T) {
 		}
 	}
 	e.wantAudit("root thing.add acme/thing", "root thing.add bravo/thing", "alice thing.add acme/thing")
-	es, _, _ := e.ctrl.ListAudit(t.Context(), store.AuditQuery{Action: "thing.add", Actor: "alice"})
+	es, _, _ := e.store.ListAudit(t.Context(), store.AuditQuery{Action: "thing.add", Actor: "alice"})
 	if len(es) != 1 || es[0].Tenant != "acme" || es[0].Remote != "127.0.0.1" {
 		t.Errorf("alice's audit entries: %+v", es)
 	}
 	// protect's refusals are recorded, one per admin and route a minute (victor's two
 	// refused things are one route).
-	es, _, _ = e.ctrl.ListAudit(t.Context(), store.AuditQuery{Action: "denied"})
+	es, _, _ = e.store.ListAudit(t.Context(), store.AuditQuery{Action: "denied"})
 	var denied []string
 	for _, en := range slices.Backward(es) {
 		denied = append(denied, en.Actor+" "+en.Target+" "+en.Tenant+" "+en.Detail)
@@ -174,7 +174,7 @@ func TestSessionExpiry(t *testing.T) {
 		t.Errorf("session outlived %v: %d", sessionLifetime, resp.StatusCode)
 	}
 	// Dead sessions are pruned.
-	if n, err := e.ctrl.PruneSessions(t.Context(), e.clock.Now(), sessionIdle); err != nil || n != 0 {
+	if n, err := e.store.PruneSessions(t.Context(), e.clock.Now(), sessionIdle); err != nil || n != 0 {
 		t.Errorf("PruneSessions = %d, %v (the dead sessions should be gone already)", n, err)
 	}
 }

@@ -163,7 +163,7 @@ func (s *Server) tokenPrincipal(r *http.Request) (*Principal, int, string) {
 		return nil, http.StatusUnauthorized, "the Authorization header must be Bearer pgt_…: the API takes API tokens only"
 	}
 	ctx := r.Context()
-	tok, err := s.ctrl.APITokenBySecret(ctx, strings.TrimSpace(secret))
+	tok, err := s.store.APITokenBySecret(ctx, strings.TrimSpace(secret))
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, http.StatusUnauthorized, err.Error()
 	}
@@ -176,7 +176,7 @@ func (s *Server) tokenPrincipal(r *http.Request) (*Principal, int, string) {
 		return nil, http.StatusUnauthorized, fmt.Sprintf("API token %q expired at %s: make a new one with 'popgate token add'", tok.Name, tok.ExpiresAt.UTC().Format(time.RFC3339))
 	}
 	if now.Sub(tok.LastUsed) >= touchEvery {
-		if err := s.ctrl.TouchAPIToken(ctx, tok.ID, now); err != nil {
+		if err := s.store.TouchAPIToken(ctx, tok.ID, now); err != nil {
 			s.log.Warn("cannot note API token use", "err", err)
 		}
 	}

@@ -43,7 +43,7 @@ func (e *authEnv) call(token, method, path, body string) (int, string) {
 // TestAPITokens walks the API on the web address with tokens of every scope: each sees and
 // changes only what its role and tenant allow.
 func TestAPITokens(t *testing.T) {
-	e := newAuthEnv(t, nil)
+	e := newAuthEnvNode(t, nil)
 	e.addAdmin("root", store.RoleOwner, "")
 	owner := e.addToken("ops", store.RoleOwner, "", time.Time{})
 	for _, c := range []struct{ method, path, body string }{

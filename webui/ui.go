@@ -9,12 +9,12 @@ import (
 	"time"
 
 	"github.com/popgate/popgate/firewall"
-	"github.com/popgate/popgate/gateway"
+	"github.com/popgate/popgate/gateway/control"
 	"github.com/popgate/popgate/store"
 )
 
-// UI is the pages side of the web UI: server-rendered HTML pages on top of the gateway's
-// Controller, with small htmx enhancements. It implements Pages; the auth side puts
+// UI is the pages side of the web UI: server-rendered HTML pages on top of the controller
+// and the store, with small htmx enhancements. It implements Pages; the auth side puts
 // sign-in, sessions and CSRF protection in front of it.
 type UI struct {
 	ctrl  uiBackend
@@ -38,44 +38,45 @@ type UI struct {
 
 var _ Pages = (*UI)(nil)
 
-// uiBackend is what the pages need of the gateway. Production uses *gateway.Controller;
+// uiBackend is what the pages need of the controller. Production uses *control.Controller;
 // tests put a fake in front of it for what a real node cannot cheaply hold (10,000 peers,
 // live traffic).
 type uiBackend interface {
-	Status(ctx context.Context) (gateway.Status, error)
-	ListTenants(ctx context.Context) ([]gateway.TenantInfo, error)
+	Status(ctx context.Context) (control.Status, error)
+	ListTenants(ctx context.Context) ([]control.TenantInfo, error)
 	AddTenant(ctx context.Context, name string) (store.Tenant, error)
 	RemoveTenant(ctx context.Context, name string) error
-	SetTenantSplitTunnel(ctx context.Context, tenant string, on bool) (gateway.TenantInfo, error)
-	ListPeers(ctx context.Context, tenant string) ([]gateway.PeerInfo, error)
-	Peer(ctx context.Context, tenant, name string) (gateway.PeerInfo, error)
-	AddPeer(ctx context.Context, req gateway.AddPeerRequest) (gateway.PeerInfo, string, error)
+	SetTenantSplitTunnel(ctx context.Context, tenant string, on bool) (control.TenantInfo, error)
+	ListPeers(ctx context.Context, tenant string) ([]control.PeerInfo, error)
+	Peer(ctx context.Context, tenant, name string) (control.PeerInfo, error)
+	AddPeer(ctx context.Context, req control.AddPeerRequest) (control.PeerInfo, string, error)
 	PeerConfig(ctx context.Context, tenant, name string) (string, error)
-	SetPeerEnabled(ctx context.Context, tenant, name string, enabled bool) (gateway.PeerInfo, error)
-	SetPeerGroups(ctx context.Context, tenant, name string, groups []string) (gateway.PeerInfo, error)
-	SetPeerSite(ctx context.Context, tenant, name, site string, prefixes []netip.Prefix) (gateway.PeerInfo, error)
+	SetPeerEnabled(ctx context.Context, tenant, name string, enabled bool) (control.PeerInfo, error)
+	SetPeerGroups(ctx context.Context, tenant, name string, groups []string) (control.PeerInfo, error)
+	SetPeerSite(ctx context.Context, tenant, name, site string, prefixes []netip.Prefix) (control.PeerInfo, error)
 	RemovePeer(ctx context.Context, tenant, name string) error
 	Policy(ctx context.Context, tenant string) (text string, isDefault bool, err error)
 	SetPolicy(ctx context.Context, tenant, text string) (*firewall.RuleSet, []firewall.Problem, error)
 	PolicyWarnings(ctx context.Context, tenant string) ([]firewall.Problem, error)
-	RotatePeerKey(ctx context.Context, tenant, name, publicKey string) (gateway.PeerInfo, string, error)
+	RotatePeerKey(ctx context.Context, tenant, name, publicKey string) (control.PeerInfo, string, error)
 	Routes(ctx context.Context, tenant string) ([]store.Route, error)
 	AddRoute(ctx context.Context, tenant string, prefix netip.Prefix, via string) (store.Route, error)
 	RemoveRoute(ctx context.Context, tenant string, prefix netip.Prefix) error
 }
 
-var _ uiBackend = (*gateway.Controller)(nil)
+var _ uiBackend = (*control.Controller)(nil)
 
-// NewUI returns the pages on top of ctrl. Every change is recorded with audit; nil: the log,
-// until the server hands over its Auditor with SetAuditor.
-func NewUI(ctrl *gateway.Controller, audit Auditor, log *slog.Logger) (*UI, error) {
-	if ctrl == nil {
-		return nil, errors.New("webui: NewUI needs a gateway controller")
+// NewUI returns the pages on top of ctrl, with the admins and the audit log in st. Every
+// change is recorded with audit; nil: the log, until the server hands over its Auditor with
+// SetAuditor.
+func NewUI(ctrl *control.Controller, st Store, audit Auditor, log *slog.Logger) (*UI, error) {
+	if ctrl == nil || st == nil {
+		return nil, errors.New("webui: NewUI needs the controller and the store")
 	}
-	return newUI(ctrl, audit, log)
+	return newUI(ctrl, st, audit, log)
 }
 
-func newUI(ctrl uiBackend, audit Auditor, log *slog.Logger) (*UI, error) {
+func newUI(ctrl uiBackend, st adminLister, audit Auditor, log *slog.Logger) (*UI, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -83,7 +84,7 @@ func newUI(ctrl uiBackend, audit Auditor, log *slog.Logger) (*UI, error) {
 		audit = logAuditor{log}
 	}
 	u := &UI{ctrl: ctrl, audit: audit, log: log, now: time.Now}
-	u.findSources(ctrl)
+	u.findSources(ctrl, st)
 	if err := u.parseTemplatesInto(); err != nil {
 		return nil, err
 	}

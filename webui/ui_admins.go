@@ -7,7 +7,6 @@ import (
 	"slices"
 	"unicode/utf8"
 
-	"github.com/popgate/popgate/gateway"
 	"github.com/popgate/popgate/store"
 )
 
@@ -26,19 +25,19 @@ import (
 //	POST /tokens                         add an API token: name, role, tenant, days → its secret, once
 //	GET  /tokens/{token}/delete          confirmation; POST removes the token
 
-// adminManager is what the admins pages change (gateway.Controller).
+// adminManager is what the admins pages change (the store).
 type adminManager interface {
 	adminLister
 	Admin(ctx context.Context, name string) (store.Admin, error)
-	AddAdmin(ctx context.Context, req gateway.AddAdminRequest) (store.Admin, string, error)
-	SetAdminPassword(ctx context.Context, name, password string) (store.Admin, string, error)
+	AddAdmin(ctx context.Context, na store.NewAdmin) (store.Admin, error)
+	SetAdminPassword(ctx context.Context, name, password string) (store.Admin, error)
 	SetAdminRole(ctx context.Context, name, role, tenant string) (store.Admin, error)
 	SetAdminDisabled(ctx context.Context, name string, disabled bool) (store.Admin, error)
 	DisableAdminTOTP(ctx context.Context, name string) (store.Admin, error)
 	RemoveAdmin(ctx context.Context, name string) (store.Admin, error)
 }
 
-// tokenManager lists, adds and removes API tokens (gateway.Controller).
+// tokenManager lists, adds and removes API tokens (the store).
 type tokenManager interface {
 	ListAPITokens(ctx context.Context) ([]store.APIToken, error)
 	AddAPIToken(ctx context.Context, nt store.NewAPIToken) (store.APIToken, string, error)
@@ -46,26 +45,20 @@ type tokenManager interface {
 }
 
 var (
-	_ adminManager = (*gateway.Controller)(nil)
-	_ tokenManager = (*gateway.Controller)(nil)
+	_ adminManager = (*store.Store)(nil)
+	_ tokenManager = (*store.Store)(nil)
 )
 
-// adminManager returns what changes admins: the admins source when it can, else the backend;
-// nil when neither can.
+// adminManager returns what changes admins: the admins source when it can; nil when it
+// cannot.
 func (u *UI) adminManager() adminManager {
-	if m, ok := u.admins.(adminManager); ok {
-		return m
-	}
-	m, _ := u.ctrl.(adminManager)
+	m, _ := u.admins.(adminManager)
 	return m
 }
 
 // tokenManager returns what keeps API tokens, like adminManager; nil when nothing does.
 func (u *UI) tokenManager() tokenManager {
-	if m, ok := u.admins.(tokenManager); ok {
-		return m
-	}
-	m, _ := u.ctrl.(tokenManager)
+	m, _ := u.admins.(tokenManager)
 	return m
 }
 

@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/popgate/popgate/gateway"
 	"github.com/popgate/popgate/store"
 )
 
@@ -104,7 +103,7 @@ func (u *UI) addAdmin(w http.ResponseWriter, r *http.Request) {
 		u.renderAdmins(w, r, http.StatusUnprocessableEntity, f, errs, tf, nil)
 		return
 	}
-	a, password, err := m.AddAdmin(ctx, gateway.AddAdminRequest{Name: f.Name, Role: f.Role, Tenant: f.Tenant})
+	a, password, err := addAdmin(ctx, m, store.NewAdmin{Name: f.Name, Role: f.Role, Tenant: f.Tenant})
 	if err != nil {
 		if field, ok := fieldOf(err); ok {
 			msg := sentence(err.Error())
@@ -243,7 +242,7 @@ func (u *UI) resetAdminPassword(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	a, password, err := m.SetAdminPassword(r.Context(), r.PathValue("admin"), "")
+	a, password, err := setAdminPassword(r.Context(), m, r.PathValue("admin"), "")
 	if err != nil {
 		u.fail(w, r, err)
 		return

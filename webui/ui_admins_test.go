@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/popgate/popgate/gateway"
 	"github.com/popgate/popgate/store"
 )
 
@@ -22,12 +21,12 @@ func newAdminsHarness(t *testing.T) *uiHarness {
 	t.Helper()
 	h := newUIHarness(t)
 	ctx := setup()
-	for _, req := range []gateway.AddAdminRequest{
+	for _, req := range []store.NewAdmin{
 		{Name: "olivia", Role: store.RoleOwner},
 		{Name: "carol", Role: store.RoleTenantAdmin, Tenant: "acme"},
 		{Name: "vic", Role: store.RoleViewer},
 	} {
-		a, _, err := h.ctrl.AddAdmin(ctx, req)
+		a, _, err := addAdmin(ctx, h.store, req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -35,7 +34,7 @@ func newAdminsHarness(t *testing.T) *uiHarness {
 			t.Fatalf("olivia has id %d, the owner principal %d", a.ID, owner.AdminID)
 		}
 	}
-	if _, _, err := h.ctrl.AddAPIToken(ctx, store.NewAPIToken{Name: "ci", Role: store.RoleViewer}); err != nil {
+	if _, _, err := h.store.AddAPIToken(ctx, store.NewAPIToken{Name: "ci", Role: store.RoleViewer}); err != nil {
 		t.Fatal(err)
 	}
 	return h
@@ -45,11 +44,11 @@ func newAdminsHarness(t *testing.T) *uiHarness {
 func (h *uiHarness) snapshot() string {
 	h.t.Helper()
 	ctx := context.Background()
-	as, err := h.ctrl.ListAdmins(ctx)
+	as, err := h.store.ListAdmins(ctx)
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	ks, err := h.ctrl.ListAPITokens(ctx)
+	ks, err := h.store.ListAPITokens(ctx)
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -214,7 +213,7 @@ func TestAdminAdd(t *testing.T) {
 	body := h.check(owner, "POST", "/admins", form("name", "dave", "role", "tenant_admin", "tenant", "bravo"), http.StatusOK,
 		"Admin dave added", "shown only now", "Pass it on securely")
 	password := secretOf(t, body)
-	a, ok, err := h.ctrl.CheckAdminPassword(ctx, "dave", password)
+	a, ok, err := h.store.CheckAdminPassword(ctx, "dave", password)
 	if err != nil || !ok || a.Role != store.RoleTenantAdmin || a.TenantName != "bravo" {
 		t.Fatalf("dave after adding: %+v, password works %v, %v", a, ok, err)
 	}
@@ -316,22 +315,22 @@ func TestAdminsBadInput(t *testing.T) {
 func TestAdminPasswordReset(t *testing.T) {
 	h := newAdminsHarness(t)
 	ctx := setup()
-	old, _, err := h.ctrl.SetAdminPassword(ctx, "carol", "carol's old long password")
+	old, _, err := setAdminPassword(ctx, h.store, "carol", "carol's old long password")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := h.ctrl.CreateSession(ctx, store.NewSession{AdminID: old.ID, Now: time.Now(), ExpiresAt: time.Now().Add(time.Hour)}); err != nil {
+	if _, _, err := h.store.CreateSession(ctx, store.NewSession{AdminID: old.ID, Now: time.Now(), ExpiresAt: time.Now().Add(time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
 	body := h.check(owner, "POST", "/admins/carol/password", form(), http.StatusOK, "New password for carol", "shown only now", "Pass it on securely")
 	password := secretOf(t, body)
-	if _, ok, err := h.ctrl.CheckAdminPassword(ctx, "carol", password); err != nil || !ok {
+	if _, ok, err := h.store.CheckAdminPassword(ctx, "carol", password); err != nil || !ok {
 		t.Errorf("the new password does not work: %v %v", ok, err)
 	}
-	if _, ok, _ := h.ctrl.CheckAdminPassword(ctx, "carol", "carol's old long password"); ok {
+	if _, ok, _ := h.store.CheckAdminPassword(ctx, "carol", "carol's old long password"); ok {
 		t.Error("the old password still works")
 	}
-	if n, err := h.ctrl.CountAdminSessions(ctx, old.ID, time.Now(), time.Hour); err != nil || n != 0 {
+	if n, err := h.store.CountAdminSessions(ctx, old.ID, time.Now(), time.Hour); err != nil || n != 0 {
 		t.Errorf("carol has %d sessions after the reset (%v), want 0", n, err)
 	}
 	if b := h.check(owner, "GET", "/admins/carol", nil, http.StatusOK); strings.Contains(b, password) || secretRE.MatchString(b) {
@@ -357,7 +356,7 @@ func TestAdminChanges(t *testing.T) {
 	ctx := setup()
 	admin := func(name string) store.Admin {
 		t.Helper()
-		a, err := h.ctrl.Admin(ctx, name)
+		a, err := h.store.Admin(ctx, name)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -394,10 +393,10 @@ func TestAdminChanges(t *testing.T) {
 
 	// One-time codes.
 	c := admin("carol")
-	if err := h.ctrl.SetAdminTOTPPending(ctx, c.ID, make([]byte, store.TOTPSecretLen)); err != nil {
+	if err := h.store.SetAdminTOTPPending(ctx, c.ID, make([]byte, store.TOTPSecretLen)); err != nil {
 		t.Fatal(err)
 	}
-	if err := h.ctrl.EnableAdminTOTP(ctx, c.ID, 1); err != nil {
+	if err := h.store.EnableAdminTOTP(ctx, c.ID, 1); err != nil {
 		t.Fatal(err)
 	}
 	h.check(owner, "GET", "/admins/carol", nil, http.StatusOK, `action="/admins/carol/totp/disable"`)
@@ -415,7 +414,7 @@ func TestAdminChanges(t *testing.T) {
 	if w.Code != http.StatusSeeOther || w.Header().Get("Location") != "/admins?ok=admin-removed" {
 		t.Errorf("remove: %d %q", w.Code, w.Header().Get("Location"))
 	}
-	if _, err := h.ctrl.Admin(ctx, "carol"); err == nil {
+	if _, err := h.store.Admin(ctx, "carol"); err == nil {
 		t.Error("carol is still there")
 	}
 	if b := h.check(owner, "GET", "/admins?ok=admin-removed", nil, http.StatusOK, "Admin removed"); strings.Contains(b, "carol") {
@@ -437,7 +436,7 @@ func TestAdminChanges(t *testing.T) {
 		t.Errorf("audit details:\n got %q\nwant %q", details, want)
 	}
 	// The entries reached the audit log that the audit page reads.
-	es, _, err := h.ctrl.ListAudit(ctx, store.AuditQuery{Actor: "olivia"})
+	es, _, err := h.store.ListAudit(ctx, store.AuditQuery{Actor: "olivia"})
 	if err != nil || len(es) != len(want) {
 		t.Errorf("audit log has %d entries by olivia (%v), want %d", len(es), err, len(want))
 	}
@@ -455,7 +454,7 @@ func TestUIAPITokens(t *testing.T) {
 	if !strings.HasPrefix(secret, store.TokenPrefix) || len(secret) != store.TokenLen {
 		t.Errorf("secret %q does not look like a token", secret)
 	}
-	k, err := h.ctrl.APITokenBySecret(ctx, secret)
+	k, err := h.store.APITokenBySecret(ctx, secret)
 	if err != nil || k.Name != "deploy" || k.Role != store.RoleTenantAdmin || k.TenantName != "acme" {
 		t.Fatalf("token of the secret: %+v, %v", k, err)
 	}
@@ -474,7 +473,7 @@ func TestUIAPITokens(t *testing.T) {
 	}
 	// No days: never expires.
 	body = h.check(owner, "POST", "/tokens", form("name", "forever", "role", "owner", "days", ""), http.StatusOK, "never expires")
-	if k, err := h.ctrl.APITokenBySecret(ctx, secretOf(t, body)); err != nil || !k.ExpiresAt.IsZero() {
+	if k, err := h.store.APITokenBySecret(ctx, secretOf(t, body)); err != nil || !k.ExpiresAt.IsZero() {
 		t.Errorf("forever: %+v, %v", k, err)
 	}
 
@@ -484,7 +483,7 @@ func TestUIAPITokens(t *testing.T) {
 	if w.Code != http.StatusSeeOther || w.Header().Get("Location") != "/admins?ok=token-removed#tokens" {
 		t.Errorf("remove: %d %q", w.Code, w.Header().Get("Location"))
 	}
-	if _, err := h.ctrl.APITokenBySecret(ctx, secret); err == nil {
+	if _, err := h.store.APITokenBySecret(ctx, secret); err == nil {
 		t.Error("the removed token still works")
 	}
 	h.check(owner, "GET", "/admins?ok=token-removed", nil, http.StatusOK, "API token removed")
@@ -515,7 +514,7 @@ func TestAdminAddDefaults(t *testing.T) {
 		f.Set(field, html.UnescapeString(m[1]))
 	}
 	h.check(owner, "POST", "/admins", f, http.StatusOK, "Admin newbie added")
-	a, err := h.ctrl.Admin(context.Background(), "newbie")
+	a, err := h.store.Admin(context.Background(), "newbie")
 	if err != nil || a.Role != store.RoleViewer || a.TenantName != "" {
 		t.Errorf("the form's defaults made %+v, %v; want a viewer of every tenant", a, err)
 	}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"github.com/popgate/popgate/gateway"
+	"github.com/popgate/popgate/gateway/gatewaytest"
 	"github.com/popgate/popgate/store"
 )
 
@@ -44,23 +44,9 @@ func BenchmarkPeersPageRealNode(b *testing.B) {
 	}
 	st.Close()
 	b.Logf("10,000 peers stored in %v", time.Since(start))
-	c, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	port := c.LocalAddr().(*net.UDPAddr).Port
-	c.Close()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	node, err := gateway.New(gateway.Config{DataDir: dir, Interface: fmt.Sprintf("pgb%d", os.Getpid()%10000), ListenPort: port,
-		PublicEndpoint: fmt.Sprintf("127.0.0.1:%d", port), ExitMode: gateway.ExitUserspace}, log)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer node.Close()
-	if err := node.Start(ctx); err != nil {
-		b.Fatal(err)
-	}
-	ui, err := NewUI(node.Controller(), &recAuditor{}, log)
+	n := gatewaytest.Start(b, gatewaytest.Options{Dir: dir, Gateway: gateway.Config{Interface: fmt.Sprintf("pgb%d", os.Getpid()%10000)}, Log: log})
+	ui, err := NewUI(n.Ctrl, n.Store, &recAuditor{}, log)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -70,7 +56,7 @@ func BenchmarkPeersPageRealNode(b *testing.B) {
 	// The controller's part of each page, for comparison.
 	b.Run("controller-ListPeers", func(b *testing.B) {
 		for b.Loop() {
-			if _, err := node.Controller().ListPeers(ctx, ""); err != nil {
+			if _, err := n.Ctrl.ListPeers(ctx, ""); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/popgate/popgate/gateway"
+	"github.com/popgate/popgate/gateway/control"
 )
 
 // TestUIConfigDownload checks the config as a file and as a QR code.
@@ -99,7 +99,7 @@ func TestUIOneTimeLink(t *testing.T) {
 // the peer's name.
 func TestUIConfigFileNames(t *testing.T) {
 	h := newUIHarness(t)
-	if _, _, err := h.ctrl.AddPeer(context.Background(), gateway.AddPeerRequest{Tenant: "acme", Name: "alice-laptop-work"}); err != nil {
+	if _, _, err := h.ctrl.AddPeer(context.Background(), control.AddPeerRequest{Tenant: "acme", Name: "alice-laptop-work"}); err != nil {
 		t.Fatal(err)
 	}
 	want := configFileName("acme", "alice-laptop-work")

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/popgate/popgate/gateway"
+	"github.com/popgate/popgate/gateway/control"
 	"github.com/popgate/popgate/store"
 )
 
@@ -22,7 +22,7 @@ type livePeers struct {
 	now time.Time
 }
 
-func (l *livePeers) live(p gateway.PeerInfo) gateway.PeerInfo {
+func (l *livePeers) live(p control.PeerInfo) control.PeerInfo {
 	h := fnv.New64a()
 	h.Write([]byte(p.TenantName + "/" + p.Name))
 	v := h.Sum64()
@@ -44,7 +44,7 @@ func (l *livePeers) live(p gateway.PeerInfo) gateway.PeerInfo {
 	return p
 }
 
-func (l *livePeers) ListPeers(ctx context.Context, tenant string) ([]gateway.PeerInfo, error) {
+func (l *livePeers) ListPeers(ctx context.Context, tenant string) ([]control.PeerInfo, error) {
 	ps, err := l.uiBackend.ListPeers(ctx, tenant)
 	for i := range ps {
 		ps[i] = l.live(ps[i])
@@ -52,12 +52,12 @@ func (l *livePeers) ListPeers(ctx context.Context, tenant string) ([]gateway.Pee
 	return ps, err
 }
 
-func (l *livePeers) Peer(ctx context.Context, tenant, name string) (gateway.PeerInfo, error) {
+func (l *livePeers) Peer(ctx context.Context, tenant, name string) (control.PeerInfo, error) {
 	p, err := l.uiBackend.Peer(ctx, tenant, name)
 	return l.live(p), err
 }
 
-func (l *livePeers) Status(ctx context.Context) (gateway.Status, error) {
+func (l *livePeers) Status(ctx context.Context) (control.Status, error) {
 	st, err := l.uiBackend.Status(ctx)
 	if err != nil {
 		return st, err
@@ -68,7 +68,7 @@ func (l *livePeers) Status(ctx context.Context) (gateway.Status, error) {
 		return st, err
 	}
 	st.PeersOnline, st.RxBytes, st.TxBytes = 0, 0, 0
-	byName := map[string]*gateway.TenantStatus{}
+	byName := map[string]*control.TenantStatus{}
 	for i := range st.Tenants {
 		t := &st.Tenants[i]
 		t.Peers, t.Online, t.RxBytes, t.TxBytes = 0, 0, 0, 0
@@ -99,22 +99,22 @@ func (l *livePeers) Status(ctx context.Context) (gateway.Status, error) {
 // too long to set up for a benchmark.
 type manyPeers struct {
 	uiBackend // nil: only the methods below may be called
-	tenants   []gateway.TenantInfo
-	peers     []gateway.PeerInfo
+	tenants   []control.TenantInfo
+	peers     []control.PeerInfo
 }
 
 func newManyPeers(n int, tenants ...string) *manyPeers {
 	now := time.Now()
 	m := &manyPeers{}
 	for i, t := range tenants {
-		m.tenants = append(m.tenants, gateway.TenantInfo{Tenant: store.Tenant{ID: int64(i + 1), Name: t, CreatedAt: now}})
+		m.tenants = append(m.tenants, control.TenantInfo{Tenant: store.Tenant{ID: int64(i + 1), Name: t, CreatedAt: now}})
 	}
 	groups := [][]string{nil, {"eng"}, {"eng", "laptops"}, {"sales"}, {"ops", "servers"}}
 	l := livePeers{now: now}
 	for i := range n {
 		ti := i % len(tenants)
 		k := store.Key{byte(i), byte(i >> 8), byte(i >> 16), 1}
-		p := gateway.PeerInfo{Peer: store.Peer{
+		p := control.PeerInfo{Peer: store.Peer{
 			ID: int64(i + 1), TenantID: int64(ti + 1), TenantName: tenants[ti],
 			Name: fmt.Sprintf("device-%05d", i), PublicKey: k, HasPrivateKey: true,
 			IPv4:    netip.AddrFrom4([4]byte{100, 64 + byte(i>>16), byte(i >> 8), byte(i)}),
@@ -125,27 +125,27 @@ func newManyPeers(n int, tenants ...string) *manyPeers {
 		m.tenants[ti].Peers++
 	}
 	// In the controller's order.
-	slices.SortFunc(m.peers, func(a, b gateway.PeerInfo) int {
+	slices.SortFunc(m.peers, func(a, b control.PeerInfo) int {
 		return cmp.Or(strings.Compare(a.TenantName, b.TenantName), strings.Compare(a.Name, b.Name))
 	})
 	return m
 }
 
-func (m *manyPeers) ListTenants(context.Context) ([]gateway.TenantInfo, error) {
+func (m *manyPeers) ListTenants(context.Context) ([]control.TenantInfo, error) {
 	return slices.Clone(m.tenants), nil
 }
 
-func (m *manyPeers) ListPeers(_ context.Context, tenant string) ([]gateway.PeerInfo, error) {
+func (m *manyPeers) ListPeers(_ context.Context, tenant string) ([]control.PeerInfo, error) {
 	if tenant == "" {
 		return slices.Clone(m.peers), nil
 	}
-	var out []gateway.PeerInfo
+	var out []control.PeerInfo
 	for _, p := range m.peers {
 		if p.TenantName == tenant {
 			out = append(out, p)
 		}
 	}
-	if out == nil && !slices.ContainsFunc(m.tenants, func(t gateway.TenantInfo) bool { return t.Name == tenant }) {
+	if out == nil && !slices.ContainsFunc(m.tenants, func(t control.TenantInfo) bool { return t.Name == tenant }) {
 		return nil, fmt.Errorf("tenant %q: %w", tenant, store.ErrNotFound)
 	}
 	return out, nil

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -18,6 +17,8 @@ import (
 	"time"
 
 	"github.com/popgate/popgate/gateway"
+	"github.com/popgate/popgate/gateway/control"
+	"github.com/popgate/popgate/gateway/gatewaytest"
 	"github.com/popgate/popgate/store"
 )
 
@@ -54,7 +55,7 @@ func testProtect(min Role, h http.HandlerFunc) http.Handler {
 // does: in the store, with the tenant of the route's {tenant} or else the principal's; and
 // in memory. The store records the changes itself.
 type recAuditor struct {
-	ctrl  *gateway.Controller // nil: memory only
+	store auditStore // nil: memory only
 	mu    sync.Mutex
 	calls []store.AuditEntry // what the pages handed over
 }
@@ -70,8 +71,8 @@ func (a *recAuditor) Audit(r *http.Request, action, target, detail string) {
 	a.mu.Lock()
 	a.calls = append(a.calls, e)
 	a.mu.Unlock()
-	if a.ctrl != nil {
-		if err := a.ctrl.AppendAudit(r.Context(), e); err != nil {
+	if a.store != nil {
+		if err := a.store.AppendAudit(r.Context(), e); err != nil {
 			panic(err)
 		}
 	}
@@ -85,12 +86,12 @@ func (a *recAuditor) Denied(r *http.Request, why string) {
 // entries returns the audit log oldest first without the test's setup: the store's when
 // there is one, else what the pages handed over.
 func (a *recAuditor) entries() []store.AuditEntry {
-	if a.ctrl == nil {
+	if a.store == nil {
 		a.mu.Lock()
 		defer a.mu.Unlock()
 		return slices.Clone(a.calls)
 	}
-	es, _, err := a.ctrl.ListAudit(context.Background(), store.AuditQuery{Limit: store.MaxAuditPage})
+	es, _, err := a.store.ListAudit(context.Background(), store.AuditQuery{Limit: store.MaxAuditPage})
 	if err != nil {
 		panic(err)
 	}
@@ -116,40 +117,26 @@ func (a *recAuditor) actions() []string {
 // dir), with a test protect; requests carry the principal they are made as.
 type uiHarness struct {
 	t     testing.TB
-	node  *gateway.Node
-	ctrl  *gateway.Controller
+	node  *gatewaytest.Node
+	ctrl  *control.Controller
+	store *store.Store
 	ui    *UI
 	mux   *http.ServeMux
 	audit *recAuditor
 }
 
 // startTestNode runs a real node for the pages.
-func startTestNode(t testing.TB) *gateway.Node {
+func startTestNode(t testing.TB) *gatewaytest.Node {
 	t.Helper()
-	c, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := c.LocalAddr().(*net.UDPAddr).Port
-	c.Close()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	node, err := gateway.New(gateway.Config{
-		DataDir:        t.TempDir(),
-		Interface:      fmt.Sprintf("pgu%d%d", os.Getpid()%10000, nodeCounter.Add(1)%10),
-		ListenPort:     port,
-		PublicEndpoint: fmt.Sprintf("vpn.example.net:%d", port),
-		ExitMode:       gateway.ExitUserspace,
-		NodeName:       "pop-test-1",
-		Version:        "0.1.0-test",
-	}, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { node.Close() })
-	if err := node.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	return node
+	return gatewaytest.Start(t, gatewaytest.Options{
+		Gateway: gateway.Config{
+			Interface: fmt.Sprintf("pgu%d%d", os.Getpid()%10000, nodeCounter.Add(1)%10),
+			NodeName:  "pop-test-1",
+			Version:   "0.1.0-test",
+		},
+		PublicHost: "vpn.example.net",
+		Log:        slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
 }
 
 // newUIHarness starts a node with tenants acme and bravo, peers acme/laptop (groups eng,
@@ -157,9 +144,9 @@ func startTestNode(t testing.TB) *gateway.Node {
 func newUIHarness(t testing.TB) *uiHarness {
 	t.Helper()
 	node := startTestNode(t)
-	h := &uiHarness{t: t, node: node, ctrl: node.Controller()}
-	h.audit = &recAuditor{ctrl: h.ctrl}
-	ui, err := NewUI(h.ctrl, h.audit, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	h := &uiHarness{t: t, node: node, ctrl: node.Ctrl, store: node.Store}
+	h.audit = &recAuditor{store: h.store}
+	ui, err := NewUI(h.ctrl, h.store, h.audit, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,7 +157,7 @@ func newUIHarness(t testing.TB) *uiHarness {
 			t.Fatal(err)
 		}
 	}
-	for _, req := range []gateway.AddPeerRequest{
+	for _, req := range []control.AddPeerRequest{
 		{Tenant: "acme", Name: "laptop", Groups: []string{"eng"}},
 		{Tenant: "bravo", Name: "phone"},
 	} {

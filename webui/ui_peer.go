@@ -5,12 +5,12 @@ import (
 	"strings"
 	"time"
 
-	"github.com/popgate/popgate/gateway"
+	"github.com/popgate/popgate/gateway/control"
 )
 
 // peerPage is the data of a peer's page.
 type peerPage struct {
-	Peer         gateway.PeerInfo
+	Peer         control.PeerInfo
 	CanChange    bool
 	HasLifecycle bool      // rename and expiry are available
 	Expires      time.Time // zero: never
@@ -62,7 +62,7 @@ func (u *UI) renderPeer(w http.ResponseWriter, r *http.Request, code int, form m
 	u.render(w, r, code, "peer", view{Title: name + " · " + t, Nav: "peers", Data: p})
 }
 
-func joinPrefixes(p gateway.PeerInfo) string {
+func joinPrefixes(p control.PeerInfo) string {
 	s := make([]string, len(p.SitePrefixes))
 	for i, pf := range p.SitePrefixes {
 		s[i] = pf.String()

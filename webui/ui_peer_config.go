@@ -7,14 +7,14 @@ import (
 	"net/url"
 	"time"
 
-	"github.com/popgate/popgate/gateway"
+	"github.com/popgate/popgate/gateway/control"
 	"github.com/popgate/popgate/store"
 )
 
 // configPage is the data of a peer's config page: its config per region as text, download
 // and QR code, and one-time links.
 type configPage struct {
-	Peer    gateway.PeerInfo
+	Peer    control.PeerInfo
 	Regions []regionConfig
 	// Link is the one-time link just created; "" otherwise.
 	Link        string

@@ -5,7 +5,7 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/popgate/popgate/gateway"
+	"github.com/popgate/popgate/gateway/control"
 	"github.com/popgate/popgate/store"
 )
 
@@ -50,7 +50,7 @@ func (u *UI) createPeer(w http.ResponseWriter, r *http.Request) {
 		u.renderNewPeer(w, r, http.StatusUnprocessableEntity, f, errs)
 		return
 	}
-	_, _, err := u.ctrl.AddPeer(r.Context(), gateway.AddPeerRequest{
+	_, _, err := u.ctrl.AddPeer(r.Context(), control.AddPeerRequest{
 		Tenant: f.Tenant, Name: f.Name, PublicKey: f.PublicKey,
 		Groups: groups, Site: site, SitePrefixes: prefixes,
 	})

@@ -4,13 +4,13 @@ import (
 	"errors"
 	"net/http"
 
-	"github.com/popgate/popgate/gateway"
+	"github.com/popgate/popgate/gateway/control"
 	"github.com/popgate/popgate/store"
 )
 
 // deletePeerPage is the data of the page that confirms deleting a peer.
 type deletePeerPage struct {
-	Peer   gateway.PeerInfo
+	Peer   control.PeerInfo
 	Errors formErrors
 }
 

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/popgate/popgate/gateway"
+	"github.com/popgate/popgate/gateway/control"
 	"github.com/popgate/popgate/store"
 )
 
@@ -18,7 +18,7 @@ func TestUIRotatePeerKey(t *testing.T) {
 	h := newUIHarness(t)
 	ctx := setup()
 	userKey := must(store.GeneratePrivateKey())
-	if _, _, err := h.ctrl.AddPeer(ctx, gateway.AddPeerRequest{Tenant: "acme", Name: "phone", PublicKey: userKey.PublicKey().String()}); err != nil {
+	if _, _, err := h.ctrl.AddPeer(ctx, control.AddPeerRequest{Tenant: "acme", Name: "phone", PublicKey: userKey.PublicKey().String()}); err != nil {
 		t.Fatal(err)
 	}
 	before, _ := h.ctrl.Peer(ctx, "acme", "laptop")
@@ -105,7 +105,7 @@ func TestUIPolicyWarnings(t *testing.T) {
 	if _, err := h.ctrl.SetPeerGroups(ctx, "acme", "laptop", []string{"eng", "nosuch"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := h.ctrl.AddPeer(ctx, gateway.AddPeerRequest{Tenant: "acme", Name: "ghost"}); err != nil {
+	if _, _, err := h.ctrl.AddPeer(ctx, control.AddPeerRequest{Tenant: "acme", Name: "ghost"}); err != nil {
 		t.Fatal(err)
 	}
 	body = h.check(acmeAdmin, "GET", "/tenants/acme/policy", nil, http.StatusOK)

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"github.com/popgate/popgate/gateway"
+	"github.com/popgate/popgate/gateway/control"
 )
 
 // peersPerPage is how many peers one page of the peers table shows.
@@ -126,7 +126,7 @@ func (q peerQuery) AriaSort(key string) string {
 // peersPage is the data of the peers page and its live table.
 type peersPage struct {
 	Query      peerQuery
-	Rows       []*gateway.PeerInfo
+	Rows       []*control.PeerInfo
 	Matched    int // peers that match the query
 	MatchedOn  int // of them online
 	Visible    int // peers before search and filters
@@ -138,7 +138,7 @@ type peersPage struct {
 	Scoped     bool // the principal sees one tenant only
 	CanCreate  bool
 	// Tenant is set on a tenant's own peers page (the tenant's tabs show).
-	Tenant *gateway.TenantInfo
+	Tenant *control.TenantInfo
 }
 
 // peers serves GET /peers: every peer the principal may see (?tenant=T: one tenant's), with
@@ -219,11 +219,11 @@ func (u *UI) peersData(w http.ResponseWriter, r *http.Request, full bool) (*peer
 // selectPeers fills p's rows from all (in the controller's order: by tenant, then name):
 // search and filter, sort, then cut out the page. It touches each peer once and sorts
 // pointers.
-func selectPeers(p *peersPage, all []gateway.PeerInfo) {
+func selectPeers(p *peersPage, all []control.PeerInfo) {
 	q := &p.Query
 	needle := strings.ToLower(q.Q)
 	groups := map[string]struct{}{}
-	matched := make([]*gateway.PeerInfo, 0, len(all))
+	matched := make([]*control.PeerInfo, 0, len(all))
 	for i := range all {
 		pi := &all[i]
 		for _, g := range pi.Groups {
@@ -250,28 +250,28 @@ func selectPeers(p *peersPage, all []gateway.PeerInfo) {
 	// The controller lists peers by tenant, then name: that is the name order, and ties of
 	// the other keys keep it. The default view needs no sorting at all.
 	key, desc := strings.CutPrefix(q.Sort, "-")
-	var by func(a, b *gateway.PeerInfo) int
+	var by func(a, b *control.PeerInfo) int
 	switch key {
 	case "handshake":
-		by = func(a, b *gateway.PeerInfo) int { return a.LastHandshake.Compare(b.LastHandshake) }
+		by = func(a, b *control.PeerInfo) int { return a.LastHandshake.Compare(b.LastHandshake) }
 	case "rx":
-		by = func(a, b *gateway.PeerInfo) int { return cmp.Compare(a.RxBytes, b.RxBytes) }
+		by = func(a, b *control.PeerInfo) int { return cmp.Compare(a.RxBytes, b.RxBytes) }
 	case "tx":
-		by = func(a, b *gateway.PeerInfo) int { return cmp.Compare(a.TxBytes, b.TxBytes) }
+		by = func(a, b *control.PeerInfo) int { return cmp.Compare(a.TxBytes, b.TxBytes) }
 	default:
-		by = func(a, b *gateway.PeerInfo) int {
+		by = func(a, b *control.PeerInfo) int {
 			return cmp.Or(strings.Compare(a.TenantName, b.TenantName), strings.Compare(a.Name, b.Name))
 		}
 	}
 	order := by
 	if desc {
-		order = func(a, b *gateway.PeerInfo) int { return by(b, a) }
+		order = func(a, b *control.PeerInfo) int { return by(b, a) }
 	}
 	if !slices.IsSortedFunc(matched, order) {
 		// Stable by the position in the controller's order; pdqsort with that tie-break is
 		// several times faster than a stable merge sort on keys with many ties.
 		type ranked struct {
-			p *gateway.PeerInfo
+			p *control.PeerInfo
 			i int
 		}
 		rs := make([]ranked, len(matched))
@@ -297,7 +297,7 @@ func selectPeers(p *peersPage, all []gateway.PeerInfo) {
 
 // peerMatches reports whether the peer's name, tenant, addresses, public key, groups, site
 // or endpoint contain needle (lower case).
-func peerMatches(p *gateway.PeerInfo, needle string) bool {
+func peerMatches(p *control.PeerInfo, needle string) bool {
 	if containsFold(p.Name, needle) || containsFold(p.TenantName, needle) || containsFold(p.Site, needle) ||
 		strings.Contains(p.Endpoint, needle) {
 		return true

@@ -11,7 +11,7 @@ import (
 // newManyPeersUI serves the peers page from n generated peers of tenants acme, bravo, globex.
 func newManyPeersUI(tb testing.TB, n int) *uiHarness {
 	tb.Helper()
-	ui, err := newUI(newManyPeers(n, "acme", "bravo", "globex"), &recAuditor{}, nil)
+	ui, err := newUI(newManyPeers(n, "acme", "bravo", "globex"), nil, &recAuditor{}, nil)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -5,13 +5,13 @@ import (
 	"net/http"
 
 	"github.com/popgate/popgate/firewall"
-	"github.com/popgate/popgate/gateway"
+	"github.com/popgate/popgate/gateway/control"
 	"github.com/popgate/popgate/store"
 )
 
 // policyPage is the data of a tenant's policy editor.
 type policyPage struct {
-	Tenant    *gateway.TenantInfo
+	Tenant    *control.TenantInfo
 	Text      string
 	IsDefault bool // the tenant never set a policy: Text is the node's default
 	CanChange bool
@@ -76,7 +76,7 @@ func (u *UI) renderPolicy(w http.ResponseWriter, r *http.Request, code int, p po
 }
 
 // tenantInfo returns tenant t; the error wraps store.ErrNotFound when there is none.
-func (u *UI) tenantInfo(r *http.Request, t string) (*gateway.TenantInfo, error) {
+func (u *UI) tenantInfo(r *http.Request, t string) (*control.TenantInfo, error) {
 	ts, err := u.ctrl.ListTenants(r.Context())
 	if err != nil {
 		return nil, err

@@ -4,13 +4,13 @@ import (
 	"net/http"
 	"slices"
 
-	"github.com/popgate/popgate/gateway"
+	"github.com/popgate/popgate/gateway/control"
 	"github.com/popgate/popgate/store"
 )
 
 // routesPage is the data of a tenant's routes editor.
 type routesPage struct {
-	Tenant    *gateway.TenantInfo
+	Tenant    *control.TenantInfo
 	Routes    []store.Route
 	Sites     []string // the tenant's sites, for "via site:NAME"
 	CanChange bool

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/popgate/popgate/gateway"
+	"github.com/popgate/popgate/store"
 )
 
 // demoData fills the harness's node through the pages, as an owner would: tenants, peers
@@ -47,13 +47,13 @@ func demoData(t *testing.T, h *uiHarness) {
 	h.check(owner, "POST", "/tenants/acme/peers/frank-tablet/disable", form(), http.StatusSeeOther)
 	h.check(owner, "POST", "/tenants/acme/peers/alice-laptop/expiry", form("expires", time.Now().AddDate(0, 2, 0).Format(time.DateOnly)), http.StatusSeeOther)
 	ctx := context.Background()
-	for _, a := range []gateway.AddAdminRequest{
+	for _, a := range []store.NewAdmin{
 		{Name: "olivia", Role: "owner"},
 		{Name: "alice", Role: "tenant_admin", Tenant: "acme"},
 		{Name: "bob", Role: "tenant_admin", Tenant: "bravo"},
 		{Name: "victor", Role: "viewer"},
 	} {
-		if _, _, err := h.ctrl.AddAdmin(ctx, a); err != nil {
+		if _, _, err := addAdmin(ctx, h.store, a); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -87,11 +87,11 @@ func TestScreenshots(t *testing.T) {
 	h := newUIHarness(t)
 	demoData(t, h)
 	live := &livePeers{uiBackend: h.ctrl, now: time.Now()}
-	ui, err := newUI(live, h.audit, h.ui.log)
+	ui, err := newUI(live, h.store, h.audit, h.ui.log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ui.setSources(sources{Admins: h.ctrl, AuditLog: h.ctrl, Links: h.ctrl, Lifecycle: h.ctrl})
+	ui.setSources(sources{Admins: h.store, AuditLog: h.store, Links: h.ctrl, Lifecycle: h.ctrl})
 	h.use(ui)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		as := owner

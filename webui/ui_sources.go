@@ -6,13 +6,13 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/popgate/popgate/gateway"
+	"github.com/popgate/popgate/gateway/control"
 	"github.com/popgate/popgate/store"
 )
 
-// The pages also show and change what the auth side keeps: admins, the audit log, one-time
-// download links, and the peer's name and expiry. gateway.Controller provides each; these
-// interfaces are what the pages use of it, so that tests can stand in for a part.
+// The pages also show and change what the auth side keeps: admins and the audit log (in the
+// store), one-time download links, and the peer's name and expiry (the controller). These
+// interfaces are what the pages use of them, so that tests can stand in for a part.
 
 // adminLister lists the admins (the admins page, owners only).
 type adminLister interface {
@@ -40,19 +40,19 @@ type linkStore interface {
 
 // peerLifecycle renames peers and sets when they expire (nil: never).
 type peerLifecycle interface {
-	RenamePeer(ctx context.Context, tenant, old, new string) (gateway.PeerInfo, error)
-	SetPeerExpiry(ctx context.Context, tenant, name string, at *time.Time) (gateway.PeerInfo, error)
+	RenamePeer(ctx context.Context, tenant, old, new string) (control.PeerInfo, error)
+	SetPeerExpiry(ctx context.Context, tenant, name string, at *time.Time) (control.PeerInfo, error)
 }
 
 var (
-	_ adminLister   = (*gateway.Controller)(nil)
-	_ auditReader   = (*gateway.Controller)(nil)
-	_ linkStore     = (*gateway.Controller)(nil)
-	_ peerLifecycle = (*gateway.Controller)(nil)
+	_ adminLister   = (*store.Store)(nil)
+	_ auditReader   = (*store.Store)(nil)
+	_ linkStore     = (*control.Controller)(nil)
+	_ peerLifecycle = (*control.Controller)(nil)
 )
 
-// sources replace parts of what the pages get from the controller (tests); nil fields keep
-// it.
+// sources replace parts of what the pages get from the store and the controller (tests); nil
+// fields keep it.
 type sources struct {
 	Admins    adminLister
 	AuditLog  auditReader
@@ -76,10 +76,10 @@ func (u *UI) setSources(s sources) {
 	}
 }
 
-// findSources takes each source the backend provides.
-func (u *UI) findSources(b uiBackend) {
-	u.admins, _ = b.(adminLister)
-	u.auditLog, _ = b.(auditReader)
+// findSources takes each source the backend and the store provide.
+func (u *UI) findSources(b uiBackend, st adminLister) {
+	u.admins = st
+	u.auditLog, _ = st.(auditReader)
 	u.links, _ = b.(linkStore)
 	u.lifecycle, _ = b.(peerLifecycle)
 }

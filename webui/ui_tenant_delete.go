@@ -5,13 +5,13 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/popgate/popgate/gateway"
+	"github.com/popgate/popgate/gateway/control"
 	"github.com/popgate/popgate/store"
 )
 
 // deleteTenantPage is the data of the page that confirms deleting a tenant.
 type deleteTenantPage struct {
-	Tenant  gateway.TenantInfo
+	Tenant  control.TenantInfo
 	Confirm string
 	Errors  formErrors
 }

@@ -9,18 +9,42 @@ import (
 	"net/url"
 	"strings"
 
-	"github.com/popgate/popgate/gateway"
 	"github.com/popgate/popgate/store"
 	"github.com/popgate/popgate/webui"
 )
 
-// firstAdmin is what announceFirstAdmin needs of the Controller.
+// firstAdminName is the owner announceFirstAdmin creates.
+const firstAdminName = "admin"
+
+// firstAdmin is what announceFirstAdmin needs: create the first owner when there is no admin.
 type firstAdmin interface {
+	// EnsureFirstAdmin creates the owner firstAdminName with a generated password when
+	// there is no admin at all, and returns the password and whether it created the admin.
 	EnsureFirstAdmin(ctx context.Context) (password string, created bool, err error)
+	// EnsureFirstAdminHash does the same with a preset password hash.
 	EnsureFirstAdminHash(ctx context.Context, hash string) (created bool, err error)
 }
 
-var _ firstAdmin = (*gateway.Controller)(nil)
+// firstAdminStore creates the first admin in the store.
+type firstAdminStore struct{ st *store.Store }
+
+var _ firstAdmin = firstAdminStore{}
+
+func (f firstAdminStore) EnsureFirstAdmin(ctx context.Context) (string, bool, error) {
+	password, err := store.GeneratePassword()
+	if err != nil {
+		return "", false, err
+	}
+	created, err := f.st.AddFirstAdmin(ctx, firstAdminName, password)
+	if err != nil || !created {
+		return "", false, err
+	}
+	return password, true, nil
+}
+
+func (f firstAdminStore) EnsureFirstAdminHash(ctx context.Context, hash string) (bool, error) {
+	return f.st.AddFirstAdminHash(ctx, firstAdminName, hash)
+}
 
 // announceFirstAdmin creates the first owner when there is no admin and prints its password
 // on w, once, in one line. The password is in no log and nowhere else: whoever runs serve
@@ -36,7 +60,7 @@ func announceFirstAdmin(ctx context.Context, c firstAdmin, w io.Writer, webURL, 
 			return err
 		}
 		_, err = fmt.Fprintf(w, "popgate: first admin %q created from --admin-password-hash — sign in at %s\n",
-			gateway.FirstAdminName, webURL)
+			firstAdminName, webURL)
 		return err
 	}
 	password, created, err := c.EnsureFirstAdmin(ctx)
@@ -44,7 +68,7 @@ func announceFirstAdmin(ctx context.Context, c firstAdmin, w io.Writer, webURL, 
 		return err
 	}
 	_, err = fmt.Fprintf(w, "popgate: first admin %q created with password %s — sign in at %s and change it (popgate admin passwd %s)\n",
-		gateway.FirstAdminName, password, webURL, gateway.FirstAdminName)
+		firstAdminName, password, webURL, firstAdminName)
 	return err
 }
 
@@ -112,7 +136,7 @@ func (a *app) adminHashPassword(_ context.Context, spec cmdSpec, args []string) 
 	if _, err := f.parse(a, args); err != nil {
 		return err
 	}
-	pw, err := a.readPassword("admin hash-password", gateway.FirstAdminName)
+	pw, err := a.readPassword("admin hash-password", firstAdminName)
 	if err != nil {
 		return err
 	}

@@ -12,12 +12,15 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/popgate/popgate/store"
 )
 
 const (
@@ -199,6 +202,30 @@ func (f fakeFirstAdmin) EnsureFirstAdmin(context.Context) (string, bool, error) 
 
 func (f fakeFirstAdmin) EnsureFirstAdminHash(context.Context, string) (bool, error) {
 	return f.created, f.err
+}
+
+// TestFirstAdminStore: the first owner is made once, with a generated password that works.
+func TestFirstAdminStore(t *testing.T) {
+	ctx := context.Background()
+	st, err := store.Open(ctx, store.Options{Path: filepath.Join(t.TempDir(), databaseName)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	f := firstAdminStore{st}
+	pw, created, err := f.EnsureFirstAdmin(ctx)
+	if err != nil || !created || len(pw) < 20 {
+		t.Fatalf("EnsureFirstAdmin = %q, %v, %v", pw, created, err)
+	}
+	if a, ok, err := st.CheckAdminPassword(ctx, firstAdminName, pw); !ok || err != nil || a.Role != store.RoleOwner {
+		t.Errorf("first admin's password: %+v, %v, %v", a, ok, err)
+	}
+	if _, created, err := f.EnsureFirstAdmin(ctx); created || err != nil {
+		t.Errorf("second EnsureFirstAdmin = %v, %v", created, err)
+	}
+	if created, err := f.EnsureFirstAdminHash(ctx, "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g"); created || err != nil {
+		t.Errorf("EnsureFirstAdminHash with an admin there = %v, %v", created, err)
+	}
 }
 
 func TestAnnounceFirstAdmin(t *testing.T) {

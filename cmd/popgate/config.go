@@ -16,6 +16,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/popgate/popgate/gateway"
+	"github.com/popgate/popgate/gateway/control"
 	"github.com/popgate/popgate/store"
 	"github.com/popgate/popgate/webui"
 )
@@ -23,9 +24,16 @@ import (
 // ServeConfig is what `popgate serve` hands to runServe. It is built from the defaults, the
 // config file, the environment and the flags, each overriding the one before, and validated.
 type ServeConfig struct {
-	// Gateway configures the node. Its Validate has run, so every default is filled in;
-	// NodeName defaults to the host name and Version is the binary's version.
+	// DataDir holds the database, the key file, the lock and the control socket. Default
+	// ./popgate-data.
+	DataDir string
+	// Gateway configures the node's data plane. Its Validate has run, so every default is
+	// filled in; NodeName defaults to the host name and Version is the binary's version.
+	// Its PrivateKey and Overlay come from the store when serve starts.
 	Gateway gateway.Config
+	// PublicEndpoint is the host:port client configs connect to, checked by
+	// control.ValidateEndpoint. Default "": the controller guesses.
+	PublicEndpoint string
 	// WebAddr is the host:port the web UI listens on. Default 127.0.0.1:8080.
 	WebAddr string
 	// PublicURL is the address people reach the web UI at, for one-time download links,
@@ -531,17 +539,25 @@ func (a *app) buildServeConfig(s serveSettings, origin map[string]string) (Serve
 			nodeName = "popgate"
 		}
 	}
+	if s.DataDir == "" {
+		return sc, bad("data-dir", "data dir is empty: set --data-dir (or POPGATE_DATA_DIR) to a writable directory")
+	}
+	sc.DataDir = s.DataDir
+	if s.PublicEndpoint != "" {
+		if err := control.ValidateEndpoint(s.PublicEndpoint); err != nil {
+			return sc, bad("public-endpoint", "%v", err)
+		}
+		sc.PublicEndpoint = s.PublicEndpoint
+	}
 	sc.Gateway = gateway.Config{
-		DataDir:        s.DataDir,
-		Interface:      s.Interface,
-		ListenPort:     s.ListenPort,
-		PublicEndpoint: s.PublicEndpoint,
-		MTU:            s.MTU,
-		ExitMode:       strings.ToLower(s.ExitMode),
-		Region:         s.Region,
-		NodeName:       nodeName,
-		DNSUpstreams:   dns,
-		Version:        fullVersion(),
+		Interface:    s.Interface,
+		ListenPort:   s.ListenPort,
+		MTU:          s.MTU,
+		ExitMode:     strings.ToLower(s.ExitMode),
+		Region:       s.Region,
+		NodeName:     nodeName,
+		DNSUpstreams: dns,
+		Version:      fullVersion(),
 	}
 	if err := sc.Gateway.Validate(); err != nil {
 		return sc, &usageError{msg: err.Error() + blame(sc.Gateway, err, origin)}
@@ -553,22 +569,20 @@ func (a *app) buildServeConfig(s serveSettings, origin map[string]string) (Serve
 // It returns "" when no single setting explains the error.
 func blame(bad gateway.Config, err error, origin map[string]string) string {
 	fields := map[string]func(dst *gateway.Config){
-		"data-dir":        func(c *gateway.Config) { c.DataDir = bad.DataDir },
-		"interface":       func(c *gateway.Config) { c.Interface = bad.Interface },
-		"listen-port":     func(c *gateway.Config) { c.ListenPort = bad.ListenPort },
-		"public-endpoint": func(c *gateway.Config) { c.PublicEndpoint = bad.PublicEndpoint },
-		"mtu":             func(c *gateway.Config) { c.MTU = bad.MTU },
-		"exit-mode":       func(c *gateway.Config) { c.ExitMode = bad.ExitMode },
-		"region":          func(c *gateway.Config) { c.Region = bad.Region },
-		"node-name":       func(c *gateway.Config) { c.NodeName = bad.NodeName },
-		"dns-upstream":    func(c *gateway.Config) { c.DNSUpstreams = bad.DNSUpstreams },
+		"interface":    func(c *gateway.Config) { c.Interface = bad.Interface },
+		"listen-port":  func(c *gateway.Config) { c.ListenPort = bad.ListenPort },
+		"mtu":          func(c *gateway.Config) { c.MTU = bad.MTU },
+		"exit-mode":    func(c *gateway.Config) { c.ExitMode = bad.ExitMode },
+		"region":       func(c *gateway.Config) { c.Region = bad.Region },
+		"node-name":    func(c *gateway.Config) { c.NodeName = bad.NodeName },
+		"dns-upstream": func(c *gateway.Config) { c.DNSUpstreams = bad.DNSUpstreams },
 	}
 	for _, st := range serveSettingsTable {
 		o, apply := origin[st.name], fields[st.name]
 		if o == "" || apply == nil {
 			continue
 		}
-		c := gateway.Config{DataDir: defaultDataDir, NodeName: "popgate"}
+		c := gateway.Config{NodeName: "popgate"}
 		apply(&c)
 		if e := c.Validate(); e != nil && e.Error() == err.Error() {
 			return " (set by " + o + ")"

@@ -45,16 +45,19 @@ func TestServeConfigPrecedence(t *testing.T) {
 	partial := writeFile(t, "partial.toml", "region = \"iad\"\nmtu = 1380\n")
 
 	defaults := ServeConfig{
+		DataDir: "popgate-data",
 		Gateway: gateway.Config{
-			DataDir: "popgate-data", Interface: "popgate0", ListenPort: 51820, MTU: 1420,
+			Interface: "popgate0", ListenPort: 51820, MTU: 1420,
 			ExitMode: "auto", Region: "local", NodeName: "testhost", Version: "dev",
 		},
 		WebAddr: "127.0.0.1:8080", LogLevel: slog.LevelInfo, LogFormat: "text",
 	}
 	fromFile := ServeConfig{
+		DataDir:        "/var/lib/popgate",
+		PublicEndpoint: "vpn.example.com:51000",
 		Gateway: gateway.Config{
-			DataDir: "/var/lib/popgate", Interface: "wgfile", ListenPort: 51000,
-			PublicEndpoint: "vpn.example.com:51000", MTU: 1400, ExitMode: "userspace", Region: "fra",
+			Interface: "wgfile", ListenPort: 51000,
+			MTU: 1400, ExitMode: "userspace", Region: "fra",
 			NodeName: "fra-1", Version: "dev",
 			DNSUpstreams: []netip.AddrPort{netip.MustParseAddrPort("9.9.9.9:53"), netip.MustParseAddrPort("[2620:fe::fe]:5353")},
 		},
@@ -100,7 +103,7 @@ func TestServeConfigPrecedence(t *testing.T) {
 		})},
 		{"env over file", file, env, nil, fromFileAndEnv},
 		{"env without file", "", map[string]string{"POPGATE_DATA_DIR": "/srv/pg", "POPGATE_EXIT_MODE": "kernel"}, nil,
-			with(defaults, func(sc *ServeConfig) { sc.Gateway.DataDir, sc.Gateway.ExitMode = "/srv/pg", "kernel" })},
+			with(defaults, func(sc *ServeConfig) { sc.DataDir, sc.Gateway.ExitMode = "/srv/pg", "kernel" })},
 		{"flags over env over file", file, env, []string{
 			"--listen-port", "53000", "--dns-upstream=8.8.8.8", "--log-format", "text", "--node-name", "n1",
 			"--data-dir", "./d", "--web-addr", "[::1]:0", "--interface", "pg1", "--mtu", "1300",
@@ -110,12 +113,12 @@ func TestServeConfigPrecedence(t *testing.T) {
 			sc.Gateway.DNSUpstreams = []netip.AddrPort{netip.MustParseAddrPort("8.8.8.8:53")}
 			sc.LogFormat = "text"
 			sc.Gateway.NodeName = "n1"
-			sc.Gateway.DataDir = "./d"
+			sc.DataDir = "./d"
 			sc.WebAddr = "[::1]:0"
 			sc.Gateway.Interface = "pg1"
 			sc.Gateway.MTU = 1300
 			sc.Gateway.ExitMode = "kernel"
-			sc.Gateway.PublicEndpoint = "203.0.113.7:53000"
+			sc.PublicEndpoint = "203.0.113.7:53000"
 			sc.PublicURL = "http://[::1]:8080"
 		})},
 		{"flag equal to the default still overrides", file, env, []string{"--region", "local", "--log-level", "info"},

@@ -11,8 +11,8 @@ import (
 	"github.com/popgate/popgate/store"
 )
 
-// databaseName is the database file of a data dir, as gateway.New names it; the key file beside
-// it is store.KeyFileName.
+// databaseName is the database file of a data dir, as serve names it (openDataDir); the key
+// file beside it is store.KeyFileName.
 const databaseName = "popgate.db"
 
 // These commands open the database file itself, not the control socket: they work whether

@@ -14,14 +14,18 @@ import (
 	"time"
 
 	"github.com/popgate/popgate/gateway"
+	"github.com/popgate/popgate/gateway/control"
 	"github.com/popgate/popgate/webui"
 )
 
 // controlSocketName is the control socket's file name inside the data dir.
 const controlSocketName = "popgate.sock"
 
+// The appliance's controller drives its own node in process.
+var _ control.DataPlane = (*gateway.Node)(nil)
+
 // runServe runs the node until ctx is cancelled, then shuts down in order: the HTTP servers,
-// then the node.
+// the controller, the node, the store and the data dir lock.
 func runServe(ctx context.Context, sc ServeConfig, log *slog.Logger) error {
 	if sc.ConfigFile != "" {
 		log.Info("read config file", "path", sc.ConfigFile)
@@ -35,14 +39,41 @@ func runServe(ctx context.Context, sc ServeConfig, log *slog.Logger) error {
 		log.Info("writing a CPU profile until shutdown", "path", path)
 	}
 	raiseOpenFilesLimit(log)
-	node, err := gateway.New(sc.Gateway, log)
+	dd, err := openDataDir(ctx, sc.DataDir, log)
+	if err != nil {
+		return err
+	}
+	defer dd.Close()
+	st := dd.store
+	gcfg := sc.Gateway
+	if gcfg.PrivateKey, err = st.NodePrivateKey(ctx); err != nil {
+		return err
+	}
+	gcfg.Overlay.V4, gcfg.Overlay.V6 = st.OverlayPrefixes()
+	gcfg.Overlay.Gateway4, gcfg.Overlay.Gateway6 = st.GatewayAddrs()
+	node, err := gateway.New(gcfg, log)
 	if err != nil {
 		return err
 	}
 	defer node.Close()
+	ctrl, err := control.New(control.Config{
+		PublicEndpoint: sc.PublicEndpoint,
+		ListenPort:     node.Config().ListenPort,
+		MTU:            node.Config().MTU,
+		Region:         node.Config().Region,
+		ClientDNS:      len(node.Config().DNSUpstreams) > 0,
+	}, st, node, log.With("component", "control"))
+	if err != nil {
+		return err
+	}
 	if err := node.Start(ctx); err != nil {
 		return err
 	}
+	defer ctrl.Close() // before node.Close
+	if err := ctrl.Start(ctx); err != nil {
+		return err
+	}
+	log.Info("popgate is serving", "public_endpoint", ctrl.Config().PublicEndpoint)
 	if os.Getenv("GOGC") == "" {
 		pacer := newGCPacer(node.DeviceBufferBytes, log.With("component", "gc"))
 		pacerCtx, stopPacer := context.WithCancel(ctx)
@@ -56,8 +87,7 @@ func runServe(ctx context.Context, sc ServeConfig, log *slog.Logger) error {
 			<-pacerDone
 		}()
 	}
-	ctrl := node.Controller()
-	pages, err := webui.NewUI(ctrl, nil, log.With("component", "ui"))
+	pages, err := webui.NewUI(ctrl, st, nil, log.With("component", "ui"))
 	if err != nil {
 		return err
 	}
@@ -67,18 +97,19 @@ func runServe(ctx context.Context, sc ServeConfig, log *slog.Logger) error {
 	// The web server also wraps the control socket's API, so that CLI changes are audited.
 	web, err := webui.NewServer(webui.ServerConfig{
 		Ctrl:        ctrl,
+		Store:       st,
 		Pages:       pages,
 		Addr:        sc.WebAddr,
 		TLSCertFile: sc.TLSCertFile,
 		TLSKeyFile:  sc.TLSKeyFile,
-		DataDir:     node.Config().DataDir,
+		DataDir:     sc.DataDir,
 		Log:         log.With("component", "web"),
 	})
 	if err != nil {
 		return err
 	}
 
-	ctl, err := listenControl(filepath.Join(node.Config().DataDir, controlSocketName))
+	ctl, err := listenControl(filepath.Join(sc.DataDir, controlSocketName))
 	if err != nil {
 		return err
 	}
@@ -89,10 +120,10 @@ func runServe(ctx context.Context, sc ServeConfig, log *slog.Logger) error {
 		ctl.Close()
 		return fmt.Errorf("web address %s: %w: choose another --web-addr", sc.WebAddr, err)
 	}
-	endpointHost, _, _ := net.SplitHostPort(node.Config().PublicEndpoint)
+	endpointHost, _, _ := net.SplitHostPort(ctrl.Config().PublicEndpoint)
 	webURL := web.URL(wl.Addr(), endpointHost)
 	log.Info("web endpoint listening", "addr", wl.Addr().String(), "url", webURL, "health", webURL+"healthz")
-	if err := announceFirstAdmin(ctx, ctrl, os.Stderr, webURL, sc.AdminPasswordHash); err != nil {
+	if err := announceFirstAdmin(ctx, firstAdminStore{st}, os.Stderr, webURL, sc.AdminPasswordHash); err != nil {
 		ctl.Close()
 		wl.Close()
 		return err

@@ -32,7 +32,7 @@ func (a *app) cmdServe(ctx context.Context, args []string) error {
 		configFile = "none"
 	}
 	log.Info("starting popgate", "version", sc.Gateway.Version, "node", sc.Gateway.NodeName,
-		"config_file", configFile, "data_dir", sc.Gateway.DataDir)
+		"config_file", configFile, "data_dir", sc.DataDir)
 	err = a.serve(ctx, sc, log)
 	if err != nil && ctx.Err() != nil && errors.Is(err, context.Canceled) {
 		err = nil // stopped by a signal, as asked

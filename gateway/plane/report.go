@@ -47,6 +47,24 @@ type NodeStatus struct {
 	// ExitSocketBudget (the open files limit less a reserve).
 	ExitSockets      int `json:"exit_sockets"`
 	ExitSocketBudget int `json:"exit_socket_budget"`
+	// Handshakes are the shared socket's handshake counters (a flood shows here).
+	Handshakes HandshakeStatus `json:"handshakes"`
+}
+
+// HandshakeStatus is what the node's shared socket did with handshake initiations since it
+// started: the figures of a handshake flood. Every initiation received counts once in
+// Routed, CookieReplies or Drops, or is still Queued (or inside a handshake worker).
+type HandshakeStatus struct {
+	Initiations   uint64 `json:"initiations"`    // well-formed initiations received
+	Routed        uint64 `json:"routed"`         // handed to the device of the initiator's tenant
+	CookieReplies uint64 `json:"cookie_replies"` // answered with a cookie reply: under load, without a valid mac2
+	UnderLoad     bool   `json:"under_load"`     // initiations need a valid mac2 now
+	Queued        int    `json:"queued"`         // waiting for the handshake workers now
+	// Drops by reason: bad_mac1 (not for this node's key), cookie_limited (under load without
+	// mac2, and the cookie replies' rate spent), rate_limited (under load, its source over its
+	// rate), queue_full, bad_initiation (the static key does not decrypt), unknown_peer,
+	// no_device (the tenant's device is not open), device_queue_full.
+	Drops map[string]uint64 `json:"drops,omitempty"`
 }
 
 // PeerState is one peer's live state on the node.

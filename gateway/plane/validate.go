@@ -30,7 +30,7 @@ func (d *Desired) Validate() error {
 	if d.Generation < 0 {
 		return invalid("generation %d is negative", d.Generation)
 	}
-	if err := d.Overlay.validate(); err != nil {
+	if err := d.Overlay.Validate(); err != nil {
 		return err
 	}
 	tenants := make(map[int64]bool, len(d.Tenants))
@@ -141,7 +141,8 @@ func (d *Desired) Validate() error {
 	return nil
 }
 
-func (ov Overlay) validate() error {
+// Validate checks the overlay as Desired.Validate does.
+func (ov Overlay) Validate() error {
 	switch {
 	case !ov.V4.IsValid() || !ov.V4.Addr().Is4() || ov.V4 != ov.V4.Masked() || ov.V4.Bits() > 30:
 		return invalid("overlay IPv4 prefix %s is not a masked IPv4 prefix of at most /30", ov.V4)

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -15,6 +16,7 @@ import (
 	"golang.zx2c4.com/wireguard/device"
 
 	"github.com/popgate/popgate/firewall"
+	"github.com/popgate/popgate/gateway/plane"
 	"github.com/popgate/popgate/store"
 )
 
@@ -54,20 +56,87 @@ type appliedPolicy struct {
 	rs  *firewall.RuleSet
 }
 
-// Reconcile brings the devices, the packet path's snapshot and the firewall in line with the
-// store. Peers that did not change are not touched, so their sessions and flows continue.
-func (n *Node) Reconcile(ctx context.Context) error {
+// ErrClosed is returned by Apply on a closed node.
+var ErrClosed = errors.New("the node is closed")
+
+// Apply makes the data plane match d: devices, the packet path's snapshot, rule sets and flow
+// bounds. Peers that did not change are not touched, so their sessions and flows continue.
+// It reads nothing from the store. Peers expire by the node's clock: Apply judges them now,
+// and the node applies d again by itself when the next one expires. The node keeps d for that:
+// the caller must not modify it afterwards. A d that does not validate, or is for another
+// overlay, changes nothing; after Close, Apply returns ErrClosed and changes nothing. When
+// applying fails halfway, the node serves what it got to and Report says why; the next Apply
+// tries again.
+func (n *Node) Apply(ctx context.Context, d *plane.Desired) error {
+	if err := d.Validate(); err != nil {
+		return err
+	}
+	if d.Overlay != n.ov {
+		return fmt.Errorf("%w: it is for the overlay %s, %s and this node serves %s, %s: the node belongs to another installation",
+			plane.ErrInvalid, d.Overlay.V4, d.Overlay.V6, n.ov.V4, n.ov.V6)
+	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	d, policies, err := n.loadDesired(ctx)
-	if err != nil {
-		return fmt.Errorf("reconcile: %w", err)
+	if n.closed() {
+		return ErrClosed
 	}
+	n.desired = d
+	err := n.applyLocked(d, n.cfg.now())
+	n.noteApplied(d.Generation, err)
+	return err
+}
+
+// applyAtExpiry applies the last desired state again when a peer's expiry has come.
+func (n *Node) applyAtExpiry() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed() || n.desired == nil {
+		return
+	}
+	err := n.applyLocked(n.desired, n.cfg.now())
+	if err != nil {
+		n.log.Error("apply the desired state at a peer's expiry", "generation", n.desired.Generation, "err", err)
+	}
+	n.noteApplied(n.desired.Generation, err)
+}
+
+// noteApplied records the outcome of applying generation gen, for Report.
+func (n *Node) noteApplied(gen int64, err error) {
+	st := *n.applied.Load()
+	if err != nil {
+		st.err, st.failed = err.Error(), gen
+	} else {
+		st.gen, st.err, st.failed = gen, "", 0
+	}
+	n.applied.Store(&st)
+}
+
+// applyState is what Report says of the last Apply.
+type applyState struct {
+	gen    int64  // generation applied in full
+	err    string // why the last Apply failed, "" when it did not
+	failed int64  // its generation
+}
+
+func (n *Node) closed() bool {
+	select {
+	case <-n.closing:
+		return true
+	default:
+		return false
+	}
+}
+
+// applyLocked makes the data plane match d at now. Must hold n.mu.
+func (n *Node) applyLocked(dd *plane.Desired, now time.Time) error {
+	d := desired{tenants: dd.Tenants, peers: dd.Peers, routes: dd.Routes, now: now}
+	// An expired peer is a disabled one (plane.Peer.Served); the next expiry applies again.
+	n.scheduleExpiryLocked(dd, now)
 	byTenant := peersByTenant(d.peers)
 	enabled := map[int64]int{}
 	for i := range d.peers {
-		if d.enabled(&d.peers[i]) {
-			enabled[d.peers[i].TenantID]++
+		if d.peers[i].Served(now) {
+			enabled[d.peers[i].Tenant]++
 		}
 	}
 	// Devices first, so the snapshot can point at their packet paths.
@@ -79,8 +148,9 @@ func (n *Node) Reconcile(ctx context.Context) error {
 		}
 		td := n.devs[t.ID]
 		if td == nil {
+			var err error
 			if td, err = n.newTenantDevice(t.ID); err != nil {
-				return fmt.Errorf("reconcile: tenant %s: %w", t.Name, err)
+				return fmt.Errorf("apply: tenant %s: %w", t.Name, err)
 			}
 			n.devs[t.ID] = td
 		}
@@ -91,8 +161,8 @@ func (n *Node) Reconcile(ctx context.Context) error {
 	live := map[int64]bool{}
 	for _, t := range d.tenants {
 		live[t.ID] = true
-		n.applyPolicyLocked(t, byTenant[t.ID], policies[t.ID])
-		perPeer, total := flowLimits(t)
+		n.applyPolicyLocked(t, byTenant[t.ID], dd.Overlay)
+		perPeer, total := t.FlowLimits()
 		n.filter.SetLimits(t.ID, total, perPeer)
 	}
 	d.counters = func(k store.Key) *peerCounters {
@@ -114,16 +184,16 @@ func (n *Node) Reconcile(ctx context.Context) error {
 	left := map[store.Key]string{} // endpoints of connected peers that leave a device
 	for id, td := range n.devs {
 		if d.tuns[id] == nil {
-			td.connected(left, d.now)
+			td.connected(left, now)
 			td.close()
 			delete(n.devs, id)
 			continue
 		}
-		if err := td.sync(snap, left, d.now); err != nil {
-			return fmt.Errorf("reconcile: %w", err)
+		if err := td.sync(snap, left, now); err != nil {
+			return fmt.Errorf("apply: %w", err)
 		}
 	}
-	n.resumePeersLocked(snap, left, d.now)
+	n.resumePeersLocked(snap, left, now)
 	n.lastSeenMu.Lock()
 	for k := range n.lastSeen {
 		if snap.byKey[k] == nil {
@@ -140,41 +210,14 @@ func (n *Node) Reconcile(ctx context.Context) error {
 	return nil
 }
 
-func (n *Node) loadDesired(ctx context.Context) (desired, map[int64]string, error) {
-	var d desired
-	var err error
-	if d.tenants, err = n.store.ListTenants(ctx); err != nil {
-		return d, nil, err
-	}
-	if d.peers, err = n.store.ListPeers(ctx, ""); err != nil {
-		return d, nil, err
-	}
-	// Listings are served from these peers: every change reconciles, so they are as fresh as
-	// the store, and a 10,000-peer page needs no database read. Shared from here on, the
-	// slice is never modified.
-	stored := d.peers
-	n.stored.Store(&stored)
-	// An expired peer is a disabled one (desired.enabled); the next expiry triggers a
-	// reconcile of its own.
-	d.now = time.Now()
-	if err := n.scheduleExpiryLocked(ctx, d.now); err != nil {
-		return d, nil, err
-	}
-	if d.routes, err = n.store.ListRoutes(ctx, ""); err != nil {
-		return d, nil, err
-	}
-	policies, err := n.store.Policies(ctx)
-	return d, policies, err
-}
-
-// peersByTenant groups peers by tenant without copying them: the store lists them by tenant,
-// so each tenant's peers are one run of the slice, and the groups share its array.
-func peersByTenant(peers []store.Peer) map[int64][]store.Peer {
-	out := map[int64][]store.Peer{}
+// peersByTenant groups peers by tenant without copying them: the controller lists them by
+// tenant, so each tenant's peers are one run of the slice, and the groups share its array.
+func peersByTenant(peers []plane.Peer) map[int64][]plane.Peer {
+	out := map[int64][]plane.Peer{}
 	for i := 0; i < len(peers); {
-		id := peers[i].TenantID
+		id := peers[i].Tenant
 		j := i + 1
-		for j < len(peers) && peers[j].TenantID == id {
+		for j < len(peers) && peers[j].Tenant == id {
 			j++
 		}
 		if prev, ok := out[id]; ok {
@@ -189,49 +232,35 @@ func peersByTenant(peers []store.Peer) map[int64][]store.Peer {
 	return out
 }
 
-// storedPeers returns the peers as stored at the last reconcile (every change reconciles),
-// of one tenant or (tenant "") all, ordered by tenant and name. The slice is shared: read only.
-func (n *Node) storedPeers(tenant string) []store.Peer {
-	all := n.stored.Load()
-	if all == nil {
-		return nil
-	}
-	if tenant == "" {
-		return *all
-	}
-	var out []store.Peer
-	for _, p := range *all {
-		if p.TenantName == tenant {
-			out = append(out, p)
+// scheduleExpiryLocked arms a timer that applies d again when the next peer served at now
+// expires; it replaces the timer of the previous apply. The timer's function is tracked by
+// n.wg from the moment it is armed. Must hold n.mu.
+func (n *Node) scheduleExpiryLocked(d *plane.Desired, now time.Time) {
+	n.stopExpiryLocked()
+	var next time.Time
+	for i := range d.Peers {
+		p := &d.Peers[i]
+		if p.Enabled && p.ExpiresAt.After(now) && (next.IsZero() || p.ExpiresAt.Before(next)) {
+			next = p.ExpiresAt
 		}
 	}
-	return out
+	if next.IsZero() {
+		return
+	}
+	n.wg.Add(1)
+	n.expiry = time.AfterFunc(next.Sub(now)+10*time.Millisecond, func() {
+		defer n.wg.Done()
+		n.applyAtExpiry()
+	})
 }
 
-// scheduleExpiryLocked arms a timer that reconciles when the next enabled peer expires.
-func (n *Node) scheduleExpiryLocked(ctx context.Context, now time.Time) error {
-	at, ok, err := n.store.NextPeerExpiry(ctx, now)
-	if err != nil {
-		return err
+// stopExpiryLocked stops the expiry timer. A timer that already fired finishes on its own
+// (it finds the node closed, or applies the current state). Must hold n.mu.
+func (n *Node) stopExpiryLocked() {
+	if n.expiry != nil && n.expiry.Stop() {
+		n.wg.Done()
 	}
-	if n.expiry != nil {
-		n.expiry.Stop()
-		n.expiry = nil
-	}
-	if !ok {
-		return nil
-	}
-	n.expiry = time.AfterFunc(at.Sub(now)+10*time.Millisecond, func() {
-		select {
-		case <-n.closing:
-			return
-		default:
-		}
-		if err := n.Reconcile(context.Background()); err != nil {
-			n.log.Error("reconcile at a peer's expiry", "err", err)
-		}
-	})
-	return nil
+	n.expiry = nil
 }
 
 // newTenantDevice creates and brings up tenant id's device on the shared socket.
@@ -477,20 +506,9 @@ func (td *tenantDevice) trim(now time.Time, idle time.Duration) (map[store.Key]p
 	return gone, td.dev.IpcSet(b.String())
 }
 
-// defaultPolicy is the policy of a tenant that never set one: peers reach whatever the tenant
-// routes (the internet, its sites), not each other, and nothing reaches them unasked.
-func (n *Node) defaultPolicy() string {
-	return fmt.Sprintf(`# The default policy of a tenant: its peers reach what the tenant routes (the
-# internet, its sites) but not each other, and nothing reaches them unasked.
-# Replace it with 'popgate policy set --tenant NAME FILE'.
-default deny
-deny any -> %s, %s
-allow any -> any
-`, n.ov.v4, n.ov.v6)
-}
-
-// tenantView is what the firewall compiles a tenant's policy against.
-func tenantView(peers []store.Peer) firewall.View {
+// tenantView is what the firewall compiles a tenant's policy against. The controller checks
+// a policy against the same view of its stored peers (gateway/control's policyView).
+func tenantView(peers []plane.Peer) firewall.View {
 	v := firewall.View{Peers: make([]firewall.ViewPeer, 0, len(peers))}
 	for _, p := range peers {
 		v.Peers = append(v.Peers, firewall.ViewPeer{Name: p.Name, Addrs: []netip.Addr{p.IPv4, p.IPv6}, Groups: p.Groups})
@@ -503,8 +521,8 @@ func tenantView(peers []store.Peer) firewall.View {
 
 // policyKey identifies what a tenant's rule set is compiled from: the policy text and what of
 // each peer tenantView passes on. A hash, because the key is kept for every tenant and a
-// reconcile computes it for every tenant: the text would be ≈ 100 bytes a peer.
-func policyKey(text string, peers []store.Peer) [sha256.Size]byte {
+// every apply computes it for every tenant: the text would be ≈ 100 bytes a peer.
+func policyKey(text string, peers []plane.Peer) [sha256.Size]byte {
 	h := sha256.New()
 	io.WriteString(h, text)
 	// Names, groups and sites never hold control characters, so these separators cannot
@@ -538,14 +556,6 @@ func policyKey(text string, peers []store.Peer) [sha256.Size]byte {
 	return sum
 }
 
-// compilePolicy parses and compiles a tenant's policy text against its peers and sites.
-// Every problem is an error: the rule set is returned as well when only references are
-// unresolved (they then match nothing).
-func compilePolicy(text string, peers []store.Peer) (*firewall.RuleSet, error) {
-	view := tenantView(peers)
-	return compileView(text, &view)
-}
-
 func compileView(text string, view *firewall.View) (*firewall.RuleSet, error) {
 	pol, err := firewall.Parse(text)
 	if err != nil {
@@ -555,12 +565,13 @@ func compileView(text string, view *firewall.View) (*firewall.RuleSet, error) {
 }
 
 // applyPolicyLocked compiles and installs tenant t's rule set when its policy or its peers
-// changed. A stored policy that no longer compiles (say, it names a removed peer) keeps
+// changed. A policy that no longer compiles (say, it names a removed peer) keeps
 // working with the unresolved names matching nothing; one that does not parse at all falls back
 // to the default policy. Both are logged.
-func (n *Node) applyPolicyLocked(t store.Tenant, peers []store.Peer, text string) {
+func (n *Node) applyPolicyLocked(t plane.Tenant, peers []plane.Peer, ov plane.Overlay) {
+	text := t.Policy
 	if text == "" {
-		text = n.defaultPolicy()
+		text = plane.DefaultPolicy(ov)
 	}
 	key := policyKey(text, peers)
 	if prev, ok := n.policies[t.ID]; ok && prev.key == key {
@@ -572,7 +583,7 @@ func (n *Node) applyPolicyLocked(t store.Tenant, peers []store.Peer, text string
 		n.log.Warn("policy of tenant has problems", "tenant", t.Name, "err", err)
 	}
 	if rs == nil {
-		if rs, err = compileView(n.defaultPolicy(), &view); err != nil || rs == nil {
+		if rs, err = compileView(plane.DefaultPolicy(ov), &view); err != nil || rs == nil {
 			n.log.Error("default policy does not compile", "tenant", t.Name, "err", err)
 			return
 		}

@@ -1,41 +1,74 @@
-package gateway
+package control
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
+	"log/slog"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/popgate/popgate/gateway/plane/planetest"
 	"github.com/popgate/popgate/store"
 )
 
-// startTestNode starts a node on a loopback port with the userspace exit.
-func startTestNode(t *testing.T) *Node {
+// newTestController returns a started controller on a store in a temporary directory and an
+// in-memory data plane, closed at the end of the test.
+func newTestController(t *testing.T) (*Controller, *planetest.DataPlane) {
 	t.Helper()
-	port := freeUDPPort(t)
-	n, err := New(Config{
-		DataDir:        t.TempDir(),
-		Interface:      fmt.Sprintf("pgc%d", os.Getpid()%100000),
-		ListenPort:     port,
-		PublicEndpoint: fmt.Sprintf("127.0.0.1:%d", port),
-		ExitMode:       ExitUserspace,
-	}, testLogger(t))
+	c, dp, _ := newTestControllerStore(t, Config{PublicEndpoint: "vpn.example.com:51820"})
+	return c, dp
+}
+
+// newTestControllerStore is newTestController with cfg (MTU 1420 and region local unless
+// set) that also returns the store.
+func newTestControllerStore(t *testing.T, cfg Config) (*Controller, *planetest.DataPlane, *store.Store) {
+	t.Helper()
+	if cfg.MTU == 0 {
+		cfg.MTU = 1420
+	}
+	if cfg.Region == "" {
+		cfg.Region = "local"
+	}
+	st, err := store.Open(context.Background(), store.Options{Path: filepath.Join(t.TempDir(), "popgate.db")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { n.Close() })
-	if err := n.Start(context.Background()); err != nil {
+	t.Cleanup(func() { st.Close() })
+	dp := &planetest.DataPlane{}
+	c, err := New(cfg, st, dp, slog.New(slog.NewTextHandler(testWriter{t}, nil)))
+	if err != nil {
 		t.Fatal(err)
 	}
-	return n
+	t.Cleanup(func() { c.Close() })
+	if err := c.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return c, dp, st
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// desiredHasKey reports whether the data plane's desired state has a peer with key k.
+func desiredHasKey(dp *planetest.DataPlane, k store.Key) bool {
+	for _, p := range dp.Desired().Peers {
+		if p.PublicKey == k {
+			return true
+		}
+	}
+	return false
 }
 
 func TestControllerPeerRenameAndExpiry(t *testing.T) {
 	ctx := context.Background()
-	c := startTestNode(t).Controller()
+	c, _ := newTestController(t)
 	if _, err := c.AddTenant(ctx, "acme"); err != nil {
 		t.Fatal(err)
 	}
@@ -75,33 +108,10 @@ func TestControllerPeerRenameAndExpiry(t *testing.T) {
 	}
 }
 
-func TestControllerAdmins(t *testing.T) {
+// TestControllerDownloadLinks: a one-time link gives the config once.
+func TestControllerDownloadLinks(t *testing.T) {
 	ctx := context.Background()
-	c := startTestNode(t).Controller()
-
-	pw, created, err := c.EnsureFirstAdmin(ctx)
-	if err != nil || !created || len(pw) < 20 {
-		t.Fatalf("EnsureFirstAdmin = %q, %v, %v", pw, created, err)
-	}
-	if a, ok, err := c.CheckAdminPassword(ctx, FirstAdminName, pw); !ok || err != nil || a.Role != store.RoleOwner {
-		t.Errorf("first admin's password: %+v, %v, %v", a, ok, err)
-	}
-	if _, created, err := c.EnsureFirstAdmin(ctx); created || err != nil {
-		t.Errorf("second EnsureFirstAdmin = %v, %v", created, err)
-	}
-
-	a, generated, err := c.AddAdmin(ctx, AddAdminRequest{Name: "bob", Role: store.RoleViewer})
-	if err != nil || generated == "" || a.Name != "bob" {
-		t.Fatalf("AddAdmin = %+v, %q, %v", a, generated, err)
-	}
-	if _, generated, err := c.AddAdmin(ctx, AddAdminRequest{Name: "carol", Role: store.RoleViewer, Password: "carol's own password"}); err != nil || generated != "" {
-		t.Errorf("AddAdmin with a password = %q, %v", generated, err)
-	}
-	if _, newPW, err := c.SetAdminPassword(ctx, "bob", ""); err != nil || newPW == "" || newPW == generated {
-		t.Errorf("SetAdminPassword = %q, %v", newPW, err)
-	}
-
-	// One-time download links.
+	c, _ := newTestController(t)
 	if _, err := c.AddTenant(ctx, "acme"); err != nil {
 		t.Fatal(err)
 	}
@@ -129,7 +139,7 @@ func TestControllerAdmins(t *testing.T) {
 // context's actor and what it did (for a policy: the rules it compiled and the text's
 // digest); a policy over store.MaxPolicySize is refused before it is parsed, naming the limit.
 func TestControllerAuditsWhatItDid(t *testing.T) {
-	c := startTestNode(t).Controller()
+	c, _ := newTestController(t)
 	ctx := store.WithActor(context.Background(), store.Actor{Name: "alice", Remote: "192.0.2.7"})
 	if _, err := c.AddTenant(ctx, "acme"); err != nil {
 		t.Fatal(err)
@@ -138,7 +148,7 @@ func TestControllerAuditsWhatItDid(t *testing.T) {
 	if _, _, err := c.SetPolicy(ctx, "acme", text); err != nil {
 		t.Fatal(err)
 	}
-	es, _, err := c.ListAudit(ctx, store.AuditQuery{Action: "policy"})
+	es, _, err := c.store.ListAudit(ctx, store.AuditQuery{Action: "policy"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,7 +162,7 @@ func TestControllerAuditsWhatItDid(t *testing.T) {
 	if !errors.Is(err, store.ErrInvalid) || !strings.Contains(err.Error(), "at most 4194304 (4 MiB) are allowed") {
 		t.Errorf("a policy over the limit: %v", err)
 	}
-	if es, _, _ := c.ListAudit(ctx, store.AuditQuery{Action: "policy"}); len(es) != 1 {
+	if es, _, _ := c.store.ListAudit(ctx, store.AuditQuery{Action: "policy"}); len(es) != 1 {
 		t.Errorf("a refused policy was recorded: %+v", es)
 	}
 }

@@ -1,25 +1,255 @@
-package gateway
+// Package control is the controller: the operations admins perform, client configs, and the
+// publication of desired state to the data plane.
+package control
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"iter"
-	"maps"
+	"log/slog"
+	"net"
 	"net/netip"
 	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/popgate/popgate/firewall"
+	"github.com/popgate/popgate/gateway/plane"
 	"github.com/popgate/popgate/store"
 )
 
+// DataPlane is what the controller needs of a node: apply a desired state, report back. The
+// appliance's own node (gateway.Node) is one; a remote node is reached through one.
+type DataPlane interface {
+	// Apply makes the node's data plane match d; d is not modified afterwards.
+	Apply(ctx context.Context, d *plane.Desired) error
+	// Report returns the node's live state and counters.
+	Report() plane.Report
+}
+
+// Config configures a Controller; New calls Validate. The node's settings that client
+// configs repeat (ListenPort, MTU, Region) have no defaults here: they are the node's, and
+// serve passes them (their defaults live in gateway).
+type Config struct {
+	// PublicEndpoint is the host:port written into client configs. Default: the first
+	// global unicast address of the host (IPv4 first) and ListenPort.
+	PublicEndpoint string
+	// ListenPort is the node's UDP port, for the default PublicEndpoint. Required without
+	// a PublicEndpoint.
+	ListenPort int
+	// MTU is the tunnel MTU written into client configs: the node's. Required.
+	MTU int
+	// Region names the region client configs are for: the node's. Required.
+	Region string
+	// ClientDNS makes client configs use the node's in-tunnel DNS (its overlay addresses):
+	// set it when the node has resolvers to forward to. Default false: no DNS line.
+	ClientDNS bool
+	// RetryEvery is how often a desired state that failed to reach the data plane is
+	// published again. Default 5 s.
+	RetryEvery time.Duration
+}
+
+// Validate fills defaults and rejects bad values with a message naming the field and the fix.
+func (c *Config) Validate() error {
+	if c.PublicEndpoint == "" && (c.ListenPort < 1 || c.ListenPort > 65535) {
+		return fmt.Errorf("control: Config.ListenPort %d is out of range: pass the node's port (1-65535), or a PublicEndpoint", c.ListenPort)
+	}
+	if c.MTU < 1280 {
+		return fmt.Errorf("control: Config.MTU %d is below 1280: pass the node's tunnel MTU", c.MTU)
+	}
+	if c.Region == "" {
+		return errors.New("control: Config.Region is empty: pass the node's region")
+	}
+	if c.RetryEvery == 0 {
+		c.RetryEvery = 5 * time.Second
+	}
+	if c.PublicEndpoint != "" {
+		if err := ValidateEndpoint(c.PublicEndpoint); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Controller holds the operations admins perform, whichever way they come in (CLI over the
 // control socket, JSON API, web UI): one implementation behind all of them. Each change is
-// committed to the store and then applied to the device before the call returns.
+// committed to the store and then published to the data plane before the call returns. A
+// committed change is a done change: when the data plane fails to apply it, the call still
+// succeeds, the failure is logged and shown in Status, and the state is published again with
+// the next change and every Config.RetryEvery until it applies.
 type Controller struct {
-	node  *Node
+	cfg   Config
+	log   *slog.Logger
 	store *store.Store
+	dp    DataPlane
+	// Fixed at New: the installation's overlay and the key clients' configs name.
+	overlay   plane.Overlay
+	serverKey store.Key
+
+	// pubMu serialises publications, so that the data plane gets generations in order.
+	pubMu sync.Mutex
+	// read is the desired state as last published: listings are served from it, so that a
+	// page of 10,000 peers needs no database read. Never modified once stored.
+	read atomic.Pointer[store.Snapshot]
+	// published is the outcome of the last publication.
+	published atomic.Pointer[publication]
+
+	closing   chan struct{}
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+}
+
+// publication is the outcome of publishing a desired state.
+type publication struct {
+	gen int64 // generation published
+	err error // why it did not reach the data plane; nil when it did
+}
+
+// New returns a controller for the desired state in st, published to dp. Start publishes it
+// the first time.
+func New(cfg Config, st *store.Store, dp DataPlane, log *slog.Logger) (*Controller, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if st == nil || dp == nil {
+		return nil, errors.New("control: New needs a store and a data plane")
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.PublicEndpoint == "" {
+		cfg.PublicEndpoint = net.JoinHostPort(defaultHost(), strconv.Itoa(cfg.ListenPort))
+		log.Warn("no public endpoint set: client configs will use a guess; set --public-endpoint to the host:port clients reach", "endpoint", cfg.PublicEndpoint)
+	}
+	c := &Controller{cfg: cfg, log: log, store: st, dp: dp, serverKey: st.NodePublicKey(), closing: make(chan struct{})}
+	c.overlay.V4, c.overlay.V6 = st.OverlayPrefixes()
+	c.overlay.Gateway4, c.overlay.Gateway6 = st.GatewayAddrs()
+	c.published.Store(&publication{})
+	return c, nil
+}
+
+// Start publishes the desired state to the data plane and returns when it is applied, or
+// why it could not be; then it keeps publishing again after failures until Close.
+func (c *Controller) Start(ctx context.Context) error {
+	if err := c.publish(ctx); err != nil {
+		return err
+	}
+	c.wg.Add(1)
+	go c.retryLoop()
+	return nil
+}
+
+// Close stops publishing and waits for a publication under way. Idempotent.
+func (c *Controller) Close() error {
+	c.closeOnce.Do(func() {
+		close(c.closing)
+		c.wg.Wait()
+	})
+	return nil
+}
+
+// Config returns the controller's configuration, defaults filled in.
+func (c *Controller) Config() Config { return c.cfg }
+
+// retryLoop publishes again while the last publication failed.
+func (c *Controller) retryLoop() {
+	defer c.wg.Done()
+	t := time.NewTicker(c.cfg.RetryEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.closing:
+			return
+		case <-t.C:
+			if c.published.Load().err == nil {
+				continue
+			}
+			if err := c.publish(context.Background()); err == nil {
+				c.log.Info("the desired state reached the data plane again", "generation", c.published.Load().gen)
+			}
+		}
+	}
+}
+
+// publish reads the desired state and hands it to the data plane. It carries on when ctx is
+// cancelled: the change it publishes is stored already.
+func (c *Controller) publish(ctx context.Context) error {
+	ctx = context.WithoutCancel(ctx)
+	c.pubMu.Lock()
+	defer c.pubMu.Unlock()
+	snap, err := c.store.Snapshot(ctx)
+	if err != nil {
+		err = fmt.Errorf("read the desired state: %w", err)
+		c.published.Store(&publication{gen: c.published.Load().gen, err: err})
+		return err
+	}
+	c.read.Store(&snap)
+	err = c.dp.Apply(ctx, c.desired(&snap))
+	if err != nil {
+		err = fmt.Errorf("apply generation %d: %w", snap.Generation, err)
+	}
+	c.published.Store(&publication{gen: snap.Generation, err: err})
+	return err
+}
+
+// changed publishes a change that is committed: a failure to apply it is logged (and shown
+// in Status), not returned, and publish runs again with the next change or retry.
+func (c *Controller) changed(ctx context.Context) {
+	if err := c.publish(ctx); err != nil {
+		c.log.Error("a change is stored but the data plane did not apply it; publishing it again every "+c.cfg.RetryEvery.String(), "err", err)
+	}
+}
+
+// desired turns a snapshot of the store into the state the data plane applies.
+func (c *Controller) desired(snap *store.Snapshot) *plane.Desired {
+	d := &plane.Desired{
+		Format:     plane.Format,
+		Generation: snap.Generation,
+		Overlay:    c.overlay,
+		Tenants:    make([]plane.Tenant, len(snap.Tenants)),
+		Peers:      make([]plane.Peer, len(snap.Peers)),
+		Routes:     make([]plane.Route, len(snap.Routes)),
+	}
+	for i, t := range snap.Tenants {
+		d.Tenants[i] = plane.Tenant{ID: t.ID, Name: t.Name, SplitTunnel: t.SplitTunnel, Policy: snap.Policies[t.ID],
+			MaxFlowsPerPeer: t.MaxFlowsPerPeer, MaxFlows: t.MaxFlows}
+	}
+	for i := range snap.Peers {
+		p := &snap.Peers[i]
+		d.Peers[i] = plane.Peer{ID: p.ID, Tenant: p.TenantID, Name: p.Name, PublicKey: p.PublicKey, IPv4: p.IPv4, IPv6: p.IPv6,
+			Enabled: p.Enabled, ExpiresAt: p.ExpiresAt, Groups: p.Groups, Site: p.Site, SitePrefixes: p.SitePrefixes}
+	}
+	for i, r := range snap.Routes {
+		d.Routes[i] = plane.Route{Tenant: r.TenantID, Prefix: r.Prefix, Via: r.Via}
+	}
+	return d
+}
+
+// storedPeers returns the peers as last published (every change publishes), of one tenant or
+// (tenant "") all, ordered by tenant and name. The slice is shared: read only.
+func (c *Controller) storedPeers(tenant string) []store.Peer {
+	snap := c.read.Load()
+	if snap == nil {
+		return nil
+	}
+	if tenant == "" {
+		return snap.Peers
+	}
+	var out []store.Peer
+	for _, p := range snap.Peers {
+		if p.TenantName == tenant {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// flowLimits returns tenant t's bounds in force on the flows of one peer and of the tenant.
+func flowLimits(t store.Tenant) (perPeer, total int) {
+	return plane.Tenant{MaxFlowsPerPeer: t.MaxFlowsPerPeer, MaxFlows: t.MaxFlows}.FlowLimits()
 }
 
 // TenantInfo is a tenant and its number of peers. Its MaxFlowsPerPeer and MaxFlows are the
@@ -48,59 +278,6 @@ type PeerInfo struct {
 	RxPackets, TxPackets uint64
 }
 
-// Status describes the running node.
-type Status struct {
-	NodeName       string
-	Version        string
-	Roles          []string
-	Region         string
-	StartedAt      time.Time
-	Interface      string
-	PublicKey      store.Key
-	ListenPort     int
-	PublicEndpoint string
-	MTU            int
-	ExitMode       string
-	Addresses      []netip.Addr
-	UAPISocket     string
-	PeersTotal     int
-	PeersEnabled   int
-	PeersOnline    int
-	RxBytes        uint64
-	TxBytes        uint64
-	// Drops counts packets towards peers that found no peer (node level).
-	Drops map[string]uint64
-	// ExitSockets are the host sockets the userspace exit's flows hold now, at most
-	// ExitSocketBudget (the open files limit less a reserve).
-	ExitSockets, ExitSocketBudget int
-	// Handshakes are the shared socket's handshake counters (a flood shows here).
-	Handshakes HandshakeStatus
-	Tenants    []TenantStatus
-}
-
-// TenantStatus holds one tenant's counters.
-type TenantStatus struct {
-	Name                 string
-	Peers, Online        int
-	RxBytes, TxBytes     uint64
-	RxPackets, TxPackets uint64
-	Flows                int64
-	// ExitTCP, ExitUDP and ExitICMP are the tenant's flows through the userspace exit now
-	// (echo requests waiting for a reply for ICMP).
-	ExitTCP, ExitUDP, ExitICMP int
-	// MaxFlowsPerPeer and MaxFlows are the tenant's bounds in force.
-	MaxFlowsPerPeer, MaxFlows int
-	// Drops by reason: the packet path's, the exit's refusals at a bound
-	// (flow_limit_peer, flow_limit_tenant, flow_limit_node, fd_budget), and the firewall's
-	// as "<direction>.<reason>".
-	Drops map[string]uint64
-	// Evicted counts the tenant's flows that never got a reply, closed early to make room
-	// for a new flow: in the exit by the bound that needed room, in the firewall's table as
-	// "conntrack".
-	Evicted map[string]uint64
-	Rules   []firewall.RuleStat
-}
-
 // AddTenant creates a tenant.
 func (c *Controller) AddTenant(ctx context.Context, name string) (store.Tenant, error) {
 	return c.store.AddTenant(ctx, name)
@@ -113,7 +290,7 @@ func (c *Controller) ListTenants(ctx context.Context) ([]TenantInfo, error) {
 		return nil, err
 	}
 	count := map[int64]int{}
-	for _, p := range c.node.storedPeers("") {
+	for _, p := range c.storedPeers("") {
 		count[p.TenantID]++
 	}
 	out := make([]TenantInfo, len(ts))
@@ -163,9 +340,7 @@ func (c *Controller) AddPeer(ctx context.Context, req AddPeerRequest) (PeerInfo,
 	if err != nil {
 		return PeerInfo{}, "", err
 	}
-	if err := c.node.Reconcile(ctx); err != nil {
-		return PeerInfo{}, "", err
-	}
+	c.changed(ctx)
 	var pk *store.Key
 	if np.PrivateKey != nil {
 		pk = &priv
@@ -182,9 +357,7 @@ func (c *Controller) SetPeerGroups(ctx context.Context, tenant, name string, gro
 	if _, err := c.store.SetPeerGroups(ctx, tenant, name, groups); err != nil {
 		return PeerInfo{}, err
 	}
-	if err := c.node.Reconcile(ctx); err != nil {
-		return PeerInfo{}, err
-	}
+	c.changed(ctx)
 	return c.Peer(ctx, tenant, name)
 }
 
@@ -194,9 +367,7 @@ func (c *Controller) SetPeerSite(ctx context.Context, tenant, name, site string,
 	if _, err := c.store.SetPeerSite(ctx, tenant, name, site, prefixes); err != nil {
 		return PeerInfo{}, err
 	}
-	if err := c.node.Reconcile(ctx); err != nil {
-		return PeerInfo{}, err
-	}
+	c.changed(ctx)
 	return c.Peer(ctx, tenant, name)
 }
 
@@ -207,7 +378,7 @@ func (c *Controller) Policy(ctx context.Context, tenant string) (text string, is
 		return "", false, err
 	}
 	if text == "" {
-		return c.node.defaultPolicy(), true, nil
+		return plane.DefaultPolicy(c.overlay), true, nil
 	}
 	return text, false, nil
 }
@@ -237,7 +408,8 @@ func (c *Controller) SetPolicy(ctx context.Context, tenant, text string) (*firew
 	if err := c.store.SetPolicy(ctx, tenant, text, rs.Len()); err != nil {
 		return nil, nil, err
 	}
-	return rs, warnings, c.node.Reconcile(ctx)
+	c.changed(ctx)
+	return rs, warnings, nil
 }
 
 // PolicyWarnings lists what the tenant's policy names that the tenant does not have: groups
@@ -276,6 +448,31 @@ func checkPolicy(text string, peers []store.Peer) (*firewall.RuleSet, []firewall
 	return rs, warnings, nil
 }
 
+// compilePolicy parses and compiles a tenant's policy text against its peers and sites.
+// Every problem is an error: the rule set is returned as well when only references are
+// unresolved (they then match nothing).
+func compilePolicy(text string, peers []store.Peer) (*firewall.RuleSet, error) {
+	pol, err := firewall.Parse(text)
+	if err != nil {
+		return nil, err
+	}
+	view := policyView(peers)
+	return firewall.Compile(pol, &view)
+}
+
+// policyView is what the firewall compiles a tenant's policy against: the view the node
+// compiles the policy against in the end (gateway's tenantView), built from the stored peers.
+func policyView(peers []store.Peer) firewall.View {
+	v := firewall.View{Peers: make([]firewall.ViewPeer, 0, len(peers))}
+	for _, p := range peers {
+		v.Peers = append(v.Peers, firewall.ViewPeer{Name: p.Name, Addrs: []netip.Addr{p.IPv4, p.IPv6}, Groups: p.Groups})
+		if p.Site != "" {
+			v.Sites = append(v.Sites, firewall.ViewSite{Name: p.Site, Prefixes: p.SitePrefixes})
+		}
+	}
+	return v
+}
+
 // Routes lists the tenant's routes, longest prefix first.
 func (c *Controller) Routes(ctx context.Context, tenant string) ([]store.Route, error) {
 	if _, err := c.store.Tenant(ctx, tenant); err != nil {
@@ -290,7 +487,8 @@ func (c *Controller) AddRoute(ctx context.Context, tenant string, prefix netip.P
 	if err != nil {
 		return r, err
 	}
-	return r, c.node.Reconcile(ctx)
+	c.changed(ctx)
+	return r, nil
 }
 
 // RemoveRoute deletes the tenant's route for prefix.
@@ -298,7 +496,8 @@ func (c *Controller) RemoveRoute(ctx context.Context, tenant string, prefix neti
 	if _, err := c.store.RemoveRoute(ctx, tenant, prefix); err != nil {
 		return err
 	}
-	return c.node.Reconcile(ctx)
+	c.changed(ctx)
+	return nil
 }
 
 // SetTenantSplitTunnel switches the tenant's client configs between all traffic and only
@@ -319,9 +518,7 @@ func (c *Controller) SetTenantLimits(ctx context.Context, tenant string, l store
 	if err != nil {
 		return TenantInfo{}, err
 	}
-	if err := c.node.Reconcile(ctx); err != nil {
-		return TenantInfo{}, err
-	}
+	c.changed(ctx)
 	n, err := c.store.CountPeers(ctx, tenant)
 	return tenantInfo(t, n), err
 }
@@ -348,12 +545,12 @@ func (c *Controller) ListPeers(ctx context.Context, tenant string) ([]PeerInfo, 
 			return nil, err
 		}
 	}
-	return c.withStats(c.node.storedPeers(tenant)), nil
+	return c.withStats(c.storedPeers(tenant)), nil
 }
 
 // Peers is ListPeers one peer at a time, in the same order: nothing is built up front, so a
-// caller that writes each peer out as it comes holds one, not 100,000. The peers are those of
-// the last reconcile and their live state is read when Peers is called; every range over the
+// caller that writes each peer out as it comes holds one, not 100,000. The peers are those
+// last published and their live state is read when Peers is called; every range over the
 // sequence yields the same peers.
 func (c *Controller) Peers(ctx context.Context, tenant string) (iter.Seq[PeerInfo], error) {
 	if tenant != "" {
@@ -361,7 +558,7 @@ func (c *Controller) Peers(ctx context.Context, tenant string) (iter.Seq[PeerInf
 			return nil, err
 		}
 	}
-	all := c.node.storedPeers("") // shared and never modified: no copy, no filtered slice
+	all := c.storedPeers("") // shared and never modified: no copy, no filtered slice
 	live := c.live()
 	return func(yield func(PeerInfo) bool) {
 		for i := range all {
@@ -384,28 +581,38 @@ func (c *Controller) withStats(ps []store.Peer) []PeerInfo {
 	return out
 }
 
-// liveState is the peers' state in the devices and the packet path, read once for a listing.
+// liveState is the peers' state on the node, from one report, for a listing.
 type liveState struct {
-	stats map[store.Key]peerStats
-	snap  *snapshot
+	peers map[store.Key]*plane.PeerState
 	now   time.Time
 }
 
 func (c *Controller) live() liveState {
-	return liveState{stats: c.node.peerStats(), snap: c.node.snap.Load(), now: time.Now()}
+	return liveOf(c.dp.Report().Peers)
 }
 
-// info is the stored peer p with its live state.
+func liveOf(peers []plane.PeerState) liveState {
+	l := liveState{peers: make(map[store.Key]*plane.PeerState, len(peers)), now: time.Now()}
+	for i := range peers {
+		l.peers[peers[i].PublicKey] = &peers[i]
+	}
+	return l
+}
+
+// info is the stored peer p with its live state. A peer that is disabled or expired shows no
+// session, whatever the node still reports of it.
 func (l *liveState) info(p store.Peer) PeerInfo {
 	pi := PeerInfo{Peer: p}
-	if e := l.snap.byKey[p.PublicKey]; e != nil {
-		pi.RxPackets, pi.TxPackets = e.ctr.rxPackets.Load(), e.ctr.txPackets.Load()
+	s := l.peers[p.PublicKey]
+	if s == nil {
+		return pi
 	}
-	if s, ok := l.stats[p.PublicKey]; ok && p.Enabled && !p.Expired(l.now) {
-		pi.Online = s.online(l.now)
-		pi.Endpoint = s.endpoint
-		pi.LastHandshake = s.lastHandshake
-		pi.RxBytes, pi.TxBytes = s.rxBytes, s.txBytes
+	pi.RxPackets, pi.TxPackets = s.RxPackets, s.TxPackets
+	if p.Enabled && !p.Expired(l.now) {
+		pi.Online = s.Online
+		pi.Endpoint = s.Endpoint
+		pi.LastHandshake = s.LastHandshake
+		pi.RxBytes, pi.TxBytes = s.RxBytes, s.TxBytes
 	}
 	return pi
 }
@@ -463,9 +670,7 @@ func (c *Controller) RotatePeerKey(ctx context.Context, tenant, name, publicKey 
 	if err != nil {
 		return PeerInfo{}, "", err
 	}
-	if err := c.node.Reconcile(ctx); err != nil {
-		return PeerInfo{}, "", err
-	}
+	c.changed(ctx)
 	cc, err := c.clientConfig(ctx, p, priv)
 	if err != nil {
 		return PeerInfo{}, "", err
@@ -480,9 +685,7 @@ func (c *Controller) SetPeerEnabled(ctx context.Context, tenant, name string, en
 	if err != nil {
 		return PeerInfo{}, err
 	}
-	if err := c.node.Reconcile(ctx); err != nil {
-		return PeerInfo{}, err
-	}
+	c.changed(ctx)
 	return PeerInfo{Peer: p}, nil
 }
 
@@ -491,114 +694,8 @@ func (c *Controller) RemovePeer(ctx context.Context, tenant, name string) error 
 	if _, err := c.store.RemovePeer(ctx, tenant, name); err != nil {
 		return err
 	}
-	return c.node.Reconcile(ctx)
-}
-
-// Status reports the node, its device and its peers.
-func (c *Controller) Status(ctx context.Context) (Status, error) {
-	n := c.node
-	ps := n.storedPeers("")
-	st := Status{
-		NodeName:       n.cfg.NodeName,
-		Version:        n.cfg.Version,
-		Roles:          []string{"controller", "pop", "exit"},
-		Region:         n.cfg.Region,
-		StartedAt:      n.startedAt,
-		Interface:      n.cfg.Interface,
-		PublicKey:      n.key.PublicKey(),
-		ListenPort:     n.cfg.ListenPort,
-		PublicEndpoint: n.cfg.PublicEndpoint,
-		MTU:            n.cfg.MTU,
-		ExitMode:       n.cfg.ExitMode,
-		Addresses:      []netip.Addr{n.ov.gw4, n.ov.gw6},
-		UAPISocket:     n.uapiPath,
-		PeersTotal:     len(ps),
-	}
-	if n.mux != nil {
-		st.Handshakes = handshakeStatus(n.mux.Stats())
-	}
-	st.Drops = map[string]uint64{}
-	for r := dropReason(0); r < numDropReasons; r++ {
-		if v := n.drops[r].Load(); v > 0 {
-			st.Drops[r.String()] = v
-		}
-	}
-	tenants, err := c.store.ListTenants(ctx)
-	if err != nil {
-		return Status{}, err
-	}
-	es := n.exit.Stats()
-	st.ExitSockets, st.ExitSocketBudget = es.HostSockets, es.FDBudget
-	exitFlows := n.exit.TenantFlows()
-	st.Tenants = make([]TenantStatus, 0, len(tenants)) // byID points into it: no reallocation
-	byID := map[int64]*TenantStatus{}
-	for _, t := range tenants {
-		ts := TenantStatus{Name: t.Name, Drops: map[string]uint64{}, Evicted: map[string]uint64{}}
-		ts.MaxFlowsPerPeer, ts.MaxFlows = flowLimits(t)
-		if fs, ok := n.filter.TenantStats(t.ID); ok {
-			ts.Flows = fs.Flows
-			ts.Rules = fs.Rules
-			for dir, m := range fs.Drops {
-				for reason, v := range m {
-					if v > 0 {
-						ts.Drops[dir+"."+reason] = v
-					}
-				}
-			}
-			if fs.Evicted > 0 {
-				ts.Evicted["conntrack"] = fs.Evicted
-			}
-		}
-		if ef, ok := exitFlows[t.ID]; ok {
-			ts.ExitTCP, ts.ExitUDP, ts.ExitICMP = ef.TCP, ef.UDP, ef.ICMP
-			maps.Copy(ts.Drops, ef.Refused)
-			maps.Copy(ts.Evicted, ef.Evicted)
-		}
-		n.mu.Lock()
-		if td := n.devs[t.ID]; td != nil {
-			for r, v := range td.tun.dropCounts() {
-				if v > 0 {
-					ts.Drops[r] = v
-				}
-			}
-		}
-		n.mu.Unlock()
-		st.Tenants = append(st.Tenants, ts)
-		byID[t.ID] = &st.Tenants[len(st.Tenants)-1]
-	}
-	stats := n.peerStats()
-	snap := n.snap.Load()
-	now := time.Now()
-	for _, p := range ps {
-		ts := byID[p.TenantID]
-		if ts != nil {
-			ts.Peers++
-			if e := snap.byKey[p.PublicKey]; e != nil {
-				ts.RxPackets += e.ctr.rxPackets.Load()
-				ts.TxPackets += e.ctr.txPackets.Load()
-			}
-		}
-		if !p.Enabled || p.Expired(now) {
-			continue
-		}
-		st.PeersEnabled++
-		if s, ok := stats[p.PublicKey]; ok {
-			online := s.online(now)
-			if online {
-				st.PeersOnline++
-			}
-			st.RxBytes += s.rxBytes
-			st.TxBytes += s.txBytes
-			if ts != nil {
-				if online {
-					ts.Online++
-				}
-				ts.RxBytes += s.rxBytes
-				ts.TxBytes += s.txBytes
-			}
-		}
-	}
-	return st, nil
+	c.changed(ctx)
+	return nil
 }
 
 // clientConfig assembles the wg-quick file of peer p; priv is nil when the user holds the key.
@@ -606,25 +703,25 @@ func (c *Controller) Status(ctx context.Context) (Status, error) {
 // no DNS of ours; a peer of a split-tunnel tenant routes the overlay and the tenant's routes
 // other than the default ones; everyone else routes everything.
 func (c *Controller) clientConfig(ctx context.Context, p store.Peer, priv *store.Key) (clientConfig, error) {
-	n := c.node
+	ov := c.overlay
 	cc := clientConfig{
 		Tenant:          p.TenantName,
 		Peer:            p.Name,
-		Region:          n.cfg.Region,
+		Region:          c.cfg.Region,
 		PrivateKey:      priv,
 		Addresses:       []netip.Addr{p.IPv4, p.IPv6},
-		MTU:             n.cfg.MTU,
-		ServerPublicKey: n.key.PublicKey(),
-		Endpoint:        n.cfg.PublicEndpoint,
+		MTU:             c.cfg.MTU,
+		ServerPublicKey: c.serverKey,
+		Endpoint:        c.cfg.PublicEndpoint,
 		AllowedIPs:      []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")},
 	}
 	if p.Site != "" {
 		cc.Site = p.Site
-		cc.AllowedIPs = []netip.Prefix{n.ov.v4, n.ov.v6}
+		cc.AllowedIPs = []netip.Prefix{ov.V4, ov.V6}
 		return cc, nil
 	}
-	if len(n.cfg.DNSUpstreams) > 0 {
-		cc.DNS = []netip.Addr{n.ov.gw4, n.ov.gw6}
+	if c.cfg.ClientDNS {
+		cc.DNS = []netip.Addr{ov.Gateway4, ov.Gateway6}
 	}
 	t, err := c.store.Tenant(ctx, p.TenantName)
 	if err != nil {
@@ -635,7 +732,7 @@ func (c *Controller) clientConfig(ctx context.Context, p store.Peer, priv *store
 		if err != nil {
 			return cc, err
 		}
-		cc.AllowedIPs = []netip.Prefix{n.ov.v4, n.ov.v6}
+		cc.AllowedIPs = []netip.Prefix{ov.V4, ov.V6}
 		for _, r := range routes {
 			if r.Prefix.Bits() > 0 {
 				cc.AllowedIPs = append(cc.AllowedIPs, r.Prefix)

@@ -5,13 +5,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/popgate/popgate/store"
+	"github.com/popgate/popgate/gateway/plane"
 )
 
 func TestPeersByTenant(t *testing.T) {
-	peers := []store.Peer{{TenantID: 1, Name: "a"}, {TenantID: 1, Name: "b"}, {TenantID: 2, Name: "c"}, {TenantID: 1, Name: "d"}}
+	peers := []plane.Peer{{Tenant: 1, Name: "a"}, {Tenant: 1, Name: "b"}, {Tenant: 2, Name: "c"}, {Tenant: 1, Name: "d"}}
 	got := peersByTenant(peers)
-	names := func(ps []store.Peer) (s string) {
+	names := func(ps []plane.Peer) (s string) {
 		for _, p := range ps {
 			s += p.Name
 		}
@@ -23,7 +23,7 @@ func TestPeersByTenant(t *testing.T) {
 	if names(peers) != "abcd" {
 		t.Errorf("peersByTenant changed its input: %v", peers)
 	}
-	// One run per tenant, as the store lists them: no copies.
+	// One run per tenant, as the controller lists them: no copies.
 	got = peersByTenant(peers[:3])
 	if &got[1][0] != &peers[0] || &got[2][0] != &peers[2] {
 		t.Error("peersByTenant copied a tenant's run of peers")
@@ -35,8 +35,8 @@ func TestPeersByTenant(t *testing.T) {
 
 // TestPolicyKey: the key changes with everything a policy compiles against, and only with it.
 func TestPolicyKey(t *testing.T) {
-	base := func() []store.Peer {
-		return []store.Peer{
+	base := func() []plane.Peer {
+		return []plane.Peer{
 			{Name: "laptop", IPv4: netip.MustParseAddr("100.64.0.2"), IPv6: netip.MustParseAddr("fd00::2"), Groups: []string{"eng", "ops"}, Enabled: true},
 			{Name: "gw", IPv4: netip.MustParseAddr("100.64.0.3"), IPv6: netip.MustParseAddr("fd00::3"), Site: "office",
 				SitePrefixes: []netip.Prefix{netip.MustParsePrefix("10.10.0.0/24")}},
@@ -44,33 +44,33 @@ func TestPolicyKey(t *testing.T) {
 	}
 	const text = "default deny\nallow group:eng -> site:office\n"
 	key := policyKey(text, base())
-	for name, change := range map[string]func([]store.Peer) ([]store.Peer, string){
-		"text": func(ps []store.Peer) ([]store.Peer, string) { return ps, text + "\n" },
-		"name": func(ps []store.Peer) ([]store.Peer, string) { ps[0].Name = "laptop2"; return ps, text },
-		"ipv4": func(ps []store.Peer) ([]store.Peer, string) {
+	for name, change := range map[string]func([]plane.Peer) ([]plane.Peer, string){
+		"text": func(ps []plane.Peer) ([]plane.Peer, string) { return ps, text + "\n" },
+		"name": func(ps []plane.Peer) ([]plane.Peer, string) { ps[0].Name = "laptop2"; return ps, text },
+		"ipv4": func(ps []plane.Peer) ([]plane.Peer, string) {
 			ps[0].IPv4 = netip.MustParseAddr("100.64.0.9")
 			return ps, text
 		},
-		"ipv6": func(ps []store.Peer) ([]store.Peer, string) {
+		"ipv6": func(ps []plane.Peer) ([]plane.Peer, string) {
 			ps[1].IPv6 = netip.MustParseAddr("fd00::9")
 			return ps, text
 		},
-		"a group":     func(ps []store.Peer) ([]store.Peer, string) { ps[0].Groups = []string{"eng"}; return ps, text },
-		"groups join": func(ps []store.Peer) ([]store.Peer, string) { ps[0].Groups = []string{"engops"}; return ps, text },
-		"site":        func(ps []store.Peer) ([]store.Peer, string) { ps[1].Site = "lab"; return ps, text },
-		"prefixes": func(ps []store.Peer) ([]store.Peer, string) {
+		"a group":     func(ps []plane.Peer) ([]plane.Peer, string) { ps[0].Groups = []string{"eng"}; return ps, text },
+		"groups join": func(ps []plane.Peer) ([]plane.Peer, string) { ps[0].Groups = []string{"engops"}; return ps, text },
+		"site":        func(ps []plane.Peer) ([]plane.Peer, string) { ps[1].Site = "lab"; return ps, text },
+		"prefixes": func(ps []plane.Peer) ([]plane.Peer, string) {
 			ps[1].SitePrefixes = append(ps[1].SitePrefixes, netip.MustParsePrefix("10.20.0.0/16"))
 			return ps, text
 		},
-		"a peer less": func(ps []store.Peer) ([]store.Peer, string) { return ps[:1], text },
-		"order":       func(ps []store.Peer) ([]store.Peer, string) { return []store.Peer{ps[1], ps[0]}, text },
+		"a peer less": func(ps []plane.Peer) ([]plane.Peer, string) { return ps[:1], text },
+		"order":       func(ps []plane.Peer) ([]plane.Peer, string) { return []plane.Peer{ps[1], ps[0]}, text },
 	} {
 		if ps, txt := change(base()); policyKey(txt, ps) == key {
 			t.Errorf("%s changed, the key did not", name)
 		}
 	}
 	same := base()
-	same[0].Enabled, same[0].CreatedAt, same[1].ExpiresAt = false, time.Now(), time.Now()
+	same[0].Enabled, same[0].ID, same[1].ExpiresAt = false, 7, time.Now()
 	if policyKey(text, same) != key {
 		t.Error("the key changed with fields the policy does not see")
 	}

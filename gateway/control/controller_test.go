@@ -1,4 +1,4 @@
-package gateway
+package control
 
 import (
 	"context"
@@ -9,9 +9,6 @@ import (
 	"strings"
 	"testing"
 
-	"golang.zx2c4.com/wireguard/conn"
-	"golang.zx2c4.com/wireguard/device"
-
 	"github.com/popgate/popgate/firewall"
 	"github.com/popgate/popgate/store"
 )
@@ -19,7 +16,7 @@ import (
 // TestControllerPeers checks the peer sequence against ListPeers, the slice it saves building.
 func TestControllerPeers(t *testing.T) {
 	ctx := context.Background()
-	c := startTestNode(t).Controller()
+	c, _ := newTestController(t)
 	for _, tenant := range []string{"acme", "bravo", "empty"} {
 		if _, err := c.AddTenant(ctx, tenant); err != nil {
 			t.Fatal(err)
@@ -61,35 +58,11 @@ func TestControllerPeers(t *testing.T) {
 	}
 }
 
-func TestNodeDeviceBufferBytes(t *testing.T) {
-	ctx := context.Background()
-	n := startTestNode(t)
-	c := n.Controller()
-	if _, err := c.AddTenant(ctx, "acme"); err != nil {
-		t.Fatal(err)
-	}
-	if got := n.DeviceBufferBytes(); got != 0 {
-		t.Errorf("no device yet: %d bytes", got)
-	}
-	if _, _, err := c.AddPeer(ctx, AddPeerRequest{Tenant: "acme", Name: "laptop"}); err != nil {
-		t.Fatal(err)
-	}
-	// A receive batch per address family of the socket (a ReceiveFunc each, through the
-	// Mux) and a read batch (the TUN's).
-	families := n.holder.Receivers()
-	if families < 1 || families > 2 {
-		t.Fatalf("the socket has %d receive functions, want 1 or 2", families)
-	}
-	if got, want := n.DeviceBufferBytes(), uint64((families+1)*conn.IdealBatchSize)*device.MaxMessageSize; got != want {
-		t.Errorf("one device: %d bytes, want %d", got, want)
-	}
-}
-
 // TestControllerPolicyWarnings: names the tenant does not have (yet) are warnings, not
 // mistakes: the policy is set and they match nothing until they exist.
 func TestControllerPolicyWarnings(t *testing.T) {
 	ctx := context.Background()
-	c := startTestNode(t).Controller()
+	c, _ := newTestController(t)
 	for _, tenant := range []string{"acme", "globex"} {
 		if _, err := c.AddTenant(ctx, tenant); err != nil {
 			t.Fatal(err)
@@ -159,12 +132,11 @@ line 3: the tenant has no site "lab": create it (a site connector peer with its 
 	}
 }
 
-// TestControllerRotatePeerKey: a new key and config; the old key is out of the packet path's
-// snapshot at once.
+// TestControllerRotatePeerKey: a new key and config; the old key is out of the desired state
+// the data plane has when RotatePeerKey returns.
 func TestControllerRotatePeerKey(t *testing.T) {
 	ctx := context.Background()
-	n := startTestNode(t)
-	c := n.Controller()
+	c, dp := newTestController(t)
 	if _, err := c.AddTenant(ctx, "acme"); err != nil {
 		t.Fatal(err)
 	}
@@ -191,9 +163,8 @@ func TestControllerRotatePeerKey(t *testing.T) {
 	if again, err := c.PeerConfig(ctx, "acme", "laptop"); err != nil || again != conf {
 		t.Errorf("PeerConfig after rotation differs from the rotation's config (%v):\n%s\nvs\n%s", err, again, conf)
 	}
-	snap := n.snap.Load()
-	if snap.byKey[old.PublicKey] != nil || snap.byKey[p.PublicKey] == nil {
-		t.Errorf("snapshot after rotation: old key present %v, new key present %v", snap.byKey[old.PublicKey] != nil, snap.byKey[p.PublicKey] != nil)
+	if old, new := desiredHasKey(dp, old.PublicKey), desiredHasKey(dp, p.PublicKey); old || !new {
+		t.Errorf("desired state after rotation: old key present %v, new key present %v", old, new)
 	}
 
 	// A peer whose user brought the key needs the new public key.

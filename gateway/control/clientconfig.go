@@ -1,8 +1,10 @@
-package gateway
+package control
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
+	"strconv"
 	"strings"
 
 	"github.com/popgate/popgate/store"
@@ -60,4 +62,44 @@ func (c clientConfig) render() string {
 	fmt.Fprintf(&b, "AllowedIPs = %s\n", strings.Join(allowed, ", "))
 	b.WriteString("PersistentKeepalive = 25\n")
 	return b.String()
+}
+
+// ValidateEndpoint checks a host:port written into client configs.
+func ValidateEndpoint(ep string) error {
+	host, port, err := net.SplitHostPort(ep)
+	if err != nil || host == "" {
+		return fmt.Errorf("public endpoint %q is not host:port: use e.g. vpn.example.com:51820 or 203.0.113.7:51820 ([v6]:port for IPv6)", ep)
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p < 1 || p > 65535 {
+		return fmt.Errorf("public endpoint %q has a bad port: use 1-65535", ep)
+	}
+	if strings.ContainsAny(host, " /\\,=\"'") {
+		return fmt.Errorf("public endpoint %q has a bad host: use a DNS name or an IP address", ep)
+	}
+	return nil
+}
+
+// defaultHost guesses the address clients reach: the first global unicast address of the host.
+func defaultHost() string {
+	addrs, err := net.InterfaceAddrs()
+	if err == nil {
+		var v6 string
+		for _, a := range addrs {
+			p, err := netip.ParsePrefix(a.String())
+			if err != nil || !p.Addr().IsGlobalUnicast() {
+				continue
+			}
+			if p.Addr().Is4() {
+				return p.Addr().String()
+			}
+			if v6 == "" {
+				v6 = p.Addr().String()
+			}
+		}
+		if v6 != "" {
+			return v6
+		}
+	}
+	return "127.0.0.1"
 }

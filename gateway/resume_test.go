@@ -6,6 +6,8 @@ import (
 	"os"
 	"testing"
 	"time"
+
+	"github.com/popgate/popgate/gateway/control"
 )
 
 // TestNodeResumesEnabledPeer: a peer disabled while connected and enabled again gets its
@@ -16,12 +18,10 @@ import (
 func TestNodeResumesEnabledPeer(t *testing.T) {
 	port := freeUDPPort(t)
 	cfg := Config{
-		DataDir:        t.TempDir(),
-		Interface:      fmt.Sprintf("pgr%d", os.Getpid()%100000),
-		ListenPort:     port,
-		PublicEndpoint: fmt.Sprintf("127.0.0.1:%d", port),
-		ExitMode:       ExitUserspace,
-		exitDialer:     testServers(t, []byte("hello")),
+		Interface:  fmt.Sprintf("pgr%d", os.Getpid()%100000),
+		ListenPort: port,
+		ExitMode:   ExitUserspace,
+		exitDialer: testServers(t, []byte("hello")),
 	}
 	node := startNode(t, cfg)
 	ctx := context.Background()
@@ -29,11 +29,11 @@ func TestNodeResumesEnabledPeer(t *testing.T) {
 	if _, err := ctrl.AddTenant(ctx, "acme"); err != nil {
 		t.Fatal(err)
 	}
-	p, config, err := ctrl.AddPeer(ctx, AddPeerRequest{Tenant: "acme", Name: "laptop"})
+	p, config, err := ctrl.AddPeer(ctx, control.AddPeerRequest{Tenant: "acme", Name: "laptop"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	idle, _, err := ctrl.AddPeer(ctx, AddPeerRequest{Tenant: "acme", Name: "idle"})
+	idle, _, err := ctrl.AddPeer(ctx, control.AddPeerRequest{Tenant: "acme", Name: "idle"})
 	if err != nil {
 		t.Fatal(err)
 	}
