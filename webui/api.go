@@ -231,6 +231,7 @@ func (a *API) status(w http.ResponseWriter, r *http.Request) error {
 			},
 		},
 		Peers:   APIPeerCounts{Total: st.PeersTotal, Enabled: st.PeersEnabled, Online: st.PeersOnline},
+		Desired: &APIDesiredState{Generation: st.Generation, Applied: st.Applied, Error: st.ApplyError},
 		Tenants: tenants,
 	})
 	return nil

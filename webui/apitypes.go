@@ -181,7 +181,21 @@ type APIStatus struct {
 	Node    APINode           `json:"node"`
 	Device  APIDevice         `json:"device"`
 	Peers   APIPeerCounts     `json:"peers"`
+	Desired *APIDesiredState  `json:"desired,omitempty"`
 	Tenants []APITenantStatus `json:"tenants"`
+}
+
+// APIDesiredState says whether the node's data plane serves what the store holds.
+type APIDesiredState struct {
+	// Generation counts the changes to the network's state: that of the desired state the
+	// controller published last.
+	Generation int64 `json:"generation"`
+	// Applied is the generation the node applied last, in full.
+	Applied int64 `json:"applied"`
+	// Error says why the desired state did not reach the data plane; absent when it did. The
+	// changes are stored and apply once the cause is gone (the controller tries again every
+	// few seconds).
+	Error string `json:"error,omitempty"`
 }
 
 // APITenantStatus holds one tenant's counters.

@@ -510,7 +510,7 @@ func init() {
 		APIError{}, APITenant{}, APITenantUpdate{}, APITenantLimits{}, APIRoute{}, APIRoutes{}, APIPolicySet{},
 		APITenants{}, APINewTenant{}, APIPeer{}, APIPeers{}, APINewPeer{}, APIPeerUpdate{},
 		APIPeerCreated{}, APIStatus{}, APITenantStatus{}, APIExitFlows{}, APIRuleStat{}, APINode{}, APIDevice{},
-		APIPeerCounts{}, APIHandshakes{},
+		APIPeerCounts{}, APIHandshakes{}, APIDesiredState{},
 		APIAdmin{}, APIAdmins{}, APINewAdmin{}, APIAdminUpdate{}, APIAdminPassword{},
 		APIAdminCreated{}, APIToken{}, APITokens{}, APINewToken{}, APITokenCreated{},
 		APIAuditEntry{}, APIAuditLog{}, APIPeerRename{}, APIPeerExpiry{}, APINewDownloadLink{},

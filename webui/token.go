@@ -248,6 +248,7 @@ func (s *Server) scopedStatus(w http.ResponseWriter, r *http.Request, p *Princip
 	st.Device.ExitSockets, st.Device.ExitSocketBudget = 0, 0 // every tenant's flows
 	st.Device.Handshakes = APIHandshakes{}                   // every tenant's initiations
 	st.Node.Goroutines, st.Node.RSSBytes = 0, 0
+	st.Desired = nil // counts every tenant's changes; an error may name another tenant
 	writeJSON(w, http.StatusOK, st)
 }
 

@@ -208,9 +208,15 @@ func TestAPITokens(t *testing.T) {
 	if st.Device.Handshakes.Initiations != 0 || st.Device.Handshakes.Drops != nil {
 		t.Errorf("status of acme's token shows the node's handshakes: %+v", st.Device.Handshakes)
 	}
+	if st.Desired != nil {
+		t.Errorf("status of acme's token shows the desired state of every tenant: %+v", st.Desired)
+	}
 	getJSON(t, e, owner, "/api/v1/status", &st)
 	if len(st.Tenants) != 2 || st.Peers.Total != 2 {
 		t.Errorf("status of the owner: tenants %+v, peers %+v", st.Tenants, st.Peers)
+	}
+	if d := st.Desired; d == nil || d.Generation == 0 || d.Applied != d.Generation || d.Error != "" {
+		t.Errorf("status of the owner: desired state %+v", d)
 	}
 	var log APIAuditLog
 	getJSON(t, e, acme, "/api/v1/audit", &log)

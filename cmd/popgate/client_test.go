@@ -257,6 +257,18 @@ func TestAdminCommands(t *testing.T) {
 			want:    request{"GET", "/api/v1/status", "", "", ""},
 			stdout:  statusText(),
 		},
+		{
+			// A state the data plane did not apply is shown; one it applied is not.
+			name: "status with a desired state not applied",
+			args: []string{"status"},
+			answers: map[string]answer{"GET /api/v1/status": {200, strings.TrimSuffix(statusJSON, "}") +
+				`,"desired":{"generation":42,"applied":40,"error":"apply generation 42: tenant acme: too many open files"}}`, nil}},
+			want: request{"GET", "/api/v1/status", "", "", ""},
+			stdout: strings.Replace(statusText(), "peers\n", "desired state\n"+
+				"  generation:       42 stored, 40 applied\n"+
+				"  not applied:      apply generation 42: tenant acme: too many open files\n"+
+				"peers\n", 1),
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d := startFakeDaemon(t, tc.answers)

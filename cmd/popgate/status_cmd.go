@@ -62,6 +62,11 @@ func (a *app) cmdStatus(ctx context.Context, args []string) error {
 	kv("handshakes", "%d initiations, %d routed, %d cookie replies, under load: %s, %d queued",
 		hs.Initiations, hs.Routed, hs.CookieReplies, yesNo(hs.UnderLoad), hs.Queued)
 	kv("handshake drops", "%s", drops(hs.Drops))
+	if ds := st.Desired; ds != nil && ds.Error != "" {
+		b.WriteString("desired state\n")
+		kv("generation", "%d stored, %d applied", ds.Generation, ds.Applied)
+		kv("not applied", "%s", ds.Error)
+	}
 	b.WriteString("peers\n")
 	kv("total", "%d", p.Total)
 	kv("enabled", "%d", p.Enabled)
