@@ -126,7 +126,6 @@ func TestDesiredValidate(t *testing.T) {
 		{"flow bound", func(d *Desired) { d.Tenants[0].MaxFlows = -1 }, `tenant "acme": flow bounds 16 per peer, -1 in all`},
 		{"peer id twice", func(d *Desired) { d.Peers[1].ID = 10 }, `peer "phone" (id 10) of tenant 1: the id is not a unique`},
 		{"peer of no tenant", func(d *Desired) { d.Peers[3].Tenant = 3 }, `peer "laptop" (id 20) of tenant 3: there is no such tenant`},
-		{"peer name twice", func(d *Desired) { d.Peers[1].Name = "laptop" }, `peer "laptop" (id 11) of tenant 1: the tenant has two peers of this name`},
 		{"peer name", func(d *Desired) { d.Peers[0].Name = "a\x00b" }, `peer name "a\x00b" is invalid`},
 		{"zero key", func(d *Desired) { d.Peers[0].PublicKey = store.Key{} }, "public key AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA= is zero"},
 		{"key twice", func(d *Desired) { d.Peers[3].PublicKey = key(1) }, "is zero or another peer's too"},

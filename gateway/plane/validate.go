@@ -14,12 +14,15 @@ var ErrInvalid = errors.New("invalid desired state")
 
 // Validate checks what a node relies on before it applies d: the layout is Format; the
 // overlay is one IPv4 and one IPv6 prefix holding the gateway addresses; IDs, tenant names,
-// peer names within a tenant, site names within a tenant, public keys and overlay addresses
-// are unique; every peer and route belongs to a tenant of d; names follow the store's rules;
-// addresses lie in the overlay; prefixes are masked; a route goes to the internet or to a
-// site; flow bounds lie in 0 to store.MaxFlowLimit. The store keeps all of this already:
-// Validate is for a Desired that crossed a network or a file. The error, wrapping
-// ErrInvalid, names the first problem and where it is.
+// site names within a tenant, public keys and overlay addresses are unique (a key or an
+// address twice would hand one tenant's traffic to another); every peer and route belongs to
+// a tenant of d; names follow the store's rules (no control characters); addresses lie in
+// the overlay; prefixes are masked; a route goes to the internet or to a site; flow bounds
+// lie in 0 to store.MaxFlowLimit. Peer names are unique within a tenant in the store, which
+// Validate does not check again: a name twice harms no other tenant, and the check would cost
+// a map of every peer. Validate is for a Desired that crossed a network or a file; it costs
+// maps of every key and address (BenchmarkValidate). The error, wrapping ErrInvalid, names
+// the first problem and where it is.
 func (d *Desired) Validate() error {
 	if d == nil {
 		return invalid("no desired state (nil)")
@@ -59,18 +62,15 @@ func (d *Desired) Validate() error {
 	ids := make(map[int64]bool, len(d.Peers))
 	keys := make(map[store.Key]bool, len(d.Peers))
 	addrs := make(map[netip.Addr]bool, 2*len(d.Peers))
-	names := make(map[named]bool, len(d.Peers))
 	sites := map[named]bool{}
 	for i := range d.Peers {
 		p := &d.Peers[i]
-		at := fmt.Sprintf("peer %q (id %d) of tenant %d", p.Name, p.ID, p.Tenant)
+		at := peerAt{p}
 		switch {
 		case p.ID <= 0 || ids[p.ID]:
 			return invalid("%s: the id is not a unique positive number", at)
 		case !tenants[p.Tenant]:
 			return invalid("%s: there is no such tenant", at)
-		case names[named{p.Tenant, p.Name}]:
-			return invalid("%s: the tenant has two peers of this name", at)
 		case p.PublicKey.IsZero() || keys[p.PublicKey]:
 			return invalid("%s: public key %s is zero or another peer's too", at, p.PublicKey)
 		case !p.IPv4.Is4() || !d.Overlay.V4.Contains(p.IPv4) || p.IPv4 == d.Overlay.Gateway4 || addrs[p.IPv4]:
@@ -106,7 +106,7 @@ func (d *Desired) Validate() error {
 				return invalid("%s: site prefix %s: %v", at, pf, err)
 			}
 		}
-		ids[p.ID], keys[p.PublicKey], names[named{p.Tenant, p.Name}] = true, true, true
+		ids[p.ID], keys[p.PublicKey] = true, true
 		addrs[p.IPv4], addrs[p.IPv6] = true, true
 	}
 
@@ -116,7 +116,7 @@ func (d *Desired) Validate() error {
 	}
 	routes := make(map[routeKey]bool, len(d.Routes))
 	for _, r := range d.Routes {
-		at := fmt.Sprintf("route %s of tenant %d", r.Prefix, r.Tenant)
+		at := routeAt{r}
 		if !tenants[r.Tenant] {
 			return invalid("%s: there is no such tenant", at)
 		}
@@ -168,6 +168,18 @@ func checkPrefix(p netip.Prefix) error {
 	}
 	return nil
 }
+
+// peerAt and routeAt name what a message is about; formatted only for an error.
+type (
+	peerAt  struct{ p *Peer }
+	routeAt struct{ r Route }
+)
+
+func (a peerAt) String() string {
+	return fmt.Sprintf("peer %q (id %d) of tenant %d", a.p.Name, a.p.ID, a.p.Tenant)
+}
+
+func (a routeAt) String() string { return fmt.Sprintf("route %s of tenant %d", a.r.Prefix, a.r.Tenant) }
 
 func inRange(bound int) bool { return bound >= 0 && bound <= store.MaxFlowLimit }
 
