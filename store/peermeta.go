@@ -45,13 +45,21 @@ func (s *Store) RenamePeer(ctx context.Context, tenant, old, new string) (Peer, 
 	return p, nil
 }
 
+// latestExpiry is the latest expiry the store takes: RFC 3339, and with it JSON and the API,
+// cannot write a later year than 9999, and a peer or token that could not be listed would
+// break every listing it is in.
+var latestExpiry = time.Date(9999, 12, 31, 23, 59, 59, 999999000, time.UTC)
+
 // SetPeerExpiry sets when the peer name of tenant expires (nil: never) and returns it as
 // stored. Whether the time is sensible (in the future, say) is the caller's to decide; the
-// store refuses only times before 1970.
+// store refuses only times before 1970 and after the year 9999.
 func (s *Store) SetPeerExpiry(ctx context.Context, tenant, name string, at *time.Time) (Peer, error) {
 	var v any
 	var exp time.Time
 	if at != nil {
+		if at.After(latestExpiry) {
+			return Peer{}, errorf(ErrInvalid, "expiry %s is after the year 9999: give an earlier date, or none for a peer that never expires", at.UTC().Format(time.RFC3339))
+		}
 		if at.UnixMicro() <= 0 {
 			return Peer{}, errorf(ErrInvalid, "expiry %s is before 1970: give a date in the future", at.UTC().Format(time.RFC3339))
 		}

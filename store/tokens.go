@@ -37,7 +37,7 @@ type NewAPIToken struct {
 	Name   string
 	Role   string
 	Tenant string
-	// ExpiresAt, optional, must be in the future.
+	// ExpiresAt, optional, must be in the future and no later than the year 9999.
 	ExpiresAt time.Time
 }
 
@@ -61,6 +61,9 @@ func (s *Store) AddAPIToken(ctx context.Context, nt NewAPIToken) (APIToken, stri
 	now := fromMicros(micros(s.now()))
 	tok := APIToken{Name: nt.Name, Role: nt.Role, TenantName: nt.Tenant, CreatedAt: now}
 	if !nt.ExpiresAt.IsZero() {
+		if nt.ExpiresAt.After(latestExpiry) {
+			return APIToken{}, "", errorf(ErrInvalid, "the token would expire at %s, after the year 9999: give an earlier time, or none for a token that never expires", nt.ExpiresAt.UTC().Format(time.RFC3339))
+		}
 		tok.ExpiresAt = fromMicros(micros(nt.ExpiresAt))
 		if !tok.ExpiresAt.After(now) {
 			return APIToken{}, "", errorf(ErrInvalid, "the token would expire at %s, which is not in the future: give a later time", tok.ExpiresAt.Format(time.RFC3339))
