@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/popgate/popgate/gateway/control"
 	"github.com/popgate/popgate/gateway/plane"
@@ -86,13 +87,17 @@ func NewAPI(ctrl *control.Controller, st Store, log *slog.Logger) *API {
 		}
 		a.mux.Handle(r.pattern, a.wrapLimit(limit, r.h))
 	}
-	a.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusNotFound, APIError{Error: fmt.Sprintf("no such API route: %s %s", r.Method, r.URL.Path)})
-	})
+	a.mux.HandleFunc("/api/", noSuchRoute)
 	return a
 }
 
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTTP(w, r) }
+
+// noSuchRoute answers a request that matches no API route, quoting a bounded part of it.
+func noSuchRoute(w http.ResponseWriter, r *http.Request) {
+	msg := fmt.Sprintf("no such API route: %s %s", clipText(r.Method, 20), clipText(r.URL.EscapedPath(), 200))
+	writeJSON(w, http.StatusNotFound, APIError{Error: msg})
+}
 
 // policyPutPattern is the route that sets a policy, whose body may be up to
 // store.MaxPolicySize.
@@ -161,6 +166,22 @@ func sizeText(n int64) string {
 	return fmt.Sprintf("%d bytes", n)
 }
 
+// clipText cuts s to at most n bytes at a character boundary, marking the cut with "…": an
+// error quotes a bounded part of what it refuses, whatever its size.
+func clipText(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	i := n
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i] + "…"
+}
+
+// quoteInput quotes (%q) at most the first 60 bytes of s, for an error message.
+func quoteInput(s string) string { return strconv.Quote(clipText(s, 60)) }
+
 // decode reads a JSON body, exactly one JSON value, into v, refusing unknown fields, data
 // after the value and bodies over the route's limit (413).
 func decode(r *http.Request, v any) error {
@@ -170,7 +191,8 @@ func decode(r *http.Request, v any) error {
 		if err := bodyError(err, "the request body", "every JSON body of this API is small: check what is being sent"); err != nil {
 			return err
 		}
-		return fmt.Errorf("%w: request body is not the expected JSON: %v", errBadRequest, err)
+		// The message may quote a field name of any length.
+		return fmt.Errorf("%w: request body is not the expected JSON: %s", errBadRequest, clipText(err.Error(), 200))
 	}
 	// Only white space may follow: {"name":"a"} {"name":"b"} must not create a and
 	// silently drop b.
@@ -402,7 +424,7 @@ func parsePrefixes(field string, in []string) ([]netip.Prefix, error) {
 	for _, s := range in {
 		p, err := netip.ParsePrefix(strings.TrimSpace(s))
 		if err != nil {
-			return nil, fmt.Errorf("%w: %s: %q is not a CIDR prefix: use e.g. 10.10.0.0/24 or fd00:1::/64", errBadRequest, field, s)
+			return nil, fmt.Errorf("%w: %s: %s is not a CIDR prefix: use e.g. 10.10.0.0/24 or fd00:1::/64", errBadRequest, field, quoteInput(s))
 		}
 		out = append(out, p)
 	}

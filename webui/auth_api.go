@@ -319,7 +319,7 @@ func auditQuery(v url.Values) (store.AuditQuery, error) {
 		if s := v.Get(f.name); s != "" {
 			n, err := strconv.Atoi(s)
 			if err != nil || n < 0 {
-				return q, fmt.Errorf("%w: %s=%q is not a whole number ≥ 0", errBadRequest, f.name, s)
+				return q, fmt.Errorf("%w: %s=%s is not a whole number ≥ 0", errBadRequest, f.name, quoteInput(s))
 			}
 			*f.dst = n
 		}
@@ -334,7 +334,7 @@ func auditQuery(v url.Values) (store.AuditQuery, error) {
 		if s := v.Get(f.name); s != "" {
 			t, err := time.Parse(time.RFC3339, s)
 			if err != nil {
-				return q, fmt.Errorf("%w: %s=%q is not an RFC 3339 time such as 2026-11-24T09:30:00Z", errBadRequest, f.name, s)
+				return q, fmt.Errorf("%w: %s=%s is not an RFC 3339 time such as 2026-11-24T09:30:00Z", errBadRequest, f.name, quoteInput(s))
 			}
 			*f.dst = t
 		}

@@ -114,9 +114,7 @@ func (s *Server) apiHandler() http.Handler {
 	for _, rt := range apiRoutes() {
 		gate.HandleFunc(rt.pattern, func(w http.ResponseWriter, r *http.Request) { s.apiRoute(w, r, rt) })
 	}
-	gate.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusNotFound, APIError{Error: fmt.Sprintf("no such API route: %s %s", r.Method, r.URL.Path)})
-	})
+	gate.HandleFunc("/api/", noSuchRoute)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p, status, msg := s.tokenPrincipal(r)
 		if p == nil {
