@@ -642,7 +642,11 @@ func parseUpstreams(list []string) ([]netip.AddrPort, error) {
 		if ap.Port() == 0 {
 			return nil, fmt.Errorf("dns upstream %q has port 0: use a port 1-65535 or leave it out for 53", s)
 		}
-		out = append(out, netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()))
+		ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+		if ap.Addr().IsUnspecified() { // the userspace exit would refuse it at start
+			return nil, fmt.Errorf("dns upstream %q is not a resolver's address: use the address of a DNS server, e.g. 9.9.9.9 or 127.0.0.53", s)
+		}
+		out = append(out, ap)
 	}
 	return out, nil
 }

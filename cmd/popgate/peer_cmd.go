@@ -350,7 +350,11 @@ func parseExpiry(now time.Time, s string) (time.Time, error) {
 	if !at.After(now) {
 		return time.Time{}, fmt.Errorf("--expires %q is over already: give a later day, or disable the peer to stop it now", s)
 	}
-	return at.UTC().Truncate(time.Second), nil
+	if at = at.UTC().Truncate(time.Second); at.Year() > 9999 {
+		// 9999-12-31 ends in the year 10000, which RFC 3339 (and so the API) cannot write.
+		return time.Time{}, fmt.Errorf("--expires %q is after the year 9999: give an earlier day, or --no-expiry for a peer that never expires", s)
+	}
+	return at, nil
 }
 
 func (a *app) peerRename(ctx context.Context, spec cmdSpec, args []string) error {
