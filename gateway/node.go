@@ -348,7 +348,8 @@ func (n *Node) Close() error {
 	return nil
 }
 
-// resolvConfNameservers reads the nameservers of a resolv.conf file, port 53.
+// resolvConfNameservers reads the nameservers of a resolv.conf file, port 53: addresses the
+// userspace exit takes.
 func resolvConfNameservers(path string) []netip.AddrPort {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -363,6 +364,14 @@ func resolvConfNameservers(path string) []netip.AddrPort {
 		a, err := netip.ParseAddr(f[1])
 		if err != nil || a.Zone() != "" {
 			continue
+		}
+		// 0.0.0.0 and :: mean this host to the resolver library (a connect to them reaches
+		// it); the exit takes only addresses it can name.
+		switch a = a.Unmap(); {
+		case a == netip.IPv4Unspecified():
+			a = netip.AddrFrom4([4]byte{127, 0, 0, 1})
+		case a == netip.IPv6Unspecified():
+			a = netip.IPv6Loopback()
 		}
 		out = append(out, netip.AddrPortFrom(a, 53))
 	}
