@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/popgate/popgate/gateway"
+	"github.com/popgate/popgate/gateway/control"
 	"github.com/popgate/popgate/store"
 )
 
@@ -257,14 +257,14 @@ func FuzzAPI(f *testing.F) {
 		f.Add(s.method, s.path, []byte(s.body))
 	}
 	node := startTestNode(f)
-	ctrl := node.Controller()
+	ctrl := node.Ctrl
 	if _, err := ctrl.AddTenant(setup(), "acme"); err != nil {
 		f.Fatal(err)
 	}
-	if _, _, err := ctrl.AddPeer(setup(), gateway.AddPeerRequest{Tenant: "acme", Name: "laptop"}); err != nil {
+	if _, _, err := ctrl.AddPeer(setup(), control.AddPeerRequest{Tenant: "acme", Name: "laptop"}); err != nil {
 		f.Fatal(err)
 	}
-	api := NewAPI(ctrl, slog.New(slog.DiscardHandler))
+	api := NewAPI(ctrl, node.Store, slog.New(slog.DiscardHandler))
 	methods := []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete}
 	f.Fuzz(func(t *testing.T, method uint8, path string, body []byte) {
 		if strings.HasPrefix(path, "admins") && len(body) > 0 || strings.Contains(path, "password") {

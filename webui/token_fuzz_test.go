@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/popgate/popgate/gateway"
+	"github.com/popgate/popgate/gateway/control"
 	"github.com/popgate/popgate/store"
 )
 
@@ -54,35 +54,35 @@ func FuzzAuthSecrets(f *testing.F) {
 	}
 
 	node := startTestNode(f)
-	ctrl := node.Controller()
+	ctrl, st := node.Ctrl, node.Store
 	if _, err := ctrl.AddTenant(setup(), "acme"); err != nil {
 		f.Fatal(err)
 	}
-	if _, _, err := ctrl.AddPeer(setup(), gateway.AddPeerRequest{Tenant: "acme", Name: "laptop"}); err != nil {
+	if _, _, err := ctrl.AddPeer(setup(), control.AddPeerRequest{Tenant: "acme", Name: "laptop"}); err != nil {
 		f.Fatal(err)
 	}
-	_, apiToken, err := ctrl.AddAPIToken(setup(), store.NewAPIToken{Name: "ci", Role: store.RoleViewer})
+	_, apiToken, err := st.AddAPIToken(setup(), store.NewAPIToken{Name: "ci", Role: store.RoleViewer})
 	if err != nil {
 		f.Fatal(err)
 	}
-	admin, _, err := ctrl.AddAdmin(setup(), gateway.AddAdminRequest{Name: "alice", Role: store.RoleOwner, Password: authPassword})
+	admin, err := st.AddAdmin(setup(), store.NewAdmin{Name: "alice", Role: store.RoleOwner, Password: authPassword})
 	if err != nil {
 		f.Fatal(err)
 	}
 	now := time.Now()
-	_, session, err := ctrl.CreateSession(setup(), store.NewSession{AdminID: admin.ID, Now: now, ExpiresAt: now.Add(24 * time.Hour)})
+	_, session, err := st.CreateSession(setup(), store.NewSession{AdminID: admin.ID, Now: now, ExpiresAt: now.Add(24 * time.Hour)})
 	if err != nil {
 		f.Fatal(err)
 	}
-	_, link, err := ctrl.CreateDownloadLink(setup(), "acme", "laptop", "alice", now, 24*time.Hour)
+	_, link, err := st.CreateDownloadLink(setup(), "acme", "laptop", "alice", now, now.Add(24*time.Hour))
 	if err != nil {
 		f.Fatal(err)
 	}
-	ui, err := NewUI(ctrl, nil, slog.New(slog.DiscardHandler))
+	ui, err := NewUI(ctrl, st, &recAuditor{}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		f.Fatal(err)
 	}
-	srv, err := NewServer(ServerConfig{Ctrl: ctrl, Pages: ui, Addr: "127.0.0.1:0", Log: slog.New(slog.DiscardHandler)})
+	srv, err := NewServer(ServerConfig{Ctrl: ctrl, Store: st, Pages: ui, Addr: "127.0.0.1:0", Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		f.Fatal(err)
 	}
