@@ -1,6 +1,7 @@
 package wgmux
 
 import (
+	"math"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -15,7 +16,9 @@ import (
 //
 //   - Under load (see underLoadQueued) an initiation needs a valid mac2, proof that its
 //     sender receives at its source address; the others get a cookie reply (as wireguard-go's
-//     devices do), at a bounded rate per source and in all.
+//     devices do), at a bounded rate per source and in all. Part of the budget in all is
+//     kept for sources that had no cookie reply lately (see cookieReserve): a client sends
+//     one initiation per retry and must not lose its cookie to the thousands of a flood.
 //   - Each source (an IPv4 address, or the /64 of an IPv6 one) has a token bucket: under load
 //     it may have sourceRate initiations a second decrypted; more put the Mux under load.
 //     Stock wireguard-go allows 20 a second under load; a PoP serves offices whose users share
@@ -51,6 +54,15 @@ const (
 	cookieSourceBurst = 100
 	cookieRate        = 20000
 	cookieBurst       = 2000
+	// cookieReserve of the cookieBurst replies in all go only to sources that had none for
+	// cookieQuiet (a client's first initiation); the others wait until the reserve is full
+	// again. Without it a flood's sources spend the budget in all as fast as it refills —
+	// for a second when 100 new ones are owed their cookieSourceBurst at once, for good when
+	// more than cookieRate/cookieSourceRate of them ask — and a client's one initiation
+	// among the flood's thousands finds none left: it gets in a retry (5 s) later. A source
+	// takes from the reserve at most once per cookieQuiet.
+	cookieReserve = 1000
+	cookieQuiet   = time.Second
 	// maxSources bounds the table of sources (≈ 150 bytes each); beyond it the least
 	// recently seen of a small sample without initiations waiting is forgotten.
 	maxSources = 8192
@@ -129,6 +141,7 @@ func (b *bucket) has(now, cost, limit int64) bool {
 type source struct {
 	key        netip.Addr
 	seen       int64 // UnixNano of its last initiation
+	lastCookie int64 // UnixNano of its last cookie reply, math.MinInt64 before one
 	hs, cookie bucket
 	head, tail int32   // slots, -1 when none waits
 	n          int32   // initiations waiting
@@ -154,6 +167,8 @@ type hsLimits struct {
 	cookieSrcBurst  int           // cookieSourceBurst
 	cookieRate      int           // cookieRate
 	cookieBurst     int           // cookieBurst
+	cookieReserve   int           // cookieReserve
+	cookieQuiet     time.Duration // cookieQuiet
 	maxSources      int           // maxSources
 	sourceIdle      time.Duration // sourceIdle
 	sweepEvery      time.Duration // sourceSweepEvery
@@ -165,6 +180,7 @@ func defaultHSLimits() hsLimits {
 		sourceRate: sourceRate, sourceBurst: sourceBurst,
 		cookieSrcRate: cookieSourceRate, cookieSrcBurst: cookieSourceBurst,
 		cookieRate: cookieRate, cookieBurst: cookieBurst,
+		cookieReserve: cookieReserve, cookieQuiet: cookieQuiet,
 		maxSources: maxSources, sourceIdle: sourceIdle, sweepEvery: sourceSweepEvery,
 	}
 }
@@ -174,7 +190,7 @@ func defaultHSLimits() hsLimits {
 type handshakes struct {
 	lim                                  hsLimits
 	hsCost, hsMax, ckCost, ckMax, glCost int64 // bucket parameters, from lim
-	glMax                                int64
+	glMax, glReserve                     int64
 
 	// underLoadUntil is the UnixNano until which initiations need mac2; read without mu by
 	// the receive path to decide whether to check mac2 before it offers.
@@ -210,6 +226,7 @@ func newHandshakes(lim hsLimits) *handshakes {
 	h.hsMax = h.hsCost * int64(max(lim.sourceBurst, 1))
 	h.ckMax = h.ckCost * int64(max(lim.cookieSrcBurst, 1))
 	h.glMax = h.glCost * int64(max(lim.cookieBurst, 1))
+	h.glReserve = h.glCost * int64(min(max(lim.cookieReserve, 0), max(lim.cookieBurst, 1)-1))
 	h.cookies.tokens = h.glMax
 	h.resetLocked()
 	return h
@@ -284,8 +301,7 @@ func (h *handshakes) offer(now int64, msg []byte, ep conn.Endpoint, mac2 mac2Che
 			if h.unproven++; h.unproven >= h.lim.underLoadQueued {
 				h.renewLocked(until)
 			}
-			if s.cookie.has(now, h.ckCost, h.ckMax) && h.cookies.take(now, h.glCost, h.glMax) {
-				s.cookie.take(now, h.ckCost, h.ckMax)
+			if h.cookieLocked(s, now, true) {
 				return sendCookie, false
 			}
 			return dropCookieLimited, false
@@ -317,7 +333,7 @@ func (h *handshakes) shed(now int64, ep conn.Endpoint, mac2Zero bool) (v verdict
 	}
 	until := now + int64(h.lim.underLoadFor)
 	if mac2Zero {
-		if s.cookie.has(now, h.ckCost, h.ckMax) && h.cookies.has(now, h.glCost, h.glMax) {
+		if h.cookieLocked(s, now, false) {
 			return 0, false
 		}
 		s.seen = now
@@ -334,6 +350,25 @@ func (h *handshakes) shed(now int64, ep conn.Endpoint, mac2Zero bool) (v verdict
 	return dropRateLimited, true
 }
 
+// cookieLocked reports whether a cookie reply may go to s at now: its own budget has one, and
+// so has the budget in all, where a source that had a cookie reply within lim.cookieQuiet
+// must leave the reserve. With take, the reply is counted. Must hold h.mu.
+func (h *handshakes) cookieLocked(s *source, now int64, take bool) bool {
+	keep := h.glReserve
+	if s.lastCookie <= now-int64(h.lim.cookieQuiet) {
+		keep = 0
+	}
+	if !s.cookie.has(now, h.ckCost, h.ckMax) || !h.cookies.has(now, h.glCost+keep, h.glMax) {
+		return false
+	}
+	if take {
+		s.cookie.take(now, h.ckCost, h.ckMax)
+		h.cookies.take(now, h.glCost, h.glMax)
+		s.lastCookie = now
+	}
+	return true
+}
+
 // renewLocked keeps the Mux under load until until. Must hold h.mu.
 func (h *handshakes) renewLocked(until int64) {
 	if until > h.underLoadUntil.Load() {
@@ -348,7 +383,7 @@ func (h *handshakes) addSourceLocked(key netip.Addr, now int64) *source {
 	if len(h.sources) >= h.lim.maxSources {
 		h.evictLocked()
 	}
-	s := &source{key: key, head: -1, tail: -1}
+	s := &source{key: key, head: -1, tail: -1, lastCookie: math.MinInt64}
 	s.hs = bucket{tokens: h.hsMax, last: now}
 	s.cookie = bucket{tokens: h.ckMax, last: now}
 	h.sources[key] = s

@@ -61,13 +61,14 @@ func TestSourceKey(t *testing.T) {
 }
 
 // testLimits are small limits for the admission tests: a queue of 8, under load at 4, a
-// source may have 2 a second (2 at once), cookie replies 3 a second per source and 5 in all.
+// source may have 2 a second (2 at once), cookie replies 3 a second per source and 5 in all,
+// the last 2 of them for sources without one in the last second.
 func testLimits() hsLimits {
 	return hsLimits{
 		queue: 8, underLoadQueued: 4, underLoadFor: time.Second,
 		sourceRate: 2, sourceBurst: 2,
 		cookieSrcRate: 3, cookieSrcBurst: 3,
-		cookieRate: 5, cookieBurst: 5,
+		cookieRate: 5, cookieBurst: 5, cookieReserve: 2, cookieQuiet: time.Second,
 		maxSources: 16, sourceIdle: 2 * time.Second, sweepEvery: 10 * time.Second,
 	}
 }
@@ -142,6 +143,27 @@ func TestAdmission(t *testing.T) {
 			{from: v6, mac2: I, want: dropCookieLimited, loaded: true}, // 5 in all
 			{after: 200 * time.Millisecond, from: v6, mac2: I, want: sendCookie, loaded: true},
 		}},
+		{"the last cookie replies in all are kept for sources without one lately", []step{
+			{from: a, mac2: U, want: admit},
+			{from: a, mac2: U, want: admit},
+			{from: a, mac2: I, want: sendCookie, loaded: true},
+			{from: a2, mac2: I, want: sendCookie, loaded: true},
+			{from: b, mac2: I, want: sendCookie, loaded: true},        // b's first: 2 left in all
+			{from: a, mac2: I, want: dropCookieLimited, loaded: true}, // a has one of its own, but had one lately
+			{from: b, mac2: I, want: dropCookieLimited, loaded: true}, // so had b
+			{from: c, mac2: I, want: sendCookie, loaded: true},        // c had none
+			{from: v6, mac2: I, want: sendCookie, loaded: true},       // nor had v6: the last one
+			{from: v7, mac2: I, want: dropCookieLimited, loaded: true},
+			// The reserve refills first: 1 in all after 200 ms, 3 after 600 ms.
+			{after: 200 * time.Millisecond, from: a, mac2: I, want: dropCookieLimited, loaded: true},
+			{after: 400 * time.Millisecond, from: a, mac2: I, want: sendCookie, loaded: true},
+			{from: b, mac2: I, want: dropCookieLimited, loaded: true},
+			// A second after their last, b and c may take from the reserve again; a (400 ms)
+			// may not.
+			{after: 400 * time.Millisecond, from: b, mac2: I, want: sendCookie, loaded: true},
+			{from: c, mac2: I, want: sendCookie, loaded: true},
+			{from: a, mac2: I, want: dropCookieLimited, loaded: true},
+		}},
 		{"IPv6 sources share a bucket per /64", []step{
 			{from: v6, mac2: U, want: admit},
 			{from: v7, mac2: U, want: admit},
@@ -155,7 +177,7 @@ func TestAdmission(t *testing.T) {
 			{after: 900 * time.Millisecond, from: b, mac2: I, want: sendCookie, loaded: true},
 			{from: b, mac2: I, want: sendCookie, loaded: true},
 			{from: c, mac2: I, want: sendCookie, loaded: true}, // the 4th since a's renewed: renews
-			{from: c, mac2: I, want: sendCookie, loaded: true},
+			{from: v6, mac2: I, want: sendCookie, loaded: true},
 			{after: 900 * time.Millisecond, from: c, mac2: V, want: admit, loaded: true},
 			{after: 101 * time.Millisecond, from: c, mac2: U, want: admit},
 		}},
@@ -180,6 +202,73 @@ func TestAdmission(t *testing.T) {
 				if got := h.underLoad(now); got != st.loaded {
 					t.Fatalf("step %d: under load %v, want %v", i, got, st.loaded)
 				}
+			}
+		})
+	}
+}
+
+// TestCookieBudgetKeepsRoomForQuietSources: with the node's own limits, a flood of
+// initiations without mac2 asks for more cookie replies than the budget in all gives — in its
+// first second (100 new sources, each owed its own burst) or for as long as it lasts (400
+// sources, more than the budget allows them all) — and clients start meanwhile: the first
+// initiation of each gets a cookie reply, so each gets in at its retry (issue 15).
+func TestCookieBudgetKeepsRoomForQuietSources(t *testing.T) {
+	for _, c := range []struct {
+		name            string
+		sources, perSec int // the flood: sources, initiations a second from each
+		dur             time.Duration
+	}{
+		{"the first second of a flood from 100 sources", 100, 400, time.Second},
+		{"a flood from 400 sources over the budget in all", 400, 200, 3 * time.Second},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			h := newHandshakes(defaultHSLimits())
+			msg := make([]byte, initiationSize)
+			// offer puts an initiation without mac2 through admission as the Mux does.
+			offer := func(now int64, ep conn.Endpoint) verdict {
+				if v, shed := h.shed(now, ep, true); shed {
+					return v
+				}
+				mac2 := mac2Unchecked
+				if h.underLoad(now) {
+					mac2 = mac2Invalid
+				}
+				v, _ := h.offer(now, msg, ep, mac2)
+				if v == needMAC2 {
+					v, _ = h.offer(now, msg, ep, mac2Invalid)
+				}
+				return v
+			}
+			flood := make([]conn.Endpoint, c.sources)
+			for i := range flood {
+				flood[i] = wgmuxtest.At(fmt.Sprintf("198.51.%d.%d:9", 100+i/200, i%200+1))
+			}
+			const tick = time.Millisecond
+			perTick := c.sources * c.perSec / int(time.Second/tick)
+			start := int64(time.Hour)
+			clients, cookies, next := 0, 0, 0
+			var first string // the first client refused
+			for now := start; now < start+int64(c.dur); now += int64(tick) {
+				for range perTick {
+					offer(now, flood[next%len(flood)])
+					next++
+				}
+				// From 20 ms on, a new client every 20 ms, its first initiation right
+				// after the flood's of that millisecond.
+				if elapsed := time.Duration(now - start); elapsed >= 20*time.Millisecond && elapsed%(20*time.Millisecond) == 0 {
+					if !h.underLoad(now) {
+						t.Fatalf("the flood has not put admission under load after %v", elapsed)
+					}
+					clients++
+					if v := offer(now, wgmuxtest.At(fmt.Sprintf("192.0.2.%d:51820", clients))); v == sendCookie {
+						cookies++
+					} else if first == "" {
+						first = fmt.Sprintf("client %d, %v into the flood: %v", clients, elapsed, v)
+					}
+				}
+			}
+			if cookies != clients {
+				t.Errorf("%d of %d clients got a cookie reply for their first initiation, want all (the first without: %s)", cookies, clients, first)
 			}
 		})
 	}
