@@ -17,7 +17,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -107,7 +106,7 @@ func TestE2EHandshakeFlood(t *testing.T) {
 	} {
 		ok := t.Run(c.name, func(t *testing.T) {
 			before := e2eMustStatus(t, n).Device.Handshakes
-			bufErrs := e2eRcvbufErrors(topo.Pop)
+			bufErrs := topo.Pop.UDPRcvbufErrors()
 			f, err := hsflood.Start(hsflood.Config{
 				Server: server, ServerKey: serverKey, Sources: c.sources,
 				Listen: topo.Cli.ListenPacket, AnswerCookies: c.answer, Rate: e2eFloodRate,
@@ -142,7 +141,7 @@ func TestE2EHandshakeFlood(t *testing.T) {
 			after := e2eMustStatus(t, n).Device.Handshakes
 			t.Logf("flood: %d initiations in %v (%.0f/s) from %d sources, %d with a cookie; the late client's first ping after %v",
 				fst.Sent, fst.Elapsed.Round(time.Millisecond), fst.PerSecond(), fst.SourcesTotal, fst.MAC2Sources, took.Round(100*time.Millisecond))
-			t.Logf("popgate: %+v; datagrams the kernel dropped for want of socket buffer (all of Pop): %d", after, e2eRcvbufErrors(topo.Pop)-bufErrs)
+			t.Logf("popgate: %+v; datagrams the kernel dropped for want of socket buffer (all of Pop): %d", after, topo.Pop.UDPRcvbufErrors()-bufErrs)
 
 			initiations, cookie, err := e2eFirstHandshake(late.Proc.Log())
 			if err != nil {
@@ -221,33 +220,4 @@ func e2eFirstHandshake(log string) (initiations int, cookie bool, err error) {
 		}
 	}
 	return 0, false, fmt.Errorf("no handshake response in the log after %d initiations", initiations)
-}
-
-// e2eRcvbufErrors is RcvbufErrors of UDP in ns (/proc/net/snmp): datagrams the kernel dropped
-// because a socket's receive buffer was full. 0 when it cannot be read.
-func e2eRcvbufErrors(ns *testbed.Netns) uint64 {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	out, err := ns.Run(ctx, "cat", "/proc/net/snmp")
-	if err != nil {
-		return 0
-	}
-	var names []string
-	for line := range strings.SplitSeq(out, "\n") {
-		f := strings.Fields(line)
-		if len(f) == 0 || f[0] != "Udp:" {
-			continue
-		}
-		if names == nil {
-			names = f
-			continue
-		}
-		for i, name := range names {
-			if name == "RcvbufErrors" && i < len(f) {
-				v, _ := strconv.ParseUint(f[i], 10, 64)
-				return v
-			}
-		}
-	}
-	return 0
 }

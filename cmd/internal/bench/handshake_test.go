@@ -18,7 +18,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -462,7 +461,7 @@ func (e *env) floodOnce(t *testing.T, g *gw, late *testbed.Netns, echo *testbed.
 	} else {
 		conf = g.node.mustCLI(t, 30*time.Second, "peer", "add", "--tenant", "bench", fmt.Sprintf("late%d", n))
 	}
-	drops0 := kernelRcvbufErrors(g.topo.Pop)
+	drops0 := g.topo.Pop.UDPRcvbufErrors()
 	f, err := hsflood.Start(hsflood.Config{
 		Server: g.endpoint, ServerKey: g.serverPub, Sources: fk.sources,
 		Listen: g.topo.Cli.ListenPacket, AnswerCookies: fk.answer, Rate: e.cfg.floodRate,
@@ -490,7 +489,7 @@ func (e *env) floodOnce(t *testing.T, g *gw, late *testbed.Netns, echo *testbed.
 	run.rate = st.PerSecond()
 	flow.Stop()
 	run.echoSent, run.echoLost = flow.Sent(), max(flow.Sent()-flow.Replies(), 0)
-	run.kernelDrops = kernelRcvbufErrors(g.topo.Pop) - drops0
+	run.kernelDrops = g.topo.Pop.UDPRcvbufErrors() - drops0
 	run.initiations = clientInitiations(c.Proc.Log())
 	return run, nil
 }
@@ -505,35 +504,6 @@ func clientInitiations(log string) int {
 			n++
 		case strings.Contains(line, "Received handshake response"):
 			return n
-		}
-	}
-	return 0
-}
-
-// kernelRcvbufErrors is UDP RcvbufErrors in ns: datagrams dropped because a socket's receive
-// buffer was full.
-func kernelRcvbufErrors(ns *testbed.Netns) uint64 {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	out, err := ns.Run(ctx, "cat", "/proc/net/snmp")
-	if err != nil {
-		return 0
-	}
-	var names []string
-	for line := range strings.SplitSeq(out, "\n") {
-		f := strings.Fields(line)
-		if len(f) == 0 || f[0] != "Udp:" {
-			continue
-		}
-		if names == nil {
-			names = f
-			continue
-		}
-		for i, name := range names {
-			if name == "RcvbufErrors" && i < len(f) {
-				v, _ := strconv.ParseUint(f[i], 10, 64)
-				return v
-			}
 		}
 	}
 	return 0

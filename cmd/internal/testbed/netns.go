@@ -303,3 +303,32 @@ func Veth(t testing.TB, a, b VethEnd) {
 		end.NS.MustRun(t, "ip", "link", "set", end.Name, "up")
 	}
 }
+
+// UDPRcvbufErrors is UDP's RcvbufErrors in the namespace (/proc/net/snmp): datagrams the
+// kernel dropped because a socket's receive buffer was full. 0 when it cannot be read.
+func (n *Netns) UDPRcvbufErrors() uint64 {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, err := n.Run(ctx, "cat", "/proc/net/snmp")
+	if err != nil {
+		return 0
+	}
+	var names []string
+	for line := range strings.SplitSeq(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 || f[0] != "Udp:" {
+			continue
+		}
+		if names == nil {
+			names = f
+			continue
+		}
+		for i, name := range names {
+			if name == "RcvbufErrors" && i < len(f) {
+				v, _ := strconv.ParseUint(f[i], 10, 64)
+				return v
+			}
+		}
+	}
+	return 0
+}
