@@ -35,7 +35,7 @@ func startBareNode(t *testing.T, cfg Config) *Node {
 		cfg.Interface = fmt.Sprintf("pgb%d", os.Getpid()%100000)
 	}
 	if cfg.ListenPort == 0 {
-		cfg.ListenPort = freeUDPPort(t)
+		cfg.AnyPort = true
 	}
 	n, err := New(cfg, testLogger(t))
 	if err != nil {

@@ -46,6 +46,10 @@ type Config struct {
 	Interface string
 	// ListenPort is the UDP port of the access device. Default 51820.
 	ListenPort int
+	// AnyPort makes Start bind a port the system picks, and Config().ListenPort report it once
+	// Start has bound it. ListenPort must then be 0. For tests, which cannot pick a free port
+	// for a node beforehand without a race; a node in service needs a port its clients know.
+	AnyPort bool
 	// MTU of the tunnel. Default 1420.
 	MTU int
 	// ExitMode is auto, userspace or kernel. Default auto.
@@ -92,11 +96,17 @@ func (c *Config) Validate() error {
 	if !firewall.ValidInterfaceName(c.Interface) {
 		return fmt.Errorf("interface %q is not a valid interface name: use %s", c.Interface, firewall.InterfaceNameRule)
 	}
-	if c.ListenPort == 0 {
-		c.ListenPort = DefaultListenPort
-	}
-	if c.ListenPort < 1 || c.ListenPort > 65535 {
-		return fmt.Errorf("listen port %d is out of range: use 1-65535", c.ListenPort)
+	if c.AnyPort {
+		if c.ListenPort != 0 {
+			return fmt.Errorf("listen port %d with AnyPort: set one of the two", c.ListenPort)
+		}
+	} else {
+		if c.ListenPort == 0 {
+			c.ListenPort = DefaultListenPort
+		}
+		if c.ListenPort < 1 || c.ListenPort > 65535 {
+			return fmt.Errorf("listen port %d is out of range: use 1-65535", c.ListenPort)
+		}
 	}
 	if c.MTU == 0 {
 		c.MTU = DefaultMTU

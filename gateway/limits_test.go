@@ -47,10 +47,8 @@ func TestNodeFlowLimits(t *testing.T) {
 	for i := range flood {
 		dialer[fmt.Sprintf("198.51.100.3:%d", 2000+i)] = sink.LocalAddr().String()
 	}
-	port := freeUDPPort(t)
 	node := startNode(t, Config{
 		Interface:    fmt.Sprintf("pgl%d", os.Getpid()%100000),
-		ListenPort:   port,
 		ExitMode:     ExitUserspace,
 		DNSUpstreams: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:9")},
 		exitDialer:   dialer,

@@ -106,6 +106,23 @@ func (n *Node) Start(ctx context.Context) error {
 	}
 	n.snap.Store(newSnapshot(desired{}, n.ov))
 
+	// The socket first: with AnyPort, the port it gets is the one the kernel exit's host
+	// rules accept. Until Apply, no tenant has a device, so what arrives is dropped.
+	socket := n.cfg.socket
+	if socket == nil {
+		socket = conn.NewDefaultBind()
+	}
+	n.mux, err = wgmux.New(wgmux.Config{Socket: socket, PrivateKey: n.key, Route: n.routeInitiation}, n.log.With("component", "mux"))
+	if err != nil {
+		return err
+	}
+	n.holder = n.mux.Bind(0)
+	_, port, err := n.holder.Open(uint16(n.cfg.ListenPort))
+	if err != nil {
+		return fmt.Errorf("listen on UDP port %d: %w: is another WireGuard server using it? choose another --listen-port", n.cfg.ListenPort, err)
+	}
+	n.cfg.ListenPort = int(port)
+
 	budget := n.cfg.fdBudget
 	if budget == 0 {
 		var limit int
@@ -133,18 +150,6 @@ func (n *Node) Start(ctx context.Context) error {
 		return err
 	}
 
-	socket := n.cfg.socket
-	if socket == nil {
-		socket = conn.NewDefaultBind()
-	}
-	n.mux, err = wgmux.New(wgmux.Config{Socket: socket, PrivateKey: n.key, Route: n.routeInitiation}, n.log.With("component", "mux"))
-	if err != nil {
-		return err
-	}
-	n.holder = n.mux.Bind(0)
-	if _, _, err := n.holder.Open(uint16(n.cfg.ListenPort)); err != nil {
-		return fmt.Errorf("listen on UDP port %d: %w: is another WireGuard server using it? choose another --listen-port", n.cfg.ListenPort, err)
-	}
 	n.wg.Add(1)
 	go n.sweepLoop()
 	n.serveUAPI()

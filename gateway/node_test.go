@@ -44,16 +44,6 @@ func (m mapDialer) DialContext(ctx context.Context, network, address string) (ne
 	return d.DialContext(ctx, network, to)
 }
 
-func freeUDPPort(t *testing.T) int {
-	t.Helper()
-	c, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).Port
-}
-
 func testLogger(t *testing.T) *slog.Logger {
 	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
 }
@@ -202,8 +192,8 @@ type testNode struct {
 func (n *testNode) Controller() *control.Controller { return n.ctrl }
 
 // startNode starts a node with cfg and, on a store in a temporary directory, its
-// controller, with client configs for 127.0.0.1:<cfg.ListenPort>. All are closed at the end
-// of the test.
+// controller, with client configs for 127.0.0.1:<its port>. Without a ListenPort, the node
+// binds a port the system picks (AnyPort). All are closed at the end of the test.
 func startNode(t *testing.T, cfg Config) *testNode {
 	t.Helper()
 	return startNodeEndpoint(t, cfg, "")
@@ -220,12 +210,18 @@ func startNodeEndpoint(t *testing.T, cfg Config, endpoint string) *testNode {
 		t.Fatal(err)
 	}
 	cfg.Overlay = storeOverlay(st)
+	if cfg.ListenPort == 0 {
+		cfg.AnyPort = true
+	}
 	node, err := New(cfg, log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { node.Close() })
-	if endpoint == "" {
+	if err := node.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if endpoint == "" { // the port is known once Start has bound it (AnyPort)
 		endpoint = fmt.Sprintf("127.0.0.1:%d", node.Config().ListenPort)
 	}
 	ctrl, err := control.New(control.Config{
@@ -235,9 +231,6 @@ func startNodeEndpoint(t *testing.T, cfg Config, endpoint string) *testNode {
 		ClientDNS:      len(node.Config().DNSUpstreams) > 0,
 	}, st, node, log.With("component", "control"))
 	if err != nil {
-		t.Fatal(err)
-	}
-	if err := node.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ctrl.Close() }) // runs before node.Close
@@ -304,10 +297,8 @@ func testServers(t *testing.T, payload []byte) mapDialer {
 // stock client, not reconfigured, connects again on its next packets (its handshake
 // materialises the peer).
 func TestNodeTrimsIdlePeers(t *testing.T) {
-	port := freeUDPPort(t)
 	cfg := Config{
 		Interface:  fmt.Sprintf("pgt%d", os.Getpid()%100000),
-		ListenPort: port,
 		ExitMode:   ExitUserspace,
 		exitDialer: testServers(t, []byte("hello")),
 		sweepEvery: 200 * time.Millisecond,
@@ -359,10 +350,8 @@ func TestNodeServesStockClient(t *testing.T) {
 	want := sha256.Sum256(payload)
 	dialer := testServers(t, payload)
 
-	port := freeUDPPort(t)
 	cfg := Config{
 		Interface:    fmt.Sprintf("pgu%d", os.Getpid()%100000),
-		ListenPort:   port,
 		ExitMode:     ExitUserspace, // the kernel exit would change the host's own firewall
 		DNSUpstreams: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:9")},
 		exitDialer:   dialer,
@@ -456,7 +445,7 @@ func checkWgctrl(t *testing.T, iface string, want control.PeerInfo) {
 
 func TestNodeDeviceBufferBytes(t *testing.T) {
 	ctx := context.Background()
-	n := startNode(t, Config{Interface: fmt.Sprintf("pgc%d", os.Getpid()%100000), ListenPort: freeUDPPort(t), ExitMode: ExitUserspace})
+	n := startNode(t, Config{Interface: fmt.Sprintf("pgc%d", os.Getpid()%100000), ExitMode: ExitUserspace})
 	c := n.Controller()
 	if _, err := c.AddTenant(ctx, "acme"); err != nil {
 		t.Fatal(err)
@@ -475,5 +464,26 @@ func TestNodeDeviceBufferBytes(t *testing.T) {
 	}
 	if got, want := n.DeviceBufferBytes(), uint64((families+1)*conn.IdealBatchSize)*device.MaxMessageSize; got != want {
 		t.Errorf("one device: %d bytes, want %d", got, want)
+	}
+}
+
+// TestNodeAnyPort: with AnyPort the node binds a port the system picks and reports it, in
+// Config and Report, once Start has bound it; AnyPort with a ListenPort is refused.
+func TestNodeAnyPort(t *testing.T) {
+	n := startBareNode(t, Config{})
+	port := n.Config().ListenPort
+	if port < 1 || port > 65535 {
+		t.Fatalf("Config().ListenPort after Start = %d, want the bound port", port)
+	}
+	if got := n.Report().Node.ListenPort; got != port {
+		t.Errorf("Report().Node.ListenPort = %d, Config().ListenPort = %d", got, port)
+	}
+	if c, err := net.ListenPacket("udp4", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
+		c.Close()
+		t.Errorf("port %d is free: the node does not hold it", port)
+	}
+	c := Config{ListenPort: 5, AnyPort: true}
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "AnyPort") {
+		t.Errorf("Validate of ListenPort 5 with AnyPort: %v, want an error naming both", err)
 	}
 }

@@ -16,10 +16,8 @@ import (
 // rather than waiting for the client's own retry. A peer that was not connected is not
 // put into its device by enabling it.
 func TestNodeResumesEnabledPeer(t *testing.T) {
-	port := freeUDPPort(t)
 	cfg := Config{
 		Interface:  fmt.Sprintf("pgr%d", os.Getpid()%100000),
-		ListenPort: port,
 		ExitMode:   ExitUserspace,
 		exitDialer: testServers(t, []byte("hello")),
 	}

@@ -1,6 +1,6 @@
 // Package gatewaytest starts a real node for tests, wired as popgate serve wires it: a store in
-// a directory, the node's data plane (gateway) on a loopback UDP port with the userspace exit,
-// and its controller (gateway/control). It needs no root.
+// a directory, the node's data plane (gateway) on a UDP port the system picks, with the
+// userspace exit, and its controller (gateway/control). It needs no root.
 package gatewaytest
 
 import (
@@ -24,7 +24,7 @@ type Options struct {
 	// Dir holds the store. Default: a temporary directory of the test.
 	Dir string
 	// Gateway is the node's configuration; PrivateKey and Overlay come from the store.
-	// Default: a unique interface name, a free loopback port, the userspace exit.
+	// Default: a unique interface name, a port the system picks (AnyPort), the userspace exit.
 	Gateway gateway.Config
 	// Control is the controller's configuration. Default: PublicEndpoint
 	// <PublicHost>:<the node's port>, the node's MTU and region.
@@ -74,22 +74,26 @@ func Start(t testing.TB, o Options) *Node {
 		g.ExitMode = gateway.ExitUserspace // the kernel exit would change the host's own firewall
 	}
 	if g.ListenPort == 0 {
-		g.ListenPort = freeUDPPort(t)
+		g.AnyPort = true
 	}
 	node, err := gateway.New(g, o.Log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { node.Close() })
+	if err := node.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	port := node.Config().ListenPort // bound by Start
 	c := o.Control
 	if c.PublicEndpoint == "" {
 		if o.PublicHost == "" {
 			o.PublicHost = "127.0.0.1"
 		}
-		c.PublicEndpoint = net.JoinHostPort(o.PublicHost, strconv.Itoa(g.ListenPort))
+		c.PublicEndpoint = net.JoinHostPort(o.PublicHost, strconv.Itoa(port))
 	}
 	if c.ListenPort == 0 {
-		c.ListenPort = g.ListenPort
+		c.ListenPort = port
 	}
 	if c.MTU == 0 {
 		c.MTU = node.Config().MTU
@@ -102,23 +106,9 @@ func Start(t testing.TB, o Options) *Node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := node.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
 	t.Cleanup(func() { ctrl.Close() }) // before the node's
 	if err := ctrl.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	return &Node{Node: node, Ctrl: ctrl, Store: st, Port: g.ListenPort}
-}
-
-// freeUDPPort returns a loopback UDP port that was free a moment ago.
-func freeUDPPort(t testing.TB) int {
-	t.Helper()
-	c, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).Port
+	return &Node{Node: node, Ctrl: ctrl, Store: st, Port: port}
 }
