@@ -76,7 +76,9 @@ func reportedPeer(r plane.Report, k store.Key) (plane.PeerState, bool) {
 // changes nothing and says why. The report follows.
 func TestNodeAppliesWithoutController(t *testing.T) {
 	ctx := context.Background()
-	node := startBareNode(t, Config{exitDialer: testServers(t, []byte("hello"))})
+	cfg := Config{exitDialer: testServers(t, []byte("hello"))}
+	network := onMemNet(&cfg)
+	node := startBareNode(t, cfg)
 	if r := node.Report(); r.Generation != 0 || len(r.Peers) != 0 || r.Node.ListenPort != node.Config().ListenPort {
 		t.Errorf("report before the first apply: %+v", r)
 	}
@@ -86,8 +88,8 @@ func TestNodeAppliesWithoutController(t *testing.T) {
 	if err := node.Apply(ctx, desiredOf(5, laptop)); err != nil {
 		t.Fatal(err)
 	}
-	client := startClient(t, fmt.Sprintf("[Interface]\nPrivateKey = %s\nAddress = %s/32, %s/128\n\n[Peer]\nPublicKey = %s\nEndpoint = 127.0.0.1:%d\n",
-		clientKey, laptop.IPv4, laptop.IPv6, node.Config().PrivateKey.PublicKey(), node.Config().ListenPort))
+	client := network.startClient(t, fmt.Sprintf("[Interface]\nPrivateKey = %s\nAddress = %s/32, %s/128\n\n[Peer]\nPublicKey = %s\nEndpoint = %s\n",
+		clientKey, laptop.IPv4, laptop.IPv6, node.Config().PrivateKey.PublicKey(), memNodeEndpoint))
 	eventually(t, "the client through the exit", 20*time.Second, func(ctx context.Context) error { return client.udpEcho(ctx, "198.51.100.2:7") })
 
 	r := node.Report()

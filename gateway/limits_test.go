@@ -47,7 +47,7 @@ func TestNodeFlowLimits(t *testing.T) {
 	for i := range flood {
 		dialer[fmt.Sprintf("198.51.100.3:%d", 2000+i)] = sink.LocalAddr().String()
 	}
-	node := startNode(t, Config{
+	node, network := startMemNode(t, Config{
 		Interface:    fmt.Sprintf("pgl%d", os.Getpid()%100000),
 		ExitMode:     ExitUserspace,
 		DNSUpstreams: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:9")},
@@ -64,7 +64,7 @@ func TestNodeFlowLimits(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		clients[tenant] = startClient(t, config)
+		clients[tenant] = network.startClient(t, config)
 	}
 	n := perPeer
 	ti, err := ctrl.SetTenantLimits(ctx, "acme", store.TenantLimits{MaxFlowsPerPeer: &n})

@@ -305,7 +305,7 @@ func TestNodeTrimsIdlePeers(t *testing.T) {
 		trimEvery:  200 * time.Millisecond,
 		peerIdle:   2 * time.Second,
 	}
-	node := startNode(t, cfg)
+	node, network := startMemNode(t, cfg)
 	ctx := context.Background()
 	ctrl := node.Controller()
 	if _, err := ctrl.AddTenant(ctx, "acme"); err != nil {
@@ -325,7 +325,7 @@ func TestNodeTrimsIdlePeers(t *testing.T) {
 	if held() {
 		t.Fatal("a peer that never connected is in the device: peers must be materialised on handshake")
 	}
-	client := startClient(t, config)
+	client := network.startClient(t, config)
 	eventually(t, "first contact", 20*time.Second, func(ctx context.Context) error { return client.udpEcho(ctx, "198.51.100.2:7") })
 	if !held() {
 		t.Fatal("the connected peer is not in its device")

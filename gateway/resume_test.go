@@ -21,7 +21,7 @@ func TestNodeResumesEnabledPeer(t *testing.T) {
 		ExitMode:   ExitUserspace,
 		exitDialer: testServers(t, []byte("hello")),
 	}
-	node := startNode(t, cfg)
+	node, network := startMemNode(t, cfg)
 	ctx := context.Background()
 	ctrl := node.Controller()
 	if _, err := ctrl.AddTenant(ctx, "acme"); err != nil {
@@ -35,7 +35,7 @@ func TestNodeResumesEnabledPeer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	client := startClient(t, config)
+	client := network.startClient(t, config)
 	eventually(t, "first contact", 20*time.Second, func(ctx context.Context) error { return client.udpEcho(ctx, "198.51.100.2:7") })
 
 	held := func(name string) bool {
