@@ -506,21 +506,8 @@ func (td *tenantDevice) trim(now time.Time, idle time.Duration) (map[store.Key]p
 	return gone, td.dev.IpcSet(b.String())
 }
 
-// tenantView is what the firewall compiles a tenant's policy against. The controller checks
-// a policy against the same view of its stored peers (gateway/control's policyView).
-func tenantView(peers []plane.Peer) firewall.View {
-	v := firewall.View{Peers: make([]firewall.ViewPeer, 0, len(peers))}
-	for _, p := range peers {
-		v.Peers = append(v.Peers, firewall.ViewPeer{Name: p.Name, Addrs: []netip.Addr{p.IPv4, p.IPv6}, Groups: p.Groups})
-		if p.Site != "" {
-			v.Sites = append(v.Sites, firewall.ViewSite{Name: p.Site, Prefixes: p.SitePrefixes})
-		}
-	}
-	return v
-}
-
 // policyKey identifies what a tenant's rule set is compiled from: the policy text and what of
-// each peer tenantView passes on. A hash, because the key is kept for every tenant and a
+// each peer plane.PolicyView passes on. A hash, because the key is kept for every tenant and a
 // every apply computes it for every tenant: the text would be ≈ 100 bytes a peer.
 func policyKey(text string, peers []plane.Peer) [sha256.Size]byte {
 	h := sha256.New()
@@ -577,7 +564,7 @@ func (n *Node) applyPolicyLocked(t plane.Tenant, peers []plane.Peer, ov plane.Ov
 	if prev, ok := n.policies[t.ID]; ok && prev.key == key {
 		return
 	}
-	view := tenantView(peers)
+	view := plane.PolicyView(peers)
 	rs, err := compileView(text, &view)
 	if err != nil {
 		n.log.Warn("policy of tenant has problems", "tenant", t.Name, "err", err)

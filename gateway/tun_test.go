@@ -146,7 +146,7 @@ func newTestPath(t testing.TB, peers []plane.Peer, policy string, tenants int, d
 		d.routes = append(d.routes,
 			plane.Route{Tenant: id, Prefix: netip.MustParsePrefix("0.0.0.0/0"), Via: "internet"},
 			plane.Route{Tenant: id, Prefix: netip.MustParsePrefix("::/0"), Via: "internet"})
-		view := tenantView(byTenant[id])
+		view := plane.PolicyView(byTenant[id])
 		rs, err := compileView(policy, &view)
 		if rs == nil {
 			t.Fatal(err) // unresolved names (a group only one tenant has) are fine

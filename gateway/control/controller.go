@@ -218,9 +218,7 @@ func (c *Controller) desired(snap *store.Snapshot) *plane.Desired {
 			MaxFlowsPerPeer: t.MaxFlowsPerPeer, MaxFlows: t.MaxFlows}
 	}
 	for i := range snap.Peers {
-		p := &snap.Peers[i]
-		d.Peers[i] = plane.Peer{ID: p.ID, Tenant: p.TenantID, Name: p.Name, PublicKey: p.PublicKey, IPv4: p.IPv4, IPv6: p.IPv6,
-			Enabled: p.Enabled, ExpiresAt: p.ExpiresAt, Groups: p.Groups, Site: p.Site, SitePrefixes: p.SitePrefixes}
+		d.Peers[i] = plane.PeerOf(&snap.Peers[i])
 	}
 	for i, r := range snap.Routes {
 		d.Routes[i] = plane.Route{Tenant: r.TenantID, Prefix: r.Prefix, Via: r.Via}
@@ -456,21 +454,13 @@ func compilePolicy(text string, peers []store.Peer) (*firewall.RuleSet, error) {
 	if err != nil {
 		return nil, err
 	}
-	view := policyView(peers)
-	return firewall.Compile(pol, &view)
-}
-
-// policyView is what the firewall compiles a tenant's policy against: the view the node
-// compiles the policy against in the end (gateway's tenantView), built from the stored peers.
-func policyView(peers []store.Peer) firewall.View {
-	v := firewall.View{Peers: make([]firewall.ViewPeer, 0, len(peers))}
-	for _, p := range peers {
-		v.Peers = append(v.Peers, firewall.ViewPeer{Name: p.Name, Addrs: []netip.Addr{p.IPv4, p.IPv6}, Groups: p.Groups})
-		if p.Site != "" {
-			v.Sites = append(v.Sites, firewall.ViewSite{Name: p.Site, Prefixes: p.SitePrefixes})
-		}
+	// The view the node compiles the policy against in the end, of the same peers.
+	pp := make([]plane.Peer, len(peers))
+	for i := range peers {
+		pp[i] = plane.PeerOf(&peers[i])
 	}
-	return v
+	view := plane.PolicyView(pp)
+	return firewall.Compile(pol, &view)
 }
 
 // Routes lists the tenant's routes, longest prefix first.
