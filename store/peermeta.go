@@ -88,17 +88,3 @@ func (s *Store) SetPeerExpiry(ctx context.Context, tenant, name string, at *time
 	}
 	return p, nil
 }
-
-// NextPeerExpiry returns the earliest expiry after now of an enabled peer, so that a node can
-// apply it when it comes; ok is false when no such peer exists.
-func (s *Store) NextPeerExpiry(ctx context.Context, now time.Time) (time.Time, bool, error) {
-	var at sql.NullInt64
-	err := s.db.QueryRowContext(ctx, "SELECT min(expires_at) FROM peers WHERE enabled = 1 AND expires_at > ?", micros(now)).Scan(&at)
-	if err != nil {
-		return time.Time{}, false, fmt.Errorf("store: read peer expiry: %w", err)
-	}
-	if !at.Valid {
-		return time.Time{}, false, nil
-	}
-	return fromMicros(at.Int64), true, nil
-}

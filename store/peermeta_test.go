@@ -63,9 +63,6 @@ func TestPeerExpiry(t *testing.T) {
 	mustPeer(t, s, newPeer(t, "acme", "phone"))
 	now := clock.Now()
 
-	if _, ok, err := s.NextPeerExpiry(ctx, now); ok || err != nil {
-		t.Errorf("NextPeerExpiry with none = %v, %v", ok, err)
-	}
 	at := now.Add(48 * time.Hour)
 	p, err := s.SetPeerExpiry(ctx, "acme", "laptop", &at)
 	if err != nil || !p.ExpiresAt.Equal(at.Truncate(time.Microsecond)) {
@@ -77,16 +74,6 @@ func TestPeerExpiry(t *testing.T) {
 	ps, _ := s.ListPeers(ctx, "acme")
 	if !ps[0].ExpiresAt.Equal(p.ExpiresAt) || !ps[1].ExpiresAt.IsZero() || ps[1].Expired(now.Add(1000*time.Hour)) {
 		t.Errorf("listed expiry: %v, %v", ps[0].ExpiresAt, ps[1].ExpiresAt)
-	}
-	soon := now.Add(time.Hour)
-	if _, err := s.SetPeerExpiry(ctx, "acme", "phone", &soon); err != nil {
-		t.Fatal(err)
-	}
-	if next, ok, err := s.NextPeerExpiry(ctx, now); !ok || err != nil || !next.Equal(soon.Truncate(time.Microsecond)) {
-		t.Errorf("NextPeerExpiry = %v, %v, %v", next, ok, err)
-	}
-	if next, ok, _ := s.NextPeerExpiry(ctx, soon); !ok || !next.Equal(p.ExpiresAt) {
-		t.Errorf("NextPeerExpiry after the first = %v, %v", next, ok)
 	}
 	if p, err := s.SetPeerExpiry(ctx, "acme", "laptop", nil); err != nil || !p.ExpiresAt.IsZero() {
 		t.Errorf("clearing the expiry = %+v, %v", p, err)
