@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"reflect"
 	"runtime"
 	"slices"
 	"strings"
@@ -100,6 +101,9 @@ func TestNodeAppliesWithoutController(t *testing.T) {
 	if len(r.Tenants) != 1 || r.Tenants[0].ID != 1 || len(r.Tenants[0].Rules) == 0 {
 		t.Errorf("tenants reported: %+v", r.Tenants)
 	}
+	checkPeerState(t, node, laptop.PublicKey)
+	nobody, _ := store.GeneratePrivateKey()
+	checkPeerState(t, node, nobody.PublicKey()) // a key the node never had: nothing to say
 
 	// Refused: another installation's overlay, a malformed state. Nothing changes.
 	other := desiredOf(6)
@@ -127,6 +131,26 @@ func TestNodeAppliesWithoutController(t *testing.T) {
 	if r := node.Report(); r.Generation != 8 {
 		t.Errorf("generation %d reported, want 8", r.Generation)
 	}
+	checkPeerState(t, node, laptop.PublicKey) // no longer served
+}
+
+// checkPeerState checks that PeerState says of k what Report says, taking both again while
+// k's state changes between them.
+func checkPeerState(t *testing.T, node *Node, k store.Key) {
+	t.Helper()
+	for range 10 {
+		before, okBefore := node.PeerState(k)
+		want, ok := reportedPeer(node.Report(), k)
+		after, okAfter := node.PeerState(k)
+		if !reflect.DeepEqual(before, after) || okBefore != okAfter {
+			continue // traffic in between
+		}
+		if okAfter != ok || !reflect.DeepEqual(after, want) {
+			t.Errorf("PeerState(%s) = %+v, %v; Report says %+v, %v", k, after, okAfter, want, ok)
+		}
+		return
+	}
+	t.Errorf("PeerState(%s) changed between every two calls", k)
 }
 
 // TestNodeExpiresPeers: the node takes expired peers out by itself, each when its time

@@ -5,6 +5,7 @@ import (
 
 	"github.com/popgate/popgate/gateway/plane"
 	"github.com/popgate/popgate/netstack"
+	"github.com/popgate/popgate/store"
 )
 
 // Report returns the node's live state and counters: the generation applied (or why the last
@@ -105,4 +106,69 @@ func (n *Node) Report() plane.Report {
 		r.Tenants = append(r.Tenants, ts)
 	}
 	return r
+}
+
+// PeerState returns what Report says of the peer with public key k, and whether it says
+// anything, without building the whole report: the peer's entry in the snapshot, its last
+// state when it left its device and, when a device holds it, that device's state (reading
+// it costs as much as the peers that device holds; every other device is left alone).
+func (n *Node) PeerState(k store.Key) (plane.PeerState, bool) {
+	snap := n.snap.Load()
+	if snap == nil { // before Start
+		return plane.PeerState{}, false
+	}
+	now := n.cfg.now()
+	ps := plane.PeerState{PublicKey: k}
+	e := snap.byKey[k]
+	if e != nil {
+		ps.RxPackets, ps.TxPackets = e.ctr.rxPackets.Load(), e.ctr.txPackets.Load()
+	}
+	s, ok := n.devicePeerStats(k, e)
+	if !ok {
+		n.lastSeenMu.Lock()
+		s, ok = n.lastSeen[k]
+		n.lastSeenMu.Unlock()
+	}
+	if !ok && ps.RxPackets == 0 && ps.TxPackets == 0 {
+		return plane.PeerState{}, false
+	}
+	ps.Online, ps.Endpoint, ps.LastHandshake = s.online(now), s.endpoint, s.lastHandshake
+	ps.RxBytes, ps.TxBytes = s.rxBytes, s.txBytes
+	return ps, true
+}
+
+// devicePeerStats reads the live state of peer k from the device that holds it, if one does:
+// that of e's tenant (e is k's entry in the snapshot) or, for a peer no longer served (an
+// apply is under way), whichever holds it.
+func (n *Node) devicePeerStats(k store.Key, e *peerEntry) (peerStats, bool) {
+	n.mu.Lock()
+	var devs []*tenantDevice
+	if e != nil {
+		if td := n.devs[e.tenantID]; td != nil {
+			devs = append(devs, td)
+		}
+	} else {
+		for _, td := range n.devs {
+			devs = append(devs, td)
+		}
+	}
+	n.mu.Unlock()
+	for _, td := range devs {
+		td.mu.Lock()
+		_, held := td.peers[k]
+		td.mu.Unlock()
+		if !held {
+			continue
+		}
+		text, err := td.dev.IpcGet()
+		if err != nil {
+			n.log.Warn("read device state", "tenant_id", td.id, "err", err)
+			return peerStats{}, false
+		}
+		stats := map[store.Key]peerStats{}
+		parsePeerStats(text, stats)
+		s, ok := stats[k]
+		return s, ok
+	}
+	return peerStats{}, false
 }

@@ -28,6 +28,9 @@ type DataPlane interface {
 	Apply(ctx context.Context, d *plane.Desired) error
 	// Report returns the node's live state and counters.
 	Report() plane.Report
+	// PeerState returns what Report says of one peer, and whether it says anything, at the
+	// cost of that peer rather than of the whole report.
+	PeerState(k store.Key) (plane.PeerState, bool)
 }
 
 // Config configures a Controller; New calls Validate. The node's settings that client
@@ -519,13 +522,18 @@ type invalidError struct{ err error }
 func (e invalidError) Error() string   { return e.err.Error() }
 func (e invalidError) Unwrap() []error { return []error{store.ErrInvalid, e.err} }
 
-// Peer returns one peer with its live state.
+// Peer returns one peer with its live state, asking the data plane about that peer alone
+// (DataPlane.PeerState): its cost does not grow with the other peers.
 func (c *Controller) Peer(ctx context.Context, tenant, name string) (PeerInfo, error) {
 	p, err := c.store.Peer(ctx, tenant, name)
 	if err != nil {
 		return PeerInfo{}, err
 	}
-	return c.withStats([]store.Peer{p})[0], nil
+	live := liveState{now: time.Now()}
+	if st, ok := c.dp.PeerState(p.PublicKey); ok {
+		live.peers = map[store.Key]*plane.PeerState{p.PublicKey: &st}
+	}
+	return live.info(p), nil
 }
 
 // ListPeers returns the peers of tenant (every tenant when tenant is empty) with live state.

@@ -176,4 +176,20 @@ func TestControllerStatus(t *testing.T) {
 	if pi, err := c.Peer(ctx, "acme", "off"); err != nil || pi.Online || pi.RxBytes != 0 || pi.RxPackets != 7 {
 		t.Errorf("the disabled peer: %+v, %v", pi, err)
 	}
+	// Peer asks the data plane about that one peer (no whole report) and says of it what a
+	// listing says.
+	list, err := c.ListPeers(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	reports := dp.Reports()
+	for _, want := range list {
+		got, err := c.Peer(ctx, want.TenantName, want.Name)
+		if err != nil || !reflect.DeepEqual(got, want) {
+			t.Errorf("Peer(%s, %s) = %+v, %v\nthe listing has %+v", want.TenantName, want.Name, got, err, want)
+		}
+	}
+	if n := dp.Reports() - reports; n != 0 {
+		t.Errorf("Peer built %d whole reports for %d peers, want none", n, len(list))
+	}
 }

@@ -7,17 +7,20 @@ import (
 	"sync"
 
 	"github.com/popgate/popgate/gateway/plane"
+	"github.com/popgate/popgate/store"
 )
 
 // DataPlane applies nothing: Apply validates the desired state and keeps it, or fails with
 // the error the test set. Report returns the report the test set, with the generation
-// applied and the apply error filled in. Safe for concurrent use.
+// applied and the apply error filled in; PeerState, its peers by key. Safe for concurrent use.
 type DataPlane struct {
 	mu      sync.Mutex
 	desired *plane.Desired
 	applies int
+	reports int
 	fail    error
 	report  plane.Report
+	byKey   map[store.Key]plane.PeerState // report.Peers, indexed once by SetReport
 	gen     int64
 	err     string
 	failed  int64
@@ -44,6 +47,7 @@ func (f *DataPlane) Apply(_ context.Context, d *plane.Desired) error {
 func (f *DataPlane) Report() plane.Report {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.reports++
 	r := f.report
 	r.Format, r.Generation, r.ApplyError, r.Failed = plane.Format, f.gen, f.err, f.failed
 	return r
@@ -75,4 +79,23 @@ func (f *DataPlane) SetReport(r plane.Report) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.report = r
+	f.byKey = make(map[store.Key]plane.PeerState, len(r.Peers))
+	for _, p := range r.Peers {
+		f.byKey[p.PublicKey] = p
+	}
+}
+
+// PeerState returns the peer with key k of the report set with SetReport.
+func (f *DataPlane) PeerState(k store.Key) (plane.PeerState, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	p, ok := f.byKey[k]
+	return p, ok
+}
+
+// Reports counts the calls of Report.
+func (f *DataPlane) Reports() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.reports
 }
