@@ -330,7 +330,7 @@ func TestNodeTrimsIdlePeers(t *testing.T) {
 	if !held() {
 		t.Fatal("the connected peer is not in its device")
 	}
-	eventually(t, "trim of the idle peer", 20*time.Second, func(context.Context) error {
+	eventually(t, "trim of the idle peer", 60*time.Second, func(context.Context) error {
 		if held() {
 			return errors.New("still in the device")
 		}
