@@ -111,6 +111,41 @@ func changeSteps(t *testing.T, clock *clocktest.Clock) []changeStep {
 			_, err := s.SetTenantLimits(ctx, "acme", TenantLimits{MaxFlowsPerPeer: &n})
 			return err
 		}, "", ""},
+		{"AddRegion", func(ctx context.Context, s *Store) error {
+			_, err := s.AddRegion(ctx, "fra", "vpn-fra.example.com:51820")
+			return err
+		},
+			"region.add region:fra endpoint vpn-fra.example.com:51820; key *", ""},
+		{"SetRegionEndpoint", func(ctx context.Context, s *Store) error {
+			_, err := s.SetRegionEndpoint(ctx, "fra", "fra.example.com:443")
+			return err
+		}, "region.update region:fra endpoint fra.example.com:443", ""},
+		{"SetRegionEndpoint unchanged", func(ctx context.Context, s *Store) error {
+			_, err := s.SetRegionEndpoint(ctx, "fra", "fra.example.com:443")
+			return err
+		}, "", ""},
+		{"SetTenantRegions", func(ctx context.Context, s *Store) error {
+			_, err := s.SetTenantRegions(ctx, "acme", []string{"fra"})
+			return err
+		}, "tenant.update tenant:acme regions fra", "acme"},
+		{"SetTenantRegions unchanged", func(ctx context.Context, s *Store) error {
+			_, err := s.SetTenantRegions(ctx, "acme", []string{"fra"})
+			return err
+		}, "", ""},
+		{"SetTenantRegions all", func(ctx context.Context, s *Store) error {
+			_, err := s.SetTenantRegions(ctx, "acme", nil)
+			return err
+		}, "tenant.update tenant:acme regions all", "acme"},
+		{"RemoveRegion", func(ctx context.Context, s *Store) error { return s.RemoveRegion(ctx, "fra") },
+			"region.remove region:fra ", ""},
+		{"EnsureHomeRegion", func(ctx context.Context, s *Store) error {
+			_, err := s.EnsureHomeRegion(ctx, "local", "vpn.example.com:51820")
+			return err
+		}, "region.add region:local the controller's own region (node key); endpoint vpn.example.com:51820", ""},
+		{"EnsureHomeRegion unchanged", func(ctx context.Context, s *Store) error {
+			_, err := s.EnsureHomeRegion(ctx, "local", "vpn.example.com:51820")
+			return err
+		}, "", ""},
 		{"SetSetting", func(ctx context.Context, s *Store) error {
 			return s.SetSetting(ctx, "web.public_url", "https://vpn.example.com")
 		},

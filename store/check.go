@@ -38,7 +38,7 @@ const maxCheckProblems = 20
 // Check examines the popgate database at path without changing it: SQLite's integrity_check
 // (which also evaluates every CHECK constraint) and foreign_key_check, then what popgate
 // keeps true itself and no constraint can say: the database file is private; the node key
-// and every server-generated private key and TOTP secret open with the key file at keyPath
+// and every server-generated private key, region key and TOTP secret open with the key file at keyPath
 // (default: secret.key beside the database); each peer's IPv6 address goes with its IPv4
 // address; the overlay high-water mark, the limits on groups and site prefixes, sites that
 // do not overlap, and an enabled owner. It reads one consistent snapshot through a connection on which SQLite refuses every
@@ -270,6 +270,31 @@ func (c *checker) invariants(keyPath string) {
 	if c.r.Version >= 3 {
 		c.admins(s)
 	}
+	if c.r.Version >= regionsVersion {
+		c.regions(s)
+	}
+}
+
+// regions: each region's sealed key opens, bound to its name, and belongs to its public key.
+func (c *checker) regions(s *Store) {
+	c.rows("SELECT name, private_key_enc, public_key FROM regions WHERE private_key_enc IS NOT NULL ORDER BY name", func(scan func(...any) error) error {
+		var name string
+		var sealed, pub []byte
+		if err := scan(&name, &sealed, &pub); err != nil {
+			return err
+		}
+		if s.aead == nil {
+			return nil
+		}
+		k, err := s.openKey(sealed, regionAD(name))
+		switch {
+		case err != nil:
+			c.problem("region %s: its private key %s: restore the key file this database was made with, or remove the region and add it again (its clients then need new configs)", name, strings.TrimPrefix(err.Error(), "sealed key "))
+		case len(pub) != KeyLen || k.PublicKey() != Key(pub):
+			c.problem("region %s: its private key does not belong to its public key: restore the database from a backup", name)
+		}
+		return nil
+	})
 }
 
 // nodeSettings: the node's key opens; the IPv6 prefix is a ULA /48. s.aead is nil when the

@@ -16,9 +16,14 @@ type Snapshot struct {
 	// Policies holds the policy text of every tenant that set one, by tenant ID (as
 	// Policies): a tenant missing from it has the default policy.
 	Policies map[int64]string
+	// Regions ordered by name (as Regions), public parts only: no private key.
+	Regions []Region
+	// TenantRegions holds the regions of every tenant limited to some, sorted, by tenant
+	// ID: a tenant missing from it is allowed in every region.
+	TenantRegions map[int64][]string
 }
 
-// Snapshot reads the tenants, peers, routes and policies with the generation they belong to,
+// Snapshot reads the tenants, peers, routes, policies and regions with the generation they belong to,
 // in one read transaction: a change committed meanwhile is either wholly in it (and in its
 // Generation) or not at all.
 func (s *Store) Snapshot(ctx context.Context) (Snapshot, error) {
@@ -37,7 +42,16 @@ func (s *Store) Snapshot(ctx context.Context) (Snapshot, error) {
 		if snap.Routes, err = queryRoutes(ctx, q, ""); err != nil {
 			return err
 		}
-		snap.Policies, err = policies(ctx, q)
+		if snap.Policies, err = policies(ctx, q); err != nil {
+			return err
+		}
+		if s.version < regionsVersion {
+			return nil // a test's older schema
+		}
+		if snap.Regions, err = listRegions(ctx, q, s.nodePub); err != nil {
+			return err
+		}
+		snap.TenantRegions, err = allTenantRegions(ctx, q)
 		return err
 	})
 	if err != nil {

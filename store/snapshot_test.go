@@ -31,6 +31,12 @@ func TestSnapshot(t *testing.T) {
 	if err := s.SetPolicy(ctx, "acme", "default deny\n", 0); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := s.AddRegion(ctx, "fra", "vpn-fra.example.com:51820"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.SetTenantRegions(ctx, "acme", []string{"fra"}); err != nil {
+		t.Fatal(err)
+	}
 
 	snap, err := s.Snapshot(ctx)
 	if err != nil {
@@ -41,7 +47,10 @@ func TestSnapshot(t *testing.T) {
 	peers, _ := s.ListPeers(ctx, "")
 	routes, _ := s.ListRoutes(ctx, "")
 	policies, _ := s.Policies(ctx)
-	want := Snapshot{Generation: gen, Tenants: tenants, Peers: peers, Routes: routes, Policies: policies}
+	regions, _ := s.Regions(ctx)
+	acme, _ := s.Tenant(ctx, "acme")
+	want := Snapshot{Generation: gen, Tenants: tenants, Peers: peers, Routes: routes, Policies: policies,
+		Regions: regions, TenantRegions: map[int64][]string{acme.ID: {"fra"}}}
 	if !reflect.DeepEqual(snap, want) {
 		got, _ := json.MarshalIndent(snap, "", " ")
 		w, _ := json.MarshalIndent(want, "", " ")

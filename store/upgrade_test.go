@@ -212,7 +212,24 @@ func TestUpgradeFromEveryRelease(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			defer s2.Close()
+			// The controller makes its region at start: its key is the node key the
+			// fixture's clients have.
+			nodeKey, err := s2.NodePrivateKey(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			home, err := s2.EnsureHomeRegion(ctx, "local", "vpn.example.com:51820")
+			if err != nil || !home.Home || home.PublicKey != nodeKey.PublicKey() {
+				t.Fatalf("EnsureHomeRegion: %+v, %v", home, err)
+			}
+			if k, err := s2.RegionPrivateKey(ctx, "local"); err != nil || k != nodeKey {
+				t.Fatalf("the home region's key is not the node key: %v", err)
+			}
 			s2.Close()
+			if r, err := Check(ctx, db, ""); err != nil || !r.OK() {
+				t.Errorf("Check with the home region: %+v, %v", r, err)
+			}
 		})
 	}
 }
