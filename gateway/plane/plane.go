@@ -38,10 +38,29 @@ type Desired struct {
 	// Routes of every tenant.
 	Routes []Route `json:"routes"`
 
-	// Many nodes add here: the regions (name, endpoint, and the private key of the node's own
-	// region only), the nodes (name, roles, region, backbone key and endpoint) and the exits
-	// a route may name, each with the generation it changed at so that revocations can go
-	// first.
+	// Regions are every region of the installation, public parts only, ordered by name;
+	// names and public keys are unique.
+	Regions []Region `json:"regions,omitempty"`
+	// Region is the region this Desired is for: its Tenants are those allowed there (with
+	// their peers and routes). "": an older controller's, for every tenant.
+	Region string `json:"region,omitempty"`
+	// RegionKey is Region's private key, only in a Desired sent to that region's PoPs over
+	// the node sync; nil when the node serves the region with its own node key (the
+	// controller's region, the appliance's own Desired). It must belong to Region's
+	// PublicKey.
+	RegionKey *store.Key `json:"region_key,omitempty"`
+
+	// Many nodes add here: the nodes (name, roles, region, backbone key and endpoint) and the
+	// exits a route may name, each with the generation it changed at so that revocations can
+	// go first.
+}
+
+// Region is a region's public part: clients of the region connect to Endpoint and know the
+// PoPs by PublicKey.
+type Region struct {
+	Name      string    `json:"name"`
+	Endpoint  string    `json:"endpoint"`
+	PublicKey store.Key `json:"public_key"`
 }
 
 // Overlay is the installation's overlay addressing: every peer's addresses lie in V4 and V6,
@@ -77,6 +96,8 @@ type Tenant struct {
 	// 0: DefaultMaxFlowsPerPeer, DefaultMaxFlowsPerTenant (see FlowLimits).
 	MaxFlowsPerPeer int `json:"max_flows_per_peer,omitempty"`
 	MaxFlows        int `json:"max_flows,omitempty"`
+	// Regions are the regions the tenant is limited to, sorted; empty: every region.
+	Regions []string `json:"regions,omitempty"`
 }
 
 // FlowLimits returns the tenant's bounds in force on the flows of one peer and of the tenant.

@@ -20,6 +20,9 @@ func key(b byte) store.Key {
 	return k
 }
 
+// regionKey is the private key of region fra in testDesired.
+var regionKey = key(7)
+
 // testDesired is a valid Desired with a bit of everything: two tenants, a plain peer, a
 // disabled one with groups and an expiry, a site connector, routes to the internet and a site.
 func testDesired() *Desired {
@@ -32,8 +35,15 @@ func testDesired() *Desired {
 		},
 		Tenants: []Tenant{
 			{ID: 1, Name: "acme", Policy: "default deny\nallow group:eng -> site:office\n", MaxFlowsPerPeer: 16},
-			{ID: 2, Name: "bravo", SplitTunnel: true},
+			{ID: 2, Name: "bravo", SplitTunnel: true, Regions: []string{"ams", "fra"}},
 		},
+		Regions: []Region{
+			{Name: "ams", Endpoint: "vpn-ams.example.com:51820", PublicKey: key(8)},
+			{Name: "fra", Endpoint: "[2001:db8::1]:51820", PublicKey: regionKey.PublicKey()},
+			{Name: "local", Endpoint: "203.0.113.7:51820", PublicKey: key(9)},
+		},
+		Region:    "fra",
+		RegionKey: &regionKey,
 		Peers: []Peer{
 			{ID: 10, Tenant: 1, Name: "laptop", PublicKey: key(1), Enabled: true,
 				IPv4: netip.MustParseAddr("100.64.0.2"), IPv6: netip.MustParseAddr("fd12:3456:789a::6440:2")},
@@ -61,6 +71,14 @@ func TestDesiredJSON(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if !strings.Contains(string(b), `"region_key":"`+regionKey.String()+`"`) {
+		t.Errorf("the JSON does not carry the region key in base64: %s", b)
+	}
+	d.RegionKey = nil
+	if b, _ := json.Marshal(d); strings.Contains(string(b), "region_key") {
+		t.Errorf("a Desired without a region key names one: %s", b)
+	}
+	d.RegionKey = &regionKey
 	if !strings.Contains(string(b), `"public_key":"`+key(1).String()+`"`) {
 		t.Errorf("the JSON does not carry keys in base64: %s", b)
 	}
@@ -143,6 +161,17 @@ func TestDesiredValidate(t *testing.T) {
 		{"route via", func(d *Desired) { d.Routes[1].Via = "exit:x1" }, `via "exit:x1" is neither "internet" nor site:NAME`},
 		{"route to a bad site", func(d *Desired) { d.Routes[0].Via = "site:" }, `site name "" is invalid`},
 		{"route prefix", func(d *Desired) { d.Routes[2].Prefix = netip.Prefix{} }, "not a valid prefix"},
+		{"region name", func(d *Desired) { d.Regions[0].Name = "AMS" }, `region 0: region name "AMS" is invalid`},
+		{"region twice", func(d *Desired) { d.Regions[0].Name = "fra" }, `region "fra" is there twice`},
+		{"region endpoint", func(d *Desired) { d.Regions[0].Endpoint = "ams" }, `region "ams": endpoint "ams" is not host:port`},
+		{"region key twice", func(d *Desired) { d.Regions[2].PublicKey = key(8) }, `region "local": public key`},
+		{"region zero key", func(d *Desired) { d.Regions[0].PublicKey = store.Key{} }, `is zero or another region's too`},
+		{"for an unknown region", func(d *Desired) { d.Region, d.RegionKey = "par", nil }, `region "par", which is not among its regions`},
+		{"another region's key", func(d *Desired) { d.Region = "ams" }, `the region key does not belong to region "ams"`},
+		{"a key without a region", func(d *Desired) { d.Region = "" }, `the region key does not belong to region ""`},
+		{"tenant of an unknown region", func(d *Desired) { d.Tenants[1].Regions = []string{"fra", "par"} }, `tenant "bravo": its regions ["fra" "par"] are not`},
+		{"tenant regions unsorted", func(d *Desired) { d.Tenants[1].Regions = []string{"fra", "ams"} }, `are not sorted`},
+		{"tenant not allowed here", func(d *Desired) { d.Tenants[1].Regions = []string{"ams"} }, `tenant "bravo" is not allowed in region "fra"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d := testDesired()

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 
 	"github.com/popgate/popgate/store"
@@ -12,7 +13,9 @@ import (
 // ErrInvalid is wrapped by every error of Validate.
 var ErrInvalid = errors.New("invalid desired state")
 
-// Validate checks what a node relies on before it applies d: the layout is Format; the
+// Validate checks what a node relies on before it applies d: the layout is Format; regions
+// have valid unique names, endpoints and public keys, the region d is for is one of them and
+// its key (when d carries one) belongs to it, and every tenant is allowed there; the
 // overlay is one IPv4 and one IPv6 prefix holding the gateway addresses; IDs, tenant names,
 // site names within a tenant, public keys and overlay addresses are unique (a key or an
 // address twice would hand one tenant's traffic to another); every peer and route belongs to
@@ -36,6 +39,30 @@ func (d *Desired) Validate() error {
 	if err := d.Overlay.Validate(); err != nil {
 		return err
 	}
+	regions := make(map[string]*Region, len(d.Regions))
+	regionKeys := make(map[store.Key]bool, len(d.Regions))
+	for i := range d.Regions {
+		r := &d.Regions[i]
+		if err := store.ValidateRegionName(r.Name); err != nil {
+			return invalid("region %d: %v", i, err)
+		}
+		if regions[r.Name] != nil {
+			return invalid("region %q is there twice", r.Name)
+		}
+		if err := store.ValidateEndpoint(r.Endpoint); err != nil {
+			return invalid("region %q: %v", r.Name, err)
+		}
+		if r.PublicKey.IsZero() || regionKeys[r.PublicKey] {
+			return invalid("region %q: public key %s is zero or another region's too", r.Name, r.PublicKey)
+		}
+		regions[r.Name], regionKeys[r.PublicKey] = r, true
+	}
+	if d.Region != "" && regions[d.Region] == nil {
+		return invalid("the state is for region %q, which is not among its regions", d.Region)
+	}
+	if d.RegionKey != nil && (d.Region == "" || d.RegionKey.PublicKey() != regions[d.Region].PublicKey) {
+		return invalid("the region key does not belong to region %q's public key", d.Region)
+	}
 	tenants := make(map[int64]bool, len(d.Tenants))
 	tenantNames := make(map[string]bool, len(d.Tenants))
 	for i := range d.Tenants {
@@ -51,6 +78,14 @@ func (d *Desired) Validate() error {
 		}
 		if !inRange(t.MaxFlowsPerPeer) || !inRange(t.MaxFlows) {
 			return invalid("tenant %q: flow bounds %d per peer, %d in all: use 0 (the default) to %d", t.Name, t.MaxFlowsPerPeer, t.MaxFlows, store.MaxFlowLimit)
+		}
+		for j, r := range t.Regions {
+			if regions[r] == nil || j > 0 && t.Regions[j-1] >= r {
+				return invalid("tenant %q: its regions %q are not sorted regions of the state without duplicates", t.Name, t.Regions)
+			}
+		}
+		if d.Region != "" && len(t.Regions) > 0 && !slices.Contains(t.Regions, d.Region) {
+			return invalid("tenant %q is not allowed in region %q, which the state is for", t.Name, d.Region)
 		}
 		tenants[t.ID], tenantNames[t.Name] = true, true
 	}
