@@ -122,7 +122,9 @@ func (s *Store) AddRegion(ctx context.Context, name, endpoint string) (Region, e
 // EnsureHomeRegion makes name the controller's own region, whose key is the node key, with
 // endpoint (serve's --public-endpoint), and returns it. It creates the region when there is
 // none (a new database, or one from before regions), renames it when serve's --region
-// changed, and records a changed endpoint; when nothing changed it writes nothing. The error
+// changed, and records a changed endpoint; when nothing changed it writes nothing. Like the
+// node key made at Open, this is the node's own set-up, which no admin did: the generation
+// advances, the audit log records nothing. The error
 // wraps ErrInvalid for a bad name or endpoint, and ErrExists when another region (with a key
 // of its own) has the name.
 func (s *Store) EnsureHomeRegion(ctx context.Context, name, endpoint string) (Region, error) {
@@ -133,7 +135,7 @@ func (s *Store) EnsureHomeRegion(ctx context.Context, name, endpoint string) (Re
 		return Region{}, err
 	}
 	var r Region
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.writeTx(ctx, kindNode, func(tx *sql.Tx) error {
 		home, err := s.homeRegion(ctx, tx)
 		if err != nil && !errors.Is(err, ErrNotFound) {
 			return err
@@ -152,7 +154,7 @@ func (s *Store) EnsureHomeRegion(ctx context.Context, name, endpoint string) (Re
 			if r.ID, err = res.LastInsertId(); err != nil {
 				return fmt.Errorf("store: add region %s: %w", name, err)
 			}
-			return s.logChange(ctx, tx, "", "region.add", RegionTarget(name), "the controller's own region (node key); endpoint "+endpoint)
+			return nil
 		}
 		r = home
 		if home.Name == name && home.Endpoint == endpoint {
@@ -161,12 +163,8 @@ func (s *Store) EnsureHomeRegion(ctx context.Context, name, endpoint string) (Re
 		if _, err := tx.ExecContext(ctx, "UPDATE regions SET name = ?, endpoint = ? WHERE id = ?", name, endpoint, home.ID); err != nil {
 			return fmt.Errorf("store: update region %s: %w", home.Name, err)
 		}
-		detail := "endpoint " + endpoint
-		if home.Name != name {
-			detail = "renamed from " + home.Name + " (serve --region); " + detail
-		}
 		r.Name, r.Endpoint = name, endpoint
-		return s.logChange(ctx, tx, "", "region.update", RegionTarget(name), detail)
+		return nil
 	})
 	if err != nil {
 		return Region{}, err
