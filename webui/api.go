@@ -344,7 +344,7 @@ func (a *API) peer(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *API) peerConfig(w http.ResponseWriter, r *http.Request) error {
-	cfg, err := a.ctrl.PeerConfig(r.Context(), r.PathValue("tenant"), r.PathValue("peer"))
+	cfg, err := a.ctrl.PeerConfig(r.Context(), r.PathValue("tenant"), r.PathValue("peer"), "")
 	if err != nil {
 		return err
 	}
@@ -388,7 +388,7 @@ func (a *API) rotatePeerKey(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 	}
-	p, cfg, err := a.ctrl.RotatePeerKey(r.Context(), r.PathValue("tenant"), r.PathValue("peer"), req.PublicKey)
+	p, cfg, err := a.ctrl.RotatePeerKey(r.Context(), r.PathValue("tenant"), r.PathValue("peer"), req.PublicKey, "")
 	if err != nil {
 		return err
 	}

@@ -50,7 +50,7 @@ type uiBackend interface {
 	ListPeers(ctx context.Context, tenant string) ([]control.PeerInfo, error)
 	Peer(ctx context.Context, tenant, name string) (control.PeerInfo, error)
 	AddPeer(ctx context.Context, req control.AddPeerRequest) (control.PeerInfo, string, error)
-	PeerConfig(ctx context.Context, tenant, name string) (string, error)
+	PeerConfig(ctx context.Context, tenant, name, region string) (string, error)
 	SetPeerEnabled(ctx context.Context, tenant, name string, enabled bool) (control.PeerInfo, error)
 	SetPeerGroups(ctx context.Context, tenant, name string, groups []string) (control.PeerInfo, error)
 	SetPeerSite(ctx context.Context, tenant, name, site string, prefixes []netip.Prefix) (control.PeerInfo, error)
@@ -58,7 +58,7 @@ type uiBackend interface {
 	Policy(ctx context.Context, tenant string) (text string, isDefault bool, err error)
 	SetPolicy(ctx context.Context, tenant, text string) (*firewall.RuleSet, []firewall.Problem, error)
 	PolicyWarnings(ctx context.Context, tenant string) ([]firewall.Problem, error)
-	RotatePeerKey(ctx context.Context, tenant, name, publicKey string) (control.PeerInfo, string, error)
+	RotatePeerKey(ctx context.Context, tenant, name, publicKey, region string) (control.PeerInfo, string, error)
 	Routes(ctx context.Context, tenant string) ([]store.Route, error)
 	AddRoute(ctx context.Context, tenant string, prefix netip.Prefix, via string) (store.Route, error)
 	RemoveRoute(ctx context.Context, tenant string, prefix netip.Prefix) error

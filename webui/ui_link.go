@@ -49,7 +49,7 @@ func (u *UI) redeemLink(w http.ResponseWriter, r *http.Request) {
 		u.linkGone(w, r)
 		return
 	}
-	l, cfg, err := u.links.RedeemDownloadLink(r.Context(), r.PathValue("token"), u.now())
+	l, cfg, err := u.links.RedeemDownloadLink(r.Context(), r.PathValue("token"), u.now(), "")
 	if err != nil {
 		u.linkGone(w, r)
 		return

@@ -70,7 +70,7 @@ func (u *UI) regionConfigs(ctx context.Context, t, name string) ([]regionConfig,
 	if err != nil {
 		return nil, err
 	}
-	cfg, err := u.ctrl.PeerConfig(ctx, t, name)
+	cfg, err := u.ctrl.PeerConfig(ctx, t, name, "")
 	if err != nil {
 		return nil, err
 	}

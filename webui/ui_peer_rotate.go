@@ -23,7 +23,7 @@ func (u *UI) rotatePeerKey(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if _, _, err := u.ctrl.RotatePeerKey(r.Context(), t, name, pub); err != nil {
+	if _, _, err := u.ctrl.RotatePeerKey(r.Context(), t, name, pub, ""); err != nil {
 		if field, ok := peerErrorField(err); ok && field != "tenant" {
 			u.renderPeer(w, r, http.StatusUnprocessableEntity, map[string]string{"public_key": pub}, formErrors{"public_key": err.Error()})
 			return

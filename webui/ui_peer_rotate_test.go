@@ -38,7 +38,7 @@ func TestUIRotatePeerKey(t *testing.T) {
 	if after.PublicKey == before.PublicKey || !after.HasPrivateKey || !slices.Equal(after.Groups, before.Groups) {
 		t.Errorf("after rotation %+v, before %+v", after.Peer, before.Peer)
 	}
-	conf, _ := h.ctrl.PeerConfig(ctx, "acme", "laptop")
+	conf, _ := h.ctrl.PeerConfig(ctx, "acme", "laptop", "")
 	newPriv, _, _ := strings.Cut(strings.Split(conf, "PrivateKey = ")[1], "\n")
 	h.check(acmeAdmin, "GET", "/tenants/acme/peers/laptop/config?ok=peer-rotated", nil, http.StatusOK,
 		"the old key stopped working", strings.ReplaceAll(newPriv, "+", "&#43;")) // as html/template writes it

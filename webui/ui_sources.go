@@ -35,7 +35,7 @@ type linkStore interface {
 	DownloadLink(ctx context.Context, token string, now time.Time) (store.DownloadLink, error)
 	// RedeemDownloadLink uses the link of token up and returns it with the config; a second
 	// call fails like an unknown token.
-	RedeemDownloadLink(ctx context.Context, token string, now time.Time) (store.DownloadLink, string, error)
+	RedeemDownloadLink(ctx context.Context, token string, now time.Time, region string) (store.DownloadLink, string, error)
 }
 
 // peerLifecycle renames peers and sets when they expire (nil: never).

@@ -134,9 +134,13 @@ func New(cfg Config, st *store.Store, dp DataPlane, log *slog.Logger) (*Controll
 	return c, nil
 }
 
-// Start publishes the desired state to the data plane and returns when it is applied, or
+// Start records the controller's own region (Config.Region, with the node key and
+// Config.PublicEndpoint) when it changed, publishes the desired state to the data plane and returns when it is applied, or
 // why it could not be; then it keeps publishing again after failures until Close.
 func (c *Controller) Start(ctx context.Context) error {
+	if err := c.ensureHomeRegion(ctx); err != nil {
+		return err
+	}
 	if err := c.publish(ctx); err != nil {
 		return err
 	}
@@ -190,7 +194,7 @@ func (c *Controller) publish(ctx context.Context) error {
 		return err
 	}
 	c.read.Store(&snap)
-	err = c.dp.Apply(ctx, c.desired(&snap))
+	err = c.dp.Apply(ctx, c.desiredFor(&snap, c.cfg.Region))
 	if err != nil {
 		err = fmt.Errorf("apply generation %d: %w", snap.Generation, err)
 	}
@@ -204,29 +208,6 @@ func (c *Controller) changed(ctx context.Context) {
 	if err := c.publish(ctx); err != nil {
 		c.log.Error("a change is stored but the data plane did not apply it; publishing it again every "+c.cfg.RetryEvery.String(), "err", err)
 	}
-}
-
-// desired turns a snapshot of the store into the state the data plane applies.
-func (c *Controller) desired(snap *store.Snapshot) *plane.Desired {
-	d := &plane.Desired{
-		Format:     plane.Format,
-		Generation: snap.Generation,
-		Overlay:    c.overlay,
-		Tenants:    make([]plane.Tenant, len(snap.Tenants)),
-		Peers:      make([]plane.Peer, len(snap.Peers)),
-		Routes:     make([]plane.Route, len(snap.Routes)),
-	}
-	for i, t := range snap.Tenants {
-		d.Tenants[i] = plane.Tenant{ID: t.ID, Name: t.Name, SplitTunnel: t.SplitTunnel, Policy: snap.Policies[t.ID],
-			MaxFlowsPerPeer: t.MaxFlowsPerPeer, MaxFlows: t.MaxFlows}
-	}
-	for i := range snap.Peers {
-		d.Peers[i] = plane.PeerOf(&snap.Peers[i])
-	}
-	for i, r := range snap.Routes {
-		d.Routes[i] = plane.Route{Tenant: r.TenantID, Prefix: r.Prefix, Via: r.Via}
-	}
-	return d
 }
 
 // storedPeers returns the peers as last published (every change publishes), of one tenant or
@@ -258,6 +239,8 @@ func flowLimits(t store.Tenant) (perPeer, total int) {
 type TenantInfo struct {
 	store.Tenant
 	Peers int
+	// Regions are the regions the tenant is limited to, sorted; nil: every region.
+	Regions []string
 }
 
 // tenantInfo is t with its bounds in force.
@@ -294,9 +277,14 @@ func (c *Controller) ListTenants(ctx context.Context) ([]TenantInfo, error) {
 	for _, p := range c.storedPeers("") {
 		count[p.TenantID]++
 	}
+	var regions map[int64][]string
+	if snap := c.read.Load(); snap != nil {
+		regions = snap.TenantRegions
+	}
 	out := make([]TenantInfo, len(ts))
 	for i, t := range ts {
 		out[i] = tenantInfo(t, count[t.ID])
+		out[i].Regions = regions[t.ID]
 	}
 	return out, nil
 }
@@ -317,11 +305,18 @@ type AddPeerRequest struct {
 	// through it.
 	Site         string
 	SitePrefixes []netip.Prefix
+	// Region is the region the returned config connects to; "": the controller's own. A
+	// region the tenant is not allowed in is refused before anything is stored.
+	Region string
 }
 
 // AddPeer creates a peer and returns it with its wg-quick config (with a placeholder for the
 // private key when the user brought the key). The peer can connect when AddPeer returns.
 func (c *Controller) AddPeer(ctx context.Context, req AddPeerRequest) (PeerInfo, string, error) {
+	target, err := c.configRegion(ctx, req.Tenant, req.Region)
+	if err != nil {
+		return PeerInfo{}, "", err
+	}
 	np := store.NewPeer{TenantName: req.Tenant, Name: req.Name, Groups: req.Groups, Site: req.Site, SitePrefixes: req.SitePrefixes}
 	var priv store.Key
 	if req.PublicKey != "" {
@@ -331,7 +326,6 @@ func (c *Controller) AddPeer(ctx context.Context, req AddPeerRequest) (PeerInfo,
 		}
 		np.PublicKey = &k
 	} else {
-		var err error
 		if priv, err = store.GeneratePrivateKey(); err != nil {
 			return PeerInfo{}, "", err
 		}
@@ -346,7 +340,7 @@ func (c *Controller) AddPeer(ctx context.Context, req AddPeerRequest) (PeerInfo,
 	if np.PrivateKey != nil {
 		pk = &priv
 	}
-	cc, err := c.clientConfig(ctx, p, pk)
+	cc, err := c.clientConfig(ctx, p, pk, target)
 	if err != nil {
 		return PeerInfo{}, "", err
 	}
@@ -496,24 +490,20 @@ func (c *Controller) RemoveRoute(ctx context.Context, tenant string, prefix neti
 // SetTenantSplitTunnel switches the tenant's client configs between all traffic and only
 // the tenant's routes. Configs already handed out change only when re-imported.
 func (c *Controller) SetTenantSplitTunnel(ctx context.Context, tenant string, on bool) (TenantInfo, error) {
-	t, err := c.store.SetTenantSplitTunnel(ctx, tenant, on)
-	if err != nil {
+	if _, err := c.store.SetTenantSplitTunnel(ctx, tenant, on); err != nil {
 		return TenantInfo{}, err
 	}
-	n, err := c.store.CountPeers(ctx, tenant)
-	return tenantInfo(t, n), err
+	return c.tenantInfo(ctx, tenant)
 }
 
 // SetTenantLimits changes the tenant's flow bounds (nil: unchanged, 0: the node's default);
 // they apply to new flows when it returns. Flows above a lowered bound stay until they end.
 func (c *Controller) SetTenantLimits(ctx context.Context, tenant string, l store.TenantLimits) (TenantInfo, error) {
-	t, err := c.store.SetTenantLimits(ctx, tenant, l)
-	if err != nil {
+	if _, err := c.store.SetTenantLimits(ctx, tenant, l); err != nil {
 		return TenantInfo{}, err
 	}
 	c.changed(ctx)
-	n, err := c.store.CountPeers(ctx, tenant)
-	return tenantInfo(t, n), err
+	return c.tenantInfo(ctx, tenant)
 }
 
 // invalidError marks a validation failure (→ HTTP 400) whose own message is the one to show.
@@ -615,8 +605,10 @@ func (l *liveState) info(p store.Peer) PeerInfo {
 	return pi
 }
 
-// PeerConfig renders the peer's wg-quick config again.
-func (c *Controller) PeerConfig(ctx context.Context, tenant, name string) (string, error) {
+// PeerConfig renders the peer's wg-quick config again, for region ("": the controller's
+// own): the same key and addresses everywhere, the region's endpoint and server key. A
+// region the tenant is not allowed in is refused (ErrInvalid), naming the fix.
+func (c *Controller) PeerConfig(ctx context.Context, tenant, name, region string) (string, error) {
 	p, err := c.store.Peer(ctx, tenant, name)
 	if err != nil {
 		return "", err
@@ -629,7 +621,11 @@ func (c *Controller) PeerConfig(ctx context.Context, tenant, name string) (strin
 		}
 		pk = &k
 	}
-	cc, err := c.clientConfig(ctx, p, pk)
+	target, err := c.configRegion(ctx, tenant, region)
+	if err != nil {
+		return "", err
+	}
+	cc, err := c.clientConfig(ctx, p, pk, target)
 	if err != nil {
 		return "", err
 	}
@@ -641,8 +637,13 @@ func (c *Controller) PeerConfig(ctx context.Context, tenant, name string) (strin
 // again), which needs a peer whose key the server generated: a peer created from its user's
 // public key needs the new public key (ErrInvalid otherwise). The old key is refused from the
 // moment RotatePeerKey returns: its session is dropped from the device; the device connects
-// again once it has the new config.
-func (c *Controller) RotatePeerKey(ctx context.Context, tenant, name, publicKey string) (PeerInfo, string, error) {
+// again once it has the new config, which is for region ("": the controller's own; one the
+// tenant is not allowed in is refused before the key changes).
+func (c *Controller) RotatePeerKey(ctx context.Context, tenant, name, publicKey, region string) (PeerInfo, string, error) {
+	target, err := c.configRegion(ctx, tenant, region)
+	if err != nil {
+		return PeerInfo{}, "", err
+	}
 	var priv, pub *store.Key
 	if publicKey != "" {
 		k, err := store.ParseKey(publicKey)
@@ -669,7 +670,7 @@ func (c *Controller) RotatePeerKey(ctx context.Context, tenant, name, publicKey 
 		return PeerInfo{}, "", err
 	}
 	c.changed(ctx)
-	cc, err := c.clientConfig(ctx, p, priv)
+	cc, err := c.clientConfig(ctx, p, priv, target)
 	if err != nil {
 		return PeerInfo{}, "", err
 	}
@@ -696,21 +697,22 @@ func (c *Controller) RemovePeer(ctx context.Context, tenant, name string) error 
 	return nil
 }
 
-// clientConfig assembles the wg-quick file of peer p; priv is nil when the user holds the key.
+// clientConfig assembles the wg-quick file of peer p for the region target; priv is nil when
+// the user holds the key.
 // A site connector routes only the overlay through the tunnel (its LAN stays local) and uses
 // no DNS of ours; a peer of a split-tunnel tenant routes the overlay and the tenant's routes
 // other than the default ones; everyone else routes everything.
-func (c *Controller) clientConfig(ctx context.Context, p store.Peer, priv *store.Key) (clientConfig, error) {
+func (c *Controller) clientConfig(ctx context.Context, p store.Peer, priv *store.Key, target regionTarget) (clientConfig, error) {
 	ov := c.overlay
 	cc := clientConfig{
 		Tenant:          p.TenantName,
 		Peer:            p.Name,
-		Region:          c.cfg.Region,
+		Region:          target.name,
 		PrivateKey:      priv,
 		Addresses:       []netip.Addr{p.IPv4, p.IPv6},
 		MTU:             c.cfg.MTU,
-		ServerPublicKey: c.serverKey,
-		Endpoint:        c.cfg.PublicEndpoint,
+		ServerPublicKey: target.key,
+		Endpoint:        target.endpoint,
 		AllowedIPs:      []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")},
 	}
 	if p.Site != "" {

@@ -149,7 +149,7 @@ func TestControllerRotatePeerKey(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	p, conf, err := c.RotatePeerKey(ctx, "acme", "laptop", "")
+	p, conf, err := c.RotatePeerKey(ctx, "acme", "laptop", "", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,7 +160,7 @@ func TestControllerRotatePeerKey(t *testing.T) {
 	if priv.PublicKey() != p.PublicKey {
 		t.Errorf("the new config's private key belongs to %s, the peer has %s", priv.PublicKey(), p.PublicKey)
 	}
-	if again, err := c.PeerConfig(ctx, "acme", "laptop"); err != nil || again != conf {
+	if again, err := c.PeerConfig(ctx, "acme", "laptop", ""); err != nil || again != conf {
 		t.Errorf("PeerConfig after rotation differs from the rotation's config (%v):\n%s\nvs\n%s", err, again, conf)
 	}
 	if old, new := desiredHasKey(dp, old.PublicKey), desiredHasKey(dp, p.PublicKey); old || !new {
@@ -168,22 +168,22 @@ func TestControllerRotatePeerKey(t *testing.T) {
 	}
 
 	// A peer whose user brought the key needs the new public key.
-	_, _, err = c.RotatePeerKey(ctx, "acme", "phone", "")
+	_, _, err = c.RotatePeerKey(ctx, "acme", "phone", "", "")
 	if !errors.Is(err, store.ErrInvalid) || !strings.Contains(err.Error(), "give the new public key") {
 		t.Errorf("rotating a user-key peer without a key: %v", err)
 	}
 	newUser, _ := store.GeneratePrivateKey()
-	p, conf, err = c.RotatePeerKey(ctx, "acme", "phone", newUser.PublicKey().String())
+	p, conf, err = c.RotatePeerKey(ctx, "acme", "phone", newUser.PublicKey().String(), "")
 	if err != nil || p.PublicKey != newUser.PublicKey() || p.HasPrivateKey {
 		t.Fatalf("rotating a user-key peer to a new public key: %+v, %v", p, err)
 	}
 	if !strings.Contains(conf, "# PrivateKey = <your private key>") {
 		t.Errorf("config of a user-key peer after rotation has no placeholder:\n%s", conf)
 	}
-	if _, _, err := c.RotatePeerKey(ctx, "acme", "phone", "not-a-key"); !errors.Is(err, store.ErrInvalid) {
+	if _, _, err := c.RotatePeerKey(ctx, "acme", "phone", "not-a-key", ""); !errors.Is(err, store.ErrInvalid) {
 		t.Errorf("a malformed key: %v, want ErrInvalid", err)
 	}
-	if _, _, err := c.RotatePeerKey(ctx, "acme", "tablet", ""); !errors.Is(err, store.ErrNotFound) {
+	if _, _, err := c.RotatePeerKey(ctx, "acme", "tablet", "", ""); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("an unknown peer: %v, want ErrNotFound", err)
 	}
 }

@@ -79,14 +79,15 @@ func (c *Controller) DownloadLink(ctx context.Context, token string, now time.Ti
 }
 
 // RedeemDownloadLink uses the link of token at now and returns it with the peer's wg-quick
-// config. Only one call per link succeeds; unknown, expired and used links all give the same
-// error, wrapping store.ErrNotFound.
-func (c *Controller) RedeemDownloadLink(ctx context.Context, token string, now time.Time) (store.DownloadLink, string, error) {
+// config for region ("": the controller's own). Only one call per link succeeds; unknown,
+// expired and used links all give the same error, wrapping store.ErrNotFound. A region the
+// peer's tenant is not allowed in is refused and leaves the link usable.
+func (c *Controller) RedeemDownloadLink(ctx context.Context, token string, now time.Time, region string) (store.DownloadLink, string, error) {
 	l, err := c.store.DownloadLinkByToken(ctx, token, now)
 	if err != nil {
 		return store.DownloadLink{}, "", err
 	}
-	cfg, err := c.PeerConfig(ctx, l.TenantName, l.PeerName) // before using it up: a failure leaves the link valid
+	cfg, err := c.PeerConfig(ctx, l.TenantName, l.PeerName, region) // before using it up: a failure leaves the link valid
 	if err != nil {
 		return store.DownloadLink{}, "", err
 	}

@@ -90,7 +90,7 @@ func TestControllerPeerRenameAndExpiry(t *testing.T) {
 	if err != nil || p.Name != "notebook" {
 		t.Fatalf("RenamePeer = %+v, %v", p, err)
 	}
-	if _, err := c.PeerConfig(ctx, "acme", "notebook"); err != nil {
+	if _, err := c.PeerConfig(ctx, "acme", "notebook", ""); err != nil {
 		t.Errorf("config of the renamed peer: %v", err)
 	}
 
@@ -126,11 +126,11 @@ func TestControllerDownloadLinks(t *testing.T) {
 	if _, err := c.DownloadLink(ctx, token, now); err != nil {
 		t.Errorf("peeking at the link: %v", err)
 	}
-	_, cfg, err := c.RedeemDownloadLink(ctx, token, now)
+	_, cfg, err := c.RedeemDownloadLink(ctx, token, now, "")
 	if err != nil || !strings.Contains(cfg, "PrivateKey = ") {
 		t.Fatalf("RedeemDownloadLink = %q, %v", cfg, err)
 	}
-	if _, _, err := c.RedeemDownloadLink(ctx, token, now); !errors.Is(err, store.ErrNotFound) {
+	if _, _, err := c.RedeemDownloadLink(ctx, token, now, ""); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("second download: %v", err)
 	}
 }
