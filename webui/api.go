@@ -62,6 +62,10 @@ func NewAPI(ctrl *control.Controller, st Store, log *slog.Logger) *API {
 		{"GET /api/v1/tenants/{tenant}/routes", a.routes},
 		{"POST /api/v1/tenants/{tenant}/routes", a.addRoute},
 		{"DELETE /api/v1/tenants/{tenant}/routes", a.removeRoute},
+		{"GET /api/v1/regions", a.listRegions},
+		{"POST /api/v1/regions", a.addRegion},
+		{"PATCH /api/v1/regions/{region}", a.updateRegion},
+		{"DELETE /api/v1/regions/{region}", a.removeRegion},
 
 		// ---- admins, API tokens, the audit log, and peer rename, expiry and download
 		// links (handlers and types in auth_api.go; on the web address apiRoutes in token.go
@@ -122,6 +126,8 @@ func (a *API) wrapLimit(limit int64, h func(w http.ResponseWriter, r *http.Reque
 			code = http.StatusBadRequest
 		case errors.Is(err, store.ErrNotFound):
 			code = http.StatusNotFound
+		case errors.Is(err, errForbidden):
+			code = http.StatusForbidden
 		case errors.Is(err, store.ErrExists):
 			code = http.StatusConflict
 		case errors.Is(err, store.ErrExhausted):
@@ -141,6 +147,8 @@ func (a *API) wrapLimit(limit int64, h func(w http.ResponseWriter, r *http.Reque
 
 var (
 	errBadRequest = errors.New("bad request")
+	// errForbidden: the principal may not make this change (→ 403).
+	errForbidden = errors.New("forbidden")
 	// errTooLarge: the request body is larger than the route takes (→ 413).
 	errTooLarge = errors.New("request body too large")
 )
@@ -325,7 +333,7 @@ func (a *API) addPeer(w http.ResponseWriter, r *http.Request) error {
 	}
 	p, cfg, err := a.ctrl.AddPeer(r.Context(), control.AddPeerRequest{
 		Tenant: r.PathValue("tenant"), Name: req.Name, PublicKey: req.PublicKey,
-		Groups: req.Groups, Site: req.Site, SitePrefixes: prefixes,
+		Groups: req.Groups, Site: req.Site, SitePrefixes: prefixes, Region: req.Region,
 	})
 	if err != nil {
 		return err
@@ -344,7 +352,7 @@ func (a *API) peer(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *API) peerConfig(w http.ResponseWriter, r *http.Request) error {
-	cfg, err := a.ctrl.PeerConfig(r.Context(), r.PathValue("tenant"), r.PathValue("peer"), "")
+	cfg, err := a.ctrl.PeerConfig(r.Context(), r.PathValue("tenant"), r.PathValue("peer"), r.URL.Query().Get("region"))
 	if err != nil {
 		return err
 	}
@@ -388,7 +396,7 @@ func (a *API) rotatePeerKey(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 	}
-	p, cfg, err := a.ctrl.RotatePeerKey(r.Context(), r.PathValue("tenant"), r.PathValue("peer"), req.PublicKey, "")
+	p, cfg, err := a.ctrl.RotatePeerKey(r.Context(), r.PathValue("tenant"), r.PathValue("peer"), req.PublicKey, req.Region)
 	if err != nil {
 		return err
 	}
@@ -486,12 +494,31 @@ func (a *API) updateTenant(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(r, &req); err != nil {
 		return err
 	}
-	if req.SplitTunnel == nil {
-		return fmt.Errorf("%w: nothing to change: send split_tunnel", errBadRequest)
+	if req.SplitTunnel == nil && req.Regions == nil {
+		return fmt.Errorf("%w: nothing to change: send split_tunnel, regions or both", errBadRequest)
 	}
-	t, err := a.ctrl.SetTenantSplitTunnel(r.Context(), r.PathValue("tenant"), *req.SplitTunnel)
-	if err != nil {
-		return err
+	tenant := r.PathValue("tenant")
+	if req.Regions != nil {
+		// Which regions a tenant may use is the operator's to decide, like its flow bounds.
+		if p := PrincipalFrom(r.Context()); p != nil && (p.Role != RoleOwner || p.Tenant != "") {
+			return fmt.Errorf("%w: %s (role %s) may not change the regions of tenant %s: only owners do", errForbidden, p.Name, p.Role, tenant)
+		}
+	}
+	var t control.TenantInfo
+	var err error
+	if req.Regions != nil {
+		regions := *req.Regions
+		if len(regions) == 1 && regions[0] == "all" {
+			regions = nil
+		}
+		if t, err = a.ctrl.SetTenantRegions(r.Context(), tenant, regions); err != nil {
+			return err
+		}
+	}
+	if req.SplitTunnel != nil {
+		if t, err = a.ctrl.SetTenantSplitTunnel(r.Context(), tenant, *req.SplitTunnel); err != nil {
+			return err
+		}
 	}
 	writeJSON(w, http.StatusOK, apiTenant(t))
 	return nil
@@ -515,7 +542,7 @@ func (a *API) updateTenantLimits(w http.ResponseWriter, r *http.Request) error {
 
 func apiTenant(t control.TenantInfo) APITenant {
 	return APITenant{Name: t.Name, CreatedAt: t.CreatedAt.UTC(), Peers: t.Peers, SplitTunnel: t.SplitTunnel,
-		MaxFlowsPerPeer: t.MaxFlowsPerPeer, MaxFlows: t.MaxFlows}
+		MaxFlowsPerPeer: t.MaxFlowsPerPeer, MaxFlows: t.MaxFlows, Regions: t.Regions}
 }
 
 func (a *API) policy(w http.ResponseWriter, r *http.Request) error {

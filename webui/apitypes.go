@@ -53,11 +53,45 @@ type APITenant struct {
 	// tenant's own bounds or the node's defaults.
 	MaxFlowsPerPeer int `json:"max_flows_per_peer"`
 	MaxFlows        int `json:"max_flows"`
+	// Regions are the regions the tenant is limited to, sorted; absent: every region.
+	Regions []string `json:"regions,omitempty"`
 }
 
 // APITenantUpdate is the body of PATCH /api/v1/tenants/{tenant}; nil fields stay as they are.
 type APITenantUpdate struct {
 	SplitTunnel *bool `json:"split_tunnel,omitempty"`
+	// Regions limits the tenant to these regions; [] or ["all"]: every region. Owners only.
+	Regions *[]string `json:"regions,omitempty"`
+}
+
+// APIRegion is one region: where its clients connect and the server key their configs name.
+type APIRegion struct {
+	Name     string `json:"name"`
+	Endpoint string `json:"endpoint"`
+	// PublicKey is the region's WireGuard public key, the server key of its configs.
+	PublicKey string `json:"public_key"`
+	// Home is true for the controller's own region, whose key is the node key and whose
+	// endpoint is serve's --public-endpoint.
+	Home      bool      `json:"home"`
+	CreatedAt time.Time `json:"created_at"`
+	// Tenants are the tenants limited to a set of regions that includes this one.
+	Tenants []string `json:"tenants"`
+}
+
+// APIRegions answers GET /api/v1/regions, ordered by name.
+type APIRegions struct {
+	Regions []APIRegion `json:"regions"`
+}
+
+// APINewRegion is the body of POST /api/v1/regions.
+type APINewRegion struct {
+	Name     string `json:"name"`
+	Endpoint string `json:"endpoint"`
+}
+
+// APIRegionUpdate is the body of PATCH /api/v1/regions/{region}.
+type APIRegionUpdate struct {
+	Endpoint *string `json:"endpoint,omitempty"`
 }
 
 // APITenantLimits is the body of PATCH /api/v1/tenants/{tenant}/limits: the tenant's flow
@@ -150,6 +184,9 @@ type APINewPeer struct {
 	Groups       []string `json:"groups,omitempty"`
 	Site         string   `json:"site,omitempty"`
 	SitePrefixes []string `json:"site_prefixes,omitempty"`
+	// Region, optional, is the region of the config in the answer: its endpoint and
+	// server key. Default: the controller's own region.
+	Region string `json:"region,omitempty"`
 }
 
 // APIPeerUpdate is the body of PATCH /api/v1/tenants/{tenant}/peers/{peer}; nil fields stay
@@ -166,6 +203,9 @@ type APIPeerUpdate struct {
 // key the server generated may ask for; a peer whose user brought its key needs the new one.
 type APIPeerRotate struct {
 	PublicKey string `json:"public_key,omitempty"`
+	// Region, optional, is the region of the config in the answer. Default: the
+	// controller's own region.
+	Region string `json:"region,omitempty"`
 }
 
 // APIPeerCreated answers POST /api/v1/tenants/{tenant}/peers and .../peers/{peer}/rotate.

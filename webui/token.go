@@ -82,6 +82,12 @@ func apiRoutes() []apiRoute {
 		{pattern: "POST /api/v1/tokens", access: accessOwner, action: "token.add"},
 		{pattern: "DELETE /api/v1/tokens/{token}", access: accessOwner, action: "token.remove"},
 		{pattern: "GET /api/v1/audit", access: accessRead, scoped: (*Server).scopedQuery},
+		// Regions are the operator's: everyone may see them (to pick a config), of their
+		// tenants limited to each only their own.
+		{pattern: "GET /api/v1/regions", access: accessRead, scoped: (*Server).scopedRegions},
+		{pattern: "POST /api/v1/regions", access: accessOwner, action: "region.add"},
+		{pattern: "PATCH /api/v1/regions/{region}", access: accessOwner, action: "region.update"},
+		{pattern: "DELETE /api/v1/regions/{region}", access: accessOwner, action: "region.remove"},
 	}
 }
 
