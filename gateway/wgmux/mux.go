@@ -109,7 +109,7 @@ type Mux struct {
 	route   Route
 	log     *slog.Logger
 	noise   *noise
-	cookies device.CookieChecker // mac2 under load, and cookie replies
+	cookies *cookieJar // mac2 under load, and cookie replies
 	hs      *handshakes          // admission and the queue of initiations
 	workers int                  // handshake workers per opening of the inner bind
 
@@ -300,7 +300,7 @@ func New(cfg Config, log *slog.Logger) (*Mux, error) {
 		maxIndices: maxIndices,
 	}
 	m.epoch = m.now()
-	m.cookies.Init(device.NoisePublicKey(cfg.PrivateKey.PublicKey()))
+	m.cookies = newCookieJar(cfg.PrivateKey.PublicKey(), func() time.Time { return m.now() })
 	m.bufs.New = func() any { return new(datagram) }
 	m.batches.New = func() any { return new(batch) }
 	empty := map[int64]*session{}
@@ -1160,7 +1160,7 @@ func (m *Mux) checkMAC2(p []byte, ep conn.Endpoint) mac2Check {
 	if mac2IsZero(p) {
 		return mac2Invalid
 	}
-	if m.cookies.CheckMAC2(p, ep.DstToBytes()) {
+	if m.cookies.checkMAC2(p, ep.DstToBytes()) {
 		return mac2Valid
 	}
 	return mac2Invalid
@@ -1170,16 +1170,11 @@ func (m *Mux) checkMAC2(p []byte, ep conn.Endpoint) mac2Check {
 // and port under a secret rotated every 2 minutes (whitepaper, section 5.4.7), which a stock
 // client puts into the mac2 of its next initiation.
 func (m *Mux) sendCookie(p []byte, ep conn.Endpoint) {
-	reply, err := m.cookies.CreateReply(p, binary.LittleEndian.Uint32(p[initSenderOff:]), ep.DstToBytes())
+	b, err := m.cookies.reply(p, ep.DstToBytes())
 	if err != nil {
 		m.log.Warn("wgmux: create cookie reply", "err", err)
 		return
 	}
-	var b [cookieReplySize]byte
-	binary.LittleEndian.PutUint32(b[0:], reply.Type)
-	binary.LittleEndian.PutUint32(b[4:], reply.Receiver)
-	n := 8 + copy(b[8:], reply.Nonce[:])
-	copy(b[n:], reply.Cookie[:])
 	if err := m.inner.Send([][]byte{b[:]}, ep); err != nil {
 		m.log.Debug("wgmux: send cookie reply", "to", ep.DstToString(), "err", err)
 	}
