@@ -109,9 +109,9 @@ type Mux struct {
 	route   Route
 	log     *slog.Logger
 	noise   *noise
-	cookies *cookieJar // mac2 under load, and cookie replies
-	hs      *handshakes          // admission and the queue of initiations
-	workers int                  // handshake workers per opening of the inner bind
+	cookies *cookieJar  // mac2 under load, and cookie replies
+	hs      *handshakes // admission and the queue of initiations
+	workers int         // handshake workers per opening of the inner bind
 
 	batch      int // datagrams per read of the Mux's own readers: inner.BatchSize(), at most conn.IdealBatchSize
 	queueLimit int64
