@@ -17,6 +17,9 @@ type cmdSpec struct {
 	summary string   // one line for the group's help; "" for the first sentence of about
 	example string   // one or more example lines
 	args    []string // names of the positional arguments, all required
+	// flagName, when set, names a string flag that may give the one positional argument
+	// instead ("tenant set --tenant acme" as well as "tenant set acme").
+	flagName string
 }
 
 // cmdFlags is the FlagSet of one command. It remembers the order flags were defined in and a
@@ -85,6 +88,16 @@ func (c *cmdFlags) parse(w io.Writer, args []string) ([]string, error) {
 		}
 		pos = append(pos, rest[0])
 		args = rest[1:]
+	}
+	if c.spec.flagName != "" && len(c.spec.args) == 1 {
+		if v := c.fs.Lookup(c.spec.flagName); v != nil && v.Value.String() != "" {
+			switch {
+			case len(pos) == 0:
+				pos = []string{v.Value.String()}
+			case pos[0] != v.Value.String():
+				return nil, usagef("%s: %s and --%s %s name different things: give one", c.spec.name, pos[0], c.spec.flagName, v.Value.String())
+			}
+		}
 	}
 	if len(pos) < len(c.spec.args) {
 		missing := c.spec.args[len(pos)]

@@ -457,7 +457,7 @@ func TestNetworkUsageErrors(t *testing.T) {
 		{args: []string{"route", "remove", "10.10.0.0/24"}, want: "route remove: missing --tenant"},
 		{args: []string{"route", "remove", "--tenant", "Acme", "10.10.0.0/24"}, want: `tenant name "Acme" is invalid`},
 		{args: []string{"tenant", "set", "acme"},
-			want: "popgate: tenant set: nothing to change: give --split-tunnel on|off, --max-flows-per-peer N or --max-flows N\n"},
+			want: "popgate: tenant set: nothing to change: give --split-tunnel on|off, --max-flows-per-peer N, --max-flows N or --regions REGION,...|all\n"},
 		{args: []string{"tenant", "set", "--max-flows", "0", "acme"},
 			want: `tenant set: invalid value "0" for flag --max-flows: use a number of flows from 1 to 1048576, or default`},
 		{args: []string{"tenant", "set", "--max-flows-per-peer", "lots", "acme"},

@@ -25,21 +25,37 @@ const peerAbout = "Peers are the client devices of a tenant: a WireGuard key wit
 const (
 	tenantUsage = "`TENANT` the peer belongs to (required)"
 	qrUsage     = "print the config as a QR code for the WireGuard mobile app instead of as text"
+	regionUsage = "`REGION` the config connects to (its endpoint and server key); default: the controller's own region"
 )
+
+// checkRegionFlag checks --region, when given, as the server would.
+func checkRegionFlag(f *adminFlags, region string) error {
+	if !f.isSet("region") {
+		return nil
+	}
+	if err := store.ValidateRegionName(region); err != nil {
+		return usagef("%s: --region: %s", f.spec.name, err)
+	}
+	return nil
+}
 
 var peerCommands = []subcommand{
 	{cmdSpec{
 		name: "peer add",
 		usage: "peer add --tenant TENANT [--group GROUP,...]... [--site NAME --site-prefix PREFIX,...]... " +
-			"[--public-key KEY] [--qr] [--data-dir DIR] NAME",
+			"[--public-key KEY] [--region REGION] [--qr] [--data-dir DIR] NAME",
 		about: "Add a peer to a tenant and print its wg-quick config. Only the config goes to stdout. " +
 			"By default the server generates the key pair and can print the config again with 'peer config'. " +
 			"With --public-key you bring your own key (from `wg genkey | wg pubkey`): the server never sees " +
 			"the private key and the config's PrivateKey line is left for you to fill in.\n\n" +
 			"Groups name peers in the tenant's policy (group:NAME). With --site the peer is a site " +
 			"connector: a machine running wg-quick in front of a LAN whose prefixes, given with " +
-			"--site-prefix, the tenant's routes and policy can then name as site:NAME.",
+			"--site-prefix, the tenant's routes and policy can then name as site:NAME.\n\n" +
+			"The config is for the controller's own region unless --region names another (see 'popgate " +
+			"region list'); the peer is the same in every region and 'peer config --region' prints its " +
+			"config for any region its tenant may use.",
 		example: "popgate peer add --tenant acme laptop > laptop.conf\n" +
+			"popgate peer add --tenant acme --region fra laptop > laptop-fra.conf\n" +
 			"popgate peer add --tenant acme --group eng,ops --qr phone\n" +
 			"popgate peer add --tenant acme --public-key \"$(wg pubkey < laptop.key)\" laptop\n" +
 			"popgate peer add --tenant acme --site office --site-prefix 10.10.0.0/24,10.20.0.0/16 office-gw > office-gw.conf",
@@ -53,9 +69,9 @@ var peerCommands = []subcommand{
 	}, (*app).peerList},
 	{cmdSpec{
 		name:    "peer config",
-		usage:   "peer config --tenant TENANT [--qr] [--data-dir DIR] NAME",
-		about:   "Print the wg-quick config of a peer again, on stdout. Only for peers whose key the server generated.",
-		example: "popgate peer config --tenant acme laptop > laptop.conf\npopgate peer config --tenant acme --qr phone",
+		usage:   "peer config --tenant TENANT [--region REGION] [--qr] [--data-dir DIR] NAME",
+		about:   "Print the wg-quick config of a peer again, on stdout, for the controller's own region or the one --region names: the same key and addresses, the region's endpoint and server key. Only for peers whose key the server generated.",
+		example: "popgate peer config --tenant acme laptop > laptop.conf\npopgate peer config --tenant acme --region ams laptop > laptop-ams.conf\npopgate peer config --tenant acme --qr phone",
 		args:    []string{"NAME"},
 	}, (*app).peerConfig},
 	{cmdSpec{
@@ -92,11 +108,12 @@ var peerCommands = []subcommand{
 	}, (*app).peerRename},
 	{cmdSpec{
 		name:  "peer rotate",
-		usage: "peer rotate --tenant TENANT [--public-key KEY] [--qr] [--data-dir DIR] NAME",
+		usage: "peer rotate --tenant TENANT [--public-key KEY] [--region REGION] [--qr] [--data-dir DIR] NAME",
 		about: "Give a peer a new key and print its new wg-quick config, as 'peer add' does. The old key stops " +
 			"working at once: the device is disconnected until the new config is imported on it. Addresses, " +
 			"groups, site and expiry stay. By default the server generates the new key pair; a peer created " +
-			"with --public-key needs the public key of a new key pair its user made, given with --public-key.",
+			"with --public-key needs the public key of a new key pair its user made, given with --public-key. " +
+			"The config is for the controller's own region unless --region names another.",
 		example: "popgate peer rotate --tenant acme laptop > laptop.conf\n" +
 			"popgate peer rotate --tenant acme --public-key \"$(wg pubkey < new.key)\" phone",
 		args: []string{"NAME"},
@@ -189,18 +206,22 @@ func (n *peerNetFlags) check(f *adminFlags) error {
 }
 
 func (a *app) peerAdd(ctx context.Context, spec cmdSpec, args []string) error {
-	var pub string
+	var pub, region string
 	var qr bool
 	var nf peerNetFlags
 	f := newAdminFlags(spec).withTenant(tenantUsage)
 	nf.define(f)
 	f.String(&pub, "public-key", "", "your own WireGuard public `KEY` (base64, from wg pubkey); default: the server generates the key pair")
 	f.Bool(&qr, "qr", qrUsage)
+	f.String(&region, "region", "", regionUsage)
 	name, err := a.parsePeerArgs(f, args)
 	if err != nil {
 		return err
 	}
 	if err := nf.check(f); err != nil {
+		return err
+	}
+	if err := checkRegionFlag(f, region); err != nil {
 		return err
 	}
 	if pub != "" {
@@ -209,7 +230,7 @@ func (a *app) peerAdd(ctx context.Context, spec cmdSpec, args []string) error {
 		}
 	}
 	var created webui.APIPeerCreated
-	body := webui.APINewPeer{Name: name, PublicKey: pub, Groups: nf.groups, Site: nf.site, SitePrefixes: nf.prefixes}
+	body := webui.APINewPeer{Name: name, PublicKey: pub, Groups: nf.groups, Site: nf.site, SitePrefixes: nf.prefixes, Region: region}
 	if _, err := a.client(f).callJSON(ctx, http.MethodPost, tenantPath(f.tenant)+"/peers", body, &created); err != nil {
 		return err
 	}
@@ -381,13 +402,17 @@ func (a *app) peerRename(ctx context.Context, spec cmdSpec, args []string) error
 }
 
 func (a *app) peerRotate(ctx context.Context, spec cmdSpec, args []string) error {
-	var pub string
+	var pub, region string
 	var qr bool
 	f := newAdminFlags(spec).withTenant(tenantUsage)
 	f.String(&pub, "public-key", "", "the public `KEY` of a new key pair the user made (base64, from wg pubkey); default: the server generates the key pair")
 	f.Bool(&qr, "qr", qrUsage)
+	f.String(&region, "region", "", regionUsage)
 	name, err := a.parsePeerArgs(f, args)
 	if err != nil {
+		return err
+	}
+	if err := checkRegionFlag(f, region); err != nil {
 		return err
 	}
 	var body any // none: the server generates the key pair
@@ -395,7 +420,9 @@ func (a *app) peerRotate(ctx context.Context, spec cmdSpec, args []string) error
 		if _, err := store.ParseKey(pub); err != nil {
 			return usagef("peer rotate: --public-key: %s", strings.TrimPrefix(err.Error(), store.ErrInvalid.Error()+": "))
 		}
-		body = webui.APIPeerRotate{PublicKey: pub}
+	}
+	if pub != "" || region != "" {
+		body = webui.APIPeerRotate{PublicKey: pub, Region: region}
 	}
 	var rotated webui.APIPeerCreated
 	if _, err := a.client(f).callJSON(ctx, http.MethodPost, peerPath(f.tenant, name)+"/rotate", body, &rotated); err != nil {
@@ -414,13 +441,22 @@ func (a *app) peerRotate(ctx context.Context, spec cmdSpec, args []string) error
 
 func (a *app) peerConfig(ctx context.Context, spec cmdSpec, args []string) error {
 	var qr bool
+	var region string
 	f := newAdminFlags(spec).withTenant(tenantUsage)
 	f.Bool(&qr, "qr", qrUsage)
+	f.String(&region, "region", "", regionUsage)
 	name, err := a.parsePeerArgs(f, args)
 	if err != nil {
 		return err
 	}
-	conf, err := a.client(f).call(ctx, http.MethodGet, peerPath(f.tenant, name)+"/config", nil)
+	if err := checkRegionFlag(f, region); err != nil {
+		return err
+	}
+	path := peerPath(f.tenant, name) + "/config"
+	if region != "" {
+		path += "?" + url.Values{"region": {region}}.Encode()
+	}
+	conf, err := a.client(f).call(ctx, http.MethodGet, path, nil)
 	if err != nil {
 		return err
 	}

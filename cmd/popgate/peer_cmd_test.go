@@ -184,7 +184,7 @@ func TestUsageErrorsExit2(t *testing.T) {
 		{[]string{"peer", "rename", "--tenant", "acme", "laptop", "note book"}, `peer name "note book" is invalid: ' ' at position 5 is not allowed; use 1-64 letters, digits, '.', '_' and '-', starting with a letter or digit`},
 		// peer rotate.
 		{[]string{"peer", "rotate", "--tenant", "acme", "--public-key", "xyz", "phone"}, `peer rotate: --public-key: "xyz" is not a WireGuard key: it has 3 characters, a key has 44 characters of base64 as printed by 'wg genkey' or 'wg pubkey'`},
-		{[]string{"peer", "rotate", "laptop"}, "peer rotate: missing --tenant: usage: popgate peer rotate --tenant TENANT [--public-key KEY] [--qr] [--data-dir DIR] NAME"},
+		{[]string{"peer", "rotate", "laptop"}, "peer rotate: missing --tenant: usage: popgate peer rotate --tenant TENANT [--public-key KEY] [--region REGION] [--qr] [--data-dir DIR] NAME"},
 		// peer set --expires.
 		{[]string{"peer", "set", "--tenant", "acme", "--expires", "tomorrow", "laptop"}, `peer set: --expires "tomorrow" is not a duration: use e.g. 90d, 12h, 30m or 2y`},
 		{[]string{"peer", "set", "--tenant", "acme", "--expires", "2026-13-01", "laptop"}, `peer set: --expires "2026-13-01" is neither a date such as 2027-03-31 nor a time such as 2027-03-31T18:00:00Z`},

@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 
+	"github.com/popgate/popgate/store"
 	"github.com/popgate/popgate/webui"
 )
 
@@ -27,7 +29,7 @@ var tenantCommands = []subcommand{
 	}, (*app).tenantList},
 	{cmdSpec{
 		name:  "tenant set",
-		usage: "tenant set [--split-tunnel on|off] [--max-flows-per-peer N|default] [--max-flows N|default] [--data-dir DIR] NAME",
+		usage: "tenant set [--split-tunnel on|off] [--max-flows-per-peer N|default] [--max-flows N|default] [--regions REGION,...|all] [--data-dir DIR] NAME|--tenant NAME",
 		about: "Change a tenant's settings. With split tunnel on, the configs of its peers send only the " +
 			"overlay and the tenant's routes (see 'popgate route list'; all but 0.0.0.0/0 and ::/0) through " +
 			"the tunnel, and the rest of their traffic takes the device's own way out; off (the default) " +
@@ -37,9 +39,14 @@ var tenantCommands = []subcommand{
 			"open at once, through the exit (TCP, UDP, pings waiting for a reply) and in the firewall's " +
 			"connection tracking; defaults 4096 and 16384. At a bound a new flow replaces the peer's oldest " +
 			"flow that never got a reply, or is dropped when there is none ('popgate status' counts both). " +
-			"They apply to new flows at once.",
-		example: "popgate tenant set --split-tunnel on acme\npopgate tenant set --max-flows-per-peer 10000 --max-flows 50000 acme\npopgate tenant set --max-flows-per-peer default acme",
-		args:    []string{"NAME"},
+			"They apply to new flows at once. " +
+			"--regions limits the tenant to some regions (see 'popgate region list'): its peers' configs are " +
+			"given only for those, and other regions' PoPs stop serving its peers; --regions all (the " +
+			"default) allows every region.",
+		example: "popgate tenant set --split-tunnel on acme\npopgate tenant set --max-flows-per-peer 10000 --max-flows 50000 acme\n" +
+			"popgate tenant set --max-flows-per-peer default acme\npopgate tenant set --tenant acme --regions fra,ams\npopgate tenant set --tenant acme --regions all",
+		args:     []string{"NAME"},
+		flagName: "tenant",
 	}, (*app).tenantSet},
 	{cmdSpec{
 		name:    "tenant remove",
@@ -85,9 +92,13 @@ func (a *app) tenantList(ctx context.Context, spec cmdSpec, args []string) error
 		return nil
 	}
 	tw := newTable(a.stdout)
-	fmt.Fprintln(tw, "NAME\tPEERS\tSPLIT-TUNNEL\tFLOWS/PEER\tFLOWS\tCREATED")
+	fmt.Fprintln(tw, "NAME\tPEERS\tSPLIT-TUNNEL\tFLOWS/PEER\tFLOWS\tREGIONS\tCREATED")
 	for _, t := range ts.Tenants {
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d\t%s\n", t.Name, t.Peers, onOff(t.SplitTunnel), t.MaxFlowsPerPeer, t.MaxFlows, ago(a.now(), t.CreatedAt))
+		regions := "all"
+		if len(t.Regions) > 0 {
+			regions = strings.Join(t.Regions, ",")
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d\t%s\t%s\n", t.Name, t.Peers, onOff(t.SplitTunnel), t.MaxFlowsPerPeer, t.MaxFlows, regions, ago(a.now(), t.CreatedAt))
 	}
 	return tw.Flush()
 }
@@ -95,10 +106,12 @@ func (a *app) tenantList(ctx context.Context, spec cmdSpec, args []string) error
 func (a *app) tenantSet(ctx context.Context, spec cmdSpec, args []string) error {
 	var split onOffFlag
 	var perPeer, total flowBoundFlag
-	f := newAdminFlags(spec)
+	var regions string
+	f := newAdminFlags(spec).withTenant("the `TENANT` to change, instead of NAME")
 	f.Var(&split, "split-tunnel", "`on|off`: on, client configs route only the tenant's routes and the overlay through the tunnel; off, all traffic", "")
 	f.Var(&perPeer, "max-flows-per-peer", "`N|default`: the most flows one peer of the tenant may have open at once, 1-1048576; default: the node's, 4096", "")
 	f.Var(&total, "max-flows", "`N|default`: the most flows the tenant's peers may have open at once in all, 1-1048576; default: the node's, 16384", "")
+	f.String(&regions, "regions", "", "`REGION,...|all`: the regions the tenant may use; all: every region (the default)")
 	pos, err := f.parse(a, args)
 	if err != nil {
 		return err
@@ -106,12 +119,29 @@ func (a *app) tenantSet(ctx context.Context, spec cmdSpec, args []string) error 
 	if err := checkName("tenant", pos[0]); err != nil {
 		return err
 	}
-	setSplit, setPerPeer, setTotal := f.isSet("split-tunnel"), f.isSet("max-flows-per-peer"), f.isSet("max-flows")
-	if !setSplit && !setPerPeer && !setTotal {
-		return usagef("tenant set: nothing to change: give --split-tunnel on|off, --max-flows-per-peer N or --max-flows N")
+	setSplit, setPerPeer, setTotal, setRegions := f.isSet("split-tunnel"), f.isSet("max-flows-per-peer"), f.isSet("max-flows"), f.isSet("regions")
+	if !setSplit && !setPerPeer && !setTotal && !setRegions {
+		return usagef("tenant set: nothing to change: give --split-tunnel on|off, --max-flows-per-peer N, --max-flows N or --regions REGION,...|all")
+	}
+	var regionList []string
+	if setRegions {
+		if regionList, err = parseRegions(regions); err != nil {
+			return err
+		}
 	}
 	c := a.client(f)
 	var t webui.APITenant
+	if setRegions {
+		if _, err := c.callJSON(ctx, http.MethodPatch, tenantPath(pos[0]), webui.APITenantUpdate{Regions: &regionList}, &t); err != nil {
+			return err
+		}
+		if len(t.Regions) == 0 {
+			a.note("tenant %s may use every region", t.Name)
+		} else {
+			a.note("tenant %s may use regions %s only: its peers' configs for other regions are refused, and other regions no longer serve its peers",
+				t.Name, strings.Join(t.Regions, ", "))
+		}
+	}
 	if setPerPeer || setTotal {
 		var l webui.APITenantLimits
 		if setPerPeer {
@@ -155,4 +185,21 @@ func (a *app) tenantRemove(ctx context.Context, spec cmdSpec, args []string) err
 	}
 	a.note("tenant %s removed", pos[0])
 	return nil
+}
+
+// parseRegions reads --regions: region names separated by commas, or "all" (every region,
+// sent as an empty list).
+func parseRegions(v string) ([]string, error) {
+	if strings.TrimSpace(v) == "all" {
+		return []string{}, nil
+	}
+	var out []string
+	for _, r := range strings.Split(v, ",") {
+		r = strings.TrimSpace(r)
+		if err := store.ValidateRegionName(r); err != nil {
+			return nil, usagef("tenant set: --regions: %s; or give all for every region", err)
+		}
+		out = append(out, r)
+	}
+	return out, nil
 }
