@@ -51,6 +51,7 @@ type uiBackend interface {
 	Peer(ctx context.Context, tenant, name string) (control.PeerInfo, error)
 	AddPeer(ctx context.Context, req control.AddPeerRequest) (control.PeerInfo, string, error)
 	PeerConfig(ctx context.Context, tenant, name, region string) (string, error)
+	ConfigRegions(ctx context.Context, tenant string) ([]store.Region, error)
 	SetPeerEnabled(ctx context.Context, tenant, name string, enabled bool) (control.PeerInfo, error)
 	SetPeerGroups(ctx context.Context, tenant, name string, groups []string) (control.PeerInfo, error)
 	SetPeerSite(ctx context.Context, tenant, name, site string, prefixes []netip.Prefix) (control.PeerInfo, error)

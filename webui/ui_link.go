@@ -1,6 +1,7 @@
 package webui
 
 import (
+	"errors"
 	"net/http"
 
 	"github.com/popgate/popgate/store"
@@ -10,6 +11,9 @@ import (
 type linkPage struct {
 	Link  store.DownloadLink
 	Token string
+	// Regions the config may be for, the node's own first; the page offers a choice when
+	// there are several.
+	Regions []store.Region
 }
 
 // linkHeaders keep a token out of referrers and search engines.
@@ -39,7 +43,12 @@ func (u *UI) linkPage(w http.ResponseWriter, r *http.Request) {
 		u.linkGone(w, r)
 		return
 	}
-	u.execute(w, r, http.StatusOK, "link", "layout", view{Title: "Download your VPN config", Data: linkPage{Link: l, Token: token}})
+	rs, err := u.links.ConfigRegions(r.Context(), l.TenantName)
+	if err != nil {
+		u.linkGone(w, r)
+		return
+	}
+	u.execute(w, r, http.StatusOK, "link", "layout", view{Title: "Download your VPN config", Data: linkPage{Link: l, Token: token, Regions: rs}})
 }
 
 // redeemLink serves POST /dl/{token} (public): the config, once.
@@ -49,7 +58,14 @@ func (u *UI) redeemLink(w http.ResponseWriter, r *http.Request) {
 		u.linkGone(w, r)
 		return
 	}
-	l, cfg, err := u.links.RedeemDownloadLink(r.Context(), r.PathValue("token"), u.now(), "")
+	r.Body = http.MaxBytesReader(w, r.Body, maxForm)
+	region := r.PostFormValue("region")
+	l, cfg, err := u.links.RedeemDownloadLink(r.Context(), r.PathValue("token"), u.now(), region)
+	if errors.Is(err, store.ErrInvalid) {
+		// The link stays usable: the region was the wrong one.
+		u.RenderError(w, r, http.StatusBadRequest, "Your organisation may not use region "+region+": go back and pick another region.")
+		return
+	}
 	if err != nil {
 		u.linkGone(w, r)
 		return

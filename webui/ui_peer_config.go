@@ -63,35 +63,39 @@ func (u *UI) configPageData(r *http.Request, t, name string) (*configPage, error
 	return &configPage{Peer: pi, Regions: rcs, LinkTTLs: linkTTLs, LinkBase: u.linkBase(r), LinkBrowsed: u.publicURL == ""}, nil
 }
 
-// regionConfigs returns the peer's config for every region. There is one region, the
-// node's own, for now.
+// regionConfigs returns the peer's config for every region its tenant may use, the node's
+// own first.
 func (u *UI) regionConfigs(ctx context.Context, t, name string) ([]regionConfig, error) {
-	st, err := u.ctrl.Status(ctx)
+	rs, err := u.ctrl.ConfigRegions(ctx, t)
 	if err != nil {
 		return nil, err
 	}
-	cfg, err := u.ctrl.PeerConfig(ctx, t, name, "")
-	if err != nil {
-		return nil, err
-	}
-	q := "?region=" + url.QueryEscape(st.Region)
 	base := peerPath(t, name) + "/config"
-	return []regionConfig{{
-		Region: st.Region, Endpoint: st.PublicEndpoint, Config: cfg,
-		DownloadURL: base + "/download" + q, QRURL: base + "/qr.png" + q,
-	}}, nil
+	out := make([]regionConfig, 0, len(rs))
+	for _, rg := range rs {
+		cfg, err := u.ctrl.PeerConfig(ctx, t, name, rg.Name)
+		if err != nil {
+			return nil, err
+		}
+		q := "?region=" + url.QueryEscape(rg.Name)
+		out = append(out, regionConfig{
+			Region: rg.Name, Endpoint: rg.Endpoint, Config: cfg,
+			DownloadURL: base + "/download" + q, QRURL: base + "/qr.png" + q,
+		})
+	}
+	return out, nil
 }
 
 // regionConfig returns the peer's config for region; the error wraps store.ErrNotFound for
 // a region it has none for.
 func (u *UI) regionConfig(ctx context.Context, t, name, region string) (string, error) {
-	rcs, err := u.regionConfigs(ctx, t, name)
+	rs, err := u.ctrl.ConfigRegions(ctx, t)
 	if err != nil {
 		return "", err
 	}
-	for _, rc := range rcs {
-		if rc.Region == region {
-			return rc.Config, nil
+	for _, rg := range rs {
+		if rg.Name == region {
+			return u.ctrl.PeerConfig(ctx, t, name, region)
 		}
 	}
 	return "", fmt.Errorf("region %q: %w", region, store.ErrNotFound)

@@ -33,9 +33,13 @@ type linkStore interface {
 	// DownloadLink returns the link of token still usable at now, without using it. The
 	// error wraps store.ErrNotFound for an unknown, used or expired token.
 	DownloadLink(ctx context.Context, token string, now time.Time) (store.DownloadLink, error)
-	// RedeemDownloadLink uses the link of token up and returns it with the config; a second
-	// call fails like an unknown token.
+	// RedeemDownloadLink uses the link of token up and returns it with the config for
+	// region ("": the node's own); a second call fails like an unknown token, a region the
+	// tenant may not use (store.ErrInvalid) leaves the link usable.
 	RedeemDownloadLink(ctx context.Context, token string, now time.Time, region string) (store.DownloadLink, string, error)
+	// ConfigRegions returns the regions the peers of tenant may get configs for, the node's
+	// own first.
+	ConfigRegions(ctx context.Context, tenant string) ([]store.Region, error)
 }
 
 // peerLifecycle renames peers and sets when they expire (nil: never).

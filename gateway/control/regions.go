@@ -203,3 +203,28 @@ func (c *Controller) configRegion(ctx context.Context, tenant, region string) (r
 	}
 	return target, nil
 }
+
+// ConfigRegions returns the regions tenant's peers may get configs for: the controller's own
+// first (with the endpoint and key its configs use), then the others by name. The error
+// wraps store.ErrNotFound when there is no such tenant.
+func (c *Controller) ConfigRegions(ctx context.Context, tenant string) ([]store.Region, error) {
+	allowed, err := c.store.TenantRegions(ctx, tenant)
+	if err != nil {
+		return nil, err
+	}
+	all, err := c.store.Regions(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ok := func(name string) bool { return len(allowed) == 0 || slices.Contains(allowed, name) }
+	var out []store.Region
+	if ok(c.cfg.Region) {
+		out = append(out, store.Region{Name: c.cfg.Region, Endpoint: c.cfg.PublicEndpoint, PublicKey: c.serverKey, Home: true})
+	}
+	for _, r := range all {
+		if r.Name != c.cfg.Region && !r.Home && ok(r.Name) {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
