@@ -96,7 +96,7 @@ func (rt apiRoute) refusal(p *Principal, tenant string) string {
 	switch rt.access {
 	case accessOwner:
 		if p.Role != RoleOwner || p.Tenant != "" {
-			return fmt.Sprintf("%s (role %s) may not do this: only owners manage tenants, admins and API tokens", p.Name, p.Role)
+			return fmt.Sprintf("%s (role %s) may not do this: only owners manage tenants, regions, admins and API tokens", p.Name, p.Role)
 		}
 	case accessChange:
 		if p.Role == RoleViewer {
