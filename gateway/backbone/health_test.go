@@ -1,0 +1,129 @@
+package backbone
+
+import (
+	"fmt"
+	"testing"
+	"time"
+)
+
+const (
+	tEvery   = 300 * time.Millisecond
+	tTimeout = 500 * time.Millisecond
+	tRTT     = 20 * time.Millisecond
+)
+
+var t0 = time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+
+// transition is a change of state at a time since t0.
+type transition struct {
+	at    time.Duration
+	state State
+}
+
+func (tr transition) String() string { return fmt.Sprintf("%v@%v", tr.state, tr.at) }
+
+// simulate drives a health as the Device does: every tEvery it judges the link and sends a
+// probe; a probe k for which answered(k) holds is answered tRTT later, and the link is
+// judged again then (the nudge). It returns the changes of state.
+func simulate(h *health, ticks int, answered func(k int) bool) []transition {
+	var out []transition
+	judge := func(at time.Time) {
+		if h.evaluate(at) {
+			out = append(out, transition{at.Sub(t0), h.state})
+		}
+	}
+	for k := range ticks {
+		now := t0.Add(time.Duration(k) * tEvery)
+		judge(now)
+		seq := h.sent(now)
+		if answered(k) {
+			at := now.Add(tRTT)
+			if !h.reply(seq, now, at) {
+				panic("reply refused")
+			}
+			judge(at)
+		}
+	}
+	return out
+}
+
+func TestHealth(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		ticks    int
+		answered func(k int) bool
+		want     string
+	}{
+		{"up at the first answer", 5, func(int) bool { return true }, "[up@20ms]"},
+		{"never answered: down after 3 misses", 10, func(int) bool { return false },
+			// Probes at 0, 300, 600 ms; the third is judged missed at the tick after 1.1 s.
+			"[down@1.2s]"},
+		{"two misses in a row are not down", 20, func(k int) bool { return k%3 != 1 && k%3 != 2 }, "[up@20ms]"},
+		{"dies at probe 10", 20, func(k int) bool { return k < 10 },
+			// Probes 10, 11, 12 at 3.0, 3.3, 3.6 s; 12 judged missed at 4.2 s.
+			"[up@20ms down@4.2s]"},
+		{"comes back after the hysteresis", 40, func(k int) bool { return k < 10 || k >= 20 },
+			// Answers again from probe 20 (6.02 s): Up after 3 s of answers, at 9.02 s (probe
+			// 19's miss, judged at 6.3 s, came before).
+			"[up@20ms down@4.2s up@9.02s]"},
+		{"a miss during recovery restarts the hysteresis", 50, func(k int) bool { return k < 10 || (k >= 20 && k != 25) },
+			// Probe 25 (7.5 s) missed, judged at 8.1 s; the first answer after it is probe
+			// 26's at 7.82 s: Up at 10.82 s, not at 9.02 s.
+			"[up@20ms down@4.2s up@10.82s]"},
+		{"flapping every other probe stays down", 60, func(k int) bool { return k < 10 || (k >= 20 && k%4 != 0) },
+			"[up@20ms down@4.2s]"},
+	} {
+		h := newHealth(tTimeout, 3, 3*time.Second, t0)
+		got := fmt.Sprint(simulate(h, c.ticks, c.answered))
+		if got != c.want {
+			t.Errorf("%s: transitions %s, want %s", c.name, got, c.want)
+		}
+	}
+}
+
+func TestHealthLossAndRTT(t *testing.T) {
+	h := newHealth(tTimeout, 3, 3*time.Second, t0)
+	simulate(h, 250, func(k int) bool { return k%10 != 0 })
+	h.evaluate(t0.Add(251 * tEvery))
+	lost, judged := h.loss()
+	if lost != 10 || judged != lossWindow {
+		t.Errorf("loss %d of %d, want 10 of %d (one in ten, over the window)", lost, judged, lossWindow)
+	}
+	if h.rtt != tRTT || h.srtt != tRTT {
+		t.Errorf("rtt %v, smoothed %v, want %v", h.rtt, h.srtt, tRTT)
+	}
+	if h.state != StateUp {
+		t.Errorf("state %v, want up (never 3 misses in a row)", h.state)
+	}
+}
+
+func TestHealthRefusesReplies(t *testing.T) {
+	h := newHealth(tTimeout, 3, 3*time.Second, t0)
+	seq := h.sent(t0)
+	for _, c := range []struct {
+		name string
+		seq  uint32
+		sent time.Time
+		at   time.Time
+	}{
+		{"unknown sequence", seq + 1, t0, t0.Add(tRTT)},
+		{"wrong send time", seq, t0.Add(time.Nanosecond), t0.Add(tRTT)},
+		{"late", seq, t0, t0.Add(tTimeout)},
+	} {
+		if h.reply(c.seq, c.sent, c.at) {
+			t.Errorf("%s: accepted", c.name)
+		}
+	}
+	if !h.reply(seq, t0, t0.Add(tRTT)) {
+		t.Fatal("the right reply was refused")
+	}
+	if h.reply(seq, t0, t0.Add(2*tRTT)) {
+		t.Error("a repeated reply was accepted")
+	}
+	// The smoothed RTT moves by an eighth of the difference.
+	seq = h.sent(t0.Add(tEvery))
+	h.reply(seq, t0.Add(tEvery), t0.Add(tEvery+tRTT+80*time.Millisecond))
+	if want := tRTT + 10*time.Millisecond; h.srtt != want || h.rtt != 100*time.Millisecond {
+		t.Errorf("rtt %v smoothed %v, want 100ms and %v", h.rtt, h.srtt, want)
+	}
+}
