@@ -34,6 +34,8 @@ var layering = []layerRule{
 		why: "the desired state is plain data both sides share (and the policy view both compile against)"},
 	{pkg: "gateway/wgmux", onlyPopgate: []string{"store", "gateway/internal/readturn"},
 		why: "the shared socket knows keys, not tenants' state"},
+	{pkg: "gateway/backbone", onlyPopgate: []string{"store"},
+		why: "the backbone device carries labelled packets between nodes; the node wires it in, not the other way round"},
 	{pkg: "netstack", onlyPopgate: []string{}, why: "netstack is a leaf"},
 	{pkg: "firewall", onlyPopgate: []string{}, why: "firewall is a leaf"},
 	{pkg: "store", onlyPopgate: []string{}, why: "store is a leaf: plain structs, no networking"},
