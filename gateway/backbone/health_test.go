@@ -127,3 +127,48 @@ func TestHealthRefusesReplies(t *testing.T) {
 		t.Errorf("rtt %v smoothed %v, want 100ms and %v", h.rtt, h.srtt, want)
 	}
 }
+
+// TestInitiateHold: on a new link the lower node ID probes at once; the higher waits for the
+// other's probes, or initiateHold.
+func TestInitiateHold(t *testing.T) {
+	queued := func(d *Device) int {
+		d.tun.mu.Lock()
+		defer d.tun.mu.Unlock()
+		n := d.tun.un
+		for ; d.tun.un > 0; d.tun.un-- {
+			d.tun.urgent[d.tun.uhead] = nil
+			d.tun.uhead = (d.tun.uhead + 1) % len(d.tun.urgent)
+		}
+		return n
+	}
+	var changed []LinkState
+	low := bareDevice(t, 1, nil, Peer{Node: 2})
+	now := time.Now()
+	low.evaluateAll(now, true, &changed)
+	if n := queued(low); n != 1 {
+		t.Errorf("the lower node queued %d probes, want 1", n)
+	}
+
+	high := bareDevice(t, 2, nil, Peer{Node: 1})
+	now = time.Now()
+	high.evaluateAll(now, true, &changed)
+	if n := queued(high); n != 0 {
+		t.Errorf("the higher node queued %d probes before hearing from the lower, want 0", n)
+	}
+	high.evaluateAll(now.Add(initiateHold), true, &changed)
+	if n := queued(high); n != 1 {
+		t.Errorf("the higher node queued %d probes after initiateHold, want 1", n)
+	}
+
+	high = bareDevice(t, 2, nil, Peer{Node: 1})
+	var echo [probeLen]byte
+	probeMsg{kind: probeEcho, seq: 1}.put(echo[:])
+	high.receive([][]byte{encode(1, 2, ProbeTenant, echo[:])}, 0)
+	if n := queued(high); n != 1 {
+		t.Errorf("the higher node queued %d replies to an echo, want 1", n)
+	}
+	high.evaluateAll(now, true, &changed)
+	if n := queued(high); n != 1 {
+		t.Errorf("the higher node queued %d probes after the lower's echo, want 1", n)
+	}
+}
