@@ -1,6 +1,7 @@
 package backbone
 
 import (
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"testing"
@@ -90,5 +91,62 @@ func BenchmarkSendDeliver(b *testing.B) {
 			b.StopTimer()
 			b.ReportMetric(100*float64(int64(b.N)-got.Load())/float64(b.N), "lost%")
 		})
+	}
+}
+
+// TestProbesFirst: with the tenant queue full, a probe is still queued, and read first.
+func TestProbesFirst(t *testing.T) {
+	d := bareDevice(t, 1, nil, Peer{Node: 2})
+	pkts := make([][]byte, queueLen)
+	for i := range pkts {
+		pkts[i] = payload(1, 2, i, 100)
+	}
+	if err := d.Send(2, 7, pkts); err != nil { // fills the queue exactly
+		t.Fatal(err)
+	}
+	d.sendProbe(d.snap.Load().peers[2], probeMsg{kind: probeEcho, seq: 9})
+	bufs := [][]byte{make([]byte, 1500), make([]byte, 1500)}
+	sizes := make([]int, 2)
+	if n, err := d.tun.Read(bufs, sizes, 0); n != 2 || err != nil {
+		t.Fatalf("read %d, %v", n, err)
+	}
+	m, ok := decode(bufs[0][:sizes[0]])
+	if !ok || m.tenant != ProbeTenant {
+		t.Fatalf("first packet read: %+v, want the probe", m)
+	}
+	if p, ok := decodeProbe(m.payload); !ok || p.seq != 9 {
+		t.Errorf("probe %+v", p)
+	}
+	if m, _ := decode(bufs[1][:sizes[1]]); m.tenant != 7 {
+		t.Errorf("second packet read: %+v, want the first tenant packet", m)
+	}
+}
+
+// TestSendBlocksUntilClose: a Send waiting on a full queue returns ErrClosed when the
+// device closes.
+func TestSendBlocksUntilClose(t *testing.T) {
+	d := bareDevice(t, 1, nil, Peer{Node: 2})
+	full := make([][]byte, queueLen)
+	for i := range full {
+		full[i] = payload(1, 2, i, 100)
+	}
+	if err := d.Send(2, 7, full); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error)
+	go func() { done <- d.Send(2, 7, full[:1]) }()
+	select {
+	case err := <-done:
+		t.Fatalf("Send on a full queue returned %v", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	d.tun.Close()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrClosed) {
+			t.Errorf("Send after close: %v, want ErrClosed", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Send still blocked after close")
 	}
 }
