@@ -111,7 +111,8 @@ type Config struct {
 	// for long: it holds up that peer's traffic. Nil drops them.
 	Deliver func(from NodeID, tenant uint32, pkts [][]byte)
 	// OnLinkChange is told of each change of a link's state, in order, from the prober's
-	// goroutine. It must not call Close. Nil: nobody is told (Links still shows the state).
+	// goroutine: it must return soon (the probes wait for it) and must not call Close (which
+	// waits for the prober). Nil: nobody is told (Links still shows the state).
 	OnLinkChange func(LinkState)
 
 	bind conn.Bind // tests; default conn.NewDefaultBind()
