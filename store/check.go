@@ -273,6 +273,9 @@ func (c *checker) invariants(keyPath string) {
 	if c.r.Version >= regionsVersion {
 		c.regions(s)
 	}
+	if c.r.Version >= nodesVersion {
+		c.desiredCache(s)
+	}
 }
 
 // regions: each region's sealed key opens, bound to its name, and belongs to its public key.
@@ -292,6 +295,24 @@ func (c *checker) regions(s *Store) {
 			c.problem("region %s: its private key %s: restore the key file this database was made with, or remove the region and add it again (its clients then need new configs)", name, strings.TrimPrefix(err.Error(), "sealed key "))
 		case len(pub) != KeyLen || k.PublicKey() != Key(pub):
 			c.problem("region %s: its private key does not belong to its public key: restore the database from a backup", name)
+		}
+		return nil
+	})
+}
+
+// desiredCache: a joined node's kept desired state opens with the key file.
+func (c *checker) desiredCache(s *Store) {
+	c.rows("SELECT generation, sealed FROM desired_cache", func(scan func(...any) error) error {
+		var gen int64
+		var sealed []byte
+		if err := scan(&gen, &sealed); err != nil {
+			return err
+		}
+		if s.aead == nil {
+			return nil
+		}
+		if _, err := s.openDesired(gen, sealed); err != nil {
+			c.problem("%s", strings.TrimPrefix(err.Error(), "store: "))
 		}
 		return nil
 	})

@@ -41,6 +41,9 @@ func checkedStore(t *testing.T) (*Store, Options) {
 		t.Fatal(err)
 	}
 	mustAdmin(t, s, "bob", RoleViewer, "")
+	if err := s.SaveDesired(ctx, 7, []byte(`{"format":1}`)); err != nil {
+		t.Fatal(err)
+	}
 	return s, opts
 }
 
@@ -118,6 +121,9 @@ func TestCheckFindsProblems(t *testing.T) {
 		{"a TOTP secret of another admin", func(t *testing.T, db *sql.DB, _ Options) {
 			execSQL(t, db, "UPDATE admins SET totp_secret_enc = (SELECT totp_secret_enc FROM admins WHERE name = 'root') WHERE name = 'bob'")
 		}, "admin bob: its TOTP secret does not open with this key file"},
+		{"a kept desired state of another generation", func(t *testing.T, db *sql.DB, _ Options) {
+			execSQL(t, db, "UPDATE desired_cache SET generation = 8")
+		}, "the kept desired state (generation 8) does not open"},
 		{"no enabled owner", func(t *testing.T, db *sql.DB, _ Options) {
 			execSQL(t, db, "UPDATE admins SET disabled = 1 WHERE name = 'root'")
 		}, "no admin is an enabled owner"},
