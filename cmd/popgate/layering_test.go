@@ -32,6 +32,8 @@ var layering = []layerRule{
 		why: "the controller reaches a node, in process or remote, through control.DataPlane"},
 	{pkg: "gateway/plane", onlyPopgate: []string{"store", "firewall"},
 		why: "the desired state is plain data both sides share (and the policy view both compile against)"},
+	{pkg: "gateway/nodesync", onlyPopgate: []string{"gateway/plane", "store"},
+		why: "the node sync carries desired states and reports; what it syncs with is behind its interfaces"},
 	{pkg: "gateway/wgmux", onlyPopgate: []string{"store", "gateway/internal/readturn"},
 		why: "the shared socket knows keys, not tenants' state"},
 	{pkg: "gateway/backbone", onlyPopgate: []string{"store"},

@@ -1,0 +1,489 @@
+package nodesync
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/popgate/popgate/gateway/plane"
+	"github.com/popgate/popgate/store"
+)
+
+// Cache keeps the last desired state a node applied, in its own database. *store.Store is
+// one.
+type Cache interface {
+	SaveDesired(ctx context.Context, gen int64, body []byte) error
+	// LoadDesired returns an error wrapping store.ErrNotFound when nothing is kept.
+	LoadDesired(ctx context.Context) (gen int64, body []byte, savedAt time.Time, err error)
+	ClearDesired(ctx context.Context) error
+}
+
+var _ Cache = (*store.Store)(nil)
+
+// ErrRevoked is returned by Run when the controller says the node is no longer a member.
+var ErrRevoked = errors.New("this node was removed from the controller")
+
+// ClientConfig configures a Client; NewClient calls Validate.
+type ClientConfig struct {
+	// ControllerAddr (host:port) and ControllerPin say where the controller is and how to
+	// recognise it. Required.
+	ControllerAddr string
+	ControllerPin  Pin
+	// Identity is the node's. Required.
+	Identity *Identity
+	// Cache keeps the last desired state. Required.
+	Cache Cache
+	// Apply makes the data plane match d. Required. Calls are serialised.
+	Apply func(ctx context.Context, d *plane.Desired) error
+	// Report returns the node's report. Default: an empty one.
+	Report func() plane.Report
+	// Revoked is called when the controller revoked the node, after the cache is cleared:
+	// the node must serve nothing. Optional.
+	Revoked func()
+	// CacheWait is how long Run waits for the controller's first desired state before it
+	// applies the kept one. Default 2 s.
+	CacheWait time.Duration
+	// ReportEvery is how often the node reports. Default 5 s.
+	ReportEvery time.Duration
+	// IdleTimeout ends a stream that carried nothing (the controller pings every 10 s).
+	// Default 30 s.
+	IdleTimeout time.Duration
+	// MinBackoff and MaxBackoff bound the wait between connection attempts, doubling from
+	// the one to the other, jittered. Default 1 s and 30 s.
+	MinBackoff, MaxBackoff time.Duration
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+// Validate fills defaults and rejects what is missing.
+func (c *ClientConfig) Validate() error {
+	if c.ControllerAddr == "" || c.Identity == nil || c.Cache == nil || c.Apply == nil {
+		return errors.New("nodesync: ClientConfig needs ControllerAddr, Identity, Cache and Apply")
+	}
+	if c.Report == nil {
+		c.Report = func() plane.Report { return plane.Report{Format: plane.Format} }
+	}
+	if c.CacheWait == 0 {
+		c.CacheWait = 2 * time.Second
+	}
+	if c.ReportEvery == 0 {
+		c.ReportEvery = 5 * time.Second
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = 30 * time.Second
+	}
+	if c.MinBackoff == 0 {
+		c.MinBackoff = time.Second
+	}
+	if c.MaxBackoff == 0 {
+		c.MaxBackoff = 30 * time.Second
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return nil
+}
+
+// Status is how a node's sync stands.
+type Status struct {
+	Controller string
+	// Connected: a stream is up. Since is when it came up, or (not connected) since when
+	// the node is without its controller.
+	Connected bool
+	Since     time.Time
+	// Generation is that of the desired state applied last, 0 before the first;
+	// FromCache says it came from the node's own database, saved at SavedAt.
+	Generation int64
+	FromCache  bool
+	SavedAt    time.Time
+	// LastError says why the last connection failed or ended.
+	LastError string
+	// ApplyError says why the last desired state was not applied.
+	ApplyError string
+}
+
+// Client is a node's end of the sync.
+type Client struct {
+	cfg ClientConfig
+	log *slog.Logger
+	hc  *http.Client
+
+	// applyMu serialises Apply calls and guards applied and fromCache.
+	applyMu   sync.Mutex
+	applied   int64
+	anyApply  bool
+	applyErr  string
+	failedGen int64
+
+	mu     sync.Mutex
+	status Status // guarded by mu
+
+	// reportNow asks the stream's reporter for a report now (after an apply).
+	reportNow chan struct{}
+}
+
+// NewClient returns a node's end of the sync; Run runs it.
+func NewClient(cfg ClientConfig, log *slog.Logger) (*Client, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	c := &Client{cfg: cfg, log: log, hc: httpClient(cfg.Identity, cfg.ControllerPin, cfg.ControllerAddr), reportNow: make(chan struct{}, 1)}
+	c.status = Status{Controller: cfg.ControllerAddr, Since: cfg.Now()}
+	return c, nil
+}
+
+// ErrWrongController is wrapped by the error of a connection to a controller whose
+// certificate does not have the expected pin.
+var ErrWrongController = errors.New("the controller's certificate does not have the expected pin")
+
+// httpClient speaks HTTP/2 over TLS 1.3 with the node's certificate, and trusts only a
+// server certificate with pin.
+func httpClient(id *Identity, pin Pin, addr string) *http.Client {
+	tlsCfg := &tls.Config{
+		MinVersion:   tls.VersionTLS13,
+		Certificates: []tls.Certificate{id.Certificate()},
+		NextProtos:   []string{"h2"},
+		// The pin is the trust, checked below; there is no CA and no name to verify.
+		InsecureSkipVerify: true,
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			got, ok := peerPin(&cs)
+			if !ok || got != pin {
+				return fmt.Errorf("%w: the controller at %s is not the one the token names (certificate pin %s, want %s): the token is from another installation, or something is in between", ErrWrongController, addr, got, pin)
+			}
+			return nil
+		},
+	}
+	var protos http.Protocols
+	protos.SetHTTP2(true)
+	return &http.Client{Transport: &http.Transport{
+		TLSClientConfig:     tlsCfg,
+		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 15 * time.Second}).DialContext,
+		TLSHandshakeTimeout: 5 * time.Second,
+		Protocols:           &protos,
+		ForceAttemptHTTP2:   true,
+		HTTP2:               &http.HTTP2Config{SendPingTimeout: 15 * time.Second, PingTimeout: 10 * time.Second, WriteByteTimeout: 30 * time.Second},
+	}}
+}
+
+// JoinRequest is what a node sends when it joins.
+type JoinRequest struct {
+	// Name is the name it asks for; "" takes the token's.
+	Name              string
+	BackboneEndpoint  string
+	BackbonePublicKey store.Key
+	Version           string
+	// Now is the node's clock. Default time.Now.
+	Now func() time.Time
+}
+
+// Joined is the outcome of a join.
+type Joined struct {
+	Name, Roles, Region string
+}
+
+// Join joins the controller tok names with the node's identity id. Its errors say what is
+// wrong and what to do; when it fails nothing was recorded on the controller.
+func Join(ctx context.Context, id *Identity, tok Token, req JoinRequest) (Joined, error) {
+	now := time.Now
+	if req.Now != nil {
+		now = req.Now
+	}
+	body, err := json.Marshal(joinRequest{TokenID: tok.ID, Secret: tok.Secret[:], Name: req.Name, BackboneEndpoint: req.BackboneEndpoint,
+		BackbonePublicKey: req.BackbonePublicKey, Version: req.Version, Time: now()})
+	if err != nil {
+		return Joined{}, err
+	}
+	hc := httpClient(id, tok.Pin, tok.Addr)
+	defer hc.CloseIdleConnections()
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, "https://"+tok.Addr+"/v1/join", bytes.NewReader(body))
+	if err != nil {
+		return Joined{}, err
+	}
+	hreq.Header.Set("Content-Type", "application/json")
+	resp, err := hc.Do(hreq)
+	if err != nil {
+		return Joined{}, connectError(tok.Addr, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return Joined{}, refusal(resp)
+	}
+	var jr joinResponse
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&jr); err != nil {
+		return Joined{}, fmt.Errorf("the controller's answer to the join does not parse (%v): run the same popgate version on the node and the controller", err)
+	}
+	return Joined{Name: jr.Name, Roles: jr.Roles, Region: jr.Region}, nil
+}
+
+// connectError explains a failed connection to the controller.
+func connectError(addr string, err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err // it repeats the address
+	}
+	if errors.Is(err, ErrWrongController) {
+		return err
+	}
+	return fmt.Errorf("cannot reach the controller at %s (%v): check the address and that the controller runs with --controller-addr", addr, err)
+}
+
+// refusalError is the controller's refusal of a request.
+type refusalError struct {
+	status int
+	apiError
+}
+
+func (e *refusalError) Error() string { return e.Message }
+
+func refusal(resp *http.Response) error {
+	e := &refusalError{status: resp.StatusCode}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&e.apiError); err != nil || e.Message == "" {
+		e.Message = fmt.Sprintf("the controller answered %s: run the same popgate version on the node and the controller", resp.Status)
+	}
+	if e.Code == codeRemoved {
+		return errors.Join(ErrRevoked, e)
+	}
+	return e
+}
+
+// Status returns how the sync stands.
+func (c *Client) Status() Status {
+	c.mu.Lock()
+	st := c.status
+	c.mu.Unlock()
+	c.applyMu.Lock()
+	st.ApplyError = c.applyErr
+	c.applyMu.Unlock()
+	return st
+}
+
+func (c *Client) setStatus(fn func(*Status)) {
+	c.mu.Lock()
+	fn(&c.status)
+	c.mu.Unlock()
+}
+
+// Run keeps the node in sync until ctx ends (then it returns ctx's error) or the controller
+// revokes the node (then ErrRevoked, after the cache is cleared and Revoked called). When the
+// controller's first desired state does not come within CacheWait, it applies the kept one
+// (fail static) and keeps reconnecting meanwhile.
+func (c *Client) Run(ctx context.Context) error {
+	defer c.hc.CloseIdleConnections()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		select {
+		case <-ctx.Done():
+		case <-time.After(c.cfg.CacheWait):
+			c.applyCache(ctx)
+		}
+	}()
+	backoff := c.cfg.MinBackoff
+	for {
+		connected, err := c.session(ctx)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if errors.Is(err, ErrRevoked) {
+			c.log.Error("the controller removed this node: dropping its desired state; it serves nothing until it joins again", "err", err)
+			c.applyMu.Lock()
+			if cerr := c.cfg.Cache.ClearDesired(context.WithoutCancel(ctx)); cerr != nil {
+				c.log.Error("clear the kept desired state", "err", cerr)
+			}
+			c.applied, c.anyApply = 0, true // nothing from the cache any more
+			c.applyMu.Unlock()
+			c.setStatus(func(s *Status) { s.Connected, s.LastError, s.Since, s.Generation = false, err.Error(), c.cfg.Now(), 0 })
+			if c.cfg.Revoked != nil {
+				c.cfg.Revoked()
+			}
+			return ErrRevoked
+		}
+		c.setStatus(func(s *Status) {
+			if s.Connected {
+				s.Since = c.cfg.Now()
+			}
+			s.Connected, s.LastError = false, fmt.Sprint(err)
+		})
+		if connected {
+			backoff = c.cfg.MinBackoff
+		}
+		c.log.Warn("no stream to the controller; serving the last desired state meanwhile", "controller", c.cfg.ControllerAddr, "retry_in", backoff.Round(time.Millisecond), "err", err)
+		c.applyCache(ctx) // nothing applied yet and the controller away: fail static now
+		// Jitter ±20 %, so that nodes cut off together do not come back together.
+		wait := time.Duration(float64(backoff) * (0.8 + 0.4*rand.Float64()))
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+		backoff = min(backoff*2, c.cfg.MaxBackoff)
+	}
+}
+
+// applyCache applies the kept desired state when nothing was applied yet.
+func (c *Client) applyCache(ctx context.Context) {
+	c.applyMu.Lock()
+	defer c.applyMu.Unlock()
+	if c.anyApply {
+		return
+	}
+	c.anyApply = true // one try: a kept state that fails to load will not load later
+	gen, body, saved, err := c.cfg.Cache.LoadDesired(ctx)
+	if errors.Is(err, store.ErrNotFound) {
+		c.log.Warn("no desired state from the controller yet and none kept: serving nothing until the controller answers")
+		return
+	}
+	if err != nil {
+		c.log.Error("the kept desired state cannot be used; serving nothing until the controller answers", "err", err)
+		return
+	}
+	var d plane.Desired
+	if err := json.Unmarshal(body, &d); err != nil {
+		c.log.Error("the kept desired state does not parse; serving nothing until the controller answers", "err", err)
+		return
+	}
+	if err := d.Validate(); err != nil {
+		c.log.Error("the kept desired state is invalid; serving nothing until the controller answers", "err", err)
+		return
+	}
+	if d.Generation != gen {
+		c.log.Error("the kept desired state is not of its recorded generation; serving nothing until the controller answers", "generation", gen, "body_generation", d.Generation)
+		return
+	}
+	age := c.cfg.Now().Sub(saved)
+	c.log.Warn("the controller is away: serving the kept desired state (fail static)", "generation", gen, "saved", saved.Format(time.RFC3339), "age", age.Round(time.Second))
+	if err := c.cfg.Apply(ctx, &d); err != nil {
+		c.applyErr, c.failedGen = err.Error(), d.Generation
+		c.log.Error("apply the kept desired state", "generation", gen, "err", err)
+		return
+	}
+	c.applied, c.applyErr = d.Generation, ""
+	c.setStatus(func(s *Status) { s.Generation, s.FromCache, s.SavedAt = gen, true, saved })
+}
+
+// apply validates, keeps and applies a desired state from the controller.
+func (c *Client) apply(ctx context.Context, d *plane.Desired) {
+	c.applyMu.Lock()
+	defer c.applyMu.Unlock()
+	c.anyApply = true
+	if err := d.Validate(); err != nil {
+		c.applyErr, c.failedGen = err.Error(), d.Generation
+		c.log.Error("the controller sent a desired state this node refuses; keeping the one it serves", "generation", d.Generation, "err", err)
+		return
+	}
+	body, err := json.Marshal(d)
+	if err == nil {
+		err = c.cfg.Cache.SaveDesired(ctx, d.Generation, body)
+	}
+	if err != nil {
+		// Serving the new state matters more than keeping it; the next one is kept again.
+		c.log.Error("keep the desired state in the node's database", "generation", d.Generation, "err", err)
+	}
+	if err := c.cfg.Apply(ctx, d); err != nil {
+		c.applyErr, c.failedGen = err.Error(), d.Generation
+		c.log.Error("apply the desired state", "generation", d.Generation, "err", err)
+		return
+	}
+	c.applied, c.applyErr, c.failedGen = d.Generation, "", 0
+	now := c.cfg.Now()
+	c.setStatus(func(s *Status) { s.Generation, s.FromCache, s.SavedAt = d.Generation, false, now })
+}
+
+func (c *Client) report() report {
+	c.applyMu.Lock()
+	r := report{Generation: c.applied, ApplyError: c.applyErr, Failed: c.failedGen}
+	c.applyMu.Unlock()
+	rep := c.cfg.Report()
+	r.Report, r.Time = &rep, c.cfg.Now()
+	return r
+}
+
+// session holds one stream until it ends, and says whether it came up.
+func (c *Client) session(ctx context.Context) (bool, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "https://"+c.cfg.ControllerAddr+"/v1/sync", pr)
+	if err != nil {
+		return false, err
+	}
+	req.Header.Set("Content-Type", "application/x-popgate-frames")
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return false, connectError(c.cfg.ControllerAddr, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return false, refusal(resp)
+	}
+	now := c.cfg.Now()
+	c.setStatus(func(s *Status) { s.Connected, s.Since, s.LastError = true, now, "" })
+	c.log.Info("connected to the controller", "controller", c.cfg.ControllerAddr)
+
+	// The reporter writes the node's reports into the request body.
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer pr.Close() // a report blocked on a stream that ends returns
+	defer cancel()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer pw.Close()
+		t := time.NewTicker(c.cfg.ReportEvery)
+		defer t.Stop()
+		for {
+			if err := writeFrame(pw, c.report()); err != nil {
+				return
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			case <-c.reportNow:
+			}
+		}
+	}()
+
+	idle := time.AfterFunc(c.cfg.IdleTimeout, cancel)
+	defer idle.Stop()
+	for {
+		var f frame
+		if err := readFrame(resp.Body, &f); err != nil {
+			if errors.Is(err, io.EOF) {
+				err = errors.New("the controller ended the stream")
+			} else if ctx.Err() != nil && !idle.Stop() {
+				err = fmt.Errorf("the controller sent nothing for %s", c.cfg.IdleTimeout)
+			}
+			return true, err
+		}
+		idle.Reset(c.cfg.IdleTimeout)
+		if f.Desired != nil {
+			c.apply(ctx, f.Desired)
+			select {
+			case c.reportNow <- struct{}{}:
+			default:
+			}
+		}
+	}
+}

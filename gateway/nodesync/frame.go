@@ -1,0 +1,101 @@
+package nodesync
+
+import (
+	"bytes"
+	"compress/gzip"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/popgate/popgate/gateway/plane"
+)
+
+// Frames on the sync stream: a 4-byte big-endian length, then that many bytes of gzip'd
+// JSON. The controller sends frames (a Desired, or a ping); the node sends reports.
+
+// Bounds on a frame, both ways: what arrives compressed and what it may expand to (a
+// Desired of 100,000 peers is some 30 MB of JSON).
+const (
+	maxFrame    = 64 << 20
+	maxExpanded = 512 << 20
+)
+
+// frame is what the controller sends.
+type frame struct {
+	Desired *plane.Desired `json:"desired,omitempty"`
+	Ping    bool           `json:"ping,omitempty"`
+	// Time is the controller's clock when it sent the frame.
+	Time time.Time `json:"time"`
+}
+
+// report is what a node sends.
+type report struct {
+	// Generation is that of the last Desired the node applied.
+	Generation int64 `json:"generation"`
+	// ApplyError says why the last Desired (of generation Failed) was not applied.
+	ApplyError string        `json:"apply_error,omitempty"`
+	Failed     int64         `json:"failed,omitempty"`
+	Report     *plane.Report `json:"report,omitempty"`
+	// Time is the node's clock when it sent the report.
+	Time time.Time `json:"time"`
+}
+
+// writeFrame writes v as one frame.
+func writeFrame(w io.Writer, v any) error {
+	var buf bytes.Buffer
+	buf.Write([]byte{0, 0, 0, 0})
+	zw := gzip.NewWriter(&buf)
+	if err := json.NewEncoder(zw).Encode(v); err != nil {
+		return fmt.Errorf("encode frame: %w", err)
+	}
+	if err := zw.Close(); err != nil {
+		return fmt.Errorf("encode frame: %w", err)
+	}
+	n := buf.Len() - 4
+	if n > maxFrame {
+		return fmt.Errorf("frame of %d bytes, more than %d", n, maxFrame)
+	}
+	b := buf.Bytes()
+	binary.BigEndian.PutUint32(b, uint32(n))
+	_, err := w.Write(b)
+	return err
+}
+
+var errFrameTooLarge = errors.New("frame too large")
+
+// readFrame reads one frame into v. io.EOF means the stream ended cleanly, between frames.
+func readFrame(r io.Reader, v any) error {
+	var hdr [4]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return err
+	}
+	n := binary.BigEndian.Uint32(hdr[:])
+	if n > maxFrame {
+		return fmt.Errorf("%w: %d bytes, at most %d", errFrameTooLarge, n, maxFrame)
+	}
+	body := make([]byte, n)
+	if _, err := io.ReadFull(r, body); err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return err
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("decode frame: %w", err)
+	}
+	plain, err := io.ReadAll(io.LimitReader(zr, maxExpanded+1))
+	if err != nil {
+		return fmt.Errorf("decode frame: %w", err)
+	}
+	if len(plain) > maxExpanded {
+		return fmt.Errorf("%w: expands to more than %d bytes", errFrameTooLarge, maxExpanded)
+	}
+	if err := json.Unmarshal(plain, v); err != nil {
+		return fmt.Errorf("decode frame: %w", err)
+	}
+	return nil
+}

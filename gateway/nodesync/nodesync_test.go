@@ -1,0 +1,471 @@
+package nodesync
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/popgate/popgate/gateway/plane"
+	"github.com/popgate/popgate/store"
+)
+
+// fakeSource is a Source whose desired state the test sets.
+type fakeSource struct {
+	mu sync.Mutex
+	d  *plane.Desired
+	ch chan struct{}
+}
+
+func newSource(gen int64) *fakeSource { return &fakeSource{d: desired(gen), ch: make(chan struct{})} }
+
+func (f *fakeSource) set(d *plane.Desired) {
+	f.mu.Lock()
+	f.d = d
+	close(f.ch)
+	f.ch = make(chan struct{})
+	f.mu.Unlock()
+}
+
+// poke publishes without a change (a node removed).
+func (f *fakeSource) poke() { f.set(f.get()) }
+
+func (f *fakeSource) get() *plane.Desired {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.d
+}
+
+func (f *fakeSource) DesiredFor(context.Context, store.Node) (*plane.Desired, error) {
+	return f.get(), nil
+}
+
+func (f *fakeSource) Changed() <-chan struct{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.ch
+}
+
+var _ Source = (*fakeSource)(nil)
+
+func desired(gen int64) *plane.Desired {
+	return &plane.Desired{Format: plane.Format, Generation: gen, Overlay: plane.Overlay{
+		V4: netip.MustParsePrefix("100.64.0.0/10"), V6: netip.MustParsePrefix("fd00:1::/48"),
+		Gateway4: netip.MustParseAddr("100.64.0.1"), Gateway6: netip.MustParseAddr("fd00:1::1")}}
+}
+
+// controller is a controller's end over loopback TLS with a real store.
+type controller struct {
+	st   *store.Store
+	id   *Identity
+	src  *fakeSource
+	srv  *Server
+	addr string
+	ln   net.Listener
+}
+
+func openStore(t *testing.T) *store.Store {
+	t.Helper()
+	st, err := store.Open(context.Background(), store.Options{Path: filepath.Join(t.TempDir(), "popgate.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+func newController(t *testing.T, now func() time.Time) *controller {
+	t.Helper()
+	c := &controller{st: openStore(t), src: newSource(1)}
+	var err error
+	if c.id, err = LoadIdentity(filepath.Join(t.TempDir(), IdentityFileName)); err != nil {
+		t.Fatal(err)
+	}
+	c.start(t, "127.0.0.1:0", now)
+	return c
+}
+
+func (c *controller) start(t *testing.T, addr string, now func() time.Time) {
+	t.Helper()
+	var err error
+	if c.srv, err = NewServer(ServerConfig{Identity: c.id, Registry: c.st, Source: c.src, Now: now, PingEvery: 200 * time.Millisecond}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if c.ln, err = net.Listen("tcp", addr); err != nil {
+		t.Fatal(err)
+	}
+	c.addr = c.ln.Addr().String()
+	srv := c.srv
+	done := make(chan struct{})
+	go func() { defer close(done); srv.Serve(c.ln) }()
+	t.Cleanup(func() { srv.Close(); <-done })
+}
+
+func (c *controller) token(t *testing.T, nt store.NewJoinToken) Token {
+	t.Helper()
+	if nt.Roles == "" {
+		nt.Roles = "pop"
+	}
+	if nt.ExpiresAt.IsZero() {
+		nt.ExpiresAt = time.Now().Add(time.Hour)
+	}
+	jt, secret, err := c.st.CreateJoinToken(context.Background(), nt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Token{Addr: c.addr, Pin: c.id.Pin(), ID: jt.ID, Secret: secret, Expires: jt.ExpiresAt}
+}
+
+func testIdentity(t *testing.T) *Identity {
+	t.Helper()
+	id, err := LoadIdentity(filepath.Join(t.TempDir(), IdentityFileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+func TestIdentity(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "d", IdentityFileName)
+	a, err := LoadIdentity(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("identity key: %v, %v", fi, err)
+	}
+	b, err := LoadIdentity(path)
+	if err != nil || b.Pin() != a.Pin() {
+		t.Fatalf("reloaded identity: pin %s, %v; want %s", b.Pin(), err, a.Pin())
+	}
+	if other := testIdentity(t); other.Pin() == a.Pin() {
+		t.Fatal("two identities with one pin")
+	}
+	os.Chmod(path, 0o644)
+	if _, err := LoadIdentity(path); err == nil || !strings.Contains(err.Error(), "chmod 600") {
+		t.Fatalf("a readable key: %v", err)
+	}
+	os.Chmod(path, 0o600)
+	os.WriteFile(path, []byte("junk"), 0o600)
+	if _, err := LoadIdentity(path); err == nil || !strings.Contains(err.Error(), "not a PEM private key") {
+		t.Fatalf("a damaged key: %v", err)
+	}
+}
+
+func TestTokenRoundTrip(t *testing.T) {
+	now := time.Now()
+	tok := Token{Addr: "[2001:db8::1]:7443", Pin: Pin{1, 2}, ID: 42, Secret: [32]byte{3}, Expires: now.Add(time.Hour).Truncate(time.Second).UTC()}
+	s := tok.Encode()
+	if !strings.HasPrefix(s, TokenPrefix) || strings.ContainsAny(s, " \n=") {
+		t.Fatalf("token %q", s)
+	}
+	got, err := ParseToken(" "+s+"\n", now)
+	if err != nil || got != tok {
+		t.Fatalf("ParseToken = %+v, %v; want %+v", got, err, tok)
+	}
+	for _, tc := range []struct{ in, want string }{
+		{"pgt_abc", "not a popgate join token"},
+		{"", "not a popgate join token"},
+		{"popgate-join-2.eyJ9", `version "2"`},
+		{s[:len(s)-10], "truncated or damaged"},
+		{TokenPrefix + "!!", "truncated or damaged"},
+		{TokenPrefix + "e30", "truncated or damaged"}, // {}
+	} {
+		if _, err := ParseToken(tc.in, now); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("ParseToken(%q) = %v, want %q", tc.in, err, tc.want)
+		}
+	}
+	_, err = ParseToken(s, now.Add(2*time.Hour))
+	if !errors.Is(err, ErrTokenExpired) || !strings.Contains(err.Error(), tok.Expires.Format(time.RFC3339)) {
+		t.Errorf("an expired token: %v", err)
+	}
+}
+
+func TestJoin(t *testing.T) {
+	ctx := context.Background()
+	c := newController(t, nil)
+	node := testIdentity(t)
+
+	tok := c.token(t, store.NewJoinToken{Roles: "pop", Region: "fra"})
+	j, err := Join(ctx, node, tok, JoinRequest{Name: "p1", Version: "test", BackboneEndpoint: "192.0.2.1:51821"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j.Name != "p1" || j.Roles != "pop" || j.Region != "fra" {
+		t.Errorf("Joined %+v", j)
+	}
+	n, err := c.st.NodeByPin(ctx, node.Pin())
+	if err != nil || n.Name != "p1" || n.BackboneEndpoint != "192.0.2.1:51821" {
+		t.Fatalf("the controller's record: %+v, %v", n, err)
+	}
+
+	// Reused.
+	_, err = Join(ctx, testIdentity(t), tok, JoinRequest{Name: "p2"})
+	wantErrText(t, err, `this join token was used at`)
+	// Forged: the right id, another secret.
+	tok2 := c.token(t, store.NewJoinToken{})
+	forged := tok2
+	forged.Secret[0] ^= 1
+	_, err = Join(ctx, testIdentity(t), forged, JoinRequest{Name: "p2"})
+	wantErrText(t, err, "does not know this join token")
+	// Another installation's: the pin does not match, the node refuses the controller.
+	other := tok2
+	other.Pin = testIdentity(t).Pin()
+	_, err = Join(ctx, testIdentity(t), other, JoinRequest{Name: "p2"})
+	if !errors.Is(err, ErrWrongController) {
+		t.Errorf("another installation's token: %v", err)
+	}
+	wantErrText(t, err, "is not the one the token names")
+	// Clock off by an hour: refused, the token stays unused.
+	_, err = Join(ctx, testIdentity(t), tok2, JoinRequest{Name: "p2", Now: func() time.Time { return time.Now().Add(-time.Hour) }})
+	wantErrText(t, err, "this node's clock is off by -1h0m0s from the controller's: fix its time (NTP) and join again; the token is still unused")
+	// Unreachable.
+	gone := tok2
+	gone.Addr = "127.0.0.1:1"
+	_, err = Join(ctx, testIdentity(t), gone, JoinRequest{Name: "p2"})
+	wantErrText(t, err, "cannot reach the controller at 127.0.0.1:1")
+	// The same token works after all of that.
+	if _, err := Join(ctx, testIdentity(t), tok2, JoinRequest{Name: "p2"}); err != nil {
+		t.Fatal(err)
+	}
+	// Expired on the controller (its clock moved on).
+	tok3 := c.token(t, store.NewJoinToken{ExpiresAt: time.Now().Add(time.Second)})
+	time.Sleep(1100 * time.Millisecond)
+	_, err = Join(ctx, testIdentity(t), tok3, JoinRequest{Name: "p3"})
+	wantErrText(t, err, "this join token expired at")
+}
+
+func wantErrText(t *testing.T, err error, want string) {
+	t.Helper()
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("error %v, want one containing %q", err, want)
+	}
+}
+
+// fakePlane records what the client applies.
+type fakePlane struct {
+	mu      sync.Mutex
+	applied []int64
+	changed chan struct{}
+}
+
+func newPlane() *fakePlane { return &fakePlane{changed: make(chan struct{}, 100)} }
+
+func (p *fakePlane) Apply(_ context.Context, d *plane.Desired) error {
+	p.mu.Lock()
+	p.applied = append(p.applied, d.Generation)
+	p.mu.Unlock()
+	p.changed <- struct{}{}
+	return nil
+}
+
+func (p *fakePlane) last() int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.applied) == 0 {
+		return 0
+	}
+	return p.applied[len(p.applied)-1]
+}
+
+// waitGen waits until p applied gen.
+func (p *fakePlane) waitGen(t *testing.T, gen int64, within time.Duration) {
+	t.Helper()
+	deadline := time.After(within)
+	for p.last() != gen {
+		select {
+		case <-p.changed:
+		case <-deadline:
+			t.Fatalf("generation %d not applied within %s (applied %v)", gen, within, p.applied)
+		}
+	}
+}
+
+// joinedNode joins a node to c and returns its client, not yet running.
+func joinedNode(t *testing.T, c *controller, name string, p *fakePlane, revoked func()) (*Client, *store.Store) {
+	t.Helper()
+	id := testIdentity(t)
+	if _, err := Join(context.Background(), id, c.token(t, store.NewJoinToken{}), JoinRequest{Name: name}); err != nil {
+		t.Fatal(err)
+	}
+	cache := openStore(t)
+	cl, err := NewClient(ClientConfig{ControllerAddr: c.addr, ControllerPin: c.id.Pin(), Identity: id, Cache: cache, Apply: p.Apply,
+		Revoked: revoked, ReportEvery: 100 * time.Millisecond, IdleTimeout: 2 * time.Second,
+		MinBackoff: 50 * time.Millisecond, MaxBackoff: 200 * time.Millisecond, CacheWait: 500 * time.Millisecond}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cl, cache
+}
+
+func run(t *testing.T, cl *Client) (cancel func(), done chan error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done = make(chan error, 1)
+	go func() { done <- cl.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return cancel, done
+}
+
+func TestSync(t *testing.T) {
+	ctx := context.Background()
+	c := newController(t, nil)
+	p := newPlane()
+	cl, cache := joinedNode(t, c, "p1", p, nil)
+	run(t, cl)
+	p.waitGen(t, 1, 5*time.Second)
+
+	start := time.Now()
+	c.src.set(desired(2))
+	p.waitGen(t, 2, 2*time.Second)
+	t.Logf("a change reached the node in %s", time.Since(start))
+
+	// It is kept, and reported back.
+	if gen, _, _, err := cache.LoadDesired(ctx); err != nil || gen != 2 {
+		t.Fatalf("kept generation %d, %v", gen, err)
+	}
+	waitFor(t, 2*time.Second, "the node's report", func() bool {
+		n, err := c.st.NodeByPin(ctx, cl.cfg.Identity.Pin())
+		return err == nil && n.AppliedGeneration == 2 && !n.LastSeen.IsZero()
+	})
+	if l, ok := c.srv.Links()["p1"]; !ok || l.Applied != 2 || l.Sent != 2 {
+		t.Errorf("links %+v", c.srv.Links())
+	}
+	if st := cl.Status(); !st.Connected || st.Generation != 2 || st.FromCache {
+		t.Errorf("status %+v", st)
+	}
+
+	// A Desired of a format the node does not read is refused, and not kept.
+	bad := desired(3)
+	bad.Format = plane.Format + 1
+	c.src.set(bad)
+	waitFor(t, 2*time.Second, "the refusal", func() bool { return strings.Contains(cl.Status().ApplyError, "this node reads format") })
+	if p.last() != 2 {
+		t.Errorf("applied %d after a bad format", p.last())
+	}
+	if gen, _, _, _ := cache.LoadDesired(ctx); gen != 2 {
+		t.Errorf("kept generation %d after a bad format", gen)
+	}
+	c.src.set(desired(4))
+	p.waitGen(t, 4, 2*time.Second)
+}
+
+func waitFor(t *testing.T, within time.Duration, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s", what, within)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestRemovedNode(t *testing.T) {
+	ctx := context.Background()
+	c := newController(t, nil)
+	p := newPlane()
+	var revoked sync.WaitGroup
+	revoked.Add(1)
+	cl, cache := joinedNode(t, c, "p1", p, revoked.Done)
+	_, done := run(t, cl)
+	p.waitGen(t, 1, 5*time.Second)
+	waitFor(t, 2*time.Second, "the link", func() bool { _, ok := c.srv.Links()["p1"]; return ok })
+
+	if _, err := c.st.RemoveNode(ctx, "p1"); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	c.src.poke()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrRevoked) {
+			t.Fatalf("Run = %v, want ErrRevoked", err)
+		}
+		done <- err // for the cleanup
+	case <-time.After(3 * time.Second):
+		t.Fatal("the removed node's Run did not end")
+	}
+	t.Logf("the removal reached the node in %s", time.Since(start))
+	revoked.Wait()
+	if _, ok := c.srv.Links()["p1"]; ok {
+		t.Error("the removed node still has a link")
+	}
+	if _, _, _, err := cache.LoadDesired(ctx); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("the removed node kept its desired state: %v", err)
+	}
+	if st := cl.Status(); st.Connected || !strings.Contains(st.LastError, "not a member") {
+		t.Errorf("status %+v", st)
+	}
+}
+
+func TestReconnectAndFailStatic(t *testing.T) {
+	c := newController(t, nil)
+	p := newPlane()
+	cl, cache := joinedNode(t, c, "p1", p, nil)
+	cancel, done := run(t, cl)
+	p.waitGen(t, 1, 5*time.Second)
+	c.src.set(desired(2))
+	p.waitGen(t, 2, 2*time.Second)
+
+	// Cut: the controller goes away and comes back on the same address.
+	addr := c.addr
+	c.srv.Close()
+	waitFor(t, 3*time.Second, "the node to notice", func() bool { return !cl.Status().Connected })
+	if st := cl.Status(); st.Generation != 2 {
+		t.Errorf("status while cut off %+v", st)
+	}
+	c.src.set(desired(3))
+	c.start(t, addr, nil)
+	p.waitGen(t, 3, 5*time.Second)
+	if !cl.Status().Connected {
+		t.Error("not connected again")
+	}
+
+	// The node restarts while the controller is away: it serves the kept state.
+	cancel()
+	<-done
+	done <- nil
+	c.srv.Close()
+	p2 := newPlane()
+	cl2, err := NewClient(ClientConfig{ControllerAddr: addr, ControllerPin: c.id.Pin(), Identity: cl.cfg.Identity, Cache: cache, Apply: p2.Apply,
+		MinBackoff: 50 * time.Millisecond, MaxBackoff: 100 * time.Millisecond, CacheWait: 300 * time.Millisecond}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, cl2)
+	p2.waitGen(t, 3, 3*time.Second)
+	if st := cl2.Status(); st.Connected || !st.FromCache || st.SavedAt.IsZero() {
+		t.Errorf("status from the cache %+v", st)
+	}
+	// The controller is back: the node takes its state.
+	c.src.set(desired(5))
+	c.start(t, addr, nil)
+	p2.waitGen(t, 5, 5*time.Second)
+}
+
+func TestSyncNeedsMembership(t *testing.T) {
+	c := newController(t, nil)
+	stranger := testIdentity(t)
+	cl, err := NewClient(ClientConfig{ControllerAddr: c.addr, ControllerPin: c.id.Pin(), Identity: stranger, Cache: openStore(t),
+		Apply: newPlane().Apply, MinBackoff: time.Millisecond}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := cl.Run(ctx); !errors.Is(err, ErrRevoked) {
+		t.Fatalf("a node that never joined: Run = %v", err)
+	}
+	// Plain HTTP/1.1 without a certificate gets no further than TLS.
+	hc := &http.Client{Timeout: 2 * time.Second}
+	if _, err := hc.Post("https://"+c.addr+"/v1/sync", "", nil); err == nil {
+		t.Fatal("a request without a client certificate got through")
+	}
+}
