@@ -206,7 +206,9 @@ type Redemption struct {
 	Secret  [JoinSecretLen]byte
 	// Name is the name the node asks for; "" takes the token's.
 	Name string
-	Pin  [32]byte
+	// DefaultName is taken when neither Name nor the token names the node (its host name).
+	DefaultName string
+	Pin         [32]byte
 	// BackboneEndpoint and BackbonePublicKey are optional.
 	BackboneEndpoint  string
 	BackbonePublicKey Key
@@ -249,6 +251,8 @@ func (s *Store) RedeemJoinToken(ctx context.Context, r Redemption) (Node, error)
 		}
 		name := r.Name
 		switch {
+		case name == "" && tok.Name == "" && r.DefaultName != "":
+			name = r.DefaultName
 		case name == "" && tok.Name == "":
 			return errorf(ErrInvalid, "the node has no name: give it one (--node-name)")
 		case name == "":

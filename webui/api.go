@@ -66,6 +66,9 @@ func NewAPI(ctrl *control.Controller, st Store, log *slog.Logger) *API {
 		{"POST /api/v1/regions", a.addRegion},
 		{"PATCH /api/v1/regions/{region}", a.updateRegion},
 		{"DELETE /api/v1/regions/{region}", a.removeRegion},
+		{"GET /api/v1/nodes", a.listNodes},
+		{"POST /api/v1/nodes/tokens", a.addNodeToken},
+		{"DELETE /api/v1/nodes/{node}", a.removeNode},
 
 		// ---- admins, API tokens, the audit log, and peer rename, expiry and download
 		// links (handlers and types in auth_api.go; on the web address apiRoutes in token.go

@@ -342,3 +342,58 @@ type APIPeerCounts struct {
 	Enabled int `json:"enabled"`
 	Online  int `json:"online"`
 }
+
+// APIJoinedNode is a node that joined the controller.
+type APIJoinedNode struct {
+	Name string `json:"name"`
+	// Roles are pop, exit or pop,exit.
+	Roles string `json:"roles"`
+	// Region is the region the node serves; absent: none (an exit).
+	Region string `json:"region,omitempty"`
+	// Pin is the SHA-256 of its certificate's public key, base64url: what authenticates it.
+	Pin string `json:"pin"`
+	// BackboneEndpoint and BackbonePublicKey are its backbone's, absent when it gave none.
+	BackboneEndpoint  string `json:"backbone_endpoint,omitempty"`
+	BackbonePublicKey string `json:"backbone_public_key,omitempty"`
+	// Version is the popgate version it last reported.
+	Version  string    `json:"version,omitempty"`
+	JoinedAt time.Time `json:"joined_at"`
+	// LastSeen is when it last reported; absent: never.
+	LastSeen *time.Time `json:"last_seen,omitempty"`
+	// Connected: it has a sync stream now, since ConnectedSince.
+	Connected      bool       `json:"connected"`
+	ConnectedSince *time.Time `json:"connected_since,omitempty"`
+	// AppliedGeneration is the generation of the desired state it applied last; Current
+	// the one published now.
+	AppliedGeneration int64 `json:"applied_generation"`
+	Current           int64 `json:"current_generation"`
+	// ApplyError says why it could not apply the last desired state; absent: it did.
+	ApplyError string `json:"apply_error,omitempty"`
+}
+
+// APIJoinedNodes answers GET /api/v1/nodes, ordered by name.
+type APIJoinedNodes struct {
+	Nodes []APIJoinedNode `json:"nodes"`
+}
+
+// APINewNodeToken is the body of POST /api/v1/nodes/tokens.
+type APINewNodeToken struct {
+	// Roles are pop, exit or pop,exit.
+	Roles string `json:"roles"`
+	// Region is the node's region; absent: the controller's own for a PoP, none for an exit.
+	Region string `json:"region,omitempty"`
+	// Name, when set, is the only name the node may join with.
+	Name string `json:"name,omitempty"`
+	// ExpiresIn is the token's validity in seconds, 60 to 604800; absent: an hour.
+	ExpiresIn int64 `json:"expires_in,omitempty"`
+}
+
+// APINodeToken answers POST /api/v1/nodes/tokens. Token ("popgate-join-1.…") is shown this
+// once; a node joins with it ('popgate serve --join TOKEN').
+type APINodeToken struct {
+	Token     string    `json:"token"`
+	Roles     string    `json:"roles"`
+	Region    string    `json:"region,omitempty"`
+	Name      string    `json:"name,omitempty"`
+	ExpiresAt time.Time `json:"expires_at"`
+}

@@ -81,6 +81,10 @@ func apiRoutes() []apiRoute {
 		{pattern: "GET /api/v1/tokens", access: accessOwner},
 		{pattern: "POST /api/v1/tokens", access: accessOwner, action: "token.add"},
 		{pattern: "DELETE /api/v1/tokens/{token}", access: accessOwner, action: "token.remove"},
+		// Nodes are the operator's: a join token makes a machine part of the network.
+		{pattern: "GET /api/v1/nodes", access: accessOwner},
+		{pattern: "POST /api/v1/nodes/tokens", access: accessOwner, action: "node.token"},
+		{pattern: "DELETE /api/v1/nodes/{node}", access: accessOwner, action: "node.remove"},
 		{pattern: "GET /api/v1/audit", access: accessRead, scoped: (*Server).scopedQuery},
 		// Regions are the operator's: everyone may see them (to pick a config), of their
 		// tenants limited to each only their own.

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -51,7 +52,24 @@ type ServeConfig struct {
 	TLSCertFile, TLSKeyFile string
 	// AdminPasswordHash, when set, is the first admin's password hash (PHC string).
 	AdminPasswordHash string
+
+	// Roles are the node's roles: controller, pop and exit, in that order. Default all
+	// three: the appliance.
+	Roles []string
+	// ControllerAddr, when set, is the host:port the controller accepts nodes on (mutual
+	// TLS), also written into join tokens. Default "": it accepts none.
+	ControllerAddr string
+	// Join is the join token a node joins its controller with on first start. Default "".
+	Join string
+	// NodeNameSet says whether the node's name was given (not the host name).
+	NodeNameSet bool
+	// BackboneEndpoint is the host:port other nodes reach this node's backbone at, told to
+	// the controller at join. Default "".
+	BackboneEndpoint string
 }
+
+// hasRole reports whether the node has role.
+func (sc *ServeConfig) hasRole(role string) bool { return slices.Contains(sc.Roles, role) }
 
 const (
 	defaultDataDir = "popgate-data"
@@ -78,6 +96,10 @@ type serveSettings struct {
 	TLSCert        string
 	TLSKey         string
 	AdminPassHash  string
+	Roles          string
+	ControllerAddr string
+	Join           string
+	Backbone       string
 }
 
 func defaultServeSettings() serveSettings {
@@ -91,6 +113,7 @@ func defaultServeSettings() serveSettings {
 		Region:     gateway.DefaultRegion,
 		LogLevel:   "info",
 		LogFormat:  "text",
+		Roles:      "controller,pop,exit",
 	}
 }
 
@@ -143,6 +166,17 @@ var serveSettingsTable = []setting{
 	{name: "dns-upstream", usage: "comma-separated `LIST` of ip[:port] resolvers the in-tunnel DNS forwards to",
 		defText: "the nameservers of /etc/resolv.conf",
 		field:   func(s *serveSettings) any { return &s.DNSUpstream }},
+	{name: "roles", usage: "comma-separated `ROLES` of this node: controller, pop, exit (all three: the appliance); a node without controller joins one (--join)",
+		field: func(s *serveSettings) any { return &s.Roles }},
+	{name: "controller-addr", usage: "`HOST:PORT` the controller accepts nodes on (mutual TLS), written into join tokens ('popgate node token')",
+		defText: "none: no nodes join",
+		field:   func(s *serveSettings) any { return &s.ControllerAddr }},
+	{name: "join", usage: "join `TOKEN` ('popgate node token' on the controller): on first start the node joins that controller and keeps its identity in the data dir; later starts need no token",
+		defText: "none",
+		field:   func(s *serveSettings) any { return &s.Join }},
+	{name: "backbone-endpoint", usage: "`HOST:PORT` other nodes reach this node's backbone at, told to the controller when the node joins",
+		defText: "none",
+		field:   func(s *serveSettings) any { return &s.Backbone }},
 	{name: "log-level", usage: "`LEVEL`: debug, info, warn or error",
 		field: func(s *serveSettings) any { return &s.LogLevel }},
 	{name: "log-format", usage: "`FORMAT` of the log on stderr: text or json",
@@ -549,6 +583,33 @@ func (a *app) buildServeConfig(s serveSettings, origin map[string]string) (Serve
 		}
 		sc.PublicEndpoint = s.PublicEndpoint
 	}
+	roles, err := parseServeRoles(s.Roles)
+	if err != nil {
+		return sc, bad("roles", "%v", err)
+	}
+	sc.Roles = roles
+	if s.ControllerAddr != "" {
+		if err := checkHostPort(s.ControllerAddr); err != nil {
+			return sc, bad("controller-addr", "controller addr %q %v: use host:port, e.g. 203.0.113.10:7443", s.ControllerAddr, err)
+		}
+		if !sc.hasRole("controller") {
+			return sc, bad("controller-addr", "--controller-addr is for a controller, and --roles %s has no controller: drop one or the other", s.Roles)
+		}
+		sc.ControllerAddr = s.ControllerAddr
+	}
+	if s.Join != "" {
+		if sc.hasRole("controller") && origin["roles"] != "" {
+			return sc, bad("join", "--join makes this node part of another controller's network, but --roles %s includes controller: give --roles pop, exit or pop,exit", s.Roles)
+		}
+		sc.Join = s.Join
+	}
+	if s.Backbone != "" {
+		if err := checkHostPort(s.Backbone); err != nil {
+			return sc, bad("backbone-endpoint", "backbone endpoint %q %v: use host:port, e.g. 203.0.113.1:51821", s.Backbone, err)
+		}
+		sc.BackboneEndpoint = s.Backbone
+	}
+	sc.NodeNameSet = s.NodeName != ""
 	sc.Gateway = gateway.Config{
 		Interface:    s.Interface,
 		ListenPort:   s.ListenPort,
@@ -589,6 +650,32 @@ func blame(bad gateway.Config, err error, origin map[string]string) string {
 		}
 	}
 	return ""
+}
+
+// parseServeRoles reads --roles: a comma-separated list of controller, pop and exit, returned
+// in that order.
+func parseServeRoles(s string) ([]string, error) {
+	var out []string
+	for _, known := range []string{"controller", "pop", "exit"} {
+		for r := range strings.SplitSeq(s, ",") {
+			if strings.TrimSpace(r) == known && !slices.Contains(out, known) {
+				out = append(out, known)
+			}
+		}
+	}
+	for r := range strings.SplitSeq(s, ",") {
+		if r = strings.TrimSpace(r); !slices.Contains(out, r) {
+			return nil, fmt.Errorf("role %q is unknown: use controller, pop and exit, comma-separated (all three: the appliance)", truncateText(r, 40))
+		}
+	}
+	return out, nil
+}
+
+func truncateText(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
 }
 
 // A region's name is written into client configs and, with many nodes, into host names: a

@@ -51,8 +51,10 @@ func TestServeConfigPrecedence(t *testing.T) {
 			ExitMode: "auto", Region: "local", NodeName: "testhost", Version: "dev",
 		},
 		WebAddr: "127.0.0.1:8080", LogLevel: slog.LevelInfo, LogFormat: "text",
+		Roles: []string{"controller", "pop", "exit"},
 	}
 	fromFile := ServeConfig{
+		Roles: []string{"controller", "pop", "exit"}, NodeNameSet: true,
 		DataDir:        "/var/lib/popgate",
 		PublicEndpoint: "vpn.example.com:51000",
 		Gateway: gateway.Config{
@@ -113,6 +115,7 @@ func TestServeConfigPrecedence(t *testing.T) {
 			sc.Gateway.DNSUpstreams = []netip.AddrPort{netip.MustParseAddrPort("8.8.8.8:53")}
 			sc.LogFormat = "text"
 			sc.Gateway.NodeName = "n1"
+			sc.NodeNameSet = true
 			sc.DataDir = "./d"
 			sc.WebAddr = "[::1]:0"
 			sc.Gateway.Interface = "pg1"

@@ -138,6 +138,7 @@ var commands = []command{
 	{"status", "show the running node, its device, its peers and its tenants at a glance", (*app).cmdStatus},
 	{"admin", "add, list and remove the admins of the web UI; set their passwords", (*app).cmdAdmin},
 	{"token", "add, list and remove API tokens", (*app).cmdToken},
+	{"node", "make join tokens; list and remove the nodes that joined this controller", (*app).cmdNode},
 	{"audit", "show the audit log: who changed what, when, from where", (*app).cmdAudit},
 	{"db", "check the database of a data dir, also while serve runs", (*app).cmdDB},
 	{"backup", "write a consistent copy of the database to a file, also while serve runs", (*app).cmdBackup},

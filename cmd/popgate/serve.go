@@ -15,6 +15,7 @@ import (
 
 	"github.com/popgate/popgate/gateway"
 	"github.com/popgate/popgate/gateway/control"
+	"github.com/popgate/popgate/gateway/nodesync"
 	"github.com/popgate/popgate/webui"
 )
 
@@ -45,6 +46,19 @@ func runServe(ctx context.Context, sc ServeConfig, log *slog.Logger) error {
 	}
 	defer dd.Close()
 	st := dd.store
+	if sc.Join != "" || !sc.hasRole("controller") {
+		return &usageError{msg: "--join and --roles without controller are not built yet"}
+	}
+	// The controller accepts nodes on --controller-addr (nodesync over mutual TLS).
+	var nodes *control.NodesConfig
+	var nodeSrv *nodesync.Server // set before anything calls Links
+	var nodeID *nodesync.Identity
+	if sc.ControllerAddr != "" {
+		if nodeID, err = nodesync.LoadIdentity(filepath.Join(sc.DataDir, nodesync.IdentityFileName)); err != nil {
+			return err
+		}
+		nodes = &control.NodesConfig{Addr: sc.ControllerAddr, Pin: nodeID.Pin(), Links: func() map[string]nodesync.Link { return nodeSrv.Links() }}
+	}
 	gcfg := sc.Gateway
 	if gcfg.PrivateKey, err = st.NodePrivateKey(ctx); err != nil {
 		return err
@@ -62,6 +76,7 @@ func runServe(ctx context.Context, sc ServeConfig, log *slog.Logger) error {
 		MTU:            node.Config().MTU,
 		Region:         node.Config().Region,
 		ClientDNS:      len(node.Config().DNSUpstreams) > 0,
+		Nodes:          nodes,
 	}, st, node, log.With("component", "control"))
 	if err != nil {
 		return err
@@ -72,6 +87,27 @@ func runServe(ctx context.Context, sc ServeConfig, log *slog.Logger) error {
 	defer ctrl.Close() // before node.Close
 	if err := ctrl.Start(ctx); err != nil {
 		return err
+	}
+	if nodes != nil {
+		if nodeSrv, err = nodesync.NewServer(nodesync.ServerConfig{Identity: nodeID, Registry: st, Source: ctrl}, log.With("component", "nodesync")); err != nil {
+			return err
+		}
+		nl, err := net.Listen("tcp", sc.ControllerAddr)
+		if err != nil {
+			return fmt.Errorf("controller addr %s: %w: choose another --controller-addr", sc.ControllerAddr, err)
+		}
+		nodeDone := make(chan struct{})
+		go func() {
+			defer close(nodeDone)
+			if err := nodeSrv.Serve(nl); !errors.Is(err, http.ErrServerClosed) {
+				log.Error("the node listener stopped", "err", err)
+			}
+		}()
+		defer func() { // before ctrl.Close
+			nodeSrv.Close()
+			<-nodeDone
+		}()
+		log.Info("accepting nodes (mutual TLS)", "controller_addr", nl.Addr().String(), "pin", nodeID.Pin().String())
 	}
 	log.Info("popgate is serving", "public_endpoint", ctrl.Config().PublicEndpoint)
 	if os.Getenv("GOGC") == "" {

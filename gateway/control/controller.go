@@ -53,6 +53,9 @@ type Config struct {
 	// RetryEvery is how often a desired state that failed to reach the data plane is
 	// published again. Default 5 s.
 	RetryEvery time.Duration
+	// Nodes, when set, lets nodes join this controller (see nodes.go). Default nil: the
+	// appliance alone.
+	Nodes *NodesConfig
 }
 
 // Validate fills defaults and rejects bad values with a message naming the field and the fix.
@@ -100,6 +103,10 @@ type Controller struct {
 	// published is the outcome of the last publication.
 	published atomic.Pointer[publication]
 
+	// changedMu guards changedCh, closed at each publication (Changed).
+	changedMu sync.Mutex
+	changedCh chan struct{}
+
 	closing   chan struct{}
 	wg        sync.WaitGroup
 	closeOnce sync.Once
@@ -127,7 +134,8 @@ func New(cfg Config, st *store.Store, dp DataPlane, log *slog.Logger) (*Controll
 		cfg.PublicEndpoint = net.JoinHostPort(defaultHost(), strconv.Itoa(cfg.ListenPort))
 		log.Warn("no public endpoint set: client configs will use a guess; set --public-endpoint to the host:port clients reach", "endpoint", cfg.PublicEndpoint)
 	}
-	c := &Controller{cfg: cfg, log: log, store: st, dp: dp, serverKey: st.NodePublicKey(), closing: make(chan struct{})}
+	c := &Controller{cfg: cfg, log: log, store: st, dp: dp, serverKey: st.NodePublicKey(), closing: make(chan struct{}),
+		changedCh: make(chan struct{})}
 	c.overlay.V4, c.overlay.V6 = st.OverlayPrefixes()
 	c.overlay.Gateway4, c.overlay.Gateway6 = st.GatewayAddrs()
 	c.published.Store(&publication{})
@@ -194,6 +202,7 @@ func (c *Controller) publish(ctx context.Context) error {
 		return err
 	}
 	c.read.Store(&snap)
+	c.notifyChanged() // remote nodes read c.read
 	err = c.dp.Apply(ctx, c.desiredFor(&snap, c.cfg.Region))
 	if err != nil {
 		err = fmt.Errorf("apply generation %d: %w", snap.Generation, err)

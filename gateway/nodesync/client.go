@@ -182,7 +182,9 @@ func httpClient(id *Identity, pin Pin, addr string) *http.Client {
 // JoinRequest is what a node sends when it joins.
 type JoinRequest struct {
 	// Name is the name it asks for; "" takes the token's.
-	Name              string
+	Name string
+	// DefaultName is the name it takes when neither Name nor the token names it.
+	DefaultName       string
 	BackboneEndpoint  string
 	BackbonePublicKey store.Key
 	Version           string
@@ -202,7 +204,7 @@ func Join(ctx context.Context, id *Identity, tok Token, req JoinRequest) (Joined
 	if req.Now != nil {
 		now = req.Now
 	}
-	body, err := json.Marshal(joinRequest{TokenID: tok.ID, Secret: tok.Secret[:], Name: req.Name, BackboneEndpoint: req.BackboneEndpoint,
+	body, err := json.Marshal(joinRequest{TokenID: tok.ID, Secret: tok.Secret[:], Name: req.Name, DefaultName: req.DefaultName, BackboneEndpoint: req.BackboneEndpoint,
 		BackbonePublicKey: req.BackbonePublicKey, Version: req.Version, Time: now()})
 	if err != nil {
 		return Joined{}, err

@@ -43,7 +43,7 @@ func (f *fakeSource) get() *plane.Desired {
 	return f.d
 }
 
-func (f *fakeSource) DesiredFor(context.Context, store.Node) (*plane.Desired, error) {
+func (f *fakeSource) NodeDesired(context.Context, store.Node) (*plane.Desired, error) {
 	return f.get(), nil
 }
 

@@ -32,9 +32,9 @@ var _ Registry = (*store.Store)(nil)
 
 // Source is the controller's desired state for each node.
 type Source interface {
-	// DesiredFor returns the desired state node n is to apply. It must not be modified
+	// NodeDesired returns the desired state node n is to apply. It must not be modified
 	// afterwards.
-	DesiredFor(ctx context.Context, n store.Node) (*plane.Desired, error)
+	NodeDesired(ctx context.Context, n store.Node) (*plane.Desired, error)
 	// Changed returns a channel that is closed at the next publication of the desired
 	// state (a change, a node joined or removed); then Changed returns a new one.
 	Changed() <-chan struct{}
@@ -195,6 +195,7 @@ type joinRequest struct {
 	TokenID           int64     `json:"token_id"`
 	Secret            []byte    `json:"secret"`
 	Name              string    `json:"name"`
+	DefaultName       string    `json:"default_name,omitempty"`
 	BackboneEndpoint  string    `json:"backbone_endpoint,omitempty"`
 	BackbonePublicKey store.Key `json:"backbone_public_key,omitzero"`
 	Version           string    `json:"version"`
@@ -225,7 +226,7 @@ func (s *Server) join(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, codeClock, fmt.Sprintf("this node's clock is off by %s from the controller's: fix its time (NTP) and join again; the token is still unused", off.Round(time.Second)))
 		return
 	}
-	red := store.Redemption{TokenID: req.TokenID, Name: req.Name, Pin: pin, BackboneEndpoint: req.BackboneEndpoint,
+	red := store.Redemption{TokenID: req.TokenID, Name: req.Name, DefaultName: req.DefaultName, Pin: pin, BackboneEndpoint: req.BackboneEndpoint,
 		BackbonePublicKey: req.BackbonePublicKey, Version: req.Version}
 	copy(red.Secret[:], req.Secret)
 	ctx := store.WithActor(r.Context(), store.Actor{Name: "node:" + truncate(req.Name, 32), Remote: r.RemoteAddr})
@@ -341,7 +342,7 @@ func (s *Server) sync(w http.ResponseWriter, r *http.Request) {
 				log.Warn("node sync: read the node", "err", err)
 			}
 		}
-		d, err := s.cfg.Source.DesiredFor(ctx, n)
+		d, err := s.cfg.Source.NodeDesired(ctx, n)
 		if err != nil {
 			log.Error("node sync: the desired state for the node", "err", err)
 		} else if d.Generation != sent {
