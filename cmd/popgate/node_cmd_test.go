@@ -34,3 +34,11 @@ func TestNodeServeFlags(t *testing.T) {
 		}
 	}
 }
+
+func TestJoinNodeNameFromHost(t *testing.T) {
+	for in, want := range map[string]string{"pop-1.example.com": "pop-1", "POP_2": "pop-2", "-x-": "x", "": "", "...": "", "ümlaut": "mlaut"} {
+		if got := nodeNameFromHost(in); got != want {
+			t.Errorf("nodeNameFromHost(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -16,6 +16,7 @@ import (
 	"github.com/popgate/popgate/gateway"
 	"github.com/popgate/popgate/gateway/control"
 	"github.com/popgate/popgate/gateway/nodesync"
+	"github.com/popgate/popgate/store"
 	"github.com/popgate/popgate/webui"
 )
 
@@ -46,8 +47,10 @@ func runServe(ctx context.Context, sc ServeConfig, log *slog.Logger) error {
 	}
 	defer dd.Close()
 	st := dd.store
-	if sc.Join != "" || !sc.hasRole("controller") {
-		return &usageError{msg: "--join and --roles without controller are not built yet"}
+	if _, err := st.Membership(ctx); err == nil || sc.Join != "" || !sc.hasRole("controller") {
+		return runJoined(ctx, sc, dd, os.Hostname, log)
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return err
 	}
 	// The controller accepts nodes on --controller-addr (nodesync over mutual TLS).
 	var nodes *control.NodesConfig

@@ -1,0 +1,214 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/popgate/popgate/cmd/internal/testbed"
+)
+
+// e2eJoined is what the test reads of `popgate node list --json`.
+type e2eJoined struct {
+	Name      string `json:"name"`
+	Connected bool   `json:"connected"`
+	Applied   int64  `json:"applied_generation"`
+	Current   int64  `json:"current_generation"`
+}
+
+// TestE2ENodeJoin: a controller (in the topology's Net namespace) and a PoP that joined it
+// (in Pop, where the clients' endpoint is). A peer added on the controller reaches the PoP
+// and its stock client pings the PoP's overlay address; the controller is killed and the
+// PoP keeps serving; the PoP restarts meanwhile and serves again from the state it kept;
+// the controller comes back and a removed peer loses access at the PoP within 2 s.
+func TestE2ENodeJoin(t *testing.T) {
+	bin := e2eRequireBinary(t)
+	testbed.RequireRoot(t)
+	testbed.RequireTools(t, "ip", "wg", "wg-quick", "wireguard-go", "ping")
+	topo := testbed.NewTopology(t)
+	ctrlDir, popDir := t.TempDir(), t.TempDir()
+	ctrlIf, popIf := topo.Name("ndc"), topo.Name("ndp")
+	t.Cleanup(func() {
+		os.Remove(filepath.Join(testbed.UAPIDir, ctrlIf+".sock"))
+		os.Remove(filepath.Join(testbed.UAPIDir, popIf+".sock"))
+	})
+	const popPort = 43811
+	controllerAddr := topo.NetAddr4.String() + ":43800"
+	cli := func(ctx context.Context, args ...string) (string, string, error) {
+		return e2eRun(ctx, bin, append(args, "--data-dir", ctrlDir)...)
+	}
+	mustCLI := func(args ...string) string {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		out, stderr, err := cli(ctx, args...)
+		if err != nil {
+			t.Fatalf("popgate %s: %v\n%s", strings.Join(args, " "), err, stderr)
+		}
+		return out
+	}
+	startController := func() *testbed.Proc {
+		t.Helper()
+		p, err := topo.Net.Start(t, bin, "serve", "--data-dir", ctrlDir, "--listen-port", "43801", "--interface", ctrlIf,
+			"--public-endpoint", fmt.Sprintf("%s:%d", topo.PopCliAddr, popPort), "--web-addr", "127.0.0.1:0",
+			"--exit-mode", "userspace", "--dns-upstream", topo.NetAddr4.String(), "--controller-addr", controllerAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		testbed.Poll(t, 60*time.Second, "the controller to answer", func(ctx context.Context) error {
+			if exited, err := p.Exited(); exited {
+				t.Fatalf("the controller exited (%v):\n%s", err, p.LogTail(40))
+			}
+			_, stderr, err := cli(ctx, "status")
+			if err != nil {
+				return fmt.Errorf("%v: %s", err, stderr)
+			}
+			return nil
+		})
+		return p
+	}
+	startPoP := func(extra ...string) *testbed.Proc {
+		t.Helper()
+		args := append([]string{bin, "serve", "--data-dir", popDir, "--listen-port", fmt.Sprint(popPort), "--interface", popIf,
+			"--web-addr", "127.0.0.1:0", "--exit-mode", "userspace", "--dns-upstream", topo.NetAddr4.String()}, extra...)
+		p, err := topo.Pop.Start(t, args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	nodes := func(ctx context.Context) (map[string]e2eJoined, error) {
+		out, stderr, err := cli(ctx, "node", "list", "--json")
+		if err != nil {
+			return nil, fmt.Errorf("node list: %v: %s", err, stderr)
+		}
+		var l struct{ Nodes []e2eJoined }
+		if err := json.Unmarshal([]byte(out), &l); err != nil {
+			return nil, err
+		}
+		m := map[string]e2eJoined{}
+		for _, n := range l.Nodes {
+			m[n.Name] = n
+		}
+		return m, nil
+	}
+	// inSync waits until p1 is connected and applied the current generation; it returns how
+	// long that took.
+	inSync := func(within time.Duration) time.Duration {
+		t.Helper()
+		start := time.Now()
+		testbed.Poll(t, within, "p1 to be connected and in sync", func(ctx context.Context) error {
+			ns, err := nodes(ctx)
+			if err != nil {
+				return err
+			}
+			if n := ns["p1"]; !n.Connected || n.Applied < n.Current {
+				return fmt.Errorf("p1: %+v", n)
+			}
+			return nil
+		})
+		return time.Since(start)
+	}
+	ping := func(ctx context.Context) error {
+		_, err := topo.Cli.Run(ctx, "ping", "-c", "1", "-W", "1", "100.64.0.1")
+		return err
+	}
+
+	ctrl := startController()
+	token := strings.TrimSpace(mustCLI("node", "token", "--roles", "pop", "--name", "p1"))
+	if strings.Contains(token, "\n") || !strings.HasPrefix(token, "popgate-join-1.") {
+		t.Fatalf("node token printed %q, want one line", token)
+	}
+
+	t.Run("bad tokens", func(t *testing.T) {
+		dir := t.TempDir()
+		for _, tc := range []struct{ token, want string }{
+			{"pgt_nonsense", "not a popgate join token"},
+			{token[:len(token)-12], "truncated or damaged"},
+		} {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			_, stderr, err := e2eRun(ctx, bin, "serve", "--data-dir", dir, "--join", tc.token, "--listen-port", "43821", "--interface", topo.Name("ndx"), "--web-addr", "127.0.0.1:0")
+			cancel()
+			if err == nil || !strings.Contains(stderr, tc.want) {
+				t.Errorf("serve --join %.20s…: %v, stderr %q, want %q", tc.token, err, stderr, tc.want)
+			}
+		}
+	})
+
+	pop := startPoP("--join", token)
+	inSync(30 * time.Second)
+
+	mustCLI("tenant", "add", "acme")
+	conf := mustCLI("peer", "add", "--tenant", "acme", "laptop")
+	took := inSync(10 * time.Second)
+	t.Logf("a new peer reached the PoP in %s (node list polled)", took)
+	if took > 2*time.Second {
+		t.Errorf("a new peer reached the PoP in %s, more than 2 s", took)
+	}
+	c := testbed.StartClient(t, topo.Cli, topo.Name("ndw"), conf)
+	testbed.Poll(t, 20*time.Second, "the client to ping the PoP's overlay address", ping)
+
+	// Propagation, measured 10 times: a change until the PoP applied it.
+	var times []time.Duration
+	for i := range 10 {
+		mustCLI("tenant", "add", fmt.Sprintf("t%d", i))
+		times = append(times, inSync(10*time.Second))
+	}
+	sort.Slice(times, func(i, j int) bool { return times[i] < times[j] })
+	t.Logf("propagation of 10 changes (command returned → PoP applied, seen by polling node list): median %s, worst %s", times[len(times)/2], times[len(times)-1])
+
+	// The controller dies: the PoP keeps serving.
+	ctrl.Signal(syscall.SIGKILL)
+	<-ctrl.Done()
+	time.Sleep(2 * time.Second)
+	testbed.Poll(t, 10*time.Second, "the client to ping the PoP with the controller dead", ping)
+
+	// The PoP restarts while the controller is away: it serves from its kept state. A new
+	// client session (the old one died with the PoP's process) handshakes at once.
+	if err := pop.Stop(10 * time.Second); err != nil {
+		t.Fatalf("stop the PoP: %v", err)
+	}
+	c.Stop()
+	pop = startPoP()
+	c = testbed.StartClient(t, topo.Cli, topo.Name("ndv"), conf)
+	testbed.Poll(t, 30*time.Second, "the client to ping the PoP restarted without its controller", ping)
+	if !strings.Contains(pop.Log(), "serving the kept desired state (fail static)") {
+		t.Errorf("the PoP's log does not say it serves its kept state:\n%s", pop.LogTail(30))
+	}
+
+	// The controller returns; a removed peer loses access at the PoP within 2 s.
+	ctrl = startController()
+	inSync(45 * time.Second) // the PoP's backoff is at most 30 s
+	start := time.Now()
+	mustCLI("peer", "remove", "--tenant", "acme", "laptop")
+	var lost time.Duration
+	testbed.Poll(t, 10*time.Second, "the removed peer to lose access", func(ctx context.Context) error {
+		if ping(ctx) == nil {
+			return fmt.Errorf("the removed peer still pings the PoP")
+		}
+		lost = time.Since(start)
+		return nil
+	})
+	t.Logf("a removed peer lost access at the PoP %s after the command started (ping every ≤ 1 s)", lost)
+	if lost > 2*time.Second+time.Second { // a ping that was sent just before counts up to its 1 s wait
+		t.Errorf("a removed peer kept access for %s", lost)
+	}
+
+	// Removing the node revokes it: it drops its state and serves nothing.
+	mustCLI("peer", "add", "--tenant", "acme", "phone")
+	inSync(10 * time.Second)
+	mustCLI("node", "remove", "p1")
+	testbed.Poll(t, 10*time.Second, "the PoP to drop its state", func(context.Context) error {
+		if !strings.Contains(pop.Log(), "this node was removed from its controller") {
+			return fmt.Errorf("not yet")
+		}
+		return nil
+	})
+}

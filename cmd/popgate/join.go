@@ -1,0 +1,193 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/popgate/popgate/gateway"
+	"github.com/popgate/popgate/gateway/nodesync"
+	"github.com/popgate/popgate/gateway/plane"
+	"github.com/popgate/popgate/store"
+)
+
+// A joined node: a PoP or an exit that belongs to a controller elsewhere. On first start it
+// joins with --join; afterwards its membership and identity in the data dir are enough. It
+// builds its data plane from the first desired state: the controller's, or the one it kept
+// when the controller is away (fail static).
+
+// joinNode joins the controller sc.Join names, unless the data dir joined one already, and
+// returns the membership. Nothing is stored when the join fails.
+func joinNode(ctx context.Context, sc ServeConfig, st *store.Store, id *nodesync.Identity, hostname func() (string, error), log *slog.Logger) (store.Membership, error) {
+	m, err := st.Membership(ctx)
+	if err == nil {
+		if sc.Join != "" {
+			tok, perr := nodesync.ParseToken(sc.Join, time.Now())
+			if perr != nil && !errors.Is(perr, nodesync.ErrTokenExpired) {
+				log.Warn("--join is ignored: this data dir joined a controller already", "controller", m.ControllerAddr)
+				return m, nil
+			}
+			if perr == nil && (nodesync.Pin(m.ControllerPin) != tok.Pin) {
+				return m, &usageError{msg: fmt.Sprintf("this data dir (%s) belongs to the controller at %s already, and --join names another (%s): drop --join to keep serving for the first, or use a new data dir to join the other", sc.DataDir, m.ControllerAddr, tok.Addr)}
+			}
+			log.Info("--join is ignored: this data dir joined this controller already; the token is not needed again", "controller", m.ControllerAddr, "node", m.NodeName)
+		}
+		return m, nil
+	}
+	if !errors.Is(err, store.ErrNotFound) {
+		return m, err
+	}
+	if sc.Join == "" {
+		return m, &usageError{msg: "this node has no controller role (--roles " + strings.Join(sc.Roles, ",") + ") and has not joined one: give --join TOKEN (from 'popgate node token' on the controller)"}
+	}
+	tok, err := nodesync.ParseToken(sc.Join, time.Now())
+	if err != nil {
+		return m, &usageError{msg: "--join: " + err.Error()}
+	}
+	req := nodesync.JoinRequest{BackboneEndpoint: sc.BackboneEndpoint, Version: sc.Gateway.Version}
+	if sc.NodeNameSet {
+		req.Name = sc.Gateway.NodeName
+	} else if h, err := hostname(); err == nil {
+		req.DefaultName = nodeNameFromHost(h)
+	}
+	log.Info("joining the controller", "controller", tok.Addr)
+	j, err := nodesync.Join(ctx, id, tok, req)
+	if err != nil {
+		return m, fmt.Errorf("cannot join: %w; nothing was stored", err)
+	}
+	m = store.Membership{ControllerAddr: tok.Addr, ControllerPin: tok.Pin, NodeName: j.Name, Roles: j.Roles, Region: j.Region}
+	if err := st.SetMembership(store.WithActor(ctx, store.Actor{Name: "cli", Remote: "serve --join"}), m); err != nil {
+		return m, fmt.Errorf("joined the controller as %s, but cannot record it (%w): remove the node on the controller ('popgate node remove %s') and join again with a new token", j.Name, err, j.Name)
+	}
+	log.Info("joined the controller", "controller", tok.Addr, "node", j.Name, "roles", j.Roles, "region", j.Region)
+	return m, nil
+}
+
+// nodeNameFromHost makes a node name of a host name: its first label, lower case, other
+// characters as '-'; "" when nothing valid is left.
+func nodeNameFromHost(h string) string {
+	h, _, _ = strings.Cut(strings.ToLower(h), ".")
+	b := []byte(h)
+	for i, c := range b {
+		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-') {
+			b[i] = '-'
+		}
+	}
+	name := strings.Trim(string(b), "-")
+	if len(name) > 32 {
+		name = name[:32]
+	}
+	if store.ValidateNodeName(name) != nil {
+		return ""
+	}
+	return name
+}
+
+// joinedPlane is a joined node's data plane, built from the first desired state it applies.
+type joinedPlane struct {
+	cfg     gateway.Config // without key and overlay
+	nodeKey store.Key      // for a node whose region has no key of its own (an exit)
+	log     *slog.Logger
+	ctx     context.Context // the node's lifetime
+
+	mu   sync.Mutex
+	node *gateway.Node // nil until the first apply; guarded by mu
+	key  store.Key
+}
+
+// Apply builds the node from the first d, then applies d.
+func (p *joinedPlane) Apply(ctx context.Context, d *plane.Desired) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	key := p.nodeKey
+	if d.RegionKey != nil {
+		key = *d.RegionKey
+	}
+	if p.node == nil {
+		cfg := p.cfg
+		cfg.PrivateKey, cfg.Overlay = key, d.Overlay
+		if d.Region != "" {
+			cfg.Region = d.Region
+		}
+		node, err := gateway.New(cfg, p.log)
+		if err != nil {
+			return err
+		}
+		if err := node.Start(p.ctx); err != nil {
+			node.Close()
+			return err
+		}
+		p.node, p.key = node, key
+		p.log.Info("the data plane is up", "region", cfg.Region, "generation", d.Generation)
+	} else if key != p.key {
+		p.log.Warn("the region's key changed: it takes effect when the node restarts")
+	}
+	return p.node.Apply(ctx, d)
+}
+
+// Report is the node's report; an empty one before the data plane is up.
+func (p *joinedPlane) Report() plane.Report {
+	p.mu.Lock()
+	node := p.node
+	p.mu.Unlock()
+	if node == nil {
+		return plane.Report{Format: plane.Format}
+	}
+	return node.Report()
+}
+
+// Close stops the data plane: the node serves nothing.
+func (p *joinedPlane) Close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.node != nil {
+		p.node.Close()
+		p.node = nil
+	}
+}
+
+// runJoined runs a node that joined a controller until ctx ends.
+func runJoined(ctx context.Context, sc ServeConfig, dd *dataDir, hostname func() (string, error), log *slog.Logger) error {
+	st := dd.store
+	id, err := nodesync.LoadIdentity(filepath.Join(sc.DataDir, nodesync.IdentityFileName))
+	if err != nil {
+		return err
+	}
+	m, err := joinNode(ctx, sc, st, id, hostname, log)
+	if err != nil {
+		return err
+	}
+	nodeKey, err := st.NodePrivateKey(ctx)
+	if err != nil {
+		return err
+	}
+	gcfg := sc.Gateway
+	gcfg.NodeName = m.NodeName
+	p := &joinedPlane{cfg: gcfg, nodeKey: nodeKey, log: log, ctx: ctx}
+	defer p.Close()
+	client, err := nodesync.NewClient(nodesync.ClientConfig{
+		ControllerAddr: m.ControllerAddr,
+		ControllerPin:  m.ControllerPin,
+		Identity:       id,
+		Cache:          st,
+		Apply:          p.Apply,
+		Report:         p.Report,
+		Revoked:        p.Close,
+	}, log.With("component", "nodesync"))
+	if err != nil {
+		return err
+	}
+	log.Info("popgate is a node of the controller", "controller", m.ControllerAddr, "node", m.NodeName, "roles", m.Roles, "region", m.Region)
+	err = client.Run(ctx)
+	if errors.Is(err, nodesync.ErrRevoked) {
+		log.Error("this node was removed from its controller and serves nothing: join it again with a new token and a new data dir")
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	return err
+}
