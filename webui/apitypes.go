@@ -223,6 +223,24 @@ type APIStatus struct {
 	Peers   APIPeerCounts     `json:"peers"`
 	Desired *APIDesiredState  `json:"desired,omitempty"`
 	Tenants []APITenantStatus `json:"tenants"`
+	// Controller is set on a node that joined a controller: how its sync stands.
+	Controller *APIControllerLink `json:"controller,omitempty"`
+}
+
+// APIControllerLink is how a joined node's sync with its controller stands.
+type APIControllerLink struct {
+	// Address is the controller's host:port.
+	Address string `json:"address"`
+	// Connected: the node has a sync stream now, since Since; otherwise it is without its
+	// controller (stale) since Since.
+	Connected bool      `json:"connected"`
+	Since     time.Time `json:"since"`
+	// FromCache: the node serves the desired state it kept, saved at SavedAt, because the
+	// controller has not answered since it started.
+	FromCache bool       `json:"from_cache,omitempty"`
+	SavedAt   *time.Time `json:"saved_at,omitempty"`
+	// LastError says why the last connection failed or ended.
+	LastError string `json:"last_error,omitempty"`
 }
 
 // APIDesiredState says whether the node's data plane serves what the store holds.

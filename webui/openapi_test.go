@@ -516,7 +516,7 @@ func init() {
 		APIAuditEntry{}, APIAuditLog{}, APIPeerRename{}, APIPeerExpiry{}, APINewDownloadLink{},
 		APIDownloadLink{}, APIPeerRotate{}, APIPolicyWarning{},
 		APIRegion{}, APIRegions{}, APINewRegion{}, APIRegionUpdate{},
-		APIJoinedNode{}, APIJoinedNodes{}, APINewNodeToken{}, APINodeToken{},
+		APIJoinedNode{}, APIJoinedNodes{}, APINewNodeToken{}, APINodeToken{}, APIControllerLink{},
 	} {
 		tp := reflect.TypeOf(v)
 		apiSchemaTypes[tp.Name()] = tp

@@ -182,10 +182,26 @@ func TestE2ENodeJoin(t *testing.T) {
 	if !strings.Contains(pop.Log(), "serving the kept desired state (fail static)") {
 		t.Errorf("the PoP's log does not say it serves its kept state:\n%s", pop.LogTail(30))
 	}
+	popStatus := func() string {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		out, stderr, err := e2eRun(ctx, bin, "status", "--data-dir", popDir)
+		if err != nil {
+			t.Fatalf("popgate status on the PoP: %v: %s", err, stderr)
+		}
+		return out
+	}
+	if out := popStatus(); !strings.Contains(out, "STALE: without the controller since") || !strings.Contains(out, "the state kept at") {
+		t.Errorf("the PoP's status while its controller is away:\n%s", out)
+	}
 
 	// The controller returns; a removed peer loses access at the PoP within 2 s.
 	ctrl = startController()
 	inSync(45 * time.Second) // the PoP's backoff is at most 30 s
+	if out := popStatus(); !strings.Contains(out, "connected since") {
+		t.Errorf("the PoP's status with its controller back:\n%s", out)
+	}
 	start := time.Now()
 	mustCLI("peer", "remove", "--tenant", "acme", "laptop")
 	var lost time.Duration

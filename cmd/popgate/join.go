@@ -2,10 +2,13 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -14,6 +17,7 @@ import (
 	"github.com/popgate/popgate/gateway/nodesync"
 	"github.com/popgate/popgate/gateway/plane"
 	"github.com/popgate/popgate/store"
+	"github.com/popgate/popgate/webui"
 )
 
 // A joined node: a PoP or an exit that belongs to a controller elsewhere. On first start it
@@ -151,6 +155,33 @@ func (p *joinedPlane) Close() {
 	}
 }
 
+// joinedStatus is 'popgate status' of a joined node: its data plane's report and how its
+// sync stands.
+func joinedStatus(m store.Membership, cfg gateway.Config, started time.Time, sync nodesync.Status, rep plane.Report) webui.APIStatus {
+	roles := strings.Split(m.Roles, ",")
+	st := webui.APIStatus{
+		Node: webui.APINode{Name: m.NodeName, Version: cfg.Version, Roles: roles, Region: m.Region, StartedAt: started.UTC(),
+			UptimeSeconds: int64(time.Since(started).Seconds()), Goroutines: runtime.NumGoroutine()},
+		Device: webui.APIDevice{Interface: cfg.Interface, ListenPort: cfg.ListenPort, MTU: cfg.MTU, ExitMode: rep.Node.ExitMode,
+			UAPISocket: rep.Node.UAPISocket, ExitSockets: rep.Node.ExitSockets, ExitSocketBudget: rep.Node.ExitSocketBudget,
+			Drops: rep.Node.Drops, Addresses: []string{}},
+		Desired:    &webui.APIDesiredState{Generation: sync.Generation, Applied: rep.Generation, Error: sync.ApplyError},
+		Tenants:    []webui.APITenantStatus{},
+		Controller: &webui.APIControllerLink{Address: m.ControllerAddr, Connected: sync.Connected, Since: sync.Since.UTC(), FromCache: sync.FromCache, LastError: sync.LastError},
+	}
+	if sync.FromCache {
+		t := sync.SavedAt.UTC()
+		st.Controller.SavedAt = &t
+	}
+	for _, ps := range rep.Peers {
+		st.Peers.Total++
+		if ps.Online {
+			st.Peers.Online++
+		}
+	}
+	return st
+}
+
 // runJoined runs a node that joined a controller until ctx ends.
 func runJoined(ctx context.Context, sc ServeConfig, dd *dataDir, hostname func() (string, error), log *slog.Logger) error {
 	st := dd.store
@@ -182,6 +213,26 @@ func runJoined(ctx context.Context, sc ServeConfig, dd *dataDir, hostname func()
 	if err != nil {
 		return err
 	}
+	// The control socket answers 'popgate status' (the other commands are the controller's).
+	ctl, err := listenControl(filepath.Join(sc.DataDir, controlSocketName))
+	if err != nil {
+		return err
+	}
+	started := time.Now()
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /api/v1/status", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(joinedStatus(m, gcfg, started, client.Status(), p.Report()))
+	})
+	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusNotFound)
+		json.NewEncoder(w).Encode(webui.APIError{Error: "this node joined the controller at " + m.ControllerAddr + ": run this command on the controller"})
+	})
+	ctlSrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go serveHTTP(ctlSrv, ctl)
+	defer ctlSrv.Close()
+
 	log.Info("popgate is a node of the controller", "controller", m.ControllerAddr, "node", m.NodeName, "roles", m.Roles, "region", m.Region)
 	err = client.Run(ctx)
 	if errors.Is(err, nodesync.ErrRevoked) {

@@ -45,6 +45,25 @@ func (a *app) cmdStatus(ctx context.Context, args []string) error {
 	kv("roles", "%s", strings.Join(n.Roles, ", "))
 	kv("region", "%s", n.Region)
 	kv("uptime", "%s (since %s)", humanDuration(n.UptimeSeconds), n.StartedAt.Local().Format("2006-01-02 15:04:05 MST"))
+	if c := st.Controller; c != nil {
+		b.WriteString("controller\n")
+		kv("address", "%s", c.Address)
+		switch {
+		case c.Connected:
+			kv("sync", "connected since %s", c.Since.Local().Format("2006-01-02 15:04:05 MST"))
+		default:
+			kv("sync", "STALE: without the controller since %s (%s ago), serving the last desired state", c.Since.Local().Format("2006-01-02 15:04:05 MST"), humanDuration(int64(a.now().Sub(c.Since).Seconds())))
+		}
+		if c.FromCache && c.SavedAt != nil {
+			kv("serving", "the state kept at %s (%s old)", c.SavedAt.Local().Format("2006-01-02 15:04:05 MST"), humanDuration(int64(a.now().Sub(*c.SavedAt).Seconds())))
+		}
+		if c.LastError != "" {
+			kv("last error", "%s", c.LastError)
+		}
+		if ds := st.Desired; ds != nil {
+			kv("generation", "%d applied", ds.Applied)
+		}
+	}
 	b.WriteString("device\n")
 	kv("interface", "%s", d.Interface)
 	kv("public key", "%s", d.PublicKey)
