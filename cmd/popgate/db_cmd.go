@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/popgate/popgate/gateway/nodesync"
 	"github.com/popgate/popgate/store"
 )
 
@@ -139,6 +140,10 @@ func (a *app) cmdBackup(ctx context.Context, args []string) error {
 	keyPath, _ := filepath.Abs(filepath.Join(dir, store.KeyFileName))
 	a.note("popgate: a restore also needs the key file %s: the private keys in the backup are sealed with it. "+
 		"Keep a copy of it with your backups, as safely (with both, anyone has the keys); README.md, \"Backup and restore\", says how to restore", keyPath)
+	idPath, _ := filepath.Abs(filepath.Join(dir, nodesync.IdentityFileName))
+	if _, err := os.Stat(idPath); err == nil {
+		a.note("popgate: keep the identity key %s with them too: the controller and its nodes know each other by it; without it every node must join again", idPath)
+	}
 	return nil
 }
 
