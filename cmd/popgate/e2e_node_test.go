@@ -218,8 +218,15 @@ func TestE2ENodeJoin(t *testing.T) {
 	}
 
 	// Removing the node revokes it: it drops its state and serves nothing.
-	mustCLI("peer", "add", "--tenant", "acme", "phone")
+	phoneConf := mustCLI("peer", "add", "--tenant", "acme", "phone")
 	inSync(10 * time.Second)
+	phoneNS := topo.NewClient(t)
+	testbed.StartClient(t, phoneNS, topo.Name("ndf"), phoneConf)
+	pingPhone := func(ctx context.Context) error {
+		_, err := phoneNS.Run(ctx, "ping", "-c", "1", "-W", "1", "100.64.0.1")
+		return err
+	}
+	testbed.Poll(t, 20*time.Second, "the phone to ping the PoP", pingPhone)
 	mustCLI("node", "remove", "p1")
 	testbed.Poll(t, 10*time.Second, "the PoP to drop its state", func(context.Context) error {
 		if !strings.Contains(pop.Log(), "this node was removed from its controller") {
@@ -227,4 +234,23 @@ func TestE2ENodeJoin(t *testing.T) {
 		}
 		return nil
 	})
+	testbed.Poll(t, 5*time.Second, "the removed PoP to stop serving", func(ctx context.Context) error {
+		if pingPhone(ctx) == nil {
+			return fmt.Errorf("the phone still pings the removed PoP")
+		}
+		return nil
+	})
+	// Restarted, it says it was removed; with a new token it joins again.
+	if err := pop.Stop(10 * time.Second); err != nil {
+		t.Fatalf("stop the PoP: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	_, stderr, err := e2eRun(ctx, bin, "serve", "--data-dir", popDir, "--listen-port", fmt.Sprint(popPort), "--interface", popIf, "--web-addr", "127.0.0.1:0")
+	cancel()
+	if err == nil || !strings.Contains(stderr, "this node was removed from the controller at") {
+		t.Errorf("a removed node restarted: %v, %s", err, stderr)
+	}
+	token2 := strings.TrimSpace(mustCLI("node", "token", "--roles", "pop"))
+	startPoP("--join", token2, "--node-name", "p1")
+	inSync(30 * time.Second)
 }

@@ -29,7 +29,11 @@ import (
 // returns the membership. Nothing is stored when the join fails.
 func joinNode(ctx context.Context, sc ServeConfig, st *store.Store, id *nodesync.Identity, hostname func() (string, error), log *slog.Logger) (store.Membership, error) {
 	m, err := st.Membership(ctx)
-	if err == nil {
+	if err == nil && !m.RemovedAt.IsZero() && sc.Join == "" {
+		return m, &usageError{msg: fmt.Sprintf("this node was removed from the controller at %s on %s and serves nothing: join it again with a new token (--join TOKEN, from 'popgate node token' on the controller)",
+			m.ControllerAddr, m.RemovedAt.Local().Format("2006-01-02 15:04 MST"))}
+	}
+	if err == nil && m.RemovedAt.IsZero() {
 		if sc.Join != "" {
 			tok, perr := nodesync.ParseToken(sc.Join, time.Now())
 			if perr != nil && !errors.Is(perr, nodesync.ErrTokenExpired) {
@@ -43,7 +47,7 @@ func joinNode(ctx context.Context, sc ServeConfig, st *store.Store, id *nodesync
 		}
 		return m, nil
 	}
-	if !errors.Is(err, store.ErrNotFound) {
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return m, err
 	}
 	if sc.Join == "" {
@@ -208,7 +212,12 @@ func runJoined(ctx context.Context, sc ServeConfig, dd *dataDir, hostname func()
 		Cache:          st,
 		Apply:          p.Apply,
 		Report:         p.Report,
-		Revoked:        p.Close,
+		Revoked: func() {
+			p.Close()
+			if err := st.MarkRemoved(store.WithActor(context.WithoutCancel(ctx), store.Actor{Name: "node:" + m.NodeName, Remote: m.ControllerAddr})); err != nil {
+				log.Error("forget the membership", "err", err)
+			}
+		},
 	}, log.With("component", "nodesync"))
 	if err != nil {
 		return err
@@ -236,7 +245,7 @@ func runJoined(ctx context.Context, sc ServeConfig, dd *dataDir, hostname func()
 	log.Info("popgate is a node of the controller", "controller", m.ControllerAddr, "node", m.NodeName, "roles", m.Roles, "region", m.Region)
 	err = client.Run(ctx)
 	if errors.Is(err, nodesync.ErrRevoked) {
-		log.Error("this node was removed from its controller and serves nothing: join it again with a new token and a new data dir")
+		log.Error("this node was removed from its controller and serves nothing: join it again with a new token ('popgate serve --join TOKEN')")
 		<-ctx.Done()
 		return ctx.Err()
 	}
