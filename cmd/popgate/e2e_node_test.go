@@ -74,15 +74,19 @@ func TestE2ENodeJoin(t *testing.T) {
 		})
 		return p
 	}
-	startPoP := func(extra ...string) *testbed.Proc {
+	startPoPAt := func(dir, ifname string, port int, extra ...string) *testbed.Proc {
 		t.Helper()
-		args := append([]string{bin, "serve", "--data-dir", popDir, "--listen-port", fmt.Sprint(popPort), "--interface", popIf,
+		args := append([]string{bin, "serve", "--data-dir", dir, "--listen-port", fmt.Sprint(port), "--interface", ifname,
 			"--web-addr", "127.0.0.1:0", "--exit-mode", "userspace", "--dns-upstream", topo.NetAddr4.String()}, extra...)
 		p, err := topo.Pop.Start(t, args...)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return p
+	}
+	startPoP := func(extra ...string) *testbed.Proc {
+		t.Helper()
+		return startPoPAt(popDir, popIf, popPort, extra...)
 	}
 	nodes := func(ctx context.Context) (map[string]e2eJoined, error) {
 		out, stderr, err := cli(ctx, "node", "list", "--json")
@@ -101,21 +105,22 @@ func TestE2ENodeJoin(t *testing.T) {
 	}
 	// inSync waits until p1 is connected and applied the current generation; it returns how
 	// long that took.
-	inSync := func(within time.Duration) time.Duration {
+	nodeInSync := func(name string, within time.Duration) time.Duration {
 		t.Helper()
 		start := time.Now()
-		testbed.Poll(t, within, "p1 to be connected and in sync", func(ctx context.Context) error {
+		testbed.Poll(t, within, name+" to be connected and in sync", func(ctx context.Context) error {
 			ns, err := nodes(ctx)
 			if err != nil {
 				return err
 			}
-			if n := ns["p1"]; !n.Connected || n.Applied < n.Current {
-				return fmt.Errorf("p1: %+v", n)
+			if n := ns[name]; !n.Connected || n.Applied < n.Current {
+				return fmt.Errorf("%s: %+v", name, n)
 			}
 			return nil
 		})
 		return time.Since(start)
 	}
+	inSync := func(within time.Duration) time.Duration { t.Helper(); return nodeInSync("p1", within) }
 	ping := func(ctx context.Context) error {
 		_, err := topo.Cli.Run(ctx, "ping", "-c", "1", "-W", "1", "100.64.0.1")
 		return err
@@ -155,6 +160,29 @@ func TestE2ENodeJoin(t *testing.T) {
 	c := testbed.StartClient(t, topo.Cli, topo.Name("ndw"), conf)
 	testbed.Poll(t, 20*time.Second, "the client to ping the PoP's overlay address", ping)
 
+	// A PoP of another region serves that region's key: the same peer's config for the
+	// region reaches it.
+	t.Run("region", func(t *testing.T) {
+		const fraPort = 43831
+		fraIf := topo.Name("ndq")
+		t.Cleanup(func() { os.Remove(filepath.Join(testbed.UAPIDir, fraIf+".sock")) })
+		mustCLI("region", "add", "fra", "--endpoint", fmt.Sprintf("%s:%d", topo.PopCliAddr, fraPort))
+		fraToken := strings.TrimSpace(mustCLI("node", "token", "--roles", "pop", "--region", "fra"))
+		startPoPAt(t.TempDir(), fraIf, fraPort, "--join", fraToken, "--node-name", "f1")
+		nodeInSync("f1", 30*time.Second)
+		fraConf := mustCLI("peer", "config", "--tenant", "acme", "--region", "fra", "laptop")
+		if !strings.Contains(fraConf, fmt.Sprintf("Endpoint = %s:%d", topo.PopCliAddr, fraPort)) {
+			t.Fatalf("the fra config does not name the fra PoP:\n%s", fraConf)
+		}
+		fraNS := topo.NewClient(t)
+		testbed.StartClient(t, fraNS, topo.Name("ndr"), fraConf)
+		testbed.Poll(t, 20*time.Second, "the client of region fra to ping its PoP", func(ctx context.Context) error {
+			_, err := fraNS.Run(ctx, "ping", "-c", "1", "-W", "1", "100.64.0.1")
+			return err
+		})
+		mustCLI("node", "remove", "f1")
+	})
+
 	// Propagation, measured 10 times: a change until the PoP applied it.
 	var times []time.Duration
 	for i := range 10 {
@@ -177,7 +205,7 @@ func TestE2ENodeJoin(t *testing.T) {
 	}
 	c.Stop()
 	pop = startPoP()
-	c = testbed.StartClient(t, topo.Cli, topo.Name("ndv"), conf)
+	testbed.StartClient(t, topo.Cli, topo.Name("ndv"), conf)
 	testbed.Poll(t, 30*time.Second, "the client to ping the PoP restarted without its controller", ping)
 	if !strings.Contains(pop.Log(), "serving the kept desired state (fail static)") {
 		t.Errorf("the PoP's log does not say it serves its kept state:\n%s", pop.LogTail(30))
@@ -197,7 +225,7 @@ func TestE2ENodeJoin(t *testing.T) {
 	}
 
 	// The controller returns; a removed peer loses access at the PoP within 2 s.
-	ctrl = startController()
+	startController()
 	inSync(45 * time.Second) // the PoP's backoff is at most 30 s
 	if out := popStatus(); !strings.Contains(out, "connected since") {
 		t.Errorf("the PoP's status with its controller back:\n%s", out)
