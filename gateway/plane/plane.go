@@ -50,9 +50,48 @@ type Desired struct {
 	// PublicKey.
 	RegionKey *store.Key `json:"region_key,omitempty"`
 
-	// Many nodes add here: the nodes (name, roles, region, backbone key and endpoint) and the
-	// exits a route may name, each with the generation it changed at so that revocations can
-	// go first.
+	// Self is the backbone ID of the node this Desired is for (Node.ID); 0 in a Desired for
+	// a node without a backbone (the appliance).
+	Self uint32 `json:"self,omitempty"`
+	// Nodes are the other nodes of the network that have a backbone, ordered by ID: the
+	// node keeps backbone links to those it needs (a PoP to exits and other PoPs, an exit
+	// to PoPs). A node missing here is dropped from the backbone at once.
+	Nodes []Node `json:"nodes,omitempty"`
+	// PeerNodes say where peers are: the node at which each peer last completed a
+	// handshake, as that node announced it. Traffic for a peer from another node (replies
+	// from an exit, other peers, sites) goes there. A peer missing here is at no node.
+	PeerNodes []PeerNode `json:"peer_nodes,omitempty"`
+}
+
+// ControllerNode is the backbone ID of the controller's own node; a joined node's ID is its
+// store ID plus one (store IDs are never reused).
+const ControllerNode uint32 = 1
+
+// Node is another node of the network, as its backbone knows it.
+type Node struct {
+	// ID is the node's backbone ID (ControllerNode, or its store ID + 1): unique, never reused.
+	ID   uint32 `json:"id"`
+	Name string `json:"name"`
+	// Roles are among RolePoP and RoleExit.
+	Roles  []string `json:"roles"`
+	Region string   `json:"region,omitempty"`
+	// BackboneEndpoint is where its backbone listens ("host:port"); BackboneKey is its
+	// backbone's WireGuard public key.
+	BackboneEndpoint string    `json:"backbone_endpoint"`
+	BackboneKey      store.Key `json:"backbone_key"`
+}
+
+// Node roles.
+const (
+	RolePoP  = "pop"
+	RoleExit = "exit"
+)
+
+// PeerNode is where one peer is: the backbone ID of the node it last completed a handshake
+// at.
+type PeerNode struct {
+	Peer int64  `json:"peer"` // Peer.ID
+	Node uint32 `json:"node"` // Node.ID
 }
 
 // Region is a region's public part: clients of the region connect to Endpoint and know the
@@ -136,9 +175,11 @@ func (p *Peer) Served(now time.Time) bool {
 	return p.Enabled && (p.ExpiresAt.IsZero() || now.Before(p.ExpiresAt))
 }
 
-// Route sends a tenant's traffic for Prefix through Via: ViaInternet, or "site:" and the
-// name of one of the tenant's sites (while no enabled peer connects the site, its traffic
-// is dropped).
+// Route sends a tenant's traffic for Prefix through Via: ViaInternet, "site:" and the name of
+// one of the tenant's sites (while no enabled peer connects the site, its traffic is
+// dropped), or an ordered list of exits, "exit:x1,exit:x2" (node names): the first healthy
+// one carries the traffic. ViaInternet means the node's own exit when it has the exit role,
+// else the healthy exits of its region, else the nearest healthy exit by measured RTT.
 type Route struct {
 	Tenant int64        `json:"tenant"` // Tenant.ID
 	Prefix netip.Prefix `json:"prefix"`
