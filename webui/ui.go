@@ -63,6 +63,11 @@ type uiBackend interface {
 	Routes(ctx context.Context, tenant string) ([]store.Route, error)
 	AddRoute(ctx context.Context, tenant string, prefix netip.Prefix, via string) (store.Route, error)
 	RemoveRoute(ctx context.Context, tenant string, prefix netip.Prefix) error
+	Regions(ctx context.Context) ([]store.Region, error)
+	AddRegion(ctx context.Context, name, endpoint string) (store.Region, error)
+	SetRegion(ctx context.Context, name, endpoint string) (store.Region, error)
+	RemoveRegion(ctx context.Context, name string) error
+	SetTenantRegions(ctx context.Context, tenant string, regions []string) (control.TenantInfo, error)
 }
 
 var _ uiBackend = (*control.Controller)(nil)
@@ -117,6 +122,13 @@ func (u *UI) Routes(mux *http.ServeMux, protect func(min Role, h http.HandlerFun
 		{"GET /tenants/{tenant}/routes", RoleViewer, u.routes},
 		{"POST /tenants/{tenant}/routes", RoleTenantAdmin, u.addRoute},
 		{"POST /tenants/{tenant}/routes/remove", RoleTenantAdmin, u.removeRoute},
+
+		{"GET /regions", RoleViewer, u.regions},
+		{"POST /regions", RoleOwner, u.createRegion},
+		{"GET /regions/{region}", RoleViewer, u.region},
+		{"POST /regions/{region}/endpoint", RoleOwner, u.setRegionEndpoint},
+		{"GET /regions/{region}/delete", RoleOwner, u.confirmDeleteRegion},
+		{"POST /regions/{region}/delete", RoleOwner, u.deleteRegion},
 
 		{"GET /peers", RoleViewer, u.peers},
 		{"GET /peers/table", RoleViewer, u.peersTable},

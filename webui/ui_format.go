@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/popgate/popgate/firewall"
+	"github.com/popgate/popgate/store"
 )
 
 // templateFuncs are the functions the templates use. Times are shown in UTC, relative ones
@@ -27,6 +28,8 @@ func (u *UI) templateFuncs() template.FuncMap {
 		"peerPath":   peerPath,
 		"peersOf":    peersOf,
 		"confName":   configFileName,
+		"regionPath": regionPath,
+		"shortKey":   shortKey,
 		"add":        func(a, b int) int { return a + b },
 		"roleLabel":  roleLabel,
 		"now":        func() time.Time { return u.now() },
@@ -204,3 +207,7 @@ func num(v any) string {
 	}
 	return b.String()
 }
+
+// shortKey is the start of a WireGuard key, enough to tell keys apart at a glance; pages
+// that show it also give the whole key.
+func shortKey(k store.Key) string { return k.String()[:8] + "…" }

@@ -1,11 +1,141 @@
 package webui
 
 import (
+	"context"
+	"html/template"
+	"net/http"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
 )
+
+// TestUIRegions adds a region, changes its endpoint and removes it through the forms; bad
+// input is shown next to its field, and the store's refusals (the controller's own region,
+// the only region of a tenant) are the page's error with nothing lost.
+func TestUIRegions(t *testing.T) {
+	h := newUIHarness(t)
+	ctx := context.Background()
+	home, err := h.store.HomeRegion(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.check(owner, "GET", "/regions", nil, http.StatusOK, "<h1>Regions</h1>", ">local<", "this controller", home.Endpoint, inHTML(shortKey(home.PublicKey)), `action="/regions"`)
+
+	long := strings.Repeat("x", 40)
+	for _, c := range []struct {
+		form []string
+		want []string
+	}{
+		{[]string{"name", "Fra", "endpoint", "vpn-fra.example.com:51820"}, []string{`aria-describedby="region-name-error"`, "is not allowed", `value="Fra"`, `value="vpn-fra.example.com:51820"`}},
+		{[]string{"name", long, "endpoint", "vpn-fra.example.com:51820"}, []string{"at most 32 are allowed"}},
+		{[]string{"name", "fra", "endpoint", "vpn-fra.example.com"}, []string{`aria-describedby="region-endpoint-error"`, "is not host:port", `value="fra"`}},
+		{[]string{"name", "fra", "endpoint", "vpn.example.com:99999"}, []string{"bad port: use 1-65535"}},
+		{[]string{"name", "fra", "endpoint", ""}, []string{"Enter the host:port"}},
+		{[]string{"name", "", "endpoint", "bad"}, []string{"region-name-error", "region-endpoint-error"}},
+		{[]string{"name", "local", "endpoint", "vpn.example.com:51820"}, []string{"region-name-error", "already exists"}},
+	} {
+		h.check(owner, "POST", "/regions", form(c.form...), http.StatusUnprocessableEntity, c.want...)
+	}
+	if rs, _ := h.ctrl.Regions(ctx); len(rs) != 1 {
+		t.Fatalf("refused forms stored regions: %+v", rs)
+	}
+
+	w := h.do(owner, "POST", "/regions", form("name", "fra", "endpoint", " vpn-fra.example.com:51820 "))
+	if w.Code != http.StatusSeeOther || w.Header().Get("Location") != "/regions/fra?ok=region-created" {
+		t.Fatalf("add region: %d %q\n%s", w.Code, w.Header().Get("Location"), excerpt(w.Body.String()))
+	}
+	fra, err := h.ctrl.Region(ctx, "fra")
+	if err != nil || fra.Endpoint != "vpn-fra.example.com:51820" {
+		t.Fatalf("region fra: %+v, %v", fra, err)
+	}
+	h.check(owner, "GET", "/regions/fra?ok=region-created", nil, http.StatusOK, "Region added", inHTML(fra.PublicKey.String()), "vpn-fra.example.com:51820", `action="/regions/fra/endpoint"`)
+
+	// The endpoint: bad, the controller's own, then a good one.
+	h.check(owner, "POST", "/regions/fra/endpoint", form("endpoint", "nope"), http.StatusUnprocessableEntity, `aria-describedby="endpoint-error"`, `value="nope"`)
+	h.check(owner, "POST", "/regions/local/endpoint", form("endpoint", "other.example.com:1"), http.StatusUnprocessableEntity, "--public-endpoint")
+	h.check(owner, "POST", "/regions/mars/endpoint", form("endpoint", "mars.example.com:1"), http.StatusNotFound)
+	w = h.do(owner, "POST", "/regions/fra/endpoint", form("endpoint", "[2001:db8::1]:51820"))
+	if w.Code != http.StatusSeeOther || w.Header().Get("Location") != "/regions/fra?ok=region-endpoint" {
+		t.Fatalf("set endpoint: %d %q\n%s", w.Code, w.Header().Get("Location"), excerpt(w.Body.String()))
+	}
+	if fra, _ = h.ctrl.Region(ctx, "fra"); fra.Endpoint != "[2001:db8::1]:51820" {
+		t.Errorf("endpoint after the form: %q", fra.Endpoint)
+	}
+
+	// Removing: the confirmation, the store's refusals, then for real.
+	h.check(owner, "GET", "/regions/fra/delete", nil, http.StatusOK, "Type <strong class=\"mono\">fra</strong>")
+	h.check(owner, "POST", "/regions/fra/delete", form("confirm", "fr"), http.StatusUnprocessableEntity, "Type the region&#39;s name, fra")
+	h.check(owner, "POST", "/regions/local/delete", form("confirm", "local"), http.StatusUnprocessableEntity, "controller&#39;s own", `class="flash err"`)
+	if _, err := h.ctrl.SetTenantRegions(setup(), "acme", []string{"fra"}); err != nil {
+		t.Fatal(err)
+	}
+	h.check(owner, "POST", "/regions/fra/delete", form("confirm", "fra"), http.StatusUnprocessableEntity, "only region of tenant acme", `class="flash err"`)
+	if _, err := h.ctrl.Region(ctx, "fra"); err != nil {
+		t.Fatalf("a refused removal removed the region: %v", err)
+	}
+	if _, err := h.ctrl.SetTenantRegions(setup(), "acme", nil); err != nil {
+		t.Fatal(err)
+	}
+	w = h.do(owner, "POST", "/regions/fra/delete", form("confirm", "fra"))
+	if w.Code != http.StatusSeeOther || w.Header().Get("Location") != "/regions?ok=region-deleted" {
+		t.Fatalf("remove: %d %q\n%s", w.Code, w.Header().Get("Location"), excerpt(w.Body.String()))
+	}
+	if _, err := h.ctrl.Region(ctx, "fra"); err == nil {
+		t.Error("region fra is still there")
+	}
+
+	want := "region.add region:fra ;region.update region:fra ;region.remove region:fra "
+	if got := strings.Join(h.audit.actions(), ";"); got != want {
+		t.Errorf("audit: %s\nwant %s", got, want)
+	}
+}
+
+// TestUIRegionsScoped: a principal limited to a tenant sees the regions its tenant may use
+// and no other tenant's name; only owners change regions.
+func TestUIRegionsScoped(t *testing.T) {
+	h := newUIHarness(t)
+	ctx := setup()
+	for _, r := range [][2]string{{"fra", "vpn-fra.example.com:51820"}, {"ams", "vpn-ams.example.com:51820"}} {
+		if _, err := h.ctrl.AddRegion(ctx, r[0], r[1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := h.ctrl.SetTenantRegions(ctx, "acme", []string{"fra", "ams"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.ctrl.SetTenantRegions(ctx, "bravo", []string{"fra"}); err != nil {
+		t.Fatal(err)
+	}
+	// The owner sees every region and tenant.
+	h.check(owner, "GET", "/regions", nil, http.StatusOK, ">local<", ">fra<", ">ams<", ">acme<", ">bravo<")
+	// acme's admin: fra and ams, not local; acme, never bravo.
+	for _, p := range []string{"/regions", "/regions/fra", "/regions/ams"} {
+		body := h.check(acmeAdmin, "GET", p, nil, http.StatusOK, "acme")
+		if strings.Contains(body, "bravo") || strings.Contains(body, ">local<") || strings.Contains(body, `action="/regions`) {
+			t.Errorf("GET %s as acme's admin shows another tenant, a region acme may not use, or a form:\n%s", p, excerpt(body))
+		}
+	}
+	other := h.check(acmeAdmin, "GET", "/regions/local", nil, http.StatusNotFound)
+	missing := h.check(acmeAdmin, "GET", "/regions/mars", nil, http.StatusNotFound)
+	if other != missing {
+		t.Error("a region acme may not use looks different from one that does not exist")
+	}
+	// A viewer of every tenant sees everything but changes nothing.
+	h.check(viewer, "GET", "/regions", nil, http.StatusOK, ">local<", ">bravo<")
+	for _, who := range []*Principal{acmeAdmin, viewer, acmeViewer} {
+		h.check(who, "POST", "/regions", form("name", "x", "endpoint", "x.example.com:1"), http.StatusForbidden)
+		h.check(who, "POST", "/regions/fra/endpoint", form("endpoint", "x.example.com:1"), http.StatusForbidden)
+		h.check(who, "GET", "/regions/fra/delete", nil, http.StatusForbidden)
+		h.check(who, "POST", "/regions/ams/delete", form("confirm", "ams"), http.StatusForbidden)
+	}
+	if rs, _ := h.ctrl.Regions(ctx); len(rs) != 3 || rs[1].Endpoint != "vpn-fra.example.com:51820" {
+		t.Errorf("refused changes changed regions: %+v", rs)
+	}
+}
+
+// inHTML is s as html/template writes it in text: keys' '+' become "&#43;".
+func inHTML(s string) string { return strings.ReplaceAll(template.HTMLEscapeString(s), "+", "&#43;") }
 
 // TestUIRegionConfigs: the peer's config page offers a config per region its tenant may use,
 // the node's own first; the one-time link lets its user pick the region, and a region the

@@ -55,7 +55,7 @@ func (u *UI) parseTemplatesInto() error {
 // view is what the layout renders: the page's own data is Data.
 type view struct {
 	Title string
-	Nav   string // the main navigation item to mark: dashboard, tenants, peers, audit, admins
+	Nav   string // the main navigation item to mark: dashboard, tenants, regions, peers, audit, admins
 	Me    *Principal
 	Flash string
 	Data  any
@@ -180,22 +180,26 @@ func redirect(w http.ResponseWriter, r *http.Request, where, ok string) {
 // flashes are the messages a redirect may ask for with ?ok=KEY; only these, so that a link
 // cannot put words into the page.
 var flashes = map[string]string{
-	"tenant-created": "Tenant created.",
-	"tenant-deleted": "Tenant deleted.",
-	"split-on":       "Split tunnel is on: new configs route only the tenant's routes through popgate. Configs already handed out change when they are imported again.",
-	"split-off":      "Split tunnel is off: new configs route all traffic through popgate. Configs already handed out change when they are imported again.",
-	"peer-created":   "Peer created. Import its config on the device: scan the QR code with the WireGuard app, or download the file.",
-	"peer-enabled":   "Peer enabled: it can connect again. A device that was connected when it was disabled is reconnected at once.",
-	"peer-disabled":  "Peer disabled: it was disconnected and cannot connect until it is enabled again.",
-	"peer-renamed":   "Peer renamed.",
-	"peer-expiry":    "Expiry saved.",
-	"peer-groups":    "Groups saved; policy rules that name them apply at once.",
-	"peer-site":      "Site connector settings saved.",
-	"peer-deleted":   "Peer deleted: it lost access at once.",
-	"peer-rotated":   "Key replaced: the old key stopped working at once. Import this new config on the device.",
-	"policy-saved":   "Policy saved and applied.",
-	"route-added":    "Route added.",
-	"route-removed":  "Route removed.",
+	"tenant-created":  "Tenant created.",
+	"tenant-deleted":  "Tenant deleted.",
+	"split-on":        "Split tunnel is on: new configs route only the tenant's routes through popgate. Configs already handed out change when they are imported again.",
+	"split-off":       "Split tunnel is off: new configs route all traffic through popgate. Configs already handed out change when they are imported again.",
+	"peer-created":    "Peer created. Import its config on the device: scan the QR code with the WireGuard app, or download the file.",
+	"peer-enabled":    "Peer enabled: it can connect again. A device that was connected when it was disabled is reconnected at once.",
+	"peer-disabled":   "Peer disabled: it was disconnected and cannot connect until it is enabled again.",
+	"peer-renamed":    "Peer renamed.",
+	"peer-expiry":     "Expiry saved.",
+	"peer-groups":     "Groups saved; policy rules that name them apply at once.",
+	"peer-site":       "Site connector settings saved.",
+	"peer-deleted":    "Peer deleted: it lost access at once.",
+	"peer-rotated":    "Key replaced: the old key stopped working at once. Import this new config on the device.",
+	"policy-saved":    "Policy saved and applied.",
+	"route-added":     "Route added.",
+	"route-removed":   "Route removed.",
+	"region-created":  "Region added with a WireGuard key of its own. Its clients connect once a PoP serves it.",
+	"region-endpoint": "Endpoint saved: new configs use it. Configs already handed out change when they are imported again.",
+	"region-deleted":  "Region removed: its configs no longer connect.",
+	"tenant-regions":  "Regions saved: the tenant's devices connect only where it is allowed from now on.",
 }
 
 // principal returns the request's principal; protect guarantees one, but a page never
