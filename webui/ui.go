@@ -122,6 +122,8 @@ func (u *UI) Routes(mux *http.ServeMux, protect func(min Role, h http.HandlerFun
 		{"GET /tenants/{tenant}/routes", RoleViewer, u.routes},
 		{"POST /tenants/{tenant}/routes", RoleTenantAdmin, u.addRoute},
 		{"POST /tenants/{tenant}/routes/remove", RoleTenantAdmin, u.removeRoute},
+		{"GET /tenants/{tenant}/regions", RoleViewer, u.tenantRegionsTab},
+		{"POST /tenants/{tenant}/regions", RoleOwner, u.setTenantRegions},
 
 		{"GET /regions", RoleViewer, u.regions},
 		{"POST /regions", RoleOwner, u.createRegion},

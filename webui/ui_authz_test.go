@@ -37,6 +37,8 @@ func TestUIAuthorization(t *testing.T) {
 		{"GET", "/tenants/acme/routes", [5]int{200, 200, 404, 200, 200}},
 		{"POST", "/tenants/acme/routes", [5]int{422, 422, 404, 403, 403}},
 		{"POST", "/tenants/acme/routes/remove", [5]int{422, 422, 404, 403, 403}},
+		{"GET", "/tenants/acme/regions", [5]int{200, 200, 404, 200, 200}},
+		{"POST", "/tenants/acme/regions", [5]int{400, 403, 403, 403, 403}},
 		{"GET", "/regions", [5]int{200, 200, 200, 200, 200}},
 		{"POST", "/regions", [5]int{422, 403, 403, 403, 403}},
 		{"GET", "/regions/local", [5]int{200, 200, 200, 200, 200}},

@@ -199,3 +199,61 @@ func TestUIRegionConfigs(t *testing.T) {
 	}
 	h.check(nil, "POST", "/dl/"+token, url.Values{}, 200, "region local\n")
 }
+
+// TestUITenantRegions limits a tenant to some regions and allows it everywhere again through
+// its Regions tab; only owners change it, and a tenant admin reads only its own.
+func TestUITenantRegions(t *testing.T) {
+	h := newUIHarness(t)
+	ctx := setup()
+	if _, err := h.ctrl.AddRegion(ctx, "fra", "vpn-fra.example.com:51820"); err != nil {
+		t.Fatal(err)
+	}
+	regionsOf := func(tenant string) string {
+		t.Helper()
+		rs, err := h.store.TenantRegions(ctx, tenant)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.Join(rs, ",")
+	}
+	h.check(owner, "GET", "/tenants/acme/regions", nil, http.StatusOK, "every region", `name="scope" value="all" checked`, `value="fra">`, `aria-current="page">Regions</a>`)
+
+	h.check(owner, "POST", "/tenants/acme/regions", form("scope", "some"), http.StatusUnprocessableEntity, "Tick at least one region", `id="region-error"`, `name="scope" value="some" checked`)
+	h.check(owner, "POST", "/tenants/acme/regions", form("scope", "some", "region", "mars"), http.StatusUnprocessableEntity, "A region ticked does not exist")
+	h.check(owner, "POST", "/tenants/acme/regions", form("scope", "most"), http.StatusBadRequest)
+	h.check(owner, "POST", "/tenants/nope/regions", form("scope", "all"), http.StatusNotFound)
+	if got := regionsOf("acme"); got != "" {
+		t.Fatalf("refused forms limited acme to %s", got)
+	}
+
+	w := h.do(owner, "POST", "/tenants/acme/regions", form("scope", "some", "region", "fra"))
+	if w.Code != http.StatusSeeOther || w.Header().Get("Location") != "/tenants/acme/regions?ok=tenant-regions" {
+		t.Fatalf("limit acme: %d %q\n%s", w.Code, w.Header().Get("Location"), excerpt(w.Body.String()))
+	}
+	if got := regionsOf("acme"); got != "fra" {
+		t.Errorf("acme's regions: %q, want fra", got)
+	}
+	h.check(owner, "GET", "/tenants/acme/regions", nil, http.StatusOK, "limited to the regions marked", `name="scope" value="some" checked`, `value="fra" checked`)
+	h.check(owner, "GET", "/tenants", nil, http.StatusOK, `/tenants/acme/regions">fra</a>`, `/tenants/bravo/regions">all</a>`)
+	h.check(owner, "GET", "/regions/fra", nil, http.StatusOK, `href="/tenants/acme/regions">acme</a>`)
+
+	// Tenant admins read their own tenant's tab, without the form, and change nothing.
+	body := h.check(acmeAdmin, "GET", "/tenants/acme/regions", nil, http.StatusOK, ">fra<")
+	if strings.Contains(body, `name="scope"`) || strings.Contains(body, ">local<") {
+		t.Errorf("acme's admin gets the form or a region acme may not use:\n%s", excerpt(body))
+	}
+	h.check(acmeAdmin, "POST", "/tenants/acme/regions", form("scope", "all"), http.StatusForbidden)
+	h.check(bravoAdmin, "GET", "/tenants/acme/regions", nil, http.StatusNotFound)
+
+	w = h.do(owner, "POST", "/tenants/acme/regions", form("scope", "all", "region", "fra"))
+	if w.Code != http.StatusSeeOther {
+		t.Fatalf("allow acme everywhere: %d\n%s", w.Code, excerpt(w.Body.String()))
+	}
+	if got := regionsOf("acme"); got != "" {
+		t.Errorf("acme's regions after 'every region': %q", got)
+	}
+	want := "tenant.update tenant:acme acme;tenant.update tenant:acme acme"
+	if got := strings.Join(h.audit.actions(), ";"); !strings.HasSuffix(got, want) {
+		t.Errorf("audit: %s\nwant it to end %s", got, want)
+	}
+}

@@ -18,6 +18,7 @@ type tenantRow struct {
 	CreatedAt        time.Time
 	Peers, Online    int
 	SplitTunnel      bool
+	Regions          []string // nil: every region
 	RxBytes, TxBytes uint64
 	CanChange        bool
 }
@@ -55,7 +56,7 @@ func (u *UI) renderTenants(w http.ResponseWriter, r *http.Request, code int, nam
 		}
 		p.Tenants = append(p.Tenants, tenantRow{
 			Name: t.Name, CreatedAt: t.CreatedAt, Peers: t.Peers, Online: live[t.Name],
-			SplitTunnel: t.SplitTunnel, RxBytes: rx[t.Name], TxBytes: tx[t.Name],
+			SplitTunnel: t.SplitTunnel, Regions: t.Regions, RxBytes: rx[t.Name], TxBytes: tx[t.Name],
 			CanChange: me.CanChangeTenant(t.Name),
 		})
 	}
