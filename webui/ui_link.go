@@ -1,8 +1,8 @@
 package webui
 
 import (
-	"errors"
 	"net/http"
+	"slices"
 
 	"github.com/popgate/popgate/store"
 )
@@ -11,9 +11,11 @@ import (
 type linkPage struct {
 	Link  store.DownloadLink
 	Token string
-	// Regions the config may be for, the node's own first; the page offers a choice when
-	// there are several.
+	// Regions are those the peer may connect in; the user picks one (Region, by default
+	// the controller's own when the tenant may use it) and downloads its config.
 	Regions []store.Region
+	Region  string
+	Error   string
 }
 
 // linkHeaders keep a token out of referrers and search engines.
@@ -43,29 +45,55 @@ func (u *UI) linkPage(w http.ResponseWriter, r *http.Request) {
 		u.linkGone(w, r)
 		return
 	}
-	rs, err := u.links.ConfigRegions(r.Context(), l.TenantName)
-	if err != nil {
-		u.linkGone(w, r)
-		return
-	}
-	u.execute(w, r, http.StatusOK, "link", "layout", view{Title: "Download your VPN config", Data: linkPage{Link: l, Token: token, Regions: rs}})
+	u.renderLink(w, r, http.StatusOK, l, token, "", "")
 }
 
-// redeemLink serves POST /dl/{token} (public): the config, once.
+// renderLink writes a link's landing page with region picked and error, when not "", above
+// the button.
+func (u *UI) renderLink(w http.ResponseWriter, r *http.Request, code int, l store.DownloadLink, token, region, msg string) {
+	rs, def, err := u.configRegions(r.Context(), l.TenantName)
+	if err != nil {
+		u.fail(w, r, err)
+		return
+	}
+	if region == "" {
+		region = def
+	}
+	u.execute(w, r, code, "link", "layout", view{Title: "Download your VPN config",
+		Data: linkPage{Link: l, Token: token, Regions: rs, Region: region, Error: msg}})
+}
+
+// redeemLink serves POST /dl/{token} (public): field region (empty: the default). The
+// config of that region, once: the link is used up by the one download, whichever region it
+// is for. A region the peer may not connect in is refused and leaves the link usable.
 func (u *UI) redeemLink(w http.ResponseWriter, r *http.Request) {
 	linkHeaders(w)
 	if u.links == nil {
 		u.linkGone(w, r)
 		return
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, maxForm)
-	region := r.PostFormValue("region")
-	l, cfg, err := u.links.RedeemDownloadLink(r.Context(), r.PathValue("token"), u.now(), region)
-	if errors.Is(err, store.ErrInvalid) {
-		// The link stays usable: the region was the wrong one.
-		u.RenderError(w, r, http.StatusBadRequest, "Your organisation may not use region "+region+": go back and pick another region.")
+	if !u.parseForm(w, r, maxForm) {
 		return
 	}
+	token, ctx := r.PathValue("token"), r.Context()
+	l, err := u.links.DownloadLink(ctx, token, u.now())
+	if err != nil {
+		u.linkGone(w, r)
+		return
+	}
+	rs, def, err := u.configRegions(ctx, l.TenantName)
+	if err != nil {
+		u.fail(w, r, err)
+		return
+	}
+	region := r.PostForm.Get("region")
+	if region == "" {
+		region = def
+	} else if !slices.ContainsFunc(rs, func(rg store.Region) bool { return rg.Name == region }) {
+		u.renderLink(w, r, http.StatusUnprocessableEntity, l, token, "", "There is no config for that region: pick one of the list.")
+		return
+	}
+	l, cfg, err := u.links.RedeemDownloadLink(ctx, token, u.now(), region)
 	if err != nil {
 		u.linkGone(w, r)
 		return

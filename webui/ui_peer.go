@@ -2,6 +2,7 @@ package webui
 
 import (
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -15,6 +16,8 @@ type peerPage struct {
 	HasLifecycle bool      // rename and expiry are available
 	Expires      time.Time // zero: never
 	Expired      bool
+	// Regions are the regions the peer may connect in, each with its config page.
+	Regions []regionChoice
 	// Form refills the form that was refused; Errors holds its inline errors by field.
 	Form   map[string]string
 	Errors formErrors
@@ -52,6 +55,15 @@ func (u *UI) renderPeer(w http.ResponseWriter, r *http.Request, code int, form m
 		if _, ok := p.Form[k]; !ok {
 			p.Form[k] = v
 		}
+	}
+	rs, _, err := u.configRegions(r.Context(), t)
+	if err != nil {
+		u.fail(w, r, err)
+		return
+	}
+	for _, rg := range rs {
+		p.Regions = append(p.Regions, regionChoice{Name: rg.Name, Endpoint: rg.Endpoint, Home: rg.Home,
+			URL: peerPath(t, name) + "/config?region=" + url.QueryEscape(rg.Name)})
 	}
 	p.Expires = pi.ExpiresAt
 	p.Expired = pi.Expired(u.now())

@@ -50,9 +50,15 @@ func (u *UI) createPeer(w http.ResponseWriter, r *http.Request) {
 		u.renderNewPeer(w, r, http.StatusUnprocessableEntity, f, errs)
 		return
 	}
-	_, _, err := u.ctrl.AddPeer(r.Context(), control.AddPeerRequest{
+	// The config that follows is for a region the tenant may use.
+	region, err := u.defaultRegion(r.Context(), f.Tenant)
+	if err != nil {
+		u.fail(w, r, err)
+		return
+	}
+	_, _, err = u.ctrl.AddPeer(r.Context(), control.AddPeerRequest{
 		Tenant: f.Tenant, Name: f.Name, PublicKey: f.PublicKey,
-		Groups: groups, Site: site, SitePrefixes: prefixes,
+		Groups: groups, Site: site, SitePrefixes: prefixes, Region: region,
 	})
 	if err != nil {
 		if field, ok := peerErrorField(err); ok {

@@ -19,8 +19,9 @@ var linkTTLs = []linkTTL{
 }
 
 // createLink serves POST /tenants/{tenant}/peers/{peer}/config/link: field ttl (1h, 24h or
-// 168h). The answer is the config page showing the new link, this once: only the token's
-// hash is kept.
+// 168h), and region, that of the config page it was made on (the link's user picks theirs).
+// The answer is the config page showing the new link, this once: only the token's hash is
+// kept.
 func (u *UI) createLink(w http.ResponseWriter, r *http.Request) {
 	t, name := r.PathValue("tenant"), r.PathValue("peer")
 	if !u.parseForm(w, r, maxForm) || !u.changeTenant(w, r, t) {
@@ -41,7 +42,7 @@ func (u *UI) createLink(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	p, err := u.configPageData(r, t, name)
+	p, err := u.configPageData(r, t, name, r.PostForm.Get("region"))
 	if err != nil {
 		u.fail(w, r, err)
 		return

@@ -23,7 +23,12 @@ func (u *UI) rotatePeerKey(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if _, _, err := u.ctrl.RotatePeerKey(r.Context(), t, name, pub, ""); err != nil {
+	region, err := u.defaultRegion(r.Context(), t)
+	if err != nil {
+		u.fail(w, r, err)
+		return
+	}
+	if _, _, err := u.ctrl.RotatePeerKey(r.Context(), t, name, pub, region); err != nil {
 		if field, ok := peerErrorField(err); ok && field != "tenant" {
 			u.renderPeer(w, r, http.StatusUnprocessableEntity, map[string]string{"public_key": pub}, formErrors{"public_key": err.Error()})
 			return

@@ -147,11 +147,13 @@ func TestUIRegionConfigs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	page := h.check(owner, "GET", "/tenants/acme/peers/laptop/config", nil, 200, "Region local", "Region fra", "vpn-fra.example.com:51820",
-		"/config/download?region=fra", "/config/qr.png?region=fra")
-	if strings.Index(page, "Region local") > strings.Index(page, "Region fra") {
+	page := h.check(owner, "GET", "/tenants/acme/peers/laptop/config", nil, 200, "Region local", `config?region=fra">fra<`,
+		"/config/download?region=local", "/config/qr.png?region=local")
+	if strings.Index(page, `config?region=local" aria-current="page">local<`) > strings.Index(page, `config?region=fra">fra<`) {
 		t.Error("the node's own region is not first")
 	}
+	h.check(owner, "GET", "/tenants/acme/peers/laptop/config?region=fra", nil, 200, "Region fra", "vpn-fra.example.com:51820",
+		"/config/download?region=fra", "/config/qr.png?region=fra")
 	dl := h.check(owner, "GET", "/tenants/acme/peers/laptop/config/download?region=fra", nil, 200, "Endpoint = vpn-fra.example.com:51820\n", "PublicKey = "+fra.PublicKey.String()+"\n")
 	if !strings.Contains(dl, "region fra\n") {
 		t.Errorf("download for fra:\n%s", dl)
@@ -162,7 +164,7 @@ func TestUIRegionConfigs(t *testing.T) {
 	if _, err := h.ctrl.SetTenantRegions(ctx, "acme", []string{"fra"}); err != nil {
 		t.Fatal(err)
 	}
-	if page := h.check(owner, "GET", "/tenants/acme/peers/laptop/config", nil, 200, "Region fra"); strings.Contains(page, "Region local") {
+	if page := h.check(owner, "GET", "/tenants/acme/peers/laptop/config", nil, 200, "Region fra"); strings.Contains(page, "region=local") {
 		t.Error("the page offers a region the tenant may not use")
 	}
 	h.check(owner, "GET", "/tenants/acme/peers/laptop/config/download?region=local", nil, 404)
@@ -175,11 +177,11 @@ func TestUIRegionConfigs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.check(nil, "GET", "/dl/"+token, nil, 200, `<label for="region">`, `<option value="local">local (`, `<option value="fra">fra (vpn-fra.example.com:51820)</option>`)
+	h.check(nil, "GET", "/dl/"+token, nil, 200, `<label for="region">`, `<option value="local" selected>local (`, `<option value="fra">fra (vpn-fra.example.com:51820)</option>`)
 	if _, err := h.ctrl.SetTenantRegions(ctx, "acme", []string{"fra"}); err != nil {
 		t.Fatal(err)
 	}
-	h.check(nil, "POST", "/dl/"+token, url.Values{"region": {"local"}}, 400, "may not use region local")
+	h.check(nil, "POST", "/dl/"+token, url.Values{"region": {"local"}}, 422, "There is no config for that region")
 	h.check(nil, "POST", "/dl/"+token, url.Values{"region": {"fra"}}, 200, "Endpoint = vpn-fra.example.com:51820\n")
 	h.check(nil, "POST", "/dl/"+token, url.Values{"region": {"fra"}}, 404)
 

@@ -37,9 +37,6 @@ type linkStore interface {
 	// region ("": the node's own); a second call fails like an unknown token, a region the
 	// tenant may not use (store.ErrInvalid) leaves the link usable.
 	RedeemDownloadLink(ctx context.Context, token string, now time.Time, region string) (store.DownloadLink, string, error)
-	// ConfigRegions returns the regions the peers of tenant may get configs for, the node's
-	// own first.
-	ConfigRegions(ctx context.Context, tenant string) ([]store.Region, error)
 }
 
 // peerLifecycle renames peers and sets when they expire (nil: never).
