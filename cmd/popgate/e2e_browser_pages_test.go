@@ -165,6 +165,60 @@ func e2eAddAdminDefaults(b *e2eTab) {
 	}
 }
 
+// e2eRegions: an owner adds a region on the Regions page (a bad endpoint first: the error
+// is next to its field and the form keeps what was typed), limits acme to some regions on its
+// Regions tab and allows it everywhere again; the peer's config page then offers the new
+// region's config, which downloads with the region's endpoint.
+func e2eRegions(b *e2eTab) {
+	t := b.t
+	b.mustOpen("/regions")
+	b.fill("#region-name", "fra")
+	b.fill("#region-endpoint", "vpn-fra.example.test")
+	if code := b.submitStatus("add a region with a bad endpoint", `form[action="/regions"] button[type=submit]`, "/regions"); code != 422 {
+		t.Fatalf("the add-region form with a bad endpoint answered %d, want 422: %s", code, b.text("main"))
+	}
+	if got := b.text("#region-endpoint-error"); !strings.Contains(got, "host:port") {
+		t.Errorf("the refused endpoint's error says %q", got)
+	}
+	if got := e2eMustEval[string](b, "read the name field", `document.querySelector('#region-name').value`); got != "fra" {
+		t.Errorf("the refused form lost the name: %q", got)
+	}
+	e2eMustEval[bool](b, "clear the endpoint", `(document.querySelector('#region-endpoint').value = '') === ''`)
+	b.fill("#region-endpoint", "vpn-fra.example.test:51820")
+	b.submit("add region fra", `form[action="/regions"] button[type=submit]`)
+	if h, flash := b.text("main h1"), b.text(".flash.ok"); h != "Region fra" || !strings.HasPrefix(flash, "Region added") {
+		t.Fatalf("after adding fra the page has heading %q and message %q: %s", h, flash, b.text("main"))
+	}
+
+	// acme in local and fra only, then everywhere again.
+	checked := func() string {
+		return e2eMustEval[string](b, "read the regions ticked", `[...document.querySelectorAll('input[name=region]:checked')].map(i => i.value).join(',') + ' ' + (document.querySelector('input[name=scope]:checked')?.value ?? '')`)
+	}
+	b.mustOpen("/tenants/acme/regions")
+	b.do("tick local and fra", chromedp.Click(chromedp.CSS(`input[name=scope][value=some]`)),
+		chromedp.Click(chromedp.CSS(`input[name=region][value=fra]`)), chromedp.Click(chromedp.CSS(`input[name=region][value=local]`)))
+	b.submit("limit acme to local and fra", `form[action="/tenants/acme/regions"] button[type=submit]`)
+	if got := checked(); got != "fra,local some" {
+		t.Errorf("after limiting acme its tab ticks %q, want fra,local some", got)
+	}
+	b.do("allow every region", chromedp.Click(chromedp.CSS(`input[name=scope][value=all]`)))
+	b.submit("allow acme everywhere", `form[action="/tenants/acme/regions"] button[type=submit]`)
+	if got := checked(); got != " all" {
+		t.Errorf("after allowing acme everywhere its tab ticks %q", got)
+	}
+
+	// The config of region fra: the region's tab on the config page, then its download.
+	b.mustOpen("/tenants/acme/peers/laptop")
+	b.submit("open fra's config from the peer page", `a.chip[href$="/config?region=fra"]`)
+	if got := b.text(`nav.tabs [aria-current="page"]`); got != "fra" {
+		t.Errorf("fra's config page marks region %q", got)
+	}
+	d := b.downloadConfig(`.config-text a[download]`, t.TempDir())
+	if !strings.Contains(d.Data, "Endpoint = vpn-fra.example.test:51820") {
+		t.Errorf("fra's config does not connect to fra:\n%s", d.Data)
+	}
+}
+
 // e2eLayoutPolicy has its default on line 2, before the rules.
 const e2eLayoutPolicy = `# acme: the layout test's policy
 default deny
@@ -231,6 +285,9 @@ var e2eLayoutPages = []string{
 	"/", "/peers", "/peers?tenant=acme", "/tenants", "/tenants/acme/policy", "/tenants/acme/routes",
 	"/tenants/acme/peers/laptop", "/tenants/acme/peers/laptop/config", "/tenants/acme/peers/laptop/delete",
 	"/peers/new?tenant=acme", "/tenants/acme/delete", "/audit", "/admins", "/admins/admin", "/account",
+	// e2eRegions adds region fra.
+	"/regions", "/regions/local", "/regions/fra", "/regions/fra/delete", "/tenants/acme/regions",
+	"/tenants/acme/peers/laptop/config?region=fra",
 }
 
 func e2eLayout(b *e2eTab, n *e2eNode) {
@@ -244,7 +301,7 @@ func e2eLayout(b *e2eTab, n *e2eNode) {
 	// A tenant's pages (its peers, policy and routes: its tabs) are under Tenants.
 	t.Run("navigation", func(t *testing.T) {
 		b := b.with(t)
-		for _, path := range []string{"/peers?tenant=acme", "/tenants/acme/policy", "/tenants/acme/routes"} {
+		for _, path := range []string{"/peers?tenant=acme", "/tenants/acme/policy", "/tenants/acme/routes", "/tenants/acme/regions"} {
 			b.mustOpen(path)
 			got := e2eMustEval[string](b, "read the navigation", `document.querySelector('.mainnav [aria-current="page"]')?.textContent.trim() ?? ''`)
 			tab := e2eMustEval[string](b, "read the tabs", `document.querySelector('.tabs [aria-current="page"]')?.textContent.trim() ?? ''`)
@@ -252,9 +309,11 @@ func e2eLayout(b *e2eTab, n *e2eNode) {
 				t.Errorf("%s marks %q in the navigation and tab %q, want Tenants and its own tab", path, got, tab)
 			}
 		}
-		b.mustOpen("/peers")
-		if got := b.text(`.mainnav [aria-current="page"]`); got != "Peers" {
-			t.Errorf("/peers marks %q in the navigation, want Peers", got)
+		for path, want := range map[string]string{"/peers": "Peers", "/regions": "Regions", "/regions/fra": "Regions"} {
+			b.mustOpen(path)
+			if got := b.text(`.mainnav [aria-current="page"]`); got != want {
+				t.Errorf("%s marks %q in the navigation, want %s", path, got, want)
+			}
 		}
 	})
 
@@ -493,6 +552,19 @@ func e2eAccessibility(b *e2eTab, tabCtx context.Context) {
 		t.Errorf("the bad policy answered %d, want 422", code)
 	}
 	check(b, "refused policy")
+	b.mustOpen("/regions")
+	b.fill("#region-name", "Bad Name")
+	b.fill("#region-endpoint", "nowhere")
+	if code := b.submitStatus("add a bad region", `form[action="/regions"] button[type=submit]`, "/regions"); code != 422 {
+		t.Errorf("the bad add-region form answered %d, want 422", code)
+	}
+	check(b, "refused region")
+	b.mustOpen("/tenants/acme/regions")
+	b.do("limit acme to no region", chromedp.Click(chromedp.CSS(`input[name=scope][value=some]`)))
+	if code := b.submitStatus("limit acme to no region", `form[action="/tenants/acme/regions"] button[type=submit]`, "/tenants/acme/regions"); code != 422 {
+		t.Errorf("limiting acme to no region answered %d, want 422", code)
+	}
+	check(b, "refused tenant regions")
 
 	// The sign-in page, in a browser context without a session.
 	ctx, cancel := chromedp.NewContext(tabCtx, chromedp.WithNewBrowserContext())

@@ -577,6 +577,7 @@ func TestE2EBrowser(t *testing.T) {
 	t.Run("one-time link", func(t *testing.T) { e2eOneTimeLink(tab(t)) })
 	t.Run("enable resumes at once", func(t *testing.T) { e2eEnableResumes(tab(t), topo, client) })
 	t.Run("add admin with the form's defaults", func(t *testing.T) { e2eAddAdminDefaults(tab(t)) })
+	t.Run("regions", func(t *testing.T) { e2eRegions(tab(t)) })
 	t.Run("layout", func(t *testing.T) { e2eLayout(tab(t), n) })
 	t.Run("accessibility", func(t *testing.T) { e2eAccessibility(tab(t), tabCtx) })
 	t.Logf("done after %v; screenshots in %s", time.Since(begin).Round(time.Millisecond), artifacts)
