@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // View is what Compile needs to know of one tenant: its peers and its sites. It is read
@@ -88,8 +89,10 @@ type RuleSet struct {
 	def     Action
 	defLine int
 	rules   []compiledRule
-	hits    []atomic.Uint64
-	defHits atomic.Uint64
+	// hits[i] counts rule i's decisions and defHits the default's. They are pointers so
+	// that a rule set compiled from the same rules carries them on (CarryHits).
+	hits    []*ruleHits
+	defHits *ruleHits
 
 	peerOf   map[netip.Addr]int32 // overlay address → peer index
 	src, dst addrDim
@@ -125,7 +128,8 @@ func Compile(p *Policy, v *View) (*RuleSet, error) {
 		def:     p.Default,
 		defLine: p.DefaultLine,
 		rules:   make([]compiledRule, len(p.Rules)),
-		hits:    make([]atomic.Uint64, len(p.Rules)),
+		hits:    make([]*ruleHits, len(p.Rules)),
+		defHits: new(ruleHits),
 		peerOf:  make(map[netip.Addr]int32),
 	}
 	rs.scratch.New = func() any {
@@ -250,6 +254,7 @@ func Compile(p *Policy, v *View) (*RuleSet, error) {
 	for i := range p.Rules {
 		rule := &p.Rules[i]
 		r := int32(i)
+		rs.hits[i] = new(ruleHits)
 		rs.rules[i] = compiledRule{action: rule.Action, line: rule.Line, text: rule.String()}
 		index(&rs.src, &srcAtoms, rule.Src, r, rule.Line, true)
 		index(&rs.dst, &dstAtoms, rule.Dst, r, rule.Line, false)
@@ -401,10 +406,10 @@ func (rs *RuleSet) Match(f Flow) (Action, int) {
 func (rs *RuleSet) decide(f *Flow) (Action, int) {
 	i := rs.match(f)
 	if i < 0 {
-		rs.defHits.Add(1)
+		rs.defHits.n.Add(1)
 		return rs.def, -1
 	}
-	rs.hits[i].Add(1)
+	rs.hits[i].n.Add(1)
 	return rs.rules[i].action, i
 }
 
@@ -414,23 +419,60 @@ func (rs *RuleSet) Len() int { return len(rs.rules) }
 // Default returns the action for flows no rule matches.
 func (rs *RuleSet) Default() Action { return rs.def }
 
+// ruleHits counts one rule's decisions since a time.
+type ruleHits struct {
+	n     atomic.Uint64
+	since time.Time // zero until CarryHits
+}
+
 // RuleStat is one rule's hit counter: how many new flows (and tracked flows re-checked after
-// a policy change) the rule decided.
+// a policy change) the rule decided since Since.
 type RuleStat struct {
 	Line int    `json:"line"`
 	Rule string `json:"rule"`
 	Hits uint64 `json:"hits"`
+	// Since is when the counter started: when a rule set with this rule at this place
+	// (the same text, and the same rules above it) was first installed (see CarryHits);
+	// zero when the rule set's owner never said.
+	Since time.Time `json:"since,omitzero"`
 }
 
 // Stats returns the hit counters of the rules in order, then that of the default (Rule
 // "default allow" or "default deny", Line the default statement's or 0). Counters start at
-// zero in every RuleSet.
+// zero in every RuleSet unless CarryHits carried them on.
 func (rs *RuleSet) Stats() []RuleStat {
 	out := make([]RuleStat, 0, len(rs.rules)+1)
 	for i := range rs.rules {
-		out = append(out, RuleStat{Line: rs.rules[i].line, Rule: rs.rules[i].text, Hits: rs.hits[i].Load()})
+		out = append(out, RuleStat{Line: rs.rules[i].line, Rule: rs.rules[i].text, Hits: rs.hits[i].n.Load(), Since: rs.hits[i].since})
 	}
-	return append(out, RuleStat{Line: rs.defLine, Rule: "default " + rs.def.String(), Hits: rs.defHits.Load()})
+	return append(out, RuleStat{Line: rs.defLine, Rule: rs.defText(), Hits: rs.defHits.n.Load(), Since: rs.defHits.since})
+}
+
+func (rs *RuleSet) defText() string { return "default " + rs.def.String() }
+
+// CarryHits makes rs, which replaces prev, go on counting where prev's counters are for the
+// rules whose meaning did not change: rule i when rules 0 to i have the same text in both
+// (a rule decides only the flows the rules above it leave), the default when every rule and
+// the default are the same. The other counters start at zero from now. A rule set compiled
+// against other peers, groups or sites with the same text keeps every counter: a peer
+// added or removed does not restart them. prev may be nil (every counter starts now). Call
+// it before rs is installed (Filter.SetRuleSet): it must not count yet; prev may be
+// counting, and its counters are then shared.
+func (rs *RuleSet) CarryHits(prev *RuleSet, now time.Time) {
+	same := prev != nil
+	for i := range rs.rules {
+		same = same && i < len(prev.rules) && prev.rules[i].text == rs.rules[i].text
+		if same {
+			rs.hits[i] = prev.hits[i]
+		} else {
+			rs.hits[i].since = now
+		}
+	}
+	if same && len(prev.rules) == len(rs.rules) && prev.defText() == rs.defText() {
+		rs.defHits = prev.defHits
+	} else {
+		rs.defHits.since = now
+	}
 }
 
 // String describes the rule set for logs.

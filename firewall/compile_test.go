@@ -3,8 +3,10 @@ package firewall
 import (
 	"errors"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // testView is a small tenant: four peers, two sites.
@@ -194,6 +196,74 @@ func TestRuleStats(t *testing.T) {
 	want := []RuleStat{{Line: 2, Rule: "allow group:eng -> any tcp 22", Hits: 2}, {Line: 3, Rule: "default deny", Hits: 1}}
 	if len(got) != len(want) || got[0] != want[0] || got[1] != want[1] {
 		t.Errorf("Stats = %+v, want %+v", got, want)
+	}
+}
+
+// TestCarryHits: a rule set compiled again from the same rules (another view: a peer more)
+// goes on counting; a rule that changed, and every rule below it, starts at zero and says
+// since when; the default carries on only when nothing changed.
+func TestCarryHits(t *testing.T) {
+	const text = "allow group:eng -> any tcp 22\nallow any -> any udp 53\ndefault deny\n"
+	hit := func(rs *RuleSet, src string, port uint16, n int) {
+		f := Flow{Src: netip.MustParseAddr(src), Dst: netip.MustParseAddr("10.0.0.1"), Proto: ipprotoTCP, DstPort: port}
+		if port == 53 {
+			f.Proto = ipprotoUDP
+		}
+		for range n {
+			rs.decide(&f)
+		}
+	}
+	hits := func(rs *RuleSet) (out []uint64) {
+		for _, s := range rs.Stats() {
+			out = append(out, s.Hits)
+		}
+		return out
+	}
+	t0 := time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)
+	first := mustCompile(t, text, testView())
+	first.CarryHits(nil, t0)
+	hit(first, "100.64.0.1", 22, 3) // rule 0
+	hit(first, "100.64.0.3", 53, 2) // rule 1
+	hit(first, "100.64.0.3", 22, 1) // default
+	for _, s := range first.Stats() {
+		if !s.Since.Equal(t0) {
+			t.Errorf("first rule set: %+v, want since %v", s, t0)
+		}
+	}
+
+	// A peer more in the view, the same text: every counter goes on, shared with the old
+	// rule set (hits landing there while the new one is installed still count).
+	v := testView()
+	v.Peers = append(v.Peers, ViewPeer{Name: "carol", Addrs: addrs("100.64.0.20", "fd7a::20"), Groups: []string{"eng"}})
+	second := mustCompile(t, text, v)
+	second.CarryHits(first, t0.Add(time.Hour))
+	hit(first, "100.64.0.1", 22, 1)
+	hit(second, "100.64.0.20", 22, 1)
+	if got := hits(second); !slices.Equal(got, []uint64{5, 2, 1}) {
+		t.Errorf("hits after an unchanged re-apply = %v, want [5 2 1]", got)
+	}
+	for _, s := range second.Stats() {
+		if !s.Since.Equal(t0) {
+			t.Errorf("unchanged rule %+v: since should stay %v", s, t0)
+		}
+	}
+
+	// Rule 1 changed: it and the default start now; rule 0 carries on.
+	t2 := t0.Add(2 * time.Hour)
+	third := mustCompile(t, "allow group:eng -> any tcp 22\nallow any -> any udp 5353\ndefault deny\n", v)
+	third.CarryHits(second, t2)
+	st := third.Stats()
+	if st[0].Hits != 5 || !st[0].Since.Equal(t0) || st[1].Hits != 0 || !st[1].Since.Equal(t2) || st[2].Hits != 0 || !st[2].Since.Equal(t2) {
+		t.Errorf("after a changed rule: %+v", st)
+	}
+
+	// A rule inserted at the top changes what every rule below it decides.
+	fourth := mustCompile(t, "deny any -> any tcp 23\nallow group:eng -> any tcp 22\nallow any -> any udp 5353\ndefault deny\n", v)
+	fourth.CarryHits(third, t2.Add(time.Hour))
+	for _, s := range fourth.Stats() {
+		if s.Hits != 0 || !s.Since.Equal(t2.Add(time.Hour)) {
+			t.Errorf("after a rule inserted above: %+v", s)
+		}
 	}
 }
 
