@@ -50,7 +50,7 @@ type devicePeer struct {
 func (td *tenantDevice) close() { td.dev.Close() }
 
 // appliedPolicy remembers what a tenant's rule set was compiled from, so an unchanged policy
-// is not swapped (a swap restarts the rule hit counters).
+// is not compiled again.
 type appliedPolicy struct {
 	key [sha256.Size]byte // policyKey
 	rs  *firewall.RuleSet
@@ -161,46 +161,44 @@ func (n *Node) applyLocked(dd *plane.Desired, now time.Time) error {
 	live := map[int64]bool{}
 	for _, t := range d.tenants {
 		live[t.ID] = true
-		n.applyPolicyLocked(t, byTenant[t.ID], dd.Overlay)
+		n.applyPolicyLocked(t, byTenant[t.ID], dd.Overlay, now)
 		perPeer, total := t.FlowLimits()
 		n.filter.SetLimits(t.ID, total, perPeer)
 	}
-	d.counters = func(k store.Key) *peerCounters {
-		c := n.counters[k]
+	d.counters = func(p *plane.Peer) *peerCounters {
+		n.ctrMu.Lock()
+		defer n.ctrMu.Unlock()
+		c := n.counters[p.PublicKey]
 		if c == nil {
-			c = new(peerCounters)
-			n.counters[k] = c
+			c = &peerCounters{tenantID: p.Tenant}
+			n.counters[p.PublicKey] = c
 		}
 		return c
 	}
 	snap := newSnapshot(d, n.ov)
 	n.snap.Store(snap)
-	for k := range n.counters {
-		if snap.byKey[k] == nil {
-			delete(n.counters, k)
-		}
-	}
 
 	left := map[store.Key]string{} // endpoints of connected peers that leave a device
+	leave := func(tenantID int64, gone map[store.Key]peerStats) {
+		for k, st := range gone {
+			if st.endpoint != "" && st.online(now) {
+				left[k] = st.endpoint
+			}
+		}
+		n.leftDevice(tenantID, gone)
+	}
 	for id, td := range n.devs {
 		if d.tuns[id] == nil {
-			td.connected(left, now)
-			td.close()
+			td.closeAndLeave(leave)
 			delete(n.devs, id)
 			continue
 		}
-		if err := td.sync(snap, left, now); err != nil {
+		if err := td.sync(snap, leave); err != nil {
 			return fmt.Errorf("apply: %w", err)
 		}
 	}
 	n.resumePeersLocked(snap, left, now)
-	n.lastSeenMu.Lock()
-	for k := range n.lastSeen {
-		if snap.byKey[k] == nil {
-			delete(n.lastSeen, k)
-		}
-	}
-	n.lastSeenMu.Unlock()
+	n.forgetLocked(dd)
 	for id := range n.policies {
 		if !live[id] {
 			n.filter.SetRuleSet(id, nil)
@@ -267,6 +265,7 @@ func (n *Node) stopExpiryLocked() {
 func (n *Node) newTenantDevice(id int64) (*tenantDevice, error) {
 	name := fmt.Sprintf("%s.%d", n.cfg.Interface, id)
 	tun := newTunDevice(name, n.cfg.MTU, id, &n.snap, n.filter)
+	tun.drops = n.tenantDropsOf(id)
 	tun.setExits(n.exitLocal, n.exit4, n.exit6)
 	if n.kexit != nil {
 		tun.setKernelExit(n.kexit, &n.drops)
@@ -312,9 +311,9 @@ func (n *Node) DeviceBufferBytes() uint64 {
 
 // sync brings the peers the device holds in line with the snapshot: peers no longer enabled
 // in this tenant leave, and held peers whose prefixes changed are updated, in one IpcSet.
-// Peers not held stay out until they handshake (see materialise). The endpoints of leaving
-// peers that were connected at now are added to left.
-func (td *tenantDevice) sync(snap *snapshot, left map[store.Key]string, now time.Time) error {
+// Peers not held stay out until they handshake (see materialise). leave is given the
+// leaving peers' last state, under td.mu.
+func (td *tenantDevice) sync(snap *snapshot, leave func(int64, map[store.Key]peerStats)) error {
 	td.mu.Lock()
 	defer td.mu.Unlock()
 	var b strings.Builder
@@ -334,7 +333,7 @@ func (td *tenantDevice) sync(snap *snapshot, left map[store.Key]string, now time
 		return nil
 	}
 	if len(leaving) > 0 {
-		td.connectedLocked(left, leaving, now)
+		leave(td.id, td.statesLocked(leaving))
 	}
 	for _, k := range leaving {
 		delete(td.peers, k)
@@ -342,31 +341,34 @@ func (td *tenantDevice) sync(snap *snapshot, left map[store.Key]string, now time
 	return td.dev.IpcSet(b.String())
 }
 
-// connected adds the endpoints of the device's peers that are connected at now to out.
-func (td *tenantDevice) connected(out map[store.Key]string, now time.Time) {
+// closeAndLeave closes the device, giving leave the last state of every peer it held first.
+func (td *tenantDevice) closeAndLeave(leave func(int64, map[store.Key]peerStats)) {
 	td.mu.Lock()
-	defer td.mu.Unlock()
 	keys := make([]store.Key, 0, len(td.peers))
 	for k := range td.peers {
 		keys = append(keys, k)
 	}
-	td.connectedLocked(out, keys, now)
+	leave(td.id, td.statesLocked(keys))
+	clear(td.peers)
+	td.mu.Unlock()
+	td.close()
 }
 
-// connectedLocked adds the endpoints of those of keys that are connected at now (a handshake
-// within onlineWindow) to out. Must hold td.mu.
-func (td *tenantDevice) connectedLocked(out map[store.Key]string, keys []store.Key, now time.Time) {
+// statesLocked returns the device's state of those of keys it holds. Must hold td.mu.
+func (td *tenantDevice) statesLocked(keys []store.Key) map[store.Key]peerStats {
+	out := make(map[store.Key]peerStats, len(keys))
 	text, err := td.dev.IpcGet()
 	if err != nil {
-		return // only a faster resume is lost
+		return out // a faster resume and the bytes of this stint are lost
 	}
 	stats := map[store.Key]peerStats{}
 	parsePeerStats(text, stats)
 	for _, k := range keys {
-		if st := stats[k]; st.endpoint != "" && st.online(now) {
-			out[k] = st.endpoint
+		if st, ok := stats[k]; ok {
+			out[k] = st
 		}
 	}
+	return out
 }
 
 // resumeWindow is how long popgate remembers where a peer that was disabled while connected
@@ -474,17 +476,19 @@ func (td *tenantDevice) resume(e *peerEntry, endpoint string, now time.Time) err
 }
 
 // trim removes peers that have not completed a handshake within idle (and were added longer
-// ago than that): their sessions are dead, and they come back through materialise. It returns
-// the removed peers' last state, for status.
-func (td *tenantDevice) trim(now time.Time, idle time.Duration) (map[store.Key]peerStats, error) {
+// ago than that): their sessions are dead, and they come back through materialise. leave is
+// given the removed peers' last state (for status and counters), under td.mu; trim returns
+// how many it removed.
+func (td *tenantDevice) trim(now time.Time, idle time.Duration, leave func(int64, map[store.Key]peerStats)) (int, error) {
+	td.mu.Lock()
+	defer td.mu.Unlock()
+	// Read under mu: what leave adds to the counters must be what Report last read.
 	text, err := td.dev.IpcGet()
 	if err != nil {
-		return nil, err
+		return 0, err
 	}
 	stats := map[store.Key]peerStats{}
 	parsePeerStats(text, stats)
-	td.mu.Lock()
-	defer td.mu.Unlock()
 	var b strings.Builder
 	gone := map[store.Key]peerStats{}
 	for k, dp := range td.peers {
@@ -501,9 +505,10 @@ func (td *tenantDevice) trim(now time.Time, idle time.Duration) (map[store.Key]p
 		gone[k] = st
 	}
 	if b.Len() == 0 {
-		return nil, nil
+		return 0, nil
 	}
-	return gone, td.dev.IpcSet(b.String())
+	leave(td.id, gone)
+	return len(gone), td.dev.IpcSet(b.String())
 }
 
 // policyKey identifies what a tenant's rule set is compiled from: the policy text and what of
@@ -555,7 +560,7 @@ func compileView(text string, view *firewall.View) (*firewall.RuleSet, error) {
 // changed. A policy that no longer compiles (say, it names a removed peer) keeps
 // working with the unresolved names matching nothing; one that does not parse at all falls back
 // to the default policy. Both are logged.
-func (n *Node) applyPolicyLocked(t plane.Tenant, peers []plane.Peer, ov plane.Overlay) {
+func (n *Node) applyPolicyLocked(t plane.Tenant, peers []plane.Peer, ov plane.Overlay, now time.Time) {
 	text := t.Policy
 	if text == "" {
 		text = plane.DefaultPolicy(ov)
@@ -575,6 +580,8 @@ func (n *Node) applyPolicyLocked(t plane.Tenant, peers []plane.Peer, ov plane.Ov
 			return
 		}
 	}
+	// The rules that did not change go on counting (a peer added or removed recompiles).
+	rs.CarryHits(n.policies[t.ID].rs, now)
 	n.filter.SetRuleSet(t.ID, rs)
 	n.policies[t.ID] = appliedPolicy{key: key, rs: rs}
 }

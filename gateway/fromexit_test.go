@@ -87,7 +87,7 @@ func TestFromExit(t *testing.T) {
 			td.setExits(discardExit{}, discardExit{}, discardExit{})
 			for _, p := range tc.opened {
 				td.Write([][]byte{p}, 16)
-				if got := dropsText(&td.drops); got != "" {
+				if got := dropsText(td.drops); got != "" {
 					t.Fatalf("opening a flow: dropped, %s", got)
 				}
 			}

@@ -61,12 +61,22 @@ type Node struct {
 	// applied is the outcome of the last apply, for Report.
 	applied atomic.Pointer[applyState]
 
-	// lastSeen keeps the last device state of trimmed peers (their counters and handshake).
+	// lastSeen keeps the endpoint and last handshake of peers that left their device
+	// (trimmed while idle, or disabled); their bytes are in their counters.
 	lastSeenMu sync.Mutex
 	lastSeen   map[store.Key]peerStats
-	// counters holds every enabled peer's packet counters across snapshots; apply (under
-	// mu) adds and prunes.
+
+	// ctrMu guards counters, retired and tenantDrops: the counters that outlive snapshots
+	// and devices, so that none goes back while the node runs. Taken after a device's mu.
+	ctrMu sync.Mutex
+	// counters holds the counters of every peer of the desired state that was ever served;
+	// apply adds them and, for peers that left the desired state, adds them to retired.
 	counters map[store.Key]*peerCounters
+	// retired is what the peers that left the desired state carried, by tenant.
+	retired map[int64]*plane.Traffic
+	// tenantDrops are the packet path's drops of each tenant of the desired state, kept
+	// across its devices (a tenant without an enabled peer has none).
+	tenantDrops map[int64]*[numDropReasons]atomic.Uint64
 
 	closing   chan struct{}
 	wg        sync.WaitGroup
@@ -85,7 +95,8 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 		return nil, fmt.Errorf("gateway: Config.Overlay: %w", err)
 	}
 	n := &Node{cfg: cfg, log: log, ov: cfg.Overlay, key: cfg.PrivateKey, devs: map[int64]*tenantDevice{}, policies: map[int64]appliedPolicy{},
-		closing: make(chan struct{}), lastSeen: map[store.Key]peerStats{}, counters: map[store.Key]*peerCounters{}}
+		closing: make(chan struct{}), lastSeen: map[store.Key]peerStats{}, counters: map[store.Key]*peerCounters{},
+		retired: map[int64]*plane.Traffic{}, tenantDrops: map[int64]*[numDropReasons]atomic.Uint64{}}
 	n.applied.Store(&applyState{})
 	if n.cfg.NodeName == "" {
 		n.cfg.NodeName, _ = os.Hostname()
@@ -255,20 +266,14 @@ func (n *Node) trimPeers(now time.Time) {
 	}
 	n.mu.Unlock()
 	for _, td := range devs {
-		gone, err := td.trim(now, n.cfg.peerIdle)
+		gone, err := td.trim(now, n.cfg.peerIdle, n.leftDevice)
 		if err != nil {
 			n.log.Warn("trim idle peers", "tenant_id", td.id, "err", err)
 			continue
 		}
-		if len(gone) == 0 {
-			continue
+		if gone > 0 {
+			n.log.Debug("trimmed idle peers", "tenant_id", td.id, "peers", gone)
 		}
-		n.lastSeenMu.Lock()
-		for k, st := range gone {
-			n.lastSeen[k] = st
-		}
-		n.lastSeenMu.Unlock()
-		n.log.Debug("trimmed idle peers", "tenant_id", td.id, "peers", len(gone))
 	}
 }
 

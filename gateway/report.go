@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"maps"
+	"time"
 
 	"github.com/popgate/popgate/gateway/plane"
 	"github.com/popgate/popgate/netstack"
@@ -50,21 +51,47 @@ func (n *Node) Report() plane.Report {
 		return r
 	}
 	now := n.cfg.now()
-	stats := n.peerStats()
-	for k, e := range snap.byKey {
-		ps := plane.PeerState{PublicKey: k, RxPackets: e.ctr.rxPackets.Load(), TxPackets: e.ctr.txPackets.Load()}
-		s, ok := stats[k]
-		if !ok && ps.RxPackets == 0 && ps.TxPackets == 0 {
+	live := n.liveState()
+	totals := map[int64]*plane.Traffic{}
+	n.ctrMu.Lock()
+	for k, c := range n.counters {
+		l, ok := live[k]
+		t := c.traffic(0, 0)
+		if ok { // its bytes as read with the device's state
+			t.RxBytes, t.TxBytes = l.rxBytes, l.txBytes
+		}
+		tt := totals[c.tenantID]
+		if tt == nil {
+			tt = new(plane.Traffic)
+			totals[c.tenantID] = tt
+		}
+		tt.Add(t)
+		if ok {
+			l.rxPackets, l.txPackets = t.RxPackets, t.TxPackets
+			live[k] = l
+		}
+	}
+	for id, t := range n.retired {
+		tt := totals[id]
+		if tt == nil {
+			tt = new(plane.Traffic)
+			totals[id] = tt
+		}
+		tt.Add(*t)
+	}
+	tenantDrops := make(map[int64]map[string]uint64, len(n.tenantDrops))
+	for id, d := range n.tenantDrops {
+		tenantDrops[id] = dropCounts(d)
+	}
+	n.ctrMu.Unlock()
+	for _, t := range totals {
+		r.Node.Traffic.Add(*t)
+	}
+	for k, l := range live {
+		if !l.held && l.lastHandshake.IsZero() && l.rxBytes == 0 && l.txBytes == 0 && l.rxPackets == 0 && l.txPackets == 0 {
 			continue
 		}
-		delete(stats, k)
-		ps.Online, ps.Endpoint, ps.LastHandshake = s.online(now), s.endpoint, s.lastHandshake
-		ps.RxBytes, ps.TxBytes = s.rxBytes, s.txBytes
-		r.Peers = append(r.Peers, ps)
-	}
-	for k, s := range stats { // in a device, but no longer served (an apply is under way)
-		r.Peers = append(r.Peers, plane.PeerState{PublicKey: k, Online: s.online(now), Endpoint: s.endpoint,
-			LastHandshake: s.lastHandshake, RxBytes: s.rxBytes, TxBytes: s.txBytes})
+		r.Peers = append(r.Peers, l.state(k, now))
 	}
 
 	var exitFlows map[int64]netstack.TenantFlows
@@ -72,13 +99,16 @@ func (n *Node) Report() plane.Report {
 		exitFlows = n.exit.TenantFlows()
 	}
 	r.Tenants = make([]plane.TenantState, 0, len(snap.tenants))
-	for id, t := range snap.tenants {
+	for id := range snap.tenants {
 		ts := plane.TenantState{ID: id, Drops: map[string]uint64{}, Evicted: map[string]uint64{}}
+		if tt := totals[id]; tt != nil {
+			ts.Traffic = *tt
+		}
 		if fs, ok := n.filter.TenantStats(id); ok {
 			ts.Flows = fs.Flows
 			ts.Rules = make([]plane.RuleStat, len(fs.Rules))
 			for i, rs := range fs.Rules {
-				ts.Rules[i] = plane.RuleStat{Line: rs.Line, Rule: rs.Rule, Hits: rs.Hits}
+				ts.Rules[i] = plane.RuleStat{Line: rs.Line, Rule: rs.Rule, Hits: rs.Hits, Since: rs.Since}
 			}
 			for dir, m := range fs.Drops {
 				for reason, v := range m {
@@ -96,11 +126,9 @@ func (n *Node) Report() plane.Report {
 			maps.Copy(ts.Drops, ef.Refused)
 			maps.Copy(ts.Evicted, ef.Evicted)
 		}
-		if t.tun != nil {
-			for reason, v := range t.tun.dropCounts() {
-				if v > 0 {
-					ts.Drops[reason] = v
-				}
+		for reason, v := range tenantDrops[id] {
+			if v > 0 {
+				ts.Drops[reason] = v
 			}
 		}
 		r.Tenants = append(r.Tenants, ts)
@@ -118,23 +146,32 @@ func (n *Node) PeerState(k store.Key) (plane.PeerState, bool) {
 		return plane.PeerState{}, false
 	}
 	now := n.cfg.now()
-	ps := plane.PeerState{PublicKey: k}
-	e := snap.byKey[k]
-	if e != nil {
-		ps.RxPackets, ps.TxPackets = e.ctr.rxPackets.Load(), e.ctr.txPackets.Load()
-	}
-	s, ok := n.devicePeerStats(k, e)
-	if !ok {
+	l := livePeer{}
+	l.peerStats, l.held = n.devicePeerStats(k, snap.byKey[k])
+	if !l.held {
 		n.lastSeenMu.Lock()
-		s, ok = n.lastSeen[k]
+		l.peerStats = n.lastSeen[k]
 		n.lastSeenMu.Unlock()
 	}
-	if !ok && ps.RxPackets == 0 && ps.TxPackets == 0 {
+	n.ctrMu.Lock()
+	c := n.counters[k]
+	if c != nil {
+		l.rxPackets, l.txPackets = c.rxPackets.Load(), c.txPackets.Load()
+		if !l.held {
+			l.rxBytes, l.txBytes = c.wireRx.Load(), c.wireTx.Load()
+		}
+	}
+	n.ctrMu.Unlock()
+	if !l.held && l.lastHandshake.IsZero() && l.rxBytes == 0 && l.txBytes == 0 && l.rxPackets == 0 && l.txPackets == 0 {
 		return plane.PeerState{}, false
 	}
-	ps.Online, ps.Endpoint, ps.LastHandshake = s.online(now), s.endpoint, s.lastHandshake
-	ps.RxBytes, ps.TxBytes = s.rxBytes, s.txBytes
-	return ps, true
+	return l.state(k, now), true
+}
+
+// state is l as the report says it of peer k at now: online only while a device holds it.
+func (l livePeer) state(k store.Key, now time.Time) plane.PeerState {
+	return plane.PeerState{PublicKey: k, Online: l.held && l.online(now), Endpoint: l.endpoint, LastHandshake: l.lastHandshake,
+		RxBytes: l.rxBytes, TxBytes: l.txBytes, RxPackets: l.rxPackets, TxPackets: l.txPackets}
 }
 
 // devicePeerStats reads the live state of peer k from the device that holds it, if one does:
@@ -154,21 +191,16 @@ func (n *Node) devicePeerStats(k store.Key, e *peerEntry) (peerStats, bool) {
 	}
 	n.mu.Unlock()
 	for _, td := range devs {
+		out := map[store.Key]livePeer{}
 		td.mu.Lock()
 		_, held := td.peers[k]
 		td.mu.Unlock()
 		if !held {
 			continue
 		}
-		text, err := td.dev.IpcGet()
-		if err != nil {
-			n.log.Warn("read device state", "tenant_id", td.id, "err", err)
-			return peerStats{}, false
-		}
-		stats := map[store.Key]peerStats{}
-		parsePeerStats(text, stats)
-		s, ok := stats[k]
-		return s, ok
+		td.readState(n, out) // the bytes with the counters' bases, under the device's mu
+		l, ok := out[k]
+		return l.peerStats, ok
 	}
 	return peerStats{}, false
 }

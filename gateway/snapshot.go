@@ -32,6 +32,11 @@ type peerEntry struct {
 type peerCounters struct {
 	rxPackets, rxBytes, txPackets, txBytes atomic.Uint64
 	flows                                  firewall.Peer
+	// wireRx and wireTx are the WireGuard bytes the peer's earlier stints in a device
+	// counted (a device's counters start at zero each time it takes the peer in); added
+	// under the device's mu when the peer leaves it (Node.leftDevice).
+	wireRx, wireTx atomic.Uint64
+	tenantID       int64 // the peer's tenant
 }
 
 // route is one entry of a tenant's routing table. site is nil for the internet exit; for a
@@ -117,7 +122,7 @@ type desired struct {
 	tuns    map[int64]*tunDevice
 	devs    map[int64]*tenantDevice
 	// counters returns the peer's counters, the same across snapshots; nil: fresh ones.
-	counters func(store.Key) *peerCounters
+	counters func(*plane.Peer) *peerCounters
 	// now is the node's time of the apply: a peer expired by then counts as disabled.
 	now time.Time
 }
@@ -152,9 +157,9 @@ func newSnapshot(d desired, ov plane.Overlay) *snapshot {
 			allowed:   append([]netip.Prefix{netip.PrefixFrom(p.IPv4, 32), netip.PrefixFrom(p.IPv6, 128)}, p.SitePrefixes...),
 		}
 		if d.counters != nil {
-			e.ctr = d.counters(p.PublicKey)
+			e.ctr = d.counters(p)
 		} else {
-			e.ctr = new(peerCounters)
+			e.ctr = &peerCounters{tenantID: p.Tenant}
 		}
 		e.ctr.flows.SetName(ts.name, p.Name)
 		s.byAddr[p.IPv4] = e

@@ -70,7 +70,8 @@ type tunDevice struct {
 
 	batches sync.Pool // *writeBatches, scratch for Write
 
-	drops [numDropReasons]atomic.Uint64
+	// drops count by reason; the tenant's, kept by the node across its devices.
+	drops *[numDropReasons]atomic.Uint64
 }
 
 // writeBatches sorts one Write's packets by where they go. Hairpinned packets go to a peer
@@ -91,6 +92,7 @@ func newTunDevice(name string, mtu int, tenantID int64, snap *atomic.Pointer[sna
 		filter:   filter,
 		out:      newOutQueue(mtu),
 		events:   make(chan tun.Event, 1),
+		drops:    new([numDropReasons]atomic.Uint64),
 	}
 	t.events <- tun.EventUp
 	return t
@@ -241,10 +243,12 @@ func (t *tunDevice) Close() error {
 }
 
 // dropCounts returns the drop counters by reason name.
-func (t *tunDevice) dropCounts() map[string]uint64 {
+func (t *tunDevice) dropCounts() map[string]uint64 { return dropCounts(t.drops) }
+
+func dropCounts(drops *[numDropReasons]atomic.Uint64) map[string]uint64 {
 	m := make(map[string]uint64, numDropReasons)
 	for r := dropReason(0); r < numDropReasons; r++ {
-		m[r.String()] = t.drops[r].Load()
+		m[r.String()] = drops[r].Load()
 	}
 	return m
 }

@@ -156,21 +156,6 @@ func (s peerStats) online(now time.Time) bool {
 	return !s.lastHandshake.IsZero() && now.Sub(s.lastHandshake) < onlineWindow
 }
 
-// peerStats reads every peer's live state from the devices, and the last state of peers
-// trimmed from them.
-func (n *Node) peerStats() map[store.Key]peerStats {
-	out := make(map[store.Key]peerStats)
-	n.lastSeenMu.Lock()
-	for k, st := range n.lastSeen {
-		out[k] = st
-	}
-	n.lastSeenMu.Unlock()
-	for _, text := range n.deviceStates() {
-		parsePeerStats(text, out)
-	}
-	return out
-}
-
 // parsePeerStats adds the peers of one IpcGet text to out.
 func parsePeerStats(text string, out map[store.Key]peerStats) {
 	var (

@@ -604,12 +604,13 @@ func (l *liveState) info(p store.Peer) PeerInfo {
 	if s == nil {
 		return pi
 	}
+	// Counters since the node started, kept while the peer is disabled.
 	pi.RxPackets, pi.TxPackets = s.RxPackets, s.TxPackets
+	pi.RxBytes, pi.TxBytes = s.RxBytes, s.TxBytes
 	if p.Enabled && !p.Expired(l.now) {
 		pi.Online = s.Online
 		pi.Endpoint = s.Endpoint
 		pi.LastHandshake = s.LastHandshake
-		pi.RxBytes, pi.TxBytes = s.RxBytes, s.TxBytes
 	}
 	return pi
 }

@@ -137,14 +137,17 @@ func TestControllerStatus(t *testing.T) {
 	dp.SetReport(plane.Report{
 		Node: plane.NodeStatus{Name: "pop-1", Version: "1.2", Region: "fra", StartedAt: started, Interface: "popgate0",
 			UAPISocket: "/var/run/wireguard/popgate0.sock", ListenPort: 51820, MTU: 1380, ExitMode: "userspace",
-			Drops: map[string]uint64{"no_peer": 2}, ExitSockets: 3, ExitSocketBudget: 100},
+			Drops: map[string]uint64{"no_peer": 2}, ExitSockets: 3, ExitSocketBudget: 100,
+			// The node's totals: more than its peers', for a peer removed since.
+			Traffic: plane.Traffic{RxBytes: 5010, TxBytes: 20, RxPackets: 13, TxPackets: 2}},
 		Peers: []plane.PeerState{
 			{PublicKey: keys[0], Online: true, Endpoint: "192.0.2.1:1000", RxBytes: 10, TxBytes: 20, RxPackets: 1, TxPackets: 2},
 			{PublicKey: keys[1], RxPackets: 5},
-			// A disabled peer's session (the node has not caught up) counts for nothing live.
+			// A disabled peer's session (the node has not caught up) counts for nothing live;
+			// its counters stay.
 			{PublicKey: keys[2], Online: true, RxBytes: 1000, RxPackets: 7},
 		},
-		Tenants: []plane.TenantState{{ID: acme.ID, Flows: 4, ExitUDP: 1, Drops: map[string]uint64{"no_route": 1},
+		Tenants: []plane.TenantState{{ID: acme.ID, Traffic: plane.Traffic{RxBytes: 5010, TxBytes: 20, RxPackets: 13, TxPackets: 2}, Flows: 4, ExitUDP: 1, Drops: map[string]uint64{"no_route": 1},
 			Rules: []plane.RuleStat{{Line: 0, Rule: "default allow", Hits: 3}}}},
 	})
 	s, err := c.Status(ctx)
@@ -159,21 +162,21 @@ func TestControllerStatus(t *testing.T) {
 		fmt.Sprint(s.Addresses) != "[100.64.0.1 "+s.Addresses[1].String()+"]" || !s.Addresses[1].Is6() {
 		t.Errorf("the controller's part: %+v", s)
 	}
-	if s.PeersTotal != 4 || s.PeersEnabled != 3 || s.PeersOnline != 1 || s.RxBytes != 10 || s.TxBytes != 20 {
+	if s.PeersTotal != 4 || s.PeersEnabled != 3 || s.PeersOnline != 1 || s.RxBytes != 5010 || s.TxBytes != 20 {
 		t.Errorf("peers: total %d, enabled %d, online %d, rx %d, tx %d", s.PeersTotal, s.PeersEnabled, s.PeersOnline, s.RxBytes, s.TxBytes)
 	}
 	if len(s.Tenants) != 2 || s.Tenants[0].Name != "acme" || s.Tenants[1].Name != "bravo" {
 		t.Fatalf("tenants %+v", s.Tenants)
 	}
 	a := s.Tenants[0]
-	if a.Peers != 3 || a.Online != 1 || a.RxPackets != 13 || a.TxPackets != 2 || a.Flows != 4 || a.ExitUDP != 1 || a.Drops["no_route"] != 1 ||
+	if a.Peers != 3 || a.Online != 1 || a.RxBytes != 5010 || a.TxBytes != 20 || a.RxPackets != 13 || a.TxPackets != 2 || a.Flows != 4 || a.ExitUDP != 1 || a.Drops["no_route"] != 1 ||
 		len(a.Rules) != 1 || a.Rules[0].Hits != 3 || a.MaxFlowsPerPeer != plane.DefaultMaxFlowsPerPeer {
 		t.Errorf("acme: %+v", a)
 	}
 	if b := s.Tenants[1]; b.Peers != 1 || b.Online != 0 || len(b.Drops) != 0 || b.Rules != nil {
 		t.Errorf("bravo: %+v", b)
 	}
-	if pi, err := c.Peer(ctx, "acme", "off"); err != nil || pi.Online || pi.RxBytes != 0 || pi.RxPackets != 7 {
+	if pi, err := c.Peer(ctx, "acme", "off"); err != nil || pi.Online || pi.RxBytes != 1000 || pi.RxPackets != 7 {
 		t.Errorf("the disabled peer: %+v, %v", pi, err)
 	}
 	// Peer asks the data plane about that one peer (no whole report) and says of it what a

@@ -28,8 +28,10 @@ type Status struct {
 	PeersTotal     int
 	PeersEnabled   int
 	PeersOnline    int
-	RxBytes        uint64
-	TxBytes        uint64
+	// RxBytes and TxBytes are what the node's devices carried since it started, for every
+	// peer it served, disabled and removed ones included.
+	RxBytes uint64
+	TxBytes uint64
 	// Drops counts packets towards peers that found no peer (node level).
 	Drops map[string]uint64
 	// ExitSockets are the host sockets the userspace exit's flows hold now, at most
@@ -46,7 +48,8 @@ type Status struct {
 	Tenants             []TenantStatus
 }
 
-// TenantStatus holds one tenant's counters.
+// TenantStatus holds one tenant's counters. Traffic counts since the node started, for
+// every peer of the tenant it served, disabled and removed ones included.
 type TenantStatus struct {
 	Name                 string
 	Peers, Online        int
@@ -93,6 +96,8 @@ func (c *Controller) Status(ctx context.Context) (Status, error) {
 		ExitSockets:      rep.Node.ExitSockets,
 		ExitSocketBudget: rep.Node.ExitSocketBudget,
 		Handshakes:       rep.Node.Handshakes,
+		RxBytes:          rep.Node.Traffic.RxBytes,
+		TxBytes:          rep.Node.Traffic.TxBytes,
 		Generation:       pub.gen,
 		Applied:          rep.Generation,
 		ApplyError:       rep.ApplyError,
@@ -118,6 +123,8 @@ func (c *Controller) Status(ctx context.Context) (Status, error) {
 		ts.MaxFlowsPerPeer, ts.MaxFlows = flowLimits(t)
 		if i, ok := reported[t.ID]; ok {
 			r := &rep.Tenants[i]
+			ts.RxBytes, ts.TxBytes = r.Traffic.RxBytes, r.Traffic.TxBytes
+			ts.RxPackets, ts.TxPackets = r.Traffic.RxPackets, r.Traffic.TxPackets
 			ts.Flows = r.Flows
 			ts.ExitTCP, ts.ExitUDP, ts.ExitICMP = r.ExitTCP, r.ExitUDP, r.ExitICMP
 			for k, v := range r.Drops {
@@ -129,7 +136,7 @@ func (c *Controller) Status(ctx context.Context) (Status, error) {
 			if r.Rules != nil {
 				ts.Rules = make([]firewall.RuleStat, len(r.Rules))
 				for j, rs := range r.Rules {
-					ts.Rules[j] = firewall.RuleStat{Line: rs.Line, Rule: rs.Rule, Hits: rs.Hits}
+					ts.Rules[j] = firewall.RuleStat{Line: rs.Line, Rule: rs.Rule, Hits: rs.Hits, Since: rs.Since}
 				}
 			}
 		}
@@ -142,29 +149,17 @@ func (c *Controller) Status(ctx context.Context) (Status, error) {
 		s := live.peers[p.PublicKey]
 		if ts != nil {
 			ts.Peers++
-			if s != nil {
-				ts.RxPackets += s.RxPackets
-				ts.TxPackets += s.TxPackets
-			}
 		}
 		if !p.Enabled || p.Expired(live.now) {
 			continue
 		}
 		st.PeersEnabled++
-		if s == nil {
+		if s == nil || !s.Online {
 			continue
 		}
-		if s.Online {
-			st.PeersOnline++
-		}
-		st.RxBytes += s.RxBytes
-		st.TxBytes += s.TxBytes
+		st.PeersOnline++
 		if ts != nil {
-			if s.Online {
-				ts.Online++
-			}
-			ts.RxBytes += s.RxBytes
-			ts.TxBytes += s.TxBytes
+			ts.Online++
 		}
 	}
 	return st, nil

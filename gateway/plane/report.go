@@ -7,7 +7,9 @@ import (
 )
 
 // Report is what a node tells the controller about itself: which desired state it serves,
-// and its live state and counters. Counters count from the node's start.
+// and its live state and counters. Counters count from the node's start and never go back
+// while it runs: disabling, removing or adding a peer, or applying a policy again, keeps
+// what they counted (a changed policy rule starts again, and RuleStat.Since says when).
 type Report struct {
 	// Format is the layout: Format.
 	Format int `json:"format"`
@@ -49,6 +51,27 @@ type NodeStatus struct {
 	ExitSocketBudget int `json:"exit_socket_budget"`
 	// Handshakes are the shared socket's handshake counters (a flood shows here).
 	Handshakes HandshakeStatus `json:"handshakes"`
+	// Traffic is what the node's devices carried since it started, for every tenant and
+	// peer it served, removed ones included.
+	Traffic Traffic `json:"traffic"`
+}
+
+// Traffic counts what peers sent (rx: received by the node) and were sent (tx): bytes are
+// WireGuard datagram bytes, from the devices; packets are the IP packets the packet path
+// passed (policy drops excluded).
+type Traffic struct {
+	RxBytes   uint64 `json:"rx_bytes"`
+	TxBytes   uint64 `json:"tx_bytes"`
+	RxPackets uint64 `json:"rx_packets"`
+	TxPackets uint64 `json:"tx_packets"`
+}
+
+// Add adds o to t.
+func (t *Traffic) Add(o Traffic) {
+	t.RxBytes += o.RxBytes
+	t.TxBytes += o.TxBytes
+	t.RxPackets += o.RxPackets
+	t.TxPackets += o.TxPackets
 }
 
 // HandshakeStatus is what the node's shared socket did with handshake initiations since it
@@ -67,11 +90,13 @@ type HandshakeStatus struct {
 	Drops map[string]uint64 `json:"drops,omitempty"`
 }
 
-// PeerState is one peer's live state on the node.
+// PeerState is one peer's live state on the node. Its counters survive the peer being
+// disabled and enabled again (and trimmed from its device while idle); they are forgotten
+// when the peer leaves the desired state, and then count in its tenant's totals.
 type PeerState struct {
 	PublicKey store.Key `json:"public_key"`
-	// Online: the peer completed a handshake within the last 3 minutes (a session lives
-	// at most that long).
+	// Online: the peer is served and completed a handshake within the last 3 minutes (a
+	// session lives at most that long).
 	Online        bool      `json:"online,omitempty"`
 	Endpoint      string    `json:"endpoint,omitempty"`
 	LastHandshake time.Time `json:"last_handshake,omitzero"`
@@ -87,6 +112,9 @@ type PeerState struct {
 // TenantState holds one tenant's counters on the node.
 type TenantState struct {
 	ID int64 `json:"id"` // Tenant.ID
+	// Traffic is what the tenant's peers carried since the node started, removed peers
+	// included.
+	Traffic Traffic `json:"traffic"`
 	// Flows is the connections the tenant's firewall tracks now.
 	Flows int64 `json:"flows"`
 	// ExitTCP, ExitUDP and ExitICMP are the tenant's flows through the userspace exit now
@@ -107,9 +135,11 @@ type TenantState struct {
 	Rules []RuleStat `json:"rules,omitempty"`
 }
 
-// RuleStat is one policy rule and how many new flows it decided (firewall.RuleStat).
+// RuleStat is one policy rule and how many new flows it decided since Since
+// (firewall.RuleStat): when the node first applied a policy with this rule at this place.
 type RuleStat struct {
-	Line int    `json:"line"`
-	Rule string `json:"rule"`
-	Hits uint64 `json:"hits"`
+	Line  int       `json:"line"`
+	Rule  string    `json:"rule"`
+	Hits  uint64    `json:"hits"`
+	Since time.Time `json:"since,omitzero"`
 }
