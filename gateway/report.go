@@ -99,8 +99,8 @@ func (n *Node) Report() plane.Report {
 		exitFlows = n.exit.TenantFlows()
 	}
 	r.Tenants = make([]plane.TenantState, 0, len(snap.tenants))
-	for id := range snap.tenants {
-		ts := plane.TenantState{ID: id, Drops: map[string]uint64{}, Evicted: map[string]uint64{}}
+	for id, t := range snap.tenants {
+		ts := plane.TenantState{ID: id, Name: t.name, Drops: map[string]uint64{}, Evicted: map[string]uint64{}}
 		if tt := totals[id]; tt != nil {
 			ts.Traffic = *tt
 		}

@@ -111,7 +111,8 @@ type PeerState struct {
 
 // TenantState holds one tenant's counters on the node.
 type TenantState struct {
-	ID int64 `json:"id"` // Tenant.ID
+	ID   int64  `json:"id"`   // Tenant.ID
+	Name string `json:"name"` // Tenant.Name
 	// Traffic is what the tenant's peers carried since the node started, removed peers
 	// included.
 	Traffic Traffic `json:"traffic"`

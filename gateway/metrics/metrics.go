@@ -1,0 +1,279 @@
+// Package metrics exposes a node's report (plane.Report) as Prometheus metrics, and says
+// whether the node is ready to serve.
+package metrics
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/popgate/popgate/gateway/plane"
+)
+
+// Facts are what the metrics and readiness need to know of a node beyond its report: who
+// hands it its desired state, and how current that is. serve fills them for the appliance
+// from its controller; a node that joined a controller fills them from its node sync.
+type Facts struct {
+	// Roles are the node's roles (controller, pop, exit).
+	Roles []string
+	// DesiredGeneration is the generation of the newest desired state the node knows of
+	// (its controller's last publication); 0 while there is none.
+	DesiredGeneration int64
+	// PublishError says why the newest desired state did not reach the node ("" when it
+	// did).
+	PublishError string
+	// StaleSince is when the node lost its controller, and so may serve a desired state
+	// older than the controller's; zero while it is current (always in the appliance).
+	StaleSince time.Time
+}
+
+// Config is what a Collector reads at each scrape.
+type Config struct {
+	// Report returns the node's report. Required.
+	Report func() plane.Report
+	// Facts returns the node's facts; nil: none (roles unknown, no desired state known).
+	Facts func() Facts
+	// Now is the clock; nil: time.Now.
+	Now func() time.Time
+}
+
+// MaxRuleSeries bounds the policy rules a tenant has series of: its first MaxRuleSeries
+// rules, each with its index, then the rest summed as rule="other", and the default.
+const MaxRuleSeries = 100
+
+// Collector builds the node's metrics from its report at each scrape. Their cardinality is
+// bounded: per node, per reason (fixed sets), per tenant, and per tenant rule up to
+// MaxRuleSeries; there are no per-peer series.
+type Collector struct {
+	cfg Config
+}
+
+var _ prometheus.Collector = (*Collector)(nil)
+
+// New returns a Collector for cfg.
+func New(cfg Config) (*Collector, error) {
+	if cfg.Report == nil {
+		return nil, errors.New("metrics: Config.Report is nil: pass the node's Report")
+	}
+	if cfg.Facts == nil {
+		cfg.Facts = func() Facts { return Facts{} }
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Collector{cfg: cfg}, nil
+}
+
+func desc(name, help string, labels ...string) *prometheus.Desc {
+	return prometheus.NewDesc("popgate_"+name, help, labels, nil)
+}
+
+// The families. Counters count since the process started (plane.Report); gauges are now.
+var (
+	buildInfo = desc("build_info", "The popgate build: 1, labelled with its version and the Go version.", "version", "goversion")
+	nodeInfo  = desc("node_info", "The node: 1, labelled with its name, region and roles (comma-separated).", "name", "region", "roles")
+	startTime = desc("start_time_seconds", "When the node started serving, in seconds since the Unix epoch.")
+	uptime    = desc("uptime_seconds", "How long the node has served.")
+
+	desiredGeneration = desc("desired_generation", "Generation of the newest desired state the node knows of.")
+	appliedGeneration = desc("applied_generation", "Generation of the desired state the node applied in full last.")
+	applyFailing      = desc("desired_apply_failing", "1 when the node could not apply the newest desired state (see popgate status), else 0.")
+	desiredStaleness  = desc("desired_staleness_seconds", "How long the node has served without its controller (its desired state may be old); 0 while current.")
+
+	hsInitiations = desc("handshake_initiations_total", "Well-formed WireGuard handshake initiations received on the shared socket.")
+	hsRouted      = desc("handshake_initiations_routed_total", "Handshake initiations handed to the device of the initiator's tenant.")
+	hsCookies     = desc("handshake_cookie_replies_total", "Handshake initiations answered with a cookie reply (under load, without a valid mac2).")
+	hsRejected    = desc("handshake_initiations_rejected_total", "Handshake initiations dropped, by reason.", "reason")
+	hsUnderLoad   = desc("handshake_under_load", "1 while handshake initiations need a valid mac2 (the node is under load), else 0.")
+	hsQueued      = desc("handshake_initiations_queued", "Handshake initiations waiting for the handshake workers.")
+
+	rxBytes    = desc("received_bytes_total", "WireGuard datagram bytes received from peers, removed peers included.")
+	txBytes    = desc("sent_bytes_total", "WireGuard datagram bytes sent to peers, removed peers included.")
+	rxPackets  = desc("received_packets_total", "IP packets from peers the packet path passed (policy drops excluded).")
+	txPackets  = desc("sent_packets_total", "IP packets towards peers the packet path passed (policy drops excluded).")
+	nodeDrops  = desc("undeliverable_packets_total", "Packets towards peers that found no peer, by reason.", "reason")
+	online     = desc("peers_online", "Peers with a handshake in the last 3 minutes.")
+	exitSocks  = desc("exit_sockets", "Host sockets the userspace exit's flows hold.")
+	exitBudget = desc("exit_sockets_max", "Host sockets the userspace exit may hold (the open files limit less a reserve).")
+
+	tRxBytes   = desc("tenant_received_bytes_total", "WireGuard datagram bytes received from the tenant's peers.", "tenant")
+	tTxBytes   = desc("tenant_sent_bytes_total", "WireGuard datagram bytes sent to the tenant's peers.", "tenant")
+	tRxPackets = desc("tenant_received_packets_total", "IP packets from the tenant's peers the packet path passed.", "tenant")
+	tTxPackets = desc("tenant_sent_packets_total", "IP packets towards the tenant's peers the packet path passed.", "tenant")
+	tFlows     = desc("tenant_tracked_flows", "Connections the tenant's firewall tracks.", "tenant")
+	tExitFlows = desc("tenant_exit_flows", "The tenant's flows through the userspace exit, by protocol.", "tenant", "protocol")
+	tDrops     = desc("tenant_dropped_packets_total", "The tenant's dropped packets, by reason (the firewall's as direction.reason).", "tenant", "reason")
+	tEvicted   = desc("tenant_evicted_flows_total", "The tenant's flows without a reply closed early to make room, by the bound that needed it.", "tenant", "bound")
+	tRuleHits  = desc("tenant_policy_rule_hits_total", "New flows each rule of the tenant's policy decided, by rule index (from 0), other (past the first 100) and default; a changed rule starts again.", "tenant", "rule")
+)
+
+// Describe sends every family's description.
+func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{buildInfo, nodeInfo, startTime, uptime,
+		desiredGeneration, appliedGeneration, applyFailing, desiredStaleness,
+		hsInitiations, hsRouted, hsCookies, hsRejected, hsUnderLoad, hsQueued,
+		rxBytes, txBytes, rxPackets, txPackets, nodeDrops, online, exitSocks, exitBudget,
+		tRxBytes, tTxBytes, tRxPackets, tTxPackets, tFlows, tExitFlows, tDrops, tEvicted, tRuleHits} {
+		ch <- d
+	}
+}
+
+// Collect reads the report and the facts and sends the metrics.
+func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	r := c.cfg.Report()
+	f := c.cfg.Facts()
+	now := c.cfg.Now()
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	bool01 := func(b bool) float64 {
+		if b {
+			return 1
+		}
+		return 0
+	}
+	byReason := func(d *prometheus.Desc, m map[string]uint64, labels ...string) {
+		for reason, v := range m {
+			counter(d, v, append(labels, reason)...)
+		}
+	}
+
+	n := &r.Node
+	gauge(buildInfo, 1, n.Version, runtime.Version())
+	gauge(nodeInfo, 1, n.Name, n.Region, strings.Join(f.Roles, ","))
+	if !n.StartedAt.IsZero() {
+		gauge(startTime, float64(n.StartedAt.UnixNano())/1e9)
+		gauge(uptime, max(now.Sub(n.StartedAt).Seconds(), 0))
+	}
+	gauge(desiredGeneration, float64(max(f.DesiredGeneration, r.Generation)))
+	gauge(appliedGeneration, float64(r.Generation))
+	gauge(applyFailing, bool01(r.ApplyError != "" || f.PublishError != ""))
+	stale := 0.0
+	if !f.StaleSince.IsZero() {
+		stale = max(now.Sub(f.StaleSince).Seconds(), 0)
+	}
+	gauge(desiredStaleness, stale)
+
+	hs := &n.Handshakes
+	counter(hsInitiations, hs.Initiations)
+	counter(hsRouted, hs.Routed)
+	counter(hsCookies, hs.CookieReplies)
+	byReason(hsRejected, hs.Drops)
+	gauge(hsUnderLoad, bool01(hs.UnderLoad))
+	gauge(hsQueued, float64(hs.Queued))
+
+	counter(rxBytes, n.Traffic.RxBytes)
+	counter(txBytes, n.Traffic.TxBytes)
+	counter(rxPackets, n.Traffic.RxPackets)
+	counter(txPackets, n.Traffic.TxPackets)
+	byReason(nodeDrops, n.Drops)
+	gauge(exitSocks, float64(n.ExitSockets))
+	gauge(exitBudget, float64(n.ExitSocketBudget))
+
+	peersOnline := 0
+	for i := range r.Peers {
+		if r.Peers[i].Online {
+			peersOnline++
+		}
+	}
+	gauge(online, float64(peersOnline))
+
+	for i := range r.Tenants {
+		t := &r.Tenants[i]
+		name := t.Name
+		if name == "" {
+			name = strconv.FormatInt(t.ID, 10)
+		}
+		counter(tRxBytes, t.Traffic.RxBytes, name)
+		counter(tTxBytes, t.Traffic.TxBytes, name)
+		counter(tRxPackets, t.Traffic.RxPackets, name)
+		counter(tTxPackets, t.Traffic.TxPackets, name)
+		gauge(tFlows, float64(t.Flows), name)
+		gauge(tExitFlows, float64(t.ExitTCP), name, "tcp")
+		gauge(tExitFlows, float64(t.ExitUDP), name, "udp")
+		gauge(tExitFlows, float64(t.ExitICMP), name, "icmp")
+		byReason(tDrops, t.Drops, name)
+		byReason(tEvicted, t.Evicted, name)
+		c.ruleHits(ch, name, t.Rules)
+	}
+}
+
+// ruleHits sends a tenant's rule hit counters: rules is its policy's rules in order, then
+// its default. Each counter carries when it started (Since) as its created timestamp.
+func (c *Collector) ruleHits(ch chan<- prometheus.Metric, tenant string, rules []plane.RuleStat) {
+	if len(rules) == 0 {
+		return
+	}
+	send := func(rs plane.RuleStat, rule string) {
+		if rs.Since.IsZero() {
+			ch <- prometheus.MustNewConstMetric(tRuleHits, prometheus.CounterValue, float64(rs.Hits), tenant, rule)
+			return
+		}
+		ch <- prometheus.MustNewConstMetricWithCreatedTimestamp(tRuleHits, prometheus.CounterValue, float64(rs.Hits), rs.Since, tenant, rule)
+	}
+	def, rules := rules[len(rules)-1], rules[:len(rules)-1]
+	for i, rs := range rules[:min(len(rules), MaxRuleSeries)] {
+		send(rs, strconv.Itoa(i))
+	}
+	if len(rules) > MaxRuleSeries {
+		// The newest start of the summed rules: the sum restarts when any of them does.
+		other := plane.RuleStat{}
+		for _, rs := range rules[MaxRuleSeries:] {
+			other.Hits += rs.Hits
+			if rs.Since.After(other.Since) {
+				other.Since = rs.Since
+			}
+		}
+		send(other, "other")
+	}
+	send(def, "default")
+}
+
+// NewRegistry returns a registry with c and the Go runtime's and the process's collectors.
+func NewRegistry(c *Collector) (*prometheus.Registry, error) {
+	reg := prometheus.NewRegistry()
+	for _, col := range []prometheus.Collector{c, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
+		if err := reg.Register(col); err != nil {
+			return nil, fmt.Errorf("metrics: %w", err)
+		}
+	}
+	return reg, nil
+}
+
+// Ready says why the node is not ready to serve, or nil when it is: started (its device is
+// up), the newest desired state it knows of applied in full, and its desired state not
+// stale for longer than maxStale (0: any staleness is fine: a node fails static). The error
+// is one line, for a load balancer's or an operator's eyes.
+func Ready(r plane.Report, f Facts, now time.Time, maxStale time.Duration) error {
+	switch {
+	case r.Node.StartedAt.IsZero():
+		return errors.New("the WireGuard device is not up yet")
+	case f.DesiredGeneration == 0 && r.Generation == 0:
+		return errors.New("no desired state applied yet")
+	case f.PublishError != "":
+		return fmt.Errorf("the desired state of generation %d did not reach the data plane: %s", f.DesiredGeneration, oneLine(f.PublishError))
+	case r.ApplyError != "":
+		return fmt.Errorf("the desired state of generation %d does not apply: %s", r.Failed, oneLine(r.ApplyError))
+	case r.Generation < f.DesiredGeneration:
+		return fmt.Errorf("the desired state of generation %d is not applied yet (applied: %d)", f.DesiredGeneration, r.Generation)
+	case maxStale > 0 && !f.StaleSince.IsZero() && now.Sub(f.StaleSince) > maxStale:
+		return fmt.Errorf("the desired state is stale: no controller since %s", f.StaleSince.UTC().Format(time.RFC3339))
+	}
+	return nil
+}
+
+func oneLine(s string) string {
+	if i := strings.IndexAny(s, "\r\n"); i >= 0 {
+		s = s[:i]
+	}
+	return s
+}

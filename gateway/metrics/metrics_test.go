@@ -1,0 +1,245 @@
+package metrics
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/popgate/popgate/gateway/plane"
+)
+
+var (
+	t0      = time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)
+	applied = t0.Add(time.Hour)
+)
+
+func fakeReport() plane.Report {
+	rules := []plane.RuleStat{{Line: 2, Rule: "deny any -> 100.64.0.0/10", Hits: 4, Since: t0}, {Line: 3, Rule: "allow any -> any", Hits: 9, Since: applied}}
+	rules = append(rules, plane.RuleStat{Line: 1, Rule: "default deny", Hits: 2, Since: applied})
+	return plane.Report{
+		Format: plane.Format, Generation: 41,
+		Node: plane.NodeStatus{Name: "pop-1", Version: "1.2.3", Region: "fra", StartedAt: t0, ListenPort: 51820,
+			Drops:       map[string]uint64{"no_peer": 3},
+			ExitSockets: 5, ExitSocketBudget: 1000,
+			Handshakes: plane.HandshakeStatus{Initiations: 100, Routed: 90, CookieReplies: 7, UnderLoad: true, Queued: 2,
+				Drops: map[string]uint64{"bad_mac1": 1, "rate_limited": 2}},
+			Traffic: plane.Traffic{RxBytes: 5000, TxBytes: 7000, RxPackets: 50, TxPackets: 70}},
+		Peers: []plane.PeerState{{Online: true, RxBytes: 1}, {Online: false}, {Online: true}},
+		Tenants: []plane.TenantState{
+			{ID: 1, Name: "acme", Traffic: plane.Traffic{RxBytes: 4000, TxBytes: 6000, RxPackets: 40, TxPackets: 60},
+				Flows: 12, ExitTCP: 3, ExitUDP: 2, Drops: map[string]uint64{"no_route": 1, "from_peer.default_deny": 6},
+				Evicted: map[string]uint64{"conntrack": 1}, Rules: rules},
+			{ID: 2}, // no name (an older node): its id
+		},
+	}
+}
+
+func newTestCollector(t *testing.T, r plane.Report, f Facts) *Collector {
+	t.Helper()
+	c, err := New(Config{Report: func() plane.Report { return r }, Facts: func() Facts { return f },
+		Now: func() time.Time { return t0.Add(90 * time.Minute) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// TestCollector: the families lint clean (promlint, as promtool does) and carry the
+// report's figures: counters as counters, gauges as gauges.
+func TestCollector(t *testing.T) {
+	c := newTestCollector(t, fakeReport(), Facts{Roles: []string{"controller", "pop", "exit"}, DesiredGeneration: 42, StaleSince: t0.Add(80 * time.Minute)})
+	problems, err := testutil.CollectAndLint(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("lint: %s: %s", p.Metric, p.Text)
+	}
+	want := `
+# HELP popgate_desired_generation Generation of the newest desired state the node knows of.
+# TYPE popgate_desired_generation gauge
+popgate_desired_generation 42
+# HELP popgate_applied_generation Generation of the desired state the node applied in full last.
+# TYPE popgate_applied_generation gauge
+popgate_applied_generation 41
+# HELP popgate_desired_staleness_seconds How long the node has served without its controller (its desired state may be old); 0 while current.
+# TYPE popgate_desired_staleness_seconds gauge
+popgate_desired_staleness_seconds 600
+# HELP popgate_uptime_seconds How long the node has served.
+# TYPE popgate_uptime_seconds gauge
+popgate_uptime_seconds 5400
+# HELP popgate_node_info The node: 1, labelled with its name, region and roles (comma-separated).
+# TYPE popgate_node_info gauge
+popgate_node_info{name="pop-1",region="fra",roles="controller,pop,exit"} 1
+# HELP popgate_handshake_initiations_total Well-formed WireGuard handshake initiations received on the shared socket.
+# TYPE popgate_handshake_initiations_total counter
+popgate_handshake_initiations_total 100
+# HELP popgate_handshake_initiations_rejected_total Handshake initiations dropped, by reason.
+# TYPE popgate_handshake_initiations_rejected_total counter
+popgate_handshake_initiations_rejected_total{reason="bad_mac1"} 1
+popgate_handshake_initiations_rejected_total{reason="rate_limited"} 2
+# HELP popgate_handshake_under_load 1 while handshake initiations need a valid mac2 (the node is under load), else 0.
+# TYPE popgate_handshake_under_load gauge
+popgate_handshake_under_load 1
+# HELP popgate_handshake_cookie_replies_total Handshake initiations answered with a cookie reply (under load, without a valid mac2).
+# TYPE popgate_handshake_cookie_replies_total counter
+popgate_handshake_cookie_replies_total 7
+# HELP popgate_received_bytes_total WireGuard datagram bytes received from peers, removed peers included.
+# TYPE popgate_received_bytes_total counter
+popgate_received_bytes_total 5000
+# HELP popgate_sent_packets_total IP packets towards peers the packet path passed (policy drops excluded).
+# TYPE popgate_sent_packets_total counter
+popgate_sent_packets_total 70
+# HELP popgate_peers_online Peers with a handshake in the last 3 minutes.
+# TYPE popgate_peers_online gauge
+popgate_peers_online 2
+# HELP popgate_tenant_sent_bytes_total WireGuard datagram bytes sent to the tenant's peers.
+# TYPE popgate_tenant_sent_bytes_total counter
+popgate_tenant_sent_bytes_total{tenant="2"} 0
+popgate_tenant_sent_bytes_total{tenant="acme"} 6000
+# HELP popgate_tenant_exit_flows The tenant's flows through the userspace exit, by protocol.
+# TYPE popgate_tenant_exit_flows gauge
+popgate_tenant_exit_flows{protocol="icmp",tenant="2"} 0
+popgate_tenant_exit_flows{protocol="icmp",tenant="acme"} 0
+popgate_tenant_exit_flows{protocol="tcp",tenant="2"} 0
+popgate_tenant_exit_flows{protocol="tcp",tenant="acme"} 3
+popgate_tenant_exit_flows{protocol="udp",tenant="2"} 0
+popgate_tenant_exit_flows{protocol="udp",tenant="acme"} 2
+# HELP popgate_tenant_dropped_packets_total The tenant's dropped packets, by reason (the firewall's as direction.reason).
+# TYPE popgate_tenant_dropped_packets_total counter
+popgate_tenant_dropped_packets_total{reason="from_peer.default_deny",tenant="acme"} 6
+popgate_tenant_dropped_packets_total{reason="no_route",tenant="acme"} 1
+# HELP popgate_tenant_policy_rule_hits_total New flows each rule of the tenant's policy decided, by rule index (from 0), other (past the first 100) and default; a changed rule starts again.
+# TYPE popgate_tenant_policy_rule_hits_total counter
+popgate_tenant_policy_rule_hits_total{rule="0",tenant="acme"} 4
+popgate_tenant_policy_rule_hits_total{rule="1",tenant="acme"} 9
+popgate_tenant_policy_rule_hits_total{rule="default",tenant="acme"} 2
+`
+	if err := testutil.CollectAndCompare(c, strings.NewReader(want),
+		"popgate_desired_generation", "popgate_applied_generation", "popgate_desired_staleness_seconds", "popgate_uptime_seconds",
+		"popgate_node_info", "popgate_handshake_initiations_total", "popgate_handshake_initiations_rejected_total",
+		"popgate_handshake_under_load", "popgate_handshake_cookie_replies_total", "popgate_received_bytes_total",
+		"popgate_sent_packets_total", "popgate_peers_online", "popgate_tenant_sent_bytes_total", "popgate_tenant_exit_flows",
+		"popgate_tenant_dropped_packets_total", "popgate_tenant_policy_rule_hits_total"); err != nil {
+		t.Error(err)
+	}
+
+	// A rule counter says since when it counts: its created timestamp.
+	created := map[string]time.Time{}
+	for _, m := range collect(t, c, "popgate_tenant_policy_rule_hits_total") {
+		created[labelValue(m, "rule")] = m.GetCounter().GetCreatedTimestamp().AsTime()
+	}
+	if !created["0"].Equal(t0) || !created["1"].Equal(applied) || !created["default"].Equal(applied) {
+		t.Errorf("rule counters' created timestamps: %v", created)
+	}
+}
+
+// TestCollectorBoundsRules: a long policy has MaxRuleSeries series of its own, the rest
+// summed as "other", and its default.
+func TestCollectorBoundsRules(t *testing.T) {
+	r := fakeReport()
+	var rules []plane.RuleStat
+	for i := range MaxRuleSeries + 50 {
+		rules = append(rules, plane.RuleStat{Line: i + 1, Rule: fmt.Sprint("allow any -> any tcp ", i+1), Hits: 1, Since: t0})
+	}
+	r.Tenants[0].Rules = append(rules, plane.RuleStat{Rule: "default deny", Hits: 3})
+	r.Tenants = r.Tenants[:1]
+	c := newTestCollector(t, r, Facts{})
+	ms := collect(t, c, "popgate_tenant_policy_rule_hits_total")
+	if len(ms) != MaxRuleSeries+2 {
+		t.Errorf("%d rule series, want %d", len(ms), MaxRuleSeries+2)
+	}
+	for _, m := range ms {
+		if labelValue(m, "rule") == "other" && m.GetCounter().GetValue() != 50 {
+			t.Errorf("other = %v, want 50", m.GetCounter().GetValue())
+		}
+	}
+}
+
+func collect(t *testing.T, c prometheus.Collector, name string) []*dto.Metric {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	if err := reg.Register(c); err != nil {
+		t.Fatal(err)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return mf.GetMetric()
+		}
+	}
+	t.Fatalf("no family %s", name)
+	return nil
+}
+
+func labelValue(m *dto.Metric, name string) string {
+	for _, l := range m.GetLabel() {
+		if l.GetName() == name {
+			return l.GetValue()
+		}
+	}
+	return ""
+}
+
+func TestNewRegistry(t *testing.T) {
+	reg, err := NewRegistry(newTestCollector(t, fakeReport(), Facts{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	problems, err := testutil.GatherAndLint(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("lint: %s: %s", p.Metric, p.Text)
+	}
+	mfs, _ := reg.Gather()
+	have := map[string]bool{}
+	for _, mf := range mfs {
+		have[mf.GetName()] = true
+	}
+	for _, name := range []string{"popgate_build_info", "go_goroutines", "process_start_time_seconds"} {
+		if !have[name] {
+			t.Errorf("no %s", name)
+		}
+	}
+}
+
+func TestReady(t *testing.T) {
+	now := t0.Add(time.Hour)
+	up := plane.Report{Generation: 5, Node: plane.NodeStatus{StartedAt: t0}}
+	for _, tc := range []struct {
+		name     string
+		r        plane.Report
+		f        Facts
+		maxStale time.Duration
+		want     string // "" ready, else a part of the reason
+	}{
+		{"ready", up, Facts{DesiredGeneration: 5}, 0, ""},
+		{"not started", plane.Report{}, Facts{DesiredGeneration: 5}, 0, "device is not up"},
+		{"nothing applied", plane.Report{Node: up.Node}, Facts{}, 0, "no desired state applied"},
+		{"behind", up, Facts{DesiredGeneration: 6}, 0, "generation 6 is not applied yet (applied: 5)"},
+		{"apply failed", plane.Report{Generation: 5, Failed: 6, ApplyError: "apply: tenant acme: boom\nmore", Node: up.Node}, Facts{DesiredGeneration: 6}, 0, "generation 6 does not apply: apply: tenant acme: boom"},
+		{"publish failed", up, Facts{DesiredGeneration: 6, PublishError: "no device"}, 0, "did not reach the data plane: no device"},
+		{"stale, fails static", up, Facts{DesiredGeneration: 5, StaleSince: t0}, 0, ""},
+		{"stale past the bound", up, Facts{DesiredGeneration: 5, StaleSince: t0}, time.Minute, "stale"},
+	} {
+		err := Ready(tc.r, tc.f, now, tc.maxStale)
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%s: %v, want ready", tc.name, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
+		case err != nil && strings.Contains(err.Error(), "\n"):
+			t.Errorf("%s: more than one line: %q", tc.name, err)
+		}
+	}
+}
