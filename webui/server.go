@@ -44,6 +44,9 @@ type ServerConfig struct {
 	Log *slog.Logger
 	// Now is the clock of sessions, sign-in throttling and one-time codes. Default time.Now.
 	Now func() time.Time
+	// Ready says why the node is not ready to serve (one line), nil when it is: /readyz
+	// answers 503 or 200. Default: always ready.
+	Ready func() error
 }
 
 // DefaultAddr is the default of ServerConfig.Addr, and of popgate serve --web-addr: loopback
@@ -107,6 +110,7 @@ type Server struct {
 	now   func() time.Time
 	addr  string
 	api   *API
+	ready func() error
 
 	tls         *tls.Config // nil: plain HTTP (loopback only)
 	fingerprint string      // of the self-signed certificate, "" otherwise
@@ -146,6 +150,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		log:      cfg.Log,
 		now:      cfg.Now,
 		addr:     cfg.Addr,
+		ready:    cfg.Ready,
 		api:      NewAPI(cfg.Ctrl, cfg.Store, cfg.Log.With("component", "api")),
 		throttle: newDefaultSigninThrottle(),
 		hashSem:  make(chan struct{}, max(1, min(4, runtime.NumCPU()))),
@@ -187,6 +192,7 @@ func (s *Server) routes(mux *http.ServeMux) (err error) {
 		}
 	}()
 	mux.HandleFunc("GET /healthz", s.healthz)
+	mux.HandleFunc("GET /readyz", s.readyz)
 	mux.HandleFunc("GET /login", s.loginPage)
 	mux.HandleFunc("POST /login", s.login)
 	mux.HandleFunc("POST /logout", s.logout)
@@ -321,6 +327,21 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	json.NewEncoder(w).Encode(map[string]string{"status": "ok"})
+}
+
+// readyz answers 200 when the node serves (ServerConfig.Ready), 503 with the reason when not:
+// for load balancers, like /healthz without a session.
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	if s.ready != nil {
+		if err := s.ready(); err != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			json.NewEncoder(w).Encode(map[string]string{"status": "not ready", "reason": err.Error()})
+			return
+		}
+	}
+	json.NewEncoder(w).Encode(map[string]string{"status": "ready"})
 }
 
 // contentSecurityPolicy allows nothing from elsewhere and no inline script or style: scripts,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -338,6 +339,20 @@ func TestSecurityHeaders(t *testing.T) {
 	}
 	resp, body := b.get("/healthz")
 	want(t, "healthz", resp, body, http.StatusOK, `"status":"ok"`)
+	resp, body = b.get("/readyz")
+	want(t, "readyz without a readiness check", resp, body, http.StatusOK, `"status":"ready"`)
+}
+
+// TestReadyz: /readyz says what ServerConfig.Ready says, without a session.
+func TestReadyz(t *testing.T) {
+	var why error
+	e := newAuthEnv(t, func(c *ServerConfig) { c.Ready = func() error { return why } })
+	b := e.browser()
+	resp, body := b.get("/readyz")
+	want(t, "ready", resp, body, http.StatusOK, `"status":"ready"`)
+	why = errors.New("the desired state of generation 7 is not applied yet (applied: 6)")
+	resp, body = b.get("/readyz")
+	want(t, "not ready", resp, body, http.StatusServiceUnavailable, `"reason":"the desired state of generation 7 is not applied yet (applied: 6)"`)
 }
 
 // TestHostCheck: plain HTTP on loopback answers only loopback host names (DNS rebinding).
