@@ -239,6 +239,10 @@ func (a *API) status(w http.ResponseWriter, r *http.Request) error {
 			Drops: t.Drops, Evicted: t.Evicted, Rules: make([]APIRuleStat, len(t.Rules))}
 		for j, r := range t.Rules {
 			ts.Rules[j] = APIRuleStat{Line: r.Line, Rule: r.Rule, Hits: r.Hits}
+			if !r.Since.IsZero() {
+				since := r.Since.UTC()
+				ts.Rules[j].Since = &since
+			}
 		}
 		tenants[i] = ts
 	}

@@ -302,6 +302,9 @@ type APIRuleStat struct {
 	Line int    `json:"line"`
 	Rule string `json:"rule"`
 	Hits uint64 `json:"hits"`
+	// Since is when the counter started: when the rule, with the same rules above it, was
+	// first applied; a changed rule starts again. Absent when unknown.
+	Since *time.Time `json:"since,omitempty"`
 }
 
 // APINode describes the running node.
