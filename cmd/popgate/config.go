@@ -37,6 +37,9 @@ type ServeConfig struct {
 	PublicEndpoint string
 	// WebAddr is the host:port the web UI listens on. Default 127.0.0.1:8080.
 	WebAddr string
+	// MetricsAddr is the host:port of the Prometheus /metrics, /healthz and /readyz
+	// listener. Default 127.0.0.1:9586; "" turns it off.
+	MetricsAddr string
 	// PublicURL is the address people reach the web UI at, for one-time download links,
 	// checked by webui.ParsePublicURL. Default "": links point at the address the admin
 	// browsed.
@@ -84,6 +87,7 @@ type serveSettings struct {
 	ListenPort     int
 	PublicEndpoint string
 	WebAddr        string
+	MetricsAddr    string
 	PublicURL      string
 	Interface      string
 	MTU            int
@@ -114,6 +118,8 @@ func defaultServeSettings() serveSettings {
 		LogLevel:   "info",
 		LogFormat:  "text",
 		Roles:      "controller,pop,exit",
+
+		MetricsAddr: defaultMetricsAddr,
 	}
 }
 
@@ -143,6 +149,8 @@ var serveSettingsTable = []setting{
 		field:   func(s *serveSettings) any { return &s.PublicEndpoint }},
 	{name: "web-addr", usage: "`HOST:PORT` the web UI listens on: plain HTTP on loopback, HTTPS elsewhere",
 		field: func(s *serveSettings) any { return &s.WebAddr }},
+	{name: "metrics-addr", usage: "`HOST:PORT` of the Prometheus /metrics, /healthz and /readyz listener (plain HTTP); empty or off turns it off",
+		field: func(s *serveSettings) any { return &s.MetricsAddr }},
 	{name: "public-url", usage: "`URL` people reach the web UI at (https://vpn.example.com): one-time download links start with it",
 		defText: "links point at the address the admin's browser used",
 		field:   func(s *serveSettings) any { return &s.PublicURL }},
@@ -538,6 +546,14 @@ func (a *app) buildServeConfig(s serveSettings, origin map[string]string) (Serve
 	}
 	if err := checkHostPort(s.WebAddr); err != nil {
 		return sc, bad("web-addr", "web addr %q %v: use host:port, e.g. 127.0.0.1:8080 (all interfaces: 0.0.0.0:8080)", s.WebAddr, err)
+	}
+	switch s.MetricsAddr {
+	case "", "off":
+	default:
+		if err := checkHostPort(s.MetricsAddr); err != nil {
+			return sc, bad("metrics-addr", "metrics addr %q %v: use host:port, e.g. 127.0.0.1:9586 (all interfaces: 0.0.0.0:9586), or \"\" to turn it off", s.MetricsAddr, err)
+		}
+		sc.MetricsAddr = s.MetricsAddr
 	}
 	if s.PublicURL != "" {
 		u, err := webui.ParsePublicURL(s.PublicURL)

@@ -20,6 +20,7 @@ data_dir = "/var/lib/popgate"
 listen_port = 51000
 public_endpoint = "vpn.example.com:51000"
 web_addr = "0.0.0.0:8000"
+metrics_addr = "[::1]:9586"
 public_url = "https://vpn.example.com/"
 interface = "wgfile"
 mtu = 1400
@@ -51,7 +52,8 @@ func TestServeConfigPrecedence(t *testing.T) {
 			ExitMode: "auto", Region: "local", NodeName: "testhost", Version: "dev",
 		},
 		WebAddr: "127.0.0.1:8080", LogLevel: slog.LevelInfo, LogFormat: "text",
-		Roles: []string{"controller", "pop", "exit"},
+		Roles:       []string{"controller", "pop", "exit"},
+		MetricsAddr: "127.0.0.1:9586",
 	}
 	fromFile := ServeConfig{
 		Roles: []string{"controller", "pop", "exit"}, NodeNameSet: true,
@@ -64,6 +66,7 @@ func TestServeConfigPrecedence(t *testing.T) {
 			DNSUpstreams: []netip.AddrPort{netip.MustParseAddrPort("9.9.9.9:53"), netip.MustParseAddrPort("[2620:fe::fe]:5353")},
 		},
 		WebAddr: "0.0.0.0:8000", PublicURL: "https://vpn.example.com", LogLevel: slog.LevelDebug, LogFormat: "json", ConfigFile: file,
+		MetricsAddr: "[::1]:9586",
 	}
 	// with applies changes to a copy of base.
 	with := func(base ServeConfig, change func(*ServeConfig)) ServeConfig {
@@ -77,6 +80,7 @@ func TestServeConfigPrecedence(t *testing.T) {
 		"POPGATE_DNS_UPSTREAM": "1.1.1.1, 1.0.0.1:5300",
 		"POPGATE_LOG_LEVEL":    "WARN",
 		"POPGATE_PUBLIC_URL":   "https://env.example.com:8443/vpn",
+		"POPGATE_METRICS_ADDR": "off", // an empty variable is no setting
 	}
 	fromFileAndEnv := with(fromFile, func(sc *ServeConfig) {
 		sc.Gateway.ListenPort = 52000
@@ -84,6 +88,7 @@ func TestServeConfigPrecedence(t *testing.T) {
 		sc.Gateway.DNSUpstreams = []netip.AddrPort{netip.MustParseAddrPort("1.1.1.1:53"), netip.MustParseAddrPort("1.0.0.1:5300")}
 		sc.LogLevel = slog.LevelWarn
 		sc.PublicURL = "https://env.example.com:8443/vpn"
+		sc.MetricsAddr = ""
 	})
 
 	for _, tc := range []struct {
@@ -110,6 +115,7 @@ func TestServeConfigPrecedence(t *testing.T) {
 			"--listen-port", "53000", "--dns-upstream=8.8.8.8", "--log-format", "text", "--node-name", "n1",
 			"--data-dir", "./d", "--web-addr", "[::1]:0", "--interface", "pg1", "--mtu", "1300",
 			"--exit-mode", "kernel", "--public-endpoint", "203.0.113.7:53000", "--public-url", "http://[::1]:8080",
+			"--metrics-addr", "127.0.0.1:0",
 		}, with(fromFileAndEnv, func(sc *ServeConfig) {
 			sc.Gateway.ListenPort = 53000
 			sc.Gateway.DNSUpstreams = []netip.AddrPort{netip.MustParseAddrPort("8.8.8.8:53")}
@@ -123,7 +129,10 @@ func TestServeConfigPrecedence(t *testing.T) {
 			sc.Gateway.ExitMode = "kernel"
 			sc.PublicEndpoint = "203.0.113.7:53000"
 			sc.PublicURL = "http://[::1]:8080"
+			sc.MetricsAddr = "127.0.0.1:0"
 		})},
+		{"--metrics-addr empty turns the metrics off", "", nil, []string{"--metrics-addr", ""},
+			with(defaults, func(sc *ServeConfig) { sc.MetricsAddr = "" })},
 		{"flag equal to the default still overrides", file, env, []string{"--region", "local", "--log-level", "info"},
 			with(fromFileAndEnv, func(sc *ServeConfig) { sc.Gateway.Region, sc.LogLevel = "local", slog.LevelInfo })},
 	} {
@@ -196,6 +205,10 @@ func TestServeConfigErrors(t *testing.T) {
 		{"web addr without port", nil, []string{"--web-addr", "localhost"}, []string{`web addr "localhost" has no port`}},
 		{"web addr bad port", nil, []string{"--web-addr", "127.0.0.1:http"}, []string{`web addr "127.0.0.1:http" has port "http"`}},
 		{"web addr port too big", nil, []string{"--web-addr", ":65536"}, []string{`web addr ":65536" has port "65536"`}},
+		{"metrics addr without port", nil, []string{"--metrics-addr", "localhost"},
+			[]string{`metrics addr "localhost" has no port: use host:port, e.g. 127.0.0.1:9586 (all interfaces: 0.0.0.0:9586), or "" to turn it off (set by --metrics-addr)`}},
+		{"metrics addr bad port in env", map[string]string{"POPGATE_METRICS_ADDR": "127.0.0.1:prom"}, nil,
+			[]string{`metrics addr "127.0.0.1:prom" has port "prom"`, "(set by POPGATE_METRICS_ADDR)"}},
 		{"bad dns upstream", nil, []string{"--dns-upstream", "9.9.9.9,dns.example"}, []string{`dns upstream "dns.example" is not an IP address`}},
 		{"mtu", nil, []string{"--mtu", "100"}, []string{"mtu 100 is out of range", "(set by --mtu)"}},
 		{"empty data dir", nil, []string{"--data-dir", ""}, []string{"data dir is empty", "(set by --data-dir)"}},

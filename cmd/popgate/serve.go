@@ -113,6 +113,13 @@ func runServe(ctx context.Context, sc ServeConfig, log *slog.Logger) error {
 		log.Info("accepting nodes (mutual TLS)", "controller_addr", nl.Addr().String(), "pin", nodeID.Pin().String())
 	}
 	log.Info("popgate is serving", "public_endpoint", ctrl.Config().PublicEndpoint)
+	facts := applianceFacts(ctrl)
+	ready := applianceReady(node, facts)
+	stopMetrics, err := startMetrics(sc, node, facts, ready, log.With("component", "metrics"))
+	if err != nil {
+		return err
+	}
+	defer stopMetrics() // before ctrl.Close
 	if os.Getenv("GOGC") == "" {
 		pacer := newGCPacer(node.DeviceBufferBytes, log.With("component", "gc"))
 		pacerCtx, stopPacer := context.WithCancel(ctx)
@@ -143,6 +150,7 @@ func runServe(ctx context.Context, sc ServeConfig, log *slog.Logger) error {
 		TLSKeyFile:  sc.TLSKeyFile,
 		DataDir:     sc.DataDir,
 		Log:         log.With("component", "web"),
+		Ready:       ready,
 	})
 	if err != nil {
 		return err

@@ -164,3 +164,11 @@ func (c *Controller) Status(ctx context.Context) (Status, error) {
 	}
 	return st, nil
 }
+
+// Published returns the generation of the desired state last published to the data plane
+// and why it did not reach it (nil when it did): what readiness compares the node's report
+// with.
+func (c *Controller) Published() (generation int64, err error) {
+	p := c.published.Load()
+	return p.gen, p.err
+}
