@@ -4,7 +4,8 @@
 #   build      bin/popgate, version from `git describe` (or "dev"); says how far a long build got
 #   run        build, then `popgate serve` with its defaults (data in ./popgate-data, no root needed)
 #              and the flags in ARGS: make run ARGS="--public-endpoint vpn.example.com:51820"
-#   test-deps  install the Debian packages the end-to-end tests use (only what is missing)
+#   test-deps  install the Debian packages the end-to-end tests use (only what is missing), and
+#              promtool (taken out of Debian's prometheus package, which would start a server)
 #   lint       gofmt, go vet, staticcheck
 #   test       test-deps + lint + every Go test (end-to-end tests need root and skip without it),
 #              then test-packaging as root
@@ -74,6 +75,19 @@ test-deps:
 	export DEBIAN_FRONTEND=noninteractive; \
 	apt-get update -qq; \
 	apt-get install -y -qq --no-install-recommends$$missing </dev/null
+	@# promtool checks /metrics in TestServeMetrics. Debian ships it only in the prometheus
+	@# package, which would install and start a Prometheus server: take the tool alone.
+	@if command -v promtool >/dev/null || ! command -v apt-get >/dev/null; then exit 0; fi; \
+	if [ "$$(id -u)" != 0 ]; then \
+		echo "test-deps: no promtool; as root, make test-deps takes it out of Debian's prometheus package"; \
+		exit 0; \
+	fi; \
+	echo "test-deps: installing /usr/local/bin/promtool from Debian's prometheus package (the tool only, no server)"; \
+	tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	apt-get update -qq; \
+	(cd "$$tmp" && apt-get download -qq prometheus 2>/dev/null); \
+	dpkg-deb --fsys-tarfile "$$tmp"/prometheus_*.deb | tar -x -C "$$tmp" ./usr/bin/promtool; \
+	install -m 0755 "$$tmp/usr/bin/promtool" /usr/local/bin/promtool
 
 lint:
 	@bad=$$(gofmt -l $$(find . -name '*.go' -not -path './.git/*')); \
