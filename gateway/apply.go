@@ -165,6 +165,10 @@ func (n *Node) applyLocked(dd *plane.Desired, now time.Time) error {
 		perPeer, total := t.FlowLimits()
 		n.filter.SetLimits(t.ID, total, perPeer)
 	}
+	tenantNames := make(map[int64]string, len(d.tenants))
+	for _, t := range d.tenants {
+		tenantNames[t.ID] = t.Name
+	}
 	d.counters = func(p *plane.Peer) *peerCounters {
 		n.ctrMu.Lock()
 		defer n.ctrMu.Unlock()
@@ -172,6 +176,10 @@ func (n *Node) applyLocked(dd *plane.Desired, now time.Time) error {
 		if c == nil {
 			c = &peerCounters{tenantID: p.Tenant}
 			n.counters[p.PublicKey] = c
+		}
+		c.name = p.Name
+		if t := tenantNames[p.Tenant]; t != "" {
+			c.tenant = t
 		}
 		return c
 	}

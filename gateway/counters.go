@@ -114,6 +114,7 @@ type livePeer struct {
 	peerStats
 	held                 bool // a device holds the peer
 	rxPackets, txPackets uint64
+	tenant, name         string
 }
 
 // liveState reads the state of every peer a device holds, and of every other peer the node

@@ -68,6 +68,7 @@ func (n *Node) Report() plane.Report {
 		tt.Add(t)
 		if ok {
 			l.rxPackets, l.txPackets = t.RxPackets, t.TxPackets
+			l.tenant, l.name = c.tenant, c.name
 			live[k] = l
 		}
 	}
@@ -156,6 +157,7 @@ func (n *Node) PeerState(k store.Key) (plane.PeerState, bool) {
 	n.ctrMu.Lock()
 	c := n.counters[k]
 	if c != nil {
+		l.tenant, l.name = c.tenant, c.name
 		l.rxPackets, l.txPackets = c.rxPackets.Load(), c.txPackets.Load()
 		if !l.held {
 			l.rxBytes, l.txBytes = c.wireRx.Load(), c.wireTx.Load()
@@ -170,7 +172,7 @@ func (n *Node) PeerState(k store.Key) (plane.PeerState, bool) {
 
 // state is l as the report says it of peer k at now: online only while a device holds it.
 func (l livePeer) state(k store.Key, now time.Time) plane.PeerState {
-	return plane.PeerState{PublicKey: k, Online: l.held && l.online(now), Endpoint: l.endpoint, LastHandshake: l.lastHandshake,
+	return plane.PeerState{PublicKey: k, Tenant: l.tenant, Name: l.name, Online: l.held && l.online(now), Endpoint: l.endpoint, LastHandshake: l.lastHandshake,
 		RxBytes: l.rxBytes, TxBytes: l.txBytes, RxPackets: l.rxPackets, TxPackets: l.txPackets}
 }
 

@@ -37,6 +37,8 @@ type peerCounters struct {
 	// under the device's mu when the peer leaves it (Node.leftDevice).
 	wireRx, wireTx atomic.Uint64
 	tenantID       int64 // the peer's tenant
+	// tenant and name are the peer's as last applied, for Report; guarded by Node.ctrMu.
+	tenant, name string
 }
 
 // route is one entry of a tenant's routing table. site is nil for the internet exit; for a

@@ -95,6 +95,10 @@ type HandshakeStatus struct {
 // when the peer leaves the desired state, and then count in its tenant's totals.
 type PeerState struct {
 	PublicKey store.Key `json:"public_key"`
+	// Tenant and Name are the peer's tenant's name and its own, as the node last had them
+	// in its desired state.
+	Tenant string `json:"tenant,omitempty"`
+	Name   string `json:"name,omitempty"`
 	// Online: the peer is served and completed a handshake within the last 3 minutes (a
 	// session lives at most that long).
 	Online        bool      `json:"online,omitempty"`
