@@ -3,9 +3,11 @@
 package metrics
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -41,7 +43,15 @@ type Config struct {
 	Facts func() Facts
 	// Now is the clock; nil: time.Now.
 	Now func() time.Time
+	// MaxPeerSeries, when above 0, adds per-peer series (labels tenant and peer) for at most
+	// that many peers: the first by tenant and name. The others have none, and
+	// popgate_peers_without_series counts them. Default 0: no per-peer series. At most
+	// MaxPeerSeriesLimit.
+	MaxPeerSeries int
 }
+
+// MaxPeerSeriesLimit bounds Config.MaxPeerSeries: six series a peer.
+const MaxPeerSeriesLimit = 10_000
 
 // MaxRuleSeries bounds the policy rules a tenant has series of: its first MaxRuleSeries
 // rules, each with its index, then the rest summed as rule="other", and the default.
@@ -60,6 +70,9 @@ var _ prometheus.Collector = (*Collector)(nil)
 func New(cfg Config) (*Collector, error) {
 	if cfg.Report == nil {
 		return nil, errors.New("metrics: Config.Report is nil: pass the node's Report")
+	}
+	if cfg.MaxPeerSeries < 0 || cfg.MaxPeerSeries > MaxPeerSeriesLimit {
+		return nil, fmt.Errorf("metrics: Config.MaxPeerSeries is %d: use 0 (no per-peer series) to %d", cfg.MaxPeerSeries, MaxPeerSeriesLimit)
 	}
 	if cfg.Facts == nil {
 		cfg.Facts = func() Facts { return Facts{} }
@@ -102,15 +115,23 @@ var (
 	exitSocks  = desc("exit_sockets", "Host sockets the userspace exit's flows hold.")
 	exitBudget = desc("exit_sockets_max", "Host sockets the userspace exit may hold (the open files limit less a reserve).")
 
-	tRxBytes   = desc("tenant_received_bytes_total", "WireGuard datagram bytes received from the tenant's peers.", "tenant")
-	tTxBytes   = desc("tenant_sent_bytes_total", "WireGuard datagram bytes sent to the tenant's peers.", "tenant")
-	tRxPackets = desc("tenant_received_packets_total", "IP packets from the tenant's peers the packet path passed.", "tenant")
-	tTxPackets = desc("tenant_sent_packets_total", "IP packets towards the tenant's peers the packet path passed.", "tenant")
-	tFlows     = desc("tenant_tracked_flows", "Connections the tenant's firewall tracks.", "tenant")
-	tExitFlows = desc("tenant_exit_flows", "The tenant's flows through the userspace exit, by protocol.", "tenant", "protocol")
-	tDrops     = desc("tenant_dropped_packets_total", "The tenant's dropped packets, by reason (the firewall's as direction.reason).", "tenant", "reason")
-	tEvicted   = desc("tenant_evicted_flows_total", "The tenant's flows without a reply closed early to make room, by the bound that needed it.", "tenant", "bound")
-	tRuleHits  = desc("tenant_policy_rule_hits_total", "New flows each rule of the tenant's policy decided, by rule index (from 0), other (past the first 100) and default; a changed rule starts again.", "tenant", "rule")
+	tRxBytes       = desc("tenant_received_bytes_total", "WireGuard datagram bytes received from the tenant's peers.", "tenant")
+	tTxBytes       = desc("tenant_sent_bytes_total", "WireGuard datagram bytes sent to the tenant's peers.", "tenant")
+	tRxPackets     = desc("tenant_received_packets_total", "IP packets from the tenant's peers the packet path passed.", "tenant")
+	tTxPackets     = desc("tenant_sent_packets_total", "IP packets towards the tenant's peers the packet path passed.", "tenant")
+	tFlows         = desc("tenant_tracked_flows", "Connections the tenant's firewall tracks.", "tenant")
+	tExitFlows     = desc("tenant_exit_flows", "The tenant's flows through the userspace exit, by protocol.", "tenant", "protocol")
+	tDrops         = desc("tenant_dropped_packets_total", "The tenant's dropped packets, by reason (the firewall's as direction.reason).", "tenant", "reason")
+	tEvicted       = desc("tenant_evicted_flows_total", "The tenant's flows without a reply closed early to make room, by the bound that needed it.", "tenant", "bound")
+	pRxBytes       = desc("peer_received_bytes_total", "WireGuard datagram bytes received from the peer (--metrics-peers).", "tenant", "peer")
+	pTxBytes       = desc("peer_sent_bytes_total", "WireGuard datagram bytes sent to the peer (--metrics-peers).", "tenant", "peer")
+	pRxPackets     = desc("peer_received_packets_total", "IP packets from the peer the packet path passed (--metrics-peers).", "tenant", "peer")
+	pTxPackets     = desc("peer_sent_packets_total", "IP packets towards the peer the packet path passed (--metrics-peers).", "tenant", "peer")
+	pOnline        = desc("peer_online", "1 while the peer has a session (a handshake in the last 3 minutes), else 0 (--metrics-peers).", "tenant", "peer")
+	pHandshake     = desc("peer_last_handshake_timestamp_seconds", "When the peer last completed a handshake, in seconds since the Unix epoch (--metrics-peers).", "tenant", "peer")
+	pWithoutSeries = desc("peers_without_series", "Peers the node reports that have no per-peer series: past --metrics-peers.")
+
+	tRuleHits = desc("tenant_policy_rule_hits_total", "New flows each rule of the tenant's policy decided, by rule index (from 0), other (past the first 100) and default; a changed rule starts again.", "tenant", "rule")
 )
 
 // Describe sends every family's description.
@@ -121,6 +142,11 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 		rxBytes, txBytes, rxPackets, txPackets, nodeDrops, online, exitSocks, exitBudget,
 		tRxBytes, tTxBytes, tRxPackets, tTxPackets, tFlows, tExitFlows, tDrops, tEvicted, tRuleHits} {
 		ch <- d
+	}
+	if c.cfg.MaxPeerSeries > 0 {
+		for _, d := range []*prometheus.Desc{pRxBytes, pTxBytes, pRxPackets, pTxPackets, pOnline, pHandshake, pWithoutSeries} {
+			ch <- d
+		}
 	}
 }
 
@@ -205,6 +231,55 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		byReason(tEvicted, t.Evicted, name)
 		c.ruleHits(ch, name, t.Rules)
 	}
+	if c.cfg.MaxPeerSeries > 0 {
+		c.peers(ch, r.Peers)
+	}
+}
+
+// peers sends the per-peer series of the first MaxPeerSeries peers by tenant and name (a
+// stable choice: the same peers keep their series from one scrape to the next).
+func (c *Collector) peers(ch chan<- prometheus.Metric, peers []plane.PeerState) {
+	label := func(p *plane.PeerState) (string, string) {
+		name := p.Name
+		if name == "" {
+			name = p.PublicKey.String()
+		}
+		return p.Tenant, name
+	}
+	order := make([]int, len(peers))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortFunc(order, func(a, b int) int {
+		ta, na := label(&peers[a])
+		tb, nb := label(&peers[b])
+		return cmp.Or(strings.Compare(ta, tb), strings.Compare(na, nb))
+	})
+	n := min(len(order), c.cfg.MaxPeerSeries)
+	prevTenant, prevName := "", ""
+	for j, i := range order[:n] {
+		p := &peers[i]
+		tenant, name := label(p)
+		if j > 0 && tenant == prevTenant && name == prevName {
+			continue // a rename under way: two keys with one name, for a moment
+		}
+		prevTenant, prevName = tenant, name
+		for _, m := range []struct {
+			d *prometheus.Desc
+			v uint64
+		}{{pRxBytes, p.RxBytes}, {pTxBytes, p.TxBytes}, {pRxPackets, p.RxPackets}, {pTxPackets, p.TxPackets}} {
+			ch <- prometheus.MustNewConstMetric(m.d, prometheus.CounterValue, float64(m.v), tenant, name)
+		}
+		online := 0.0
+		if p.Online {
+			online = 1
+		}
+		ch <- prometheus.MustNewConstMetric(pOnline, prometheus.GaugeValue, online, tenant, name)
+		if !p.LastHandshake.IsZero() {
+			ch <- prometheus.MustNewConstMetric(pHandshake, prometheus.GaugeValue, float64(p.LastHandshake.UnixNano())/1e9, tenant, name)
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(pWithoutSeries, prometheus.GaugeValue, float64(len(order)-n))
 }
 
 // ruleHits sends a tenant's rule hit counters: rules is its policy's rules in order, then

@@ -161,6 +161,68 @@ func TestCollectorBoundsRules(t *testing.T) {
 	}
 }
 
+// TestCollectorPeers: per-peer series only when asked for, for at most MaxPeerSeries peers
+// (the first by tenant and name), and the count of the others.
+func TestCollectorPeers(t *testing.T) {
+	r := fakeReport()
+	hs := t0.Add(time.Minute)
+	r.Peers = []plane.PeerState{
+		{Tenant: "acme", Name: "phone", RxBytes: 10, TxBytes: 20, RxPackets: 1, TxPackets: 2},
+		{Tenant: "acme", Name: "laptop", Online: true, LastHandshake: hs, RxBytes: 30},
+		{Tenant: "bravo", Name: "gw", RxBytes: 99},
+	}
+	if ms := collectAll(t, newTestCollector(t, r, Facts{})); ms["popgate_peer_received_bytes_total"] != nil || ms["popgate_peers_without_series"] != nil {
+		t.Error("per-peer series without MaxPeerSeries")
+	}
+	c, err := New(Config{Report: func() plane.Report { return r }, MaxPeerSeries: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	problems, err := testutil.CollectAndLint(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("lint: %s: %s", p.Metric, p.Text)
+	}
+	want := `
+# HELP popgate_peer_received_bytes_total WireGuard datagram bytes received from the peer (--metrics-peers).
+# TYPE popgate_peer_received_bytes_total counter
+popgate_peer_received_bytes_total{peer="laptop",tenant="acme"} 30
+popgate_peer_received_bytes_total{peer="phone",tenant="acme"} 10
+# HELP popgate_peer_online 1 while the peer has a session (a handshake in the last 3 minutes), else 0 (--metrics-peers).
+# TYPE popgate_peer_online gauge
+popgate_peer_online{peer="laptop",tenant="acme"} 1
+popgate_peer_online{peer="phone",tenant="acme"} 0
+# HELP popgate_peers_without_series Peers the node reports that have no per-peer series: past --metrics-peers.
+# TYPE popgate_peers_without_series gauge
+popgate_peers_without_series 1
+`
+	if err := testutil.CollectAndCompare(c, strings.NewReader(want), "popgate_peer_received_bytes_total", "popgate_peer_online", "popgate_peers_without_series"); err != nil {
+		t.Error(err)
+	}
+	if _, err := New(Config{Report: func() plane.Report { return r }, MaxPeerSeries: MaxPeerSeriesLimit + 1}); err == nil {
+		t.Error("MaxPeerSeries past the limit accepted")
+	}
+}
+
+func collectAll(t *testing.T, c prometheus.Collector) map[string][]*dto.Metric {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	if err := reg.Register(c); err != nil {
+		t.Fatal(err)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string][]*dto.Metric{}
+	for _, mf := range mfs {
+		out[mf.GetName()] = mf.GetMetric()
+	}
+	return out
+}
+
 func collect(t *testing.T, c prometheus.Collector, name string) []*dto.Metric {
 	t.Helper()
 	reg := prometheus.NewPedanticRegistry()
