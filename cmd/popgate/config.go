@@ -18,6 +18,7 @@ import (
 
 	"github.com/popgate/popgate/gateway"
 	"github.com/popgate/popgate/gateway/control"
+	"github.com/popgate/popgate/gateway/metrics"
 	"github.com/popgate/popgate/store"
 	"github.com/popgate/popgate/webui"
 )
@@ -40,6 +41,9 @@ type ServeConfig struct {
 	// MetricsAddr is the host:port of the Prometheus /metrics, /healthz and /readyz
 	// listener. Default 127.0.0.1:9586; "" turns it off.
 	MetricsAddr string
+	// MetricsPeers is how many peers get per-peer series (metrics.Config.MaxPeerSeries).
+	// Default 0: none.
+	MetricsPeers int
 	// PublicURL is the address people reach the web UI at, for one-time download links,
 	// checked by webui.ParsePublicURL. Default "": links point at the address the admin
 	// browsed.
@@ -88,6 +92,7 @@ type serveSettings struct {
 	PublicEndpoint string
 	WebAddr        string
 	MetricsAddr    string
+	MetricsPeers   int
 	PublicURL      string
 	Interface      string
 	MTU            int
@@ -151,6 +156,8 @@ var serveSettingsTable = []setting{
 		field: func(s *serveSettings) any { return &s.WebAddr }},
 	{name: "metrics-addr", usage: "`HOST:PORT` of the Prometheus /metrics, /healthz and /readyz listener (plain HTTP); empty or off turns it off",
 		field: func(s *serveSettings) any { return &s.MetricsAddr }},
+	{name: "metrics-peers", usage: "`N` peers get series of their own in /metrics (the first by tenant and name; 0: none, at most 10000)",
+		field: func(s *serveSettings) any { return &s.MetricsPeers }},
 	{name: "public-url", usage: "`URL` people reach the web UI at (https://vpn.example.com): one-time download links start with it",
 		defText: "links point at the address the admin's browser used",
 		field:   func(s *serveSettings) any { return &s.PublicURL }},
@@ -555,6 +562,10 @@ func (a *app) buildServeConfig(s serveSettings, origin map[string]string) (Serve
 		}
 		sc.MetricsAddr = s.MetricsAddr
 	}
+	if s.MetricsPeers < 0 || s.MetricsPeers > metrics.MaxPeerSeriesLimit {
+		return sc, bad("metrics-peers", "metrics peers %d is out of range: use 0 (no per-peer series) to %d", s.MetricsPeers, metrics.MaxPeerSeriesLimit)
+	}
+	sc.MetricsPeers = s.MetricsPeers
 	if s.PublicURL != "" {
 		u, err := webui.ParsePublicURL(s.PublicURL)
 		if err != nil {

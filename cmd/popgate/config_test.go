@@ -115,7 +115,7 @@ func TestServeConfigPrecedence(t *testing.T) {
 			"--listen-port", "53000", "--dns-upstream=8.8.8.8", "--log-format", "text", "--node-name", "n1",
 			"--data-dir", "./d", "--web-addr", "[::1]:0", "--interface", "pg1", "--mtu", "1300",
 			"--exit-mode", "kernel", "--public-endpoint", "203.0.113.7:53000", "--public-url", "http://[::1]:8080",
-			"--metrics-addr", "127.0.0.1:0",
+			"--metrics-addr", "127.0.0.1:0", "--metrics-peers", "100",
 		}, with(fromFileAndEnv, func(sc *ServeConfig) {
 			sc.Gateway.ListenPort = 53000
 			sc.Gateway.DNSUpstreams = []netip.AddrPort{netip.MustParseAddrPort("8.8.8.8:53")}
@@ -129,7 +129,7 @@ func TestServeConfigPrecedence(t *testing.T) {
 			sc.Gateway.ExitMode = "kernel"
 			sc.PublicEndpoint = "203.0.113.7:53000"
 			sc.PublicURL = "http://[::1]:8080"
-			sc.MetricsAddr = "127.0.0.1:0"
+			sc.MetricsAddr, sc.MetricsPeers = "127.0.0.1:0", 100
 		})},
 		{"--metrics-addr empty turns the metrics off", "", nil, []string{"--metrics-addr", ""},
 			with(defaults, func(sc *ServeConfig) { sc.MetricsAddr = "" })},
@@ -207,6 +207,8 @@ func TestServeConfigErrors(t *testing.T) {
 		{"web addr port too big", nil, []string{"--web-addr", ":65536"}, []string{`web addr ":65536" has port "65536"`}},
 		{"metrics addr without port", nil, []string{"--metrics-addr", "localhost"},
 			[]string{`metrics addr "localhost" has no port: use host:port, e.g. 127.0.0.1:9586 (all interfaces: 0.0.0.0:9586), or "" to turn it off (set by --metrics-addr)`}},
+		{"metrics peers past the limit", nil, []string{"--metrics-peers", "10001"},
+			[]string{"metrics peers 10001 is out of range: use 0 (no per-peer series) to 10000 (set by --metrics-peers)"}},
 		{"metrics addr bad port in env", map[string]string{"POPGATE_METRICS_ADDR": "127.0.0.1:prom"}, nil,
 			[]string{`metrics addr "127.0.0.1:prom" has port "prom"`, "(set by POPGATE_METRICS_ADDR)"}},
 		{"bad dns upstream", nil, []string{"--dns-upstream", "9.9.9.9,dns.example"}, []string{`dns upstream "dns.example" is not an IP address`}},

@@ -70,7 +70,7 @@ func startMetrics(sc ServeConfig, node *gateway.Node, facts func() metrics.Facts
 	if sc.MetricsAddr == "" {
 		return func() {}, nil
 	}
-	col, err := metrics.New(metrics.Config{Report: node.Report, Facts: facts})
+	col, err := metrics.New(metrics.Config{Report: node.Report, Facts: facts, MaxPeerSeries: sc.MetricsPeers})
 	if err != nil {
 		return nil, err
 	}

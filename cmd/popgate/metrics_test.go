@@ -32,7 +32,7 @@ func TestServeMetrics(t *testing.T) {
 	port := strconv.Itoa(c.LocalAddr().(*net.UDPAddr).Port)
 	c.Close()
 	ta := newTestApp(t, nil)
-	sc, err := ta.loadServeConfig([]string{"--data-dir", dir, "--web-addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0",
+	sc, err := ta.loadServeConfig([]string{"--data-dir", dir, "--web-addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0", "--metrics-peers", "10",
 		"--listen-port", port, "--public-endpoint", "127.0.0.1:51820", "--exit-mode", "userspace",
 		"--interface", fmt.Sprintf("pgm%d", os.Getpid()%100000), "--region", "fra", "--node-name", "pop-test"})
 	if err != nil {
@@ -111,6 +111,7 @@ func TestServeMetrics(t *testing.T) {
 		regexp.MustCompile(`(?m)^popgate_handshake_initiations_total 0$`),
 		regexp.MustCompile(`(?m)^popgate_tenant_received_bytes_total\{tenant="acme"\} 0$`),
 		regexp.MustCompile(`(?m)^popgate_tenant_policy_rule_hits_total\{rule="default",tenant="acme"\} 0$`),
+		regexp.MustCompile(`(?m)^popgate_peers_without_series 0$`), // --metrics-peers
 		regexp.MustCompile(`(?m)^go_goroutines `),
 		regexp.MustCompile(`(?m)^process_start_time_seconds `),
 	} {
