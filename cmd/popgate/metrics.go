@@ -11,23 +11,20 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/popgate/popgate/gateway"
 	"github.com/popgate/popgate/gateway/control"
 	"github.com/popgate/popgate/gateway/metrics"
+	"github.com/popgate/popgate/gateway/plane"
 )
 
 // defaultMetricsAddr is serve's --metrics-addr by default: loopback only, plain HTTP.
 const defaultMetricsAddr = "127.0.0.1:9586"
 
-// applianceRoles are the roles of `popgate serve` as the appliance: all three in one.
-var applianceRoles = []string{"controller", "pop", "exit"}
-
-// applianceFacts are the node's facts for metrics and readiness from its in-process
-// controller: its desired state is never stale.
-func applianceFacts(ctrl *control.Controller) func() metrics.Facts {
+// controllerFacts are the facts, for metrics and readiness, of a node with the controller
+// role: its desired state comes from the controller in the process and is never stale.
+func controllerFacts(ctrl *control.Controller, roles []string) func() metrics.Facts {
 	return func() metrics.Facts {
 		gen, err := ctrl.Published()
-		f := metrics.Facts{Roles: applianceRoles, DesiredGeneration: gen}
+		f := metrics.Facts{Roles: roles, DesiredGeneration: gen}
 		if err != nil {
 			f.PublishError = err.Error()
 		}
@@ -35,9 +32,9 @@ func applianceFacts(ctrl *control.Controller) func() metrics.Facts {
 	}
 }
 
-// applianceReady says why the node does not serve yet (metrics.Ready), nil when it does.
-func applianceReady(node *gateway.Node, facts func() metrics.Facts) func() error {
-	return func() error { return metrics.Ready(node.Report(), facts(), time.Now(), 0) }
+// readiness says why the node does not serve yet (metrics.Ready), nil when it does.
+func readiness(report func() plane.Report, facts func() metrics.Facts) func() error {
+	return func() error { return metrics.Ready(report(), facts(), time.Now(), 0) }
 }
 
 // metricsHandler serves /metrics from gather's registry, /healthz (the process answers) and
@@ -66,11 +63,11 @@ func metricsHandler(h http.Handler, ready func() error) http.Handler {
 // startMetrics serves /metrics, /healthz and /readyz on sc.MetricsAddr (nothing when it is
 // "") until stop. An address that cannot be bound is an error, except the default one:
 // another popgate on the host may hold it, so serve goes on without and says so.
-func startMetrics(sc ServeConfig, node *gateway.Node, facts func() metrics.Facts, ready func() error, log *slog.Logger) (stop func(), err error) {
+func startMetrics(sc ServeConfig, report func() plane.Report, facts func() metrics.Facts, ready func() error, log *slog.Logger) (stop func(), err error) {
 	if sc.MetricsAddr == "" {
 		return func() {}, nil
 	}
-	col, err := metrics.New(metrics.Config{Report: node.Report, Facts: facts, MaxPeerSeries: sc.MetricsPeers})
+	col, err := metrics.New(metrics.Config{Report: report, Facts: facts, MaxPeerSeries: sc.MetricsPeers})
 	if err != nil {
 		return nil, err
 	}

@@ -113,9 +113,9 @@ func runServe(ctx context.Context, sc ServeConfig, log *slog.Logger) error {
 		log.Info("accepting nodes (mutual TLS)", "controller_addr", nl.Addr().String(), "pin", nodeID.Pin().String())
 	}
 	log.Info("popgate is serving", "public_endpoint", ctrl.Config().PublicEndpoint)
-	facts := applianceFacts(ctrl)
-	ready := applianceReady(node, facts)
-	stopMetrics, err := startMetrics(sc, node, facts, ready, log.With("component", "metrics"))
+	facts := controllerFacts(ctrl, sc.Roles)
+	ready := readiness(node.Report, facts)
+	stopMetrics, err := startMetrics(sc, node.Report, facts, ready, log.With("component", "metrics"))
 	if err != nil {
 		return err
 	}
