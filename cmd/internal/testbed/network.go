@@ -137,12 +137,20 @@ func (n *Network) AddClient(t testing.TB) *NetNode { return n.AddNode(t, "cli", 
 
 // AddAnycast makes addr (an IPv4 address outside the bridges, e.g. 198.18.0.1) the anycast
 // address of pops: each holds it on its loopback, Switch routes it to all of them (ECMP),
-// and every client there is now or later routes it through Switch. Withdraw and Announce
-// change which PoPs Switch routes it to.
-func (n *Network) AddAnycast(t testing.TB, addr netip.Addr, pops ...*NetNode) {
+// and every client there is now or later routes it through Switch. Announce changes which
+// PoPs Switch routes it to.
+//
+// With preferSource, each PoP's route to the wan bridge also names addr as the source
+// address, so that everything the PoP sends there leaves from addr (an operator's
+// `ip route … src`); without it, a PoP answers from addr only if its software replies from
+// the address a packet arrived at (sticky sockets).
+func (n *Network) AddAnycast(t testing.TB, addr netip.Addr, preferSource bool, pops ...*NetNode) {
 	t.Helper()
 	for _, p := range pops {
 		p.NS.MustRun(t, "ip", "address", "add", netip.PrefixFrom(addr, 32).String(), "dev", "lo")
+		if preferSource {
+			p.NS.MustRun(t, "ip", "route", "replace", bridges[WAN].v4.String(), "dev", p.Links[WAN], "proto", "kernel", "scope", "link", "src", addr.String())
+		}
 	}
 	n.Announce(t, addr, pops...)
 }

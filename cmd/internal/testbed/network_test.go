@@ -21,7 +21,7 @@ func TestNetworkAnycast(t *testing.T) {
 	x := n.AddNode(t, "exit", Backbone, Internet)
 	cli := n.AddClient(t)
 	anycast := netip.MustParseAddr("198.18.0.1")
-	n.AddAnycast(t, anycast, p1)
+	n.AddAnycast(t, anycast, false, p1)
 	p2.NS.MustRun(t, "ip", "address", "add", "198.18.0.1/32", "dev", "lo")
 	n.RouteVia(t, cli, anycast)
 
