@@ -9,6 +9,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -329,7 +330,11 @@ func (s *Store) NodeByPin(ctx context.Context, pin [32]byte) (Node, error) {
 
 // Nodes returns every node ordered by name.
 func (s *Store) Nodes(ctx context.Context) ([]Node, error) {
-	rows, err := s.db.QueryContext(ctx, nodeSelect+"ORDER BY name")
+	return queryNodes(ctx, s.db)
+}
+
+func queryNodes(ctx context.Context, q querier) ([]Node, error) {
+	rows, err := q.QueryContext(ctx, nodeSelect+"ORDER BY name")
 	if err != nil {
 		return nil, fmt.Errorf("store: list nodes: %w", err)
 	}
@@ -348,10 +353,24 @@ func (s *Store) Nodes(ctx context.Context) ([]Node, error) {
 	return out, nil
 }
 
+// ExitDropped is a route that listed a removed node among its exits.
+type ExitDropped struct {
+	// Route is the route as it is now, without the node; as it was when Removed.
+	Route Route
+	// Removed: the node was the route's last exit, so the route went with it.
+	Removed bool
+}
+
 // RemoveNode deletes node name and so its pin: it can no longer authenticate. The token it
-// joined with stays (used). The error wraps ErrNotFound when there is no such node.
-func (s *Store) RemoveNode(ctx context.Context, name string) (Node, error) {
+// joined with stays (used). Routes that list it as an exit lose it, and a route whose last
+// exit it was is removed, all in the same transaction; they are returned in ListRoutes'
+// order. Removal is never refused for the routes' sake: removing a node is a revocation (a
+// stolen or broken machine), which must not wait until every tenant's routes are edited,
+// and a route left without an exit has nowhere to send its traffic. The error wraps
+// ErrNotFound when there is no such node.
+func (s *Store) RemoveNode(ctx context.Context, name string) (Node, []ExitDropped, error) {
 	var n Node
+	var dropped []ExitDropped
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		var err error
 		n, err = scanNode(tx.QueryRowContext(ctx, nodeSelect+"WHERE name = ?", name).Scan)
@@ -361,13 +380,46 @@ func (s *Store) RemoveNode(ctx context.Context, name string) (Node, error) {
 		if err != nil {
 			return fmt.Errorf("store: remove node %s: %w", name, err)
 		}
+		var before []Route
+		if s.version >= routeExitsVersion {
+			if before, err = queryRoutes(ctx, tx, `WHERE EXISTS (SELECT 1 FROM route_exits AS e WHERE e.tenant_id = r.tenant_id
+				AND e.addr = r.addr AND e.bits = r.bits AND e.node_id = ?) `, n.ID); err != nil {
+				return err
+			}
+		}
 		if _, err := tx.ExecContext(ctx, "DELETE FROM nodes WHERE id = ?", n.ID); err != nil {
 			return fmt.Errorf("store: remove node %s: %w", name, err)
 		}
+		for _, r := range before {
+			v, _ := ParseVia(r.Via)
+			d := ExitDropped{Route: r, Removed: len(v.Exits) == 1}
+			if d.Removed {
+				addr, bits := prefixArgs(r.Prefix)
+				if _, err := tx.ExecContext(ctx, "DELETE FROM routes WHERE tenant_id = ? AND addr = ? AND bits = ?", r.TenantID, addr, bits); err != nil {
+					return fmt.Errorf("store: remove route %s: %w", r.Prefix, err)
+				}
+				if err := s.logChange(ctx, tx, r.TenantName, "route.remove", RouteTarget(r.TenantName, r.Prefix), "was via "+r.Via+"; its last exit, node "+n.Name+", was removed"); err != nil {
+					return err
+				}
+			} else {
+				v.Exits = slices.DeleteFunc(v.Exits, func(e string) bool { return e == n.Name })
+				d.Route.Via = v.String()
+				if err := s.logChange(ctx, tx, r.TenantName, "route.exit_drop", RouteTarget(r.TenantName, r.Prefix), "now via "+d.Route.Via+"; node "+n.Name+" was removed"); err != nil {
+					return err
+				}
+			}
+			dropped = append(dropped, d)
+		}
 		return s.logChange(ctx, tx, "", "node.remove", NodeTarget(n.Name), fmt.Sprintf("roles %s, region %q", n.Roles, n.Region))
 	})
-	return n, err
+	if err != nil {
+		return Node{}, nil, err
+	}
+	return n, dropped, nil
 }
+
+// routeExitsVersion is the schema version that added routes via exit nodes.
+const routeExitsVersion = 9
 
 // NodeReport is what a node last said of itself.
 type NodeReport struct {

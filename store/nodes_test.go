@@ -127,14 +127,14 @@ func TestJoinTokens(t *testing.T) {
 	}
 
 	// Removal deletes the pin; the token row stays.
-	if _, err := s.RemoveNode(ctx, "p1"); err != nil {
+	if _, _, err := s.RemoveNode(ctx, "p1"); err != nil {
 		t.Fatal(err)
 	}
 	_, err = s.NodeByPin(ctx, [32]byte{1})
 	wantErr(t, err, ErrNotFound, "was removed")
 	err = s.RecordNodeReport(ctx, byPin.ID, NodeReport{At: clock.Now()})
 	wantErr(t, err, ErrNotFound, "")
-	_, err = s.RemoveNode(ctx, "p1")
+	_, _, err = s.RemoveNode(ctx, "p1")
 	wantErr(t, err, ErrNotFound, "popgate node list")
 	if n := countRows(t, s, "join_tokens"); n != 4 {
 		t.Errorf("%d join tokens after the removal, want 4", n)

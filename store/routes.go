@@ -19,11 +19,13 @@ func defaultRoutes() [2]netip.Prefix {
 	}
 }
 
-// AddRoute adds a route to tenant: traffic for prefix goes via the exit named by via, either
-// ViaInternet or "site:NAME" for one of the tenant's sites. prefix must be masked
+// AddRoute adds a route to tenant: traffic for prefix goes via the exit named by via
+// (ParseVia): ViaInternet, "site:NAME" for one of the tenant's sites, or "exit:x1,exit:x2",
+// joined nodes with the exit role in order of preference. prefix must be masked
 // (10.10.0.0/24, not 10.10.0.1/24) and may not lie inside the overlay networks (see
-// OverlayPrefixes). The error wraps ErrInvalid for a bad prefix or via, ErrNotFound when the
-// tenant or the site does not exist, and ErrExists when the tenant has a route for prefix.
+// OverlayPrefixes). The error wraps ErrInvalid for a bad prefix or via or a node without the
+// exit role, ErrNotFound when the tenant, the site or an exit node does not exist, and
+// ErrExists when the tenant has a route for prefix.
 func (s *Store) AddRoute(ctx context.Context, tenant string, prefix netip.Prefix, via string) (Route, error) {
 	if err := ValidateTenantName(tenant); err != nil {
 		return Route{}, err
@@ -31,7 +33,7 @@ func (s *Store) AddRoute(ctx context.Context, tenant string, prefix netip.Prefix
 	if err := s.checkRoutePrefix(prefix); err != nil {
 		return Route{}, err
 	}
-	site, err := parseVia(via)
+	v, err := ParseVia(via)
 	if err != nil {
 		return Route{}, err
 	}
@@ -42,22 +44,26 @@ func (s *Store) AddRoute(ctx context.Context, tenant string, prefix netip.Prefix
 			return err
 		}
 		r.TenantID = t.ID
-		if site != "" {
+		if v.Site != "" {
 			var ok bool
 			if err := tx.QueryRowContext(ctx, "SELECT EXISTS (SELECT 1 FROM sites WHERE tenant_id = ? AND name = ?)",
-				t.ID, site).Scan(&ok); err != nil {
+				t.ID, v.Site).Scan(&ok); err != nil {
 				return fmt.Errorf("store: read sites: %w", err)
 			}
 			if !ok {
-				return errorf(ErrNotFound, "site %q not found in tenant %q: make one of its peers the site's connector first, or route via %s", site, tenant, ViaInternet)
+				return errorf(ErrNotFound, "site %q not found in tenant %q: make one of its peers the site's connector first, or route via %s", v.Site, tenant, ViaInternet)
 			}
+		}
+		exits, err := exitNodes(ctx, tx, v.Exits)
+		if err != nil {
+			return err
 		}
 		if old, err := getRoute(ctx, tx, t, prefix); err == nil {
 			return errorf(ErrExists, "tenant %q already has a route for %s (via %s): remove it first to send %s elsewhere", tenant, prefix, old.Via, prefix)
 		} else if !errors.Is(err, ErrNotFound) {
 			return err
 		}
-		if err := insertRoute(ctx, tx, t.ID, prefix, site, r.CreatedAt); err != nil {
+		if err := insertRoute(ctx, tx, t.ID, prefix, v, exits, r.CreatedAt); err != nil {
 			return err
 		}
 		return s.logChange(ctx, tx, tenant, "route.add", RouteTarget(tenant, prefix), "via "+via)
@@ -66,6 +72,27 @@ func (s *Store) AddRoute(ctx context.Context, tenant string, prefix netip.Prefix
 		return Route{}, err
 	}
 	return r, nil
+}
+
+// exitNodes returns the IDs of the nodes named, which must have joined with the exit role.
+func exitNodes(ctx context.Context, q querier, names []string) ([]int64, error) {
+	ids := make([]int64, 0, len(names))
+	for _, name := range names {
+		var id int64
+		var roles string
+		err := q.QueryRowContext(ctx, "SELECT id, roles FROM nodes WHERE name = ?", name).Scan(&id, &roles)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, errorf(ErrNotFound, "exit node %q not found: list the nodes with 'popgate node list', or join an exit node of that name first ('popgate node token --roles exit --name %s')", name, name)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("store: read nodes: %w", err)
+		}
+		if !strings.Contains(roles, RoleExit) {
+			return nil, errorf(ErrInvalid, "node %q is not an exit (its roles: %s): route via a node that joined with the exit role ('popgate node list' shows roles; 'popgate node token --roles exit' makes one)", name, roles)
+		}
+		ids = append(ids, id)
+	}
+	return ids, nil
 }
 
 // RemoveRoute deletes the route for prefix from tenant and returns it as it was. The default
@@ -137,47 +164,31 @@ func (s *Store) checkRoutePrefix(p netip.Prefix) error {
 	return nil
 }
 
-// parseVia parses the exit of a route: ViaInternet gives site "", "site:NAME" gives NAME.
-// Nothing else is accepted, not even other spellings, so that a parsed via prints back as
-// it was given. The error wraps ErrInvalid.
-func parseVia(via string) (site string, err error) {
-	if via == ViaInternet {
-		return "", nil
-	}
-	name, ok := strings.CutPrefix(via, ViaSitePrefix)
-	if !ok {
-		return "", errorf(ErrInvalid, "route via %q is invalid: use %q or %q followed by the name of one of the tenant's sites, e.g. %q", truncate(via, 80), ViaInternet, ViaSitePrefix, ViaSitePrefix+"office")
-	}
-	if err := ValidateSiteName(name); err != nil {
-		return "", errorf(ErrInvalid, "route via %q is invalid: %v", truncate(via, 80), err)
-	}
-	return name, nil
-}
-
-// formatVia is the inverse of parseVia.
-func formatVia(site string) string {
-	if site == "" {
-		return ViaInternet
-	}
-	return ViaSitePrefix + site
-}
-
 // compareRoutePrefixes orders prefixes as ListRoutes does: longest first, then by address
 // with IPv4 before IPv6.
 func compareRoutePrefixes(a, b netip.Prefix) int {
 	return cmp.Or(cmp.Compare(b.Bits(), a.Bits()), a.Addr().Compare(b.Addr()))
 }
 
-// insertRoute adds the route prefix → site ("" for the internet) to the tenant with id.
-func insertRoute(ctx context.Context, tx *sql.Tx, tenantID int64, prefix netip.Prefix, site string, created time.Time) error {
+// insertRoute adds the route prefix → v to the tenant with id; exits are v.Exits' node IDs.
+func insertRoute(ctx context.Context, tx *sql.Tx, tenantID int64, prefix netip.Prefix, v Via, exits []int64, created time.Time) error {
 	kind, viaSite := "internet", any(nil)
-	if site != "" {
-		kind, viaSite = "site", site
+	switch {
+	case v.Site != "":
+		kind, viaSite = "site", v.Site
+	case len(exits) > 0:
+		kind = "exit"
 	}
 	addr, bits := prefixArgs(prefix)
 	if _, err := tx.ExecContext(ctx, `INSERT INTO routes (tenant_id, addr, bits, via_kind, via_site, created_at)
 		VALUES (?, ?, ?, ?, ?, ?)`, tenantID, addr, bits, kind, viaSite, micros(created)); err != nil {
 		return fmt.Errorf("store: add route %s: %w", prefix, err)
+	}
+	for i, id := range exits {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO route_exits (tenant_id, addr, bits, position, node_id) VALUES (?, ?, ?, ?, ?)`,
+			tenantID, addr, bits, i, id); err != nil {
+			return fmt.Errorf("store: add route %s: %w", prefix, err)
+		}
 	}
 	return nil
 }
@@ -196,7 +207,7 @@ func getRoute(ctx context.Context, q querier, t Tenant, prefix netip.Prefix) (Ro
 }
 
 // routeSelect is the start of every route query; callers append a WHERE clause.
-const routeSelect = `SELECT r.tenant_id, t.name, r.addr, r.bits, r.via_site, r.created_at
+const routeSelect = `SELECT r.tenant_id, t.name, r.addr, r.bits, r.via_kind, r.via_site, r.created_at
 	FROM routes AS r JOIN tenants AS t ON t.id = r.tenant_id `
 
 // queryRoutes runs routeSelect+where in ListRoutes' order. It returns an empty list, not
@@ -208,24 +219,79 @@ func queryRoutes(ctx context.Context, q querier, where string, args ...any) ([]R
 	}
 	defer rows.Close()
 	rs := []Route{}
+	viaExits := map[routeRow]int{} // routes via exits: index in rs
 	for rows.Next() {
 		var r Route
 		var addr []byte
 		var bits, created int64
+		var kind string
 		var site sql.NullString
-		if err := rows.Scan(&r.TenantID, &r.TenantName, &addr, &bits, &site, &created); err != nil {
+		if err := rows.Scan(&r.TenantID, &r.TenantName, &addr, &bits, &kind, &site, &created); err != nil {
 			return nil, fmt.Errorf("store: read routes: %w", err)
 		}
 		var ok bool
 		if r.Prefix, ok = prefixFromRow(addr, bits); !ok {
 			return nil, fmt.Errorf("store: read routes: a route of tenant %s is malformed", r.TenantName)
 		}
-		r.Via = formatVia(site.String)
+		switch kind {
+		case "site":
+			r.Via = ViaSitePrefix + site.String
+		case "exit":
+			viaExits[routeRow{r.TenantID, string(addr), bits}] = len(rs)
+		default:
+			r.Via = ViaInternet
+		}
 		r.CreatedAt = fromMicros(created)
 		rs = append(rs, r)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("store: read routes: %w", err)
 	}
+	rows.Close()
+	if len(viaExits) == 0 {
+		return rs, nil
+	}
+	// One read of every route's exits: fewer round trips than one per route, and there are
+	// few routes via exits.
+	erows, err := q.QueryContext(ctx, `SELECT e.tenant_id, e.addr, e.bits, n.name FROM route_exits AS e
+		JOIN nodes AS n ON n.id = e.node_id ORDER BY e.tenant_id, e.addr, e.bits, e.position`)
+	if err != nil {
+		return nil, fmt.Errorf("store: read route exits: %w", err)
+	}
+	defer erows.Close()
+	exits := make(map[int]*Via, len(viaExits))
+	for erows.Next() {
+		var k routeRow
+		var addr []byte
+		var name string
+		if err := erows.Scan(&k.tenant, &addr, &k.bits, &name); err != nil {
+			return nil, fmt.Errorf("store: read route exits: %w", err)
+		}
+		k.addr = string(addr)
+		i, ok := viaExits[k]
+		if !ok {
+			continue
+		}
+		if exits[i] == nil {
+			exits[i] = &Via{}
+		}
+		exits[i].Exits = append(exits[i].Exits, name)
+	}
+	if err := erows.Err(); err != nil {
+		return nil, fmt.Errorf("store: read route exits: %w", err)
+	}
+	for _, i := range viaExits {
+		if exits[i] == nil {
+			return nil, fmt.Errorf("store: read routes: route %s of tenant %s goes via exits but lists none", rs[i].Prefix, rs[i].TenantName)
+		}
+		rs[i].Via = exits[i].String()
+	}
 	return rs, nil
+}
+
+// routeRow is a route's primary key.
+type routeRow struct {
+	tenant int64
+	addr   string
+	bits   int64
 }

@@ -2,11 +2,9 @@ package store
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/netip"
 	"reflect"
-	"strings"
 	"testing"
 	"time"
 )
@@ -149,13 +147,13 @@ func TestAddRouteRefused(t *testing.T) {
 		{"inside the IPv6 overlay", "acme", inULA, "internet", ErrInvalid,
 			fmt.Sprintf(`route prefix %s lies inside the overlay network %s`, inULA, ula)},
 		{"empty via", "acme", pfx("10.20.0.0/16"), "", ErrInvalid,
-			`route via "" is invalid: use "internet" or "site:" followed by the name of one of the tenant's sites, e.g. "site:office"`},
-		{"via upper case", "acme", pfx("10.20.0.0/16"), "Internet", ErrInvalid, `route via "Internet" is invalid: use "internet" or "site:"`},
+			`route via "" is invalid: use "internet", "site:" followed by the name of one of the tenant's sites (e.g. "site:office"), or exit nodes in order (e.g. "exit:x1,exit:x2")`},
+		{"via upper case", "acme", pfx("10.20.0.0/16"), "Internet", ErrInvalid, `route via "Internet" is invalid: use "internet", "site:"`},
 		{"via site without name", "acme", pfx("10.20.0.0/16"), "site:", ErrInvalid,
 			`route via "site:" is invalid: site name "" is invalid: it is empty`},
 		{"via bad site name", "acme", pfx("10.20.0.0/16"), "site:my office", ErrInvalid,
 			`route via "site:my office" is invalid: site name "my office" is invalid: ' ' at position 3 is not allowed`},
-		{"via unknown kind", "acme", pfx("10.20.0.0/16"), "exit:fra", ErrInvalid, `route via "exit:fra" is invalid`},
+		{"via unknown kind", "acme", pfx("10.20.0.0/16"), "gw:fra", ErrInvalid, `route via "gw:fra" is invalid`},
 		{"missing site", "acme", pfx("10.20.0.0/16"), "site:office", ErrNotFound,
 			`site "office" not found in tenant "acme": make one of its peers the site's connector first, or route via internet`},
 		{"another tenant's site", "acme", pfx("10.10.0.0/24"), "site:office", ErrNotFound, `site "office" not found in tenant "acme"`},
@@ -183,61 +181,79 @@ func TestAddRouteRefused(t *testing.T) {
 	wantErr(t, err, ErrNotFound, `tenant "nope" not found`)
 }
 
-func TestParseVia(t *testing.T) {
-	tests := []struct {
-		via     string
-		site    string
-		wantErr string // "" means valid
-	}{
-		{"internet", "", ""},
-		{"site:office", "office", ""},
-		{"site:Branch-2.east_1", "Branch-2.east_1", ""},
-		{"site:" + strings.Repeat("s", 64), strings.Repeat("s", 64), ""},
-		{"", "", `route via "" is invalid`},
-		{" internet", "", `route via " internet" is invalid`},
-		{"internet ", "", `route via "internet " is invalid`},
-		{"INTERNET", "", `route via "INTERNET" is invalid`},
-		{"site", "", `route via "site" is invalid`},
-		{"Site:office", "", `route via "Site:office" is invalid`},
-		{"site:", "", `site name "" is invalid: it is empty`},
-		{"site: office", "", `' ' at position 1 is not allowed`},
-		{"site:office:2", "", `':' at position 7 is not allowed`},
-		{"site:-office", "", `it starts with '-'`},
-		{"site:" + strings.Repeat("s", 65), "", `it has 65 characters, at most 64 are allowed`},
-		{"site:caf\xc3\xa9", "", `'é' at position 4 is not allowed`},
+// joinNode joins a node named name with roles through a fresh token.
+func joinNode(t *testing.T, s *Store, name, roles string, pin byte) Node {
+	t.Helper()
+	tok, secret := joinToken(t, s, NewJoinToken{Roles: roles, ExpiresAt: s.now().Add(time.Hour)})
+	n, err := s.RedeemJoinToken(context.Background(), Redemption{TokenID: tok.ID, Secret: secret, Name: name, Pin: [32]byte{pin}})
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, tt := range tests {
-		site, err := parseVia(tt.via)
-		if tt.wantErr == "" {
-			if err != nil || site != tt.site || formatVia(site) != tt.via {
-				t.Errorf("parseVia(%q) = %q, %v; want %q", tt.via, site, err, tt.site)
-			}
-			continue
-		}
-		if err == nil || !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tt.wantErr) {
-			t.Errorf("parseVia(%q) = %q, %v; want ErrInvalid containing %q", tt.via, site, err, tt.wantErr)
-		}
-	}
+	return n
 }
 
-func FuzzParseVia(f *testing.F) {
-	for _, s := range []string{"internet", "site:office", "site:", "site:a.b-c_d", "exit:fra", "", "site:\xff"} {
-		f.Add(s)
+// TestRoutesViaExits: a route lists exit nodes in order; only nodes with the exit role are
+// accepted; removing a node drops it from every route, and removes a route it was the last
+// exit of, in one generation.
+func TestRoutesViaExits(t *testing.T) {
+	ctx := WithActor(context.Background(), Actor{Name: "root"})
+	s, _ := openTest(t)
+	mustTenant(t, s, "acme")
+	mustTenant(t, s, "bravo")
+	joinNode(t, s, "x1", "exit", 1)
+	joinNode(t, s, "x2", "pop,exit", 2)
+	joinNode(t, s, "p1", "pop", 3)
+
+	_, err := s.AddRoute(ctx, "acme", pfx("10.0.0.0/8"), "exit:x9")
+	wantErr(t, err, ErrNotFound, `exit node "x9" not found`)
+	_, err = s.AddRoute(ctx, "acme", pfx("10.0.0.0/8"), "exit:x1,exit:p1")
+	wantErr(t, err, ErrInvalid, `node "p1" is not an exit (its roles: pop)`)
+	_, err = s.AddRoute(ctx, "acme", pfx("10.0.0.0/8"), "exit:x1,exit:x1")
+	wantErr(t, err, ErrInvalid, `names exit "x1" twice`)
+	if _, err := s.AddRoute(ctx, "acme", pfx("10.0.0.0/8"), "exit:x2,exit:x1"); err != nil {
+		t.Fatal(err)
 	}
-	f.Fuzz(func(t *testing.T, via string) {
-		site, err := parseVia(via)
-		if err != nil {
-			if !errors.Is(err, ErrInvalid) {
-				t.Fatalf("parseVia(%q) error %v does not wrap ErrInvalid", via, err)
-			}
-			return
-		}
-		// What is accepted is canonical and a valid site name (or the internet).
-		if got := formatVia(site); got != via {
-			t.Fatalf("parseVia(%q) = %q, which formats as %q", via, site, got)
-		}
-		if site != "" && ValidateSiteName(site) != nil {
-			t.Fatalf("parseVia(%q) accepted the bad site name %q", via, site)
-		}
-	})
+	if _, err := s.AddRoute(ctx, "bravo", pfx("192.0.2.0/24"), "exit:x1"); err != nil {
+		t.Fatal(err)
+	}
+	rs, err := s.ListRoutes(ctx, "")
+	want := []string{"acme 10.0.0.0/8 exit:x2,exit:x1", "acme 0.0.0.0/0 internet", "acme ::/0 internet",
+		"bravo 192.0.2.0/24 exit:x1", "bravo 0.0.0.0/0 internet", "bravo ::/0 internet"}
+	if got := routeStrings(rs); err != nil || !reflect.DeepEqual(got, want) {
+		t.Errorf("routes = %q, %v\nwant %q", got, err, want)
+	}
+	snap, err := s.Snapshot(ctx)
+	if got := routeStrings(snap.Routes); err != nil || !reflect.DeepEqual(got, want) {
+		t.Errorf("snapshot routes = %q, %v", got, err)
+	}
+
+	gen, _ := s.Generation(ctx)
+	_, dropped, err := s.RemoveNode(ctx, "x1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantDropped := []ExitDropped{{Route: rs[0], Removed: false}, {Route: rs[3], Removed: true}}
+	wantDropped[0].Route.Via = "exit:x2"
+	if !reflect.DeepEqual(dropped, wantDropped) {
+		t.Errorf("dropped = %+v\nwant %+v", dropped, wantDropped)
+	}
+	if g, _ := s.Generation(ctx); g != gen+1 {
+		t.Errorf("generation %d → %d, want one step", gen, g)
+	}
+	rs, err = s.ListRoutes(ctx, "")
+	want = []string{"acme 10.0.0.0/8 exit:x2", "acme 0.0.0.0/0 internet", "acme ::/0 internet", "bravo 0.0.0.0/0 internet", "bravo ::/0 internet"}
+	if got := routeStrings(rs); err != nil || !reflect.DeepEqual(got, want) {
+		t.Errorf("routes after removing x1 = %q, %v\nwant %q", got, err, want)
+	}
+	entries, _, err := s.ListAudit(ctx, AuditQuery{Tenant: "bravo", Action: "route"})
+	if err != nil || len(entries) == 0 || entries[0].Action != "route.remove" {
+		t.Errorf("bravo's audit: %+v, %v", entries, err)
+	}
+	// A removed tenant takes its routes' exits along.
+	if err := s.RemoveTenant(ctx, "acme"); err != nil {
+		t.Fatal(err)
+	}
+	if n := countRows(t, s, "route_exits"); n != 0 {
+		t.Errorf("%d route exits left", n)
+	}
 }

@@ -231,7 +231,7 @@ func TestSchemaRefusesBadNetworkRows(t *testing.T) {
 		{"route /33", "routes", with(route(), "bits", 33)},
 		{"route IPv4-mapped", "routes", with(with(route(), "addr", netip.MustParseAddr("::ffff:10.20.0.0").AsSlice()), "bits", 112)},
 		{"route duplicate", "routes", with(with(route(), "addr", v4("0.0.0.0")), "bits", 0)},
-		{"route via unknown kind", "routes", with(route(), "via_kind", "exit")},
+		{"route via unknown kind", "routes", with(route(), "via_kind", "nexthop")},
 		{"route via site without a site", "routes", with(route(), "via_kind", "site")},
 		{"route via internet with a site", "routes", with(route(), "via_site", "office")},
 		{"route via unknown site", "routes", with(with(route(), "via_kind", "site"), "via_site", "branch")},

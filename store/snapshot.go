@@ -21,6 +21,9 @@ type Snapshot struct {
 	// TenantRegions holds the regions of every tenant limited to some, sorted, by tenant
 	// ID: a tenant missing from it is allowed in every region.
 	TenantRegions map[int64][]string
+	// Nodes are the nodes that joined, ordered by name (as Nodes): a removed node is in no
+	// later snapshot.
+	Nodes []Node
 }
 
 // Snapshot reads the tenants, peers, routes, policies and regions with the generation they belong to,
@@ -51,7 +54,13 @@ func (s *Store) Snapshot(ctx context.Context) (Snapshot, error) {
 		if snap.Regions, err = listRegions(ctx, q, s.nodePub); err != nil {
 			return err
 		}
-		snap.TenantRegions, err = allTenantRegions(ctx, q)
+		if snap.TenantRegions, err = allTenantRegions(ctx, q); err != nil {
+			return err
+		}
+		if s.version < nodesVersion {
+			return nil
+		}
+		snap.Nodes, err = queryNodes(ctx, q)
 		return err
 	})
 	if err != nil {

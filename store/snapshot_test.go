@@ -48,9 +48,10 @@ func TestSnapshot(t *testing.T) {
 	routes, _ := s.ListRoutes(ctx, "")
 	policies, _ := s.Policies(ctx)
 	regions, _ := s.Regions(ctx)
+	nodes, _ := s.Nodes(ctx)
 	acme, _ := s.Tenant(ctx, "acme")
 	want := Snapshot{Generation: gen, Tenants: tenants, Peers: peers, Routes: routes, Policies: policies,
-		Regions: regions, TenantRegions: map[int64][]string{acme.ID: {"fra"}}}
+		Regions: regions, TenantRegions: map[int64][]string{acme.ID: {"fra"}}, Nodes: nodes}
 	if !reflect.DeepEqual(snap, want) {
 		got, _ := json.MarshalIndent(snap, "", " ")
 		w, _ := json.MarshalIndent(want, "", " ")

@@ -36,7 +36,7 @@ func (s *Store) AddTenant(ctx context.Context, name string) (Tenant, error) {
 			return fmt.Errorf("store: add tenant %s: %w", name, err)
 		}
 		for _, p := range defaultRoutes() {
-			if err := insertRoute(ctx, tx, t.ID, p, "", t.CreatedAt); err != nil {
+			if err := insertRoute(ctx, tx, t.ID, p, Via{Internet: true}, nil, t.CreatedAt); err != nil {
 				return err
 			}
 		}

@@ -113,7 +113,7 @@ func (c *Controller) Nodes(ctx context.Context) ([]NodeInfo, error) {
 
 // RemoveNode revokes node name: its stream closes at once and it can no longer sync.
 func (c *Controller) RemoveNode(ctx context.Context, name string) error {
-	if _, err := c.store.RemoveNode(ctx, name); err != nil {
+	if _, _, err := c.store.RemoveNode(ctx, name); err != nil {
 		return err
 	}
 	c.changed(ctx)

@@ -378,7 +378,7 @@ func TestRemovedNode(t *testing.T) {
 	p.waitGen(t, 1, 5*time.Second)
 	waitFor(t, 2*time.Second, "the link", func() bool { _, ok := c.srv.Links()["p1"]; return ok })
 
-	if _, err := c.st.RemoveNode(ctx, "p1"); err != nil {
+	if _, _, err := c.st.RemoveNode(ctx, "p1"); err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()
