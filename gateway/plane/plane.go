@@ -61,6 +61,11 @@ type Desired struct {
 	// handshake, as that node announced it. Traffic for a peer from another node (replies
 	// from an exit, other peers, sites) goes there. A peer missing here is at no node.
 	PeerNodes []PeerNode `json:"peer_nodes,omitempty"`
+	// PeerNodesVersion rises at every change of PeerNodes, also within one Generation: a
+	// Desired of the same Generation and a higher PeerNodesVersion differs from the one
+	// before only in PeerNodes, which a node may then apply alone. It restarts from 0 when
+	// the controller does.
+	PeerNodesVersion int64 `json:"peer_nodes_version,omitempty"`
 }
 
 // ControllerNode is the backbone ID of the controller's own node; a joined node's ID is its

@@ -60,7 +60,16 @@ func testDesired() *Desired {
 			{Tenant: 1, Prefix: netip.MustParsePrefix("10.10.0.0/24"), Via: "site:office"},
 			{Tenant: 1, Prefix: netip.MustParsePrefix("0.0.0.0/0"), Via: ViaInternet},
 			{Tenant: 2, Prefix: netip.MustParsePrefix("::/0"), Via: ViaInternet},
+			{Tenant: 2, Prefix: netip.MustParsePrefix("0.0.0.0/0"), Via: "exit:x1,exit:x2"},
 		},
+		Self: 3,
+		Nodes: []Node{
+			{ID: ControllerNode, Name: "ctl", Roles: []string{RolePoP, RoleExit}, Region: "local", BackboneEndpoint: "203.0.113.7:51821", BackboneKey: key(21)},
+			{ID: 2, Name: "x1", Roles: []string{RoleExit}, BackboneEndpoint: "[2001:db8::2]:51821", BackboneKey: key(22)},
+			{ID: 5, Name: "x2", Roles: []string{RoleExit}, BackboneEndpoint: "x2.example.com:51821", BackboneKey: key(23)},
+		},
+		PeerNodes:        []PeerNode{{Peer: 10, Node: 3}, {Peer: 20, Node: ControllerNode}},
+		PeerNodesVersion: 7,
 	}
 }
 
@@ -110,6 +119,8 @@ func TestReportJSON(t *testing.T) {
 		Tenants: []TenantState{{ID: 1, Flows: 5, ExitTCP: 1, ExitUDP: 2, ExitICMP: 3,
 			Drops: map[string]uint64{"from_peer.policy": 1}, Evicted: map[string]uint64{"conntrack": 1},
 			Rules: []RuleStat{{Line: 1, Rule: "default deny", Hits: 9}}}},
+		Links: []LinkState{{Node: 1, State: LinkUp, RTT: 1500 * time.Microsecond, Loss: 0.01, Since: time.Date(2026, 12, 1, 8, 0, 1, 0, time.UTC)},
+			{Node: 2, State: LinkUnknown}},
 	}
 	b, err := json.Marshal(r)
 	if err != nil {
@@ -158,7 +169,23 @@ func TestDesiredValidate(t *testing.T) {
 		{"unmasked site prefix", func(d *Desired) { d.Peers[2].SitePrefixes[0] = netip.MustParsePrefix("10.10.0.1/24") }, "site prefix 10.10.0.1/24: has host bits set (10.10.0.0/24)"},
 		{"route of no tenant", func(d *Desired) { d.Routes[0].Tenant = 9 }, "route 10.10.0.0/24 of tenant 9: there is no such tenant"},
 		{"route twice", func(d *Desired) { d.Routes[1].Prefix = d.Routes[0].Prefix }, "the tenant has two routes for the prefix"},
-		{"route via", func(d *Desired) { d.Routes[1].Via = "exit:x1" }, `via "exit:x1" is neither "internet" nor site:NAME`},
+		{"route via", func(d *Desired) { d.Routes[1].Via = "exit:x1,exit:x1" }, `route 0.0.0.0/0 of tenant 1: route via "exit:x1,exit:x1" names exit "x1" twice`},
+		{"route via nowhere", func(d *Desired) { d.Routes[1].Via = "" }, `route via "" is invalid`},
+		{"self too high", func(d *Desired) { d.Self = MaxNodeID + 1 }, "self: node id 268435455 is above 268435454"},
+		{"node id 0", func(d *Desired) { d.Nodes[1].ID = 0 }, `node "x1": id 0 is not between 1 and 268435454`},
+		{"node id twice", func(d *Desired) { d.Nodes[1].ID = 1 }, `node "x1": id 1 is there twice`},
+		{"node is self", func(d *Desired) { d.Nodes[1].ID = 3 }, `node "x1": id 3 is there twice (or is this node's own)`},
+		{"node zero key", func(d *Desired) { d.Nodes[1].BackboneKey = store.Key{} }, `node "x1": backbone key`},
+		{"node key twice", func(d *Desired) { d.Nodes[2].BackboneKey = key(22) }, "is zero or another node's too"},
+		{"node name", func(d *Desired) { d.Nodes[1].Name = "X1" }, `node 2: node name "X1" is invalid`},
+		{"node role", func(d *Desired) { d.Nodes[1].Roles = []string{"controller"} }, `node "x1": roles ["controller"] are not among`},
+		{"node role twice", func(d *Desired) { d.Nodes[1].Roles = []string{"exit", "exit"} }, `without duplicates`},
+		{"node endpoint", func(d *Desired) { d.Nodes[1].BackboneEndpoint = "x1" }, `node "x1": backbone endpoint "x1" is not host:port`},
+		{"node region", func(d *Desired) { d.Nodes[1].Region = "FRA" }, `node "x1": region name "FRA" is invalid`},
+		{"peer node of no peer", func(d *Desired) { d.PeerNodes[0].Peer = 99 }, "peer node: peer 99 is not a peer of the state"},
+		{"peer at two nodes", func(d *Desired) { d.PeerNodes[1].Peer = 10 }, "peer node: peer 10 is at two nodes"},
+		{"peer at no node", func(d *Desired) { d.PeerNodes[1].Node = 4 }, "peer 20 is at node 4, which is neither this node nor one of its nodes"},
+		{"peer at self without a backbone", func(d *Desired) { d.Self = 0 }, "peer 10 is at node 3"},
 		{"route to a bad site", func(d *Desired) { d.Routes[0].Via = "site:" }, `site name "" is invalid`},
 		{"route prefix", func(d *Desired) { d.Routes[2].Prefix = netip.Prefix{} }, "not a valid prefix"},
 		{"region name", func(d *Desired) { d.Regions[0].Name = "AMS" }, `region 0: region name "AMS" is invalid`},
@@ -205,4 +232,40 @@ func TestPeerServed(t *testing.T) {
 			t.Errorf("%+v at %v: Served = %v", tc.p, tc.now, got)
 		}
 	}
+}
+
+// TestParseVia: plane's ParseVia is the store's, which the data plane reads routes with.
+func TestParseVia(t *testing.T) {
+	v, err := ParseVia("exit:x1,exit:x2")
+	if err != nil || !reflect.DeepEqual(v.Exits, []string{"x1", "x2"}) || v.Internet || v.Site != "" {
+		t.Errorf("ParseVia = %+v, %v", v, err)
+	}
+	if _, err := ParseVia("exit:x1,exit:x2,exit:x3,exit:x4,exit:x5,exit:x6,exit:x7,exit:x8,exit:x9"); !errors.Is(err, store.ErrInvalid) {
+		t.Errorf("nine exits: %v", err)
+	}
+}
+
+// FuzzParseVia: an accepted via prints back as given, names one kind, and at most 8 distinct
+// exits; a Desired whose route has it validates.
+func FuzzParseVia(f *testing.F) {
+	for _, s := range []string{"internet", "site:office", "exit:x1", "exit:x1,exit:x2", "exit:x1,,exit:x2", "exit:a,site:b"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		v, err := ParseVia(s)
+		if err != nil {
+			return
+		}
+		if v.String() != s {
+			t.Fatalf("ParseVia(%q).String() = %q", s, v.String())
+		}
+		if len(v.Exits) > 8 || (v.Internet && (v.Site != "" || len(v.Exits) > 0)) || (v.Site != "" && len(v.Exits) > 0) {
+			t.Fatalf("ParseVia(%q) = %+v", s, v)
+		}
+		d := testDesired()
+		d.Routes[1].Via = s
+		if err := d.Validate(); err != nil {
+			t.Fatalf("a route via %q: %v", s, err)
+		}
+	})
 }

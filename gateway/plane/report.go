@@ -27,7 +27,31 @@ type Report struct {
 	Peers []PeerState `json:"peers,omitempty"`
 	// Tenants holds the counters of the tenants the node serves.
 	Tenants []TenantState `json:"tenants,omitempty"`
+	// Links are the node's backbone links to the other nodes, as its probes see them,
+	// ordered by node ID; none without a backbone.
+	Links []LinkState `json:"links,omitempty"`
 }
+
+// LinkState is one backbone link, from the reporting node to Node (gateway/backbone's
+// LinkState, in short).
+type LinkState struct {
+	Node uint32 `json:"node"` // Node.ID
+	// State is LinkUp, LinkDown or LinkUnknown (no probe answered yet).
+	State string `json:"state"`
+	// RTT is the smoothed probe round trip; zero before the first answer.
+	RTT time.Duration `json:"rtt_ns,omitempty"`
+	// Loss is the fraction of the latest probes (up to 100) that were missed.
+	Loss float64 `json:"loss,omitempty"`
+	// Since is when the link entered State.
+	Since time.Time `json:"since,omitzero"`
+}
+
+// Backbone link states, as LinkState.State.
+const (
+	LinkUnknown = "unknown"
+	LinkUp      = "up"
+	LinkDown    = "down"
+)
 
 // NodeStatus is what a node is and how it runs.
 type NodeStatus struct {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
-	"strings"
 
 	"github.com/popgate/popgate/store"
 )
@@ -20,8 +19,8 @@ var ErrInvalid = errors.New("invalid desired state")
 // site names within a tenant, public keys and overlay addresses are unique (a key or an
 // address twice would hand one tenant's traffic to another); every peer and route belongs to
 // a tenant of d; names follow the store's rules (no control characters); addresses lie in
-// the overlay; prefixes are masked; a route goes to the internet or to a site; flow bounds
-// lie in 0 to store.MaxFlowLimit. Peer names are unique within a tenant in the store, which
+// the overlay; prefixes are masked; a route's via parses (ParseVia); flow bounds lie in 0 to
+// store.MaxFlowLimit; the backbone's nodes and where peers are make sense (validateBackbone). Peer names are unique within a tenant in the store, which
 // Validate does not check again: a name twice harms no other tenant, and the check would cost
 // a map of every peer. Validate is for a Desired that crossed a network or a file; it costs
 // maps of every key and address (BenchmarkValidate). The error, wrapping ErrInvalid, names
@@ -162,19 +161,79 @@ func (d *Desired) Validate() error {
 			return invalid("%s: the tenant has two routes for the prefix", at)
 		}
 		routes[routeKey{r.Tenant, r.Prefix}] = true
-		if r.Via == ViaInternet {
-			continue
-		}
-		site, ok := strings.CutPrefix(r.Via, "site:")
-		if !ok {
-			return invalid("%s: via %q is neither %q nor site:NAME", at, r.Via, ViaInternet)
-		}
-		if err := store.ValidateSiteName(site); err != nil {
+		if _, err := ParseVia(r.Via); err != nil {
 			return invalid("%s: %v", at, err)
 		}
 	}
+	return d.validateBackbone(ids)
+}
+
+// validateBackbone checks Self, Nodes and PeerNodes: IDs between 1 and MaxNodeID, unique,
+// Self not among Nodes; valid names, known roles, host:port endpoints, public keys neither
+// zero nor shared; each PeerNode names a peer of d (peers holds their IDs) once, at Self or
+// one of Nodes.
+func (d *Desired) validateBackbone(peers map[int64]bool) error {
+	if d.Self > MaxNodeID {
+		return invalid("self: node id %d is above %d", d.Self, MaxNodeID)
+	}
+	nodes := make(map[uint32]bool, len(d.Nodes)+1)
+	keys := make(map[store.Key]bool, len(d.Nodes))
+	if d.Self != 0 {
+		nodes[d.Self] = true
+	}
+	for i := range d.Nodes {
+		n := &d.Nodes[i]
+		switch {
+		case n.ID == 0 || n.ID > MaxNodeID:
+			return invalid("node %q: id %d is not between 1 and %d", n.Name, n.ID, MaxNodeID)
+		case nodes[n.ID]:
+			return invalid("node %q: id %d is there twice (or is this node's own)", n.Name, n.ID)
+		case n.BackboneKey.IsZero() || keys[n.BackboneKey]:
+			return invalid("node %q: backbone key %s is zero or another node's too", n.Name, n.BackboneKey)
+		}
+		if err := store.ValidateNodeName(n.Name); err != nil {
+			return invalid("node %d: %v", n.ID, err)
+		}
+		for j, r := range n.Roles {
+			if r != RolePoP && r != RoleExit || slices.Contains(n.Roles[:j], r) {
+				return invalid("node %q: roles %q are not among %q and %q without duplicates", n.Name, n.Roles, RolePoP, RoleExit)
+			}
+		}
+		if n.Region != "" {
+			if err := store.ValidateRegionName(n.Region); err != nil {
+				return invalid("node %q: %v", n.Name, err)
+			}
+		}
+		if err := store.ValidateEndpoint(n.BackboneEndpoint); err != nil {
+			return invalid("node %q: backbone %v", n.Name, err)
+		}
+		nodes[n.ID], keys[n.BackboneKey] = true, true
+	}
+	placed := make(map[int64]bool, len(d.PeerNodes))
+	for _, pn := range d.PeerNodes {
+		switch {
+		case !peers[pn.Peer]:
+			return invalid("peer node: peer %d is not a peer of the state", pn.Peer)
+		case placed[pn.Peer]:
+			return invalid("peer node: peer %d is at two nodes", pn.Peer)
+		case !nodes[pn.Node]:
+			return invalid("peer node: peer %d is at node %d, which is neither this node nor one of its nodes", pn.Peer, pn.Node)
+		}
+		placed[pn.Peer] = true
+	}
 	return nil
 }
+
+// MaxNodeID is the highest backbone ID: the backbone addresses nodes in 240.0.0.0/4 by
+// ID (gateway/backbone), whose last address is not a node's.
+const MaxNodeID uint32 = 1<<28 - 2
+
+// Via is a route's parsed Route.Via (store.Via): the internet, a site, or exits in order.
+type Via = store.Via
+
+// ParseVia reads a Route.Via (store.ParseVia): "internet", "site:NAME" or
+// "exit:x1,exit:x2" (1 to 8 exit nodes by name, in order, none twice).
+func ParseVia(via string) (Via, error) { return store.ParseVia(via) }
 
 // Validate checks the overlay as Desired.Validate does.
 func (ov Overlay) Validate() error {
