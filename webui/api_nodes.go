@@ -58,7 +58,7 @@ func (a *API) addNodeToken(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *API) removeNode(w http.ResponseWriter, r *http.Request) error {
-	if err := a.ctrl.RemoveNode(r.Context(), r.PathValue("node")); err != nil {
+	if _, err := a.ctrl.RemoveNode(r.Context(), r.PathValue("node")); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)

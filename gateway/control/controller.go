@@ -56,6 +56,9 @@ type Config struct {
 	// Nodes, when set, lets nodes join this controller (see nodes.go). Default nil: the
 	// appliance alone.
 	Nodes *NodesConfig
+	// Backbone is the controller's own node's backbone, when it runs one (see
+	// BackboneConfig). Default: none.
+	Backbone BackboneConfig
 }
 
 // Validate fills defaults and rejects bad values with a message naming the field and the fix.
@@ -75,6 +78,23 @@ func (c *Config) Validate() error {
 	if c.PublicEndpoint != "" {
 		if err := ValidateEndpoint(c.PublicEndpoint); err != nil {
 			return err
+		}
+	}
+	if c.Backbone.Endpoint != "" || !c.Backbone.PublicKey.IsZero() {
+		if c.Backbone.PublicKey.IsZero() {
+			return errors.New("control: Config.Backbone has an endpoint but no public key: pass the backbone's public key")
+		}
+		if err := store.ValidateEndpoint(c.Backbone.Endpoint); err != nil {
+			return fmt.Errorf("control: Config.Backbone.Endpoint: %w", err)
+		}
+		if c.Backbone.Name == "" {
+			c.Backbone.Name = "controller"
+		}
+		if err := store.ValidateNodeName(c.Backbone.Name); err != nil {
+			return fmt.Errorf("control: Config.Backbone.Name: %w", err)
+		}
+		if c.Backbone.Roles == nil {
+			c.Backbone.Roles = []string{plane.RolePoP, plane.RoleExit}
 		}
 	}
 	return nil
@@ -106,6 +126,14 @@ type Controller struct {
 	// changedMu guards changedCh, closed at each publication (Changed).
 	changedMu sync.Mutex
 	changedCh chan struct{}
+
+	// where is where peers are (NodeReported); ids maps the published peers' keys to IDs.
+	where where
+	idsMu sync.Mutex
+	ids   struct {
+		snap *store.Snapshot
+		m    map[store.Key]int64
+	}
 
 	closing   chan struct{}
 	wg        sync.WaitGroup
@@ -154,6 +182,10 @@ func (c *Controller) Start(ctx context.Context) error {
 	}
 	c.wg.Add(1)
 	go c.retryLoop()
+	if c.cfg.Backbone.on() {
+		c.wg.Add(1)
+		go c.ownReports()
+	}
 	return nil
 }
 
@@ -161,6 +193,11 @@ func (c *Controller) Start(ctx context.Context) error {
 func (c *Controller) Close() error {
 	c.closeOnce.Do(func() {
 		close(c.closing)
+		c.where.mu.Lock()
+		if c.where.timer != nil {
+			c.where.timer.Stop()
+		}
+		c.where.mu.Unlock()
 		c.wg.Wait()
 	})
 	return nil
@@ -203,7 +240,11 @@ func (c *Controller) publish(ctx context.Context) error {
 	}
 	c.read.Store(&snap)
 	c.notifyChanged() // remote nodes read c.read
-	err = c.dp.Apply(ctx, c.desiredFor(&snap, c.cfg.Region))
+	d := c.desiredFor(&snap, c.cfg.Region)
+	if c.cfg.Backbone.on() {
+		c.withBackbone(d, &snap, plane.ControllerNode)
+	}
+	err = c.dp.Apply(ctx, d)
 	if err != nil {
 		err = fmt.Errorf("apply generation %d: %w", snap.Generation, err)
 	}

@@ -2,6 +2,7 @@ package control
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -85,6 +86,9 @@ type NodeInfo struct {
 	Current int64
 	// ApplyError is why the node could not apply the last desired state it was sent.
 	ApplyError string
+	// BackboneID is its backbone ID; Links its backbone links as it last reported them.
+	BackboneID uint32
+	Links      []plane.LinkState
 }
 
 // Nodes returns the nodes that joined, ordered by name.
@@ -100,7 +104,15 @@ func (c *Controller) Nodes(ctx context.Context) ([]NodeInfo, error) {
 	cur := c.published.Load().gen
 	out := make([]NodeInfo, len(ns))
 	for i, n := range ns {
-		out[i] = NodeInfo{Node: n, Current: cur}
+		out[i] = NodeInfo{Node: n, Current: cur, BackboneID: nodeID(n)}
+		if n.LastReport != "" {
+			var rep struct {
+				Links []plane.LinkState `json:"links"`
+			}
+			if json.Unmarshal([]byte(n.LastReport), &rep) == nil {
+				out[i].Links = rep.Links
+			}
+		}
 		if l, ok := links[n.Name]; ok {
 			out[i].Connected, out[i].ConnectedSince, out[i].ApplyError = true, l.Since, l.ApplyError
 			if l.Applied > out[i].AppliedGeneration {
@@ -111,22 +123,33 @@ func (c *Controller) Nodes(ctx context.Context) ([]NodeInfo, error) {
 	return out, nil
 }
 
-// RemoveNode revokes node name: its stream closes at once and it can no longer sync.
-func (c *Controller) RemoveNode(ctx context.Context, name string) error {
-	if _, _, err := c.store.RemoveNode(ctx, name); err != nil {
-		return err
+// RemoveNode revokes node name: its stream closes at once, it can no longer sync, and it is
+// in no node's desired state any more. It returns the routes that listed it as an exit
+// (store.Store.RemoveNode): they lost it, or went with it when it was their last exit.
+func (c *Controller) RemoveNode(ctx context.Context, name string) ([]store.ExitDropped, error) {
+	_, dropped, err := c.store.RemoveNode(ctx, name)
+	if err != nil {
+		return nil, err
 	}
 	c.changed(ctx)
-	return nil
+	return dropped, nil
 }
 
 // NodeDesired returns the desired state of node n: its region's (DesiredFor), with the
 // region's private key. A PoP of the controller's own region gets the node key, which that
-// region's clients know.
+// region's clients know. Self is n's backbone ID (its store ID + 1), Nodes the other nodes
+// with a backbone (the controller's own when it runs one), and PeerNodes where peers are.
 func (c *Controller) NodeDesired(ctx context.Context, n store.Node) (*plane.Desired, error) {
-	d, err := c.DesiredFor(ctx, n.Region)
+	snap, err := c.snapshot(ctx)
 	if err != nil {
 		return nil, err
+	}
+	d, err := c.desiredForSnap(ctx, snap, n.Region)
+	if err != nil {
+		return nil, err
+	}
+	if id := nodeID(n); id <= plane.MaxNodeID {
+		c.withBackbone(d, snap, id)
 	}
 	if d.RegionKey == nil && n.Roles != store.RoleExit {
 		k, err := c.store.NodePrivateKey(ctx)

@@ -103,7 +103,7 @@ func TestNodeOperations(t *testing.T) {
 
 	// A change and a removal publish: Changed closes.
 	ch := c.Changed()
-	if err := c.RemoveNode(ctx, "p1"); err != nil {
+	if _, err := c.RemoveNode(ctx, "p1"); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -111,7 +111,7 @@ func TestNodeOperations(t *testing.T) {
 	default:
 		t.Error("RemoveNode did not publish")
 	}
-	if err := c.RemoveNode(ctx, "p1"); !errors.Is(err, store.ErrNotFound) {
+	if _, err := c.RemoveNode(ctx, "p1"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("removing again: %v", err)
 	}
 }

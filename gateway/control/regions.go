@@ -100,14 +100,26 @@ func (c *Controller) tenantInfo(ctx context.Context, tenant string) (TenantInfo,
 // region is the controller's own (whose PoP, the appliance, has the node key). It is built
 // from the state last published. The error wraps store.ErrNotFound for an unknown region.
 func (c *Controller) DesiredFor(ctx context.Context, region string) (*plane.Desired, error) {
-	snap := c.read.Load()
-	if snap == nil {
-		s, err := c.store.Snapshot(ctx)
-		if err != nil {
-			return nil, err
-		}
-		snap = &s
+	snap, err := c.snapshot(ctx)
+	if err != nil {
+		return nil, err
 	}
+	return c.desiredForSnap(ctx, snap, region)
+}
+
+// snapshot returns the state last published, or reads it before the first publication.
+func (c *Controller) snapshot(ctx context.Context) (*store.Snapshot, error) {
+	if snap := c.read.Load(); snap != nil {
+		return snap, nil
+	}
+	s, err := c.store.Snapshot(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+func (c *Controller) desiredForSnap(ctx context.Context, snap *store.Snapshot, region string) (*plane.Desired, error) {
 	if region == "" {
 		region = c.cfg.Region
 	}

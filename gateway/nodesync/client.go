@@ -129,8 +129,23 @@ type Client struct {
 	mu     sync.Mutex
 	status Status // guarded by mu
 
-	// reportNow asks the stream's reporter for a report now (after an apply).
+	// reportNow asks the stream's reporter for a report now (after an apply, ReportNow).
 	reportNow chan struct{}
+}
+
+// MinReportGap is the least time between two reports: ReportNow calls closer together are
+// coalesced into one report.
+const MinReportGap = 100 * time.Millisecond
+
+// ReportNow asks for a report at once rather than at the next ReportEvery. The data plane
+// calls it when a peer completes a handshake at this node, so that the controller learns
+// where the peer is (and tells the other nodes) within a fraction of a second when a client
+// switches PoP. It never blocks; calls before the report goes count once.
+func (c *Client) ReportNow() {
+	select {
+	case c.reportNow <- struct{}{}:
+	default:
+	}
 }
 
 // NewClient returns a node's end of the sync; Run runs it.
@@ -458,11 +473,19 @@ func (c *Client) session(ctx context.Context) (bool, error) {
 			if err := writeFrame(pw, c.report()); err != nil {
 				return
 			}
+			last := time.Now()
 			select {
 			case <-ctx.Done():
 				return
 			case <-t.C:
 			case <-c.reportNow:
+				if wait := MinReportGap - time.Since(last); wait > 0 {
+					select {
+					case <-ctx.Done():
+						return
+					case <-time.After(wait):
+					}
+				}
 			}
 		}
 	}()

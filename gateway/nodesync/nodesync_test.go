@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -22,6 +23,8 @@ type fakeSource struct {
 	mu sync.Mutex
 	d  *plane.Desired
 	ch chan struct{}
+	// reports are the reports NodeReported heard.
+	reports []plane.Report
 }
 
 func newSource(gen int64) *fakeSource { return &fakeSource{d: desired(gen), ch: make(chan struct{})} }
@@ -51,6 +54,18 @@ func (f *fakeSource) Changed() <-chan struct{} {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.ch
+}
+
+func (f *fakeSource) NodeReported(n store.Node, rep *plane.Report, _ time.Duration) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.reports = append(f.reports, *rep)
+}
+
+func (f *fakeSource) reported() []plane.Report {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.reports)
 }
 
 var _ Source = (*fakeSource)(nil)
@@ -468,4 +483,49 @@ func TestSyncNeedsMembership(t *testing.T) {
 	if _, err := hc.Post("https://"+c.addr+"/v1/sync", "", nil); err == nil {
 		t.Fatal("a request without a client certificate got through")
 	}
+}
+
+// TestReportNow: a node reports at once when asked (a peer handshook there), not at the
+// next ReportEvery, and the controller hears the whole report; a change of where peers are
+// within one generation reaches the node.
+func TestReportNow(t *testing.T) {
+	c := newController(t, nil)
+	p := newPlane()
+	cl, _ := joinedNode(t, c, "p1", p, nil)
+	var mu sync.Mutex
+	handshake := time.Time{}
+	cl.cfg.ReportEvery = time.Hour
+	cl.cfg.Report = func() plane.Report {
+		mu.Lock()
+		defer mu.Unlock()
+		r := plane.Report{Format: plane.Format}
+		if !handshake.IsZero() {
+			r.Peers = []plane.PeerState{{PublicKey: store.Key{1}, LastHandshake: handshake}}
+		}
+		return r
+	}
+	run(t, cl)
+	p.waitGen(t, 1, 5*time.Second)
+	waitFor(t, 2*time.Second, "the first report", func() bool { return len(c.src.reported()) > 0 })
+
+	mu.Lock()
+	handshake = time.Now()
+	mu.Unlock()
+	start := time.Now()
+	cl.ReportNow()
+	waitFor(t, time.Second, "the report after a handshake", func() bool {
+		rs := c.src.reported()
+		last := rs[len(rs)-1]
+		return len(last.Peers) == 1 && last.Peers[0].LastHandshake.Equal(handshake)
+	})
+	t.Logf("the handshake reached the controller in %s", time.Since(start))
+
+	d := desired(1)
+	d.PeerNodesVersion = 1
+	c.src.set(d)
+	waitFor(t, 2*time.Second, "where peers are, in the same generation", func() bool {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return len(p.applied) >= 2
+	})
 }

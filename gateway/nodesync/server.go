@@ -36,8 +36,12 @@ type Source interface {
 	// afterwards.
 	NodeDesired(ctx context.Context, n store.Node) (*plane.Desired, error)
 	// Changed returns a channel that is closed at the next publication of the desired
-	// state (a change, a node joined or removed); then Changed returns a new one.
+	// state (a change, a node joined or removed, a peer seen at another node); then Changed
+	// returns a new one.
 	Changed() <-chan struct{}
+	// NodeReported hears each report of node n as it comes, to learn where peers are;
+	// offset is n's clock minus the controller's. It must return quickly and not keep rep.
+	NodeReported(n store.Node, rep *plane.Report, offset time.Duration)
 }
 
 // MaxClockSkew is how far a joining node's clock may be off from the controller's.
@@ -330,7 +334,7 @@ func (s *Server) sync(w http.ResponseWriter, r *http.Request) {
 	}
 	ping := time.NewTicker(s.cfg.PingEvery)
 	defer ping.Stop()
-	sent := int64(-1)
+	sent, sentWhere := int64(-1), int64(-1)
 	for first := true; ; first = false {
 		changed := s.cfg.Source.Changed()
 		if !first {
@@ -345,12 +349,12 @@ func (s *Server) sync(w http.ResponseWriter, r *http.Request) {
 		d, err := s.cfg.Source.NodeDesired(ctx, n)
 		if err != nil {
 			log.Error("node sync: the desired state for the node", "err", err)
-		} else if d.Generation != sent {
+		} else if d.Generation != sent || d.PeerNodesVersion != sentWhere {
 			if err := send(frame{Desired: d}); err != nil {
 				log.Info("node sync: send", "err", err)
 				return
 			}
-			sent = d.Generation
+			sent, sentWhere = d.Generation, d.PeerNodesVersion
 			s.mu.Lock()
 			link.Sent = sent
 			s.mu.Unlock()
@@ -395,6 +399,8 @@ type reportSummary struct {
 	Peers       int              `json:"peers"`
 	Tenants     int              `json:"tenants"`
 	ClockOffset string           `json:"clock_offset"`
+	// Links are the node's backbone links (plane.Report.Links).
+	Links []plane.LinkState `json:"links,omitempty"`
 }
 
 // readReports reads the node's reports until the stream ends or the node is removed.
@@ -411,16 +417,19 @@ func (s *Server) readReports(ctx context.Context, log *slog.Logger, n store.Node
 			return
 		}
 		now := s.cfg.Now()
+		if rep.Report != nil {
+			s.cfg.Source.NodeReported(n, rep.Report, rep.Time.Sub(now))
+		}
 		sum := reportSummary{Generation: rep.Generation, ApplyError: truncate(rep.ApplyError, 1000), Failed: rep.Failed,
 			ClockOffset: rep.Time.Sub(now).Round(time.Millisecond).String()}
 		var version string
 		if rep.Report != nil {
-			sum.Node, sum.Peers, sum.Tenants = rep.Report.Node, len(rep.Report.Peers), len(rep.Report.Tenants)
+			sum.Node, sum.Peers, sum.Tenants, sum.Links = rep.Report.Node, len(rep.Report.Peers), len(rep.Report.Tenants), rep.Report.Links
 			version = truncate(rep.Report.Node.Version, 60)
 		}
 		b, _ := json.Marshal(sum)
 		if len(b) > store.MaxNodeReport {
-			sum.Node = plane.NodeStatus{}
+			sum.Node, sum.Links = plane.NodeStatus{}, nil
 			b, _ = json.Marshal(sum)
 		}
 		s.mu.Lock()

@@ -1,0 +1,213 @@
+package control
+
+import (
+	"cmp"
+	"context"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/popgate/popgate/gateway/plane"
+	"github.com/popgate/popgate/store"
+)
+
+// BackboneConfig is the controller's own node's backbone (issue 14), for the desired state
+// of the other nodes (Node plane.ControllerNode) and its own. The zero value: the controller
+// runs no backbone, and its own desired state is as without one.
+type BackboneConfig struct {
+	// Endpoint is where the other nodes reach its backbone ("host:port"); PublicKey its
+	// backbone's WireGuard public key. Both are required for a backbone.
+	Endpoint  string
+	PublicKey store.Key
+	// Name is its name as other nodes know it. Default "controller".
+	Name string
+	// Roles are the controller's node roles among plane.RolePoP and plane.RoleExit.
+	// Default both (the appliance).
+	Roles []string
+}
+
+// on reports whether the controller runs a backbone.
+func (b BackboneConfig) on() bool { return b.Endpoint != "" && !b.PublicKey.IsZero() }
+
+// PeerNodesEvery bounds how often a change of where peers are is published: changes within
+// it go out together. A client switching PoP is followed within it plus a report's way.
+const PeerNodesEvery = 200 * time.Millisecond
+
+// nodeID is the backbone ID of a joined node.
+func nodeID(n store.Node) uint32 { return uint32(n.ID) + 1 }
+
+// nodeRoles splits a store node's roles.
+func nodeRoles(roles string) []string { return strings.Split(roles, ",") }
+
+// backboneNodes returns the nodes of the network with a backbone, ordered by ID, but self:
+// every joined node with a backbone key and endpoint, and the controller's own node when
+// it runs a backbone. A node removed from the store is in none.
+func (c *Controller) backboneNodes(snap *store.Snapshot, self uint32) []plane.Node {
+	out := make([]plane.Node, 0, len(snap.Nodes)+1)
+	if bb := c.cfg.Backbone; bb.on() && self != plane.ControllerNode {
+		out = append(out, plane.Node{ID: plane.ControllerNode, Name: bb.Name, Roles: bb.Roles, Region: c.cfg.Region,
+			BackboneEndpoint: bb.Endpoint, BackboneKey: bb.PublicKey})
+	}
+	for _, n := range snap.Nodes {
+		id := nodeID(n)
+		if id == self || n.BackbonePublicKey.IsZero() || n.BackboneEndpoint == "" || id > plane.MaxNodeID {
+			continue
+		}
+		out = append(out, plane.Node{ID: id, Name: n.Name, Roles: nodeRoles(n.Roles), Region: n.Region,
+			BackboneEndpoint: n.BackboneEndpoint, BackboneKey: n.BackbonePublicKey})
+	}
+	slices.SortFunc(out, func(a, b plane.Node) int { return cmp.Compare(a.ID, b.ID) })
+	return out
+}
+
+// withBackbone fills d's Self, Nodes and PeerNodes for the node self. Peers are placed only
+// at nodes d knows.
+func (c *Controller) withBackbone(d *plane.Desired, snap *store.Snapshot, self uint32) {
+	d.Self = self
+	d.Nodes = c.backboneNodes(snap, self)
+	known := make(map[uint32]bool, len(d.Nodes)+1)
+	known[self] = true
+	for _, n := range d.Nodes {
+		known[n.ID] = true
+	}
+	peers := make(map[int64]bool, len(d.Peers))
+	for _, p := range d.Peers {
+		peers[p.ID] = true
+	}
+	d.PeerNodes, d.PeerNodesVersion = c.where.list(peers, known)
+}
+
+// where keeps where each peer is: the node with its latest completed handshake.
+type where struct {
+	mu sync.Mutex
+	// at holds each peer's node and the handshake there, in the controller's clock.
+	at      map[int64]placement
+	version int64
+	// pending: a change not yet published; timer publishes it.
+	pending bool
+	timer   *time.Timer
+}
+
+type placement struct {
+	node uint32
+	at   time.Time
+}
+
+// list returns the placements of peers at known nodes, ordered by peer, and the version.
+func (w *where) list(peers map[int64]bool, known map[uint32]bool) ([]plane.PeerNode, int64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []plane.PeerNode
+	for p, pl := range w.at {
+		if peers[p] && known[pl.node] {
+			out = append(out, plane.PeerNode{Peer: p, Node: pl.node})
+		}
+	}
+	slices.SortFunc(out, func(a, b plane.PeerNode) int { return cmp.Compare(a.Peer, b.Peer) })
+	return out, w.version
+}
+
+// NodeReported takes joined node n's report (nodesync.Source): see peersAt.
+func (c *Controller) NodeReported(n store.Node, rep *plane.Report, offset time.Duration) {
+	if id := nodeID(n); id <= plane.MaxNodeID {
+		c.peersAt(id, rep, offset)
+	}
+}
+
+// ownReports feeds the controller's own node's reports to peersAt while it runs a
+// backbone, every second: its peers are placed at it like at any node.
+func (c *Controller) ownReports() {
+	defer c.wg.Done()
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.closing:
+			return
+		case <-t.C:
+			rep := c.dp.Report()
+			c.peersAt(plane.ControllerNode, &rep, 0)
+		}
+	}
+}
+
+// peersAt takes what node (its backbone ID) reports of its peers: each peer whose latest
+// handshake anywhere is this one is placed at node. offset is the node's clock minus the
+// controller's, so that handshakes at nodes with different clocks compare. A change of any
+// peer's node is published, at most every PeerNodesEvery; reports that change nothing cost a
+// map lookup per peer.
+func (c *Controller) peersAt(node uint32, rep *plane.Report, offset time.Duration) {
+	snap := c.read.Load()
+	if snap == nil || rep == nil {
+		return
+	}
+	var ids map[store.Key]int64
+	changed := false
+	w := &c.where
+	w.mu.Lock()
+	for _, ps := range rep.Peers {
+		if ps.LastHandshake.IsZero() {
+			continue
+		}
+		if ids == nil {
+			ids = c.peerIDs(snap)
+		}
+		id, ok := ids[ps.PublicKey]
+		if !ok {
+			continue
+		}
+		at := ps.LastHandshake.Add(-offset)
+		old, had := w.at[id]
+		if had && !at.After(old.at) {
+			continue
+		}
+		if w.at == nil {
+			w.at = map[int64]placement{}
+		}
+		w.at[id] = placement{node: node, at: at}
+		if !had || old.node != node {
+			changed = true
+		}
+	}
+	if changed {
+		w.version++
+		if !w.pending {
+			w.pending = true
+			w.timer = time.AfterFunc(PeerNodesEvery, c.publishWhere)
+		}
+	}
+	w.mu.Unlock()
+}
+
+// peerIDs maps the published peers' keys to their IDs; built once per snapshot.
+func (c *Controller) peerIDs(snap *store.Snapshot) map[store.Key]int64 {
+	c.idsMu.Lock()
+	defer c.idsMu.Unlock()
+	if c.ids.snap != snap {
+		m := make(map[store.Key]int64, len(snap.Peers))
+		for _, p := range snap.Peers {
+			m[p.PublicKey] = p.ID
+		}
+		c.ids.snap, c.ids.m = snap, m
+	}
+	return c.ids.m
+}
+
+// publishWhere publishes a change of where peers are: to the nodes (Changed), and to the
+// controller's own data plane when it runs a backbone.
+func (c *Controller) publishWhere() {
+	c.where.mu.Lock()
+	c.where.pending = false
+	c.where.mu.Unlock()
+	select {
+	case <-c.closing:
+		return
+	default:
+	}
+	if c.cfg.Backbone.on() {
+		c.changed(context.Background())
+		return
+	}
+	c.notifyChanged()
+}
