@@ -586,13 +586,16 @@ func (a *API) setPolicy(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *API) routes(w http.ResponseWriter, r *http.Request) error {
-	rs, err := a.ctrl.Routes(r.Context(), r.PathValue("tenant"))
+	rs, err := a.ctrl.RoutesWithExits(r.Context(), r.PathValue("tenant"))
 	if err != nil {
 		return err
 	}
 	out := APIRoutes{Routes: make([]APIRoute, len(rs))}
 	for i, rt := range rs {
 		out.Routes[i] = APIRoute{Prefix: rt.Prefix.String(), Via: rt.Via}
+		for _, e := range rt.Exits {
+			out.Routes[i].Exits = append(out.Routes[i].Exits, APIRouteExit{Name: e.Name, State: e.State, InUse: e.InUse})
+		}
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil

@@ -3,10 +3,12 @@ package webui
 import (
 	"encoding/base64"
 	"fmt"
+	"math"
 	"net/http"
 	"time"
 
 	"github.com/popgate/popgate/gateway/control"
+	"github.com/popgate/popgate/gateway/plane"
 	"github.com/popgate/popgate/store"
 )
 
@@ -15,9 +17,17 @@ func (a *API) listNodes(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	names := map[uint32]string{plane.ControllerNode: a.ctrl.Config().Backbone.Name}
+	for _, n := range ns {
+		names[n.BackboneID] = n.Name
+	}
 	out := APIJoinedNodes{Nodes: make([]APIJoinedNode, len(ns))}
 	for i, n := range ns {
 		out.Nodes[i] = apiJoinedNode(n)
+		for _, l := range n.Links {
+			out.Nodes[i].Links = append(out.Nodes[i].Links, APIBackboneLink{Node: names[l.Node], NodeID: l.Node, State: l.State,
+				RTTMicros: l.RTT.Microseconds(), LossPercent: int(math.Round(l.Loss * 100))})
+		}
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
@@ -26,7 +36,7 @@ func (a *API) listNodes(w http.ResponseWriter, r *http.Request) error {
 func apiJoinedNode(n control.NodeInfo) APIJoinedNode {
 	out := APIJoinedNode{Name: n.Name, Roles: n.Roles, Region: n.Region, Pin: base64.RawURLEncoding.EncodeToString(n.Pin[:]),
 		BackboneEndpoint: n.BackboneEndpoint, Version: n.Version, JoinedAt: n.JoinedAt.UTC(), Connected: n.Connected,
-		AppliedGeneration: n.AppliedGeneration, Current: n.Current, ApplyError: n.ApplyError}
+		AppliedGeneration: n.AppliedGeneration, Current: n.Current, ApplyError: n.ApplyError, BackboneID: n.BackboneID}
 	if n.BackbonePublicKey != (store.Key{}) {
 		out.BackbonePublicKey = n.BackbonePublicKey.String()
 	}

@@ -101,11 +101,24 @@ type APITenantLimits struct {
 	MaxFlows        *int `json:"max_flows,omitempty"`
 }
 
-// APIRoute is one route of a tenant: traffic for Prefix leaves through Via, "internet" or
-// "site:NAME". The longest matching prefix wins.
+// APIRoute is one route of a tenant: traffic for Prefix leaves through Via, "internet",
+// "site:NAME" or exit nodes in order, "exit:x1,exit:x2". The longest matching prefix wins.
 type APIRoute struct {
 	Prefix string `json:"prefix"`
 	Via    string `json:"via"`
+	// Exits are the exits of a route via exit nodes, in order, with their state; only in
+	// answers to GET.
+	Exits []APIRouteExit `json:"exits,omitempty"`
+}
+
+// APIRouteExit is one exit of a route through exit nodes, as the nodes' probes see it.
+type APIRouteExit struct {
+	Name string `json:"name"`
+	// State is up, down, partial (some nodes reach it, others do not) or unknown (no node
+	// reported a link to it yet).
+	State string `json:"state"`
+	// InUse: the first exit that is up or partly up, which carries the traffic.
+	InUse bool `json:"in_use,omitempty"`
 }
 
 // APIRoutes answers GET /api/v1/tenants/{tenant}/routes, longest prefixes first.
@@ -390,6 +403,25 @@ type APIJoinedNode struct {
 	Current           int64 `json:"current_generation"`
 	// ApplyError says why it could not apply the last desired state; absent: it did.
 	ApplyError string `json:"apply_error,omitempty"`
+	// BackboneID is its backbone ID (its store ID + 1; the controller's own node is 1).
+	BackboneID uint32 `json:"backbone_id"`
+	// Links are its backbone links as it last reported them; absent: none.
+	Links []APIBackboneLink `json:"links,omitempty"`
+}
+
+// APIBackboneLink is a node's backbone link to another node, as its probes see it.
+type APIBackboneLink struct {
+	// Node names the node it reaches ("" when that node is unknown here).
+	Node string `json:"node"`
+	// NodeID is that node's backbone ID.
+	NodeID uint32 `json:"node_id"`
+	// State is up, down or unknown (no probe answered yet).
+	State string `json:"state"`
+	// RTTMicros is the smoothed probe round trip in microseconds; absent before the first
+	// answer.
+	RTTMicros int64 `json:"rtt_us,omitempty"`
+	// LossPercent is the share of the latest probes (up to 100) missed, rounded.
+	LossPercent int `json:"loss_percent"`
 }
 
 // APIJoinedNodes answers GET /api/v1/nodes, ordered by name.

@@ -517,6 +517,7 @@ func init() {
 		APIDownloadLink{}, APIPeerRotate{}, APIPolicyWarning{},
 		APIRegion{}, APIRegions{}, APINewRegion{}, APIRegionUpdate{},
 		APIJoinedNode{}, APIJoinedNodes{}, APINewNodeToken{}, APINodeToken{}, APIControllerLink{},
+		APIRouteExit{}, APIBackboneLink{},
 	} {
 		tp := reflect.TypeOf(v)
 		apiSchemaTypes[tp.Name()] = tp

@@ -219,6 +219,48 @@ func TestNetworkCommands(t *testing.T) {
 				"::/0          internet\n",
 		},
 		{
+			name: "route list with exits",
+			args: []string{"route", "list", "--tenant", "acme"},
+			answers: map[string]answer{"GET /api/v1/tenants/acme/routes": {200, `{"routes":[` +
+				`{"prefix":"10.0.0.0/8","via":"exit:x1,exit:x2","exits":[{"name":"x1","state":"down"},{"name":"x2","state":"up","in_use":true}]},` +
+				`{"prefix":"0.0.0.0/0","via":"exit:x3","exits":[{"name":"x3","state":"unknown"}]},{"prefix":"::/0","via":"internet"}]}`, nil}},
+			want: []request{{"GET", "/api/v1/tenants/acme/routes", "", "", ""}},
+			stdout: "PREFIX      VIA              EXITS\n" +
+				"10.0.0.0/8  exit:x1,exit:x2  x1 down, x2 up (in use)\n" +
+				"0.0.0.0/0   exit:x3          x3 unknown, none in use: the traffic is dropped until an exit is up\n" +
+				"::/0        internet         -\n",
+		},
+		{
+			name:    "route add via exits",
+			args:    []string{"route", "add", "--tenant", "acme", "--via", "exit:x1,exit:x2", "0.0.0.0/0"},
+			answers: map[string]answer{"POST /api/v1/tenants/acme/routes": {201, `{"prefix":"0.0.0.0/0","via":"exit:x1,exit:x2"}`, nil}},
+			want:    []request{{"POST", "/api/v1/tenants/acme/routes", "", appJSON, `{"prefix":"0.0.0.0/0","via":"exit:x1,exit:x2"}`}},
+			stderr:  "route 0.0.0.0/0 via exit:x1,exit:x2 added to tenant acme\n",
+		},
+		{
+			name: "route add via a node that is no exit",
+			args: []string{"route", "add", "--tenant", "acme", "--via", "exit:p1", "0.0.0.0/0"},
+			answers: map[string]answer{"POST /api/v1/tenants/acme/routes": {400,
+				`{"error":"node \"p1\" is not an exit (its roles: pop): route via a node that joined with the exit role"}`, nil}},
+			want:   []request{{"POST", "/api/v1/tenants/acme/routes", "", appJSON, `{"prefix":"0.0.0.0/0","via":"exit:p1"}`}},
+			code:   exitRuntime,
+			stderr: "popgate: node \"p1\" is not an exit (its roles: pop): route via a node that joined with the exit role\n",
+		},
+		{
+			name: "node list with backbone links",
+			args: []string{"node", "list"},
+			answers: map[string]answer{"GET /api/v1/nodes": {200, `{"nodes":[` +
+				`{"name":"p1","roles":"pop","region":"fra","pin":"x","backbone_endpoint":"192.0.2.1:51821","version":"v1",` +
+				`"joined_at":"2026-03-14T15:00:00Z","connected":false,"applied_generation":7,"current_generation":7,"backbone_id":2,` +
+				`"links":[{"node":"controller","node_id":1,"state":"up","rtt_us":1234,"loss_percent":0},` +
+				`{"node":"x1","node_id":3,"state":"down","loss_percent":30},{"node":"","node_id":9,"state":"unknown","loss_percent":0}]},` +
+				`{"name":"x1","roles":"exit","pin":"y","joined_at":"2026-03-14T15:00:00Z","connected":false,"applied_generation":7,"current_generation":7,"backbone_id":3}]}`, nil}},
+			want: []request{{"GET", "/api/v1/nodes", "", "", ""}},
+			stdout: "NAME  ROLES  REGION  VERSION  BACKBONE         SYNC        GENERATION  LINKS\n" +
+				"p1    pop    fra     v1       192.0.2.1:51821  never seen  7/7         controller up 1.2ms, x1 down 30% loss, #9 unknown\n" +
+				"x1    exit   -       -        -                never seen  7/7         -\n",
+		},
+		{
 			name:    "route list --json",
 			args:    []string{"route", "list", "--json", "--tenant", "acme"},
 			answers: map[string]answer{"GET /api/v1/tenants/acme/routes": {200, `{"routes":[{"prefix":"0.0.0.0/0","via":"internet"}]}`, nil}},
@@ -449,9 +491,13 @@ func TestNetworkUsageErrors(t *testing.T) {
 		{args: []string{"route", "add", "--tenant", "acme", "10.10.0.1"},
 			want: "popgate: prefix \"10.10.0.1\" is not a CIDR prefix: use e.g. 10.10.0.0/24\n"},
 		{args: []string{"route", "add", "--tenant", "acme", "--via", "office", "10.10.0.0/24"},
-			want: "popgate: --via \"office\" is neither internet nor site:NAME: use e.g. --via site:office\n"},
+			want: `--via "office" is invalid: use "internet", "site:" followed by the name of one of the tenant's sites (e.g. "site:office"), or exit nodes in order (e.g. "exit:x1,exit:x2")`},
+		{args: []string{"route", "add", "--tenant", "acme", "--via", "exit:x1,exit:x1", "0.0.0.0/0"},
+			want: `--via "exit:x1,exit:x1" names exit "x1" twice: list each exit once, in the order to try them`},
+		{args: []string{"route", "add", "--tenant", "acme", "--via", "exit:x1, exit:x2", "0.0.0.0/0"},
+			want: `" exit:x2" is not exit:NAME`},
 		{args: []string{"route", "add", "--tenant", "acme", "--via", "site:", "10.10.0.0/24"},
-			want: `--via "site:": site name "" is invalid: it is empty`},
+			want: `--via "site:" is invalid: site name "" is invalid: it is empty`},
 		{args: []string{"route", "remove", "--tenant", "acme", "fd00::/129"},
 			want: "popgate: prefix \"fd00::/129\" is not a CIDR prefix: use e.g. 10.10.0.0/24\n"},
 		{args: []string{"route", "remove", "10.10.0.0/24"}, want: "route remove: missing --tenant"},

@@ -103,7 +103,7 @@ func (a *app) nodeList(ctx context.Context, spec cmdSpec, args []string) error {
 	}
 	now := a.now()
 	tw := newTable(a.stdout)
-	fmt.Fprintln(tw, "NAME\tROLES\tREGION\tVERSION\tBACKBONE\tSYNC\tGENERATION")
+	fmt.Fprintln(tw, "NAME\tROLES\tREGION\tVERSION\tBACKBONE\tSYNC\tGENERATION\tLINKS")
 	for _, n := range ns.Nodes {
 		sync := "never seen"
 		switch {
@@ -118,9 +118,29 @@ func (a *app) nodeList(ctx context.Context, spec cmdSpec, args []string) error {
 		} else if n.AppliedGeneration < n.Current {
 			gen += " (behind)"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", n.Name, n.Roles, orDash(n.Region), orDash(n.Version), orDash(n.BackboneEndpoint), sync, gen)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", n.Name, n.Roles, orDash(n.Region), orDash(n.Version), orDash(n.BackboneEndpoint), sync, gen, orDash(linksText(n.Links)))
 	}
 	return tw.Flush()
+}
+
+// linksText sums up a node's backbone links: "x1 up 1.2ms, x2 down 30% loss".
+func linksText(ls []webui.APIBackboneLink) string {
+	parts := make([]string, 0, len(ls))
+	for _, l := range ls {
+		name := l.Node
+		if name == "" {
+			name = fmt.Sprintf("#%d", l.NodeID)
+		}
+		p := name + " " + l.State
+		if l.RTTMicros > 0 {
+			p += " " + (time.Duration(l.RTTMicros) * time.Microsecond).Round(100*time.Microsecond).String()
+		}
+		if l.LossPercent > 0 {
+			p += fmt.Sprintf(" %d%% loss", l.LossPercent)
+		}
+		parts = append(parts, p)
+	}
+	return strings.Join(parts, ", ")
 }
 
 func (a *app) nodeRemove(ctx context.Context, spec cmdSpec, args []string) error {
@@ -135,6 +155,6 @@ func (a *app) nodeRemove(ctx context.Context, spec cmdSpec, args []string) error
 	if _, err := a.client(f).call(ctx, http.MethodDelete, "/api/v1/nodes/"+url.PathEscape(pos[0]), nil); err != nil {
 		return err
 	}
-	a.note("node %s removed: it can no longer sync and serves nothing", strings.TrimSpace(pos[0]))
+	a.note("node %s removed: it can no longer sync and serves nothing; routes that listed it as an exit lost it (a route whose last exit it was is gone: 'popgate audit --action route' lists them)", strings.TrimSpace(pos[0]))
 	return nil
 }

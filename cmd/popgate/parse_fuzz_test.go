@@ -84,8 +84,8 @@ func FuzzParseExpiry(f *testing.F) {
 }
 
 // FuzzRouteArgs: a PREFIX argument that the CLI accepts is one the store accepts (masked,
-// IPv4 not written as IPv6) and prints back to itself; --via is internet or site:NAME with a
-// valid site name. Refusals are one line naming where the value came from.
+// IPv4 not written as IPv6) and prints back to itself; --via is internet, site:NAME with a
+// valid site name, or exit nodes in order (store.ParseVia), printing back as given. Refusals are one line naming where the value came from.
 func FuzzRouteArgs(f *testing.F) {
 	for _, s := range [][2]string{{"10.0.0.0/8", "internet"}, {"10.1.2.3/8", "site:office"}, {"::ffff:10.0.0.0/104", "site:"},
 		{"fd00::/8", "Internet"}, {"0.0.0.0/0", "site:Office Net"}, {"10.0.0.0/33", "site:a:b"}, {"banana", "exit:x1"}, {"", ""}} {
@@ -107,7 +107,7 @@ func FuzzRouteArgs(f *testing.F) {
 			wantOneLine(t, via, err.Error())
 			return
 		}
-		if site, ok := strings.CutPrefix(via, store.ViaSitePrefix); via != store.ViaInternet && (!ok || store.ValidateSiteName(site) != nil) {
+		if v, err := store.ParseVia(via); err != nil || v.String() != via {
 			t.Fatalf("accepted --via %q", via)
 		}
 	})

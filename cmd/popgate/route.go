@@ -24,17 +24,22 @@ const routeTenantUsage = "`TENANT` whose routes they are (required)"
 
 var routeCommands = []subcommand{
 	{cmdSpec{
-		name:    "route list",
-		usage:   "route list --tenant TENANT [--json] [--data-dir DIR]",
-		about:   "List the routes of a tenant, longest prefix first: the order in which they are tried.",
+		name:  "route list",
+		usage: "route list --tenant TENANT [--json] [--data-dir DIR]",
+		about: "List the routes of a tenant, longest prefix first: the order in which they are tried. " +
+			"A route through exit nodes shows each exit's state as the nodes' probes see it (up, down, " +
+			"partial: some nodes reach it; unknown: no node reported it yet) and the one in use.",
 		example: "popgate route list --tenant acme\npopgate route list --tenant acme --json | jq -r '.routes[].prefix'",
 	}, (*app).routeList},
 	{cmdSpec{
 		name:  "route add",
-		usage: "route add --tenant TENANT [--via internet|site:NAME] [--data-dir DIR] PREFIX",
+		usage: "route add --tenant TENANT [--via internet|site:NAME|exit:X1,exit:X2] [--data-dir DIR] PREFIX",
 		about: "Add a route to a tenant. Traffic for PREFIX then goes via the node's internet exit (the " +
-			"default) or to the site NAME. A prefix the tenant already routes must be removed first.",
+			"default), to the site NAME, or through exit nodes in order (1 to 8 nodes that joined with the " +
+			"exit role): the first healthy one carries it, and the next takes over when it fails. A prefix " +
+			"the tenant already routes must be removed first.",
 		example: "popgate route add --tenant acme --via site:office 10.10.0.0/24\n" +
+			"popgate route add --tenant acme --via exit:x1,exit:x2 0.0.0.0/0\n" +
 			"popgate route add --tenant acme 192.0.2.0/24",
 		args: []string{"PREFIX"},
 	}, (*app).routeAdd},
@@ -78,11 +83,36 @@ func (a *app) routeList(ctx context.Context, spec cmdSpec, args []string) error 
 		return cmp.Compare(prefixBits(y.Prefix), prefixBits(x.Prefix))
 	})
 	tw := newTable(a.stdout)
-	fmt.Fprintln(tw, "PREFIX\tVIA")
+	exits := slices.ContainsFunc(rs.Routes, func(r webui.APIRoute) bool { return len(r.Exits) > 0 })
+	if !exits {
+		fmt.Fprintln(tw, "PREFIX\tVIA")
+	} else {
+		fmt.Fprintln(tw, "PREFIX\tVIA\tEXITS")
+	}
 	for _, r := range rs.Routes {
-		fmt.Fprintf(tw, "%s\t%s\n", r.Prefix, r.Via)
+		if !exits {
+			fmt.Fprintf(tw, "%s\t%s\n", r.Prefix, r.Via)
+			continue
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", r.Prefix, r.Via, orDash(exitsText(r.Exits)))
 	}
 	return tw.Flush()
+}
+
+// exitsText sums up a route's exits in order: "x1 down, x2 up (in use)".
+func exitsText(es []webui.APIRouteExit) string {
+	parts := make([]string, 0, len(es))
+	for _, e := range es {
+		p := e.Name + " " + e.State
+		if e.InUse {
+			p += " (in use)"
+		}
+		parts = append(parts, p)
+	}
+	if len(es) > 0 && !slices.ContainsFunc(es, func(e webui.APIRouteExit) bool { return e.InUse }) {
+		parts = append(parts, "none in use: the traffic is dropped until an exit is up")
+	}
+	return strings.Join(parts, ", ")
 }
 
 // prefixBits is the length of prefix, -1 when it does not parse.
@@ -97,7 +127,7 @@ func prefixBits(prefix string) int {
 func (a *app) routeAdd(ctx context.Context, spec cmdSpec, args []string) error {
 	var via string
 	f := newAdminFlags(spec).withTenant(routeTenantUsage)
-	f.String(&via, "via", store.ViaInternet, "where the traffic goes: `internet` (the node's exit) or site:NAME (one of the tenant's sites)")
+	f.String(&via, "via", store.ViaInternet, "where the traffic goes: `internet` (the node's exit), site:NAME (one of the tenant's sites) or exit:X1,exit:X2 (exit nodes in order)")
 	prefix, err := a.parseRouteArgs(f, args)
 	if err != nil {
 		return err
@@ -142,17 +172,11 @@ func (a *app) parseRouteArgs(f *adminFlags, args []string) (string, error) {
 	return pos[0], nil
 }
 
-// checkVia rejects a --via that is neither internet nor site:NAME with a valid name.
+// checkVia rejects a --via that is not internet, site:NAME or exit:x1,exit:x2 with valid
+// names (store.ParseVia); whether the site or the exits exist is the server's to say.
 func checkVia(via string) error {
-	if via == store.ViaInternet {
-		return nil
-	}
-	site, ok := strings.CutPrefix(via, store.ViaSitePrefix)
-	if !ok {
-		return usagef("--via %q is neither internet nor site:NAME: use e.g. --via site:office", via)
-	}
-	if err := store.ValidateSiteName(site); err != nil {
-		return usagef("--via %q: %v", via, err)
+	if _, err := store.ParseVia(via); err != nil {
+		return usagef("--%s", strings.TrimPrefix(err.Error(), "route "))
 	}
 	return nil
 }

@@ -211,3 +211,106 @@ func (c *Controller) publishWhere() {
 	}
 	c.notifyChanged()
 }
+
+// Exit states of a route's exits (ExitState.State) besides plane.LinkUp, plane.LinkDown and
+// plane.LinkUnknown: some nodes reach it, others do not.
+const ExitPartial = "partial"
+
+// linkReportFresh is how old a node's report may be for its links to count.
+const linkReportFresh = 30 * time.Second
+
+// ExitState is one exit of a route as the nodes' probes see it.
+type ExitState struct {
+	Name string
+	// State is plane.LinkUp when every node reporting a link to it (with a report younger
+	// than 30 s) has it up, plane.LinkDown when every one has it down, ExitPartial when
+	// some do, plane.LinkUnknown when none reports it yet.
+	State string
+	// InUse: the first exit that is up or partly up, which carries the route's traffic.
+	InUse bool
+}
+
+// RouteInfo is a route with the state of its exits (none for the internet or a site).
+type RouteInfo struct {
+	store.Route
+	Exits []ExitState
+}
+
+// RoutesWithExits lists the tenant's routes like Routes, each exit with its state from the
+// nodes' latest reports (and the controller's own node's links when it runs a backbone).
+func (c *Controller) RoutesWithExits(ctx context.Context, tenant string) ([]RouteInfo, error) {
+	rs, err := c.Routes(ctx, tenant)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]RouteInfo, len(rs))
+	var states map[string]string // by exit name, read at the first route via exits
+	for i, r := range rs {
+		out[i].Route = r
+		v, err := plane.ParseVia(r.Via)
+		if err != nil || len(v.Exits) == 0 {
+			continue
+		}
+		if states == nil {
+			if states, err = c.exitStates(ctx); err != nil {
+				return nil, err
+			}
+		}
+		inUse := false
+		for _, name := range v.Exits {
+			st := cmp.Or(states[name], plane.LinkUnknown)
+			e := ExitState{Name: name, State: st}
+			if !inUse && (st == plane.LinkUp || st == ExitPartial) {
+				e.InUse, inUse = true, true
+			}
+			out[i].Exits = append(out[i].Exits, e)
+		}
+	}
+	return out, nil
+}
+
+// exitStates sums up every node's reported links by the name of the node they reach.
+func (c *Controller) exitStates(ctx context.Context) (map[string]string, error) {
+	ns, err := c.Nodes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	names := make(map[uint32]string, len(ns))
+	for _, n := range ns {
+		names[n.BackboneID] = n.Name
+	}
+	up, down := map[string]int{}, map[string]int{}
+	count := func(links []plane.LinkState) {
+		for _, l := range links {
+			name, ok := names[l.Node]
+			switch {
+			case !ok:
+			case l.State == plane.LinkUp:
+				up[name]++
+			case l.State == plane.LinkDown:
+				down[name]++
+			}
+		}
+	}
+	now := time.Now()
+	for _, n := range ns {
+		if n.Connected || now.Sub(n.LastSeen) < linkReportFresh {
+			count(n.Links)
+		}
+	}
+	if c.cfg.Backbone.on() {
+		count(c.dp.Report().Links)
+	}
+	out := make(map[string]string, len(up)+len(down))
+	for _, n := range ns {
+		switch u, d := up[n.Name], down[n.Name]; {
+		case u > 0 && d > 0:
+			out[n.Name] = ExitPartial
+		case u > 0:
+			out[n.Name] = plane.LinkUp
+		case d > 0:
+			out[n.Name] = plane.LinkDown
+		}
+	}
+	return out, nil
+}

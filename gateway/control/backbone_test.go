@@ -2,7 +2,11 @@ package control
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
+	"net/netip"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -120,5 +124,72 @@ func TestNoBackboneDesired(t *testing.T) {
 	joinTestNode(t, c, st, "p1", "pop", 1)
 	if d := dp.Desired(); d.Self != 0 || d.Nodes != nil || d.PeerNodes != nil {
 		t.Errorf("own state without a backbone: self %d, nodes %v, peer nodes %v", d.Self, d.Nodes, d.PeerNodes)
+	}
+}
+
+// TestRoutesWithExits: a route's exits carry the state the nodes report of their links to
+// them, and the first one up is in use; "unknown" until a node reports a link.
+func TestRoutesWithExits(t *testing.T) {
+	ctx := context.Background()
+	c, _, st := newTestControllerStore(t, Config{PublicEndpoint: "vpn.example.com:51820"})
+	p1 := joinTestNode(t, c, st, "p1", "pop", 1)
+	p2 := joinTestNode(t, c, st, "p2", "pop", 2)
+	x1 := joinTestNode(t, c, st, "x1", "exit", 3)
+	joinTestNode(t, c, st, "x2", "exit", 4)
+	joinTestNode(t, c, st, "x3", "exit", 5)
+	if _, err := c.AddTenant(ctx, "acme"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.AddRoute(ctx, "acme", netip.MustParsePrefix("10.0.0.0/8"), "exit:x1,exit:x2,exit:x3"); err != nil {
+		t.Fatal(err)
+	}
+	_, err := c.AddRoute(ctx, "acme", netip.MustParsePrefix("10.1.0.0/16"), "exit:p1")
+	if !errors.Is(err, store.ErrInvalid) || !strings.Contains(err.Error(), `node "p1" is not an exit`) {
+		t.Errorf("a route via a PoP: %v", err)
+	}
+	id := func(n store.Node) uint32 { return uint32(n.ID) + 1 }
+	reportLinks := func(n store.Node, links ...plane.LinkState) {
+		b, _ := json.Marshal(map[string]any{"links": links})
+		if err := st.RecordNodeReport(ctx, n.ID, store.NodeReport{At: time.Now(), Report: string(b)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	states := func() string {
+		rs, err := c.RoutesWithExits(ctx, "acme")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, e := range rs[0].Exits {
+			s := e.Name + "=" + e.State
+			if e.InUse {
+				s += "*"
+			}
+			out = append(out, s)
+		}
+		return strings.Join(out, " ")
+	}
+	if got, want := states(), "x1=unknown x2=unknown x3=unknown"; got != want {
+		t.Errorf("before reports: %s, want %s", got, want)
+	}
+	x2 := uint32(x1.ID) + 2
+	reportLinks(p1, plane.LinkState{Node: id(x1), State: plane.LinkDown}, plane.LinkState{Node: x2, State: plane.LinkUp})
+	reportLinks(p2, plane.LinkState{Node: id(x1), State: plane.LinkDown}, plane.LinkState{Node: x2, State: plane.LinkDown})
+	if got, want := states(), "x1=down x2=partial* x3=unknown"; got != want {
+		t.Errorf("x1 down: %s, want %s", got, want)
+	}
+	reportLinks(p2, plane.LinkState{Node: id(x1), State: plane.LinkUp})
+	reportLinks(p1, plane.LinkState{Node: id(x1), State: plane.LinkUp, RTT: time.Millisecond})
+	if got, want := states(), "x1=up* x2=unknown x3=unknown"; got != want {
+		t.Errorf("x1 up: %s, want %s", got, want)
+	}
+	ns, _ := c.Nodes(ctx)
+	if ns[0].Name != "p1" || len(ns[0].Links) != 1 || ns[0].Links[0].RTT != time.Millisecond {
+		t.Errorf("node list: %+v", ns[0])
+	}
+	// Removing x1 drops it from the route.
+	dropped, err := c.RemoveNode(ctx, "x1")
+	if err != nil || len(dropped) != 1 || dropped[0].Route.Via != "exit:x2,exit:x3" || dropped[0].Removed {
+		t.Errorf("RemoveNode = %+v, %v", dropped, err)
 	}
 }
