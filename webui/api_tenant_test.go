@@ -39,6 +39,20 @@ func TestAPITenantTokenLearnsNothingOfOthers(t *testing.T) {
 	}
 	hankKey, laptopKey := key("globex", "hank"), key("acme", "laptop")
 
+	// Exit nodes: x1, and p1, a PoP; globex routes through x1.
+	for i, n := range []struct{ name, roles string }{{"x1", "exit"}, {"p1", "pop"}} {
+		jt, secret, err := e.store.CreateJoinToken(e.t.Context(), store.NewJoinToken{Roles: n.roles, ExpiresAt: e.clock.Now().Add(time.Hour)})
+		if err == nil {
+			_, err = e.store.RedeemJoinToken(e.t.Context(), store.Redemption{TokenID: jt.ID, Secret: secret, Name: n.name, Pin: [32]byte{byte(i + 1)}})
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if code, body := e.call(owner, "POST", "/api/v1/tenants/globex/routes", `{"prefix":"192.0.2.0/24","via":"exit:x1"}`); code != http.StatusCreated {
+		t.Fatalf("globex's route via x1: %d %s", code, body)
+	}
+
 	acme := e.addToken("acme-ci", store.RoleTenantAdmin, "acme", time.Time{})
 	for _, c := range []struct {
 		method, path, body string
@@ -64,6 +78,12 @@ func TestAPITenantTokenLearnsNothingOfOthers(t *testing.T) {
 		// Routes and policy see only acme's sites and peers.
 		{"POST", "/api/v1/tenants/acme/routes", `{"prefix":"10.10.0.0/24","via":"site:office"}`, 201, "site:office"},
 		{"PUT", "/api/v1/tenants/acme/policy", "default deny\nallow group:eng -> site:office tcp 22\n", 200, `"rules": 1`},
+		// Exit nodes are the network's, not a tenant's: acme may route through x1 too, and
+		// learns nothing of globex's route through it.
+		{"POST", "/api/v1/tenants/acme/routes", `{"prefix":"192.0.2.0/24","via":"exit:x9"}`, 404, `exit node \"x9\" not found`},
+		{"POST", "/api/v1/tenants/acme/routes", `{"prefix":"192.0.2.0/24","via":"exit:p1"}`, 400, `node \"p1\" is not an exit`},
+		{"POST", "/api/v1/tenants/acme/routes", `{"prefix":"192.0.2.0/24","via":"exit:x1"}`, 201, "exit:x1"},
+		{"GET", "/api/v1/tenants/acme/routes", "", 200, `"exits": [`},
 	} {
 		code, body := e.call(acme, c.method, c.path, c.body)
 		if code != c.code || !strings.Contains(body, c.want) {

@@ -498,7 +498,7 @@ func TestReportNow(t *testing.T) {
 	cl.cfg.Report = func() plane.Report {
 		mu.Lock()
 		defer mu.Unlock()
-		r := plane.Report{Format: plane.Format}
+		r := plane.Report{Format: plane.Format, Links: []plane.LinkState{{Node: 1, State: plane.LinkUp, RTT: time.Millisecond}}}
 		if !handshake.IsZero() {
 			r.Peers = []plane.PeerState{{PublicKey: store.Key{1}, LastHandshake: handshake}}
 		}
@@ -519,6 +519,11 @@ func TestReportNow(t *testing.T) {
 		return len(last.Peers) == 1 && last.Peers[0].LastHandshake.Equal(handshake)
 	})
 	t.Logf("the handshake reached the controller in %s", time.Since(start))
+	// The links are kept for the node list.
+	waitFor(t, 2*time.Second, "the links in the kept report", func() bool {
+		n, err := c.st.NodeByPin(context.Background(), cl.cfg.Identity.Pin())
+		return err == nil && strings.Contains(n.LastReport, `"links":[{"node":1,"state":"up","rtt_ns":1000000}]`)
+	})
 
 	d := desired(1)
 	d.PeerNodesVersion = 1
