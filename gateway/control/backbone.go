@@ -172,8 +172,10 @@ func (c *Controller) peersAt(node uint32, rep *plane.Report, offset time.Duratio
 	}
 	if changed {
 		w.version++
-		if !w.pending {
+		if !w.pending && !c.isClosing() {
+			// Close sees the timer under w.mu after closing, so no Add follows its Wait.
 			w.pending = true
+			c.wg.Add(1)
 			w.timer = time.AfterFunc(PeerNodesEvery, c.publishWhere)
 		}
 	}
@@ -197,13 +199,12 @@ func (c *Controller) peerIDs(snap *store.Snapshot) map[store.Key]int64 {
 // publishWhere publishes a change of where peers are: to the nodes (Changed), and to the
 // controller's own data plane when it runs a backbone.
 func (c *Controller) publishWhere() {
+	defer c.wg.Done()
 	c.where.mu.Lock()
 	c.where.pending = false
 	c.where.mu.Unlock()
-	select {
-	case <-c.closing:
+	if c.isClosing() {
 		return
-	default:
 	}
 	if c.cfg.Backbone.on() {
 		c.changed(context.Background())
@@ -313,4 +314,13 @@ func (c *Controller) exitStates(ctx context.Context) (map[string]string, error) 
 		}
 	}
 	return out, nil
+}
+
+func (c *Controller) isClosing() bool {
+	select {
+	case <-c.closing:
+		return true
+	default:
+		return false
+	}
 }

@@ -194,8 +194,8 @@ func (c *Controller) Close() error {
 	c.closeOnce.Do(func() {
 		close(c.closing)
 		c.where.mu.Lock()
-		if c.where.timer != nil {
-			c.where.timer.Stop()
+		if c.where.timer != nil && c.where.timer.Stop() {
+			c.wg.Done() // publishWhere will not run
 		}
 		c.where.mu.Unlock()
 		c.wg.Wait()
