@@ -84,6 +84,8 @@ type where struct {
 	// at holds each peer's node and the handshake there, in the controller's clock.
 	at      map[int64]placement
 	version int64
+	// snap is the snapshot at was last pruned against: peers removed since are forgotten.
+	snap *store.Snapshot
 	// pending: a change not yet published; timer publishes it.
 	pending bool
 	timer   *time.Timer
@@ -152,6 +154,20 @@ func (c *Controller) peersAt(node uint32, rep *plane.Report, offset time.Duratio
 		}
 		if ids == nil {
 			ids = c.peerIDs(snap)
+			if w.snap != snap { // forget removed peers once per publication
+				w.snap = snap
+				if len(w.at) > 0 {
+					live := make(map[int64]bool, len(snap.Peers))
+					for i := range snap.Peers {
+						live[snap.Peers[i].ID] = true
+					}
+					for p := range w.at {
+						if !live[p] {
+							delete(w.at, p)
+						}
+					}
+				}
+			}
 		}
 		id, ok := ids[ps.PublicKey]
 		if !ok {

@@ -115,6 +115,18 @@ func TestNodeDesiredBackbone(t *testing.T) {
 	if own := dp.Desired(); !reflect.DeepEqual(nodeNames(own.Nodes), []string{"p1"}) {
 		t.Errorf("after x1's removal the controller's nodes: %v", nodeNames(own.Nodes))
 	}
+
+	// A removed peer is forgotten at the next report.
+	if err := c.RemovePeer(ctx, "acme", "laptop"); err != nil {
+		t.Fatal(err)
+	}
+	c.NodeReported(p1, &plane.Report{Peers: []plane.PeerState{{PublicKey: store.Key{42}, LastHandshake: t0}}}, 0)
+	c.where.mu.Lock()
+	left := len(c.where.at)
+	c.where.mu.Unlock()
+	if left != 0 {
+		t.Errorf("%d placements kept after the peer's removal", left)
+	}
 }
 
 // TestNoBackboneDesired: without a backbone the controller's own state names no nodes, as
