@@ -110,12 +110,14 @@ func TestUIOneTimeLinkRegion(t *testing.T) {
 	}
 	body = h.check(owner, "POST", "/tenants/bravo/peers/phone/config/link", form("ttl", "1h"), http.StatusOK, "<h2>Region ams</h2>")
 	link = regexp.MustCompile(`/dl/[A-Za-z0-9_-]+`).FindString(body)
-	body = h.check(anonymous, "GET", link, nil, http.StatusOK, "Download bravo-phone.conf")
+	// The region is not the controller's own: the file's name says which it is.
+	body = h.check(anonymous, "GET", link, nil, http.StatusOK, "Download bravo-phone-ams.conf")
 	if strings.Contains(body, `name="region"`) {
 		t.Errorf("a choice of one region:\n%s", excerpt(body))
 	}
 	w = h.do(anonymous, "POST", link, form())
-	if w.Code != http.StatusOK || !strings.Contains(w.Body.String(), "Endpoint = vpn-ams.example.com:51820") {
-		t.Fatalf("POST %s without a region: %d\n%s", link, w.Code, w.Body.String())
+	if w.Code != http.StatusOK || !strings.Contains(w.Body.String(), "Endpoint = vpn-ams.example.com:51820") ||
+		w.Header().Get("Content-Disposition") != `attachment; filename="bravo-phone-ams.conf"` {
+		t.Fatalf("POST %s without a region: %d %q\n%s", link, w.Code, w.Header().Get("Content-Disposition"), w.Body.String())
 	}
 }

@@ -48,11 +48,7 @@ func configFileName(tenant, peer string) string {
 			return p + ".conf"
 		}
 	}
-	stem := strings.TrimRight(p[:min(len(p), configStemMax)], "._-=+")
-	if stem == "" || !isAlnumByte(stem[0]) {
-		stem = "wg" + stem
-		stem = strings.TrimRight(stem[:min(len(stem), configStemMax)], "._-=+")
-	}
+	stem := peerStem(p, configStemMax)
 	sum := sha256.Sum256([]byte(tenant + "/" + peer))
 	return stem + "+" + configHash.EncodeToString(sum[:3])[:configHashLen] + ".conf"
 }
@@ -73,4 +69,53 @@ func wgQuickSafe(s string) (safe string, ok bool) {
 
 func isAlnumByte(c byte) bool {
 	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
+}
+
+// configFileNameIn is the name of a peer's config for region, "" for the controller's own
+// region, whose configs keep configFileName's name. Another region's name carries the
+// region, so that the configs of one peer for two regions import side by side (the
+// WireGuard apps and wg-quick name the tunnel after the file). In order of preference:
+//
+//   - the home name, '-' and the region when that fits in 15 characters:
+//     "acme-laptop-fra.conf", "alice-phone-fra.conf";
+//   - as much of the peer name as leaves room for '=' and a region of at most 9
+//     characters: "alice-lapto=fra.conf", "lapto=us-east-1.conf";
+//   - the first 10 characters of the peer name, '=' and 4 characters of a hash of tenant,
+//     peer and region, for a longer region name: "alice-lapt=k2xq.conf".
+//
+// Valid names never hold '=', so the shortened forms never equal a home name, and the part
+// after '=' tells regions apart. For one peer every region's name differs from every other
+// region's and from the home name (the hashed form up to its hash); two peers of a tenant may
+// share a name of another region ("laptop" in fra and a peer named "laptop-fra" at home).
+func configFileNameIn(tenant, peer, region string) string {
+	home := configFileName(tenant, peer)
+	if region == "" {
+		return home
+	}
+	r, rok := wgQuickSafe(region)
+	stem := strings.TrimSuffix(home, ".conf")
+	if rok && r != "" && !strings.Contains(stem, "+") && len(stem)+1+len(r) <= wgQuickNameMax {
+		return stem + "-" + r + ".conf"
+	}
+	p, _ := wgQuickSafe(peer)
+	if rok && r != "" && len(r) <= regionTailMax {
+		return peerStem(p, wgQuickNameMax-1-len(r)) + "=" + r + ".conf"
+	}
+	sum := sha256.Sum256([]byte(tenant + "/" + peer + "/" + region))
+	return peerStem(p, configStemMax) + "=" + configHash.EncodeToString(sum[:3])[:configHashLen] + ".conf"
+}
+
+// regionTailMax is the longest region name a shortened config file name keeps whole
+// ("us-east-1"): it leaves at least 5 characters of the peer name.
+const regionTailMax = 9
+
+// peerStem is the first n bytes of a wg-quick-safe peer name without a separator left
+// dangling, starting with a letter or digit ("wg" put in front when it does not).
+func peerStem(p string, n int) string {
+	stem := strings.TrimRight(p[:min(len(p), n)], "._-=+")
+	if stem == "" || !isAlnumByte(stem[0]) {
+		stem = "wg" + stem
+		stem = strings.TrimRight(stem[:min(len(stem), n)], "._-=+")
+	}
+	return stem
 }

@@ -78,6 +78,33 @@ func TestConfigFileName(t *testing.T) {
 	}
 }
 
+// TestConfigFileNameIn: another region's config is named after the peer and the region, so
+// that the files of two regions import side by side.
+func TestConfigFileNameIn(t *testing.T) {
+	for _, c := range []struct{ tenant, peer, region, want string }{
+		{"acme", "laptop", "", "acme-laptop.conf"}, // the controller's own region: as before
+		{"acme", "laptop", "fra", "acme-laptop-fra.conf"},
+		{"acme", "alice-phone", "fra", "alice-phone-fra.conf"},
+		{"acme", "bob", "ams1", "acme-bob-ams1.conf"},
+		{"acme", "bob", "us-east1", "bob=us-east1.conf"},
+		// Too long with the home name: the peer name shortened, '=' and the region.
+		{"acme", "alice-laptop", "fra", "alice-lapto=fra.conf"},
+		{"acme", "laptop", "us-east-1", "lapto=us-east-1.conf"},
+		{"acme", "alice-laptop-work", "ams", "alice-lapto=ams.conf"},
+		{"acme", "alice-laptop-work", "eu-west2", "alice=eu-west2.conf"},
+		{"acme", "-dash", "fra", "wg-dash=fra.conf"},
+		// A region too long to keep: the hash of tenant, peer and region.
+		{"acme", "laptop", "europe-central-1", "laptop=" + hash4("acme", "laptop/europe-central-1") + ".conf"},
+		{"acme", "alice-laptop", "bad region", "alice-lapt=" + hash4("acme", "alice-laptop/bad region") + ".conf"},
+	} {
+		got := configFileNameIn(c.tenant, c.peer, c.region)
+		if got != c.want {
+			t.Errorf("configFileNameIn(%q, %q, %q) = %q, want %q", c.tenant, c.peer, c.region, got, c.want)
+		}
+		checkWGQuickName(t, c.tenant, c.peer, got)
+	}
+}
+
 // hash4 is the disambiguator of a shortened name, computed here on its own: the first 4
 // letters of the lower-case base32 of SHA-256("tenant/peer").
 func hash4(tenant, peer string) string {
@@ -122,6 +149,16 @@ func FuzzConfigFileName(f *testing.F) {
 		valid := store.ValidateTenantName(tenant) == nil && store.ValidatePeerName(p1) == nil && store.ValidatePeerName(p2) == nil
 		if valid && p1 != p2 && a == b && !strings.Contains(a, "+") {
 			t.Fatalf("peers %q and %q of tenant %q share the file name %q", p1, p2, tenant, a)
+		}
+		// Another region's file (p2 taken as a region name): wg-quick takes it, and for a
+		// valid region it is not the home file's name.
+		ra := configFileNameIn(tenant, p1, p2)
+		checkWGQuickName(t, tenant, p1, ra)
+		if p2 != "" && store.ValidateRegionName(p2) == nil && store.ValidatePeerName(p1) == nil && ra == a {
+			t.Fatalf("peer %q of tenant %q: region %q's file has the home name %q", p1, tenant, p2, a)
+		}
+		if again := configFileNameIn(tenant, p1, p2); again != ra {
+			t.Fatalf("configFileNameIn(%q, %q, %q) gave %q, then %q", tenant, p1, p2, ra, again)
 		}
 	})
 }

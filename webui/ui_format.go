@@ -27,7 +27,6 @@ func (u *UI) templateFuncs() template.FuncMap {
 		"tenantPath": tenantPath,
 		"peerPath":   peerPath,
 		"peersOf":    peersOf,
-		"confName":   configFileName,
 		"regionPath": regionPath,
 		"shortKey":   shortKey,
 		"add":        func(a, b int) int { return a + b },

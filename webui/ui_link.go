@@ -15,7 +15,10 @@ type linkPage struct {
 	// the controller's own when the tenant may use it) and downloads its config.
 	Regions []store.Region
 	Region  string
-	Error   string
+	// FileName is what the config of Region is saved as; with more than one region the
+	// name carries the region picked (configFileNameIn).
+	FileName string
+	Error    string
 }
 
 // linkHeaders keep a token out of referrers and search engines.
@@ -60,7 +63,7 @@ func (u *UI) renderLink(w http.ResponseWriter, r *http.Request, code int, l stor
 		region = def
 	}
 	u.execute(w, r, code, "link", "layout", view{Title: "Download your VPN config",
-		Data: linkPage{Link: l, Token: token, Regions: rs, Region: region, Error: msg}})
+		Data: linkPage{Link: l, Token: token, Regions: rs, Region: region, FileName: configNameIn(rs, l.TenantName, l.PeerName, region), Error: msg}})
 }
 
 // redeemLink serves POST /dl/{token} (public): field region (empty: the default). The
@@ -98,5 +101,5 @@ func (u *UI) redeemLink(w http.ResponseWriter, r *http.Request) {
 		u.linkGone(w, r)
 		return
 	}
-	writeConfig(w, l.TenantName, l.PeerName, cfg)
+	writeConfig(w, configNameIn(rs, l.TenantName, l.PeerName, region), cfg)
 }

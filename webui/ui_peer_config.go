@@ -43,6 +43,7 @@ type regionChoice struct {
 type regionConfig struct {
 	Region, Endpoint string
 	Config           string
+	FileName         string // what the download is saved as
 	DownloadURL      string
 	QRURL            string
 }
@@ -87,7 +88,8 @@ func (u *UI) configPageData(r *http.Request, t, name, region string) (*configPag
 		p.Regions = append(p.Regions, c)
 		if c.Current {
 			q := "?region=" + url.QueryEscape(rg.Name)
-			p.Config = regionConfig{Region: rg.Name, Endpoint: rg.Endpoint, DownloadURL: base + "/download" + q, QRURL: base + "/qr.png" + q}
+			p.Config = regionConfig{Region: rg.Name, Endpoint: rg.Endpoint, FileName: configNameIn(rs, t, name, rg.Name),
+				DownloadURL: base + "/download" + q, QRURL: base + "/qr.png" + q}
 		}
 	}
 	if p.Config.Region == "" {
@@ -121,24 +123,34 @@ func (u *UI) defaultRegion(ctx context.Context, tenant string) (string, error) {
 	return def, err
 }
 
-// regionConfig returns the peer's config for region; the error wraps store.ErrNotFound for
-// a region its tenant may not use (or none given).
-func (u *UI) regionConfig(ctx context.Context, t, name, region string) (string, error) {
+// regionConfig returns the peer's config for region and its file name; the error wraps
+// store.ErrNotFound for a region its tenant may not use (or none given).
+func (u *UI) regionConfig(ctx context.Context, t, name, region string) (cfg, file string, err error) {
 	rs, _, err := u.configRegions(ctx, t)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	if region == "" || !slices.ContainsFunc(rs, func(rg store.Region) bool { return rg.Name == region }) {
-		return "", fmt.Errorf("region %q: %w", region, store.ErrNotFound)
+		return "", "", fmt.Errorf("region %q: %w", region, store.ErrNotFound)
 	}
-	return u.ctrl.PeerConfig(ctx, t, name, region)
+	cfg, err = u.ctrl.PeerConfig(ctx, t, name, region)
+	return cfg, configNameIn(rs, t, name, region), err
 }
 
-// writeConfig answers with cfg as a file to save.
-func writeConfig(w http.ResponseWriter, t, name, cfg string) {
+// configNameIn is the file name of the config of peer name of tenant t for region, one of
+// rs (configFileNameIn: the controller's own region keeps the name without a region).
+func configNameIn(rs []store.Region, t, name, region string) string {
+	if i := slices.IndexFunc(rs, func(rg store.Region) bool { return rg.Name == region }); i >= 0 && rs[i].Home {
+		region = ""
+	}
+	return configFileNameIn(t, name, region)
+}
+
+// writeConfig answers with cfg as a file named file to save.
+func writeConfig(w http.ResponseWriter, file, cfg string) {
 	h := w.Header()
 	h.Set("Content-Type", "text/plain; charset=utf-8")
-	h.Set("Content-Disposition", fmt.Sprintf("attachment; filename=%q", configFileName(t, name)))
+	h.Set("Content-Disposition", fmt.Sprintf("attachment; filename=%q", file))
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Content-Length", fmt.Sprint(len(cfg)))

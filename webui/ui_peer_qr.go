@@ -20,7 +20,7 @@ func (u *UI) configQR(w http.ResponseWriter, r *http.Request) {
 	if !u.changeTenant(w, r, t) {
 		return
 	}
-	cfg, err := u.regionConfig(r.Context(), t, name, r.URL.Query().Get("region"))
+	cfg, _, err := u.regionConfig(r.Context(), t, name, r.URL.Query().Get("region"))
 	if err != nil {
 		u.fail(w, r, err)
 		return

@@ -158,6 +158,14 @@ func TestUIRegionConfigs(t *testing.T) {
 	if !strings.Contains(dl, "region fra\n") {
 		t.Errorf("download for fra:\n%s", dl)
 	}
+	// The files of two regions import side by side: another region's carries its name.
+	for region, want := range map[string]string{"local": "acme-laptop.conf", "fra": "acme-laptop-fra.conf"} {
+		w := h.do(owner, "GET", "/tenants/acme/peers/laptop/config/download?region="+region, nil)
+		if got := w.Header().Get("Content-Disposition"); got != `attachment; filename="`+want+`"` {
+			t.Errorf("download for %s: Content-Disposition %q, want %s", region, got, want)
+		}
+	}
+	h.check(owner, "GET", "/tenants/acme/peers/laptop/config?region=fra", nil, 200, "Download acme-laptop-fra.conf", "wg-quick up ./acme-laptop-fra.conf")
 	h.check(owner, "GET", "/tenants/acme/peers/laptop/config/download?region=nope", nil, 404)
 
 	// Limited to fra: only fra's config is offered, and local's is refused.
@@ -182,7 +190,12 @@ func TestUIRegionConfigs(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.check(nil, "POST", "/dl/"+token, url.Values{"region": {"local"}}, 422, "There is no config for that region")
-	h.check(nil, "POST", "/dl/"+token, url.Values{"region": {"fra"}}, 200, "Endpoint = vpn-fra.example.com:51820\n")
+	h.check(nil, "GET", "/dl/"+token, nil, 200, "wg-quick up ./acme-laptop-fra.conf")
+	if w := h.do(nil, "POST", "/dl/"+token, url.Values{"region": {"fra"}}); w.Code != 200 ||
+		!strings.Contains(w.Body.String(), "Endpoint = vpn-fra.example.com:51820\n") ||
+		w.Header().Get("Content-Disposition") != `attachment; filename="acme-laptop-fra.conf"` {
+		t.Errorf("redeem for fra: %d %q\n%s", w.Code, w.Header().Get("Content-Disposition"), w.Body.String())
+	}
 	h.check(nil, "POST", "/dl/"+token, url.Values{"region": {"fra"}}, 404)
 
 	// With one region there is no choice: the page is as before.
