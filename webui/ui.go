@@ -68,6 +68,10 @@ type uiBackend interface {
 	SetRegion(ctx context.Context, name, endpoint string) (store.Region, error)
 	RemoveRegion(ctx context.Context, name string) error
 	SetTenantRegions(ctx context.Context, tenant string, regions []string) (control.TenantInfo, error)
+	Nodes(ctx context.Context) ([]control.NodeInfo, error)
+	NodeAddr() string
+	NodeToken(ctx context.Context, roles, region, name string, life time.Duration) (string, store.JoinToken, error)
+	RemoveNode(ctx context.Context, name string) error
 }
 
 var _ uiBackend = (*control.Controller)(nil)
@@ -131,6 +135,12 @@ func (u *UI) Routes(mux *http.ServeMux, protect func(min Role, h http.HandlerFun
 		{"POST /regions/{region}/endpoint", RoleOwner, u.setRegionEndpoint},
 		{"GET /regions/{region}/delete", RoleOwner, u.confirmDeleteRegion},
 		{"POST /regions/{region}/delete", RoleOwner, u.deleteRegion},
+
+		// Nodes are the installation's, not a tenant's: owners only, as on the API.
+		{"GET /nodes", RoleOwner, u.nodes},
+		{"POST /nodes/tokens", RoleOwner, u.createNodeToken},
+		{"GET /nodes/{node}/delete", RoleOwner, u.confirmDeleteNode},
+		{"POST /nodes/{node}/delete", RoleOwner, u.deleteNode},
 
 		{"GET /peers", RoleViewer, u.peers},
 		{"GET /peers/table", RoleViewer, u.peersTable},

@@ -28,6 +28,7 @@ func (u *UI) templateFuncs() template.FuncMap {
 		"peerPath":   peerPath,
 		"peersOf":    peersOf,
 		"regionPath": regionPath,
+		"nodePath":   nodePath,
 		"shortKey":   shortKey,
 		"add":        func(a, b int) int { return a + b },
 		"roleLabel":  roleLabel,

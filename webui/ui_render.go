@@ -55,7 +55,7 @@ func (u *UI) parseTemplatesInto() error {
 // view is what the layout renders: the page's own data is Data.
 type view struct {
 	Title string
-	Nav   string // the main navigation item to mark: dashboard, tenants, regions, peers, audit, admins
+	Nav   string // the main navigation item to mark: dashboard, tenants, regions, nodes, peers, audit, admins
 	Me    *Principal
 	Flash string
 	Data  any
@@ -200,6 +200,7 @@ var flashes = map[string]string{
 	"region-endpoint": "Endpoint saved: new configs use it. Configs already handed out change when they are imported again.",
 	"region-deleted":  "Region removed: its configs no longer connect.",
 	"tenant-regions":  "Regions saved: the tenant's devices connect only where it is allowed from now on.",
+	"node-removed":    "Node removed: its sync stream closed at once. When it next reaches this controller it drops the state it kept and serves nothing.",
 }
 
 // principal returns the request's principal; protect guarantees one, but a page never
