@@ -108,7 +108,7 @@ func plural(n int64) string {
 // nodesOnly reports whether the principal may see nodes: owners of the whole installation,
 // as on the API (GET /api/v1/nodes). Others are answered 403.
 func (u *UI) nodesOnly(w http.ResponseWriter, r *http.Request) bool {
-	if p := principal(r); p.Role != RoleOwner || p.Tenant != "" {
+	if !seesNodes(principal(r)) {
 		u.forbid(w, r, "Only owners see and manage nodes.")
 		return false
 	}
@@ -118,7 +118,7 @@ func (u *UI) nodesOnly(w http.ResponseWriter, r *http.Request) bool {
 // nodeRows returns every node that joined, described at now; nil for a principal who may
 // not see nodes (nodesOnly).
 func (u *UI) nodeRows(r *http.Request) ([]nodeRow, error) {
-	if p := principal(r); p.Role != RoleOwner || p.Tenant != "" {
+	if !seesNodes(principal(r)) {
 		return nil, nil
 	}
 	ns, err := u.ctrl.Nodes(r.Context())

@@ -150,8 +150,10 @@ func TestUINodesToken(t *testing.T) {
 func TestUINodes(t *testing.T) {
 	e := newNodesEnv(t)
 	ctx := setup()
-	if _, err := e.ctrl.AddRegion(ctx, "fra", "vpn-fra.example.com:51820"); err != nil {
-		t.Fatal(err)
+	for _, r := range [][2]string{{"fra", "vpn-fra.example.com:51820"}, {"ams", "vpn-ams.example.com:51820"}} {
+		if _, err := e.ctrl.AddRegion(ctx, r[0], r[1]); err != nil {
+			t.Fatal(err)
+		}
 	}
 	p1 := e.join("pop", "", "p1", 1)
 	f1 := e.join("pop", "fra", "f1", 2)
@@ -197,6 +199,22 @@ func TestUINodes(t *testing.T) {
 	if i, j := strings.Index(body, "<strong>f1</strong>"), strings.Index(body, "<strong>p1</strong>"); i < 0 || j < i {
 		t.Error("nodes are not ordered by name")
 	}
+
+	// The region pages show each region's PoPs with their state: this controller in its
+	// own, the joined nodes with the pop role (not x1, an exit) in theirs.
+	body = e.check(owner, "GET", "/regions", nil, http.StatusOK, "<th>PoPs</th>", "This controller", "0 peers online",
+		`<a href="/nodes">f1</a> <span class="badge warn">2 generations behind</span>`, `<a href="/nodes">f2</a> <span class="badge off">Never connected</span>`,
+		`<a href="/nodes">f3</a> <span class="badge bad">Apply failed</span>`, `<a href="/nodes">p1</a> <span class="badge ok">In sync</span>`,
+		"none: no client can connect", "joined PoPs do not report them yet")
+	if strings.Contains(body, ">x1<") {
+		t.Error("an exit is listed among the PoPs")
+	}
+	e.check(owner, "GET", "/regions/local", nil, http.StatusOK, "<h2>PoPs</h2>", "<strong>This controller</strong>", `<span class="badge ok">In sync</span>`, "<strong>p1</strong>")
+	body = e.check(owner, "GET", "/regions/fra", nil, http.StatusOK, `aria-label="PoPs of fra"`, "<strong>f1</strong>", "<strong>f2</strong>", "<strong>f3</strong>", "not reported")
+	if strings.Contains(body, "This controller") || strings.Contains(body, "<strong>p1</strong>") {
+		t.Errorf("region fra lists another region's PoPs:\n%s", excerpt(body))
+	}
+	e.check(owner, "GET", "/regions/ams", nil, http.StatusOK, "No PoP serves this region")
 
 	// Removing: the confirmation, a wrong name, a node that is gone, then for real.
 	e.check(owner, "GET", "/nodes/f1/delete", nil, http.StatusOK, "Remove node f1", "Type <strong class=\"mono\">f1</strong>", "another PoP of fra", "2 generations behind")

@@ -13,12 +13,15 @@ import (
 type regionsPage struct {
 	Regions   []store.Region
 	CanChange bool // owners add, change and remove regions
-	Form      struct{ Name, Endpoint string }
-	Errors    formErrors
+	// ShowPoPs: the principal may see nodes, and PoPs holds each region's by name.
+	ShowPoPs bool
+	PoPs     map[string]*regionPoPs
+	Form     struct{ Name, Endpoint string }
+	Errors   formErrors
 }
 
-// regions serves GET /regions: every region the principal may see, with its endpoint, key and
-// the tenants limited to it, and the form that adds one (owners).
+// regions serves GET /regions: every region the principal may see, with its endpoint, key,
+// the tenants limited to it and (owners) its PoPs, and the form that adds one (owners).
 func (u *UI) regions(w http.ResponseWriter, r *http.Request) {
 	u.renderRegions(w, r, http.StatusOK, "", "", nil)
 }
@@ -30,7 +33,16 @@ func (u *UI) renderRegions(w http.ResponseWriter, r *http.Request, code int, nam
 		u.fail(w, r, err)
 		return
 	}
-	p := regionsPage{Regions: rs, CanChange: principal(r).Role == RoleOwner, Errors: errs}
+	home := ""
+	if i := slices.IndexFunc(rs, func(rg store.Region) bool { return rg.Home }); i >= 0 {
+		home = rs[i].Name
+	}
+	pops, show, err := u.popsByRegion(r, home)
+	if err != nil {
+		u.fail(w, r, err)
+		return
+	}
+	p := regionsPage{Regions: rs, CanChange: principal(r).Role == RoleOwner, ShowPoPs: show, PoPs: pops, Errors: errs}
 	p.Form.Name, p.Form.Endpoint = name, endpoint
 	u.render(w, r, code, "regions", view{Title: "Regions", Nav: "regions", Data: p})
 }
@@ -39,12 +51,15 @@ func (u *UI) renderRegions(w http.ResponseWriter, r *http.Request, code int, nam
 type regionPage struct {
 	Region    store.Region
 	CanChange bool
-	Form      struct{ Endpoint string }
-	Errors    formErrors
+	// ShowPoPs: the principal may see nodes, and PoPs are the region's (nil: none).
+	ShowPoPs bool
+	PoPs     *regionPoPs
+	Form     struct{ Endpoint string }
+	Errors   formErrors
 }
 
-// region serves GET /regions/{region}: the region's endpoint, full key and tenants, and the
-// form that changes its endpoint (owners).
+// region serves GET /regions/{region}: the region's endpoint, full key, tenants and (owners)
+// PoPs with their state, and the form that changes its endpoint (owners).
 func (u *UI) region(w http.ResponseWriter, r *http.Request) {
 	u.renderRegion(w, r, http.StatusOK, nil, nil)
 }
@@ -55,7 +70,16 @@ func (u *UI) renderRegion(w http.ResponseWriter, r *http.Request, code int, endp
 	if !ok {
 		return
 	}
-	p := regionPage{Region: rg, CanChange: principal(r).Role == RoleOwner, Errors: errs}
+	home := ""
+	if rg.Home {
+		home = rg.Name
+	}
+	pops, show, err := u.popsByRegion(r, home)
+	if err != nil {
+		u.fail(w, r, err)
+		return
+	}
+	p := regionPage{Region: rg, CanChange: principal(r).Role == RoleOwner, ShowPoPs: show, PoPs: pops[rg.Name], Errors: errs}
 	p.Form.Endpoint = rg.Endpoint
 	if endpoint != nil {
 		p.Form.Endpoint = *endpoint
