@@ -219,6 +219,89 @@ func e2eRegions(b *e2eTab) {
 	}
 }
 
+// e2eControllerAddr is where the browser test's controller accepts nodes, in Pop.
+const e2eControllerAddr = "127.0.0.1:46443"
+
+// e2eNodes makes a join token on the Nodes page, joins a PoP of region fra with it (a second
+// popgate serve in Pop) and waits for the page to say it is connected and in sync; the
+// region pages then list it as fra's PoP. A wrong name on its removal page is refused and
+// the node stays, for the layout and accessibility checks.
+func e2eNodes(b *e2eTab, n *e2eNode) {
+	t := b.t
+	b.mustOpen("/nodes")
+	if got := b.text(".empty"); !strings.Contains(got, "No node has joined") {
+		t.Errorf("the Nodes page of a controller without nodes says %q", got)
+	}
+	// A bad name first: refused next to its field, the choices kept.
+	b.do("pick region fra", chromedp.SetValue(chromedp.CSS("#node-region"), "fra"))
+	b.fill("#node-name", "Fra Pop")
+	if code := b.submitStatus("make a token with a bad name", `form[action="/nodes/tokens"] button[type=submit]`, "/nodes/tokens"); code != 422 {
+		t.Fatalf("the token form with a bad name answered %d, want 422: %s", code, b.text("main"))
+	}
+	if got := b.text("#node-name-error"); got == "" {
+		t.Errorf("the refused name has no error next to it: %s", b.text("main"))
+	}
+	if got := e2eMustEval[string](b, "read the region", `document.querySelector('#node-region').value`); got != "fra" {
+		t.Errorf("the refused form lost the region: %q", got)
+	}
+	e2eMustEval[bool](b, "clear the name", `(document.querySelector('#node-name').value = '') === ''`)
+	b.fill("#node-name", "fra-pop-1")
+	b.submit("make a join token", `form[action="/nodes/tokens"] button[type=submit]`)
+	token := e2eMustEval[string](b, "read the token", `document.querySelector('#join-token')?.value ?? ""`)
+	command := e2eMustEval[string](b, "read the command", `document.querySelector('#join-command')?.value ?? ""`)
+	if !strings.HasPrefix(token, "popgate-join-1.") || command != "popgate serve --join "+token {
+		t.Fatalf("the token page shows token %q and command %q", token, command)
+	}
+	b.screenshot("node-token")
+
+	// The PoP, in Pop beside the controller, without the controller's settings from the
+	// environment. It runs until the whole test ends, for the layout and accessibility
+	// checks of the pages that show it.
+	const popPort = 46821
+	ifname := n.topo.Name("pj")
+	n.t.Cleanup(func() { os.Remove(filepath.Join(testbed.UAPIDir, ifname+".sock")) })
+	pop, err := n.topo.Pop.Start(n.t, "env", "-u", "POPGATE_CONTROLLER_ADDR", "-u", "POPGATE_PUBLIC_URL", n.bin, "serve",
+		"--data-dir", n.t.TempDir(), "--join", token, "--listen-port", fmt.Sprint(popPort), "--interface", ifname,
+		"--web-addr", "127.0.0.1:0", "--exit-mode", "userspace", "--dns-upstream", n.dns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var row string
+	testbed.Poll(t, 45*time.Second, "the Nodes page to show fra-pop-1 connected and in sync", func(context.Context) error {
+		if exited, err := pop.Exited(); exited {
+			t.Fatalf("the PoP exited (%v):\n%s", err, pop.LogTail(40))
+		}
+		b.mustOpen("/nodes")
+		row = e2eMustEval[string](b, "read the node's row", `[...document.querySelectorAll('tbody tr')].find(tr => tr.cells[0].innerText.startsWith('fra-pop-1'))?.innerText ?? ''`)
+		if !strings.Contains(row, "connected") || strings.Contains(row, "not connected") || !strings.Contains(row, "In sync") {
+			return fmt.Errorf("its row says %q", row)
+		}
+		return nil
+	})
+	if !strings.Contains(row, "pop") || !strings.Contains(row, "fra") {
+		t.Errorf("fra-pop-1's row says %q, want its role and region", row)
+	}
+	b.screenshot("nodes")
+
+	b.mustOpen("/regions/fra")
+	if got := b.text(`[aria-label="PoPs of fra"]`); !strings.Contains(got, "fra-pop-1") || !strings.Contains(got, "In sync") {
+		t.Errorf("region fra's PoPs: %q", got)
+	}
+	b.mustOpen("/regions")
+	if got := b.text("main table"); !strings.Contains(got, "fra-pop-1") || !strings.Contains(got, "This controller") {
+		t.Errorf("the regions table does not list the PoPs: %q", got)
+	}
+
+	b.mustOpen("/nodes/fra-pop-1/delete")
+	b.fill("#confirm", "fra")
+	if code := b.submitStatus("confirm with a wrong name", `form[action="/nodes/fra-pop-1/delete"] button[type=submit]`, "/nodes/fra-pop-1/delete"); code != 422 {
+		t.Errorf("the removal with a wrong name answered %d, want 422", code)
+	}
+	if got := b.text(".field-error"); !strings.Contains(got, "fra-pop-1") {
+		t.Errorf("the refused removal says %q", got)
+	}
+}
+
 // e2eLayoutPolicy has its default on line 2, before the rules.
 const e2eLayoutPolicy = `# acme: the layout test's policy
 default deny
@@ -288,6 +371,8 @@ var e2eLayoutPages = []string{
 	// e2eRegions adds region fra.
 	"/regions", "/regions/local", "/regions/fra", "/regions/fra/delete", "/tenants/acme/regions",
 	"/tenants/acme/peers/laptop/config?region=fra",
+	// e2eNodes joins node fra-pop-1.
+	"/nodes", "/nodes/fra-pop-1/delete",
 }
 
 func e2eLayout(b *e2eTab, n *e2eNode) {
@@ -309,7 +394,7 @@ func e2eLayout(b *e2eTab, n *e2eNode) {
 				t.Errorf("%s marks %q in the navigation and tab %q, want Tenants and its own tab", path, got, tab)
 			}
 		}
-		for path, want := range map[string]string{"/peers": "Peers", "/regions": "Regions", "/regions/fra": "Regions"} {
+		for path, want := range map[string]string{"/peers": "Peers", "/regions": "Regions", "/regions/fra": "Regions", "/nodes": "Nodes"} {
 			b.mustOpen(path)
 			if got := b.text(`.mainnav [aria-current="page"]`); got != want {
 				t.Errorf("%s marks %q in the navigation, want %s", path, got, want)
@@ -565,6 +650,15 @@ func e2eAccessibility(b *e2eTab, tabCtx context.Context) {
 		t.Errorf("limiting acme to no region answered %d, want 422", code)
 	}
 	check(b, "refused tenant regions")
+	b.mustOpen("/nodes")
+	b.fill("#node-name", "Bad Name")
+	if code := b.submitStatus("make a token with a bad name", `form[action="/nodes/tokens"] button[type=submit]`, "/nodes/tokens"); code != 422 {
+		t.Errorf("the bad token form answered %d, want 422", code)
+	}
+	check(b, "refused join token")
+	b.mustOpen("/nodes")
+	b.submit("make a join token", `form[action="/nodes/tokens"] button[type=submit]`)
+	check(b, "join token")
 
 	// The sign-in page, in a browser context without a session.
 	ctx, cancel := chromedp.NewContext(tabCtx, chromedp.WithNewBrowserContext())

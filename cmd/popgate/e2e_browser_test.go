@@ -277,6 +277,8 @@ func TestE2EBrowser(t *testing.T) {
 	// One-time links must start with the public URL (set as the environment sets it for
 	// serve), not with the loopback address the browser uses.
 	t.Setenv("POPGATE_PUBLIC_URL", e2ePublicURL)
+	// The controller accepts nodes, so that a PoP can join from the Nodes page.
+	t.Setenv("POPGATE_CONTROLLER_ADDR", e2eControllerAddr)
 	if err := n.start(); err != nil {
 		t.Fatalf("e2e: popgate serve did not start: %v", err)
 	}
@@ -578,6 +580,7 @@ func TestE2EBrowser(t *testing.T) {
 	t.Run("enable resumes at once", func(t *testing.T) { e2eEnableResumes(tab(t), topo, client) })
 	t.Run("add admin with the form's defaults", func(t *testing.T) { e2eAddAdminDefaults(tab(t)) })
 	t.Run("regions", func(t *testing.T) { e2eRegions(tab(t)) })
+	t.Run("nodes", func(t *testing.T) { e2eNodes(tab(t), n) })
 	t.Run("layout", func(t *testing.T) { e2eLayout(tab(t), n) })
 	t.Run("accessibility", func(t *testing.T) { e2eAccessibility(tab(t), tabCtx) })
 	t.Logf("done after %v; screenshots in %s", time.Since(begin).Round(time.Millisecond), artifacts)
