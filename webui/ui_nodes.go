@@ -219,7 +219,9 @@ func (u *UI) createNodeToken(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case errors.Is(err, store.ErrNotFound):
 			u.renderNodes(w, r, http.StatusUnprocessableEntity, f, formErrors{"region": sentence(err.Error())})
-		case errors.Is(err, store.ErrInvalid), errors.Is(err, store.ErrExists):
+		case errors.Is(err, store.ErrExists): // a node of that name joined already
+			u.renderNodes(w, r, http.StatusUnprocessableEntity, f, formErrors{"name": sentence(err.Error())})
+		case errors.Is(err, store.ErrInvalid):
 			u.renderNodes(w, r, http.StatusUnprocessableEntity, f, formErrors{"": sentence(err.Error())})
 		default:
 			u.fail(w, r, err)

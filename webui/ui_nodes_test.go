@@ -216,6 +216,10 @@ func TestUINodes(t *testing.T) {
 	}
 	e.check(owner, "GET", "/regions/ams", nil, http.StatusOK, "No PoP serves this region")
 
+	// A token for a name that has joined already is refused next to the name.
+	e.check(owner, "POST", "/nodes/tokens", form("roles", "pop", "region", "fra", "name", "f1", "ttl", "1h"), http.StatusUnprocessableEntity,
+		"node-name-error", "has joined already")
+
 	// Removing: the confirmation, a wrong name, a node that is gone, then for real.
 	e.check(owner, "GET", "/nodes/f1/delete", nil, http.StatusOK, "Remove node f1", "Type <strong class=\"mono\">f1</strong>", "another PoP of fra", "2 generations behind")
 	e.check(owner, "GET", "/nodes/nope/delete", nil, http.StatusNotFound)
