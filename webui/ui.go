@@ -71,7 +71,7 @@ type uiBackend interface {
 	Nodes(ctx context.Context) ([]control.NodeInfo, error)
 	NodeAddr() string
 	NodeToken(ctx context.Context, roles, region, name string, life time.Duration) (string, store.JoinToken, error)
-	RemoveNode(ctx context.Context, name string) error
+	RemoveNode(ctx context.Context, name string) ([]store.ExitDropped, error)
 }
 
 var _ uiBackend = (*control.Controller)(nil)

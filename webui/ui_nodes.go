@@ -278,7 +278,7 @@ func (u *UI) deleteNode(w http.ResponseWriter, r *http.Request) {
 			formErrors{"confirm": "Type the node's name, " + name + ", to confirm."})
 		return
 	}
-	if err := u.ctrl.RemoveNode(r.Context(), name); err != nil {
+	if _, err := u.ctrl.RemoveNode(r.Context(), name); err != nil { // routes it was dropped from are in the audit log
 		if errors.Is(err, store.ErrInvalid) {
 			u.renderDeleteNode(w, r, http.StatusUnprocessableEntity, confirm, formErrors{"": sentence(err.Error())})
 			return

@@ -240,8 +240,8 @@ func TestUINodes(t *testing.T) {
 // refusingNodes is a controller that refuses to remove nodes, as a future rule might.
 type refusingNodes struct{ uiBackend }
 
-func (refusingNodes) RemoveNode(context.Context, string) error {
-	return fmt.Errorf("%w: node p1 is the last PoP of region fra: add another first", store.ErrInvalid)
+func (refusingNodes) RemoveNode(context.Context, string) ([]store.ExitDropped, error) {
+	return nil, fmt.Errorf("%w: node p1 is the last PoP of region fra: add another first", store.ErrInvalid)
 }
 
 // TestUINodesRefusal: a removal the controller refuses is the page's error, and the node
