@@ -89,6 +89,20 @@ func NewNetwork(t testing.TB) *Network {
 	if err := n.Switch.EnableForwarding(); err != nil {
 		t.Fatalf("testbed: %v", err)
 	}
+	// Switch routes anycast traffic back out of the bridge it came in on; a Linux router then
+	// tells the client (ICMP redirect) to send to the PoP directly, and the client would keep
+	// talking to a dead PoP after its route is withdrawn. Routers between a client and a PoP
+	// are on other links, so Switch sends no redirects.
+	for _, key := range []string{"net.ipv4.conf.all.send_redirects", "net.ipv4.conf.default.send_redirects"} {
+		if err := n.Switch.Sysctl(key, "0"); err != nil {
+			t.Fatalf("testbed: %v", err)
+		}
+	}
+	for _, name := range []string{WAN, Backbone, Internet} {
+		if err := n.Switch.Sysctl("net.ipv4.conf."+name+".send_redirects", "0"); err != nil {
+			t.Fatalf("testbed: %v", err)
+		}
+	}
 	// Spread flows to one anycast address over its PoPs by ports too, as ECMP routers do.
 	if err := n.Switch.Sysctl("net.ipv4.fib_multipath_hash_policy", "1"); err != nil {
 		t.Fatalf("testbed: %v", err)
