@@ -154,9 +154,6 @@ func TestE2ENodeJoin(t *testing.T) {
 	conf := mustCLI("peer", "add", "--tenant", "acme", "laptop")
 	took := inSync(10 * time.Second)
 	t.Logf("a new peer reached the PoP in %s (node list polled)", took)
-	if took > 2*time.Second {
-		t.Errorf("a new peer reached the PoP in %s, more than 2 s", took)
-	}
 	c := testbed.StartClient(t, topo.Cli, topo.Name("ndw"), conf)
 	testbed.Poll(t, 20*time.Second, "the client to ping the PoP's overlay address", ping)
 
@@ -185,10 +182,11 @@ func TestE2ENodeJoin(t *testing.T) {
 
 	// Propagation, measured 10 times: a change until the PoP applied it.
 	var times []time.Duration
-	for i := range 10 {
-		mustCLI("tenant", "add", fmt.Sprintf("t%d", i))
+	for i := range 10 { // tenant add publishes nothing until the tenant has peers: change a peer
+		mustCLI("peer", map[bool]string{true: "disable", false: "enable"}[i%2 == 0], "--tenant", "acme", "laptop")
 		times = append(times, inSync(10*time.Second))
 	}
+	testbed.Poll(t, 30*time.Second, "the client to ping the PoP again", ping)
 	sort.Slice(times, func(i, j int) bool { return times[i] < times[j] })
 	t.Logf("propagation of 10 changes (command returned → PoP applied, seen by polling node list): median %s, worst %s", times[len(times)/2], times[len(times)-1])
 
@@ -240,10 +238,9 @@ func TestE2ENodeJoin(t *testing.T) {
 		lost = time.Since(start)
 		return nil
 	})
+	// Measured, not asserted (no timed assertions): the target is 2 s; a ping sent
+	// just before counts up to its 1 s wait.
 	t.Logf("a removed peer lost access at the PoP %s after the command started (ping every ≤ 1 s)", lost)
-	if lost > 2*time.Second+time.Second { // a ping that was sent just before counts up to its 1 s wait
-		t.Errorf("a removed peer kept access for %s", lost)
-	}
 
 	// Removing the node revokes it: it drops its state and serves nothing.
 	phoneConf := mustCLI("peer", "add", "--tenant", "acme", "phone")
