@@ -252,6 +252,14 @@ func (s *Store) RemoveRegion(ctx context.Context, name string) error {
 		if r.Home {
 			return errorf(ErrInvalid, "region %s is the controller's own (its key is the node key): it cannot be removed; serve's --region names it", name)
 		}
+		pops, err := queryStrings(ctx, tx, `SELECT name FROM nodes WHERE region = ? ORDER BY name`, name)
+		if err != nil {
+			return err
+		}
+		if len(pops) > 0 {
+			return errorf(ErrInvalid, "region %s is still served by %s %s: remove %s first ('popgate node remove %s')",
+				name, plural(len(pops), "node", "nodes"), strings.Join(pops, ", "), plural(len(pops), "it", "them"), pops[0])
+		}
 		only, err := queryStrings(ctx, tx, `SELECT t.name FROM tenant_regions AS tr JOIN tenants AS t ON t.id = tr.tenant_id
 			WHERE tr.region_id = ? AND NOT EXISTS (SELECT 1 FROM tenant_regions AS o WHERE o.tenant_id = tr.tenant_id AND o.region_id != tr.region_id)
 			ORDER BY t.name`, r.ID)

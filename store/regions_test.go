@@ -2,9 +2,11 @@ package store
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestRegions(t *testing.T) {
@@ -199,5 +201,32 @@ func TestSchemaRefusesBadRegionRows(t *testing.T) {
 	}
 	if err := insertRow(ctx, s, "tenant_regions", map[string]any{"tenant_id": 999, "region_id": 1}); err == nil {
 		t.Error("a tenant region of a missing tenant was stored")
+	}
+}
+
+// TestRemoveRegionServedByNodes: a region its PoPs still serve is not removed; once the node
+// is removed, it is.
+func TestRemoveRegionServedByNodes(t *testing.T) {
+	s, _ := openTest(t)
+	ctx := WithActor(context.Background(), Actor{Name: "root"})
+	if _, err := s.AddRegion(ctx, "fra", "vpn-fra.example.com:51820"); err != nil {
+		t.Fatal(err)
+	}
+	tok, secret := joinToken(t, s, NewJoinToken{Roles: "pop", Region: "fra", ExpiresAt: s.now().Add(time.Hour)})
+	if _, err := s.RedeemJoinToken(ctx, Redemption{TokenID: tok.ID, Secret: secret, Name: "p1", Pin: [32]byte{9}}); err != nil {
+		t.Fatal(err)
+	}
+	err := s.RemoveRegion(ctx, "fra")
+	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "still served by node p1") || !strings.Contains(err.Error(), "popgate node remove p1") {
+		t.Fatalf("RemoveRegion of a served region: %v", err)
+	}
+	if _, err := s.Region(ctx, "fra"); err != nil {
+		t.Fatalf("the refused removal lost the region: %v", err)
+	}
+	if _, _, err := s.RemoveNode(ctx, "p1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RemoveRegion(ctx, "fra"); err != nil {
+		t.Fatalf("RemoveRegion with no node left: %v", err)
 	}
 }
