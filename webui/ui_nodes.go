@@ -44,6 +44,8 @@ type nodeRow struct {
 	// ClockOff is how far the node's clock is from the controller's when that is worth a
 	// word (more than clockOffWarn); "" otherwise.
 	ClockOff string
+	// Online is how many peers were online at the node at its last report; -1: not reported.
+	Online int
 }
 
 // clockOffWarn is the clock difference a node's row mentions: joining refuses 5 minutes.
@@ -63,14 +65,18 @@ type nodeReport struct {
 		StartedAt time.Time `json:"started_at"`
 	} `json:"node"`
 	ClockOffset string `json:"clock_offset"`
+	Online      *int   `json:"online"`
 }
 
 // nodeRowOf describes n at now.
 func nodeRowOf(n control.NodeInfo, now time.Time) nodeRow {
-	row := nodeRow{NodeInfo: n}
+	row := nodeRow{NodeInfo: n, Online: -1}
 	var rep nodeReport
 	if n.LastReport != "" && json.Unmarshal([]byte(n.LastReport), &rep) == nil {
 		row.StartedAt = rep.Node.StartedAt
+		if rep.Online != nil && n.Connected {
+			row.Online = *rep.Online
+		}
 		if d, err := time.ParseDuration(rep.ClockOffset); err == nil && (d > clockOffWarn || d < -clockOffWarn) {
 			row.ClockOff = d.Round(100 * time.Millisecond).String()
 		}

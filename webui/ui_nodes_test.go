@@ -291,3 +291,27 @@ func TestUINodesScoped(t *testing.T) {
 	h.check(owner, "GET", "/nodes", nil, http.StatusOK, "does not accept nodes", "--controller-addr HOST:PORT")
 	h.check(owner, "POST", "/nodes/tokens", form("roles", "pop", "region", "local", "ttl", "1h"), http.StatusUnprocessableEntity, `class="flash err"`, "--controller-addr")
 }
+
+// TestNodeRowOnline: a connected node's row carries the peers online of its last report; a
+// node that is not connected, or whose report has no count, says nothing (-1).
+func TestNodeRowOnline(t *testing.T) {
+	now := time.Now()
+	for _, tc := range []struct {
+		name      string
+		connected bool
+		report    string
+		want      int
+	}{
+		{"connected, reported", true, `{"generation":3,"peers":5,"online":2}`, 2},
+		{"connected, none online", true, `{"generation":3,"peers":5,"online":0}`, 0},
+		{"an older node's report", true, `{"generation":3,"peers":5}`, -1},
+		{"not connected", false, `{"generation":3,"peers":5,"online":2}`, -1},
+		{"no report", true, "", -1},
+	} {
+		n := control.NodeInfo{Connected: tc.connected}
+		n.LastReport = tc.report
+		if got := nodeRowOf(n, now).Online; got != tc.want {
+			t.Errorf("%s: Online %d, want %d", tc.name, got, tc.want)
+		}
+	}
+}

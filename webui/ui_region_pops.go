@@ -13,8 +13,8 @@ import (
 // it is one of them, and the joined nodes with the pop role there.
 type regionPoPs struct {
 	// Self: this controller serves the region's clients too, as node SelfName, with Online
-	// peers online now. Joined PoPs do not report their peers online (their reports'
-	// summary on the controller keeps no per-peer state), so this is the only count.
+	// peers online now. Joined PoPs' counts are in their rows (nodeRow.Online), from their
+	// last report while they are connected.
 	Self     bool
 	SelfName string
 	Online   int

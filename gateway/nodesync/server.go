@@ -392,13 +392,15 @@ func (s *Server) detach(name string, l *Link) {
 
 // reportSummary is what the controller keeps of a report: small, whatever the node's size.
 type reportSummary struct {
-	Generation  int64            `json:"generation"`
-	ApplyError  string           `json:"apply_error,omitempty"`
-	Failed      int64            `json:"failed,omitempty"`
-	Node        plane.NodeStatus `json:"node"`
-	Peers       int              `json:"peers"`
-	Tenants     int              `json:"tenants"`
-	ClockOffset string           `json:"clock_offset"`
+	Generation int64            `json:"generation"`
+	ApplyError string           `json:"apply_error,omitempty"`
+	Failed     int64            `json:"failed,omitempty"`
+	Node       plane.NodeStatus `json:"node"`
+	Peers      int              `json:"peers"`
+	// Online is how many of Peers were online (a handshake within the session lifetime).
+	Online      int    `json:"online"`
+	Tenants     int    `json:"tenants"`
+	ClockOffset string `json:"clock_offset"`
 	// Links are the node's backbone links (plane.Report.Links).
 	Links []plane.LinkState `json:"links,omitempty"`
 }
@@ -425,6 +427,11 @@ func (s *Server) readReports(ctx context.Context, log *slog.Logger, n store.Node
 		var version string
 		if rep.Report != nil {
 			sum.Node, sum.Peers, sum.Tenants, sum.Links = rep.Report.Node, len(rep.Report.Peers), len(rep.Report.Tenants), rep.Report.Links
+			for _, p := range rep.Report.Peers {
+				if p.Online {
+					sum.Online++
+				}
+			}
 			version = truncate(rep.Report.Node.Version, 60)
 		}
 		b, _ := json.Marshal(sum)
