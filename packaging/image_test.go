@@ -3,6 +3,7 @@ package packaging
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -204,6 +205,14 @@ func TestImageBoot(t *testing.T) {
 		}
 	}
 
+	// The same image joins a controller: a popgate controller in the test's namespace (the
+	// .deb's binary), a token from it in /etc/popgate/popgate.toml (what the seed's
+	// write_files would put there), and a restart of the service on a fresh data dir —
+	// nothing else. The VM reaches the namespace's loopback at 10.0.2.2 (qemu's user
+	// networking); the controller listens on 10.0.2.2 in the namespace, and that is the
+	// address its tokens carry.
+	joinController(t, ns, work, inNS, ssh)
+
 	// A clean power-off.
 	ssh("sudo systemctl poweroff")
 	select {
@@ -346,4 +355,91 @@ func testAdminHash(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return h
+}
+
+// joinController starts a controller in namespace ns, makes a join token and has the VM's
+// popgate join it with the token in its config file and a restart; then the controller lists
+// the VM as a connected node in sync, and the VM's status names its controller.
+func joinController(t *testing.T, ns, work string, inNS func(time.Duration, ...string) (string, error), ssh func(string) (string, error)) {
+	t.Helper()
+	const ctlAddr = "10.0.2.2:17443"
+	bin := filepath.Join(work, "deb-root", "usr", "bin", "popgate")
+	mustRun(t, time.Minute, work, nil, "dpkg-deb", "-x", theDeb(t), filepath.Join(work, "deb-root"))
+	mustRun(t, time.Minute, "", nil, "ip", "-n", ns, "address", "add", "10.0.2.2/32", "dev", "lo")
+	// What qemu's user networking sends to 10.0.2.2 arrives at 127.0.0.1 in the namespace.
+	mustRun(t, time.Minute, "", nil, "ip", "netns", "exec", ns, "iptables", "-t", "nat", "-A", "OUTPUT", "-d", "127.0.0.1/32",
+		"-p", "tcp", "--dport", "17443", "-j", "DNAT", "--to-destination", ctlAddr)
+	ctlDir := filepath.Join(work, "controller")
+	ctl := exec.Command("ip", "netns", "exec", ns, bin, "serve", "--data-dir", ctlDir, "--controller-addr", ctlAddr,
+		"--listen-port", "17820", "--interface", fmt.Sprintf("pgctl%d", os.Getpid()%100000), "--web-addr", "127.0.0.1:17080",
+		"--public-endpoint", fmt.Sprintf("127.0.0.1:%d", fwdWG), "--exit-mode", "userspace", "--metrics-addr", "off")
+	ctlLog, err := os.Create(filepath.Join(work, "controller.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctl.Stdout, ctl.Stderr = ctlLog, ctlLog
+	if err := ctl.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctl.Process.Signal(syscall.SIGTERM)
+		ctl.Wait()
+		if t.Failed() {
+			data, _ := os.ReadFile(ctlLog.Name())
+			t.Logf("controller log:\n%s", tail(string(data), 40))
+		}
+	})
+	cli := func(args ...string) (string, error) {
+		return inNS(time.Minute, append(append([]string{bin}, args...), "--data-dir", ctlDir)...)
+	}
+	var token string
+	err = poll(time.Minute, time.Second, func() error {
+		out, err := cli("node", "token", "--roles", "pop,exit", "--name", "vm1")
+		token = strings.TrimSpace(out)
+		return err
+	})
+	if err != nil || !strings.HasPrefix(token, "popgate-join-1.") {
+		t.Fatalf("node token on the controller: %q, %v", token, err)
+	}
+	out, err := ssh(`set -e
+		sudo systemctl stop popgate
+		sudo mv /var/lib/popgate /var/lib/popgate.appliance
+		sudo install -d -m 0700 -o popgate -g popgate /var/lib/popgate
+		echo 'join = "` + token + `"' | sudo tee -a /etc/popgate/popgate.toml >/dev/null
+		sudo systemctl start popgate`)
+	if err != nil {
+		t.Fatalf("in the VM, give popgate the token and restart it: %v\n%s", err, out)
+	}
+	start := time.Now()
+	err = poll(2*time.Minute, time.Second, func() error {
+		out, err := cli("node", "list", "--json")
+		if err != nil {
+			return err
+		}
+		var l struct {
+			Nodes []struct {
+				Name      string `json:"name"`
+				Connected bool   `json:"connected"`
+				Applied   int64  `json:"applied_generation"`
+				Current   int64  `json:"current_generation"`
+			}
+		}
+		if err := json.Unmarshal([]byte(out), &l); err != nil {
+			return err
+		}
+		for _, n := range l.Nodes {
+			if n.Name == "vm1" && n.Connected && n.Applied >= n.Current && n.Applied > 0 {
+				return nil
+			}
+		}
+		return fmt.Errorf("vm1 not connected and in sync: %s", out)
+	})
+	if err != nil {
+		journal, _ := ssh("sudo journalctl -u popgate -b -o cat --no-pager | tail -n 30")
+		t.Fatalf("the VM did not join the controller: %v\nthe VM's journal:\n%s", err, journal)
+	}
+	t.Logf("the VM joined the controller and synced %s after its restart", time.Since(start).Round(100*time.Millisecond))
+	if st, err := ssh("sudo popgate status --data-dir /var/lib/popgate"); err != nil || !strings.Contains(st, ctlAddr) {
+		t.Errorf("the VM's status does not name its controller %s: %v\n%s", ctlAddr, err, st)
+	}
 }
