@@ -14,9 +14,8 @@ import (
 	"syscall"
 	"time"
 
-	"golang.zx2c4.com/wireguard/conn"
-
 	"github.com/popgate/popgate/firewall"
+	"github.com/popgate/popgate/gateway/internal/udpbind"
 	"github.com/popgate/popgate/gateway/plane"
 	"github.com/popgate/popgate/gateway/wgmux"
 	"github.com/popgate/popgate/netstack"
@@ -121,7 +120,7 @@ func (n *Node) Start(ctx context.Context) error {
 	// rules accept. Until Apply, no tenant has a device, so what arrives is dropped.
 	socket := n.cfg.socket
 	if socket == nil {
-		socket = conn.NewDefaultBind()
+		socket = udpbind.NewDefault()
 	}
 	n.mux, err = wgmux.New(wgmux.Config{Socket: socket, PrivateKey: n.key, Route: n.routeInitiation}, n.log.With("component", "mux"))
 	if err != nil {

@@ -54,6 +54,7 @@ import (
 	"golang.zx2c4.com/wireguard/conn"
 	"golang.zx2c4.com/wireguard/device"
 
+	"github.com/popgate/popgate/gateway/internal/udpbind"
 	"github.com/popgate/popgate/store"
 )
 
@@ -268,7 +269,7 @@ func New(cfg Config, log *slog.Logger) (*Device, error) {
 	d := newDevice(cfg, log)
 	bind := cfg.bind
 	if bind == nil {
-		bind = conn.NewDefaultBind()
+		bind = udpbind.NewDefault()
 	}
 	wglog := log.With("component", "wireguard")
 	d.dev = device.NewDevice(d.tun, bind, &device.Logger{
