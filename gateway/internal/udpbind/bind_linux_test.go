@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"os"
 	"testing"
 	"time"
 
@@ -319,5 +320,49 @@ func TestFloodBatches(t *testing.T) {
 	}
 	if most <= 2 || got/reads <= 2 {
 		t.Errorf("reads of at most %d, %d on average: want more than 2", most, got/reads)
+	}
+}
+
+// TestClose: Close ends a read in progress with net.ErrClosed, Send fails after it, and the
+// bind opens again on the same port.
+func TestClose(t *testing.T) {
+	b := New()
+	fns, port, err := b.Open(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, len(fns))
+	for _, fn := range fns {
+		go func() {
+			r := newReader(fn, 4)
+			_, err := r.fn(r.bufs, r.sizes, r.eps)
+			errc <- err
+		}()
+	}
+	time.Sleep(20 * time.Millisecond)
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for range fns {
+		if err := <-errc; !errors.Is(err, net.ErrClosed) {
+			t.Errorf("read after Close: %v, want net.ErrClosed", err)
+		}
+	}
+	if err := b.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+	ep, _ := b.ParseEndpoint("127.0.0.1:1")
+	if err := b.Send([][]byte{{1}}, ep); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("Send after Close: %v, want net.ErrClosed", err)
+	}
+	if _, again, err := b.Open(port); err != nil || again != port {
+		t.Fatalf("reopen on %d: port %d, %v", port, again, err)
+	}
+	defer b.Close()
+	if _, _, err := b.Open(0); !errors.Is(err, conn.ErrBindAlreadyOpen) {
+		t.Errorf("Open twice: %v", err)
+	}
+	if err := b.SetMark(1); err != nil && os.Geteuid() == 0 {
+		t.Errorf("SetMark as root: %v", err)
 	}
 }
