@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+	"golang.zx2c4.com/wireguard/conn"
 )
 
 // Test namespaces are ub<pid>-<n>; test ports 47xxx.
@@ -46,6 +47,13 @@ func ip(t *testing.T, args ...string) {
 // is discarded afterwards.
 func (ns *netns) do(t *testing.T, fn func()) {
 	t.Helper()
+	if err := ns.run(fn); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// run is do for any goroutine: it returns what failed.
+func (ns *netns) run(fn func()) error {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
@@ -62,7 +70,19 @@ func (ns *netns) do(t *testing.T, fn func()) {
 		fn()
 		errc <- nil
 	}()
-	if err := <-errc; err != nil {
-		t.Fatal(err)
+	return <-errc
+}
+
+// nsBind opens its bind inside a namespace, whichever goroutine calls Open (a wireguard-go
+// device opens its bind from its own goroutines).
+type nsBind struct {
+	conn.Bind
+	ns *netns
+}
+
+func (b nsBind) Open(port uint16) (fns []conn.ReceiveFunc, actual uint16, err error) {
+	if rerr := b.ns.run(func() { fns, actual, err = b.Bind.Open(port) }); rerr != nil {
+		return nil, 0, rerr
 	}
+	return fns, actual, err
 }
