@@ -3,6 +3,7 @@ package wgmux
 import (
 	"bytes"
 	"encoding/binary"
+	"flag"
 	"fmt"
 	"net"
 	"net/netip"
@@ -15,6 +16,7 @@ import (
 	"golang.zx2c4.com/wireguard/device"
 	"golang.zx2c4.com/wireguard/tun"
 
+	"github.com/popgate/popgate/gateway/internal/udpbind"
 	"github.com/popgate/popgate/gateway/wgmux/wgmuxtest"
 	"github.com/popgate/popgate/store"
 )
@@ -209,6 +211,20 @@ func BenchmarkRoundTrip(b *testing.B) {
 	})
 }
 
+var benchSocket = flag.String("wgmux.socket", "std", "the server's UDP socket in BenchmarkRoundTrip and BenchmarkReceiveLatency: std (wireguard-go's StdNetBind) or udpbind (the node's)")
+
+// newServerSocket returns the socket -wgmux.socket names, for the server side of a benchmark.
+func newServerSocket(tb testing.TB) conn.Bind {
+	switch *benchSocket {
+	case "std":
+		return conn.NewDefaultBind()
+	case "udpbind":
+		return udpbind.NewDefault()
+	}
+	tb.Fatalf("-wgmux.socket=%q: want std or udpbind", *benchSocket)
+	return nil
+}
+
 // rttBench runs the round trips of BenchmarkRoundTrip and BenchmarkReceiveLatency:
 // for each bind (stock, mux, mux+3idle), back-to-back and 1 ms apart, setup prepares a round
 // trip and ns/rtt is the time spent in it.
@@ -250,13 +266,13 @@ func roundTripSetup(b *testing.B, mux bool, idle int) *pingTUN {
 	node, site := testKey(b), testKey(b)
 	var bind conn.Bind
 	if mux {
-		m := mustNew(b, Config{Socket: conn.NewDefaultBind(), PrivateKey: node, Route: func(k store.Key) (int64, bool) { return 1, k == site.PublicKey() }}, nil)
+		m := mustNew(b, Config{Socket: newServerSocket(b), PrivateKey: node, Route: func(k store.Key) (int64, bool) { return 1, k == site.PublicKey() }}, nil)
 		bind = m.Bind(1)
 		for i := range idle {
 			startServer(b, m, int64(2+i), node, testKey(b), "")
 		}
 	} else {
-		bind = conn.NewDefaultBind()
+		bind = newServerSocket(b)
 	}
 	sitePub, nodePub := site.PublicKey(), node.PublicKey()
 	srv := startDevice(b, newEchoTUN(), bind, fmt.Sprintf("private_key=%x\npublic_key=%x\nallowed_ip=100.64.0.2/32\n", node[:], sitePub[:]))
@@ -398,7 +414,7 @@ func BenchmarkReceiveLatency(b *testing.B) {
 		var bind conn.Bind
 		var m *Mux
 		if mux {
-			m = mustNew(b, Config{Socket: conn.NewDefaultBind(), PrivateKey: testKey(b)}, nil)
+			m = mustNew(b, Config{Socket: newServerSocket(b), PrivateKey: testKey(b)}, nil)
 			bind = m.Bind(1)
 			for i := range idle {
 				other := m.Bind(int64(2 + i))
@@ -406,7 +422,7 @@ func BenchmarkReceiveLatency(b *testing.B) {
 				echo(b, other, fns)
 			}
 		} else {
-			bind = conn.NewDefaultBind()
+			bind = newServerSocket(b)
 		}
 		fns, port := mustOpen(b, bind, 0)
 		client, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
