@@ -55,6 +55,7 @@ type socket struct {
 	is6    bool
 	gro    bool        // the kernel coalesces received datagrams (UDP_GRO is on)
 	gso    atomic.Bool // the kernel takes UDP_SEGMENT; cleared when it refuses one for good
+	closed atomic.Bool // Close was called
 	rx     receiver
 	txPool sync.Pool // *txState
 }
@@ -188,6 +189,7 @@ func (b *Bind) Close() error {
 	var errs []error
 	for _, so := range []*socket{s.v4, s.v6} {
 		if so != nil {
+			so.closed.Store(true)
 			errs = append(errs, so.udp.Close())
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -364,5 +365,57 @@ func TestClose(t *testing.T) {
 	}
 	if err := b.SetMark(1); err != nil && os.Geteuid() == 0 {
 		t.Errorf("SetMark as root: %v", err)
+	}
+}
+
+// TestLinkLocal: a datagram from an IPv6 link-local address is answered to that address on
+// its interface (the zone), from the link-local address it arrived at. (x/net names the zone
+// in the namespace of the thread that reads, not the socket's; the index is what counts.)
+func TestLinkLocal(t *testing.T) {
+	srvNS, cliNS := newNetns(t), newNetns(t)
+	veth := fmt.Sprintf("ubl%d", nsSeq.Add(1))
+	ip(t, "link", "add", veth+"s", "netns", srvNS.name, "type", "veth", "peer", "name", veth+"c", "netns", cliNS.name)
+	ip(t, "-n", srvNS.name, "addr", "add", "fe80::1/64", "dev", veth+"s", "nodad")
+	ip(t, "-n", srvNS.name, "link", "set", veth+"s", "up")
+	ip(t, "-n", cliNS.name, "addr", "add", "fe80::2/64", "dev", veth+"c", "nodad")
+	ip(t, "-n", cliNS.name, "link", "set", veth+"c", "up")
+
+	b := New()
+	var v6 conn.ReceiveFunc
+	srvNS.do(t, func() { _, v6, _ = openBind(t, b, 47111) })
+	var client *net.UDPConn
+	cliNS.do(t, func() {
+		var err error
+		if client, err = net.ListenUDP("udp6", &net.UDPAddr{IP: net.ParseIP("fe80::2"), Zone: veth + "c"}); err != nil {
+			t.Error(err)
+		}
+	})
+	if client == nil {
+		t.FailNow()
+	}
+	defer client.Close()
+	dst := &net.UDPAddr{IP: net.ParseIP("fe80::1"), Port: 47111, Zone: veth + "c"}
+	deadline := time.Now().Add(5 * time.Second)
+	for { // until the link is up
+		if _, err := client.WriteToUDP([]byte("hello"), dst); err == nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	got := newReader(v6, 8).read(t)
+	if len(got) != 1 || got[0].ep.SrcIP() != netip.MustParseAddr("fe80::1") || got[0].ep.DstIP().Zone() == "" {
+		t.Fatalf("got %d datagrams, the first from %s to %q", len(got), got[0].ep.DstToString(), got[0].ep.SrcToString())
+	}
+	if err := b.Send([][]byte{[]byte("reply")}, got[0].ep); err != nil {
+		t.Fatal(err)
+	}
+	client.SetReadDeadline(time.Now().Add(2 * time.Second))
+	buf := make([]byte, 100)
+	n, from, err := client.ReadFromUDP(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(buf[:n]) != "reply" || !from.IP.Equal(net.ParseIP("fe80::1")) || from.Port != 47111 {
+		t.Errorf("client got %q from %s, want \"reply\" from [fe80::1]:47111", buf[:n], from)
 	}
 }

@@ -61,6 +61,9 @@ func (r *receiver) receive(bufs [][]byte, sizes []int, eps []conn.Endpoint) (int
 	if n == 0 {
 		return 0, nil
 	}
+	if r.s.closed.Load() {
+		return 0, net.ErrClosed // also with datagrams carried
+	}
 	if r.carryNext < len(r.carried) {
 		return r.drain(bufs[:n], sizes, eps), nil
 	}
@@ -135,7 +138,7 @@ func (r *receiver) receive(bufs [][]byte, sizes []int, eps []conn.Endpoint) (int
 // that is the same, else a new one.
 func (r *receiver) endpoint(last *Endpoint, ua *net.UDPAddr, meta rxMeta) *Endpoint {
 	ip, _ := netip.AddrFromSlice(ua.IP)
-	dst := netip.AddrPortFrom(ip.Unmap(), uint16(ua.Port))
+	dst := netip.AddrPortFrom(ip.Unmap().WithZone(ua.Zone), uint16(ua.Port))
 	var ifindex int32
 	if meta.local.Is6() && (meta.local.IsLinkLocalUnicast() || meta.local.IsLinkLocalMulticast()) {
 		ifindex = meta.ifindex // a link-local source needs its interface

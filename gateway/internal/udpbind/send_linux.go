@@ -75,6 +75,7 @@ func (s *socket) send(bufs [][]byte, e *Endpoint) error {
 		st.addr.IP = st.ip[:16]
 	}
 	st.addr.Port = int(e.dst.Port())
+	st.addr.Zone = ip.Zone() // a link-local peer's interface
 
 	src, ifindex := e.SrcIP(), e.ifindex
 	gso := s.gso.Load()
