@@ -419,3 +419,78 @@ func TestLinkLocal(t *testing.T) {
 		t.Errorf("client got %q from %s, want \"reply\" from [fe80::1]:47111", buf[:n], from)
 	}
 }
+
+// TestEmptyDatagram: an empty datagram is returned as one of size 0, and the one behind it
+// is not lost (StdNetBind's GRO path ends a read at an empty datagram and loses the rest).
+func TestEmptyDatagram(t *testing.T) {
+	b := New()
+	v4, _, port := openBind(t, b, 0)
+	client, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	dst := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: int(port)}
+	for _, p := range []string{"", "behind", ""} {
+		if _, err := client.WriteToUDP([]byte(p), dst); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := newReader(v4, conn.IdealBatchSize)
+	var got []string
+	for len(got) < 3 {
+		for _, d := range r.read(t) {
+			got = append(got, string(d.data))
+		}
+	}
+	if fmt.Sprintf("%q", got) != `["" "behind" ""]` {
+		t.Errorf("got %q", got)
+	}
+}
+
+// TestSegmentsAboveMTU: the kernel refuses to segment datagrams larger than the route's MTU
+// (EINVAL); they go one by one (fragmented), and segmenting stays on for the next send.
+func TestSegmentsAboveMTU(t *testing.T) {
+	ns := newNetns(t, "link set lo mtu 1280")
+	b := New()
+	var client *net.UDPConn
+	ns.do(t, func() {
+		openBind(t, b, 47121)
+		var err error
+		if client, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}); err != nil {
+			t.Error(err)
+		}
+	})
+	if client == nil {
+		t.FailNow()
+	}
+	defer client.Close()
+	if !b.socks.Load().v4.gso.Load() {
+		t.Skip("the kernel does not take UDP_SEGMENT")
+	}
+	ep := NewEndpoint(client.LocalAddr().(*net.UDPAddr).AddrPort(), netip.Addr{})
+	var bufs [][]byte
+	for i := range 10 {
+		bufs = append(bufs, bytes.Repeat([]byte{byte(i)}, 1400))
+	}
+	if err := b.Send(bufs, ep); err != nil {
+		t.Fatal(err)
+	}
+	client.SetReadDeadline(time.Now().Add(2 * time.Second))
+	buf := make([]byte, 2000)
+	for i, want := range bufs {
+		n, err := client.Read(buf)
+		if err != nil {
+			t.Fatalf("datagram %d: %v", i, err)
+		}
+		if !bytes.Equal(buf[:n], want) {
+			t.Fatalf("datagram %d: %d bytes of %d, want 1400 of %d", i, n, buf[0], i)
+		}
+	}
+	if st := b.Stats(); st.GSOFallback == 0 || st.Segmented != 0 {
+		t.Errorf("stats %+v: want a fallback and nothing segmented", st)
+	}
+	if !b.socks.Load().v4.gso.Load() {
+		t.Error("segmenting turned off for good by a datagram above the MTU")
+	}
+}

@@ -91,8 +91,10 @@ func (s *socket) send(bufs [][]byte, e *Endpoint) error {
 			s.gso.Store(false)
 			gso = false
 			s.b.count(cGSOFallback, 1)
-		case segmented && en == unix.EINVAL:
-			// A segment too large for the route's MTU (or a source refused, below).
+		case segmented && (en == unix.EMSGSIZE || en == unix.EINVAL):
+			// A segment too large for the route's MTU (EMSGSIZE here; some kernels say
+			// EINVAL, which may also be a source refused, below): one by one, which the
+			// kernel fragments. Segmenting stays on for later sends.
 			gso = false
 			s.b.count(cGSOFallback, 1)
 		case src.IsValid() && (en == unix.EINVAL || en == unix.EADDRNOTAVAIL || en == unix.ENETUNREACH):
