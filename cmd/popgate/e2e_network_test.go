@@ -100,10 +100,9 @@ func TestE2ETwoRegions(t *testing.T) {
 	fra1 := mk("fra", "tf", testbed.WAN, testbed.Backbone, testbed.Internet)
 	fra2 := mk("fra", "tg", testbed.WAN, testbed.Backbone, testbed.Internet)
 	ams1 := mk("ams", "ta", testbed.WAN, testbed.Backbone, testbed.Internet)
-	// The PoPs prefer the anycast address as their source towards the clients: popgate's
-	// socket does not yet answer from the address a datagram arrived at when UDP GRO is on
-	// (wireguard-go's StdNetBind loses the PKTINFO of coalesced reads).
-	n.AddAnycast(t, anycast, true, fra1.node, fra2.node)
+	// No route prefers the anycast address as the PoPs' source: popgate's socket answers
+	// from the address each datagram arrived at (gateway/internal/udpbind).
+	n.AddAnycast(t, anycast, false, fra1.node, fra2.node)
 	pops := []*netProc{fra1, fra2, ams1}
 	for _, p := range pops {
 		p.args = []string{"--listen-port", fmt.Sprint(popPort), "--interface", p.ifname, "--web-addr", "127.0.0.1:0",
