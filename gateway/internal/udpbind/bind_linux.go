@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/netip"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -280,9 +279,4 @@ func errno(err error) unix.Errno {
 		return e
 	}
 	return 0
-}
-
-// unmapped returns ap with an IPv4-mapped address as IPv4.
-func unmapped(ap netip.AddrPort) netip.AddrPort {
-	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 }

@@ -494,3 +494,8 @@ func TestSegmentsAboveMTU(t *testing.T) {
 		t.Error("segmenting turned off for good by a datagram above the MTU")
 	}
 }
+
+// unmapped returns ap with an IPv4-mapped address as IPv4.
+func unmapped(ap netip.AddrPort) netip.AddrPort {
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+}
