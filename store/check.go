@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -333,6 +334,15 @@ func (c *checker) nodeSettings(s *Store) {
 	} else if s.aead != nil {
 		if _, err := s.openNodeKey(v); err != nil {
 			c.problem("%s", err)
+		}
+	}
+	if v, ok := settings[settingBackbonePrivateKey]; ok && s.aead != nil {
+		sealed, err := base64.StdEncoding.DecodeString(v)
+		if err == nil {
+			_, err = s.openKey(sealed, []byte(adBackbone))
+		}
+		if err != nil {
+			c.problem("setting %s (the node's backbone key) does not open with the key file (%v): restore the database and the key file from the same backup", settingBackbonePrivateKey, err)
 		}
 	}
 	p, err := netip.ParsePrefix(settings[settingIPv6Prefix])

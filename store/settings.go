@@ -25,7 +25,7 @@ const (
 
 func managedSetting(key string) bool {
 	switch key {
-	case settingNodePrivateKey, settingIPv6Prefix, settingIPv4HighWater:
+	case settingNodePrivateKey, settingBackbonePrivateKey, settingIPv6Prefix, settingIPv4HighWater:
 		return true
 	}
 	return false
