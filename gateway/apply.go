@@ -16,6 +16,7 @@ import (
 	"golang.zx2c4.com/wireguard/device"
 
 	"github.com/popgate/popgate/firewall"
+	"github.com/popgate/popgate/gateway/backbone"
 	"github.com/popgate/popgate/gateway/plane"
 	"github.com/popgate/popgate/store"
 )
@@ -130,6 +131,9 @@ func (n *Node) closed() bool {
 // applyLocked makes the data plane match d at now. Must hold n.mu.
 func (n *Node) applyLocked(dd *plane.Desired, now time.Time) error {
 	d := desired{tenants: dd.Tenants, peers: dd.Peers, routes: dd.Routes, now: now}
+	if !n.cfg.BackboneKey.IsZero() {
+		d.self, d.selfName, d.nodes, d.peerNodes = backbone.NodeID(dd.Self), n.cfg.NodeName, dd.Nodes, dd.PeerNodes
+	}
 	// An expired peer is a disabled one (plane.Peer.Served); the next expiry applies again.
 	n.scheduleExpiryLocked(dd, now)
 	byTenant := peersByTenant(d.peers)
@@ -183,6 +187,8 @@ func (n *Node) applyLocked(dd *plane.Desired, now time.Time) error {
 		}
 		return c
 	}
+	// The backbone's peers before the snapshot that routes over them.
+	bbErr := n.applyBackboneLocked(context.Background(), dd)
 	snap := newSnapshot(d, n.ov)
 	n.snap.Store(snap)
 
@@ -213,7 +219,7 @@ func (n *Node) applyLocked(dd *plane.Desired, now time.Time) error {
 			delete(n.policies, id)
 		}
 	}
-	return nil
+	return bbErr
 }
 
 // peersByTenant groups peers by tenant without copying them: the controller lists them by
@@ -275,6 +281,7 @@ func (n *Node) newTenantDevice(id int64) (*tenantDevice, error) {
 	tun := newTunDevice(name, n.cfg.MTU, id, &n.snap, n.filter)
 	tun.drops = n.tenantDropsOf(id)
 	tun.setExits(n.exitLocal, n.exit4, n.exit6)
+	tun.bb, tun.noExit = &n.bb, n.cfg.NoExit
 	if n.kexit != nil {
 		tun.setKernelExit(n.kexit, &n.drops)
 	}

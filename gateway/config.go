@@ -30,6 +30,8 @@ const (
 	DefaultMTU        = 1420
 	DefaultExitMode   = ExitAuto
 	DefaultRegion     = "local"
+	// DefaultBackbonePort is the backbone's UDP port (backbone.DefaultListenPort).
+	DefaultBackbonePort = 51821
 )
 
 // Config configures a node. The zero value of each field selects the documented default;
@@ -63,6 +65,20 @@ type Config struct {
 	DNSUpstreams []netip.AddrPort
 	// Version is reported by status.
 	Version string
+
+	// BackboneKey is the node's backbone private key (store.BackbonePrivateKey). Zero: the
+	// node has no backbone, and a desired state that gives it one (plane.Desired.Self) is
+	// served without it (nothing crosses to other nodes). Default zero.
+	BackboneKey store.Key
+	// BackbonePort is the backbone's UDP port, bound when the first desired state with a
+	// Self arrives. With AnyPort it must be 0 and the system picks it too. Default 51821.
+	BackbonePort int
+	// NoExit: the node has no exit role. Its tenants' internet traffic goes over the backbone
+	// to exits (plane.Route), none leaves through this node, and backbone traffic for the
+	// internet is refused. Default false: the node is an exit.
+	NoExit bool
+	// backboneTuning shortens the backbone's probe timers in tests; zero: its defaults.
+	backboneTuning backboneTuning
 
 	// exitDialer replaces the userspace exit's host dialer in tests.
 	exitDialer netstack.Dialer
@@ -106,6 +122,21 @@ func (c *Config) Validate() error {
 		}
 		if c.ListenPort < 1 || c.ListenPort > 65535 {
 			return fmt.Errorf("listen port %d is out of range: use 1-65535", c.ListenPort)
+		}
+	}
+	if c.AnyPort {
+		if c.BackbonePort != 0 {
+			return fmt.Errorf("backbone port %d with AnyPort: set one of the two", c.BackbonePort)
+		}
+	} else {
+		if c.BackbonePort == 0 {
+			c.BackbonePort = DefaultBackbonePort
+		}
+		if c.BackbonePort < 1 || c.BackbonePort > 65535 {
+			return fmt.Errorf("backbone port %d is out of range: use 1-65535", c.BackbonePort)
+		}
+		if c.BackbonePort == c.ListenPort {
+			return fmt.Errorf("backbone port %d is the listen port: give the backbone a port of its own (default %d)", c.BackbonePort, DefaultBackbonePort)
 		}
 	}
 	if c.MTU == 0 {

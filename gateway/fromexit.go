@@ -11,57 +11,87 @@ import (
 	"golang.zx2c4.com/wireguard/tun"
 
 	"github.com/popgate/popgate/firewall"
+	"github.com/popgate/popgate/gateway/backbone"
 )
 
 // fromExit decides where a packet from an exit goes: the device of the tenant whose peer (or
 // site) it is addressed to, once that tenant's firewall accepted it; the peer's counters
-// count it. nil: dropped, and counted in drops or by the firewall. Replies from the node's
-// own services skip the firewall, as their requests did. pkt is scratch.
-func fromExit(snap *snapshot, filter *firewall.Filter, pkt *firewall.Packet, raw []byte, now time.Duration, drops *[numDropReasons]atomic.Uint64) *tunDevice {
+// count it. A peer at another node gets it over the backbone (remote: the peer), without
+// the firewall: the PoP the peer is at checks it. nil, nil: dropped, and counted in drops or
+// by the firewall. Replies from the node's own services skip the firewall, as their
+// requests did. pkt is scratch.
+func fromExit(snap *snapshot, filter *firewall.Filter, pkt *firewall.Packet, raw []byte, now time.Duration, drops *[numDropReasons]atomic.Uint64) (to *tunDevice, remote *peerEntry) {
 	if pkt.Parse(raw) != nil {
 		drops[dropMalformed].Add(1)
-		return nil
+		return nil, nil
 	}
 	dst := snap.byAddr[pkt.Dst]
+	if dst != nil && dst.node != 0 {
+		return nil, dst
+	}
 	if dst == nil || dst.tenant.tun == nil {
 		drops[dropNoRoute].Add(1)
-		return nil
+		return nil, nil
 	}
 	if !snap.isLocal(pkt.Src) {
 		if v, _ := filter.CheckAt(dst.tenantID, &dst.ctr.flows, pkt, firewall.ToPeer, now); v != firewall.Accept {
-			return nil
+			return nil, nil
 		}
 	}
 	dst.ctr.txPackets.Add(1)
 	dst.ctr.txBytes.Add(uint64(len(raw)))
-	return dst.tenant.tun
+	return dst.tenant.tun, nil
 }
 
 // deliverBatches holds *deliverBatch scratch for whoever routes packets from an exit.
 var deliverBatches = sync.Pool{New: func() any { return new(deliverBatch) }}
 
-// deliverBatch gathers runs of packets for one device, to queue them together.
+// deliverBatch gathers runs of packets for one device, or for one node and tenant over the
+// backbone (bb), to queue or send them together.
 type deliverBatch struct {
-	to   *tunDevice
-	pkts [][]byte
-	pkt  firewall.Packet // scratch for fromExit
+	to     *tunDevice
+	node   backbone.NodeID // with tenant, instead of to
+	tenant int64
+	pkts   [][]byte
+	pkt    firewall.Packet // scratch for fromExit
+	bb     *bbPath
+	drops  *[numDropReasons]atomic.Uint64
 }
 
 func (db *deliverBatch) add(to *tunDevice, raw []byte) {
-	if to != db.to {
+	if to != db.to || db.node != 0 {
 		db.flush()
 		db.to = to
 	}
 	db.pkts = append(db.pkts, raw)
 }
 
+// addRemote adds raw for peer e, at another node.
+func (db *deliverBatch) addRemote(e *peerEntry, raw []byte) {
+	if db.to != nil || db.node != e.node || db.tenant != e.tenantID {
+		db.flush()
+		db.node, db.tenant = e.node, e.tenantID
+	}
+	db.pkts = append(db.pkts, raw)
+}
+
 func (db *deliverBatch) flush() {
 	if len(db.pkts) > 0 {
-		db.to.enqueue(db.pkts)
+		if db.node != 0 {
+			var dev *backbone.Device
+			if db.bb != nil {
+				dev = db.bb.dev.Load()
+			}
+			if (dev == nil || dev.Send(db.node, uint32(db.tenant), db.pkts) != nil) && db.drops != nil {
+				db.drops[dropNoRoute].Add(uint64(len(db.pkts)))
+			}
+		} else {
+			db.to.enqueue(db.pkts)
+		}
 		clear(db.pkts)
 		db.pkts = db.pkts[:0]
 	}
-	db.to = nil
+	db.to, db.node, db.tenant = nil, 0, 0
 }
 
 // setKernelExit makes Read also read the kernel exit's TUN (see kernelExit). drops counts what
@@ -148,18 +178,20 @@ func (t *tunDevice) readKernel(bufs [][]byte, sizes []int, offset int) (int, err
 		}
 	}
 	db := deliverBatches.Get().(*deliverBatch)
+	db.bb, db.drops = t.bb, t.kxDrops
 	snap := t.snap.Load()
 	now := t.filter.Now()
 	mine := 0
 	for i := range n {
 		raw := bufs[i][offset : offset+sizes[i]]
-		to := fromExit(snap, t.filter, &db.pkt, raw, now, t.kxDrops)
-		switch to {
-		case t:
+		to, remote := fromExit(snap, t.filter, &db.pkt, raw, now, t.kxDrops)
+		switch {
+		case remote != nil:
+			db.addRemote(remote, raw)
+		case to == t:
 			mine++
 			continue
-		case nil:
-		default:
+		case to != nil:
 			db.add(to, raw)
 		}
 		sizes[i] = 0

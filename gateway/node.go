@@ -40,6 +40,11 @@ type Node struct {
 	// exits are where the tenants' packet paths send traffic (see tunDevice.setExits).
 	exitLocal, exit4, exit6 exitWriter
 	drops                   [numDropReasons]atomic.Uint64 // deliveries towards peers that found none
+	// bb is the backbone, from the first desired state with a Self (applyBackboneLocked);
+	// bbCtx is the node's life for it, bbWarned whether a backbone without a key was logged.
+	bb       bbPath
+	bbCtx    context.Context
+	bbWarned atomic.Bool
 
 	uapi     net.Listener
 	uapiPath string
@@ -110,6 +115,7 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 // On error the node must still be closed.
 func (n *Node) Start(ctx context.Context) error {
 	n.startedAt = time.Now()
+	n.bbCtx = ctx
 	var err error
 	if n.filter, err = firewall.New(firewall.Config{}, n.log.With("component", "firewall")); err != nil {
 		return err
@@ -224,10 +230,14 @@ func budgetOf(limit int) int { return limit - min(fdReserve, limit/4) }
 // not block for long.
 func (n *Node) deliverBatch(pkts [][]byte) {
 	db := deliverBatches.Get().(*deliverBatch)
+	db.bb, db.drops = &n.bb, &n.drops
 	snap := n.snap.Load()
 	now := n.filter.Now()
 	for _, raw := range pkts {
-		if to := fromExit(snap, n.filter, &db.pkt, raw, now, &n.drops); to != nil {
+		switch to, remote := fromExit(snap, n.filter, &db.pkt, raw, now, &n.drops); {
+		case remote != nil:
+			db.addRemote(remote, raw)
+		case to != nil:
 			db.add(to, raw)
 		}
 	}
@@ -280,6 +290,13 @@ func (n *Node) trimPeers(now time.Time) {
 // when the process may (CAP_NET_ADMIN, /dev/net/tun, iptables), userspace otherwise.
 func (n *Node) startExit() error {
 	us := userspaceExit{n.exit}
+	if n.cfg.NoExit {
+		// No exit role: the userspace stack serves the in-tunnel services only, and the
+		// packet path sends the internet's traffic over the backbone (tunDevice.Write).
+		n.cfg.ExitMode = "none"
+		n.exitLocal = us
+		return nil
+	}
 	mode := n.cfg.ExitMode
 	if mode == ExitAuto {
 		mode = ExitUserspace
@@ -336,6 +353,11 @@ func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		close(n.closing)
 		n.closeUAPI()
+		n.mu.Lock() // an Apply starting the backbone finishes first
+		if d := n.bb.dev.Load(); d != nil {
+			d.Close() // first: what it delivers goes into the devices
+		}
+		n.mu.Unlock()
 		n.mu.Lock()
 		n.stopExpiryLocked()
 		for id, td := range n.devs {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/popgate/popgate/firewall"
+	"github.com/popgate/popgate/gateway/backbone"
 	"github.com/popgate/popgate/gateway/plane"
 	"github.com/popgate/popgate/store"
 )
@@ -25,6 +26,9 @@ type peerEntry struct {
 	allowed []netip.Prefix
 	// ctr counts the peer's packets; it outlives snapshots (see Node.counters).
 	ctr *peerCounters
+	// node is the other node the peer is at (plane.Desired.PeerNodes); 0: this one, or
+	// none known.
+	node backbone.NodeID
 }
 
 // peerCounters count what the packet path passes for one peer: from it (rx) and towards it
@@ -47,6 +51,9 @@ type route struct {
 	prefix   netip.Prefix
 	siteName string
 	site     *peerEntry
+	// exits are the ordered exits of a route via "exit:x1,exit:x2" (the first Up one carries
+	// it); nil otherwise. Empty but not nil when none of them is a node with a backbone.
+	exits []backbone.NodeID
 }
 
 // siteSource maps a site LAN prefix to its connector: traffic from the LAN enters through it.
@@ -127,6 +134,12 @@ type desired struct {
 	counters func(*plane.Peer) *peerCounters
 	// now is the node's time of the apply: a peer expired by then counts as disabled.
 	now time.Time
+	// self is this node's backbone ID, 0 without a backbone; nodes and peerNodes are the
+	// other nodes and where peers are (plane.Desired).
+	self      backbone.NodeID
+	selfName  string
+	nodes     []plane.Node
+	peerNodes []plane.PeerNode
 }
 
 func newSnapshot(d desired, ov plane.Overlay) *snapshot {
@@ -142,6 +155,14 @@ func newSnapshot(d desired, ov plane.Overlay) *snapshot {
 		s.tenants[t.ID] = &tenantState{id: t.ID, name: t.Name, maxFlowsPerPeer: perPeer, maxFlows: total, tun: d.tuns[t.ID], dev: d.devs[t.ID]}
 	}
 	sites := map[int64]map[string]*peerEntry{}
+	at := map[int64]backbone.NodeID{}
+	if d.self != 0 {
+		for _, pn := range d.peerNodes {
+			if id := backbone.NodeID(pn.Node); id != d.self {
+				at[pn.Peer] = id
+			}
+		}
+	}
 	for i := range d.peers {
 		p := &d.peers[i]
 		ts := s.tenants[p.Tenant]
@@ -157,6 +178,7 @@ func newSnapshot(d desired, ov plane.Overlay) *snapshot {
 			ipv4:      p.IPv4,
 			ipv6:      p.IPv6,
 			allowed:   append([]netip.Prefix{netip.PrefixFrom(p.IPv4, 32), netip.PrefixFrom(p.IPv6, 128)}, p.SitePrefixes...),
+			node:      at[p.ID],
 		}
 		if d.counters != nil {
 			e.ctr = d.counters(p)
@@ -186,6 +208,19 @@ func newSnapshot(d desired, ov plane.Overlay) *snapshot {
 		if name, ok := strings.CutPrefix(r.Via, store.ViaSitePrefix); ok {
 			rt.siteName = name
 			rt.site = sites[r.Tenant][name]
+		} else if names, ok := parseViaExits(r.Via); ok {
+			rt.exits = make([]backbone.NodeID, 0, len(names))
+			for _, name := range names {
+				if name == d.selfName && d.self != 0 {
+					rt.exits = append(rt.exits, d.self) // this node's own exit
+					continue
+				}
+				for _, nd := range d.nodes {
+					if nd.Name == name && backbone.NodeID(nd.ID) != d.self {
+						rt.exits = append(rt.exits, backbone.NodeID(nd.ID))
+					}
+				}
+			}
 		}
 		ts.routes = append(ts.routes, rt)
 	}

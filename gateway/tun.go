@@ -9,17 +9,19 @@ import (
 	"golang.zx2c4.com/wireguard/tun"
 
 	"github.com/popgate/popgate/firewall"
+	"github.com/popgate/popgate/gateway/backbone"
 )
 
 // dropReason says why the packet path dropped a packet (the firewall counts its own).
 type dropReason uint8
 
 const (
-	dropMalformed     dropReason = iota // not a parseable IPv4/IPv6 packet
-	dropUnknownSource                   // source address belongs to no enabled peer or site of the tenant
-	dropCrossTenant                     // destination is a peer of another tenant
-	dropNoRoute                         // no route, an unassigned overlay address, or a site whose connector is down
-	dropClosed                          // the device was closing
+	dropMalformed      dropReason = iota // not a parseable IPv4/IPv6 packet
+	dropUnknownSource                    // source address belongs to no enabled peer or site of the tenant
+	dropCrossTenant                      // destination is a peer of another tenant
+	dropNoRoute                          // no route, an unassigned overlay address, or a site whose connector is down
+	dropClosed                           // the device was closing
+	dropBackboneTenant                   // from the backbone with the label of a tenant this node does not serve
 	numDropReasons
 )
 
@@ -35,6 +37,8 @@ func (r dropReason) String() string {
 		return "no_route"
 	case dropClosed:
 		return "closed"
+	case dropBackboneTenant:
+		return "backbone_tenant"
 	}
 	return "unknown"
 }
@@ -59,6 +63,12 @@ type tunDevice struct {
 	// local takes traffic for the node's own overlay addresses (in-tunnel services); exit4 and
 	// exit6 take the rest by address family. Set before the device is up, never changed after.
 	local, exit4, exit6 exitWriter
+	// bb is the node's backbone; noExit: internet traffic crosses it (the node has no exit
+	// role). Set before the device is up.
+	bb     *bbPath
+	noExit bool
+	// tooBigNext paces the ICMP answers to packets too big for the backbone (filter time).
+	tooBigNext atomic.Int64
 
 	out *outQueue
 	// kx, when set, is the kernel exit whose TUN Read also reads; kxDrops counts what it
@@ -79,6 +89,11 @@ type tunDevice struct {
 type writeBatches struct {
 	local, exit4, exit6, hairpin [][]byte
 	pkt                          firewall.Packet
+	// bb are the batches towards other nodes over the backbone.
+	bb []bbBatch
+	// icmp and one hold an ICMP "too big" answer on its way into the queue.
+	icmp [icmpv6MaxTotal]byte
+	one  [1][]byte
 }
 
 var _ tun.Device = (*tunDevice)(nil)
@@ -93,6 +108,7 @@ func newTunDevice(name string, mtu int, tenantID int64, snap *atomic.Pointer[sna
 		out:      newOutQueue(mtu),
 		events:   make(chan tun.Event, 1),
 		drops:    new([numDropReasons]atomic.Uint64),
+		bb:       new(bbPath),
 	}
 	t.events <- tun.EventUp
 	return t
@@ -113,6 +129,8 @@ func (t *tunDevice) Write(bufs [][]byte, offset int) (int, error) {
 	wb := t.getBatches()
 	pkt := &wb.pkt
 	now := t.filter.Now()
+	var view *bbView // the backbone's links, loaded at the first packet that needs them
+	bbMTU := 0
 	for _, b := range bufs {
 		raw := b[offset:]
 		if pkt.Parse(raw) != nil {
@@ -128,14 +146,15 @@ func (t *tunDevice) Write(bufs [][]byte, offset int) (int, error) {
 			t.drops[dropUnknownSource].Add(1)
 			continue
 		}
-		var to *[][]byte       // nil: hairpin towards a peer or site of the tenant
-		var hairpin *peerEntry // the peer or site connector a hairpinned packet goes to
+		var to *[][]byte        // nil: hairpin towards a peer or site of the tenant
+		var hairpin *peerEntry  // the peer or site connector a hairpinned packet goes to
+		var via backbone.NodeID // another node the packet crosses the backbone to
 		if dst := snap.byAddr[pkt.Dst]; dst != nil {
 			if dst.tenantID != t.tenantID {
 				t.drops[dropCrossTenant].Add(1)
 				continue
 			}
-			hairpin = dst
+			hairpin, via = dst, dst.node
 		} else if snap.isLocal(pkt.Dst) {
 			src.ctr.rxPackets.Add(1)
 			src.ctr.rxBytes.Add(uint64(len(raw)))
@@ -153,12 +172,37 @@ func (t *tunDevice) Write(bufs [][]byte, offset int) (int, error) {
 				// (replies could not find their way back).
 				t.drops[dropNoRoute].Add(1)
 				continue
+			case r.exits != nil || r.siteName == "" && t.noExit:
+				// Over the backbone: the first Up exit of the route's, or the one
+				// "internet" means on a node without the exit role.
+				if view == nil {
+					view = t.bb.view.Load()
+				}
+				if view != nil {
+					if r.exits != nil {
+						via = view.firstUp(r.exits)
+					} else {
+						via = view.internet
+					}
+				}
+				switch {
+				case via != 0 && via == view.self && !t.noExit:
+					// This node's own exit is the first Up one.
+					via = 0
+					to = &wb.exit4
+					if pkt.Dst.Is6() {
+						to = &wb.exit6
+					}
+				case via == 0, via == view.self:
+					t.drops[dropNoRoute].Add(1)
+					continue
+				}
 			case r.siteName == "" && pkt.Dst.Is4():
 				to = &wb.exit4
 			case r.siteName == "":
 				to = &wb.exit6
 			default:
-				hairpin = r.site
+				hairpin, via = r.site, r.site.node
 			}
 		}
 		// The flows a peer opens count against its own bound; those of a site's LAN only
@@ -169,6 +213,23 @@ func (t *tunDevice) Write(bufs [][]byte, offset int) (int, error) {
 		}
 		if v, _ := t.filter.CheckAt(t.tenantID, owner, pkt, firewall.FromPeer, now); v != firewall.Accept {
 			continue // counted by the firewall
+		}
+		if via != 0 {
+			if bbMTU == 0 {
+				bbMTU = backbone.DefaultMTU
+				if d := t.bb.dev.Load(); d != nil {
+					bbMTU = d.MTU()
+				}
+			}
+			if len(raw) > bbMTU {
+				t.tooBig(wb, snap, raw, bbMTU, now)
+				continue
+			}
+			clampMSS(raw, MSSFor(bbMTU, pkt.Dst.Is6()))
+			src.ctr.rxPackets.Add(1)
+			src.ctr.rxBytes.Add(uint64(len(raw)))
+			wb.addBB(via, raw)
+			continue
 		}
 		src.ctr.rxPackets.Add(1)
 		src.ctr.rxBytes.Add(uint64(len(raw)))
@@ -189,6 +250,9 @@ func (t *tunDevice) Write(bufs [][]byte, offset int) (int, error) {
 			clear(*x.batch)
 			*x.batch = (*x.batch)[:0]
 		}
+	}
+	if len(wb.bb) > 0 {
+		t.sendBB(wb)
 	}
 	if len(wb.hairpin) > 0 {
 		t.enqueue(wb.hairpin)
