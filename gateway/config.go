@@ -135,9 +135,6 @@ func (c *Config) Validate() error {
 		if c.BackbonePort < 1 || c.BackbonePort > 65535 {
 			return fmt.Errorf("backbone port %d is out of range: use 1-65535", c.BackbonePort)
 		}
-		if c.BackbonePort == c.ListenPort {
-			return fmt.Errorf("backbone port %d is the listen port: give the backbone a port of its own (default %d)", c.BackbonePort, DefaultBackbonePort)
-		}
 	}
 	if c.MTU == 0 {
 		c.MTU = DefaultMTU

@@ -109,6 +109,7 @@ type serveSettings struct {
 	ControllerAddr string
 	Join           string
 	Backbone       string
+	BackbonePort   int
 }
 
 func defaultServeSettings() serveSettings {
@@ -124,7 +125,8 @@ func defaultServeSettings() serveSettings {
 		LogFormat:  "text",
 		Roles:      "controller,pop,exit",
 
-		MetricsAddr: defaultMetricsAddr,
+		BackbonePort: gateway.DefaultBackbonePort,
+		MetricsAddr:  defaultMetricsAddr,
 	}
 }
 
@@ -192,6 +194,8 @@ var serveSettingsTable = []setting{
 	{name: "backbone-endpoint", usage: "`HOST:PORT` other nodes reach this node's backbone at, told to the controller when the node joins",
 		defText: "none",
 		field:   func(s *serveSettings) any { return &s.Backbone }},
+	{name: "backbone-port", usage: "UDP `PORT` of the backbone, the node-to-node WireGuard device, which a node runs only with --backbone-endpoint",
+		field: func(s *serveSettings) any { return &s.BackbonePort }},
 	{name: "log-level", usage: "`LEVEL`: debug, info, warn or error",
 		field: func(s *serveSettings) any { return &s.LogLevel }},
 	{name: "log-format", usage: "`FORMAT` of the log on stderr: text or json",
@@ -646,6 +650,8 @@ func (a *app) buildServeConfig(s serveSettings, origin map[string]string) (Serve
 		NodeName:     nodeName,
 		DNSUpstreams: dns,
 		Version:      fullVersion(),
+		BackbonePort: s.BackbonePort,
+		NoExit:       !sc.hasRole("exit"),
 	}
 	if err := sc.Gateway.Validate(); err != nil {
 		return sc, &usageError{msg: err.Error() + blame(sc.Gateway, err, origin)}
@@ -657,13 +663,14 @@ func (a *app) buildServeConfig(s serveSettings, origin map[string]string) (Serve
 // It returns "" when no single setting explains the error.
 func blame(bad gateway.Config, err error, origin map[string]string) string {
 	fields := map[string]func(dst *gateway.Config){
-		"interface":    func(c *gateway.Config) { c.Interface = bad.Interface },
-		"listen-port":  func(c *gateway.Config) { c.ListenPort = bad.ListenPort },
-		"mtu":          func(c *gateway.Config) { c.MTU = bad.MTU },
-		"exit-mode":    func(c *gateway.Config) { c.ExitMode = bad.ExitMode },
-		"region":       func(c *gateway.Config) { c.Region = bad.Region },
-		"node-name":    func(c *gateway.Config) { c.NodeName = bad.NodeName },
-		"dns-upstream": func(c *gateway.Config) { c.DNSUpstreams = bad.DNSUpstreams },
+		"interface":     func(c *gateway.Config) { c.Interface = bad.Interface },
+		"listen-port":   func(c *gateway.Config) { c.ListenPort = bad.ListenPort },
+		"mtu":           func(c *gateway.Config) { c.MTU = bad.MTU },
+		"exit-mode":     func(c *gateway.Config) { c.ExitMode = bad.ExitMode },
+		"region":        func(c *gateway.Config) { c.Region = bad.Region },
+		"node-name":     func(c *gateway.Config) { c.NodeName = bad.NodeName },
+		"dns-upstream":  func(c *gateway.Config) { c.DNSUpstreams = bad.DNSUpstreams },
+		"backbone-port": func(c *gateway.Config) { c.BackbonePort = bad.BackbonePort },
 	}
 	for _, st := range serveSettingsTable {
 		o, apply := origin[st.name], fields[st.name]

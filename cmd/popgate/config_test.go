@@ -30,6 +30,7 @@ node_name = "fra-1"
 dns_upstream = ["9.9.9.9", "[2620:fe::fe]:5353"]
 log_level = "debug"
 log_format = "json"
+backbone_port = 51900
 `
 
 func writeFile(t *testing.T, name, content string) string {
@@ -49,7 +50,7 @@ func TestServeConfigPrecedence(t *testing.T) {
 		DataDir: "popgate-data",
 		Gateway: gateway.Config{
 			Interface: "popgate0", ListenPort: 51820, MTU: 1420,
-			ExitMode: "auto", Region: "local", NodeName: "testhost", Version: "dev",
+			ExitMode: "auto", Region: "local", NodeName: "testhost", Version: "dev", BackbonePort: 51821,
 		},
 		WebAddr: "127.0.0.1:8080", LogLevel: slog.LevelInfo, LogFormat: "text",
 		Roles:       []string{"controller", "pop", "exit"},
@@ -62,7 +63,7 @@ func TestServeConfigPrecedence(t *testing.T) {
 		Gateway: gateway.Config{
 			Interface: "wgfile", ListenPort: 51000,
 			MTU: 1400, ExitMode: "userspace", Region: "fra",
-			NodeName: "fra-1", Version: "dev",
+			NodeName: "fra-1", Version: "dev", BackbonePort: 51900,
 			DNSUpstreams: []netip.AddrPort{netip.MustParseAddrPort("9.9.9.9:53"), netip.MustParseAddrPort("[2620:fe::fe]:5353")},
 		},
 		WebAddr: "0.0.0.0:8000", PublicURL: "https://vpn.example.com", LogLevel: slog.LevelDebug, LogFormat: "json", ConfigFile: file,
@@ -75,12 +76,13 @@ func TestServeConfigPrecedence(t *testing.T) {
 		return base
 	}
 	env := map[string]string{
-		"POPGATE_LISTEN_PORT":  "52000",
-		"POPGATE_REGION":       "ams",
-		"POPGATE_DNS_UPSTREAM": "1.1.1.1, 1.0.0.1:5300",
-		"POPGATE_LOG_LEVEL":    "WARN",
-		"POPGATE_PUBLIC_URL":   "https://env.example.com:8443/vpn",
-		"POPGATE_METRICS_ADDR": "off", // an empty variable is no setting
+		"POPGATE_LISTEN_PORT":   "52000",
+		"POPGATE_REGION":        "ams",
+		"POPGATE_DNS_UPSTREAM":  "1.1.1.1, 1.0.0.1:5300",
+		"POPGATE_LOG_LEVEL":     "WARN",
+		"POPGATE_PUBLIC_URL":    "https://env.example.com:8443/vpn",
+		"POPGATE_METRICS_ADDR":  "off", // an empty variable is no setting
+		"POPGATE_BACKBONE_PORT": "51901",
 	}
 	fromFileAndEnv := with(fromFile, func(sc *ServeConfig) {
 		sc.Gateway.ListenPort = 52000
@@ -89,6 +91,7 @@ func TestServeConfigPrecedence(t *testing.T) {
 		sc.LogLevel = slog.LevelWarn
 		sc.PublicURL = "https://env.example.com:8443/vpn"
 		sc.MetricsAddr = ""
+		sc.Gateway.BackbonePort = 51901
 	})
 
 	for _, tc := range []struct {
@@ -116,7 +119,9 @@ func TestServeConfigPrecedence(t *testing.T) {
 			"--data-dir", "./d", "--web-addr", "[::1]:0", "--interface", "pg1", "--mtu", "1300",
 			"--exit-mode", "kernel", "--public-endpoint", "203.0.113.7:53000", "--public-url", "http://[::1]:8080",
 			"--metrics-addr", "127.0.0.1:0", "--metrics-peers", "100",
+			"--backbone-port", "51902",
 		}, with(fromFileAndEnv, func(sc *ServeConfig) {
+			sc.Gateway.BackbonePort = 51902
 			sc.Gateway.ListenPort = 53000
 			sc.Gateway.DNSUpstreams = []netip.AddrPort{netip.MustParseAddrPort("8.8.8.8:53")}
 			sc.LogFormat = "text"
@@ -186,6 +191,7 @@ func TestServeConfigErrors(t *testing.T) {
 		{"missing POPGATE_CONFIG file", map[string]string{"POPGATE_CONFIG": missing}, nil, []string{"named by POPGATE_CONFIG"}},
 		{"port 70000", nil, []string{"--listen-port", "70000"}, []string{"listen port 70000 is out of range: use 1-65535 (set by --listen-port)"}},
 		{"port 70000 in env", map[string]string{"POPGATE_LISTEN_PORT": "70000"}, nil, []string{"(set by POPGATE_LISTEN_PORT)"}},
+		{"backbone port 0", nil, []string{"--backbone-port", "-1"}, []string{"backbone port -1 is out of range", "(set by --backbone-port)"}},
 		{"port not a number in env", map[string]string{"POPGATE_LISTEN_PORT": "51820/udp"}, nil,
 			[]string{`environment variable POPGATE_LISTEN_PORT="51820/udp": not a whole number`}},
 		{"port not a number in flag", nil, []string{"--listen-port", "x"}, []string{`invalid value "x" for flag --listen-port: not a whole number`}},

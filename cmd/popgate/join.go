@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -57,7 +58,11 @@ func joinNode(ctx context.Context, sc ServeConfig, st *store.Store, id *nodesync
 	if err != nil {
 		return m, &usageError{msg: "--join: " + err.Error()}
 	}
-	req := nodesync.JoinRequest{BackboneEndpoint: sc.BackboneEndpoint, Version: sc.Gateway.Version}
+	bbKey, err := st.BackbonePrivateKey(ctx)
+	if err != nil {
+		return m, err
+	}
+	req := nodesync.JoinRequest{BackboneEndpoint: sc.BackboneEndpoint, BackbonePublicKey: bbKey.PublicKey(), Version: sc.Gateway.Version}
 	if sc.NodeNameSet {
 		req.Name = sc.Gateway.NodeName
 	} else if h, err := hostname(); err == nil {
@@ -203,6 +208,17 @@ func runJoined(ctx context.Context, sc ServeConfig, dd *dataDir, hostname func()
 	}
 	gcfg := sc.Gateway
 	gcfg.NodeName = m.NodeName
+	// Its roles are the controller's word (the membership), not --roles: a PoP without the
+	// exit role sends the internet's traffic over the backbone to exits.
+	gcfg.NoExit = !slices.Contains(strings.Split(m.Roles, ","), "exit")
+	// A backbone only where the other nodes can reach it (--backbone-endpoint): the
+	// controller lists no node without an endpoint, so a socket of its own would serve
+	// nothing.
+	if sc.BackboneEndpoint != "" {
+		if gcfg.BackboneKey, err = st.BackbonePrivateKey(ctx); err != nil {
+			return err
+		}
+	}
 	p := &joinedPlane{cfg: gcfg, nodeKey: nodeKey, log: log, ctx: ctx}
 	defer p.Close()
 	client, err := nodesync.NewClient(nodesync.ClientConfig{

@@ -66,6 +66,13 @@ func runServe(ctx context.Context, sc ServeConfig, log *slog.Logger) error {
 	if gcfg.PrivateKey, err = st.NodePrivateKey(ctx); err != nil {
 		return err
 	}
+	// The controller's own node has a backbone only when other nodes can reach it
+	// (--backbone-endpoint): serve without it binds no second socket.
+	if sc.BackboneEndpoint != "" {
+		if gcfg.BackboneKey, err = st.BackbonePrivateKey(ctx); err != nil {
+			return err
+		}
+	}
 	gcfg.Overlay.V4, gcfg.Overlay.V6 = st.OverlayPrefixes()
 	gcfg.Overlay.Gateway4, gcfg.Overlay.Gateway6 = st.GatewayAddrs()
 	node, err := gateway.New(gcfg, log)
@@ -87,6 +94,9 @@ func runServe(ctx context.Context, sc ServeConfig, log *slog.Logger) error {
 	if err := node.Start(ctx); err != nil {
 		return err
 	}
+	// TODO(issue 14, control plane): tell ctrl its own node's backbone, so that it lists
+	// itself (plane.ControllerNode) in the other nodes' Desired.Nodes:
+	// node.BackbonePublicKey() and sc.BackboneEndpoint, when the key is not zero.
 	defer ctrl.Close() // before node.Close
 	if err := ctrl.Start(ctx); err != nil {
 		return err
