@@ -1,0 +1,275 @@
+package gateway
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/popgate/popgate/firewall"
+	"github.com/popgate/popgate/gateway/backbone"
+	"github.com/popgate/popgate/gateway/plane"
+	"github.com/popgate/popgate/store"
+)
+
+// bbSink is a backbone node that records what it is sent.
+type bbSink struct {
+	mu   sync.Mutex
+	got  []string // "tenant:packet length"
+	pkts [][]byte
+}
+
+func (s *bbSink) deliver(from backbone.NodeID, tenant uint32, pkts [][]byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, p := range pkts {
+		s.got = append(s.got, fmt.Sprintf("%d:%d", tenant, len(p)))
+		s.pkts = append(s.pkts, append([]byte(nil), p...))
+	}
+}
+
+func (s *bbSink) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.got)
+}
+
+// startBackbonePair starts two backbone devices on loopback, node 2 (returned first) and
+// node 3, whose Deliver is sink, and waits until 2's link to 3 is Up.
+func startBackbonePair(t *testing.T, sink *bbSink, onLink func(backbone.LinkState)) (*backbone.Device, *backbone.Device) {
+	t.Helper()
+	k2, _ := store.GeneratePrivateKey()
+	k3, _ := store.GeneratePrivateKey()
+	mk := func(id backbone.NodeID, k store.Key, deliver func(backbone.NodeID, uint32, [][]byte), on func(backbone.LinkState)) *backbone.Device {
+		d, err := backbone.New(backbone.Config{Node: id, PrivateKey: k, AnyPort: true, ProbeEvery: 50 * time.Millisecond, ProbeTimeout: 100 * time.Millisecond,
+			Deliver: deliver, OnLinkChange: on}, testLogger(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { d.Close() })
+		if err := d.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	d2 := mk(2, k2, nil, onLink)
+	d3 := mk(3, k3, sink.deliver, nil)
+	lo := netip.MustParseAddr("127.0.0.1")
+	if err := d2.SetPeers([]backbone.Peer{{Node: 3, Name: "x3", PublicKey: k3.PublicKey(), Endpoint: netip.AddrPortFrom(lo, uint16(d3.Port()))}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := d3.SetPeers([]backbone.Peer{{Node: 2, Name: "pop", PublicKey: k2.PublicKey(), Endpoint: netip.AddrPortFrom(lo, uint16(d2.Port()))}}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the link to node 3 up", 10*time.Second, func(context.Context) error {
+		for _, l := range d2.Links() {
+			if l.Node == 3 && l.State == backbone.StateUp {
+				return nil
+			}
+		}
+		return errors.New("not up")
+	})
+	return d2, d3
+}
+
+// withMSS adds an MSS option (mss) to an IPv4 TCP SYN built by tcpSYN.
+func withMSS(b []byte, mss uint16) []byte {
+	p := b[16:]
+	out := make([]byte, 16+44)
+	copy(out[16:], p[:40])
+	q := out[16:]
+	binary.BigEndian.PutUint16(q[2:], 44)
+	q[32] = 6 << 4
+	q[40], q[41] = tcpOptMSS, 4
+	binary.BigEndian.PutUint16(q[42:], mss)
+	return out
+}
+
+// bigUDP is an IPv4 UDP packet of n bytes with DF set, at offset 16.
+func bigUDP(src, dst netip.Addr, n int) []byte {
+	b := make([]byte, 16+n)
+	copy(b, ipv4Packet(src, dst))
+	p := b[16:]
+	binary.BigEndian.PutUint16(p[2:], uint16(n))
+	p[6] = 0x40 // DF
+	return b
+}
+
+// TestTunBackbone: the packet path of a PoP without the exit role sends what is routed to
+// other nodes over the backbone, with the tenant's label: the internet (to the exit of its
+// region), a route via exits (the first Up), a peer and a site at another node; it clamps
+// the MSS of SYNs and answers packets too big for the backbone with ICMP.
+func TestTunBackbone(t *testing.T) {
+	sink := new(bbSink)
+	var path bbPath
+	d2, _ := startBackbonePair(t, sink, func(backbone.LinkState) { path.rebuild() })
+	path.mu.Lock() // the link's changes rebuild the view meanwhile
+	path.dev.Store(d2)
+	path.self, path.noExit, path.region = 2, true, "local"
+	path.nodes = []plane.Node{
+		{ID: 3, Name: "x3", Roles: []string{plane.RoleExit}, Region: "local"},
+		{ID: 4, Name: "x4", Roles: []string{plane.RoleExit}, Region: "local"}, // no link: never Up
+	}
+	path.rebuildLocked()
+	path.mu.Unlock()
+
+	alice := testPeer(1, "acme", "alice", 2, true)
+	bob := testPeer(1, "acme", "bob", 3, true) // at node 3
+	office := testPeer(1, "acme", "office-gw", 4, true)
+	office.Site, office.SitePrefixes = "office", []netip.Prefix{netip.MustParsePrefix("10.10.0.0/24")}
+	filter, err := firewall.New(firewall.Config{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	view := plane.PolicyView([]plane.Peer{alice, bob, office})
+	rs, _ := compileView(allowAll, &view)
+	filter.SetRuleSet(1, rs)
+	snap := new(atomic.Pointer[snapshot])
+	td := newTunDevice("pgbb1", 1420, 1, snap, filter)
+	t.Cleanup(func() { td.Close() })
+	ex := &testExits{}
+	td.setExits(&ex.local, &ex.v4, &ex.v6)
+	td.bb, td.noExit = &path, true
+	snap.Store(newSnapshot(desired{
+		tenants: []plane.Tenant{{ID: 1, Name: "acme"}},
+		peers:   []plane.Peer{alice, bob, office},
+		routes: []plane.Route{
+			{Tenant: 1, Prefix: netip.MustParsePrefix("0.0.0.0/0"), Via: plane.ViaInternet},
+			{Tenant: 1, Prefix: netip.MustParsePrefix("203.0.113.0/24"), Via: "exit:x4,exit:x3"},
+			{Tenant: 1, Prefix: netip.MustParsePrefix("192.0.2.0/24"), Via: "exit:x4"},
+			{Tenant: 1, Prefix: netip.MustParsePrefix("10.10.0.0/24"), Via: "site:office"},
+		},
+		tuns:      map[int64]*tunDevice{1: td},
+		self:      2,
+		nodes:     path.nodes,
+		peerNodes: []plane.PeerNode{{Peer: alice.ID, Node: 2}, {Peer: bob.ID, Node: 3}, {Peer: office.ID, Node: 3}},
+	}, testOverlay))
+
+	for _, tc := range []struct {
+		name string
+		pkt  []byte
+		sent bool
+	}{
+		{"internet: the region's exit", ipv4Packet(alice.IPv4, netip.MustParseAddr("198.51.100.2")), true},
+		{"via exits: the first Up", ipv4Packet(alice.IPv4, netip.MustParseAddr("203.0.113.5")), true},
+		{"via an exit that is down", ipv4Packet(alice.IPv4, netip.MustParseAddr("192.0.2.5")), false},
+		{"a peer at node 3", ipv4Packet(alice.IPv4, bob.IPv4), true},
+		{"a site at node 3", ipv4Packet(alice.IPv4, netip.MustParseAddr("10.10.0.9")), true},
+		{"the node's own services stay here", ipv4Packet(alice.IPv4, testOverlay.Gateway4), false},
+	} {
+		before := sink.count()
+		td.Write([][]byte{tc.pkt}, 16)
+		want := before
+		if tc.sent {
+			want++
+		}
+		eventually(t, tc.name, 5*time.Second, func(context.Context) error {
+			if n := sink.count(); n != want {
+				return fmt.Errorf("node 3 got %d packets, want %d", n, want)
+			}
+			return nil
+		})
+		if tc.sent && sink.got[len(sink.got)-1] != fmt.Sprintf("1:%d", len(tc.pkt)-16) {
+			t.Errorf("%s: node 3 got %s", tc.name, sink.got[len(sink.got)-1])
+		}
+	}
+	if got := ex.got(); got != "local" {
+		t.Errorf("the exits got %q, want only the local services' packet", got)
+	}
+
+	// A SYN's MSS is clamped to what the backbone carries.
+	before := sink.count()
+	td.Write([][]byte{withMSS(tcpSYN(alice.IPv4, netip.MustParseAddr("198.51.100.2"), 80), 1380)}, 16)
+	eventually(t, "the SYN", 5*time.Second, func(context.Context) error {
+		if sink.count() == before {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+	sink.mu.Lock()
+	syn := sink.pkts[len(sink.pkts)-1]
+	sink.mu.Unlock()
+	if mss := binary.BigEndian.Uint16(syn[42:]); mss != MSSFor(d2.MTU(), false) {
+		t.Errorf("the SYN's MSS is %d, want %d", mss, MSSFor(d2.MTU(), false))
+	}
+
+	// A packet too big for the backbone is answered with ICMP "fragmentation needed".
+	before = sink.count()
+	td.Write([][]byte{bigUDP(alice.IPv4, netip.MustParseAddr("198.51.100.2"), 1420)}, 16)
+	bufs, sizes := [][]byte{make([]byte, 2000)}, []int{0}
+	n, err := td.Read(bufs, sizes, 16)
+	if err != nil || n != 1 {
+		t.Fatalf("Read: %d, %v", n, err)
+	}
+	icmp := bufs[0][16 : 16+sizes[0]]
+	if icmp[9] != protoICMP || icmp[20] != 3 || icmp[21] != 4 || int(binary.BigEndian.Uint16(icmp[26:])) != d2.MTU() ||
+		netip.AddrFrom4([4]byte(icmp[16:20])) != alice.IPv4 {
+		t.Errorf("the answer to a packet too big: % x", icmp[:28])
+	}
+	time.Sleep(50 * time.Millisecond)
+	if sink.count() != before {
+		t.Error("the packet too big crossed the backbone")
+	}
+}
+
+func TestParseViaExits(t *testing.T) {
+	for _, tc := range []struct {
+		via  string
+		want string // names joined by " "; "-" when it is not a list of exits
+	}{
+		{"exit:x1", "x1"},
+		{"exit:x1,exit:x2", "x1 x2"},
+		{"exit:x1, exit:x2", "x1 x2"},
+		{"internet", "-"},
+		{"site:office", "-"},
+		{"exit:", "-"},
+		{"exit:x1,site:office", "-"},
+	} {
+		names, ok := parseViaExits(tc.via)
+		got := "-"
+		if ok {
+			got = fmt.Sprint(names)
+			got = got[1 : len(got)-1]
+		}
+		if got != tc.want {
+			t.Errorf("parseViaExits(%q) = %q, want %q", tc.via, got, tc.want)
+		}
+	}
+}
+
+// TestTunBackboneAllocs: the packet path allocates nothing per batch on its way to the
+// backbone (Send's own share is the backbone's test): the device has no peer, so Send
+// refuses at once.
+func TestTunBackboneAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("sync.Pool drops items at random under the race detector")
+	}
+	k, _ := store.GeneratePrivateKey()
+	d, err := backbone.New(backbone.Config{Node: 2, PrivateKey: k, AnyPort: true}, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	var path bbPath
+	path.dev.Store(d)
+	path.view.Store(&bbView{up: map[backbone.NodeID]bool{2: true, 3: true}, self: 2, internet: 3})
+	a1 := testPeer(1, "acme", "a1", 2, true)
+	td, _ := newTestTun(t, []plane.Peer{a1}, "")
+	td.bb, td.noExit = &path, true
+	bufs := make([][]byte, 64)
+	for i := range bufs {
+		bufs[i] = ipv4Packet(a1.IPv4, netip.MustParseAddr("198.51.100.2"))
+	}
+	td.Write(bufs, 16) // warm the pool
+	if allocs := testing.AllocsPerRun(100, func() { td.Write(bufs, 16) }); allocs != 0 {
+		t.Errorf("Write over the backbone allocates %.1f times per batch, want 0", allocs)
+	}
+	if n := td.drops[dropNoRoute].Load(); n != 102*64 { // the warm-up, AllocsPerRun's own and 100
+		t.Errorf("%d packets found no route, want all %d (the device has no peer)", n, 102*64)
+	}
+}
