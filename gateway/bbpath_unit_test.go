@@ -273,3 +273,60 @@ func TestTunBackboneAllocs(t *testing.T) {
 		t.Errorf("%d packets found no route, want all %d (the device has no peer)", n, 102*64)
 	}
 }
+
+// TestDeliverBackbone: what arrives over the backbone goes to a peer here through the
+// firewall, to the exit without a second policy check, and nowhere when its label is not a
+// tenant of this node's, its destination another tenant's, or its source not the tenant's.
+func TestDeliverBackbone(t *testing.T) {
+	a1 := testPeer(1, "acme", "a1", 2, true)
+	a2 := testPeer(1, "acme", "a2", 3, true) // at node 3
+	b1 := testPeer(2, "bravo", "b1", 4, true)
+	tp := newTestPath(t, []plane.Peer{a1, a2, b1}, "", 2, []int64{1, 2})
+	d := desired{
+		tenants:   []plane.Tenant{{ID: 1, Name: "acme"}, {ID: 2, Name: "bravo"}},
+		peers:     []plane.Peer{a1, a2, b1},
+		tuns:      tp.tuns,
+		self:      2,
+		peerNodes: []plane.PeerNode{{Peer: a2.ID, Node: 3}},
+	}
+	for _, id := range []int64{1, 2} {
+		d.routes = append(d.routes, plane.Route{Tenant: id, Prefix: netip.MustParsePrefix("0.0.0.0/0"), Via: plane.ViaInternet})
+	}
+	tp.snap.Store(newSnapshot(d, testOverlay))
+	n := &Node{filter: tp.filter}
+	n.snap.Store(tp.snap.Load())
+	ex := &testExits{}
+	n.exit4, n.exit6 = &ex.v4, &ex.v6
+	web := netip.MustParseAddr("198.51.100.2")
+	strip := func(b []byte) []byte { return b[16:] }
+	for _, tc := range []struct {
+		name   string
+		tenant uint32
+		pkt    []byte
+		exit   string     // testExits.got after it
+		queued int        // packets queued to tenant 1's device after it
+		drop   dropReason // counted, when nothing went anywhere
+		noExit bool       // the node has no exit role
+	}{
+		{name: "to the exit", tenant: 1, pkt: ipv4Packet(a2.IPv4, web), exit: "v4"},
+		{name: "to a peer here", tenant: 1, pkt: ipv4Packet(web, a1.IPv4), exit: "v4", queued: 1},
+		{name: "a tenant this node does not serve", tenant: 9, pkt: ipv4Packet(a2.IPv4, web), exit: "v4", queued: 1, drop: dropBackboneTenant},
+		{name: "another tenant's peer", tenant: 2, pkt: ipv4Packet(web, a1.IPv4), exit: "v4", queued: 1, drop: dropCrossTenant},
+		{name: "a source of another tenant", tenant: 2, pkt: ipv4Packet(a2.IPv4, web), exit: "v4", queued: 1, drop: dropNoRoute},
+		{name: "a peer at another node: no second hop", tenant: 1, pkt: ipv4Packet(web, a2.IPv4), exit: "v4", queued: 1, drop: dropNoRoute},
+		{name: "no exit role", tenant: 1, pkt: ipv4Packet(a1.IPv4, web), exit: "v4", queued: 1, drop: dropNoRoute, noExit: true},
+	} {
+		before := n.drops[tc.drop].Load()
+		n.cfg.NoExit = tc.noExit
+		n.deliverBackbone(3, tc.tenant, [][]byte{strip(tc.pkt)})
+		if got := ex.got(); got != tc.exit {
+			t.Errorf("%s: the exits got %q, want %q", tc.name, got, tc.exit)
+		}
+		if got := tp.tuns[1].out.len(); got != tc.queued {
+			t.Errorf("%s: %d queued to the device, want %d", tc.name, got, tc.queued)
+		}
+		if tc.drop != 0 && n.drops[tc.drop].Load() != before+1 {
+			t.Errorf("%s: not counted as %s", tc.name, tc.drop)
+		}
+	}
+}
