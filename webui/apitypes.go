@@ -238,6 +238,15 @@ type APIStatus struct {
 	Tenants []APITenantStatus `json:"tenants"`
 	// Controller is set on a node that joined a controller: how its sync stands.
 	Controller *APIControllerLink `json:"controller,omitempty"`
+	// Backbone is set on a node with a backbone: its links to the other nodes, by node ID.
+	Backbone *APIBackbone `json:"backbone,omitempty"`
+}
+
+// APIBackbone is a node's backbone: its port and public key, and its links by node ID.
+type APIBackbone struct {
+	Port      int               `json:"port"`
+	PublicKey string            `json:"public_key"`
+	Links     []APIBackboneLink `json:"links"`
 }
 
 // APIControllerLink is how a joined node's sync with its controller stands.

@@ -517,7 +517,7 @@ func init() {
 		APIDownloadLink{}, APIPeerRotate{}, APIPolicyWarning{},
 		APIRegion{}, APIRegions{}, APINewRegion{}, APIRegionUpdate{},
 		APIJoinedNode{}, APIJoinedNodes{}, APINewNodeToken{}, APINodeToken{}, APIControllerLink{},
-		APIRouteExit{}, APIBackboneLink{},
+		APIRouteExit{}, APIBackboneLink{}, APIBackbone{},
 	} {
 		tp := reflect.TypeOf(v)
 		apiSchemaTypes[tp.Name()] = tp

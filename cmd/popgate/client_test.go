@@ -269,6 +269,19 @@ func TestAdminCommands(t *testing.T) {
 				"  not applied:      apply generation 42: tenant acme: too many open files\n"+
 				"peers\n", 1),
 		},
+		{
+			name: "status with backbone links",
+			args: []string{"status"},
+			answers: map[string]answer{"GET /api/v1/status": {200, strings.TrimSuffix(statusJSON, "}") +
+				`,"backbone":{"port":51821,"public_key":"bbkey","links":[{"node":"x1","node_id":3,"state":"up","rtt_us":1250,"loss_percent":2},{"node_id":4,"state":"unknown","loss_percent":0}]}}`, nil}},
+			want: request{"GET", "/api/v1/status", "", "", ""},
+			stdout: strings.Replace(statusText(), "device\n", "backbone\n"+
+				"  port:             51821/udp\n"+
+				"  public key:       bbkey\n"+
+				"  link x1:          up, rtt 1.2 ms, loss 2%\n"+
+				"  link node 4:      unknown, rtt 0.0 ms, loss 0%\n"+
+				"device\n", 1),
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d := startFakeDaemon(t, tc.answers)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
 	"path/filepath"
 	"runtime"
@@ -154,6 +155,31 @@ func (p *joinedPlane) Report() plane.Report {
 	return node.Report()
 }
 
+// Backbone is the data plane's backbone for status; nil before it is up or without one.
+func (p *joinedPlane) Backbone() *webui.APIBackbone {
+	p.mu.Lock()
+	node := p.node
+	p.mu.Unlock()
+	if node == nil {
+		return nil
+	}
+	return apiBackbone(node)
+}
+
+// apiBackbone is node's backbone for status; nil when it has none running.
+func apiBackbone(node *gateway.Node) *webui.APIBackbone {
+	links := node.BackboneLinks()
+	if links == nil {
+		return nil
+	}
+	bb := &webui.APIBackbone{Port: node.Config().BackbonePort, PublicKey: node.BackbonePublicKey().String(), Links: []webui.APIBackboneLink{}}
+	for _, l := range links {
+		bb.Links = append(bb.Links, webui.APIBackboneLink{Node: l.Name, NodeID: uint32(l.Node), State: l.State.String(),
+			RTTMicros: l.SmoothedRTT.Microseconds(), LossPercent: int(math.Round(l.Loss() * 100))})
+	}
+	return bb
+}
+
 // Close stops the data plane: the node serves nothing.
 func (p *joinedPlane) Close() {
 	p.mu.Lock()
@@ -247,7 +273,9 @@ func runJoined(ctx context.Context, sc ServeConfig, dd *dataDir, hostname func()
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /api/v1/status", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(joinedStatus(m, gcfg, started, client.Status(), p.Report()))
+		st := joinedStatus(m, gcfg, started, client.Status(), p.Report())
+		st.Backbone = p.Backbone()
+		json.NewEncoder(w).Encode(st)
 	})
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")

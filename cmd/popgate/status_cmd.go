@@ -64,6 +64,18 @@ func (a *app) cmdStatus(ctx context.Context, args []string) error {
 			kv("generation", "%d applied", ds.Applied)
 		}
 	}
+	if bb := st.Backbone; bb != nil {
+		b.WriteString("backbone\n")
+		kv("port", "%d/udp", bb.Port)
+		kv("public key", "%s", bb.PublicKey)
+		for _, l := range bb.Links {
+			name := l.Node
+			if name == "" {
+				name = fmt.Sprint("node ", l.NodeID)
+			}
+			kv("link "+name, "%s, rtt %.1f ms, loss %d%%", l.State, float64(l.RTTMicros)/1000, l.LossPercent)
+		}
+	}
 	b.WriteString("device\n")
 	kv("interface", "%s", d.Interface)
 	kv("public key", "%s", d.PublicKey)
