@@ -3,7 +3,9 @@ package gateway
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/netip"
 	"slices"
@@ -259,12 +261,32 @@ func (t *tunDevice) sendBB(wb *writeBatches) {
 		if b.node == 0 {
 			continue
 		}
-		if dev == nil || dev.Send(b.node, uint32(t.tenantID), b.pkts) != nil {
-			t.drops[dropNoRoute].Add(uint64(len(b.pkts)))
-		}
+		bbSend(dev, b.node, t.tenantID, b.pkts, t.drops)
 		clear(b.pkts)
 		b.pkts = b.pkts[:0]
 		b.node = 0
+	}
+}
+
+// bbSend sends pkts of tenant to node over dev and counts what it did not send: all of them
+// when the node is no peer (any more) or the device is closed or missing, those larger
+// than its MTU (ErrTooBig: the others were sent).
+func bbSend(dev *backbone.Device, node backbone.NodeID, tenant int64, pkts [][]byte, drops *[numDropReasons]atomic.Uint64) {
+	if dev == nil || tenant <= 0 || tenant > math.MaxUint32 {
+		drops[dropNoRoute].Add(uint64(len(pkts)))
+		return
+	}
+	switch err := dev.Send(node, uint32(tenant), pkts); {
+	case err == nil:
+	case errors.Is(err, backbone.ErrTooBig):
+		mtu := dev.MTU()
+		for _, p := range pkts {
+			if len(p) > mtu {
+				drops[dropTooBig].Add(1)
+			}
+		}
+	default:
+		drops[dropNoRoute].Add(uint64(len(pkts)))
 	}
 }
 

@@ -212,8 +212,8 @@ func TestTunBackbone(t *testing.T) {
 		t.Errorf("the answer to a packet too big: % x", icmp[:28])
 	}
 	time.Sleep(50 * time.Millisecond)
-	if sink.count() != before {
-		t.Error("the packet too big crossed the backbone")
+	if sink.count() != before || td.drops[dropTooBig].Load() != 1 {
+		t.Errorf("the packet too big crossed the backbone, or was not counted (%d)", td.drops[dropTooBig].Load())
 	}
 }
 

@@ -82,9 +82,7 @@ func (db *deliverBatch) flush() {
 			if db.bb != nil {
 				dev = db.bb.dev.Load()
 			}
-			if (dev == nil || dev.Send(db.node, uint32(db.tenant), db.pkts) != nil) && db.drops != nil {
-				db.drops[dropNoRoute].Add(uint64(len(db.pkts)))
-			}
+			bbSend(dev, db.node, db.tenant, db.pkts, db.drops)
 		} else {
 			db.to.enqueue(db.pkts)
 		}

@@ -22,6 +22,7 @@ const (
 	dropNoRoute                          // no route, an unassigned overlay address, or a site whose connector is down
 	dropClosed                           // the device was closing
 	dropBackboneTenant                   // from the backbone with the label of a tenant this node does not serve
+	dropTooBig                           // larger than the backbone carries (answered with ICMP when it came from a peer)
 	numDropReasons
 )
 
@@ -39,6 +40,8 @@ func (r dropReason) String() string {
 		return "closed"
 	case dropBackboneTenant:
 		return "backbone_tenant"
+	case dropTooBig:
+		return "too_big"
 	}
 	return "unknown"
 }
@@ -222,6 +225,7 @@ func (t *tunDevice) Write(bufs [][]byte, offset int) (int, error) {
 				}
 			}
 			if len(raw) > bbMTU {
+				t.drops[dropTooBig].Add(1)
 				t.tooBig(wb, snap, raw, bbMTU, now)
 				continue
 			}
