@@ -2,9 +2,13 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -124,7 +128,7 @@ func (p *bbPinger) gap(from time.Time) time.Duration {
 
 // TestE2EBackboneFailover: a controller, a PoP with the role pop only, and two exits on the
 // backbone and internet bridges. A stock client at the PoP reaches the Internet host through
-// exit 1 (the first exit of the PoP's region); exit 1 is killed and a datagram every 100 ms
+// exit 1 (the first exit of the PoP's region), over UDP and TCP; exit 1 is killed and a datagram every 100 ms
 // goes on through exit 2 with no gap over 3 s; exit 1 restarts and the traffic returns to it.
 func TestE2EBackboneFailover(t *testing.T) {
 	bin := e2eRequireBinary(t)
@@ -137,6 +141,7 @@ func TestE2EBackboneFailover(t *testing.T) {
 	x2NS := n.AddNode(t, "bdx", testbed.Backbone, testbed.Internet)
 	cliNS := n.AddClient(t)
 	bbEcho(t, n.Internet, testbed.InternetAddr4.String()+":45100")
+	fs := testbed.ServeRandomFile(t, n.Internet, 8)
 
 	ifn := func(role string) string {
 		name := fmt.Sprintf("bd%s%d", role, os.Getpid()%100000)
@@ -175,11 +180,12 @@ func TestE2EBackboneFailover(t *testing.T) {
 		}
 		return nil
 	})
-	// startNode starts a joined node: its backbone on port bbPort of its backbone address.
-	startNode := func(ns *testbed.NetNode, dir, ifname string, port, bbPort int, extra ...string) *testbed.Proc {
+	// startNode starts a joined node with exit mode mode, its backbone on port bbPort of its
+	// backbone address. Exit 1 has the kernel exit, exit 2 the userspace one.
+	startNode := func(ns *testbed.NetNode, dir, ifname, mode string, port, bbPort int, extra ...string) *testbed.Proc {
 		t.Helper()
 		args := append([]string{bin, "serve", "--data-dir", dir, "--listen-port", fmt.Sprint(port), "--interface", ifname,
-			"--web-addr", "127.0.0.1:0", "--exit-mode", "userspace", "--backbone-port", fmt.Sprint(bbPort),
+			"--web-addr", "127.0.0.1:0", "--exit-mode", mode, "--backbone-port", fmt.Sprint(bbPort),
 			"--backbone-endpoint", fmt.Sprintf("%s:%d", ns.Addr4[testbed.Backbone], bbPort)}, extra...)
 		p, err := ns.NS.Start(t, args...)
 		if err != nil {
@@ -210,13 +216,13 @@ func TestE2EBackboneFailover(t *testing.T) {
 		return strings.TrimSpace(mustCLI(append([]string{"node", "token", "--roles", roles, "--name", name}, extra...)...))
 	}
 	popIf, x1If, x2If := ifn("p"), ifn("x"), ifn("y")
-	startNode(popNS, popDir, popIf, popPort, 45021, "--join", join("pop", "p1"))
+	startNode(popNS, popDir, popIf, "userspace", popPort, 45021, "--join", join("pop", "p1"))
 	inSync("p1")
 	// The exits of the PoP's region, x1 first (the lower backbone ID).
 	x1Token := join("exit", "x1", "--region", "local")
-	x1 := startNode(x1NS, x1Dir, x1If, 45012, 45022, "--join", x1Token)
+	x1 := startNode(x1NS, x1Dir, x1If, "kernel", 45012, 45022, "--join", x1Token)
 	inSync("x1")
-	startNode(x2NS, x2Dir, x2If, 45013, 45023, "--join", join("exit", "x2", "--region", "local"))
+	startNode(x2NS, x2Dir, x2If, "userspace", 45013, 45023, "--join", join("exit", "x2", "--region", "local"))
 	inSync("x2")
 
 	mustCLI("tenant", "add", "acme")
@@ -268,6 +274,21 @@ func TestE2EBackboneFailover(t *testing.T) {
 		})
 	}
 	through(x1NS, 30*time.Second, "the client to reach the Internet host through exit 1")
+	// TCP too: a client configured with MTU 1,420, larger than the backbone carries,
+	// downloads through it (its SYN's MSS is clamped at the PoP, the server's SYN-ACK's too).
+	dl, dlCancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer dlCancel()
+	req, _ := http.NewRequestWithContext(dl, "GET", fs.URL(testbed.InternetAddr4), nil)
+	resp, err := cliNS.NS.HTTPClient().Do(req)
+	if err != nil {
+		t.Fatalf("download through exit 1: %v", err)
+	}
+	h := sha256.New()
+	size, err := io.Copy(h, resp.Body)
+	resp.Body.Close()
+	if err != nil || size != fs.Size || hex.EncodeToString(h.Sum(nil)) != fs.SHA256 {
+		t.Fatalf("download through exit 1: %d of %d bytes, %v, the file intact: %v", size, fs.Size, err, hex.EncodeToString(h.Sum(nil)) == fs.SHA256)
+	}
 
 	killed := time.Now()
 	if err := x1.Signal(syscall.SIGKILL); err != nil {
@@ -282,6 +303,6 @@ func TestE2EBackboneFailover(t *testing.T) {
 		t.Errorf("failover left a gap of %v, more than 3 s", gap)
 	}
 
-	startNode(x1NS, x1Dir, x1If, 45012, 45022)
+	startNode(x1NS, x1Dir, x1If, "kernel", 45012, 45022)
 	through(x1NS, 30*time.Second, "the traffic to return to exit 1 once it is back")
 }
