@@ -330,3 +330,24 @@ func TestDeliverBackbone(t *testing.T) {
 		}
 	}
 }
+
+func TestExitMTU(t *testing.T) {
+	k, _ := store.GeneratePrivateKey()
+	for _, tc := range []struct {
+		mtu  int
+		bb   bool
+		want int
+	}{
+		{1420, false, 1420},
+		{1420, true, backbone.DefaultMTU},
+		{1300, true, 1300},
+	} {
+		n := &Node{cfg: Config{MTU: tc.mtu}}
+		if tc.bb {
+			n.cfg.BackboneKey = k
+		}
+		if got := n.exitMTU(); got != tc.want {
+			t.Errorf("MTU %d, backbone %v: the exits' MTU is %d, want %d", tc.mtu, tc.bb, got, tc.want)
+		}
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/popgate/popgate/firewall"
+	"github.com/popgate/popgate/gateway/backbone"
 	"github.com/popgate/popgate/gateway/internal/udpbind"
 	"github.com/popgate/popgate/gateway/plane"
 	"github.com/popgate/popgate/gateway/wgmux"
@@ -147,7 +148,7 @@ func (n *Node) Start(ctx context.Context) error {
 			"open_files_limit", limit, "exit_sockets", budget)
 	}
 	ecfg := netstack.Config{
-		MTU:          n.cfg.MTU,
+		MTU:          n.exitMTU(),
 		LocalAddrs:   []netip.Addr{n.ov.Gateway4, n.ov.Gateway6},
 		DNSUpstreams: n.cfg.DNSUpstreams,
 		Output:       n.deliverBatch,
@@ -308,7 +309,7 @@ func (n *Node) startExit() error {
 	}
 	var exit4, exit6 exitWriter = us, us
 	if mode == ExitKernel {
-		k, err := newKernelExit(n.cfg.Interface, n.cfg.MTU, n.cfg.ListenPort, n.ov, n.log.With("component", "kernel-exit"))
+		k, err := newKernelExit(n.cfg.Interface, n.exitMTU(), n.cfg.ListenPort, n.ov, n.log.With("component", "kernel-exit"))
 		switch {
 		case err != nil && n.cfg.ExitMode == ExitKernel:
 			return err
@@ -328,6 +329,17 @@ func (n *Node) startExit() error {
 	n.cfg.ExitMode = mode
 	n.exitLocal, n.exit4, n.exit6 = us, exit4, exit6
 	return nil
+}
+
+// exitMTU is the MTU of the exits' link towards the peers: the tunnel's, or on a node with a
+// backbone what the backbone carries when that is less, so that replies for peers at other
+// nodes fit it (UDP is fragmented to it, and the kernel answers DF packets too big with
+// ICMP); the node's own peers lose only a few bytes a packet.
+func (n *Node) exitMTU() int {
+	if n.cfg.BackboneKey.IsZero() {
+		return n.cfg.MTU
+	}
+	return min(n.cfg.MTU, backbone.DefaultMTU)
 }
 
 // userspaceExit adapts the gVisor exit to the packet path.
