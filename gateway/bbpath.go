@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/netip"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -208,25 +207,6 @@ func resolveEndpoint(ctx context.Context, hostport string) (netip.AddrPort, erro
 		return netip.AddrPort{}, fmt.Errorf("look up %s: %v", host, err)
 	}
 	return netip.AddrPortFrom(addrs[0].Unmap(), uint16(pn)), nil
-}
-
-// viaExitPrefix starts each item of a route's ordered exits, "exit:x1,exit:x2".
-const viaExitPrefix = "exit:"
-
-// parseViaExits returns the node names of a Via of ordered exits, or ok false when via is
-// not one. (The control plane validates Via; this only reads it.)
-func parseViaExits(via string) (names []string, ok bool) {
-	if !strings.HasPrefix(via, viaExitPrefix) {
-		return nil, false
-	}
-	for _, item := range strings.Split(via, ",") {
-		name, ok := strings.CutPrefix(strings.TrimSpace(item), viaExitPrefix)
-		if !ok || name == "" {
-			return nil, false
-		}
-		names = append(names, name)
-	}
-	return names, true
 }
 
 // bbBatch is one Write's packets towards one node.

@@ -193,4 +193,7 @@ func TestBackboneFailover(t *testing.T) {
 	if up != 2 {
 		t.Errorf("the PoP's links: %+v, want 2 up", pop.BackboneLinks())
 	}
+	if links := pop.Report().Links; len(links) != 2 || links[0].Node != 3 || links[0].State != plane.LinkUp || links[1].Node != 4 {
+		t.Errorf("the PoP's report: links %+v, want nodes 3 and 4, 3 up", links)
+	}
 }

@@ -217,31 +217,6 @@ func TestTunBackbone(t *testing.T) {
 	}
 }
 
-func TestParseViaExits(t *testing.T) {
-	for _, tc := range []struct {
-		via  string
-		want string // names joined by " "; "-" when it is not a list of exits
-	}{
-		{"exit:x1", "x1"},
-		{"exit:x1,exit:x2", "x1 x2"},
-		{"exit:x1, exit:x2", "x1 x2"},
-		{"internet", "-"},
-		{"site:office", "-"},
-		{"exit:", "-"},
-		{"exit:x1,site:office", "-"},
-	} {
-		names, ok := parseViaExits(tc.via)
-		got := "-"
-		if ok {
-			got = fmt.Sprint(names)
-			got = got[1 : len(got)-1]
-		}
-		if got != tc.want {
-			t.Errorf("parseViaExits(%q) = %q, want %q", tc.via, got, tc.want)
-		}
-	}
-}
-
 // TestTunBackboneAllocs: the packet path allocates nothing per batch on its way to the
 // backbone (Send's own share is the backbone's test): the device has no peer, so Send
 // refuses at once.

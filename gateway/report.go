@@ -45,6 +45,9 @@ func (n *Node) Report() plane.Report {
 	if n.mux != nil {
 		r.Node.Handshakes = handshakeStatus(n.mux.Stats())
 	}
+	for _, l := range n.BackboneLinks() {
+		r.Links = append(r.Links, plane.LinkState{Node: uint32(l.Node), State: l.State.String(), RTT: l.SmoothedRTT, Loss: l.Loss(), Since: l.Since})
+	}
 
 	snap := n.snap.Load()
 	if snap == nil { // before Start

@@ -208,9 +208,9 @@ func newSnapshot(d desired, ov plane.Overlay) *snapshot {
 		if name, ok := strings.CutPrefix(r.Via, store.ViaSitePrefix); ok {
 			rt.siteName = name
 			rt.site = sites[r.Tenant][name]
-		} else if names, ok := parseViaExits(r.Via); ok {
-			rt.exits = make([]backbone.NodeID, 0, len(names))
-			for _, name := range names {
+		} else if v, err := plane.ParseVia(r.Via); err == nil && len(v.Exits) > 0 {
+			rt.exits = make([]backbone.NodeID, 0, len(v.Exits))
+			for _, name := range v.Exits {
 				if name == d.selfName && d.self != 0 {
 					rt.exits = append(rt.exits, d.self) // this node's own exit
 					continue
