@@ -237,7 +237,7 @@ func TestE2EBackboneFailover(t *testing.T) {
 		}
 		var st struct {
 			Backbone *struct {
-				Links []struct{ Name, State string }
+				Links []struct{ Node, State string }
 			}
 		}
 		if err := json.Unmarshal([]byte(out), &st); err != nil {

@@ -16,6 +16,7 @@ import (
 	"github.com/popgate/popgate/gateway"
 	"github.com/popgate/popgate/gateway/control"
 	"github.com/popgate/popgate/gateway/nodesync"
+	"github.com/popgate/popgate/gateway/plane"
 	"github.com/popgate/popgate/store"
 	"github.com/popgate/popgate/webui"
 )
@@ -80,6 +81,16 @@ func runServe(ctx context.Context, sc ServeConfig, log *slog.Logger) error {
 		return err
 	}
 	defer node.Close()
+	// With a backbone, the other nodes know the controller's own node as "controller".
+	var bb control.BackboneConfig
+	if !gcfg.BackboneKey.IsZero() {
+		bb = control.BackboneConfig{Endpoint: sc.BackboneEndpoint, PublicKey: node.BackbonePublicKey()}
+		for _, r := range sc.Roles {
+			if r == plane.RolePoP || r == plane.RoleExit {
+				bb.Roles = append(bb.Roles, r)
+			}
+		}
+	}
 	ctrl, err := control.New(control.Config{
 		PublicEndpoint: sc.PublicEndpoint,
 		ListenPort:     node.Config().ListenPort,
@@ -87,6 +98,7 @@ func runServe(ctx context.Context, sc ServeConfig, log *slog.Logger) error {
 		Region:         node.Config().Region,
 		ClientDNS:      len(node.Config().DNSUpstreams) > 0,
 		Nodes:          nodes,
+		Backbone:       bb,
 	}, st, node, log.With("component", "control"))
 	if err != nil {
 		return err
@@ -94,9 +106,6 @@ func runServe(ctx context.Context, sc ServeConfig, log *slog.Logger) error {
 	if err := node.Start(ctx); err != nil {
 		return err
 	}
-	// TODO(issue 14, control plane): tell ctrl its own node's backbone, so that it lists
-	// itself (plane.ControllerNode) in the other nodes' Desired.Nodes:
-	// node.BackbonePublicKey() and sc.BackboneEndpoint, when the key is not zero.
 	defer ctrl.Close() // before node.Close
 	if err := ctrl.Start(ctx); err != nil {
 		return err
