@@ -143,9 +143,9 @@ func TestAdminCommands(t *testing.T) {
 			args:    []string{"tenant", "list"},
 			answers: map[string]answer{"GET /api/v1/tenants": {200, tenantsJSON, nil}},
 			want:    request{"GET", "/api/v1/tenants", "", "", ""},
-			stdout: "NAME    PEERS  SPLIT-TUNNEL  FLOWS/PEER  FLOWS  CREATED\n" +
-				"acme    2      on            10000       50000  2h ago\n" +
-				"globex  0      off           4096        16384  72d ago\n",
+			stdout: "NAME    PEERS  SPLIT-TUNNEL  FLOWS/PEER  FLOWS  REGIONS  CREATED\n" +
+				"acme    2      on            10000       50000  all      2h ago\n" +
+				"globex  0      off           4096        16384  all      72d ago\n",
 		},
 		{
 			name:    "tenant list --json",

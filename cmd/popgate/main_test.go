@@ -159,7 +159,7 @@ func TestHelp(t *testing.T) {
 		{[]string{"policy", "show", "--help"}, []string{"Usage: popgate policy show --tenant TENANT", "Example:\n  popgate policy show --tenant acme"}},
 		{[]string{"help", "policy", "set"}, []string{"Usage: popgate policy set --tenant TENANT", "FILE:LINE:", "Example:\n  popgate policy set --tenant acme acme.policy", "  default deny\n"}},
 		{[]string{"route", "--help"}, []string{"Usage: popgate route <subcommand>", "  list ", "  add ", "  remove ", "longest matching prefix wins"}},
-		{[]string{"help", "route", "add"}, []string{"Usage: popgate route add --tenant TENANT [--via internet|site:NAME]", "(default: internet)", "Example:\n  popgate route add --tenant acme --via site:office 10.10.0.0/24"}},
+		{[]string{"help", "route", "add"}, []string{"Usage: popgate route add --tenant TENANT [--via internet|site:NAME|exit:X1,exit:X2]", "(default:\n                   internet)", "Example:\n  popgate route add --tenant acme --via site:office 10.10.0.0/24"}},
 		{[]string{"route", "remove", "-h"}, []string{"Usage: popgate route remove --tenant TENANT", "Example:\n  popgate route remove"}},
 		{[]string{"route", "list", "--help"}, []string{"Usage: popgate route list --tenant TENANT", "--json"}},
 		{[]string{"status", "--help"}, []string{"Usage: popgate status", "Example:"}},
