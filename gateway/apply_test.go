@@ -248,6 +248,7 @@ func TestNodeCloseRacesApplyAndExpiry(t *testing.T) {
 					p.ExpiresAt = now.Add(time.Duration(i+int(gen%3)) * time.Millisecond)
 					peers = append(peers, p)
 				}
+				closedBefore := closed.Load() // Close had returned before this Apply began
 				err := node.Apply(context.Background(), desiredOf(gen, peers...))
 				if errors.Is(err, ErrClosed) {
 					return
@@ -256,7 +257,7 @@ func TestNodeCloseRacesApplyAndExpiry(t *testing.T) {
 					t.Error(err)
 					return
 				}
-				if closed.Load() {
+				if closedBefore {
 					t.Error("Apply after Close returned nil")
 					return
 				}

@@ -37,16 +37,20 @@ func (n *Node) serveUAPI() {
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
-		for {
+		// wireguard-go's UAPI listener runs two goroutines (accept, and a watch on the
+		// socket file) that each end by handing Accept one error, and block until it is
+		// taken: take both, or they outlive the node.
+		for errs := 0; errs < 2; {
 			c, err := l.Accept()
 			if err != nil {
-				return
+				errs++
+				continue
 			}
 			n.uapiMu.Lock()
 			if n.closed() {
 				n.uapiMu.Unlock()
 				c.Close()
-				return
+				continue
 			}
 			n.uapiConns[c] = struct{}{}
 			n.wg.Add(1)
