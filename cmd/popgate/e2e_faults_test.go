@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"net/netip"
 	"os"
@@ -32,13 +31,7 @@ func TestE2ENodeFaults(t *testing.T) {
 	const popPort = 45620
 
 	mk := func(role, ifprefix string, on ...string) *netProc {
-		nd := n.AddNode(t, role, on...)
-		ifname := ifprefix + n.Suffix
-		if len(ifname) > 15 {
-			ifname = ifname[:15]
-		}
-		t.Cleanup(func() { os.Remove(filepath.Join(testbed.UAPIDir, ifname+".sock")) })
-		return &netProc{t: t, bin: bin, node: nd, dir: t.TempDir(), ifname: ifname}
+		return newNetProc(t, bin, n, role, ifprefix, on...)
 	}
 	ctrl := mk("ctl", "fc", testbed.Backbone)
 	ctrlAddr := netip.AddrPortFrom(ctrl.node.Addr4[testbed.Backbone], 45600)
@@ -51,60 +44,12 @@ func TestE2ENodeFaults(t *testing.T) {
 	for _, p := range pops {
 		p.args = []string{"--listen-port", fmt.Sprint(popPort), "--interface", p.ifname, "--web-addr", "127.0.0.1:0", "--exit-mode", "userspace"}
 	}
-	cli := func(ctx context.Context, args ...string) (string, string, error) {
-		return e2eRun(ctx, bin, append(args, "--data-dir", ctrl.dir)...)
-	}
-	mustCLI := func(args ...string) string {
-		t.Helper()
-		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-		defer cancel()
-		out, stderr, err := cli(ctx, args...)
-		if err != nil {
-			t.Fatalf("popgate %s: %v\n%s", strings.Join(args[:min(len(args), 4)], " "), err, stderr)
-		}
-		return out
-	}
-	inSync := func(ctx context.Context, name string) error {
-		out, stderr, err := cli(ctx, "node", "list", "--json")
-		if err != nil {
-			return fmt.Errorf("node list: %v: %s", err, stderr)
-		}
-		var l struct{ Nodes []e2eJoined }
-		if err := json.Unmarshal([]byte(out), &l); err != nil {
-			return err
-		}
-		i := slices.IndexFunc(l.Nodes, func(n e2eJoined) bool { return n.Name == name })
-		if i < 0 || !l.Nodes[i].Connected || l.Nodes[i].Applied < l.Nodes[i].Current {
-			return fmt.Errorf("%s not in sync: %s", name, out)
-		}
-		return nil
-	}
-	waitInSync := func(within time.Duration, names ...string) time.Duration {
-		t.Helper()
-		start := time.Now()
-		for _, name := range names {
-			testbed.Poll(t, within, name+" to be connected and in sync", func(ctx context.Context) error { return inSync(ctx, name) })
-		}
-		return time.Since(start)
-	}
-	pinger := func(c *testbed.NetNode) func(ctx context.Context) error {
-		return func(ctx context.Context) error {
-			_, err := c.NS.Run(ctx, "ping", "-c", "1", "-W", "1", "100.64.0.1")
-			return err
-		}
-	}
+	mustCLI, waitInSync, pinger := ctrl.mustCLI, ctrl.waitInSync, pingGateway
 	// p1Link runs a command on p1's link to the backbone bridge (where the controller is).
 	p1Link := func(args ...string) { t.Helper(); p1.node.NS.MustRun(t, args...) }
 	bbLink := p1.node.Links[testbed.Backbone]
 
-	ctrl.start()
-	testbed.Poll(t, 60*time.Second, "the controller to answer", func(ctx context.Context) error {
-		_, stderr, err := cli(ctx, "status")
-		if err != nil {
-			return fmt.Errorf("%v: %s", err, stderr)
-		}
-		return nil
-	})
+	ctrl.startController()
 	for name, p := range pops {
 		token := strings.TrimSpace(mustCLI("node", "token", "--roles", "pop", "--name", name))
 		p.start("--join", token)

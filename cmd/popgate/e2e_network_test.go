@@ -66,6 +66,86 @@ func (p *netProc) peersOnline(ctx context.Context) int {
 	return int(n)
 }
 
+// newNetProc makes the namespace of one `popgate serve` of a multi-node test: a node of n
+// attached to the bridges on, with a data dir and an interface name of its own (its UAPI
+// socket removed at cleanup).
+func newNetProc(t *testing.T, bin string, n *testbed.Network, role, ifprefix string, on ...string) *netProc {
+	t.Helper()
+	nd := n.AddNode(t, role, on...)
+	ifname := ifprefix + n.Suffix
+	if len(ifname) > 15 {
+		ifname = ifname[:15]
+	}
+	t.Cleanup(func() { os.Remove(filepath.Join(testbed.UAPIDir, ifname+".sock")) })
+	return &netProc{t: t, bin: bin, node: nd, dir: t.TempDir(), ifname: ifname}
+}
+
+// cli runs `popgate args… --data-dir D` against the process's control socket.
+func (p *netProc) cli(ctx context.Context, args ...string) (stdout, stderr string, err error) {
+	return e2eRun(ctx, p.bin, append(args, "--data-dir", p.dir)...)
+}
+
+// mustCLI is cli with a 60 s limit that fails the test unless the command succeeds.
+func (p *netProc) mustCLI(args ...string) string {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	out, stderr, err := p.cli(ctx, args...)
+	if err != nil {
+		p.t.Fatalf("popgate %s: %v\n%s", strings.Join(args[:min(len(args), 4)], " "), err, stderr)
+	}
+	return out
+}
+
+// startController starts the process and waits until its control socket answers.
+func (p *netProc) startController() {
+	p.t.Helper()
+	p.start()
+	testbed.Poll(p.t, 60*time.Second, "the controller to answer", func(ctx context.Context) error {
+		if exited, err := p.proc.Exited(); exited {
+			p.t.Fatalf("the controller exited (%v):\n%s", err, p.proc.LogTail(40))
+		}
+		_, stderr, err := p.cli(ctx, "status")
+		if err != nil {
+			return fmt.Errorf("%v: %s", err, stderr)
+		}
+		return nil
+	})
+}
+
+// waitInSync waits until the controller p lists every named node connected and in sync
+// (applied the current generation), and returns how long that took.
+func (p *netProc) waitInSync(within time.Duration, names ...string) time.Duration {
+	p.t.Helper()
+	start := time.Now()
+	testbed.Poll(p.t, within, strings.Join(names, ", ")+" to be connected and in sync", func(ctx context.Context) error {
+		out, stderr, err := p.cli(ctx, "node", "list", "--json")
+		if err != nil {
+			return fmt.Errorf("node list: %v: %s", err, stderr)
+		}
+		var l struct{ Nodes []e2eJoined }
+		if err := json.Unmarshal([]byte(out), &l); err != nil {
+			return err
+		}
+		for _, name := range names {
+			i := slices.IndexFunc(l.Nodes, func(n e2eJoined) bool { return n.Name == name })
+			if i < 0 || !l.Nodes[i].Connected || l.Nodes[i].Applied < l.Nodes[i].Current {
+				return fmt.Errorf("%s not in sync: %s", name, out)
+			}
+		}
+		return nil
+	})
+	return time.Since(start)
+}
+
+// pingGateway returns a poll function: one ping from c to the overlay's gateway address.
+func pingGateway(c *testbed.NetNode) func(ctx context.Context) error {
+	return func(ctx context.Context) error {
+		_, err := c.NS.Run(ctx, "ping", "-c", "1", "-W", "1", "100.64.0.1")
+		return err
+	}
+}
+
 // TestE2ETwoRegions is issue 13's network on one machine (TESTBED.md's bridges): a controller
 // on the backbone bridge; region fra served by two PoPs behind one anycast address (the
 // switch routes it to both, ECMP, as an upstream router would); region ams served by one
@@ -84,13 +164,7 @@ func TestE2ETwoRegions(t *testing.T) {
 	const popPort = 45520
 
 	mk := func(role, ifprefix string, on ...string) *netProc {
-		nd := n.AddNode(t, role, on...)
-		ifname := ifprefix + n.Suffix
-		if len(ifname) > 15 {
-			ifname = ifname[:15]
-		}
-		t.Cleanup(func() { os.Remove(filepath.Join(testbed.UAPIDir, ifname+".sock")) })
-		return &netProc{t: t, bin: bin, node: nd, dir: t.TempDir(), ifname: ifname}
+		return newNetProc(t, bin, n, role, ifprefix, on...)
 	}
 	ctrl := mk("ctl", "tc", testbed.Backbone)
 	controllerAddr := netip.AddrPortFrom(ctrl.node.Addr4[testbed.Backbone], 45500).String()
@@ -109,63 +183,7 @@ func TestE2ETwoRegions(t *testing.T) {
 			"--exit-mode", "userspace", "--dns-upstream", testbed.InternetAddr4.String()}
 	}
 
-	cli := func(ctx context.Context, args ...string) (string, string, error) {
-		return e2eRun(ctx, bin, append(args, "--data-dir", ctrl.dir)...)
-	}
-	mustCLI := func(args ...string) string {
-		t.Helper()
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		out, stderr, err := cli(ctx, args...)
-		if err != nil {
-			t.Fatalf("popgate %s: %v\n%s", strings.Join(args, " "), err, stderr)
-		}
-		return out
-	}
-	startController := func() {
-		t.Helper()
-		ctrl.start()
-		testbed.Poll(t, 60*time.Second, "the controller to answer", func(ctx context.Context) error {
-			if exited, err := ctrl.proc.Exited(); exited {
-				t.Fatalf("the controller exited (%v):\n%s", err, ctrl.proc.LogTail(40))
-			}
-			_, stderr, err := cli(ctx, "status")
-			if err != nil {
-				return fmt.Errorf("%v: %s", err, stderr)
-			}
-			return nil
-		})
-	}
-	// allInSync waits until every named node is connected and applied the current generation,
-	// and returns how long that took.
-	allInSync := func(within time.Duration, names ...string) time.Duration {
-		t.Helper()
-		start := time.Now()
-		testbed.Poll(t, within, strings.Join(names, ", ")+" to be connected and in sync", func(ctx context.Context) error {
-			out, stderr, err := cli(ctx, "node", "list", "--json")
-			if err != nil {
-				return fmt.Errorf("node list: %v: %s", err, stderr)
-			}
-			var l struct{ Nodes []e2eJoined }
-			if err := json.Unmarshal([]byte(out), &l); err != nil {
-				return err
-			}
-			for _, name := range names {
-				i := slices.IndexFunc(l.Nodes, func(n e2eJoined) bool { return n.Name == name })
-				if i < 0 || !l.Nodes[i].Connected || l.Nodes[i].Applied < l.Nodes[i].Current {
-					return fmt.Errorf("%s not in sync: %s", name, out)
-				}
-			}
-			return nil
-		})
-		return time.Since(start)
-	}
-	pingFrom := func(c *testbed.NetNode) func(ctx context.Context) error {
-		return func(ctx context.Context) error {
-			_, err := c.NS.Run(ctx, "ping", "-c", "1", "-W", "1", "100.64.0.1")
-			return err
-		}
-	}
+	mustCLI, startController, allInSync, pingFrom := ctrl.mustCLI, ctrl.startController, ctrl.waitInSync, pingGateway
 	popNames := []string{"fra1", "fra2", "ams1"}
 
 	startController()
