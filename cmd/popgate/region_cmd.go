@@ -75,24 +75,33 @@ func endpointFlag(f *adminFlags, endpoint string) error {
 	return nil
 }
 
+// regionEndpointArgs parses the arguments of region add and set: a region name and a required
+// --endpoint (usage says what it is), both checked before the control socket is asked.
+func (a *app) regionEndpointArgs(spec cmdSpec, args []string, usage string) (f *adminFlags, name, endpoint string, err error) {
+	f = newAdminFlags(spec)
+	f.String(&endpoint, "endpoint", "", usage)
+	pos, err := f.parse(a, args)
+	if err != nil {
+		return nil, "", "", err
+	}
+	if err := checkRegion(pos[0]); err != nil {
+		return nil, "", "", err
+	}
+	if err := endpointFlag(f, endpoint); err != nil {
+		return nil, "", "", err
+	}
+	return f, pos[0], endpoint, nil
+}
+
 func regionPath(name string) string { return "/api/v1/regions/" + url.PathEscape(name) }
 
 func (a *app) regionAdd(ctx context.Context, spec cmdSpec, args []string) error {
-	var endpoint string
-	f := newAdminFlags(spec)
-	f.String(&endpoint, "endpoint", "", "`HOST:PORT` the region's clients connect to (required)")
-	pos, err := f.parse(a, args)
+	f, name, endpoint, err := a.regionEndpointArgs(spec, args, "`HOST:PORT` the region's clients connect to (required)")
 	if err != nil {
 		return err
 	}
-	if err := checkRegion(pos[0]); err != nil {
-		return err
-	}
-	if err := endpointFlag(f, endpoint); err != nil {
-		return err
-	}
 	var r webui.APIRegion
-	if _, err := a.client(f).callJSON(ctx, http.MethodPost, "/api/v1/regions", webui.APINewRegion{Name: pos[0], Endpoint: endpoint}, &r); err != nil {
+	if _, err := a.client(f).callJSON(ctx, http.MethodPost, "/api/v1/regions", webui.APINewRegion{Name: name, Endpoint: endpoint}, &r); err != nil {
 		return err
 	}
 	a.note("region %s added with endpoint %s and public key %s: print a peer's config for it with 'popgate peer config --tenant TENANT --region %s NAME'",
@@ -125,21 +134,12 @@ func (a *app) regionList(ctx context.Context, spec cmdSpec, args []string) error
 }
 
 func (a *app) regionSet(ctx context.Context, spec cmdSpec, args []string) error {
-	var endpoint string
-	f := newAdminFlags(spec)
-	f.String(&endpoint, "endpoint", "", "the new `HOST:PORT` the region's clients connect to (required)")
-	pos, err := f.parse(a, args)
+	f, name, endpoint, err := a.regionEndpointArgs(spec, args, "the new `HOST:PORT` the region's clients connect to (required)")
 	if err != nil {
 		return err
 	}
-	if err := checkRegion(pos[0]); err != nil {
-		return err
-	}
-	if err := endpointFlag(f, endpoint); err != nil {
-		return err
-	}
 	var r webui.APIRegion
-	if _, err := a.client(f).callJSON(ctx, http.MethodPatch, regionPath(pos[0]), webui.APIRegionUpdate{Endpoint: &endpoint}, &r); err != nil {
+	if _, err := a.client(f).callJSON(ctx, http.MethodPatch, regionPath(name), webui.APIRegionUpdate{Endpoint: &endpoint}, &r); err != nil {
 		return err
 	}
 	a.note("region %s: endpoint %s; configs already imported keep the old one until they are imported again", r.Name, r.Endpoint)
