@@ -1,8 +1,6 @@
 package main
 
 import (
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -14,17 +12,8 @@ import (
 // wg-quick takes it); the config of the node's own region is what peer add printed and a stock
 // client connects with it. (A PoP of the other region comes with joining nodes.)
 func TestE2ERegionConfigs(t *testing.T) {
-	bin := e2eRequireBinary(t)
-	testbed.RequireRoot(t)
-	testbed.RequireTools(t, "ip", "wg", "wg-quick", "wireguard-go", "ping")
-	topo := testbed.NewTopology(t)
-	n := &e2eNode{t: t, bin: bin, topo: topo, dataDir: t.TempDir(), ifname: topo.Name("rg"), port: 42051, mode: "userspace"}
-	t.Cleanup(func() { _ = os.Remove(filepath.Join(testbed.UAPIDir, n.ifname+".sock")) })
-	tr := &e2eTraffic{topo: topo, echo: testbed.StartUDPEcho(t, topo.Net)}
-	n.dns = tr.echo.Addr(topo.NetAddr4).String()
-	if err := n.start(); err != nil {
-		t.Fatalf("e2e: popgate serve did not start: %v", err)
-	}
+	n, tr := startUserspaceNode(t, "rg", 42051)
+	topo := n.topo
 
 	n.mustCLI(t, "tenant", "add", "acme")
 	home := n.mustCLI(t, "peer", "add", "--tenant", "acme", "laptop")

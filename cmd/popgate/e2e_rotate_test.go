@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -17,17 +15,8 @@ import (
 // through and is gone from the device, and a stock client configured from the config the
 // command printed gets through.
 func TestE2ERotate(t *testing.T) {
-	bin := e2eRequireBinary(t)
-	testbed.RequireRoot(t)
-	testbed.RequireTools(t, "ip", "wg", "wg-quick", "wireguard-go", "ping")
-	topo := testbed.NewTopology(t)
-	n := &e2eNode{t: t, bin: bin, topo: topo, dataDir: t.TempDir(), ifname: topo.Name("pg"), port: 51821, mode: "userspace"}
-	t.Cleanup(func() { _ = os.Remove(filepath.Join(testbed.UAPIDir, n.ifname+".sock")) })
-	tr := &e2eTraffic{topo: topo, echo: testbed.StartUDPEcho(t, topo.Net)}
-	n.dns = tr.echo.Addr(topo.NetAddr4).String()
-	if err := n.start(); err != nil {
-		t.Fatalf("e2e: popgate serve did not start: %v", err)
-	}
+	n, tr := startUserspaceNode(t, "pg", 51821)
+	topo := n.topo
 	n.mustCLI(t, "tenant", "add", "acme")
 	oldConf := n.mustCLI(t, "peer", "add", "--tenant", "acme", "laptop")
 	oldCfg := e2eCheckConfig(t, oldConf, n.endpoint())

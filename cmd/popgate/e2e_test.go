@@ -96,6 +96,24 @@ func (n *e2eNode) serveArgs(ifname string, port int) []string {
 	}
 }
 
+// startUserspaceNode starts `popgate serve` (userspace exit) in a new topology, with a UDP
+// echo server in Net as its DNS upstream, and returns the node and that traffic.
+func startUserspaceNode(t *testing.T, ifprefix string, port int) (*e2eNode, *e2eTraffic) {
+	t.Helper()
+	bin := e2eRequireBinary(t)
+	testbed.RequireRoot(t)
+	testbed.RequireTools(t, "ip", "wg", "wg-quick", "wireguard-go", "ping")
+	topo := testbed.NewTopology(t)
+	n := &e2eNode{t: t, bin: bin, topo: topo, dataDir: t.TempDir(), ifname: topo.Name(ifprefix), port: port, mode: "userspace"}
+	t.Cleanup(func() { _ = os.Remove(filepath.Join(testbed.UAPIDir, n.ifname+".sock")) })
+	tr := &e2eTraffic{topo: topo, echo: testbed.StartUDPEcho(t, topo.Net)}
+	n.dns = tr.echo.Addr(topo.NetAddr4).String()
+	if err := n.start(); err != nil {
+		t.Fatalf("e2e: popgate serve did not start: %v", err)
+	}
+	return n, tr
+}
+
 // start starts serve and waits until `popgate status` answers. The error carries the log.
 func (n *e2eNode) start() error {
 	p, err := n.topo.Pop.Start(n.t, n.serveArgs(n.ifname, n.port)...)
