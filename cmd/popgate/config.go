@@ -78,6 +78,12 @@ type ServeConfig struct {
 // hasRole reports whether the node has role.
 func (sc *ServeConfig) hasRole(role string) bool { return slices.Contains(sc.Roles, role) }
 
+// controllerOnly reports whether the node is a controller and nothing else: it runs no data
+// plane (no WireGuard socket, no exit), only the control plane for the nodes that join it.
+func (sc *ServeConfig) controllerOnly() bool {
+	return len(sc.Roles) == 1 && sc.Roles[0] == "controller"
+}
+
 const (
 	defaultDataDir = "popgate-data"
 	envPrefix      = "POPGATE_"
@@ -183,7 +189,7 @@ var serveSettingsTable = []setting{
 	{name: "dns-upstream", usage: "comma-separated `LIST` of ip[:port] resolvers the in-tunnel DNS forwards to",
 		defText: "the nameservers of /etc/resolv.conf",
 		field:   func(s *serveSettings) any { return &s.DNSUpstream }},
-	{name: "roles", usage: "comma-separated `ROLES` of this node: controller, pop, exit (all three: the appliance); a node without controller joins one (--join)",
+	{name: "roles", usage: "comma-separated `ROLES` of this node: controller, pop, exit (all three: the appliance; controller alone carries no traffic); a node without controller joins one (--join)",
 		field: func(s *serveSettings) any { return &s.Roles }},
 	{name: "controller-addr", usage: "`HOST:PORT` the controller accepts nodes on (mutual TLS), written into join tokens ('popgate node token')",
 		defText: "none: no nodes join",
@@ -637,6 +643,9 @@ func (a *app) buildServeConfig(s serveSettings, origin map[string]string) (Serve
 	if s.Backbone != "" {
 		if err := checkHostPort(s.Backbone); err != nil {
 			return sc, bad("backbone-endpoint", "backbone endpoint %q %v: use host:port, e.g. 203.0.113.1:51821", s.Backbone, err)
+		}
+		if len(roles) == 1 && roles[0] == "controller" && s.Join == "" {
+			return sc, bad("backbone-endpoint", "--roles controller carries no tenant traffic, so it has no backbone: drop --backbone-endpoint, or add the pop or exit role")
 		}
 		sc.BackboneEndpoint = s.Backbone
 	}

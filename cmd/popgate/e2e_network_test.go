@@ -158,7 +158,7 @@ func pingGateway(c *testbed.NetNode) func(ctx context.Context) error {
 func TestE2ETwoRegions(t *testing.T) {
 	bin := e2eRequireBinary(t)
 	testbed.RequireRoot(t)
-	testbed.RequireTools(t, "ip", "wg", "wg-quick", "wireguard-go", "ping")
+	testbed.RequireTools(t, "ip", "wg", "wg-quick", "wireguard-go", "ping", "ss", "curl")
 	n := testbed.NewNetwork(t)
 	anycast := netip.MustParseAddr("198.18.0.1")
 	const popPort = 45520
@@ -168,9 +168,11 @@ func TestE2ETwoRegions(t *testing.T) {
 	}
 	ctrl := mk("ctl", "tc", testbed.Backbone)
 	controllerAddr := netip.AddrPortFrom(ctrl.node.Addr4[testbed.Backbone], 45500).String()
-	ctrl.args = []string{"--listen-port", "45501", "--interface", ctrl.ifname, "--web-addr", "127.0.0.1:0",
+	// The controller alone (--roles controller), as issue 13's walkthrough runs it: no data
+	// plane of its own; its region local serves nobody here.
+	ctrl.args = []string{"--roles", "controller", "--web-addr", "127.0.0.1:0",
 		"--public-endpoint", netip.AddrPortFrom(ctrl.node.Addr4[testbed.Backbone], 45501).String(),
-		"--exit-mode", "userspace", "--controller-addr", controllerAddr}
+		"--controller-addr", controllerAddr}
 	fra1 := mk("fra", "tf", testbed.WAN, testbed.Backbone, testbed.Internet)
 	fra2 := mk("fra", "tg", testbed.WAN, testbed.Backbone, testbed.Internet)
 	ams1 := mk("ams", "ta", testbed.WAN, testbed.Backbone, testbed.Internet)
@@ -195,6 +197,8 @@ func TestE2ETwoRegions(t *testing.T) {
 		p.start("--join", token, "--backbone-endpoint", netip.AddrPortFrom(p.node.Addr4[testbed.Backbone], 45510).String())
 	}
 	allInSync(60*time.Second, popNames...)
+	checkControllerOnly(t, ctrl)
+	checkJoinedMetrics(t, fra1, "fra1", "fra", "pop,exit")
 
 	mustCLI("tenant", "add", "acme")
 	fraConf := mustCLI("peer", "add", "--tenant", "acme", "--region", "fra", "laptop")
@@ -294,4 +298,53 @@ func TestE2ETwoRegions(t *testing.T) {
 	})
 	t.Logf("a fra PoP died: its client pinged through the other fra PoP %s later (the stock client's own retry: keepalive 10 s + rekey 5 s, then every 5 s)",
 		time.Since(killed).Round(100*time.Millisecond))
+}
+
+// checkControllerOnly checks that a controller started with --roles controller says so in its
+// status and holds no UDP socket: it carries no traffic.
+func checkControllerOnly(t *testing.T, ctrl *netProc) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err := ctrl.status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	node, _ := st["node"].(map[string]any)
+	if roles := fmt.Sprint(node["roles"]); roles != "[controller]" {
+		t.Errorf("the controller's status says roles %s, want [controller]", roles)
+	}
+	out, err := ctrl.node.NS.Run(ctx, "ss", "-Hulpn")
+	if err != nil {
+		t.Fatalf("ss: %v\n%s", err, out)
+	}
+	if strings.Contains(out, "popgate") {
+		t.Errorf("the controller alone holds a UDP socket; it should carry no traffic:\n%s", out)
+	}
+}
+
+// checkJoinedMetrics checks a joined node's metrics endpoint at its default address (in its
+// own namespace): ready, and its name, region and roles as the controller gave them.
+func checkJoinedMetrics(t *testing.T, p *netProc, name, region, roles string) {
+	t.Helper()
+	testbed.Poll(t, 30*time.Second, name+"'s /readyz to say ready", func(ctx context.Context) error {
+		out, err := p.node.NS.Run(ctx, "curl", "-sS", "--max-time", "5", "http://127.0.0.1:9586/readyz")
+		if err != nil || strings.TrimSpace(out) != "ready" {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		return nil
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := p.node.NS.Run(ctx, "curl", "-sS", "--max-time", "5", "http://127.0.0.1:9586/metrics")
+	if err != nil {
+		t.Fatalf("%s's /metrics: %v\n%s", name, err, out)
+	}
+	want := fmt.Sprintf(`popgate_node_info{name=%q,region=%q,roles=%q} 1`, name, region, roles)
+	if !strings.Contains(out, want) {
+		t.Errorf("%s's /metrics lacks %s", name, want)
+	}
+	if !strings.Contains(out, "popgate_desired_staleness_seconds 0") {
+		t.Errorf("%s's /metrics does not say its desired state is current (popgate_desired_staleness_seconds 0)", name)
+	}
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/popgate/popgate/gateway"
+	"github.com/popgate/popgate/gateway/metrics"
 	"github.com/popgate/popgate/gateway/nodesync"
 	"github.com/popgate/popgate/gateway/plane"
 	"github.com/popgate/popgate/store"
@@ -217,6 +218,22 @@ func joinedStatus(m store.Membership, cfg gateway.Config, started time.Time, syn
 	return st
 }
 
+// joinedFacts are the facts, for metrics and readiness, of a joined node: its roles are
+// the controller's word, the newest desired state it knows is the one it applied last, and it
+// is stale while its controller is away. Staleness does not make it unready: a node fails
+// static, and serves what it has (popgate_desired_staleness_seconds says how old).
+func joinedFacts(m store.Membership, status func() nodesync.Status) func() metrics.Facts {
+	roles := strings.Split(m.Roles, ",")
+	return func() metrics.Facts {
+		s := status()
+		f := metrics.Facts{Roles: roles, DesiredGeneration: s.Generation, PublishError: s.ApplyError}
+		if !s.Connected && !s.Since.IsZero() {
+			f.StaleSince = s.Since
+		}
+		return f
+	}
+}
+
 // runJoined runs a node that joined a controller until ctx ends.
 func runJoined(ctx context.Context, sc ServeConfig, dd *dataDir, hostname func() (string, error), log *slog.Logger) error {
 	st := dd.store
@@ -285,6 +302,13 @@ func runJoined(ctx context.Context, sc ServeConfig, dd *dataDir, hostname func()
 	ctlSrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go serveHTTP(ctlSrv, ctl)
 	defer ctlSrv.Close()
+
+	facts := joinedFacts(m, client.Status)
+	stopMetrics, err := startMetrics(sc, p.Report, facts, readiness(p.Report, facts), log.With("component", "metrics"))
+	if err != nil {
+		return err
+	}
+	defer stopMetrics() // before p.Close
 
 	log.Info("popgate is a node of the controller", "controller", m.ControllerAddr, "node", m.NodeName, "roles", m.Roles, "region", m.Region)
 	err = client.Run(ctx)

@@ -22,6 +22,8 @@ func TestNodeServeFlags(t *testing.T) {
 		{[]string{"--roles", "pop", "--controller-addr", "127.0.0.1:7443"}, nil, "--roles pop has no controller"},
 		{[]string{"--roles", "controller,pop", "--join", "x"}, nil, "includes controller: give --roles pop"},
 		{[]string{"--backbone-endpoint", "x"}, nil, `backbone endpoint "x" has no port`},
+		{[]string{"--roles", "controller", "--controller-addr", "127.0.0.1:7443"}, nil, ""},
+		{[]string{"--roles", "controller", "--backbone-endpoint", "192.0.2.1:51821"}, nil, "--roles controller carries no tenant traffic, so it has no backbone"},
 	} {
 		sc, err := newTestApp(t, tc.env).loadServeConfig(tc.args)
 		switch {

@@ -76,11 +76,22 @@ func runServe(ctx context.Context, sc ServeConfig, log *slog.Logger) error {
 	}
 	gcfg.Overlay.V4, gcfg.Overlay.V6 = st.OverlayPrefixes()
 	gcfg.Overlay.Gateway4, gcfg.Overlay.Gateway6 = st.GatewayAddrs()
-	node, err := gateway.New(gcfg, log)
-	if err != nil {
-		return err
+	// A controller alone runs no data plane: the PoPs that join it serve its clients.
+	var node *gateway.Node
+	var dp control.DataPlane
+	ncfg := gcfg
+	if sc.controllerOnly() {
+		dp = newNoDataPlane(gcfg.NodeName, gcfg.Version, gcfg.Region)
+		if sc.PublicEndpoint == "" {
+			log.Warn("this controller serves no clients (--roles controller), and configs of its own region point at it: set --public-endpoint to where that region's PoPs are, or give peers configs of other regions (--region)", "region", gcfg.Region)
+		}
+	} else {
+		if node, err = gateway.New(gcfg, log); err != nil {
+			return err
+		}
+		defer node.Close()
+		dp, ncfg = node, node.Config()
 	}
-	defer node.Close()
 	// With a backbone, the other nodes know the controller's own node as "controller".
 	var bb control.BackboneConfig
 	if !gcfg.BackboneKey.IsZero() {
@@ -93,18 +104,21 @@ func runServe(ctx context.Context, sc ServeConfig, log *slog.Logger) error {
 	}
 	ctrl, err := control.New(control.Config{
 		PublicEndpoint: sc.PublicEndpoint,
-		ListenPort:     node.Config().ListenPort,
-		MTU:            node.Config().MTU,
-		Region:         node.Config().Region,
-		ClientDNS:      len(node.Config().DNSUpstreams) > 0,
+		ListenPort:     ncfg.ListenPort,
+		MTU:            ncfg.MTU,
+		Region:         ncfg.Region,
+		ClientDNS:      len(ncfg.DNSUpstreams) > 0,
 		Nodes:          nodes,
 		Backbone:       bb,
-	}, st, node, log.With("component", "control"))
+		Roles:          sc.Roles,
+	}, st, dp, log.With("component", "control"))
 	if err != nil {
 		return err
 	}
-	if err := node.Start(ctx); err != nil {
-		return err
+	if node != nil {
+		if err := node.Start(ctx); err != nil {
+			return err
+		}
 	}
 	defer ctrl.Close() // before node.Close
 	if err := ctrl.Start(ctx); err != nil {
@@ -133,13 +147,13 @@ func runServe(ctx context.Context, sc ServeConfig, log *slog.Logger) error {
 	}
 	log.Info("popgate is serving", "public_endpoint", ctrl.Config().PublicEndpoint)
 	facts := controllerFacts(ctrl, sc.Roles)
-	ready := readiness(node.Report, facts)
-	stopMetrics, err := startMetrics(sc, node.Report, facts, ready, log.With("component", "metrics"))
+	ready := readiness(dp.Report, facts)
+	stopMetrics, err := startMetrics(sc, dp.Report, facts, ready, log.With("component", "metrics"))
 	if err != nil {
 		return err
 	}
 	defer stopMetrics() // before ctrl.Close
-	if os.Getenv("GOGC") == "" {
+	if os.Getenv("GOGC") == "" && node != nil {
 		pacer := newGCPacer(node.DeviceBufferBytes, log.With("component", "gc"))
 		pacerCtx, stopPacer := context.WithCancel(ctx)
 		pacerDone := make(chan struct{})

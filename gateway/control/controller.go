@@ -59,6 +59,9 @@ type Config struct {
 	// Backbone is the controller's own node's backbone, when it runs one (see
 	// BackboneConfig). Default: none.
 	Backbone BackboneConfig
+	// Roles are the node's roles, for status. Default: controller, pop and exit (the
+	// appliance).
+	Roles []string
 }
 
 // Validate fills defaults and rejects bad values with a message naming the field and the fix.
@@ -71,6 +74,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Region == "" {
 		return errors.New("control: Config.Region is empty: pass the node's region")
+	}
+	if len(c.Roles) == 0 {
+		c.Roles = []string{"controller", plane.RolePoP, plane.RoleExit}
 	}
 	if c.RetryEvery == 0 {
 		c.RetryEvery = 5 * time.Second

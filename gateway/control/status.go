@@ -3,6 +3,7 @@ package control
 import (
 	"context"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/popgate/popgate/firewall"
@@ -80,7 +81,7 @@ func (c *Controller) Status(ctx context.Context) (Status, error) {
 	st := Status{
 		NodeName:         rep.Node.Name,
 		Version:          rep.Node.Version,
-		Roles:            []string{"controller", "pop", "exit"},
+		Roles:            slices.Clone(c.cfg.Roles),
 		Region:           rep.Node.Region,
 		StartedAt:        rep.Node.StartedAt,
 		Interface:        rep.Node.Interface,
