@@ -9,7 +9,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -225,8 +227,13 @@ const MaxNodeReport = 16384
 // ErrTokenUsed, ErrTokenExpired, ErrInvalid (a bad name, or one the token does not allow)
 // or ErrExists (the name or the pin is taken); then nothing is stored.
 func (s *Store) RedeemJoinToken(ctx context.Context, r Redemption) (Node, error) {
-	if len(r.BackboneEndpoint) > 300 || len(r.Version) > 64 {
-		return Node{}, errorf(ErrInvalid, "the node's backbone endpoint or version is too long")
+	if len(r.Version) > 64 {
+		return Node{}, errorf(ErrInvalid, "the node's version is too long")
+	}
+	if r.BackboneEndpoint != "" {
+		if err := validBackboneEndpoint(r.BackboneEndpoint); err != nil {
+			return Node{}, err
+		}
 	}
 	now := fromMicros(micros(s.now()))
 	var n Node
@@ -591,4 +598,68 @@ func (s *Store) ClearDesired(ctx context.Context) error {
 		}
 		return nil
 	})
+}
+
+// SetNodeBackbone records that node id's backbone is reached at endpoint (host:port) with
+// key, as the node reports after a restart with another --backbone-endpoint. It is desired
+// state (the other nodes' backbone peers change): the generation advances and the change is
+// audited under ctx's actor. The error wraps ErrNotFound when the node was removed,
+// ErrInvalid for a bad endpoint or key, ErrExists when another node has the key.
+func (s *Store) SetNodeBackbone(ctx context.Context, id int64, endpoint string, key Key) (Node, error) {
+	if err := validBackboneEndpoint(endpoint); err != nil {
+		return Node{}, err
+	}
+	if key == (Key{}) {
+		return Node{}, errorf(ErrInvalid, "the node's backbone key is empty")
+	}
+	var n Node
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		var err error
+		n, err = scanNode(tx.QueryRowContext(ctx, nodeSelect+"WHERE id = ?", id).Scan)
+		if errors.Is(err, sql.ErrNoRows) {
+			return errorf(ErrNotFound, "node #%d not found: it was removed", id)
+		}
+		if err != nil {
+			return fmt.Errorf("store: read node #%d: %w", id, err)
+		}
+		var other string
+		err = tx.QueryRowContext(ctx, "SELECT name FROM nodes WHERE backbone_public_key = ? AND id != ?", key[:], id).Scan(&other)
+		if err == nil {
+			return errorf(ErrExists, "node %q has this backbone key already", other)
+		} else if !errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("store: read nodes: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, "UPDATE nodes SET backbone_endpoint = ?, backbone_public_key = ? WHERE id = ?", endpoint, key[:], id); err != nil {
+			return fmt.Errorf("store: set node %s's backbone: %w", n.Name, err)
+		}
+		what := fmt.Sprintf("backbone endpoint %s (was %s)", endpoint, orNone(n.BackboneEndpoint))
+		if key != n.BackbonePublicKey {
+			what += ", new backbone key"
+		}
+		n.BackboneEndpoint, n.BackbonePublicKey = endpoint, key
+		return s.logChange(ctx, tx, "", "node.backbone", NodeTarget(n.Name), what)
+	})
+	if err != nil {
+		return Node{}, err
+	}
+	return n, nil
+}
+
+// validBackboneEndpoint checks a node's backbone endpoint: host:port, at most 300 bytes.
+func validBackboneEndpoint(endpoint string) error {
+	host, port, err := net.SplitHostPort(endpoint)
+	if err != nil || host == "" || len(endpoint) > 300 {
+		return errorf(ErrInvalid, "backbone endpoint %q is not host:port: give --backbone-endpoint as e.g. 203.0.113.1:51821", truncate(endpoint, 80))
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+		return errorf(ErrInvalid, "backbone endpoint %q has port %q: use 1-65535", truncate(endpoint, 80), truncate(port, 10))
+	}
+	return nil
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
 }

@@ -18,6 +18,7 @@ import (
 // e2eJoined is what the test reads of `popgate node list --json`.
 type e2eJoined struct {
 	Name      string `json:"name"`
+	Backbone  string `json:"backbone_endpoint"`
 	Connected bool   `json:"connected"`
 	Applied   int64  `json:"applied_generation"`
 	Current   int64  `json:"current_generation"`
@@ -202,7 +203,10 @@ func TestE2ENodeJoin(t *testing.T) {
 		t.Fatalf("stop the PoP: %v", err)
 	}
 	c.Stop()
-	pop = startPoP()
+	// It restarts with a backbone endpoint it did not join with: its reports carry it, so
+	// the controller learns it once it is back, with no second join.
+	bbEndpoint := fmt.Sprintf("%s:43841", topo.PopCliAddr)
+	pop = startPoP("--backbone-endpoint", bbEndpoint, "--backbone-port", "43841")
 	testbed.StartClient(t, topo.Cli, topo.Name("ndv"), conf)
 	testbed.Poll(t, 30*time.Second, "the client to ping the PoP restarted without its controller", ping)
 	if !strings.Contains(pop.Log(), "serving the kept desired state (fail static)") {
@@ -228,6 +232,16 @@ func TestE2ENodeJoin(t *testing.T) {
 	if out := popStatus(); !strings.Contains(out, "connected since") {
 		t.Errorf("the PoP's status with its controller back:\n%s", out)
 	}
+	testbed.Poll(t, 10*time.Second, "the controller to learn the PoP's new backbone endpoint", func(ctx context.Context) error {
+		n, err := nodes(ctx)
+		if err != nil {
+			return err
+		}
+		if n["p1"].Backbone != bbEndpoint {
+			return fmt.Errorf("node list says p1's backbone endpoint is %q, want %q", n["p1"].Backbone, bbEndpoint)
+		}
+		return nil
+	})
 	start := time.Now()
 	mustCLI("peer", "remove", "--tenant", "acme", "laptop")
 	var lost time.Duration

@@ -262,6 +262,12 @@ func runJoined(ctx context.Context, sc ServeConfig, dd *dataDir, hostname func()
 			return err
 		}
 	}
+	// The node says where its backbone is in every report: a node that joined without
+	// --backbone-endpoint, or moved, needs no second join.
+	var bb *nodesync.Backbone
+	if sc.BackboneEndpoint != "" {
+		bb = &nodesync.Backbone{Endpoint: sc.BackboneEndpoint, PublicKey: gcfg.BackboneKey.PublicKey()}
+	}
 	p := &joinedPlane{cfg: gcfg, nodeKey: nodeKey, log: log, ctx: ctx}
 	defer p.Close()
 	client, err := nodesync.NewClient(nodesync.ClientConfig{
@@ -271,6 +277,7 @@ func runJoined(ctx context.Context, sc ServeConfig, dd *dataDir, hostname func()
 		Cache:          st,
 		Apply:          p.Apply,
 		Report:         p.Report,
+		Backbone:       bb,
 		Revoked: func() {
 			p.Close()
 			if err := st.MarkRemoved(store.WithActor(context.WithoutCancel(ctx), store.Actor{Name: "node:" + m.NodeName, Remote: m.ControllerAddr})); err != nil {

@@ -123,6 +123,19 @@ func (c *Controller) Nodes(ctx context.Context) ([]NodeInfo, error) {
 	return out, nil
 }
 
+// SetNodeBackbone records node n's backbone as it reports it now (a node that joined without
+// --backbone-endpoint, or moved) and publishes the change: the other nodes' backbone peers
+// follow. The change is audited as the node's own.
+func (c *Controller) SetNodeBackbone(ctx context.Context, n store.Node, endpoint string, key store.Key) (store.Node, error) {
+	ctx = store.WithActor(ctx, store.Actor{Name: store.NodeTarget(n.Name), Remote: "node sync"})
+	updated, err := c.store.SetNodeBackbone(ctx, n.ID, endpoint, key)
+	if err != nil {
+		return store.Node{}, err
+	}
+	c.changed(ctx)
+	return updated, nil
+}
+
 // RemoveNode revokes node name: its stream closes at once, it can no longer sync, and it is
 // in no node's desired state any more. It returns the routes that listed it as an exit
 // (store.Store.RemoveNode): they lost it, or went with it when it was their last exit.

@@ -48,6 +48,10 @@ type ClientConfig struct {
 	Apply func(ctx context.Context, d *plane.Desired) error
 	// Report returns the node's report. Default: an empty one.
 	Report func() plane.Report
+	// Backbone is the node's backbone as configured now, sent with every report: the
+	// controller records a change. Default: none sent (the controller keeps what the node
+	// joined with).
+	Backbone *Backbone
 	// Revoked is called when the controller revoked the node, after the cache is cleared:
 	// the node must serve nothing. Optional.
 	Revoked func()
@@ -431,7 +435,7 @@ func (c *Client) report() report {
 	r := report{Generation: c.applied, ApplyError: c.applyErr, Failed: c.failedGen}
 	c.applyMu.Unlock()
 	rep := c.cfg.Report()
-	r.Report, r.Time = &rep, c.cfg.Now()
+	r.Report, r.Time, r.Backbone = &rep, c.cfg.Now(), c.cfg.Backbone
 	return r
 }
 

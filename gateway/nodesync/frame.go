@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/popgate/popgate/gateway/plane"
+	"github.com/popgate/popgate/store"
 )
 
 // Frames on the sync stream: a 4-byte big-endian length, then that many bytes of gzip'd
@@ -31,6 +32,12 @@ type frame struct {
 	Time time.Time `json:"time"`
 }
 
+// Backbone is a node's backbone address and key.
+type Backbone struct {
+	Endpoint  string    `json:"endpoint"`
+	PublicKey store.Key `json:"public_key"`
+}
+
 // report is what a node sends.
 type report struct {
 	// Generation is that of the last Desired the node applied.
@@ -39,6 +46,10 @@ type report struct {
 	ApplyError string        `json:"apply_error,omitempty"`
 	Failed     int64         `json:"failed,omitempty"`
 	Report     *plane.Report `json:"report,omitempty"`
+	// Backbone is where the node's backbone is reached and its key, as the node is
+	// configured now: the controller records a change (a node that joined without
+	// --backbone-endpoint, or moved), so that no node has to join again for it.
+	Backbone *Backbone `json:"backbone,omitempty"`
 	// Time is the node's clock when it sent the report.
 	Time time.Time `json:"time"`
 }

@@ -25,6 +25,8 @@ type fakeSource struct {
 	ch chan struct{}
 	// reports are the reports NodeReported heard.
 	reports []plane.Report
+	// st records SetNodeBackbone's changes.
+	st *store.Store
 }
 
 func newSource(gen int64) *fakeSource { return &fakeSource{d: desired(gen), ch: make(chan struct{})} }
@@ -68,6 +70,14 @@ func (f *fakeSource) reported() []plane.Report {
 	return slices.Clone(f.reports)
 }
 
+func (f *fakeSource) SetNodeBackbone(ctx context.Context, n store.Node, endpoint string, key store.Key) (store.Node, error) {
+	updated, err := f.st.SetNodeBackbone(ctx, n.ID, endpoint, key)
+	if err == nil {
+		f.poke()
+	}
+	return updated, err
+}
+
 var _ Source = (*fakeSource)(nil)
 
 func desired(gen int64) *plane.Desired {
@@ -99,6 +109,7 @@ func openStore(t *testing.T) *store.Store {
 func newController(t *testing.T, now func() time.Time) *controller {
 	t.Helper()
 	c := &controller{st: openStore(t), src: newSource(1)}
+	c.src.st = c.st
 	var err error
 	if c.id, err = LoadIdentity(filepath.Join(t.TempDir(), IdentityFileName)); err != nil {
 		t.Fatal(err)
@@ -533,4 +544,48 @@ func TestReportNow(t *testing.T) {
 		defer p.mu.Unlock()
 		return len(p.applied) >= 2
 	})
+}
+
+// TestBackboneReported checks that a node that joined without a backbone endpoint gets one
+// recorded from its reports (it restarted with --backbone-endpoint), that a bad one is refused
+// without harm, and that a moved node's new endpoint replaces the old.
+func TestBackboneReported(t *testing.T) {
+	ctx := context.Background()
+	c := newController(t, nil)
+	p := newPlane()
+	cl, _ := joinedNode(t, c, "p1", p, nil)
+	pin := cl.cfg.Identity.Pin()
+	if n, err := c.st.NodeByPin(ctx, pin); err != nil || n.BackboneEndpoint != "" {
+		t.Fatalf("joined with backbone %q, %v", n.BackboneEndpoint, err)
+	}
+	key := store.Key{1, 2, 3}
+	for _, tc := range []struct{ endpoint, want string }{
+		{"192.0.2.7:51821", "192.0.2.7:51821"},
+		{"not an endpoint", "192.0.2.7:51821"}, // refused: the one before stays
+		{"[2001:db8::7]:51822", "[2001:db8::7]:51822"},
+	} {
+		cl.cfg.Backbone = &Backbone{Endpoint: tc.endpoint, PublicKey: key}
+		runCtx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- cl.Run(runCtx) }()
+		since := time.Now()
+		var n store.Node
+		waitFor(t, 5*time.Second, "a report after "+tc.endpoint, func() bool {
+			var err error
+			n, err = c.st.NodeByPin(ctx, pin)
+			return err == nil && n.LastSeen.After(since.Add(100*time.Millisecond))
+		})
+		cancel()
+		<-done
+		if n.BackboneEndpoint != tc.want || n.BackbonePublicKey != key {
+			t.Errorf("the node reported %s: the controller has %s, %v; want %s", tc.endpoint, n.BackboneEndpoint, n.BackbonePublicKey, tc.want)
+		}
+	}
+	entries, _, err := c.st.ListAudit(ctx, store.AuditQuery{Action: "node.backbone"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 2 {
+		t.Errorf("%d node.backbone audit entries, want 2: %+v", len(entries), entries)
+	}
 }

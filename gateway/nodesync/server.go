@@ -42,6 +42,10 @@ type Source interface {
 	// NodeReported hears each report of node n as it comes, to learn where peers are;
 	// offset is n's clock minus the controller's. It must return quickly and not keep rep.
 	NodeReported(n store.Node, rep *plane.Report, offset time.Duration)
+	// SetNodeBackbone records that node n's backbone is now reached at endpoint with key
+	// (the node says so in its reports) and publishes the change; an error wrapping
+	// store.ErrInvalid for values it refuses.
+	SetNodeBackbone(ctx context.Context, n store.Node, endpoint string, key store.Key) (store.Node, error)
 }
 
 // MaxClockSkew is how far a joining node's clock may be off from the controller's.
@@ -407,6 +411,7 @@ type reportSummary struct {
 
 // readReports reads the node's reports until the stream ends or the node is removed.
 func (s *Server) readReports(ctx context.Context, log *slog.Logger, n store.Node, link *Link, body io.Reader) {
+	badBackbone := "\x00" // the last endpoint refused, not asked again on this stream
 	for {
 		var rep report
 		if err := readFrame(body, &rep); err != nil {
@@ -419,6 +424,22 @@ func (s *Server) readReports(ctx context.Context, log *slog.Logger, n store.Node
 			return
 		}
 		now := s.cfg.Now()
+		if bb := rep.Backbone; bb != nil && (bb.Endpoint != n.BackboneEndpoint || bb.PublicKey != n.BackbonePublicKey) && bb.Endpoint != badBackbone {
+			updated, err := s.cfg.Source.SetNodeBackbone(ctx, n, bb.Endpoint, bb.PublicKey)
+			switch {
+			case err == nil:
+				log.Info("the node's backbone changed", "endpoint", updated.BackboneEndpoint)
+				n = updated
+			case errors.Is(err, store.ErrNotFound):
+				log.Info("node removed: closing its stream")
+				return
+			default:
+				// Said once per stream: the node's status shows the controller's refusal
+				// as its last error when it reconnects.
+				log.Warn("the node reports a backbone the controller refuses; it keeps the one it joined with", "endpoint", truncate(bb.Endpoint, 80), "err", err)
+				badBackbone = bb.Endpoint
+			}
+		}
 		if rep.Report != nil {
 			s.cfg.Source.NodeReported(n, rep.Report, rep.Time.Sub(now))
 		}
