@@ -205,7 +205,7 @@ func TestUINodes(t *testing.T) {
 	body = e.check(owner, "GET", "/regions", nil, http.StatusOK, "<th>PoPs</th>", "This controller", "0 peers online",
 		`<a href="/nodes">f1</a> <span class="badge warn">2 generations behind</span>`, `<a href="/nodes">f2</a> <span class="badge off">Never connected</span>`,
 		`<a href="/nodes">f3</a> <span class="badge bad">Apply failed</span>`, `<a href="/nodes">p1</a> <span class="badge ok">In sync</span>`,
-		"none: no client can connect", "joined PoPs do not report them yet")
+		"none: no client can connect", "what each PoP last reported")
 	if strings.Contains(body, ">x1<") {
 		t.Error("an exit is listed among the PoPs")
 	}
