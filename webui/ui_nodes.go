@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"net/url"
 	"slices"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/popgate/popgate/gateway/control"
+	"github.com/popgate/popgate/gateway/plane"
 	"github.com/popgate/popgate/store"
 )
 
@@ -26,6 +28,86 @@ type nodesPage struct {
 	TTLs    []linkTTL
 	Form    nodeTokenForm
 	Errors  formErrors
+	// Links is the backbone as the nodes' probes see it; nil when no node reported a link.
+	Links *linkMatrix
+}
+
+// linkMatrix is the backbone links as a table: a row for each node that reported links, a
+// column for each node they reach, a cell for each link (nil where there is none).
+type linkMatrix struct {
+	To   []string
+	Rows []linkRow
+}
+
+type linkRow struct {
+	From  string
+	Cells []*linkCell
+}
+
+// linkCell is one link: its state in words, badge colour, smoothed RTT and loss.
+type linkCell struct {
+	State, Badge string
+	RTT          string // "" before the first answer
+	Loss         int    // percent of the latest probes
+}
+
+// backboneMatrix builds the link table of the nodes' last reports; names are the backbone IDs'
+// node names (the controller's own node included when it runs a backbone).
+func backboneMatrix(rows []nodeRow, names map[uint32]string) *linkMatrix {
+	var cols []uint32
+	for _, n := range rows {
+		for _, l := range n.Links {
+			if !slices.Contains(cols, l.Node) {
+				cols = append(cols, l.Node)
+			}
+		}
+	}
+	if len(cols) == 0 {
+		return nil
+	}
+	name := func(id uint32) string {
+		if s := names[id]; s != "" {
+			return s
+		}
+		return fmt.Sprintf("node #%d", id)
+	}
+	slices.SortFunc(cols, func(a, b uint32) int { return cmp.Compare(name(a), name(b)) })
+	m := &linkMatrix{}
+	for _, id := range cols {
+		m.To = append(m.To, name(id))
+	}
+	for _, n := range rows {
+		if len(n.Links) == 0 {
+			continue
+		}
+		r := linkRow{From: n.Name, Cells: make([]*linkCell, len(cols))}
+		for _, l := range n.Links {
+			c := &linkCell{State: l.State, Loss: int(math.Round(l.Loss * 100))}
+			switch l.State {
+			case plane.LinkUp:
+				c.Badge = "ok"
+			case plane.LinkDown:
+				c.Badge = "bad"
+			default:
+				c.Badge = "off"
+			}
+			if l.RTT > 0 {
+				c.RTT = formatRTT(l.RTT)
+			}
+			r.Cells[slices.Index(cols, l.Node)] = c
+		}
+		m.Rows = append(m.Rows, r)
+	}
+	return m
+}
+
+// formatRTT shows a round trip in milliseconds with two significant decimals below 10 ms.
+func formatRTT(d time.Duration) string {
+	ms := float64(d) / float64(time.Millisecond)
+	if ms < 10 {
+		return fmt.Sprintf("%.2f ms", ms)
+	}
+	return fmt.Sprintf("%.0f ms", ms)
 }
 
 // nodeTokenForm is the join token form as sent.
@@ -172,8 +254,13 @@ func (u *UI) renderNodes(w http.ResponseWriter, r *http.Request, code int, f nod
 	if f.Region == "" && len(rs) > 0 {
 		f.Region = rs[0].Name
 	}
+	names := map[uint32]string{plane.ControllerNode: u.ctrl.Config().Backbone.Name}
+	for _, n := range rows {
+		names[n.BackboneID] = n.Name
+	}
 	u.render(w, r, code, "nodes", view{Title: "Nodes", Nav: "nodes", Data: nodesPage{
-		Nodes: rows, Addr: u.ctrl.NodeAddr(), Regions: rs, Roles: nodeRoleOptions, TTLs: linkTTLs, Form: f, Errors: errs}})
+		Nodes: rows, Addr: u.ctrl.NodeAddr(), Regions: rs, Roles: nodeRoleOptions, TTLs: linkTTLs, Form: f, Errors: errs,
+		Links: backboneMatrix(rows, names)}})
 }
 
 // nodeTokenPage is the data of the page that shows a join token, this once.

@@ -169,7 +169,9 @@ func TestUINodes(t *testing.T) {
 	}()
 	now := time.Now()
 	started := now.Add(-(26*time.Hour + 5*time.Minute))
-	report := fmt.Sprintf(`{"generation":%d,"node":{"name":"p1","started_at":%q},"peers":0,"tenants":0,"clock_offset":"3.46s"}`, cur, started.Format(time.RFC3339Nano))
+	report := fmt.Sprintf(`{"generation":%d,"node":{"name":"p1","started_at":%q},"peers":0,"tenants":0,"clock_offset":"3.46s",`+
+		`"links":[{"node":%d,"state":"up","rtt_ns":1530000,"loss":0.02},{"node":%d,"state":"down","loss":1},{"node":999,"state":"unknown"}]}`,
+		cur, started.Format(time.RFC3339Nano), x1.ID+1, f1.ID+1)
 	for _, r := range []struct {
 		id     int64
 		at     time.Time
@@ -196,6 +198,12 @@ func TestUINodes(t *testing.T) {
 		`<span class="badge off">Never connected</span>`, "never seen",
 		`<span class="badge bad">Apply failed</span>`, "Open tun: operation not permitted.",
 		`href="/nodes/p1/delete"`)
+	// The backbone links p1 reported, as a table from p1 to each node it probes, by name.
+	e.check(owner, "GET", "/nodes", nil, http.StatusOK, `<h2 id="links-title">Backbone links</h2>`,
+		`<th scope="col">f1</th><th scope="col">node #999</th><th scope="col">x1</th>`, `<th scope="row">p1</th>`,
+		`<span class="badge bad">down</span><br><span class="muted small">100 % loss</span>`,
+		`<span class="badge ok">up</span> 1.53 ms<br><span class="muted small">2 % loss</span>`,
+		`<span class="badge off">unknown</span><br><span class="muted small">0 % loss</span>`)
 	if i, j := strings.Index(body, "<strong>f1</strong>"), strings.Index(body, "<strong>p1</strong>"); i < 0 || j < i {
 		t.Error("nodes are not ordered by name")
 	}
