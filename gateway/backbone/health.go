@@ -44,6 +44,9 @@ type probeSlot struct {
 	sent  time.Time
 	got   time.Time // when the answer came
 	state probeState
+	// lateSeen: an answer came after the probe was judged missed (its round trip was
+	// learnt once).
+	lateSeen bool
 }
 
 // health follows one link from its probes: it is told of each probe sent and each reply
@@ -88,21 +91,42 @@ func (h *health) sent(now time.Time) uint32 {
 	return seq
 }
 
+// maxWaitFactor bounds how far wait stretches the configured timeout on a slow link, so
+// that a dead link is still judged Down within a few seconds.
+const maxWaitFactor = 4
+
+// wait is how long a probe may go unanswered before it counts as missed: the configured
+// timeout, or twice the smoothed round trip on a slower link (a region far away, a queue on
+// a congested one), at most maxWaitFactor times the timeout. A fixed timeout would hold a
+// link whose round trip is above it Down for good, although it carries traffic.
+func (h *health) wait() time.Duration {
+	return min(max(h.timeout, 2*h.srtt), maxWaitFactor*h.timeout)
+}
+
 // reply records the answer to probe seq, whose echoed send time is sent, arriving at now.
 // It returns false when the answer matches no pending probe (late, repeated or made up).
+// A late answer to a probe already judged missed still teaches the round trip: the link is
+// slow, not dead, and wait grows with it.
 func (h *health) reply(seq uint32, sent time.Time, now time.Time) bool {
 	s := &h.ring[seq%lossWindow]
-	if s.state != probePending || s.seq != seq || !s.sent.Equal(sent) || now.Sub(s.sent) >= h.timeout {
+	if s.seq != seq || !s.sent.Equal(sent) {
+		return false
+	}
+	rtt := now.Sub(s.sent)
+	if s.state == probePending && rtt >= h.wait() {
+		h.miss(seq) // too late: judged now rather than at the next evaluate
+	}
+	if s.state == probeMissed && !s.lateSeen && rtt < maxWaitFactor*h.timeout {
+		s.lateSeen = true
+		h.learnRTT(rtt)
+		return false
+	}
+	if s.state != probePending {
 		return false
 	}
 	s.state = probeAnswered
 	s.got = now
-	h.rtt = now.Sub(s.sent)
-	if h.srtt == 0 {
-		h.srtt = h.rtt
-	} else {
-		h.srtt += (h.rtt - h.srtt) / 8
-	}
+	h.learnRTT(rtt)
 	if seq > h.highest {
 		h.highest = seq
 		h.misses = 0
@@ -111,6 +135,17 @@ func (h *health) reply(seq uint32, sent time.Time, now time.Time) bool {
 		h.healthySince = now
 	}
 	return true
+}
+
+// learnRTT takes in one round trip: the latest, and the smoothed one (7/8 old + 1/8 new, as
+// TCP's SRTT).
+func (h *health) learnRTT(rtt time.Duration) {
+	h.rtt = rtt
+	if h.srtt == 0 {
+		h.srtt = rtt
+	} else {
+		h.srtt += (rtt - h.srtt) / 8
+	}
 }
 
 // miss records probe seq as missed. Probes after it may have been answered already (a miss
@@ -137,7 +172,7 @@ func (h *health) evaluate(now time.Time) bool {
 		if s.seq != h.oldest || s.state != probePending {
 			continue
 		}
-		if now.Sub(s.sent) < h.timeout {
+		if now.Sub(s.sent) < h.wait() {
 			break
 		}
 		h.miss(s.seq)

@@ -108,7 +108,6 @@ func TestHealthRefusesReplies(t *testing.T) {
 	}{
 		{"unknown sequence", seq + 1, t0, t0.Add(tRTT)},
 		{"wrong send time", seq, t0.Add(time.Nanosecond), t0.Add(tRTT)},
-		{"late", seq, t0, t0.Add(tTimeout)},
 	} {
 		if h.reply(c.seq, c.sent, c.at) {
 			t.Errorf("%s: accepted", c.name)
@@ -125,6 +124,19 @@ func TestHealthRefusesReplies(t *testing.T) {
 	h.reply(seq, t0.Add(tEvery), t0.Add(tEvery+tRTT+80*time.Millisecond))
 	if want := tRTT + 10*time.Millisecond; h.srtt != want || h.rtt != 100*time.Millisecond {
 		t.Errorf("rtt %v smoothed %v, want 100ms and %v", h.rtt, h.srtt, want)
+	}
+	// An answer after the wait is refused and the probe counts as missed; its round trip
+	// is learnt all the same (the link is slow, not dead), once.
+	sent := t0.Add(2 * tEvery)
+	seq = h.sent(sent)
+	if h.reply(seq, sent, sent.Add(tTimeout)) {
+		t.Error("a late reply was accepted")
+	}
+	if lost, _ := h.loss(); lost != 1 || h.rtt != tTimeout {
+		t.Errorf("after a late reply: %d lost, rtt %v; want 1 and %v", lost, h.rtt, tTimeout)
+	}
+	if h.reply(seq, sent, sent.Add(tTimeout+time.Millisecond)); h.rtt != tTimeout {
+		t.Error("a repeated late reply was learnt again")
 	}
 }
 
@@ -170,5 +182,72 @@ func TestInitiateHold(t *testing.T) {
 	high.evaluateAll(now, true, &changed)
 	if n := queued(high); n != 1 {
 		t.Errorf("the higher node queued %d probes after the lower's echo, want 1", n)
+	}
+}
+
+// TestHealthSlowLink: a link whose round trip grows from 20 ms to 700 ms (more than the
+// 500 ms timeout: a queue on a congested link, a route change to a far path) goes Down
+// while the late answers teach the round trip, and comes back Up for good once the wait has
+// grown to twice it; a link that then dies is still judged Down within maxWaitFactor × the
+// timeout of its last answer.
+func TestHealthSlowLink(t *testing.T) {
+	h := newHealth(tTimeout, 3, 3*time.Second, t0)
+	rtt := func(k int) time.Duration {
+		if k < 10 {
+			return tRTT
+		}
+		return 700 * time.Millisecond
+	}
+	const dies = 150 // probes from here on get no answer
+	type event struct {
+		at    time.Time
+		seq   uint32 // 0: a tick
+		sent  time.Time
+		probe int
+	}
+	var events []event
+	for k := range 200 {
+		events = append(events, event{at: t0.Add(time.Duration(k) * tEvery), probe: k})
+	}
+	var got []transition
+	judge := func(at time.Time) {
+		if h.evaluate(at) {
+			got = append(got, transition{at.Sub(t0), h.state})
+		}
+	}
+	for len(events) > 0 {
+		i := 0
+		for j, e := range events {
+			if e.at.Before(events[i].at) {
+				i = j
+			}
+		}
+		e := events[i]
+		events = append(events[:i], events[i+1:]...)
+		if e.seq == 0 {
+			judge(e.at)
+			seq := h.sent(e.at)
+			if e.probe < dies {
+				events = append(events, event{at: e.at.Add(rtt(e.probe)), seq: seq, sent: e.at})
+			}
+			continue
+		}
+		h.reply(e.seq, e.sent, e.at)
+		judge(e.at)
+	}
+	if len(got) < 3 || got[0].state != StateUp || got[1].state != StateDown || got[2].state != StateUp {
+		t.Fatalf("transitions %v: want up, down (the round trip jumped), up (the wait followed it), …", got)
+	}
+	if h.srtt < 600*time.Millisecond || h.wait() < 1200*time.Millisecond {
+		t.Errorf("smoothed rtt %v, wait %v: want near 700 ms and twice it", h.srtt, h.wait())
+	}
+	last := got[len(got)-1]
+	if len(got) != 4 || last.state != StateDown {
+		t.Fatalf("transitions %v: want up, down, up, then down once the link died (no flapping on a slow link)", got)
+	}
+	deadAt := time.Duration(dies) * tEvery
+	t.Logf("transitions %v; the link died at %v and was judged down %v later (wait %v)", got, deadAt, last.at-deadAt, h.wait())
+	if bound := time.Duration(3)*tEvery + maxWaitFactor*tTimeout + tEvery; last.at-deadAt > bound {
+		t.Errorf("a dead slow link was judged down %v after it died, more than %v", last.at-deadAt, bound)
 	}
 }
