@@ -60,19 +60,43 @@ type bbView struct {
 	// up holds the nodes whose links are Up, and this node itself.
 	up   map[backbone.NodeID]bool
 	self backbone.NodeID
+	// lossy holds the links that are not Up but answered some of their latest probes, with
+	// the share they missed: where traffic goes when none of its candidates is Up.
+	lossy map[backbone.NodeID]float64
 	// internet is the exit ViaInternet uses on a node without the exit role: the first Up
-	// exit of the node's region by ID, else the Up exit with the lowest smoothed RTT; 0: none.
+	// exit of the node's region by ID, else the Up exit with the lowest smoothed RTT, else
+	// (none Up) the least lossy exit; 0: none.
 	internet backbone.NodeID
 }
 
-// firstUp returns the first node of ids whose link is Up, or 0.
+// maxFallbackLoss is the share of missed probes above which a link that is not Up carries
+// no traffic even when no candidate is Up: it is dead, not lossy.
+const maxFallbackLoss = 0.9
+
+// firstUp returns the first node of ids whose link is Up. When none is, it returns the one
+// whose link missed the fewest of its latest probes (lossy), or 0 when every link is
+// dead: a link Down after three probes missed in a row may still carry most packets (heavy
+// loss, a congested path), and dropping everything would be a sure loss where sending
+// through the least bad link is not.
 func (v *bbView) firstUp(ids []backbone.NodeID) backbone.NodeID {
 	for _, id := range ids {
 		if v.up[id] {
 			return id
 		}
 	}
-	return 0
+	return v.leastLossy(ids)
+}
+
+// leastLossy returns the node of ids whose link is in lossy with the lowest loss (the first
+// of equals), or 0.
+func (v *bbView) leastLossy(ids []backbone.NodeID) backbone.NodeID {
+	var best backbone.NodeID
+	for _, id := range ids {
+		if l, ok := v.lossy[id]; ok && (best == 0 || l < v.lossy[best]) {
+			best = id
+		}
+	}
+	return best
 }
 
 // rebuild makes a new view from the nodes and the device's links, and publishes it.
@@ -83,37 +107,64 @@ func (p *bbPath) rebuild() {
 }
 
 func (p *bbPath) rebuildLocked() {
-	v := &bbView{up: map[backbone.NodeID]bool{}, self: p.self}
-	if p.self != 0 {
-		v.up[p.self] = true
+	var links []backbone.LinkState
+	if d := p.dev.Load(); d != nil {
+		links = d.Links()
+	}
+	p.view.Store(makeView(p.self, p.nodes, p.noExit, p.region, links))
+}
+
+// makeView builds the view of node self (of region, without the exit role when noExit)
+// from the other nodes (ordered by ID) and its links.
+func makeView(self backbone.NodeID, nodes []plane.Node, noExit bool, region string, links []backbone.LinkState) *bbView {
+	v := &bbView{up: map[backbone.NodeID]bool{}, lossy: map[backbone.NodeID]float64{}, self: self}
+	if self != 0 {
+		v.up[self] = true
 	}
 	rtt := map[backbone.NodeID]time.Duration{}
-	if d := p.dev.Load(); d != nil {
-		for _, l := range d.Links() {
-			if l.State == backbone.StateUp {
-				v.up[l.Node] = true
-				rtt[l.Node] = l.SmoothedRTT
-			}
+	for _, l := range links {
+		switch {
+		case l.State == backbone.StateUp:
+			v.up[l.Node] = true
+			rtt[l.Node] = l.SmoothedRTT
+		case l.Probes > l.Lost && l.Loss() <= maxFallbackLoss:
+			v.lossy[l.Node] = l.Loss()
 		}
 	}
-	if p.noExit {
-		var best backbone.NodeID
-		for _, n := range p.nodes { // ordered by ID
-			id := backbone.NodeID(n.ID)
-			if !v.up[id] || !slices.Contains(n.Roles, plane.RoleExit) {
-				continue
-			}
-			if n.Region == p.region {
-				best = id
-				break
-			}
-			if best == 0 || rtt[id] < rtt[best] {
-				best = id
+	if !noExit {
+		return v
+	}
+	var best backbone.NodeID
+	var exits []backbone.NodeID // the region's first, then the others, by ID
+	for _, n := range nodes {
+		id := backbone.NodeID(n.ID)
+		if !slices.Contains(n.Roles, plane.RoleExit) {
+			continue
+		}
+		if n.Region == region {
+			exits = append(exits, id)
+		}
+		if !v.up[id] {
+			continue
+		}
+		if n.Region == region {
+			best = id
+			break
+		}
+		if best == 0 || rtt[id] < rtt[best] {
+			best = id
+		}
+	}
+	if best == 0 {
+		for _, n := range nodes {
+			if slices.Contains(n.Roles, plane.RoleExit) && n.Region != region {
+				exits = append(exits, backbone.NodeID(n.ID))
 			}
 		}
-		v.internet = best
+		best = v.leastLossy(exits)
 	}
-	p.view.Store(v)
+	v.internet = best
+	return v
 }
 
 // onLinkChange moves the routes that depend on a link whose state changed. It runs on the

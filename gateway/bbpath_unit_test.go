@@ -326,3 +326,46 @@ func TestExitMTU(t *testing.T) {
 		}
 	}
 }
+
+// TestMakeView: where traffic that crosses the backbone goes as links change: the first Up
+// exit of a route's, the region's Up exit for the internet (else the nearest Up one); with no
+// candidate Up, the one whose link lost the fewest probes, never one that is dead.
+func TestMakeView(t *testing.T) {
+	nodes := []plane.Node{
+		{ID: 3, Name: "x3", Roles: []string{plane.RoleExit}, Region: "fra"},
+		{ID: 4, Name: "x4", Roles: []string{plane.RoleExit}, Region: "fra"},
+		{ID: 5, Name: "x5", Roles: []string{plane.RoleExit}, Region: "ams"},
+		{ID: 6, Name: "p6", Roles: []string{plane.RolePoP}, Region: "fra"},
+	}
+	up := func(id backbone.NodeID, rtt time.Duration) backbone.LinkState {
+		return backbone.LinkState{Node: id, State: backbone.StateUp, SmoothedRTT: rtt, Probes: 100}
+	}
+	down := func(id backbone.NodeID, lost int) backbone.LinkState {
+		return backbone.LinkState{Node: id, State: backbone.StateDown, Lost: lost, Probes: 100}
+	}
+	route := []backbone.NodeID{4, 3}
+	for _, tc := range []struct {
+		name            string
+		links           []backbone.LinkState
+		internet, route backbone.NodeID
+	}{
+		{"all up: the region's first exit; the route's first", []backbone.LinkState{up(3, 5e6), up(4, 5e6), up(5, 1e6)}, 3, 4},
+		{"the region's first down", []backbone.LinkState{down(3, 10), up(4, 5e6), up(5, 1e6)}, 4, 4},
+		{"the region's exits down: the nearest Up exit elsewhere", []backbone.LinkState{down(3, 10), down(4, 5), up(5, 1e6)}, 5, 4},
+		{"none up: the least lossy (the region's, then the others)", []backbone.LinkState{down(3, 30), down(4, 20), down(5, 10)}, 5, 4},
+		{"none up, equal loss: the first", []backbone.LinkState{down(3, 20), down(4, 20), down(5, 20)}, 3, 4},
+		{"dead links carry nothing", []backbone.LinkState{down(3, 95), down(4, 100), {Node: 5, State: backbone.StateUnknown}}, 0, 0},
+		{"no links at all", nil, 0, 0},
+	} {
+		v := makeView(2, nodes, true, "fra", tc.links)
+		if v.internet != tc.internet {
+			t.Errorf("%s: internet via %d, want %d", tc.name, v.internet, tc.internet)
+		}
+		if got := v.firstUp(route); got != tc.route {
+			t.Errorf("%s: route via x4,x3 goes to %d, want %d", tc.name, got, tc.route)
+		}
+	}
+	if v := makeView(2, nodes, false, "fra", []backbone.LinkState{up(3, 1)}); v.internet != 0 || !v.up[2] {
+		t.Errorf("a node with the exit role uses its own exit for the internet: %+v", v)
+	}
+}

@@ -246,7 +246,8 @@ func (n *Node) deliverBatch(pkts [][]byte) {
 	deliverBatches.Put(db)
 }
 
-// sweepLoop expires tracked flows and trims idle peers from the devices until the node closes.
+// sweepLoop expires tracked flows, trims idle peers from the devices and refreshes the
+// backbone view's losses until the node closes.
 func (n *Node) sweepLoop() {
 	defer n.wg.Done()
 	t := time.NewTicker(n.cfg.sweepEvery)
@@ -258,6 +259,9 @@ func (n *Node) sweepLoop() {
 			return
 		case now := <-t.C:
 			n.filter.Sweep()
+			if n.bb.dev.Load() != nil {
+				n.bb.rebuild() // the loss of links not Up, for traffic that has no Up link
+			}
 			if now.Sub(lastTrim) >= n.cfg.trimEvery {
 				lastTrim = now
 				n.trimPeers(now)
