@@ -62,7 +62,7 @@ var ErrClosed = errors.New("the node is closed")
 
 // Apply makes the data plane match d: devices, the packet path's snapshot, rule sets and flow
 // bounds. Peers that did not change are not touched, so their sessions and flows continue.
-// It reads nothing from the store. Peers expire by the node's clock: Apply judges them now,
+// It reads nothing from the store. Peers expire by Config.Clock: Apply judges them now,
 // and the node applies d again by itself when the next one expires. The node keeps d for that:
 // the caller must not modify it afterwards. A d that does not validate, or is for another
 // overlay, changes nothing; after Close, Apply returns ErrClosed and changes nothing. When

@@ -188,6 +188,40 @@ func TestNodeExpiresPeers(t *testing.T) {
 	}
 }
 
+// TestNodeExpiresByItsClock: expiry is judged by Config.Clock (a joined node's is its
+// controller's): a node whose Clock is an hour ahead of its host takes out a peer that
+// expires in 30 minutes at once, one whose Clock is an hour behind serves a peer that expired
+// 30 minutes ago.
+func TestNodeExpiresByItsClock(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		offset time.Duration
+		want   []string
+	}{
+		{"an hour ahead", time.Hour, []string{"c"}},
+		{"an hour behind", -time.Hour, []string{"b", "c"}},
+	} {
+		node := startBareNode(t, Config{Clock: func() time.Time { return time.Now().Add(c.offset) }})
+		now := time.Now()
+		a, b, cc := testPeer(1, "acme", "a", 2, true), testPeer(1, "acme", "b", 3, true), testPeer(1, "acme", "c", 4, true)
+		a.ExpiresAt, b.ExpiresAt = now.Add(30*time.Minute), now.Add(-30*time.Minute)
+		if c.offset < 0 {
+			a.ExpiresAt = now.Add(-90 * time.Minute)
+		}
+		if err := node.Apply(context.Background(), desiredOf(2, a, b, cc)); err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, e := range node.snap.Load().byKey {
+			got = append(got, e.name)
+		}
+		slices.Sort(got)
+		if !slices.Equal(got, c.want) {
+			t.Errorf("%s: served %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
 // TestNodeApplyAfterClose: Apply on a closed node says so and changes nothing.
 func TestNodeApplyAfterClose(t *testing.T) {
 	node := startBareNode(t, Config{})

@@ -77,6 +77,10 @@ type Config struct {
 	// to exits (plane.Route), none leaves through this node, and backbone traffic for the
 	// internet is refused. Default false: the node is an exit.
 	NoExit bool
+	// Clock is the time peers' expiry is judged by. A joined node passes its controller's
+	// time as it reckons it (nodesync.Client.ControllerTime), so that a node whose clock is
+	// off expires peers when the controller would. Default time.Now.
+	Clock func() time.Time
 	// backboneTuning shortens the backbone's probe timers in tests; zero: its defaults.
 	backboneTuning backboneTuning
 
@@ -91,15 +95,13 @@ type Config struct {
 	// sweepEvery, trimEvery and peerIdle pace the housekeeping: flow expiry, and removing peers
 	// from their device after peerIdle without a handshake. Tests shorten them.
 	sweepEvery, trimEvery, peerIdle time.Duration
-	// clock is the time peers' expiry is judged by. Default time.Now.
-	clock func() time.Time
 }
 
 func (c *Config) now() time.Time {
-	if c.clock == nil {
+	if c.Clock == nil {
 		return time.Now()
 	}
-	return c.clock()
+	return c.Clock()
 }
 
 // Validate fills defaults and rejects bad values with a message naming the field and the fix.

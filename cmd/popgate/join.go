@@ -268,9 +268,13 @@ func runJoined(ctx context.Context, sc ServeConfig, dd *dataDir, hostname func()
 	if sc.BackboneEndpoint != "" {
 		bb = &nodesync.Backbone{Endpoint: sc.BackboneEndpoint, PublicKey: gcfg.BackboneKey.PublicKey()}
 	}
+	// Peers expire by the controller's clock, as the node reckons it from the sync's frames:
+	// a node whose clock is off serves each peer until the controller says it ends.
+	var client *nodesync.Client
+	gcfg.Clock = func() time.Time { return client.ControllerTime() }
 	p := &joinedPlane{cfg: gcfg, nodeKey: nodeKey, log: log, ctx: ctx}
 	defer p.Close()
-	client, err := nodesync.NewClient(nodesync.ClientConfig{
+	client, err = nodesync.NewClient(nodesync.ClientConfig{
 		ControllerAddr: m.ControllerAddr,
 		ControllerPin:  m.ControllerPin,
 		Identity:       id,

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/popgate/popgate/gateway/plane"
@@ -135,6 +136,28 @@ type Client struct {
 
 	// reportNow asks the stream's reporter for a report now (after an apply, ReportNow).
 	reportNow chan struct{}
+
+	// offset is the controller's clock less this node's (nanoseconds), from the time in the
+	// latest frame; offsetKnown says a frame came.
+	offset      atomic.Int64
+	offsetKnown atomic.Bool
+}
+
+// ControllerTime is the controller's clock as this node reckons it: its own clock corrected
+// by the offset the latest frame showed (a frame's transit time off, milliseconds), or its own
+// before any frame came. A node judges peers' expiry by it, so that one whose clock is off
+// (by an hour, say) neither cuts peers off early nor serves them past their end.
+func (c *Client) ControllerTime() time.Time {
+	now := c.cfg.Now()
+	if !c.offsetKnown.Load() {
+		return now
+	}
+	return now.Add(time.Duration(c.offset.Load()))
+}
+
+// ClockOffset is the controller's clock less this node's, and whether a frame showed it.
+func (c *Client) ClockOffset() (time.Duration, bool) {
+	return time.Duration(c.offset.Load()), c.offsetKnown.Load()
 }
 
 // MinReportGap is the least time between two reports: ReportNow calls closer together are
@@ -507,6 +530,10 @@ func (c *Client) session(ctx context.Context) (bool, error) {
 			return true, err
 		}
 		idle.Reset(c.cfg.IdleTimeout)
+		if !f.Time.IsZero() {
+			c.offset.Store(int64(f.Time.Sub(c.cfg.Now())))
+			c.offsetKnown.Store(true)
+		}
 		if f.Desired != nil {
 			c.apply(ctx, f.Desired)
 			select {

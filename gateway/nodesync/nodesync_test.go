@@ -589,3 +589,32 @@ func TestBackboneReported(t *testing.T) {
 		t.Errorf("%d node.backbone audit entries, want 2: %+v", len(entries), entries)
 	}
 }
+
+// TestClockOff: a node whose clock is an hour ahead (it joined while right) keeps syncing,
+// and reckons the controller's time from the frames: ControllerTime is the controller's,
+// which the node judges peers' expiry by, and the controller sees the offset in its reports.
+func TestClockOff(t *testing.T) {
+	ctx := context.Background()
+	c := newController(t, nil)
+	p := newPlane()
+	cl, _ := joinedNode(t, c, "p1", p, nil)
+	ahead := func() time.Time { return time.Now().Add(time.Hour) }
+	cl.cfg.Now = ahead
+	if got := cl.ControllerTime(); got.Sub(ahead()).Abs() > time.Second {
+		t.Errorf("before any frame, ControllerTime is %v, want the node's own clock", got)
+	}
+	run(t, cl)
+	p.waitGen(t, 1, 5*time.Second)
+	c.src.set(desired(2))
+	p.waitGen(t, 2, 5*time.Second)
+	if off, ok := cl.ClockOffset(); !ok || (off+time.Hour).Abs() > time.Second {
+		t.Errorf("clock offset %v (%v), want about -1h", off, ok)
+	}
+	if got := cl.ControllerTime(); time.Since(got).Abs() > time.Second {
+		t.Errorf("ControllerTime is %v off the controller's clock", time.Since(got))
+	}
+	waitFor(t, 5*time.Second, "a report showing the offset", func() bool {
+		n, err := c.st.NodeByPin(ctx, cl.cfg.Identity.Pin())
+		return err == nil && strings.Contains(n.LastReport, `"clock_offset":"1h0m0`)
+	})
+}
