@@ -43,19 +43,37 @@ func nodeRoles(roles string) []string { return strings.Split(roles, ",") }
 // backboneNodes returns the nodes of the network with a backbone, ordered by ID, but self:
 // every joined node with a backbone key and endpoint, and the controller's own node when
 // it runs a backbone. A node removed from the store is in none.
+//
+// A node links only to the nodes it needs: a PoP to every other node (exits for the
+// internet and routes via exits, PoPs for peers and sites there), an exit without the pop
+// role only to the PoPs (it sends nothing but replies to where the peers are). So exits do
+// not probe each other, and a network of P PoPs and E exits has P·(P−1)/2 + P·E links, not
+// (P+E)·(P+E−1)/2.
 func (c *Controller) backboneNodes(snap *store.Snapshot, self uint32) []plane.Node {
-	out := make([]plane.Node, 0, len(snap.Nodes)+1)
-	if bb := c.cfg.Backbone; bb.on() && self != plane.ControllerNode {
-		out = append(out, plane.Node{ID: plane.ControllerNode, Name: bb.Name, Roles: bb.Roles, Region: c.cfg.Region,
+	all := make([]plane.Node, 0, len(snap.Nodes)+1)
+	if bb := c.cfg.Backbone; bb.on() {
+		all = append(all, plane.Node{ID: plane.ControllerNode, Name: bb.Name, Roles: bb.Roles, Region: c.cfg.Region,
 			BackboneEndpoint: bb.Endpoint, BackboneKey: bb.PublicKey})
 	}
 	for _, n := range snap.Nodes {
 		id := nodeID(n)
-		if id == self || n.BackbonePublicKey.IsZero() || n.BackboneEndpoint == "" || id > plane.MaxNodeID {
+		if n.BackbonePublicKey.IsZero() || n.BackboneEndpoint == "" || id > plane.MaxNodeID {
 			continue
 		}
-		out = append(out, plane.Node{ID: id, Name: n.Name, Roles: nodeRoles(n.Roles), Region: n.Region,
+		all = append(all, plane.Node{ID: id, Name: n.Name, Roles: nodeRoles(n.Roles), Region: n.Region,
 			BackboneEndpoint: n.BackboneEndpoint, BackboneKey: n.BackbonePublicKey})
+	}
+	selfPoP := true // a node unknown here (no backbone of its own yet) is given everyone
+	for _, n := range all {
+		if n.ID == self {
+			selfPoP = slices.Contains(n.Roles, plane.RolePoP)
+		}
+	}
+	out := all[:0]
+	for _, n := range all {
+		if n.ID != self && (selfPoP || slices.Contains(n.Roles, plane.RolePoP)) {
+			out = append(out, n)
+		}
 	}
 	slices.SortFunc(out, func(a, b plane.Node) int { return cmp.Compare(a.ID, b.ID) })
 	return out

@@ -67,6 +67,17 @@ func TestNodeDesiredBackbone(t *testing.T) {
 	if own := dp.Desired(); !reflect.DeepEqual(nodeNames(own.Nodes), []string{"p1", "x1"}) || own.Validate() != nil {
 		t.Errorf("the controller's own nodes: %v (%v)", nodeNames(own.Nodes), own.Validate())
 	}
+	// An exit links only to PoPs (the controller's node is one): not to another exit.
+	x9 := joinTestNode(t, c, st, "x9", "exit", 9)
+	if d, _ := c.NodeDesired(ctx, x9); !reflect.DeepEqual(nodeNames(d.Nodes), []string{"controller", "p1"}) {
+		t.Errorf("exit x9's nodes: %v, want the PoPs only", nodeNames(d.Nodes))
+	}
+	if d, _ := c.NodeDesired(ctx, p1); !reflect.DeepEqual(nodeNames(d.Nodes), []string{"controller", "x1", "x9"}) {
+		t.Errorf("p1's nodes with a second exit: %v", nodeNames(d.Nodes))
+	}
+	if _, err := c.RemoveNode(ctx, "x9"); err != nil {
+		t.Fatal(err)
+	}
 
 	// A peer handshakes at p1, then later at x1: the later handshake wins, whatever order
 	// the reports come in.
