@@ -227,7 +227,7 @@ func TestNetworkCommands(t *testing.T) {
 			want: []request{{"GET", "/api/v1/tenants/acme/routes", "", "", ""}},
 			stdout: "PREFIX      VIA              EXITS\n" +
 				"10.0.0.0/8  exit:x1,exit:x2  x1 down, x2 up (in use)\n" +
-				"0.0.0.0/0   exit:x3          x3 unknown, none in use: the traffic is dropped until an exit is up\n" +
+				"0.0.0.0/0   exit:x3          x3 unknown, none up: the traffic goes through the least lossy exit that still answers, if any\n" +
 				"::/0        internet         -\n",
 		},
 		{

@@ -110,7 +110,7 @@ func exitsText(es []webui.APIRouteExit) string {
 		parts = append(parts, p)
 	}
 	if len(es) > 0 && !slices.ContainsFunc(es, func(e webui.APIRouteExit) bool { return e.InUse }) {
-		parts = append(parts, "none in use: the traffic is dropped until an exit is up")
+		parts = append(parts, "none up: the traffic goes through the least lossy exit that still answers, if any")
 	}
 	return strings.Join(parts, ", ")
 }
