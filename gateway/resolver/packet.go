@@ -1,0 +1,118 @@
+package resolver
+
+import (
+	"encoding/binary"
+)
+
+const (
+	protoUDP     = 17
+	ipv4Header   = 20
+	ipv6Header   = 40
+	udpHeaderLen = 8
+)
+
+// UDPPayload returns the UDP payload of raw, an IPv4 or IPv6 packet the packet path parsed
+// as UDP and no fragment; false when it has options the resolver does not take (IPv6
+// extension headers) or its lengths disagree: such a query goes to the userspace stack.
+func UDPPayload(raw []byte) ([]byte, bool) {
+	if len(raw) < ipv4Header {
+		return nil, false
+	}
+	var hl, total int
+	switch raw[0] >> 4 {
+	case 4:
+		hl, total = int(raw[0]&0x0f)*4, int(binary.BigEndian.Uint16(raw[2:]))
+		if raw[9] != protoUDP {
+			return nil, false
+		}
+	case 6:
+		if len(raw) < ipv6Header || raw[6] != protoUDP {
+			return nil, false
+		}
+		hl, total = ipv6Header, ipv6Header+int(binary.BigEndian.Uint16(raw[4:]))
+	default:
+		return nil, false
+	}
+	if total > len(raw) || hl+udpHeaderLen > total {
+		return nil, false
+	}
+	udp := raw[hl:total]
+	if ul := int(binary.BigEndian.Uint16(udp[4:])); ul < udpHeaderLen || ul > len(udp) {
+		return nil, false
+	} else {
+		udp = udp[:ul]
+	}
+	return udp[udpHeaderLen:], true
+}
+
+// AppendReply appends to dst the IP packet answering query (an IPv4 or IPv6 UDP packet
+// UDPPayload took) with payload: addresses and ports swapped, TTL or hop limit 64, checksums
+// filled in.
+func AppendReply(dst, query, payload []byte) []byte {
+	v6 := query[0]>>4 == 6
+	hl := ipv4Header
+	if v6 {
+		hl = ipv6Header
+	}
+	qhl := hl
+	if !v6 {
+		qhl = int(query[0]&0x0f) * 4
+	}
+	start := len(dst)
+	dst = append(dst, make([]byte, hl+udpHeaderLen)...)
+	dst = append(dst, payload...)
+	p := dst[start:]
+	udpLen := udpHeaderLen + len(payload)
+	if v6 {
+		p[0] = 6 << 4
+		binary.BigEndian.PutUint16(p[4:], uint16(udpLen))
+		p[6], p[7] = protoUDP, 64
+		copy(p[8:24], query[24:40])
+		copy(p[24:40], query[8:24])
+	} else {
+		p[0] = 4<<4 | 5
+		binary.BigEndian.PutUint16(p[2:], uint16(hl+udpLen))
+		p[6] = 0x40 // DF
+		p[8], p[9] = 64, protoUDP
+		copy(p[12:16], query[16:20])
+		copy(p[16:20], query[12:16])
+		binary.BigEndian.PutUint16(p[10:], ^fold(sum(p[:ipv4Header], 0)))
+	}
+	u := p[hl:]
+	copy(u[0:2], query[qhl+2:qhl+4]) // source port: the query's destination
+	copy(u[2:4], query[qhl:qhl+2])
+	binary.BigEndian.PutUint16(u[4:], uint16(udpLen))
+	// The pseudo-header: addresses, protocol and UDP length.
+	var acc uint32
+	if v6 {
+		acc = sum(p[8:40], 0)
+	} else {
+		acc = sum(p[12:20], 0)
+	}
+	acc += protoUDP + uint32(udpLen)
+	c := ^fold(sum(u[:udpLen], acc))
+	if c == 0 {
+		c = 0xffff
+	}
+	binary.BigEndian.PutUint16(u[6:], c)
+	return dst
+}
+
+// sum adds b as 16-bit big-endian words to acc (one's complement, not yet folded).
+func sum(b []byte, acc uint32) uint32 {
+	for len(b) >= 2 {
+		acc += uint32(b[0])<<8 | uint32(b[1])
+		b = b[2:]
+	}
+	if len(b) == 1 {
+		acc += uint32(b[0]) << 8
+	}
+	return acc
+}
+
+func fold(acc uint32) uint16 {
+	for acc > 0xffff {
+		acc = acc>>16 + acc&0xffff
+	}
+	return uint16(acc)
+}
