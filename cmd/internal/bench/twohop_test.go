@@ -209,6 +209,8 @@ func (e *env) newTwoHopPopgate(t *testing.T, mode string) *twoHop {
 		t.Fatal(err)
 	}
 	h.ctrl.mustCLI(t, 60*time.Second, "policy", "set", "--tenant", "bench", policy)
+	// In sync: the PoP applied the policy. (A joined node's status shows no rule hits, so,
+	// unlike the single hop, the bench cannot check afterwards that the rules decided flows.)
 	if err := h.inSync(90*time.Second, "p1", "x1"); err != nil {
 		t.Fatal(err)
 	}
