@@ -26,13 +26,13 @@ type benchConfig struct {
 	scaleActive int             // BENCH_SCALE_ACTIVE: of those, how many handshake (default 10,000)
 	rules       int             // BENCH_RULES: rules of the policy in the throughput cases (default 1,000)
 	floodRate   int             // BENCH_FLOOD_RATE: initiations a second of the handshake flood (default 0: as fast as the generator goes)
-	phases      map[string]bool // BENCH_PHASES: a comma-separated subset of tcp,udp,latency,profile,handshake,flood,scale
+	phases      map[string]bool // BENCH_PHASES: a comma-separated subset of allPhases
 	out         string          // BENCH_OUT: the file to write; default BENCHMARKS.md at the module root; "-" writes none
 	popgate     string          // POPGATE_BIN: a popgate binary to use instead of building one
 	profiles    string          // BENCH_PROFILE_DIR: keep the CPU profiles there (default: a temp dir)
 }
 
-var allPhases = []string{"tcp", "udp", "latency", "profile", "handshake", "flood", "scale"}
+var allPhases = []string{"tcp", "udp", "latency", "twohop", "profile", "handshake", "flood", "scale"}
 
 func loadConfig(t *testing.T) benchConfig {
 	t.Helper()
@@ -153,17 +153,24 @@ func TestBench(t *testing.T) {
 		}
 	}
 
-	step(t, "set up the three gateways", func() {
-		e.gws = []*gw{e.newBaseline(t), e.newPopgate(t, kindUserspace), e.newPopgate(t, kindKernel)}
-		for _, g := range e.gws {
-			if err := g.startIperf(t); err != nil {
-				t.Fatalf("%s: %v", g.kind, err)
+	// The two-hop phase builds gateways of its own; the others share these.
+	singleHop := false
+	for p := range cfg.phases {
+		singleHop = singleHop || p != "twohop"
+	}
+	if singleHop {
+		step(t, "set up the three gateways", func() {
+			e.gws = []*gw{e.newBaseline(t), e.newPopgate(t, kindUserspace), e.newPopgate(t, kindKernel)}
+			for _, g := range e.gws {
+				if err := g.startIperf(t); err != nil {
+					t.Fatalf("%s: %v", g.kind, err)
+				}
+				if err := g.startClient(t); err != nil {
+					t.Fatal(err)
+				}
 			}
-			if err := g.startClient(t); err != nil {
-				t.Fatal(err)
-			}
-		}
-	})
+		})
+	}
 
 	var phaseLoads []string
 	for _, ph := range []struct {
@@ -173,6 +180,7 @@ func TestBench(t *testing.T) {
 		{"tcp", e.phaseTCP},
 		{"udp", e.phaseUDP},
 		{"latency", e.phaseLatency},
+		{"twohop", e.phaseTwoHop},
 		{"profile", e.phaseProfile},
 		{"handshake", e.phaseHandshake},
 		{"flood", e.phaseFlood},
@@ -284,10 +292,13 @@ func (e *env) newPopgate(t *testing.T, kind string) *gw {
 
 // rounds runs fn reps times on every gateway, rotating which goes first each round so that
 // none always runs first (or right after another's heavy run).
-func (e *env) rounds(fn func(g *gw, round int)) {
+func (e *env) rounds(fn func(g *gw, round int)) { e.roundsOn(e.gws, fn) }
+
+// roundsOn is rounds on the gateways gws.
+func (e *env) roundsOn(gws []*gw, fn func(g *gw, round int)) {
 	for r := range e.cfg.reps {
-		for i := range e.gws {
-			fn(e.gws[(i+r)%len(e.gws)], r)
+		for i := range gws {
+			fn(gws[(i+r)%len(gws)], r)
 		}
 	}
 }

@@ -62,6 +62,10 @@ type gw struct {
 	clients   int // clients started so far, for unique interface names
 	iperfSrv  *testbed.Proc
 	wgGo      string // upstream wireguard-go, for clients (and the baseline server)
+	// clientPrefix starts the client's interface names (default "c"); iperfPort is where
+	// the iperf3 server listens (default iperfPort).
+	clientPrefix string
+	iperfPort    int
 
 	node  *pgNode              // popgate only
 	stock *testbed.StockServer // baseline only
@@ -76,7 +80,11 @@ func (g *gw) startClient(t testing.TB) error {
 		g.client = nil
 	}
 	g.clients++
-	name := g.topo.Name(fmt.Sprintf("c%d", g.clients))
+	prefix := g.clientPrefix
+	if prefix == "" {
+		prefix = "c"
+	}
+	name := g.topo.Name(fmt.Sprintf("%s%d", prefix, g.clients))
 	t.Cleanup(func() { _ = os.Remove(filepath.Join(testbed.UAPIDir, name+".sock")) })
 	g.client = testbed.StartClientWith(t, g.topo.Cli, name, g.conf, testbed.ClientOptions{WireGuardGo: g.wgGo})
 	return g.ready(60 * time.Second)
@@ -93,13 +101,21 @@ func (g *gw) ready(timeout time.Duration) error {
 	return nil
 }
 
+// iperfAt is the port of the iperf3 server in Net.
+func (g *gw) iperfAt() string {
+	if g.iperfPort != 0 {
+		return strconv.Itoa(g.iperfPort)
+	}
+	return strconv.Itoa(iperfPort)
+}
+
 // startIperf (re)starts `iperf3 -s` in Net and waits until it listens.
 func (g *gw) startIperf(t testing.TB) error {
 	t.Helper()
 	if g.iperfSrv != nil {
 		_ = g.iperfSrv.Stop(5 * time.Second)
 	}
-	p, err := g.topo.Net.Start(t, "iperf3", "-s", "-p", strconv.Itoa(iperfPort))
+	p, err := g.topo.Net.Start(t, "iperf3", "-s", "-p", g.iperfAt())
 	if err != nil {
 		return err
 	}
@@ -108,7 +124,7 @@ func (g *gw) startIperf(t testing.TB) error {
 		if exited, err := p.Exited(); exited {
 			return fmt.Errorf("iperf3 -s exited (%v): %s", err, p.LogTail(5))
 		}
-		out, err := g.topo.Net.Run(ctx, "ss", "-Hltn", fmt.Sprintf("sport = :%d", iperfPort))
+		out, err := g.topo.Net.Run(ctx, "ss", "-Hltn", "sport = :"+g.iperfAt())
 		if err != nil {
 			return err
 		}
@@ -119,7 +135,7 @@ func (g *gw) startIperf(t testing.TB) error {
 	})
 }
 
-// pgNode is one `popgate serve` in a topology's Pop and its admin CLI.
+// pgNode is one `popgate serve` in a topology's Pop (or in ns) and its admin CLI.
 type pgNode struct {
 	bin     string
 	topo    *testbed.Topology
@@ -128,9 +144,16 @@ type pgNode struct {
 	port    int
 	mode    string
 	proc    *testbed.Proc
+	// ns, when set, is where serve runs instead of topo.Pop; args, when set, are serve's
+	// flags after --data-dir instead of the single node's of serveArgs (the two-hop nodes).
+	ns   *testbed.Netns
+	args []string
 }
 
 func (n *pgNode) serveArgs() []string {
+	if n.args != nil {
+		return append([]string{n.bin, "serve", "--data-dir", n.dataDir}, n.args...)
+	}
 	return []string{n.bin, "serve",
 		"--data-dir", n.dataDir,
 		"--listen-port", strconv.Itoa(n.port),
@@ -155,7 +178,11 @@ func (n *pgNode) start(t testing.TB, timeout time.Duration, env ...string) (time
 		args = append(append([]string{"env"}, env...), args...)
 	}
 	began := time.Now()
-	p, err := n.topo.Pop.Start(t, args...)
+	ns := n.ns
+	if ns == nil {
+		ns = n.topo.Pop
+	}
+	p, err := ns.Start(t, args...)
 	if err != nil {
 		return 0, err
 	}

@@ -53,7 +53,7 @@ func (g *gw) iperfOnce(secs int, args ...string) (iperfReport, error) {
 	var rep iperfReport
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(secs+25)*time.Second)
 	defer cancel()
-	cmd := append([]string{"iperf3", "-c", g.topo.NetAddr4.String(), "-p", strconv.Itoa(iperfPort),
+	cmd := append([]string{"iperf3", "-c", g.topo.NetAddr4.String(), "-p", g.iperfAt(),
 		"-t", strconv.Itoa(secs), "--connect-timeout", "5000", "--json"}, args...)
 	out, runErr := g.topo.Cli.Command(ctx, cmd...).Output()
 	if err := json.Unmarshal(out, &rep); err != nil {
