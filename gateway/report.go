@@ -46,7 +46,8 @@ func (n *Node) Report() plane.Report {
 		r.Node.Handshakes = handshakeStatus(n.mux.Stats())
 	}
 	for _, l := range n.BackboneLinks() {
-		r.Links = append(r.Links, plane.LinkState{Node: uint32(l.Node), State: l.State.String(), RTT: l.SmoothedRTT, Loss: l.Loss(), Since: l.Since})
+		r.Links = append(r.Links, plane.LinkState{Node: uint32(l.Node), Name: l.Name, State: l.State.String(), RTT: l.SmoothedRTT, Loss: l.Loss(), Since: l.Since,
+			Ups: l.Ups, Downs: l.Downs})
 	}
 
 	snap := n.snap.Load()

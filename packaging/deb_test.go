@@ -93,7 +93,8 @@ func TestDebInstallUpgradeRemovePurge(t *testing.T) {
 		/etc/popgate/popgate.toml /etc/profile.d/popgate.sh /usr/lib/sysctl.d/60-popgate.conf \
 		/usr/share/man/man8/popgate.8.gz /usr/share/bash-completion/completions/popgate \
 		/usr/share/doc/popgate/copyright /usr/share/doc/popgate/changelog.Debian.gz \
-		/usr/share/doc/popgate/examples/kernel-mode.conf /var/lib/popgate /var/lib/popgate/popgate.sock`)
+		/usr/share/doc/popgate/examples/kernel-mode.conf /usr/share/popgate/monitoring/popgate-alerts.yml \
+		/usr/share/popgate/monitoring/grafana-dashboard.json /var/lib/popgate /var/lib/popgate/popgate.sock`)
 	want := `755 root:root /usr/bin/popgate
 644 root:root /lib/systemd/system/popgate.service
 640 root:popgate /etc/popgate/popgate.toml
@@ -104,6 +105,8 @@ func TestDebInstallUpgradeRemovePurge(t *testing.T) {
 644 root:root /usr/share/doc/popgate/copyright
 644 root:root /usr/share/doc/popgate/changelog.Debian.gz
 644 root:root /usr/share/doc/popgate/examples/kernel-mode.conf
+644 root:root /usr/share/popgate/monitoring/popgate-alerts.yml
+644 root:root /usr/share/popgate/monitoring/grafana-dashboard.json
 700 popgate:popgate /var/lib/popgate
 600 popgate:popgate /var/lib/popgate/popgate.sock
 `

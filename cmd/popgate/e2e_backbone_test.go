@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -127,10 +128,28 @@ func (p *bbPinger) gap(from time.Time) time.Duration {
 	return longest
 }
 
+// e2eMetric reads one series (its name and labels as /metrics writes them, e.g.
+// `popgate_nodes{state="connected"}`) from the metrics endpoint at its default address in
+// ns.
+func e2eMetric(ctx context.Context, ns *testbed.Netns, series string) (float64, error) {
+	out, err := ns.Run(ctx, "curl", "-sS", "--fail", "--max-time", "5", "http://"+defaultMetricsAddr+"/metrics")
+	if err != nil {
+		return 0, fmt.Errorf("/metrics: %v: %s", err, out)
+	}
+	for line := range strings.Lines(out) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), series+" "); ok {
+			return strconv.ParseFloat(v, 64)
+		}
+	}
+	return 0, fmt.Errorf("/metrics has no %s", series)
+}
+
 // TestE2EBackboneFailover: a controller, a PoP with the role pop only, and two exits on the
 // backbone and internet bridges. A stock client at the PoP reaches the Internet host through
 // exit 1 (the first exit of the PoP's region), over UDP and TCP; exit 1 is killed and a datagram every 100 ms
 // goes on through exit 2 with no gap over 3 s; exit 1 restarts and the traffic returns to it.
+// The PoP's metrics show the link to exit 1 down and back, one failover each way
+// (popgate_backbone_link_transitions_total), and the controller's show exit 1 offline and back.
 func TestE2EBackboneFailover(t *testing.T) {
 	bin := e2eRequireBinary(t)
 	testbed.RequireRoot(t)
@@ -291,6 +310,46 @@ func TestE2EBackboneFailover(t *testing.T) {
 		t.Fatalf("download through exit 1: %d of %d bytes, %v, the file intact: %v", size, fs.Size, err, hex.EncodeToString(h.Sum(nil)) == fs.SHA256)
 	}
 
+	// metricIs polls the metrics in ns until each series has its value.
+	metricIs := func(ns *testbed.NetNode, what string, want map[string]float64) {
+		t.Helper()
+		testbed.Poll(t, 30*time.Second, what, func(ctx context.Context) error {
+			for series, v := range want {
+				got, err := e2eMetric(ctx, ns.NS, series)
+				if err != nil {
+					return err
+				}
+				if got != v {
+					return fmt.Errorf("%s is %v, want %v", series, got, v)
+				}
+			}
+			return nil
+		})
+	}
+	const (
+		x1Up    = `popgate_backbone_link_up{node="x1"}`
+		x1Ups   = `popgate_backbone_link_transitions_total{node="x1",to="up"}`
+		x1Downs = `popgate_backbone_link_transitions_total{node="x1",to="down"}`
+	)
+	metricIs(popNS, "the PoP's metrics to show its link to x1 up", map[string]float64{x1Up: 1, `popgate_backbone_link_up{node="x2"}`: 1})
+	metricIs(ctrlNS, "the controller's metrics to show its 3 nodes connected", map[string]float64{`popgate_nodes{state="connected"}`: 3})
+	mctx, mcancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer mcancel()
+	ups, err := e2eMetric(mctx, popNS.NS, x1Ups)
+	if err != nil {
+		t.Fatal(err)
+	}
+	downs, err := e2eMetric(mctx, popNS.NS, x1Downs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ups < 1 {
+		t.Errorf("%s is %v with the link up, want at least 1", x1Ups, ups)
+	}
+	if _, err := e2eMetric(mctx, popNS.NS, `popgate_backbone_link_rtt_seconds{node="x1"}`); err != nil {
+		t.Error(err)
+	}
+
 	killed := time.Now()
 	if err := x1.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -304,6 +363,12 @@ func TestE2EBackboneFailover(t *testing.T) {
 		t.Errorf("failover left a gap of %v, more than 3 s", gap)
 	}
 
+	metricIs(popNS, "the PoP's metrics to count the link to x1 down once", map[string]float64{x1Up: 0, x1Downs: downs + 1, x1Ups: ups})
+	metricIs(ctrlNS, "the controller's metrics to show x1 offline", map[string]float64{
+		`popgate_node_connected{node="x1"}`: 0, `popgate_nodes{state="offline"}`: 1, `popgate_nodes{state="connected"}`: 2})
+
 	startNode(x1NS, x1Dir, x1If, "kernel", 45012, 45022)
 	through(x1NS, 30*time.Second, "the traffic to return to exit 1 once it is back")
+	metricIs(popNS, "the PoP's metrics to count the link to x1 up again", map[string]float64{x1Up: 1, x1Ups: ups + 1, x1Downs: downs + 1})
+	metricIs(ctrlNS, "the controller's metrics to show x1 back", map[string]float64{`popgate_node_connected{node="x1"}`: 1, `popgate_nodes{state="connected"}`: 3})
 }

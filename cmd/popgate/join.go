@@ -315,7 +315,7 @@ func runJoined(ctx context.Context, sc ServeConfig, dd *dataDir, hostname func()
 	defer ctlSrv.Close()
 
 	facts := joinedFacts(m, client.Status)
-	stopMetrics, err := startMetrics(sc, p.Report, facts, readiness(p.Report, facts), log.With("component", "metrics"))
+	stopMetrics, err := startMetrics(sc, p.Report, facts, nil, readiness(p.Report, facts), log.With("component", "metrics"))
 	if err != nil {
 		return err
 	}

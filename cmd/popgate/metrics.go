@@ -32,6 +32,23 @@ func controllerFacts(ctrl *control.Controller, roles []string) func() metrics.Fa
 	}
 }
 
+// controllerNodes lists the nodes that joined ctrl, for the metrics of a controller.
+func controllerNodes(ctrl *control.Controller) func() ([]metrics.Node, error) {
+	return func() ([]metrics.Node, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		ns, err := ctrl.Nodes(ctx)
+		if err != nil {
+			return nil, err
+		}
+		out := make([]metrics.Node, len(ns))
+		for i, n := range ns {
+			out[i] = metrics.Node{Name: n.Name, Connected: n.Connected, LastSeen: n.LastSeen, AppliedGeneration: n.AppliedGeneration}
+		}
+		return out, nil
+	}
+}
+
 // readiness says why the node does not serve yet (metrics.Ready), nil when it does.
 func readiness(report func() plane.Report, facts func() metrics.Facts) func() error {
 	return func() error { return metrics.Ready(report(), facts(), time.Now(), 0) }
@@ -61,13 +78,13 @@ func metricsHandler(h http.Handler, ready func() error) http.Handler {
 }
 
 // startMetrics serves /metrics, /healthz and /readyz on sc.MetricsAddr (nothing when it is
-// "") until stop. An address that cannot be bound is an error, except the default one:
+// "") until stop; nodes lists the nodes that joined a controller (nil on a joined node). An address that cannot be bound is an error, except the default one:
 // another popgate on the host may hold it, so serve goes on without and says so.
-func startMetrics(sc ServeConfig, report func() plane.Report, facts func() metrics.Facts, ready func() error, log *slog.Logger) (stop func(), err error) {
+func startMetrics(sc ServeConfig, report func() plane.Report, facts func() metrics.Facts, nodes func() ([]metrics.Node, error), ready func() error, log *slog.Logger) (stop func(), err error) {
 	if sc.MetricsAddr == "" {
 		return func() {}, nil
 	}
-	col, err := metrics.New(metrics.Config{Report: report, Facts: facts, MaxPeerSeries: sc.MetricsPeers})
+	col, err := metrics.New(metrics.Config{Report: report, Facts: facts, Nodes: nodes, MaxPeerSeries: sc.MetricsPeers})
 	if err != nil {
 		return nil, err
 	}

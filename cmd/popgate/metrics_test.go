@@ -21,8 +21,9 @@ import (
 
 // TestServeMetrics runs popgate serve in the process with --metrics-addr on loopback and
 // scrapes it: /metrics lints clean (promlint, and `promtool check metrics` when promtool is
-// installed) and carries the node's and a tenant's families; /healthz answers; /readyz,
-// there and on the web address, says ready once the desired state is applied.
+// installed) and carries the node's, a tenant's and the controller's node families;
+// /healthz answers; /readyz, there and on the web address, says ready once the desired state
+// is applied.
 func TestServeMetrics(t *testing.T) {
 	dir := t.TempDir()
 	c, err := net.ListenPacket("udp4", "127.0.0.1:0")
@@ -107,6 +108,8 @@ func TestServeMetrics(t *testing.T) {
 		regexp.MustCompile(`(?m)^popgate_node_info\{name="pop-test",region="fra",roles="controller,pop,exit"\} 1$`),
 		regexp.MustCompile(`(?m)^popgate_applied_generation [1-9]`),
 		regexp.MustCompile(`(?m)^popgate_desired_apply_failing 0$`),
+		regexp.MustCompile(`(?m)^popgate_ready 1$`),
+		regexp.MustCompile(`(?m)^popgate_nodes\{state="connected"\} 0$`), // a controller: its node list, empty
 		regexp.MustCompile(`(?m)^# TYPE popgate_received_bytes_total counter$`),
 		regexp.MustCompile(`(?m)^popgate_handshake_initiations_total 0$`),
 		regexp.MustCompile(`(?m)^popgate_tenant_received_bytes_total\{tenant="acme"\} 0$`),

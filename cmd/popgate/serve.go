@@ -148,7 +148,7 @@ func runServe(ctx context.Context, sc ServeConfig, log *slog.Logger) error {
 	log.Info("popgate is serving", "public_endpoint", ctrl.Config().PublicEndpoint)
 	facts := controllerFacts(ctrl, sc.Roles)
 	ready := readiness(dp.Report, facts)
-	stopMetrics, err := startMetrics(sc, dp.Report, facts, ready, log.With("component", "metrics"))
+	stopMetrics, err := startMetrics(sc, dp.Report, facts, controllerNodes(ctrl), ready, log.With("component", "metrics"))
 	if err != nil {
 		return err
 	}

@@ -194,6 +194,9 @@ type LinkState struct {
 	Lost, Probes int
 	// MissesInRow counts the latest probes missed in a row.
 	MissesInRow int
+	// Ups and Downs count the times the link became Up and Down since it was made (its
+	// first Up included; a peer removed and added again starts a new link, from zero).
+	Ups, Downs uint64
 	// Tenant traffic (probes not counted): packets and bytes of the inner packets.
 	TxPackets, TxBytes, RxPackets, RxBytes uint64
 }
@@ -596,6 +599,7 @@ func (e *peerEntry) state() LinkState {
 	s := LinkState{
 		Node: e.Node, Name: e.Name, Endpoint: e.Endpoint,
 		State: h.state, Since: h.since, RTT: h.rtt, SmoothedRTT: h.srtt, MissesInRow: h.misses,
+		Ups: h.ups, Downs: h.downs,
 	}
 	s.Lost, s.Probes = h.loss()
 	l.mu.Unlock()

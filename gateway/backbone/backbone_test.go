@@ -481,6 +481,9 @@ func TestProbes(t *testing.T) {
 	if down.MissesInRow < 3 || down.Lost < 3 {
 		t.Errorf("down with %d misses in a row, %d lost", down.MissesInRow, down.Lost)
 	}
+	if down.Ups != 1 || down.Downs < 1 {
+		t.Errorf("down after %d ups and %d downs, want 1 up and at least 1 down", down.Ups, down.Downs)
+	}
 
 	back := time.Now()
 	b = newNodeKey(t, 2, bKey, port, fast)
@@ -490,6 +493,9 @@ func TestProbes(t *testing.T) {
 	up = next(StateUp, 10*time.Second)
 	if took := up.Since.Sub(back); took < upAfter {
 		t.Errorf("up %v after the peer came back, want at least the hysteresis, %v", took, upAfter)
+	}
+	if up.Ups != 2 || up.Downs != down.Downs {
+		t.Errorf("up again after %d ups and %d downs, want 2 and %d", up.Ups, up.Downs, down.Downs)
 	}
 	select {
 	case s := <-changes:

@@ -59,6 +59,8 @@ type health struct {
 
 	state State
 	since time.Time // when state was entered
+	// ups and downs count the times state became StateUp and StateDown.
+	ups, downs uint64
 
 	next   uint32 // sequence of the next probe; probe seqs start at 1
 	oldest uint32 // oldest probe that may still be pending
@@ -188,6 +190,12 @@ func (h *health) evaluate(now time.Time) bool {
 	}
 	if h.state != was {
 		h.since = now
+		switch h.state {
+		case StateUp:
+			h.ups++
+		case StateDown:
+			h.downs++
+		}
 		return true
 	}
 	return false

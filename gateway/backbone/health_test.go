@@ -74,9 +74,20 @@ func TestHealth(t *testing.T) {
 			"[up@20ms down@4.2s]"},
 	} {
 		h := newHealth(tTimeout, 3, 3*time.Second, t0)
-		got := fmt.Sprint(simulate(h, c.ticks, c.answered))
-		if got != c.want {
+		trs := simulate(h, c.ticks, c.answered)
+		if got := fmt.Sprint(trs); got != c.want {
 			t.Errorf("%s: transitions %s, want %s", c.name, got, c.want)
+		}
+		var ups, downs uint64
+		for _, tr := range trs {
+			if tr.state == StateUp {
+				ups++
+			} else {
+				downs++
+			}
+		}
+		if h.ups != ups || h.downs != downs {
+			t.Errorf("%s: counted %d ups and %d downs, want %d and %d", c.name, h.ups, h.downs, ups, downs)
 		}
 	}
 }

@@ -35,6 +35,17 @@ type Facts struct {
 	StaleSince time.Time
 }
 
+// Node is a node that joined the controller, as the controller's node list shows it.
+type Node struct {
+	Name string
+	// Connected: it has a sync stream with the controller now.
+	Connected bool
+	// LastSeen is when its last report arrived; zero while none did.
+	LastSeen time.Time
+	// AppliedGeneration is the generation of the last desired state it applied.
+	AppliedGeneration int64
+}
+
 // Config is what a Collector reads at each scrape.
 type Config struct {
 	// Report returns the node's report. Required.
@@ -43,6 +54,10 @@ type Config struct {
 	Facts func() Facts
 	// Now is the clock; nil: time.Now.
 	Now func() time.Time
+	// Nodes returns the nodes that joined the node's controller, for the node families
+	// (popgate_nodes, popgate_node_…); nil on a node without the controller role: no node
+	// families. An error fails the scrape.
+	Nodes func() ([]Node, error)
 	// MaxPeerSeries, when above 0, adds per-peer series (labels tenant and peer) for at most
 	// that many peers: the first by tenant and name. The others have none, and
 	// popgate_peers_without_series counts them. Default 0: no per-peer series. At most
@@ -58,8 +73,9 @@ const MaxPeerSeriesLimit = 10_000
 const MaxRuleSeries = 100
 
 // Collector builds the node's metrics from its report at each scrape. Their cardinality is
-// bounded: per node, per reason (fixed sets), per tenant, and per tenant rule up to
-// MaxRuleSeries; there are no per-peer series.
+// bounded: per node, per reason (fixed sets), per tenant, per tenant rule up to
+// MaxRuleSeries, per other node (backbone links; on a controller, the nodes that joined it);
+// there are no per-peer series unless MaxPeerSeries asks for them.
 type Collector struct {
 	cfg Config
 }
@@ -98,6 +114,7 @@ var (
 	appliedGeneration = desc("applied_generation", "Generation of the desired state the node applied in full last.")
 	applyFailing      = desc("desired_apply_failing", "1 when the node could not apply the newest desired state (see popgate status), else 0.")
 	desiredStaleness  = desc("desired_staleness_seconds", "How long the node has served without its controller (its desired state may be old); 0 while current.")
+	ready             = desc("ready", "1 when the node is ready to serve, as /readyz says (device up, newest desired state applied), else 0.")
 
 	hsInitiations = desc("handshake_initiations_total", "Well-formed WireGuard handshake initiations received on the shared socket.")
 	hsRouted      = desc("handshake_initiations_routed_total", "Handshake initiations handed to the device of the initiator's tenant.")
@@ -131,17 +148,33 @@ var (
 	pHandshake     = desc("peer_last_handshake_timestamp_seconds", "When the peer last completed a handshake, in seconds since the Unix epoch (--metrics-peers).", "tenant", "peer")
 	pWithoutSeries = desc("peers_without_series", "Peers the node reports that have no per-peer series: past --metrics-peers.")
 
+	linkUp          = desc("backbone_link_up", "The backbone link to the node: 1 up, 0 down, -1 unknown (a new link its probes have not judged yet).", "node")
+	linkRTT         = desc("backbone_link_rtt_seconds", "Smoothed round trip of the probes on the backbone link to the node; absent before the first answer.", "node")
+	linkLoss        = desc("backbone_link_loss_ratio", "Fraction of the latest probes (up to 100) on the backbone link to the node that went unanswered.", "node")
+	linkTransitions = desc("backbone_link_transitions_total", "Times the backbone link to the node became up or down (label to), since this node made the link.", "node", "to")
+
+	nodes         = desc("nodes", "Nodes that joined the controller, by state: connected (a sync stream now), offline (reported before, no stream now), never (never reported).", "state")
+	nodeConnected = desc("node_connected", "1 while the node has a sync stream with the controller, else 0.", "node")
+	nodeApplied   = desc("node_applied_generation", "Generation of the desired state the node applied last, as it reported.", "node")
+	nodeLastSeen  = desc("node_last_seen_timestamp_seconds", "When the node's last report reached the controller, in seconds since the Unix epoch; absent before its first.", "node")
+
 	tRuleHits = desc("tenant_policy_rule_hits_total", "New flows each rule of the tenant's policy decided, by rule index (from 0), other (past the first 100) and default; a changed rule starts again.", "tenant", "rule")
 )
 
 // Describe sends every family's description.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{buildInfo, nodeInfo, startTime, uptime,
-		desiredGeneration, appliedGeneration, applyFailing, desiredStaleness,
+		desiredGeneration, appliedGeneration, applyFailing, desiredStaleness, ready,
 		hsInitiations, hsRouted, hsCookies, hsRejected, hsUnderLoad, hsQueued,
 		rxBytes, txBytes, rxPackets, txPackets, nodeDrops, online, exitSocks, exitBudget,
-		tRxBytes, tTxBytes, tRxPackets, tTxPackets, tFlows, tExitFlows, tDrops, tEvicted, tRuleHits} {
+		tRxBytes, tTxBytes, tRxPackets, tTxPackets, tFlows, tExitFlows, tDrops, tEvicted, tRuleHits,
+		linkUp, linkRTT, linkLoss, linkTransitions} {
 		ch <- d
+	}
+	if c.cfg.Nodes != nil {
+		for _, d := range []*prometheus.Desc{nodes, nodeConnected, nodeApplied, nodeLastSeen} {
+			ch <- d
+		}
 	}
 	if c.cfg.MaxPeerSeries > 0 {
 		for _, d := range []*prometheus.Desc{pRxBytes, pTxBytes, pRxPackets, pTxPackets, pOnline, pHandshake, pWithoutSeries} {
@@ -188,6 +221,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		stale = max(now.Sub(f.StaleSince).Seconds(), 0)
 	}
 	gauge(desiredStaleness, stale)
+	gauge(ready, bool01(Ready(r, f, now, 0) == nil))
 
 	hs := &n.Handshakes
 	counter(hsInitiations, hs.Initiations)
@@ -233,6 +267,73 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if c.cfg.MaxPeerSeries > 0 {
 		c.peers(ch, r.Peers)
+	}
+	links(ch, r.Links)
+	if c.cfg.Nodes != nil {
+		c.nodes(ch)
+	}
+}
+
+// links sends the backbone links' series, labelled with the name of the node each reaches
+// (its ID when the report has no name).
+func links(ch chan<- prometheus.Metric, ls []plane.LinkState) {
+	seen := make(map[string]bool, len(ls))
+	for i := range ls {
+		l := &ls[i]
+		name := l.Name
+		if name == "" {
+			name = strconv.FormatUint(uint64(l.Node), 10)
+		}
+		if seen[name] {
+			continue // a rename under way: two IDs with one name, for a moment
+		}
+		seen[name] = true
+		up := -1.0
+		switch l.State {
+		case plane.LinkUp:
+			up = 1
+		case plane.LinkDown:
+			up = 0
+		}
+		ch <- prometheus.MustNewConstMetric(linkUp, prometheus.GaugeValue, up, name)
+		if l.RTT > 0 {
+			ch <- prometheus.MustNewConstMetric(linkRTT, prometheus.GaugeValue, l.RTT.Seconds(), name)
+		}
+		ch <- prometheus.MustNewConstMetric(linkLoss, prometheus.GaugeValue, l.Loss, name)
+		ch <- prometheus.MustNewConstMetric(linkTransitions, prometheus.CounterValue, float64(l.Ups), name, plane.LinkUp)
+		ch <- prometheus.MustNewConstMetric(linkTransitions, prometheus.CounterValue, float64(l.Downs), name, plane.LinkDown)
+	}
+}
+
+// nodes sends the series of the nodes that joined the controller: how many are in each
+// state, and each one's.
+func (c *Collector) nodes(ch chan<- prometheus.Metric) {
+	ns, err := c.cfg.Nodes()
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(nodes, fmt.Errorf("the node list: %w", err))
+		return
+	}
+	var connected, offline, never int
+	for i := range ns {
+		n := &ns[i]
+		on := 0.0
+		switch {
+		case n.Connected:
+			connected++
+			on = 1
+		case n.LastSeen.IsZero():
+			never++
+		default:
+			offline++
+		}
+		ch <- prometheus.MustNewConstMetric(nodeConnected, prometheus.GaugeValue, on, n.Name)
+		ch <- prometheus.MustNewConstMetric(nodeApplied, prometheus.GaugeValue, float64(n.AppliedGeneration), n.Name)
+		if !n.LastSeen.IsZero() {
+			ch <- prometheus.MustNewConstMetric(nodeLastSeen, prometheus.GaugeValue, float64(n.LastSeen.UnixNano())/1e9, n.Name)
+		}
+	}
+	for state, v := range map[string]int{"connected": connected, "offline": offline, "never": never} {
+		ch <- prometheus.MustNewConstMetric(nodes, prometheus.GaugeValue, float64(v), state)
 	}
 }
 

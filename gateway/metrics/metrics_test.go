@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -70,6 +71,9 @@ popgate_applied_generation 41
 # HELP popgate_desired_staleness_seconds How long the node has served without its controller (its desired state may be old); 0 while current.
 # TYPE popgate_desired_staleness_seconds gauge
 popgate_desired_staleness_seconds 600
+# HELP popgate_ready 1 when the node is ready to serve, as /readyz says (device up, newest desired state applied), else 0.
+# TYPE popgate_ready gauge
+popgate_ready 0
 # HELP popgate_uptime_seconds How long the node has served.
 # TYPE popgate_uptime_seconds gauge
 popgate_uptime_seconds 5400
@@ -121,7 +125,7 @@ popgate_tenant_policy_rule_hits_total{rule="1",tenant="acme"} 9
 popgate_tenant_policy_rule_hits_total{rule="default",tenant="acme"} 2
 `
 	if err := testutil.CollectAndCompare(c, strings.NewReader(want),
-		"popgate_desired_generation", "popgate_applied_generation", "popgate_desired_staleness_seconds", "popgate_uptime_seconds",
+		"popgate_desired_generation", "popgate_applied_generation", "popgate_desired_staleness_seconds", "popgate_ready", "popgate_uptime_seconds",
 		"popgate_node_info", "popgate_handshake_initiations_total", "popgate_handshake_initiations_rejected_total",
 		"popgate_handshake_under_load", "popgate_handshake_cookie_replies_total", "popgate_received_bytes_total",
 		"popgate_sent_packets_total", "popgate_peers_online", "popgate_tenant_sent_bytes_total", "popgate_tenant_exit_flows",
@@ -203,6 +207,126 @@ popgate_peers_without_series 1
 	}
 	if _, err := New(Config{Report: func() plane.Report { return r }, MaxPeerSeries: MaxPeerSeriesLimit + 1}); err == nil {
 		t.Error("MaxPeerSeries past the limit accepted")
+	}
+}
+
+// TestCollectorBackbone: each backbone link has its state (unknown as -1), RTT (once
+// answered), loss and up and down counts, labelled with the name of the node it reaches.
+func TestCollectorBackbone(t *testing.T) {
+	r := fakeReport()
+	r.Links = []plane.LinkState{
+		{Node: 2, Name: "x1", State: plane.LinkUp, RTT: 12500 * time.Microsecond, Loss: 0.02, Ups: 3, Downs: 2},
+		{Node: 3, Name: "x2", State: plane.LinkDown, RTT: 40 * time.Millisecond, Loss: 1, Ups: 1, Downs: 1},
+		{Node: 4, State: plane.LinkUnknown}, // no name (an older controller): its ID
+	}
+	c := newTestCollector(t, r, Facts{})
+	problems, err := testutil.CollectAndLint(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("lint: %s: %s", p.Metric, p.Text)
+	}
+	want := `
+# HELP popgate_backbone_link_up The backbone link to the node: 1 up, 0 down, -1 unknown (a new link its probes have not judged yet).
+# TYPE popgate_backbone_link_up gauge
+popgate_backbone_link_up{node="4"} -1
+popgate_backbone_link_up{node="x1"} 1
+popgate_backbone_link_up{node="x2"} 0
+# HELP popgate_backbone_link_rtt_seconds Smoothed round trip of the probes on the backbone link to the node; absent before the first answer.
+# TYPE popgate_backbone_link_rtt_seconds gauge
+popgate_backbone_link_rtt_seconds{node="x1"} 0.0125
+popgate_backbone_link_rtt_seconds{node="x2"} 0.04
+# HELP popgate_backbone_link_loss_ratio Fraction of the latest probes (up to 100) on the backbone link to the node that went unanswered.
+# TYPE popgate_backbone_link_loss_ratio gauge
+popgate_backbone_link_loss_ratio{node="4"} 0
+popgate_backbone_link_loss_ratio{node="x1"} 0.02
+popgate_backbone_link_loss_ratio{node="x2"} 1
+# HELP popgate_backbone_link_transitions_total Times the backbone link to the node became up or down (label to), since this node made the link.
+# TYPE popgate_backbone_link_transitions_total counter
+popgate_backbone_link_transitions_total{node="4",to="down"} 0
+popgate_backbone_link_transitions_total{node="4",to="up"} 0
+popgate_backbone_link_transitions_total{node="x1",to="down"} 2
+popgate_backbone_link_transitions_total{node="x1",to="up"} 3
+popgate_backbone_link_transitions_total{node="x2",to="down"} 1
+popgate_backbone_link_transitions_total{node="x2",to="up"} 1
+`
+	if err := testutil.CollectAndCompare(c, strings.NewReader(want), "popgate_backbone_link_up", "popgate_backbone_link_rtt_seconds",
+		"popgate_backbone_link_loss_ratio", "popgate_backbone_link_transitions_total"); err != nil {
+		t.Error(err)
+	}
+	// Without a backbone: no link series.
+	ms := collectAll(t, newTestCollector(t, fakeReport(), Facts{}))
+	for _, name := range []string{"popgate_backbone_link_up", "popgate_backbone_link_loss_ratio", "popgate_backbone_link_transitions_total"} {
+		if ms[name] != nil {
+			t.Errorf("%s without a backbone: %v", name, ms[name])
+		}
+	}
+}
+
+// TestCollectorNodes: a controller counts the nodes that joined it by state and has each
+// one's connection, applied generation and last report; a node without the controller role
+// has none of these families, and a node list that fails fails the scrape.
+func TestCollectorNodes(t *testing.T) {
+	seen := t0.Add(30 * time.Minute)
+	list := []Node{
+		{Name: "pop-fra-1", Connected: true, LastSeen: seen, AppliedGeneration: 42},
+		{Name: "pop-ams-1", LastSeen: t0, AppliedGeneration: 40},
+		{Name: "x1"}, // joined, never reported
+	}
+	var listErr error
+	c, err := New(Config{Report: fakeReport, Nodes: func() ([]Node, error) { return list, listErr }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	problems, err := testutil.CollectAndLint(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("lint: %s: %s", p.Metric, p.Text)
+	}
+	want := fmt.Sprintf(`
+# HELP popgate_nodes Nodes that joined the controller, by state: connected (a sync stream now), offline (reported before, no stream now), never (never reported).
+# TYPE popgate_nodes gauge
+popgate_nodes{state="connected"} 1
+popgate_nodes{state="never"} 1
+popgate_nodes{state="offline"} 1
+# HELP popgate_node_connected 1 while the node has a sync stream with the controller, else 0.
+# TYPE popgate_node_connected gauge
+popgate_node_connected{node="pop-ams-1"} 0
+popgate_node_connected{node="pop-fra-1"} 1
+popgate_node_connected{node="x1"} 0
+# HELP popgate_node_applied_generation Generation of the desired state the node applied last, as it reported.
+# TYPE popgate_node_applied_generation gauge
+popgate_node_applied_generation{node="pop-ams-1"} 40
+popgate_node_applied_generation{node="pop-fra-1"} 42
+popgate_node_applied_generation{node="x1"} 0
+# HELP popgate_node_last_seen_timestamp_seconds When the node's last report reached the controller, in seconds since the Unix epoch; absent before its first.
+# TYPE popgate_node_last_seen_timestamp_seconds gauge
+popgate_node_last_seen_timestamp_seconds{node="pop-ams-1"} %d
+popgate_node_last_seen_timestamp_seconds{node="pop-fra-1"} %d
+`, t0.Unix(), seen.Unix())
+	if err := testutil.CollectAndCompare(c, strings.NewReader(want), "popgate_nodes", "popgate_node_connected",
+		"popgate_node_applied_generation", "popgate_node_last_seen_timestamp_seconds"); err != nil {
+		t.Error(err)
+	}
+
+	// No nodes yet: every state is there, at 0.
+	list = nil
+	if ms := collect(t, c, "popgate_nodes"); len(ms) != 3 {
+		t.Errorf("%d popgate_nodes series with no node, want 3", len(ms))
+	}
+
+	listErr = errors.New("database is locked")
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(c)
+	if _, err := reg.Gather(); err == nil || !strings.Contains(err.Error(), "database is locked") {
+		t.Errorf("a failing node list: gather error %v, want the node list's", err)
+	}
+
+	if ms := collectAll(t, newTestCollector(t, fakeReport(), Facts{})); ms["popgate_nodes"] != nil || ms["popgate_node_connected"] != nil {
+		t.Error("node families without Config.Nodes")
 	}
 }
 

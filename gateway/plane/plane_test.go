@@ -119,7 +119,7 @@ func TestReportJSON(t *testing.T) {
 		Tenants: []TenantState{{ID: 1, Flows: 5, ExitTCP: 1, ExitUDP: 2, ExitICMP: 3,
 			Drops: map[string]uint64{"from_peer.policy": 1}, Evicted: map[string]uint64{"conntrack": 1},
 			Rules: []RuleStat{{Line: 1, Rule: "default deny", Hits: 9}}}},
-		Links: []LinkState{{Node: 1, State: LinkUp, RTT: 1500 * time.Microsecond, Loss: 0.01, Since: time.Date(2026, 12, 1, 8, 0, 1, 0, time.UTC)},
+		Links: []LinkState{{Node: 1, Name: "x1", State: LinkUp, RTT: 1500 * time.Microsecond, Loss: 0.01, Since: time.Date(2026, 12, 1, 8, 0, 1, 0, time.UTC), Ups: 2, Downs: 1},
 			{Node: 2, State: LinkUnknown}},
 	}
 	b, err := json.Marshal(r)

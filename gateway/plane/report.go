@@ -36,6 +36,8 @@ type Report struct {
 // LinkState, in short).
 type LinkState struct {
 	Node uint32 `json:"node"` // Node.ID
+	// Name is that node's name (Node.Name), "" when the node did not have it.
+	Name string `json:"name,omitempty"`
 	// State is LinkUp, LinkDown or LinkUnknown (no probe answered yet).
 	State string `json:"state"`
 	// RTT is the smoothed probe round trip; zero before the first answer.
@@ -44,6 +46,10 @@ type LinkState struct {
 	Loss float64 `json:"loss,omitempty"`
 	// Since is when the link entered State.
 	Since time.Time `json:"since,omitzero"`
+	// Ups and Downs count the times the link became up and down since the node made it (its
+	// first up included; they start again from zero when the link is made again).
+	Ups   uint64 `json:"ups,omitempty"`
+	Downs uint64 `json:"downs,omitempty"`
 }
 
 // Backbone link states, as LinkState.State.
