@@ -18,6 +18,7 @@ import (
 	"github.com/popgate/popgate/firewall"
 	"github.com/popgate/popgate/gateway/backbone"
 	"github.com/popgate/popgate/gateway/plane"
+	"github.com/popgate/popgate/gateway/resolver"
 	"github.com/popgate/popgate/store"
 )
 
@@ -136,6 +137,9 @@ func (n *Node) applyLocked(dd *plane.Desired, now time.Time) error {
 	}
 	// An expired peer is a disabled one (plane.Peer.Served); the next expiry applies again.
 	n.scheduleExpiryLocked(dd, now)
+	if n.dns != nil {
+		n.dns.SetZones(resolver.BuildZones(dd, func(p *plane.Peer) bool { return p.Served(now) }))
+	}
 	byTenant := peersByTenant(d.peers)
 	enabled := map[int64]int{}
 	for i := range d.peers {
@@ -281,7 +285,7 @@ func (n *Node) newTenantDevice(id int64) (*tenantDevice, error) {
 	tun := newTunDevice(name, n.cfg.MTU, id, &n.snap, n.filter)
 	tun.drops = n.tenantDropsOf(id)
 	tun.setExits(n.exitLocal, n.exit4, n.exit6)
-	tun.bb, tun.noExit = &n.bb, n.cfg.NoExit
+	tun.bb, tun.noExit, tun.dns = &n.bb, n.cfg.NoExit, n.dns
 	if n.kexit != nil {
 		tun.setKernelExit(n.kexit, &n.drops)
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/popgate/popgate/gateway/backbone"
 	"github.com/popgate/popgate/gateway/internal/udpbind"
 	"github.com/popgate/popgate/gateway/plane"
+	"github.com/popgate/popgate/gateway/resolver"
 	"github.com/popgate/popgate/gateway/wgmux"
 	"github.com/popgate/popgate/netstack"
 	"github.com/popgate/popgate/store"
@@ -37,6 +38,7 @@ type Node struct {
 	mux    *wgmux.Mux
 	holder *wgmux.Bind    // keeps the shared UDP socket open while no tenant has a device
 	exit   *netstack.Exit // in-tunnel services, and the exit in userspace mode
+	dns    *resolver.Resolver // the overlay addresses' DNS over UDP
 	kexit  *kernelExit    // the exit in kernel mode; nil otherwise
 	// exits are where the tenants' packet paths send traffic (see tunDevice.setExits).
 	exitLocal, exit4, exit6 exitWriter
@@ -164,6 +166,13 @@ func (n *Node) Start(ctx context.Context) error {
 	}
 	n.exit = exit
 	if err := n.startExit(); err != nil {
+		return err
+	}
+	// The resolver at the overlay addresses: the tenants' names, and the rest forwarded.
+	if n.dns, err = resolver.New(resolver.Config{Upstreams: n.cfg.DNSUpstreams, Overlay: n.ov}, n.log.With("component", "dns")); err != nil {
+		return err
+	}
+	if err := n.dns.Start(); err != nil {
 		return err
 	}
 
@@ -389,6 +398,9 @@ func (n *Node) Close() error {
 		}
 		if n.exit != nil {
 			n.exit.Close()
+		}
+		if n.dns != nil {
+			n.dns.Close()
 		}
 		n.wg.Wait()
 	})

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"net/netip"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/popgate/popgate/firewall"
 	"github.com/popgate/popgate/gateway/backbone"
+	"github.com/popgate/popgate/gateway/resolver"
 )
 
 // dropReason says why the packet path dropped a packet (the firewall counts its own).
@@ -70,6 +72,8 @@ type tunDevice struct {
 	// role). Set before the device is up.
 	bb     *bbPath
 	noExit bool
+	// dns is the node's resolver; nil: DNS goes to the userspace stack (tests).
+	dns *resolver.Resolver
 	// tooBigNext paces the ICMP answers to packets too big for the backbone (filter time).
 	tooBigNext atomic.Int64
 
@@ -161,7 +165,15 @@ func (t *tunDevice) Write(bufs [][]byte, offset int) (int, error) {
 		} else if snap.isLocal(pkt.Dst) {
 			src.ctr.rxPackets.Add(1)
 			src.ctr.rxBytes.Add(uint64(len(raw)))
-			// The node's own services (DNS) serve every peer; policy does not apply.
+			// The node's own services (DNS) serve every peer; policy does not apply. DNS
+			// over UDP is the resolver's, answered from here; the rest (DNS over TCP)
+			// goes to the userspace stack.
+			if pkt.Proto == protoUDPNum && pkt.DstPort == 53 && pkt.Frag == firewall.NotFragment && t.dns != nil {
+				if payload, ok := resolver.UDPPayload(raw); ok {
+					t.queryDNS(raw, payload, pkt.Src)
+					continue
+				}
+			}
 			wb.local = append(wb.local, b)
 			continue
 		} else if snap.inOverlay(pkt.Dst) {
@@ -286,6 +298,26 @@ func (t *tunDevice) setExits(local, exit4, exit6 exitWriter) {
 }
 
 // enqueue copies pkts onto the queue towards peers, blocking while the queue is full.
+// protoUDPNum is UDP's IP protocol number.
+const protoUDPNum = 17
+
+// queryDNS hands one DNS query (payload, in the IP packet raw from src) to the resolver and
+// sends its answer back to the client, now or when the upstream answers.
+func (t *tunDevice) queryDNS(raw, payload []byte, src netip.Addr) {
+	hl := len(raw) - len(payload) // the query's IP and UDP headers: the answer's, turned round
+	hdr := append([]byte(nil), raw[:hl]...) // raw is wireguard-go's, reused after Write
+	a := t.dns.Query(t.tenantID, src, payload, func(answer []byte) { t.answerDNS(hdr, answer) })
+	if a != nil {
+		t.answerDNS(hdr, a)
+	}
+}
+
+// answerDNS sends answer to the client of the query whose headers are hdr.
+func (t *tunDevice) answerDNS(hdr, answer []byte) {
+	pkt := resolver.AppendReply(make([]byte, 0, len(hdr)+len(answer)), hdr, answer)
+	t.enqueue([][]byte{pkt})
+}
+
 func (t *tunDevice) enqueue(pkts [][]byte) {
 	if n := t.out.push(pkts); n > 0 {
 		t.drops[dropClosed].Add(uint64(n))

@@ -22,6 +22,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/miekg/dns"
+
 	"github.com/popgate/popgate/cmd/internal/testbed"
 )
 
@@ -374,9 +376,9 @@ func testE2EAppliance(t *testing.T, mode string) {
 		files: testbed.ServeRandomFile(t, topo.Net, 20),
 		echo:  testbed.StartUDPEcho(t, topo.Net),
 	}
-	// The in-tunnel DNS relays to this "resolver": an echo server answers every query with
-	// the query itself, which shows the relay both ways.
-	n.dns = tr.echo.Addr(topo.NetAddr4).String()
+	// The in-tunnel resolver forwards to this stand-in for an upstream.
+	upstream := testbed.StartDNS(t, topo.Net)
+	n.dns = upstream.Addr(topo.NetAddr4).String()
 	if err := n.start(); err != nil {
 		t.Fatalf("e2e: popgate serve did not start: %v", err)
 	}
@@ -407,12 +409,39 @@ func testE2EAppliance(t *testing.T, mode string) {
 		if len(cfg.Interface.DNS) != 2 {
 			t.Fatalf("config DNS = %v, want the node's IPv4 and IPv6 overlay addresses", cfg.Interface.DNS)
 		}
-		for _, d := range cfg.Interface.DNS {
-			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-			if err := testbed.EchoUDP(ctx, topo.Cli, netip.AddrPortFrom(netip.MustParseAddr(d), 53)); err != nil {
-				t.Errorf("DNS relay at %s: %v", d, err)
+		// At both of the node's addresses: the peer's own name (the tenant's zone, from
+		// the node), a public name (forwarded to the upstream, then cached), a name of
+		// another tenant's domain (nobody's: NXDOMAIN, never forwarded), and the reverse
+		// of the peer's address.
+		var laptop4 string
+		for _, a := range cfg.Interface.Addresses {
+			if a.Addr().Is4() {
+				laptop4 = a.Addr().String()
 			}
-			cancel()
+		}
+		rev, _ := dns.ReverseAddr(laptop4)
+		for _, d := range cfg.Interface.DNS {
+			server := netip.AddrPortFrom(netip.MustParseAddr(d), 53)
+			for _, c := range []struct {
+				name  string
+				qtype uint16
+				want  string
+			}{
+				{"laptop.acme.internal", dns.TypeA, "NOERROR " + laptop4},
+				{"www.example.com", dns.TypeA, "NOERROR " + testbed.DNSAnswer.String()},
+				{"laptop.globex.internal", dns.TypeA, "NXDOMAIN"},
+				{rev, dns.TypePTR, "NOERROR laptop.acme.internal."},
+			} {
+				ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+				rcode, answers, err := testbed.Resolve(ctx, topo.Cli, server, c.name, c.qtype)
+				cancel()
+				if got := strings.TrimSpace(rcode + " " + strings.Join(answers, " ")); err != nil || got != c.want {
+					t.Errorf("%s at %s: %q (%v), want %q", c.name, d, got, err, c.want)
+				}
+			}
+		}
+		if q := upstream.Queries(); q != 1 {
+			t.Errorf("the upstream was asked %d times, want once (www.example.com, then from the cache)", q)
 		}
 	})
 

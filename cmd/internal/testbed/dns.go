@@ -1,0 +1,116 @@
+package testbed
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// DNSAnswer is what StartDNS answers every A question with.
+var DNSAnswer = netip.MustParseAddr("192.0.2.53")
+
+// DNSServer is a stand-in for an upstream resolver: it answers every A question with
+// DNSAnswer (TTL 300), every other type with NODATA, and counts the queries.
+type DNSServer struct {
+	Port    int
+	queries atomic.Int64
+}
+
+// Addr is the server's address on a.
+func (s *DNSServer) Addr(a netip.Addr) netip.AddrPort { return netip.AddrPortFrom(a, uint16(s.Port)) }
+
+// Queries is how many queries it got.
+func (s *DNSServer) Queries() int64 { return s.queries.Load() }
+
+// StartDNS starts a DNSServer on a port of its own in ns (UDP, every address); t's cleanup
+// stops it.
+func StartDNS(t testing.TB, ns *Netns) *DNSServer {
+	t.Helper()
+	pc, err := ns.ListenPacket("udp", ":0")
+	if err != nil {
+		t.Fatalf("testbed: listen in %s: %v", ns, err)
+	}
+	s := &DNSServer{Port: pc.LocalAddr().(*net.UDPAddr).Port}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 65536)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				if errors.Is(err, net.ErrClosed) {
+					return
+				}
+				continue
+			}
+			q := new(dns.Msg)
+			if q.Unpack(buf[:n]) != nil || len(q.Question) != 1 {
+				continue
+			}
+			s.queries.Add(1)
+			m := new(dns.Msg)
+			m.SetReply(q)
+			if q.Question[0].Qtype == dns.TypeA {
+				m.Answer = []dns.RR{&dns.A{Hdr: dns.RR_Header{Name: q.Question[0].Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 300},
+					A: DNSAnswer.AsSlice()}}
+			}
+			b, err := m.Pack()
+			if err == nil {
+				pc.WriteTo(b, from)
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		pc.Close()
+		<-done
+	})
+	return s
+}
+
+// Resolve asks server, from ns over UDP, for name's records of type qtype (dns.TypeA, …),
+// again every second until an answer comes or ctx ends. It returns the answer's rcode
+// ("NOERROR", "NXDOMAIN", …) and the addresses or names in its answer section.
+func Resolve(ctx context.Context, ns *Netns, server netip.AddrPort, name string, qtype uint16) (rcode string, answers []string, err error) {
+	c, err := ns.DialContext(ctx, "udp", server.String())
+	if err != nil {
+		return "", nil, err
+	}
+	defer c.Close()
+	q := new(dns.Msg)
+	q.SetQuestion(dns.Fqdn(name), qtype)
+	q.SetEdns0(1232, false)
+	conn := &dns.Conn{Conn: c}
+	for {
+		if err := conn.WriteMsg(q); err != nil {
+			return "", nil, err
+		}
+		deadline := time.Now().Add(time.Second)
+		if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+			deadline = d
+		}
+		c.SetReadDeadline(deadline)
+		m, err := conn.ReadMsg()
+		if err == nil && m.Id == q.Id {
+			for _, rr := range m.Answer {
+				switch rr := rr.(type) {
+				case *dns.A:
+					answers = append(answers, rr.A.String())
+				case *dns.AAAA:
+					answers = append(answers, rr.AAAA.String())
+				case *dns.PTR:
+					answers = append(answers, rr.Ptr)
+				}
+			}
+			return dns.RcodeToString[m.Rcode], answers, nil
+		}
+		if ctx.Err() != nil {
+			return "", nil, ctx.Err()
+		}
+	}
+}
