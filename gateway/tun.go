@@ -304,7 +304,7 @@ const protoUDPNum = 17
 // queryDNS hands one DNS query (payload, in the IP packet raw from src) to the resolver and
 // sends its answer back to the client, now or when the upstream answers.
 func (t *tunDevice) queryDNS(raw, payload []byte, src netip.Addr) {
-	hl := len(raw) - len(payload) // the query's IP and UDP headers: the answer's, turned round
+	hl := len(raw) - len(payload)           // the query's IP and UDP headers: the answer's, turned round
 	hdr := append([]byte(nil), raw[:hl]...) // raw is wireguard-go's, reused after Write
 	a := t.dns.Query(t.tenantID, src, payload, func(answer []byte) { t.answerDNS(hdr, answer) })
 	if a != nil {
