@@ -244,9 +244,9 @@ func (n *Node) deliverBatch(pkts [][]byte) {
 	snap := n.snap.Load()
 	now := n.filter.Now()
 	for _, raw := range pkts {
-		switch to, remote := fromExit(snap, n.filter, &db.pkt, raw, now, &n.drops); {
+		switch to, remote, via := fromExit(snap, n.filter, &db.pkt, raw, now, &n.drops); {
 		case remote != nil:
-			db.addRemote(remote, raw)
+			db.addRemote(remote, via, raw)
 		case to != nil:
 			db.add(to, raw)
 		}
