@@ -404,7 +404,34 @@ func (rs *RuleSet) Match(f Flow) (Action, int) {
 
 // decide is Match for the packet path: it counts the hit.
 func (rs *RuleSet) decide(f *Flow) (Action, int) {
-	i := rs.match(f)
+	return rs.count(rs.match(f))
+}
+
+// decideEither decides a flow whose first packet f may have come from either end (TCP
+// picked up mid-stream): allowed when the rules allow f, or else rev, the same flow the
+// other way round. It counts one hit, the allowing rule's (else f's), and says whether rev
+// is the way the flow was allowed.
+func (rs *RuleSet) decideEither(f, rev *Flow) (act Action, i int, reversed bool) {
+	i = rs.match(f)
+	if rs.action(i) != Allow {
+		if j := rs.match(rev); rs.action(j) == Allow {
+			i, reversed = j, true
+		}
+	}
+	act, i = rs.count(i)
+	return act, i, reversed
+}
+
+// action is the action of rule i, or the default's when i < 0.
+func (rs *RuleSet) action(i int) Action {
+	if i < 0 {
+		return rs.def
+	}
+	return rs.rules[i].action
+}
+
+// count counts a decision by rule i (the default when i < 0) and returns its action and i.
+func (rs *RuleSet) count(i int) (Action, int) {
 	if i < 0 {
 		rs.defHits.n.Add(1)
 		return rs.def, -1

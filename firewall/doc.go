@@ -76,8 +76,11 @@
 // counted, tracked flows go on. Flows time out like Linux conntrack's defaults: TCP
 // established 5 days, SYN sent 120 s, SYN received 60 s, FIN wait and TIME_WAIT 120 s,
 // after a RST 10 s; UDP 30 s, 120 s once replied; ICMP echo 30 s; other protocols 600 s
-// (tracked by addresses alone). When a tenant's policy changes, each tracked flow is checked
-// against the new rules on its next packet and cut if they deny it.
+// (tracked by addresses alone). A TCP flow may also start mid-stream, with an ACK from either
+// end (a node restarted, a client moved to another node): it is tracked when the rules allow
+// it either way round, as the connection of the end they allow. When a tenant's policy
+// changes, each tracked flow is checked against the new rules on its next packet and cut if
+// they deny it.
 //
 // Fragments: later fragments carry no ports, so they cannot be matched to a flow by
 // themselves. The filter remembers each accepted first fragment (tenant, addresses,

@@ -232,7 +232,9 @@ func (f *Filter) Now() time.Duration { return f.now() }
 // peer's, the tenant's, the table's) leaves no room even after evicting one of the peer's
 // flows without a reply (see Peer).
 // TCP flows start with a SYN, or mid-stream with an ACK (so flows survive a restart of the
-// node, like Linux with nf_conntrack_tcp_loose); ICMP echo requests start ICMP flows; other
+// node, or a client moving to another node, like Linux with nf_conntrack_tcp_loose), from
+// either end: an ACK starts a flow when the rules allow it either way round, so the server's
+// side of a connection the client may open picks it up too; ICMP echo requests start ICMP flows; other
 // ICMP messages are decided by the rules each time and not tracked.
 //
 // Every Drop is counted by tenant, direction and reason, and every new-flow decision by
@@ -362,7 +364,20 @@ func (f *Filter) checkFlow(t *tenant, peer *Peer, tr *tenantRules, pkt *Packet, 
 	if pkt.Proto == ipprotoTCP || pkt.Proto == ipprotoUDP {
 		fl.DstPort = pkt.DstPort
 	}
-	if act, i := tr.rs.decide(&fl); act != Allow {
+	origAtoB := aToB
+	if state == ctEstablished {
+		// Picked up mid-stream: the packet may be the server's, e.g. a download whose client
+		// moved here from another node. The flow is allowed if it is either way round; it
+		// is then tracked as allowed, so a policy change re-checks it that way.
+		rev := Flow{Src: pkt.Dst, Dst: pkt.Src, Proto: pkt.Proto, DstPort: pkt.SrcPort}
+		act, i, reversed := tr.rs.decideEither(&fl, &rev)
+		if act != Allow {
+			return denyReason(i)
+		}
+		if reversed {
+			origAtoB = !aToB
+		}
+	} else if act, i := tr.rs.decide(&fl); act != Allow {
 		return denyReason(i)
 	}
 	if r := f.reserve(t, peer, now); r != ReasonNone {
@@ -383,7 +398,7 @@ func (f *Filter) checkFlow(t *tenant, peer *Peer, tr *tenantRules, pkt *Packet, 
 		return ReasonNone
 	}
 	e = s.allocLocked()
-	*e = entry{key: k, tenant: t, gen: tr.gen, origAtoB: aToB, state: state}
+	*e = entry{key: k, tenant: t, gen: tr.gen, origAtoB: origAtoB, state: state}
 	e.advanceLocked(pkt, true, now, &f.timeouts)
 	if peer != nil {
 		e.peer = peer

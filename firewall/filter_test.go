@@ -86,7 +86,7 @@ func TestFilterStateful(t *testing.T) {
 		{"server data", serverAck, ToPeer, Accept, ReasonNone},
 		{"SYN+FIN is never valid", pkt{src: "100.64.0.1", dst: "10.9.9.9", proto: ipprotoTCP, sport: 40000, dport: 443, flags: TCPSyn | TCPFin}, FromPeer, Drop, ReasonInvalid},
 		{"null flags are never valid", pkt{src: "100.64.0.1", dst: "10.9.9.9", proto: ipprotoTCP, sport: 40000, dport: 443}, FromPeer, Drop, ReasonInvalid},
-		{"server to another port", pkt{src: "10.9.9.9", dst: "100.64.0.1", proto: ipprotoTCP, sport: 443, dport: 40001, flags: TCPAck}, ToPeer, Drop, ReasonDefaultDeny},
+		{"mid-stream to a peer that may not reach the server", pkt{src: "10.9.9.9", dst: "100.64.0.3", proto: ipprotoTCP, sport: 443, dport: 40001, flags: TCPAck}, ToPeer, Drop, ReasonDefaultDeny},
 		{"alice FIN", aliceFin, FromPeer, Accept, ReasonNone},
 		{"server FIN", serverFin, ToPeer, Accept, ReasonNone},
 		{"last ACK", aliceAck, FromPeer, Accept, ReasonNone},
@@ -122,6 +122,35 @@ func TestFilterStateful(t *testing.T) {
 	if st.Rules[0].Hits != 2 {
 		t.Errorf("rule hits = %+v", st.Rules)
 	}
+}
+
+// A TCP flow picked up mid-stream starts with the packet of either end: the server's data
+// reaches a client that moved here from another node, when the client may reach the server.
+// The flow is tracked the way the rules allow it, which a policy change re-checks.
+func TestFilterMidStreamEitherEnd(t *testing.T) {
+	f, _ := newTestFilter(t, Config{}, filterPolicy)
+	runSteps(t, f, 1, []step{
+		{"server data first", serverAck, ToPeer, Accept, ReasonNone},
+		{"alice's ACK", aliceAck, FromPeer, Accept, ReasonNone},
+		{"more server data", serverAck, ToPeer, Accept, ReasonNone},
+		{"the server to laptop, who may not reach it", pkt{src: "10.9.9.9", dst: "100.64.0.3", proto: ipprotoTCP, sport: 443, dport: 40000, flags: TCPAck}, ToPeer, Drop, ReasonDefaultDeny},
+		{"a site's ACK from port 22 to web, whom the site may reach on 22 but not the other way", pkt{src: "10.10.1.1", dst: "100.64.0.10", proto: ipprotoTCP, sport: 22, dport: 5555, flags: TCPAck}, ToPeer, Drop, ReasonDefaultDeny},
+		{"web's ACK to the site's port 22 mid-stream: the site opened it", pkt{src: "100.64.0.10", dst: "10.10.1.1", proto: ipprotoTCP, sport: 22, dport: 5556, flags: TCPAck}, FromPeer, Accept, ReasonNone},
+	})
+	st, _ := f.TenantStats(1)
+	if st.Flows != 2 {
+		t.Errorf("flows = %d, want 2", st.Flows)
+	}
+	// One hit per decision: eng's rule for alice's flow, the site's for web's, the default
+	// for the two refused.
+	if h := st.Rules; h[0].Hits != 1 || h[2].Hits != 1 || h[len(h)-1].Hits != 2 {
+		t.Errorf("rule hits = %+v", h)
+	}
+	// Under a policy that no longer lets alice reach the server (but would let the server
+	// open a connection to alice's port), the flow picked up from the server's side is cut:
+	// it is re-checked as alice's.
+	f.SetRuleSet(1, mustCompile(t, "default deny\nallow 10.0.0.0/8 -> any tcp 40000\n", testView()))
+	runSteps(t, f, 1, []step{{"server data after the change", serverAck, ToPeer, Drop, ReasonDefaultDeny}})
 }
 
 func TestFilterNoPolicy(t *testing.T) {

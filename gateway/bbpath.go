@@ -375,7 +375,8 @@ func (s *bbDeliver) take(raw []byte, mtu int) []byte {
 // this node, towards its device once the firewall accepts it (replies of the flows this PoP
 // sent, mid-flow TCP the policy allows, traffic of other peers); for anything else, into
 // this node's exit when it has one, without a second policy check (the ingress PoP made
-// it). A label of a tenant this node does not serve is dropped.
+// it). A label of a tenant this node does not serve is dropped. The sending peer, or site,
+// is taken to be at node from (peerEntry.seenAt).
 func (n *Node) deliverBackbone(from backbone.NodeID, tenant uint32, pkts [][]byte) {
 	snap := n.snap.Load()
 	ts := snap.tenants[int64(tenant)]
@@ -396,6 +397,17 @@ func (n *Node) deliverBackbone(from backbone.NodeID, tenant uint32, pkts [][]byt
 			n.drops[dropMalformed].Add(1)
 			continue
 		}
+		// The sender, a peer or a site's LAN of the tenant, is at node from: its replies
+		// go there from now on (a client that moved PoP is followed at its first packet).
+		peer := snap.byAddr[pkt.Src]
+		if peer != nil && peer.tenantID != ts.id {
+			peer = nil
+		}
+		if peer != nil {
+			peer.seenAt(from)
+		} else if conn := ts.siteSource(pkt.Src); conn != nil {
+			conn.seenAt(from)
+		}
 		to := snap.byAddr[pkt.Dst]
 		switch {
 		case to != nil && to.tenantID != ts.id:
@@ -415,7 +427,7 @@ func (n *Node) deliverBackbone(from backbone.NodeID, tenant uint32, pkts [][]byt
 		}
 		if to != nil {
 			// Here, not elsewhere: a packet is never sent on a second hop.
-			if to.node != 0 || to.tenant.tun == nil {
+			if to.where(snap.self) != 0 || to.tenant.tun == nil {
 				n.drops[dropNoRoute].Add(1)
 				continue
 			}
@@ -429,7 +441,7 @@ func (n *Node) deliverBackbone(from backbone.NodeID, tenant uint32, pkts [][]byt
 			continue
 		}
 		// The internet, through this node's exit.
-		if src := snap.byAddr[pkt.Src]; n.cfg.NoExit || src == nil || src.tenantID != ts.id {
+		if n.cfg.NoExit || peer == nil {
 			n.drops[dropNoRoute].Add(1)
 			continue
 		}

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -25,6 +26,7 @@ type fanout struct {
 	names []string
 	roles [][]string
 	via   string // replaces ViaInternet in routes; "": kept
+	at    uint32 // the backbone ID every peer is placed at; 0: the first node's, 2
 	last  *plane.Desired
 }
 
@@ -41,7 +43,7 @@ func (f *fanout) desiredFor(d *plane.Desired, i int) *plane.Desired {
 	}
 	dd.PeerNodes = nil
 	for _, p := range d.Peers {
-		dd.PeerNodes = append(dd.PeerNodes, plane.PeerNode{Peer: p.ID, Node: 2})
+		dd.PeerNodes = append(dd.PeerNodes, plane.PeerNode{Peer: p.ID, Node: cmp.Or(f.at, 2)})
 	}
 	if f.via != "" {
 		dd.Routes = slices.Clone(d.Routes)

@@ -369,3 +369,77 @@ func TestMakeView(t *testing.T) {
 		t.Errorf("a node with the exit role uses its own exit for the internet: %+v", v)
 	}
 }
+
+// TestBackbonePeerMoved: a node sends a peer's traffic where the peer's packets came from
+// last: the node a client moved to, from its first packet on, before the controller places
+// it there; this node, once its packets come through the node's own device. A site's
+// connector is followed the same way, by its LAN's packets. A new placement in the desired
+// state is newer than the packets before it.
+func TestBackbonePeerMoved(t *testing.T) {
+	a1 := testPeer(1, "acme", "a1", 2, true)
+	office := testPeer(1, "acme", "office-gw", 3, true)
+	lan := netip.MustParsePrefix("10.10.0.0/24")
+	office.Site, office.SitePrefixes = "office", []netip.Prefix{lan}
+	peers := []plane.Peer{a1, office}
+	tp := newTestPath(t, peers, "", 1, []int64{1})
+	td := tp.tuns[1]
+	ex := &testExits{}
+	td.setExits(&ex.local, &ex.v4, &ex.v6)
+	n := &Node{filter: tp.filter}
+	n.exit4, n.exit6 = &ex.v4, &ex.v6
+	counters := map[int64]*peerCounters{}
+	place := func(peerNodes ...plane.PeerNode) {
+		snap := newSnapshot(desired{
+			tenants: []plane.Tenant{{ID: 1, Name: "acme"}},
+			peers:   peers,
+			routes: []plane.Route{{Tenant: 1, Prefix: netip.MustParsePrefix("0.0.0.0/0"), Via: plane.ViaInternet},
+				{Tenant: 1, Prefix: lan, Via: "site:office"}},
+			tuns: tp.tuns,
+			self: 2,
+			counters: func(p *plane.Peer) *peerCounters {
+				if counters[p.ID] == nil {
+					counters[p.ID] = &peerCounters{tenantID: p.Tenant}
+				}
+				return counters[p.ID]
+			},
+			peerNodes: peerNodes,
+		}, testOverlay)
+		tp.snap.Store(snap)
+		n.snap.Store(snap)
+	}
+	web := netip.MustParseAddr("198.51.100.2")
+	// where a1's replies from the exit go: 0 is this node's device.
+	replies := func() backbone.NodeID {
+		var pkt firewall.Packet
+		var drops [numDropReasons]atomic.Uint64
+		to, _, via := fromExit(tp.snap.Load(), tp.filter, &pkt, ipv4Packet(web, a1.IPv4)[16:], tp.filter.Now(), &drops)
+		if via == 0 && to != td {
+			t.Fatalf("a reply for a1 here went to %v, not its device", to)
+		}
+		return via
+	}
+	officeAt := func() backbone.NodeID { return tp.snap.Load().byAddr[office.IPv4].where(2) }
+
+	place(plane.PeerNode{Peer: a1.ID, Node: 3}, plane.PeerNode{Peer: office.ID, Node: 3})
+	for _, step := range []struct {
+		name      string
+		do        func()
+		a1, place backbone.NodeID
+	}{
+		{"placed at node 3", func() {}, 3, 3},
+		{"a1's packet from node 4", func() { n.deliverBackbone(4, 1, [][]byte{ipv4Packet(a1.IPv4, web)[16:]}) }, 4, 3},
+		{"the office LAN's packet from node 5", func() { n.deliverBackbone(5, 1, [][]byte{ipv4Packet(netip.MustParseAddr("10.10.0.9"), web)[16:]}) }, 4, 5},
+		{"a1's packet through this node's device", func() { td.Write([][]byte{ipv4Packet(a1.IPv4, web)}, 16) }, 0, 5},
+		{"the same placement again", func() { place(plane.PeerNode{Peer: a1.ID, Node: 3}, plane.PeerNode{Peer: office.ID, Node: 3}) }, 0, 5},
+		{"placed anew: a1 at node 6, the office here", func() { place(plane.PeerNode{Peer: a1.ID, Node: 6}, plane.PeerNode{Peer: office.ID, Node: 2}) }, 6, 0},
+		{"another packet of a1's from node 4", func() { n.deliverBackbone(4, 1, [][]byte{ipv4Packet(a1.IPv4, web)[16:]}) }, 4, 0},
+	} {
+		step.do()
+		if got := replies(); got != step.a1 {
+			t.Errorf("%s: a1's replies go to node %d, want %d", step.name, got, step.a1)
+		}
+		if got := officeAt(); got != step.place {
+			t.Errorf("%s: the office is at node %d, want %d", step.name, got, step.place)
+		}
+	}
+}

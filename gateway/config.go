@@ -81,6 +81,13 @@ type Config struct {
 	// time as it reckons it (nodesync.Client.ControllerTime), so that a node whose clock is
 	// off expires peers when the controller would. Default time.Now.
 	Clock func() time.Time
+	// PeerArrived, when set, is called (on a goroutine of the node's, never concurrently)
+	// shortly after a peer that the desired state places at another node, or at none,
+	// started a handshake at this node, when its handshake is likely complete: a joined node
+	// reports then (nodesync.Client.ReportNow), so that the controller places the peer here
+	// and tells the other nodes within a second rather than at the next periodic report.
+	// It must not block. Default nil: nothing is called.
+	PeerArrived func()
 	// backboneTuning shortens the backbone's probe timers in tests; zero: its defaults.
 	backboneTuning backboneTuning
 

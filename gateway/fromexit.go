@@ -16,31 +16,33 @@ import (
 
 // fromExit decides where a packet from an exit goes: the device of the tenant whose peer (or
 // site) it is addressed to, once that tenant's firewall accepted it; the peer's counters
-// count it. A peer at another node gets it over the backbone (remote: the peer), without
-// the firewall: the PoP the peer is at checks it. nil, nil: dropped, and counted in drops or
-// by the firewall. Replies from the node's own services skip the firewall, as their
-// requests did. pkt is scratch.
-func fromExit(snap *snapshot, filter *firewall.Filter, pkt *firewall.Packet, raw []byte, now time.Duration, drops *[numDropReasons]atomic.Uint64) (to *tunDevice, remote *peerEntry) {
+// count it. A peer at another node gets it over the backbone (remote: the peer, at node
+// via), without the firewall: the PoP the peer is at checks it. Both nil: dropped, and
+// counted in drops or by the firewall. Replies from the node's own services skip the
+// firewall, as their requests did. pkt is scratch.
+func fromExit(snap *snapshot, filter *firewall.Filter, pkt *firewall.Packet, raw []byte, now time.Duration, drops *[numDropReasons]atomic.Uint64) (to *tunDevice, remote *peerEntry, via backbone.NodeID) {
 	if pkt.Parse(raw) != nil {
 		drops[dropMalformed].Add(1)
-		return nil, nil
+		return nil, nil, 0
 	}
 	dst := snap.byAddr[pkt.Dst]
-	if dst != nil && dst.node != 0 {
-		return nil, dst
+	if dst != nil {
+		if via := dst.where(snap.self); via != 0 {
+			return nil, dst, via
+		}
 	}
 	if dst == nil || dst.tenant.tun == nil {
 		drops[dropNoRoute].Add(1)
-		return nil, nil
+		return nil, nil, 0
 	}
 	if !snap.isLocal(pkt.Src) {
 		if v, _ := filter.CheckAt(dst.tenantID, &dst.ctr.flows, pkt, firewall.ToPeer, now); v != firewall.Accept {
-			return nil, nil
+			return nil, nil, 0
 		}
 	}
 	dst.ctr.txPackets.Add(1)
 	dst.ctr.txBytes.Add(uint64(len(raw)))
-	return dst.tenant.tun, nil
+	return dst.tenant.tun, nil, 0
 }
 
 // deliverBatches holds *deliverBatch scratch for whoever routes packets from an exit.
@@ -66,11 +68,11 @@ func (db *deliverBatch) add(to *tunDevice, raw []byte) {
 	db.pkts = append(db.pkts, raw)
 }
 
-// addRemote adds raw for peer e, at another node.
-func (db *deliverBatch) addRemote(e *peerEntry, raw []byte) {
-	if db.to != nil || db.node != e.node || db.tenant != e.tenantID {
+// addRemote adds raw for peer e, at another node, via.
+func (db *deliverBatch) addRemote(e *peerEntry, via backbone.NodeID, raw []byte) {
+	if db.to != nil || db.node != via || db.tenant != e.tenantID {
 		db.flush()
-		db.node, db.tenant = e.node, e.tenantID
+		db.node, db.tenant = via, e.tenantID
 	}
 	db.pkts = append(db.pkts, raw)
 }
@@ -182,10 +184,10 @@ func (t *tunDevice) readKernel(bufs [][]byte, sizes []int, offset int) (int, err
 	mine := 0
 	for i := range n {
 		raw := bufs[i][offset : offset+sizes[i]]
-		to, remote := fromExit(snap, t.filter, &db.pkt, raw, now, t.kxDrops)
+		to, remote, via := fromExit(snap, t.filter, &db.pkt, raw, now, t.kxDrops)
 		switch {
 		case remote != nil:
-			db.addRemote(remote, raw)
+			db.addRemote(remote, via, raw)
 		case to == t:
 			mine++
 			continue

@@ -94,7 +94,7 @@ func TestFromExit(t *testing.T) {
 			snap := tp.snap.Load()
 			var drops [numDropReasons]atomic.Uint64
 			var pkt firewall.Packet
-			got, _ := fromExit(snap, tp.filter, &pkt, tc.pkt[16:], tp.filter.Now(), &drops)
+			got, _, _ := fromExit(snap, tp.filter, &pkt, tc.pkt[16:], tp.filter.Now(), &drops)
 			if want := tp.tuns[tc.to]; got != want {
 				t.Errorf("fromExit = %s, want %s", tunName(got), tunName(want))
 			}

@@ -85,6 +85,11 @@ type Node struct {
 	// across its devices (a tenant without an enabled peer has none).
 	tenantDrops map[int64]*[numDropReasons]atomic.Uint64
 
+	// arrived wakes arrivalLoop; nil without Config.PeerArrived. arrivals counts the
+	// handshakes here of peers placed elsewhere.
+	arrived  chan struct{}
+	arrivals atomic.Uint64
+
 	closing   chan struct{}
 	wg        sync.WaitGroup
 	closeOnce sync.Once
@@ -178,6 +183,11 @@ func (n *Node) Start(ctx context.Context) error {
 
 	n.wg.Add(1)
 	go n.sweepLoop()
+	if n.cfg.PeerArrived != nil {
+		n.arrived = make(chan struct{}, 1)
+		n.wg.Add(1)
+		go n.arrivalLoop(arrivalCalls[:])
+	}
 	n.serveUAPI()
 	n.log.Info("the data plane is up",
 		"interface", n.cfg.Interface, "listen_port", n.cfg.ListenPort,
@@ -189,13 +199,17 @@ func (n *Node) Start(ctx context.Context) error {
 // routeInitiation tells the Mux which tenant's device owns a handshake initiator, and puts the
 // peer into that device first if it is not there (a cold peer).
 func (n *Node) routeInitiation(initiator store.Key) (int64, bool) {
-	e := n.snap.Load().byKey[initiator]
+	snap := n.snap.Load()
+	e := snap.byKey[initiator]
 	if e == nil || e.tenant.dev == nil {
 		return 0, false
 	}
 	if err := e.tenant.dev.materialise(e, time.Now()); err != nil {
 		n.log.Warn("add a peer to its device on handshake", "tenant", e.tenant.name, "peer", e.name, "err", err)
 		return 0, false
+	}
+	if snap.self != 0 && e.ctr.placed.Load() != uint32(snap.self) {
+		n.peerArrived() // the controller is to learn where it is now
 	}
 	return e.tenantID, true
 }
@@ -244,9 +258,9 @@ func (n *Node) deliverBatch(pkts [][]byte) {
 	snap := n.snap.Load()
 	now := n.filter.Now()
 	for _, raw := range pkts {
-		switch to, remote := fromExit(snap, n.filter, &db.pkt, raw, now, &n.drops); {
+		switch to, remote, via := fromExit(snap, n.filter, &db.pkt, raw, now, &n.drops); {
 		case remote != nil:
-			db.addRemote(remote, raw)
+			db.addRemote(remote, via, raw)
 		case to != nil:
 			db.add(to, raw)
 		}

@@ -26,9 +26,33 @@ type peerEntry struct {
 	allowed []netip.Prefix
 	// ctr counts the peer's packets; it outlives snapshots (see Node.counters).
 	ctr *peerCounters
-	// node is the other node the peer is at (plane.Desired.PeerNodes); 0: this one, or
-	// none known.
+	// node is the other node the desired state places the peer at (plane.Desired.PeerNodes);
+	// 0: this one, or none known. The packet path asks where instead.
 	node backbone.NodeID
+}
+
+// where is the other node the peer is at, 0 when it is here or nowhere known: the node its
+// packets came from last (this one: through its own device), which follows a client that
+// moved at its first packet; else where the desired state places it, which follows the
+// peer's handshakes through the controller, a report and a publication later. self is this
+// node's backbone ID.
+func (e *peerEntry) where(self backbone.NodeID) backbone.NodeID {
+	switch at := backbone.NodeID(e.ctr.at.Load()); at {
+	case 0:
+		return e.node
+	case self:
+		return 0
+	default:
+		return at
+	}
+}
+
+// seenAt records that the peer's packets came from node (this node's ID: through its own
+// device). Nothing without a backbone (node 0).
+func (e *peerEntry) seenAt(node backbone.NodeID) {
+	if node != 0 && e.ctr.at.Load() != uint32(node) {
+		e.ctr.at.Store(uint32(node))
+	}
 }
 
 // peerCounters count what the packet path passes for one peer: from it (rx) and towards it
@@ -41,6 +65,10 @@ type peerCounters struct {
 	// under the device's mu when the peer leaves it (Node.leftDevice).
 	wireRx, wireTx atomic.Uint64
 	tenantID       int64 // the peer's tenant
+	// at is the backbone ID of the node the peer's packets came from last (peerEntry.where),
+	// 0 when none came since the desired state placed the peer anew; placed is that
+	// placement (plane.Desired.PeerNodes, 0: none), which a snapshot compares with its own.
+	at, placed atomic.Uint32
 	// tenant and name are the peer's as last applied, for Report; guarded by Node.ctrMu.
 	tenant, name string
 }
@@ -114,6 +142,8 @@ type snapshot struct {
 	// overlay holds the overlay prefixes (v4, v6); an address inside them that is neither a peer
 	// nor local goes nowhere.
 	overlay [2]netip.Prefix
+	// self is this node's backbone ID, 0 without a backbone.
+	self backbone.NodeID
 }
 
 func (s *snapshot) isLocal(a netip.Addr) bool { return a == s.local[0] || a == s.local[1] }
@@ -149,18 +179,17 @@ func newSnapshot(d desired, ov plane.Overlay) *snapshot {
 		tenants: make(map[int64]*tenantState, len(d.tenants)),
 		local:   [2]netip.Addr{ov.Gateway4, ov.Gateway6},
 		overlay: [2]netip.Prefix{ov.V4, ov.V6},
+		self:    d.self,
 	}
 	for _, t := range d.tenants {
 		perPeer, total := t.FlowLimits()
 		s.tenants[t.ID] = &tenantState{id: t.ID, name: t.Name, maxFlowsPerPeer: perPeer, maxFlows: total, tun: d.tuns[t.ID], dev: d.devs[t.ID]}
 	}
 	sites := map[int64]map[string]*peerEntry{}
-	at := map[int64]backbone.NodeID{}
+	placed := map[int64]backbone.NodeID{}
 	if d.self != 0 {
 		for _, pn := range d.peerNodes {
-			if id := backbone.NodeID(pn.Node); id != d.self {
-				at[pn.Peer] = id
-			}
+			placed[pn.Peer] = backbone.NodeID(pn.Node)
 		}
 	}
 	for i := range d.peers {
@@ -178,12 +207,18 @@ func newSnapshot(d desired, ov plane.Overlay) *snapshot {
 			ipv4:      p.IPv4,
 			ipv6:      p.IPv6,
 			allowed:   append([]netip.Prefix{netip.PrefixFrom(p.IPv4, 32), netip.PrefixFrom(p.IPv6, 128)}, p.SitePrefixes...),
-			node:      at[p.ID],
+		}
+		if at := placed[p.ID]; at != d.self {
+			e.node = at
 		}
 		if d.counters != nil {
 			e.ctr = d.counters(p)
 		} else {
 			e.ctr = &peerCounters{tenantID: p.Tenant}
+		}
+		// Placed anew: where its packets came from before is older news.
+		if at := uint32(placed[p.ID]); e.ctr.placed.Swap(at) != at {
+			e.ctr.at.Store(0)
 		}
 		e.ctr.flows.SetName(ts.name, p.Name)
 		s.byAddr[p.IPv4] = e

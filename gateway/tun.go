@@ -153,6 +153,7 @@ func (t *tunDevice) Write(bufs [][]byte, offset int) (int, error) {
 			t.drops[dropUnknownSource].Add(1)
 			continue
 		}
+		src.seenAt(snap.self)
 		var to *[][]byte        // nil: hairpin towards a peer or site of the tenant
 		var hairpin *peerEntry  // the peer or site connector a hairpinned packet goes to
 		var via backbone.NodeID // another node the packet crosses the backbone to
@@ -161,7 +162,7 @@ func (t *tunDevice) Write(bufs [][]byte, offset int) (int, error) {
 				t.drops[dropCrossTenant].Add(1)
 				continue
 			}
-			hairpin, via = dst, dst.node
+			hairpin, via = dst, dst.where(snap.self)
 		} else if snap.isLocal(pkt.Dst) {
 			src.ctr.rxPackets.Add(1)
 			src.ctr.rxBytes.Add(uint64(len(raw)))
@@ -217,7 +218,7 @@ func (t *tunDevice) Write(bufs [][]byte, offset int) (int, error) {
 			case r.siteName == "":
 				to = &wb.exit6
 			default:
-				hairpin, via = r.site, r.site.node
+				hairpin, via = r.site, r.site.where(snap.self)
 			}
 		}
 		// The flows a peer opens count against its own bound; those of a site's LAN only

@@ -272,6 +272,8 @@ func runJoined(ctx context.Context, sc ServeConfig, dd *dataDir, hostname func()
 	// a node whose clock is off serves each peer until the controller says it ends.
 	var client *nodesync.Client
 	gcfg.Clock = func() time.Time { return client.ControllerTime() }
+	// A client that moved here is placed here within a second, not at the next report.
+	gcfg.PeerArrived = func() { client.ReportNow() }
 	p := &joinedPlane{cfg: gcfg, nodeKey: nodeKey, log: log, ctx: ctx}
 	defer p.Close()
 	client, err = nodesync.NewClient(nodesync.ClientConfig{

@@ -166,6 +166,13 @@ func NewSite(t testing.TB, topo *Topology, lan netip.Prefix) *Site {
 		t.Fatalf("testbed: site LAN %s: want an IPv4 prefix of /30 or shorter", lan)
 	}
 	conn, underlay := topo.newAttached(t, "site")
+	return newSite(t, conn, underlay, lan)
+}
+
+// newSite makes the LAN lan (masked, checked) of a site whose connector conn, at underlay on
+// its bridge, exists.
+func newSite(t testing.TB, conn *Netns, underlay netip.Addr, lan netip.Prefix) *Site {
+	t.Helper()
 	s := &Site{
 		Connector:     conn,
 		LAN:           newNetnsNamed(t, conn.Name+"-lan"),
