@@ -123,6 +123,8 @@ var (
 	hsUnderLoad   = desc("handshake_under_load", "1 while handshake initiations need a valid mac2 (the node is under load), else 0.")
 	hsQueued      = desc("handshake_initiations_queued", "Handshake initiations waiting for the handshake workers.")
 
+	dnsQueries = desc("dns_queries_total", "Queries to the in-tunnel resolver, by what became of them: local (a tenant's names, the overlay's reverse), cache, forwarded, failed (SERVFAIL), rate_limited, malformed.", "result")
+
 	rxBytes    = desc("received_bytes_total", "WireGuard datagram bytes received from peers, removed peers included.")
 	txBytes    = desc("sent_bytes_total", "WireGuard datagram bytes sent to peers, removed peers included.")
 	rxPackets  = desc("received_packets_total", "IP packets from peers the packet path passed (policy drops excluded).")
@@ -165,7 +167,7 @@ var (
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{buildInfo, nodeInfo, startTime, uptime,
 		desiredGeneration, appliedGeneration, applyFailing, desiredStaleness, ready,
-		hsInitiations, hsRouted, hsCookies, hsRejected, hsUnderLoad, hsQueued,
+		hsInitiations, hsRouted, hsCookies, hsRejected, hsUnderLoad, hsQueued, dnsQueries,
 		rxBytes, txBytes, rxPackets, txPackets, nodeDrops, online, exitSocks, exitBudget,
 		tRxBytes, tTxBytes, tRxPackets, tTxPackets, tFlows, tExitFlows, tDrops, tEvicted, tRuleHits,
 		linkUp, linkRTT, linkLoss, linkTransitions} {
@@ -230,6 +232,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	byReason(hsRejected, hs.Drops)
 	gauge(hsUnderLoad, bool01(hs.UnderLoad))
 	gauge(hsQueued, float64(hs.Queued))
+
+	byReason(dnsQueries, map[string]uint64{"local": n.DNS.Local, "cache": n.DNS.CacheHits, "forwarded": n.DNS.Forwarded,
+		"failed": n.DNS.Failed, "rate_limited": n.DNS.RateLimited, "malformed": n.DNS.Malformed})
 
 	counter(rxBytes, n.Traffic.RxBytes)
 	counter(txBytes, n.Traffic.TxBytes)

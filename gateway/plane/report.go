@@ -84,6 +84,19 @@ type NodeStatus struct {
 	// Traffic is what the node's devices carried since it started, for every tenant and
 	// peer it served, removed ones included.
 	Traffic Traffic `json:"traffic"`
+	// DNS counts the in-tunnel resolver's queries since the node started.
+	DNS DNSStats `json:"dns,omitzero"`
+}
+
+// DNSStats counts what became of the in-tunnel resolver's queries (gateway/resolver).
+type DNSStats struct {
+	Queries     uint64 `json:"queries"`
+	Local       uint64 `json:"local"`        // answered from a tenant's names or the overlay's reverse
+	CacheHits   uint64 `json:"cache_hits"`   // answered from the cache
+	Forwarded   uint64 `json:"forwarded"`    // sent to an upstream
+	Failed      uint64 `json:"failed"`       // SERVFAIL: no upstream answered, or too many waiting
+	RateLimited uint64 `json:"rate_limited"` // dropped: the client was over its rate
+	Malformed   uint64 `json:"malformed"`    // not a DNS query
 }
 
 // Traffic counts what peers sent (rx: received by the node) and were sent (tx): bytes are
