@@ -101,6 +101,10 @@ func changeSteps(t *testing.T, clock *clocktest.Clock) []changeStep {
 			_, err := s.SetTenantSplitTunnel(ctx, "acme", true)
 			return err
 		}, "tenant.update tenant:acme split tunnel on", "acme"},
+		{"SetTenantDomain", func(ctx context.Context, s *Store) error {
+			_, err := s.SetTenantDomain(ctx, "acme", "Corp.Example.")
+			return err
+		}, "tenant.update tenant:acme DNS domain corp.example", "acme"},
 		{"SetTenantLimits", func(ctx context.Context, s *Store) error {
 			n := 100
 			_, err := s.SetTenantLimits(ctx, "acme", TenantLimits{MaxFlowsPerPeer: &n})

@@ -47,6 +47,7 @@ func TestGeneration(t *testing.T) {
 	step("RemoveRoute", true, func() error { return discard(s.RemoveRoute(ctx, "acme", pfx("10.10.0.0/24"))) })
 	step("SetPolicy", true, func() error { return s.SetPolicy(ctx, "acme", "default deny\n", 0) })
 	step("SetTenantSplitTunnel", true, func() error { return discard(s.SetTenantSplitTunnel(ctx, "acme", true)) })
+	step("SetTenantDomain", true, func() error { return discard(s.SetTenantDomain(ctx, "acme", "corp.example")) })
 	limits := TenantLimits{MaxFlowsPerPeer: new(int), MaxFlows: new(int)}
 	*limits.MaxFlowsPerPeer, *limits.MaxFlows = 10, 100
 	step("SetTenantLimits", true, func() error { return discard(s.SetTenantLimits(ctx, "acme", limits)) })

@@ -326,7 +326,7 @@ func TestMigrationFilesWellFormed(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i, m := range ms {
-		if m.version != i+1 || !strings.HasPrefix(m.name, "000") || strings.TrimSpace(m.sql) == "" {
+		if m.version != i+1 || !strings.HasPrefix(m.name, fmt.Sprintf("%04d_", i+1)) || strings.TrimSpace(m.sql) == "" {
 			t.Errorf("migration %d: %+v", i, m.name)
 		}
 	}
@@ -454,5 +454,43 @@ func TestConcurrentFirstOpen(t *testing.T) {
 		if strings.HasPrefix(e.Name(), ".secret.key-") {
 			t.Errorf("temporary key file %s left behind", e.Name())
 		}
+	}
+}
+
+// TestTenantDomain: a tenant's DNS domain is set, kept lower case, refused when bad or
+// another tenant's (its own domain or its default), and reset to the default with "".
+func TestTenantDomain(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openTest(t)
+	for _, n := range []string{"acme", "globex"} {
+		if _, err := s.AddTenant(ctx, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if tn, err := s.SetTenantDomain(ctx, "acme", "Corp.Example.COM."); err != nil || tn.Domain != "corp.example.com" {
+		t.Fatalf("set: %+v, %v", tn, err)
+	}
+	for _, c := range []struct{ tenant, domain, want string }{
+		{"globex", "corp.example.com", "another tenant's"},
+		{"globex", "acme.internal", "another tenant's"},
+		{"globex", "localhost", "one label"},
+		{"globex", "a..b", "bad label"},
+		{"globex", "-a.example", "bad label"},
+		{"globex", "a_b.example", `"_"`},
+		{"nobody", "x.example", "not found"},
+	} {
+		if _, err := s.SetTenantDomain(ctx, c.tenant, c.domain); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s %q: %v, want %q", c.tenant, c.domain, err, c.want)
+		}
+	}
+	ts, _ := s.ListTenants(ctx)
+	if ts[0].Domain != "corp.example.com" || ts[1].Domain != "" {
+		t.Errorf("listed domains %q %q", ts[0].Domain, ts[1].Domain)
+	}
+	if tn, err := s.SetTenantDomain(ctx, "acme", ""); err != nil || tn.Domain != "" {
+		t.Errorf("reset: %+v, %v", tn, err)
+	}
+	if tn, err := s.SetTenantDomain(ctx, "globex", "globex.internal"); err != nil || tn.Domain != "" {
+		t.Errorf("the default given: %+v, %v", tn, err)
 	}
 }

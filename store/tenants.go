@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"strconv"
 )
 
@@ -59,7 +60,7 @@ func (s *Store) ListTenants(ctx context.Context) ([]Tenant, error) {
 }
 
 func listTenants(ctx context.Context, q querier) ([]Tenant, error) {
-	rows, err := q.QueryContext(ctx, "SELECT id, name, created_at, split_tunnel, max_flows_per_peer, max_flows FROM tenants ORDER BY name")
+	rows, err := q.QueryContext(ctx, "SELECT id, name, created_at, split_tunnel, max_flows_per_peer, max_flows, coalesce(domain, '') FROM tenants ORDER BY name")
 	if err != nil {
 		return nil, fmt.Errorf("store: list tenants: %w", err)
 	}
@@ -69,7 +70,7 @@ func listTenants(ctx context.Context, q querier) ([]Tenant, error) {
 		var t Tenant
 		var created int64
 		var perPeer, flows sql.NullInt64
-		if err := rows.Scan(&t.ID, &t.Name, &created, &t.SplitTunnel, &perPeer, &flows); err != nil {
+		if err := rows.Scan(&t.ID, &t.Name, &created, &t.SplitTunnel, &perPeer, &flows, &t.Domain); err != nil {
 			return nil, fmt.Errorf("store: list tenants: %w", err)
 		}
 		t.CreatedAt = fromMicros(created)
@@ -102,6 +103,84 @@ func (s *Store) SetTenantSplitTunnel(ctx context.Context, name string, on bool) 
 		return Tenant{}, err
 	}
 	return t, nil
+}
+
+// SetTenantDomain sets the DNS domain of tenant's peer names (ValidateDomain); "" returns
+// it to the default, <tenant>.internal. The error wraps ErrNotFound for an unknown tenant,
+// ErrInvalid for a bad domain, ErrExists for another tenant's.
+func (s *Store) SetTenantDomain(ctx context.Context, name, domain string) (Tenant, error) {
+	domain = strings.TrimSuffix(strings.ToLower(domain), ".")
+	if domain == DefaultTenantDomain(name) {
+		domain = ""
+	}
+	if domain != "" {
+		if err := ValidateDomain(domain); err != nil {
+			return Tenant{}, err
+		}
+	}
+	var t Tenant
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		var err error
+		if t, err = getTenant(ctx, tx, name); err != nil || t.Domain == domain {
+			return err
+		}
+		if domain != "" {
+			var other string
+			err := tx.QueryRowContext(ctx, `SELECT name FROM tenants WHERE id != ? AND (domain = ? OR ? = name || '.internal')`, t.ID, domain, domain).Scan(&other)
+			if err == nil {
+				return errorf(ErrExists, "the domain %s is another tenant's: choose another", domain)
+			} else if !errors.Is(err, sql.ErrNoRows) {
+				return fmt.Errorf("store: read tenants: %w", err)
+			}
+		}
+		if _, err := tx.ExecContext(ctx, "UPDATE tenants SET domain = ? WHERE id = ?", nullIfEmpty(domain), t.ID); err != nil {
+			return fmt.Errorf("store: update tenant %s: %w", name, err)
+		}
+		t.Domain = domain
+		shown := domain
+		if shown == "" {
+			shown = DefaultTenantDomain(name) + " (the default)"
+		}
+		return s.logChange(ctx, tx, name, "tenant.update", TenantTarget(name), "DNS domain "+shown)
+	})
+	if err != nil {
+		return Tenant{}, err
+	}
+	return t, nil
+}
+
+// DefaultTenantDomain is the DNS domain of a tenant that set none: <tenant>.internal.
+func DefaultTenantDomain(tenant string) string { return tenant + ".internal" }
+
+// ValidateDomain checks a tenant's DNS domain: lower-case labels of a-z, 0-9 and '-' (not at
+// either end), 1-63 bytes each, at least two, at most 253 bytes in all.
+func ValidateDomain(domain string) error {
+	const rule = "use a DNS name such as corp.example.com: labels of a-z, 0-9 and '-', not starting or ending with '-', separated by dots"
+	if len(domain) == 0 || len(domain) > 253 {
+		return errorf(ErrInvalid, "domain %q is %d bytes: %s, at most 253 bytes", truncate(domain, 80), len(domain), rule)
+	}
+	labels := strings.Split(domain, ".")
+	if len(labels) < 2 {
+		return errorf(ErrInvalid, "domain %q has one label: %s", truncate(domain, 80), rule)
+	}
+	for _, l := range labels {
+		if len(l) == 0 || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
+			return errorf(ErrInvalid, "domain %q has a bad label %q: %s", truncate(domain, 80), truncate(l, 70), rule)
+		}
+		for i := 0; i < len(l); i++ {
+			if c := l[i]; !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-') {
+				return errorf(ErrInvalid, "domain %q has %q in label %q: %s", truncate(domain, 80), string(rune(c)), truncate(l, 70), rule)
+			}
+		}
+	}
+	return nil
+}
+
+func nullIfEmpty(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
 }
 
 // TenantLimits changes a tenant's flow bounds: nil leaves one as it is, 0 returns it to
@@ -208,7 +287,7 @@ func getTenant(ctx context.Context, q querier, name string) (Tenant, error) {
 	t := Tenant{Name: name}
 	var created int64
 	var perPeer, flows sql.NullInt64
-	err := q.QueryRowContext(ctx, "SELECT id, created_at, split_tunnel, max_flows_per_peer, max_flows FROM tenants WHERE name = ?", name).Scan(&t.ID, &created, &t.SplitTunnel, &perPeer, &flows)
+	err := q.QueryRowContext(ctx, "SELECT id, created_at, split_tunnel, max_flows_per_peer, max_flows, coalesce(domain, '') FROM tenants WHERE name = ?", name).Scan(&t.ID, &created, &t.SplitTunnel, &perPeer, &flows, &t.Domain)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Tenant{}, tenantNotFound(name)
 	}

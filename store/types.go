@@ -128,6 +128,9 @@ type Tenant struct {
 	// MaxFlowsPerPeer and MaxFlows bound the flows one peer of the tenant, and all of them
 	// together, may have open at once (1 to MaxFlowLimit). 0: the node's default.
 	MaxFlowsPerPeer, MaxFlows int
+	// Domain is the DNS domain of its peers' names, lower case without the final dot; "":
+	// the default, DefaultTenantDomain.
+	Domain string
 }
 
 // MaxFlowLimit is the largest flow bound a tenant may set.

@@ -3,6 +3,7 @@
 package webui
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -501,8 +502,8 @@ func (a *API) updateTenant(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(r, &req); err != nil {
 		return err
 	}
-	if req.SplitTunnel == nil && req.Regions == nil {
-		return fmt.Errorf("%w: nothing to change: send split_tunnel, regions or both", errBadRequest)
+	if req.SplitTunnel == nil && req.Regions == nil && req.Domain == nil {
+		return fmt.Errorf("%w: nothing to change: send split_tunnel, regions or domain", errBadRequest)
 	}
 	tenant := r.PathValue("tenant")
 	if req.Regions != nil {
@@ -524,6 +525,11 @@ func (a *API) updateTenant(w http.ResponseWriter, r *http.Request) error {
 	}
 	if req.SplitTunnel != nil {
 		if t, err = a.ctrl.SetTenantSplitTunnel(r.Context(), tenant, *req.SplitTunnel); err != nil {
+			return err
+		}
+	}
+	if req.Domain != nil {
+		if t, err = a.ctrl.SetTenantDomain(r.Context(), tenant, *req.Domain); err != nil {
 			return err
 		}
 	}
@@ -549,7 +555,7 @@ func (a *API) updateTenantLimits(w http.ResponseWriter, r *http.Request) error {
 
 func apiTenant(t control.TenantInfo) APITenant {
 	return APITenant{Name: t.Name, CreatedAt: t.CreatedAt.UTC(), Peers: t.Peers, SplitTunnel: t.SplitTunnel,
-		MaxFlowsPerPeer: t.MaxFlowsPerPeer, MaxFlows: t.MaxFlows, Regions: t.Regions}
+		MaxFlowsPerPeer: t.MaxFlowsPerPeer, MaxFlows: t.MaxFlows, Regions: t.Regions, Domain: cmp.Or(t.Domain, store.DefaultTenantDomain(t.Name))}
 }
 
 func (a *API) policy(w http.ResponseWriter, r *http.Request) error {

@@ -55,6 +55,9 @@ type APITenant struct {
 	MaxFlows        int `json:"max_flows"`
 	// Regions are the regions the tenant is limited to, sorted; absent: every region.
 	Regions []string `json:"regions,omitempty"`
+	// Domain is the DNS domain of its peers' names at the in-tunnel resolver
+	// (<peer>.<domain>): its own or the default, <tenant>.internal.
+	Domain string `json:"domain"`
 }
 
 // APITenantUpdate is the body of PATCH /api/v1/tenants/{tenant}; nil fields stay as they are.
@@ -62,6 +65,8 @@ type APITenantUpdate struct {
 	SplitTunnel *bool `json:"split_tunnel,omitempty"`
 	// Regions limits the tenant to these regions; [] or ["all"]: every region. Owners only.
 	Regions *[]string `json:"regions,omitempty"`
+	// Domain sets the DNS domain of the tenant's peer names; "": back to the default.
+	Domain *string `json:"domain,omitempty"`
 }
 
 // APIRegion is one region: where its clients connect and the server key their configs name.

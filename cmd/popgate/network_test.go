@@ -503,7 +503,7 @@ func TestNetworkUsageErrors(t *testing.T) {
 		{args: []string{"route", "remove", "10.10.0.0/24"}, want: "route remove: missing --tenant"},
 		{args: []string{"route", "remove", "--tenant", "Acme", "10.10.0.0/24"}, want: `tenant name "Acme" is invalid`},
 		{args: []string{"tenant", "set", "acme"},
-			want: "popgate: tenant set: nothing to change: give --split-tunnel on|off, --max-flows-per-peer N, --max-flows N or --regions REGION,...|all\n"},
+			want: "popgate: tenant set: nothing to change: give --split-tunnel on|off, --max-flows-per-peer N, --max-flows N, --regions REGION,...|all or --domain DOMAIN|default\n"},
 		{args: []string{"tenant", "set", "--max-flows", "0", "acme"},
 			want: `tenant set: invalid value "0" for flag --max-flows: use a number of flows from 1 to 1048576, or default`},
 		{args: []string{"tenant", "set", "--max-flows-per-peer", "lots", "acme"},
@@ -511,6 +511,10 @@ func TestNetworkUsageErrors(t *testing.T) {
 		{args: []string{"tenant", "set", "--split-tunnel", "yes", "acme"},
 			want: `tenant set: invalid value "yes" for flag --split-tunnel: use on or off`},
 		{args: []string{"tenant", "set", "--split-tunnel", "on"}, want: "tenant set: missing NAME"},
+		{args: []string{"tenant", "set", "--domain", "corp_example", "acme"},
+			want: `tenant set: --domain: domain "corp_example" has one label`},
+		{args: []string{"tenant", "set", "--domain", "a..example", "acme"},
+			want: `tenant set: --domain: domain "a..example" has a bad label ""`},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			ta := newTestApp(t, map[string]string{envDataDir: dir})

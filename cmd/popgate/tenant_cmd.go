@@ -112,6 +112,8 @@ func (a *app) tenantSet(ctx context.Context, spec cmdSpec, args []string) error 
 	f.Var(&perPeer, "max-flows-per-peer", "`N|default`: the most flows one peer of the tenant may have open at once, 1-1048576; default: the node's, 4096", "")
 	f.Var(&total, "max-flows", "`N|default`: the most flows the tenant's peers may have open at once in all, 1-1048576; default: the node's, 16384", "")
 	f.String(&regions, "regions", "", "`REGION,...|all`: the regions the tenant may use; all: every region (the default)")
+	var domain string
+	f.String(&domain, "domain", "", "`DOMAIN|default`: the DNS domain of the tenant's peer names at the in-tunnel resolver, e.g. corp.example.com; default: <tenant>.internal")
 	pos, err := f.parse(a, args)
 	if err != nil {
 		return err
@@ -119,9 +121,16 @@ func (a *app) tenantSet(ctx context.Context, spec cmdSpec, args []string) error 
 	if err := checkName("tenant", pos[0]); err != nil {
 		return err
 	}
-	setSplit, setPerPeer, setTotal, setRegions := f.isSet("split-tunnel"), f.isSet("max-flows-per-peer"), f.isSet("max-flows"), f.isSet("regions")
-	if !setSplit && !setPerPeer && !setTotal && !setRegions {
-		return usagef("tenant set: nothing to change: give --split-tunnel on|off, --max-flows-per-peer N, --max-flows N or --regions REGION,...|all")
+	setSplit, setPerPeer, setTotal, setRegions, setDomain := f.isSet("split-tunnel"), f.isSet("max-flows-per-peer"), f.isSet("max-flows"), f.isSet("regions"), f.isSet("domain")
+	if !setSplit && !setPerPeer && !setTotal && !setRegions && !setDomain {
+		return usagef("tenant set: nothing to change: give --split-tunnel on|off, --max-flows-per-peer N, --max-flows N, --regions REGION,...|all or --domain DOMAIN|default")
+	}
+	if setDomain {
+		if domain == "default" {
+			domain = ""
+		} else if err := store.ValidateDomain(strings.TrimSuffix(strings.ToLower(domain), ".")); err != nil {
+			return usagef("tenant set: --domain: %s; or give default for <tenant>.internal", err)
+		}
 	}
 	var regionList []string
 	if setRegions {
@@ -155,6 +164,12 @@ func (a *app) tenantSet(ctx context.Context, spec cmdSpec, args []string) error 
 		}
 		a.note("tenant %s: at most %d flows per peer and %d in all, from now on (through the exit and in connection tracking)",
 			t.Name, t.MaxFlowsPerPeer, t.MaxFlows)
+	}
+	if setDomain {
+		if _, err := c.callJSON(ctx, http.MethodPatch, tenantPath(pos[0]), webui.APITenantUpdate{Domain: &domain}, &t); err != nil {
+			return err
+		}
+		a.note("tenant %s: its peers are <peer>.%s at the in-tunnel resolver, at every PoP within seconds", t.Name, t.Domain)
 	}
 	if setSplit {
 		on := split.on()

@@ -552,6 +552,16 @@ func (c *Controller) SetTenantSplitTunnel(ctx context.Context, tenant string, on
 	return c.tenantInfo(ctx, tenant)
 }
 
+// SetTenantDomain sets the DNS domain of the tenant's peer names ("": the default,
+// <tenant>.internal); every PoP answers the new names within the publication.
+func (c *Controller) SetTenantDomain(ctx context.Context, tenant, domain string) (TenantInfo, error) {
+	if _, err := c.store.SetTenantDomain(ctx, tenant, domain); err != nil {
+		return TenantInfo{}, err
+	}
+	c.changed(ctx)
+	return c.tenantInfo(ctx, tenant)
+}
+
 // SetTenantLimits changes the tenant's flow bounds (nil: unchanged, 0: the node's default);
 // they apply to new flows when it returns. Flows above a lowered bound stay until they end.
 func (c *Controller) SetTenantLimits(ctx context.Context, tenant string, l store.TenantLimits) (TenantInfo, error) {

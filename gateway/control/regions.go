@@ -166,7 +166,7 @@ func (c *Controller) desiredFor(snap *store.Snapshot, region string) *plane.Desi
 			continue
 		}
 		allowed[t.ID] = true
-		d.Tenants = append(d.Tenants, plane.Tenant{ID: t.ID, Name: t.Name, SplitTunnel: t.SplitTunnel, Policy: snap.Policies[t.ID],
+		d.Tenants = append(d.Tenants, plane.Tenant{ID: t.ID, Name: t.Name, Domain: t.Domain, SplitTunnel: t.SplitTunnel, Policy: snap.Policies[t.ID],
 			MaxFlowsPerPeer: t.MaxFlowsPerPeer, MaxFlows: t.MaxFlows, Regions: rs})
 	}
 	d.Peers = make([]plane.Peer, 0, len(snap.Peers))

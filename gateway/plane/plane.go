@@ -130,6 +130,9 @@ const (
 type Tenant struct {
 	ID   int64  `json:"id"`
 	Name string `json:"name"`
+	// Domain is the DNS domain of its peers' names (lower case, no final dot); "": the
+	// default, <name>.internal.
+	Domain string `json:"domain,omitempty"`
 	// SplitTunnel: the tenant's client configs route only its routes and the overlay (the
 	// data plane routes the same either way).
 	SplitTunnel bool `json:"split_tunnel,omitempty"`

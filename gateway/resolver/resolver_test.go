@@ -348,3 +348,31 @@ func mustReverse(a string) string {
 	}
 	return s
 }
+
+// TestCustomDomain: a tenant with a domain of its own has its names there (and no longer
+// under <tenant>.internal); another tenant asking for them is forwarded like any public name
+// and never gets the tenant's addresses.
+func TestCustomDomain(t *testing.T) {
+	up := startUpstream(t)
+	r := newTestResolver(t, Config{Upstreams: []netip.AddrPort{up.addr}})
+	d := testDesired()
+	d.Tenants[1].Domain = "Corp.Example"
+	r.SetZones(BuildZones(d, func(p *plane.Peer) bool { return p.Enabled }))
+	for _, c := range []struct {
+		tenant int64
+		name   string
+		want   string
+	}{
+		{2, "laptop.corp.example.", "NOERROR 100.64.0.4"},
+		{2, "laptop.globex.internal.", "NXDOMAIN"},
+		{1, "laptop.corp.example.", "NOERROR 192.0.2.1"}, // the upstream's answer, not globex's
+		{1, "laptop.acme.internal.", "NOERROR 100.64.0.2"},
+	} {
+		if got := answerText(ask(t, r, c.tenant, c.name, dns.TypeA)); got != c.want {
+			t.Errorf("tenant %d: %s = %q, want %q", c.tenant, c.name, got, c.want)
+		}
+	}
+	if m := ask(t, r, 2, mustReverse("100.64.0.4"), dns.TypePTR); answerText(m) != "NOERROR laptop.corp.example." {
+		t.Errorf("reverse in the custom domain: %q", answerText(m))
+	}
+}

@@ -39,7 +39,11 @@ func DefaultDomain(tenant string) string { return tenant + "." + PrivateTLD }
 func BuildZones(d *plane.Desired, served func(*plane.Peer) bool) map[int64]*Zone {
 	zs := make(map[int64]*Zone, len(d.Tenants))
 	for _, t := range d.Tenants {
-		zs[t.ID] = &Zone{Domain: DefaultDomain(t.Name), names: map[string]peerAddrs{}, ptr: map[netip.Addr]string{}}
+		domain := DefaultDomain(t.Name)
+		if t.Domain != "" {
+			domain = dns.Fqdn(strings.ToLower(t.Domain))
+		}
+		zs[t.ID] = &Zone{Domain: domain, names: map[string]peerAddrs{}, ptr: map[netip.Addr]string{}}
 	}
 	peers := slices.Clone(d.Peers)
 	slices.SortFunc(peers, func(a, b plane.Peer) int { return int(a.ID - b.ID) })
