@@ -113,6 +113,13 @@ func (n *Node) noteApplied(gen int64, err error) {
 	n.applied.Store(&st)
 }
 
+// zonesKey is what the resolver's zones were built from: a generation and how many peers
+// were served.
+type zonesKey struct {
+	gen    int64
+	served int
+}
+
 // applyState is what Report says of the last Apply.
 type applyState struct {
 	gen    int64  // generation applied in full
@@ -137,15 +144,21 @@ func (n *Node) applyLocked(dd *plane.Desired, now time.Time) error {
 	}
 	// An expired peer is a disabled one (plane.Peer.Served); the next expiry applies again.
 	n.scheduleExpiryLocked(dd, now)
-	if n.dns != nil {
-		n.dns.SetZones(resolver.BuildZones(dd, func(p *plane.Peer) bool { return p.Served(now) }))
-	}
 	byTenant := peersByTenant(d.peers)
 	enabled := map[int64]int{}
+	served := 0
 	for i := range d.peers {
 		if d.peers[i].Served(now) {
 			enabled[d.peers[i].Tenant]++
+			served++
 		}
+	}
+	// The resolver's zones change with the store (the generation) and with expiries (the
+	// peers served); not when only where peers are changed, which a client moving to
+	// another PoP publishes to every node.
+	if zk := (zonesKey{dd.Generation, served}); n.dns != nil && zk != n.zonesKey {
+		n.dns.SetZones(resolver.BuildZones(dd, func(p *plane.Peer) bool { return p.Served(now) }))
+		n.zonesKey = zk
 	}
 	// Devices first, so the snapshot can point at their packet paths.
 	d.tuns = map[int64]*tunDevice{}

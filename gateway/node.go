@@ -39,7 +39,9 @@ type Node struct {
 	holder *wgmux.Bind        // keeps the shared UDP socket open while no tenant has a device
 	exit   *netstack.Exit     // in-tunnel services, and the exit in userspace mode
 	dns    *resolver.Resolver // the overlay addresses' DNS over UDP
-	kexit  *kernelExit        // the exit in kernel mode; nil otherwise
+	// zonesKey is what the resolver's zones were last built from; guarded by mu.
+	zonesKey zonesKey
+	kexit    *kernelExit // the exit in kernel mode; nil otherwise
 	// exits are where the tenants' packet paths send traffic (see tunDevice.setExits).
 	exitLocal, exit4, exit6 exitWriter
 	drops                   [numDropReasons]atomic.Uint64 // deliveries towards peers that found none
