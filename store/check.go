@@ -277,6 +277,23 @@ func (c *checker) invariants(keyPath string) {
 	if c.r.Version >= nodesVersion {
 		c.desiredCache(s)
 	}
+	if c.r.Version >= eventsVersion {
+		c.webhook(s)
+	}
+}
+
+// webhook: the webhook's sealed secret opens with the key file.
+func (c *checker) webhook(s *Store) {
+	c.rows("SELECT secret_enc FROM webhook", func(scan func(...any) error) error {
+		var sealed []byte
+		if err := scan(&sealed); err != nil || s.aead == nil {
+			return err
+		}
+		if _, err := s.openBytes(sealed, []byte(adWebhook)); err != nil {
+			c.problem("the webhook's secret %s: set the webhook again ('popgate event webhook set URL'), which makes a new secret", strings.TrimPrefix(err.Error(), "sealed secret "))
+		}
+		return nil
+	})
 }
 
 // regions: each region's sealed key opens, bound to its name, and belongs to its public key.

@@ -54,6 +54,9 @@ type Store struct {
 	// of the pool quickly.
 	v4First, v4Last uint32
 
+	// maxEvents bounds the event log (MaxEvents; tests lower it).
+	maxEvents int
+
 	// version is the schema version after Open: the newest migration's number, lower only
 	// when a test set Options.migrateTo.
 	version int
@@ -107,13 +110,14 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("store: open database %s: %w", path, err)
 	}
 	s := &Store{
-		db:       db,
-		path:     path,
-		keyPath:  keyPath,
-		now:      now,
-		v4First:  ipv4First,
-		v4Last:   ipv4Last,
-		writeSem: make(chan struct{}, 1),
+		db:        db,
+		path:      path,
+		keyPath:   keyPath,
+		now:       now,
+		v4First:   ipv4First,
+		v4Last:    ipv4Last,
+		writeSem:  make(chan struct{}, 1),
+		maxEvents: MaxEvents,
 	}
 	if err := s.init(ctx, opts.migrateTo); err != nil {
 		db.Close()
