@@ -46,12 +46,13 @@ type bbPath struct {
 	dev  atomic.Pointer[backbone.Device]
 	view atomic.Pointer[bbView]
 
-	// mu serialises rebuilds (Apply, link changes) and guards nodes.
+	// mu serialises rebuilds (Apply, link changes) and guards nodes and watch.
 	mu     sync.Mutex
 	nodes  []plane.Node // the other nodes, from the last desired state
 	self   backbone.NodeID
 	noExit bool
 	region string
+	watch  eventWatch // what the last view showed, for events (events.go)
 }
 
 // bbView is where traffic that crosses the backbone goes now: which links are Up, and the
@@ -106,12 +107,16 @@ func (p *bbPath) rebuild() {
 	p.rebuildLocked()
 }
 
-func (p *bbPath) rebuildLocked() {
+// rebuildLocked is rebuild; it returns the view it published and the links it was made of.
+// Must hold p.mu.
+func (p *bbPath) rebuildLocked() (*bbView, []backbone.LinkState) {
 	var links []backbone.LinkState
 	if d := p.dev.Load(); d != nil {
 		links = d.Links()
 	}
-	p.view.Store(makeView(p.self, p.nodes, p.noExit, p.region, links))
+	v := makeView(p.self, p.nodes, p.noExit, p.region, links)
+	p.view.Store(v)
+	return v, links
 }
 
 // makeView builds the view of node self (of region, without the exit role when noExit)
@@ -167,10 +172,11 @@ func makeView(self backbone.NodeID, nodes []plane.Node, noExit bool, region stri
 	return v
 }
 
-// onLinkChange moves the routes that depend on a link whose state changed. It runs on the
-// backbone's prober goroutine.
-func (n *Node) onLinkChange(backbone.LinkState) {
-	n.bb.rebuild() // the backbone logs the change itself
+// onLinkChange moves the routes that depend on a link whose state changed, and tells of the
+// change and of the routes it moved (events.go). It runs on the backbone's prober goroutine.
+func (n *Node) onLinkChange(s backbone.LinkState) {
+	n.linkEvent(s)
+	n.rebuildBB()
 }
 
 // applyBackboneLocked brings the backbone in line with d: started at the first Self, its
@@ -233,7 +239,7 @@ func (n *Node) applyBackboneLocked(ctx context.Context, d *plane.Desired) error 
 	n.bb.nodes = slices.Clone(d.Nodes)
 	slices.SortFunc(n.bb.nodes, func(a, b plane.Node) int { return cmp.Compare(a.ID, b.ID) })
 	n.bb.noExit, n.bb.region = n.cfg.NoExit, n.cfg.Region
-	n.bb.rebuildLocked()
+	n.noteExitsLocked(n.bb.rebuildLocked())
 	n.bb.mu.Unlock()
 	return nil
 }

@@ -88,6 +88,10 @@ type Config struct {
 	// and tells the other nodes within a second rather than at the next periodic report.
 	// It must not block. Default nil: nothing is called.
 	PeerArrived func()
+	// OnEvent hears each event the node sees (events.go: backbone links down and back, a
+	// route's exit changed), in order, from the goroutine that saw it (the backbone's
+	// prober, the sweep, an Apply): it must not block. Default: none (the log says them).
+	OnEvent func(plane.Event)
 	// backboneTuning shortens the backbone's probe timers in tests; zero: its defaults.
 	backboneTuning backboneTuning
 

@@ -285,7 +285,7 @@ func (n *Node) sweepLoop() {
 		case now := <-t.C:
 			n.filter.Sweep()
 			if n.bb.dev.Load() != nil {
-				n.bb.rebuild() // the loss of links not Up, for traffic that has no Up link
+				n.rebuildBB() // the loss of links not Up, for traffic that has no Up link
 			}
 			if now.Sub(lastTrim) >= n.cfg.trimEvery {
 				lastTrim = now

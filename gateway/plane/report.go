@@ -30,6 +30,9 @@ type Report struct {
 	// Links are the node's backbone links to the other nodes, as its probes see them,
 	// ordered by node ID; none without a backbone.
 	Links []LinkState `json:"links,omitempty"`
+	// Events are the node's events (events.go) the controller may not have yet, oldest
+	// first, at most MaxReportEvents; none from a node of an older version.
+	Events []Event `json:"events,omitempty"`
 }
 
 // LinkState is one backbone link, from the reporting node to Node (gateway/backbone's
