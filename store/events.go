@@ -186,8 +186,8 @@ type NodeEvent struct {
 // EventCursor is the newest event of a node's process the controller recorded: Boot tells
 // the node's starts apart, Seq is the event's number.
 type EventCursor struct {
-	Boot int64
-	Seq  uint64
+	Boot int64  `json:"boot"`
+	Seq  uint64 `json:"seq"`
 }
 
 // NodeEventCursor returns the newest event recorded of node id; the zero cursor when none
@@ -406,4 +406,25 @@ func (s *Store) CountEventsAfter(ctx context.Context, after int64, limit int) (i
 		return 0, fmt.Errorf("store: read the event log: %w", err)
 	}
 	return n, nil
+}
+
+// EventBacklog bounds what is left to send after the event with ID after to the newest
+// keep: it returns the ID of the newest event to drop for that (0: none need be) and how
+// many events that drops.
+func (s *Store) EventBacklog(ctx context.Context, after int64, keep int) (cut int64, dropped int, err error) {
+	err = s.read(ctx, func(q querier) error {
+		err := q.QueryRowContext(ctx, "SELECT id FROM events WHERE id > ? ORDER BY id DESC LIMIT 1 OFFSET ?", after, keep).Scan(&cut)
+		if errors.Is(err, sql.ErrNoRows) {
+			cut = 0
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		return q.QueryRowContext(ctx, "SELECT count(*) FROM events WHERE id > ? AND id <= ?", after, cut).Scan(&dropped)
+	})
+	if err != nil {
+		return 0, 0, fmt.Errorf("store: read the event log: %w", err)
+	}
+	return cut, dropped, nil
 }

@@ -89,6 +89,13 @@ func TestEventsOrderAndQuery(t *testing.T) {
 	if n, err := s.CountEventsAfter(ctx, 1, 3); err != nil || n != 3 {
 		t.Errorf("CountEventsAfter(1, 3) = %d, %v; want 3 (capped)", n, err)
 	}
+	// Of the 4 after the first, keeping 1 drops 3 (up to #4); keeping 4 drops none.
+	if cut, n, err := s.EventBacklog(ctx, 1, 1); err != nil || cut != 4 || n != 3 {
+		t.Errorf("EventBacklog(1, 1) = %d, %d, %v; want 4, 3", cut, n, err)
+	}
+	if cut, n, err := s.EventBacklog(ctx, 1, 4); err != nil || cut != 0 || n != 0 {
+		t.Errorf("EventBacklog(1, 4) = %d, %d, %v; want 0, 0", cut, n, err)
+	}
 }
 
 // TestEventsCleaned: what is too long is cut, control characters cannot forge a line, an

@@ -34,6 +34,8 @@ var layering = []layerRule{
 		why: "the desired state is plain data both sides share (and the policy view both compile against)"},
 	{pkg: "gateway/nodesync", onlyPopgate: []string{"gateway/plane", "store"},
 		why: "the node sync carries desired states and reports; what it syncs with is behind its interfaces"},
+	{pkg: "gateway/control/webhook", onlyPopgate: []string{"store"},
+		why: "the webhook sends what the event log holds; the controller tells it when"},
 	{pkg: "gateway/metrics", onlyPopgate: []string{"gateway/plane"},
 		why: "metrics are built from a node's report, which a remote node sends too"},
 	{pkg: "gateway/wgmux", onlyPopgate: []string{"store", "gateway/internal/readturn"},

@@ -62,6 +62,8 @@ type Config struct {
 	// Roles are the node's roles, for status. Default: controller, pop and exit (the
 	// appliance).
 	Roles []string
+	// Events tunes the events and the webhook (events.go). Default: the zero value's.
+	Events EventsConfig
 }
 
 // Validate fills defaults and rejects bad values with a message naming the field and the fix.
@@ -81,6 +83,7 @@ func (c *Config) Validate() error {
 	if c.RetryEvery == 0 {
 		c.RetryEvery = 5 * time.Second
 	}
+	c.Events.validate()
 	if c.PublicEndpoint != "" {
 		if err := ValidateEndpoint(c.PublicEndpoint); err != nil {
 			return err
@@ -141,6 +144,9 @@ type Controller struct {
 		m    map[store.Key]int64
 	}
 
+	// ev is the event log's side of the controller (events.go).
+	ev events
+
 	closing   chan struct{}
 	wg        sync.WaitGroup
 	closeOnce sync.Once
@@ -186,6 +192,9 @@ func (c *Controller) Start(ctx context.Context) error {
 	if err := c.publish(ctx); err != nil {
 		return err
 	}
+	if err := c.startEvents(ctx); err != nil {
+		return err
+	}
 	c.wg.Add(1)
 	go c.retryLoop()
 	if c.cfg.Backbone.on() {
@@ -195,7 +204,8 @@ func (c *Controller) Start(ctx context.Context) error {
 	return nil
 }
 
-// Close stops publishing and waits for a publication under way. Idempotent.
+// Close stops publishing and waits for a publication under way, then stops the events'
+// writer and watch and the webhook's sender (an attempt under way ends first). Idempotent.
 func (c *Controller) Close() error {
 	c.closeOnce.Do(func() {
 		close(c.closing)
@@ -205,6 +215,7 @@ func (c *Controller) Close() error {
 		}
 		c.where.mu.Unlock()
 		c.wg.Wait()
+		c.closeEvents()
 	})
 	return nil
 }

@@ -2,6 +2,7 @@ package nodesync
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -9,10 +10,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -141,6 +144,72 @@ type Client struct {
 	// latest frame; offsetKnown says a frame came.
 	offset      atomic.Int64
 	offsetKnown atomic.Bool
+
+	// boot tells this process from the node's earlier ones, for the numbering of events.
+	boot int64
+	// evMu guards the events the controller may not have yet (the newest MaxPendingEvents),
+	// their numbering and the count of those dropped.
+	evMu      sync.Mutex
+	evs       []plane.Event
+	evSeq     uint64
+	evDropped uint64
+}
+
+// MaxPendingEvents is how many events a node keeps for its controller: while it is away (or
+// slow to take them), the oldest beyond it are dropped, and counted (EventsDropped).
+const MaxPendingEvents = 1000
+
+// Event queues e (plane.Event) for the controller, numbered, to go with the next reports.
+// It never blocks: the data plane calls it.
+func (c *Client) Event(e plane.Event) {
+	c.evMu.Lock()
+	defer c.evMu.Unlock()
+	c.evSeq++
+	e.Seq = c.evSeq
+	if len(c.evs) == MaxPendingEvents {
+		c.evs = append(c.evs[:0], c.evs[1:]...)
+		c.evDropped++
+	}
+	c.evs = append(c.evs, e)
+}
+
+// EventsDropped is how many events were dropped before the controller had them.
+func (c *Client) EventsDropped() uint64 {
+	c.evMu.Lock()
+	defer c.evMu.Unlock()
+	return c.evDropped
+}
+
+// eventsAfter returns the oldest events numbered after seq, at most plane.MaxReportEvents.
+func (c *Client) eventsAfter(seq uint64) []plane.Event {
+	c.evMu.Lock()
+	defer c.evMu.Unlock()
+	i, _ := slices.BinarySearchFunc(c.evs, seq+1, func(e plane.Event, s uint64) int { return cmp.Compare(e.Seq, s) })
+	out := c.evs[i:min(len(c.evs), i+plane.MaxReportEvents)]
+	if len(out) == 0 {
+		return nil
+	}
+	return slices.Clone(out)
+}
+
+// eventCursor is, on one stream, the newest event the controller has: from the stream's
+// first frame, then moved by each report that carried events.
+type eventCursor struct {
+	mu    sync.Mutex
+	known bool
+	seq   uint64
+}
+
+func (ec *eventCursor) get() (uint64, bool) {
+	ec.mu.Lock()
+	defer ec.mu.Unlock()
+	return ec.seq, ec.known
+}
+
+func (ec *eventCursor) set(seq uint64) {
+	ec.mu.Lock()
+	ec.seq, ec.known = seq, true
+	ec.mu.Unlock()
 }
 
 // ControllerTime is the controller's clock as this node reckons it: its own clock corrected
@@ -183,7 +252,8 @@ func NewClient(cfg ClientConfig, log *slog.Logger) (*Client, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	c := &Client{cfg: cfg, log: log, hc: httpClient(cfg.Identity, cfg.ControllerPin, cfg.ControllerAddr), reportNow: make(chan struct{}, 1)}
+	c := &Client{cfg: cfg, log: log, hc: httpClient(cfg.Identity, cfg.ControllerPin, cfg.ControllerAddr), reportNow: make(chan struct{}, 1),
+		boot: rand.Int64N(math.MaxInt64) + 1}
 	c.status = Status{Controller: cfg.ControllerAddr, Since: cfg.Now()}
 	return c, nil
 }
@@ -453,11 +523,16 @@ func (c *Client) apply(ctx context.Context, d *plane.Desired) {
 	c.setStatus(func(s *Status) { s.Generation, s.FromCache, s.SavedAt = d.Generation, false, now })
 }
 
-func (c *Client) report() report {
+// report is the node's report, with the events numbered after cur's when the controller
+// said which it has (none before: it would record them all again).
+func (c *Client) report(cur *eventCursor) report {
 	c.applyMu.Lock()
 	r := report{Generation: c.applied, ApplyError: c.applyErr, Failed: c.failedGen}
 	c.applyMu.Unlock()
 	rep := c.cfg.Report()
+	if seq, ok := cur.get(); ok {
+		rep.Events, r.Boot = c.eventsAfter(seq), c.boot
+	}
 	r.Report, r.Time, r.Backbone = &rep, c.cfg.Now(), c.cfg.Backbone
 	return r
 }
@@ -486,6 +561,7 @@ func (c *Client) session(ctx context.Context) (bool, error) {
 	c.log.Info("connected to the controller", "controller", c.cfg.ControllerAddr)
 
 	// The reporter writes the node's reports into the request body.
+	var cur eventCursor
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer pr.Close() // a report blocked on a stream that ends returns
@@ -497,8 +573,20 @@ func (c *Client) session(ctx context.Context) (bool, error) {
 		t := time.NewTicker(c.cfg.ReportEvery)
 		defer t.Stop()
 		for {
-			if err := writeFrame(pw, c.report()); err != nil {
+			r := c.report(&cur)
+			if err := writeFrame(pw, r); err != nil {
 				return
+			}
+			if evs := r.Report.Events; len(evs) > 0 {
+				// Written: the controller takes them, or the next stream starts again
+				// from what it says it has.
+				cur.set(evs[len(evs)-1].Seq)
+				if len(evs) == plane.MaxReportEvents {
+					select {
+					case c.reportNow <- struct{}{}: // more are waiting
+					default:
+					}
+				}
 			}
 			last := time.Now()
 			select {
@@ -530,6 +618,14 @@ func (c *Client) session(ctx context.Context) (bool, error) {
 			return true, err
 		}
 		idle.Reset(c.cfg.IdleTimeout)
+		if f.Events != nil {
+			seq := f.Events.Seq
+			if f.Events.Boot != c.boot {
+				seq = 0 // none of this process's
+			}
+			cur.set(seq)
+			c.ReportNow()
+		}
 		if !f.Time.IsZero() {
 			c.offset.Store(int64(f.Time.Sub(c.cfg.Now())))
 			c.offsetKnown.Store(true)

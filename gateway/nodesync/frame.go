@@ -28,6 +28,9 @@ const (
 type frame struct {
 	Desired *plane.Desired `json:"desired,omitempty"`
 	Ping    bool           `json:"ping,omitempty"`
+	// Events is the newest event of the node the controller recorded, in the first frame
+	// of a stream: the node sends its events after it (none before it knows).
+	Events *store.EventCursor `json:"events,omitempty"`
 	// Time is the controller's clock when it sent the frame.
 	Time time.Time `json:"time"`
 }
@@ -50,6 +53,9 @@ type report struct {
 	// configured now: the controller records a change (a node that joined without
 	// --backbone-endpoint, or moved), so that no node has to join again for it.
 	Backbone *Backbone `json:"backbone,omitempty"`
+	// Boot tells this node's process from its earlier ones: the events of Report (which
+	// number from 1 at each start) are its.
+	Boot int64 `json:"boot,omitempty"`
 	// Time is the node's clock when it sent the report.
 	Time time.Time `json:"time"`
 }

@@ -3,6 +3,7 @@ package nodesync
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/netip"
@@ -76,6 +77,19 @@ func (f *fakeSource) SetNodeBackbone(ctx context.Context, n store.Node, endpoint
 		f.poke()
 	}
 	return updated, err
+}
+
+func (f *fakeSource) NodeEventCursor(ctx context.Context, n store.Node) (store.EventCursor, error) {
+	return f.st.NodeEventCursor(ctx, n.ID)
+}
+
+func (f *fakeSource) NodeEvents(ctx context.Context, n store.Node, boot int64, evs []plane.Event, _ time.Duration) error {
+	nes := make([]store.NodeEvent, len(evs))
+	for i, e := range evs {
+		nes[i] = store.NodeEvent{Seq: e.Seq, Event: store.Event{At: e.At, Kind: e.Kind, Node: n.Name, Subject: e.Subject, Message: e.Message, Data: e.Data}}
+	}
+	_, err := f.st.AddNodeEvents(ctx, n.ID, boot, nes)
+	return err
 }
 
 var _ Source = (*fakeSource)(nil)
@@ -617,4 +631,82 @@ func TestClockOff(t *testing.T) {
 		n, err := c.st.NodeByPin(ctx, cl.cfg.Identity.Pin())
 		return err == nil && strings.Contains(n.LastReport, `"clock_offset":"1h0m0`)
 	})
+}
+
+// TestEvents: a node's events reach the controller each once: those queued before the
+// stream came up, more than one report carries, those of a stream cut before the
+// controller took them (it restarts), and those of the node's next process, numbered from 1
+// again; a node that was away long keeps the newest MaxPendingEvents and counts the others.
+func TestEvents(t *testing.T) {
+	ctx := context.Background()
+	c := newController(t, nil)
+	p := newPlane()
+	cl, _ := joinedNode(t, c, "p1", p, nil)
+	ev := func(i int) plane.Event {
+		return plane.Event{At: time.Now(), Kind: plane.EventLinkDown, Subject: "link:p1/x1", Message: fmt.Sprint(i)}
+	}
+	recorded := func() []string {
+		es, _, err := c.st.ListEvents(ctx, store.EventQuery{Limit: store.MaxEventPage})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := make([]string, len(es))
+		for i, e := range es {
+			out[len(es)-1-i] = e.Message // oldest first
+		}
+		return out
+	}
+	want := func(from, to int) []string {
+		var out []string
+		for i := from; i < to; i++ {
+			out = append(out, fmt.Sprint(i))
+		}
+		return out
+	}
+	waitEvents := func(what string, n int) {
+		t.Helper()
+		waitFor(t, 10*time.Second, what, func() bool { return len(recorded()) >= n })
+		if got := recorded(); !slices.Equal(got, want(0, n)) {
+			t.Fatalf("%s: recorded %q, want 0…%d once each, in order", what, got, n-1)
+		}
+	}
+	for i := range 150 { // before the stream: two reports' worth
+		cl.Event(ev(i))
+	}
+	cancel, done := run(t, cl)
+	p.waitGen(t, 1, 5*time.Second)
+	waitEvents("the events queued before the stream", 150)
+	if es, _, _ := c.st.ListEvents(ctx, store.EventQuery{Limit: 1}); es[0].Node != "p1" {
+		t.Errorf("recorded as node %q, want p1 (the stream's, not the node's word)", es[0].Node)
+	}
+
+	// The controller goes away: what the node queues meanwhile comes when it is back.
+	addr := c.addr
+	c.srv.Close()
+	waitFor(t, 3*time.Second, "the node to notice", func() bool { return !cl.Status().Connected })
+	for i := 150; i < 160; i++ {
+		cl.Event(ev(i))
+	}
+	c.start(t, addr, nil)
+	waitEvents("the events of the time away", 160)
+
+	// The node restarts: a new process numbers from 1, and is not taken for a resend.
+	cancel()
+	<-done
+	done <- nil
+	cl2, _ := NewClient(cl.cfg, nil)
+	for i := 160; i < 165; i++ {
+		cl2.Event(ev(i))
+	}
+	run(t, cl2)
+	waitEvents("the restarted node's events", 165)
+
+	// Away long: the newest MaxPendingEvents are kept.
+	lone, _ := NewClient(cl.cfg, nil)
+	for i := range MaxPendingEvents + 5 {
+		lone.Event(ev(i))
+	}
+	if got := lone.eventsAfter(0); lone.EventsDropped() != 5 || len(got) != plane.MaxReportEvents || got[0].Seq != 6 {
+		t.Errorf("dropped %d; the first to send is #%d of %d", lone.EventsDropped(), got[0].Seq, len(got))
+	}
 }

@@ -46,6 +46,13 @@ type Source interface {
 	// (the node says so in its reports) and publishes the change; an error wrapping
 	// store.ErrInvalid for values it refuses.
 	SetNodeBackbone(ctx context.Context, n store.Node, endpoint string, key store.Key) (store.Node, error)
+	// NodeEventCursor returns the newest event of node n recorded (the zero cursor for
+	// none), which a stream's first frame tells the node.
+	NodeEventCursor(ctx context.Context, n store.Node) (store.EventCursor, error)
+	// NodeEvents records the events node n reported of its process boot (plane.Report's,
+	// at most plane.MaxReportEvents), each once however often it comes; offset is n's
+	// clock minus the controller's. The error wraps store.ErrNotFound when n was removed.
+	NodeEvents(ctx context.Context, n store.Node, boot int64, evs []plane.Event, offset time.Duration) error
 }
 
 // MaxClockSkew is how far a joining node's clock may be off from the controller's.
@@ -328,13 +335,24 @@ func (s *Server) sync(w http.ResponseWriter, r *http.Request) {
 		<-reports
 	}()
 
-	send := func(f frame) error {
+	sendFrame := func(f frame) error {
 		f.Time = s.cfg.Now()
 		rc.SetWriteDeadline(time.Now().Add(30 * time.Second))
 		if err := writeFrame(w, f); err != nil {
 			return err
 		}
 		return rc.Flush()
+	}
+	// The first frame tells the node which of its events the controller has.
+	var events *store.EventCursor
+	if cur, err := s.cfg.Source.NodeEventCursor(ctx, n); err != nil {
+		log.Warn("node sync: read the node's event cursor; its events wait for its next stream", "err", err)
+	} else {
+		events = &cur
+	}
+	send := func(f frame) error {
+		f.Events, events = events, nil
+		return sendFrame(f)
 	}
 	ping := time.NewTicker(s.cfg.PingEvery)
 	defer ping.Stop()
@@ -442,6 +460,21 @@ func (s *Server) readReports(ctx context.Context, log *slog.Logger, n store.Node
 		}
 		if rep.Report != nil {
 			s.cfg.Source.NodeReported(n, rep.Report, rep.Time.Sub(now))
+			if evs := rep.Report.Events; len(evs) > 0 && rep.Boot != 0 {
+				if len(evs) > plane.MaxReportEvents {
+					evs = evs[:plane.MaxReportEvents]
+				}
+				err := s.cfg.Source.NodeEvents(ctx, n, rep.Boot, evs, rep.Time.Sub(now))
+				if errors.Is(err, store.ErrNotFound) {
+					log.Info("node removed: closing its stream")
+					return
+				}
+				if err != nil && ctx.Err() == nil {
+					// The node sends them again on its next stream, from the cursor.
+					log.Warn("node sync: record the node's events; closing the stream so that it sends them again", "err", err)
+					return
+				}
+			}
 		}
 		sum := reportSummary{Generation: rep.Generation, ApplyError: truncate(rep.ApplyError, 1000), Failed: rep.Failed,
 			ClockOffset: rep.Time.Sub(now).Round(time.Millisecond).String()}
