@@ -70,6 +70,10 @@ func NewAPI(ctrl *control.Controller, st Store, log *slog.Logger) *API {
 		{"GET /api/v1/nodes", a.listNodes},
 		{"POST /api/v1/nodes/tokens", a.addNodeToken},
 		{"DELETE /api/v1/nodes/{node}", a.removeNode},
+		{"GET /api/v1/events", a.listEvents},
+		{"GET /api/v1/events/webhook", a.webhook},
+		{"PUT /api/v1/events/webhook", a.setWebhook},
+		{"DELETE /api/v1/events/webhook", a.removeWebhook},
 
 		// ---- admins, API tokens, the audit log, and peer rename, expiry and download
 		// links (handlers and types in auth_api.go; on the web address apiRoutes in token.go

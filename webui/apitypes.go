@@ -464,3 +464,68 @@ type APINodeToken struct {
 	Name      string    `json:"name,omitempty"`
 	ExpiresAt time.Time `json:"expires_at"`
 }
+
+// APIEvent is one event: a state change an operator wants to hear of (a backbone link down
+// or back, a route's exit changed, a node offline or back, a peer about to expire). The
+// webhook's body is one APIEvent.
+type APIEvent struct {
+	// ID increases in the order events were recorded.
+	ID   int64     `json:"id"`
+	Time time.Time `json:"time"`
+	// Kind is link.down, link.up, failover, node.connected, node.offline, node.back or
+	// peer.expiring (more may come).
+	Kind string `json:"kind"`
+	// Node is the node it happened at ("controller" for the controller's own).
+	Node string `json:"node"`
+	// Tenant is the tenant it concerns; absent for the network's.
+	Tenant string `json:"tenant,omitempty"`
+	// Subject names what changed: link:p1/x1, route:acme/10.0.0.0/8, internet:p1,
+	// node:p1, peer:acme/laptop.
+	Subject string `json:"subject"`
+	Message string `json:"message"`
+	// Data holds the details, for machines (from, to, loss_percent, expires_at, …).
+	Data map[string]string `json:"data,omitempty"`
+}
+
+// APIEvents answers GET /api/v1/events; More: another page follows (offset += limit).
+type APIEvents struct {
+	Events []APIEvent `json:"events"`
+	More   bool       `json:"more"`
+}
+
+// APIWebhook is the webhook events are sent to, and how its delivery goes; never its
+// secret.
+type APIWebhook struct {
+	URL       string    `json:"url"`
+	CreatedAt time.Time `json:"created_at"`
+	// Delivered, Failed, GivenUp and Dropped count the events delivered, the attempts that
+	// failed, the events given up after failing for a day and those dropped from a backlog
+	// of more than 1,000, since the webhook was set.
+	Delivered int64 `json:"delivered"`
+	Failed    int64 `json:"failed"`
+	GivenUp   int64 `json:"given_up"`
+	Dropped   int64 `json:"dropped"`
+	// Queued is how many events wait to be sent (1,001 means more than 1,000).
+	Queued int `json:"queued"`
+	// LastAttempt is when an event was last sent, LastOK when one was last delivered;
+	// LastError why the latest attempt failed.
+	LastAttempt *time.Time `json:"last_attempt,omitempty"`
+	LastOK      *time.Time `json:"last_ok,omitempty"`
+	LastError   string     `json:"last_error,omitempty"`
+	// Retrying is the ID of the event being retried, NextAttempt when.
+	Retrying    int64      `json:"retrying,omitempty"`
+	NextAttempt *time.Time `json:"next_attempt,omitempty"`
+}
+
+// APIWebhookSet is the body of PUT /api/v1/events/webhook.
+type APIWebhookSet struct {
+	// URL is where events go: http or https, without user name or password.
+	URL string `json:"url"`
+}
+
+// APIWebhookCreated answers PUT /api/v1/events/webhook: the webhook and its new secret,
+// shown this once, which signs every delivery (header X-Popgate-Signature).
+type APIWebhookCreated struct {
+	Webhook APIWebhook `json:"webhook"`
+	Secret  string     `json:"secret"`
+}

@@ -518,6 +518,7 @@ func init() {
 		APIRegion{}, APIRegions{}, APINewRegion{}, APIRegionUpdate{},
 		APIJoinedNode{}, APIJoinedNodes{}, APINewNodeToken{}, APINodeToken{}, APIControllerLink{},
 		APIRouteExit{}, APIBackboneLink{}, APIBackbone{},
+		APIEvent{}, APIEvents{}, APIWebhook{}, APIWebhookSet{}, APIWebhookCreated{},
 	} {
 		tp := reflect.TypeOf(v)
 		apiSchemaTypes[tp.Name()] = tp
@@ -906,6 +907,14 @@ func TestOpenAPIServed(t *testing.T) {
 		{"DELETE", "/api/v1/tokens/ci", "", "", 204},
 		{"GET", "/api/v1/audit?limit=5", "", "", 200},
 		{"GET", "/api/v1/audit?limit=x", "", "", 400},
+		{"GET", "/api/v1/events?limit=5&kind=node", "", "", 200},
+		{"GET", "/api/v1/events?since=yesterday", "", "", 400},
+		{"GET", "/api/v1/events/webhook", "", "", 404},
+		{"PUT", "/api/v1/events/webhook", `{"url":"https://alerts.example.com/popgate"}`, "", 200},
+		{"PUT", "/api/v1/events/webhook", `{"url":"ftp://alerts.example.com/"}`, "", 400},
+		{"GET", "/api/v1/events/webhook", "", "", 200},
+		{"DELETE", "/api/v1/events/webhook", "", "", 204},
+		{"DELETE", "/api/v1/events/webhook", "", "", 404},
 		{"POST", "/api/v1/regions", `{"name":"fra","endpoint":"vpn-fra.example.com:51820"}`, "", 201},
 		{"POST", "/api/v1/regions", `{"name":"fra","endpoint":"vpn-fra.example.com:51820"}`, "", 409},
 		{"POST", "/api/v1/regions", `{"name":"Fra!","endpoint":"x:1"}`, "", 400},
@@ -932,6 +941,10 @@ func TestOpenAPIServed(t *testing.T) {
 		{"GET", "/api/v1/tenants", "", scoped, 200},
 		{"GET", "/api/v1/peers?tenant=other", "", scoped, 403},
 		{"GET", "/api/v1/audit", "", scoped, 200},
+		{"GET", "/api/v1/events", "", scoped, 200},
+		{"GET", "/api/v1/events?tenant=other", "", scoped, 403},
+		{"GET", "/api/v1/events/webhook", "", scoped, 403},
+		{"PUT", "/api/v1/events/webhook", `{"url":"https://x.example/"}`, viewer, 403},
 		{"GET", "/api/v1/tenants/other/routes", "", scoped, 403},
 		{"GET", "/api/v1/regions", "", scoped, 200},
 		{"POST", "/api/v1/regions", `{"name":"par","endpoint":"x.example.com:1"}`, scoped, 403},

@@ -86,6 +86,12 @@ func apiRoutes() []apiRoute {
 		{pattern: "POST /api/v1/nodes/tokens", access: accessOwner, action: "node.token"},
 		{pattern: "DELETE /api/v1/nodes/{node}", access: accessOwner, action: "node.remove"},
 		{pattern: "GET /api/v1/audit", access: accessRead, scoped: (*Server).scopedQuery},
+		// Events: everyone reads them, of a tenant only that tenant's; the webhook (where
+		// every event goes, signed with its secret) is the operator's.
+		{pattern: "GET /api/v1/events", access: accessRead, scoped: (*Server).scopedQuery},
+		{pattern: "GET /api/v1/events/webhook", access: accessOwner},
+		{pattern: "PUT /api/v1/events/webhook", access: accessOwner, action: "webhook.set"},
+		{pattern: "DELETE /api/v1/events/webhook", access: accessOwner, action: "webhook.remove"},
 		// Regions are the operator's: everyone may see them (to pick a config), of their
 		// tenants limited to each only their own.
 		{pattern: "GET /api/v1/regions", access: accessRead, scoped: (*Server).scopedRegions},

@@ -73,6 +73,8 @@ type uiBackend interface {
 	Config() control.Config
 	NodeToken(ctx context.Context, roles, region, name string, life time.Duration) (string, store.JoinToken, error)
 	RemoveNode(ctx context.Context, name string) ([]store.ExitDropped, error)
+	Events(ctx context.Context, q store.EventQuery) ([]store.Event, bool, error)
+	Webhook(ctx context.Context) (control.WebhookInfo, error)
 }
 
 var _ uiBackend = (*control.Controller)(nil)
@@ -177,6 +179,7 @@ func (u *UI) Routes(mux *http.ServeMux, protect func(min Role, h http.HandlerFun
 		{"GET /tokens/{token}/delete", RoleOwner, u.confirmRemoveToken},
 		{"POST /tokens/{token}/delete", RoleOwner, u.removeToken},
 		{"GET /audit", RoleViewer, u.auditPage},
+		{"GET /events", RoleViewer, u.eventsPage},
 
 		{"/", RoleViewer, u.notFound},
 	} {
