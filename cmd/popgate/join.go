@@ -274,6 +274,8 @@ func runJoined(ctx context.Context, sc ServeConfig, dd *dataDir, hostname func()
 	gcfg.Clock = func() time.Time { return client.ControllerTime() }
 	// A client that moved here is placed here within a second, not at the next report.
 	gcfg.PeerArrived = func() { client.ReportNow() }
+	// The data plane's events (links, failovers) go with the reports, each once.
+	gcfg.OnEvent = func(e plane.Event) { client.Event(e) }
 	p := &joinedPlane{cfg: gcfg, nodeKey: nodeKey, log: log, ctx: ctx}
 	defer p.Close()
 	client, err = nodesync.NewClient(nodesync.ClientConfig{

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/pprof"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -78,6 +79,7 @@ func runServe(ctx context.Context, sc ServeConfig, log *slog.Logger) error {
 	gcfg.Overlay.Gateway4, gcfg.Overlay.Gateway6 = st.GatewayAddrs()
 	// A controller alone runs no data plane: the PoPs that join it serve its clients.
 	var node *gateway.Node
+	var ctrlRef atomic.Pointer[control.Controller]
 	var dp control.DataPlane
 	ncfg := gcfg
 	if sc.controllerOnly() {
@@ -86,6 +88,13 @@ func runServe(ctx context.Context, sc ServeConfig, log *slog.Logger) error {
 			log.Warn("this controller serves no clients (--roles controller), and configs of its own region point at it: set --public-endpoint to where that region's PoPs are, or give peers configs of other regions (--region)", "region", gcfg.Region)
 		}
 	} else {
+		// The node's events (links, failovers) go to the controller's event log directly;
+		// the controller is made next, and the node sees none before it starts.
+		gcfg.OnEvent = func(e plane.Event) {
+			if c := ctrlRef.Load(); c != nil {
+				c.Event(e)
+			}
+		}
 		if node, err = gateway.New(gcfg, log); err != nil {
 			return err
 		}
@@ -115,6 +124,7 @@ func runServe(ctx context.Context, sc ServeConfig, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	ctrlRef.Store(ctrl)
 	if node != nil {
 		if err := node.Start(ctx); err != nil {
 			return err
