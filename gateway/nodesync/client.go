@@ -159,11 +159,10 @@ type Client struct {
 // slow to take them), the oldest beyond it are dropped, and counted (EventsDropped).
 const MaxPendingEvents = 1000
 
-// Event queues e (plane.Event) for the controller, numbered, to go with the next reports.
-// It never blocks: the data plane calls it.
+// Event queues e (plane.Event) for the controller, numbered, and asks for a report
+// (ReportNow): an alert waits for no report period. It never blocks: the data plane calls it.
 func (c *Client) Event(e plane.Event) {
 	c.evMu.Lock()
-	defer c.evMu.Unlock()
 	c.evSeq++
 	e.Seq = c.evSeq
 	if len(c.evs) == MaxPendingEvents {
@@ -171,6 +170,8 @@ func (c *Client) Event(e plane.Event) {
 		c.evDropped++
 	}
 	c.evs = append(c.evs, e)
+	c.evMu.Unlock()
+	c.ReportNow()
 }
 
 // EventsDropped is how many events were dropped before the controller had them.
