@@ -294,3 +294,74 @@ func FuzzAPI(f *testing.F) {
 		checkErrorText(t, what, e.Error)
 	})
 }
+
+// printEventQuery is what a client sends for q: the inverse of eventQuery.
+func printEventQuery(q store.EventQuery) url.Values {
+	v := url.Values{}
+	for k, s := range map[string]string{"tenant": q.Tenant, "kind": q.Kind, "node": q.Node} {
+		if s != "" {
+			v.Set(k, s)
+		}
+	}
+	if q.Limit != 0 {
+		v.Set("limit", strconv.Itoa(q.Limit))
+	}
+	if q.Offset != 0 {
+		v.Set("offset", strconv.Itoa(q.Offset))
+	}
+	if !q.Since.IsZero() {
+		v.Set("since", q.Since.Format(time.RFC3339Nano))
+	}
+	if !q.Until.IsZero() {
+		v.Set("until", q.Until.Format(time.RFC3339Nano))
+	}
+	return v
+}
+
+// FuzzEventQuery: the filters of GET /api/v1/events give a query within the store's bounds
+// that prints back to filters giving the same query, or a 400 that names the filter in a
+// short line.
+func FuzzEventQuery(f *testing.F) {
+	for _, s := range []string{
+		"", "tenant=acme&kind=node.&node=p1&limit=1000&offset=50",
+		"since=2026-11-24T09:30:00Z&until=2026-11-25T09:30:00.123456789%2B02:00",
+		"limit=1001", "limit=-1", "offset=9223372036854775808", "kind=%ff%00", "until=yesterday",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		v, err := url.ParseQuery(raw)
+		if err != nil {
+			return
+		}
+		q, err := eventQuery(v)
+		if err != nil {
+			if !errors.Is(err, errBadRequest) {
+				t.Fatalf("%q: error %v is not a 400", raw, err)
+			}
+			checkErrorText(t, "eventQuery", err.Error())
+			named := false
+			for _, k := range []string{"limit", "offset", "since", "until"} {
+				named = named || strings.Contains(err.Error(), k+"=")
+			}
+			if !named {
+				t.Fatalf("%q: error %q names no filter", raw, err)
+			}
+			return
+		}
+		if q.Limit < 0 || q.Limit > store.MaxEventPage || q.Offset < 0 {
+			t.Fatalf("%q: limit %d offset %d out of bounds", raw, q.Limit, q.Offset)
+		}
+		q2, err := eventQuery(printEventQuery(q))
+		if err != nil {
+			t.Fatalf("%q: query %+v prints as %q, which is refused: %v", raw, q, printEventQuery(q).Encode(), err)
+		}
+		if !q.Since.Equal(q2.Since) || !q.Until.Equal(q2.Until) {
+			t.Fatalf("%q: times %v %v print back as %v %v", raw, q.Since, q.Until, q2.Since, q2.Until)
+		}
+		q.Since, q.Until, q2.Since, q2.Until = time.Time{}, time.Time{}, time.Time{}, time.Time{}
+		if !reflect.DeepEqual(q, q2) {
+			t.Fatalf("%q: %+v prints back as %+v", raw, q, q2)
+		}
+	})
+}

@@ -69,6 +69,8 @@ func TestUIAuthorization(t *testing.T) {
 		{"POST", "/tenants/acme/peers/laptop/enable", [5]int{303, 303, 404, 403, 403}},
 		{"GET", "/audit", [5]int{200, 200, 200, 200, 200}},
 		{"GET", "/audit?tenant=acme", [5]int{200, 200, 404, 200, 200}},
+		{"GET", "/events", [5]int{200, 200, 200, 200, 200}},
+		{"GET", "/events?tenant=acme", [5]int{200, 200, 404, 200, 200}},
 		{"GET", "/admins", [5]int{200, 403, 403, 403, 403}},
 		{"GET", "/nowhere", [5]int{404, 404, 404, 404, 404}},
 	} {
@@ -110,7 +112,7 @@ func TestUIAuthorization(t *testing.T) {
 		t.Errorf("bravo/phone after refused changes: %+v, %v", ph, err)
 	}
 	// A tenant admin's lists hold only its tenant.
-	for _, p := range []string{"/", "/peers", "/peers/table", "/tenants", "/peers/new", "/audit"} {
+	for _, p := range []string{"/", "/peers", "/peers/table", "/tenants", "/peers/new", "/audit", "/events"} {
 		body := h.check(acmeAdmin, "GET", p, nil, http.StatusOK, "acme")
 		if strings.Contains(body, "bravo") || strings.Contains(body, ">phone<") {
 			t.Errorf("GET %s as acme's admin shows bravo's data:\n%s", p, excerpt(body))

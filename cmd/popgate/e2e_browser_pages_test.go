@@ -367,7 +367,7 @@ const e2eRulesJS = `(() => {
 var e2eLayoutPages = []string{
 	"/", "/peers", "/peers?tenant=acme", "/tenants", "/tenants/acme/policy", "/tenants/acme/routes",
 	"/tenants/acme/peers/laptop", "/tenants/acme/peers/laptop/config", "/tenants/acme/peers/laptop/delete",
-	"/peers/new?tenant=acme", "/tenants/acme/delete", "/audit", "/admins", "/admins/admin", "/account",
+	"/peers/new?tenant=acme", "/tenants/acme/delete", "/audit", "/events", "/admins", "/admins/admin", "/account",
 	// e2eRegions adds region fra.
 	"/regions", "/regions/local", "/regions/fra", "/regions/fra/delete", "/tenants/acme/regions",
 	"/tenants/acme/peers/laptop/config?region=fra",
