@@ -176,6 +176,7 @@ func New(cfg Config, st *store.Store, dp DataPlane, log *slog.Logger) (*Controll
 	}
 	c := &Controller{cfg: cfg, log: log, store: st, dp: dp, serverKey: st.NodePublicKey(), closing: make(chan struct{}),
 		changedCh: make(chan struct{})}
+	c.ev.queue = make(chan store.Event, maxQueuedEvents)
 	c.overlay.V4, c.overlay.V6 = st.OverlayPrefixes()
 	c.overlay.Gateway4, c.overlay.Gateway6 = st.GatewayAddrs()
 	c.published.Store(&publication{})

@@ -49,7 +49,8 @@ const maxQueuedEvents = 1000
 
 // events is the controller's event state.
 type events struct {
-	// queue holds the events of the controller and its own node, for the writer.
+	// queue holds the events of the controller and its own node, for the writer; made by
+	// New, so that the own node's events of the first Apply wait for the writer.
 	queue   chan store.Event
 	dropped uint64 // guarded by mu
 
@@ -99,8 +100,7 @@ func (c *Controller) eventNode() string {
 // the writer of the own events and the watch of nodes and peers.
 func (c *Controller) startEvents(ctx context.Context) error {
 	ev := &c.ev
-	ev.queue = make(chan store.Event, maxQueuedEvents)
-	ev.nodes, ev.expiring = map[int64]*nodeLive{}, map[peerExpiry]bool{}
+	nodes, expiring := map[int64]*nodeLive{}, map[peerExpiry]bool{}
 	now := time.Now()
 	// A node offline when the controller stopped is offline still: its next report is
 	// "back". The others are given NodeOfflineAfter from now to report.
@@ -116,7 +116,7 @@ func (c *Controller) startEvents(ctx context.Context) error {
 		case len(es) == 0 && n.LastSeen.IsZero():
 			st = nodePending
 		}
-		ev.nodes[n.ID] = &nodeLive{name: n.Name, state: st, last: now}
+		nodes[n.ID] = &nodeLive{name: n.Name, state: st, last: now}
 	}
 	// The peers whose expiry was told already (within the notice, and a little more for a
 	// clock that moved).
@@ -128,9 +128,12 @@ func (c *Controller) startEvents(ctx context.Context) error {
 		id, _ := strconv.ParseInt(e.Data["peer_id"], 10, 64)
 		exp, err := time.Parse(time.RFC3339Nano, e.Data["expires_at"])
 		if id > 0 && err == nil {
-			ev.expiring[peerExpiry{id, exp.UnixMicro()}] = true
+			expiring[peerExpiry{id, exp.UnixMicro()}] = true
 		}
 	}
+	ev.mu.Lock()
+	ev.nodes, ev.expiring = nodes, expiring
+	ev.mu.Unlock()
 	wcfg := c.cfg.Events.Webhook
 	wcfg.Store = c.store
 	if wcfg.UserAgent == "" {
@@ -160,12 +163,9 @@ func (c *Controller) Event(e plane.Event) {
 	c.queueEvent(c.storeEvent(e, c.eventNode(), 0))
 }
 
-// queueEvent queues a store event for the writer.
+// queueEvent queues a store event for the writer (which Start starts: until then they wait).
 func (c *Controller) queueEvent(e store.Event) {
 	q := c.ev.queue
-	if q == nil {
-		return // not started: Start is not done, or the controller was never started
-	}
 	for {
 		select {
 		case q <- e:
