@@ -78,12 +78,13 @@ func failoverOf(node, subject, from, to string) func(webui.APIEvent) bool {
 // SIGKILL: the PoP's link to it goes down and the PoP's internet traffic and a tenant's
 // route via exit:x1,exit:x2 fail over to exit 2; those events are in 'popgate event list'
 // on the controller (the route's as the tenant's, the internet's as the network's) and reach
-// the webhook, signed with the secret 'event webhook set' printed; x1, silent, is offline
+// the webhook, signed with the secret 'event webhook set' printed, and the PoP's /metrics
+// counts the link's fall; x1, silent, is offline
 // at the controller. Exit 1 comes back: the traffic returns, and x1 is back.
 func TestE2EEvents(t *testing.T) {
 	bin := e2eRequireBinary(t)
 	testbed.RequireRoot(t)
-	testbed.RequireTools(t, "ip")
+	testbed.RequireTools(t, "ip", "curl")
 	n := testbed.NewNetwork(t)
 	mk := func(role, ifprefix string, on ...string) *netProc {
 		return newNetProc(t, bin, n, role, ifprefix, on...)
@@ -221,6 +222,14 @@ func TestE2EEvents(t *testing.T) {
 	if es, err := list(context.Background(), "--tenant", "acme"); err != nil || slices.ContainsFunc(es, internet) || slices.ContainsFunc(es, func(e webui.APIEvent) bool { return e.Tenant != "acme" }) {
 		t.Errorf("acme's events hold another's: %+v, %v", es, err)
 	}
+	// The counter beside the event: the PoP's /metrics counts the link's fall.
+	x1Downs := `popgate_backbone_link_transitions_total{node="x1",to="down"}`
+	testbed.Poll(t, 30*time.Second, "the PoP's "+x1Downs, func(ctx context.Context) error {
+		if v, err := e2eMetric(ctx, pop.node.NS, x1Downs); err != nil || v < 1 {
+			return fmt.Errorf("%v, %v", v, err)
+		}
+		return nil
+	})
 	_, at := delivered("the internet's failover", 30*time.Second, internet)
 	delivered("the route's failover", 30*time.Second, route)
 	t.Logf("exit 1 killed: the failover in the event log within %v (polled), at the webhook %v after the kill",
