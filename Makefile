@@ -12,6 +12,8 @@
 #   fuzz       a short run of every fuzz target (FUZZTIME per target, default 10s); every target
 #              runs even when one fails, the failures are listed at the end
 #   clean      remove build output (never ./popgate-data)
+#   bench      popgate against stock wireguard-go in namespaces (root; see below); bench-deps
+#              installs what it needs beyond test-deps (dnsperf, dnsmasq-base)
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -28,6 +30,9 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # Stock WireGuard and network tools the end-to-end tests drive (see shared TESTBED.md), and
 # Debian's sqlite3, which must be able to check popgate's database (store's tests).
 DEB_DEPS := wireguard-tools wireguard-go iproute2 iptables iputils-ping iperf3 chromium sqlite3
+# What `make bench` needs beyond them: dnsperf, and dnsmasq as the DNS case's stock resolver
+# (dnsmasq-base: the binary alone; the dnsmasq package would start a system-wide service).
+BENCH_DEB_DEPS := dnsperf dnsmasq-base
 
 # ARGS are the flags `make run` passes to `popgate serve`.
 ARGS ?=
@@ -35,7 +40,7 @@ ARGS ?=
 # GOCACHE=$(mktemp -d) nice go build ./cmd/popgate took 244 s while other jobs kept the load at 10-16).
 FIRST_BUILD := 4 minutes
 
-.PHONY: all build run test-deps lint test fuzz clean bench
+.PHONY: all build run test-deps lint test fuzz clean bench bench-deps
 
 all: build
 
@@ -119,11 +124,15 @@ fuzz:
 clean:
 	rm -rf bin
 
+# bench-deps: test-deps with BENCH_DEB_DEPS too.
+bench-deps:
+	@$(MAKE) --no-print-directory test-deps DEB_DEPS="$(DEB_DEPS) $(BENCH_DEB_DEPS)"
+
 # bench: popgate against stock wireguard-go (upstream, go.mod's version) in network namespaces,
 # every case alternating in one run; writes the table between the bench markers of
 # BENCHMARKS.md. Needs root; about 10 minutes on a 2-core VM. Not part of `make test` (build
 # tag bench). cmd/internal/bench/doc.go lists the BENCH_* variables that shorten a run.
-bench: test-deps build
+bench: bench-deps build
 	POPGATE_BIN=$(CURDIR)/$(BIN) $(GO) test -tags bench -count=1 -timeout 40m -v -run '^TestBench$$' ./cmd/internal/bench/
 
 # Packages (packaging/README.md): the .deb, the VM image, and their tests.

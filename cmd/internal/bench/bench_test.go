@@ -32,7 +32,10 @@ type benchConfig struct {
 	profiles    string          // BENCH_PROFILE_DIR: keep the CPU profiles there (default: a temp dir)
 }
 
-var allPhases = []string{"tcp", "udp", "latency", "twohop", "profile", "handshake", "flood", "scale"}
+// allPhases in the order they run. dns stores peers in the userspace node's tenant: it runs
+// after handshake (whose profile counts the stored peers) and before scale (which stops that
+// node for good).
+var allPhases = []string{"tcp", "udp", "latency", "twohop", "profile", "handshake", "flood", "dns", "scale"}
 
 func loadConfig(t *testing.T) benchConfig {
 	t.Helper()
@@ -108,7 +111,7 @@ func TestBench(t *testing.T) {
 		}
 	}
 	if len(missing) > 0 {
-		t.Fatalf("bench: missing %s: run `make test-deps` as root", strings.Join(missing, ", "))
+		t.Fatalf("bench: missing %s: run `make bench-deps` as root", strings.Join(missing, ", "))
 	}
 	if !t.Run("generator self-check", TestHandshakeGenerator) {
 		t.Fatal("bench: the handshake load generator does not work against in-process wireguard-go")
@@ -184,6 +187,7 @@ func TestBench(t *testing.T) {
 		{"profile", e.phaseProfile},
 		{"handshake", e.phaseHandshake},
 		{"flood", e.phaseFlood},
+		{"dns", e.phaseDNS},
 		{"scale", e.phaseScale},
 	} {
 		if !cfg.phases[ph.name] {

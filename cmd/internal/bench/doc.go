@@ -26,12 +26,29 @@
 // profiled during one TCP stream each way. Its processes use ports 47000-47099 of their
 // namespaces, its interfaces are named bt….
 //
+// The DNS case (phase dns, dns_test.go; issue 17) uses the baseline's and the userspace
+// exit's topologies (the resolver is the same in both exit modes). In each, a site's LAN
+// (10.77.0.0/24) gets a namespace of its own behind one stock client, the site's connector,
+// and dnsperf there asks 100.64.0.1, the address of client configs' `DNS =` line: popgate's
+// in-tunnel resolver, or dnsmasq bound to the stock server's tunnel address alone in Pop.
+// Each of dnsperf's 200 sockets is SNATed to an address of its own in the LAN, because
+// popgate answers one client address at most 200 queries a second (the phase fails if its
+// resolver counted a query over that limit). Forwarded names go, for both, to a dnsmasq in
+// Net that answers every A question under example.com (port 47153; popgate's
+// --dns-upstream points there). Cases: 1,000 peer names of the tenant (stored in popgate;
+// the same names and addresses in dnsmasq's hosts file), 100 public names asked over and
+// over (after a pass that fills the caches) and names asked once (a random label per query).
+// Each: NOERROR answers a second unpaced (dnsperf -l 5 -c 200 -q 200, no -Q), the gateway's
+// CPU per 1,000 answers, and latency p50 and p99 at 1,000 queries a second (dnsperf -v
+// reports each query's latency); then a CPU profile of serve for one unpaced run of each.
+// Its interfaces are named bd…; dnsmasq and dnsperf come from Debian (make bench-deps).
+//
 // Every file but this one has the build tag bench, so `go test ./...` and `make test` never
-// run it. It needs root and the tools of `make test-deps`. The environment can shorten a
+// run it. It needs root and the tools of `make bench-deps`. The environment can shorten a
 // run (make bench sets none of these):
 //
 //	BENCH_REPS=3            runs of each case per gateway
-//	BENCH_PHASES=tcp,udp,latency,twohop,profile,handshake,flood,scale
+//	BENCH_PHASES=tcp,udp,latency,twohop,profile,handshake,flood,dns,scale
 //	BENCH_HS_KEYS=2000      client keys of the handshake case
 //	BENCH_FLOOD_RATE=0      initiations a second of the handshake flood (0: as fast as it goes)
 //	BENCH_SCALE_PEERS=100000, BENCH_SCALE_ACTIVE=10000

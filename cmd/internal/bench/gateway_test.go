@@ -160,8 +160,8 @@ func (n *pgNode) serveArgs() []string {
 		"--public-endpoint", netip.AddrPortFrom(n.topo.PopCliAddr, uint16(n.port)).String(),
 		"--interface", n.ifname,
 		"--web-addr", "127.0.0.1:0",
-		// In-tunnel DNS is not benchmarked; this address in Net is never queried.
-		"--dns-upstream", netip.AddrPortFrom(n.topo.NetAddr4, 53).String(),
+		// The DNS case's upstream stand-in (dns_test.go); the other cases never query it.
+		"--dns-upstream", netip.AddrPortFrom(n.topo.NetAddr4, dnsUpstreamPort).String(),
 		"--exit-mode", n.mode,
 	}
 }
