@@ -29,7 +29,12 @@ type cache struct {
 	mu      sync.Mutex
 	max     int
 	entries map[cacheKey]*cacheEntry
+	swept   time.Time // the last scan for expired entries
 }
+
+// sweepEvery bounds how often a full cache scans for expired entries: a scan is as long as
+// the cache, and between scans a full cache makes room by dropping entries at random.
+const sweepEvery = 10 * time.Second
 
 func newCache(max int) *cache { return &cache{max: max, entries: map[cacheKey]*cacheEntry{}} }
 
@@ -78,18 +83,20 @@ func (c *cache) put(k cacheKey, m *dns.Msg, now time.Time) {
 	c.entries[k] = e
 }
 
-// evict makes room: the expired entries, and when none is, about one in a hundred others
-// (Go's map order is random enough for a cache this simple).
+// evict makes room: the expired entries (looked for at most every sweepEvery), and when
+// that frees too little, about one in a hundred others (Go's map order is random enough for
+// a cache this simple).
 func (c *cache) evict(now time.Time) {
-	n := 0
-	for k, e := range c.entries {
-		if !now.Before(e.expires) {
-			delete(c.entries, k)
-			n++
+	if now.Sub(c.swept) >= sweepEvery || now.Before(c.swept) {
+		c.swept = now
+		for k, e := range c.entries {
+			if !now.Before(e.expires) {
+				delete(c.entries, k)
+			}
 		}
-	}
-	if n > 0 {
-		return
+		if len(c.entries) < c.max-c.max/100 {
+			return
+		}
 	}
 	want := max(c.max/100, 1)
 	for k := range c.entries {

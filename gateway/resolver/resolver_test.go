@@ -2,6 +2,7 @@ package resolver
 
 import (
 	"encoding/binary"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -374,5 +375,34 @@ func TestCustomDomain(t *testing.T) {
 	}
 	if m := ask(t, r, 2, mustReverse("100.64.0.4"), dns.TypePTR); answerText(m) != "NOERROR laptop.corp.example." {
 		t.Errorf("reverse in the custom domain: %q", answerText(m))
+	}
+}
+
+// TestCacheBounded: a full cache stays at its bound, drops expired answers first, and makes
+// room at random between its scans.
+func TestCacheBounded(t *testing.T) {
+	c := newCache(1000)
+	now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	answer := func(ttl uint32) *dns.Msg {
+		m := new(dns.Msg)
+		m.Answer = []dns.RR{&dns.A{Hdr: dns.RR_Header{Name: "x.", Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: ttl}, A: net.IPv4(192, 0, 2, 1)}}
+		return m
+	}
+	for i := range 1000 {
+		ttl := uint32(3600)
+		if i < 500 {
+			ttl = 10
+		}
+		c.put(cacheKey{name: fmt.Sprint(i), qtype: 1}, answer(ttl), now)
+	}
+	now = now.Add(time.Minute) // half of them expired
+	for i := range 5000 {
+		c.put(cacheKey{name: fmt.Sprint("n", i), qtype: 1}, answer(3600), now)
+		if len(c.entries) > 1000 {
+			t.Fatalf("the cache holds %d answers, more than its 1000", len(c.entries))
+		}
+	}
+	if c.get(cacheKey{name: "n4999", qtype: 1}, now) == nil {
+		t.Error("the newest answer is not kept")
 	}
 }
