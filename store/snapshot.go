@@ -24,6 +24,8 @@ type Snapshot struct {
 	// Nodes are the nodes that joined, ordered by name (as Nodes): a removed node is in no
 	// later snapshot.
 	Nodes []Node
+	// Checks are every check, as NetChecks orders them.
+	Checks []NetCheck
 }
 
 // Snapshot reads the tenants, peers, routes, policies and regions with the generation they belong to,
@@ -60,7 +62,10 @@ func (s *Store) Snapshot(ctx context.Context) (Snapshot, error) {
 		if s.version < nodesVersion {
 			return nil
 		}
-		snap.Nodes, err = queryNodes(ctx, q)
+		if snap.Nodes, err = queryNodes(ctx, q); err != nil {
+			return err
+		}
+		snap.Checks, err = s.queryNetChecks(ctx, q, "", nil)
 		return err
 	})
 	if err != nil {

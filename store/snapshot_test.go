@@ -49,15 +49,16 @@ func TestSnapshot(t *testing.T) {
 	policies, _ := s.Policies(ctx)
 	regions, _ := s.Regions(ctx)
 	nodes, _ := s.Nodes(ctx)
+	checks, _ := s.NetChecks(ctx)
 	acme, _ := s.Tenant(ctx, "acme")
 	want := Snapshot{Generation: gen, Tenants: tenants, Peers: peers, Routes: routes, Policies: policies,
-		Regions: regions, TenantRegions: map[int64][]string{acme.ID: {"fra"}}, Nodes: nodes}
+		Regions: regions, TenantRegions: map[int64][]string{acme.ID: {"fra"}}, Nodes: nodes, Checks: checks}
 	if !reflect.DeepEqual(snap, want) {
 		got, _ := json.MarshalIndent(snap, "", " ")
 		w, _ := json.MarshalIndent(want, "", " ")
 		t.Errorf("Snapshot:\n%s\nwant\n%s", got, w)
 	}
-	if len(snap.Peers) != 3 || snap.Peers[0].TenantName != "acme" || len(snap.Routes) != 5 || len(snap.Policies) != 1 {
+	if len(snap.Peers) != 3 || snap.Peers[0].TenantName != "acme" || len(snap.Routes) != 5 || len(snap.Policies) != 1 || len(snap.Checks) != 1 {
 		t.Errorf("Snapshot holds %d peers (first of %q), %d routes, %d policies", len(snap.Peers), snap.Peers[0].TenantName, len(snap.Routes), len(snap.Policies))
 	}
 }
