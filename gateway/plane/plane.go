@@ -66,6 +66,10 @@ type Desired struct {
 	// before only in PeerNodes, which a node may then apply alone. It restarts from 0 when
 	// the controller does.
 	PeerNodesVersion int64 `json:"peer_nodes_version,omitempty"`
+
+	// Checks are the checks this node runs (see Check): those whose from names it, and
+	// the handshake checks of the regions other than its own. None: it runs none.
+	Checks []Check `json:"checks,omitempty"`
 }
 
 // ControllerNode is the backbone ID of the controller's own node; a joined node's ID is its

@@ -70,6 +70,11 @@ func testDesired() *Desired {
 		},
 		PeerNodes:        []PeerNode{{Peer: 10, Node: 3}, {Peer: 20, Node: ControllerNode}},
 		PeerNodesVersion: 7,
+		Checks: []Check{
+			{ID: 1, Kind: CheckHandshake, Target: "vpn-ams.example.com:51820", Every: 60, PublicKey: key(8)},
+			{ID: 4, Kind: CheckDNS, Target: "www.example.com", Expect: "192.0.2.10", Every: 60},
+			{ID: 5, Tenant: 2, Kind: CheckHTTP, Target: "https://www.example.com/health", Expect: "204", Every: 30},
+		},
 	}
 }
 
@@ -121,6 +126,8 @@ func TestReportJSON(t *testing.T) {
 			Rules: []RuleStat{{Line: 1, Rule: "default deny", Hits: 9}}}},
 		Links: []LinkState{{Node: 1, Name: "x1", State: LinkUp, RTT: 1500 * time.Microsecond, Loss: 0.01, Since: time.Date(2026, 12, 1, 8, 0, 1, 0, time.UTC), Ups: 2, Downs: 1},
 			{Node: 2, State: LinkUnknown}},
+		Checks: []CheckResult{{Check: 4, Minute: time.Date(2026, 12, 1, 9, 1, 0, 0, time.UTC), OK: 3, Failed: 1,
+			LatencyP50: 4 * time.Millisecond, LatencyMax: 9 * time.Millisecond, Error: "timeout", Detail: "192.0.2.10"}},
 	}
 	b, err := json.Marshal(r)
 	if err != nil {
@@ -199,6 +206,17 @@ func TestDesiredValidate(t *testing.T) {
 		{"tenant of an unknown region", func(d *Desired) { d.Tenants[1].Regions = []string{"fra", "par"} }, `tenant "bravo": its regions ["fra" "par"] are not`},
 		{"tenant regions unsorted", func(d *Desired) { d.Tenants[1].Regions = []string{"fra", "ams"} }, `are not sorted`},
 		{"tenant not allowed here", func(d *Desired) { d.Tenants[1].Regions = []string{"ams"} }, `tenant "bravo" is not allowed in region "fra"`},
+		{"check id twice", func(d *Desired) { d.Checks[1].ID = 1 }, `check 1 (dns "www.example.com"): the id is not a unique`},
+		{"check of no tenant", func(d *Desired) { d.Checks[2].Tenant = 9 }, `tenant 9 is not a tenant of the state`},
+		{"check too often", func(d *Desired) { d.Checks[1].Every = 0 }, `every 0s is not between 1s and 1h0m0s`},
+		{"check kind", func(d *Desired) { d.Checks[1].Kind = "ping" }, `check kind "ping" is unknown`},
+		{"check target", func(d *Desired) { d.Checks[2].Target = "gopher://x/" }, `is not an http or https URL`},
+		{"tenant check of a private address", func(d *Desired) { d.Checks[2].Target = "http://10.0.0.1/" }, `10.0.0.1 is not a public address`},
+		{"handshake endpoint", func(d *Desired) { d.Checks[0].Target = "ams" }, `endpoint "ams" is not host:port`},
+		{"handshake key", func(d *Desired) { d.Checks[0].PublicKey = store.Key{} }, `no public key`},
+		{"too many checks", func(d *Desired) {
+			d.Checks = make([]Check, MaxChecks+1)
+		}, `1001 checks, at most 1000`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d := testDesired()

@@ -33,6 +33,11 @@ type Report struct {
 	// Events are the node's events (events.go) the controller may not have yet, oldest
 	// first, at most MaxReportEvents; none from a node of an older version.
 	Events []Event `json:"events,omitempty"`
+	// Checks are the results of the node's checks in the last few minutes, a minute each
+	// (the current one still growing), newest first, at most MaxCheckResults. A minute
+	// is reported again while it grows and a few times after: the controller keeps the
+	// latest word on each.
+	Checks []CheckResult `json:"checks,omitempty"`
 }
 
 // LinkState is one backbone link, from the reporting node to Node (gateway/backbone's
