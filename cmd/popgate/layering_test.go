@@ -40,6 +40,8 @@ var layering = []layerRule{
 		why: "metrics are built from a node's report, which a remote node sends too"},
 	{pkg: "gateway/wgmux", onlyPopgate: []string{"store", "gateway/internal/readturn"},
 		why: "the shared socket knows keys, not tenants' state"},
+	{pkg: "gateway/checks", onlyPopgate: []string{"gateway/plane", "store"},
+		why: "checks run over the host's network on goroutines of their own, never in the packet path"},
 	{pkg: "gateway/backbone", onlyPopgate: []string{"store", "gateway/internal/udpbind"},
 		why: "the backbone device carries labelled packets between nodes; the node wires it in, not the other way round"},
 	{pkg: "gateway/internal/udpbind", onlyPopgate: []string{},
