@@ -144,6 +144,9 @@ func (n *Node) applyLocked(dd *plane.Desired, now time.Time) error {
 	}
 	// An expired peer is a disabled one (plane.Peer.Served); the next expiry applies again.
 	n.scheduleExpiryLocked(dd, now)
+	if n.checks != nil {
+		n.checks.Set(dd.Checks)
+	}
 	byTenant := peersByTenant(d.peers)
 	enabled := map[int64]int{}
 	served := 0

@@ -16,6 +16,7 @@ import (
 
 	"github.com/popgate/popgate/firewall"
 	"github.com/popgate/popgate/gateway/backbone"
+	"github.com/popgate/popgate/gateway/checks"
 	"github.com/popgate/popgate/gateway/internal/udpbind"
 	"github.com/popgate/popgate/gateway/plane"
 	"github.com/popgate/popgate/gateway/resolver"
@@ -50,6 +51,9 @@ type Node struct {
 	bb       bbPath
 	bbCtx    context.Context
 	bbWarned atomic.Bool
+	// checks runs the checks of the desired state (Desired.Checks) on goroutines of its
+	// own; nil before Start.
+	checks *checks.Runner
 
 	uapi     net.Listener
 	uapiPath string
@@ -182,6 +186,13 @@ func (n *Node) Start(ctx context.Context) error {
 	if err := n.dns.Start(); err != nil {
 		return err
 	}
+
+	n.checks, err = checks.New(checks.Config{DNSUpstreams: n.cfg.DNSUpstreams, HandshakeKey: n.cfg.BackboneKey, Now: n.cfg.now},
+		n.log.With("component", "checks"))
+	if err != nil {
+		return err
+	}
+	n.checks.Start()
 
 	n.wg.Add(1)
 	go n.sweepLoop()
@@ -386,7 +397,7 @@ func (u userspaceExit) Write(bufs [][]byte, offset int) {
 // Config returns the node's effective configuration (defaults filled in).
 func (n *Node) Config() Config { return n.cfg }
 
-// Close stops the node: the UAPI listener and its connections, the expiry timer, the
+// Close stops the node: the UAPI listener and its connections, the checks, the expiry timer, the
 // tenants' devices (and with them the packet path), the shared socket, the exits; then it
 // waits for the node's goroutines. An Apply under way finishes first; later ones return
 // ErrClosed and change nothing. Idempotent.
@@ -394,6 +405,9 @@ func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		close(n.closing)
 		n.closeUAPI()
+		if n.checks != nil {
+			n.checks.Close()
+		}
 		n.mu.Lock() // an Apply starting the backbone finishes first
 		if d := n.bb.dev.Load(); d != nil {
 			d.Close() // first: what it delivers goes into the devices

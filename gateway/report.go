@@ -55,6 +55,10 @@ func (n *Node) Report() plane.Report {
 			Ups: l.Ups, Downs: l.Downs})
 	}
 
+	if n.checks != nil {
+		r.Checks = n.checks.Results()
+	}
+
 	snap := n.snap.Load()
 	if snap == nil { // before Start
 		return r

@@ -128,12 +128,14 @@ func (w *where) list(peers map[int64]bool, known map[uint32]bool) ([]plane.PeerN
 	return out, w.version
 }
 
-// NodeReported takes joined node n's report (nodesync.Source): see peersAt; and notes that
-// the node reports (nodeReported).
+// NodeReported takes joined node n's report (nodesync.Source): where its peers are (see
+// peersAt), its checks' results (queueResults); and notes that the node reports
+// (nodeReported).
 func (c *Controller) NodeReported(n store.Node, rep *plane.Report, offset time.Duration) {
 	c.nodeReported(n)
 	if id := nodeID(n); id <= plane.MaxNodeID {
 		c.peersAt(id, rep, offset)
+		c.queueResults(joinedCheckNode(n), rep.Checks)
 	}
 }
 

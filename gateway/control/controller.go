@@ -146,6 +146,10 @@ type Controller struct {
 
 	// ev is the event log's side of the controller (events.go).
 	ev events
+	// results takes the nodes' check results to the store (checks.go); ownChecks: the
+	// controller's own node runs checks, whose results it reads itself.
+	results   checkResults
+	ownChecks atomic.Bool
 
 	closing   chan struct{}
 	wg        sync.WaitGroup
@@ -175,7 +179,7 @@ func New(cfg Config, st *store.Store, dp DataPlane, log *slog.Logger) (*Controll
 		log.Warn("no public endpoint set: client configs will use a guess; set --public-endpoint to the host:port clients reach", "endpoint", cfg.PublicEndpoint)
 	}
 	c := &Controller{cfg: cfg, log: log, store: st, dp: dp, serverKey: st.NodePublicKey(), closing: make(chan struct{}),
-		changedCh: make(chan struct{})}
+		changedCh: make(chan struct{}), results: checkResults{queue: make(chan checkBatch, checkQueue)}}
 	c.ev.queue = make(chan store.Event, maxQueuedEvents)
 	c.overlay.V4, c.overlay.V6 = st.OverlayPrefixes()
 	c.overlay.Gateway4, c.overlay.Gateway6 = st.GatewayAddrs()
@@ -196,8 +200,10 @@ func (c *Controller) Start(ctx context.Context) error {
 	if err := c.startEvents(ctx); err != nil {
 		return err
 	}
-	c.wg.Add(1)
+	c.wg.Add(3)
 	go c.retryLoop()
+	go c.resultsLoop()
+	go c.ownCheckReports()
 	if c.cfg.Backbone.on() {
 		c.wg.Add(1)
 		go c.ownReports()
@@ -262,6 +268,8 @@ func (c *Controller) publish(ctx context.Context) error {
 	if c.cfg.Backbone.on() {
 		c.withBackbone(d, &snap, plane.ControllerNode)
 	}
+	d.Checks = checksFor(&snap, c.ownCheckNode())
+	c.ownChecks.Store(len(d.Checks) > 0)
 	err = c.dp.Apply(ctx, d)
 	if err != nil {
 		err = fmt.Errorf("apply generation %d: %w", snap.Generation, err)

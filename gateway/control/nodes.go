@@ -164,6 +164,7 @@ func (c *Controller) NodeDesired(ctx context.Context, n store.Node) (*plane.Desi
 	if id := nodeID(n); id <= plane.MaxNodeID {
 		c.withBackbone(d, snap, id)
 	}
+	d.Checks = checksFor(snap, joinedCheckNode(n))
 	if d.RegionKey == nil && n.Roles != store.RoleExit {
 		k, err := c.store.NodePrivateKey(ctx)
 		if err != nil {
