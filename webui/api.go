@@ -74,6 +74,13 @@ func NewAPI(ctrl *control.Controller, st Store, log *slog.Logger) *API {
 		{"GET /api/v1/events/webhook", a.webhook},
 		{"PUT /api/v1/events/webhook", a.setWebhook},
 		{"DELETE /api/v1/events/webhook", a.removeWebhook},
+		{"GET /api/v1/checks", a.listChecks},
+		{"POST /api/v1/checks", a.addCheck},
+		{"GET /api/v1/checks/{check}", a.check},
+		{"DELETE /api/v1/checks/{check}", a.removeCheck},
+		{"POST /api/v1/tenants/{tenant}/checks", a.addCheck},
+		{"GET /api/v1/tenants/{tenant}/checks/{check}", a.check},
+		{"DELETE /api/v1/tenants/{tenant}/checks/{check}", a.removeCheck},
 
 		// ---- admins, API tokens, the audit log, and peer rename, expiry and download
 		// links (handlers and types in auth_api.go; on the web address apiRoutes in token.go

@@ -529,3 +529,79 @@ type APIWebhookCreated struct {
 	Webhook APIWebhook `json:"webhook"`
 	Secret  string     `json:"secret"`
 }
+
+// APICheck is a check: what it watches, from where, and what it found.
+type APICheck struct {
+	// Name is unique among the operator's checks and within a tenant; a region's handshake
+	// check is "region:" and the region's name.
+	Name string `json:"name"`
+	// Tenant is the tenant whose check it is; absent: the operator's.
+	Tenant string `json:"tenant,omitempty"`
+	// Kind is dns, http or handshake.
+	Kind string `json:"kind"`
+	// Target is the DNS name, the URL, or the region's endpoint.
+	Target string `json:"target"`
+	// Expect is the address the DNS answer must hold or the HTTP status expected; absent:
+	// any answer, 200.
+	Expect       string `json:"expect,omitempty"`
+	EverySeconds int    `json:"every_seconds"`
+	// From is all, region: and node: terms, or other-regions for a handshake check.
+	From string `json:"from"`
+	// Region is a handshake check's region.
+	Region    string    `json:"region,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	// Runners are the nodes that run it now.
+	Runners []string `json:"runners"`
+	// Day is what it found in the last 24 hours; Week in the last 7 days (only when one
+	// check is asked for).
+	Day  APICheckWindow  `json:"day"`
+	Week *APICheckWindow `json:"week,omitempty"`
+	// Latest is each node's latest minute.
+	Latest []APICheckLatest `json:"latest"`
+}
+
+// APICheckWindow is a check's runs over a stretch of time, every node's together.
+type APICheckWindow struct {
+	OK     int64 `json:"ok"`
+	Failed int64 `json:"failed"`
+	// UptimePercent is the share of runs that passed; absent without a run.
+	UptimePercent *float64 `json:"uptime_percent,omitempty"`
+	// P50Micros and P95Micros are percentiles of the minutes' median latencies, in
+	// microseconds; absent without a pass.
+	P50Micros int64 `json:"p50_us,omitempty"`
+	P95Micros int64 `json:"p95_us,omitempty"`
+}
+
+// APICheckLatest is one node's latest minute of a check.
+type APICheckLatest struct {
+	Node   string    `json:"node"`
+	Minute time.Time `json:"minute"`
+	OK     int       `json:"ok"`
+	Failed int       `json:"failed"`
+	// LatencyMicros and LatencyMaxMicros are the median and the longest latency of the
+	// minute's runs that passed; absent without a pass.
+	LatencyMicros    int64 `json:"latency_us,omitempty"`
+	LatencyMaxMicros int64 `json:"latency_max_us,omitempty"`
+	// Error is the minute's last failure; Detail the last answer (addresses, a status).
+	Error  string `json:"error,omitempty"`
+	Detail string `json:"detail,omitempty"`
+}
+
+// APIChecks answers GET /api/v1/checks: the operator's checks (the regions' first), then
+// each tenant's.
+type APIChecks struct {
+	Checks []APICheck `json:"checks"`
+}
+
+// APINewCheck is the body of POST /api/v1/checks and POST /api/v1/tenants/{tenant}/checks.
+type APINewCheck struct {
+	Name string `json:"name"`
+	// Kind is dns or http.
+	Kind   string `json:"kind"`
+	Target string `json:"target"`
+	Expect string `json:"expect,omitempty"`
+	// EverySeconds is the interval, 10 to 3600; absent: 60.
+	EverySeconds int `json:"every_seconds,omitempty"`
+	// From is where it runs: all (absent), or region:NAME and node:NAME terms.
+	From string `json:"from,omitempty"`
+}

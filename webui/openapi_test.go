@@ -519,6 +519,7 @@ func init() {
 		APIJoinedNode{}, APIJoinedNodes{}, APINewNodeToken{}, APINodeToken{}, APIControllerLink{},
 		APIRouteExit{}, APIBackboneLink{}, APIBackbone{},
 		APIEvent{}, APIEvents{}, APIWebhook{}, APIWebhookSet{}, APIWebhookCreated{},
+		APICheck{}, APICheckWindow{}, APICheckLatest{}, APIChecks{}, APINewCheck{},
 	} {
 		tp := reflect.TypeOf(v)
 		apiSchemaTypes[tp.Name()] = tp
@@ -713,6 +714,8 @@ func checkFieldSchema(t *testing.T, at string, tp reflect.Type, s map[string]any
 		want = "boolean"
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
 		want = "integer"
+	case reflect.Float32, reflect.Float64:
+		want = "number"
 	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
 		want = "integer"
 		if m, ok := s["minimum"].(float64); !ok || m < 0 {

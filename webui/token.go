@@ -98,6 +98,15 @@ func apiRoutes() []apiRoute {
 		{pattern: "POST /api/v1/regions", access: accessOwner, action: "region.add"},
 		{pattern: "PATCH /api/v1/regions/{region}", access: accessOwner, action: "region.update"},
 		{pattern: "DELETE /api/v1/regions/{region}", access: accessOwner, action: "region.remove"},
+		// Checks: the operator's are owners' to change and no tenant's to see; a tenant's
+		// are its admins' (they reach only public addresses).
+		{pattern: "GET /api/v1/checks", access: accessRead, scoped: (*Server).scopedQuery},
+		{pattern: "POST /api/v1/checks", access: accessOwner, action: "check.add"},
+		{pattern: "GET /api/v1/checks/{check}", access: accessRead, scoped: (*Server).scopedOperatorCheck},
+		{pattern: "DELETE /api/v1/checks/{check}", access: accessOwner, action: "check.remove"},
+		{pattern: "POST " + tenant + "/checks", access: accessChange, action: "check.add"},
+		{pattern: "GET " + tenant + "/checks/{check}", access: accessRead},
+		{pattern: "DELETE " + tenant + "/checks/{check}", access: accessChange, action: "check.remove"},
 	}
 }
 
@@ -106,7 +115,7 @@ func (rt apiRoute) refusal(p *Principal, tenant string) string {
 	switch rt.access {
 	case accessOwner:
 		if p.Role != RoleOwner || p.Tenant != "" {
-			return fmt.Sprintf("%s (role %s) may not do this: only owners manage tenants, regions, admins and API tokens", p.Name, p.Role)
+			return fmt.Sprintf("%s (role %s) may not do this: only owners manage tenants, regions, nodes, the operator's checks, admins and API tokens", p.Name, p.Role)
 		}
 	case accessChange:
 		if p.Role == RoleViewer {

@@ -199,18 +199,30 @@ func (c *Controller) RemoveCheck(ctx context.Context, tenant, name string) error
 	return nil
 }
 
-// Checks returns every check with where it runs and what it found in the last 24 hours (its
-// Summary's Week is left empty): the operator's (the regions' first), then each tenant's.
-func (c *Controller) Checks(ctx context.Context) ([]CheckInfo, error) {
+// Checks returns the checks of tenant ("": every check) with where they run and what they
+// found in the last 24 hours (their Summary's Week is left empty): the operator's (the
+// regions' first), then each tenant's. The error wraps store.ErrNotFound for an unknown
+// tenant.
+func (c *Controller) Checks(ctx context.Context, tenant string) ([]CheckInfo, error) {
+	if tenant != "" {
+		if _, err := c.store.Tenant(ctx, tenant); err != nil {
+			return nil, err
+		}
+	}
 	cs, err := c.store.NetChecks(ctx)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]CheckInfo, len(cs))
-	for i, ck := range cs {
-		if out[i], err = c.checkInfo(ctx, ck, false); err != nil {
+	var out []CheckInfo
+	for _, ck := range cs {
+		if tenant != "" && ck.TenantName != tenant {
+			continue
+		}
+		ci, err := c.checkInfo(ctx, ck, false)
+		if err != nil {
 			return nil, err
 		}
+		out = append(out, ci)
 	}
 	return out, nil
 }
@@ -465,3 +477,19 @@ func (c *Controller) ownCheckReports() {
 // ownChecksEvery is how often the controller reads its own node's check results (a joined
 // node reports every 5 s).
 const ownChecksEvery = 10 * time.Second
+
+// OwnLinks returns the controller's own node's backbone links as its probes see them; none
+// when it runs no backbone.
+func (c *Controller) OwnLinks() []plane.LinkState {
+	if !c.cfg.Backbone.on() {
+		return nil
+	}
+	return c.dp.Report().Links
+}
+
+// ReportedMinutes returns, by backbone ID, in how many minutes since since each node
+// reported a check result: how long it ran and reached the controller, for a node that runs
+// checks.
+func (c *Controller) ReportedMinutes(ctx context.Context, since time.Time) (map[uint32]int, error) {
+	return c.store.NodeMinutes(ctx, since)
+}

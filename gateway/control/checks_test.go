@@ -146,9 +146,15 @@ func TestChecksAssignment(t *testing.T) {
 	if err != nil || !reflect.DeepEqual(web.Runners, []string{"p1", "p3"}) || web.Summary.Day.Uptime() != -1 {
 		t.Errorf("Check(web): %+v, %v", web, err)
 	}
-	all, err := c.Checks(ctx)
+	all, err := c.Checks(ctx, "")
 	if err != nil || len(all) != 8 || all[0].Name != "region:ams" {
 		t.Errorf("Checks: %d, %v", len(all), err)
+	}
+	if acme, err := c.Checks(ctx, "acme"); err != nil || len(acme) != 1 || acme[0].Name != "shop" || acme[0].TenantName != "acme" {
+		t.Errorf("Checks(acme): %+v, %v", acme, err)
+	}
+	if _, err := c.Checks(ctx, "nope"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Checks(nope): %v", err)
 	}
 
 	// A removed check leaves every node's state.
