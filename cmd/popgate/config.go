@@ -186,7 +186,7 @@ var serveSettingsTable = []setting{
 		field: func(s *serveSettings) any { return &s.Region }},
 	{name: "node-name", usage: "`NAME` of this node", defText: "the host name",
 		field: func(s *serveSettings) any { return &s.NodeName }},
-	{name: "dns-upstream", usage: "comma-separated `LIST` of ip[:port] resolvers the in-tunnel DNS forwards to",
+	{name: "dns-upstream", usage: "comma-separated `LIST` of ip[:port] resolvers the in-tunnel DNS forwards to and DNS checks ask",
 		defText: "the nameservers of /etc/resolv.conf",
 		field:   func(s *serveSettings) any { return &s.DNSUpstream }},
 	{name: "roles", usage: "comma-separated `ROLES` of this node: controller, pop, exit (all three: the appliance; controller alone carries no traffic); a node without controller joins one (--join)",

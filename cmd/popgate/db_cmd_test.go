@@ -226,9 +226,9 @@ func listPeers(t *testing.T, out string) []string {
 	return names
 }
 
-// startServe runs popgate serve in the process on dir (userspace exit, loopback ports) until
-// the returned stop, and waits until the control socket answers.
-func startServe(t *testing.T, dir string, n int) (stop func()) {
+// startServe runs popgate serve in the process on dir (userspace exit, loopback ports, and
+// the flags extra) until the returned stop, and waits until the control socket answers.
+func startServe(t *testing.T, dir string, n int, extra ...string) (stop func()) {
 	t.Helper()
 	c, err := net.ListenPacket("udp4", "127.0.0.1:0")
 	if err != nil {
@@ -237,8 +237,8 @@ func startServe(t *testing.T, dir string, n int) (stop func()) {
 	port := strconv.Itoa(c.LocalAddr().(*net.UDPAddr).Port)
 	c.Close()
 	ta := newTestApp(t, nil)
-	sc, err := ta.loadServeConfig([]string{"--data-dir", dir, "--web-addr", "127.0.0.1:0", "--listen-port", port,
-		"--public-endpoint", "127.0.0.1:51820", "--exit-mode", "userspace", "--interface", fmt.Sprintf("pgb%d-%d", os.Getpid()%100000, n)})
+	sc, err := ta.loadServeConfig(append([]string{"--data-dir", dir, "--web-addr", "127.0.0.1:0", "--listen-port", port,
+		"--public-endpoint", "127.0.0.1:51820", "--exit-mode", "userspace", "--interface", fmt.Sprintf("pgb%d-%d", os.Getpid()%100000, n)}, extra...))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -140,6 +140,7 @@ var commands = []command{
 	{"token", "add, list and remove API tokens", (*app).cmdToken},
 	{"node", "make join tokens; list and remove the nodes that joined this controller", (*app).cmdNode},
 	{"event", "show the events (links, failovers, nodes, peers expiring); set the webhook they go to", (*app).cmdEvent},
+	{"check", "add, list, show and remove checks watched from the PoPs: DNS, HTTP, region endpoints", (*app).cmdCheck},
 	{"audit", "show the audit log: who changed what, when, from where", (*app).cmdAudit},
 	{"db", "check the database of a data dir, also while serve runs", (*app).cmdDB},
 	{"backup", "write a consistent copy of the database to a file, also while serve runs", (*app).cmdBackup},

@@ -165,7 +165,7 @@ func (p *netProber) dns(ctx context.Context, c *plane.Check) outcome {
 			last = fmt.Sprintf("%s answered %s", up, rcodeText(rcode))
 			continue // the next upstream may know better
 		case rcode != dnsmessage.RCodeSuccess:
-			return outcome{err: fmt.Sprintf("%s answered %s", up, rcodeText(rcode)), detail: rcodeText(rcode) + " via " + up.String()}
+			return outcome{err: fmt.Sprintf("%s answered %s", up, rcodeText(rcode))}
 		}
 		texts := make([]string, len(addrs))
 		for i, a := range addrs {

@@ -2,7 +2,6 @@ package checks
 
 import (
 	"context"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -15,86 +14,9 @@ import (
 
 	"golang.org/x/net/dns/dnsmessage"
 
+	"github.com/popgate/popgate/gateway/checks/checkstest"
 	"github.com/popgate/popgate/gateway/plane"
 )
-
-// dnsServer is a tiny DNS responder on loopback UDP: names map to addresses; other names
-// are NXDOMAIN; rcode, when set, is every answer's; silent answers nothing.
-type dnsServer struct {
-	conn    net.PacketConn
-	names   map[string][]netip.Addr
-	rcode   dnsmessage.RCode
-	silent  bool
-	queries atomic.Int64
-}
-
-func startDNS(t *testing.T, names map[string][]netip.Addr, rcode dnsmessage.RCode, silent bool) *dnsServer {
-	t.Helper()
-	conn, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &dnsServer{conn: conn, names: names, rcode: rcode, silent: silent}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		buf := make([]byte, 1500)
-		for {
-			n, from, err := conn.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			s.queries.Add(1)
-			if s.silent {
-				continue
-			}
-			if out := s.answer(buf[:n]); out != nil {
-				conn.WriteTo(out, from)
-			}
-		}
-	}()
-	t.Cleanup(func() { conn.Close(); <-done })
-	return s
-}
-
-func (s *dnsServer) addr() netip.AddrPort {
-	return s.conn.LocalAddr().(*net.UDPAddr).AddrPort()
-}
-
-func (s *dnsServer) answer(q []byte) []byte {
-	var p dnsmessage.Parser
-	h, err := p.Start(q)
-	if err != nil {
-		return nil
-	}
-	qs, err := p.AllQuestions()
-	if err != nil || len(qs) != 1 {
-		return nil
-	}
-	name := strings.TrimSuffix(qs[0].Name.String(), ".")
-	addrs, known := s.names[name]
-	rh := dnsmessage.Header{ID: h.ID, Response: true, RecursionAvailable: true, RCode: s.rcode}
-	if !known && s.rcode == 0 {
-		rh.RCode = dnsmessage.RCodeNameError
-	}
-	b := dnsmessage.NewBuilder(nil, rh)
-	b.StartQuestions()
-	b.Question(qs[0])
-	b.StartAnswers()
-	if rh.RCode == dnsmessage.RCodeSuccess {
-		for _, a := range addrs {
-			hdr := dnsmessage.ResourceHeader{Name: qs[0].Name, Class: dnsmessage.ClassINET, TTL: 60}
-			switch {
-			case a.Is4() && qs[0].Type == dnsmessage.TypeA:
-				b.AResource(hdr, dnsmessage.AResource{A: a.As4()})
-			case a.Is6() && qs[0].Type == dnsmessage.TypeAAAA:
-				b.AAAAResource(hdr, dnsmessage.AAAAResource{AAAA: a.As16()})
-			}
-		}
-	}
-	out, _ := b.Finish()
-	return out
-}
 
 // newTestRunner starts a runner that starts new checks at once, closed when the test ends,
 // and checks that it leaves no goroutine behind.
@@ -147,11 +69,11 @@ func waitResult(t *testing.T, r *Runner, id int64, runs int) plane.CheckResult {
 }
 
 func TestDNSChecks(t *testing.T) {
-	good := startDNS(t, map[string][]netip.Addr{"www.example.com": {netip.MustParseAddr("192.0.2.10"), netip.MustParseAddr("2001:db8::10")}}, 0, false)
-	failing := startDNS(t, nil, dnsmessage.RCodeServerFailure, false)
-	dead := startDNS(t, nil, 0, true)
+	good := checkstest.StartDNS(t, map[string][]netip.Addr{"www.example.com": {netip.MustParseAddr("192.0.2.10"), netip.MustParseAddr("2001:db8::10")}}, checkstest.Options{})
+	failing := checkstest.StartDNS(t, nil, checkstest.Options{RCode: dnsmessage.RCodeServerFailure})
+	dead := checkstest.StartDNS(t, nil, checkstest.Options{Silent: true})
 
-	r := newTestRunner(t, Config{DNSUpstreams: []netip.AddrPort{failing.addr(), dead.addr(), good.addr()}, Timeout: 3 * time.Second})
+	r := newTestRunner(t, Config{DNSUpstreams: []netip.AddrPort{failing.Addr(), dead.Addr(), good.Addr()}, Timeout: 3 * time.Second})
 	r.Set([]plane.Check{
 		{ID: 1, Kind: plane.CheckDNS, Target: "www.example.com", Every: 1},
 		{ID: 2, Kind: plane.CheckDNS, Target: "www.example.com", Expect: "192.0.2.10", Every: 1},
@@ -160,7 +82,7 @@ func TestDNSChecks(t *testing.T) {
 	})
 	// One upstream refuses, one does not answer: the third answers in the time left.
 	res := waitResult(t, r, 1, 1)
-	if res.OK < 1 || res.Failed != 0 || res.Detail != "192.0.2.10, 2001:db8::10 via "+good.addr().String() || res.LatencyP50 <= 0 {
+	if res.OK < 1 || res.Failed != 0 || res.Detail != "192.0.2.10, 2001:db8::10 via "+good.Addr().String() || res.LatencyP50 <= 0 {
 		t.Fatalf("check 1: %+v", res)
 	}
 	t.Logf("DNS answer of the third upstream (after one refused and one did not answer) in %s", res.LatencyP50)
