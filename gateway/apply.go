@@ -147,6 +147,15 @@ func (n *Node) applyLocked(dd *plane.Desired, now time.Time) error {
 	if n.checks != nil {
 		n.checks.Set(dd.Checks)
 	}
+	// The other nodes check this node's endpoint with handshakes from their backbone keys:
+	// the Mux answers those itself.
+	monitors := make([]store.Key, 0, len(dd.Nodes))
+	for _, nd := range dd.Nodes {
+		monitors = append(monitors, nd.BackboneKey)
+	}
+	if n.mux != nil {
+		n.mux.SetMonitors(monitors)
+	}
 	byTenant := peersByTenant(d.peers)
 	enabled := map[int64]int{}
 	served := 0

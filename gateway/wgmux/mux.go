@@ -141,6 +141,9 @@ type Mux struct {
 
 	loopbackWarned atomic.Bool // the loopback problem has been logged
 
+	// monitors are the keys whose initiations the Mux answers itself (monitor.go).
+	monitors monitors
+
 	counters   [numCounters]atomic.Uint64
 	goroutines atomic.Int32 // running goroutines of the Mux (worker, readers of its own), for tests
 }
@@ -1230,6 +1233,10 @@ func (m *Mux) routeInitiation(g *gen, msg *[initiationSize]byte, ep conn.Endpoin
 		c[badInitiation]++
 		return true
 	}
+	if m.isMonitor(static) { // another node checking this one: answered here, no device
+		c[m.answerMonitor(msg[:], static, func(b []byte) error { return m.inner.Send([][]byte{b}, ep) })]++
+		return true
+	}
 	g.hsMu.Lock()
 	if g.stopped {
 		g.hsMu.Unlock()
@@ -1373,6 +1380,8 @@ const (
 	receiveErrors
 	wakeups
 	reservationsStolen
+	monitorsAnswered
+	monitorReplays
 	numCounters
 )
 
@@ -1394,8 +1403,9 @@ func (m *Mux) flush(c *counts) {
 // counters (Malformed, BadMAC1, BadInitiation, UnknownInitiator, UnknownIndex, NoDevice,
 // QueueDrops, HandshakeDrops, CookieLimited, RateLimited). An initiation passes admission
 // first (Admitted, or CookiesSent, CookieLimited, RateLimited, HandshakeDrops), and the
-// handshake workers handle what was admitted (Routed, or BadInitiation, UnknownInitiator,
-// NoDevice, QueueDrops; HandshakeDrops when another source's initiation pushed it out).
+// handshake workers handle what was admitted (Routed, MonitorsAnswered, or BadInitiation,
+// UnknownInitiator, MonitorReplays, NoDevice, QueueDrops; HandshakeDrops when another
+// source's initiation pushed it out).
 type Stats struct {
 	Received uint64 // datagrams read from the shared socket
 
@@ -1425,6 +1435,8 @@ type Stats struct {
 	Routed           uint64 // of those, delivered to the device Route named
 	RouteQueueDrops  uint64 // of those, dropped because that device's queue was full (in QueueDrops too)
 	RouteNoDevice    uint64 // of those, dropped because that device's bind was not open (in NoDevice too)
+	MonitorsAnswered uint64 // of those, from another node checking this one (SetMonitors): answered by the Mux
+	MonitorReplays   uint64 // of those, from a monitor but not newer than its last: dropped
 	UnderLoad        bool   // initiations need a valid mac2 now
 	HandshakeQueued  int    // initiations waiting for the handshake workers now
 	HandshakeSources int    // sources in the admission table now (bounded by maxSources)
@@ -1470,6 +1482,8 @@ func (m *Mux) Stats() Stats {
 		Routed:             c(routed),
 		RouteQueueDrops:    c(routeQueueDrops),
 		RouteNoDevice:      c(routeNoDevice),
+		MonitorsAnswered:   c(monitorsAnswered),
+		MonitorReplays:     c(monitorReplays),
 		UnderLoad:          m.hs.underLoad(m.now().UnixNano()),
 		HandshakeQueued:    hs.queued,
 		HandshakeSources:   hs.sources,
