@@ -36,8 +36,23 @@ type netProber struct {
 var _ prober = (*netProber)(nil)
 
 func newProber(cfg Config) *netProber {
+	r := upstreamResolver(cfg.DNSUpstreams)
 	return &netProber{upstreams: cfg.DNSUpstreams, hsKey: cfg.HandshakeKey,
-		open: httpClient(false), public: httpClient(true)}
+		open: httpClient(r, false), public: httpClient(r, true)}
+}
+
+// upstreamResolver resolves names through the first of upstreams, the resolvers the node's
+// DNS checks ask, so that an HTTP check sees the names as the node's clients do; nil (the
+// system's resolver) without upstreams.
+func upstreamResolver(upstreams []netip.AddrPort) *net.Resolver {
+	if len(upstreams) == 0 {
+		return nil
+	}
+	up := upstreams[0].String()
+	return &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, network, up)
+	}}
 }
 
 func (p *netProber) probe(ctx context.Context, c *plane.Check) outcome {
@@ -57,10 +72,11 @@ var errNotPublic = errors.New("not a public address: a tenant's check reaches on
 
 // httpClient returns the client of HTTP checks: a new connection for every run (no keep-alive,
 // so that each run measures what a new visitor waits for), no proxy from the environment, no
-// redirects followed (the check sees the status the URL answers). publicOnly refuses to
-// connect to addresses store.PublicAddr refuses.
-func httpClient(publicOnly bool) *http.Client {
-	d := &net.Dialer{Timeout: DefaultTimeout}
+// redirects followed (the check sees the status the URL answers), names resolved by
+// resolver (nil: the system's). publicOnly refuses to connect to addresses
+// store.PublicAddr refuses.
+func httpClient(resolver *net.Resolver, publicOnly bool) *http.Client {
+	d := &net.Dialer{Timeout: DefaultTimeout, Resolver: resolver}
 	if publicOnly {
 		d.Control = func(_, address string, _ syscall.RawConn) error {
 			ap, err := netip.ParseAddrPort(address)

@@ -254,3 +254,26 @@ func TestRecordMinutes(t *testing.T) {
 		t.Fatalf("Results: %+v", res)
 	}
 }
+
+// TestHTTPChecksResolveUpstream: an HTTP check resolves its URL's name through the node's
+// upstream resolvers, as a DNS check does.
+func TestHTTPChecksResolveUpstream(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer srv.Close()
+	_, port, _ := strings.Cut(strings.TrimPrefix(srv.URL, "http://"), ":")
+	dns := checkstest.StartDNS(t, map[string][]netip.Addr{"web.test.example": {netip.MustParseAddr("127.0.0.1")}}, checkstest.Options{})
+	r := newTestRunner(t, Config{DNSUpstreams: []netip.AddrPort{dns.Addr()}, Timeout: 3 * time.Second})
+	r.Set([]plane.Check{
+		{ID: 1, Kind: plane.CheckHTTP, Target: "http://web.test.example:" + port + "/", Every: 1},
+		{ID: 2, Kind: plane.CheckHTTP, Target: "http://nowhere.test.example:" + port + "/", Every: 1},
+	})
+	if res := waitResult(t, r, 1, 1); res.OK < 1 || res.Detail != "200 OK" {
+		t.Errorf("check 1: %+v", res)
+	}
+	if res := waitResult(t, r, 2, 1); res.OK != 0 || !strings.Contains(res.Error, "no such host") {
+		t.Errorf("check 2: %+v", res)
+	}
+	if dns.Queries() == 0 {
+		t.Error("the upstream was not asked")
+	}
+}
