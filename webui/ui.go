@@ -10,6 +10,7 @@ import (
 
 	"github.com/popgate/popgate/firewall"
 	"github.com/popgate/popgate/gateway/control"
+	"github.com/popgate/popgate/gateway/plane"
 	"github.com/popgate/popgate/store"
 )
 
@@ -75,6 +76,11 @@ type uiBackend interface {
 	RemoveNode(ctx context.Context, name string) ([]store.ExitDropped, error)
 	Events(ctx context.Context, q store.EventQuery) ([]store.Event, bool, error)
 	Webhook(ctx context.Context) (control.WebhookInfo, error)
+	Checks(ctx context.Context, tenant string) ([]control.CheckInfo, error)
+	CheckHistory(ctx context.Context, id int64, since time.Time, width time.Duration) ([]store.CheckBin, error)
+	OwnNodeName() string
+	OwnLinks() []plane.LinkState
+	ReportedMinutes(ctx context.Context, since time.Time) (map[uint32]int, error)
 }
 
 var _ uiBackend = (*control.Controller)(nil)
@@ -140,6 +146,9 @@ func (u *UI) Routes(mux *http.ServeMux, protect func(min Role, h http.HandlerFun
 		{"POST /regions/{region}/delete", RoleOwner, u.deleteRegion},
 
 		// Nodes are the installation's, not a tenant's: owners only, as on the API.
+		// The network as the PoPs see it: regions, links, checks (each principal's own).
+		{"GET /network", RoleViewer, u.network},
+
 		{"GET /nodes", RoleOwner, u.nodes},
 		{"POST /nodes/tokens", RoleOwner, u.createNodeToken},
 		{"GET /nodes/{node}/delete", RoleOwner, u.confirmDeleteNode},

@@ -44,6 +44,7 @@ func (u *UI) templateFuncs() template.FuncMap {
 			return "Tenants"
 		},
 		"inEffect": inEffect,
+		"every":    everyText,
 	}
 }
 

@@ -55,7 +55,7 @@ func (u *UI) parseTemplatesInto() error {
 // view is what the layout renders: the page's own data is Data.
 type view struct {
 	Title string
-	Nav   string // the main navigation item to mark: dashboard, tenants, regions, nodes, peers, audit, admins
+	Nav   string // the main navigation item to mark: dashboard, tenants, regions, network, nodes, peers, audit, admins
 	Me    *Principal
 	Flash string
 	Data  any

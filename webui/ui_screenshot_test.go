@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/popgate/popgate/gateway/control"
 	"github.com/popgate/popgate/store"
 )
 
@@ -70,6 +71,46 @@ allow any -> 0.0.0.0/0, ::/0          # the internet
 `), http.StatusSeeOther)
 }
 
+// demoChecks adds a region and checks with a day of results: a resolver that failed for a
+// quarter of an hour, a tenant's site whose latency climbs, a check that has not run yet.
+// They run from region fra, which has no PoP: the harness's node runs none (it would ask the
+// host's resolvers), the results are made up.
+func demoChecks(t *testing.T, h *uiHarness) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := h.ctrl.AddRegion(ctx, "fra", "vpn-fra.example.com:51820"); err != nil {
+		t.Fatal(err)
+	}
+	var ids []int64
+	for _, req := range []control.AddCheckRequest{
+		{Name: "resolver", Kind: store.CheckDNS, Target: "www.example.com", From: "region:fra"},
+		{Tenant: "acme", Name: "intranet", Kind: store.CheckHTTP, Target: "https://intranet.acme.example/health", Expect: "204", Every: 30 * time.Second, From: "region:fra"},
+		{Name: "status-page", Kind: store.CheckHTTP, Target: "https://status.example.com/", From: "region:fra"},
+	} {
+		c, err := h.ctrl.AddCheck(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, c.ID)
+	}
+	now := time.Now().Truncate(time.Minute)
+	var rs []store.CheckResult
+	for i := range 24 * 60 {
+		at := now.Add(-time.Duration(i) * time.Minute)
+		r := store.CheckResult{Check: ids[0], Node: 1, Minute: at, OK: 1, LatencyP50: time.Duration(8+(i*7)%5) * time.Millisecond,
+			LatencyMax: 15 * time.Millisecond, Detail: "93.184.215.14, 2606:2800:21f:cb07:6820:80da:af6b:8b2c via 9.9.9.9:53"}
+		if i > 300 && i < 316 {
+			r.OK, r.Failed, r.LatencyP50, r.LatencyMax, r.Error, r.Detail = 0, 1, 0, 0, "9.9.9.9:53: no answer in time", ""
+		}
+		rs = append(rs, r)
+		lat := time.Duration(40+i%13+(24*60-i)/20) * time.Millisecond
+		rs = append(rs, store.CheckResult{Check: ids[1], Node: 1, Minute: at, OK: 2, LatencyP50: lat, LatencyMax: lat + 30*time.Millisecond, Detail: "204 No Content"})
+	}
+	if err := h.store.RecordCheckResults(ctx, rs); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestScreenshots renders the main pages with headless Chromium, light and dark, desktop and
 // phone, into $POPGATE_SCREENSHOTS (skipped when unset or without chromium). Look at them.
 func TestScreenshots(t *testing.T) {
@@ -86,6 +127,7 @@ func TestScreenshots(t *testing.T) {
 	}
 	h := newUIHarness(t)
 	demoData(t, h)
+	demoChecks(t, h)
 	live := &livePeers{uiBackend: h.ctrl, now: time.Now()}
 	ui, err := newUI(live, h.store, h.audit, h.ui.log)
 	if err != nil {
@@ -136,6 +178,7 @@ func TestScreenshots(t *testing.T) {
 		{"routes", "/tenants/acme/routes", 800},
 		{"audit", "/audit", 1000},
 		{"admins", "/admins", 600},
+		{"network", "/network", 1400},
 		{"link", link, 600},
 		{"error-404", "/tenants/nope/peers/x", 500},
 		{"login", "/login", 600},
@@ -190,7 +233,7 @@ func TestScreenshots(t *testing.T) {
 		shoot(p.name, url, 1280, p.height, false)
 		shoot(p.name+"-dark", url, 1280, p.height, true)
 	}
-	for _, p := range []string{"dashboard", "peers", "peer", "peer-config"} {
+	for _, p := range []string{"dashboard", "peers", "peer", "peer-config", "network"} {
 		for _, pg := range pages {
 			if pg.name == p {
 				shoot(p+"-phone", srv.URL+pg.path, 390, 1100, false)
