@@ -235,3 +235,30 @@ func TestPercentiles(t *testing.T) {
 		t.Errorf("none: %s, %s", p50, p95)
 	}
 }
+
+// TestNodeDesiredPublishesAJoin: a node that joined since the last publication is published
+// when it first asks for its state, so that the other nodes know it (and answer its
+// handshake checks) without waiting for another change.
+func TestNodeDesiredPublishesAJoin(t *testing.T) {
+	ctx := context.Background()
+	c, dp, st := newTestControllerStore(t, Config{PublicEndpoint: "vpn.example.com:51820",
+		Backbone: BackboneConfig{Endpoint: "198.51.100.1:51821", PublicKey: store.Key{99}}})
+	jt, secret, err := st.CreateJoinToken(ctx, store.NewJoinToken{Roles: "pop", Region: "local", ExpiresAt: time.Now().Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := st.RedeemJoinToken(ctx, store.Redemption{TokenID: jt.ID, Secret: secret, Name: "p1", Pin: [32]byte{1},
+		BackboneEndpoint: "192.0.2.1:51821", BackbonePublicKey: store.Key{1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if nodes := dp.Desired().Nodes; len(nodes) != 0 {
+		t.Fatalf("published before the node synced: %v", nodeNames(nodes))
+	}
+	if _, err := c.NodeDesired(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+	if nodes := dp.Desired().Nodes; len(nodes) != 1 || nodes[0].Name != "p1" {
+		t.Errorf("the controller's own state after p1 synced: nodes %v", nodeNames(nodes))
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/popgate/popgate/gateway/nodesync"
@@ -156,6 +157,14 @@ func (c *Controller) NodeDesired(ctx context.Context, n store.Node) (*plane.Desi
 	snap, err := c.snapshot(ctx)
 	if err != nil {
 		return nil, err
+	}
+	if !slices.ContainsFunc(snap.Nodes, func(x store.Node) bool { return x.ID == n.ID }) {
+		// A node that joined since the last publication: publish, so that the other
+		// nodes (and this one) know it (its backbone, the checks it runs and answers).
+		c.changed(ctx)
+		if snap, err = c.snapshot(ctx); err != nil {
+			return nil, err
+		}
 	}
 	d, err := c.desiredForSnap(ctx, snap, n.Region)
 	if err != nil {
