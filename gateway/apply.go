@@ -240,6 +240,7 @@ func (n *Node) applyLocked(dd *plane.Desired, now time.Time) error {
 			return fmt.Errorf("apply: %w", err)
 		}
 	}
+	n.setIdle(len(n.devs) == 0)
 	n.resumePeersLocked(snap, left, now)
 	n.forgetLocked(dd)
 	for id := range n.policies {

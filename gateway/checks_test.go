@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"context"
+	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -9,6 +11,8 @@ import (
 
 	"github.com/popgate/popgate/gateway/control"
 	"github.com/popgate/popgate/gateway/plane"
+	"github.com/popgate/popgate/gateway/wgmux"
+	"github.com/popgate/popgate/store"
 )
 
 // TestNodeRunsChecks: the appliance runs the checks its controller publishes, reports them,
@@ -50,5 +54,37 @@ func TestNodeRunsChecks(t *testing.T) {
 	}
 	if rs := n.Report().Checks; len(rs) != 0 {
 		t.Fatalf("a removed check is still reported: %+v", rs)
+	}
+}
+
+// TestIdleNodeAnswersMonitors: a node without any tenant's device (so no device's goroutine
+// reads its socket) still answers another node's handshake check.
+func TestIdleNodeAnswersMonitors(t *testing.T) {
+	n := startNode(t, Config{})
+	checker, err := store.GeneratePrivateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.mux.SetMonitors([]store.Key{checker.PublicKey()})
+	h, err := wgmux.NewHandshake(checker, n.key.PublicKey(), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.Dial("udp", fmt.Sprintf("127.0.0.1:%d", n.Config().ListenPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Write(h.Initiation()); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 200)
+	k, err := c.Read(buf)
+	if err != nil {
+		t.Fatalf("no answer from an idle node: %v", err)
+	}
+	if err := h.Response(buf[:k]); err != nil {
+		t.Fatalf("its answer: %v", err)
 	}
 }

@@ -14,6 +14,9 @@ import (
 	"syscall"
 	"time"
 
+	"golang.zx2c4.com/wireguard/conn"
+	"golang.zx2c4.com/wireguard/device"
+
 	"github.com/popgate/popgate/firewall"
 	"github.com/popgate/popgate/gateway/backbone"
 	"github.com/popgate/popgate/gateway/checks"
@@ -43,6 +46,10 @@ type Node struct {
 	// zonesKey is what the resolver's zones were last built from; guarded by mu.
 	zonesKey zonesKey
 	kexit    *kernelExit // the exit in kernel mode; nil otherwise
+	// idle: no tenant has a device, so no device's goroutine reads the shared socket, and
+	// the holder's do (readWhileIdle); idleWake tells them it became so.
+	idle     atomic.Bool
+	idleWake chan struct{}
 	// exits are where the tenants' packet paths send traffic (see tunDevice.setExits).
 	exitLocal, exit4, exit6 exitWriter
 	drops                   [numDropReasons]atomic.Uint64 // deliveries towards peers that found none
@@ -113,7 +120,7 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 		return nil, fmt.Errorf("gateway: Config.Overlay: %w", err)
 	}
 	n := &Node{cfg: cfg, log: log, ov: cfg.Overlay, key: cfg.PrivateKey, devs: map[int64]*tenantDevice{}, policies: map[int64]appliedPolicy{},
-		closing: make(chan struct{}), lastSeen: map[store.Key]peerStats{}, counters: map[store.Key]*peerCounters{},
+		closing: make(chan struct{}), idleWake: make(chan struct{}, 2), lastSeen: map[store.Key]peerStats{}, counters: map[store.Key]*peerCounters{},
 		retired: map[int64]*plane.Traffic{}, tenantDrops: map[int64]*[numDropReasons]atomic.Uint64{}}
 	n.applied.Store(&applyState{})
 	if n.cfg.NodeName == "" {
@@ -147,11 +154,13 @@ func (n *Node) Start(ctx context.Context) error {
 		return err
 	}
 	n.holder = n.mux.Bind(0)
-	_, port, err := n.holder.Open(uint16(n.cfg.ListenPort))
+	fns, port, err := n.holder.Open(uint16(n.cfg.ListenPort))
 	if err != nil {
 		return fmt.Errorf("listen on UDP port %d: %w: is another WireGuard server using it? choose another --listen-port", n.cfg.ListenPort, err)
 	}
 	n.cfg.ListenPort = int(port)
+	n.idle.Store(true)
+	n.readWhileIdle(fns)
 
 	budget := n.cfg.fdBudget
 	if budget == 0 {
@@ -238,6 +247,60 @@ func (n *Node) exitOwner(a netip.Addr) netstack.Owner {
 	return netstack.Owner{
 		Peer: e.id, Tenant: e.tenantID, PeerName: e.name, TenantName: e.tenant.name,
 		MaxPeerFlows: e.tenant.maxFlowsPerPeer, MaxTenantFlows: e.tenant.maxFlows,
+	}
+}
+
+// readWhileIdle reads the shared socket through the holder's receive functions fns while
+// no tenant has a device: the devices' goroutines read it otherwise, and without them the
+// initiations of other nodes' handshake checks (which the Mux answers itself) would wait
+// unread. Once a device exists, a reader stops after the read it is in (whose datagrams it
+// hands to their devices, as any reader does), until the node is idle again. They end
+// when the socket closes.
+func (n *Node) readWhileIdle(fns []conn.ReceiveFunc) {
+	// A few datagrams a read (each buffer holds what GRO coalesces): the idle node's
+	// traffic is handshakes.
+	batch := min(n.holder.BatchSize(), 8)
+	for _, fn := range fns {
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			bufs, sizes, eps := make([][]byte, batch), make([]int, batch), make([]conn.Endpoint, batch)
+			for i := range bufs {
+				bufs[i] = make([]byte, device.MaxMessageSize)
+			}
+			for {
+				for !n.idle.Load() {
+					select {
+					case <-n.closing:
+						return
+					case <-n.idleWake:
+					}
+				}
+				if _, err := fn(bufs, sizes, eps); err != nil {
+					if errors.Is(err, net.ErrClosed) || n.closed() {
+						return
+					}
+					select { // a failing socket: the Mux logs it; do not spin
+					case <-n.closing:
+						return
+					case <-time.After(100 * time.Millisecond):
+					}
+				}
+			}
+		}()
+	}
+}
+
+// setIdle records whether no tenant has a device now, waking the idle readers when so.
+func (n *Node) setIdle(idle bool) {
+	if n.idle.Swap(idle) == idle || !idle {
+		return
+	}
+	for range 2 { // one per address family
+		select {
+		case n.idleWake <- struct{}{}:
+		default:
+		}
 	}
 }
 
