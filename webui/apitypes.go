@@ -472,8 +472,8 @@ type APIEvent struct {
 	// ID increases in the order events were recorded.
 	ID   int64     `json:"id"`
 	Time time.Time `json:"time"`
-	// Kind is link.down, link.up, failover, node.connected, node.offline, node.back or
-	// peer.expiring (more may come).
+	// Kind is link.down, link.up, failover, node.connected, node.offline, node.back,
+	// peer.expiring, check.down or check.back (more may come).
 	Kind string `json:"kind"`
 	// Node is the node it happened at ("controller" for the controller's own).
 	Node string `json:"node"`

@@ -21,6 +21,7 @@ var eventKinds = []struct{ Value, Label string }{
 	{"link", "Backbone links"},
 	{"node", "Nodes"},
 	{"peer", "Peers"},
+	{"check", "Checks"},
 }
 
 // eventWindows are the times the Events page looks back.

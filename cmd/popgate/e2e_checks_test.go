@@ -18,7 +18,7 @@ import (
 // with a backbone, check each other's region endpoint by a real WireGuard handshake without
 // being told to. When the PoP's endpoint stops answering from outside (its UDP port dropped
 // by its firewall) while the process runs on and keeps syncing, the controller's check of
-// fra fails: up but unreachable is down.
+// fra fails, and says so in an event: up but unreachable is down.
 func TestE2ERegionChecks(t *testing.T) {
 	bin := e2eRequireBinary(t)
 	testbed.RequireRoot(t)
@@ -145,4 +145,16 @@ func TestE2ERegionChecks(t *testing.T) {
 	if !strings.Contains(show, "no answer in time") {
 		t.Errorf("check show region:fra:\n%s", show)
 	}
+	// The event, once the first minute that failed throughout is over.
+	testbed.Poll(t, 100*time.Second, "the event of fra's endpoint down", func(ctx context.Context) error {
+		out, stderr, err := cli(ctx, "event", "list", "--kind", "check")
+		if err != nil {
+			return fmt.Errorf("%v: %s", err, stderr)
+		}
+		if !strings.Contains(out, "check.down") || !strings.Contains(out, "region fra's endpoint fails from controller") {
+			return fmt.Errorf("event list --kind check:\n%s", out)
+		}
+		t.Logf("the event came %s after the port was dropped", time.Since(blocked).Round(time.Second))
+		return nil
+	})
 }

@@ -15,7 +15,8 @@ import (
 const eventAbout = "Events are state changes an operator wants to hear of: a backbone link down (link.down) and " +
 	"back (link.up), the exit a route's traffic or a PoP's internet traffic leaves through changed (failover), " +
 	"a node connected for the first time, offline (no report for 30 s) and back, a peer about to expire " +
-	"(peer.expiring, a day before). The controller records its own and its nodes' (the newest 100,000 of 30 " +
+	"(peer.expiring, a day before), a check failing throughout a minute at a node (check.down) and passing " +
+	"again (check.back). The controller records its own and its nodes' (the newest 100,000 of 30 " +
 	"days) and sends each to the webhook, when one is set: a JSON POST signed with its secret (README, " +
 	"\"Events and webhook\"). Changes admins make are in the audit log ('popgate audit')."
 

@@ -332,6 +332,22 @@ type checkResults struct {
 	// written is what was last written of each check, node and minute, so that a minute
 	// a node reports again unchanged costs no write. Only the writer touches it.
 	written map[resultKey]plane.CheckResult
+	// trends are each check's state at each node as its events last told it: the writer's
+	// alone (checkEvents).
+	trends map[trendKey]trend
+}
+
+// trendKey is one check at one node.
+type trendKey struct {
+	check int64
+	node  uint32
+}
+
+// trend is a check's state at a node: down (every run of a whole minute failed) or not, as
+// of minute (Unix minutes).
+type trend struct {
+	down   bool
+	minute int64
 }
 
 type checkBatch struct {
@@ -409,7 +425,8 @@ func (c *Controller) pruneResults() {
 	if n > 0 {
 		c.log.Debug("pruned old check results", "rows", n)
 	}
-	// Forget what was written of minutes no node reports any more.
+	// Forget what was written of minutes no node reports any more, and the trends of
+	// checks removed.
 	oldest := time.Now().Add(-time.Hour).Unix() / 60
 	c.results.mu.Lock()
 	for k := range c.results.written {
@@ -418,6 +435,13 @@ func (c *Controller) pruneResults() {
 		}
 	}
 	c.results.mu.Unlock()
+	if snap := c.read.Load(); snap != nil {
+		for k := range c.results.trends {
+			if !slices.ContainsFunc(snap.Checks, func(ck store.NetCheck) bool { return ck.ID == k.check }) {
+				delete(c.results.trends, k)
+			}
+		}
+	}
 }
 
 // writeResults stores the results of b that changed since they were last written.
@@ -437,6 +461,7 @@ func (c *Controller) writeResults(b checkBatch) {
 			LatencyP50: r.LatencyP50, LatencyMax: r.LatencyMax, Error: r.Error, Detail: r.Detail})
 	}
 	c.results.mu.Unlock()
+	c.checkEvents(b)
 	if err := c.store.RecordCheckResults(context.Background(), out); err != nil {
 		c.log.Warn("record check results", "node", b.node, "err", err)
 		c.results.mu.Lock()
@@ -445,6 +470,75 @@ func (c *Controller) writeResults(b checkBatch) {
 		}
 		c.results.mu.Unlock()
 	}
+}
+
+// checkEvents tells, as events, of each check in b that went down at its node (every run
+// of a whole minute failed after a minute in which one passed) or came back (a run passed
+// after it was down). Only whole minutes count (those before the current one), so a check
+// that fails one run of several in a minute is no event, and a minute the node reports
+// again is judged once. A check's first minute seen at a node (since the controller
+// started) is an event only when it is down. Runs on the writer's goroutine.
+func (c *Controller) checkEvents(b checkBatch) {
+	snap := c.read.Load()
+	if snap == nil || len(b.results) == 0 {
+		return
+	}
+	current := time.Now().Unix() / 60
+	rs := slices.Clone(b.results)
+	slices.SortFunc(rs, func(x, y plane.CheckResult) int { return x.Minute.Compare(y.Minute) })
+	var names map[uint32]string
+	for _, r := range rs {
+		m := r.Minute.Unix() / 60
+		if m >= current || r.OK+r.Failed == 0 {
+			continue
+		}
+		k := trendKey{r.Check, b.node}
+		if c.results.trends == nil {
+			c.results.trends = map[trendKey]trend{}
+		}
+		old, seen := c.results.trends[k]
+		if seen && m <= old.minute {
+			continue
+		}
+		down := r.OK == 0
+		c.results.trends[k] = trend{down: down, minute: m}
+		if seen && old.down == down || !seen && !down {
+			continue
+		}
+		i := slices.IndexFunc(snap.Checks, func(ck store.NetCheck) bool { return ck.ID == r.Check })
+		if i < 0 {
+			continue // removed meanwhile
+		}
+		if names == nil {
+			names = c.nodeNames(snap)
+		}
+		c.queueEvent(checkEvent(&snap.Checks[i], names[b.node], r, down))
+	}
+}
+
+// checkEvent is the event of check ck going down (or back) at node, from its minute r.
+func checkEvent(ck *store.NetCheck, node string, r plane.CheckResult, down bool) store.Event {
+	what := "check " + ck.Name
+	if ck.TenantName != "" {
+		what = "check " + ck.TenantName + "/" + ck.Name
+	}
+	if ck.Kind == store.CheckHandshake {
+		what = "region " + ck.Region + "'s endpoint"
+	}
+	e := store.Event{At: r.Minute.Add(time.Minute), Kind: plane.EventCheckBack, Node: node, Tenant: ck.TenantName,
+		Subject: store.CheckTarget(ck.TenantName, ck.Name),
+		Data:    map[string]string{"kind": ck.Kind, "target": ck.Target, "minute": r.Minute.UTC().Format(time.RFC3339)}}
+	if down {
+		e.Kind = plane.EventCheckDown
+		e.Message = fmt.Sprintf("%s fails from %s: %s", what, node, r.Error)
+		e.Data["error"] = r.Error
+	} else {
+		e.Message = fmt.Sprintf("%s passes again from %s", what, node)
+		if r.Detail != "" {
+			e.Data["detail"] = r.Detail
+		}
+	}
+	return e
 }
 
 // sameResult reports whether a and b say the same.

@@ -217,6 +217,24 @@ func TestCheckResultsKept(t *testing.T) {
 	if err != nil || len(bins) == 0 {
 		t.Errorf("CheckHistory: %+v, %v", bins, err)
 	}
+
+	// Events: the first whole minute seen failed (down), the next passed (back); the
+	// current minute is not judged yet, and a minute reported again is judged once.
+	c.NodeReported(p1, rep, 0)
+	var es []store.Event
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if es, _, err = c.Events(ctx, store.EventQuery{Kind: "check"}); err != nil {
+			t.Fatal(err)
+		}
+		if len(es) >= 2 {
+			break
+		}
+	}
+	if len(es) != 2 || es[1].Kind != plane.EventCheckDown || es[0].Kind != plane.EventCheckBack ||
+		es[1].Node != "p1" || es[1].Subject != "check:resolver" || es[1].Message != "check resolver fails from p1: no answer in time" ||
+		es[0].Message != "check resolver passes again from p1" {
+		t.Errorf("events: %+v", es)
+	}
 }
 
 func TestPercentiles(t *testing.T) {

@@ -25,8 +25,8 @@ type Event struct {
 	Data map[string]string `json:"data,omitempty"`
 }
 
-// Event kinds. Nodes report the link and failover kinds; the controller records the node
-// and peer kinds itself.
+// Event kinds. Nodes report the link and failover kinds; the controller records the node,
+// peer and check kinds itself.
 const (
 	// EventLinkDown: a backbone link went Down (3 probes missed in a row).
 	EventLinkDown = "link.down"
@@ -43,6 +43,11 @@ const (
 	EventNodeBack = "node.back"
 	// EventPeerExpiring: a peer expires within a day.
 	EventPeerExpiring = "peer.expiring"
+	// EventCheckDown: a check that passed failed every run of a whole minute at a node
+	// (the controller tells it from the node's results); EventCheckBack: it passes there
+	// again.
+	EventCheckDown = "check.down"
+	EventCheckBack = "check.back"
 )
 
 // MaxReportEvents is the most events one report carries: the node sends the others in the
