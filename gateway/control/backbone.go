@@ -128,13 +128,15 @@ func (w *where) list(peers map[int64]bool, known map[uint32]bool) ([]plane.PeerN
 	return out, w.version
 }
 
-// NodeReported takes joined node n's report (nodesync.Source): see peersAt; and notes that
-// the node reports (nodeReported).
+// NodeReported takes joined node n's report (nodesync.Source): see peersAt; notes that the
+// node reports (nodeReported); and takes its counters for the traffic history
+// (observeTraffic).
 func (c *Controller) NodeReported(n store.Node, rep *plane.Report, offset time.Duration) {
 	c.nodeReported(n)
 	if id := nodeID(n); id <= plane.MaxNodeID {
 		c.peersAt(id, rep, offset)
 	}
+	c.observeTraffic(n.ID+1, rep, offset, c.now())
 }
 
 // ownReports feeds the controller's own node's reports to peersAt while it runs a
