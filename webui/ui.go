@@ -75,6 +75,8 @@ type uiBackend interface {
 	RemoveNode(ctx context.Context, name string) ([]store.ExitDropped, error)
 	Events(ctx context.Context, q store.EventQuery) ([]store.Event, bool, error)
 	Webhook(ctx context.Context) (control.WebhookInfo, error)
+	TenantTraffic(ctx context.Context, tenant string, span time.Duration) (control.TrafficSeries, error)
+	PeerTraffic(ctx context.Context, tenant, name string, span time.Duration) (control.TrafficSeries, error)
 }
 
 var _ uiBackend = (*control.Controller)(nil)
