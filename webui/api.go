@@ -63,6 +63,8 @@ func NewAPI(ctrl *control.Controller, st Store, log *slog.Logger) *API {
 		{"GET /api/v1/tenants/{tenant}/routes", a.routes},
 		{"POST /api/v1/tenants/{tenant}/routes", a.addRoute},
 		{"DELETE /api/v1/tenants/{tenant}/routes", a.removeRoute},
+		{"GET /api/v1/tenants/{tenant}/traffic", a.tenantTraffic},
+		{"GET /api/v1/tenants/{tenant}/peers/{peer}/traffic", a.peerTraffic},
 		{"GET /api/v1/regions", a.listRegions},
 		{"POST /api/v1/regions", a.addRegion},
 		{"PATCH /api/v1/regions/{region}", a.updateRegion},

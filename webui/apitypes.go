@@ -34,6 +34,8 @@ import "time"
 //	GET    /api/v1/tenants/{tenant}/routes                  → APIRoutes
 //	POST   /api/v1/tenants/{tenant}/routes  APIRoute        → 201 APIRoute
 //	DELETE /api/v1/tenants/{tenant}/routes?prefix=P         → 204
+//	GET    /api/v1/tenants/{tenant}/traffic[?range=24h|7d]  → APITraffic
+//	GET    /api/v1/tenants/{tenant}/peers/{peer}/traffic[?range=1h|24h|48h] → APITraffic
 
 // APIError is the body of every non-2xx answer.
 type APIError struct {
@@ -604,4 +606,38 @@ type APINewCheck struct {
 	EverySeconds int `json:"every_seconds,omitempty"`
 	// From is where it runs: all (absent), or region:NAME and node:NAME terms.
 	From string `json:"from,omitempty"`
+}
+
+// APITraffic answers GET /api/v1/tenants/{tenant}/traffic and
+// GET /api/v1/tenants/{tenant}/peers/{peer}/traffic: what the tenant's (or the peer's)
+// devices carried over the range, summed over every node, in buckets of StepSeconds. Rx is
+// what the peers sent (received by the nodes), tx what they were sent.
+type APITraffic struct {
+	Tenant string `json:"tenant"`
+	// Peer is the peer's name; absent for a tenant's history.
+	Peer string `json:"peer,omitempty"`
+	// Range is the range asked for: 24h or 7d for a tenant, 1h, 24h or 48h for a peer.
+	Range string `json:"range"`
+	// StepSeconds is the length of each point's bucket: 300 or more for a day, 3600 for a
+	// week.
+	StepSeconds int64 `json:"step_seconds"`
+	// Points are the buckets of the range, oldest first, without gaps (zero: no traffic);
+	// the last is the bucket the present is in, so far.
+	Points []APITrafficPoint `json:"points"`
+	// RxBytes, TxBytes, RxPackets and TxPackets are the sums of the points.
+	RxBytes   uint64 `json:"rx_bytes"`
+	TxBytes   uint64 `json:"tx_bytes"`
+	RxPackets uint64 `json:"rx_packets"`
+	TxPackets uint64 `json:"tx_packets"`
+}
+
+// APITrafficPoint is one bucket of a traffic history: bytes (WireGuard datagrams) and IP
+// packets each way.
+type APITrafficPoint struct {
+	// At is the start of the bucket.
+	At        time.Time `json:"at"`
+	RxBytes   uint64    `json:"rx_bytes"`
+	TxBytes   uint64    `json:"tx_bytes"`
+	RxPackets uint64    `json:"rx_packets"`
+	TxPackets uint64    `json:"tx_packets"`
 }

@@ -520,6 +520,7 @@ func init() {
 		APIRouteExit{}, APIBackboneLink{}, APIBackbone{},
 		APIEvent{}, APIEvents{}, APIWebhook{}, APIWebhookSet{}, APIWebhookCreated{},
 		APICheck{}, APICheckWindow{}, APICheckLatest{}, APIChecks{}, APINewCheck{},
+		APITraffic{}, APITrafficPoint{},
 	} {
 		tp := reflect.TypeOf(v)
 		apiSchemaTypes[tp.Name()] = tp
@@ -881,6 +882,14 @@ func TestOpenAPIServed(t *testing.T) {
 		{"GET", "/api/v1/peers?tenant=acme", "", "", 200},
 		{"GET", "/api/v1/tenants/acme/peers/laptop", "", "", 200},
 		{"GET", "/api/v1/tenants/acme/peers/laptop/config", "", "", 200},
+		{"GET", "/api/v1/tenants/acme/traffic", "", "", 200},
+		{"GET", "/api/v1/tenants/acme/traffic?range=7d", "", "", 200},
+		{"GET", "/api/v1/tenants/acme/traffic?range=48h", "", "", 400},
+		{"GET", "/api/v1/tenants/nope/traffic", "", "", 404},
+		{"GET", "/api/v1/tenants/acme/peers/laptop/traffic?range=1h", "", "", 200},
+		{"GET", "/api/v1/tenants/acme/peers/laptop/traffic?range=48h", "", "", 200},
+		{"GET", "/api/v1/tenants/acme/peers/laptop/traffic?range=7d", "", "", 400},
+		{"GET", "/api/v1/tenants/acme/peers/nope/traffic", "", "", 404},
 		{"POST", "/api/v1/tenants/acme/peers/laptop/disable", "", "", 200},
 		{"POST", "/api/v1/tenants/acme/peers/laptop/enable", "", "", 200},
 		{"PATCH", "/api/v1/tenants/acme/peers/laptop", `{"groups":["eng","ops"]}`, "", 200},
@@ -949,6 +958,8 @@ func TestOpenAPIServed(t *testing.T) {
 		{"GET", "/api/v1/events/webhook", "", scoped, 403},
 		{"PUT", "/api/v1/events/webhook", `{"url":"https://x.example/"}`, viewer, 403},
 		{"GET", "/api/v1/tenants/other/routes", "", scoped, 403},
+		{"GET", "/api/v1/tenants/other/traffic", "", scoped, 403},
+		{"GET", "/api/v1/tenants/acme/traffic", "", scoped, 200},
 		{"GET", "/api/v1/regions", "", scoped, 200},
 		{"POST", "/api/v1/regions", `{"name":"par","endpoint":"x.example.com:1"}`, scoped, 403},
 		{"PATCH", "/api/v1/tenants/acme", `{"regions":["local"]}`, scoped, 403},

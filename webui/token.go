@@ -72,6 +72,8 @@ func apiRoutes() []apiRoute {
 		{pattern: "GET " + tenant + "/routes", access: accessRead},
 		{pattern: "POST " + tenant + "/routes", access: accessChange, action: "route.add"},
 		{pattern: "DELETE " + tenant + "/routes", access: accessChange, action: "route.remove"},
+		{pattern: "GET " + tenant + "/traffic", access: accessRead},
+		{pattern: "GET " + peer + "/traffic", access: accessRead},
 		{pattern: "GET /api/v1/admins", access: accessOwner},
 		{pattern: "POST /api/v1/admins", access: accessOwner, action: "admin.add", hashes: true},
 		{pattern: "PATCH /api/v1/admins/{admin}", access: accessOwner, action: "admin.update"},

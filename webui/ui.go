@@ -81,6 +81,8 @@ type uiBackend interface {
 	OwnNodeName() string
 	OwnLinks() []plane.LinkState
 	ReportedMinutes(ctx context.Context, since time.Time) (map[uint32]int, error)
+	TenantTraffic(ctx context.Context, tenant string, span time.Duration) (control.TrafficSeries, error)
+	PeerTraffic(ctx context.Context, tenant, name string, span time.Duration) (control.TrafficSeries, error)
 }
 
 var _ uiBackend = (*control.Controller)(nil)

@@ -18,7 +18,15 @@ type dashboardPage struct {
 	Tenants                           []tenantSummary
 	MaxTraffic                        uint64 // of the busiest tenant, for the bars
 	Drops                             []dropCount
+	// Charts are the traffic of the last day of the busiest tenants (dashboardCharts of
+	// them), busiest first; ChartsOf is how many tenants there are.
+	Charts   []trafficChart
+	ChartsOf int
 }
+
+// dashboardCharts bounds the tenants whose traffic the dashboard draws: it reads their
+// history at every refresh.
+const dashboardCharts = 6
 
 // regionHealth is one region's node. There is one region, "local", for now.
 type regionHealth struct {
@@ -99,8 +107,34 @@ func (u *UI) dashboard(w http.ResponseWriter, r *http.Request) {
 	slices.SortFunc(d.Drops, func(a, b dropCount) int {
 		return cmp.Or(cmp.Compare(b.Count, a.Count), cmp.Compare(a.Reason, b.Reason))
 	})
+	// The charts: the tenants that carried the most since the node started.
+	busiest := slices.Clone(d.Tenants)
+	slices.SortFunc(busiest, func(a, b tenantSummary) int {
+		return cmp.Or(cmp.Compare(b.Traffic, a.Traffic), cmp.Compare(a.Name, b.Name))
+	})
+	d.ChartsOf = len(busiest)
+	for _, t := range busiest[:min(len(busiest), dashboardCharts)] {
+		d.Charts = append(d.Charts, u.tenantChart(r, t.Name))
+	}
 	slices.SortFunc(d.Tenants, func(a, b tenantSummary) int {
 		return cmp.Or(cmp.Compare(b.Online, a.Online), cmp.Compare(b.Peers, a.Peers), cmp.Compare(a.Name, b.Name))
 	})
 	u.render(w, r, http.StatusOK, "dashboard", view{Title: "Dashboard", Nav: "dashboard", Data: d})
+}
+
+// chartDay is the range of the charts of the dashboard and the peer page.
+const chartDay = 24 * time.Hour
+
+// tenantChart draws the traffic of tenant over the last day; a history that cannot be read
+// is said in the chart, and logged, rather than failing the page.
+func (u *UI) tenantChart(r *http.Request, tenant string) trafficChart {
+	id := "traffic-" + tenant
+	s, err := u.ctrl.TenantTraffic(r.Context(), tenant, chartDay)
+	if err != nil {
+		u.log.Error("cannot read a tenant's traffic history", "tenant", tenant, "err", err)
+		return trafficChart{ID: id, Label: tenant, Href: peersOf(tenant), Err: "The traffic history could not be read; the details are in the popgate log."}
+	}
+	c := newTrafficChart(id, tenant, "the last 24 hours", s, u.now())
+	c.Label, c.Href = tenant, peersOf(tenant)
+	return c
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"hash/fnv"
+	"math"
 	"net/netip"
 	"slices"
 	"strings"
@@ -92,6 +93,37 @@ func (l *livePeers) Status(ctx context.Context) (control.Status, error) {
 	}
 	st.Drops = map[string]uint64{"unknown_peer": 42}
 	return st, nil
+}
+
+// TenantTraffic and PeerTraffic draw a made-up history of the span before l.now: a working
+// day's curve (busy from 08:00 to 18:00 UTC) scaled by the name, sent less than received.
+func (l *livePeers) TenantTraffic(_ context.Context, tenant string, span time.Duration) (control.TrafficSeries, error) {
+	return l.history(tenant, span, 5*time.Minute, 40<<20), nil
+}
+
+func (l *livePeers) PeerTraffic(_ context.Context, tenant, name string, span time.Duration) (control.TrafficSeries, error) {
+	return l.history(tenant+"/"+name, span, 5*time.Minute, 6<<20), nil
+}
+
+func (l *livePeers) history(name string, span, step time.Duration, scale uint64) control.TrafficSeries {
+	h := fnv.New64a()
+	h.Write([]byte(name))
+	v := h.Sum64()
+	s := control.TrafficSeries{Step: step}
+	first := store.TruncateTime(l.now.Add(-span), step).Add(step)
+	for at := first; !at.After(l.now); at = at.Add(step) {
+		hour := float64(at.Hour()) + float64(at.Minute())/60
+		load := 0.05
+		if hour >= 8 && hour < 18 {
+			load = 0.4 + 0.6*math.Sin((hour-8)/10*math.Pi)
+		}
+		wobble := float64((v>>(at.Minute()%32))%100) / 100
+		rx := uint64(float64(scale) * load * (0.7 + 0.6*wobble))
+		p := store.TrafficSample{At: at, Traffic: store.Traffic{RxBytes: rx, TxBytes: rx / 3, RxPackets: rx / 900, TxPackets: rx / 2700}}
+		s.Points = append(s.Points, p)
+		s.Total.Add(p.Traffic)
+	}
+	return s
 }
 
 // manyPeers is a uiBackend for the peers page alone: n generated peers in tenants, as the

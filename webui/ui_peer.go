@@ -21,6 +21,8 @@ type peerPage struct {
 	// Form refills the form that was refused; Errors holds its inline errors by field.
 	Form   map[string]string
 	Errors formErrors
+	// Chart is the peer's traffic over the last day, at every node it connected to.
+	Chart trafficChart
 }
 
 // peer serves GET /tenants/{tenant}/peers/{peer}: the peer, its live state and the forms that
@@ -65,6 +67,7 @@ func (u *UI) renderPeer(w http.ResponseWriter, r *http.Request, code int, form m
 		p.Regions = append(p.Regions, regionChoice{Name: rg.Name, Endpoint: rg.Endpoint, Home: rg.Home,
 			URL: peerPath(t, name) + "/config?region=" + url.QueryEscape(rg.Name)})
 	}
+	p.Chart = u.peerChart(r, t, name)
 	p.Expires = pi.ExpiresAt
 	p.Expired = pi.Expired(u.now())
 	if _, ok := p.Form["expires"]; !ok && !p.Expires.IsZero() {
@@ -80,4 +83,15 @@ func joinPrefixes(p control.PeerInfo) string {
 		s[i] = pf.String()
 	}
 	return strings.Join(s, "\n")
+}
+
+// peerChart draws the traffic of peer name of tenant over the last day, like tenantChart.
+func (u *UI) peerChart(r *http.Request, tenant, name string) trafficChart {
+	const id = "traffic-peer"
+	s, err := u.ctrl.PeerTraffic(r.Context(), tenant, name, chartDay)
+	if err != nil {
+		u.log.Error("cannot read a peer's traffic history", "tenant", tenant, "peer", name, "err", err)
+		return trafficChart{ID: id, Err: "The traffic history could not be read; the details are in the popgate log."}
+	}
+	return newTrafficChart(id, name, "the last 24 hours", s, u.now())
 }

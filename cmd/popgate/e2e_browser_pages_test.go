@@ -153,6 +153,87 @@ func e2eEnableResumes(b *e2eTab, topo *testbed.Topology, client *testbed.Client)
 	}
 }
 
+// e2eChart is what e2eChartJS reads of a traffic chart.
+type e2eChart struct {
+	Role, Name, Desc, Table string
+	Rx, Tx                  int // points of each line
+	Stroke                  string
+	Width, Height           float64
+}
+
+// e2eChartJS reads the traffic chart with the id %s: its SVG's role, accessible name and
+// description, its lines' points and colour, its size, and its hidden table.
+const e2eChartJS = `(() => {
+  const f = document.getElementById(%s), svg = f?.querySelector('svg');
+  if (!svg) return null;
+  const [name, desc] = (svg.getAttribute('aria-labelledby') ?? '').split(' ').map(id => document.getElementById(id)?.textContent.trim() ?? '');
+  const points = sel => svg.querySelector(sel)?.getAttribute('points')?.trim().split(/\s+/).length ?? 0;
+  const r = svg.getBoundingClientRect();
+  return {role: svg.getAttribute('role') ?? '', name, desc, table: f.querySelector('table')?.textContent ?? '',
+    rx: points('polyline.rx'), tx: points('polyline.tx'), stroke: svg.querySelector('polyline.rx') ? getComputedStyle(svg.querySelector('polyline.rx')).stroke : '',
+    width: r.width, height: r.height};
+})()`
+
+// e2eSentRE reads what a chart's description says was sent.
+var e2eSentRE = regexp.MustCompile(`sent ([0-9.]+) (B|KiB|MiB|GiB)`)
+
+// e2eTrafficChart: laptop's page draws its traffic of the last day, the download through the
+// tunnel included (what was sent to it), as an image with a name and a description, in the
+// window at desktop and phone size; the dashboard draws acme's.
+func e2eTrafficChart(b *e2eTab, downloaded int64) {
+	t := b.t
+	var c *e2eChart
+	read := func(path, id string) error {
+		b.mustOpen(path)
+		var err error
+		if c, err = e2eEval[*e2eChart](b, fmt.Sprintf(e2eChartJS, e2eJS(id))); err != nil {
+			return err
+		}
+		if c == nil {
+			return fmt.Errorf("%s has no chart %s: %s", path, id, b.text("main"))
+		}
+		m := e2eSentRE.FindStringSubmatch(c.Desc)
+		if m == nil {
+			return fmt.Errorf("chart %s says %q", id, c.Desc)
+		}
+		v, _ := strconv.ParseFloat(m[1], 64)
+		if sent := v * float64(map[string]int64{"B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30}[m[2]]); sent < float64(downloaded) {
+			return fmt.Errorf("chart %s says %q: less than the %d bytes downloaded", id, c.Desc, downloaded)
+		}
+		return nil
+	}
+	begin := time.Now()
+	testbed.Poll(t, 30*time.Second, "laptop's chart to show the download", func(context.Context) error {
+		return read("/tenants/acme/peers/laptop", "traffic-peer")
+	})
+	t.Logf("laptop's chart after %v: %q", time.Since(begin).Round(100*time.Millisecond), c.Desc)
+	if c.Role != "img" || c.Name != "Traffic of laptop, the last 24 hours" {
+		t.Errorf("laptop's chart is a %q named %q, want an img named for laptop's last 24 hours", c.Role, c.Name)
+	}
+	if c.Rx < 200 || c.Rx != c.Tx || c.Stroke == "" || c.Stroke == "none" {
+		t.Errorf("laptop's chart: %d and %d points, stroke %q; want a line of a point per 5 minutes each way, drawn", c.Rx, c.Tx, c.Stroke)
+	}
+	if !strings.Contains(c.Table, "Received") || !strings.Contains(c.Table, "MiB") {
+		t.Errorf("laptop's chart's table says %q", c.Table)
+	}
+	if c.Width < 300 || c.Height < 80 {
+		t.Errorf("laptop's chart is %.0f×%.0f px at desktop size", c.Width, c.Height)
+	}
+	b.screenshot("peer-traffic")
+	b.view(e2eViews[2])
+	defer b.view(e2eViews[0])
+	b.mustOpen("/tenants/acme/peers/laptop")
+	c = e2eMustEval[*e2eChart](b, "read the chart", fmt.Sprintf(e2eChartJS, e2eJS("traffic-peer")))
+	if c == nil || c.Width < 200 || c.Width > float64(e2eViews[2].width) {
+		t.Errorf("on a phone laptop's chart is %+v, want it within the %d px screen", c, e2eViews[2].width)
+	}
+	b.screenshot("peer-traffic-phone")
+	b.view(e2eViews[0])
+	if err := read("/", "traffic-acme"); err != nil {
+		t.Errorf("the dashboard: %v", err)
+	}
+}
+
 // e2eAddAdminDefaults: the add-admin form, with only a name typed, adds an admin.
 func e2eAddAdminDefaults(b *e2eTab) {
 	b.mustOpen("/admins")

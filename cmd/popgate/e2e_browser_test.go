@@ -578,6 +578,7 @@ func TestE2EBrowser(t *testing.T) {
 	t.Run("config file names", func(t *testing.T) { e2eConfigFileNames(tab(t), n) })
 	t.Run("one-time link", func(t *testing.T) { e2eOneTimeLink(tab(t)) })
 	t.Run("enable resumes at once", func(t *testing.T) { e2eEnableResumes(tab(t), topo, client) })
+	t.Run("traffic chart", func(t *testing.T) { e2eTrafficChart(tab(t), files.Size) })
 	t.Run("add admin with the form's defaults", func(t *testing.T) { e2eAddAdminDefaults(tab(t)) })
 	t.Run("regions", func(t *testing.T) { e2eRegions(tab(t)) })
 	t.Run("nodes", func(t *testing.T) { e2eNodes(tab(t), n) })

@@ -129,14 +129,15 @@ func (w *where) list(peers map[int64]bool, known map[uint32]bool) ([]plane.PeerN
 }
 
 // NodeReported takes joined node n's report (nodesync.Source): where its peers are (see
-// peersAt), its checks' results (queueResults); and notes that the node reports
-// (nodeReported).
+// peersAt), its checks' results (queueResults), its counters for the traffic history
+// (observeTraffic); and notes that the node reports (nodeReported).
 func (c *Controller) NodeReported(n store.Node, rep *plane.Report, offset time.Duration) {
 	c.nodeReported(n)
 	if id := nodeID(n); id <= plane.MaxNodeID {
 		c.peersAt(id, rep, offset)
 		c.queueResults(joinedCheckNode(n), rep.Checks)
 	}
+	c.observeTraffic(n.ID+1, rep, offset, c.now())
 }
 
 // ownReports feeds the controller's own node's reports to peersAt while it runs a

@@ -64,6 +64,9 @@ type Config struct {
 	Roles []string
 	// Events tunes the events and the webhook (events.go). Default: the zero value's.
 	Events EventsConfig
+	// TrafficSampleEvery is how often the controller reads its own node's counters for the
+	// traffic history (joined nodes' come with their reports). Default 5 s.
+	TrafficSampleEvery time.Duration
 }
 
 // Validate fills defaults and rejects bad values with a message naming the field and the fix.
@@ -84,6 +87,12 @@ func (c *Config) Validate() error {
 		c.RetryEvery = 5 * time.Second
 	}
 	c.Events.validate()
+	if c.TrafficSampleEvery == 0 {
+		c.TrafficSampleEvery = 5 * time.Second
+	}
+	if c.TrafficSampleEvery < 0 {
+		return fmt.Errorf("control: Config.TrafficSampleEvery %s is negative: pass a period, or 0 for the default", c.TrafficSampleEvery)
+	}
 	if c.PublicEndpoint != "" {
 		if err := ValidateEndpoint(c.PublicEndpoint); err != nil {
 			return err
@@ -136,6 +145,14 @@ type Controller struct {
 	changedMu sync.Mutex
 	changedCh chan struct{}
 
+	// now is the clock of the traffic history; time.Now but in tests.
+	now func() time.Time
+	// traffic samples the nodes' counters for the traffic history (traffic.go);
+	// trafficMu is held to read the history and, exclusively, to write it, so that a read
+	// sees each delta once: pending or stored.
+	traffic   *trafficSampler
+	trafficMu sync.RWMutex
+
 	// where is where peers are (NodeReported); ids maps the published peers' keys to IDs.
 	where where
 	idsMu sync.Mutex
@@ -179,7 +196,8 @@ func New(cfg Config, st *store.Store, dp DataPlane, log *slog.Logger) (*Controll
 		log.Warn("no public endpoint set: client configs will use a guess; set --public-endpoint to the host:port clients reach", "endpoint", cfg.PublicEndpoint)
 	}
 	c := &Controller{cfg: cfg, log: log, store: st, dp: dp, serverKey: st.NodePublicKey(), closing: make(chan struct{}),
-		changedCh: make(chan struct{}), results: checkResults{queue: make(chan checkBatch, checkQueue)}}
+		changedCh: make(chan struct{}), results: checkResults{queue: make(chan checkBatch, checkQueue)},
+		now: time.Now, traffic: newTrafficSampler(time.Now())}
 	c.ev.queue = make(chan store.Event, maxQueuedEvents)
 	c.overlay.V4, c.overlay.V6 = st.OverlayPrefixes()
 	c.overlay.Gateway4, c.overlay.Gateway6 = st.GatewayAddrs()
@@ -200,10 +218,11 @@ func (c *Controller) Start(ctx context.Context) error {
 	if err := c.startEvents(ctx); err != nil {
 		return err
 	}
-	c.wg.Add(3)
+	c.wg.Add(4)
 	go c.retryLoop()
 	go c.resultsLoop()
 	go c.ownCheckReports()
+	go c.trafficLoop()
 	if c.cfg.Backbone.on() {
 		c.wg.Add(1)
 		go c.ownReports()
