@@ -453,7 +453,7 @@ var e2eLayoutPages = []string{
 	"/regions", "/regions/local", "/regions/fra", "/regions/fra/delete", "/tenants/acme/regions",
 	"/tenants/acme/peers/laptop/config?region=fra",
 	// e2eNodes joins node fra-pop-1.
-	"/nodes", "/nodes/fra-pop-1/delete",
+	"/nodes", "/nodes/fra-pop-1/delete", "/network",
 }
 
 func e2eLayout(b *e2eTab, n *e2eNode) {
@@ -475,7 +475,7 @@ func e2eLayout(b *e2eTab, n *e2eNode) {
 				t.Errorf("%s marks %q in the navigation and tab %q, want Tenants and its own tab", path, got, tab)
 			}
 		}
-		for path, want := range map[string]string{"/peers": "Peers", "/regions": "Regions", "/regions/fra": "Regions", "/nodes": "Nodes"} {
+		for path, want := range map[string]string{"/peers": "Peers", "/regions": "Regions", "/regions/fra": "Regions", "/nodes": "Nodes", "/network": "Network"} {
 			b.mustOpen(path)
 			if got := b.text(`.mainnav [aria-current="page"]`); got != want {
 				t.Errorf("%s marks %q in the navigation, want %s", path, got, want)
