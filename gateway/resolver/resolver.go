@@ -29,8 +29,8 @@ import (
 
 // Defaults of Config.
 const (
-	DefaultPeerRate     = 200 // queries a second from one client address
-	DefaultPeerBurst    = 400
+	DefaultPeerRate     = 1000 // queries a second from one client address
+	DefaultPeerBurst    = 2000
 	DefaultCacheEntries = 20000
 	DefaultTimeout      = 2 * time.Second
 	// MaxUDPSize is the largest answer sent over UDP: the DNS flag day's 1,232 bytes, which

@@ -81,6 +81,9 @@ func loadConfig(t *testing.T) benchConfig {
 
 // env is one benchmark run: the gateways and what they measured.
 type env struct {
+	// root is TestBench's own t: a process a phase restarts for the phases after it must
+	// live as long as it (a phase's t kills what it started when the phase ends).
+	root testing.TB
 	cfg  benchConfig
 	bin  string // popgate
 	wgGo string // upstream wireguard-go
@@ -124,7 +127,7 @@ func TestBench(t *testing.T) {
 	if cfg.out == "" {
 		cfg.out = filepath.Join(root, "BENCHMARKS.md")
 	}
-	e := &env{cfg: cfg, res: newResults(), profDir: cfg.profiles}
+	e := &env{root: t, cfg: cfg, res: newResults(), profDir: cfg.profiles}
 	if e.profDir == "" {
 		e.profDir = t.TempDir()
 	} else if err := os.MkdirAll(e.profDir, 0o755); err != nil {

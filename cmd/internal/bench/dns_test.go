@@ -40,7 +40,7 @@ const (
 	dnsCachedNames = 100
 	// dnsClients is dnsperf's sockets (-c) and outstanding queries (-q); each socket's flow
 	// leaves from an address of its own in the site's LAN (SNAT in the site's namespace):
-	// popgate limits each client address to 200 queries a second, one address alone would
+	// popgate limits each client address to 1,000 queries a second, one address alone would
 	// measure that limit.
 	dnsClients = 200
 	dnsSecs    = 5
@@ -203,12 +203,12 @@ func (e *env) setupDNSPopgate(t *testing.T, d *dnsSide) []store.Peer {
 	if err != nil {
 		t.Fatalf("%s: store the peers: %v", g.kind, err)
 	}
-	if _, err := g.node.start(t, 120*time.Second); err != nil {
+	if _, err := g.node.start(e.root, 120*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	d.conf = g.node.mustCLI(t, 30*time.Second, "peer", "add", "--tenant", "bench", "--site", "dnsbench", "--site-prefix", dnsSiteLAN.String(), "dnssite")
 	g.node.mustCLI(t, 30*time.Second, "route", "add", "--tenant", "bench", "--via", "site:dnsbench", dnsSiteLAN.String())
-	if err := g.startClient(t); err != nil { // serve restarted: a new session for the other phases
+	if err := g.startClient(e.root); err != nil { // serve restarted: a new session for the other phases
 		t.Fatal(err)
 	}
 	return peers
@@ -662,10 +662,10 @@ func (e *env) dnsProfile(t *testing.T, d *dnsSide, cases []dnsCase) {
 		t.Logf("%s\n%s", title, top)
 		e.res.addProfile(title, top)
 	}
-	if _, err := g.node.start(t, 60*time.Second); err != nil {
+	if _, err := g.node.start(e.root, 60*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	if err := g.startClient(t); err != nil {
+	if err := g.startClient(e.root); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -32,7 +32,7 @@
 // and dnsperf there asks 100.64.0.1, the address of client configs' `DNS =` line: popgate's
 // in-tunnel resolver, or dnsmasq bound to the stock server's tunnel address alone in Pop.
 // Each of dnsperf's 200 sockets is SNATed to an address of its own in the LAN, because
-// popgate answers one client address at most 200 queries a second (the phase fails if its
+// popgate answers one client address at most 1,000 queries a second (the phase fails if its
 // resolver counted a query over that limit). Forwarded names go, for both, to a dnsmasq in
 // Net that answers every A question under example.com (port 47153; popgate's
 // --dns-upstream points there). Cases: 1,000 peer names of the tenant (stored in popgate;

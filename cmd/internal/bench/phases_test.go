@@ -60,10 +60,10 @@ func (e *env) phaseProfile(t *testing.T) {
 	// Back to the state the other phases expect.
 	for _, k := range []string{kindUserspace, kindKernel} {
 		g := e.gw(k)
-		if _, err := g.node.start(t, 60*time.Second); err != nil {
+		if _, err := g.node.start(e.root, 60*time.Second); err != nil {
 			t.Fatal(err)
 		}
-		if err := g.startClient(t); err != nil {
+		if err := g.startClient(e.root); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -273,7 +273,7 @@ func (e *env) phaseHandshake(t *testing.T) {
 	title := fmt.Sprintf("popgate serve, userspace exit, handshake case (start with %d stored peers, then %d rounds of 6 s of handshakes), sorted by cumulative time", len(privs)+1, e.cfg.reps)
 	t.Logf("%s\n%s", title, top)
 	e.res.addProfile(title, top)
-	if _, err := g.node.start(t, 120*time.Second); err != nil {
+	if _, err := g.node.start(e.root, 120*time.Second); err != nil {
 		t.Fatal(err)
 	}
 }
