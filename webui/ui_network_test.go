@@ -52,7 +52,7 @@ func TestUINetwork(t *testing.T) {
 		">fra<", "vpn-fra.example.com:51820", "not checked", "No PoP of another region with a backbone checks it",
 		"PoPs", "controller", "Reported 24 h", `<td class="nowrap">100 %</td>`, // results in every minute since it started
 		"resolver", "passing", "192.0.2.10 via 127.0.0.1:53 (from controller)", "Uptime 24 h <strong>91.67 %</strong>",
-		`<svg viewBox="0 0 288 60"`, `class="chart-line" d="M`, `class="chart-fail all"`, `role="img"`,
+		`<svg viewBox="0 0 288 60"`, `class="check-chart-line" d="M`, `class="check-chart-fail all"`, `role="img"`,
 		"Last 24 hours: 110 runs passed, 10 failed (91.67 %).", "Failures in ",
 		"site", "acme", "failing", "From controller: status 503, expected 200", "shop", "bravo", "No node runs it", "No result in the last 24 hours.")
 	for _, bad := range []string{"style=", "<script>", "onclick"} {
