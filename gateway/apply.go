@@ -220,6 +220,12 @@ func (n *Node) applyLocked(dd *plane.Desired, now time.Time) error {
 	bbErr := n.applyBackboneLocked(context.Background(), dd)
 	snap := newSnapshot(d, n.ov)
 	n.snap.Store(snap)
+	if n.bb.dev.Load() != nil {
+		// The routes of the new snapshot take note of the exits they use now, so that the
+		// next link change is told as a failover of theirs (applyBackboneLocked noted those
+		// of the snapshot before).
+		n.rebuildBB()
+	}
 
 	left := map[store.Key]string{} // endpoints of connected peers that leave a device
 	leave := func(tenantID int64, gone map[store.Key]peerStats) {
