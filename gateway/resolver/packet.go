@@ -2,6 +2,8 @@ package resolver
 
 import (
 	"encoding/binary"
+
+	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 )
 
 const (
@@ -76,43 +78,22 @@ func AppendReply(dst, query, payload []byte) []byte {
 		p[8], p[9] = 64, protoUDP
 		copy(p[12:16], query[16:20])
 		copy(p[16:20], query[12:16])
-		binary.BigEndian.PutUint16(p[10:], ^fold(sum(p[:ipv4Header], 0)))
+		checksum.Put(p[10:], ^checksum.Checksum(p[:ipv4Header], 0))
 	}
 	u := p[hl:]
 	copy(u[0:2], query[qhl+2:qhl+4]) // source port: the query's destination
 	copy(u[2:4], query[qhl:qhl+2])
 	binary.BigEndian.PutUint16(u[4:], uint16(udpLen))
 	// The pseudo-header: addresses, protocol and UDP length.
-	var acc uint32
+	addrs := p[12:20]
 	if v6 {
-		acc = sum(p[8:40], 0)
-	} else {
-		acc = sum(p[12:20], 0)
+		addrs = p[8:40]
 	}
-	acc += protoUDP + uint32(udpLen)
-	c := ^fold(sum(u[:udpLen], acc))
+	pseudo := checksum.Combine(checksum.Checksum(addrs, 0), protoUDP+uint16(udpLen))
+	c := ^checksum.Checksum(u[:udpLen], pseudo)
 	if c == 0 {
 		c = 0xffff
 	}
-	binary.BigEndian.PutUint16(u[6:], c)
+	checksum.Put(u[6:], c)
 	return dst
-}
-
-// sum adds b as 16-bit big-endian words to acc (one's complement, not yet folded).
-func sum(b []byte, acc uint32) uint32 {
-	for len(b) >= 2 {
-		acc += uint32(b[0])<<8 | uint32(b[1])
-		b = b[2:]
-	}
-	if len(b) == 1 {
-		acc += uint32(b[0]) << 8
-	}
-	return acc
-}
-
-func fold(acc uint32) uint16 {
-	for acc > 0xffff {
-		acc = acc>>16 + acc&0xffff
-	}
-	return uint16(acc)
 }

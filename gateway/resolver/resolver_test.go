@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 
 	"github.com/popgate/popgate/gateway/plane"
 )
@@ -295,16 +296,16 @@ func TestReplyPacket(t *testing.T) {
 			t.Fatalf("UDPPayload of the answer: %q %v", p, ok)
 		}
 		hl := ipv4Header
-		var pseudo uint32
+		var pseudo uint16
 		if src.Is6() {
 			hl = ipv6Header
-			pseudo = sum(a[8:40], 0)
+			pseudo = checksum.Checksum(a[8:40], 0)
 			if netip.AddrFrom16([16]byte(a[8:24])) != dst || netip.AddrFrom16([16]byte(a[24:40])) != src {
 				t.Errorf("v6 addresses % x", a[8:40])
 			}
 		} else {
-			pseudo = sum(a[12:20], 0)
-			if fold(sum(a[:20], 0)) != 0xffff {
+			pseudo = checksum.Checksum(a[12:20], 0)
+			if checksum.Checksum(a[:20], 0) != 0xffff {
 				t.Error("bad IPv4 header checksum")
 			}
 			if netip.AddrFrom4([4]byte(a[12:16])) != dst || netip.AddrFrom4([4]byte(a[16:20])) != src {
@@ -315,7 +316,7 @@ func TestReplyPacket(t *testing.T) {
 		if binary.BigEndian.Uint16(u) != 53 || binary.BigEndian.Uint16(u[2:]) != 40000 {
 			t.Errorf("ports %d → %d", binary.BigEndian.Uint16(u), binary.BigEndian.Uint16(u[2:]))
 		}
-		if fold(sum(u, pseudo+protoUDP+uint32(len(u)))) != 0xffff {
+		if checksum.Checksum(u, checksum.Combine(pseudo, protoUDP+uint16(len(u)))) != 0xffff {
 			t.Errorf("%s: bad UDP checksum", c.src)
 		}
 	}
