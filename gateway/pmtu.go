@@ -20,6 +20,7 @@ const (
 	ipv6Header    = 40
 	tcpHeaderMin  = 20
 	protoTCP      = 6
+	protoUDP      = 17
 	protoICMP     = 1
 	protoICMPv6   = 58
 	tcpOptMSS     = 2

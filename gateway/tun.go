@@ -98,8 +98,10 @@ type writeBatches struct {
 	pkt                          firewall.Packet
 	// bb are the batches towards other nodes over the backbone.
 	bb []bbBatch
-	// icmp and one hold an ICMP "too big" answer on its way into the queue.
+	// icmp holds an ICMP "too big" answer, dns a DNS answer, and one either on its way into
+	// the queue.
 	icmp [icmpv6MaxTotal]byte
+	dns  [ipv6Header + 8 + resolver.MaxUDPSize]byte
 	one  [1][]byte
 }
 
@@ -169,9 +171,9 @@ func (t *tunDevice) Write(bufs [][]byte, offset int) (int, error) {
 			// The node's own services (DNS) serve every peer; policy does not apply. DNS
 			// over UDP is the resolver's, answered from here; the rest (DNS over TCP)
 			// goes to the userspace stack.
-			if pkt.Proto == protoUDPNum && pkt.DstPort == 53 && pkt.Frag == firewall.NotFragment && t.dns != nil {
+			if pkt.Proto == protoUDP && pkt.DstPort == 53 && pkt.Frag == firewall.NotFragment && t.dns != nil {
 				if payload, ok := resolver.UDPPayload(raw); ok {
-					t.queryDNS(raw, payload, pkt.Src)
+					t.queryDNS(wb, raw, payload, pkt.Src)
 					continue
 				}
 			}
@@ -298,27 +300,27 @@ func (t *tunDevice) setExits(local, exit4, exit6 exitWriter) {
 	t.local, t.exit4, t.exit6 = local, exit4, exit6
 }
 
-// enqueue copies pkts onto the queue towards peers, blocking while the queue is full.
-// protoUDPNum is UDP's IP protocol number.
-const protoUDPNum = 17
-
 // queryDNS hands one DNS query (payload, in the IP packet raw from src) to the resolver and
-// sends its answer back to the client, now or when the upstream answers.
-func (t *tunDevice) queryDNS(raw, payload []byte, src netip.Addr) {
-	hl := len(raw) - len(payload)           // the query's IP and UDP headers: the answer's, turned round
-	hdr := append([]byte(nil), raw[:hl]...) // raw is wireguard-go's, reused after Write
-	a := t.dns.Query(t.tenantID, src, payload, func(answer []byte) { t.answerDNS(hdr, answer) })
-	if a != nil {
-		t.answerDNS(hdr, a)
+// sends its answer back to the client: at once, built in wb's scratch (the queue copies it),
+// or when an upstream answers. Only a forwarded query keeps a copy of the query's headers
+// (raw is wireguard-go's, reused after Write).
+func (t *tunDevice) queryDNS(wb *writeBatches, raw, payload []byte, src netip.Addr) {
+	hdr := raw[:len(raw)-len(payload)] // the query's IP and UDP headers: the answer's, turned round
+	later := func() func([]byte) {
+		kept := append([]byte(nil), hdr...)
+		return func(answer []byte) {
+			pkt := resolver.AppendReply(make([]byte, 0, len(kept)+len(answer)), kept, answer)
+			t.enqueue([][]byte{pkt})
+		}
+	}
+	if a := t.dns.Query(t.tenantID, src, payload, later); a != nil {
+		wb.one[0] = resolver.AppendReply(wb.dns[:0], hdr, a)
+		t.enqueue(wb.one[:])
+		wb.one[0] = nil
 	}
 }
 
-// answerDNS sends answer to the client of the query whose headers are hdr.
-func (t *tunDevice) answerDNS(hdr, answer []byte) {
-	pkt := resolver.AppendReply(make([]byte, 0, len(hdr)+len(answer)), hdr, answer)
-	t.enqueue([][]byte{pkt})
-}
-
+// enqueue copies pkts onto the queue towards peers, blocking while the queue is full.
 func (t *tunDevice) enqueue(pkts [][]byte) {
 	if n := t.out.push(pkts); n > 0 {
 		t.drops[dropClosed].Add(uint64(n))

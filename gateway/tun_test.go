@@ -264,8 +264,6 @@ func TestTunWriteAllocs(t *testing.T) {
 	}
 }
 
-const protoUDP = 17
-
 type discardExit struct{}
 
 func (discardExit) Write([][]byte, int) {}

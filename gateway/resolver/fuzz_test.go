@@ -27,7 +27,7 @@ func FuzzQuery(f *testing.F) {
 	}
 	r.SetZones(BuildZones(testDesired(), func(p *plane.Peer) bool { return p.Enabled }))
 	f.Fuzz(func(t *testing.T, msg []byte) {
-		a := r.Query(1, netip.MustParseAddr("100.64.0.2"), msg, func([]byte) {})
+		a := r.Query(1, netip.MustParseAddr("100.64.0.2"), msg, func() func([]byte) { return func([]byte) {} })
 		if a == nil {
 			return
 		}

@@ -203,10 +203,11 @@ func (r *Resolver) Stats() Stats {
 
 // Query answers msg, one DNS query over UDP from client address src, a peer (or a site's
 // host) of tenant. It returns the answer when it has one at once (a name of the tenant's, the
-// cache, an error); otherwise nil, and reply gets the answer later, from another goroutine,
-// unless no upstream answers in time (then SERVFAIL) or the resolver closes. A query it
-// drops (over the rate, not DNS) gets nothing.
-func (r *Resolver) Query(tenant int64, src netip.Addr, msg []byte, reply func([]byte)) []byte {
+// cache, an error); otherwise nil: it forwards the query, and the function later returns
+// gets the answer from another goroutine, unless no upstream answers in time (then SERVFAIL)
+// or the resolver closes. later is called only then, so an answer at once costs the caller
+// nothing to set up. A query it drops (over the rate, not DNS) gets nothing.
+func (r *Resolver) Query(tenant int64, src netip.Addr, msg []byte, later func() func([]byte)) []byte {
 	r.queries.Add(1)
 	if !r.limit.allow(src, r.cfg.Now()) {
 		r.limited.Add(1)
@@ -267,7 +268,7 @@ func (r *Resolver) Query(tenant int64, src netip.Addr, msg []byte, reply func([]
 		return r.pack(errReply(q, dns.RcodeServerFailure), size)
 	}
 	r.forwarded.Add(1)
-	p := &pending{q: q, key: key, size: size, reply: reply}
+	p := &pending{q: q, key: key, size: size, reply: later()}
 	r.send(p, 0)
 	return nil
 }
