@@ -222,8 +222,7 @@ func (n *Node) applyLocked(dd *plane.Desired, now time.Time) error {
 	n.snap.Store(snap)
 	if n.bb.dev.Load() != nil {
 		// The routes of the new snapshot take note of the exits they use now, so that the
-		// next link change is told as a failover of theirs (applyBackboneLocked noted those
-		// of the snapshot before).
+		// next link change is told as a failover of theirs.
 		n.rebuildBB()
 	}
 

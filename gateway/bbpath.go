@@ -239,7 +239,7 @@ func (n *Node) applyBackboneLocked(ctx context.Context, d *plane.Desired) error 
 	n.bb.nodes = slices.Clone(d.Nodes)
 	slices.SortFunc(n.bb.nodes, func(a, b plane.Node) int { return cmp.Compare(a.ID, b.ID) })
 	n.bb.noExit, n.bb.region = n.cfg.NoExit, n.cfg.Region
-	n.noteExitsLocked(n.bb.rebuildLocked())
+	n.bb.rebuildLocked() // the routes note their exits with the new snapshot (applyLocked)
 	n.bb.mu.Unlock()
 	return nil
 }
