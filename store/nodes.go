@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -9,9 +10,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"net"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -231,7 +230,7 @@ func (s *Store) RedeemJoinToken(ctx context.Context, r Redemption) (Node, error)
 		return Node{}, errorf(ErrInvalid, "the node's version is too long")
 	}
 	if r.BackboneEndpoint != "" {
-		if err := validBackboneEndpoint(r.BackboneEndpoint); err != nil {
+		if err := ValidateEndpoint(r.BackboneEndpoint); err != nil {
 			return Node{}, err
 		}
 	}
@@ -606,7 +605,7 @@ func (s *Store) ClearDesired(ctx context.Context) error {
 // audited under ctx's actor. The error wraps ErrNotFound when the node was removed,
 // ErrInvalid for a bad endpoint or key, ErrExists when another node has the key.
 func (s *Store) SetNodeBackbone(ctx context.Context, id int64, endpoint string, key Key) (Node, error) {
-	if err := validBackboneEndpoint(endpoint); err != nil {
+	if err := ValidateEndpoint(endpoint); err != nil {
 		return Node{}, err
 	}
 	if key == (Key{}) {
@@ -632,7 +631,7 @@ func (s *Store) SetNodeBackbone(ctx context.Context, id int64, endpoint string, 
 		if _, err := tx.ExecContext(ctx, "UPDATE nodes SET backbone_endpoint = ?, backbone_public_key = ? WHERE id = ?", endpoint, key[:], id); err != nil {
 			return fmt.Errorf("store: set node %s's backbone: %w", n.Name, err)
 		}
-		what := fmt.Sprintf("backbone endpoint %s (was %s)", endpoint, orNone(n.BackboneEndpoint))
+		what := fmt.Sprintf("backbone endpoint %s (was %s)", endpoint, cmp.Or(n.BackboneEndpoint, "none"))
 		if key != n.BackbonePublicKey {
 			what += ", new backbone key"
 		}
@@ -643,23 +642,4 @@ func (s *Store) SetNodeBackbone(ctx context.Context, id int64, endpoint string, 
 		return Node{}, err
 	}
 	return n, nil
-}
-
-// validBackboneEndpoint checks a node's backbone endpoint: host:port, at most 300 bytes.
-func validBackboneEndpoint(endpoint string) error {
-	host, port, err := net.SplitHostPort(endpoint)
-	if err != nil || host == "" || len(endpoint) > 300 {
-		return errorf(ErrInvalid, "backbone endpoint %q is not host:port: give --backbone-endpoint as e.g. 203.0.113.1:51821", truncate(endpoint, 80))
-	}
-	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
-		return errorf(ErrInvalid, "backbone endpoint %q has port %q: use 1-65535", truncate(endpoint, 80), truncate(port, 10))
-	}
-	return nil
-}
-
-func orNone(s string) string {
-	if s == "" {
-		return "none"
-	}
-	return s
 }
