@@ -391,8 +391,6 @@ type pending struct {
 	reply func([]byte)
 	tries int
 	to    netip.AddrPort
-	sock  *upstreamSock
-	id    uint16
 	timer *time.Timer
 }
 
@@ -408,7 +406,7 @@ func (r *Resolver) send(p *pending, i int) {
 	for s.pending[id] != nil {
 		id = randomID()
 	}
-	p.tries, p.to, p.sock, p.id = i+1, to, s, id
+	p.tries, p.to = i+1, to
 	s.pending[id] = p
 	p.timer = time.AfterFunc(r.cfg.Timeout, func() { r.timeout(s, id, p) })
 	s.mu.Unlock()
