@@ -71,7 +71,6 @@ type uiBackend interface {
 	SetTenantRegions(ctx context.Context, tenant string, regions []string) (control.TenantInfo, error)
 	Nodes(ctx context.Context) ([]control.NodeInfo, error)
 	NodeAddr() string
-	Config() control.Config
 	NodeToken(ctx context.Context, roles, region, name string, life time.Duration) (string, store.JoinToken, error)
 	RemoveNode(ctx context.Context, name string) ([]store.ExitDropped, error)
 	Events(ctx context.Context, q store.EventQuery) ([]store.Event, bool, error)

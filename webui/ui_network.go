@@ -130,15 +130,7 @@ func (u *UI) network(w http.ResponseWriter, r *http.Request) {
 			u.fail(w, r, err)
 			return
 		}
-		names := map[uint32]string{plane.ControllerNode: u.ctrl.OwnNodeName()}
-		for _, n := range rows {
-			names[n.BackboneID] = n.Name
-		}
-		// The controller's own links are a row like the joined nodes' reports.
-		if own := u.ctrl.OwnLinks(); len(own) > 0 {
-			rows = append([]nodeRow{{NodeInfo: control.NodeInfo{Node: store.Node{Name: u.ctrl.OwnNodeName()}, Links: own}}}, rows...)
-		}
-		p.Links = backboneMatrix(rows, names)
+		p.Links = u.backboneLinks(rows)
 	}
 
 	for i, c := range checks {

@@ -254,13 +254,23 @@ func (u *UI) renderNodes(w http.ResponseWriter, r *http.Request, code int, f nod
 	if f.Region == "" && len(rs) > 0 {
 		f.Region = rs[0].Name
 	}
-	names := map[uint32]string{plane.ControllerNode: u.ctrl.Config().Backbone.Name}
+	u.render(w, r, code, "nodes", view{Title: "Nodes", Nav: "nodes", Data: nodesPage{
+		Nodes: rows, Addr: u.ctrl.NodeAddr(), Regions: rs, Roles: nodeRoleOptions, TTLs: linkTTLs, Form: f, Errors: errs,
+		Links: u.backboneLinks(rows)}})
+}
+
+// backboneLinks is the link table of the Nodes and Network pages: the joined nodes' links
+// (rows) and, when it runs a backbone, the controller's own, each node by its name.
+func (u *UI) backboneLinks(rows []nodeRow) *linkMatrix {
+	own := u.ctrl.OwnNodeName()
+	names := map[uint32]string{plane.ControllerNode: own}
 	for _, n := range rows {
 		names[n.BackboneID] = n.Name
 	}
-	u.render(w, r, code, "nodes", view{Title: "Nodes", Nav: "nodes", Data: nodesPage{
-		Nodes: rows, Addr: u.ctrl.NodeAddr(), Regions: rs, Roles: nodeRoleOptions, TTLs: linkTTLs, Form: f, Errors: errs,
-		Links: backboneMatrix(rows, names)}})
+	if links := u.ctrl.OwnLinks(); len(links) > 0 {
+		rows = append([]nodeRow{{NodeInfo: control.NodeInfo{Node: store.Node{Name: own}, Links: links}}}, rows...)
+	}
+	return backboneMatrix(rows, names)
 }
 
 // nodeTokenPage is the data of the page that shows a join token, this once.
