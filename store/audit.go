@@ -7,9 +7,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/netip"
-	"strings"
 	"time"
-	"unicode/utf8"
 )
 
 // Every change to what admins manage is recorded in the audit log by the store method that
@@ -187,58 +185,22 @@ const MaxAuditPage = 1000
 // ListAudit returns the entries q selects, newest first, and whether there are more after
 // them (for paging with q.Offset).
 func (s *Store) ListAudit(ctx context.Context, q AuditQuery) ([]AuditEntry, bool, error) {
-	limit := q.Limit
-	if limit <= 0 {
-		limit = 50
+	var f logFilter
+	f.equal("tenant", q.Tenant)
+	f.equal("actor", q.Actor)
+	f.family("action", q.Action)
+	f.window(q.Since, q.Until)
+	return logPage(ctx, s.db, auditSelect, f, q.Offset, q.Limit, MaxAuditPage, "audit log", scanAuditEntry)
+}
+
+const auditSelect = "SELECT id, at, actor, remote, coalesce(tenant, ''), action, target, detail FROM audit_log "
+
+func scanAuditEntry(scan func(...any) error) (AuditEntry, error) {
+	var e AuditEntry
+	var at int64
+	if err := scan(&e.ID, &at, &e.Actor, &e.Remote, &e.Tenant, &e.Action, &e.Target, &e.Detail); err != nil {
+		return e, fmt.Errorf("store: read the audit log: %w", err)
 	}
-	limit = min(limit, MaxAuditPage)
-	var where []string
-	var args []any
-	if q.Tenant != "" {
-		where, args = append(where, "tenant = ?"), append(args, q.Tenant)
-	}
-	if q.Actor != "" {
-		where, args = append(where, "actor = ?"), append(args, q.Actor)
-	}
-	// substr instead of LIKE: action text may hold % and _.
-	if len(q.Action) > 1 && strings.HasSuffix(q.Action, ".") {
-		where, args = append(where, "substr(action, 1, ?) = ?"), append(args, utf8.RuneCountInString(q.Action), q.Action)
-	} else if q.Action != "" {
-		where, args = append(where, "(action = ? OR substr(action, 1, ?) = ?)"), append(args, q.Action, utf8.RuneCountInString(q.Action)+1, q.Action+".")
-	}
-	if !q.Since.IsZero() {
-		where, args = append(where, "at >= ?"), append(args, micros(q.Since))
-	}
-	if !q.Until.IsZero() {
-		where, args = append(where, "at < ?"), append(args, micros(q.Until))
-	}
-	query := "SELECT id, at, actor, remote, coalesce(tenant, ''), action, target, detail FROM audit_log "
-	if len(where) > 0 {
-		query += "WHERE " + strings.Join(where, " AND ") + " "
-	}
-	query += "ORDER BY at DESC, id DESC LIMIT ? OFFSET ?"
-	args = append(args, limit+1, max(q.Offset, 0))
-	rows, err := s.db.QueryContext(ctx, query, args...)
-	if err != nil {
-		return nil, false, fmt.Errorf("store: read the audit log: %w", err)
-	}
-	defer rows.Close()
-	out := []AuditEntry{}
-	for rows.Next() {
-		var e AuditEntry
-		var at int64
-		if err := rows.Scan(&e.ID, &at, &e.Actor, &e.Remote, &e.Tenant, &e.Action, &e.Target, &e.Detail); err != nil {
-			return nil, false, fmt.Errorf("store: read the audit log: %w", err)
-		}
-		e.At = fromMicros(at)
-		out = append(out, e)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, false, fmt.Errorf("store: read the audit log: %w", err)
-	}
-	more := len(out) > limit
-	if more {
-		out = out[:limit]
-	}
-	return out, more, nil
+	e.At = fromMicros(at)
+	return e, nil
 }

@@ -8,9 +8,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strings"
 	"time"
-	"unicode/utf8"
 )
 
 // Events (issue 16) are state changes an operator wants to hear of: a backbone link down and
@@ -303,57 +301,12 @@ func scanEvent(scan func(...any) error) (Event, error) {
 // when they were recorded), and whether there are more after them (for paging with
 // q.Offset).
 func (s *Store) ListEvents(ctx context.Context, q EventQuery) ([]Event, bool, error) {
-	limit := q.Limit
-	if limit <= 0 {
-		limit = 50
-	}
-	limit = min(limit, MaxEventPage)
-	var where []string
-	var args []any
-	if q.Tenant != "" {
-		where, args = append(where, "tenant = ?"), append(args, q.Tenant)
-	}
-	if q.Node != "" {
-		where, args = append(where, "node = ?"), append(args, q.Node)
-	}
-	if len(q.Kind) > 1 && strings.HasSuffix(q.Kind, ".") {
-		where, args = append(where, "substr(kind, 1, ?) = ?"), append(args, utf8.RuneCountInString(q.Kind), q.Kind)
-	} else if q.Kind != "" {
-		where, args = append(where, "(kind = ? OR substr(kind, 1, ?) = ?)"), append(args, q.Kind, utf8.RuneCountInString(q.Kind)+1, q.Kind+".")
-	}
-	if !q.Since.IsZero() {
-		where, args = append(where, "at >= ?"), append(args, micros(q.Since))
-	}
-	if !q.Until.IsZero() {
-		where, args = append(where, "at < ?"), append(args, micros(q.Until))
-	}
-	query := eventSelect
-	if len(where) > 0 {
-		query += "WHERE " + strings.Join(where, " AND ") + " "
-	}
-	query += "ORDER BY at DESC, id DESC LIMIT ? OFFSET ?"
-	args = append(args, limit+1, max(q.Offset, 0))
-	rows, err := s.db.QueryContext(ctx, query, args...)
-	if err != nil {
-		return nil, false, fmt.Errorf("store: read the event log: %w", err)
-	}
-	defer rows.Close()
-	out := []Event{}
-	for rows.Next() {
-		e, err := scanEvent(rows.Scan)
-		if err != nil {
-			return nil, false, err
-		}
-		out = append(out, e)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, false, fmt.Errorf("store: read the event log: %w", err)
-	}
-	more := len(out) > limit
-	if more {
-		out = out[:limit]
-	}
-	return out, more, nil
+	var f logFilter
+	f.equal("tenant", q.Tenant)
+	f.equal("node", q.Node)
+	f.family("kind", q.Kind)
+	f.window(q.Since, q.Until)
+	return logPage(ctx, s.db, eventSelect, f, q.Offset, q.Limit, MaxEventPage, "event log", scanEvent)
 }
 
 // EventsAfter returns up to limit events recorded after the one with ID after, in the order
