@@ -1,10 +1,8 @@
 package webui
 
 import (
-	"fmt"
 	"net/http"
 	"net/url"
-	"strconv"
 	"time"
 
 	"github.com/popgate/popgate/gateway/control"
@@ -17,35 +15,12 @@ import (
 // eventQuery reads GET /api/v1/events' query: limit, offset, tenant, kind, node, since,
 // until.
 func eventQuery(v url.Values) (store.EventQuery, error) {
-	q := store.EventQuery{Tenant: v.Get("tenant"), Kind: v.Get("kind"), Node: v.Get("node")}
-	for _, f := range []struct {
-		name string
-		dst  *int
-	}{{"limit", &q.Limit}, {"offset", &q.Offset}} {
-		if s := v.Get(f.name); s != "" {
-			n, err := strconv.Atoi(s)
-			if err != nil || n < 0 {
-				return q, fmt.Errorf("%w: %s=%s is not a whole number ≥ 0", errBadRequest, f.name, quoteInput(s))
-			}
-			*f.dst = n
-		}
+	p, err := logPageQuery(v, store.MaxEventPage, "events")
+	if err != nil {
+		return store.EventQuery{}, err
 	}
-	if q.Limit > store.MaxEventPage {
-		return q, fmt.Errorf("%w: limit=%d is too large: ask for at most %d events and page with offset", errBadRequest, q.Limit, store.MaxEventPage)
-	}
-	for _, f := range []struct {
-		name string
-		dst  *time.Time
-	}{{"since", &q.Since}, {"until", &q.Until}} {
-		if s := v.Get(f.name); s != "" {
-			t, err := time.Parse(time.RFC3339, s)
-			if err != nil {
-				return q, fmt.Errorf("%w: %s=%s is not an RFC 3339 time such as 2026-11-24T09:30:00Z", errBadRequest, f.name, quoteInput(s))
-			}
-			*f.dst = t
-		}
-	}
-	return q, nil
+	return store.EventQuery{Tenant: v.Get("tenant"), Kind: v.Get("kind"), Node: v.Get("node"),
+		Since: p.Since, Until: p.Until, Offset: p.Offset, Limit: p.Limit}, nil
 }
 
 // APIEventOf is the API's form of e.

@@ -309,37 +309,55 @@ func (a *API) removeToken(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// auditQuery parses the filters of GET /api/v1/audit.
-func auditQuery(v url.Values) (store.AuditQuery, error) {
-	q := store.AuditQuery{Tenant: v.Get("tenant"), Actor: v.Get("actor"), Action: v.Get("action")}
+// logPage is the page and time window of a list of a log: what GET /api/v1/audit and GET
+// /api/v1/events share.
+type logPage struct {
+	Limit, Offset int
+	Since, Until  time.Time
+}
+
+// logPageQuery reads the limit, offset, since and until of a log's list: limit and offset
+// whole numbers ≥ 0, limit at most maxLimit (of what, such as "entries"), times in RFC 3339.
+func logPageQuery(v url.Values, maxLimit int, what string) (logPage, error) {
+	var p logPage
 	for _, f := range []struct {
 		name string
 		dst  *int
-	}{{"limit", &q.Limit}, {"offset", &q.Offset}} {
+	}{{"limit", &p.Limit}, {"offset", &p.Offset}} {
 		if s := v.Get(f.name); s != "" {
 			n, err := strconv.Atoi(s)
 			if err != nil || n < 0 {
-				return q, fmt.Errorf("%w: %s=%s is not a whole number ≥ 0", errBadRequest, f.name, quoteInput(s))
+				return p, fmt.Errorf("%w: %s=%s is not a whole number ≥ 0", errBadRequest, f.name, quoteInput(s))
 			}
 			*f.dst = n
 		}
 	}
-	if q.Limit > store.MaxAuditPage {
-		return q, fmt.Errorf("%w: limit=%d is too large: ask for at most %d entries and page with offset", errBadRequest, q.Limit, store.MaxAuditPage)
+	if p.Limit > maxLimit {
+		return p, fmt.Errorf("%w: limit=%d is too large: ask for at most %d %s and page with offset", errBadRequest, p.Limit, maxLimit, what)
 	}
 	for _, f := range []struct {
 		name string
 		dst  *time.Time
-	}{{"since", &q.Since}, {"until", &q.Until}} {
+	}{{"since", &p.Since}, {"until", &p.Until}} {
 		if s := v.Get(f.name); s != "" {
 			t, err := time.Parse(time.RFC3339, s)
 			if err != nil {
-				return q, fmt.Errorf("%w: %s=%s is not an RFC 3339 time such as 2026-11-24T09:30:00Z", errBadRequest, f.name, quoteInput(s))
+				return p, fmt.Errorf("%w: %s=%s is not an RFC 3339 time such as 2026-11-24T09:30:00Z", errBadRequest, f.name, quoteInput(s))
 			}
 			*f.dst = t
 		}
 	}
-	return q, nil
+	return p, nil
+}
+
+// auditQuery parses the filters of GET /api/v1/audit.
+func auditQuery(v url.Values) (store.AuditQuery, error) {
+	p, err := logPageQuery(v, store.MaxAuditPage, "entries")
+	if err != nil {
+		return store.AuditQuery{}, err
+	}
+	return store.AuditQuery{Tenant: v.Get("tenant"), Actor: v.Get("actor"), Action: v.Get("action"),
+		Since: p.Since, Until: p.Until, Offset: p.Offset, Limit: p.Limit}, nil
 }
 
 func (a *API) auditLog(w http.ResponseWriter, r *http.Request) error {
