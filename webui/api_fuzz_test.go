@@ -129,27 +129,84 @@ func FuzzDecode(f *testing.F) {
 	})
 }
 
+// splitAuditQuery is q's page and window, and q without them.
+func splitAuditQuery(q store.AuditQuery) (logPage, store.AuditQuery) {
+	p := logPage{Limit: q.Limit, Offset: q.Offset, Since: q.Since, Until: q.Until}
+	q.Limit, q.Offset, q.Since, q.Until = 0, 0, time.Time{}, time.Time{}
+	return p, q
+}
+
 // printAuditQuery is what a client sends for q: the inverse of auditQuery.
 func printAuditQuery(q store.AuditQuery) url.Values {
+	p, _ := splitAuditQuery(q)
+	return printLogQuery(p, map[string]string{"tenant": q.Tenant, "actor": q.Actor, "action": q.Action})
+}
+
+// printLogQuery is what a client sends for a log's list of page p and the other filters (""
+// not sent): the inverse of auditQuery and eventQuery.
+func printLogQuery(p logPage, filters map[string]string) url.Values {
 	v := url.Values{}
-	for k, s := range map[string]string{"tenant": q.Tenant, "actor": q.Actor, "action": q.Action} {
+	for k, s := range filters {
 		if s != "" {
 			v.Set(k, s)
 		}
 	}
-	if q.Limit != 0 {
-		v.Set("limit", strconv.Itoa(q.Limit))
+	if p.Limit != 0 {
+		v.Set("limit", strconv.Itoa(p.Limit))
 	}
-	if q.Offset != 0 {
-		v.Set("offset", strconv.Itoa(q.Offset))
+	if p.Offset != 0 {
+		v.Set("offset", strconv.Itoa(p.Offset))
 	}
-	if !q.Since.IsZero() {
-		v.Set("since", q.Since.Format(time.RFC3339Nano))
+	if !p.Since.IsZero() {
+		v.Set("since", p.Since.Format(time.RFC3339Nano))
 	}
-	if !q.Until.IsZero() {
-		v.Set("until", q.Until.Format(time.RFC3339Nano))
+	if !p.Until.IsZero() {
+		v.Set("until", p.Until.Format(time.RFC3339Nano))
 	}
 	return v
+}
+
+// checkLogQuery is FuzzAuditQuery's and FuzzEventQuery's check of the filters raw: parse
+// (named name) gives a query Q whose limit and offset are within 0 and maxLimit and that print
+// (its inverse) writes back to filters giving the same query, or a 400 that names the filter
+// in a short line. split is a query's page and window, and the query without them.
+func checkLogQuery[Q any](t *testing.T, raw, name string, maxLimit int, parse func(url.Values) (Q, error), split func(Q) (logPage, Q), print func(Q) url.Values) {
+	t.Helper()
+	v, err := url.ParseQuery(raw)
+	if err != nil {
+		return
+	}
+	q, err := parse(v)
+	if err != nil {
+		if !errors.Is(err, errBadRequest) {
+			t.Fatalf("%q: error %v is not a 400", raw, err)
+		}
+		checkErrorText(t, name, err.Error())
+		named := false
+		for _, k := range []string{"limit", "offset", "since", "until"} {
+			named = named || strings.Contains(err.Error(), k+"=")
+		}
+		if !named {
+			t.Fatalf("%q: error %q names no filter", raw, err)
+		}
+		return
+	}
+	p, rest := split(q)
+	if p.Limit < 0 || p.Limit > maxLimit || p.Offset < 0 {
+		t.Fatalf("%q: limit %d offset %d out of bounds", raw, p.Limit, p.Offset)
+	}
+	q2, err := parse(print(q))
+	if err != nil {
+		t.Fatalf("%q: query %+v prints as %q, which is refused: %v", raw, q, print(q).Encode(), err)
+	}
+	p2, rest2 := split(q2)
+	if !p.Since.Equal(p2.Since) || !p.Until.Equal(p2.Until) {
+		t.Fatalf("%q: times %v %v print back as %v %v", raw, p.Since, p.Until, p2.Since, p2.Until)
+	}
+	p.Since, p.Until, p2.Since, p2.Until = time.Time{}, time.Time{}, time.Time{}, time.Time{}
+	if p != p2 || !reflect.DeepEqual(rest, rest2) {
+		t.Fatalf("%q: %+v prints back as %+v", raw, q, q2)
+	}
 }
 
 // FuzzAuditQuery: the filters of GET /api/v1/audit give a query within the store's bounds
@@ -166,39 +223,7 @@ func FuzzAuditQuery(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, raw string) {
-		v, err := url.ParseQuery(raw)
-		if err != nil {
-			return
-		}
-		q, err := auditQuery(v)
-		if err != nil {
-			if !errors.Is(err, errBadRequest) {
-				t.Fatalf("%q: error %v is not a 400", raw, err)
-			}
-			checkErrorText(t, "auditQuery", err.Error())
-			named := false
-			for _, k := range []string{"limit", "offset", "since", "until"} {
-				named = named || strings.Contains(err.Error(), k+"=")
-			}
-			if !named {
-				t.Fatalf("%q: error %q names no filter", raw, err)
-			}
-			return
-		}
-		if q.Limit < 0 || q.Limit > store.MaxAuditPage || q.Offset < 0 {
-			t.Fatalf("%q: limit %d offset %d out of bounds", raw, q.Limit, q.Offset)
-		}
-		q2, err := auditQuery(printAuditQuery(q))
-		if err != nil {
-			t.Fatalf("%q: query %+v prints as %q, which is refused: %v", raw, q, printAuditQuery(q).Encode(), err)
-		}
-		if !q.Since.Equal(q2.Since) || !q.Until.Equal(q2.Until) {
-			t.Fatalf("%q: times %v %v print back as %v %v", raw, q.Since, q.Until, q2.Since, q2.Until)
-		}
-		q.Since, q.Until, q2.Since, q2.Until = time.Time{}, time.Time{}, time.Time{}, time.Time{}
-		if !reflect.DeepEqual(q, q2) {
-			t.Fatalf("%q: %+v prints back as %+v", raw, q, q2)
-		}
+		checkLogQuery(t, raw, "auditQuery", store.MaxAuditPage, auditQuery, splitAuditQuery, printAuditQuery)
 	})
 }
 
@@ -295,27 +320,17 @@ func FuzzAPI(f *testing.F) {
 	})
 }
 
+// splitEventQuery is q's page and window, and q without them.
+func splitEventQuery(q store.EventQuery) (logPage, store.EventQuery) {
+	p := logPage{Limit: q.Limit, Offset: q.Offset, Since: q.Since, Until: q.Until}
+	q.Limit, q.Offset, q.Since, q.Until = 0, 0, time.Time{}, time.Time{}
+	return p, q
+}
+
 // printEventQuery is what a client sends for q: the inverse of eventQuery.
 func printEventQuery(q store.EventQuery) url.Values {
-	v := url.Values{}
-	for k, s := range map[string]string{"tenant": q.Tenant, "kind": q.Kind, "node": q.Node} {
-		if s != "" {
-			v.Set(k, s)
-		}
-	}
-	if q.Limit != 0 {
-		v.Set("limit", strconv.Itoa(q.Limit))
-	}
-	if q.Offset != 0 {
-		v.Set("offset", strconv.Itoa(q.Offset))
-	}
-	if !q.Since.IsZero() {
-		v.Set("since", q.Since.Format(time.RFC3339Nano))
-	}
-	if !q.Until.IsZero() {
-		v.Set("until", q.Until.Format(time.RFC3339Nano))
-	}
-	return v
+	p, _ := splitEventQuery(q)
+	return printLogQuery(p, map[string]string{"tenant": q.Tenant, "kind": q.Kind, "node": q.Node})
 }
 
 // FuzzEventQuery: the filters of GET /api/v1/events give a query within the store's bounds
@@ -330,38 +345,6 @@ func FuzzEventQuery(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, raw string) {
-		v, err := url.ParseQuery(raw)
-		if err != nil {
-			return
-		}
-		q, err := eventQuery(v)
-		if err != nil {
-			if !errors.Is(err, errBadRequest) {
-				t.Fatalf("%q: error %v is not a 400", raw, err)
-			}
-			checkErrorText(t, "eventQuery", err.Error())
-			named := false
-			for _, k := range []string{"limit", "offset", "since", "until"} {
-				named = named || strings.Contains(err.Error(), k+"=")
-			}
-			if !named {
-				t.Fatalf("%q: error %q names no filter", raw, err)
-			}
-			return
-		}
-		if q.Limit < 0 || q.Limit > store.MaxEventPage || q.Offset < 0 {
-			t.Fatalf("%q: limit %d offset %d out of bounds", raw, q.Limit, q.Offset)
-		}
-		q2, err := eventQuery(printEventQuery(q))
-		if err != nil {
-			t.Fatalf("%q: query %+v prints as %q, which is refused: %v", raw, q, printEventQuery(q).Encode(), err)
-		}
-		if !q.Since.Equal(q2.Since) || !q.Until.Equal(q2.Until) {
-			t.Fatalf("%q: times %v %v print back as %v %v", raw, q.Since, q.Until, q2.Since, q2.Until)
-		}
-		q.Since, q.Until, q2.Since, q2.Until = time.Time{}, time.Time{}, time.Time{}, time.Time{}
-		if !reflect.DeepEqual(q, q2) {
-			t.Fatalf("%q: %+v prints back as %+v", raw, q, q2)
-		}
+		checkLogQuery(t, raw, "eventQuery", store.MaxEventPage, eventQuery, splitEventQuery, printEventQuery)
 	})
 }
