@@ -191,17 +191,22 @@ type EventCursor struct {
 // NodeEventCursor returns the newest event recorded of node id; the zero cursor when none
 // is.
 func (s *Store) NodeEventCursor(ctx context.Context, id int64) (EventCursor, error) {
-	var c EventCursor
+	c, _, err := eventCursor(ctx, s.db, id)
+	return c, err
+}
+
+// eventCursor reads node id's cursor in q; found is false (and c zero) when it has none.
+func eventCursor(ctx context.Context, q querier, id int64) (c EventCursor, found bool, err error) {
 	var seq int64
-	err := s.db.QueryRowContext(ctx, "SELECT boot, seq FROM event_cursors WHERE node_id = ?", id).Scan(&c.Boot, &seq)
+	err = q.QueryRowContext(ctx, "SELECT boot, seq FROM event_cursors WHERE node_id = ?", id).Scan(&c.Boot, &seq)
 	if errors.Is(err, sql.ErrNoRows) {
-		return EventCursor{}, nil
+		return EventCursor{}, false, nil
 	}
 	if err != nil {
-		return c, fmt.Errorf("store: read a node's event cursor: %w", err)
+		return EventCursor{}, false, fmt.Errorf("store: read a node's event cursor: %w", err)
 	}
 	c.Seq = uint64(seq)
-	return c, nil
+	return c, true, nil
 }
 
 // AddNodeEvents records the events node id reported of its process boot that are not
@@ -214,11 +219,11 @@ func (s *Store) AddNodeEvents(ctx context.Context, id int64, boot int64, evs []N
 	var datas []string
 	err := s.writeAuth(ctx, func(tx *sql.Tx) error {
 		out, datas = out[:0], datas[:0]
-		var cur EventCursor
-		var seq int64
-		err := tx.QueryRowContext(ctx, "SELECT boot, seq FROM event_cursors WHERE node_id = ?", id).Scan(&cur.Boot, &seq)
-		switch {
-		case errors.Is(err, sql.ErrNoRows):
+		cur, found, err := eventCursor(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		if !found {
 			var n int
 			if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM nodes WHERE id = ?", id).Scan(&n); err != nil {
 				return fmt.Errorf("store: read node #%d: %w", id, err)
@@ -226,10 +231,6 @@ func (s *Store) AddNodeEvents(ctx context.Context, id int64, boot int64, evs []N
 			if n == 0 {
 				return errorf(ErrNotFound, "node #%d not found: it was removed", id)
 			}
-		case err != nil:
-			return fmt.Errorf("store: read a node's event cursor: %w", err)
-		default:
-			cur.Seq = uint64(seq)
 		}
 		if cur.Boot != boot {
 			cur = EventCursor{Boot: boot}
