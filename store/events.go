@@ -332,12 +332,8 @@ func (s *Store) EventsAfter(ctx context.Context, after int64, limit int) ([]Even
 	return out, nil
 }
 
-// LastEventID is the ID of the newest event recorded, 0 before the first. IDs are never
+// lastEventID is the ID of the newest event recorded, 0 before the first. IDs are never
 // reused, also after the event is pruned.
-func (s *Store) LastEventID(ctx context.Context) (int64, error) {
-	return lastEventID(ctx, s.db)
-}
-
 func lastEventID(ctx context.Context, q querier) (int64, error) {
 	var id sql.NullInt64
 	// sqlite_sequence keeps the highest ID AUTOINCREMENT handed out, pruned rows included.

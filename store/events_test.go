@@ -83,8 +83,8 @@ func TestEventsOrderAndQuery(t *testing.T) {
 	if err != nil || !reflect.DeepEqual(eventKinds(after), []string{"failover", "link.downstream", "node.offline"}) {
 		t.Errorf("EventsAfter(1, 3) = %q, %v", eventKinds(after), err)
 	}
-	if id, err := s.LastEventID(ctx); err != nil || id != 5 {
-		t.Errorf("LastEventID = %d, %v", id, err)
+	if id, err := lastEventID(ctx, s.db); err != nil || id != 5 {
+		t.Errorf("lastEventID = %d, %v", id, err)
 	}
 	if n, err := s.CountEventsAfter(ctx, 1, 3); err != nil || n != 3 {
 		t.Errorf("CountEventsAfter(1, 3) = %d, %v; want 3 (capped)", n, err)
@@ -174,8 +174,8 @@ func TestEventsBounded(t *testing.T) {
 	if len(es) != 1 || es[0].Kind != "node.back" || es[0].ID != 38 {
 		t.Errorf("after 30 days: %+v", es)
 	}
-	if id, _ := s.LastEventID(ctx); id != 38 {
-		t.Errorf("LastEventID %d, want 38", id)
+	if id, _ := lastEventID(ctx, s.db); id != 38 {
+		t.Errorf("lastEventID %d, want 38", id)
 	}
 }
 
