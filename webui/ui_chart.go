@@ -75,7 +75,7 @@ func buildChart(id, title string, bins []store.CheckBin, now time.Time) checkCha
 		c.Summary = "No result in the last 24 hours."
 		return c
 	}
-	scale := niceCeil(top)
+	scale := niceCeilLatency(top)
 	c.Top = latencyText(scale)
 	var path strings.Builder
 	open := false // a segment is being drawn
@@ -119,17 +119,10 @@ func buildChart(id, title string, bins []store.CheckBin, now time.Time) checkCha
 	return c
 }
 
-// niceCeil rounds d up to 1, 2 or 5 times a power of ten (in microseconds, at least 1 ms), a
-// scale a reader takes in at a glance.
-func niceCeil(d time.Duration) time.Duration {
-	us := max(d.Microseconds(), 1000)
-	for p := int64(1); ; p *= 10 {
-		for _, m := range []int64{1, 2, 5} {
-			if m*p >= us {
-				return time.Duration(m*p) * time.Microsecond
-			}
-		}
-	}
+// niceCeilLatency rounds d up to 1, 2 or 5 times a power of ten of microseconds (niceCeil),
+// at least 1 ms: a scale a reader takes in at a glance.
+func niceCeilLatency(d time.Duration) time.Duration {
+	return time.Duration(niceCeil(float64(max(d.Microseconds(), 1000)))) * time.Microsecond
 }
 
 // latencyText words a latency: "0.42 ms", "12 ms", "1.2 s".

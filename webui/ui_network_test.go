@@ -109,8 +109,8 @@ func TestBuildChart(t *testing.T) {
 		t.Errorf("empty: %+v", e)
 	}
 	for _, tc := range []struct{ in, want time.Duration }{{0, ms}, {ms, ms}, {1100 * time.Microsecond, 2 * ms}, {3 * ms, 5 * ms}, {51 * ms, 100 * ms}, {1500 * ms, 2 * time.Second}} {
-		if got := niceCeil(tc.in); got != tc.want {
-			t.Errorf("niceCeil(%s) = %s, want %s", tc.in, got, tc.want)
+		if got := niceCeilLatency(tc.in); got != tc.want {
+			t.Errorf("niceCeilLatency(%s) = %s, want %s", tc.in, got, tc.want)
 		}
 	}
 	if got := uptimePercent(99.999); got != "99.99 %" {

@@ -97,7 +97,7 @@ func newTrafficChart(id, title, rangeText string, s control.TrafficSeries, now t
 			peak, peakAt = rx+tx, s.Points[i].At
 		}
 	}
-	top = niceCeilRate(top)
+	top = niceCeil(top)
 	var rx, tx strings.Builder
 	for i := range s.Points {
 		r, t := rates(i)
@@ -160,9 +160,9 @@ func chartY(v, top float64) string {
 	return strconv.FormatFloat(trafficChartHeight-v/top*trafficChartHeight, 'f', 1, 64)
 }
 
-// niceCeilRate rounds v up to 1, 2 or 5 times a power of ten: the top of a chart's scale. At
+// niceCeil rounds v up to 1, 2 or 5 times a power of ten: the top of a chart's scale. At
 // least 1 (a chart of nothing still has a scale).
-func niceCeilRate(v float64) float64 {
+func niceCeil(v float64) float64 {
 	if v <= 1 {
 		return 1
 	}

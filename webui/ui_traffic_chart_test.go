@@ -87,8 +87,8 @@ func TestNiceCeilBitRate(t *testing.T) {
 		{0, 1, "0 bit/s"}, {850, 1000, "850 bit/s"}, {1001, 2000, "1.0 kbit/s"}, {4200, 5000, "4.2 kbit/s"},
 		{34e6, 50e6, "34 Mbit/s"}, {9.9e9, 10e9, "9.9 Gbit/s"},
 	} {
-		if got := niceCeilRate(tc.v); got != tc.top {
-			t.Errorf("niceCeilRate(%g) = %g, want %g", tc.v, got, tc.top)
+		if got := niceCeil(tc.v); got != tc.top {
+			t.Errorf("niceCeil(%g) = %g, want %g", tc.v, got, tc.top)
 		}
 		if got := bitRate(tc.v); got != tc.rate {
 			t.Errorf("bitRate(%g) = %q, want %q", tc.v, got, tc.rate)
