@@ -548,24 +548,14 @@ func sameResult(a, b plane.CheckResult) bool {
 	return a == b && am.Equal(bm)
 }
 
-// ownCheckReports reads the controller's own node's check results every ownChecksEvery
+// ownCheckReport reads the controller's own node's check results (every ownChecksEvery)
 // while it runs checks.
-func (c *Controller) ownCheckReports() {
-	defer c.wg.Done()
-	t := time.NewTicker(ownChecksEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-c.closing:
-			return
-		case <-t.C:
-			if !c.ownChecks.Load() {
-				continue
-			}
-			rep := c.dp.Report()
-			c.queueResults(c.ownCheckNode(), rep.Checks)
-		}
+func (c *Controller) ownCheckReport(time.Time) {
+	if !c.ownChecks.Load() {
+		return
 	}
+	rep := c.dp.Report()
+	c.queueResults(c.ownCheckNode(), rep.Checks)
 }
 
 // ownChecksEvery is how often the controller reads its own node's check results (a joined

@@ -143,13 +143,13 @@ func (c *Controller) startEvents(ctx context.Context) error {
 		return err
 	}
 	ev.sender.Start(ctx)
-	c.wg.Add(2)
+	c.wg.Add(1)
 	go c.writeEvents()
-	go c.watchLoop()
+	c.every(c.cfg.Events.WatchEvery, c.watch)
 	return nil
 }
 
-// closeEvents stops the webhook sender; the loops end with c.closing.
+// closeEvents stops the webhook sender; the writer and the watch end with c.closing.
 func (c *Controller) closeEvents() {
 	if c.ev.sender != nil {
 		c.ev.sender.Close()
@@ -282,20 +282,10 @@ func (c *Controller) nodeReported(n store.Node) {
 	}
 }
 
-// watchLoop looks at nodes and peers every WatchEvery until the controller closes.
-func (c *Controller) watchLoop() {
-	defer c.wg.Done()
-	t := time.NewTicker(c.cfg.Events.WatchEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-c.closing:
-			return
-		case now := <-t.C:
-			c.watchNodes(now)
-			c.watchPeers(now)
-		}
-	}
+// watch looks at nodes and peers (every WatchEvery).
+func (c *Controller) watch(now time.Time) {
+	c.watchNodes(now)
+	c.watchPeers(now)
 }
 
 // watchNodes makes the nodes that sent no report for NodeOfflineAfter offline, follows the
