@@ -4,9 +4,9 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -323,18 +323,22 @@ func percentiles(ds []time.Duration) (p50, p95 time.Duration) {
 }
 
 // checkResults takes the nodes' results to the store: a queue that NodeReported fills
-// without waiting, and a goroutine that writes what changed and prunes what is old.
+// without waiting, and a goroutine (resultsLoop) that writes what changed and prunes what
+// is old. Only that goroutine touches written and trends.
 type checkResults struct {
 	queue   chan checkBatch
 	dropped atomic.Uint64 // batches dropped because the queue was full
 
-	mu sync.Mutex
 	// written is what was last written of each check, node and minute, so that a minute
-	// a node reports again unchanged costs no write. Only the writer touches it.
+	// a node reports again unchanged costs no write.
 	written map[resultKey]plane.CheckResult
-	// trends are each check's state at each node as its events last told it: the writer's
-	// alone (checkEvents).
+	// trends are each check's state at each node as its events last told it
+	// (checkEvents).
 	trends map[trendKey]trend
+}
+
+func newCheckResults() checkResults {
+	return checkResults{queue: make(chan checkBatch, checkQueue), written: map[resultKey]plane.CheckResult{}, trends: map[trendKey]trend{}}
 }
 
 // trendKey is one check at one node.
@@ -428,29 +432,19 @@ func (c *Controller) pruneResults() {
 	// Forget what was written of minutes no node reports any more, and the trends of
 	// checks removed.
 	oldest := time.Now().Add(-time.Hour).Unix() / 60
-	c.results.mu.Lock()
-	for k := range c.results.written {
-		if k.minute < oldest {
-			delete(c.results.written, k)
-		}
-	}
-	c.results.mu.Unlock()
+	maps.DeleteFunc(c.results.written, func(k resultKey, _ plane.CheckResult) bool { return k.minute < oldest })
 	if snap := c.read.Load(); snap != nil {
-		for k := range c.results.trends {
-			if !slices.ContainsFunc(snap.Checks, func(ck store.NetCheck) bool { return ck.ID == k.check }) {
-				delete(c.results.trends, k)
-			}
+		live := make(map[int64]bool, len(snap.Checks))
+		for _, ck := range snap.Checks {
+			live[ck.ID] = true
 		}
+		maps.DeleteFunc(c.results.trends, func(k trendKey, _ trend) bool { return !live[k.check] })
 	}
 }
 
 // writeResults stores the results of b that changed since they were last written.
 func (c *Controller) writeResults(b checkBatch) {
 	var out []store.CheckResult
-	c.results.mu.Lock()
-	if c.results.written == nil {
-		c.results.written = map[resultKey]plane.CheckResult{}
-	}
 	for _, r := range b.results {
 		k := resultKey{check: r.Check, node: b.node, minute: r.Minute.Unix() / 60}
 		if old, ok := c.results.written[k]; ok && sameResult(old, r) {
@@ -460,15 +454,12 @@ func (c *Controller) writeResults(b checkBatch) {
 		out = append(out, store.CheckResult{Check: r.Check, Node: b.node, Minute: r.Minute, OK: r.OK, Failed: r.Failed,
 			LatencyP50: r.LatencyP50, LatencyMax: r.LatencyMax, Error: r.Error, Detail: r.Detail})
 	}
-	c.results.mu.Unlock()
 	c.checkEvents(b)
 	if err := c.store.RecordCheckResults(context.Background(), out); err != nil {
 		c.log.Warn("record check results", "node", b.node, "err", err)
-		c.results.mu.Lock()
 		for _, r := range b.results { // try again when the node reports them again
 			delete(c.results.written, resultKey{check: r.Check, node: b.node, minute: r.Minute.Unix() / 60})
 		}
-		c.results.mu.Unlock()
 	}
 }
 
@@ -493,9 +484,6 @@ func (c *Controller) checkEvents(b checkBatch) {
 			continue
 		}
 		k := trendKey{r.Check, b.node}
-		if c.results.trends == nil {
-			c.results.trends = map[trendKey]trend{}
-		}
 		old, seen := c.results.trends[k]
 		if seen && m <= old.minute {
 			continue

@@ -196,7 +196,7 @@ func New(cfg Config, st *store.Store, dp DataPlane, log *slog.Logger) (*Controll
 		log.Warn("no public endpoint set: client configs will use a guess; set --public-endpoint to the host:port clients reach", "endpoint", cfg.PublicEndpoint)
 	}
 	c := &Controller{cfg: cfg, log: log, store: st, dp: dp, serverKey: st.NodePublicKey(), closing: make(chan struct{}),
-		changedCh: make(chan struct{}), results: checkResults{queue: make(chan checkBatch, checkQueue)},
+		changedCh: make(chan struct{}), results: newCheckResults(),
 		now: time.Now, traffic: newTrafficSampler(time.Now())}
 	c.ev.queue = make(chan store.Event, maxQueuedEvents)
 	c.overlay.V4, c.overlay.V6 = st.OverlayPrefixes()
