@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/popgate/popgate/gateway/control/webhook"
@@ -52,7 +53,7 @@ type events struct {
 	// queue holds the events of the controller and its own node, for the writer; made by
 	// New, so that the own node's events of the first Apply wait for the writer.
 	queue   chan store.Event
-	dropped uint64 // guarded by mu
+	dropped atomic.Uint64
 
 	sender *webhook.Sender
 
@@ -174,9 +175,7 @@ func (c *Controller) queueEvent(e store.Event) {
 		}
 		select {
 		case <-q:
-			c.ev.mu.Lock()
-			c.ev.dropped++
-			c.ev.mu.Unlock()
+			c.ev.dropped.Add(1)
 		default:
 		}
 	}
@@ -425,8 +424,4 @@ func (c *Controller) RemoveWebhook(ctx context.Context) error {
 
 // EventsDropped is how many events of the controller and its own node were dropped before
 // they were recorded (the store was too slow).
-func (c *Controller) EventsDropped() uint64 {
-	c.ev.mu.Lock()
-	defer c.ev.mu.Unlock()
-	return c.ev.dropped
-}
+func (c *Controller) EventsDropped() uint64 { return c.ev.dropped.Load() }
