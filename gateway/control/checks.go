@@ -73,8 +73,9 @@ type CheckLatest struct {
 	store.CheckResult
 }
 
-// OwnNodeName is the name the controller's own node goes by in checks' from ("node:NAME")
-// and results: its backbone name (default "controller").
+// OwnNodeName is the name the controller's own node goes by in checks' from ("node:NAME"),
+// their results and its events: its backbone name, the one the other nodes know it by
+// (default "controller").
 func (c *Controller) OwnNodeName() string { return cmp.Or(c.cfg.Backbone.Name, "controller") }
 
 // checkNode is a node as the assignment of checks sees it.

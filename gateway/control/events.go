@@ -88,15 +88,6 @@ type nodeLive struct {
 	last time.Time
 }
 
-// eventNode is the name the controller's own events carry as their node: the one the other
-// nodes know it by.
-func (c *Controller) eventNode() string {
-	if c.cfg.Backbone.on() {
-		return c.cfg.Backbone.Name
-	}
-	return "controller"
-}
-
 // startEvents loads what the event log says of nodes and peers, starts the webhook sender,
 // the writer of the own events and the watch of nodes and peers.
 func (c *Controller) startEvents(ctx context.Context) error {
@@ -161,7 +152,7 @@ func (c *Controller) closeEvents() {
 // tenant is an ID) or of the controller. It never blocks: when the writer is behind by
 // maxQueuedEvents, the oldest waiting is dropped, and counted.
 func (c *Controller) Event(e plane.Event) {
-	c.queueEvent(c.storeEvent(e, c.eventNode(), 0))
+	c.queueEvent(c.storeEvent(e, c.OwnNodeName(), 0))
 }
 
 // queueEvent queues a store event for the writer (which Start starts: until then they wait).
@@ -347,7 +338,7 @@ func (c *Controller) watchPeers(now time.Time) {
 			continue
 		}
 		c.ev.expiring[k] = true
-		soon = append(soon, store.Event{At: now, Kind: plane.EventPeerExpiring, Node: c.eventNode(), Tenant: p.TenantName,
+		soon = append(soon, store.Event{At: now, Kind: plane.EventPeerExpiring, Node: c.OwnNodeName(), Tenant: p.TenantName,
 			Subject: store.PeerTarget(p.TenantName, p.Name),
 			Message: fmt.Sprintf("peer %s of tenant %s expires at %s, in %s", p.Name, p.TenantName, p.ExpiresAt.UTC().Format(time.RFC3339), p.ExpiresAt.Sub(now).Round(time.Minute)),
 			Data: map[string]string{"peer": p.Name, "peer_id": strconv.FormatInt(p.ID, 10), "tenant": p.TenantName,
