@@ -3,6 +3,7 @@ package control
 import (
 	"context"
 	"fmt"
+	"maps"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -272,21 +273,26 @@ func (c *Controller) nodeReported(n store.Node) {
 	}
 }
 
-// watch looks at nodes and peers (every WatchEvery).
+// watch looks at nodes and peers (every WatchEvery) and tells what it found.
 func (c *Controller) watch(now time.Time) {
-	c.watchNodes(now)
-	c.watchPeers(now)
-}
-
-// watchNodes makes the nodes that sent no report for NodeOfflineAfter offline, follows the
-// nodes that joined and forgets those removed.
-func (c *Controller) watchNodes(now time.Time) {
 	snap := c.read.Load()
 	if snap == nil {
 		return
 	}
-	var offline []store.Event
 	c.ev.mu.Lock()
+	evs := c.watchNodesLocked(snap, now)
+	evs = c.watchPeersLocked(snap, now, evs)
+	c.ev.mu.Unlock()
+	for _, e := range evs {
+		c.queueEvent(e)
+	}
+}
+
+// watchNodesLocked makes the nodes of snap that sent no report for NodeOfflineAfter offline
+// and returns their events; it follows the nodes that joined and forgets those removed.
+// The caller holds c.ev.mu.
+func (c *Controller) watchNodesLocked(snap *store.Snapshot, now time.Time) []store.Event {
+	var offline []store.Event
 	live := make(map[int64]bool, len(snap.Nodes))
 	for _, n := range snap.Nodes {
 		live[n.ID] = true
@@ -308,26 +314,13 @@ func (c *Controller) watchNodes(now time.Time) {
 			Data:    map[string]string{"node": n.Name, "last_report": l.last.UTC().Format(time.RFC3339)}})
 		l.state = nodeOffline
 	}
-	for id := range c.ev.nodes {
-		if !live[id] {
-			delete(c.ev.nodes, id)
-		}
-	}
-	c.ev.mu.Unlock()
-	for _, e := range offline {
-		c.queueEvent(e)
-	}
+	maps.DeleteFunc(c.ev.nodes, func(id int64, _ *nodeLive) bool { return !live[id] })
+	return offline
 }
 
-// watchPeers tells of each enabled peer that expires within PeerExpiryNotice, once per
-// expiry time.
-func (c *Controller) watchPeers(now time.Time) {
-	snap := c.read.Load()
-	if snap == nil {
-		return
-	}
-	var soon []store.Event
-	c.ev.mu.Lock()
+// watchPeersLocked appends to evs an event for each enabled peer of snap that expires
+// within PeerExpiryNotice, once per expiry time. The caller holds c.ev.mu.
+func (c *Controller) watchPeersLocked(snap *store.Snapshot, now time.Time, evs []store.Event) []store.Event {
 	for i := range snap.Peers {
 		p := &snap.Peers[i]
 		if p.ExpiresAt.IsZero() || !p.Enabled || !p.ExpiresAt.After(now) || p.ExpiresAt.Sub(now) > c.cfg.Events.PeerExpiryNotice {
@@ -338,22 +331,15 @@ func (c *Controller) watchPeers(now time.Time) {
 			continue
 		}
 		c.ev.expiring[k] = true
-		soon = append(soon, store.Event{At: now, Kind: plane.EventPeerExpiring, Node: c.OwnNodeName(), Tenant: p.TenantName,
+		evs = append(evs, store.Event{At: now, Kind: plane.EventPeerExpiring, Node: c.OwnNodeName(), Tenant: p.TenantName,
 			Subject: store.PeerTarget(p.TenantName, p.Name),
 			Message: fmt.Sprintf("peer %s of tenant %s expires at %s, in %s", p.Name, p.TenantName, p.ExpiresAt.UTC().Format(time.RFC3339), p.ExpiresAt.Sub(now).Round(time.Minute)),
 			Data: map[string]string{"peer": p.Name, "peer_id": strconv.FormatInt(p.ID, 10), "tenant": p.TenantName,
 				"expires_at": p.ExpiresAt.UTC().Format(time.RFC3339Nano)}})
 	}
 	// Forget what is past.
-	for k := range c.ev.expiring {
-		if k.expires < now.UnixMicro() {
-			delete(c.ev.expiring, k)
-		}
-	}
-	c.ev.mu.Unlock()
-	for _, e := range soon {
-		c.queueEvent(e)
-	}
+	maps.DeleteFunc(c.ev.expiring, func(k peerExpiry, _ bool) bool { return k.expires < now.UnixMicro() })
+	return evs
 }
 
 // Events returns the events q selects, newest first, and whether more follow.
