@@ -82,8 +82,8 @@ const (
 	nodeOffline
 )
 
+// nodeLive is a node's liveness as the controller follows it.
 type nodeLive struct {
-	name  string
 	state nodeState
 	// last is its last report, or when the controller started watching it.
 	last time.Time
@@ -109,7 +109,7 @@ func (c *Controller) startEvents(ctx context.Context) error {
 		case len(es) == 0 && n.LastSeen.IsZero():
 			st = nodePending
 		}
-		nodes[n.ID] = &nodeLive{name: n.Name, state: st, last: now}
+		nodes[n.ID] = &nodeLive{state: st, last: now}
 	}
 	// The peers whose expiry was told already (within the notice, and a little more for a
 	// clock that moved).
@@ -255,11 +255,11 @@ func (c *Controller) nodeReported(n store.Node) {
 	}
 	l := c.ev.nodes[n.ID]
 	if l == nil {
-		l = &nodeLive{name: n.Name, state: nodePending}
+		l = &nodeLive{state: nodePending}
 		c.ev.nodes[n.ID] = l
 	}
 	prev, since := l.state, l.last
-	l.state, l.last, l.name = nodeOnline, now, n.Name
+	l.state, l.last = nodeOnline, now
 	c.ev.mu.Unlock()
 	subject := store.NodeTarget(n.Name)
 	switch prev {
@@ -299,7 +299,7 @@ func (c *Controller) watchNodesLocked(snap *store.Snapshot, now time.Time) []sto
 		l := c.ev.nodes[n.ID]
 		if l == nil {
 			// Joined since the controller started: it has NodeOfflineAfter to report.
-			c.ev.nodes[n.ID] = &nodeLive{name: n.Name, state: nodePending, last: now}
+			c.ev.nodes[n.ID] = &nodeLive{state: nodePending, last: now}
 			continue
 		}
 		if l.state == nodeOffline || now.Sub(l.last) < c.cfg.Events.NodeOfflineAfter {
