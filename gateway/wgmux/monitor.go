@@ -268,7 +268,7 @@ func (h *Handshake) Response(msg []byte) error {
 	if len(msg) < 4 {
 		return errors.New("not a WireGuard message")
 	}
-	switch binary.LittleEndian.Uint32(msg) {
+	switch typ := binary.LittleEndian.Uint32(msg); typ {
 	case typeCookieReply:
 		if len(msg) != cookieReplySize || binary.LittleEndian.Uint32(msg[receiverOff:]) != h.sender {
 			return ErrNotThis
@@ -276,7 +276,7 @@ func (h *Handshake) Response(msg []byte) error {
 		return ErrCookie
 	case typeResponse:
 	default:
-		return fmt.Errorf("a WireGuard message of type %d, not a handshake response", msg[0])
+		return fmt.Errorf("a WireGuard message of type %d, not a handshake response", typ)
 	}
 	if len(msg) != responseSize || binary.LittleEndian.Uint32(msg[respReceiverOff:]) != h.sender {
 		return ErrNotThis
