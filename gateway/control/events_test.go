@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
@@ -112,16 +111,6 @@ func TestControllerNodeEvents(t *testing.T) {
 	if e := es[0]; e.Node != "x1" || e.Tenant != "" || e.Data["node"] != "x1" {
 		t.Errorf("event %+v", e)
 	}
-}
-
-func openTestStore(t *testing.T) *store.Store {
-	t.Helper()
-	st, err := store.Open(context.Background(), store.Options{Path: filepath.Join(t.TempDir(), "popgate.db")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	return st
 }
 
 // TestControllerReportedEvents: a node's events are recorded as that node's, with the

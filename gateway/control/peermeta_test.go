@@ -35,11 +35,7 @@ func newTestControllerStore(t *testing.T, cfg Config) (*Controller, *planetest.D
 	if cfg.TrafficSampleEvery == 0 {
 		cfg.TrafficSampleEvery = time.Hour // tests that count reports see none of its own
 	}
-	st, err := store.Open(context.Background(), store.Options{Path: filepath.Join(t.TempDir(), "popgate.db")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := openTestStore(t)
 	dp := &planetest.DataPlane{}
 	c, err := New(cfg, st, dp, slog.New(slog.NewTextHandler(testWriter{t}, nil)))
 	if err != nil {
@@ -50,6 +46,17 @@ func newTestControllerStore(t *testing.T, cfg Config) (*Controller, *planetest.D
 		t.Fatal(err)
 	}
 	return c, dp, st
+}
+
+// openTestStore opens a store in a temporary directory, closed when the test ends.
+func openTestStore(t *testing.T) *store.Store {
+	t.Helper()
+	st, err := store.Open(context.Background(), store.Options{Path: filepath.Join(t.TempDir(), "popgate.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
 }
 
 type testWriter struct{ t *testing.T }
