@@ -187,7 +187,11 @@ func (c *Controller) AddCheck(ctx context.Context, req AddCheckRequest) (CheckIn
 		return CheckInfo{}, err
 	}
 	c.changed(ctx)
-	return c.checkInfo(ctx, ck, false)
+	v, err := c.checkView(ctx)
+	if err != nil {
+		return CheckInfo{}, err
+	}
+	return c.checkInfo(ctx, v, ck, false)
 }
 
 // RemoveCheck removes tenant's check name ("" for the operator's) with its results; the nodes
@@ -214,12 +218,16 @@ func (c *Controller) Checks(ctx context.Context, tenant string) ([]CheckInfo, er
 	if err != nil {
 		return nil, err
 	}
+	v, err := c.checkView(ctx)
+	if err != nil {
+		return nil, err
+	}
 	var out []CheckInfo
 	for _, ck := range cs {
 		if tenant != "" && ck.TenantName != tenant {
 			continue
 		}
-		ci, err := c.checkInfo(ctx, ck, false)
+		ci, err := c.checkInfo(ctx, v, ck, false)
 		if err != nil {
 			return nil, err
 		}
@@ -235,7 +243,11 @@ func (c *Controller) Check(ctx context.Context, tenant, name string) (CheckInfo,
 	if err != nil {
 		return CheckInfo{}, err
 	}
-	return c.checkInfo(ctx, ck, true)
+	v, err := c.checkView(ctx)
+	if err != nil {
+		return CheckInfo{}, err
+	}
+	return c.checkInfo(ctx, v, ck, true)
 }
 
 // CheckHistory returns check id's results since since, every node's together, in bins of
@@ -244,15 +256,27 @@ func (c *Controller) CheckHistory(ctx context.Context, id int64, since time.Time
 	return c.store.CheckBins(ctx, id, since, width)
 }
 
-// checkInfo is ck with its runners and summary (week: over 7 days too, else 24 hours).
-func (c *Controller) checkInfo(ctx context.Context, ck store.NetCheck, week bool) (CheckInfo, error) {
-	ci := CheckInfo{NetCheck: ck}
+// checkView is what checkInfo needs of the published network: read once for all the checks
+// of a listing.
+type checkView struct {
+	snap  *store.Snapshot
+	nodes []checkNode
+	names map[uint32]string
+}
+
+func (c *Controller) checkView(ctx context.Context) (checkView, error) {
 	snap, err := c.snapshot(ctx)
 	if err != nil {
-		return ci, err
+		return checkView{}, err
 	}
-	for _, n := range c.checkNodes(snap) {
-		if runs(snap, &ck, n) {
+	return checkView{snap: snap, nodes: c.checkNodes(snap), names: c.nodeNames(snap)}, nil
+}
+
+// checkInfo is ck with its runners and summary (week: over 7 days too, else 24 hours).
+func (c *Controller) checkInfo(ctx context.Context, v checkView, ck store.NetCheck, week bool) (CheckInfo, error) {
+	ci := CheckInfo{NetCheck: ck}
+	for _, n := range v.nodes {
+		if runs(v.snap, &ck, n) {
 			ci.Runners = append(ci.Runners, n.name)
 		}
 	}
@@ -265,7 +289,7 @@ func (c *Controller) checkInfo(ctx context.Context, ck store.NetCheck, week bool
 	if err != nil {
 		return ci, err
 	}
-	ci.Summary = summarize(rs, now, c.nodeNames(snap))
+	ci.Summary = summarize(rs, now, v.names)
 	return ci, nil
 }
 
