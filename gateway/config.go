@@ -115,6 +115,23 @@ func (c *Config) now() time.Time {
 	return c.Clock()
 }
 
+// validatePort checks the UDP port named what: 0 with anyPort (the system picks it), else
+// 1-65535, def for 0.
+func validatePort(port *int, what string, def int, anyPort bool) error {
+	switch {
+	case anyPort && *port != 0:
+		return fmt.Errorf("%s %d with AnyPort: set one of the two", what, *port)
+	case anyPort:
+		return nil
+	case *port == 0:
+		*port = def
+	}
+	if *port < 1 || *port > 65535 {
+		return fmt.Errorf("%s %d is out of range: use 1-65535", what, *port)
+	}
+	return nil
+}
+
 // Validate fills defaults and rejects bad values with a message naming the field and the fix.
 // It checks the settings an operator gives; New also checks PrivateKey and Overlay, which
 // come from the store.
@@ -125,29 +142,11 @@ func (c *Config) Validate() error {
 	if !firewall.ValidInterfaceName(c.Interface) {
 		return fmt.Errorf("interface %q is not a valid interface name: use %s", c.Interface, firewall.InterfaceNameRule)
 	}
-	if c.AnyPort {
-		if c.ListenPort != 0 {
-			return fmt.Errorf("listen port %d with AnyPort: set one of the two", c.ListenPort)
-		}
-	} else {
-		if c.ListenPort == 0 {
-			c.ListenPort = DefaultListenPort
-		}
-		if c.ListenPort < 1 || c.ListenPort > 65535 {
-			return fmt.Errorf("listen port %d is out of range: use 1-65535", c.ListenPort)
-		}
+	if err := validatePort(&c.ListenPort, "listen port", DefaultListenPort, c.AnyPort); err != nil {
+		return err
 	}
-	if c.AnyPort {
-		if c.BackbonePort != 0 {
-			return fmt.Errorf("backbone port %d with AnyPort: set one of the two", c.BackbonePort)
-		}
-	} else {
-		if c.BackbonePort == 0 {
-			c.BackbonePort = DefaultBackbonePort
-		}
-		if c.BackbonePort < 1 || c.BackbonePort > 65535 {
-			return fmt.Errorf("backbone port %d is out of range: use 1-65535", c.BackbonePort)
-		}
+	if err := validatePort(&c.BackbonePort, "backbone port", DefaultBackbonePort, c.AnyPort); err != nil {
+		return err
 	}
 	if c.MTU == 0 {
 		c.MTU = DefaultMTU

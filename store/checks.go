@@ -174,9 +174,10 @@ func validateDNSName(name string) error {
 	return nil
 }
 
-// validateCheckURL checks an HTTP check's URL: http or https, a host, no credentials, at most
-// MaxCheckTarget printable ASCII characters; for a tenant's (tenant), no host that names
-// the PoPs' own networks (an address PublicAddr refuses, localhost).
+// validateCheckURL checks an HTTP check's URL: http or https, a host, a port (when given) of
+// 1-65535, no credentials, at most MaxCheckTarget printable ASCII characters; for a tenant's
+// (tenant), no host that names the PoPs' own networks (an address PublicAddr refuses,
+// localhost).
 func validateCheckURL(raw string, tenant bool) error {
 	u, err := url.Parse(raw)
 	switch {
@@ -186,6 +187,11 @@ func validateCheckURL(raw string, tenant bool) error {
 		return errorf(ErrInvalid, "%q is not an http or https URL: give e.g. https://www.example.com/health", truncate(raw, 80))
 	case u.User != nil:
 		return errorf(ErrInvalid, "the URL %q holds credentials, which every admin who lists checks would see: check a URL that needs none", truncate(raw, 80))
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return errorf(ErrInvalid, "the URL %q has a bad port: use 1-65535", truncate(raw, 80))
+		}
 	}
 	host := u.Hostname()
 	if a, err := netip.ParseAddr(host); err == nil {
@@ -199,11 +205,6 @@ func validateCheckURL(raw string, tenant bool) error {
 	}
 	if tenant && (strings.EqualFold(strings.TrimSuffix(host, "."), "localhost") || strings.HasSuffix(strings.ToLower(strings.TrimSuffix(host, ".")), ".localhost")) {
 		return errorf(ErrInvalid, "%s names this host: a tenant's check may reach only the internet", host)
-	}
-	if p := u.Port(); p != "" {
-		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
-			return errorf(ErrInvalid, "the URL %q has a bad port: use 1-65535", truncate(raw, 80))
-		}
 	}
 	return nil
 }

@@ -76,9 +76,10 @@ func ValidateEventKind(kind string) error {
 	return nil
 }
 
-// eventData encodes d for the data column: the first MaxEventDataKeys keys in order, keys
-// and values cleaned and cut, as many as fit maxEventData bytes.
-func eventData(d map[string]string) string {
+// eventData fits d to the data column: the first MaxEventDataKeys keys in order, keys and
+// values cleaned and cut, as many as fit maxEventData bytes. It returns them (nil for none)
+// and their encoding.
+func eventData(d map[string]string) (map[string]string, string) {
 	out := map[string]string{}
 	size := 2
 	for _, k := range slices.Sorted(maps.Keys(d)) {
@@ -94,7 +95,10 @@ func eventData(d map[string]string) string {
 		out[ck] = cv
 	}
 	b, _ := json.Marshal(out)
-	return string(b)
+	if len(out) == 0 {
+		return nil, string(b)
+	}
+	return out, string(b)
 }
 
 // cleanEvent fits e to the columns: values cleaned and cut as AppendAudit does, a tenant that
@@ -112,11 +116,8 @@ func (s *Store) cleanEvent(e Event) (Event, string, error) {
 		e.Tenant = ""
 	}
 	e.Subject, e.Message = clean(e.Subject, maxEventSubject), clean(e.Message, maxEventMessage)
-	data := eventData(e.Data)
-	e.Data = nil
-	if data != "{}" {
-		json.Unmarshal([]byte(data), &e.Data)
-	}
+	var data string
+	e.Data, data = eventData(e.Data)
 	return e, data, nil
 }
 

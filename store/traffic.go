@@ -80,90 +80,108 @@ type TrafficRecord struct {
 	Peers   []TrafficDelta
 }
 
+// trafficTable is one table of the traffic history: its owners' column and table, the
+// width of its buckets and how long it keeps them. The names are constants, never input.
+type trafficTable struct {
+	name, owner, owners string
+	step, keep          time.Duration
+}
+
+var (
+	tenantTraffic = trafficTable{"tenant_traffic", "tenant_id", "tenants", TenantTrafficStep, TenantTrafficKeep}
+	peerTraffic   = trafficTable{"peer_traffic", "peer_id", "peers", PeerTrafficStep, PeerTrafficKeep}
+)
+
 // AddTraffic adds each delta of rec to its bucket and deletes the buckets older than what
 // the history keeps at now, all in one transaction. Deltas that count nothing, that are
 // older than the history keeps, or whose tenant or peer no longer exists (removed since it
 // was sampled) are skipped; so the write cannot fail for a removal racing with it.
 func (s *Store) AddTraffic(ctx context.Context, rec TrafficRecord, now time.Time) error {
-	tenantCut, peerCut := now.Add(-TenantTrafficKeep), now.Add(-PeerTrafficKeep)
 	return s.writeAuth(ctx, func(tx *sql.Tx) error {
-		for _, t := range []struct {
-			table, owner, ownerTable string
-			step                     time.Duration
-			cut                      time.Time
-			deltas                   []TrafficDelta
-		}{
-			{"tenant_traffic", "tenant_id", "tenants", TenantTrafficStep, tenantCut, rec.Tenants},
-			{"peer_traffic", "peer_id", "peers", PeerTrafficStep, peerCut, rec.Peers},
-		} {
-			if len(t.deltas) > 0 {
-				// The table and column names are the constants above, never input.
-				stmt, err := tx.PrepareContext(ctx, `INSERT INTO `+t.table+` (`+t.owner+`, at, rx_bytes, tx_bytes, rx_packets, tx_packets)
-					SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE EXISTS (SELECT 1 FROM `+t.ownerTable+` WHERE id = ?1)
-					ON CONFLICT (`+t.owner+`, at) DO UPDATE SET
-						rx_bytes = min(rx_bytes + excluded.rx_bytes, 9223372036854775807),
-						tx_bytes = min(tx_bytes + excluded.tx_bytes, 9223372036854775807),
-						rx_packets = min(rx_packets + excluded.rx_packets, 9223372036854775807),
-						tx_packets = min(tx_packets + excluded.tx_packets, 9223372036854775807)`)
-				if err != nil {
-					return fmt.Errorf("store: add traffic: %w", err)
-				}
-				for _, d := range t.deltas {
-					at := TruncateTime(d.At, t.step)
-					if d.IsZero() || at.Add(t.step).Before(t.cut) || at.Unix() <= 0 {
-						continue
-					}
-					if _, err := stmt.ExecContext(ctx, d.ID, micros(at), clampCount(d.RxBytes), clampCount(d.TxBytes),
-						clampCount(d.RxPackets), clampCount(d.TxPackets)); err != nil {
-						stmt.Close()
-						return fmt.Errorf("store: add traffic to %s: %w", t.table, err)
-					}
-				}
-				stmt.Close()
-			}
-			if _, err := tx.ExecContext(ctx, `DELETE FROM `+t.table+` WHERE at < ?`, micros(TruncateTime(t.cut, t.step))); err != nil {
-				return fmt.Errorf("store: prune %s: %w", t.table, err)
-			}
+		if err := tenantTraffic.add(ctx, tx, rec.Tenants, now); err != nil {
+			return err
 		}
-		return nil
+		return peerTraffic.add(ctx, tx, rec.Peers, now)
 	})
+}
+
+// add adds deltas to t's buckets and deletes those older than t keeps at now.
+func (t trafficTable) add(ctx context.Context, tx *sql.Tx, deltas []TrafficDelta, now time.Time) error {
+	cut := now.Add(-t.keep)
+	if err := t.insert(ctx, tx, deltas, cut); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM `+t.name+` WHERE at < ?`, micros(TruncateTime(cut, t.step))); err != nil {
+		return fmt.Errorf("store: prune %s: %w", t.name, err)
+	}
+	return nil
+}
+
+// insert adds each delta to its bucket, but those that count nothing, whose bucket ends
+// before cut, or whose owner is gone.
+func (t trafficTable) insert(ctx context.Context, tx *sql.Tx, deltas []TrafficDelta, cut time.Time) error {
+	if len(deltas) == 0 {
+		return nil
+	}
+	stmt, err := tx.PrepareContext(ctx, `INSERT INTO `+t.name+` (`+t.owner+`, at, rx_bytes, tx_bytes, rx_packets, tx_packets)
+		SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE EXISTS (SELECT 1 FROM `+t.owners+` WHERE id = ?1)
+		ON CONFLICT (`+t.owner+`, at) DO UPDATE SET
+			rx_bytes = min(rx_bytes + excluded.rx_bytes, 9223372036854775807),
+			tx_bytes = min(tx_bytes + excluded.tx_bytes, 9223372036854775807),
+			rx_packets = min(rx_packets + excluded.rx_packets, 9223372036854775807),
+			tx_packets = min(tx_packets + excluded.tx_packets, 9223372036854775807)`)
+	if err != nil {
+		return fmt.Errorf("store: add traffic: %w", err)
+	}
+	defer stmt.Close()
+	for _, d := range deltas {
+		at := TruncateTime(d.At, t.step)
+		if d.IsZero() || at.Add(t.step).Before(cut) || at.Unix() <= 0 {
+			continue
+		}
+		if _, err := stmt.ExecContext(ctx, d.ID, micros(at), clampCount(d.RxBytes), clampCount(d.TxBytes),
+			clampCount(d.RxPackets), clampCount(d.TxPackets)); err != nil {
+			return fmt.Errorf("store: add traffic to %s: %w", t.name, err)
+		}
+	}
+	return nil
 }
 
 // TenantTraffic returns the traffic history of the tenant with ID id from from to to, in
 // buckets of step (a multiple of TenantTrafficStep; the buckets start at multiples of step
 // since the epoch), oldest first; buckets without traffic are left out.
 func (s *Store) TenantTraffic(ctx context.Context, id int64, from, to time.Time, step time.Duration) ([]TrafficSample, error) {
-	return s.trafficHistory(ctx, "tenant_traffic", "tenant_id", TenantTrafficStep, id, from, to, step)
+	return s.trafficHistory(ctx, tenantTraffic, id, from, to, step)
 }
 
 // PeerTraffic is TenantTraffic for the peer with ID id; step is a multiple of
 // PeerTrafficStep.
 func (s *Store) PeerTraffic(ctx context.Context, id int64, from, to time.Time, step time.Duration) ([]TrafficSample, error) {
-	return s.trafficHistory(ctx, "peer_traffic", "peer_id", PeerTrafficStep, id, from, to, step)
+	return s.trafficHistory(ctx, peerTraffic, id, from, to, step)
 }
 
-func (s *Store) trafficHistory(ctx context.Context, table, owner string, res time.Duration, id int64, from, to time.Time, step time.Duration) ([]TrafficSample, error) {
-	if step < res || step%res != 0 {
-		return nil, errorf(ErrInvalid, "a traffic history step of %s: it must be a multiple of %s", step, res)
+func (s *Store) trafficHistory(ctx context.Context, t trafficTable, id int64, from, to time.Time, step time.Duration) ([]TrafficSample, error) {
+	if step < t.step || step%t.step != 0 {
+		return nil, errorf(ErrInvalid, "a traffic history step of %s: it must be a multiple of %s", step, t.step)
 	}
 	us := step.Microseconds()
 	rows, err := s.db.QueryContext(ctx, `SELECT at / ?1 * ?1 AS bucket, sum(rx_bytes), sum(tx_bytes), sum(rx_packets), sum(tx_packets)
-		FROM `+table+` WHERE `+owner+` = ?2 AND at >= ?3 AND at < ?4 GROUP BY bucket ORDER BY bucket`,
+		FROM `+t.name+` WHERE `+t.owner+` = ?2 AND at >= ?3 AND at < ?4 GROUP BY bucket ORDER BY bucket`,
 		us, id, micros(TruncateTime(from, step)), micros(to))
 	if err != nil {
-		return nil, fmt.Errorf("store: read %s: %w", table, err)
+		return nil, fmt.Errorf("store: read %s: %w", t.name, err)
 	}
 	defer rows.Close()
 	var out []TrafficSample
 	for rows.Next() {
 		var at, rx, tx, rxp, txp int64
 		if err := rows.Scan(&at, &rx, &tx, &rxp, &txp); err != nil {
-			return nil, fmt.Errorf("store: read %s: %w", table, err)
+			return nil, fmt.Errorf("store: read %s: %w", t.name, err)
 		}
 		out = append(out, TrafficSample{At: fromMicros(at), Traffic: Traffic{uint64(rx), uint64(tx), uint64(rxp), uint64(txp)}})
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: read %s: %w", table, err)
+		return nil, fmt.Errorf("store: read %s: %w", t.name, err)
 	}
 	return out, nil
 }

@@ -45,23 +45,17 @@ func (p *netProber) handshake(ctx context.Context, c *plane.Check) outcome {
 		sent time.Time
 	}
 	var tries []attempt
-	send := func(h *wgmux.Handshake) error {
-		tries = append(tries, attempt{h, time.Now()})
-		_, err := conn.Write(h.Initiation())
-		return err
-	}
-	newTry := func() error {
+	last := "no answer in time"
+	refused := fmt.Sprintf("%s refused the datagram (ICMP port unreachable): nothing listens there", addr)
+	// try sends a new initiation. A refusal (ICMP port unreachable) of an earlier one comes
+	// back on the next read or write of the socket.
+	try := func() error {
 		h, err := wgmux.NewHandshake(p.hsKey, c.PublicKey, time.Now())
 		if err != nil {
 			return err
 		}
-		return send(h)
-	}
-	last := "no answer in time"
-	refused := fmt.Sprintf("%s refused the datagram (ICMP port unreachable): nothing listens there", addr)
-	// A refusal (ICMP port unreachable) comes back on the next read or write of the socket.
-	try := func() error {
-		err := newTry()
+		tries = append(tries, attempt{h, time.Now()})
+		_, err = conn.Write(h.Initiation())
 		if errors.Is(err, syscall.ECONNREFUSED) {
 			last, err = refused, nil
 		}

@@ -140,21 +140,11 @@ func (c *Controller) NodeReported(n store.Node, rep *plane.Report, offset time.D
 	c.observeTraffic(n.ID+1, rep, offset, c.now())
 }
 
-// ownReports feeds the controller's own node's reports to peersAt while it runs a
-// backbone, every second: its peers are placed at it like at any node.
-func (c *Controller) ownReports() {
-	defer c.wg.Done()
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-c.closing:
-			return
-		case <-t.C:
-			rep := c.dp.Report()
-			c.peersAt(plane.ControllerNode, &rep, 0)
-		}
-	}
+// ownReport feeds the controller's own node's report to peersAt (every second while it runs
+// a backbone): its peers are placed at it like at any node.
+func (c *Controller) ownReport(time.Time) {
+	rep := c.dp.Report()
+	c.peersAt(plane.ControllerNode, &rep, 0)
 }
 
 // peersAt takes what node (its backbone ID) reports of its peers: each peer whose latest

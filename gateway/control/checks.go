@@ -4,9 +4,9 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -73,8 +73,9 @@ type CheckLatest struct {
 	store.CheckResult
 }
 
-// OwnNodeName is the name the controller's own node goes by in checks' from ("node:NAME")
-// and results: its backbone name (default "controller").
+// OwnNodeName is the name the controller's own node goes by in checks' from ("node:NAME"),
+// their results and its events: its backbone name, the one the other nodes know it by
+// (default "controller").
 func (c *Controller) OwnNodeName() string { return cmp.Or(c.cfg.Backbone.Name, "controller") }
 
 // checkNode is a node as the assignment of checks sees it.
@@ -186,7 +187,11 @@ func (c *Controller) AddCheck(ctx context.Context, req AddCheckRequest) (CheckIn
 		return CheckInfo{}, err
 	}
 	c.changed(ctx)
-	return c.checkInfo(ctx, ck, false)
+	v, err := c.checkView(ctx)
+	if err != nil {
+		return CheckInfo{}, err
+	}
+	return c.checkInfo(ctx, v, ck, false)
 }
 
 // RemoveCheck removes tenant's check name ("" for the operator's) with its results; the nodes
@@ -213,12 +218,16 @@ func (c *Controller) Checks(ctx context.Context, tenant string) ([]CheckInfo, er
 	if err != nil {
 		return nil, err
 	}
+	v, err := c.checkView(ctx)
+	if err != nil {
+		return nil, err
+	}
 	var out []CheckInfo
 	for _, ck := range cs {
 		if tenant != "" && ck.TenantName != tenant {
 			continue
 		}
-		ci, err := c.checkInfo(ctx, ck, false)
+		ci, err := c.checkInfo(ctx, v, ck, false)
 		if err != nil {
 			return nil, err
 		}
@@ -234,7 +243,11 @@ func (c *Controller) Check(ctx context.Context, tenant, name string) (CheckInfo,
 	if err != nil {
 		return CheckInfo{}, err
 	}
-	return c.checkInfo(ctx, ck, true)
+	v, err := c.checkView(ctx)
+	if err != nil {
+		return CheckInfo{}, err
+	}
+	return c.checkInfo(ctx, v, ck, true)
 }
 
 // CheckHistory returns check id's results since since, every node's together, in bins of
@@ -243,15 +256,27 @@ func (c *Controller) CheckHistory(ctx context.Context, id int64, since time.Time
 	return c.store.CheckBins(ctx, id, since, width)
 }
 
-// checkInfo is ck with its runners and summary (week: over 7 days too, else 24 hours).
-func (c *Controller) checkInfo(ctx context.Context, ck store.NetCheck, week bool) (CheckInfo, error) {
-	ci := CheckInfo{NetCheck: ck}
+// checkView is what checkInfo needs of the published network: read once for all the checks
+// of a listing.
+type checkView struct {
+	snap  *store.Snapshot
+	nodes []checkNode
+	names map[uint32]string
+}
+
+func (c *Controller) checkView(ctx context.Context) (checkView, error) {
 	snap, err := c.snapshot(ctx)
 	if err != nil {
-		return ci, err
+		return checkView{}, err
 	}
-	for _, n := range c.checkNodes(snap) {
-		if runs(snap, &ck, n) {
+	return checkView{snap: snap, nodes: c.checkNodes(snap), names: c.nodeNames(snap)}, nil
+}
+
+// checkInfo is ck with its runners and summary (week: over 7 days too, else 24 hours).
+func (c *Controller) checkInfo(ctx context.Context, v checkView, ck store.NetCheck, week bool) (CheckInfo, error) {
+	ci := CheckInfo{NetCheck: ck}
+	for _, n := range v.nodes {
+		if runs(v.snap, &ck, n) {
 			ci.Runners = append(ci.Runners, n.name)
 		}
 	}
@@ -264,7 +289,7 @@ func (c *Controller) checkInfo(ctx context.Context, ck store.NetCheck, week bool
 	if err != nil {
 		return ci, err
 	}
-	ci.Summary = summarize(rs, now, c.nodeNames(snap))
+	ci.Summary = summarize(rs, now, v.names)
 	return ci, nil
 }
 
@@ -323,18 +348,22 @@ func percentiles(ds []time.Duration) (p50, p95 time.Duration) {
 }
 
 // checkResults takes the nodes' results to the store: a queue that NodeReported fills
-// without waiting, and a goroutine that writes what changed and prunes what is old.
+// without waiting, and a goroutine (resultsLoop) that writes what changed and prunes what
+// is old. Only that goroutine touches written and trends.
 type checkResults struct {
 	queue   chan checkBatch
 	dropped atomic.Uint64 // batches dropped because the queue was full
 
-	mu sync.Mutex
 	// written is what was last written of each check, node and minute, so that a minute
-	// a node reports again unchanged costs no write. Only the writer touches it.
+	// a node reports again unchanged costs no write.
 	written map[resultKey]plane.CheckResult
-	// trends are each check's state at each node as its events last told it: the writer's
-	// alone (checkEvents).
+	// trends are each check's state at each node as its events last told it
+	// (checkEvents).
 	trends map[trendKey]trend
+}
+
+func newCheckResults() checkResults {
+	return checkResults{queue: make(chan checkBatch, checkQueue), written: map[resultKey]plane.CheckResult{}, trends: map[trendKey]trend{}}
 }
 
 // trendKey is one check at one node.
@@ -428,29 +457,19 @@ func (c *Controller) pruneResults() {
 	// Forget what was written of minutes no node reports any more, and the trends of
 	// checks removed.
 	oldest := time.Now().Add(-time.Hour).Unix() / 60
-	c.results.mu.Lock()
-	for k := range c.results.written {
-		if k.minute < oldest {
-			delete(c.results.written, k)
-		}
-	}
-	c.results.mu.Unlock()
+	maps.DeleteFunc(c.results.written, func(k resultKey, _ plane.CheckResult) bool { return k.minute < oldest })
 	if snap := c.read.Load(); snap != nil {
-		for k := range c.results.trends {
-			if !slices.ContainsFunc(snap.Checks, func(ck store.NetCheck) bool { return ck.ID == k.check }) {
-				delete(c.results.trends, k)
-			}
+		live := make(map[int64]bool, len(snap.Checks))
+		for _, ck := range snap.Checks {
+			live[ck.ID] = true
 		}
+		maps.DeleteFunc(c.results.trends, func(k trendKey, _ trend) bool { return !live[k.check] })
 	}
 }
 
 // writeResults stores the results of b that changed since they were last written.
 func (c *Controller) writeResults(b checkBatch) {
 	var out []store.CheckResult
-	c.results.mu.Lock()
-	if c.results.written == nil {
-		c.results.written = map[resultKey]plane.CheckResult{}
-	}
 	for _, r := range b.results {
 		k := resultKey{check: r.Check, node: b.node, minute: r.Minute.Unix() / 60}
 		if old, ok := c.results.written[k]; ok && sameResult(old, r) {
@@ -460,15 +479,12 @@ func (c *Controller) writeResults(b checkBatch) {
 		out = append(out, store.CheckResult{Check: r.Check, Node: b.node, Minute: r.Minute, OK: r.OK, Failed: r.Failed,
 			LatencyP50: r.LatencyP50, LatencyMax: r.LatencyMax, Error: r.Error, Detail: r.Detail})
 	}
-	c.results.mu.Unlock()
 	c.checkEvents(b)
 	if err := c.store.RecordCheckResults(context.Background(), out); err != nil {
 		c.log.Warn("record check results", "node", b.node, "err", err)
-		c.results.mu.Lock()
 		for _, r := range b.results { // try again when the node reports them again
 			delete(c.results.written, resultKey{check: r.Check, node: b.node, minute: r.Minute.Unix() / 60})
 		}
-		c.results.mu.Unlock()
 	}
 }
 
@@ -493,9 +509,6 @@ func (c *Controller) checkEvents(b checkBatch) {
 			continue
 		}
 		k := trendKey{r.Check, b.node}
-		if c.results.trends == nil {
-			c.results.trends = map[trendKey]trend{}
-		}
 		old, seen := c.results.trends[k]
 		if seen && m <= old.minute {
 			continue
@@ -548,24 +561,14 @@ func sameResult(a, b plane.CheckResult) bool {
 	return a == b && am.Equal(bm)
 }
 
-// ownCheckReports reads the controller's own node's check results every ownChecksEvery
+// ownCheckReport reads the controller's own node's check results (every ownChecksEvery)
 // while it runs checks.
-func (c *Controller) ownCheckReports() {
-	defer c.wg.Done()
-	t := time.NewTicker(ownChecksEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-c.closing:
-			return
-		case <-t.C:
-			if !c.ownChecks.Load() {
-				continue
-			}
-			rep := c.dp.Report()
-			c.queueResults(c.ownCheckNode(), rep.Checks)
-		}
+func (c *Controller) ownCheckReport(time.Time) {
+	if !c.ownChecks.Load() {
+		return
 	}
+	rep := c.dp.Report()
+	c.queueResults(c.ownCheckNode(), rep.Checks)
 }
 
 // ownChecksEvery is how often the controller reads its own node's check results (a joined

@@ -196,7 +196,7 @@ func New(cfg Config, st *store.Store, dp DataPlane, log *slog.Logger) (*Controll
 		log.Warn("no public endpoint set: client configs will use a guess; set --public-endpoint to the host:port clients reach", "endpoint", cfg.PublicEndpoint)
 	}
 	c := &Controller{cfg: cfg, log: log, store: st, dp: dp, serverKey: st.NodePublicKey(), closing: make(chan struct{}),
-		changedCh: make(chan struct{}), results: checkResults{queue: make(chan checkBatch, checkQueue)},
+		changedCh: make(chan struct{}), results: newCheckResults(),
 		now: time.Now, traffic: newTrafficSampler(time.Now())}
 	c.ev.queue = make(chan store.Event, maxQueuedEvents)
 	c.overlay.V4, c.overlay.V6 = st.OverlayPrefixes()
@@ -218,15 +218,14 @@ func (c *Controller) Start(ctx context.Context) error {
 	if err := c.startEvents(ctx); err != nil {
 		return err
 	}
-	c.wg.Add(4)
-	go c.retryLoop()
-	go c.resultsLoop()
-	go c.ownCheckReports()
-	go c.trafficLoop()
+	c.every(c.cfg.RetryEvery, c.retry)
+	c.every(ownChecksEvery, c.ownCheckReport)
 	if c.cfg.Backbone.on() {
-		c.wg.Add(1)
-		go c.ownReports()
+		c.every(time.Second, c.ownReport)
 	}
+	c.wg.Add(2)
+	go c.resultsLoop()
+	go c.trafficLoop()
 	return nil
 }
 
@@ -249,23 +248,32 @@ func (c *Controller) Close() error {
 // Config returns the controller's configuration, defaults filled in.
 func (c *Controller) Config() Config { return c.cfg }
 
-// retryLoop publishes again while the last publication failed.
-func (c *Controller) retryLoop() {
-	defer c.wg.Done()
-	t := time.NewTicker(c.cfg.RetryEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-c.closing:
-			return
-		case <-t.C:
-			if c.published.Load().err == nil {
-				continue
-			}
-			if err := c.publish(context.Background()); err == nil {
-				c.log.Info("the desired state reached the data plane again", "generation", c.published.Load().gen)
+// every calls f every d, on a goroutine of its own, until the controller closes: Close
+// waits for a call under way.
+func (c *Controller) every(d time.Duration, f func(now time.Time)) {
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		t := time.NewTicker(d)
+		defer t.Stop()
+		for {
+			select {
+			case <-c.closing:
+				return
+			case now := <-t.C:
+				f(now)
 			}
 		}
+	}()
+}
+
+// retry publishes again when the last publication failed (every RetryEvery).
+func (c *Controller) retry(time.Time) {
+	if c.published.Load().err == nil {
+		return
+	}
+	if err := c.publish(context.Background()); err == nil {
+		c.log.Info("the desired state reached the data plane again", "generation", c.published.Load().gen)
 	}
 }
 

@@ -3,8 +3,10 @@ package control
 import (
 	"context"
 	"fmt"
+	"maps"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/popgate/popgate/gateway/control/webhook"
@@ -52,7 +54,7 @@ type events struct {
 	// queue holds the events of the controller and its own node, for the writer; made by
 	// New, so that the own node's events of the first Apply wait for the writer.
 	queue   chan store.Event
-	dropped uint64 // guarded by mu
+	dropped atomic.Uint64
 
 	sender *webhook.Sender
 
@@ -80,20 +82,11 @@ const (
 	nodeOffline
 )
 
+// nodeLive is a node's liveness as the controller follows it.
 type nodeLive struct {
-	name  string
 	state nodeState
 	// last is its last report, or when the controller started watching it.
 	last time.Time
-}
-
-// eventNode is the name the controller's own events carry as their node: the one the other
-// nodes know it by.
-func (c *Controller) eventNode() string {
-	if c.cfg.Backbone.on() {
-		return c.cfg.Backbone.Name
-	}
-	return "controller"
 }
 
 // startEvents loads what the event log says of nodes and peers, starts the webhook sender,
@@ -116,7 +109,7 @@ func (c *Controller) startEvents(ctx context.Context) error {
 		case len(es) == 0 && n.LastSeen.IsZero():
 			st = nodePending
 		}
-		nodes[n.ID] = &nodeLive{name: n.Name, state: st, last: now}
+		nodes[n.ID] = &nodeLive{state: st, last: now}
 	}
 	// The peers whose expiry was told already (within the notice, and a little more for a
 	// clock that moved).
@@ -143,13 +136,13 @@ func (c *Controller) startEvents(ctx context.Context) error {
 		return err
 	}
 	ev.sender.Start(ctx)
-	c.wg.Add(2)
+	c.wg.Add(1)
 	go c.writeEvents()
-	go c.watchLoop()
+	c.every(c.cfg.Events.WatchEvery, c.watch)
 	return nil
 }
 
-// closeEvents stops the webhook sender; the loops end with c.closing.
+// closeEvents stops the webhook sender; the writer and the watch end with c.closing.
 func (c *Controller) closeEvents() {
 	if c.ev.sender != nil {
 		c.ev.sender.Close()
@@ -160,7 +153,7 @@ func (c *Controller) closeEvents() {
 // tenant is an ID) or of the controller. It never blocks: when the writer is behind by
 // maxQueuedEvents, the oldest waiting is dropped, and counted.
 func (c *Controller) Event(e plane.Event) {
-	c.queueEvent(c.storeEvent(e, c.eventNode(), 0))
+	c.queueEvent(c.storeEvent(e, c.OwnNodeName(), 0))
 }
 
 // queueEvent queues a store event for the writer (which Start starts: until then they wait).
@@ -174,9 +167,7 @@ func (c *Controller) queueEvent(e store.Event) {
 		}
 		select {
 		case <-q:
-			c.ev.mu.Lock()
-			c.ev.dropped++
-			c.ev.mu.Unlock()
+			c.ev.dropped.Add(1)
 		default:
 		}
 	}
@@ -264,11 +255,11 @@ func (c *Controller) nodeReported(n store.Node) {
 	}
 	l := c.ev.nodes[n.ID]
 	if l == nil {
-		l = &nodeLive{name: n.Name, state: nodePending}
+		l = &nodeLive{state: nodePending}
 		c.ev.nodes[n.ID] = l
 	}
 	prev, since := l.state, l.last
-	l.state, l.last, l.name = nodeOnline, now, n.Name
+	l.state, l.last = nodeOnline, now
 	c.ev.mu.Unlock()
 	subject := store.NodeTarget(n.Name)
 	switch prev {
@@ -282,38 +273,33 @@ func (c *Controller) nodeReported(n store.Node) {
 	}
 }
 
-// watchLoop looks at nodes and peers every WatchEvery until the controller closes.
-func (c *Controller) watchLoop() {
-	defer c.wg.Done()
-	t := time.NewTicker(c.cfg.Events.WatchEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-c.closing:
-			return
-		case now := <-t.C:
-			c.watchNodes(now)
-			c.watchPeers(now)
-		}
-	}
-}
-
-// watchNodes makes the nodes that sent no report for NodeOfflineAfter offline, follows the
-// nodes that joined and forgets those removed.
-func (c *Controller) watchNodes(now time.Time) {
+// watch looks at nodes and peers (every WatchEvery) and tells what it found.
+func (c *Controller) watch(now time.Time) {
 	snap := c.read.Load()
 	if snap == nil {
 		return
 	}
-	var offline []store.Event
 	c.ev.mu.Lock()
+	evs := c.watchNodesLocked(snap, now)
+	evs = c.watchPeersLocked(snap, now, evs)
+	c.ev.mu.Unlock()
+	for _, e := range evs {
+		c.queueEvent(e)
+	}
+}
+
+// watchNodesLocked makes the nodes of snap that sent no report for NodeOfflineAfter offline
+// and returns their events; it follows the nodes that joined and forgets those removed.
+// The caller holds c.ev.mu.
+func (c *Controller) watchNodesLocked(snap *store.Snapshot, now time.Time) []store.Event {
+	var offline []store.Event
 	live := make(map[int64]bool, len(snap.Nodes))
 	for _, n := range snap.Nodes {
 		live[n.ID] = true
 		l := c.ev.nodes[n.ID]
 		if l == nil {
 			// Joined since the controller started: it has NodeOfflineAfter to report.
-			c.ev.nodes[n.ID] = &nodeLive{name: n.Name, state: nodePending, last: now}
+			c.ev.nodes[n.ID] = &nodeLive{state: nodePending, last: now}
 			continue
 		}
 		if l.state == nodeOffline || now.Sub(l.last) < c.cfg.Events.NodeOfflineAfter {
@@ -328,26 +314,13 @@ func (c *Controller) watchNodes(now time.Time) {
 			Data:    map[string]string{"node": n.Name, "last_report": l.last.UTC().Format(time.RFC3339)}})
 		l.state = nodeOffline
 	}
-	for id := range c.ev.nodes {
-		if !live[id] {
-			delete(c.ev.nodes, id)
-		}
-	}
-	c.ev.mu.Unlock()
-	for _, e := range offline {
-		c.queueEvent(e)
-	}
+	maps.DeleteFunc(c.ev.nodes, func(id int64, _ *nodeLive) bool { return !live[id] })
+	return offline
 }
 
-// watchPeers tells of each enabled peer that expires within PeerExpiryNotice, once per
-// expiry time.
-func (c *Controller) watchPeers(now time.Time) {
-	snap := c.read.Load()
-	if snap == nil {
-		return
-	}
-	var soon []store.Event
-	c.ev.mu.Lock()
+// watchPeersLocked appends to evs an event for each enabled peer of snap that expires
+// within PeerExpiryNotice, once per expiry time. The caller holds c.ev.mu.
+func (c *Controller) watchPeersLocked(snap *store.Snapshot, now time.Time, evs []store.Event) []store.Event {
 	for i := range snap.Peers {
 		p := &snap.Peers[i]
 		if p.ExpiresAt.IsZero() || !p.Enabled || !p.ExpiresAt.After(now) || p.ExpiresAt.Sub(now) > c.cfg.Events.PeerExpiryNotice {
@@ -358,22 +331,15 @@ func (c *Controller) watchPeers(now time.Time) {
 			continue
 		}
 		c.ev.expiring[k] = true
-		soon = append(soon, store.Event{At: now, Kind: plane.EventPeerExpiring, Node: c.eventNode(), Tenant: p.TenantName,
+		evs = append(evs, store.Event{At: now, Kind: plane.EventPeerExpiring, Node: c.OwnNodeName(), Tenant: p.TenantName,
 			Subject: store.PeerTarget(p.TenantName, p.Name),
 			Message: fmt.Sprintf("peer %s of tenant %s expires at %s, in %s", p.Name, p.TenantName, p.ExpiresAt.UTC().Format(time.RFC3339), p.ExpiresAt.Sub(now).Round(time.Minute)),
 			Data: map[string]string{"peer": p.Name, "peer_id": strconv.FormatInt(p.ID, 10), "tenant": p.TenantName,
 				"expires_at": p.ExpiresAt.UTC().Format(time.RFC3339Nano)}})
 	}
 	// Forget what is past.
-	for k := range c.ev.expiring {
-		if k.expires < now.UnixMicro() {
-			delete(c.ev.expiring, k)
-		}
-	}
-	c.ev.mu.Unlock()
-	for _, e := range soon {
-		c.queueEvent(e)
-	}
+	maps.DeleteFunc(c.ev.expiring, func(k peerExpiry, _ bool) bool { return k.expires < now.UnixMicro() })
+	return evs
 }
 
 // Events returns the events q selects, newest first, and whether more follow.
@@ -435,8 +401,4 @@ func (c *Controller) RemoveWebhook(ctx context.Context) error {
 
 // EventsDropped is how many events of the controller and its own node were dropped before
 // they were recorded (the store was too slow).
-func (c *Controller) EventsDropped() uint64 {
-	c.ev.mu.Lock()
-	defer c.ev.mu.Unlock()
-	return c.ev.dropped
-}
+func (c *Controller) EventsDropped() uint64 { return c.ev.dropped.Load() }

@@ -4,10 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
@@ -24,20 +22,6 @@ func eventsConfig() Config {
 	return Config{PublicEndpoint: "vpn.example.com:51820", MTU: 1420, Region: "local",
 		Events: EventsConfig{NodeOfflineAfter: 300 * time.Millisecond, WatchEvery: 20 * time.Millisecond,
 			Webhook: webhook.Config{MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond}}}
-}
-
-// startController starts a controller on st, closed at the end of the test.
-func startController(t *testing.T, st *store.Store, cfg Config) *Controller {
-	t.Helper()
-	c, err := New(cfg, st, &planetest.DataPlane{}, slog.New(slog.NewTextHandler(testWriter{t}, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	if err := c.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	return c
 }
 
 // waitEvents waits until the log holds events of the kinds want (oldest first, by kind and
@@ -70,7 +54,7 @@ func waitEvents(t *testing.T, c *Controller, q store.EventQuery, want []string) 
 // gives the others time to report.
 func TestControllerNodeEvents(t *testing.T) {
 	st := openTestStore(t)
-	c := startController(t, st, eventsConfig())
+	c := startController(t, st, &planetest.DataPlane{}, eventsConfig())
 	p1 := joinTestNode(t, c, st, "p1", "pop", 1)
 	x1 := joinTestNode(t, c, st, "x1", "exit", 2)
 	rep := &plane.Report{Format: plane.Format}
@@ -104,7 +88,7 @@ func TestControllerNodeEvents(t *testing.T) {
 	waitEvents(t, c, qp1, []string{"node.connected node:p1", "node.offline node:p1", "node.back node:p1", "node.offline node:p1"})
 	waitEvents(t, c, qx1, []string{"node.connected node:x1", "node.offline node:x1"})
 	c.Close()
-	c2 := startController(t, st, eventsConfig())
+	c2 := startController(t, st, &planetest.DataPlane{}, eventsConfig())
 	time.Sleep(500 * time.Millisecond) // more than NodeOfflineAfter: nothing new to say
 	c2.NodeReported(x1, rep, 0)
 	waitEvents(t, c2, qp1, []string{"node.connected node:p1", "node.offline node:p1", "node.back node:p1", "node.offline node:p1"})
@@ -114,23 +98,13 @@ func TestControllerNodeEvents(t *testing.T) {
 	}
 }
 
-func openTestStore(t *testing.T) *store.Store {
-	t.Helper()
-	st, err := store.Open(context.Background(), store.Options{Path: filepath.Join(t.TempDir(), "popgate.db")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	return st
-}
-
 // TestControllerReportedEvents: a node's events are recorded as that node's, with the
 // tenant's name for its ID and the time by the controller's clock, each once; a kind the
 // controller refuses is dropped alone. The controller's own node's events are its own.
 func TestControllerReportedEvents(t *testing.T) {
 	ctx := context.Background()
 	st := openTestStore(t)
-	c := startController(t, st, eventsConfig())
+	c := startController(t, st, &planetest.DataPlane{}, eventsConfig())
 	acme, err := c.AddTenant(ctx, "acme")
 	if err != nil {
 		t.Fatal(err)
@@ -168,7 +142,7 @@ func TestControllerReportedEvents(t *testing.T) {
 func TestControllerPeerExpiring(t *testing.T) {
 	ctx := context.Background()
 	st := openTestStore(t)
-	c := startController(t, st, eventsConfig())
+	c := startController(t, st, &planetest.DataPlane{}, eventsConfig())
 	c.AddTenant(ctx, "acme")
 	for _, name := range []string{"soon", "later", "off"} {
 		if _, _, err := c.AddPeer(ctx, AddPeerRequest{Tenant: "acme", Name: name}); err != nil {
@@ -186,7 +160,7 @@ func TestControllerPeerExpiring(t *testing.T) {
 		t.Errorf("event %+v", e)
 	}
 	c.Close()
-	c2 := startController(t, st, eventsConfig())
+	c2 := startController(t, st, &planetest.DataPlane{}, eventsConfig())
 	time.Sleep(100 * time.Millisecond) // several watches
 	sooner := time.Now().Add(time.Hour)
 	c2.SetPeerExpiry(ctx, "acme", "soon", &sooner)
@@ -198,7 +172,7 @@ func TestControllerPeerExpiring(t *testing.T) {
 func TestControllerWebhook(t *testing.T) {
 	ctx := context.Background()
 	st := openTestStore(t)
-	c := startController(t, st, eventsConfig())
+	c := startController(t, st, &planetest.DataPlane{}, eventsConfig())
 	var mu sync.Mutex
 	var secret string
 	got := make(chan webhook.Payload, 10)

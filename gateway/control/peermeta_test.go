@@ -35,12 +35,13 @@ func newTestControllerStore(t *testing.T, cfg Config) (*Controller, *planetest.D
 	if cfg.TrafficSampleEvery == 0 {
 		cfg.TrafficSampleEvery = time.Hour // tests that count reports see none of its own
 	}
-	st, err := store.Open(context.Background(), store.Options{Path: filepath.Join(t.TempDir(), "popgate.db")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	dp := &planetest.DataPlane{}
+	st, dp := openTestStore(t), &planetest.DataPlane{}
+	return startController(t, st, dp, cfg), dp, st
+}
+
+// startController starts a controller on st and dp, closed at the end of the test.
+func startController(t *testing.T, st *store.Store, dp DataPlane, cfg Config) *Controller {
+	t.Helper()
 	c, err := New(cfg, st, dp, slog.New(slog.NewTextHandler(testWriter{t}, nil)))
 	if err != nil {
 		t.Fatal(err)
@@ -49,7 +50,18 @@ func newTestControllerStore(t *testing.T, cfg Config) (*Controller, *planetest.D
 	if err := c.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	return c, dp, st
+	return c
+}
+
+// openTestStore opens a store in a temporary directory, closed when the test ends.
+func openTestStore(t *testing.T) *store.Store {
+	t.Helper()
+	st, err := store.Open(context.Background(), store.Options{Path: filepath.Join(t.TempDir(), "popgate.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
 }
 
 type testWriter struct{ t *testing.T }

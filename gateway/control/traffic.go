@@ -3,6 +3,7 @@ package control
 import (
 	"context"
 	"fmt"
+	"maps"
 	"sync"
 	"time"
 
@@ -126,16 +127,13 @@ func (s *trafficSampler) observe(node int64, rep *plane.Report, offset time.Dura
 		}
 	}
 	// What the report no longer has counts from zero when it comes back.
-	for id, c := range nc.tenants {
-		if c.epoch != s.epoch {
-			delete(nc.tenants, id)
-		}
-	}
-	for k, c := range nc.peers {
-		if c.epoch != s.epoch {
-			delete(nc.peers, k)
-		}
-	}
+	forgetUnreported(nc.tenants, s.epoch)
+	forgetUnreported(nc.peers, s.epoch)
+}
+
+// forgetUnreported deletes the counters of m that the report epoch did not have.
+func forgetUnreported[K comparable](m map[K]counted, epoch uint64) {
+	maps.DeleteFunc(m, func(_ K, c counted) bool { return c.epoch != epoch })
 }
 
 func add[K comparable](m map[K]store.Traffic, k K, d store.Traffic) {
@@ -162,11 +160,7 @@ func (s *trafficSampler) take(now time.Time) (store.TrafficRecord, map[int64]*tr
 	defer s.mu.Unlock()
 	p := s.pending
 	s.pending = map[int64]*trafficMinute{}
-	for id, nc := range s.nodes {
-		if now.Sub(nc.seen) > nodeGone {
-			delete(s.nodes, id)
-		}
-	}
+	maps.DeleteFunc(s.nodes, func(_ int64, nc *nodeCounters) bool { return now.Sub(nc.seen) > nodeGone })
 	var rec store.TrafficRecord
 	for k, m := range p {
 		at := time.Unix(k*60, 0).UTC()

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"path/filepath"
 	"reflect"
 	"testing"
 	"time"
@@ -113,11 +112,7 @@ func TestTrafficSamplerDeltas(t *testing.T) {
 // sampling left to the test.
 func newTrafficController(t *testing.T) (*Controller, *planetest.DataPlane, *store.Store, *clocktest.Clock) {
 	t.Helper()
-	st, err := store.Open(context.Background(), store.Options{Path: filepath.Join(t.TempDir(), "popgate.db")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := openTestStore(t)
 	dp := &planetest.DataPlane{}
 	c, err := New(Config{PublicEndpoint: "vpn.example.com:51820", MTU: 1420, Region: "local", TrafficSampleEvery: time.Hour},
 		st, dp, slog.New(slog.NewTextHandler(testWriter{t}, nil)))

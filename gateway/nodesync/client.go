@@ -583,10 +583,7 @@ func (c *Client) session(ctx context.Context) (bool, error) {
 				// from what it says it has.
 				cur.set(evs[len(evs)-1].Seq)
 				if len(evs) == plane.MaxReportEvents {
-					select {
-					case c.reportNow <- struct{}{}: // more are waiting
-					default:
-					}
+					c.ReportNow() // more are waiting
 				}
 			}
 			last := time.Now()
@@ -633,10 +630,7 @@ func (c *Client) session(ctx context.Context) (bool, error) {
 		}
 		if f.Desired != nil {
 			c.apply(ctx, f.Desired)
-			select {
-			case c.reportNow <- struct{}{}:
-			default:
-			}
+			c.ReportNow()
 		}
 	}
 }

@@ -335,14 +335,6 @@ func (s *Server) sync(w http.ResponseWriter, r *http.Request) {
 		<-reports
 	}()
 
-	sendFrame := func(f frame) error {
-		f.Time = s.cfg.Now()
-		rc.SetWriteDeadline(time.Now().Add(30 * time.Second))
-		if err := writeFrame(w, f); err != nil {
-			return err
-		}
-		return rc.Flush()
-	}
 	// The first frame tells the node which of its events the controller has.
 	var events *store.EventCursor
 	if cur, err := s.cfg.Source.NodeEventCursor(ctx, n); err != nil {
@@ -351,8 +343,12 @@ func (s *Server) sync(w http.ResponseWriter, r *http.Request) {
 		events = &cur
 	}
 	send := func(f frame) error {
-		f.Events, events = events, nil
-		return sendFrame(f)
+		f.Time, f.Events, events = s.cfg.Now(), events, nil
+		rc.SetWriteDeadline(time.Now().Add(30 * time.Second))
+		if err := writeFrame(w, f); err != nil {
+			return err
+		}
+		return rc.Flush()
 	}
 	ping := time.NewTicker(s.cfg.PingEvery)
 	defer ping.Stop()

@@ -143,16 +143,12 @@ func (n *noise) openInitiation(msg []byte, static store.Key) (*noiseState, [time
 // initiator's sender index and static key.
 func (st *noiseState) response(receiver uint32, static store.Key) ([responseSize]byte, error) {
 	var out [responseSize]byte
-	e, err := ecdh.X25519().GenerateKey(rand.Reader)
+	e, sender, err := newEphemeral()
 	if err != nil {
 		return out, err
 	}
 	binary.LittleEndian.PutUint32(out[0:], typeResponse)
-	var idx [4]byte
-	if _, err := rand.Read(idx[:]); err != nil {
-		return out, err
-	}
-	copy(out[respSenderOff:], idx[:])
+	binary.LittleEndian.PutUint32(out[respSenderOff:], sender)
 	binary.LittleEndian.PutUint32(out[respReceiverOff:], receiver)
 	epub := e.PublicKey().Bytes()
 	copy(out[respEphemeralOff:], epub)
@@ -210,16 +206,11 @@ func NewHandshake(static, responder store.Key, now time.Time) (*Handshake, error
 // initiate builds h.msg afresh: a new ephemeral key and sender index, the timestamp now, and
 // mac2 from cookie when not nil.
 func (h *Handshake) initiate(now time.Time, cookie []byte) error {
-	e, err := ecdh.X25519().GenerateKey(rand.Reader)
+	e, sender, err := newEphemeral()
 	if err != nil {
 		return err
 	}
-	h.ephemeral = e
-	var idx [4]byte
-	if _, err := rand.Read(idx[:]); err != nil {
-		return err
-	}
-	h.sender = binary.LittleEndian.Uint32(idx[:])
+	h.ephemeral, h.sender = e, sender
 	msg := &h.msg
 	*msg = [initiationSize]byte{}
 	binary.LittleEndian.PutUint32(msg[0:], typeInitiation)
@@ -277,7 +268,7 @@ func (h *Handshake) Response(msg []byte) error {
 	if len(msg) < 4 {
 		return errors.New("not a WireGuard message")
 	}
-	switch binary.LittleEndian.Uint32(msg) {
+	switch typ := binary.LittleEndian.Uint32(msg); typ {
 	case typeCookieReply:
 		if len(msg) != cookieReplySize || binary.LittleEndian.Uint32(msg[receiverOff:]) != h.sender {
 			return ErrNotThis
@@ -285,7 +276,7 @@ func (h *Handshake) Response(msg []byte) error {
 		return ErrCookie
 	case typeResponse:
 	default:
-		return fmt.Errorf("a WireGuard message of type %d, not a handshake response", msg[0])
+		return fmt.Errorf("a WireGuard message of type %d, not a handshake response", typ)
 	}
 	if len(msg) != responseSize || binary.LittleEndian.Uint32(msg[respReceiverOff:]) != h.sender {
 		return ErrNotThis
@@ -335,6 +326,20 @@ func (h *Handshake) Retry(reply []byte, now time.Time) error {
 		return errors.New("the cookie reply does not open: it is not from the responder asked")
 	}
 	return h.initiate(now, cookie)
+}
+
+// newEphemeral returns what each handshake message of this side starts with: a new
+// ephemeral key and a random sender index.
+func newEphemeral() (*ecdh.PrivateKey, uint32, error) {
+	e, err := ecdh.X25519().GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, 0, err
+	}
+	var idx [4]byte
+	if _, err := rand.Read(idx[:]); err != nil {
+		return nil, 0, err
+	}
+	return e, binary.LittleEndian.Uint32(idx[:]), nil
 }
 
 // tai64nBase is TAI64's label of the Unix epoch: 2^62 plus the 10 s TAI was ahead of UTC

@@ -78,6 +78,25 @@ func TestHandshakeWithWireGuardGo(t *testing.T) {
 	}
 }
 
+// TestHandshakeOtherMessage: an answer that is no response nor cookie reply is refused with
+// its whole type, not its first byte: one that opens like a response but has its reserved
+// bytes set is not called a message of type 2.
+func TestHandshakeOtherMessage(t *testing.T) {
+	h, err := NewHandshake(testKey(t), testKey(t).PublicKey(), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := make([]byte, responseSize)
+	binary.LittleEndian.PutUint32(msg, typeResponse|1<<24)
+	err = h.Response(msg)
+	if err == nil || errors.Is(err, ErrNotThis) {
+		t.Fatalf("a message of type %#x: %v", typeResponse|1<<24, err)
+	}
+	if strings.Contains(err.Error(), "type 2,") || !strings.Contains(err.Error(), fmt.Sprint(typeResponse|1<<24)) {
+		t.Errorf("the error does not say the message's type: %v", err)
+	}
+}
+
 // TestMuxAnswersMonitors: the Mux answers an initiation from a monitor key with a response
 // that a stock wireguard-go initiator completes its handshake with, and that a Handshake
 // accepts; not a replay; not a key it was not given.

@@ -233,103 +233,106 @@ func (s *Sender) setStatus(st Status) {
 // another process (none today), a store that failed.
 const idleRecheck = 30 * time.Second
 
-// run is the delivery loop.
+// delivery is the delivery loop's state.
+type delivery struct {
+	hook    time.Time // CreatedAt of the webhook the state below is for
+	secret  string
+	head    int64 // the event being retried
+	backoff time.Duration
+	retryAt time.Time
+}
+
+// run is the delivery loop: a step at a time, waiting between them for as long as each
+// says, or until Notify.
 func (s *Sender) run(ctx context.Context) {
-	var (
-		hook    time.Time // CreatedAt of the webhook the state below is for
-		secret  string
-		head    int64 // the event being retried
-		backoff time.Duration
-		retryAt time.Time
-	)
-	wait := func(d time.Duration) bool {
-		t := time.NewTimer(d)
-		defer t.Stop()
-		select {
-		case <-ctx.Done():
-			return false
-		case <-s.notify:
-		case <-t.C:
-		}
-		return true
-	}
+	var st delivery
 	for ctx.Err() == nil {
-		w, err := s.cfg.Store.Webhook(ctx)
-		if errors.Is(err, store.ErrNotFound) {
-			hook, head = time.Time{}, 0
-			s.setStatus(Status{})
-			if !wait(idleRecheck) {
-				return
-			}
-			continue
-		}
-		if err == nil && !w.CreatedAt.Equal(hook) {
-			secret, err = s.cfg.Store.WebhookSecret(ctx)
-			if err == nil {
-				hook, head = w.CreatedAt, 0
-				s.setStatus(Status{})
-			}
-		}
-		if err != nil {
-			if ctx.Err() == nil {
-				s.log.Error("webhook: read the webhook", "err", err)
-			}
-			if !wait(idleRecheck) {
-				return
-			}
-			continue
-		}
-		if cut, n, err := s.cfg.Store.EventBacklog(ctx, w.SentID, s.cfg.MaxBacklog); err == nil && cut > 0 {
-			s.log.Warn("webhook: too many events wait to be sent; dropping the oldest", "dropped", n, "kept", s.cfg.MaxBacklog)
-			s.record(ctx, store.WebhookDelivery{Webhook: hook, SentID: cut, Dropped: int64(n)})
-			continue
-		}
-		evs, err := s.cfg.Store.EventsAfter(ctx, w.SentID, 1)
-		if err != nil || len(evs) == 0 {
-			if err != nil && ctx.Err() == nil {
-				s.log.Error("webhook: read the event log", "err", err)
-			}
-			if !wait(idleRecheck) {
-				return
-			}
-			continue
-		}
-		e := evs[0]
-		if e.ID == head {
-			if d := retryAt.Sub(s.cfg.Now()); d > 0 {
-				if !wait(d) {
-					return
-				}
-				continue // the webhook may have changed meanwhile
-			}
-		} else {
-			head, backoff = e.ID, s.cfg.MinBackoff
-		}
-		now := s.cfg.Now()
-		err = s.deliver(ctx, w.URL, secret, e)
-		if ctx.Err() != nil {
+		if d := s.step(ctx, &st); d > 0 && !s.wait(ctx, d) {
 			return
 		}
-		d := store.WebhookDelivery{Webhook: hook, Attempt: now, OK: err == nil}
-		switch {
-		case err == nil:
-			d.SentID, d.Delivered = e.ID, 1
-			head = 0
-			s.setStatus(Status{})
-		case now.Sub(e.At) >= s.cfg.GiveUp:
-			d.SentID, d.Failed, d.GivenUp, d.Error = e.ID, 1, 1, err.Error()
-			s.log.Warn("webhook: giving up on an event that failed for a day", "event", e.ID, "kind", e.Kind, "err", err)
-			head = 0
-			s.setStatus(Status{})
-		default:
-			d.Failed, d.Error = 1, err.Error()
-			retryAt = now.Add(backoff)
-			s.log.Info("webhook: delivery failed; retrying", "event", e.ID, "in", backoff, "err", err)
-			backoff = min(backoff*2, s.cfg.MaxBackoff)
-			s.setStatus(Status{Retrying: e.ID, NextAttempt: retryAt})
-		}
-		s.record(ctx, d)
 	}
+}
+
+// wait waits d, or until Notify; false when ctx ends first.
+func (s *Sender) wait(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-s.notify:
+	case <-t.C:
+	}
+	return true
+}
+
+// step reads the webhook and tries the next event once, or drops the backlog beyond
+// MaxBacklog; it returns how long to wait before the next step (0: none).
+func (s *Sender) step(ctx context.Context, st *delivery) time.Duration {
+	w, err := s.cfg.Store.Webhook(ctx)
+	if errors.Is(err, store.ErrNotFound) {
+		st.hook, st.head = time.Time{}, 0
+		s.setStatus(Status{})
+		return idleRecheck
+	}
+	if err == nil && !w.CreatedAt.Equal(st.hook) {
+		var secret string
+		if secret, err = s.cfg.Store.WebhookSecret(ctx); err == nil {
+			st.hook, st.secret, st.head = w.CreatedAt, secret, 0
+			s.setStatus(Status{})
+		}
+	}
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.Error("webhook: read the webhook", "err", err)
+		}
+		return idleRecheck
+	}
+	if cut, n, err := s.cfg.Store.EventBacklog(ctx, w.SentID, s.cfg.MaxBacklog); err == nil && cut > 0 {
+		s.log.Warn("webhook: too many events wait to be sent; dropping the oldest", "dropped", n, "kept", s.cfg.MaxBacklog)
+		s.record(ctx, store.WebhookDelivery{Webhook: st.hook, SentID: cut, Dropped: int64(n)})
+		return 0
+	}
+	evs, err := s.cfg.Store.EventsAfter(ctx, w.SentID, 1)
+	if err != nil || len(evs) == 0 {
+		if err != nil && ctx.Err() == nil {
+			s.log.Error("webhook: read the event log", "err", err)
+		}
+		return idleRecheck
+	}
+	e := evs[0]
+	if e.ID == st.head {
+		if d := st.retryAt.Sub(s.cfg.Now()); d > 0 {
+			return d // then read the webhook again: it may have changed meanwhile
+		}
+	} else {
+		st.head, st.backoff = e.ID, s.cfg.MinBackoff
+	}
+	now := s.cfg.Now()
+	err = s.deliver(ctx, w.URL, st.secret, e)
+	if ctx.Err() != nil {
+		return 0
+	}
+	d := store.WebhookDelivery{Webhook: st.hook, Attempt: now, OK: err == nil}
+	switch {
+	case err == nil:
+		d.SentID, d.Delivered = e.ID, 1
+		st.head = 0
+		s.setStatus(Status{})
+	case now.Sub(e.At) >= s.cfg.GiveUp:
+		d.SentID, d.Failed, d.GivenUp, d.Error = e.ID, 1, 1, err.Error()
+		s.log.Warn("webhook: giving up on an event that failed for a day", "event", e.ID, "kind", e.Kind, "err", err)
+		st.head = 0
+		s.setStatus(Status{})
+	default:
+		d.Failed, d.Error = 1, err.Error()
+		st.retryAt = now.Add(st.backoff)
+		s.log.Info("webhook: delivery failed; retrying", "event", e.ID, "in", st.backoff, "err", err)
+		st.backoff = min(st.backoff*2, s.cfg.MaxBackoff)
+		s.setStatus(Status{Retrying: e.ID, NextAttempt: st.retryAt})
+	}
+	s.record(ctx, d)
+	return 0
 }
 
 // record adds d to the store's record of the webhook, logging a failure.

@@ -66,6 +66,18 @@ func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
+// hook makes url the webhook of st and gives the receiver its new secret.
+func (r *receiver) hook(t *testing.T, st *store.Store, url string) {
+	t.Helper()
+	_, secret, err := st.SetWebhook(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.mu.Lock()
+	r.secret = secret
+	r.mu.Unlock()
+}
+
 // messages returns the messages of the deliveries accepted.
 func (r *receiver) messages() []string {
 	r.mu.Lock()
@@ -129,11 +141,7 @@ func TestDelivery(t *testing.T) {
 	st := openStore(t)
 	rcv, srv := newReceiver(t)
 	add(t, st, &Sender{notify: make(chan struct{}, 1)}, store.Event{Kind: "link.down", Message: "before"})
-	_, secret, err := st.SetWebhook(ctx, srv.URL+"/hook?token=x")
-	if err != nil {
-		t.Fatal(err)
-	}
-	rcv.secret = secret
+	rcv.hook(t, st, srv.URL+"/hook?token=x")
 	rcv.fail = func(p Payload, attempt int) int {
 		if p.Message == "flaky" && attempt <= 2 {
 			return http.StatusInternalServerError
@@ -176,11 +184,7 @@ func TestGiveUp(t *testing.T) {
 	ctx := context.Background()
 	st := openStore(t)
 	rcv, srv := newReceiver(t)
-	_, secret, err := st.SetWebhook(ctx, srv.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rcv.secret = secret
+	rcv.hook(t, st, srv.URL)
 	rcv.fail = func(p Payload, attempt int) int {
 		if p.Message == "doomed" {
 			return http.StatusServiceUnavailable
@@ -203,10 +207,7 @@ func TestGiveUp(t *testing.T) {
 	}
 	// An old one that fails is given up at once; what follows goes on. (The young one
 	// still holds the line: set the webhook again to start after it.)
-	_, secret, _ = st.SetWebhook(ctx, srv.URL)
-	rcv.mu.Lock()
-	rcv.secret = secret
-	rcv.mu.Unlock()
+	rcv.hook(t, st, srv.URL)
 	add(t, st, s, store.Event{At: time.Now().Add(-2 * time.Hour), Kind: "link.down", Message: "doomed"}, store.Event{Kind: "link.up", Message: "next"})
 	var w store.Webhook
 	rcv.waitFor(t, "the next event, recorded", func() bool { w, _ = st.Webhook(ctx); return w.Delivered == 1 })
@@ -226,11 +227,7 @@ func TestBacklog(t *testing.T) {
 	ctx := context.Background()
 	st := openStore(t)
 	rcv, srv := newReceiver(t)
-	_, secret, err := st.SetWebhook(ctx, srv.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rcv.secret = secret
+	rcv.hook(t, st, srv.URL)
 	for i := range 8 {
 		st.AddEvents(ctx, []store.Event{{Kind: "link.down", Message: strconv.Itoa(i)}})
 	}
