@@ -222,11 +222,11 @@ func joinedStatus(m store.Membership, cfg gateway.Config, started time.Time, syn
 // the controller's word, the newest desired state it knows is the one it applied last, and it
 // is stale while its controller is away. Staleness does not make it unready: a node fails
 // static, and serves what it has (popgate_desired_staleness_seconds says how old).
-func joinedFacts(m store.Membership, status func() nodesync.Status) func() metrics.Facts {
+func joinedFacts(m store.Membership, client *nodesync.Client) func() metrics.Facts {
 	roles := strings.Split(m.Roles, ",")
 	return func() metrics.Facts {
-		s := status()
-		f := metrics.Facts{Roles: roles, DesiredGeneration: s.Generation, PublishError: s.ApplyError}
+		s := client.Status()
+		f := metrics.Facts{Roles: roles, DesiredGeneration: s.Generation, PublishError: s.ApplyError, EventsDropped: client.EventsDropped()}
 		if !s.Connected && !s.Since.IsZero() {
 			f.StaleSince = s.Since
 		}
@@ -318,7 +318,7 @@ func runJoined(ctx context.Context, sc ServeConfig, dd *dataDir, hostname func()
 	go serveHTTP(ctlSrv, ctl)
 	defer ctlSrv.Close()
 
-	facts := joinedFacts(m, client.Status)
+	facts := joinedFacts(m, client)
 	stopMetrics, err := startMetrics(sc, p.Report, facts, nil, readiness(p.Report, facts), log.With("component", "metrics"))
 	if err != nil {
 		return err

@@ -24,7 +24,7 @@ const defaultMetricsAddr = "127.0.0.1:9586"
 func controllerFacts(ctrl *control.Controller, roles []string) func() metrics.Facts {
 	return func() metrics.Facts {
 		gen, err := ctrl.Published()
-		f := metrics.Facts{Roles: roles, DesiredGeneration: gen}
+		f := metrics.Facts{Roles: roles, DesiredGeneration: gen, EventsDropped: ctrl.EventsDropped()}
 		if err != nil {
 			f.PublishError = err.Error()
 		}

@@ -33,6 +33,9 @@ type Facts struct {
 	// StaleSince is when the node lost its controller, and so may serve a desired state
 	// older than the controller's; zero while it is current (always in the appliance).
 	StaleSince time.Time
+	// EventsDropped counts the events (plane.Event) the node dropped before its controller
+	// had them, or the controller before it recorded them: more came than it could keep.
+	EventsDropped uint64
 }
 
 // Node is a node that joined the controller, as the controller's node list shows it.
@@ -113,6 +116,7 @@ var (
 	desiredGeneration = desc("desired_generation", "Generation of the newest desired state the node knows of.")
 	appliedGeneration = desc("applied_generation", "Generation of the desired state the node applied in full last.")
 	applyFailing      = desc("desired_apply_failing", "1 when the node could not apply the newest desired state (see popgate status), else 0.")
+	eventsDropped     = desc("events_dropped_total", "Events (link down, failover, …) dropped before they were recorded: more came than the node or controller could keep.")
 	desiredStaleness  = desc("desired_staleness_seconds", "How long the node has served without its controller (its desired state may be old); 0 while current.")
 	ready             = desc("ready", "1 when the node is ready to serve, as /readyz says (device up, newest desired state applied), else 0.")
 
@@ -166,7 +170,7 @@ var (
 // Describe sends every family's description.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{buildInfo, nodeInfo, startTime, uptime,
-		desiredGeneration, appliedGeneration, applyFailing, desiredStaleness, ready,
+		desiredGeneration, appliedGeneration, applyFailing, desiredStaleness, eventsDropped, ready,
 		hsInitiations, hsRouted, hsCookies, hsRejected, hsUnderLoad, hsQueued, dnsQueries,
 		rxBytes, txBytes, rxPackets, txPackets, nodeDrops, online, exitSocks, exitBudget,
 		tRxBytes, tTxBytes, tRxPackets, tTxPackets, tFlows, tExitFlows, tDrops, tEvicted, tRuleHits,
@@ -223,6 +227,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		stale = max(now.Sub(f.StaleSince).Seconds(), 0)
 	}
 	gauge(desiredStaleness, stale)
+	counter(eventsDropped, f.EventsDropped)
 	gauge(ready, bool01(Ready(r, f, now, 0) == nil))
 
 	hs := &n.Handshakes

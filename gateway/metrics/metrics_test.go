@@ -53,7 +53,7 @@ func newTestCollector(t *testing.T, r plane.Report, f Facts) *Collector {
 // TestCollector: the families lint clean (promlint, as promtool does) and carry the
 // report's figures: counters as counters, gauges as gauges.
 func TestCollector(t *testing.T) {
-	c := newTestCollector(t, fakeReport(), Facts{Roles: []string{"controller", "pop", "exit"}, DesiredGeneration: 42, StaleSince: t0.Add(80 * time.Minute)})
+	c := newTestCollector(t, fakeReport(), Facts{Roles: []string{"controller", "pop", "exit"}, DesiredGeneration: 42, StaleSince: t0.Add(80 * time.Minute), EventsDropped: 3})
 	problems, err := testutil.CollectAndLint(c)
 	if err != nil {
 		t.Fatal(err)
@@ -71,6 +71,9 @@ popgate_applied_generation 41
 # HELP popgate_desired_staleness_seconds How long the node has served without its controller (its desired state may be old); 0 while current.
 # TYPE popgate_desired_staleness_seconds gauge
 popgate_desired_staleness_seconds 600
+# HELP popgate_events_dropped_total Events (link down, failover, …) dropped before they were recorded: more came than the node or controller could keep.
+# TYPE popgate_events_dropped_total counter
+popgate_events_dropped_total 3
 # HELP popgate_ready 1 when the node is ready to serve, as /readyz says (device up, newest desired state applied), else 0.
 # TYPE popgate_ready gauge
 popgate_ready 0
@@ -125,7 +128,7 @@ popgate_tenant_policy_rule_hits_total{rule="1",tenant="acme"} 9
 popgate_tenant_policy_rule_hits_total{rule="default",tenant="acme"} 2
 `
 	if err := testutil.CollectAndCompare(c, strings.NewReader(want),
-		"popgate_desired_generation", "popgate_applied_generation", "popgate_desired_staleness_seconds", "popgate_ready", "popgate_uptime_seconds",
+		"popgate_desired_generation", "popgate_applied_generation", "popgate_desired_staleness_seconds", "popgate_events_dropped_total", "popgate_ready", "popgate_uptime_seconds",
 		"popgate_node_info", "popgate_handshake_initiations_total", "popgate_handshake_initiations_rejected_total",
 		"popgate_handshake_under_load", "popgate_handshake_cookie_replies_total", "popgate_received_bytes_total",
 		"popgate_sent_packets_total", "popgate_peers_online", "popgate_tenant_sent_bytes_total", "popgate_tenant_exit_flows",
