@@ -20,28 +20,8 @@ func TestServeCheckCommands(t *testing.T) {
 	dir := t.TempDir()
 	stop := startServe(t, dir, 11, "--dns-upstream", dns.Addr().String())
 	defer stop()
-	run := func(args ...string) (code int, stdout, stderr string) {
-		t.Helper()
-		ta := newTestApp(t, nil)
-		ta.now = time.Now
-		code = ta.runArgs(append(args, "--data-dir", dir)...)
-		return code, ta.stdout.String(), ta.stderr.String()
-	}
-	must := func(args ...string) (string, string) {
-		t.Helper()
-		code, stdout, stderr := run(args...)
-		if code != exitOK {
-			t.Fatalf("popgate %s: exit %d: %s", strings.Join(args, " "), code, stderr)
-		}
-		return stdout, stderr
-	}
-	refused := func(wantCode int, want string, args ...string) {
-		t.Helper()
-		code, stdout, stderr := run(args...)
-		if code != wantCode || stdout != "" || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, want) {
-			t.Errorf("popgate %s: exit %d, stdout %q, stderr %q; want exit %d and one line with %q", strings.Join(args, " "), code, stdout, stderr, wantCode, want)
-		}
-	}
+	cli := serveCLI{t, dir}
+	must, refused := cli.must, cli.refused
 
 	must("tenant", "add", "acme")
 	_, note := must("check", "add", "resolver", "--kind", "dns", "--target", "www.example.com", "--expect", "192.0.2.10", "--every", "10s")

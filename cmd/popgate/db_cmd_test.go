@@ -265,3 +265,39 @@ func startServe(t *testing.T, dir string, n int, extra ...string) (stop func()) 
 	}
 	return stop
 }
+
+// serveCLI runs popgate command lines, with the real clock, against the serve whose data
+// dir is dir (startServe's).
+type serveCLI struct {
+	t   *testing.T
+	dir string
+}
+
+// run runs the command line; code is its exit status.
+func (c serveCLI) run(args ...string) (code int, stdout, stderr string) {
+	c.t.Helper()
+	ta := newTestApp(c.t, nil)
+	ta.now = time.Now
+	code = ta.runArgs(append(args, "--data-dir", c.dir)...)
+	return code, ta.stdout.String(), ta.stderr.String()
+}
+
+// must runs the command line and fails the test unless it succeeds.
+func (c serveCLI) must(args ...string) (stdout, stderr string) {
+	c.t.Helper()
+	code, stdout, stderr := c.run(args...)
+	if code != exitOK {
+		c.t.Fatalf("popgate %s: exit %d: %s", strings.Join(args, " "), code, stderr)
+	}
+	return stdout, stderr
+}
+
+// refused checks that the command line fails with exit wantCode, printing nothing on stdout
+// and one line holding want on stderr.
+func (c serveCLI) refused(wantCode int, want string, args ...string) {
+	c.t.Helper()
+	code, stdout, stderr := c.run(args...)
+	if code != wantCode || stdout != "" || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, want) {
+		c.t.Errorf("popgate %s: exit %d, stdout %q, stderr %q; want exit %d and one line with %q", strings.Join(args, " "), code, stdout, stderr, wantCode, want)
+	}
+}

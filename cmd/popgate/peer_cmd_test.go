@@ -370,22 +370,8 @@ func TestServePeerCommands(t *testing.T) {
 			t.Errorf("serve: %v", err)
 		}
 	})
-	// run runs the command line with the real clock; code is its exit status.
-	run := func(args ...string) (code int, stdout, stderr string) {
-		t.Helper()
-		ta := newTestApp(t, nil)
-		ta.now = time.Now
-		code = ta.runArgs(append(args, "--data-dir", dir)...)
-		return code, ta.stdout.String(), ta.stderr.String()
-	}
-	must := func(args ...string) (string, string) {
-		t.Helper()
-		code, stdout, stderr := run(args...)
-		if code != exitOK {
-			t.Fatalf("popgate %s: exit %d: %s", strings.Join(args, " "), code, stderr)
-		}
-		return stdout, stderr
-	}
+	cli := serveCLI{t, dir}
+	run, must := cli.run, cli.must
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		if code, _, _ := run("status"); code == exitOK {
 			break

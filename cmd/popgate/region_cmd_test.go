@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/popgate/popgate/webui"
 )
@@ -17,28 +16,8 @@ func TestServeRegionCommands(t *testing.T) {
 	dir := t.TempDir()
 	stop := startServe(t, dir, 7)
 	defer stop()
-	run := func(args ...string) (code int, stdout, stderr string) {
-		t.Helper()
-		ta := newTestApp(t, nil)
-		ta.now = time.Now
-		code = ta.runArgs(append(args, "--data-dir", dir)...)
-		return code, ta.stdout.String(), ta.stderr.String()
-	}
-	must := func(args ...string) (string, string) {
-		t.Helper()
-		code, stdout, stderr := run(args...)
-		if code != exitOK {
-			t.Fatalf("popgate %s: exit %d: %s", strings.Join(args, " "), code, stderr)
-		}
-		return stdout, stderr
-	}
-	refused := func(wantCode int, want string, args ...string) {
-		t.Helper()
-		code, stdout, stderr := run(args...)
-		if code != wantCode || stdout != "" || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, want) {
-			t.Errorf("popgate %s: exit %d, stdout %q, stderr %q; want exit %d and one line with %q", strings.Join(args, " "), code, stdout, stderr, wantCode, want)
-		}
-	}
+	cli := serveCLI{t, dir}
+	must, refused := cli.must, cli.refused
 
 	must("tenant", "add", "acme")
 	home, _ := must("peer", "add", "--tenant", "acme", "laptop")
