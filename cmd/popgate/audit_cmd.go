@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"net/url"
-	"strconv"
 
 	"github.com/popgate/popgate/store"
 	"github.com/popgate/popgate/webui"
@@ -23,19 +21,17 @@ var auditSpec = cmdSpec{
 }
 
 func (a *app) cmdAudit(ctx context.Context, args []string) error {
-	var limit, actor, action string
-	f := newAdminFlags(auditSpec).withTenant("show only the entries of `TENANT`").withJSON()
-	f.String(&limit, "limit", "50", "show at most `N` entries (1-1000)")
+	var actor, action string
+	f := newAdminFlags(auditSpec).withTenant("show only the entries of `TENANT`").withJSON().withLimit("entries", store.MaxAuditPage)
 	f.String(&actor, "actor", "", "show only what `NAME` did")
 	f.String(&action, "action", "", "show only `ACTION` and the actions below it (peer finds peer.add, peer.remove, …)")
 	if _, err := f.parse(a, args); err != nil {
 		return err
 	}
-	n, err := strconv.Atoi(limit)
-	if err != nil || n < 1 || n > store.MaxAuditPage {
-		return usagef("audit: --limit %q: give a whole number from 1 to %d", limit, store.MaxAuditPage)
+	q, err := f.pageQuery()
+	if err != nil {
+		return err
 	}
-	q := url.Values{"limit": {strconv.Itoa(n)}}
 	for k, v := range map[string]string{"tenant": f.tenant, "actor": actor, "action": action} {
 		if v != "" {
 			q.Set(k, v)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"net/url"
 	"strconv"
 	"time"
 
@@ -76,20 +75,19 @@ func (a *app) cmdWebhook(ctx context.Context, _ cmdSpec, args []string) error {
 }
 
 func (a *app) eventList(ctx context.Context, spec cmdSpec, args []string) error {
-	var since, kind, node, limit string
+	var since, kind, node string
 	f := newAdminFlags(spec).withTenant("show only the events of `TENANT` (not the network's)").withJSON()
 	f.String(&since, "since", "", "show only the events of the last `DURATION`, e.g. 30m, 12h or 7d")
 	f.String(&kind, "kind", "", "show only `KIND` and the kinds below it (node finds node.offline, node.back, …)")
 	f.String(&node, "node", "", "show only the events of `NODE`")
-	f.String(&limit, "limit", "50", "show at most `N` events (1-1000)")
+	f.withLimit("events", store.MaxEventPage)
 	if _, err := f.parse(a, args); err != nil {
 		return err
 	}
-	n, err := strconv.Atoi(limit)
-	if err != nil || n < 1 || n > store.MaxEventPage {
-		return usagef("event list: --limit %q: give a whole number from 1 to %d", limit, store.MaxEventPage)
+	q, err := f.pageQuery()
+	if err != nil {
+		return err
 	}
-	q := url.Values{"limit": {strconv.Itoa(n)}}
 	if since != "" {
 		d, err := parseLifetime(since)
 		if err != nil {

@@ -111,6 +111,9 @@ type adminFlags struct {
 	dataDir string
 	json    bool
 	tenant  string
+	// limit is --limit of a list that pages (withLimit), at most limitMax.
+	limit    string
+	limitMax int
 }
 
 func newAdminFlags(spec cmdSpec) *adminFlags {
@@ -126,6 +129,23 @@ func (f *adminFlags) withTenant(usage string) *adminFlags {
 func (f *adminFlags) withJSON() *adminFlags {
 	f.Bool(&f.json, "json", "print the API's JSON answer instead of the table")
 	return f
+}
+
+// withLimit adds --limit, how many of what (entries, events) a list shows at once: 50
+// unless given, at most most; pageQuery checks it.
+func (f *adminFlags) withLimit(what string, most int) *adminFlags {
+	f.String(&f.limit, "limit", "50", fmt.Sprintf("show at most `N` %s (1-%d)", what, most))
+	f.limitMax = most
+	return f
+}
+
+// pageQuery checks --limit and starts the list's API query with it.
+func (f *adminFlags) pageQuery() (url.Values, error) {
+	n, err := strconv.Atoi(f.limit)
+	if err != nil || n < 1 || n > f.limitMax {
+		return nil, usagef("%s: --limit %q: give a whole number from 1 to %d", f.spec.name, f.limit, f.limitMax)
+	}
+	return url.Values{"limit": {strconv.Itoa(n)}}, nil
 }
 
 // packagedDataDir is the data dir of the service the .deb installs.
