@@ -2,7 +2,6 @@ package testbed
 
 import (
 	"context"
-	"errors"
 	"net"
 	"net/netip"
 	"sync/atomic"
@@ -32,43 +31,24 @@ func (s *DNSServer) Queries() int64 { return s.queries.Load() }
 // stops it.
 func StartDNS(t testing.TB, ns *Netns) *DNSServer {
 	t.Helper()
-	pc, err := ns.ListenPacket("udp", ":0")
-	if err != nil {
-		t.Fatalf("testbed: listen in %s: %v", ns, err)
-	}
-	s := &DNSServer{Port: pc.LocalAddr().(*net.UDPAddr).Port}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		buf := make([]byte, 65536)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				if errors.Is(err, net.ErrClosed) {
-					return
-				}
-				continue
-			}
-			q := new(dns.Msg)
-			if q.Unpack(buf[:n]) != nil || len(q.Question) != 1 {
-				continue
-			}
-			s.queries.Add(1)
-			m := new(dns.Msg)
-			m.SetReply(q)
-			if q.Question[0].Qtype == dns.TypeA {
-				m.Answer = []dns.RR{&dns.A{Hdr: dns.RR_Header{Name: q.Question[0].Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 300},
-					A: DNSAnswer.AsSlice()}}
-			}
-			b, err := m.Pack()
-			if err == nil {
-				pc.WriteTo(b, from)
-			}
+	s := new(DNSServer)
+	s.Port = ServeUDP(t, ns, ":0", func(req []byte, _ net.Addr) []byte {
+		q := new(dns.Msg)
+		if q.Unpack(req) != nil || len(q.Question) != 1 {
+			return nil
 		}
-	}()
-	t.Cleanup(func() {
-		pc.Close()
-		<-done
+		s.queries.Add(1)
+		m := new(dns.Msg)
+		m.SetReply(q)
+		if q.Question[0].Qtype == dns.TypeA {
+			m.Answer = []dns.RR{&dns.A{Hdr: dns.RR_Header{Name: q.Question[0].Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 300},
+				A: DNSAnswer.AsSlice()}}
+		}
+		b, err := m.Pack()
+		if err != nil {
+			return nil
+		}
+		return b
 	})
 	return s
 }

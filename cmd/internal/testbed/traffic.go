@@ -143,9 +143,9 @@ func serveHTTP(t testing.TB, ns *Netns, addr string, h http.Handler) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// ServeBanner accepts TCP connections on addr (e.g. ":22") in ns, writes banner to each and
-// closes it, like an SSH server's greeting; t's cleanup stops it. It returns the port.
-func ServeBanner(t testing.TB, ns *Netns, addr, banner string) int {
+// ServeTCP accepts TCP connections on addr (e.g. ":22") in ns and hands each to handle, one
+// after the other, which closes it; t's cleanup stops it. It returns the port.
+func ServeTCP(t testing.TB, ns *Netns, addr string, handle func(c net.Conn)) int {
 	t.Helper()
 	l, err := ns.Listen("tcp", addr)
 	if err != nil {
@@ -162,9 +162,7 @@ func ServeBanner(t testing.TB, ns *Netns, addr, banner string) int {
 				}
 				continue
 			}
-			_ = c.SetWriteDeadline(time.Now().Add(10 * time.Second))
-			_, _ = io.WriteString(c, banner)
-			_ = c.Close()
+			handle(c)
 		}
 	}()
 	t.Cleanup(func() {
@@ -172,6 +170,17 @@ func ServeBanner(t testing.TB, ns *Netns, addr, banner string) int {
 		<-done
 	})
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// ServeBanner accepts TCP connections on addr (e.g. ":22") in ns, writes banner to each and
+// closes it, like an SSH server's greeting; t's cleanup stops it. It returns the port.
+func ServeBanner(t testing.TB, ns *Netns, addr, banner string) int {
+	t.Helper()
+	return ServeTCP(t, ns, addr, func(c net.Conn) {
+		_ = c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		_, _ = io.WriteString(c, banner)
+		_ = c.Close()
+	})
 }
 
 // ReadBanner connects from ns to addr and returns what the server sends until it closes the
@@ -290,6 +299,15 @@ func StartUDPEcho(t testing.TB, ns *Netns) *UDPEchoServer {
 // StartUDPEchoOn starts a UDP echo server on addr (e.g. ":7") in ns; t's cleanup stops it.
 func StartUDPEchoOn(t testing.TB, ns *Netns, addr string) *UDPEchoServer {
 	t.Helper()
+	port := ServeUDP(t, ns, addr, func(req []byte, _ net.Addr) []byte { return req })
+	return &UDPEchoServer{Port: port}
+}
+
+// ServeUDP answers each datagram to addr (e.g. ":53") in ns with what reply returns for it
+// (nil: no answer), one after the other, until t's cleanup stops it; req is valid until
+// reply returns. It returns the port.
+func ServeUDP(t testing.TB, ns *Netns, addr string, reply func(req []byte, from net.Addr) []byte) int {
+	t.Helper()
 	c, err := ns.ListenPacket("udp", addr)
 	if err != nil {
 		t.Fatalf("testbed: listen in %s: %v", ns, err)
@@ -306,14 +324,16 @@ func StartUDPEchoOn(t testing.TB, ns *Netns, addr string) *UDPEchoServer {
 				}
 				continue
 			}
-			_, _ = c.WriteTo(buf[:n], from)
+			if b := reply(buf[:n], from); b != nil {
+				_, _ = c.WriteTo(b, from)
+			}
 		}
 	}()
 	t.Cleanup(func() {
 		_ = c.Close()
 		<-done
 	})
-	return &UDPEchoServer{Port: c.LocalAddr().(*net.UDPAddr).Port}
+	return c.LocalAddr().(*net.UDPAddr).Port
 }
 
 // EchoUDP sends a random datagram of 1,000 bytes from ns to dst, again every 300 ms, until the
