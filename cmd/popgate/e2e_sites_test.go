@@ -275,22 +275,12 @@ func TestE2EBackboneSites(t *testing.T) {
 	acme := tenants[0]
 	fs := testbed.ServeRandomFileWith(t, n.Internet, testbed.FileServerOptions{
 		Addr: netip.AddrPortFrom(testbed.InternetAddr4, filePort).String(), SizeMB: 3, Rate: 256 << 10})
-	var got atomic.Int64
-	type result struct {
-		n   int64
-		sha string
-		err error
-	}
-	dlDone := make(chan result, 1)
 	dlCtx, dlCancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer dlCancel()
-	go func() {
-		n, sha, err := testbed.DownloadProgress(dlCtx, acme.client.NS, fs.URL(testbed.InternetAddr4), &got)
-		dlDone <- result{n, sha, err}
-	}()
+	dl := testbed.StartDownload(dlCtx, acme.client.NS, fs.URL(testbed.InternetAddr4))
 	testbed.Poll(t, 20*time.Second, "the download through fra and the exit to start", func(context.Context) error {
-		if got.Load() < 512<<10 {
-			return fmt.Errorf("%d bytes so far", got.Load())
+		if dl.Progress.Load() < 512<<10 {
+			return fmt.Errorf("%d bytes so far", dl.Progress.Load())
 		}
 		return nil
 	})
@@ -306,7 +296,7 @@ func TestE2EBackboneSites(t *testing.T) {
 			return
 		case last = <-switched:
 		}
-		lastN := got.Load()
+		lastN := dl.Progress.Load()
 		tick := time.NewTicker(20 * time.Millisecond)
 		defer tick.Stop()
 		for {
@@ -314,7 +304,7 @@ func TestE2EBackboneSites(t *testing.T) {
 			case <-watchCtx.Done():
 				return
 			case now := <-tick.C:
-				if k := got.Load(); k != lastN {
+				if k := dl.Progress.Load(); k != lastN {
 					last, lastN = now, k
 				}
 				if d := now.Sub(last); int64(d) > stall.Load() {
@@ -336,7 +326,7 @@ func TestE2EBackboneSites(t *testing.T) {
 	if err := os.WriteFile(setconf, []byte(stripped), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	before := got.Load()
+	before := dl.Progress.Load()
 	start := time.Now()
 	switched <- start
 	acme.client.NS.MustRun(t, "wg", "setconf", ifname, setconf)
@@ -370,7 +360,7 @@ func TestE2EBackboneSites(t *testing.T) {
 		firstPing = time.Since(start)
 		return nil
 	})
-	atPing := got.Load()
+	atPing := dl.Progress.Load()
 	t.Logf("region switch fra → ams: the handshake at ams %v and the first ping answered through ams and the exit %v after wg setconf",
 		handshake.Round(time.Millisecond), firstPing.Round(time.Millisecond))
 	// Its site is now at its own PoP: still acme's.
@@ -379,13 +369,13 @@ func TestE2EBackboneSites(t *testing.T) {
 		t.Errorf("acme's client at ams asked its site: %q, %v", got, err)
 	}
 	cancel()
-	r := <-dlDone
+	r := dl.Wait()
 	watchCancel()
 	t.Logf("the download through the shared exit (256 KiB/s): %d bytes before the switch, %d by the ping after it, %d in all; the longest time it received nothing after the switch: %v",
-		before, atPing, r.n, time.Duration(stall.Load()).Round(time.Millisecond))
-	if r.err != nil || r.n != fs.Size || r.sha != fs.SHA256 {
+		before, atPing, r.N, time.Duration(stall.Load()).Round(time.Millisecond))
+	if r.Err != nil || r.N != fs.Size || r.SHA256 != fs.SHA256 {
 		t.Fatalf("the download started at fra did not survive the switch to ams: %d of %d bytes, %v, intact: %v",
-			r.n, fs.Size, r.err, r.sha == fs.SHA256)
+			r.N, fs.Size, r.Err, r.SHA256 == fs.SHA256)
 	}
 	if k := tenants[1].host.reachedBy(acme.addr); k > 0 {
 		t.Errorf("acme's client reached globex's site host %d times", k)

@@ -19,7 +19,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -435,21 +434,11 @@ func testE2ETenants(t *testing.T, mode string) {
 			}
 			return nil
 		})
-		var progress atomic.Int64
-		type result struct {
-			n   int64
-			sha string
-			err error
-		}
-		done := make(chan result, 1)
 		dctx, dcancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer dcancel()
-		go func() {
-			n, sha, err := testbed.DownloadProgress(dctx, alice.ns, files.URL(net4), &progress)
-			done <- result{n, sha, err}
-		}()
+		dl := testbed.StartDownload(dctx, alice.ns, files.URL(net4))
 		testbed.Poll(t, 30*time.Second, "download to start", func(context.Context) error {
-			if p := progress.Load(); p < 1<<20 {
+			if p := dl.Progress.Load(); p < 1<<20 {
 				return fmt.Errorf("%d bytes so far", p)
 			}
 			return nil
@@ -466,7 +455,7 @@ func testE2ETenants(t *testing.T, mode string) {
 			return nil
 		})
 		setAt := time.Now()
-		atChange := progress.Load()
+		atChange := dl.Progress.Load()
 		n.mustCLIStdin(t, e2eAcmeCut, "policy", "set", "--tenant", "acme", "-")
 		took := time.Since(setAt)
 		// Cut: no answer for 500 ms, and the last one within the deadline of the command.
@@ -488,12 +477,12 @@ func testE2ETenants(t *testing.T, mode string) {
 		t.Logf("udp echo flow: last answer %v after `policy set` started (the command took %v; %d answers to %d datagrams)",
 			cut.Round(time.Millisecond), took.Round(time.Millisecond), flow.Replies(), flow.Sent())
 
-		r := <-done
+		r := dl.Wait()
 		switch {
-		case r.err != nil:
-			t.Errorf("download during the policy change: %v", r.err)
-		case r.n != files.Size || r.sha != files.SHA256:
-			t.Errorf("download: got %d bytes sha256 %s, want %d bytes %s", r.n, r.sha, files.Size, files.SHA256)
+		case r.Err != nil:
+			t.Errorf("download during the policy change: %v", r.Err)
+		case r.N != files.Size || r.SHA256 != files.SHA256:
+			t.Errorf("download: got %d bytes sha256 %s, want %d bytes %s", r.N, r.SHA256, files.Size, files.SHA256)
 		case atChange >= files.Size:
 			t.Errorf("the download was over before the policy change: make it last longer")
 		default:

@@ -255,6 +255,40 @@ func DownloadProgress(ctx context.Context, ns *Netns, url string, progress *atom
 	return n, hex.EncodeToString(h.Sum(nil)), nil
 }
 
+// BackgroundDownload is a DownloadProgress running on a goroutine of its own, for a test
+// to watch it and change the network under it.
+type BackgroundDownload struct {
+	// Progress is the number of body bytes received so far.
+	Progress atomic.Int64
+	done     chan struct{}
+	result   DownloadResult
+}
+
+// DownloadResult is how a download ended: the body's bytes received, their SHA-256 (hex) when
+// it completed, or why it did not.
+type DownloadResult struct {
+	N      int64
+	SHA256 string
+	Err    error
+}
+
+// StartDownload starts DownloadProgress from ns of url until it ends or ctx does.
+func StartDownload(ctx context.Context, ns *Netns, url string) *BackgroundDownload {
+	d := &BackgroundDownload{done: make(chan struct{})}
+	go func() {
+		defer close(d.done)
+		n, sha, err := DownloadProgress(ctx, ns, url, &d.Progress)
+		d.result = DownloadResult{n, sha, err}
+	}()
+	return d
+}
+
+// Wait waits until the download ends and returns how.
+func (d *BackgroundDownload) Wait() DownloadResult {
+	<-d.done
+	return d.result
+}
+
 // progressWriter counts what passes through it into n.
 type progressWriter struct {
 	w io.Writer
