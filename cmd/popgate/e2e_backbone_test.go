@@ -27,22 +27,9 @@ import (
 // it came from: which exit carried it.
 func bbEcho(t *testing.T, ns *testbed.Netns, addr string) {
 	t.Helper()
-	pc, err := ns.ListenPacket("udp4", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pc.Close() })
-	go func() {
-		buf := make([]byte, 1500)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			ap := from.(*net.UDPAddr).AddrPort()
-			pc.WriteTo(fmt.Appendf(nil, "%s %s", buf[:n], ap.Addr()), from)
-		}
-	}()
+	testbed.ServeUDP(t, ns, addr, func(req []byte, from net.Addr) []byte {
+		return fmt.Appendf(nil, "%s %s", req, from.(*net.UDPAddr).AddrPort().Addr())
+	})
 }
 
 // bbPinger sends a datagram every 100 ms from a client's namespace and records when each

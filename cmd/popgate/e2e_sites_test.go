@@ -30,34 +30,15 @@ type siteHost struct {
 
 func serveSiteHost(t *testing.T, ns *testbed.Netns, addr netip.AddrPort, name string) *siteHost {
 	t.Helper()
-	l, err := ns.Listen("tcp4", addr.String())
-	if err != nil {
-		t.Fatal(err)
-	}
 	h := &siteHost{name: name, from: map[netip.Addr]int{}}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				if errors.Is(err, net.ErrClosed) {
-					return
-				}
-				continue
-			}
-			from := c.RemoteAddr().(*net.TCPAddr).AddrPort().Addr().Unmap()
-			h.mu.Lock()
-			h.from[from]++
-			h.mu.Unlock()
-			c.SetWriteDeadline(time.Now().Add(5 * time.Second))
-			fmt.Fprintf(c, "%s %s\n", name, from)
-			c.Close()
-		}
-	}()
-	t.Cleanup(func() {
-		l.Close()
-		<-done
+	testbed.ServeTCP(t, ns, addr.String(), func(c net.Conn) {
+		from := c.RemoteAddr().(*net.TCPAddr).AddrPort().Addr().Unmap()
+		h.mu.Lock()
+		h.from[from]++
+		h.mu.Unlock()
+		c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		fmt.Fprintf(c, "%s %s\n", name, from)
+		c.Close()
 	})
 	return h
 }
