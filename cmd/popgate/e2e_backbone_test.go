@@ -11,8 +11,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -142,103 +140,50 @@ func TestE2EBackboneFailover(t *testing.T) {
 	testbed.RequireRoot(t)
 	testbed.RequireTools(t, "ip", "wg", "wg-quick", "wireguard-go")
 	n := testbed.NewNetwork(t)
-	ctrlNS := n.AddNode(t, "bdctl", testbed.Backbone)
-	popNS := n.AddNode(t, "bdpop", testbed.WAN, testbed.Backbone)
-	x1NS := n.AddNode(t, "bdx", testbed.Backbone, testbed.Internet)
-	x2NS := n.AddNode(t, "bdx", testbed.Backbone, testbed.Internet)
+	mk := func(role, ifprefix string, on ...string) *netProc {
+		return newNetProc(t, bin, n, role, ifprefix, on...)
+	}
+	ctrl := mk("bdctl", "bdc", testbed.Backbone)
+	pop := mk("bdpop", "bdp", testbed.WAN, testbed.Backbone)
+	x1 := mk("bdx", "bdx", testbed.Backbone, testbed.Internet)
+	x2 := mk("bdx", "bdy", testbed.Backbone, testbed.Internet)
 	cliNS := n.AddClient(t)
 	bbEcho(t, n.Internet, testbed.InternetAddr4.String()+":45100")
 	fs := testbed.ServeRandomFile(t, n.Internet, 8)
 
-	ifn := func(role string) string {
-		name := fmt.Sprintf("bd%s%d", role, os.Getpid()%100000)
-		t.Cleanup(func() { os.Remove(filepath.Join(testbed.UAPIDir, name+".sock")) })
-		return name
-	}
-	ctrlDir, popDir, x1Dir, x2Dir := t.TempDir(), t.TempDir(), t.TempDir(), t.TempDir()
 	const popPort = 45011
-	controllerAddr := ctrlNS.Addr4[testbed.Backbone].String() + ":45000"
-	cli := func(ctx context.Context, dir string, args ...string) (string, string, error) {
-		return e2eRun(ctx, bin, append(args, "--data-dir", dir)...)
+	ctrl.args = []string{"--listen-port", "45001", "--interface", ctrl.ifname,
+		"--public-endpoint", fmt.Sprintf("%s:%d", pop.node.Addr4[testbed.WAN], popPort), "--web-addr", "127.0.0.1:0",
+		"--exit-mode", "userspace", "--controller-addr", ctrl.node.Addr4[testbed.Backbone].String() + ":45000"}
+	ctrl.cliLimit = 30 * time.Second
+	ctrl.startController()
+	// Each joined node has exit mode mode, its backbone on port bbPort of its backbone
+	// address. Exit 1 has the kernel exit, exit 2 the userspace one.
+	for _, c := range []struct {
+		p            *netProc
+		mode         string
+		port, bbPort int
+	}{{pop, "userspace", popPort, 45021}, {x1, "kernel", 45012, 45022}, {x2, "userspace", 45013, 45023}} {
+		c.p.args = []string{"--listen-port", fmt.Sprint(c.port), "--interface", c.p.ifname,
+			"--web-addr", "127.0.0.1:0", "--exit-mode", c.mode, "--backbone-port", fmt.Sprint(c.bbPort),
+			"--backbone-endpoint", fmt.Sprintf("%s:%d", c.p.node.Addr4[testbed.Backbone], c.bbPort)}
 	}
-	mustCLI := func(args ...string) string {
-		t.Helper()
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		out, stderr, err := cli(ctx, ctrlDir, args...)
-		if err != nil {
-			t.Fatalf("popgate %s: %v\n%s", strings.Join(args, " "), err, stderr)
-		}
-		return out
-	}
-	ctrl, err := ctrlNS.NS.Start(t, bin, "serve", "--data-dir", ctrlDir, "--listen-port", "45001", "--interface", ifn("c"),
-		"--public-endpoint", fmt.Sprintf("%s:%d", popNS.Addr4[testbed.WAN], popPort), "--web-addr", "127.0.0.1:0",
-		"--exit-mode", "userspace", "--controller-addr", controllerAddr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	testbed.Poll(t, 60*time.Second, "the controller to answer", func(ctx context.Context) error {
-		if exited, err := ctrl.Exited(); exited {
-			t.Fatalf("the controller exited (%v):\n%s", err, ctrl.LogTail(40))
-		}
-		_, stderr, err := cli(ctx, ctrlDir, "status")
-		if err != nil {
-			return fmt.Errorf("%v: %s", err, stderr)
-		}
-		return nil
-	})
-	// startNode starts a joined node with exit mode mode, its backbone on port bbPort of its
-	// backbone address. Exit 1 has the kernel exit, exit 2 the userspace one.
-	startNode := func(ns *testbed.NetNode, dir, ifname, mode string, port, bbPort int, extra ...string) *testbed.Proc {
-		t.Helper()
-		args := append([]string{bin, "serve", "--data-dir", dir, "--listen-port", fmt.Sprint(port), "--interface", ifname,
-			"--web-addr", "127.0.0.1:0", "--exit-mode", mode, "--backbone-port", fmt.Sprint(bbPort),
-			"--backbone-endpoint", fmt.Sprintf("%s:%d", ns.Addr4[testbed.Backbone], bbPort)}, extra...)
-		p, err := ns.NS.Start(t, args...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	inSync := func(name string) {
-		t.Helper()
-		testbed.Poll(t, 30*time.Second, name+" to be connected and in sync", func(ctx context.Context) error {
-			out, stderr, err := cli(ctx, ctrlDir, "node", "list", "--json")
-			if err != nil {
-				return fmt.Errorf("node list: %v: %s", err, stderr)
-			}
-			var l struct{ Nodes []e2eJoined }
-			if err := json.Unmarshal([]byte(out), &l); err != nil {
-				return err
-			}
-			for _, nd := range l.Nodes {
-				if nd.Name == name && nd.Connected && nd.Applied >= nd.Current {
-					return nil
-				}
-			}
-			return fmt.Errorf("%s not in sync: %s", name, out)
-		})
-	}
-	join := func(roles, name string, extra ...string) string {
-		return strings.TrimSpace(mustCLI(append([]string{"node", "token", "--roles", roles, "--name", name}, extra...)...))
-	}
-	popIf, x1If, x2If := ifn("p"), ifn("x"), ifn("y")
-	startNode(popNS, popDir, popIf, "userspace", popPort, 45021, "--join", join("pop", "p1"))
+	inSync := func(name string) { t.Helper(); ctrl.waitInSync(30*time.Second, name) }
+	pop.start("--join", ctrl.joinToken("pop", "", "p1"))
 	inSync("p1")
 	// The exits of the PoP's region, x1 first (the lower backbone ID).
-	x1Token := join("exit", "x1", "--region", "local")
-	x1 := startNode(x1NS, x1Dir, x1If, "kernel", 45012, 45022, "--join", x1Token)
+	x1.start("--join", ctrl.joinToken("exit", "local", "x1"))
 	inSync("x1")
-	startNode(x2NS, x2Dir, x2If, "userspace", 45013, 45023, "--join", join("exit", "x2", "--region", "local"))
+	x2.start("--join", ctrl.joinToken("exit", "local", "x2"))
 	inSync("x2")
 
-	mustCLI("tenant", "add", "acme")
-	conf := mustCLI("peer", "add", "--tenant", "acme", "laptop")
+	ctrl.mustCLI("tenant", "add", "acme")
+	conf := ctrl.mustCLI("peer", "add", "--tenant", "acme", "laptop")
 	inSync("p1")
 	// Until the controller gives its nodes a backbone (Desired.Self and Nodes, issue 14's
 	// control plane), there is nothing to test here.
 	testbed.Poll(t, 20*time.Second, "the PoP's backbone links", func(ctx context.Context) error {
-		out, stderr, err := cli(ctx, popDir, "status", "--json")
+		out, stderr, err := pop.cli(ctx, "status", "--json")
 		if err != nil {
 			return fmt.Errorf("%v: %s", err, stderr)
 		}
@@ -265,7 +210,7 @@ func TestE2EBackboneFailover(t *testing.T) {
 		return nil
 	})
 
-	testbed.StartClient(t, cliNS.NS, ifn("w"), conf)
+	testbed.StartClient(t, cliNS.NS, "bdw"+n.Suffix, conf)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	p := new(bbPinger)
@@ -280,7 +225,7 @@ func TestE2EBackboneFailover(t *testing.T) {
 			return nil
 		})
 	}
-	through(x1NS, 30*time.Second, "the client to reach the Internet host through exit 1")
+	through(x1.node, 30*time.Second, "the client to reach the Internet host through exit 1")
 	// TCP too: a client configured with MTU 1,420, larger than the backbone carries,
 	// downloads through it (its SYN's MSS is clamped at the PoP, the server's SYN-ACK's too).
 	dl, dlCancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -318,31 +263,31 @@ func TestE2EBackboneFailover(t *testing.T) {
 		x1Ups   = `popgate_backbone_link_transitions_total{node="x1",to="up"}`
 		x1Downs = `popgate_backbone_link_transitions_total{node="x1",to="down"}`
 	)
-	metricIs(popNS, "the PoP's metrics to show its link to x1 up", map[string]float64{x1Up: 1, `popgate_backbone_link_up{node="x2"}`: 1})
-	metricIs(ctrlNS, "the controller's metrics to show its 3 nodes connected", map[string]float64{`popgate_nodes{state="connected"}`: 3})
+	metricIs(pop.node, "the PoP's metrics to show its link to x1 up", map[string]float64{x1Up: 1, `popgate_backbone_link_up{node="x2"}`: 1})
+	metricIs(ctrl.node, "the controller's metrics to show its 3 nodes connected", map[string]float64{`popgate_nodes{state="connected"}`: 3})
 	mctx, mcancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer mcancel()
-	ups, err := e2eMetric(mctx, popNS.NS, x1Ups)
+	ups, err := e2eMetric(mctx, pop.node.NS, x1Ups)
 	if err != nil {
 		t.Fatal(err)
 	}
-	downs, err := e2eMetric(mctx, popNS.NS, x1Downs)
+	downs, err := e2eMetric(mctx, pop.node.NS, x1Downs)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if ups < 1 {
 		t.Errorf("%s is %v with the link up, want at least 1", x1Ups, ups)
 	}
-	if _, err := e2eMetric(mctx, popNS.NS, `popgate_backbone_link_rtt_seconds{node="x1"}`); err != nil {
+	if _, err := e2eMetric(mctx, pop.node.NS, `popgate_backbone_link_rtt_seconds{node="x1"}`); err != nil {
 		t.Error(err)
 	}
 
 	killed := time.Now()
-	if err := x1.Signal(syscall.SIGKILL); err != nil {
+	if err := x1.proc.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	<-x1.Done()
-	through(x2NS, 10*time.Second, "the traffic to move to exit 2")
+	<-x1.proc.Done()
+	through(x2.node, 10*time.Second, "the traffic to move to exit 2")
 	time.Sleep(time.Second)
 	gap := p.gap(killed.Add(-time.Second))
 	t.Logf("failover: the longest time without an answer, a datagram every 100 ms: %v", gap)
@@ -350,12 +295,12 @@ func TestE2EBackboneFailover(t *testing.T) {
 		t.Errorf("failover left a gap of %v, more than 3 s", gap)
 	}
 
-	metricIs(popNS, "the PoP's metrics to count the link to x1 down once", map[string]float64{x1Up: 0, x1Downs: downs + 1, x1Ups: ups})
-	metricIs(ctrlNS, "the controller's metrics to show x1 offline", map[string]float64{
+	metricIs(pop.node, "the PoP's metrics to count the link to x1 down once", map[string]float64{x1Up: 0, x1Downs: downs + 1, x1Ups: ups})
+	metricIs(ctrl.node, "the controller's metrics to show x1 offline", map[string]float64{
 		`popgate_node_connected{node="x1"}`: 0, `popgate_nodes{state="offline"}`: 1, `popgate_nodes{state="connected"}`: 2})
 
-	startNode(x1NS, x1Dir, x1If, "kernel", 45012, 45022)
-	through(x1NS, 30*time.Second, "the traffic to return to exit 1 once it is back")
-	metricIs(popNS, "the PoP's metrics to count the link to x1 up again", map[string]float64{x1Up: 1, x1Ups: ups + 1, x1Downs: downs + 1})
-	metricIs(ctrlNS, "the controller's metrics to show x1 back", map[string]float64{`popgate_node_connected{node="x1"}`: 1, `popgate_nodes{state="connected"}`: 3})
+	x1.start()
+	through(x1.node, 30*time.Second, "the traffic to return to exit 1 once it is back")
+	metricIs(pop.node, "the PoP's metrics to count the link to x1 up again", map[string]float64{x1Up: 1, x1Ups: ups + 1, x1Downs: downs + 1})
+	metricIs(ctrl.node, "the controller's metrics to show x1 back", map[string]float64{`popgate_node_connected{node="x1"}`: 1, `popgate_nodes{state="connected"}`: 3})
 }

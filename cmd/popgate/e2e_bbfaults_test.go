@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -130,46 +128,37 @@ func TestE2EBackboneFaults(t *testing.T) {
 	testbed.RequireRoot(t)
 	testbed.RequireTools(t, "ip", "wg", "wg-quick", "wireguard-go", "iptables", "tc", "iperf3")
 	n := testbed.NewNetwork(t)
-	ctrlNS := n.AddNode(t, "bfctl", testbed.Backbone)
-	popNS := n.AddNode(t, "bfpop", testbed.WAN, testbed.Backbone)
-	x1NS := n.AddNode(t, "bfx", testbed.Backbone, testbed.Internet)
+	mk := func(role, ifprefix string, on ...string) *netProc {
+		return newNetProc(t, bin, n, role, ifprefix, on...)
+	}
+	ctrl := mk("bfctl", "bfc", testbed.Backbone)
+	pop := mk("bfpop", "bfp", testbed.WAN, testbed.Backbone)
+	x1 := mk("bfx", "bfx", testbed.Backbone, testbed.Internet)
 	relayNS := n.AddNode(t, "bfr", testbed.Backbone)
 	cliNS := n.AddClient(t)
 	bbEcho(t, n.Internet, testbed.InternetAddr4.String()+":45200")
 
-	ifn := func(role string) string {
-		name := fmt.Sprintf("bf%s%d", role, os.Getpid()%100000)
-		t.Cleanup(func() { os.Remove(filepath.Join(testbed.UAPIDir, name+".sock")) })
-		return name
-	}
-	ctrlDir, popDir, x1Dir := t.TempDir(), t.TempDir(), t.TempDir()
 	const popPort, popBB, x1BB = 45211, 45221, 45222
 	relayAddr := relayNS.Addr4[testbed.Backbone]
 	// Each node advertises the relay as its backbone endpoint: whichever way a packet goes
 	// between the PoP and the exit, it crosses the relay.
-	toX1 := startRelay(t, relayNS.NS, netip.AddrPortFrom(relayAddr, 45250), netip.AddrPortFrom(x1NS.Addr4[testbed.Backbone], x1BB))
-	toPoP := startRelay(t, relayNS.NS, netip.AddrPortFrom(relayAddr, 45251), netip.AddrPortFrom(popNS.Addr4[testbed.Backbone], popBB))
+	toX1 := startRelay(t, relayNS.NS, netip.AddrPortFrom(relayAddr, 45250), netip.AddrPortFrom(x1.node.Addr4[testbed.Backbone], x1BB))
+	toPoP := startRelay(t, relayNS.NS, netip.AddrPortFrom(relayAddr, 45251), netip.AddrPortFrom(pop.node.Addr4[testbed.Backbone], popBB))
 
-	ctrl := &netProc{t: t, bin: bin, node: ctrlNS, dir: ctrlDir}
 	ctrl.args = []string{"--roles", "controller", "--web-addr", "127.0.0.1:0", "--metrics-addr", "",
-		"--public-endpoint", fmt.Sprintf("%s:%d", popNS.Addr4[testbed.WAN], popPort),
-		"--controller-addr", ctrlNS.Addr4[testbed.Backbone].String() + ":45201"}
+		"--public-endpoint", fmt.Sprintf("%s:%d", pop.node.Addr4[testbed.WAN], popPort),
+		"--controller-addr", ctrl.node.Addr4[testbed.Backbone].String() + ":45201"}
+	for _, c := range []struct {
+		p                       *netProc
+		port, bbPort, relayPort int
+	}{{pop, popPort, popBB, 45251}, {x1, 45212, x1BB, 45250}} {
+		c.p.args = []string{"--listen-port", fmt.Sprint(c.port), "--interface", c.p.ifname,
+			"--web-addr", "127.0.0.1:0", "--metrics-addr", "", "--exit-mode", "userspace", "--backbone-port", fmt.Sprint(c.bbPort),
+			"--backbone-endpoint", fmt.Sprintf("%s:%d", relayAddr, c.relayPort)}
+	}
 	ctrl.startController()
-	start := func(ns *testbed.NetNode, dir, ifname string, port, bbPort, relayPort int, token string) *testbed.Proc {
-		t.Helper()
-		p, err := ns.NS.Start(t, bin, "serve", "--data-dir", dir, "--listen-port", fmt.Sprint(port), "--interface", ifname,
-			"--web-addr", "127.0.0.1:0", "--metrics-addr", "", "--exit-mode", "userspace", "--backbone-port", fmt.Sprint(bbPort),
-			"--backbone-endpoint", fmt.Sprintf("%s:%d", relayAddr, relayPort), "--join", token)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	token := func(roles, name string) string {
-		return strings.TrimSpace(ctrl.mustCLI("node", "token", "--roles", roles, "--name", name, "--region", "local"))
-	}
-	pop := start(popNS, popDir, ifn("p"), popPort, popBB, 45251, token("pop", "p1"))
-	start(x1NS, x1Dir, ifn("x"), 45212, x1BB, 45250, token("exit", "x1"))
+	pop.start("--join", ctrl.joinToken("pop", "local", "p1"))
+	x1.start("--join", ctrl.joinToken("exit", "local", "x1"))
 	ctrl.waitInSync(60*time.Second, "p1", "x1")
 	ctrl.mustCLI("tenant", "add", "acme")
 	conf := ctrl.mustCLI("peer", "add", "--tenant", "acme", "laptop")
@@ -179,7 +168,7 @@ func TestE2EBackboneFaults(t *testing.T) {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
-		out, stderr, err := e2eRun(ctx, bin, "status", "--json", "--data-dir", popDir)
+		out, stderr, err := pop.cli(ctx, "status", "--json")
 		if err != nil {
 			t.Fatalf("status of the PoP: %v: %s", err, stderr)
 		}
@@ -196,7 +185,7 @@ func TestE2EBackboneFaults(t *testing.T) {
 		}
 		return bbLink{Node: "x1", State: "none"}
 	}
-	downs := func() int { return strings.Count(pop.Log(), "name=x1 state=down") }
+	downs := func() int { return strings.Count(pop.proc.Log(), "name=x1 state=down") }
 	testbed.Poll(t, 30*time.Second, "the PoP's link to x1 up", func(context.Context) error {
 		if l := link(); l.State != "up" {
 			return fmt.Errorf("link %+v", l)
@@ -204,7 +193,7 @@ func TestE2EBackboneFaults(t *testing.T) {
 		return nil
 	})
 
-	testbed.StartClient(t, cliNS.NS, ifn("w"), conf)
+	testbed.StartClient(t, cliNS.NS, "bfw"+n.Suffix, conf)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	p := new(bbPinger)
@@ -235,14 +224,14 @@ func TestE2EBackboneFaults(t *testing.T) {
 	// probes. Three probes missed in a row (0.8 % of the time) take the link Down; the
 	// datagrams must go on through it (about 64 % answered), not stop while it is Down.
 	relay := relayAddr.String()
-	popNS.NS.MustRun(t, "iptables", "-I", "OUTPUT", "-p", "udp", "-d", relay, "-m", "statistic", "--mode", "random", "--probability", "0.2", "-j", "DROP")
-	popNS.NS.MustRun(t, "iptables", "-I", "INPUT", "-p", "udp", "-s", relay, "-m", "statistic", "--mode", "random", "--probability", "0.2", "-j", "DROP")
+	pop.node.NS.MustRun(t, "iptables", "-I", "OUTPUT", "-p", "udp", "-d", relay, "-m", "statistic", "--mode", "random", "--probability", "0.2", "-j", "DROP")
+	pop.node.NS.MustRun(t, "iptables", "-I", "INPUT", "-p", "udp", "-s", relay, "-m", "statistic", "--mode", "random", "--probability", "0.2", "-j", "DROP")
 	share, _, _, _ := phase("20 % loss each way", 30*time.Second)
 	if share < 0.4 {
 		t.Errorf("with 20 %% loss each way only %.0f %% of the datagrams were answered (64 %% expected): did the link's state stop the traffic?", share*100)
 	}
-	popNS.NS.MustRun(t, "iptables", "-F", "OUTPUT")
-	popNS.NS.MustRun(t, "iptables", "-F", "INPUT")
+	pop.node.NS.MustRun(t, "iptables", "-F", "OUTPUT")
+	pop.node.NS.MustRun(t, "iptables", "-F", "INPUT")
 
 	// A round trip of 600 ms, above the probes' 500 ms timeout: the probes' wait follows the
 	// round trip and the link comes back Up; the datagrams go on meanwhile.

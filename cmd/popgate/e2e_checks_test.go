@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -24,54 +22,23 @@ func TestE2ERegionChecks(t *testing.T) {
 	testbed.RequireRoot(t)
 	testbed.RequireTools(t, "ip", "iptables")
 	n := testbed.NewNetwork(t)
-	ctrlNS := n.AddNode(t, "bkctl", testbed.WAN, testbed.Backbone)
-	popNS := n.AddNode(t, "bkpop", testbed.WAN, testbed.Backbone)
-	ifn := func(role string) string {
-		name := fmt.Sprintf("bk%s%d", role, os.Getpid()%100000)
-		t.Cleanup(func() { os.Remove(filepath.Join(testbed.UAPIDir, name+".sock")) })
-		return name
+	mk := func(role, ifprefix string, on ...string) *netProc {
+		return newNetProc(t, bin, n, role, ifprefix, on...)
 	}
-	ctrlDir, popDir := t.TempDir(), t.TempDir()
-	ctrlEP := fmt.Sprintf("%s:49101", ctrlNS.Addr4[testbed.WAN])
-	popEP := fmt.Sprintf("%s:49111", popNS.Addr4[testbed.WAN])
-	cli := func(ctx context.Context, args ...string) (string, string, error) {
-		return e2eRun(ctx, bin, append(args, "--data-dir", ctrlDir)...)
-	}
-	mustCLI := func(args ...string) string {
-		t.Helper()
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		out, stderr, err := cli(ctx, args...)
-		if err != nil {
-			t.Fatalf("popgate %s: %v\n%s", strings.Join(args, " "), err, stderr)
-		}
-		return out
-	}
-	ctrl, err := ctrlNS.NS.Start(t, bin, "serve", "--data-dir", ctrlDir, "--listen-port", "49101", "--interface", ifn("c"),
-		"--public-endpoint", ctrlEP, "--web-addr", "127.0.0.1:0", "--metrics-addr", "", "--exit-mode", "userspace",
-		"--controller-addr", ctrlNS.Addr4[testbed.Backbone].String()+":49100",
-		"--backbone-port", "49102", "--backbone-endpoint", ctrlNS.Addr4[testbed.Backbone].String()+":49102")
-	if err != nil {
-		t.Fatal(err)
-	}
-	testbed.Poll(t, 60*time.Second, "the controller to answer", func(ctx context.Context) error {
-		if exited, err := ctrl.Exited(); exited {
-			t.Fatalf("the controller exited (%v):\n%s", err, ctrl.LogTail(40))
-		}
-		_, stderr, err := cli(ctx, "status")
-		if err != nil {
-			return fmt.Errorf("%v: %s", err, stderr)
-		}
-		return nil
-	})
+	ctrl := mk("bkctl", "bkc", testbed.WAN, testbed.Backbone)
+	pop := mk("bkpop", "bkp", testbed.WAN, testbed.Backbone)
+	ctrlBB, popBB := ctrl.node.Addr4[testbed.Backbone].String(), pop.node.Addr4[testbed.Backbone].String()
+	popEP := fmt.Sprintf("%s:49111", pop.node.Addr4[testbed.WAN])
+	ctrl.args = []string{"--listen-port", "49101", "--interface", ctrl.ifname,
+		"--public-endpoint", fmt.Sprintf("%s:49101", ctrl.node.Addr4[testbed.WAN]), "--web-addr", "127.0.0.1:0", "--metrics-addr", "",
+		"--exit-mode", "userspace", "--controller-addr", ctrlBB + ":49100", "--backbone-port", "49102", "--backbone-endpoint", ctrlBB + ":49102"}
+	ctrl.cliLimit = 30 * time.Second
+	pop.args = []string{"--listen-port", "49111", "--interface", pop.ifname, "--web-addr", "127.0.0.1:0", "--metrics-addr", "",
+		"--exit-mode", "userspace", "--backbone-port", "49112", "--backbone-endpoint", popBB + ":49112"}
+	cli, mustCLI := ctrl.cli, ctrl.mustCLI
+	ctrl.startController()
 	mustCLI("region", "add", "fra", "--endpoint", popEP)
-	token := strings.TrimSpace(mustCLI("node", "token", "--roles", "pop", "--region", "fra", "--name", "p1"))
-	pop, err := popNS.NS.Start(t, bin, "serve", "--data-dir", popDir, "--join", token, "--listen-port", "49111", "--interface", ifn("p"),
-		"--web-addr", "127.0.0.1:0", "--metrics-addr", "", "--exit-mode", "userspace",
-		"--backbone-port", "49112", "--backbone-endpoint", popNS.Addr4[testbed.Backbone].String()+":49112")
-	if err != nil {
-		t.Fatal(err)
-	}
+	pop.start("--join", ctrl.joinToken("pop", "fra", "p1"))
 	start := time.Now()
 
 	// latest returns the latest minute of check name as node saw it, and whether there is one.
@@ -94,8 +61,8 @@ func TestE2ERegionChecks(t *testing.T) {
 	passes := func(name, node string) {
 		t.Helper()
 		testbed.Poll(t, 90*time.Second, node+" to reach "+name, func(ctx context.Context) error {
-			if exited, err := pop.Exited(); exited {
-				t.Fatalf("the PoP exited (%v):\n%s", err, pop.LogTail(40))
+			if exited, err := pop.proc.Exited(); exited {
+				t.Fatalf("the PoP exited (%v):\n%s", err, pop.proc.LogTail(40))
 			}
 			l, _, err := latest(ctx, name, node)
 			if err != nil {
@@ -119,7 +86,7 @@ func TestE2ERegionChecks(t *testing.T) {
 	// the backbone bridge.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if out, err := popNS.NS.Run(ctx, "iptables", "-I", "INPUT", "-p", "udp", "--dport", "49111", "-j", "DROP"); err != nil {
+	if out, err := pop.node.NS.Run(ctx, "iptables", "-I", "INPUT", "-p", "udp", "--dport", "49111", "-j", "DROP"); err != nil {
 		t.Fatalf("iptables: %v: %s", err, out)
 	}
 	blocked := time.Now()
@@ -134,7 +101,7 @@ func TestE2ERegionChecks(t *testing.T) {
 		t.Logf("fra down from the controller %s after its port was dropped: %s", time.Since(blocked).Round(time.Second), l.Error)
 		return nil
 	})
-	if exited, _ := pop.Exited(); exited {
+	if exited, _ := pop.proc.Exited(); exited {
 		t.Fatal("the PoP exited")
 	}
 	out := mustCLI("node", "list", "--json")

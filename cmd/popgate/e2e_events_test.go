@@ -120,8 +120,7 @@ func TestE2EEvents(t *testing.T) {
 
 	join := func(p *netProc, roles, name string) {
 		t.Helper()
-		token := strings.TrimSpace(ctrl.mustCLI("node", "token", "--roles", roles, "--region", "local", "--name", name))
-		p.start("--join", token)
+		p.start("--join", ctrl.joinToken(roles, "local", name))
 		ctrl.waitInSync(60*time.Second, name)
 	}
 	join(pop, "pop", "p1")

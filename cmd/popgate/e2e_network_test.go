@@ -2,141 +2,15 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/popgate/popgate/cmd/internal/testbed"
 )
-
-// netProc is one `popgate serve` of TestE2ETwoRegions: its namespace, data dir and flags.
-type netProc struct {
-	t      *testing.T
-	bin    string
-	node   *testbed.NetNode
-	dir    string
-	ifname string
-	args   []string // serve's flags beyond --data-dir
-	proc   *testbed.Proc
-}
-
-func (p *netProc) start(extra ...string) {
-	p.t.Helper()
-	args := append([]string{p.bin, "serve", "--data-dir", p.dir}, p.args...)
-	proc, err := p.node.NS.Start(p.t, append(args, extra...)...)
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	p.proc = proc
-}
-
-// kill ends the process with SIGKILL, as a crash would.
-func (p *netProc) kill() {
-	p.t.Helper()
-	p.proc.Signal(syscall.SIGKILL)
-	<-p.proc.Done()
-}
-
-// status is `popgate status --json` of the process, through the control socket in its data
-// dir.
-func (p *netProc) status(ctx context.Context) (map[string]any, error) {
-	out, stderr, err := e2eRun(ctx, p.bin, "status", "--json", "--data-dir", p.dir)
-	if err != nil {
-		return nil, fmt.Errorf("status: %v: %s", err, strings.TrimSpace(stderr))
-	}
-	var st map[string]any
-	return st, json.Unmarshal([]byte(out), &st)
-}
-
-// peersOnline is the number of peers online at the process, from its status.
-func (p *netProc) peersOnline(ctx context.Context) int {
-	st, err := p.status(ctx)
-	if err != nil {
-		return -1
-	}
-	peers, _ := st["peers"].(map[string]any)
-	n, _ := peers["online"].(float64)
-	return int(n)
-}
-
-// newNetProc makes the namespace of one `popgate serve` of a multi-node test: a node of n
-// attached to the bridges on, with a data dir and an interface name of its own (its UAPI
-// socket removed at cleanup).
-func newNetProc(t *testing.T, bin string, n *testbed.Network, role, ifprefix string, on ...string) *netProc {
-	t.Helper()
-	nd := n.AddNode(t, role, on...)
-	ifname := ifprefix + n.Suffix
-	if len(ifname) > 15 {
-		ifname = ifname[:15]
-	}
-	t.Cleanup(func() { os.Remove(filepath.Join(testbed.UAPIDir, ifname+".sock")) })
-	return &netProc{t: t, bin: bin, node: nd, dir: t.TempDir(), ifname: ifname}
-}
-
-// cli runs `popgate args… --data-dir D` against the process's control socket.
-func (p *netProc) cli(ctx context.Context, args ...string) (stdout, stderr string, err error) {
-	return e2eRun(ctx, p.bin, append(args, "--data-dir", p.dir)...)
-}
-
-// mustCLI is cli with a 60 s limit that fails the test unless the command succeeds.
-func (p *netProc) mustCLI(args ...string) string {
-	p.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	out, stderr, err := p.cli(ctx, args...)
-	if err != nil {
-		p.t.Fatalf("popgate %s: %v\n%s", strings.Join(args[:min(len(args), 4)], " "), err, stderr)
-	}
-	return out
-}
-
-// startController starts the process and waits until its control socket answers.
-func (p *netProc) startController() {
-	p.t.Helper()
-	p.start()
-	testbed.Poll(p.t, 60*time.Second, "the controller to answer", func(ctx context.Context) error {
-		if exited, err := p.proc.Exited(); exited {
-			p.t.Fatalf("the controller exited (%v):\n%s", err, p.proc.LogTail(40))
-		}
-		_, stderr, err := p.cli(ctx, "status")
-		if err != nil {
-			return fmt.Errorf("%v: %s", err, stderr)
-		}
-		return nil
-	})
-}
-
-// waitInSync waits until the controller p lists every named node connected and in sync
-// (applied the current generation), and returns how long that took.
-func (p *netProc) waitInSync(within time.Duration, names ...string) time.Duration {
-	p.t.Helper()
-	start := time.Now()
-	testbed.Poll(p.t, within, strings.Join(names, ", ")+" to be connected and in sync", func(ctx context.Context) error {
-		out, stderr, err := p.cli(ctx, "node", "list", "--json")
-		if err != nil {
-			return fmt.Errorf("node list: %v: %s", err, stderr)
-		}
-		var l struct{ Nodes []e2eJoined }
-		if err := json.Unmarshal([]byte(out), &l); err != nil {
-			return err
-		}
-		for _, name := range names {
-			i := slices.IndexFunc(l.Nodes, func(n e2eJoined) bool { return n.Name == name })
-			if i < 0 || !l.Nodes[i].Connected || l.Nodes[i].Applied < l.Nodes[i].Current {
-				return fmt.Errorf("%s not in sync: %s", name, out)
-			}
-		}
-		return nil
-	})
-	return time.Since(start)
-}
 
 // pingGateway returns a poll function: one ping from c to the overlay's gateway address.
 func pingGateway(c *testbed.NetNode) func(ctx context.Context) error {
@@ -193,8 +67,7 @@ func TestE2ETwoRegions(t *testing.T) {
 	mustCLI("region", "add", "ams", "--endpoint", netip.AddrPortFrom(ams1.node.Addr4[testbed.WAN], popPort).String())
 	for i, p := range pops {
 		region := strings.TrimRight(popNames[i], "0123456789")
-		token := strings.TrimSpace(mustCLI("node", "token", "--roles", "pop,exit", "--region", region, "--name", popNames[i]))
-		p.start("--join", token, "--backbone-endpoint", netip.AddrPortFrom(p.node.Addr4[testbed.Backbone], 45510).String())
+		p.start("--join", ctrl.joinToken("pop,exit", region, popNames[i]), "--backbone-endpoint", netip.AddrPortFrom(p.node.Addr4[testbed.Backbone], 45510).String())
 	}
 	allInSync(60*time.Second, popNames...)
 	checkControllerOnly(t, ctrl)

@@ -139,8 +139,7 @@ func TestE2EBackboneSites(t *testing.T) {
 		p                   *netProc
 		roles, region, name string
 	}{{fra, "pop", "fra", "fra"}, {ams, "pop", "ams", "ams"}, {exit, "exit", "fra", "x1"}} {
-		token := strings.TrimSpace(mustCLI("node", "token", "--roles", j.roles, "--region", j.region, "--name", j.name))
-		j.p.start("--join", token)
+		j.p.start("--join", ctrl.joinToken(j.roles, j.region, j.name))
 	}
 	ctrl.waitInSync(60*time.Second, "fra", "ams", "x1")
 
