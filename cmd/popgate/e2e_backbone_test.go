@@ -4,8 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -180,35 +178,7 @@ func TestE2EBackboneFailover(t *testing.T) {
 	ctrl.mustCLI("tenant", "add", "acme")
 	conf := ctrl.mustCLI("peer", "add", "--tenant", "acme", "laptop")
 	inSync("p1")
-	// Until the controller gives its nodes a backbone (Desired.Self and Nodes, issue 14's
-	// control plane), there is nothing to test here.
-	testbed.Poll(t, 20*time.Second, "the PoP's backbone links", func(ctx context.Context) error {
-		out, stderr, err := pop.cli(ctx, "status", "--json")
-		if err != nil {
-			return fmt.Errorf("%v: %s", err, stderr)
-		}
-		var st struct {
-			Backbone *struct {
-				Links []struct{ Node, State string }
-			}
-		}
-		if err := json.Unmarshal([]byte(out), &st); err != nil {
-			return err
-		}
-		if st.Backbone == nil {
-			return errors.New("the PoP's status shows no backbone: does the controller give it Desired.Self and Nodes?")
-		}
-		up := 0
-		for _, l := range st.Backbone.Links {
-			if l.State == "up" {
-				up++
-			}
-		}
-		if up < 2 {
-			return fmt.Errorf("links %+v, want x1 and x2 up", st.Backbone.Links)
-		}
-		return nil
-	})
+	pop.waitLinksUp(20*time.Second, "the PoP's backbone links", 2)
 
 	testbed.StartClient(t, cliNS.NS, "bdw"+n.Suffix, conf)
 	ctx, cancel := context.WithCancel(context.Background())

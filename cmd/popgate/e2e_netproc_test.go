@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -152,4 +153,52 @@ func (p *netProc) joinToken(roles, region, name string) string {
 		args = append(args, "--region", region)
 	}
 	return strings.TrimSpace(p.mustCLI(args...))
+}
+
+// bbLink is one backbone link in a node's `status --json`.
+type bbLink struct {
+	Node        string `json:"node"`
+	State       string `json:"state"`
+	RTTMicros   int64  `json:"rtt_us"`
+	LossPercent int    `json:"loss_percent"`
+}
+
+// errNoBackbone is backboneLinks's error for a status without a backbone.
+var errNoBackbone = errors.New("the status shows no backbone")
+
+// backboneLinks are the backbone links in the process's `popgate status --json`.
+func (p *netProc) backboneLinks(ctx context.Context) ([]bbLink, error) {
+	out, stderr, err := p.cli(ctx, "status", "--json")
+	if err != nil {
+		return nil, fmt.Errorf("status: %v: %s", err, strings.TrimSpace(stderr))
+	}
+	var st struct{ Backbone *struct{ Links []bbLink } }
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		return nil, err
+	}
+	if st.Backbone == nil {
+		return nil, errNoBackbone
+	}
+	return st.Backbone.Links, nil
+}
+
+// waitLinksUp waits until at least want of the process's backbone links are up.
+func (p *netProc) waitLinksUp(within time.Duration, what string, want int) {
+	p.t.Helper()
+	testbed.Poll(p.t, within, what, func(ctx context.Context) error {
+		links, err := p.backboneLinks(ctx)
+		if err != nil {
+			return err
+		}
+		up := 0
+		for _, l := range links {
+			if l.State == "up" {
+				up++
+			}
+		}
+		if up < want {
+			return fmt.Errorf("links %+v, want %d up", links, want)
+		}
+		return nil
+	})
 }

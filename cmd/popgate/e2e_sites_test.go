@@ -3,8 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -170,38 +168,8 @@ func TestE2EBackboneSites(t *testing.T) {
 		tn.client = n.AddNode(t, "bscli", testbed.WAN)
 	}
 	ctrl.waitInSync(10*time.Second, "fra", "ams", "x1")
-	waitLinks := func(p *netProc, want int) {
-		t.Helper()
-		testbed.Poll(t, 30*time.Second, p.ifname+"'s backbone links to be up", func(ctx context.Context) error {
-			out, stderr, err := p.cli(ctx, "status", "--json")
-			if err != nil {
-				return fmt.Errorf("%v: %s", err, stderr)
-			}
-			var st struct {
-				Backbone *struct {
-					Links []struct{ Node, State string }
-				}
-			}
-			if err := json.Unmarshal([]byte(out), &st); err != nil {
-				return err
-			}
-			if st.Backbone == nil {
-				return errors.New("no backbone in the status")
-			}
-			up := 0
-			for _, l := range st.Backbone.Links {
-				if l.State == "up" {
-					up++
-				}
-			}
-			if up < want {
-				return fmt.Errorf("links %+v, want %d up", st.Backbone.Links, want)
-			}
-			return nil
-		})
-	}
 	for _, p := range nodes {
-		waitLinks(p, 2)
+		p.waitLinksUp(30*time.Second, p.ifname+"'s backbone links to be up", 2)
 	}
 	// Each connector has handshaken with its PoP (PersistentKeepalive sends at once), so
 	// the controller knows where each site is.
