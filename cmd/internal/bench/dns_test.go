@@ -78,18 +78,6 @@ func (d *dnsSide) pids() []int {
 	return []int{d.g.serverPid()}
 }
 
-func (d *dnsSide) cpu() (float64, error) {
-	var sum float64
-	for _, pid := range d.pids() {
-		s, err := cpuSeconds(pid)
-		if err != nil {
-			return 0, err
-		}
-		sum += s
-	}
-	return sum, nil
-}
-
 // startClient (re)starts the site's connector and spreads dnsperf's flows over the LAN's
 // addresses: SNAT rules that give each new flow towards port 53 the next address (the
 // statistic match in nth mode, the classic round robin: rule i takes 1 in N-i of what is
@@ -534,7 +522,7 @@ func (d *dnsSide) run(t *testing.T, c dnsCase) ([]float64, error) {
 	if !c.repeat {
 		args = append(args, "-n", "1")
 	}
-	cpu0, err := d.cpu()
+	cpu0, err := cpuSeconds(d.pids()...)
 	if err != nil {
 		return nil, err
 	}
@@ -543,7 +531,7 @@ func (d *dnsSide) run(t *testing.T, c dnsCase) ([]float64, error) {
 	if err != nil {
 		return nil, err
 	}
-	cpu1, err := d.cpu()
+	cpu1, err := cpuSeconds(d.pids()...)
 	if err != nil {
 		return nil, err
 	}

@@ -321,8 +321,21 @@ func procStatus(pid int, keys ...string) (map[string]string, error) {
 	return out, nil
 }
 
-// cpuSeconds is the CPU time (user + system) pid has used so far.
-func cpuSeconds(pid int) (float64, error) {
+// cpuSeconds is the CPU time (user + system) the processes pids have used so far, summed.
+func cpuSeconds(pids ...int) (float64, error) {
+	var sum float64
+	for _, pid := range pids {
+		s, err := procCPUSeconds(pid)
+		if err != nil {
+			return 0, err
+		}
+		sum += s
+	}
+	return sum, nil
+}
+
+// procCPUSeconds is the CPU time (user + system) pid has used so far.
+func procCPUSeconds(pid int) (float64, error) {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0, err

@@ -58,18 +58,6 @@ func (h *twoHop) pids() []int {
 	return p
 }
 
-func (h *twoHop) cpuSeconds() (float64, error) {
-	var sum float64
-	for _, pid := range h.pids() {
-		s, err := cpuSeconds(pid)
-		if err != nil {
-			return 0, err
-		}
-		sum += s
-	}
-	return sum, nil
-}
-
 // thName is an interface name "bt<role><network suffix>" (role: 2 letters), unique on the
 // machine; its UAPI socket is removed at cleanup.
 func thName(t testing.TB, n *testbed.Network, role string) string {
@@ -355,12 +343,12 @@ func (e *env) phaseTwoHop(t *testing.T) {
 		}
 		e.roundsOn(gws, func(g *gw, _ int) {
 			e.measure(t, g, []*row{rw, cpu}, func() ([]float64, error) {
-				cpu0, err := byGW[g].cpuSeconds()
+				cpu0, err := cpuSeconds(byGW[g].pids()...)
 				if err != nil {
 					return nil, err
 				}
 				rep, err := g.iperf(t, 5, args...)
-				cpu1, cerr := byGW[g].cpuSeconds()
+				cpu1, cerr := cpuSeconds(byGW[g].pids()...)
 				if err == nil {
 					err = cerr
 				}
