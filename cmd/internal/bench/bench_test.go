@@ -351,24 +351,9 @@ func (e *env) phaseTCP(t *testing.T) {
 	} {
 		rw := e.res.def(tcpGroup, c.name, "Gbit/s", 2, +1, 1.0)
 		cpu := e.res.def(tcpGroup, c.name+": gateway process CPU per GB moved", "CPU s/GB", 2, -1, 0)
-		args := []string{"-O", "1", "-P", strconv.Itoa(c.streams)}
-		if c.reverse {
-			args = append(args, "-R")
-		}
 		e.rounds(func(g *gw, _ int) {
 			e.measure(t, g, []*row{rw, cpu}, func() ([]float64, error) {
-				cpu0, err := cpuSeconds(g.serverPid())
-				if err != nil {
-					return nil, err
-				}
-				rep, err := g.iperf(t, 5, args...)
-				cpu1, cerr := cpuSeconds(g.serverPid())
-				if err == nil {
-					err = cerr
-				}
-				// iperf3 ran 6 s (1 omitted) but reports the bytes of 5: scale by 6/5.
-				gb := rep.End.SumReceived.Bytes / 1e9 * 6 / 5
-				return []float64{rep.End.SumReceived.BitsPerSecond / 1e9, (cpu1 - cpu0) / max(gb, 1e-9)}, err
+				return g.tcpThroughput(t, c.streams, c.reverse, g.serverPid())
 			})
 		})
 	}

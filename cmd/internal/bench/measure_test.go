@@ -31,6 +31,28 @@ type iperfReport struct {
 	} `json:"end"`
 }
 
+// tcpThroughput runs a TCP iperf3 through g with streams streams (reverse: from Net to the
+// client, -R) for 5 s after 1 s omitted, and returns its Gbit/s and the CPU seconds per GB
+// moved of the processes pids.
+func (g *gw) tcpThroughput(t testing.TB, streams int, reverse bool, pids ...int) ([]float64, error) {
+	args := []string{"-O", "1", "-P", strconv.Itoa(streams)}
+	if reverse {
+		args = append(args, "-R")
+	}
+	cpu0, err := cpuSeconds(pids...)
+	if err != nil {
+		return nil, err
+	}
+	rep, err := g.iperf(t, 5, args...)
+	cpu1, cerr := cpuSeconds(pids...)
+	if err == nil {
+		err = cerr
+	}
+	// iperf3 ran 6 s (1 omitted) but reports the bytes of 5: scale by 6/5.
+	gb := rep.End.SumReceived.Bytes / 1e9 * 6 / 5
+	return []float64{rep.End.SumReceived.BitsPerSecond / 1e9, (cpu1 - cpu0) / max(gb, 1e-9)}, err
+}
+
 // iperf runs the iperf3 client in Cli against Net's server with args (e.g. "-P", "4") for
 // secs seconds and returns its report. A failed run is retried once with a fresh server:
 // iperf3 -s sometimes stays busy after a client died.

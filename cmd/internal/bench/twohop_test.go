@@ -337,23 +337,9 @@ func (e *env) phaseTwoHop(t *testing.T) {
 	} {
 		rw := def(c.name, "Gbit/s", 2, +1, 1.0)
 		cpu := def(c.name+": CPU per GB moved of the processes of both hops", "CPU s/GB", 2, -1, 0)
-		args := []string{"-O", "1", "-P", strconv.Itoa(c.streams)}
-		if c.reverse {
-			args = append(args, "-R")
-		}
 		e.roundsOn(gws, func(g *gw, _ int) {
 			e.measure(t, g, []*row{rw, cpu}, func() ([]float64, error) {
-				cpu0, err := cpuSeconds(byGW[g].pids()...)
-				if err != nil {
-					return nil, err
-				}
-				rep, err := g.iperf(t, 5, args...)
-				cpu1, cerr := cpuSeconds(byGW[g].pids()...)
-				if err == nil {
-					err = cerr
-				}
-				gb := rep.End.SumReceived.Bytes / 1e9 * 6 / 5 // 6 s ran, 5 counted
-				return []float64{rep.End.SumReceived.BitsPerSecond / 1e9, (cpu1 - cpu0) / max(gb, 1e-9)}, err
+				return g.tcpThroughput(t, c.streams, c.reverse, byGW[g].pids()...)
 			})
 		})
 	}
