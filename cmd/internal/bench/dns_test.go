@@ -642,13 +642,10 @@ func (e *env) dnsProfile(t *testing.T, d *dnsSide, cases []dnsCase) {
 		if err := g.node.stop(60 * time.Second); err != nil {
 			t.Fatal(err)
 		}
-		top, err := pprofTop(e.bin, path, 20, false)
-		if err != nil {
+		title := fmt.Sprintf("popgate serve, userspace exit, DNS, %s — %.0f answers/s while profiled", c.name, float64(r.noerror())/max(r.runtime, 1e-9))
+		if err := e.keepProfile(t, path, 20, false, title); err != nil {
 			t.Fatal(err)
 		}
-		title := fmt.Sprintf("popgate serve, userspace exit, DNS, %s — %.0f answers/s while profiled", c.name, float64(r.noerror())/max(r.runtime, 1e-9))
-		t.Logf("%s\n%s", title, top)
-		e.res.addProfile(title, top)
 	}
 	if _, err := g.node.start(e.root, 60*time.Second); err != nil {
 		t.Fatal(err)

@@ -49,13 +49,10 @@ func (e *env) phaseProfile(t *testing.T) {
 		if err := g.node.stop(60 * time.Second); err != nil {
 			t.Fatal(err)
 		}
-		top, err := pprofTop(e.bin, path, 15, false)
-		if err != nil {
+		title := fmt.Sprintf("popgate serve, %s exit, %s — %.2f Gbit/s while profiled", c.kind, c.what, rep.End.SumReceived.BitsPerSecond/1e9)
+		if err := e.keepProfile(t, path, 15, false, title); err != nil {
 			t.Fatal(err)
 		}
-		title := fmt.Sprintf("popgate serve, %s exit, %s — %.2f Gbit/s while profiled", c.kind, c.what, rep.End.SumReceived.BitsPerSecond/1e9)
-		t.Logf("%s\n%s", title, top)
-		e.res.addProfile(title, top)
 	}
 	// Back to the state the other phases expect.
 	for _, k := range []string{kindUserspace, kindKernel} {
@@ -67,6 +64,18 @@ func (e *env) phaseProfile(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// keepProfile puts the top n functions of the CPU profile at path (cum: sorted by cumulative
+// time) in the report under title, and in the test's log.
+func (e *env) keepProfile(t testing.TB, path string, n int, cum bool, title string) error {
+	top, err := pprofTop(e.bin, path, n, cum)
+	if err != nil {
+		return err
+	}
+	t.Logf("%s\n%s", title, top)
+	e.res.addProfile(title, top)
+	return nil
 }
 
 // pprofTop returns `go tool pprof -top` of a CPU profile, its first n functions, without the
@@ -266,13 +275,10 @@ func (e *env) phaseHandshake(t *testing.T) {
 	if err := g.node.stop(60 * time.Second); err != nil {
 		t.Fatal(err)
 	}
-	top, err := pprofTop(e.bin, profile, 22, true)
-	if err != nil {
+	title := fmt.Sprintf("popgate serve, userspace exit, handshake case (start with %d stored peers, then %d rounds of 6 s of handshakes), sorted by cumulative time", len(privs)+1, e.cfg.reps)
+	if err := e.keepProfile(t, profile, 22, true, title); err != nil {
 		t.Fatal(err)
 	}
-	title := fmt.Sprintf("popgate serve, userspace exit, handshake case (start with %d stored peers, then %d rounds of 6 s of handshakes), sorted by cumulative time", len(privs)+1, e.cfg.reps)
-	t.Logf("%s\n%s", title, top)
-	e.res.addProfile(title, top)
 	if _, err := g.node.start(e.root, 120*time.Second); err != nil {
 		t.Fatal(err)
 	}

@@ -273,14 +273,10 @@ func (e *env) phaseScale(t *testing.T) {
 		t.Error(err)
 	}
 	e.res.scaleFig("serve stop (SIGTERM → exit)", fmt.Sprintf("%.2f s", time.Since(stopBegan).Seconds()), "")
-	top, err := pprofTop(e.bin, profile, 22, true)
-	if err != nil {
-		t.Error(err)
-		return
-	}
 	title := fmt.Sprintf("popgate serve with %d stored peers: its whole life (start, the handshakes, peer list, peer add, stop), sorted by cumulative time", total)
-	t.Logf("%s\n%s", title, top)
-	e.res.addProfile(title, top)
+	if err := e.keepProfile(t, profile, 22, true, title); err != nil {
+		t.Error(err)
+	}
 }
 
 // scaleStartFailed records how serve failed to start with many peers.

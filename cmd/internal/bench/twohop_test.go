@@ -445,17 +445,14 @@ func (e *env) twoHopProfile(t *testing.T, h *twoHop) {
 			if err := nd.stop(60 * time.Second); err != nil {
 				t.Fatal(err)
 			}
-			top, err := pprofTop(e.bin, paths[nd], 15, false)
-			if err != nil {
-				t.Fatal(err)
-			}
 			who := "the PoP (--roles pop)"
 			if nd == h.exit {
 				who = fmt.Sprintf("the exit (--roles exit, %s exit)", h.g.kind)
 			}
 			title := fmt.Sprintf("two hops, %s, %s — %.2f Gbit/s while profiled", who, c.what, rep.End.SumReceived.BitsPerSecond/1e9)
-			t.Logf("%s\n%s", title, top)
-			e.res.addProfile(title, top)
+			if err := e.keepProfile(t, paths[nd], 15, false, title); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 }
