@@ -150,6 +150,7 @@ func TestE2EBackboneSites(t *testing.T) {
 		clientConf                     string
 		client                         *testbed.NetNode
 		addr                           netip.Addr // the client's overlay IPv4 address
+		siteAddr                       netip.Addr // the site connector's
 	}
 	tenants := []*tenant{
 		{name: "acme", siteRegion: "ams", clientRegion: "fra"},
@@ -160,6 +161,7 @@ func TestE2EBackboneSites(t *testing.T) {
 		siteConf := mustCLI("peer", "add", "--tenant", tn.name, "--site", "office", "--site-prefix", lan.String(),
 			"--region", tn.siteRegion, "office-gw")
 		mustCLI("route", "add", "--tenant", tn.name, "--via", "site:office", lan.String())
+		tn.siteAddr = overlayAddr4(t, siteConf)
 		tn.clientConf = mustCLI("peer", "add", "--tenant", tn.name, "--region", tn.clientRegion, "laptop")
 		tn.addr = overlayAddr4(t, tn.clientConf)
 		tn.site = n.AddSite(t, "bssite", lan)
@@ -217,6 +219,24 @@ func TestE2EBackboneSites(t *testing.T) {
 			t.Errorf("%s's site host saw %d connections from its client, want 6", tn.name, k)
 		}
 	}
+
+	// Issue 17: each client resolves its tenant's peers, the site connector at the other
+	// region among them, at the anycast DNS address, answered by its own PoP; the other
+	// tenant's names are NXDOMAIN; nothing answers DNS on the PoPs' public addresses.
+	pops := map[string]*netProc{"fra": fra, "ams": ams}
+	dnsClients := func() []dnsClient {
+		var cs []dnsClient
+		for _, tn := range tenants {
+			cs = append(cs, dnsClient{tenant: tn.name, ns: tn.client.NS, addr: tn.addr, name: "laptop", pop: pops[tn.clientRegion]})
+		}
+		return cs
+	}
+	siteNames := map[string]map[string]netip.Addr{}
+	for _, tn := range tenants {
+		siteNames[tn.name] = map[string]netip.Addr{"office-gw": tn.siteAddr}
+	}
+	checkPeerNamesAtPoPs(t, dnsClients(), siteNames, []*netProc{fra, ams})
+	checkNoPublicResolver(t, tenants[0].client.NS, fra, ams)
 
 	// acme's client switches from fra to ams while it downloads from the internet host
 	// through the shared exit.
@@ -317,6 +337,9 @@ func TestE2EBackboneSites(t *testing.T) {
 		t.Errorf("acme's client at ams asked its site: %q, %v", got, err)
 	}
 	cancel()
+	// At ams, the same DNS address answers acme's names: now from ams.
+	tenants[0].clientRegion = "ams"
+	checkPeerNamesAtPoPs(t, dnsClients(), siteNames, []*netProc{fra, ams})
 	r := dl.Wait()
 	watchCancel()
 	t.Logf("the download through the shared exit (256 KiB/s): %d bytes before the switch, %d by the ping after it, %d in all; the longest time it received nothing after the switch: %v",
