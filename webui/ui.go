@@ -69,6 +69,7 @@ type uiBackend interface {
 	SetRegion(ctx context.Context, name, endpoint string) (store.Region, error)
 	RemoveRegion(ctx context.Context, name string) error
 	SetTenantRegions(ctx context.Context, tenant string, regions []string) (control.TenantInfo, error)
+	SetTenantDomain(ctx context.Context, tenant, domain string) (control.TenantInfo, error)
 	Nodes(ctx context.Context) ([]control.NodeInfo, error)
 	NodeAddr() string
 	NodeToken(ctx context.Context, roles, region, name string, life time.Duration) (string, store.JoinToken, error)
@@ -138,6 +139,8 @@ func (u *UI) Routes(mux *http.ServeMux, protect func(min Role, h http.HandlerFun
 		{"POST /tenants/{tenant}/routes/remove", RoleTenantAdmin, u.removeRoute},
 		{"GET /tenants/{tenant}/regions", RoleViewer, u.tenantRegionsTab},
 		{"POST /tenants/{tenant}/regions", RoleOwner, u.setTenantRegions},
+		{"GET /tenants/{tenant}/dns", RoleViewer, u.tenantDNSTab},
+		{"POST /tenants/{tenant}/dns/domain", RoleTenantAdmin, u.setTenantDomain},
 
 		{"GET /regions", RoleViewer, u.regions},
 		{"POST /regions", RoleOwner, u.createRegion},

@@ -62,6 +62,9 @@ func TestUIBadInput(t *testing.T) {
 			[]string{"The policy was not saved", `<span class="line-no">line 2</span>`, "unknown protocol", `<pre class="source">allow group:eng -&gt; any tpc</pre>`, "line 3"}},
 		{"/tenants/acme/policy", []string{"policy", "default deny\r\nallow group:nobody -> any tpc\r\n"}, []string{"line 2", "unknown protocol"}},
 		{"/tenants/acme/policy", []string{"policy", "  \n"}, []string{"The policy is empty"}},
+		// DNS.
+		{"/tenants/acme/dns/domain", []string{"domain", "not a domain"}, []string{"field-error", `value="not a domain"`, `aria-describedby="dns-domain-error"`}},
+		{"/tenants/acme/dns/domain", []string{"domain", "bravo.internal"}, []string{"another tenant"}},
 		// Deleting.
 		{"/tenants/acme/delete", []string{"confirm", "acm"}, []string{"Type the tenant&#39;s name"}},
 		{"/tenants/acme/delete", []string{"confirm", "acme"}, []string{"still has 1 peer"}},
@@ -215,6 +218,11 @@ func TestUIChanges(t *testing.T) {
 	if ts, _ := h.ctrl.ListTenants(ctx); !ts[0].SplitTunnel {
 		t.Error("split tunnel is not on")
 	}
+	// The DNS domain of the peers' names, and back to the default.
+	post("/tenants/acme/dns/domain", "domain", " Corp.Example.COM ")
+	h.check(acmeAdmin, "GET", "/tenants/acme/dns", nil, http.StatusOK, "corp.example.com", `value="corp.example.com"`)
+	post("/tenants/acme/dns/domain", "domain", "")
+	h.check(acmeAdmin, "GET", "/tenants/acme/dns", nil, http.StatusOK, "acme.internal</strong> (the default)")
 	// Owners delete empty tenants after typing the name.
 	w = h.do(owner, "POST", "/tenants/charlie/delete", form("confirm", "charlie"))
 	if w.Code != http.StatusSeeOther || location(w) != "/tenants?ok=tenant-deleted" {
@@ -240,6 +248,8 @@ func TestUIChanges(t *testing.T) {
 		"route.add route:acme/10.10.0.0/23 acme",
 		"route.remove route:acme/10.10.0.0/23 acme",
 		"peer.remove peer:acme/gw acme",
+		"tenant.update tenant:acme acme",
+		"tenant.update tenant:acme acme",
 		"tenant.update tenant:acme acme",
 		"tenant.remove tenant:charlie charlie",
 	}

@@ -34,6 +34,7 @@ func TestUIPages(t *testing.T) {
 		{"/tenants/acme/delete", []string{"Delete tenant acme", "still has", `name="confirm"`}},
 		{"/tenants/acme/policy", []string{"<h1>acme</h1>", `name="policy"`, "default deny", "default, never changed", "Rules in effect", "Check and save"}},
 		{"/tenants/acme/routes", []string{`name="prefix"`, `<option value="internet"`, "192.0.2.0/24", "0.0.0.0/0", `action="/tenants/acme/routes/remove"`}},
+		{"/tenants/acme/dns", []string{"<h1>acme</h1>", "acme.internal", "(the default)", `action="/tenants/acme/dns/domain"`, `name="domain"`}},
 		{"/audit", []string{"Audit log", "route.add", "route:acme/192.0.2.0/24", "via internet", "olivia"}},
 		{"/admins", []string{"<h1>Admins</h1>", "<th>Role</th>"}},
 	} {
@@ -41,7 +42,7 @@ func TestUIPages(t *testing.T) {
 	}
 
 	// A viewer's pages have no forms that change things.
-	for _, p := range []string{"/tenants", "/peers", "/tenants/acme/peers/laptop", "/tenants/acme/policy", "/tenants/acme/routes"} {
+	for _, p := range []string{"/tenants", "/peers", "/tenants/acme/peers/laptop", "/tenants/acme/policy", "/tenants/acme/routes", "/tenants/acme/dns"} {
 		body := h.check(viewer, "GET", p, nil, http.StatusOK)
 		if strings.Contains(body, `method="post"`) && strings.Count(body, `method="post"`) != strings.Count(body, `action="/logout"`) {
 			t.Errorf("GET %s as a viewer has forms that change things:\n%s", p, excerpt(body))

@@ -200,6 +200,7 @@ var flashes = map[string]string{
 	"region-endpoint": "Endpoint saved: new configs use it. Configs already handed out change when they are imported again.",
 	"region-deleted":  "Region removed: its configs no longer connect.",
 	"tenant-regions":  "Regions saved: the tenant's devices connect only where it is allowed from now on.",
+	"tenant-domain":   "Domain saved: the PoPs answer the peers' names under it within seconds.",
 	"node-removed":    "Node removed: its sync stream closed at once. When it next reaches this controller it drops the state it kept and serves nothing.",
 }
 

@@ -1,0 +1,74 @@
+package webui
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/popgate/popgate/gateway/control"
+	"github.com/popgate/popgate/store"
+)
+
+// tenantDNSPage is the data of a tenant's DNS tab: the domain of its peers' names.
+type tenantDNSPage struct {
+	Tenant *control.TenantInfo
+	// Domain is the domain in force; Default, whether it is the default <tenant>.internal.
+	Domain    string
+	Default   bool
+	CanChange bool
+	// Example is a peer's name under the domain, to show what a name looks like.
+	Example string
+	// Form refills the refused form.
+	Form   struct{ Domain string }
+	Errors formErrors
+}
+
+// tenantDNSTab serves GET /tenants/{tenant}/dns.
+func (u *UI) tenantDNSTab(w http.ResponseWriter, r *http.Request) {
+	u.renderTenantDNS(w, r, http.StatusOK, nil, nil)
+}
+
+// renderTenantDNS writes the tab; form, when not nil, refills the domain typed.
+func (u *UI) renderTenantDNS(w http.ResponseWriter, r *http.Request, code int, form *string, errs formErrors) {
+	t := r.PathValue("tenant")
+	if !u.seeTenant(w, r, t) {
+		return
+	}
+	tenant, err := u.tenantInfo(r, t)
+	if err != nil {
+		u.fail(w, r, err)
+		return
+	}
+	p := tenantDNSPage{Tenant: tenant, Domain: tenant.Domain, CanChange: principal(r).CanChangeTenant(t), Errors: errs}
+	if p.Domain == "" {
+		p.Domain, p.Default = store.DefaultTenantDomain(t), true
+	}
+	p.Example = "laptop." + p.Domain
+	if ps, err := u.ctrl.ListPeers(r.Context(), t); err == nil && len(ps) > 0 {
+		p.Example = strings.ToLower(ps[0].Name) + "." + p.Domain
+	}
+	p.Form.Domain = tenant.Domain
+	if form != nil {
+		p.Form.Domain = *form
+	}
+	u.render(w, r, code, "tenant_dns", view{Title: t + " · DNS", Nav: "tenants", Data: p})
+}
+
+// setTenantDomain serves POST /tenants/{tenant}/dns/domain: field domain, "" for the
+// default.
+func (u *UI) setTenantDomain(w http.ResponseWriter, r *http.Request) {
+	t := r.PathValue("tenant")
+	if !u.parseForm(w, r, maxForm) || !u.changeTenant(w, r, t) {
+		return
+	}
+	domain := strings.TrimSpace(r.PostForm.Get("domain"))
+	if _, err := u.ctrl.SetTenantDomain(r.Context(), t, domain); err != nil {
+		if errors.Is(err, store.ErrInvalid) || errors.Is(err, store.ErrExists) {
+			u.renderTenantDNS(w, r, http.StatusUnprocessableEntity, &domain, formErrors{"domain": sentence(err.Error())})
+			return
+		}
+		u.fail(w, r, err)
+		return
+	}
+	redirect(w, r, tenantPath(t)+"/dns", "tenant-domain")
+}
