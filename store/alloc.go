@@ -16,12 +16,19 @@ func overlayV4() netip.Prefix { return netip.PrefixFrom(netip.AddrFrom4([4]byte{
 // gatewayV4 is the node's own address in overlayV4.
 func gatewayV4() netip.Addr { return netip.AddrFrom4([4]byte{100, 64, 0, 1}) }
 
-// IPv4 pool bounds as integers: the network address and the gateway (100.64.0.0 and .1) and
-// the broadcast address (100.127.255.255) are never assigned.
+// IPv4 pool bounds as integers: the network address and the gateway (100.64.0.0 and .1) are
+// never assigned, nor the top /16, 100.127.0.0/16 (nodeBlockV4): the nodes' own overlay
+// addresses (gateway/plane NodeAddrs).
 const (
 	ipv4First = 0x64400002 // 100.64.0.2
-	ipv4Last  = 0x647FFFFE // 100.127.255.254
+	ipv4Last  = 0x647EFFFF // 100.126.255.255
 )
+
+// nodeBlockV4 is the block of the nodes' own overlay addresses, kept out of the peers'
+// pool; gateway/plane's NodeBlock4, which the store cannot import.
+func nodeBlockV4() netip.Prefix {
+	return netip.PrefixFrom(netip.AddrFrom4([4]byte{100, 127, 0, 0}), 16)
+}
 
 // allocIPv4 picks the IPv4 address of a new peer inside the AddPeer transaction tx and
 // records it as assigned. Addresses are handed out in order above the highest one ever

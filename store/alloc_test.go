@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"slices"
+	"strings"
 	"testing"
 )
 
@@ -39,16 +41,16 @@ func TestAllocCrossesOctets(t *testing.T) {
 }
 
 func TestAllocPoolBounds(t *testing.T) {
-	// The real pool's top: the last address handed out is 100.127.255.254, never the
-	// broadcast address, and then the pool is exhausted (no other gap exists).
+	// The real pool's top: the last address handed out is 100.126.255.255, below the
+	// nodes' block 100.127.0.0/16, and then the pool is exhausted (no other gap exists).
 	ctx := context.Background()
 	s, _ := openTest(t)
 	mustTenant(t, s, "acme")
 	if s.v4First != ipv4First || s.v4Last != ipv4Last {
 		t.Fatalf("pool is %#x-%#x", s.v4First, s.v4Last)
 	}
-	if got := addrFromUint32(ipv4Last); got != netip.MustParseAddr("100.127.255.254") {
-		t.Fatalf("ipv4Last = %v", got)
+	if got := addrFromUint32(ipv4Last); got != netip.MustParseAddr("100.126.255.255") || nodeBlockV4().Contains(got) || !nodeBlockV4().Contains(got.Next()) {
+		t.Fatalf("ipv4Last = %v, want the address just below the nodes' block %s", got, nodeBlockV4())
 	}
 	// Pretend every address below the top was once assigned and is still held, by filling
 	// the high-water mark and only the lowest address.
@@ -57,12 +59,42 @@ func TestAllocPoolBounds(t *testing.T) {
 		t.Fatal(err)
 	}
 	top := mustPeer(t, s, newPeer(t, "acme", "top"))
-	if top.IPv4 != netip.MustParseAddr("100.127.255.254") {
+	if top.IPv4 != netip.MustParseAddr("100.126.255.255") {
 		t.Errorf("top peer got %v", top.IPv4)
 	}
 	// The pool is at its top: the next peer gets the lowest gap, 100.64.0.3.
 	if p := mustPeer(t, s, newPeer(t, "acme", "gap")); p.IPv4 != first.IPv4.Next() {
 		t.Errorf("after the top, got %v, want %v", p.IPv4, first.IPv4.Next())
+	}
+}
+
+func TestAllocAboveTheNodesBlock(t *testing.T) {
+	// A database from before the nodes' block was kept out of the pool, with a peer and the
+	// high-water mark inside it (no installation came near: it takes 4 million peers):
+	// new peers get the lowest free addresses below the block, never one inside it, and
+	// db check names the peer.
+	ctx := context.Background()
+	s, opts := openTest(t)
+	mustTenant(t, s, "acme")
+	first := mustPeer(t, s, newPeer(t, "acme", "first"))
+	inBlock := netip.MustParseAddr("100.127.0.2")
+	v4 := int64(0x647F0002)
+	if _, err := s.db.ExecContext(ctx, "UPDATE peers SET ipv4 = ?, ipv6 = ? WHERE id = ?", v4, s.ipv6For(uint32(v4)).AsSlice(), first.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := putSetting(ctx, s.db, settingIPv4HighWater, fmt.Sprint(v4), 1); err != nil {
+		t.Fatal(err)
+	}
+	if p := mustPeer(t, s, newPeer(t, "acme", "next")); p.IPv4 != netip.MustParseAddr("100.64.0.2") {
+		t.Errorf("the next peer got %v, want 100.64.0.2, the lowest free address below the block", p.IPv4)
+	}
+	r, err := Check(ctx, opts.Path, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "peer first of tenant acme: its address " + inBlock.String() + " lies in 100.127.0.0/16"
+	if !slices.ContainsFunc(r.Problems, func(p string) bool { return strings.HasPrefix(p, want) }) {
+		t.Errorf("db check problems %q, want one starting %q", r.Problems, want)
 	}
 }
 

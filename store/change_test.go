@@ -57,6 +57,14 @@ func changeSteps(t *testing.T, clock *clocktest.Clock) []changeStep {
 			_, err := s.AddRoute(ctx, "acme", netip.MustParsePrefix("10.2.0.0/16"), "site:office")
 			return err
 		}, "route.add route:acme/10.2.0.0/16 via site:office", "acme"},
+		{"AddDNSZone", func(ctx context.Context, s *Store) error {
+			_, err := s.AddDNSZone(ctx, "acme", "corp.example", []netip.AddrPort{netip.MustParseAddrPort("10.2.0.53:53")})
+			return err
+		}, "dns.zone.add dnszone:acme/corp.example servers 10.2.0.53:53", "acme"},
+		{"RemoveDNSZone", func(ctx context.Context, s *Store) error {
+			_, err := s.RemoveDNSZone(ctx, "acme", "corp.example")
+			return err
+		}, "dns.zone.remove dnszone:acme/corp.example was servers 10.2.0.53:53", "acme"},
 		{"RemoveRoute", func(ctx context.Context, s *Store) error {
 			_, err := s.RemoveRoute(ctx, "acme", netip.MustParsePrefix("10.2.0.0/16"))
 			return err

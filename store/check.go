@@ -379,7 +379,7 @@ func (c *checker) nodeSettings(s *Store) {
 }
 
 // peers: each peer's sealed private key opens and belongs to its public key; its IPv6
-// address is the one that goes with its IPv4 address.
+// address is the one that goes with its IPv4 address, which is outside the nodes' block.
 func (c *checker) peers(s *Store) {
 	bad := 0
 	c.rows(`SELECT t.name, p.name, p.public_key, p.private_key_enc, p.ipv4, p.ipv6
@@ -394,6 +394,11 @@ func (c *checker) peers(s *Store) {
 		switch {
 		case len(pub) != KeyLen:
 			why = "its public key is malformed"
+		case nodeBlockV4().Contains(addrFromUint32(uint32(v4))):
+			// The nodes' own addresses: a packet for the node with this one would reach
+			// the node, not the peer (the address went to the peer before the block was
+			// kept out of the pool).
+			why = fmt.Sprintf("its address %s lies in %s, the nodes' own addresses since popgate kept them out of the peers' pool, so a node that has it takes its packets: remove the peer and add it again to give it a new address ('popgate peer remove', 'popgate peer add'), then give its user the new config", addrFromUint32(uint32(v4)), nodeBlockV4())
 		case s.ula.IsValid() && netip.AddrFrom16([16]byte(v6)) != s.ipv6For(uint32(v4)):
 			why = fmt.Sprintf("its IPv6 address %s does not go with its IPv4 address %s (want %s)", netip.AddrFrom16([16]byte(v6)), addrFromUint32(uint32(v4)), s.ipv6For(uint32(v4)))
 		case sealed != nil && s.aead != nil:

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"net/netip"
 	"testing"
 )
 
@@ -44,6 +45,10 @@ func TestGeneration(t *testing.T) {
 		return discard(s.SetPeerSite(ctx, "acme", "router", "office", pfxs("10.10.0.0/24")))
 	})
 	step("AddRoute", true, func() error { return discard(s.AddRoute(ctx, "acme", pfx("10.10.0.0/24"), "site:office")) })
+	step("AddDNSZone", true, func() error {
+		return discard(s.AddDNSZone(ctx, "acme", "corp.example", []netip.AddrPort{netip.MustParseAddrPort("10.10.0.53:53")}))
+	})
+	step("RemoveDNSZone", true, func() error { return discard(s.RemoveDNSZone(ctx, "acme", "corp.example")) })
 	step("RemoveRoute", true, func() error { return discard(s.RemoveRoute(ctx, "acme", pfx("10.10.0.0/24"))) })
 	step("SetPolicy", true, func() error { return s.SetPolicy(ctx, "acme", "default deny\n", 0) })
 	step("SetTenantSplitTunnel", true, func() error { return discard(s.SetTenantSplitTunnel(ctx, "acme", true)) })
@@ -59,7 +64,7 @@ func TestGeneration(t *testing.T) {
 		for _, err := range []error{
 			discard(s.Tenant(ctx, "acme")), discard(s.ListTenants(ctx)), discard(s.Peer(ctx, "acme", "router")),
 			discard(s.ListPeers(ctx, "")), discard(s.ListPeers(ctx, "acme")), discard(s.Sites(ctx, "")),
-			discard(s.ListRoutes(ctx, "")), discard(s.Policies(ctx)), discard(s.CountPeers(ctx, "")),
+			discard(s.ListRoutes(ctx, "")), discard(s.DNSZones(ctx, "")), discard(s.Policies(ctx)), discard(s.CountPeers(ctx, "")),
 			discard(s.PeerPrivateKey(ctx, "acme", "router")), discard(s.Setting(ctx, "ui.banner")),
 			discard(s.NodePrivateKey(ctx)),
 		} {

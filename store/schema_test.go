@@ -182,6 +182,15 @@ func TestSchemaRefusesBadNetworkRows(t *testing.T) {
 			"via_kind": "internet", "via_site": nil, "created_at": 1}
 	}
 	policy := func() map[string]any { return map[string]any{"tenant_id": beta.ID, "source": "", "updated_at": 1} }
+	if _, err := s.db.ExecContext(ctx, "INSERT INTO dns_zones (tenant_id, zone, created_at) VALUES (?, 'corp.example', 1)", acme.ID); err != nil {
+		t.Fatal(err)
+	}
+	zone := func() map[string]any {
+		return map[string]any{"tenant_id": acme.ID, "zone": "lab.example", "created_at": 1}
+	}
+	server := func() map[string]any {
+		return map[string]any{"tenant_id": acme.ID, "zone": "corp.example", "position": 0, "addr": v4("10.10.0.53"), "port": 53}
+	}
 
 	tests := []struct {
 		name  string
@@ -245,6 +254,23 @@ func TestSchemaRefusesBadNetworkRows(t *testing.T) {
 		{"policy blob", "policies", with(policy(), "source", []byte("default deny"))},
 		{"policy updated_at 0", "policies", with(policy(), "updated_at", 0)},
 
+		{"zone of unknown tenant", "dns_zones", with(zone(), "tenant_id", 9999)},
+		{"zone upper case", "dns_zones", with(zone(), "zone", "Lab.example")},
+		{"zone final dot", "dns_zones", with(zone(), "zone", "lab.example.")},
+		{"zone leading dot", "dns_zones", with(zone(), "zone", ".lab.example")},
+		{"zone empty label", "dns_zones", with(zone(), "zone", "lab..example")},
+		{"zone space", "dns_zones", with(zone(), "zone", "lab example")},
+		{"zone empty", "dns_zones", with(zone(), "zone", "")},
+		{"zone duplicate", "dns_zones", with(zone(), "zone", "corp.example")},
+		{"zone created_at 0", "dns_zones", with(zone(), "created_at", 0)},
+		{"server of unknown zone", "dns_zone_servers", with(server(), "zone", "lab.example")},
+		{"server of another tenant's zone", "dns_zone_servers", with(server(), "tenant_id", beta.ID)},
+		{"server position 4", "dns_zone_servers", with(server(), "position", 4)},
+		{"server address 5 bytes", "dns_zone_servers", with(server(), "addr", []byte{10, 10, 0, 53, 0})},
+		{"server IPv4-mapped", "dns_zone_servers", with(server(), "addr", netip.MustParseAddr("::ffff:10.10.0.53").AsSlice())},
+		{"server port 0", "dns_zone_servers", with(server(), "port", 0)},
+		{"server port 65536", "dns_zone_servers", with(server(), "port", 65536)},
+
 		{"second generation row", "generation", map[string]any{"id": 2, "value": 5}},
 		{"generation zero", "generation", map[string]any{"id": 1, "value": 0}},
 	}
@@ -275,6 +301,11 @@ func TestSchemaRefusesBadNetworkRows(t *testing.T) {
 		{"routes", with(with(with(route(), "addr", v4("10.10.0.0")), "via_kind", "site"), "via_site", "office")},
 		{"routes", with(with(route(), "addr", v4("192.168.128.0")), "bits", 17)},
 		{"policies", with(policy(), "source", strings.Repeat("x", MaxPolicySize))},
+		{"dns_zones", zone()},
+		{"dns_zones", with(zone(), "zone", ".")},
+		{"dns_zones", with(zone(), "zone", "_msdcs.10.in-addr.arpa")},
+		{"dns_zone_servers", server()},
+		{"dns_zone_servers", with(with(server(), "position", 3), "addr", v4("fd10::53"))},
 	} {
 		if err := insertRow(ctx, s, c.table, c.row); err != nil {
 			t.Errorf("control row %s %v refused: %v", c.table, c.row, err)

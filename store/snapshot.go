@@ -26,6 +26,8 @@ type Snapshot struct {
 	Nodes []Node
 	// Checks are every check, as NetChecks orders them.
 	Checks []NetCheck
+	// DNSZones are every tenant's split DNS zones, as DNSZones orders them.
+	DNSZones []DNSZone
 }
 
 // Snapshot reads the tenants, peers, routes, policies and regions with the generation they belong to,
@@ -65,7 +67,13 @@ func (s *Store) Snapshot(ctx context.Context) (Snapshot, error) {
 		if snap.Nodes, err = queryNodes(ctx, q); err != nil {
 			return err
 		}
-		snap.Checks, err = s.queryNetChecks(ctx, q, "", nil)
+		if snap.Checks, err = s.queryNetChecks(ctx, q, "", nil); err != nil {
+			return err
+		}
+		if s.version < dnsZonesVersion {
+			return nil
+		}
+		snap.DNSZones, err = queryDNSZones(ctx, q, "")
 		return err
 	})
 	if err != nil {

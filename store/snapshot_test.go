@@ -31,6 +31,9 @@ func TestSnapshot(t *testing.T) {
 	if err := s.SetPolicy(ctx, "acme", "default deny\n", 0); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := s.AddDNSZone(ctx, "acme", "corp.example", aps("10.10.0.53:53")); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := s.AddRegion(ctx, "fra", "vpn-fra.example.com:51820"); err != nil {
 		t.Fatal(err)
 	}
@@ -50,15 +53,16 @@ func TestSnapshot(t *testing.T) {
 	regions, _ := s.Regions(ctx)
 	nodes, _ := s.Nodes(ctx)
 	checks, _ := s.NetChecks(ctx)
+	zones, _ := s.DNSZones(ctx, "")
 	acme, _ := s.Tenant(ctx, "acme")
 	want := Snapshot{Generation: gen, Tenants: tenants, Peers: peers, Routes: routes, Policies: policies,
-		Regions: regions, TenantRegions: map[int64][]string{acme.ID: {"fra"}}, Nodes: nodes, Checks: checks}
+		Regions: regions, TenantRegions: map[int64][]string{acme.ID: {"fra"}}, Nodes: nodes, Checks: checks, DNSZones: zones}
 	if !reflect.DeepEqual(snap, want) {
 		got, _ := json.MarshalIndent(snap, "", " ")
 		w, _ := json.MarshalIndent(want, "", " ")
 		t.Errorf("Snapshot:\n%s\nwant\n%s", got, w)
 	}
-	if len(snap.Peers) != 3 || snap.Peers[0].TenantName != "acme" || len(snap.Routes) != 5 || len(snap.Policies) != 1 || len(snap.Checks) != 1 {
+	if len(snap.Peers) != 3 || snap.Peers[0].TenantName != "acme" || len(snap.Routes) != 5 || len(snap.Policies) != 1 || len(snap.Checks) != 1 || len(snap.DNSZones) != 1 {
 		t.Errorf("Snapshot holds %d peers (first of %q), %d routes, %d policies", len(snap.Peers), snap.Peers[0].TenantName, len(snap.Routes), len(snap.Policies))
 	}
 }
