@@ -34,7 +34,9 @@ func testDesired() *Desired {
 			Gateway4: netip.MustParseAddr("100.64.0.1"), Gateway6: netip.MustParseAddr("fd12:3456:789a::1"),
 		},
 		Tenants: []Tenant{
-			{ID: 1, Name: "acme", Policy: "default deny\nallow group:eng -> site:office\n", MaxFlowsPerPeer: 16},
+			{ID: 1, Name: "acme", Policy: "default deny\nallow group:eng -> site:office\n", MaxFlowsPerPeer: 16,
+				DNS: TenantDNS{Zones: []DNSZone{{Name: "corp.example", Servers: []netip.AddrPort{netip.MustParseAddrPort("10.10.0.53:53")}},
+					{Name: ".", Servers: []netip.AddrPort{netip.MustParseAddrPort("10.10.0.53:53"), netip.MustParseAddrPort("[fd00:10::53]:5353")}}}}},
 			{ID: 2, Name: "bravo", SplitTunnel: true, Regions: []string{"ams", "fra"}},
 		},
 		Regions: []Region{
@@ -174,6 +176,10 @@ func TestDesiredValidate(t *testing.T) {
 		{"prefixes without site", func(d *Desired) { d.Peers[0].SitePrefixes = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")} }, `(site "", 1 prefixes)`},
 		{"site twice", func(d *Desired) { d.Peers[0].Site, d.Peers[0].SitePrefixes = "office", d.Peers[2].SitePrefixes }, `the tenant has two connectors of site "office"`},
 		{"unmasked site prefix", func(d *Desired) { d.Peers[2].SitePrefixes[0] = netip.MustParsePrefix("10.10.0.1/24") }, "site prefix 10.10.0.1/24: has host bits set (10.10.0.0/24)"},
+		{"DNS zone name", func(d *Desired) { d.Tenants[0].DNS.Zones[0].Name = "Corp.example" }, `tenant "acme": DNS zone "Corp.example" is not a unique lower-case zone`},
+		{"DNS zone twice", func(d *Desired) { d.Tenants[0].DNS.Zones[1].Name = "corp.example" }, `DNS zone "corp.example" is not a unique`},
+		{"DNS zone without servers", func(d *Desired) { d.Tenants[0].DNS.Zones[0].Servers = nil }, `DNS zone "corp.example" has 0 servers, not 1 to 4`},
+		{"DNS zone server", func(d *Desired) { d.Tenants[0].DNS.Zones[0].Servers[0] = netip.AddrPort{} }, `DNS zone "corp.example": DNS server invalid AddrPort`},
 		{"route of no tenant", func(d *Desired) { d.Routes[0].Tenant = 9 }, "route 10.10.0.0/24 of tenant 9: there is no such tenant"},
 		{"route twice", func(d *Desired) { d.Routes[1].Prefix = d.Routes[0].Prefix }, "the tenant has two routes for the prefix"},
 		{"route via", func(d *Desired) { d.Routes[1].Via = "exit:x1,exit:x1" }, `route 0.0.0.0/0 of tenant 1: route via "exit:x1,exit:x1" names exit "x1" twice`},
@@ -286,4 +292,50 @@ func FuzzParseVia(f *testing.F) {
 			t.Fatalf("a route via %q: %v", s, err)
 		}
 	})
+}
+
+// TestNodeAddrs: node n has 100.127.0.0 + n and the IPv6 address that goes with it, and
+// the address says whose it is; IDs without an address have none.
+func TestNodeAddrs(t *testing.T) {
+	ov := testDesired().Overlay
+	b4, b6 := ov.NodeBlocks()
+	if b4.String() != "100.127.0.0/16" || b6.String() != "fd12:3456:789a::647f:0/112" {
+		t.Errorf("blocks %s, %s", b4, b6)
+	}
+	for _, c := range []struct {
+		id     uint32
+		v4, v6 string
+	}{
+		{1, "100.127.0.1", "fd12:3456:789a::647f:1"},
+		{258, "100.127.1.2", "fd12:3456:789a::647f:102"},
+		{MaxNodeAddrID, "100.127.255.254", "fd12:3456:789a::647f:fffe"},
+		{0, "invalid IP", "invalid IP"},
+		{MaxNodeAddrID + 1, "invalid IP", "invalid IP"},
+	} {
+		v4, v6 := ov.NodeAddrs(c.id)
+		if v4.String() != c.v4 || v6.String() != c.v6 {
+			t.Errorf("NodeAddrs(%d) = %s, %s, want %s, %s", c.id, v4, v6, c.v4, c.v6)
+		}
+		if !v4.IsValid() {
+			continue
+		}
+		for _, a := range []netip.Addr{v4, v6} {
+			if id, ok := ov.NodeOf(a); !ok || id != c.id {
+				t.Errorf("NodeOf(%s) = %d, %v, want %d", a, id, ok, c.id)
+			}
+		}
+	}
+	for _, a := range []string{"100.127.0.0", "100.127.255.255", "100.126.255.255", "100.64.0.1", "fd12:3456:789a::6440:2", "fd12:3456:789a::647f:0", "fd12:3456:789b::647f:1", "10.0.0.1"} {
+		if id, ok := ov.NodeOf(netip.MustParseAddr(a)); ok {
+			t.Errorf("NodeOf(%s) = %d, want none", a, id)
+		}
+	}
+	if AddrID(0) != ControllerNode || AddrID(7) != 7 {
+		t.Errorf("AddrID(0) = %d, AddrID(7) = %d", AddrID(0), AddrID(7))
+	}
+	// An overlay without the block (a test's small one) has no node addresses.
+	small := Overlay{V4: netip.MustParsePrefix("100.64.0.0/24"), V6: ov.V6}
+	if v4, _ := small.NodeAddrs(1); v4.IsValid() {
+		t.Errorf("an overlay without the block gave node 1 %s", v4)
+	}
 }
