@@ -8,9 +8,12 @@ import (
 	"github.com/miekg/dns"
 )
 
-// cacheKey is what an answer depends on: the question, and whether DNSSEC records were
-// asked for.
+// cacheKey is what an answer depends on: who may see it, the question, and whether DNSSEC
+// records were asked for.
 type cacheKey struct {
+	// scope is 0 for the answers of the node's upstreams, which every tenant shares, and a
+	// tenant's ID for the answers of its split zones, which no other tenant sees.
+	scope         int64
 	name          string // lower case
 	qtype, qclass uint16
 	do            bool
@@ -23,8 +26,8 @@ type cacheEntry struct {
 }
 
 // cache keeps the upstreams' answers for their TTL (negative ones for their SOA's minimum,
-// RFC 2308), at most max entries. Shared by the tenants: it holds only what the upstreams
-// say of public names, the same for everyone.
+// RFC 2308), at most max entries. Shared by the tenants for what the upstreams say of public
+// names, the same for everyone; a tenant's split zones' answers are its own (cacheKey.scope).
 type cache struct {
 	mu      sync.Mutex
 	max     int

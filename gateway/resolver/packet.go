@@ -2,6 +2,7 @@ package resolver
 
 import (
 	"encoding/binary"
+	"net/netip"
 
 	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 )
@@ -96,4 +97,73 @@ func AppendReply(dst, query, payload []byte) []byte {
 	}
 	checksum.Put(u[6:], c)
 	return dst
+}
+
+// appendUDP appends to dst the IP packet of one UDP datagram from from to to (both IPv4 or
+// both IPv6) carrying payload: TTL or hop limit 64, DF, checksums filled in.
+func appendUDP(dst []byte, from, to netip.AddrPort, payload []byte) []byte {
+	v6 := to.Addr().Is6()
+	hl := ipv4Header
+	if v6 {
+		hl = ipv6Header
+	}
+	start := len(dst)
+	dst = append(dst, make([]byte, hl+udpHeaderLen)...)
+	dst = append(dst, payload...)
+	p := dst[start:]
+	udpLen := udpHeaderLen + len(payload)
+	if v6 {
+		p[0] = 6 << 4
+		binary.BigEndian.PutUint16(p[4:], uint16(udpLen))
+		p[6], p[7] = protoUDP, 64
+		s, d := from.Addr().As16(), to.Addr().As16()
+		copy(p[8:24], s[:])
+		copy(p[24:40], d[:])
+	} else {
+		p[0] = 4<<4 | 5
+		binary.BigEndian.PutUint16(p[2:], uint16(hl+udpLen))
+		p[6] = 0x40 // DF
+		p[8], p[9] = 64, protoUDP
+		s, d := from.Addr().As4(), to.Addr().As4()
+		copy(p[12:16], s[:])
+		copy(p[16:20], d[:])
+		checksum.Put(p[10:], ^checksum.Checksum(p[:ipv4Header], 0))
+	}
+	u := p[hl:]
+	binary.BigEndian.PutUint16(u[0:], from.Port())
+	binary.BigEndian.PutUint16(u[2:], to.Port())
+	binary.BigEndian.PutUint16(u[4:], uint16(udpLen))
+	addrs := p[12:20]
+	if v6 {
+		addrs = p[8:40]
+	}
+	pseudo := checksum.Combine(checksum.Checksum(addrs, 0), protoUDP+uint16(udpLen))
+	c := ^checksum.Checksum(u[:udpLen], pseudo)
+	if c == 0 {
+		c = 0xffff
+	}
+	checksum.Put(u[6:], c)
+	return dst
+}
+
+// parseUDP returns the addresses, ports and payload of raw, an IPv4 or IPv6 UDP packet (as
+// UDPPayload takes them); false for anything else.
+func parseUDP(raw []byte) (from, to netip.AddrPort, payload []byte, ok bool) {
+	payload, ok = UDPPayload(raw)
+	if !ok {
+		return netip.AddrPort{}, netip.AddrPort{}, nil, false
+	}
+	var src, dst netip.Addr
+	hl := ipv6Header
+	if raw[0]>>4 == 4 {
+		hl = int(raw[0]&0x0f) * 4
+		src, dst = netip.AddrFrom4([4]byte(raw[12:16])), netip.AddrFrom4([4]byte(raw[16:20]))
+	} else {
+		src, dst = netip.AddrFrom16([16]byte(raw[8:24])), netip.AddrFrom16([16]byte(raw[24:40]))
+	}
+	if hl < ipv4Header {
+		return netip.AddrPort{}, netip.AddrPort{}, nil, false
+	}
+	u := raw[hl:]
+	return netip.AddrPortFrom(src, binary.BigEndian.Uint16(u[0:])), netip.AddrPortFrom(dst, binary.BigEndian.Uint16(u[2:])), payload, true
 }

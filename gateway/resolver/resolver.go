@@ -1,7 +1,9 @@
 // Package resolver is the DNS resolver every PoP answers at its overlay addresses (the
 // `DNS =` line of client configs): each tenant's peers by name under the tenant's domain,
-// the reverse of overlay addresses, and everything else forwarded to the node's upstreams
-// through a cache shared by the tenants. Queries come from the packet path (UDP to port 53 of
+// the reverse of overlay addresses, names in a tenant's split zones sent to the zone's
+// servers through the tenant's own packet path (split.go) and cached for that tenant alone,
+// and everything else forwarded to the node's upstreams through a cache shared by the
+// tenants. Queries come from the packet path (UDP to port 53 of
 // the node's overlay addresses), never from a socket on a public address, so the node is no
 // open resolver. A tenant's names are answered only to that tenant's peers: a query for
 // another tenant's name finds nothing, and names under the private TLD are never asked of an
@@ -66,6 +68,15 @@ type Config struct {
 	ListenPacket func(network, address string) (net.PacketConn, error)
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+	// SendSplit carries a query to a tenant's split zone server: pkt is an IP packet from
+	// the node's own overlay address (SetNodeAddrs) to the server, to be routed as
+	// tenant's traffic from the node; the answer comes back through Deliver. An error means
+	// the server is out of the tenant's reach now (the next server is tried). nil: split
+	// zones answer SERVFAIL.
+	SendSplit func(tenant int64, pkt []byte) error
+	// MaxSplitInFlight bounds the queries one tenant has waiting for its split zones'
+	// servers; more are answered SERVFAIL. Default DefaultMaxSplitInFlight.
+	MaxSplitInFlight int
 }
 
 // Validate fills defaults.
@@ -91,6 +102,12 @@ func (c *Config) Validate() error {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	if c.MaxSplitInFlight == 0 {
+		c.MaxSplitInFlight = DefaultMaxSplitInFlight
+	}
+	if c.MaxSplitInFlight < 0 {
+		return fmt.Errorf("resolver: MaxSplitInFlight %d: use a positive bound", c.MaxSplitInFlight)
+	}
 	return nil
 }
 
@@ -100,6 +117,7 @@ type Stats struct {
 	Local       uint64 // answered from a tenant's zone or the reverse of the overlay
 	CacheHits   uint64 // answered from the cache
 	Forwarded   uint64 // sent to an upstream
+	Split       uint64 // sent to a tenant's split zone's server
 	Failed      uint64 // SERVFAIL: no upstream answered in time, or too many in flight
 	RateLimited uint64 // dropped: the client address was over its rate
 	Malformed   uint64 // not a DNS query
@@ -117,12 +135,15 @@ type Resolver struct {
 	socks []*upstreamSock
 	next  atomic.Uint32 // round robin over socks
 
-	queries, local, hits, forwarded, failed, limited, malformed atomic.Uint64
+	queries, local, hits, forwarded, splits, failed, limited, malformed atomic.Uint64
 
 	inFlight atomic.Int64
-	ctx      context.Context
-	cancel   context.CancelFunc
-	wg       sync.WaitGroup
+	// split holds the queries sent to split zones' servers; nodeAddrs is where from.
+	split     splitState
+	nodeAddrs atomic.Pointer[[2]netip.Addr]
+	ctx       context.Context
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
 }
 
 // New makes a resolver; Start opens its upstream sockets.
@@ -133,6 +154,8 @@ func New(cfg Config, log *slog.Logger) (*Resolver, error) {
 	r := &Resolver{cfg: cfg, log: log, cache: newCache(cfg.CacheEntries), limit: newLimiter(cfg.PeerRate, cfg.PeerBurst)}
 	empty := map[int64]*Zone{}
 	r.zones.Store(&empty)
+	r.split.pending, r.split.inFlight = map[splitKey]*splitPending{}, map[int64]int{}
+	r.nodeAddrs.Store(&[2]netip.Addr{})
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	return r, nil
 }
@@ -175,13 +198,21 @@ func (r *Resolver) hasBothFamilies() bool {
 	return v4 && v6
 }
 
-// Close closes the upstream sockets; queries in flight get no answer.
+// Close closes the upstream sockets; queries in flight get no answer, and Deliver takes no
+// more.
 func (r *Resolver) Close() {
 	r.cancel()
 	for _, s := range r.socks {
 		s.pc.Close()
 	}
 	r.wg.Wait()
+	r.split.mu.Lock()
+	for k, p := range r.split.pending {
+		p.timer.Stop()
+		delete(r.split.pending, k)
+	}
+	clear(r.split.inFlight)
+	r.split.mu.Unlock()
 	for _, s := range r.socks {
 		s.mu.Lock()
 		for id, p := range s.pending {
@@ -197,7 +228,7 @@ func (r *Resolver) SetZones(zs map[int64]*Zone) { r.zones.Store(&zs) }
 
 // Stats returns the counters.
 func (r *Resolver) Stats() Stats {
-	return Stats{Queries: r.queries.Load(), Local: r.local.Load(), CacheHits: r.hits.Load(), Forwarded: r.forwarded.Load(),
+	return Stats{Queries: r.queries.Load(), Local: r.local.Load(), CacheHits: r.hits.Load(), Forwarded: r.forwarded.Load(), Split: r.splits.Load(),
 		Failed: r.failed.Load(), RateLimited: r.limited.Load(), Malformed: r.malformed.Load()}
 }
 
@@ -242,6 +273,12 @@ func (r *Resolver) Query(tenant int64, src netip.Addr, msg []byte, later func() 
 		r.local.Add(1)
 		return r.pack(r.reverse(q, zs[tenant], a, question.Qtype), size)
 	}
+	key := cacheKey{name: name, qtype: question.Qtype, qclass: question.Qclass, do: do(q)}
+	if z := zs[tenant]; z != nil {
+		if sz := z.splitFor(name); sz != nil {
+			return r.querySplit(tenant, q, sz, key, size, later)
+		}
+	}
 	if name == PrivateTLD || strings.HasSuffix(name, "."+PrivateTLD) {
 		// Another tenant's name, or nobody's: as if it did not exist, and never asked of an
 		// upstream (which would learn the names a tenant uses).
@@ -249,7 +286,6 @@ func (r *Resolver) Query(tenant int64, src netip.Addr, msg []byte, later func() 
 		m := negative(q, dns.RcodeNameError, nil)
 		return r.pack(m, size)
 	}
-	key := cacheKey{name: name, qtype: question.Qtype, qclass: question.Qclass, do: do(q)}
 	if m := r.cache.get(key, r.cfg.Now()); m != nil {
 		r.hits.Add(1)
 		m.Id = q.Id
@@ -491,6 +527,11 @@ func (s *upstreamSock) read() {
 // answer caches m (the upstream's answer to p) and sends it to the client.
 func (r *Resolver) answer(p *pending, m *dns.Msg) {
 	r.inFlight.Add(-1)
+	r.finish(p, m)
+}
+
+// finish caches m, the answer to p, under p's key, and sends it to the client.
+func (r *Resolver) finish(p *pending, m *dns.Msg) {
 	now := r.cfg.Now()
 	if !m.Truncated && (m.Rcode == dns.RcodeSuccess || m.Rcode == dns.RcodeNameError) {
 		r.cache.put(p.key, m, now)

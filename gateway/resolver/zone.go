@@ -19,12 +19,14 @@ const PrivateTLD = "internal."
 const zoneTTL = 60
 
 // Zone is one tenant's names: each served peer's name under the tenant's domain, with its
-// overlay addresses, and the reverse.
+// overlay addresses, and the reverse; and its split zones.
 type Zone struct {
 	// Domain is the tenant's domain, lower case, fully qualified ("acme.internal.").
 	Domain string
 	names  map[string]peerAddrs  // fully qualified, lower case
 	ptr    map[netip.Addr]string // overlay address → fully qualified name
+	// splits are the tenant's split zones by fully qualified name; nil without any.
+	splits map[string]*splitZone
 }
 
 type peerAddrs struct{ v4, v6 netip.Addr }
@@ -43,7 +45,7 @@ func BuildZones(d *plane.Desired, served func(*plane.Peer) bool) map[int64]*Zone
 		if t.Domain != "" {
 			domain = dns.Fqdn(strings.ToLower(t.Domain))
 		}
-		zs[t.ID] = &Zone{Domain: domain, names: map[string]peerAddrs{}, ptr: map[netip.Addr]string{}}
+		zs[t.ID] = &Zone{Domain: domain, names: map[string]peerAddrs{}, ptr: map[netip.Addr]string{}, splits: buildSplits(&t)}
 	}
 	peers := slices.Clone(d.Peers)
 	slices.SortFunc(peers, func(a, b plane.Peer) int { return int(a.ID - b.ID) })
