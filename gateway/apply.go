@@ -138,7 +138,7 @@ func (n *Node) closed() bool {
 
 // applyLocked makes the data plane match d at now. Must hold n.mu.
 func (n *Node) applyLocked(dd *plane.Desired, now time.Time) error {
-	d := desired{tenants: dd.Tenants, peers: dd.Peers, routes: dd.Routes, now: now}
+	d := desired{tenants: dd.Tenants, peers: dd.Peers, routes: dd.Routes, now: now, addrID: plane.AddrID(dd.Self)}
 	if !n.cfg.BackboneKey.IsZero() {
 		d.self, d.selfName, d.nodes, d.peerNodes = backbone.NodeID(dd.Self), n.cfg.NodeName, dd.Nodes, dd.PeerNodes
 	}
@@ -220,6 +220,9 @@ func (n *Node) applyLocked(dd *plane.Desired, now time.Time) error {
 	bbErr := n.applyBackboneLocked(context.Background(), dd)
 	snap := newSnapshot(d, n.ov)
 	n.snap.Store(snap)
+	if n.dns != nil {
+		n.dns.SetNodeAddrs(snap.nodeAddr[0], snap.nodeAddr[1])
+	}
 	if n.bb.dev.Load() != nil {
 		// The routes of the new snapshot take note of the exits they use now, so that the
 		// next link change is told as a failover of theirs.

@@ -420,7 +420,15 @@ func (n *Node) deliverBackbone(from backbone.NodeID, tenant uint32, pkts [][]byt
 			n.drops[dropCrossTenant].Add(1)
 			continue
 		case to == nil && (snap.inOverlay(pkt.Dst) || snap.isLocal(pkt.Dst)):
-			n.drops[dropNoRoute].Add(1)
+			// This node's own address takes the answers to its queries into sites
+			// (nodeaddr.go); another node's is not forwarded again (no second hop).
+			if !snap.isNodeAddr(pkt.Dst) {
+				n.drops[dropNoRoute].Add(1)
+				continue
+			}
+			if taken, _ := toNodeAddr(snap, n.dns, ts.id, pkt.Dst, raw, pkt.Proto == protoUDP && pkt.Frag == firewall.NotFragment); !taken {
+				n.drops[dropNoRoute].Add(1)
+			}
 			continue
 		case to == nil:
 			if r := ts.lookupRoute(pkt.Dst); r != nil && r.siteName != "" {
@@ -437,8 +445,12 @@ func (n *Node) deliverBackbone(from backbone.NodeID, tenant uint32, pkts [][]byt
 				n.drops[dropNoRoute].Add(1)
 				continue
 			}
-			if v, _ := n.filter.CheckAt(ts.id, &to.ctr.flows, pkt, firewall.ToPeer, now); v != firewall.Accept {
-				continue
+			// A node's own traffic (a query of its resolver into a site) is not under the
+			// tenant's policy.
+			if !snap.isNodeAddr(pkt.Src) {
+				if v, _ := n.filter.CheckAt(ts.id, &to.ctr.flows, pkt, firewall.ToPeer, now); v != firewall.Accept {
+					continue
+				}
 			}
 			clampMSS(raw, MSSFor(mtu, pkt.Dst.Is6()))
 			to.ctr.txPackets.Add(1)

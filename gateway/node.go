@@ -188,8 +188,9 @@ func (n *Node) Start(ctx context.Context) error {
 	if err := n.startExit(); err != nil {
 		return err
 	}
-	// The resolver at the overlay addresses: the tenants' names, and the rest forwarded.
-	if n.dns, err = resolver.New(resolver.Config{Upstreams: n.cfg.DNSUpstreams, Overlay: n.ov}, n.log.With("component", "dns")); err != nil {
+	// The resolver at the overlay addresses: the tenants' names, their split zones through
+	// their packet paths, and the rest forwarded.
+	if n.dns, err = resolver.New(resolver.Config{Upstreams: n.cfg.DNSUpstreams, Overlay: n.ov, SendSplit: n.sendSplit}, n.log.With("component", "dns")); err != nil {
 		return err
 	}
 	if err := n.dns.Start(); err != nil {

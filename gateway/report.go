@@ -47,7 +47,7 @@ func (n *Node) Report() plane.Report {
 	}
 	if n.dns != nil {
 		s := n.dns.Stats()
-		r.Node.DNS = plane.DNSStats{Queries: s.Queries, Local: s.Local, CacheHits: s.CacheHits, Forwarded: s.Forwarded,
+		r.Node.DNS = plane.DNSStats{Queries: s.Queries, Local: s.Local, CacheHits: s.CacheHits, Forwarded: s.Forwarded, Split: s.Split,
 			Failed: s.Failed, RateLimited: s.RateLimited, Malformed: s.Malformed}
 	}
 	for _, l := range n.BackboneLinks() {

@@ -144,9 +144,20 @@ type snapshot struct {
 	overlay [2]netip.Prefix
 	// self is this node's backbone ID, 0 without a backbone.
 	self backbone.NodeID
+	// ov is the overlay; nodeBlocks are its blocks of the nodes' own addresses (v4, v6),
+	// nodeAddr this node's own (plane.Overlay.NodeAddrs), addrID the ID they are of.
+	ov         plane.Overlay
+	nodeBlocks [2]netip.Prefix
+	nodeAddr   [2]netip.Addr
+	addrID     uint32
 }
 
 func (s *snapshot) isLocal(a netip.Addr) bool { return a == s.local[0] || a == s.local[1] }
+
+// isNodeAddr reports whether a is in the block of the nodes' own addresses.
+func (s *snapshot) isNodeAddr(a netip.Addr) bool {
+	return s.nodeBlocks[0].Contains(a) || s.nodeBlocks[1].Contains(a)
+}
 
 func (s *snapshot) inOverlay(a netip.Addr) bool {
 	return s.overlay[0].Contains(a) || s.overlay[1].Contains(a)
@@ -165,8 +176,10 @@ type desired struct {
 	// now is the node's time of the apply: a peer expired by then counts as disabled.
 	now time.Time
 	// self is this node's backbone ID, 0 without a backbone; nodes and peerNodes are the
-	// other nodes and where peers are (plane.Desired).
+	// other nodes and where peers are (plane.Desired). addrID is the ID of the node's own
+	// overlay addresses (plane.AddrID of Desired.Self); 0: none.
 	self      backbone.NodeID
+	addrID    uint32
 	selfName  string
 	nodes     []plane.Node
 	peerNodes []plane.PeerNode
@@ -180,7 +193,11 @@ func newSnapshot(d desired, ov plane.Overlay) *snapshot {
 		local:   [2]netip.Addr{ov.Gateway4, ov.Gateway6},
 		overlay: [2]netip.Prefix{ov.V4, ov.V6},
 		self:    d.self,
+		ov:      ov,
+		addrID:  d.addrID,
 	}
+	s.nodeBlocks[0], s.nodeBlocks[1] = ov.NodeBlocks()
+	s.nodeAddr[0], s.nodeAddr[1] = ov.NodeAddrs(d.addrID)
 	for _, t := range d.tenants {
 		perPeer, total := t.FlowLimits()
 		s.tenants[t.ID] = &tenantState{id: t.ID, name: t.Name, maxFlowsPerPeer: perPeer, maxFlows: total, tun: d.tuns[t.ID], dev: d.devs[t.ID]}

@@ -180,7 +180,20 @@ func (t *tunDevice) Write(bufs [][]byte, offset int) (int, error) {
 			wb.local = append(wb.local, b)
 			continue
 		} else if snap.inOverlay(pkt.Dst) {
-			t.drops[dropNoRoute].Add(1)
+			// No peer's address: a node's own (nodeaddr.go), or nothing.
+			taken, node := false, backbone.NodeID(0)
+			if snap.isNodeAddr(pkt.Dst) {
+				taken, node = toNodeAddr(snap, t.dns, t.tenantID, pkt.Dst, raw, pkt.Proto == protoUDP && pkt.Frag == firewall.NotFragment)
+			}
+			if !taken && node == 0 {
+				t.drops[dropNoRoute].Add(1)
+				continue
+			}
+			src.ctr.rxPackets.Add(1)
+			src.ctr.rxBytes.Add(uint64(len(raw)))
+			if node != 0 {
+				wb.addBB(node, raw)
+			}
 			continue
 		} else {
 			r := ts.lookupRoute(pkt.Dst)
