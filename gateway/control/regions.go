@@ -160,6 +160,10 @@ func (c *Controller) desiredFor(snap *store.Snapshot, region string) *plane.Desi
 	}
 	allowed := make(map[int64]bool, len(snap.Tenants))
 	d.Tenants = make([]plane.Tenant, 0, len(snap.Tenants))
+	zones := make(map[int64][]store.DNSZone)
+	for _, z := range snap.DNSZones {
+		zones[z.TenantID] = append(zones[z.TenantID], z)
+	}
 	for _, t := range snap.Tenants {
 		rs := snap.TenantRegions[t.ID]
 		if len(rs) > 0 && !slices.Contains(rs, region) {
@@ -167,7 +171,7 @@ func (c *Controller) desiredFor(snap *store.Snapshot, region string) *plane.Desi
 		}
 		allowed[t.ID] = true
 		d.Tenants = append(d.Tenants, plane.Tenant{ID: t.ID, Name: t.Name, Domain: t.Domain, SplitTunnel: t.SplitTunnel, Policy: snap.Policies[t.ID],
-			MaxFlowsPerPeer: t.MaxFlowsPerPeer, MaxFlows: t.MaxFlows, Regions: rs})
+			MaxFlowsPerPeer: t.MaxFlowsPerPeer, MaxFlows: t.MaxFlows, Regions: rs, DNS: tenantDNS(zones[t.ID])})
 	}
 	d.Peers = make([]plane.Peer, 0, len(snap.Peers))
 	for i := range snap.Peers {
