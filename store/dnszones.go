@@ -46,6 +46,9 @@ func CanonicalDNSZone(zone string) (string, error) {
 		return z, nil
 	}
 	z = strings.TrimSuffix(z, ".")
+	if zone == "" {
+		return "", errorf(ErrInvalid, "DNS zone is missing: %s", rule)
+	}
 	if z == "" || len(z) > 253 {
 		return "", errorf(ErrInvalid, "DNS zone %q is %d bytes: %s, at most 253 bytes", truncate(zone, 80), len(z), rule)
 	}

@@ -34,6 +34,9 @@ import "time"
 //	GET    /api/v1/tenants/{tenant}/routes                  → APIRoutes
 //	POST   /api/v1/tenants/{tenant}/routes  APIRoute        → 201 APIRoute
 //	DELETE /api/v1/tenants/{tenant}/routes?prefix=P         → 204
+//	GET    /api/v1/tenants/{tenant}/dns/zones               → APIDNSZones
+//	POST   /api/v1/tenants/{tenant}/dns/zones APIDNSZone    → 201 APIDNSZone
+//	DELETE /api/v1/tenants/{tenant}/dns/zones?zone=Z        → 204
 //	GET    /api/v1/tenants/{tenant}/traffic[?range=24h|7d]  → APITraffic
 //	GET    /api/v1/tenants/{tenant}/peers/{peer}/traffic[?range=1h|24h|48h] → APITraffic
 
@@ -131,6 +134,20 @@ type APIRouteExit struct {
 // APIRoutes answers GET /api/v1/tenants/{tenant}/routes, longest prefixes first.
 type APIRoutes struct {
 	Routes []APIRoute `json:"routes"`
+}
+
+// APIDNSZone is a split DNS zone of a tenant: its peers' queries for names in Zone go to
+// Servers, in order, through the tenant's own routes (servers in its sites, or its peers).
+type APIDNSZone struct {
+	// Zone is lower case without the final dot in answers; "." is every name.
+	Zone string `json:"zone"`
+	// Servers are IP addresses with an optional port (53 when none); answers give the port.
+	Servers []string `json:"servers"`
+}
+
+// APIDNSZones answers GET /api/v1/tenants/{tenant}/dns/zones, by zone.
+type APIDNSZones struct {
+	Zones []APIDNSZone `json:"zones"`
 }
 
 // APIPolicySet answers a successful PUT of a policy.
