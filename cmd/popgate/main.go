@@ -134,6 +134,7 @@ var commands = []command{
 	{"peer", "add, list, show, change, enable, disable and remove peers; print their configs", (*app).cmdPeer},
 	{"policy", "show and set the firewall policy of a tenant", (*app).cmdPolicy},
 	{"route", "list, add and remove the routes of a tenant", (*app).cmdRoute},
+	{"dns", "the in-tunnel resolver of a tenant: split zones answered by servers in its sites", (*app).cmdDNS},
 	{"region", "add, list, change and remove regions, each with its endpoint and key", (*app).cmdRegion},
 	{"status", "show the running node, its device, its peers and its tenants at a glance", (*app).cmdStatus},
 	{"admin", "add, list and remove the admins of the web UI; set their passwords", (*app).cmdAdmin},
@@ -178,7 +179,7 @@ func (a *app) cmdHelp(ctx context.Context, args []string) error {
 		a.printMainHelp(a.stdout)
 		return nil
 	}
-	if len(args) > 2 {
+	if len(args) > 3 {
 		return usagef("help: too many arguments: use 'popgate help <command> [<subcommand>]'")
 	}
 	if args[0] == "help" {

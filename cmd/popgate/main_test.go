@@ -162,6 +162,10 @@ func TestHelp(t *testing.T) {
 		{[]string{"help", "route", "add"}, []string{"Usage: popgate route add --tenant TENANT [--via internet|site:NAME|exit:X1,exit:X2]", "(default:\n                   internet)", "Example:\n  popgate route add --tenant acme --via site:office 10.10.0.0/24"}},
 		{[]string{"route", "remove", "-h"}, []string{"Usage: popgate route remove --tenant TENANT", "Example:\n  popgate route remove"}},
 		{[]string{"route", "list", "--help"}, []string{"Usage: popgate route list --tenant TENANT", "--json"}},
+		{[]string{"dns", "--help"}, []string{"Usage: popgate dns <subcommand>", "  zone add ", "  zone list ", "  zone remove "}},
+		{[]string{"help", "dns", "zone", "add"}, []string{"Usage: popgate dns zone add --tenant TENANT --server ADDR[:PORT]", "--server ADDR[:PORT] ",
+			"Example:\n  popgate dns zone add --tenant acme --server 10.10.0.53 corp.example.com"}},
+		{[]string{"dns", "zone", "list", "--help"}, []string{"Usage: popgate dns zone list --tenant TENANT", "--json"}},
 		{[]string{"status", "--help"}, []string{"Usage: popgate status", "Example:"}},
 		{[]string{"version", "--help"}, []string{"Usage: popgate version"}},
 		{[]string{"help", "serve"}, []string{
