@@ -238,6 +238,16 @@ func TestE2EBackboneSites(t *testing.T) {
 	checkPeerNamesAtPoPs(t, dnsClients(), siteNames, []*netProc{fra, ams})
 	checkNoPublicResolver(t, tenants[0].client.NS, fra, ams)
 
+	// Issue 17: a split DNS zone of each tenant, answered by a DNS server in its site across
+	// the backbone (e2e_splitdns_test.go).
+	var split []splitDNSTenant
+	nodeAddrs := e2eNodeAddrs(t, ctrl)
+	for _, tn := range tenants {
+		split = append(split, splitDNSTenant{name: tn.name, site: tn.site, client: tn.client.NS, pop: nodeAddrs[tn.clientRegion],
+			where: fmt.Sprintf("at %s through its site at %s", tn.clientRegion, tn.siteRegion)})
+	}
+	e2eSplitDNS(t, ctrl.cli, split)
+
 	// acme's client switches from fra to ams while it downloads from the internet host
 	// through the shared exit.
 	acme := tenants[0]

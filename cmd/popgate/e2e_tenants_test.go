@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/popgate/popgate/cmd/internal/testbed"
+	"github.com/popgate/popgate/gateway/plane"
 	"github.com/popgate/popgate/webui"
 )
 
@@ -363,6 +364,17 @@ func testE2ETenants(t *testing.T, mode string) {
 			e2eGet(carol, carol.ns, lanURL, "bravo\n"),
 			e2eEcho(alice.String(), alice.ns, echo),
 		)
+	})
+
+	// Issue 17 on one node: each tenant's split zone, answered by a DNS server in its own
+	// site, whatever the tenant's policy (acme's denies most); the appliance asks from node
+	// 1's own address.
+	t.Run("split DNS", func(t *testing.T) {
+		appliance, _ := e2eOverlay.NodeAddrs(plane.ControllerNode)
+		e2eSplitDNS(t, n.cli, []splitDNSTenant{
+			{name: "acme", site: sites["acme"], client: alice.ns, pop: appliance, where: "through its site at the appliance"},
+			{name: "bravo", site: sites["bravo"], client: carol.ns, pop: appliance, where: "through its site at the appliance"},
+		})
 	})
 
 	t.Run("status counters", func(t *testing.T) {
