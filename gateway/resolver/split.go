@@ -148,6 +148,12 @@ func (r *Resolver) sendSplit(p *splitPending, i int) {
 		s.mu.Unlock()
 		out := p.q.Copy()
 		out.Id = k.id
+		// An answer larger than the tunnels carry would come in fragments, which the
+		// packet path does not reassemble: ask for one that fits (the client gets TC
+		// beyond its own size in any case).
+		if o := out.IsEdns0(); o != nil && o.UDPSize() > MaxUDPSize {
+			o.SetUDPSize(MaxUDPSize)
+		}
 		b, err := out.Pack()
 		if err == nil {
 			err = r.cfg.SendSplit(p.tenant, appendUDP(make([]byte, 0, ipv6Header+udpHeaderLen+len(b)), from, to, b))

@@ -68,6 +68,9 @@ func (f *fakePath) send(tenant int64, pkt []byte) error {
 		f.t.Errorf("the query does not parse: %v", err)
 		return nil
 	}
+	if o := q.IsEdns0(); o != nil && o.UDPSize() > MaxUDPSize {
+		f.t.Errorf("the query asks for answers of %d bytes, more than the tunnels carry whole", o.UDPSize())
+	}
 	if silent {
 		return nil
 	}
