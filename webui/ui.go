@@ -70,6 +70,9 @@ type uiBackend interface {
 	RemoveRegion(ctx context.Context, name string) error
 	SetTenantRegions(ctx context.Context, tenant string, regions []string) (control.TenantInfo, error)
 	SetTenantDomain(ctx context.Context, tenant, domain string) (control.TenantInfo, error)
+	DNSZones(ctx context.Context, tenant string) ([]store.DNSZone, error)
+	AddDNSZone(ctx context.Context, tenant, zone string, servers []netip.AddrPort) (store.DNSZone, error)
+	RemoveDNSZone(ctx context.Context, tenant, zone string) error
 	Nodes(ctx context.Context) ([]control.NodeInfo, error)
 	NodeAddr() string
 	NodeToken(ctx context.Context, roles, region, name string, life time.Duration) (string, store.JoinToken, error)
@@ -141,6 +144,8 @@ func (u *UI) Routes(mux *http.ServeMux, protect func(min Role, h http.HandlerFun
 		{"POST /tenants/{tenant}/regions", RoleOwner, u.setTenantRegions},
 		{"GET /tenants/{tenant}/dns", RoleViewer, u.tenantDNSTab},
 		{"POST /tenants/{tenant}/dns/domain", RoleTenantAdmin, u.setTenantDomain},
+		{"POST /tenants/{tenant}/dns/zones", RoleTenantAdmin, u.addDNSZone},
+		{"POST /tenants/{tenant}/dns/zones/remove", RoleTenantAdmin, u.removeDNSZone},
 
 		{"GET /regions", RoleViewer, u.regions},
 		{"POST /regions", RoleOwner, u.createRegion},

@@ -65,6 +65,11 @@ func TestUIBadInput(t *testing.T) {
 		// DNS.
 		{"/tenants/acme/dns/domain", []string{"domain", "not a domain"}, []string{"field-error", `value="not a domain"`, `aria-describedby="dns-domain-error"`}},
 		{"/tenants/acme/dns/domain", []string{"domain", "bravo.internal"}, []string{"another tenant"}},
+		{"/tenants/acme/dns/zones", []string{"zone", "lab..example", "servers", "10.10.0.53"}, []string{"empty or too long label", `value="lab..example"`}},
+		{"/tenants/acme/dns/zones", []string{"zone", "lab.example", "servers", "dns.lab.example"}, []string{"give an IP address", `value="dns.lab.example"`}},
+		{"/tenants/acme/dns/zones", []string{"zone", "lab.example", "servers", ""}, []string{"at least one DNS server"}},
+		{"/tenants/acme/dns/zones", []string{"zone", "lab.example", "servers", "10.9.0.53"}, []string{"10.9.0.53 is routed via internet"}},
+		{"/tenants/acme/dns/zones/remove", []string{"zone", "lab.example"}, []string{"has no DNS zone lab.example"}},
 		// Deleting.
 		{"/tenants/acme/delete", []string{"confirm", "acm"}, []string{"Type the tenant&#39;s name"}},
 		{"/tenants/acme/delete", []string{"confirm", "acme"}, []string{"still has 1 peer"}},
@@ -205,6 +210,15 @@ func TestUIChanges(t *testing.T) {
 	post("/tenants/acme/routes", "prefix", " 10.10.0.0/23 ", "via", "site:office")
 	h.check(acmeAdmin, "GET", "/tenants/acme/routes", nil, http.StatusOK, "10.10.0.0/23", `<option value="site:office"`)
 	h.check(acmeAdmin, "POST", "/tenants/acme/peers/gw/delete", form(), http.StatusUnprocessableEntity, "uses site")
+	// A split zone answered by DNS servers in the site, and away again.
+	if got := post("/tenants/acme/dns/zones", "zone", " Lab.Example. ", "servers", "10.10.0.53, 10.10.1.53:5353"); got != "/tenants/acme/dns?ok=dns-zone-added" {
+		t.Errorf("add zone redirects to %q", got)
+	}
+	h.check(acmeAdmin, "GET", "/tenants/acme/dns?ok=dns-zone-added", nil, http.StatusOK, "Zone added", "lab.example", "10.10.0.53:53, 10.10.1.53:5353")
+	post("/tenants/acme/dns/zones/remove", "zone", "lab.example")
+	if zs, _ := h.ctrl.DNSZones(ctx, "acme"); len(zs) != 0 {
+		t.Errorf("zones after the removal: %+v", zs)
+	}
 	post("/tenants/acme/routes/remove", "prefix", "10.10.0.0/23")
 	if got := post("/tenants/acme/peers/gw/delete"); got != "/peers?tenant=acme&ok=peer-deleted" {
 		t.Errorf("delete redirects to %q", got)
@@ -246,6 +260,8 @@ func TestUIChanges(t *testing.T) {
 		"peer.rename peer:acme/laptop acme",
 		"policy.set policy:acme acme",
 		"route.add route:acme/10.10.0.0/23 acme",
+		"dns.zone.add dnszone:acme/lab.example acme",
+		"dns.zone.remove dnszone:acme/lab.example acme",
 		"route.remove route:acme/10.10.0.0/23 acme",
 		"peer.remove peer:acme/gw acme",
 		"tenant.update tenant:acme acme",

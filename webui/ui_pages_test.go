@@ -34,7 +34,8 @@ func TestUIPages(t *testing.T) {
 		{"/tenants/acme/delete", []string{"Delete tenant acme", "still has", `name="confirm"`}},
 		{"/tenants/acme/policy", []string{"<h1>acme</h1>", `name="policy"`, "default deny", "default, never changed", "Rules in effect", "Check and save"}},
 		{"/tenants/acme/routes", []string{`name="prefix"`, `<option value="internet"`, "192.0.2.0/24", "0.0.0.0/0", `action="/tenants/acme/routes/remove"`}},
-		{"/tenants/acme/dns", []string{"<h1>acme</h1>", "acme.internal", "(the default)", `action="/tenants/acme/dns/domain"`, `name="domain"`}},
+		{"/tenants/acme/dns", []string{"<h1>acme</h1>", "acme.internal", "(the default)", `action="/tenants/acme/dns/domain"`, `name="domain"`,
+			"Split zones", "No split zones", `action="/tenants/acme/dns/zones"`, `name="servers"`}},
 		{"/audit", []string{"Audit log", "route.add", "route:acme/192.0.2.0/24", "via internet", "olivia"}},
 		{"/admins", []string{"<h1>Admins</h1>", "<th>Role</th>"}},
 	} {

@@ -61,6 +61,8 @@ func demoData(t *testing.T, h *uiHarness) {
 	h.check(owner, "POST", "/tenants/acme/routes", form("prefix", "10.10.0.0/23", "via", "site:office"), http.StatusSeeOther)
 	h.check(owner, "POST", "/tenants/acme/routes", form("prefix", "192.0.2.0/24", "via", "internet"), http.StatusSeeOther)
 	h.check(owner, "POST", "/tenants/acme/split-tunnel", form("split_tunnel", "on"), http.StatusSeeOther)
+	h.check(owner, "POST", "/tenants/acme/dns/zones", form("zone", "corp.acme.example", "servers", "10.10.0.53, 10.10.1.53"), http.StatusSeeOther)
+	h.check(owner, "POST", "/tenants/acme/dns/zones", form("zone", "10.in-addr.arpa", "servers", "10.10.0.53"), http.StatusSeeOther)
 	h.check(owner, "POST", "/tenants/acme/policy", form("policy", `# acme: engineers reach the office and the build servers
 default deny
 allow group:eng -> site:office tcp 22,443
@@ -176,6 +178,7 @@ func TestScreenshots(t *testing.T) {
 		{"policy", "/tenants/acme/policy", 1250},
 		{"policy-errors", "", 1100},
 		{"routes", "/tenants/acme/routes", 800},
+		{"dns", "/tenants/acme/dns", 900},
 		{"audit", "/audit", 1000},
 		{"admins", "/admins", 600},
 		{"network", "/network", 1400},

@@ -21,6 +21,11 @@ type tenantDNSPage struct {
 	// Form refills the refused form.
 	Form   struct{ Domain string }
 	Errors formErrors
+	// Zones are the tenant's split zones; ZoneForm refills a refused zone form, whose errors
+	// are ZoneErrors (fields zone and servers; "" for a removal).
+	Zones      []store.DNSZone
+	ZoneForm   struct{ Zone, Servers string }
+	ZoneErrors formErrors
 }
 
 // tenantDNSTab serves GET /tenants/{tenant}/dns.
@@ -30,6 +35,16 @@ func (u *UI) tenantDNSTab(w http.ResponseWriter, r *http.Request) {
 
 // renderTenantDNS writes the tab; form, when not nil, refills the domain typed.
 func (u *UI) renderTenantDNS(w http.ResponseWriter, r *http.Request, code int, form *string, errs formErrors) {
+	u.renderTenantDNSWith(w, r, code, func(p *tenantDNSPage) {
+		p.Errors = errs
+		if form != nil {
+			p.Form.Domain = *form
+		}
+	})
+}
+
+// renderTenantDNSWith writes the tab after fill refilled a refused form.
+func (u *UI) renderTenantDNSWith(w http.ResponseWriter, r *http.Request, code int, fill func(*tenantDNSPage)) {
 	t := r.PathValue("tenant")
 	if !u.seeTenant(w, r, t) {
 		return
@@ -39,7 +54,7 @@ func (u *UI) renderTenantDNS(w http.ResponseWriter, r *http.Request, code int, f
 		u.fail(w, r, err)
 		return
 	}
-	p := tenantDNSPage{Tenant: tenant, Domain: tenant.Domain, CanChange: principal(r).CanChangeTenant(t), Errors: errs}
+	p := tenantDNSPage{Tenant: tenant, Domain: tenant.Domain, CanChange: principal(r).CanChangeTenant(t)}
 	if p.Domain == "" {
 		p.Domain, p.Default = store.DefaultTenantDomain(t), true
 	}
@@ -48,9 +63,11 @@ func (u *UI) renderTenantDNS(w http.ResponseWriter, r *http.Request, code int, f
 		p.Example = strings.ToLower(ps[0].Name) + "." + p.Domain
 	}
 	p.Form.Domain = tenant.Domain
-	if form != nil {
-		p.Form.Domain = *form
+	if p.Zones, err = u.ctrl.DNSZones(r.Context(), t); err != nil {
+		u.fail(w, r, err)
+		return
 	}
+	fill(&p)
 	u.render(w, r, code, "tenant_dns", view{Title: t + " · DNS", Nav: "tenants", Data: p})
 }
 
