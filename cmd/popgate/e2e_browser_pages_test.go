@@ -451,7 +451,7 @@ var e2eLayoutPages = []string{
 	"/peers/new?tenant=acme", "/tenants/acme/delete", "/audit", "/events", "/admins", "/admins/admin", "/account",
 	// e2eRegions adds region fra.
 	"/regions", "/regions/local", "/regions/fra", "/regions/fra/delete", "/tenants/acme/regions",
-	"/tenants/acme/peers/laptop/config?region=fra",
+	"/tenants/acme/peers/laptop/config?region=fra", "/tenants/acme/dns",
 	// e2eNodes joins node fra-pop-1.
 	"/nodes", "/nodes/fra-pop-1/delete", "/network",
 }
@@ -731,6 +731,12 @@ func e2eAccessibility(b *e2eTab, tabCtx context.Context) {
 		t.Errorf("limiting acme to no region answered %d, want 422", code)
 	}
 	check(b, "refused tenant regions")
+	b.mustOpen("/tenants/acme/dns")
+	b.fill("#dns-domain", "not a domain")
+	if code := b.submitStatus("set a bad domain", `form[action="/tenants/acme/dns/domain"] button[type=submit]`, "/tenants/acme/dns/domain"); code != 422 {
+		t.Errorf("the bad domain answered %d, want 422", code)
+	}
+	check(b, "refused domain")
 	b.mustOpen("/nodes")
 	b.fill("#node-name", "Bad Name")
 	if code := b.submitStatus("make a token with a bad name", `form[action="/nodes/tokens"] button[type=submit]`, "/nodes/tokens"); code != 422 {
