@@ -9,7 +9,9 @@ import (
 	"sync"
 	"time"
 
+	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
 	"gvisor.dev/gvisor/pkg/waiter"
 )
@@ -35,7 +37,46 @@ var errNoUpstream = errors.New("netstack: no DNS upstream answered")
 
 // dnsPort reports whether port is the DNS service on a local address.
 func (e *Exit) dnsPort(port uint16) bool {
-	return port == dnsPort && len(e.cfg.DNSUpstreams) > 0
+	return port == dnsPort && (len(e.cfg.DNSUpstreams) > 0 || e.cfg.DNSServer != nil)
+}
+
+// serveDNSTCP completes the handshake of a TCP connection to the DNS service and hands it
+// to Config.DNSServer; af is the flow's admission, released by the caller.
+func (e *Exit) serveDNSTCP(r *tcp.ForwarderRequest, af *acctFlow) {
+	id := r.ID()
+	var wq waiter.Queue
+	ep, terr := r.CreateEndpoint(&wq)
+	if terr != nil {
+		r.Complete(true)
+		return
+	}
+	r.Complete(false)
+	setKeepalive(ep)
+	f := &dnsTCPFlow{ep: ep, c: gonet.NewTCPConn(&wq, ep)}
+	if !e.acct.assure(af) || !e.track(f) {
+		f.abort()
+		return
+	}
+	defer e.forget(f)
+	e.st.tcpFlows.Add(1)
+	defer e.st.tcpFlows.Add(-1)
+	e.cfg.DNSServer(e.owner(addrFrom(id.RemoteAddress)), remoteOf(id), f.c)
+	f.c.Close()
+}
+
+// dnsTCPFlow is a TCP connection to the DNS service served by Config.DNSServer.
+type dnsTCPFlow struct {
+	ep   tcpip.Endpoint
+	c    *gonet.TCPConn
+	once sync.Once
+}
+
+// abort resets the connection (an eviction, or the exit closing), unblocking the server.
+func (f *dnsTCPFlow) abort() {
+	f.once.Do(func() {
+		f.ep.SocketOptions().SetLinger(tcpip.LingerOption{Enabled: true})
+		f.c.Close()
+	})
 }
 
 // dialDNS connects to the first upstream that accepts, for the TCP service.

@@ -34,6 +34,12 @@ type Config struct {
 	// DNSUpstreams receive the queries sent to LocalAddrs:53 over UDP and TCP, in order: the
 	// first that answers wins. Empty: no DNS service (port 53 is refused like any other).
 	DNSUpstreams []netip.AddrPort
+	// DNSServer, when set, serves the TCP connections to LocalAddrs:53 itself (the node's
+	// resolver), instead of relaying them to DNSUpstreams: it gets the connection's owner,
+	// the client's address and the connection (a client leg in gVisor, with CloseWrite and
+	// deadlines), serves it until it ends and closes it. It runs on the connection's own
+	// goroutine.
+	DNSServer func(o Owner, client netip.AddrPort, c net.Conn)
 	// Output receives the IP packets the exit sends towards clients, a batch at a time: each
 	// pkts[i] is one packet. The slice and the packets are valid only during the call. It may
 	// be called concurrently (also from within Write, for ICMP errors), must not block for

@@ -643,3 +643,54 @@ func TestQuietWhenIdle(t *testing.T) {
 		t.Fatalf("an idle exit sent %d packets", n.Load())
 	}
 }
+
+// TestDNSServerTCP: with Config.DNSServer, a TCP connection to the DNS service is served by
+// it — with the connection's owner and client address — and never dialled upstream; a
+// half-close from the client reaches it as EOF, and what it writes reaches the client.
+func TestDNSServerTCP(t *testing.T) {
+	type call struct {
+		owner  Owner
+		client netip.AddrPort
+		query  string
+	}
+	calls := make(chan call, 2)
+	cfg := Config{
+		Owner: func(a netip.Addr) Owner { return Owner{Peer: 7, Tenant: 3} },
+		DNSServer: func(o Owner, client netip.AddrPort, c net.Conn) {
+			b, err := io.ReadAll(c) // to the client's half-close
+			if err != nil {
+				t.Errorf("DNSServer read: %v", err)
+			}
+			c.Write([]byte("answer to " + string(b)))
+			calls <- call{o, client, string(b)}
+		},
+	}
+	h := newHarness(t, cfg)
+	for _, local := range []netip.Addr{localV4, localV6} {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		c, err := h.dialTCP(ctx, netip.AddrPortFrom(local, 53))
+		cancel()
+		if err != nil {
+			t.Fatalf("dial %v:53: %v", local, err)
+		}
+		c.Write([]byte("q1"))
+		c.CloseWrite()
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		got, err := io.ReadAll(c)
+		c.Close()
+		if err != nil || string(got) != "answer to q1" {
+			t.Errorf("%v:53 answered %q (%v), want %q", local, got, err, "answer to q1")
+		}
+		k := <-calls
+		client := clientV4
+		if local.Is6() {
+			client = clientV6
+		}
+		if k.owner.Tenant != 3 || k.owner.Peer != 7 || k.client.Addr() != client || k.query != "q1" {
+			t.Errorf("DNSServer got %+v, want tenant 3, peer 7, client %v, query q1", k, client)
+		}
+	}
+	if d := h.dialer.dialed(); len(d) != 0 {
+		t.Errorf("the exit dialled %v; the DNS server serves without upstreams", d)
+	}
+}

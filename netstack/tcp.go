@@ -67,6 +67,10 @@ func (e *Exit) handleTCP(r *tcp.ForwarderRequest) {
 		return
 	}
 	defer e.acct.release(af)
+	if local && e.cfg.DNSServer != nil {
+		e.serveDNSTCP(r, af)
+		return
+	}
 
 	var host net.Conn
 	var err error
