@@ -112,6 +112,10 @@ type Mux struct {
 	cookies *cookieJar  // mac2 under load, and cookie replies
 	hs      *handshakes // admission and the queue of initiations
 	workers int         // handshake workers per opening of the inner bind
+	// eps routes initiations by their source address without decrypting them (endpoints.go);
+	// useEndpoints false turns it off (for tests and benchmarks).
+	eps          *endpointCache
+	useEndpoints bool
 
 	batch      int // datagrams per read of the Mux's own readers: inner.BatchSize(), at most conn.IdealBatchSize
 	queueLimit int64
@@ -223,6 +227,9 @@ type session struct {
 	queued atomic.Int64 // datagrams in queue, bounded by Mux.queueLimit
 	closed chan struct{}
 	rd     []sessionReader // by reader.i
+	// answerTime (nanoseconds) is how long the device takes to answer a handshake
+	// initiation routed to it, on average (see endpointCache).
+	answerTime atomic.Int64
 }
 
 // sessionReader is the state of the session's goroutine for one inner ReceiveFunc.
@@ -286,21 +293,23 @@ func New(cfg Config, log *slog.Logger) (*Mux, error) {
 	}
 	inner := cfg.Socket
 	m := &Mux{
-		inner:      inner,
-		route:      route,
-		log:        log,
-		noise:      noise,
-		hs:         newHandshakes(defaultHSLimits()),
-		workers:    max(runtime.GOMAXPROCS(0), minWorkers),
-		batch:      min(max(inner.BatchSize(), 1), conn.IdealBatchSize),
-		queueLimit: queuePackets,
-		reserveFor: reserveFor,
-		now:        time.Now,
-		sessions:   map[int64]*session{},
-		idx:        map[uint32]*indexEntry{},
-		ttl:        int64(indexTTL / time.Second),
-		sweepEvery: int64(indexSweepEvery / time.Second),
-		maxIndices: maxIndices,
+		inner:        inner,
+		route:        route,
+		log:          log,
+		noise:        noise,
+		hs:           newHandshakes(defaultHSLimits()),
+		eps:          newEndpointCache(),
+		useEndpoints: true,
+		workers:      max(runtime.GOMAXPROCS(0), minWorkers),
+		batch:        min(max(inner.BatchSize(), 1), conn.IdealBatchSize),
+		queueLimit:   queuePackets,
+		reserveFor:   reserveFor,
+		now:          time.Now,
+		sessions:     map[int64]*session{},
+		idx:          map[uint32]*indexEntry{},
+		ttl:          int64(indexTTL / time.Second),
+		sweepEvery:   int64(indexSweepEvery / time.Second),
+		maxIndices:   maxIndices,
 	}
 	m.epoch = m.now()
 	m.cookies = newCookieJar(cfg.PrivateKey.PublicKey(), func() time.Time { return m.now() })
@@ -387,6 +396,7 @@ func (b *Bind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
 		closed: make(chan struct{}),
 		rd:     make([]sessionReader, len(g.readers)),
 	}
+	s.answerTime.Store(int64(initialAnswerTime))
 	fns := make([]conn.ReceiveFunc, len(g.readers))
 	for i, r := range g.readers {
 		s.rd[i].grant = make(chan struct{}, 1)
@@ -434,17 +444,33 @@ func (b *Bind) Close() error {
 func (b *Bind) SetMark(mark uint32) error { return b.m.inner.SetMark(mark) }
 
 // Send sends through the shared socket. It first learns the sender index of each initiation
-// and response in bufs, so that replies addressed to it reach this device.
+// and response in bufs, so that replies addressed to it reach this device, and that this
+// device answers handshakes at ep (see endpointCache).
 func (b *Bind) Send(bufs [][]byte, ep conn.Endpoint) error {
-	if b.sess.Load() == nil {
+	s := b.sess.Load()
+	if s == nil {
 		return net.ErrClosed
 	}
 	for _, buf := range bufs {
 		if i, ok := sentIndex(buf); ok {
 			b.m.learn(b.id, i)
+			if len(buf) == responseSize {
+				b.m.answered(s, buf, ep)
+			}
 		}
 	}
 	return b.m.inner.Send(bufs, ep)
+}
+
+// answered notes the handshake response resp that session s sends to ep.
+func (m *Mux) answered(s *session, resp []byte, ep conn.Endpoint) {
+	confirmed, late := m.eps.answered(m.now().UnixNano(), s, ep, binary.LittleEndian.Uint32(resp[respReceiverOff:]))
+	switch {
+	case confirmed:
+		m.counters[endpointConfirmed].Add(1)
+	case late:
+		m.counters[endpointLate].Add(1)
+	}
 }
 
 func (b *Bind) ParseEndpoint(s string) (conn.Endpoint, error) { return b.m.inner.ParseEndpoint(s) }
@@ -592,6 +618,7 @@ func (m *Mux) closeInnerLocked() error {
 	}
 	g.hsMu.Unlock()
 	m.hs.reset() // what waits came to this socket
+	m.eps.reset()
 	m.log.Info("wgmux: shared UDP socket closed", "port", g.port)
 	if err != nil {
 		return fmt.Errorf("wgmux: close UDP socket: %w", err)
@@ -1201,6 +1228,7 @@ func (m *Mux) handshakeWorker(g *gen) {
 	var (
 		c   counts
 		msg [initiationSize]byte
+		h   hit
 	)
 	for {
 		select {
@@ -1208,12 +1236,22 @@ func (m *Mux) handshakeWorker(g *gen) {
 			return
 		default:
 		}
+		if m.eps.expired(m.now().UnixNano(), &h) { // first: it has waited already
+			ok := m.fallBack(g, &h, &c)
+			h = hit{}
+			m.flush(&c)
+			if !ok {
+				return
+			}
+			continue
+		}
 		ep, ok := m.hs.take(&msg)
 		if !ok {
 			select {
 			case <-g.stop:
 				return
 			case <-m.hs.wake:
+			case <-m.eps.wake:
 			}
 			continue
 		}
@@ -1225,9 +1263,24 @@ func (m *Mux) handshakeWorker(g *gen) {
 	}
 }
 
-// routeInitiation decrypts the initiator's static key, asks route which device owns it and
-// queues the initiation there. It returns false when g stopped while route ran.
+// routeInitiation queues the initiation msg from ep at the device that owns it: the one the
+// endpoint cache names for ep, when it does (a hit); else it decrypts the initiator's static
+// key and asks route. It returns false when g stopped while route ran.
 func (m *Mux) routeInitiation(g *gen, msg *[initiationSize]byte, ep conn.Endpoint, c *counts) bool {
+	devs := *m.devices.Load()
+	if m.useEndpoints {
+		now := m.now().UnixNano()
+		if s, i := m.eps.route(now, ep, msg, devs, !m.hs.underLoad(now)); s != nil {
+			if m.deliver(s, msg, ep, c) {
+				c[routed]++
+				c[endpointHits]++
+			} else {
+				m.eps.cancel(i)
+				c[routeQueueDrops]++
+			}
+			return true
+		}
+	}
 	static, ok := m.noise.initiatorStatic(msg[:])
 	if !ok {
 		c[badInitiation]++
@@ -1237,42 +1290,94 @@ func (m *Mux) routeInitiation(g *gen, msg *[initiationSize]byte, ep conn.Endpoin
 		c[m.answerMonitor(msg[:], static, func(b []byte) error { return m.inner.Send([][]byte{b}, ep) })]++
 		return true
 	}
+	id, known, ok := m.callRoute(g, static)
+	switch {
+	case !ok:
+		return false
+	case !known:
+		c[unknownInitiator]++
+		return true
+	}
+	s := devs[id]
+	if s == nil {
+		s = (*m.devices.Load())[id] // route may have waited for the device to open
+	}
+	if s == nil {
+		c[noDevice]++
+		c[routeNoDevice]++
+		return true
+	}
+	if m.deliver(s, msg, ep, c) {
+		c[routed]++
+	} else {
+		c[routeQueueDrops]++
+	}
+	return true
+}
+
+// callRoute asks route for the device of static, unless g stopped; ok is false when g
+// stopped, before or while route ran.
+func (m *Mux) callRoute(g *gen, static store.Key) (id int64, known, ok bool) {
 	g.hsMu.Lock()
 	if g.stopped {
 		g.hsMu.Unlock()
-		return false
+		return 0, false, false
 	}
 	g.inRoute++
 	g.hsMu.Unlock()
 
-	id, known := m.route(static)
+	id, known = m.route(static)
 
 	g.hsMu.Lock()
 	g.inRoute--
 	stopped := g.stopped
 	g.hsCond.Broadcast()
 	g.hsMu.Unlock()
-	switch {
-	case stopped:
-		return false
-	case !known:
-		c[unknownInitiator]++
-		return true
-	}
-	s := (*m.devices.Load())[id]
-	if s == nil {
-		c[noDevice]++
-		c[routeNoDevice]++
-		return true
-	}
+	return id, known, !stopped
+}
+
+// deliver queues a copy of the initiation msg from ep for s; false when s's queue is full
+// (counted in c).
+func (m *Mux) deliver(s *session, msg *[initiationSize]byte, ep conn.Endpoint, c *counts) bool {
 	buf := m.bufs.Get().(*datagram)
 	copy(buf[:], msg[:])
 	b := m.batches.Get().(*batch)
 	b.bufs[0], b.sizes[0], b.eps[0], b.n = buf, initiationSize, ep, 1
-	if m.enqueue(s, b, c) {
-		c[routed]++
-	} else {
-		c[routeQueueDrops]++
+	return m.enqueue(s, b, c)
+}
+
+// fallBack routes the hit h, which its device did not answer in time, by the initiator's
+// static key, as routeInitiation does without the cache, and delivers it again: to another
+// device, or to the same one (its route may have just added the peer, or the device dropped
+// the initiation for reasons of its own, which it will again). The initiation was counted
+// when it was routed; only the endpoint counters count this. It returns false when g
+// stopped while route ran.
+func (m *Mux) fallBack(g *gen, h *hit, c *counts) bool {
+	c[endpointFallbacks]++
+	static, ok := m.noise.initiatorStatic(h.msg[:])
+	if !ok {
+		return true // junk from a spoofed source: the device dropped it too
+	}
+	if m.isMonitor(static) {
+		if m.answerMonitor(h.msg[:], static, func(b []byte) error { return m.inner.Send([][]byte{b}, h.ep) }) == monitorsAnswered {
+			c[endpointRerouted]++
+		}
+		return true
+	}
+	id, known, ok := m.callRoute(g, static)
+	if !ok {
+		return false
+	}
+	s := (*m.devices.Load())[id]
+	if !known || s == nil {
+		return true
+	}
+	// Another hit at the address with this sender index, made since, must not be
+	// confirmed by the answer to this one.
+	m.eps.route(m.now().UnixNano(), h.ep, &h.msg, nil, false)
+	var scratch counts // delivered and queued were counted the first time
+	if m.deliver(s, &h.msg, h.ep, &scratch) {
+		c[endpointRerouted]++
 	}
 	return true
 }
@@ -1382,6 +1487,11 @@ const (
 	reservationsStolen
 	monitorsAnswered
 	monitorReplays
+	endpointHits
+	endpointConfirmed
+	endpointFallbacks
+	endpointRerouted
+	endpointLate
 	numCounters
 )
 
@@ -1437,9 +1547,20 @@ type Stats struct {
 	RouteNoDevice    uint64 // of those, dropped because that device's bind was not open (in NoDevice too)
 	MonitorsAnswered uint64 // of those, from another node checking this one (SetMonitors): answered by the Mux
 	MonitorReplays   uint64 // of those, from a monitor but not newer than its last: dropped
-	UnderLoad        bool   // initiations need a valid mac2 now
-	HandshakeQueued  int    // initiations waiting for the handshake workers now
-	HandshakeSources int    // sources in the admission table now (bounded by maxSources)
+	// Of Routed, routed by the endpoint cache: to the device that last answered a handshake
+	// at the initiation's source address and port, without decrypting it (see
+	// endpointCache).
+	EndpointHits      uint64
+	EndpointConfirmed uint64 // of those, answered by that device in time
+	EndpointFallbacks uint64 // of those, not answered in time: decrypted then and routed by the key
+	EndpointRerouted  uint64 // of those, delivered again (to another device, or the same one)
+	EndpointLate      uint64 // of the fallbacks, answered after all, late
+	Endpoints         int    // addresses in the endpoint cache now
+	EndpointsWaiting  int    // hits waiting for their answer now
+
+	UnderLoad        bool // initiations need a valid mac2 now
+	HandshakeQueued  int  // initiations waiting for the handshake workers now
+	HandshakeSources int  // sources in the admission table now (bounded by maxSources)
 
 	Learned         uint64 // sender indices seen in sent initiations and responses
 	IndexCollisions uint64 // a sent index already belonged to another device (the newest wins)
@@ -1459,6 +1580,7 @@ func (m *Mux) Stats() Stats {
 	n := len(m.idx)
 	m.idxMu.RUnlock()
 	hs := m.hs.state()
+	addrs, waiting := m.eps.state()
 	return Stats{
 		Received:           c(received),
 		Initiations:        c(initiations),
@@ -1484,6 +1606,13 @@ func (m *Mux) Stats() Stats {
 		RouteNoDevice:      c(routeNoDevice),
 		MonitorsAnswered:   c(monitorsAnswered),
 		MonitorReplays:     c(monitorReplays),
+		EndpointHits:       c(endpointHits),
+		EndpointConfirmed:  c(endpointConfirmed),
+		EndpointFallbacks:  c(endpointFallbacks),
+		EndpointRerouted:   c(endpointRerouted),
+		EndpointLate:       c(endpointLate),
+		Endpoints:          addrs,
+		EndpointsWaiting:   waiting,
 		UnderLoad:          m.hs.underLoad(m.now().UnixNano()),
 		HandshakeQueued:    hs.queued,
 		HandshakeSources:   hs.sources,
