@@ -149,7 +149,7 @@ func (n *Node) Start(ctx context.Context) error {
 	if socket == nil {
 		socket = udpbind.NewDefault()
 	}
-	n.mux, err = wgmux.New(wgmux.Config{Socket: socket, PrivateKey: n.key, Route: n.routeInitiation}, n.log.With("component", "mux"))
+	n.mux, err = wgmux.New(wgmux.Config{Socket: socket, PrivateKey: n.key, Route: n.routeInitiation, Holds: n.deviceHolds}, n.log.With("component", "mux"))
 	if err != nil {
 		return err
 	}
@@ -220,7 +220,10 @@ func (n *Node) Start(ctx context.Context) error {
 }
 
 // routeInitiation tells the Mux which tenant's device owns a handshake initiator, and puts the
-// peer into that device first if it is not there (a cold peer).
+// peer into that device first if it is not there (a cold peer). The Mux does not ask about an
+// initiation it routes by its source address to a device that answered there lately (see
+// wgmux.Config.Holds): a peer placed elsewhere that comes back from there within minutes,
+// still in its device, is then reported by the next report rather than at once.
 func (n *Node) routeInitiation(initiator store.Key) (int64, bool) {
 	snap := n.snap.Load()
 	e := snap.byKey[initiator]
@@ -235,6 +238,16 @@ func (n *Node) routeInitiation(initiator store.Key) (int64, bool) {
 		n.peerArrived() // the controller is to learn where it is now
 	}
 	return e.tenantID, true
+}
+
+// deviceHolds tells the Mux whether a tenant's device holds a peer now (see
+// wgmux.Config.Holds).
+func (n *Node) deviceHolds(tenantID int64, initiator store.Key) bool {
+	e := n.snap.Load().byKey[initiator]
+	if e == nil || e.tenantID != tenantID || e.tenant.dev == nil {
+		return false
+	}
+	return e.tenant.dev.dev.LookupPeer(device.NoisePublicKey(initiator)) != nil
 }
 
 // exitOwner tells the userspace exit whose a client address is, and its bounds. A site's

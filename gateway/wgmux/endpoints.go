@@ -21,10 +21,12 @@ import (
 // it sent through its Bind), and routes an initiation from there to that device without
 // decrypting anything: a hit. The device confirms the hit by answering it, a handshake
 // response to the initiation's sender index sent to the same address and port; if no such
-// answer comes within a short wait (see answerWait), the Mux falls back: it decrypts the
-// initiation as it would have, and routes it by the key (delivering it again, even to the
-// same device, whose Route may just have added the peer), and the address is not used for
-// hits again until a device answers there anew.
+// answer comes within a short wait (see answerTimer), the Mux falls back: it decrypts the
+// initiation as it would have, and routes it by the key: to another device, or again to the
+// same one, whose Route may just have added the peer (not when Config.Holds says it held the
+// peer: then it is slow, or refused the initiation itself). The address is not used for hits
+// again until a device answers there anew, and then after a few more decryptions (see
+// maxSkipShift).
 //
 // What keeps this safe:
 //   - A hit happens only when admission is not under load (under load every initiation is
@@ -36,10 +38,11 @@ import (
 //     (which a client never sends: each initiation gets a new index) voids the
 //     confirmation, so an attacker that spoofs the address and gets a device of its own to
 //     answer that index cannot make the Mux forget the client's initiation.
-//   - A spoofed source (junk, or a replay, from a client's address and port) is what it was
-//     without the cache but once: its hit costs the device an X25519 before the fallback
+//   - A spoofed source (junk, or a replay, from a client's address and port) costs what it
+//     did without the cache but once: its hit costs the device an X25519 before the fallback
 //     decrypts it, and the fallback stops the hits from that address until a device answers
-//     there again.
+//     there again. A device slower than the wait costs the Mux the X25519 it spent on every
+//     initiation without the cache, and the device nothing more when Config.Holds is set.
 //   - A client that roams or is rebound by a NAT arrives from an address and port the cache
 //     does not know, and is decrypted; one that takes over another client's old address and
 //     port waits for the fallback once.
@@ -66,14 +69,19 @@ const (
 	// maxHits bounds the hits waiting for their answer: what the devices owe the Mux
 	// without the Mux knowing they are right. Each holds a copy of its initiation.
 	maxHits = 256
-	// The wait for a device's answer is answerWaitFactor times the device's recent answer
-	// time (an average over its confirmed hits, starting at initialAnswerTime), within
-	// minAnswerWait and maxAnswerWait. A device answers in well under a millisecond when
-	// idle, in tens of milliseconds when its handshake queue is long.
-	answerWaitFactor  = 4
-	initialAnswerTime = 25 * time.Millisecond
-	minAnswerWait     = 20 * time.Millisecond
+	// The wait for a device's answer is estimated from its answers as TCP estimates its
+	// retransmission timeout (see answerTimer), initialAnswerWait before the first, and is
+	// kept within minAnswerWait and maxAnswerWait. A device answers in well under a
+	// millisecond when idle, in tens of milliseconds when its handshake queue is long.
+	initialAnswerWait = 100 * time.Millisecond
+	minAnswerWait     = 50 * time.Millisecond
 	maxAnswerWait     = 500 * time.Millisecond
+	// maxSkipShift: after n fallbacks in a row at an address, the next 2^(n-1) initiations
+	// from there that could be hits are decrypted, at most 2^maxSkipShift. A source whose
+	// initiations come from many keys of one tenant (a generator, or a NAT that gives the
+	// port to another user) does not pay the wait again and again for peers its device does
+	// not hold yet; a confirmed hit ends it.
+	maxSkipShift = 10
 )
 
 // endpointCache is the table of addresses and the hits waiting for their answer. Its methods
@@ -99,10 +107,12 @@ type endpointCache struct {
 
 // endpoint is what the cache knows about one source address and port.
 type endpoint struct {
-	dev      int64 // the device that last answered a handshake here
-	answered int64 // when; 0: not to be used for hits (the last one fell back)
-	seen     int64 // last answer or fallback, for eviction
-	hit      int32 // the slot of the hit waiting here, -1 when none
+	dev      int64  // the device that last answered a handshake here
+	answered int64  // when; 0: not to be used for hits (the last one fell back)
+	seen     int64  // last answer or fallback, for eviction
+	hit      int32  // the slot of the hit waiting here, -1 when none
+	streak   uint8  // fallbacks in a row here
+	skip     uint16 // initiations to decrypt before the next hit (see maxSkipShift)
 	// The last hit here that fell back: an answer to it that comes late says how long its
 	// device takes.
 	lateDev    int64
@@ -202,10 +212,14 @@ func (c *endpointCache) route(now int64, ep conn.Endpoint, msg *[initiationSize]
 	if s == nil {
 		return nil, -1
 	}
+	if e.skip > 0 {
+		e.skip--
+		return nil, -1
+	}
 	i := c.free[len(c.free)-1]
 	c.free = c.free[:len(c.free)-1]
 	h := &c.hits[i]
-	*h = hit{used: true, addr: addr, s: s, sender: sender, sent: now, deadline: now + int64(s.answerWait()), msg: *msg, ep: ep}
+	*h = hit{used: true, addr: addr, s: s, sender: sender, sent: now, deadline: now + int64(s.answer.wait()), msg: *msg, ep: ep}
 	e.hit = i
 	if h.deadline < c.due.Load() {
 		c.due.Store(h.deadline)
@@ -254,13 +268,14 @@ func (c *endpointCache) answered(now int64, s *session, ep conn.Endpoint, receiv
 	}
 	if e.hit >= 0 {
 		if h := &c.hits[e.hit]; h.s == s && h.sender == receiver && !h.ambiguous {
-			s.noteAnswer(time.Duration(now - h.sent))
+			s.answer.note(time.Duration(now - h.sent))
 			c.freeLocked(e.hit)
 			e.hit = -1
+			e.streak, e.skip = 0, 0
 			confirmed = true
 		}
 	} else if e.lateSent != 0 && e.lateDev == s.id && e.lateSender == receiver {
-		s.noteAnswer(time.Duration(now - e.lateSent))
+		s.answer.note(time.Duration(now - e.lateSent))
 		e.lateSent = 0
 		late = true
 	}
@@ -292,6 +307,8 @@ func (c *endpointCache) expired(now int64, out *hit) bool {
 			e.answered = 0
 			e.seen = now
 			e.lateDev, e.lateSender, e.lateSent = h.s.id, h.sender, h.sent
+			e.streak = min(e.streak+1, maxSkipShift+1)
+			e.skip = 1 << (e.streak - 1)
 		}
 		c.freeLocked(int32(i))
 		return true // the caller comes back for more: due stays where it is
@@ -379,17 +396,32 @@ func senderOf(msg *[initiationSize]byte) uint32 {
 	return uint32(msg[initSenderOff]) | uint32(msg[initSenderOff+1])<<8 | uint32(msg[initSenderOff+2])<<16 | uint32(msg[initSenderOff+3])<<24
 }
 
-// answerWait is how long a hit on s waits for s's answer before it falls back.
-func (s *session) answerWait() time.Duration {
-	return min(max(answerWaitFactor*time.Duration(s.answerTime.Load()), minAnswerWait), maxAnswerWait)
+// answerTimer estimates how long a device takes to answer an initiation, as TCP estimates a
+// round trip for its retransmission timeout (RFC 6298): a smoothed time and its mean
+// deviation, from the answers to hits. Guarded by the endpoint cache's mu.
+type answerTimer struct {
+	srtt, rttvar time.Duration
+	measured     bool
 }
 
-// noteAnswer adds one answer time of s to its average (a moving one, 1/8 each).
-func (s *session) noteAnswer(d time.Duration) {
-	for {
-		old := s.answerTime.Load()
-		if s.answerTime.CompareAndSwap(old, old+(int64(d)-old)/8) {
-			return
-		}
+// wait is how long a hit waits for its answer before it falls back.
+func (a *answerTimer) wait() time.Duration {
+	if !a.measured {
+		return initialAnswerWait
 	}
+	return min(max(a.srtt+4*a.rttvar, minAnswerWait), maxAnswerWait)
+}
+
+// note adds one answer time.
+func (a *answerTimer) note(d time.Duration) {
+	if !a.measured {
+		a.srtt, a.rttvar, a.measured = d, d/2, true
+		return
+	}
+	dev := a.srtt - d
+	if dev < 0 {
+		dev = -dev
+	}
+	a.rttvar += (dev - a.rttvar) / 4
+	a.srtt += (d - a.srtt) / 8
 }

@@ -133,12 +133,14 @@ func TestEndpointCacheWithWireGuardGo(t *testing.T) {
 	if st.EndpointHits != 2 || st.EndpointFallbacks != 1 || st.EndpointConfirmed != 1 {
 		t.Errorf("bob from alice's old address: %+v", st)
 	}
-	if !r.handshake(bob, "192.0.2.10:5000") {
-		t.Fatal("bob's second handshake got no answer")
+	// After a fallback the next initiation from there is decrypted (see maxSkipShift), the
+	// one after that is a hit again.
+	if !r.handshake(bob, "192.0.2.10:5000") || !r.handshake(bob, "192.0.2.10:5000") {
+		t.Fatal("bob's next handshakes got no answer")
 	}
-	st = r.waitFor("bob's second handshake", func(s Stats) bool { return s.EndpointConfirmed == 2 })
-	if st.EndpointHits != 3 || st.EndpointFallbacks != 1 {
-		t.Errorf("bob's second handshake: %+v", st)
+	st = r.waitFor("bob's next handshakes", func(s Stats) bool { return s.EndpointConfirmed == 2 })
+	if st.EndpointHits != 3 || st.EndpointFallbacks != 1 || st.Routed != 6 {
+		t.Errorf("bob's next handshakes: %+v", st)
 	}
 
 	// Junk with a valid mac1 from alice's address: one hit that falls back and is dropped;
@@ -153,9 +155,11 @@ func TestEndpointCacheWithWireGuardGo(t *testing.T) {
 	if st.EndpointHits != 4 {
 		t.Errorf("junk after a fallback was a hit: %+v", st)
 	}
-	// Alice from there: decrypted, answered, and a hit again the time after.
-	if !r.handshake(alice, "192.0.2.10:5001") || !r.handshake(alice, "192.0.2.10:5001") {
-		t.Fatal("alice got no answer after the junk")
+	// Alice from there: decrypted and answered, decrypted once more, and a hit again.
+	for range 3 {
+		if !r.handshake(alice, "192.0.2.10:5001") {
+			t.Fatal("alice got no answer after the junk")
+		}
 	}
 	st = r.waitFor("alice after the junk", func(s Stats) bool { return s.EndpointConfirmed == 3 })
 	if st.EndpointHits != 5 || st.EndpointFallbacks != 2 {
@@ -391,14 +395,17 @@ func TestEndpointCacheWrongDevice(t *testing.T) {
 	if st.EndpointFallbacks != 1 || st.EndpointRerouted != 1 || st.Routed != 1 || st.Delivered != 1 {
 		t.Errorf("after the fallback: %+v", st)
 	}
-	// Until a device answers there, the address gives no hits.
+	// Until a device answers there, the address gives no hits; then the next initiation
+	// is decrypted still (one fallback in a row: one), and the one after is a hit.
 	again := h.initiation(t, bob, 0)
 	if got := h.initiate(again, at); !sameDevices(got, 2) || h.m.Stats().EndpointHits != 1 {
 		t.Fatalf("bob's next initiation went to %v, hits %d", got, h.m.Stats().EndpointHits)
 	}
 	h.answer(2, again, at)
-	if got := h.initiate(h.initiation(t, bob, 0), at); !sameDevices(got, 2) || h.m.Stats().EndpointHits != 2 {
-		t.Fatalf("bob after his device answered: went to %v, hits %d", got, h.m.Stats().EndpointHits)
+	for i, wantHits := range []uint64{1, 2} {
+		if got := h.initiate(h.initiation(t, bob, 0), at); !sameDevices(got, 2) || h.m.Stats().EndpointHits != wantHits {
+			t.Fatalf("bob's initiation %d after his device answered: went to %v, hits %d, want %d", i+1, got, h.m.Stats().EndpointHits, wantHits)
+		}
 	}
 }
 
@@ -426,19 +433,20 @@ func TestEndpointCacheSpoofedSource(t *testing.T) {
 		t.Errorf("after the junk: %+v", st)
 	}
 
-	// Bob arrives from alice's address (a hit on alice's device 1); mallory, a peer of
-	// device 1, sends an initiation from there with bob's sender index, which device 1
+	// Bob arrives from alice's other address (a hit on alice's device 1); mallory, a peer
+	// of device 1, sends an initiation from there with bob's sender index, which device 1
 	// answers.
-	h.answer(1, h.initiation(t, alice, 0), at)
+	const other = "192.0.2.10:5001"
+	h.answer(1, h.initiation(t, alice, 0), other)
 	const index = 0x5eed
-	if got := h.initiate(h.initiation(t, bob, index), at); !sameDevices(got, 1) {
+	if got := h.initiate(h.initiation(t, bob, index), other); !sameDevices(got, 1) {
 		t.Fatalf("bob went to %v, want a hit on 1", got)
 	}
 	forged := h.initiation(t, mallory, index)
-	if got := h.initiate(forged, at); !sameDevices(got, 1) {
+	if got := h.initiate(forged, other); !sameDevices(got, 1) {
 		t.Fatalf("mallory went to %v", got)
 	}
-	h.answer(1, forged, at)
+	h.answer(1, forged, other)
 	if st := h.m.Stats(); st.EndpointConfirmed != 0 {
 		t.Fatalf("mallory's answer confirmed bob's hit: %+v", st)
 	}
@@ -457,8 +465,8 @@ func TestEndpointCacheLateAnswer(t *testing.T) {
 	const at = "192.0.2.10:5000"
 	h.answer(1, h.initiation(t, alice, 0), at)
 	s := h.session(1)
-	s.answerTime.Store(int64(10 * time.Millisecond))
-	wait := s.answerWait()
+	s.answer = answerTimer{srtt: 10 * time.Millisecond, rttvar: time.Millisecond, measured: true}
+	wait := s.answer.wait()
 	msg := h.initiation(t, alice, 0)
 	h.initiate(msg, at)
 	h.clk.Advance(wait + 260*time.Millisecond)
@@ -469,8 +477,8 @@ func TestEndpointCacheLateAnswer(t *testing.T) {
 	if st := h.m.Stats(); st.EndpointLate != 1 || st.EndpointConfirmed != 0 {
 		t.Errorf("late answer: %+v", st)
 	}
-	if s.answerWait() <= wait {
-		t.Errorf("the wait stayed %v after an answer %v late", s.answerWait(), wait+260*time.Millisecond)
+	if s.answer.wait() <= wait {
+		t.Errorf("the wait stayed %v after an answer %v late", s.answer.wait(), wait+260*time.Millisecond)
 	}
 }
 
@@ -534,5 +542,93 @@ func TestEndpointKey(t *testing.T) {
 	}
 	if _, ok := endpointKey(nil); ok {
 		t.Error("a nil endpoint has a key")
+	}
+}
+
+// TestEndpointCacheBacksOff: from an address whose hits keep falling back (a source of many
+// keys whose device holds none of them yet), ever more initiations are decrypted between
+// two hits; a confirmed hit ends that.
+func TestEndpointCacheBacksOff(t *testing.T) {
+	alice := testKey(t)
+	h := newCacheHarness(t, map[store.Key]int64{alice: 1})
+	const at = "192.0.2.10:5000"
+	h.answer(1, h.initiation(t, alice, 0), at)
+	var hitAt []int
+	for i := range 24 {
+		before := h.m.Stats().EndpointHits
+		msg := h.initiation(t, alice, 0)
+		if got := h.initiate(msg, at); !sameDevices(got, 1) {
+			t.Fatalf("initiation %d went to %v", i, got)
+		}
+		if h.m.Stats().EndpointHits == before {
+			h.answer(1, msg, at) // decrypted: the device holds the peer now
+			continue
+		}
+		hitAt = append(hitAt, i)
+		h.clk.Advance(maxAnswerWait)
+		if got := h.fallBackDue(); !sameDevices(got, 1) {
+			t.Fatalf("hit %d fell back to %v", i, got)
+		}
+		h.answer(1, msg, at) // the answer to the initiation delivered again
+	}
+	// Hits, then 1, 2, 4, 8 decrypted.
+	if want := []int{0, 2, 5, 10, 19}; !sameInts(hitAt, want) {
+		t.Errorf("hits at initiations %v, want %v", hitAt, want)
+	}
+	// Now a hit that is answered: the next one is a hit again.
+	for i := 0; h.m.Stats().EndpointConfirmed == 0; i++ {
+		if i == 2<<maxSkipShift {
+			t.Fatal("no hit came back")
+		}
+		msg := h.initiation(t, alice, 0)
+		h.initiate(msg, at)
+		h.answer(1, msg, at)
+	}
+	before := h.m.Stats().EndpointHits
+	h.initiate(h.initiation(t, alice, 0), at)
+	if st := h.m.Stats(); st.EndpointHits != before+1 {
+		t.Errorf("no hit after a confirmed one: %+v", st)
+	}
+}
+
+func sameInts(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// TestEndpointCacheSlowDevice: a hit that its device does not answer in time, while the
+// device holds the peer (Config.Holds), is not delivered to it again: the device is slow, or
+// refused it for reasons of its own. Its late answer counts.
+func TestEndpointCacheSlowDevice(t *testing.T) {
+	alice := testKey(t)
+	h := newCacheHarness(t, map[store.Key]int64{alice: 1})
+	var asked []int64
+	h.m.holds = func(id int64, k store.Key) bool {
+		asked = append(asked, id)
+		return k == alice.PublicKey()
+	}
+	const at = "192.0.2.10:5000"
+	h.answer(1, h.initiation(t, alice, 0), at)
+	msg := h.initiation(t, alice, 0)
+	if got := h.initiate(msg, at); !sameDevices(got, 1) {
+		t.Fatalf("went to %v, want a hit on 1", got)
+	}
+	h.clk.Advance(maxAnswerWait)
+	if got := h.fallBackDue(); len(got) != 0 {
+		t.Fatalf("sent again to %v", got)
+	}
+	h.answer(1, msg, at)
+	if st := h.m.Stats(); st.EndpointFallbacks != 1 || st.EndpointHeld != 1 || st.EndpointRerouted != 0 || st.EndpointLate != 1 {
+		t.Errorf("stats %+v", st)
+	}
+	if !sameDevices(asked, 1) {
+		t.Errorf("Holds asked about devices %v, want [1]", asked)
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/crypto/blake2s"
 	"golang.org/x/crypto/chacha20poly1305"
 	"golang.zx2c4.com/wireguard/conn"
+	"golang.zx2c4.com/wireguard/device"
 
 	"github.com/popgate/popgate/store"
 )
@@ -212,13 +213,20 @@ func handshakeBench(b *testing.B, mux bool, tenants int, endpoints bool) {
 	var port uint16
 	var m *Mux
 	if mux {
-		m = mustNew(b, Config{Socket: conn.NewDefaultBind(), PrivateKey: node, Route: func(k store.Key) (int64, bool) {
-			id, ok := owner[k]
-			return id, ok
-		}}, nil)
+		devs := map[int64]*device.Device{}
+		m = mustNew(b, Config{
+			Socket:     conn.NewDefaultBind(),
+			PrivateKey: node,
+			Route: func(k store.Key) (int64, bool) {
+				id, ok := owner[k]
+				return id, ok
+			},
+			Holds: func(id int64, k store.Key) bool { return devs[id].LookupPeer(device.NoisePublicKey(k)) != nil },
+		}, nil)
 		m.useEndpoints = endpoints
 		for t := range tenants {
 			dev := startDevice(b, newTestTUN(func([]byte) {}), m.Bind(int64(t+1)), uapi[t].String())
+			devs[int64(t+1)] = dev
 			port = listenPort(b, dev)
 		}
 	} else {
@@ -291,6 +299,7 @@ func handshakeBench(b *testing.B, mux bool, tenants int, endpoints bool) {
 		st := m.Stats()
 		b.ReportMetric(float64(st.EndpointHits-before.EndpointHits)/float64(b.N), "hits/op")
 		b.ReportMetric(float64(st.EndpointFallbacks-before.EndpointFallbacks)/float64(b.N), "fallbacks/op")
+		b.ReportMetric(float64(st.EndpointLate-before.EndpointLate)/float64(b.N), "late/op")
 	}
 }
 

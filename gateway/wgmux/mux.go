@@ -76,8 +76,9 @@ const (
 //
 // Each device gets its own virtual conn.Bind from Bind(deviceID). Received datagrams go to the
 // device that owns them: a handshake initiation to the device that Config.Route names for the
-// initiator's static public key, which the Mux decrypts as the Noise IK responder does; a
-// response, cookie reply or transport datagram to the device that allocated its receiver index,
+// initiator's static public key, which the Mux decrypts as the Noise IK responder does, or,
+// from an address and port where a device answered a handshake lately, to that device
+// undecrypted until it fails to answer (endpoints.go); a response, cookie reply or transport datagram to the device that allocated its receiver index,
 // which the Mux learns from the sender index of the initiations and responses each device
 // sends. A datagram that belongs to no open device is dropped and counted (see Stats).
 // Initiations pass handshake admission first (handshake.go: cookies under load, a rate per
@@ -107,6 +108,7 @@ const (
 type Mux struct {
 	inner   conn.Bind
 	route   Route
+	holds   func(int64, store.Key) bool // nil: not known
 	log     *slog.Logger
 	noise   *noise
 	cookies *cookieJar  // mac2 under load, and cookie replies
@@ -227,9 +229,9 @@ type session struct {
 	queued atomic.Int64 // datagrams in queue, bounded by Mux.queueLimit
 	closed chan struct{}
 	rd     []sessionReader // by reader.i
-	// answerTime (nanoseconds) is how long the device takes to answer a handshake
-	// initiation routed to it, on average (see endpointCache).
-	answerTime atomic.Int64
+	// answer is how long the device takes to answer a handshake initiation routed to it
+	// (see endpointCache); guarded by Mux.eps.mu.
+	answer answerTimer
 }
 
 // sessionReader is the state of the session's goroutine for one inner ReceiveFunc.
@@ -243,6 +245,10 @@ type sessionReader struct {
 // initiation's mac1 and encryption prove was sent to the node's public key. It may add the
 // peer to that device before returning (the lazy-peer hook): the initiation is delivered to the
 // device after Route returns. ok false drops the initiation and counts it as UnknownInitiator.
+//
+// Route is not asked about an initiation the endpoint cache routes by its source address (a
+// hit, see endpointCache), which goes to a device that answered there lately; it is asked
+// when that device does not answer in time (it did not hold the peer, or is not its device).
 //
 // Route is called concurrently (by several handshake workers) and should be quick:
 // initiations queue behind it. It must not open or close the Mux's binds, and must not wait
@@ -261,6 +267,13 @@ type Config struct {
 	// Route names the device of a handshake's initiator. Default (nil): no initiator is known,
 	// and every initiation is dropped as UnknownInitiator.
 	Route Route
+	// Holds reports whether device deviceID holds the peer with public key peer now. The Mux
+	// asks before Route when a device did not answer an initiation routed to it by its source
+	// address in time and may be its device: a device that holds the peer got it, and is slow
+	// or refused it for reasons of its own (a replay, its rate per peer), and the Mux does not
+	// send it again, which would cost the device an X25519 to drop it. Called like Route, and
+	// should be as quick. Default (nil): the initiation is sent again.
+	Holds func(deviceID int64, peer store.Key) bool
 }
 
 // Validate reports what is missing from c.
@@ -295,6 +308,7 @@ func New(cfg Config, log *slog.Logger) (*Mux, error) {
 	m := &Mux{
 		inner:        inner,
 		route:        route,
+		holds:        cfg.Holds,
 		log:          log,
 		noise:        noise,
 		hs:           newHandshakes(defaultHSLimits()),
@@ -396,7 +410,6 @@ func (b *Bind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
 		closed: make(chan struct{}),
 		rd:     make([]sessionReader, len(g.readers)),
 	}
-	s.answerTime.Store(int64(initialAnswerTime))
 	fns := make([]conn.ReceiveFunc, len(g.readers))
 	for i, r := range g.readers {
 		s.rd[i].grant = make(chan struct{}, 1)
@@ -1348,10 +1361,10 @@ func (m *Mux) deliver(s *session, msg *[initiationSize]byte, ep conn.Endpoint, c
 
 // fallBack routes the hit h, which its device did not answer in time, by the initiator's
 // static key, as routeInitiation does without the cache, and delivers it again: to another
-// device, or to the same one (its route may have just added the peer, or the device dropped
-// the initiation for reasons of its own, which it will again). The initiation was counted
-// when it was routed; only the endpoint counters count this. It returns false when g
-// stopped while route ran.
+// device, or to the same one unless that held the peer already (then it is slow, or dropped
+// the initiation for reasons of its own, which it would again; its route may have just added
+// the peer otherwise). The initiation was counted when it was routed; only the endpoint
+// counters count this. It returns false when g stopped while route ran.
 func (m *Mux) fallBack(g *gen, h *hit, c *counts) bool {
 	c[endpointFallbacks]++
 	static, ok := m.noise.initiatorStatic(h.msg[:])
@@ -1364,12 +1377,17 @@ func (m *Mux) fallBack(g *gen, h *hit, c *counts) bool {
 		}
 		return true
 	}
+	held := m.holds != nil && m.holds(h.s.id, static)
 	id, known, ok := m.callRoute(g, static)
 	if !ok {
 		return false
 	}
 	s := (*m.devices.Load())[id]
 	if !known || s == nil {
+		return true
+	}
+	if s == h.s && held {
+		c[endpointHeld]++
 		return true
 	}
 	// Another hit at the address with this sender index, made since, must not be
@@ -1491,6 +1509,7 @@ const (
 	endpointConfirmed
 	endpointFallbacks
 	endpointRerouted
+	endpointHeld
 	endpointLate
 	numCounters
 )
@@ -1554,7 +1573,8 @@ type Stats struct {
 	EndpointConfirmed uint64 // of those, answered by that device in time
 	EndpointFallbacks uint64 // of those, not answered in time: decrypted then and routed by the key
 	EndpointRerouted  uint64 // of those, delivered again (to another device, or the same one)
-	EndpointLate      uint64 // of the fallbacks, answered after all, late
+	EndpointHeld      uint64 // of those, not delivered again: the device held the peer (Config.Holds)
+	EndpointLate      uint64 // of the fallbacks, answered by the hit's device after all
 	Endpoints         int    // addresses in the endpoint cache now
 	EndpointsWaiting  int    // hits waiting for their answer now
 
@@ -1610,6 +1630,7 @@ func (m *Mux) Stats() Stats {
 		EndpointConfirmed:  c(endpointConfirmed),
 		EndpointFallbacks:  c(endpointFallbacks),
 		EndpointRerouted:   c(endpointRerouted),
+		EndpointHeld:       c(endpointHeld),
 		EndpointLate:       c(endpointLate),
 		Endpoints:          addrs,
 		EndpointsWaiting:   waiting,
