@@ -274,6 +274,20 @@ func (h *handshakes) underLoad(now int64) bool { return h.underLoadUntil.Load() 
 // reply (the budget for it is taken). pushedOut is true when another source's oldest
 // initiation was dropped to make room (admit) — a queue_full drop all the same.
 func (h *handshakes) offer(now int64, msg []byte, ep conn.Endpoint, mac2 mac2Check) (v verdict, pushedOut bool) {
+	return h.decide(now, msg, ep, mac2, true)
+}
+
+// pass decides about an initiation from ep that the endpoint cache routes to a device at once
+// (a hit), as offer would with its mac2 unchecked, and takes it from its source's rate as
+// offer does; admit means it may go, and nothing is queued. Under load it returns needMAC2
+// (the caller offers it then).
+func (h *handshakes) pass(now int64, ep conn.Endpoint) verdict {
+	v, _ := h.decide(now, nil, ep, mac2Unchecked, false)
+	return v
+}
+
+// decide is offer, and with queue false pass.
+func (h *handshakes) decide(now int64, msg []byte, ep conn.Endpoint, mac2 mac2Check, queue bool) (v verdict, pushedOut bool) {
 	key := sourceKey(ep.DstIP())
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -311,6 +325,9 @@ func (h *handshakes) offer(now int64, msg []byte, ep conn.Endpoint, mac2 mac2Che
 		}
 	}
 	s.hs.take(now, h.hsCost, h.hsMax)
+	if !queue {
+		return admit, false
+	}
 	return h.pushLocked(s, msg, ep)
 }
 

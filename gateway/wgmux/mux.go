@@ -878,7 +878,15 @@ func (rc *receiver) sort(bufs [][]byte, sizes []int, eps []conn.Endpoint, n int)
 				continue
 			}
 			c[initiations]++
-			rc.initiation(nowNano, p, eps[i])
+			if s := rc.initiation(nowNano, p, eps[i], devs); s != nil { // a hit of the endpoint cache
+				if s == self {
+					sizes[i] = size
+					own++
+					end = i + 1
+					continue
+				}
+				rc.add(s, p, eps[i])
+			}
 			eps[i] = nil
 			continue
 		case typeResponse:
@@ -1141,18 +1149,45 @@ func (m *Mux) nowSec() int64 { return int64(m.now().Sub(m.epoch) / time.Second) 
 // --- handshake admission and the workers ---
 
 // initiation handles the initiation p (the right size) from ep at now: shed before its MACs
-// are checked, dropped for a bad mac1, or put through admission.
-func (rc *receiver) initiation(now int64, p []byte, ep conn.Endpoint) {
+// are checked, dropped for a bad mac1, routed at once by the endpoint cache (a hit: it returns
+// the device, among devs, for the caller to deliver it to), or put through admission.
+func (rc *receiver) initiation(now int64, p []byte, ep conn.Endpoint, devs map[int64]*session) *session {
 	m, c := rc.m, &rc.counts
 	if v, shed := m.hs.shed(now, ep, mac2IsZero(p)); shed {
 		m.count(v, c)
-		return
+		return nil
 	}
 	if !rc.mac1.ok(p) {
 		c[badMAC1]++
-		return
+		return nil
+	}
+	if s := m.hit(now, p, ep, devs, c); s != nil {
+		return s
 	}
 	m.admit(now, p, ep, c)
+	return nil
+}
+
+// hit routes the initiation p (mac1 valid) from ep at now by the endpoint cache when it can,
+// not under load and when admission would take it: it returns the device (counted as
+// admitted and routed) or nil. A hit needs no handshake worker: the reading goroutine hands
+// it on with the rest of its batch, and keeps it when it is its own device's.
+func (m *Mux) hit(now int64, p []byte, ep conn.Endpoint, devs map[int64]*session, c *counts) *session {
+	if !m.useEndpoints || m.hs.underLoad(now) {
+		return nil
+	}
+	s, i := m.eps.route(now, ep, (*[initiationSize]byte)(p), devs, true)
+	if s == nil {
+		return nil
+	}
+	if m.hs.pass(now, ep) != admit { // under load since: admission decides, with mac2
+		m.eps.cancel(i)
+		return nil
+	}
+	c[admitted]++
+	c[routed]++
+	c[endpointHits]++
+	return s
 }
 
 // admit puts the initiation p (mac1 valid) from ep through handshake admission (see
@@ -1276,24 +1311,14 @@ func (m *Mux) handshakeWorker(g *gen) {
 	}
 }
 
-// routeInitiation queues the initiation msg from ep at the device that owns it: the one the
-// endpoint cache names for ep, when it does (a hit); else it decrypts the initiator's static
-// key and asks route. It returns false when g stopped while route ran.
+// routeInitiation decrypts the initiator's static key of the initiation msg from ep, asks
+// route which device owns it and queues it there. It returns false when g stopped while route
+// ran.
 func (m *Mux) routeInitiation(g *gen, msg *[initiationSize]byte, ep conn.Endpoint, c *counts) bool {
 	devs := *m.devices.Load()
-	if m.useEndpoints {
-		now := m.now().UnixNano()
-		if s, i := m.eps.route(now, ep, msg, devs, !m.hs.underLoad(now)); s != nil {
-			if m.deliver(s, msg, ep, c) {
-				c[routed]++
-				c[endpointHits]++
-			} else {
-				m.eps.cancel(i)
-				c[routeQueueDrops]++
-			}
-			return true
-		}
-	}
+	// A hit waiting at ep with msg's sender index must not be confirmed by the answer to
+	// this one.
+	m.eps.route(m.now().UnixNano(), ep, msg, nil, false)
 	static, ok := m.noise.initiatorStatic(msg[:])
 	if !ok {
 		c[badInitiation]++
