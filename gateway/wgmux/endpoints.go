@@ -19,7 +19,9 @@ import (
 // every two minutes from the same address and port. So the Mux remembers, for each source
 // address and port, the device that last answered a handshake there (a handshake response
 // it sent through its Bind), and routes an initiation from there to that device without
-// decrypting anything: a hit. The device confirms the hit by answering it, a handshake
+// decrypting anything: a hit, handed on by the goroutine that read it with the rest of its
+// batch (no handshake worker, no copy when it is that goroutine's own device's). The device
+// confirms the hit by answering it, a handshake
 // response to the initiation's sender index sent to the same address and port; if no such
 // answer comes within a short wait (see answerTimer), the Mux falls back: it decrypts the
 // initiation as it would have, and routes it by the key: to another device, or again to the
@@ -30,8 +32,9 @@ import (
 //
 // What keeps this safe:
 //   - A hit happens only when admission is not under load (under load every initiation is
-//     decrypted, as without the cache), only while fewer than maxHits hits wait for their
-//     answer, and at most one at a time per address and port.
+//     decrypted, as without the cache), only when admission takes it (it counts against its
+//     source's rate as any initiation does), only while fewer than maxHits hits wait for
+//     their answer, and at most one at a time per address and port.
 //   - A wrong device costs a client at most the wait, never its handshake: a hit is
 //     confirmed only by the device it went to answering its sender index at its address.
 //     Another initiation from that address with the same sender index while the hit waits
@@ -67,7 +70,8 @@ const (
 	// answered of a small sample without a hit waiting is forgotten.
 	maxEndpoints = 1 << 16
 	// maxHits bounds the hits waiting for their answer: what the devices owe the Mux
-	// without the Mux knowing they are right. Each holds a copy of its initiation.
+	// without the Mux knowing they are right, and the fallbacks that may come at once. Each
+	// holds a copy of its initiation.
 	maxHits = 256
 	// The wait for a device's answer is estimated from its answers as TCP estimates its
 	// retransmission timeout (see answerTimer), initialAnswerWait before the first, and is

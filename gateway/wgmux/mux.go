@@ -1559,7 +1559,9 @@ func (m *Mux) flush(c *counts) {
 // first (Admitted, or CookiesSent, CookieLimited, RateLimited, HandshakeDrops), and the
 // handshake workers handle what was admitted (Routed, MonitorsAnswered, or BadInitiation,
 // UnknownInitiator, MonitorReplays, NoDevice, QueueDrops; HandshakeDrops when another
-// source's initiation pushed it out).
+// source's initiation pushed it out), except a hit of the endpoint cache, which is admitted
+// and routed on the receive path (Routed and EndpointHits). A hit that falls back is
+// delivered again at most once more, counted only in the Endpoint counters.
 type Stats struct {
 	Received uint64 // datagrams read from the shared socket
 
