@@ -232,6 +232,22 @@ func (c *endpointCache) route(now int64, ep conn.Endpoint, msg *[initiationSize]
 	return s, i
 }
 
+// redelivered records that the fallback of the hit at ep with sender index sender delivers
+// it again to device dev, the hit's, at now: an answer now says how long the device takes
+// from now (from the hit, it would count the wait and Route's time to add the peer, and the
+// next waits would grow with every cold peer).
+func (c *endpointCache) redelivered(now int64, ep conn.Endpoint, sender uint32, dev int64) {
+	addr, ok := endpointKey(ep)
+	if !ok {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e := c.byAddr[addr]; e != nil && e.lateSent != 0 && e.lateDev == dev && e.lateSender == sender {
+		e.lateSent = now
+	}
+}
+
 // cancel forgets hit i, which was not delivered: the address stays as it was.
 func (c *endpointCache) cancel(i int32) {
 	c.mu.Lock()

@@ -1411,9 +1411,12 @@ func (m *Mux) fallBack(g *gen, h *hit, c *counts) bool {
 	if !known || s == nil {
 		return true
 	}
-	if s == h.s && held {
-		c[endpointHeld]++
-		return true
+	if s == h.s {
+		if held {
+			c[endpointHeld]++
+			return true
+		}
+		m.eps.redelivered(m.now().UnixNano(), h.ep, h.sender, s.id)
 	}
 	// Another hit at the address with this sender index, made since, must not be
 	// confirmed by the answer to this one.
