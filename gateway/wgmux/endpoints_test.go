@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"math/rand/v2"
 	"net/netip"
+	"os"
+	"strconv"
 	"testing"
 	"time"
 
@@ -660,4 +663,157 @@ func TestEndpointCacheSlowDevice(t *testing.T) {
 	if !sameDevices(asked, 1) {
 		t.Errorf("Holds asked about devices %v, want [1]", asked)
 	}
+}
+
+// TestEndpointCacheRandom runs random initiations of clients of two tenants from a few
+// shared addresses (NATs that hand ports to other users), with junk among them and forgeries
+// (another client's initiation with the sender index of the last one from that address),
+// devices that answer their own peers' initiations at once or late and ignore the others, and
+// time that moves on; it checks against what must happen whatever the cache does: every
+// client's own initiation (not a forgery: its sender index is new, as a client's always is)
+// reaches its own device within the longest wait, none reaches a device more than twice,
+// junk reaches one at most once, and the table stays within its bounds.
+func TestEndpointCacheRandom(t *testing.T) {
+	seed := uint64(time.Now().UnixNano())
+	if v := os.Getenv("WGMUX_RANDOM_SEED"); v != "" { // to run a failure again
+		seed, _ = strconv.ParseUint(v, 10, 64)
+	}
+	t.Logf("seed %d (WGMUX_RANDOM_SEED)", seed)
+	rng := rand.New(rand.NewPCG(seed, 1))
+	clients := make([]store.Key, 6)
+	owners := map[store.Key]int64{}
+	for i := range clients {
+		clients[i] = testKey(t)
+		owners[clients[i]] = int64(1 + i%2)
+	}
+	h := newCacheHarness(t, owners)
+	h.m.eps.max = 4
+	h.m.holds = func(id int64, k store.Key) bool { return h.owner[k] == id }
+	addrs := []string{"192.0.2.1:1000", "192.0.2.1:1001", "192.0.2.2:1000", "198.51.100.9:7"}
+
+	type sent struct {
+		msg   []byte
+		from  string
+		owner int64 // 0: junk
+		own   bool  // not a forgery
+		at    time.Time
+		got   []int64
+	}
+	var all []*sent
+	byMsg := map[string]*sent{}
+	lastFrom := map[string]uint32{} // the sender index of the last initiation from an address
+	var late []*sent                // owed an answer by their device
+	deliver := func(devs []int64, msgs [][]byte) {
+		for i, dev := range devs {
+			x := byMsg[string(msgs[i])]
+			x.got = append(x.got, dev)
+			if dev != x.owner {
+				continue // not its peer: no answer
+			}
+			if rng.IntN(5) == 0 {
+				late = append(late, x)
+			} else {
+				h.answer(dev, x.msg, x.from)
+			}
+		}
+	}
+	sender := uint32(1)
+	for step := range 400 {
+		switch r := rng.IntN(10); {
+		case r < 6:
+			x := &sent{from: addrs[rng.IntN(len(addrs))], at: h.clk.Now(), own: true}
+			index := sender
+			if last, ok := lastFrom[x.from]; ok && rng.IntN(6) == 0 {
+				index, x.own = last, false // a forgery
+			}
+			if rng.IntN(8) == 0 {
+				x.msg = junkInitiation(h.node.PublicKey(), index)
+			} else {
+				c := clients[rng.IntN(len(clients))]
+				x.msg, x.owner = h.initiation(t, c, index), owners[c]
+			}
+			byMsg[string(x.msg)] = x
+			lastFrom[x.from] = index
+			sender++
+			all = append(all, x)
+			devs, msgs := h.initiateCollect(x.msg, x.from)
+			deliver(devs, msgs)
+		case r < 8:
+			for _, x := range late {
+				h.answer(x.owner, x.msg, x.from)
+			}
+			late = late[:0]
+		default:
+			h.clk.Advance(time.Duration(rng.IntN(600)) * time.Millisecond)
+			deliver(h.fallBackCollect())
+		}
+		for _, x := range all {
+			reached := false
+			for _, d := range x.got {
+				reached = reached || d == x.owner
+			}
+			switch {
+			case len(x.got) > 2 || x.owner == 0 && len(x.got) > 1:
+				t.Fatalf("step %d: an initiation from %s (owner %d) went to %v", step, x.from, x.owner, x.got)
+			case x.own && x.owner != 0 && !reached && h.clk.Now().Sub(x.at) > maxAnswerWait:
+				t.Fatalf("step %d: an initiation from %s went to %v, never to its device %d", step, x.from, x.got, x.owner)
+			}
+		}
+		if n, waiting := h.m.eps.state(); n > h.m.eps.max || waiting > len(h.m.eps.hits) {
+			t.Fatalf("step %d: %d addresses, %d hits waiting", step, n, waiting)
+		}
+	}
+	st := h.m.Stats()
+	t.Logf("hits %d, confirmed %d, fallbacks %d (rerouted %d, held %d, late %d)", st.EndpointHits, st.EndpointConfirmed, st.EndpointFallbacks, st.EndpointRerouted, st.EndpointHeld, st.EndpointLate)
+}
+
+// initiateCollect is initiate, with the datagrams each device got.
+func (h *cacheHarness) initiateCollect(msg []byte, from string) (devs []int64, msgs [][]byte) {
+	h.sizes[0] = copy(h.bufs[0], msg)
+	h.eps[0] = wgmuxtest.At(from)
+	if end, _ := h.rc.sort(h.bufs, h.sizes, h.eps, 1); end > 0 && h.sizes[0] > 0 {
+		devs, msgs = append(devs, h.s[0].id), append(msgs, bytes.Clone(h.bufs[0][:h.sizes[0]]))
+	}
+	var (
+		c   counts
+		buf [initiationSize]byte
+	)
+	for {
+		ep, ok := h.m.hs.take(&buf)
+		if !ok {
+			break
+		}
+		h.m.routeInitiation(h.g, &buf, ep, &c)
+	}
+	h.m.flush(&c)
+	d, m := h.drainCollect()
+	return append(devs, d...), append(msgs, m...)
+}
+
+// fallBackCollect is fallBackDue, with the datagrams each device got.
+func (h *cacheHarness) fallBackCollect() (devs []int64, msgs [][]byte) {
+	var (
+		c counts
+		x hit
+	)
+	for h.m.eps.expired(h.m.now().UnixNano(), &x) {
+		h.m.fallBack(h.g, &x, &c)
+	}
+	h.m.flush(&c)
+	return h.drainCollect()
+}
+
+// drainCollect is drain, with the datagrams.
+func (h *cacheHarness) drainCollect() (devs []int64, msgs [][]byte) {
+	for _, s := range h.s {
+		for len(s.queue) > 0 {
+			b := <-s.queue
+			for i := range b.n {
+				devs, msgs = append(devs, s.id), append(msgs, bytes.Clone(b.bufs[i][:b.sizes[i]]))
+			}
+			s.queued.Add(-int64(b.n))
+			h.m.releaseBatch(b)
+		}
+	}
+	return devs, msgs
 }
