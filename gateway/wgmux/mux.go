@@ -78,8 +78,8 @@ const (
 // device that owns them: a handshake initiation to the device that Config.Route names for the
 // initiator's static public key, which the Mux decrypts as the Noise IK responder does, or,
 // from an address and port where a device answered a handshake lately, to that device
-// undecrypted until it fails to answer (endpoints.go); a response, cookie reply or transport datagram to the device that allocated its receiver index,
-// which the Mux learns from the sender index of the initiations and responses each device
+// undecrypted until it fails to answer (endpoints.go); a response, cookie reply or transport
+// datagram to the device that allocated its receiver index, which the Mux learns from the sender index of the initiations and responses each device
 // sends. A datagram that belongs to no open device is dropped and counted (see Stats).
 // Initiations pass handshake admission first (handshake.go: cookies under load, a rate per
 // source, a queue per source served in turn) on the receive path, before the handshake
@@ -1315,7 +1315,6 @@ func (m *Mux) handshakeWorker(g *gen) {
 // route which device owns it and queues it there. It returns false when g stopped while route
 // ran.
 func (m *Mux) routeInitiation(g *gen, msg *[initiationSize]byte, ep conn.Endpoint, c *counts) bool {
-	devs := *m.devices.Load()
 	// A hit waiting at ep with msg's sender index must not be confirmed by the answer to
 	// this one.
 	m.eps.route(m.now().UnixNano(), ep, msg, nil, false)
@@ -1336,10 +1335,7 @@ func (m *Mux) routeInitiation(g *gen, msg *[initiationSize]byte, ep conn.Endpoin
 		c[unknownInitiator]++
 		return true
 	}
-	s := devs[id]
-	if s == nil {
-		s = (*m.devices.Load())[id] // route may have waited for the device to open
-	}
+	s := (*m.devices.Load())[id]
 	if s == nil {
 		c[noDevice]++
 		c[routeNoDevice]++
@@ -1600,10 +1596,10 @@ type Stats struct {
 	// at the initiation's source address and port, without decrypting it (see
 	// endpointCache).
 	EndpointHits      uint64
-	EndpointConfirmed uint64 // of those, answered by that device in time
-	EndpointFallbacks uint64 // of those, not answered in time: decrypted then and routed by the key
-	EndpointRerouted  uint64 // of those, delivered again (to another device, or the same one)
-	EndpointHeld      uint64 // of those, not delivered again: the device held the peer (Config.Holds)
+	EndpointConfirmed uint64 // of the hits, answered by that device in time
+	EndpointFallbacks uint64 // of the hits, not answered in time: decrypted then and routed by the key
+	EndpointRerouted  uint64 // of the fallbacks, delivered again (to another device, or the same one)
+	EndpointHeld      uint64 // of the fallbacks, not delivered again: the device held the peer (Config.Holds)
 	EndpointLate      uint64 // of the fallbacks, answered by the hit's device after all
 	Endpoints         int    // addresses in the endpoint cache now
 	EndpointsWaiting  int    // hits waiting for their answer now
