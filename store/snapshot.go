@@ -26,6 +26,9 @@ type Snapshot struct {
 	Nodes []Node
 	// Checks are every check, as NetChecks orders them.
 	Checks []NetCheck
+	// DNSUpstreams holds the upstreams of every tenant that set some, in order, by tenant
+	// ID: a tenant missing from it uses the node's.
+	DNSUpstreams map[int64][]DNSUpstream
 }
 
 // Snapshot reads the tenants, peers, routes, policies and regions with the generation they belong to,
@@ -65,7 +68,13 @@ func (s *Store) Snapshot(ctx context.Context) (Snapshot, error) {
 		if snap.Nodes, err = queryNodes(ctx, q); err != nil {
 			return err
 		}
-		snap.Checks, err = s.queryNetChecks(ctx, q, "", nil)
+		if snap.Checks, err = s.queryNetChecks(ctx, q, "", nil); err != nil {
+			return err
+		}
+		if s.version < dnsUpstreamsVersion {
+			return nil
+		}
+		snap.DNSUpstreams, err = allDNSUpstreams(ctx, q)
 		return err
 	})
 	if err != nil {

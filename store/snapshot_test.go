@@ -37,6 +37,9 @@ func TestSnapshot(t *testing.T) {
 	if _, err := s.SetTenantRegions(ctx, "acme", []string{"fra"}); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := s.SetDNSUpstreams(ctx, "acme", []string{"9.9.9.9"}); err != nil {
+		t.Fatal(err)
+	}
 
 	snap, err := s.Snapshot(ctx)
 	if err != nil {
@@ -51,8 +54,10 @@ func TestSnapshot(t *testing.T) {
 	nodes, _ := s.Nodes(ctx)
 	checks, _ := s.NetChecks(ctx)
 	acme, _ := s.Tenant(ctx, "acme")
+	ups, _ := s.DNSUpstreams(ctx, "acme")
 	want := Snapshot{Generation: gen, Tenants: tenants, Peers: peers, Routes: routes, Policies: policies,
-		Regions: regions, TenantRegions: map[int64][]string{acme.ID: {"fra"}}, Nodes: nodes, Checks: checks}
+		Regions: regions, TenantRegions: map[int64][]string{acme.ID: {"fra"}}, Nodes: nodes, Checks: checks,
+		DNSUpstreams: map[int64][]DNSUpstream{acme.ID: ups}}
 	if !reflect.DeepEqual(snap, want) {
 		got, _ := json.MarshalIndent(snap, "", " ")
 		w, _ := json.MarshalIndent(want, "", " ")
