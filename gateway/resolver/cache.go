@@ -8,9 +8,12 @@ import (
 	"github.com/miekg/dns"
 )
 
-// cacheKey is what an answer depends on: the question, and whether DNSSEC records were
-// asked for.
+// cacheKey is what an answer depends on: whose upstreams gave it, the question, and whether
+// DNSSEC records were asked for.
 type cacheKey struct {
+	// scope is 0 for the answers of the node's upstreams, which every tenant shares, and the
+	// tenant's ID for those of the tenant's own upstreams, which no other tenant sees.
+	scope         int64
 	name          string // lower case
 	qtype, qclass uint16
 	do            bool
@@ -23,8 +26,9 @@ type cacheEntry struct {
 }
 
 // cache keeps the upstreams' answers for their TTL (negative ones for their SOA's minimum,
-// RFC 2308), at most max entries. Shared by the tenants: it holds only what the upstreams
-// say of public names, the same for everyone.
+// RFC 2308), at most max entries. Shared by the tenants: what the node's upstreams say of
+// public names is the same for everyone; what a tenant's own upstreams say is kept under its
+// scope (cacheKey), for it alone.
 type cache struct {
 	mu      sync.Mutex
 	max     int

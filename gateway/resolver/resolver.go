@@ -1,7 +1,8 @@
 // Package resolver is the DNS resolver every PoP answers at its overlay addresses (the
 // `DNS =` line of client configs): each tenant's peers by name under the tenant's domain,
-// the reverse of overlay addresses, and everything else forwarded to the node's upstreams
-// through a cache shared by the tenants. Queries come from the packet path (UDP to port 53 of
+// the reverse of overlay addresses, and everything else forwarded to the tenant's own
+// upstreams (plain DNS or DNS over TLS, dot.go) or else the node's, through a cache shared by
+// the tenants for the node's upstreams' answers. Queries come from the packet path (UDP to port 53 of
 // the node's overlay addresses), never from a socket on a public address, so the node is no
 // open resolver. A tenant's names are answered only to that tenant's peers: a query for
 // another tenant's name finds nothing, and names under the private TLD are never asked of an
@@ -11,12 +12,14 @@ package resolver
 import (
 	"context"
 	"crypto/rand"
+	"crypto/x509"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -42,8 +45,11 @@ const (
 	// upstreamSockets is how many UDP sockets carry the forwarded queries (each with random
 	// port and 16-bit IDs chosen at random).
 	upstreamSockets = 4
-	maxPositiveTTL  = 24 * time.Hour
-	maxNegativeTTL  = 5 * time.Minute
+	// tenantSockets is how many carry the queries to tenants' plain upstreams (opened at
+	// the first such query, for both address families).
+	tenantSockets  = 2
+	maxPositiveTTL = 24 * time.Hour
+	maxNegativeTTL = 5 * time.Minute
 )
 
 // Config configures a Resolver; New calls Validate.
@@ -64,6 +70,15 @@ type Config struct {
 	Timeout time.Duration
 	// ListenPacket opens the sockets towards the upstreams. Default net.ListenPacket.
 	ListenPacket func(network, address string) (net.PacketConn, error)
+	// TLSRoots verifies the certificates of DNS-over-TLS upstreams. Default nil: the
+	// system's roots (tests set their own).
+	TLSRoots *x509.CertPool
+	// MaxTLSConns bounds the node's connections to DNS-over-TLS upstreams, every tenant's
+	// together. Default DefaultMaxTLSConns.
+	MaxTLSConns int
+	// TLSIdle is how long a DNS-over-TLS connection with no query may stay open. Default
+	// DefaultTLSIdle.
+	TLSIdle time.Duration
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 }
@@ -87,6 +102,15 @@ func (c *Config) Validate() error {
 	}
 	if c.ListenPacket == nil {
 		c.ListenPacket = net.ListenPacket
+	}
+	if c.MaxTLSConns == 0 {
+		c.MaxTLSConns = DefaultMaxTLSConns
+	}
+	if c.TLSIdle == 0 {
+		c.TLSIdle = DefaultTLSIdle
+	}
+	if c.MaxTLSConns < 0 || c.TLSIdle < 0 || c.Timeout < 0 {
+		return fmt.Errorf("resolver: MaxTLSConns %d, TLSIdle %s, Timeout %s: use positive values (0: the default)", c.MaxTLSConns, c.TLSIdle, c.Timeout)
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -114,8 +138,16 @@ type Resolver struct {
 	cache *cache
 	limit *limiter
 
-	socks []*upstreamSock
-	next  atomic.Uint32 // round robin over socks
+	// nodeUps are Config.Upstreams, as tenants' are written.
+	nodeUps []plane.DNSUpstream
+	socks   []*upstreamSock
+	next    atomic.Uint32 // round robin over socks and tsocks
+	// tsocks are the sockets towards tenants' plain upstreams, opened at the first query
+	// that needs them (tsMu serialises the opening and Close).
+	tsMu   sync.Mutex
+	tsocks atomic.Pointer[[]*upstreamSock]
+	// tls holds the connections to DNS-over-TLS upstreams (dot.go).
+	tls dotPools
 
 	queries, local, hits, forwarded, failed, limited, malformed atomic.Uint64
 
@@ -131,6 +163,10 @@ func New(cfg Config, log *slog.Logger) (*Resolver, error) {
 		return nil, err
 	}
 	r := &Resolver{cfg: cfg, log: log, cache: newCache(cfg.CacheEntries), limit: newLimiter(cfg.PeerRate, cfg.PeerBurst)}
+	for _, u := range cfg.Upstreams {
+		r.nodeUps = append(r.nodeUps, plane.DNSUpstream{Addr: u})
+	}
+	r.tls.pools = map[plane.DNSUpstream]*dotPool{}
 	empty := map[int64]*Zone{}
 	r.zones.Store(&empty)
 	r.ctx, r.cancel = context.WithCancel(context.Background())
@@ -155,12 +191,47 @@ func (r *Resolver) Start() error {
 			r.Close()
 			return fmt.Errorf("resolver: a socket towards the upstreams: %w", err)
 		}
-		s := &upstreamSock{r: r, pc: pc, pending: map[uint16]*pending{}}
-		r.socks = append(r.socks, s)
-		r.wg.Add(1)
-		go s.read()
+		r.socks = append(r.socks, r.startSock(pc))
 	}
 	return nil
+}
+
+// startSock starts reading the answers that come to pc.
+func (r *Resolver) startSock(pc net.PacketConn) *upstreamSock {
+	s := &upstreamSock{r: r, pc: pc, pending: map[uint16]*pending{}}
+	r.wg.Add(1)
+	go s.read()
+	return s
+}
+
+// tenantSocks returns the sockets towards tenants' plain upstreams, opening them at the
+// first call; nil when they cannot be opened (logged) or the resolver is closed.
+func (r *Resolver) tenantSocks() []*upstreamSock {
+	if ss := r.tsocks.Load(); ss != nil {
+		return *ss
+	}
+	r.tsMu.Lock()
+	defer r.tsMu.Unlock()
+	if ss := r.tsocks.Load(); ss != nil {
+		return *ss
+	}
+	if r.ctx.Err() != nil {
+		return nil
+	}
+	var ss []*upstreamSock
+	for range tenantSockets {
+		pc, err := r.cfg.ListenPacket("udp", ":0") // both families: tenants' upstreams may be either
+		if err != nil {
+			r.log.Error("dns: open a socket towards tenants' upstreams", "err", err)
+			for _, s := range ss {
+				s.pc.Close()
+			}
+			return nil
+		}
+		ss = append(ss, r.startSock(pc))
+	}
+	r.tsocks.Store(&ss)
+	return ss
 }
 
 func (r *Resolver) hasBothFamilies() bool {
@@ -175,14 +246,22 @@ func (r *Resolver) hasBothFamilies() bool {
 	return v4 && v6
 }
 
-// Close closes the upstream sockets; queries in flight get no answer.
+// Close closes the upstream sockets and connections; queries in flight get no answer.
+// Idempotent.
 func (r *Resolver) Close() {
 	r.cancel()
-	for _, s := range r.socks {
+	socks := r.socks
+	r.tsMu.Lock()
+	if ts := r.tsocks.Load(); ts != nil {
+		socks = append(slices.Clip(socks), *ts...)
+	}
+	r.tsMu.Unlock()
+	for _, s := range socks {
 		s.pc.Close()
 	}
+	r.tls.closeAll()
 	r.wg.Wait()
-	for _, s := range r.socks {
+	for _, s := range socks {
 		s.mu.Lock()
 		for id, p := range s.pending {
 			p.timer.Stop()
@@ -193,7 +272,19 @@ func (r *Resolver) Close() {
 }
 
 // SetZones replaces the tenants' zones (BuildZones); queries after it see the new ones.
-func (r *Resolver) SetZones(zs map[int64]*Zone) { r.zones.Store(&zs) }
+// Connections to DNS-over-TLS upstreams no tenant has any more close when idle.
+func (r *Resolver) SetZones(zs map[int64]*Zone) {
+	r.zones.Store(&zs)
+	live := map[plane.DNSUpstream]bool{}
+	for _, z := range zs {
+		for _, u := range z.upstreams {
+			if u.TLSName != "" {
+				live[u] = true
+			}
+		}
+	}
+	r.tls.forget(live)
+}
 
 // Stats returns the counters.
 func (r *Resolver) Stats() Stats {
@@ -234,7 +325,8 @@ func (r *Resolver) Query(tenant int64, src netip.Addr, msg []byte, later func() 
 	}
 	name := strings.ToLower(question.Name)
 	zs := *r.zones.Load()
-	if z := zs[tenant]; z != nil && (name == z.Domain || strings.HasSuffix(name, "."+z.Domain)) {
+	z := zs[tenant]
+	if z != nil && (name == z.Domain || strings.HasSuffix(name, "."+z.Domain)) {
 		r.local.Add(1)
 		return r.pack(r.fromZone(q, z, name, question.Qtype), size)
 	}
@@ -249,7 +341,12 @@ func (r *Resolver) Query(tenant int64, src netip.Addr, msg []byte, later func() 
 		m := negative(q, dns.RcodeNameError, nil)
 		return r.pack(m, size)
 	}
-	key := cacheKey{name: name, qtype: question.Qtype, qclass: question.Qclass, do: do(q)}
+	// The tenant's own upstreams, or the node's; their answers are cached apart.
+	ups, scope := r.nodeUps, int64(0)
+	if z != nil && len(z.upstreams) > 0 {
+		ups, scope = z.upstreams, tenant
+	}
+	key := cacheKey{scope: scope, name: name, qtype: question.Qtype, qclass: question.Qclass, do: do(q)}
 	if m := r.cache.get(key, r.cfg.Now()); m != nil {
 		r.hits.Add(1)
 		m.Id = q.Id
@@ -258,7 +355,7 @@ func (r *Resolver) Query(tenant int64, src netip.Addr, msg []byte, later func() 
 		fitEDNS(m, q)
 		return r.pack(m, size)
 	}
-	if len(r.socks) == 0 {
+	if len(ups) == 0 {
 		r.failed.Add(1)
 		return r.pack(errReply(q, dns.RcodeServerFailure), size)
 	}
@@ -268,7 +365,7 @@ func (r *Resolver) Query(tenant int64, src netip.Addr, msg []byte, later func() 
 		return r.pack(errReply(q, dns.RcodeServerFailure), size)
 	}
 	r.forwarded.Add(1)
-	p := &pending{q: q, key: key, size: size, reply: later()}
+	p := &pending{q: q, key: key, size: size, reply: later(), ups: ups}
 	r.send(p, 0)
 	return nil
 }
@@ -389,53 +486,67 @@ type pending struct {
 	key   cacheKey
 	size  int
 	reply func([]byte)
+	// ups are the upstreams it may be sent to, in order; tries is how many it was sent to.
+	ups   []plane.DNSUpstream
 	tries int
+	// again: it was sent again to the same DNS-over-TLS upstream after the connection
+	// carrying it broke (at most once).
+	again bool
 	to    netip.AddrPort
 	timer *time.Timer
 }
 
-// send sends p to upstream number i with a fresh ID on one of the sockets.
-// p is in no socket's pending map while send runs (its fields are guarded by the mutex of
-// the socket whose map holds it).
+// send sends p to upstream number i: over UDP with a fresh ID on one of the sockets, or over
+// one of the upstream's TLS connections. p is held by no socket or connection while send
+// runs (its fields are guarded by the mutex of the one that holds it).
 func (r *Resolver) send(p *pending, i int) {
-	to := r.cfg.Upstreams[i]
-	s := r.socks[int(r.next.Add(1))%len(r.socks)]
+	u := p.ups[i]
+	p.tries, p.to = i+1, u.Addr
+	if u.TLSName != "" {
+		r.tls.send(r, u, p)
+		return
+	}
+	socks := r.socks
+	if p.key.scope != 0 {
+		socks = r.tenantSocks()
+	}
+	if len(socks) == 0 {
+		r.tryNext(p)
+		return
+	}
+	s := socks[int(r.next.Add(1))%len(socks)]
 	out := p.q.Copy()
 	s.mu.Lock()
 	id := randomID()
 	for s.pending[id] != nil {
 		id = randomID()
 	}
-	p.tries, p.to = i+1, to
 	s.pending[id] = p
-	p.timer = time.AfterFunc(r.cfg.Timeout, func() { r.timeout(s, id, p) })
+	p.timer = time.AfterFunc(r.cfg.Timeout, func() {
+		if s.forget(id, p) {
+			r.tryNext(p)
+		}
+	})
 	s.mu.Unlock()
 	out.Id = id
 	b, err := out.Pack()
 	if err == nil {
-		_, err = s.pc.WriteTo(b, net.UDPAddrFromAddrPort(to))
+		_, err = s.pc.WriteTo(b, net.UDPAddrFromAddrPort(u.Addr))
 	}
 	if err != nil && r.ctx.Err() == nil {
-		r.log.Debug("dns: send to an upstream", "upstream", to, "err", err)
+		r.log.Debug("dns: send to an upstream", "upstream", u, "err", err)
 	}
 }
 
-// timeout tries the next upstream, or answers SERVFAIL after the last.
-func (r *Resolver) timeout(s *upstreamSock, id uint16, p *pending) {
-	s.mu.Lock()
-	if s.pending[id] != p {
-		s.mu.Unlock()
-		return
-	}
-	delete(s.pending, id)
-	tries := p.tries
-	s.mu.Unlock()
+// tryNext tries the upstream after the one p was sent to last, or answers SERVFAIL after the
+// last. p is held by no socket or connection.
+func (r *Resolver) tryNext(p *pending) {
 	if r.ctx.Err() != nil {
 		r.inFlight.Add(-1)
 		return
 	}
-	if tries < len(r.cfg.Upstreams) {
-		r.send(p, tries)
+	if p.tries < len(p.ups) {
+		r.send(p, p.tries)
 		return
 	}
 	r.inFlight.Add(-1)
@@ -451,6 +562,17 @@ type upstreamSock struct {
 	pc      net.PacketConn
 	mu      sync.Mutex
 	pending map[uint16]*pending
+}
+
+// forget takes p (sent as id) off the socket; false when it was no longer there (answered).
+func (s *upstreamSock) forget(id uint16, p *pending) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.pending[id] != p {
+		return false
+	}
+	delete(s.pending, id)
+	return true
 }
 
 func (s *upstreamSock) read() {
@@ -475,9 +597,8 @@ func (s *upstreamSock) read() {
 			s.mu.Unlock()
 			continue // not an answer we wait for: late, spoofed or from elsewhere
 		}
-		m := new(dns.Msg)
-		if m.Unpack(buf[:n]) != nil || !m.Response || len(m.Question) != 1 ||
-			!strings.EqualFold(m.Question[0].Name, p.q.Question[0].Name) || m.Question[0].Qtype != p.q.Question[0].Qtype {
+		m := answerTo(p, buf[:n])
+		if m == nil {
 			s.mu.Unlock()
 			continue
 		}
@@ -486,6 +607,17 @@ func (s *upstreamSock) read() {
 		s.mu.Unlock()
 		s.r.answer(p, m)
 	}
+}
+
+// answerTo parses b as the answer to p: nil when it is not one (it does not parse, or answers
+// another question).
+func answerTo(p *pending, b []byte) *dns.Msg {
+	m := new(dns.Msg)
+	if m.Unpack(b) != nil || !m.Response || len(m.Question) != 1 ||
+		!strings.EqualFold(m.Question[0].Name, p.q.Question[0].Name) || m.Question[0].Qtype != p.q.Question[0].Qtype {
+		return nil
+	}
+	return m
 }
 
 // answer caches m (the upstream's answer to p) and sends it to the client.

@@ -25,6 +25,8 @@ type Zone struct {
 	Domain string
 	names  map[string]peerAddrs  // fully qualified, lower case
 	ptr    map[netip.Addr]string // overlay address → fully qualified name
+	// upstreams are the tenant's own (plane.TenantDNS), tried in order; none: the node's.
+	upstreams []plane.DNSUpstream
 }
 
 type peerAddrs struct{ v4, v6 netip.Addr }
@@ -33,7 +35,8 @@ type peerAddrs struct{ v4, v6 netip.Addr }
 func DefaultDomain(tenant string) string { return tenant + "." + PrivateTLD }
 
 // BuildZones makes the zones of the tenants in d from their peers served at the time now
-// says (enabled, not expired): a disabled peer has no name. A peer's name is lower-cased
+// says (enabled, not expired): a disabled peer has no name. A zone carries its tenant's
+// resolver settings too (plane.TenantDNS). A peer's name is lower-cased
 // (DNS names are case-blind); of two peers whose names differ only in case, the older (lower
 // ID) has the name.
 func BuildZones(d *plane.Desired, served func(*plane.Peer) bool) map[int64]*Zone {
@@ -43,7 +46,7 @@ func BuildZones(d *plane.Desired, served func(*plane.Peer) bool) map[int64]*Zone
 		if t.Domain != "" {
 			domain = dns.Fqdn(strings.ToLower(t.Domain))
 		}
-		zs[t.ID] = &Zone{Domain: domain, names: map[string]peerAddrs{}, ptr: map[netip.Addr]string{}}
+		zs[t.ID] = &Zone{Domain: domain, names: map[string]peerAddrs{}, ptr: map[netip.Addr]string{}, upstreams: t.DNS.Upstreams}
 	}
 	peers := slices.Clone(d.Peers)
 	slices.SortFunc(peers, func(a, b plane.Peer) int { return int(a.ID - b.ID) })
