@@ -83,6 +83,9 @@ func NewAPI(ctrl *control.Controller, st Store, log *slog.Logger) *API {
 		{"POST /api/v1/tenants/{tenant}/checks", a.addCheck},
 		{"GET /api/v1/tenants/{tenant}/checks/{check}", a.check},
 		{"DELETE /api/v1/tenants/{tenant}/checks/{check}", a.removeCheck},
+		{"GET /api/v1/tenants/{tenant}/dns/upstreams", a.dnsUpstreams},
+		{"PUT /api/v1/tenants/{tenant}/dns/upstreams", a.setDNSUpstreams},
+		{"DELETE /api/v1/tenants/{tenant}/dns/upstreams", a.resetDNSUpstreams},
 
 		// ---- admins, API tokens, the audit log, and peer rename, expiry and download
 		// links (handlers and types in auth_api.go; on the web address apiRoutes in token.go

@@ -641,3 +641,22 @@ type APITrafficPoint struct {
 	RxPackets uint64    `json:"rx_packets"`
 	TxPackets uint64    `json:"tx_packets"`
 }
+
+// APIDNSUpstreams answers GET, PUT and DELETE /api/v1/tenants/{tenant}/dns/upstreams: the
+// resolvers the in-tunnel resolver forwards the tenant's queries to.
+type APIDNSUpstreams struct {
+	Tenant string `json:"tenant"`
+	// Upstreams are the tenant's own, in the order they are tried: ADDR:PORT (plain DNS) or
+	// tls://NAME@ADDR:PORT (DNS over TLS); empty when it uses the node's.
+	Upstreams []string `json:"upstreams"`
+	// NodeDefault: the tenant has none of its own; every node forwards its queries to the
+	// node's upstreams (serve's --dns-upstream).
+	NodeDefault bool `json:"node_default"`
+}
+
+// APIDNSUpstreamsSet is the body of PUT /api/v1/tenants/{tenant}/dns/upstreams.
+type APIDNSUpstreamsSet struct {
+	// Upstreams are 1 to 4 resolvers on public addresses, tried in order: ADDR[:PORT] for
+	// plain DNS (port 53), tls://NAME@ADDR[:PORT] for DNS over TLS (port 853).
+	Upstreams []string `json:"upstreams"`
+}

@@ -521,6 +521,7 @@ func init() {
 		APIEvent{}, APIEvents{}, APIWebhook{}, APIWebhookSet{}, APIWebhookCreated{},
 		APICheck{}, APICheckWindow{}, APICheckLatest{}, APIChecks{}, APINewCheck{},
 		APITraffic{}, APITrafficPoint{},
+		APIDNSUpstreams{}, APIDNSUpstreamsSet{},
 	} {
 		tp := reflect.TypeOf(v)
 		apiSchemaTypes[tp.Name()] = tp
@@ -947,6 +948,13 @@ func TestOpenAPIServed(t *testing.T) {
 		{"DELETE", "/api/v1/regions/fra", "", "", 404},
 		{"DELETE", "/api/v1/tenants/acme/peers/office", "", "", 204},
 		{"DELETE", "/api/v1/tenants/beta", "", "", 204},
+		{"GET", "/api/v1/tenants/acme/dns/upstreams", "", "", 200},
+		{"PUT", "/api/v1/tenants/acme/dns/upstreams", `{"upstreams":["tls://dns.quad9.net@9.9.9.9","149.112.112.112"]}`, "", 200},
+		{"PUT", "/api/v1/tenants/acme/dns/upstreams", `{"upstreams":["10.0.0.53"]}`, "", 400},
+		{"PUT", "/api/v1/tenants/acme/dns/upstreams", `{"upstreams":[]}`, "", 400},
+		{"PUT", "/api/v1/tenants/nope/dns/upstreams", `{"upstreams":["9.9.9.9"]}`, "", 404},
+		{"GET", "/api/v1/tenants/acme/dns/upstreams", "", "", 200},
+		{"DELETE", "/api/v1/tenants/acme/dns/upstreams", "", "", 200},
 		// The web address, with tokens.
 		{"GET", "/api/v1/status", "", "-", 401},
 		{"GET", "/api/v1/status", "", scoped, 200},
@@ -967,6 +975,11 @@ func TestOpenAPIServed(t *testing.T) {
 		{"POST", "/api/v1/tenants", `{"name":"gamma"}`, viewer, 403},
 		{"POST", "/api/v1/tenants/acme/peers/laptop2/disable", "", viewer, 403},
 		{"GET", "/api/v1/tenants/acme/peers/laptop2", "", owner, 200},
+		{"GET", "/api/v1/tenants/other/dns/upstreams", "", scoped, 403},
+		{"PUT", "/api/v1/tenants/other/dns/upstreams", `{"upstreams":["9.9.9.9"]}`, scoped, 403},
+		{"PUT", "/api/v1/tenants/acme/dns/upstreams", `{"upstreams":["9.9.9.9"]}`, viewer, 403},
+		{"PUT", "/api/v1/tenants/acme/dns/upstreams", `{"upstreams":["9.9.9.9"]}`, scoped, 200},
+		{"GET", "/api/v1/tenants/acme/dns/upstreams", "", scoped, 200},
 	}
 	for _, c := range calls {
 		req := httptest.NewRequest(c.method, "http://localhost"+c.path, strings.NewReader(c.body))

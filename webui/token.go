@@ -109,6 +109,10 @@ func apiRoutes() []apiRoute {
 		{pattern: "POST " + tenant + "/checks", access: accessChange, action: "check.add"},
 		{pattern: "GET " + tenant + "/checks/{check}", access: accessRead},
 		{pattern: "DELETE " + tenant + "/checks/{check}", access: accessChange, action: "check.remove"},
+		// A tenant's resolver settings are its admins': its upstreams must be public addresses.
+		{pattern: "GET " + tenant + "/dns/upstreams", access: accessRead},
+		{pattern: "PUT " + tenant + "/dns/upstreams", access: accessChange, action: "dns.upstream.set"},
+		{pattern: "DELETE " + tenant + "/dns/upstreams", access: accessChange, action: "dns.upstream.reset"},
 	}
 }
 
