@@ -29,6 +29,8 @@ type Snapshot struct {
 	// DNSUpstreams holds the upstreams of every tenant that set some, in order, by tenant
 	// ID: a tenant missing from it uses the node's.
 	DNSUpstreams map[int64][]DNSUpstream
+	// DNSLogs holds the query log settings of every tenant whose log is on, by tenant ID.
+	DNSLogs map[int64]DNSLogSettings
 }
 
 // Snapshot reads the tenants, peers, routes, policies and regions with the generation they belong to,
@@ -74,7 +76,10 @@ func (s *Store) Snapshot(ctx context.Context) (Snapshot, error) {
 		if s.version < dnsUpstreamsVersion {
 			return nil
 		}
-		snap.DNSUpstreams, err = allDNSUpstreams(ctx, q)
+		if snap.DNSUpstreams, err = allDNSUpstreams(ctx, q); err != nil {
+			return err
+		}
+		snap.DNSLogs, err = allDNSLogSettings(ctx, q)
 		return err
 	})
 	if err != nil {
