@@ -79,6 +79,9 @@ type Config struct {
 	// TLSIdle is how long a DNS-over-TLS connection with no query may stay open. Default
 	// DefaultTLSIdle.
 	TLSIdle time.Duration
+	// LogEntries bounds the query log kept for the controller (querylog.go). Default
+	// DefaultLogEntries.
+	LogEntries int
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 }
@@ -109,8 +112,12 @@ func (c *Config) Validate() error {
 	if c.TLSIdle == 0 {
 		c.TLSIdle = DefaultTLSIdle
 	}
-	if c.MaxTLSConns < 0 || c.TLSIdle < 0 || c.Timeout < 0 {
-		return fmt.Errorf("resolver: MaxTLSConns %d, TLSIdle %s, Timeout %s: use positive values (0: the default)", c.MaxTLSConns, c.TLSIdle, c.Timeout)
+	if c.LogEntries == 0 {
+		c.LogEntries = DefaultLogEntries
+	}
+	if c.MaxTLSConns < 0 || c.TLSIdle < 0 || c.Timeout < 0 || c.LogEntries < 0 {
+		return fmt.Errorf("resolver: MaxTLSConns %d, TLSIdle %s, Timeout %s, LogEntries %d: use positive values (0: the default)",
+			c.MaxTLSConns, c.TLSIdle, c.Timeout, c.LogEntries)
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -127,6 +134,7 @@ type Stats struct {
 	Failed      uint64 // SERVFAIL: no upstream answered in time, or too many in flight
 	RateLimited uint64 // dropped: the client address was over its rate
 	Malformed   uint64 // not a DNS query
+	LogDropped  uint64 // logged queries that went before the controller had them (LogAfter)
 }
 
 // Resolver answers the tenants' DNS queries. Its methods are safe for concurrent use.
@@ -148,6 +156,8 @@ type Resolver struct {
 	tsocks atomic.Pointer[[]*upstreamSock]
 	// tls holds the connections to DNS-over-TLS upstreams (dot.go).
 	tls dotPools
+	// qlog is the query log of the tenants that turned it on (querylog.go).
+	qlog queryLog
 
 	queries, local, hits, forwarded, failed, limited, malformed atomic.Uint64
 
@@ -167,6 +177,7 @@ func New(cfg Config, log *slog.Logger) (*Resolver, error) {
 		r.nodeUps = append(r.nodeUps, plane.DNSUpstream{Addr: u})
 	}
 	r.tls.pools = map[plane.DNSUpstream]*dotPool{}
+	r.qlog.max = cfg.LogEntries
 	empty := map[int64]*Zone{}
 	r.zones.Store(&empty)
 	r.ctx, r.cancel = context.WithCancel(context.Background())
@@ -289,7 +300,7 @@ func (r *Resolver) SetZones(zs map[int64]*Zone) {
 // Stats returns the counters.
 func (r *Resolver) Stats() Stats {
 	return Stats{Queries: r.queries.Load(), Local: r.local.Load(), CacheHits: r.hits.Load(), Forwarded: r.forwarded.Load(),
-		Failed: r.failed.Load(), RateLimited: r.limited.Load(), Malformed: r.malformed.Load()}
+		Failed: r.failed.Load(), RateLimited: r.limited.Load(), Malformed: r.malformed.Load(), LogDropped: r.LogDropped()}
 }
 
 // Query answers msg, one DNS query over UDP from client address src, a peer (or a site's
@@ -313,33 +324,33 @@ func (r *Resolver) Query(tenant int64, src netip.Addr, msg []byte, later func() 
 		return nil
 	}
 	size := clientSize(q)
+	zs := *r.zones.Load()
+	z := zs[tenant]
+	lq := r.newLogged(z, tenant, src) // nil unless the tenant's query log is on
 	if q.Opcode != dns.OpcodeQuery {
-		return r.pack(errReply(q, dns.RcodeNotImplemented), size)
+		return r.done(lq, q, errReply(q, dns.RcodeNotImplemented), size, plane.DNSOutcomeRefused)
 	}
 	if len(q.Question) != 1 {
 		return r.pack(errReply(q, dns.RcodeFormatError), size)
 	}
 	question := q.Question[0]
 	if question.Qclass != dns.ClassINET && question.Qclass != dns.ClassANY {
-		return r.pack(errReply(q, dns.RcodeRefused), size)
+		return r.done(lq, q, errReply(q, dns.RcodeRefused), size, plane.DNSOutcomeRefused)
 	}
 	name := strings.ToLower(question.Name)
-	zs := *r.zones.Load()
-	z := zs[tenant]
 	if z != nil && (name == z.Domain || strings.HasSuffix(name, "."+z.Domain)) {
 		r.local.Add(1)
-		return r.pack(r.fromZone(q, z, name, question.Qtype), size)
+		return r.done(lq, q, r.fromZone(q, z, name, question.Qtype), size, plane.DNSOutcomeLocal)
 	}
 	if a, ok := reverseAddr(name); ok && (r.cfg.Overlay.V4.Contains(a) || r.cfg.Overlay.V6.Contains(a)) {
 		r.local.Add(1)
-		return r.pack(r.reverse(q, zs[tenant], a, question.Qtype), size)
+		return r.done(lq, q, r.reverse(q, z, a, question.Qtype), size, plane.DNSOutcomeLocal)
 	}
 	if name == PrivateTLD || strings.HasSuffix(name, "."+PrivateTLD) {
 		// Another tenant's name, or nobody's: as if it did not exist, and never asked of an
 		// upstream (which would learn the names a tenant uses).
 		r.local.Add(1)
-		m := negative(q, dns.RcodeNameError, nil)
-		return r.pack(m, size)
+		return r.done(lq, q, negative(q, dns.RcodeNameError, nil), size, plane.DNSOutcomeLocal)
 	}
 	// The tenant's own upstreams, or the node's; their answers are cached apart.
 	ups, scope := r.nodeUps, int64(0)
@@ -353,21 +364,29 @@ func (r *Resolver) Query(tenant int64, src netip.Addr, msg []byte, later func() 
 		m.Question[0].Name = question.Name
 		m.RecursionDesired = q.RecursionDesired
 		fitEDNS(m, q)
-		return r.pack(m, size)
+		return r.done(lq, q, m, size, plane.DNSOutcomeCache)
 	}
 	if len(ups) == 0 {
 		r.failed.Add(1)
-		return r.pack(errReply(q, dns.RcodeServerFailure), size)
+		return r.done(lq, q, errReply(q, dns.RcodeServerFailure), size, plane.DNSOutcomeFailed)
 	}
 	if r.inFlight.Add(1) > maxInFlight {
 		r.inFlight.Add(-1)
 		r.failed.Add(1)
-		return r.pack(errReply(q, dns.RcodeServerFailure), size)
+		return r.done(lq, q, errReply(q, dns.RcodeServerFailure), size, plane.DNSOutcomeFailed)
 	}
 	r.forwarded.Add(1)
-	p := &pending{q: q, key: key, size: size, reply: later(), ups: ups}
+	p := &pending{q: q, key: key, size: size, reply: later(), ups: ups, logged: lq}
 	r.send(p, 0)
 	return nil
+}
+
+// done logs q (when lq is not nil) with its answer m and outcome, and packs m.
+func (r *Resolver) done(lq *logged, q, m *dns.Msg, size int, outcome string) []byte {
+	if lq != nil {
+		r.logQuery(lq, q, outcome, m.Rcode)
+	}
+	return r.pack(m, size)
 }
 
 // fromZone answers a question for name in the tenant's zone z.
@@ -494,6 +513,8 @@ type pending struct {
 	again bool
 	to    netip.AddrPort
 	timer *time.Timer
+	// logged: the tenant's query log is on.
+	logged *logged
 }
 
 // send sends p to upstream number i: over UDP with a fresh ID on one of the sockets, or over
@@ -551,6 +572,7 @@ func (r *Resolver) tryNext(p *pending) {
 	}
 	r.inFlight.Add(-1)
 	r.failed.Add(1)
+	r.logQuery(p.logged, p.q, plane.DNSOutcomeFailed, dns.RcodeServerFailure)
 	if b := r.pack(errReply(p.q, dns.RcodeServerFailure), p.size); b != nil {
 		p.reply(b)
 	}
@@ -627,6 +649,7 @@ func (r *Resolver) answer(p *pending, m *dns.Msg) {
 	if !m.Truncated && (m.Rcode == dns.RcodeSuccess || m.Rcode == dns.RcodeNameError) {
 		r.cache.put(p.key, m, now)
 	}
+	r.logQuery(p.logged, p.q, plane.DNSOutcomeForwarded, m.Rcode)
 	m.Id = p.q.Id
 	m.Question[0].Name = p.q.Question[0].Name
 	fitEDNS(m, p.q)

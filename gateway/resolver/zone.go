@@ -27,6 +27,10 @@ type Zone struct {
 	ptr    map[netip.Addr]string // overlay address → fully qualified name
 	// upstreams are the tenant's own (plane.TenantDNS), tried in order; none: the node's.
 	upstreams []plane.DNSUpstream
+	// log: the tenant's query log is on; who names its served peers by overlay address
+	// then (nil otherwise).
+	log bool
+	who map[netip.Addr]string
 }
 
 type peerAddrs struct{ v4, v6 netip.Addr }
@@ -46,7 +50,10 @@ func BuildZones(d *plane.Desired, served func(*plane.Peer) bool) map[int64]*Zone
 		if t.Domain != "" {
 			domain = dns.Fqdn(strings.ToLower(t.Domain))
 		}
-		zs[t.ID] = &Zone{Domain: domain, names: map[string]peerAddrs{}, ptr: map[netip.Addr]string{}, upstreams: t.DNS.Upstreams}
+		zs[t.ID] = &Zone{Domain: domain, names: map[string]peerAddrs{}, ptr: map[netip.Addr]string{}, upstreams: t.DNS.Upstreams, log: t.DNS.QueryLog}
+		if t.DNS.QueryLog {
+			zs[t.ID].who = map[netip.Addr]string{}
+		}
 	}
 	peers := slices.Clone(d.Peers)
 	slices.SortFunc(peers, func(a, b plane.Peer) int { return int(a.ID - b.ID) })
@@ -55,6 +62,13 @@ func BuildZones(d *plane.Desired, served func(*plane.Peer) bool) map[int64]*Zone
 		z := zs[p.Tenant]
 		if z == nil || !served(p) {
 			continue
+		}
+		if z.who != nil {
+			for _, a := range []netip.Addr{p.IPv4, p.IPv6} {
+				if a.IsValid() {
+					z.who[a] = p.Name
+				}
+			}
 		}
 		label := strings.ToLower(p.Name)
 		if _, ok := dns.IsDomainName(label); !ok {
