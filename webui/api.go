@@ -86,6 +86,9 @@ func NewAPI(ctrl *control.Controller, st Store, log *slog.Logger) *API {
 		{"GET /api/v1/tenants/{tenant}/dns/upstreams", a.dnsUpstreams},
 		{"PUT /api/v1/tenants/{tenant}/dns/upstreams", a.setDNSUpstreams},
 		{"DELETE /api/v1/tenants/{tenant}/dns/upstreams", a.resetDNSUpstreams},
+		{"GET /api/v1/tenants/{tenant}/dns/log", a.dnsLog},
+		{"POST /api/v1/tenants/{tenant}/dns/log/enable", a.enableDNSLog},
+		{"POST /api/v1/tenants/{tenant}/dns/log/disable", a.disableDNSLog},
 
 		// ---- admins, API tokens, the audit log, and peer rename, expiry and download
 		// links (handlers and types in auth_api.go; on the web address apiRoutes in token.go

@@ -521,7 +521,7 @@ func init() {
 		APIEvent{}, APIEvents{}, APIWebhook{}, APIWebhookSet{}, APIWebhookCreated{},
 		APICheck{}, APICheckWindow{}, APICheckLatest{}, APIChecks{}, APINewCheck{},
 		APITraffic{}, APITrafficPoint{},
-		APIDNSUpstreams{}, APIDNSUpstreamsSet{},
+		APIDNSUpstreams{}, APIDNSUpstreamsSet{}, APIDNSLog{}, APIDNSLogEntry{}, APIDNSLogSettings{}, APIDNSLogEnable{},
 	} {
 		tp := reflect.TypeOf(v)
 		apiSchemaTypes[tp.Name()] = tp
@@ -955,6 +955,15 @@ func TestOpenAPIServed(t *testing.T) {
 		{"PUT", "/api/v1/tenants/nope/dns/upstreams", `{"upstreams":["9.9.9.9"]}`, "", 404},
 		{"GET", "/api/v1/tenants/acme/dns/upstreams", "", "", 200},
 		{"DELETE", "/api/v1/tenants/acme/dns/upstreams", "", "", 200},
+		{"GET", "/api/v1/tenants/acme/dns/log", "", "", 200},
+		{"POST", "/api/v1/tenants/acme/dns/log/enable", `{"keep_seconds":7200}`, "", 200},
+		{"POST", "/api/v1/tenants/acme/dns/log/enable", `{"keep_seconds":60}`, "", 400},
+		{"POST", "/api/v1/tenants/acme/dns/log/enable", "", "", 200},
+		{"POST", "/api/v1/tenants/nope/dns/log/enable", "", "", 404},
+		{"GET", "/api/v1/tenants/acme/dns/log?limit=5&peer=laptop2", "", "", 200},
+		{"GET", "/api/v1/tenants/acme/dns/log?limit=x", "", "", 400},
+		{"GET", "/api/v1/tenants/nope/dns/log", "", "", 404},
+		{"POST", "/api/v1/tenants/acme/dns/log/disable", "", "", 200},
 		// The web address, with tokens.
 		{"GET", "/api/v1/status", "", "-", 401},
 		{"GET", "/api/v1/status", "", scoped, 200},
@@ -980,6 +989,12 @@ func TestOpenAPIServed(t *testing.T) {
 		{"PUT", "/api/v1/tenants/acme/dns/upstreams", `{"upstreams":["9.9.9.9"]}`, viewer, 403},
 		{"PUT", "/api/v1/tenants/acme/dns/upstreams", `{"upstreams":["9.9.9.9"]}`, scoped, 200},
 		{"GET", "/api/v1/tenants/acme/dns/upstreams", "", scoped, 200},
+		{"GET", "/api/v1/tenants/other/dns/log", "", scoped, 403},
+		{"POST", "/api/v1/tenants/other/dns/log/enable", "", scoped, 403},
+		{"POST", "/api/v1/tenants/acme/dns/log/enable", "", viewer, 403},
+		{"POST", "/api/v1/tenants/acme/dns/log/enable", "", scoped, 200},
+		{"GET", "/api/v1/tenants/acme/dns/log", "", scoped, 200},
+		{"POST", "/api/v1/tenants/acme/dns/log/disable", "", scoped, 200},
 	}
 	for _, c := range calls {
 		req := httptest.NewRequest(c.method, "http://localhost"+c.path, strings.NewReader(c.body))

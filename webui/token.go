@@ -113,6 +113,11 @@ func apiRoutes() []apiRoute {
 		{pattern: "GET " + tenant + "/dns/upstreams", access: accessRead},
 		{pattern: "PUT " + tenant + "/dns/upstreams", access: accessChange, action: "dns.upstream.set"},
 		{pattern: "DELETE " + tenant + "/dns/upstreams", access: accessChange, action: "dns.upstream.reset"},
+		// A tenant's query log is its own (personal data of its users): its admins turn it
+		// on and off; those who may see the tenant read it, no other tenant.
+		{pattern: "GET " + tenant + "/dns/log", access: accessRead},
+		{pattern: "POST " + tenant + "/dns/log/enable", access: accessChange, action: "dns.log.enable"},
+		{pattern: "POST " + tenant + "/dns/log/disable", access: accessChange, action: "dns.log.disable"},
 	}
 }
 

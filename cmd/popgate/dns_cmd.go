@@ -11,5 +11,5 @@ const dnsAbout = "Every PoP answers DNS at its overlay addresses (the DNS line o
 	"or DNS over TLS, in place of the node's, and a query log, off unless the tenant turns it on."
 
 func (a *app) cmdDNS(ctx context.Context, args []string) error {
-	return a.group(ctx, "dns", dnsAbout, slices.Concat(dnsUpstreamCommands), args)
+	return a.group(ctx, "dns", dnsAbout, slices.Concat(dnsUpstreamCommands, dnsLogCommands), args)
 }

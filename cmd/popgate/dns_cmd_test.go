@@ -65,3 +65,49 @@ func TestServeDNSUpstreamCommands(t *testing.T) {
 		t.Errorf("after reset, list says %q", note)
 	}
 }
+
+// TestServeDNSLogCommands runs the dns log commands against a real serve: off at first; on
+// with a keep time; off again; bad input is one line and a non-zero exit. (The queries
+// themselves are cmd/popgate's e2e: TestE2EDNSQueryLog.)
+func TestServeDNSLogCommands(t *testing.T) {
+	dir := t.TempDir()
+	stop := startServe(t, dir, 13)
+	defer stop()
+	cli := serveCLI{t, dir}
+	must, refused := cli.must, cli.refused
+
+	must("tenant", "add", "acme")
+	if out, note := must("dns", "log", "show", "--tenant", "acme"); out != "" || !strings.Contains(note, "the DNS query log of tenant acme is off") {
+		t.Errorf("show of a log that is off: %q, %q", out, note)
+	}
+	if _, note := must("dns", "log", "enable", "--tenant", "acme"); !strings.Contains(note, "is on, entries kept 1d") {
+		t.Errorf("enable says %q", note)
+	}
+	if _, note := must("dns", "log", "enable", "--tenant", "acme", "--keep", "36h"); !strings.Contains(note, "entries kept 36h") {
+		t.Errorf("enable --keep 36h says %q", note)
+	}
+	if _, note := must("dns", "log", "show", "--tenant", "acme", "--since", "1h", "--peer", "laptop"); !strings.Contains(note, "no such queries in the log of tenant acme") || !strings.Contains(note, "entries kept 36h") {
+		t.Errorf("show of an empty log says %q", note)
+	}
+	out, _ := must("dns", "log", "show", "--tenant", "acme", "--json")
+	var log webui.APIDNSLog
+	if err := json.Unmarshal([]byte(out), &log); err != nil || !log.Enabled || log.KeepSeconds != 36*3600 || log.Entries == nil {
+		t.Errorf("show --json: %+v, %v", log, err)
+	}
+
+	refused(exitUsage, "missing --tenant", "dns", "log", "enable")
+	refused(exitUsage, `--keep "30m"`, "dns", "log", "enable", "--tenant", "acme", "--keep", "30m")
+	refused(exitUsage, `--keep "8d"`, "dns", "log", "enable", "--tenant", "acme", "--keep", "8d")
+	refused(exitUsage, `--since "soon"`, "dns", "log", "show", "--tenant", "acme", "--since", "soon")
+	refused(exitUsage, "--limit", "dns", "log", "show", "--tenant", "acme", "--limit", "20000")
+	refused(exitUsage, "peer name", "dns", "log", "show", "--tenant", "acme", "--peer", "no body")
+	refused(exitUsage, "unknown subcommand", "dns", "log", "purge", "--tenant", "acme")
+	refused(exitRuntime, `tenant "initech" not found`, "dns", "log", "enable", "--tenant", "initech")
+
+	if _, note := must("dns", "log", "disable", "--tenant", "acme"); !strings.Contains(note, "is off; 0 entries deleted") {
+		t.Errorf("disable says %q", note)
+	}
+	if _, note := must("dns", "log", "show", "--tenant", "acme"); !strings.Contains(note, "is off") {
+		t.Errorf("show after disable says %q", note)
+	}
+}
