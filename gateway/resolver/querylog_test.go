@@ -105,3 +105,30 @@ func TestQueryLogRing(t *testing.T) {
 		t.Errorf("after 20: %s", logText(es))
 	}
 }
+
+// BenchmarkQueryLocal: a tenant's own name answered at once, with its query log off and on:
+// what logging costs a query.
+func BenchmarkQueryLocal(b *testing.B) {
+	for _, on := range []bool{false, true} {
+		b.Run(map[bool]string{false: "log-off", true: "log-on"}[on], func(b *testing.B) {
+			r, err := New(Config{Overlay: testOverlay, PeerRate: 1e12, PeerBurst: 1e12}, discardLog())
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer r.Close()
+			d := testDesired()
+			d.Tenants[0].DNS.QueryLog = on
+			setZones(r, d)
+			q := new(dns.Msg)
+			q.SetQuestion("laptop.acme.internal.", dns.TypeA)
+			msg, _ := q.Pack()
+			src := netip.MustParseAddr("100.64.0.2")
+			b.ReportAllocs()
+			for b.Loop() {
+				if r.Query(1, src, msg, nil) == nil {
+					b.Fatal("no answer")
+				}
+			}
+		})
+	}
+}
