@@ -27,9 +27,10 @@ LDFLAGS := -X main.version=$(VERSION)
 TEST_TIMEOUT ?= 20m
 FUZZTIME ?= 10s
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
-# Stock WireGuard and network tools the end-to-end tests drive (see shared TESTBED.md), and
-# Debian's sqlite3, which must be able to check popgate's database (store's tests).
-DEB_DEPS := wireguard-tools wireguard-go iproute2 iptables iputils-ping iperf3 chromium sqlite3
+# Stock WireGuard and network tools the end-to-end tests drive (see shared TESTBED.md; dig from
+# bind9-dnsutils is the stock DNS client), and Debian's sqlite3, which must be able to check
+# popgate's database (store's tests).
+DEB_DEPS := wireguard-tools wireguard-go iproute2 iptables iputils-ping iperf3 chromium sqlite3 bind9-dnsutils
 # What `make bench` needs beyond them: dnsperf, and dnsmasq as the DNS case's stock resolver
 # (dnsmasq-base: the binary alone; the dnsmasq package would start a system-wide service).
 BENCH_DEB_DEPS := dnsperf dnsmasq-base

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"reflect"
 	"testing"
@@ -97,5 +98,87 @@ func TestMigrateFromVersion1(t *testing.T) {
 	s = openOpts(t, opts)
 	if rs, err := s.ListRoutes(ctx, ""); err != nil || len(rs) != 5 {
 		t.Errorf("routes after reopening = %q, %v", routeStrings(rs), err)
+	}
+}
+
+// TestMigrateFromDNSVersions upgrades databases as popgate left them at schema version 13
+// (before issue 17's DNS tables) and 14 (split zones, before upstreams and the query log):
+// what they held stays, and the tenants get zones, upstreams and a query log.
+func TestMigrateFromDNSVersions(t *testing.T) {
+	for _, from := range []int{13, 14} {
+		t.Run(fmt.Sprint(from), func(t *testing.T) {
+			ctx := context.Background()
+			opts := Options{Path: filepath.Join(t.TempDir(), "popgate.db"), migrateTo: from}
+			old := openOpts(t, opts)
+			var version int
+			if err := old.db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil || version != from {
+				t.Fatalf("user_version = %d, %v; want %d", version, err, from)
+			}
+			if _, err := old.AddTenant(ctx, "acme"); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := old.AddPeer(ctx, newPeer(t, "acme", "gw")); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := old.SetPeerSite(ctx, "acme", "gw", "office", pfxs("10.10.0.0/24")); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := old.AddRoute(ctx, "acme", pfx("10.10.0.0/24"), "site:office"); err != nil {
+				t.Fatal(err)
+			}
+			if from >= dnsZonesVersion {
+				if _, err := old.AddDNSZone(ctx, "acme", "corp.example", aps("10.10.0.53:53")); err != nil {
+					t.Fatal(err)
+				}
+			}
+			snap, err := old.Snapshot(ctx)
+			if err != nil || len(snap.Tenants) != 1 || snap.DNSUpstreams != nil || snap.DNSLogs != nil || (from < dnsZonesVersion) != (snap.DNSZones == nil) {
+				t.Fatalf("Snapshot at version %d = %+v, %v", from, snap, err)
+			}
+			if err := old.Close(); err != nil {
+				t.Fatal(err)
+			}
+
+			opts.migrateTo = 0
+			s := openOpts(t, opts)
+			if err := s.db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil || version != s.version || version < dnsUpstreamsVersion {
+				t.Fatalf("user_version after upgrade = %d, %v; want the newest, %d", version, err, s.version)
+			}
+			for _, check := range []string{"PRAGMA foreign_key_check", "PRAGMA integrity_check"} {
+				var problem string
+				if err := s.db.QueryRowContext(ctx, check).Scan(&problem); err != nil && !errors.Is(err, sql.ErrNoRows) {
+					t.Fatalf("%s: %v", check, err)
+				} else if err == nil && problem != "ok" {
+					t.Errorf("%s after upgrade: %s", check, problem)
+				}
+			}
+			wantZones := 0
+			if from >= dnsZonesVersion {
+				wantZones = 1 // kept
+			}
+			zones, err := s.DNSZones(ctx, "acme")
+			if err != nil || len(zones) != wantZones {
+				t.Errorf("zones after the upgrade = %+v, %v", zones, err)
+			}
+			if from < dnsZonesVersion {
+				if _, err := s.AddDNSZone(ctx, "acme", "corp.example", aps("10.10.0.53:53")); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if ups, err := s.DNSUpstreams(ctx, "acme"); err != nil || len(ups) != 0 {
+				t.Errorf("upstreams after the upgrade = %+v, %v", ups, err)
+			}
+			if _, err := s.SetDNSUpstreams(ctx, "acme", []string{"tls://dns.quad9.net@9.9.9.9"}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.EnableDNSLog(ctx, "acme", 0); err != nil {
+				t.Fatal(err)
+			}
+			snap, err = s.Snapshot(ctx)
+			acme := snap.Tenants[0].ID
+			if err != nil || len(snap.DNSZones) != 1 || snap.DNSZones[0].Name != "corp.example" || len(snap.DNSUpstreams[acme]) != 1 || !snap.DNSLogs[acme].Enabled {
+				t.Errorf("Snapshot after the upgrade: zones %+v, upstreams %+v, logs %+v, %v", snap.DNSZones, snap.DNSUpstreams, snap.DNSLogs, err)
+			}
+		})
 	}
 }

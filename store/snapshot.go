@@ -28,6 +28,11 @@ type Snapshot struct {
 	Checks []NetCheck
 	// DNSZones are every tenant's split DNS zones, as DNSZones orders them.
 	DNSZones []DNSZone
+	// DNSUpstreams holds the upstreams of every tenant that set some, in order, by tenant
+	// ID: a tenant missing from it uses the node's.
+	DNSUpstreams map[int64][]DNSUpstream
+	// DNSLogs holds the query log settings of every tenant whose log is on, by tenant ID.
+	DNSLogs map[int64]DNSLogSettings
 }
 
 // Snapshot reads the tenants, peers, routes, policies and regions with the generation they belong to,
@@ -73,7 +78,16 @@ func (s *Store) Snapshot(ctx context.Context) (Snapshot, error) {
 		if s.version < dnsZonesVersion {
 			return nil
 		}
-		snap.DNSZones, err = queryDNSZones(ctx, q, "")
+		if snap.DNSZones, err = queryDNSZones(ctx, q, ""); err != nil {
+			return err
+		}
+		if s.version < dnsUpstreamsVersion {
+			return nil
+		}
+		if snap.DNSUpstreams, err = allDNSUpstreams(ctx, q); err != nil {
+			return err
+		}
+		snap.DNSLogs, err = allDNSLogSettings(ctx, q)
 		return err
 	})
 	if err != nil {

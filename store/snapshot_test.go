@@ -40,6 +40,12 @@ func TestSnapshot(t *testing.T) {
 	if _, err := s.SetTenantRegions(ctx, "acme", []string{"fra"}); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := s.SetDNSUpstreams(ctx, "acme", []string{"9.9.9.9"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.EnableDNSLog(ctx, "bravo", 0); err != nil {
+		t.Fatal(err)
+	}
 
 	snap, err := s.Snapshot(ctx)
 	if err != nil {
@@ -55,8 +61,12 @@ func TestSnapshot(t *testing.T) {
 	checks, _ := s.NetChecks(ctx)
 	zones, _ := s.DNSZones(ctx, "")
 	acme, _ := s.Tenant(ctx, "acme")
+	ups, _ := s.DNSUpstreams(ctx, "acme")
+	bravo, _ := s.Tenant(ctx, "bravo")
+	bravoLog, _ := s.DNSLogSettings(ctx, "bravo")
 	want := Snapshot{Generation: gen, Tenants: tenants, Peers: peers, Routes: routes, Policies: policies,
-		Regions: regions, TenantRegions: map[int64][]string{acme.ID: {"fra"}}, Nodes: nodes, Checks: checks, DNSZones: zones}
+		Regions: regions, TenantRegions: map[int64][]string{acme.ID: {"fra"}}, Nodes: nodes, Checks: checks, DNSZones: zones,
+		DNSUpstreams: map[int64][]DNSUpstream{acme.ID: ups}, DNSLogs: map[int64]DNSLogSettings{bravo.ID: bravoLog}}
 	if !reflect.DeepEqual(snap, want) {
 		got, _ := json.MarshalIndent(snap, "", " ")
 		w, _ := json.MarshalIndent(want, "", " ")

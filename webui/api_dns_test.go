@@ -3,6 +3,7 @@ package webui
 import (
 	"encoding/json"
 	"net/http"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -74,4 +75,94 @@ func TestAPIDNSZones(t *testing.T) {
 	e.wantAudit("token:ops dns.zone.add dnszone:globex/globex.example",
 		"token:acme-ci dns.zone.add dnszone:acme/corp.example.com",
 		"token:acme-ci dns.zone.remove dnszone:acme/corp.example.com")
+}
+
+// TestAPIDNSLog: a tenant's query log over the web address: its admins turn it on and off;
+// it reads only its own entries, never another tenant's; the answers match the API document.
+func TestAPIDNSLog(t *testing.T) {
+	e := newAuthEnv(t, nil)
+	e.addTenant("acme")
+	e.addTenant("other")
+	acmeAdmin := e.addToken("acme-admin", "tenant_admin", "acme", time.Time{})
+	otherAdmin := e.addToken("other-admin", "tenant_admin", "other", time.Time{})
+	viewer := e.addToken("viewer", "viewer", "", time.Time{})
+	doc := openAPIDoc(t)
+	schema := func(name string) map[string]any { return obj(obj(obj(doc, "components"), "schemas"), name) }
+
+	if code, body := e.call(viewer, "POST", "/api/v1/tenants/acme/dns/log/enable", ""); code != 403 {
+		t.Errorf("a viewer turned the log on: %d %s", code, body)
+	}
+	if code, body := e.call(otherAdmin, "POST", "/api/v1/tenants/acme/dns/log/enable", ""); code != 403 {
+		t.Errorf("another tenant's admin turned acme's log on: %d %s", code, body)
+	}
+	for _, tok := range []string{acmeAdmin, otherAdmin} {
+		tenant := "acme"
+		if tok == otherAdmin {
+			tenant = "other"
+		}
+		code, body := e.call(tok, "POST", "/api/v1/tenants/"+tenant+"/dns/log/enable", `{"keep_seconds":7200}`)
+		var set APIDNSLogSettings
+		if err := json.Unmarshal([]byte(body), &set); code != 200 || err != nil || !set.Enabled || set.KeepSeconds != 7200 {
+			t.Fatalf("%s's admin turned its log on: %d %s", tenant, code, body)
+		}
+	}
+	if code, body := e.call(acmeAdmin, "POST", "/api/v1/tenants/acme/dns/log/enable", `{"keep_seconds":60}`); code != 400 || !strings.Contains(body, "1h to 7d") {
+		t.Errorf("keep 60 s: %d %s", code, body)
+	}
+
+	ids := map[string]int64{}
+	for _, name := range []string{"acme", "other"} {
+		tn, err := e.store.Tenant(setup(), name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[name] = tn.ID
+	}
+	now := time.Now()
+	entry := func(tenant, peer, name string, at time.Time) store.DNSLogEntry {
+		return store.DNSLogEntry{TenantID: ids[tenant], At: at, Node: "controller", Peer: peer, Client: netip.MustParseAddr("100.64.0.2"),
+			Name: name, Type: "A", Outcome: "forwarded", Rcode: "NOERROR", Latency: 2 * time.Millisecond}
+	}
+	if _, err := e.store.AddDNSLog(setup(), []store.DNSLogEntry{
+		entry("acme", "laptop", "intranet.acme.example", now.Add(-time.Minute)), entry("acme", "phone", "mail.acme.example", now),
+		entry("other", "laptop", "secret.other.example", now),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	code, body := e.call(acmeAdmin, "GET", "/api/v1/tenants/acme/dns/log", "")
+	var log APIDNSLog
+	if err := json.Unmarshal([]byte(body), &log); code != 200 || err != nil {
+		t.Fatalf("GET acme's log: %d %s", code, body)
+	}
+	if len(log.Entries) != 2 || log.Entries[0].Name != "mail.acme.example" || log.Entries[1].Peer != "laptop" || !log.Enabled || log.More {
+		t.Errorf("acme's log: %s", body)
+	}
+	var v any
+	json.Unmarshal([]byte(body), &v)
+	validateJSON(t, doc, schema("APIDNSLog"), v, "APIDNSLog")
+	if strings.Contains(body, "secret.other.example") {
+		t.Error("acme's log shows another tenant's query")
+	}
+	if code, body := e.call(acmeAdmin, "GET", "/api/v1/tenants/other/dns/log", ""); code != 403 || strings.Contains(body, "secret") {
+		t.Errorf("acme's admin read other's log: %d %s", code, body)
+	}
+	if code, body := e.call(acmeAdmin, "GET", "/api/v1/tenants/acme/dns/log?peer=phone&limit=1", ""); code != 200 || !strings.Contains(body, "mail.acme.example") || strings.Contains(body, "intranet") {
+		t.Errorf("acme's log of phone: %d %s", code, body)
+	}
+	if code, body := e.call(acmeAdmin, "GET", "/api/v1/tenants/acme/dns/log?since=an-hour-ago", ""); code != 400 {
+		t.Errorf("a bad since: %d %s", code, body)
+	}
+
+	// Off: the entries go, the other tenant's stay.
+	code, body = e.call(acmeAdmin, "POST", "/api/v1/tenants/acme/dns/log/disable", "")
+	var set APIDNSLogSettings
+	if err := json.Unmarshal([]byte(body), &set); code != 200 || err != nil || set.Enabled || set.Deleted != 2 {
+		t.Errorf("turning acme's log off: %d %s", code, body)
+	}
+	json.Unmarshal([]byte(body), &v)
+	validateJSON(t, doc, schema("APIDNSLogSettings"), v, "APIDNSLogSettings")
+	if code, body := e.call(otherAdmin, "GET", "/api/v1/tenants/other/dns/log", ""); code != 200 || !strings.Contains(body, "secret.other.example") {
+		t.Errorf("other's log after acme's went: %d %s", code, body)
+	}
+	e.wantAudit("token:acme-admin dns.log.enable dnslog:acme", "token:other-admin dns.log.enable dnslog:other", "token:acme-admin dns.log.disable dnslog:acme")
 }

@@ -658,3 +658,78 @@ type APITrafficPoint struct {
 	RxPackets uint64    `json:"rx_packets"`
 	TxPackets uint64    `json:"tx_packets"`
 }
+
+// APIDNSUpstreams answers GET, PUT and DELETE /api/v1/tenants/{tenant}/dns/upstreams: the
+// resolvers the in-tunnel resolver forwards the tenant's queries to.
+type APIDNSUpstreams struct {
+	Tenant string `json:"tenant"`
+	// Upstreams are the tenant's own, in the order they are tried: ADDR:PORT (plain DNS) or
+	// tls://NAME@ADDR:PORT (DNS over TLS); empty when it uses the node's.
+	Upstreams []string `json:"upstreams"`
+	// NodeDefault: the tenant has none of its own; every node forwards its queries to the
+	// node's upstreams (serve's --dns-upstream).
+	NodeDefault bool `json:"node_default"`
+}
+
+// APIDNSUpstreamsSet is the body of PUT /api/v1/tenants/{tenant}/dns/upstreams.
+type APIDNSUpstreamsSet struct {
+	// Upstreams are 1 to 4 resolvers on public addresses, tried in order: ADDR[:PORT] for
+	// plain DNS (port 53), tls://NAME@ADDR[:PORT] for DNS over TLS (port 853).
+	Upstreams []string `json:"upstreams"`
+}
+
+// APIDNSLog answers GET /api/v1/tenants/{tenant}/dns/log: the tenant's logged DNS queries,
+// newest first. The log holds personal data (who asked for which name, when): it is off
+// unless the tenant turns it on.
+type APIDNSLog struct {
+	Tenant string `json:"tenant"`
+	// Enabled: the log is on; KeepSeconds is how long it keeps entries and EnabledAt since
+	// when it is on (both absent when it is off).
+	Enabled     bool             `json:"enabled"`
+	KeepSeconds int64            `json:"keep_seconds,omitempty"`
+	EnabledAt   *time.Time       `json:"enabled_at,omitempty"`
+	Entries     []APIDNSLogEntry `json:"entries"`
+	// More: older entries match too (page with offset).
+	More bool `json:"more"`
+}
+
+// APIDNSLogEntry is one logged query.
+type APIDNSLogEntry struct {
+	// Time is when the query came.
+	Time time.Time `json:"time"`
+	// Node is the node that answered it.
+	Node string `json:"node"`
+	// Peer is the name of the peer that asked; absent for a host behind a site's connector.
+	Peer string `json:"peer,omitempty"`
+	// Client is the address that asked.
+	Client string `json:"client"`
+	// Name is the name asked for, without the final dot; Type the question's type.
+	Name string `json:"name"`
+	Type string `json:"type"`
+	// Outcome is what the resolver did: local (the tenant's names, the overlay's reverse),
+	// cache, forwarded (an upstream answered), split (a server of one of the tenant's split
+	// zones answered), failed, refused (and, on newer nodes, others).
+	Outcome string `json:"outcome"`
+	// Rcode is the answer's: NOERROR, NXDOMAIN, SERVFAIL, …
+	Rcode string `json:"rcode"`
+	// LatencyMicros is the time from the query to the answer, in microseconds.
+	LatencyMicros int64 `json:"latency_us"`
+}
+
+// APIDNSLogSettings answers POST /api/v1/tenants/{tenant}/dns/log/enable and /disable.
+type APIDNSLogSettings struct {
+	Tenant  string `json:"tenant"`
+	Enabled bool   `json:"enabled"`
+	// KeepSeconds and EnabledAt: as APIDNSLog's, absent when the log is off.
+	KeepSeconds int64      `json:"keep_seconds,omitempty"`
+	EnabledAt   *time.Time `json:"enabled_at,omitempty"`
+	// Deleted is how many entries turning the log off deleted.
+	Deleted int64 `json:"deleted,omitempty"`
+}
+
+// APIDNSLogEnable is the body of POST /api/v1/tenants/{tenant}/dns/log/enable.
+type APIDNSLogEnable struct {
+	// KeepSeconds is how long entries are kept: 3600 (1 hour) to 604800 (7 days) in whole
+	// minutes; absent: 86400 (24 hours).
+	KeepSeconds int64 `json:"keep_seconds,omitempty"`
+}

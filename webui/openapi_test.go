@@ -522,6 +522,7 @@ func init() {
 		APICheck{}, APICheckWindow{}, APICheckLatest{}, APIChecks{}, APINewCheck{},
 		APITraffic{}, APITrafficPoint{},
 		APIDNSZone{}, APIDNSZones{},
+		APIDNSUpstreams{}, APIDNSUpstreamsSet{}, APIDNSLog{}, APIDNSLogEntry{}, APIDNSLogSettings{}, APIDNSLogEnable{},
 	} {
 		tp := reflect.TypeOf(v)
 		apiSchemaTypes[tp.Name()] = tp
@@ -948,6 +949,22 @@ func TestOpenAPIServed(t *testing.T) {
 		{"DELETE", "/api/v1/regions/fra", "", "", 404},
 		{"DELETE", "/api/v1/tenants/acme/peers/office", "", "", 204},
 		{"DELETE", "/api/v1/tenants/beta", "", "", 204},
+		{"GET", "/api/v1/tenants/acme/dns/upstreams", "", "", 200},
+		{"PUT", "/api/v1/tenants/acme/dns/upstreams", `{"upstreams":["tls://dns.quad9.net@9.9.9.9","149.112.112.112"]}`, "", 200},
+		{"PUT", "/api/v1/tenants/acme/dns/upstreams", `{"upstreams":["10.0.0.53"]}`, "", 400},
+		{"PUT", "/api/v1/tenants/acme/dns/upstreams", `{"upstreams":[]}`, "", 400},
+		{"PUT", "/api/v1/tenants/nope/dns/upstreams", `{"upstreams":["9.9.9.9"]}`, "", 404},
+		{"GET", "/api/v1/tenants/acme/dns/upstreams", "", "", 200},
+		{"DELETE", "/api/v1/tenants/acme/dns/upstreams", "", "", 200},
+		{"GET", "/api/v1/tenants/acme/dns/log", "", "", 200},
+		{"POST", "/api/v1/tenants/acme/dns/log/enable", `{"keep_seconds":7200}`, "", 200},
+		{"POST", "/api/v1/tenants/acme/dns/log/enable", `{"keep_seconds":60}`, "", 400},
+		{"POST", "/api/v1/tenants/acme/dns/log/enable", "", "", 200},
+		{"POST", "/api/v1/tenants/nope/dns/log/enable", "", "", 404},
+		{"GET", "/api/v1/tenants/acme/dns/log?limit=5&peer=laptop2", "", "", 200},
+		{"GET", "/api/v1/tenants/acme/dns/log?limit=x", "", "", 400},
+		{"GET", "/api/v1/tenants/nope/dns/log", "", "", 404},
+		{"POST", "/api/v1/tenants/acme/dns/log/disable", "", "", 200},
 		// The web address, with tokens.
 		{"GET", "/api/v1/status", "", "-", 401},
 		{"GET", "/api/v1/status", "", scoped, 200},
@@ -968,6 +985,17 @@ func TestOpenAPIServed(t *testing.T) {
 		{"POST", "/api/v1/tenants", `{"name":"gamma"}`, viewer, 403},
 		{"POST", "/api/v1/tenants/acme/peers/laptop2/disable", "", viewer, 403},
 		{"GET", "/api/v1/tenants/acme/peers/laptop2", "", owner, 200},
+		{"GET", "/api/v1/tenants/other/dns/upstreams", "", scoped, 403},
+		{"PUT", "/api/v1/tenants/other/dns/upstreams", `{"upstreams":["9.9.9.9"]}`, scoped, 403},
+		{"PUT", "/api/v1/tenants/acme/dns/upstreams", `{"upstreams":["9.9.9.9"]}`, viewer, 403},
+		{"PUT", "/api/v1/tenants/acme/dns/upstreams", `{"upstreams":["9.9.9.9"]}`, scoped, 200},
+		{"GET", "/api/v1/tenants/acme/dns/upstreams", "", scoped, 200},
+		{"GET", "/api/v1/tenants/other/dns/log", "", scoped, 403},
+		{"POST", "/api/v1/tenants/other/dns/log/enable", "", scoped, 403},
+		{"POST", "/api/v1/tenants/acme/dns/log/enable", "", viewer, 403},
+		{"POST", "/api/v1/tenants/acme/dns/log/enable", "", scoped, 200},
+		{"GET", "/api/v1/tenants/acme/dns/log", "", scoped, 200},
+		{"POST", "/api/v1/tenants/acme/dns/log/disable", "", scoped, 200},
 	}
 	for _, c := range calls {
 		req := httptest.NewRequest(c.method, "http://localhost"+c.path, strings.NewReader(c.body))

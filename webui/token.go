@@ -75,6 +75,15 @@ func apiRoutes() []apiRoute {
 		{pattern: "GET " + tenant + "/dns/zones", access: accessRead},
 		{pattern: "POST " + tenant + "/dns/zones", access: accessChange, action: "dns.zone.add"},
 		{pattern: "DELETE " + tenant + "/dns/zones", access: accessChange, action: "dns.zone.remove"},
+		// A tenant's resolver settings are its admins': its upstreams must be public addresses.
+		{pattern: "GET " + tenant + "/dns/upstreams", access: accessRead},
+		{pattern: "PUT " + tenant + "/dns/upstreams", access: accessChange, action: "dns.upstream.set"},
+		{pattern: "DELETE " + tenant + "/dns/upstreams", access: accessChange, action: "dns.upstream.reset"},
+		// A tenant's query log is its own (personal data of its users): its admins turn it
+		// on and off; those who may see the tenant read it, no other tenant.
+		{pattern: "GET " + tenant + "/dns/log", access: accessRead},
+		{pattern: "POST " + tenant + "/dns/log/enable", access: accessChange, action: "dns.log.enable"},
+		{pattern: "POST " + tenant + "/dns/log/disable", access: accessChange, action: "dns.log.disable"},
 		{pattern: "GET " + tenant + "/traffic", access: accessRead},
 		{pattern: "GET " + peer + "/traffic", access: accessRead},
 		{pattern: "GET /api/v1/admins", access: accessOwner},

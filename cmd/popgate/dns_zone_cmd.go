@@ -11,7 +11,13 @@ import (
 	"github.com/popgate/popgate/webui"
 )
 
+const dnsZoneAbout = "A tenant's split zones send its peers' queries for the names in them to DNS servers in " +
+	"the tenant's own sites (or at its peers) instead of the upstream resolvers, whichever PoP they are " +
+	"connected to: each zone with 1 to 4 servers, asked in order; the longest zone that matches a name wins, " +
+	"and the zone . takes every name not of the tenant's own domain. Answers are cached for the tenant alone."
+
 var dnsZoneCommands = []subcommand{
+	{cmdSpec{name: "dns zone", about: dnsZoneAbout}, nil},
 	{cmdSpec{
 		name:    "dns zone add",
 		summary: "Add a split zone to a tenant: its names go to DNS servers in the tenant's sites",

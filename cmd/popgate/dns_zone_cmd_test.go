@@ -100,7 +100,11 @@ func TestDNSZoneUsageErrors(t *testing.T) {
 		{[]string{"dns", "zone", "remove", "--tenant", "Acme", "corp.example.com"}, `tenant name "Acme" is invalid`},
 		{[]string{"dns", "zone"}, "dns zone: missing subcommand: use add, list or remove"},
 		{[]string{"dns", "zone", "drop"}, `dns zone: unknown subcommand "drop": use add, list or remove`},
-		{[]string{"dns", "zonk"}, `dns: unknown subcommand "zonk": use zone add, zone list or zone remove`},
+		{[]string{"dns", "zonk"}, `dns: unknown subcommand "zonk": use zone, upstream or log (see 'popgate dns --help')`},
+		{[]string{"dns"}, `dns: missing subcommand: use zone, upstream or log (see 'popgate dns --help')`},
+		{[]string{"dns", "upstream"}, `dns upstream: missing subcommand: use set, list or reset (see 'popgate dns upstream --help')`},
+		{[]string{"dns", "log", "purge"}, `dns log: unknown subcommand "purge": use show, enable or disable`},
+		{[]string{"help", "dns", "zone", "add", "now"}, "help: too many arguments"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			ta := newTestApp(t, map[string]string{envDataDir: dir})

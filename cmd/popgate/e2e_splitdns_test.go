@@ -132,8 +132,10 @@ func resolveAt(ctx context.Context, ns *testbed.Netns, name string) string {
 // when the site is at another PoP), asked from the client's PoP's own overlay address; the
 // second tenant asking the same name never gets the first's answer, also once it has the
 // same zone at the same server address in its own site; a server out of the tenant's
-// routes is refused. cli runs a popgate command against the controller. The zones are
-// removed at the end.
+// routes is refused. With the first tenant's query log on, its queries of the zone show in
+// 'popgate dns log show' as split (the zone's server answered) or cache, with the time the
+// site's server took; the second tenant's log stays off. cli runs a popgate command against
+// the controller. The zones are removed and the log turned off at the end.
 func e2eSplitDNS(t *testing.T, cli func(ctx context.Context, args ...string) (stdout, stderr string, err error), tenants []splitDNSTenant) {
 	mustCLI := func(args ...string) string {
 		t.Helper()
@@ -162,6 +164,7 @@ func e2eSplitDNS(t *testing.T, cli func(ctx context.Context, args ...string) (st
 		t.Errorf("dns zone add with a server the tenant routes to the internet: %v, %q, want it refused saying %q", err, stderr, want)
 	}
 
+	mustCLI("dns", "log", "enable", "--tenant", first.name)
 	mustCLI("dns", "zone", "add", "--tenant", first.name, "--server", server, splitZone)
 	want := "NOERROR " + servers[0].answer.String()
 	start := time.Now()
@@ -229,6 +232,61 @@ func e2eSplitDNS(t *testing.T, cli func(ctx context.Context, args ...string) (st
 			t.Errorf("%s's site DNS server was asked from %v, want only from the own address of its client's PoP, %v", tn.name, got, want)
 		}
 	}
+	// The first tenant's query log: the zone's names as split (the misses above) and cache
+	// (the hits), within a report or two; the second tenant's log is off.
+	var log webui.APIDNSLog
+	testbed.Poll(t, 30*time.Second, fmt.Sprintf("%s's split queries in its DNS query log", first.name), func(ctx context.Context) error {
+		out, stderr, err := cli(ctx, "dns", "log", "show", "--tenant", first.name, "--json", "--limit", "1000")
+		if err != nil {
+			return fmt.Errorf("dns log show: %v: %s", err, stderr)
+		}
+		log = webui.APIDNSLog{}
+		if err := json.Unmarshal([]byte(out), &log); err != nil {
+			return err
+		}
+		for i := range 21 {
+			name := fmt.Sprintf("h%d.%s", i, splitZone)
+			if i == 20 {
+				name = "nx." + splitZone // the last query made
+			}
+			if !slices.ContainsFunc(log.Entries, func(e webui.APIDNSLogEntry) bool { return e.Name == name && e.Type == "A" }) {
+				return fmt.Errorf("%s is not in the log yet (%d entries)", name, len(log.Entries))
+			}
+		}
+		return nil
+	})
+	var splitLat []time.Duration
+	outcomes := map[string]int{}
+	for _, e := range log.Entries {
+		if !strings.HasSuffix(e.Name, "."+splitZone) || e.Type != "A" {
+			continue
+		}
+		outcomes[e.Outcome]++
+		if strings.HasPrefix(e.Name, "h") {
+			if e.Outcome != "split" || e.Rcode != "NOERROR" || e.Node == "" {
+				t.Errorf("%s in the log: %+v; want split, NOERROR, with the node that answered", e.Name, e)
+			}
+			splitLat = append(splitLat, time.Duration(e.LatencyMicros)*time.Microsecond)
+		}
+	}
+	if outcomes["split"] < 20 || outcomes["cache"] < 19 {
+		t.Errorf("outcomes of %s's queries of %s in its log: %v; want at least 20 split, 19 cache", first.name, splitZone, outcomes)
+	}
+	if e := log.Entries[slices.IndexFunc(log.Entries, func(e webui.APIDNSLogEntry) bool { return e.Name == "nx."+splitZone })]; e.Outcome != "split" || e.Rcode != "NXDOMAIN" {
+		t.Errorf("nx.%s in the log: %+v; want split, NXDOMAIN", splitZone, e)
+	}
+	slices.Sort(splitLat)
+	if len(splitLat) > 0 {
+		t.Logf("split DNS latency as %s's query log has it (%d uncached queries): p50 %v, max %v", first.name, len(splitLat),
+			splitLat[len(splitLat)/2], splitLat[len(splitLat)-1])
+	}
+	ctx, cancel = context.WithTimeout(context.Background(), 30*time.Second)
+	if out, stderr, err := cli(ctx, "dns", "log", "show", "--tenant", second.name); err != nil || out != "" || !strings.Contains(stderr, "is off") {
+		t.Errorf("%s's query log: %v, %q, %q; want off", second.name, err, out, stderr)
+	}
+	cancel()
+	mustCLI("dns", "log", "disable", "--tenant", first.name)
+
 	out := mustCLI("dns", "zone", "list", "--tenant", first.name)
 	if !strings.Contains(out, splitZone) || !strings.Contains(out, server) {
 		t.Errorf("dns zone list:\n%s", out)

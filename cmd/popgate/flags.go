@@ -17,6 +17,8 @@ type cmdSpec struct {
 	summary string   // one line for the group's help; "" for the first sentence of about
 	example string   // one or more example lines
 	args    []string // names of the positional arguments, all required
+	// more: the last of args may be given more than once ("dns upstream set A B C").
+	more bool
 	// flagName, when set, names a string flag that may give the one positional argument
 	// instead ("tenant set --tenant acme" as well as "tenant set acme").
 	flagName string
@@ -103,7 +105,7 @@ func (c *cmdFlags) parse(w io.Writer, args []string) ([]string, error) {
 		missing := c.spec.args[len(pos)]
 		return nil, usagef("%s: missing %s: usage: popgate %s", c.spec.name, missing, c.spec.usage)
 	}
-	if len(pos) > len(c.spec.args) {
+	if len(pos) > len(c.spec.args) && !c.spec.more {
 		extra := pos[len(c.spec.args)]
 		return nil, usagef("%s: unexpected argument %q: usage: popgate %s", c.spec.name, extra, c.spec.usage)
 	}

@@ -156,6 +156,18 @@ func (p *joinedPlane) Report() plane.Report {
 	return node.Report()
 }
 
+// DNSLogAfter is the data plane's query log after seq (gateway.Node.DNSLogAfter); none
+// before it is up.
+func (p *joinedPlane) DNSLogAfter(seq uint64) []plane.DNSQuery {
+	p.mu.Lock()
+	node := p.node
+	p.mu.Unlock()
+	if node == nil {
+		return nil
+	}
+	return node.DNSLogAfter(seq)
+}
+
 // Backbone is the data plane's backbone for status; nil before it is up or without one.
 func (p *joinedPlane) Backbone() *webui.APIBackbone {
 	p.mu.Lock()
@@ -285,6 +297,7 @@ func runJoined(ctx context.Context, sc ServeConfig, dd *dataDir, hostname func()
 		Cache:          st,
 		Apply:          p.Apply,
 		Report:         p.Report,
+		DNSLog:         p.DNSLogAfter,
 		Backbone:       bb,
 		Revoked: func() {
 			p.Close()

@@ -134,7 +134,7 @@ var commands = []command{
 	{"peer", "add, list, show, change, enable, disable and remove peers; print their configs", (*app).cmdPeer},
 	{"policy", "show and set the firewall policy of a tenant", (*app).cmdPolicy},
 	{"route", "list, add and remove the routes of a tenant", (*app).cmdRoute},
-	{"dns", "the in-tunnel resolver of a tenant: split zones answered by servers in its sites", (*app).cmdDNS},
+	{"dns", "a tenant's DNS in the tunnel: split zones, own upstreams (plain or over TLS), query log", (*app).cmdDNS},
 	{"region", "add, list, change and remove regions, each with its endpoint and key", (*app).cmdRegion},
 	{"status", "show the running node, its device, its peers and its tenants at a glance", (*app).cmdStatus},
 	{"admin", "add, list and remove the admins of the web UI; set their passwords", (*app).cmdAdmin},
@@ -185,6 +185,17 @@ func (a *app) cmdHelp(ctx context.Context, args []string) error {
 	if args[0] == "help" {
 		a.printMainHelp(a.stdout)
 		return nil
+	}
+	if len(args) == 3 {
+		// Only the subcommands of a family have three words ("dns zone add", "event webhook
+		// set"): the first two must name a group of their own, whose help says so.
+		var probe strings.Builder
+		b := *a
+		b.stdout, b.stderr = &probe, io.Discard
+		if err := b.dispatch(ctx, []string{args[0], args[1], "--help"}); err != nil ||
+			!strings.HasPrefix(probe.String(), "Usage: popgate "+args[0]+" "+args[1]+" <subcommand>") {
+			return usagef("help: too many arguments: use 'popgate help <command> [<subcommand>]'")
+		}
 	}
 	return a.dispatch(ctx, append(args, "--help"))
 }

@@ -24,20 +24,38 @@ import (
 // output helpers they share. Each command has a file of its own: tenant_cmd.go, peer_cmd.go,
 // status_cmd.go, admin_cmd.go, token_cmd.go, audit_cmd.go, db_cmd.go, route.go, policy.go.
 
-// subcommand is one subcommand of a command group (tenant, peer).
+// subcommand is one subcommand of a command group (tenant, peer). A subcommand's name may have
+// two words ("dns zone add"): the first names a family of the group's subcommands, which
+// dispatches like a group of its own ("popgate dns zone --help"). An entry without run is a
+// family's header: its about is the family's help text, and it is no subcommand itself.
 type subcommand struct {
 	spec cmdSpec
 	run  func(a *app, ctx context.Context, spec cmdSpec, args []string) error
 }
 
-// group runs the subcommand of group named by args[0].
+// group runs the subcommand of group named by args (its first word, or its first two for a
+// family's).
 func (a *app) group(ctx context.Context, group, about string, subs []subcommand, args []string) error {
-	names := make([]string, len(subs))
-	for i, s := range subs {
-		names[i] = s.spec.name[len(group)+1:]
+	var cmds []subcommand
+	var names []string
+	heads := map[string]string{} // family → its about
+	for _, s := range subs {
+		name := s.spec.name[len(group)+1:]
+		if s.run == nil {
+			heads[name] = s.spec.about
+			continue
+		}
+		cmds, names = append(cmds, s), append(names, name)
+	}
+	// The first words, once each: the subcommands, or the families of those with two.
+	var firsts []string
+	for _, n := range names {
+		if first, _, _ := strings.Cut(n, " "); !slices.Contains(firsts, first) {
+			firsts = append(firsts, first)
+		}
 	}
 	if len(args) == 0 {
-		return usagef("%s: missing subcommand: use %s (see 'popgate %s --help')", group, orList(names), group)
+		return usagef("%s: missing subcommand: use %s (see 'popgate %s --help')", group, orList(firsts), group)
 	}
 	switch args[0] {
 	case "-h", "-help", "--help", "help":
@@ -47,9 +65,13 @@ func (a *app) group(ctx context.Context, group, about string, subs []subcommand,
 		for _, n := range names {
 			width = max(width, len(n))
 		}
-		// A summary too long for its line goes on below, aligned with its start.
+		// A summary too long for its line goes on below, aligned with its start; a blank
+		// line sets the families apart.
 		pad := strings.Repeat(" ", 2+width+2)
-		for i, s := range subs {
+		for i, s := range cmds {
+			if i > 0 && len(firsts) < len(names) && strings.Fields(names[i])[0] != strings.Fields(names[i-1])[0] {
+				b.WriteByte('\n')
+			}
 			summary := wrap(s.spec.summaryText(), max(40, helpWidth-len(pad)))
 			fmt.Fprintf(&b, "  %-*s  %s\n", width, names[i], strings.ReplaceAll(summary, "\n", "\n"+pad))
 		}
@@ -57,25 +79,25 @@ func (a *app) group(ctx context.Context, group, about string, subs []subcommand,
 		io.WriteString(a.stdout, b.String())
 		return nil
 	}
-	// A subcommand's name may have two words ("dns zone add"): the first names a family.
-	var family []string
-	for i, s := range subs {
-		words := strings.Fields(names[i])
-		if len(words) <= len(args) && slices.Equal(words, args[:len(words)]) {
-			return s.run(a, ctx, s.spec, args[len(words):])
+	for i, s := range cmds {
+		if names[i] == args[0] {
+			return s.run(a, ctx, s.spec, args[1:])
 		}
-		if len(words) > 1 && words[0] == args[0] {
-			family = append(family, strings.Join(words[1:], " "))
+	}
+	var family []subcommand
+	for i, s := range cmds {
+		if first, _, ok := strings.Cut(names[i], " "); ok && first == args[0] {
+			family = append(family, s)
 		}
 	}
 	if len(family) > 0 {
-		what := "missing subcommand"
-		if len(args) > 1 {
-			what = fmt.Sprintf("unknown subcommand %q", args[1])
+		famAbout, ok := heads[args[0]]
+		if !ok {
+			famAbout = about
 		}
-		return usagef("%s %s: %s: use %s (see 'popgate %s --help')", group, args[0], what, orList(family), group)
+		return a.group(ctx, group+" "+args[0], famAbout, family, args[1:])
 	}
-	return usagef("%s: unknown subcommand %q: use %s (see 'popgate %s --help')", group, args[0], orList(names), group)
+	return usagef("%s: unknown subcommand %q: use %s (see 'popgate %s --help')", group, args[0], orList(firsts), group)
 }
 
 // summaryText is the command's summary for its group's help: summary, or else the first

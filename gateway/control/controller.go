@@ -167,6 +167,9 @@ type Controller struct {
 	// controller's own node runs checks, whose results it reads itself.
 	results   checkResults
 	ownChecks atomic.Bool
+	// ownDNSLogSeq is the newest query of the own node's log recorded (dns.go); only
+	// ownDNSLog's goroutine touches it.
+	ownDNSLogSeq uint64
 
 	closing   chan struct{}
 	wg        sync.WaitGroup
@@ -220,6 +223,8 @@ func (c *Controller) Start(ctx context.Context) error {
 	}
 	c.every(c.cfg.RetryEvery, c.retry)
 	c.every(ownChecksEvery, c.ownCheckReport)
+	c.every(ownDNSLogEvery, c.ownDNSLog)
+	c.every(dnsLogPruneEvery, c.pruneDNSLog)
 	if c.cfg.Backbone.on() {
 		c.every(time.Second, c.ownReport)
 	}

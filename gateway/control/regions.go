@@ -171,7 +171,7 @@ func (c *Controller) desiredFor(snap *store.Snapshot, region string) *plane.Desi
 		}
 		allowed[t.ID] = true
 		d.Tenants = append(d.Tenants, plane.Tenant{ID: t.ID, Name: t.Name, Domain: t.Domain, SplitTunnel: t.SplitTunnel, Policy: snap.Policies[t.ID],
-			MaxFlowsPerPeer: t.MaxFlowsPerPeer, MaxFlows: t.MaxFlows, Regions: rs, DNS: tenantDNS(zones[t.ID])})
+			MaxFlowsPerPeer: t.MaxFlowsPerPeer, MaxFlows: t.MaxFlows, Regions: rs, DNS: tenantDNS(snap, t.ID, zones[t.ID])})
 	}
 	d.Peers = make([]plane.Peer, 0, len(snap.Peers))
 	for i := range snap.Peers {

@@ -62,6 +62,9 @@ type ClientConfig struct {
 	// CacheWait is how long Run waits for the controller's first desired state before it
 	// applies the kept one. Default 2 s.
 	CacheWait time.Duration
+	// DNSLog returns the queries the node logged (its tenants' query logs) numbered after
+	// seq, oldest first, at most plane.MaxReportDNSLog, for its reports. Default: none.
+	DNSLog func(seq uint64) []plane.DNSQuery
 	// ReportEvery is how often the node reports. Default 5 s.
 	ReportEvery time.Duration
 	// IdleTimeout ends a stream that carried nothing (the controller pings every 10 s).
@@ -524,15 +527,22 @@ func (c *Client) apply(ctx context.Context, d *plane.Desired) {
 	c.setStatus(func(s *Status) { s.Generation, s.FromCache, s.SavedAt = d.Generation, false, now })
 }
 
-// report is the node's report, with the events numbered after cur's when the controller
-// said which it has (none before: it would record them all again).
-func (c *Client) report(cur *eventCursor) report {
+// report is the node's report, with the events numbered after cur's and the logged queries
+// after dcur's when the controller said which it has (none before: it would record them all
+// again).
+func (c *Client) report(cur, dcur *eventCursor) report {
 	c.applyMu.Lock()
 	r := report{Generation: c.applied, ApplyError: c.applyErr, Failed: c.failedGen}
 	c.applyMu.Unlock()
 	rep := c.cfg.Report()
 	if seq, ok := cur.get(); ok {
 		rep.Events, r.Boot = c.eventsAfter(seq), c.boot
+	}
+	if seq, ok := dcur.get(); ok && c.cfg.DNSLog != nil {
+		rep.DNSLog, r.Boot = c.cfg.DNSLog(seq), c.boot
+		if len(rep.DNSLog) > plane.MaxReportDNSLog {
+			rep.DNSLog = rep.DNSLog[:plane.MaxReportDNSLog]
+		}
 	}
 	r.Report, r.Time, r.Backbone = &rep, c.cfg.Now(), c.cfg.Backbone
 	return r
@@ -562,7 +572,7 @@ func (c *Client) session(ctx context.Context) (bool, error) {
 	c.log.Info("connected to the controller", "controller", c.cfg.ControllerAddr)
 
 	// The reporter writes the node's reports into the request body.
-	var cur eventCursor
+	var cur, dcur eventCursor
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer pr.Close() // a report blocked on a stream that ends returns
@@ -574,7 +584,7 @@ func (c *Client) session(ctx context.Context) (bool, error) {
 		t := time.NewTicker(c.cfg.ReportEvery)
 		defer t.Stop()
 		for {
-			r := c.report(&cur)
+			r := c.report(&cur, &dcur)
 			if err := writeFrame(pw, r); err != nil {
 				return
 			}
@@ -584,6 +594,12 @@ func (c *Client) session(ctx context.Context) (bool, error) {
 				cur.set(evs[len(evs)-1].Seq)
 				if len(evs) == plane.MaxReportEvents {
 					c.ReportNow() // more are waiting
+				}
+			}
+			if qs := r.Report.DNSLog; len(qs) > 0 {
+				dcur.set(qs[len(qs)-1].Seq)
+				if len(qs) == plane.MaxReportDNSLog {
+					c.ReportNow()
 				}
 			}
 			last := time.Now()
@@ -622,6 +638,14 @@ func (c *Client) session(ctx context.Context) (bool, error) {
 				seq = 0 // none of this process's
 			}
 			cur.set(seq)
+			c.ReportNow()
+		}
+		if f.DNSLog != nil {
+			seq := f.DNSLog.Seq
+			if f.DNSLog.Boot != c.boot {
+				seq = 0 // none of this process's
+			}
+			dcur.set(seq)
 			c.ReportNow()
 		}
 		if !f.Time.IsZero() {

@@ -31,6 +31,9 @@ type frame struct {
 	// Events is the newest event of the node the controller recorded, in the first frame
 	// of a stream: the node sends its events after it (none before it knows).
 	Events *store.EventCursor `json:"events,omitempty"`
+	// DNSLog is the newest query of the node's query log the controller recorded, in the
+	// first frame of a stream, as Events: the node sends its logged queries after it.
+	DNSLog *store.EventCursor `json:"dns_log,omitempty"`
 	// Time is the controller's clock when it sent the frame.
 	Time time.Time `json:"time"`
 }
@@ -53,8 +56,8 @@ type report struct {
 	// configured now: the controller records a change (a node that joined without
 	// --backbone-endpoint, or moved), so that no node has to join again for it.
 	Backbone *Backbone `json:"backbone,omitempty"`
-	// Boot tells this node's process from its earlier ones: the events of Report (which
-	// number from 1 at each start) are its.
+	// Boot tells this node's process from its earlier ones: the events and logged queries
+	// of Report (which number from 1 at each start) are its.
 	Boot int64 `json:"boot,omitempty"`
 	// Time is the node's clock when it sent the report.
 	Time time.Time `json:"time"`

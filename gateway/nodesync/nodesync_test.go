@@ -93,6 +93,20 @@ func (f *fakeSource) NodeEvents(ctx context.Context, n store.Node, boot int64, e
 	return err
 }
 
+func (f *fakeSource) NodeDNSLogCursor(ctx context.Context, n store.Node) (store.EventCursor, error) {
+	return f.st.NodeDNSLogCursor(ctx, n.ID)
+}
+
+func (f *fakeSource) NodeDNSLog(ctx context.Context, n store.Node, boot int64, qs []plane.DNSQuery, _ time.Duration) error {
+	es := make([]store.NodeDNSLogEntry, len(qs))
+	for i, q := range qs {
+		es[i] = store.NodeDNSLogEntry{Seq: q.Seq, DNSLogEntry: store.DNSLogEntry{TenantID: q.Tenant, At: q.At, Node: n.Name, Peer: q.Peer,
+			Client: q.Client, Name: q.Name, Type: q.Type, Outcome: q.Outcome, Rcode: q.Rcode, Latency: q.Latency}}
+	}
+	_, err := f.st.AddNodeDNSLog(ctx, n.ID, boot, es)
+	return err
+}
+
 var _ Source = (*fakeSource)(nil)
 
 func desired(gen int64) *plane.Desired {
@@ -718,4 +732,106 @@ func TestEvents(t *testing.T) {
 	if got := lone.eventsAfter(0); lone.EventsDropped() != 5 || len(got) != plane.MaxReportEvents || got[0].Seq != 6 {
 		t.Errorf("dropped %d; the first to send is #%d of %d", lone.EventsDropped(), got[0].Seq, len(got))
 	}
+}
+
+// fakeLog is a node's query log: queries numbered from 1, all kept.
+type fakeLog struct {
+	mu     sync.Mutex
+	tenant int64
+	qs     []plane.DNSQuery
+}
+
+func (l *fakeLog) add(name string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.qs = append(l.qs, plane.DNSQuery{Seq: uint64(len(l.qs) + 1), At: time.Now(), Tenant: l.tenant, Peer: "laptop",
+		Client: netip.MustParseAddr("100.64.0.2"), Name: name, Type: "A", Outcome: plane.DNSOutcomeForwarded, Rcode: "NOERROR"})
+}
+
+func (l *fakeLog) after(seq uint64) []plane.DNSQuery {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if seq >= uint64(len(l.qs)) {
+		return nil
+	}
+	return slices.Clone(l.qs[seq:min(len(l.qs), int(seq)+plane.MaxReportDNSLog)])
+}
+
+// TestDNSLog: the queries a node logs reach the controller's store once each, in reports of at
+// most MaxReportDNSLog: those logged before the stream, while the controller was away, and
+// after the node restarted (numbered from 1 again).
+func TestDNSLog(t *testing.T) {
+	ctx := context.Background()
+	c := newController(t, nil)
+	acme, err := c.st.AddTenant(ctx, "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.st.EnableDNSLog(ctx, "acme", 0); err != nil {
+		t.Fatal(err)
+	}
+	p := newPlane()
+	cl, _ := joinedNode(t, c, "p1", p, nil)
+	fl := &fakeLog{tenant: acme.ID}
+	cl.cfg.DNSLog = fl.after
+	recorded := func() map[string]int {
+		es, _, err := c.st.DNSLog(ctx, store.DNSLogQuery{Tenant: "acme", Limit: store.MaxDNSLogPage})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]int{}
+		for _, e := range es {
+			out[e.Name]++
+			if e.Node != "p1" || e.Peer != "laptop" {
+				t.Fatalf("recorded %+v", e)
+			}
+		}
+		return out
+	}
+	waitLog := func(what string, names []string) {
+		t.Helper()
+		waitFor(t, 10*time.Second, what, func() bool { return len(recorded()) >= len(names) })
+		got := recorded()
+		for _, n := range names {
+			if got[n] != 1 {
+				t.Fatalf("%s: %s recorded %d times, want once (%d recorded)", what, n, got[n], len(got))
+			}
+		}
+		if len(got) != len(names) {
+			t.Fatalf("%s: %d recorded, want %d", what, len(got), len(names))
+		}
+	}
+	var names []string
+	for i := range 1500 { // before the stream: two reports' worth
+		names = append(names, fmt.Sprintf("q%d.example.com", i))
+		fl.add(names[i])
+	}
+	cancel, done := run(t, cl)
+	p.waitGen(t, 1, 5*time.Second)
+	waitLog("the queries logged before the stream", names)
+
+	// The controller goes away: what the node logs meanwhile comes when it is back.
+	addr := c.addr
+	c.srv.Close()
+	waitFor(t, 3*time.Second, "the node to notice", func() bool { return !cl.Status().Connected })
+	for i := range 10 {
+		names = append(names, fmt.Sprintf("away%d.example.com", i))
+		fl.add(names[len(names)-1])
+	}
+	c.start(t, addr, nil)
+	waitLog("the queries of the time away", names)
+
+	// The node restarts: a new process numbers from 1, and is not taken for a resend.
+	cancel()
+	<-done
+	done <- nil
+	cl2, _ := NewClient(cl.cfg, nil)
+	fl2 := &fakeLog{tenant: acme.ID}
+	cl2.cfg.DNSLog = fl2.after
+	for i := range 5 {
+		names = append(names, fmt.Sprintf("restarted%d.example.com", i))
+		fl2.add(names[len(names)-1])
+	}
+	run(t, cl2)
+	waitLog("the restarted node's queries", names)
 }

@@ -53,6 +53,11 @@ type Source interface {
 	// at most plane.MaxReportEvents), each once however often it comes; offset is n's
 	// clock minus the controller's. The error wraps store.ErrNotFound when n was removed.
 	NodeEvents(ctx context.Context, n store.Node, boot int64, evs []plane.Event, offset time.Duration) error
+	// NodeDNSLogCursor and NodeDNSLog are NodeEventCursor and NodeEvents for the queries
+	// node n logged for its tenants' query logs (plane.Report.DNSLog, at most
+	// plane.MaxReportDNSLog).
+	NodeDNSLogCursor(ctx context.Context, n store.Node) (store.EventCursor, error)
+	NodeDNSLog(ctx context.Context, n store.Node, boot int64, qs []plane.DNSQuery, offset time.Duration) error
 }
 
 // MaxClockSkew is how far a joining node's clock may be off from the controller's.
@@ -335,15 +340,21 @@ func (s *Server) sync(w http.ResponseWriter, r *http.Request) {
 		<-reports
 	}()
 
-	// The first frame tells the node which of its events the controller has.
-	var events *store.EventCursor
+	// The first frame tells the node which of its events and logged queries the controller
+	// has.
+	var events, dnsLog *store.EventCursor
 	if cur, err := s.cfg.Source.NodeEventCursor(ctx, n); err != nil {
 		log.Warn("node sync: read the node's event cursor; its events wait for its next stream", "err", err)
 	} else {
 		events = &cur
 	}
+	if cur, err := s.cfg.Source.NodeDNSLogCursor(ctx, n); err != nil {
+		log.Warn("node sync: read the node's query log cursor; its logged queries wait for its next stream", "err", err)
+	} else {
+		dnsLog = &cur
+	}
 	send := func(f frame) error {
-		f.Time, f.Events, events = s.cfg.Now(), events, nil
+		f.Time, f.Events, f.DNSLog, events, dnsLog = s.cfg.Now(), events, dnsLog, nil, nil
 		rc.SetWriteDeadline(time.Now().Add(30 * time.Second))
 		if err := writeFrame(w, f); err != nil {
 			return err
@@ -468,6 +479,20 @@ func (s *Server) readReports(ctx context.Context, log *slog.Logger, n store.Node
 				if err != nil && ctx.Err() == nil {
 					// The node sends them again on its next stream, from the cursor.
 					log.Warn("node sync: record the node's events; closing the stream so that it sends them again", "err", err)
+					return
+				}
+			}
+			if qs := rep.Report.DNSLog; len(qs) > 0 && rep.Boot != 0 {
+				if len(qs) > plane.MaxReportDNSLog {
+					qs = qs[:plane.MaxReportDNSLog]
+				}
+				err := s.cfg.Source.NodeDNSLog(ctx, n, rep.Boot, qs, rep.Time.Sub(now))
+				if errors.Is(err, store.ErrNotFound) {
+					log.Info("node removed: closing its stream")
+					return
+				}
+				if err != nil && ctx.Err() == nil {
+					log.Warn("node sync: record the node's logged queries; closing the stream so that it sends them again", "err", err)
 					return
 				}
 			}

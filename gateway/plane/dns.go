@@ -2,16 +2,25 @@ package plane
 
 import (
 	"net/netip"
+	"time"
 
 	"github.com/popgate/popgate/store"
 )
 
-// TenantDNS is what the in-tunnel resolver does for one tenant beyond its peers' names.
+// TenantDNS is what the in-tunnel resolver (gateway/resolver) does for one tenant beyond its
+// peers' names (Tenant.Domain).
 type TenantDNS struct {
 	// Zones are the tenant's split zones: a query of its peers for a name in one of them
 	// (the longest that matches) goes to the zone's servers, through the tenant's own
 	// packet path (a site, or a peer), from the node's own overlay address (NodeAddrs).
 	Zones []DNSZone `json:"zones,omitempty"`
+	// Upstreams are the resolvers the tenant's other queries are forwarded to, tried in
+	// order (the next when one does not answer in time); none: the node's. At most
+	// store.MaxDNSUpstreams, each on a public address.
+	Upstreams []DNSUpstream `json:"upstreams,omitempty"`
+	// QueryLog: the node logs the tenant's queries (DNSQuery) and reports them
+	// (Report.DNSLog); off unless the tenant turned it on.
+	QueryLog bool `json:"query_log,omitempty"`
 }
 
 // DNSZone is one split zone of a tenant.
@@ -23,8 +32,28 @@ type DNSZone struct {
 	Servers []netip.AddrPort `json:"servers"`
 }
 
-// validateDNS checks a tenant's DNS settings: zone names valid and unique, 1 to
-// store.MaxDNSZoneServers valid servers each, at most store.MaxDNSZones zones.
+// DNSUpstream is one of a tenant's upstreams (store.DNSUpstream): plain DNS over UDP, or DNS
+// over TLS when TLSName is set.
+type DNSUpstream struct {
+	Addr netip.AddrPort `json:"addr"`
+	// TLSName is the name the server's certificate must hold; "": plain DNS.
+	TLSName string `json:"tls_name,omitempty"`
+}
+
+// DNSUpstreamOf is the plane's form of store upstream u.
+func DNSUpstreamOf(u store.DNSUpstream) DNSUpstream {
+	return DNSUpstream{Addr: u.Addr, TLSName: u.TLSName}
+}
+
+// String is the upstream as the store writes it: "9.9.9.9:53", "tls://dns.quad9.net@9.9.9.9:853".
+func (u DNSUpstream) String() string {
+	return store.DNSUpstream{Addr: u.Addr, TLSName: u.TLSName}.String()
+}
+
+// validateDNS checks what the store checks of a tenant's DNS settings: zone names valid and
+// unique, 1 to store.MaxDNSZoneServers valid servers each, at most store.MaxDNSZones zones;
+// every upstream reads back as itself (store.ParseDNSUpstream: the form, a public address),
+// none twice, at most store.MaxDNSUpstreams.
 func (t *Tenant) validateDNS() error {
 	if len(t.DNS.Zones) > store.MaxDNSZones {
 		return invalid("tenant %q: %d DNS zones, at most %d", t.Name, len(t.DNS.Zones), store.MaxDNSZones)
@@ -45,5 +74,62 @@ func (t *Tenant) validateDNS() error {
 			}
 		}
 	}
+	ups := t.DNS.Upstreams
+	if len(ups) > store.MaxDNSUpstreams {
+		return invalid("tenant %q: %d DNS upstreams, at most %d", t.Name, len(ups), store.MaxDNSUpstreams)
+	}
+	for i, u := range ups {
+		p, err := store.ParseDNSUpstream(u.String())
+		if err != nil {
+			return invalid("tenant %q: %v", t.Name, err)
+		}
+		if DNSUpstreamOf(p) != u {
+			return invalid("tenant %q: DNS upstream %s is not written as the store writes it (%s)", t.Name, u, p)
+		}
+		for _, o := range ups[:i] {
+			if o == u {
+				return invalid("tenant %q: DNS upstream %s is there twice", t.Name, u)
+			}
+		}
+	}
 	return nil
 }
+
+// DNSQuery is one query of a tenant's that the in-tunnel resolver answered, as its query log
+// (TenantDNS.QueryLog) keeps it.
+type DNSQuery struct {
+	// Seq numbers the node's logged queries from 1 at the start of its process, so that the
+	// controller keeps each once however often it is sent (as Event.Seq).
+	Seq uint64 `json:"seq"`
+	// At is when it came, by the node's clock.
+	At     time.Time `json:"at"`
+	Tenant int64     `json:"tenant"` // Tenant.ID
+	// Peer is the name of the peer that asked; "" for a host behind a site's connector.
+	Peer string `json:"peer,omitempty"`
+	// Client is the address that asked.
+	Client netip.Addr `json:"client"`
+	// Name is the name asked for, lower case, without the final dot ("." for the root).
+	Name string `json:"name"`
+	// Type is the question's type: "A", "AAAA", "TYPE65534".
+	Type string `json:"type"`
+	// Outcome is what the resolver did (a DNSOutcome…; a newer node may say others).
+	Outcome string `json:"outcome"`
+	// Rcode is the answer's: "NOERROR", "NXDOMAIN", "SERVFAIL", …
+	Rcode string `json:"rcode"`
+	// Latency is from the query to the answer.
+	Latency time.Duration `json:"latency_ns"`
+}
+
+// What the resolver did with a query, as DNSQuery.Outcome.
+const (
+	DNSOutcomeLocal     = "local"     // a name of the tenant's, the overlay's reverse, or under the private TLD
+	DNSOutcomeCache     = "cache"     // from the cache
+	DNSOutcomeForwarded = "forwarded" // an upstream answered
+	DNSOutcomeSplit     = "split"     // one of the servers of the tenant's split zone (TenantDNS.Zones) answered
+	DNSOutcomeFailed    = "failed"    // SERVFAIL: no upstream or split zone server answered in time, or none to ask
+	DNSOutcomeRefused   = "refused"   // not a query the resolver takes (an opcode, a class, several questions)
+)
+
+// MaxReportDNSLog is the most logged queries one report carries: the node sends the others in
+// the reports that follow.
+const MaxReportDNSLog = 1000

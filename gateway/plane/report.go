@@ -38,6 +38,10 @@ type Report struct {
 	// is reported again while it grows and a few times after: the controller keeps the
 	// latest word on each.
 	Checks []CheckResult `json:"checks,omitempty"`
+	// DNSLog are the queries the node logged for the tenants whose query log is on
+	// (TenantDNS.QueryLog) that the controller may not have yet, oldest first, at most
+	// MaxReportDNSLog; numbered like Events, and sent on the same terms.
+	DNSLog []DNSQuery `json:"dns_log,omitempty"`
 }
 
 // LinkState is one backbone link, from the reporting node to Node (gateway/backbone's
@@ -106,6 +110,9 @@ type DNSStats struct {
 	Failed      uint64 `json:"failed"`       // SERVFAIL: no upstream answered, or too many waiting
 	RateLimited uint64 `json:"rate_limited"` // dropped: the client was over its rate
 	Malformed   uint64 `json:"malformed"`    // not a DNS query
+	// LogDropped counts the logged queries dropped before the controller had them: more
+	// came than the node keeps (its query log's ring) while the controller was away or slow.
+	LogDropped uint64 `json:"log_dropped,omitempty"`
 }
 
 // Traffic counts what peers sent (rx: received by the node) and were sent (tx): bytes are

@@ -12,7 +12,8 @@ import (
 // records were asked for.
 type cacheKey struct {
 	// scope is 0 for the answers of the node's upstreams, which every tenant shares, and a
-	// tenant's ID for the answers of its split zones, which no other tenant sees.
+	// tenant's ID for the answers of its split zones and of its own upstreams, which no other
+	// tenant sees.
 	scope         int64
 	name          string // lower case
 	qtype, qclass uint16
@@ -26,8 +27,9 @@ type cacheEntry struct {
 }
 
 // cache keeps the upstreams' answers for their TTL (negative ones for their SOA's minimum,
-// RFC 2308), at most max entries. Shared by the tenants for what the upstreams say of public
-// names, the same for everyone; a tenant's split zones' answers are its own (cacheKey.scope).
+// RFC 2308), at most max entries. Shared by the tenants: what the node's upstreams say of
+// public names is the same for everyone; what a tenant's split zones or its own upstreams say
+// is kept under its scope (cacheKey), for it alone.
 type cache struct {
 	mu      sync.Mutex
 	max     int

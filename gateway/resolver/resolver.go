@@ -1,9 +1,10 @@
 // Package resolver is the DNS resolver every PoP answers at its overlay addresses (the
 // `DNS =` line of client configs): each tenant's peers by name under the tenant's domain,
 // the reverse of overlay addresses, names in a tenant's split zones sent to the zone's
-// servers through the tenant's own packet path (split.go) and cached for that tenant alone,
-// and everything else forwarded to the node's upstreams through a cache shared by the
-// tenants. Queries come from the packet path (UDP to port 53 of
+// servers through the tenant's own packet path (split.go), and everything else forwarded to
+// the tenant's own upstreams (plain DNS or DNS over TLS, dot.go) or else the node's. The
+// answers of the node's upstreams are cached for every tenant; those of a tenant's split
+// zones and own upstreams for that tenant alone. Queries come from the packet path (UDP to port 53 of
 // the node's overlay addresses), never from a socket on a public address, so the node is no
 // open resolver. A tenant's names are answered only to that tenant's peers: a query for
 // another tenant's name finds nothing, and names under the private TLD are never asked of an
@@ -13,12 +14,14 @@ package resolver
 import (
 	"context"
 	"crypto/rand"
+	"crypto/x509"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -44,8 +47,11 @@ const (
 	// upstreamSockets is how many UDP sockets carry the forwarded queries (each with random
 	// port and 16-bit IDs chosen at random).
 	upstreamSockets = 4
-	maxPositiveTTL  = 24 * time.Hour
-	maxNegativeTTL  = 5 * time.Minute
+	// tenantSockets is how many carry the queries to tenants' plain upstreams (opened at
+	// the first such query, for both address families).
+	tenantSockets  = 2
+	maxPositiveTTL = 24 * time.Hour
+	maxNegativeTTL = 5 * time.Minute
 )
 
 // Config configures a Resolver; New calls Validate.
@@ -66,6 +72,18 @@ type Config struct {
 	Timeout time.Duration
 	// ListenPacket opens the sockets towards the upstreams. Default net.ListenPacket.
 	ListenPacket func(network, address string) (net.PacketConn, error)
+	// TLSRoots verifies the certificates of DNS-over-TLS upstreams. Default nil: the
+	// system's roots (tests set their own).
+	TLSRoots *x509.CertPool
+	// MaxTLSConns bounds the node's connections to DNS-over-TLS upstreams, every tenant's
+	// together. Default DefaultMaxTLSConns.
+	MaxTLSConns int
+	// TLSIdle is how long a DNS-over-TLS connection with no query may stay open. Default
+	// DefaultTLSIdle.
+	TLSIdle time.Duration
+	// LogEntries bounds the query log kept for the controller (querylog.go). Default
+	// DefaultLogEntries.
+	LogEntries int
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 	// SendSplit carries a query to a tenant's split zone server: pkt is an IP packet from
@@ -99,6 +117,19 @@ func (c *Config) Validate() error {
 	if c.ListenPacket == nil {
 		c.ListenPacket = net.ListenPacket
 	}
+	if c.MaxTLSConns == 0 {
+		c.MaxTLSConns = DefaultMaxTLSConns
+	}
+	if c.TLSIdle == 0 {
+		c.TLSIdle = DefaultTLSIdle
+	}
+	if c.LogEntries == 0 {
+		c.LogEntries = DefaultLogEntries
+	}
+	if c.MaxTLSConns < 0 || c.TLSIdle < 0 || c.Timeout < 0 || c.LogEntries < 0 {
+		return fmt.Errorf("resolver: MaxTLSConns %d, TLSIdle %s, Timeout %s, LogEntries %d: use positive values (0: the default)",
+			c.MaxTLSConns, c.TLSIdle, c.Timeout, c.LogEntries)
+	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -121,6 +152,7 @@ type Stats struct {
 	Failed      uint64 // SERVFAIL: no upstream answered in time, or too many in flight
 	RateLimited uint64 // dropped: the client address was over its rate
 	Malformed   uint64 // not a DNS query
+	LogDropped  uint64 // logged queries that went before the controller had them (LogAfter)
 }
 
 // Resolver answers the tenants' DNS queries. Its methods are safe for concurrent use.
@@ -132,8 +164,18 @@ type Resolver struct {
 	cache *cache
 	limit *limiter
 
-	socks []*upstreamSock
-	next  atomic.Uint32 // round robin over socks
+	// nodeUps are Config.Upstreams, as tenants' are written.
+	nodeUps []plane.DNSUpstream
+	socks   []*upstreamSock
+	next    atomic.Uint32 // round robin over socks and tsocks
+	// tsocks are the sockets towards tenants' plain upstreams, opened at the first query
+	// that needs them (tsMu serialises the opening and Close).
+	tsMu   sync.Mutex
+	tsocks atomic.Pointer[[]*upstreamSock]
+	// tls holds the connections to DNS-over-TLS upstreams (dot.go).
+	tls dotPools
+	// qlog is the query log of the tenants that turned it on (querylog.go).
+	qlog queryLog
 
 	queries, local, hits, forwarded, splits, failed, limited, malformed atomic.Uint64
 
@@ -152,6 +194,11 @@ func New(cfg Config, log *slog.Logger) (*Resolver, error) {
 		return nil, err
 	}
 	r := &Resolver{cfg: cfg, log: log, cache: newCache(cfg.CacheEntries), limit: newLimiter(cfg.PeerRate, cfg.PeerBurst)}
+	for _, u := range cfg.Upstreams {
+		r.nodeUps = append(r.nodeUps, plane.DNSUpstream{Addr: u})
+	}
+	r.tls.pools = map[plane.DNSUpstream]*dotPool{}
+	r.qlog.max = cfg.LogEntries
 	empty := map[int64]*Zone{}
 	r.zones.Store(&empty)
 	r.split.pending, r.split.inFlight = map[splitKey]*splitPending{}, map[int64]int{}
@@ -178,12 +225,47 @@ func (r *Resolver) Start() error {
 			r.Close()
 			return fmt.Errorf("resolver: a socket towards the upstreams: %w", err)
 		}
-		s := &upstreamSock{r: r, pc: pc, pending: map[uint16]*pending{}}
-		r.socks = append(r.socks, s)
-		r.wg.Add(1)
-		go s.read()
+		r.socks = append(r.socks, r.startSock(pc))
 	}
 	return nil
+}
+
+// startSock starts reading the answers that come to pc.
+func (r *Resolver) startSock(pc net.PacketConn) *upstreamSock {
+	s := &upstreamSock{r: r, pc: pc, pending: map[uint16]*pending{}}
+	r.wg.Add(1)
+	go s.read()
+	return s
+}
+
+// tenantSocks returns the sockets towards tenants' plain upstreams, opening them at the
+// first call; nil when they cannot be opened (logged) or the resolver is closed.
+func (r *Resolver) tenantSocks() []*upstreamSock {
+	if ss := r.tsocks.Load(); ss != nil {
+		return *ss
+	}
+	r.tsMu.Lock()
+	defer r.tsMu.Unlock()
+	if ss := r.tsocks.Load(); ss != nil {
+		return *ss
+	}
+	if r.ctx.Err() != nil {
+		return nil
+	}
+	var ss []*upstreamSock
+	for range tenantSockets {
+		pc, err := r.cfg.ListenPacket("udp", ":0") // both families: tenants' upstreams may be either
+		if err != nil {
+			r.log.Error("dns: open a socket towards tenants' upstreams", "err", err)
+			for _, s := range ss {
+				s.pc.Close()
+			}
+			return nil
+		}
+		ss = append(ss, r.startSock(pc))
+	}
+	r.tsocks.Store(&ss)
+	return ss
 }
 
 func (r *Resolver) hasBothFamilies() bool {
@@ -198,13 +280,20 @@ func (r *Resolver) hasBothFamilies() bool {
 	return v4 && v6
 }
 
-// Close closes the upstream sockets; queries in flight get no answer, and Deliver takes no
-// more.
+// Close closes the upstream sockets and connections; queries in flight get no answer, and
+// Deliver takes no more. Idempotent.
 func (r *Resolver) Close() {
 	r.cancel()
-	for _, s := range r.socks {
+	socks := r.socks
+	r.tsMu.Lock()
+	if ts := r.tsocks.Load(); ts != nil {
+		socks = append(slices.Clip(socks), *ts...)
+	}
+	r.tsMu.Unlock()
+	for _, s := range socks {
 		s.pc.Close()
 	}
+	r.tls.closeAll()
 	r.wg.Wait()
 	r.split.mu.Lock()
 	for k, p := range r.split.pending {
@@ -213,7 +302,7 @@ func (r *Resolver) Close() {
 	}
 	clear(r.split.inFlight)
 	r.split.mu.Unlock()
-	for _, s := range r.socks {
+	for _, s := range socks {
 		s.mu.Lock()
 		for id, p := range s.pending {
 			p.timer.Stop()
@@ -224,12 +313,24 @@ func (r *Resolver) Close() {
 }
 
 // SetZones replaces the tenants' zones (BuildZones); queries after it see the new ones.
-func (r *Resolver) SetZones(zs map[int64]*Zone) { r.zones.Store(&zs) }
+// Connections to DNS-over-TLS upstreams no tenant has any more close when idle.
+func (r *Resolver) SetZones(zs map[int64]*Zone) {
+	r.zones.Store(&zs)
+	live := map[plane.DNSUpstream]bool{}
+	for _, z := range zs {
+		for _, u := range z.upstreams {
+			if u.TLSName != "" {
+				live[u] = true
+			}
+		}
+	}
+	r.tls.forget(live)
+}
 
 // Stats returns the counters.
 func (r *Resolver) Stats() Stats {
 	return Stats{Queries: r.queries.Load(), Local: r.local.Load(), CacheHits: r.hits.Load(), Forwarded: r.forwarded.Load(), Split: r.splits.Load(),
-		Failed: r.failed.Load(), RateLimited: r.limited.Load(), Malformed: r.malformed.Load()}
+		Failed: r.failed.Load(), RateLimited: r.limited.Load(), Malformed: r.malformed.Load(), LogDropped: r.LogDropped()}
 }
 
 // Query answers msg, one DNS query over UDP from client address src, a peer (or a site's
@@ -253,38 +354,44 @@ func (r *Resolver) Query(tenant int64, src netip.Addr, msg []byte, later func() 
 		return nil
 	}
 	size := clientSize(q)
+	zs := *r.zones.Load()
+	z := zs[tenant]
+	lq := r.newLogged(z, tenant, src) // nil unless the tenant's query log is on
 	if q.Opcode != dns.OpcodeQuery {
-		return r.pack(errReply(q, dns.RcodeNotImplemented), size)
+		return r.done(lq, q, errReply(q, dns.RcodeNotImplemented), size, plane.DNSOutcomeRefused)
 	}
 	if len(q.Question) != 1 {
 		return r.pack(errReply(q, dns.RcodeFormatError), size)
 	}
 	question := q.Question[0]
 	if question.Qclass != dns.ClassINET && question.Qclass != dns.ClassANY {
-		return r.pack(errReply(q, dns.RcodeRefused), size)
+		return r.done(lq, q, errReply(q, dns.RcodeRefused), size, plane.DNSOutcomeRefused)
 	}
 	name := strings.ToLower(question.Name)
-	zs := *r.zones.Load()
-	if z := zs[tenant]; z != nil && (name == z.Domain || strings.HasSuffix(name, "."+z.Domain)) {
+	if z != nil && (name == z.Domain || strings.HasSuffix(name, "."+z.Domain)) {
 		r.local.Add(1)
-		return r.pack(r.fromZone(q, z, name, question.Qtype), size)
+		return r.done(lq, q, r.fromZone(q, z, name, question.Qtype), size, plane.DNSOutcomeLocal)
 	}
 	if a, ok := reverseAddr(name); ok && (r.cfg.Overlay.V4.Contains(a) || r.cfg.Overlay.V6.Contains(a)) {
 		r.local.Add(1)
-		return r.pack(r.reverse(q, zs[tenant], a, question.Qtype), size)
+		return r.done(lq, q, r.reverse(q, z, a, question.Qtype), size, plane.DNSOutcomeLocal)
 	}
 	key := cacheKey{name: name, qtype: question.Qtype, qclass: question.Qclass, do: do(q)}
-	if z := zs[tenant]; z != nil {
+	if z != nil {
 		if sz := z.splitFor(name); sz != nil {
-			return r.querySplit(tenant, q, sz, key, size, later)
+			return r.querySplit(tenant, q, sz, key, size, later, lq)
 		}
 	}
 	if name == PrivateTLD || strings.HasSuffix(name, "."+PrivateTLD) {
 		// Another tenant's name, or nobody's: as if it did not exist, and never asked of an
 		// upstream (which would learn the names a tenant uses).
 		r.local.Add(1)
-		m := negative(q, dns.RcodeNameError, nil)
-		return r.pack(m, size)
+		return r.done(lq, q, negative(q, dns.RcodeNameError, nil), size, plane.DNSOutcomeLocal)
+	}
+	// The tenant's own upstreams, or the node's; their answers are cached apart.
+	ups := r.nodeUps
+	if z != nil && len(z.upstreams) > 0 {
+		ups, key.scope = z.upstreams, tenant
 	}
 	if m := r.cache.get(key, r.cfg.Now()); m != nil {
 		r.hits.Add(1)
@@ -292,21 +399,29 @@ func (r *Resolver) Query(tenant int64, src netip.Addr, msg []byte, later func() 
 		m.Question[0].Name = question.Name
 		m.RecursionDesired = q.RecursionDesired
 		fitEDNS(m, q)
-		return r.pack(m, size)
+		return r.done(lq, q, m, size, plane.DNSOutcomeCache)
 	}
-	if len(r.socks) == 0 {
+	if len(ups) == 0 {
 		r.failed.Add(1)
-		return r.pack(errReply(q, dns.RcodeServerFailure), size)
+		return r.done(lq, q, errReply(q, dns.RcodeServerFailure), size, plane.DNSOutcomeFailed)
 	}
 	if r.inFlight.Add(1) > maxInFlight {
 		r.inFlight.Add(-1)
 		r.failed.Add(1)
-		return r.pack(errReply(q, dns.RcodeServerFailure), size)
+		return r.done(lq, q, errReply(q, dns.RcodeServerFailure), size, plane.DNSOutcomeFailed)
 	}
 	r.forwarded.Add(1)
-	p := &pending{q: q, key: key, size: size, reply: later()}
+	p := &pending{q: q, key: key, size: size, reply: later(), ups: ups, logged: lq}
 	r.send(p, 0)
 	return nil
+}
+
+// done logs q (when lq is not nil) with its answer m and outcome, and packs m.
+func (r *Resolver) done(lq *logged, q, m *dns.Msg, size int, outcome string) []byte {
+	if lq != nil {
+		r.logQuery(lq, q, outcome, m.Rcode)
+	}
+	return r.pack(m, size)
 }
 
 // fromZone answers a question for name in the tenant's zone z.
@@ -425,57 +540,74 @@ type pending struct {
 	key   cacheKey
 	size  int
 	reply func([]byte)
+	// ups are the upstreams it may be sent to, in order; tries is how many it was sent to.
+	ups   []plane.DNSUpstream
 	tries int
+	// again: it was sent again to the same DNS-over-TLS upstream after the connection
+	// carrying it broke (at most once).
+	again bool
 	to    netip.AddrPort
 	timer *time.Timer
+	// logged: the tenant's query log is on.
+	logged *logged
 }
 
-// send sends p to upstream number i with a fresh ID on one of the sockets.
-// p is in no socket's pending map while send runs (its fields are guarded by the mutex of
-// the socket whose map holds it).
+// send sends p to upstream number i: over UDP with a fresh ID on one of the sockets, or over
+// one of the upstream's TLS connections. p is held by no socket or connection while send
+// runs (its fields are guarded by the mutex of the one that holds it).
 func (r *Resolver) send(p *pending, i int) {
-	to := r.cfg.Upstreams[i]
-	s := r.socks[int(r.next.Add(1))%len(r.socks)]
+	u := p.ups[i]
+	p.tries, p.to = i+1, u.Addr
+	if u.TLSName != "" {
+		r.tls.send(r, u, p)
+		return
+	}
+	socks := r.socks
+	if p.key.scope != 0 {
+		socks = r.tenantSocks()
+	}
+	if len(socks) == 0 {
+		r.tryNext(p)
+		return
+	}
+	s := socks[int(r.next.Add(1))%len(socks)]
 	out := p.q.Copy()
 	s.mu.Lock()
 	id := randomID()
 	for s.pending[id] != nil {
 		id = randomID()
 	}
-	p.tries, p.to = i+1, to
 	s.pending[id] = p
-	p.timer = time.AfterFunc(r.cfg.Timeout, func() { r.timeout(s, id, p) })
+	p.timer = time.AfterFunc(r.cfg.Timeout, func() {
+		if s.forget(id, p) {
+			r.tryNext(p)
+		}
+	})
 	s.mu.Unlock()
 	out.Id = id
 	b, err := out.Pack()
 	if err == nil {
-		_, err = s.pc.WriteTo(b, net.UDPAddrFromAddrPort(to))
+		_, err = s.pc.WriteTo(b, net.UDPAddrFromAddrPort(u.Addr))
 	}
 	if err != nil && r.ctx.Err() == nil {
-		r.log.Debug("dns: send to an upstream", "upstream", to, "err", err)
+		r.log.Debug("dns: send to an upstream", "upstream", u, "err", err)
 	}
 }
 
-// timeout tries the next upstream, or answers SERVFAIL after the last.
-func (r *Resolver) timeout(s *upstreamSock, id uint16, p *pending) {
-	s.mu.Lock()
-	if s.pending[id] != p {
-		s.mu.Unlock()
-		return
-	}
-	delete(s.pending, id)
-	tries := p.tries
-	s.mu.Unlock()
+// tryNext tries the upstream after the one p was sent to last, or answers SERVFAIL after the
+// last. p is held by no socket or connection.
+func (r *Resolver) tryNext(p *pending) {
 	if r.ctx.Err() != nil {
 		r.inFlight.Add(-1)
 		return
 	}
-	if tries < len(r.cfg.Upstreams) {
-		r.send(p, tries)
+	if p.tries < len(p.ups) {
+		r.send(p, p.tries)
 		return
 	}
 	r.inFlight.Add(-1)
 	r.failed.Add(1)
+	r.logQuery(p.logged, p.q, plane.DNSOutcomeFailed, dns.RcodeServerFailure)
 	if b := r.pack(errReply(p.q, dns.RcodeServerFailure), p.size); b != nil {
 		p.reply(b)
 	}
@@ -487,6 +619,17 @@ type upstreamSock struct {
 	pc      net.PacketConn
 	mu      sync.Mutex
 	pending map[uint16]*pending
+}
+
+// forget takes p (sent as id) off the socket; false when it was no longer there (answered).
+func (s *upstreamSock) forget(id uint16, p *pending) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.pending[id] != p {
+		return false
+	}
+	delete(s.pending, id)
+	return true
 }
 
 func (s *upstreamSock) read() {
@@ -511,9 +654,8 @@ func (s *upstreamSock) read() {
 			s.mu.Unlock()
 			continue // not an answer we wait for: late, spoofed or from elsewhere
 		}
-		m := new(dns.Msg)
-		if m.Unpack(buf[:n]) != nil || !m.Response || len(m.Question) != 1 ||
-			!strings.EqualFold(m.Question[0].Name, p.q.Question[0].Name) || m.Question[0].Qtype != p.q.Question[0].Qtype {
+		m := answerTo(p, buf[:n])
+		if m == nil {
 			s.mu.Unlock()
 			continue
 		}
@@ -524,18 +666,31 @@ func (s *upstreamSock) read() {
 	}
 }
 
+// answerTo parses b as the answer to p: nil when it is not one (it does not parse, or answers
+// another question).
+func answerTo(p *pending, b []byte) *dns.Msg {
+	m := new(dns.Msg)
+	if m.Unpack(b) != nil || !m.Response || len(m.Question) != 1 ||
+		!strings.EqualFold(m.Question[0].Name, p.q.Question[0].Name) || m.Question[0].Qtype != p.q.Question[0].Qtype {
+		return nil
+	}
+	return m
+}
+
 // answer caches m (the upstream's answer to p) and sends it to the client.
 func (r *Resolver) answer(p *pending, m *dns.Msg) {
 	r.inFlight.Add(-1)
-	r.finish(p, m)
+	r.finish(p, m, plane.DNSOutcomeForwarded)
 }
 
-// finish caches m, the answer to p, under p's key, and sends it to the client.
-func (r *Resolver) finish(p *pending, m *dns.Msg) {
+// finish caches m, the answer to p, under p's key, logs p with outcome (when its tenant's
+// log is on), and sends m to the client.
+func (r *Resolver) finish(p *pending, m *dns.Msg, outcome string) {
 	now := r.cfg.Now()
 	if !m.Truncated && (m.Rcode == dns.RcodeSuccess || m.Rcode == dns.RcodeNameError) {
 		r.cache.put(p.key, m, now)
 	}
+	r.logQuery(p.logged, p.q, outcome, m.Rcode)
 	m.Id = p.q.Id
 	m.Question[0].Name = p.q.Question[0].Name
 	fitEDNS(m, p.q)

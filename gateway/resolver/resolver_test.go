@@ -45,6 +45,13 @@ type upstream struct {
 
 func startUpstream(t *testing.T) *upstream {
 	t.Helper()
+	return startUpstreamAnswering(t, "192.0.2.1")
+}
+
+// startUpstreamAnswering is startUpstream answering A questions with answer.
+func startUpstreamAnswering(t *testing.T, answer string) *upstream {
+	t.Helper()
+	ans := net.ParseIP(answer)
 	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -73,7 +80,7 @@ func startUpstream(t *testing.T) *upstream {
 				m.Rcode = dns.RcodeNameError
 				m.Ns = []dns.RR{&dns.SOA{Hdr: dns.RR_Header{Name: "example.", Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: 3600}, Ns: "ns.example.", Mbox: "h.example.", Minttl: 30}}
 			} else {
-				m.Answer = []dns.RR{&dns.A{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 300}, A: net.IPv4(192, 0, 2, 1)}}
+				m.Answer = []dns.RR{&dns.A{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 300}, A: ans}}
 			}
 			b, _ := m.Pack()
 			pc.WriteTo(b, from)
@@ -94,10 +101,12 @@ func (c *clock) add(d time.Duration) {
 	c.mu.Unlock()
 }
 
+func discardLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
 func newTestResolver(t *testing.T, cfg Config) *Resolver {
 	t.Helper()
 	cfg.Overlay = testOverlay
-	r, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	r, err := New(cfg, discardLog())
 	if err != nil {
 		t.Fatal(err)
 	}

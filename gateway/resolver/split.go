@@ -91,7 +91,8 @@ func (r *Resolver) SetNodeAddrs(v4, v6 netip.Addr) {
 
 // querySplit answers q of tenant for a name in its split zone sz: from the tenant's part of
 // the cache, else by sending it to the zone's servers (nil: the answer comes through reply).
-func (r *Resolver) querySplit(tenant int64, q *dns.Msg, sz *splitZone, key cacheKey, size int, later func() func([]byte)) []byte {
+// lq is q's query log entry (nil: the tenant's log is off), logged when q is answered.
+func (r *Resolver) querySplit(tenant int64, q *dns.Msg, sz *splitZone, key cacheKey, size int, later func() func([]byte), lq *logged) []byte {
 	key.scope = tenant
 	if m := r.cache.get(key, r.cfg.Now()); m != nil {
 		r.hits.Add(1)
@@ -99,23 +100,23 @@ func (r *Resolver) querySplit(tenant int64, q *dns.Msg, sz *splitZone, key cache
 		m.Question[0].Name = q.Question[0].Name
 		m.RecursionDesired = q.RecursionDesired
 		fitEDNS(m, q)
-		return r.pack(m, size)
+		return r.done(lq, q, m, size, plane.DNSOutcomeCache)
 	}
 	if r.cfg.SendSplit == nil {
 		r.failed.Add(1)
-		return r.pack(errReply(q, dns.RcodeServerFailure), size)
+		return r.done(lq, q, errReply(q, dns.RcodeServerFailure), size, plane.DNSOutcomeFailed)
 	}
 	s := &r.split
 	s.mu.Lock()
 	if s.inFlight[tenant] >= r.cfg.MaxSplitInFlight {
 		s.mu.Unlock()
 		r.failed.Add(1)
-		return r.pack(errReply(q, dns.RcodeServerFailure), size)
+		return r.done(lq, q, errReply(q, dns.RcodeServerFailure), size, plane.DNSOutcomeFailed)
 	}
 	s.inFlight[tenant]++
 	s.mu.Unlock()
 	r.splits.Add(1)
-	p := &splitPending{pending: pending{q: q, key: key, size: size, reply: later()}, tenant: tenant, zone: sz}
+	p := &splitPending{pending: pending{q: q, key: key, size: size, reply: later(), logged: lq}, tenant: tenant, zone: sz}
 	r.sendSplit(p, 0)
 	return nil
 }
@@ -175,6 +176,7 @@ func (r *Resolver) sendSplit(p *splitPending, i int) {
 	}
 	r.splitDone(p)
 	r.failed.Add(1)
+	r.logQuery(p.logged, p.q, plane.DNSOutcomeFailed, dns.RcodeServerFailure)
 	if b := r.pack(errReply(p.q, dns.RcodeServerFailure), p.size); b != nil {
 		p.reply(b)
 	}
@@ -236,7 +238,7 @@ func (r *Resolver) Deliver(tenant int64, raw []byte) bool {
 	p.timer.Stop()
 	s.mu.Unlock()
 	r.splitDone(p)
-	r.finish(&p.pending, m)
+	r.finish(&p.pending, m, plane.DNSOutcomeSplit)
 	return true
 }
 

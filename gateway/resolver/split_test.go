@@ -33,6 +33,7 @@ type fakePath struct {
 	markers map[netip.AddrPort]netip.Addr // the address each server answers with
 
 	mu      sync.Mutex
+	delay   time.Duration // how long an answer takes to come back
 	silent  map[netip.AddrPort]bool
 	refused map[netip.AddrPort]bool
 	asked   map[netip.AddrPort]int
@@ -61,7 +62,7 @@ func (f *fakePath) send(tenant int64, pkt []byte) error {
 		return fmt.Errorf("%s is in none of tenant %d's routes", to.Addr(), tenant)
 	}
 	f.asked[to]++
-	silent := f.silent[to]
+	silent, delay := f.silent[to], f.delay
 	f.mu.Unlock()
 	q := new(dns.Msg)
 	if err := q.Unpack(payload); err != nil {
@@ -82,7 +83,10 @@ func (f *fakePath) send(tenant int64, pkt []byte) error {
 	}
 	b, _ := m.Pack()
 	answer := appendUDP(nil, to, from, b)
-	go f.r.Deliver(tenant, answer)
+	go func() {
+		time.Sleep(delay)
+		f.r.Deliver(tenant, answer)
+	}()
 	return nil
 }
 
@@ -344,5 +348,68 @@ func TestSplitFor(t *testing.T) {
 		if got != want {
 			t.Errorf("splitFor(%q) = %q, want %q", name, got, want)
 		}
+	}
+}
+
+// TestSplitWithUpstreamsAndLog: a tenant with split zones, upstreams of its own and its
+// query log on: a zone's names go to the zone's servers, the others to the tenant's
+// upstreams, never the node's; every query is logged with what became of it, a zone
+// server's answer as split with the time it took to come back.
+func TestSplitWithUpstreamsAndLog(t *testing.T) {
+	nodeUp, ownUp := startUpstream(t), startUpstreamAnswering(t, "198.51.100.7")
+	d := splitDesired()
+	d.Tenants[0].DNS.Upstreams = []plane.DNSUpstream{{Addr: ownUp.addr}}
+	d.Tenants[0].DNS.QueryLog = true
+	r, f := newSplitResolver(t, Config{Upstreams: []netip.AddrPort{nodeUp.addr}, Timeout: 100 * time.Millisecond}, d)
+	const delay = 50 * time.Millisecond
+	f.mu.Lock()
+	f.delay = delay
+	f.mu.Unlock()
+	for _, c := range []struct {
+		tenant int64
+		name   string
+		want   string
+	}{
+		{1, "db.corp.example.", "NOERROR 10.10.0.1"},         // split: A, answering late
+		{1, "db.corp.example.", "NOERROR 10.10.0.1"},         // the tenant's cache
+		{1, "www.example.com.", "NOERROR 198.51.100.7"},      // the tenant's own upstream
+		{1, "www.example.com.", "NOERROR 198.51.100.7"},      // its cache, not the node's
+		{2, "laptop.globex.internal.", "NOERROR 100.64.0.4"}, // globex: log off
+	} {
+		if got := answerText(ask(t, r, c.tenant, c.name, dns.TypeA)); got != c.want {
+			t.Errorf("tenant %d: %s = %q, want %q", c.tenant, c.name, got, c.want)
+		}
+	}
+	f.mu.Lock()
+	f.silent[serverA], f.silent[serverB] = true, true
+	f.mu.Unlock()
+	if got := answerText(ask(t, r, 1, "lost.corp.example.", dns.TypeA)); got != "SERVFAIL" {
+		t.Errorf("with every server silent: %q", got)
+	}
+	if n := nodeUp.queries.Load(); n != 0 {
+		t.Errorf("the node's upstream was asked %d times for a tenant with its own", n)
+	}
+	if n := ownUp.queries.Load(); n != 1 {
+		t.Errorf("the tenant's upstream was asked %d times, want once (then its cache)", n)
+	}
+	es := r.LogAfter(0, 100)
+	want := `1 1 Laptop 100.64.0.2 db.corp.example A split NOERROR
+2 1 Laptop 100.64.0.2 db.corp.example A cache NOERROR
+3 1 Laptop 100.64.0.2 www.example.com A forwarded NOERROR
+4 1 Laptop 100.64.0.2 www.example.com A cache NOERROR
+5 1 Laptop 100.64.0.2 lost.corp.example A failed SERVFAIL
+`
+	if got := logText(es); got != want {
+		t.Fatalf("the log:\n%s\nwant\n%s", got, want)
+	}
+	if es[0].Latency < delay {
+		t.Errorf("the split answer was logged after %v, before it came (%v)", es[0].Latency, delay)
+	}
+	if es[4].Latency < 2*100*time.Millisecond {
+		t.Errorf("the failed split query was logged after %v, before both servers' timeouts", es[4].Latency)
+	}
+	t.Logf("latencies: split %v, cache %v, forwarded %v, failed %v", es[0].Latency, es[1].Latency, es[2].Latency, es[4].Latency)
+	if st := r.Stats(); st.Split != 2 || st.Forwarded != 1 || st.CacheHits != 2 || st.Failed != 1 {
+		t.Errorf("stats %+v: want 2 split, 1 forwarded, 2 cache hits, 1 failed", st)
 	}
 }

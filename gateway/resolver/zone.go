@@ -27,6 +27,12 @@ type Zone struct {
 	ptr    map[netip.Addr]string // overlay address → fully qualified name
 	// splits are the tenant's split zones by fully qualified name; nil without any.
 	splits map[string]*splitZone
+	// upstreams are the tenant's own (plane.TenantDNS), tried in order; none: the node's.
+	upstreams []plane.DNSUpstream
+	// log: the tenant's query log is on; who names its served peers by overlay address
+	// then (nil otherwise).
+	log bool
+	who map[netip.Addr]string
 }
 
 type peerAddrs struct{ v4, v6 netip.Addr }
@@ -35,7 +41,8 @@ type peerAddrs struct{ v4, v6 netip.Addr }
 func DefaultDomain(tenant string) string { return tenant + "." + PrivateTLD }
 
 // BuildZones makes the zones of the tenants in d from their peers served at the time now
-// says (enabled, not expired): a disabled peer has no name. A peer's name is lower-cased
+// says (enabled, not expired): a disabled peer has no name. A zone carries its tenant's
+// resolver settings too (plane.TenantDNS). A peer's name is lower-cased
 // (DNS names are case-blind); of two peers whose names differ only in case, the older (lower
 // ID) has the name.
 func BuildZones(d *plane.Desired, served func(*plane.Peer) bool) map[int64]*Zone {
@@ -45,7 +52,11 @@ func BuildZones(d *plane.Desired, served func(*plane.Peer) bool) map[int64]*Zone
 		if t.Domain != "" {
 			domain = dns.Fqdn(strings.ToLower(t.Domain))
 		}
-		zs[t.ID] = &Zone{Domain: domain, names: map[string]peerAddrs{}, ptr: map[netip.Addr]string{}, splits: buildSplits(&t)}
+		zs[t.ID] = &Zone{Domain: domain, names: map[string]peerAddrs{}, ptr: map[netip.Addr]string{}, splits: buildSplits(&t),
+			upstreams: t.DNS.Upstreams, log: t.DNS.QueryLog}
+		if t.DNS.QueryLog {
+			zs[t.ID].who = map[netip.Addr]string{}
+		}
 	}
 	peers := slices.Clone(d.Peers)
 	slices.SortFunc(peers, func(a, b plane.Peer) int { return int(a.ID - b.ID) })
@@ -54,6 +65,13 @@ func BuildZones(d *plane.Desired, served func(*plane.Peer) bool) map[int64]*Zone
 		z := zs[p.Tenant]
 		if z == nil || !served(p) {
 			continue
+		}
+		if z.who != nil {
+			for _, a := range []netip.Addr{p.IPv4, p.IPv6} {
+				if a.IsValid() {
+					z.who[a] = p.Name
+				}
+			}
 		}
 		label := strings.ToLower(p.Name)
 		if _, ok := dns.IsDomainName(label); !ok {
