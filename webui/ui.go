@@ -73,6 +73,8 @@ type uiBackend interface {
 	DNSZones(ctx context.Context, tenant string) ([]store.DNSZone, error)
 	AddDNSZone(ctx context.Context, tenant, zone string, servers []netip.AddrPort) (store.DNSZone, error)
 	RemoveDNSZone(ctx context.Context, tenant, zone string) error
+	DNSUpstreams(ctx context.Context, tenant string) ([]store.DNSUpstream, error)
+	SetDNSUpstreams(ctx context.Context, tenant string, ups []string) ([]store.DNSUpstream, error)
 	Nodes(ctx context.Context) ([]control.NodeInfo, error)
 	NodeAddr() string
 	NodeToken(ctx context.Context, roles, region, name string, life time.Duration) (string, store.JoinToken, error)
@@ -146,6 +148,8 @@ func (u *UI) Routes(mux *http.ServeMux, protect func(min Role, h http.HandlerFun
 		{"POST /tenants/{tenant}/dns/domain", RoleTenantAdmin, u.setTenantDomain},
 		{"POST /tenants/{tenant}/dns/zones", RoleTenantAdmin, u.addDNSZone},
 		{"POST /tenants/{tenant}/dns/zones/remove", RoleTenantAdmin, u.removeDNSZone},
+		{"POST /tenants/{tenant}/dns/upstreams", RoleTenantAdmin, u.setDNSUpstreams},
+		{"POST /tenants/{tenant}/dns/upstreams/reset", RoleTenantAdmin, u.resetDNSUpstreams},
 
 		{"GET /regions", RoleViewer, u.regions},
 		{"POST /regions", RoleOwner, u.createRegion},

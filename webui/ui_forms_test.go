@@ -70,6 +70,12 @@ func TestUIBadInput(t *testing.T) {
 		{"/tenants/acme/dns/zones", []string{"zone", "lab.example", "servers", ""}, []string{"at least one DNS server"}},
 		{"/tenants/acme/dns/zones", []string{"zone", "lab.example", "servers", "10.9.0.53"}, []string{"10.9.0.53 is routed via internet"}},
 		{"/tenants/acme/dns/zones/remove", []string{"zone", "lab.example"}, []string{"has no DNS zone lab.example"}},
+		{"/tenants/acme/dns/upstreams", []string{"upstreams", "10.0.0.53"}, []string{"10.0.0.53 is not a public address", `value="10.0.0.53"`,
+			`aria-invalid="true" aria-describedby="dns-upstreams-error"`, `id="dns-upstreams-error"`}},
+		{"/tenants/acme/dns/upstreams", []string{"upstreams", "dns.google"}, []string{"is not an IP address"}},
+		{"/tenants/acme/dns/upstreams", []string{"upstreams", "tls://9.9.9.9"}, []string{"needs the server&#39;s name"}},
+		{"/tenants/acme/dns/upstreams", []string{"upstreams", "1.1.1.1, 1.0.0.1, 8.8.8.8, 8.8.4.4, 9.9.9.9"}, []string{"at most 4", `value="1.1.1.1, 1.0.0.1, 8.8.8.8, 8.8.4.4, 9.9.9.9"`}},
+		{"/tenants/acme/dns/upstreams", []string{"upstreams", " "}, []string{"Give 1 to 4 upstreams"}},
 		// Deleting.
 		{"/tenants/acme/delete", []string{"confirm", "acm"}, []string{"Type the tenant&#39;s name"}},
 		{"/tenants/acme/delete", []string{"confirm", "acme"}, []string{"still has 1 peer"}},
@@ -95,6 +101,9 @@ func TestUIBadInput(t *testing.T) {
 	}
 	if p, _, _ := h.ctrl.Policy(ctx, "acme"); p != policyBefore {
 		t.Errorf("policy changed by refused forms: %q", p)
+	}
+	if ups, _ := h.ctrl.DNSUpstreams(ctx, "acme"); len(ups) != 0 {
+		t.Errorf("upstreams after refused forms: %v", ups)
 	}
 	if a := h.audit.actions(); len(a) != 0 {
 		t.Errorf("refused forms were audited: %q", a)
@@ -219,6 +228,20 @@ func TestUIChanges(t *testing.T) {
 	if zs, _ := h.ctrl.DNSZones(ctx, "acme"); len(zs) != 0 {
 		t.Errorf("zones after the removal: %+v", zs)
 	}
+	// The tenant's own upstreams, and back to the node's.
+	if got := post("/tenants/acme/dns/upstreams", "upstreams", " tls://dns.quad9.net@9.9.9.9,149.112.112.112 "); got != "/tenants/acme/dns?ok=dns-upstreams-set" {
+		t.Errorf("set upstreams redirects to %q", got)
+	}
+	h.check(acmeAdmin, "GET", "/tenants/acme/dns?ok=dns-upstreams-set", nil, http.StatusOK, "Upstreams saved", "tls://dns.quad9.net@9.9.9.9:853", "149.112.112.112:53")
+	if ups, _ := h.ctrl.DNSUpstreams(ctx, "acme"); len(ups) != 2 || ups[0].TLSName != "dns.quad9.net" {
+		t.Errorf("upstreams after the form: %v", ups)
+	}
+	if got := post("/tenants/acme/dns/upstreams/reset"); got != "/tenants/acme/dns?ok=dns-upstreams-reset" {
+		t.Errorf("reset upstreams redirects to %q", got)
+	}
+	if ups, _ := h.ctrl.DNSUpstreams(ctx, "acme"); len(ups) != 0 {
+		t.Errorf("upstreams after the reset: %v", ups)
+	}
 	post("/tenants/acme/routes/remove", "prefix", "10.10.0.0/23")
 	if got := post("/tenants/acme/peers/gw/delete"); got != "/peers?tenant=acme&ok=peer-deleted" {
 		t.Errorf("delete redirects to %q", got)
@@ -262,6 +285,8 @@ func TestUIChanges(t *testing.T) {
 		"route.add route:acme/10.10.0.0/23 acme",
 		"dns.zone.add dnszone:acme/lab.example acme",
 		"dns.zone.remove dnszone:acme/lab.example acme",
+		"dns.upstream.set dns:acme acme",
+		"dns.upstream.reset dns:acme acme",
 		"route.remove route:acme/10.10.0.0/23 acme",
 		"peer.remove peer:acme/gw acme",
 		"tenant.update tenant:acme acme",

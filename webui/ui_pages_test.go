@@ -35,7 +35,9 @@ func TestUIPages(t *testing.T) {
 		{"/tenants/acme/policy", []string{"<h1>acme</h1>", `name="policy"`, "default deny", "default, never changed", "Rules in effect", "Check and save"}},
 		{"/tenants/acme/routes", []string{`name="prefix"`, `<option value="internet"`, "192.0.2.0/24", "0.0.0.0/0", `action="/tenants/acme/routes/remove"`}},
 		{"/tenants/acme/dns", []string{"<h1>acme</h1>", "acme.internal", "(the default)", `action="/tenants/acme/dns/domain"`, `name="domain"`,
-			"Split zones", "No split zones", `action="/tenants/acme/dns/zones"`, `name="servers"`}},
+			"Split zones", "No split zones", `action="/tenants/acme/dns/zones"`, `name="servers"`,
+			"Upstream resolvers", "The node's upstream resolvers: the tenant has none", `action="/tenants/acme/dns/upstreams"`, `name="upstreams"`,
+			`aria-describedby="dns-upstreams-hint"`}},
 		{"/audit", []string{"Audit log", "route.add", "route:acme/192.0.2.0/24", "via internet", "olivia"}},
 		{"/admins", []string{"<h1>Admins</h1>", "<th>Role</th>"}},
 	} {
@@ -48,6 +50,22 @@ func TestUIPages(t *testing.T) {
 		if strings.Contains(body, `method="post"`) && strings.Count(body, `method="post"`) != strings.Count(body, `action="/logout"`) {
 			t.Errorf("GET %s as a viewer has forms that change things:\n%s", p, excerpt(body))
 		}
+	}
+
+	// The DNS tab of a tenant with upstreams of its own: the upstreams in order; a viewer
+	// reads them without forms.
+	if _, err := h.ctrl.SetDNSUpstreams(ctx, "acme", []string{"tls://dns.quad9.net@9.9.9.9", "149.112.112.112"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, who := range []*Principal{owner, viewer} {
+		h.check(who, "GET", "/tenants/acme/dns", nil, http.StatusOK, "tls://dns.quad9.net@9.9.9.9:853", "DNS over TLS, certificate for",
+			"149.112.112.112:53", "DNS over UDP")
+	}
+	h.check(owner, "GET", "/tenants/acme/dns", nil, http.StatusOK, `action="/tenants/acme/dns/upstreams/reset"`,
+		`value="tls://dns.quad9.net@9.9.9.9:853, 149.112.112.112:53"`)
+	body := h.check(viewer, "GET", "/tenants/acme/dns", nil, http.StatusOK)
+	if strings.Count(body, `method="post"`) != strings.Count(body, `action="/logout"`) {
+		t.Errorf("acme's DNS tab as a viewer has forms that change things:\n%s", excerpt(body))
 	}
 
 	// An expired peer says so.

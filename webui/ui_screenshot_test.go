@@ -63,6 +63,7 @@ func demoData(t *testing.T, h *uiHarness) {
 	h.check(owner, "POST", "/tenants/acme/split-tunnel", form("split_tunnel", "on"), http.StatusSeeOther)
 	h.check(owner, "POST", "/tenants/acme/dns/zones", form("zone", "corp.acme.example", "servers", "10.10.0.53, 10.10.1.53"), http.StatusSeeOther)
 	h.check(owner, "POST", "/tenants/acme/dns/zones", form("zone", "10.in-addr.arpa", "servers", "10.10.0.53"), http.StatusSeeOther)
+	h.check(owner, "POST", "/tenants/acme/dns/upstreams", form("upstreams", "tls://dns.quad9.net@9.9.9.9, tls://dns.quad9.net@149.112.112.112"), http.StatusSeeOther)
 	h.check(owner, "POST", "/tenants/acme/policy", form("policy", `# acme: engineers reach the office and the build servers
 default deny
 allow group:eng -> site:office tcp 22,443
@@ -178,7 +179,7 @@ func TestScreenshots(t *testing.T) {
 		{"policy", "/tenants/acme/policy", 1250},
 		{"policy-errors", "", 1100},
 		{"routes", "/tenants/acme/routes", 800},
-		{"dns", "/tenants/acme/dns", 900},
+		{"dns", "/tenants/acme/dns", 1400},
 		{"audit", "/audit", 1000},
 		{"admins", "/admins", 600},
 		{"network", "/network", 1400},

@@ -26,6 +26,12 @@ type tenantDNSPage struct {
 	Zones      []store.DNSZone
 	ZoneForm   struct{ Zone, Servers string }
 	ZoneErrors formErrors
+	// Upstreams are the tenant's own upstream resolvers (none: the node's); UpstreamForm
+	// holds them, or refills a refused form, whose errors are UpstreamErrors (field
+	// upstreams).
+	Upstreams      []store.DNSUpstream
+	UpstreamForm   struct{ Upstreams string }
+	UpstreamErrors formErrors
 }
 
 // tenantDNSTab serves GET /tenants/{tenant}/dns.
@@ -67,6 +73,15 @@ func (u *UI) renderTenantDNSWith(w http.ResponseWriter, r *http.Request, code in
 		u.fail(w, r, err)
 		return
 	}
+	if p.Upstreams, err = u.ctrl.DNSUpstreams(r.Context(), t); err != nil {
+		u.fail(w, r, err)
+		return
+	}
+	names := make([]string, len(p.Upstreams))
+	for i, up := range p.Upstreams {
+		names[i] = up.String()
+	}
+	p.UpstreamForm.Upstreams = strings.Join(names, ", ")
 	fill(&p)
 	u.render(w, r, code, "tenant_dns", view{Title: t + " · DNS", Nav: "tenants", Data: p})
 }

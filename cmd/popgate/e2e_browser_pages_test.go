@@ -737,6 +737,17 @@ func e2eAccessibility(b *e2eTab, tabCtx context.Context) {
 		t.Errorf("the bad domain answered %d, want 422", code)
 	}
 	check(b, "refused domain")
+	b.do("name a private upstream", chromedp.SetValue(chromedp.CSS("#dns-upstreams"), "10.0.0.53"))
+	if code := b.submitStatus("set a private upstream", `form[action="/tenants/acme/dns/upstreams"] button[type=submit]`, "/tenants/acme/dns/upstreams"); code != 422 {
+		t.Errorf("the private upstream answered %d, want 422", code)
+	}
+	check(b, "refused upstream")
+	// The tab with the tenant's own upstreams (no names are asked, so they are never
+	// reached), and back.
+	b.do("name upstreams", chromedp.SetValue(chromedp.CSS("#dns-upstreams"), "tls://dns.quad9.net@9.9.9.9, 149.112.112.112"))
+	b.submit("set acme's upstreams", `form[action="/tenants/acme/dns/upstreams"] button[type=submit]`)
+	check(b, "DNS tab with upstreams")
+	b.submit("reset acme's upstreams", `form[action="/tenants/acme/dns/upstreams/reset"] button[type=submit]`)
 	b.mustOpen("/nodes")
 	b.fill("#node-name", "Bad Name")
 	if code := b.submitStatus("make a token with a bad name", `form[action="/nodes/tokens"] button[type=submit]`, "/nodes/tokens"); code != 422 {
