@@ -75,6 +75,10 @@ type uiBackend interface {
 	RemoveDNSZone(ctx context.Context, tenant, zone string) error
 	DNSUpstreams(ctx context.Context, tenant string) ([]store.DNSUpstream, error)
 	SetDNSUpstreams(ctx context.Context, tenant string, ups []string) ([]store.DNSUpstream, error)
+	DNSLogSettings(ctx context.Context, tenant string) (store.DNSLogSettings, error)
+	EnableDNSLog(ctx context.Context, tenant string, keep time.Duration) (store.DNSLogSettings, error)
+	DisableDNSLog(ctx context.Context, tenant string) (int64, error)
+	DNSLog(ctx context.Context, q store.DNSLogQuery) ([]store.DNSLogEntry, bool, error)
 	Nodes(ctx context.Context) ([]control.NodeInfo, error)
 	NodeAddr() string
 	NodeToken(ctx context.Context, roles, region, name string, life time.Duration) (string, store.JoinToken, error)
@@ -150,6 +154,8 @@ func (u *UI) Routes(mux *http.ServeMux, protect func(min Role, h http.HandlerFun
 		{"POST /tenants/{tenant}/dns/zones/remove", RoleTenantAdmin, u.removeDNSZone},
 		{"POST /tenants/{tenant}/dns/upstreams", RoleTenantAdmin, u.setDNSUpstreams},
 		{"POST /tenants/{tenant}/dns/upstreams/reset", RoleTenantAdmin, u.resetDNSUpstreams},
+		{"POST /tenants/{tenant}/dns/log/enable", RoleTenantAdmin, u.enableDNSLog},
+		{"POST /tenants/{tenant}/dns/log/disable", RoleTenantAdmin, u.disableDNSLog},
 
 		{"GET /regions", RoleViewer, u.regions},
 		{"POST /regions", RoleOwner, u.createRegion},

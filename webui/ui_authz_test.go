@@ -42,6 +42,8 @@ func TestUIAuthorization(t *testing.T) {
 		{"POST", "/tenants/acme/dns/zones/remove", [5]int{422, 422, 404, 403, 403}},
 		{"POST", "/tenants/acme/dns/upstreams", [5]int{422, 422, 404, 403, 403}},
 		{"POST", "/tenants/acme/dns/upstreams/reset", [5]int{303, 303, 404, 403, 403}},
+		{"POST", "/tenants/acme/dns/log/enable", [5]int{303, 303, 404, 403, 403}},
+		{"POST", "/tenants/acme/dns/log/disable", [5]int{303, 303, 404, 403, 403}},
 		{"GET", "/tenants/acme/regions", [5]int{200, 200, 404, 200, 200}},
 		{"POST", "/tenants/acme/regions", [5]int{400, 403, 403, 403, 403}},
 		{"GET", "/regions", [5]int{200, 200, 200, 200, 200}},

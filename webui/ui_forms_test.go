@@ -76,6 +76,10 @@ func TestUIBadInput(t *testing.T) {
 		{"/tenants/acme/dns/upstreams", []string{"upstreams", "tls://9.9.9.9"}, []string{"needs the server&#39;s name"}},
 		{"/tenants/acme/dns/upstreams", []string{"upstreams", "1.1.1.1, 1.0.0.1, 8.8.8.8, 8.8.4.4, 9.9.9.9"}, []string{"at most 4", `value="1.1.1.1, 1.0.0.1, 8.8.8.8, 8.8.4.4, 9.9.9.9"`}},
 		{"/tenants/acme/dns/upstreams", []string{"upstreams", " "}, []string{"Give 1 to 4 upstreams"}},
+		{"/tenants/acme/dns/log/enable", []string{"keep", "30m"}, []string{"&#34;30m&#34; is not a time the log may keep entries", `value="30m"`,
+			`aria-invalid="true" aria-describedby="dns-log-keep-error"`, `id="dns-log-keep-error"`}},
+		{"/tenants/acme/dns/log/enable", []string{"keep", "8d"}, []string{"give 1h to 7d"}},
+		{"/tenants/acme/dns/log/enable", []string{"keep", "soon"}, []string{"&#34;soon&#34; is not a time"}},
 		// Deleting.
 		{"/tenants/acme/delete", []string{"confirm", "acm"}, []string{"Type the tenant&#39;s name"}},
 		{"/tenants/acme/delete", []string{"confirm", "acme"}, []string{"still has 1 peer"}},
@@ -104,6 +108,9 @@ func TestUIBadInput(t *testing.T) {
 	}
 	if ups, _ := h.ctrl.DNSUpstreams(ctx, "acme"); len(ups) != 0 {
 		t.Errorf("upstreams after refused forms: %v", ups)
+	}
+	if set, _ := h.ctrl.DNSLogSettings(ctx, "acme"); set.Enabled {
+		t.Errorf("the query log is on after refused forms: %+v", set)
 	}
 	if a := h.audit.actions(); len(a) != 0 {
 		t.Errorf("refused forms were audited: %q", a)
@@ -242,6 +249,19 @@ func TestUIChanges(t *testing.T) {
 	if ups, _ := h.ctrl.DNSUpstreams(ctx, "acme"); len(ups) != 0 {
 		t.Errorf("upstreams after the reset: %v", ups)
 	}
+	// The query log: on for two days, then a week, then off.
+	if got := post("/tenants/acme/dns/log/enable", "keep", " 48h "); got != "/tenants/acme/dns?ok=dns-log-enabled" {
+		t.Errorf("enable the log redirects to %q", got)
+	}
+	h.check(acmeAdmin, "GET", "/tenants/acme/dns?ok=dns-log-enabled", nil, http.StatusOK, "Query log on", "entries are kept 2d", "No queries logged yet")
+	post("/tenants/acme/dns/log/enable", "keep", "7d")
+	if set, _ := h.ctrl.DNSLogSettings(ctx, "acme"); !set.Enabled || set.Keep != 7*24*time.Hour {
+		t.Errorf("the log after keep 7d: %+v", set)
+	}
+	if got := post("/tenants/acme/dns/log/disable"); got != "/tenants/acme/dns?ok=dns-log-disabled" {
+		t.Errorf("disable the log redirects to %q", got)
+	}
+	h.check(acmeAdmin, "GET", "/tenants/acme/dns?ok=dns-log-disabled", nil, http.StatusOK, "Query log off", `<span class="badge off">Off</span>`)
 	post("/tenants/acme/routes/remove", "prefix", "10.10.0.0/23")
 	if got := post("/tenants/acme/peers/gw/delete"); got != "/peers?tenant=acme&ok=peer-deleted" {
 		t.Errorf("delete redirects to %q", got)
@@ -287,6 +307,9 @@ func TestUIChanges(t *testing.T) {
 		"dns.zone.remove dnszone:acme/lab.example acme",
 		"dns.upstream.set dns:acme acme",
 		"dns.upstream.reset dns:acme acme",
+		"dns.log.enable dnslog:acme acme",
+		"dns.log.enable dnslog:acme acme",
+		"dns.log.disable dnslog:acme acme",
 		"route.remove route:acme/10.10.0.0/23 acme",
 		"peer.remove peer:acme/gw acme",
 		"tenant.update tenant:acme acme",

@@ -3,9 +3,12 @@ package webui
 import (
 	"context"
 	"net/http"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/popgate/popgate/store"
 )
 
 // TestUIPages renders every page and checks what each must show.
@@ -37,7 +40,8 @@ func TestUIPages(t *testing.T) {
 		{"/tenants/acme/dns", []string{"<h1>acme</h1>", "acme.internal", "(the default)", `action="/tenants/acme/dns/domain"`, `name="domain"`,
 			"Split zones", "No split zones", `action="/tenants/acme/dns/zones"`, `name="servers"`,
 			"Upstream resolvers", "The node's upstream resolvers: the tenant has none", `action="/tenants/acme/dns/upstreams"`, `name="upstreams"`,
-			`aria-describedby="dns-upstreams-hint"`}},
+			`aria-describedby="dns-upstreams-hint"`, "Query log", `<span class="badge off">Off</span>`, `action="/tenants/acme/dns/log/enable"`,
+			`name="keep" value="24h"`, `aria-describedby="dns-log-keep-hint"`, "Turn the log on"}},
 		{"/audit", []string{"Audit log", "route.add", "route:acme/192.0.2.0/24", "via internet", "olivia"}},
 		{"/admins", []string{"<h1>Admins</h1>", "<th>Role</th>"}},
 	} {
@@ -52,17 +56,44 @@ func TestUIPages(t *testing.T) {
 		}
 	}
 
-	// The DNS tab of a tenant with upstreams of its own: the upstreams in order; a viewer
-	// reads them without forms.
+	// The DNS tab of a tenant with upstreams of its own and its query log on: the upstreams
+	// in order, and the newest logged queries, its own alone; a viewer reads them without
+	// forms.
 	if _, err := h.ctrl.SetDNSUpstreams(ctx, "acme", []string{"tls://dns.quad9.net@9.9.9.9", "149.112.112.112"}); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := h.ctrl.EnableDNSLog(ctx, "acme", 36*time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.ctrl.EnableDNSLog(ctx, "bravo", 0); err != nil {
+		t.Fatal(err)
+	}
+	acme, _ := h.store.Tenant(ctx, "acme")
+	bravo, _ := h.store.Tenant(ctx, "bravo")
+	now := time.Now() // after the logs went on: the store keeps nothing from before
+	if _, err := h.store.AddDNSLog(ctx, []store.DNSLogEntry{
+		{TenantID: acme.ID, At: now, Node: "pop-test-1", Peer: "laptop", Client: netip.MustParseAddr("100.64.0.2"),
+			Name: "www.example.com", Type: "AAAA", Outcome: "forwarded", Rcode: "NOERROR", Latency: 2500 * time.Microsecond},
+		{TenantID: acme.ID, At: now.Add(time.Millisecond), Node: "pop-test-1", Client: netip.MustParseAddr("10.10.0.7"),
+			Name: "db.corp.example", Type: "A", Outcome: "split", Rcode: "NXDOMAIN", Latency: 41 * time.Millisecond},
+		{TenantID: bravo.ID, At: now, Node: "pop-test-1", Peer: "phone", Client: netip.MustParseAddr("100.64.0.3"),
+			Name: "secret.bravo.example", Type: "A", Outcome: "cache", Rcode: "NOERROR"},
+	}); err != nil {
+		t.Fatal(err)
+	}
 	for _, who := range []*Principal{owner, viewer} {
-		h.check(who, "GET", "/tenants/acme/dns", nil, http.StatusOK, "tls://dns.quad9.net@9.9.9.9:853", "DNS over TLS, certificate for",
-			"149.112.112.112:53", "DNS over UDP")
+		body := h.check(who, "GET", "/tenants/acme/dns", nil, http.StatusOK, "tls://dns.quad9.net@9.9.9.9:853", "DNS over TLS, certificate for",
+			"149.112.112.112:53", "DNS over UDP", `<span class="badge ok">On</span>`, "entries are kept 36h", `aria-label="Latest logged queries"`,
+			"www.example.com", "AAAA", "forwarded", "2.50 ms", "db.corp.example", "split", "NXDOMAIN", "10.10.0.7", "41 ms", "The newest 2 queries")
+		if strings.Contains(body, "secret.bravo.example") {
+			t.Errorf("acme's DNS tab as %s shows bravo's query log", name(who))
+		}
+		if i, j := strings.Index(body, "db.corp.example"), strings.Index(body, "www.example.com"); i > j {
+			t.Errorf("acme's logged queries are not newest first")
+		}
 	}
 	h.check(owner, "GET", "/tenants/acme/dns", nil, http.StatusOK, `action="/tenants/acme/dns/upstreams/reset"`,
-		`value="tls://dns.quad9.net@9.9.9.9:853, 149.112.112.112:53"`)
+		`value="tls://dns.quad9.net@9.9.9.9:853, 149.112.112.112:53"`, `name="keep" value="36h"`, "Save keep time", `action="/tenants/acme/dns/log/disable"`)
 	body := h.check(viewer, "GET", "/tenants/acme/dns", nil, http.StatusOK)
 	if strings.Count(body, `method="post"`) != strings.Count(body, `action="/logout"`) {
 		t.Errorf("acme's DNS tab as a viewer has forms that change things:\n%s", excerpt(body))

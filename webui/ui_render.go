@@ -205,6 +205,8 @@ var flashes = map[string]string{
 	"dns-zone-removed":    "Zone removed: its names go to the public resolvers again.",
 	"dns-upstreams-set":   "Upstreams saved: the PoPs forward the tenant's queries to them within seconds.",
 	"dns-upstreams-reset": "The tenant's queries go to the node's upstream resolvers again within seconds.",
+	"dns-log-enabled":     "Query log on: the PoPs log the tenant's queries within seconds. Tell its users: the log records which names they look up.",
+	"dns-log-disabled":    "Query log off: its entries were deleted, and the PoPs stop logging within seconds.",
 	"node-removed":        "Node removed: its sync stream closed at once. When it next reaches this controller it drops the state it kept and serves nothing.",
 }
 

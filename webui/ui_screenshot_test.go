@@ -6,6 +6,7 @@ import (
 	"image/png"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -64,6 +65,24 @@ func demoData(t *testing.T, h *uiHarness) {
 	h.check(owner, "POST", "/tenants/acme/dns/zones", form("zone", "corp.acme.example", "servers", "10.10.0.53, 10.10.1.53"), http.StatusSeeOther)
 	h.check(owner, "POST", "/tenants/acme/dns/zones", form("zone", "10.in-addr.arpa", "servers", "10.10.0.53"), http.StatusSeeOther)
 	h.check(owner, "POST", "/tenants/acme/dns/upstreams", form("upstreams", "tls://dns.quad9.net@9.9.9.9, tls://dns.quad9.net@149.112.112.112"), http.StatusSeeOther)
+	h.check(owner, "POST", "/tenants/acme/dns/log/enable", form("keep", "48h"), http.StatusSeeOther)
+	acme, _ := h.store.Tenant(context.Background(), "acme")
+	var logged []store.DNSLogEntry
+	start := time.Now()
+	for i, q := range []struct{ peer, client, name, typ, outcome, rcode string }{
+		{"alice-laptop", "100.64.0.5", "www.example.com", "A", "forwarded", "NOERROR"},
+		{"alice-laptop", "100.64.0.5", "www.example.com", "AAAA", "forwarded", "NOERROR"},
+		{"bob-laptop", "100.64.0.7", "git.corp.acme.example", "A", "split", "NOERROR"},
+		{"bob-laptop", "100.64.0.7", "build-01.acme.internal", "A", "local", "NOERROR"},
+		{"", "10.10.0.20", "wiki.corp.acme.example", "A", "split", "NXDOMAIN"},
+		{"carol-desktop", "100.64.0.8", "www.example.com", "A", "cache", "NOERROR"},
+	} {
+		logged = append(logged, store.DNSLogEntry{TenantID: acme.ID, At: start.Add(time.Duration(i) * time.Millisecond), Node: "pop-test-1", Peer: q.peer,
+			Client: netip.MustParseAddr(q.client), Name: q.name, Type: q.typ, Outcome: q.outcome, Rcode: q.rcode, Latency: time.Duration(300+i*4100) * time.Microsecond})
+	}
+	if _, err := h.store.AddDNSLog(context.Background(), logged); err != nil {
+		t.Fatal(err)
+	}
 	h.check(owner, "POST", "/tenants/acme/policy", form("policy", `# acme: engineers reach the office and the build servers
 default deny
 allow group:eng -> site:office tcp 22,443
@@ -179,7 +198,7 @@ func TestScreenshots(t *testing.T) {
 		{"policy", "/tenants/acme/policy", 1250},
 		{"policy-errors", "", 1100},
 		{"routes", "/tenants/acme/routes", 800},
-		{"dns", "/tenants/acme/dns", 1400},
+		{"dns", "/tenants/acme/dns", 2100},
 		{"audit", "/audit", 1000},
 		{"admins", "/admins", 600},
 		{"network", "/network", 1400},

@@ -32,6 +32,16 @@ type tenantDNSPage struct {
 	Upstreams      []store.DNSUpstream
 	UpstreamForm   struct{ Upstreams string }
 	UpstreamErrors formErrors
+	// Log says whether the tenant's query log is on, LogKeep how long it keeps entries;
+	// LogEntries are its newest dnsLogShown entries, LogMore whether older ones follow.
+	// LogForm holds the keep time, or refills a refused form, whose errors are LogErrors
+	// (field keep).
+	Log        store.DNSLogSettings
+	LogKeep    string
+	LogEntries []dnsLogRow
+	LogMore    bool
+	LogForm    struct{ Keep string }
+	LogErrors  formErrors
 }
 
 // tenantDNSTab serves GET /tenants/{tenant}/dns.
@@ -82,6 +92,21 @@ func (u *UI) renderTenantDNSWith(w http.ResponseWriter, r *http.Request, code in
 		names[i] = up.String()
 	}
 	p.UpstreamForm.Upstreams = strings.Join(names, ", ")
+	if p.Log, err = u.ctrl.DNSLogSettings(r.Context(), t); err != nil {
+		u.fail(w, r, err)
+		return
+	}
+	p.LogForm.Keep = "24h"
+	if p.Log.Enabled {
+		p.LogKeep = keepText(p.Log.Keep)
+		p.LogForm.Keep = p.LogKeep
+		es, more, err := u.ctrl.DNSLog(r.Context(), store.DNSLogQuery{Tenant: t, Limit: dnsLogShown})
+		if err != nil {
+			u.fail(w, r, err)
+			return
+		}
+		p.LogEntries, p.LogMore = dnsLogRows(es), more
+	}
 	fill(&p)
 	u.render(w, r, code, "tenant_dns", view{Title: t + " · DNS", Nav: "tenants", Data: p})
 }

@@ -742,11 +742,19 @@ func e2eAccessibility(b *e2eTab, tabCtx context.Context) {
 		t.Errorf("the private upstream answered %d, want 422", code)
 	}
 	check(b, "refused upstream")
-	// The tab with the tenant's own upstreams (no names are asked, so they are never
-	// reached), and back.
+	b.do("keep the log 30 minutes", chromedp.SetValue(chromedp.CSS("#dns-log-keep"), "30m"))
+	if code := b.submitStatus("keep the query log 30 minutes", `form[action="/tenants/acme/dns/log/enable"] button[type=submit]`, "/tenants/acme/dns/log/enable"); code != 422 {
+		t.Errorf("the log kept 30 minutes answered %d, want 422", code)
+	}
+	check(b, "refused query log keep time")
+	// The tab with the tenant's own upstreams and its query log on (no names are asked, so
+	// the upstreams are never reached), and back.
 	b.do("name upstreams", chromedp.SetValue(chromedp.CSS("#dns-upstreams"), "tls://dns.quad9.net@9.9.9.9, 149.112.112.112"))
 	b.submit("set acme's upstreams", `form[action="/tenants/acme/dns/upstreams"] button[type=submit]`)
-	check(b, "DNS tab with upstreams")
+	b.do("keep the log a week", chromedp.SetValue(chromedp.CSS("#dns-log-keep"), "7d"))
+	b.submit("turn acme's query log on", `form[action="/tenants/acme/dns/log/enable"] button[type=submit]`)
+	check(b, "DNS tab with upstreams and the query log on")
+	b.submit("turn acme's query log off", `form[action="/tenants/acme/dns/log/disable"] button[type=submit]`)
 	b.submit("reset acme's upstreams", `form[action="/tenants/acme/dns/upstreams/reset"] button[type=submit]`)
 	b.mustOpen("/nodes")
 	b.fill("#node-name", "Bad Name")
