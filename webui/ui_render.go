@@ -202,7 +202,7 @@ var flashes = map[string]string{
 	"tenant-regions":      "Regions saved: the tenant's devices connect only where it is allowed from now on.",
 	"tenant-domain":       "Domain saved: the PoPs answer the peers' names under it within seconds.",
 	"dns-zone-added":      "Zone added: the PoPs send its names to its servers within seconds.",
-	"dns-zone-removed":    "Zone removed: its names go to the public resolvers again.",
+	"dns-zone-removed":    "Zone removed: its names go to the upstream resolvers again.",
 	"dns-upstreams-set":   "Upstreams saved: the PoPs forward the tenant's queries to them within seconds.",
 	"dns-upstreams-reset": "The tenant's queries go to the node's upstream resolvers again within seconds.",
 	"dns-log-enabled":     "Query log on: the PoPs log the tenant's queries within seconds. Tell its users: the log records which names they look up.",
