@@ -340,6 +340,11 @@ func (r *Resolver) Stats() Stats {
 // or the resolver closes. later is called only then, so an answer at once costs the caller
 // nothing to set up. A query it drops (over the rate, not DNS) gets nothing.
 func (r *Resolver) Query(tenant int64, src netip.Addr, msg []byte, later func() func([]byte)) []byte {
+	return r.query(tenant, src, msg, later, false)
+}
+
+// query is Query; overTCP: the answer goes back over TCP, whole (up to 65,535 bytes).
+func (r *Resolver) query(tenant int64, src netip.Addr, msg []byte, later func() func([]byte), overTCP bool) []byte {
 	r.queries.Add(1)
 	if !r.limit.allow(src, r.cfg.Now()) {
 		r.limited.Add(1)
@@ -354,6 +359,9 @@ func (r *Resolver) Query(tenant int64, src netip.Addr, msg []byte, later func() 
 		return nil
 	}
 	size := clientSize(q)
+	if overTCP {
+		size = dns.MaxMsgSize
+	}
 	zs := *r.zones.Load()
 	z := zs[tenant]
 	lq := r.newLogged(z, tenant, src) // nil unless the tenant's query log is on
