@@ -169,10 +169,20 @@ func (n *Node) Start(ctx context.Context) error {
 		n.log.Info("exit flows may hold a share of the open files limit; the rest is kept for the control socket, web UI, database and devices",
 			"open_files_limit", limit, "exit_sockets", budget)
 	}
+	// The resolver at the overlay addresses: the tenants' names, their split zones through
+	// their packet paths, and the rest forwarded; over UDP from the packet path (tun.go),
+	// over TCP from the exit's stack (serveDNSTCP).
+	if n.dns, err = resolver.New(resolver.Config{Upstreams: n.cfg.DNSUpstreams, Overlay: n.ov, SendSplit: n.sendSplit}, n.log.With("component", "dns")); err != nil {
+		return err
+	}
+	if err := n.dns.Start(); err != nil {
+		return err
+	}
 	ecfg := netstack.Config{
 		MTU:          n.exitMTU(),
 		LocalAddrs:   []netip.Addr{n.ov.Gateway4, n.ov.Gateway6},
 		DNSUpstreams: n.cfg.DNSUpstreams,
+		DNSServer:    n.serveDNSTCP,
 		Output:       n.deliverBatch,
 		FDBudget:     budget,
 		Owner:        n.exitOwner,
@@ -186,14 +196,6 @@ func (n *Node) Start(ctx context.Context) error {
 	}
 	n.exit = exit
 	if err := n.startExit(); err != nil {
-		return err
-	}
-	// The resolver at the overlay addresses: the tenants' names, their split zones through
-	// their packet paths, and the rest forwarded.
-	if n.dns, err = resolver.New(resolver.Config{Upstreams: n.cfg.DNSUpstreams, Overlay: n.ov, SendSplit: n.sendSplit}, n.log.With("component", "dns")); err != nil {
-		return err
-	}
-	if err := n.dns.Start(); err != nil {
 		return err
 	}
 
@@ -261,6 +263,16 @@ func (n *Node) exitOwner(a netip.Addr) netstack.Owner {
 	return netstack.Owner{
 		Peer: e.id, Tenant: e.tenantID, PeerName: e.name, TenantName: e.tenant.name,
 		MaxPeerFlows: e.tenant.maxFlowsPerPeer, MaxTenantFlows: e.tenant.maxFlows,
+	}
+}
+
+// serveDNSTCP serves a TCP connection to the node's DNS service (netstack.Config.DNSServer)
+// with the resolver, as the tenant of the peer it comes from. A client that is no peer (a
+// host behind a site connector: the exit's one stack cannot tell the tenants' LANs apart)
+// is not served: it asks over UDP, which the packet path answers per tenant.
+func (n *Node) serveDNSTCP(o netstack.Owner, client netip.AddrPort, c net.Conn) {
+	if o.Tenant != 0 {
+		n.dns.ServeTCP(o.Tenant, client.Addr(), c)
 	}
 }
 

@@ -409,10 +409,11 @@ func testE2EAppliance(t *testing.T, mode string) {
 		if len(cfg.Interface.DNS) != 2 {
 			t.Fatalf("config DNS = %v, want the node's IPv4 and IPv6 overlay addresses", cfg.Interface.DNS)
 		}
-		// At both of the node's addresses: the peer's own name (the tenant's zone, from
-		// the node), a public name (forwarded to the upstream, then cached), a name of
-		// another tenant's domain (nobody's: NXDOMAIN, never forwarded), and the reverse
-		// of the peer's address.
+		// At both of the node's addresses, over UDP and over TCP (a client's retry after a
+		// truncated answer): the peer's own name (the tenant's zone, from the node), a
+		// public name (forwarded to the upstream, then cached), a name of another tenant's
+		// domain (nobody's: NXDOMAIN, never forwarded), and the reverse of the peer's
+		// address.
 		var laptop4 string
 		for _, a := range cfg.Interface.Addresses {
 			if a.Addr().Is4() {
@@ -420,23 +421,28 @@ func testE2EAppliance(t *testing.T, mode string) {
 			}
 		}
 		rev, _ := dns.ReverseAddr(laptop4)
-		for _, d := range cfg.Interface.DNS {
-			server := netip.AddrPortFrom(netip.MustParseAddr(d), 53)
-			for _, c := range []struct {
-				name  string
-				qtype uint16
-				want  string
-			}{
-				{"laptop.acme.internal", dns.TypeA, "NOERROR " + laptop4},
-				{"www.example.com", dns.TypeA, "NOERROR " + testbed.DNSAnswer.String()},
-				{"laptop.globex.internal", dns.TypeA, "NXDOMAIN"},
-				{rev, dns.TypePTR, "NOERROR laptop.acme.internal."},
-			} {
-				ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-				rcode, answers, err := testbed.Resolve(ctx, topo.Cli, server, c.name, c.qtype)
-				cancel()
-				if got := strings.TrimSpace(rcode + " " + strings.Join(answers, " ")); err != nil || got != c.want {
-					t.Errorf("%s at %s: %q (%v), want %q", c.name, d, got, err, c.want)
+		for _, over := range []struct {
+			proto   string
+			resolve func(context.Context, *testbed.Netns, netip.AddrPort, string, uint16) (string, []string, error)
+		}{{"UDP", testbed.Resolve}, {"TCP", testbed.ResolveTCP}} {
+			for _, d := range cfg.Interface.DNS {
+				server := netip.AddrPortFrom(netip.MustParseAddr(d), 53)
+				for _, c := range []struct {
+					name  string
+					qtype uint16
+					want  string
+				}{
+					{"laptop.acme.internal", dns.TypeA, "NOERROR " + laptop4},
+					{"www.example.com", dns.TypeA, "NOERROR " + testbed.DNSAnswer.String()},
+					{"laptop.globex.internal", dns.TypeA, "NXDOMAIN"},
+					{rev, dns.TypePTR, "NOERROR laptop.acme.internal."},
+				} {
+					ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+					rcode, answers, err := over.resolve(ctx, topo.Cli, server, c.name, c.qtype)
+					cancel()
+					if got := strings.TrimSpace(rcode + " " + strings.Join(answers, " ")); err != nil || got != c.want {
+						t.Errorf("%s at %s over %s: %q (%v), want %q", c.name, d, over.proto, got, err, c.want)
+					}
 				}
 			}
 		}

@@ -2,6 +2,7 @@ package testbed
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/netip"
 	"sync/atomic"
@@ -77,20 +78,55 @@ func Resolve(ctx context.Context, ns *Netns, server netip.AddrPort, name string,
 		c.SetReadDeadline(deadline)
 		m, err := conn.ReadMsg()
 		if err == nil && m.Id == q.Id {
-			for _, rr := range m.Answer {
-				switch rr := rr.(type) {
-				case *dns.A:
-					answers = append(answers, rr.A.String())
-				case *dns.AAAA:
-					answers = append(answers, rr.AAAA.String())
-				case *dns.PTR:
-					answers = append(answers, rr.Ptr)
-				}
-			}
-			return dns.RcodeToString[m.Rcode], answers, nil
+			rcode, answers = readAnswer(m)
+			return rcode, answers, nil
 		}
 		if ctx.Err() != nil {
 			return "", nil, ctx.Err()
 		}
 	}
+}
+
+// ResolveTCP is Resolve over TCP: one query on a connection of its own, what a client does
+// after a truncated answer.
+func ResolveTCP(ctx context.Context, ns *Netns, server netip.AddrPort, name string, qtype uint16) (rcode string, answers []string, err error) {
+	c, err := ns.DialContext(ctx, "tcp", server.String())
+	if err != nil {
+		return "", nil, err
+	}
+	defer c.Close()
+	if d, ok := ctx.Deadline(); ok {
+		c.SetDeadline(d)
+	}
+	q := new(dns.Msg)
+	q.SetQuestion(dns.Fqdn(name), qtype)
+	q.SetEdns0(1232, false)
+	conn := &dns.Conn{Conn: c}
+	if err := conn.WriteMsg(q); err != nil {
+		return "", nil, err
+	}
+	m, err := conn.ReadMsg()
+	if err != nil {
+		return "", nil, err
+	}
+	if m.Id != q.Id {
+		return "", nil, fmt.Errorf("an answer with ID %d to query %d", m.Id, q.Id)
+	}
+	rcode, answers = readAnswer(m)
+	return rcode, answers, nil
+}
+
+// readAnswer is m's rcode and the addresses and names of its answer section.
+func readAnswer(m *dns.Msg) (rcode string, answers []string) {
+	for _, rr := range m.Answer {
+		switch rr := rr.(type) {
+		case *dns.A:
+			answers = append(answers, rr.A.String())
+		case *dns.AAAA:
+			answers = append(answers, rr.AAAA.String())
+		case *dns.PTR:
+			answers = append(answers, rr.Ptr)
+		}
+	}
+	return dns.RcodeToString[m.Rcode], answers
 }
