@@ -264,6 +264,9 @@ func (e *env) newPopgate(t *testing.T, kind string) *gw {
 	t.Helper()
 	topo := testbed.NewTopology(t)
 	n := &pgNode{bin: e.bin, topo: topo, dataDir: t.TempDir(), ifname: topo.Name("pg"), port: 51820, mode: kind}
+	if kind == kindUserspace && os.Getenv("BENCH_UNPRIVILEGED") == "1" {
+		n.setUnprivileged(t)
+	}
 	if _, err := n.start(t, 60*time.Second); err != nil {
 		t.Fatal(err)
 	}

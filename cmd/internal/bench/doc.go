@@ -43,6 +43,11 @@
 // reports each query's latency); then a CPU profile of serve for one unpaced run of each.
 // Its interfaces are named bd…; dnsmasq and dnsperf come from Debian (make bench-deps).
 //
+// The UDP phase also runs the 64-byte case ten times back to back on each gateway, a new
+// flow each run, once as set up and once with connection tracking on in the gateway's
+// namespace (a stateful rule, as a real host has): the median and the slowest run of each
+// (issue 18: a harness with fresh flows saw popgate at half the baseline's rate).
+//
 // Every file but this one has the build tag bench, so `go test ./...` and `make test` never
 // run it. It needs root and the tools of `make bench-deps`. The environment can shorten a
 // run (make bench sets none of these):
@@ -57,4 +62,7 @@
 //	                        BENCHMARKS.md at the module root
 //	BENCH_PROFILE_DIR=dir   keep the CPU profiles there
 //	POPGATE_BIN=path        use this popgate binary instead of building one
+//	BENCH_UNPRIVILEGED=1    run the userspace exit's serve as the .deb runs it: as nobody,
+//	                        without capabilities (its sockets then get at most
+//	                        net.core.rmem_max), ping through unprivileged ICMP sockets
 package bench

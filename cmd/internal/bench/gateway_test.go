@@ -148,6 +148,34 @@ type pgNode struct {
 	// flags after --data-dir instead of the single node's of serveArgs (the two-hop nodes).
 	ns   *testbed.Netns
 	args []string
+	// unprivileged: serve runs as nobody without capabilities, as the .deb's unit runs the
+	// userspace exit (setUnprivileged).
+	unprivileged bool
+}
+
+// unprivilegedUID is the user an unprivileged serve runs as: nobody.
+const unprivilegedUID = "65534"
+
+// setUnprivileged makes n run as the .deb's unit runs the userspace exit: as a user without
+// capabilities (so no SO_RCVBUFFORCE: its sockets get at most net.core.rmem_max), its data
+// dir and binary where that user reaches them, ping through unprivileged ICMP sockets (the
+// package's sysctl opens them).
+func (n *pgNode) setUnprivileged(t testing.TB) {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "pgbench-unpriv-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	bin := filepath.Join(dir, "popgate")
+	data := filepath.Join(dir, "data")
+	for _, c := range [][]string{{"cp", n.bin, bin}, {"chmod", "0755", dir, bin}, {"mkdir", "-m", "0700", data}, {"chown", unprivilegedUID + ":" + unprivilegedUID, data}} {
+		if out, err := exec.Command(c[0], c[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v\n%s", strings.Join(c, " "), err, out)
+		}
+	}
+	n.bin, n.dataDir, n.unprivileged = bin, data, true
+	n.topo.Pop.MustRun(t, "sysctl", "-qw", "net.ipv4.ping_group_range=0 2147483647")
 }
 
 func (n *pgNode) serveArgs() []string {
@@ -174,6 +202,10 @@ func (n *pgNode) start(t testing.TB, timeout time.Duration, env ...string) (time
 	_ = os.Remove(sock)
 	t.Cleanup(func() { _ = os.Remove(sock) })
 	args := n.serveArgs()
+	if n.unprivileged {
+		args = append([]string{"setpriv", "--reuid=" + unprivilegedUID, "--regid=" + unprivilegedUID, "--clear-groups",
+			"--inh-caps=-all", "--bounding-set=-all", "--"}, args...)
+	}
 	if len(env) > 0 {
 		args = append(append([]string{"env"}, env...), args...)
 	}
