@@ -131,10 +131,10 @@ bench-deps:
 
 # bench: popgate against stock wireguard-go (upstream, go.mod's version) in network namespaces,
 # every case alternating in one run; writes the table between the bench markers of
-# BENCHMARKS.md. Needs root; about 10 minutes on a 2-core VM. Not part of `make test` (build
+# BENCHMARKS.md. Needs root; about 30 minutes on a 2-core VM. Not part of `make test` (build
 # tag bench). cmd/internal/bench/doc.go lists the BENCH_* variables that shorten a run.
 bench: bench-deps build
-	POPGATE_BIN=$(CURDIR)/$(BIN) $(GO) test -tags bench -count=1 -timeout 40m -v -run '^TestBench$$' ./cmd/internal/bench/
+	POPGATE_BIN=$(CURDIR)/$(BIN) $(GO) test -tags bench -count=1 -timeout 75m -v -run '^TestBench$$' ./cmd/internal/bench/
 
 # Packages (packaging/README.md): the .deb, the VM image, and their tests.
 #   deb             dist/popgate_<version>-1_amd64.deb (nfpm from packaging/tools, reproducible)
