@@ -26,6 +26,9 @@ type Snapshot struct {
 	Nodes []Node
 	// Checks are every check, as NetChecks orders them.
 	Checks []NetCheck
+	// Blocklists are every tenant's DNS blocklists, by tenant and name (as Blocklists with
+	// tenant ""), without their contents.
+	Blocklists []Blocklist
 }
 
 // Snapshot reads the tenants, peers, routes, policies and regions with the generation they belong to,
@@ -65,7 +68,10 @@ func (s *Store) Snapshot(ctx context.Context) (Snapshot, error) {
 		if snap.Nodes, err = queryNodes(ctx, q); err != nil {
 			return err
 		}
-		snap.Checks, err = s.queryNetChecks(ctx, q, "", nil)
+		if snap.Checks, err = s.queryNetChecks(ctx, q, "", nil); err != nil {
+			return err
+		}
+		snap.Blocklists, err = s.queryBlocklists(ctx, q, "")
 		return err
 	})
 	if err != nil {

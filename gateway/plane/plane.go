@@ -149,6 +149,8 @@ type Tenant struct {
 	MaxFlows        int `json:"max_flows,omitempty"`
 	// Regions are the regions the tenant is limited to, sorted; empty: every region.
 	Regions []string `json:"regions,omitempty"`
+	// DNS is the tenant's settings of the in-tunnel resolver (dns.go).
+	DNS TenantDNS `json:"dns,omitzero"`
 }
 
 // FlowLimits returns the tenant's bounds in force on the flows of one peer and of the tenant.

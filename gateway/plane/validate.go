@@ -20,7 +20,7 @@ var ErrInvalid = errors.New("invalid desired state")
 // address twice would hand one tenant's traffic to another); every peer and route belongs to
 // a tenant of d; names follow the store's rules (no control characters); addresses lie in
 // the overlay; prefixes are masked; a route's via parses (ParseVia); flow bounds lie in 0 to
-// store.MaxFlowLimit; the backbone's nodes and where peers are make sense (validateBackbone); checks are well formed (validateChecks). Peer names are unique within a tenant in the store, which
+// store.MaxFlowLimit; the backbone's nodes and where peers are make sense (validateBackbone); checks are well formed (validateChecks); a tenant's blocklists are bounded and named (TenantDNS.validate). Peer names are unique within a tenant in the store, which
 // Validate does not check again: a name twice harms no other tenant, and the check would cost
 // a map of every peer. Validate is for a Desired that crossed a network or a file; it costs
 // maps of every key and address (BenchmarkValidate). The error, wrapping ErrInvalid, names
@@ -85,6 +85,9 @@ func (d *Desired) Validate() error {
 		}
 		if d.Region != "" && len(t.Regions) > 0 && !slices.Contains(t.Regions, d.Region) {
 			return invalid("tenant %q is not allowed in region %q, which the state is for", t.Name, d.Region)
+		}
+		if err := t.DNS.validate(t.Name); err != nil {
+			return err
 		}
 		tenants[t.ID], tenantNames[t.Name] = true, true
 	}
