@@ -127,7 +127,7 @@ var (
 	hsUnderLoad   = desc("handshake_under_load", "1 while handshake initiations need a valid mac2 (the node is under load), else 0.")
 	hsQueued      = desc("handshake_initiations_queued", "Handshake initiations waiting for the handshake workers.")
 
-	dnsQueries = desc("dns_queries_total", "Queries to the in-tunnel resolver, by what became of them: local (a tenant's names, the overlay's reverse), cache, forwarded, failed (SERVFAIL), rate_limited, malformed.", "result")
+	dnsQueries = desc("dns_queries_total", "Queries to the in-tunnel resolver, by what became of them: local (a tenant's names, the overlay's reverse), cache, forwarded, blocked (NXDOMAIN: on one of the tenant's blocklists), failed (SERVFAIL), rate_limited, malformed.", "result")
 
 	rxBytes    = desc("received_bytes_total", "WireGuard datagram bytes received from peers, removed peers included.")
 	txBytes    = desc("sent_bytes_total", "WireGuard datagram bytes sent to peers, removed peers included.")
@@ -239,7 +239,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(hsQueued, float64(hs.Queued))
 
 	byReason(dnsQueries, map[string]uint64{"local": n.DNS.Local, "cache": n.DNS.CacheHits, "forwarded": n.DNS.Forwarded,
-		"failed": n.DNS.Failed, "rate_limited": n.DNS.RateLimited, "malformed": n.DNS.Malformed})
+		"blocked": n.DNS.Blocked, "failed": n.DNS.Failed, "rate_limited": n.DNS.RateLimited, "malformed": n.DNS.Malformed})
 
 	counter(rxBytes, n.Traffic.RxBytes)
 	counter(txBytes, n.Traffic.TxBytes)
