@@ -167,6 +167,8 @@ type Controller struct {
 	// controller's own node runs checks, whose results it reads itself.
 	results   checkResults
 	ownChecks atomic.Bool
+	// fetchSem bounds the blocklist fetches under way (blocklists.go).
+	fetchSem chan struct{}
 
 	closing   chan struct{}
 	wg        sync.WaitGroup
@@ -196,7 +198,7 @@ func New(cfg Config, st *store.Store, dp DataPlane, log *slog.Logger) (*Controll
 		log.Warn("no public endpoint set: client configs will use a guess; set --public-endpoint to the host:port clients reach", "endpoint", cfg.PublicEndpoint)
 	}
 	c := &Controller{cfg: cfg, log: log, store: st, dp: dp, serverKey: st.NodePublicKey(), closing: make(chan struct{}),
-		changedCh: make(chan struct{}), results: newCheckResults(),
+		changedCh: make(chan struct{}), results: newCheckResults(), fetchSem: make(chan struct{}, maxFetches),
 		now: time.Now, traffic: newTrafficSampler(time.Now())}
 	c.ev.queue = make(chan store.Event, maxQueuedEvents)
 	c.overlay.V4, c.overlay.V6 = st.OverlayPrefixes()
@@ -220,6 +222,7 @@ func (c *Controller) Start(ctx context.Context) error {
 	}
 	c.every(c.cfg.RetryEvery, c.retry)
 	c.every(ownChecksEvery, c.ownCheckReport)
+	c.every(refreshEvery, c.refreshDue)
 	if c.cfg.Backbone.on() {
 		c.every(time.Second, c.ownReport)
 	}

@@ -159,6 +159,7 @@ func (c *Controller) desiredFor(snap *store.Snapshot, region string) *plane.Desi
 		slices.SortFunc(d.Regions, func(a, b plane.Region) int { return strings.Compare(a.Name, b.Name) })
 	}
 	allowed := make(map[int64]bool, len(snap.Tenants))
+	lists := blocklistRefs(snap)
 	d.Tenants = make([]plane.Tenant, 0, len(snap.Tenants))
 	for _, t := range snap.Tenants {
 		rs := snap.TenantRegions[t.ID]
@@ -167,7 +168,7 @@ func (c *Controller) desiredFor(snap *store.Snapshot, region string) *plane.Desi
 		}
 		allowed[t.ID] = true
 		d.Tenants = append(d.Tenants, plane.Tenant{ID: t.ID, Name: t.Name, Domain: t.Domain, SplitTunnel: t.SplitTunnel, Policy: snap.Policies[t.ID],
-			MaxFlowsPerPeer: t.MaxFlowsPerPeer, MaxFlows: t.MaxFlows, Regions: rs})
+			MaxFlowsPerPeer: t.MaxFlowsPerPeer, MaxFlows: t.MaxFlows, Regions: rs, DNS: plane.TenantDNS{Blocklists: lists[t.ID]}})
 	}
 	d.Peers = make([]plane.Peer, 0, len(snap.Peers))
 	for i := range snap.Peers {
