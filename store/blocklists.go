@@ -163,7 +163,8 @@ func blocklistNotFound(tenant, name string) error {
 	return errorf(ErrNotFound, "blocklist %q of tenant %q not found: list them with 'popgate dns blocklist list --tenant %s'", truncate(name, 80), truncate(tenant, 80), truncate(tenant, 80))
 }
 
-// AddBlocklist adds a list with its first content. The error wraps ErrInvalid for a bad
+// AddBlocklist adds a list with its first content, audited as dns.blocklist.add (from a URL)
+// or dns.blocklist.upload (from a file). The error wraps ErrInvalid for a bad
 // name, URL or interval, or when the tenant has as many lists or names as it may; ErrNotFound
 // for an unknown tenant; ErrExists when the name is taken.
 func (s *Store) AddBlocklist(ctx context.Context, nb NewBlocklist) (Blocklist, error) {
@@ -225,7 +226,11 @@ func (s *Store) AddBlocklist(ctx context.Context, nb NewBlocklist) (Blocklist, e
 		if b.ID, err = res.LastInsertId(); err != nil {
 			return fmt.Errorf("store: add blocklist %s: %w", nb.Name, err)
 		}
-		return s.logChange(ctx, tx, nb.Tenant, "dns.blocklist.add", BlocklistTarget(nb.Tenant, nb.Name), blocklistDetail(&b))
+		action := "dns.blocklist.add"
+		if b.Uploaded() {
+			action = "dns.blocklist.upload"
+		}
+		return s.logChange(ctx, tx, nb.Tenant, action, BlocklistTarget(nb.Tenant, nb.Name), blocklistDetail(&b))
 	})
 	if err != nil {
 		return Blocklist{}, err

@@ -83,6 +83,12 @@ func NewAPI(ctrl *control.Controller, st Store, log *slog.Logger) *API {
 		{"POST /api/v1/tenants/{tenant}/checks", a.addCheck},
 		{"GET /api/v1/tenants/{tenant}/checks/{check}", a.check},
 		{"DELETE /api/v1/tenants/{tenant}/checks/{check}", a.removeCheck},
+		{"GET /api/v1/tenants/{tenant}/dns/blocklists", a.listBlocklists},
+		{"POST /api/v1/tenants/{tenant}/dns/blocklists", a.addBlocklist},
+		{"GET /api/v1/tenants/{tenant}/dns/blocklists/{blocklist}", a.blocklist},
+		{"PUT /api/v1/tenants/{tenant}/dns/blocklists/{blocklist}/content", a.uploadBlocklist}, // blocklistPutPattern
+		{"POST /api/v1/tenants/{tenant}/dns/blocklists/{blocklist}/refresh", a.refreshBlocklist},
+		{"DELETE /api/v1/tenants/{tenant}/dns/blocklists/{blocklist}", a.removeBlocklist},
 
 		// ---- admins, API tokens, the audit log, and peer rename, expiry and download
 		// links (handlers and types in auth_api.go; on the web address apiRoutes in token.go
@@ -103,8 +109,11 @@ func NewAPI(ctrl *control.Controller, st Store, log *slog.Logger) *API {
 		{"POST /api/v1/tenants/{tenant}/peers/{peer}/rotate", a.rotatePeerKey},
 	} {
 		limit := int64(maxBody)
-		if r.pattern == policyPutPattern {
-			limit = store.MaxPolicySize // the one body that is not small: a policy file
+		switch r.pattern { // the bodies that are not small: a policy file, a blocklist
+		case policyPutPattern:
+			limit = store.MaxPolicySize
+		case blocklistPutPattern:
+			limit = store.MaxBlocklistSize
 		}
 		a.mux.Handle(r.pattern, a.wrapLimit(limit, r.h))
 	}
@@ -149,6 +158,8 @@ func (a *API) wrapLimit(limit int64, h func(w http.ResponseWriter, r *http.Reque
 			code = http.StatusConflict
 		case errors.Is(err, store.ErrExhausted):
 			code = http.StatusServiceUnavailable
+		case errors.Is(err, control.ErrFetch):
+			code = http.StatusBadGateway
 		case errors.Is(err, store.ErrDiskFull):
 			code = http.StatusInsufficientStorage
 			a.log.Error("API request failed", "method", r.Method, "path", r.URL.Path, "err", err, "cause", errors.Unwrap(err))

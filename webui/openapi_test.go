@@ -521,6 +521,7 @@ func init() {
 		APIEvent{}, APIEvents{}, APIWebhook{}, APIWebhookSet{}, APIWebhookCreated{},
 		APICheck{}, APICheckWindow{}, APICheckLatest{}, APIChecks{}, APINewCheck{},
 		APITraffic{}, APITrafficPoint{},
+		APIBlocklist{}, APIBlocklists{}, APINewBlocklist{},
 	} {
 		tp := reflect.TypeOf(v)
 		apiSchemaTypes[tp.Name()] = tp

@@ -109,6 +109,14 @@ func apiRoutes() []apiRoute {
 		{pattern: "POST " + tenant + "/checks", access: accessChange, action: "check.add"},
 		{pattern: "GET " + tenant + "/checks/{check}", access: accessRead},
 		{pattern: "DELETE " + tenant + "/checks/{check}", access: accessChange, action: "check.remove"},
+		// DNS blocklists: a tenant's admins manage its own; the controller fetches their URLs
+		// from public addresses only (an owner's may be private).
+		{pattern: "GET " + tenant + "/dns/blocklists", access: accessRead},
+		{pattern: "POST " + tenant + "/dns/blocklists", access: accessChange, action: "dns.blocklist.add"},
+		{pattern: "GET " + tenant + "/dns/blocklists/{blocklist}", access: accessRead},
+		{pattern: "PUT " + tenant + "/dns/blocklists/{blocklist}/content", access: accessChange, action: "dns.blocklist.upload"},
+		{pattern: "POST " + tenant + "/dns/blocklists/{blocklist}/refresh", access: accessChange, action: "dns.blocklist.refresh"},
+		{pattern: "DELETE " + tenant + "/dns/blocklists/{blocklist}", access: accessChange, action: "dns.blocklist.remove"},
 	}
 }
 
