@@ -162,6 +162,9 @@ func TestHelp(t *testing.T) {
 		{[]string{"help", "route", "add"}, []string{"Usage: popgate route add --tenant TENANT [--via internet|site:NAME|exit:X1,exit:X2]", "(default:\n                   internet)", "Example:\n  popgate route add --tenant acme --via site:office 10.10.0.0/24"}},
 		{[]string{"route", "remove", "-h"}, []string{"Usage: popgate route remove --tenant TENANT", "Example:\n  popgate route remove"}},
 		{[]string{"route", "list", "--help"}, []string{"Usage: popgate route list --tenant TENANT", "--json"}},
+		{[]string{"dns", "--help"}, []string{"Usage: popgate dns <subcommand>", "  blocklist add ", "  blocklist list ", "  blocklist refresh ", "  blocklist remove "}},
+		{[]string{"dns", "blocklist", "add", "--help"}, []string{"Usage: popgate dns blocklist add --tenant TENANT (--url URL [--every 24h] | --file PATH)",
+			"--every DURATION ", "subdomain", "Example:\n  popgate dns blocklist add --tenant acme --url https://example.com/hosts.txt ads"}},
 		{[]string{"status", "--help"}, []string{"Usage: popgate status", "Example:"}},
 		{[]string{"version", "--help"}, []string{"Usage: popgate version"}},
 		{[]string{"help", "serve"}, []string{

@@ -57,10 +57,23 @@ func (a *app) group(ctx context.Context, group, about string, subs []subcommand,
 		io.WriteString(a.stdout, b.String())
 		return nil
 	}
-	for _, s := range subs {
-		if s.spec.name == group+" "+args[0] {
-			return s.run(a, ctx, s.spec, args[1:])
+	// A subcommand's name may have two words ("dns zone add"): the first names a family.
+	var family []string
+	for i, s := range subs {
+		words := strings.Fields(names[i])
+		if len(words) <= len(args) && slices.Equal(words, args[:len(words)]) {
+			return s.run(a, ctx, s.spec, args[len(words):])
 		}
+		if len(words) > 1 && words[0] == args[0] {
+			family = append(family, strings.Join(words[1:], " "))
+		}
+	}
+	if len(family) > 0 {
+		what := "missing subcommand"
+		if len(args) > 1 {
+			what = fmt.Sprintf("unknown subcommand %q", args[1])
+		}
+		return usagef("%s %s: %s: use %s (see 'popgate %s --help')", group, args[0], what, orList(family), group)
 	}
 	return usagef("%s: unknown subcommand %q: use %s (see 'popgate %s --help')", group, args[0], orList(names), group)
 }
