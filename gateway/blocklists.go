@@ -23,8 +23,9 @@ const (
 // the hash of their content (plane.TenantDNS); the contents come from Config.Blobs on a
 // goroutine of their own (one from the controller may take a while), each held once as a
 // blocklist.Set however many tenants list it, and dropped when no tenant does. A content
-// that fails to load is tried again, backing off, while it is wanted; meanwhile the tenant's
-// other lists are in force. Applies never wait for a content.
+// that fails to load is tried again, backing off, while it is wanted. Meanwhile a list whose
+// content changed keeps blocking with its previous content, a new list blocks nothing yet,
+// and the tenant's other lists are in force. Applies never wait for a content.
 type blocklists struct {
 	blobs func(ctx context.Context, sum [32]byte) ([]byte, error)
 	dns   *resolver.Resolver
@@ -33,24 +34,26 @@ type blocklists struct {
 	kick chan struct{}
 
 	mu sync.Mutex
-	// want are the contents each tenant lists, by tenant ID (in its lists' order); sets
-	// the contents loaded. Guarded by mu.
-	want map[int64][]plane.Digest
-	sets map[plane.Digest]*blocklist.Set
+	// want are each tenant's lists, by tenant ID; sets the contents loaded; inForce the
+	// content each of a tenant's lists blocks with now, by tenant and list name. Guarded
+	// by mu.
+	want    map[int64][]plane.BlocklistRef
+	sets    map[plane.Digest]*blocklist.Set
+	inForce map[int64]map[string]*blocklist.Set
 }
 
 func newBlocklists(blobs func(context.Context, [32]byte) ([]byte, error), dns *resolver.Resolver, log *slog.Logger) *blocklists {
 	return &blocklists{blobs: blobs, dns: dns, log: log, kick: make(chan struct{}, 1),
-		want: map[int64][]plane.Digest{}, sets: map[plane.Digest]*blocklist.Set{}}
+		want: map[int64][]plane.BlocklistRef{}, sets: map[plane.Digest]*blocklist.Set{}, inForce: map[int64]map[string]*blocklist.Set{}}
 }
 
-// set takes the tenants' lists of a desired state: the resolver gets at once the loaded
-// contents of each tenant's lists, and the loader those missing.
+// set takes the tenants' lists of a desired state: the resolver gets at once what is loaded
+// of them, and the loader those missing.
 func (b *blocklists) set(tenants []plane.Tenant) {
-	want := map[int64][]plane.Digest{}
+	want := map[int64][]plane.BlocklistRef{}
 	for _, t := range tenants {
-		for _, r := range t.DNS.Blocklists {
-			want[t.ID] = append(want[t.ID], r.SHA256)
+		if len(t.DNS.Blocklists) > 0 {
+			want[t.ID] = t.DNS.Blocklists
 		}
 	}
 	b.mu.Lock()
@@ -59,17 +62,6 @@ func (b *blocklists) set(tenants []plane.Tenant) {
 		return
 	}
 	b.want = want
-	used := map[plane.Digest]bool{}
-	for _, ds := range want {
-		for _, d := range ds {
-			used[d] = true
-		}
-	}
-	for d := range b.sets {
-		if !used[d] {
-			delete(b.sets, d) // no tenant lists it any more: its memory goes
-		}
-	}
 	b.publishLocked()
 	select {
 	case b.kick <- struct{}{}:
@@ -77,18 +69,49 @@ func (b *blocklists) set(tenants []plane.Tenant) {
 	}
 }
 
-// publishLocked gives the resolver every tenant's loaded lists. Must hold mu.
+// wantedLocked reports whether a tenant lists content d. Must hold mu.
+func (b *blocklists) wantedLocked(d plane.Digest) bool {
+	for _, refs := range b.want {
+		if slices.ContainsFunc(refs, func(r plane.BlocklistRef) bool { return r.SHA256 == d }) {
+			return true
+		}
+	}
+	return false
+}
+
+// publishLocked gives the resolver every tenant's lists: each with its content when loaded,
+// else with the content it blocked with so far (a list whose content changed); then drops
+// the contents neither wanted nor in force. Must hold mu.
 func (b *blocklists) publishLocked() {
 	out := make(map[int64]resolver.Blocklist, len(b.want))
-	for id, ds := range b.want {
+	inForce := make(map[int64]map[string]*blocklist.Set, len(b.want))
+	held := map[*blocklist.Set]bool{}
+	for id, refs := range b.want {
 		var u blocklist.Union
-		for _, d := range ds {
-			if s := b.sets[d]; s != nil && !slices.Contains(u, s) {
+		for _, r := range refs {
+			s := b.sets[r.SHA256]
+			if s == nil {
+				s = b.inForce[id][r.Name]
+			}
+			if s == nil {
+				continue
+			}
+			if inForce[id] == nil {
+				inForce[id] = map[string]*blocklist.Set{}
+			}
+			inForce[id][r.Name], held[s] = s, true
+			if !slices.Contains(u, s) {
 				u = append(u, s)
 			}
 		}
 		if len(u) > 0 {
 			out[id] = u
+		}
+	}
+	b.inForce = inForce
+	for d, s := range b.sets {
+		if !held[s] && !b.wantedLocked(d) {
+			delete(b.sets, d) // no tenant lists it any more: its memory goes
 		}
 	}
 	b.dns.SetBlocklists(out)
@@ -99,10 +122,10 @@ func (b *blocklists) missing() []plane.Digest {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	var out []plane.Digest
-	for _, ds := range b.want {
-		for _, d := range ds {
-			if b.sets[d] == nil && !slices.Contains(out, d) {
-				out = append(out, d)
+	for _, refs := range b.want {
+		for _, r := range refs {
+			if b.sets[r.SHA256] == nil && !slices.Contains(out, r.SHA256) {
+				out = append(out, r.SHA256)
 			}
 		}
 	}
@@ -154,11 +177,7 @@ func (b *blocklists) load(ctx context.Context, d plane.Digest) bool {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	wanted := false
-	for _, ds := range b.want {
-		wanted = wanted || slices.Contains(ds, d)
-	}
-	if !wanted {
+	if !b.wantedLocked(d) {
 		return true
 	}
 	b.sets[d] = s

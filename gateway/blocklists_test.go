@@ -121,6 +121,27 @@ func TestBlocklistsLoader(t *testing.T) {
 		t.Errorf("%d contents held, want ads's alone", len(b.sets))
 	}
 	b.mu.Unlock()
+
+	// globex's list gets new content that is not here yet: the list blocks with its old
+	// content until the new one loads, then with the new one alone.
+	newer := plane.Digest(sha256.Sum256([]byte("newer.example.com\n")))
+	tenants[1].DNS.Blocklists = []plane.BlocklistRef{{Name: "same", SHA256: newer, Names: 1}}
+	b.set(tenants)
+	if got := rcode(t, r, 2, "ads.example.com."); got != "NXDOMAIN" {
+		t.Errorf("globex while its list's new content is missing: %s, want the old content in force", got)
+	}
+	f.add("newer.example.com\n")
+	waitFor(t, "newer.example.com to be blocked for globex", func() bool {
+		return rcode(t, r, 2, "newer.example.com.") == "NXDOMAIN"
+	})
+	if got := rcode(t, r, 2, "ads.example.com."); got != "SERVFAIL" {
+		t.Errorf("globex once its list's new content loaded: ads.example.com %s", got)
+	}
+	b.mu.Lock()
+	if len(b.sets) != 1 || b.sets[newer] == nil {
+		t.Errorf("%d contents held, want the new one alone", len(b.sets))
+	}
+	b.mu.Unlock()
 }
 
 func waitFor(t *testing.T, what string, ok func() bool) {

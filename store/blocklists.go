@@ -39,6 +39,9 @@ const (
 	MinBlocklistEvery     = time.Hour
 	MaxBlocklistEvery     = 7 * 24 * time.Hour
 	DefaultBlocklistEvery = 24 * time.Hour
+	// BlocklistRetry is how soon a list whose last fetch failed is fetched again, when its
+	// interval is longer.
+	BlocklistRetry = time.Hour
 	// MaxBlocklistURL bounds a list's URL.
 	MaxBlocklistURL = 2048
 	// maxBlocklistError bounds the error kept of a failed fetch.
@@ -417,10 +420,11 @@ func (s *Store) Blocklists(ctx context.Context, tenant string) ([]Blocklist, err
 	return s.queryBlocklists(ctx, s.db, "WHERE t.name = ?", tenant)
 }
 
-// DueBlocklists returns the lists fetched from URLs whose next fetch is due at now, the
-// longest due first.
+// DueBlocklists returns the lists fetched from URLs whose next fetch is due at now: their
+// interval has passed since the last fetch, or BlocklistRetry since one that failed.
 func (s *Store) DueBlocklists(ctx context.Context, now time.Time) ([]Blocklist, error) {
-	return s.queryBlocklists(ctx, s.db, "WHERE l.url <> '' AND l.checked_at + l.every_s * 1000000 <= ?", micros(now))
+	return s.queryBlocklists(ctx, s.db, `WHERE l.url <> '' AND (l.checked_at + l.every_s * 1000000 <= ?1
+		OR (l.error <> '' AND l.checked_at + ?2 <= ?1))`, micros(now), BlocklistRetry.Microseconds())
 }
 
 const blocklistSelect = `SELECT l.id, l.tenant_id, t.name, l.name, l.url, l.every_s, l.private_ok, l.sha256, o.names, l.skipped,

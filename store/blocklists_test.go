@@ -140,6 +140,13 @@ func TestBlocklists(t *testing.T) {
 	if mustGeneration(t, s) != gen {
 		t.Error("a failed fetch advanced the generation")
 	}
+	// A failed list is tried again within BlocklistRetry, not its whole interval.
+	if due, err := s.DueBlocklists(ctx, clock.Now().Add(BlocklistRetry-time.Second)); err != nil || len(due) != 0 {
+		t.Errorf("due before the retry: %+v, %v", due, err)
+	}
+	if due, err := s.DueBlocklists(ctx, clock.Now().Add(BlocklistRetry)); err != nil || len(due) != 1 {
+		t.Errorf("due at the retry: %+v, %v", due, err)
+	}
 	// New content: generation, audit, the error cleared; the old blob stays for globex.
 	more := content(0, "ads.example.com", "more.example.org", "tracker.example.net")
 	r, changed, err = s.RefreshedBlocklist(ctx, b.ID, more)

@@ -23,13 +23,14 @@ var dnsBlockCommands = []subcommand{
 		about: "Add a blocklist to a tenant: the names it holds, and every subdomain of them, are answered " +
 			"NXDOMAIN to the tenant's peers at every PoP, within seconds; other tenants are not affected. " +
 			"With --url the controller fetches the list at once (nothing is added when that fails) and then " +
-			"every --every (1h to 168h); when a later fetch fails the list keeps its last content and 'dns " +
-			"blocklist list' shows why. With --file this command reads the file and uploads it; upload it " +
-			"again with 'dns blocklist refresh --file'. A list may be a hosts file (0.0.0.0 ads.example.com, " +
-			"several names a line, # comments), a list of names one a line, or adblock-style ||name^ rules; " +
-			"localhost, addresses, single labels and other adblock rules are skipped and counted. At most " +
-			"64 MiB and 1,000,000 names a list, 8 lists and 2,000,000 names a tenant. A tenant admin's URL " +
-			"must lead to a public address; an owner's may be private.",
+			"every --every (1h to 168h); when a later fetch fails the list keeps its last content, the " +
+			"fetch is tried again within the hour, and 'dns blocklist list' shows why. With --file this " +
+			"command reads the file and uploads it; upload it again with 'dns blocklist refresh --file'. " +
+			"A list may be a hosts file (0.0.0.0 ads.example.com, several names a line, # comments), a " +
+			"list of names one a line, or adblock-style ||name^ rules; localhost, addresses, single labels " +
+			"and other adblock rules are skipped and counted. At most 64 MiB and 1,000,000 names a list, " +
+			"8 lists and 2,000,000 names a tenant. A tenant admin's URL must lead to a public address; an " +
+			"owner's may be private.",
 		example: "popgate dns blocklist add --tenant acme --url https://example.com/hosts.txt ads\n" +
 			"popgate dns blocklist add --tenant acme --url https://example.com/hosts.txt --every 12h ads\n" +
 			"popgate dns blocklist add --tenant acme --file ./blocked.txt mine",
