@@ -172,6 +172,7 @@ func (n *Node) applyLocked(dd *plane.Desired, now time.Time) error {
 		n.dns.SetZones(resolver.BuildZones(dd, func(p *plane.Peer) bool { return p.Served(now) }))
 		n.zonesKey = zk
 	}
+	n.setBlocklistsLocked(dd.Tenants)
 	// Devices first, so the snapshot can point at their packet paths.
 	d.tuns = map[int64]*tunDevice{}
 	d.devs = map[int64]*tenantDevice{}
@@ -258,6 +259,17 @@ func (n *Node) applyLocked(dd *plane.Desired, now time.Time) error {
 		}
 	}
 	return bbErr
+}
+
+// setBlocklistsLocked hands the tenants' blocklists to the resolver's loader. Must hold n.mu.
+func (n *Node) setBlocklistsLocked(tenants []plane.Tenant) {
+	if n.blocks != nil {
+		n.blocks.set(tenants)
+		return
+	}
+	if n.dns != nil && slices.ContainsFunc(tenants, func(t plane.Tenant) bool { return len(t.DNS.Blocklists) > 0 }) && !n.blocksWarned.Swap(true) {
+		n.log.Warn("tenants have DNS blocklists, but this node has no source of their contents (Config.Blobs): they are not enforced")
+	}
 }
 
 // peersByTenant groups peers by tenant without copying them: the controller lists them by

@@ -3,6 +3,7 @@
 package gateway
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"time"
@@ -92,6 +93,12 @@ type Config struct {
 	// route's exit changed), in order, from the goroutine that saw it (the backbone's
 	// prober, the sweep, an Apply): it must not block. Default: none (the log says them).
 	OnEvent func(plane.Event)
+	// Blobs returns the content of a blocklist by its SHA-256 (plane.TenantDNS): the
+	// appliance reads its store (store.Store.Blob), a joined node its own store or else its
+	// controller (nodesync.Client.Blob). The node calls it on a goroutine of its own, never
+	// from an Apply or the packet path, and checks what it returns against the hash.
+	// Default nil: the tenants' blocklists are not enforced (the log says so).
+	Blobs func(ctx context.Context, sum [32]byte) ([]byte, error)
 	// backboneTuning shortens the backbone's probe timers in tests; zero: its defaults.
 	backboneTuning backboneTuning
 

@@ -43,6 +43,10 @@ type Node struct {
 	holder *wgmux.Bind        // keeps the shared UDP socket open while no tenant has a device
 	exit   *netstack.Exit     // in-tunnel services, and the exit in userspace mode
 	dns    *resolver.Resolver // the overlay addresses' DNS over UDP
+	// blocks gives the resolver the tenants' blocklists; nil before Start and without
+	// Config.Blobs (blocksWarned: a desired state with blocklists was logged then).
+	blocks       *blocklists
+	blocksWarned atomic.Bool
 	// zonesKey is what the resolver's zones were last built from; guarded by mu.
 	zonesKey zonesKey
 	kexit    *kernelExit // the exit in kernel mode; nil otherwise
@@ -197,6 +201,23 @@ func (n *Node) Start(ctx context.Context) error {
 	n.exit = exit
 	if err := n.startExit(); err != nil {
 		return err
+	}
+	if n.cfg.Blobs != nil {
+		n.blocks = newBlocklists(n.cfg.Blobs, n.dns, n.log.With("component", "blocklists"))
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			go func() {
+				select {
+				case <-n.closing:
+					cancel()
+				case <-ctx.Done():
+				}
+			}()
+			n.blocks.run(ctx)
+		}()
 	}
 
 	n.checks, err = checks.New(checks.Config{DNSUpstreams: n.cfg.DNSUpstreams, HandshakeKey: n.cfg.BackboneKey, Now: n.cfg.now},

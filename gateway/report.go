@@ -47,8 +47,8 @@ func (n *Node) Report() plane.Report {
 	}
 	if n.dns != nil {
 		s := n.dns.Stats()
-		r.Node.DNS = plane.DNSStats{Queries: s.Queries, Local: s.Local, CacheHits: s.CacheHits, Forwarded: s.Forwarded, Split: s.Split,
-			Failed: s.Failed, RateLimited: s.RateLimited, Malformed: s.Malformed, LogDropped: s.LogDropped}
+		r.Node.DNS = plane.DNSStats{Queries: s.Queries, Local: s.Local, CacheHits: s.CacheHits, Forwarded: s.Forwarded, Blocked: s.Blocked,
+			Split: s.Split, Failed: s.Failed, RateLimited: s.RateLimited, Malformed: s.Malformed, LogDropped: s.LogDropped}
 	}
 	for _, l := range n.BackboneLinks() {
 		r.Links = append(r.Links, plane.LinkState{Node: uint32(l.Node), Name: l.Name, State: l.State.String(), RTT: l.SmoothedRTT, Loss: l.Loss(), Since: l.Since,

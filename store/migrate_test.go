@@ -102,10 +102,11 @@ func TestMigrateFromVersion1(t *testing.T) {
 }
 
 // TestMigrateFromDNSVersions upgrades databases as popgate left them at schema version 13
-// (before issue 17's DNS tables) and 14 (split zones, before upstreams and the query log):
-// what they held stays, and the tenants get zones, upstreams and a query log.
+// (before issue 17's DNS tables), 14 (split zones, before upstreams and the query log) and
+// 15 (before blocklists): what they held stays, and the tenants get zones, upstreams, a
+// query log and blocklists.
 func TestMigrateFromDNSVersions(t *testing.T) {
-	for _, from := range []int{13, 14} {
+	for _, from := range []int{13, 14, 15} {
 		t.Run(fmt.Sprint(from), func(t *testing.T) {
 			ctx := context.Background()
 			opts := Options{Path: filepath.Join(t.TempDir(), "popgate.db"), migrateTo: from}
@@ -131,9 +132,21 @@ func TestMigrateFromDNSVersions(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
+			if from >= dnsUpstreamsVersion {
+				if _, err := old.SetDNSUpstreams(ctx, "acme", []string{"tls://dns.quad9.net@9.9.9.9"}); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := old.EnableDNSLog(ctx, "acme", 0); err != nil {
+					t.Fatal(err)
+				}
+			}
 			snap, err := old.Snapshot(ctx)
-			if err != nil || len(snap.Tenants) != 1 || snap.DNSUpstreams != nil || snap.DNSLogs != nil || (from < dnsZonesVersion) != (snap.DNSZones == nil) {
+			if err != nil || len(snap.Tenants) != 1 || snap.Blocklists != nil || (from < dnsUpstreamsVersion) != (snap.DNSUpstreams == nil) ||
+				(from < dnsUpstreamsVersion) != (snap.DNSLogs == nil) || (from < dnsZonesVersion) != (snap.DNSZones == nil) {
 				t.Fatalf("Snapshot at version %d = %+v, %v", from, snap, err)
+			}
+			if _, err := old.Blocklists(ctx, "acme"); err != nil {
+				t.Errorf("Blocklists at version %d: %v, want none", from, err)
 			}
 			if err := old.Close(); err != nil {
 				t.Fatal(err)
@@ -141,7 +154,7 @@ func TestMigrateFromDNSVersions(t *testing.T) {
 
 			opts.migrateTo = 0
 			s := openOpts(t, opts)
-			if err := s.db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil || version != s.version || version < dnsUpstreamsVersion {
+			if err := s.db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil || version != s.version || version < blocklistsVersion {
 				t.Fatalf("user_version after upgrade = %d, %v; want the newest, %d", version, err, s.version)
 			}
 			for _, check := range []string{"PRAGMA foreign_key_check", "PRAGMA integrity_check"} {
@@ -165,7 +178,14 @@ func TestMigrateFromDNSVersions(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			if ups, err := s.DNSUpstreams(ctx, "acme"); err != nil || len(ups) != 0 {
+			wantUps := 0
+			if from >= dnsUpstreamsVersion {
+				wantUps = 1 // kept, and the log stays on
+				if set, err := s.DNSLogSettings(ctx, "acme"); err != nil || !set.Enabled {
+					t.Errorf("the query log after the upgrade = %+v, %v; want on", set, err)
+				}
+			}
+			if ups, err := s.DNSUpstreams(ctx, "acme"); err != nil || len(ups) != wantUps {
 				t.Errorf("upstreams after the upgrade = %+v, %v", ups, err)
 			}
 			if _, err := s.SetDNSUpstreams(ctx, "acme", []string{"tls://dns.quad9.net@9.9.9.9"}); err != nil {
@@ -174,10 +194,23 @@ func TestMigrateFromDNSVersions(t *testing.T) {
 			if _, err := s.EnableDNSLog(ctx, "acme", 0); err != nil {
 				t.Fatal(err)
 			}
+			if bs, err := s.Blocklists(ctx, "acme"); err != nil || len(bs) != 0 {
+				t.Errorf("blocklists after the upgrade = %+v, %v", bs, err)
+			}
+			ads := content(0, "ads.example.com")
+			if _, err := s.AddBlocklist(ctx, NewBlocklist{Tenant: "acme", Name: "ads", Content: ads}); err != nil {
+				t.Fatal(err)
+			}
 			snap, err = s.Snapshot(ctx)
 			acme := snap.Tenants[0].ID
 			if err != nil || len(snap.DNSZones) != 1 || snap.DNSZones[0].Name != "corp.example" || len(snap.DNSUpstreams[acme]) != 1 || !snap.DNSLogs[acme].Enabled {
 				t.Errorf("Snapshot after the upgrade: zones %+v, upstreams %+v, logs %+v, %v", snap.DNSZones, snap.DNSUpstreams, snap.DNSLogs, err)
+			}
+			if len(snap.Blocklists) != 1 || snap.Blocklists[0].TenantID != acme || snap.Blocklists[0].SHA256 != ads.SHA256 || snap.Blocklists[0].Names != 1 {
+				t.Errorf("Snapshot after the upgrade: blocklists %+v", snap.Blocklists)
+			}
+			if body, err := s.Blob(ctx, ads.SHA256); err != nil || string(body) != string(ads.Body) {
+				t.Errorf("the list's content after the upgrade = %q, %v", body, err)
 			}
 		})
 	}

@@ -33,6 +33,9 @@ type Snapshot struct {
 	DNSUpstreams map[int64][]DNSUpstream
 	// DNSLogs holds the query log settings of every tenant whose log is on, by tenant ID.
 	DNSLogs map[int64]DNSLogSettings
+	// Blocklists are every tenant's DNS blocklists, by tenant and name (as Blocklists with
+	// tenant ""), without their contents.
+	Blocklists []Blocklist
 }
 
 // Snapshot reads the tenants, peers, routes, policies and regions with the generation they belong to,
@@ -87,7 +90,13 @@ func (s *Store) Snapshot(ctx context.Context) (Snapshot, error) {
 		if snap.DNSUpstreams, err = allDNSUpstreams(ctx, q); err != nil {
 			return err
 		}
-		snap.DNSLogs, err = allDNSLogSettings(ctx, q)
+		if snap.DNSLogs, err = allDNSLogSettings(ctx, q); err != nil {
+			return err
+		}
+		if s.version < blocklistsVersion {
+			return nil
+		}
+		snap.Blocklists, err = s.queryBlocklists(ctx, q, "")
 		return err
 	})
 	if err != nil {

@@ -69,6 +69,12 @@ func NewAPI(ctrl *control.Controller, st Store, log *slog.Logger) *API {
 		{"GET /api/v1/tenants/{tenant}/dns/upstreams", a.dnsUpstreams},
 		{"PUT /api/v1/tenants/{tenant}/dns/upstreams", a.setDNSUpstreams},
 		{"DELETE /api/v1/tenants/{tenant}/dns/upstreams", a.resetDNSUpstreams},
+		{"GET /api/v1/tenants/{tenant}/dns/blocklists", a.listBlocklists},
+		{"POST /api/v1/tenants/{tenant}/dns/blocklists", a.addBlocklist},
+		{"GET /api/v1/tenants/{tenant}/dns/blocklists/{blocklist}", a.blocklist},
+		{"PUT /api/v1/tenants/{tenant}/dns/blocklists/{blocklist}/content", a.uploadBlocklist}, // blocklistPutPattern
+		{"POST /api/v1/tenants/{tenant}/dns/blocklists/{blocklist}/refresh", a.refreshBlocklist},
+		{"DELETE /api/v1/tenants/{tenant}/dns/blocklists/{blocklist}", a.removeBlocklist},
 		{"GET /api/v1/tenants/{tenant}/dns/log", a.dnsLog},
 		{"POST /api/v1/tenants/{tenant}/dns/log/enable", a.enableDNSLog},
 		{"POST /api/v1/tenants/{tenant}/dns/log/disable", a.disableDNSLog},
@@ -112,8 +118,11 @@ func NewAPI(ctrl *control.Controller, st Store, log *slog.Logger) *API {
 		{"POST /api/v1/tenants/{tenant}/peers/{peer}/rotate", a.rotatePeerKey},
 	} {
 		limit := int64(maxBody)
-		if r.pattern == policyPutPattern {
-			limit = store.MaxPolicySize // the one body that is not small: a policy file
+		switch r.pattern { // the bodies that are not small: a policy file, a blocklist
+		case policyPutPattern:
+			limit = store.MaxPolicySize
+		case blocklistPutPattern:
+			limit = store.MaxBlocklistSize
 		}
 		a.mux.Handle(r.pattern, a.wrapLimit(limit, r.h))
 	}
@@ -158,6 +167,8 @@ func (a *API) wrapLimit(limit int64, h func(w http.ResponseWriter, r *http.Reque
 			code = http.StatusConflict
 		case errors.Is(err, store.ErrExhausted):
 			code = http.StatusServiceUnavailable
+		case errors.Is(err, control.ErrFetch):
+			code = http.StatusBadGateway
 		case errors.Is(err, store.ErrDiskFull):
 			code = http.StatusInsufficientStorage
 			a.log.Error("API request failed", "method", r.Method, "path", r.URL.Path, "err", err, "cause", errors.Unwrap(err))

@@ -707,8 +707,9 @@ type APIDNSLogEntry struct {
 	Name string `json:"name"`
 	Type string `json:"type"`
 	// Outcome is what the resolver did: local (the tenant's names, the overlay's reverse),
-	// cache, forwarded (an upstream answered), split (a server of one of the tenant's split
-	// zones answered), failed, refused (and, on newer nodes, others).
+	// cache, forwarded (an upstream answered), blocked (on one of the tenant's blocklists:
+	// NXDOMAIN), split (a server of one of the tenant's split zones answered), failed,
+	// refused (and, on newer nodes, others).
 	Outcome string `json:"outcome"`
 	// Rcode is the answer's: NOERROR, NXDOMAIN, SERVFAIL, …
 	Rcode string `json:"rcode"`
@@ -732,4 +733,47 @@ type APIDNSLogEnable struct {
 	// KeepSeconds is how long entries are kept: 3600 (1 hour) to 604800 (7 days) in whole
 	// minutes; absent: 86400 (24 hours).
 	KeepSeconds int64 `json:"keep_seconds,omitempty"`
+}
+
+// APIBlocklist is one of a tenant's DNS blocklists: where it comes from, what it holds and how
+// its last fetch went. Its names, and their subdomains, are NXDOMAIN to the tenant's peers.
+type APIBlocklist struct {
+	Name   string `json:"name"`
+	Tenant string `json:"tenant"`
+	// URL is where the controller fetches it; absent for a list uploaded from a file.
+	URL string `json:"url,omitempty"`
+	// EverySeconds is how often it is fetched; absent for an uploaded list.
+	EverySeconds int `json:"every_seconds,omitempty"`
+	// SHA256 names its content: the names, sorted, one a line.
+	SHA256 string `json:"sha256"`
+	// Names is how many names it blocks; Skipped how many entries of its source were no
+	// name to block (invalid names, addresses, localhost, other adblock rules).
+	Names   int `json:"names"`
+	Skipped int `json:"skipped"`
+	// UpdatedAt is when its content last changed; CheckedAt when it was last fetched or
+	// uploaded, whatever came of it.
+	UpdatedAt time.Time `json:"updated_at"`
+	CheckedAt time.Time `json:"checked_at"`
+	// NextFetchAt is about when it is fetched next; absent for an uploaded list.
+	NextFetchAt *time.Time `json:"next_fetch_at,omitempty"`
+	// Error is why the last fetch failed, at ErrorAt: the list keeps the content of the
+	// last good one. Absent when it succeeded.
+	Error     string     `json:"error,omitempty"`
+	ErrorAt   *time.Time `json:"error_at,omitempty"`
+	CreatedAt time.Time  `json:"created_at"`
+}
+
+// APIBlocklists answers GET /api/v1/tenants/{tenant}/dns/blocklists: the tenant's lists by
+// name.
+type APIBlocklists struct {
+	Blocklists []APIBlocklist `json:"blocklists"`
+}
+
+// APINewBlocklist is the body of POST /api/v1/tenants/{tenant}/dns/blocklists: a list the
+// controller fetches from a URL.
+type APINewBlocklist struct {
+	Name string `json:"name"`
+	URL  string `json:"url"`
+	// EverySeconds is how often it is fetched, 3600 to 604800; absent: 86400.
+	EverySeconds int `json:"every_seconds,omitempty"`
 }

@@ -523,6 +523,7 @@ func init() {
 		APITraffic{}, APITrafficPoint{},
 		APIDNSZone{}, APIDNSZones{},
 		APIDNSUpstreams{}, APIDNSUpstreamsSet{}, APIDNSLog{}, APIDNSLogEntry{}, APIDNSLogSettings{}, APIDNSLogEnable{},
+		APIBlocklist{}, APIBlocklists{}, APINewBlocklist{},
 	} {
 		tp := reflect.TypeOf(v)
 		apiSchemaTypes[tp.Name()] = tp

@@ -79,6 +79,14 @@ func apiRoutes() []apiRoute {
 		{pattern: "GET " + tenant + "/dns/upstreams", access: accessRead},
 		{pattern: "PUT " + tenant + "/dns/upstreams", access: accessChange, action: "dns.upstream.set"},
 		{pattern: "DELETE " + tenant + "/dns/upstreams", access: accessChange, action: "dns.upstream.reset"},
+		// DNS blocklists: a tenant's admins manage its own; the controller fetches their URLs
+		// from public addresses only (an owner's may be private).
+		{pattern: "GET " + tenant + "/dns/blocklists", access: accessRead},
+		{pattern: "POST " + tenant + "/dns/blocklists", access: accessChange, action: "dns.blocklist.add"},
+		{pattern: "GET " + tenant + "/dns/blocklists/{blocklist}", access: accessRead},
+		{pattern: "PUT " + tenant + "/dns/blocklists/{blocklist}/content", access: accessChange, action: "dns.blocklist.upload"},
+		{pattern: "POST " + tenant + "/dns/blocklists/{blocklist}/refresh", access: accessChange, action: "dns.blocklist.refresh"},
+		{pattern: "DELETE " + tenant + "/dns/blocklists/{blocklist}", access: accessChange, action: "dns.blocklist.remove"},
 		// A tenant's query log is its own (personal data of its users): its admins turn it
 		// on and off; those who may see the tenant read it, no other tenant.
 		{pattern: "GET " + tenant + "/dns/log", access: accessRead},

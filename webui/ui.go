@@ -79,6 +79,10 @@ type uiBackend interface {
 	EnableDNSLog(ctx context.Context, tenant string, keep time.Duration) (store.DNSLogSettings, error)
 	DisableDNSLog(ctx context.Context, tenant string) (int64, error)
 	DNSLog(ctx context.Context, q store.DNSLogQuery) ([]store.DNSLogEntry, bool, error)
+	Blocklists(ctx context.Context, tenant string) ([]store.Blocklist, error)
+	AddBlocklist(ctx context.Context, req control.AddBlocklistRequest) (store.Blocklist, error)
+	RefreshBlocklist(ctx context.Context, tenant, name string) (store.Blocklist, error)
+	RemoveBlocklist(ctx context.Context, tenant, name string) error
 	Nodes(ctx context.Context) ([]control.NodeInfo, error)
 	NodeAddr() string
 	NodeToken(ctx context.Context, roles, region, name string, life time.Duration) (string, store.JoinToken, error)
@@ -154,6 +158,9 @@ func (u *UI) Routes(mux *http.ServeMux, protect func(min Role, h http.HandlerFun
 		{"POST /tenants/{tenant}/dns/zones/remove", RoleTenantAdmin, u.removeDNSZone},
 		{"POST /tenants/{tenant}/dns/upstreams", RoleTenantAdmin, u.setDNSUpstreams},
 		{"POST /tenants/{tenant}/dns/upstreams/reset", RoleTenantAdmin, u.resetDNSUpstreams},
+		{"POST /tenants/{tenant}/dns/blocklists", RoleTenantAdmin, u.addDNSBlocklist},
+		{"POST /tenants/{tenant}/dns/blocklists/refresh", RoleTenantAdmin, u.refreshDNSBlocklist},
+		{"POST /tenants/{tenant}/dns/blocklists/remove", RoleTenantAdmin, u.removeDNSBlocklist},
 		{"POST /tenants/{tenant}/dns/log/enable", RoleTenantAdmin, u.enableDNSLog},
 		{"POST /tenants/{tenant}/dns/log/disable", RoleTenantAdmin, u.disableDNSLog},
 

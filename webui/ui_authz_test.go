@@ -42,6 +42,9 @@ func TestUIAuthorization(t *testing.T) {
 		{"POST", "/tenants/acme/dns/zones/remove", [5]int{422, 422, 404, 403, 403}},
 		{"POST", "/tenants/acme/dns/upstreams", [5]int{422, 422, 404, 403, 403}},
 		{"POST", "/tenants/acme/dns/upstreams/reset", [5]int{303, 303, 404, 403, 403}},
+		{"POST", "/tenants/acme/dns/blocklists", [5]int{422, 422, 404, 403, 403}},
+		{"POST", "/tenants/acme/dns/blocklists/refresh", [5]int{422, 422, 404, 403, 403}},
+		{"POST", "/tenants/acme/dns/blocklists/remove", [5]int{422, 422, 404, 403, 403}},
 		{"POST", "/tenants/acme/dns/log/enable", [5]int{303, 303, 404, 403, 403}},
 		{"POST", "/tenants/acme/dns/log/disable", [5]int{303, 303, 404, 403, 403}},
 		{"GET", "/tenants/acme/regions", [5]int{200, 200, 404, 200, 200}},
@@ -100,6 +103,20 @@ func TestUIAuthorization(t *testing.T) {
 		if c.who == nil && !strings.HasPrefix(w.Header().Get("Location"), "/login?next=") {
 			t.Errorf("%s %s as nobody: Location %q, want the sign-in page", c.method, c.path, w.Header().Get("Location"))
 		}
+	}
+
+	// Another tenant's admin cannot fetch or remove a tenant's blocklist, nor read it.
+	if _, err := h.ctrl.UploadBlocklist(setup(), "acme", "acme-only", strings.NewReader("ads.example.com\n"), true); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{"/tenants/acme/dns/blocklists/refresh", "/tenants/acme/dns/blocklists/remove"} {
+		h.check(bravoAdmin, "POST", path, form("name", "acme-only"), http.StatusNotFound)
+	}
+	if body := h.check(bravoAdmin, "GET", "/tenants/bravo/dns", nil, http.StatusOK); strings.Contains(body, "acme-only") {
+		t.Error("bravo's DNS tab shows acme's blocklist")
+	}
+	if bs, _ := h.ctrl.Blocklists(context.Background(), "acme"); len(bs) != 1 {
+		t.Errorf("acme's blocklists after bravo's admin tried: %+v", bs)
 	}
 
 	// Another tenant's peer looks exactly like one that does not exist.

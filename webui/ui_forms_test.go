@@ -18,6 +18,12 @@ func TestUIBadInput(t *testing.T) {
 	ctx := context.Background()
 	long := strings.Repeat("x", 200)
 	policyBefore, _, _ := h.ctrl.Policy(ctx, "acme")
+	// A list uploaded before (not audited: the test's setup), and a source that is gone.
+	if _, err := h.ctrl.UploadBlocklist(setup(), "acme", "mine", strings.NewReader("one.example\n"), true); err != nil {
+		t.Fatal(err)
+	}
+	gone := startListServer(t, "")
+	gone.set("", http.StatusNotFound)
 	for _, c := range []struct {
 		path string
 		form []string
@@ -80,6 +86,20 @@ func TestUIBadInput(t *testing.T) {
 			`aria-invalid="true" aria-describedby="dns-log-keep-error"`, `id="dns-log-keep-error"`}},
 		{"/tenants/acme/dns/log/enable", []string{"keep", "8d"}, []string{"give 1h to 7d"}},
 		{"/tenants/acme/dns/log/enable", []string{"keep", "soon"}, []string{"&#34;soon&#34; is not a time"}},
+		{"/tenants/acme/dns/blocklists", []string{"name", "Bad Name", "url", "https://example.com/hosts.txt"}, []string{"Blocklist name &#34;Bad Name&#34; is invalid",
+			`value="Bad Name"`, `aria-invalid="true" aria-describedby="dns-blocklist-name-error"`, `id="dns-blocklist-name-error"`}},
+		{"/tenants/acme/dns/blocklists", []string{"name", "ads", "url", "ftp://example.com/hosts"}, []string{"is not an http or https URL", `value="ftp://example.com/hosts"`,
+			`aria-invalid="true" aria-describedby="dns-blocklist-url-error"`, `id="dns-blocklist-url-error"`}},
+		{"/tenants/acme/dns/blocklists", []string{"name", "ads", "url", " "}, []string{"Give the list&#39;s http or https URL"}},
+		{"/tenants/acme/dns/blocklists", []string{"name", "ads", "url", "https://example.com/hosts.txt", "every", "30m"}, []string{"&#34;30m&#34; is not how often a list may be fetched",
+			`value="30m"`, `aria-invalid="true" aria-describedby="dns-blocklist-every-error"`}},
+		{"/tenants/acme/dns/blocklists", []string{"name", "ads", "url", "https://example.com/hosts.txt", "every", "8d"}, []string{"give 1h to 7d"}},
+		{"/tenants/acme/dns/blocklists", []string{"name", "mine", "url", gone.URL + "/list"}, []string{"exists already"}},
+		{"/tenants/acme/dns/blocklists", []string{"name", "ads", "url", gone.URL + "/list"}, []string{"answered 404 Not Found", "nothing was added",
+			`aria-describedby="dns-blocklist-url-error"`, `value="` + gone.URL + `/list"`}},
+		{"/tenants/acme/dns/blocklists/refresh", []string{"name", "mine"}, []string{"was uploaded from a file"}},
+		{"/tenants/acme/dns/blocklists/refresh", []string{"name", "nope"}, []string{"Blocklist &#34;nope&#34; of tenant &#34;acme&#34; not found"}},
+		{"/tenants/acme/dns/blocklists/remove", []string{"name", "nope"}, []string{"not found"}},
 		// Deleting.
 		{"/tenants/acme/delete", []string{"confirm", "acm"}, []string{"Type the tenant&#39;s name"}},
 		{"/tenants/acme/delete", []string{"confirm", "acme"}, []string{"still has 1 peer"}},
@@ -111,6 +131,13 @@ func TestUIBadInput(t *testing.T) {
 	}
 	if set, _ := h.ctrl.DNSLogSettings(ctx, "acme"); set.Enabled {
 		t.Errorf("the query log is on after refused forms: %+v", set)
+	}
+	// A tenant admin's list may not come from a private address (an owner's may).
+	local := startListServer(t, "ads.example.com\n")
+	h.check(acmeAdmin, "POST", "/tenants/acme/dns/blocklists", form("name", "ads", "url", local.URL+"/list"), http.StatusUnprocessableEntity,
+		"not a public address", `aria-describedby="dns-blocklist-url-error"`)
+	if bs, _ := h.ctrl.Blocklists(ctx, "acme"); len(bs) != 1 || bs[0].Name != "mine" {
+		t.Errorf("blocklists after refused forms: %+v", bs)
 	}
 	if a := h.audit.actions(); len(a) != 0 {
 		t.Errorf("refused forms were audited: %q", a)
@@ -262,6 +289,36 @@ func TestUIChanges(t *testing.T) {
 		t.Errorf("disable the log redirects to %q", got)
 	}
 	h.check(acmeAdmin, "GET", "/tenants/acme/dns?ok=dns-log-disabled", nil, http.StatusOK, "Query log off", `<span class="badge off">Off</span>`)
+	// A blocklist from a URL: an owner adds it on loopback; the tenant's admin fetches it
+	// again when it changed, sees a failed fetch (the list keeps its names), and removes it.
+	ls := startListServer(t, "0.0.0.0 ads.example.com tracker.example.net\n127.0.0.1 localhost\n")
+	w = h.do(owner, "POST", "/tenants/acme/dns/blocklists", form("name", " ads ", "url", " "+ls.URL+"/list ", "every", " 12h "))
+	if w.Code != http.StatusSeeOther || location(w) != "/tenants/acme/dns?ok=blocklist-added" {
+		t.Errorf("add a blocklist: %d %q\n%s", w.Code, location(w), excerpt(w.Body.String()))
+	}
+	h.check(acmeAdmin, "GET", "/tenants/acme/dns?ok=blocklist-added", nil, http.StatusOK, "Blocklist added", ls.URL+"/list", "fetched every 12h", `<span class="badge ok">OK</span>`)
+	if bs, _ := h.ctrl.Blocklists(ctx, "acme"); len(bs) != 1 || bs[0].Names != 2 || bs[0].Skipped != 1 || bs[0].Every != 12*time.Hour {
+		t.Errorf("blocklists after the form: %+v", bs)
+	}
+	ls.set("ads.example.com\nmore.example.org\nthird.example\n", http.StatusOK)
+	if got := post("/tenants/acme/dns/blocklists/refresh", "name", "ads"); got != "/tenants/acme/dns?ok=blocklist-fetched" {
+		t.Errorf("refresh a blocklist redirects to %q", got)
+	}
+	if bs, _ := h.ctrl.Blocklists(ctx, "acme"); len(bs) != 1 || bs[0].Names != 3 {
+		t.Errorf("blocklists after the refresh: %+v", bs)
+	}
+	ls.set("", http.StatusInternalServerError)
+	h.check(acmeAdmin, "POST", "/tenants/acme/dns/blocklists/refresh", form("name", "ads"), http.StatusBadGateway,
+		"Blocklist ads: fetching the blocklist failed", "answered 500 Internal Server Error", "it keeps its last content", `<span class="badge bad">Failed</span>`)
+	if bs, _ := h.ctrl.Blocklists(ctx, "acme"); len(bs) != 1 || bs[0].Names != 3 || bs[0].Error == "" {
+		t.Errorf("blocklists after a failed refresh: %+v", bs)
+	}
+	if got := post("/tenants/acme/dns/blocklists/remove", "name", "ads"); got != "/tenants/acme/dns?ok=blocklist-removed" {
+		t.Errorf("remove a blocklist redirects to %q", got)
+	}
+	if bs, _ := h.ctrl.Blocklists(ctx, "acme"); len(bs) != 0 {
+		t.Errorf("blocklists after the removal: %+v", bs)
+	}
 	post("/tenants/acme/routes/remove", "prefix", "10.10.0.0/23")
 	if got := post("/tenants/acme/peers/gw/delete"); got != "/peers?tenant=acme&ok=peer-deleted" {
 		t.Errorf("delete redirects to %q", got)
@@ -310,6 +367,9 @@ func TestUIChanges(t *testing.T) {
 		"dns.log.enable dnslog:acme acme",
 		"dns.log.enable dnslog:acme acme",
 		"dns.log.disable dnslog:acme acme",
+		"dns.blocklist.add blocklist:acme/ads acme",
+		"dns.blocklist.refresh blocklist:acme/ads acme",
+		"dns.blocklist.remove blocklist:acme/ads acme",
 		"route.remove route:acme/10.10.0.0/23 acme",
 		"peer.remove peer:acme/gw acme",
 		"tenant.update tenant:acme acme",

@@ -247,3 +247,34 @@ func newRequest(method, target string, p *Principal) *http.Request {
 }
 
 func newRecorder() *httptest.ResponseRecorder { return httptest.NewRecorder() }
+
+// listServer serves a blocklist at /list on loopback, whose text and status a test changes
+// (only an owner's list may be fetched from loopback).
+type listServer struct {
+	*httptest.Server
+	mu     sync.Mutex
+	text   string
+	status int
+}
+
+func startListServer(t testing.TB, text string) *listServer {
+	ls := &listServer{text: text, status: http.StatusOK}
+	ls.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ls.mu.Lock()
+		defer ls.mu.Unlock()
+		if r.URL.Path != "/list" {
+			http.NotFound(w, r)
+			return
+		}
+		w.WriteHeader(ls.status)
+		w.Write([]byte(ls.text))
+	}))
+	t.Cleanup(ls.Close)
+	return ls
+}
+
+func (ls *listServer) set(text string, status int) {
+	ls.mu.Lock()
+	ls.text, ls.status = text, status
+	ls.mu.Unlock()
+}

@@ -2,12 +2,14 @@ package webui
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/netip"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/popgate/popgate/gateway/control"
 	"github.com/popgate/popgate/store"
 )
 
@@ -41,7 +43,8 @@ func TestUIPages(t *testing.T) {
 			"Split zones", "No split zones", `action="/tenants/acme/dns/zones"`, `name="servers"`,
 			"Upstream resolvers", "The node's upstream resolvers: the tenant has none", `action="/tenants/acme/dns/upstreams"`, `name="upstreams"`,
 			`aria-describedby="dns-upstreams-hint"`, "Query log", `<span class="badge off">Off</span>`, `action="/tenants/acme/dns/log/enable"`,
-			`name="keep" value="24h"`, `aria-describedby="dns-log-keep-hint"`, "Turn the log on"}},
+			`name="keep" value="24h"`, `aria-describedby="dns-log-keep-hint"`, "Turn the log on",
+			"Blocklists", "No blocklists", `action="/tenants/acme/dns/blocklists"`, `name="url"`, `name="every" value="24h"`, `aria-describedby="dns-blocklist-url-hint"`}},
 		{"/audit", []string{"Audit log", "route.add", "route:acme/192.0.2.0/24", "via internet", "olivia"}},
 		{"/admins", []string{"<h1>Admins</h1>", "<th>Role</th>"}},
 	} {
@@ -62,6 +65,21 @@ func TestUIPages(t *testing.T) {
 	if _, err := h.ctrl.SetDNSUpstreams(ctx, "acme", []string{"tls://dns.quad9.net@9.9.9.9", "149.112.112.112"}); err != nil {
 		t.Fatal(err)
 	}
+	// acme's blocklists: one from a URL whose last fetch failed, one uploaded; bravo's own.
+	ls := startListServer(t, "0.0.0.0 ads.example.com tracker.example.net\n127.0.0.1 localhost\n")
+	if _, err := h.ctrl.AddBlocklist(ctx, control.AddBlocklistRequest{Tenant: "acme", Name: "ads", URL: ls.URL + "/list", Every: 12 * time.Hour, PrivateOK: true}); err != nil {
+		t.Fatal(err)
+	}
+	ls.set("", http.StatusNotFound)
+	if _, err := h.ctrl.RefreshBlocklist(ctx, "acme", "ads"); !errors.Is(err, control.ErrFetch) {
+		t.Fatalf("refresh from a list gone: %v", err)
+	}
+	if _, err := h.ctrl.UploadBlocklist(ctx, "acme", "mine", strings.NewReader("one.example\ntwo.example\nthree.example\n"), true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.ctrl.UploadBlocklist(ctx, "bravo", "secret-list", strings.NewReader("bravo-blocks.example\n"), true); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := h.ctrl.EnableDNSLog(ctx, "acme", 36*time.Hour); err != nil {
 		t.Fatal(err)
 	}
@@ -76,6 +94,8 @@ func TestUIPages(t *testing.T) {
 			Name: "www.example.com", Type: "AAAA", Outcome: "forwarded", Rcode: "NOERROR", Latency: 2500 * time.Microsecond},
 		{TenantID: acme.ID, At: now.Add(time.Millisecond), Node: "pop-test-1", Client: netip.MustParseAddr("10.10.0.7"),
 			Name: "db.corp.example", Type: "A", Outcome: "split", Rcode: "NXDOMAIN", Latency: 41 * time.Millisecond},
+		{TenantID: acme.ID, At: now.Add(2 * time.Millisecond), Node: "pop-test-1", Peer: "laptop", Client: netip.MustParseAddr("100.64.0.2"),
+			Name: "x.ads.example.com", Type: "A", Outcome: "blocked", Rcode: "NXDOMAIN", Latency: 5 * time.Microsecond},
 		{TenantID: bravo.ID, At: now, Node: "pop-test-1", Peer: "phone", Client: netip.MustParseAddr("100.64.0.3"),
 			Name: "secret.bravo.example", Type: "A", Outcome: "cache", Rcode: "NOERROR"},
 	}); err != nil {
@@ -84,16 +104,29 @@ func TestUIPages(t *testing.T) {
 	for _, who := range []*Principal{owner, viewer} {
 		body := h.check(who, "GET", "/tenants/acme/dns", nil, http.StatusOK, "tls://dns.quad9.net@9.9.9.9:853", "DNS over TLS, certificate for",
 			"149.112.112.112:53", "DNS over UDP", `<span class="badge ok">On</span>`, "entries are kept 36h", `aria-label="Latest logged queries"`,
-			"www.example.com", "AAAA", "forwarded", "2.50 ms", "db.corp.example", "split", "NXDOMAIN", "10.10.0.7", "41 ms", "The newest 2 queries")
-		if strings.Contains(body, "secret.bravo.example") {
-			t.Errorf("acme's DNS tab as %s shows bravo's query log", name(who))
+			"www.example.com", "AAAA", "forwarded", "2.50 ms", "db.corp.example", "split", "NXDOMAIN", "10.10.0.7", "41 ms",
+			"x.ads.example.com", "blocked", "The newest 3 queries",
+			`aria-label="Blocklists"`, ls.URL+"/list", "fetched every 12h", `<span class="badge bad">Failed</span>`, "answered 404 Not Found",
+			"It blocks what it held", "A file, uploaded", "mine")
+		if strings.Contains(body, "secret.bravo.example") || strings.Contains(body, "secret-list") {
+			t.Errorf("acme's DNS tab as %s shows bravo's query log or blocklists", name(who))
+		}
+		// ads: 2 names, 1 skipped (localhost); mine: 3 names.
+		if !strings.Contains(body, `<td class="num">2</td>
+      <td class="num">1</td>`) || !strings.Contains(body, `<td class="num">3</td>
+      <td class="num">0</td>`) {
+			t.Errorf("acme's DNS tab as %s does not show the lists' names and skipped entries:\n%s", name(who), excerpt(body))
 		}
 		if i, j := strings.Index(body, "db.corp.example"), strings.Index(body, "www.example.com"); i > j {
 			t.Errorf("acme's logged queries are not newest first")
 		}
 	}
 	h.check(owner, "GET", "/tenants/acme/dns", nil, http.StatusOK, `action="/tenants/acme/dns/upstreams/reset"`,
-		`value="tls://dns.quad9.net@9.9.9.9:853, 149.112.112.112:53"`, `name="keep" value="36h"`, "Save keep time", `action="/tenants/acme/dns/log/disable"`)
+		`value="tls://dns.quad9.net@9.9.9.9:853, 149.112.112.112:53"`, `name="keep" value="36h"`, "Save keep time", `action="/tenants/acme/dns/log/disable"`,
+		`action="/tenants/acme/dns/blocklists/refresh"`, `action="/tenants/acme/dns/blocklists/remove"`, `<span class="sr-only"> ads</span>`)
+	if body := h.check(owner, "GET", "/tenants/acme/dns", nil, http.StatusOK); strings.Count(body, `action="/tenants/acme/dns/blocklists/refresh"`) != 1 {
+		t.Errorf("acme's DNS tab offers to fetch other than the list from a URL:\n%s", excerpt(body))
+	}
 	body := h.check(viewer, "GET", "/tenants/acme/dns", nil, http.StatusOK)
 	if strings.Count(body, `method="post"`) != strings.Count(body, `action="/logout"`) {
 		t.Errorf("acme's DNS tab as a viewer has forms that change things:\n%s", excerpt(body))

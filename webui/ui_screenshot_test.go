@@ -66,6 +66,11 @@ func demoData(t *testing.T, h *uiHarness) {
 	h.check(owner, "POST", "/tenants/acme/dns/zones", form("zone", "10.in-addr.arpa", "servers", "10.10.0.53"), http.StatusSeeOther)
 	h.check(owner, "POST", "/tenants/acme/dns/upstreams", form("upstreams", "tls://dns.quad9.net@9.9.9.9, tls://dns.quad9.net@149.112.112.112"), http.StatusSeeOther)
 	h.check(owner, "POST", "/tenants/acme/dns/log/enable", form("keep", "48h"), http.StatusSeeOther)
+	lists := startListServer(t, "# ads and trackers\n0.0.0.0 ads.tracker-network.example\n0.0.0.0 pixel.tracker-network.example\n127.0.0.1 localhost\n")
+	h.check(owner, "POST", "/tenants/acme/dns/blocklists", form("name", "ads", "url", lists.URL+"/list", "every", "12h"), http.StatusSeeOther)
+	if _, err := h.ctrl.UploadBlocklist(context.Background(), "acme", "phishing", strings.NewReader("login-acme.example\nacme-payroll.example\n"), true); err != nil {
+		t.Fatal(err)
+	}
 	acme, _ := h.store.Tenant(context.Background(), "acme")
 	var logged []store.DNSLogEntry
 	start := time.Now()
@@ -76,6 +81,7 @@ func demoData(t *testing.T, h *uiHarness) {
 		{"bob-laptop", "100.64.0.7", "build-01.acme.internal", "A", "local", "NOERROR"},
 		{"", "10.10.0.20", "wiki.corp.acme.example", "A", "split", "NXDOMAIN"},
 		{"carol-desktop", "100.64.0.8", "www.example.com", "A", "cache", "NOERROR"},
+		{"carol-desktop", "100.64.0.8", "ads.tracker-network.example", "A", "blocked", "NXDOMAIN"},
 	} {
 		logged = append(logged, store.DNSLogEntry{TenantID: acme.ID, At: start.Add(time.Duration(i) * time.Millisecond), Node: "pop-test-1", Peer: q.peer,
 			Client: netip.MustParseAddr(q.client), Name: q.name, Type: q.typ, Outcome: q.outcome, Rcode: q.rcode, Latency: time.Duration(300+i*4100) * time.Microsecond})
@@ -198,7 +204,7 @@ func TestScreenshots(t *testing.T) {
 		{"policy", "/tenants/acme/policy", 1250},
 		{"policy-errors", "", 1100},
 		{"routes", "/tenants/acme/routes", 800},
-		{"dns", "/tenants/acme/dns", 2100},
+		{"dns", "/tenants/acme/dns", 2600},
 		{"audit", "/audit", 1000},
 		{"admins", "/admins", 600},
 		{"network", "/network", 1400},

@@ -32,6 +32,12 @@ type tenantDNSPage struct {
 	Upstreams      []store.DNSUpstream
 	UpstreamForm   struct{ Upstreams string }
 	UpstreamErrors formErrors
+	// Blocklists are the tenant's blocklists; BlocklistForm refills a refused form (Every
+	// "24h" unless refilled), whose errors are BlocklistErrors (fields name, url and every;
+	// "" for the tenant's bounds, a refresh or a removal).
+	Blocklists      []store.Blocklist
+	BlocklistForm   struct{ Name, URL, Every string }
+	BlocklistErrors formErrors
 	// Log says whether the tenant's query log is on, LogKeep how long it keeps entries;
 	// LogEntries are its newest dnsLogShown entries, LogMore whether older ones follow.
 	// LogForm holds the keep time, or refills a refused form, whose errors are LogErrors
@@ -92,6 +98,11 @@ func (u *UI) renderTenantDNSWith(w http.ResponseWriter, r *http.Request, code in
 		names[i] = up.String()
 	}
 	p.UpstreamForm.Upstreams = strings.Join(names, ", ")
+	if p.Blocklists, err = u.ctrl.Blocklists(r.Context(), t); err != nil {
+		u.fail(w, r, err)
+		return
+	}
+	p.BlocklistForm.Every = "24h"
 	if p.Log, err = u.ctrl.DNSLogSettings(r.Context(), t); err != nil {
 		u.fail(w, r, err)
 		return

@@ -12,7 +12,7 @@ import (
 )
 
 const dnsLogAbout = "A tenant's DNS query log records each query of its peers that the PoPs answer: when, which " +
-	"peer (and address), the name and type, what the resolver did (local, cache, forwarded, split, failed, " +
+	"peer (and address), the name and type, what the resolver did (local, cache, forwarded, blocked, split, failed, " +
 	"refused), the answer's rcode and the time it took. It holds personal data, so it is off unless the tenant turns it on; it " +
 	"keeps entries for 24 hours unless told (1 hour to 7 days) and at most 1,000,000 of them (the oldest go), and " +
 	"turning it off deletes them. Every node sends what it logged with its reports, every 5 s."

@@ -13,6 +13,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -20,6 +22,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -664,7 +667,7 @@ func (b *e2eTab) axe(src string, colorsOnly bool) []string {
 
 // e2eAccessibility runs axe-core on every page, at desktop and phone size, light and dark:
 // no serious or critical finding is allowed.
-func e2eAccessibility(b *e2eTab, tabCtx context.Context) {
+func e2eAccessibility(b *e2eTab, tabCtx context.Context, n *e2eNode) {
 	t := b.t
 	src := e2eAxeSource(t)
 	defer b.view(e2eViews[0])
@@ -747,13 +750,39 @@ func e2eAccessibility(b *e2eTab, tabCtx context.Context) {
 		t.Errorf("the log kept 30 minutes answered %d, want 422", code)
 	}
 	check(b, "refused query log keep time")
-	// The tab with the tenant's own upstreams and its query log on (no names are asked, so
-	// the upstreams are never reached), and back.
+	// A blocklist from a server on the PoP's loopback (the admin is an owner, whose lists
+	// may be on private addresses): refused fetched every 30 minutes, then added.
+	lists := e2eListServer(t, n.topo.Pop, "0.0.0.0 ads.example.com tracker.example.net\n127.0.0.1 localhost\n")
+	b.do("name a blocklist", chromedp.SetValue(chromedp.CSS("#dns-blocklist-name"), "ads"))
+	b.do("give its URL", chromedp.SetValue(chromedp.CSS("#dns-blocklist-url"), lists.url))
+	b.do("fetch it every 30 minutes", chromedp.SetValue(chromedp.CSS("#dns-blocklist-every"), "30m"))
+	if code := b.submitStatus("add a blocklist fetched every 30 minutes", `form[action="/tenants/acme/dns/blocklists"] button[type=submit]`, "/tenants/acme/dns/blocklists"); code != 422 {
+		t.Errorf("the blocklist fetched every 30 minutes answered %d, want 422", code)
+	}
+	check(b, "refused blocklist")
+	b.do("fetch it every 12 hours", chromedp.SetValue(chromedp.CSS("#dns-blocklist-every"), "12h"))
+	b.submit("add acme's blocklist", `form[action="/tenants/acme/dns/blocklists"] button[type=submit]`)
+	if got := b.text(`[aria-label="Blocklists"]`); !strings.Contains(got, "ads") || !strings.Contains(got, lists.url) || !strings.Contains(got, "OK") {
+		t.Errorf("the blocklists table after adding one: %q", got)
+	}
+	// The tab with the tenant's own upstreams, its blocklist and its query log on (no names
+	// are asked, so the upstreams are never reached), and back.
 	b.do("name upstreams", chromedp.SetValue(chromedp.CSS("#dns-upstreams"), "tls://dns.quad9.net@9.9.9.9, 149.112.112.112"))
 	b.submit("set acme's upstreams", `form[action="/tenants/acme/dns/upstreams"] button[type=submit]`)
 	b.do("keep the log a week", chromedp.SetValue(chromedp.CSS("#dns-log-keep"), "7d"))
 	b.submit("turn acme's query log on", `form[action="/tenants/acme/dns/log/enable"] button[type=submit]`)
-	check(b, "DNS tab with upstreams and the query log on")
+	check(b, "DNS tab with upstreams, a blocklist and the query log on")
+	// The list's source fails: fetching it now answers the tab with the error, the list
+	// keeping its names.
+	lists.fail()
+	if code := b.submitStatus("fetch acme's blocklist from a source that fails", `form[action="/tenants/acme/dns/blocklists/refresh"] button[type=submit]`, "/tenants/acme/dns/blocklists/refresh"); code != 502 {
+		t.Errorf("fetching a blocklist whose source fails answered %d, want 502", code)
+	}
+	if got := b.text(`[aria-label="Blocklists"]`); !strings.Contains(got, "Failed") || !strings.Contains(got, "500") {
+		t.Errorf("the blocklists table after a failed fetch: %q", got)
+	}
+	check(b, "failed blocklist fetch")
+	b.submit("remove acme's blocklist", `form[action="/tenants/acme/dns/blocklists/remove"] button[type=submit]`)
 	b.submit("turn acme's query log off", `form[action="/tenants/acme/dns/log/disable"] button[type=submit]`)
 	b.submit("reset acme's upstreams", `form[action="/tenants/acme/dns/upstreams/reset"] button[type=submit]`)
 	b.mustOpen("/nodes")
@@ -777,3 +806,31 @@ func e2eAccessibility(b *e2eTab, tabCtx context.Context) {
 	check(anon, "/login")
 	t.Logf("axe-core: %d runs in %v", runs, time.Since(begin).Round(100*time.Millisecond))
 }
+
+// e2eListSource is a blocklist source on the loopback of ns, at url, until the test ends.
+type e2eListSource struct {
+	url    string
+	failed atomic.Bool
+}
+
+func e2eListServer(t *testing.T, ns *testbed.Netns, text string) *e2eListSource {
+	t.Helper()
+	ln, err := ns.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ls := &e2eListSource{url: "http://" + ln.Addr().String() + "/hosts"}
+	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if ls.failed.Load() {
+			http.Error(w, "down", http.StatusInternalServerError)
+			return
+		}
+		io.WriteString(w, text)
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return ls
+}
+
+// fail makes the source answer 500 from now on.
+func (ls *e2eListSource) fail() { ls.failed.Store(true) }

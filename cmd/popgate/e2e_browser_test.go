@@ -583,7 +583,7 @@ func TestE2EBrowser(t *testing.T) {
 	t.Run("regions", func(t *testing.T) { e2eRegions(tab(t)) })
 	t.Run("nodes", func(t *testing.T) { e2eNodes(tab(t), n) })
 	t.Run("layout", func(t *testing.T) { e2eLayout(tab(t), n) })
-	t.Run("accessibility", func(t *testing.T) { e2eAccessibility(tab(t), tabCtx) })
+	t.Run("accessibility", func(t *testing.T) { e2eAccessibility(tab(t), tabCtx, n) })
 	t.Logf("done after %v; screenshots in %s", time.Since(begin).Round(time.Millisecond), artifacts)
 }
 

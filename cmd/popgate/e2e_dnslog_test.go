@@ -17,7 +17,7 @@ import (
 // TestE2EDNSQueryLog: a tenant turns its DNS query log on; a stock client resolves names
 // through the tunnel with dig, at the node's overlay address (its config's DNS line); the
 // queries show in 'popgate dns log show' with the peer's name, what the resolver did and the
-// answer's rcode. Turned off, the log is empty.
+// answer's rcode, a name on the tenant's blocklist as blocked. Turned off, the log is empty.
 func TestE2EDNSQueryLog(t *testing.T) {
 	bin := e2eRequireBinary(t)
 	testbed.RequireRoot(t)
@@ -112,6 +112,43 @@ func TestE2EDNSQueryLog(t *testing.T) {
 		if !strings.Contains(table, want) {
 			t.Errorf("dns log show lacks %q:\n%s", want, table)
 		}
+	}
+
+	// A blocklist uploaded from a file: its names are NXDOMAIN, logged as blocked, and never
+	// asked of the upstream.
+	listFile := filepath.Join(t.TempDir(), "blocked.txt")
+	if err := os.WriteFile(listFile, []byte("# ours\nads.example.com\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	n.mustCLI(t, "dns", "blocklist", "add", "--tenant", "acme", "--file", listFile, "mine")
+	testbed.Poll(t, 30*time.Second, "www.ads.example.com to be NXDOMAIN", func(ctx context.Context) error {
+		if out, err := dig(ctx, "www.ads.example.com", "A"); err != nil || !strings.Contains(out, "status: NXDOMAIN") {
+			return fmt.Errorf("dig: %v: %s", err, out)
+		}
+		return nil
+	})
+	asked := upstream.Queries()
+	if out, err := dig(context.Background(), "cdn.ads.example.com", "AAAA"); err != nil || !strings.Contains(out, "status: NXDOMAIN") {
+		t.Fatalf("dig cdn.ads.example.com: %v: %s", err, out)
+	}
+	if q := upstream.Queries(); q != asked {
+		t.Errorf("the upstream was asked %d more times for a blocked name", q-asked)
+	}
+	testbed.Poll(t, 30*time.Second, "cdn.ads.example.com in the query log", func(ctx context.Context) error {
+		var err error
+		if log, err = logged(ctx); err != nil {
+			return err
+		}
+		if find(log, "cdn.ads.example.com", "AAAA") == nil {
+			return fmt.Errorf("not in the log yet: %+v", log.Entries)
+		}
+		return nil
+	})
+	if e := find(log, "cdn.ads.example.com", "AAAA"); e.Peer != "laptop" || e.Outcome != "blocked" || e.Rcode != "NXDOMAIN" {
+		t.Errorf("cdn.ads.example.com in the log: %+v; want blocked, NXDOMAIN", *e)
+	}
+	if table := n.mustCLI(t, "dns", "log", "show", "--tenant", "acme", "--since", "1h"); !strings.Contains(table, "cdn.ads.example.com") || !strings.Contains(table, "blocked") {
+		t.Errorf("dns log show lacks the blocked query:\n%s", table)
 	}
 
 	// Off: the entries go, and the next queries are not logged.

@@ -4,6 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sort"
@@ -11,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/miekg/dns"
 
 	"github.com/popgate/popgate/cmd/internal/testbed"
 )
@@ -27,8 +32,9 @@ type e2eJoined struct {
 // TestE2ENodeJoin: a controller (in the topology's Net namespace) and a PoP that joined it
 // (in Pop, where the clients' endpoint is). A peer added on the controller reaches the PoP
 // and its stock client pings the PoP's overlay address; the controller is killed and the
-// PoP keeps serving; the PoP restarts meanwhile and serves again from the state it kept;
-// the controller comes back and a removed peer loses access at the PoP within 2 s.
+// PoP keeps serving; the PoP restarts meanwhile and serves again from the state it kept
+// (acme's blocklist, whose content it fetched over the node sync, included); the controller
+// comes back and a removed peer loses access at the PoP within 2 s.
 func TestE2ENodeJoin(t *testing.T) {
 	bin := e2eRequireBinary(t)
 	testbed.RequireRoot(t)
@@ -158,6 +164,27 @@ func TestE2ENodeJoin(t *testing.T) {
 	c := testbed.StartClient(t, topo.Cli, topo.Name("ndw"), conf)
 	testbed.Poll(t, 20*time.Second, "the client to ping the PoP's overlay address", ping)
 
+	// A blocklist of acme, fetched by the controller from a server on its own loopback: the
+	// PoP gets its content over the node sync and answers its names NXDOMAIN.
+	ln, err := topo.Net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lists := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "0.0.0.0 ads.example.com\n")
+	})}
+	go lists.Serve(ln)
+	defer lists.Close()
+	mustCLI("dns", "blocklist", "add", "--tenant", "acme", "--url", "http://"+ln.Addr().String()+"/hosts", "ads")
+	popDNS := netip.MustParseAddrPort("100.64.0.1:53")
+	blocked := func(ctx context.Context) error {
+		if rcode, _, err := testbed.Resolve(ctx, topo.Cli, popDNS, "www.ads.example.com", dns.TypeA); err != nil || rcode != "NXDOMAIN" {
+			return fmt.Errorf("www.ads.example.com at the PoP: %s (%v)", rcode, err)
+		}
+		return nil
+	}
+	testbed.Poll(t, 30*time.Second, "the PoP to block acme's blocklist", blocked)
+
 	// A PoP of another region serves that region's key: the same peer's config for the
 	// region reaches it.
 	t.Run("region", func(t *testing.T) {
@@ -209,6 +236,8 @@ func TestE2ENodeJoin(t *testing.T) {
 	pop = startPoP("--backbone-endpoint", bbEndpoint, "--backbone-port", "43841")
 	testbed.StartClient(t, topo.Cli, topo.Name("ndv"), conf)
 	testbed.Poll(t, 30*time.Second, "the client to ping the PoP restarted without its controller", ping)
+	// Its blocklists too: their contents are in its own database.
+	testbed.Poll(t, 30*time.Second, "the PoP restarted without its controller to block acme's blocklist", blocked)
 	if !strings.Contains(pop.Log(), "serving the kept desired state (fail static)") {
 		t.Errorf("the PoP's log does not say it serves its kept state:\n%s", pop.LogTail(30))
 	}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -134,8 +136,11 @@ func resolveAt(ctx context.Context, ns *testbed.Netns, name string) string {
 // same zone at the same server address in its own site; a server out of the tenant's
 // routes is refused. With the first tenant's query log on, its queries of the zone show in
 // 'popgate dns log show' as split (the zone's server answered) or cache, with the time the
-// site's server took; the second tenant's log stays off. cli runs a popgate command against
-// the controller. The zones are removed and the log turned off at the end.
+// site's server took; the second tenant's log stays off. A blocklist of the first tenant
+// (uploaded from a file) that lists a name of the zone makes it NXDOMAIN for its client,
+// before the zone's server is asked, logged as blocked; the second tenant's client still
+// gets its own zone's answer. cli runs a popgate command against the controller. The zones
+// and the list are removed and the log turned off at the end.
 func e2eSplitDNS(t *testing.T, cli func(ctx context.Context, args ...string) (stdout, stderr string, err error), tenants []splitDNSTenant) {
 	mustCLI := func(args ...string) string {
 		t.Helper()
@@ -285,6 +290,50 @@ func e2eSplitDNS(t *testing.T, cli func(ctx context.Context, args ...string) (st
 		t.Errorf("%s's query log: %v, %q, %q; want off", second.name, err, out, stderr)
 	}
 	cancel()
+
+	// The first tenant's blocklist: a name of its zone is blocked before the zone's server
+	// would be asked, at its client's PoP (which gets the list's content over the node
+	// sync), for it alone.
+	blocked := "ads." + splitZone
+	listFile := filepath.Join(t.TempDir(), "blocked.txt")
+	if err := os.WriteFile(listFile, []byte(blocked+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mustCLI("dns", "blocklist", "add", "--tenant", first.name, "--file", listFile, "ads")
+	start = time.Now()
+	testbed.Poll(t, 30*time.Second, fmt.Sprintf("%s to be NXDOMAIN for %s's client %s", blocked, first.name, first.where),
+		func(ctx context.Context) error {
+			if got := resolveAt(ctx, first.client, "www."+blocked); got != "NXDOMAIN" {
+				return fmt.Errorf("www.%s: %q, want NXDOMAIN", blocked, got)
+			}
+			return nil
+		})
+	t.Logf("blocklist: %s's list was in force at its client's PoP %v after dns blocklist add", first.name, time.Since(start).Round(time.Millisecond))
+	ctx, cancel = context.WithTimeout(context.Background(), 10*time.Second)
+	if got := resolveAt(ctx, second.client, blocked); got != want2 {
+		t.Errorf("%s's client asked %s, on %s's blocklist only: %q, want %q", second.name, blocked, first.name, got, want2)
+	}
+	if got := resolveAt(ctx, first.client, name); got != want {
+		t.Errorf("%s's client asked %s, not on its blocklist: %q, want %q", first.name, name, got, want)
+	}
+	cancel()
+	testbed.Poll(t, 30*time.Second, fmt.Sprintf("www.%s in %s's query log as blocked", blocked, first.name), func(ctx context.Context) error {
+		out, stderr, err := cli(ctx, "dns", "log", "show", "--tenant", first.name, "--json", "--limit", "1000")
+		if err != nil {
+			return fmt.Errorf("dns log show: %v: %s", err, stderr)
+		}
+		var log webui.APIDNSLog
+		if err := json.Unmarshal([]byte(out), &log); err != nil {
+			return err
+		}
+		if !slices.ContainsFunc(log.Entries, func(e webui.APIDNSLogEntry) bool {
+			return e.Name == "www."+blocked && e.Outcome == "blocked" && e.Rcode == "NXDOMAIN"
+		}) {
+			return fmt.Errorf("not in the log yet (%d entries)", len(log.Entries))
+		}
+		return nil
+	})
+	mustCLI("dns", "blocklist", "remove", "--tenant", first.name, "ads")
 	mustCLI("dns", "log", "disable", "--tenant", first.name)
 
 	out := mustCLI("dns", "zone", "list", "--tenant", first.name)

@@ -288,6 +288,9 @@ func runJoined(ctx context.Context, sc ServeConfig, dd *dataDir, hostname func()
 	gcfg.PeerArrived = func() { client.ReportNow() }
 	// The data plane's events (links, failovers) go with the reports, each once.
 	gcfg.OnEvent = func(e plane.Event) { client.Event(e) }
+	// The tenants' blocklists: kept in the node's own store, else fetched from the
+	// controller over the sync's connection.
+	gcfg.Blobs = func(ctx context.Context, sum [32]byte) ([]byte, error) { return client.Blob(ctx, sum) }
 	p := &joinedPlane{cfg: gcfg, nodeKey: nodeKey, log: log, ctx: ctx}
 	defer p.Close()
 	client, err = nodesync.NewClient(nodesync.ClientConfig{
@@ -295,6 +298,7 @@ func runJoined(ctx context.Context, sc ServeConfig, dd *dataDir, hostname func()
 		ControllerPin:  m.ControllerPin,
 		Identity:       id,
 		Cache:          st,
+		Blobs:          st,
 		Apply:          p.Apply,
 		Report:         p.Report,
 		DNSLog:         p.DNSLogAfter,

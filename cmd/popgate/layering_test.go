@@ -46,6 +46,8 @@ var layering = []layerRule{
 		why: "the backbone device carries labelled packets between nodes; the node wires it in, not the other way round"},
 	{pkg: "gateway/internal/udpbind", onlyPopgate: []string{},
 		why: "the UDP socket knows the kernel, not WireGuard's devices or popgate's state"},
+	{pkg: "gateway/blocklist", onlyPopgate: []string{},
+		why: "blocklists are parsed on the controller and matched on the nodes alike: a leaf both import"},
 	{pkg: "netstack", onlyPopgate: []string{}, why: "netstack is a leaf"},
 	{pkg: "firewall", onlyPopgate: []string{}, why: "firewall is a leaf"},
 	{pkg: "store", onlyPopgate: []string{}, why: "store is a leaf: plain structs, no networking"},

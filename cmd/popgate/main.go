@@ -134,7 +134,7 @@ var commands = []command{
 	{"peer", "add, list, show, change, enable, disable and remove peers; print their configs", (*app).cmdPeer},
 	{"policy", "show and set the firewall policy of a tenant", (*app).cmdPolicy},
 	{"route", "list, add and remove the routes of a tenant", (*app).cmdRoute},
-	{"dns", "a tenant's DNS in the tunnel: split zones, own upstreams (plain or over TLS), query log", (*app).cmdDNS},
+	{"dns", "a tenant's DNS in the tunnel: split zones, own upstreams (plain or TLS), blocklists, query log", (*app).cmdDNS},
 	{"region", "add, list, change and remove regions, each with its endpoint and key", (*app).cmdRegion},
 	{"status", "show the running node, its device, its peers and its tenants at a glance", (*app).cmdStatus},
 	{"admin", "add, list and remove the admins of the web UI; set their passwords", (*app).cmdAdmin},

@@ -77,6 +77,8 @@ func runServe(ctx context.Context, sc ServeConfig, log *slog.Logger) error {
 	}
 	gcfg.Overlay.V4, gcfg.Overlay.V6 = st.OverlayPrefixes()
 	gcfg.Overlay.Gateway4, gcfg.Overlay.Gateway6 = st.GatewayAddrs()
+	// The controller's own node reads the tenants' blocklists from the store.
+	gcfg.Blobs = st.Blob
 	// A controller alone runs no data plane: the PoPs that join it serve its clients.
 	var node *gateway.Node
 	var ctrlRef atomic.Pointer[control.Controller]
@@ -135,7 +137,7 @@ func runServe(ctx context.Context, sc ServeConfig, log *slog.Logger) error {
 		return err
 	}
 	if nodes != nil {
-		if nodeSrv, err = nodesync.NewServer(nodesync.ServerConfig{Identity: nodeID, Registry: st, Source: ctrl}, log.With("component", "nodesync")); err != nil {
+		if nodeSrv, err = nodesync.NewServer(nodesync.ServerConfig{Identity: nodeID, Registry: st, Source: ctrl, Blobs: ctrl.BlocklistBlob}, log.With("component", "nodesync")); err != nil {
 			return err
 		}
 		nl, err := net.Listen("tcp", sc.ControllerAddr)

@@ -170,6 +170,8 @@ type Controller struct {
 	// ownDNSLogSeq is the newest query of the own node's log recorded (dns.go); only
 	// ownDNSLog's goroutine touches it.
 	ownDNSLogSeq uint64
+	// fetchSem bounds the blocklist fetches under way (blocklists.go).
+	fetchSem chan struct{}
 
 	closing   chan struct{}
 	wg        sync.WaitGroup
@@ -199,7 +201,7 @@ func New(cfg Config, st *store.Store, dp DataPlane, log *slog.Logger) (*Controll
 		log.Warn("no public endpoint set: client configs will use a guess; set --public-endpoint to the host:port clients reach", "endpoint", cfg.PublicEndpoint)
 	}
 	c := &Controller{cfg: cfg, log: log, store: st, dp: dp, serverKey: st.NodePublicKey(), closing: make(chan struct{}),
-		changedCh: make(chan struct{}), results: newCheckResults(),
+		changedCh: make(chan struct{}), results: newCheckResults(), fetchSem: make(chan struct{}, maxFetches),
 		now: time.Now, traffic: newTrafficSampler(time.Now())}
 	c.ev.queue = make(chan store.Event, maxQueuedEvents)
 	c.overlay.V4, c.overlay.V6 = st.OverlayPrefixes()
@@ -225,6 +227,7 @@ func (c *Controller) Start(ctx context.Context) error {
 	c.every(ownChecksEvery, c.ownCheckReport)
 	c.every(ownDNSLogEvery, c.ownDNSLog)
 	c.every(dnsLogPruneEvery, c.pruneDNSLog)
+	c.every(refreshEvery, c.refreshDue)
 	if c.cfg.Backbone.on() {
 		c.every(time.Second, c.ownReport)
 	}

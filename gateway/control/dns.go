@@ -58,9 +58,10 @@ func (c *Controller) DNSUpstreams(ctx context.Context, tenant string) ([]store.D
 }
 
 // tenantDNS is the resolver settings of tenant id in snap, as nodes get them: its split
-// zones (the tenant's of snap.DNSZones), its upstreams and whether its query log is on.
-func tenantDNS(snap *store.Snapshot, id int64, zones []store.DNSZone) plane.TenantDNS {
-	d := plane.TenantDNS{QueryLog: snap.DNSLogs[id].Enabled}
+// zones (the tenant's of snap.DNSZones), its upstreams, its blocklists (the tenant's of
+// blocklistRefs) and whether its query log is on.
+func tenantDNS(snap *store.Snapshot, id int64, zones []store.DNSZone, lists []plane.BlocklistRef) plane.TenantDNS {
+	d := plane.TenantDNS{QueryLog: snap.DNSLogs[id].Enabled, Blocklists: lists}
 	for _, z := range zones {
 		d.Zones = append(d.Zones, plane.DNSZone{Name: z.Name, Servers: z.Servers})
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -208,8 +209,8 @@ func waitFor(t *testing.T, what string, ok func() bool) {
 	}
 }
 
-// TestTenantDNSAllParts: a tenant's split zones, its own upstreams and its query log reach
-// the data plane together in its one TenantDNS, and the Desired validates.
+// TestTenantDNSAllParts: a tenant's split zones, its own upstreams, its blocklists and its
+// query log reach the data plane together in its one TenantDNS, and the Desired validates.
 func TestTenantDNSAllParts(t *testing.T) {
 	ctx := context.Background()
 	c, dp, _ := newTestControllerStore(t, Config{PublicEndpoint: "vpn.example.com:51820"})
@@ -232,10 +233,15 @@ func TestTenantDNSAllParts(t *testing.T) {
 	if _, err := c.EnableDNSLog(ctx, "acme", 0); err != nil {
 		t.Fatal(err)
 	}
+	b, err := c.UploadBlocklist(ctx, "acme", "ads", strings.NewReader("0.0.0.0 ads.example.com\n"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
 	want := plane.TenantDNS{
-		Zones:     []plane.DNSZone{{Name: "corp.example", Servers: []netip.AddrPort{netip.MustParseAddrPort("10.10.0.53:53")}}},
-		Upstreams: []plane.DNSUpstream{{Addr: netip.MustParseAddrPort("9.9.9.9:853"), TLSName: "dns.quad9.net"}},
-		QueryLog:  true,
+		Zones:      []plane.DNSZone{{Name: "corp.example", Servers: []netip.AddrPort{netip.MustParseAddrPort("10.10.0.53:53")}}},
+		Upstreams:  []plane.DNSUpstream{{Addr: netip.MustParseAddrPort("9.9.9.9:853"), TLSName: "dns.quad9.net"}},
+		Blocklists: []plane.BlocklistRef{{Name: "ads", SHA256: b.SHA256, Names: 1}},
+		QueryLog:   true,
 	}
 	d := dp.Desired()
 	if err := d.Validate(); err != nil {

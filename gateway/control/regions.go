@@ -159,6 +159,7 @@ func (c *Controller) desiredFor(snap *store.Snapshot, region string) *plane.Desi
 		slices.SortFunc(d.Regions, func(a, b plane.Region) int { return strings.Compare(a.Name, b.Name) })
 	}
 	allowed := make(map[int64]bool, len(snap.Tenants))
+	lists := blocklistRefs(snap)
 	d.Tenants = make([]plane.Tenant, 0, len(snap.Tenants))
 	zones := make(map[int64][]store.DNSZone)
 	for _, z := range snap.DNSZones {
@@ -171,7 +172,7 @@ func (c *Controller) desiredFor(snap *store.Snapshot, region string) *plane.Desi
 		}
 		allowed[t.ID] = true
 		d.Tenants = append(d.Tenants, plane.Tenant{ID: t.ID, Name: t.Name, Domain: t.Domain, SplitTunnel: t.SplitTunnel, Policy: snap.Policies[t.ID],
-			MaxFlowsPerPeer: t.MaxFlowsPerPeer, MaxFlows: t.MaxFlows, Regions: rs, DNS: tenantDNS(snap, t.ID, zones[t.ID])})
+			MaxFlowsPerPeer: t.MaxFlowsPerPeer, MaxFlows: t.MaxFlows, Regions: rs, DNS: tenantDNS(snap, t.ID, zones[t.ID], lists[t.ID])})
 	}
 	d.Peers = make([]plane.Peer, 0, len(snap.Peers))
 	for i := range snap.Peers {

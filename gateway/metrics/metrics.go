@@ -127,7 +127,7 @@ var (
 	hsUnderLoad   = desc("handshake_under_load", "1 while handshake initiations need a valid mac2 (the node is under load), else 0.")
 	hsQueued      = desc("handshake_initiations_queued", "Handshake initiations waiting for the handshake workers.")
 
-	dnsQueries    = desc("dns_queries_total", "Queries to the in-tunnel resolver, by what became of them: local (a tenant's names, the overlay's reverse), cache, forwarded, split (to a tenant's split zone's server), failed (SERVFAIL), rate_limited, malformed.", "result")
+	dnsQueries    = desc("dns_queries_total", "Queries to the in-tunnel resolver, by what became of them: local (a tenant's names, the overlay's reverse), cache, forwarded, blocked (NXDOMAIN: on one of the tenant's blocklists), split (to a tenant's split zone's server), failed (SERVFAIL), rate_limited, malformed.", "result")
 	dnsLogDropped = desc("dns_log_dropped_total", "Queries of tenants whose DNS query log is on that the node dropped before the controller had them: more came than its log holds (10,000) while the controller was away or slow.")
 
 	rxBytes    = desc("received_bytes_total", "WireGuard datagram bytes received from peers, removed peers included.")
@@ -239,8 +239,8 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(hsUnderLoad, bool01(hs.UnderLoad))
 	gauge(hsQueued, float64(hs.Queued))
 
-	byReason(dnsQueries, map[string]uint64{"local": n.DNS.Local, "cache": n.DNS.CacheHits, "forwarded": n.DNS.Forwarded, "split": n.DNS.Split,
-		"failed": n.DNS.Failed, "rate_limited": n.DNS.RateLimited, "malformed": n.DNS.Malformed})
+	byReason(dnsQueries, map[string]uint64{"local": n.DNS.Local, "cache": n.DNS.CacheHits, "forwarded": n.DNS.Forwarded, "blocked": n.DNS.Blocked,
+		"split": n.DNS.Split, "failed": n.DNS.Failed, "rate_limited": n.DNS.RateLimited, "malformed": n.DNS.Malformed})
 	counter(dnsLogDropped, n.DNS.LogDropped)
 
 	counter(rxBytes, n.Traffic.RxBytes)

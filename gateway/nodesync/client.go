@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
@@ -35,6 +36,23 @@ type Cache interface {
 
 var _ Cache = (*store.Store)(nil)
 
+// BlobStore keeps the blocklist contents a node serves in its own database, so that it
+// blocks with its controller away. *store.Store is one.
+type BlobStore interface {
+	// Blob returns the content whose SHA-256 is sum; an error wrapping store.ErrNotFound
+	// when none is kept.
+	Blob(ctx context.Context, sum [32]byte) ([]byte, error)
+	SaveBlob(ctx context.Context, sum [32]byte, body []byte, names int) error
+	// KeepBlobs drops the contents not among keep.
+	KeepBlobs(ctx context.Context, keep [][32]byte) error
+}
+
+var _ BlobStore = (*store.Store)(nil)
+
+// MaxBlobSize bounds a blob the node takes from its controller: a blocklist's canonical
+// content, no larger than its source.
+const MaxBlobSize = store.MaxBlocklistSize
+
 // ErrRevoked is returned by Run when the controller says the node is no longer a member.
 var ErrRevoked = errors.New("this node was removed from the controller")
 
@@ -48,6 +66,10 @@ type ClientConfig struct {
 	Identity *Identity
 	// Cache keeps the last desired state. Required.
 	Cache Cache
+	// Blobs keeps the blocklist contents the node fetched (Blob), and drops those the
+	// desired state it keeps no longer names. Default nil: each Blob fetches again and
+	// keeps nothing.
+	Blobs BlobStore
 	// Apply makes the data plane match d. Required. Calls are serialised.
 	Apply func(ctx context.Context, d *plane.Desired) error
 	// Report returns the node's report. Default: an empty one.
@@ -136,6 +158,9 @@ type Client struct {
 	anyApply  bool
 	applyErr  string
 	failedGen int64
+	// kept are the blobs the kept desired state names, once Blobs dropped the others;
+	// guarded by applyMu.
+	kept [][32]byte
 
 	mu     sync.Mutex
 	status Status // guarded by mu
@@ -428,6 +453,7 @@ func (c *Client) Run(ctx context.Context) error {
 			if cerr := c.cfg.Cache.ClearDesired(context.WithoutCancel(ctx)); cerr != nil {
 				c.log.Error("clear the kept desired state", "err", cerr)
 			}
+			c.keepBlobsLocked(context.WithoutCancel(ctx), nil)
 			c.applied, c.anyApply = 0, true // nothing from the cache any more
 			c.applyMu.Unlock()
 			c.setStatus(func(s *Status) { s.Connected, s.LastError, s.Since, s.Generation = false, err.Error(), c.cfg.Now(), 0 })
@@ -516,6 +542,8 @@ func (c *Client) apply(ctx context.Context, d *plane.Desired) {
 	if err != nil {
 		// Serving the new state matters more than keeping it; the next one is kept again.
 		c.log.Error("keep the desired state in the node's database", "generation", d.Generation, "err", err)
+	} else {
+		c.keepBlobsLocked(ctx, blobsOf(d))
 	}
 	if err := c.cfg.Apply(ctx, d); err != nil {
 		c.applyErr, c.failedGen = err.Error(), d.Generation
@@ -525,6 +553,91 @@ func (c *Client) apply(ctx context.Context, d *plane.Desired) {
 	c.applied, c.applyErr, c.failedGen = d.Generation, "", 0
 	now := c.cfg.Now()
 	c.setStatus(func(s *Status) { s.Generation, s.FromCache, s.SavedAt = d.Generation, false, now })
+}
+
+// blobsOf are the blobs d names: its tenants' blocklists' contents, sorted, once each.
+func blobsOf(d *plane.Desired) [][32]byte {
+	var out [][32]byte
+	for _, t := range d.Tenants {
+		for _, b := range t.DNS.Blocklists {
+			out = append(out, b.SHA256)
+		}
+	}
+	slices.SortFunc(out, func(a, b [32]byte) int { return bytes.Compare(a[:], b[:]) })
+	return slices.Compact(out)
+}
+
+// keepBlobsLocked drops the kept blobs not among keep (the kept desired state's), when they
+// changed. Must hold applyMu.
+func (c *Client) keepBlobsLocked(ctx context.Context, keep [][32]byte) {
+	if c.cfg.Blobs == nil || (c.kept != nil && slices.Equal(keep, c.kept)) {
+		return
+	}
+	if err := c.cfg.Blobs.KeepBlobs(ctx, keep); err != nil {
+		c.log.Warn("drop the blocklist contents the node no longer serves", "err", err)
+		return
+	}
+	c.kept = append([][32]byte{}, keep...)
+}
+
+// Blob returns the blocklist content whose SHA-256 is sum: the one the node keeps (Blobs),
+// or else its controller's (GET /v1/blob/{sha256} on the sync's connection), checked
+// against sum and then kept. Its errors say what went wrong in one line.
+func (c *Client) Blob(ctx context.Context, sum [32]byte) ([]byte, error) {
+	if c.cfg.Blobs != nil {
+		body, err := c.cfg.Blobs.Blob(ctx, sum)
+		if err == nil {
+			return body, nil
+		}
+		if !errors.Is(err, store.ErrNotFound) {
+			c.log.Warn("read a kept blocklist content; asking the controller", "sha256", fmt.Sprintf("%x", sum), "err", err)
+		}
+	}
+	body, err := c.fetchBlob(ctx, sum)
+	if err != nil {
+		return nil, err
+	}
+	if c.cfg.Blobs != nil {
+		if err := c.cfg.Blobs.SaveBlob(ctx, sum, body, bytes.Count(body, []byte{'\n'})); err != nil {
+			// Serving it matters more than keeping it: the next start asks again.
+			c.log.Warn("keep a blocklist content in the node's database", "sha256", fmt.Sprintf("%x", sum), "err", err)
+		}
+	}
+	return body, nil
+}
+
+// blobTimeout bounds fetching one blob from the controller.
+const blobTimeout = 2 * time.Minute
+
+// ErrBlobMismatch is wrapped by the error of a blob whose content is not its hash's.
+var ErrBlobMismatch = errors.New("the blob's content does not match its SHA-256")
+
+func (c *Client) fetchBlob(ctx context.Context, sum [32]byte) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, blobTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("https://%s/v1/blob/%x", c.cfg.ControllerAddr, sum), nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, connectError(c.cfg.ControllerAddr, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, refusal(resp)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxBlobSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("fetch blob %x from the controller: %w", sum[:8], err)
+	}
+	if len(body) > MaxBlobSize {
+		return nil, fmt.Errorf("the controller's blob %x is larger than %d bytes: run the same popgate version on the node and the controller", sum[:8], MaxBlobSize)
+	}
+	if got := sha256.Sum256(body); got != sum {
+		return nil, fmt.Errorf("%w: the controller sent %x for %x: something between them altered it, or the controller's store is damaged", ErrBlobMismatch, got[:8], sum[:8])
+	}
+	return body, nil
 }
 
 // report is the node's report, with the events numbered after cur's and the logged queries

@@ -123,6 +123,8 @@ type controller struct {
 	srv  *Server
 	addr string
 	ln   net.Listener
+	// blobs is the server's ServerConfig.Blobs; nil: none.
+	blobs func(context.Context, store.Node, [32]byte) ([]byte, error)
 }
 
 func openStore(t *testing.T) *store.Store {
@@ -150,7 +152,7 @@ func newController(t *testing.T, now func() time.Time) *controller {
 func (c *controller) start(t *testing.T, addr string, now func() time.Time) {
 	t.Helper()
 	var err error
-	if c.srv, err = NewServer(ServerConfig{Identity: c.id, Registry: c.st, Source: c.src, Now: now, PingEvery: 200 * time.Millisecond}, nil); err != nil {
+	if c.srv, err = NewServer(ServerConfig{Identity: c.id, Registry: c.st, Source: c.src, Now: now, PingEvery: 200 * time.Millisecond, Blobs: c.blobs}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if c.ln, err = net.Listen("tcp", addr); err != nil {

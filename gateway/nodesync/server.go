@@ -1,8 +1,11 @@
 package nodesync
 
 import (
+	"compress/gzip"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +13,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -74,6 +79,10 @@ type ServerConfig struct {
 	Now func() time.Time
 	// PingEvery is how often an idle stream carries a ping. Default 10 s.
 	PingEvery time.Duration
+	// Blobs returns to node n the blocklist content whose SHA-256 is sum (GET
+	// /v1/blob/{sha256}), an error wrapping store.ErrNotFound when n is not to have it.
+	// Default nil: that route answers 404.
+	Blobs func(ctx context.Context, n store.Node, sum [32]byte) ([]byte, error)
 }
 
 // Validate fills defaults and rejects what is missing.
@@ -160,6 +169,7 @@ func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/join", s.join)
 	mux.HandleFunc("POST /v1/sync", s.sync)
+	mux.HandleFunc("GET /v1/blob/{sha256}", s.blob)
 	return mux
 }
 
@@ -201,6 +211,7 @@ const (
 	codeTokenExpired = "token_expired"
 	codeExists       = "exists"
 	codeInvalid      = "invalid"
+	codeNotFound     = "not_found"
 	codeInternal     = "internal"
 )
 
@@ -401,6 +412,56 @@ func (s *Server) sync(w http.ResponseWriter, r *http.Request) {
 			goto wait
 		}
 	}
+}
+
+// blob answers a member node with a blocklist content by its hash (ServerConfig.Blobs),
+// gzip-compressed when the node takes it (Go's client does, and undoes it).
+func (s *Server) blob(w http.ResponseWriter, r *http.Request) {
+	pin, ok := peerPin(r.TLS)
+	if !ok {
+		writeError(w, http.StatusUnauthorized, codeInvalid, "a node must present its certificate")
+		return
+	}
+	n, status, err := s.member(r.Context(), pin)
+	if status == http.StatusForbidden {
+		writeError(w, status, codeRemoved, errRemovedMsg)
+		return
+	}
+	if err != nil {
+		s.log.Error("node sync: read the node", "err", err)
+		writeError(w, status, codeInternal, "the controller could not read its nodes; try again")
+		return
+	}
+	sum, err := hex.DecodeString(r.PathValue("sha256"))
+	if err != nil || len(sum) != sha256.Size {
+		writeError(w, http.StatusBadRequest, codeInvalid, "a blob is named by its SHA-256 in 64 hex digits")
+		return
+	}
+	var body []byte
+	if s.cfg.Blobs == nil {
+		err = store.ErrNotFound
+	} else {
+		body, err = s.cfg.Blobs(r.Context(), n, [32]byte(sum))
+	}
+	if errors.Is(err, store.ErrNotFound) {
+		writeError(w, http.StatusNotFound, codeNotFound, fmt.Sprintf("the controller has no blob %x for node %s (a list removed meanwhile, or not of a tenant of its region)", sum[:8], n.Name))
+		return
+	}
+	if err != nil {
+		s.log.Error("node sync: read a blob", "node", n.Name, "err", err)
+		writeError(w, http.StatusInternalServerError, codeInternal, "the controller could not read the blob; try again")
+		return
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	if !strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") {
+		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+		w.Write(body)
+		return
+	}
+	w.Header().Set("Content-Encoding", "gzip")
+	zw, _ := gzip.NewWriterLevel(w, gzip.BestSpeed)
+	zw.Write(body)
+	zw.Close()
 }
 
 func (s *Server) attach(name string) *Link {

@@ -1,6 +1,8 @@
 package plane
 
 import (
+	"encoding/hex"
+	"fmt"
 	"net/netip"
 	"time"
 
@@ -18,6 +20,12 @@ type TenantDNS struct {
 	// order (the next when one does not answer in time); none: the node's. At most
 	// store.MaxDNSUpstreams, each on a public address.
 	Upstreams []DNSUpstream `json:"upstreams,omitempty"`
+	// Blocklists are the tenant's blocklists, by name: a name one of them lists, or a
+	// subdomain of it, is answered NXDOMAIN to the tenant's peers. The names themselves are
+	// not in the desired state (which goes whole to every node at each change): a node gets
+	// each list's content by its SHA256, from its own store or its controller (nodesync's
+	// GET /v1/blob/{sha256}), and keeps one copy of a content however many tenants list it.
+	Blocklists []BlocklistRef `json:"blocklists,omitempty"`
 	// QueryLog: the node logs the tenant's queries (DNSQuery) and reports them
 	// (Report.DNSLog); off unless the tenant turned it on.
 	QueryLog bool `json:"query_log,omitempty"`
@@ -50,10 +58,55 @@ func (u DNSUpstream) String() string {
 	return store.DNSUpstream{Addr: u.Addr, TLSName: u.TLSName}.String()
 }
 
+// BlocklistRef is one blocklist of a tenant: its name and the hash of its content in the
+// canonical form (gateway/blocklist: sorted names, one a line).
+type BlocklistRef struct {
+	Name   string `json:"name"`
+	SHA256 Digest `json:"sha256"`
+	// Names is how many names the content holds.
+	Names int `json:"names"`
+}
+
+// Digest is a SHA-256, written in hex.
+type Digest [32]byte
+
+// String is d in lower-case hex.
+func (d Digest) String() string { return hex.EncodeToString(d[:]) }
+
+// IsZero reports whether d is all zeros: no content.
+func (d Digest) IsZero() bool { return d == Digest{} }
+
+// MarshalText writes d in hex.
+func (d Digest) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// UnmarshalText reads d from 64 hex digits.
+func (d *Digest) UnmarshalText(b []byte) error {
+	p, err := ParseDigest(string(b))
+	if err != nil {
+		return err
+	}
+	*d = p
+	return nil
+}
+
+// ParseDigest reads a SHA-256 from 64 hex digits.
+func ParseDigest(s string) (Digest, error) {
+	var d Digest
+	if len(s) != 2*len(d) {
+		return d, fmt.Errorf("a SHA-256 is 64 hex digits, not %d characters", len(s))
+	}
+	if _, err := hex.Decode(d[:], []byte(s)); err != nil {
+		return Digest{}, fmt.Errorf("a SHA-256 is 64 hex digits: %v", err)
+	}
+	return d, nil
+}
+
 // validateDNS checks what the store checks of a tenant's DNS settings: zone names valid and
 // unique, 1 to store.MaxDNSZoneServers valid servers each, at most store.MaxDNSZones zones;
 // every upstream reads back as itself (store.ParseDNSUpstream: the form, a public address),
-// none twice, at most store.MaxDNSUpstreams.
+// none twice, at most store.MaxDNSUpstreams; at most store.MaxBlocklists blocklists with valid
+// unique names, each with a content hash and at most store.MaxBlocklistNames names, together
+// at most store.MaxTenantBlocklistNames.
 func (t *Tenant) validateDNS() error {
 	if len(t.DNS.Zones) > store.MaxDNSZones {
 		return invalid("tenant %q: %d DNS zones, at most %d", t.Name, len(t.DNS.Zones), store.MaxDNSZones)
@@ -92,6 +145,32 @@ func (t *Tenant) validateDNS() error {
 			}
 		}
 	}
+	return t.validateBlocklists()
+}
+
+func (t *Tenant) validateBlocklists() error {
+	lists := t.DNS.Blocklists
+	if len(lists) > store.MaxBlocklists {
+		return invalid("tenant %q: %d blocklists, at most %d", t.Name, len(lists), store.MaxBlocklists)
+	}
+	total := 0
+	for i, b := range lists {
+		if err := store.ValidateBlocklistName(b.Name); err != nil {
+			return invalid("tenant %q: blocklist %d: %v", t.Name, i, err)
+		}
+		for _, o := range lists[:i] {
+			if o.Name == b.Name {
+				return invalid("tenant %q: blocklist %q is there twice", t.Name, b.Name)
+			}
+		}
+		if b.SHA256.IsZero() || b.Names < 0 || b.Names > store.MaxBlocklistNames {
+			return invalid("tenant %q: blocklist %q: no content hash, or %d names (at most %d)", t.Name, b.Name, b.Names, store.MaxBlocklistNames)
+		}
+		total += b.Names
+	}
+	if total > store.MaxTenantBlocklistNames {
+		return invalid("tenant %q: its blocklists hold %d names, at most %d", t.Name, total, store.MaxTenantBlocklistNames)
+	}
 	return nil
 }
 
@@ -125,6 +204,7 @@ const (
 	DNSOutcomeLocal     = "local"     // a name of the tenant's, the overlay's reverse, or under the private TLD
 	DNSOutcomeCache     = "cache"     // from the cache
 	DNSOutcomeForwarded = "forwarded" // an upstream answered
+	DNSOutcomeBlocked   = "blocked"   // NXDOMAIN: on one of the tenant's blocklists (TenantDNS.Blocklists)
 	DNSOutcomeSplit     = "split"     // one of the servers of the tenant's split zone (TenantDNS.Zones) answered
 	DNSOutcomeFailed    = "failed"    // SERVFAIL: no upstream or split zone server answered in time, or none to ask
 	DNSOutcomeRefused   = "refused"   // not a query the resolver takes (an opcode, a class, several questions)

@@ -149,7 +149,7 @@ type Tenant struct {
 	MaxFlows        int `json:"max_flows,omitempty"`
 	// Regions are the regions the tenant is limited to, sorted; empty: every region.
 	Regions []string `json:"regions,omitempty"`
-	// DNS is what the in-tunnel resolver does for the tenant beyond its peers' names.
+	// DNS is what the in-tunnel resolver does for the tenant beyond its peers' names (dns.go).
 	DNS TenantDNS `json:"dns,omitzero"`
 }
 

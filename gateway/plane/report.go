@@ -106,6 +106,7 @@ type DNSStats struct {
 	Local       uint64 `json:"local"`        // answered from a tenant's names or the overlay's reverse
 	CacheHits   uint64 `json:"cache_hits"`   // answered from the cache
 	Forwarded   uint64 `json:"forwarded"`    // sent to an upstream
+	Blocked     uint64 `json:"blocked"`      // NXDOMAIN: on one of the tenant's blocklists
 	Split       uint64 `json:"split"`        // sent to a tenant's split zone's server
 	Failed      uint64 `json:"failed"`       // SERVFAIL: no upstream answered, or too many waiting
 	RateLimited uint64 `json:"rate_limited"` // dropped: the client was over its rate

@@ -20,9 +20,9 @@ var ErrInvalid = errors.New("invalid desired state")
 // address twice would hand one tenant's traffic to another); every peer and route belongs to
 // a tenant of d; names follow the store's rules (no control characters); addresses lie in
 // the overlay; prefixes are masked; a route's via parses (ParseVia); a tenant's DNS zones are
-// unique valid names with 1 to store.MaxDNSZoneServers valid servers and its DNS upstreams are
-// as the store writes them (public addresses); flow bounds lie in 0 to
-// store.MaxFlowLimit; the backbone's nodes and where peers are make sense (validateBackbone); checks are well formed (validateChecks). Peer names are unique within a tenant in the store, which
+// unique valid names with 1 to store.MaxDNSZoneServers valid servers, its DNS upstreams are
+// as the store writes them (public addresses) and its blocklists are bounded and named
+// (validateDNS); flow bounds lie in 0 to store.MaxFlowLimit; the backbone's nodes and where peers are make sense (validateBackbone); checks are well formed (validateChecks). Peer names are unique within a tenant in the store, which
 // Validate does not check again: a name twice harms no other tenant, and the check would cost
 // a map of every peer. Validate is for a Desired that crossed a network or a file; it costs
 // maps of every key and address (BenchmarkValidate). The error, wrapping ErrInvalid, names

@@ -8,7 +8,9 @@
 // the node's overlay addresses), never from a socket on a public address, so the node is no
 // open resolver. A tenant's names are answered only to that tenant's peers: a query for
 // another tenant's name finds nothing, and names under the private TLD are never asked of an
-// upstream.
+// upstream. A tenant's blocklists (SetBlocklists) make the names they hold, and their
+// subdomains, NXDOMAIN to that tenant's peers only, before its split zones and upstreams
+// are asked.
 package resolver
 
 import (
@@ -52,6 +54,9 @@ const (
 	tenantSockets  = 2
 	maxPositiveTTL = 24 * time.Hour
 	maxNegativeTTL = 5 * time.Minute
+	// BlockedTTL is how long a client may cache the NXDOMAIN of a blocked name (the SOA
+	// minimum of the answer): short, so that a list taken off unblocks its names soon.
+	BlockedTTL = 60
 )
 
 // Config configures a Resolver; New calls Validate.
@@ -148,6 +153,7 @@ type Stats struct {
 	Local       uint64 // answered from a tenant's zone or the reverse of the overlay
 	CacheHits   uint64 // answered from the cache
 	Forwarded   uint64 // sent to an upstream
+	Blocked     uint64 // NXDOMAIN: a name of one of the tenant's blocklists
 	Split       uint64 // sent to a tenant's split zone's server
 	Failed      uint64 // SERVFAIL: no upstream answered in time, or too many in flight
 	RateLimited uint64 // dropped: the client address was over its rate
@@ -160,9 +166,10 @@ type Resolver struct {
 	cfg Config
 	log *slog.Logger
 
-	zones atomic.Pointer[map[int64]*Zone]
-	cache *cache
-	limit *limiter
+	zones  atomic.Pointer[map[int64]*Zone]
+	blocks atomic.Pointer[map[int64]Blocklist]
+	cache  *cache
+	limit  *limiter
 
 	// nodeUps are Config.Upstreams, as tenants' are written.
 	nodeUps []plane.DNSUpstream
@@ -177,7 +184,7 @@ type Resolver struct {
 	// qlog is the query log of the tenants that turned it on (querylog.go).
 	qlog queryLog
 
-	queries, local, hits, forwarded, splits, failed, limited, malformed atomic.Uint64
+	queries, local, hits, forwarded, blocked, splits, failed, limited, malformed atomic.Uint64
 
 	inFlight atomic.Int64
 	// split holds the queries sent to split zones' servers; nodeAddrs is where from.
@@ -203,6 +210,8 @@ func New(cfg Config, log *slog.Logger) (*Resolver, error) {
 	r.zones.Store(&empty)
 	r.split.pending, r.split.inFlight = map[splitKey]*splitPending{}, map[int64]int{}
 	r.nodeAddrs.Store(&[2]netip.Addr{})
+	none := map[int64]Blocklist{}
+	r.blocks.Store(&none)
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	return r, nil
 }
@@ -327,10 +336,22 @@ func (r *Resolver) SetZones(zs map[int64]*Zone) {
 	r.tls.forget(live)
 }
 
+// Blocklist says whether a name is blocked: gateway/blocklist's Union is one. It must be
+// safe for concurrent use and must not change once handed to SetBlocklists.
+type Blocklist interface {
+	// Match reports whether name (lower case, fully qualified) or a parent of it is
+	// listed, and which (without the final dot).
+	Match(name string) (listed string, ok bool)
+}
+
+// SetBlocklists replaces the tenants' blocklists, by tenant ID (a tenant missing has none);
+// queries after it see the new ones.
+func (r *Resolver) SetBlocklists(bs map[int64]Blocklist) { r.blocks.Store(&bs) }
+
 // Stats returns the counters.
 func (r *Resolver) Stats() Stats {
-	return Stats{Queries: r.queries.Load(), Local: r.local.Load(), CacheHits: r.hits.Load(), Forwarded: r.forwarded.Load(), Split: r.splits.Load(),
-		Failed: r.failed.Load(), RateLimited: r.limited.Load(), Malformed: r.malformed.Load(), LogDropped: r.LogDropped()}
+	return Stats{Queries: r.queries.Load(), Local: r.local.Load(), CacheHits: r.hits.Load(), Forwarded: r.forwarded.Load(), Blocked: r.blocked.Load(),
+		Split: r.splits.Load(), Failed: r.failed.Load(), RateLimited: r.limited.Load(), Malformed: r.malformed.Load(), LogDropped: r.LogDropped()}
 }
 
 // Query answers msg, one DNS query over UDP from client address src, a peer (or a site's
@@ -383,6 +404,13 @@ func (r *Resolver) query(tenant int64, src netip.Addr, msg []byte, later func() 
 	if a, ok := reverseAddr(name); ok && (r.cfg.Overlay.V4.Contains(a) || r.cfg.Overlay.V6.Contains(a)) {
 		r.local.Add(1)
 		return r.done(lq, q, r.reverse(q, z, a, question.Qtype), size, plane.DNSOutcomeLocal)
+	}
+	// A blocked name is blocked whichever server would answer it, a split zone's too.
+	if bl := (*r.blocks.Load())[tenant]; bl != nil {
+		if listed, ok := bl.Match(name); ok {
+			r.blocked.Add(1)
+			return r.done(lq, q, blockedAnswer(q, listed), size, plane.DNSOutcomeBlocked)
+		}
 	}
 	key := cacheKey{name: name, qtype: question.Qtype, qclass: question.Qclass, do: do(q)}
 	if z != nil {
@@ -492,6 +520,16 @@ func negative(q *dns.Msg, rcode int, soa dns.RR) *dns.Msg {
 	}
 	fitEDNS(m, q)
 	return m
+}
+
+// blockedAnswer is the NXDOMAIN of a name the tenant's blocklists list (listed: the name or
+// the parent of it that a list holds), with an SOA of the listed name whose minimum,
+// BlockedTTL, is how long it may be cached.
+func blockedAnswer(q *dns.Msg, listed string) *dns.Msg {
+	zone := dns.Fqdn(listed)
+	soa := &dns.SOA{Hdr: dns.RR_Header{Name: zone, Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: BlockedTTL},
+		Ns: "blocked.invalid.", Mbox: "hostmaster.blocked.invalid.", Serial: 1, Refresh: 3600, Retry: 600, Expire: 86400, Minttl: BlockedTTL}
+	return negative(q, dns.RcodeNameError, soa)
 }
 
 func errReply(q *dns.Msg, rcode int) *dns.Msg {
