@@ -103,7 +103,7 @@ func TestServeTCP(t *testing.T) {
 	}
 	c.(*net.TCPConn).CloseWrite()
 	c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	for range want {
+	for range len(want) {
 		var hdr [2]byte
 		if _, err := io.ReadFull(c, hdr[:]); err != nil {
 			t.Fatalf("reading an answer: %v (%d unanswered)", err, len(want))
