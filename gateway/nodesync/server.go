@@ -294,6 +294,28 @@ func (s *Server) join(w http.ResponseWriter, r *http.Request) {
 // errRemovedMsg is what a node that is no longer a member is told.
 const errRemovedMsg = "this node is not a member of the controller (it was removed, or never joined): join it again with a new token"
 
+// authorize finds the member node of the request's client certificate; when there is none
+// (no certificate, a removed node, the store failing) it answers the request and returns
+// false.
+func (s *Server) authorize(w http.ResponseWriter, r *http.Request) (store.Node, Pin, bool) {
+	pin, ok := peerPin(r.TLS)
+	if !ok {
+		writeError(w, http.StatusUnauthorized, codeInvalid, "a node must present its certificate")
+		return store.Node{}, pin, false
+	}
+	n, status, err := s.member(r.Context(), pin)
+	if status == http.StatusForbidden {
+		writeError(w, status, codeRemoved, errRemovedMsg)
+		return n, pin, false
+	}
+	if err != nil {
+		s.log.Error("node sync: read the node", "err", err)
+		writeError(w, status, codeInternal, "the controller could not read its nodes; try again")
+		return n, pin, false
+	}
+	return n, pin, true
+}
+
 func (s *Server) member(ctx context.Context, pin Pin) (store.Node, int, error) {
 	n, err := s.cfg.Registry.NodeByPin(ctx, pin)
 	if errors.Is(err, store.ErrNotFound) {
@@ -306,19 +328,8 @@ func (s *Server) member(ctx context.Context, pin Pin) (store.Node, int, error) {
 }
 
 func (s *Server) sync(w http.ResponseWriter, r *http.Request) {
-	pin, ok := peerPin(r.TLS)
+	n, pin, ok := s.authorize(w, r)
 	if !ok {
-		writeError(w, http.StatusUnauthorized, codeInvalid, "a node must present its certificate")
-		return
-	}
-	n, status, err := s.member(r.Context(), pin)
-	if status == http.StatusForbidden {
-		writeError(w, status, codeRemoved, errRemovedMsg)
-		return
-	}
-	if err != nil {
-		s.log.Error("node sync: read the node", "err", err)
-		writeError(w, status, codeInternal, "the controller could not read its nodes; try again")
 		return
 	}
 	if r.ProtoMajor < 2 {
@@ -417,19 +428,8 @@ func (s *Server) sync(w http.ResponseWriter, r *http.Request) {
 // blob answers a member node with a blocklist content by its hash (ServerConfig.Blobs),
 // gzip-compressed when the node takes it (Go's client does, and undoes it).
 func (s *Server) blob(w http.ResponseWriter, r *http.Request) {
-	pin, ok := peerPin(r.TLS)
+	n, _, ok := s.authorize(w, r)
 	if !ok {
-		writeError(w, http.StatusUnauthorized, codeInvalid, "a node must present its certificate")
-		return
-	}
-	n, status, err := s.member(r.Context(), pin)
-	if status == http.StatusForbidden {
-		writeError(w, status, codeRemoved, errRemovedMsg)
-		return
-	}
-	if err != nil {
-		s.log.Error("node sync: read the node", "err", err)
-		writeError(w, status, codeInternal, "the controller could not read its nodes; try again")
 		return
 	}
 	sum, err := hex.DecodeString(r.PathValue("sha256"))
