@@ -49,60 +49,35 @@ func UDPPayload(raw []byte) ([]byte, bool) {
 }
 
 // AppendReply appends to dst the IP packet answering query (an IPv4 or IPv6 UDP packet
-// UDPPayload took) with payload: addresses and ports swapped, TTL or hop limit 64, checksums
-// filled in.
+// UDPPayload took, or only its headers) with payload: addresses and ports swapped, TTL or hop
+// limit 64, checksums filled in.
 func AppendReply(dst, query, payload []byte) []byte {
-	v6 := query[0]>>4 == 6
-	hl := ipv4Header
-	if v6 {
-		hl = ipv6Header
+	if query[0]>>4 == 6 {
+		u := query[ipv6Header:]
+		return appendIPUDP(dst, true, query[24:40], query[8:24], u[2:4], u[0:2], payload)
 	}
-	qhl := hl
-	if !v6 {
-		qhl = int(query[0]&0x0f) * 4
-	}
-	start := len(dst)
-	dst = append(dst, make([]byte, hl+udpHeaderLen)...)
-	dst = append(dst, payload...)
-	p := dst[start:]
-	udpLen := udpHeaderLen + len(payload)
-	if v6 {
-		p[0] = 6 << 4
-		binary.BigEndian.PutUint16(p[4:], uint16(udpLen))
-		p[6], p[7] = protoUDP, 64
-		copy(p[8:24], query[24:40])
-		copy(p[24:40], query[8:24])
-	} else {
-		p[0] = 4<<4 | 5
-		binary.BigEndian.PutUint16(p[2:], uint16(hl+udpLen))
-		p[6] = 0x40 // DF
-		p[8], p[9] = 64, protoUDP
-		copy(p[12:16], query[16:20])
-		copy(p[16:20], query[12:16])
-		checksum.Put(p[10:], ^checksum.Checksum(p[:ipv4Header], 0))
-	}
-	u := p[hl:]
-	copy(u[0:2], query[qhl+2:qhl+4]) // source port: the query's destination
-	copy(u[2:4], query[qhl:qhl+2])
-	binary.BigEndian.PutUint16(u[4:], uint16(udpLen))
-	// The pseudo-header: addresses, protocol and UDP length.
-	addrs := p[12:20]
-	if v6 {
-		addrs = p[8:40]
-	}
-	pseudo := checksum.Combine(checksum.Checksum(addrs, 0), protoUDP+uint16(udpLen))
-	c := ^checksum.Checksum(u[:udpLen], pseudo)
-	if c == 0 {
-		c = 0xffff
-	}
-	checksum.Put(u[6:], c)
-	return dst
+	u := query[int(query[0]&0x0f)*4:]
+	return appendIPUDP(dst, false, query[16:20], query[12:16], u[2:4], u[0:2], payload)
 }
 
 // appendUDP appends to dst the IP packet of one UDP datagram from from to to (both IPv4 or
 // both IPv6) carrying payload: TTL or hop limit 64, DF, checksums filled in.
 func appendUDP(dst []byte, from, to netip.AddrPort, payload []byte) []byte {
-	v6 := to.Addr().Is6()
+	var sport, dport [2]byte
+	binary.BigEndian.PutUint16(sport[:], from.Port())
+	binary.BigEndian.PutUint16(dport[:], to.Port())
+	if to.Addr().Is6() {
+		s, d := from.Addr().As16(), to.Addr().As16()
+		return appendIPUDP(dst, true, s[:], d[:], sport[:], dport[:], payload)
+	}
+	s, d := from.Addr().As4(), to.Addr().As4()
+	return appendIPUDP(dst, false, s[:], d[:], sport[:], dport[:], payload)
+}
+
+// appendIPUDP appends the IPv4 (v6: IPv6) packet of a UDP datagram from address src and
+// port sport (big-endian) to dst's dstIP and dport carrying payload: TTL or hop limit 64, DF,
+// checksums filled in.
+func appendIPUDP(dst []byte, v6 bool, srcIP, dstIP, sport, dport, payload []byte) []byte {
 	hl := ipv4Header
 	if v6 {
 		hl = ipv6Header
@@ -112,31 +87,28 @@ func appendUDP(dst []byte, from, to netip.AddrPort, payload []byte) []byte {
 	dst = append(dst, payload...)
 	p := dst[start:]
 	udpLen := udpHeaderLen + len(payload)
+	addrs := p[12:20]
 	if v6 {
 		p[0] = 6 << 4
 		binary.BigEndian.PutUint16(p[4:], uint16(udpLen))
 		p[6], p[7] = protoUDP, 64
-		s, d := from.Addr().As16(), to.Addr().As16()
-		copy(p[8:24], s[:])
-		copy(p[24:40], d[:])
+		copy(p[8:24], srcIP)
+		copy(p[24:40], dstIP)
+		addrs = p[8:40]
 	} else {
 		p[0] = 4<<4 | 5
 		binary.BigEndian.PutUint16(p[2:], uint16(hl+udpLen))
 		p[6] = 0x40 // DF
 		p[8], p[9] = 64, protoUDP
-		s, d := from.Addr().As4(), to.Addr().As4()
-		copy(p[12:16], s[:])
-		copy(p[16:20], d[:])
+		copy(p[12:16], srcIP)
+		copy(p[16:20], dstIP)
 		checksum.Put(p[10:], ^checksum.Checksum(p[:ipv4Header], 0))
 	}
 	u := p[hl:]
-	binary.BigEndian.PutUint16(u[0:], from.Port())
-	binary.BigEndian.PutUint16(u[2:], to.Port())
+	copy(u[0:2], sport)
+	copy(u[2:4], dport)
 	binary.BigEndian.PutUint16(u[4:], uint16(udpLen))
-	addrs := p[12:20]
-	if v6 {
-		addrs = p[8:40]
-	}
+	// The pseudo-header: addresses, protocol and UDP length.
 	pseudo := checksum.Combine(checksum.Checksum(addrs, 0), protoUDP+uint16(udpLen))
 	c := ^checksum.Checksum(u[:udpLen], pseudo)
 	if c == 0 {
