@@ -242,19 +242,8 @@ func (s *Store) AddDNSLog(ctx context.Context, es []DNSLogEntry) (int, error) {
 // NodeDNSLogCursor returns the newest logged query recorded of joined node id; the zero
 // cursor when none was.
 func (s *Store) NodeDNSLogCursor(ctx context.Context, id int64) (EventCursor, error) {
-	c, _, err := dnsLogCursor(ctx, s.db, id)
+	c, _, err := reportCursor(ctx, s.db, "dns_log_cursors", id)
 	return c, err
-}
-
-func dnsLogCursor(ctx context.Context, q querier, id int64) (c EventCursor, found bool, err error) {
-	err = q.QueryRowContext(ctx, "SELECT boot, seq FROM dns_log_cursors WHERE node_id = ?", id).Scan(&c.Boot, &c.Seq)
-	if errors.Is(err, sql.ErrNoRows) {
-		return EventCursor{}, false, nil
-	}
-	if err != nil {
-		return EventCursor{}, false, fmt.Errorf("store: read a node's query log cursor: %w", err)
-	}
-	return c, true, nil
 }
 
 // AddNodeDNSLog records the entries joined node id logged in its process boot that are not
@@ -266,21 +255,9 @@ func (s *Store) AddNodeDNSLog(ctx context.Context, id, boot int64, es []NodeDNSL
 	added := 0
 	err := s.writeAuth(ctx, func(tx *sql.Tx) error {
 		added = 0
-		cur, found, err := dnsLogCursor(ctx, tx, id)
+		cur, found, err := nodeCursor(ctx, tx, "dns_log_cursors", id, boot)
 		if err != nil {
 			return err
-		}
-		if !found {
-			var n int
-			if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM nodes WHERE id = ?", id).Scan(&n); err != nil {
-				return fmt.Errorf("store: read node #%d: %w", id, err)
-			}
-			if n == 0 {
-				return errorf(ErrNotFound, "node #%d not found: it was removed", id)
-			}
-		}
-		if cur.Boot != boot {
-			cur = EventCursor{Boot: boot}
 		}
 		top := cur.Seq
 		var fresh []DNSLogEntry

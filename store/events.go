@@ -192,22 +192,46 @@ type EventCursor struct {
 // NodeEventCursor returns the newest event recorded of node id; the zero cursor when none
 // is.
 func (s *Store) NodeEventCursor(ctx context.Context, id int64) (EventCursor, error) {
-	c, _, err := eventCursor(ctx, s.db, id)
+	c, _, err := reportCursor(ctx, s.db, "event_cursors", id)
 	return c, err
 }
 
-// eventCursor reads node id's cursor in q; found is false (and c zero) when it has none.
-func eventCursor(ctx context.Context, q querier, id int64) (c EventCursor, found bool, err error) {
+// reportCursor reads from table (event_cursors, dns_log_cursors) how far node id's reports
+// were recorded: the process (boot) and the last sequence number; found is false when there
+// is no row yet.
+func reportCursor(ctx context.Context, q querier, table string, id int64) (c EventCursor, found bool, err error) {
 	var seq int64
-	err = q.QueryRowContext(ctx, "SELECT boot, seq FROM event_cursors WHERE node_id = ?", id).Scan(&c.Boot, &seq)
+	err = q.QueryRowContext(ctx, "SELECT boot, seq FROM "+table+" WHERE node_id = ?", id).Scan(&c.Boot, &seq)
 	if errors.Is(err, sql.ErrNoRows) {
 		return EventCursor{}, false, nil
 	}
 	if err != nil {
-		return EventCursor{}, false, fmt.Errorf("store: read a node's event cursor: %w", err)
+		return EventCursor{}, false, fmt.Errorf("store: read a node's cursor (%s): %w", table, err)
 	}
 	c.Seq = uint64(seq)
 	return c, true, nil
+}
+
+// nodeCursor is reportCursor for recording what node id reported of its process boot: the
+// cursor to record after, zero when the node starts a new process, and whether the node had
+// one; ErrNotFound when the node was removed.
+func nodeCursor(ctx context.Context, tx *sql.Tx, table string, id, boot int64) (cur EventCursor, found bool, err error) {
+	if cur, found, err = reportCursor(ctx, tx, table, id); err != nil {
+		return cur, found, err
+	}
+	if !found {
+		var n int
+		if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM nodes WHERE id = ?", id).Scan(&n); err != nil {
+			return cur, found, fmt.Errorf("store: read node #%d: %w", id, err)
+		}
+		if n == 0 {
+			return cur, found, errorf(ErrNotFound, "node #%d not found: it was removed", id)
+		}
+	}
+	if cur.Boot != boot {
+		cur = EventCursor{Boot: boot}
+	}
+	return cur, found, nil
 }
 
 // AddNodeEvents records the events node id reported of its process boot that are not
@@ -220,21 +244,9 @@ func (s *Store) AddNodeEvents(ctx context.Context, id int64, boot int64, evs []N
 	var datas []string
 	err := s.writeAuth(ctx, func(tx *sql.Tx) error {
 		out, datas = out[:0], datas[:0]
-		cur, found, err := eventCursor(ctx, tx, id)
+		cur, _, err := nodeCursor(ctx, tx, "event_cursors", id, boot)
 		if err != nil {
 			return err
-		}
-		if !found {
-			var n int
-			if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM nodes WHERE id = ?", id).Scan(&n); err != nil {
-				return fmt.Errorf("store: read node #%d: %w", id, err)
-			}
-			if n == 0 {
-				return errorf(ErrNotFound, "node #%d not found: it was removed", id)
-			}
-		}
-		if cur.Boot != boot {
-			cur = EventCursor{Boot: boot}
 		}
 		top := cur.Seq
 		for _, ne := range evs {
