@@ -85,23 +85,12 @@ func (s *Store) EnableDNSLog(ctx context.Context, tenant string, keep time.Durat
 		if err != nil {
 			return fmt.Errorf("store: turn on the query log of %s: %w", tenant, err)
 		}
-		return s.logChange(ctx, tx, tenant, "dns.log.enable", DNSLogTarget(tenant), "entries kept "+keepText(keep))
+		return s.logChange(ctx, tx, tenant, "dns.log.enable", DNSLogTarget(tenant), "entries kept "+DurationText(keep))
 	})
 	if err != nil {
 		return DNSLogSettings{}, err
 	}
 	return out, nil
-}
-
-// keepText words a keep time: "24h", "7d", "90m".
-func keepText(d time.Duration) string {
-	switch {
-	case d%(24*time.Hour) == 0:
-		return fmt.Sprintf("%dd", d/(24*time.Hour))
-	case d%time.Hour == 0:
-		return fmt.Sprintf("%dh", d/time.Hour)
-	}
-	return fmt.Sprintf("%dm", d/time.Minute)
 }
 
 // DisableDNSLog turns tenant's query log off and deletes its entries; it returns how many

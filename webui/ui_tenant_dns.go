@@ -109,7 +109,7 @@ func (u *UI) renderTenantDNSWith(w http.ResponseWriter, r *http.Request, code in
 	}
 	p.LogForm.Keep = "24h"
 	if p.Log.Enabled {
-		p.LogKeep = keepText(p.Log.Keep)
+		p.LogKeep = store.DurationText(p.Log.Keep)
 		p.LogForm.Keep = p.LogKeep
 		es, more, err := u.ctrl.DNSLog(r.Context(), store.DNSLogQuery{Tenant: t, Limit: dnsLogShown})
 		if err != nil {

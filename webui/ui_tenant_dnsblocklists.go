@@ -4,35 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strconv"
 	"strings"
-	"time"
 
 	"github.com/popgate/popgate/gateway/control"
 	"github.com/popgate/popgate/store"
 )
-
-// parseEvery reads how often a blocklist is fetched: whole days ("7d") or a Go duration
-// ("24h", "90m"), store.MinBlocklistEvery to store.MaxBlocklistEvery; "" for the default.
-func parseEvery(s string) (time.Duration, error) {
-	if s == "" {
-		return 0, nil
-	}
-	var d time.Duration
-	if days, ok := strings.CutSuffix(s, "d"); ok {
-		n, err := strconv.Atoi(days)
-		if err != nil || days == "" || days[0] == '+' || days[0] == '-' || n > 7 {
-			return 0, errors.New("not a number of days")
-		}
-		d = time.Duration(n) * 24 * time.Hour
-	} else {
-		var err error
-		if d, err = time.ParseDuration(s); err != nil {
-			return 0, err
-		}
-	}
-	return d, store.ValidateBlocklistEvery(d)
-}
 
 // addDNSBlocklist serves POST /tenants/{tenant}/dns/blocklists: fields name, url and every
 // (how often the controller fetches it, "" for a day). The controller fetches the list at
@@ -61,7 +37,7 @@ func (u *UI) addDNSBlocklist(w http.ResponseWriter, r *http.Request) {
 		refuse("url", err.Error())
 		return
 	}
-	d, err := parseEvery(every)
+	d, err := parseDNSDuration(every, store.ValidateBlocklistEvery)
 	if err != nil {
 		refuse("every", fmt.Sprintf("%s is not how often a list may be fetched: give 1h to 7d, such as 12h, 24h or 7d.", quoteInput(every)))
 		return

@@ -1,10 +1,8 @@
 package webui
 
 import (
-	"errors"
 	"fmt"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -39,37 +37,17 @@ func dnsLogRows(es []store.DNSLogEntry) []dnsLogRow {
 	return rows
 }
 
-// keepText words how long a log keeps entries: "7d", "36h", "90m".
-func keepText(d time.Duration) string {
-	switch {
-	case d%(24*time.Hour) == 0:
-		return strconv.Itoa(int(d/(24*time.Hour))) + "d"
-	case d%time.Hour == 0:
-		return strconv.Itoa(int(d/time.Hour)) + "h"
-	}
-	return strconv.Itoa(int(d/time.Minute)) + "m"
-}
-
-// parseKeep reads how long to keep a log's entries: whole days ("7d") or a Go duration
-// ("36h", "90m"); "" for the default.
-func parseKeep(s string) (time.Duration, error) {
+// parseDNSDuration reads a duration of a DNS form (store.ParseDuration) and checks it with
+// valid; "" is 0, the default.
+func parseDNSDuration(s string, valid func(time.Duration) error) (time.Duration, error) {
 	if s == "" {
 		return 0, nil
 	}
-	var d time.Duration
-	if days, ok := strings.CutSuffix(s, "d"); ok {
-		n, err := strconv.Atoi(days)
-		if err != nil || days == "" || days[0] == '+' || days[0] == '-' || n > 7 {
-			return 0, errors.New("not a number of days")
-		}
-		d = time.Duration(n) * 24 * time.Hour
-	} else {
-		var err error
-		if d, err = time.ParseDuration(s); err != nil {
-			return 0, err
-		}
+	d, err := store.ParseDuration(s)
+	if err != nil {
+		return 0, err
 	}
-	return d, store.ValidateDNSLogKeep(d)
+	return d, valid(d)
 }
 
 // enableDNSLog serves POST /tenants/{tenant}/dns/log/enable: field keep, how long entries
@@ -80,7 +58,7 @@ func (u *UI) enableDNSLog(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	keep := strings.TrimSpace(r.PostForm.Get("keep"))
-	d, err := parseKeep(keep)
+	d, err := parseDNSDuration(keep, store.ValidateDNSLogKeep)
 	if err != nil {
 		u.renderTenantDNSWith(w, r, http.StatusUnprocessableEntity, func(p *tenantDNSPage) {
 			p.LogForm.Keep = keep

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/popgate/popgate/store"
@@ -82,7 +81,7 @@ func (a *app) dnsLogShow(ctx context.Context, spec cmdSpec, args []string) error
 		a.note("the DNS query log of tenant %s is off; turn it on with 'popgate dns log enable --tenant %s'", f.tenant, f.tenant)
 	} else if len(log.Entries) == 0 {
 		a.note("no such queries in the log of tenant %s (on since %s, entries kept %s)", f.tenant,
-			log.EnabledAt.Local().Format(time.DateTime), keepWords(log.KeepSeconds))
+			log.EnabledAt.Local().Format(time.DateTime), store.DurationText(time.Duration(log.KeepSeconds)*time.Second))
 	}
 	if len(log.Entries) == 0 {
 		return nil
@@ -104,18 +103,6 @@ func (a *app) dnsLogShow(ctx context.Context, spec cmdSpec, args []string) error
 		a.note("older queries match too: narrow --since, or raise --limit (at most %d)", store.MaxDNSLogPage)
 	}
 	return nil
-}
-
-// keepWords words how long a log keeps entries: "7d", "36h", "90m".
-func keepWords(seconds int64) string {
-	d := time.Duration(seconds) * time.Second
-	switch {
-	case d%(24*time.Hour) == 0:
-		return strconv.Itoa(int(d/(24*time.Hour))) + "d"
-	case d%time.Hour == 0:
-		return strconv.Itoa(int(d/time.Hour)) + "h"
-	}
-	return strconv.Itoa(int(d/time.Minute)) + "m"
 }
 
 func (a *app) dnsLogEnable(ctx context.Context, spec cmdSpec, args []string) error {
@@ -141,7 +128,7 @@ func (a *app) dnsLogEnable(ctx context.Context, spec cmdSpec, args []string) err
 		return err
 	}
 	a.note("the DNS query log of tenant %s is on, entries kept %s: see it with 'popgate dns log show --tenant %s'",
-		f.tenant, keepWords(set.KeepSeconds), f.tenant)
+		f.tenant, store.DurationText(time.Duration(set.KeepSeconds)*time.Second), f.tenant)
 	return nil
 }
 
