@@ -28,7 +28,7 @@ func (a *app) cmdAudit(ctx context.Context, args []string) error {
 	if _, err := f.parse(a, args); err != nil {
 		return err
 	}
-	q, err := f.pageQuery()
+	q, err := f.pageQuery(a.now())
 	if err != nil {
 		return err
 	}

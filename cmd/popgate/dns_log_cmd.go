@@ -45,9 +45,8 @@ var dnsLogCommands = []subcommand{
 }
 
 func (a *app) dnsLogShow(ctx context.Context, spec cmdSpec, args []string) error {
-	var since, peer string
-	f := newAdminFlags(spec).withTenant("`TENANT` whose log to show (required)").withJSON()
-	f.String(&since, "since", "", "show only the queries of the last `DURATION`, e.g. 30m, 12h or 7d")
+	var peer string
+	f := newAdminFlags(spec).withTenant("`TENANT` whose log to show (required)").withJSON().withSince("queries")
 	f.String(&peer, "peer", "", "show only the queries of peer `NAME`")
 	f.withLimit("queries", store.MaxDNSLogPage)
 	if _, err := f.parse(a, args); err != nil {
@@ -56,16 +55,9 @@ func (a *app) dnsLogShow(ctx context.Context, spec cmdSpec, args []string) error
 	if err := f.needTenant(); err != nil {
 		return err
 	}
-	q, err := f.pageQuery()
+	q, err := f.pageQuery(a.now())
 	if err != nil {
 		return err
-	}
-	if since != "" {
-		d, err := parseLifetime(since)
-		if err != nil {
-			return usagef("dns log show: --since %v", err)
-		}
-		q.Set("since", a.now().Add(-d).UTC().Format(time.RFC3339))
 	}
 	if peer != "" {
 		if err := checkName("peer", peer); err != nil {

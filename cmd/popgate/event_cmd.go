@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
-	"time"
 
 	"github.com/popgate/popgate/store"
 	"github.com/popgate/popgate/webui"
@@ -75,25 +74,17 @@ func (a *app) cmdWebhook(ctx context.Context, _ cmdSpec, args []string) error {
 }
 
 func (a *app) eventList(ctx context.Context, spec cmdSpec, args []string) error {
-	var since, kind, node string
-	f := newAdminFlags(spec).withTenant("show only the events of `TENANT` (not the network's)").withJSON()
-	f.String(&since, "since", "", "show only the events of the last `DURATION`, e.g. 30m, 12h or 7d")
+	var kind, node string
+	f := newAdminFlags(spec).withTenant("show only the events of `TENANT` (not the network's)").withJSON().withSince("events")
 	f.String(&kind, "kind", "", "show only `KIND` and the kinds below it (node finds node.offline, node.back, …)")
 	f.String(&node, "node", "", "show only the events of `NODE`")
 	f.withLimit("events", store.MaxEventPage)
 	if _, err := f.parse(a, args); err != nil {
 		return err
 	}
-	q, err := f.pageQuery()
+	q, err := f.pageQuery(a.now())
 	if err != nil {
 		return err
-	}
-	if since != "" {
-		d, err := parseLifetime(since)
-		if err != nil {
-			return usagef("event list: --since %v", err)
-		}
-		q.Set("since", a.now().Add(-d).UTC().Format(time.RFC3339))
 	}
 	if kind != "" {
 		if err := store.ValidateEventKind(kind); err != nil {

@@ -149,6 +149,8 @@ type adminFlags struct {
 	// limit is --limit of a list that pages (withLimit), at most limitMax.
 	limit    string
 	limitMax int
+	// since is --since of a list that has it (withSince): a duration back from now.
+	since string
 }
 
 func newAdminFlags(spec cmdSpec) *adminFlags {
@@ -174,13 +176,28 @@ func (f *adminFlags) withLimit(what string, most int) *adminFlags {
 	return f
 }
 
-// pageQuery checks --limit and starts the list's API query with it.
-func (f *adminFlags) pageQuery() (url.Values, error) {
+// withSince adds --since: only the list's what of the last DURATION.
+func (f *adminFlags) withSince(what string) *adminFlags {
+	f.String(&f.since, "since", "", "show only the "+what+" of the last `DURATION`, e.g. 30m, 12h or 7d")
+	return f
+}
+
+// pageQuery checks --limit and --since (counted back from now) and starts the list's API
+// query with them.
+func (f *adminFlags) pageQuery(now time.Time) (url.Values, error) {
 	n, err := strconv.Atoi(f.limit)
 	if err != nil || n < 1 || n > f.limitMax {
 		return nil, usagef("%s: --limit %q: give a whole number from 1 to %d", f.spec.name, f.limit, f.limitMax)
 	}
-	return url.Values{"limit": {strconv.Itoa(n)}}, nil
+	q := url.Values{"limit": {strconv.Itoa(n)}}
+	if f.since != "" {
+		d, err := parseLifetime(f.since)
+		if err != nil {
+			return nil, usagef("%s: --since %v", f.spec.name, err)
+		}
+		q.Set("since", now.Add(-d).UTC().Format(time.RFC3339))
+	}
+	return q, nil
 }
 
 // packagedDataDir is the data dir of the service the .deb installs.
