@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -36,6 +37,39 @@ type fakeDaemon struct {
 	mu      sync.Mutex
 	answers map[string]answer
 	got     []request
+}
+
+// daemonCase is one command run against a fake daemon: what it answers, the requests the
+// command must make, its exit status, and its whole stdout and stderr.
+type daemonCase struct {
+	name    string
+	args    []string
+	stdin   string
+	answers map[string]answer
+	want    []request
+	code    int
+	stdout  string // exact
+	stderr  string // exact
+}
+
+// run runs tc's command against a fake daemon answering tc.answers and checks what it did.
+func (tc daemonCase) run(t *testing.T) {
+	t.Helper()
+	d := startFakeDaemon(t, tc.answers)
+	ta := newTestApp(t, nil)
+	ta.stdin = strings.NewReader(tc.stdin)
+	if code := ta.runArgs(append(tc.args, "--data-dir", d.dir)...); code != tc.code {
+		t.Errorf("exit status %d, want %d; stderr %q", code, tc.code, ta.stderr)
+	}
+	if got := d.requests(); !slices.Equal(got, tc.want) {
+		t.Errorf("requests\n%+v\nwant\n%+v", got, tc.want)
+	}
+	if ta.stdout.String() != tc.stdout {
+		t.Errorf("stdout:\n%s\nwant:\n%s", ta.stdout, tc.stdout)
+	}
+	if ta.stderr.String() != tc.stderr {
+		t.Errorf("stderr:\n%s\nwant:\n%s", ta.stderr, tc.stderr)
+	}
 }
 
 func startFakeDaemon(t *testing.T, answers map[string]answer) *fakeDaemon {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"slices"
 	"strings"
 	"testing"
 )
@@ -10,15 +9,7 @@ import (
 // answers, the server's refusals as one line.
 func TestDNSZoneCommands(t *testing.T) {
 	const zonesJSON = `{"zones":[{"zone":".","servers":["[fd00:10::53]:53"]},{"zone":"corp.example.com","servers":["10.10.0.53:53","10.10.0.54:5353"]}]}`
-	for _, tc := range []struct {
-		name    string
-		args    []string
-		answers map[string]answer
-		want    []request
-		code    int
-		stdout  string
-		stderr  string
-	}{
+	for _, tc := range []daemonCase{
 		{
 			name:    "add",
 			args:    []string{"dns", "zone", "add", "--tenant", "acme", "--server", "10.10.0.53", "--server", "10.10.0.54:5353", "Corp.Example.com."},
@@ -66,22 +57,7 @@ func TestDNSZoneCommands(t *testing.T) {
 			stderr:  "zone . removed from tenant acme\n",
 		},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			d := startFakeDaemon(t, tc.answers)
-			ta := newTestApp(t, nil)
-			if code := ta.runArgs(append(tc.args, "--data-dir", d.dir)...); code != tc.code {
-				t.Errorf("exit status %d, want %d; stderr %q", code, tc.code, ta.stderr)
-			}
-			if got := d.requests(); !slices.Equal(got, tc.want) {
-				t.Errorf("requests\n%+v\nwant\n%+v", got, tc.want)
-			}
-			if ta.stdout.String() != tc.stdout {
-				t.Errorf("stdout:\n%s\nwant:\n%s", ta.stdout, tc.stdout)
-			}
-			if ta.stderr.String() != tc.stderr {
-				t.Errorf("stderr:\n%s\nwant:\n%s", ta.stderr, tc.stderr)
-			}
-		})
+		t.Run(tc.name, func(t *testing.T) { tc.run(t) })
 	}
 }
 

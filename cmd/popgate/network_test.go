@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"net/http"
 	"os"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -74,16 +73,7 @@ func TestNetworkCommands(t *testing.T) {
 		`{"name":"globex","peers":0,"online":0,"rx_bytes":0,"tx_bytes":0,"flows":0,` +
 		`"exit_flows":{"tcp":0,"udp":0,"icmp":0},"max_flows_per_peer":100,"max_flows":1000,"rules":[{"line":0,"rule":"default deny","hits":0}]}]}`
 
-	for _, tc := range []struct {
-		name    string
-		args    []string
-		stdin   string
-		answers map[string]answer
-		want    []request
-		code    int
-		stdout  string // exact
-		stderr  string // exact
-	}{
+	for _, tc := range []daemonCase{
 		{
 			name: "peer add with groups and site",
 			args: []string{"peer", "add", "--tenant", "acme", "--group", "eng", "--group", "ops, web",
@@ -394,23 +384,7 @@ func TestNetworkCommands(t *testing.T) {
 			stdout:  indentJSON(t, statusTenants),
 		},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			d := startFakeDaemon(t, tc.answers)
-			ta := newTestApp(t, nil)
-			ta.stdin = strings.NewReader(tc.stdin)
-			if code := ta.runArgs(append(tc.args, "--data-dir", d.dir)...); code != tc.code {
-				t.Errorf("exit status %d, want %d; stderr %q", code, tc.code, ta.stderr)
-			}
-			if got := d.requests(); !slices.Equal(got, tc.want) {
-				t.Errorf("requests\n%+v\nwant\n%+v", got, tc.want)
-			}
-			if ta.stdout.String() != tc.stdout {
-				t.Errorf("stdout:\n%s\nwant:\n%s", ta.stdout, tc.stdout)
-			}
-			if ta.stderr.String() != tc.stderr {
-				t.Errorf("stderr:\n%s\nwant:\n%s", ta.stderr, tc.stderr)
-			}
-		})
+		t.Run(tc.name, func(t *testing.T) { tc.run(t) })
 	}
 }
 

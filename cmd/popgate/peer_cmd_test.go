@@ -34,15 +34,7 @@ func TestPeerLifecycleCommands(t *testing.T) {
 	in5y := testNow.Add(5 * 365 * 24 * time.Hour).UTC().Format(time.RFC3339)
 	expiresShown := "expires:             " + time.Date(2027, 4, 1, 0, 0, 0, 0, time.UTC).Local().Format("2006-01-02 15:04:05 MST") + " (in 382d)\n"
 
-	for _, tc := range []struct {
-		name    string
-		args    []string
-		answers map[string]answer
-		want    []request
-		code    int
-		stdout  string // exact
-		stderr  string // exact
-	}{
+	for _, tc := range []daemonCase{
 		{
 			name:    "peer rename",
 			args:    []string{"peer", "rename", "--tenant", "acme", "laptop", "notebook"},
@@ -140,22 +132,7 @@ func TestPeerLifecycleCommands(t *testing.T) {
 				": send it as 'Authorization: Bearer <token>'; it is shown this once\n",
 		},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			d := startFakeDaemon(t, tc.answers)
-			ta := newTestApp(t, nil)
-			if code := ta.runArgs(append(tc.args, "--data-dir", d.dir)...); code != tc.code {
-				t.Errorf("exit status %d, want %d; stderr %q", code, tc.code, ta.stderr)
-			}
-			if got := d.requests(); !slices.Equal(got, tc.want) {
-				t.Errorf("requests\n%+v\nwant\n%+v", got, tc.want)
-			}
-			if ta.stdout.String() != tc.stdout {
-				t.Errorf("stdout:\n%s\nwant:\n%s", ta.stdout, tc.stdout)
-			}
-			if ta.stderr.String() != tc.stderr {
-				t.Errorf("stderr:\n%s\nwant:\n%s", ta.stderr, tc.stderr)
-			}
-		})
+		t.Run(tc.name, func(t *testing.T) { tc.run(t) })
 	}
 }
 
