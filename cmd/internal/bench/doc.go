@@ -62,6 +62,7 @@
 //	                        BENCHMARKS.md at the module root
 //	BENCH_PROFILE_DIR=dir   keep the CPU profiles there
 //	POPGATE_BIN=path        use this popgate binary instead of building one
+//	BENCH_SERVE_ENV="K=V …" extra environment of every popgate serve (GOGC=…, GODEBUG=…)
 //	BENCH_UNPRIVILEGED=1    run the userspace exit's serve as the .deb runs it: as nobody,
 //	                        without capabilities (its sockets then get at most
 //	                        net.core.rmem_max), ping through unprivileged ICMP sockets

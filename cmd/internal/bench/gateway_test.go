@@ -206,6 +206,9 @@ func (n *pgNode) start(t testing.TB, timeout time.Duration, env ...string) (time
 		args = append([]string{"setpriv", "--reuid=" + unprivilegedUID, "--regid=" + unprivilegedUID, "--clear-groups",
 			"--inh-caps=-all", "--bounding-set=-all", "--"}, args...)
 	}
+	if extra := strings.Fields(os.Getenv("BENCH_SERVE_ENV")); len(extra) > 0 {
+		env = append(extra, env...)
+	}
 	if len(env) > 0 {
 		args = append(append([]string{"env"}, env...), args...)
 	}

@@ -36,20 +36,22 @@ func (e *env) phaseProfile(t *testing.T) {
 		if err := g.node.stop(30 * time.Second); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := g.node.start(t, 60*time.Second, "POPGATE_CPUPROFILE="+path); err != nil {
+		if _, err := g.node.start(t, 60*time.Second, "POPGATE_CPUPROFILE="+path, "GODEBUG=gctrace=1"); err != nil {
 			t.Fatal(err)
 		}
 		if err := g.startClient(t); err != nil {
 			t.Fatal(err)
 		}
+		gcBefore := gcCycles(g.node.proc.Log())
 		rep, err := g.iperf(t, 8, append([]string{"-O", "1", "-P", "1"}, c.args...)...)
+		gcs := gcCycles(g.node.proc.Log()) - gcBefore
 		if err != nil {
 			t.Errorf("profile run: %v", err)
 		}
 		if err := g.node.stop(60 * time.Second); err != nil {
 			t.Fatal(err)
 		}
-		title := fmt.Sprintf("popgate serve, %s exit, %s — %.2f Gbit/s while profiled", c.kind, c.what, rep.End.SumReceived.BitsPerSecond/1e9)
+		title := fmt.Sprintf("popgate serve, %s exit, %s — %.2f Gbit/s while profiled, %d GC cycles in iperf3's 9 s", c.kind, c.what, rep.End.SumReceived.BitsPerSecond/1e9, gcs)
 		if err := e.keepProfile(t, path, 15, false, title); err != nil {
 			t.Fatal(err)
 		}
@@ -64,6 +66,18 @@ func (e *env) phaseProfile(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// gcCycles counts the collections in a log of serve run with GODEBUG=gctrace=1 (a line
+// "gc N @…" each).
+func gcCycles(log string) int {
+	n := 0
+	for line := range strings.Lines(log) {
+		if strings.HasPrefix(line, "gc ") && strings.Contains(line, " @") {
+			n++
+		}
+	}
+	return n
 }
 
 // keepProfile puts the top n functions of the CPU profile at path (cum: sorted by cumulative

@@ -499,3 +499,39 @@ func TestSegmentsAboveMTU(t *testing.T) {
 func unmapped(ap netip.AddrPort) netip.AddrPort {
 	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 }
+
+// TestReadMessages: how many messages a read of 128 buffers asks for as traffic changes
+// between a bulk transfer (64 datagrams a message) and single datagrams.
+func TestReadMessages(t *testing.T) {
+	const n = conn.IdealBatchSize
+	perMsg := 1
+	read := func(most int) int { // one read whose fullest message brought most; the next m
+		perMsg = nextPerMsg(perMsg, most)
+		return readMessages(n, perMsg)
+	}
+	if m := readMessages(n, perMsg); m != n {
+		t.Fatalf("first read asks for %d messages, want %d", m, n)
+	}
+	if m := read(64); m != 2 {
+		t.Fatalf("after messages of 64 datagrams: %d messages, want 2", m)
+	}
+	// The reader caught up: one read found a single datagram. Were the next read to ask for
+	// 128 messages and find them full, 8,064 datagrams would wait in the carry.
+	if m := read(1); m*64-n > n {
+		t.Fatalf("after one single datagram: %d messages of up to 64 datagrams, more than twice the buffers", m)
+	}
+	// A flood of single datagrams takes whole batches again soon.
+	reads := 0
+	for m := 0; m < n; reads++ {
+		m = read(1)
+		if reads > 7 {
+			t.Fatalf("single datagrams: still %d messages a read after %d reads", m, reads)
+		}
+	}
+	if m := read(40); m != n/40 {
+		t.Fatalf("after a message of 40: %d messages, want %d", m, n/40)
+	}
+	if readMessages(n, 0) != n || readMessages(n, 1000) != 1 || readMessages(1, 64) != 1 {
+		t.Fatal("readMessages out of [1, n]")
+	}
+}
