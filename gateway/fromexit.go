@@ -117,6 +117,7 @@ func (t *tunDevice) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 		if n, err := t.out.tryRead(bufs, sizes, offset); n > 0 || err != nil {
 			return n, err
 		}
+		t.out.trim()
 		select {
 		case <-t.out.ready:
 		case <-t.out.done:

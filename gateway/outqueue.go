@@ -3,6 +3,7 @@ package gateway
 import (
 	"os"
 	"sync"
+	"time"
 
 	"golang.zx2c4.com/wireguard/conn"
 )
@@ -18,15 +19,29 @@ const outQueueLen = 1024
 // batch.
 const outBatchMax = conn.IdealBatchSize
 
+// outFreeMax bounds the buffers of packets already read that a queue keeps for the next
+// push: as many as can be in use at once (a full ring, a batch at the reader, one at a
+// producer), so that a busy queue never drops a buffer to allocate another. While the queue
+// stays idle the free list halves every outFreeDecay, down to outFreeIdle (≈ 190 KiB at the
+// default MTU): a tenant's burst does not keep its ≈ 1.6 MiB.
+const (
+	outFreeMax   = outQueueLen + 2*outBatchMax
+	outFreeIdle  = outBatchMax
+	outFreeDecay = time.Second
+)
+
 // outQueue holds the packets waiting for wireguard-go to read and encrypt them: many
 // producers (the exits' output, hairpinning Writes), one consumer (the device's
-// RoutineReadFromTUN, through tunDevice.Read). A producer copies a whole batch outside the
-// lock, then moves it in under one lock and wakes the reader at most once; the reader takes
-// everything that fits its buffers in one go. Against a channel of single packets this saves
-// a channel operation, and often a goroutine wake-up, per packet.
+// RoutineReadFromTUN, through tunDevice.Read). A producer takes buffers for a whole batch
+// from the free list and copies into them outside the lock, then moves them in under one lock
+// and wakes the reader at most once; the reader takes everything that fits its buffers in
+// one go and gives the buffers back to the free list. Against a channel of single packets
+// this saves a channel operation, and often a goroutine wake-up, per packet. The free list is
+// the queue's own, not a sync.Pool: producers (the exit's relay goroutines) and the reader run
+// on different Ps, so a pool's per-P caches always missed on one side and its shared chains
+// took 10 % of serve's CPU in a TCP download.
 type outQueue struct {
-	bufs sync.Pool // *outPacket
-	mtu  int
+	mtu int
 	// onReady, when set, is called (without the lock) after a push made the queue non-empty:
 	// a reader blocked somewhere else than on ready needs a nudge (see tunDevice.readKernel).
 	onReady func()
@@ -43,6 +58,8 @@ type outQueue struct {
 	head, n int
 	waiting int          // producers blocked on notFull
 	closed  bool         // no packet enters after close; Read returns os.ErrClosed
+	free    []*outPacket // buffers to reuse, at most outFreeMax
+	trimmed time.Time    // when the free list last halved
 	scratch []*outPacket // the reader's; guarded by being the only reader
 }
 
@@ -56,12 +73,23 @@ func newOutQueue(mtu int) *outQueue {
 	return q
 }
 
-func (q *outQueue) get(size int) *outPacket {
-	p, _ := q.bufs.Get().(*outPacket)
-	if p == nil {
-		p = &outPacket{b: make([]byte, 0, max(size, q.mtu+80))}
+// take fills ps with buffers: from the free list, new ones when it runs out.
+func (q *outQueue) take(ps []*outPacket) {
+	q.mu.Lock()
+	k := min(len(ps), len(q.free))
+	copy(ps, q.free[len(q.free)-k:])
+	clear(q.free[len(q.free)-k:])
+	q.free = q.free[:len(q.free)-k]
+	q.mu.Unlock()
+	for i := k; i < len(ps); i++ {
+		ps[i] = &outPacket{b: make([]byte, 0, q.mtu+80)}
 	}
-	return p
+}
+
+// recycle puts buffers back on the free list, as many as it holds. The caller holds mu.
+func (q *outQueue) recycle(ps []*outPacket) {
+	k := min(len(ps), outFreeMax-len(q.free))
+	q.free = append(q.free, ps[:k]...)
 }
 
 // push copies pkts onto the queue in order, blocking while it is full. It returns how many
@@ -70,10 +98,9 @@ func (q *outQueue) push(pkts [][]byte) int {
 	var ps [outBatchMax]*outPacket
 	for len(pkts) > 0 {
 		k := min(len(pkts), outBatchMax)
+		q.take(ps[:k])
 		for i, pkt := range pkts[:k] {
-			p := q.get(len(pkt))
-			p.b = append(p.b[:0], pkt...)
-			ps[i] = p
+			ps[i].b = append(ps[i].b[:0], pkt...)
 		}
 		pkts = pkts[k:]
 		i, nudge := 0, false
@@ -86,9 +113,6 @@ func (q *outQueue) push(pkts [][]byte) int {
 			}
 			if q.closed {
 				q.mu.Unlock()
-				for _, p := range ps[i:k] {
-					q.bufs.Put(p)
-				}
 				return k - i + len(pkts)
 			}
 			wasEmpty := q.n == 0
@@ -120,6 +144,7 @@ func (q *outQueue) read(bufs [][]byte, sizes []int, offset int) (int, error) {
 		if n, err := q.tryRead(bufs, sizes, offset); n > 0 || err != nil {
 			return n, err
 		}
+		q.trim()
 		select {
 		case <-q.ready:
 		case <-q.done:
@@ -147,12 +172,35 @@ func (q *outQueue) tryRead(bufs [][]byte, sizes []int, offset int) (int, error) 
 		q.notFull.Broadcast()
 	}
 	q.mu.Unlock()
+	if k == 0 {
+		return 0, nil
+	}
 	for i, p := range q.scratch {
 		sizes[i] = copy(bufs[i][offset:], p.b)
-		q.bufs.Put(p)
-		q.scratch[i] = nil
 	}
+	q.mu.Lock()
+	q.recycle(q.scratch)
+	q.mu.Unlock()
+	clear(q.scratch)
 	return k, nil
+}
+
+// trim halves the free list, down to outFreeIdle, when it last did outFreeDecay ago or more.
+// The reader calls it before it waits on an empty queue.
+func (q *outQueue) trim() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.free) <= outFreeIdle {
+		return
+	}
+	now := time.Now()
+	if now.Sub(q.trimmed) < outFreeDecay {
+		return
+	}
+	q.trimmed = now
+	k := max(len(q.free)/2, outFreeIdle)
+	clear(q.free[k:])
+	q.free = q.free[:k]
 }
 
 // empty reports whether nothing is queued.
@@ -179,10 +227,10 @@ func (q *outQueue) close() {
 	q.closed = true
 	close(q.done)
 	for ; q.n > 0; q.n-- {
-		q.bufs.Put(q.ring[q.head])
 		q.ring[q.head] = nil
 		q.head = (q.head + 1) % len(q.ring)
 	}
+	q.free = nil
 	q.notFull.Broadcast()
 	q.mu.Unlock()
 }

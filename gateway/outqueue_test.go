@@ -111,9 +111,6 @@ func TestOutQueueClose(t *testing.T) {
 }
 
 func TestOutQueueAllocs(t *testing.T) {
-	if raceEnabled {
-		t.Skip("sync.Pool drops items at random under the race detector")
-	}
 	q := newOutQueue(1420)
 	batch := make([][]byte, outBatchMax)
 	for i := range batch {
@@ -162,4 +159,51 @@ func BenchmarkOutQueue(b *testing.B) {
 	b.StopTimer()
 	q.close()
 	<-done
+}
+
+// TestOutQueueFreeList: the buffers of a burst are kept for the next while the queue is busy,
+// and given up, half at a time down to outFreeIdle, while it is idle.
+func TestOutQueueFreeList(t *testing.T) {
+	q := newOutQueue(1420)
+	burst := make([][]byte, outQueueLen)
+	for i := range burst {
+		burst[i] = make([]byte, 1420)
+	}
+	bufs, sizes := readerBufs(outBatchMax)
+	for i := range bufs {
+		bufs[i] = make([]byte, 16+1420)
+	}
+	q.push(burst)
+	for got := 0; got < outQueueLen; {
+		n, err := q.tryRead(bufs, sizes, 16)
+		if err != nil || n == 0 {
+			t.Fatalf("read after %d of %d: %d, %v", got, outQueueLen, n, err)
+		}
+		got += n
+	}
+	if len(q.free) != outQueueLen {
+		t.Fatalf("%d buffers kept after a burst of %d, want all", len(q.free), outQueueLen)
+	}
+	// The next burst reuses them all.
+	if a := testing.AllocsPerRun(1, func() {
+		q.push(burst[:outBatchMax])
+		q.tryRead(bufs, sizes, 16)
+	}); a != 0 {
+		t.Fatalf("%.0f allocations for a batch with %d buffers free", a, len(q.free))
+	}
+	q.trim()
+	if len(q.free) != outQueueLen/2 {
+		t.Fatalf("idle once: %d buffers kept, want %d", len(q.free), outQueueLen/2)
+	}
+	q.trim()
+	if len(q.free) != outQueueLen/2 {
+		t.Fatalf("idle again within %v: %d buffers kept, want still %d", outFreeDecay, len(q.free), outQueueLen/2)
+	}
+	for range 10 {
+		q.trimmed = q.trimmed.Add(-outFreeDecay)
+		q.trim()
+	}
+	if len(q.free) != outFreeIdle {
+		t.Fatalf("idle for long: %d buffers kept, want %d", len(q.free), outFreeIdle)
+	}
 }
