@@ -8,12 +8,11 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
-	"gvisor.dev/gvisor/pkg/tcpip/stack/gro"
 )
 
 // linkEndpoint is the exit's NIC: a point-to-point IP link with no link header, no queue
 // and no goroutine. Inbound packets are delivered synchronously by Write's goroutine
-// (through gVisor's GRO, which coalesces the TCP segments of one batch); outbound packets
+// (consecutive TCP segments of a flow in one batch coalesced, coalesce.go); outbound packets
 // are handed to out, in batches, on the goroutine gVisor writes them from.
 //
 // It advertises host GSO (SupportedGSO), so gVisor's TCP builds one segment, with a partial
@@ -25,12 +24,12 @@ import (
 // Because nothing is queued nothing is dropped here: backpressure is whatever out does,
 // which avoids the retransmission storms of a dropping queue.
 //
-// Later (issue: performance): inbound GRO across Write calls would need a flush timer;
+// Later (issue: performance): coalescing across Write calls would need a flush timer;
 // within a batch it is free.
 type linkEndpoint struct {
 	mtu atomic.Uint32
 	out func(pkts [][]byte)
-	gro bool
+	gro bool // coalesce inbound TCP segments
 	// verifyRX makes gVisor verify inbound checksums. Off for the exit (see Capabilities);
 	// on for the tests' client stack, so that it checks every checksum the exit computes.
 	// It rules out gro: the NIC resets RXChecksumValidated from Capabilities, so a
@@ -43,6 +42,9 @@ type linkEndpoint struct {
 
 	inPool  sync.Pool // *inbound
 	outPool sync.Pool // *outBatch
+
+	// coalesced counts the TCP segments that entered the stack inside another's packet.
+	coalesced atomic.Uint64
 }
 
 var (
@@ -53,21 +55,24 @@ var (
 func newLinkEndpoint(mtu uint32, out func([][]byte), groEnabled bool) *linkEndpoint {
 	l := &linkEndpoint{out: out, gro: groEnabled}
 	l.mtu.Store(mtu)
-	l.inPool.New = func() any {
-		in := &inbound{l: l}
-		in.gro.Init(l.gro)
-		return in
-	}
+	l.inPool.New = func() any { return &inbound{l: l} }
 	l.outPool.New = func() any { return newOutBatch() }
 	return l
 }
 
-// inbound delivers one batch of packets into the stack. Not safe for concurrent use; each
-// Write takes its own from a pool.
+// inbound delivers one batch of packets into the stack, in order. Not safe for concurrent
+// use; each Write takes its own from a pool.
 type inbound struct {
-	l   *linkEndpoint
-	d   stack.NetworkDispatcher
-	gro gro.GRO
+	l *linkEndpoint
+	d stack.NetworkDispatcher
+
+	// run holds TCP segments of one flow waiting to enter as one packet (coalesce.go): the
+	// caller's bytes, valid until finish. first and last are its ends' headers, total the
+	// length of the packet they make.
+	run         [][]byte
+	first, last seg
+	total       int
+	v6          bool
 }
 
 // beginInbound starts a batch. The caller must call finish.
@@ -76,33 +81,76 @@ func (l *linkEndpoint) beginInbound() *inbound {
 	l.mu.RLock()
 	in.d = l.dispatcher
 	l.mu.RUnlock()
-	in.gro.Dispatcher = in.d
 	return in
 }
 
-// deliver copies one IP packet (already validated by parsePacket) into the stack.
+// deliver hands one IP packet (validated and trimmed by parsePacket) to the stack, or adds
+// it to the run of its flow's segments; p must stay valid until finish.
 func (in *inbound) deliver(p []byte, v6 bool) {
 	if in.d == nil {
 		return
 	}
-	pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(p)})
+	if !in.l.gro || in.l.verifyRX {
+		in.dispatch(copyIn(p), v6)
+		return
+	}
+	s, ok := parseSeg(p, v6)
+	if len(in.run) > 0 {
+		if ok && v6 == in.v6 && in.total+s.payload < maxRun && follows(in.run[0], &in.first, &in.last, p, &s) {
+			in.run = append(in.run, p)
+			in.last = s
+			in.total += s.payload
+			return
+		}
+		in.flushRun()
+	}
+	if ok && s.startsRun() {
+		in.run = append(in.run, p)
+		in.first, in.last, in.total, in.v6 = s, s, len(p), v6
+		return
+	}
+	in.dispatch(copyIn(p), v6)
+}
+
+// flushRun hands the run to the stack: one packet, whatever its length.
+func (in *inbound) flushRun() {
+	var pkt *stack.PacketBuffer
+	if len(in.run) == 1 {
+		pkt = copyIn(in.run[0])
+	} else {
+		pkt = coalesce(in.run, &in.first, &in.last, in.total)
+		in.l.coalesced.Add(uint64(len(in.run) - 1))
+	}
+	in.dispatch(pkt, in.v6)
+	clear(in.run)
+	in.run = in.run[:0]
+}
+
+// copyIn copies p into a packet buffer.
+func copyIn(p []byte) *stack.PacketBuffer {
+	return stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(p)})
+}
+
+// dispatch hands pkt to the stack and drops the caller's reference.
+func (in *inbound) dispatch(pkt *stack.PacketBuffer, v6 bool) {
 	pkt.NetworkProtocolNumber = header.IPv4ProtocolNumber
 	if v6 {
 		pkt.NetworkProtocolNumber = header.IPv6ProtocolNumber
 	}
 	// See Capabilities: WireGuard authenticated the packet, checksums add nothing.
 	pkt.RXChecksumValidated = !in.l.verifyRX
-	in.gro.Enqueue(pkt)
+	in.d.DeliverNetworkPacket(pkt.NetworkProtocolNumber, pkt)
 	pkt.DecRef()
 }
 
-// finish flushes what GRO holds and returns in to the pool.
+// finish delivers the run still waiting and returns in to the pool.
 func (in *inbound) finish() {
-	if in.d != nil {
-		in.gro.Flush()
+	if in.d != nil && len(in.run) > 0 {
+		in.flushRun()
 	}
+	clear(in.run)
+	in.run = in.run[:0]
 	in.d = nil
-	in.gro.Dispatcher = nil
 	in.l.inPool.Put(in)
 }
 

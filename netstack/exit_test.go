@@ -94,6 +94,11 @@ func TestTCPUploadHalfClose(t *testing.T) {
 			if want := sha256.Sum256(data); !bytes.Equal(got, want[:]) {
 				t.Fatalf("server hashed something else: got %x, want %x", got, want)
 			}
+			// The client stack sends with GSO, so batches bring runs of one flow's
+			// segments: they entered coalesced (coalesce.go), and arrived whole.
+			if h.exit.link.coalesced.Load() == 0 {
+				t.Error("no segment of the upload was coalesced")
+			}
 		})
 	}
 }
