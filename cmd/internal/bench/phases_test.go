@@ -20,16 +20,17 @@ import (
 )
 
 // phaseProfile profiles popgate serve (POPGATE_CPUPROFILE) during one TCP stream each way
-// with the userspace exit, and upload with the kernel exit. serve writes the profile when it
+// and four streams down with the userspace exit, and upload with the kernel exit. serve writes the profile when it
 // stops, so each profile is one life of serve: start, the client's handshake, 9 s of iperf3.
 func (e *env) phaseProfile(t *testing.T) {
 	for _, c := range []struct {
 		kind, what string
 		args       []string
 	}{
-		{kindUserspace, "TCP upload (client → Net), 1 stream", nil},
-		{kindUserspace, "TCP download (Net → client), 1 stream", []string{"-R"}},
-		{kindKernel, "TCP upload (client → Net), 1 stream", nil},
+		{kindUserspace, "TCP upload (client → Net), 1 stream", []string{"-P", "1"}},
+		{kindUserspace, "TCP download (Net → client), 1 stream", []string{"-P", "1", "-R"}},
+		{kindUserspace, "TCP download (Net → client), 4 streams", []string{"-P", "4", "-R"}},
+		{kindKernel, "TCP upload (client → Net), 1 stream", []string{"-P", "1"}},
 	} {
 		g := e.gw(c.kind)
 		path := filepath.Join(e.profDir, fmt.Sprintf("cpu-%s-%d.pprof", c.kind, len(e.res.profiles)))
@@ -43,7 +44,7 @@ func (e *env) phaseProfile(t *testing.T) {
 			t.Fatal(err)
 		}
 		gcBefore := gcCycles(g.node.proc.Log())
-		rep, err := g.iperf(t, 8, append([]string{"-O", "1", "-P", "1"}, c.args...)...)
+		rep, err := g.iperf(t, 8, append([]string{"-O", "1"}, c.args...)...)
 		gcs := gcCycles(g.node.proc.Log()) - gcBefore
 		if err != nil {
 			t.Errorf("profile run: %v", err)
