@@ -41,6 +41,7 @@ func (n *Node) Report() plane.Report {
 	if n.exit != nil {
 		es := n.exit.Stats()
 		r.Node.ExitSockets, r.Node.ExitSocketBudget = es.HostSockets, es.FDBudget
+		r.Node.ExitTCPRetransmits, r.Node.ExitTCPTimeouts = es.TCPRetransmits, es.TCPTimeouts
 	}
 	if n.mux != nil {
 		r.Node.Handshakes = handshakeStatus(n.mux.Stats())

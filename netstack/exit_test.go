@@ -65,6 +65,47 @@ func TestTCPDownload(t *testing.T) {
 	}
 }
 
+// TestTCPDownloadLoss: a data segment lost on the way to the client is sent again, the
+// download arrives whole, and Stats counts the retransmission.
+func TestTCPDownloadLoss(t *testing.T) {
+	h := newHarness(t, Config{})
+	data := randomBytes(4 << 20)
+	srv := serveTCP(t, "tcp4", sendData(data))
+	dst := ap(publicV4, 80)
+	h.dialer.set(dst, srv.addr)
+	var seen, lost atomic.Int64
+	h.tapMu.Lock()
+	h.lose = func(p []byte) bool {
+		// The 100th packet with more than headers, once.
+		if len(p) > 200 && seen.Add(1) == 100 {
+			lost.Add(1)
+			return true
+		}
+		return false
+	}
+	h.tapMu.Unlock()
+
+	c, err := h.dialTCP(ctxTimeout(t, 5*time.Second), dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	got, err := io.ReadAll(c)
+	if err != nil {
+		t.Fatalf("read after %d bytes: %v", len(got), err)
+	}
+	if sha256.Sum256(got) != sha256.Sum256(data) {
+		t.Fatalf("downloaded %d bytes, want %d with the same SHA-256", len(got), len(data))
+	}
+	if lost.Load() != 1 {
+		t.Fatalf("%d packets lost, want 1: the test lost nothing", lost.Load())
+	}
+	if st := h.exit.Stats(); st.TCPRetransmits == 0 {
+		t.Errorf("a segment was lost and the download completed, but TCPRetransmits is 0 (stats %+v)", st)
+	}
+}
+
 func TestTCPUploadHalfClose(t *testing.T) {
 	for _, fam := range families {
 		t.Run(fam.name, func(t *testing.T) {
@@ -96,7 +137,7 @@ func TestTCPUploadHalfClose(t *testing.T) {
 			}
 			// The client stack sends with GSO, so batches bring runs of one flow's
 			// segments: they entered coalesced (coalesce.go), and arrived whole.
-			if h.exit.link.coalesced.Load() == 0 {
+			if h.exit.Stats().TCPCoalesced == 0 {
 				t.Error("no segment of the upload was coalesced")
 			}
 		})

@@ -48,7 +48,8 @@ type harness struct {
 	toExit, toClient *pktQueue
 
 	tapMu sync.Mutex
-	tap   func(pkt []byte) // sees every packet the exit outputs
+	tap   func(pkt []byte)      // sees every packet the exit outputs
+	lose  func(pkt []byte) bool // true: the packet is lost on its way to the client
 
 	wg        sync.WaitGroup
 	closeOnce sync.Once
@@ -74,11 +75,14 @@ func newHarness(t testing.TB, cfg Config) *harness {
 	}
 	cfg.Output = func(pkts [][]byte) {
 		h.tapMu.Lock()
-		tap := h.tap
+		tap, lose := h.tap, h.lose
 		h.tapMu.Unlock()
 		for _, pkt := range pkts {
 			if tap != nil {
 				tap(pkt)
+			}
+			if lose != nil && lose(pkt) {
+				continue
 			}
 			h.toClient.push(pkt)
 		}

@@ -71,7 +71,15 @@ type Stats struct {
 	LocalEchoReplies uint64 // echo requests to LocalAddrs answered directly
 	PacketsIn        uint64 // packets handed to Write
 	PacketsOut       uint64 // packets handed to Output
-	Drops            map[DropReason]uint64
+	// TCPRetransmits and TCPTimeouts are gVisor's: segments its TCP sent again towards
+	// clients, and retransmission timeouts (losses repaired only after a timer: each stalls
+	// the flow). Loss on the client leg shows here.
+	TCPRetransmits uint64
+	TCPTimeouts    uint64
+	// TCPCoalesced counts client TCP segments that entered gVisor inside another's packet
+	// (coalesce.go).
+	TCPCoalesced uint64
+	Drops        map[DropReason]uint64
 }
 
 type counters struct {
@@ -104,7 +112,10 @@ func (e *Exit) Stats() Stats {
 		PacketsOut:       c.packetsOut.Load(),
 		Drops:            make(map[DropReason]uint64),
 		FDBudget:         e.cfg.FDBudget,
+		TCPCoalesced:     e.link.coalesced.Load(),
 	}
+	tcp := e.stack.Stats().TCP
+	s.TCPRetransmits, s.TCPTimeouts = tcp.Retransmits.Value(), tcp.Timeouts.Value()
 	s.Flows, s.HostSockets = e.acct.counts()
 	for r := dropNone + 1; r < numDropReasons; r++ {
 		if n := c.drops[r].Load(); n > 0 {

@@ -138,6 +138,8 @@ var (
 	online     = desc("peers_online", "Peers with a handshake in the last 3 minutes.")
 	exitSocks  = desc("exit_sockets", "Host sockets the userspace exit's flows hold.")
 	exitBudget = desc("exit_sockets_max", "Host sockets the userspace exit may hold (the open files limit less a reserve).")
+	exitRetx   = desc("exit_tcp_retransmits_total", "TCP segments the userspace exit sent again towards clients (loss on the client leg).")
+	exitRTO    = desc("exit_tcp_timeouts_total", "Retransmission timeouts of the userspace exit's TCP towards clients: losses repaired only after a timer, each stalling its flow.")
 
 	tRxBytes       = desc("tenant_received_bytes_total", "WireGuard datagram bytes received from the tenant's peers.", "tenant")
 	tTxBytes       = desc("tenant_sent_bytes_total", "WireGuard datagram bytes sent to the tenant's peers.", "tenant")
@@ -173,7 +175,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{buildInfo, nodeInfo, startTime, uptime,
 		desiredGeneration, appliedGeneration, applyFailing, desiredStaleness, eventsDropped, ready,
 		hsInitiations, hsRouted, hsCookies, hsRejected, hsUnderLoad, hsQueued, dnsQueries, dnsLogDropped,
-		rxBytes, txBytes, rxPackets, txPackets, nodeDrops, online, exitSocks, exitBudget,
+		rxBytes, txBytes, rxPackets, txPackets, nodeDrops, online, exitSocks, exitBudget, exitRetx, exitRTO,
 		tRxBytes, tTxBytes, tRxPackets, tTxPackets, tFlows, tExitFlows, tDrops, tEvicted, tRuleHits,
 		linkUp, linkRTT, linkLoss, linkTransitions} {
 		ch <- d
@@ -250,6 +252,8 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	byReason(nodeDrops, n.Drops)
 	gauge(exitSocks, float64(n.ExitSockets))
 	gauge(exitBudget, float64(n.ExitSocketBudget))
+	counter(exitRetx, n.ExitTCPRetransmits)
+	counter(exitRTO, n.ExitTCPTimeouts)
 
 	peersOnline := 0
 	for i := range r.Peers {

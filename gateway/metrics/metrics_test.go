@@ -26,7 +26,7 @@ func fakeReport() plane.Report {
 		Format: plane.Format, Generation: 41,
 		Node: plane.NodeStatus{Name: "pop-1", Version: "1.2.3", Region: "fra", StartedAt: t0, ListenPort: 51820,
 			Drops:       map[string]uint64{"no_peer": 3},
-			ExitSockets: 5, ExitSocketBudget: 1000,
+			ExitSockets: 5, ExitSocketBudget: 1000, ExitTCPRetransmits: 31, ExitTCPTimeouts: 2,
 			Handshakes: plane.HandshakeStatus{Initiations: 100, Routed: 90, CookieReplies: 7, UnderLoad: true, Queued: 2,
 				Drops: map[string]uint64{"bad_mac1": 1, "rate_limited": 2}},
 			Traffic: plane.Traffic{RxBytes: 5000, TxBytes: 7000, RxPackets: 50, TxPackets: 70}},
@@ -102,6 +102,12 @@ popgate_received_bytes_total 5000
 # HELP popgate_sent_packets_total IP packets towards peers the packet path passed (policy drops excluded).
 # TYPE popgate_sent_packets_total counter
 popgate_sent_packets_total 70
+# HELP popgate_exit_tcp_retransmits_total TCP segments the userspace exit sent again towards clients (loss on the client leg).
+# TYPE popgate_exit_tcp_retransmits_total counter
+popgate_exit_tcp_retransmits_total 31
+# HELP popgate_exit_tcp_timeouts_total Retransmission timeouts of the userspace exit's TCP towards clients: losses repaired only after a timer, each stalling its flow.
+# TYPE popgate_exit_tcp_timeouts_total counter
+popgate_exit_tcp_timeouts_total 2
 # HELP popgate_peers_online Peers with a handshake in the last 3 minutes.
 # TYPE popgate_peers_online gauge
 popgate_peers_online 2
@@ -131,7 +137,8 @@ popgate_tenant_policy_rule_hits_total{rule="default",tenant="acme"} 2
 		"popgate_desired_generation", "popgate_applied_generation", "popgate_desired_staleness_seconds", "popgate_events_dropped_total", "popgate_ready", "popgate_uptime_seconds",
 		"popgate_node_info", "popgate_handshake_initiations_total", "popgate_handshake_initiations_rejected_total",
 		"popgate_handshake_under_load", "popgate_handshake_cookie_replies_total", "popgate_received_bytes_total",
-		"popgate_sent_packets_total", "popgate_peers_online", "popgate_tenant_sent_bytes_total", "popgate_tenant_exit_flows",
+		"popgate_sent_packets_total", "popgate_peers_online", "popgate_exit_tcp_retransmits_total", "popgate_exit_tcp_timeouts_total",
+		"popgate_tenant_sent_bytes_total", "popgate_tenant_exit_flows",
 		"popgate_tenant_dropped_packets_total", "popgate_tenant_policy_rule_hits_total"); err != nil {
 		t.Error(err)
 	}

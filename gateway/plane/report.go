@@ -91,6 +91,10 @@ type NodeStatus struct {
 	// ExitSocketBudget (the open files limit less a reserve).
 	ExitSockets      int `json:"exit_sockets"`
 	ExitSocketBudget int `json:"exit_socket_budget"`
+	// ExitTCPRetransmits and ExitTCPTimeouts count the userspace exit's TCP segments sent
+	// again towards clients and its retransmission timeouts: loss on the client leg.
+	ExitTCPRetransmits uint64 `json:"exit_tcp_retransmits,omitempty"`
+	ExitTCPTimeouts    uint64 `json:"exit_tcp_timeouts,omitempty"`
 	// Handshakes are the shared socket's handshake counters (a flood shows here).
 	Handshakes HandshakeStatus `json:"handshakes"`
 	// Traffic is what the node's devices carried since it started, for every tenant and
