@@ -14,7 +14,8 @@ import (
 // default GOGC=100 lets 2.4 GiB of garbage pile up before a collection, and the runtime keeps
 // the memory it frees for the next time: serve's RSS climbed past 1.7 GiB while 10,000 peers
 // merely rekeyed. The pacer sets the GC percent so that garbage may grow by as much as the rest
-// of the live heap, as GOGC=100 means. It is not used when the environment sets GOGC.
+// of the live heap, as GOGC=100 means, but by maxGarbage at most. It is not used when the
+// environment sets GOGC.
 type gcPacer struct {
 	buffers  func() uint64 // the devices' buffers, counted in the live heap
 	interval time.Duration // how often the live heap is looked at
@@ -32,6 +33,11 @@ const (
 	defaultGCPercent = 100
 	// minGCPercent bounds how often the GC runs when the buffers are nearly all of the heap.
 	minGCPercent = 10
+	// maxGarbage bounds the garbage let grow between collections. With 100 tenants and
+	// 10,000 active peers the rest of the heap is ≈ 600 MiB, and as much garbage again took
+	// serve's RSS to 940–1,084 MiB in make bench's scale case (issue 18: ≤ 1 GiB); a node
+	// with one tenant (tens of MiB) is below it.
+	maxGarbage = 256 << 20
 )
 
 func newGCPacer(buffers func() uint64, log *slog.Logger) *gcPacer {
@@ -45,12 +51,13 @@ func newGCPacer(buffers func() uint64, log *slog.Logger) *gcPacer {
 }
 
 // gcPercent is the GC percent, of the whole live heap, that lets garbage grow by
-// defaultGCPercent of the part of it that is not buffers.
+// defaultGCPercent of the part of it that is not buffers, up to maxGarbage.
 func gcPercent(live, buffers uint64) int {
 	if live == 0 || buffers >= live {
 		return minGCPercent
 	}
-	return max(int(defaultGCPercent*(live-buffers)/live), minGCPercent)
+	garbage := min((live-buffers)*defaultGCPercent/100, maxGarbage)
+	return max(int(100*garbage/live), minGCPercent)
 }
 
 // tune sets the GC percent for the live heap of the last collection.

@@ -17,7 +17,8 @@ func TestGCPercent(t *testing.T) {
 		{0, 0, minGCPercent},
 		{100 * mib, 0, 100},                    // no devices: GOGC's default
 		{116 * mib, 16 * mib, 86},              // one tenant
-		{2200 * mib, 1600 * mib, 27},           // 100 tenants, 10,000 active peers
+		{2200 * mib, 1600 * mib, 11},           // 100 tenants, 10,000 active peers: maxGarbage, not 600 MiB
+		{1024 * mib, 0, 25},                    // a big heap without devices: maxGarbage too
 		{1700 * mib, 1600 * mib, minGCPercent}, // 100 idle tenants: 5 % would collect too often
 		{1600 * mib, 1600 * mib, minGCPercent}, // only buffers
 		{1000 * mib, 1600 * mib, minGCPercent}, // more buffers than the last collection saw
