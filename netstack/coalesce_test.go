@@ -3,6 +3,7 @@ package netstack
 import (
 	"bytes"
 	"encoding/binary"
+	"slices"
 	"testing"
 
 	"gvisor.dev/gvisor/pkg/tcpip/header"
@@ -108,7 +109,7 @@ func TestCoalesceRules(t *testing.T) {
 				return ps
 			}(), []int{65, 5}},
 		} {
-			if got := runOf(t, v6, tc.pkts...); !equalInts(got, tc.want) {
+			if got := runOf(t, v6, tc.pkts...); !slices.Equal(got, tc.want) {
 				t.Errorf("v6=%v %s: runs %v, want %v", v6, tc.name, got, tc.want)
 			}
 		}
@@ -143,7 +144,7 @@ func TestCoalesceRules(t *testing.T) {
 				ip = ipv6HeaderLen
 			}
 			tc.edit(b, ip)
-			if got := runOf(t, v6, seg(0, mss, 0), b); !equalInts(got, []int{1, 1}) {
+			if got := runOf(t, v6, seg(0, mss, 0), b); !slices.Equal(got, []int{1, 1}) {
 				t.Errorf("v6=%v %s: runs %v, want [1 1]", v6, tc.name, got)
 			}
 		}
@@ -164,18 +165,6 @@ func TestCoalesceRules(t *testing.T) {
 	if _, ok := parseSeg(p[:ipv4HeaderLen+40], false); ok {
 		t.Error("a truncated TCP header parsed as a segment")
 	}
-}
-
-func equalInts(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // TestCoalescePacket: the packet of a run has the first segment's headers with the length of

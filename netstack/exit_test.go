@@ -40,24 +40,7 @@ func TestTCPDownload(t *testing.T) {
 	for _, fam := range families {
 		t.Run(fam.name, func(t *testing.T) {
 			h := newHarness(t, Config{})
-			data := randomBytes(8 << 20)
-			srv := serveTCP(t, fam.tcp, sendData(data))
-			dst := ap(fam.public, 80)
-			h.dialer.set(dst, srv.addr)
-
-			c, err := h.dialTCP(ctxTimeout(t, 5*time.Second), dst)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			c.SetReadDeadline(time.Now().Add(30 * time.Second))
-			got, err := io.ReadAll(c)
-			if err != nil {
-				t.Fatalf("read after %d bytes: %v", len(got), err)
-			}
-			if sha256.Sum256(got) != sha256.Sum256(data) {
-				t.Fatalf("downloaded %d bytes, want %d with the same SHA-256", len(got), len(data))
-			}
+			h.download(t, fam.tcp, ap(fam.public, 80), randomBytes(8<<20))
 			if st := h.exit.Stats(); st.DialFailures != 0 || st.PacketsIn == 0 || st.PacketsOut == 0 {
 				t.Errorf("stats %+v", st)
 			}
@@ -69,10 +52,6 @@ func TestTCPDownload(t *testing.T) {
 // download arrives whole, and Stats counts the retransmission.
 func TestTCPDownloadLoss(t *testing.T) {
 	h := newHarness(t, Config{})
-	data := randomBytes(4 << 20)
-	srv := serveTCP(t, "tcp4", sendData(data))
-	dst := ap(publicV4, 80)
-	h.dialer.set(dst, srv.addr)
 	var seen, lost atomic.Int64
 	h.tapMu.Lock()
 	h.lose = func(p []byte) bool {
@@ -84,20 +63,7 @@ func TestTCPDownloadLoss(t *testing.T) {
 		return false
 	}
 	h.tapMu.Unlock()
-
-	c, err := h.dialTCP(ctxTimeout(t, 5*time.Second), dst)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetReadDeadline(time.Now().Add(30 * time.Second))
-	got, err := io.ReadAll(c)
-	if err != nil {
-		t.Fatalf("read after %d bytes: %v", len(got), err)
-	}
-	if sha256.Sum256(got) != sha256.Sum256(data) {
-		t.Fatalf("downloaded %d bytes, want %d with the same SHA-256", len(got), len(data))
-	}
+	h.download(t, "tcp4", ap(publicV4, 80), randomBytes(4<<20))
 	if lost.Load() != 1 {
 		t.Fatalf("%d packets lost, want 1: the test lost nothing", lost.Load())
 	}

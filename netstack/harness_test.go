@@ -2,7 +2,9 @@ package netstack
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -169,6 +171,27 @@ func fullAddr(ap netip.AddrPort) (tcpip.FullAddress, tcpip.NetworkProtocolNumber
 }
 
 // dialTCP connects from the client stack through the exit.
+// download serves data from a loopback server (network tcp4 or tcp6) that dst maps to,
+// fetches it through the exit and fails t unless all of it arrived intact.
+func (h *harness) download(t *testing.T, network string, dst netip.AddrPort, data []byte) {
+	t.Helper()
+	srv := serveTCP(t, network, sendData(data))
+	h.dialer.set(dst, srv.addr)
+	c, err := h.dialTCP(ctxTimeout(t, 5*time.Second), dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	got, err := io.ReadAll(c)
+	if err != nil {
+		t.Fatalf("read after %d bytes: %v", len(got), err)
+	}
+	if sha256.Sum256(got) != sha256.Sum256(data) {
+		t.Fatalf("downloaded %d bytes, want %d with the same SHA-256", len(got), len(data))
+	}
+}
+
 func (h *harness) dialTCP(ctx context.Context, dst netip.AddrPort) (*gonet.TCPConn, error) {
 	fa, proto := fullAddr(dst)
 	return gonet.DialContextTCP(ctx, h.client, fa, proto)

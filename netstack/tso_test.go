@@ -3,11 +3,9 @@ package netstack
 import (
 	"bytes"
 	"encoding/binary"
-	"io"
 	"net/netip"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/tcpip/checksum"
@@ -366,20 +364,7 @@ func TestTCPDownloadSegmented(t *testing.T) {
 					tooBig.Add(1)
 				}
 			})
-			data := randomBytes(4 << 20)
-			srv := serveTCP(t, fam.tcp, sendData(data))
-			dst := ap(fam.public, 80)
-			h.dialer.set(dst, srv.addr)
-			c, err := h.dialTCP(ctxTimeout(t, 5*time.Second), dst)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			c.SetReadDeadline(time.Now().Add(30 * time.Second))
-			got, err := io.ReadAll(c)
-			if err != nil || !bytes.Equal(got, data) {
-				t.Fatalf("downloaded %d of %d bytes: %v", len(got), len(data), err)
-			}
+			h.download(t, fam.tcp, ap(fam.public, 80), randomBytes(4<<20))
 			if n := tooBig.Load(); n > 0 {
 				t.Errorf("%d packets above the MTU %d", n, mtu)
 			}
