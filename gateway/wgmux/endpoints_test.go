@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -604,7 +605,7 @@ func TestEndpointCacheBacksOff(t *testing.T) {
 		h.answer(1, msg, at) // the answer to the initiation delivered again
 	}
 	// Hits, then 1, 2, 4, 8 decrypted.
-	if want := []int{0, 2, 5, 10, 19}; !sameInts(hitAt, want) {
+	if want := []int{0, 2, 5, 10, 19}; !slices.Equal(hitAt, want) {
 		t.Errorf("hits at initiations %v, want %v", hitAt, want)
 	}
 	// Now a hit that is answered: the next one is a hit again.
@@ -621,18 +622,6 @@ func TestEndpointCacheBacksOff(t *testing.T) {
 	if st := h.m.Stats(); st.EndpointHits != before+1 {
 		t.Errorf("no hit after a confirmed one: %+v", st)
 	}
-}
-
-func sameInts(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // TestEndpointCacheSlowDevice: a hit that its device does not answer in time, while the
