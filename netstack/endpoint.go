@@ -72,7 +72,6 @@ type inbound struct {
 	run         [][]byte
 	first, last seg
 	total       int
-	v6          bool
 }
 
 // beginInbound starts a batch. The caller must call finish.
@@ -96,7 +95,7 @@ func (in *inbound) deliver(p []byte, v6 bool) {
 	}
 	s, ok := parseSeg(p, v6)
 	if len(in.run) > 0 {
-		if ok && v6 == in.v6 && in.total+s.payload < maxRun && follows(in.run[0], &in.first, &in.last, p, &s) {
+		if ok && in.total+s.payload < maxRun && follows(in.run[0], &in.first, &in.last, p, &s) {
 			in.run = append(in.run, p)
 			in.last = s
 			in.total += s.payload
@@ -106,7 +105,7 @@ func (in *inbound) deliver(p []byte, v6 bool) {
 	}
 	if ok && s.startsRun() {
 		in.run = append(in.run, p)
-		in.first, in.last, in.total, in.v6 = s, s, len(p), v6
+		in.first, in.last, in.total = s, s, len(p)
 		return
 	}
 	in.dispatch(copyIn(p), v6)
@@ -121,7 +120,7 @@ func (in *inbound) flushRun() {
 		pkt = coalesce(in.run, &in.first, &in.last, in.total)
 		in.l.coalesced.Add(uint64(len(in.run) - 1))
 	}
-	in.dispatch(pkt, in.v6)
+	in.dispatch(pkt, in.first.ip == ipv6HeaderLen)
 	clear(in.run)
 	in.run = in.run[:0]
 }
