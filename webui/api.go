@@ -197,7 +197,18 @@ func bodyError(err error, what, advice string) error {
 	if !errors.As(err, &mbe) {
 		return nil
 	}
-	return fmt.Errorf("%w: %s is larger than %s (%d bytes), the most this API takes: %s", errTooLarge, what, store.SizeText(mbe.Limit), mbe.Limit, advice)
+	return fmt.Errorf("%w: %s is larger than %s (%d bytes), the most this API takes: %s", errTooLarge, what, sizeText(mbe.Limit), mbe.Limit, advice)
+}
+
+// sizeText words a byte count that is a whole number of KiB or MiB.
+func sizeText(n int64) string {
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%d MiB", n>>20)
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return fmt.Sprintf("%d KiB", n>>10)
+	}
+	return fmt.Sprintf("%d bytes", n)
 }
 
 // clipText cuts s to at most n bytes at a character boundary, marking the cut with "…": an

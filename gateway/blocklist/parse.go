@@ -17,8 +17,6 @@ import (
 	"io"
 	"net/netip"
 	"slices"
-
-	"github.com/popgate/popgate/store"
 )
 
 // Defaults of Limits.
@@ -93,7 +91,7 @@ func Parse(r io.Reader, lim Limits) (List, error) {
 			line = nil
 		}
 		if cr.n > lim.MaxSize {
-			return List{}, fmt.Errorf("%w: the list is larger than %s, the most popgate takes: use a smaller list, or split it into several", ErrTooLarge, store.SizeText(lim.MaxSize))
+			return List{}, fmt.Errorf("%w: the list is larger than %s, the most popgate takes: use a smaller list, or split it into several", ErrTooLarge, sizeText(lim.MaxSize))
 		}
 		if len(line) > 0 {
 			if perr := p.line(line); perr != nil {
@@ -285,6 +283,17 @@ func (c *countReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n += int64(n)
 	return n, err
+}
+
+// sizeText words a byte count in MiB or KiB when it is a whole number of them.
+func sizeText(n int64) string {
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%d MiB", n>>20)
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return fmt.Sprintf("%d KiB", n>>10)
+	}
+	return fmt.Sprintf("%d bytes", n)
 }
 
 // countText writes n with thousands separators: 1,000,000.
