@@ -946,6 +946,13 @@ func (rc *receiver) sort(bufs [][]byte, sizes []int, eps []conn.Endpoint, n int)
 	if own > 0 {
 		hot = self
 	}
+	if len(rc.pending) == 0 {
+		m.flush(c)
+		return end, hot
+	}
+	// Counted before another device can see them: its answer to a hit must not be counted
+	// (EndpointConfirmed) before the hit is.
+	m.flush(c)
 	for i := range rc.pending {
 		p := &rc.pending[i]
 		if p.b.n > most {
@@ -1619,7 +1626,9 @@ type Stats struct {
 	ReservationsStolen uint64 // a device did not come back in time for the read kept for it (see reserveFor)
 }
 
-// Stats returns the counters. Datagrams of a read still being sorted are not counted yet.
+// Stats returns the counters, loaded one after another: not a snapshot (a counter loaded
+// later may count what followed from datagrams an earlier one did not count yet). Datagrams
+// of a read still being sorted are not counted yet.
 func (m *Mux) Stats() Stats {
 	c := func(i counter) uint64 { return m.counters[i].Load() }
 	m.idxMu.RLock()

@@ -144,7 +144,11 @@ func waitStats(t *testing.T, m *Mux, what string, cond func(Stats) bool) Stats {
 	for {
 		st := m.Stats()
 		if cond(st) {
-			return st
+			// Stats reads one counter after another, not a snapshot: what cond saw may have
+			// been counted after a counter read earlier had moved (a hit flushed, the device
+			// answering, the confirmation counted, all between two loads). A second read
+			// has everything that happened before cond held.
+			return m.Stats()
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("%s: stats %+v", what, st)
