@@ -337,6 +337,10 @@ func (n *Node) newTenantDevice(id int64) (*tenantDevice, error) {
 	}
 	wglog := n.log.With("component", "wireguard", "tenant_id", id)
 	bind := n.mux.Bind(id)
+	if n.kexit == nil {
+		tun.flight = newInFlight()
+		bind.OnSent(tun.flight.sent)
+	}
 	dev := device.NewDevice(tun, bind, &device.Logger{
 		Verbosef: func(format string, args ...any) {
 			if wglog.Enabled(context.Background(), slog.LevelDebug) {

@@ -108,10 +108,17 @@ func (t *tunDevice) setKernelExit(k *kernelExit, drops *[numDropReasons]atomic.U
 // Read hands wireguard-go the packets to encrypt towards peers: queued ones (from the
 // userspace exit, hairpinned) first; else, with a kernel exit, whatever the kernel routes into
 // its TUN, read straight into bufs when this device holds the TUN's read turn. It blocks
-// until there is something, or the device closes (os.ErrClosed).
+// until there is something, or the device closes (os.ErrClosed); without a kernel exit also
+// while wireguard-go holds inFlightMax packets it has not sent.
 func (t *tunDevice) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	if t.kx == nil {
-		return t.out.read(bufs, sizes, offset)
+		if t.flight == nil {
+			return t.out.read(bufs, sizes, offset)
+		}
+		t.flight.wait(t.out.done)
+		n, err := t.out.read(bufs, sizes, offset)
+		t.flight.read(n)
+		return n, err
 	}
 	for {
 		if n, err := t.out.tryRead(bufs, sizes, offset); n > 0 || err != nil {

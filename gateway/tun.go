@@ -78,6 +78,9 @@ type tunDevice struct {
 	tooBigNext atomic.Int64
 
 	out *outQueue
+	// flight bounds what wireguard-go holds of out's packets (the userspace exit's; nil with a
+	// kernel exit, whose TUN queue bounds it as stock's does). Set before the device is up.
+	flight *inFlight
 	// kx, when set, is the kernel exit whose TUN Read also reads; kxDrops counts what it
 	// reads that goes nowhere (the node's counters).
 	kx        *kernelExit

@@ -371,6 +371,8 @@ type Bind struct {
 	m    *Mux
 	id   int64
 	sess atomic.Pointer[session] // non-nil while open; written under m.mu
+	// onSent, when set, is told how many data messages each Send passes on (see OnSent).
+	onSent func(n int)
 }
 
 var _ conn.Bind = (*Bind)(nil)
@@ -464,16 +466,27 @@ func (b *Bind) Send(bufs [][]byte, ep conn.Endpoint) error {
 	if s == nil {
 		return net.ErrClosed
 	}
+	data := 0
 	for _, buf := range bufs {
 		if i, ok := sentIndex(buf); ok {
 			b.m.learn(b.id, i)
 			if len(buf) == responseSize {
 				b.m.answered(s, buf, ep)
 			}
+		} else if len(buf) >= transportMin && binary.LittleEndian.Uint32(buf) == typeTransport {
+			data++
 		}
+	}
+	if b.onSent != nil && data > 0 {
+		b.onSent(data)
 	}
 	return b.m.inner.Send(bufs, ep)
 }
+
+// OnSent makes Send tell f how many data messages (transport messages, keepalives included)
+// each call passes on, so that a device can bound what wireguard-go holds between its
+// reads from the device and the socket. Call before the device opens the bind.
+func (b *Bind) OnSent(f func(n int)) { b.onSent = f }
 
 // answered notes the handshake response resp that session s sends to ep.
 func (m *Mux) answered(s *session, resp []byte, ep conn.Endpoint) {

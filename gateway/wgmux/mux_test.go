@@ -1115,3 +1115,27 @@ func TestNoGoroutineLeftAfterLastClose(t *testing.T) {
 		})
 	}
 }
+
+// TestOnSentCountsDataMessages: the hook set with OnSent hears of every transport message a
+// Send passes on (keepalives too) and of no handshake message.
+func TestOnSentCountsDataMessages(t *testing.T) {
+	inner := wgmuxtest.NewSocket(8)
+	m, _ := newTestMux(t, inner, testKey(t), nil)
+	b := m.Bind(1)
+	var got []int
+	b.OnSent(func(n int) { got = append(got, n) })
+	mustOpen(t, b, 0)
+	keepalive := transportMsg(1, 0)
+	if err := b.Send([][]byte{responseMsg(0xabcd, 9), transportMsg(1, 100), keepalive, transportMsg(1, 1400)}, wgmuxtest.Endpoint{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Send([][]byte{responseMsg(0xabce, 10)}, wgmuxtest.Endpoint{}); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0] != 3 {
+		t.Errorf("OnSent heard %v, want [3]: the three transport messages of the first Send, nothing of the second", got)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
