@@ -83,7 +83,10 @@ func tuneStack(s *stack.Stack) error {
 		ptr(tcpip.CongestionControlOption("reno")),
 		// RACK loss detection off: with it (gVisor's default) a third of 20 MB downloads to
 		// stock clients stalled for 10-50 s in retransmission timeouts; without it, loss is
-		// repaired by SACK-based fast retransmit (cmd/popgate e2e, userspace exit).
+		// repaired by SACK-based fast retransmit (cmd/popgate e2e, userspace exit). The
+		// gVisor of September 2026 still stalls with Reno and RACK; CUBIC with RACK does not
+		// stall there but moves a single stream slower to upstream wireguard-go clients
+		// (docs/perf-tcp.md).
 		ptr(tcpip.TCPRecovery(0)),
 	}
 	for _, o := range opts {
