@@ -338,7 +338,7 @@ func (n *Node) newTenantDevice(id int64) (*tenantDevice, error) {
 	wglog := n.log.With("component", "wireguard", "tenant_id", id)
 	bind := n.mux.Bind(id)
 	if n.kexit == nil {
-		tun.flight = newInFlight()
+		tun.flight = newInFlight(inFlightStale)
 		bind.OnSent(tun.flight.sent)
 	}
 	dev := device.NewDevice(tun, bind, &device.Logger{
