@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/popgate/popgate/gateway/control"
+	"github.com/popgate/popgate/gateway/wgmux/wgmuxtest"
 	"github.com/popgate/popgate/store"
 )
 
@@ -102,7 +103,7 @@ func TestNodePeerArrived(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	client.dev.Close()
+	wgmuxtest.CloseDevice(client.dev)
 	client = startClient(t, config)
 	eventually(t, "the client placed elsewhere", 20*time.Second, func(ctx context.Context) error { return client.udpEcho(ctx, "198.51.100.2:7") })
 	eventually(t, "PeerArrived called", 5*time.Second, func(context.Context) error {

@@ -28,6 +28,7 @@ import (
 
 	"github.com/popgate/popgate/gateway/control"
 	"github.com/popgate/popgate/gateway/plane"
+	"github.com/popgate/popgate/gateway/wgmux/wgmuxtest"
 	"github.com/popgate/popgate/store"
 )
 
@@ -105,7 +106,7 @@ func startClientOn(t *testing.T, config string, bind conn.Bind) *wgClient {
 	if err := dev.Up(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(dev.Close)
+	t.Cleanup(func() { wgmuxtest.CloseDevice(dev) })
 	return &wgClient{dev: dev, tnet: tnet}
 }
 

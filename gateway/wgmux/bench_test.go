@@ -317,7 +317,7 @@ func startDevice(tb testing.TB, tdev tun.Device, bind conn.Bind, uapi string) *d
 	if err := dev.Up(); err != nil {
 		tb.Fatal(err)
 	}
-	tb.Cleanup(dev.Close)
+	tb.Cleanup(func() { wgmuxtest.CloseDevice(dev) })
 	return dev
 }
 

@@ -312,7 +312,7 @@ func startServerOn(t testing.TB, bind conn.Bind, name string, node, peer store.K
 	if err := dev.Up(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(dev.Close)
+	t.Cleanup(func() { wgmuxtest.CloseDevice(dev) })
 	startEcho(t, tnet, netip.MustParseAddrPort("100.64.0.1:7"), name)
 	return &wgEnd{dev: dev, tnet: tnet}
 }
@@ -333,7 +333,7 @@ func startClient(t testing.TB, key, nodePub store.Key, port uint16, site string)
 	if err := dev.Up(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(dev.Close)
+	t.Cleanup(func() { wgmuxtest.CloseDevice(dev) })
 	startEcho(t, tnet, netip.MustParseAddrPort("10.10.0.5:9"), site)
 	return &wgEnd{dev: dev, tnet: tnet}
 }
@@ -412,7 +412,7 @@ func TestTwoTenantsOverlappingPrefixes(t *testing.T) {
 	c3 := startClient(t, stranger, node.PublicKey(), port, "stranger")
 	never(t, "stranger → 100.64.0.1", time.Second, func(ctx context.Context) error { return ping(ctx, c3.tnet, "100.64.0.1:7", "device 1") })
 	waitStats(t, m, "stranger's initiation", func(s Stats) bool { return s.UnknownInitiator >= 1 })
-	c3.dev.Close()
+	wgmuxtest.CloseDevice(c3.dev)
 
 	// Device 1 goes down and up (wireguard-go closes and reopens its bind); device 2 carries on.
 	if err := dev1.dev.Down(); err != nil {
@@ -426,14 +426,14 @@ func TestTwoTenantsOverlappingPrefixes(t *testing.T) {
 	check("device 1 down and up")
 
 	// Device 2 is closed and replaced by a new device with the same ID; device 1 carries on.
-	dev2.dev.Close()
+	wgmuxtest.CloseDevice(dev2.dev)
 	eventually(t, "device 2 closed: site 1 → device 1", 3*time.Second, func(ctx context.Context) error { return ping(ctx, c1.tnet, "100.64.0.1:7", "device 1") })
 	dev2 = startServer(t, m, 2, node, site2, fmt.Sprintf("127.0.0.1:%d", listenPort(t, c2.dev)))
 	check("device 2 replaced")
 
 	// With every device closed the socket is closed and nothing of the Mux runs.
-	dev1.dev.Close()
-	dev2.dev.Close()
+	wgmuxtest.CloseDevice(dev1.dev)
+	wgmuxtest.CloseDevice(dev2.dev)
 	m.mu.Lock()
 	open := m.gen != nil
 	m.mu.Unlock()
