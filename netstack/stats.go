@@ -79,6 +79,9 @@ type Stats struct {
 	// TCPCoalesced counts client TCP segments that entered gVisor inside another's packet
 	// (coalesce.go).
 	TCPCoalesced uint64
+	// UDPSegmented counts relayed datagrams sent inside a run that the host's kernel
+	// segmented (UDP GSO, udpsend.go).
+	UDPSegmented uint64
 	Drops        map[DropReason]uint64
 }
 
@@ -92,6 +95,7 @@ type counters struct {
 	packetsOut       atomic.Uint64
 	tcpFlows         atomic.Int64
 	udpFlows         atomic.Int64
+	udpSegmented     atomic.Uint64
 	drops            [numDropReasons]atomic.Uint64
 }
 
@@ -113,6 +117,7 @@ func (e *Exit) Stats() Stats {
 		Drops:            make(map[DropReason]uint64),
 		FDBudget:         e.cfg.FDBudget,
 		TCPCoalesced:     e.link.coalesced.Load(),
+		UDPSegmented:     c.udpSegmented.Load(),
 	}
 	tcp := e.stack.Stats().TCP
 	s.TCPRetransmits, s.TCPTimeouts = tcp.Retransmits.Value(), tcp.Timeouts.Value()

@@ -81,6 +81,9 @@ type udpFlow struct {
 	host  net.Conn
 	raw   syscall.RawConn // host's, when batched syscalls apply to it; else nil
 	ready atomic.Bool     // the dial succeeded and the queue has been sent
+	// noRuns is set when the host refused a run of datagrams in one message (UDP GSO):
+	// the flow sends one datagram a message from then on.
+	noRuns atomic.Bool
 
 	mu     sync.Mutex // guards queue, closed; held while the queue is sent
 	queue  [][]byte   // copies of the datagrams that arrived during the dial, in order

@@ -23,9 +23,11 @@ type udpTx struct {
 	// Scratch of one flow's send.
 	payloads [][]byte
 	msgs     sendMsgs
+	flow     *udpFlow              // whose datagrams msgs holds
 	send     func(fd uintptr) bool // tx.sendFD, bound once
-	next     int                   // the first datagram of msgs not yet tried
+	next     int                   // the first message of msgs not yet tried
 	failed   int                   // datagrams of msgs the socket refused one by one
+	inRuns   int                   // datagrams sent inside runs
 	refused  bool                  // the socket reported ECONNREFUSED (a destination's ICMP error)
 }
 
@@ -135,13 +137,27 @@ func (tx *udpTx) sendNow(f *udpFlow, payloads [][]byte) {
 	unsent := 0
 	tx.refused = false
 	if f.raw != nil {
-		for _, p := range payloads {
-			tx.msgs.add(p)
+		runs := !f.noRuns.Load()
+		for i := 0; i < len(payloads); {
+			n := 1
+			if runs {
+				n = udpRun(payloads[i:])
+			}
+			if n > 1 {
+				tx.msgs.addRun(payloads[i : i+n])
+			} else {
+				tx.msgs.add(payloads[i])
+			}
+			i += n
 		}
-		tx.next, tx.failed = 0, 0
+		tx.flow, tx.next, tx.failed, tx.inRuns = f, 0, 0, 0
 		f.raw.Write(tx.send) // fails only when the socket is closed: nothing was sent
-		unsent = tx.failed + tx.msgs.len() - tx.next
+		unsent = tx.failed + tx.msgs.segments(tx.next)
+		if tx.inRuns > 0 {
+			tx.e.st.udpSegmented.Add(uint64(tx.inRuns))
+		}
 		tx.msgs.reset()
+		tx.flow = nil
 	} else {
 		for _, p := range payloads {
 			if _, err := f.host.Write(p); err != nil {
@@ -160,6 +176,40 @@ func (tx *udpTx) sendNow(f *udpFlow, payloads [][]byte) {
 	}
 }
 
+// Runs of datagrams sent as one message that the kernel segments (UDP GSO, UDP_SEGMENT):
+// the host's stack routes, filters and queues a run once, as stock's kernel forwarding does
+// a GRO'd TUN write, where one message per datagram costs all of that per datagram.
+const (
+	udpRunMaxSegs = 64 // UDP_MAX_SEGMENTS of Linux before 6.9 (128 since)
+	// udpRunMaxSize is the largest datagram a run holds: 1500 − 40 − 8, what a route with
+	// an MTU of 1500 takes in one packet under IPv6. Clients' datagrams fit the tunnel's
+	// MTU; larger ones came reassembled from fragments and go one by one.
+	udpRunMaxSize  = 1452
+	udpRunMaxBytes = 65000 // below IP's 64 KiB, whichever the family
+)
+
+// udpRun returns how many datagrams from ps[0] on one run can carry: a run holds datagrams
+// of one size, then at most one shorter; 1 when ps[0] cannot start one.
+func udpRun(ps [][]byte) int {
+	size := len(ps[0])
+	if size == 0 || size > udpRunMaxSize {
+		return 1
+	}
+	n, total := 1, size
+	for n < len(ps) && n < udpRunMaxSegs {
+		l := len(ps[n])
+		if l == 0 || l > size || total+l > udpRunMaxBytes {
+			break
+		}
+		n++
+		total += l
+		if l < size {
+			break
+		}
+	}
+	return n
+}
+
 // sendFD is the syscall.RawConn callback: sendmmsg until every datagram is sent or the
 // socket takes no more. It never asks the poller to wait: Write must not block.
 func (tx *udpTx) sendFD(fd uintptr) bool {
@@ -167,10 +217,16 @@ func (tx *udpTx) sendFD(fd uintptr) bool {
 		n, errno := tx.msgs.send(fd, tx.next)
 		switch {
 		case errno == 0:
+			tx.inRuns += tx.msgs.runSegments(tx.next, tx.next+n)
 			tx.next += n
 		case errno == syscall.EINTR:
 		case errno == syscall.ECONNREFUSED && !tx.refused:
 			tx.refused = true // the error is consumed; the datagrams can still go
+		case (errno == syscall.EINVAL || errno == syscall.EIO || errno == syscall.EMSGSIZE) && tx.msgs.isRun(tx.next):
+			// The kernel, the route or the device refuses to segment (an old kernel, a
+			// smaller MTU, no checksum offload): this flow sends one datagram a message.
+			tx.flow.noRuns.Store(true)
+			tx.msgs.split(tx.next)
 		case errno == syscall.EMSGSIZE:
 			tx.next++ // this one is too large for the socket; the rest may go
 			tx.failed++
