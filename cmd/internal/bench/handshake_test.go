@@ -116,6 +116,8 @@ type hsGen struct {
 	keys    *hsKeys
 	server  netip.AddrPort
 	sockets []*hsSocket
+	sources []netip.Addr // of sockets, in order
+	listen  func(network, addr string) (net.PacketConn, error)
 	next    atomic.Uint64 // next key index
 	sender  atomic.Uint32 // sender indexes of initiations
 }
@@ -123,16 +125,26 @@ type hsGen struct {
 // newHSGen opens one UDP socket per source address; listen creates a socket in the client's
 // namespace.
 func newHSGen(keys *hsKeys, server netip.AddrPort, sources []netip.Addr, listen func(network, addr string) (net.PacketConn, error)) (*hsGen, error) {
-	g := &hsGen{keys: keys, server: server}
+	g := &hsGen{keys: keys, server: server, sources: sources, listen: listen}
 	for _, a := range sources {
-		c, err := listen("udp4", netip.AddrPortFrom(a, 0).String())
+		s, err := g.newSocket(a)
 		if err != nil {
 			g.Close()
-			return nil, fmt.Errorf("handshake generator: socket on %s: %w", a, err)
+			return nil, err
 		}
-		g.sockets = append(g.sockets, &hsSocket{conn: c.(*net.UDPConn)})
+		g.sockets = append(g.sockets, s)
 	}
 	return g, nil
+}
+
+// newSocket opens a socket on a, at a port of the kernel's choice; the caller closes it
+// unless it is one of g.sockets.
+func (g *hsGen) newSocket(a netip.Addr) (*hsSocket, error) {
+	c, err := g.listen("udp4", netip.AddrPortFrom(a, 0).String())
+	if err != nil {
+		return nil, fmt.Errorf("handshake generator: socket on %s: %w", a, err)
+	}
+	return &hsSocket{conn: c.(*net.UDPConn)}, nil
 }
 
 func (g *hsGen) Close() {

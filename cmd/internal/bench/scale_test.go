@@ -22,6 +22,10 @@ const (
 	scalePerTenant   = 1000              // peers per tenant: 100 tenants for 100,000 peers
 	scaleStartLimit  = 150 * time.Second // how long serve may take to answer status
 	scaleColdSamples = 100               // peers whose first and second handshake are timed
+	// scaleSharedSamples: more such peers, all from the one address and port where the probe
+	// and each other's handshakes were answered (a key new at an address: a NAT that gave
+	// the port to another user).
+	scaleSharedSamples = 20
 )
 
 // phaseScale stores cfg.scalePeers peers (through the store, before serve starts), then
@@ -41,7 +45,7 @@ func (e *env) phaseScale(t *testing.T) {
 	endpoint := netip.AddrPortFrom(g.topo.PopCliAddr, uint16(n.port))
 	total := e.cfg.scalePeers
 	// Keys of the peers that handshake: the active ones, the cold/warm samples and the probe.
-	withPriv := min(total, e.cfg.scaleActive+scaleColdSamples+1)
+	withPriv := min(total, e.cfg.scaleActive+scaleColdSamples+scaleSharedSamples+1)
 	probe := withPriv - 1
 
 	// Store.
@@ -174,18 +178,27 @@ func (e *env) phaseScale(t *testing.T) {
 	}
 	e.scaleMemory(t, n, "after start (1 peer with traffic)")
 
-	// Cold and warm handshakes of peers that never handshaked since start, one at a time.
-	cold, warm, err := e.coldWarm(gen, e.cfg.scaleActive, min(e.cfg.scaleActive+scaleColdSamples, probe))
+	// Cold and warm handshakes of peers that never handshaked since start, one at a time:
+	// each from a port of its own, as a client is, then from the port the probe used.
+	coldEnd := min(e.cfg.scaleActive+scaleColdSamples, probe)
+	cold, warm, err := e.coldWarm(gen, e.cfg.scaleActive, coldEnd, false)
 	if err != nil {
 		t.Errorf("scale: cold/warm handshakes: %v", err)
 		e.res.scaleFig("cold vs warm handshake", "failed: "+firstLine(err), "")
 	} else {
 		c50, w50 := durPercentile(cold, 50), durPercentile(warm, 50)
-		e.res.scaleFig(fmt.Sprintf("a cold peer's first handshake (%d peers never seen since start), p50 / p99", len(cold)),
+		e.res.scaleFig(fmt.Sprintf("a cold peer's first handshake (%d peers never seen since start, each from a port of its own), p50 / p99", len(cold)),
 			fmt.Sprintf("%.2f / %.2f ms", ms(c50), ms(durPercentile(cold, 99))), "")
 		e.res.scaleFig("the same peers' second handshake (warm, 30 ms later), p50 / p99",
 			fmt.Sprintf("%.2f / %.2f ms", ms(w50), ms(durPercentile(warm, 99))), "")
 		e.res.scaleFig("cold − warm, p50", fmt.Sprintf("%+.2f ms", ms(c50-w50)), verdict(c50-w50 <= 50*time.Millisecond, "≤ +50 ms"))
+	}
+	if shared, _, err := e.coldWarm(gen, coldEnd, min(coldEnd+scaleSharedSamples, probe), true); err != nil {
+		t.Errorf("scale: cold handshakes from one port: %v", err)
+		e.res.scaleFig("cold handshakes from one port", "failed: "+firstLine(err), "")
+	} else {
+		e.res.scaleFig(fmt.Sprintf("a cold peer's first handshake from the port where another key was answered last (%d peers: a NAT that gave the port to another user), p50 / p99", len(shared)),
+			fmt.Sprintf("%.2f / %.2f ms (the endpoint cache sends the initiation to the other key's device, waits at least 50 ms for its answer, then routes by key)", ms(durPercentile(shared, 50)), ms(durPercentile(shared, 99))), "")
 	}
 
 	// Active peers: one handshake from each of scaleActive distinct keys.
@@ -320,23 +333,37 @@ func (e *env) scaleMemory(t *testing.T, n *pgNode, when string) {
 		verdict(rss <= 1024, "RSS ≤ 1 GiB"))
 }
 
-// coldWarm times the first handshake of each key in [from, to) and, 30 ms later, its second.
-func (e *env) coldWarm(gen *hsGen, from, to int) (cold, warm []time.Duration, err error) {
+// coldWarm times the first handshake of each key in [from, to) and, 30 ms later, its second:
+// all from the generator's first socket when shared, else each key from a new socket on the
+// same address.
+func (e *env) coldWarm(gen *hsGen, from, to int, shared bool) (cold, warm []time.Duration, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var r hsResult
-	s := gen.sockets[0]
 	for i := from; i < to; i++ {
+		s := gen.sockets[0]
+		if !shared {
+			if s, err = gen.newSocket(gen.sources[0]); err != nil {
+				return nil, nil, err
+			}
+		}
 		c, err := gen.once(ctx, s, i, true, 2*time.Second, &r)
-		if err != nil {
-			return nil, nil, fmt.Errorf("first handshake of key %d: %w", i, err)
+		if err == nil {
+			time.Sleep(30 * time.Millisecond)
+			var w time.Duration
+			if w, err = gen.once(ctx, s, i, true, 2*time.Second, &r); err != nil {
+				err = fmt.Errorf("second handshake of key %d: %w", i, err)
+			}
+			cold, warm = append(cold, c), append(warm, w)
+		} else {
+			err = fmt.Errorf("first handshake of key %d: %w", i, err)
 		}
-		time.Sleep(30 * time.Millisecond)
-		w, err := gen.once(ctx, s, i, true, 2*time.Second, &r)
-		if err != nil {
-			return nil, nil, fmt.Errorf("second handshake of key %d: %w", i, err)
+		if !shared {
+			s.conn.Close()
 		}
-		cold, warm = append(cold, c), append(warm, w)
+		if err != nil {
+			return nil, nil, err
+		}
 	}
 	return cold, warm, nil
 }
