@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/popgate/popgate/cmd/internal/testbed"
 )
 
 // iperfReport is the part of `iperf3 --json` the benchmark reads.
@@ -155,4 +157,81 @@ func durPercentile(v []time.Duration, p float64) time.Duration {
 		f[i] = float64(d)
 	}
 	return time.Duration(percentile(f, p))
+}
+
+// drops are the kernel's counters of datagrams it dropped along a gateway's path: the
+// client's TUN (what its wireguard-go did not read in time), the UDP sockets of the
+// gateway's namespace (the gateway's socket whose receive buffer was full) and of Net's
+// (iperf3's).
+type drops struct{ cliTUN, popUDP, netUDP float64 }
+
+func (g *gw) dropCounters() (drops, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var d drops
+	if g.client == nil {
+		return d, errors.New("no client")
+	}
+	out, err := g.topo.Cli.Run(ctx, "cat", "/sys/class/net/"+g.client.Ifname+"/statistics/tx_dropped")
+	if err != nil {
+		return d, err
+	}
+	if d.cliTUN, err = strconv.ParseFloat(strings.TrimSpace(out), 64); err != nil {
+		return d, fmt.Errorf("tx_dropped of %s: %w", g.client.Ifname, err)
+	}
+	if d.popUDP, err = udpRcvbufErrors(ctx, g.topo.Pop); err != nil {
+		return d, err
+	}
+	d.netUDP, err = udpRcvbufErrors(ctx, g.topo.Net)
+	return d, err
+}
+
+// udpRcvbufErrors reads Udp RcvbufErrors of ns's /proc/net/snmp (each namespace has its own).
+func udpRcvbufErrors(ctx context.Context, ns *testbed.Netns) (float64, error) {
+	out, err := ns.Run(ctx, "cat", "/proc/net/snmp")
+	if err != nil {
+		return 0, err
+	}
+	var names []string
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 || f[0] != "Udp:" {
+			continue
+		}
+		if names == nil {
+			names = f
+			continue
+		}
+		for i, n := range names {
+			if n == "RcvbufErrors" && i < len(f) {
+				return strconv.ParseFloat(f[i], 64)
+			}
+		}
+	}
+	return 0, errors.New("no Udp RcvbufErrors in /proc/net/snmp")
+}
+
+// lossWhere splits one run's lost datagrams by where they went, in % of those sent.
+type lossWhere struct{ cliTUN, popUDP, netUDP, other float64 }
+
+// since is the run's share of each counter from before to d, of sent datagrams of which
+// lost were lost; "other" is what no counter saw (dropped inside a wireguard-go or popgate).
+func (d drops) since(before drops, sent, lost float64) lossWhere {
+	pct := func(v float64) float64 { return 100 * v / sent }
+	w := lossWhere{cliTUN: pct(d.cliTUN - before.cliTUN), popUDP: pct(d.popUDP - before.popUDP), netUDP: pct(d.netUDP - before.netUDP)}
+	w.other = max(0, pct(lost)-w.cliTUN-w.popUDP-w.netUDP)
+	return w
+}
+
+func medianWhere(ws []lossWhere) string {
+	m := func(f func(lossWhere) float64) float64 {
+		v := make([]float64, len(ws))
+		for i, w := range ws {
+			v[i] = f(w)
+		}
+		return median(v)
+	}
+	return fmt.Sprintf("the client's TUN %.1f, the gateway's UDP sockets %.1f, Net's UDP sockets %.1f, elsewhere (inside wireguard-go or popgate) %.1f",
+		m(func(w lossWhere) float64 { return w.cliTUN }), m(func(w lossWhere) float64 { return w.popUDP }),
+		m(func(w lossWhere) float64 { return w.netUDP }), m(func(w lossWhere) float64 { return w.other }))
 }
