@@ -35,11 +35,16 @@ func serveSizes(t *testing.T, network string, noCheck6 bool) *sizeServer {
 		t.Fatal(err)
 	}
 	uc := c.(*net.UDPConn)
+	// A batch is ≈ 300 KB of socket memory on loopback: room for all of it, in case the
+	// reader is not scheduled while it arrives (above net.core.rmem_max when root).
 	uc.SetReadBuffer(4 << 20)
-	if noCheck6 { // accept IPv6 datagrams without a checksum
-		rc, _ := uc.SyscallConn()
-		rc.Control(func(fd uintptr) { unix.SetsockoptInt(int(fd), unix.SOL_UDP, unix.UDP_NO_CHECK6_RX, 1) })
-	}
+	rc, _ := uc.SyscallConn()
+	rc.Control(func(fd uintptr) {
+		unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 4<<20)
+		if noCheck6 { // accept IPv6 datagrams without a checksum
+			unix.SetsockoptInt(int(fd), unix.SOL_UDP, unix.UDP_NO_CHECK6_RX, 1)
+		}
+	})
 	s := &sizeServer{addr: uc.LocalAddr().(*net.UDPAddr).AddrPort()}
 	done := make(chan struct{})
 	go func() {
