@@ -473,7 +473,10 @@ func (e *env) floodOnce(t *testing.T, g *gw, late *testbed.Netns, echo *testbed.
 	} else {
 		conf = g.node.mustCLI(t, 30*time.Second, "peer", "add", "--tenant", "bench", fmt.Sprintf("late%d", n))
 	}
-	drops0 := g.topo.Pop.UDPRcvbufErrors()
+	drops0, err := g.topo.Pop.UDPRcvbufErrors()
+	if err != nil {
+		return run, err
+	}
 	f, err := hsflood.Start(hsflood.Config{
 		Server: g.endpoint, ServerKey: g.serverPub, Sources: fk.sources,
 		Listen: g.topo.Cli.ListenPacket, AnswerCookies: fk.answer, Rate: e.cfg.floodRate,
@@ -501,7 +504,11 @@ func (e *env) floodOnce(t *testing.T, g *gw, late *testbed.Netns, echo *testbed.
 	run.rate = st.PerSecond()
 	flow.Stop()
 	run.echoSent, run.echoLost = flow.Sent(), max(flow.Sent()-flow.Replies(), 0)
-	run.kernelDrops = g.topo.Pop.UDPRcvbufErrors() - drops0
+	drops, err := g.topo.Pop.UDPRcvbufErrors()
+	if err != nil {
+		return run, err
+	}
+	run.kernelDrops = drops - drops0
 	run.initiations = clientInitiations(c.Proc.Log())
 	return run, nil
 }

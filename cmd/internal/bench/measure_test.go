@@ -14,8 +14,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/popgate/popgate/cmd/internal/testbed"
 )
 
 // iperfReport is the part of `iperf3 --json` the benchmark reads.
@@ -179,36 +177,13 @@ func (g *gw) dropCounters() (drops, error) {
 	if d.cliTUN, err = strconv.ParseFloat(strings.TrimSpace(out), 64); err != nil {
 		return d, fmt.Errorf("tx_dropped of %s: %w", g.client.Ifname, err)
 	}
-	if d.popUDP, err = udpRcvbufErrors(ctx, g.topo.Pop); err != nil {
+	pop, err := g.topo.Pop.UDPRcvbufErrors()
+	if err != nil {
 		return d, err
 	}
-	d.netUDP, err = udpRcvbufErrors(ctx, g.topo.Net)
+	inNet, err := g.topo.Net.UDPRcvbufErrors()
+	d.popUDP, d.netUDP = float64(pop), float64(inNet)
 	return d, err
-}
-
-// udpRcvbufErrors reads Udp RcvbufErrors of ns's /proc/net/snmp (each namespace has its own).
-func udpRcvbufErrors(ctx context.Context, ns *testbed.Netns) (float64, error) {
-	out, err := ns.Run(ctx, "cat", "/proc/net/snmp")
-	if err != nil {
-		return 0, err
-	}
-	var names []string
-	for _, line := range strings.Split(out, "\n") {
-		f := strings.Fields(line)
-		if len(f) < 2 || f[0] != "Udp:" {
-			continue
-		}
-		if names == nil {
-			names = f
-			continue
-		}
-		for i, n := range names {
-			if n == "RcvbufErrors" && i < len(f) {
-				return strconv.ParseFloat(f[i], 64)
-			}
-		}
-	}
-	return 0, errors.New("no Udp RcvbufErrors in /proc/net/snmp")
 }
 
 // lossWhere splits one run's lost datagrams by where they went, in % of those sent.

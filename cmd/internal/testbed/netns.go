@@ -305,13 +305,13 @@ func Veth(t testing.TB, a, b VethEnd) {
 }
 
 // UDPRcvbufErrors is UDP's RcvbufErrors in the namespace (/proc/net/snmp): datagrams the
-// kernel dropped because a socket's receive buffer was full. 0 when it cannot be read.
-func (n *Netns) UDPRcvbufErrors() uint64 {
+// kernel dropped because a socket's receive buffer was full.
+func (n *Netns) UDPRcvbufErrors() (uint64, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	out, err := n.Run(ctx, "cat", "/proc/net/snmp")
 	if err != nil {
-		return 0
+		return 0, err
 	}
 	var names []string
 	for line := range strings.SplitSeq(out, "\n") {
@@ -325,10 +325,9 @@ func (n *Netns) UDPRcvbufErrors() uint64 {
 		}
 		for i, name := range names {
 			if name == "RcvbufErrors" && i < len(f) {
-				v, _ := strconv.ParseUint(f[i], 10, 64)
-				return v
+				return strconv.ParseUint(f[i], 10, 64)
 			}
 		}
 	}
-	return 0
+	return 0, fmt.Errorf("testbed: no Udp RcvbufErrors in %s's /proc/net/snmp", n.Name)
 }
