@@ -17,7 +17,8 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
 )
 
-var families = []struct {
+// family is one address family's test setup.
+type family struct {
 	name    string
 	tcp     string // loopback network of the servers
 	udp     string
@@ -25,7 +26,9 @@ var families = []struct {
 	local   netip.Addr
 	public  netip.Addr
 	public2 netip.Addr
-}{
+}
+
+var families = []family{
 	{"v4", "tcp4", "udp4", clientV4, localV4, publicV4, netip.MustParseAddr("198.51.100.3")},
 	{"v6", "tcp6", "udp6", clientV6, localV6, publicV6, netip.MustParseAddr("2001:db8:1::3")},
 }

@@ -458,13 +458,17 @@ func newTestExit(t testing.TB) (*Exit, *mapDialer) {
 	return e, d
 }
 
+// loopbackAny is the loopback address of network ("udp4" or "udp6") at a port the kernel picks.
+func loopbackAny(network string) string {
+	if network == "udp6" {
+		return "[::1]:0"
+	}
+	return "127.0.0.1:0"
+}
+
 // listenSink is a loopback UDP socket nobody reads.
 func listenSink(t testing.TB, network string) netip.AddrPort {
-	host := "127.0.0.1:0"
-	if network == "udp6" {
-		host = "[::1]:0"
-	}
-	c, err := net.ListenPacket(network, host)
+	c, err := net.ListenPacket(network, loopbackAny(network))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -26,11 +26,7 @@ type sizeServer struct {
 
 func serveSizes(t *testing.T, network string, noCheck6 bool) *sizeServer {
 	t.Helper()
-	host := "127.0.0.1:0"
-	if network == "udp6" {
-		host = "[::1]:0"
-	}
-	c, err := net.ListenPacket(network, host)
+	c, err := net.ListenPacket(network, loopbackAny(network))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,20 +134,31 @@ func openFlow(t *testing.T, h *harness, src, dst netip.AddrPort) *udpFlow {
 	return f
 }
 
+// relayRunBatch sends runBatch's datagrams through a relay flow of fam to a loopback
+// server, checks that each arrives whole and in order, and returns the flow and the exit's
+// counters. control, if set, prepares the flow's host socket; noCheck6: the server accepts
+// IPv6 datagrams without a checksum.
+func relayRunBatch(t *testing.T, fam family, control func(network, address string, c syscall.RawConn) error, noCheck6 bool) (*udpFlow, Stats) {
+	t.Helper()
+	h := newRelayHarness(t, Config{}, false)
+	h.dialer.d.Control = control
+	srv := serveSizes(t, fam.udp, noCheck6)
+	src, dst := ap(fam.client, 4000), ap(fam.public, 1000)
+	h.dialer.set(dst, srv.addr)
+	f := openFlow(t, h, src, dst)
+	sizes, _ := runBatch()
+	sendSizes(t, h, src, dst, sizes)
+	wantSizes(t, srv, sizes)
+	return f, h.exit.Stats()
+}
+
 // TestUDPRelayRuns: a batch of one flow arrives datagram by datagram, each whole and in
 // order, with the runs the kernel segmented counted.
 func TestUDPRelayRuns(t *testing.T) {
+	_, inRuns := runBatch()
 	for _, fam := range families {
 		t.Run(fam.name, func(t *testing.T) {
-			h := newRelayHarness(t, Config{}, false)
-			srv := serveSizes(t, fam.udp, false)
-			src, dst := ap(fam.client, 4000), ap(fam.public, 1000)
-			h.dialer.set(dst, srv.addr)
-			f := openFlow(t, h, src, dst)
-			sizes, inRuns := runBatch()
-			sendSizes(t, h, src, dst, sizes)
-			wantSizes(t, srv, sizes)
-			st := h.exit.Stats()
+			f, st := relayRunBatch(t, fam, nil, false)
 			if st.UDPSegmented != uint64(inRuns) {
 				t.Errorf("%d datagrams sent in runs, want %d", st.UDPSegmented, inRuns)
 			}
@@ -166,28 +173,20 @@ func TestUDPRelayRuns(t *testing.T) {
 // without checksums, which UDP GSO requires), the flow sends each datagram alone from
 // then on, and nothing is lost.
 func TestUDPRelayRunsRefused(t *testing.T) {
+	noChecksums := func(network, address string, c syscall.RawConn) error {
+		var err error
+		c.Control(func(fd uintptr) {
+			if network == "udp6" {
+				err = unix.SetsockoptInt(int(fd), unix.SOL_UDP, unix.UDP_NO_CHECK6_TX, 1)
+			} else {
+				err = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_NO_CHECK, 1)
+			}
+		})
+		return err
+	}
 	for _, fam := range families {
 		t.Run(fam.name, func(t *testing.T) {
-			h := newRelayHarness(t, Config{}, false)
-			h.dialer.d.Control = func(network, address string, c syscall.RawConn) error {
-				var err error
-				c.Control(func(fd uintptr) {
-					if network == "udp6" {
-						err = unix.SetsockoptInt(int(fd), unix.SOL_UDP, unix.UDP_NO_CHECK6_TX, 1)
-					} else {
-						err = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_NO_CHECK, 1)
-					}
-				})
-				return err
-			}
-			srv := serveSizes(t, fam.udp, true)
-			src, dst := ap(fam.client, 4000), ap(fam.public, 1000)
-			h.dialer.set(dst, srv.addr)
-			f := openFlow(t, h, src, dst)
-			sizes, _ := runBatch()
-			sendSizes(t, h, src, dst, sizes)
-			wantSizes(t, srv, sizes)
-			st := h.exit.Stats()
+			f, st := relayRunBatch(t, fam, noChecksums, true)
 			if !f.noRuns.Load() || st.UDPSegmented != 0 || st.Drops[DropHostSendFailed] != 0 {
 				t.Errorf("runs off %v, %d datagrams sent in runs, host send drops %d; want runs off, 0, 0", f.noRuns.Load(), st.UDPSegmented, st.Drops[DropHostSendFailed])
 			}
