@@ -339,31 +339,32 @@ func (e *env) scaleMemory(t *testing.T, n *pgNode, when string) {
 func (e *env) coldWarm(gen *hsGen, from, to int, shared bool) (cold, warm []time.Duration, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	var r hsResult
 	for i := from; i < to; i++ {
-		s := gen.sockets[0]
-		if !shared {
-			if s, err = gen.newSocket(gen.sources[0]); err != nil {
-				return nil, nil, err
-			}
-		}
-		c, err := gen.once(ctx, s, i, true, 2*time.Second, &r)
-		if err == nil {
-			time.Sleep(30 * time.Millisecond)
-			var w time.Duration
-			if w, err = gen.once(ctx, s, i, true, 2*time.Second, &r); err != nil {
-				err = fmt.Errorf("second handshake of key %d: %w", i, err)
-			}
-			cold, warm = append(cold, c), append(warm, w)
-		} else {
-			err = fmt.Errorf("first handshake of key %d: %w", i, err)
-		}
-		if !shared {
-			s.conn.Close()
-		}
+		c, w, err := e.coldWarmOne(ctx, gen, i, shared)
 		if err != nil {
 			return nil, nil, err
 		}
+		cold, warm = append(cold, c), append(warm, w)
+	}
+	return cold, warm, nil
+}
+
+// coldWarmOne times key i's first handshake and, 30 ms later, its second (see coldWarm).
+func (e *env) coldWarmOne(ctx context.Context, gen *hsGen, i int, shared bool) (cold, warm time.Duration, err error) {
+	s := gen.sockets[0]
+	if !shared {
+		if s, err = gen.newSocket(gen.sources[0]); err != nil {
+			return 0, 0, err
+		}
+		defer s.conn.Close()
+	}
+	var r hsResult
+	if cold, err = gen.once(ctx, s, i, true, 2*time.Second, &r); err != nil {
+		return 0, 0, fmt.Errorf("first handshake of key %d: %w", i, err)
+	}
+	time.Sleep(30 * time.Millisecond)
+	if warm, err = gen.once(ctx, s, i, true, 2*time.Second, &r); err != nil {
+		return 0, 0, fmt.Errorf("second handshake of key %d: %w", i, err)
 	}
 	return cold, warm, nil
 }
