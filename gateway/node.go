@@ -340,7 +340,13 @@ func (n *Node) readWhileIdle(fns []conn.ReceiveFunc) {
 
 // setIdle records whether no tenant has a device now, waking the idle readers when so.
 func (n *Node) setIdle(idle bool) {
-	if n.idle.Swap(idle) == idle || !idle {
+	if n.idle.Swap(idle) == idle {
+		return
+	}
+	if !idle {
+		// A reader of the holder waiting for its turn would make the Mux keep a steal timer
+		// running after each burst of the devices' traffic, for a read it no longer wants.
+		n.holder.Interrupt()
 		return
 	}
 	for range 2 { // one per address family

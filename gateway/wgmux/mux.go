@@ -207,12 +207,16 @@ type reader struct {
 	turn     *readturn.Turn[session] // the token while free, and the session whose goroutine is inside fn (or about to be)
 	reserved atomic.Pointer[session] // the session the token is kept for
 
-	// The steal timer runs while reservations are made: at each tick, a reservation that was
-	// already there at the previous tick (no reservation made since) is stolen.
+	// The steal timer runs while reservations are made and a goroutine of another session
+	// waits for the token: at each tick, a reservation that was already there at the previous
+	// tick (no reservation made since) is stolen. With nobody waiting a reservation keeps no
+	// one from reading, and the timer stays off: a device alone on the socket (or the only
+	// busy one) pays no tick after each burst.
 	steal    *time.Timer
 	reserves atomic.Uint64 // reservations made
 	ticked   atomic.Uint64 // reserves at the previous tick
 	armed    atomic.Bool   // the steal timer is running
+	waiting  atomic.Int32  // goroutines blocked for the token (or a grant)
 
 	failures     atomic.Int32 // consecutive errors of fn
 	closedLogged atomic.Bool
@@ -239,6 +243,7 @@ type sessionReader struct {
 	grant  chan struct{} // capacity 1: the token was reserved for this goroutine (a hint; claim with CompareAndSwap)
 	active atomic.Bool   // a goroutine calls this ReceiveFunc and has not been told it is closed
 	stolen atomic.Bool   // its last reservation was stolen: reserve no more for it until it reads
+	nudge  chan struct{} // capacity 1: Interrupt asks the goroutine waiting for the token to return
 }
 
 // Route names the device that owns a peer, given the static public key that a handshake
@@ -415,6 +420,7 @@ func (b *Bind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
 	fns := make([]conn.ReceiveFunc, len(g.readers))
 	for i, r := range g.readers {
 		s.rd[i].grant = make(chan struct{}, 1)
+		s.rd[i].nudge = make(chan struct{}, 1)
 		fns[i] = m.newReceiver(g, r, s).receive
 	}
 	m.sessions[b.id] = s
@@ -453,6 +459,24 @@ func (b *Bind) Close() error {
 		return nil
 	}
 	return m.closeInnerLocked()
+}
+
+// Interrupt makes this bind's ReceiveFuncs that wait for their turn to read the socket return
+// no datagrams (a goroutine inside a read returns after it; one that calls later returns at
+// once if it would wait). A goroutine that waits for its turn keeps the other devices' reads
+// honest (see reserveFor): one that has nothing to read should not wait, and the node's
+// holder, which reads only while no device does, is interrupted when a device appears.
+func (b *Bind) Interrupt() {
+	s := b.sess.Load()
+	if s == nil {
+		return
+	}
+	for i := range s.rd {
+		select {
+		case s.rd[i].nudge <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // SetMark sets the mark of the shared socket: the last device to set it wins.
@@ -717,17 +741,38 @@ func (rc *receiver) receive(bufs [][]byte, sizes []int, eps []conn.Endpoint) (in
 		default:
 		}
 		if r.proxied || !r.reserved.CompareAndSwap(s, nil) {
+			if !r.proxied {
+				r.waiting.Add(1)
+				// After the count: a release that reserves the token later sees it and
+				// arms the timer; one that reserved it before is seen here.
+				if r.reserved.Load() != nil {
+					rc.m.armSteal(r)
+				}
+			}
+			var ok, nudged bool
 			select {
 			case rc.cur = <-s.queue:
+			case <-s.closed:
+			case <-token:
+				ok = true
+			case <-grant:
+				ok = r.reserved.CompareAndSwap(s, nil) // else a stale hint, or stolen since
+			case <-sr.nudge:
+				nudged = true
+			}
+			if !r.proxied {
+				r.waiting.Add(-1)
+			}
+			switch {
+			case rc.cur != nil:
 				rc.dequeued()
 				return rc.fromQueue(bufs, sizes, eps), nil
-			case <-s.closed:
+			case !ok && isClosed(s):
 				return rc.closed()
-			case <-token:
-			case <-grant:
-				if !r.reserved.CompareAndSwap(s, nil) {
-					continue // a stale hint, or stolen since
-				}
+			case nudged:
+				return 0, nil
+			case !ok:
+				continue
 			}
 		}
 		if n, err := rc.read(bufs, sizes, eps); n > 0 || err != nil {
@@ -1066,8 +1111,8 @@ func (rc *receiver) release(hot *session) {
 				default:
 				}
 			}
-			if r.armed.CompareAndSwap(false, true) {
-				r.steal.Reset(rc.m.reserveFor)
+			if r.waiting.Load() > 0 {
+				rc.m.armSteal(r)
 			}
 			select {
 			case <-hot.closed: // Close may have looked before the reservation was there
@@ -1082,8 +1127,25 @@ func (rc *receiver) release(hot *session) {
 	r.turn.Release()
 }
 
+// armSteal starts r's steal timer unless it runs.
+func (m *Mux) armSteal(r *reader) {
+	if r.armed.CompareAndSwap(false, true) {
+		r.steal.Reset(m.reserveFor)
+	}
+}
+
+// isClosed reports whether s was closed.
+func isClosed(s *session) bool {
+	select {
+	case <-s.closed:
+		return true
+	default:
+		return false
+	}
+}
+
 // stealTick is the steal timer of r: it frees a reservation that nobody claimed since the
-// previous tick, and stops ticking when there is none.
+// previous tick, and stops ticking when there is none or nobody waits for the token.
 func (m *Mux) stealTick(g *gen, r *reader) {
 	select {
 	case <-g.stop:
@@ -1092,7 +1154,7 @@ func (m *Mux) stealTick(g *gen, r *reader) {
 	}
 	made := r.reserves.Load()
 	prev := r.ticked.Swap(made)
-	if s := r.reserved.Load(); s != nil {
+	if s := r.reserved.Load(); s != nil && r.waiting.Load() > 0 {
 		if made == prev && r.reserved.CompareAndSwap(s, nil) {
 			s.rd[r.i].stolen.Store(true)
 			m.counters[reservationsStolen].Add(1)
@@ -1102,9 +1164,10 @@ func (m *Mux) stealTick(g *gen, r *reader) {
 		return
 	}
 	r.armed.Store(false)
-	// A reservation made while armed was still true armed nothing: look again.
-	if r.reserved.Load() != nil && r.armed.CompareAndSwap(false, true) {
-		r.steal.Reset(m.reserveFor)
+	// A reservation made, or a wait begun, while armed was still true armed nothing: look
+	// again.
+	if r.reserved.Load() != nil && r.waiting.Load() > 0 {
+		m.armSteal(r)
 	}
 }
 

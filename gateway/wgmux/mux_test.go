@@ -1063,6 +1063,90 @@ func TestStalledDeviceDoesNotStallOthers(t *testing.T) {
 	}
 }
 
+// TestLoneDeviceStartsNoStealTimer: the read kept for a device that nobody else waits for
+// starts no steal timer (a tick after every burst would wake a thread for nothing); a device
+// that starts waiting later starts it (TestStalledDeviceDoesNotStallOthers).
+func TestLoneDeviceStartsNoStealTimer(t *testing.T) {
+	inner := wgmuxtest.NewSocket(16)
+	m, _ := newTestMux(t, inner, testKey(t), nil)
+	m.reserveFor = time.Millisecond
+	b := m.Bind(1)
+	fns, _ := mustOpen(t, b, 0)
+	defer b.Close()
+	b.Send([][]byte{responseMsg(1, 0)}, wgmuxtest.Endpoint{})
+	r4 := readersOf(t, m)[0]
+	for i := range 3 {
+		done := callOnce(fns[0], 16)
+		waitReading(t, r4, sessionOf(b), "device 1")
+		inner.Deliver(transportMsg(1, i))
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if r4.reserved.Load() != sessionOf(b) {
+			t.Fatalf("read %d: the next read is not kept for the device", i)
+		}
+		if r4.armed.Load() {
+			t.Fatalf("read %d: the steal timer runs with nobody waiting for the read", i)
+		}
+	}
+	time.Sleep(5 * m.reserveFor)
+	if st := m.Stats(); st.ReservationsStolen != 0 {
+		t.Errorf("%d reservations stolen with nobody waiting", st.ReservationsStolen)
+	}
+	if r4.reserved.Load() != sessionOf(b) {
+		t.Error("the read kept for the device was taken with nobody waiting for it")
+	}
+}
+
+// TestInterruptEndsAWaitForTheTurn: a goroutine waiting for its turn to read (the node's
+// holder once a device reads) returns no datagrams when its bind is interrupted, and the read
+// kept for the busy device then starts no steal timer.
+func TestInterruptEndsAWaitForTheTurn(t *testing.T) {
+	inner := wgmuxtest.NewSocket(16)
+	m, _ := newTestMux(t, inner, testKey(t), nil)
+	m.reserveFor = time.Hour // a steal would end the wait too: none may
+	holder, dev := m.Bind(0), m.Bind(1)
+	hfns, _ := mustOpen(t, holder, 0)
+	fns, _ := mustOpen(t, dev, 0)
+	defer holder.Close()
+	defer dev.Close()
+	dev.Send([][]byte{responseMsg(1, 0)}, wgmuxtest.Endpoint{})
+	r4 := readersOf(t, m)[0]
+
+	done := callOnce(fns[0], 16)
+	waitReading(t, r4, sessionOf(dev), "device 1")
+	waiting := callOnce(hfns[0], 16)
+	for deadline := time.Now().Add(5 * time.Second); r4.waiting.Load() != 1; {
+		if time.Now().After(deadline) {
+			t.Fatalf("the holder's goroutine is not waiting for its turn (%d waiting)", r4.waiting.Load())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	inner.Deliver(transportMsg(1, 0))
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if r4.reserved.Load() != sessionOf(dev) || !r4.armed.Load() {
+		t.Fatal("with the holder waiting, the next read is not kept for device 1 under a steal timer")
+	}
+	holder.Interrupt()
+	select {
+	case err := <-waiting:
+		if err != nil {
+			t.Fatalf("the interrupted receive returned %v, want no datagrams and no error", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the holder's goroutine still waits for its turn after Interrupt")
+	}
+	if n := r4.waiting.Load(); n != 0 {
+		t.Fatalf("%d goroutines counted as waiting after Interrupt", n)
+	}
+	m.stealTick(m.gen, r4) // the tick the timer would run: it stops, stealing nothing
+	if r4.armed.Load() || r4.reserved.Load() != sessionOf(dev) {
+		t.Errorf("after a tick with nobody waiting: armed %v, kept for %v; want the timer stopped and the read still kept for device 1", r4.armed.Load(), r4.reserved.Load())
+	}
+}
+
 // TestNoGoroutineLeftAfterLastClose: after traffic on both families and the last Close, no
 // goroutine of the Mux runs and every ReceiveFunc has returned.
 func TestNoGoroutineLeftAfterLastClose(t *testing.T) {
