@@ -301,7 +301,8 @@ func (n *Node) serveDNSTCP(o netstack.Owner, client netip.AddrPort, c net.Conn) 
 // no tenant has a device: the devices' goroutines read it otherwise, and without them the
 // initiations of other nodes' handshake checks (which the Mux answers itself) would wait
 // unread. Once a device exists, a reader stops after the read it is in (whose datagrams it
-// hands to their devices, as any reader does), until the node is idle again. They end
+// hands to their devices, as any reader does), or at once if it waits for its turn (setIdle
+// interrupts it), until the node is idle again. They end
 // when the socket closes.
 func (n *Node) readWhileIdle(fns []conn.ReceiveFunc) {
 	// A few datagrams a read (each buffer holds what GRO coalesces): the idle node's

@@ -729,10 +729,8 @@ func (rc *receiver) receive(bufs [][]byte, sizes []int, eps []conn.Endpoint) (in
 		if rc.cur != nil {
 			return rc.fromQueue(bufs, sizes, eps), nil
 		}
-		select {
-		case <-s.closed:
+		if isClosed(s) {
 			return rc.closed()
-		default:
 		}
 		select {
 		case rc.cur = <-s.queue:
@@ -741,13 +739,13 @@ func (rc *receiver) receive(bufs [][]byte, sizes []int, eps []conn.Endpoint) (in
 		default:
 		}
 		if r.proxied || !r.reserved.CompareAndSwap(s, nil) {
-			if !r.proxied {
-				r.waiting.Add(1)
-				// After the count: a release that reserves the token later sees it and
-				// arms the timer; one that reserved it before is seen here.
-				if r.reserved.Load() != nil {
-					rc.m.armSteal(r)
-				}
+			// Counted as waiting (a proxied reader's goroutine too: nothing is ever kept
+			// for its reader, so the count arms nothing). After the count: a release that
+			// keeps the token later sees it and arms the timer; one that kept it before is
+			// seen here.
+			r.waiting.Add(1)
+			if r.reserved.Load() != nil {
+				rc.m.armSteal(r)
 			}
 			var ok, nudged bool
 			select {
@@ -760,9 +758,7 @@ func (rc *receiver) receive(bufs [][]byte, sizes []int, eps []conn.Endpoint) (in
 			case <-sr.nudge:
 				nudged = true
 			}
-			if !r.proxied {
-				r.waiting.Add(-1)
-			}
+			r.waiting.Add(-1)
 			switch {
 			case rc.cur != nil:
 				rc.dequeued()
@@ -795,12 +791,10 @@ func (rc *receiver) dequeued() {
 func (rc *receiver) read(bufs [][]byte, sizes []int, eps []conn.Endpoint) (n int, err error) {
 	s, r, sr := rc.s, rc.r, rc.sr
 	r.turn.Enter(s)
-	select {
-	case <-s.closed:
+	if isClosed(s) {
 		r.turn.Leave()
 		rc.release(nil)
 		return rc.closed()
-	default:
 	}
 	if len(s.queue) > 0 {
 		// Queued since receive looked, by an enqueuer that did not see reading set (one that
@@ -829,10 +823,8 @@ func (rc *receiver) read(bufs [][]byte, sizes []int, eps []conn.Endpoint) (n int
 // failed handles an error of the inner ReceiveFunc: net.ErrClosed when the session closed (or
 // the inner bind was closed under the Mux), else nothing after a back-off.
 func (rc *receiver) failed(err error) (int, error) {
-	select {
-	case <-rc.s.closed:
+	if isClosed(rc.s) {
 		return rc.closed()
-	default:
 	}
 	wait, closed := rc.m.receiveFailed(rc.r, err)
 	if closed {
