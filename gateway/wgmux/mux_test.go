@@ -84,6 +84,17 @@ func mustOpen(t testing.TB, b conn.Bind, port uint16) ([]conn.ReceiveFunc, uint1
 	return fns, p
 }
 
+// openDevice opens device id of m, closed when the test ends, and has it send a handshake
+// response with sender index index, so that the Mux routes index's datagrams to it.
+func openDevice(t testing.TB, m *Mux, id int64, index uint32) (*Bind, []conn.ReceiveFunc) {
+	t.Helper()
+	b := m.Bind(id)
+	fns, _ := mustOpen(t, b, 0)
+	t.Cleanup(func() { b.Close() })
+	b.Send([][]byte{responseMsg(index, 0)}, wgmuxtest.Endpoint{})
+	return b, fns
+}
+
 // collect reads every ReceiveFunc of one device until it returns an error and sends a copy
 // of each datagram to the returned channel.
 func collect(fns []conn.ReceiveFunc, batch int) <-chan []byte {
@@ -820,13 +831,8 @@ func callOnce(fn conn.ReceiveFunc, batch int) <-chan error {
 func TestReaderSortsForBothDevices(t *testing.T) {
 	inner := wgmuxtest.NewSocket(8)
 	m, _ := newTestMux(t, inner, testKey(t), nil)
-	b1, b2 := m.Bind(1), m.Bind(2)
-	fns1, _ := mustOpen(t, b1, 0)
-	fns2, _ := mustOpen(t, b2, 0)
-	defer b2.Close()
-	defer b1.Close()
-	b1.Send([][]byte{responseMsg(0x1111, 0)}, wgmuxtest.Endpoint{})
-	b2.Send([][]byte{responseMsg(0x2222, 0)}, wgmuxtest.Endpoint{})
+	b1, fns1 := openDevice(t, m, 1, 0x1111)
+	b2, fns2 := openDevice(t, m, 2, 0x2222)
 	s1, s2 := sessionOf(b1), sessionOf(b2)
 	r4 := readersOf(t, m)[0]
 
@@ -1029,13 +1035,8 @@ func TestStalledDeviceDoesNotStallOthers(t *testing.T) {
 	m, _ := newTestMux(t, inner, testKey(t), nil)
 	m.queueLimit = 32
 	m.reserveFor = 5 * time.Millisecond
-	stalled, fast := m.Bind(1), m.Bind(2)
-	fns1, _ := mustOpen(t, stalled, 0)
-	fns2, _ := mustOpen(t, fast, 0)
-	defer fast.Close()
-	defer stalled.Close()
-	stalled.Send([][]byte{responseMsg(1, 0)}, wgmuxtest.Endpoint{})
-	fast.Send([][]byte{responseMsg(2, 0)}, wgmuxtest.Endpoint{})
+	stalled, fns1 := openDevice(t, m, 1, 1)
+	_, fns2 := openDevice(t, m, 2, 2)
 
 	// Device 1's goroutine reads a datagram of its own, so the next read is kept for it, and
 	// then never calls again, as if stuck behind a full queue in wireguard-go.
@@ -1070,10 +1071,7 @@ func TestLoneDeviceStartsNoStealTimer(t *testing.T) {
 	inner := wgmuxtest.NewSocket(16)
 	m, _ := newTestMux(t, inner, testKey(t), nil)
 	m.reserveFor = time.Millisecond
-	b := m.Bind(1)
-	fns, _ := mustOpen(t, b, 0)
-	defer b.Close()
-	b.Send([][]byte{responseMsg(1, 0)}, wgmuxtest.Endpoint{})
+	b, fns := openDevice(t, m, 1, 1)
 	r4 := readersOf(t, m)[0]
 	for i := range 3 {
 		done := callOnce(fns[0], 16)
@@ -1105,12 +1103,10 @@ func TestInterruptEndsAWaitForTheTurn(t *testing.T) {
 	inner := wgmuxtest.NewSocket(16)
 	m, _ := newTestMux(t, inner, testKey(t), nil)
 	m.reserveFor = time.Hour // a steal would end the wait too: none may
-	holder, dev := m.Bind(0), m.Bind(1)
+	holder := m.Bind(0)
 	hfns, _ := mustOpen(t, holder, 0)
-	fns, _ := mustOpen(t, dev, 0)
-	defer holder.Close()
-	defer dev.Close()
-	dev.Send([][]byte{responseMsg(1, 0)}, wgmuxtest.Endpoint{})
+	t.Cleanup(func() { holder.Close() })
+	dev, fns := openDevice(t, m, 1, 1)
 	r4 := readersOf(t, m)[0]
 
 	done := callOnce(fns[0], 16)
