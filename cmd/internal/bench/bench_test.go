@@ -347,11 +347,20 @@ const tcpGroup = "TCP throughput (iperf3 client in Cli ↔ server in Net, 5 s af
 // drifts over seconds, weighs on each alike.
 const idleChunk = 50
 
+// idlePings idle pings, idleInterval apart, go to each gateway a round.
+const (
+	idlePings    = 200
+	idleInterval = 10 * time.Millisecond
+)
+
+// idleMethod says how idleRTTs pings, for the rows' titles.
+var idleMethod = fmt.Sprintf("%d pings %d ms apart, %d at a time in turn with the other gateways", idlePings, idleInterval.Milliseconds(), idleChunk)
+
 // idleRTTs records into p50 and p99 the idle round-trip times of pings from Cli to Net
-// through each of gws: per round, 200 pings 10 ms apart to each gateway, idleChunk at a time
-// in turn.
+// through each of gws: per round, idlePings pings idleInterval apart to each gateway,
+// idleChunk at a time in turn.
 func (e *env) idleRTTs(t *testing.T, gws []*gw, p50, p99 *row) {
-	const count = 200
+	const count = idlePings
 	type run struct {
 		rtts []float64
 		lost int
@@ -371,7 +380,7 @@ func (e *env) idleRTTs(t *testing.T, gws []*gw, p50, p99 *row) {
 				if rn.err = g.ready(30 * time.Second); rn.err != nil {
 					continue
 				}
-				rtts, lost, err := g.pingRTTs(idleChunk, 10*time.Millisecond)
+				rtts, lost, err := g.pingRTTs(idleChunk, idleInterval)
 				rn.rtts, rn.lost, rn.err = append(rn.rtts, rtts...), rn.lost+lost, err
 			}
 		}
@@ -547,7 +556,7 @@ func (e *env) udpSteady(t *testing.T, variant string) {
 	}
 }
 
-const latGroup = "Latency (ping Cli → Net through the tunnel; idle: 200 pings 10 ms apart, 50 at a time in turn with the other gateways; loaded: 200 during a 1-stream TCP upload)"
+var latGroup = "Latency (ping Cli → Net through the tunnel; idle: " + idleMethod + "; loaded: 200 during a 1-stream TCP upload)"
 
 func (e *env) phaseLatency(t *testing.T) {
 	p50 := e.res.def(latGroup, "idle RTT p50", "ms", 3, -1, 1.10)

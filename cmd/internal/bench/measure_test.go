@@ -168,7 +168,7 @@ func (g *gw) dropCounters() (drops, error) {
 	defer cancel()
 	var d drops
 	if g.client == nil {
-		return d, errors.New("no client")
+		return d, fmt.Errorf("%s: no client whose TUN drops to count", g.kind)
 	}
 	out, err := g.topo.Cli.Run(ctx, "cat", "/sys/class/net/"+g.client.Ifname+"/statistics/tx_dropped")
 	if err != nil {

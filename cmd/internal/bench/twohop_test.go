@@ -357,7 +357,7 @@ func (e *env) phaseTwoHop(t *testing.T) {
 		})
 	})
 
-	p50 := def("idle RTT p50 (200 pings 10 ms apart, 50 at a time in turn)", "ms", 3, -1, 1.0)
+	p50 := def("idle RTT p50 ("+idleMethod+")", "ms", 3, -1, 1.0)
 	p99 := def("idle RTT p99", "ms", 3, -1, 1.0)
 	e.idleRTTs(t, gws, p50, p99)
 	lp50 := def("loaded RTT p50 (the same during a 1-stream TCP upload)", "ms", 3, -1, 0)
