@@ -9,7 +9,8 @@ type Snapshot struct {
 	Generation int64
 	// Tenants ordered by name (as ListTenants).
 	Tenants []Tenant
-	// Peers ordered by tenant name, then name (as ListPeers with tenant "").
+	// Peers ordered by tenant name, then name (as ListPeers with tenant ""). Snapshots
+	// share it while no peer changes (see snapshotPeers): read only.
 	Peers []Peer
 	// Routes in ListRoutes' order.
 	Routes []Route
@@ -51,7 +52,7 @@ func (s *Store) Snapshot(ctx context.Context) (Snapshot, error) {
 		if snap.Tenants, err = listTenants(ctx, q); err != nil {
 			return err
 		}
-		if snap.Peers, err = listPeers(ctx, q, ""); err != nil {
+		if snap.Peers, err = s.snapshotPeers(ctx, q, snap.Tenants); err != nil {
 			return err
 		}
 		if snap.Routes, err = queryRoutes(ctx, q, ""); err != nil {

@@ -68,6 +68,9 @@ type Store struct {
 	// audit entry. Guarded by writeSem.
 	logged bool
 
+	// peerCache keeps the peers of the last Snapshot (see snapshotPeers).
+	peerCache peerCache
+
 	closeOnce sync.Once
 	closeErr  error
 }
