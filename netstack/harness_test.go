@@ -52,6 +52,7 @@ type harness struct {
 	tapMu sync.Mutex
 	tap   func(pkt []byte)      // sees every packet the exit outputs
 	lose  func(pkt []byte) bool // true: the packet is lost on its way to the client
+	delay time.Duration         // each output batch waits this long on its way to the client
 
 	wg        sync.WaitGroup
 	closeOnce sync.Once
@@ -77,8 +78,11 @@ func newHarness(t testing.TB, cfg Config) *harness {
 	}
 	cfg.Output = func(pkts [][]byte) {
 		h.tapMu.Lock()
-		tap, lose := h.tap, h.lose
+		tap, lose, delay := h.tap, h.lose, h.delay
 		h.tapMu.Unlock()
+		if delay > 0 {
+			time.Sleep(delay) // the exit's output goroutine waits: a slow, FIFO wire
+		}
 		for _, pkt := range pkts {
 			if tap != nil {
 				tap(pkt)
@@ -156,6 +160,13 @@ func (h *harness) close() {
 	})
 }
 
+// setDelay makes the wire to the client take d, from the next output on.
+func (h *harness) setDelay(d time.Duration) {
+	h.tapMu.Lock()
+	h.delay = d
+	h.tapMu.Unlock()
+}
+
 func (h *harness) setTap(f func([]byte)) {
 	h.tapMu.Lock()
 	h.tap = f
@@ -170,7 +181,6 @@ func fullAddr(ap netip.AddrPort) (tcpip.FullAddress, tcpip.NetworkProtocolNumber
 	return tcpip.FullAddress{NIC: nicID, Addr: tcpip.AddrFromSlice(ap.Addr().AsSlice()), Port: ap.Port()}, proto
 }
 
-// dialTCP connects from the client stack through the exit.
 // download serves data from a loopback server (network tcp4 or tcp6) that dst maps to,
 // fetches it through the exit and fails t unless all of it arrived intact.
 func (h *harness) download(t *testing.T, network string, dst netip.AddrPort, data []byte) {
@@ -192,6 +202,7 @@ func (h *harness) download(t *testing.T, network string, dst netip.AddrPort, dat
 	}
 }
 
+// dialTCP connects from the client stack through the exit.
 func (h *harness) dialTCP(ctx context.Context, dst netip.AddrPort) (*gonet.TCPConn, error) {
 	fa, proto := fullAddr(dst)
 	return gonet.DialContextTCP(ctx, h.client, fa, proto)

@@ -23,10 +23,17 @@ const (
 	tcpRXBufMin = tcp.MinBufferSize
 	tcpRXBufDef = tcp.DefaultReceiveBufferSize
 	tcpRXBufMax = 8 << 20
-	// Send buffers likewise, capped at 6 MiB.
+	// Send buffers likewise, capped at 6 MiB, except for a client close by (see
+	// sendBufferFor).
 	tcpTXBufMin = tcp.MinBufferSize
 	tcpTXBufDef = tcp.DefaultSendBufferSize
 	tcpTXBufMax = 6 << 20
+	// tcpTXBufNear is the send buffer of a flow whose client is close by: its handshake took
+	// less than tcpTXBufMax / tcpPathRate (≈ 5 ms).
+	tcpTXBufNear = 2 << 20
+	// tcpPathRate is the fastest one flow's client leg is taken to run, in bytes a second
+	// (10 Gbit/s): a send buffer beyond rate × RTT holds only a queue.
+	tcpPathRate = 10e9 / 8
 
 	// TIME-WAIT only protects the exit-side tuple (client addr:port ↔ destination), which
 	// the client allocates; holding it 60 s like Linux just pins memory under churn.

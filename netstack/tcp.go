@@ -101,6 +101,7 @@ func (e *Exit) handleTCP(r *tcp.ForwarderRequest) {
 	}
 	r.Complete(false)
 	setKeepalive(ep)
+	sizeSendBuffer(ep)
 
 	f := &tcpFlow{ep: ep, client: gonet.NewTCPConn(&wq, ep), host: host}
 	if !e.track(f) {
@@ -111,6 +112,37 @@ func (e *Exit) handleTCP(r *tcp.ForwarderRequest) {
 	e.st.tcpFlows.Add(1)
 	defer e.st.tcpFlows.Add(-1)
 	e.relayTCP(f)
+}
+
+// sizeSendBuffer fixes the send buffer of a flow whose client is close by (see
+// sendBufferFor), from the RTT its handshake measured; the others keep gVisor's tuning.
+func sizeSendBuffer(ep tcpip.Endpoint) {
+	var info tcpip.TCPInfoOption
+	if err := ep.GetSockOpt(&info); err != nil {
+		return
+	}
+	if n, ok := sendBufferFor(info.RTT); ok {
+		ep.SocketOptions().SetSendBufferSize(int64(n), true)
+	}
+}
+
+// sendBufferFor returns the send buffer for a client leg whose handshake took rtt, and
+// whether to fix it there rather than let gVisor grow it up to tcpTXBufMax with the
+// congestion window.
+//
+// gVisor's TCP is Reno without pacing: it grows its window until a packet is lost, and the
+// send buffer is what bounds the window. In flight beyond the path's bandwidth-delay product
+// is only a queue, and for a client a millisecond away that queue sits in its UDP socket:
+// four streams downloading through the userspace exit to a stock client overflowed it (its
+// namespace counted RcvbufErrors), and the losses at the ends of bursts cost retransmission
+// timeouts (docs/perf-tcp.md). A flow whose handshake took less than tcpTXBufMax / tcpPathRate
+// gets tcpTXBufNear, which holds more than its product at tcpPathRate; the others, WAN
+// clients, are not bounded below what they may need.
+func sendBufferFor(rtt time.Duration) (int, bool) {
+	if rtt <= 0 || rtt.Seconds()*tcpPathRate >= tcpTXBufMax {
+		return 0, false
+	}
+	return max(tcpTXBufNear, int(rtt.Seconds()*tcpPathRate)), true
 }
 
 // tcpDial is a TCP flow while its dial runs: evicting it cancels the dial.
