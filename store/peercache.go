@@ -3,8 +3,6 @@ package store
 import (
 	"context"
 	"fmt"
-	"slices"
-	"strings"
 	"sync"
 )
 
@@ -34,7 +32,7 @@ type cachedTenant struct {
 
 // snapshotPeers returns every peer ordered by tenant name, then name (as listPeers with tenant
 // ""), reading in q only the tenants that changed since the last call. tenants are every
-// tenant, as q sees them.
+// tenant as q sees them, ordered by name (as listTenants: bytewise, the order of the peers).
 func (s *Store) snapshotPeers(ctx context.Context, q querier, tenants []Tenant) ([]Peer, error) {
 	if s.version < peerVersionsVersion {
 		return listPeers(ctx, q, "")
@@ -47,57 +45,48 @@ func (s *Store) snapshotPeers(ctx context.Context, q querier, tenants []Tenant) 
 	c.mu.Lock()
 	defer c.mu.Unlock()
 
-	// Tenants in the order of their peers: bytewise by name, as listPeers sorts.
-	order := slices.Clone(tenants)
-	slices.SortFunc(order, func(a, b Tenant) int { return strings.Compare(a.Name, b.Name) })
-	var stale []int64
-	for _, t := range order {
+	fresh := map[int64][]Peer{} // the tenants that changed, nil until read
+	for _, t := range tenants {
 		if ct, ok := c.tenants[t.ID]; !ok || ct.version != versions[t.ID] || ct.name != t.Name {
-			stale = append(stale, t.ID)
+			fresh[t.ID] = nil
 		}
 	}
-	if len(stale) == 0 && c.tenants != nil && len(c.tenants) == len(order) {
+	if len(fresh) == 0 && len(c.tenants) == len(tenants) && c.tenants != nil {
 		return c.peers, nil
 	}
 	// Reading the whole table in storage order beats one indexed query per tenant once
 	// many tenants changed (and on the first call).
-	if c.tenants == nil || len(stale) > max(8, len(order)/4) {
+	if c.tenants == nil || len(fresh) > max(8, len(tenants)/4) {
 		ps, err := listPeers(ctx, q, "")
 		if err != nil {
 			return nil, err
 		}
 		c.fullReads++
-		c.fill(ps, order, versions)
+		c.fill(ps, tenants, versions)
 		return ps, nil
 	}
-	fresh := make(map[int64][]Peer, len(stale))
-	n := 0
-	for _, id := range stale {
-		ps, err := queryPeers(ctx, q, 0, "WHERE p.tenant_id = ? ORDER BY p.name", id)
-		if err != nil {
+	for id := range fresh {
+		if fresh[id], err = queryPeers(ctx, q, 0, "WHERE p.tenant_id = ? ORDER BY p.name", id); err != nil {
 			return nil, err
 		}
-		fresh[id] = ps
 		c.tenantReads++
 	}
-	for _, t := range order {
+	peersOf := func(t Tenant) []Peer {
 		if ps, ok := fresh[t.ID]; ok {
-			n += len(ps)
-		} else {
-			ct := c.tenants[t.ID]
-			n += ct.end - ct.start
+			return ps
 		}
+		ct := c.tenants[t.ID]
+		return c.peers[ct.start:ct.end]
+	}
+	n := 0
+	for _, t := range tenants {
+		n += len(peersOf(t))
 	}
 	out := make([]Peer, 0, n)
-	for _, t := range order {
-		if ps, ok := fresh[t.ID]; ok {
-			out = append(out, ps...)
-		} else {
-			ct := c.tenants[t.ID]
-			out = append(out, c.peers[ct.start:ct.end]...)
-		}
+	for _, t := range tenants {
+		out = append(out, peersOf(t)...)
 	}
-	c.fill(out, order, versions)
+	c.fill(out, tenants, versions)
 	return out, nil
 }
 
