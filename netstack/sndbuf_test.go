@@ -27,8 +27,8 @@ func TestSendBufferFor(t *testing.T) {
 }
 
 // TestTCPSendBufferByHandshakeRTT: the flow of a client close by gets a fixed send buffer
-// (tcpTXBufNear, more when its handshake took over 1.7 ms); a client 20 ms away keeps gVisor's, which starts at tcpTXBufDef and grows
-// with the window.
+// (tcpTXBufNear, more when its handshake took over 1.7 ms); a client 20 ms away keeps
+// gVisor's, which starts at tcpTXBufDef and grows with the window.
 func TestTCPSendBufferByHandshakeRTT(t *testing.T) {
 	for _, c := range []struct {
 		name  string

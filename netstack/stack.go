@@ -23,13 +23,13 @@ const (
 	tcpRXBufMin = tcp.MinBufferSize
 	tcpRXBufDef = tcp.DefaultReceiveBufferSize
 	tcpRXBufMax = 8 << 20
-	// Send buffers likewise, capped at 6 MiB, except for a client close by (see
-	// sendBufferFor).
+	// Send buffers likewise, capped at 6 MiB; a flow whose client is close by gets a fixed
+	// one instead (sendBufferFor).
 	tcpTXBufMin = tcp.MinBufferSize
 	tcpTXBufDef = tcp.DefaultSendBufferSize
 	tcpTXBufMax = 6 << 20
-	// tcpTXBufNear is the send buffer of a flow whose client is close by: its handshake took
-	// less than tcpTXBufMax / tcpPathRate (≈ 5 ms).
+	// tcpTXBufNear is the least fixed send buffer: that of a client whose handshake took
+	// under tcpTXBufNear / tcpPathRate (≈ 1.7 ms).
 	tcpTXBufNear = 2 << 20
 	// tcpPathRate is the fastest one flow's client leg is taken to run, in bytes a second
 	// (10 Gbit/s): a send buffer beyond rate × RTT holds only a queue.

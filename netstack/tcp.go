@@ -135,9 +135,9 @@ func sizeSendBuffer(ep tcpip.Endpoint) {
 // is only a queue, and for a client a millisecond away that queue sits in its UDP socket:
 // four streams downloading through the userspace exit to a stock client overflowed it (its
 // namespace counted RcvbufErrors), and the losses at the ends of bursts cost retransmission
-// timeouts (docs/perf-tcp.md). A flow whose handshake took less than tcpTXBufMax / tcpPathRate
-// gets tcpTXBufNear, which holds more than its product at tcpPathRate; the others, WAN
-// clients, are not bounded below what they may need.
+// timeouts (docs/perf-tcp.md). A flow whose handshake took less than tcpTXBufMax /
+// tcpPathRate (≈ 5 ms) gets its product at tcpPathRate, at least tcpTXBufNear; the others,
+// WAN clients, are not bounded below what they may need.
 func sendBufferFor(rtt time.Duration) (int, bool) {
 	if rtt <= 0 || rtt.Seconds()*tcpPathRate >= tcpTXBufMax {
 		return 0, false
