@@ -360,7 +360,6 @@ var idleMethod = fmt.Sprintf("%d pings %d ms apart, %d at a time in turn with th
 // through each of gws: per round, idlePings pings idleInterval apart to each gateway,
 // idleChunk at a time in turn.
 func (e *env) idleRTTs(t *testing.T, gws []*gw, p50, p99 *row) {
-	const count = idlePings
 	type run struct {
 		rtts []float64
 		lost int
@@ -368,7 +367,7 @@ func (e *env) idleRTTs(t *testing.T, gws []*gw, p50, p99 *row) {
 	}
 	for r := range e.cfg.reps {
 		runs := make([]run, len(gws))
-		for c := range count / idleChunk {
+		for c := range idlePings / idleChunk {
 			for i := range gws {
 				j := (i + r + c) % len(gws)
 				g, rn := gws[j], &runs[j]
@@ -389,8 +388,8 @@ func (e *env) idleRTTs(t *testing.T, gws []*gw, p50, p99 *row) {
 			rn := runs[j]
 			e.measure(t, gws[j], []*row{p50, p99}, func() ([]float64, error) {
 				err := rn.err
-				if err == nil && rn.lost > count/20 {
-					err = fmt.Errorf("%d of %d pings lost", rn.lost, count)
+				if err == nil && rn.lost > idlePings/20 {
+					err = fmt.Errorf("%d of %d pings lost", rn.lost, idlePings)
 				}
 				return []float64{percentile(rn.rtts, 50), percentile(rn.rtts, 99)}, err
 			})
