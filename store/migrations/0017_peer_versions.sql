@@ -1,6 +1,7 @@
 -- 0017: a change count per tenant of what a snapshot reads of its peers, so that a snapshot
 -- rereads only the peers of the tenants whose count moved since the last one (adding a peer
--- to an installation of 100,000 reread them all: most of a publish's time).
+-- to an installation of 100,000 reread them all: 0.29 s of the 0.69 s of CPU its publish
+-- took in make bench's scale case).
 --
 -- The triggers keep it: every insert, update and delete of a peer, a peer's group, a site or
 -- a site prefix counts one for the tenant it belongs to. A tenant's name, which peers carry,
